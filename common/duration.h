@@ -1,0 +1,18 @@
+// Kubernetes/Go duration syntax: "500ms", "2s", "1h30m", "1.5s", "0". Units: ns us µs ms s m h.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace doorman {
+
+// Parses a non-negative duration, rounded down to milliseconds. nullopt for malformed input,
+// negative values, a number without a unit (except "0"), or overflow.
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s);
+
+// Shortest Go-style form: 1h30m, 2s, 500ms, 0s.
+std::string FormatDuration(std::chrono::milliseconds d);
+
+}  // namespace doorman

@@ -1,0 +1,149 @@
+#include "common/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace doorman::log {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_format{static_cast<int>(Format::kText)};
+
+const char* LevelName(Level l) {
+  switch (l) {
+    case Level::kDebug: return "DEBUG";
+    case Level::kInfo: return "INFO";
+    case Level::kWarn: return "WARN";
+    case Level::kError: return "ERROR";
+  }
+  return "INFO";
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+// Text values are quoted when they contain spaces, quotes or '=' so lines stay parseable.
+void AppendTextValue(std::string& out, std::string_view s) {
+  bool quote = s.empty();
+  for (char c : s) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\t') quote = true;
+  }
+  if (quote) {
+    AppendJsonString(out, s);
+  } else {
+    out.append(s);
+  }
+}
+
+std::string Timestamp() {
+  const auto now = std::chrono::system_clock::now();
+  const auto secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+}  // namespace
+
+bool Configure(std::string_view format, std::string_view level) {
+  if (format == "text") {
+    SetFormat(Format::kText);
+  } else if (format == "json") {
+    SetFormat(Format::kJson);
+  } else {
+    return false;
+  }
+  if (level == "debug") {
+    SetLevel(Level::kDebug);
+  } else if (level == "info") {
+    SetLevel(Level::kInfo);
+  } else if (level == "warn") {
+    SetLevel(Level::kWarn);
+  } else if (level == "error") {
+    SetLevel(Level::kError);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void SetFormat(Format f) { g_format.store(static_cast<int>(f)); }
+void SetLevel(Level l) { g_level.store(static_cast<int>(l)); }
+bool Enabled(Level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+
+void Write(Level level, std::string_view component, std::string_view message,
+           std::initializer_list<Field> fields) {
+  if (!Enabled(level)) return;
+  std::string line;
+  line.reserve(128);
+  if (static_cast<Format>(g_format.load(std::memory_order_relaxed)) == Format::kJson) {
+    line += "{\"ts\":";
+    AppendJsonString(line, Timestamp());
+    line += ",\"level\":";
+    AppendJsonString(line, LevelName(level));
+    line += ",\"component\":";
+    AppendJsonString(line, component);
+    line += ",\"msg\":";
+    AppendJsonString(line, message);
+    for (const auto& [k, v] : fields) {
+      line.push_back(',');
+      AppendJsonString(line, k);
+      line.push_back(':');
+      AppendJsonString(line, v);
+    }
+    line += "}\n";
+  } else {
+    line += Timestamp();
+    line.push_back(' ');
+    line += LevelName(level);
+    line.push_back(' ');
+    line.append(component);
+    line += ": ";
+    line.append(message);
+    for (const auto& [k, v] : fields) {
+      line.push_back(' ');
+      line.append(k);
+      line.push_back('=');
+      AppendTextValue(line, v);
+    }
+    line.push_back('\n');
+  }
+  // One write(2) per line keeps concurrent lines from interleaving.
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n <= 0) break;
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace doorman::log

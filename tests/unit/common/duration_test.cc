@@ -1,0 +1,38 @@
+#include "common/duration.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(ParseDuration, AcceptsGoSyntax) {
+  struct Case {
+    const char* in;
+    int64_t ms;
+  } cases[] = {{"0", 0},        {"0s", 0},           {"500ms", 500}, {"2s", 2000},
+               {"1.5s", 1500},  {"1m", 60000},       {"1h", 3600000}, {"1h30m", 5400000},
+               {"350s", 350000}, {"1000us", 1},      {"2500000ns", 2}, {"1m0.5s", 60500}};
+  for (const auto& c : cases) {
+    auto d = ParseDuration(c.in);
+    ASSERT_TRUE(d.has_value()) << c.in;
+    EXPECT_EQ(d->count(), c.ms) << c.in;
+  }
+}
+
+TEST(ParseDuration, RejectsMalformed) {
+  for (const char* in : {"", "5", "-1s", "1x", "s", "1.s5", "ms", "1 s", "1h-2m", "99999999999999h"}) {
+    EXPECT_FALSE(ParseDuration(in).has_value()) << in;
+  }
+}
+
+TEST(FormatDuration, Shortest) {
+  EXPECT_EQ(FormatDuration(milliseconds(0)), "0s");
+  EXPECT_EQ(FormatDuration(milliseconds(500)), "500ms");
+  EXPECT_EQ(FormatDuration(milliseconds(5400000)), "1h30m");
+  EXPECT_EQ(FormatDuration(milliseconds(60500)), "1m500ms");
+}
+
+}  // namespace
+}  // namespace doorman
