@@ -55,7 +55,8 @@ struct HelloDefaultTypeInternal {
 PROTOBUF_ATTRIBUTE_NO_DESTROY PROTOBUF_CONSTINIT PROTOBUF_ATTRIBUTE_INIT_PRIORITY1 HelloDefaultTypeInternal _Hello_default_instance_;
 PROTOBUF_CONSTEXPR Ack::Ack(
     ::_pbi::ConstantInitialized): _impl_{
-    /*decltype(_impl_.nonce_)*/{&::_pbi::fixed_address_empty_string, ::_pbi::ConstantInitialized{}}
+    /*decltype(_impl_.warnings_)*/{}
+  , /*decltype(_impl_.nonce_)*/{&::_pbi::fixed_address_empty_string, ::_pbi::ConstantInitialized{}}
   , /*decltype(_impl_.version_)*/uint64_t{0u}
   , /*decltype(_impl_._cached_size_)*/{}} {}
 struct AckDefaultTypeInternal {
@@ -606,6 +607,7 @@ const uint32_t TableStruct_doorman_2fv1_2frouting_2eproto::offsets[] PROTOBUF_SE
   ~0u,  // no _inlined_string_donated_
   PROTOBUF_FIELD_OFFSET(::doorman::v1::Ack, _impl_.version_),
   PROTOBUF_FIELD_OFFSET(::doorman::v1::Ack, _impl_.nonce_),
+  PROTOBUF_FIELD_OFFSET(::doorman::v1::Ack, _impl_.warnings_),
   ~0u,  // no _has_bits_
   PROTOBUF_FIELD_OFFSET(::doorman::v1::Nack, _internal_metadata_),
   ~0u,  // no _extensions_
@@ -931,38 +933,38 @@ static const ::_pbi::MigrationSchema schemas[] PROTOBUF_SECTION_VARIABLE(protode
   { 0, -1, -1, sizeof(::doorman::v1::DataplaneMessage)},
   { 10, -1, -1, sizeof(::doorman::v1::Hello)},
   { 21, -1, -1, sizeof(::doorman::v1::Ack)},
-  { 29, -1, -1, sizeof(::doorman::v1::Nack)},
-  { 39, -1, -1, sizeof(::doorman::v1::ControllerMessage)},
-  { 47, -1, -1, sizeof(::doorman::v1::StateUpdate)},
-  { 56, -1, -1, sizeof(::doorman::v1::Snapshot)},
-  { 66, -1, -1, sizeof(::doorman::v1::ObjectRef)},
-  { 76, -1, -1, sizeof(::doorman::v1::Listener)},
-  { 91, -1, -1, sizeof(::doorman::v1::ListenerTls)},
-  { 99, -1, -1, sizeof(::doorman::v1::ProxyProtocolConfig)},
-  { 107, -1, -1, sizeof(::doorman::v1::Route)},
-  { 121, -1, -1, sizeof(::doorman::v1::RouteMatch)},
-  { 134, -1, -1, sizeof(::doorman::v1::PathMatch)},
-  { 142, -1, -1, sizeof(::doorman::v1::HeaderMatch)},
-  { 151, -1, -1, sizeof(::doorman::v1::QueryParamMatch)},
-  { 159, -1, -1, sizeof(::doorman::v1::CookieMatch)},
-  { 167, -1, -1, sizeof(::doorman::v1::WeightedBackend)},
-  { 175, -1, -1, sizeof(::doorman::v1::RoutePolicy)},
-  { 188, -1, -1, sizeof(::doorman::v1::Stickiness)},
-  { 197, -1, -1, sizeof(::doorman::v1::RetryPolicy)},
-  { 206, -1, -1, sizeof(::doorman::v1::Timeouts)},
-  { 215, -1, -1, sizeof(::doorman::v1::RateLimit)},
-  { 224, -1, -1, sizeof(::doorman::v1::Canary)},
-  { 235, -1, -1, sizeof(::doorman::v1::RouteFilters)},
-  { 245, -1, -1, sizeof(::doorman::v1::Redirect)},
-  { 257, -1, -1, sizeof(::doorman::v1::Rewrite)},
-  { 266, 274, -1, sizeof(::doorman::v1::HeaderRules_SetEntry_DoNotUse)},
-  { 276, 284, -1, sizeof(::doorman::v1::HeaderRules_AddEntry_DoNotUse)},
-  { 286, -1, -1, sizeof(::doorman::v1::HeaderRules)},
-  { 295, -1, -1, sizeof(::doorman::v1::ForwardedHeaders)},
-  { 303, -1, -1, sizeof(::doorman::v1::BackendSet)},
-  { 314, -1, -1, sizeof(::doorman::v1::Endpoint)},
-  { 327, -1, -1, sizeof(::doorman::v1::HealthCheck)},
-  { 340, -1, -1, sizeof(::doorman::v1::TlsCertificate)},
+  { 30, -1, -1, sizeof(::doorman::v1::Nack)},
+  { 40, -1, -1, sizeof(::doorman::v1::ControllerMessage)},
+  { 48, -1, -1, sizeof(::doorman::v1::StateUpdate)},
+  { 57, -1, -1, sizeof(::doorman::v1::Snapshot)},
+  { 67, -1, -1, sizeof(::doorman::v1::ObjectRef)},
+  { 77, -1, -1, sizeof(::doorman::v1::Listener)},
+  { 92, -1, -1, sizeof(::doorman::v1::ListenerTls)},
+  { 100, -1, -1, sizeof(::doorman::v1::ProxyProtocolConfig)},
+  { 108, -1, -1, sizeof(::doorman::v1::Route)},
+  { 122, -1, -1, sizeof(::doorman::v1::RouteMatch)},
+  { 135, -1, -1, sizeof(::doorman::v1::PathMatch)},
+  { 143, -1, -1, sizeof(::doorman::v1::HeaderMatch)},
+  { 152, -1, -1, sizeof(::doorman::v1::QueryParamMatch)},
+  { 160, -1, -1, sizeof(::doorman::v1::CookieMatch)},
+  { 168, -1, -1, sizeof(::doorman::v1::WeightedBackend)},
+  { 176, -1, -1, sizeof(::doorman::v1::RoutePolicy)},
+  { 189, -1, -1, sizeof(::doorman::v1::Stickiness)},
+  { 198, -1, -1, sizeof(::doorman::v1::RetryPolicy)},
+  { 207, -1, -1, sizeof(::doorman::v1::Timeouts)},
+  { 216, -1, -1, sizeof(::doorman::v1::RateLimit)},
+  { 225, -1, -1, sizeof(::doorman::v1::Canary)},
+  { 236, -1, -1, sizeof(::doorman::v1::RouteFilters)},
+  { 246, -1, -1, sizeof(::doorman::v1::Redirect)},
+  { 258, -1, -1, sizeof(::doorman::v1::Rewrite)},
+  { 267, 275, -1, sizeof(::doorman::v1::HeaderRules_SetEntry_DoNotUse)},
+  { 277, 285, -1, sizeof(::doorman::v1::HeaderRules_AddEntry_DoNotUse)},
+  { 287, -1, -1, sizeof(::doorman::v1::HeaderRules)},
+  { 296, -1, -1, sizeof(::doorman::v1::ForwardedHeaders)},
+  { 304, -1, -1, sizeof(::doorman::v1::BackendSet)},
+  { 315, -1, -1, sizeof(::doorman::v1::Endpoint)},
+  { 328, -1, -1, sizeof(::doorman::v1::HealthCheck)},
+  { 341, -1, -1, sizeof(::doorman::v1::TlsCertificate)},
 };
 
 static const ::_pb::Message* const file_default_instances[] = {
@@ -1011,119 +1013,120 @@ const char descriptor_table_protodef_doorman_2fv1_2frouting_2eproto[] PROTOBUF_S
   "\000B\006\n\004kind\"x\n\005Hello\022\021\n\tnode_name\030\001 \001(\t\022\014\n"
   "\004zone\030\002 \001(\t\022\034\n\024last_applied_version\030\003 \001("
   "\004\022\031\n\021advertise_address\030\004 \001(\t\022\025\n\rbuild_ve"
-  "rsion\030\005 \001(\t\"%\n\003Ack\022\017\n\007version\030\001 \001(\004\022\r\n\005n"
-  "once\030\002 \001(\t\"V\n\004Nack\022\017\n\007version\030\001 \001(\004\022\r\n\005n"
-  "once\030\002 \001(\t\022\030\n\020rejected_version\030\003 \001(\004\022\024\n\014"
-  "error_detail\030\004 \001(\t\"F\n\021ControllerMessage\022"
-  ")\n\006update\030\001 \001(\0132\027.doorman.v1.StateUpdate"
-  "H\000B\006\n\004kind\"U\n\013StateUpdate\022\017\n\007version\030\001 \001"
-  "(\004\022\r\n\005nonce\030\002 \001(\t\022&\n\010snapshot\030\003 \001(\0132\024.do"
-  "orman.v1.Snapshot\"\266\001\n\010Snapshot\022\'\n\tlisten"
-  "ers\030\001 \003(\0132\024.doorman.v1.Listener\022!\n\006route"
-  "s\030\002 \003(\0132\021.doorman.v1.Route\022,\n\014backend_se"
-  "ts\030\003 \003(\0132\026.doorman.v1.BackendSet\0220\n\014cert"
-  "ificates\030\004 \003(\0132\032.doorman.v1.TlsCertifica"
-  "te\"N\n\tObjectRef\022\014\n\004kind\030\001 \001(\t\022\021\n\tnamespa"
-  "ce\030\002 \001(\t\022\014\n\004name\030\003 \001(\t\022\022\n\ngeneration\030\004 \001"
-  "(\003\"\234\002\n\010Listener\022\014\n\004name\030\001 \001(\t\022\014\n\004port\030\002 "
-  "\001(\r\022&\n\010protocol\030\003 \001(\0162\024.doorman.v1.Proto"
-  "col\022$\n\003tls\030\004 \001(\0132\027.doorman.v1.ListenerTl"
-  "s\0227\n\016proxy_protocol\030\005 \001(\0132\037.doorman.v1.P"
-  "roxyProtocolConfig\022\027\n\017idle_timeout_ms\030\006 "
-  "\001(\r\022\035\n\025allowed_source_ranges\030\007 \003(\t\022\016\n\006ro"
-  "utes\030\010 \003(\t\022%\n\006owners\030\t \003(\0132\025.doorman.v1."
-  "ObjectRef\"8\n\013ListenerTls\022\024\n\014certificates"
-  "\030\001 \003(\t\022\023\n\013min_version\030\002 \001(\t\"U\n\023ProxyProt"
-  "ocolConfig\022.\n\004send\030\001 \001(\0162 .doorman.v1.Pr"
-  "oxyProtocolVersion\022\016\n\006accept\030\002 \001(\010\"\260\002\n\005R"
-  "oute\022\014\n\004name\030\001 \001(\t\022\020\n\010listener\030\002 \001(\t\022$\n\005"
-  "owner\030\003 \001(\0132\025.doorman.v1.ObjectRef\022%\n\005ma"
-  "tch\030\004 \001(\0132\026.doorman.v1.RouteMatch\022-\n\010bac"
-  "kends\030\005 \003(\0132\033.doorman.v1.WeightedBackend"
-  "\022\'\n\006policy\030\006 \001(\0132\027.doorman.v1.RoutePolic"
-  "y\022)\n\007filters\030\007 \001(\0132\030.doorman.v1.RouteFil"
-  "ters\0227\n\021forwarded_headers\030\010 \001(\0132\034.doorma"
-  "n.v1.ForwardedHeaders\"\345\001\n\nRouteMatch\022\r\n\005"
-  "hosts\030\001 \003(\t\022#\n\004path\030\002 \001(\0132\025.doorman.v1.P"
-  "athMatch\022\017\n\007methods\030\003 \003(\t\022(\n\007headers\030\004 \003"
-  "(\0132\027.doorman.v1.HeaderMatch\0221\n\014query_par"
-  "ams\030\005 \003(\0132\033.doorman.v1.QueryParamMatch\022("
-  "\n\007cookies\030\006 \003(\0132\027.doorman.v1.CookieMatch"
-  "\022\013\n\003sni\030\007 \003(\t\"{\n\tPathMatch\022(\n\004type\030\001 \001(\016"
-  "2\032.doorman.v1.PathMatch.Type\022\r\n\005value\030\002 "
-  "\001(\t\"5\n\004Type\022\n\n\006PREFIX\020\000\022\t\n\005EXACT\020\001\022\026\n\022RE"
-  "GULAR_EXPRESSION\020\002\"\216\001\n\013HeaderMatch\022\014\n\004na"
-  "me\030\001 \001(\t\022*\n\004type\030\002 \001(\0162\034.doorman.v1.Head"
-  "erMatch.Type\022\r\n\005value\030\003 \001(\t\"6\n\004Type\022\t\n\005E"
-  "XACT\020\000\022\026\n\022REGULAR_EXPRESSION\020\001\022\013\n\007PRESEN"
-  "T\020\002\".\n\017QueryParamMatch\022\014\n\004name\030\001 \001(\t\022\r\n\005"
-  "value\030\002 \001(\t\"*\n\013CookieMatch\022\014\n\004name\030\001 \001(\t"
-  "\022\r\n\005value\030\002 \001(\t\"6\n\017WeightedBackend\022\023\n\013ba"
-  "ckend_set\030\001 \001(\t\022\016\n\006weight\030\002 \001(\r\"\207\002\n\013Rout"
-  "ePolicy\022\021\n\tscheduler\030\001 \001(\t\022*\n\nstickiness"
-  "\030\002 \001(\0132\026.doorman.v1.Stickiness\022(\n\007retrie"
-  "s\030\003 \001(\0132\027.doorman.v1.RetryPolicy\022&\n\010time"
-  "outs\030\004 \001(\0132\024.doorman.v1.Timeouts\022)\n\nrate"
-  "_limit\030\005 \001(\0132\025.doorman.v1.RateLimit\022\030\n\020b"
-  "ackend_protocol\030\006 \001(\t\022\"\n\006canary\030\007 \001(\0132\022."
-  "doorman.v1.Canary\"\211\001\n\nStickiness\022)\n\004type"
-  "\030\001 \001(\0162\033.doorman.v1.Stickiness.Type\022\023\n\013c"
-  "ookie_name\030\002 \001(\t\022\016\n\006ttl_ms\030\003 \001(\r\"+\n\004Type"
-  "\022\010\n\004NONE\020\000\022\n\n\006COOKIE\020\001\022\r\n\tSOURCE_IP\020\002\"G\n"
-  "\013RetryPolicy\022\020\n\010attempts\030\001 \001(\r\022\n\n\002on\030\002 \003"
-  "(\t\022\032\n\022per_try_timeout_ms\030\003 \001(\r\"C\n\010Timeou"
-  "ts\022\022\n\nconnect_ms\030\001 \001(\r\022\022\n\nrequest_ms\030\002 \001"
-  "(\r\022\017\n\007idle_ms\030\003 \001(\r\"D\n\tRateLimit\022\033\n\023requ"
-  "ests_per_second\030\001 \001(\r\022\r\n\005burst\030\002 \001(\r\022\013\n\003"
-  "key\030\003 \001(\t\"\206\001\n\006Canary\022-\n\010backends\030\001 \003(\0132\033"
-  ".doorman.v1.WeightedBackend\022\016\n\006header\030\002 "
-  "\001(\t\022\025\n\rheader_values\030\003 \003(\t\022\016\n\006cookie\030\004 \001"
-  "(\t\022\026\n\016weight_percent\030\005 \001(\r\"\301\001\n\014RouteFilt"
-  "ers\022&\n\010redirect\030\001 \001(\0132\024.doorman.v1.Redir"
-  "ect\022$\n\007rewrite\030\002 \001(\0132\023.doorman.v1.Rewrit"
-  "e\0220\n\017request_headers\030\003 \001(\0132\027.doorman.v1."
-  "HeaderRules\0221\n\020response_headers\030\004 \001(\0132\027."
-  "doorman.v1.HeaderRules\"j\n\010Redirect\022\017\n\007en"
-  "abled\030\001 \001(\010\022\016\n\006scheme\030\002 \001(\t\022\014\n\004host\030\003 \001("
-  "\t\022\014\n\004port\030\004 \001(\r\022\014\n\004path\030\005 \001(\t\022\023\n\013status_"
-  "code\030\006 \001(\r\"=\n\007Rewrite\022\017\n\007enabled\030\001 \001(\010\022\023"
-  "\n\013path_prefix\030\002 \001(\t\022\014\n\004host\030\003 \001(\t\"\323\001\n\013He"
-  "aderRules\022-\n\003set\030\001 \003(\0132 .doorman.v1.Head"
-  "erRules.SetEntry\022-\n\003add\030\002 \003(\0132 .doorman."
-  "v1.HeaderRules.AddEntry\022\016\n\006remove\030\003 \003(\t\032"
-  "*\n\010SetEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\t:"
-  "\0028\001\032*\n\010AddEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 "
-  "\001(\t:\0028\001\"\221\001\n\020ForwardedHeaders\022:\n\017x_forwar"
-  "ded_for\030\001 \001(\0162!.doorman.v1.ForwardedHead"
-  "ers.Mode\022\027\n\017trusted_proxies\030\002 \003(\t\"(\n\004Mod"
-  "e\022\n\n\006APPEND\020\000\022\013\n\007REPLACE\020\001\022\007\n\003OFF\020\002\"\227\001\n\n"
-  "BackendSet\022\014\n\004name\030\001 \001(\t\022\'\n\tendpoints\030\002 "
-  "\003(\0132\024.doorman.v1.Endpoint\022-\n\014health_chec"
-  "k\030\003 \001(\0132\027.doorman.v1.HealthCheck\022\022\n\nloca"
-  "l_only\030\004 \001(\010\022\017\n\007service\030\005 \001(\t\"\177\n\010Endpoin"
-  "t\022\017\n\007address\030\001 \001(\t\022\014\n\004port\030\002 \001(\r\022\021\n\tnode"
-  "_name\030\003 \001(\t\022\014\n\004zone\030\004 \001(\t\022\r\n\005ready\030\005 \001(\010"
-  "\022\017\n\007serving\030\006 \001(\010\022\023\n\013terminating\030\007 \001(\010\"\376"
-  "\001\n\013HealthCheck\0222\n\010protocol\030\001 \001(\0162 .doorm"
-  "an.v1.HealthCheck.Protocol\022\014\n\004path\030\002 \001(\t"
-  "\022\023\n\013interval_ms\030\003 \001(\r\022\022\n\ntimeout_ms\030\004 \001("
-  "\r\022\031\n\021healthy_threshold\030\005 \001(\r\022\033\n\023unhealth"
-  "y_threshold\030\006 \001(\r\022\031\n\021expected_statuses\030\007"
-  " \003(\r\"1\n\010Protocol\022\010\n\004NONE\020\000\022\007\n\003TCP\020\001\022\010\n\004H"
-  "TTP\020\002\022\010\n\004GRPC\020\003\"V\n\016TlsCertificate\022\014\n\004nam"
-  "e\030\001 \001(\t\022\035\n\025certificate_chain_pem\030\002 \001(\014\022\027"
-  "\n\017private_key_pem\030\003 \001(\014*T\n\010Protocol\022\030\n\024P"
-  "ROTOCOL_UNSPECIFIED\020\000\022\007\n\003TCP\020\001\022\007\n\003UDP\020\002\022"
-  "\007\n\003TLS\020\003\022\010\n\004HTTP\020\004\022\t\n\005HTTPS\020\005*]\n\024ProxyPr"
-  "otocolVersion\022\027\n\023PROXY_PROTOCOL_NONE\020\000\022\025"
-  "\n\021PROXY_PROTOCOL_V1\020\001\022\025\n\021PROXY_PROTOCOL_"
-  "V2\020\0022e\n\014RoutingState\022U\n\022StreamRoutingSta"
-  "te\022\034.doorman.v1.DataplaneMessage\032\035.doorm"
-  "an.v1.ControllerMessage(\0010\001b\006proto3"
+  "rsion\030\005 \001(\t\"7\n\003Ack\022\017\n\007version\030\001 \001(\004\022\r\n\005n"
+  "once\030\002 \001(\t\022\020\n\010warnings\030\003 \003(\t\"V\n\004Nack\022\017\n\007"
+  "version\030\001 \001(\004\022\r\n\005nonce\030\002 \001(\t\022\030\n\020rejected"
+  "_version\030\003 \001(\004\022\024\n\014error_detail\030\004 \001(\t\"F\n\021"
+  "ControllerMessage\022)\n\006update\030\001 \001(\0132\027.door"
+  "man.v1.StateUpdateH\000B\006\n\004kind\"U\n\013StateUpd"
+  "ate\022\017\n\007version\030\001 \001(\004\022\r\n\005nonce\030\002 \001(\t\022&\n\010s"
+  "napshot\030\003 \001(\0132\024.doorman.v1.Snapshot\"\266\001\n\010"
+  "Snapshot\022\'\n\tlisteners\030\001 \003(\0132\024.doorman.v1"
+  ".Listener\022!\n\006routes\030\002 \003(\0132\021.doorman.v1.R"
+  "oute\022,\n\014backend_sets\030\003 \003(\0132\026.doorman.v1."
+  "BackendSet\0220\n\014certificates\030\004 \003(\0132\032.doorm"
+  "an.v1.TlsCertificate\"N\n\tObjectRef\022\014\n\004kin"
+  "d\030\001 \001(\t\022\021\n\tnamespace\030\002 \001(\t\022\014\n\004name\030\003 \001(\t"
+  "\022\022\n\ngeneration\030\004 \001(\003\"\234\002\n\010Listener\022\014\n\004nam"
+  "e\030\001 \001(\t\022\014\n\004port\030\002 \001(\r\022&\n\010protocol\030\003 \001(\0162"
+  "\024.doorman.v1.Protocol\022$\n\003tls\030\004 \001(\0132\027.doo"
+  "rman.v1.ListenerTls\0227\n\016proxy_protocol\030\005 "
+  "\001(\0132\037.doorman.v1.ProxyProtocolConfig\022\027\n\017"
+  "idle_timeout_ms\030\006 \001(\r\022\035\n\025allowed_source_"
+  "ranges\030\007 \003(\t\022\016\n\006routes\030\010 \003(\t\022%\n\006owners\030\t"
+  " \003(\0132\025.doorman.v1.ObjectRef\"8\n\013ListenerT"
+  "ls\022\024\n\014certificates\030\001 \003(\t\022\023\n\013min_version\030"
+  "\002 \001(\t\"U\n\023ProxyProtocolConfig\022.\n\004send\030\001 \001"
+  "(\0162 .doorman.v1.ProxyProtocolVersion\022\016\n\006"
+  "accept\030\002 \001(\010\"\260\002\n\005Route\022\014\n\004name\030\001 \001(\t\022\020\n\010"
+  "listener\030\002 \001(\t\022$\n\005owner\030\003 \001(\0132\025.doorman."
+  "v1.ObjectRef\022%\n\005match\030\004 \001(\0132\026.doorman.v1"
+  ".RouteMatch\022-\n\010backends\030\005 \003(\0132\033.doorman."
+  "v1.WeightedBackend\022\'\n\006policy\030\006 \001(\0132\027.doo"
+  "rman.v1.RoutePolicy\022)\n\007filters\030\007 \001(\0132\030.d"
+  "oorman.v1.RouteFilters\0227\n\021forwarded_head"
+  "ers\030\010 \001(\0132\034.doorman.v1.ForwardedHeaders\""
+  "\345\001\n\nRouteMatch\022\r\n\005hosts\030\001 \003(\t\022#\n\004path\030\002 "
+  "\001(\0132\025.doorman.v1.PathMatch\022\017\n\007methods\030\003 "
+  "\003(\t\022(\n\007headers\030\004 \003(\0132\027.doorman.v1.Header"
+  "Match\0221\n\014query_params\030\005 \003(\0132\033.doorman.v1"
+  ".QueryParamMatch\022(\n\007cookies\030\006 \003(\0132\027.door"
+  "man.v1.CookieMatch\022\013\n\003sni\030\007 \003(\t\"{\n\tPathM"
+  "atch\022(\n\004type\030\001 \001(\0162\032.doorman.v1.PathMatc"
+  "h.Type\022\r\n\005value\030\002 \001(\t\"5\n\004Type\022\n\n\006PREFIX\020"
+  "\000\022\t\n\005EXACT\020\001\022\026\n\022REGULAR_EXPRESSION\020\002\"\216\001\n"
+  "\013HeaderMatch\022\014\n\004name\030\001 \001(\t\022*\n\004type\030\002 \001(\016"
+  "2\034.doorman.v1.HeaderMatch.Type\022\r\n\005value\030"
+  "\003 \001(\t\"6\n\004Type\022\t\n\005EXACT\020\000\022\026\n\022REGULAR_EXPR"
+  "ESSION\020\001\022\013\n\007PRESENT\020\002\".\n\017QueryParamMatch"
+  "\022\014\n\004name\030\001 \001(\t\022\r\n\005value\030\002 \001(\t\"*\n\013CookieM"
+  "atch\022\014\n\004name\030\001 \001(\t\022\r\n\005value\030\002 \001(\t\"6\n\017Wei"
+  "ghtedBackend\022\023\n\013backend_set\030\001 \001(\t\022\016\n\006wei"
+  "ght\030\002 \001(\r\"\207\002\n\013RoutePolicy\022\021\n\tscheduler\030\001"
+  " \001(\t\022*\n\nstickiness\030\002 \001(\0132\026.doorman.v1.St"
+  "ickiness\022(\n\007retries\030\003 \001(\0132\027.doorman.v1.R"
+  "etryPolicy\022&\n\010timeouts\030\004 \001(\0132\024.doorman.v"
+  "1.Timeouts\022)\n\nrate_limit\030\005 \001(\0132\025.doorman"
+  ".v1.RateLimit\022\030\n\020backend_protocol\030\006 \001(\t\022"
+  "\"\n\006canary\030\007 \001(\0132\022.doorman.v1.Canary\"\211\001\n\n"
+  "Stickiness\022)\n\004type\030\001 \001(\0162\033.doorman.v1.St"
+  "ickiness.Type\022\023\n\013cookie_name\030\002 \001(\t\022\016\n\006tt"
+  "l_ms\030\003 \001(\r\"+\n\004Type\022\010\n\004NONE\020\000\022\n\n\006COOKIE\020\001"
+  "\022\r\n\tSOURCE_IP\020\002\"G\n\013RetryPolicy\022\020\n\010attemp"
+  "ts\030\001 \001(\r\022\n\n\002on\030\002 \003(\t\022\032\n\022per_try_timeout_"
+  "ms\030\003 \001(\r\"C\n\010Timeouts\022\022\n\nconnect_ms\030\001 \001(\r"
+  "\022\022\n\nrequest_ms\030\002 \001(\r\022\017\n\007idle_ms\030\003 \001(\r\"D\n"
+  "\tRateLimit\022\033\n\023requests_per_second\030\001 \001(\r\022"
+  "\r\n\005burst\030\002 \001(\r\022\013\n\003key\030\003 \001(\t\"\206\001\n\006Canary\022-"
+  "\n\010backends\030\001 \003(\0132\033.doorman.v1.WeightedBa"
+  "ckend\022\016\n\006header\030\002 \001(\t\022\025\n\rheader_values\030\003"
+  " \003(\t\022\016\n\006cookie\030\004 \001(\t\022\026\n\016weight_percent\030\005"
+  " \001(\r\"\301\001\n\014RouteFilters\022&\n\010redirect\030\001 \001(\0132"
+  "\024.doorman.v1.Redirect\022$\n\007rewrite\030\002 \001(\0132\023"
+  ".doorman.v1.Rewrite\0220\n\017request_headers\030\003"
+  " \001(\0132\027.doorman.v1.HeaderRules\0221\n\020respons"
+  "e_headers\030\004 \001(\0132\027.doorman.v1.HeaderRules"
+  "\"j\n\010Redirect\022\017\n\007enabled\030\001 \001(\010\022\016\n\006scheme\030"
+  "\002 \001(\t\022\014\n\004host\030\003 \001(\t\022\014\n\004port\030\004 \001(\r\022\014\n\004pat"
+  "h\030\005 \001(\t\022\023\n\013status_code\030\006 \001(\r\"=\n\007Rewrite\022"
+  "\017\n\007enabled\030\001 \001(\010\022\023\n\013path_prefix\030\002 \001(\t\022\014\n"
+  "\004host\030\003 \001(\t\"\323\001\n\013HeaderRules\022-\n\003set\030\001 \003(\013"
+  "2 .doorman.v1.HeaderRules.SetEntry\022-\n\003ad"
+  "d\030\002 \003(\0132 .doorman.v1.HeaderRules.AddEntr"
+  "y\022\016\n\006remove\030\003 \003(\t\032*\n\010SetEntry\022\013\n\003key\030\001 \001"
+  "(\t\022\r\n\005value\030\002 \001(\t:\0028\001\032*\n\010AddEntry\022\013\n\003key"
+  "\030\001 \001(\t\022\r\n\005value\030\002 \001(\t:\0028\001\"\221\001\n\020ForwardedH"
+  "eaders\022:\n\017x_forwarded_for\030\001 \001(\0162!.doorma"
+  "n.v1.ForwardedHeaders.Mode\022\027\n\017trusted_pr"
+  "oxies\030\002 \003(\t\"(\n\004Mode\022\n\n\006APPEND\020\000\022\013\n\007REPLA"
+  "CE\020\001\022\007\n\003OFF\020\002\"\227\001\n\nBackendSet\022\014\n\004name\030\001 \001"
+  "(\t\022\'\n\tendpoints\030\002 \003(\0132\024.doorman.v1.Endpo"
+  "int\022-\n\014health_check\030\003 \001(\0132\027.doorman.v1.H"
+  "ealthCheck\022\022\n\nlocal_only\030\004 \001(\010\022\017\n\007servic"
+  "e\030\005 \001(\t\"\177\n\010Endpoint\022\017\n\007address\030\001 \001(\t\022\014\n\004"
+  "port\030\002 \001(\r\022\021\n\tnode_name\030\003 \001(\t\022\014\n\004zone\030\004 "
+  "\001(\t\022\r\n\005ready\030\005 \001(\010\022\017\n\007serving\030\006 \001(\010\022\023\n\013t"
+  "erminating\030\007 \001(\010\"\376\001\n\013HealthCheck\0222\n\010prot"
+  "ocol\030\001 \001(\0162 .doorman.v1.HealthCheck.Prot"
+  "ocol\022\014\n\004path\030\002 \001(\t\022\023\n\013interval_ms\030\003 \001(\r\022"
+  "\022\n\ntimeout_ms\030\004 \001(\r\022\031\n\021healthy_threshold"
+  "\030\005 \001(\r\022\033\n\023unhealthy_threshold\030\006 \001(\r\022\031\n\021e"
+  "xpected_statuses\030\007 \003(\r\"1\n\010Protocol\022\010\n\004NO"
+  "NE\020\000\022\007\n\003TCP\020\001\022\010\n\004HTTP\020\002\022\010\n\004GRPC\020\003\"V\n\016Tls"
+  "Certificate\022\014\n\004name\030\001 \001(\t\022\035\n\025certificate"
+  "_chain_pem\030\002 \001(\014\022\027\n\017private_key_pem\030\003 \001("
+  "\014*T\n\010Protocol\022\030\n\024PROTOCOL_UNSPECIFIED\020\000\022"
+  "\007\n\003TCP\020\001\022\007\n\003UDP\020\002\022\007\n\003TLS\020\003\022\010\n\004HTTP\020\004\022\t\n\005"
+  "HTTPS\020\005*]\n\024ProxyProtocolVersion\022\027\n\023PROXY"
+  "_PROTOCOL_NONE\020\000\022\025\n\021PROXY_PROTOCOL_V1\020\001\022"
+  "\025\n\021PROXY_PROTOCOL_V2\020\0022e\n\014RoutingState\022U"
+  "\n\022StreamRoutingState\022\034.doorman.v1.Datapl"
+  "aneMessage\032\035.doorman.v1.ControllerMessag"
+  "e(\0010\001b\006proto3"
   ;
 static ::_pbi::once_flag descriptor_table_doorman_2fv1_2frouting_2eproto_once;
 const ::_pbi::DescriptorTable descriptor_table_doorman_2fv1_2frouting_2eproto = {
-    false, false, 4635, descriptor_table_protodef_doorman_2fv1_2frouting_2eproto,
+    false, false, 4653, descriptor_table_protodef_doorman_2fv1_2frouting_2eproto,
     "doorman/v1/routing.proto",
     &descriptor_table_doorman_2fv1_2frouting_2eproto_once, nullptr, 0, 35,
     schemas, file_default_instances, TableStruct_doorman_2fv1_2frouting_2eproto::offsets,
@@ -2048,7 +2051,8 @@ Ack::Ack(const Ack& from)
   : ::PROTOBUF_NAMESPACE_ID::Message() {
   Ack* const _this = this; (void)_this;
   new (&_impl_) Impl_{
-      decltype(_impl_.nonce_){}
+      decltype(_impl_.warnings_){from._impl_.warnings_}
+    , decltype(_impl_.nonce_){}
     , decltype(_impl_.version_){}
     , /*decltype(_impl_._cached_size_)*/{}};
 
@@ -2070,7 +2074,8 @@ inline void Ack::SharedCtor(
   (void)arena;
   (void)is_message_owned;
   new (&_impl_) Impl_{
-      decltype(_impl_.nonce_){}
+      decltype(_impl_.warnings_){arena}
+    , decltype(_impl_.nonce_){}
     , decltype(_impl_.version_){uint64_t{0u}}
     , /*decltype(_impl_._cached_size_)*/{}
   };
@@ -2091,6 +2096,7 @@ Ack::~Ack() {
 
 inline void Ack::SharedDtor() {
   GOOGLE_DCHECK(GetArenaForAllocation() == nullptr);
+  _impl_.warnings_.~RepeatedPtrField();
   _impl_.nonce_.Destroy();
 }
 
@@ -2104,6 +2110,7 @@ void Ack::Clear() {
   // Prevent compiler warnings about cached_has_bits being unused
   (void) cached_has_bits;
 
+  _impl_.warnings_.Clear();
   _impl_.nonce_.ClearToEmpty();
   _impl_.version_ = uint64_t{0u};
   _internal_metadata_.Clear<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>();
@@ -2130,6 +2137,21 @@ const char* Ack::_InternalParse(const char* ptr, ::_pbi::ParseContext* ctx) {
           ptr = ::_pbi::InlineGreedyStringParser(str, ptr, ctx);
           CHK_(ptr);
           CHK_(::_pbi::VerifyUTF8(str, "doorman.v1.Ack.nonce"));
+        } else
+          goto handle_unusual;
+        continue;
+      // repeated string warnings = 3;
+      case 3:
+        if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 26)) {
+          ptr -= 1;
+          do {
+            ptr += 1;
+            auto str = _internal_add_warnings();
+            ptr = ::_pbi::InlineGreedyStringParser(str, ptr, ctx);
+            CHK_(ptr);
+            CHK_(::_pbi::VerifyUTF8(str, "doorman.v1.Ack.warnings"));
+            if (!ctx->DataAvailable(ptr)) break;
+          } while (::PROTOBUF_NAMESPACE_ID::internal::ExpectTag<26>(ptr));
         } else
           goto handle_unusual;
         continue;
@@ -2178,6 +2200,16 @@ uint8_t* Ack::_InternalSerialize(
         2, this->_internal_nonce(), target);
   }
 
+  // repeated string warnings = 3;
+  for (int i = 0, n = this->_internal_warnings_size(); i < n; i++) {
+    const auto& s = this->_internal_warnings(i);
+    ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::VerifyUtf8String(
+      s.data(), static_cast<int>(s.length()),
+      ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::SERIALIZE,
+      "doorman.v1.Ack.warnings");
+    target = stream->WriteString(3, s, target);
+  }
+
   if (PROTOBUF_PREDICT_FALSE(_internal_metadata_.have_unknown_fields())) {
     target = ::_pbi::WireFormat::InternalSerializeUnknownFieldsToArray(
         _internal_metadata_.unknown_fields<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(::PROTOBUF_NAMESPACE_ID::UnknownFieldSet::default_instance), target, stream);
@@ -2193,6 +2225,14 @@ size_t Ack::ByteSizeLong() const {
   uint32_t cached_has_bits = 0;
   // Prevent compiler warnings about cached_has_bits being unused
   (void) cached_has_bits;
+
+  // repeated string warnings = 3;
+  total_size += 1 *
+      ::PROTOBUF_NAMESPACE_ID::internal::FromIntSize(_impl_.warnings_.size());
+  for (int i = 0, n = _impl_.warnings_.size(); i < n; i++) {
+    total_size += ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::StringSize(
+      _impl_.warnings_.Get(i));
+  }
 
   // string nonce = 2;
   if (!this->_internal_nonce().empty()) {
@@ -2224,6 +2264,7 @@ void Ack::MergeImpl(::PROTOBUF_NAMESPACE_ID::Message& to_msg, const ::PROTOBUF_N
   uint32_t cached_has_bits = 0;
   (void) cached_has_bits;
 
+  _this->_impl_.warnings_.MergeFrom(from._impl_.warnings_);
   if (!from._internal_nonce().empty()) {
     _this->_internal_set_nonce(from._internal_nonce());
   }
@@ -2249,6 +2290,7 @@ void Ack::InternalSwap(Ack* other) {
   auto* lhs_arena = GetArenaForAllocation();
   auto* rhs_arena = other->GetArenaForAllocation();
   _internal_metadata_.InternalSwap(&other->_internal_metadata_);
+  _impl_.warnings_.InternalSwap(&other->_impl_.warnings_);
   ::PROTOBUF_NAMESPACE_ID::internal::ArenaStringPtr::InternalSwap(
       &_impl_.nonce_, lhs_arena,
       &other->_impl_.nonce_, rhs_arena

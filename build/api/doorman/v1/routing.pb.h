@@ -936,9 +936,34 @@ class Ack final :
   // accessors -------------------------------------------------------
 
   enum : int {
+    kWarningsFieldNumber = 3,
     kNonceFieldNumber = 2,
     kVersionFieldNumber = 1,
   };
+  // repeated string warnings = 3;
+  int warnings_size() const;
+  private:
+  int _internal_warnings_size() const;
+  public:
+  void clear_warnings();
+  const std::string& warnings(int index) const;
+  std::string* mutable_warnings(int index);
+  void set_warnings(int index, const std::string& value);
+  void set_warnings(int index, std::string&& value);
+  void set_warnings(int index, const char* value);
+  void set_warnings(int index, const char* value, size_t size);
+  std::string* add_warnings();
+  void add_warnings(const std::string& value);
+  void add_warnings(std::string&& value);
+  void add_warnings(const char* value);
+  void add_warnings(const char* value, size_t size);
+  const ::PROTOBUF_NAMESPACE_ID::RepeatedPtrField<std::string>& warnings() const;
+  ::PROTOBUF_NAMESPACE_ID::RepeatedPtrField<std::string>* mutable_warnings();
+  private:
+  const std::string& _internal_warnings(int index) const;
+  std::string* _internal_add_warnings();
+  public:
+
   // string nonce = 2;
   void clear_nonce();
   const std::string& nonce() const;
@@ -970,6 +995,7 @@ class Ack final :
   typedef void InternalArenaConstructable_;
   typedef void DestructorSkippable_;
   struct Impl_ {
+    ::PROTOBUF_NAMESPACE_ID::RepeatedPtrField<std::string> warnings_;
     ::PROTOBUF_NAMESPACE_ID::internal::ArenaStringPtr nonce_;
     uint64_t version_;
     mutable ::PROTOBUF_NAMESPACE_ID::internal::CachedSize _cached_size_;
@@ -7829,6 +7855,81 @@ inline void Ack::set_allocated_nonce(std::string* nonce) {
   }
 #endif // PROTOBUF_FORCE_COPY_DEFAULT_STRING
   // @@protoc_insertion_point(field_set_allocated:doorman.v1.Ack.nonce)
+}
+
+// repeated string warnings = 3;
+inline int Ack::_internal_warnings_size() const {
+  return _impl_.warnings_.size();
+}
+inline int Ack::warnings_size() const {
+  return _internal_warnings_size();
+}
+inline void Ack::clear_warnings() {
+  _impl_.warnings_.Clear();
+}
+inline std::string* Ack::add_warnings() {
+  std::string* _s = _internal_add_warnings();
+  // @@protoc_insertion_point(field_add_mutable:doorman.v1.Ack.warnings)
+  return _s;
+}
+inline const std::string& Ack::_internal_warnings(int index) const {
+  return _impl_.warnings_.Get(index);
+}
+inline const std::string& Ack::warnings(int index) const {
+  // @@protoc_insertion_point(field_get:doorman.v1.Ack.warnings)
+  return _internal_warnings(index);
+}
+inline std::string* Ack::mutable_warnings(int index) {
+  // @@protoc_insertion_point(field_mutable:doorman.v1.Ack.warnings)
+  return _impl_.warnings_.Mutable(index);
+}
+inline void Ack::set_warnings(int index, const std::string& value) {
+  _impl_.warnings_.Mutable(index)->assign(value);
+  // @@protoc_insertion_point(field_set:doorman.v1.Ack.warnings)
+}
+inline void Ack::set_warnings(int index, std::string&& value) {
+  _impl_.warnings_.Mutable(index)->assign(std::move(value));
+  // @@protoc_insertion_point(field_set:doorman.v1.Ack.warnings)
+}
+inline void Ack::set_warnings(int index, const char* value) {
+  GOOGLE_DCHECK(value != nullptr);
+  _impl_.warnings_.Mutable(index)->assign(value);
+  // @@protoc_insertion_point(field_set_char:doorman.v1.Ack.warnings)
+}
+inline void Ack::set_warnings(int index, const char* value, size_t size) {
+  _impl_.warnings_.Mutable(index)->assign(
+    reinterpret_cast<const char*>(value), size);
+  // @@protoc_insertion_point(field_set_pointer:doorman.v1.Ack.warnings)
+}
+inline std::string* Ack::_internal_add_warnings() {
+  return _impl_.warnings_.Add();
+}
+inline void Ack::add_warnings(const std::string& value) {
+  _impl_.warnings_.Add()->assign(value);
+  // @@protoc_insertion_point(field_add:doorman.v1.Ack.warnings)
+}
+inline void Ack::add_warnings(std::string&& value) {
+  _impl_.warnings_.Add(std::move(value));
+  // @@protoc_insertion_point(field_add:doorman.v1.Ack.warnings)
+}
+inline void Ack::add_warnings(const char* value) {
+  GOOGLE_DCHECK(value != nullptr);
+  _impl_.warnings_.Add()->assign(value);
+  // @@protoc_insertion_point(field_add_char:doorman.v1.Ack.warnings)
+}
+inline void Ack::add_warnings(const char* value, size_t size) {
+  _impl_.warnings_.Add()->assign(reinterpret_cast<const char*>(value), size);
+  // @@protoc_insertion_point(field_add_pointer:doorman.v1.Ack.warnings)
+}
+inline const ::PROTOBUF_NAMESPACE_ID::RepeatedPtrField<std::string>&
+Ack::warnings() const {
+  // @@protoc_insertion_point(field_list:doorman.v1.Ack.warnings)
+  return _impl_.warnings_;
+}
+inline ::PROTOBUF_NAMESPACE_ID::RepeatedPtrField<std::string>*
+Ack::mutable_warnings() {
+  // @@protoc_insertion_point(field_mutable_list:doorman.v1.Ack.warnings)
+  return &_impl_.warnings_;
 }
 
 // -------------------------------------------------------------------

@@ -1,0 +1,109 @@
+#include "controller/kube/leader_runner.h"
+
+#include "common/log.h"
+#include "controller/kube/resources.h"
+
+namespace doorman::controller::kube {
+namespace {
+
+std::string NowMicro() { return FormatTime(std::chrono::system_clock::now(), true); }
+
+}  // namespace
+
+LeaderRunner::LeaderRunner(KubeHttp* http, LeaderOptions options, std::function<void(bool)> on_change)
+    : http_(http),
+      options_(options),
+      on_change_(std::move(on_change)),
+      rng_(std::random_device{}()),
+      election_(std::move(options), [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }) {}
+
+LeaderRunner::~LeaderRunner() { Stop(); }
+
+void LeaderRunner::Start() { thread_ = std::thread([this] { Run(); }); }
+
+bool LeaderRunner::IsLeader() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return election_.IsLeader(std::chrono::steady_clock::now());
+}
+
+void LeaderRunner::Attempt() {
+  const auto& res = LeaseResource();
+  const std::string path = res.object_path(options_.ns, options_.name);
+  HttpResponse r = http_->Request("GET", path);
+  std::optional<LeaderElection::Write> write;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (r.status == 200) {
+      auto lease = nlohmann::json::parse(r.body, nullptr, false);
+      if (lease.is_object()) {
+        write = election_.OnRead(lease, now, NowMicro());
+      } else {
+        election_.OnReadFailed(r.status, now);
+      }
+    } else if (r.status == 404) {
+      write = election_.OnRead(std::nullopt, now, NowMicro());
+    } else {
+      election_.OnReadFailed(r.status, now);
+    }
+  }
+  if (write) {
+    HttpResponse w = write->create
+                         ? http_->Request("POST", res.namespaced_collection_path(options_.ns), write->lease.dump())
+                         : http_->Request("PUT", path, write->lease.dump());
+    auto stored = nlohmann::json::parse(w.body, nullptr, false);
+    // 409 on POST (AlreadyExists) = someone else created it first: same as losing a PUT race.
+    std::lock_guard<std::mutex> lock(mu_);
+    election_.OnWriteResult(w.status, stored, std::chrono::steady_clock::now());
+  }
+}
+
+void LeaderRunner::Run() {
+  log::Info("leader", "leader election started",
+            {{"identity", options_.identity}, {"lease", options_.ns + "/" + options_.name}});
+  for (;;) {
+    Attempt();
+    std::vector<Diagnostic> logs;
+    bool leader = false;
+    bool changed = false;
+    std::chrono::steady_clock::time_point next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      leader = election_.IsLeader(std::chrono::steady_clock::now());
+      logs = election_.TakeDiagnostics();
+      changed = leader != was_leader_;
+      was_leader_ = leader;
+      next = election_.NextAttempt();
+    }
+    EmitAll(logs);
+    if (changed && on_change_) on_change_(leader);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_until(lock, next, [this] { return stop_; });
+    if (stop_) return;
+  }
+}
+
+void LeaderRunner::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::optional<LeaderElection::Write> release;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (election_.IsLeader(std::chrono::steady_clock::now())) release = election_.Release(NowMicro());
+  }
+  if (!release) return;
+  HttpResponse r = http_->Request("PUT", LeaseResource().object_path(options_.ns, options_.name), release->lease.dump());
+  if (r.ok()) {
+    log::Info("leader", "released the lease", {{"identity", options_.identity}});
+  } else {
+    log::Warn("leader", "releasing the lease failed", {{"code", std::to_string(r.status)}, {"error", r.ToApiError().message}});
+  }
+  if (on_change_) on_change_(false);
+}
+
+}  // namespace doorman::controller::kube

@@ -1,0 +1,46 @@
+// Runs LeaderElection against the API: a thread that reads and writes the Lease when the state
+// machine says so. Stop() releases a held Lease.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "controller/kube/http.h"
+#include "controller/kube/leader.h"
+
+namespace doorman::controller::kube {
+
+class LeaderRunner {
+ public:
+  // `on_change(true|false)` is called from the runner's thread when leadership changes.
+  LeaderRunner(KubeHttp* http, LeaderOptions options, std::function<void(bool)> on_change);
+  ~LeaderRunner();
+  LeaderRunner(const LeaderRunner&) = delete;
+  LeaderRunner& operator=(const LeaderRunner&) = delete;
+
+  void Start();
+  // Stops trying; when leader, releases the Lease (holderIdentity "", leaseDurationSeconds 1).
+  void Stop();
+  bool IsLeader();
+
+ private:
+  void Run();
+  void Attempt();
+
+  KubeHttp* http_;
+  LeaderOptions options_;
+  std::function<void(bool)> on_change_;
+  std::mutex mu_;  // guards election_, rng_
+  std::mt19937_64 rng_;
+  LeaderElection election_;
+  bool was_leader_ = false;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace doorman::controller::kube

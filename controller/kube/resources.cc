@@ -1,0 +1,91 @@
+#include "controller/kube/resources.h"
+
+#include <cstdio>
+#include <ctime>
+
+#include "controller/model/object.h"
+
+namespace doorman::controller::kube {
+
+std::string Resource::group_path() const {
+  return group.empty() ? "/api/" + version : "/apis/" + group + "/" + version;
+}
+
+std::string Resource::collection_path() const { return group_path() + "/" + plural; }
+
+std::string Resource::namespaced_collection_path(const std::string& ns) const {
+  if (!namespaced || ns.empty()) return collection_path();
+  return group_path() + "/namespaces/" + ns + "/" + plural;
+}
+
+std::string Resource::object_path(const std::string& ns, const std::string& name,
+                                  const std::string& subresource) const {
+  std::string p = namespaced_collection_path(ns) + "/" + name;
+  if (!subresource.empty()) p += "/" + subresource;
+  return p;
+}
+
+const std::vector<Resource>& WatchedResources() {
+  static const std::vector<Resource> kResources = {
+      {"", "v1", "services", kKindService, true, ""},
+      {"discovery.k8s.io", "v1", "endpointslices", kKindEndpointSlice, true, ""},
+      {"networking.k8s.io", "v1", "ingresses", kKindIngress, true, ""},
+      {"networking.k8s.io", "v1", "ingressclasses", kKindIngressClass, false, ""},
+      // Only TLS Secrets: the controller never needs (nor should hold) any other kind.
+      {"", "v1", "secrets", kKindSecret, true, "type=kubernetes.io/tls"},
+      {"doorman.dev", "v1alpha1", "loadbalancers", kKindLoadBalancer, true, ""},
+  };
+  return kResources;
+}
+
+const Resource* ResourceForKind(const std::string& kind) {
+  for (const auto& r : WatchedResources()) {
+    if (r.kind == kind) return &r;
+  }
+  return nullptr;
+}
+
+const Resource& LeaseResource() {
+  static const Resource kLease{"coordination.k8s.io", "v1", "leases", "Lease", true, ""};
+  return kLease;
+}
+
+const Resource& EventResource() {
+  static const Resource kEvent{"", "v1", "events", "Event", true, ""};
+  return kEvent;
+}
+
+std::string FormatTime(std::chrono::system_clock::time_point t, bool micro) {
+  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(t);
+  const std::time_t tt = std::chrono::system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[48];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (micro) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t - secs).count();
+    char frac[16];
+    std::snprintf(frac, sizeof(frac), ".%06lld", static_cast<long long>(us));
+    out += frac;
+  }
+  return out + "Z";
+}
+
+std::string QueryEscape(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+}  // namespace doorman::controller::kube

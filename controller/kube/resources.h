@@ -1,0 +1,45 @@
+// The Kubernetes resources the controller reads and writes, and the API paths for them. Pure.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace doorman::controller::kube {
+
+struct Resource {
+  std::string group;       // "" = core
+  std::string version;     // "v1"
+  std::string plural;      // "services" (also the metrics label)
+  std::string kind;        // "Service" (the ObjectKey kind)
+  bool namespaced = true;
+  std::string field_selector;  // list/watch filter, e.g. "type=kubernetes.io/tls"
+
+  std::string api_version() const { return group.empty() ? version : group + "/" + version; }
+  // "/api/v1" or "/apis/<group>/<version>".
+  std::string group_path() const;
+  // The collection across all namespaces: "/apis/discovery.k8s.io/v1/endpointslices".
+  std::string collection_path() const;
+  // One object ("" namespace for cluster-scoped), optionally a subresource ("status").
+  std::string object_path(const std::string& ns, const std::string& name, const std::string& subresource = "") const;
+  // The collection in one namespace (for POST).
+  std::string namespaced_collection_path(const std::string& ns) const;
+};
+
+// What the controller watches (API.md §1): Services, EndpointSlices, Ingresses, IngressClasses,
+// kubernetes.io/tls Secrets, LoadBalancers.
+const std::vector<Resource>& WatchedResources();
+// The watched resource for `kind` (nullptr when not watched).
+const Resource* ResourceForKind(const std::string& kind);
+
+const Resource& LeaseResource();  // coordination.k8s.io/v1 leases
+const Resource& EventResource();  // core/v1 events
+
+// Kubernetes Time ("2024-05-01T12:00:00Z") or MicroTime ("2024-05-01T12:00:00.123456Z"), UTC.
+std::string FormatTime(std::chrono::system_clock::time_point t, bool micro = false);
+
+// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
+std::string QueryEscape(std::string_view s);
+
+}  // namespace doorman::controller::kube

@@ -1,0 +1,142 @@
+#include "controller/kube/status_writer.h"
+
+#include "common/log.h"
+#include "controller/kube/resources.h"
+
+namespace doorman::controller::kube {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kMergePatch = "application/merge-patch+json";
+constexpr int kMaxTries = 3;
+
+std::string Now() { return FormatTime(std::chrono::system_clock::now()); }
+
+std::string Rv(const json& o) {
+  if (!o.is_object() || !o.contains("metadata") || !o["metadata"].is_object()) return "";
+  return o["metadata"].value("resourceVersion", "");
+}
+
+json StatusOf(const json& o) { return o.is_object() && o.contains("status") ? o["status"] : json(nullptr); }
+
+}  // namespace
+
+StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance)
+    : http_(http), get_(std::move(get)), instance_(std::move(reporting_instance)) {}
+
+void StatusWriter::Reset() {
+  written_.clear();
+  evented_.clear();
+  failing_.clear();
+}
+
+void StatusWriter::Throttled(const HttpResponse& r) {
+  const auto wait = r.retry_after.value_or(std::chrono::seconds(1));
+  retry_until_ = std::chrono::steady_clock::now() + wait;
+  log::Info("status", "API server asked to slow down", {{"retry_after", std::to_string(wait.count()) + "s"}});
+}
+
+bool StatusWriter::Sync(const StatusInputs& in) {
+  if (std::chrono::steady_clock::now() < retry_until_) return false;
+  std::set<ObjectKey> seen;
+  for (const auto& st : in.statuses) {
+    seen.insert(st.key);
+    auto object = get_(st.key);
+    if (!object) continue;  // not (yet) in the informer cache
+    if (!st.accepted) {
+      if (!EmitEvent(st, *object)) return false;
+    } else {
+      evented_.erase(st.key);
+    }
+    if (!WriteStatus(st, in, std::move(*object))) return false;
+  }
+  for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
+  for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
+  return true;
+}
+
+bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, json object) {
+  const Resource* res = ResourceForKind(st.key.kind);
+  if (!res) return true;
+  static const status::ServedGenerations kNone;
+  const status::ServedGenerations& served = in.served ? *in.served : kNone;
+  for (int attempt = 0; attempt < kMaxTries; ++attempt) {
+    const json current = StatusOf(object);
+    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now());
+    if (!desired) return true;
+    const json current_cmp = current.is_null() ? json::object() : current;
+    if (*desired == current_cmp) return true;
+    const std::string rv = Rv(object);
+    if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv && w->second.status == *desired) {
+      return true;  // we wrote exactly this already; the informer has not caught up yet
+    }
+    const std::string path = res->object_path(st.key.ns, st.key.name, "status");
+    HttpResponse r = http_->Request("PATCH", path, status::StatusPatch(current, *desired, rv).dump(), kMergePatch);
+    if (r.ok()) {
+      ++stats_.status_writes;
+      written_[st.key] = {rv, *desired};
+      failing_.erase(st.key);
+      log::Debug("status", "status written", {{"object", st.key.ToString()}});
+      return true;
+    }
+    if (r.status == 429) {
+      Throttled(r);
+      return false;
+    }
+    if (r.status == 409) {  // stale: re-read and recompute against the object as it is now
+      HttpResponse g = http_->Request("GET", res->object_path(st.key.ns, st.key.name));
+      if (g.status == 404) return true;
+      auto fresh = json::parse(g.body, nullptr, false);
+      if (g.ok() && fresh.is_object()) {
+        object = std::move(fresh);
+        continue;
+      }
+      r = g;
+    }
+    if (r.status == 404) return true;  // deleted meanwhile
+    ++stats_.failures;
+    const std::string why = std::to_string(r.status) + " " + r.ToApiError().message;
+    if (failing_[st.key] != why) {
+      log::Warn("status", "writing status failed, will retry", {{"object", st.key.ToString()}, {"error", why}});
+      failing_[st.key] = why;
+    }
+    return true;
+  }
+  return true;
+}
+
+bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
+  const std::string what = st.reason + "\n" + st.message;
+  if (auto it = evented_.find(st.key); it != evented_.end() && it->second == what) return true;
+  const Resource* res = ResourceForKind(st.key.kind);
+  const std::string api_version = res ? res->api_version() : "v1";
+  const std::string now = Now();
+  json event = status::WarningEvent(st, object, api_version, instance_, now);
+  const std::string ns = event["metadata"]["namespace"].get<std::string>();
+  const std::string name = event["metadata"]["name"].get<std::string>();
+  HttpResponse r = http_->Request("POST", EventResource().namespaced_collection_path(ns), event.dump());
+  if (r.status == 409) {
+    // The same problem was reported before (by us, or by a previous leader): count the repeat.
+    const std::string path = EventResource().object_path(ns, name);
+    HttpResponse g = http_->Request("GET", path);
+    auto existing = json::parse(g.body, nullptr, false);
+    r = g.ok() ? http_->Request("PATCH", path, status::EventRepeatPatch(existing, now).dump(), kMergePatch) : g;
+  }
+  if (r.status == 429) {
+    Throttled(r);
+    return false;
+  }
+  if (!r.ok()) {
+    ++stats_.failures;
+    log::Warn("status", "writing an Event failed, will retry",
+              {{"object", st.key.ToString()}, {"error", std::to_string(r.status) + " " + r.ToApiError().message}});
+    return true;
+  }
+  ++stats_.event_writes;
+  evented_[st.key] = what;
+  log::Info("status", "Warning event", {{"object", st.key.ToString()}, {"reason", st.reason}});
+  return true;
+}
+
+}  // namespace doorman::controller::kube

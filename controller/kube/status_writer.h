@@ -1,0 +1,76 @@
+// Writes what controller/status builds: .status of LoadBalancers (merge patch on /status — CRDs
+// do not take strategic merge patch), Services and Ingresses, and Warning Events for objects
+// that are not accepted. Leader only (the caller decides). Level-triggered: each Sync() compares
+// the desired status with the object as the informers last saw it and writes only differences,
+// guarded by resourceVersion; a 409 re-reads the object and recomputes (at most 3 tries).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/kube/http.h"
+#include "controller/model/object.h"
+#include "controller/status/status.h"
+#include "controller/translate/translate.h"
+
+namespace doorman::controller::kube {
+
+// What the controller serves right now, gathered by main.
+struct StatusInputs {
+  std::vector<ObjectStatus> statuses;
+  std::vector<status::DataplaneView> dataplanes;
+  const status::ServedGenerations* served = nullptr;
+};
+
+struct StatusWriterStats {
+  size_t status_writes = 0;
+  size_t event_writes = 0;
+  size_t failures = 0;
+};
+
+class StatusWriter {
+ public:
+  // `get` returns the object as the informers last saw it (with status and resourceVersion).
+  using Getter = std::function<std::optional<nlohmann::json>(const ObjectKey&)>;
+
+  StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance);
+
+  // One reconcile pass. Returns false when the API asked to slow down (429): the caller should
+  // wait until retry_until().
+  bool Sync(const StatusInputs& in);
+  std::chrono::steady_clock::time_point retry_until() const { return retry_until_; }
+  // Forgets what was written and which Events were sent (leadership changed).
+  void Reset();
+  const StatusWriterStats& stats() const { return stats_; }
+
+ private:
+  // Returns false on 429.
+  bool WriteStatus(const ObjectStatus& st, const StatusInputs& in, nlohmann::json object);
+  bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object);
+  void Throttled(const HttpResponse& r);
+
+  KubeHttp* http_;
+  Getter get_;
+  std::string instance_;
+  std::chrono::steady_clock::time_point retry_until_{};
+  // Last write per object: the resourceVersion it was computed against and the status written,
+  // so a pass that runs before the informer saw our own write does not write again.
+  struct Written {
+    std::string from_rv;
+    nlohmann::json status;
+  };
+  std::map<ObjectKey, Written> written_;
+  // Events sent per object: "reason\nmessage".
+  std::map<ObjectKey, std::string> evented_;
+  std::map<ObjectKey, std::string> failing_;  // last failure logged per object
+  StatusWriterStats stats_;
+};
+
+}  // namespace doorman::controller::kube

@@ -1,0 +1,545 @@
+// doorman-controller: the one wiring file. A source (manifest files → ManifestSet, or the
+// Kubernetes API → KubeSource) → object store → Translator → RoutingServer (publisher + gRPC
+// streams), plus the admin endpoint (/metrics, /healthz, /readyz, /debug/snapshot,
+// /debug/status) and, with the Kubernetes source, the status writer (leader only, optionally
+// elected on a Lease).
+#include <signal.h>
+#include <unistd.h>
+
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "common/admin_server.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "controller/grpc/routing_server.h"
+#include "controller/kube/config.h"
+#include "controller/kube/http.h"
+#include "controller/kube/leader_runner.h"
+#include "controller/kube/status_writer.h"
+#include "controller/metrics/metrics.h"
+#include "controller/source/file_watcher.h"
+#include "controller/source/kube_source.h"
+#include "controller/source/manifest.h"
+#include "controller/status/status.h"
+#include "controller/translate/translate.h"
+
+namespace dc = doorman::controller;
+using doorman::AdminServer;
+
+namespace {
+
+constexpr const char* kProgram = "doorman-controller";
+constexpr auto kRescanInterval = std::chrono::seconds(1);
+
+[[noreturn]] void Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", kProgram, message.c_str());
+  std::exit(code);
+}
+
+// What the admin handlers show; written by the controller loop.
+struct Published {
+  std::mutex mu;
+  std::shared_ptr<const doorman::v1::Snapshot> snapshot;
+  uint64_t version = 0;
+  std::vector<dc::ObjectStatus> statuses;
+  std::vector<dc::ManifestError> manifest_errors;
+  // Which generation of each object each recent version routes (for the Programmed condition).
+  doorman::controller::status::ServedGenerations served;
+};
+
+// The controller loop: owns the object store and the translator; the sources only enqueue.
+// With the Kubernetes source nothing is published before every initial list is in (`synced`),
+// so dataplanes never see a half-listed cluster.
+class ControllerLoop {
+ public:
+  ControllerLoop(dc::RoutingServer* server, dc::ControllerMetrics* metrics, Published* published,
+                 dc::TranslateOptions options)
+      : server_(server), metrics_(metrics), published_(published), translator_(options) {}
+
+  // Kubernetes mode: builds wait until synced() says the initial lists are in.
+  void UseKubeSource(std::function<bool()> synced) {
+    kube_ = true;
+    synced_ = std::move(synced);
+  }
+  void SetAfterBuild(std::function<void()> f) { after_build_ = std::move(f); }
+
+  void Enqueue(std::vector<dc::FileChange> changes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& c : changes) pending_.push_back(std::move(c));
+    cv_.notify_one();
+  }
+
+  void EnqueueKube(std::vector<dc::KubeEvent> events) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& e : events) pending_kube_.push_back(std::move(e));
+    cv_.notify_one();
+  }
+
+  void ApplyKube(std::vector<dc::KubeEvent> events, bool notify) {
+    for (auto& e : events) {
+      doorman::log::Debug("kube", "watch event", {{"type", e.type}, {"object", e.key.ToString()}});
+      if (e.type == "DELETED") {
+        store_.erase(e.key);
+      } else {
+        store_[e.key] = dc::StoredObject{std::move(e.object), dc::SourceLocation{"kubernetes", 0, 0}, ""};
+      }
+    }
+    if (notify && !events.empty()) server_->NotifyChange(dc::Clock::now());
+  }
+
+  void ApplyFiles(std::vector<dc::FileChange> changes, bool notify) {
+    std::vector<dc::Diagnostic> logs;
+    for (auto& c : changes) {
+      std::vector<dc::WatchEvent> events;
+      if (c.content) {
+        events = set_.ApplyFile(c.path, dc::ParseManifests(*c.content, c.path), &logs);
+      } else {
+        logs.push_back({doorman::log::Level::kInfo, "manifest", "file removed", {{"file", c.path}}});
+        events = set_.RemoveFile(c.path, &logs);
+      }
+      for (const auto& e : events) {
+        metrics_->WatchEvent(dc::ResourceName(e.key.kind), e.type);
+        logs.push_back({doorman::log::Level::kDebug, "manifest", "watch event",
+                        {{"type", e.type}, {"object", e.key.ToString()}, {"file", c.path}}});
+      }
+    }
+    dc::EmitAll(logs);
+    if (notify && !changes.empty()) server_->NotifyChange(dc::Clock::now());
+  }
+
+  // Translates the current objects and publishes the snapshot (a no-op for the dataplanes when
+  // the version did not change).
+  void Build(dc::TimePoint change_seen) {
+    built_ = true;
+    dc::TranslateResult r = translator_.Translate(kube_ ? store_ : set_.objects());
+    dc::EmitAll(r.diagnostics);
+    metrics_->CountTranslation();
+    size_t accepted = 0;
+    size_t rejected = 0;
+    for (const auto& st : r.statuses) {
+      if (st.key.kind != dc::kKindLoadBalancer) continue;
+      (st.accepted ? accepted : rejected)++;
+    }
+    metrics_->SetObjects("LoadBalancer", true, accepted);
+    metrics_->SetObjects("LoadBalancer", false, rejected);
+    auto snapshot = std::make_shared<const doorman::v1::Snapshot>(std::move(r.snapshot));
+    const uint64_t version = dc::SnapshotVersion(*snapshot);
+    std::vector<uint64_t> in_use;
+    for (const auto& d : server_->dataplanes()) in_use.push_back(d.acked_version);
+    {
+      std::lock_guard<std::mutex> lock(published_->mu);
+      published_->snapshot = snapshot;
+      published_->version = version;
+      published_->served.Record(version, doorman::controller::status::ServedBy(r.statuses), in_use);
+      published_->statuses = std::move(r.statuses);
+      published_->manifest_errors = set_.errors();
+    }
+    server_->Publish(version, std::move(snapshot), change_seen);
+    if (after_build_) after_build_();
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      auto deadline = server_->NextDeadline();
+      const bool waiting_sync = kube_ && !built_;
+      if (waiting_sync) deadline = dc::Clock::now() + std::chrono::milliseconds(50);  // poll synced()
+      auto ready = [this] { return stop_ || !pending_.empty() || !pending_kube_.empty(); };
+      if (deadline) {
+        cv_.wait_until(lock, *deadline, ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
+      if (stop_) break;
+      std::vector<dc::FileChange> changes = std::move(pending_);
+      pending_.clear();
+      std::vector<dc::KubeEvent> kube_events = std::move(pending_kube_);
+      pending_kube_.clear();
+      lock.unlock();
+      ApplyFiles(std::move(changes), true);
+      ApplyKube(std::move(kube_events), built_);
+      if (kube_ && !built_) {
+        if (synced_()) {
+          doorman::log::Info("kube", "initial lists synced", {{"objects", std::to_string(store_.size())}});
+          Build(dc::Clock::now());
+        }
+      } else if (auto due = server_->TakeDue(dc::Clock::now())) {
+        Build(*due);
+      }
+      lock.lock();
+    }
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_one();
+  }
+
+ private:
+  dc::RoutingServer* server_;
+  dc::ControllerMetrics* metrics_;
+  Published* published_;
+  dc::ManifestSet set_;
+  dc::ObjectStore store_;  // Kubernetes mode
+  dc::Translator translator_;
+  bool kube_ = false;
+  bool built_ = false;
+  std::function<bool()> synced_;
+  std::function<void()> after_build_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<dc::FileChange> pending_;
+  std::vector<dc::KubeEvent> pending_kube_;
+  bool stop_ = false;
+};
+
+// Writes status and Events while this replica may (always without --leader-elect; with it,
+// while it holds the Lease). Level-triggered: a pass every 500 ms and after every build.
+class StatusLoop {
+ public:
+  StatusLoop(dc::kube::StatusWriter* writer, dc::KubeSource* source, dc::RoutingServer* server, Published* published,
+             std::function<bool()> may_write)
+      : writer_(writer), source_(source), server_(server), published_(published), may_write_(std::move(may_write)) {}
+
+  void Kick() {
+    std::lock_guard<std::mutex> lock(mu_);
+    kicked_ = true;
+    cv_.notify_one();
+  }
+
+  void Run() {
+    bool was_writer = false;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_ || kicked_; });
+      if (stop_) break;
+      kicked_ = false;
+      lock.unlock();
+      const bool may = may_write_();
+      if (may != was_writer) {
+        writer_->Reset();
+        was_writer = may;
+      }
+      if (may && source_->synced() && server_->version() != 0) {
+        dc::kube::StatusInputs in;
+        doorman::controller::status::ServedGenerations served;
+        {
+          std::lock_guard<std::mutex> plock(published_->mu);
+          in.statuses = published_->statuses;
+          served = published_->served;
+        }
+        for (const auto& d : server_->dataplanes()) in.dataplanes.push_back({d.node_name, d.advertise_address, d.acked_version});
+        in.served = &served;
+        writer_->Sync(in);
+      }
+      lock.lock();
+    }
+  }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_one();
+  }
+
+ private:
+  dc::kube::StatusWriter* writer_;
+  dc::KubeSource* source_;
+  dc::RoutingServer* server_;
+  Published* published_;
+  std::function<bool()> may_write_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool kicked_ = false;
+  bool stop_ = false;
+};
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "doorman";
+  return buf;
+}
+
+nlohmann::json StatusJson(const dc::ObjectStatus& st) {
+  nlohmann::json listeners = nlohmann::json::array();
+  for (const auto& l : st.listeners) listeners.push_back({{"name", l.name}, {"attachedRoutes", l.attached_routes}});
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& w : st.warnings) warnings.push_back({{"reason", w.reason}, {"field", w.field}, {"message", w.message}});
+  return {{"kind", st.key.kind},
+          {"namespace", st.key.ns},
+          {"name", st.key.name},
+          {"file", st.source.file},
+          {"generation", st.generation},
+          {"accepted", st.accepted},
+          {"reason", st.reason},
+          {"field", st.field},
+          {"message", st.message},
+          {"servingLastGood", st.serving_last_good},
+          {"listeners", listeners},
+          {"warnings", warnings}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string manifests;
+  std::string kubeconfig;
+  std::string grpc_listen = "0.0.0.0:18000";
+  std::string metrics_listen = ":9100";
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string ingress_class;
+  int64_t ingress_http_port = 80;
+  int64_t ingress_https_port = 443;
+  bool default_lb_class = false;
+  bool leader_elect = false;
+  int64_t lease_duration_ms = 15000;
+  int64_t renew_deadline_ms = 10000;
+  int64_t retry_period_ms = 2000;
+  std::string leader_elect_namespace;
+  std::string leader_elect_id = "doorman-controller";
+  std::string pod_name;
+  // Accepted by the parser so users get a clear "not supported yet" instead of "unknown flag".
+  std::string tls_cert, tls_key, tls_ca;
+
+  doorman::FlagSet flags(kProgram,
+                         "Doorman controller: turns LoadBalancer, Service (type LoadBalancer) and Ingress objects into "
+                         "routing state and streams it to dataplanes over gRPC.");
+  flags.String("kubeconfig", &kubeconfig,
+               "kubeconfig of the Kubernetes API to watch (default: the in-cluster service account, else "
+               "$KUBECONFIG)");
+  flags.String("manifests", &manifests,
+               "standalone mode instead of a cluster: read LoadBalancer, Service, EndpointSlice, Ingress, "
+               "IngressClass and Secret objects from this multi-document YAML file or directory of *.yaml/*.yml "
+               "files, re-read on change");
+  flags.String("grpc-listen", &grpc_listen, "address the RoutingState gRPC server listens on");
+  flags.String("metrics-listen", &metrics_listen,
+               "address of /metrics, /healthz, /readyz, /debug/snapshot and /debug/status");
+  flags.String("log-format", &log_format, "text | json");
+  flags.String("log-level", &log_level, "debug | info | warn | error");
+  flags.Bool("leader-elect", &leader_elect,
+             "only the replica holding a coordination.k8s.io Lease writes status and Events (every replica "
+             "serves dataplanes)");
+  flags.DurationMs("leader-elect-lease-duration", &lease_duration_ms,
+                   "how long followers wait after the leader's last renewal before taking over");
+  flags.DurationMs("leader-elect-renew-deadline", &renew_deadline_ms,
+                   "how long the leader keeps acting without a successful renewal (< lease duration)");
+  flags.DurationMs("leader-elect-retry-period", &retry_period_ms, "how often the Lease is read or renewed");
+  flags.String("leader-elect-namespace", &leader_elect_namespace,
+               "namespace of the Lease (default: the pod's namespace in a cluster, else doorman-system)");
+  flags.String("leader-elect-id", &leader_elect_id, "name of the Lease");
+  flags.String("pod-name", &pod_name,
+               "this replica's identity in the Lease, Events and User-Agent (default: hostname_pid)");
+  flags.String("ingress-class", &ingress_class,
+               "value of the legacy kubernetes.io/ingress.class annotation that selects doorman (default doorman)");
+  flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
+  flags.Int("ingress-https-port", &ingress_https_port, "port Ingress HTTPS rules listen on");
+  flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
+  flags.String("tls-cert", &tls_cert, "server certificate for mTLS to dataplanes (not supported yet in this build)");
+  flags.String("tls-key", &tls_key, "server private key for mTLS (not supported yet in this build)");
+  flags.String("tls-ca", &tls_ca, "CA that signs dataplane certificates (not supported yet in this build)");
+  const auto positional = flags.ParseOrExit(argc, argv);
+
+  if (!positional.empty()) Fail(2, "unexpected argument \"" + positional.front() + "\" (see --help)");
+  if (log_format != "text" && log_format != "json") Fail(2, "invalid --log-format \"" + log_format + "\" (want text or json)");
+  if (!doorman::log::Configure(log_format, log_level)) {
+    Fail(2, "invalid --log-level \"" + log_level + "\" (want debug, info, warn or error)");
+  }
+  const std::pair<const char*, bool> unsupported[] = {
+      {"tls-cert", !tls_cert.empty()}, {"tls-key", !tls_key.empty()}, {"tls-ca", !tls_ca.empty()}};
+  for (const auto& [name, given] : unsupported) {
+    if (given) Fail(2, std::string("--") + name + " is not supported yet in this build");
+  }
+  for (const auto& [name, value] : {std::pair{"ingress-http-port", ingress_http_port}, std::pair{"ingress-https-port", ingress_https_port}}) {
+    if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
+  }
+  if (!manifests.empty() && !kubeconfig.empty()) {
+    Fail(2, "--manifests and --kubeconfig are mutually exclusive (standalone files or a cluster, not both)");
+  }
+  if (!manifests.empty() && leader_elect) Fail(2, "--leader-elect needs the Kubernetes API source, not --manifests");
+  if (leader_elect && !(renew_deadline_ms > 0 && renew_deadline_ms < lease_duration_ms && retry_period_ms > 0 &&
+                        retry_period_ms < renew_deadline_ms)) {
+    Fail(2, "--leader-elect durations must satisfy 0 < retry-period < renew-deadline < lease-duration");
+  }
+  std::string host;
+  uint16_t port = 0;
+  if (!doorman::SplitHostPort(grpc_listen, &host, &port)) {
+    Fail(2, "invalid --grpc-listen \"" + grpc_listen + "\" (want host:port)");
+  }
+  if (!doorman::SplitHostPort(metrics_listen, &host, &port)) {
+    Fail(2, "invalid --metrics-listen \"" + metrics_listen + "\" (want host:port or :port)");
+  }
+  const bool kube_mode = manifests.empty();
+  std::optional<dc::kube::KubeConfig> kube_config;
+  if (kube_mode) {
+    std::string error;
+    kube_config = dc::kube::ResolveKubeConfig(kubeconfig, dc::kube::GetEnv, dc::kube::ReadFile, &error);
+    if (!kube_config) Fail(2, error + " (or --manifests PATH for standalone mode; see --help)");
+  } else {
+    std::error_code ec;
+    if (!std::filesystem::exists(manifests, ec)) Fail(2, "--manifests " + manifests + ": no such file or directory");
+  }
+  const std::string identity = !pod_name.empty() ? pod_name : Hostname() + "_" + std::to_string(getpid());
+
+  // Signals are taken by sigwait() in this thread only; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  dc::ControllerMetrics metrics(registry);
+  auto& leader_gauge = prometheus::BuildGauge()
+                           .Name("doorman_controller_leader")
+                           .Help("1 while this replica writes status and Events (the Lease holder, or always "
+                                 "without --leader-elect), else 0.")
+                           .Register(*registry)
+                           .Add({});
+  dc::RoutingServer server(dc::PublisherOptions{}, &metrics);
+  Published published;
+  dc::TranslateOptions translate_options;
+  translate_options.default_lb_class = default_lb_class;
+  if (!ingress_class.empty()) translate_options.ingress_class = ingress_class;
+  translate_options.ingress_http_port = static_cast<uint32_t>(ingress_http_port);
+  translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
+  ControllerLoop loop(&server, &metrics, &published, translate_options);
+
+  // ---- the source ----
+  std::unique_ptr<dc::FileWatcher> watcher;
+  dc::kube::KubeHttpPtr http;
+  std::unique_ptr<dc::KubeSource> source;
+  std::unique_ptr<dc::kube::LeaderRunner> leader;
+  std::unique_ptr<dc::kube::StatusWriter> writer;
+  std::unique_ptr<StatusLoop> status_loop;
+  if (kube_mode) {
+    dc::kube::HttpOptions http_options;
+    http_options.user_agent = std::string(kProgram) + "/" + DOORMAN_VERSION + " (" + identity + ")";
+    http = dc::kube::MakeKubeHttp(*kube_config, http_options);
+    source = std::make_unique<dc::KubeSource>(
+        http.get(), dc::kube::ReflectorOptions{},
+        [&loop](std::vector<dc::KubeEvent> events) { loop.EnqueueKube(std::move(events)); },
+        [&metrics](const std::string& resource, const std::string& type) { metrics.WatchEvent(resource, type); });
+    loop.UseKubeSource([&source] { return source->synced(); });
+    if (leader_elect) {
+      dc::kube::LeaderOptions lo;
+      lo.identity = identity;
+      lo.ns = !leader_elect_namespace.empty()            ? leader_elect_namespace
+              : kube_config->origin == "in-cluster" && !kube_config->ns.empty() ? kube_config->ns
+                                                                                 : "doorman-system";
+      lo.name = leader_elect_id;
+      lo.lease_duration = std::chrono::milliseconds(lease_duration_ms);
+      lo.renew_deadline = std::chrono::milliseconds(renew_deadline_ms);
+      lo.retry_period = std::chrono::milliseconds(retry_period_ms);
+      leader = std::make_unique<dc::kube::LeaderRunner>(http.get(), lo, [&leader_gauge](bool is_leader) {
+        leader_gauge.Set(is_leader ? 1 : 0);
+      });
+    } else {
+      leader_gauge.Set(1);
+    }
+    writer = std::make_unique<dc::kube::StatusWriter>(
+        http.get(), [&source](const dc::ObjectKey& key) { return source->Get(key); }, identity);
+    status_loop = std::make_unique<StatusLoop>(writer.get(), source.get(), &server, &published,
+                                               [&leader] { return !leader || leader->IsLeader(); });
+    loop.SetAfterBuild([&status_loop] { status_loop->Kick(); });
+  } else {
+    leader_gauge.Set(1);
+    // The first snapshot, built synchronously before anything is served.
+    watcher = std::make_unique<dc::FileWatcher>(manifests, kRescanInterval,
+                                                [&loop](std::vector<dc::FileChange> c) { loop.Enqueue(std::move(c)); });
+    std::vector<dc::FileChange> initial;
+    std::string error;
+    if (!watcher->Scan(&initial, &error)) Fail(2, error);
+    loop.ApplyFiles(std::move(initial), false);
+    loop.Build(dc::Clock::now());
+  }
+
+  std::string error;
+  if (!server.Start(grpc_listen, &error)) Fail(1, "--grpc-listen: " + error);
+  std::atomic<bool> serving{true};
+  AdminServer admin(registry, [&] {
+    return serving.load() && server.version() != 0 && (!source || source->synced());
+  });
+  admin.AddHandler("/debug/snapshot", [&published] {
+    std::lock_guard<std::mutex> lock(published.mu);
+    std::string body = "{\"version\":" + std::to_string(published.version) + ",\"snapshot\":" +
+                       (published.snapshot ? dc::RedactedSnapshotJson(*published.snapshot) : "{}") + "}\n";
+    return AdminServer::Response{200, "application/json", std::move(body)};
+  });
+  admin.AddHandler("/debug/status", [&published, &server, &source, &leader, &writer, &identity] {
+    nlohmann::json out;
+    {
+      std::lock_guard<std::mutex> lock(published.mu);
+      out["version"] = published.version;
+      out["objects"] = nlohmann::json::array();
+      for (const auto& st : published.statuses) out["objects"].push_back(StatusJson(st));
+      out["manifestErrors"] = nlohmann::json::array();
+      for (const auto& e : published.manifest_errors) out["manifestErrors"].push_back(e.ToString());
+    }
+    out["dataplanes"] = nlohmann::json::array();
+    for (const auto& d : server.dataplanes()) {
+      out["dataplanes"].push_back({{"node", d.node_name},
+                                   {"zone", d.zone},
+                                   {"advertiseAddress", d.advertise_address},
+                                   {"ackedVersion", d.acked_version},
+                                   {"inFlightVersion", d.in_flight_version},
+                                   {"rejectedVersion", d.rejected_version},
+                                   {"lastError", d.last_error}});
+    }
+    if (source) {
+      out["kubernetes"] = {{"synced", source->synced()},
+                           {"pending", source->pending()},
+                           {"identity", identity},
+                           {"leader", !leader || leader->IsLeader()}};
+    }
+    return AdminServer::Response{200, "application/json", out.dump(2) + "\n"};
+  });
+  if (!admin.Start(metrics_listen, &error)) Fail(1, "--metrics-listen: " + error);
+  if (watcher && !watcher->Start(&error)) Fail(1, "watching " + manifests + ": " + error);
+  std::thread loop_thread([&loop] { loop.Run(); });
+  std::thread status_thread;
+  if (source) {
+    source->Start();
+    if (leader) leader->Start();
+    status_thread = std::thread([&status_loop] { status_loop->Run(); });
+    doorman::log::Info("controller", "started",
+                       {{"kubernetes", kube_config->origin},
+                        {"server", kube_config->server},
+                        {"identity", identity},
+                        {"grpc_port", std::to_string(server.port())},
+                        {"metrics_port", std::to_string(admin.port())}});
+  } else {
+    doorman::log::Info("controller", "started",
+                       {{"manifests", manifests},
+                        {"grpc_port", std::to_string(server.port())},
+                        {"metrics_port", std::to_string(admin.port())},
+                        {"version", std::to_string(server.version())}});
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  doorman::log::Info("controller", "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  serving = false;
+  if (status_loop) {
+    status_loop->Stop();
+    status_thread.join();
+  }
+  if (leader) leader->Stop();  // releases the Lease so a follower takes over at once
+  if (source) source->Stop();
+  if (watcher) watcher->Stop();
+  loop.Stop();
+  loop_thread.join();
+  server.Stop();
+  admin.Stop();
+  doorman::log::Info("controller", "stopped");
+  return 0;
+}

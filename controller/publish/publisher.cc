@@ -1,0 +1,192 @@
+#include "controller/publish/publisher.h"
+
+#include <algorithm>
+
+namespace doorman::controller {
+namespace {
+
+std::string V(uint64_t v) { return std::to_string(v); }
+
+Diagnostic D(log::Level level, std::string message, std::vector<std::pair<std::string, std::string>> fields) {
+  return Diagnostic{level, "publish", std::move(message), std::move(fields)};
+}
+
+}  // namespace
+
+Publisher::Publisher(PublisherOptions options) : options_(options) {}
+
+void Publisher::NotifyChange(TimePoint now) {
+  if (!first_pending_) first_pending_ = now;
+  last_pending_ = now;
+}
+
+std::optional<TimePoint> Publisher::NextDeadline() const {
+  if (!first_pending_) return std::nullopt;
+  return std::min(*last_pending_ + options_.holdoff, *first_pending_ + options_.max_delay);
+}
+
+std::optional<TimePoint> Publisher::TakeDue(TimePoint now) {
+  auto deadline = NextDeadline();
+  if (!deadline || now < *deadline) return std::nullopt;
+  const TimePoint first = *first_pending_;
+  first_pending_.reset();
+  last_pending_.reset();
+  return first;
+}
+
+PublisherOutput Publisher::Publish(uint64_t version, std::shared_ptr<const doorman::v1::Snapshot> snapshot,
+                                   TimePoint change_seen) {
+  PublisherOutput out;
+  if (version == version_ || version == 0 || !snapshot) return out;
+  const uint64_t previous = version_;
+  version_ = version;
+  snapshot_ = std::move(snapshot);
+  change_seen_ = change_seen;
+  // Keep warnings of the versions still in play only.
+  for (auto it = warned_.begin(); it != warned_.end();) {
+    it = (it->first == version_ || it->first == previous) ? std::next(it) : warned_.erase(it);
+  }
+  out.diagnostics.push_back(D(log::Level::kInfo, "publishing snapshot",
+                              {{"version", V(version_)}, {"previous", V(previous)},
+                               {"dataplanes", std::to_string(connected())}}));
+  for (auto& [id, s] : streams_) MaybePush(id, s, out);
+  return out;
+}
+
+StreamId Publisher::OpenStream(TimePoint now) {
+  const StreamId id = next_stream_++;
+  Stream& s = streams_[id];
+  s.opened = now;
+  s.info.stream = id;
+  return id;
+}
+
+void Publisher::MaybePush(StreamId id, Stream& s, PublisherOutput& out) {
+  if (!s.hello || s.in_flight || !snapshot_) return;
+  if (version_ == s.info.acked_version || version_ == s.info.rejected_version) return;
+  InFlight f{version_, V(id) + "-" + V(s.next_nonce++), std::max(change_seen_, s.opened)};
+  out.pushes.push_back({id, version_, f.nonce, snapshot_});
+  s.info.in_flight_version = version_;
+  s.in_flight = std::move(f);
+}
+
+PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMessage& msg, TimePoint now) {
+  PublisherOutput out;
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return out;
+  Stream& s = it->second;
+  const std::string node = s.info.node_name.empty() ? "stream-" + V(id) : s.info.node_name;
+
+  if (!s.hello) {
+    if (msg.kind_case() != doorman::v1::DataplaneMessage::kHello) {
+      out.close_invalid_argument = "the first message on the stream must be a Hello";
+      out.diagnostics.push_back(D(log::Level::kWarn, "closing stream: first message is not a Hello",
+                                  {{"stream", V(id)}, {"kind", std::to_string(msg.kind_case())}}));
+      return out;
+    }
+    const auto& h = msg.hello();
+    s.hello = true;
+    s.info.node_name = h.node_name();
+    s.info.zone = h.zone();
+    s.info.advertise_address = h.advertise_address();
+    out.diagnostics.push_back(D(log::Level::kInfo, "dataplane connected",
+                                {{"node", h.node_name()},
+                                 {"stream", V(id)},
+                                 {"last_applied_version", V(h.last_applied_version())},
+                                 {"build", h.build_version()}}));
+    // Sent even when last_applied_version == version_: the dataplane needs a nonce to ACK.
+    MaybePush(id, s, out);
+    return out;
+  }
+
+  switch (msg.kind_case()) {
+    case doorman::v1::DataplaneMessage::kHello:
+      out.diagnostics.push_back(D(log::Level::kWarn, "ignoring a second Hello on the stream",
+                                  {{"node", node}, {"stream", V(id)}}));
+      break;
+    case doorman::v1::DataplaneMessage::kAck: {
+      const auto& a = msg.ack();
+      if (!s.in_flight || a.nonce() != s.in_flight->nonce) {
+        out.diagnostics.push_back(D(log::Level::kWarn, "ignoring ACK with unknown nonce",
+                                    {{"node", node}, {"nonce", a.nonce()}, {"version", V(a.version())}}));
+        break;
+      }
+      const InFlight f = *s.in_flight;
+      s.in_flight.reset();
+      s.info.in_flight_version = 0;
+      if (a.version() != f.version) {
+        // Garbage: treat like a rejection so the same version is not pushed again in a loop.
+        out.diagnostics.push_back(D(log::Level::kWarn, "ACK names another version than the one sent; not re-sending it",
+                                    {{"node", node}, {"nonce", a.nonce()}, {"version", V(a.version())},
+                                     {"sent_version", V(f.version)}}));
+        s.info.rejected_version = f.version;
+        s.info.last_error = "ACK for version " + V(a.version()) + " with the nonce of version " + V(f.version);
+      } else {
+        s.info.acked_version = a.version();
+        out.push_seconds.push_back(std::chrono::duration<double>(now - f.change_seen).count());
+        for (const auto& w : a.warnings()) {
+          if (warned_.emplace(a.version(), w).second) {
+            out.diagnostics.push_back(
+                D(log::Level::kWarn, "dataplane warning", {{"node", node}, {"version", V(a.version())}, {"warning", w}}));
+          }
+        }
+        out.diagnostics.push_back(
+            D(log::Level::kDebug, "dataplane ACKed", {{"node", node}, {"version", V(a.version())}}));
+      }
+      MaybePush(id, s, out);
+      break;
+    }
+    case doorman::v1::DataplaneMessage::kNack: {
+      const auto& n = msg.nack();
+      if (!s.in_flight || n.nonce() != s.in_flight->nonce) {
+        out.diagnostics.push_back(D(log::Level::kWarn, "ignoring NACK with unknown nonce",
+                                    {{"node", node}, {"nonce", n.nonce()}, {"error", n.error_detail()}}));
+        break;
+      }
+      const InFlight f = *s.in_flight;
+      s.in_flight.reset();
+      s.info.in_flight_version = 0;
+      s.info.rejected_version = f.version;
+      s.info.last_error = n.error_detail();
+      s.info.acked_version = n.version();  // what it still serves
+      out.diagnostics.push_back(D(log::Level::kError, "dataplane rejected snapshot, it keeps its last good state",
+                                  {{"node", node},
+                                   {"rejected_version", V(f.version)},
+                                   {"serving_version", V(n.version())},
+                                   {"error", n.error_detail()}}));
+      MaybePush(id, s, out);
+      break;
+    }
+    case doorman::v1::DataplaneMessage::KIND_NOT_SET:
+      out.diagnostics.push_back(D(log::Level::kWarn, "ignoring an empty message", {{"node", node}}));
+      break;
+  }
+  return out;
+}
+
+std::vector<Diagnostic> Publisher::CloseStream(StreamId id) {
+  std::vector<Diagnostic> out;
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return out;
+  if (it->second.hello) {
+    out.push_back(D(log::Level::kInfo, "dataplane disconnected",
+                    {{"node", it->second.info.node_name}, {"stream", V(id)},
+                     {"acked_version", V(it->second.info.acked_version)}}));
+  }
+  streams_.erase(it);
+  return out;
+}
+
+size_t Publisher::connected() const {
+  return static_cast<size_t>(std::count_if(streams_.begin(), streams_.end(), [](const auto& kv) { return kv.second.hello; }));
+}
+
+std::vector<DataplaneInfo> Publisher::dataplanes() const {
+  std::vector<DataplaneInfo> out;
+  for (const auto& [_, s] : streams_) {
+    if (s.hello) out.push_back(s.info);
+  }
+  return out;
+}
+
+}  // namespace doorman::controller

@@ -1,0 +1,60 @@
+// Watches --manifests PATH (one file, or the *.yaml / *.yml files directly in a directory) and
+// reports which files changed, with their new content. inotify on the directory (so editors'
+// and kubectl-like tools' write-to-temp-then-rename is seen, as are ConfigMap symlink swaps)
+// plus a periodic rescan that compares content hashes, so nothing is missed if inotify is
+// unavailable or a watch is lost.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace doorman::controller {
+
+struct FileChange {
+  std::string path;
+  std::optional<std::string> content;  // nullopt: the file was removed
+};
+
+class FileWatcher {
+ public:
+  using Callback = std::function<void(std::vector<FileChange>)>;
+
+  FileWatcher(std::string path, std::chrono::milliseconds rescan_interval, Callback on_change);
+  ~FileWatcher();
+  FileWatcher(const FileWatcher&) = delete;
+  FileWatcher& operator=(const FileWatcher&) = delete;
+
+  // Reads everything once, synchronously; returns every file found (the first call) or the
+  // changes since the previous scan. False (with *error) when PATH does not exist or cannot be
+  // listed; the previous state is then kept.
+  bool Scan(std::vector<FileChange>* changes, std::string* error);
+
+  // Starts the background thread that calls `on_change` (from that thread) on changes.
+  bool Start(std::string* error);
+  void Stop();
+
+ private:
+  void Run();
+  void AddWatch();
+
+  std::string path_;
+  std::string watch_dir_;
+  bool is_dir_ = false;
+  std::chrono::milliseconds rescan_;
+  Callback on_change_;
+  std::map<std::string, uint64_t> hashes_;  // file → content hash of the last scan
+  std::string last_error_;
+  int inotify_fd_ = -1;
+  int watch_ = -1;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace doorman::controller

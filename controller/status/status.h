@@ -1,0 +1,100 @@
+// What doorman writes back into the cluster, as pure functions of what the controller serves:
+// LoadBalancer .status (conditions Accepted/Programmed, listeners, addresses, dataplanes),
+// Service/Ingress .status.loadBalancer.ingress, Warning Events, and the merge patches that turn
+// an object's current status into the desired one. No I/O, no clock (the caller passes `now`):
+// the writer in controller/kube/status_writer.cc performs the requests.
+//
+// No write storms: every builder is deterministic and keeps lastTransitionTime of conditions
+// whose status did not change, so `desired == current` exactly when nothing needs writing.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/model/object.h"
+#include "controller/translate/translate.h"
+
+namespace doorman::controller::status {
+
+// A connected dataplane (it said Hello), as the status needs it.
+struct DataplaneView {
+  std::string node_name;
+  std::string advertise_address;  // Hello.advertise_address ("" = not given)
+  uint64_t acked_version = 0;     // the snapshot version it serves (0 = none yet)
+};
+
+// For each recently published snapshot version: the generation of each object it routes. A
+// dataplane that ACKed version V has programmed generation G of object K iff Find(V)[K] == G.
+// Versions are content hashes (not ordered in time), so insertion order is kept for eviction.
+class ServedGenerations {
+ public:
+  // Adds (or refreshes) `version`'s entry; then drops the oldest entries beyond `keep`, except
+  // versions a dataplane still serves (`in_use`).
+  void Record(uint64_t version, std::map<ObjectKey, int64_t> entry, const std::vector<uint64_t>& in_use = {},
+              size_t keep = 16);
+  const std::map<ObjectKey, int64_t>* Find(uint64_t version) const;
+  size_t size() const { return by_version_.size(); }
+
+ private:
+  std::map<uint64_t, std::map<ObjectKey, int64_t>> by_version_;
+  std::vector<uint64_t> order_;  // oldest first
+};
+
+// The entry for one published snapshot: objects that route (accepted, or serving their last
+// good version) → the generation routed.
+std::map<ObjectKey, int64_t> ServedBy(const std::vector<ObjectStatus>& statuses);
+
+struct ProgrammedCount {
+  size_t ready = 0;       // connected dataplanes
+  size_t programmed = 0;  // of those, serving the object's current generation
+};
+ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
+                                const ServedGenerations& served);
+
+// The addresses that serve traffic: the connected dataplanes' advertise addresses, unique and
+// sorted, as [{type: IPAddress|Hostname, value}] (LoadBalancer) or [{ip}|{hostname}] (Service,
+// Ingress status.loadBalancer.ingress).
+nlohmann::json LoadBalancerAddresses(const std::vector<DataplaneView>& dataplanes);
+nlohmann::json IngressPoints(const std::vector<DataplaneView>& dataplanes);
+bool IsIpAddress(const std::string& s);
+
+// The whole desired .status of a LoadBalancer. `current` is its status as stored (null when
+// none); `now` (RFC 3339) is used for lastTransitionTime of conditions whose status changed.
+nlohmann::json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
+                                  const ServedGenerations& served, const nlohmann::json& current, const std::string& now);
+
+// The desired .status of a Service or Ingress: `current` with loadBalancer.ingress set to the
+// serving addresses (routed objects) or removed (objects doorman claims but cannot route).
+nlohmann::json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
+                             const nlohmann::json& current);
+
+// The desired .status for any kind doorman writes status for (LoadBalancer, Service, Ingress);
+// nullopt for other kinds.
+std::optional<nlohmann::json> DesiredStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
+                                            const ServedGenerations& served, const nlohmann::json& current,
+                                            const std::string& now);
+
+// RFC 7386: the merge patch that turns `from` into `to` (explicit nulls for removed keys; arrays
+// replaced whole). An empty object when they are equal.
+nlohmann::json CreateMergePatch(const nlohmann::json& from, const nlohmann::json& to);
+
+// The /status merge patch: the status difference, guarded by the resourceVersion it was computed
+// against (a 409 then means "re-read and recompute").
+nlohmann::json StatusPatch(const nlohmann::json& current_status, const nlohmann::json& desired_status,
+                           const std::string& resource_version);
+
+// A core/v1 Warning Event about an object that is not accepted. Its name is deterministic
+// (<object>.<hash of uid, reason, message>), so the same problem maps to the same Event and a
+// repeat increments its count instead of creating another. `object` is the involved object as
+// stored (for uid/resourceVersion); `api_version` its apiVersion.
+nlohmann::json WarningEvent(const ObjectStatus& st, const nlohmann::json& object, const std::string& api_version,
+                            const std::string& reporting_instance, const std::string& now);
+// The merge patch for a repeat of an existing Event (count + 1, lastTimestamp).
+nlohmann::json EventRepeatPatch(const nlohmann::json& existing, const std::string& now);
+
+}  // namespace doorman::controller::status

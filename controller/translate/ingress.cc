@@ -1,0 +1,540 @@
+// Ingress (+ IngressClass, Secret) → CompiledObject (API.md §1.2, the ALB role). Every claimed
+// Ingress routes on the two shared L7 listeners (--ingress-http-port, and --ingress-https-port
+// when it has a usable tls[] entry); the merge in translate.cc joins them with every other
+// object on those ports.
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "controller/translate/internal.h"
+
+namespace doorman::controller::internal {
+namespace {
+
+constexpr const char* kAnnSslRedirect = "doorman.dev/ssl-redirect";
+constexpr const char* kAnnRewriteTarget = "doorman.dev/rewrite-target";
+constexpr const char* kAnnAffinity = "doorman.dev/affinity";
+constexpr const char* kAnnAffinityCookieName = "doorman.dev/affinity-cookie-name";
+constexpr const char* kAnnAffinityCookieTtl = "doorman.dev/affinity-cookie-ttl";
+constexpr const char* kAnnCanary = "doorman.dev/canary";
+constexpr const char* kAnnCanaryWeight = "doorman.dev/canary-weight";
+constexpr const char* kAnnCanaryByHeader = "doorman.dev/canary-by-header";
+constexpr const char* kAnnCanaryByCookie = "doorman.dev/canary-by-cookie";
+constexpr const char* kAnnRateLimitRps = "doorman.dev/rate-limit-rps";
+constexpr const char* kAnnRateLimitBurst = "doorman.dev/rate-limit-burst";
+constexpr const char* kAnnRequestTimeout = "doorman.dev/request-timeout";
+constexpr const char* kAnnRetries = "doorman.dev/retries";
+constexpr const char* kAnnBackendProtocol = "doorman.dev/backend-protocol";
+constexpr const char* kAnnHealthCheckPath = "doorman.dev/health-check-path";
+
+constexpr const char* kAnnLegacyClass = "kubernetes.io/ingress.class";
+constexpr const char* kAnnDefaultClass = "ingressclass.kubernetes.io/is-default-class";
+
+// ingress-nginx's ssl-redirect status code: 308 keeps the method and body.
+constexpr uint32_t kSslRedirectStatus = 308;
+constexpr int64_t kMaxRate = 1'000'000'000;
+
+// What the doorman.dev/* annotations of one Ingress ask for, validated.
+struct IngressAnnotations {
+  bool ssl_redirect = true;  // only matters for hosts with a certificate
+  std::string rewrite_target;
+  v1::RoutePolicy policy;  // stickiness, retries, timeouts, rate limit, backend protocol
+  bool canary = false;
+  v1::Canary canary_rule;  // header, cookie, weight; backends are filled per path
+  std::string health_check_path;
+};
+
+IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<StatusWarning>* warnings) {
+  IngressAnnotations out;
+  if (auto v = a.Bool(kAnnSslRedirect)) out.ssl_redirect = *v;
+  if (auto s = a.String(kAnnRewriteTarget)) {
+    if (s->empty() || s->front() != '/') {
+      a.Invalid(kAnnRewriteTarget, "path " + Q(*s) + " must start with \"/\"");
+    } else if (s->find('$') != std::string::npos) {
+      a.Invalid(kAnnRewriteTarget, "capture groups such as $1 are not supported in " + Q(*s) +
+                                       " (the target replaces the matched path prefix)");
+    } else {
+      out.rewrite_target = *s;
+    }
+  }
+  if (auto s = a.String(kAnnAffinity)) {
+    if (*s == "cookie") {
+      auto* st = out.policy.mutable_stickiness();
+      st->set_type(v1::Stickiness::COOKIE);
+      st->set_cookie_name(kDefaultCookieName);
+      if (auto name = a.String(kAnnAffinityCookieName)) {
+        if (IsToken(*name)) {
+          st->set_cookie_name(*name);
+        } else {
+          a.Invalid(kAnnAffinityCookieName, "invalid cookie name " + Q(*name));
+        }
+      }
+      if (auto ttl = a.DurationMs(kAnnAffinityCookieTtl)) st->set_ttl_ms(*ttl);
+    } else {
+      a.Invalid(kAnnAffinity, "unknown affinity " + Q(*s) + " (want cookie)");
+    }
+  } else {
+    for (const char* k : {kAnnAffinityCookieName, kAnnAffinityCookieTtl}) {
+      if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnAffinity + ": cookie");
+    }
+  }
+  if (auto rps = a.Int(kAnnRateLimitRps, 1, kMaxRate)) {
+    auto* rl = out.policy.mutable_rate_limit();
+    rl->set_requests_per_second(static_cast<uint32_t>(*rps));
+    rl->set_key("ClientIP");
+    if (auto burst = a.Int(kAnnRateLimitBurst, 0, kMaxRate)) rl->set_burst(static_cast<uint32_t>(*burst));
+  } else if (!a.Has(kAnnRateLimitRps) && a.Has(kAnnRateLimitBurst)) {
+    a.Ignored(kAnnRateLimitBurst, std::string("needs ") + kAnnRateLimitRps);
+  }
+  if (auto t = a.DurationMs(kAnnRequestTimeout)) out.policy.mutable_timeouts()->set_request_ms(*t);
+  if (auto n = a.Int(kAnnRetries, 0, kMaxRetries)) {
+    auto* rt = out.policy.mutable_retries();
+    rt->set_attempts(static_cast<uint32_t>(*n));
+    if (*n > 0) {
+      for (const char* on : {"connect-failure", "reset", "502", "503", "504"}) rt->add_on(on);
+    }
+  }
+  if (auto s = a.String(kAnnBackendProtocol)) {
+    if (*s == "HTTP" || *s == "HTTPS" || *s == "GRPC") {
+      if (*s != "HTTP") out.policy.set_backend_protocol(*s);
+    } else {
+      a.Invalid(kAnnBackendProtocol, "unknown backend protocol " + Q(*s) + " (want HTTP, HTTPS or GRPC)");
+    }
+  }
+  if (auto s = a.String(kAnnHealthCheckPath)) {
+    if (s->empty() || s->front() != '/' || s->find_first_of(" \t") != std::string::npos) {
+      a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " must start with \"/\" and contain no spaces");
+    } else {
+      out.health_check_path = *s;
+    }
+  }
+
+  // Canary (ingress-nginx semantics): header first ("always" → canary, "never" → not), then
+  // cookie (same values), then weight.
+  if (auto v = a.Bool(kAnnCanary)) out.canary = *v;
+  if (auto w = a.Int(kAnnCanaryWeight, 0, 100)) out.canary_rule.set_weight_percent(static_cast<uint32_t>(*w));
+  if (auto h = a.String(kAnnCanaryByHeader)) {
+    if (IsToken(*h)) {
+      out.canary_rule.set_header(Lower(*h));
+    } else {
+      a.Invalid(kAnnCanaryByHeader, "invalid header name " + Q(*h));
+    }
+  }
+  if (auto ck = a.String(kAnnCanaryByCookie)) {
+    if (IsToken(*ck)) {
+      out.canary_rule.set_cookie(*ck);
+    } else {
+      a.Invalid(kAnnCanaryByCookie, "invalid cookie name " + Q(*ck));
+    }
+  }
+  const char* const canary_keys[] = {kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByCookie};
+  const bool any_canary_key = std::any_of(std::begin(canary_keys), std::end(canary_keys), [&a](const char* k) { return a.Has(k); });
+  if (!out.canary) {
+    for (const char* k : canary_keys) {
+      if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnCanary + ": \"true\" (this is not a canary Ingress)");
+    }
+  } else {
+    if (!any_canary_key) {
+      warnings->push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnCanary),
+                           "a canary Ingress without canary-weight, canary-by-header or canary-by-cookie "
+                           "receives no traffic"});
+    }
+    // The main Ingress's policy applies to canary traffic too, as in ingress-nginx.
+    for (const char* k : {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName,
+                          kAnnAffinityCookieTtl, kAnnRateLimitRps, kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries,
+                          kAnnBackendProtocol}) {
+      if (a.Has(k)) a.Ignored(k, "a canary Ingress uses the policy of the main Ingress it attaches to");
+    }
+  }
+  return out;
+}
+
+// The certificates of an Ingress's tls[] and which hosts they cover (for ssl-redirect).
+struct IngressTls {
+  std::vector<std::string> certificate_names;
+  std::vector<v1::TlsCertificate> certificates;
+  std::vector<std::string> hosts;
+  bool any_host = false;  // a tls[] entry without hosts: Kubernetes means "every host"
+
+  // Whether requests for `host` ("" = no host) are served with one of the certificates.
+  bool Covers(const std::string& host) const {
+    if (any_host) return true;
+    for (const auto& h : hosts) {
+      if (h == host) return true;
+      // "*.example.com" covers exactly one more label, as a certificate's wildcard does.
+      const auto dot = host.find('.');
+      if (h.rfind("*.", 0) == 0 && !host.empty() && host[0] != '*' && dot != std::string::npos &&
+          host.substr(dot) == h.substr(1)) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+// Reads spec.tls[]. A missing or malformed Secret is a warning on that entry: the rest routes.
+IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const ObjectStore& store, bool canary,
+                   std::vector<StatusWarning>* warnings) {
+  IngressTls out;
+  const json* tls = r.Array(spec, "spec", "tls");
+  if (!tls) return out;
+  if (canary && !tls->empty()) {
+    warnings->push_back({"FieldIgnored", "spec.tls",
+                         "a canary Ingress serves on the main Ingress's listeners, its tls[] is not used"});
+  }
+  for (size_t i = 0; i < tls->size(); ++i) {
+    const json& t = (*tls)[i];
+    const std::string tp = FieldReader::Index("spec.tls", i);
+    if (!t.is_object()) {
+      r.Invalid(tp, "must be an object, not " + FieldReader::TypeName(t));
+      continue;
+    }
+    const auto hosts = r.StringList(t, tp, "hosts");
+    bool hosts_ok = true;
+    for (size_t j = 0; j < hosts.size(); ++j) {
+      if (!IsHostPattern(hosts[j])) {
+        r.Invalid(FieldReader::Index(tp + ".hosts", j),
+                  "invalid host " + Q(hosts[j]) + " (want a lowercase DNS name, optionally starting with \"*.\")");
+        hosts_ok = false;
+      }
+    }
+    const std::string secret = r.String(t, tp, "secretName").value_or("");
+    if (canary || !hosts_ok) continue;
+    const std::string which = hosts.empty() ? "any host" : JoinStrings(hosts, ", ");
+    if (secret.empty()) {
+      warnings->push_back({"SecretNotFound", tp + ".secretName", "no secretName (" + which + ": not served over HTTPS by this entry)"});
+      continue;
+    }
+    CertificateLoad load = LoadCertificate(store, key.ns, secret);
+    if (!load.cert) {
+      warnings->push_back({load.not_found ? "SecretNotFound" : "InvalidSecret", tp + ".secretName",
+                           load.message + " (" + which + ": not served over HTTPS by this entry)"});
+      continue;
+    }
+    if (std::find(out.certificate_names.begin(), out.certificate_names.end(), load.cert->name()) ==
+        out.certificate_names.end()) {
+      out.certificate_names.push_back(load.cert->name());
+      out.certificates.push_back(std::move(*load.cert));
+    }
+    out.any_host = out.any_host || hosts.empty();
+    out.hosts.insert(out.hosts.end(), hosts.begin(), hosts.end());
+  }
+  return out;
+}
+
+// Reads an IngressBackend ({service: {name, port: {number | name}}}) into a backend set named
+// `set_name`. A resource backend is refused (UnsupportedValue).
+std::optional<v1::BackendSet> ReadBackend(FieldReader& r, const json& b, const std::string& bp, const std::string& set_name,
+                                          const ObjectKey& key, const ObjectStore& store,
+                                          std::vector<StatusWarning>* warnings) {
+  if (!b.is_object()) {
+    r.Invalid(bp, "must be an object, not " + FieldReader::TypeName(b));
+    return std::nullopt;
+  }
+  if (r.Member(b, bp, "resource")) {
+    r.Unsupported(bp + ".resource", "resource backends are not supported by doorman (use backend.service)");
+    return std::nullopt;
+  }
+  const json* svc = r.Member(b, bp, "service", true);
+  if (!svc) return std::nullopt;
+  const std::string sp = bp + ".service";
+  auto name = r.String(*svc, sp, "name", true);
+  if (name && !IsDns1123Label(*name)) r.Invalid(sp + ".name", Q(*name) + " is not a valid Service name");
+  const json* port = r.Member(*svc, sp, "port", true);
+  if (!port) return std::nullopt;
+  const std::string pp = sp + ".port";
+  auto number = RangedInt(r, *port, pp, "number", 1, 65535);
+  auto port_name = r.String(*port, pp, "name");
+  if (port_name && !port_name->empty() && !IsDns1123Label(*port_name)) {
+    r.Invalid(pp + ".name", Q(*port_name) + " is not a valid port name");
+    return std::nullopt;
+  }
+  const bool by_name = port_name && !port_name->empty();
+  if (by_name == (r.Member(*port, pp, "number") != nullptr)) {
+    r.Invalid(pp, "give exactly one of number or name");
+    return std::nullopt;
+  }
+  if (!name || !IsDns1123Label(*name) || (!by_name && !number)) return std::nullopt;
+  v1::BackendSet set;
+  set.set_name(set_name);
+  ResolveServiceBackend(store, key.ns, *name, by_name ? ServicePortRef{0, *port_name} : ServicePortRef{*number, ""}, sp,
+                        &set, warnings);
+  return set;
+}
+
+// One Ingress being compiled: the listeners it declares and the routes each path becomes.
+class IngressCompiler {
+ public:
+  IngressCompiler(const ObjectKey& key, const json& o, const CompileContext& ctx) : o_(o), ctx_(ctx) {
+    c_.key = key;
+    c_.generation = GenerationOf(o);
+    c_.creation_ts = CreationTimestampOf(o);
+  }
+
+  std::optional<CompiledObject> Compile(std::vector<Problem>* problems) {
+    AnnotationReader ann(o_,
+                         {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName, kAnnAffinityCookieTtl,
+                          kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByCookie, kAnnRateLimitRps,
+                          kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath},
+                         &r_, &c_.warnings);
+    ann_ = ReadIngressAnnotations(ann, &c_.warnings);
+    const json* spec = r_.Member(o_, "", "spec", true);
+    if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
+    if (spec && spec->is_object()) {
+      tls_ = ReadTls(r_, *spec, c_.key, ctx_.store, ann_.canary, &c_.warnings);
+      DeclareListeners();
+      ReadRules(*spec, ann);
+      if (const json* b = r_.Member(*spec, "spec", "defaultBackend")) {
+        AddPath("default", "spec.defaultBackend", v1::RouteMatch(), *b, "spec.defaultBackend", ann, true);
+      }
+      if (!ann_.health_check_path.empty()) {
+        v1::HealthCheck hc;
+        hc.set_protocol(v1::HealthCheck::HTTP);
+        hc.set_path(ann_.health_check_path);
+        for (auto& set : c_.backend_sets) *set.mutable_health_check() = hc;
+        for (auto& att : c_.canaries) {
+          for (auto& set : att.backend_sets) *set.mutable_health_check() = hc;
+        }
+      }
+    }
+    if (!r_.problems.empty()) {
+      problems->insert(problems->end(), r_.problems.begin(), r_.problems.end());
+      return std::nullopt;
+    }
+    return std::move(c_);
+  }
+
+ private:
+  void DeclareListeners() {
+    if (ann_.canary) return;  // a canary only adds backends to the main Ingress's routes
+    CompiledListener http;
+    http.user_name = "http";
+    http.field = "spec";
+    http.conflict_field = "spec.rules";
+    http.proto.set_port(ctx_.options.ingress_http_port);
+    http.proto.set_protocol(v1::HTTP);
+    http.proto.set_name("http-" + std::to_string(ctx_.options.ingress_http_port));
+    http_listener_ = http.proto.name();
+    c_.listeners.push_back(std::move(http));
+    if (tls_.certificates.empty()) return;
+    if (ctx_.options.ingress_https_port == ctx_.options.ingress_http_port) {
+      r_.Fail("PortConflict", "spec.tls", "--ingress-https-port and --ingress-http-port are both " +
+                                              std::to_string(ctx_.options.ingress_http_port));
+      return;
+    }
+    CompiledListener https;
+    https.user_name = "https";
+    https.field = "spec.tls";
+    https.conflict_field = "spec.tls";
+    https.proto.set_port(ctx_.options.ingress_https_port);
+    https.proto.set_protocol(v1::HTTPS);
+    https.proto.set_name("https-" + std::to_string(ctx_.options.ingress_https_port));
+    for (const auto& name : tls_.certificate_names) https.proto.mutable_tls()->add_certificates(name);
+    https_listener_ = https.proto.name();
+    c_.listeners.push_back(std::move(https));
+    c_.certificates = tls_.certificates;
+  }
+
+  void ReadRules(const json& spec, AnnotationReader& ann) {
+    const json* rules = r_.Array(spec, "spec", "rules");
+    if (!rules) return;
+    for (size_t i = 0; i < rules->size(); ++i) {
+      const json& rule = (*rules)[i];
+      const std::string rp = FieldReader::Index("spec.rules", i);
+      if (!rule.is_object()) {
+        r_.Invalid(rp, "must be an object, not " + FieldReader::TypeName(rule));
+        continue;
+      }
+      v1::RouteMatch base;
+      if (auto host = r_.String(rule, rp, "host"); host && !host->empty()) {
+        if (!IsHostPattern(*host)) {
+          r_.Invalid(rp + ".host", "invalid host " + Q(*host) + " (want a lowercase DNS name, optionally starting with \"*.\")");
+          continue;
+        }
+        base.add_hosts(*host);
+      }
+      // A rule without http sends its host to the default backend (Kubernetes semantics): the
+      // catch-all route does that.
+      const json* http = r_.Member(rule, rp, "http");
+      if (!http) continue;
+      const json* paths = r_.Array(*http, rp + ".http", "paths", true);
+      if (!paths) continue;
+      for (size_t j = 0; j < paths->size(); ++j) {
+        const json& path = (*paths)[j];
+        const std::string pp = FieldReader::Index(rp + ".http.paths", j);
+        if (!path.is_object()) {
+          r_.Invalid(pp, "must be an object, not " + FieldReader::TypeName(path));
+          continue;
+        }
+        v1::RouteMatch match = base;
+        if (!ReadPath(path, pp, &match)) continue;
+        const json* backend = r_.Member(path, pp, "backend", true);
+        if (!backend) continue;
+        AddPath("r" + std::to_string(i) + "-p" + std::to_string(j), pp, match, *backend, pp + ".backend", ann, false);
+      }
+    }
+  }
+
+  // pathType Exact | Prefix (segment-wise) | ImplementationSpecific (= RE2, full match).
+  bool ReadPath(const json& path, const std::string& pp, v1::RouteMatch* match) {
+    auto type = r_.String(path, pp, "pathType", true);
+    auto value = r_.String(path, pp, "path");
+    if (!type) return false;
+    v1::PathMatch pm;
+    if (*type == "Exact" || *type == "Prefix") {
+      pm.set_type(*type == "Exact" ? v1::PathMatch::EXACT : v1::PathMatch::PREFIX);
+      if (!value || value->empty() || value->front() != '/') {
+        r_.Invalid(pp + ".path", value ? "path " + Q(*value) + " must start with \"/\"" : "is required for pathType " + *type);
+        return false;
+      }
+    } else if (*type == "ImplementationSpecific") {
+      pm.set_type(v1::PathMatch::REGULAR_EXPRESSION);
+      if (!value || value->empty()) return true;  // any path
+      if (!CheckRegex(r_, pp + ".path", *value)) return false;
+    } else {
+      r_.Unsupported(pp + ".pathType", "unknown path type " + Q(*type) + " (want Exact, Prefix or ImplementationSpecific)");
+      return false;
+    }
+    pm.set_value(*value);
+    *match->mutable_path() = pm;
+    return true;
+  }
+
+  // One path (or the default backend): its backend set, and its route on the HTTP listener (a
+  // redirect to HTTPS when ssl-redirect applies) and on the HTTPS listener. A canary Ingress
+  // contributes a CanaryAttachment instead.
+  void AddPath(const std::string& id, const std::string& field, const v1::RouteMatch& match, const json& backend,
+               const std::string& backend_field, AnnotationReader& ann, bool catch_all) {
+    const std::string route_name = c_.key.ns + "/" + c_.key.name + "/" + id;
+    auto set = ReadBackend(r_, backend, backend_field, route_name + "/0", c_.key, ctx_.store, &c_.warnings);
+    if (!set) return;
+    v1::WeightedBackend wb;
+    wb.set_backend_set(set->name());
+    wb.set_weight(1);
+    if (ann_.canary) {
+      CanaryAttachment att;
+      att.field = field;
+      att.match = match;
+      att.canary = ann_.canary_rule;
+      *att.canary.add_backends() = wb;
+      att.backend_sets.push_back(std::move(*set));
+      c_.canaries.push_back(std::move(att));
+      return;
+    }
+    v1::Route route;
+    route.set_name(route_name);
+    if (match.hosts_size() > 0 || match.has_path()) *route.mutable_match() = match;
+    *route.add_backends() = wb;
+    *route.mutable_policy() = ann_.policy;
+    if (!ann_.rewrite_target.empty() && match.has_path()) {
+      if (match.path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
+        ann.Invalid(kAnnRewriteTarget, "cannot replace the prefix of the regular-expression path at " + field +
+                                           " (pathType ImplementationSpecific): use Prefix or Exact paths");
+      }
+      auto* rw = route.mutable_filters()->mutable_rewrite();
+      rw->set_enabled(true);
+      rw->set_path_prefix(ann_.rewrite_target);
+    }
+    const std::string host = match.hosts_size() ? match.hosts(0) : "";
+    const bool redirect = !https_listener_.empty() && ann_.ssl_redirect && tls_.Covers(host);
+
+    CompiledRoute http;
+    http.proto = route;
+    http.proto.set_listener(http_listener_);
+    http.user_listener = "http";
+    http.decl_index = decl_++;
+    http.catch_all = catch_all;
+    if (redirect) {
+      http.proto.clear_backends();
+      http.proto.clear_policy();
+      http.proto.clear_filters();
+      auto* rd = http.proto.mutable_filters()->mutable_redirect();
+      rd->set_enabled(true);
+      rd->set_scheme("https");
+      if (ctx_.options.ingress_https_port != 443) rd->set_port(ctx_.options.ingress_https_port);
+      rd->set_status_code(kSslRedirectStatus);
+    }
+    c_.routes.push_back(std::move(http));
+    if (!https_listener_.empty()) {
+      CompiledRoute https;
+      https.proto = std::move(route);
+      https.proto.set_name(route_name + "-https");
+      https.proto.set_listener(https_listener_);
+      https.user_listener = "https";
+      https.decl_index = decl_++;
+      https.catch_all = catch_all;
+      c_.routes.push_back(std::move(https));
+    }
+    c_.backend_sets.push_back(std::move(*set));
+  }
+
+  const json& o_;
+  const CompileContext& ctx_;
+  FieldReader r_;
+  CompiledObject c_;
+  IngressAnnotations ann_;
+  IngressTls tls_;
+  std::string http_listener_;
+  std::string https_listener_;  // "" = this Ingress has no usable certificate
+  size_t decl_ = 0;
+};
+
+}  // namespace
+
+std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o, const CompileContext& ctx,
+                                             std::vector<Problem>* problems) {
+  return IngressCompiler(key, o, ctx).Compile(problems);
+}
+
+IngressClasses ResolveIngressClasses(const ObjectStore& store) {
+  IngressClasses out;
+  std::vector<std::tuple<bool, std::string, std::string>> defaults;  // (no timestamp, timestamp, name)
+  std::map<std::string, size_t> status_of;
+  for (auto it = store.lower_bound(ObjectKey{kKindIngressClass, "", ""});
+       it != store.end() && it->first.kind == kKindIngressClass; ++it) {
+    const json& o = it->second.object;
+    const auto spec = o.find("spec");
+    if (spec == o.end() || StringOr(*spec, "controller") != kIngressController) continue;
+    const std::string& name = it->first.name;
+    out.ours.insert(name);
+    ObjectStatus st;
+    st.key = it->first;
+    st.source = it->second.source;
+    st.generation = GenerationOf(o);
+    st.serving_generation = st.generation;
+    st.accepted = true;
+    st.reason = "Accepted";
+    st.message = "Accepted";
+    if (auto p = spec->find("parameters"); p != spec->end() && !p->is_null()) {
+      st.warnings.push_back({"FieldIgnored", "spec.parameters", "doorman takes no IngressClass parameters"});
+    }
+    if (AnnotationOf(o, kAnnDefaultClass) == "true") {
+      const std::string ts = CreationTimestampOf(o);
+      defaults.emplace_back(ts.empty(), ts, name);
+    }
+    status_of[name] = out.statuses.size();
+    out.statuses.push_back(std::move(st));
+  }
+  std::sort(defaults.begin(), defaults.end());
+  if (!defaults.empty()) out.default_class = std::get<2>(defaults.front());
+  for (size_t i = 1; i < defaults.size(); ++i) {
+    out.statuses[status_of[std::get<2>(defaults[i])]].warnings.push_back(
+        {"MultipleDefaultClasses", AnnotationReader::Field(kAnnDefaultClass),
+         "IngressClass " + out.default_class + " is also marked default and is older, so it is the default"});
+  }
+  return out;
+}
+
+bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const TranslateOptions& options) {
+  // The legacy annotation, when present, decides (as ingress-nginx does; Kubernetes asks
+  // controllers to honour it over spec.ingressClassName).
+  if (auto legacy = AnnotationOf(ingress, kAnnLegacyClass)) return *legacy == options.ingress_class;
+  const auto spec = ingress.find("spec");
+  const std::string cls = spec == ingress.end() ? "" : StringOr(*spec, "ingressClassName");
+  if (!cls.empty()) return classes.ours.count(cls) > 0;
+  return !classes.default_class.empty();
+}
+
+}  // namespace doorman::controller::internal

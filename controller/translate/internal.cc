@@ -1,0 +1,472 @@
+// Helpers shared by the per-kind compilers: validators, Secret and EndpointSlice resolution,
+// annotation reading. See internal.h.
+#include "controller/translate/internal.h"
+
+#include <arpa/inet.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+
+#include "common/duration.h"
+
+namespace doorman::controller::internal {
+namespace {
+
+std::optional<std::string> Base64Decode(const std::string& in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (char c : in) {
+    if (c == '\n' || c == '\r' || c == ' ') continue;
+    if (c == '=') {
+      ++pad;
+      continue;
+    }
+    if (pad) return std::nullopt;  // data after padding
+    const int v = val(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  if (pad > 2) return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> SecretValue(const json& secret, const char* key, bool* bad_base64) {
+  if (auto sd = secret.find("stringData"); sd != secret.end() && sd->is_object()) {
+    if (auto v = sd->find(key); v != sd->end() && v->is_string()) return v->get<std::string>();
+  }
+  if (auto d = secret.find("data"); d != secret.end() && d->is_object()) {
+    if (auto v = d->find(key); v != d->end() && v->is_string()) {
+      auto decoded = Base64Decode(v->get<std::string>());
+      if (!decoded) *bad_base64 = true;
+      return decoded;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// ---- small validators ------------------------------------------------------------------------
+
+bool IsDns1123Label(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && i != 0 && i + 1 != s.size())) return false;
+  }
+  return true;
+}
+
+bool IsDns1123Subdomain(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = s.find('.', start);
+    if (!IsDns1123Label(s.substr(start, dot == std::string::npos ? std::string::npos : dot - start))) return false;
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
+}
+
+bool IsHostPattern(const std::string& s) {
+  if (s.rfind("*.", 0) == 0) return IsDns1123Subdomain(s.substr(2));
+  return IsDns1123Subdomain(s);
+}
+
+bool IsToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return s;
+}
+
+bool IsIp(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+bool IsCidr(const std::string& s) {
+  const auto slash = s.find('/');
+  if (slash == std::string::npos) return false;
+  const std::string ip = s.substr(0, slash);
+  const std::string bits = s.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), ::isdigit)) return false;
+  const int n = std::stoi(bits);
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, ip.c_str(), buf) == 1) return n <= 32;
+  if (inet_pton(AF_INET6, ip.c_str(), buf) == 1) return n <= 128;
+  return false;
+}
+
+bool IsL7(v1::Protocol p) { return p == v1::HTTP || p == v1::HTTPS; }
+const char* Transport(v1::Protocol p) { return p == v1::UDP ? "udp" : "tcp"; }
+
+std::optional<v1::Protocol> ParseProtocol(const std::string& s) {
+  if (s == "TCP") return v1::TCP;
+  if (s == "UDP") return v1::UDP;
+  if (s == "TLS") return v1::TLS;
+  if (s == "HTTP") return v1::HTTP;
+  if (s == "HTTPS") return v1::HTTPS;
+  return std::nullopt;
+}
+
+// Reads a uint32 field in [lo, hi].
+std::optional<uint32_t> RangedInt(FieldReader& r, const json& o, const std::string& path, const char* key,
+                                  int64_t lo, int64_t hi, bool required) {
+  auto v = r.Int(o, path, key, required);
+  if (!v) return std::nullopt;
+  if (*v < lo || *v > hi) {
+    r.Invalid(FieldReader::Join(path, key),
+              std::to_string(*v) + " is out of range (" + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(*v);
+}
+
+bool CheckRegex(FieldReader& r, const std::string& field, const std::string& re) {
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  RE2 compiled(re, opts);
+  if (!compiled.ok()) r.Invalid(field, "invalid regular expression " + Q(re) + ": " + compiled.error());
+  return compiled.ok();
+}
+
+void ReadCidrs(FieldReader& r, const json& o, const std::string& path, const char* key,
+               google::protobuf::RepeatedPtrField<std::string>* out) {
+  const auto list = r.StringList(o, path, key);
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!IsCidr(list[i])) {
+      r.Invalid(FieldReader::Index(FieldReader::Join(path, key), i),
+                "invalid CIDR " + Q(list[i]) + " (want e.g. 192.0.2.0/24 or 2001:db8::/32)");
+      continue;
+    }
+    out->Add(std::string(list[i]));
+  }
+}
+
+bool EndpointLess(const v1::Endpoint& a, const v1::Endpoint& b) {
+  if (a.address() != b.address()) return a.address() < b.address();
+  return a.port() < b.port();
+}
+
+const char* const kSchedulerNames =
+    "round-robin, weighted-round-robin, least-connections, source-hash, maglev or p2c";
+
+bool IsScheduler(const std::string& s) {
+  static const std::set<std::string> kSchedulers = {"round-robin", "weighted-round-robin", "least-connections",
+                                                    "source-hash", "maglev",               "p2c"};
+  return kSchedulers.count(s) > 0;
+}
+
+std::string Trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+std::string JoinStrings(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = s.find(',', start);
+    out.push_back(Trim(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+std::string StringOr(const json& o, const char* key, const std::string& fallback) {
+  if (!o.is_object()) return fallback;
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+namespace {
+const json* MetadataMember(const json& o, const char* key) {
+  if (auto m = o.find("metadata"); m != o.end() && m->is_object()) {
+    if (auto v = m->find(key); v != m->end()) return &*v;
+  }
+  return nullptr;
+}
+}  // namespace
+
+int64_t GenerationOf(const json& o) {
+  const json* g = MetadataMember(o, "generation");
+  return g && g->is_number_integer() ? g->get<int64_t>() : 0;
+}
+
+std::string CreationTimestampOf(const json& o) {
+  const json* ts = MetadataMember(o, "creationTimestamp");
+  return ts && ts->is_string() ? ts->get<std::string>() : "";
+}
+
+std::optional<std::string> AnnotationOf(const json& o, const std::string& name) {
+  const json* a = MetadataMember(o, "annotations");
+  if (!a || !a->is_object()) return std::nullopt;
+  auto it = a->find(name);
+  if (it == a->end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+// ---- Secrets ----------------------------------------------------------------------------------------
+
+CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
+  CertificateLoad out;
+  auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
+  const std::string ref = "Secret " + ns + "/" + secret_name;
+  if (it == store.end()) {
+    out.not_found = true;
+    out.message = ref + " not found";
+    return out;
+  }
+  const json& s = it->second.object;
+  if (auto t = s.find("type"); t != s.end() && t->is_string() && *t != "kubernetes.io/tls") {
+    out.message = ref + " has type " + Q(t->get<std::string>()) + ", want kubernetes.io/tls";
+    return out;
+  }
+  v1::TlsCertificate cert;
+  cert.set_name(ns + "/" + secret_name);
+  for (const char* key : {"tls.crt", "tls.key"}) {
+    bool bad = false;
+    auto v = SecretValue(s, key, &bad);
+    if (bad) {
+      out.message = ref + ": data." + key + " is not valid base64";
+      return out;
+    }
+    if (!v || v->find("-----BEGIN ") == std::string::npos) {
+      out.message = ref + (v ? ": " + std::string(key) + " is not PEM" : " has no " + std::string(key));
+      return out;
+    }
+    if (std::string_view(key) == "tls.crt") {
+      cert.set_certificate_chain_pem(*v);
+    } else {
+      cert.set_private_key_pem(*v);
+    }
+  }
+  out.cert = std::move(cert);
+  return out;
+}
+
+// ---- Services and EndpointSlices ----------------------------------------------------------------
+
+std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                         const std::string& port_name, const std::string& protocol) {
+  std::vector<v1::Endpoint> eps;
+  for (auto s = store.lower_bound(ObjectKey{kKindEndpointSlice, ns, ""});
+       s != store.end() && s->first.kind == kKindEndpointSlice && s->first.ns == ns; ++s) {
+    const json& slice = s->second.object;
+    const json* labels = nullptr;
+    if (auto m = slice.find("metadata"); m != slice.end() && m->is_object()) {
+      if (auto l = m->find("labels"); l != m->end() && l->is_object()) labels = &*l;
+    }
+    if (!labels || StringOr(*labels, "kubernetes.io/service-name") != svc) continue;
+    if (StringOr(slice, "addressType") == "FQDN") continue;  // kube-proxy ignores these too
+    std::optional<uint32_t> target;
+    if (auto ports = slice.find("ports"); ports != slice.end() && ports->is_array()) {
+      for (const auto& p : *ports) {
+        if (!p.is_object()) continue;
+        const std::string name = StringOr(p, "name");
+        const std::string proto = StringOr(p, "protocol", "TCP");
+        const int64_t num = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : 0;
+        if (name == port_name && proto == protocol && num > 0 && num <= 65535) target = static_cast<uint32_t>(num);
+      }
+    }
+    if (!target) continue;
+    auto endpoints = slice.find("endpoints");
+    if (endpoints == slice.end() || !endpoints->is_array()) continue;
+    for (const auto& e : *endpoints) {
+      if (!e.is_object()) continue;
+      bool ready = true;
+      bool serving = true;
+      bool terminating = false;
+      if (auto c = e.find("conditions"); c != e.end() && c->is_object()) {
+        // Kubernetes: an unknown (absent) ready condition means ready; serving defaults to ready.
+        if (auto v = c->find("ready"); v != c->end() && v->is_boolean()) ready = v->get<bool>();
+        serving = ready;
+        if (auto v = c->find("serving"); v != c->end() && v->is_boolean()) serving = v->get<bool>();
+        if (auto v = c->find("terminating"); v != c->end() && v->is_boolean()) terminating = v->get<bool>();
+      }
+      const std::string node = StringOr(e, "nodeName");
+      const std::string zone = StringOr(e, "zone");
+      auto addrs = e.find("addresses");
+      if (addrs == e.end() || !addrs->is_array()) continue;
+      for (const auto& a : *addrs) {
+        if (!a.is_string() || !IsIp(a.get<std::string>())) continue;
+        v1::Endpoint ep;
+        ep.set_address(a.get<std::string>());
+        ep.set_port(*target);
+        ep.set_node_name(node);
+        ep.set_zone(zone);
+        ep.set_ready(ready && !terminating);
+        ep.set_serving(serving);
+        ep.set_terminating(terminating);
+        eps.push_back(std::move(ep));
+      }
+    }
+  }
+  // The same address may appear in two slices (e.g. while the EndpointSlice controller moves it):
+  // keep one, the readiest (ready, then serving), so the result does not depend on slice names.
+  std::sort(eps.begin(), eps.end(), [](const v1::Endpoint& a, const v1::Endpoint& b) {
+    return std::make_tuple(a.address(), a.port(), !a.ready(), !a.serving(), a.terminating(), a.node_name(), a.zone()) <
+           std::make_tuple(b.address(), b.port(), !b.ready(), !b.serving(), b.terminating(), b.node_name(), b.zone());
+  });
+  eps.erase(std::unique(eps.begin(), eps.end(),
+                        [](const v1::Endpoint& a, const v1::Endpoint& b) {
+                          return a.address() == b.address() && a.port() == b.port();
+                        }),
+            eps.end());
+  return eps;
+}
+
+void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                           const ServicePortRef& port, const std::string& field, v1::BackendSet* set,
+                           std::vector<StatusWarning>* warnings) {
+  set->set_service(ns + "/" + svc + ":" + port.ToString());
+  auto it = store.find(ObjectKey{kKindService, ns, svc});
+  if (it == store.end()) {
+    warnings->push_back({"BackendNotFound", field, "Service " + ns + "/" + svc + " not found"});
+    return;
+  }
+  const json& service = it->second.object;
+  std::optional<std::string> port_name;
+  std::string port_protocol = "TCP";
+  if (auto spec = service.find("spec"); spec != service.end() && spec->is_object()) {
+    if (auto ports = spec->find("ports"); ports != spec->end() && ports->is_array()) {
+      for (const auto& p : *ports) {
+        if (!p.is_object()) continue;
+        const std::string name = StringOr(p, "name");
+        const int64_t number = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : -1;
+        const bool match = port.number ? number == static_cast<int64_t>(port.number) : name == port.name;
+        if (!match) continue;
+        port_name = name;
+        port_protocol = StringOr(p, "protocol", "TCP");
+        // By name, the set is still named by the port number (what kube-proxy and users see).
+        if (!port.number && number > 0) set->set_service(ns + "/" + svc + ":" + std::to_string(number));
+        break;
+      }
+    }
+  }
+  if (!port_name) {
+    warnings->push_back({"BackendNotFound", field,
+                         "Service " + ns + "/" + svc + " has no port " + (port.number ? "" : "named ") +
+                             port.ToString()});
+    return;
+  }
+  for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port_protocol)) *set->add_endpoints() = std::move(ep);
+}
+
+// ---- annotations ---------------------------------------------------------------------------------
+
+AnnotationReader::AnnotationReader(const json& object, const std::set<std::string>& known, FieldReader* r,
+                                   std::vector<StatusWarning>* warnings)
+    : r_(r), warnings_(warnings) {
+  const json* meta = nullptr;
+  if (auto m = object.find("metadata"); m != object.end() && m->is_object()) meta = &*m;
+  if (!meta) return;
+  auto a = meta->find("annotations");
+  if (a == meta->end() || a->is_null()) return;
+  if (!a->is_object()) {
+    r_->Invalid("metadata.annotations", "must be a map of strings, not " + FieldReader::TypeName(*a));
+    return;
+  }
+  for (const auto& [k, v] : a->items()) {
+    if (k.rfind("doorman.dev/", 0) != 0) continue;
+    if (!known.count(k)) {
+      std::vector<std::string> names(known.begin(), known.end());
+      warnings_->push_back({"UnknownAnnotation", Field(k),
+                            "unknown annotation " + k + " has no effect on a " +
+                                StringOr(object, "kind", "object") + " (known: " + JoinStrings(names, ", ") +
+                                ")"});
+      continue;
+    }
+    values_[k] = &v;
+  }
+}
+
+std::optional<std::string> AnnotationReader::String(const std::string& name) {
+  auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  const json& v = *it->second;
+  if (!v.is_string()) {
+    const std::string hint = v.is_number() || v.is_boolean() ? " (quote it: \"" + v.dump() + "\")" : "";
+    Invalid(name, "must be a string, not " + FieldReader::TypeName(v) + hint);
+    return std::nullopt;
+  }
+  return v.get<std::string>();
+}
+
+std::optional<bool> AnnotationReader::Bool(const std::string& name) {
+  auto s = String(name);
+  if (!s) return std::nullopt;
+  if (*s == "true") return true;
+  if (*s == "false") return false;
+  Invalid(name, "invalid value " + Q(*s) + " (want \"true\" or \"false\")");
+  return std::nullopt;
+}
+
+std::optional<int64_t> AnnotationReader::Int(const std::string& name, int64_t lo, int64_t hi) {
+  auto s = String(name);
+  if (!s) return std::nullopt;
+  int64_t v = 0;
+  const bool digits = !s->empty() && s->size() <= 12 && std::all_of(s->begin(), s->end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) v = std::stoll(*s);
+  if (!digits || v < lo || v > hi) {
+    Invalid(name, "invalid value " + Q(*s) + " (want an integer in " + std::to_string(lo) + ".." +
+                      std::to_string(hi) + ")");
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<uint32_t> AnnotationReader::DurationMs(const std::string& name) {
+  auto s = String(name);
+  if (!s) return std::nullopt;
+  auto d = ParseDuration(*s);
+  if (!d || d->count() > std::numeric_limits<uint32_t>::max()) {
+    Invalid(name, "invalid duration " + Q(*s) + (d ? " (too long)" : " (want e.g. 500ms, 60s, 1h30m)"));
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(d->count());
+}
+
+void AnnotationReader::Invalid(const std::string& name, const std::string& message) {
+  r_->Fail("InvalidAnnotation", Field(name), "annotation " + name + ": " + message);
+}
+
+void AnnotationReader::Ignored(const std::string& name, const std::string& why) {
+  warnings_->push_back({"AnnotationIgnored", Field(name), "annotation " + name + " has no effect: " + why});
+}
+
+}  // namespace doorman::controller::internal

@@ -1,0 +1,210 @@
+// Translate-internal: the compiled form of one object, and the helpers the per-kind compilers
+// (loadbalancer.cc, service.cc, ingress.cc) share with the merge (translate.cc). Not a public
+// interface: only controller/translate/ includes it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/model/object.h"
+#include "controller/translate/json_fields.h"
+#include "controller/translate/translate.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::controller::internal {
+
+namespace v1 = doorman::v1;
+using nlohmann::json;
+
+inline constexpr const char* kDefaultCookieName = "DOORMAN";
+inline constexpr int64_t kMaxWeight = 1'000'000;
+inline constexpr int64_t kMaxRetries = 10;
+// spec.loadBalancerClass of the Services doorman claims.
+inline constexpr const char* kLoadBalancerClass = "doorman.dev/lb";
+// spec.controller of the IngressClasses doorman claims.
+inline constexpr const char* kIngressController = "doorman.dev/ingress-controller";
+
+// ---- validators and small helpers (internal.cc) ------------------------------------------------
+
+bool IsDns1123Label(const std::string& s);
+bool IsDns1123Subdomain(const std::string& s);
+bool IsHostPattern(const std::string& s);  // "api.example.com" or "*.example.com"
+bool IsToken(const std::string& s);        // an HTTP header/cookie name
+bool IsIp(const std::string& s);
+bool IsCidr(const std::string& s);
+bool IsScheduler(const std::string& s);
+extern const char* const kSchedulerNames;  // "round-robin, weighted-round-robin, ... or p2c"
+std::string Lower(std::string s);
+std::string Trim(const std::string& s);
+std::string JoinStrings(const std::vector<std::string>& items, const char* sep);
+std::vector<std::string> SplitComma(const std::string& s);  // trimmed, empty items kept
+inline std::string Q(const std::string& s) { return FieldReader::Quote(s); }
+
+bool IsL7(v1::Protocol p);
+const char* Transport(v1::Protocol p);  // "tcp" | "udp": what a port number is unique within
+std::optional<v1::Protocol> ParseProtocol(const std::string& s);
+
+// Reads a uint32 field in [lo, hi].
+std::optional<uint32_t> RangedInt(FieldReader& r, const json& o, const std::string& path, const char* key,
+                                  int64_t lo, int64_t hi, bool required = false);
+// Reports an invalid RE2 expression at `field`; returns whether it compiled.
+bool CheckRegex(FieldReader& r, const std::string& field, const std::string& re);
+void ReadCidrs(FieldReader& r, const json& o, const std::string& path, const char* key,
+               google::protobuf::RepeatedPtrField<std::string>* out);
+bool EndpointLess(const v1::Endpoint& a, const v1::Endpoint& b);
+
+// o[key] when `o` is an object and that member is a string; `fallback` otherwise (never throws,
+// unlike json::value on a member of another type).
+std::string StringOr(const json& o, const char* key, const std::string& fallback = "");
+// metadata.generation (0 when absent), metadata.creationTimestamp ("" when absent),
+// metadata.annotations[name] when it is a string.
+int64_t GenerationOf(const json& o);
+std::string CreationTimestampOf(const json& o);
+std::optional<std::string> AnnotationOf(const json& o, const std::string& name);
+
+// ---- compiled form of one object ---------------------------------------------------------------
+
+struct CompiledListener {
+  std::string user_name;  // the object's name for it: "web" (LoadBalancer), "dns" (Service), "http" (Ingress)
+  std::string field;      // "spec.listeners[0]"
+  // Where a port conflict is reported; "" = field + ".port" (and field + ".<setting>" for settings).
+  std::string conflict_field;
+  v1::Listener proto;  // everything but routes and owners, which the merge fills in
+};
+
+struct CompiledRoute {
+  v1::Route proto;
+  std::string user_listener;
+  size_t decl_index = 0;
+  bool catch_all = false;  // Ingress spec.defaultBackend: after every other route of the listener
+};
+
+// A canary Ingress's contribution to the main Ingress's route with the same host and path: the
+// merge sets route.policy.canary on it (see AttachCanaries in translate.cc).
+struct CanaryAttachment {
+  std::string field;                        // "spec.rules[0].http.paths[0]"
+  v1::RouteMatch match;                     // host + path, compared with the main route's match
+  v1::Canary canary;                        // backends name backend_sets below
+  std::vector<v1::BackendSet> backend_sets;
+};
+
+struct CompiledObject {
+  ObjectKey key;
+  int64_t generation = 0;
+  std::string creation_ts;
+  std::vector<CompiledListener> listeners;
+  std::vector<CompiledRoute> routes;
+  std::vector<v1::BackendSet> backend_sets;
+  std::vector<v1::TlsCertificate> certificates;
+  std::vector<StatusWarning> warnings;
+  std::vector<CanaryAttachment> canaries;  // only a canary Ingress has these (and no listeners)
+};
+
+inline const CompiledListener* FindListener(const CompiledObject& c, const std::string& user_name) {
+  for (const auto& l : c.listeners) {
+    if (l.user_name == user_name) return &l;
+  }
+  return nullptr;
+}
+
+// ---- references: Secrets and Services (internal.cc) ---------------------------------------------
+
+// A kubernetes.io/tls Secret as a TlsCertificate. On failure `cert` is empty, `not_found` says
+// whether the Secret is missing (vs. malformed), and `message` names the Secret and the key,
+// never the content.
+struct CertificateLoad {
+  std::optional<v1::TlsCertificate> cert;
+  bool not_found = false;
+  std::string message;
+};
+CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
+
+// A Service port, as a backend names it: by number (LoadBalancer, Ingress port.number) or by name
+// (Ingress port.name).
+struct ServicePortRef {
+  uint32_t number = 0;  // 0 = by name
+  std::string name;
+  std::string ToString() const { return number ? std::to_string(number) : name; }
+};
+
+// The endpoints of Service `svc`'s port named `port_name` ("" = the unnamed port) with
+// `protocol`, from the EndpointSlices labelled kubernetes.io/service-name=<svc> in `ns`, the way
+// kube-proxy reads them: the endpoint port is the slice's port of that name; one Endpoint per
+// address; conditions ready (absent = ready), serving (absent = ready), terminating; an endpoint
+// that is terminating is never ready. FQDN and non-IP addresses are skipped. Deduplicated across
+// slices and sorted by (address, port).
+std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                         const std::string& port_name, const std::string& protocol);
+
+// Fills `set` (service and endpoints) for a {service, port} backend. A missing Service or port
+// is a BackendNotFound warning, not an error: the set stays empty until it appears.
+void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                           const ServicePortRef& port, const std::string& field, v1::BackendSet* set,
+                           std::vector<StatusWarning>* warnings);
+
+// ---- annotations (internal.cc) ------------------------------------------------------------------
+
+// Reads the doorman.dev/* annotations of one object. Kubernetes annotations are strings: a YAML
+// number must be quoted. Problems have reason InvalidAnnotation, field
+// "metadata.annotations[<name>]" and a message that starts with the annotation's name; the object
+// is then not accepted. Unknown doorman.dev/* keys become UnknownAnnotation warnings.
+class AnnotationReader {
+ public:
+  AnnotationReader(const json& object, const std::set<std::string>& known, FieldReader* r,
+                   std::vector<StatusWarning>* warnings);
+
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  // The value, or nullopt when absent or not a string (reported).
+  std::optional<std::string> String(const std::string& name);
+  std::optional<bool> Bool(const std::string& name);  // "true" | "false"
+  std::optional<int64_t> Int(const std::string& name, int64_t lo, int64_t hi);
+  std::optional<uint32_t> DurationMs(const std::string& name);
+  void Invalid(const std::string& name, const std::string& message);
+  // A valid annotation that has no effect here: an AnnotationIgnored warning.
+  void Ignored(const std::string& name, const std::string& why);
+
+  static std::string Field(const std::string& name) { return "metadata.annotations[" + name + "]"; }
+
+ private:
+  std::map<std::string, const json*> values_;  // doorman.dev/* only
+  FieldReader* r_;
+  std::vector<StatusWarning>* warnings_;
+};
+
+// ---- per-kind compilers ---------------------------------------------------------------------------
+
+// Everything a compiler reads besides the object itself.
+struct CompileContext {
+  const ObjectStore& store;
+  const TranslateOptions& options;
+};
+
+// Each returns nullopt (and appends problems) when the object is not valid; warnings are in the
+// compiled object.
+std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const json& o, const CompileContext& ctx,
+                                                  std::vector<Problem>* problems);
+std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o, const CompileContext& ctx,
+                                             std::vector<Problem>* problems);
+std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o, const CompileContext& ctx,
+                                             std::vector<Problem>* problems);
+
+// Whether doorman serves this Service (type LoadBalancer, class doorman.dev/lb, or no class and
+// --default-lb-class).
+bool ClaimsService(const json& service, const TranslateOptions& options);
+
+// The IngressClasses whose spec.controller is doorman's, and which of them is the default.
+struct IngressClasses {
+  std::set<std::string> ours;
+  std::string default_class;                // the oldest of ours marked default; "" = none
+  std::vector<ObjectStatus> statuses;       // one per class of ours
+};
+IngressClasses ResolveIngressClasses(const ObjectStore& store);
+bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const TranslateOptions& options);
+
+}  // namespace doorman::controller::internal

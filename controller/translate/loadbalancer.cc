@@ -1,0 +1,616 @@
+// LoadBalancer (doorman.dev/v1alpha1) → CompiledObject: every field of API.md §1.3, validated
+// with a field path for each problem.
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "controller/translate/internal.h"
+
+namespace doorman::controller::internal {
+namespace {
+
+// Loads a certificate for a LoadBalancer listener; any problem makes the object invalid.
+std::optional<v1::TlsCertificate> ResolveCertificate(FieldReader& r, const ObjectStore& store, const std::string& ns,
+                                                     const std::string& secret_name, const std::string& field) {
+  CertificateLoad load = LoadCertificate(store, ns, secret_name);
+  if (!load.cert) r.Fail("InvalidCertificateRef", field, load.message);
+  return std::move(load.cert);
+}
+
+// ---- LoadBalancer → CompiledObject -------------------------------------------------------------
+
+void CompileListeners(FieldReader& r, const json& spec, const ObjectStore& store, CompiledObject& c) {
+  const json* listeners = r.Array(spec, "spec", "listeners");
+  if (!listeners) return;
+  std::map<std::string, std::string> names;                          // name → field
+  std::map<std::pair<std::string, uint32_t>, std::string> ports;     // (transport, port) → field
+  for (size_t i = 0; i < listeners->size(); ++i) {
+    const json& l = (*listeners)[i];
+    const std::string p = FieldReader::Index("spec.listeners", i);
+    if (!r.Object(l, p, {"name", "port", "protocol", "tls", "proxyProtocol", "idleTimeout", "allowedSourceRanges"})) {
+      continue;
+    }
+    CompiledListener cl;
+    cl.field = p;
+    auto name = r.String(l, p, "name", true);
+    if (name) {
+      if (!IsDns1123Label(*name)) {
+        r.Invalid(p + ".name", Q(*name) + " is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
+      } else if (auto [it, fresh] = names.emplace(*name, p); !fresh) {
+        r.Invalid(p + ".name", "duplicate listener name " + Q(*name) + " (also " + it->second + ")");
+      }
+      cl.user_name = *name;
+    }
+    auto port = RangedInt(r, l, p, "port", 1, 65535, true);
+    auto proto_name = r.String(l, p, "protocol", true);
+    std::optional<v1::Protocol> proto;
+    if (proto_name) {
+      proto = ParseProtocol(*proto_name);
+      if (!proto) {
+        r.Unsupported(p + ".protocol", "unknown protocol " + Q(*proto_name) + " (want TCP, UDP, TLS, HTTP or HTTPS)");
+      }
+    }
+    if (!name || !port || !proto) continue;
+    if (auto [it, fresh] = ports.emplace(std::make_pair(std::string(Transport(*proto)), *port), p); !fresh) {
+      r.Invalid(p + ".port", "port " + std::to_string(*port) + " is already used by " + it->second);
+    }
+    v1::Listener& lp = cl.proto;
+    lp.set_port(*port);
+    lp.set_protocol(*proto);
+    lp.set_name(Lower(*proto_name) + "-" + std::to_string(*port));
+
+    if (const json* tls = r.Member(l, p, "tls")) {
+      const std::string tp = p + ".tls";
+      if (r.Object(*tls, tp, {"certificates", "minVersion"})) {
+        const json* certs = r.Array(*tls, tp, "certificates");
+        if (certs && !certs->empty() && *proto != v1::HTTPS) {
+          r.Unsupported(tp + ".certificates", "only HTTPS listeners terminate TLS (a TLS listener passes it through)");
+        } else if (certs) {
+          for (size_t j = 0; j < certs->size(); ++j) {
+            const std::string cp = FieldReader::Index(tp + ".certificates", j);
+            if (!r.Object((*certs)[j], cp, {"secretName"})) continue;
+            auto secret = r.String((*certs)[j], cp, "secretName", true);
+            if (!secret) continue;
+            if (!IsDns1123Subdomain(*secret)) {
+              r.Invalid(cp + ".secretName", Q(*secret) + " is not a valid Secret name");
+              continue;
+            }
+            auto cert = ResolveCertificate(r, store, c.key.ns, *secret, cp + ".secretName");
+            if (!cert) continue;
+            lp.mutable_tls()->add_certificates(cert->name());
+            c.certificates.push_back(std::move(*cert));
+          }
+        }
+        if (auto mv = r.String(*tls, tp, "minVersion")) {
+          if (*proto != v1::HTTPS) {
+            r.Unsupported(tp + ".minVersion", "only HTTPS listeners terminate TLS");
+          } else if (*mv != "1.2" && *mv != "1.3") {
+            r.Unsupported(tp + ".minVersion", "unsupported TLS version " + Q(*mv) + " (want \"1.2\" or \"1.3\")");
+          } else {
+            lp.mutable_tls()->set_min_version(*mv);
+          }
+        }
+      }
+    }
+    if (*proto == v1::HTTPS && lp.tls().certificates_size() == 0 &&
+        std::none_of(r.problems.begin(), r.problems.end(),
+                     [&p](const Problem& pr) { return pr.field.rfind(p + ".tls", 0) == 0; })) {
+      r.Invalid(p + ".tls.certificates", "an HTTPS listener needs at least one certificate");
+    }
+    if (const json* pp = r.Member(l, p, "proxyProtocol")) {
+      const std::string ppp = p + ".proxyProtocol";
+      if (r.Object(*pp, ppp, {"send", "accept"})) {
+        if (auto send = r.String(*pp, ppp, "send")) {
+          if (*send == "v1" || *send == "v2") {
+            if (*proto != v1::TCP && *proto != v1::TLS) {
+              r.Unsupported(ppp + ".send", "only TCP and TLS listeners send a PROXY protocol header to backends");
+            }
+            lp.mutable_proxy_protocol()->set_send(*send == "v1" ? v1::PROXY_PROTOCOL_V1 : v1::PROXY_PROTOCOL_V2);
+          } else if (!send->empty() && *send != "none") {
+            r.Unsupported(ppp + ".send", "unknown PROXY protocol version " + Q(*send) + " (want v1 or v2)");
+          }
+        }
+        if (auto accept = r.Bool(*pp, ppp, "accept"); accept && *accept) {
+          lp.mutable_proxy_protocol()->set_accept(true);
+        }
+      }
+    }
+    if (auto idle = r.DurationMs(l, p, "idleTimeout")) lp.set_idle_timeout_ms(*idle);
+    ReadCidrs(r, l, p, "allowedSourceRanges", lp.mutable_allowed_source_ranges());
+    c.listeners.push_back(std::move(cl));
+  }
+}
+
+void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Protocol proto, v1::RouteMatch* out) {
+  if (!r.Object(m, p, {"hosts", "path", "methods", "headers", "queryParams", "cookies", "sni"})) return;
+  const bool l7 = IsL7(proto);
+  if (!l7) {
+    for (const char* k : {"hosts", "path", "methods", "headers", "queryParams", "cookies"}) {
+      if (r.Member(m, p, k)) {
+        r.Unsupported(p + "." + k, std::string("matches HTTP requests; not supported on a ") +
+                                       v1::Protocol_Name(proto) + " listener" +
+                                       (proto == v1::TLS ? " (use match.sni)" : ""));
+      }
+    }
+  }
+  if (proto != v1::TLS && r.Member(m, p, "sni")) {
+    r.Unsupported(p + ".sni", "sni matches TLS passthrough listeners only" +
+                                  std::string(l7 ? " (use match.hosts)" : ""));
+  }
+  auto hosts = [&](const char* key, google::protobuf::RepeatedPtrField<std::string>* dst) {
+    const auto list = r.StringList(m, p, key);
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!IsHostPattern(list[i])) {
+        r.Invalid(FieldReader::Index(p + "." + key, i),
+                  "invalid host " + Q(list[i]) + " (want a lowercase DNS name, optionally starting with \"*.\")");
+        continue;
+      }
+      dst->Add(std::string(list[i]));
+    }
+  };
+  hosts("hosts", out->mutable_hosts());
+  hosts("sni", out->mutable_sni());
+  if (const json* path = r.Member(m, p, "path")) {
+    const std::string pp = p + ".path";
+    if (r.Object(*path, pp, {"type", "value"})) {
+      auto type = r.String(*path, pp, "type");
+      auto value = r.String(*path, pp, "value", true);
+      v1::PathMatch pm;
+      const std::string t = type.value_or("Prefix");
+      if (t == "Exact") {
+        pm.set_type(v1::PathMatch::EXACT);
+      } else if (t == "Prefix") {
+        pm.set_type(v1::PathMatch::PREFIX);
+      } else if (t == "RegularExpression") {
+        pm.set_type(v1::PathMatch::REGULAR_EXPRESSION);
+      } else {
+        r.Unsupported(pp + ".type", "unknown path type " + Q(t) + " (want Exact, Prefix or RegularExpression)");
+      }
+      if (value) {
+        if (pm.type() == v1::PathMatch::REGULAR_EXPRESSION) {
+          CheckRegex(r, pp + ".value", *value);
+        } else if (value->front() != '/') {
+          r.Invalid(pp + ".value", "path " + Q(*value) + " must start with \"/\"");
+        }
+        pm.set_value(*value);
+      }
+      *out->mutable_path() = pm;
+    }
+  }
+  static const std::set<std::string> kMethods = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                                 "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  const auto methods = r.StringList(m, p, "methods");
+  for (size_t i = 0; i < methods.size(); ++i) {
+    if (!kMethods.count(methods[i])) {
+      r.Unsupported(FieldReader::Index(p + ".methods", i),
+                    "unknown HTTP method " + Q(methods[i]) + " (want uppercase, e.g. GET, POST)");
+      continue;
+    }
+    out->add_methods(methods[i]);
+  }
+  if (const json* headers = r.Array(m, p, "headers")) {
+    for (size_t i = 0; i < headers->size(); ++i) {
+      const std::string hp = FieldReader::Index(p + ".headers", i);
+      const json& h = (*headers)[i];
+      if (!r.Object(h, hp, {"name", "type", "value"})) continue;
+      auto name = r.String(h, hp, "name", true);
+      auto type = r.String(h, hp, "type");
+      auto value = r.String(h, hp, "value");
+      v1::HeaderMatch hm;
+      if (name) {
+        if (!IsToken(*name)) r.Invalid(hp + ".name", "invalid header name " + Q(*name));
+        hm.set_name(Lower(*name));
+      }
+      const std::string t = type.value_or("Exact");
+      if (t == "Exact") {
+        hm.set_type(v1::HeaderMatch::EXACT);
+      } else if (t == "RegularExpression") {
+        hm.set_type(v1::HeaderMatch::REGULAR_EXPRESSION);
+      } else if (t == "Present") {
+        hm.set_type(v1::HeaderMatch::PRESENT);
+      } else {
+        r.Unsupported(hp + ".type", "unknown header match type " + Q(t) + " (want Exact, RegularExpression or Present)");
+      }
+      if (hm.type() == v1::HeaderMatch::PRESENT) {
+        if (value) r.Invalid(hp + ".value", "a Present match takes no value");
+      } else if (!value) {
+        r.Invalid(hp + ".value", "is required (for a " + t + " match)");
+      } else {
+        if (hm.type() == v1::HeaderMatch::REGULAR_EXPRESSION) CheckRegex(r, hp + ".value", *value);
+        hm.set_value(*value);
+      }
+      *out->add_headers() = hm;
+    }
+  }
+  auto name_values = [&](const char* key, auto add) {
+    const json* arr = r.Array(m, p, key);
+    if (!arr) return;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const std::string ip = FieldReader::Index(p + "." + key, i);
+      if (!r.Object((*arr)[i], ip, {"name", "value"})) continue;
+      auto name = r.String((*arr)[i], ip, "name", true);
+      auto value = r.String((*arr)[i], ip, "value", true);
+      if (name && value) add(*name, *value);
+    }
+  };
+  name_values("queryParams", [out](const std::string& n, const std::string& v) {
+    auto* q = out->add_query_params();
+    q->set_name(n);
+    q->set_value(v);
+  });
+  name_values("cookies", [out](const std::string& n, const std::string& v) {
+    auto* q = out->add_cookies();
+    q->set_name(n);
+    q->set_value(v);
+  });
+}
+
+void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Protocol proto, v1::RoutePolicy* out) {
+  if (!r.Object(pol, p, {"scheduler", "stickiness", "retries", "timeouts", "rateLimit"})) return;
+  const bool l7 = IsL7(proto);
+  if (auto s = r.String(pol, p, "scheduler")) {
+    if (!IsScheduler(*s)) {
+      r.Unsupported(p + ".scheduler", "unknown scheduler " + Q(*s) + " (want " + kSchedulerNames + ")");
+    } else {
+      out->set_scheduler(*s);
+    }
+  }
+  if (const json* st = r.Member(pol, p, "stickiness")) {
+    const std::string sp = p + ".stickiness";
+    if (r.Object(*st, sp, {"type", "cookieName", "ttl"})) {
+      auto type = r.String(*st, sp, "type", true);
+      auto cookie = r.String(*st, sp, "cookieName");
+      auto ttl = r.DurationMs(*st, sp, "ttl");
+      auto* so = out->mutable_stickiness();
+      if (type && *type == "Cookie") {
+        if (!l7) r.Unsupported(sp + ".type", "Cookie stickiness needs an HTTP or HTTPS listener (use SourceIP)");
+        so->set_type(v1::Stickiness::COOKIE);
+        if (cookie && !IsToken(*cookie)) r.Invalid(sp + ".cookieName", "invalid cookie name " + Q(*cookie));
+        so->set_cookie_name(cookie && !cookie->empty() ? *cookie : kDefaultCookieName);
+      } else if (type && *type == "SourceIP") {
+        so->set_type(v1::Stickiness::SOURCE_IP);
+        if (cookie) r.Invalid(sp + ".cookieName", "only Cookie stickiness takes a cookieName");
+      } else if (type && *type != "None") {
+        r.Unsupported(sp + ".type", "unknown stickiness type " + Q(*type) + " (want Cookie, SourceIP or None)");
+      }
+      if (ttl) so->set_ttl_ms(*ttl);
+      if (so->type() == v1::Stickiness::NONE) out->clear_stickiness();
+    }
+  }
+  if (const json* rt = r.Member(pol, p, "retries")) {
+    const std::string rp = p + ".retries";
+    if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
+      auto* ro = out->mutable_retries();
+      if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) ro->set_attempts(*a);
+      static const std::set<std::string> kOn = {"connect-failure", "reset", "timeout", "5xx", "gateway-error",
+                                                "refused-stream"};
+      const auto on = r.StringList(*rt, rp, "on");
+      for (size_t i = 0; i < on.size(); ++i) {
+        const std::string& o = on[i];
+        const bool status = o.size() == 3 && std::all_of(o.begin(), o.end(), ::isdigit) && o[0] >= '4' && o[0] <= '5';
+        if (!kOn.count(o) && !status) {
+          r.Unsupported(FieldReader::Index(rp + ".on", i),
+                        "unknown retry condition " + Q(o) +
+                            " (want connect-failure, reset, timeout, 5xx, gateway-error, refused-stream or a "
+                            "4xx/5xx status such as \"503\")");
+          continue;
+        }
+        if (!l7 && o != "connect-failure") {
+          r.Unsupported(FieldReader::Index(rp + ".on", i),
+                        "a " + v1::Protocol_Name(proto) + " listener can only retry on connect-failure");
+          continue;
+        }
+        ro->add_on(o);
+      }
+      if (auto t = r.DurationMs(*rt, rp, "perTryTimeout")) {
+        if (!l7) r.Unsupported(rp + ".perTryTimeout", "needs an HTTP or HTTPS listener");
+        ro->set_per_try_timeout_ms(*t);
+      }
+    }
+  }
+  if (const json* to = r.Member(pol, p, "timeouts")) {
+    const std::string tp = p + ".timeouts";
+    if (r.Object(*to, tp, {"connect", "request", "idle"})) {
+      auto* t = out->mutable_timeouts();
+      if (auto v = r.DurationMs(*to, tp, "connect")) t->set_connect_ms(*v);
+      if (auto v = r.DurationMs(*to, tp, "request")) {
+        if (!l7) r.Unsupported(tp + ".request", "request timeouts need an HTTP or HTTPS listener (use idle)");
+        t->set_request_ms(*v);
+      }
+      if (auto v = r.DurationMs(*to, tp, "idle")) t->set_idle_ms(*v);
+    }
+  }
+  if (const json* rl = r.Member(pol, p, "rateLimit")) {
+    const std::string lp = p + ".rateLimit";
+    if (!l7) r.Unsupported(lp, "rate limits need an HTTP or HTTPS listener");
+    if (r.Object(*rl, lp, {"requestsPerSecond", "burst", "key"})) {
+      auto* o = out->mutable_rate_limit();
+      if (auto v = RangedInt(r, *rl, lp, "requestsPerSecond", 1, 1'000'000'000, true)) o->set_requests_per_second(*v);
+      if (auto v = RangedInt(r, *rl, lp, "burst", 0, 1'000'000'000)) o->set_burst(*v);
+      const std::string key = r.String(*rl, lp, "key").value_or("ClientIP");
+      if (key == "ClientIP" || (key.rfind("Header:", 0) == 0 && IsToken(key.substr(7)))) {
+        o->set_key(key.rfind("Header:", 0) == 0 ? "Header:" + Lower(key.substr(7)) : key);
+      } else {
+        r.Unsupported(lp + ".key", "unknown rate-limit key " + Q(key) + " (want ClientIP or Header:<name>)");
+      }
+    }
+  }
+}
+
+void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1::HeaderRules* out) {
+  if (!r.Object(h, p, {"set", "add", "remove"})) return;
+  auto check = [&r](const std::string& field, const std::string& name) {
+    if (!IsToken(name)) r.Invalid(field, "invalid header name " + Q(name));
+    return Lower(name);
+  };
+  for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = v;
+  for (const auto& [k, v] : r.StringMap(h, p, "add")) (*out->mutable_add())[check(p + ".add." + k, k)] = v;
+  const auto remove = r.StringList(h, p, "remove");
+  for (size_t i = 0; i < remove.size(); ++i) {
+    out->add_remove(check(FieldReader::Index(p + ".remove", i), remove[i]));
+  }
+}
+
+void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v1::Route& route, v1::Protocol proto,
+                    v1::RouteFilters* out) {
+  if (!IsL7(proto)) {
+    r.Unsupported(p, "filters need an HTTP or HTTPS listener");
+    return;
+  }
+  if (!r.Object(f, p, {"redirect", "rewrite", "requestHeaders", "responseHeaders"})) return;
+  if (const json* rd = r.Member(f, p, "redirect")) {
+    const std::string rp = p + ".redirect";
+    if (r.Object(*rd, rp, {"scheme", "host", "port", "path", "statusCode"})) {
+      auto* o = out->mutable_redirect();
+      o->set_enabled(true);
+      if (auto s = r.String(*rd, rp, "scheme"); s && !s->empty()) {
+        if (*s != "http" && *s != "https") r.Unsupported(rp + ".scheme", "unknown scheme " + Q(*s) + " (want http or https)");
+        o->set_scheme(*s);
+      }
+      if (auto h = r.String(*rd, rp, "host"); h && !h->empty()) {
+        if (!IsDns1123Subdomain(*h) && !IsIp(*h)) r.Invalid(rp + ".host", "invalid host " + Q(*h));
+        o->set_host(*h);
+      }
+      if (auto v = RangedInt(r, *rd, rp, "port", 0, 65535)) o->set_port(*v);
+      if (auto s = r.String(*rd, rp, "path"); s && !s->empty()) {
+        if (s->front() != '/') r.Invalid(rp + ".path", "path " + Q(*s) + " must start with \"/\"");
+        o->set_path(*s);
+      }
+      if (auto v = r.Int(*rd, rp, "statusCode")) {
+        if (*v != 0 && *v != 301 && *v != 302 && *v != 303 && *v != 307 && *v != 308) {
+          r.Unsupported(rp + ".statusCode", "unsupported redirect status " + std::to_string(*v) +
+                                                " (want 301, 302, 303, 307 or 308)");
+        } else {
+          o->set_status_code(*v == 0 ? 302 : static_cast<uint32_t>(*v));
+        }
+      } else {
+        o->set_status_code(302);
+      }
+    }
+  }
+  if (const json* rw = r.Member(f, p, "rewrite")) {
+    const std::string rp = p + ".rewrite";
+    if (out->has_redirect()) r.Invalid(rp, "a route cannot both redirect and rewrite");
+    if (r.Object(*rw, rp, {"pathPrefix", "host"})) {
+      auto* o = out->mutable_rewrite();
+      o->set_enabled(true);
+      if (auto s = r.String(*rw, rp, "pathPrefix"); s && !s->empty()) {
+        if (s->front() != '/') r.Invalid(rp + ".pathPrefix", "path " + Q(*s) + " must start with \"/\"");
+        if (route.match().path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
+          r.Unsupported(rp + ".pathPrefix", "needs a Prefix or Exact path match, not RegularExpression");
+        }
+        o->set_path_prefix(*s);
+      }
+      if (auto h = r.String(*rw, rp, "host"); h && !h->empty()) {
+        if (!IsDns1123Subdomain(*h) && !IsIp(*h)) r.Invalid(rp + ".host", "invalid host " + Q(*h));
+        o->set_host(*h);
+      }
+    }
+  }
+  if (const json* h = r.Member(f, p, "requestHeaders")) CompileHeaderRules(r, *h, p + ".requestHeaders", out->mutable_request_headers());
+  if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", out->mutable_response_headers());
+}
+
+void CompileBackends(FieldReader& r, const json& route, const std::string& p, const ObjectStore& store,
+                     const std::string& route_name, CompiledObject& c, v1::Route* out) {
+  const json* backends = r.Array(route, p, "backends");
+  if (!backends) return;
+  for (size_t i = 0; i < backends->size(); ++i) {
+    const std::string bp = FieldReader::Index(p + ".backends", i);
+    const json& b = (*backends)[i];
+    if (!r.Object(b, bp, {"service", "port", "endpoints", "weight"})) continue;
+    const auto weight = RangedInt(r, b, bp, "weight", 0, kMaxWeight).value_or(1);
+    v1::BackendSet set;
+    set.set_name(c.key.ns + "/" + c.key.name + "/" + route_name + "/" + std::to_string(i));
+    const json* svc = r.Member(b, bp, "service");
+    const json* eps = r.Member(b, bp, "endpoints");
+    if ((svc != nullptr) == (eps != nullptr)) {
+      r.Invalid(bp, "give exactly one of service (with port) or endpoints");
+      continue;
+    }
+    if (svc) {
+      auto name = r.String(b, bp, "service", true);
+      auto port = RangedInt(r, b, bp, "port", 1, 65535, true);
+      if (name && !IsDns1123Label(*name)) r.Invalid(bp + ".service", Q(*name) + " is not a valid Service name");
+      if (!name || !port || !IsDns1123Label(*name)) continue;
+      ResolveServiceBackend(store, c.key.ns, *name, ServicePortRef{*port, ""}, bp + ".service", &set, &c.warnings);
+    } else {
+      if (r.Member(b, bp, "port")) r.Invalid(bp + ".port", "port belongs to a service backend; endpoints carry their own");
+      const json* list = r.Array(b, bp, "endpoints", true);
+      if (!list) continue;
+      if (list->empty()) r.Invalid(bp + ".endpoints", "must list at least one endpoint");
+      std::vector<v1::Endpoint> endpoints;
+      for (size_t j = 0; j < list->size(); ++j) {
+        const std::string ep = FieldReader::Index(bp + ".endpoints", j);
+        if (!r.Object((*list)[j], ep, {"address", "port"})) continue;
+        auto addr = r.String((*list)[j], ep, "address", true);
+        auto port = RangedInt(r, (*list)[j], ep, "port", 1, 65535, true);
+        if (addr && !IsIp(*addr)) r.Invalid(ep + ".address", Q(*addr) + " is not an IP address");
+        if (!addr || !port || !IsIp(*addr)) continue;
+        v1::Endpoint e;
+        e.set_address(*addr);
+        e.set_port(*port);
+        e.set_ready(true);
+        e.set_serving(true);
+        endpoints.push_back(std::move(e));
+      }
+      std::sort(endpoints.begin(), endpoints.end(), EndpointLess);
+      for (size_t j = 1; j < endpoints.size(); ++j) {
+        if (endpoints[j].address() == endpoints[j - 1].address() && endpoints[j].port() == endpoints[j - 1].port()) {
+          r.Invalid(bp + ".endpoints", "endpoint " + endpoints[j].address() + ":" + std::to_string(endpoints[j].port()) +
+                                           " is listed twice");
+        }
+      }
+      for (auto& e : endpoints) *set.add_endpoints() = std::move(e);
+    }
+    auto* wb = out->add_backends();
+    wb->set_backend_set(set.name());
+    wb->set_weight(weight);
+    c.backend_sets.push_back(std::move(set));
+  }
+}
+
+void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
+  const std::string p = "spec.healthCheck";
+  if (!r.Object(hc, p, {"protocol", "path", "interval", "timeout", "healthyThreshold", "unhealthyThreshold",
+                        "expectedStatuses"})) {
+    return;
+  }
+  auto proto = r.String(hc, p, "protocol", true);
+  if (proto) {
+    if (*proto == "TCP") out->set_protocol(v1::HealthCheck::TCP);
+    else if (*proto == "HTTP") out->set_protocol(v1::HealthCheck::HTTP);
+    else if (*proto == "GRPC") out->set_protocol(v1::HealthCheck::GRPC);
+    else r.Unsupported(p + ".protocol", "unknown health-check protocol " + Q(*proto) + " (want TCP, HTTP or GRPC)");
+  }
+  if (auto path = r.String(hc, p, "path")) {
+    if (out->protocol() == v1::HealthCheck::TCP) {
+      r.Unsupported(p + ".path", "a TCP health check has no path");
+    } else if (out->protocol() == v1::HealthCheck::HTTP && (path->empty() || path->front() != '/')) {
+      r.Invalid(p + ".path", "path " + Q(*path) + " must start with \"/\"");
+    }
+    out->set_path(*path);
+  } else if (out->protocol() == v1::HealthCheck::HTTP) {
+    out->set_path("/");
+  }
+  auto interval = r.DurationMs(hc, p, "interval");
+  auto timeout = r.DurationMs(hc, p, "timeout");
+  if (interval) {
+    if (*interval == 0) r.Invalid(p + ".interval", "must be greater than 0");
+    out->set_interval_ms(*interval);
+  }
+  if (timeout) out->set_timeout_ms(*timeout);
+  if (interval && timeout && *timeout > *interval) r.Invalid(p + ".timeout", "must not be longer than interval");
+  if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, 100)) out->set_healthy_threshold(*v);
+  if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, 100)) out->set_unhealthy_threshold(*v);
+  if (const json* st = r.Array(hc, p, "expectedStatuses")) {
+    if (!st->empty() && out->protocol() != v1::HealthCheck::HTTP) {
+      r.Unsupported(p + ".expectedStatuses", "only HTTP health checks have statuses");
+    }
+    for (size_t i = 0; i < st->size(); ++i) {
+      const auto& v = (*st)[i];
+      if (!v.is_number_integer() || v.get<int64_t>() < 100 || v.get<int64_t>() > 599) {
+        r.Invalid(FieldReader::Index(p + ".expectedStatuses", i), "must be an HTTP status code (100..599)");
+        continue;
+      }
+      out->add_expected_statuses(static_cast<uint32_t>(v.get<int64_t>()));
+    }
+  }
+}
+
+void CompileForwarded(FieldReader& r, const json& fh, v1::ForwardedHeaders* out) {
+  const std::string p = "spec.forwardedHeaders";
+  if (!r.Object(fh, p, {"xForwardedFor", "trustedProxies"})) return;
+  if (auto m = r.String(fh, p, "xForwardedFor")) {
+    if (*m == "Append") out->set_x_forwarded_for(v1::ForwardedHeaders::APPEND);
+    else if (*m == "Replace") out->set_x_forwarded_for(v1::ForwardedHeaders::REPLACE);
+    else if (*m == "Off") out->set_x_forwarded_for(v1::ForwardedHeaders::OFF);
+    else r.Unsupported(p + ".xForwardedFor", "unknown mode " + Q(*m) + " (want Append, Replace or Off)");
+  }
+  ReadCidrs(r, fh, p, "trustedProxies", out->mutable_trusted_proxies());
+}
+
+}  // namespace
+
+std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const json& o, const CompileContext& ctx,
+                                                  std::vector<Problem>* problems) {
+  const ObjectStore& store = ctx.store;
+  FieldReader r;
+  CompiledObject c;
+  c.key = key;
+  r.Object(o, "", {"apiVersion", "kind", "metadata", "spec", "status"});
+  if (const json* meta = r.Member(o, "", "metadata"); meta && meta->is_object()) {
+    if (!IsDns1123Subdomain(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
+    if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");
+    if (auto g = meta->find("generation"); g != meta->end() && g->is_number_integer()) c.generation = g->get<int64_t>();
+    c.creation_ts = CreationTimestampOf(o);
+  }
+  const json* spec = r.Member(o, "", "spec", true);
+  if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {
+    CompileListeners(r, *spec, store, c);
+    v1::HealthCheck hc;
+    if (const json* h = r.Member(*spec, "spec", "healthCheck")) CompileHealthCheck(r, *h, &hc);
+    v1::ForwardedHeaders fwd;
+    const json* fh = r.Member(*spec, "spec", "forwardedHeaders");
+    if (fh) CompileForwarded(r, *fh, &fwd);
+
+    std::map<std::string, std::string> route_names;
+    std::map<std::string, std::string> l4_taken;  // TCP/UDP listener → route field
+    if (const json* routes = r.Array(*spec, "spec", "routes")) {
+      for (size_t i = 0; i < routes->size(); ++i) {
+        const json& rt = (*routes)[i];
+        const std::string p = FieldReader::Index("spec.routes", i);
+        if (!r.Object(rt, p, {"name", "listener", "match", "backends", "policy", "filters"})) continue;
+        CompiledRoute cr;
+        cr.decl_index = i;
+        auto name = r.String(rt, p, "name", true);
+        auto listener = r.String(rt, p, "listener", true);
+        if (name) {
+          if (!IsDns1123Label(*name)) {
+            r.Invalid(p + ".name", Q(*name) + " is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
+          } else if (auto [it, fresh] = route_names.emplace(*name, p); !fresh) {
+            r.Invalid(p + ".name", "duplicate route name " + Q(*name) + " (also " + it->second + ")");
+          }
+        }
+        const CompiledListener* cl = nullptr;
+        if (listener) {
+          cl = FindListener(c, *listener);
+          if (!cl) {
+            r.Invalid(p + ".listener", "no listener named " + Q(*listener) + " in spec.listeners");
+          } else if (cl->proto.protocol() == v1::TCP || cl->proto.protocol() == v1::UDP) {
+            if (auto [it, fresh] = l4_taken.emplace(*listener, p); !fresh) {
+              r.Invalid(p + ".listener", "listener " + Q(*listener) + " is " + v1::Protocol_Name(cl->proto.protocol()) +
+                                             " and already has a route (" + it->second +
+                                             "); TCP and UDP listeners take exactly one route");
+            }
+          }
+        }
+        if (!name || !cl) continue;
+        const v1::Protocol proto = cl->proto.protocol();
+        v1::Route& route = cr.proto;
+        route.set_name(key.ns + "/" + key.name + "/" + *name);
+        route.set_listener(cl->proto.name());
+        cr.user_listener = *listener;
+        if (const json* m = r.Member(rt, p, "match")) CompileMatch(r, *m, p + ".match", proto, route.mutable_match());
+        CompileBackends(r, rt, p, store, *name, c, &route);
+        if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
+        if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
+        if (fh) *route.mutable_forwarded_headers() = fwd;
+        if (route.backends_size() == 0 && !route.filters().redirect().enabled()) {
+          c.warnings.push_back({"NoBackends", p + ".backends", "route " + Q(*name) + " has no backends: its requests get 503"});
+        }
+        c.routes.push_back(std::move(cr));
+      }
+    }
+    if (hc.protocol() != v1::HealthCheck::NONE) {
+      for (auto& set : c.backend_sets) *set.mutable_health_check() = hc;
+    }
+  }
+  if (!r.problems.empty()) {
+    problems->insert(problems->end(), r.problems.begin(), r.problems.end());
+    return std::nullopt;
+  }
+  return c;
+}
+
+}  // namespace doorman::controller::internal

@@ -1,0 +1,435 @@
+#include "controller/translate/translate.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "common/hash.h"
+#include "controller/translate/internal.h"
+
+namespace doorman::controller {
+namespace {
+
+using namespace internal;  // NOLINT: the translate-internal vocabulary (CompiledObject, helpers)
+
+// ---- merging objects into one snapshot ---------------------------------------------------------
+
+// Oldest first: creationTimestamp (RFC 3339 UTC strings compare in time order; objects without
+// one count as newest), then namespace/name, then kind (a Service and an Ingress may share a name).
+bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
+  return std::make_tuple(a.creation_ts.empty(), a.creation_ts, a.key.ns, a.key.name, a.key.kind) <
+         std::make_tuple(b.creation_ts.empty(), b.creation_ts, b.key.ns, b.key.name, b.key.kind);
+}
+
+// Match precedence inside one listener ("first matching route wins", so more specific first):
+//   0. an Ingress defaultBackend (catch-all) after every other route;
+//   1. host: a route with an exact host before one with only wildcard hosts, before one with no
+//      host (any host); among those, the longer host first. A route's key is its most
+//      specific host. (TLS passthrough listeners use match.sni the same way.)
+//   2. path: longer value first; at equal length Exact before Prefix before RegularExpression;
+//      a route without a path match last.
+//   3. more conditions first (methods given counts one, plus each header, query and cookie
+//      match) — as Gateway API orders, so a header-matched canary route beats its catch-all.
+//   4. the older object first (creation order as in OlderThan), then declaration order.
+using PrecedenceKey = std::tuple<bool, int, int64_t, int64_t, int, int64_t, size_t, size_t>;
+
+PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, size_t object_order, size_t decl_index) {
+  const auto& m = route.match();
+  const auto& hosts = m.sni_size() > 0 ? m.sni() : m.hosts();
+  int host_rank = 2;
+  int64_t host_len = 0;
+  for (const auto& h : hosts) {
+    const int rank = h.rfind("*.", 0) == 0 ? 1 : 0;
+    const int64_t len = static_cast<int64_t>(rank == 1 ? h.size() - 1 : h.size());
+    if (std::make_pair(rank, -len) < std::make_pair(host_rank, -host_len)) {
+      host_rank = rank;
+      host_len = len;
+    }
+  }
+  int64_t path_len = 0;
+  int path_rank = 3;
+  if (m.has_path()) {
+    path_len = static_cast<int64_t>(m.path().value().size());
+    path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
+  }
+  const int64_t conditions = (m.methods_size() > 0 ? 1 : 0) + m.headers_size() + m.query_params_size() + m.cookies_size();
+  return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, object_order, decl_index};
+}
+
+bool SameListenerSettings(const v1::Listener& a, const v1::Listener& b, std::string* which) {
+  if (a.tls().min_version() != b.tls().min_version()) *which = "tls.minVersion";
+  else if (a.proxy_protocol().SerializeAsString() != b.proxy_protocol().SerializeAsString()) *which = "proxyProtocol";
+  else if (a.idle_timeout_ms() != b.idle_timeout_ms()) *which = "idleTimeout";
+  else if (std::vector<std::string>(a.allowed_source_ranges().begin(), a.allowed_source_ranges().end()) !=
+           std::vector<std::string>(b.allowed_source_ranges().begin(), b.allowed_source_ranges().end())) {
+    *which = "allowedSourceRanges";
+  } else {
+    return true;
+  }
+  return false;
+}
+
+struct PortSlot {
+  v1::Listener listener;
+  const CompiledObject* first_owner = nullptr;
+  std::string first_owner_listener;
+  std::vector<std::pair<PrecedenceKey, std::string>> routes;
+};
+using PortMap = std::map<std::pair<std::string, uint32_t>, PortSlot>;
+
+// Whether `c` fits next to what is already placed; the first clash is reported in *problem.
+bool Fits(const CompiledObject& c, const PortMap& ports, Problem* problem) {
+  for (const auto& l : c.listeners) {
+    auto it = ports.find({Transport(l.proto.protocol()), l.proto.port()});
+    if (it == ports.end()) continue;
+    const PortSlot& slot = it->second;
+    const std::string owner = slot.first_owner->key.ToString() + " (listener " + Q(slot.first_owner_listener) + ", " +
+                              v1::Protocol_Name(slot.listener.protocol()) + ")";
+    std::string which;
+    if (slot.listener.protocol() != l.proto.protocol() || !IsL7(l.proto.protocol())) {
+      *problem = {"PortConflict", l.conflict_field.empty() ? l.field + ".port" : l.conflict_field,
+                  "port " + std::to_string(l.proto.port()) + "/" + Transport(l.proto.protocol()) +
+                      " is already used by " + owner + "; only HTTP and HTTPS listeners can share a port"};
+      return false;
+    }
+    if (!SameListenerSettings(slot.listener, l.proto, &which)) {
+      *problem = {"PortConflict", l.conflict_field.empty() ? l.field + "." + which : l.conflict_field,
+                  "port " + std::to_string(l.proto.port()) + " is shared with " + owner + " whose " + which +
+                      " differs; listeners sharing a port must agree on it"};
+      return false;
+    }
+  }
+  return true;
+}
+
+void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Snapshot& snap,
+           std::map<std::string, v1::TlsCertificate>& certs) {
+  for (const auto& l : c.listeners) {
+    auto [it, fresh] = ports.try_emplace({Transport(l.proto.protocol()), l.proto.port()});
+    PortSlot& slot = it->second;
+    if (fresh) {
+      slot.listener = l.proto;
+      slot.first_owner = &c;
+      slot.first_owner_listener = l.user_name;
+    } else {
+      for (const auto& name : l.proto.tls().certificates()) {
+        const auto& have = slot.listener.tls().certificates();
+        if (std::find(have.begin(), have.end(), name) == have.end()) slot.listener.mutable_tls()->add_certificates(name);
+      }
+    }
+    auto* owner = slot.listener.add_owners();
+    owner->set_kind(c.key.kind);
+    owner->set_namespace_(c.key.ns);
+    owner->set_name(c.key.name);
+    owner->set_generation(c.generation);
+  }
+  for (const auto& r : c.routes) {
+    auto it = ports.find({Transport(FindListener(c, r.user_listener)->proto.protocol()),
+                          FindListener(c, r.user_listener)->proto.port()});
+    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, object_order, r.decl_index), r.proto.name());
+    v1::Route* route = snap.add_routes();
+    *route = r.proto;
+    auto* owner = route->mutable_owner();
+    owner->set_kind(c.key.kind);
+    owner->set_namespace_(c.key.ns);
+    owner->set_name(c.key.name);
+    owner->set_generation(c.generation);
+  }
+  for (const auto& s : c.backend_sets) *snap.add_backend_sets() = s;
+  for (const auto& cert : c.certificates) certs.emplace(cert.name(), cert);
+}
+
+void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1::Snapshot& snap) {
+  for (auto& [_, slot] : ports) {
+    std::stable_sort(slot.routes.begin(), slot.routes.end());
+    for (const auto& [__, name] : slot.routes) slot.listener.add_routes(name);
+    *snap.add_listeners() = std::move(slot.listener);
+  }
+  for (auto& [_, cert] : certs) *snap.add_certificates() = std::move(cert);
+  auto by_name = [](const auto& a, const auto& b) { return a.name() < b.name(); };
+  std::sort(snap.mutable_listeners()->begin(), snap.mutable_listeners()->end(), by_name);
+  std::sort(snap.mutable_routes()->begin(), snap.mutable_routes()->end(), by_name);
+  std::sort(snap.mutable_backend_sets()->begin(), snap.mutable_backend_sets()->end(), by_name);
+}
+
+std::string ProblemsText(const std::vector<Problem>& problems) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < problems.size() && i < 5; ++i) {
+    parts.push_back(problems[i].field.empty() ? problems[i].message : problems[i].field + ": " + problems[i].message);
+  }
+  std::string out = JoinStrings(parts, "; ");
+  if (problems.size() > 5) out += "; (and " + std::to_string(problems.size() - 5) + " more problems)";
+  return out;
+}
+
+std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
+  std::vector<ListenerStatus> out;
+  for (const auto& l : c.listeners) {
+    ListenerStatus ls{l.user_name, 0};
+    for (const auto& r : c.routes) ls.attached_routes += r.user_listener == l.user_name ? 1 : 0;
+    out.push_back(ls);
+  }
+  return out;
+}
+
+// Canary Ingresses (API.md §1.2, ingress-nginx semantics): each canary path attaches to the
+// routes of non-canary Ingresses in the same namespace whose match (host + path) is the same,
+// on every listener, except ssl-redirect routes (they have no backends). A route takes one
+// canary: the oldest canary Ingress wins (canaries are visited oldest first), the others are
+// warned. The canary's backend sets enter the snapshot only when attached.
+void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<std::string, ObjectKey>& taken,
+                    std::vector<StatusWarning>* warnings) {
+  for (const auto& att : canary.canaries) {
+    const std::string want = att.match.SerializeAsString();
+    std::vector<std::string> attached;
+    std::vector<std::string> conflicts;
+    for (auto& route : *snap.mutable_routes()) {
+      if (route.owner().kind() != kKindIngress || route.owner().namespace_() != canary.key.ns) continue;
+      if (route.backends_size() == 0 || route.match().SerializeAsString() != want) continue;
+      if (auto it = taken.find(route.name()); it != taken.end()) {
+        conflicts.push_back(route.name() + " (already has the canary of " + it->second.ToString() + ")");
+        continue;
+      }
+      taken.emplace(route.name(), canary.key);
+      *route.mutable_policy()->mutable_canary() = att.canary;
+      attached.push_back(route.name());
+    }
+    if (!attached.empty()) {
+      for (const auto& set : att.backend_sets) *snap.add_backend_sets() = set;
+    }
+    if (!conflicts.empty()) {
+      warnings->push_back({"CanaryNotAttached", att.field, "not the canary of " + JoinStrings(conflicts, ", ")});
+    } else if (attached.empty()) {
+      warnings->push_back({"CanaryNotAttached", att.field,
+                           "no Ingress in namespace " + canary.key.ns +
+                               " without doorman.dev/canary routes this host and path; the canary receives no traffic"});
+    }
+  }
+}
+
+// The log line for an object that is not accepted.
+std::string NotAcceptedText(const ObjectStatus& st) {
+  const bool last = st.serving_last_good;
+  if (st.reason == "InvalidManifest") {
+    return last ? "manifest does not parse, keeping last good version of object" : "manifest does not parse, object not routed";
+  }
+  if (st.reason == "PortConflict") return last ? "port conflict, keeping last good version" : "port conflict, object not routed";
+  if (st.reason == "UnsupportedProtocol") {
+    return last ? "unsupported protocol, keeping last good version" : "unsupported protocol, object not routed";
+  }
+  if (st.reason == "InvalidAnnotation") {
+    return last ? "invalid annotation, keeping last good version" : "invalid annotation, object not routed";
+  }
+  return last ? "invalid object, keeping last good version" : "invalid object, not routed";
+}
+
+}  // namespace
+
+std::string SerializeSnapshot(const v1::Snapshot& snapshot) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream raw(&out);
+    google::protobuf::io::CodedOutputStream coded(&raw);
+    coded.SetSerializationDeterministic(true);
+    snapshot.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+uint64_t SnapshotVersion(const v1::Snapshot& snapshot) { return ContentVersion(SerializeSnapshot(snapshot)); }
+
+std::string RedactedSnapshotJson(const v1::Snapshot& snapshot) {
+  v1::Snapshot copy = snapshot;
+  for (auto& cert : *copy.mutable_certificates()) cert.clear_private_key_pem();
+  std::string text;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = false;
+  opts.preserve_proto_field_names = false;
+  if (!google::protobuf::util::MessageToJsonString(copy, &text, opts).ok()) return "{}";
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return "{}";
+  if (j.contains("certificates")) {
+    for (auto& cert : j["certificates"]) cert["privateKeyPem"] = "REDACTED";
+  }
+  return j.dump();
+}
+
+Translator::Translator(TranslateOptions options) : options_(std::move(options)) {}
+Translator::~Translator() = default;
+
+TranslateResult Translator::Translate(const ObjectStore& store) {
+  TranslateResult result;
+  const CompileContext ctx{store, options_};
+  IngressClasses classes = ResolveIngressClasses(store);
+
+  auto claimed = [&](const ObjectKey& key, const json& o) {
+    if (key.kind == kKindLoadBalancer) return true;
+    if (key.kind == kKindService) return ClaimsService(o, options_);
+    if (key.kind == kKindIngress) return ClaimsIngress(o, classes, options_);
+    return false;
+  };
+  auto compile = [&](const ObjectKey& key, const json& o, std::vector<Problem>* problems) -> std::optional<CompiledObject> {
+    if (key.kind == kKindService) return CompileService(key, o, ctx, problems);
+    if (key.kind == kKindIngress) return CompileIngress(key, o, ctx, problems);
+    return CompileLoadBalancer(key, o, ctx, problems);
+  };
+  auto compile_last_good = [&](const ObjectKey& key) -> std::optional<CompiledObject> {
+    auto lg = last_good_.find(key);
+    if (lg == last_good_.end()) return std::nullopt;
+    std::vector<Problem> ignored;
+    return compile(key, lg->second.object, &ignored);
+  };
+
+  // 1. Compile every object doorman claims on its own; pick what each one routes with (its
+  //    current spec, or its last good one). An object no longer claimed is forgotten.
+  struct Candidate {
+    ObjectKey key;
+    const StoredObject* stored = nullptr;
+    std::optional<CompiledObject> current;
+    std::optional<CompiledObject> last_good;
+    const CompiledObject* placed = nullptr;
+    std::vector<Problem> problems;
+    ObjectStatus status;
+  };
+  std::vector<Candidate> candidates;
+  for (const auto& [key, stored] : store) {
+    if (!claimed(key, stored.object)) {
+      last_good_.erase(key);
+      continue;
+    }
+    Candidate cand;
+    cand.key = key;
+    cand.stored = &stored;
+    cand.status.key = key;
+    cand.status.source = stored.source;
+    cand.status.generation = GenerationOf(stored.object);
+    if (!stored.stale_reason.empty()) {
+      cand.problems.push_back({"InvalidManifest", "", stored.stale_reason});
+    }
+    cand.current = compile(key, stored.object, &cand.problems);
+    if (!stored.stale_reason.empty() && cand.current) {
+      // The manifest does not parse: this object is its last good version already.
+      cand.last_good = std::move(cand.current);
+      cand.current.reset();
+    } else if (!cand.current) {
+      cand.last_good = compile_last_good(key);
+    }
+    candidates.push_back(std::move(cand));
+  }
+
+  // 2. Place them oldest first; an object that does not fit falls back to its last good version.
+  auto order_of = [](const Candidate& c) -> const CompiledObject* {
+    return c.current ? &*c.current : c.last_good ? &*c.last_good : nullptr;
+  };
+  std::vector<Candidate*> order;
+  for (auto& c : candidates) order.push_back(&c);
+  std::stable_sort(order.begin(), order.end(), [&](const Candidate* a, const Candidate* b) {
+    const CompiledObject* ca = order_of(*a);
+    const CompiledObject* cb = order_of(*b);
+    if (!ca || !cb) return ca != nullptr && cb == nullptr;
+    return OlderThan(*ca, *cb);
+  });
+  PortMap ports;
+  std::map<std::string, v1::TlsCertificate> certs;
+  for (size_t i = 0; i < order.size(); ++i) {
+    Candidate& c = *order[i];
+    const CompiledObject* placed = nullptr;
+    if (c.current) {
+      Problem conflict;
+      if (Fits(*c.current, ports, &conflict)) {
+        placed = &*c.current;
+        last_good_[c.key] = *c.stored;
+      } else {
+        c.problems.push_back(conflict);
+        c.last_good = compile_last_good(c.key);
+      }
+    }
+    if (!placed && c.last_good) {
+      Problem ignored;
+      if (Fits(*c.last_good, ports, &ignored)) placed = &*c.last_good;
+    }
+    if (placed) Place(*placed, i, ports, result.snapshot, certs);
+    c.placed = placed;
+
+    ObjectStatus& st = c.status;
+    if (placed) {
+      st.serving_generation = placed->generation;
+      st.listeners = ListenerStatuses(*placed);
+      st.warnings = placed->warnings;
+    }
+    if (placed && placed == (c.current ? &*c.current : nullptr)) {
+      st.accepted = true;
+      st.reason = "Accepted";
+      st.message = "Accepted";
+    } else {
+      st.accepted = false;
+      st.serving_last_good = placed != nullptr;
+      st.reason = c.problems.empty() ? "InvalidSpec" : c.problems.front().reason;
+      st.field = c.problems.empty() ? "" : c.problems.front().field;
+      st.message = ProblemsText(c.problems);
+    }
+  }
+  // Canaries modify routes placed above, so they go after every object is placed.
+  std::map<std::string, ObjectKey> canary_taken;  // route name → canary Ingress
+  for (Candidate* c : order) {
+    if (c->placed && !c->placed->canaries.empty()) {
+      AttachCanaries(*c->placed, result.snapshot, canary_taken, &c->status.warnings);
+    }
+  }
+  Finish(ports, certs, result.snapshot);
+
+  // 3. Statuses (sorted by key) and one log line per new problem or warning.
+  for (auto& c : candidates) result.statuses.push_back(std::move(c.status));
+  for (auto& st : classes.statuses) result.statuses.push_back(std::move(st));
+  std::sort(result.statuses.begin(), result.statuses.end(),
+            [](const ObjectStatus& a, const ObjectStatus& b) { return a.key < b.key; });
+  std::map<ObjectKey, std::string> reported;
+  std::map<ObjectKey, std::set<std::string>> reported_warnings;
+  for (const auto& st : result.statuses) {
+    const std::string text = st.accepted ? "" : st.reason + "|" + st.message + "|" + (st.serving_last_good ? "1" : "0");
+    reported[st.key] = text;
+    auto prev = reported_.find(st.key);
+    const std::string before = prev == reported_.end() ? "" : prev->second;
+    if (text != before && st.accepted) {
+      result.diagnostics.push_back({log::Level::kInfo, "translate", "object accepted again",
+                                    {{"file", st.source.file}, {"object", st.key.ToString()}}});
+    } else if (text != before) {
+      // The first problem's field and message; the status message holds them all.
+      const auto first = st.message.find("; ");
+      std::string error = st.message.substr(0, first);
+      if (!st.field.empty() && error.rfind(st.field + ": ", 0) == 0) error = error.substr(st.field.size() + 2);
+      Diagnostic d{log::Level::kWarn, "translate", NotAcceptedText(st),
+                   {{"file", st.source.file}, {"object", st.key.ToString()}, {"field", st.field}, {"error", error}}};
+      if (first != std::string::npos) d.fields.push_back({"problems", st.message});
+      result.diagnostics.push_back(std::move(d));
+    }
+    // Warnings (the object routes, but something it names is missing or ignored): once each.
+    std::set<std::string>& seen = reported_warnings[st.key];
+    const std::set<std::string>& logged = reported_warnings_[st.key];
+    for (const auto& w : st.warnings) {
+      const std::string id = w.reason + "|" + w.field + "|" + w.message;
+      if (!seen.insert(id).second || logged.count(id)) continue;
+      result.diagnostics.push_back({log::Level::kWarn, "translate", "object warning",
+                                    {{"file", st.source.file},
+                                     {"object", st.key.ToString()},
+                                     {"reason", w.reason},
+                                     {"field", w.field},
+                                     {"error", w.message}}});
+    }
+  }
+  reported_ = std::move(reported);
+  reported_warnings_ = std::move(reported_warnings);
+  // Forget last good versions of objects that are gone.
+  for (auto it = last_good_.begin(); it != last_good_.end();) {
+    it = store.count(it->first) ? std::next(it) : last_good_.erase(it);
+  }
+  return result;
+}
+
+}  // namespace doorman::controller

@@ -1,0 +1,120 @@
+// The translator: object store → immutable, deterministically ordered Snapshot + per-object
+// status. Pure (no I/O, no clock); the only state is the last accepted version of each object,
+// which the "last good" rule needs.
+//
+// Translated kinds (API.md §1): LoadBalancer (loadbalancer.cc), Service of type LoadBalancer
+// (service.cc), Ingress with its IngressClass (ingress.cc). Services, EndpointSlices and Secrets
+// are inputs they refer to. The merge of all objects into one snapshot is in translate.cc.
+//
+// Rules (binding for the dataplane, see docs/controller.md):
+// * Listener.name = "<protocol>-<port>" lowercase ("http-8080", "tcp-6379"); one snapshot
+//   listener per port and transport. Two objects may share an HTTP or HTTPS port when their
+//   listener settings (tls.minVersion, proxyProtocol, idleTimeout, allowedSourceRanges) agree:
+//   routes merge, certificates union (the oldest owner's first certificate is the default),
+//   owners lists both. Any other clash goes to the oldest object (metadata.creationTimestamp;
+//   objects without one count as newest; then namespace/name); the others get PortConflict.
+// * Route.name = "<ns>/<obj>/<route>", BackendSet.name = "<ns>/<obj>/<route>/<backendIndex>",
+//   TlsCertificate.name = "<ns>/<secret>".
+//   Service: Route.name = "<ns>/<svc>/<portName-or-port>". Ingress: Route.name =
+//   "<ns>/<ing>/r<rule>-p<path>" (HTTP listener; "-https" appended on the HTTPS listener),
+//   "<ns>/<ing>/default" for spec.defaultBackend.
+// * Listener.routes are in match-precedence order (see RoutePrecedence in translate.cc).
+// * Equal input → byte-identical serialized snapshot (SerializeSnapshot) → equal version.
+// * Last good: an object that was accepted and becomes invalid keeps routing with its last
+//   accepted version and is reported not accepted; one that never was valid is left out. An
+//   invalid object never changes what other objects route.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controller/model/diagnostic.h"
+#include "controller/model/object.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::controller {
+
+// What the controller was started with (flags); pure input, equal options + equal store → equal
+// snapshot. Defaults are the flags' defaults.
+struct TranslateOptions {
+  // --default-lb-class: also claim Services of type LoadBalancer that have no loadBalancerClass.
+  bool default_lb_class = false;
+  // --ingress-class: the value of the legacy kubernetes.io/ingress.class annotation that selects
+  // doorman (IngressClass objects are matched by spec.controller, see ingress.cc).
+  std::string ingress_class = "doorman";
+  // --ingress-http-port / --ingress-https-port: where every Ingress's rules listen (they must
+  // differ; an Ingress with TLS is refused otherwise).
+  uint32_t ingress_http_port = 80;
+  uint32_t ingress_https_port = 443;
+};
+
+struct ListenerStatus {
+  std::string name;  // the object's listener name ("web")
+  uint32_t attached_routes = 0;
+};
+
+// A problem that does not stop the object from being accepted (e.g. a Service not found yet:
+// that backend set is empty until it appears).
+struct StatusWarning {
+  // BackendNotFound | NoBackends | SecretNotFound | InvalidSecret | CanaryNotAttached |
+  // AnnotationIgnored | UnknownAnnotation | FieldIgnored | MultipleDefaultClasses
+  std::string reason;
+  std::string field;   // spec.routes[0].backends[1].service
+  std::string message;
+};
+
+// What the controller would write into status.conditions[Accepted] and status.listeners.
+struct ObjectStatus {
+  ObjectKey key;
+  SourceLocation source;
+  int64_t generation = 0;
+  bool accepted = false;
+  // Accepted | InvalidSpec | UnsupportedValue | PortConflict | InvalidCertificateRef |
+  // InvalidManifest | InvalidAnnotation | UnsupportedProtocol
+  std::string reason;
+  std::string field;    // field path of the first problem, e.g. "spec.routes[1].match.path.type"
+  std::string message;  // human-readable; names the field; "(and N more problems)" when several
+  bool serving_last_good = false;  // not accepted, but its last accepted version still routes
+  int64_t serving_generation = 0;  // generation whose routes are in the snapshot (when routed)
+  std::vector<ListenerStatus> listeners;
+  std::vector<StatusWarning> warnings;
+};
+
+struct TranslateResult {
+  doorman::v1::Snapshot snapshot;
+  std::vector<ObjectStatus> statuses;   // sorted by key
+  std::vector<Diagnostic> diagnostics;  // log lines for problems that are new since last call
+};
+
+// Deterministic serialization (map fields sorted) — the bytes the version is computed from.
+std::string SerializeSnapshot(const doorman::v1::Snapshot& snapshot);
+// doorman::ContentVersion of SerializeSnapshot(); never 0.
+uint64_t SnapshotVersion(const doorman::v1::Snapshot& snapshot);
+// Protobuf JSON of the snapshot with every private_key_pem replaced by "REDACTED".
+std::string RedactedSnapshotJson(const doorman::v1::Snapshot& snapshot);
+
+class Translator {
+ public:
+  explicit Translator(TranslateOptions options = {});
+  ~Translator();
+  Translator(const Translator&) = delete;
+  Translator& operator=(const Translator&) = delete;
+
+  // Translates the whole store: every LoadBalancer, every Service of type LoadBalancer and
+  // every Ingress that doorman claims (objects it does not claim get no status). Remembers accepted objects for the last-good rule and which
+  // problems were already logged, so an unchanged problem is logged once.
+  TranslateResult Translate(const ObjectStore& store);
+
+ private:
+  // The last accepted version of each object. Kept as the object itself (not its compiled
+  // form) so that it is re-resolved against current Services, EndpointSlices and Secrets.
+  std::map<ObjectKey, StoredObject> last_good_;
+  std::map<ObjectKey, std::string> reported_;  // last problem logged per object ("" = none)
+  std::map<ObjectKey, std::set<std::string>> reported_warnings_;  // warnings already logged
+  TranslateOptions options_;
+};
+
+}  // namespace doorman::controller

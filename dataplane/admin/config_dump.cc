@@ -1,0 +1,68 @@
+#include "dataplane/admin/config_dump.h"
+
+#include <nlohmann/json.hpp>
+
+namespace doorman::dataplane {
+
+namespace {
+const char* PathType(PathMatcher::Type t) {
+  switch (t) {
+    case PathMatcher::Type::kAny:
+      return "Any";
+    case PathMatcher::Type::kPrefix:
+      return "Prefix";
+    case PathMatcher::Type::kExact:
+      return "Exact";
+    case PathMatcher::Type::kRegex:
+      return "RegularExpression";
+  }
+  return "?";
+}
+}  // namespace
+
+std::string ConfigToJson(const RuntimeConfig* config, const std::vector<ListenerStatus>& sockets,
+                         const std::vector<std::string>& warnings) {
+  using nlohmann::json;
+  json out;
+  out["version"] = config ? config->version : 0;
+  out["warnings"] = warnings;
+  json listeners = json::array();
+  json routes = json::array();
+  if (config != nullptr) {
+    for (const auto& l : config->listeners) {
+      bool accepting = false;
+      for (const auto& s : sockets) accepting = accepting || (s.name == l->name && s.accepting);
+      json routes_of = json::array();
+      for (const Route* r : l->routes) routes_of.push_back(r->name);
+      listeners.push_back({{"name", l->name},
+                           {"port", l->port},
+                           {"protocol", ProtocolName(l->protocol)},
+                           {"served", l->served},
+                           {"accepting", accepting},
+                           {"idle_timeout_ms", l->idle_timeout.count()},
+                           {"routes", routes_of}});
+    }
+    for (const auto& r : config->routes) {
+      json hosts = r->match.exact_hosts;
+      for (const auto& w : r->match.wildcard_suffixes) hosts.push_back("*" + w);
+      json backends = json::array();
+      for (const auto& b : r->backends) {
+        json eps = json::array();
+        for (const auto& e : b.set->endpoints) eps.push_back({{"address", e.key}, {"ready", e.ready}, {"eligible", e.eligible}});
+        backends.push_back({{"backend_set", b.set->name}, {"weight", b.weight}, {"endpoints", eps}});
+      }
+      routes.push_back({{"name", r->name},
+                        {"listener", r->listener},
+                        {"hosts", hosts},
+                        {"path", {{"type", PathType(r->match.path.type)}, {"value", r->match.path.value}}},
+                        {"connect_timeout_ms", r->connect_timeout.count()},
+                        {"request_timeout_ms", r->request_timeout.count()},
+                        {"backends", backends}});
+    }
+  }
+  out["listeners"] = listeners;
+  out["routes"] = routes;
+  return out.dump(2) + "\n";
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,131 @@
+#include "dataplane/admin/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <set>
+
+#include "dataplane/config/runtime_config.h"
+
+namespace doorman::dataplane {
+
+namespace {
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10, 30};
+  return b;
+}
+}  // namespace
+
+Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std::move(registry)) {
+  auto& r = *registry_;
+  config_version_ = &prometheus::BuildGauge()
+                         .Name("doorman_config_version")
+                         .Help("Version of the routing state this dataplane serves (0 = none yet)")
+                         .Register(r)
+                         .Add({});
+  auto& updates = prometheus::BuildCounter()
+                      .Name("doorman_config_updates_total")
+                      .Help("Routing-state updates received, by result (applied | rejected)")
+                      .Register(r);
+  updates_applied_ = &updates.Add({{"result", "applied"}});
+  updates_rejected_ = &updates.Add({{"result", "rejected"}});
+  l4_active_ = &prometheus::BuildGauge()
+                    .Name("doorman_l4_connections_active")
+                    .Help("Open client connections on L4 (TCP) listeners")
+                    .Register(r);
+  l4_connections_ = &prometheus::BuildCounter()
+                         .Name("doorman_l4_connections_total")
+                         .Help("L4 connections forwarded, by listener and backend endpoint")
+                         .Register(r);
+  l4_bytes_ = &prometheus::BuildCounter()
+                   .Name("doorman_l4_bytes_total")
+                   .Help("L4 bytes by direction: rx = received from clients, tx = sent to clients")
+                   .Register(r);
+  l7_requests_ = &prometheus::BuildCounter()
+                      .Name("doorman_l7_requests_total")
+                      .Help("HTTP requests by listener, route, backend endpoint and status code")
+                      .Register(r);
+  l7_duration_ = &prometheus::BuildHistogram()
+                      .Name("doorman_l7_request_duration_seconds")
+                      .Help("HTTP request duration, from the request header to the end of the response")
+                      .Register(r);
+  backend_up_ = &prometheus::BuildGauge()
+                     .Name("doorman_backend_up")
+                     .Help("1 when the backend endpoint is ready (from the controller's endpoint state)")
+                     .Register(r);
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::ConfigApplied(const RuntimeConfig& config) {
+  config_version_->Set(static_cast<double>(config.version));
+  updates_applied_->Increment();
+  std::map<std::string, bool> up;
+  for (const auto& set : config.backend_sets) {
+    for (const auto& e : set->endpoints) up[e.key] = up[e.key] || e.ready;
+  }
+  for (auto it = backend_up_series_.begin(); it != backend_up_series_.end();) {
+    if (!up.count(it->first)) {
+      backend_up_->Remove(it->second);
+      it = backend_up_series_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [key, ready] : up) {
+    auto& g = backend_up_series_[key];
+    if (g == nullptr) g = &backend_up_->Add({{"backend", key}});
+    g->Set(ready ? 1 : 0);
+  }
+}
+
+void Metrics::ConfigRejected() { updates_rejected_->Increment(); }
+
+prometheus::Gauge& WorkerMetrics::L4Active(const std::string& listener) {
+  auto& p = l4_active_[listener];
+  if (p == nullptr) p = &m_.l4_active_->Add({{"listener", listener}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L4Connections(const std::string& listener, const std::string& backend) {
+  key_.assign(listener).append(1, '\0').append(backend);
+  auto& p = l4_connections_[key_];
+  if (p == nullptr) p = &m_.l4_connections_->Add({{"listener", listener}, {"backend", backend}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L4Bytes(const std::string& listener, bool rx) {
+  key_.assign(listener).append(rx ? "\0rx" : "\0tx", 3);
+  auto& p = l4_bytes_[key_];
+  if (p == nullptr) p = &m_.l4_bytes_->Add({{"listener", listener}, {"direction", rx ? "rx" : "tx"}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L7Requests(std::string_view listener, std::string_view route,
+                                               std::string_view backend, unsigned code) {
+  const std::string code_str = std::to_string(code);
+  key_.assign(listener).append(1, '\0').append(route).append(1, '\0').append(backend).append(1, '\0').append(code_str);
+  auto& p = l7_requests_[key_];
+  if (p == nullptr) {
+    p = &m_.l7_requests_->Add({{"listener", std::string(listener)},
+                               {"route", std::string(route)},
+                               {"backend", std::string(backend)},
+                               {"code", code_str}});
+  }
+  return *p;
+}
+
+prometheus::Histogram& WorkerMetrics::L7Duration(std::string_view listener, std::string_view route) {
+  key_.assign(listener).append(1, '\0').append(route);
+  auto& p = l7_duration_[key_];
+  if (p == nullptr) {
+    p = &m_.l7_duration_->Add({{"listener", std::string(listener)}, {"route", std::string(route)}}, DurationBuckets());
+  }
+  return *p;
+}
+
+}  // namespace doorman::dataplane

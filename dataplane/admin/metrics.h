@@ -1,0 +1,80 @@
+// Dataplane metrics (names binding: API.md §3). Families live in the process registry; the data
+// path never takes a family lock per byte or per request: each worker keeps a WorkerMetrics cache
+// of the series it touches (label lookups stay on the worker thread), TCP byte counts are added
+// per connection in batches, not per read.
+//
+// Labels: listener = Listener.name ("http-8080"); route = Route.name; backend = the endpoint
+// "address:port"; direction = "rx" (bytes received from clients) | "tx" (bytes sent to clients).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace doorman::dataplane {
+
+struct RuntimeConfig;
+
+class Metrics {
+ public:
+  explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  void ConfigApplied(const RuntimeConfig& config);  // version gauge, applied counter, backend_up
+  void ConfigRejected();
+
+ private:
+  friend class WorkerMetrics;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Gauge* config_version_;
+  prometheus::Counter* updates_applied_;
+  prometheus::Counter* updates_rejected_;
+  prometheus::Family<prometheus::Gauge>* l4_active_;
+  prometheus::Family<prometheus::Counter>* l4_connections_;
+  prometheus::Family<prometheus::Counter>* l4_bytes_;
+  prometheus::Family<prometheus::Counter>* l7_requests_;
+  prometheus::Family<prometheus::Histogram>* l7_duration_;
+  prometheus::Family<prometheus::Gauge>* backend_up_;
+  std::map<std::string, prometheus::Gauge*> backend_up_series_;  // guarded by the apply mutex
+};
+
+// One per worker thread; not thread-safe. Returned references stay valid for the process life
+// (series are never removed from these families).
+class WorkerMetrics {
+ public:
+  explicit WorkerMetrics(Metrics& m) : m_(m) {}
+
+  prometheus::Gauge& L4Active(const std::string& listener);
+  prometheus::Counter& L4Connections(const std::string& listener, const std::string& backend);
+  prometheus::Counter& L4Bytes(const std::string& listener, bool rx);
+  prometheus::Counter& L7Requests(std::string_view listener, std::string_view route, std::string_view backend,
+                                  unsigned code);
+  prometheus::Histogram& L7Duration(std::string_view listener, std::string_view route);
+
+ private:
+  Metrics& m_;
+  std::unordered_map<std::string, prometheus::Gauge*> l4_active_;
+  std::unordered_map<std::string, prometheus::Counter*> l4_connections_;
+  std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;
+  std::unordered_map<std::string, prometheus::Counter*> l7_requests_;
+  std::unordered_map<std::string, prometheus::Histogram*> l7_duration_;
+  std::string key_;  // reused lookup key
+};
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,438 @@
+#include "dataplane/config/compile.h"
+
+#include <arpa/inet.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+namespace {
+
+namespace pb = doorman::v1;
+
+// Thrown inside Compile() only; turned into CompileResult::error.
+struct CompileError {
+  std::string message;
+};
+
+[[noreturn]] void Fail(std::string message) { throw CompileError{std::move(message)}; }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
+  return out;
+}
+
+std::shared_ptr<const re2::RE2> CompileRegex(const std::string& pattern, const std::string& where) {
+  re2::RE2::Options opts;
+  opts.set_log_errors(false);
+  auto re = std::make_shared<const re2::RE2>(pattern, opts);
+  if (!re->ok()) Fail(where + ": invalid regular expression \"" + pattern + "\": " + re->error());
+  return re;
+}
+
+std::optional<Protocol> ToProtocol(pb::Protocol p) {
+  switch (p) {
+    case pb::TCP:
+      return Protocol::kTcp;
+    case pb::UDP:
+      return Protocol::kUdp;
+    case pb::TLS:
+      return Protocol::kTls;
+    case pb::HTTP:
+      return Protocol::kHttp;
+    case pb::HTTPS:
+      return Protocol::kHttps;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string EndpointKey(const std::string& address, uint32_t port) {
+  if (address.find(':') != std::string::npos) return "[" + address + "]:" + std::to_string(port);
+  return address + ":" + std::to_string(port);
+}
+
+bool IsIpLiteral(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+Millis MsOr(uint32_t ms, Millis dflt) { return ms == 0 ? dflt : Millis(ms); }
+
+class Compiler {
+ public:
+  Compiler(const pb::Snapshot& s, const CompileOptions& o, std::vector<std::string>* w)
+      : snap_(s), opts_(o), warnings_(*w) {}
+
+  std::shared_ptr<RuntimeConfig> Run(uint64_t version) {
+    cfg_ = std::make_shared<RuntimeConfig>();
+    cfg_->version = version;
+    CompileBackendSets();
+    CompileListenerHeaders();
+    CompileRoutes();
+    LinkListeners();
+    cfg_->warnings = warnings_;
+    return cfg_;
+  }
+
+ private:
+  void Warn(std::string line) { warnings_.push_back(std::move(line)); }
+
+  // Make-before-break inside the snapshot: backend sets first, then routes, then listeners.
+  void CompileBackendSets() {
+    for (const auto& in : snap_.backend_sets()) {
+      const std::string where = "backend set \"" + in.name() + "\"";
+      if (in.name().empty()) Fail("backend set with an empty name");
+      if (sets_.count(in.name())) Fail(where + ": duplicate name");
+      auto out = std::make_unique<BackendSet>();
+      out->name = in.name();
+      out->local_only = in.local_only();
+      if (in.local_only() && opts_.node_name.empty()) {
+        Warn(where + ": local_only set but this dataplane has no node name; no endpoint is eligible");
+      }
+      for (int i = 0; i < in.endpoints_size(); ++i) {
+        const auto& e = in.endpoints(i);
+        const std::string ewhere = where + " endpoints[" + std::to_string(i) + "]";
+        if (!IsIpLiteral(e.address())) Fail(ewhere + ".address: \"" + e.address() + "\" is not an IP address");
+        if (e.port() == 0 || e.port() > 65535) Fail(ewhere + ".port: " + std::to_string(e.port()) + " out of range");
+        Endpoint ep;
+        ep.address = e.address();
+        ep.port = static_cast<uint16_t>(e.port());
+        ep.ready = e.ready();
+        ep.eligible = e.ready() && (!in.local_only() || (!opts_.node_name.empty() && e.node_name() == opts_.node_name));
+        ep.key = EndpointKey(e.address(), e.port());
+        out->endpoints.push_back(std::move(ep));
+      }
+      if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
+        Warn(where + ": active health checks are not run by this build; endpoint ready flags are used");
+      }
+      sets_[in.name()] = out.get();
+      cfg_->backend_sets.push_back(std::move(out));
+    }
+  }
+
+  // Names, ports and protocols of listeners, so routes can be checked against them.
+  void CompileListenerHeaders() {
+    std::map<std::pair<bool, uint32_t>, std::string> ports;  // (udp?, port) → listener
+    for (const auto& in : snap_.listeners()) {
+      const std::string where = "listener \"" + in.name() + "\"";
+      if (in.name().empty()) Fail("listener with an empty name (port " + std::to_string(in.port()) + ")");
+      if (listener_pb_.count(in.name())) Fail(where + ": duplicate name");
+      const auto proto = ToProtocol(in.protocol());
+      if (!proto) Fail(where + ".protocol: unknown or unspecified protocol (" + std::to_string(in.protocol()) + ")");
+      if (in.port() == 0 || in.port() > 65535) Fail(where + ".port: " + std::to_string(in.port()) + " out of range");
+      const auto key = std::make_pair(*proto == Protocol::kUdp, in.port());
+      if (auto it = ports.find(key); it != ports.end()) {
+        Fail(where + ".port: " + std::to_string(in.port()) + " is already used by listener \"" + it->second + "\"");
+      }
+      ports[key] = in.name();
+      listener_pb_[in.name()] = &in;
+
+      auto out = std::make_unique<Listener>();
+      out->name = in.name();
+      out->port = static_cast<uint16_t>(in.port());
+      out->protocol = *proto;
+      out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp;
+      if (!out->served) {
+        Warn(where + ": protocol " + std::string(ProtocolName(*proto)) + " is not served by this build; port " +
+             std::to_string(in.port()) + " is not opened");
+      } else {
+        if (in.has_tls() && in.tls().certificates_size() > 0) Warn(where + ": tls settings ignored (not an HTTPS listener)");
+        if (in.has_proxy_protocol() &&
+            (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
+          Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+        }
+        if (in.allowed_source_ranges_size() > 0) {
+          Warn(where + ": allowed_source_ranges are not enforced by this build; every client is accepted");
+        }
+      }
+      listeners_[in.name()] = out.get();
+      cfg_->listeners.push_back(std::move(out));
+    }
+  }
+
+  void CompileRoutes() {
+    for (const auto& in : snap_.routes()) {
+      const std::string where = "route \"" + in.name() + "\"";
+      if (in.name().empty()) Fail("route with an empty name");
+      if (routes_.count(in.name())) Fail(where + ": duplicate name");
+      auto lit = listeners_.find(in.listener());
+      if (lit == listeners_.end()) Fail(where + ".listener: unknown listener \"" + in.listener() + "\"");
+      const Listener& listener = *lit->second;
+
+      auto out = std::make_unique<Route>();
+      out->name = in.name();
+      out->listener = in.listener();
+      if (listener.is_l7()) {
+        CompileMatch(in.match(), where, &out->match);
+      } else {
+        WarnL4Match(in, where);
+      }
+      CompileBackends(in, where, out.get());
+      CompilePolicy(in, where, listener, out.get());
+      routes_[in.name()] = out.get();
+      cfg_->routes.push_back(std::move(out));
+    }
+  }
+
+  void CompileMatch(const pb::RouteMatch& in, const std::string& where, RouteMatch* out) {
+    for (const auto& h : in.hosts()) {
+      if (h.empty()) Fail(where + ".match.hosts: empty host");
+      if (h == "*") {  // any host
+        out->exact_hosts.clear();
+        out->wildcard_suffixes.clear();
+        break;
+      }
+      if (h.rfind("*.", 0) == 0) {
+        if (h.size() == 2 || h.find('*', 1) != std::string::npos) Fail(where + ".match.hosts: invalid wildcard \"" + h + "\"");
+        out->wildcard_suffixes.push_back(Lower(h.substr(1)));
+      } else {
+        if (h.find('*') != std::string::npos) Fail(where + ".match.hosts: '*' only allowed as \"*.\" prefix in \"" + h + "\"");
+        out->exact_hosts.push_back(NormalizeHost(h));
+      }
+    }
+    if (in.has_path()) {
+      const auto& p = in.path();
+      switch (p.type()) {
+        case pb::PathMatch::PREFIX:
+          if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: prefix \"" + p.value() + "\" must start with '/'");
+          out->path.type = PathMatcher::Type::kPrefix;
+          out->path.value = p.value();
+          while (!out->path.value.empty() && out->path.value.back() == '/') out->path.value.pop_back();
+          break;
+        case pb::PathMatch::EXACT:
+          if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: exact path \"" + p.value() + "\" must start with '/'");
+          out->path.type = PathMatcher::Type::kExact;
+          out->path.value = p.value();
+          break;
+        case pb::PathMatch::REGULAR_EXPRESSION:
+          out->path.type = PathMatcher::Type::kRegex;
+          out->path.value = p.value();
+          out->path.regex = CompileRegex(p.value(), where + ".match.path");
+          break;
+        default:
+          Fail(where + ".match.path.type: unknown type " + std::to_string(p.type()));
+      }
+    }
+    for (const auto& m : in.methods()) {
+      if (m.empty()) Fail(where + ".match.methods: empty method");
+      out->methods.push_back(m);
+    }
+    for (const auto& h : in.headers()) {
+      if (h.name().empty()) Fail(where + ".match.headers: empty header name");
+      HeaderMatcher hm;
+      hm.lower_name = Lower(h.name());
+      hm.value = h.value();
+      switch (h.type()) {
+        case pb::HeaderMatch::EXACT:
+          hm.type = HeaderMatcher::Type::kExact;
+          break;
+        case pb::HeaderMatch::REGULAR_EXPRESSION:
+          hm.type = HeaderMatcher::Type::kRegex;
+          hm.regex = CompileRegex(h.value(), where + ".match.headers[" + h.name() + "]");
+          break;
+        case pb::HeaderMatch::PRESENT:
+          hm.type = HeaderMatcher::Type::kPresent;
+          break;
+        default:
+          Fail(where + ".match.headers[" + h.name() + "].type: unknown type " + std::to_string(h.type()));
+      }
+      out->headers.push_back(std::move(hm));
+    }
+    for (const auto& q : in.query_params()) {
+      if (q.name().empty()) Fail(where + ".match.query_params: empty name");
+      out->query_params.emplace_back(q.name(), q.value());
+    }
+    for (const auto& c : in.cookies()) {
+      if (c.name().empty()) Fail(where + ".match.cookies: empty name");
+      out->cookies.emplace_back(c.name(), c.value());
+    }
+    if (in.sni_size() > 0) Warn(where + ": match.sni applies to TLS passthrough listeners only; ignored");
+  }
+
+  void WarnL4Match(const pb::Route& in, const std::string& where) {
+    const auto& m = in.match();
+    if (m.hosts_size() > 0 || m.has_path() || m.methods_size() > 0 || m.headers_size() > 0 ||
+        m.query_params_size() > 0 || m.cookies_size() > 0) {
+      Warn(where + ": HTTP match fields ignored on an L4 listener");
+    }
+    if (m.sni_size() > 0) Warn(where + ": match.sni (TLS passthrough) is not implemented by this build; ignored");
+  }
+
+  void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
+    std::vector<uint32_t> weights;
+    std::vector<uint32_t> sizes;
+    uint64_t total_weight = 0;
+    for (const auto& wb : in.backends()) {
+      auto it = sets_.find(wb.backend_set());
+      if (it == sets_.end()) Fail(where + ".backends: unknown backend set \"" + wb.backend_set() + "\"");
+      WeightedBackendSet w;
+      w.set = it->second;
+      w.weight = wb.weight();
+      for (const auto& e : it->second->endpoints) {
+        if (e.eligible) w.eligible.push_back(&e);
+      }
+      weights.push_back(w.weight);
+      sizes.push_back(static_cast<uint32_t>(w.eligible.size()));
+      total_weight += w.weight;
+      out->backends.push_back(std::move(w));
+    }
+    if (!in.backends().empty() && total_weight == 0) {
+      Warn(where + ": every backend has weight 0; the route receives no traffic (503 / refused)");
+    }
+    out->picker = std::make_unique<lb::EndpointPicker>(weights, sizes);
+  }
+
+  void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
+    const auto& p = in.policy();
+    if (!p.scheduler().empty() && p.scheduler() != "round-robin" && p.scheduler() != "weighted-round-robin") {
+      Warn(where + ": scheduler \"" + p.scheduler() + "\" is not implemented by this build; using round-robin");
+    }
+    if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
+      Warn(where + ": stickiness is not implemented by this build; ignored");
+    }
+    if (p.has_retries() && (p.retries().attempts() > 0 || p.retries().per_try_timeout_ms() > 0)) {
+      Warn(where + ": retries are not implemented by this build; ignored");
+    }
+    if (p.has_rate_limit() && p.rate_limit().requests_per_second() > 0) {
+      Warn(where + ": rate limit is not implemented by this build; ignored");
+    }
+    if (p.has_canary() && (p.canary().backends_size() > 0 || !p.canary().header().empty() ||
+                           !p.canary().cookie().empty() || p.canary().weight_percent() > 0)) {
+      Warn(where + ": canary is not implemented by this build; all traffic goes to the main backends");
+    }
+    if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
+      Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");
+    }
+    const auto& t = p.timeouts();
+    out->connect_timeout = MsOr(t.connect_ms(), kDefaultConnectTimeout);
+    out->request_timeout = MsOr(t.request_ms(), kDefaultRequestTimeout);
+    out->idle_timeout = Millis(t.idle_ms());
+    if (!listener.is_l7() && t.request_ms() != 0) Warn(where + ": timeouts.request ignored on an L4 listener");
+
+    const auto& f = in.filters();
+    if (f.has_redirect() && f.redirect().enabled()) Warn(where + ": redirect filter is not implemented by this build; ignored");
+    if (f.has_rewrite() && f.rewrite().enabled()) Warn(where + ": rewrite filter is not implemented by this build; ignored");
+    auto rules_set = [](const pb::HeaderRules& r) { return r.set_size() + r.add_size() + r.remove_size() > 0; };
+    if (f.has_request_headers() && rules_set(f.request_headers())) {
+      Warn(where + ": request header filter is not implemented by this build; ignored");
+    }
+    if (f.has_response_headers() && rules_set(f.response_headers())) {
+      Warn(where + ": response header filter is not implemented by this build; ignored");
+    }
+    switch (in.forwarded_headers().x_forwarded_for()) {
+      case pb::ForwardedHeaders::REPLACE:
+        out->forwarded_for = ForwardedForMode::kReplace;
+        break;
+      case pb::ForwardedHeaders::OFF:
+        out->forwarded_for = ForwardedForMode::kOff;
+        break;
+      default:
+        out->forwarded_for = ForwardedForMode::kAppend;
+    }
+    if (in.forwarded_headers().trusted_proxies_size() > 0) {
+      Warn(where + ": forwarded_headers.trusted_proxies is not implemented by this build; X-Forwarded-For is " +
+           (out->forwarded_for == ForwardedForMode::kReplace ? "replaced" : "appended to") + " for every client");
+    }
+  }
+
+  void LinkListeners() {
+    std::unordered_set<std::string> listed;
+    for (auto& l : cfg_->listeners) {
+      const std::string where = "listener \"" + l->name + "\"";
+      const pb::Listener& in = *listener_pb_.at(l->name);
+      std::unordered_set<std::string> seen;
+      for (const auto& name : in.routes()) {
+        auto it = routes_.find(name);
+        if (it == routes_.end()) Fail(where + ".routes: unknown route \"" + name + "\"");
+        if (it->second->listener != l->name) {
+          Fail(where + ".routes: route \"" + name + "\" belongs to listener \"" + it->second->listener + "\"");
+        }
+        if (!seen.insert(name).second) Fail(where + ".routes: route \"" + name + "\" listed twice");
+        listed.insert(name);
+        l->routes.push_back(it->second);
+      }
+      if (l->served && !l->is_l7() && l->routes.size() > 1) {
+        for (std::size_t i = 1; i < l->routes.size(); ++i) {
+          Warn(where + ": an L4 listener uses its first route only; route \"" + l->routes[i]->name + "\" is not used");
+        }
+      }
+      if (l->served && l->routes.empty()) {
+        Warn(where + ": no routes; " + (l->is_l7() ? "every request gets 404" : "connections are refused"));
+      }
+      cfg_->listener_index[l->name] = l.get();
+    }
+    for (auto& r : cfg_->routes) {
+      if (!listed.count(r->name)) {
+        Warn("route \"" + r->name + "\": not listed by listener \"" + r->listener + "\"; not served");
+      }
+      cfg_->route_index[r->name] = r.get();
+    }
+  }
+
+  const pb::Snapshot& snap_;
+  const CompileOptions& opts_;
+  std::vector<std::string>& warnings_;
+  std::shared_ptr<RuntimeConfig> cfg_;
+  std::map<std::string, const BackendSet*> sets_;
+  std::map<std::string, Listener*> listeners_;
+  std::map<std::string, const pb::Listener*> listener_pb_;
+  std::map<std::string, Route*> routes_;
+};
+
+}  // namespace
+
+std::string_view ProtocolName(Protocol p) {
+  switch (p) {
+    case Protocol::kTcp:
+      return "TCP";
+    case Protocol::kUdp:
+      return "UDP";
+    case Protocol::kTls:
+      return "TLS";
+    case Protocol::kHttp:
+      return "HTTP";
+    case Protocol::kHttps:
+      return "HTTPS";
+  }
+  return "?";
+}
+
+const Endpoint* Route::PickEndpoint() const {
+  if (!picker) return nullptr;
+  const auto c = picker->Pick();
+  if (!c) return nullptr;
+  return backends[c->group].eligible[c->endpoint];
+}
+
+const Listener* RuntimeConfig::FindListener(std::string_view name) const {
+  auto it = listener_index.find(name);
+  return it == listener_index.end() ? nullptr : it->second;
+}
+
+const Route* RuntimeConfig::FindRoute(std::string_view name) const {
+  auto it = route_index.find(name);
+  return it == route_index.end() ? nullptr : it->second;
+}
+
+CompileResult Compile(const pb::Snapshot& snapshot, uint64_t version, const CompileOptions& options) {
+  CompileResult result;
+  try {
+    Compiler c(snapshot, options, &result.warnings);
+    result.config = c.Run(version);
+  } catch (const CompileError& e) {
+    result.error = e.message;
+    result.warnings.clear();
+  }
+  return result;
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,43 @@
+// Snapshot → RuntimeConfig, pure. Validates everything the dataplane relies on and either
+// returns a complete RuntimeConfig plus warnings (ACK), or an error naming the offending object
+// and field (NACK; the caller keeps serving its previous config).
+//
+// Errors: empty/duplicate names; a listener with an unknown protocol, port 0/>65535, or a port
+// already used by another listener of the same transport (TCP-based vs UDP); a route or backend
+// reference to a missing object; a route listed by a listener that names another listener;
+// a path that does not start with '/'; an invalid RE2 regex; an endpoint whose address is not an
+// IP literal or whose port is 0/>65535.
+// Warnings: anything accepted but not programmed by this build (UDP/TLS/HTTPS listeners, TLS
+// settings, PROXY protocol, source ranges, stickiness, retries, rate limits, canaries, filters,
+// active health checks, non-HTTP backend protocols, schedulers other than round-robin, trusted
+// proxies, L7 match fields on L4 routes, extra routes on an L4 listener, routes that no listener
+// lists, routes whose every backend weight is 0). One line each, naming the object.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/config/runtime_config.h"
+
+namespace doorman::v1 {
+class Snapshot;
+}
+
+namespace doorman::dataplane {
+
+struct CompileOptions {
+  std::string node_name;  // for BackendSet.local_only
+};
+
+struct CompileResult {
+  std::shared_ptr<const RuntimeConfig> config;  // null on error
+  std::string error;
+  std::vector<std::string> warnings;
+  bool ok() const { return config != nullptr; }
+};
+
+CompileResult Compile(const doorman::v1::Snapshot& snapshot, uint64_t version, const CompileOptions& options);
+
+}  // namespace doorman::dataplane

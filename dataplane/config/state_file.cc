@@ -1,0 +1,90 @@
+#include "dataplane/config/state_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+
+bool EnsureStateDir(const std::string& dir, std::string* error) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      *error = dir + " is not a directory";
+      return false;
+    }
+  } else if (::mkdir(dir.c_str(), 0700) != 0) {
+    *error = "cannot create " + dir + ": " + std::strerror(errno);
+    return false;
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    *error = dir + " is not writable: " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool SaveState(const std::string& dir, const doorman::v1::StateUpdate& update, std::string* error) {
+  std::string bytes;
+  if (!update.SerializeToString(&bytes)) {
+    *error = "cannot serialize the routing state";
+    return false;
+  }
+  const std::string path = dir + "/" + kStateFileName;
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *error = "cannot write " + tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  std::size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = "cannot write " + tmp + ": " + std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    *error = "cannot flush " + tmp + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = "cannot rename " + tmp + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+std::optional<doorman::v1::StateUpdate> LoadState(const std::string& dir, std::string* error) {
+  const std::string path = dir + "/" + kStateFileName;
+  if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read " + path;
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  doorman::v1::StateUpdate u;
+  if (!u.ParseFromString(ss.str())) {
+    *error = path + " is not a valid routing state";
+    return std::nullopt;
+  }
+  return u;
+}
+
+}  // namespace doorman::dataplane

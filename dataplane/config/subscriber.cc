@@ -1,0 +1,120 @@
+#include "dataplane/config/subscriber.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <random>
+
+#include "common/log.h"
+#include "dataplane/config/backoff.h"
+#include "doorman/v1/routing.grpc.pb.h"
+
+namespace doorman::dataplane {
+
+namespace {
+constexpr int kKeepaliveTimeMs = 30'000;
+constexpr int kKeepaliveTimeoutMs = 10'000;
+constexpr std::chrono::seconds kHealthyStream{10};
+}  // namespace
+
+Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version)
+    : opts_(std::move(options)), apply_(std::move(apply)), applied_version_(std::move(applied_version)) {}
+
+Subscriber::~Subscriber() { Stop(); }
+
+void Subscriber::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Subscriber::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (active_ != nullptr) active_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Subscriber::Loop() {
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  int failures = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    // Only a stream that stayed up a while resets the backoff: a controller that accepts and
+    // drops streams at once must not be hammered with reconnects.
+    const auto began = std::chrono::steady_clock::now();
+    if (RunStream() && std::chrono::steady_clock::now() - began >= kHealthyStream) failures = 0;
+    const auto delay = Backoff::Delay(failures++, unit(rng));
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, delay, [this] { return stopping_; })) return;
+  }
+}
+
+bool Subscriber::RunStream() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  auto channel = grpc::CreateCustomChannel(opts_.controller, grpc::InsecureChannelCredentials(), args);
+  auto stub = doorman::v1::RoutingState::NewStub(channel);
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    active_ = &ctx;
+  }
+  auto stream = stub->StreamRoutingState(&ctx);
+
+  doorman::v1::DataplaneMessage hello;
+  auto* h = hello.mutable_hello();
+  h->set_node_name(opts_.node_name);
+  h->set_zone(opts_.zone);
+  h->set_advertise_address(opts_.advertise_address);
+  h->set_last_applied_version(applied_version_());
+  h->set_build_version(DOORMAN_VERSION);
+
+  bool got_update = false;
+  bool write_failed = !stream->Write(hello);
+  doorman::v1::ControllerMessage msg;
+  while (!write_failed && stream->Read(&msg)) {
+    if (!msg.has_update()) continue;
+    const auto& u = msg.update();
+    if (!got_update) log::Info("subscriber", "connected to controller", {{"controller", opts_.controller}});
+    got_update = true;
+    const ApplyResult r = apply_(u);
+    doorman::v1::DataplaneMessage reply;
+    if (r.ok) {
+      auto* ack = reply.mutable_ack();
+      ack->set_version(u.version());
+      ack->set_nonce(u.nonce());
+      for (const auto& w : r.warnings) ack->add_warnings(w);
+    } else {
+      auto* nack = reply.mutable_nack();
+      nack->set_version(r.serving_version);
+      nack->set_nonce(u.nonce());
+      nack->set_rejected_version(u.version());
+      nack->set_error_detail(r.error);
+    }
+    write_failed = !stream->Write(reply);
+  }
+  if (write_failed) ctx.TryCancel();
+  const grpc::Status status = stream->Finish();
+  {
+    std::lock_guard lock(mu_);
+    active_ = nullptr;
+    if (stopping_) return got_update;
+  }
+  if (got_update) {
+    log::Warn("subscriber", "controller stream ended; reconnecting",
+              {{"controller", opts_.controller}, {"code", std::to_string(status.error_code())}, {"error", status.error_message()}});
+  } else {
+    log::Debug("subscriber", "cannot reach controller; retrying",
+               {{"controller", opts_.controller}, {"code", std::to_string(status.error_code())}, {"error", status.error_message()}});
+  }
+  return got_update;
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,62 @@
+// The dataplane side of the routing-state stream (api/doorman/v1/routing.proto). Runs on its own
+// thread with gRPC's synchronous API: connect, send Hello (node name, last applied version),
+// then for every StateUpdate call `apply` and answer ACK (with warnings) or NACK (with the still
+// served version and the error). On any stream end it reconnects with exponential backoff and
+// jitter (Backoff, capped at 5 s). It never looks inside snapshots: compiling and swapping is
+// the apply callback's job (Envoy's Subscription/SubscriptionCallbacks split).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "dataplane/config/apply_result.h"
+
+namespace doorman::v1 {
+class StateUpdate;
+}
+namespace grpc {
+class ClientContext;
+}
+
+namespace doorman::dataplane {
+
+struct SubscriberOptions {
+  std::string controller;  // host:port
+  std::string node_name;
+  std::string zone;
+  std::string advertise_address;
+};
+
+class Subscriber {
+ public:
+  using ApplyFn = std::function<ApplyResult(const doorman::v1::StateUpdate&)>;
+  using VersionFn = std::function<uint64_t()>;
+
+  Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version);
+  ~Subscriber();
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  void Start();
+  void Stop();  // cancels the stream and joins the thread
+
+ private:
+  void Loop();
+  bool RunStream();  // one connection; true when at least one update was received
+
+  SubscriberOptions opts_;
+  ApplyFn apply_;
+  VersionFn applied_version_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  grpc::ClientContext* active_ = nullptr;  // guarded by mu_
+};
+
+}  // namespace doorman::dataplane

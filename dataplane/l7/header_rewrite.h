@@ -1,0 +1,37 @@
+// Request/response header rewriting for the HTTP proxy, on Beast header objects (no sockets, so
+// it is unit-testable on plain beast::http::fields).
+//
+// Hop-by-hop fields (RFC 9110 §7.6.1) are removed in both directions: Connection and every field
+// it names, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade (upgrades are not tunnelled by
+// this build). Transfer-Encoding and Content-Length are kept even when Connection names them:
+// they frame the body, Beast's serializer re-frames from them, and dropping them would turn the
+// body into a second request upstream (request smuggling). Host is never removed either.
+#pragma once
+
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <string_view>
+
+#include "dataplane/config/runtime_config.h"
+
+namespace doorman::dataplane {
+
+template <bool isRequest>
+void StripHopByHop(boost::beast::http::header<isRequest, boost::beast::http::fields>& h);
+
+struct ForwardedInfo {
+  std::string_view client_ip;         // the peer address of the client connection
+  std::string_view proto = "http";    // X-Forwarded-Proto
+  std::string_view host;              // the Host the client asked for (X-Forwarded-Host)
+  std::string_view authority;         // non-empty for an absolute-form target: becomes Host
+  std::string_view origin_target;     // the origin-form target when `authority` is set
+  ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
+};
+
+// Turns a client request header into the one sent upstream: HTTP/1.1, hop-by-hop fields removed,
+// X-Forwarded-For/-Proto/-Host set, an absolute-form target turned into origin form + Host.
+// Returns true when the client sent "Expect: 100-continue" (removed here: the proxy answers
+// 100 Continue itself before relaying the body).
+bool PrepareUpstreamRequest(boost::beast::http::request_header<>& h, const ForwardedInfo& info);
+
+}  // namespace doorman::dataplane

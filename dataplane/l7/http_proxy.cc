@@ -1,0 +1,450 @@
+#include "dataplane/l7/http_proxy.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+
+#include <array>
+#include <limits>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <optional>
+#include <vector>
+
+#include "common/log.h"
+#include "dataplane/l4/tcp_proxy.h"
+#include "dataplane/l7/header_rewrite.h"
+#include "dataplane/server/connect.h"
+#include "dataplane/server/worker.h"
+
+namespace doorman::dataplane {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using Stream = beast::basic_stream<tcp, Executor>;
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+
+constexpr std::size_t kRelayBuffer = 16 * 1024;
+constexpr unsigned kClientClosedRequest = 499;  // nginx's convention, for metrics only
+
+// Adapts Beast's fields to the router's header lookup.
+class BeastHeaders final : public RequestHeaders {
+ public:
+  explicit BeastHeaders(const http::fields& f) : f_(f) {}
+  std::optional<std::string_view> Get(std::string_view lower_name) const override {
+    auto it = f_.find(lower_name);
+    if (it == f_.end()) return std::nullopt;
+    return std::string_view(it->value().data(), it->value().size());
+  }
+
+ private:
+  const http::fields& f_;
+};
+
+bool IsHttpParseError(const error_code& ec) {
+  if (ec.category() != http::make_error_code(http::error::bad_method).category()) return false;
+  return ec != http::error::end_of_stream && ec != http::error::partial_message && ec != http::error::need_buffer &&
+         ec != http::error::need_more;
+}
+
+struct RelayOutcome {
+  error_code ec;
+  bool input_failed = false;  // the error came from the side we read from
+};
+
+// Where one exchange ended, for the metrics line.
+struct Exchange {
+  unsigned code = 0;
+  std::string_view route;
+  std::string backend;
+};
+
+class HttpSession {
+ public:
+  HttpSession(Worker& w, Socket client, std::string listener) : w_(w), client_(std::move(client)), listener_(std::move(listener)) {
+    error_code ec;
+    const auto ep = client_.socket().remote_endpoint(ec);
+    if (!ec) client_ip_ = ep.address().to_string();
+    const auto config = w_.shared().config.Load();
+    if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
+  }
+
+  ~HttpSession() {
+    error_code ignored;
+    client_.socket().close(ignored);
+  }
+
+  static Task<> Run(std::shared_ptr<HttpSession> self) {
+    for (;;) {
+      if (!co_await self->ServeOne()) break;
+    }
+    error_code ignored;
+    self->client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+ private:
+  // Reads one request and answers it. Returns true when the connection stays open.
+  Task<bool> ServeOne() {
+    RequestParser p;
+    p.header_limit(static_cast<std::uint32_t>(kMaxRequestHeaderBytes));
+    p.body_limit(kMaxRequestBodyBytes);
+    client_.expires_after(client_idle_);
+    error_code ec;
+    co_await http::async_read_header(client_, client_buf_, p, Redirect(ec));
+    if (ec) {
+      unsigned status = 0;
+      std::string why;
+      if (ec == http::error::header_limit) {
+        status = 431;
+        why = "request header larger than " + std::to_string(kMaxRequestHeaderBytes) + " bytes";
+      } else if (ec == http::error::body_limit) {
+        status = 413;
+        why = "request body larger than " + std::to_string(kMaxRequestBodyBytes) + " bytes";
+      } else if (IsHttpParseError(ec)) {
+        status = 400;
+        why = "malformed request (" + ec.message() + ")";
+      }
+      if (status != 0) {
+        const auto start = Clock::now();
+        co_await Respond(status, why, false, 11, false);
+        Record({status, "", ""}, start);
+      }
+      co_return false;  // EOF, reset, timeout, or an error answered above
+    }
+
+    // Routes come from the newest config at the time the request arrived; `config` is held for
+    // the whole exchange so its Listener/Route pointers stay valid.
+    const auto config = w_.shared().config.Load();
+    const Listener* listener = config ? config->FindListener(listener_) : nullptr;
+    if (listener != nullptr) client_idle_ = listener->idle_timeout;
+    w_.shared().http_in_flight.fetch_add(1, std::memory_order_relaxed);
+    const auto start = Clock::now();
+    Exchange x;
+    bool keep = co_await Handle(p, listener, &x);
+    if (answer_) {
+      LocalAnswer a = std::move(*answer_);
+      answer_.reset();
+      keep = co_await Respond(a.status, std::move(a.why), a.keep_alive, a.version, a.head);
+    }
+    Record(x, start);
+    w_.shared().http_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    co_return keep && !w_.shared().draining.load(std::memory_order_relaxed);
+  }
+
+  Task<bool> Handle(RequestParser& p, const Listener* listener, Exchange* x) {
+    auto& req = p.get();
+    const unsigned version = req.version();
+    const bool head = req.method() == http::verb::head;
+    const bool client_keep_alive = req.keep_alive();  // before the hop-by-hop fields are stripped
+    // A local answer is recorded here and written by ServeOne (not co_awaited inside this
+    // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
+    // A body we did not read makes the connection unusable: close after a local answer.
+    auto local = [&](unsigned status, std::string why, bool keep) {
+      x->code = status;
+      answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head};
+      return false;
+    };
+
+    std::string_view path, query, authority;
+    SplitTarget(req.target(), &path, &query, &authority);
+    if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
+    if (req.count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
+    const auto host_it = req.find(http::field::host);
+    if (version >= 11 && host_it == req.end()) co_return local(400, "missing Host header", false);
+    const std::string_view host_header =
+        host_it == req.end() ? std::string_view() : std::string_view(host_it->value().data(), host_it->value().size());
+    const std::string_view host = authority.empty() ? host_header : authority;
+    if (listener == nullptr) co_return local(503, "listener " + listener_ + " was removed", false);
+
+    BeastHeaders headers(req.base());
+    RequestView view;
+    const auto method = req.method_string();
+    view.method = std::string_view(method.data(), method.size());
+    view.host = host;
+    view.path = path;
+    view.query = query;
+    view.headers = &headers;
+    const Route* route = SelectRoute(*listener, view);
+    if (route == nullptr) {
+      co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
+    }
+    x->route = route->name;
+    const Endpoint* ep = route->PickEndpoint();
+    if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
+
+    const bool has_body = !p.is_done();
+    std::string origin_target;
+    if (!authority.empty()) {
+      origin_target.assign(path);
+      if (!query.empty()) origin_target.append("?").append(query);
+    }
+    const std::string original_host(host);
+    ForwardedInfo fwd;
+    fwd.client_ip = client_ip_;
+    fwd.host = original_host;
+    fwd.authority = authority.empty() ? std::string_view() : original_host;
+    fwd.origin_target = origin_target;
+    fwd.forwarded_for = route->forwarded_for;
+    const bool expect_continue = PrepareUpstreamRequest(req.base(), fwd);
+    const Millis op_timeout = route->idle_timeout.count() > 0 ? route->idle_timeout : client_idle_;
+
+    std::vector<const Endpoint*> tried;
+    bool sent_continue = false;
+    bool force_fresh = false;
+    for (int attempt = 0;; ++attempt) {
+      // 1. An upstream connection: an idle pooled one, or a fresh one (next endpoint on failure).
+      bool reused = false;
+      std::optional<Stream> up;
+      if (!force_fresh) {
+        if (auto pooled = w_.pool().Take(ep->key)) {
+          up.emplace(std::move(*pooled));
+          reused = true;
+        }
+      }
+      while (!up) {
+        if (!force_fresh && !tried.empty()) {  // failing over: the next endpoint may have an idle one
+          if (auto pooled = w_.pool().Take(ep->key)) {
+            up.emplace(std::move(*pooled));
+            reused = true;
+            break;
+          }
+        }
+        error_code cec;
+        Socket s = co_await ConnectTo(w_.executor(), *ep, route->connect_timeout, cec);
+        if (!cec) {
+          up.emplace(std::move(s));
+          break;
+        }
+        tried.push_back(ep);
+        log::Debug("l7", "connect to backend failed",
+                   {{"route", route->name}, {"backend", ep->key}, {"error", IsTimeout(cec) ? "timeout" : cec.message()}});
+        ep = NextUntried(*route, tried);
+        if (ep == nullptr) {
+          x->backend = tried.back()->key;
+          const bool timed_out = IsTimeout(cec);
+          std::string why = "cannot connect to a backend of route \"" + route->name + "\" (";
+          why += timed_out ? std::string("timeout") : cec.message();
+          why += ")";
+          co_return local(timed_out ? 504 : 502, std::move(why), true);
+        }
+      }
+      x->backend = ep->key;
+
+      // 2. Send the request (header, then the body streamed from the client).
+      if (expect_continue && has_body && !sent_continue) {
+        static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+        error_code wec;
+        client_.expires_after(op_timeout);
+        co_await net::async_write(client_, net::buffer(k100.data(), k100.size()), Redirect(wec));
+        if (wec) {
+          x->code = kClientClosedRequest;
+          co_return false;
+        }
+        sent_continue = true;
+      }
+      const RelayOutcome sent = co_await Relay(client_, client_buf_, p, *up, op_timeout, false);
+      if (sent.ec) {
+        if (sent.input_failed) {
+          if (sent.ec == http::error::body_limit) co_return local(413, "request body too large", false);
+          if (IsHttpParseError(sent.ec)) co_return local(400, "malformed request body (" + sent.ec.message() + ")", false);
+          x->code = kClientClosedRequest;
+          co_return false;
+        }
+        if (reused && !has_body && attempt == 0) {  // the backend closed a pooled connection: retry once
+          force_fresh = true;
+          continue;
+        }
+        co_return local(IsTimeout(sent.ec) ? 504 : 502, "backend write failed (" + sent.ec.message() + ")", true);
+      }
+
+      // 3. The response header (interim 1xx responses are consumed here, not forwarded).
+      beast::flat_buffer up_buf;
+      std::optional<ResponseParser> rp;
+      error_code rec;
+      for (;;) {
+        rp.emplace();
+        rp->header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
+        rp->body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none is broken in Beast 1.74
+        if (head) rp->skip(true);
+        up->expires_after(route->request_timeout);
+        co_await http::async_read_header(*up, up_buf, *rp, Redirect(rec));
+        if (rec || rp->get().result_int() / 100 != 1 || rp->get().result_int() == 101) break;
+      }
+      if (rec) {
+        if (reused && !has_body && attempt == 0 && up_buf.size() == 0 &&
+            (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof)) {
+          force_fresh = true;
+          continue;
+        }
+        if (IsTimeout(rec)) co_return local(504, "backend did not answer within the request timeout", true);
+        co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
+      }
+      if (rp->get().result_int() == 101) co_return local(502, "backend switched protocols; upgrades are not supported", true);
+
+      // 4. The response, streamed to the client.
+      auto& res = rp->get();
+      const unsigned status = res.result_int();
+      bool upstream_reusable = res.keep_alive();
+      StripHopByHop(res.base());
+      const bool header_only = head || status == 204 || status == 304;
+      bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
+      if (!header_only && !rp->is_done() && !res.has_content_length() && !res.chunked()) {
+        // Body delimited by the backend closing: re-frame as chunked for HTTP/1.1 clients.
+        upstream_reusable = false;
+        if (version >= 11) {
+          res.chunked(true);
+        } else {
+          keep = false;
+        }
+      }
+      if (version < 11 && res.chunked()) {
+        res.chunked(false);
+        keep = false;
+      }
+      res.version(11);
+      if (!keep) {
+        res.set(http::field::connection, "close");
+      } else if (version < 11) {
+        res.set(http::field::connection, "keep-alive");
+      }
+      x->code = status;
+      const RelayOutcome got = co_await Relay(*up, up_buf, *rp, client_, op_timeout, header_only);
+      if (got.ec) {
+        // The response was (partly) sent: all we can do is close both sides.
+        if (!got.input_failed) x->code = kClientClosedRequest;
+        log::Debug("l7", "response relay failed", {{"route", route->name}, {"backend", ep->key}, {"error", got.ec.message()}});
+        co_return false;
+      }
+      if (upstream_reusable && rp->is_done() && up_buf.size() == 0) {
+        up->expires_never();
+        w_.pool().Put(ep->key, up->release_socket());
+      }
+      co_return keep;
+    }
+  }
+
+  static const Endpoint* NextUntried(const Route& route, const std::vector<const Endpoint*>& tried) {
+    if (tried.size() >= std::min(route.eligible_endpoints(), kMaxConnectAttempts)) return nullptr;
+    for (std::size_t i = 0; i < 2 * route.eligible_endpoints(); ++i) {
+      const Endpoint* e = route.PickEndpoint();
+      if (e == nullptr) return nullptr;
+      if (std::find(tried.begin(), tried.end(), e) == tried.end()) return e;
+    }
+    return nullptr;
+  }
+
+  // Streams a message whose header was read by `p` from `in` to `out`, as Beast's relay example
+  // does: the serializer re-frames the body (chunked or Content-Length) from the header fields.
+  template <bool isRequest>
+  Task<RelayOutcome> Relay(Stream& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+                           Stream& out, Millis op_timeout, bool header_only) {
+    http::serializer<isRequest, http::buffer_body> sr{p.get()};
+    error_code ec;
+    if (header_only) {
+      out.expires_after(op_timeout);
+      co_await http::async_write_header(out, sr, Redirect(ec));
+      co_return RelayOutcome{ec, false};
+    }
+    do {
+      if (!p.is_done()) {
+        p.get().body().data = relay_buf_.data();
+        p.get().body().size = relay_buf_.size();
+        in.expires_after(op_timeout);
+        co_await http::async_read_some(in, in_buf, p, Redirect(ec));
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return RelayOutcome{ec, true};
+        const std::size_t got = relay_buf_.size() - p.get().body().size;
+        // Nothing to forward yet (e.g. only a chunk header arrived): an empty piece would make
+        // the serializer emit a zero-size chunk, which ends a chunked body early.
+        if (got == 0 && !p.is_done()) continue;
+        p.get().body().size = got;
+        // An empty last piece must carry no buffer at all, or the serializer writes an empty
+        // chunk ("0\r\n\r\n") before the real last chunk.
+        p.get().body().data = got == 0 ? nullptr : relay_buf_.data();
+        p.get().body().more = !p.is_done();
+      } else {
+        p.get().body().data = nullptr;
+        p.get().body().size = 0;
+        p.get().body().more = false;  // buffer_body defaults to "more to come"
+      }
+      out.expires_after(op_timeout);
+      co_await http::async_write(out, sr, Redirect(ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) co_return RelayOutcome{ec, false};
+    } while (!p.is_done() && !sr.is_done());
+    co_return RelayOutcome{};
+  }
+
+  // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
+  Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head) {
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    if (!keep_alive) {
+      res.set(http::field::connection, "close");
+    } else if (version < 11) {
+      res.set(http::field::connection, "keep-alive");
+    }
+    res.body() = "doorman: " + why + "\n";
+    res.prepare_payload();
+    if (head) res.body().clear();  // keep Content-Length, send no body
+    error_code ec;
+    client_.expires_after(client_idle_);
+    co_await http::async_write(client_, res, Redirect(ec));
+    co_return !ec && keep_alive;
+  }
+
+  void Record(const Exchange& x, Clock::time_point start) {
+    auto& m = w_.metrics();
+    m.L7Requests(listener_, x.route, x.backend, x.code).Increment();
+    m.L7Duration(listener_, x.route).Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  static std::string Clip(std::string_view s) {
+    constexpr std::size_t kMax = 200;
+    std::string out(s.substr(0, kMax));
+    for (char& c : out) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    return s.size() > kMax ? out + "..." : out;
+  }
+
+  struct LocalAnswer {
+    unsigned status = 0;
+    std::string why;
+    bool keep_alive = false;
+    unsigned version = 11;
+    bool head = false;
+  };
+
+  Worker& w_;
+  Stream client_;
+  std::optional<LocalAnswer> answer_;
+  std::string listener_;
+  std::string client_ip_;
+  beast::flat_buffer client_buf_;
+  std::array<char, kRelayBuffer> relay_buf_;
+  Millis client_idle_ = kDefaultL7IdleTimeout;
+};
+
+}  // namespace
+
+void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name) {
+  error_code ignored;
+  client.set_option(tcp::no_delay(true), ignored);
+  auto session = std::make_shared<HttpSession>(worker, std::move(client), listener_name);
+  net::co_spawn(worker.executor(), HttpSession::Run(std::move(session)), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::Error("l7", "session failed", {{"error", ex.what()}});
+    }
+  });
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,98 @@
+// L7 route matching, pure (no Beast): a compiled RouteMatch per route and the functions that test
+// a request against it. The proxy adapts a parsed request into a RequestView; the first route of
+// the listener (in the controller's precedence order) whose every given field matches wins.
+//
+// Semantics (Gateway API / Kubernetes Ingress, where the two agree):
+// * Host: compared case-insensitively after stripping the port ("Example.com:8080" →
+//   "example.com") and one trailing dot. "*.example.com" matches any name with one or more
+//   labels before ".example.com" (Gateway API), but not "example.com" itself. No hosts = any.
+// * Path: matched on the raw path (no percent-decoding or dot-segment normalisation), query
+//   excluded. Prefix is segment-wise: "/foo" and "/foo/" match "/foo", "/foo/", "/foo/bar" but
+//   not "/foobar"; "/" matches everything. Exact is byte-for-byte. RegularExpression is an RE2
+//   full match.
+// * Methods: exact, case-sensitive (HTTP methods are). Headers: name case-insensitive, value
+//   exact / RE2 full match / present; the first field with that name is tested. Query params and
+//   cookies: exact value of the first occurrence, no percent-decoding.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace re2 {
+class RE2;
+}
+
+namespace doorman::dataplane {
+
+struct Listener;
+struct Route;
+
+// Header lookup the proxy implements over its parsed request. `lower_name` is lowercase.
+class RequestHeaders {
+ public:
+  virtual ~RequestHeaders() = default;
+  virtual std::optional<std::string_view> Get(std::string_view lower_name) const = 0;
+};
+
+struct RequestView {
+  std::string_view method;     // "GET"
+  std::string_view host;       // Host header (or the authority of an absolute-form target), raw
+  std::string_view path;       // without the query
+  std::string_view query;      // after '?', without it; empty if none
+  const RequestHeaders* headers = nullptr;  // may be null when no route needs headers/cookies
+};
+
+struct PathMatcher {
+  enum class Type { kAny, kPrefix, kExact, kRegex };
+  Type type = Type::kAny;
+  std::string value;  // kPrefix: without its trailing '/' ("" for "/")
+  std::shared_ptr<const re2::RE2> regex;
+  bool Matches(std::string_view path) const;
+};
+
+struct HeaderMatcher {
+  enum class Type { kExact, kRegex, kPresent };
+  std::string lower_name;
+  Type type = Type::kExact;
+  std::string value;
+  std::shared_ptr<const re2::RE2> regex;
+};
+
+struct RouteMatch {
+  std::vector<std::string> exact_hosts;      // lowercase
+  std::vector<std::string> wildcard_suffixes;  // lowercase, with the leading dot: ".example.com"
+  PathMatcher path;
+  std::vector<std::string> methods;
+  std::vector<HeaderMatcher> headers;
+  std::vector<std::pair<std::string, std::string>> query_params;
+  std::vector<std::pair<std::string, std::string>> cookies;
+
+  bool any_host() const { return exact_hosts.empty() && wildcard_suffixes.empty(); }
+  bool needs_headers() const { return !headers.empty() || !cookies.empty(); }
+};
+
+// "Example.COM:8080" → "example.com"; "[::1]:80" → "::1"; strips one trailing dot.
+std::string NormalizeHost(std::string_view host);
+// Splits an origin-form or absolute-form request target. For absolute form ("http://h:1/p?q")
+// *authority receives "h:1"; otherwise it is left untouched.
+void SplitTarget(std::string_view target, std::string_view* path, std::string_view* query,
+                 std::string_view* authority);
+
+bool PathPrefixMatches(std::string_view prefix_without_trailing_slash, std::string_view path);
+bool HostMatches(const RouteMatch& m, std::string_view normalized_host);
+// `normalized_host` must come from NormalizeHost(view.host).
+bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view normalized_host);
+
+// The first route of `listener` that matches, or nullptr.
+const Route* SelectRoute(const Listener& listener, const RequestView& view);
+
+// Value of cookie `name` in a Cookie header ("a=1; b=2"), if present.
+std::optional<std::string_view> FindCookie(std::string_view cookie_header, std::string_view name);
+// Value of query parameter `name` ("a=1&b=2"); a parameter without '=' has an empty value.
+std::optional<std::string_view> FindQueryParam(std::string_view query, std::string_view name);
+
+}  // namespace doorman::dataplane

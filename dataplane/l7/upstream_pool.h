@@ -1,0 +1,43 @@
+// Per-worker pool of idle keep-alive connections to backend endpoints, keyed by "address:port".
+// LIFO (the most recently used connection is the least likely to have been closed by the
+// backend), bounded per endpoint, aged out by a periodic Sweep(). A connection handed out by
+// Take() has just been checked with a non-blocking peek: one the backend closed (FIN/RST) or that
+// carries unexpected bytes is discarded. The residual race (the backend closes just as we reuse)
+// is handled by the proxy retrying a body-less request once on a fresh connection.
+// Not thread-safe: one per worker, used on that worker's thread only.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dataplane/server/asio_types.h"
+
+namespace doorman::dataplane {
+
+inline constexpr std::size_t kMaxIdlePerEndpoint = 64;
+inline constexpr std::chrono::seconds kMaxPooledIdle{30};
+
+class UpstreamPool {
+ public:
+  std::optional<Socket> Take(const std::string& key);
+  void Put(const std::string& key, Socket socket);
+  void Sweep();
+  void Close();  // drops every connection and refuses further Put()s (shutdown)
+  std::size_t idle_count() const;
+
+ private:
+  struct Idle {
+    Socket socket;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::unordered_map<std::string, std::vector<Idle>> idle_;
+  bool closed_ = false;
+};
+
+// True when a pooled socket still looks usable: no EOF, no error, no unread bytes.
+bool IdleSocketAlive(Socket& s);
+
+}  // namespace doorman::dataplane

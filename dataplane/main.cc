@@ -1,0 +1,134 @@
+// doorman-dataplane: wiring only (flags → Dataplane + Subscriber + AdminServer; signals).
+#include <prometheus/registry.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "common/admin_server.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "dataplane/config/state_file.h"
+#include "dataplane/config/subscriber.h"
+#include "dataplane/server/dataplane.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace {
+
+constexpr std::chrono::seconds kDrainGrace{5};
+
+[[noreturn]] void Usage(const char* message) {
+  std::fprintf(stderr, "doorman-dataplane: %s (see --help)\n", message);
+  std::exit(2);
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace doorman;
+  std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
+                                                         state_dir, log_format = "text", log_level = "info",
+                                                         tls_cert, tls_key, tls_ca;
+  int64_t workers = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+
+  FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
+  flags.String("controller", &controller, "controller routing-state address host:port (required)");
+  flags.String("node-name", &node_name, "node name reported to the controller (default: the host name)");
+  flags.String("advertise-address", &advertise_address, "address reported to the controller for status");
+  flags.String("bind-address", &bind_address, "address the listeners bind to");
+  flags.String("metrics-listen", &metrics_listen, "admin address for /metrics /healthz /readyz /debug/config");
+  flags.String("state-dir", &state_dir, "directory for the last good routing state (served at start-up)");
+  flags.Int("workers", &workers, "worker threads (default: hardware cores)");
+  flags.String("log-format", &log_format, "text | json");
+  flags.String("log-level", &log_level, "debug | info | warn | error");
+  flags.String("tls-cert", &tls_cert, "client certificate for mTLS to the controller (not supported yet)");
+  flags.String("tls-key", &tls_key, "client key for mTLS to the controller (not supported yet)");
+  flags.String("tls-ca", &tls_ca, "CA bundle for mTLS to the controller (not supported yet)");
+  const auto positional = flags.ParseOrExit(argc, argv);
+  if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
+  if (controller.empty()) Usage("--controller is required");
+  if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {
+    Usage("--tls-cert/--tls-key/--tls-ca: mTLS is not supported yet in this build");
+  }
+  if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
+  if (!dataplane::Dataplane::ValidBindAddress(bind_address)) {
+    Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
+  }
+  if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
+  if (node_name.empty()) node_name = HostName();
+
+  // Block the stop signals in every thread (they inherit the mask); main waits for them below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (!state_dir.empty()) {
+    std::string error;
+    if (!dataplane::EnsureStateDir(state_dir, &error)) Usage(("--state-dir: " + error).c_str());
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  dataplane::DataplaneOptions opts;
+  opts.bind_address = bind_address;
+  opts.workers = static_cast<int>(workers);
+  opts.node_name = node_name;
+  opts.state_dir = state_dir;
+  dataplane::Dataplane dp(opts, registry);
+  dp.Start();
+
+  if (!state_dir.empty()) {
+    std::string error;
+    if (auto saved = dataplane::LoadState(state_dir, &error)) {
+      const auto r = dp.Apply(*saved, /*persist=*/false);
+      if (r.ok) {
+        log::Info("dataplane", "serving the saved routing state until the controller answers",
+                  {{"version", std::to_string(saved->version())}});
+      } else {
+        log::Warn("dataplane", "saved routing state rejected; waiting for the controller",
+                  {{"version", std::to_string(saved->version())}, {"error", r.error}});
+      }
+    } else if (!error.empty()) {
+      log::Warn("dataplane", "cannot load the saved routing state", {{"error", error}});
+    }
+  }
+
+  AdminServer admin(registry, [&dp] { return dp.ready(); });
+  admin.AddHandler("/debug/config", [&dp] { return AdminServer::Response{200, "application/json", dp.DebugConfigJson()}; });
+  std::string error;
+  if (!admin.Start(metrics_listen, &error)) {
+    std::fprintf(stderr, "doorman-dataplane: --metrics-listen: %s\n", error.c_str());
+    return 1;
+  }
+
+  dataplane::SubscriberOptions sub_opts;
+  sub_opts.controller = controller;
+  sub_opts.node_name = node_name;
+  sub_opts.advertise_address = advertise_address;
+  dataplane::Subscriber subscriber(
+      sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); });
+  subscriber.Start();
+  log::Info("dataplane", "started",
+            {{"controller", controller}, {"node", node_name}, {"workers", std::to_string(workers)},
+             {"bind_address", bind_address}, {"metrics", metrics_listen}, {"version", DOORMAN_VERSION}});
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log::Info("dataplane", "stopping: no new connections, finishing in-flight work",
+            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(kDrainGrace.count()) + "s"}});
+  subscriber.Stop();
+  dp.Shutdown(kDrainGrace);
+  admin.Stop();
+  log::Info("dataplane", "stopped");
+  return 0;
+}

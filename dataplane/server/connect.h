@@ -1,0 +1,18 @@
+// Outbound connections to backend endpoints, shared by the L4 and L7 proxies.
+#pragma once
+
+#include <chrono>
+
+#include "dataplane/config/runtime_config.h"
+#include "dataplane/server/asio_types.h"
+
+namespace doorman::dataplane {
+
+// Connects a new socket (on `ex`) to `endpoint` within `timeout`; sets TCP_NODELAY. On failure
+// `ec` is set (boost::beast::error::timeout when the deadline passed) and the socket is closed.
+Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milliseconds timeout,
+                       boost::system::error_code& ec);
+
+bool IsTimeout(const boost::system::error_code& ec);
+
+}  // namespace doorman::dataplane

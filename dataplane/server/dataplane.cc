@@ -1,0 +1,140 @@
+#include "dataplane/server/dataplane.h"
+
+#include <prometheus/registry.h>
+
+#include <stdexcept>
+#include <thread>
+
+#include "common/log.h"
+#include "dataplane/admin/config_dump.h"
+#include "dataplane/admin/metrics.h"
+#include "dataplane/config/compile.h"
+#include "dataplane/config/config_store.h"
+#include "dataplane/config/state_file.h"
+#include "dataplane/server/listener_manager.h"
+#include "dataplane/server/worker.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+
+struct Dataplane::Impl {
+  Impl(DataplaneOptions o, std::shared_ptr<prometheus::Registry> registry, net::ip::address bind)
+      : opts(std::move(o)), metrics(std::move(registry)), shared(store, metrics) {
+    for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
+    listeners = std::make_unique<ListenerManager>(workers, bind);
+  }
+
+  // Declaration order is destruction order in reverse: listeners (acceptors) go before the
+  // workers (their io_contexts), which go before the shared state and metrics they reference.
+  DataplaneOptions opts;
+  ConfigStore store;
+  Metrics metrics;
+  SharedState shared;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<ListenerManager> listeners;
+
+  mutable std::mutex mu;  // serialises Apply/Shutdown; guards the fields below
+  std::vector<std::string> warnings;
+  bool shut_down = false;
+};
+
+bool Dataplane::ValidBindAddress(const std::string& address) {
+  boost::system::error_code ec;
+  net::ip::make_address(address, ec);
+  return !ec;
+}
+
+Dataplane::Dataplane(DataplaneOptions options, std::shared_ptr<prometheus::Registry> registry) {
+  boost::system::error_code ec;
+  const auto bind = net::ip::make_address(options.bind_address, ec);
+  if (ec) throw std::invalid_argument("invalid bind address \"" + options.bind_address + "\"");
+  if (options.workers < 1) options.workers = 1;
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(registry), bind);
+}
+
+Dataplane::~Dataplane() { Shutdown(std::chrono::milliseconds(0)); }
+
+void Dataplane::Start() {
+  for (auto& w : impl_->workers) w->Start();
+}
+
+ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persist) {
+  std::lock_guard lock(impl_->mu);
+  ApplyResult r;
+  r.serving_version = applied_version_.load();
+  if (impl_->shut_down) {
+    r.error = "dataplane is shutting down";
+    return r;
+  }
+  if (update.version() != 0 && update.version() == r.serving_version) {
+    // Identical state (e.g. restored from --state-dir): nothing to rebuild, ACK the new nonce.
+    r.ok = true;
+    r.warnings = impl_->warnings;
+    return r;
+  }
+  CompileResult c = Compile(update.snapshot(), update.version(), CompileOptions{impl_->opts.node_name});
+  if (!c.ok()) {
+    impl_->metrics.ConfigRejected();
+    log::Error("dataplane", "routing state rejected; keeping the previous one",
+               {{"version", std::to_string(update.version())}, {"serving", std::to_string(r.serving_version)}, {"error", c.error}});
+    r.error = c.error;
+    return r;
+  }
+  // Make-before-break: new sockets are bound before the swap and accept only after it.
+  std::vector<std::string> warnings = std::move(c.warnings);
+  for (auto& w : impl_->listeners->Prepare(*c.config)) warnings.push_back(std::move(w));
+  impl_->store.Store(c.config);
+  impl_->listeners->Commit();
+  applied_version_.store(update.version());
+  impl_->metrics.ConfigApplied(*c.config);
+  impl_->warnings = warnings;
+  for (const auto& w : warnings) log::Warn("dataplane", "not programmed", {{"detail", w}});
+  log::Info("dataplane", "routing state applied",
+            {{"version", std::to_string(update.version())},
+             {"listeners", std::to_string(c.config->listeners.size())},
+             {"routes", std::to_string(c.config->routes.size())},
+             {"warnings", std::to_string(warnings.size())}});
+  if (persist && !impl_->opts.state_dir.empty()) {
+    std::string error;
+    if (!SaveState(impl_->opts.state_dir, update, &error)) {
+      log::Error("dataplane", "cannot save the routing state", {{"error", error}});
+    }
+  }
+  r.ok = true;
+  r.serving_version = update.version();
+  r.warnings = std::move(warnings);
+  return r;
+}
+
+std::string Dataplane::DebugConfigJson() const {
+  const auto config = impl_->store.Load();
+  std::vector<std::string> warnings;
+  {
+    std::lock_guard lock(impl_->mu);
+    warnings = impl_->warnings;
+  }
+  return ConfigToJson(config.get(), impl_->listeners->Status(), warnings);
+}
+
+void Dataplane::Shutdown(std::chrono::milliseconds grace) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  impl_->shared.draining.store(true);
+  impl_->listeners->CloseAll();
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (impl_->shared.http_in_flight.load() > 0 || impl_->shared.l4_active.load() > 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto left_http = impl_->shared.http_in_flight.load();
+  const auto left_l4 = impl_->shared.l4_active.load();
+  if (left_http > 0 || left_l4 > 0) {
+    log::Info("dataplane", "grace period over; closing remaining connections",
+              {{"http_in_flight", std::to_string(left_http)}, {"l4_connections", std::to_string(left_l4)}});
+  }
+  for (auto& w : impl_->workers) w->Stop();
+  for (auto& w : impl_->workers) w->Join();
+}
+
+}  // namespace doorman::dataplane

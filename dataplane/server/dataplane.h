@@ -1,0 +1,59 @@
+// The dataplane process minus flag parsing: workers, listeners, the current config, metrics.
+// Apply() is the subscriber's callback (and the --state-dir loader's): compile, bind new
+// listeners, swap the config atomically, start accepting, record metrics and the state file.
+// No Asio in this header: main.cc includes it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dataplane/config/apply_result.h"
+
+namespace doorman::v1 {
+class StateUpdate;
+}
+namespace prometheus {
+class Registry;
+}
+
+namespace doorman::dataplane {
+
+struct DataplaneOptions {
+  std::string bind_address = "0.0.0.0";
+  int workers = 1;
+  std::string node_name;
+  std::string state_dir;  // "" = do not persist
+};
+
+class Dataplane {
+ public:
+  // Throws std::invalid_argument for a bad bind address.
+  Dataplane(DataplaneOptions options, std::shared_ptr<prometheus::Registry> registry);
+  ~Dataplane();
+  Dataplane(const Dataplane&) = delete;
+  Dataplane& operator=(const Dataplane&) = delete;
+
+  static bool ValidBindAddress(const std::string& address);
+
+  void Start();
+  // Thread-safe. `persist` = write the state file after success (not when loading it).
+  ApplyResult Apply(const doorman::v1::StateUpdate& update, bool persist = true);
+  uint64_t applied_version() const { return applied_version_.load(); }
+  bool ready() const { return applied_version_.load() != 0; }
+  std::string DebugConfigJson() const;
+
+  // Stops accepting, waits up to `grace` for in-flight HTTP requests and open TCP connections,
+  // then stops the workers. Idempotent.
+  void Shutdown(std::chrono::milliseconds grace);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<uint64_t> applied_version_{0};
+};
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,153 @@
+#include "dataplane/server/listener_manager.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "common/log.h"
+#include "dataplane/l4/tcp_proxy.h"
+#include "dataplane/l7/http_proxy.h"
+#include "dataplane/server/worker.h"
+
+namespace doorman::dataplane {
+namespace {
+
+using boost::system::error_code;
+using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+constexpr std::chrono::milliseconds kAcceptErrorPause{50};
+constexpr std::chrono::seconds kCloseWait{2};
+
+Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string listener, bool l7) {
+  Timer pause(w.executor());
+  for (;;) {
+    error_code ec;
+    Socket s = co_await acceptor->async_accept(Redirect(ec));
+    if (ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
+      log::Warn("listener", "accept failed", {{"listener", listener}, {"error", ec.message()}});
+      pause.expires_after(kAcceptErrorPause);
+      co_await pause.async_wait(Redirect(ec));
+      continue;
+    }
+    if (l7) {
+      StartHttpSession(w, std::move(s), listener);
+    } else {
+      StartTcpSession(w, std::move(s), listener);
+    }
+  }
+}
+
+}  // namespace
+
+ListenerManager::ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address)
+    : workers_(workers), bind_address_(std::move(bind_address)) {}
+
+ListenerManager::~ListenerManager() { CloseAll(); }
+
+bool ListenerManager::Bind(const Listener& l, Bound* out, std::string* error) {
+  const tcp::endpoint ep(bind_address_, l.port);
+  out->port = l.port;
+  out->protocol = l.protocol;
+  for (auto& w : workers_) {
+    auto acc = std::make_shared<Acceptor>(w->executor());
+    error_code ec;
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acc->set_option(ReusePort(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      *error = "cannot listen on " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
+      for (auto& a : out->acceptors) a->close(ec);
+      out->acceptors.clear();
+      acc->close(ec);
+      return false;
+    }
+    out->acceptors.push_back(std::move(acc));
+  }
+  return true;
+}
+
+void ListenerManager::Close(Bound& b) {
+  // Each acceptor is closed on its own worker thread (Asio objects are not thread-safe), which
+  // also completes its pending accept with operation_aborted.
+  std::vector<std::future<void>> done;
+  for (std::size_t i = 0; i < b.acceptors.size() && i < workers_.size(); ++i) {
+    auto promise = std::make_shared<std::promise<void>>();
+    done.push_back(promise->get_future());
+    net::post(workers_[i]->executor(), [acc = b.acceptors[i], promise] {
+      error_code ignored;
+      acc->close(ignored);
+      promise->set_value();
+    });
+  }
+  for (auto& f : done) {
+    if (f.wait_for(kCloseWait) != std::future_status::ready) {
+      log::Warn("listener", "a worker did not close its acceptor in time");
+    }
+  }
+  b.acceptors.clear();
+  b.accepting = false;
+}
+
+std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next) {
+  std::vector<std::string> warnings;
+  std::lock_guard lock(mu_);
+  // 1. Gone (or changed port/protocol, or no longer served): close first, so the port is free.
+  for (auto it = bound_.begin(); it != bound_.end();) {
+    const Listener* l = next.FindListener(it->first);
+    if (l == nullptr || !l->served || l->port != it->second.port || l->protocol != it->second.protocol) {
+      log::Info("listener", "closing listener", {{"listener", it->first}, {"port", std::to_string(it->second.port)}});
+      Close(it->second);
+      it = bound_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // 2. New (or previously failed): bind now, accept after Commit().
+  for (const auto& l : next.listeners) {
+    if (!l->served || bound_.count(l->name)) continue;
+    Bound b;
+    std::string error;
+    if (!Bind(*l, &b, &error)) {
+      log::Error("listener", "cannot open listener; serving the rest", {{"listener", l->name}, {"error", error}});
+      warnings.push_back("listener \"" + l->name + "\": " + error + "; not served (retried on the next update)");
+      continue;
+    }
+    log::Info("listener", "listening", {{"listener", l->name},
+                                        {"address", bind_address_.to_string() + ":" + std::to_string(l->port)},
+                                        {"protocol", std::string(ProtocolName(l->protocol))}});
+    bound_.emplace(l->name, std::move(b));
+  }
+  return warnings;
+}
+
+void ListenerManager::Commit() {
+  std::lock_guard lock(mu_);
+  for (auto& [name, b] : bound_) {
+    if (b.accepting) continue;
+    b.accepting = true;
+    const bool l7 = b.protocol == Protocol::kHttp || b.protocol == Protocol::kHttps;
+    for (std::size_t i = 0; i < b.acceptors.size(); ++i) {
+      net::co_spawn(workers_[i]->executor(), AcceptLoop(b.acceptors[i], *workers_[i], name, l7), net::detached);
+    }
+  }
+}
+
+void ListenerManager::CloseAll() {
+  std::lock_guard lock(mu_);
+  for (auto& [name, b] : bound_) Close(b);
+  bound_.clear();
+}
+
+std::vector<ListenerStatus> ListenerManager::Status() const {
+  std::lock_guard lock(mu_);
+  std::vector<ListenerStatus> out;
+  for (const auto& [name, b] : bound_) out.push_back({name, b.port, b.accepting});
+  return out;
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,60 @@
+// Owns the listening sockets: for every served listener, one SO_REUSEPORT acceptor per worker.
+// Apply is two-phase so a snapshot switches make-before-break:
+//   Prepare(next): close the acceptors of listeners that are gone (so a port can change hands
+//                  between protocols), bind + listen the new ones (not accepting yet);
+//   (caller stores the new RuntimeConfig)
+//   Commit():      start accepting on the newly bound listeners.
+// Listeners present in both configs keep their sockets untouched; established connections are
+// never closed by an update. A port that cannot be bound is reported as a warning for the ACK
+// (the rest of the snapshot is still served) and retried at the next update.
+// Prepare/Commit/CloseAll are called by one thread at a time (the apply mutex); Status() from any.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dataplane/config/runtime_config.h"
+#include "dataplane/server/asio_types.h"
+
+namespace doorman::dataplane {
+
+class Worker;
+
+struct ListenerStatus {
+  std::string name;
+  uint16_t port = 0;
+  bool accepting = false;
+};
+
+class ListenerManager {
+ public:
+  ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address);
+  ~ListenerManager();
+
+  std::vector<std::string> Prepare(const RuntimeConfig& next);
+  void Commit();
+  void CloseAll();
+  std::vector<ListenerStatus> Status() const;
+
+ private:
+  struct Bound {
+    uint16_t port = 0;
+    Protocol protocol = Protocol::kTcp;
+    std::vector<std::shared_ptr<Acceptor>> acceptors;  // index = worker
+    bool accepting = false;
+  };
+
+  bool Bind(const Listener& l, Bound* out, std::string* error);
+  void Close(Bound& b);
+
+  std::vector<std::unique_ptr<Worker>>& workers_;
+  net::ip::address bind_address_;
+  mutable std::mutex mu_;
+  std::map<std::string, Bound> bound_;
+};
+
+}  // namespace doorman::dataplane

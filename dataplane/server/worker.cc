@@ -1,0 +1,64 @@
+#include "dataplane/server/worker.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <exception>
+
+#include "common/log.h"
+
+namespace doorman::dataplane {
+
+namespace {
+constexpr std::chrono::seconds kPoolSweepInterval{5};
+}
+
+Worker::Worker(int index, SharedState& shared)
+    : index_(index),
+      shared_(shared),
+      metrics_(shared.metrics),
+      ioc_(std::make_unique<net::io_context>(1)),
+      guard_(std::make_unique<net::executor_work_guard<Executor>>(ioc_->get_executor())) {}
+
+Worker::~Worker() {
+  Stop();
+  Join();
+  pool_.Close();  // sockets must go before their io_context
+  ioc_.reset();   // destroys suspended sessions (their sockets close here)
+}
+
+void Worker::Start() {
+  net::co_spawn(executor(), SweepPool(), net::detached);
+  thread_ = std::thread([this] {
+    for (;;) {
+      try {
+        ioc_->run();
+        return;
+      } catch (const std::exception& e) {
+        // A handler threw: log and keep the worker alive (one bad connection must not kill others).
+        log::Error("worker", "unexpected exception in a handler", {{"worker", std::to_string(index_)}, {"error", e.what()}});
+      }
+    }
+  });
+}
+
+void Worker::Stop() {
+  guard_.reset();
+  ioc_->stop();
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+Task<> Worker::SweepPool() {
+  Timer timer(executor());
+  for (;;) {
+    timer.expires_after(kPoolSweepInterval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(Redirect(ec));
+    if (ec) co_return;
+    pool_.Sweep();
+  }
+}
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,234 @@
+"""Integration-test harness: real processes on 127.0.0.1, bounded waits, no fixed sleeps.
+
+Every helper that waits takes a deadline and polls a real readiness condition (a port accepts,
+an HTTP endpoint answers, a metric reaches a value). Processes are started in their own process
+group and killed at tear-down; their output goes to files that are printed when a test fails.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD_DIR = os.environ.get("DOORMAN_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+CONTROLLER = os.path.join(BUILD_DIR, "controller", "doorman-controller")
+DATAPLANE = os.path.join(BUILD_DIR, "dataplane", "doorman-dataplane")
+DEFAULT_TIMEOUT = 15.0
+
+
+def free_port():
+    """A port the kernel just handed out on 127.0.0.1 (closed again; tiny race accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, what="condition"):
+    """Polls predicate() until it returns a truthy value; returns it or raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            v = predicate()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last error: %r)" % (timeout, what, last_exc))
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(url, headers=None, timeout=5.0):
+    """GET url -> (status, headers dict lower-cased, body bytes). Never raises on HTTP status."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def curl(args, timeout=10):
+    """Runs the real curl; returns CompletedProcess (text)."""
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + list(args),
+                          capture_output=True, text=True, timeout=timeout + 5)
+
+
+def metric_value(text, name, labels=None):
+    """Sum of samples of `name` whose labels include `labels` in Prometheus text format."""
+    total = None
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        metric, _, value = line.rpartition(" ")
+        mname, _, lbl = metric.partition("{")
+        if mname != name:
+            continue
+        if labels:
+            ok = all(('%s="%s"' % (k, v)) in lbl for k, v in labels.items())
+            if not ok:
+                continue
+        total = (total or 0.0) + float(value)
+    return total
+
+
+class Proc:
+    def __init__(self, name, argv, logdir, env=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = os.path.join(logdir, name + ".log")
+        self._log = open(self.log_path, "wb")
+        self.p = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                  start_new_session=True, env=env)
+
+    def log(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(timeout=timeout)
+        self._log.close()
+        return self.p.returncode
+
+
+class DoormanTestCase(unittest.TestCase):
+    """Base class: a temp dir, process bookkeeping, and controller/dataplane/backends starters."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="doorman-it-")
+        self.procs = []
+        self.manifests = os.path.join(self.tmp, "manifests")
+        os.makedirs(self.manifests)
+
+    def tearDown(self):
+        failed = self._outcome_failed()
+        for p in reversed(self.procs):
+            p.stop()
+        if failed:
+            for p in self.procs:
+                sys.stderr.write("\n----- %s log (%s) -----\n%s\n" % (p.name, " ".join(p.argv), p.log()[-6000:]))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        errors = getattr(outcome, "errors", None)
+        if errors is None:  # Python >= 3.11
+            result = getattr(outcome, "result", None)
+            return bool(result and (result.failures or result.errors))
+        return any(exc for _, exc in errors)
+
+    def spawn(self, name, argv, env=None):
+        p = Proc(name, argv, self.tmp, env=env)
+        self.procs.append(p)
+        return p
+
+    # --- peers ---------------------------------------------------------------------------
+    def start_backend(self, name):
+        port = free_port()
+        p = self.spawn("backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
+                                           "--port", str(port), "--name", name])
+        wait_until(lambda: port_open(port), what="backend %s on :%d" % (name, port))
+        return port
+
+    def start_redis(self):
+        port = free_port()
+        self.spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        wait_until(lambda: port_open(port), what="redis on :%d" % port)
+        return port
+
+    # --- doorman -------------------------------------------------------------------------
+    def write_manifest(self, filename, text):
+        """Atomically replaces a manifest file (as editors and kubectl-like tools do)."""
+        path = os.path.join(self.manifests, filename)
+        tmp = path + ".tmp~"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
+
+    def start_controller(self, extra=()):
+        self.grpc_port = free_port()
+        self.ctl_metrics_port = free_port()
+        self.controller = self.spawn("controller", [
+            CONTROLLER, "--manifests", self.manifests,
+            "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
+            "--metrics-listen", "127.0.0.1:%d" % self.ctl_metrics_port] + list(extra))
+        wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % self.ctl_metrics_port)[0] == 200,
+                   what="controller /readyz")
+        return self.controller
+
+    def start_dataplane(self, extra=()):
+        self.dp_metrics_port = free_port()
+        self.dataplane = self.spawn("dataplane", [
+            DATAPLANE, "--controller", "127.0.0.1:%d" % self.grpc_port,
+            "--bind-address", "127.0.0.1", "--node-name", "it-node",
+            "--metrics-listen", "127.0.0.1:%d" % self.dp_metrics_port] + list(extra))
+        wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % self.dp_metrics_port)[0] == 200,
+                   what="dataplane /readyz")
+        return self.dataplane
+
+    def controller_metrics(self):
+        return http_get("http://127.0.0.1:%d/metrics" % self.ctl_metrics_port)[2].decode()
+
+    def dataplane_metrics(self):
+        return http_get("http://127.0.0.1:%d/metrics" % self.dp_metrics_port)[2].decode()
+
+    def controller_version(self):
+        return metric_value(self.controller_metrics(), "doorman_controller_snapshot_version")
+
+    def dataplane_version(self):
+        return metric_value(self.dataplane_metrics(), "doorman_config_version")
+
+    def wait_converged(self, timeout=DEFAULT_TIMEOUT):
+        """Waits until the dataplane has applied the controller's current snapshot version."""
+        def same():
+            c = self.controller_version()
+            return c and c == self.dataplane_version()
+        wait_until(same, timeout=timeout, what="dataplane to apply the controller's snapshot")
+        return self.controller_version()
+
+    def wait_version_change(self, old, timeout=DEFAULT_TIMEOUT):
+        """Waits until the controller publishes a version != old and the dataplane applied it."""
+        def changed():
+            c = self.controller_version()
+            return c and c != old and c == self.dataplane_version()
+        wait_until(changed, timeout=timeout, what="new snapshot applied by the dataplane")
+        return self.controller_version()
+
+
+def backend_of(body):
+    return json.loads(body)["backend"]

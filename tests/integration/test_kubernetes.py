@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""The Kubernetes side of the controller, end to end against the project's API server.
+
+Real processes on 127.0.0.1: tests/kube-apiserver-sim (HTTPS, generated certificates and
+kubeconfig), the real kubectl applying objects, doorman-controller --kubeconfig, doorman-dataplane,
+Python HTTP backends and curl. Covers: LoadBalancer -> routing + status (Accepted, Programmed,
+addresses, listeners, dataplanes), EndpointSlice changes re-route, deletes remove listeners,
+invalid objects -> Accepted=False + Warning Event while others route, no status write storms,
+watch faults (drops, 410 after compaction -> relist without stale routes, bursts of 500/429),
+leader election (exactly one status writer; takeover after SIGKILL within the lease; release on
+SIGTERM), and Service type LoadBalancer / Ingress when their translation is available.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (CONTROLLER, DoormanTestCase, backend_of, curl, free_port, http_get,  # noqa: E402
+                     metric_value, port_open, wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SIM = os.path.join(ROOT, "tests", "kube-apiserver-sim", "apiserver.py")
+CRD = os.path.join(ROOT, "crds", "doorman.dev_loadbalancers.yaml")
+TOKEN = "doorman-it-token"
+UA_STATUS_WRITE = ("PATCH", "PUT")
+
+
+def lb_yaml(name, port, backends, protocol="HTTP", extra_route=""):
+    return f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}, namespace: default}}
+spec:
+  listeners:
+    - {{name: web, port: {port}, protocol: {protocol}}}
+  routes:
+    - name: app
+      listener: web
+      backends:
+{backends}{extra_route}"""
+
+
+def service_backend(svc="web", port=80):
+    return f"        - {{service: {svc}, port: {port}}}\n"
+
+
+def service_and_slice(backend_port, svc="web", port=80, extra_spec=""):
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: default}}
+spec:
+  ports: [{{name: http, port: {port}, targetPort: {backend_port}, protocol: TCP}}]
+{extra_spec}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {svc}-1
+  namespace: default
+  labels: {{kubernetes.io/service-name: {svc}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend_port}, protocol: TCP}}]
+endpoints:
+  - addresses: [127.0.0.1]
+    conditions: {{ready: true, serving: true, terminating: false}}
+"""
+
+
+class KubeTestCase(DoormanTestCase):
+    """A fresh API server per test, with the LoadBalancer CRD installed."""
+
+    def setUp(self):
+        super().setUp()
+        self.simdir = os.path.join(self.tmp, "sim")
+        sim = self.spawn("apiserver", [sys.executable, SIM, "--port", "0", "--gen-certs", self.simdir,
+                                       "--token", TOKEN, "--admin-port", "0", "--bookmark-interval", "1"])
+
+        def lines():
+            out = {}
+            for line in sim.log().splitlines():
+                parts = line.split(" ", 1)
+                if len(parts) == 2 and parts[0] in ("LISTENING", "ADMIN", "KUBECONFIG"):
+                    out[parts[0]] = parts[1].strip()
+            return out if len(out) == 3 else None
+        info = wait_until(lines, timeout=30, what="kube-apiserver-sim to start")
+        self.kubeconfig = info["KUBECONFIG"]
+        self.admin_url = "http://" + info["ADMIN"]
+        self.controllers = {}
+        self.kubectl("apply", "-f", CRD)
+        wait_until(lambda: self.kubectl("get", "loadbalancers", check=False).returncode == 0,
+                   what="LoadBalancer CRD served")
+
+    # --- kubectl and the sim's admin API ---------------------------------------------------
+    def kubectl(self, *args, stdin=None, check=True):
+        r = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig] + list(args), input=stdin,
+                           capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError("kubectl %s failed: %s%s" % (" ".join(args), r.stdout, r.stderr))
+        return r
+
+    def apply(self, text):
+        return self.kubectl("apply", "-f", "-", stdin=text)
+
+    def get(self, kind, name, ns="default"):
+        r = self.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def admin(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.admin_url + path, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def requests_by(self, user_agent):
+        return self.admin("/requests?userAgent=" + urllib.request.quote(user_agent))["requests"]
+
+    def status_writes(self, user_agent, resource=None):
+        return [r for r in self.requests_by(user_agent)
+                if r["method"] in UA_STATUS_WRITE and r.get("subresource") == "status"
+                and (resource is None or r.get("resource") == resource)]
+
+    # --- doorman ---------------------------------------------------------------------------
+    def start_kube_controller(self, name="controller", extra=(), wait_ready=True):
+        grpc_port = free_port()
+        metrics_port = free_port()
+        p = self.spawn(name, [CONTROLLER, "--kubeconfig", self.kubeconfig, "--pod-name", name,
+                              "--grpc-listen", "127.0.0.1:%d" % grpc_port,
+                              "--metrics-listen", "127.0.0.1:%d" % metrics_port] + list(extra))
+        p.metrics_port = metrics_port
+        p.grpc_port = grpc_port
+        self.controllers[name] = p
+        if name == "controller" or not hasattr(self, "grpc_port"):
+            self.grpc_port = grpc_port
+            self.ctl_metrics_port = metrics_port
+            self.controller = p
+        if wait_ready:
+            wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % metrics_port)[0] == 200,
+                       what="%s /readyz" % name)
+        return p
+
+    def debug_snapshot(self, port=None):
+        return json.loads(http_get("http://127.0.0.1:%d/debug/snapshot" % (port or self.ctl_metrics_port))[2])
+
+    def debug_status(self, port=None):
+        return json.loads(http_get("http://127.0.0.1:%d/debug/status" % (port or self.ctl_metrics_port))[2])
+
+    def listener_names(self):
+        return sorted(l["name"] for l in self.debug_snapshot()["snapshot"].get("listeners", []))
+
+    def object_status(self, kind, name):
+        for o in self.debug_status()["objects"]:
+            if o["kind"] == kind and o["name"] == name:
+                return o
+        return None
+
+    def condition(self, obj, ctype):
+        for c in ((obj or {}).get("status") or {}).get("conditions", []):
+            if c["type"] == ctype:
+                return c
+        return None
+
+    def wait_condition(self, name, ctype, status, timeout=15, reason=None):
+        def ok():
+            obj = self.get("loadbalancer", name)
+            c = self.condition(obj, ctype)
+            if c and c["status"] == status and (reason is None or c["reason"] == reason) and \
+                    c.get("observedGeneration") == obj["metadata"].get("generation"):
+                return obj
+            return None
+        return wait_until(ok, timeout=timeout, interval=0.1,
+                          what="LoadBalancer %s %s=%s" % (name, ctype, status))
+
+    def fetch(self, port, host="app.local"):
+        r = curl(["-H", "Host: " + host, "http://127.0.0.1:%d/" % port], timeout=5)
+        if r.returncode != 0:
+            return None
+        try:
+            return backend_of(r.stdout)
+        except (ValueError, KeyError):
+            return None
+
+
+class LoadBalancerOnKubernetes(KubeTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend("a")
+        self.b = self.start_backend("b")
+        self.port = free_port()
+        self.apply(service_and_slice(self.a))
+        self.apply(lb_yaml("shop", self.port, service_backend()))
+        self.start_kube_controller()
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+
+    def test_routes_and_status_accepted_programmed(self):
+        wait_until(lambda: self.fetch(self.port) == "a", what="traffic to backend a through the LoadBalancer")
+        obj = self.wait_condition("shop", "Programmed", "True")
+        st = obj["status"]
+        self.assertEqual(self.condition(obj, "Accepted")["status"], "True")
+        self.assertEqual(st["observedGeneration"], obj["metadata"]["generation"])
+        self.assertEqual(st["addresses"], [{"type": "IPAddress", "value": "127.0.0.1"}])
+        self.assertEqual(st["listeners"], [{"name": "web", "attachedRoutes": 1}])
+        self.assertEqual(st["dataplanes"], {"ready": 1, "programmed": 1})
+        # kubectl's printer columns read the same status.
+        out = self.kubectl("get", "dlb", "shop").stdout
+        self.assertRegex(out, r"shop\s+True\s+True\s+127\.0\.0\.1")
+        # Watch events were counted per resource.
+        m = self.controller_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_controller_watch_events_total",
+                                             {"resource": "loadbalancers", "type": "ADDED"}) or 0, 1)
+        self.assertEqual(metric_value(m, "doorman_controller_leader"), 1)
+
+        # A spec change bumps the generation: Programmed follows the new generation.
+        self.apply(lb_yaml("shop", self.port, service_backend(), extra_route="""\
+    - name: api
+      listener: web
+      match: {path: {type: Prefix, value: /api}}
+      backends:
+        - endpoints: [{address: 127.0.0.1, port: %d}]
+""" % self.b))
+        obj = self.wait_condition("shop", "Programmed", "True")
+        self.assertEqual(obj["metadata"]["generation"], 2)
+        self.assertEqual(obj["status"]["listeners"], [{"name": "web", "attachedRoutes": 2}])
+        wait_until(lambda: backend_of(curl(["http://127.0.0.1:%d/api/x" % self.port]).stdout) == "b",
+                   what="the new /api route")
+
+        # No write storm: a quiet system does not write status.
+        before = len(self.status_writes("(controller)"))
+        time.sleep(2.5)
+        self.assertEqual(len(self.status_writes("(controller)")), before)
+
+    def test_endpoint_change_reroutes_and_delete_removes_listener(self):
+        wait_until(lambda: self.fetch(self.port) == "a", what="traffic to backend a")
+        self.apply(service_and_slice(self.b))  # the slice now points at backend b
+        wait_until(lambda: self.fetch(self.port) == "b", what="traffic re-routed to backend b")
+        self.kubectl("delete", "loadbalancer", "shop")
+        wait_until(lambda: self.listener_names() == [], what="listener removed from the snapshot")
+        wait_until(lambda: not port_open(self.port), what="dataplane stops listening on :%d" % self.port)
+
+    def test_invalid_loadbalancer_is_reported_while_others_route(self):
+        good = free_port()
+        self.apply(lb_yaml("good", good, "        - endpoints: [{address: 127.0.0.1, port: %d}]\n" % self.b))
+        bad = free_port()
+        self.apply(lb_yaml("bad", bad, service_backend(), extra_route="""\
+    - name: broken
+      listener: web
+      match: {path: {type: RegularExpression, value: "(unclosed"}}
+      backends:
+        - endpoints: [{address: 127.0.0.1, port: %d}]
+""" % self.b))
+        obj = self.wait_condition("bad", "Accepted", "False")
+        acc = self.condition(obj, "Accepted")
+        self.assertEqual(acc["reason"], "InvalidSpec")
+        self.assertIn("spec.routes[1].match.path", acc["message"])
+        self.assertEqual(self.condition(obj, "Programmed")["status"], "False")
+        wait_until(lambda: self.fetch(good) == "b", what="the valid LoadBalancer routes")
+        self.assertEqual(self.fetch(self.port), "a")
+        self.assertFalse(port_open(bad))
+
+        def warning_event():
+            r = self.kubectl("get", "events", "-n", "default", "-o", "json",
+                             "--field-selector", "involvedObject.name=bad")
+            items = [e for e in json.loads(r.stdout)["items"] if e.get("type") == "Warning"]
+            return items[0] if items else None
+        ev = wait_until(warning_event, what="a Warning Event for the invalid LoadBalancer")
+        self.assertEqual(ev["reason"], "InvalidSpec")
+        self.assertEqual(ev["involvedObject"]["kind"], "LoadBalancer")
+        self.assertEqual(ev["involvedObject"]["uid"], obj["metadata"]["uid"])
+        self.assertIn("spec.routes[1].match.path", ev["message"])
+        # Once: no Event or status storm while nothing changes.
+        writes = len(self.status_writes("(controller)"))
+        events = [r for r in self.requests_by("(controller)") if r.get("resource") == "events"]
+        time.sleep(2.5)
+        self.assertEqual(len(self.status_writes("(controller)")), writes)
+        self.assertEqual(len([r for r in self.requests_by("(controller)") if r.get("resource") == "events"]),
+                         len(events))
+        # Fixing it makes it Accepted and Programmed.
+        self.apply(lb_yaml("bad", bad, service_backend()))
+        self.wait_condition("bad", "Programmed", "True")
+        wait_until(lambda: self.fetch(bad) == "a", what="the fixed LoadBalancer routes")
+
+
+class WatchFaults(KubeTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend("a")
+        self.b = self.start_backend("b")
+        self.p1 = free_port()
+        self.p2 = free_port()
+        self.apply(service_and_slice(self.a))
+        self.apply(lb_yaml("one", self.p1, service_backend()))
+        self.apply(lb_yaml("two", self.p2, service_backend()))
+        self.start_kube_controller(extra=["--log-level", "debug"])
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        wait_until(lambda: self.fetch(self.p1) == "a" and self.fetch(self.p2) == "a", what="both routing")
+
+    def test_dropped_watches_resume(self):
+        for abrupt in (False, True):
+            self.admin("/faults/drop-watches", {"abrupt": abrupt})
+            target, old = (self.b, "b") if not abrupt else (self.a, "a")
+            self.apply(service_and_slice(target))
+            wait_until(lambda: self.fetch(self.p1) == old, what="change seen after a %s drop" %
+                       ("abrupt" if abrupt else "clean"))
+        # Resumed from the last resourceVersion: no relist needed.
+        self.assertNotIn("relisting", self.controller.log())
+
+    def test_expired_resume_relists_without_stale_routes(self):
+        # Keep watches failing while the cluster changes, then compact: the resume gets 410.
+        self.admin("/faults/fail", {"count": 100000, "code": 500, "match": "watch=true"})
+        self.admin("/faults/drop-watches", {"abrupt": False})
+        self.kubectl("delete", "loadbalancer", "two")
+        self.apply(service_and_slice(self.b))
+        self.admin("/faults/compact")
+        self.admin("/faults/clear")
+        wait_until(lambda: "relisting" in self.controller.log(), timeout=40, what="a relist after 410")
+        wait_until(lambda: self.listener_names() == ["http-%d" % self.p1], what="deleted LoadBalancer gone")
+        wait_until(lambda: not port_open(self.p2), what="no stale listener on :%d" % self.p2)
+        wait_until(lambda: self.fetch(self.p1) == "b", what="missed endpoint change applied")
+        # And the watch works again afterwards.
+        self.apply(service_and_slice(self.a))
+        wait_until(lambda: self.fetch(self.p1) == "a", what="live events after the relist")
+
+    def test_bursts_of_500_and_429_converge(self):
+        self.admin("/faults/fail", {"count": 40, "code": 500})
+        self.admin("/faults/drop-watches", {"abrupt": True})
+        self.apply(service_and_slice(self.b))
+        self.admin("/faults/fail", {"count": 40, "code": 429, "retryAfter": 1})
+        wait_until(lambda: self.fetch(self.p1) == "b", timeout=60, what="convergence after 500s and 429s")
+        self.kubectl("delete", "loadbalancer", "two")
+        wait_until(lambda: not port_open(self.p2), timeout=60, what="delete applied after the burst")
+        self.wait_condition("one", "Programmed", "True", timeout=30)
+        log = self.controller.log()
+        self.assertIn("code=429", log)
+        self.assertIn("code=500", log)
+
+
+class LeaderElection(KubeTestCase):
+    FLAGS = ["--leader-elect", "--leader-elect-namespace", "doorman-system",
+             "--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s",
+             "--leader-elect-retry-period", "500ms"]
+
+    def holder(self):
+        lease = self.get("lease", "doorman-controller", ns="doorman-system")
+        return (lease or {}).get("spec", {}).get("holderIdentity") or None
+
+    def test_one_writer_takeover_and_release(self):
+        self.kubectl("create", "namespace", "doorman-system")
+        a_port = free_port()
+        self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
+        self.start_kube_controller("ctl-a", self.FLAGS)
+        self.start_kube_controller("ctl-b", self.FLAGS)
+        leader = wait_until(self.holder, what="a Lease holder")
+        follower = "ctl-b" if leader == "ctl-a" else "ctl-a"
+        self.wait_condition("shop", "Accepted", "True")
+        # Both serve the same snapshot; only the leader writes.
+        versions = {n: self.debug_snapshot(p.metrics_port)["version"] for n, p in self.controllers.items()}
+        self.assertEqual(len(set(versions.values())), 1, versions)
+        self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 10}]\n"))
+        self.wait_condition("shop", "Accepted", "True")
+        self.assertGreaterEqual(len(self.status_writes("(%s)" % leader)), 2)
+        self.assertEqual(self.status_writes("(%s)" % follower), [])
+        lm = http_get("http://127.0.0.1:%d/metrics" % self.controllers[leader].metrics_port)[2].decode()
+        fm = http_get("http://127.0.0.1:%d/metrics" % self.controllers[follower].metrics_port)[2].decode()
+        self.assertEqual(metric_value(lm, "doorman_controller_leader"), 1)
+        self.assertEqual(metric_value(fm, "doorman_controller_leader"), 0)
+
+        # SIGKILL the leader: no release, the follower takes over once the lease runs out.
+        killed_at = time.monotonic()
+        self.controllers[leader].stop(sig=signal.SIGKILL)
+        wait_until(lambda: self.holder() == follower, timeout=10, interval=0.1, what="takeover by " + follower)
+        self.assertLess(time.monotonic() - killed_at, 3.0 + 2.5)
+        self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 11}]\n"))
+        self.wait_condition("shop", "Accepted", "True")
+        self.assertGreaterEqual(len(self.status_writes("(%s)" % follower)), 1)
+
+        # SIGTERM releases the Lease: a newcomer takes over well before the lease would expire.
+        self.start_kube_controller("ctl-c", self.FLAGS)
+        time.sleep(1.0)
+        self.assertEqual(self.holder(), follower)
+        stopped_at = time.monotonic()
+        self.assertEqual(self.controllers[follower].stop(sig=signal.SIGTERM), 0)
+        wait_until(lambda: self.holder() == "ctl-c", timeout=10, interval=0.05, what="takeover by ctl-c")
+        self.assertLess(time.monotonic() - stopped_at, 2.5)
+        self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 12}]\n"))
+        self.wait_condition("shop", "Accepted", "True")
+        self.assertGreaterEqual(len(self.status_writes("(ctl-c)")), 1)
+
+
+class ServicesAndIngresses(KubeTestCase):
+    """Service type LoadBalancer (L4) and Ingress (L7): run when their translation exists."""
+
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend("a")
+        self.b = self.start_backend("b")
+
+    def skip_unless_translated(self, kind, name):
+        def status():
+            return self.object_status(kind, name)
+        st = wait_until(status, what="%s %s in /debug/status" % (kind, name))
+        if st["reason"] == "NotImplemented":
+            self.skipTest("%s translation is not implemented in this build (controller/translate)" % kind)
+        return st
+
+    def test_service_type_loadbalancer(self):
+        port = free_port()
+        self.apply(service_and_slice(self.a, svc="tcp", port=port, extra_spec="""\
+  type: LoadBalancer
+  loadBalancerClass: doorman.dev/lb
+"""))
+        self.start_kube_controller()
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        self.skip_unless_translated("Service", "tcp")
+        wait_until(lambda: self.fetch(port) == "a", what="L4 listener forwarding to backend a")
+        wait_until(lambda: ((self.get("service", "tcp") or {}).get("status", {}).get("loadBalancer", {})
+                            .get("ingress") == [{"ip": "127.0.0.1"}]), what="Service status address")
+        self.apply(service_and_slice(self.b, svc="tcp", port=port, extra_spec="""\
+  type: LoadBalancer
+  loadBalancerClass: doorman.dev/lb
+"""))
+        wait_until(lambda: self.fetch(port) == "b", what="L4 listener re-routed to backend b")
+        self.kubectl("delete", "service", "tcp")
+        wait_until(lambda: not port_open(port), what="listener removed with the Service")
+
+    def test_ingress(self):
+        http_port = free_port()
+        self.apply(service_and_slice(self.a))
+        self.apply("""\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: doorman}
+spec: {controller: doorman.dev/ingress-controller}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: site, namespace: default}
+spec:
+  ingressClassName: doorman
+  rules:
+    - host: app.local
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+""")
+        self.start_kube_controller(extra=["--ingress-http-port", str(http_port)])
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        self.skip_unless_translated("Ingress", "site")
+        wait_until(lambda: self.fetch(http_port) == "a", what="Ingress routing to backend a")
+        wait_until(lambda: ((self.get("ingress", "site") or {}).get("status", {}).get("loadBalancer", {})
+                            .get("ingress") == [{"ip": "127.0.0.1"}]), what="Ingress status address")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,217 @@
+#include "controller/source/manifest.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman::controller {
+namespace {
+
+TEST(YamlToJson, ScalarTypingFollowsYaml12CoreSchema) {
+  const auto j = YamlToJson(R"(
+port: 8080
+quoted: "8080"
+single: '1'
+yes_plain: yes
+t: true
+f: False
+q_true: "true"
+n1: null
+n2: ~
+n3:
+neg: -12
+hex: 0x10
+oct: 0o17
+flt: 1.5
+exp: 1e3
+ver: 1.2.3
+ip: 127.0.0.1
+str_tag: !!str 123
+block: |
+  line1
+  line2
+dur: 2s
+list: [1, "2", three]
+)");
+  EXPECT_TRUE(j["port"].is_number_integer());
+  EXPECT_EQ(j["port"].get<int64_t>(), 8080);
+  EXPECT_EQ(j["quoted"], "8080");
+  EXPECT_EQ(j["single"], "1");
+  EXPECT_EQ(j["yes_plain"], "yes");  // YAML 1.2: only true/false are booleans
+  EXPECT_EQ(j["t"], true);
+  EXPECT_EQ(j["f"], false);
+  EXPECT_EQ(j["q_true"], "true");
+  EXPECT_TRUE(j["n1"].is_null());
+  EXPECT_TRUE(j["n2"].is_null());
+  EXPECT_TRUE(j["n3"].is_null());
+  EXPECT_EQ(j["neg"].get<int64_t>(), -12);
+  EXPECT_EQ(j["hex"].get<int64_t>(), 16);
+  EXPECT_EQ(j["oct"].get<int64_t>(), 15);
+  EXPECT_TRUE(j["flt"].is_number_float());
+  EXPECT_DOUBLE_EQ(j["flt"].get<double>(), 1.5);
+  EXPECT_DOUBLE_EQ(j["exp"].get<double>(), 1000.0);
+  EXPECT_EQ(j["ver"], "1.2.3");
+  EXPECT_EQ(j["ip"], "127.0.0.1");
+  EXPECT_EQ(j["str_tag"], "123");
+  EXPECT_EQ(j["block"], "line1\nline2\n");
+  EXPECT_EQ(j["dur"], "2s");
+  EXPECT_EQ(j["list"], nlohmann::json::parse(R"([1, "2", "three"])"));
+}
+
+TEST(YamlToJson, DuplicateKeysAreAnError) {
+  EXPECT_THROW(YamlToJson("a: 1\na: 2\n"), std::runtime_error);
+}
+
+TEST(ParseManifests, MultiDocumentWithSourceLocationsAndDefaultNamespace) {
+  const auto r = ParseManifests(R"(---
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {name: shop}
+spec: {}
+---
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: prod
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: doorman, namespace: ignored}
+)",
+                                "/m/lb.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0].ToString();
+  ASSERT_EQ(r.objects.size(), 3u);
+  EXPECT_EQ(r.objects[0].key, (ObjectKey{"LoadBalancer", "default", "shop"}));
+  EXPECT_EQ(r.objects[0].stored.object["metadata"]["namespace"], "default");
+  EXPECT_EQ(r.objects[0].stored.source.file, "/m/lb.yaml");
+  EXPECT_EQ(r.objects[0].stored.source.document, 0);
+  EXPECT_EQ(r.objects[0].stored.source.line, 2);
+  EXPECT_EQ(r.objects[1].key, (ObjectKey{"Service", "prod", "web"}));
+  EXPECT_EQ(r.objects[1].stored.source.document, 2);  // the empty document counts
+  EXPECT_EQ(r.objects[1].stored.source.line, 8);
+  EXPECT_EQ(r.objects[2].key, (ObjectKey{"IngressClass", "", "doorman"}));  // cluster-scoped
+}
+
+TEST(ParseManifests, SyntaxErrorNamesFileAndLine) {
+  const auto r = ParseManifests("apiVersion: doorman.dev/v1alpha1\nkind: [unclosed\n", "/m/bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_TRUE(r.objects.empty());
+  EXPECT_EQ(r.errors[0].file, "/m/bad.yaml");
+  EXPECT_GT(r.errors[0].line, 0);
+  EXPECT_EQ(r.errors[0].ToString().rfind("/m/bad.yaml:", 0), 0u) << r.errors[0].ToString();
+}
+
+TEST(ParseManifests, StructuralErrorsNameTheDocument) {
+  struct Case {
+    const char* yaml;
+    const char* want;
+  } cases[] = {
+      {"kind: Service\nmetadata: {name: a}\n", "missing or non-string apiVersion"},
+      {"apiVersion: v1\nmetadata: {name: a}\n", "missing or non-string kind"},
+      {"apiVersion: v1\nkind: Service\nmetadata: {}\n", "missing or non-string metadata.name"},
+      {"apiVersion: v1\nkind: Service\nmetadata: {name: 5}\n", "missing or non-string metadata.name"},
+      {"- a\n- b\n", "a document must be a mapping"},
+      {"apiVersion: doorman.dev/v2\nkind: LoadBalancer\nmetadata: {name: a}\n", "unsupported apiVersion"},
+  };
+  for (const auto& c : cases) {
+    const auto r = ParseManifests(std::string("apiVersion: v1\nkind: Secret\nmetadata: {name: ok}\n---\n") + c.yaml,
+                                  "/m/x.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << c.yaml;
+    EXPECT_EQ(r.errors[0].document, 1) << c.yaml;
+    EXPECT_EQ(r.errors[0].line, 5) << c.yaml;
+    EXPECT_NE(r.errors[0].message.find(c.want), std::string::npos) << r.errors[0].message;
+    EXPECT_EQ(r.objects.size(), 1u);
+  }
+}
+
+TEST(ParseManifests, UnknownKindsAreReportedNotFatal) {
+  const auto r = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n", "/m/x.yaml");
+  EXPECT_TRUE(r.errors.empty());
+  EXPECT_TRUE(r.objects.empty());
+  ASSERT_EQ(r.ignored.size(), 1u);
+  EXPECT_NE(r.ignored[0].message.find("ConfigMap"), std::string::npos);
+}
+
+TEST(ParseManifests, SameObjectTwiceInAFileIsAnError) {
+  const auto r = ParseManifests(
+      "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: a}\n",
+      "/m/x.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].message.find("declared twice"), std::string::npos);
+}
+
+constexpr const char* kSecretA = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ntype: Opaque\n";
+constexpr const char* kSecretA2 = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ntype: Other\n";
+constexpr const char* kSecretB = "apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n";
+
+std::vector<std::string> Events(const std::vector<WatchEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.type + " " + e.key.ToString());
+  return out;
+}
+
+TEST(ManifestSet, EventsForAddModifyDelete) {
+  ManifestSet set;
+  std::vector<Diagnostic> logs;
+  EXPECT_EQ(Events(set.ApplyFile("/m/a.yaml", ParseManifests(std::string(kSecretA) + "---\n" + kSecretB, "/m/a.yaml"), &logs)),
+            (std::vector<std::string>{"ADDED Secret default/a", "ADDED Secret default/b"}));
+  // Same content: no events.
+  EXPECT_TRUE(set.ApplyFile("/m/a.yaml", ParseManifests(std::string(kSecretA) + "---\n" + kSecretB, "/m/a.yaml"), &logs).empty());
+  EXPECT_EQ(Events(set.ApplyFile("/m/a.yaml", ParseManifests(kSecretA2, "/m/a.yaml"), &logs)),
+            (std::vector<std::string>{"MODIFIED Secret default/a", "DELETED Secret default/b"}));
+  EXPECT_EQ(Events(set.RemoveFile("/m/a.yaml")), (std::vector<std::string>{"DELETED Secret default/a"}));
+  EXPECT_TRUE(set.objects().empty());
+  EXPECT_TRUE(logs.empty());
+}
+
+TEST(ManifestSet, FileThatStopsParsingKeepsItsLastGoodObjects) {
+  ManifestSet set;
+  std::vector<Diagnostic> logs;
+  set.ApplyFile("/m/a.yaml", ParseManifests(kSecretA, "/m/a.yaml"), &logs);
+  const auto events = set.ApplyFile("/m/a.yaml", ParseManifests("kind: [unclosed\n", "/m/a.yaml"), &logs);
+  EXPECT_TRUE(events.empty());  // the object itself did not change
+  ASSERT_EQ(set.objects().size(), 1u);
+  const auto& so = set.objects().begin()->second;
+  EXPECT_EQ(so.object["type"], "Opaque");
+  EXPECT_NE(so.stale_reason.find("/m/a.yaml"), std::string::npos);
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs[0].level, log::Level::kWarn);
+  EXPECT_EQ(logs[0].Field("file"), "/m/a.yaml");
+  EXPECT_EQ(set.errors().size(), 1u);
+  // Fixed: fresh again.
+  set.ApplyFile("/m/a.yaml", ParseManifests(kSecretA2, "/m/a.yaml"), &logs);
+  EXPECT_EQ(set.objects().begin()->second.stale_reason, "");
+  EXPECT_EQ(set.objects().begin()->second.object["type"], "Other");
+  EXPECT_TRUE(set.errors().empty());
+}
+
+TEST(ManifestSet, FileThatNeverParsedCleanlyContributesItsValidDocuments) {
+  ManifestSet set;
+  std::vector<Diagnostic> logs;
+  set.ApplyFile("/m/a.yaml", ParseManifests(std::string(kSecretA) + "---\nkind: Secret\n", "/m/a.yaml"), &logs);
+  ASSERT_EQ(set.objects().size(), 1u);
+  EXPECT_EQ(set.objects().begin()->second.stale_reason, "");
+  EXPECT_EQ(logs.size(), 1u);
+}
+
+TEST(ManifestSet, DuplicateAcrossFilesFirstPathWins) {
+  ManifestSet set;
+  std::vector<Diagnostic> logs;
+  set.ApplyFile("/m/b.yaml", ParseManifests(kSecretA2, "/m/b.yaml"), &logs);
+  set.ApplyFile("/m/a.yaml", ParseManifests(kSecretA, "/m/a.yaml"), &logs);
+  ASSERT_EQ(set.objects().size(), 1u);
+  EXPECT_EQ(set.objects().begin()->second.source.file, "/m/a.yaml");
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs[0].Field("winner"), "/m/a.yaml");
+  EXPECT_EQ(logs[0].Field("file"), "/m/b.yaml");
+}
+
+TEST(ResourceName, LowercasePlural) {
+  EXPECT_EQ(ResourceName("LoadBalancer"), "loadbalancers");
+  EXPECT_EQ(ResourceName("Ingress"), "ingresses");
+  EXPECT_EQ(ResourceName("IngressClass"), "ingressclasses");
+  EXPECT_EQ(ResourceName("EndpointSlice"), "endpointslices");
+}
+
+}  // namespace
+}  // namespace doorman::controller

@@ -1,0 +1,288 @@
+#include "controller/publish/publisher.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman::controller {
+namespace {
+
+namespace v1 = doorman::v1;
+using std::chrono::milliseconds;
+
+const TimePoint T0 = TimePoint{} + std::chrono::hours(1);
+TimePoint At(int ms) { return T0 + milliseconds(ms); }
+
+std::shared_ptr<const v1::Snapshot> Snap(const std::string& listener) {
+  auto s = std::make_shared<v1::Snapshot>();
+  s->add_listeners()->set_name(listener);
+  return s;
+}
+
+v1::DataplaneMessage Hello(const std::string& node, uint64_t last = 0) {
+  v1::DataplaneMessage m;
+  m.mutable_hello()->set_node_name(node);
+  m.mutable_hello()->set_last_applied_version(last);
+  return m;
+}
+
+v1::DataplaneMessage Ack(const Push& p, std::vector<std::string> warnings = {}) {
+  v1::DataplaneMessage m;
+  m.mutable_ack()->set_version(p.version);
+  m.mutable_ack()->set_nonce(p.nonce);
+  for (auto& w : warnings) m.mutable_ack()->add_warnings(w);
+  return m;
+}
+
+v1::DataplaneMessage Nack(const Push& p, uint64_t still_serving, const std::string& detail) {
+  v1::DataplaneMessage m;
+  m.mutable_nack()->set_version(still_serving);
+  m.mutable_nack()->set_nonce(p.nonce);
+  m.mutable_nack()->set_rejected_version(p.version);
+  m.mutable_nack()->set_error_detail(detail);
+  return m;
+}
+
+size_t CountLevel(const PublisherOutput& out, log::Level level) {
+  size_t n = 0;
+  for (const auto& d : out.diagnostics) n += d.level == level ? 1 : 0;
+  return n;
+}
+
+TEST(Holdoff, BatchesChangesUntilQuiet) {
+  Publisher p;
+  EXPECT_FALSE(p.NextDeadline());
+  EXPECT_FALSE(p.TakeDue(At(0)));
+  p.NotifyChange(At(0));
+  EXPECT_EQ(p.NextDeadline(), At(100));
+  p.NotifyChange(At(50));
+  EXPECT_EQ(p.NextDeadline(), At(150));
+  EXPECT_FALSE(p.TakeDue(At(149)));
+  auto due = p.TakeDue(At(150));
+  ASSERT_TRUE(due);
+  EXPECT_EQ(*due, At(0));  // when the first pending change was seen
+  EXPECT_FALSE(p.NextDeadline());
+  EXPECT_FALSE(p.TakeDue(At(1000)));
+}
+
+TEST(Holdoff, ContinuousChangesStillPublishWithinMaxDelay) {
+  Publisher p;
+  for (int t = 0; t <= 2000; t += 50) {
+    p.NotifyChange(At(t));
+    if (auto due = p.TakeDue(At(t))) {
+      EXPECT_EQ(t, 1000);
+      EXPECT_EQ(*due, At(0));
+      return;
+    }
+    ASSERT_LE(*p.NextDeadline(), At(1000));
+  }
+  FAIL() << "never became due";
+}
+
+TEST(Holdoff, OptionsAreHonoured) {
+  Publisher p(PublisherOptions{milliseconds(10), milliseconds(30)});
+  p.NotifyChange(At(0));
+  p.NotifyChange(At(8));
+  p.NotifyChange(At(16));
+  p.NotifyChange(At(24));
+  EXPECT_EQ(p.NextDeadline(), At(30));
+}
+
+TEST(Publisher, FirstMessageMustBeHello) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  v1::DataplaneMessage ack;
+  ack.mutable_ack()->set_nonce("1-1");
+  auto out = p.OnMessage(s, ack, At(1));
+  ASSERT_TRUE(out.close_invalid_argument);
+  EXPECT_EQ(p.connected(), 0u);
+  EXPECT_TRUE(out.pushes.empty());
+  // An empty message is not a Hello either.
+  const StreamId s2 = p.OpenStream(At(0));
+  EXPECT_TRUE(p.OnMessage(s2, v1::DataplaneMessage(), At(1)).close_invalid_argument);
+}
+
+TEST(Publisher, HelloBeforeAnySnapshotWaitsThenGetsTheFirstOne) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  auto out = p.OnMessage(s, Hello("n1"), At(1));
+  EXPECT_FALSE(out.close_invalid_argument);
+  EXPECT_TRUE(out.pushes.empty());
+  EXPECT_EQ(p.connected(), 1u);
+  out = p.Publish(11, Snap("a"), At(2));
+  ASSERT_EQ(out.pushes.size(), 1u);
+  EXPECT_EQ(out.pushes[0].stream, s);
+  EXPECT_EQ(out.pushes[0].version, 11u);
+  EXPECT_EQ(out.pushes[0].snapshot->listeners(0).name(), "a");
+}
+
+TEST(Publisher, HelloWithTheCurrentVersionStillGetsASnapshotToAck) {
+  Publisher p;
+  p.Publish(11, Snap("a"), At(0));
+  const StreamId s = p.OpenStream(At(5));
+  auto out = p.OnMessage(s, Hello("n1", 11), At(6));
+  ASSERT_EQ(out.pushes.size(), 1u);
+  EXPECT_EQ(out.pushes[0].version, 11u);
+}
+
+TEST(Publisher, AtMostOnePushInFlightAndTheNewestFollowsTheAck) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out1 = p.Publish(1, Snap("a"), At(10));
+  ASSERT_EQ(out1.pushes.size(), 1u);
+  const Push first = out1.pushes[0];
+  // Two more versions while the first is in flight: nothing sent.
+  EXPECT_TRUE(p.Publish(2, Snap("b"), At(20)).pushes.empty());
+  EXPECT_TRUE(p.Publish(3, Snap("c"), At(30)).pushes.empty());
+  EXPECT_EQ(p.dataplanes()[0].in_flight_version, 1u);
+  // The ACK brings only the newest (coalesced).
+  auto out = p.OnMessage(s, Ack(first), At(40));
+  ASSERT_EQ(out.pushes.size(), 1u);
+  EXPECT_EQ(out.pushes[0].version, 3u);
+  EXPECT_NE(out.pushes[0].nonce, first.nonce);
+  ASSERT_EQ(out.push_seconds.size(), 1u);
+  EXPECT_DOUBLE_EQ(out.push_seconds[0], 0.030);  // change seen at 10, ACK at 40
+  EXPECT_EQ(p.dataplanes()[0].acked_version, 1u);
+  // ACK of 3: nothing more to send.
+  auto out3 = p.OnMessage(s, Ack(out.pushes[0]), At(100));
+  EXPECT_TRUE(out3.pushes.empty());
+  EXPECT_EQ(p.dataplanes()[0].acked_version, 3u);
+  EXPECT_DOUBLE_EQ(out3.push_seconds[0], 0.070);
+}
+
+TEST(Publisher, IdenticalStateIsNeverResent) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out = p.Publish(7, Snap("a"), At(0));
+  p.OnMessage(s, Ack(out.pushes[0]), At(1));
+  auto again = p.Publish(7, Snap("a"), At(2));
+  EXPECT_TRUE(again.pushes.empty());
+  EXPECT_TRUE(again.diagnostics.empty());
+  // A change and back before the ACK: the dataplane already has 7, nothing to send after the ACK.
+  auto out8 = p.Publish(8, Snap("b"), At(3));
+  ASSERT_EQ(out8.pushes.size(), 1u);
+  p.Publish(7, Snap("a"), At(4));
+  auto after = p.OnMessage(s, Ack(out8.pushes[0]), At(5));
+  ASSERT_EQ(after.pushes.size(), 1u);  // it has 8 now; 7 is newest and differs
+  EXPECT_EQ(after.pushes[0].version, 7u);
+}
+
+TEST(Publisher, NackedVersionIsNotResent) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out1 = p.Publish(1, Snap("a"), At(0));
+  p.OnMessage(s, Ack(out1.pushes[0]), At(1));
+  auto out2 = p.Publish(2, Snap("b"), At(2));
+  ASSERT_EQ(out2.pushes.size(), 1u);
+  auto nack = p.OnMessage(s, Nack(out2.pushes[0], 1, "route default/shop/api: bad regex"), At(3));
+  EXPECT_TRUE(nack.pushes.empty());
+  ASSERT_EQ(CountLevel(nack, log::Level::kError), 1u);
+  EXPECT_EQ(nack.diagnostics[0].Field("error"), "route default/shop/api: bad regex");
+  EXPECT_EQ(nack.diagnostics[0].Field("node"), "n1");
+  const auto info = p.dataplanes()[0];
+  EXPECT_EQ(info.acked_version, 1u);
+  EXPECT_EQ(info.rejected_version, 2u);
+  EXPECT_EQ(info.last_error, "route default/shop/api: bad regex");
+  EXPECT_TRUE(p.Publish(2, Snap("b"), At(4)).pushes.empty());
+  // The next different version goes out.
+  auto out3 = p.Publish(3, Snap("c"), At(5));
+  ASSERT_EQ(out3.pushes.size(), 1u);
+  EXPECT_EQ(out3.pushes[0].version, 3u);
+}
+
+TEST(Publisher, GarbageAndOutOfOrderMessagesAreIgnored) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out1 = p.Publish(1, Snap("a"), At(0));
+  const Push push = out1.pushes[0];
+  // ACK with an unknown nonce: ignored and logged; the push stays in flight.
+  Push wrong = push;
+  wrong.nonce = "999";
+  auto r = p.OnMessage(s, Ack(wrong), At(1));
+  EXPECT_FALSE(r.close_invalid_argument);
+  EXPECT_EQ(CountLevel(r, log::Level::kWarn), 1u);
+  EXPECT_EQ(p.dataplanes()[0].in_flight_version, 1u);
+  EXPECT_EQ(p.dataplanes()[0].acked_version, 0u);
+  // NACK with unknown nonce, a second Hello, an empty message: all ignored.
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Nack(wrong, 0, "x"), At(2)), log::Level::kWarn), 1u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Hello("n1"), At(2)), log::Level::kWarn), 1u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, v1::DataplaneMessage(), At(2)), log::Level::kWarn), 1u);
+  EXPECT_EQ(p.dataplanes()[0].in_flight_version, 1u);
+  // The real ACK still works; a duplicate of it is then unknown.
+  EXPECT_EQ(p.OnMessage(s, Ack(push), At(3)).push_seconds.size(), 1u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Ack(push), At(4)), log::Level::kWarn), 1u);
+  // Messages for a closed or unknown stream: nothing.
+  p.CloseStream(s);
+  EXPECT_TRUE(p.OnMessage(s, Ack(push), At(5)).diagnostics.empty());
+  EXPECT_TRUE(p.OnMessage(12345, Hello("x"), At(5)).diagnostics.empty());
+}
+
+TEST(Publisher, AckForAnotherVersionWithTheRightNonceIsNotAcceptedAsProgrammed) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out = p.Publish(5, Snap("a"), At(0));
+  Push lie = out.pushes[0];
+  lie.version = 4;
+  auto r = p.OnMessage(s, Ack(lie), At(1));
+  EXPECT_TRUE(r.pushes.empty());  // and not re-sent in a loop
+  EXPECT_TRUE(r.push_seconds.empty());
+  EXPECT_EQ(p.dataplanes()[0].acked_version, 0u);
+}
+
+TEST(Publisher, AckWarningsAreLoggedOncePerVersion) {
+  Publisher p;
+  const StreamId a = p.OpenStream(At(0));
+  const StreamId b = p.OpenStream(At(0));
+  p.OnMessage(a, Hello("a"), At(0));
+  p.OnMessage(b, Hello("b"), At(0));
+  auto out = p.Publish(1, Snap("x"), At(0));
+  ASSERT_EQ(out.pushes.size(), 2u);
+  auto ra = p.OnMessage(a, Ack(out.pushes[0], {"route r: canary not implemented"}), At(1));
+  auto rb = p.OnMessage(b, Ack(out.pushes[1], {"route r: canary not implemented"}), At(1));
+  EXPECT_EQ(CountLevel(ra, log::Level::kWarn), 1u);
+  EXPECT_EQ(CountLevel(rb, log::Level::kWarn), 0u);
+  // Same warning on a new version: logged again.
+  auto out2 = p.Publish(2, Snap("y"), At(2));
+  auto r2 = p.OnMessage(a, Ack(out2.pushes[0], {"route r: canary not implemented"}), At(3));
+  EXPECT_EQ(CountLevel(r2, log::Level::kWarn), 1u);
+}
+
+TEST(Publisher, LatencyOfALateJoinerCountsFromItsConnect) {
+  Publisher p;
+  p.Publish(1, Snap("x"), At(0));
+  const StreamId s = p.OpenStream(At(5000));
+  auto out = p.OnMessage(s, Hello("late"), At(5001));
+  auto ack = p.OnMessage(s, Ack(out.pushes[0]), At(5020));
+  ASSERT_EQ(ack.push_seconds.size(), 1u);
+  EXPECT_DOUBLE_EQ(ack.push_seconds[0], 0.020);
+}
+
+TEST(Publisher, ManyDataplanesAndDisconnects) {
+  Publisher p;
+  std::vector<StreamId> ids;
+  for (int i = 0; i < 100; ++i) {
+    ids.push_back(p.OpenStream(At(0)));
+    p.OnMessage(ids.back(), Hello("n" + std::to_string(i)), At(0));
+  }
+  EXPECT_EQ(p.connected(), 100u);
+  auto out = p.Publish(1, Snap("x"), At(0));
+  EXPECT_EQ(out.pushes.size(), 100u);
+  std::set<std::string> nonces;
+  for (const auto& push : out.pushes) nonces.insert(push.nonce);
+  EXPECT_EQ(nonces.size(), 100u);
+  for (int i = 0; i < 50; ++i) {
+    auto d = p.CloseStream(ids[i]);
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_EQ(d[0].message, "dataplane disconnected");
+  }
+  EXPECT_EQ(p.connected(), 50u);
+  EXPECT_TRUE(p.CloseStream(ids[0]).empty());  // twice is harmless
+  // Streams that did not ACK yet get nothing new until they do.
+  EXPECT_TRUE(p.Publish(2, Snap("y"), At(1)).pushes.empty());
+}
+
+}  // namespace
+}  // namespace doorman::controller

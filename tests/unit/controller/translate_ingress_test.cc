@@ -1,0 +1,635 @@
+// Ingress + IngressClass + Secret → Snapshot (controller/translate/ingress.cc), API.md §1.2.
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "controller/source/manifest.h"
+#include "controller/translate/translate.h"
+
+namespace doorman::controller {
+namespace {
+
+namespace v1 = doorman::v1;
+
+ObjectStore Store(const std::string& text, const std::string& path = "/m/test.yaml") {
+  ManifestSet set;
+  auto parsed = ParseManifests(text, path);
+  EXPECT_TRUE(parsed.errors.empty()) << path << ": " << parsed.errors[0].ToString();
+  set.ApplyFile(path, std::move(parsed), nullptr);
+  return set.objects();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const ObjectStatus* StatusOf(const TranslateResult& r, const std::string& kind, const std::string& name) {
+  for (const auto& st : r.statuses) {
+    if (st.key.kind == kind && st.key.name == name) return &st;
+  }
+  return nullptr;
+}
+const ObjectStatus* Ing(const TranslateResult& r, const std::string& name) { return StatusOf(r, "Ingress", name); }
+
+const v1::Listener* ListenerNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& l : s.listeners()) {
+    if (l.name() == name) return &l;
+  }
+  return nullptr;
+}
+const v1::Route* RouteNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& r : s.routes()) {
+    if (r.name() == name) return &r;
+  }
+  return nullptr;
+}
+const v1::BackendSet* SetNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& b : s.backend_sets()) {
+    if (b.name() == name) return &b;
+  }
+  return nullptr;
+}
+std::vector<std::string> ListenerRoutes(const v1::Snapshot& s, const std::string& listener) {
+  const v1::Listener* l = ListenerNamed(s, listener);
+  if (!l) return {"<no listener " + listener + ">"};
+  return {l->routes().begin(), l->routes().end()};
+}
+
+// Statuses as comment lines, then the snapshot: the golden files are the spec, read by eye.
+std::string GoldenText(const TranslateResult& r) {
+  std::string out = "# Statuses (Accepted/reason: message; warnings indented):\n";
+  for (const auto& st : r.statuses) {
+    out += "#   " + st.key.ToString() + ": " + st.reason + (st.accepted ? "" : ": " + st.message) + "\n";
+    for (const auto& w : st.warnings) out += "#     " + w.reason + " " + w.field + ": " + w.message + "\n";
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(r.snapshot, &text);
+  return out + text;
+}
+
+// doorman's IngressClass (not the default unless asked).
+std::string Class(const std::string& name = "doorman", bool is_default = false, const std::string& created = "") {
+  return "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: " + name + "\n" +
+         (created.empty() ? "" : "  creationTimestamp: \"" + created + "\"\n") +
+         (is_default ? "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n" : "") +
+         "spec: {controller: doorman.dev/ingress-controller}\n";
+}
+
+// doorman's class plus the Services the tests' backends name (so they resolve without warnings).
+std::string Fixture() {
+  std::string out = Class();
+  for (const char* svc : {"web", "web-v2", "web-v3"}) {
+    out += std::string("---\napiVersion: v1\nkind: Service\nmetadata: {name: ") + svc + "}\nspec: {ports: [{port: 80}]}\n";
+  }
+  return out;
+}
+
+// An Ingress "default/<name>" with class doorman; `annotations` lines are indented by four.
+std::string Ingress(const std::string& name, const std::string& spec, const std::string& annotations = "",
+                    const std::string& created = "") {
+  return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\n  namespace: default\n" +
+         (created.empty() ? "" : "  creationTimestamp: \"" + created + "\"\n") +
+         (annotations.empty() ? "" : "  annotations:\n" + annotations) + "spec:\n  ingressClassName: doorman\n" + spec;
+}
+
+// One rule: host (may be empty) → path (Prefix unless given) → Service web:80.
+std::string Rule(const std::string& host, const std::string& path = "/", const std::string& type = "Prefix",
+                 const std::string& service = "web") {
+  return std::string("  rules:\n    - ") + (host.empty() ? "" : "host: \"" + host + "\"\n      ") +
+         "http:\n        paths:\n          - {path: \"" + path + "\", pathType: " + type +
+         ", backend: {service: {name: " + service + ", port: {number: 80}}}}\n";
+}
+
+std::string Secret(const std::string& name, const std::string& body =
+                                                "type: kubernetes.io/tls\nstringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", "
+                                                "tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n") {
+  return "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: default}\n" + body;
+}
+
+std::string Docs(std::initializer_list<std::string> docs) {
+  std::string out;
+  for (const auto& d : docs) out += "---\n" + d;
+  return out;
+}
+
+// ---- golden -----------------------------------------------------------------------------------
+
+TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
+  const std::string path = std::string(DOORMAN_CONTROLLER_TESTDATA) + "/ingress.yaml";
+  Translator t;
+  auto r = t.Translate(Store(ReadFile(path), path));
+  for (const char* name : {"shop", "shop-canary", "blog"}) {
+    ASSERT_NE(Ing(r, name), nullptr) << name;
+    EXPECT_TRUE(Ing(r, name)->accepted) << name << ": " << Ing(r, name)->message;
+  }
+  EXPECT_EQ(Ing(r, "foreign"), nullptr);
+  EXPECT_EQ(StatusOf(r, "IngressClass", "nginx"), nullptr);
+  ASSERT_NE(StatusOf(r, "IngressClass", "doorman"), nullptr);
+  EXPECT_TRUE(StatusOf(r, "IngressClass", "doorman")->accepted);
+
+  const std::string golden = std::string(DOORMAN_CONTROLLER_TESTDATA) + "/ingress.snapshot.txtpb";
+  const std::string actual = GoldenText(r);
+  if (std::getenv("DOORMAN_UPDATE_GOLDEN")) std::ofstream(golden) << actual;
+  EXPECT_EQ(actual, ReadFile(golden)) << "run with DOORMAN_UPDATE_GOLDEN=1 to update " << golden;
+
+  // Spot checks of what the golden says, so a regenerated golden cannot hide a regression.
+  // Both Ingresses share http-80; only shop (with TLS) has https-443. The default backend is last.
+  ASSERT_EQ(r.snapshot.listeners_size(), 2);
+  const v1::Listener* http = ListenerNamed(r.snapshot, "http-80");
+  ASSERT_NE(http, nullptr);
+  ASSERT_EQ(http->owners_size(), 2);
+  EXPECT_EQ(http->owners(0).name(), "shop");
+  EXPECT_EQ(http->owners(1).name(), "blog");
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"shop/shop/r2-p0", "shop/shop/r0-p3", "shop/shop/r0-p2", "blog/blog/r0-p0",
+                                      "shop/shop/r0-p1", "shop/shop/r0-p0", "shop/shop/r1-p0", "shop/shop/default"}));
+  EXPECT_EQ(http->routes(http->routes_size() - 1), "shop/shop/default");
+  const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(https, nullptr);
+  ASSERT_EQ(https->tls().certificates_size(), 1);
+  EXPECT_EQ(https->tls().certificates(0), "shop/shop-tls");
+  ASSERT_EQ(r.snapshot.certificates_size(), 1);
+  EXPECT_EQ(https->routes(https->routes_size() - 1), "shop/shop/default-https");
+
+  // TLS hosts redirect on HTTP (308); status.example.com has no certificate and is served.
+  const v1::Route* redirect = RouteNamed(r.snapshot, "shop/shop/r0-p0");
+  ASSERT_NE(redirect, nullptr);
+  EXPECT_EQ(redirect->backends_size(), 0);
+  EXPECT_TRUE(redirect->filters().redirect().enabled());
+  EXPECT_EQ(redirect->filters().redirect().scheme(), "https");
+  EXPECT_EQ(redirect->filters().redirect().status_code(), 308u);
+  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/shop/r1-p0")->filters().redirect().enabled());  // *.shop.example.com
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r2-p0")->filters().has_redirect());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/default")->filters().has_redirect());
+
+  const v1::Route* api = RouteNamed(r.snapshot, "shop/shop/r0-p1-https");
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->listener(), "https-443");
+  EXPECT_EQ(api->match().hosts(0), "shop.example.com");
+  EXPECT_EQ(api->match().path().type(), v1::PathMatch::PREFIX);
+  EXPECT_EQ(api->policy().stickiness().cookie_name(), "SHOPID");
+  EXPECT_EQ(api->policy().stickiness().ttl_ms(), 3600000u);
+  EXPECT_EQ(api->policy().timeouts().request_ms(), 30000u);
+  EXPECT_EQ(api->policy().retries().attempts(), 2u);
+  EXPECT_EQ(api->policy().retries().on_size(), 5);
+  EXPECT_EQ(api->policy().rate_limit().requests_per_second(), 100u);
+  EXPECT_EQ(api->policy().rate_limit().burst(), 50u);
+  // The canary: api-v2 for "x-canary: always", else 10 %.
+  ASSERT_TRUE(api->policy().has_canary());
+  EXPECT_EQ(api->policy().canary().header(), "x-canary");
+  EXPECT_EQ(api->policy().canary().weight_percent(), 10u);
+  EXPECT_EQ(api->policy().canary().backends(0).backend_set(), "shop/shop-canary/r0-p0/0");
+  ASSERT_NE(SetNamed(r.snapshot, "shop/shop-canary/r0-p0/0"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "shop/shop-canary/r0-p0/0")->endpoints(0).address(), "10.0.0.3");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r0-p0-https")->policy().has_canary());
+  // Port by name → the Service port number names the set; endpoints on the target port.
+  const v1::BackendSet* api_set = SetNamed(r.snapshot, "shop/shop/r0-p1/0");
+  ASSERT_NE(api_set, nullptr);
+  EXPECT_EQ(api_set->service(), "shop/api:8080");
+  EXPECT_EQ(api_set->endpoints(0).port(), 9000u);
+  EXPECT_EQ(api_set->health_check().path(), "/healthz");
+  EXPECT_EQ(RouteNamed(r.snapshot, "shop/shop/r0-p3-https")->match().path().type(), v1::PathMatch::REGULAR_EXPRESSION);
+  const v1::Route* blog = RouteNamed(r.snapshot, "blog/blog/r0-p0");
+  EXPECT_EQ(blog->filters().rewrite().path_prefix(), "/");
+  EXPECT_EQ(blog->policy().backend_protocol(), "HTTPS");
+  EXPECT_EQ(RouteNamed(r.snapshot, "blog/blog/r0-p0-https"), nullptr);
+}
+
+TEST(TranslateIngress, SameInputInAnyOrderGivesTheSameBytes) {
+  const std::string text = ReadFile(std::string(DOORMAN_CONTROLLER_TESTDATA) + "/ingress.yaml");
+  std::vector<std::string> docs;
+  size_t start = 0;
+  while (true) {
+    const size_t next = text.find("\n---\n", start);
+    docs.push_back(text.substr(start, next == std::string::npos ? std::string::npos : next - start + 1));
+    if (next == std::string::npos) break;
+    start = next + 5;
+  }
+  ASSERT_GE(docs.size(), 10u);
+  std::string reversed;
+  for (size_t i = docs.size(); i-- > 0;) reversed += "---\n" + docs[i];
+  Translator a;
+  Translator b;
+  EXPECT_EQ(SerializeSnapshot(a.Translate(Store(text)).snapshot),
+            SerializeSnapshot(b.Translate(Store(reversed, "/m/other.yaml")).snapshot));
+}
+
+// ---- which Ingresses doorman claims ------------------------------------------------------------------
+
+TEST(TranslateIngress, ClassResolution) {
+  const std::string nginx =
+      "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\n"
+      "  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\nspec: {controller: k8s.io/ingress-nginx}\n";
+  auto ing = [](const std::string& class_line, const std::string& annotation) {
+    return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: i\n" +
+           (annotation.empty() ? "" : "  annotations: {kubernetes.io/ingress.class: " + annotation + "}\n") + "spec:\n" +
+           class_line + Rule("a.example.com");
+  };
+  struct Case {
+    const char* name;
+    std::string yaml;
+    std::string ingress_class_flag;
+    bool claimed;
+  };
+  const Case cases[] = {
+      {"explicit, ours", Class() + "---\n" + ing("  ingressClassName: doorman\n", ""), "doorman", true},
+      {"explicit, ours under another name", Class("edge") + "---\n" + ing("  ingressClassName: edge\n", ""), "doorman", true},
+      {"explicit, another controller's", nginx + "---\n" + ing("  ingressClassName: nginx\n", ""), "doorman", false},
+      {"explicit, no such class", ing("  ingressClassName: doorman\n", ""), "doorman", false},
+      {"no class, ours is the default", Class("doorman", true) + "---\n" + ing("", ""), "doorman", true},
+      {"no class, ours is not the default", Class() + "---\n" + nginx + "---\n" + ing("", ""), "doorman", false},
+      {"no class, no class at all", ing("", ""), "doorman", false},
+      {"legacy annotation, ours", ing("", "doorman"), "doorman", true},
+      {"legacy annotation, ours by flag", ing("", "edge"), "edge", true},
+      {"legacy annotation, not ours, though ours is default", Class("doorman", true) + "---\n" + ing("", "nginx"),
+       "doorman", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    TranslateOptions opts;
+    opts.ingress_class = c.ingress_class_flag;
+    Translator t(opts);
+    auto r = t.Translate(Store(c.yaml));
+    EXPECT_EQ(Ing(r, "i") != nullptr, c.claimed);
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/i/r0-p0") != nullptr, c.claimed);
+  }
+}
+
+TEST(TranslateIngress, SeveralDefaultClassesOfOursTheOldestIsTheDefaultAndTheOthersAreWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class("b", true, "2026-01-01T00:00:00Z"), Class("a", true, "2026-02-01T00:00:00Z"),
+                                   Class("c", false)})));
+  const ObjectStatus* a = StatusOf(r, "IngressClass", "a");
+  const ObjectStatus* b = StatusOf(r, "IngressClass", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(b->warnings.empty());
+  ASSERT_EQ(a->warnings.size(), 1u);
+  EXPECT_EQ(a->warnings[0].reason, "MultipleDefaultClasses");
+  EXPECT_EQ(a->warnings[0].field, "metadata.annotations[ingressclass.kubernetes.io/is-default-class]");
+  EXPECT_NE(a->warnings[0].message.find("IngressClass b is also marked default and is older"), std::string::npos);
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].Field("object"), "IngressClass a");
+  EXPECT_TRUE(t.Translate(Store(Docs({Class("b", true, "2026-01-01T00:00:00Z"), Class("a", true, "2026-02-01T00:00:00Z"),
+                                      Class("c", false)})))
+                  .diagnostics.empty());
+}
+
+TEST(TranslateIngress, AnIngressThatLeavesOurClassIsDroppedAndForgotten) {
+  Translator t;
+  const std::string good = Class() + "---\n" + Ingress("i", Rule("a.example.com"));
+  ASSERT_TRUE(Ing(t.Translate(Store(good)), "i")->accepted);
+  std::string foreign = good;
+  foreign.replace(foreign.find("ingressClassName: doorman"), 25, "ingressClassName: nginx");
+  auto r = t.Translate(Store(foreign));
+  EXPECT_EQ(Ing(r, "i"), nullptr);
+  EXPECT_EQ(r.snapshot.listeners_size(), 0);
+  // Back, but invalid: there is no last good version any more.
+  auto r2 = t.Translate(Store(Class() + "---\n" + Ingress("i", Rule("a.example.com"), "    doorman.dev/retries: lots\n")));
+  EXPECT_FALSE(Ing(r2, "i")->serving_last_good);
+  EXPECT_EQ(r2.snapshot.listeners_size(), 0);
+}
+
+// ---- invalid Ingresses: exact reason, field and message; neighbours unaffected ---------------------
+
+struct InvalidCase {
+  const char* name;
+  std::string spec;         // the Ingress "bad"'s spec (after ingressClassName)
+  std::string annotations;  // lines indented by four
+  const char* reason;
+  const char* field;
+  const char* message;  // substring of the status message
+};
+
+std::vector<InvalidCase> InvalidCases() {
+  const std::string rule = Rule("bad.example.com");
+  auto ann = [&rule](const char* name, const std::string& line, const char* field, const char* message) {
+    return InvalidCase{name, rule, "    " + line + "\n", "InvalidAnnotation", field, message};
+  };
+  return {
+      ann("ssl-redirect", "doorman.dev/ssl-redirect: \"yes\"", "metadata.annotations[doorman.dev/ssl-redirect]",
+          "annotation doorman.dev/ssl-redirect: invalid value \"yes\" (want \"true\" or \"false\")"),
+      ann("ssl-redirect as a boolean", "doorman.dev/ssl-redirect: true", "metadata.annotations[doorman.dev/ssl-redirect]",
+          "must be a string, not a boolean (quote it: \"true\")"),
+      ann("rewrite-target", "doorman.dev/rewrite-target: api", "metadata.annotations[doorman.dev/rewrite-target]",
+          "annotation doorman.dev/rewrite-target: path \"api\" must start with \"/\""),
+      ann("rewrite-target capture group", "doorman.dev/rewrite-target: /$1", "metadata.annotations[doorman.dev/rewrite-target]",
+          "capture groups such as $1 are not supported"),
+      ann("affinity", "doorman.dev/affinity: ip", "metadata.annotations[doorman.dev/affinity]",
+          "annotation doorman.dev/affinity: unknown affinity \"ip\" (want cookie)"),
+      {"affinity cookie name", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-name: \"a b\"\n",
+       "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-name]", "invalid cookie name \"a b\""},
+      {"affinity cookie ttl", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-ttl: 1 day\n",
+       "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-ttl]", "invalid duration \"1 day\""},
+      ann("canary", "doorman.dev/canary: \"maybe\"", "metadata.annotations[doorman.dev/canary]", "invalid value \"maybe\""),
+      ann("canary-weight", "doorman.dev/canary-weight: \"101\"", "metadata.annotations[doorman.dev/canary-weight]",
+          "annotation doorman.dev/canary-weight: invalid value \"101\" (want an integer in 0..100)"),
+      ann("canary-by-header", "doorman.dev/canary-by-header: \"x canary\"",
+          "metadata.annotations[doorman.dev/canary-by-header]", "invalid header name \"x canary\""),
+      ann("canary-by-cookie", "doorman.dev/canary-by-cookie: \"a;b\"", "metadata.annotations[doorman.dev/canary-by-cookie]",
+          "invalid cookie name \"a;b\""),
+      ann("rate-limit-rps", "doorman.dev/rate-limit-rps: \"0\"", "metadata.annotations[doorman.dev/rate-limit-rps]",
+          "invalid value \"0\" (want an integer in 1..1000000000)"),
+      {"rate-limit-burst", rule, "    doorman.dev/rate-limit-rps: \"5\"\n    doorman.dev/rate-limit-burst: \"-1\"\n",
+       "InvalidAnnotation", "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""},
+      ann("request-timeout", "doorman.dev/request-timeout: \"30\"", "metadata.annotations[doorman.dev/request-timeout]",
+          "annotation doorman.dev/request-timeout: invalid duration \"30\""),
+      ann("retries", "doorman.dev/retries: twice", "metadata.annotations[doorman.dev/retries]",
+          "invalid value \"twice\" (want an integer in 0..10)"),
+      ann("retries too many", "doorman.dev/retries: \"11\"", "metadata.annotations[doorman.dev/retries]", "invalid value \"11\""),
+      ann("backend-protocol", "doorman.dev/backend-protocol: FTP", "metadata.annotations[doorman.dev/backend-protocol]",
+          "unknown backend protocol \"FTP\" (want HTTP, HTTPS or GRPC)"),
+      ann("health-check-path", "doorman.dev/health-check-path: healthz",
+          "metadata.annotations[doorman.dev/health-check-path]", "path \"healthz\" must start with \"/\""),
+      {"rewrite-target on a regex path", Rule("bad.example.com", "/v[0-9]+", "ImplementationSpecific"),
+       "    doorman.dev/rewrite-target: /\n", "InvalidAnnotation", "metadata.annotations[doorman.dev/rewrite-target]",
+       "cannot replace the prefix of the regular-expression path at spec.rules[0].http.paths[0]"},
+      {"regex", Rule("bad.example.com", "/(x", "ImplementationSpecific"), "", "InvalidSpec", "spec.rules[0].http.paths[0].path",
+       "invalid regular expression \"/(x\""},
+      {"path type", Rule("bad.example.com", "/", "Glob"), "", "UnsupportedValue", "spec.rules[0].http.paths[0].pathType",
+       "unknown path type \"Glob\" (want Exact, Prefix or ImplementationSpecific)"},
+      {"prefix path without slash", Rule("bad.example.com", "api", "Prefix"), "", "InvalidSpec",
+       "spec.rules[0].http.paths[0].path", "path \"api\" must start with \"/\""},
+      {"missing path type",
+       "  rules: [{http: {paths: [{path: /, backend: {service: {name: web, port: {number: 80}}}}]}}]\n", "",
+       "InvalidSpec", "spec.rules[0].http.paths[0].pathType", "is required"},
+      {"host", Rule("Bad_Host"), "", "InvalidSpec", "spec.rules[0].host", "invalid host \"Bad_Host\""},
+      {"wildcard in the middle", Rule("a.*.example.com"), "", "InvalidSpec", "spec.rules[0].host", "invalid host"},
+      {"tls host", "  tls: [{hosts: [\"*\"], secretName: s}]\n" + rule, "", "InvalidSpec", "spec.tls[0].hosts[0]",
+       "invalid host \"*\""},
+      {"resource backend",
+       "  defaultBackend: {resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: static}}\n", "",
+       "UnsupportedValue", "spec.defaultBackend.resource", "resource backends are not supported"},
+      {"port number and name",
+       "  defaultBackend: {service: {name: web, port: {number: 80, name: http}}}\n", "", "InvalidSpec",
+       "spec.defaultBackend.service.port", "give exactly one of number or name"},
+      {"port out of range", "  defaultBackend: {service: {name: web, port: {number: 0}}}\n", "", "InvalidSpec",
+       "spec.defaultBackend.service.port.number", "0 is out of range (1..65535)"},
+      {"no paths", "  rules: [{host: a.example.com, http: {}}]\n", "", "InvalidSpec", "spec.rules[0].http.paths",
+       "is required"},
+  };
+}
+
+TEST(TranslateIngress, InvalidIngressesReportReasonAndField) {
+  const std::string good = Ingress("good", Rule("good.example.com"));
+  const std::string base = Fixture() + "---\n" + Secret("s") + "---\n" + good;
+  for (const auto& c : InvalidCases()) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    auto r = t.Translate(Store(base + "---\n" + Ingress("bad", c.spec, c.annotations)));
+    const ObjectStatus* st = Ing(r, "bad");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_FALSE(st->serving_last_good);
+    EXPECT_EQ(st->reason, c.reason) << st->message;
+    EXPECT_EQ(st->field, c.field) << st->message;
+    EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    ASSERT_TRUE(Ing(r, "good")->accepted);
+    Translator alone;
+    EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(base)).snapshot));
+    ASSERT_EQ(r.diagnostics.size(), 1u);
+    EXPECT_EQ(r.diagnostics[0].Field("object"), "Ingress default/bad");
+    EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
+    EXPECT_EQ(r.diagnostics[0].message,
+              std::string(c.reason) == "InvalidAnnotation" ? "invalid annotation, object not routed" : "invalid object, not routed");
+  }
+}
+
+TEST(TranslateIngress, AnInvalidEditKeepsTheLastGoodVersion) {
+  Translator t;
+  const std::string v1 = Class() + "---\n" + Ingress("i", Rule("a.example.com"), "    doorman.dev/retries: \"1\"\n");
+  auto r1 = t.Translate(Store(v1));
+  ASSERT_TRUE(Ing(r1, "i")->accepted);
+  auto r2 = t.Translate(Store(Class() + "---\n" + Ingress("i", Rule("a.example.com"), "    doorman.dev/retries: \"-1\"\n")));
+  const ObjectStatus* st = Ing(r2, "i");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->reason, "InvalidAnnotation");
+  EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/retries]");
+  EXPECT_EQ(SerializeSnapshot(r2.snapshot), SerializeSnapshot(r1.snapshot));
+  ASSERT_EQ(r2.diagnostics.size(), 1u);
+  EXPECT_EQ(r2.diagnostics[0].message, "invalid annotation, keeping last good version");
+  EXPECT_EQ(r2.diagnostics[0].Field("error"), "annotation doorman.dev/retries: invalid value \"-1\" (want an integer in 0..10)");
+}
+
+// ---- TLS -----------------------------------------------------------------------------------------------
+
+TEST(TranslateIngress, TlsEntriesWithAMissingOrMalformedSecretAreWarnedAndTheRestRoutes) {
+  struct Case {
+    const char* name;
+    std::string secret;  // documents added to the store
+    const char* reason;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"missing", "", "SecretNotFound", "Secret default/s not found (a.example.com: not served over HTTPS by this entry)"},
+      {"wrong type", Secret("s", "type: Opaque\nstringData: {tls.crt: x}\n"), "InvalidSecret",
+       "Secret default/s has type \"Opaque\", want kubernetes.io/tls"},
+      {"no key", Secret("s", "type: kubernetes.io/tls\nstringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\"}\n"),
+       "InvalidSecret", "Secret default/s has no tls.key"},
+      {"not PEM", Secret("s", "type: kubernetes.io/tls\nstringData: {tls.crt: hello, tls.key: world}\n"), "InvalidSecret",
+       "Secret default/s: tls.crt is not PEM"},
+      {"bad base64", Secret("s", "type: kubernetes.io/tls\ndata: {tls.crt: \"!!!\", tls.key: \"\"}\n"), "InvalidSecret",
+       "Secret default/s: data.tls.crt is not valid base64"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    const std::string ing = Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}, {hosts: [b.example.com], secretName: ok}]\n" +
+                                             Rule("a.example.com"));
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("ok"), ing}) + (c.secret.empty() ? "" : "---\n" + c.secret)));
+    const ObjectStatus* st = Ing(r, "i");
+    ASSERT_TRUE(st->accepted) << st->message;
+    ASSERT_EQ(st->warnings.size(), 1u);
+    EXPECT_EQ(st->warnings[0].reason, c.reason);
+    EXPECT_EQ(st->warnings[0].field, "spec.tls[0].secretName");
+    EXPECT_EQ(st->warnings[0].message.rfind(c.message, 0), 0u) << st->warnings[0].message;
+    EXPECT_EQ(st->warnings[0].message.find("-----BEGIN"), std::string::npos);
+    // The other entry still gives an HTTPS listener; a.example.com (no certificate) is not redirected.
+    const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
+    ASSERT_NE(https, nullptr);
+    ASSERT_EQ(https->tls().certificates_size(), 1);
+    EXPECT_EQ(https->tls().certificates(0), "default/ok");
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/i/r0-p0")->filters().has_redirect());
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/i/r0-p0")->backends_size(), 1);
+    ASSERT_NE(RouteNamed(r.snapshot, "default/i/r0-p0-https"), nullptr);
+    ASSERT_EQ(r.diagnostics.size(), 1u);
+    EXPECT_EQ(r.diagnostics[0].message, "object warning");
+    EXPECT_EQ(r.diagnostics[0].Field("reason"), c.reason);
+  }
+}
+
+TEST(TranslateIngress, NoUsableCertificateMeansNoHttpsListener) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", "  tls: [{hosts: [a.example.com]}]\n" + Rule("a.example.com"))})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "SecretNotFound");
+  EXPECT_EQ(st->warnings[0].message, "no secretName (a.example.com: not served over HTTPS by this entry)");
+  EXPECT_EQ(ListenerNamed(r.snapshot, "https-443"), nullptr);
+  ASSERT_EQ(st->listeners.size(), 1u);
+  EXPECT_EQ(st->listeners[0].name, "http");
+  EXPECT_EQ(st->listeners[0].attached_routes, 1u);
+}
+
+TEST(TranslateIngress, SslRedirectCanBeTurnedOffAndFollowsTheHttpsPort) {
+  const std::string spec = "  tls: [{secretName: s}]\n" + Rule("a.example.com");  // no hosts: every host
+  Translator off;
+  auto r1 = off.Translate(Store(Docs({Class(), Secret("s"), Ingress("i", spec, "    doorman.dev/ssl-redirect: \"false\"\n")})));
+  ASSERT_TRUE(Ing(r1, "i")->accepted);
+  EXPECT_FALSE(RouteNamed(r1.snapshot, "default/i/r0-p0")->filters().has_redirect());
+  EXPECT_EQ(RouteNamed(r1.snapshot, "default/i/r0-p0")->backends_size(), 1);
+
+  TranslateOptions opts;
+  opts.ingress_http_port = 8080;
+  opts.ingress_https_port = 8443;
+  Translator ports(opts);
+  auto r2 = ports.Translate(Store(Docs({Class(), Secret("s"), Ingress("i", spec, "    doorman.dev/ssl-redirect: \"true\"\n")})));
+  const v1::Route* http = RouteNamed(r2.snapshot, "default/i/r0-p0");
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->listener(), "http-8080");
+  EXPECT_EQ(http->filters().redirect().port(), 8443u);
+  EXPECT_EQ(http->filters().redirect().status_code(), 308u);
+  EXPECT_EQ(RouteNamed(r2.snapshot, "default/i/r0-p0-https")->listener(), "https-8443");
+}
+
+// ---- canary --------------------------------------------------------------------------------------------
+
+TEST(TranslateIngress, CanaryIngressesAttachToTheMainRouteWithTheSameHostAndPath) {
+  const std::string main = Ingress("main", Rule("a.example.com", "/app"), "", "2026-01-01T00:00:00Z");
+  const std::string by_cookie =
+      Ingress("canary", Rule("a.example.com", "/app", "Prefix", "web-v2"),
+              "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-by-cookie: beta\n", "2026-01-02T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), main, by_cookie})));
+  ASSERT_TRUE(Ing(r, "canary")->accepted) << Ing(r, "canary")->message;
+  EXPECT_TRUE(Ing(r, "canary")->warnings.empty());
+  EXPECT_TRUE(Ing(r, "canary")->listeners.empty());
+  const v1::Route* route = RouteNamed(r.snapshot, "default/main/r0-p0");
+  ASSERT_TRUE(route->policy().has_canary());
+  EXPECT_EQ(route->policy().canary().cookie(), "beta");
+  EXPECT_EQ(route->policy().canary().weight_percent(), 0u);
+  EXPECT_EQ(route->policy().canary().backends(0).backend_set(), "default/canary/r0-p0/0");
+  EXPECT_NE(SetNamed(r.snapshot, "default/canary/r0-p0/0"), nullptr);
+  ASSERT_EQ(ListenerNamed(r.snapshot, "http-80")->owners_size(), 1);  // the canary owns no port
+
+  // A second canary for the same route: the older one keeps it, the other is warned.
+  const std::string second = Ingress("canary2", Rule("a.example.com", "/app", "Prefix", "web-v3"),
+                                     "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"50\"\n",
+                                     "2026-01-03T00:00:00Z");
+  // A canary whose path no main Ingress routes, and one in another namespace.
+  const std::string stray = Ingress("stray", Rule("a.example.com", "/other"), "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"5\"\n");
+  std::string elsewhere = Ingress("elsewhere", Rule("a.example.com", "/app"), "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"5\"\n");
+  elsewhere.replace(elsewhere.find("namespace: default"), 18, "namespace: other");
+  Translator t2;
+  auto r2 = t2.Translate(Store(Docs({Fixture(), main, by_cookie, second, stray, elsewhere})));
+  EXPECT_EQ(RouteNamed(r2.snapshot, "default/main/r0-p0")->policy().canary().cookie(), "beta");
+  ASSERT_EQ(Ing(r2, "canary2")->warnings.size(), 1u);
+  EXPECT_EQ(Ing(r2, "canary2")->warnings[0].reason, "CanaryNotAttached");
+  EXPECT_EQ(Ing(r2, "canary2")->warnings[0].field, "spec.rules[0].http.paths[0]");
+  EXPECT_EQ(Ing(r2, "canary2")->warnings[0].message,
+            "not the canary of default/main/r0-p0 (already has the canary of Ingress default/canary)");
+  EXPECT_EQ(SetNamed(r2.snapshot, "default/canary2/r0-p0/0"), nullptr);
+  ASSERT_EQ(Ing(r2, "stray")->warnings.size(), 1u);
+  EXPECT_EQ(Ing(r2, "stray")->warnings[0].reason, "CanaryNotAttached");
+  // (Its Service is not in namespace other either: BackendNotFound first.)
+  ASSERT_EQ(Ing(r2, "elsewhere")->warnings.size(), 2u);
+  EXPECT_EQ(Ing(r2, "elsewhere")->warnings[1].reason, "CanaryNotAttached");
+  EXPECT_EQ(Ing(r2, "elsewhere")->warnings[1].message,
+            "no Ingress in namespace other without doorman.dev/canary routes this host and path; the canary "
+            "receives no traffic");
+}
+
+TEST(TranslateIngress, CanaryAnnotationsOutsideACanaryAndPolicyOnACanaryAreWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(),
+                                   Ingress("main", Rule("a.example.com"), "    doorman.dev/canary-weight: \"20\"\n"),
+                                   Ingress("canary", Rule("a.example.com"),
+                                           "    doorman.dev/canary: \"true\"\n    doorman.dev/retries: \"3\"\n")})));
+  const ObjectStatus* main = Ing(r, "main");
+  ASSERT_TRUE(main->accepted);
+  ASSERT_EQ(main->warnings.size(), 1u);
+  EXPECT_EQ(main->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(main->warnings[0].field, "metadata.annotations[doorman.dev/canary-weight]");
+  const ObjectStatus* canary = Ing(r, "canary");
+  ASSERT_TRUE(canary->accepted);
+  ASSERT_EQ(canary->warnings.size(), 2u);
+  EXPECT_EQ(canary->warnings[0].field, "metadata.annotations[doorman.dev/canary]");
+  EXPECT_NE(canary->warnings[0].message.find("receives no traffic"), std::string::npos);
+  EXPECT_EQ(canary->warnings[1].field, "metadata.annotations[doorman.dev/retries]");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/main/r0-p0")->policy().has_retries());
+}
+
+TEST(TranslateIngress, AnInvalidCanaryDoesNotChangeTheMainRoute) {
+  const std::string main = Ingress("main", Rule("a.example.com"));
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), main,
+                                   Ingress("canary", Rule("a.example.com"),
+                                           "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"x\"\n")})));
+  EXPECT_EQ(Ing(r, "canary")->reason, "InvalidAnnotation");
+  Translator alone;
+  EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(Docs({Class(), main}))).snapshot));
+}
+
+// ---- sharing the listeners -------------------------------------------------------------------------------
+
+TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
+      "\"2026-03-01T00:00:00Z\"}\nspec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n"
+      "  routes: [{name: any, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]\n";
+  const std::string a = Ingress("a", "  defaultBackend: {service: {name: web, port: {number: 80}}}\n" + Rule("a.example.com"),
+                                "", "2026-01-01T00:00:00Z");
+  const std::string b = Ingress("b", Rule("", "/b"), "", "2026-02-01T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), a, b, lb})));
+  for (const char* name : {"a", "b"}) EXPECT_TRUE(Ing(r, name)->accepted) << name;
+  EXPECT_TRUE(StatusOf(r, "LoadBalancer", "lb")->accepted);
+  ASSERT_EQ(r.snapshot.listeners_size(), 1);
+  const v1::Listener& l = r.snapshot.listeners(0);
+  EXPECT_EQ(l.name(), "http-80");
+  ASSERT_EQ(l.owners_size(), 3);
+  EXPECT_EQ(l.owners(0).name(), "a");
+  EXPECT_EQ(l.owners(1).name(), "b");
+  EXPECT_EQ(l.owners(2).name(), "lb");
+  // The older Ingress's catch-all goes after the newer LoadBalancer's host-less, path-less route.
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/a/r0-p0", "default/b/r0-p0", "default/lb/any", "default/a/default"}));
+  EXPECT_EQ(Ing(r, "a")->listeners[0].attached_routes, 2u);
+}
+
+TEST(TranslateIngress, PortConflictWithAnOlderTcpListener) {
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
+      "\"2025-01-01T00:00:00Z\"}\nspec:\n  listeners: [{name: raw, port: 80, protocol: TCP}]\n";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), lb, Ingress("i", Rule("a.example.com"))})));
+  const ObjectStatus* st = Ing(r, "i");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_EQ(st->reason, "PortConflict");
+  EXPECT_EQ(st->field, "spec.rules");
+  EXPECT_NE(st->message.find("port 80/tcp is already used by LoadBalancer default/lb"), std::string::npos) << st->message;
+  EXPECT_EQ(r.snapshot.routes_size(), 0);
+}
+
+TEST(TranslateIngress, MissingBackendServiceIsAWarningAndTheRouteStays) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), Ingress("i", "  defaultBackend: {service: {name: gone, port: {name: http}}}\n")})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted);
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.defaultBackend.service");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/i/default/0")->service(), "default/gone:http");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/i/default/0")->endpoints_size(), 0);
+}
+
+}  // namespace
+}  // namespace doorman::controller

@@ -1,0 +1,433 @@
+// Service of type LoadBalancer → Snapshot (controller/translate/service.cc), API.md §1.1.
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "controller/source/manifest.h"
+#include "controller/translate/translate.h"
+
+namespace doorman::controller {
+namespace {
+
+namespace v1 = doorman::v1;
+
+ObjectStore Store(const std::string& text, const std::string& path = "/m/test.yaml") {
+  ManifestSet set;
+  auto parsed = ParseManifests(text, path);
+  EXPECT_TRUE(parsed.errors.empty()) << path << ": " << parsed.errors[0].ToString();
+  set.ApplyFile(path, std::move(parsed), nullptr);
+  return set.objects();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const ObjectStatus* StatusOf(const TranslateResult& r, const std::string& kind, const std::string& name) {
+  for (const auto& st : r.statuses) {
+    if (st.key.kind == kind && st.key.name == name) return &st;
+  }
+  return nullptr;
+}
+const ObjectStatus* Svc(const TranslateResult& r, const std::string& name) { return StatusOf(r, "Service", name); }
+
+const v1::Listener* ListenerNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& l : s.listeners()) {
+    if (l.name() == name) return &l;
+  }
+  return nullptr;
+}
+const v1::Route* RouteNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& r : s.routes()) {
+    if (r.name() == name) return &r;
+  }
+  return nullptr;
+}
+const v1::BackendSet* SetNamed(const v1::Snapshot& s, const std::string& name) {
+  for (const auto& b : s.backend_sets()) {
+    if (b.name() == name) return &b;
+  }
+  return nullptr;
+}
+
+// Statuses as comment lines, then the snapshot: the golden files are the spec, read by eye.
+std::string GoldenText(const TranslateResult& r) {
+  std::string out = "# Statuses (Accepted/reason: message; warnings indented):\n";
+  for (const auto& st : r.statuses) {
+    out += "#   " + st.key.ToString() + ": " + st.reason + (st.accepted ? "" : ": " + st.message) + "\n";
+    for (const auto& w : st.warnings) out += "#     " + w.reason + " " + w.field + ": " + w.message + "\n";
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(r.snapshot, &text);
+  return out + text;
+}
+
+void ExpectGolden(const std::string& name, const TranslateResult& r) {
+  const std::string path = std::string(DOORMAN_CONTROLLER_TESTDATA) + "/" + name;
+  const std::string actual = GoldenText(r);
+  if (std::getenv("DOORMAN_UPDATE_GOLDEN")) std::ofstream(path) << actual;
+  EXPECT_EQ(actual, ReadFile(path)) << "run with DOORMAN_UPDATE_GOLDEN=1 to update " << path;
+}
+
+// A Service "default/<name>" of type LoadBalancer, class doorman.dev/lb, with extra metadata
+// lines (indented by two) and spec lines (indented by two).
+std::string Service(const std::string& name, const std::string& spec, const std::string& meta = "") {
+  return "apiVersion: v1\nkind: Service\nmetadata:\n  name: " + name + "\n  namespace: default\n" + meta +
+         "spec:\n  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n" + spec;
+}
+std::string Annotated(const std::string& name, const std::string& annotations, const std::string& spec) {
+  return Service(name, spec, "  annotations:\n" + annotations);
+}
+
+constexpr const char* kTcp80 = "  ports: [{name: http, port: 80}]\n";
+
+// ---- golden -----------------------------------------------------------------------------------
+
+TEST(TranslateService, GoldenEveryFieldAndAnnotation) {
+  const std::string path = std::string(DOORMAN_CONTROLLER_TESTDATA) + "/service.yaml";
+  TranslateOptions opts;
+  opts.default_lb_class = true;
+  Translator t(opts);
+  auto r = t.Translate(Store(ReadFile(path), path));
+  for (const char* name : {"web", "dns", "db"}) {
+    ASSERT_NE(Svc(r, name), nullptr) << name;
+    EXPECT_TRUE(Svc(r, name)->accepted) << name << ": " << Svc(r, name)->message;
+  }
+  EXPECT_EQ(Svc(r, "aws"), nullptr);       // another class: no status, not routed
+  EXPECT_EQ(Svc(r, "internal"), nullptr);  // ClusterIP
+  ASSERT_EQ(Svc(r, "web")->listeners.size(), 2u);
+  EXPECT_EQ(Svc(r, "web")->listeners[0].name, "http");
+  EXPECT_EQ(Svc(r, "web")->listeners[0].attached_routes, 1u);
+  ExpectGolden("service.snapshot.txtpb", r);
+
+  // Spot checks of what the golden says, so a regenerated golden cannot hide a regression.
+  const v1::Listener* web80 = ListenerNamed(r.snapshot, "tcp-80");
+  ASSERT_NE(web80, nullptr);
+  EXPECT_EQ(web80->proxy_protocol().send(), v1::PROXY_PROTOCOL_V2);
+  EXPECT_EQ(web80->idle_timeout_ms(), 120000u);
+  EXPECT_EQ(web80->allowed_source_ranges_size(), 2);
+  const v1::Route* route = RouteNamed(r.snapshot, "shop/web/http");
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->listener(), "tcp-80");
+  EXPECT_EQ(route->policy().scheduler(), "maglev");
+  EXPECT_EQ(route->policy().stickiness().type(), v1::Stickiness::SOURCE_IP);
+  EXPECT_EQ(route->policy().stickiness().ttl_ms(), 600000u);
+  const v1::BackendSet* set = SetNamed(r.snapshot, "shop/web/http/0");
+  ASSERT_NE(set, nullptr);
+  EXPECT_TRUE(set->local_only());
+  EXPECT_EQ(set->service(), "shop/web:80");
+  EXPECT_EQ(set->health_check().protocol(), v1::HealthCheck::HTTP);
+  EXPECT_EQ(set->health_check().path(), "/healthz");
+  // 10.0.0.1 serving+terminating, .2 ready (deduplicated), .3 not ready, .4 no conditions,
+  // .6 "ready" but terminating, fd00::5.
+  ASSERT_EQ(set->endpoints_size(), 6);
+  EXPECT_EQ(set->endpoints(0).address(), "10.0.0.1");
+  EXPECT_FALSE(set->endpoints(0).ready());
+  EXPECT_TRUE(set->endpoints(0).serving());
+  EXPECT_TRUE(set->endpoints(0).terminating());
+  EXPECT_EQ(set->endpoints(1).address(), "10.0.0.2");
+  EXPECT_TRUE(set->endpoints(1).ready());
+  EXPECT_EQ(set->endpoints(1).node_name(), "node-b");
+  EXPECT_FALSE(set->endpoints(2).ready());
+  EXPECT_FALSE(set->endpoints(2).serving());
+  EXPECT_TRUE(set->endpoints(3).ready());
+  EXPECT_TRUE(set->endpoints(3).serving());
+  EXPECT_EQ(set->endpoints(4).address(), "10.0.0.6");
+  EXPECT_FALSE(set->endpoints(4).ready());
+  EXPECT_TRUE(set->endpoints(4).terminating());
+  EXPECT_EQ(set->endpoints(0).port(), 8080u);
+  EXPECT_EQ(SetNamed(r.snapshot, "shop/web/https/0")->endpoints(0).port(), 8443u);
+  const v1::Route* dns = RouteNamed(r.snapshot, "kube-system/dns/53");
+  ASSERT_NE(dns, nullptr);
+  EXPECT_EQ(dns->listener(), "udp-53");
+  EXPECT_EQ(SetNamed(r.snapshot, "kube-system/dns/53/0")->endpoints(0).port(), 5353u);
+  const v1::Route* db = RouteNamed(r.snapshot, "shop/db/pg");
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(db->listener(), "tls-5432");
+  ASSERT_EQ(db->match().sni_size(), 2);
+  EXPECT_EQ(db->match().sni(1), "*.db.example.com");
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tls-5432")->protocol(), v1::TLS);
+}
+
+TEST(TranslateService, SameInputInAnyOrderGivesTheSameBytes) {
+  const std::string text = ReadFile(std::string(DOORMAN_CONTROLLER_TESTDATA) + "/service.yaml");
+  std::vector<std::string> docs;
+  size_t start = 0;
+  while (true) {
+    const size_t next = text.find("\n---\n", start);
+    docs.push_back(text.substr(start, next == std::string::npos ? std::string::npos : next - start + 1));
+    if (next == std::string::npos) break;
+    start = next + 5;
+  }
+  std::string reversed;
+  for (size_t i = docs.size(); i-- > 0;) reversed += "---\n" + docs[i];
+  TranslateOptions opts;
+  opts.default_lb_class = true;
+  Translator a(opts);
+  Translator b(opts);
+  EXPECT_EQ(SerializeSnapshot(a.Translate(Store(text)).snapshot),
+            SerializeSnapshot(b.Translate(Store(reversed, "/m/other.yaml")).snapshot));
+}
+
+// ---- which Services doorman claims ---------------------------------------------------------------
+
+TEST(TranslateService, ClaimsByClassAndDefaultClassFlag) {
+  struct Case {
+    const char* spec;
+    bool default_lb_class;
+    bool claimed;
+  };
+  const Case cases[] = {
+      {"  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n", false, true},
+      {"  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n", true, true},
+      {"  type: LoadBalancer\n", false, false},
+      {"  type: LoadBalancer\n", true, true},
+      {"  type: LoadBalancer\n  loadBalancerClass: example.com/other\n", true, false},
+      {"  type: ClusterIP\n", true, false},
+      {"  type: NodePort\n  loadBalancerClass: doorman.dev/lb\n", true, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.spec) + (c.default_lb_class ? " --default-lb-class" : ""));
+    TranslateOptions opts;
+    opts.default_lb_class = c.default_lb_class;
+    Translator t(opts);
+    auto r = t.Translate(Store("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n" + std::string(c.spec) +
+                               "  ports: [{port: 80}]\n"));
+    EXPECT_EQ(Svc(r, "s") != nullptr, c.claimed);
+    EXPECT_EQ(r.snapshot.listeners_size(), c.claimed ? 1 : 0);
+  }
+}
+
+// ---- ports and endpoints --------------------------------------------------------------------------
+
+TEST(TranslateService, PortsResolveByNameAndUnnamedPortsByTheUnnamedSlicePort) {
+  const std::string yaml = Service("mixed", R"(  ports:
+    - {name: dns, port: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, protocol: TCP}
+)") + R"(---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: mixed-1, labels: {kubernetes.io/service-name: mixed}}
+ports: [{name: dns, port: 1053, protocol: UDP}, {name: dns-tcp, port: 2053, protocol: TCP}, {name: dns, port: 9999, protocol: TCP}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+)" + Service("single", "  ports: [{port: 8080}]\n") +
+                           R"(---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: single-1, labels: {kubernetes.io/service-name: single}}
+ports: [{port: 80}]
+endpoints: [{addresses: [10.0.0.9]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: other-ns, namespace: elsewhere, labels: {kubernetes.io/service-name: single}}
+ports: [{port: 81}]
+endpoints: [{addresses: [10.0.0.8]}]
+)";
+  Translator t;
+  auto r = t.Translate(Store(yaml));
+  ASSERT_TRUE(Svc(r, "mixed")->accepted) << Svc(r, "mixed")->message;
+  // TCP and UDP share port 53 (different transports), each with its own listener.
+  ASSERT_NE(ListenerNamed(r.snapshot, "udp-53"), nullptr);
+  ASSERT_NE(ListenerNamed(r.snapshot, "tcp-53"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/mixed/dns/0")->endpoints(0).port(), 1053u);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/mixed/dns-tcp/0")->endpoints(0).port(), 2053u);
+  const v1::BackendSet* single = SetNamed(r.snapshot, "default/single/8080/0");
+  ASSERT_NE(single, nullptr);
+  ASSERT_EQ(single->endpoints_size(), 1);  // not the slice of another namespace
+  EXPECT_EQ(single->endpoints(0).address(), "10.0.0.9");
+  EXPECT_EQ(single->endpoints(0).port(), 80u);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/single/8080")->listener(), "tcp-8080");
+}
+
+TEST(TranslateService, NoEndpointSlicesYetMeansAnEmptyBackendSet) {
+  Translator t;
+  auto r = t.Translate(Store(Service("new", kTcp80)));
+  ASSERT_TRUE(Svc(r, "new")->accepted);
+  EXPECT_TRUE(Svc(r, "new")->warnings.empty());
+  ASSERT_NE(SetNamed(r.snapshot, "default/new/http/0"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/new/http/0")->endpoints_size(), 0);
+}
+
+TEST(TranslateService, SessionAffinityDefaultsToThreeHours) {
+  Translator t;
+  auto r = t.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: ClientIP\n")));
+  ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/s/http")->policy().stickiness().ttl_ms(), 10800u * 1000u);
+  Translator t2;
+  auto r2 = t2.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: None\n")));
+  EXPECT_FALSE(RouteNamed(r2.snapshot, "default/s/http")->policy().has_stickiness());
+  EXPECT_FALSE(SetNamed(r2.snapshot, "default/s/http/0")->local_only());
+}
+
+// ---- invalid Services: exact reason, field and message; neighbours unaffected ----------------------
+
+struct InvalidCase {
+  const char* name;
+  std::string yaml;  // a Service named "bad"
+  const char* reason;
+  const char* field;
+  const char* message;  // substring of the status message
+};
+
+std::vector<InvalidCase> InvalidCases() {
+  auto ann = [](const std::string& a) { return Annotated("bad", "    " + a + "\n", kTcp80); };
+  return {
+      {"SCTP", Service("bad", "  ports: [{name: a, port: 80}, {name: b, port: 9, protocol: SCTP}]\n"), "UnsupportedProtocol",
+       "spec.ports[1].protocol", "protocol \"SCTP\" is not supported (doorman balances TCP and UDP)"},
+      {"SCTP first even with a bad annotation",
+       Annotated("bad", "    doorman.dev/scheduler: random\n", "  ports: [{port: 9, protocol: SCTP}]\n"),
+       "UnsupportedProtocol", "spec.ports[0].protocol", "not supported"},
+      {"scheduler", ann("doorman.dev/scheduler: random"), "InvalidAnnotation", "metadata.annotations[doorman.dev/scheduler]",
+       "annotation doorman.dev/scheduler: unknown scheduler \"random\""},
+      {"proxy protocol", ann("doorman.dev/proxy-protocol: v3"), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/proxy-protocol]", "annotation doorman.dev/proxy-protocol: unknown PROXY protocol version \"v3\""},
+      {"idle timeout", ann("doorman.dev/idle-timeout: 5 minutes"), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/idle-timeout]", "annotation doorman.dev/idle-timeout: invalid duration \"5 minutes\""},
+      {"idle timeout as a number", ann("doorman.dev/idle-timeout: 60"), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/idle-timeout]", "must be a string, not an integer (quote it: \"60\")"},
+      {"health check", ann("doorman.dev/health-check: icmp"), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/health-check]", "annotation doorman.dev/health-check: invalid health check \"icmp\""},
+      {"health check path", ann("doorman.dev/health-check: \"http:healthz\""), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/health-check]", "want \"tcp\" or \"http:<path>\""},
+      {"passthrough host", ann("doorman.dev/tls-passthrough-sni: \"db.example.com,DB_2\""), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/tls-passthrough-sni]", "invalid host \"DB_2\""},
+      {"passthrough empty", ann("doorman.dev/tls-passthrough-sni: \"\""), "InvalidAnnotation",
+       "metadata.annotations[doorman.dev/tls-passthrough-sni]", "invalid host \"\""},
+      {"session affinity", Service("bad", std::string(kTcp80) + "  sessionAffinity: Cookie\n"), "UnsupportedValue",
+       "spec.sessionAffinity", "unknown session affinity \"Cookie\""},
+      {"affinity timeout", Service("bad", std::string(kTcp80) +
+                                              "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}\n"),
+       "InvalidSpec", "spec.sessionAffinityConfig.clientIP.timeoutSeconds", "0 is out of range (1..86400)"},
+      {"traffic policy", Service("bad", std::string(kTcp80) + "  externalTrafficPolicy: Nearest\n"), "UnsupportedValue",
+       "spec.externalTrafficPolicy", "unknown traffic policy \"Nearest\""},
+      {"source range", Service("bad", std::string(kTcp80) + "  loadBalancerSourceRanges: [10.0.0.0/8, 10.1.2.3]\n"),
+       "InvalidSpec", "spec.loadBalancerSourceRanges[1]", "invalid CIDR \"10.1.2.3\""},
+      {"unnamed second port", Service("bad", "  ports: [{name: a, port: 80}, {port: 81}]\n"), "InvalidSpec",
+       "spec.ports[1].name", "is required when a Service has more than one port"},
+      {"duplicate port", Service("bad", "  ports: [{name: a, port: 80}, {name: b, port: 80}]\n"), "InvalidSpec",
+       "spec.ports[1].port", "port 80/TCP is already used by spec.ports[0]"},
+      {"port range", Service("bad", "  ports: [{port: 0}]\n"), "InvalidSpec", "spec.ports[0].port", "0 is out of range"},
+      {"no ports", Service("bad", "  ports: []\n"), "InvalidSpec", "spec.ports", "needs at least one port"},
+  };
+}
+
+TEST(TranslateService, InvalidServicesReportReasonAndField) {
+  const std::string good = Service("good", "  ports: [{name: db, port: 5432}]\n");
+  for (const auto& c : InvalidCases()) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    auto r = t.Translate(Store(c.yaml + "---\n" + good));
+    const ObjectStatus* st = Svc(r, "bad");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_FALSE(st->serving_last_good);
+    EXPECT_EQ(st->reason, c.reason) << st->message;
+    EXPECT_EQ(st->field, c.field) << st->message;
+    EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    ASSERT_TRUE(Svc(r, "good")->accepted);
+    Translator alone;
+    EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(good)).snapshot));
+    ASSERT_EQ(r.diagnostics.size(), 1u);
+    EXPECT_EQ(r.diagnostics[0].Field("object"), "Service default/bad");
+    EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
+  }
+}
+
+TEST(TranslateService, UnsupportedProtocolIsLoggedClearlyAndKeepsTheLastGoodVersion) {
+  Translator t;
+  const std::string v1 = Service("s", kTcp80);
+  auto r1 = t.Translate(Store(v1));
+  ASSERT_TRUE(Svc(r1, "s")->accepted);
+  auto r2 = t.Translate(Store(Service("s", "  ports: [{name: http, port: 80}, {name: x, port: 99, protocol: SCTP}]\n")));
+  const ObjectStatus* st = Svc(r2, "s");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->reason, "UnsupportedProtocol");
+  EXPECT_EQ(SerializeSnapshot(r2.snapshot), SerializeSnapshot(r1.snapshot));
+  ASSERT_EQ(r2.diagnostics.size(), 1u);
+  EXPECT_EQ(r2.diagnostics[0].level, log::Level::kWarn);
+  EXPECT_EQ(r2.diagnostics[0].message, "unsupported protocol, keeping last good version");
+  EXPECT_EQ(r2.diagnostics[0].Field("error"),
+            "protocol \"SCTP\" is not supported (doorman balances TCP and UDP), so the Service is not routed");
+
+  // No longer of type LoadBalancer: dropped, and its last good version is forgotten.
+  auto r3 = t.Translate(Store("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n"));
+  EXPECT_EQ(r3.snapshot.listeners_size(), 0);
+  EXPECT_EQ(Svc(r3, "s"), nullptr);
+  auto r4 = t.Translate(Store(Service("s", "  ports: [{port: 99, protocol: SCTP}]\n")));
+  EXPECT_FALSE(Svc(r4, "s")->serving_last_good);
+  EXPECT_EQ(r4.diagnostics[0].message, "unsupported protocol, object not routed");
+}
+
+TEST(TranslateService, UnknownAndIgnoredAnnotationsAreWarnedOnce) {
+  const std::string yaml = Annotated("s",
+                                     "    doorman.dev/schedular: maglev\n"
+                                     "    doorman.dev/tls-passthrough-sni: db.example.com\n"
+                                     "    doorman.dev/proxy-protocol: v1\n",
+                                     "  ports: [{name: db, port: 5432}, {name: dns, port: 53, protocol: UDP}]\n");
+  Translator t;
+  auto r = t.Translate(Store(yaml));
+  const ObjectStatus* st = Svc(r, "s");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 3u);
+  EXPECT_EQ(st->warnings[0].reason, "UnknownAnnotation");
+  EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/schedular]");
+  EXPECT_NE(st->warnings[0].message.find("known: doorman.dev/health-check"), std::string::npos) << st->warnings[0].message;
+  EXPECT_EQ(st->warnings[1].reason, "AnnotationIgnored");
+  EXPECT_EQ(st->warnings[1].field, "metadata.annotations[doorman.dev/tls-passthrough-sni]");
+  EXPECT_EQ(st->warnings[2].field, "metadata.annotations[doorman.dev/proxy-protocol]");
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tls-5432")->proxy_protocol().send(), v1::PROXY_PROTOCOL_V1);
+  EXPECT_FALSE(ListenerNamed(r.snapshot, "udp-53")->has_proxy_protocol());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/s/dns")->match().sni_size(), 0);
+  ASSERT_EQ(r.diagnostics.size(), 3u);
+  EXPECT_EQ(r.diagnostics[0].message, "object warning");
+  EXPECT_EQ(r.diagnostics[0].Field("reason"), "UnknownAnnotation");
+  EXPECT_TRUE(t.Translate(Store(yaml)).diagnostics.empty());
+}
+
+// ---- sharing ports with other objects ---------------------------------------------------------------
+
+TEST(TranslateService, PortConflictsGoToTheOldestObject) {
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
+      "\"2026-01-01T00:00:00Z\"}\nspec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n";
+  const std::string svc = Service("svc", "  ports: [{name: a, port: 81}, {name: b, port: 80}]\n",
+                                  "  creationTimestamp: \"2026-02-01T00:00:00Z\"\n");
+  Translator t;
+  auto r = t.Translate(Store(lb + "---\n" + svc));
+  const ObjectStatus* st = Svc(r, "svc");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_EQ(st->reason, "PortConflict");
+  EXPECT_EQ(st->field, "spec.ports[1].port");
+  EXPECT_NE(st->message.find("LoadBalancer default/lb"), std::string::npos) << st->message;
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-81"), nullptr);  // nothing of the loser is routed
+
+  // The other way round: the older Service keeps the port.
+  const std::string old_svc = Service("svc", "  ports: [{name: b, port: 80}]\n", "  creationTimestamp: \"2025-01-01T00:00:00Z\"\n");
+  Translator t2;
+  auto r2 = t2.Translate(Store(lb + "---\n" + old_svc));
+  EXPECT_TRUE(Svc(r2, "svc")->accepted);
+  EXPECT_EQ(StatusOf(r2, "LoadBalancer", "lb")->reason, "PortConflict");
+  ASSERT_EQ(r2.snapshot.listeners_size(), 1);
+  EXPECT_EQ(r2.snapshot.listeners(0).name(), "tcp-80");
+  EXPECT_EQ(r2.snapshot.listeners(0).owners(0).kind(), "Service");
+
+  // Two Services on the same TLS passthrough port clash too (only HTTP/HTTPS share).
+  const std::string a = Annotated("a", "    doorman.dev/tls-passthrough-sni: a.example.com\n", "  ports: [{port: 443}]\n");
+  const std::string b = Annotated("b", "    doorman.dev/tls-passthrough-sni: b.example.com\n", "  ports: [{port: 443}]\n");
+  Translator t3;
+  auto r3 = t3.Translate(Store(a + "---\n" + b));
+  EXPECT_TRUE(Svc(r3, "a")->accepted);
+  EXPECT_EQ(Svc(r3, "b")->reason, "PortConflict");
+}
+
+}  // namespace
+}  // namespace doorman::controller

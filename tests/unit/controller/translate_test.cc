@@ -1,0 +1,528 @@
+#include "controller/translate/translate.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "controller/source/manifest.h"
+
+namespace doorman::controller {
+namespace {
+
+namespace v1 = doorman::v1;
+
+// Builds an object store from YAML files: {path, text}.
+ObjectStore Store(const std::vector<std::pair<std::string, std::string>>& files) {
+  ManifestSet set;
+  for (const auto& [path, text] : files) {
+    auto parsed = ParseManifests(text, path);
+    EXPECT_TRUE(parsed.errors.empty()) << path << ": " << parsed.errors[0].ToString();
+    set.ApplyFile(path, std::move(parsed), nullptr);
+  }
+  return set.objects();
+}
+ObjectStore Store(const std::string& text) { return Store({{"/m/test.yaml", text}}); }
+
+// A LoadBalancer "default/<name>" with the given spec body (indented by two spaces).
+std::string Lb(const std::string& spec, const std::string& name = "shop", const std::string& created = "") {
+  return "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata:\n  name: " + name +
+         "\n  namespace: default\n" + (created.empty() ? "" : "  creationTimestamp: \"" + created + "\"\n") +
+         "spec:\n" + spec;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Text(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::TextFormat::PrintToString(m, &out);
+  return out;
+}
+
+const ObjectStatus* StatusOf(const TranslateResult& r, const std::string& name) {
+  for (const auto& st : r.statuses) {
+    if (st.key.name == name) return &st;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> ListenerRoutes(const v1::Snapshot& s, const std::string& listener) {
+  for (const auto& l : s.listeners()) {
+    if (l.name() == listener) return {l.routes().begin(), l.routes().end()};
+  }
+  return {"<no listener " + listener + ">"};
+}
+
+constexpr const char* kBasic = R"(  listeners:
+    - {name: web, port: 8080, protocol: HTTP}
+    - {name: cache, port: 6379, protocol: TCP}
+  routes:
+    - name: app
+      listener: web
+      backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]
+    - name: redis
+      listener: cache
+      backends: [{endpoints: [{address: 127.0.0.1, port: 6380}]}]
+)";
+
+// ---- golden: every field -----------------------------------------------------------------------
+
+TEST(Translate, FullObjectMatchesGolden) {
+  const std::string dir = DOORMAN_CONTROLLER_TESTDATA;
+  Translator t;
+  auto r = t.Translate(Store({{dir + "/full.yaml", ReadFile(dir + "/full.yaml")}}));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_NE(st, nullptr);
+  EXPECT_TRUE(st->accepted) << st->message;
+  EXPECT_EQ(st->generation, 3);
+  ASSERT_EQ(st->listeners.size(), 3u);
+  EXPECT_EQ(st->listeners[0].name, "web");
+  EXPECT_EQ(st->listeners[0].attached_routes, 3u);
+  EXPECT_EQ(st->listeners[1].attached_routes, 1u);
+  // Service api-v2 does not exist. (Route "old" has no backends but redirects: no warning.)
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].backends[1].service");
+
+  const std::string golden_path = dir + "/full.snapshot.txtpb";
+  const std::string actual = Text(r.snapshot);
+  if (std::getenv("DOORMAN_UPDATE_GOLDEN")) {
+    std::ofstream(golden_path) << actual;
+  }
+  EXPECT_EQ(actual, ReadFile(golden_path)) << "run with DOORMAN_UPDATE_GOLDEN=1 to update " << golden_path;
+}
+
+TEST(Translate, NamingRules) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(kBasic)));
+  ASSERT_EQ(r.snapshot.listeners_size(), 2);
+  EXPECT_EQ(r.snapshot.listeners(0).name(), "http-8080");
+  EXPECT_EQ(r.snapshot.listeners(1).name(), "tcp-6379");
+  EXPECT_EQ(r.snapshot.routes(0).name(), "default/shop/app");
+  EXPECT_EQ(r.snapshot.routes(0).listener(), "http-8080");
+  EXPECT_EQ(r.snapshot.backend_sets(0).name(), "default/shop/app/0");
+  EXPECT_EQ(r.snapshot.routes(0).backends(0).backend_set(), "default/shop/app/0");
+  EXPECT_EQ(r.snapshot.routes(0).backends(0).weight(), 1u);
+  EXPECT_EQ(r.snapshot.listeners(0).owners(0).name(), "shop");
+  EXPECT_TRUE(r.diagnostics.empty());
+}
+
+// ---- invalid objects: exact reason and field -------------------------------------------------------
+
+struct InvalidCase {
+  const char* name;
+  const char* spec;
+  const char* reason;
+  const char* field;
+  const char* message;  // substring of the status message
+};
+
+const InvalidCase kInvalid[] = {
+    {"path type", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, match: {path: {type: Glob, value: /x}}}
+)",
+     "UnsupportedValue", "spec.routes[0].match.path.type",
+     "unknown path type \"Glob\" (want Exact, Prefix or RegularExpression)"},
+    {"listener name", "  listeners: [{name: Web, port: 80, protocol: HTTP}]\n", "InvalidSpec", "spec.listeners[0].name",
+     "not a DNS-1123 label"},
+    {"duplicate listener name", "  listeners: [{name: web, port: 80, protocol: HTTP}, {name: web, port: 81, protocol: HTTP}]\n",
+     "InvalidSpec", "spec.listeners[1].name", "duplicate listener name \"web\" (also spec.listeners[0])"},
+    {"duplicate port", "  listeners: [{name: a, port: 80, protocol: HTTP}, {name: b, port: 80, protocol: TCP}]\n",
+     "InvalidSpec", "spec.listeners[1].port", "port 80 is already used by spec.listeners[0]"},
+    {"protocol", "  listeners: [{name: a, port: 80, protocol: SCTP}]\n", "UnsupportedValue", "spec.listeners[0].protocol",
+     "unknown protocol \"SCTP\""},
+    {"port range", "  listeners: [{name: a, port: 70000, protocol: TCP}]\n", "InvalidSpec", "spec.listeners[0].port",
+     "70000 is out of range (1..65535)"},
+    {"port as string", "  listeners: [{name: a, port: \"80\", protocol: TCP}]\n", "InvalidSpec", "spec.listeners[0].port",
+     "must be an integer, not a string"},
+    {"unknown listener", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: api}]
+)",
+     "InvalidSpec", "spec.routes[0].listener", "no listener named \"api\""},
+    {"header type", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {headers: [{name: x, type: Prefix, value: y}]}}]
+)",
+     "UnsupportedValue", "spec.routes[0].match.headers[0].type", "unknown header match type \"Prefix\""},
+    {"duration", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {timeouts: {connect: 5 s}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "invalid duration \"5 s\""},
+    {"scheduler", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {scheduler: random}}]
+)",
+     "UnsupportedValue", "spec.routes[0].policy.scheduler", "unknown scheduler \"random\""},
+    {"weight", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 1}], weight: -1}]}]
+)",
+     "InvalidSpec", "spec.routes[0].backends[0].weight", "-1 is out of range"},
+    {"regex", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: RegularExpression, value: "/(x"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "invalid regular expression \"/(x\""},
+    {"https without certificates", "  listeners: [{name: web, port: 443, protocol: HTTPS}]\n", "InvalidSpec",
+     "spec.listeners[0].tls.certificates", "an HTTPS listener needs at least one certificate"},
+    {"missing secret", "  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: nope}]}}]\n",
+     "InvalidCertificateRef", "spec.listeners[0].tls.certificates[0].secretName", "Secret default/nope not found"},
+    {"stickiness type", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: Header}}}]
+)",
+     "UnsupportedValue", "spec.routes[0].policy.stickiness.type", "unknown stickiness type \"Header\""},
+    {"unknown field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, matches: {}}]
+)",
+     "InvalidSpec", "spec.routes[0].matches", "unknown field"},
+    {"second route on a TCP listener", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db}, {name: b, listener: db}]
+)",
+     "InvalidSpec", "spec.routes[1].listener", "TCP and UDP listeners take exactly one route"},
+    {"path on a TCP listener", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db, match: {path: {value: /}}}]
+)",
+     "UnsupportedValue", "spec.routes[0].match.path", "not supported on a TCP listener"},
+    {"cidr", "  listeners: [{name: a, port: 80, protocol: HTTP, allowedSourceRanges: [10.0.0.0/33]}]\n", "InvalidSpec",
+     "spec.listeners[0].allowedSourceRanges[0]", "invalid CIDR \"10.0.0.0/33\""},
+    {"endpoint address", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{endpoints: [{address: backend.local, port: 1}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].backends[0].endpoints[0].address", "is not an IP address"},
+    {"both service and endpoints", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{service: x, port: 80, endpoints: [{address: 10.0.0.1, port: 1}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].backends[0]", "exactly one of service"},
+    {"health check protocol", "  healthCheck: {protocol: ICMP}\n", "UnsupportedValue", "spec.healthCheck.protocol",
+     "unknown health-check protocol \"ICMP\""},
+    {"forwarded headers", "  forwardedHeaders: {xForwardedFor: Prepend}\n", "UnsupportedValue",
+     "spec.forwardedHeaders.xForwardedFor", "unknown mode \"Prepend\""},
+    {"min version as a number", R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {minVersion: 1.2, certificates: [{secretName: s}]}}]
+)",
+     "InvalidSpec", "spec.listeners[0].tls.minVersion", "must be a string, not a number (quote it: \"1.2\")"},
+    {"method", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {methods: [get]}}]
+)",
+     "UnsupportedValue", "spec.routes[0].match.methods[0]", "unknown HTTP method \"get\""},
+    {"host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {hosts: [Example.COM]}}]
+)",
+     "InvalidSpec", "spec.routes[0].match.hosts[0]", "invalid host \"Example.COM\""},
+    {"sni on HTTP", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {sni: [a.example.com]}}]
+)",
+     "UnsupportedValue", "spec.routes[0].match.sni", "sni matches TLS passthrough listeners only"},
+    {"proxy protocol send on HTTP", "  listeners: [{name: web, port: 80, protocol: HTTP, proxyProtocol: {send: v2}}]\n",
+     "UnsupportedValue", "spec.listeners[0].proxyProtocol.send", "only TCP and TLS listeners send"},
+    {"redirect and rewrite", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {redirect: {scheme: https}, rewrite: {pathPrefix: /}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.rewrite", "cannot both redirect and rewrite"},
+    {"missing spec", "", "InvalidSpec", "spec", "is required"},
+};
+
+TEST(Translate, InvalidObjectsReportReasonAndField) {
+  const std::string secret =
+      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n"
+      "stringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n";
+  for (const auto& c : kInvalid) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    const std::string spec = c.spec[0] ? c.spec : "";
+    std::string yaml = spec.empty() ? "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: bad}\n"
+                                    : Lb(spec, "bad");
+    // A valid neighbour must be unaffected.
+    auto r = t.Translate(Store(yaml + "---\n" + Lb(kBasic, "good") + secret));
+    const ObjectStatus* st = StatusOf(r, "bad");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_FALSE(st->serving_last_good);
+    EXPECT_EQ(st->reason, c.reason) << st->message;
+    EXPECT_EQ(st->field, c.field) << st->message;
+    EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    EXPECT_TRUE(StatusOf(r, "good")->accepted);
+    Translator alone;
+    EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(Lb(kBasic, "good") + secret)).snapshot));
+    // Exactly one log line, naming file, object and field.
+    ASSERT_EQ(r.diagnostics.size(), 1u);
+    EXPECT_EQ(r.diagnostics[0].message, "invalid object, not routed");
+    EXPECT_EQ(r.diagnostics[0].Field("file"), "/m/test.yaml");
+    EXPECT_EQ(r.diagnostics[0].Field("object"), "LoadBalancer default/bad");
+    EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
+  }
+}
+
+// ---- last good ----------------------------------------------------------------------------------
+
+TEST(Translate, LastGoodVersionKeepsRoutingAndIsReportedOnce) {
+  Translator t;
+  const std::string good = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - name: api
+      listener: web
+      match: {path: {type: Prefix, value: /api}}
+      backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]
+)");
+  auto r1 = t.Translate(Store(good));
+  ASSERT_TRUE(StatusOf(r1, "shop")->accepted);
+  const uint64_t v1 = SnapshotVersion(r1.snapshot);
+
+  std::string bad = good;
+  bad.replace(bad.find("Prefix"), 6, "Glob");
+  auto r2 = t.Translate(Store(bad));
+  const ObjectStatus* st = StatusOf(r2, "shop");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->reason, "UnsupportedValue");
+  EXPECT_EQ(SnapshotVersion(r2.snapshot), v1);
+  ASSERT_EQ(r2.diagnostics.size(), 1u);
+  const Diagnostic& d = r2.diagnostics[0];
+  EXPECT_EQ(d.level, log::Level::kWarn);
+  EXPECT_EQ(d.message, "invalid object, keeping last good version");
+  EXPECT_EQ(d.Field("file"), "/m/test.yaml");
+  EXPECT_EQ(d.Field("object"), "LoadBalancer default/shop");
+  EXPECT_EQ(d.Field("field"), "spec.routes[0].match.path.type");
+  EXPECT_EQ(d.Field("error"), "unknown path type \"Glob\" (want Exact, Prefix or RegularExpression)");
+
+  // Unchanged problem: no new line.
+  EXPECT_TRUE(t.Translate(Store(bad)).diagnostics.empty());
+
+  // A different valid edit replaces the last good version.
+  std::string edited = good;
+  edited.replace(edited.find("/api"), 4, "/v2");
+  auto r3 = t.Translate(Store(edited));
+  EXPECT_TRUE(StatusOf(r3, "shop")->accepted);
+  EXPECT_NE(SnapshotVersion(r3.snapshot), v1);
+  ASSERT_EQ(r3.diagnostics.size(), 1u);
+  EXPECT_EQ(r3.diagnostics[0].message, "object accepted again");
+
+  // Removed: gone from the snapshot, and its last good version is forgotten.
+  auto r4 = t.Translate(ObjectStore{});
+  EXPECT_EQ(r4.snapshot.listeners_size(), 0);
+  auto r5 = t.Translate(Store(bad));
+  EXPECT_EQ(r5.snapshot.listeners_size(), 0);
+  EXPECT_FALSE(StatusOf(r5, "shop")->serving_last_good);
+}
+
+TEST(Translate, ObjectFromAFileThatStopsParsingKeepsRouting) {
+  Translator t;
+  ManifestSet set;
+  set.ApplyFile("/m/lb.yaml", ParseManifests(Lb(kBasic), "/m/lb.yaml"), nullptr);
+  const uint64_t v1 = SnapshotVersion(t.Translate(set.objects()).snapshot);
+  set.ApplyFile("/m/lb.yaml", ParseManifests("kind: [unclosed\n", "/m/lb.yaml"), nullptr);
+  auto r = t.Translate(set.objects());
+  EXPECT_EQ(SnapshotVersion(r.snapshot), v1);
+  const ObjectStatus* st = StatusOf(r, "shop");
+  EXPECT_FALSE(st->accepted);
+  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->reason, "InvalidManifest");
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].Field("file"), "/m/lb.yaml");
+  EXPECT_NE(r.diagnostics[0].Field("error").find("/m/lb.yaml:"), std::string::npos);
+}
+
+TEST(Translate, NeverValidObjectIsLeftOut) {
+  Translator t;
+  auto r = t.Translate(Store(Lb("  listeners: [{name: a, port: 80, protocol: SCTP}]\n")));
+  EXPECT_EQ(r.snapshot.listeners_size(), 0);
+  EXPECT_FALSE(StatusOf(r, "shop")->serving_last_good);
+}
+
+// ---- sharing ports --------------------------------------------------------------------------------
+
+TEST(Translate, PortConflictGoesToTheOldestObject) {
+  const std::string a = Lb("  listeners: [{name: db, port: 5432, protocol: TCP}]\n", "zz-old", "2026-01-01T00:00:00Z");
+  const std::string b = Lb("  listeners: [{name: db, port: 5432, protocol: TCP}]\n", "aa-new", "2026-02-01T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(a + "---\n" + b));
+  EXPECT_TRUE(StatusOf(r, "zz-old")->accepted);
+  const ObjectStatus* loser = StatusOf(r, "aa-new");
+  EXPECT_FALSE(loser->accepted);
+  EXPECT_EQ(loser->reason, "PortConflict");
+  EXPECT_EQ(loser->field, "spec.listeners[0].port");
+  EXPECT_NE(loser->message.find("LoadBalancer default/zz-old"), std::string::npos) << loser->message;
+  ASSERT_EQ(r.snapshot.listeners_size(), 1);
+  ASSERT_EQ(r.snapshot.listeners(0).owners_size(), 1);
+  EXPECT_EQ(r.snapshot.listeners(0).owners(0).name(), "zz-old");
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].message, "port conflict, object not routed");
+
+  // Without timestamps: namespace/name decides. TCP and UDP on the same port do not clash.
+  Translator t2;
+  auto r2 = t2.Translate(Store(Lb("  listeners: [{name: db, port: 53, protocol: TCP}]\n", "b") + "---\n" +
+                               Lb("  listeners: [{name: db, port: 53, protocol: TCP}]\n", "a") + "---\n" +
+                               Lb("  listeners: [{name: dns, port: 53, protocol: UDP}]\n", "c")));
+  EXPECT_TRUE(StatusOf(r2, "a")->accepted);
+  EXPECT_EQ(StatusOf(r2, "b")->reason, "PortConflict");
+  EXPECT_TRUE(StatusOf(r2, "c")->accepted);
+  ASSERT_EQ(r2.snapshot.listeners_size(), 2);
+  EXPECT_EQ(r2.snapshot.listeners(0).name(), "tcp-53");
+  EXPECT_EQ(r2.snapshot.listeners(1).name(), "udp-53");
+}
+
+TEST(Translate, AcceptedObjectThatGainsAConflictKeepsItsLastGoodVersion) {
+  const std::string old = Lb("  listeners: [{name: db, port: 5432, protocol: TCP}]\n", "old", "2026-01-01T00:00:00Z");
+  const std::string v1 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}]\n", "new", "2026-02-01T00:00:00Z");
+  const std::string v2 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}, {name: x, port: 5432, protocol: TCP}]\n",
+                            "new", "2026-02-01T00:00:00Z");
+  Translator t;
+  auto r1 = t.Translate(Store(old + "---\n" + v1));
+  auto r2 = t.Translate(Store(old + "---\n" + v2));
+  EXPECT_EQ(SerializeSnapshot(r1.snapshot), SerializeSnapshot(r2.snapshot));
+  const ObjectStatus* st = StatusOf(r2, "new");
+  EXPECT_EQ(st->reason, "PortConflict");
+  EXPECT_EQ(st->field, "spec.listeners[1].port");
+  EXPECT_TRUE(st->serving_last_good);
+}
+
+TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
+  const std::string a = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: catchall, listener: web, match: {hosts: ["*.example.com"]}}
+    - {name: docs, listener: web, match: {hosts: [example.com], path: {type: Prefix, value: /docs}}}
+)",
+                           "a", "2026-01-01T00:00:00Z");
+  const std::string b = Lb(R"(  listeners: [{name: front, port: 80, protocol: HTTP}]
+  routes:
+    - {name: api, listener: front, match: {hosts: [api.example.com]}}
+    - {name: any, listener: front}
+)",
+                           "b", "2026-01-02T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(a + "---\n" + b));
+  EXPECT_TRUE(StatusOf(r, "a")->accepted);
+  EXPECT_TRUE(StatusOf(r, "b")->accepted);
+  ASSERT_EQ(r.snapshot.listeners_size(), 1);
+  const auto& l = r.snapshot.listeners(0);
+  EXPECT_EQ(l.name(), "http-80");
+  ASSERT_EQ(l.owners_size(), 2);
+  EXPECT_EQ(l.owners(0).name(), "a");
+  EXPECT_EQ(l.owners(1).name(), "b");
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/b/api", "default/a/docs", "default/a/catchall", "default/b/any"}));
+}
+
+TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
+  const std::string secret =
+      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n"
+      "stringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n";
+  const std::string a = Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: s}]}}]\n",
+                           "a", "2026-01-01T00:00:00Z");
+  const std::string b = Lb(
+      "  listeners: [{name: web, port: 443, protocol: HTTPS, idleTimeout: 5s, tls: {certificates: [{secretName: s}]}}]\n",
+      "b", "2026-01-02T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(a + "---\n" + b + secret));
+  EXPECT_EQ(StatusOf(r, "b")->reason, "PortConflict");
+  EXPECT_EQ(StatusOf(r, "b")->field, "spec.listeners[0].idleTimeout");
+  ASSERT_EQ(r.snapshot.certificates_size(), 1);
+  EXPECT_EQ(r.snapshot.certificates(0).name(), "default/s");
+}
+
+// ---- precedence -----------------------------------------------------------------------------------
+
+TEST(Translate, RoutePrecedenceWithinAListener) {
+  const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: no-host, listener: web, match: {path: {type: Prefix, value: /very/long/path}}}
+    - {name: wild, listener: web, match: {hosts: ["*.example.com"]}}
+    - {name: wild-longer, listener: web, match: {hosts: ["*.shop.example.com"]}}
+    - {name: exact-short, listener: web, match: {hosts: [a.io]}}
+    - {name: exact-prefix, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}}
+    - {name: exact-exact, listener: web, match: {hosts: [api.example.com], path: {type: Exact, value: /api}}}
+    - {name: exact-longer-path, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api/v1}}}
+    - {name: exact-canary, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}, headers: [{name: x-canary, value: "1"}]}}
+    - {name: exact-dup, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Lb(spec)));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/shop/exact-longer-path", "default/shop/exact-exact",
+                                      "default/shop/exact-canary", "default/shop/exact-prefix",
+                                      "default/shop/exact-dup", "default/shop/exact-short",
+                                      "default/shop/wild-longer", "default/shop/wild", "default/shop/no-host"}));
+}
+
+// ---- determinism ----------------------------------------------------------------------------------
+
+TEST(Translate, SameInputInAnyOrderGivesTheSameBytesAndVersion) {
+  const std::string dir = DOORMAN_CONTROLLER_TESTDATA;
+  const std::string full = ReadFile(dir + "/full.yaml");
+  // Split into documents and reverse them, across two files.
+  std::vector<std::string> docs;
+  size_t start = 0;
+  while (true) {
+    const size_t next = full.find("\n---\n", start);
+    docs.push_back(full.substr(start, next == std::string::npos ? std::string::npos : next - start + 1));
+    if (next == std::string::npos) break;
+    start = next + 5;
+  }
+  ASSERT_GE(docs.size(), 5u);
+  std::string first;
+  std::string second;
+  for (size_t i = docs.size(); i-- > 0;) (i % 2 ? first : second) += "---\n" + docs[i];
+  Translator t1;
+  Translator t2;
+  auto a = t1.Translate(Store({{"/m/full.yaml", full}}));
+  auto b = t2.Translate(Store({{"/m/2.yaml", second}, {"/m/1.yaml", first}}));
+  EXPECT_EQ(SerializeSnapshot(a.snapshot), SerializeSnapshot(b.snapshot));
+  EXPECT_EQ(SnapshotVersion(a.snapshot), SnapshotVersion(b.snapshot));
+  EXPECT_LT(SnapshotVersion(a.snapshot), uint64_t{1} << 53);
+  // And translating twice is stable.
+  EXPECT_EQ(SerializeSnapshot(t1.Translate(Store({{"/m/full.yaml", full}})).snapshot), SerializeSnapshot(a.snapshot));
+}
+
+// ---- references -----------------------------------------------------------------------------------
+
+TEST(Translate, ServiceBackendsFollowEndpointSlicesByPortName) {
+  const std::string yaml = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{service: api, port: 8080}, {service: gone, port: 80}, {service: api, port: 1}]}]
+)") + R"(---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {ports: [{name: web, port: 8080, targetPort: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-x, labels: {kubernetes.io/service-name: api}}
+ports: [{name: other, port: 9999}, {name: web, port: 80}]
+endpoints: [{addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}]
+)";
+  Translator t;
+  auto r = t.Translate(Store(yaml));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  EXPECT_TRUE(st->accepted);
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].message, "Service default/gone not found");
+  EXPECT_EQ(st->warnings[1].message, "Service default/api has no port 1");
+  ASSERT_EQ(r.snapshot.backend_sets_size(), 3);
+  const auto& set = r.snapshot.backend_sets(0);
+  EXPECT_EQ(set.service(), "default/api:8080");
+  ASSERT_EQ(set.endpoints_size(), 2);
+  EXPECT_EQ(set.endpoints(0).address(), "10.0.0.1");
+  EXPECT_EQ(set.endpoints(0).port(), 80u);
+  EXPECT_EQ(r.snapshot.backend_sets(1).endpoints_size(), 0);
+}
+
+TEST(Translate, PrivateKeysAreRedactedInTheDebugJson) {
+  const std::string dir = DOORMAN_CONTROLLER_TESTDATA;
+  Translator t;
+  auto r = t.Translate(Store({{dir + "/full.yaml", ReadFile(dir + "/full.yaml")}}));
+  ASSERT_EQ(r.snapshot.certificates_size(), 1);
+  EXPECT_NE(r.snapshot.certificates(0).private_key_pem().find("PRIVATE KEY"), std::string::npos);
+  const std::string j = RedactedSnapshotJson(r.snapshot);
+  EXPECT_NE(j.find("\"privateKeyPem\":\"REDACTED\""), std::string::npos) << j.substr(0, 200);
+  EXPECT_EQ(j.find("MIIEsecret"), std::string::npos);
+  EXPECT_NE(j.find("\"name\":\"https-8443\""), std::string::npos) << j.substr(0, 200);
+  // Problems never quote Secret content.
+  for (const auto& st : r.statuses) EXPECT_EQ(st.message.find("MIIEsecret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace doorman::controller

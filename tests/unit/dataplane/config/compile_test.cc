@@ -1,0 +1,236 @@
+#include "dataplane/config/compile.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+namespace {
+
+v1::Snapshot Parse(const std::string& text) {
+  v1::Snapshot s;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &s)) << text;
+  return s;
+}
+
+// A valid snapshot in the controller's naming: one HTTP and one TCP listener.
+const char* const kValid = R"pb(
+  listeners { name: "http-18080" port: 18080 protocol: HTTP routes: "default/demo/api" routes: "default/demo/app" }
+  listeners { name: "tcp-16379" port: 16379 protocol: TCP idle_timeout_ms: 1000 routes: "default/demo/cache" }
+  routes {
+    name: "default/demo/api" listener: "http-18080"
+    match { hosts: "App.Local" path { type: PREFIX value: "/api/" } }
+    backends { backend_set: "default/demo/api/0" weight: 1 }
+    policy { timeouts { connect_ms: 250 } }
+  }
+  routes {
+    name: "default/demo/app" listener: "http-18080"
+    match { hosts: "*.local" }
+    backends { backend_set: "default/demo/app/0" weight: 3 }
+    backends { backend_set: "default/demo/api/0" weight: 1 }
+  }
+  routes { name: "default/demo/cache" listener: "tcp-16379" backends { backend_set: "default/demo/cache/0" weight: 1 } }
+  backend_sets { name: "default/demo/api/0" endpoints { address: "127.0.0.1" port: 19001 ready: true } }
+  backend_sets {
+    name: "default/demo/app/0"
+    endpoints { address: "127.0.0.1" port: 19002 ready: true }
+    endpoints { address: "127.0.0.2" port: 19002 ready: false }
+    endpoints { address: "::1" port: 19003 ready: true }
+  }
+  backend_sets { name: "default/demo/cache/0" endpoints { address: "127.0.0.1" port: 16380 ready: true } }
+)pb";
+
+TEST(CompileTest, ValidSnapshotCompiles) {
+  const auto r = Compile(Parse(kValid), 42, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+  const RuntimeConfig& c = *r.config;
+  EXPECT_EQ(c.version, 42u);
+  ASSERT_EQ(c.listeners.size(), 2u);
+
+  const Listener* http = c.FindListener("http-18080");
+  ASSERT_NE(http, nullptr);
+  EXPECT_EQ(http->port, 18080);
+  EXPECT_TRUE(http->is_l7());
+  EXPECT_TRUE(http->served);
+  EXPECT_EQ(http->idle_timeout, kDefaultL7IdleTimeout);
+  ASSERT_EQ(http->routes.size(), 2u);
+  EXPECT_EQ(http->routes[0]->name, "default/demo/api");  // listener order, not snapshot order
+  EXPECT_EQ(http->routes[0]->connect_timeout, Millis(250));
+  EXPECT_EQ(http->routes[1]->connect_timeout, kDefaultConnectTimeout);
+  EXPECT_EQ(http->routes[0]->match.exact_hosts, std::vector<std::string>{"app.local"});
+  EXPECT_EQ(http->routes[0]->match.path.value, "/api");
+  EXPECT_EQ(http->routes[1]->match.wildcard_suffixes, std::vector<std::string>{".local"});
+
+  const Listener* tcp = c.FindListener("tcp-16379");
+  ASSERT_NE(tcp, nullptr);
+  EXPECT_FALSE(tcp->is_l7());
+  EXPECT_EQ(tcp->idle_timeout, Millis(1000));
+  ASSERT_EQ(tcp->routes.size(), 1u);
+  const Endpoint* e = tcp->routes[0]->PickEndpoint();
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->key, "127.0.0.1:16380");
+}
+
+TEST(CompileTest, PickerSkipsUnreadyEndpointsAndHonoursSetWeights) {
+  const auto r = Compile(Parse(kValid), 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  const Route* app = r.config->FindRoute("default/demo/app");
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->eligible_endpoints(), 3u);  // 2 ready in set 0 + 1 in set 1
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 8; ++i) counts[app->PickEndpoint()->key]++;
+  // Weight 3:1 between sets; set 0 alternates its two ready endpoints.
+  EXPECT_EQ(counts["127.0.0.1:19002"], 3);
+  EXPECT_EQ(counts["[::1]:19003"], 3);
+  EXPECT_EQ(counts["127.0.0.1:19001"], 2);
+  EXPECT_EQ(counts.count("127.0.0.2:19002"), 0u);
+}
+
+TEST(CompileTest, LocalOnlyKeepsThisNodesEndpoints) {
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "tcp-1" port: 1 protocol: TCP routes: "r" }
+    routes { name: "r" listener: "tcp-1" backends { backend_set: "s" weight: 1 } }
+    backend_sets {
+      name: "s" local_only: true
+      endpoints { address: "10.0.0.1" port: 80 ready: true node_name: "n1" }
+      endpoints { address: "10.0.0.2" port: 80 ready: true node_name: "n2" }
+    }
+  )pb"),
+                         1, {.node_name = "n2"});
+  ASSERT_TRUE(r.ok()) << r.error;
+  const Route* route = r.config->FindRoute("r");
+  EXPECT_EQ(route->eligible_endpoints(), 1u);
+  EXPECT_EQ(route->PickEndpoint()->address, "10.0.0.2");
+}
+
+struct ErrorCase {
+  const char* name;
+  const char* snapshot;
+  const char* error_substring;
+};
+
+class CompileErrorTest : public testing::TestWithParam<ErrorCase> {};
+
+TEST_P(CompileErrorTest, IsRejectedWithANamedObject) {
+  const auto r = Compile(Parse(GetParam().snapshot), 7, {});
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.config, nullptr);
+  EXPECT_NE(r.error.find(GetParam().error_substring), std::string::npos) << r.error;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, CompileErrorTest,
+    testing::Values(
+        ErrorCase{"UnknownListenerInRoute",
+                  R"pb(routes { name: "r" listener: "http-1" })pb",
+                  "route \"r\".listener: unknown listener \"http-1\""},
+        ErrorCase{"UnknownRouteInListener",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP routes: "nope" })pb",
+                  "listener \"http-1\".routes: unknown route \"nope\""},
+        ErrorCase{"RouteOfAnotherListener",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP routes: "r" }
+                       listeners { name: "http-2" port: 2 protocol: HTTP }
+                       routes { name: "r" listener: "http-2" })pb",
+                  "belongs to listener \"http-2\""},
+        ErrorCase{"UnknownBackendSet",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP }
+                       routes { name: "r" listener: "http-1" backends { backend_set: "missing" weight: 1 } })pb",
+                  "route \"r\".backends: unknown backend set \"missing\""},
+        ErrorCase{"DuplicatePort",
+                  R"pb(listeners { name: "http-80" port: 80 protocol: HTTP }
+                       listeners { name: "tcp-80" port: 80 protocol: TCP })pb",
+                  "listener \"tcp-80\".port: 80 is already used by listener \"http-80\""},
+        ErrorCase{"UnknownProtocol",
+                  R"pb(listeners { name: "x-1" port: 1 })pb",
+                  "listener \"x-1\".protocol: unknown or unspecified protocol"},
+        ErrorCase{"PortOutOfRange",
+                  R"pb(listeners { name: "tcp-70000" port: 70000 protocol: TCP })pb",
+                  "listener \"tcp-70000\".port: 70000 out of range"},
+        ErrorCase{"DuplicateListener",
+                  R"pb(listeners { name: "a" port: 1 protocol: TCP } listeners { name: "a" port: 2 protocol: TCP })pb",
+                  "listener \"a\": duplicate name"},
+        ErrorCase{"BadRegex",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP }
+                       routes { name: "r" listener: "http-1" match { path { type: REGULAR_EXPRESSION value: "/(a" } } })pb",
+                  "route \"r\".match.path: invalid regular expression"},
+        ErrorCase{"PrefixWithoutSlash",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP }
+                       routes { name: "r" listener: "http-1" match { path { type: PREFIX value: "api" } } })pb",
+                  "route \"r\".match.path: prefix \"api\" must start with '/'"},
+        ErrorCase{"EndpointNotAnIp",
+                  R"pb(backend_sets { name: "s" endpoints { address: "db.example.com" port: 5432 } })pb",
+                  "backend set \"s\" endpoints[0].address: \"db.example.com\" is not an IP address"},
+        ErrorCase{"EndpointPortZero",
+                  R"pb(backend_sets { name: "s" endpoints { address: "10.0.0.1" } })pb",
+                  "backend set \"s\" endpoints[0].port: 0 out of range"}),
+    [](const testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.name); });
+
+TEST(CompileTest, UdpAndTcpMayShareAPortNumber) {
+  const auto r = Compile(Parse(R"pb(listeners { name: "tcp-53" port: 53 protocol: TCP }
+                                  listeners { name: "udp-53" port: 53 protocol: UDP })pb"),
+                         1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+}
+
+bool HasWarning(const CompileResult& r, const std::string& needle) {
+  for (const auto& w : r.warnings) {
+    if (w.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "udp-53" port: 53 protocol: UDP }
+    listeners { name: "https-443" port: 443 protocol: HTTPS }
+    listeners { name: "tls-8443" port: 8443 protocol: TLS }
+    listeners {
+      name: "http-80" port: 80 protocol: HTTP routes: "ns/lb/web"
+      proxy_protocol { accept: true } allowed_source_ranges: "10.0.0.0/8"
+    }
+    listeners { name: "tcp-9" port: 9 protocol: TCP routes: "ns/lb/a" routes: "ns/lb/b" }
+    routes {
+      name: "ns/lb/web" listener: "http-80"
+      policy {
+        scheduler: "maglev"
+        stickiness { type: COOKIE cookie_name: "x" }
+        retries { attempts: 2 }
+        rate_limit { requests_per_second: 10 }
+      }
+      filters { redirect { enabled: true scheme: "https" } }
+      backends { backend_set: "s" weight: 0 }
+    }
+    routes { name: "ns/lb/a" listener: "tcp-9" match { hosts: "x" } }
+    routes { name: "ns/lb/b" listener: "tcp-9" }
+    routes { name: "ns/lb/orphan" listener: "http-80" }
+    backend_sets { name: "s" health_check { protocol: HTTP path: "/" } }
+  )pb"),
+                         1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  for (const char* w : {"listener \"udp-53\": protocol UDP is not served",
+                        "listener \"https-443\": protocol HTTPS is not served",
+                        "listener \"tls-8443\": protocol TLS is not served",
+                        "listener \"http-80\": PROXY protocol",
+                        "listener \"http-80\": allowed_source_ranges",
+                        "route \"ns/lb/web\": scheduler \"maglev\"",
+                        "route \"ns/lb/web\": stickiness",
+                        "route \"ns/lb/web\": retries",
+                        "route \"ns/lb/web\": rate limit",
+                        "route \"ns/lb/web\": redirect filter",
+                        "route \"ns/lb/web\": every backend has weight 0",
+                        "backend set \"s\": active health checks",
+                        "route \"ns/lb/a\": HTTP match fields ignored",
+                        "route \"ns/lb/b\" is not used",
+                        "route \"ns/lb/orphan\": not listed"}) {
+    EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
+  }
+  EXPECT_EQ(r.warnings.size(), 15u);
+  EXPECT_FALSE(r.config->FindListener("udp-53")->served);
+  EXPECT_TRUE(r.config->FindListener("http-80")->served);
+  EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
+}
+
+}  // namespace
+}  // namespace doorman::dataplane

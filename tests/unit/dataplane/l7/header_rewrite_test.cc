@@ -1,0 +1,93 @@
+#include "dataplane/l7/header_rewrite.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/beast/http.hpp>
+#include <sstream>
+
+namespace doorman::dataplane {
+namespace {
+
+namespace http = boost::beast::http;
+
+// Parses a request head from a string buffer (no sockets), as the proxy's parser would.
+http::request<http::empty_body> ParseHead(const std::string& text) {
+  http::request_parser<http::empty_body> p;
+  p.eager(false);
+  boost::system::error_code ec;
+  p.put(boost::asio::buffer(text), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  return p.release();
+}
+
+std::string Serialize(const http::request_header<>& h) {
+  std::ostringstream os;
+  os << h;
+  return os.str();
+}
+
+TEST(HeaderRewriteTest, StripsHopByHopButKeepsFraming) {
+  auto req = ParseHead(
+      "POST /up HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Secret, content-length, Transfer-Encoding\r\n"
+      "Keep-Alive: timeout=5\r\nProxy-Connection: close\r\nTE: trailers\r\nTrailer: x\r\nUpgrade: websocket\r\n"
+      "X-Secret: 1\r\nContent-Length: 3\r\nX-Keep: yes\r\n\r\n");
+  StripHopByHop(req.base());
+  for (const char* gone : {"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "X-Secret"}) {
+    EXPECT_EQ(req.count(gone), 0u) << gone;
+  }
+  EXPECT_EQ(req[http::field::content_length], "3");  // named by Connection, kept: it frames the body
+  EXPECT_EQ(req[http::field::host], "app");
+  EXPECT_EQ(req["X-Keep"], "yes");
+}
+
+TEST(HeaderRewriteTest, ConnectionTokensFromRepeatedFieldsAreAllHonoured) {
+  auto req = ParseHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: x-one\r\nX-One: 1\r\nConnection: X-Two\r\nX-Two: 2\r\n\r\n");
+  StripHopByHop(req.base());
+  EXPECT_EQ(req.count("X-One"), 0u);
+  EXPECT_EQ(req.count("X-Two"), 0u);
+}
+
+TEST(HeaderRewriteTest, ForwardedHeaders) {
+  struct Case {
+    ForwardedForMode mode;
+    const char* incoming;  // extra request lines
+    const char* want_xff;  // "" = absent
+  };
+  const Case cases[] = {
+      {ForwardedForMode::kAppend, "", "192.0.2.7"},
+      {ForwardedForMode::kAppend, "X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\n", "10.0.0.1, 10.0.0.2, 192.0.2.7"},
+      {ForwardedForMode::kReplace, "X-Forwarded-For: 10.0.0.1\r\n", "192.0.2.7"},
+      {ForwardedForMode::kOff, "X-Forwarded-For: 10.0.0.1\r\n", "10.0.0.1"},
+      {ForwardedForMode::kOff, "", ""},
+  };
+  for (const auto& c : cases) {
+    auto req = ParseHead(std::string("GET /p HTTP/1.0\r\nHost: app.local:8080\r\n") + c.incoming + "\r\n");
+    ForwardedInfo info;
+    info.client_ip = "192.0.2.7";
+    info.host = "app.local:8080";
+    info.forwarded_for = c.mode;
+    EXPECT_FALSE(PrepareUpstreamRequest(req.base(), info));
+    EXPECT_EQ(std::string(req["X-Forwarded-For"]), c.want_xff) << Serialize(req.base());
+    EXPECT_EQ(req["X-Forwarded-Proto"], "http");
+    EXPECT_EQ(req["X-Forwarded-Host"], "app.local:8080");
+    EXPECT_EQ(req.version(), 11u);  // always HTTP/1.1 upstream
+  }
+}
+
+TEST(HeaderRewriteTest, AbsoluteFormBecomesOriginFormAndExpectIsConsumed) {
+  auto req = ParseHead(
+      "PUT http://App.Local:81/a?b=1 HTTP/1.1\r\nHost: ignored\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+  ForwardedInfo info;
+  info.client_ip = "::1";
+  info.host = "App.Local:81";
+  info.authority = "App.Local:81";
+  info.origin_target = "/a?b=1";
+  EXPECT_TRUE(PrepareUpstreamRequest(req.base(), info));
+  EXPECT_EQ(req.count(http::field::expect), 0u);
+  EXPECT_EQ(req.target(), "/a?b=1");
+  EXPECT_EQ(req[http::field::host], "App.Local:81");
+  EXPECT_EQ(Serialize(req.base()).rfind("PUT /a?b=1 HTTP/1.1\r\n", 0), 0u);
+}
+
+}  // namespace
+}  // namespace doorman::dataplane

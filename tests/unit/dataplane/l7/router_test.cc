@@ -1,0 +1,184 @@
+#include "dataplane/l7/router.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dataplane/config/compile.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+namespace {
+
+class MapHeaders : public RequestHeaders {
+ public:
+  explicit MapHeaders(std::map<std::string, std::string> h) : h_(std::move(h)) {}
+  std::optional<std::string_view> Get(std::string_view lower_name) const override {
+    auto it = h_.find(std::string(lower_name));
+    if (it == h_.end()) return std::nullopt;
+    return std::string_view(it->second);
+  }
+
+ private:
+  std::map<std::string, std::string> h_;
+};
+
+TEST(RouterTest, NormalizeHost) {
+  EXPECT_EQ(NormalizeHost("Example.COM"), "example.com");
+  EXPECT_EQ(NormalizeHost("example.com:8080"), "example.com");
+  EXPECT_EQ(NormalizeHost("example.com."), "example.com");
+  EXPECT_EQ(NormalizeHost("[::1]:80"), "::1");
+  EXPECT_EQ(NormalizeHost("[FD00::1]"), "fd00::1");
+  EXPECT_EQ(NormalizeHost("::1"), "::1");
+  EXPECT_EQ(NormalizeHost(""), "");
+}
+
+TEST(RouterTest, SplitTarget) {
+  std::string_view path, query, authority = "unchanged";
+  SplitTarget("/a/b?x=1&y", &path, &query, &authority);
+  EXPECT_EQ(path, "/a/b");
+  EXPECT_EQ(query, "x=1&y");
+  EXPECT_EQ(authority, "unchanged");
+  SplitTarget("HTTP://Host:81/p?q", &path, &query, &authority);
+  EXPECT_EQ(authority, "Host:81");
+  EXPECT_EQ(path, "/p");
+  EXPECT_EQ(query, "q");
+  SplitTarget("http://host", &path, &query, &authority);
+  EXPECT_EQ(authority, "host");
+  EXPECT_EQ(path, "/");
+  EXPECT_EQ(query, "");
+}
+
+TEST(RouterTest, PrefixIsSegmentWise) {
+  struct Case {
+    const char* prefix;  // as written in the route
+    const char* path;
+    bool match;
+  };
+  // The table from the Kubernetes Ingress documentation, plus edge cases.
+  const Case cases[] = {
+      {"/", "/anything", true},     {"/", "/", true},
+      {"/foo", "/foo", true},       {"/foo", "/foo/", true},
+      {"/foo", "/foo/bar", true},   {"/foo", "/foobar", false},
+      {"/foo/", "/foo", true},      {"/foo/", "/foo/bar", true},
+      {"/aaa/bb", "/aaa/bbb", false}, {"/aaa/bbb", "/aaa/bbb/ccc", true},
+      {"/aaa/bbb/", "/aaa/bbb", true}, {"/foo", "/Foo", false},
+      {"/foo", "/", false},
+  };
+  for (const auto& c : cases) {
+    PathMatcher m;
+    m.type = PathMatcher::Type::kPrefix;
+    m.value = c.prefix;
+    while (!m.value.empty() && m.value.back() == '/') m.value.pop_back();
+    EXPECT_EQ(m.Matches(c.path), c.match) << c.prefix << " vs " << c.path;
+  }
+}
+
+TEST(RouterTest, CookieAndQueryParsing) {
+  EXPECT_EQ(FindCookie("a=1; beta=yes;c=\"q\"", "beta"), "yes");
+  EXPECT_EQ(FindCookie("a=1; c=\"q\"", "c"), "q");
+  EXPECT_FALSE(FindCookie("alpha=1", "a").has_value());
+  EXPECT_EQ(FindQueryParam("v=2&w", "w"), "");
+  EXPECT_EQ(FindQueryParam("v=2&w", "v"), "2");
+  EXPECT_FALSE(FindQueryParam("vv=2", "v").has_value());
+}
+
+// Routes compiled from a snapshot, so the test covers Compile → SelectRoute end to end.
+class SelectRouteTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    v1::Snapshot s;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+      listeners {
+        name: "http-80" port: 80 protocol: HTTP
+        routes: "exact" routes: "api" routes: "regex" routes: "canary" routes: "wild" routes: "fallback"
+      }
+      routes { name: "exact" listener: "http-80" match { hosts: "app.example.com" path { type: EXACT value: "/login" } methods: "POST" } }
+      routes { name: "api" listener: "http-80" match { hosts: "app.example.com" path { type: PREFIX value: "/api" } } }
+      routes { name: "regex" listener: "http-80" match { path { type: REGULAR_EXPRESSION value: "/v[0-9]+/.*" } } }
+      routes {
+        name: "canary" listener: "http-80"
+        match {
+          hosts: "app.example.com"
+          headers { name: "X-Canary" value: "1" }
+          headers { name: "x-user" type: REGULAR_EXPRESSION value: "u[0-9]+" }
+          headers { name: "x-any" type: PRESENT }
+          query_params { name: "v" value: "2" }
+          cookies { name: "beta" value: "yes" }
+        }
+      }
+      routes { name: "wild" listener: "http-80" match { hosts: "*.example.com" } }
+      routes { name: "fallback" listener: "http-80" match { hosts: "other.test" path { type: PREFIX value: "/" } } }
+    )pb",
+                                                              &s));
+    auto r = Compile(s, 1, {});
+    ASSERT_TRUE(r.ok()) << r.error;
+    config_ = r.config;
+    listener_ = config_->FindListener("http-80");
+  }
+
+  std::string Select(std::string_view method, std::string_view host, std::string_view target,
+                     std::map<std::string, std::string> headers = {}) {
+    MapHeaders h(std::move(headers));
+    RequestView v;
+    v.method = method;
+    v.host = host;
+    std::string_view authority;
+    SplitTarget(target, &v.path, &v.query, &authority);
+    v.headers = &h;
+    const Route* r = SelectRoute(*listener_, v);
+    return r ? r->name : "<none>";
+  }
+
+  std::shared_ptr<const RuntimeConfig> config_;
+  const Listener* listener_ = nullptr;
+};
+
+TEST_F(SelectRouteTest, FirstMatchInListenerOrderWins) {
+  struct Case {
+    const char* method;
+    const char* host;
+    const char* target;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"POST", "app.example.com", "/login", "exact"},
+      {"GET", "app.example.com", "/login", "wild"},        // method mismatch → later route
+      {"POST", "app.example.com", "/login/x", "wild"},     // exact is exact
+      {"GET", "APP.Example.com:8080", "/api/users", "api"},  // case + port stripped
+      {"GET", "app.example.com", "/api", "api"},
+      {"GET", "app.example.com", "/apis", "wild"},          // segment-wise prefix
+      {"GET", "anything", "/v2/items", "regex"},            // no hosts = any host
+      {"GET", "anything", "/v2", "<none>"},                 // full match only
+      {"GET", "deep.sub.example.com", "/", "wild"},         // wildcard: one or more labels
+      {"GET", "example.com", "/", "<none>"},                // not the bare suffix
+      {"GET", "other.test", "/x?y=1", "fallback"},
+      {"GET", "unknown.test", "/", "<none>"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(Select(c.method, c.host, c.target), c.want) << c.method << " " << c.host << c.target;
+  }
+}
+
+TEST_F(SelectRouteTest, HeadersQueryAndCookiesMustAllMatch) {
+  const std::map<std::string, std::string> all = {
+      {"x-canary", "1"}, {"x-user", "u42"}, {"x-any", ""}, {"cookie", "a=b; beta=yes"}};
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", all), "canary");
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=3", all), "wild");
+  auto h = all;
+  h["x-user"] = "bob";
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
+  h = all;
+  h.erase("x-any");
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
+  h = all;
+  h["cookie"] = "beta=no";
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
+  h = all;
+  h["x-canary"] = "2";
+  EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
