@@ -204,6 +204,10 @@ class ControllerLoop {
 
 // Writes status and Events while this replica may (always without --leader-elect; with it,
 // while it holds the Lease). Level-triggered: a pass every 500 ms and after every build.
+// Right after start-up, while no dataplane has (re)connected yet, nothing is written for a few
+// seconds: a controller restart must not flap Programmed and blank Service/Ingress addresses.
+constexpr auto kStatusStartupGrace = std::chrono::seconds(5);
+
 class StatusLoop {
  public:
   StatusLoop(dc::kube::StatusWriter* writer, dc::KubeSource* source, dc::RoutingServer* server, Published* published,
@@ -229,7 +233,8 @@ class StatusLoop {
         writer_->Reset();
         was_writer = may;
       }
-      if (may && source_->synced() && server_->version() != 0) {
+      const bool settling = dc::Clock::now() - started_ < kStatusStartupGrace && server_->dataplanes().empty();
+      if (may && !settling && source_->synced() && server_->version() != 0) {
         dc::kube::StatusInputs in;
         doorman::controller::status::ServedGenerations served;
         {
@@ -257,6 +262,7 @@ class StatusLoop {
   dc::RoutingServer* server_;
   Published* published_;
   std::function<bool()> may_write_;
+  const dc::TimePoint started_ = dc::Clock::now();
   std::mutex mu_;
   std::condition_variable cv_;
   bool kicked_ = false;

@@ -15,12 +15,16 @@ Informer::~Informer() { Stop(); }
 
 void Informer::Start() { thread_ = std::thread([this] { Run(); }); }
 
-void Informer::Stop() {
+void Informer::RequestStop() {
   {
     std::lock_guard<std::mutex> lock(stop_mu_);
     stop_ = true;
   }
   stop_cv_.notify_all();
+}
+
+void Informer::Stop() {
+  RequestStop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -76,6 +80,10 @@ void Informer::Run() {
       }
       case ReflectorAction::Kind::kList: {
         HttpResponse r = http_->Request("GET", ListPath(action));
+        {
+          std::lock_guard<std::mutex> lock(stop_mu_);
+          if (stop_) return;
+        }
         std::vector<ObjectEvent> events;
         {
           std::lock_guard<std::mutex> lock(mu_);

@@ -28,6 +28,9 @@ class Informer {
   Informer& operator=(const Informer&) = delete;
 
   void Start();
+  // Tells the thread to stop without waiting (so that a cancelled request is not taken for a
+  // failure); Stop() then joins.
+  void RequestStop();
   // Stops the thread. A watch in progress ends when KubeHttp::Cancel() is called (or at its
   // timeout): call Cancel() on the client first for a prompt shutdown.
   void Stop();

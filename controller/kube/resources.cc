@@ -65,7 +65,7 @@ std::string FormatTime(std::chrono::system_clock::time_point t, bool micro) {
   std::string out = buf;
   if (micro) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t - secs).count();
-    char frac[16];
+    char frac[24];
     std::snprintf(frac, sizeof(frac), ".%06lld", static_cast<long long>(us));
     out += frac;
   }

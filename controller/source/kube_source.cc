@@ -21,6 +21,7 @@ void KubeSource::Start() {
 }
 
 void KubeSource::Stop() {
+  for (auto& i : informers_) i->RequestStop();
   http_->Cancel();
   for (auto& i : informers_) i->Stop();
 }

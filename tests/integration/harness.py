@@ -130,8 +130,10 @@ class DoormanTestCase(unittest.TestCase):
         self.procs = []
         self.manifests = os.path.join(self.tmp, "manifests")
         os.makedirs(self.manifests)
+        # A cleanup (not tearDown) also runs when a subclass's setUp fails half-way.
+        self.addCleanup(self._stop_all)
 
-    def tearDown(self):
+    def _stop_all(self):
         failed = self._outcome_failed()
         for p in reversed(self.procs):
             p.stop()
@@ -141,14 +143,12 @@ class DoormanTestCase(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _outcome_failed(self):
+        """True when this test (not an earlier one in the run) has failed or errored so far."""
         outcome = getattr(self, "_outcome", None)
-        if outcome is None:
+        result = getattr(outcome, "result", None)
+        if result is None:
             return False
-        errors = getattr(outcome, "errors", None)
-        if errors is None:  # Python >= 3.11
-            result = getattr(outcome, "result", None)
-            return bool(result and (result.failures or result.errors))
-        return any(exc for _, exc in errors)
+        return any(t is self for t, _ in list(result.failures) + list(result.errors))
 
     def spawn(self, name, argv, env=None):
         p = Proc(name, argv, self.tmp, env=env)

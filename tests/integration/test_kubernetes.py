@@ -77,6 +77,8 @@ class KubeTestCase(DoormanTestCase):
 
     def setUp(self):
         super().setUp()
+        # unittest skips tearDown when setUp fails: make sure no process outlives the test.
+        self.addCleanup(lambda: [p.stop() for p in reversed(self.procs)])
         self.simdir = os.path.join(self.tmp, "sim")
         sim = self.spawn("apiserver", [sys.executable, SIM, "--port", "0", "--gen-certs", self.simdir,
                                        "--token", TOKEN, "--admin-port", "0", "--bookmark-interval", "1"])
@@ -111,9 +113,10 @@ class KubeTestCase(DoormanTestCase):
         r = self.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def admin(self, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.admin_url + path, data=data, method="POST" if data is not None else "GET",
+    def admin(self, path, body=None, method=None):
+        """The sim's admin API: POST when a body is given (or method="POST"), else GET."""
+        data = json.dumps(body if body is not None else {}).encode() if (body is not None or method == "POST") else None
+        req = urllib.request.Request(self.admin_url + path, data=data, method=method or ("POST" if data else "GET"),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
@@ -127,10 +130,10 @@ class KubeTestCase(DoormanTestCase):
                 and (resource is None or r.get("resource") == resource)]
 
     # --- doorman ---------------------------------------------------------------------------
-    def start_kube_controller(self, name="controller", extra=(), wait_ready=True):
+    def start_kube_controller(self, name="controller", extra=(), wait_ready=True, kubeconfig=None):
         grpc_port = free_port()
         metrics_port = free_port()
-        p = self.spawn(name, [CONTROLLER, "--kubeconfig", self.kubeconfig, "--pod-name", name,
+        p = self.spawn(name, [CONTROLLER, "--kubeconfig", kubeconfig or self.kubeconfig, "--pod-name", name,
                               "--grpc-listen", "127.0.0.1:%d" % grpc_port,
                               "--metrics-listen", "127.0.0.1:%d" % metrics_port] + list(extra))
         p.metrics_port = metrics_port
@@ -316,9 +319,9 @@ class WatchFaults(KubeTestCase):
         self.admin("/faults/drop-watches", {"abrupt": False})
         self.kubectl("delete", "loadbalancer", "two")
         self.apply(service_and_slice(self.b))
-        self.admin("/faults/compact")
-        self.admin("/faults/clear")
-        wait_until(lambda: "relisting" in self.controller.log(), timeout=40, what="a relist after 410")
+        self.admin("/faults/compact", method="POST")
+        self.admin("/faults/clear", method="POST")
+        wait_until(lambda: "watch expired (410)" in self.controller.log(), timeout=40, what="a relist after 410")
         wait_until(lambda: self.listener_names() == ["http-%d" % self.p1], what="deleted LoadBalancer gone")
         wait_until(lambda: not port_open(self.p2), what="no stale listener on :%d" % self.p2)
         wait_until(lambda: self.fetch(self.p1) == "b", what="missed endpoint change applied")
@@ -327,17 +330,62 @@ class WatchFaults(KubeTestCase):
         wait_until(lambda: self.fetch(self.p1) == "a", what="live events after the relist")
 
     def test_bursts_of_500_and_429_converge(self):
-        self.admin("/faults/fail", {"count": 40, "code": 500})
+        # Faults aimed at the controller's own requests (watches, cluster-wide lists, status
+        # writes), so kubectl keeps working: watches fail with 500, the 410 after compaction
+        # forces a relist whose pages get 429 + Retry-After, and the first status writes fail.
+        self.admin("/faults/fail", {"count": 12, "code": 500, "match": "watch=true"})
+        self.admin("/faults/fail", {"count": 12, "code": 429, "retryAfter": 1, "match": "limit="})
+        self.admin("/faults/fail", {"count": 3, "code": 500, "match": "/status"})
         self.admin("/faults/drop-watches", {"abrupt": True})
         self.apply(service_and_slice(self.b))
-        self.admin("/faults/fail", {"count": 40, "code": 429, "retryAfter": 1})
-        wait_until(lambda: self.fetch(self.p1) == "b", timeout=60, what="convergence after 500s and 429s")
         self.kubectl("delete", "loadbalancer", "two")
+        self.apply(lb_yaml("one", self.p1, service_backend(), extra_route="""\
+    - name: api
+      listener: web
+      match: {path: {type: Prefix, value: /api}}
+      backends:
+        - endpoints: [{address: 127.0.0.1, port: %d}]
+""" % self.a))  # generation 2: a status write is due
+        self.admin("/faults/compact", method="POST")
+        wait_until(lambda: self.fetch(self.p1) == "b", timeout=60, what="convergence after 500s and 429s")
         wait_until(lambda: not port_open(self.p2), timeout=60, what="delete applied after the burst")
         self.wait_condition("one", "Programmed", "True", timeout=30)
         log = self.controller.log()
         self.assertIn("code=429", log)
         self.assertIn("code=500", log)
+        self.assertIn("relisting", log)
+        self.assertIn("writing status failed", log)
+        self.assertNotIn(TOKEN, log)  # debug logging, many failures: still no credential
+        self.assertEqual(self.admin("/faults")["fail"], [], "every injected fault was consumed")
+
+
+class Credentials(KubeTestCase):
+    def test_token_file_is_reread_when_it_changes(self):
+        # A kubeconfig whose user reads its token from a file holding a wrong token: every
+        # request gets 401 until the file is rewritten (service-account token rotation).
+        token_file = os.path.join(self.tmp, "token")
+        with open(token_file, "w") as f:
+            f.write("not-the-token\n")
+        with open(self.kubeconfig) as f:
+            cfg = json.load(f)
+        cfg["users"][0]["user"] = {"tokenFile": token_file}
+        rotated = os.path.join(self.tmp, "kubeconfig-tokenfile")
+        with open(rotated, "w") as f:
+            json.dump(cfg, f)
+        port = free_port()
+        self.apply(lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
+        ctl = self.start_kube_controller(extra=["--log-level", "debug"], wait_ready=False, kubeconfig=rotated)
+        wait_until(lambda: "code=401" in ctl.log(), what="401s with the wrong token")
+        self.assertEqual(http_get("http://127.0.0.1:%d/readyz" % ctl.metrics_port)[0], 503)
+        with open(token_file + ".new", "w") as f:
+            f.write(TOKEN + "\n")
+        os.replace(token_file + ".new", token_file)
+        wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % ctl.metrics_port)[0] == 200, timeout=40,
+                   what="ready after the token file changed")
+        self.wait_condition("shop", "Accepted", "True")
+        self.assertIn("bearer token file changed", ctl.log())
+        self.assertNotIn(TOKEN, ctl.log())
+        self.assertNotIn("not-the-token", ctl.log())
 
 
 class LeaderElection(KubeTestCase):

@@ -1,0 +1,168 @@
+// Status and Event builders: LoadBalancer conditions/listeners/addresses/dataplanes, Programmed
+// from ACKed versions, Service/Ingress loadBalancer.ingress, merge patches, Event dedupe names.
+#include <gtest/gtest.h>
+
+#include "controller/status/status.h"
+
+namespace doorman::controller::status {
+namespace {
+
+using nlohmann::json;
+
+ObjectStatus Accepted(const std::string& name, int64_t gen) {
+  ObjectStatus st;
+  st.key = {kKindLoadBalancer, "default", name};
+  st.generation = gen;
+  st.serving_generation = gen;
+  st.accepted = true;
+  st.reason = "Accepted";
+  st.listeners = {{"web", 2}, {"cache", 1}};
+  return st;
+}
+
+const json* Cond(const json& status, const std::string& type) {
+  for (const auto& c : status["conditions"]) {
+    if (c["type"] == type) return &c;
+  }
+  return nullptr;
+}
+
+TEST(StatusTest, ProgrammedWhenEveryDataplaneAckedAVersionWithThisGeneration) {
+  ServedGenerations served;
+  const ObjectKey key{kKindLoadBalancer, "default", "shop"};
+  served.Record(100, {{key, 1}});
+  served.Record(200, {{key, 2}});
+  ObjectStatus st = Accepted("shop", 2);
+  std::vector<DataplaneView> dps = {{"n1", "192.0.2.10", 200}, {"n2", "192.0.2.11", 100}};
+
+  json s = LoadBalancerStatus(st, dps, served, nullptr, "T1");
+  EXPECT_EQ(s["observedGeneration"], 2);
+  EXPECT_EQ((*Cond(s, "Accepted"))["status"], "True");
+  const json& p = *Cond(s, "Programmed");
+  EXPECT_EQ(p["status"], "False");
+  EXPECT_EQ(p["reason"], "Pending");
+  EXPECT_EQ(p["message"], "1 of 2 dataplanes programmed generation 2");
+  EXPECT_EQ(p["observedGeneration"], 2);
+  EXPECT_EQ(p["lastTransitionTime"], "T1");
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 2}, {"programmed", 1}}));
+  EXPECT_EQ(s["addresses"], json::parse(R"([{"type":"IPAddress","value":"192.0.2.10"},{"type":"IPAddress","value":"192.0.2.11"}])"));
+  EXPECT_EQ(s["listeners"], json::parse(R"([{"name":"web","attachedRoutes":2},{"name":"cache","attachedRoutes":1}])"));
+
+  dps[1].acked_version = 200;
+  json s2 = LoadBalancerStatus(st, dps, served, s, "T2");
+  EXPECT_EQ((*Cond(s2, "Programmed"))["status"], "True");
+  EXPECT_EQ((*Cond(s2, "Programmed"))["lastTransitionTime"], "T2");  // status changed
+  EXPECT_EQ((*Cond(s2, "Accepted"))["lastTransitionTime"], "T1");    // unchanged: kept
+  // Same inputs later: identical → nothing to write (no storm).
+  EXPECT_EQ(LoadBalancerStatus(st, dps, served, s2, "T3"), s2);
+}
+
+TEST(StatusTest, NoDataplaneOrUnknownVersionIsPending) {
+  ServedGenerations served;
+  ObjectStatus st = Accepted("shop", 1);
+  json s = LoadBalancerStatus(st, {}, served, nullptr, "T");
+  EXPECT_EQ((*Cond(s, "Programmed"))["reason"], "Pending");
+  EXPECT_EQ((*Cond(s, "Programmed"))["message"], "no dataplane is connected");
+  EXPECT_EQ(s["addresses"], json::array());
+  s = LoadBalancerStatus(st, {{"n1", "", 999}}, served, nullptr, "T");
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 1}, {"programmed", 0}}));
+  EXPECT_EQ(s["addresses"], json::array());  // no advertise address given
+}
+
+TEST(StatusTest, NotAcceptedCarriesReasonAndMessageAndIsNotProgrammed) {
+  ServedGenerations served;
+  ObjectStatus st = Accepted("shop", 3);
+  st.accepted = false;
+  st.reason = "InvalidSpec";
+  st.message = "spec.routes[1].match.path.value: invalid regular expression";
+  st.serving_last_good = true;
+  st.serving_generation = 2;
+  served.Record(7, ServedBy({st}));
+  EXPECT_EQ(served.Find(7)->at(st.key), 2);
+  json s = LoadBalancerStatus(st, {{"n1", "192.0.2.1", 7}}, served, nullptr, "T");
+  const json& a = *Cond(s, "Accepted");
+  EXPECT_EQ(a["status"], "False");
+  EXPECT_EQ(a["reason"], "InvalidSpec");
+  EXPECT_EQ(a["message"],
+            "spec.routes[1].match.path.value: invalid regular expression (still routing generation 2, the last "
+            "accepted one)");
+  EXPECT_EQ((*Cond(s, "Programmed"))["reason"], "Invalid");
+  EXPECT_EQ(s["dataplanes"]["programmed"], 0);
+}
+
+TEST(StatusTest, ServedGenerationsEvictOldestButKeepVersionsInUse) {
+  ServedGenerations served;
+  for (uint64_t v = 1; v <= 5; ++v) served.Record(v, {}, {1}, 3);
+  EXPECT_EQ(served.size(), 3u);
+  EXPECT_TRUE(served.Find(1));  // a dataplane still serves it
+  EXPECT_FALSE(served.Find(2));
+  EXPECT_FALSE(served.Find(3));
+  EXPECT_TRUE(served.Find(4));
+  EXPECT_TRUE(served.Find(5));
+}
+
+TEST(StatusTest, IngressPointsForServicesAndIngresses) {
+  ObjectStatus st;
+  st.key = {kKindService, "default", "db"};
+  st.accepted = true;
+  std::vector<DataplaneView> dps = {{"n2", "lb.example.com", 1}, {"n1", "192.0.2.1", 1}, {"n3", "192.0.2.1", 1}};
+  json current = {{"loadBalancer", json::object()}, {"conditions", json::array()}};
+  auto s = DesiredStatus(st, dps, ServedGenerations{}, current, "T");
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"},{"hostname":"lb.example.com"}])"));
+  EXPECT_TRUE(s->contains("conditions"));  // other status fields are left alone
+  st.accepted = false;  // claimed but not routed: no addresses
+  s = DesiredStatus(st, dps, ServedGenerations{}, *s, "T");
+  EXPECT_EQ((*s)["loadBalancer"], json::object());
+  st.key.kind = kKindSecret;
+  EXPECT_FALSE(DesiredStatus(st, dps, ServedGenerations{}, nullptr, "T"));
+}
+
+TEST(StatusTest, MergePatchRemovesKeysWithNullAndReplacesArrays) {
+  json from = {{"a", 1}, {"b", {{"x", 1}, {"y", 2}}}, {"c", json::array({1, 2})}, {"gone", true}};
+  json to = {{"a", 1}, {"b", {{"x", 1}, {"z", 3}}}, {"c", json::array({2})}, {"new", "v"}};
+  EXPECT_EQ(CreateMergePatch(from, to),
+            json::parse(R"({"b":{"y":null,"z":3},"c":[2],"gone":null,"new":"v"})"));
+  EXPECT_EQ(CreateMergePatch(to, to), json::object());
+  EXPECT_EQ(StatusPatch(nullptr, {{"k", 1}}, "42"),
+            json::parse(R"({"metadata":{"resourceVersion":"42"},"status":{"k":1}})"));
+  const json with_ingress = json::parse(R"({"loadBalancer":{"ingress":[{"ip":"1.2.3.4"}]}})");
+  EXPECT_EQ(StatusPatch(with_ingress, json::parse(R"({"loadBalancer":{}})"), "7")["status"],
+            json::parse(R"({"loadBalancer":{"ingress":null}})"));
+}
+
+TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
+  ObjectStatus st = Accepted("shop", 3);
+  st.accepted = false;
+  st.reason = "PortConflict";
+  st.message = "spec.listeners[0].port: 8080/TCP is used by LoadBalancer default/older";
+  json obj = {{"metadata", {{"name", "shop"}, {"namespace", "default"}, {"uid", "u-1"}, {"resourceVersion", "9"}}}};
+  json e = WarningEvent(st, obj, "doorman.dev/v1alpha1", "ctl-a", "T");
+  EXPECT_EQ(e["type"], "Warning");
+  EXPECT_EQ(e["reason"], "PortConflict");
+  EXPECT_EQ(e["message"], st.message);
+  EXPECT_EQ(e["count"], 1);
+  EXPECT_EQ(e["metadata"]["namespace"], "default");
+  EXPECT_EQ(e["involvedObject"],
+            json::parse(R"({"apiVersion":"doorman.dev/v1alpha1","kind":"LoadBalancer","name":"shop","namespace":"default","uid":"u-1","resourceVersion":"9"})"));
+  EXPECT_EQ(e["reportingInstance"], "ctl-a");
+  const std::string name = e["metadata"]["name"];
+  EXPECT_EQ(name.rfind("shop.", 0), 0u);
+  EXPECT_EQ(WarningEvent(st, obj, "doorman.dev/v1alpha1", "ctl-b", "T2")["metadata"]["name"], name);  // same problem
+  st.message = "something else";
+  EXPECT_NE(WarningEvent(st, obj, "doorman.dev/v1alpha1", "ctl-a", "T")["metadata"]["name"], name);
+  EXPECT_EQ(EventRepeatPatch({{"count", 4}}, "T5"), json::parse(R"({"count":5,"lastTimestamp":"T5"})"));
+  st.message = std::string(5000, 'x');
+  EXPECT_EQ(WarningEvent(st, obj, "v", "i", "T")["message"].get<std::string>().size(), 1024u);
+}
+
+TEST(StatusTest, HostnameAddresses) {
+  EXPECT_TRUE(IsIpAddress("192.0.2.1"));
+  EXPECT_TRUE(IsIpAddress("2001:db8::1"));
+  EXPECT_FALSE(IsIpAddress("lb.example.com"));
+  EXPECT_EQ(LoadBalancerAddresses({{"n", "lb.example.com", 0}}),
+            json::parse(R"([{"type":"Hostname","value":"lb.example.com"}])"));
+}
+
+}  // namespace
+}  // namespace doorman::controller::status

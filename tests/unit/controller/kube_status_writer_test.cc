@@ -1,0 +1,138 @@
+// StatusWriter against a scripted fake KubeHttp: writes only differences, merge patch with
+// resourceVersion, 409 → re-read and recompute, Events once (409 → count+1), 429 → pause.
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "controller/kube/status_writer.h"
+
+namespace doorman::controller::kube {
+namespace {
+
+using nlohmann::json;
+
+struct Call {
+  std::string method, path, body, content_type;
+};
+
+class FakeHttp : public KubeHttp {
+ public:
+  HttpResponse Request(const std::string& method, const std::string& path, const std::string& body,
+                       const std::string& content_type) override {
+    calls.push_back({method, path, body, content_type});
+    if (script.empty()) return {200, "{}", std::nullopt, ""};
+    HttpResponse r = script.front();
+    script.pop_front();
+    return r;
+  }
+  HttpResponse Stream(const std::string&, const std::function<bool(std::string_view)>&, bool*) override { return {}; }
+  void Cancel() override {}
+
+  std::vector<Call> calls;
+  std::deque<HttpResponse> script;
+};
+
+ObjectStatus Lb(bool accepted) {
+  ObjectStatus st;
+  st.key = {"LoadBalancer", "default", "shop"};
+  st.generation = 1;
+  st.serving_generation = 1;
+  st.accepted = accepted;
+  st.reason = accepted ? "Accepted" : "InvalidSpec";
+  st.message = accepted ? "" : "spec.routes[0].listener: unknown listener \"x\"";
+  st.listeners = {{"web", 1}};
+  return st;
+}
+
+json Object(const std::string& rv, json status = nullptr) {
+  json o = {{"metadata", {{"name", "shop"}, {"namespace", "default"}, {"uid", "u1"}, {"resourceVersion", rv}, {"generation", 1}}}};
+  if (!status.is_null()) o["status"] = status;
+  return o;
+}
+
+class StatusWriterTest : public ::testing::Test {
+ protected:
+  FakeHttp http_;
+  json cached_ = Object("10");
+  StatusWriter writer_{&http_, [this](const ObjectKey&) -> std::optional<json> { return cached_; }, "ctl-a"};
+  status::ServedGenerations served_;
+  StatusInputs In(bool accepted) {
+    StatusInputs in;
+    in.statuses = {Lb(accepted)};
+    in.dataplanes = {{"n1", "192.0.2.1", 5}};
+    served_.Record(5, status::ServedBy(in.statuses));
+    in.served = &served_;
+    return in;
+  }
+};
+
+TEST_F(StatusWriterTest, WritesOnceWithMergePatchGuardedByResourceVersion) {
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  const Call& c = http_.calls[0];
+  EXPECT_EQ(c.method, "PATCH");
+  EXPECT_EQ(c.path, "/apis/doorman.dev/v1alpha1/namespaces/default/loadbalancers/shop/status");
+  EXPECT_EQ(c.content_type, "application/merge-patch+json");
+  json patch = json::parse(c.body);
+  EXPECT_EQ(patch["metadata"]["resourceVersion"], "10");
+  EXPECT_EQ(patch["status"]["dataplanes"], json({{"ready", 1}, {"programmed", 1}}));
+  // The informer has not seen our write yet: no second write.
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  EXPECT_EQ(http_.calls.size(), 1u);
+  // It has: the object carries exactly the desired status → nothing to do.
+  cached_ = Object("11", patch["status"]);
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  EXPECT_EQ(http_.calls.size(), 1u);
+}
+
+TEST_F(StatusWriterTest, ConflictRereadsAndRecomputes) {
+  http_.script = {{409, R"({"kind":"Status","code":409,"message":"the object has been modified"})", std::nullopt, ""},
+                  {200, Object("12", {{"foreign", "x"}}).dump(), std::nullopt, ""},
+                  {200, "{}", std::nullopt, ""}};
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  ASSERT_EQ(http_.calls.size(), 3u);
+  EXPECT_EQ(http_.calls[1].method, "GET");
+  EXPECT_EQ(http_.calls[1].path, "/apis/doorman.dev/v1alpha1/namespaces/default/loadbalancers/shop");
+  json patch = json::parse(http_.calls[2].body);
+  EXPECT_EQ(patch["metadata"]["resourceVersion"], "12");
+  EXPECT_TRUE(patch["status"]["foreign"].is_null());  // the re-read status is what gets replaced
+}
+
+TEST_F(StatusWriterTest, WarningEventOnceAndRepeatsCounted) {
+  ASSERT_TRUE(writer_.Sync(In(false)));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[0].method, "POST");
+  EXPECT_EQ(http_.calls[0].path, "/api/v1/namespaces/default/events");
+  json ev = json::parse(http_.calls[0].body);
+  EXPECT_EQ(ev["reason"], "InvalidSpec");
+  EXPECT_EQ(ev["involvedObject"]["uid"], "u1");
+  EXPECT_EQ(http_.calls[1].method, "PATCH");  // status: Accepted=False
+  EXPECT_EQ(json::parse(http_.calls[1].body)["status"]["conditions"][0]["status"], "False");
+  cached_ = Object("11", json::parse(http_.calls[1].body)["status"]);
+  ASSERT_TRUE(writer_.Sync(In(false)));
+  EXPECT_EQ(http_.calls.size(), 2u);  // no Event or status storm
+
+  // A new leader (fresh writer state) reports the same problem: the Event exists → count + 1.
+  writer_.Reset();
+  http_.calls.clear();
+  http_.script = {{409, R"({"code":409,"reason":"AlreadyExists"})", std::nullopt, ""},
+                  {200, R"({"count": 3})", std::nullopt, ""},
+                  {200, "{}", std::nullopt, ""}};
+  ASSERT_TRUE(writer_.Sync(In(false)));
+  ASSERT_EQ(http_.calls.size(), 3u);
+  EXPECT_EQ(http_.calls[1].method, "GET");
+  EXPECT_EQ(http_.calls[1].path, "/api/v1/namespaces/default/events/" + ev["metadata"]["name"].get<std::string>());
+  EXPECT_EQ(http_.calls[2].method, "PATCH");
+  EXPECT_EQ(json::parse(http_.calls[2].body)["count"], 4);
+}
+
+TEST_F(StatusWriterTest, TooManyRequestsPausesWriting) {
+  http_.script = {{429, R"({"code":429})", std::chrono::seconds(30), ""}};
+  EXPECT_FALSE(writer_.Sync(In(true)));
+  EXPECT_GT(writer_.retry_until(), std::chrono::steady_clock::now() + std::chrono::seconds(25));
+  EXPECT_FALSE(writer_.Sync(In(true)));  // still paused: no request
+  EXPECT_EQ(http_.calls.size(), 1u);
+}
+
+}  // namespace
+}  // namespace doorman::controller::kube
