@@ -40,23 +40,27 @@ def instructions():
 
 
 def packages_for(binary):
+    """{library path: Debian package} for every shared library ldd lists (one dpkg -S call)."""
     out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    libs = [m.group(1) for m in (re.search(r"=>\s+(/\S+)", l) for l in out.splitlines()) if m]
+    self_check = [l for l in out.splitlines() if "not found" in l]
+    assert not self_check, "unresolved libraries: %r" % self_check
+    candidates = {}
+    for lib in libs:
+        cands = [lib, os.path.realpath(lib)]
+        cands += ["/usr" + c for c in cands if c.startswith("/lib")]
+        candidates[lib] = cands
+    allpaths = sorted({c for cs in candidates.values() for c in cs})
+    p = subprocess.run(["dpkg", "-S", *allpaths], capture_output=True, text=True)
+    owner = {}
+    for line in p.stdout.splitlines():
+        pkg, _, path = line.partition(": ")
+        owner[path.strip()] = pkg.split(":")[0]
     pkgs = {}
-    for line in out.splitlines():
-        m = re.search(r"=>\s+(\S+)", line)
-        if not m or m.group(1) == "not":
-            continue
-        lib = m.group(1)
-        candidates = [lib, os.path.realpath(lib)]
-        if lib.startswith("/lib/"):
-            candidates.append("/usr" + lib)
-        for c in candidates:
-            p = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True)
-            if p.returncode == 0:
-                pkgs[lib] = p.stdout.split(":")[0]
-                break
-        else:
-            raise AssertionError("no Debian package owns %s (needed by %s)" % (lib, binary))
+    for lib, cands in candidates.items():
+        found = [owner[c] for c in cands if c in owner]
+        assert found, "no Debian package owns %s (needed by %s)" % (lib, binary)
+        pkgs[lib] = found[0]
     return pkgs
 
 
