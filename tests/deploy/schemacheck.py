@@ -5,11 +5,12 @@ pattern, minLength/maxLength, minimum/maximum, minItems/maxItems, maxProperties,
 additionalProperties (schema), x-kubernetes-preserve-unknown-fields, default (applied before
 validation, as the apiserver does), unknown fields = error (kubectl's fieldValidation=Strict).
 
-CEL: Debian 12 packages no CEL evaluator (no cel-go, no cel-python), so the x-kubernetes-
-validations rules are NOT parsed here. Each rule string of the CRD is mapped to a hand-written
-Python function with the same meaning (CEL_RULES below); a rule in the CRD without an
-implementation here is an error, so editing a rule without updating its twin fails the tests.
-What this cannot prove: that a real kube-apiserver compiles the rules (syntax, types, cost).
+CEL: Debian 12 packages no CEL evaluator (no cel-go, no cel-python). Each rule string of the
+CRD is mapped to a hand-written Python twin with the same meaning (CEL_RULES below); a rule in
+the CRD without a twin is an error. The real rule strings are also compiled and evaluated by a
+real CEL implementation (@bufbuild/cel from npm, tests/deploy/cel/) on every collected case, and
+test_crd.py requires both to agree. What this cannot prove: that a real kube-apiserver accepts
+the rules (its type checking against the schema and its cost budget).
 """
 import copy
 import re
@@ -118,8 +119,9 @@ def apply_defaults(schema, obj):
             apply_defaults(schema["items"], it)
 
 
-def validate(schema, obj, path="", errors=None, cel=True):
-    """Returns a list of 'path: message' strings (empty = valid). Defaults must be applied first."""
+def validate(schema, obj, path="", errors=None, cel=True, cases=None):
+    """Returns a list of 'path: message' strings (empty = valid). Defaults must be applied first.
+    cases, when a list, collects every evaluated CEL rule as {path, rule, message, self, ok}."""
     errors = [] if errors is None else errors
     t = schema.get("type")
     if t == "integer":
@@ -147,7 +149,7 @@ def validate(schema, obj, path="", errors=None, cel=True):
         if len(obj) < schema.get("minItems", 0) or len(obj) > schema.get("maxItems", 1 << 30):
             errors.append("%s: %d items out of bounds" % (path, len(obj)))
         for i, it in enumerate(obj):
-            validate(schema.get("items", {}), it, "%s[%d]" % (path, i), errors, cel)
+            validate(schema.get("items", {}), it, "%s[%d]" % (path, i), errors, cel, cases)
     if isinstance(obj, dict):
         props = schema.get("properties")
         for r in schema.get("required", []):
@@ -158,9 +160,9 @@ def validate(schema, obj, path="", errors=None, cel=True):
         for k, v in obj.items():
             sub = path + "." + k if path else k
             if props is not None and k in props:
-                validate(props[k], v, sub, errors, cel)
+                validate(props[k], v, sub, errors, cel, cases)
             elif isinstance(schema.get("additionalProperties"), dict):
-                validate(schema["additionalProperties"], v, sub, errors, cel)
+                validate(schema["additionalProperties"], v, sub, errors, cel, cases)
             elif not schema.get("x-kubernetes-preserve-unknown-fields") and (props is not None or
                                                                              "additionalProperties" in schema):
                 errors.append("%s: unknown field" % sub)
@@ -169,14 +171,19 @@ def validate(schema, obj, path="", errors=None, cel=True):
             fn = CEL_RULES.get(v["rule"])
             if fn is None:
                 errors.append("%s: CEL rule without a Python twin: %s" % (path, v["rule"]))
-            elif not fn(obj):
-                errors.append("%s: %s" % (path, v.get("message", v["rule"])))
+            else:
+                ok = bool(fn(obj))
+                if cases is not None:
+                    cases.append({"path": path, "rule": v["rule"], "message": v.get("message", v["rule"]),
+                                  "self": copy.deepcopy(obj), "ok": ok})
+                if not ok:
+                    errors.append("%s: %s" % (path, v.get("message", v["rule"])))
     return errors
 
 
-def validate_object(crd, obj):
+def validate_object(crd, obj, cases=None):
     """Validate a LoadBalancer object against the CRD's storage version schema."""
     schema = next(v for v in crd["spec"]["versions"] if v.get("storage"))["schema"]["openAPIV3Schema"]
     body = copy.deepcopy({k: v for k, v in obj.items() if k != "status"})
     apply_defaults(schema, body)
-    return validate(schema, body)
+    return validate(schema, body, cases=cases)

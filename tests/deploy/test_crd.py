@@ -6,7 +6,10 @@ field) or '# expect: cel: <message>' (a CEL rule rejects it: the sim does not ev
 kubectl apply succeeds there; our validator must reject it with the rule's message).
 """
 import glob
+import json
 import os
+import shutil
+import subprocess
 import sys
 import unittest
 
@@ -14,7 +17,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import schemacheck  # noqa: E402
-from simkube import ROOT, Sim  # noqa: E402
+from simkube import BUILD_DIR, ROOT, Sim  # noqa: E402
 
 CRD_PATH = os.path.join(ROOT, "crds", "doorman.dev_loadbalancers.yaml")
 EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "crd", "*.yaml")))
@@ -123,6 +126,56 @@ class CrdSchemaTest(unittest.TestCase):
         self.assertAlmostEqual(schemacheck.duration("1500ms"), 1.5)
         with self.assertRaises(ValueError):
             schemacheck.duration("5 seconds")
+
+
+CEL_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cel")
+CEL_DIR = os.path.join(BUILD_DIR, "cel-eval")
+
+
+def cel_evaluator():
+    """Installs @bufbuild/cel (pinned by package-lock.json) into the build dir once; returns the
+    path of eval.mjs there."""
+    for f in ("package.json", "package-lock.json", "eval.mjs"):
+        os.makedirs(CEL_DIR, exist_ok=True)
+        shutil.copy(os.path.join(CEL_SRC, f), os.path.join(CEL_DIR, f))
+    if not os.path.isdir(os.path.join(CEL_DIR, "node_modules", "@bufbuild", "cel")):
+        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=CEL_DIR,
+                           capture_output=True, text=True, timeout=240)
+        if p.returncode != 0:
+            raise AssertionError("npm ci in %s failed: %s%s" % (CEL_DIR, p.stdout, p.stderr))
+    return os.path.join(CEL_DIR, "eval.mjs")
+
+
+class RealCelTest(unittest.TestCase):
+    """The CRD's rule strings, compiled and run by a real CEL implementation, agree with the
+    Python twins on every case the examples produce (and so with the expected verdicts)."""
+
+    def test_real_cel_agrees(self):
+        self.assertTrue(shutil.which("node") and shutil.which("npm"), "node/npm needed (Debian: nodejs, npm)")
+        evaluator = cel_evaluator()
+        crd = load(CRD_PATH)
+        cases = []
+        for path in EXAMPLES:
+            n = len(cases)
+            schemacheck.validate_object(crd, load(path), cases=cases)
+            for c in cases[n:]:
+                c["example"] = os.path.basename(path)
+        self.assertGreaterEqual(len(cases), 100)
+        p = subprocess.run(["node", evaluator], input=json.dumps([{"rule": c["rule"], "self": c["self"]} for c in cases]),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        results = json.loads(p.stdout)
+        self.assertEqual(len(results), len(cases))
+        falses = 0
+        for c, r in zip(cases, results):
+            with self.subTest(example=c["example"], path=c["path"], rule=c["rule"]):
+                self.assertNotIn("error", r, r.get("error"))
+                self.assertEqual(r["ok"], c["ok"], "real CEL and the Python twin disagree")
+                falses += not r["ok"]
+        # Every rule is evaluated by real CEL at least once and rejects at least once.
+        self.assertEqual({c["rule"] for c in cases}, set(schemacheck.crd_rules(crd)))
+        self.assertEqual({c["rule"] for c in cases if not c["ok"]}, set(schemacheck.crd_rules(crd)))
+        self.assertGreaterEqual(falses, 17)
 
 
 class CrdKubectlTest(unittest.TestCase):
