@@ -8,7 +8,8 @@ BUILD_PKGS=(build-essential cmake ninja-build ccache pkg-config
   libcpprest-dev libboost-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libre2-dev)
 # Real peers and clients used by the integration tests and the demo.
-TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl)
+TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl
+  python3-yaml golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev prometheus)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-build}" in
@@ -37,4 +38,8 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts redis-server as a system service on install; the tests run their own instances.
 if printf '%s\n' "${missing[@]}" | grep -qx redis-server && command -v systemctl >/dev/null; then
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+# Likewise prometheus (+ its node exporter): tests/deploy runs its own on 127.0.0.1.
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null; then
+  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi

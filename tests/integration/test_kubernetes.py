@@ -212,7 +212,8 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         self.assertEqual(st["dataplanes"], {"ready": 1, "programmed": 1})
         # kubectl's printer columns read the same status.
         out = self.kubectl("get", "dlb", "shop").stdout
-        self.assertRegex(out, r"shop\s+True\s+True\s+127\.0\.0\.1")
+        # Columns (crds/): NAME LISTENERS ADDRESS ACCEPTED PROGRAMMED AGE.
+        self.assertRegex(out, r"shop\s+web\s+127\.0\.0\.1\s+True\s+True\s")
         # Watch events were counted per resource.
         m = self.controller_metrics()
         self.assertGreaterEqual(metric_value(m, "doorman_controller_watch_events_total",

@@ -1,0 +1,46 @@
+{{/* Chart name. */}}
+{{- define "doorman.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified name: the release name when it contains the chart name (so release
+"doorman" yields the same object names as deploy/), else release-chart. */}}
+{{- define "doorman.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "doorman.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: {{ include "doorman.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "controller"). */}}
+{{- define "doorman.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "doorman.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "doorman.image" -}}
+{{- printf "%s:%s" (required "image.repository is required" .Values.image.repository) (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "doorman.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "doorman.mtlsArgs" -}}
+- --tls-cert=/etc/doorman/tls/tls.crt
+- --tls-key=/etc/doorman/tls/tls.key
+- --tls-ca=/etc/doorman/tls/ca.crt
+{{- end -}}

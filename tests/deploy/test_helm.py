@@ -1,0 +1,204 @@
+"""helm/doorman rendered by tools/helm-render (helm's `template` for the subset the chart uses),
+checked against deploy/ and applied with the real kubectl to the API test server.
+
+Proven: the default render equals deploy/ object for object (labels aside); two non-default
+value sets change exactly what they should; values.schema.json rejects bad values; every render
+is accepted by kubectl apply (Deployment/DaemonSet/RBAC/monitoring kinds via stand-in CRDs, not
+validated by the server: see standin-crds.yaml). Not proven: that the real helm binary renders
+identically (it cannot be installed here), nor a real cluster's admission of those kinds.
+"""
+import copy
+import os
+import subprocess
+import sys
+import unittest
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import deploycheck as dc  # noqa: E402
+from simkube import BUILD_DIR, ROOT, Sim  # noqa: E402
+
+CHART = os.path.join(ROOT, "helm", "doorman")
+HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN = os.path.join(HERE, "standin-crds.yaml")
+RENDER = os.path.join(BUILD_DIR, "helm-render")
+
+
+def build_renderer():
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode",
+               GOCACHE=os.path.join(BUILD_DIR, ".gocache"), GOFLAGS="")
+    p = subprocess.run(["go", "build", "-o", RENDER, "./tools/helm-render"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=240)
+    if p.returncode != 0:
+        raise AssertionError("go build tools/helm-render failed: " + p.stderr)
+
+
+def render(*args, check=True):
+    p = subprocess.run([RENDER, *args, CHART], capture_output=True, text=True, timeout=60)
+    if check and p.returncode != 0:
+        raise AssertionError("helm-render failed: " + p.stderr)
+    return p
+
+
+def docs_of(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def strip_labels(doc):
+    d = copy.deepcopy(doc)
+    d["metadata"].pop("labels", None)
+    tmpl = d.get("spec", {}).get("template") if isinstance(d.get("spec"), dict) else None
+    if tmpl:
+        tmpl["metadata"].pop("labels", None)
+    return d
+
+
+def keyed(docs):
+    return {(d["kind"], d["metadata"]["name"]): strip_labels(d) for d in docs}
+
+
+class HelmRenderTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        build_renderer()
+
+    def test_default_equals_deploy(self):
+        got = keyed(docs_of(render("-name", "doorman", "-namespace", "doorman-system").stdout))
+        want = keyed(dc.deploy_docs(with_monitoring=False))
+        want.pop(("Namespace", "doorman-system"))  # helm: --create-namespace, not a template
+        self.assertEqual(sorted(got), sorted(want))
+        for k in want:
+            self.assertEqual(got[k], want[k], "chart and deploy/ differ for %s %s" % k)
+
+    def test_monitoring_equals_deploy(self):
+        out = render("-name", "doorman", "-namespace", "doorman-system",
+                     "--set", "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true").stdout
+        got = keyed(docs_of(out))
+        for d in dc.deploy_docs():
+            if d["kind"] in ("ServiceMonitor", "PrometheusRule"):
+                self.assertEqual(got[(d["kind"], d["metadata"]["name"])], strip_labels(d))
+
+    def test_default_properties_and_labels(self):
+        docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system").stdout)
+        dc.check_controller(self, docs, replicas=2, leader_elect=True)
+        dc.check_dataplane(self, docs)
+        dc.check_ingressclass(self, docs, "doorman", default=False)
+        for d in docs:
+            self.assertEqual(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm")
+        self.assertFalse(dc.by_kind(docs, "ServiceMonitor"))
+
+    def test_crds_match(self):
+        with open(os.path.join(ROOT, "crds", "doorman.dev_loadbalancers.yaml")) as a, \
+                open(os.path.join(CHART, "crds", "doorman.dev_loadbalancers.yaml")) as b:
+            self.assertEqual(a.read(), b.read(), "helm/doorman/crds is a copy of crds/: keep them equal")
+        out = render("-include-crds").stdout
+        self.assertEqual(dc.one(docs_of(out), "CustomResourceDefinition")["metadata"]["name"],
+                         "loadbalancers.doorman.dev")
+
+    def test_values_file(self):
+        docs = docs_of(render("-name", "edge", "-namespace", "lb", "-f", os.path.join(HERE, "values-edge.yaml")).stdout)
+        dep = dc.check_controller(self, docs, replicas=3, leader_elect=True)
+        self.assertEqual(dep["metadata"]["name"], "edge-doorman-controller")
+        c = dc.container(dep)
+        self.assertEqual(c["image"], "registry.example/doorman:0.1.0-rc1")
+        self.assertEqual(c["imagePullPolicy"], "Always")
+        self.assertIn("--default-lb-class", c["args"])
+        self.assertIn("--ingress-class=edge", c["args"])
+        self.assertEqual(c["args"][-1], "--log-level=debug")
+        self.assertEqual(dep["spec"]["template"]["spec"]["tolerations"][0]["operator"], "Exists")
+        ds = dc.check_dataplane(self, docs)
+        dsc = dc.container(ds)
+        self.assertIn("--workers=4", dsc["args"])
+        self.assertIn("--controller=edge-doorman-controller.lb.svc:18000", dsc["args"])
+        self.assertEqual(ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
+        self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"], {"doorman.dev/edge": "true"})
+        self.assertEqual(dsc["resources"]["limits"]["memory"], "2Gi")
+        dc.check_ingressclass(self, docs, "edge", default=True)
+        sm = dc.one(docs, "ServiceMonitor")
+        self.assertEqual(sm["metadata"]["labels"]["release"], "kube-prometheus")
+        self.assertEqual(sm["spec"]["endpoints"][0]["interval"], "30s")
+        self.assertEqual(sm["spec"]["namespaceSelector"]["matchNames"], ["lb"])
+        dc.one(docs, "PrometheusRule")
+        # RBAC rules are the same as deploy/ whatever the values
+        deploy = dc.deploy_docs()
+        self.assertEqual(dc.normalized_rules(dc.one(docs, "ClusterRole")),
+                         dc.normalized_rules(dc.one(deploy, "ClusterRole")))
+        self.assertEqual(dc.normalized_rules(dc.one(docs, "Role")), dc.normalized_rules(dc.one(deploy, "Role")))
+        self.assertEqual(dc.one(docs, "Role")["metadata"]["namespace"], "lb")
+
+    def test_set_flags(self):
+        out = render("-name", "doorman", "-namespace", "doorman-system",
+                     "--set", "controller.replicas=1,controller.leaderElection.enabled=false",
+                     "--set", "dataplane.hostNetwork=false", "--set", "mtls.enabled=true",
+                     "--set", "ingressClass.enabled=false").stdout
+        docs = docs_of(out)
+        dep = dc.check_controller(self, docs, replicas=1, leader_elect=False)
+        self.assertFalse(dc.by_kind(docs, "Role"), "no Lease access without leader election")
+        self.assertFalse(dc.by_kind(docs, "IngressClass"))
+        ds = dc.one(docs, "DaemonSet")
+        pod = ds["spec"]["template"]["spec"]
+        self.assertFalse(pod["hostNetwork"])
+        self.assertEqual(pod["dnsPolicy"], "ClusterFirst")
+        for w in (dep, ds):
+            args = dc.container(w)["args"]
+            self.assertIn("--tls-ca=/etc/doorman/tls/ca.crt", args)
+            vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+            self.assertEqual(vols["mtls"]["secret"]["secretName"], "doorman-mtls")
+        notes = render("--set", "mtls.enabled=true", "-notes").stdout
+        self.assertIn("does not support --tls-*", notes)
+
+    def test_schema_rejects(self):
+        for args, msg in ((["--set", "controller.replicas=0"], "controller.replicas: 0 is less than the minimum 1"),
+                          (["--set", "controller.logFormat=xml"], "is not one of"),
+                          (["--set", "dataplane.bogus=1"], 'additional property "bogus" not allowed'),
+                          (["--set", "controller.replicas=two"], "got string, want integer"),
+                          (["--set", "controller.extraArgs={debug}"], "does not match"),
+                          (["--set", "image.repository="], "shorter than 1")):
+            with self.subTest(args=args):
+                p = render(*args, check=False)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn(msg, p.stderr)
+
+    def test_set_null_removes_and_types(self):
+        docs = docs_of(render("--set", "controller.resources.limits=null,dataplane.workers=8").stdout)
+        self.assertNotIn("limits", dc.container(dc.one(docs, "Deployment"))["resources"])
+        self.assertIn("--workers=8", dc.container(dc.one(docs, "DaemonSet"))["args"])
+
+
+class HelmApplyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(RENDER, os.X_OK):
+            build_renderer()
+        cls.sim = Sim()
+        cls.sim.kubectl("apply", "-f", STANDIN)
+        cls.sim.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=20s")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.close()
+
+    def apply(self, ns, *args):
+        self.sim.kubectl("create", "namespace", ns)
+        out = render("-include-crds", "-namespace", ns, *args).stdout
+        res = self.sim.kubectl("apply", "-f", "-", stdin=out).stdout
+        for d in docs_of(out):
+            self.assertIn(d["metadata"]["name"], res)
+        return docs_of(out)
+
+    def test_apply_renders(self):
+        self.apply("doorman-system", "-name", "doorman")
+        self.apply("lb", "-name", "edge", "-f", os.path.join(HERE, "values-edge.yaml"))
+        self.sim.kubectl("wait", "--for=condition=Established", "crd/loadbalancers.doorman.dev", "--timeout=20s")
+        got = self.sim.kubectl("get", "deployments", "-A", "-o", "yaml").stdout
+        reps = sorted(i["spec"]["replicas"] for i in yaml.safe_load(got)["items"])
+        self.assertEqual(reps, [2, 3])
+        self.sim.kubectl("get", "servicemonitor/edge-doorman", "prometheusrule/edge-doorman", "-n", "lb")
+        self.sim.kubectl("get", "ingressclass/edge", "ingressclass/doorman")
+        # An example LoadBalancer is served by the chart-installed CRD.
+        self.sim.kubectl("apply", "-f", os.path.join(ROOT, "examples", "quickstart.yaml"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
