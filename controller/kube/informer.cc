@@ -52,13 +52,17 @@ std::string Informer::WatchPath(const ReflectorAction& a) const {
 
 void Informer::Deliver(std::vector<ObjectEvent> events) {
   std::vector<Diagnostic> logs;
+  bool synced = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     logs = reflector_.TakeDiagnostics();
-    synced_ = reflector_.synced();
+    synced = reflector_.synced();
   }
   EmitAll(logs);
+  // Hand the events over before announcing the sync: a consumer that sees synced() must already
+  // have every listed object queued, or its first snapshot could miss a whole resource type.
   if (!events.empty()) handler_(resource_, std::move(events));
+  synced_ = synced;
 }
 
 void Informer::Run() {

@@ -70,6 +70,8 @@ void Reflector::Fail(const ApiError& error, TimePoint now, const char* what) {
     // The server said how long; add up to 10% so a crowd of clients spreads out.
     wait = std::chrono::duration_cast<std::chrono::milliseconds>(*error.retry_after);
     wait += std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(wait.count()) * 0.1 * rand01_()));
+    // "Retry-After: 0" must not become a hot loop: never wait less than the initial backoff.
+    wait = std::max(wait, std::chrono::duration_cast<std::chrono::milliseconds>(options_.backoff_initial));
   } else {
     wait = Backoff();
   }
@@ -128,6 +130,7 @@ std::vector<ObjectEvent> Reflector::OnListPage(const json& list, TimePoint now) 
   failures_ = 0;
   const bool first = !synced_;
   synced_ = true;
+  listed_once_ = true;
   phase_ = Phase::kWatch;
   not_found_logged_ = false;
   auto events = ReplaceAll(std::move(fresh));
@@ -143,9 +146,11 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
     Relist("continue token expired");
     return {};
   }
-  if (error.code == 404 && continue_.empty()) {
+  if (error.code == 404 && continue_.empty() && !listed_once_) {
     // The resource is not served (a CRD not installed yet): an empty, synced list; try again
-    // later, and say so once.
+    // later, and say so once. Only before the first successful list: after it, a 404 (e.g. an
+    // API server restarting before its CRD handlers are up) is a failure that keeps the cache,
+    // never a reason to delete every object.
     if (!not_found_logged_) {
       Log(log::Level::kWarn, "resource not served by the API server (CRD not installed?); treating as empty",
           {{"error", error.message}});

@@ -127,6 +127,7 @@ class Reflector {
   TimePoint watch_started_{};
   bool watch_delivered_ = false;
   bool not_found_logged_ = false;
+  bool listed_once_ = false;  // a list has succeeded at least once (404 then means failure, not "empty")
   std::map<std::string, nlohmann::json> items_;
   std::vector<Diagnostic> diagnostics_;
 };

@@ -204,6 +204,31 @@ TEST_F(ReflectorTest, NotFoundListIsAnEmptySyncedListRetriedLater) {
   EXPECT_NE(logs[0].message.find("CRD not installed"), std::string::npos);
 }
 
+TEST_F(ReflectorTest, NotFoundAfterASuccessfulListIsAFailureThatKeepsTheCache) {
+  Sync({Obj("a", "5"), Obj("b", "6")}, "10");
+  bool stop = false;
+  r_.OnWatchEvent({{"type", "ERROR"}, {"object", {{"kind", "Status"}, {"code", 410}}}}, now_, &stop);
+  r_.OnWatchEnded(true, now_);
+  ASSERT_EQ(r_.Next(now_).kind, Kind::kList);
+  // An API server restarting before its CRD handlers are up answers the relist with 404: that
+  // must not delete every cached object.
+  auto events = r_.OnListFailed({404, std::nullopt, "the server could not find the requested resource"}, now_);
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(r_.Next(now_).kind, Kind::kWait);
+  // The next list that succeeds reconciles as usual.
+  ASSERT_EQ(r_.Next(now_ + seconds(60)).kind, Kind::kList);
+  events = r_.OnListPage(List({Obj("a", "5"), Obj("b", "6")}, "40"), now_ + seconds(60));
+  EXPECT_TRUE(events.empty());
+}
+
+TEST_F(ReflectorTest, RetryAfterZeroStillWaitsTheInitialBackoff) {
+  r_.Next(now_);
+  r_.OnListFailed({429, seconds(0), "slow down"}, now_);
+  auto w = r_.Next(now_);
+  ASSERT_EQ(w.kind, Kind::kWait);
+  EXPECT_GE(w.until, now_ + milliseconds(100));
+}
+
 TEST_F(ReflectorTest, WatchErrorOtherThanGoneBacksOffAndResumes) {
   Sync({Obj("a", "5")}, "10");
   bool stop = false;
