@@ -319,15 +319,39 @@ class Compiler {
     if (!listener.is_l7() && t.request_ms() != 0) Warn(where + ": timeouts.request ignored on an L4 listener");
 
     const auto& f = in.filters();
-    if (f.has_redirect() && f.redirect().enabled()) Warn(where + ": redirect filter is not implemented by this build; ignored");
-    if (f.has_rewrite() && f.rewrite().enabled()) Warn(where + ": rewrite filter is not implemented by this build; ignored");
-    auto rules_set = [](const pb::HeaderRules& r) { return r.set_size() + r.add_size() + r.remove_size() > 0; };
-    if (f.has_request_headers() && rules_set(f.request_headers())) {
-      Warn(where + ": request header filter is not implemented by this build; ignored");
+    if (f.has_redirect() && f.redirect().enabled()) {
+      const auto& r = f.redirect();
+      out->redirect.enabled = true;
+      out->redirect.scheme = Lower(r.scheme());
+      if (!out->redirect.scheme.empty() && out->redirect.scheme != "http" && out->redirect.scheme != "https") {
+        Fail(where + ".filters.redirect.scheme: \"" + r.scheme() + "\" is not http or https");
+      }
+      out->redirect.host = r.host();
+      if (r.port() > 65535) Fail(where + ".filters.redirect.port: " + std::to_string(r.port()) + " out of range");
+      out->redirect.port = r.port();
+      if (!r.path().empty() && r.path().front() != '/') Fail(where + ".filters.redirect.path: must start with '/'");
+      out->redirect.path = r.path();
+      const uint32_t code = r.status_code() == 0 ? 302 : r.status_code();
+      if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
+        Fail(where + ".filters.redirect.status_code: " + std::to_string(code) + " is not a redirect status");
+      }
+      out->redirect.status = code;
+      if (!listener.is_l7()) Warn(where + ": redirect filter ignored on an L4 listener");
     }
-    if (f.has_response_headers() && rules_set(f.response_headers())) {
-      Warn(where + ": response header filter is not implemented by this build; ignored");
+    if (f.has_rewrite() && f.rewrite().enabled()) {
+      const auto& r = f.rewrite();
+      if (!r.path_prefix().empty() && r.path_prefix().front() != '/') {
+        Fail(where + ".filters.rewrite.path_prefix: must start with '/'");
+      }
+      if (!r.path_prefix().empty() && out->match.path.type == PathMatcher::Type::kRegex) {
+        Fail(where + ".filters.rewrite.path_prefix: needs a Prefix or Exact path match, not RegularExpression");
+      }
+      out->rewrite.enabled = true;
+      out->rewrite.path_prefix = r.path_prefix();
+      out->rewrite.host = r.host();
     }
+    CompileHeaderRules(f.request_headers(), where + ".filters.request_headers", &out->request_headers);
+    CompileHeaderRules(f.response_headers(), where + ".filters.response_headers", &out->response_headers);
     switch (in.forwarded_headers().x_forwarded_for()) {
       case pb::ForwardedHeaders::REPLACE:
         out->forwarded_for = ForwardedForMode::kReplace;
@@ -338,10 +362,42 @@ class Compiler {
       default:
         out->forwarded_for = ForwardedForMode::kAppend;
     }
-    if (in.forwarded_headers().trusted_proxies_size() > 0) {
-      Warn(where + ": forwarded_headers.trusted_proxies is not implemented by this build; X-Forwarded-For is " +
-           (out->forwarded_for == ForwardedForMode::kReplace ? "replaced" : "appended to") + " for every client");
+    for (const auto& cidr : in.forwarded_headers().trusted_proxies()) {
+      auto c = Cidr::Parse(cidr);
+      if (!c) Fail(where + ".forwarded_headers.trusted_proxies: invalid CIDR \"" + cidr + "\"");
+      out->trusted_proxies.push_back(*c);
     }
+  }
+
+  // Header names must be tokens and values must not carry CR/LF/NUL (they go onto the wire).
+  static void CompileHeaderRules(const pb::HeaderRules& in, const std::string& where, HeaderRules* out) {
+    auto check = [&](const std::string& name, const std::string* value) {
+      if (name.empty()) Fail(where + ": empty header name");
+      for (char c : name) {
+        const bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+        if (!tchar) Fail(where + ": invalid header name \"" + name + "\"");
+      }
+      if (value != nullptr) {
+        for (char c : *value) {
+          if (c == '\r' || c == '\n' || c == '\0') Fail(where + "[" + name + "]: value contains CR, LF or NUL");
+        }
+      }
+    };
+    for (const auto& [k, v] : in.set()) {
+      check(k, &v);
+      out->set.emplace_back(k, v);
+    }
+    for (const auto& [k, v] : in.add()) {
+      check(k, &v);
+      out->add.emplace_back(k, v);
+    }
+    for (const auto& k : in.remove()) {
+      check(k, nullptr);
+      out->remove.push_back(k);
+    }
+    std::sort(out->set.begin(), out->set.end());
+    std::sort(out->add.begin(), out->add.end());
   }
 
   void LinkListeners() {

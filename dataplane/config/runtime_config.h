@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dataplane/l7/filters.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
 
@@ -63,6 +64,11 @@ struct Route {
   Millis request_timeout = kDefaultRequestTimeout;  // L7: until the response header arrives
   Millis idle_timeout{0};  // 0 = the listener's idle timeout
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
+  std::vector<Cidr> trusted_proxies;  // clients whose X-Forwarded-* / X-Request-Id are believed
+  RedirectFilter redirect;            // when enabled the route answers itself, no backend
+  RewriteFilter rewrite;
+  HeaderRules request_headers;   // applied to the request sent upstream
+  HeaderRules response_headers;  // applied to the backend's response
 
   // The next endpoint by the route's scheduler, or nullptr when none is eligible.
   const Endpoint* PickEndpoint() const;

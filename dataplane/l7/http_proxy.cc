@@ -10,10 +10,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "common/log.h"
 #include "dataplane/l4/tcp_proxy.h"
+#include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
@@ -45,6 +47,12 @@ class BeastHeaders final : public RequestHeaders {
  private:
   const http::fields& f_;
 };
+
+// One X-Request-Id generator per worker thread (sessions never migrate between threads).
+RequestIdGenerator& RequestIds() {
+  thread_local RequestIdGenerator gen(std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));
+  return gen;
+}
 
 bool IsHttpParseError(const error_code& ec) {
   if (ec.category() != http::make_error_code(http::error::bad_method).category()) return false;
@@ -129,7 +137,7 @@ class HttpSession {
     if (answer_) {
       LocalAnswer a = std::move(*answer_);
       answer_.reset();
-      keep = co_await Respond(a.status, std::move(a.why), a.keep_alive, a.version, a.head);
+      keep = co_await Respond(a.status, std::move(a.why), a.keep_alive, a.version, a.head, std::move(a.location));
     }
     Record(x, start);
     w_.shared().http_in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -146,7 +154,7 @@ class HttpSession {
     // A body we did not read makes the connection unusable: close after a local answer.
     auto local = [&](unsigned status, std::string why, bool keep) {
       x->code = status;
-      answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head};
+      answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head, {}};
       return false;
     };
 
@@ -174,6 +182,12 @@ class HttpSession {
       co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
     }
     x->route = route->name;
+    if (route->redirect.enabled) {
+      x->code = route->redirect.status;
+      answer_ = LocalAnswer{route->redirect.status, "redirecting", p.is_done() && client_keep_alive, version, head,
+                            RedirectLocation(route->redirect, "http", host, path, query)};
+      co_return false;
+    }
     const Endpoint* ep = route->PickEndpoint();
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
 
@@ -190,7 +204,28 @@ class HttpSession {
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
+    fwd.trusted = !route->trusted_proxies.empty() && AnyContains(route->trusted_proxies, client_ip_);
+    const std::string listener_port = std::to_string(listener->port);
+    fwd.port = listener_port;
+    std::string request_id;
+    if (fwd.trusted) {
+      if (auto it = req.find("X-Request-Id"); it != req.end() && ValidRequestId(it->value())) {
+        request_id.assign(it->value().data(), it->value().size());
+      }
+    }
+    if (request_id.empty()) request_id = RequestIds().Next();
+    fwd.request_id = request_id;
+    std::string rewritten_target;
+    if (route->rewrite.enabled && !route->rewrite.path_prefix.empty()) {
+      const std::string_view matched =
+          route->match.path.type == PathMatcher::Type::kAny ? std::string_view() : std::string_view(route->match.path.value);
+      rewritten_target = RewritePathPrefix(path, matched, route->rewrite.path_prefix);
+      if (!query.empty()) rewritten_target.append("?").append(query);
+    }
     const bool expect_continue = PrepareUpstreamRequest(req.base(), fwd);
+    if (!rewritten_target.empty()) req.target(rewritten_target);
+    if (route->rewrite.enabled && !route->rewrite.host.empty()) req.set(http::field::host, route->rewrite.host);
+    if (!route->request_headers.empty()) ApplyHeaderRules(req.base(), route->request_headers);
     const Millis op_timeout = route->idle_timeout.count() > 0 ? route->idle_timeout : client_idle_;
 
     std::vector<const Endpoint*> tried;
@@ -291,6 +326,7 @@ class HttpSession {
       const unsigned status = res.result_int();
       bool upstream_reusable = res.keep_alive();
       StripHopByHop(res.base());
+      if (!route->response_headers.empty()) ApplyHeaderRules(res.base(), route->response_headers);
       const bool header_only = head || status == 204 || status == 304;
       bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
       if (!header_only && !rp->is_done() && !res.has_content_length() && !res.chunked()) {
@@ -381,9 +417,11 @@ class HttpSession {
   }
 
   // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
-  Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head) {
+  Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head,
+                     std::string location = {}) {
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
+    if (!location.empty()) res.set(http::field::location, location);
     if (!keep_alive) {
       res.set(http::field::connection, "close");
     } else if (version < 11) {
@@ -419,6 +457,7 @@ class HttpSession {
     bool keep_alive = false;
     unsigned version = 11;
     bool head = false;
+    std::string location;  // redirects only
   };
 
   Worker& w_;
