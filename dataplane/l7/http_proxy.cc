@@ -5,6 +5,8 @@
 
 #include <array>
 #include <limits>
+#include <mutex>
+#include <unordered_map>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -17,6 +19,7 @@
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
+#include "dataplane/l7/l7_options.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
 
@@ -54,6 +57,45 @@ RequestIdGenerator& RequestIds() {
   return gen;
 }
 
+// Open client connections per L7 listener name, shared by every worker (touched only on accept
+// and close, never per request).
+std::shared_ptr<std::atomic<int64_t>> ConnectionCounter(const std::string& listener) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::shared_ptr<std::atomic<int64_t>>> counters;
+  std::lock_guard lock(mu);
+  auto& c = counters[listener];
+  if (!c) c = std::make_shared<std::atomic<int64_t>>(0);
+  return c;
+}
+
+bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
+
+// Framing ambiguities Beast's parser lets through but a proxy must refuse (request smuggling,
+// RFC 9112 §6): returns why, or "" when the request is safe to forward.
+std::string SmugglingRisk(const http::request_header<>& h) {
+  std::size_t content_lengths = 0, transfer_encodings = 0;
+  std::string_view te;
+  for (const auto& f : h) {
+    const std::string_view v(f.value().data(), f.value().size());
+    if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) return "CR, LF or NUL in a field value";
+    if (f.name() == http::field::content_length) {
+      ++content_lengths;
+      if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) return "invalid Content-Length";
+    }
+    if (f.name() == http::field::transfer_encoding) {
+      ++transfer_encodings;
+      te = v;
+    }
+  }
+  if (content_lengths > 1) return "more than one Content-Length";
+  if (transfer_encodings > 0) {
+    if (content_lengths > 0) return "both Content-Length and Transfer-Encoding";
+    if (transfer_encodings > 1 || !IEq(te, "chunked")) return "Transfer-Encoding other than a single \"chunked\"";
+    if (h.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+  }
+  return "";
+}
+
 bool IsHttpParseError(const error_code& ec) {
   if (ec.category() != http::make_error_code(http::error::bad_method).category()) return false;
   return ec != http::error::end_of_stream && ec != http::error::partial_message && ec != http::error::need_buffer &&
@@ -72,9 +114,15 @@ struct Exchange {
   std::string backend;
 };
 
-class HttpSession {
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(Worker& w, Socket client, std::string listener) : w_(w), client_(std::move(client)), listener_(std::move(listener)) {
+  HttpSession(Worker& w, Socket client, std::string listener)
+      : w_(w), client_(std::move(client)), client_timer_(w.executor()), listener_(std::move(listener)) {
+    const int64_t cap = GetL7Options().max_connections_per_listener;
+    if (cap > 0) {
+      open_connections_ = ConnectionCounter(listener_);
+      over_cap_ = open_connections_->fetch_add(1, std::memory_order_relaxed) + 1 > cap;
+    }
     error_code ec;
     const auto ep = client_.socket().remote_endpoint(ec);
     if (!ec) client_ip_ = ep.address().to_string();
@@ -83,6 +131,7 @@ class HttpSession {
   }
 
   ~HttpSession() {
+    if (open_connections_) open_connections_->fetch_sub(1, std::memory_order_relaxed);
     error_code ignored;
     client_.socket().close(ignored);
   }
@@ -93,26 +142,52 @@ class HttpSession {
     }
     error_code ignored;
     self->client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (self->linger_) co_await self->Linger();
   }
 
  private:
   // Reads one request and answers it. Returns true when the connection stays open.
   Task<bool> ServeOne() {
+    const L7Options& o = GetL7Options();
     RequestParser p;
-    p.header_limit(static_cast<std::uint32_t>(kMaxRequestHeaderBytes));
-    p.body_limit(kMaxRequestBodyBytes);
-    client_.expires_after(client_idle_);
+    p.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+    p.body_limit(o.max_body_bytes);
     error_code ec;
-    co_await http::async_read_header(client_, client_buf_, p, Redirect(ec));
+    // Keep-alive idle: wait for the first byte of the next request with the idle timeout (the
+    // stream's own deadline closes the connection silently). Then the whole header must arrive
+    // within the header timeout, enforced by a cancel timer so that a 408 can still be written.
+    if (client_buf_.size() == 0) {
+      client_.expires_after(client_idle_);
+      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
+      if (ec) co_return false;
+      client_buf_.commit(n);
+    }
+    client_.expires_never();
+    ArmClientTimer(o.header_timeout);
+    co_await ReadRequestHeader(p, ec);
+    const bool timed_out = DisarmClientTimer();
+    if (!ec && p.get().target().size() > o.max_request_target) ec = http::error::bad_target;
+    if (!ec) {
+      std::size_t fields = 0;
+      for (auto it = p.get().begin(); it != p.get().end(); ++it) ++fields;
+      if (fields > o.max_header_count) ec = http::error::header_limit;
+    }
     if (ec) {
       unsigned status = 0;
       std::string why;
-      if (ec == http::error::header_limit) {
+      if (timed_out) {
+        status = 408;
+        why = "request header not received within " + std::to_string(o.header_timeout.count()) + " ms";
+      } else if (ec == http::error::header_limit) {
         status = 431;
-        why = "request header larger than " + std::to_string(kMaxRequestHeaderBytes) + " bytes";
+        why = "request header larger than " + std::to_string(o.max_header_bytes) + " bytes or more than " +
+              std::to_string(o.max_header_count) + " fields";
+      } else if (ec == http::error::bad_target && p.is_header_done()) {
+        status = 414;
+        why = "request target longer than " + std::to_string(o.max_request_target) + " bytes";
       } else if (ec == http::error::body_limit) {
         status = 413;
-        why = "request body larger than " + std::to_string(kMaxRequestBodyBytes) + " bytes";
+        why = "request body larger than " + std::to_string(o.max_body_bytes) + " bytes";
       } else if (IsHttpParseError(ec)) {
         status = 400;
         why = "malformed request (" + ec.message() + ")";
@@ -122,7 +197,20 @@ class HttpSession {
         co_await Respond(status, why, false, 11, false);
         Record({status, "", ""}, start);
       }
-      co_return false;  // EOF, reset, timeout, or an error answered above
+      co_return false;  // EOF, reset, or an error answered above
+    }
+    if (over_cap_) {
+      const auto start = Clock::now();
+      co_await Respond(503, "connection limit (" + std::to_string(o.max_connections_per_listener) +
+                                ") of listener " + listener_ + " reached", false, p.get().version(), false);
+      Record({503, "", ""}, start);
+      co_return false;
+    }
+    if (const auto why = SmugglingRisk(p.get()); !why.empty()) {
+      const auto start = Clock::now();
+      co_await Respond(400, "malformed request (" + why + ")", false, 11, false);
+      Record({400, "", ""}, start);
+      co_return false;
     }
 
     // Routes come from the newest config at the time the request arrived; `config` is held for
@@ -286,6 +374,7 @@ class HttpSession {
       if (sent.ec) {
         if (sent.input_failed) {
           if (sent.ec == http::error::body_limit) co_return local(413, "request body too large", false);
+          if (sent.ec == beast::error::timeout) co_return local(408, "request body not received in time", false);
           if (IsHttpParseError(sent.ec)) co_return local(400, "malformed request body (" + sent.ec.message() + ")", false);
           x->code = kClientClosedRequest;
           co_return false;
@@ -390,8 +479,16 @@ class HttpSession {
       if (!p.is_done()) {
         p.get().body().data = relay_buf_.data();
         p.get().body().size = relay_buf_.size();
-        in.expires_after(op_timeout);
+        if constexpr (isRequest) {  // the client's body: a 408 must stay possible
+          in.expires_never();
+          ArmClientTimer(std::min(op_timeout, GetL7Options().body_timeout));
+        } else {
+          in.expires_after(op_timeout);
+        }
         co_await http::async_read_some(in, in_buf, p, Redirect(ec));
+        if constexpr (isRequest) {
+          if (DisarmClientTimer()) ec = beast::error::timeout;
+        }
         if (ec == http::error::need_buffer) ec = {};
         if (ec) co_return RelayOutcome{ec, true};
         const std::size_t got = relay_buf_.size() - p.get().body().size;
@@ -417,8 +514,90 @@ class HttpSession {
   }
 
   // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
+  // Reads until a whole request header is in client_buf_, checks its raw bytes for what Beast's
+  // parser tolerates but a proxy must refuse (obs-fold, bare LF: RFC 9112 §2.2, §5.2), then parses
+  // it with `p` and consumes it from the buffer.
+  Task<void> ReadRequestHeader(RequestParser& p, error_code& ec) {
+    const std::size_t limit = GetL7Options().max_header_bytes;
+    std::size_t scanned = 0;
+    std::size_t end = std::string_view::npos;
+    for (;;) {
+      const auto d = client_buf_.data();
+      const std::string_view buf(static_cast<const char*>(d.data()), d.size());
+      end = buf.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
+      if (end != std::string_view::npos) {
+        end += 4;
+        break;
+      }
+      if (buf.find("\n\n", scanned > 1 ? scanned - 1 : 0) != std::string_view::npos) {
+        ec = http::error::bad_line_ending;  // a header ended by bare LFs
+        co_return;
+      }
+      scanned = buf.size();
+      if (buf.size() > limit) {
+        ec = http::error::header_limit;
+        co_return;
+      }
+      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
+      if (ec) co_return;
+      client_buf_.commit(n);
+    }
+    const auto d = client_buf_.data();
+    const std::string_view head(static_cast<const char*>(d.data()), end);
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
+      if (i == 0 || head[i - 1] != '\r') {
+        ec = http::error::bad_line_ending;
+        co_return;
+      }
+      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
+        ec = http::error::bad_value;  // obs-fold
+        co_return;
+      }
+    }
+    p.eager(false);
+    const std::size_t used = p.put(net::buffer(head.data(), head.size()), ec);
+    if (!ec && !p.is_header_done()) ec = http::error::partial_message;
+    client_buf_.consume(used);
+  }
+
+  // After an answer that closes the connection while the client may still be sending: read and
+  // discard for a short while so that close() does not turn into a RST that destroys the answer
+  // in the client's receive queue.
+  Task<void> Linger() {
+    constexpr std::size_t kMaxLingerBytes = 1 << 20;
+    std::size_t total = 0;
+    client_.expires_after(std::chrono::seconds(2));
+    error_code ec;
+    while (!ec && total < kMaxLingerBytes) {
+      total += co_await client_.async_read_some(net::buffer(relay_buf_), Redirect(ec));
+    }
+  }
+
+  // A deadline for client reads that cancels the read instead of closing the socket (as the
+  // stream's own timeout would), so that a 408 can still be written.
+  void ArmClientTimer(Millis timeout) {
+    const uint64_t gen = ++timer_gen_;
+    timer_fired_ = false;
+    client_timer_.expires_after(timeout);
+    client_timer_.async_wait([weak = weak_from_this(), gen](const error_code& ec) {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self || self->timer_gen_ != gen) return;
+      self->timer_fired_ = true;
+      error_code ignored;
+      self->client_.socket().cancel(ignored);
+    });
+  }
+  // Returns whether the deadline passed.
+  bool DisarmClientTimer() {
+    ++timer_gen_;
+    client_timer_.cancel();
+    return timer_fired_;
+  }
+
   Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head,
                      std::string location = {}) {
+    if (!keep_alive) linger_ = true;
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     if (!location.empty()) res.set(http::field::location, location);
@@ -462,6 +641,12 @@ class HttpSession {
 
   Worker& w_;
   Stream client_;
+  Timer client_timer_;
+  uint64_t timer_gen_ = 0;
+  bool timer_fired_ = false;
+  bool linger_ = false;
+  bool over_cap_ = false;
+  std::shared_ptr<std::atomic<int64_t>> open_connections_;
   std::optional<LocalAnswer> answer_;
   std::string listener_;
   std::string client_ip_;

@@ -5,12 +5,14 @@ Every response is JSON naming this backend and echoing what it received, so test
 which backend served a request, what headers the proxy sent, and over which upstream connection
 (`peer`) it arrived. GET /healthz answers 200 "ok". Exits on SIGTERM.
 
-usage: backend.py --port PORT --name NAME [--host 127.0.0.1]
+usage: backend.py --port PORT --name NAME [--host 127.0.0.1] [--count]
+  --count   count every request received; GET /__stats answers {"requests": N} (not counted)
 """
 import argparse
 import json
 import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -19,6 +21,19 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "doorman-test-backend"
 
     def _reply(self, body_in=b""):
+        if self.server.count_requests and self.path == "/__stats":
+            with self.server.lock:
+                n = self.server.requests
+            payload = json.dumps({"requests": n}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        if self.server.count_requests:
+            with self.server.lock:
+                self.server.requests += 1
         if self.path == "/healthz":
             payload = b"ok\n"
             ctype = "text/plain"
@@ -66,10 +81,14 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--count", action="store_true")
     args = ap.parse_args()
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.backend_name = args.name
+    srv.count_requests = args.count
+    srv.requests = 0
+    srv.lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("backend %s listening on %s:%d" % (args.name, args.host, args.port), flush=True)
     try:
