@@ -140,12 +140,18 @@ class Compiler {
       out->port = static_cast<uint16_t>(in.port());
       out->protocol = *proto;
       out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
-      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp;
-      if (!out->served) {
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp ||
+                    (*proto == Protocol::kHttps && opts_.tls_builder != nullptr);
+      if (*proto == Protocol::kHttps && out->served) CompileListenerTls(in, where, out.get());
+      if (!out->served && *proto == Protocol::kHttps && opts_.tls_builder != nullptr) {
+        // CompileListenerTls warned why (no usable certificate).
+      } else if (!out->served) {
         Warn(where + ": protocol " + std::string(ProtocolName(*proto)) + " is not served by this build; port " +
              std::to_string(in.port()) + " is not opened");
       } else {
-        if (in.has_tls() && in.tls().certificates_size() > 0) Warn(where + ": tls settings ignored (not an HTTPS listener)");
+        if (*proto != Protocol::kHttps && in.has_tls() && in.tls().certificates_size() > 0) {
+          Warn(where + ": tls settings ignored (not an HTTPS listener)");
+        }
         if (in.has_proxy_protocol() &&
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
           Warn(where + ": PROXY protocol is not implemented by this build; ignored");
@@ -156,6 +162,37 @@ class Compiler {
       }
       listeners_[in.name()] = out.get();
       cfg_->listeners.push_back(std::move(out));
+    }
+  }
+
+  // Certificates by name from the snapshot; the contexts are built by the I/O library's builder.
+  // A listener whose certificates are all unusable is not served (warning), others are unaffected.
+  void CompileListenerTls(const pb::Listener& in, const std::string& where, Listener* out) {
+    const auto& v = in.tls().min_version();
+    if (v.empty() || v == "1.2") {
+      out->tls_min_version = "1.2";
+    } else if (v == "1.3") {
+      out->tls_min_version = "1.3";
+    } else {
+      Fail(where + ".tls.min_version: \"" + v + "\" (want 1.2 or 1.3)");
+    }
+    for (const auto& name : in.tls().certificates()) {
+      const pb::TlsCertificate* found = nullptr;
+      for (const auto& c : snap_.certificates()) {
+        if (c.name() == name) found = &c;
+      }
+      if (found == nullptr) {
+        Warn(where + ".tls.certificates: unknown certificate \"" + name + "\"; skipped");
+        continue;
+      }
+      out->tls_certificates.push_back({found->name(), found->certificate_chain_pem(), found->private_key_pem()});
+    }
+    std::string error;
+    if (!out->tls_certificates.empty()) out->tls = opts_.tls_builder(*out, &error, &warnings_);
+    if (out->tls == nullptr) {
+      out->served = false;
+      Warn(where + ": no usable TLS certificate" + (error.empty() ? std::string() : " (" + error + ")") +
+           "; port " + std::to_string(in.port()) + " is not opened");
     }
   }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,12 @@ namespace doorman::dataplane {
 
 struct CompileOptions {
   std::string node_name;  // for BackendSet.local_only
+  // Builds an HTTPS listener's TLS contexts (the I/O library supplies it; the core links no
+  // OpenSSL). Returns null and sets *error when no certificate is usable; may append per-
+  // certificate warnings. Without a builder, HTTPS listeners are not served.
+  std::function<std::shared_ptr<const TlsServerContext>(const Listener&, std::string* error,
+                                                        std::vector<std::string>* warnings)>
+      tls_builder;
 };
 
 struct CompileResult {

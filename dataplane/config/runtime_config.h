@@ -31,6 +31,17 @@ inline constexpr Millis kDefaultConnectTimeout{5'000};
 inline constexpr Millis kDefaultRequestTimeout{60'000};
 
 enum class Protocol { kTcp, kUdp, kTls, kHttp, kHttps };
+
+// The OpenSSL server contexts of one HTTPS listener in one config generation (defined by the I/O
+// library, dataplane/l7/tls_context.h; the core only holds the pointer). Connections keep the
+// generation they were accepted with alive, so a rotated certificate serves new handshakes only.
+class TlsServerContext;
+
+struct TlsCertificatePem {
+  std::string name;  // TlsCertificate.name, for logs and warnings (never the PEM itself)
+  std::string chain_pem;
+  std::string key_pem;
+};
 std::string_view ProtocolName(Protocol p);
 
 struct Endpoint {
@@ -83,7 +94,11 @@ struct Listener {
   Protocol protocol = Protocol::kTcp;
   Millis idle_timeout = kDefaultL4IdleTimeout;
   std::vector<const Route*> routes;  // precedence order
-  bool served = false;               // this build serves the protocol (TCP, HTTP)
+  bool served = false;               // this build serves the protocol (TCP, HTTP, HTTPS)
+  // HTTPS only: certificates in ListenerTls order (the first is the default) and the built contexts.
+  std::vector<TlsCertificatePem> tls_certificates;
+  std::string tls_min_version = "1.2";
+  std::shared_ptr<const TlsServerContext> tls;
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

@@ -143,6 +143,29 @@ std::string RequestIdGenerator::Next() {
   return out;
 }
 
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni) {
+  if (sni.empty()) return 0;
+  std::string host(sni);
+  for (char& c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  if (!host.empty() && host.back() == '.') host.pop_back();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const auto& n : names[i]) {
+      if (n == host) return i;
+    }
+  }
+  const auto dot = host.find('.');
+  if (dot == std::string::npos || dot == 0) return 0;
+  const std::string_view parent = std::string_view(host).substr(dot);  // ".example.com"
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const auto& n : names[i]) {
+      if (n.size() > 2 && n[0] == '*' && n[1] == '.' && std::string_view(n).substr(1) == parent) return i;
+    }
+  }
+  return 0;
+}
+
 bool ValidRequestId(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {

@@ -76,6 +76,12 @@ class RequestIdGenerator {
   uint64_t state_;
 };
 
+// TLS SNI: the index of the certificate (by its lowercase DNS names: SAN dNSName entries, else
+// the subject CN) to serve for `sni`: an exact name match first, then a wildcard ("*.example.com"
+// covers exactly one extra label, RFC 6125 §6.4.3), the earlier certificate winning ties; 0 (the
+// listener's default certificate) when nothing matches or there is no SNI.
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni);
+
 // An incoming X-Request-Id is kept only when it is 1..128 visible ASCII characters.
 bool ValidRequestId(std::string_view id);
 

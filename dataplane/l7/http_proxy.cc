@@ -11,6 +11,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <type_traits>
 #include <optional>
 #include <random>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
 #include "dataplane/l7/l7_options.h"
+#include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
 
@@ -31,6 +34,7 @@ namespace http = beast::http;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using Stream = beast::basic_stream<tcp, Executor>;
+using TlsStream = beast::ssl_stream<Stream>;
 using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
 
@@ -114,17 +118,26 @@ struct Exchange {
   std::string backend;
 };
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+// ClientStream: Stream (HTTP) or TlsStream (HTTPS, terminated here).
+template <class ClientStream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream>> {
+  static constexpr bool kTls = std::is_same_v<ClientStream, TlsStream>;
+
  public:
-  HttpSession(Worker& w, Socket client, std::string listener)
-      : w_(w), client_(std::move(client)), client_timer_(w.executor()), listener_(std::move(listener)) {
+  template <class... StreamArgs>
+  HttpSession(Worker& w, std::string listener, std::shared_ptr<const TlsServerContext> tls, StreamArgs&&... args)
+      : w_(w),
+        tls_(std::move(tls)),
+        client_(std::forward<StreamArgs>(args)...),
+        client_timer_(w.executor()),
+        listener_(std::move(listener)) {
     const int64_t cap = GetL7Options().max_connections_per_listener;
     if (cap > 0) {
       open_connections_ = ConnectionCounter(listener_);
       over_cap_ = open_connections_->fetch_add(1, std::memory_order_relaxed) + 1 > cap;
     }
     error_code ec;
-    const auto ep = client_.socket().remote_endpoint(ec);
+    const auto ep = Lowest().socket().remote_endpoint(ec);
     if (!ec) client_ip_ = ep.address().to_string();
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
@@ -133,15 +146,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   ~HttpSession() {
     if (open_connections_) open_connections_->fetch_sub(1, std::memory_order_relaxed);
     error_code ignored;
-    client_.socket().close(ignored);
+    Lowest().socket().close(ignored);
   }
 
   static Task<> Run(std::shared_ptr<HttpSession> self) {
+    if constexpr (kTls) {
+      error_code ec;
+      self->Lowest().expires_after(GetL7Options().header_timeout);
+      co_await self->client_.async_handshake(net::ssl::stream_base::server, Redirect(ec));
+      if (ec) co_return;  // not HTTP yet: nothing to answer
+    }
     for (;;) {
       if (!co_await self->ServeOne()) break;
     }
     error_code ignored;
-    self->client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
     if (self->linger_) co_await self->Linger();
   }
 
@@ -157,12 +176,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // stream's own deadline closes the connection silently). Then the whole header must arrive
     // within the header timeout, enforced by a cancel timer so that a 408 can still be written.
     if (client_buf_.size() == 0) {
-      client_.expires_after(client_idle_);
+      Lowest().expires_after(client_idle_);
       const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
       if (ec) co_return false;
       client_buf_.commit(n);
     }
-    client_.expires_never();
+    Lowest().expires_never();
     ArmClientTimer(o.header_timeout);
     co_await ReadRequestHeader(p, ec);
     const bool timed_out = DisarmClientTimer();
@@ -273,7 +292,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (route->redirect.enabled) {
       x->code = route->redirect.status;
       answer_ = LocalAnswer{route->redirect.status, "redirecting", p.is_done() && client_keep_alive, version, head,
-                            RedirectLocation(route->redirect, "http", host, path, query)};
+                            RedirectLocation(route->redirect, kTls ? "https" : "http", host, path, query)};
       co_return false;
     }
     const Endpoint* ep = route->PickEndpoint();
@@ -288,6 +307,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string original_host(host);
     ForwardedInfo fwd;
     fwd.client_ip = client_ip_;
+    fwd.proto = kTls ? "https" : "http";
     fwd.host = original_host;
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
@@ -362,7 +382,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (expect_continue && has_body && !sent_continue) {
         static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
         error_code wec;
-        client_.expires_after(op_timeout);
+        Lowest().expires_after(op_timeout);
         co_await net::async_write(client_, net::buffer(k100.data(), k100.size()), Redirect(wec));
         if (wec) {
           x->code = kClientClosedRequest;
@@ -465,13 +485,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // Streams a message whose header was read by `p` from `in` to `out`, as Beast's relay example
   // does: the serializer re-frames the body (chunked or Content-Length) from the header fields.
-  template <bool isRequest>
-  Task<RelayOutcome> Relay(Stream& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
-                           Stream& out, Millis op_timeout, bool header_only) {
+  template <bool isRequest, class In, class Out>
+  Task<RelayOutcome> Relay(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+                           Out& out, Millis op_timeout, bool header_only) {
     http::serializer<isRequest, http::buffer_body> sr{p.get()};
     error_code ec;
     if (header_only) {
-      out.expires_after(op_timeout);
+      beast::get_lowest_layer(out).expires_after(op_timeout);
       co_await http::async_write_header(out, sr, Redirect(ec));
       co_return RelayOutcome{ec, false};
     }
@@ -480,10 +500,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         p.get().body().data = relay_buf_.data();
         p.get().body().size = relay_buf_.size();
         if constexpr (isRequest) {  // the client's body: a 408 must stay possible
-          in.expires_never();
+          beast::get_lowest_layer(in).expires_never();
           ArmClientTimer(std::min(op_timeout, GetL7Options().body_timeout));
         } else {
-          in.expires_after(op_timeout);
+          beast::get_lowest_layer(in).expires_after(op_timeout);
         }
         co_await http::async_read_some(in, in_buf, p, Redirect(ec));
         if constexpr (isRequest) {
@@ -505,7 +525,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         p.get().body().size = 0;
         p.get().body().more = false;  // buffer_body defaults to "more to come"
       }
-      out.expires_after(op_timeout);
+      beast::get_lowest_layer(out).expires_after(op_timeout);
       co_await http::async_write(out, sr, Redirect(ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return RelayOutcome{ec, false};
@@ -566,7 +586,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Task<void> Linger() {
     constexpr std::size_t kMaxLingerBytes = 1 << 20;
     std::size_t total = 0;
-    client_.expires_after(std::chrono::seconds(2));
+    Lowest().expires_after(std::chrono::seconds(2));
     error_code ec;
     while (!ec && total < kMaxLingerBytes) {
       total += co_await client_.async_read_some(net::buffer(relay_buf_), Redirect(ec));
@@ -579,13 +599,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const uint64_t gen = ++timer_gen_;
     timer_fired_ = false;
     client_timer_.expires_after(timeout);
-    client_timer_.async_wait([weak = weak_from_this(), gen](const error_code& ec) {
+    client_timer_.async_wait([weak = this->weak_from_this(), gen](const error_code& ec) {
       if (ec) return;
       auto self = weak.lock();
       if (!self || self->timer_gen_ != gen) return;
       self->timer_fired_ = true;
       error_code ignored;
-      self->client_.socket().cancel(ignored);
+      self->Lowest().socket().cancel(ignored);
     });
   }
   // Returns whether the deadline passed.
@@ -610,7 +630,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.prepare_payload();
     if (head) res.body().clear();  // keep Content-Length, send no body
     error_code ec;
-    client_.expires_after(client_idle_);
+    Lowest().expires_after(client_idle_);
     co_await http::async_write(client_, res, Redirect(ec));
     co_return !ec && keep_alive;
   }
@@ -639,8 +659,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     std::string location;  // redirects only
   };
 
+  Stream& Lowest() { return beast::get_lowest_layer(client_); }
+
   Worker& w_;
-  Stream client_;
+  std::shared_ptr<const TlsServerContext> tls_;  // keeps this connection's certificates alive
+  ClientStream client_;
   Timer client_timer_;
   uint64_t timer_gen_ = 0;
   bool timer_fired_ = false;
@@ -655,13 +678,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };
 
-}  // namespace
-
-void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name) {
-  error_code ignored;
-  client.set_option(tcp::no_delay(true), ignored);
-  auto session = std::make_shared<HttpSession>(worker, std::move(client), listener_name);
-  net::co_spawn(worker.executor(), HttpSession::Run(std::move(session)), [](std::exception_ptr e) {
+template <class Session>
+void Spawn(Worker& worker, std::shared_ptr<Session> session) {
+  net::co_spawn(worker.executor(), Session::Run(std::move(session)), [](std::exception_ptr e) {
     if (!e) return;
     try {
       std::rethrow_exception(e);
@@ -669,6 +688,23 @@ void StartHttpSession(Worker& worker, Socket client, const std::string& listener
       log::Error("l7", "session failed", {{"error", ex.what()}});
     }
   });
+}
+
+}  // namespace
+
+void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name) {
+  error_code ignored;
+  client.set_option(tcp::no_delay(true), ignored);
+  const auto config = worker.shared().config.Load();
+  const Listener* l = config ? config->FindListener(listener_name) : nullptr;
+  if (l != nullptr && l->protocol == Protocol::kHttps) {
+    if (!l->tls) return;  // closes: the listener lost its certificates in this generation
+    auto tls = l->tls;
+    auto& ctx = tls->initial();
+    Spawn(worker, std::make_shared<HttpSession<TlsStream>>(worker, listener_name, std::move(tls), Stream(std::move(client)), ctx));
+    return;
+  }
+  Spawn(worker, std::make_shared<HttpSession<Stream>>(worker, listener_name, nullptr, std::move(client)));
 }
 
 }  // namespace doorman::dataplane

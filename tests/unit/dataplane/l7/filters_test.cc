@@ -80,6 +80,18 @@ TEST(FiltersTest, RewritePathPrefix) {
   }
 }
 
+TEST(FiltersTest, SelectCertificateBySni) {
+  const std::vector<std::vector<std::string>> names = {
+      {"default.test"}, {"*.example.com"}, {"api.example.com", "www.example.com"}, {"*.example.com", "b.test"}};
+  EXPECT_EQ(SelectCertificate(names, ""), 0u);
+  EXPECT_EQ(SelectCertificate(names, "unknown.test"), 0u);
+  EXPECT_EQ(SelectCertificate(names, "API.example.com."), 2u);  // exact beats wildcard
+  EXPECT_EQ(SelectCertificate(names, "shop.example.com"), 1u);  // first wildcard wins
+  EXPECT_EQ(SelectCertificate(names, "a.b.example.com"), 0u);   // one label only
+  EXPECT_EQ(SelectCertificate(names, "example.com"), 0u);
+  EXPECT_EQ(SelectCertificate(names, "b.test"), 3u);
+}
+
 TEST(FiltersTest, RequestIds) {
   RequestIdGenerator a(42), b(42), c(43);
   std::set<std::string> seen;
