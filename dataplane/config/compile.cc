@@ -305,12 +305,30 @@ class Compiler {
   }
 
   void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
+    out->picker = CompileBackendList(in.backends(), where + ".backends", &out->backends);
+    const auto& c = in.policy().canary();
+    if (in.policy().has_canary() && c.backends_size() > 0) {
+      out->canary_picker = CompileBackendList(c.backends(), where + ".policy.canary.backends", &out->canary_backends);
+      out->canary.enabled = true;
+      out->canary.header_lower = Lower(c.header());
+      out->canary.header_values.assign(c.header_values().begin(), c.header_values().end());
+      out->canary.cookie = c.cookie();
+      if (c.weight_percent() > 100) Fail(where + ".policy.canary.weight_percent: " + std::to_string(c.weight_percent()) + " > 100");
+      out->canary.weight_percent = c.weight_percent();
+    } else if (in.policy().has_canary() && (!c.header().empty() || !c.cookie().empty() || c.weight_percent() > 0)) {
+      Warn(where + ": canary without canary backends; all traffic goes to the main backends");
+    }
+  }
+
+  template <class List>
+  std::unique_ptr<lb::EndpointPicker> CompileBackendList(const List& list, const std::string& where,
+                                                         std::vector<WeightedBackendSet>* out) {
     std::vector<uint32_t> weights;
     std::vector<uint32_t> sizes;
     uint64_t total_weight = 0;
-    for (const auto& wb : in.backends()) {
+    for (const auto& wb : list) {
       auto it = sets_.find(wb.backend_set());
-      if (it == sets_.end()) Fail(where + ".backends: unknown backend set \"" + wb.backend_set() + "\"");
+      if (it == sets_.end()) Fail(where + ": unknown backend set \"" + wb.backend_set() + "\"");
       WeightedBackendSet w;
       w.set = it->second;
       w.weight = wb.weight();
@@ -320,12 +338,12 @@ class Compiler {
       weights.push_back(w.weight);
       sizes.push_back(static_cast<uint32_t>(w.eligible.size()));
       total_weight += w.weight;
-      out->backends.push_back(std::move(w));
+      out->push_back(std::move(w));
     }
-    if (!in.backends().empty() && total_weight == 0) {
-      Warn(where + ": every backend has weight 0; the route receives no traffic (503 / refused)");
+    if (!list.empty() && total_weight == 0) {
+      Warn(where.substr(0, where.rfind('.')) + ": every backend has weight 0; the route receives no traffic (503 / refused)");
     }
-    out->picker = std::make_unique<lb::EndpointPicker>(weights, sizes);
+    return std::make_unique<lb::EndpointPicker>(weights, sizes);
   }
 
   void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
@@ -333,18 +351,52 @@ class Compiler {
     if (!p.scheduler().empty() && p.scheduler() != "round-robin" && p.scheduler() != "weighted-round-robin") {
       Warn(where + ": scheduler \"" + p.scheduler() + "\" is not implemented by this build; using round-robin");
     }
-    if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
-      Warn(where + ": stickiness is not implemented by this build; ignored");
+    if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::SOURCE_IP) {
+      Warn(where + ": stickiness SOURCE_IP is not implemented by this build; ignored");
     }
-    if (p.has_retries() && (p.retries().attempts() > 0 || p.retries().per_try_timeout_ms() > 0)) {
-      Warn(where + ": retries are not implemented by this build; ignored");
+    if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::COOKIE) {
+      if (!listener.is_l7()) {
+        Warn(where + ": cookie stickiness ignored on an L4 listener");
+      } else {
+        out->sticky_cookie = p.stickiness().cookie_name().empty() ? "DOORMAN" : p.stickiness().cookie_name();
+        for (char ch : out->sticky_cookie) {
+          if (ch <= 0x20 || ch >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(ch) != std::string_view::npos) {
+            Fail(where + ".policy.stickiness.cookie_name: invalid cookie name \"" + out->sticky_cookie + "\"");
+          }
+        }
+        out->sticky_ttl = Millis(p.stickiness().ttl_ms());
+        for (const auto& w : out->backends) {
+          for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(out->name, e->key)] = e;
+        }
+        for (const auto& w : out->canary_backends) {
+          for (const Endpoint* e : w.eligible) out->sticky_canary[StickyHash(out->name, e->key)] = e;
+        }
+      }
+    }
+    if (p.has_retries() && p.retries().attempts() > 0) {
+      if (!listener.is_l7()) Warn(where + ": retries ignored on an L4 listener");
+      out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
+      out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
+      for (const auto& on : p.retries().on()) {
+        if (on == "connect-failure") out->retry_on.connect_failure = true;
+        else if (on == "reset") out->retry_on.reset = true;
+        else if (on == "502") out->retry_on.status_502 = true;
+        else if (on == "503") out->retry_on.status_503 = true;
+        else if (on == "504") out->retry_on.status_504 = true;
+        else Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented; ignored");
+      }
     }
     if (p.has_rate_limit() && p.rate_limit().requests_per_second() > 0) {
-      Warn(where + ": rate limit is not implemented by this build; ignored");
-    }
-    if (p.has_canary() && (p.canary().backends_size() > 0 || !p.canary().header().empty() ||
-                           !p.canary().cookie().empty() || p.canary().weight_percent() > 0)) {
-      Warn(where + ": canary is not implemented by this build; all traffic goes to the main backends");
+      const auto& rl = p.rate_limit();
+      if (!listener.is_l7()) Warn(where + ": rate limit ignored on an L4 listener");
+      if (rl.key().empty() || rl.key() == "ClientIP") {
+        out->rate_limit_header.clear();
+      } else if (rl.key().rfind("Header:", 0) == 0 && rl.key().size() > 7) {
+        out->rate_limit_header = Lower(rl.key().substr(7));
+      } else {
+        Fail(where + ".policy.rate_limit.key: \"" + rl.key() + "\" (want ClientIP or Header:<name>)");
+      }
+      out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
     }
     if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
       Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");
@@ -499,11 +551,12 @@ std::string_view ProtocolName(Protocol p) {
   return "?";
 }
 
-const Endpoint* Route::PickEndpoint() const {
-  if (!picker) return nullptr;
-  const auto c = picker->Pick();
+const Endpoint* Route::PickEndpoint(bool use_canary) const {
+  const auto& p = use_canary ? canary_picker : picker;
+  if (!p) return nullptr;
+  const auto c = p->Pick();
   if (!c) return nullptr;
-  return backends[c->group].eligible[c->endpoint];
+  return (use_canary ? canary_backends : backends)[c->group].eligible[c->endpoint];
 }
 
 const Listener* RuntimeConfig::FindListener(std::string_view name) const {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "dataplane/l7/filters.h"
+#include "dataplane/l7/policy.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
 
@@ -81,11 +82,34 @@ struct Route {
   HeaderRules request_headers;   // applied to the request sent upstream
   HeaderRules response_headers;  // applied to the backend's response
 
-  // The next endpoint by the route's scheduler, or nullptr when none is eligible.
-  const Endpoint* PickEndpoint() const;
-  std::size_t eligible_endpoints() const { return picker ? picker->eligible() : 0; }
+  // The next endpoint by the route's scheduler (of the canary backends when `canary`), or nullptr
+  // when none is eligible.
+  const Endpoint* PickEndpoint(bool use_canary = false) const;
+  std::size_t eligible_endpoints(bool use_canary = false) const {
+    const auto& p = use_canary ? canary_picker : picker;
+    return p ? p->eligible() : 0;
+  }
 
   std::unique_ptr<lb::EndpointPicker> picker;
+
+  // RoutePolicy.canary: traffic UseCanary() selects goes to `canary_backends`.
+  CanaryPolicy canary;
+  std::vector<WeightedBackendSet> canary_backends;
+  std::unique_ptr<lb::EndpointPicker> canary_picker;
+
+  // Stickiness COOKIE ("" = off): StickyHash(route, endpoint key) → eligible endpoint, per group.
+  std::string sticky_cookie;
+  Millis sticky_ttl{0};
+  std::unordered_map<uint64_t, const Endpoint*> sticky_main, sticky_canary;
+
+  // RateLimit (null = off): keyed by client IP, or by the header `rate_limit_header` (lowercase).
+  std::shared_ptr<RateLimiter> rate_limiter;
+  std::string rate_limit_header;
+
+  // RetryPolicy: retries after the first try, for idempotent requests without a body.
+  uint32_t retry_attempts = 0;
+  RetryOn retry_on;
+  Millis per_try_timeout{0};  // 0 = request_timeout
 };
 
 struct Listener {

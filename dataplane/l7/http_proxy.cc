@@ -22,6 +22,7 @@
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
 #include "dataplane/l7/l7_options.h"
+#include "dataplane/l7/policy.h"
 #include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
@@ -71,6 +72,18 @@ std::shared_ptr<std::atomic<int64_t>> ConnectionCounter(const std::string& liste
   if (!c) c = std::make_shared<std::atomic<int64_t>>(0);
   return c;
 }
+
+// Per-worker (thread_local) policy state: canary dice and passive outlier detection. Each worker
+// ejects endpoints from what it observes itself.
+uint32_t CanaryDice() {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  return static_cast<uint32_t>(rng() % 100);
+}
+OutlierDetector& Outliers() {
+  thread_local OutlierDetector detector;
+  return detector;
+}
+std::atomic<int64_t> g_retries_in_flight{0};
 
 bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
 
@@ -244,7 +257,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (answer_) {
       LocalAnswer a = std::move(*answer_);
       answer_.reset();
-      keep = co_await Respond(a.status, std::move(a.why), a.keep_alive, a.version, a.head, std::move(a.location));
+      keep = co_await Respond(a.status, std::move(a.why), a.keep_alive, a.version, a.head, std::move(a.extra));
     }
     Record(x, start);
     w_.shared().http_in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -262,6 +275,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     auto local = [&](unsigned status, std::string why, bool keep) {
       x->code = status;
       answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head, {}};
+      return false;
+    };
+    auto local_with = [&](unsigned status, std::string why, std::vector<std::pair<std::string, std::string>> extra) {
+      x->code = status;
+      answer_ = LocalAnswer{status, std::move(why), p.is_done() && client_keep_alive, version, head, std::move(extra)};
       return false;
     };
 
@@ -290,13 +308,62 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     x->route = route->name;
     if (route->redirect.enabled) {
-      x->code = route->redirect.status;
-      answer_ = LocalAnswer{route->redirect.status, "redirecting", p.is_done() && client_keep_alive, version, head,
-                            RedirectLocation(route->redirect, kTls ? "https" : "http", host, path, query)};
-      co_return false;
+      co_return local_with(route->redirect.status, "redirecting",
+                           {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, path, query)}});
     }
-    const Endpoint* ep = route->PickEndpoint();
+    const auto now = Clock::now();
+    if (route->rate_limiter) {
+      std::string_view key = client_ip_;
+      if (!route->rate_limit_header.empty()) key = headers.Get(route->rate_limit_header).value_or("");
+      uint32_t retry_after = 1;
+      if (!route->rate_limiter->Allow(key, now, &retry_after)) {
+        w_.metrics().L7Count(L7Event::kRateLimited, listener_, route->name, "").Increment();
+        co_return local_with(429, "rate limit of route \"" + route->name + "\" exceeded",
+                             {{"Retry-After", std::to_string(retry_after)}});
+      }
+    }
+    // Backend group (canary or main), then the sticky endpoint when the cookie names a current
+    // one, else the scheduler's pick skipping ejected endpoints.
+    const auto cookie_header = headers.Get("cookie");
+    bool use_canary = false;
+    if (route->canary.enabled) {
+      const auto hv = route->canary.header_lower.empty() ? std::nullopt : headers.Get(route->canary.header_lower);
+      const auto cv = route->canary.cookie.empty() || !cookie_header ? std::nullopt
+                                                                      : FindCookie(*cookie_header, route->canary.cookie);
+      use_canary = UseCanary(route->canary, hv, cv, CanaryDice()) && route->eligible_endpoints(true) > 0;
+    }
+    const Endpoint* ep = nullptr;
+    const Endpoint* sticky_ep = nullptr;  // the endpoint the client's cookie already names
+    if (!route->sticky_cookie.empty() && cookie_header) {
+      if (const auto v = FindCookie(*cookie_header, route->sticky_cookie)) {
+        if (const auto h = ParseStickyCookieValue(*v)) {
+          const auto& index = use_canary ? route->sticky_canary : route->sticky_main;
+          if (auto it = index.find(*h); it != index.end() && !Outliers().Ejected(it->second->key, now)) {
+            ep = sticky_ep = it->second;
+          }
+        }
+      }
+    }
+    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
+    const bool retryable = route->retry_attempts > 0 && IsIdempotentMethod(view.method) && p.is_done();
+    uint32_t retries = 0;
+    struct RetryGuard {
+      uint32_t* n;
+      ~RetryGuard() { g_retries_in_flight.fetch_sub(*n, std::memory_order_relaxed); }
+    } retry_guard{&retries};
+    // Whether the policy allows one more try now (counts it when it does).
+    auto may_retry = [&]() {
+      if (!retryable || retries >= route->retry_attempts) return false;
+      if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed),
+                             g_retries_in_flight.load(std::memory_order_relaxed))) {
+        return false;
+      }
+      ++retries;
+      g_retries_in_flight.fetch_add(1, std::memory_order_relaxed);
+      w_.metrics().L7Count(L7Event::kRetry, listener_, route->name, "").Increment();
+      return true;
+    };
 
     const bool has_body = !p.is_done();
     std::string origin_target;
@@ -366,7 +433,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         tried.push_back(ep);
         log::Debug("l7", "connect to backend failed",
                    {{"route", route->name}, {"backend", ep->key}, {"error", IsTimeout(cec) ? "timeout" : cec.message()}});
-        ep = NextUntried(*route, tried);
+        w_.metrics().L7Count(L7Event::kConnectFailure, listener_, route->name, ep->key).Increment();
+        NoteFailure(*route, *ep);
+        ep = NextUntried(*route, use_canary, tried);
         if (ep == nullptr) {
           x->backend = tried.back()->key;
           const bool timed_out = IsTimeout(cec);
@@ -415,7 +484,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         rp->header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
         rp->body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none is broken in Beast 1.74
         if (head) rp->skip(true);
-        up->expires_after(route->request_timeout);
+        up->expires_after(route->per_try_timeout.count() > 0 ? route->per_try_timeout : route->request_timeout);
         co_await http::async_read_header(*up, up_buf, *rp, Redirect(rec));
         if (rec || rp->get().result_int() / 100 != 1 || rp->get().result_int() == 101) break;
       }
@@ -425,8 +494,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           force_fresh = true;
           continue;
         }
-        if (IsTimeout(rec)) co_return local(504, "backend did not answer within the request timeout", true);
+        NoteFailure(*route, *ep);
+        const bool timed_out = IsTimeout(rec);
+        if ((timed_out ? route->retry_on.status_504 : route->retry_on.reset) && may_retry()) {
+          tried.push_back(ep);
+          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+          force_fresh = false;
+          continue;
+        }
+        if (timed_out) co_return local(504, "backend did not answer within the request timeout", true);
         co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
+      }
+      if (const unsigned code = rp->get().result_int(); code >= 500) {
+        NoteFailure(*route, *ep);
+        if (route->retry_on.Status(code) && may_retry()) {
+          tried.push_back(ep);
+          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+          force_fresh = false;
+          continue;  // `up` is dropped: the unread response body makes it unusable
+        }
+      } else {
+        Outliers().OnSuccess(ep->key);
       }
       if (rp->get().result_int() == 101) co_return local(502, "backend switched protocols; upgrades are not supported", true);
 
@@ -436,6 +524,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       bool upstream_reusable = res.keep_alive();
       StripHopByHop(res.base());
       if (!route->response_headers.empty()) ApplyHeaderRules(res.base(), route->response_headers);
+      if (!route->sticky_cookie.empty() && ep != sticky_ep) {
+        res.insert(http::field::set_cookie,
+                   StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
+                                   route->sticky_ttl, kTls));
+      }
       const bool header_only = head || status == 204 || status == 304;
       bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
       if (!header_only && !rp->is_done() && !res.has_content_length() && !res.chunked()) {
@@ -473,14 +566,32 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
   }
 
-  static const Endpoint* NextUntried(const Route& route, const std::vector<const Endpoint*>& tried) {
-    if (tried.size() >= std::min(route.eligible_endpoints(), kMaxConnectAttempts)) return nullptr;
-    for (std::size_t i = 0; i < 2 * route.eligible_endpoints(); ++i) {
-      const Endpoint* e = route.PickEndpoint();
-      if (e == nullptr) return nullptr;
-      if (std::find(tried.begin(), tried.end(), e) == tried.end()) return e;
+  void NoteFailure(const Route& route, const Endpoint& ep) {
+    if (Outliers().OnFailure(ep.key, Clock::now())) {
+      w_.metrics().L7Count(L7Event::kEjection, listener_, route.name, ep.key).Increment();
+      log::Info("l7", "endpoint ejected by outlier detection", {{"route", route.name}, {"backend", ep.key}});
     }
-    return nullptr;
+  }
+
+  // The scheduler's next endpoint not in `tried` and not ejected; if every candidate is ejected,
+  // the first untried one (never fail a request only because of ejections: panic mode).
+  static const Endpoint* PickHealthy(const Route& route, bool canary, const std::vector<const Endpoint*>& tried,
+                                     Clock::time_point now) {
+    const Endpoint* fallback = nullptr;
+    const std::size_t n = route.eligible_endpoints(canary);
+    for (std::size_t i = 0; i < 2 * n + 1; ++i) {
+      const Endpoint* e = route.PickEndpoint(canary);
+      if (e == nullptr) return nullptr;
+      if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
+      if (!Outliers().Ejected(e->key, now)) return e;
+      if (fallback == nullptr) fallback = e;
+    }
+    return fallback;
+  }
+
+  static const Endpoint* NextUntried(const Route& route, bool canary, const std::vector<const Endpoint*>& tried) {
+    if (tried.size() >= std::min(route.eligible_endpoints(canary), kMaxConnectAttempts)) return nullptr;
+    return PickHealthy(route, canary, tried, Clock::now());
   }
 
   // Streams a message whose header was read by `p` from `in` to `out`, as Beast's relay example
@@ -616,11 +727,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
   Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head,
-                     std::string location = {}) {
+                     std::vector<std::pair<std::string, std::string>> extra = {}) {
     if (!keep_alive) linger_ = true;
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
-    if (!location.empty()) res.set(http::field::location, location);
+    for (const auto& [name, value] : extra) res.set(name, value);
     if (!keep_alive) {
       res.set(http::field::connection, "close");
     } else if (version < 11) {
@@ -656,7 +767,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     bool keep_alive = false;
     unsigned version = 11;
     bool head = false;
-    std::string location;  // redirects only
+    std::vector<std::pair<std::string, std::string>> extra;  // e.g. Location, Retry-After
   };
 
   Stream& Lowest() { return beast::get_lowest_layer(client_); }

@@ -7,6 +7,7 @@ which backend served a request, what headers the proxy sent, and over which upst
 
 usage: backend.py --port PORT --name NAME [--host 127.0.0.1] [--count]
   --count   count every request received; GET /__stats answers {"requests": N} (not counted)
+  --status N  answer every request with status N (default 200)
 """
 import argparse
 import json
@@ -48,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
                 "body_len": len(body_in),
             }).encode() + b"\n"
             ctype = "application/json"
-        self.send_response(200)
+        self.send_response(self.server.status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("X-Backend", self.server.backend_name)
@@ -82,11 +83,13 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--count", action="store_true")
+    ap.add_argument("--status", type=int, default=200)
     args = ap.parse_args()
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.backend_name = args.name
     srv.count_requests = args.count
+    srv.status = args.status
     srv.requests = 0
     srv.lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

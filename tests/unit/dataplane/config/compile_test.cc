@@ -215,9 +215,6 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "listener \"http-80\": PROXY protocol",
                         "listener \"http-80\": allowed_source_ranges",
                         "route \"ns/lb/web\": scheduler \"maglev\"",
-                        "route \"ns/lb/web\": stickiness",
-                        "route \"ns/lb/web\": retries",
-                        "route \"ns/lb/web\": rate limit",
                         "route \"ns/lb/web\": every backend has weight 0",
                         "backend set \"s\": active health checks",
                         "route \"ns/lb/a\": HTTP match fields ignored",
@@ -225,7 +222,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "route \"ns/lb/orphan\": not listed"}) {
     EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
   }
-  EXPECT_EQ(r.warnings.size(), 14u);
+  EXPECT_EQ(r.warnings.size(), 11u);
   EXPECT_FALSE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
