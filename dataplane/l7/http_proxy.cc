@@ -8,6 +8,7 @@
 #include <mutex>
 #include <unordered_map>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -397,7 +398,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       rewritten_target = RewritePathPrefix(path, matched, route->rewrite.path_prefix);
       if (!query.empty()) rewritten_target.append("?").append(query);
     }
+    // An Upgrade (WebSocket) request keeps its Upgrade/Connection fields upstream; after a 101
+    // the connection becomes a byte tunnel.
+    std::string upgrade;
+    if (auto up_it = req.find(http::field::upgrade); up_it != req.end() && version >= 11) {
+      for (const auto& f : req) {
+        if (f.name() != http::field::connection) continue;
+        for (const auto token : http::token_list{f.value()}) {
+          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign(up_it->value().data(), up_it->value().size());
+        }
+      }
+    }
     const bool expect_continue = PrepareUpstreamRequest(req.base(), fwd);
+    if (!upgrade.empty()) {
+      req.set(http::field::upgrade, upgrade);
+      req.set(http::field::connection, "Upgrade");
+    }
     if (!rewritten_target.empty()) req.target(rewritten_target);
     if (route->rewrite.enabled && !route->rewrite.host.empty()) req.set(http::field::host, route->rewrite.host);
     if (!route->request_headers.empty()) ApplyHeaderRules(req.base(), route->request_headers);
@@ -516,7 +532,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       } else {
         Outliers().OnSuccess(ep->key);
       }
-      if (rp->get().result_int() == 101) co_return local(502, "backend switched protocols; upgrades are not supported", true);
+      if (rp->get().result_int() == 101) {
+        if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
+        x->code = 101;
+        Outliers().OnSuccess(ep->key);
+        co_await Tunnel(std::move(*up), up_buf, *rp, op_timeout);
+        co_return false;
+      }
 
       // 4. The response, streamed to the client.
       auto& res = rp->get();
@@ -563,6 +585,54 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         w_.pool().Put(ep->key, up->release_socket());
       }
       co_return keep;
+    }
+  }
+
+  // After a 101: forwards the response head, then copies bytes both ways until either side
+  // closes or a direction stays idle for `idle` (route idle timeout, else the listener's). Snapshot
+  // updates do not touch an open tunnel.
+  Task<void> Tunnel(Stream upstream_stream, beast::flat_buffer& up_buf, ResponseParser& rp, Millis idle) {
+    auto upstream = std::make_shared<Stream>(std::move(upstream_stream));
+    error_code ec;
+    http::response_serializer<http::buffer_body> sr{rp.get()};
+    Lowest().expires_after(idle);
+    co_await http::async_write_header(client_, sr, Redirect(ec));
+    if (ec) co_return;
+    // Backend → client in its own coroutine (keeps the session alive); client → backend here.
+    auto self = this->shared_from_this();
+    std::string pending(static_cast<const char*>(up_buf.data().data()), up_buf.size());
+    net::co_spawn(
+        w_.executor(),
+        [self, upstream, pending = std::move(pending), idle]() mutable -> Task<void> {
+          co_await Pipe(*upstream, self->client_, std::move(pending), idle, self->up_relay_buf_);
+          error_code ignored;
+          upstream->socket().close(ignored);
+          self->Lowest().socket().cancel(ignored);  // ends the other direction's read
+          self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        },
+        net::detached);
+    std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
+    client_buf_.consume(client_buf_.size());
+    co_await Pipe(client_, *upstream, std::move(from_client), idle, relay_buf_);
+    error_code ignored;
+    upstream->socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  template <class In, class Out>
+  static Task<void> Pipe(In& in, Out& out, std::string pending, Millis idle, std::array<char, kRelayBuffer>& buf) {
+    error_code ec;
+    if (!pending.empty()) {
+      beast::get_lowest_layer(out).expires_after(idle);
+      co_await net::async_write(out, net::buffer(pending), Redirect(ec));
+      if (ec) co_return;
+    }
+    for (;;) {
+      beast::get_lowest_layer(in).expires_after(idle);
+      const std::size_t n = co_await in.async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) co_return;
+      beast::get_lowest_layer(out).expires_after(idle);
+      co_await net::async_write(out, net::buffer(buf.data(), n), Redirect(ec));
+      if (ec) co_return;
     }
   }
 
@@ -786,6 +856,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string client_ip_;
   beast::flat_buffer client_buf_;
   std::array<char, kRelayBuffer> relay_buf_;
+  std::array<char, kRelayBuffer> up_relay_buf_;  // WebSocket tunnel, backend → client
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };
 
