@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "dataplane/config/state_file.h"
 #include "dataplane/config/subscriber.h"
+#include "dataplane/l7/access_log.h"
 #include "dataplane/l7/l7_options.h"
 #include "dataplane/server/dataplane.h"
 #include "doorman/v1/routing.pb.h"
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   l7.header_timeout = std::chrono::milliseconds(l7_header_timeout_ms);
   l7.body_timeout = std::chrono::milliseconds(l7_body_timeout_ms);
   dataplane::SetL7Options(l7);
+  if (std::string error; !dataplane::OpenAccessLog(l7.access_log, &error)) Usage(("--access-log: " + error).c_str());
   if (!dataplane::Dataplane::ValidBindAddress(bind_address)) {
     Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
   }

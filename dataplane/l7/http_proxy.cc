@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "dataplane/l4/tcp_proxy.h"
+#include "dataplane/l7/access_log.h"
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
 #include "dataplane/l7/l7_options.h"
@@ -130,7 +131,16 @@ struct Exchange {
   unsigned code = 0;
   std::string_view route;
   std::string backend;
+  unsigned retries = 0;
+  // Access log only (filled when it is enabled): copies, the request may be rewritten meanwhile.
+  std::string method, host, path, request_id;
 };
+
+Exchange ExchangeWithCode(unsigned code) {
+  Exchange x;
+  x.code = code;
+  return x;
+}
 
 // ClientStream: Stream (HTTP) or TlsStream (HTTPS, terminated here).
 template <class ClientStream>
@@ -228,7 +238,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (status != 0) {
         const auto start = Clock::now();
         co_await Respond(status, why, false, 11, false);
-        Record({status, "", ""}, start);
+        Record(ExchangeWithCode(status), start);
       }
       co_return false;  // EOF, reset, or an error answered above
     }
@@ -236,13 +246,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const auto start = Clock::now();
       co_await Respond(503, "connection limit (" + std::to_string(o.max_connections_per_listener) +
                                 ") of listener " + listener_ + " reached", false, p.get().version(), false);
-      Record({503, "", ""}, start);
+      Record(ExchangeWithCode(503), start);
       co_return false;
     }
     if (const auto why = SmugglingRisk(p.get()); !why.empty()) {
       const auto start = Clock::now();
       co_await Respond(400, "malformed request (" + why + ")", false, 11, false);
-      Record({400, "", ""}, start);
+      Record(ExchangeWithCode(400), start);
       co_return false;
     }
 
@@ -286,6 +296,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
     std::string_view path, query, authority;
     SplitTarget(req.target(), &path, &query, &authority);
+    if (AccessLogEnabled()) {
+      const auto m = req.method_string();
+      x->method.assign(m.data(), m.size());
+      x->path.assign(path.substr(0, 2048));
+      if (auto h = req.find(http::field::host); h != req.end()) x->host.assign(h->value().data(), std::min<std::size_t>(h->value().size(), 256));
+    }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
     if (req.count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
     const auto host_it = req.find(http::field::host);
@@ -361,6 +377,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         return false;
       }
       ++retries;
+      x->retries = retries;
       g_retries_in_flight.fetch_add(1, std::memory_order_relaxed);
       w_.metrics().L7Count(L7Event::kRetry, listener_, route->name, "").Increment();
       return true;
@@ -391,6 +408,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     if (request_id.empty()) request_id = RequestIds().Next();
     fwd.request_id = request_id;
+    if (AccessLogEnabled()) x->request_id = request_id;
     std::string rewritten_target;
     if (route->rewrite.enabled && !route->rewrite.path_prefix.empty()) {
       const std::string_view matched =
@@ -818,8 +836,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   void Record(const Exchange& x, Clock::time_point start) {
     auto& m = w_.metrics();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     m.L7Requests(listener_, x.route, x.backend, x.code).Increment();
-    m.L7Duration(listener_, x.route).Observe(std::chrono::duration<double>(Clock::now() - start).count());
+    m.L7Duration(listener_, x.route).Observe(seconds);
+    if (AccessLogEnabled()) {
+      AccessLogEntry e;
+      e.listener = listener_;
+      e.route = x.route;
+      e.backend = x.backend;
+      e.client_ip = client_ip_;
+      e.method = x.method;
+      e.host = x.host;
+      e.path = x.path;
+      e.request_id = x.request_id;
+      e.tls = kTls;
+      e.status = x.code;
+      e.duration_s = seconds;
+      e.retries = x.retries;
+      WriteAccessLog(FormatAccessLog(e, std::chrono::system_clock::now()));
+    }
   }
 
   static std::string Clip(std::string_view s) {
