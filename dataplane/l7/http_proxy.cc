@@ -206,9 +206,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       client_buf_.commit(n);
     }
     Lowest().expires_never();
-    ArmClientTimer(o.header_timeout);
-    co_await ReadRequestHeader(p, ec);
-    const bool timed_out = DisarmClientTimer();
+    bool timer_armed = false;  // armed only if the header is not already buffered (the common case)
+    co_await ReadRequestHeader(p, ec, o.header_timeout, &timer_armed);
+    const bool timed_out = timer_armed && DisarmClientTimer();
     if (!ec && p.get().target().size() > o.max_request_target) ec = http::error::bad_target;
     if (!ec) {
       std::size_t fields = 0;
@@ -736,7 +736,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // Reads until a whole request header is in client_buf_, checks its raw bytes for what Beast's
   // parser tolerates but a proxy must refuse (obs-fold, bare LF: RFC 9112 §2.2, §5.2), then parses
   // it with `p` and consumes it from the buffer.
-  Task<void> ReadRequestHeader(RequestParser& p, error_code& ec) {
+  Task<void> ReadRequestHeader(RequestParser& p, error_code& ec, Millis timeout, bool* timer_armed) {
     const std::size_t limit = GetL7Options().max_header_bytes;
     std::size_t scanned = 0;
     std::size_t end = std::string_view::npos;
@@ -756,6 +756,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (buf.size() > limit) {
         ec = http::error::header_limit;
         co_return;
+      }
+      if (!*timer_armed) {
+        ArmClientTimer(timeout);
+        *timer_armed = true;
       }
       const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
       if (ec) co_return;
