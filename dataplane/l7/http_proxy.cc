@@ -493,7 +493,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
         sent_continue = true;
       }
-      const RelayOutcome sent = co_await Relay(client_, client_buf_, p, *up, op_timeout, false);
+      RelayOutcome sent;
+      if (p.is_done()) {
+        // Fast path (no body): our own head serialisation, one write (PERFORMANCE-NOTES.md).
+        SerializeHead(req.base(), &head_buf_);
+        up->expires_after(op_timeout);
+        co_await net::async_write(*up, net::buffer(head_buf_), Redirect(sent.ec));
+      } else {
+        sent = co_await Relay(client_, client_buf_, p, *up, op_timeout, false);
+      }
       if (sent.ec) {
         if (sent.input_failed) {
           if (sent.ec == http::error::body_limit) co_return local(413, "request body too large", false);
@@ -591,6 +599,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         res.set(http::field::connection, "keep-alive");
       }
       x->code = status;
+      // Fast path: a Content-Length body already fully buffered goes out with our own head
+      // serialisation in one gather write.
+      if (const auto len = rp->content_length();
+          !header_only && !res.chunked() && len && *len <= up_buf.size() && *len <= kRelayBuffer) {
+        SerializeHead(res.base(), &head_buf_);
+        const std::array<net::const_buffer, 2> bufs{net::buffer(head_buf_),
+                                                    net::buffer(up_buf.data().data(), static_cast<std::size_t>(*len))};
+        error_code wec;
+        Lowest().expires_after(op_timeout);
+        co_await net::async_write(client_, bufs, Redirect(wec));
+        up_buf.consume(static_cast<std::size_t>(*len));
+        if (wec) {
+          x->code = kClientClosedRequest;
+          co_return false;
+        }
+        if (upstream_reusable && up_buf.size() == 0) {
+          up->expires_never();
+          w_.pool().Put(ep->key, up->release_socket());
+        }
+        co_return keep;
+      }
       const RelayOutcome got = co_await Relay(*up, up_buf, *rp, client_, op_timeout, header_only);
       if (got.ec) {
         // The response was (partly) sent: all we can do is close both sides.
@@ -652,6 +681,33 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_await net::async_write(out, net::buffer(buf.data(), n), Redirect(ec));
       if (ec) co_return;
     }
+  }
+
+  // "HTTP/1.1 200 OK\r\n" / "GET /x HTTP/1.1\r\n" + fields + "\r\n" into *out (reused buffer).
+  template <bool isRequest>
+  static void SerializeHead(const http::header<isRequest, http::fields>& h, std::string* out) {
+    out->clear();
+    if constexpr (isRequest) {
+      const auto m = h.method_string();
+      const auto t = h.target();
+      out->append(m.data(), m.size()).append(" ").append(t.data(), t.size()).append(" HTTP/1.1\r\n");
+    } else {
+      out->append("HTTP/1.1 ").append(std::to_string(h.result_int())).append(" ");
+      const auto r = h.reason();
+      if (r.empty()) {
+        const auto dr = http::obsolete_reason(h.result());
+        out->append(dr.data(), dr.size());
+      } else {
+        out->append(r.data(), r.size());
+      }
+      out->append("\r\n");
+    }
+    for (const auto& f : h) {
+      const auto n = f.name_string();
+      const auto v = f.value();
+      out->append(n.data(), n.size()).append(": ").append(v.data(), v.size()).append("\r\n");
+    }
+    out->append("\r\n");
   }
 
   void NoteFailure(const Route& route, const Endpoint& ep) {
@@ -895,7 +951,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string client_ip_;
   beast::flat_buffer client_buf_;
   std::array<char, kRelayBuffer> relay_buf_;
-  std::array<char, kRelayBuffer> up_relay_buf_;  // WebSocket tunnel, backend → client
+  std::array<char, kRelayBuffer> up_relay_buf_;
+  std::string head_buf_;  // SerializeHead output, reused  // WebSocket tunnel, backend → client
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };
 
