@@ -159,6 +159,17 @@ class L7Routing(DoormanTestCase):
         self.assertEqual(h["x-forwarded-proto"], "https")
         self.assertEqual(h["x-request-id"], "spoofed-id")
 
+    def test_large_streamed_upload_and_100_continue(self):
+        # 20 MiB through the proxy with Expect: 100-continue (curl sends it for large bodies);
+        # the backend must receive every byte.
+        path = os.path.join(self.tmp, "big.bin")
+        with open(path, "wb") as f:
+            f.write(os.urandom(1 << 20) * 20)
+        r = curl(["-H", "Host: " + HOST, "-H", "Expect: 100-continue", "--data-binary", "@" + path,
+                  "http://127.0.0.1:%d/upload" % self.port], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["body_len"], 20 << 20)
+
     def test_request_ids_are_unique(self):
         ids = set()
         for _ in range(5):
