@@ -12,6 +12,8 @@
 #include "common/log.h"
 #include "dataplane/config/state_file.h"
 #include "dataplane/config/subscriber.h"
+#include "dataplane/l7/access_log.h"
+#include "dataplane/l7/l7_options.h"
 #include "dataplane/server/dataplane.h"
 #include "doorman/v1/routing.pb.h"
 
@@ -38,6 +40,11 @@ int main(int argc, char** argv) {
                                                          state_dir, log_format = "text", log_level = "info",
                                                          tls_cert, tls_key, tls_ca;
   int64_t workers = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  dataplane::L7Options l7;
+  int64_t l7_max_body = static_cast<int64_t>(l7.max_body_bytes);
+  int64_t l7_max_conns = l7.max_connections_per_listener;
+  int64_t l7_header_timeout_ms = l7.header_timeout.count();
+  int64_t l7_body_timeout_ms = l7.body_timeout.count();
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -52,6 +59,11 @@ int main(int argc, char** argv) {
   flags.String("tls-cert", &tls_cert, "client certificate for mTLS to the controller (not supported yet)");
   flags.String("tls-key", &tls_key, "client key for mTLS to the controller (not supported yet)");
   flags.String("tls-ca", &tls_ca, "CA bundle for mTLS to the controller (not supported yet)");
+  flags.Int("l7-max-body-bytes", &l7_max_body, "L7: largest request body (streamed), else 413");
+  flags.Int("l7-max-connections", &l7_max_conns, "L7: open client connections per listener, else 503 (0 = no cap)");
+  flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
+  flags.DurationMs("l7-body-timeout", &l7_body_timeout_ms, "L7: time for each request-body read to make progress, else 408");
+  flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
@@ -59,6 +71,16 @@ int main(int argc, char** argv) {
     Usage("--tls-cert/--tls-key/--tls-ca: mTLS is not supported yet in this build");
   }
   if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
+  if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
+  if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
+  if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
+  if (l7.access_log.empty()) Usage("--access-log must be off, stdout or a file path");
+  l7.max_body_bytes = static_cast<uint64_t>(l7_max_body);
+  l7.max_connections_per_listener = l7_max_conns;
+  l7.header_timeout = std::chrono::milliseconds(l7_header_timeout_ms);
+  l7.body_timeout = std::chrono::milliseconds(l7_body_timeout_ms);
+  dataplane::SetL7Options(l7);
+  if (std::string error; !dataplane::OpenAccessLog(l7.access_log, &error)) Usage(("--access-log: " + error).c_str());
   if (!dataplane::Dataplane::ValidBindAddress(bind_address)) {
     Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
   }

@@ -9,7 +9,8 @@ BUILD_PKGS=(build-essential cmake ninja-build ccache pkg-config
   libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libre2-dev)
 # Real peers and clients used by the integration tests and the demo.
 TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl
-  python3-yaml golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev prometheus)
+  python3-yaml golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev prometheus
+  nginx-light haproxy wrk python3-websockets)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-build}" in
@@ -35,11 +36,14 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts redis-server as a system service on install; the tests run their own instances.
-if printf '%s\n' "${missing[@]}" | grep -qx redis-server && command -v systemctl >/dev/null; then
-  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
-fi
-# Likewise prometheus (+ its node exporter): tests/deploy runs its own on 127.0.0.1.
-if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null; then
-  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+# Debian starts these as system services on install; the tests and benchmarks run their own
+# instances on 127.0.0.1, so the system-wide ones are stopped and disabled.
+if command -v systemctl >/dev/null; then
+  # package:service pairs; only services of packages installed just now are touched.
+  for pair in redis-server:redis-server prometheus:prometheus prometheus:prometheus-node-exporter \
+              nginx-light:nginx haproxy:haproxy dnsmasq:dnsmasq; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "${pair%%:*}"; then
+      $SUDO systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true
+    fi
+  done
 fi

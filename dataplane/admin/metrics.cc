@@ -53,6 +53,17 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                       .Name("doorman_l7_request_duration_seconds")
                       .Help("HTTP request duration, from the request header to the end of the response")
                       .Register(r);
+  {
+    static constexpr const char* kEvents[4][2] = {
+        {"doorman_l7_upstream_connect_failures_total", "Failed connection attempts to backend endpoints"},
+        {"doorman_l7_retries_total", "Requests re-sent to a backend by the route's retry policy"},
+        {"doorman_l7_rate_limited_total", "Requests refused with 429 by the route's rate limit"},
+        {"doorman_l7_outlier_ejections_total", "Endpoints ejected by passive outlier detection (per worker)"},
+    };
+    for (int i = 0; i < 4; ++i) {
+      l7_events_[i] = &prometheus::BuildCounter().Name(kEvents[i][0]).Help(kEvents[i][1]).Register(r);
+    }
+  }
   backend_up_ = &prometheus::BuildGauge()
                      .Name("doorman_backend_up")
                      .Help("1 when the backend endpoint is ready (from the controller's endpoint state)")
@@ -124,6 +135,18 @@ prometheus::Histogram& WorkerMetrics::L7Duration(std::string_view listener, std:
   auto& p = l7_duration_[key_];
   if (p == nullptr) {
     p = &m_.l7_duration_->Add({{"listener", std::string(listener)}, {"route", std::string(route)}}, DurationBuckets());
+  }
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L7Count(L7Event event, std::string_view listener, std::string_view route,
+                                            std::string_view backend) {
+  const auto i = static_cast<int>(event);
+  key_.assign(1, static_cast<char>('0' + i)).append(listener).append(1, '\0').append(route).append(1, '\0').append(backend);
+  auto& p = l7_events_[key_];
+  if (p == nullptr) {
+    p = &m_.l7_events_[i]->Add(
+        {{"listener", std::string(listener)}, {"route", std::string(route)}, {"backend", std::string(backend)}});
   }
   return *p;
 }

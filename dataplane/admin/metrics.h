@@ -27,6 +27,9 @@ namespace doorman::dataplane {
 
 struct RuntimeConfig;
 
+// L7 events counted by doorman_l7_<event>_total{listener,route,backend} (see docs/l7.md).
+enum class L7Event { kConnectFailure, kRetry, kRateLimited, kEjection };
+
 class Metrics {
  public:
   explicit Metrics(std::shared_ptr<prometheus::Registry> registry);
@@ -50,6 +53,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* l4_bytes_;
   prometheus::Family<prometheus::Counter>* l7_requests_;
   prometheus::Family<prometheus::Histogram>* l7_duration_;
+  prometheus::Family<prometheus::Counter>* l7_events_[4];
   prometheus::Family<prometheus::Gauge>* backend_up_;
   std::map<std::string, prometheus::Gauge*> backend_up_series_;  // guarded by the apply mutex
 };
@@ -66,6 +70,8 @@ class WorkerMetrics {
   prometheus::Counter& L7Requests(std::string_view listener, std::string_view route, std::string_view backend,
                                   unsigned code);
   prometheus::Histogram& L7Duration(std::string_view listener, std::string_view route);
+  prometheus::Counter& L7Count(L7Event event, std::string_view listener, std::string_view route,
+                               std::string_view backend);
 
  private:
   Metrics& m_;
@@ -74,6 +80,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;
   std::unordered_map<std::string, prometheus::Counter*> l7_requests_;
   std::unordered_map<std::string, prometheus::Histogram*> l7_duration_;
+  std::unordered_map<std::string, prometheus::Counter*> l7_events_;
   std::string key_;  // reused lookup key
 };
 

@@ -140,12 +140,18 @@ class Compiler {
       out->port = static_cast<uint16_t>(in.port());
       out->protocol = *proto;
       out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
-      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp;
-      if (!out->served) {
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp ||
+                    (*proto == Protocol::kHttps && opts_.tls_builder != nullptr);
+      if (*proto == Protocol::kHttps && out->served) CompileListenerTls(in, where, out.get());
+      if (!out->served && *proto == Protocol::kHttps && opts_.tls_builder != nullptr) {
+        // CompileListenerTls warned why (no usable certificate).
+      } else if (!out->served) {
         Warn(where + ": protocol " + std::string(ProtocolName(*proto)) + " is not served by this build; port " +
              std::to_string(in.port()) + " is not opened");
       } else {
-        if (in.has_tls() && in.tls().certificates_size() > 0) Warn(where + ": tls settings ignored (not an HTTPS listener)");
+        if (*proto != Protocol::kHttps && in.has_tls() && in.tls().certificates_size() > 0) {
+          Warn(where + ": tls settings ignored (not an HTTPS listener)");
+        }
         if (in.has_proxy_protocol() &&
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
           Warn(where + ": PROXY protocol is not implemented by this build; ignored");
@@ -156,6 +162,37 @@ class Compiler {
       }
       listeners_[in.name()] = out.get();
       cfg_->listeners.push_back(std::move(out));
+    }
+  }
+
+  // Certificates by name from the snapshot; the contexts are built by the I/O library's builder.
+  // A listener whose certificates are all unusable is not served (warning), others are unaffected.
+  void CompileListenerTls(const pb::Listener& in, const std::string& where, Listener* out) {
+    const auto& v = in.tls().min_version();
+    if (v.empty() || v == "1.2") {
+      out->tls_min_version = "1.2";
+    } else if (v == "1.3") {
+      out->tls_min_version = "1.3";
+    } else {
+      Fail(where + ".tls.min_version: \"" + v + "\" (want 1.2 or 1.3)");
+    }
+    for (const auto& name : in.tls().certificates()) {
+      const pb::TlsCertificate* found = nullptr;
+      for (const auto& c : snap_.certificates()) {
+        if (c.name() == name) found = &c;
+      }
+      if (found == nullptr) {
+        Warn(where + ".tls.certificates: unknown certificate \"" + name + "\"; skipped");
+        continue;
+      }
+      out->tls_certificates.push_back({found->name(), found->certificate_chain_pem(), found->private_key_pem()});
+    }
+    std::string error;
+    if (!out->tls_certificates.empty()) out->tls = opts_.tls_builder(*out, &error, &warnings_);
+    if (out->tls == nullptr) {
+      out->served = false;
+      Warn(where + ": no usable TLS certificate" + (error.empty() ? std::string() : " (" + error + ")") +
+           "; port " + std::to_string(in.port()) + " is not opened");
     }
   }
 
@@ -268,12 +305,30 @@ class Compiler {
   }
 
   void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
+    out->picker = CompileBackendList(in.backends(), where + ".backends", &out->backends);
+    const auto& c = in.policy().canary();
+    if (in.policy().has_canary() && c.backends_size() > 0) {
+      out->canary_picker = CompileBackendList(c.backends(), where + ".policy.canary.backends", &out->canary_backends);
+      out->canary.enabled = true;
+      out->canary.header_lower = Lower(c.header());
+      out->canary.header_values.assign(c.header_values().begin(), c.header_values().end());
+      out->canary.cookie = c.cookie();
+      if (c.weight_percent() > 100) Fail(where + ".policy.canary.weight_percent: " + std::to_string(c.weight_percent()) + " > 100");
+      out->canary.weight_percent = c.weight_percent();
+    } else if (in.policy().has_canary() && (!c.header().empty() || !c.cookie().empty() || c.weight_percent() > 0)) {
+      Warn(where + ": canary without canary backends; all traffic goes to the main backends");
+    }
+  }
+
+  template <class List>
+  std::unique_ptr<lb::EndpointPicker> CompileBackendList(const List& list, const std::string& where,
+                                                         std::vector<WeightedBackendSet>* out) {
     std::vector<uint32_t> weights;
     std::vector<uint32_t> sizes;
     uint64_t total_weight = 0;
-    for (const auto& wb : in.backends()) {
+    for (const auto& wb : list) {
       auto it = sets_.find(wb.backend_set());
-      if (it == sets_.end()) Fail(where + ".backends: unknown backend set \"" + wb.backend_set() + "\"");
+      if (it == sets_.end()) Fail(where + ": unknown backend set \"" + wb.backend_set() + "\"");
       WeightedBackendSet w;
       w.set = it->second;
       w.weight = wb.weight();
@@ -283,12 +338,12 @@ class Compiler {
       weights.push_back(w.weight);
       sizes.push_back(static_cast<uint32_t>(w.eligible.size()));
       total_weight += w.weight;
-      out->backends.push_back(std::move(w));
+      out->push_back(std::move(w));
     }
-    if (!in.backends().empty() && total_weight == 0) {
-      Warn(where + ": every backend has weight 0; the route receives no traffic (503 / refused)");
+    if (!list.empty() && total_weight == 0) {
+      Warn(where.substr(0, where.rfind('.')) + ": every backend has weight 0; the route receives no traffic (503 / refused)");
     }
-    out->picker = std::make_unique<lb::EndpointPicker>(weights, sizes);
+    return std::make_unique<lb::EndpointPicker>(weights, sizes);
   }
 
   void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
@@ -296,18 +351,52 @@ class Compiler {
     if (!p.scheduler().empty() && p.scheduler() != "round-robin" && p.scheduler() != "weighted-round-robin") {
       Warn(where + ": scheduler \"" + p.scheduler() + "\" is not implemented by this build; using round-robin");
     }
-    if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
-      Warn(where + ": stickiness is not implemented by this build; ignored");
+    if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::SOURCE_IP) {
+      Warn(where + ": stickiness SOURCE_IP is not implemented by this build; ignored");
     }
-    if (p.has_retries() && (p.retries().attempts() > 0 || p.retries().per_try_timeout_ms() > 0)) {
-      Warn(where + ": retries are not implemented by this build; ignored");
+    if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::COOKIE) {
+      if (!listener.is_l7()) {
+        Warn(where + ": cookie stickiness ignored on an L4 listener");
+      } else {
+        out->sticky_cookie = p.stickiness().cookie_name().empty() ? "DOORMAN" : p.stickiness().cookie_name();
+        for (char ch : out->sticky_cookie) {
+          if (ch <= 0x20 || ch >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(ch) != std::string_view::npos) {
+            Fail(where + ".policy.stickiness.cookie_name: invalid cookie name \"" + out->sticky_cookie + "\"");
+          }
+        }
+        out->sticky_ttl = Millis(p.stickiness().ttl_ms());
+        for (const auto& w : out->backends) {
+          for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(out->name, e->key)] = e;
+        }
+        for (const auto& w : out->canary_backends) {
+          for (const Endpoint* e : w.eligible) out->sticky_canary[StickyHash(out->name, e->key)] = e;
+        }
+      }
+    }
+    if (p.has_retries() && p.retries().attempts() > 0) {
+      if (!listener.is_l7()) Warn(where + ": retries ignored on an L4 listener");
+      out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
+      out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
+      for (const auto& on : p.retries().on()) {
+        if (on == "connect-failure") out->retry_on.connect_failure = true;
+        else if (on == "reset") out->retry_on.reset = true;
+        else if (on == "502") out->retry_on.status_502 = true;
+        else if (on == "503") out->retry_on.status_503 = true;
+        else if (on == "504") out->retry_on.status_504 = true;
+        else Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented; ignored");
+      }
     }
     if (p.has_rate_limit() && p.rate_limit().requests_per_second() > 0) {
-      Warn(where + ": rate limit is not implemented by this build; ignored");
-    }
-    if (p.has_canary() && (p.canary().backends_size() > 0 || !p.canary().header().empty() ||
-                           !p.canary().cookie().empty() || p.canary().weight_percent() > 0)) {
-      Warn(where + ": canary is not implemented by this build; all traffic goes to the main backends");
+      const auto& rl = p.rate_limit();
+      if (!listener.is_l7()) Warn(where + ": rate limit ignored on an L4 listener");
+      if (rl.key().empty() || rl.key() == "ClientIP") {
+        out->rate_limit_header.clear();
+      } else if (rl.key().rfind("Header:", 0) == 0 && rl.key().size() > 7) {
+        out->rate_limit_header = Lower(rl.key().substr(7));
+      } else {
+        Fail(where + ".policy.rate_limit.key: \"" + rl.key() + "\" (want ClientIP or Header:<name>)");
+      }
+      out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
     }
     if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
       Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");
@@ -319,15 +408,39 @@ class Compiler {
     if (!listener.is_l7() && t.request_ms() != 0) Warn(where + ": timeouts.request ignored on an L4 listener");
 
     const auto& f = in.filters();
-    if (f.has_redirect() && f.redirect().enabled()) Warn(where + ": redirect filter is not implemented by this build; ignored");
-    if (f.has_rewrite() && f.rewrite().enabled()) Warn(where + ": rewrite filter is not implemented by this build; ignored");
-    auto rules_set = [](const pb::HeaderRules& r) { return r.set_size() + r.add_size() + r.remove_size() > 0; };
-    if (f.has_request_headers() && rules_set(f.request_headers())) {
-      Warn(where + ": request header filter is not implemented by this build; ignored");
+    if (f.has_redirect() && f.redirect().enabled()) {
+      const auto& r = f.redirect();
+      out->redirect.enabled = true;
+      out->redirect.scheme = Lower(r.scheme());
+      if (!out->redirect.scheme.empty() && out->redirect.scheme != "http" && out->redirect.scheme != "https") {
+        Fail(where + ".filters.redirect.scheme: \"" + r.scheme() + "\" is not http or https");
+      }
+      out->redirect.host = r.host();
+      if (r.port() > 65535) Fail(where + ".filters.redirect.port: " + std::to_string(r.port()) + " out of range");
+      out->redirect.port = r.port();
+      if (!r.path().empty() && r.path().front() != '/') Fail(where + ".filters.redirect.path: must start with '/'");
+      out->redirect.path = r.path();
+      const uint32_t code = r.status_code() == 0 ? 302 : r.status_code();
+      if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
+        Fail(where + ".filters.redirect.status_code: " + std::to_string(code) + " is not a redirect status");
+      }
+      out->redirect.status = code;
+      if (!listener.is_l7()) Warn(where + ": redirect filter ignored on an L4 listener");
     }
-    if (f.has_response_headers() && rules_set(f.response_headers())) {
-      Warn(where + ": response header filter is not implemented by this build; ignored");
+    if (f.has_rewrite() && f.rewrite().enabled()) {
+      const auto& r = f.rewrite();
+      if (!r.path_prefix().empty() && r.path_prefix().front() != '/') {
+        Fail(where + ".filters.rewrite.path_prefix: must start with '/'");
+      }
+      if (!r.path_prefix().empty() && out->match.path.type == PathMatcher::Type::kRegex) {
+        Fail(where + ".filters.rewrite.path_prefix: needs a Prefix or Exact path match, not RegularExpression");
+      }
+      out->rewrite.enabled = true;
+      out->rewrite.path_prefix = r.path_prefix();
+      out->rewrite.host = r.host();
     }
+    CompileHeaderRules(f.request_headers(), where + ".filters.request_headers", &out->request_headers);
+    CompileHeaderRules(f.response_headers(), where + ".filters.response_headers", &out->response_headers);
     switch (in.forwarded_headers().x_forwarded_for()) {
       case pb::ForwardedHeaders::REPLACE:
         out->forwarded_for = ForwardedForMode::kReplace;
@@ -338,10 +451,42 @@ class Compiler {
       default:
         out->forwarded_for = ForwardedForMode::kAppend;
     }
-    if (in.forwarded_headers().trusted_proxies_size() > 0) {
-      Warn(where + ": forwarded_headers.trusted_proxies is not implemented by this build; X-Forwarded-For is " +
-           (out->forwarded_for == ForwardedForMode::kReplace ? "replaced" : "appended to") + " for every client");
+    for (const auto& cidr : in.forwarded_headers().trusted_proxies()) {
+      auto c = Cidr::Parse(cidr);
+      if (!c) Fail(where + ".forwarded_headers.trusted_proxies: invalid CIDR \"" + cidr + "\"");
+      out->trusted_proxies.push_back(*c);
     }
+  }
+
+  // Header names must be tokens and values must not carry CR/LF/NUL (they go onto the wire).
+  static void CompileHeaderRules(const pb::HeaderRules& in, const std::string& where, HeaderRules* out) {
+    auto check = [&](const std::string& name, const std::string* value) {
+      if (name.empty()) Fail(where + ": empty header name");
+      for (char c : name) {
+        const bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+        if (!tchar) Fail(where + ": invalid header name \"" + name + "\"");
+      }
+      if (value != nullptr) {
+        for (char c : *value) {
+          if (c == '\r' || c == '\n' || c == '\0') Fail(where + "[" + name + "]: value contains CR, LF or NUL");
+        }
+      }
+    };
+    for (const auto& [k, v] : in.set()) {
+      check(k, &v);
+      out->set.emplace_back(k, v);
+    }
+    for (const auto& [k, v] : in.add()) {
+      check(k, &v);
+      out->add.emplace_back(k, v);
+    }
+    for (const auto& k : in.remove()) {
+      check(k, nullptr);
+      out->remove.push_back(k);
+    }
+    std::sort(out->set.begin(), out->set.end());
+    std::sort(out->add.begin(), out->add.end());
   }
 
   void LinkListeners() {
@@ -406,11 +551,12 @@ std::string_view ProtocolName(Protocol p) {
   return "?";
 }
 
-const Endpoint* Route::PickEndpoint() const {
-  if (!picker) return nullptr;
-  const auto c = picker->Pick();
+const Endpoint* Route::PickEndpoint(bool use_canary) const {
+  const auto& p = use_canary ? canary_picker : picker;
+  if (!p) return nullptr;
+  const auto c = p->Pick();
   if (!c) return nullptr;
-  return backends[c->group].eligible[c->endpoint];
+  return (use_canary ? canary_backends : backends)[c->group].eligible[c->endpoint];
 }
 
 const Listener* RuntimeConfig::FindListener(std::string_view name) const {

@@ -7,14 +7,16 @@
 // reference to a missing object; a route listed by a listener that names another listener;
 // a path that does not start with '/'; an invalid RE2 regex; an endpoint whose address is not an
 // IP literal or whose port is 0/>65535.
-// Warnings: anything accepted but not programmed by this build (UDP/TLS/HTTPS listeners, TLS
-// settings, PROXY protocol, source ranges, stickiness, retries, rate limits, canaries, filters,
-// active health checks, non-HTTP backend protocols, schedulers other than round-robin, trusted
-// proxies, L7 match fields on L4 routes, extra routes on an L4 listener, routes that no listener
-// lists, routes whose every backend weight is 0). One line each, naming the object.
+// Warnings: anything accepted but not programmed by this build (UDP/TLS listeners, HTTPS
+// listeners without a tls_builder or without a usable certificate, PROXY protocol, source ranges,
+// SourceIP stickiness, unknown retry conditions, active health checks, non-HTTP backend
+// protocols, schedulers other than round-robin, L7 match fields on L4 routes, extra routes on an
+// L4 listener, routes that no listener lists, routes whose every backend weight is 0). One line
+// each, naming the object.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +31,12 @@ namespace doorman::dataplane {
 
 struct CompileOptions {
   std::string node_name;  // for BackendSet.local_only
+  // Builds an HTTPS listener's TLS contexts (the I/O library supplies it; the core links no
+  // OpenSSL). Returns null and sets *error when no certificate is usable; may append per-
+  // certificate warnings. Without a builder, HTTPS listeners are not served.
+  std::function<std::shared_ptr<const TlsServerContext>(const Listener&, std::string* error,
+                                                        std::vector<std::string>* warnings)>
+      tls_builder;
 };
 
 struct CompileResult {

@@ -48,16 +48,19 @@ bool PrepareUpstreamRequest(http::request_header<>& h, const ForwardedInfo& info
   }
   switch (info.forwarded_for) {
     case ForwardedForMode::kOff:
+      if (!info.trusted) h.erase("X-Forwarded-For");
       break;
     case ForwardedForMode::kReplace:
       h.set("X-Forwarded-For", info.client_ip);
       break;
     case ForwardedForMode::kAppend: {
       std::string value;
-      for (const auto& f : h) {
-        if (!IEquals(f.name_string(), "x-forwarded-for")) continue;
-        if (!value.empty()) value += ", ";
-        value.append(f.value().data(), f.value().size());
+      if (info.trusted) {
+        for (const auto& f : h) {
+          if (!IEquals(f.name_string(), "x-forwarded-for")) continue;
+          if (!value.empty()) value += ", ";
+          value.append(f.value().data(), f.value().size());
+        }
       }
       if (!value.empty()) value += ", ";
       value.append(info.client_ip);
@@ -65,9 +68,25 @@ bool PrepareUpstreamRequest(http::request_header<>& h, const ForwardedInfo& info
       break;
     }
   }
-  h.set("X-Forwarded-Proto", info.proto);
-  if (!info.host.empty()) h.set("X-Forwarded-Host", info.host);
+  auto set_unless_trusted = [&](std::string_view name, std::string_view value) {
+    if (info.trusted && h.find(name) != h.end()) return;
+    if (value.empty()) {
+      h.erase(name);
+    } else {
+      h.set(name, value);
+    }
+  };
+  set_unless_trusted("X-Forwarded-Proto", info.proto);
+  set_unless_trusted("X-Forwarded-Host", info.host);
+  set_unless_trusted("X-Forwarded-Port", info.port);
+  if (!info.request_id.empty()) h.set("X-Request-Id", info.request_id);
   return expect_continue;
+}
+
+void ApplyHeaderRules(http::fields& f, const HeaderRules& rules) {
+  for (const auto& name : rules.remove) f.erase(name);
+  for (const auto& [name, value] : rules.set) f.set(name, value);
+  for (const auto& [name, value] : rules.add) f.insert(name, value);
 }
 
 }  // namespace doorman::dataplane

@@ -26,12 +26,22 @@ struct ForwardedInfo {
   std::string_view authority;         // non-empty for an absolute-form target: becomes Host
   std::string_view origin_target;     // the origin-form target when `authority` is set
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
+  bool trusted = false;               // the client is a trusted proxy (Route.trusted_proxies)
+  std::string_view port;              // X-Forwarded-Port: the listener port
+  std::string_view request_id;        // X-Request-Id to send (already decided by the caller)
 };
 
 // Turns a client request header into the one sent upstream: HTTP/1.1, hop-by-hop fields removed,
-// X-Forwarded-For/-Proto/-Host set, an absolute-form target turned into origin form + Host.
+// X-Forwarded-For/-Proto/-Host/-Port and X-Request-Id set, an absolute-form target turned into
+// origin form + Host. Forwarded headers from an untrusted client are never passed on as truth:
+//   Append  trusted: incoming X-Forwarded-For + ", " + client ip; untrusted: client ip only
+//   Replace client ip only             Off: trusted: untouched; untrusted: removed
+// X-Forwarded-Proto/-Host/-Port: a trusted client's values are kept, otherwise ours are set.
 // Returns true when the client sent "Expect: 100-continue" (removed here: the proxy answers
 // 100 Continue itself before relaying the body).
 bool PrepareUpstreamRequest(boost::beast::http::request_header<>& h, const ForwardedInfo& info);
+
+// Applies remove, then set (replace every field of that name), then add (append a field).
+void ApplyHeaderRules(boost::beast::http::fields& f, const HeaderRules& rules);
 
 }  // namespace doorman::dataplane

@@ -4,12 +4,16 @@
 // chunked/Content-Length bodies. Upstream connections come from the worker's UpstreamPool.
 //
 // Answers of its own (text/plain, one line naming the cause):
-//   400 malformed request (parse error, bad target, missing/duplicate Host)
-//   404 no route matches                  413 request body over kMaxRequestBodyBytes
-//   431 request header over kMaxRequestHeaderBytes
-//   502 backend connect/write/read failure 503 no ready endpoint / listener removed
+//   400 malformed request (parse error, bad target, missing/duplicate Host, smuggling vectors:
+//       CL+TE, several Content-Length, Transfer-Encoding other than "chunked", CR/LF/NUL in values)
+//   404 no route matches                  408 slow request header / body (L7Options timeouts)
+//   413 request body over L7Options::max_body_bytes       414 request target too long
+//   431 request header too large or too many fields
+//   502 backend connect/write/read failure 503 no ready endpoint / listener removed /
+//       the listener's connection cap reached
 //   504 backend connect or response-header timeout
-// Deadlines: client header read = listener idle timeout (default 60 s); upstream connect =
+// Limits and client timeouts come from L7Options (flags). Deadlines: waiting for the next request
+// on a keep-alive connection = listener idle timeout (default 60 s); upstream connect =
 // route connect timeout (5 s); response header = route request timeout (60 s); every body read
 // or write = route idle timeout, else the listener idle timeout.
 #pragma once
@@ -23,9 +27,7 @@ namespace doorman::dataplane {
 
 class Worker;
 
-inline constexpr std::size_t kMaxRequestHeaderBytes = 32 * 1024;
 inline constexpr std::size_t kMaxResponseHeaderBytes = 64 * 1024;
-inline constexpr uint64_t kMaxRequestBodyBytes = uint64_t{1} << 30;  // 1 GiB, streamed
 
 void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name);
 

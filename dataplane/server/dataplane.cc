@@ -1,5 +1,7 @@
 #include "dataplane/server/dataplane.h"
 
+#include "dataplane/l7/tls_context.h"
+
 #include <prometheus/registry.h>
 
 #include <stdexcept>
@@ -72,7 +74,10 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
     r.warnings = impl_->warnings;
     return r;
   }
-  CompileResult c = Compile(update.snapshot(), update.version(), CompileOptions{impl_->opts.node_name});
+  CompileOptions copts;
+  copts.node_name = impl_->opts.node_name;
+  copts.tls_builder = &TlsServerContext::Build;
+  CompileResult c = Compile(update.snapshot(), update.version(), copts);
   if (!c.ok()) {
     impl_->metrics.ConfigRejected();
     log::Error("dataplane", "routing state rejected; keeping the previous one",

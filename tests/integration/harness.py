@@ -156,10 +156,10 @@ class DoormanTestCase(unittest.TestCase):
         return p
 
     # --- peers ---------------------------------------------------------------------------
-    def start_backend(self, name):
+    def start_backend(self, name, extra=()):
         port = free_port()
         p = self.spawn("backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
-                                           "--port", str(port), "--name", name])
+                                           "--port", str(port), "--name", name] + list(extra))
         wait_until(lambda: port_open(port), what="backend %s on :%d" % (name, port))
         return port
 
@@ -228,6 +228,27 @@ class DoormanTestCase(unittest.TestCase):
             return c and c != old and c == self.dataplane_version()
         wait_until(changed, timeout=timeout, what="new snapshot applied by the dataplane")
         return self.controller_version()
+
+
+def raw_exchange(port, data, timeout=5.0, host="127.0.0.1"):
+    """Sends raw bytes on a fresh connection, half-closes, returns everything read until EOF."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
 
 
 def backend_of(body):

@@ -214,7 +214,9 @@ class EndToEnd(DoormanTestCase):
         m = self.dataplane_metrics()
         self.assertEqual(metric_value(m, "doorman_config_version"), self.version)
         self.assertGreaterEqual(metric_value(m, "doorman_config_updates_total", {"result": "applied"}), 1)
-        self.assertGreaterEqual(metric_value(m, "doorman_l7_requests_total", {"code": "200"}) or 0, 1)
+        # The proxy records a request after its last byte is written: poll, don't race it.
+        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l7_requests_total", {"code": "200"}) or 0) >= 1,
+                   what="doorman_l7_requests_total{code=200} >= 1")
         cm = self.controller_metrics()
         self.assertEqual(metric_value(cm, "doorman_controller_dataplanes_connected"), 1)
 

@@ -98,7 +98,7 @@ TEST(CompileTest, LocalOnlyKeepsThisNodesEndpoints) {
       endpoints { address: "10.0.0.2" port: 80 ready: true node_name: "n2" }
     }
   )pb"),
-                         1, {.node_name = "n2"});
+                         1, {.node_name = "n2", .tls_builder = nullptr});
   ASSERT_TRUE(r.ok()) << r.error;
   const Route* route = r.config->FindRoute("r");
   EXPECT_EQ(route->eligible_endpoints(), 1u);
@@ -215,10 +215,6 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "listener \"http-80\": PROXY protocol",
                         "listener \"http-80\": allowed_source_ranges",
                         "route \"ns/lb/web\": scheduler \"maglev\"",
-                        "route \"ns/lb/web\": stickiness",
-                        "route \"ns/lb/web\": retries",
-                        "route \"ns/lb/web\": rate limit",
-                        "route \"ns/lb/web\": redirect filter",
                         "route \"ns/lb/web\": every backend has weight 0",
                         "backend set \"s\": active health checks",
                         "route \"ns/lb/a\": HTTP match fields ignored",
@@ -226,10 +222,61 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "route \"ns/lb/orphan\": not listed"}) {
     EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
   }
-  EXPECT_EQ(r.warnings.size(), 15u);
+  EXPECT_EQ(r.warnings.size(), 11u);
   EXPECT_FALSE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
+}
+
+TEST(CompileTest, FiltersAndForwardedHeaders) {
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "http-80" port: 80 protocol: HTTP routes: "r" }
+    routes {
+      name: "r" listener: "http-80"
+      match { path { type: PREFIX value: "/api/" } }
+      filters {
+        redirect { enabled: true scheme: "HTTPS" port: 8443 status_code: 308 }
+        rewrite { enabled: true path_prefix: "/" host: "internal" }
+        request_headers { set { key: "x-env" value: "prod" } add { key: "x-b" value: "1" } remove: "x-debug" }
+        response_headers { remove: "server" }
+      }
+      forwarded_headers { x_forwarded_for: REPLACE trusted_proxies: "10.0.0.0/8" trusted_proxies: "::1" }
+    }
+  )pb"),
+                         1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  const Route* route = r.config->FindRoute("r");
+  EXPECT_TRUE(route->redirect.enabled);
+  EXPECT_EQ(route->redirect.scheme, "https");
+  EXPECT_EQ(route->redirect.port, 8443u);
+  EXPECT_EQ(route->redirect.status, 308u);
+  EXPECT_EQ(route->rewrite.path_prefix, "/");
+  EXPECT_EQ(route->rewrite.host, "internal");
+  ASSERT_EQ(route->request_headers.set.size(), 1u);
+  EXPECT_EQ(route->request_headers.add.size(), 1u);
+  EXPECT_EQ(route->request_headers.remove.size(), 1u);
+  EXPECT_EQ(route->response_headers.remove.size(), 1u);
+  EXPECT_EQ(route->forwarded_for, ForwardedForMode::kReplace);
+  ASSERT_EQ(route->trusted_proxies.size(), 2u);
+  EXPECT_TRUE(AnyContains(route->trusted_proxies, "10.9.9.9"));
+  EXPECT_TRUE(AnyContains(route->trusted_proxies, "::1"));
+  EXPECT_FALSE(AnyContains(route->trusted_proxies, "127.0.0.1"));
+
+  for (const char* bad : {
+           R"pb(forwarded_headers { trusted_proxies: "10.0.0.0/99" })pb",
+           R"pb(filters { request_headers { set { key: "x-a" value: "a\r\nInjected: 1" } } })pb",
+           R"pb(filters { response_headers { remove: "bad name" } })pb",
+           R"pb(filters { redirect { enabled: true status_code: 200 } })pb",
+           R"pb(filters { redirect { enabled: true scheme: "ftp" } })pb",
+           R"pb(match { path { type: REGULAR_EXPRESSION value: "/a.*" } } filters { rewrite { enabled: true path_prefix: "/" } })pb",
+       }) {
+    const auto bad_r = Compile(Parse(std::string(R"pb(
+      listeners { name: "http-80" port: 80 protocol: HTTP routes: "r" }
+      routes { name: "r" listener: "http-80" )pb") + bad + " }"),
+                               1, {});
+    EXPECT_FALSE(bad_r.ok()) << bad;
+    EXPECT_NE(bad_r.error.find("route \"r\""), std::string::npos) << bad_r.error;
+  }
 }
 
 }  // namespace

@@ -50,15 +50,19 @@ TEST(HeaderRewriteTest, ConnectionTokensFromRepeatedFieldsAreAllHonoured) {
 TEST(HeaderRewriteTest, ForwardedHeaders) {
   struct Case {
     ForwardedForMode mode;
+    bool trusted;
     const char* incoming;  // extra request lines
     const char* want_xff;  // "" = absent
   };
   const Case cases[] = {
-      {ForwardedForMode::kAppend, "", "192.0.2.7"},
-      {ForwardedForMode::kAppend, "X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\n", "10.0.0.1, 10.0.0.2, 192.0.2.7"},
-      {ForwardedForMode::kReplace, "X-Forwarded-For: 10.0.0.1\r\n", "192.0.2.7"},
-      {ForwardedForMode::kOff, "X-Forwarded-For: 10.0.0.1\r\n", "10.0.0.1"},
-      {ForwardedForMode::kOff, "", ""},
+      {ForwardedForMode::kAppend, false, "", "192.0.2.7"},
+      {ForwardedForMode::kAppend, true, "X-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2\r\n", "10.0.0.1, 10.0.0.2, 192.0.2.7"},
+      // A spoofed header from an untrusted client never reaches the backend.
+      {ForwardedForMode::kAppend, false, "X-Forwarded-For: 6.6.6.6\r\n", "192.0.2.7"},
+      {ForwardedForMode::kReplace, true, "X-Forwarded-For: 10.0.0.1\r\n", "192.0.2.7"},
+      {ForwardedForMode::kOff, true, "X-Forwarded-For: 10.0.0.1\r\n", "10.0.0.1"},
+      {ForwardedForMode::kOff, false, "X-Forwarded-For: 10.0.0.1\r\n", ""},
+      {ForwardedForMode::kOff, false, "", ""},
   };
   for (const auto& c : cases) {
     auto req = ParseHead(std::string("GET /p HTTP/1.0\r\nHost: app.local:8080\r\n") + c.incoming + "\r\n");
@@ -66,6 +70,7 @@ TEST(HeaderRewriteTest, ForwardedHeaders) {
     info.client_ip = "192.0.2.7";
     info.host = "app.local:8080";
     info.forwarded_for = c.mode;
+    info.trusted = c.trusted;
     EXPECT_FALSE(PrepareUpstreamRequest(req.base(), info));
     EXPECT_EQ(std::string(req["X-Forwarded-For"]), c.want_xff) << Serialize(req.base());
     EXPECT_EQ(req["X-Forwarded-Proto"], "http");
@@ -87,6 +92,39 @@ TEST(HeaderRewriteTest, AbsoluteFormBecomesOriginFormAndExpectIsConsumed) {
   EXPECT_EQ(req.target(), "/a?b=1");
   EXPECT_EQ(req[http::field::host], "App.Local:81");
   EXPECT_EQ(Serialize(req.base()).rfind("PUT /a?b=1 HTTP/1.1\r\n", 0), 0u);
+}
+
+TEST(HeaderRewriteTest, ForwardedProtoHostPortTrustOnlyTrustedClients) {
+  for (bool trusted : {false, true}) {
+    auto req = ParseHead(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n"
+        "X-Forwarded-Port: 1\r\nX-Request-Id: client-id\r\n\r\n");
+    ForwardedInfo info;
+    info.client_ip = "192.0.2.7";
+    info.host = "a";
+    info.port = "8080";
+    info.trusted = trusted;
+    info.request_id = "chosen";
+    PrepareUpstreamRequest(req.base(), info);
+    EXPECT_EQ(req["X-Forwarded-Proto"], trusted ? "https" : "http");
+    EXPECT_EQ(req["X-Forwarded-Host"], trusted ? "evil" : "a");
+    EXPECT_EQ(req["X-Forwarded-Port"], trusted ? "1" : "8080");
+    EXPECT_EQ(req["X-Request-Id"], "chosen");
+    EXPECT_EQ(req.count("X-Request-Id"), 1u);
+  }
+}
+
+TEST(HeaderRewriteTest, HeaderRulesRemoveSetAdd) {
+  auto req = ParseHead("GET / HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\nX-Env: dev\r\nx-env: dev2\r\nX-Multi: a\r\n\r\n");
+  HeaderRules rules;
+  rules.remove = {"x-debug"};
+  rules.set = {{"X-Env", "prod"}};
+  rules.add = {{"X-Multi", "b"}};
+  ApplyHeaderRules(req.base(), rules);
+  EXPECT_EQ(req.count("X-Debug"), 0u);
+  EXPECT_EQ(req.count("X-Env"), 1u);
+  EXPECT_EQ(req["X-Env"], "prod");
+  EXPECT_EQ(req.count("X-Multi"), 2u);
 }
 
 }  // namespace

@@ -1,0 +1,177 @@
+#include "dataplane/l7/filters.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+namespace doorman::dataplane {
+namespace {
+
+bool ParseIp(std::string_view text, bool* v6, std::array<uint8_t, 16>* out) {
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+  if (text.empty() || text.size() > 64) return false;
+  const std::string s(text);
+  out->fill(0);
+  if (inet_pton(AF_INET, s.c_str(), out->data()) == 1) {
+    *v6 = false;
+    return true;
+  }
+  if (inet_pton(AF_INET6, s.c_str(), out->data()) == 1) {
+    // An IPv4-mapped address is compared as IPv4.
+    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(out->data(), kMapped, 12) == 0) {
+      std::memmove(out->data(), out->data() + 12, 4);
+      std::memset(out->data() + 4, 0, 12);
+      *v6 = false;
+    } else {
+      *v6 = true;
+    }
+    return true;
+  }
+  return false;
+}
+
+std::string_view HostWithoutPort(std::string_view host, std::string_view* port) {
+  *port = {};
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return host;
+    if (close + 1 < host.size() && host[close + 1] == ':') *port = host.substr(close + 2);
+    return host.substr(0, close + 1);
+  }
+  const auto colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(':') == colon) {
+    *port = host.substr(colon + 1);
+    return host.substr(0, colon);
+  }
+  return host;
+}
+
+}  // namespace
+
+std::optional<Cidr> Cidr::Parse(std::string_view text) {
+  Cidr c;
+  std::string_view addr = text;
+  std::optional<unsigned> len;
+  if (const auto slash = text.find('/'); slash != std::string_view::npos) {
+    addr = text.substr(0, slash);
+    const auto digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3) return std::nullopt;
+    unsigned v = 0;
+    for (char ch : digits) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      v = v * 10 + static_cast<unsigned>(ch - '0');
+    }
+    len = v;
+  }
+  if (!ParseIp(addr, &c.v6, &c.addr)) return std::nullopt;
+  const unsigned max = c.v6 ? 128 : 32;
+  c.prefix_len = len.value_or(max);
+  if (c.prefix_len > max) return std::nullopt;
+  return c;
+}
+
+bool Cidr::Contains(std::string_view ip) const {
+  bool v6_ip = false;
+  std::array<uint8_t, 16> a{};
+  if (!ParseIp(ip, &v6_ip, &a) || v6_ip != v6) return false;
+  const unsigned full = prefix_len / 8;
+  if (std::memcmp(a.data(), addr.data(), full) != 0) return false;
+  const unsigned rest = prefix_len % 8;
+  if (rest == 0) return true;
+  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (a[full] & mask) == (addr[full] & mask);
+}
+
+bool AnyContains(const std::vector<Cidr>& nets, std::string_view ip) {
+  for (const auto& n : nets) {
+    if (n.Contains(ip)) return true;
+  }
+  return false;
+}
+
+std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
+                             std::string_view path, std::string_view query) {
+  std::string_view req_port;
+  const std::string_view req_host = HostWithoutPort(host_header, &req_port);
+  const std::string_view scheme = r.scheme.empty() ? request_scheme : std::string_view(r.scheme);
+  std::string out(scheme);
+  out += "://";
+  out += r.host.empty() ? std::string(req_host) : r.host;
+  if (r.port != 0) {
+    const bool default_port = (scheme == "http" && r.port == 80) || (scheme == "https" && r.port == 443);
+    if (!default_port) out += ":" + std::to_string(r.port);
+  } else if (scheme == request_scheme && !req_port.empty()) {
+    out += ":";
+    out += req_port;
+  }
+  out += r.path.empty() ? path : std::string_view(r.path);
+  if (!query.empty()) {
+    out += "?";
+    out += query;
+  }
+  return out;
+}
+
+std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement) {
+  std::string_view rest = path.substr(std::min(matched_prefix.size(), path.size()));
+  std::string out(replacement);
+  if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+  if (!out.empty() && out.back() != '/' && !rest.empty() && rest.front() != '/') out += '/';
+  out += rest;
+  if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
+  return out;
+}
+
+uint64_t RequestIdGenerator::Mix() {
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::string RequestIdGenerator::Next() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t v = Mix();
+    for (int i = 0; i < 16; ++i) {
+      out[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+      v >>= 4;
+    }
+  }
+  return out;
+}
+
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni) {
+  if (sni.empty()) return 0;
+  std::string host(sni);
+  for (char& c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  if (!host.empty() && host.back() == '.') host.pop_back();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const auto& n : names[i]) {
+      if (n == host) return i;
+    }
+  }
+  const auto dot = host.find('.');
+  if (dot == std::string::npos || dot == 0) return 0;
+  const std::string_view parent = std::string_view(host).substr(dot);  // ".example.com"
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (const auto& n : names[i]) {
+      if (n.size() > 2 && n[0] == '*' && n[1] == '.' && std::string_view(n).substr(1) == parent) return i;
+    }
+  }
+  return 0;
+}
+
+bool ValidRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace doorman::dataplane

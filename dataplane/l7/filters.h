@@ -1,0 +1,88 @@
+// Pure L7 request/response policy (no sockets, no Beast): redirect targets, path-prefix rewrite,
+// header rule sets, trusted-proxy CIDRs and request ids. The proxy applies them; Compile() builds
+// them from RouteFilters / ForwardedHeaders.
+//
+// Semantics (Gateway API HTTPRoute filters where it defines them):
+// * Redirect: Location = scheme://host[:port]path[?query]. An empty scheme/host keeps the
+//   request's; port 0 keeps the request's explicit port unless the scheme changes (then the
+//   scheme's default port is used, i.e. no port); an empty path keeps the request path; the query
+//   is kept. Status 0 → 302.
+// * Rewrite.path_prefix replaces the part of the path the route's Prefix (or Exact) match
+//   matched ("/api" + rewrite "/" : "/api/x" → "/x", "/api" → "/"); a route without a path match
+//   is treated as prefix "/" (the replacement is prepended). Rewrite.host replaces Host.
+// * Header rules apply in the order remove, set, add (names case-insensitive).
+// * Trusted proxies: CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace doorman::dataplane {
+
+struct RedirectFilter {
+  bool enabled = false;
+  std::string scheme;  // "" = keep
+  std::string host;    // "" = keep
+  uint32_t port = 0;   // 0 = see above
+  std::string path;    // "" = keep
+  unsigned status = 302;
+};
+
+struct RewriteFilter {
+  bool enabled = false;
+  std::string path_prefix;  // "" = keep the path
+  std::string host;         // "" = keep Host
+};
+
+struct HeaderRules {
+  std::vector<std::pair<std::string, std::string>> set;  // sorted by name (deterministic)
+  std::vector<std::pair<std::string, std::string>> add;
+  std::vector<std::string> remove;
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+// An IPv4 or IPv6 network. Parse accepts "10.0.0.0/8", "fd00::/8" and bare addresses.
+struct Cidr {
+  bool v6 = false;
+  std::array<uint8_t, 16> addr{};
+  unsigned prefix_len = 0;
+  static std::optional<Cidr> Parse(std::string_view text);
+  bool Contains(std::string_view ip) const;  // false for an unparsable ip
+};
+
+bool AnyContains(const std::vector<Cidr>& nets, std::string_view ip);
+
+// `request_scheme` "http"/"https"; `host_header` is the raw Host (may carry ":port").
+std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
+                             std::string_view path, std::string_view query);
+
+// `matched_prefix` is the route's prefix without trailing '/' ("" for "/" or no path match);
+// for an Exact match pass the exact path.
+std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement);
+
+// X-Request-Id values: 32 lowercase hex digits from a splitmix64 sequence seeded per worker.
+class RequestIdGenerator {
+ public:
+  explicit RequestIdGenerator(uint64_t seed) : state_(seed) {}
+  std::string Next();
+
+ private:
+  uint64_t Mix();
+  uint64_t state_;
+};
+
+// TLS SNI: the index of the certificate (by its lowercase DNS names: SAN dNSName entries, else
+// the subject CN) to serve for `sni`: an exact name match first, then a wildcard ("*.example.com"
+// covers exactly one extra label, RFC 6125 §6.4.3), the earlier certificate winning ties; 0 (the
+// listener's default certificate) when nothing matches or there is no SNI.
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni);
+
+// An incoming X-Request-Id is kept only when it is 1..128 visible ASCII characters.
+bool ValidRequestId(std::string_view id);
+
+}  // namespace doorman::dataplane

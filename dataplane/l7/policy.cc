@@ -1,0 +1,143 @@
+#include "dataplane/l7/policy.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/hash.h"
+
+namespace doorman::dataplane {
+
+bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_value,
+               std::optional<std::string_view> cookie_value, uint32_t dice) {
+  if (!c.enabled) return false;
+  if (!c.header_lower.empty() && header_value) {
+    if (c.header_values.empty()) {
+      if (*header_value == "always") return true;
+    } else if (std::find(c.header_values.begin(), c.header_values.end(), *header_value) != c.header_values.end()) {
+      return true;
+    }
+    if (*header_value == "never" || !c.header_values.empty()) return false;
+  }
+  if (!c.cookie.empty() && cookie_value) {
+    if (*cookie_value == "always") return true;
+    if (*cookie_value == "never") return false;
+  }
+  return dice < c.weight_percent;
+}
+
+uint64_t StickyHash(std::string_view route, std::string_view endpoint_key) {
+  uint64_t h = Fnv1a64("doorman-sticky-v1");
+  h = Fnv1a64(route, h);
+  h = Fnv1a64(std::string_view("\0", 1), h);
+  return Fnv1a64(endpoint_key, h);
+}
+
+std::string StickyCookieValue(uint64_t hash) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = kHex[hash & 0xf];
+    hash >>= 4;
+  }
+  return out;
+}
+
+std::optional<uint64_t> ParseStickyCookieValue(std::string_view v) {
+  if (v.size() != 16) return std::nullopt;
+  uint64_t h = 0;
+  for (char c : v) {
+    uint64_t d;
+    if (c >= '0' && c <= '9') {
+      d = static_cast<uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      d = static_cast<uint64_t>(c - 'a' + 10);
+    } else {
+      return std::nullopt;
+    }
+    h = (h << 4) | d;
+  }
+  return h;
+}
+
+std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure) {
+  std::string out(name);
+  out += "=";
+  out += value;
+  out += "; Path=/; HttpOnly";
+  if (ttl.count() > 0) out += "; Max-Age=" + std::to_string(std::max<int64_t>(1, ttl.count() / 1000));
+  if (secure) out += "; Secure";
+  return out;
+}
+
+void TokenBucket::Refill(SteadyTime now) {
+  if (now > last_) {
+    tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * rate_);
+    last_ = now;
+  }
+}
+
+bool TokenBucket::Take(SteadyTime now, uint32_t* retry_after_s) {
+  Refill(now);
+  if (tokens_ >= 1.0) {
+    tokens_ -= 1.0;
+    return true;
+  }
+  const double wait = rate_ > 0 ? (1.0 - tokens_) / rate_ : 1.0;
+  *retry_after_s = static_cast<uint32_t>(std::max(1.0, std::ceil(wait)));
+  return false;
+}
+
+bool TokenBucket::Full(SteadyTime now) const {
+  const double t = std::min(burst_, tokens_ + std::chrono::duration<double>(now - last_).count() * rate_);
+  return t >= burst_;
+}
+
+RateLimiter::RateLimiter(uint32_t rps, uint32_t burst, std::size_t max_keys)
+    : rate_(rps), burst_(std::max<double>(1.0, burst == 0 ? rps : burst)), max_keys_(max_keys) {}
+
+bool RateLimiter::Allow(std::string_view key, SteadyTime now, uint32_t* retry_after_s) {
+  std::lock_guard lock(mu_);
+  auto it = buckets_.find(std::string(key));
+  if (it == buckets_.end()) {
+    if (buckets_.size() >= max_keys_) {
+      std::erase_if(buckets_, [&](const auto& kv) { return kv.second.Full(now); });
+      if (buckets_.size() >= max_keys_) buckets_.clear();
+    }
+    it = buckets_.emplace(std::string(key), TokenBucket(rate_, burst_, now)).first;
+  }
+  return it->second.Take(now, retry_after_s);
+}
+
+std::size_t RateLimiter::keys() const {
+  std::lock_guard lock(mu_);
+  return buckets_.size();
+}
+
+bool IsIdempotentMethod(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
+}
+
+void OutlierDetector::OnSuccess(std::string_view endpoint) {
+  auto it = state_.find(std::string(endpoint));
+  if (it != state_.end()) it->second.failures = 0;
+}
+
+bool OutlierDetector::OnFailure(std::string_view endpoint, SteadyTime now) {
+  State& s = state_[std::string(endpoint)];
+  if (s.ejected_until > now) return false;  // already ejected
+  if (s.ejections > 0 && now - s.ejected_until > config_.max_ejection) s.ejections = 0;  // healthy long enough
+  if (++s.failures < config_.consecutive_failures) return false;
+  s.failures = 0;
+  const uint32_t shift = std::min<uint32_t>(s.ejections, 20);
+  const auto duration = std::min<std::chrono::milliseconds>(config_.base_ejection * (int64_t{1} << shift), config_.max_ejection);
+  ++s.ejections;
+  s.ejected_until = now + duration;
+  return true;
+}
+
+bool OutlierDetector::Ejected(std::string_view endpoint, SteadyTime now) const {
+  auto it = state_.find(std::string(endpoint));
+  return it != state_.end() && it->second.ejected_until > now;
+}
+
+}  // namespace doorman::dataplane

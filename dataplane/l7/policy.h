@@ -1,0 +1,120 @@
+// Pure per-request policy for the L7 proxy (no sockets; clocks and randomness are injected):
+// canary selection, sticky-session cookies, the rate-limit token bucket, the retry budget and
+// passive outlier detection. See docs/l7.md for the user-facing semantics.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace doorman::dataplane {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// RoutePolicy.canary (nginx-ingress semantics): the header, when present, decides — canary when
+// its value is one of `header_values` (or "always" when none are listed), main for "never" or any
+// other value; then the cookie ("always" → canary, "never" → main); otherwise `weight_percent`
+// percent of requests, using `dice` in [0, 100) supplied by the caller.
+struct CanaryPolicy {
+  bool enabled = false;
+  std::string header_lower;
+  std::vector<std::string> header_values;
+  std::string cookie;
+  uint32_t weight_percent = 0;
+};
+bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_value,
+               std::optional<std::string_view> cookie_value, uint32_t dice);
+
+// Sticky sessions without shared state: the cookie carries a keyed hash of the endpoint
+// ("address:port") and the route name, so any dataplane (or a restarted one) maps it back by
+// hashing its current endpoints; an unknown value (endpoint gone) falls back to a fresh pick
+// and a new cookie. 16 lowercase hex digits.
+uint64_t StickyHash(std::string_view route, std::string_view endpoint_key);
+std::string StickyCookieValue(uint64_t hash);
+std::optional<uint64_t> ParseStickyCookieValue(std::string_view value);
+// "NAME=VALUE; Path=/; HttpOnly[; Max-Age=N][; Secure]"; ttl 0 = session cookie.
+std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure);
+
+// Token bucket: `rate` tokens per second, capacity `burst` (at least 1). Starts full.
+class TokenBucket {
+ public:
+  TokenBucket(double rate, double burst, SteadyTime now) : rate_(rate), burst_(burst), tokens_(burst), last_(now) {}
+  // Takes one token if available. Otherwise returns false and sets *retry_after_s (>= 1).
+  bool Take(SteadyTime now, uint32_t* retry_after_s);
+  bool Full(SteadyTime now) const;
+
+ private:
+  void Refill(SteadyTime now);
+  double rate_, burst_, tokens_;
+  SteadyTime last_;
+};
+
+// Buckets by key (client IP or a header value) for one route. Thread-safe (one mutex; only
+// rate-limited routes pay for it). Bounded: beyond `max_keys`, full (idle) buckets are dropped,
+// and if none is, the whole table is reset (fails open rather than growing without bound).
+class RateLimiter {
+ public:
+  RateLimiter(uint32_t requests_per_second, uint32_t burst, std::size_t max_keys = 100'000);
+  bool Allow(std::string_view key, SteadyTime now, uint32_t* retry_after_s);
+  std::size_t keys() const;
+
+ private:
+  double rate_, burst_;
+  std::size_t max_keys_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, TokenBucket> buckets_;
+};
+
+// Retries may only add 20% to the requests in flight (at least kMinRetries concurrently), so a
+// failing backend is not hammered by a retry storm.
+inline constexpr int64_t kMinConcurrentRetries = 3;
+inline bool RetryBudgetAllows(int64_t active_requests, int64_t retries_in_flight) {
+  const int64_t budget = std::max<int64_t>(kMinConcurrentRetries, active_requests / 5);
+  return retries_in_flight < budget;
+}
+
+// Which failures a RetryPolicy.on list retries.
+struct RetryOn {
+  bool connect_failure = false, reset = false, status_502 = false, status_503 = false, status_504 = false;
+  bool Status(unsigned code) const {
+    return (code == 502 && status_502) || (code == 503 && status_503) || (code == 504 && status_504);
+  }
+};
+bool IsIdempotentMethod(std::string_view method);
+
+// Passive outlier detection: `consecutive_failures` failures in a row (5xx answers or connect
+// failures) eject an endpoint for base_ejection × 2^(times ejected before), capped at
+// max_ejection; a success resets the failure count, and an endpoint that stays healthy for
+// max_ejection after its ejection ended has its ejection count reset. Not thread-safe: one per
+// worker.
+class OutlierDetector {
+ public:
+  struct Config {
+    uint32_t consecutive_failures = 5;
+    std::chrono::milliseconds base_ejection{10'000};
+    std::chrono::milliseconds max_ejection{300'000};
+  };
+  OutlierDetector() = default;
+  explicit OutlierDetector(Config c) : config_(c) {}
+  void OnSuccess(std::string_view endpoint);
+  // Returns true when this failure ejects the endpoint.
+  bool OnFailure(std::string_view endpoint, SteadyTime now);
+  bool Ejected(std::string_view endpoint, SteadyTime now) const;
+  std::size_t tracked() const { return state_.size(); }
+
+ private:
+  struct State {
+    uint32_t failures = 0;
+    uint32_t ejections = 0;
+    SteadyTime ejected_until{};
+  };
+  Config config_;
+  std::unordered_map<std::string, State> state_;
+};
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,157 @@
+#include "dataplane/l7/tls_context.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "dataplane/l7/filters.h"
+
+namespace doorman::dataplane {
+namespace {
+
+namespace ssl = boost::asio::ssl;
+
+// TLS 1.2 suites: ECDHE + AEAD only (Mozilla "intermediate"); TLS 1.3 uses OpenSSL's defaults.
+constexpr const char* kCiphers12 =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+std::string OpenSslError() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+std::vector<std::string> CertificateNames(X509* cert) {
+  std::vector<std::string> out;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (sans != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
+      if (n->type != GEN_DNS) continue;
+      const auto* s = n->d.dNSName;
+      out.push_back(Lower(std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                      static_cast<std::size_t>(ASN1_STRING_length(s)))));
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (out.empty()) {
+    char cn[256] = {};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn)) > 0) {
+      out.push_back(Lower(cn));
+    }
+  }
+  return out;
+}
+
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+               void*) {
+  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof(kHttp11), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // the client offered no http/1.1: continue without ALPN
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
+std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
+                                          std::vector<std::string>* names, std::string* error) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* c = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_cipher_list(c, kCiphers12);
+  SSL_CTX_set_alpn_select_cb(c, SelectAlpn, nullptr);
+  SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>("doorman"), 7);
+
+  BIO* bio = BIO_new_mem_buf(pem.chain_pem.data(), static_cast<int>(pem.chain_pem.size()));
+  X509* leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  if (leaf == nullptr) {
+    BIO_free(bio);
+    *error = "certificate chain is not PEM";
+    ERR_clear_error();
+    return nullptr;
+  }
+  bool ok = SSL_CTX_use_certificate(c, leaf) == 1;
+  *names = CertificateNames(leaf);
+  X509_free(leaf);
+  while (ok) {
+    X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    if (extra == nullptr) break;
+    ok = SSL_CTX_add0_chain_cert(c, extra) == 1;
+    if (!ok) X509_free(extra);
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // the loop's end-of-data
+  if (!ok) {
+    *error = "certificate chain rejected: " + OpenSslError();
+    return nullptr;
+  }
+  BIO* kbio = BIO_new_mem_buf(pem.key_pem.data(), static_cast<int>(pem.key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, nullptr, nullptr);
+  BIO_free(kbio);
+  if (key == nullptr) {
+    ERR_clear_error();
+    *error = "private key is not PEM";  // never echo key material
+    return nullptr;
+  }
+  ok = SSL_CTX_use_PrivateKey(c, key) == 1 && SSL_CTX_check_private_key(c) == 1;
+  EVP_PKEY_free(key);
+  if (!ok) {
+    ERR_clear_error();
+    *error = "private key does not match the certificate";
+    return nullptr;
+  }
+  return ctx;
+}
+
+}  // namespace
+
+std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& listener, std::string* error,
+                                                                std::vector<std::string>* warnings) {
+  auto out = std::shared_ptr<TlsServerContext>(new TlsServerContext());
+  for (const auto& pem : listener.tls_certificates) {
+    Entry e;
+    std::string why;
+    e.ctx = MakeContext(pem, listener.tls_min_version, &e.names, &why);
+    if (!e.ctx) {
+      warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name + "\" unusable (" + why +
+                          "); skipped");
+      if (error->empty()) *error = "certificate \"" + pem.name + "\": " + why;
+      continue;
+    }
+    out->all_names_.push_back(e.names);
+    out->entries_.push_back(std::move(e));
+  }
+  if (out->entries_.empty()) return nullptr;
+  error->clear();
+  for (auto& e : out->entries_) {
+    SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), OnServerName);
+    SSL_CTX_set_tlsext_servername_arg(e.ctx->native_handle(), out.get());
+  }
+  return out;
+}
+
+int TlsServerContext::OnServerName(SSL* ssl, int*, void* arg) {
+  const auto* self = static_cast<const TlsServerContext*>(arg);
+  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (sni == nullptr) return SSL_TLSEXT_ERR_OK;  // default certificate
+  const std::size_t i = SelectCertificate(self->all_names_, sni);
+  if (i != 0) SSL_set_SSL_CTX(ssl, self->entries_[i].ctx->native_handle());
+  return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace doorman::dataplane

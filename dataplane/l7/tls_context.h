@@ -1,0 +1,40 @@
+// OpenSSL server contexts for one HTTPS listener in one config generation: one SSL_CTX per
+// certificate (the first is the default), chosen during the handshake by SNI (SelectCertificate
+// on the certificate's SAN dNSNames, else its CN). TLS >= the listener's min version (never
+// below 1.2), a modern AEAD-only cipher list for TLS 1.2, ALPN "http/1.1" only.
+// Immutable once built; shared by the connections accepted under this generation, so a
+// certificate rotated by a later snapshot serves new handshakes while old connections keep the
+// context they started with. Private keys are never logged; errors name the certificate only.
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/config/runtime_config.h"
+
+namespace doorman::dataplane {
+
+class TlsServerContext {
+ public:
+  // Builds the contexts for `listener.tls_certificates`. Unusable certificates are skipped with a
+  // warning; returns null (and *error) when none is usable.
+  static std::shared_ptr<const TlsServerContext> Build(const Listener& listener, std::string* error,
+                                                       std::vector<std::string>* warnings);
+
+  // The context new connections start with (its servername callback switches by SNI).
+  boost::asio::ssl::context& initial() const { return *entries_.front().ctx; }
+  const std::vector<std::string>& names(std::size_t i) const { return entries_[i].names; }
+
+ private:
+  struct Entry {
+    std::unique_ptr<boost::asio::ssl::context> ctx;
+    std::vector<std::string> names;
+  };
+  static int OnServerName(SSL* ssl, int* alert, void* arg);
+  std::vector<Entry> entries_;
+  std::vector<std::vector<std::string>> all_names_;
+};
+
+}  // namespace doorman::dataplane

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""L7 backend policy end to end: weights, canary (Ingress annotations: header, cookie),
+cookie stickiness (stable across a dataplane restart, re-pinned when the endpoint leaves),
+retries on 503 for idempotent requests only, per-route rate limiting (429 + Retry-After) and
+passive outlier detection (a dead endpoint stops being tried).
+"""
+import json
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (DoormanTestCase, curl, free_port, metric_value, port_open,  # noqa: E402
+                     wait_until)
+
+
+def slice_yaml(name, port):
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec: {{ports: [{{name: http, port: 80, targetPort: {port}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+"""
+
+
+def lb_yaml(port, a, b, failing, dead, sticky_eps):
+    ep = lambda p: "{endpoints: [{address: 127.0.0.1, port: %d}]}" % p  # noqa: E731
+    eps = ", ".join("{address: 127.0.0.1, port: %d}" % p for p in sticky_eps)
+    return f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: pol, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes:
+    - name: weighted
+      listener: web
+      match: {{path: {{type: Prefix, value: /weighted}}}}
+      backends:
+        - {{endpoints: [{{address: 127.0.0.1, port: {a}}}], weight: 3}}
+        - {{endpoints: [{{address: 127.0.0.1, port: {b}}}], weight: 1}}
+    - name: sticky
+      listener: web
+      match: {{path: {{type: Prefix, value: /sticky}}}}
+      backends: [{{endpoints: [{eps}]}}]
+      policy: {{stickiness: {{type: Cookie, cookieName: SRV, ttl: 1h}}}}
+    - name: retry
+      listener: web
+      match: {{path: {{type: Prefix, value: /retry}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {failing}}}, {{address: 127.0.0.1, port: {a}}}]}}]
+      policy: {{retries: {{attempts: 2, on: ["503"]}}}}
+    - name: limited
+      listener: web
+      match: {{path: {{type: Prefix, value: /limited}}}}
+      backends: [{ep(a)}]
+      policy: {{rateLimit: {{requestsPerSecond: 1, burst: 2, key: ClientIP}}}}
+    - name: outlier
+      listener: web
+      match: {{path: {{type: Prefix, value: /outlier}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {dead}}}, {{address: 127.0.0.1, port: {a}}}]}}]
+"""
+
+
+class L7Policy(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.start_backend("a")
+        self.b = self.start_backend("b")
+        self.c = self.start_backend("c")
+        self.canary = self.start_backend("canary")
+        self.failing = self.start_backend("failing", extra=["--status", "503"])
+        self.dead = free_port()  # nothing listens here
+        self.port = free_port()
+        self.ing_port = free_port()
+        self.sticky_eps = [self.a, self.b, self.c]
+        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, self.sticky_eps))
+        self.write_manifest("ingress.yaml", slice_yaml("main", self.a) + "---\n" + slice_yaml("beta", self.canary) + f"""\
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: doorman}}
+spec: {{controller: doorman.dev/ingress-controller}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: main, namespace: default}}
+spec:
+  ingressClassName: doorman
+  rules: [{{host: canary.local, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: main, port: {{number: 80}}}}}}}}]}}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: main-canary
+  namespace: default
+  annotations: {{doorman.dev/canary: "true", doorman.dev/canary-by-header: X-Canary, doorman.dev/canary-by-cookie: beta}}
+spec:
+  ingressClassName: doorman
+  rules: [{{host: canary.local, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: beta, port: {{number: 80}}}}}}}}]}}}}]
+""")
+        self.start_controller(["--ingress-http-port", str(self.ing_port)])
+        self.start_dataplane(["--workers", "1"])
+        self.version = self.wait_converged()
+        wait_until(lambda: port_open(self.port) and port_open(self.ing_port), what="listeners")
+
+    def req(self, path, *args, port=None):
+        r = curl(["-i"] + list(args) + ["http://127.0.0.1:%d%s" % (port or self.port, path)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head, _, body = r.stdout.partition("\n\n")
+        status = int(head.split()[1])
+        headers = {}
+        for l in head.split("\n")[1:]:
+            k, _, v = l.partition(":")
+            headers.setdefault(k.strip().lower(), v.strip())
+        return status, headers, body
+
+    def test_weights_split_traffic_exactly(self):
+        seen = [json.loads(self.req("/weighted")[2])["backend"] for _ in range(8)]
+        self.assertEqual(seen.count("a"), 6, seen)
+        self.assertEqual(seen.count("b"), 2, seen)
+
+    def test_canary_by_header_and_cookie(self):
+        who = lambda *a: json.loads(self.req("/", "-H", "Host: canary.local", *a, port=self.ing_port)[2])["backend"]  # noqa: E731
+        self.assertEqual(who(), "a")
+        self.assertEqual(who("-H", "X-Canary: always"), "canary")
+        self.assertEqual(who("-H", "X-Canary: never", "-H", "Cookie: beta=always"), "a")
+        self.assertEqual(who("-H", "Cookie: beta=always"), "canary")
+        self.assertEqual(who("-H", "Cookie: beta=never"), "a")
+
+    def test_cookie_stickiness_survives_restart_and_repins(self):
+        st, h, body = self.req("/sticky")
+        self.assertEqual(st, 200)
+        m = re.match(r"SRV=([0-9a-f]{16}); Path=/; HttpOnly; Max-Age=3600", h.get("set-cookie", ""))
+        self.assertTrue(m, h)
+        cookie, first = m.group(1), json.loads(body)["backend"]
+        for _ in range(6):  # round-robin would move; the cookie pins
+            st, h, body = self.req("/sticky", "-H", "Cookie: SRV=" + cookie)
+            self.assertEqual(json.loads(body)["backend"], first)
+            self.assertNotIn("set-cookie", h)
+        # A restarted dataplane maps the same cookie to the same endpoint (no shared state).
+        self.dataplane.stop()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="listener after restart")
+        self.assertEqual(json.loads(self.req("/sticky", "-H", "Cookie: SRV=" + cookie)[2])["backend"], first)
+        # The endpoint leaves: a new one is picked and the cookie re-set.
+        port_of = {"a": self.a, "b": self.b, "c": self.c}
+        remaining = [p for p in self.sticky_eps if p != port_of[first]]
+        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, remaining))
+        self.wait_version_change(self.version)
+        st, h, body = self.req("/sticky", "-H", "Cookie: SRV=" + cookie)
+        self.assertEqual(st, 200)
+        self.assertNotEqual(json.loads(body)["backend"], first)
+        self.assertRegex(h.get("set-cookie", ""), r"^SRV=[0-9a-f]{16};")
+        self.assertNotIn(cookie, h["set-cookie"])
+
+    def test_retries_for_idempotent_requests_only(self):
+        for _ in range(4):
+            st, _, body = self.req("/retry")
+            self.assertEqual(st, 200, body)
+        m = self.dataplane_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_l7_retries_total", {"route": "default/pol/retry"}) or 0, 2)
+        codes = [self.req("/retry", "-X", "POST", "-d", "x")[0] for _ in range(4)]
+        self.assertIn(503, codes)  # POST is never retried
+
+    def test_rate_limit(self):
+        codes = []
+        last = None
+        for _ in range(3):
+            st, h, _ = self.req("/limited")
+            codes.append(st)
+            last = h
+        self.assertEqual(codes, [200, 200, 429])
+        self.assertEqual(last.get("retry-after"), "1")
+        self.assertGreaterEqual(metric_value(self.dataplane_metrics(), "doorman_l7_rate_limited_total") or 0, 1)
+
+    def test_outlier_detection_ejects_a_dead_endpoint(self):
+        for _ in range(12):
+            self.assertEqual(self.req("/outlier")[0], 200)  # connect failures fail over
+        m = self.dataplane_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_l7_outlier_ejections_total") or 0, 1)
+        failures = metric_value(m, "doorman_l7_upstream_connect_failures_total")
+        for _ in range(6):
+            self.assertEqual(self.req("/outlier")[0], 200)
+        self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total"), failures)
+
+
+if __name__ == "__main__":
+    unittest.main()

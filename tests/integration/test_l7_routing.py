@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""L7 router, filters and forwarded headers, end to end with real curl and real backends.
+
+Manifests -> controller -> dataplane; every matcher kind (regex path, method, header, query,
+cookie) routes to backend "alt" while the catch-all goes to "main", so each assertion can fail.
+"""
+import json
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, curl, free_port, port_open, wait_until  # noqa: E402
+
+HOST = "route.local"
+
+
+def manifest(port, main, alt):
+    ep = lambda p: "[{address: 127.0.0.1, port: %d}]" % p  # noqa: E731
+    return f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: router, namespace: default}}
+spec:
+  forwardedHeaders: {{xForwardedFor: Append, trustedProxies: [127.0.0.2/32]}}
+  listeners:
+    - {{name: web, port: {port}, protocol: HTTP}}
+  routes:
+    - name: regex
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: RegularExpression, value: "/items/[0-9]+"}}}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: post-only
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Prefix, value: /m}}, methods: [POST]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: header
+      listener: web
+      match: {{hosts: [{HOST}], headers: [{{name: X-Canary, type: Exact, value: "1"}}]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: header-re
+      listener: web
+      match: {{hosts: [{HOST}], headers: [{{name: x-ver, type: RegularExpression, value: "v[2-3]"}}]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: query
+      listener: web
+      match: {{hosts: [{HOST}], queryParams: [{{name: v, value: "2"}}]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: cookie
+      listener: web
+      match: {{hosts: [{HOST}], cookies: [{{name: beta, value: "yes"}}]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: wild
+      listener: web
+      match: {{hosts: ["*.wild.local"]}}
+      backends: [{{endpoints: {ep(alt)}}}]
+    - name: old
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Prefix, value: /old}}}}
+      filters:
+        redirect: {{scheme: https, port: 8443, statusCode: 301}}
+    - name: api
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Prefix, value: /api}}}}
+      backends: [{{endpoints: {ep(alt)}}}]
+      filters:
+        rewrite: {{pathPrefix: /v2, host: internal.svc}}
+        requestHeaders: {{set: {{x-env: prod}}, add: {{x-added: one}}, remove: [x-debug]}}
+        responseHeaders: {{set: {{x-served-by: doorman}}, remove: [x-backend]}}
+    - name: main
+      listener: web
+      match: {{hosts: [{HOST}]}}
+      backends: [{{endpoints: {ep(main)}}}]
+"""
+
+
+class L7Routing(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.main = self.start_backend("main")
+        self.alt = self.start_backend("alt")
+        self.port = free_port()
+        self.write_manifest("router.yaml", manifest(self.port, self.main, self.alt))
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="L7 listener")
+
+    def get(self, path, *args, host=HOST):
+        """curl -i; returns (status, headers lower-cased, body str)."""
+        r = curl(["-i", "-H", "Host: " + host] + list(args) + ["http://127.0.0.1:%d%s" % (self.port, path)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head, _, body = r.stdout.replace("\r\n", "\n").partition("\n\n")
+        lines = head.split("\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            headers.setdefault(k.strip().lower(), v.strip())
+        return status, headers, body
+
+    def backend(self, path, *args, host=HOST):
+        st, _, body = self.get(path, *args, host=host)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)["backend"]
+
+    def test_every_matcher_kind(self):
+        cases = [
+            (("/items/42",), "alt"), (("/items/x",), "main"), (("/items/42/more",), "main"),
+            (("/m", "-X", "POST"), "alt"), (("/m",), "main"), (("/mx", "-X", "POST"), "main"),
+            (("/", "-H", "X-Canary: 1"), "alt"), (("/", "-H", "X-Canary: 2"), "main"),
+            (("/", "-H", "X-Ver: v3"), "alt"), (("/", "-H", "X-Ver: v33"), "main"),
+            (("/?a=1&v=2",), "alt"), (("/?v=22",), "main"),
+            (("/", "-H", "Cookie: a=b; beta=yes"), "alt"), (("/", "-H", "Cookie: beta=no"), "main"),
+        ]
+        for args, want in cases:
+            self.assertEqual(self.backend(*args), want, args)
+        self.assertEqual(self.backend("/", host="a.wild.local"), "alt")
+        self.assertEqual(self.backend("/", host="A.B.Wild.Local:80"), "alt")
+        st, _, body = self.get("/", host="wild.local")
+        self.assertEqual(st, 404)
+        self.assertIn("no route", body)
+
+    def test_redirect_filter(self):
+        st, h, _ = self.get("/old/page?q=1")
+        self.assertEqual(st, 301)
+        self.assertEqual(h["location"], "https://%s:8443/old/page?q=1" % HOST)
+
+    def test_rewrite_and_header_rules(self):
+        st, h, body = self.get("/api/orders?id=7", "-H", "X-Debug: 1", "-H", "X-Env: dev")
+        self.assertEqual(st, 200, body)
+        seen = json.loads(body)
+        self.assertEqual(seen["path"], "/v2/orders?id=7")
+        self.assertEqual(seen["host"], "internal.svc")
+        self.assertEqual(seen["headers"].get("x-env"), "prod")
+        self.assertEqual(seen["headers"].get("x-added"), "one")
+        self.assertNotIn("x-debug", seen["headers"])
+        self.assertEqual(seen["headers"].get("x-forwarded-host"), HOST)
+        self.assertEqual(h.get("x-served-by"), "doorman")
+        self.assertNotIn("x-backend", h)
+        # The backend's own response without the filter still carries X-Backend.
+        _, h2, _ = self.get("/")
+        self.assertEqual(h2.get("x-backend"), "main")
+
+    def test_spoofed_forwarded_headers_from_untrusted_client_are_replaced(self):
+        spoof = ["-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: https",
+                 "-H", "X-Forwarded-Port: 1", "-H", "X-Request-Id: spoofed-id"]
+        _, _, body = self.get("/", *spoof)
+        h = json.loads(body)["headers"]
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-forwarded-port"], str(self.port))
+        self.assertRegex(h["x-request-id"], r"^[0-9a-f]{32}$")
+        # A trusted proxy (source 127.0.0.2) keeps its chain and request id.
+        _, _, body = self.get("/", "--interface", "127.0.0.2", *spoof)
+        h = json.loads(body)["headers"]
+        self.assertEqual(h["x-forwarded-for"], "6.6.6.6, 127.0.0.2")
+        self.assertEqual(h["x-forwarded-proto"], "https")
+        self.assertEqual(h["x-request-id"], "spoofed-id")
+
+    def test_large_streamed_upload_and_100_continue(self):
+        # 20 MiB through the proxy with Expect: 100-continue (curl sends it for large bodies);
+        # the backend must receive every byte.
+        path = os.path.join(self.tmp, "big.bin")
+        with open(path, "wb") as f:
+            f.write(os.urandom(1 << 20) * 20)
+        r = curl(["-H", "Host: " + HOST, "-H", "Expect: 100-continue", "--data-binary", "@" + path,
+                  "http://127.0.0.1:%d/upload" % self.port], timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["body_len"], 20 << 20)
+
+    def test_request_ids_are_unique(self):
+        ids = set()
+        for _ in range(5):
+            _, _, body = self.get("/")
+            ids.add(json.loads(body)["headers"]["x-request-id"])
+        self.assertEqual(len(ids), 5)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""L7 TLS termination with real clients (curl, openssl s_client, Python ssl): certificates from
+kubernetes.io/tls Secrets chosen by SNI (exact, wildcard, default = first), minimum version,
+ALPN, hot rotation (new handshakes get the new certificate, open connections keep theirs) and
+the HTTP→HTTPS redirect.
+"""
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, curl, free_port, port_open, wait_until  # noqa: E402
+
+
+def make_cert(dirpath, name, cn, sans):
+    crt, key = os.path.join(dirpath, name + ".crt"), os.path.join(dirpath, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=" + cn,
+                    "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
+                   check=True, capture_output=True, timeout=30)
+    return crt, key
+
+
+def secret(name, crt, key):
+    b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()  # noqa: E731
+    return f"""\
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {b64(crt)}, tls.key: {b64(key)}}}
+"""
+
+
+def https_request(port, sni, cafile, sock=None, path="/"):
+    """One GET over a (new or given) TLS socket; returns (sock, status, body dict, peer cert DER)."""
+    if sock is None:
+        ctx = ssl.create_default_context(cafile=cafile)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock = ctx.wrap_socket(raw, server_hostname=sni)
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, sni)).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    status = int(head.split()[1])
+    return sock, status, json.loads(body), sock.getpeercert(binary_form=True)
+
+
+class L7Tls(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.backend = self.start_backend("b")
+        d = self.tmp
+        self.a = make_cert(d, "a", "a.test", ["a.test", "*.a.test"])
+        self.b = make_cert(d, "b", "b.test", ["b.test"])
+        self.https = free_port()
+        self.http = free_port()
+        self.write_manifest("secrets.yaml", secret("a-cert", *self.a) + "---\n" + secret("b-cert", *self.b))
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: tls, namespace: default}}
+spec:
+  listeners:
+    - name: secure
+      port: {self.https}
+      protocol: HTTPS
+      tls: {{certificates: [{{secretName: a-cert}}, {{secretName: b-cert}}], minVersion: "1.2"}}
+    - {{name: plain, port: {self.http}, protocol: HTTP}}
+  routes:
+    - name: app
+      listener: secure
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]
+    - name: to-https
+      listener: plain
+      filters: {{redirect: {{scheme: https, port: {self.https}, statusCode: 301}}}}
+""")
+        self.start_controller()
+        self.start_dataplane()
+        self.version = self.wait_converged()
+        wait_until(lambda: port_open(self.https) and port_open(self.http), what="listeners")
+
+    def curl_https(self, host, cafile, extra=()):
+        return curl(["-i", "--cacert", cafile, "--resolve", "%s:%d:127.0.0.1" % (host, self.https)] + list(extra) +
+                    ["https://%s:%d/x" % (host, self.https)])
+
+    def s_client(self, *args):
+        return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.https] + list(args),
+                              input="", capture_output=True, text=True, timeout=20)
+
+    def test_sni_picks_the_certificate_and_requests_are_proxied(self):
+        for host, cert in (("a.test", self.a[0]), ("x.a.test", self.a[0]), ("b.test", self.b[0])):
+            r = self.curl_https(host, cert)  # verification against the expected cert only
+            self.assertEqual(r.returncode, 0, host + ": " + r.stderr)
+            self.assertIn("HTTP/1.1 200", r.stdout)
+            body = json.loads(r.stdout.split("\n\n", 1)[1])
+            self.assertEqual(body["headers"]["x-forwarded-proto"], "https")
+            self.assertEqual(body["headers"]["x-forwarded-port"], str(self.https))
+        # No SNI, or an unknown name: the first certificate is the default.
+        self.assertIn("CN = a.test", self.s_client("-noservername").stdout)
+        self.assertIn("CN = a.test", self.s_client("-servername", "other.test").stdout)
+        self.assertIn("CN = b.test", self.s_client("-servername", "b.test").stdout)
+
+    def test_min_version_and_alpn(self):
+        old = self.s_client("-tls1_1", "-servername", "a.test")
+        self.assertNotIn("CN = a.test", old.stdout)
+        self.assertNotEqual(old.returncode, 0)
+        ok = self.s_client("-tls1_2", "-servername", "a.test", "-alpn", "h2,http/1.1")
+        self.assertIn("Protocol  : TLSv1.2", ok.stdout)
+        self.assertIn("ALPN protocol: http/1.1", ok.stdout)
+        r = self.curl_https("a.test", self.a[0], ["-v"])
+        self.assertIn("ALPN: server accepted http/1.1", r.stderr)
+
+    def test_certificate_rotation_keeps_open_connections(self):
+        sock, st, _, der_old = https_request(self.https, "a.test", self.a[0])
+        self.assertEqual(st, 200)
+        a2 = make_cert(self.tmp, "a2", "a.test", ["a.test", "*.a.test"])
+        self.write_manifest("secrets.yaml", secret("a-cert", *a2) + "---\n" + secret("b-cert", *self.b))
+        self.wait_version_change(self.version)
+        _, st, _, der_new = https_request(self.https, "a.test", a2[0])  # verifies against the new cert
+        self.assertEqual(st, 200)
+        self.assertNotEqual(der_new, der_old)
+        # The connection opened before the rotation still works, with its original certificate.
+        _, st, _, der_again = https_request(self.https, "a.test", None, sock=sock)
+        self.assertEqual(st, 200)
+        self.assertEqual(der_again, der_old)
+        sock.close()
+
+    def test_http_redirects_to_https(self):
+        r = curl(["-i", "-H", "Host: a.test", "http://127.0.0.1:%d/p?q=1" % self.http])
+        self.assertIn("HTTP/1.1 301", r.stdout)
+        self.assertIn("Location: https://a.test:%d/p?q=1" % self.https, r.stdout)
+        # Following it with curl lands on the HTTPS listener.
+        r = curl(["-sL", "--cacert", self.a[0], "--resolve", "a.test:%d:127.0.0.1" % self.https,
+                  "--resolve", "a.test:%d:127.0.0.1" % self.http, "http://a.test:%d/p" % self.http])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["path"], "/p")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,113 @@
+#include "dataplane/l7/filters.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace doorman::dataplane {
+namespace {
+
+TEST(FiltersTest, CidrParseAndContains) {
+  struct Case {
+    const char* cidr;
+    const char* ip;
+    bool want;
+  };
+  const Case cases[] = {
+      {"10.0.0.0/8", "10.1.2.3", true},      {"10.0.0.0/8", "11.0.0.1", false},
+      {"192.168.1.0/25", "192.168.1.127", true}, {"192.168.1.0/25", "192.168.1.128", false},
+      {"127.0.0.1", "127.0.0.1", true},      {"127.0.0.1", "127.0.0.2", false},
+      {"0.0.0.0/0", "8.8.8.8", true},        {"fd00::/8", "fd12::1", true},
+      {"fd00::/8", "fe80::1", false},        {"10.0.0.0/8", "fd00::1", false},
+      {"10.0.0.0/8", "::ffff:10.0.0.1", true}, {"10.0.0.0/8", "garbage", false},
+  };
+  for (const auto& c : cases) {
+    auto n = Cidr::Parse(c.cidr);
+    ASSERT_TRUE(n) << c.cidr;
+    EXPECT_EQ(n->Contains(c.ip), c.want) << c.cidr << " " << c.ip;
+  }
+  for (const char* bad : {"", "10.0.0.0/33", "fd00::/129", "10.0.0/8", "10.0.0.0/", "10.0.0.0/x", "a/8"}) {
+    EXPECT_FALSE(Cidr::Parse(bad)) << bad;
+  }
+}
+
+TEST(FiltersTest, RedirectLocation) {
+  struct Case {
+    RedirectFilter r;
+    const char* scheme;
+    const char* host;
+    const char* path;
+    const char* query;
+    const char* want;
+  };
+  auto R = [](std::string scheme, std::string host, uint32_t port, std::string path) {
+    RedirectFilter r;
+    r.enabled = true;
+    r.scheme = std::move(scheme);
+    r.host = std::move(host);
+    r.port = port;
+    r.path = std::move(path);
+    return r;
+  };
+  const Case cases[] = {
+      {R("https", "", 0, ""), "http", "app.local:8080", "/a", "x=1", "https://app.local/a?x=1"},
+      {R("https", "", 8443, ""), "http", "app.local:8080", "/a", "", "https://app.local:8443/a"},
+      {R("https", "", 443, ""), "http", "app.local", "/", "", "https://app.local/"},
+      {R("", "other.example", 0, ""), "http", "app.local:8080", "/a", "", "http://other.example:8080/a"},
+      {R("", "", 0, "/new"), "http", "app.local", "/old", "q", "http://app.local/new?q"},
+      {R("", "", 0, ""), "https", "[::1]:9443", "/", "", "https://[::1]:9443/"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(RedirectLocation(c.r, c.scheme, c.host, c.path, c.query), c.want);
+  }
+}
+
+TEST(FiltersTest, RewritePathPrefix) {
+  struct Case {
+    const char* path;
+    const char* prefix;
+    const char* replacement;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"/api/x", "/api", "/", "/x"},       {"/api", "/api", "/", "/"},
+      {"/api/", "/api", "/", "/"},         {"/api/x/y", "/api", "/v2", "/v2/x/y"},
+      {"/api", "/api", "/v2", "/v2"},      {"/api/x", "/api", "/v2/", "/v2/x"},
+      {"/x", "", "/base", "/base/x"},      {"/", "", "/base", "/base/"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(RewritePathPrefix(c.path, c.prefix, c.replacement), c.want) << c.path << " " << c.prefix;
+  }
+}
+
+TEST(FiltersTest, SelectCertificateBySni) {
+  const std::vector<std::vector<std::string>> names = {
+      {"default.test"}, {"*.example.com"}, {"api.example.com", "www.example.com"}, {"*.example.com", "b.test"}};
+  EXPECT_EQ(SelectCertificate(names, ""), 0u);
+  EXPECT_EQ(SelectCertificate(names, "unknown.test"), 0u);
+  EXPECT_EQ(SelectCertificate(names, "API.example.com."), 2u);  // exact beats wildcard
+  EXPECT_EQ(SelectCertificate(names, "shop.example.com"), 1u);  // first wildcard wins
+  EXPECT_EQ(SelectCertificate(names, "a.b.example.com"), 0u);   // one label only
+  EXPECT_EQ(SelectCertificate(names, "example.com"), 0u);
+  EXPECT_EQ(SelectCertificate(names, "b.test"), 3u);
+}
+
+TEST(FiltersTest, RequestIds) {
+  RequestIdGenerator a(42), b(42), c(43);
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const auto id = a.Next();
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_TRUE(ValidRequestId(id));
+    EXPECT_TRUE(seen.insert(id).second);
+    EXPECT_EQ(id, b.Next());  // deterministic for a seed
+  }
+  EXPECT_NE(RequestIdGenerator(42).Next(), c.Next());
+  EXPECT_FALSE(ValidRequestId(""));
+  EXPECT_FALSE(ValidRequestId("has space"));
+  EXPECT_FALSE(ValidRequestId(std::string(129, 'a')));
+  EXPECT_TRUE(ValidRequestId("abc-123"));
+}
+
+}  // namespace
+}  // namespace doorman::dataplane

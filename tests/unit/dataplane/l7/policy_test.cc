@@ -1,0 +1,133 @@
+#include "dataplane/l7/policy.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman::dataplane {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TEST(PolicyTest, Canary) {
+  CanaryPolicy c;
+  c.enabled = true;
+  c.header_lower = "x-canary";
+  c.header_values = {"1", "yes"};
+  c.cookie = "canary";
+  c.weight_percent = 10;
+  EXPECT_TRUE(UseCanary(c, "1", std::nullopt, 99));
+  EXPECT_TRUE(UseCanary(c, "yes", std::nullopt, 99));
+  EXPECT_FALSE(UseCanary(c, "no", "always", 0));  // the header decides when present
+  EXPECT_TRUE(UseCanary(c, std::nullopt, "always", 99));
+  EXPECT_FALSE(UseCanary(c, std::nullopt, "never", 0));
+  EXPECT_TRUE(UseCanary(c, std::nullopt, std::nullopt, 9));
+  EXPECT_FALSE(UseCanary(c, std::nullopt, std::nullopt, 10));
+  int canary = 0;
+  for (uint32_t dice = 0; dice < 100; ++dice) canary += UseCanary(c, std::nullopt, "other", dice);
+  EXPECT_EQ(canary, 10);
+  c.header_values.clear();  // "always" / "never" semantics
+  EXPECT_TRUE(UseCanary(c, "always", std::nullopt, 99));
+  EXPECT_FALSE(UseCanary(c, "never", std::nullopt, 0));
+  EXPECT_TRUE(UseCanary(c, "other", std::nullopt, 0));  // falls through to the weight
+  c.enabled = false;
+  EXPECT_FALSE(UseCanary(c, "always", "always", 0));
+}
+
+TEST(PolicyTest, StickyCookie) {
+  const uint64_t h1 = StickyHash("ns/lb/r", "10.0.0.1:80");
+  EXPECT_EQ(h1, StickyHash("ns/lb/r", "10.0.0.1:80"));  // any dataplane computes the same
+  EXPECT_NE(h1, StickyHash("ns/lb/r", "10.0.0.2:80"));
+  EXPECT_NE(h1, StickyHash("ns/lb/other", "10.0.0.1:80"));
+  const std::string v = StickyCookieValue(h1);
+  EXPECT_EQ(v.size(), 16u);
+  EXPECT_EQ(ParseStickyCookieValue(v), h1);
+  EXPECT_EQ(ParseStickyCookieValue(StickyCookieValue(0)), 0u);
+  for (const char* bad : {"", "123", "0123456789abcdeg", "0123456789ABCDEF", "0123456789abcdef0"}) {
+    EXPECT_FALSE(ParseStickyCookieValue(bad)) << bad;
+  }
+  EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(3'600'000), false), "S=ab; Path=/; HttpOnly; Max-Age=3600");
+  EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), true), "S=ab; Path=/; HttpOnly; Secure");
+}
+
+TEST(PolicyTest, TokenBucket) {
+  const SteadyTime t0{};
+  TokenBucket b(2.0, 3.0, t0);  // 2/s, burst 3
+  uint32_t retry = 0;
+  EXPECT_TRUE(b.Take(t0, &retry));
+  EXPECT_TRUE(b.Take(t0, &retry));
+  EXPECT_TRUE(b.Take(t0, &retry));
+  EXPECT_FALSE(b.Take(t0, &retry));
+  EXPECT_EQ(retry, 1u);
+  EXPECT_FALSE(b.Take(t0 + milliseconds(400), &retry));
+  EXPECT_TRUE(b.Take(t0 + milliseconds(500), &retry));  // one token after 0.5 s
+  EXPECT_FALSE(b.Take(t0 + milliseconds(500), &retry));
+  EXPECT_TRUE(b.Full(t0 + seconds(10)));
+  TokenBucket slow(0.1, 1.0, t0);
+  EXPECT_TRUE(slow.Take(t0, &retry));
+  EXPECT_FALSE(slow.Take(t0, &retry));
+  EXPECT_EQ(retry, 10u);
+}
+
+TEST(PolicyTest, RateLimiterKeysAreIndependentAndBounded) {
+  const SteadyTime t0{};
+  RateLimiter rl(1, 1, 4);
+  uint32_t retry = 0;
+  EXPECT_TRUE(rl.Allow("a", t0, &retry));
+  EXPECT_FALSE(rl.Allow("a", t0, &retry));
+  EXPECT_TRUE(rl.Allow("b", t0, &retry));
+  for (const char* k : {"c", "d", "e", "f"}) rl.Allow(k, t0, &retry);
+  EXPECT_LE(rl.keys(), 4u);
+  EXPECT_TRUE(rl.Allow("a", t0 + seconds(1), &retry));
+}
+
+TEST(PolicyTest, RetryBudgetAndConditions) {
+  EXPECT_TRUE(RetryBudgetAllows(0, 0));
+  EXPECT_TRUE(RetryBudgetAllows(0, 2));
+  EXPECT_FALSE(RetryBudgetAllows(0, 3));
+  EXPECT_TRUE(RetryBudgetAllows(100, 19));
+  EXPECT_FALSE(RetryBudgetAllows(100, 20));
+  EXPECT_TRUE(IsIdempotentMethod("GET"));
+  EXPECT_TRUE(IsIdempotentMethod("PUT"));
+  EXPECT_FALSE(IsIdempotentMethod("POST"));
+  EXPECT_FALSE(IsIdempotentMethod("PATCH"));
+  RetryOn on;
+  on.status_503 = true;
+  EXPECT_TRUE(on.Status(503));
+  EXPECT_FALSE(on.Status(502));
+}
+
+TEST(PolicyTest, OutlierDetectorEjectsForGrowingPeriods) {
+  OutlierDetector::Config cfg;
+  cfg.consecutive_failures = 3;
+  cfg.base_ejection = seconds(10);
+  cfg.max_ejection = seconds(30);
+  OutlierDetector d(cfg);
+  SteadyTime t{};
+  EXPECT_FALSE(d.OnFailure("e", t));
+  EXPECT_FALSE(d.OnFailure("e", t));
+  d.OnSuccess("e");  // resets the run
+  EXPECT_FALSE(d.OnFailure("e", t));
+  EXPECT_FALSE(d.OnFailure("e", t));
+  EXPECT_TRUE(d.OnFailure("e", t));
+  EXPECT_TRUE(d.Ejected("e", t + seconds(9)));
+  EXPECT_FALSE(d.Ejected("e", t + seconds(10)));
+  EXPECT_FALSE(d.Ejected("other", t));
+  t += seconds(10);
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(d.OnFailure("e", t));
+  EXPECT_TRUE(d.OnFailure("e", t));  // second ejection: 20 s
+  EXPECT_TRUE(d.Ejected("e", t + seconds(19)));
+  EXPECT_FALSE(d.Ejected("e", t + seconds(20)));
+  t += seconds(20);
+  for (int i = 0; i < 2; ++i) d.OnFailure("e", t);
+  EXPECT_TRUE(d.OnFailure("e", t));  // third: 40 s capped at 30 s
+  EXPECT_TRUE(d.Ejected("e", t + seconds(29)));
+  EXPECT_FALSE(d.Ejected("e", t + seconds(30)));
+  // Healthy for longer than max_ejection after the ejection ended: back to the base period.
+  t += seconds(30) + seconds(31);
+  for (int i = 0; i < 2; ++i) d.OnFailure("e", t);
+  EXPECT_TRUE(d.OnFailure("e", t));
+  EXPECT_FALSE(d.Ejected("e", t + seconds(10)));
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
