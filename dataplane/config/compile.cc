@@ -85,6 +85,26 @@ class Compiler {
  private:
   void Warn(std::string line) { warnings_.push_back(std::move(line)); }
 
+  // One EndpointState per endpoint key: reused from the previous config, shared between sets.
+  lb::EndpointStatePtr StateFor(const std::string& key) {
+    if (auto it = states_.find(key); it != states_.end()) return it->second;
+    if (previous_states_.empty() && opts_.previous != nullptr) {
+      for (const auto& set : opts_.previous->backend_sets) {
+        for (const auto& e : set->endpoints) {
+          if (e.state) previous_states_.emplace(e.key, e.state);
+        }
+      }
+    }
+    lb::EndpointStatePtr st;
+    if (auto it = previous_states_.find(key); it != previous_states_.end()) {
+      st = it->second;
+    } else {
+      st = std::make_shared<lb::EndpointState>();
+    }
+    states_[key] = st;
+    return st;
+  }
+
   // Make-before-break inside the snapshot: backend sets first, then routes, then listeners.
   void CompileBackendSets() {
     for (const auto& in : snap_.backend_sets()) {
@@ -108,6 +128,7 @@ class Compiler {
         ep.ready = e.ready();
         ep.eligible = e.ready() && (!in.local_only() || (!opts_.node_name.empty() && e.node_name() == opts_.node_name));
         ep.key = EndpointKey(e.address(), e.port());
+        ep.state = StateFor(ep.key);
         out->endpoints.push_back(std::move(ep));
       }
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
@@ -268,8 +289,15 @@ class Compiler {
   }
 
   void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
-    std::vector<uint32_t> weights;
-    std::vector<uint32_t> sizes;
+    auto kind = lb::ParseSchedulerName(in.policy().scheduler());
+    if (!kind) {
+      // A warning, not a NACK: one route's typo must not stop every other update.
+      Warn(where + ": unknown scheduler \"" + in.policy().scheduler() +
+           "\" (round-robin | weighted-round-robin | least-connections | source-hash | maglev | p2c); using round-robin");
+      kind = lb::SchedulerKind::kRoundRobin;
+    }
+    out->scheduler = *kind;
+    std::vector<lb::EndpointPicker::Group> groups;
     uint64_t total_weight = 0;
     for (const auto& wb : in.backends()) {
       auto it = sets_.find(wb.backend_set());
@@ -277,25 +305,25 @@ class Compiler {
       WeightedBackendSet w;
       w.set = it->second;
       w.weight = wb.weight();
+      lb::EndpointPicker::Group g;
+      g.weight = w.weight;
       for (const auto& e : it->second->endpoints) {
-        if (e.eligible) w.eligible.push_back(&e);
+        if (!e.eligible) continue;
+        w.eligible.push_back(&e);
+        g.endpoints.push_back(lb::Candidate{e.key, 1, e.state});
       }
-      weights.push_back(w.weight);
-      sizes.push_back(static_cast<uint32_t>(w.eligible.size()));
       total_weight += w.weight;
+      groups.push_back(std::move(g));
       out->backends.push_back(std::move(w));
     }
     if (!in.backends().empty() && total_weight == 0) {
       Warn(where + ": every backend has weight 0; the route receives no traffic (503 / refused)");
     }
-    out->picker = std::make_unique<lb::EndpointPicker>(weights, sizes);
+    out->picker = std::make_unique<lb::EndpointPicker>(*kind, std::move(groups));
   }
 
   void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
     const auto& p = in.policy();
-    if (!p.scheduler().empty() && p.scheduler() != "round-robin" && p.scheduler() != "weighted-round-robin") {
-      Warn(where + ": scheduler \"" + p.scheduler() + "\" is not implemented by this build; using round-robin");
-    }
     if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
       Warn(where + ": stickiness is not implemented by this build; ignored");
     }
@@ -386,6 +414,8 @@ class Compiler {
   std::map<std::string, Listener*> listeners_;
   std::map<std::string, const pb::Listener*> listener_pb_;
   std::map<std::string, Route*> routes_;
+  std::unordered_map<std::string, lb::EndpointStatePtr> states_;
+  std::unordered_map<std::string, lb::EndpointStatePtr> previous_states_;
 };
 
 }  // namespace
@@ -406,9 +436,9 @@ std::string_view ProtocolName(Protocol p) {
   return "?";
 }
 
-const Endpoint* Route::PickEndpoint() const {
+const Endpoint* Route::PickEndpoint(const lb::PickContext& ctx) const {
   if (!picker) return nullptr;
-  const auto c = picker->Pick();
+  const auto c = picker->Pick(ctx);
   if (!c) return nullptr;
   return backends[c->group].eligible[c->endpoint];
 }

@@ -29,6 +29,9 @@ namespace doorman::dataplane {
 
 struct CompileOptions {
   std::string node_name;  // for BackendSet.local_only
+  // The config being replaced, if any: endpoints with the same key keep their EndpointState
+  // (health, open connections) so an update resets neither.
+  const RuntimeConfig* previous = nullptr;
 };
 
 struct CompileResult {

@@ -38,6 +38,9 @@ struct Endpoint {
   bool ready = false;     // from the EndpointSlice: may receive new connections
   bool eligible = false;  // ready, and on this node when the set is local_only
   std::string key;        // "10.0.0.1:8080" / "[fd00::1]:8080": metrics label and pool key
+  // Health and open-connection count, shared with the schedulers and carried over to the next
+  // snapshot for the same key (so an update resets neither). Never null after Compile().
+  lb::EndpointStatePtr state;
 };
 
 struct BackendSet {
@@ -65,10 +68,13 @@ struct Route {
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
 
   // The next endpoint by the route's scheduler, or nullptr when none is eligible.
-  const Endpoint* PickEndpoint() const;
+  // `ctx.hash` = HashKey of the client address for source-hash / maglev / source-IP stickiness.
+  const Endpoint* PickEndpoint(const lb::PickContext& ctx) const;
+  const Endpoint* PickEndpoint() const { return PickEndpoint(lb::PickContext{}); }
   std::size_t eligible_endpoints() const { return picker ? picker->eligible() : 0; }
 
   std::unique_ptr<lb::EndpointPicker> picker;
+  lb::SchedulerKind scheduler = lb::SchedulerKind::kRoundRobin;
 };
 
 struct Listener {

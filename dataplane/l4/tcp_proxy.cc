@@ -36,6 +36,7 @@ class TcpSession {
     CloseBoth();
     if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
     if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
+    if (endpoint_state_) endpoint_state_->active.fetch_sub(1, std::memory_order_relaxed);
     active_.Decrement();
     w_.shared().l4_active.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -61,8 +62,11 @@ class TcpSession {
     idle_timeout_ = route.idle_timeout.count() > 0 ? route.idle_timeout : listener->idle_timeout;
     const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
     std::vector<const Endpoint*> tried;
+    lb::PickContext pick{ClientHash(), 0};
     for (std::size_t i = 0; i < attempts * 2 && tried.size() < attempts; ++i) {
-      const Endpoint* ep = route.PickEndpoint();
+      const Endpoint* ep = route.PickEndpoint(pick);
+      // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
+      pick.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&pick.hash), sizeof pick.hash), i + 1);
       if (ep == nullptr) break;
       if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
       tried.push_back(ep);
@@ -70,6 +74,8 @@ class TcpSession {
       upstream_ = co_await ConnectTo(w_.executor(), *ep, route.connect_timeout, ec);
       if (!ec) {
         backend_ = ep->key;
+        endpoint_state_ = ep->state;  // least-connections load, released in the destructor
+        if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
         co_return true;
       }
@@ -131,6 +137,20 @@ class TcpSession {
     }
   }
 
+  // Hash of the client's IP address (not its port): source-hash/maglev pin a client, not a flow.
+  uint64_t ClientHash() const {
+    error_code ec;
+    const auto remote = client_.remote_endpoint(ec);
+    if (ec) return 0;
+    const auto addr = remote.address();
+    if (addr.is_v4()) {
+      const auto b = addr.to_v4().to_bytes();
+      return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+    }
+    const auto b = addr.to_v6().to_bytes();
+    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+  }
+
   void Count(bool rx, std::size_t n) {
     uint64_t& pending = rx ? rx_pending_ : tx_pending_;
     pending += n;
@@ -153,6 +173,7 @@ class TcpSession {
   Timer idle_timer_;
   std::string listener_;
   std::string backend_;
+  lb::EndpointStatePtr endpoint_state_;
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
   prometheus::Counter& tx_;

@@ -72,7 +72,8 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
     r.warnings = impl_->warnings;
     return r;
   }
-  CompileResult c = Compile(update.snapshot(), update.version(), CompileOptions{impl_->opts.node_name});
+  const auto previous = impl_->store.Load();  // endpoints keep their health/load state
+  CompileResult c = Compile(update.snapshot(), update.version(), CompileOptions{impl_->opts.node_name, previous.get()});
   if (!c.ok()) {
     impl_->metrics.ConfigRejected();
     log::Error("dataplane", "routing state rejected; keeping the previous one",

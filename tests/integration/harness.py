@@ -232,3 +232,41 @@ class DoormanTestCase(unittest.TestCase):
 
 def backend_of(body):
     return json.loads(body)["backend"]
+
+
+# --- L4 helpers (added by the L4 work) ------------------------------------------------------
+def http_over_tcp(port, src=None, host="127.0.0.1", timeout=5.0, keep=False, path="/"):
+    """One HTTP/1.1 GET over a fresh TCP connection (optionally from source address `src`).
+
+    Returns (backend name, socket or None): the socket stays open when keep=True, so tests can
+    hold connections (least-connections, pinning) and close them later.
+    """
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if src:
+        s.bind((src, 0))
+    s.connect((host, port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: l4.test\r\n%s\r\n" %
+               (path, "" if keep else "Connection: close\r\n")).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response header")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the response body")
+        body += chunk
+    name = json.loads(body[:length])["backend"]
+    if keep:
+        return name, s
+    s.close()
+    return name, None

@@ -194,7 +194,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
     routes {
       name: "ns/lb/web" listener: "http-80"
       policy {
-        scheduler: "maglev"
+        scheduler: "bogus"
         stickiness { type: COOKIE cookie_name: "x" }
         retries { attempts: 2 }
         rate_limit { requests_per_second: 10 }
@@ -214,7 +214,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "listener \"tls-8443\": protocol TLS is not served",
                         "listener \"http-80\": PROXY protocol",
                         "listener \"http-80\": allowed_source_ranges",
-                        "route \"ns/lb/web\": scheduler \"maglev\"",
+                        "route \"ns/lb/web\": unknown scheduler \"bogus\"",
                         "route \"ns/lb/web\": stickiness",
                         "route \"ns/lb/web\": retries",
                         "route \"ns/lb/web\": rate limit",

@@ -1,0 +1,96 @@
+// Compile() behaviour owned by the L4 work: scheduler selection, endpoint state carried across
+// snapshots (health, open connections), L4 listener settings.
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dataplane/config/compile.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+namespace {
+
+v1::Snapshot Parse(const std::string& text) {
+  v1::Snapshot s;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &s)) << text;
+  return s;
+}
+
+std::string Snapshot(const std::string& scheduler, const std::string& extra_endpoint = "") {
+  return R"pb(
+    listeners { name: "tcp-9000" port: 9000 protocol: TCP routes: "ns/lb/r" }
+    routes { name: "ns/lb/r" listener: "tcp-9000" backends { backend_set: "s" weight: 1 }
+             policy { scheduler: ")pb" + scheduler + R"pb(" } }
+    backend_sets { name: "s"
+      endpoints { address: "127.0.0.1" port: 1 ready: true }
+      endpoints { address: "127.0.0.1" port: 2 ready: true }
+      endpoints { address: "127.0.0.1" port: 3 ready: true })pb" + extra_endpoint + R"pb( }
+  )pb";
+}
+
+TEST(CompileL4Test, SchedulerSelectedByName) {
+  for (const auto& [name, kind] : std::map<std::string, lb::SchedulerKind>{
+           {"", lb::SchedulerKind::kRoundRobin},
+           {"round-robin", lb::SchedulerKind::kRoundRobin},
+           {"weighted-round-robin", lb::SchedulerKind::kWeightedRoundRobin},
+           {"least-connections", lb::SchedulerKind::kLeastConnections},
+           {"source-hash", lb::SchedulerKind::kSourceHash},
+           {"maglev", lb::SchedulerKind::kMaglev},
+           {"p2c", lb::SchedulerKind::kP2c}}) {
+    const auto r = Compile(Parse(Snapshot(name)), 1, {});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_TRUE(r.warnings.empty()) << name << ": " << (r.warnings.empty() ? "" : r.warnings[0]);
+    const Route* route = r.config->FindRoute("ns/lb/r");
+    EXPECT_EQ(route->scheduler, kind) << name;
+    EXPECT_EQ(route->picker->kind(), kind) << name;
+    EXPECT_NE(route->PickEndpoint(lb::PickContext{42, 0}), nullptr);
+  }
+}
+
+TEST(CompileL4Test, HashSchedulersAreStickyPerClient) {
+  for (const char* name : {"source-hash", "maglev"}) {
+    const auto r = Compile(Parse(Snapshot(name)), 1, {});
+    const Route* route = r.config->FindRoute("ns/lb/r");
+    std::map<std::string, int> seen;
+    for (uint64_t client = 0; client < 300; ++client) {
+      const auto h = lb::HashKey("client" + std::to_string(client));
+      const Endpoint* a = route->PickEndpoint(lb::PickContext{h, 0});
+      const Endpoint* b = route->PickEndpoint(lb::PickContext{h, 0});
+      ASSERT_EQ(a, b) << name;
+      seen[a->key]++;
+    }
+    EXPECT_EQ(seen.size(), 3u) << name;
+  }
+}
+
+TEST(CompileL4Test, EndpointStateSurvivesASnapshotForTheSameKey) {
+  const auto first = Compile(Parse(Snapshot("least-connections")), 1, {});
+  const Endpoint& e1 = first.config->backend_sets[0]->endpoints[0];
+  e1.state->healthy = false;
+  e1.state->active = 7;
+  CompileOptions opts;
+  opts.previous = first.config.get();
+  const auto second = Compile(Parse(Snapshot("maglev", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 2, opts);
+  ASSERT_TRUE(second.ok()) << second.error;
+  const auto& eps = second.config->backend_sets[0]->endpoints;
+  ASSERT_EQ(eps.size(), 4u);
+  EXPECT_EQ(eps[0].state, e1.state);
+  EXPECT_FALSE(eps[0].state->healthy.load());
+  EXPECT_EQ(eps[0].state->active.load(), 7);
+  EXPECT_TRUE(eps[3].state->healthy.load());  // new endpoint starts healthy
+  // The unhealthy endpoint gets no new connections under the new config either.
+  const Route* route = second.config->FindRoute("ns/lb/r");
+  for (uint64_t c = 0; c < 200; ++c) EXPECT_NE(route->PickEndpoint(lb::PickContext{lb::HashKey(std::to_string(c)), 0}), &eps[0]);
+}
+
+TEST(CompileL4Test, UnknownSchedulerWarnsAndUsesRoundRobin) {
+  const auto r = Compile(Parse(Snapshot("fastest")), 1, {});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("unknown scheduler \"fastest\""), std::string::npos);
+  EXPECT_EQ(r.config->FindRoute("ns/lb/r")->scheduler, lb::SchedulerKind::kRoundRobin);
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
