@@ -53,6 +53,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                       .Name("doorman_l7_request_duration_seconds")
                       .Help("HTTP request duration, from the request header to the end of the response")
                       .Register(r);
+  l4_drops_ = &prometheus::BuildCounter()
+                   .Name("doorman_l4_drops_total")
+                   .Help("Connections or datagrams refused or closed early by a listener, by reason")
+                   .Register(r);
   backend_up_ = &prometheus::BuildGauge()
                      .Name("doorman_backend_up")
                      .Help("1 when the backend endpoint is ready (from the controller's endpoint state)")
@@ -102,6 +106,13 @@ prometheus::Counter& WorkerMetrics::L4Bytes(const std::string& listener, bool rx
   key_.assign(listener).append(rx ? "\0rx" : "\0tx", 3);
   auto& p = l4_bytes_[key_];
   if (p == nullptr) p = &m_.l4_bytes_->Add({{"listener", listener}, {"direction", rx ? "rx" : "tx"}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L4Drops(const std::string& listener, std::string_view reason) {
+  key_.assign(listener).append(1, '\0').append(reason);
+  auto& p = l4_drops_[key_];
+  if (p == nullptr) p = &m_.l4_drops_->Add({{"listener", listener}, {"reason", std::string(reason)}});
   return *p;
 }
 

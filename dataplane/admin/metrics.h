@@ -51,6 +51,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* l7_requests_;
   prometheus::Family<prometheus::Histogram>* l7_duration_;
   prometheus::Family<prometheus::Gauge>* backend_up_;
+  prometheus::Family<prometheus::Counter>* l4_drops_;
   std::map<std::string, prometheus::Gauge*> backend_up_series_;  // guarded by the apply mutex
 };
 
@@ -63,6 +64,10 @@ class WorkerMetrics {
   prometheus::Gauge& L4Active(const std::string& listener);
   prometheus::Counter& L4Connections(const std::string& listener, const std::string& backend);
   prometheus::Counter& L4Bytes(const std::string& listener, bool rx);
+  // doorman_l4_drops_total{listener,reason}: connections/datagrams refused or closed early.
+  // reason: source_range | no_backend | connect_failed | proxy_protocol | tls_clienthello |
+  //         udp_table_full | drain_timeout
+  prometheus::Counter& L4Drops(const std::string& listener, std::string_view reason);
   prometheus::Counter& L7Requests(std::string_view listener, std::string_view route, std::string_view backend,
                                   unsigned code);
   prometheus::Histogram& L7Duration(std::string_view listener, std::string_view route);
@@ -72,6 +77,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Gauge*> l4_active_;
   std::unordered_map<std::string, prometheus::Counter*> l4_connections_;
   std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;
+  std::unordered_map<std::string, prometheus::Counter*> l4_drops_;
   std::unordered_map<std::string, prometheus::Counter*> l7_requests_;
   std::unordered_map<std::string, prometheus::Histogram*> l7_duration_;
   std::string key_;  // reused lookup key

@@ -171,9 +171,18 @@ class Compiler {
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
           Warn(where + ": PROXY protocol is not implemented by this build; ignored");
         }
-        if (in.allowed_source_ranges_size() > 0) {
-          Warn(where + ": allowed_source_ranges are not enforced by this build; every client is accepted");
+      }
+      for (const auto& r : in.allowed_source_ranges()) {
+        if (auto c = l4::ParseCidr(r)) {
+          out->allowed_source_ranges.push_back(*c);
+        } else {
+          // Dropping a bad entry only narrows the allow-list (fails closed), never opens it.
+          Warn(where + ".allowed_source_ranges: \"" + r + "\" is not a CIDR; ignored");
         }
+      }
+      if (in.allowed_source_ranges_size() > 0 && out->allowed_source_ranges.empty()) {
+        Warn(where + ".allowed_source_ranges: no valid range; every client is refused");
+        out->allowed_source_ranges.push_back(l4::Cidr{true, {}, 128});  // "::" only: no real client
       }
       listeners_[in.name()] = out.get();
       cfg_->listeners.push_back(std::move(out));
@@ -451,6 +460,24 @@ const Listener* RuntimeConfig::FindListener(std::string_view name) const {
 const Route* RuntimeConfig::FindRoute(std::string_view name) const {
   auto it = route_index.find(name);
   return it == route_index.end() ? nullptr : it->second;
+}
+
+void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms) {
+  std::unordered_set<const lb::EndpointState*> present;
+  for (const auto& set : next.backend_sets) {
+    for (const auto& e : set->endpoints) {
+      present.insert(e.state.get());
+      e.state->removed_at_ms.store(0, std::memory_order_relaxed);
+    }
+  }
+  if (previous == nullptr) return;
+  for (const auto& set : previous->backend_sets) {
+    for (const auto& e : set->endpoints) {
+      if (!present.count(e.state.get()) && e.state->removed_at_ms.load(std::memory_order_relaxed) == 0) {
+        e.state->removed_at_ms.store(now_ms == 0 ? 1 : now_ms, std::memory_order_relaxed);
+      }
+    }
+  }
 }
 
 CompileResult Compile(const pb::Snapshot& snapshot, uint64_t version, const CompileOptions& options) {

@@ -41,6 +41,10 @@ struct CompileResult {
   bool ok() const { return config != nullptr; }
 };
 
+// Starts the drain of endpoints that `previous` had and `next` does not (EndpointState::
+// removed_at_ms = now_ms) and ends it for endpoints back in `next`. Called after the swap.
+void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms);
+
 CompileResult Compile(const doorman::v1::Snapshot& snapshot, uint64_t version, const CompileOptions& options);
 
 }  // namespace doorman::dataplane

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
 
@@ -28,6 +29,10 @@ inline constexpr Millis kDefaultL4IdleTimeout{350'000};
 inline constexpr Millis kDefaultL7IdleTimeout{60'000};
 inline constexpr Millis kDefaultConnectTimeout{5'000};
 inline constexpr Millis kDefaultRequestTimeout{60'000};
+// L4 TCP keepalive on both legs (Linux defaults are 2 h): probe after 60 s idle, every 10 s, 6 times.
+inline constexpr int kTcpKeepaliveIdleS = 60;
+inline constexpr int kTcpKeepaliveIntervalS = 10;
+inline constexpr int kTcpKeepaliveCount = 6;
 
 enum class Protocol { kTcp, kUdp, kTls, kHttp, kHttps };
 std::string_view ProtocolName(Protocol p);
@@ -84,6 +89,7 @@ struct Listener {
   Millis idle_timeout = kDefaultL4IdleTimeout;
   std::vector<const Route*> routes;  // precedence order
   bool served = false;               // this build serves the protocol (TCP, HTTP)
+  std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

@@ -1,7 +1,9 @@
 #include "dataplane/l4/tcp_proxy.h"
 
+#include <netinet/tcp.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/co_spawn.hpp>
@@ -22,18 +24,37 @@ using boost::system::error_code;
 constexpr std::size_t kPumpBuffer = 16 * 1024;
 constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB
 
-class TcpSession {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+
+class TcpSession;
+
+// The sessions of one worker (intrusive list, touched only on that worker's thread) and the
+// once-a-second sweep that enforces idle and drain timeouts for all of them.
+struct SessionList {
+  TcpSession* head = nullptr;
+  bool sweeping = false;
+};
+
+class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
-  TcpSession(Worker& w, Socket client, std::string listener)
-      : w_(w), client_(std::move(client)), upstream_(w.executor()), idle_timer_(w.executor()),
-        listener_(std::move(listener)), active_(w.metrics().L4Active(listener_)),
+  TcpSession(Worker& w, Socket client, std::string listener, std::shared_ptr<SessionList> list)
+      : w_(w), client_(std::move(client)), upstream_(w.executor()), listener_(std::move(listener)),
+        list_(std::move(list)), active_(w.metrics().L4Active(listener_)),
         rx_(w.metrics().L4Bytes(listener_, true)), tx_(w.metrics().L4Bytes(listener_, false)) {
     active_.Increment();
     w_.shared().l4_active.fetch_add(1, std::memory_order_relaxed);
+    next_ = list_->head;
+    if (next_) next_->prev_ = this;
+    list_->head = this;
   }
 
   ~TcpSession() {
-    CloseBoth();
+    CloseBoth(false);
+    if (prev_) prev_->next_ = next_;
+    else list_->head = next_;
+    if (next_) next_->prev_ = prev_;
     if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
     if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
     if (endpoint_state_) endpoint_state_->active.fetch_sub(1, std::memory_order_relaxed);
@@ -44,20 +65,39 @@ class TcpSession {
   // `self` keeps the session alive while the coroutine runs (it starts after the spawner returns).
   static Task<> Run(std::shared_ptr<TcpSession> self) {
     if (!co_await self->ConnectUpstream()) co_return;
-    self->last_activity_ = Clock::now();
-    self->open_directions_ = 2;
+    self->last_activity_ms_ = NowMs();
     const auto ex = self->w_.executor();
     net::co_spawn(ex, Pump(self, self->client_, self->upstream_, true), net::detached);
     net::co_spawn(ex, Pump(self, self->upstream_, self->client_, false), net::detached);
-    net::co_spawn(ex, IdleWatch(self), net::detached);
   }
+
+  // Called by the worker's sweep: closes the session when idle or drained too long.
+  void Sweep(int64_t now_ms) {
+    if (!connected_) return;
+    if (now_ms - last_activity_ms_ >= idle_timeout_.count()) {
+      log::Debug("l4", "idle timeout", {{"listener", listener_}, {"backend", backend_}});
+      CloseBoth(false);
+      return;
+    }
+    const int64_t removed = endpoint_state_ ? endpoint_state_->removed_at_ms.load(std::memory_order_relaxed) : 0;
+    if (removed != 0 && now_ms - removed >= idle_timeout_.count()) {
+      log::Debug("l4", "drain timeout: backend removed", {{"listener", listener_}, {"backend", backend_}});
+      w_.metrics().L4Drops(listener_, "drain_timeout").Increment();
+      CloseBoth(false);
+    }
+  }
+
+  TcpSession* next() const { return next_; }
 
  private:
   // Picks endpoints from the newest config and connects to the first that answers.
   Task<bool> ConnectUpstream() {
     const auto config = w_.shared().config.Load();
     const Listener* listener = config ? config->FindListener(listener_) : nullptr;
-    if (listener == nullptr || listener->routes.empty()) co_return false;  // closes the client
+    if (listener == nullptr || listener->routes.empty()) {
+      w_.metrics().L4Drops(listener_, "no_backend").Increment();
+      co_return false;  // closes the client
+    }
     const Route& route = *listener->routes.front();
     idle_timeout_ = route.idle_timeout.count() > 0 ? route.idle_timeout : listener->idle_timeout;
     const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
@@ -77,21 +117,26 @@ class TcpSession {
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
+        SetTcpKeepalive(client_);
+        SetTcpKeepalive(upstream_);
+        connected_ = true;
         co_return true;
       }
       log::Debug("l4", "connect to backend failed",
                  {{"listener", listener_}, {"backend", ep->key}, {"error", IsTimeout(ec) ? "timeout" : ec.message()}});
     }
     if (tried.empty()) {
+      w_.metrics().L4Drops(listener_, "no_backend").Increment();
       log::Debug("l4", "no ready endpoint; closing client", {{"listener", listener_}, {"route", route.name}});
     } else {
+      w_.metrics().L4Drops(listener_, "connect_failed").Increment();
       log::Warn("l4", "no backend accepted the connection; closing client",
                 {{"listener", listener_}, {"route", route.name}, {"tried", std::to_string(tried.size())}});
     }
     co_return false;
   }
 
-  // Copies `from` → `to` until EOF (then half-closes `to`) or an error (then closes both).
+  // Copies `from` → `to` until EOF (then half-closes `to`) or an error (then resets both).
   static Task<> Pump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
     std::array<char, kPumpBuffer> buf;
     for (;;) {
@@ -103,37 +148,17 @@ class TcpSession {
         break;
       }
       if (ec) {
-        self->CloseBoth();
+        // connection_reset (or any error): propagate as a reset, not as a clean FIN.
+        self->CloseBoth(ec != net::error::operation_aborted);
         break;
       }
-      self->last_activity_ = Clock::now();
+      self->last_activity_ms_ = NowMs();
       co_await net::async_write(to, net::buffer(buf.data(), n), Redirect(ec));
       if (ec) {
-        self->CloseBoth();
+        self->CloseBoth(ec != net::error::operation_aborted);
         break;
       }
-      self->last_activity_ = Clock::now();
       self->Count(rx, n);
-    }
-    if (--self->open_directions_ == 0) {
-      self->done_ = true;
-      self->idle_timer_.cancel();
-    }
-  }
-
-  // One timer per connection, re-armed only when it fires (not per read): cheap idle tracking.
-  static Task<> IdleWatch(std::shared_ptr<TcpSession> self) {
-    while (!self->done_) {
-      const auto deadline = self->last_activity_ + self->idle_timeout_;
-      if (Clock::now() >= deadline) {
-        log::Debug("l4", "idle timeout", {{"listener", self->listener_}, {"backend", self->backend_}});
-        self->CloseBoth();
-        co_return;
-      }
-      self->idle_timer_.expires_at(deadline);
-      error_code ec;
-      co_await self->idle_timer_.async_wait(Redirect(ec));
-      if (ec && ec != net::error::operation_aborted) co_return;
     }
   }
 
@@ -160,19 +185,25 @@ class TcpSession {
     }
   }
 
-  void CloseBoth() {
+  // `reset`: abortive close (RST) so each peer learns the other side failed.
+  void CloseBoth(bool reset) {
     error_code ignored;
-    if (client_.is_open()) client_.close(ignored);
-    if (upstream_.is_open()) upstream_.close(ignored);
-    idle_timer_.cancel();
+    for (Socket* s : {&client_, &upstream_}) {
+      if (!s->is_open()) continue;
+      if (reset) s->set_option(net::socket_base::linger(true, 0), ignored);
+      s->close(ignored);
+    }
+    connected_ = false;
   }
 
   Worker& w_;
   Socket client_;
   Socket upstream_;
-  Timer idle_timer_;
   std::string listener_;
   std::string backend_;
+  std::shared_ptr<SessionList> list_;
+  TcpSession* prev_ = nullptr;
+  TcpSession* next_ = nullptr;
   lb::EndpointStatePtr endpoint_state_;
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
@@ -180,17 +211,53 @@ class TcpSession {
   uint64_t rx_pending_ = 0;
   uint64_t tx_pending_ = 0;
   Millis idle_timeout_ = kDefaultL4IdleTimeout;
-  Clock::time_point last_activity_ = Clock::now();
-  int open_directions_ = 0;
-  bool done_ = false;
+  int64_t last_activity_ms_ = NowMs();
+  bool connected_ = false;
 };
 
+Task<> SweepSessions(Worker& w, std::shared_ptr<SessionList> list) {
+  Timer timer(w.executor());
+  for (;;) {
+    timer.expires_after(kL4SweepInterval);
+    error_code ec;
+    co_await timer.async_wait(Redirect(ec));
+    if (ec) co_return;
+    const int64_t now = NowMs();
+    // Sweep() may close sockets but never destroys a session synchronously (the pumps hold it),
+    // so walking the list while sweeping is safe.
+    for (TcpSession* s = list->head; s != nullptr; s = s->next()) s->Sweep(now);
+  }
+}
+
+// One list per worker thread (each worker is one thread running one io_context).
+std::shared_ptr<SessionList> WorkerSessions(Worker& w) {
+  thread_local std::shared_ptr<SessionList> list;
+  if (!list) list = std::make_shared<SessionList>();
+  if (!list->sweeping) {
+    list->sweeping = true;
+    net::co_spawn(w.executor(), SweepSessions(w, list), net::detached);
+  }
+  return list;
+}
+
 }  // namespace
+
+void SetTcpKeepalive(Socket& s) {
+  error_code ignored;
+  s.set_option(net::socket_base::keep_alive(true), ignored);
+  const int fd = s.native_handle();
+  int v = kTcpKeepaliveIdleS;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
+  v = kTcpKeepaliveIntervalS;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
+  v = kTcpKeepaliveCount;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
+}
 
 void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name) {
   error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
-  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name);
+  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name, WorkerSessions(worker));
   net::co_spawn(worker.executor(), TcpSession::Run(std::move(session)), [](std::exception_ptr e) {
     if (!e) return;
     try {

@@ -28,6 +28,9 @@ namespace doorman::lb {
 struct EndpointState {
   std::atomic<int64_t> active{0};     // open connections / in-flight requests to this endpoint
   std::atomic<bool> healthy{true};    // written by the health checker, read by Pick()
+  // Steady-clock milliseconds when the endpoint left the routing state (0 = still in it): its
+  // pinned connections drain until they close or the drain timeout passes.
+  std::atomic<int64_t> removed_at_ms{0};
 };
 using EndpointStatePtr = std::shared_ptr<EndpointState>;
 

@@ -85,6 +85,9 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   std::vector<std::string> warnings = std::move(c.warnings);
   for (auto& w : impl_->listeners->Prepare(*c.config)) warnings.push_back(std::move(w));
   impl_->store.Store(c.config);
+  MarkRemovedEndpoints(previous.get(), *c.config,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch()).count());
   impl_->listeners->Commit();
   applied_version_.store(update.version());
   impl_->metrics.ConfigApplied(*c.config);

@@ -1,5 +1,7 @@
 #include "dataplane/server/listener_manager.h"
 
+#include <prometheus/counter.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -19,6 +21,32 @@ using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 constexpr std::chrono::milliseconds kAcceptErrorPause{50};
 constexpr std::chrono::seconds kCloseWait{2};
 
+// Listener.allowed_source_ranges, checked on the newest config at accept. A refused client gets
+// a RST (SO_LINGER 0) and is counted in doorman_l4_drops_total{reason="source_range"}.
+bool SourceAllowed(Worker& w, const std::string& listener, Socket& s) {
+  const auto config = w.shared().config.Load();
+  const Listener* l = config ? config->FindListener(listener) : nullptr;
+  if (l == nullptr || l->allowed_source_ranges.empty()) return true;
+  error_code ec;
+  const auto remote = s.remote_endpoint(ec);
+  if (ec) return false;
+  const auto addr = remote.address();
+  bool ok = false;
+  if (addr.is_v4()) {
+    const auto b = addr.to_v4().to_bytes();
+    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
+  } else {
+    const auto b = addr.to_v6().to_bytes();
+    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
+  }
+  if (!ok) {
+    w.metrics().L4Drops(listener, "source_range").Increment();
+    s.set_option(net::socket_base::linger(true, 0), ec);
+    s.close(ec);
+  }
+  return ok;
+}
+
 Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string listener, bool l7) {
   Timer pause(w.executor());
   for (;;) {
@@ -32,6 +60,7 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
       co_await pause.async_wait(Redirect(ec));
       continue;
     }
+    if (!SourceAllowed(w, listener, s)) continue;
     if (l7) {
       StartHttpSession(w, std::move(s), listener);
     } else {

@@ -94,3 +94,45 @@ TEST(CompileL4Test, UnknownSchedulerWarnsAndUsesRoundRobin) {
 
 }  // namespace
 }  // namespace doorman::dataplane
+
+namespace doorman::dataplane {
+namespace {
+
+TEST(CompileL4Test, RemovedEndpointsStartDrainingAndComeBack) {
+  const auto a = Compile(Parse(Snapshot("round-robin", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 1, {});
+  const auto gone = a.config->backend_sets[0]->endpoints[3].state;
+  CompileOptions opts;
+  opts.previous = a.config.get();
+  const auto b = Compile(Parse(Snapshot("round-robin")), 2, opts);
+  MarkRemovedEndpoints(a.config.get(), *b.config, 5000);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  EXPECT_EQ(b.config->backend_sets[0]->endpoints[0].state->removed_at_ms.load(), 0);
+  // A later update does not restart the drain clock. Re-adding the key after a removal starts a
+  // fresh state (the old connections keep draining on the old one).
+  MarkRemovedEndpoints(b.config.get(), *b.config, 9000);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  opts.previous = b.config.get();
+  const auto c = Compile(Parse(Snapshot("round-robin", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 3, opts);
+  MarkRemovedEndpoints(b.config.get(), *c.config, 9500);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  EXPECT_EQ(c.config->backend_sets[0]->endpoints[3].state->removed_at_ms.load(), 0);
+  EXPECT_NE(c.config->backend_sets[0]->endpoints[3].state, gone);
+}
+
+TEST(CompileL4Test, SourceRangesCompiledBadOnesNarrowTheList) {
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "tcp-1" port: 1 protocol: TCP allowed_source_ranges: "10.0.0.0/8" allowed_source_ranges: "fd00::/8" }
+    listeners { name: "tcp-2" port: 2 protocol: TCP allowed_source_ranges: "10.0.0.0/8" allowed_source_ranges: "nope" }
+    listeners { name: "tcp-3" port: 3 protocol: TCP allowed_source_ranges: "bad" }
+  )pb"), 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.config->FindListener("tcp-1")->allowed_source_ranges.size(), 2u);
+  EXPECT_EQ(r.config->FindListener("tcp-2")->allowed_source_ranges.size(), 1u);
+  const auto& none = r.config->FindListener("tcp-3")->allowed_source_ranges;
+  ASSERT_EQ(none.size(), 1u);
+  const uint8_t lo[4] = {127, 0, 0, 1};
+  EXPECT_FALSE(l4::SourceAllowed(none, lo, 4));  // fails closed
+}
+
+}  // namespace
+}  // namespace doorman::dataplane

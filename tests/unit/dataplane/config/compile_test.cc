@@ -213,7 +213,6 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "listener \"https-443\": protocol HTTPS is not served",
                         "listener \"tls-8443\": protocol TLS is not served",
                         "listener \"http-80\": PROXY protocol",
-                        "listener \"http-80\": allowed_source_ranges",
                         "route \"ns/lb/web\": unknown scheduler \"bogus\"",
                         "route \"ns/lb/web\": stickiness",
                         "route \"ns/lb/web\": retries",
@@ -226,7 +225,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "route \"ns/lb/orphan\": not listed"}) {
     EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
   }
-  EXPECT_EQ(r.warnings.size(), 15u);
+  EXPECT_EQ(r.warnings.size(), 14u);
   EXPECT_FALSE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);

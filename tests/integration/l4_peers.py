@@ -1,0 +1,112 @@
+"""Small real TCP peers for the L4 tests (threads in the test process, real sockets on 127.0.0.1).
+
+EchoServer: echoes every byte back; when the client half-closes (FIN) it answers
+"<name>:EOF" and closes; on the message "RST!" it resets the connection (SO_LINGER 0), so a test sees both directions of a half-closed connection. It keeps
+every accepted socket in `conns` (so a test can reset one) and records how each one ended in
+`endings` ("eof" | "reset" | "error").
+"""
+import socket
+import struct
+import threading
+
+
+class EchoServer:
+    def __init__(self, name):
+        self.name = name.encode()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.endings = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        ending = "error"
+        try:
+            c.sendall(b"hello from " + self.name + b"\n")
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    ending = "eof"
+                    c.sendall(self.name + b":EOF")
+                    break
+                if data == b"RST!":  # the test asks this peer to reset the connection
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    ending = "sent-reset"
+                    break
+                c.sendall(data)
+        except ConnectionResetError:
+            ending = "reset"
+        except OSError:
+            ending = "error"
+        finally:
+            with self.lock:
+                self.endings.append(ending)
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def connect(port, src=None, timeout=5.0):
+    """Connects and reads the greeting line; returns (socket, backend name)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if src:
+        s.bind((src, 0))
+    try:
+        s.connect(("127.0.0.1", port))
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(1)
+            if not chunk:
+                raise ConnectionError("closed before the greeting")
+            line += chunk
+    except BaseException:
+        s.close()
+        raise
+    return s, line.decode().strip().rpartition(" ")[2]
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def recv_until_eof(s, limit=1 << 24):
+    buf = b""
+    while len(buf) < limit:
+        chunk = s.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+    return buf
