@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -38,6 +39,8 @@ class Metrics {
 
   void ConfigApplied(const RuntimeConfig& config);  // version gauge, applied counter, backend_up
   void ConfigRejected();
+  // A health-check transition (any thread): doorman_backend_up{backend} = ready && healthy.
+  void SetBackendHealth(const std::string& backend, bool healthy);
 
  private:
   friend class WorkerMetrics;
@@ -52,7 +55,9 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* l7_duration_;
   prometheus::Family<prometheus::Gauge>* backend_up_;
   prometheus::Family<prometheus::Counter>* l4_drops_;
-  std::map<std::string, prometheus::Gauge*> backend_up_series_;  // guarded by the apply mutex
+  std::mutex backend_up_mu_;  // the health checker's thread and Apply both touch the map below
+  std::map<std::string, prometheus::Gauge*> backend_up_series_;
+  std::map<std::string, bool> backend_ready_;
 };
 
 // One per worker thread; not thread-safe. Returned references stay valid for the process life

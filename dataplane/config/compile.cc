@@ -132,7 +132,23 @@ class Compiler {
         out->endpoints.push_back(std::move(ep));
       }
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
-        Warn(where + ": active health checks are not run by this build; endpoint ready flags are used");
+        const auto& hc = in.health_check();
+        auto& spec = out->health_check;
+        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP ? health::CheckProtocol::kHttp : health::CheckProtocol::kTcp;
+        if (hc.protocol() == pb::HealthCheck::GRPC) {
+          Warn(where + ": gRPC health checks are not implemented by this build; using a TCP connect check");
+        }
+        if (!hc.path().empty()) {
+          if (hc.path().front() != '/' || hc.path().find_first_of("\r\n ") != std::string::npos) {
+            Fail(where + ".health_check.path: \"" + hc.path() + "\" must start with '/' and contain no spaces");
+          }
+          spec.path = hc.path();
+        }
+        spec.interval = MsOr(hc.interval_ms(), health::kDefaultInterval);
+        spec.timeout = MsOr(hc.timeout_ms(), health::kDefaultTimeout);
+        if (hc.healthy_threshold() > 0) spec.healthy_threshold = hc.healthy_threshold();
+        if (hc.unhealthy_threshold() > 0) spec.unhealthy_threshold = hc.unhealthy_threshold();
+        spec.expected_statuses.assign(hc.expected_statuses().begin(), hc.expected_statuses().end());
       }
       sets_[in.name()] = out.get();
       cfg_->backend_sets.push_back(std::move(out));

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dataplane/health/health_state.h"
 #include "dataplane/l4/cidr.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
@@ -52,6 +53,7 @@ struct BackendSet {
   std::string name;
   std::vector<Endpoint> endpoints;
   bool local_only = false;
+  health::CheckSpec health_check;  // protocol kNone = not actively checked
 };
 
 struct WeightedBackendSet {

@@ -11,11 +11,11 @@ import threading
 
 
 class EchoServer:
-    def __init__(self, name):
+    def __init__(self, name, port=0):
         self.name = name.encode()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.conns = []
@@ -110,3 +110,41 @@ def recv_until_eof(s, limit=1 << 24):
             return buf
         buf += chunk
     return buf
+
+
+class HealthToggleServer:
+    """HTTP/1.1 peer: GET /healthz answers 200 or 503 (set .healthy); anything else answers
+    {"backend": name}. Real sockets, served from a thread."""
+
+    def __init__(self, name, port=0):
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        outer = self
+        self.healthy = True
+        self.checks = 0
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path == "/healthz":
+                    outer.checks += 1
+                    code, body = (200, b"ok\n") if outer.healthy else (503, b"down\n")
+                else:
+                    code, body = 200, json.dumps({"backend": name}).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", port), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()

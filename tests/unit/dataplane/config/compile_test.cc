@@ -219,13 +219,12 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
                         "route \"ns/lb/web\": rate limit",
                         "route \"ns/lb/web\": redirect filter",
                         "route \"ns/lb/web\": every backend has weight 0",
-                        "backend set \"s\": active health checks",
                         "route \"ns/lb/a\": HTTP match fields ignored",
                         "route \"ns/lb/b\" is not used",
                         "route \"ns/lb/orphan\": not listed"}) {
     EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
   }
-  EXPECT_EQ(r.warnings.size(), 14u);
+  EXPECT_EQ(r.warnings.size(), 13u);
   EXPECT_FALSE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
