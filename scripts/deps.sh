@@ -8,7 +8,7 @@ BUILD_PKGS=(build-essential cmake ninja-build ccache pkg-config
   libcpprest-dev libboost-dev libssl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev libre2-dev)
 # Real peers and clients used by the integration tests and the demo.
-TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl)
+TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl nginx libnginx-mod-stream haproxy dnsutils dnsmasq-base iperf3 postgresql)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-build}" in

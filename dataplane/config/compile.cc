@@ -185,7 +185,14 @@ class Compiler {
         if (in.has_tls() && in.tls().certificates_size() > 0) Warn(where + ": tls settings ignored (not an HTTPS listener)");
         if (in.has_proxy_protocol() &&
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
-          Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+          if (out->is_l7()) {
+            Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+          } else {
+            out->proxy_protocol_send = in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V1   ? 1
+                                       : in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V2 ? 2
+                                                                                             : 0;
+            out->proxy_protocol_accept = in.proxy_protocol().accept();
+          }
         }
       }
       for (const auto& r : in.allowed_source_ranges()) {

@@ -92,6 +92,8 @@ struct Listener {
   std::vector<const Route*> routes;  // precedence order
   bool served = false;               // this build serves the protocol (TCP, HTTP)
   std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
+  int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
+  bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (L4)
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
 
@@ -23,6 +24,22 @@ using boost::system::error_code;
 
 constexpr std::size_t kPumpBuffer = 16 * 1024;
 constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB
+constexpr int64_t kProxyHeaderTimeoutMs = 5'000;     // PROXY header must arrive within this
+
+l4::ProxyAddress ToProxyAddress(const tcp::endpoint& ep) {
+  l4::ProxyAddress a;
+  a.port = ep.port();
+  const auto addr = ep.address();
+  if (addr.is_v4()) {
+    const auto b = addr.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), a.ip.begin());
+  } else {
+    a.v6 = true;
+    const auto b = addr.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), a.ip.begin());
+  }
+  return a;
+}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
@@ -64,15 +81,23 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
   // `self` keeps the session alive while the coroutine runs (it starts after the spawner returns).
   static Task<> Run(std::shared_ptr<TcpSession> self) {
+    if (!co_await self->ReadProxyHeader()) co_return;
     if (!co_await self->ConnectUpstream()) co_return;
+    if (!co_await self->SendPreamble()) co_return;
     self->last_activity_ms_ = NowMs();
     const auto ex = self->w_.executor();
     net::co_spawn(ex, Pump(self, self->client_, self->upstream_, true), net::detached);
     net::co_spawn(ex, Pump(self, self->upstream_, self->client_, false), net::detached);
   }
 
-  // Called by the worker's sweep: closes the session when idle or drained too long.
+  // Called by the worker's sweep: closes the session when idle or drained too long, or when a
+  // PROXY header is overdue.
   void Sweep(int64_t now_ms) {
+    if (header_deadline_ms_ != 0 && now_ms >= header_deadline_ms_) {
+      header_deadline_ms_ = 0;
+      CloseBoth(false);  // ReadProxyHeader sees the error and counts the drop
+      return;
+    }
     if (!connected_) return;
     if (now_ms - last_activity_ms_ >= idle_timeout_.count()) {
       log::Debug("l4", "idle timeout", {{"listener", listener_}, {"backend", backend_}});
@@ -90,6 +115,64 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   TcpSession* next() const { return next_; }
 
  private:
+  // Listener.proxy_protocol.accept: reads and strictly parses the downstream PROXY v1/v2 header
+  // (bounded in size and time); the addresses it carries replace the TCP peer's for hashing and
+  // for the header sent on. Bytes after the header are kept and forwarded first.
+  Task<bool> ReadProxyHeader() {
+    error_code ec;
+    const auto peer = client_.remote_endpoint(ec);
+    if (ec) co_return false;
+    client_addr_ = ToProxyAddress(peer);
+    const auto local = client_.local_endpoint(ec);
+    if (!ec) local_addr_ = ToProxyAddress(local);
+    const auto config = w_.shared().config.Load();
+    const Listener* listener = config ? config->FindListener(listener_) : nullptr;
+    if (listener == nullptr) co_return true;  // ConnectUpstream counts it
+    send_version_ = listener->proxy_protocol_send;
+    if (!listener->proxy_protocol_accept) co_return true;
+    header_deadline_ms_ = NowMs() + kProxyHeaderTimeoutMs;
+    std::array<char, 512> buf;
+    for (;;) {
+      const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) break;
+      pending_.append(buf.data(), n);
+      const auto r = l4::ParseProxyHeader(pending_);
+      if (r.status == l4::ProxyParseResult::kNeedMore) continue;
+      if (r.status == l4::ProxyParseResult::kInvalid) {
+        log::Debug("l4", "invalid PROXY header; closing", {{"listener", listener_}, {"error", r.error}});
+        break;
+      }
+      header_deadline_ms_ = 0;
+      if (!r.header.local) {
+        client_addr_ = r.header.source;
+        local_addr_ = r.header.destination;
+      }
+      pending_.erase(0, r.consumed);
+      co_return true;
+    }
+    header_deadline_ms_ = 0;
+    w_.metrics().L4Drops(listener_, "proxy_protocol").Increment();
+    CloseBoth(true);
+    co_return false;
+  }
+
+  // Listener.proxy_protocol.send, then any bytes read with the downstream header, in one write.
+  Task<bool> SendPreamble() {
+    std::string out;
+    if (send_version_ != 0) out = l4::EncodeProxyHeader(send_version_, client_addr_, local_addr_);
+    out += pending_;
+    pending_.clear();
+    pending_.shrink_to_fit();
+    if (out.empty()) co_return true;
+    error_code ec;
+    co_await net::async_write(upstream_, net::buffer(out), Redirect(ec));
+    if (ec) {
+      CloseBoth(true);
+      co_return false;
+    }
+    co_return true;
+  }
+
   // Picks endpoints from the newest config and connects to the first that answers.
   Task<bool> ConnectUpstream() {
     const auto config = w_.shared().config.Load();
@@ -163,17 +246,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   // Hash of the client's IP address (not its port): source-hash/maglev pin a client, not a flow.
+  // With PROXY accept, the address from the header (the real client behind the other balancer).
   uint64_t ClientHash() const {
-    error_code ec;
-    const auto remote = client_.remote_endpoint(ec);
-    if (ec) return 0;
-    const auto addr = remote.address();
-    if (addr.is_v4()) {
-      const auto b = addr.to_v4().to_bytes();
-      return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
-    }
-    const auto b = addr.to_v6().to_bytes();
-    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(client_addr_.ip.data()), client_addr_.v6 ? 16 : 4));
   }
 
   void Count(bool rx, std::size_t n) {
@@ -213,6 +288,11 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   Millis idle_timeout_ = kDefaultL4IdleTimeout;
   int64_t last_activity_ms_ = NowMs();
   bool connected_ = false;
+  int64_t header_deadline_ms_ = 0;  // PROXY header phase, 0 = not waiting
+  int send_version_ = 0;
+  l4::ProxyAddress client_addr_;
+  l4::ProxyAddress local_addr_;
+  std::string pending_;  // client bytes read before the upstream connection existed
 };
 
 Task<> SweepSessions(Worker& w, std::shared_ptr<SessionList> list) {

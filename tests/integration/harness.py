@@ -270,3 +270,26 @@ def http_over_tcp(port, src=None, host="127.0.0.1", timeout=5.0, keep=False, pat
         return name, s
     s.close()
     return name, None
+
+
+def start_nginx(tc, http_servers="", stream_servers="", name="nginx"):
+    """Starts the real nginx (foreground, own prefix in tc.tmp) with the given `server { }` blocks
+    for the http and stream contexts; returns the Proc. Loads the stream module when needed."""
+    prefix = os.path.join(tc.tmp, name)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    stream_mod = ""
+    if stream_servers:
+        for p in ("/usr/lib/nginx/modules/ngx_stream_module.so",):
+            if os.path.exists(p):
+                stream_mod = "load_module %s;\n" % p
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(stream_mod + "worker_processes 1;\nerror_log %s/logs/error.log info;\npid %s/nginx.pid;\n"
+                "events { worker_connections 1024; }\n" % (prefix, prefix))
+        f.write("http {\n  access_log off;\n  client_body_temp_path %s/tmp;\n  proxy_temp_path %s/tmp;\n"
+                "  fastcgi_temp_path %s/tmp;\n  uwsgi_temp_path %s/tmp;\n  scgi_temp_path %s/tmp;\n%s\n}\n"
+                % ((prefix,) * 5 + (http_servers,)))
+        if stream_servers:
+            f.write("stream {\n%s\n}\n" % stream_servers)
+    return tc.spawn(name, ["nginx", "-p", prefix, "-e", os.path.join(prefix, "logs", "error.log"),
+                           "-c", conf, "-g", "daemon off;"])
