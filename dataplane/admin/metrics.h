@@ -71,7 +71,7 @@ class WorkerMetrics {
   prometheus::Counter& L4Bytes(const std::string& listener, bool rx);
   // doorman_l4_drops_total{listener,reason}: connections/datagrams refused or closed early.
   // reason: source_range | no_backend | connect_failed | proxy_protocol | tls_clienthello |
-  //         udp_table_full | drain_timeout
+  //         udp_table_full | drain_timeout | no_route (TLS: no route for the SNI)
   prometheus::Counter& L4Drops(const std::string& listener, std::string_view reason);
   prometheus::Counter& L7Requests(std::string_view listener, std::string_view route, std::string_view backend,
                                   unsigned code);

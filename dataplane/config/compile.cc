@@ -177,7 +177,7 @@ class Compiler {
       out->port = static_cast<uint16_t>(in.port());
       out->protocol = *proto;
       out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
-      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp;
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kTls || *proto == Protocol::kHttp;
       if (!out->served) {
         Warn(where + ": protocol " + std::string(ProtocolName(*proto)) + " is not served by this build; port " +
              std::to_string(in.port()) + " is not opened");
@@ -227,7 +227,8 @@ class Compiler {
       if (listener.is_l7()) {
         CompileMatch(in.match(), where, &out->match);
       } else {
-        WarnL4Match(in, where);
+        WarnL4Match(in, where, listener);
+        if (listener.protocol == Protocol::kTls) CompileSni(in.match(), where, &out->sni);
       }
       CompileBackends(in, where, out.get());
       CompilePolicy(in, where, listener, out.get());
@@ -311,13 +312,28 @@ class Compiler {
     if (in.sni_size() > 0) Warn(where + ": match.sni applies to TLS passthrough listeners only; ignored");
   }
 
-  void WarnL4Match(const pb::Route& in, const std::string& where) {
+  void WarnL4Match(const pb::Route& in, const std::string& where, const Listener& listener) {
     const auto& m = in.match();
     if (m.hosts_size() > 0 || m.has_path() || m.methods_size() > 0 || m.headers_size() > 0 ||
         m.query_params_size() > 0 || m.cookies_size() > 0) {
       Warn(where + ": HTTP match fields ignored on an L4 listener");
     }
-    if (m.sni_size() > 0) Warn(where + ": match.sni (TLS passthrough) is not implemented by this build; ignored");
+    if (m.sni_size() > 0 && listener.protocol != Protocol::kTls) {
+      Warn(where + ": match.sni applies to TLS passthrough listeners only; ignored");
+    }
+  }
+
+  void CompileSni(const pb::RouteMatch& in, const std::string& where, l4::SniMatcher* out) {
+    for (const auto& h : in.sni()) {
+      if (h.empty() || h.size() > 253) Fail(where + ".match.sni: empty or too long name");
+      if (h.rfind("*.", 0) == 0) {
+        if (h.size() == 2 || h.find('*', 1) != std::string::npos) Fail(where + ".match.sni: invalid wildcard \"" + h + "\"");
+        out->suffixes.push_back(Lower(h.substr(1)));
+      } else {
+        if (h.find('*') != std::string::npos) Fail(where + ".match.sni: '*' only allowed as \"*.\" prefix in \"" + h + "\"");
+        out->exact.push_back(Lower(h));
+      }
+    }
   }
 
   void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
@@ -420,7 +436,7 @@ class Compiler {
         listed.insert(name);
         l->routes.push_back(it->second);
       }
-      if (l->served && !l->is_l7() && l->routes.size() > 1) {
+      if (l->served && !l->is_l7() && l->protocol != Protocol::kTls && l->routes.size() > 1) {
         for (std::size_t i = 1; i < l->routes.size(); ++i) {
           Warn(where + ": an L4 listener uses its first route only; route \"" + l->routes[i]->name + "\" is not used");
         }

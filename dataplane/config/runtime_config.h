@@ -18,6 +18,7 @@
 
 #include "dataplane/health/health_state.h"
 #include "dataplane/l4/cidr.h"
+#include "dataplane/l4/sni.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
 
@@ -73,6 +74,7 @@ struct Route {
   Millis request_timeout = kDefaultRequestTimeout;  // L7: until the response header arrives
   Millis idle_timeout{0};  // 0 = the listener's idle timeout
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
+  l4::SniMatcher sni;  // TLS passthrough listeners: empty = the default route (no/unknown SNI)
 
   // The next endpoint by the route's scheduler, or nullptr when none is eligible.
   // `ctx.hash` = HashKey of the client address for source-hash / maglev / source-IP stickiness.

@@ -82,6 +82,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // `self` keeps the session alive while the coroutine runs (it starts after the spawner returns).
   static Task<> Run(std::shared_ptr<TcpSession> self) {
     if (!co_await self->ReadProxyHeader()) co_return;
+    if (!co_await self->ChooseRoute()) co_return;
     if (!co_await self->ConnectUpstream()) co_return;
     if (!co_await self->SendPreamble()) co_return;
     self->last_activity_ms_ = NowMs();
@@ -156,6 +157,57 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     co_return false;
   }
 
+  // The route: the listener's only route, or for TLS passthrough the first route whose match.sni
+  // matches the ClientHello's server_name, else the first route without sni (the default).
+  // The ClientHello is peeked (kept in pending_, forwarded untouched), bounded in size and time.
+  Task<bool> ChooseRoute() {
+    config_ = w_.shared().config.Load();
+    const Listener* listener = config_ ? config_->FindListener(listener_) : nullptr;
+    if (listener == nullptr || listener->routes.empty()) {
+      w_.metrics().L4Drops(listener_, "no_backend").Increment();
+      co_return false;
+    }
+    if (listener->protocol != Protocol::kTls) {
+      route_ = listener->routes.front();
+      co_return true;
+    }
+    header_deadline_ms_ = NowMs() + kProxyHeaderTimeoutMs;
+    std::array<char, 4096> buf;
+    l4::SniResult r = l4::ParseClientHelloSni(pending_);
+    while (r.status == l4::SniResult::kNeedMore) {
+      error_code ec;
+      const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) break;
+      pending_.append(buf.data(), n);
+      r = l4::ParseClientHelloSni(pending_);
+    }
+    header_deadline_ms_ = 0;
+    if (r.status != l4::SniResult::kDone) {
+      if (r.status == l4::SniResult::kInvalid) {
+        log::Debug("l4", "invalid ClientHello; closing", {{"listener", listener_}, {"error", r.error}});
+      }
+      w_.metrics().L4Drops(listener_, "tls_clienthello").Increment();
+      CloseBoth(true);
+      co_return false;
+    }
+    for (const Route* rt : listener->routes) {
+      if (!r.server_name.empty() && rt->sni.Matches(r.server_name)) {
+        route_ = rt;
+        co_return true;
+      }
+    }
+    for (const Route* rt : listener->routes) {
+      if (rt->sni.empty()) {
+        route_ = rt;
+        co_return true;
+      }
+    }
+    log::Debug("l4", "no route for SNI; closing", {{"listener", listener_}, {"sni", r.server_name}});
+    w_.metrics().L4Drops(listener_, "no_route").Increment();
+    CloseBoth(true);
+    co_return false;
+  }
+
   // Listener.proxy_protocol.send, then any bytes read with the downstream header, in one write.
   Task<bool> SendPreamble() {
     std::string out;
@@ -175,13 +227,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
   // Picks endpoints from the newest config and connects to the first that answers.
   Task<bool> ConnectUpstream() {
-    const auto config = w_.shared().config.Load();
-    const Listener* listener = config ? config->FindListener(listener_) : nullptr;
-    if (listener == nullptr || listener->routes.empty()) {
-      w_.metrics().L4Drops(listener_, "no_backend").Increment();
-      co_return false;  // closes the client
-    }
-    const Route& route = *listener->routes.front();
+    const auto config = std::move(config_);  // held only while connecting
+    const Listener* listener = config->FindListener(listener_);
+    const Route& route = *route_;
     idle_timeout_ = route.idle_timeout.count() > 0 ? route.idle_timeout : listener->idle_timeout;
     const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
     std::vector<const Endpoint*> tried;
@@ -293,6 +341,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   l4::ProxyAddress client_addr_;
   l4::ProxyAddress local_addr_;
   std::string pending_;  // client bytes read before the upstream connection existed
+  std::shared_ptr<const RuntimeConfig> config_;  // during route choice and connect only
+  const Route* route_ = nullptr;                  // valid while config_ is held
 };
 
 Task<> SweepSessions(Worker& w, std::shared_ptr<SessionList> list) {

@@ -211,7 +211,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   ASSERT_TRUE(r.ok()) << r.error;
   for (const char* w : {"listener \"udp-53\": protocol UDP is not served",
                         "listener \"https-443\": protocol HTTPS is not served",
-                        "listener \"tls-8443\": protocol TLS is not served",
+                        "listener \"tls-8443\": no routes",
                         "listener \"http-80\": PROXY protocol",
                         "route \"ns/lb/web\": unknown scheduler \"bogus\"",
                         "route \"ns/lb/web\": stickiness",
