@@ -176,8 +176,11 @@ class Compiler {
       out->name = in.name();
       out->port = static_cast<uint16_t>(in.port());
       out->protocol = *proto;
-      out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
-      out->served = *proto == Protocol::kTcp || *proto == Protocol::kTls || *proto == Protocol::kHttp;
+      out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7()                  ? kDefaultL7IdleTimeout
+                                                     : *proto == Protocol::kUdp ? kDefaultUdpIdleTimeout
+                                                                                : kDefaultL4IdleTimeout);
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kTls || *proto == Protocol::kUdp ||
+                    *proto == Protocol::kHttp;
       if (!out->served) {
         Warn(where + ": protocol " + std::string(ProtocolName(*proto)) + " is not served by this build; port " +
              std::to_string(in.port()) + " is not opened");

@@ -209,7 +209,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   )pb"),
                          1, {});
   ASSERT_TRUE(r.ok()) << r.error;
-  for (const char* w : {"listener \"udp-53\": protocol UDP is not served",
+  for (const char* w : {"listener \"udp-53\": no routes",
                         "listener \"https-443\": protocol HTTPS is not served",
                         "listener \"tls-8443\": no routes",
                         "listener \"http-80\": PROXY protocol",
@@ -225,7 +225,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
     EXPECT_TRUE(HasWarning(r, w)) << "missing warning: " << w;
   }
   EXPECT_EQ(r.warnings.size(), 13u);
-  EXPECT_FALSE(r.config->FindListener("udp-53")->served);
+  EXPECT_TRUE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
 }
