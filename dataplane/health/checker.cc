@@ -1,4 +1,9 @@
 #include "dataplane/health/checker.h"
+// GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
+// (awaitable_frame_base's operator new/delete pair); the pairing is correct.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 #include <utility>  // before Asio's coroutine headers (g++ 12 + Boost 1.74)
 

@@ -1,4 +1,9 @@
 #include "dataplane/l4/tcp_proxy.h"
+// GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
+// (awaitable_frame_base's operator new/delete pair); the pairing is correct.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 #include <netinet/tcp.h>
 #include <prometheus/counter.h>
