@@ -12,8 +12,9 @@ tmp=$(mktemp -d /tmp/doorman-bench-l4.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
+[ -n "${BENCH_KEEP:-}" ] && trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "logs in $tmp"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; exit 1; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not up" >&2; for f in "$tmp"/*.log; do echo "== $f"; tail -n 5 "$f"; done >&2; exit 1; }
 
 N=${BENCH_REQUESTS:-100000}
 NCONN=${BENCH_CONNECTIONS:-20000}
@@ -46,7 +47,7 @@ wait_port "$grpc"
 cat >"$tmp/haproxy.cfg" <<CFG
 global
   nbthread 2
-  maxconn 20000
+  maxconn 4000
 defaults
   mode tcp
   timeout connect 5s
@@ -71,7 +72,7 @@ load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 2;
 error_log $tmp/nginx/logs/error.log;
 pid $tmp/nginx/nginx.pid;
-events { worker_connections 20000; }
+events { worker_connections 4000; }
 stream {
   server { listen 127.0.0.1:$n_redis reuseport; proxy_pass 127.0.0.1:$redis; }
   server { listen 127.0.0.1:$n_iperf reuseport; proxy_pass 127.0.0.1:$iperf; }
