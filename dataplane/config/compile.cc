@@ -375,7 +375,14 @@ class Compiler {
 
   void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
     const auto& p = in.policy();
-    if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
+    if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::SOURCE_IP) {
+      const int64_t ttl = p.stickiness().ttl_ms() == 0 ? lb::kDefaultStickyTtlMs : p.stickiness().ttl_ms();
+      const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
+      out->sticky = (prev && prev->sticky && prev->sticky->ttl_ms() == ttl) ? prev->sticky
+                                                                         : std::make_shared<lb::StickyTable>(ttl);
+    } else if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::COOKIE && !listener.is_l7()) {
+      Warn(where + ": cookie stickiness needs an HTTP listener; ignored");
+    } else if (p.has_stickiness() && p.stickiness().type() != pb::Stickiness::NONE) {
       Warn(where + ": stickiness is not implemented by this build; ignored");
     }
     if (p.has_retries() && (p.retries().attempts() > 0 || p.retries().per_try_timeout_ms() > 0)) {
@@ -492,6 +499,24 @@ const Endpoint* Route::PickEndpoint(const lb::PickContext& ctx) const {
   const auto c = picker->Pick(ctx);
   if (!c) return nullptr;
   return backends[c->group].eligible[c->endpoint];
+}
+
+const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms) const {
+  if (!sticky) return PickEndpoint(ctx);
+  if (auto key = sticky->Lookup(ctx.hash, now_ms)) {
+    for (const auto& b : backends) {
+      if (b.weight == 0) continue;
+      for (const Endpoint* e : b.eligible) {
+        if (e->key == *key && e->state->healthy.load(std::memory_order_relaxed)) {
+          sticky->Remember(ctx.hash, e->key, now_ms);
+          return e;
+        }
+      }
+    }
+  }
+  const Endpoint* e = PickEndpoint(ctx);
+  if (e) sticky->Remember(ctx.hash, e->key, now_ms);
+  return e;
 }
 
 const Listener* RuntimeConfig::FindListener(std::string_view name) const {

@@ -21,6 +21,7 @@
 #include "dataplane/l4/sni.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
+#include "dataplane/lb/sticky_table.h"
 
 namespace doorman::dataplane {
 
@@ -85,6 +86,12 @@ struct Route {
 
   std::unique_ptr<lb::EndpointPicker> picker;
   lb::SchedulerKind scheduler = lb::SchedulerKind::kRoundRobin;
+  // Stickiness SOURCE_IP: shared by all workers; carried over to the next snapshot for a route of
+  // the same name and TTL (so an update does not forget clients). Null = no stickiness.
+  std::shared_ptr<lb::StickyTable> sticky;
+  // PickEndpoint honouring `sticky` (ctx.hash = client IP hash): the remembered endpoint when it
+  // is still eligible and healthy, else a fresh pick that is then remembered.
+  const Endpoint* PickSticky(const lb::PickContext& ctx, int64_t now_ms) const;
 };
 
 struct Listener {

@@ -255,7 +255,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     std::vector<const Endpoint*> tried;
     lb::PickContext pick{ClientHash(), 0};
     for (std::size_t i = 0; i < attempts * 2 && tried.size() < attempts; ++i) {
-      const Endpoint* ep = route.PickEndpoint(pick);
+      // First try: source-IP persistence when the route asks for it; retries pick afresh.
+      const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
       // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
       pick.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&pick.hash), sizeof pick.hash), i + 1);
       if (ep == nullptr) break;

@@ -142,7 +142,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     const auto config = w_.shared().config.Load();
     const Listener* l = config ? config->FindListener(name_) : nullptr;
     const Route* route = (l && !l->routes.empty()) ? l->routes.front() : nullptr;
-    const Endpoint* ep = route ? route->PickEndpoint(lb::PickContext{AddressHash(from), 0}) : nullptr;
+    const Endpoint* ep = route ? route->PickSticky(lb::PickContext{AddressHash(from), 0}, NowMs()) : nullptr;
     if (ep == nullptr) {
       w_.metrics().L4Drops(name_, "no_backend").Increment();
       return nullptr;

@@ -16,7 +16,7 @@ from harness import (DoormanTestCase, free_port, http_over_tcp, metric_value, po
                      wait_until)
 
 
-def manifest(port, scheduler, backends, weights=None):
+def manifest(port, scheduler, backends, weights=None, sticky=False):
     """A TCP LoadBalancer; each backend is its own weighted entry (weights default to 1)."""
     weights = weights or [1] * len(backends)
     entries = "".join("        - {endpoints: [{address: 127.0.0.1, port: %d}], weight: %d}\n" % (b, w)
@@ -31,7 +31,7 @@ spec:
   routes:
     - name: r
       listener: tcp
-      policy: {{scheduler: {scheduler}}}
+      policy: {{scheduler: {scheduler}{", stickiness: {type: SourceIP, ttl: 1h}" if sticky else ""}}}
       backends:
 {entries}"""
 
@@ -52,8 +52,8 @@ class Schedulers(DoormanTestCase):
         wait_until(lambda: metric_value(self.dataplane_metrics(), "doorman_l4_connections_total") and
                    self.active() == 0, what="probe connection closed")
 
-    def use(self, scheduler, weights=None):
-        self.write_manifest("lb.yaml", manifest(self.port, scheduler, self.ports, weights))
+    def use(self, scheduler, weights=None, sticky=False):
+        self.write_manifest("lb.yaml", manifest(self.port, scheduler, self.ports, weights, sticky))
         self.version = self.wait_version_change(self.version)
 
     def active(self):
@@ -126,6 +126,22 @@ class Schedulers(DoormanTestCase):
                 self.assertEqual(now, name, "client %s moved from %s" % (src, name))
             else:
                 self.assertIn(now, ("a", "b"))
+
+
+    def test_source_ip_stickiness_over_round_robin(self):
+        self.use("round-robin", sticky=True)
+        first = {}
+        for i in range(2, 14):
+            src = "127.0.0.%d" % i
+            first[src] = http_over_tcp(self.port, src=src)[0]
+        self.assertEqual(set(first.values()), set(self.names))  # new clients still round-robin
+        for _ in range(3):
+            for src, name in first.items():
+                self.assertEqual(http_over_tcp(self.port, src=src)[0], name, src)
+        # The sticky table survives a snapshot update of the same route.
+        self.use("round-robin", weights=[1, 1, 2], sticky=True)
+        for src, name in first.items():
+            self.assertEqual(http_over_tcp(self.port, src=src)[0], name, src)
 
 
 if __name__ == "__main__":

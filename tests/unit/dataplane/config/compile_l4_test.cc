@@ -136,3 +136,38 @@ TEST(CompileL4Test, SourceRangesCompiledBadOnesNarrowTheList) {
 
 }  // namespace
 }  // namespace doorman::dataplane
+
+namespace doorman::dataplane {
+namespace {
+
+TEST(CompileL4Test, SourceIpStickinessTableCarriedOverForTheSameRouteAndTtl) {
+  auto snap = [](const char* ttl) {
+    return std::string(R"pb(
+      listeners { name: "tcp-9000" port: 9000 protocol: TCP routes: "ns/lb/r" }
+      routes { name: "ns/lb/r" listener: "tcp-9000" backends { backend_set: "s" weight: 1 }
+               policy { stickiness { type: SOURCE_IP ttl_ms: )pb") + ttl + R"pb( } } }
+      backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true }
+                               endpoints { address: "127.0.0.1" port: 2 ready: true } })pb";
+  };
+  const auto a = Compile(Parse(snap("60000")), 1, {});
+  ASSERT_TRUE(a.ok()) << a.error;
+  EXPECT_TRUE(a.warnings.empty());
+  const Route* ra = a.config->FindRoute("ns/lb/r");
+  ASSERT_NE(ra->sticky, nullptr);
+  const Endpoint* first = ra->PickSticky(lb::PickContext{77, 0}, 1000);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ra->PickSticky(lb::PickContext{77, 0}, 1000 + i), first);
+  CompileOptions opts;
+  opts.previous = a.config.get();
+  const auto b = Compile(Parse(snap("60000")), 2, opts);
+  EXPECT_EQ(b.config->FindRoute("ns/lb/r")->sticky, ra->sticky);
+  EXPECT_EQ(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 2000)->key, first->key);
+  // An unhealthy remembered endpoint is replaced.
+  first->state->healthy = false;
+  EXPECT_NE(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 3000)->key, first->key);
+  first->state->healthy = true;
+  const auto c = Compile(Parse(snap("120000")), 3, opts);
+  EXPECT_NE(c.config->FindRoute("ns/lb/r")->sticky, ra->sticky);  // new TTL: new table
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
