@@ -10,7 +10,8 @@ BUILD_PKGS=(build-essential cmake ninja-build ccache pkg-config
 # Real peers and clients used by the integration tests and the demo.
 TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl
   python3-yaml golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev prometheus
-  nginx-light haproxy wrk python3-websockets)
+  nginx-light libnginx-mod-stream haproxy wrk python3-websockets
+  dnsutils dnsmasq-base iperf3 postgresql)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-build}" in
@@ -41,7 +42,7 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null; then
   # package:service pairs; only services of packages installed just now are touched.
   for pair in redis-server:redis-server prometheus:prometheus prometheus:prometheus-node-exporter \
-              nginx-light:nginx haproxy:haproxy dnsmasq:dnsmasq; do
+              nginx-light:nginx nginx:nginx haproxy:haproxy dnsmasq:dnsmasq; do
     if printf '%s\n' "${missing[@]}" | grep -qx "${pair%%:*}"; then
       $SUDO systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true
     fi

@@ -64,9 +64,13 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
       l7_events_[i] = &prometheus::BuildCounter().Name(kEvents[i][0]).Help(kEvents[i][1]).Register(r);
     }
   }
+  l4_drops_ = &prometheus::BuildCounter()
+                   .Name("doorman_l4_drops_total")
+                   .Help("Connections or datagrams refused or closed early by a listener, by reason")
+                   .Register(r);
   backend_up_ = &prometheus::BuildGauge()
                      .Name("doorman_backend_up")
-                     .Help("1 when the backend endpoint is ready (from the controller's endpoint state)")
+                     .Help("1 when the backend endpoint is ready (controller's endpoint state) and passes its active health check")
                      .Register(r);
 }
 
@@ -76,9 +80,15 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
   config_version_->Set(static_cast<double>(config.version));
   updates_applied_->Increment();
   std::map<std::string, bool> up;
+  std::map<std::string, bool> ready;
   for (const auto& set : config.backend_sets) {
-    for (const auto& e : set->endpoints) up[e.key] = up[e.key] || e.ready;
+    for (const auto& e : set->endpoints) {
+      ready[e.key] = ready[e.key] || e.ready;
+      up[e.key] = up[e.key] || (e.ready && (!e.state || e.state->healthy.load(std::memory_order_relaxed)));
+    }
   }
+  std::lock_guard lock(backend_up_mu_);
+  backend_ready_ = std::move(ready);
   for (auto it = backend_up_series_.begin(); it != backend_up_series_.end();) {
     if (!up.count(it->first)) {
       backend_up_->Remove(it->second);
@@ -87,14 +97,21 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
       ++it;
     }
   }
-  for (const auto& [key, ready] : up) {
+  for (const auto& [key, is_up] : up) {
     auto& g = backend_up_series_[key];
     if (g == nullptr) g = &backend_up_->Add({{"backend", key}});
-    g->Set(ready ? 1 : 0);
+    g->Set(is_up ? 1 : 0);
   }
 }
 
 void Metrics::ConfigRejected() { updates_rejected_->Increment(); }
+
+void Metrics::SetBackendHealth(const std::string& backend, bool healthy) {
+  std::lock_guard lock(backend_up_mu_);
+  auto it = backend_up_series_.find(backend);
+  if (it == backend_up_series_.end()) return;
+  it->second->Set(healthy && backend_ready_[backend] ? 1 : 0);
+}
 
 prometheus::Gauge& WorkerMetrics::L4Active(const std::string& listener) {
   auto& p = l4_active_[listener];
@@ -113,6 +130,13 @@ prometheus::Counter& WorkerMetrics::L4Bytes(const std::string& listener, bool rx
   key_.assign(listener).append(rx ? "\0rx" : "\0tx", 3);
   auto& p = l4_bytes_[key_];
   if (p == nullptr) p = &m_.l4_bytes_->Add({{"listener", listener}, {"direction", rx ? "rx" : "tx"}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L4Drops(const std::string& listener, std::string_view reason) {
+  key_.assign(listener).append(1, '\0').append(reason);
+  auto& p = l4_drops_[key_];
+  if (p == nullptr) p = &m_.l4_drops_->Add({{"listener", listener}, {"reason", std::string(reason)}});
   return *p;
 }
 

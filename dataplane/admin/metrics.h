@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,6 +42,8 @@ class Metrics {
 
   void ConfigApplied(const RuntimeConfig& config);  // version gauge, applied counter, backend_up
   void ConfigRejected();
+  // A health-check transition (any thread): doorman_backend_up{backend} = ready && healthy.
+  void SetBackendHealth(const std::string& backend, bool healthy);
 
  private:
   friend class WorkerMetrics;
@@ -55,7 +58,10 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* l7_duration_;
   prometheus::Family<prometheus::Counter>* l7_events_[4];
   prometheus::Family<prometheus::Gauge>* backend_up_;
-  std::map<std::string, prometheus::Gauge*> backend_up_series_;  // guarded by the apply mutex
+  prometheus::Family<prometheus::Counter>* l4_drops_;
+  std::mutex backend_up_mu_;  // the health checker's thread and Apply both touch the map below
+  std::map<std::string, prometheus::Gauge*> backend_up_series_;
+  std::map<std::string, bool> backend_ready_;
 };
 
 // One per worker thread; not thread-safe. Returned references stay valid for the process life
@@ -67,6 +73,10 @@ class WorkerMetrics {
   prometheus::Gauge& L4Active(const std::string& listener);
   prometheus::Counter& L4Connections(const std::string& listener, const std::string& backend);
   prometheus::Counter& L4Bytes(const std::string& listener, bool rx);
+  // doorman_l4_drops_total{listener,reason}: connections/datagrams refused or closed early.
+  // reason: source_range | no_backend | connect_failed | proxy_protocol | tls_clienthello |
+  //         udp_table_full | drain_timeout | no_route (TLS: no route for the SNI)
+  prometheus::Counter& L4Drops(const std::string& listener, std::string_view reason);
   prometheus::Counter& L7Requests(std::string_view listener, std::string_view route, std::string_view backend,
                                   unsigned code);
   prometheus::Histogram& L7Duration(std::string_view listener, std::string_view route);
@@ -78,6 +88,7 @@ class WorkerMetrics {
   std::unordered_map<std::string, prometheus::Gauge*> l4_active_;
   std::unordered_map<std::string, prometheus::Counter*> l4_connections_;
   std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;
+  std::unordered_map<std::string, prometheus::Counter*> l4_drops_;
   std::unordered_map<std::string, prometheus::Counter*> l7_requests_;
   std::unordered_map<std::string, prometheus::Histogram*> l7_duration_;
   std::unordered_map<std::string, prometheus::Counter*> l7_events_;

@@ -85,6 +85,26 @@ class Compiler {
  private:
   void Warn(std::string line) { warnings_.push_back(std::move(line)); }
 
+  // One EndpointState per endpoint key: reused from the previous config, shared between sets.
+  lb::EndpointStatePtr StateFor(const std::string& key) {
+    if (auto it = states_.find(key); it != states_.end()) return it->second;
+    if (previous_states_.empty() && opts_.previous != nullptr) {
+      for (const auto& set : opts_.previous->backend_sets) {
+        for (const auto& e : set->endpoints) {
+          if (e.state) previous_states_.emplace(e.key, e.state);
+        }
+      }
+    }
+    lb::EndpointStatePtr st;
+    if (auto it = previous_states_.find(key); it != previous_states_.end()) {
+      st = it->second;
+    } else {
+      st = std::make_shared<lb::EndpointState>();
+    }
+    states_[key] = st;
+    return st;
+  }
+
   // Make-before-break inside the snapshot: backend sets first, then routes, then listeners.
   void CompileBackendSets() {
     for (const auto& in : snap_.backend_sets()) {
@@ -108,10 +128,27 @@ class Compiler {
         ep.ready = e.ready();
         ep.eligible = e.ready() && (!in.local_only() || (!opts_.node_name.empty() && e.node_name() == opts_.node_name));
         ep.key = EndpointKey(e.address(), e.port());
+        ep.state = StateFor(ep.key);
         out->endpoints.push_back(std::move(ep));
       }
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
-        Warn(where + ": active health checks are not run by this build; endpoint ready flags are used");
+        const auto& hc = in.health_check();
+        auto& spec = out->health_check;
+        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP ? health::CheckProtocol::kHttp : health::CheckProtocol::kTcp;
+        if (hc.protocol() == pb::HealthCheck::GRPC) {
+          Warn(where + ": gRPC health checks are not implemented by this build; using a TCP connect check");
+        }
+        if (!hc.path().empty()) {
+          if (hc.path().front() != '/' || hc.path().find_first_of("\r\n ") != std::string::npos) {
+            Fail(where + ".health_check.path: \"" + hc.path() + "\" must start with '/' and contain no spaces");
+          }
+          spec.path = hc.path();
+        }
+        spec.interval = MsOr(hc.interval_ms(), health::kDefaultInterval);
+        spec.timeout = MsOr(hc.timeout_ms(), health::kDefaultTimeout);
+        if (hc.healthy_threshold() > 0) spec.healthy_threshold = hc.healthy_threshold();
+        if (hc.unhealthy_threshold() > 0) spec.unhealthy_threshold = hc.unhealthy_threshold();
+        spec.expected_statuses.assign(hc.expected_statuses().begin(), hc.expected_statuses().end());
       }
       sets_[in.name()] = out.get();
       cfg_->backend_sets.push_back(std::move(out));
@@ -139,9 +176,11 @@ class Compiler {
       out->name = in.name();
       out->port = static_cast<uint16_t>(in.port());
       out->protocol = *proto;
-      out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7() ? kDefaultL7IdleTimeout : kDefaultL4IdleTimeout);
-      out->served = *proto == Protocol::kTcp || *proto == Protocol::kHttp ||
-                    (*proto == Protocol::kHttps && opts_.tls_builder != nullptr);
+      out->idle_timeout = MsOr(in.idle_timeout_ms(), out->is_l7()                  ? kDefaultL7IdleTimeout
+                                                     : *proto == Protocol::kUdp ? kDefaultUdpIdleTimeout
+                                                                                : kDefaultL4IdleTimeout);
+      out->served = *proto == Protocol::kTcp || *proto == Protocol::kTls || *proto == Protocol::kUdp ||
+                    *proto == Protocol::kHttp || (*proto == Protocol::kHttps && opts_.tls_builder != nullptr);
       if (*proto == Protocol::kHttps && out->served) CompileListenerTls(in, where, out.get());
       if (!out->served && *proto == Protocol::kHttps && opts_.tls_builder != nullptr) {
         // CompileListenerTls warned why (no usable certificate).
@@ -154,11 +193,27 @@ class Compiler {
         }
         if (in.has_proxy_protocol() &&
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
-          Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+          if (out->is_l7()) {
+            Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+          } else {
+            out->proxy_protocol_send = in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V1   ? 1
+                                       : in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V2 ? 2
+                                                                                             : 0;
+            out->proxy_protocol_accept = in.proxy_protocol().accept();
+          }
         }
-        if (in.allowed_source_ranges_size() > 0) {
-          Warn(where + ": allowed_source_ranges are not enforced by this build; every client is accepted");
+      }
+      for (const auto& r : in.allowed_source_ranges()) {
+        if (auto c = l4::ParseCidr(r)) {
+          out->allowed_source_ranges.push_back(*c);
+        } else {
+          // Dropping a bad entry only narrows the allow-list (fails closed), never opens it.
+          Warn(where + ".allowed_source_ranges: \"" + r + "\" is not a CIDR; ignored");
         }
+      }
+      if (in.allowed_source_ranges_size() > 0 && out->allowed_source_ranges.empty()) {
+        Warn(where + ".allowed_source_ranges: no valid range; every client is refused");
+        out->allowed_source_ranges.push_back(l4::Cidr{true, {}, 128});  // "::" only: no real client
       }
       listeners_[in.name()] = out.get();
       cfg_->listeners.push_back(std::move(out));
@@ -211,7 +266,8 @@ class Compiler {
       if (listener.is_l7()) {
         CompileMatch(in.match(), where, &out->match);
       } else {
-        WarnL4Match(in, where);
+        WarnL4Match(in, where, listener);
+        if (listener.protocol == Protocol::kTls) CompileSni(in.match(), where, &out->sni);
       }
       CompileBackends(in, where, out.get());
       CompilePolicy(in, where, listener, out.get());
@@ -295,20 +351,44 @@ class Compiler {
     if (in.sni_size() > 0) Warn(where + ": match.sni applies to TLS passthrough listeners only; ignored");
   }
 
-  void WarnL4Match(const pb::Route& in, const std::string& where) {
+  void WarnL4Match(const pb::Route& in, const std::string& where, const Listener& listener) {
     const auto& m = in.match();
     if (m.hosts_size() > 0 || m.has_path() || m.methods_size() > 0 || m.headers_size() > 0 ||
         m.query_params_size() > 0 || m.cookies_size() > 0) {
       Warn(where + ": HTTP match fields ignored on an L4 listener");
     }
-    if (m.sni_size() > 0) Warn(where + ": match.sni (TLS passthrough) is not implemented by this build; ignored");
+    if (m.sni_size() > 0 && listener.protocol != Protocol::kTls) {
+      Warn(where + ": match.sni applies to TLS passthrough listeners only; ignored");
+    }
+  }
+
+  void CompileSni(const pb::RouteMatch& in, const std::string& where, l4::SniMatcher* out) {
+    for (const auto& h : in.sni()) {
+      if (h.empty() || h.size() > 253) Fail(where + ".match.sni: empty or too long name");
+      if (h.rfind("*.", 0) == 0) {
+        if (h.size() == 2 || h.find('*', 1) != std::string::npos) Fail(where + ".match.sni: invalid wildcard \"" + h + "\"");
+        out->suffixes.push_back(Lower(h.substr(1)));
+      } else {
+        if (h.find('*') != std::string::npos) Fail(where + ".match.sni: '*' only allowed as \"*.\" prefix in \"" + h + "\"");
+        out->exact.push_back(Lower(h));
+      }
+    }
   }
 
   void CompileBackends(const pb::Route& in, const std::string& where, Route* out) {
-    out->picker = CompileBackendList(in.backends(), where + ".backends", &out->backends);
+    auto kind = lb::ParseSchedulerName(in.policy().scheduler());
+    if (!kind) {
+      // A warning, not a NACK: one route's typo must not stop every other update.
+      Warn(where + ": unknown scheduler \"" + in.policy().scheduler() +
+           "\" (round-robin | weighted-round-robin | least-connections | source-hash | maglev | p2c); using round-robin");
+      kind = lb::SchedulerKind::kRoundRobin;
+    }
+    out->scheduler = *kind;
+    out->picker = CompileBackendList(in.backends(), where + ".backends", *kind, &out->backends);
     const auto& c = in.policy().canary();
     if (in.policy().has_canary() && c.backends_size() > 0) {
-      out->canary_picker = CompileBackendList(c.backends(), where + ".policy.canary.backends", &out->canary_backends);
+      out->canary_picker =
+          CompileBackendList(c.backends(), where + ".policy.canary.backends", *kind, &out->canary_backends);
       out->canary.enabled = true;
       out->canary.header_lower = Lower(c.header());
       out->canary.header_values.assign(c.header_values().begin(), c.header_values().end());
@@ -322,9 +402,8 @@ class Compiler {
 
   template <class List>
   std::unique_ptr<lb::EndpointPicker> CompileBackendList(const List& list, const std::string& where,
-                                                         std::vector<WeightedBackendSet>* out) {
-    std::vector<uint32_t> weights;
-    std::vector<uint32_t> sizes;
+                                                         lb::SchedulerKind kind, std::vector<WeightedBackendSet>* out) {
+    std::vector<lb::EndpointPicker::Group> groups;
     uint64_t total_weight = 0;
     for (const auto& wb : list) {
       auto it = sets_.find(wb.backend_set());
@@ -332,27 +411,30 @@ class Compiler {
       WeightedBackendSet w;
       w.set = it->second;
       w.weight = wb.weight();
+      lb::EndpointPicker::Group g;
+      g.weight = w.weight;
       for (const auto& e : it->second->endpoints) {
-        if (e.eligible) w.eligible.push_back(&e);
+        if (!e.eligible) continue;
+        w.eligible.push_back(&e);
+        g.endpoints.push_back(lb::Candidate{e.key, 1, e.state});
       }
-      weights.push_back(w.weight);
-      sizes.push_back(static_cast<uint32_t>(w.eligible.size()));
       total_weight += w.weight;
+      groups.push_back(std::move(g));
       out->push_back(std::move(w));
     }
     if (!list.empty() && total_weight == 0) {
       Warn(where.substr(0, where.rfind('.')) + ": every backend has weight 0; the route receives no traffic (503 / refused)");
     }
-    return std::make_unique<lb::EndpointPicker>(weights, sizes);
+    return std::make_unique<lb::EndpointPicker>(kind, std::move(groups));
   }
 
   void CompilePolicy(const pb::Route& in, const std::string& where, const Listener& listener, Route* out) {
     const auto& p = in.policy();
-    if (!p.scheduler().empty() && p.scheduler() != "round-robin" && p.scheduler() != "weighted-round-robin") {
-      Warn(where + ": scheduler \"" + p.scheduler() + "\" is not implemented by this build; using round-robin");
-    }
     if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::SOURCE_IP) {
-      Warn(where + ": stickiness SOURCE_IP is not implemented by this build; ignored");
+      const int64_t ttl = p.stickiness().ttl_ms() == 0 ? lb::kDefaultStickyTtlMs : p.stickiness().ttl_ms();
+      const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
+      out->sticky = (prev && prev->sticky && prev->sticky->ttl_ms() == ttl) ? prev->sticky
+                                                                         : std::make_shared<lb::StickyTable>(ttl);
     }
     if (p.has_stickiness() && p.stickiness().type() == pb::Stickiness::COOKIE) {
       if (!listener.is_l7()) {
@@ -505,7 +587,7 @@ class Compiler {
         listed.insert(name);
         l->routes.push_back(it->second);
       }
-      if (l->served && !l->is_l7() && l->routes.size() > 1) {
+      if (l->served && !l->is_l7() && l->protocol != Protocol::kTls && l->routes.size() > 1) {
         for (std::size_t i = 1; i < l->routes.size(); ++i) {
           Warn(where + ": an L4 listener uses its first route only; route \"" + l->routes[i]->name + "\" is not used");
         }
@@ -531,6 +613,8 @@ class Compiler {
   std::map<std::string, Listener*> listeners_;
   std::map<std::string, const pb::Listener*> listener_pb_;
   std::map<std::string, Route*> routes_;
+  std::unordered_map<std::string, lb::EndpointStatePtr> states_;
+  std::unordered_map<std::string, lb::EndpointStatePtr> previous_states_;
 };
 
 }  // namespace
@@ -551,12 +635,30 @@ std::string_view ProtocolName(Protocol p) {
   return "?";
 }
 
-const Endpoint* Route::PickEndpoint(bool use_canary) const {
+const Endpoint* Route::PickEndpoint(const lb::PickContext& ctx, bool use_canary) const {
   const auto& p = use_canary ? canary_picker : picker;
   if (!p) return nullptr;
-  const auto c = p->Pick();
+  const auto c = p->Pick(ctx);
   if (!c) return nullptr;
   return (use_canary ? canary_backends : backends)[c->group].eligible[c->endpoint];
+}
+
+const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms) const {
+  if (!sticky) return PickEndpoint(ctx);
+  if (auto key = sticky->Lookup(ctx.hash, now_ms)) {
+    for (const auto& b : backends) {
+      if (b.weight == 0) continue;
+      for (const Endpoint* e : b.eligible) {
+        if (e->key == *key && e->state->healthy.load(std::memory_order_relaxed)) {
+          sticky->Remember(ctx.hash, e->key, now_ms);
+          return e;
+        }
+      }
+    }
+  }
+  const Endpoint* e = PickEndpoint(ctx);
+  if (e) sticky->Remember(ctx.hash, e->key, now_ms);
+  return e;
 }
 
 const Listener* RuntimeConfig::FindListener(std::string_view name) const {
@@ -567,6 +669,24 @@ const Listener* RuntimeConfig::FindListener(std::string_view name) const {
 const Route* RuntimeConfig::FindRoute(std::string_view name) const {
   auto it = route_index.find(name);
   return it == route_index.end() ? nullptr : it->second;
+}
+
+void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms) {
+  std::unordered_set<const lb::EndpointState*> present;
+  for (const auto& set : next.backend_sets) {
+    for (const auto& e : set->endpoints) {
+      present.insert(e.state.get());
+      e.state->removed_at_ms.store(0, std::memory_order_relaxed);
+    }
+  }
+  if (previous == nullptr) return;
+  for (const auto& set : previous->backend_sets) {
+    for (const auto& e : set->endpoints) {
+      if (!present.count(e.state.get()) && e.state->removed_at_ms.load(std::memory_order_relaxed) == 0) {
+        e.state->removed_at_ms.store(now_ms == 0 ? 1 : now_ms, std::memory_order_relaxed);
+      }
+    }
+  }
 }
 
 CompileResult Compile(const pb::Snapshot& snapshot, uint64_t version, const CompileOptions& options) {

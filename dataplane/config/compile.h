@@ -37,6 +37,9 @@ struct CompileOptions {
   std::function<std::shared_ptr<const TlsServerContext>(const Listener&, std::string* error,
                                                         std::vector<std::string>* warnings)>
       tls_builder;
+  // The config being replaced, if any: endpoints with the same key keep their EndpointState
+  // (health, open connections) so an update resets neither.
+  const RuntimeConfig* previous = nullptr;
 };
 
 struct CompileResult {
@@ -45,6 +48,10 @@ struct CompileResult {
   std::vector<std::string> warnings;
   bool ok() const { return config != nullptr; }
 };
+
+// Starts the drain of endpoints that `previous` had and `next` does not (EndpointState::
+// removed_at_ms = now_ms) and ends it for endpoints back in `next`. Called after the swap.
+void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms);
 
 CompileResult Compile(const doorman::v1::Snapshot& snapshot, uint64_t version, const CompileOptions& options);
 

@@ -18,8 +18,12 @@
 
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/policy.h"
+#include "dataplane/health/health_state.h"
+#include "dataplane/l4/cidr.h"
+#include "dataplane/l4/sni.h"
 #include "dataplane/l7/router.h"
 #include "dataplane/lb/endpoint_picker.h"
+#include "dataplane/lb/sticky_table.h"
 
 namespace doorman::dataplane {
 
@@ -28,8 +32,13 @@ using Millis = std::chrono::milliseconds;
 // Defaults for proto fields left at 0.
 inline constexpr Millis kDefaultL4IdleTimeout{350'000};
 inline constexpr Millis kDefaultL7IdleTimeout{60'000};
+inline constexpr Millis kDefaultUdpIdleTimeout{30'000};  // UDP flow expiry (conntrack/IPVS-like)
 inline constexpr Millis kDefaultConnectTimeout{5'000};
 inline constexpr Millis kDefaultRequestTimeout{60'000};
+// L4 TCP keepalive on both legs (Linux defaults are 2 h): probe after 60 s idle, every 10 s, 6 times.
+inline constexpr int kTcpKeepaliveIdleS = 60;
+inline constexpr int kTcpKeepaliveIntervalS = 10;
+inline constexpr int kTcpKeepaliveCount = 6;
 
 enum class Protocol { kTcp, kUdp, kTls, kHttp, kHttps };
 
@@ -51,12 +60,16 @@ struct Endpoint {
   bool ready = false;     // from the EndpointSlice: may receive new connections
   bool eligible = false;  // ready, and on this node when the set is local_only
   std::string key;        // "10.0.0.1:8080" / "[fd00::1]:8080": metrics label and pool key
+  // Health and open-connection count, shared with the schedulers and carried over to the next
+  // snapshot for the same key (so an update resets neither). Never null after Compile().
+  lb::EndpointStatePtr state;
 };
 
 struct BackendSet {
   std::string name;
   std::vector<Endpoint> endpoints;
   bool local_only = false;
+  health::CheckSpec health_check;  // protocol kNone = not actively checked
 };
 
 struct WeightedBackendSet {
@@ -82,15 +95,18 @@ struct Route {
   HeaderRules request_headers;   // applied to the request sent upstream
   HeaderRules response_headers;  // applied to the backend's response
 
-  // The next endpoint by the route's scheduler (of the canary backends when `canary`), or nullptr
-  // when none is eligible.
-  const Endpoint* PickEndpoint(bool use_canary = false) const;
+  // The next endpoint by the route's scheduler (of the canary backends when `use_canary`), or
+  // nullptr when none is eligible. `ctx.hash` = HashKey of the client address for source-hash /
+  // maglev / source-IP stickiness.
+  const Endpoint* PickEndpoint(const lb::PickContext& ctx, bool use_canary = false) const;
+  const Endpoint* PickEndpoint(bool use_canary = false) const { return PickEndpoint(lb::PickContext{}, use_canary); }
   std::size_t eligible_endpoints(bool use_canary = false) const {
     const auto& p = use_canary ? canary_picker : picker;
     return p ? p->eligible() : 0;
   }
 
   std::unique_ptr<lb::EndpointPicker> picker;
+  lb::SchedulerKind scheduler = lb::SchedulerKind::kRoundRobin;
 
   // RoutePolicy.canary: traffic UseCanary() selects goes to `canary_backends`.
   CanaryPolicy canary;
@@ -110,6 +126,15 @@ struct Route {
   uint32_t retry_attempts = 0;
   RetryOn retry_on;
   Millis per_try_timeout{0};  // 0 = request_timeout
+
+  l4::SniMatcher sni;  // TLS passthrough listeners: empty = the default route (no/unknown SNI)
+
+  // Stickiness SOURCE_IP: shared by all workers; carried over to the next snapshot for a route of
+  // the same name and TTL (so an update does not forget clients). Null = no stickiness.
+  std::shared_ptr<lb::StickyTable> sticky;
+  // PickEndpoint honouring `sticky` (ctx.hash = client IP hash): the remembered endpoint when it
+  // is still eligible and healthy, else a fresh pick that is then remembered.
+  const Endpoint* PickSticky(const lb::PickContext& ctx, int64_t now_ms) const;
 };
 
 struct Listener {
@@ -118,11 +143,14 @@ struct Listener {
   Protocol protocol = Protocol::kTcp;
   Millis idle_timeout = kDefaultL4IdleTimeout;
   std::vector<const Route*> routes;  // precedence order
-  bool served = false;               // this build serves the protocol (TCP, HTTP, HTTPS)
+  bool served = false;               // this build serves the protocol
   // HTTPS only: certificates in ListenerTls order (the first is the default) and the built contexts.
   std::vector<TlsCertificatePem> tls_certificates;
   std::string tls_min_version = "1.2";
   std::shared_ptr<const TlsServerContext> tls;
+  std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
+  int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
+  bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (L4)
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

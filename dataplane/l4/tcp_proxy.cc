@@ -1,7 +1,19 @@
 #include "dataplane/l4/tcp_proxy.h"
+// GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
+// (awaitable_frame_base's operator new/delete pair); the pairing is correct.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/co_spawn.hpp>
@@ -10,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
 
@@ -21,48 +34,231 @@ using boost::system::error_code;
 
 constexpr std::size_t kPumpBuffer = 16 * 1024;
 constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB
+constexpr int64_t kProxyHeaderTimeoutMs = 5'000;     // PROXY header must arrive within this
 
-class TcpSession {
+l4::ProxyAddress ToProxyAddress(const tcp::endpoint& ep) {
+  l4::ProxyAddress a;
+  a.port = ep.port();
+  const auto addr = ep.address();
+  if (addr.is_v4()) {
+    const auto b = addr.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), a.ip.begin());
+  } else {
+    a.v6 = true;
+    const auto b = addr.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), a.ip.begin());
+  }
+  return a;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+
+class TcpSession;
+
+// The sessions of one worker (intrusive list, touched only on that worker's thread) and the
+// once-a-second sweep that enforces idle and drain timeouts for all of them.
+struct SessionList {
+  TcpSession* head = nullptr;
+  bool sweeping = false;
+};
+
+class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
-  TcpSession(Worker& w, Socket client, std::string listener)
-      : w_(w), client_(std::move(client)), upstream_(w.executor()), idle_timer_(w.executor()),
-        listener_(std::move(listener)), active_(w.metrics().L4Active(listener_)),
+  TcpSession(Worker& w, Socket client, std::string listener, std::shared_ptr<SessionList> list)
+      : w_(w), client_(std::move(client)), upstream_(w.executor()), listener_(std::move(listener)),
+        list_(std::move(list)), active_(w.metrics().L4Active(listener_)),
         rx_(w.metrics().L4Bytes(listener_, true)), tx_(w.metrics().L4Bytes(listener_, false)) {
     active_.Increment();
     w_.shared().l4_active.fetch_add(1, std::memory_order_relaxed);
+    next_ = list_->head;
+    if (next_) next_->prev_ = this;
+    list_->head = this;
   }
 
   ~TcpSession() {
-    CloseBoth();
+    CloseBoth(false);
+    if (prev_) prev_->next_ = next_;
+    else list_->head = next_;
+    if (next_) next_->prev_ = prev_;
     if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
     if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
+    if (endpoint_state_) endpoint_state_->active.fetch_sub(1, std::memory_order_relaxed);
     active_.Decrement();
     w_.shared().l4_active.fetch_sub(1, std::memory_order_relaxed);
   }
 
   // `self` keeps the session alive while the coroutine runs (it starts after the spawner returns).
   static Task<> Run(std::shared_ptr<TcpSession> self) {
+    if (!co_await self->ReadProxyHeader()) co_return;
+    if (!co_await self->ChooseRoute()) co_return;
     if (!co_await self->ConnectUpstream()) co_return;
-    self->last_activity_ = Clock::now();
-    self->open_directions_ = 2;
+    if (!co_await self->SendPreamble()) co_return;
+    self->last_activity_ms_ = NowMs();
     const auto ex = self->w_.executor();
+    if (SpliceEnabled()) {
+      error_code ec;
+      self->client_.native_non_blocking(true, ec);
+      if (!ec) self->upstream_.native_non_blocking(true, ec);
+      if (!ec) {
+        net::co_spawn(ex, SplicePump(self, self->client_, self->upstream_, true), net::detached);
+        net::co_spawn(ex, SplicePump(self, self->upstream_, self->client_, false), net::detached);
+        co_return;
+      }
+    }
     net::co_spawn(ex, Pump(self, self->client_, self->upstream_, true), net::detached);
     net::co_spawn(ex, Pump(self, self->upstream_, self->client_, false), net::detached);
-    net::co_spawn(ex, IdleWatch(self), net::detached);
   }
 
+  // Called by the worker's sweep: closes the session when idle or drained too long, or when a
+  // PROXY header is overdue.
+  void Sweep(int64_t now_ms) {
+    if (header_deadline_ms_ != 0 && now_ms >= header_deadline_ms_) {
+      header_deadline_ms_ = 0;
+      CloseBoth(false);  // ReadProxyHeader sees the error and counts the drop
+      return;
+    }
+    if (!connected_) return;
+    if (now_ms - last_activity_ms_ >= idle_timeout_.count()) {
+      log::Debug("l4", "idle timeout", {{"listener", listener_}, {"backend", backend_}});
+      CloseBoth(false);
+      return;
+    }
+    const int64_t removed = endpoint_state_ ? endpoint_state_->removed_at_ms.load(std::memory_order_relaxed) : 0;
+    if (removed != 0 && now_ms - removed >= idle_timeout_.count()) {
+      log::Debug("l4", "drain timeout: backend removed", {{"listener", listener_}, {"backend", backend_}});
+      w_.metrics().L4Drops(listener_, "drain_timeout").Increment();
+      CloseBoth(false);
+    }
+  }
+
+  TcpSession* next() const { return next_; }
+
  private:
-  // Picks endpoints from the newest config and connects to the first that answers.
-  Task<bool> ConnectUpstream() {
+  // Listener.proxy_protocol.accept: reads and strictly parses the downstream PROXY v1/v2 header
+  // (bounded in size and time); the addresses it carries replace the TCP peer's for hashing and
+  // for the header sent on. Bytes after the header are kept and forwarded first.
+  Task<bool> ReadProxyHeader() {
+    error_code ec;
+    const auto peer = client_.remote_endpoint(ec);
+    if (ec) co_return false;
+    client_addr_ = ToProxyAddress(peer);
+    const auto local = client_.local_endpoint(ec);
+    if (!ec) local_addr_ = ToProxyAddress(local);
     const auto config = w_.shared().config.Load();
     const Listener* listener = config ? config->FindListener(listener_) : nullptr;
-    if (listener == nullptr || listener->routes.empty()) co_return false;  // closes the client
-    const Route& route = *listener->routes.front();
+    if (listener == nullptr) co_return true;  // ConnectUpstream counts it
+    send_version_ = listener->proxy_protocol_send;
+    if (!listener->proxy_protocol_accept) co_return true;
+    header_deadline_ms_ = NowMs() + kProxyHeaderTimeoutMs;
+    std::array<char, 512> buf;
+    for (;;) {
+      const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) break;
+      pending_.append(buf.data(), n);
+      const auto r = l4::ParseProxyHeader(pending_);
+      if (r.status == l4::ProxyParseResult::kNeedMore) continue;
+      if (r.status == l4::ProxyParseResult::kInvalid) {
+        log::Debug("l4", "invalid PROXY header; closing", {{"listener", listener_}, {"error", r.error}});
+        break;
+      }
+      header_deadline_ms_ = 0;
+      if (!r.header.local) {
+        client_addr_ = r.header.source;
+        local_addr_ = r.header.destination;
+      }
+      pending_.erase(0, r.consumed);
+      co_return true;
+    }
+    header_deadline_ms_ = 0;
+    w_.metrics().L4Drops(listener_, "proxy_protocol").Increment();
+    CloseBoth(true);
+    co_return false;
+  }
+
+  // The route: the listener's only route, or for TLS passthrough the first route whose match.sni
+  // matches the ClientHello's server_name, else the first route without sni (the default).
+  // The ClientHello is peeked (kept in pending_, forwarded untouched), bounded in size and time.
+  Task<bool> ChooseRoute() {
+    config_ = w_.shared().config.Load();
+    const Listener* listener = config_ ? config_->FindListener(listener_) : nullptr;
+    if (listener == nullptr || listener->routes.empty()) {
+      w_.metrics().L4Drops(listener_, "no_backend").Increment();
+      co_return false;
+    }
+    if (listener->protocol != Protocol::kTls) {
+      route_ = listener->routes.front();
+      co_return true;
+    }
+    header_deadline_ms_ = NowMs() + kProxyHeaderTimeoutMs;
+    std::array<char, 4096> buf;
+    l4::SniResult r = l4::ParseClientHelloSni(pending_);
+    while (r.status == l4::SniResult::kNeedMore) {
+      error_code ec;
+      const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) break;
+      pending_.append(buf.data(), n);
+      r = l4::ParseClientHelloSni(pending_);
+    }
+    header_deadline_ms_ = 0;
+    if (r.status != l4::SniResult::kDone) {
+      if (r.status == l4::SniResult::kInvalid) {
+        log::Debug("l4", "invalid ClientHello; closing", {{"listener", listener_}, {"error", r.error}});
+      }
+      w_.metrics().L4Drops(listener_, "tls_clienthello").Increment();
+      CloseBoth(true);
+      co_return false;
+    }
+    for (const Route* rt : listener->routes) {
+      if (!r.server_name.empty() && rt->sni.Matches(r.server_name)) {
+        route_ = rt;
+        co_return true;
+      }
+    }
+    for (const Route* rt : listener->routes) {
+      if (rt->sni.empty()) {
+        route_ = rt;
+        co_return true;
+      }
+    }
+    log::Debug("l4", "no route for SNI; closing", {{"listener", listener_}, {"sni", r.server_name}});
+    w_.metrics().L4Drops(listener_, "no_route").Increment();
+    CloseBoth(true);
+    co_return false;
+  }
+
+  // Listener.proxy_protocol.send, then any bytes read with the downstream header, in one write.
+  Task<bool> SendPreamble() {
+    std::string out;
+    if (send_version_ != 0) out = l4::EncodeProxyHeader(send_version_, client_addr_, local_addr_);
+    out += pending_;
+    pending_.clear();
+    pending_.shrink_to_fit();
+    if (out.empty()) co_return true;
+    error_code ec;
+    co_await net::async_write(upstream_, net::buffer(out), Redirect(ec));
+    if (ec) {
+      CloseBoth(true);
+      co_return false;
+    }
+    co_return true;
+  }
+
+  // Picks endpoints from the newest config and connects to the first that answers.
+  Task<bool> ConnectUpstream() {
+    const auto config = std::move(config_);  // held only while connecting
+    const Listener* listener = config->FindListener(listener_);
+    const Route& route = *route_;
     idle_timeout_ = route.idle_timeout.count() > 0 ? route.idle_timeout : listener->idle_timeout;
     const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
     std::vector<const Endpoint*> tried;
+    lb::PickContext pick{ClientHash(), 0};
     for (std::size_t i = 0; i < attempts * 2 && tried.size() < attempts; ++i) {
-      const Endpoint* ep = route.PickEndpoint();
+      // First try: source-IP persistence when the route asks for it; retries pick afresh.
+      const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
+      // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
+      pick.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&pick.hash), sizeof pick.hash), i + 1);
       if (ep == nullptr) break;
       if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
       tried.push_back(ep);
@@ -70,22 +266,29 @@ class TcpSession {
       upstream_ = co_await ConnectTo(w_.executor(), *ep, route.connect_timeout, ec);
       if (!ec) {
         backend_ = ep->key;
+        endpoint_state_ = ep->state;  // least-connections load, released in the destructor
+        if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
+        SetTcpKeepalive(client_);
+        SetTcpKeepalive(upstream_);
+        connected_ = true;
         co_return true;
       }
       log::Debug("l4", "connect to backend failed",
                  {{"listener", listener_}, {"backend", ep->key}, {"error", IsTimeout(ec) ? "timeout" : ec.message()}});
     }
     if (tried.empty()) {
+      w_.metrics().L4Drops(listener_, "no_backend").Increment();
       log::Debug("l4", "no ready endpoint; closing client", {{"listener", listener_}, {"route", route.name}});
     } else {
+      w_.metrics().L4Drops(listener_, "connect_failed").Increment();
       log::Warn("l4", "no backend accepted the connection; closing client",
                 {{"listener", listener_}, {"route", route.name}, {"tried", std::to_string(tried.size())}});
     }
     co_return false;
   }
 
-  // Copies `from` → `to` until EOF (then half-closes `to`) or an error (then closes both).
+  // Copies `from` → `to` until EOF (then half-closes `to`) or an error (then resets both).
   static Task<> Pump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
     std::array<char, kPumpBuffer> buf;
     for (;;) {
@@ -97,38 +300,97 @@ class TcpSession {
         break;
       }
       if (ec) {
-        self->CloseBoth();
+        // connection_reset (or any error): propagate as a reset, not as a clean FIN.
+        self->CloseBoth(ec != net::error::operation_aborted);
         break;
       }
-      self->last_activity_ = Clock::now();
+      self->last_activity_ms_ = NowMs();
       co_await net::async_write(to, net::buffer(buf.data(), n), Redirect(ec));
       if (ec) {
-        self->CloseBoth();
+        self->CloseBoth(ec != net::error::operation_aborted);
         break;
       }
-      self->last_activity_ = Clock::now();
       self->Count(rx, n);
-    }
-    if (--self->open_directions_ == 0) {
-      self->done_ = true;
-      self->idle_timer_.cancel();
     }
   }
 
-  // One timer per connection, re-armed only when it fires (not per read): cheap idle tracking.
-  static Task<> IdleWatch(std::shared_ptr<TcpSession> self) {
-    while (!self->done_) {
-      const auto deadline = self->last_activity_ + self->idle_timeout_;
-      if (Clock::now() >= deadline) {
-        log::Debug("l4", "idle timeout", {{"listener", self->listener_}, {"backend", self->backend_}});
-        self->CloseBoth();
-        co_return;
+  // Zero-copy variant of Pump: splice(2) socket → pipe → socket, driven by readiness waits
+  // (async_wait), so bytes never enter user space. Same half-close/reset/idle semantics.
+  static Task<> SplicePump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
+    struct Pipe {
+      int fd[2] = {-1, -1};
+      ~Pipe() {
+        if (fd[0] >= 0) ::close(fd[0]);
+        if (fd[1] >= 0) ::close(fd[1]);
       }
-      self->idle_timer_.expires_at(deadline);
-      error_code ec;
-      co_await self->idle_timer_.async_wait(Redirect(ec));
-      if (ec && ec != net::error::operation_aborted) co_return;
+    } pipe;
+    if (::pipe2(pipe.fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+      co_await Pump(self, from, to, rx);  // out of fds for pipes: copy instead
+      co_return;
     }
+    constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    constexpr std::size_t kChunk = 64 * 1024;
+    std::size_t in_pipe = 0;
+    error_code ec;
+    for (;;) {
+      if (!from.is_open() || !to.is_open()) break;
+      const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fd[1], nullptr, kChunk, kFlags);
+      if (n == 0) {
+        error_code ignored;
+        to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
+        break;
+      }
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          co_await from.async_wait(tcp::socket::wait_read, Redirect(ec));
+          if (ec) {
+            self->CloseBoth(ec != net::error::operation_aborted);
+            break;
+          }
+          continue;
+        }
+        self->CloseBoth(true);  // ECONNRESET and friends: propagate as a reset
+        break;
+      }
+      in_pipe = static_cast<std::size_t>(n);
+      self->last_activity_ms_ = NowMs();
+      while (in_pipe > 0) {
+        const ssize_t m = ::splice(pipe.fd[0], nullptr, to.native_handle(), nullptr, in_pipe, kFlags);
+        if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          co_await to.async_wait(tcp::socket::wait_write, Redirect(ec));
+          if (ec) break;
+          continue;
+        }
+        if (m <= 0) {
+          ec = net::error::connection_reset;
+          break;
+        }
+        in_pipe -= static_cast<std::size_t>(m);
+        self->Count(rx, static_cast<std::size_t>(m));
+      }
+      if (in_pipe > 0) {
+        self->CloseBoth(ec != net::error::operation_aborted);
+        break;
+      }
+      self->last_activity_ms_ = NowMs();
+    }
+  }
+
+  // Zero-copy forwarding is opt-in: DOORMAN_L4_SPLICE=1 (read once per process). Off by default
+  // because on loopback it measured slower than the copy path (docs/benchmarks.md): loopback
+  // skbs cannot be moved into a pipe, so splice copies anyway and adds syscalls.
+  static bool SpliceEnabled() {
+    static const bool on = [] {
+      const char* v = std::getenv("DOORMAN_L4_SPLICE");
+      return v != nullptr && std::string_view(v) == "1";
+    }();
+    return on;
+  }
+
+  // Hash of the client's IP address (not its port): source-hash/maglev pin a client, not a flow.
+  // With PROXY accept, the address from the header (the real client behind the other balancer).
+  uint64_t ClientHash() const {
+    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(client_addr_.ip.data()), client_addr_.v6 ? 16 : 4));
   }
 
   void Count(bool rx, std::size_t n) {
@@ -140,36 +402,86 @@ class TcpSession {
     }
   }
 
-  void CloseBoth() {
+  // `reset`: abortive close (RST) so each peer learns the other side failed.
+  void CloseBoth(bool reset) {
     error_code ignored;
-    if (client_.is_open()) client_.close(ignored);
-    if (upstream_.is_open()) upstream_.close(ignored);
-    idle_timer_.cancel();
+    for (Socket* s : {&client_, &upstream_}) {
+      if (!s->is_open()) continue;
+      if (reset) s->set_option(net::socket_base::linger(true, 0), ignored);
+      s->close(ignored);
+    }
+    connected_ = false;
   }
 
   Worker& w_;
   Socket client_;
   Socket upstream_;
-  Timer idle_timer_;
   std::string listener_;
   std::string backend_;
+  std::shared_ptr<SessionList> list_;
+  TcpSession* prev_ = nullptr;
+  TcpSession* next_ = nullptr;
+  lb::EndpointStatePtr endpoint_state_;
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
   prometheus::Counter& tx_;
   uint64_t rx_pending_ = 0;
   uint64_t tx_pending_ = 0;
   Millis idle_timeout_ = kDefaultL4IdleTimeout;
-  Clock::time_point last_activity_ = Clock::now();
-  int open_directions_ = 0;
-  bool done_ = false;
+  int64_t last_activity_ms_ = NowMs();
+  bool connected_ = false;
+  int64_t header_deadline_ms_ = 0;  // PROXY header phase, 0 = not waiting
+  int send_version_ = 0;
+  l4::ProxyAddress client_addr_;
+  l4::ProxyAddress local_addr_;
+  std::string pending_;  // client bytes read before the upstream connection existed
+  std::shared_ptr<const RuntimeConfig> config_;  // during route choice and connect only
+  const Route* route_ = nullptr;                  // valid while config_ is held
 };
 
+Task<> SweepSessions(Worker& w, std::shared_ptr<SessionList> list) {
+  Timer timer(w.executor());
+  for (;;) {
+    timer.expires_after(kL4SweepInterval);
+    error_code ec;
+    co_await timer.async_wait(Redirect(ec));
+    if (ec) co_return;
+    const int64_t now = NowMs();
+    // Sweep() may close sockets but never destroys a session synchronously (the pumps hold it),
+    // so walking the list while sweeping is safe.
+    for (TcpSession* s = list->head; s != nullptr; s = s->next()) s->Sweep(now);
+  }
+}
+
+// One list per worker thread (each worker is one thread running one io_context).
+std::shared_ptr<SessionList> WorkerSessions(Worker& w) {
+  thread_local std::shared_ptr<SessionList> list;
+  if (!list) list = std::make_shared<SessionList>();
+  if (!list->sweeping) {
+    list->sweeping = true;
+    net::co_spawn(w.executor(), SweepSessions(w, list), net::detached);
+  }
+  return list;
+}
+
 }  // namespace
+
+void SetTcpKeepalive(Socket& s) {
+  error_code ignored;
+  s.set_option(net::socket_base::keep_alive(true), ignored);
+  const int fd = s.native_handle();
+  int v = kTcpKeepaliveIdleS;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
+  v = kTcpKeepaliveIntervalS;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
+  v = kTcpKeepaliveCount;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
+}
 
 void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name) {
   error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
-  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name);
+  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name, WorkerSessions(worker));
   net::co_spawn(worker.executor(), TcpSession::Run(std::move(session)), [](std::exception_ptr e) {
     if (!e) return;
     try {

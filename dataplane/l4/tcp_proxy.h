@@ -1,9 +1,19 @@
 // L4 TCP forwarding: one session per accepted client connection, pinned for its whole life to
 // the backend endpoint chosen at accept time from the then-current RuntimeConfig (a config
-// update never moves or closes it). Bytes flow both ways with correct half-close: a FIN from one
-// side becomes shutdown(SHUT_WR) towards the other while the opposite direction keeps flowing;
-// a reset or error on either side closes both. Idle timeout: Route.policy.timeouts.idle_ms, else
-// Listener.idle_timeout_ms (default 350 s), measured as time without bytes in either direction.
+// update never moves or closes it).
+//
+// TCP hygiene:
+// * Half-close: a FIN from one side becomes shutdown(SHUT_WR) towards the other while the
+//   opposite direction keeps flowing.
+// * Reset: a RST (or error) on one side resets the other (SO_LINGER 0 + close), so the peer
+//   sees ECONNRESET rather than a clean EOF it could mistake for a complete response.
+// * Keepalive on both legs (kTcpKeepalive* in runtime_config.h).
+// * Idle timeout: Route.policy.timeouts.idle_ms, else Listener.idle_timeout_ms (default 350 s),
+//   measured as time without bytes in either direction; closed by a per-worker sweep once a
+//   second (not a timer per connection), so it fires within [timeout, timeout + 1 s].
+// * Drain: when the pinned endpoint leaves the routing state, the connection keeps flowing
+//   until it closes or the drain timeout passes (= the listener's idle timeout, default 350 s);
+//   unhealthy or terminating endpoints get no new connections but keep their existing ones.
 #pragma once
 
 #include <string>
@@ -17,7 +27,11 @@ class Worker;
 // At most this many distinct endpoints are tried when connects fail (each bounded by the
 // route's connect timeout, default 5 s).
 inline constexpr std::size_t kMaxConnectAttempts = 3;
+inline constexpr std::chrono::milliseconds kL4SweepInterval{1000};
 
 void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name);
+
+// Sets keepalive (kTcpKeepalive*) on a connected socket.
+void SetTcpKeepalive(Socket& s);
 
 }  // namespace doorman::dataplane

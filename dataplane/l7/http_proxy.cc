@@ -44,6 +44,21 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 constexpr std::size_t kRelayBuffer = 16 * 1024;
 constexpr unsigned kClientClosedRequest = 499;  // nginx's convention, for metrics only
 
+// The client address as the schedulers and SourceIP stickiness key it: raw address bytes, the
+// same key the L4 proxy uses, so L4 and L7 routes hash a client alike.
+uint64_t ClientAddressHash(const boost::asio::ip::address& a) {
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+  }
+  const auto b = a.to_v6().to_bytes();
+  return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+}
+
+int64_t SteadyMs(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
 // Adapts Beast's fields to the router's header lookup.
 class BeastHeaders final : public RequestHeaders {
  public:
@@ -162,7 +177,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     error_code ec;
     const auto ep = Lowest().socket().remote_endpoint(ec);
-    if (!ec) client_ip_ = ep.address().to_string();
+    if (!ec) {
+      client_ip_ = ep.address().to_string();
+      client_hash_ = ClientAddressHash(ep.address());
+    }
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
   }
@@ -361,7 +379,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
     }
-    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now);
+    if (ep == nullptr && route->sticky && !use_canary) {
+      // Stickiness SourceIP: the endpoint this client address was given last (shared with L4).
+      ep = route->PickSticky(lb::PickContext{client_hash_, 0}, SteadyMs(now));
+      if (ep != nullptr && Outliers().Ejected(ep->key, now)) ep = nullptr;
+    }
+    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
     const bool retryable = route->retry_attempts > 0 && IsIdempotentMethod(view.method) && p.is_done();
     uint32_t retries = 0;
@@ -719,12 +742,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   // The scheduler's next endpoint not in `tried` and not ejected; if every candidate is ejected,
   // the first untried one (never fail a request only because of ejections: panic mode).
+  // `client_hash` feeds source-hash / maglev; each further attempt re-hashes it so a hashing
+  // scheduler can move past an endpoint that was tried or ejected (as the L4 proxy does).
   static const Endpoint* PickHealthy(const Route& route, bool canary, const std::vector<const Endpoint*>& tried,
-                                     Clock::time_point now) {
+                                     Clock::time_point now, uint64_t client_hash) {
     const Endpoint* fallback = nullptr;
     const std::size_t n = route.eligible_endpoints(canary);
+    lb::PickContext ctx{client_hash, 0};
     for (std::size_t i = 0; i < 2 * n + 1; ++i) {
-      const Endpoint* e = route.PickEndpoint(canary);
+      if (i > 0) ctx.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&ctx.hash), sizeof ctx.hash), i);
+      const Endpoint* e = route.PickEndpoint(ctx, canary);
       if (e == nullptr) return nullptr;
       if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
       if (!Outliers().Ejected(e->key, now)) return e;
@@ -735,7 +762,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   static const Endpoint* NextUntried(const Route& route, bool canary, const std::vector<const Endpoint*>& tried) {
     if (tried.size() >= std::min(route.eligible_endpoints(canary), kMaxConnectAttempts)) return nullptr;
-    return PickHealthy(route, canary, tried, Clock::now());
+    return PickHealthy(route, canary, tried, Clock::now(), 0);
   }
 
   // Streams a message whose header was read by `p` from `in` to `out`, as Beast's relay example
@@ -949,6 +976,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::optional<LocalAnswer> answer_;
   std::string listener_;
   std::string client_ip_;
+  uint64_t client_hash_ = 0;  // lb::HashKey of the client address bytes (same key as the L4 proxy)
   beast::flat_buffer client_buf_;
   std::array<char, kRelayBuffer> relay_buf_;
   std::array<char, kRelayBuffer> up_relay_buf_;

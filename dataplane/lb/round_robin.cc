@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
 
 namespace doorman::lb {
 
@@ -42,18 +43,42 @@ std::vector<uint32_t> SmoothWeightedSchedule(const std::vector<uint32_t>& weight
   return out;
 }
 
-RoundRobin::RoundRobin(const std::vector<uint32_t>& weights) : schedule_(SmoothWeightedSchedule(weights)) {
-  eligible_ = static_cast<std::size_t>(std::count_if(weights.begin(), weights.end(), [](uint32_t x) { return x > 0; }));
+namespace {
+std::vector<Candidate> FromWeights(const std::vector<uint32_t>& weights) {
+  std::vector<Candidate> out;
+  out.reserve(weights.size());
+  for (std::size_t i = 0; i < weights.size(); ++i) out.push_back(Candidate{std::to_string(i), weights[i], nullptr});
+  return out;
 }
+std::vector<uint32_t> WeightsOf(const std::vector<Candidate>& c) {
+  std::vector<uint32_t> w;
+  w.reserve(c.size());
+  for (const auto& x : c) w.push_back(x.weight);
+  return w;
+}
+}  // namespace
+
+RoundRobin::RoundRobin(std::vector<Candidate> candidates)
+    : CandidateScheduler(std::move(candidates)), schedule_(SmoothWeightedSchedule(WeightsOf(c_))) {}
+
+RoundRobin::RoundRobin(const std::vector<uint32_t>& weights) : RoundRobin(FromWeights(weights)) {}
 
 std::unique_ptr<RoundRobin> RoundRobin::Uniform(std::size_t n) {
   return std::make_unique<RoundRobin>(std::vector<uint32_t>(n, 1));
 }
 
-std::optional<std::size_t> RoundRobin::Pick() {
+std::optional<std::size_t> RoundRobin::Pick(const PickContext&) {
   if (schedule_.empty()) return std::nullopt;
   const uint64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-  return schedule_[i % schedule_.size()];
+  const std::size_t n = schedule_.size();
+  const std::size_t first = schedule_[i % n];
+  if (Usable(first)) return first;
+  // Skip unhealthy slots without advancing the shared cursor further (bounded by one cycle).
+  for (std::size_t k = 1; k < n; ++k) {
+    const std::size_t c = schedule_[(i + k) % n];
+    if (Usable(c)) return c;
+  }
+  return first;  // panic mode: nobody is healthy, fail open
 }
 
 }  // namespace doorman::lb

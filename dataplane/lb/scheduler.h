@@ -1,27 +1,96 @@
 // The seam between a route and its balancing algorithm (HAProxy-style: one small ops table, one
-// file per algorithm). A Scheduler is built once per compiled route from the candidates' weights
-// and is then shared, immutable apart from its own lock-free cursor, by every worker thread.
+// file per algorithm). A Scheduler is built once per compiled route from its candidates (the
+// route's eligible endpoints, each with a weight and a shared EndpointState) and is then shared,
+// immutable apart from lock-free cursors, by every worker thread. Shared by L4 and L7.
+//
+//   auto s = MakeScheduler(SchedulerKind::kMaglev, candidates);
+//   auto i = s->Pick(PickContext{.hash = HashClient(ip)});   // index into candidates
+//   s->OnConnect(*i); ... s->OnDisconnect(*i);              // least-connections / p2c load
+//
+// Health: a candidate whose state says !healthy is skipped. When no candidate is healthy the
+// scheduler picks among all of them (Envoy's "panic mode": fail open — a wrong health check
+// must not black-hole a service; documented in docs/l4.md).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace doorman::lb {
+
+// Per-endpoint state that outlives one compiled config: the dataplane carries it over to the
+// next snapshot for an unchanged endpoint key, so neither health nor load counts reset on update.
+struct EndpointState {
+  std::atomic<int64_t> active{0};     // open connections / in-flight requests to this endpoint
+  std::atomic<bool> healthy{true};    // written by the health checker, read by Pick()
+  // Steady-clock milliseconds when the endpoint left the routing state (0 = still in it): its
+  // pinned connections drain until they close or the drain timeout passes.
+  std::atomic<int64_t> removed_at_ms{0};
+};
+using EndpointStatePtr = std::shared_ptr<EndpointState>;
+
+struct Candidate {
+  std::string key;          // stable identity ("10.0.0.1:8080"): Maglev permutations derive from it
+  uint32_t weight = 1;      // relative, > 0
+  EndpointStatePtr state;   // never null once built by MakeScheduler (one is created if missing)
+};
+
+struct PickContext {
+  uint64_t hash = 0;        // client key hash (source IP) for source-hash and maglev
+  uint64_t random = 0;      // entropy for p2c; 0 = use the scheduler's own generator
+};
+
+enum class SchedulerKind { kRoundRobin, kWeightedRoundRobin, kLeastConnections, kSourceHash, kMaglev, kP2c };
+
+// API.md names ("round-robin", ..., "p2c"; "" = round-robin). nullopt for an unknown name.
+std::optional<SchedulerKind> ParseSchedulerName(std::string_view name);
+std::string_view SchedulerName(SchedulerKind kind);
 
 class Scheduler {
  public:
   virtual ~Scheduler() = default;
 
-  // Returns the index of the next candidate, or nullopt when no candidate may receive traffic
-  // (none at all, or every weight is 0). Thread-safe; never blocks.
-  virtual std::optional<std::size_t> Pick() = 0;
+  // Index of the chosen candidate, or nullopt when there is none (empty set, or all weights 0).
+  // Thread-safe; never blocks.
+  virtual std::optional<std::size_t> Pick(const PickContext& ctx) = 0;
+  std::optional<std::size_t> Pick() { return Pick(PickContext{}); }
 
-  // Number of candidates that can be returned by Pick() (weight > 0).
+  // Number of candidates Pick() can return (weight > 0).
   virtual std::size_t eligible() const = 0;
+
+  // Load accounting for least-connections and p2c (no-ops for the others are harmless: the
+  // counters live in EndpointState and are shared by all schedulers of that endpoint).
+  virtual void OnConnect(std::size_t index) = 0;
+  virtual void OnDisconnect(std::size_t index) = 0;
 };
 
 using SchedulerPtr = std::unique_ptr<Scheduler>;
+
+// Builds the scheduler of `kind` over `candidates` (weights 0 are excluded from picks).
+SchedulerPtr MakeScheduler(SchedulerKind kind, std::vector<Candidate> candidates);
+
+// 64-bit mixing hash of a client key (e.g. the 4 or 16 address bytes). Stable across processes.
+uint64_t HashKey(std::string_view bytes, uint64_t seed = 0);
+
+// Shared base: owns the candidates; implements load hooks and the panic rule.
+class CandidateScheduler : public Scheduler {
+ public:
+  explicit CandidateScheduler(std::vector<Candidate> candidates);
+  std::size_t eligible() const override { return eligible_; }
+  void OnConnect(std::size_t i) override;
+  void OnDisconnect(std::size_t i) override;
+  const std::vector<Candidate>& candidates() const { return c_; }
+
+ protected:
+  bool Usable(std::size_t i) const { return c_[i].weight > 0 && c_[i].state->healthy.load(std::memory_order_relaxed); }
+  bool AnyHealthy() const;
+  std::vector<Candidate> c_;
+  std::size_t eligible_ = 0;
+};
 
 }  // namespace doorman::lb

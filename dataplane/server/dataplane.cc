@@ -13,6 +13,7 @@
 #include "dataplane/config/compile.h"
 #include "dataplane/config/config_store.h"
 #include "dataplane/config/state_file.h"
+#include "dataplane/health/checker.h"
 #include "dataplane/server/listener_manager.h"
 #include "dataplane/server/worker.h"
 #include "doorman/v1/routing.pb.h"
@@ -24,6 +25,8 @@ struct Dataplane::Impl {
       : opts(std::move(o)), metrics(std::move(registry)), shared(store, metrics) {
     for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
     listeners = std::make_unique<ListenerManager>(workers, bind);
+    health = std::make_unique<health::HealthChecker>(
+        [this](const std::string& key, bool healthy) { metrics.SetBackendHealth(key, healthy); });
   }
 
   // Declaration order is destruction order in reverse: listeners (acceptors) go before the
@@ -34,6 +37,7 @@ struct Dataplane::Impl {
   SharedState shared;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<ListenerManager> listeners;
+  std::unique_ptr<health::HealthChecker> health;  // destroyed first: its callback uses metrics
 
   mutable std::mutex mu;  // serialises Apply/Shutdown; guards the fields below
   std::vector<std::string> warnings;
@@ -74,9 +78,11 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
     r.warnings = impl_->warnings;
     return r;
   }
+  const auto previous = impl_->store.Load();  // endpoints keep their health/load state
   CompileOptions copts;
   copts.node_name = impl_->opts.node_name;
   copts.tls_builder = &TlsServerContext::Build;
+  copts.previous = previous.get();
   CompileResult c = Compile(update.snapshot(), update.version(), copts);
   if (!c.ok()) {
     impl_->metrics.ConfigRejected();
@@ -89,7 +95,11 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   std::vector<std::string> warnings = std::move(c.warnings);
   for (auto& w : impl_->listeners->Prepare(*c.config)) warnings.push_back(std::move(w));
   impl_->store.Store(c.config);
+  MarkRemovedEndpoints(previous.get(), *c.config,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch()).count());
   impl_->listeners->Commit();
+  impl_->health->Update(c.config);
   applied_version_.store(update.version());
   impl_->metrics.ConfigApplied(*c.config);
   impl_->warnings = warnings;

@@ -1,5 +1,7 @@
 #include "dataplane/server/listener_manager.h"
 
+#include <prometheus/counter.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -19,6 +21,32 @@ using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 constexpr std::chrono::milliseconds kAcceptErrorPause{50};
 constexpr std::chrono::seconds kCloseWait{2};
 
+// Listener.allowed_source_ranges, checked on the newest config at accept. A refused client gets
+// a RST (SO_LINGER 0) and is counted in doorman_l4_drops_total{reason="source_range"}.
+bool SourceAllowed(Worker& w, const std::string& listener, Socket& s) {
+  const auto config = w.shared().config.Load();
+  const Listener* l = config ? config->FindListener(listener) : nullptr;
+  if (l == nullptr || l->allowed_source_ranges.empty()) return true;
+  error_code ec;
+  const auto remote = s.remote_endpoint(ec);
+  if (ec) return false;
+  const auto addr = remote.address();
+  bool ok = false;
+  if (addr.is_v4()) {
+    const auto b = addr.to_v4().to_bytes();
+    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
+  } else {
+    const auto b = addr.to_v6().to_bytes();
+    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
+  }
+  if (!ok) {
+    w.metrics().L4Drops(listener, "source_range").Increment();
+    s.set_option(net::socket_base::linger(true, 0), ec);
+    s.close(ec);
+  }
+  return ok;
+}
+
 Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string listener, bool l7) {
   Timer pause(w.executor());
   for (;;) {
@@ -32,6 +60,7 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
       co_await pause.async_wait(Redirect(ec));
       continue;
     }
+    if (!SourceAllowed(w, listener, s)) continue;
     if (l7) {
       StartHttpSession(w, std::move(s), listener);
     } else {
@@ -47,7 +76,31 @@ ListenerManager::ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, 
 
 ListenerManager::~ListenerManager() { CloseAll(); }
 
+bool ListenerManager::BindUdp(const Listener& l, Bound* out, std::string* error) {
+  const udp::endpoint ep(bind_address_, l.port);
+  out->port = l.port;
+  out->protocol = l.protocol;
+  for (auto& w : workers_) {
+    auto sock = std::make_shared<UdpSocket>(w->executor());
+    error_code ec;
+    sock->open(ep.protocol(), ec);
+    if (!ec) sock->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) sock->set_option(ReusePort(true), ec);
+    if (!ec) sock->bind(ep, ec);
+    if (ec) {
+      *error = "cannot listen on udp " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
+      for (auto& u : out->udp_sockets) u->close(ec);
+      out->udp_sockets.clear();
+      sock->close(ec);
+      return false;
+    }
+    out->udp_sockets.push_back(std::move(sock));
+  }
+  return true;
+}
+
 bool ListenerManager::Bind(const Listener& l, Bound* out, std::string* error) {
+  if (l.protocol == Protocol::kUdp) return BindUdp(l, out, error);
   const tcp::endpoint ep(bind_address_, l.port);
   out->port = l.port;
   out->protocol = l.protocol;
@@ -84,12 +137,22 @@ void ListenerManager::Close(Bound& b) {
       promise->set_value();
     });
   }
+  for (std::size_t i = 0; i < b.udp_sockets.size() && i < workers_.size(); ++i) {
+    auto promise = std::make_shared<std::promise<void>>();
+    done.push_back(promise->get_future());
+    net::post(workers_[i]->executor(), [sock = b.udp_sockets[i], promise] {
+      error_code ignored;
+      sock->close(ignored);
+      promise->set_value();
+    });
+  }
   for (auto& f : done) {
     if (f.wait_for(kCloseWait) != std::future_status::ready) {
       log::Warn("listener", "a worker did not close its acceptor in time");
     }
   }
   b.acceptors.clear();
+  b.udp_sockets.clear();
   b.accepting = false;
 }
 
@@ -131,6 +194,11 @@ void ListenerManager::Commit() {
     if (b.accepting) continue;
     b.accepting = true;
     const bool l7 = b.protocol == Protocol::kHttp || b.protocol == Protocol::kHttps;
+    for (std::size_t i = 0; i < b.udp_sockets.size(); ++i) {
+      auto sock = b.udp_sockets[i];
+      Worker& w = *workers_[i];
+      net::post(w.executor(), [&w, sock, name = name] { StartUdpListener(w, sock, name); });
+    }
     for (std::size_t i = 0; i < b.acceptors.size(); ++i) {
       net::co_spawn(workers_[i]->executor(), AcceptLoop(b.acceptors[i], *workers_[i], name, l7), net::detached);
     }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dataplane/config/runtime_config.h"
+#include "dataplane/l4/udp_proxy.h"
 #include "dataplane/server/asio_types.h"
 
 namespace doorman::dataplane {
@@ -45,10 +46,12 @@ class ListenerManager {
     uint16_t port = 0;
     Protocol protocol = Protocol::kTcp;
     std::vector<std::shared_ptr<Acceptor>> acceptors;  // index = worker
+    std::vector<std::shared_ptr<UdpSocket>> udp_sockets;  // UDP listeners: index = worker
     bool accepting = false;
   };
 
   bool Bind(const Listener& l, Bound* out, std::string* error);
+  bool BindUdp(const Listener& l, Bound* out, std::string* error);
   void Close(Bound& b);
 
   std::vector<std::unique_ptr<Worker>>& workers_;

@@ -253,3 +253,64 @@ def raw_exchange(port, data, timeout=5.0, host="127.0.0.1"):
 
 def backend_of(body):
     return json.loads(body)["backend"]
+
+
+# --- L4 helpers (added by the L4 work) ------------------------------------------------------
+def http_over_tcp(port, src=None, host="127.0.0.1", timeout=5.0, keep=False, path="/"):
+    """One HTTP/1.1 GET over a fresh TCP connection (optionally from source address `src`).
+
+    Returns (backend name, socket or None): the socket stays open when keep=True, so tests can
+    hold connections (least-connections, pinning) and close them later.
+    """
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if src:
+        s.bind((src, 0))
+    s.connect((host, port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: l4.test\r\n%s\r\n" %
+               (path, "" if keep else "Connection: close\r\n")).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response header")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the response body")
+        body += chunk
+    name = json.loads(body[:length])["backend"]
+    if keep:
+        return name, s
+    s.close()
+    return name, None
+
+
+def start_nginx(tc, http_servers="", stream_servers="", name="nginx"):
+    """Starts the real nginx (foreground, own prefix in tc.tmp) with the given `server { }` blocks
+    for the http and stream contexts; returns the Proc. Loads the stream module when needed."""
+    prefix = os.path.join(tc.tmp, name)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    stream_mod = ""
+    if stream_servers:
+        for p in ("/usr/lib/nginx/modules/ngx_stream_module.so",):
+            if os.path.exists(p):
+                stream_mod = "load_module %s;\n" % p
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(stream_mod + "worker_processes 1;\nerror_log %s/logs/error.log info;\npid %s/nginx.pid;\n"
+                "events { worker_connections 1024; }\n" % (prefix, prefix))
+        f.write("http {\n  access_log off;\n  client_body_temp_path %s/tmp;\n  proxy_temp_path %s/tmp;\n"
+                "  fastcgi_temp_path %s/tmp;\n  uwsgi_temp_path %s/tmp;\n  scgi_temp_path %s/tmp;\n%s\n}\n"
+                % ((prefix,) * 5 + (http_servers,)))
+        if stream_servers:
+            f.write("stream {\n%s\n}\n" % stream_servers)
+    return tc.spawn(name, ["nginx", "-p", prefix, "-e", os.path.join(prefix, "logs", "error.log"),
+                           "-c", conf, "-g", "daemon off;"])

@@ -1,0 +1,58 @@
+#include "dataplane/health/health_state.h"
+
+#include <algorithm>
+
+namespace doorman::health {
+
+bool CheckSpec::StatusOk(uint32_t status) const {
+  if (expected_statuses.empty()) return status >= 200 && status < 400;
+  for (auto s : expected_statuses) {
+    if (s == status) return true;
+  }
+  return false;
+}
+
+std::optional<bool> HealthState::OnResult(bool success) {
+  if (success) {
+    failures_ = 0;
+    ++successes_;
+    if (!healthy_ && successes_ >= std::max<uint32_t>(1, spec_.healthy_threshold)) {
+      healthy_ = true;
+      return true;
+    }
+  } else {
+    successes_ = 0;
+    ++failures_;
+    if (healthy_ && failures_ >= std::max<uint32_t>(1, spec_.unhealthy_threshold)) {
+      healthy_ = false;
+      return false;
+    }
+  }
+  return std::nullopt;
+}
+
+Millis HealthState::NextProbeAt(Millis now, uint64_t random) const {
+  const auto jitter_span = static_cast<uint64_t>(spec_.interval.count()) * kJitterPercent / 100;
+  const auto jitter = jitter_span == 0 ? 0 : random % (jitter_span + 1);
+  return now + spec_.interval + Millis(static_cast<int64_t>(jitter));
+}
+
+std::optional<uint32_t> ParseHttpStatus(std::string_view head) {
+  const auto eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return std::nullopt;
+  const auto line = head.substr(0, eol);
+  // "HTTP/1.x SP DDD [SP reason]"
+  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ') return std::nullopt;
+  if (line[7] != '0' && line[7] != '1') return std::nullopt;
+  uint32_t code = 0;
+  for (int i = 9; i < 12; ++i) {
+    const char c = line[static_cast<std::size_t>(i)];
+    if (c < '0' || c > '9') return std::nullopt;
+    code = code * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (line.size() > 12 && line[12] != ' ') return std::nullopt;
+  if (code < 100) return std::nullopt;
+  return code;
+}
+
+}  // namespace doorman::health

@@ -1,0 +1,219 @@
+#include "dataplane/l4/udp_proxy.h"
+// GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
+// (awaitable_frame_base's operator new/delete pair); the pairing is correct.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+#include "dataplane/lb/scheduler.h"
+#include "dataplane/server/worker.h"
+
+namespace doorman::dataplane {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+
+struct EndpointHash {
+  std::size_t operator()(const udp::endpoint& e) const {
+    const auto a = e.address();
+    std::string_view bytes;
+    std::array<unsigned char, 16> b16{};
+    std::array<unsigned char, 4> b4{};
+    if (a.is_v4()) {
+      b4 = a.to_v4().to_bytes();
+      bytes = std::string_view(reinterpret_cast<const char*>(b4.data()), 4);
+    } else {
+      b16 = a.to_v6().to_bytes();
+      bytes = std::string_view(reinterpret_cast<const char*>(b16.data()), 16);
+    }
+    return static_cast<std::size_t>(lb::HashKey(bytes, e.port()));
+  }
+};
+
+uint64_t AddressHash(const udp::endpoint& e) {
+  const auto a = e.address();
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+  }
+  const auto b = a.to_v6().to_bytes();
+  return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+}
+
+class UdpListener;
+
+struct Flow {
+  udp::endpoint client;
+  UdpSocket upstream;
+  int64_t last_activity_ms = 0;
+  lb::EndpointStatePtr endpoint_state;
+  bool closed = false;
+  explicit Flow(Executor ex) : upstream(ex) {}
+};
+
+class UdpListener : public std::enable_shared_from_this<UdpListener> {
+ public:
+  UdpListener(Worker& w, std::shared_ptr<UdpSocket> s, std::string name)
+      : w_(w), sock_(std::move(s)), name_(std::move(name)), sweep_(w.executor()),
+        active_(w.metrics().L4Active(name_)), rx_(w.metrics().L4Bytes(name_, true)),
+        tx_(w.metrics().L4Bytes(name_, false)) {}
+
+  ~UdpListener() {
+    for (auto& [k, f] : flows_) CloseFlow(*f);
+    Flush();
+  }
+
+  static Task<> Receive(std::shared_ptr<UdpListener> self) {
+    std::vector<char> buf(kMaxDatagram);
+    for (;;) {
+      udp::endpoint from;
+      error_code ec;
+      const std::size_t n = co_await self->sock_->async_receive_from(net::buffer(buf), from, Redirect(ec));
+      if (ec == net::error::operation_aborted || !self->sock_->is_open()) break;
+      if (ec) continue;  // e.g. ICMP errors surfaced on the socket: keep serving
+      co_await self->OnDatagram(from, buf.data(), n);
+    }
+    self->sweep_.cancel();
+    for (auto& [k, f] : self->flows_) self->CloseFlow(*f);
+  }
+
+  static Task<> Sweep(std::shared_ptr<UdpListener> self) {
+    for (;;) {
+      self->sweep_.expires_after(std::chrono::seconds(1));
+      error_code ec;
+      co_await self->sweep_.async_wait(Redirect(ec));
+      if (ec || !self->sock_->is_open()) co_return;
+      const int64_t now = NowMs();
+      const int64_t idle = self->IdleMs();
+      for (auto it = self->flows_.begin(); it != self->flows_.end();) {
+        if (now - it->second->last_activity_ms >= idle) {
+          self->CloseFlow(*it->second);
+          it = self->flows_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      self->Flush();
+    }
+  }
+
+ private:
+  int64_t IdleMs() const {
+    const auto config = w_.shared().config.Load();
+    const Listener* l = config ? config->FindListener(name_) : nullptr;
+    return l ? l->idle_timeout.count() : kDefaultUdpIdleTimeout.count();
+  }
+
+  Task<> OnDatagram(const udp::endpoint& from, const char* data, std::size_t n) {
+    auto it = flows_.find(from);
+    std::shared_ptr<Flow> flow;
+    if (it != flows_.end()) {
+      flow = it->second;
+    } else {
+      flow = NewFlow(from);
+      if (!flow) co_return;
+    }
+    flow->last_activity_ms = NowMs();
+    rx_pending_ += n;
+    error_code ec;
+    // Non-blocking send on a connected socket: a full buffer drops the datagram, as UDP may.
+    flow->upstream.send(net::buffer(data, n), 0, ec);
+  }
+
+  std::shared_ptr<Flow> NewFlow(const udp::endpoint& from) {
+    if (flows_.size() >= kMaxUdpFlowsPerWorker) {
+      w_.metrics().L4Drops(name_, "udp_table_full").Increment();
+      return nullptr;
+    }
+    const auto config = w_.shared().config.Load();
+    const Listener* l = config ? config->FindListener(name_) : nullptr;
+    const Route* route = (l && !l->routes.empty()) ? l->routes.front() : nullptr;
+    const Endpoint* ep = route ? route->PickSticky(lb::PickContext{AddressHash(from), 0}, NowMs()) : nullptr;
+    if (ep == nullptr) {
+      w_.metrics().L4Drops(name_, "no_backend").Increment();
+      return nullptr;
+    }
+    auto flow = std::make_shared<Flow>(w_.executor());
+    error_code ec;
+    const auto addr = net::ip::make_address(ep->address, ec);
+    if (!ec) flow->upstream.open(addr.is_v4() ? udp::v4() : udp::v6(), ec);
+    if (!ec) flow->upstream.connect(udp::endpoint(addr, ep->port), ec);
+    if (!ec) flow->upstream.non_blocking(true, ec);
+    if (ec) {
+      w_.metrics().L4Drops(name_, "connect_failed").Increment();
+      return nullptr;
+    }
+    flow->client = from;
+    flow->endpoint_state = ep->state;
+    if (flow->endpoint_state) flow->endpoint_state->active.fetch_add(1, std::memory_order_relaxed);
+    w_.metrics().L4Connections(name_, ep->key).Increment();
+    active_.Increment();
+    flows_.emplace(from, flow);
+    net::co_spawn(w_.executor(), Replies(shared_from_this(), flow), net::detached);
+    return flow;
+  }
+
+  // Backend → client, from the listener's socket (the address the client talked to).
+  static Task<> Replies(std::shared_ptr<UdpListener> self, std::shared_ptr<Flow> flow) {
+    std::vector<char> buf(kMaxDatagram);
+    for (;;) {
+      error_code ec;
+      const std::size_t n = co_await flow->upstream.async_receive(net::buffer(buf), Redirect(ec));
+      if (flow->closed || ec == net::error::operation_aborted) co_return;
+      if (ec) continue;  // ICMP port unreachable from the backend: keep the flow until idle
+      flow->last_activity_ms = NowMs();
+      self->tx_pending_ += n;
+      self->sock_->send_to(net::buffer(buf.data(), n), flow->client, 0, ec);
+    }
+  }
+
+  void CloseFlow(Flow& f) {
+    if (f.closed) return;
+    f.closed = true;
+    error_code ignored;
+    f.upstream.close(ignored);
+    if (f.endpoint_state) f.endpoint_state->active.fetch_sub(1, std::memory_order_relaxed);
+    active_.Decrement();
+  }
+
+  void Flush() {
+    if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
+    if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
+    rx_pending_ = tx_pending_ = 0;
+  }
+
+  Worker& w_;
+  std::shared_ptr<UdpSocket> sock_;
+  std::string name_;
+  Timer sweep_;
+  prometheus::Gauge& active_;
+  prometheus::Counter& rx_;
+  prometheus::Counter& tx_;
+  uint64_t rx_pending_ = 0;
+  uint64_t tx_pending_ = 0;
+  std::unordered_map<udp::endpoint, std::shared_ptr<Flow>, EndpointHash> flows_;
+};
+
+}  // namespace
+
+void StartUdpListener(Worker& worker, std::shared_ptr<UdpSocket> socket, const std::string& listener_name) {
+  auto l = std::make_shared<UdpListener>(worker, std::move(socket), listener_name);
+  net::co_spawn(worker.executor(), UdpListener::Receive(l), net::detached);
+  net::co_spawn(worker.executor(), UdpListener::Sweep(l), net::detached);
+}
+
+}  // namespace doorman::dataplane

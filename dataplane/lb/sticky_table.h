@@ -1,0 +1,52 @@
+// Source-IP persistence (RoutePolicy.stickiness SOURCE_IP, Service sessionAffinity: ClientIP):
+// client key hash → endpoint key, valid for `ttl` after the client's last new connection
+// (IPVS "persistence timeout" semantics). Pure apart from a mutex: the clock is a parameter.
+// Shared by every worker (a client's connections land on different workers), so it takes a
+// lock — only on routes that ask for stickiness, once per new connection, sharded 16 ways.
+// Bounded: at most `max_entries` (expired entries are purged first; when still full, a new
+// client is simply not remembered — it is balanced normally).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace doorman::lb {
+
+inline constexpr int64_t kDefaultStickyTtlMs = 3 * 3600 * 1000;  // 3 h, as kube-proxy ClientIP
+inline constexpr std::size_t kDefaultStickyMaxEntries = 1 << 16;
+
+class StickyTable {
+ public:
+  explicit StickyTable(int64_t ttl_ms = kDefaultStickyTtlMs, std::size_t max_entries = kDefaultStickyMaxEntries)
+      : ttl_ms_(ttl_ms), max_per_shard_(max_entries / kShards + 1) {}
+
+  // The endpoint key remembered for `client`, if still valid at `now_ms`.
+  std::optional<std::string> Lookup(uint64_t client, int64_t now_ms);
+  // Remembers (or refreshes) client → endpoint until now_ms + ttl.
+  void Remember(uint64_t client, const std::string& endpoint_key, int64_t now_ms);
+  void Forget(uint64_t client);
+  std::size_t size();
+  int64_t ttl_ms() const { return ttl_ms_; }
+
+ private:
+  static constexpr std::size_t kShards = 16;
+  struct Entry {
+    std::string endpoint;
+    int64_t expires_ms;
+  };
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<uint64_t, Entry> map;
+  };
+  Shard& ShardOf(uint64_t client) { return shards_[client % kShards]; }
+
+  int64_t ttl_ms_;
+  std::size_t max_per_shard_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace doorman::lb

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""PROXY protocol end to end (Listener.proxy_protocol): Doorman sends v1/v2 to a real nginx
+whose `listen ... proxy_protocol` reports $proxy_protocol_addr — the true client address;
+Doorman accepts v1/v2 from downstream (as behind another balancer) and passes the carried
+address on; malformed headers close the connection and are counted, without disturbing others.
+"""
+import os
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (DoormanTestCase, free_port, metric_value, port_open, start_nginx,  # noqa: E402
+                     wait_until)
+from l4_peers import recv_until_eof  # noqa: E402
+
+
+def manifest(listeners, nginx_port):
+    ls = "".join("    - {name: l%d, port: %d, protocol: TCP, proxyProtocol: {send: %s, accept: %s}}\n"
+                 % (i, port, send, "true" if accept else "false")
+                 for i, (port, send, accept) in enumerate(listeners))
+    rs = "".join("    - name: r%d\n      listener: l%d\n      backends:\n"
+                 "        - endpoints: [{address: 127.0.0.1, port: %d}]\n" % (i, i, nginx_port)
+                 for i in range(len(listeners)))
+    return ("apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: pp, namespace: default}\n"
+            "spec:\n  listeners:\n" + ls + "  routes:\n" + rs)
+
+
+def request(port, src=None, preamble=b""):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(preamble + b"GET / HTTP/1.1\r\nHost: pp.test\r\nConnection: close\r\n\r\n")
+        return recv_until_eof(s).decode(errors="replace")
+    finally:
+        s.close()
+
+
+class ProxyProtocol(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.nginx_port = free_port()
+        start_nginx(self, http_servers="""
+  server {
+    listen 127.0.0.1:%d proxy_protocol;
+    location / { return 200 "pp=$proxy_protocol_addr:$proxy_protocol_port peer=$remote_addr\\n"; }
+  }""" % self.nginx_port)
+        wait_until(lambda: port_open(self.nginx_port), what="nginx")
+        self.v1, self.v2, self.acc = free_port(), free_port(), free_port()
+        self.write_manifest("pp.yaml", manifest(
+            [(self.v1, "v1", False), (self.v2, "v2", False), (self.acc, "v2", True)], self.nginx_port))
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        for p in (self.v1, self.v2, self.acc):
+            wait_until(lambda: port_open(p), what="listener %d" % p)
+
+    def test_send_v1_and_v2_carry_the_true_client_address(self):
+        for port in (self.v1, self.v2):
+            body = request(port, src="127.0.0.5")
+            self.assertIn("200 OK", body)
+            self.assertIn("pp=127.0.0.5:", body, port)
+
+    def test_accept_v1_and_v2_from_downstream_and_pass_the_address_on(self):
+        body = request(self.acc, preamble=b"PROXY TCP4 203.0.113.7 127.0.0.1 4242 80\r\n")
+        self.assertIn("pp=203.0.113.7:4242", body)
+        v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([198, 51, 100, 9]) + bytes([127, 0, 0, 1]) +
+              (5555).to_bytes(2, "big") + (80).to_bytes(2, "big"))
+        body = request(self.acc, preamble=v2)
+        self.assertIn("pp=198.51.100.9:5555", body)
+        # A v2 LOCAL header (a health check from the other balancer) keeps the TCP peer address.
+        local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        body = request(self.acc, src="127.0.0.6", preamble=local)
+        self.assertIn("pp=127.0.0.6:", body)
+
+    def drops(self):
+        return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total", {"reason": "proxy_protocol"}) or 0
+
+    def test_malformed_header_is_closed_and_counted(self):
+        # The readiness probes (connect + close, no header) are drops too: count from here.
+        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
+                   what="probes closed")
+        before = self.drops()
+        for bad in (b"GET / HTTP/1.1\r\n\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n",
+                    b"PROXY " + b"A" * 200, b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff"):
+            s = socket.create_connection(("127.0.0.1", self.acc), timeout=5)
+            try:
+                s.sendall(bad)
+                try:
+                    data = recv_until_eof(s)
+                except ConnectionResetError:
+                    data = b""
+                self.assertEqual(data, b"", bad)
+            finally:
+                s.close()
+        wait_until(lambda: self.drops() == before + 4, what="proxy_protocol drops counted")
+        # Unrelated traffic is undisturbed.
+        self.assertIn("pp=127.0.0.1:", request(self.v2))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""L4 TCP hygiene end to end: allowedSourceRanges, half-close, RST propagation, keepalive,
+idle timeout, connect failures, pinning across updates and the drain of a removed backend.
+
+Real processes: doorman-controller (--manifests) and doorman-dataplane; real TCP echo peers
+(threads with real sockets, l4_peers.py); clients from several 127.0.0.0/8 source addresses.
+"""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, free_port, metric_value, port_open, wait_until  # noqa: E402
+from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
+
+
+def manifest(port, backends, idle="350s", ranges=None, scheduler="round-robin"):
+    eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % b for b in backends)
+    rng = "      allowedSourceRanges: [%s]\n" % ", ".join(ranges) if ranges else ""
+    return f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: l4, namespace: default}}
+spec:
+  listeners:
+    - name: tcp
+      port: {port}
+      protocol: TCP
+      idleTimeout: {idle}
+{rng}  routes:
+    - name: r
+      listener: tcp
+      policy: {{scheduler: {scheduler}}}
+      backends:
+        - endpoints:
+{eps}"""
+
+
+class TcpHygiene(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = EchoServer("a")
+        self.b = EchoServer("b")
+        self.addCleanup(self.a.close)
+        self.addCleanup(self.b.close)
+        self.port = free_port()
+
+    def start(self, text):
+        self.write_manifest("l4.yaml", text)
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"])
+        self.version = self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="tcp listener")
+        # The readiness probe was a real connection: let it end, then forget it at the peers.
+        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
+                   what="probe connection closed")
+        for peer in (self.a, self.b):
+            wait_until(lambda: len(peer.endings) == len(peer.conns), what="peer saw the probe end")
+            with peer.lock:
+                peer.conns.clear()
+                peer.endings.clear()
+
+    def update(self, text):
+        self.write_manifest("l4.yaml", text)
+        self.version = self.wait_version_change(self.version)
+
+    def drops(self, reason):
+        return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total", {"reason": reason}) or 0
+
+    def test_allowed_source_ranges_refuse_others_and_count_them(self):
+        self.start(manifest(self.port, [self.a.port], ranges=["127.0.0.2/32", "127.0.0.16/28"]))
+        for src in ("127.0.0.2", "127.0.0.20"):
+            s, name = connect(self.port, src=src)
+            self.assertEqual(name, "a")
+            s.close()
+        before = self.drops("source_range")
+        for src in ("127.0.0.3", "127.0.0.1", "127.0.0.32"):
+            with self.assertRaises((ConnectionError, OSError), msg=src):
+                s, _ = connect(self.port, src=src)
+                s.close()
+        wait_until(lambda: self.drops("source_range") >= before + 3, what="source_range drops counted")
+        # Changing the ranges applies to new connections at once.
+        self.update(manifest(self.port, [self.a.port], ranges=["127.0.0.3/32"]))
+        s, _ = connect(self.port, src="127.0.0.3")
+        s.close()
+
+    def test_half_close_keeps_the_other_direction_flowing(self):
+        self.start(manifest(self.port, [self.a.port]))
+        s, _ = connect(self.port)
+        payload = os.urandom(300_000)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)  # FIN towards the backend ...
+        got = recv_until_eof(s)     # ... which still answers after it
+        self.assertEqual(got, payload + b"a:EOF")
+        s.close()
+
+    def test_client_reset_is_propagated_to_the_backend(self):
+        self.start(manifest(self.port, [self.a.port]))
+        s, _ = connect(self.port)
+        s.sendall(b"x")
+        self.assertEqual(recv_exact(s, 1), b"x")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+        wait_until(lambda: self.a.endings, what="backend connection ended")
+        self.assertEqual(self.a.endings, ["reset"])
+
+    def test_backend_reset_is_propagated_to_the_client(self):
+        self.start(manifest(self.port, [self.a.port]))
+        s, _ = connect(self.port)
+        s.sendall(b"RST!")
+        with self.assertRaises(ConnectionResetError):
+            recv_until_eof(s)
+        s.close()
+
+    def test_keepalive_is_enabled_on_both_legs(self):
+        self.start(manifest(self.port, [self.a.port]))
+        s, _ = connect(self.port)
+        out = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True, text=True,
+                             timeout=10).stdout
+        # The dataplane's side of the client leg (sport = listener) and of the backend leg
+        # (dport = backend) both run a keepalive timer.
+        lines = [l for l in out.splitlines() if "keepalive" in l]
+        self.assertTrue(any(":%d " % self.port in l.split()[2] + " " for l in lines), out)
+        self.assertTrue(any(l.split()[3].endswith(":%d" % self.a.port) for l in lines), out)
+        s.close()
+
+    def test_idle_timeout_closes_quiet_connections_only(self):
+        self.start(manifest(self.port, [self.a.port], idle="1s"))
+        quiet, _ = connect(self.port)
+        busy, _ = connect(self.port)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            busy.sendall(b"p")
+            self.assertEqual(recv_exact(busy, 1), b"p")
+            time.sleep(0.2)
+        quiet.settimeout(3)
+        self.assertEqual(recv_until_eof(quiet), b"")  # closed by the idle sweep
+        busy.sendall(b"q")
+        self.assertEqual(recv_exact(busy, 1), b"q")
+        quiet.close()
+        busy.close()
+
+    def test_connect_failure_is_counted_and_closes_the_client(self):
+        dead = free_port()
+        self.start(manifest(self.port, [dead]))
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.assertEqual(recv_until_eof(s), b"")
+        s.close()
+        wait_until(lambda: self.drops("connect_failed") >= 1, what="connect_failed counted")
+
+    def test_pinned_connection_survives_updates_and_removed_backend_drains(self):
+        # idleTimeout 2s is also the drain timeout; traffic keeps the connections from idling.
+        self.start(manifest(self.port, [self.a.port, self.b.port], idle="2s"))
+        conns = {}
+        while len(conns) < 2:
+            s, name = connect(self.port)
+            conns.setdefault(name, s)
+        self.update(manifest(self.port, [self.b.port], idle="2s"))
+        # New connections go to b only; the one pinned to a keeps working for now.
+        for _ in range(4):
+            s, name = connect(self.port)
+            self.assertEqual(name, "b")
+            s.close()
+        closed_at = None
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 6.0 and closed_at is None:
+            for name, s in conns.items():
+                try:
+                    s.sendall(b"z")
+                    if recv_exact(s, 1) != b"z":
+                        raise ConnectionError
+                except (ConnectionError, OSError):
+                    self.assertEqual(name, "a", "the connection to the surviving backend was closed")
+                    closed_at = time.monotonic() - t0
+            time.sleep(0.2)
+        self.assertIsNotNone(closed_at, "connection to the removed backend never drained")
+        self.assertGreaterEqual(closed_at, 1.0)  # not cut at once: it drained
+        wait_until(lambda: self.drops("drain_timeout") >= 1, what="drain_timeout counted")
+        conns["b"].sendall(b"y")
+        self.assertEqual(recv_exact(conns["b"], 1), b"y")
+        for s in conns.values():
+            s.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

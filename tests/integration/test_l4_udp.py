@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""L4 UDP end to end: the real `dig` through a Doorman UDP listener to real `dnsmasq` backends
+(each answers x.test with its own address), flow pinning per client address:port, replies from
+the listener's address, scheduler choice per flow, and idle expiry of the flow table.
+"""
+import collections
+import os
+import socket
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, free_port, metric_value, wait_until  # noqa: E402
+
+
+def free_udp_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both for DNS)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                    t.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no port free for both TCP and UDP")
+
+
+def dns_query(name, qid=0x1234):
+    q = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00\x00\x01\x00\x01"
+
+
+def answer_ip(reply):
+    """The last 4 bytes of a one-A-record reply are the address."""
+    return socket.inet_ntoa(reply[-4:])
+
+
+class Udp(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.backends = {}
+        for i in (11, 12, 13):
+            port = free_udp_port()
+            self.spawn("dnsmasq-%d" % i, [
+                "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                "--listen-address=127.0.0.1", "--port=%d" % port, "--user=root",
+                "--pid-file=", "--address=/x.test/127.0.0.%d" % i, "--log-facility=-"])
+            self.backends[port] = "127.0.0.%d" % i
+        for port in self.backends:
+            wait_until(lambda: self.ask_direct(port), what="dnsmasq on :%d" % port)
+        self.port = free_udp_port()
+
+    def ask_direct(self, port):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.3)
+            s.sendto(dns_query("x.test"), ("127.0.0.1", port))
+            try:
+                return s.recvfrom(512)[0]
+            except socket.timeout:
+                return None
+
+    def start(self, scheduler="round-robin", idle="30s"):
+        eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in self.backends)
+        self.write_manifest("dns.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: dns, namespace: default}}
+spec:
+  listeners:
+    - {{name: dns, port: {self.port}, protocol: UDP, idleTimeout: {idle}}}
+  routes:
+    - name: r
+      listener: dns
+      policy: {{scheduler: {scheduler}}}
+      backends:
+        - endpoints:
+{eps}""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"])
+        self.wait_converged()
+        wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
+
+    def dig(self):
+        out = subprocess.run(["dig", "+short", "+tries=1", "+time=2", "@127.0.0.1", "-p", str(self.port), "x.test"],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        return out.stdout.strip()
+
+    def active(self):
+        return metric_value(self.dataplane_metrics(), "doorman_l4_connections_active", {"listener": "udp-%d" % self.port}) or 0
+
+    def test_dig_round_robin_over_three_dnsmasq_backends(self):
+        self.start()
+        answers = collections.Counter(self.dig() for _ in range(30))  # each dig = a new source port = a flow
+        self.assertEqual(set(answers), {"127.0.0.11", "127.0.0.12", "127.0.0.13"}, answers)
+        self.assertTrue(all(8 <= n <= 12 for n in answers.values()), answers)
+
+    def test_flow_is_pinned_and_replies_come_from_the_listener(self):
+        self.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            seen = set()
+            for i in range(10):
+                s.sendto(dns_query("x.test", i), ("127.0.0.1", self.port))
+                reply, src = s.recvfrom(512)
+                self.assertEqual(src, ("127.0.0.1", self.port))  # from the address we sent to
+                self.assertEqual(reply[:2], i.to_bytes(2, "big"))
+                seen.add(answer_ip(reply))
+            self.assertEqual(len(seen), 1, seen)
+
+    def test_maglev_pins_a_client_address_across_flows(self):
+        self.start(scheduler="maglev")
+        self.assertEqual(len({self.dig() for _ in range(10)}), 1)
+
+    def test_idle_flows_expire(self):
+        self.start(idle="1s")
+        wait_until(lambda: self.active() == 0, what="probe flows expired")
+        for _ in range(5):
+            self.dig()
+        self.assertGreaterEqual(self.active(), 1)
+        wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 1s")
+        self.assertIn(self.dig(), self.backends.values())  # a new flow after expiry
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,173 @@
+// Compile() behaviour owned by the L4 work: scheduler selection, endpoint state carried across
+// snapshots (health, open connections), L4 listener settings.
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "dataplane/config/compile.h"
+#include "doorman/v1/routing.pb.h"
+
+namespace doorman::dataplane {
+namespace {
+
+v1::Snapshot Parse(const std::string& text) {
+  v1::Snapshot s;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &s)) << text;
+  return s;
+}
+
+std::string Snapshot(const std::string& scheduler, const std::string& extra_endpoint = "") {
+  return R"pb(
+    listeners { name: "tcp-9000" port: 9000 protocol: TCP routes: "ns/lb/r" }
+    routes { name: "ns/lb/r" listener: "tcp-9000" backends { backend_set: "s" weight: 1 }
+             policy { scheduler: ")pb" + scheduler + R"pb(" } }
+    backend_sets { name: "s"
+      endpoints { address: "127.0.0.1" port: 1 ready: true }
+      endpoints { address: "127.0.0.1" port: 2 ready: true }
+      endpoints { address: "127.0.0.1" port: 3 ready: true })pb" + extra_endpoint + R"pb( }
+  )pb";
+}
+
+TEST(CompileL4Test, SchedulerSelectedByName) {
+  for (const auto& [name, kind] : std::map<std::string, lb::SchedulerKind>{
+           {"", lb::SchedulerKind::kRoundRobin},
+           {"round-robin", lb::SchedulerKind::kRoundRobin},
+           {"weighted-round-robin", lb::SchedulerKind::kWeightedRoundRobin},
+           {"least-connections", lb::SchedulerKind::kLeastConnections},
+           {"source-hash", lb::SchedulerKind::kSourceHash},
+           {"maglev", lb::SchedulerKind::kMaglev},
+           {"p2c", lb::SchedulerKind::kP2c}}) {
+    const auto r = Compile(Parse(Snapshot(name)), 1, {});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_TRUE(r.warnings.empty()) << name << ": " << (r.warnings.empty() ? "" : r.warnings[0]);
+    const Route* route = r.config->FindRoute("ns/lb/r");
+    EXPECT_EQ(route->scheduler, kind) << name;
+    EXPECT_EQ(route->picker->kind(), kind) << name;
+    EXPECT_NE(route->PickEndpoint(lb::PickContext{42, 0}), nullptr);
+  }
+}
+
+TEST(CompileL4Test, HashSchedulersAreStickyPerClient) {
+  for (const char* name : {"source-hash", "maglev"}) {
+    const auto r = Compile(Parse(Snapshot(name)), 1, {});
+    const Route* route = r.config->FindRoute("ns/lb/r");
+    std::map<std::string, int> seen;
+    for (uint64_t client = 0; client < 300; ++client) {
+      const auto h = lb::HashKey("client" + std::to_string(client));
+      const Endpoint* a = route->PickEndpoint(lb::PickContext{h, 0});
+      const Endpoint* b = route->PickEndpoint(lb::PickContext{h, 0});
+      ASSERT_EQ(a, b) << name;
+      seen[a->key]++;
+    }
+    EXPECT_EQ(seen.size(), 3u) << name;
+  }
+}
+
+TEST(CompileL4Test, EndpointStateSurvivesASnapshotForTheSameKey) {
+  const auto first = Compile(Parse(Snapshot("least-connections")), 1, {});
+  const Endpoint& e1 = first.config->backend_sets[0]->endpoints[0];
+  e1.state->healthy = false;
+  e1.state->active = 7;
+  CompileOptions opts;
+  opts.previous = first.config.get();
+  const auto second = Compile(Parse(Snapshot("maglev", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 2, opts);
+  ASSERT_TRUE(second.ok()) << second.error;
+  const auto& eps = second.config->backend_sets[0]->endpoints;
+  ASSERT_EQ(eps.size(), 4u);
+  EXPECT_EQ(eps[0].state, e1.state);
+  EXPECT_FALSE(eps[0].state->healthy.load());
+  EXPECT_EQ(eps[0].state->active.load(), 7);
+  EXPECT_TRUE(eps[3].state->healthy.load());  // new endpoint starts healthy
+  // The unhealthy endpoint gets no new connections under the new config either.
+  const Route* route = second.config->FindRoute("ns/lb/r");
+  for (uint64_t c = 0; c < 200; ++c) EXPECT_NE(route->PickEndpoint(lb::PickContext{lb::HashKey(std::to_string(c)), 0}), &eps[0]);
+}
+
+TEST(CompileL4Test, UnknownSchedulerWarnsAndUsesRoundRobin) {
+  const auto r = Compile(Parse(Snapshot("fastest")), 1, {});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("unknown scheduler \"fastest\""), std::string::npos);
+  EXPECT_EQ(r.config->FindRoute("ns/lb/r")->scheduler, lb::SchedulerKind::kRoundRobin);
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
+
+namespace doorman::dataplane {
+namespace {
+
+TEST(CompileL4Test, RemovedEndpointsStartDrainingAndComeBack) {
+  const auto a = Compile(Parse(Snapshot("round-robin", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 1, {});
+  const auto gone = a.config->backend_sets[0]->endpoints[3].state;
+  CompileOptions opts;
+  opts.previous = a.config.get();
+  const auto b = Compile(Parse(Snapshot("round-robin")), 2, opts);
+  MarkRemovedEndpoints(a.config.get(), *b.config, 5000);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  EXPECT_EQ(b.config->backend_sets[0]->endpoints[0].state->removed_at_ms.load(), 0);
+  // A later update does not restart the drain clock. Re-adding the key after a removal starts a
+  // fresh state (the old connections keep draining on the old one).
+  MarkRemovedEndpoints(b.config.get(), *b.config, 9000);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  opts.previous = b.config.get();
+  const auto c = Compile(Parse(Snapshot("round-robin", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 3, opts);
+  MarkRemovedEndpoints(b.config.get(), *c.config, 9500);
+  EXPECT_EQ(gone->removed_at_ms.load(), 5000);
+  EXPECT_EQ(c.config->backend_sets[0]->endpoints[3].state->removed_at_ms.load(), 0);
+  EXPECT_NE(c.config->backend_sets[0]->endpoints[3].state, gone);
+}
+
+TEST(CompileL4Test, SourceRangesCompiledBadOnesNarrowTheList) {
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "tcp-1" port: 1 protocol: TCP allowed_source_ranges: "10.0.0.0/8" allowed_source_ranges: "fd00::/8" }
+    listeners { name: "tcp-2" port: 2 protocol: TCP allowed_source_ranges: "10.0.0.0/8" allowed_source_ranges: "nope" }
+    listeners { name: "tcp-3" port: 3 protocol: TCP allowed_source_ranges: "bad" }
+  )pb"), 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.config->FindListener("tcp-1")->allowed_source_ranges.size(), 2u);
+  EXPECT_EQ(r.config->FindListener("tcp-2")->allowed_source_ranges.size(), 1u);
+  const auto& none = r.config->FindListener("tcp-3")->allowed_source_ranges;
+  ASSERT_EQ(none.size(), 1u);
+  const uint8_t lo[4] = {127, 0, 0, 1};
+  EXPECT_FALSE(l4::SourceAllowed(none, lo, 4));  // fails closed
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
+
+namespace doorman::dataplane {
+namespace {
+
+TEST(CompileL4Test, SourceIpStickinessTableCarriedOverForTheSameRouteAndTtl) {
+  auto snap = [](const char* ttl) {
+    return std::string(R"pb(
+      listeners { name: "tcp-9000" port: 9000 protocol: TCP routes: "ns/lb/r" }
+      routes { name: "ns/lb/r" listener: "tcp-9000" backends { backend_set: "s" weight: 1 }
+               policy { stickiness { type: SOURCE_IP ttl_ms: )pb") + ttl + R"pb( } } }
+      backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true }
+                               endpoints { address: "127.0.0.1" port: 2 ready: true } })pb";
+  };
+  const auto a = Compile(Parse(snap("60000")), 1, {});
+  ASSERT_TRUE(a.ok()) << a.error;
+  EXPECT_TRUE(a.warnings.empty());
+  const Route* ra = a.config->FindRoute("ns/lb/r");
+  ASSERT_NE(ra->sticky, nullptr);
+  const Endpoint* first = ra->PickSticky(lb::PickContext{77, 0}, 1000);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ra->PickSticky(lb::PickContext{77, 0}, 1000 + i), first);
+  CompileOptions opts;
+  opts.previous = a.config.get();
+  const auto b = Compile(Parse(snap("60000")), 2, opts);
+  EXPECT_EQ(b.config->FindRoute("ns/lb/r")->sticky, ra->sticky);
+  EXPECT_EQ(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 2000)->key, first->key);
+  // An unhealthy remembered endpoint is replaced.
+  first->state->healthy = false;
+  EXPECT_NE(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 3000)->key, first->key);
+  first->state->healthy = true;
+  const auto c = Compile(Parse(snap("120000")), 3, opts);
+  EXPECT_NE(c.config->FindRoute("ns/lb/r")->sticky, ra->sticky);  // new TTL: new table
+}
+
+}  // namespace
+}  // namespace doorman::dataplane

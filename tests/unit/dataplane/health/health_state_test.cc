@@ -1,0 +1,90 @@
+#include "dataplane/health/health_state.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman::health {
+namespace {
+
+CheckSpec Spec(uint32_t healthy, uint32_t unhealthy) {
+  CheckSpec s;
+  s.protocol = CheckProtocol::kTcp;
+  s.healthy_threshold = healthy;
+  s.unhealthy_threshold = unhealthy;
+  return s;
+}
+
+TEST(HealthStateTest, StartsHealthyAndFlipsAfterConsecutiveFailures) {
+  HealthState h(Spec(2, 3));
+  EXPECT_TRUE(h.healthy());
+  EXPECT_EQ(h.OnResult(false), std::nullopt);
+  EXPECT_EQ(h.OnResult(false), std::nullopt);
+  EXPECT_EQ(h.OnResult(false), false);
+  EXPECT_FALSE(h.healthy());
+  EXPECT_EQ(h.OnResult(false), std::nullopt);  // no repeated transition
+}
+
+TEST(HealthStateTest, ASuccessResetsTheFailureStreak) {
+  HealthState h(Spec(2, 3));
+  h.OnResult(false);
+  h.OnResult(false);
+  h.OnResult(true);
+  h.OnResult(false);
+  h.OnResult(false);
+  EXPECT_TRUE(h.healthy());
+  EXPECT_EQ(h.OnResult(false), false);
+}
+
+TEST(HealthStateTest, RecoversAfterHealthyThreshold) {
+  HealthState h(Spec(2, 1));
+  EXPECT_EQ(h.OnResult(false), false);
+  EXPECT_EQ(h.OnResult(true), std::nullopt);
+  EXPECT_EQ(h.OnResult(false), std::nullopt);
+  EXPECT_EQ(h.OnResult(true), std::nullopt);
+  EXPECT_EQ(h.OnResult(true), true);
+  EXPECT_TRUE(h.healthy());
+}
+
+TEST(HealthStateTest, ZeroThresholdsBehaveAsOne) {
+  HealthState h(Spec(0, 0));
+  EXPECT_EQ(h.OnResult(false), false);
+  EXPECT_EQ(h.OnResult(true), true);
+}
+
+TEST(HealthStateTest, NextProbeHasBoundedJitter) {
+  CheckSpec s = Spec(2, 3);
+  s.interval = Millis(1000);
+  HealthState h(s);
+  const Millis now(50'000);
+  Millis lo(1'000'000), hi(0);
+  for (uint64_t r = 0; r < 1000; ++r) {
+    const Millis next = h.NextProbeAt(now, r * 2654435761u);
+    lo = std::min(lo, next);
+    hi = std::max(hi, next);
+  }
+  EXPECT_EQ(lo, Millis(51'000));
+  EXPECT_EQ(hi, Millis(51'100));  // interval + 10%
+}
+
+TEST(HealthStateTest, ExpectedStatuses) {
+  CheckSpec s;
+  EXPECT_TRUE(s.StatusOk(200));
+  EXPECT_TRUE(s.StatusOk(302));
+  EXPECT_FALSE(s.StatusOk(404));
+  EXPECT_FALSE(s.StatusOk(500));
+  s.expected_statuses = {200, 204};
+  EXPECT_TRUE(s.StatusOk(204));
+  EXPECT_FALSE(s.StatusOk(302));
+}
+
+TEST(HealthStateTest, ParsesStatusLines) {
+  EXPECT_EQ(ParseHttpStatus("HTTP/1.1 200 OK\r\n"), 200u);
+  EXPECT_EQ(ParseHttpStatus("HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\n"), 503u);
+  EXPECT_EQ(ParseHttpStatus("HTTP/1.1 204\r\n"), 204u);
+  for (const char* bad : {"", "HTTP/1.1 200 OK", "HTTP/2 200\r\n", "HTTP/1.1 2x0 OK\r\n", "HTTP/1.1 20\r\n",
+                          "SSH-2.0-OpenSSH\r\n", "HTTP/1.1 2000\r\n", "HTTP/1.1 099 x\r\n", "HTTP/1.9 200 OK\r\n"}) {
+    EXPECT_EQ(ParseHttpStatus(bad), std::nullopt) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace doorman::health

@@ -1,0 +1,145 @@
+#include "dataplane/l4/proxy_protocol.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace doorman::l4 {
+namespace {
+
+ProxyAddress V4(const char* ip, uint16_t port) {
+  ProxyAddress a;
+  inet_pton(AF_INET, ip, a.ip.data());
+  a.port = port;
+  return a;
+}
+
+ProxyAddress V6(const char* ip, uint16_t port) {
+  ProxyAddress a;
+  a.v6 = true;
+  inet_pton(AF_INET6, ip, a.ip.data());
+  a.port = port;
+  return a;
+}
+
+TEST(ProxyProtocolTest, V1Encoding) {
+  EXPECT_EQ(EncodeProxyHeader(1, V4("192.0.2.1", 56324), V4("10.0.0.1", 443)),
+            "PROXY TCP4 192.0.2.1 10.0.0.1 56324 443\r\n");
+  EXPECT_EQ(EncodeProxyHeader(1, V6("2001:db8::1", 1), V6("::1", 2)), "PROXY TCP6 2001:db8::1 ::1 1 2\r\n");
+  EXPECT_EQ(EncodeProxyHeader(1, V4("1.2.3.4", 1), V6("::1", 2)), "PROXY UNKNOWN\r\n");
+}
+
+TEST(ProxyProtocolTest, RoundTripsBothVersionsAndFamilies) {
+  for (int version : {1, 2}) {
+    for (const auto& [src, dst] : {std::pair{V4("192.0.2.1", 56324), V4("10.0.0.1", 443)},
+                                  std::pair{V6("2001:db8::7", 65535), V6("fd00::1", 1)}}) {
+      const std::string h = EncodeProxyHeader(version, src, dst) + "payload";
+      const auto r = ParseProxyHeader(h);
+      ASSERT_EQ(r.status, ProxyParseResult::kDone) << r.error;
+      EXPECT_EQ(h.substr(r.consumed), "payload");
+      EXPECT_EQ(r.header.version, version);
+      EXPECT_FALSE(r.header.local);
+      EXPECT_EQ(r.header.source.ip, src.ip);
+      EXPECT_EQ(r.header.source.port, src.port);
+      EXPECT_EQ(r.header.destination.ip, dst.ip);
+      EXPECT_EQ(r.header.destination.port, dst.port);
+      EXPECT_EQ(r.header.source.v6, src.v6);
+    }
+  }
+}
+
+TEST(ProxyProtocolTest, EveryPrefixNeedsMore) {
+  for (int version : {1, 2}) {
+    const std::string h = EncodeProxyHeader(version, V4("192.0.2.1", 5), V4("10.0.0.1", 6));
+    for (std::size_t n = 0; n < h.size(); ++n) {
+      EXPECT_EQ(ParseProxyHeader(std::string_view(h).substr(0, n)).status, ProxyParseResult::kNeedMore)
+          << "v" << version << " n=" << n;
+    }
+  }
+}
+
+TEST(ProxyProtocolTest, LocalAndUnknown) {
+  auto r = ParseProxyHeader("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\nX");
+  ASSERT_EQ(r.status, ProxyParseResult::kDone);
+  EXPECT_TRUE(r.header.local);
+  std::string local("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x20\x00\x00\x00", 16);
+  r = ParseProxyHeader(local);
+  ASSERT_EQ(r.status, ProxyParseResult::kDone);
+  EXPECT_TRUE(r.header.local);
+  EXPECT_EQ(r.consumed, 16u);
+}
+
+TEST(ProxyProtocolTest, V2WithTlvsIsSkippedWhole) {
+  std::string h = EncodeProxyHeader(2, V4("1.2.3.4", 1), V4("5.6.7.8", 2));
+  // Append a 7-byte TLV (type 0x04 NOOP, length 4) and fix the length field.
+  h += std::string("\x04\x00\x04" "abcd", 7);
+  const std::size_t len = h.size() - 16;
+  h[14] = static_cast<char>(len >> 8);
+  h[15] = static_cast<char>(len & 0xff);
+  const auto r = ParseProxyHeader(h + "DATA");
+  ASSERT_EQ(r.status, ProxyParseResult::kDone);
+  EXPECT_EQ(r.consumed, h.size());
+}
+
+TEST(ProxyProtocolTest, MalformedIsInvalid) {
+  for (const std::string& bad : {
+           std::string("GET / HTTP/1.1\r\n"),
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n"),
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n"),
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n"),
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n"),
+           std::string("PROXY TCP4 ::1 5.6.7.8 1 2\r\n"),
+           std::string("PROXY TCP6 1.2.3.4 ::1 1 2\r\n"),
+           std::string("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n"),
+           std::string("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n"),
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"),
+           std::string("PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r\n"),
+           std::string("PROXY ") + std::string(120, 'A'),
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0B", 12),                  // bad signature
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x11\x11\x00\x0C", 16),  // version 1
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x22\x11\x00\x0C", 16),  // command 2
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x21\x11\x00\x04xxxx", 20),  // short v4
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x21\x11\xff\xff", 16),  // too long
+           std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x21\x51\x00\x00", 16),  // family 5
+       }) {
+    EXPECT_EQ(ParseProxyHeader(bad).status, ProxyParseResult::kInvalid) << bad;
+  }
+}
+
+// Fuzz-ish: random bytes, random mutations of valid headers, random truncations. The parser
+// must never crash, never claim more bytes than it was given, and be deterministic.
+TEST(ProxyProtocolTest, RandomBytesNeverCrash) {
+  std::mt19937_64 rng(12345);
+  const std::string seeds[] = {EncodeProxyHeader(1, V4("192.0.2.1", 5), V4("10.0.0.1", 6)),
+                               EncodeProxyHeader(2, V6("2001:db8::1", 5), V6("::1", 6)),
+                               EncodeProxyHeader(2, V4("192.0.2.1", 5), V4("10.0.0.1", 6))};
+  int done = 0, invalid = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string s;
+    if (i % 2 == 0) {
+      s.resize(rng() % 300);
+      for (auto& c : s) c = static_cast<char>(rng());
+      if (i % 4 == 0 && !s.empty()) s.replace(0, std::min<std::size_t>(s.size(), 6), "PROXY ");
+    } else {
+      s = seeds[rng() % 3];
+      const int mutations = 1 + static_cast<int>(rng() % 3);
+      for (int m = 0; m < mutations; ++m) s[rng() % s.size()] = static_cast<char>(rng());
+      s.resize(rng() % (s.size() + 1));
+    }
+    const auto r = ParseProxyHeader(s);
+    if (r.status == ProxyParseResult::kDone) {
+      ++done;
+      ASSERT_LE(r.consumed, s.size());
+      ASSERT_GT(r.consumed, 0u);
+    } else if (r.status == ProxyParseResult::kInvalid) {
+      ++invalid;
+    }
+    ASSERT_EQ(ParseProxyHeader(s).status, r.status);
+  }
+  EXPECT_GT(invalid, 100000);
+  EXPECT_GT(done, 0);
+}
+
+}  // namespace
+}  // namespace doorman::l4

@@ -1,0 +1,107 @@
+#include "dataplane/lb/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "tests/unit/dataplane/lb/test_util.h"
+
+namespace doorman::lb {
+namespace {
+
+using testing::Candidates;
+using testing::ClientHash;
+
+TEST(SchedulerNameTest, ParsesEveryApiName) {
+  EXPECT_EQ(ParseSchedulerName(""), SchedulerKind::kRoundRobin);
+  for (auto k : {SchedulerKind::kRoundRobin, SchedulerKind::kWeightedRoundRobin, SchedulerKind::kLeastConnections,
+                 SchedulerKind::kSourceHash, SchedulerKind::kMaglev, SchedulerKind::kP2c}) {
+    EXPECT_EQ(ParseSchedulerName(SchedulerName(k)), k) << SchedulerName(k);
+  }
+  EXPECT_FALSE(ParseSchedulerName("random").has_value());
+  EXPECT_FALSE(ParseSchedulerName("Maglev").has_value());
+}
+
+TEST(SchedulerTest, HashKeySpreadsNeighbouringKeys) {
+  std::map<uint64_t, int> buckets;
+  for (uint64_t i = 0; i < 1000; ++i) buckets[ClientHash(i) % 10]++;
+  for (const auto& [b, n] : buckets) EXPECT_NEAR(n, 100, 40) << b;
+}
+
+// Every scheduler: empty set and all-zero weights pick nothing; a single candidate is always
+// picked; with every candidate unhealthy it fails open (panic mode) instead of refusing.
+class EveryScheduler : public ::testing::TestWithParam<SchedulerKind> {};
+
+std::string ParamName(const ::testing::TestParamInfo<SchedulerKind>& p) {
+  std::string n(SchedulerName(p.param));
+  for (auto& ch : n) ch = ch == '-' ? '_' : ch;
+  return n;
+}
+
+TEST_P(EveryScheduler, EmptyAndZeroWeightsPickNothing) {
+  EXPECT_FALSE(MakeScheduler(GetParam(), {})->Pick().has_value());
+  auto zeros = MakeScheduler(GetParam(), Candidates({0, 0}));
+  EXPECT_FALSE(zeros->Pick(PickContext{ClientHash(1), 0}).has_value());
+  EXPECT_EQ(zeros->eligible(), 0u);
+}
+
+TEST_P(EveryScheduler, SkipsUnhealthyAndFailsOpenWhenAllAreDown) {
+  auto c = Candidates({1, 1, 1});
+  c[1].state->healthy = false;
+  auto s = MakeScheduler(GetParam(), c);
+  for (uint64_t i = 0; i < 300; ++i) {
+    auto p = s->Pick(PickContext{ClientHash(i), i + 1});
+    ASSERT_TRUE(p.has_value());
+    EXPECT_NE(*p, 1u);
+  }
+  for (auto& x : c) x.state->healthy = false;
+  std::map<std::size_t, int> seen;
+  for (uint64_t i = 0; i < 300; ++i) {
+    auto p = s->Pick(PickContext{ClientHash(i), i + 1});
+    ASSERT_TRUE(p.has_value());  // panic mode: fail open
+    seen[*p]++;
+  }
+  EXPECT_GE(seen.size(), 1u);
+}
+
+TEST_P(EveryScheduler, ZeroWeightCandidateNeverPicked) {
+  auto s = MakeScheduler(GetParam(), Candidates({1, 0, 1}));
+  for (uint64_t i = 0; i < 500; ++i) {
+    auto p = s->Pick(PickContext{ClientHash(i), i + 1});
+    ASSERT_TRUE(p.has_value());
+    EXPECT_NE(*p, 1u);
+  }
+  EXPECT_EQ(s->eligible(), 2u);
+}
+
+TEST_P(EveryScheduler, ConnectHooksMaintainSharedLoad) {
+  auto c = Candidates({1, 1});
+  auto s = MakeScheduler(GetParam(), c);
+  s->OnConnect(0);
+  s->OnConnect(0);
+  s->OnDisconnect(0);
+  EXPECT_EQ(c[0].state->active.load(), 1);
+  EXPECT_EQ(c[1].state->active.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, EveryScheduler,
+                         ::testing::Values(SchedulerKind::kRoundRobin, SchedulerKind::kWeightedRoundRobin,
+                                           SchedulerKind::kLeastConnections, SchedulerKind::kSourceHash,
+                                           SchedulerKind::kMaglev, SchedulerKind::kP2c),
+                         ParamName);
+
+TEST(SchedulerTest, RoundRobinIgnoresWeightsWeightedHonoursThem) {
+  auto rr = MakeScheduler(SchedulerKind::kRoundRobin, Candidates({3, 1}));
+  auto wrr = MakeScheduler(SchedulerKind::kWeightedRoundRobin, Candidates({3, 1}));
+  std::map<std::size_t, int> a, b;
+  for (int i = 0; i < 400; ++i) {
+    a[*rr->Pick()]++;
+    b[*wrr->Pick()]++;
+  }
+  EXPECT_EQ(a[0], 200);
+  EXPECT_EQ(b[0], 300);
+  EXPECT_EQ(b[1], 100);
+}
+
+}  // namespace
+}  // namespace doorman::lb
