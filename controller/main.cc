@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 
 #include <condition_variable>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -211,8 +212,13 @@ constexpr auto kStatusStartupGrace = std::chrono::seconds(5);
 class StatusLoop {
  public:
   StatusLoop(dc::kube::StatusWriter* writer, dc::KubeSource* source, dc::RoutingServer* server, Published* published,
-             std::function<bool()> may_write)
-      : writer_(writer), source_(source), server_(server), published_(published), may_write_(std::move(may_write)) {}
+             std::function<bool()> may_write, dc::kube::ViewPublisher* views)
+      : writer_(writer),
+        source_(source),
+        server_(server),
+        published_(published),
+        may_write_(std::move(may_write)),
+        views_(views) {}
 
   void Kick() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -233,8 +239,20 @@ class StatusLoop {
         writer_->Reset();
         was_writer = may;
       }
-      const bool settling = dc::Clock::now() - started_ < kStatusStartupGrace && server_->dataplanes().empty();
+      std::vector<doorman::controller::status::DataplaneView> own;
+      for (const auto& d : server_->dataplanes()) own.push_back({d.node_name, d.advertise_address, d.acked_version});
+      if (views_) views_->Publish(own);
+      const bool settling = dc::Clock::now() - started_ < kStatusStartupGrace && own.empty();
       if (may && !settling && source_->synced() && server_->version() != 0) {
+        // With --leader-elect, the other replicas' dataplanes count too (their view Leases).
+        std::optional<std::vector<doorman::controller::status::PeerView>> peers;
+        if (views_) {
+          peers = views_->ListPeers();
+          if (!peers) {  // unknown: writing our partial view would flap Programmed and addresses
+            lock.lock();
+            continue;
+          }
+        }
         dc::kube::StatusInputs in;
         doorman::controller::status::ServedGenerations served;
         {
@@ -242,7 +260,8 @@ class StatusLoop {
           in.statuses = published_->statuses;
           served = published_->served;
         }
-        for (const auto& d : server_->dataplanes()) in.dataplanes.push_back({d.node_name, d.advertise_address, d.acked_version});
+        in.dataplanes = peers ? doorman::controller::status::MergeDataplaneViews(own, *peers, std::chrono::system_clock::now())
+                              : own;
         in.served = &served;
         writer_->Sync(in);
       }
@@ -262,6 +281,7 @@ class StatusLoop {
   dc::RoutingServer* server_;
   Published* published_;
   std::function<bool()> may_write_;
+  dc::kube::ViewPublisher* views_;
   const dc::TimePoint started_ = dc::Clock::now();
   std::mutex mu_;
   std::condition_variable cv_;
@@ -427,6 +447,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<dc::kube::LeaderRunner> leader;
   std::unique_ptr<dc::kube::StatusWriter> writer;
   std::unique_ptr<StatusLoop> status_loop;
+  std::unique_ptr<dc::kube::ViewPublisher> views;
   if (kube_mode) {
     dc::kube::HttpOptions http_options;
     http_options.user_agent = std::string(kProgram) + "/" + DOORMAN_VERSION + " (" + identity + ")";
@@ -446,6 +467,7 @@ int main(int argc, char** argv) {
       lo.lease_duration = std::chrono::milliseconds(lease_duration_ms);
       lo.renew_deadline = std::chrono::milliseconds(renew_deadline_ms);
       lo.retry_period = std::chrono::milliseconds(retry_period_ms);
+      views = std::make_unique<dc::kube::ViewPublisher>(http.get(), lo);
       leader = std::make_unique<dc::kube::LeaderRunner>(http.get(), lo, [&leader_gauge](bool is_leader) {
         leader_gauge.Set(is_leader ? 1 : 0);
       });
@@ -455,7 +477,7 @@ int main(int argc, char** argv) {
     writer = std::make_unique<dc::kube::StatusWriter>(
         http.get(), [&source](const dc::ObjectKey& key) { return source->Get(key); }, identity);
     status_loop = std::make_unique<StatusLoop>(writer.get(), source.get(), &server, &published,
-                                               [&leader] { return !leader || leader->IsLeader(); });
+                                               [&leader] { return !leader || leader->IsLeader(); }, views.get());
     loop.SetAfterBuild([&status_loop] { status_loop->Kick(); });
   } else {
     leader_gauge.Set(1);
@@ -540,6 +562,7 @@ int main(int argc, char** argv) {
     status_thread.join();
   }
   if (leader) leader->Stop();  // releases the Lease so a follower takes over at once
+  if (views) views->Stop();    // then deletes this replica's dataplane view Lease
   if (source) source->Stop();
   if (watcher) watcher->Stop();
   loop.Stop();

@@ -106,4 +106,82 @@ void LeaderRunner::Stop() {
   if (on_change_) on_change_(false);
 }
 
+ViewPublisher::ViewPublisher(KubeHttp* http, const LeaderOptions& options)
+    : http_(http), options_(options), name_(status::ViewLeaseName(options.name, options.identity)) {}
+
+void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
+  const auto now = std::chrono::steady_clock::now();
+  const std::string content = status::DataplaneViewJson(own).dump();
+  const bool changed = !written_ || content != last_content_;
+  if (written_ && !(changed && now - last_write_ >= options_.retry_period) &&
+      now - last_write_ < options_.lease_duration / 2) {
+    return;
+  }
+  const auto& res = LeaseResource();
+  const int64_t secs = std::max<int64_t>(1, (options_.lease_duration.count() + 999) / 1000);
+  nlohmann::json lease = {
+      {"apiVersion", res.api_version()},
+      {"kind", "Lease"},
+      {"metadata",
+       {{"name", name_},
+        {"namespace", options_.ns},
+        {"labels", {{status::kViewLabel, "true"}}},
+        {"annotations", {{status::kViewAnnotation, content}}}}},
+      {"spec", {{"holderIdentity", options_.identity}, {"leaseDurationSeconds", secs}, {"renewTime", NowMicro()}}}};
+  const std::string path = res.object_path(options_.ns, name_);
+  HttpResponse r;
+  if (rv_.empty()) {
+    r = http_->Request("POST", res.namespaced_collection_path(options_.ns), lease.dump());
+    if (r.status == 409) {  // it exists (a previous run with the same identity): read its version
+      HttpResponse g = http_->Request("GET", path);
+      auto cur = nlohmann::json::parse(g.body, nullptr, false);
+      if (g.status == 200 && cur.is_object() && cur.contains("metadata")) {
+        rv_ = cur["metadata"].value("resourceVersion", "");
+      }
+      if (rv_.empty()) return;
+    }
+  }
+  if (!rv_.empty()) {
+    lease["metadata"]["resourceVersion"] = rv_;
+    r = http_->Request("PUT", path, lease.dump());
+  }
+  auto stored = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.ok() && stored.is_object() && stored.contains("metadata")) {
+    rv_ = stored["metadata"].value("resourceVersion", "");
+    written_ = true;
+    last_content_ = content;
+    last_write_ = now;
+  } else {
+    rv_.clear();  // 404 / 409 / failure: start over (POST, or GET + PUT) at the next pass
+    log::Info("leader", "publishing the dataplane view failed",
+              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
+  }
+}
+
+std::optional<std::vector<status::PeerView>> ViewPublisher::ListPeers() {
+  const auto& res = LeaseResource();
+  HttpResponse r = http_->Request(
+      "GET", res.namespaced_collection_path(options_.ns) + "?labelSelector=" + QueryEscape(std::string(status::kViewLabel) + "=true"));
+  auto list = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.status != 200 || !list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+    log::Info("leader", "listing dataplane views failed", {{"code", std::to_string(r.status)}});
+    return std::nullopt;
+  }
+  std::vector<status::PeerView> out;
+  for (const auto& item : list["items"]) {
+    if (item.contains("metadata") && item["metadata"].value("name", "") == name_) continue;
+    if (auto v = status::ParsePeerView(item)) out.push_back(std::move(*v));
+  }
+  return out;
+}
+
+void ViewPublisher::Stop() {
+  if (!written_) return;
+  HttpResponse r = http_->Request("DELETE", LeaseResource().object_path(options_.ns, name_));
+  if (!r.ok() && r.status != 404) {
+    log::Warn("leader", "deleting the dataplane view failed", {{"code", std::to_string(r.status)}});
+  }
+  written_ = false;
+}
+
 }  // namespace doorman::controller::kube

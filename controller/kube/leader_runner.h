@@ -11,6 +11,7 @@
 
 #include "controller/kube/http.h"
 #include "controller/kube/leader.h"
+#include "controller/status/status.h"
 
 namespace doorman::controller::kube {
 
@@ -41,6 +42,28 @@ class LeaderRunner {
   std::condition_variable cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread thread_;
+};
+
+// Publishes this replica's connected dataplanes in its own view Lease (status.h: kViewLabel) and,
+// for the leader, reads the other replicas' views. Called from the status loop's thread only.
+// Writes only when the content changed (at most once per retry period) or half the lease
+// duration passed since the last write. Stop() deletes the Lease (SIGTERM).
+class ViewPublisher {
+ public:
+  ViewPublisher(KubeHttp* http, const LeaderOptions& options);
+  void Publish(const std::vector<status::DataplaneView>& own);
+  // The live views of the other replicas (own view Lease excluded); nullopt when listing failed.
+  std::optional<std::vector<status::PeerView>> ListPeers();
+  void Stop();
+
+ private:
+  KubeHttp* http_;
+  LeaderOptions options_;
+  std::string name_;
+  std::string rv_;  // resourceVersion of our Lease as last stored ("" = unknown / absent)
+  std::string last_content_;
+  bool written_ = false;
+  std::chrono::steady_clock::time_point last_write_{};
 };
 
 }  // namespace doorman::controller::kube

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cstdio>
+#include <ctime>
+#include <tuple>
 #include <set>
 
 #include "common/hash.h"
@@ -134,7 +136,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
                                    "generation " + std::to_string(gen) + " is not accepted, so it is not programmed",
                                    gen, current, now));
   } else if (pc.ready == 0) {
-    conditions.push_back(Condition("Programmed", false, "Pending", "no dataplane is connected", gen, current, now));
+    conditions.push_back(Condition("Programmed", false, "NoDataplanes", "no dataplane is connected", gen, current, now));
   } else if (pc.programmed < pc.ready) {
     conditions.push_back(Condition("Programmed", false, "Pending", counts, gen, current, now));
   } else {
@@ -142,9 +144,15 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   }
   json listeners = json::array();
   for (const auto& l : st.listeners) listeners.push_back({{"name", l.name}, {"attachedRoutes", l.attached_routes}});
+  // With no dataplane in view (start-up, a partition from the API, a rolling restart) the
+  // addresses written earlier are kept: blanking them would flap DNS and external consumers.
+  json addresses = LoadBalancerAddresses(dataplanes);
+  if (dataplanes.empty() && current.is_object() && current.contains("addresses") && current["addresses"].is_array()) {
+    addresses = current["addresses"];
+  }
   return {{"observedGeneration", gen},
           {"conditions", conditions},
-          {"addresses", LoadBalancerAddresses(dataplanes)},
+          {"addresses", addresses},
           {"listeners", listeners},
           {"dataplanes", {{"ready", pc.ready}, {"programmed", pc.programmed}}}};
 }
@@ -153,7 +161,9 @@ json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dat
   json out = current.is_object() ? current : json::object();
   json points = Routed(st) ? IngressPoints(dataplanes) : json::array();
   json lb = out.contains("loadBalancer") && out["loadBalancer"].is_object() ? out["loadBalancer"] : json::object();
-  if (points.empty()) {
+  if (points.empty() && Routed(st) && dataplanes.empty()) {
+    // no dataplane in view: keep what was written earlier (see LoadBalancerStatus)
+  } else if (points.empty()) {
     lb.erase("ingress");
   } else {
     lb["ingress"] = points;
@@ -230,6 +240,130 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
 json EventRepeatPatch(const json& existing, const std::string& now) {
   const int64_t count = existing.is_object() ? existing.value("count", int64_t{1}) : 1;
   return {{"count", count + 1}, {"lastTimestamp", now}};
+}
+
+std::optional<std::chrono::system_clock::time_point> ParseKubeTime(const std::string& s) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0, n = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = se;
+  auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
+  size_t i = static_cast<size_t>(n);
+  if (i < s.size() && s[i] == '.') {
+    int64_t frac = 0;
+    int digits = 0;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+      if (digits < 6) {
+        frac = frac * 10 + (s[i] - '0');
+        ++digits;
+      }
+    }
+    while (digits++ < 6) frac *= 10;
+    t += std::chrono::microseconds(frac);
+  }
+  if (i != s.size() - 1 || s[i] != 'Z') return std::nullopt;
+  return t;
+}
+
+std::string ViewLeaseName(const std::string& lease_name, const std::string& identity) {
+  std::string clean;
+  for (char c : identity) {
+    const char l = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    const bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9');
+    if (ok) {
+      clean += l;
+    } else if (!clean.empty() && clean.back() != '-') {
+      clean += '-';
+    }
+  }
+  while (!clean.empty() && clean.back() == '-') clean.pop_back();
+  std::string name = lease_name + "-view-" + clean;
+  if (clean != identity || name.size() > 63) {
+    // Lossy or too long: a hash of the exact identity keeps distinct replicas distinct.
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(doorman::Fnv1a64(identity)));
+    const std::string suffix = std::string("-") + std::string(hex, 10);
+    if (name.size() + suffix.size() > 63) name.resize(63 - suffix.size());
+    while (!name.empty() && name.back() == '-') name.pop_back();
+    name += suffix;
+  }
+  return name;
+}
+
+json DataplaneViewJson(const std::vector<DataplaneView>& dataplanes) {
+  std::vector<DataplaneView> sorted = dataplanes;
+  std::sort(sorted.begin(), sorted.end(), [](const DataplaneView& a, const DataplaneView& b) {
+    return std::tie(a.node_name, a.advertise_address, a.acked_version) <
+           std::tie(b.node_name, b.advertise_address, b.acked_version);
+  });
+  json out = json::array();
+  for (const auto& d : sorted) {
+    out.push_back({{"node", d.node_name}, {"address", d.advertise_address}, {"ackedVersion", d.acked_version}});
+  }
+  return out;
+}
+
+std::optional<PeerView> ParsePeerView(const json& lease) {
+  if (!lease.is_object() || !lease.contains("spec") || !lease["spec"].is_object()) return std::nullopt;
+  const json& spec = lease["spec"];
+  PeerView v;
+  v.identity = spec.value("holderIdentity", "");
+  const auto renew = ParseKubeTime(spec.value("renewTime", ""));
+  const int64_t secs = spec.value("leaseDurationSeconds", int64_t{0});
+  if (!renew || secs <= 0) return std::nullopt;
+  v.renew_time = *renew;
+  v.duration = std::chrono::seconds(secs);
+  const json meta = lease.value("metadata", json::object());
+  const json ann = meta.is_object() ? meta.value("annotations", json::object()) : json::object();
+  const std::string raw = ann.is_object() ? ann.value(std::string(kViewAnnotation), "") : "";
+  const json list = json::parse(raw, nullptr, false);
+  if (!list.is_array()) return std::nullopt;
+  for (const auto& e : list) {
+    if (!e.is_object()) continue;
+    DataplaneView d;
+    d.node_name = e.value("node", "");
+    d.advertise_address = e.value("address", "");
+    d.acked_version = e.contains("ackedVersion") && e["ackedVersion"].is_number_unsigned()
+                          ? e["ackedVersion"].get<uint64_t>()
+                          : 0;
+    v.dataplanes.push_back(std::move(d));
+  }
+  return v;
+}
+
+std::vector<DataplaneView> MergeDataplaneViews(const std::vector<DataplaneView>& own, const std::vector<PeerView>& peers,
+                                               std::chrono::system_clock::time_point now,
+                                               std::chrono::seconds skew) {
+  std::vector<DataplaneView> all = own;
+  for (const auto& p : peers) {
+    if (p.renew_time + p.duration < now - skew) continue;  // expired: that replica is gone
+    all.insert(all.end(), p.dataplanes.begin(), p.dataplanes.end());
+  }
+  // One entry per node (a dataplane that reconnected to another replica may briefly appear in
+  // two views): the first seen wins, so the own view first.
+  std::vector<DataplaneView> out;
+  std::map<std::string, size_t> by_node;
+  for (auto& d : all) {
+    if (d.node_name.empty()) {
+      out.push_back(d);
+      continue;
+    }
+    auto it = by_node.find(d.node_name);
+    if (it == by_node.end()) {
+      by_node[d.node_name] = out.size();
+      out.push_back(d);
+    } else if (out[it->second].acked_version == 0 && d.acked_version != 0) {
+      out[it->second] = d;  // prefer the view where it has ACKed something
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const DataplaneView& a, const DataplaneView& b) { return a.node_name < b.node_name; });
+  return out;
 }
 
 }  // namespace doorman::controller::status

@@ -8,6 +8,7 @@
 // whose status did not change, so `desired == current` exactly when nothing needs writing.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -96,5 +97,35 @@ nlohmann::json WarningEvent(const ObjectStatus& st, const nlohmann::json& object
                             const std::string& reporting_instance, const std::string& now);
 // The merge patch for a repeat of an existing Event (count + 1, lastTimestamp).
 nlohmann::json EventRepeatPatch(const nlohmann::json& existing, const std::string& now);
+
+// ---- Dataplane views across controller replicas ----
+// Every replica serves some dataplanes; only the leader writes status. So each replica (with
+// --leader-elect) publishes the dataplanes connected to it in its own Lease
+// "<leader-elect-id>-view-<identity>" labelled doorman.dev/dataplane-view=true, annotation
+// doorman.dev/dataplanes = DataplaneViewJson(...); the leader merges those with its own view.
+inline constexpr const char* kViewLabel = "doorman.dev/dataplane-view";
+inline constexpr const char* kViewAnnotation = "doorman.dev/dataplanes";
+
+struct PeerView {
+  std::string identity;
+  std::chrono::system_clock::time_point renew_time;
+  std::chrono::seconds duration{0};
+  std::vector<DataplaneView> dataplanes;
+};
+
+// Kubernetes Time / MicroTime ("2024-05-01T12:00:00[.123456]Z") → time point; nullopt if malformed.
+std::optional<std::chrono::system_clock::time_point> ParseKubeTime(const std::string& s);
+// The view Lease name: DNS-1123, at most 63 characters; a hash of the identity is appended when
+// sanitizing changed it or it had to be shortened.
+std::string ViewLeaseName(const std::string& lease_name, const std::string& identity);
+// Compact, sorted [{node, address, ackedVersion}].
+nlohmann::json DataplaneViewJson(const std::vector<DataplaneView>& dataplanes);
+// A view Lease as read (nullopt when it has no valid renewTime/duration/annotation).
+std::optional<PeerView> ParsePeerView(const nlohmann::json& lease);
+// `own` plus every peer view not expired at `now` (renewTime + duration < now - skew), one entry
+// per node name (own first; an entry with an ACKed version beats one without), sorted by node.
+std::vector<DataplaneView> MergeDataplaneViews(const std::vector<DataplaneView>& own, const std::vector<PeerView>& peers,
+                                               std::chrono::system_clock::time_point now,
+                                               std::chrono::seconds skew = std::chrono::seconds(2));
 
 }  // namespace doorman::controller::status

@@ -20,7 +20,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CONTROLLER, DoormanTestCase, backend_of, curl, free_port, http_get,  # noqa: E402
+from harness import (CONTROLLER, DATAPLANE, DoormanTestCase, backend_of, curl, free_port, http_get,  # noqa: E402
                      metric_value, port_open, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -439,6 +439,51 @@ class LeaderElection(KubeTestCase):
         self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 12}]\n"))
         self.wait_condition("shop", "Accepted", "True")
         self.assertGreaterEqual(len(self.status_writes("(ctl-c)")), 1)
+
+
+    def test_leader_counts_dataplanes_of_every_replica(self):
+        # The shipped Deployment runs 2 replicas and dataplanes spread over them: the leader must
+        # count every replica's dataplanes (their dataplane-view Leases), not only its own.
+        self.kubectl("create", "namespace", "doorman-system")
+        port = free_port()
+        self.apply(lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
+        self.start_kube_controller("ctl-a", self.FLAGS)
+        self.start_kube_controller("ctl-b", self.FLAGS)
+        leader = wait_until(self.holder, what="a Lease holder")
+        follower = "ctl-b" if leader == "ctl-a" else "ctl-a"
+        dps = {}
+        for name, ctl, ip in (("dp-leader", leader, "127.0.0.2"), ("dp-follower", follower, "127.0.0.3")):
+            mport = free_port()
+            dps[name] = self.spawn(name, [
+                DATAPLANE, "--controller", "127.0.0.1:%d" % self.controllers[ctl].grpc_port,
+                "--node-name", name, "--advertise-address", ip, "--bind-address", ip,
+                "--state-dir", os.path.join(self.tmp, name), "--metrics-listen", "127.0.0.1:%d" % mport])
+
+        def status_is(ready, programmed, addresses):
+            def ok():
+                st = (self.get("loadbalancer", "shop") or {}).get("status") or {}
+                got = (st.get("dataplanes"), sorted(a.get("value") for a in st.get("addresses", [])))
+                return st if got == ({"ready": ready, "programmed": programmed}, addresses) else None
+            return ok
+        st = wait_until(status_is(2, 2, ["127.0.0.2", "127.0.0.3"]), timeout=20, interval=0.1,
+                        what="the leader counting both replicas' dataplanes")
+        self.assertEqual(self.condition({"status": st}, "Programmed")["status"], "True")
+        views = self.kubectl("get", "leases", "-n", "doorman-system", "-l", "doorman.dev/dataplane-view=true",
+                             "-o", "json")
+        self.assertEqual(sorted(i["spec"]["holderIdentity"] for i in json.loads(views.stdout)["items"]),
+                         ["ctl-a", "ctl-b"])
+        self.assertEqual(self.status_writes("(%s)" % follower), [])
+
+        # The follower's dataplane goes away: its view shrinks, the leader's count follows well
+        # within the lease duration (3 s).
+        dps["dp-follower"].stop(sig=signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(status_is(1, 1, ["127.0.0.2"]), timeout=10, interval=0.1, what="count drops to 1")
+        self.assertLess(time.monotonic() - killed_at, 3.0)
+
+        # SIGTERM deletes the follower's view Lease.
+        self.assertEqual(self.controllers[follower].stop(sig=signal.SIGTERM), 0)
+        self.assertIsNone(self.get("lease", "doorman-controller-view-" + follower, ns="doorman-system"))
 
 
 class ServicesAndIngresses(KubeTestCase):

@@ -61,7 +61,7 @@ TEST(StatusTest, NoDataplaneOrUnknownVersionIsPending) {
   ServedGenerations served;
   ObjectStatus st = Accepted("shop", 1);
   json s = LoadBalancerStatus(st, {}, served, nullptr, "T");
-  EXPECT_EQ((*Cond(s, "Programmed"))["reason"], "Pending");
+  EXPECT_EQ((*Cond(s, "Programmed"))["reason"], "NoDataplanes");
   EXPECT_EQ((*Cond(s, "Programmed"))["message"], "no dataplane is connected");
   EXPECT_EQ(s["addresses"], json::array());
   s = LoadBalancerStatus(st, {{"n1", "", 999}}, served, nullptr, "T");
@@ -116,6 +116,84 @@ TEST(StatusTest, IngressPointsForServicesAndIngresses) {
   EXPECT_EQ((*s)["loadBalancer"], json::object());
   st.key.kind = kKindSecret;
   EXPECT_FALSE(DesiredStatus(st, dps, ServedGenerations{}, nullptr, "T"));
+}
+
+TEST(StatusTest, NoDataplaneInViewKeepsAddressesWrittenEarlier) {
+  ServedGenerations served;
+  ObjectStatus lb = Accepted("shop", 1);
+  json earlier = LoadBalancerStatus(lb, {{"n1", "192.0.2.10", 0}}, served, nullptr, "T1");
+  json s = LoadBalancerStatus(lb, {}, served, earlier, "T2");
+  EXPECT_EQ(s["addresses"], earlier["addresses"]);
+  EXPECT_EQ((*Cond(s, "Programmed"))["status"], "False");
+  EXPECT_EQ((*Cond(s, "Programmed"))["reason"], "NoDataplanes");
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 0}, {"programmed", 0}}));
+
+  ObjectStatus svc;
+  svc.key = {kKindService, "default", "db"};
+  svc.accepted = true;
+  const json current = json::parse(R"({"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}})");
+  EXPECT_EQ(*DesiredStatus(svc, {}, served, current, "T"), current);  // kept
+  svc.accepted = false;  // not routed any more: removed even with no dataplane in view
+  EXPECT_EQ((*DesiredStatus(svc, {}, served, current, "T"))["loadBalancer"], json::object());
+}
+
+TEST(DataplaneViewTest, MergeIncludesOwnViewDedupesByNodeAndIgnoresExpiredViews) {
+  const auto now = std::chrono::system_clock::now();
+  std::vector<DataplaneView> own = {{"n1", "192.0.2.1", 7}};
+  PeerView live{"ctl-b", now - std::chrono::seconds(3), std::chrono::seconds(15),
+                {{"n2", "192.0.2.2", 7}, {"n1", "192.0.2.1", 5}}};
+  PeerView expired{"ctl-c", now - std::chrono::seconds(20), std::chrono::seconds(15), {{"n3", "192.0.2.3", 7}}};
+  auto merged = MergeDataplaneViews(own, {live, expired}, now);
+  ASSERT_EQ(merged.size(), 2u);  // n1 counted once, n3's view expired
+  EXPECT_EQ(merged[0].node_name, "n1");
+  EXPECT_EQ(merged[0].acked_version, 7u);  // own view first
+  EXPECT_EQ(merged[1].node_name, "n2");
+  // Within the skew an about-to-expire view still counts (clocks differ a little).
+  PeerView edge{"ctl-d", now - std::chrono::seconds(16), std::chrono::seconds(15), {{"n4", "", 0}}};
+  EXPECT_EQ(MergeDataplaneViews({}, {edge}, now).size(), 1u);
+  // An entry that has ACKed beats one that has not.
+  auto m2 = MergeDataplaneViews({{"n1", "192.0.2.1", 0}}, {live}, now);
+  EXPECT_EQ(m2[0].acked_version, 5u);
+  // Own view only; empty cluster.
+  EXPECT_EQ(MergeDataplaneViews(own, {}, now).size(), 1u);
+  EXPECT_TRUE(MergeDataplaneViews({}, {}, now).empty());
+  EXPECT_TRUE(MergeDataplaneViews({}, {expired}, now).empty());
+}
+
+TEST(DataplaneViewTest, LeaseRoundTripAndNames) {
+  json lease = {{"metadata",
+                 {{"name", "x"},
+                  {"annotations",
+                   {{kViewAnnotation, DataplaneViewJson({{"n2", "192.0.2.2", 9007199254740991ULL}, {"n1", "", 0}}).dump()}}}}},
+                {"spec",
+                 {{"holderIdentity", "ctl-b"},
+                  {"leaseDurationSeconds", 15},
+                  {"renewTime", "2024-05-01T12:00:00.250000Z"}}}};
+  EXPECT_EQ(lease["metadata"]["annotations"][kViewAnnotation],
+            R"([{"ackedVersion":0,"address":"","node":"n1"},{"ackedVersion":9007199254740991,"address":"192.0.2.2","node":"n2"}])");
+  auto v = ParsePeerView(lease);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->identity, "ctl-b");
+  EXPECT_EQ(v->duration, std::chrono::seconds(15));
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(v->renew_time.time_since_epoch()).count(),
+            1714564800250);
+  ASSERT_EQ(v->dataplanes.size(), 2u);
+  EXPECT_EQ(v->dataplanes[1].acked_version, 9007199254740991ULL);
+  lease["spec"]["renewTime"] = "garbage";
+  EXPECT_FALSE(ParsePeerView(lease));
+  EXPECT_FALSE(ParseKubeTime("2024-05-01T12:00:00"));
+  EXPECT_TRUE(ParseKubeTime("2024-05-01T12:00:00Z"));
+
+  EXPECT_EQ(ViewLeaseName("doorman-controller", "ctl-a"), "doorman-controller-view-ctl-a");
+  const std::string odd = ViewLeaseName("doorman-controller", "Host_Name.example_123");
+  EXPECT_NE(odd, ViewLeaseName("doorman-controller", "host-name-example-123"));
+  const std::string longer = ViewLeaseName("doorman-controller", std::string(80, 'a'));
+  EXPECT_LE(longer.size(), 63u);
+  EXPECT_NE(longer, ViewLeaseName("doorman-controller", std::string(81, 'a')));
+  for (const auto& n : {odd, longer}) {
+    for (char c : n) EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') << n;
+    EXPECT_NE(n.back(), '-');
+  }
 }
 
 TEST(StatusTest, MergePatchRemovesKeysWithNullAndReplacesArrays) {

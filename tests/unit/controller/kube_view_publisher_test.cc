@@ -1,0 +1,116 @@
+// ViewPublisher against a scripted fake KubeHttp: POST then PUT with the stored resourceVersion,
+// no write while nothing changed, 409 on create → GET + PUT, LIST by label excluding its own view,
+// DELETE on Stop.
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "controller/kube/leader_runner.h"
+
+namespace doorman::controller::kube {
+namespace {
+
+using nlohmann::json;
+
+struct Call {
+  std::string method, path, body;
+};
+
+class FakeHttp : public KubeHttp {
+ public:
+  HttpResponse Request(const std::string& method, const std::string& path, const std::string& body,
+                       const std::string&) override {
+    calls.push_back({method, path, body});
+    if (script.empty()) return {200, R"({"metadata":{"resourceVersion":"1"}})", std::nullopt, ""};
+    HttpResponse r = script.front();
+    script.pop_front();
+    return r;
+  }
+  HttpResponse Stream(const std::string&, const std::function<bool(std::string_view)>&, bool*) override { return {}; }
+  void Cancel() override {}
+
+  std::vector<Call> calls;
+  std::deque<HttpResponse> script;
+};
+
+LeaderOptions Options() {
+  LeaderOptions o;
+  o.identity = "ctl-a";
+  o.ns = "doorman-system";
+  o.lease_duration = std::chrono::seconds(15);
+  o.retry_period = std::chrono::milliseconds(0);  // no rate limit in the test: only content counts
+  return o;
+}
+
+TEST(ViewPublisherTest, CreatesThenUpdatesOnlyOnChangeAndDeletesOnStop) {
+  FakeHttp http;
+  ViewPublisher views(&http, Options());
+  http.script.push_back({201, R"({"metadata":{"resourceVersion":"5"}})", std::nullopt, ""});
+  views.Publish({{"n1", "192.0.2.1", 7}});
+  ASSERT_EQ(http.calls.size(), 1u);
+  EXPECT_EQ(http.calls[0].method, "POST");
+  EXPECT_EQ(http.calls[0].path, "/apis/coordination.k8s.io/v1/namespaces/doorman-system/leases");
+  const json body = json::parse(http.calls[0].body);
+  EXPECT_EQ(body["metadata"]["name"], "doorman-controller-view-ctl-a");
+  EXPECT_EQ(body["metadata"]["labels"]["doorman.dev/dataplane-view"], "true");
+  EXPECT_EQ(body["metadata"]["annotations"]["doorman.dev/dataplanes"],
+            R"([{"ackedVersion":7,"address":"192.0.2.1","node":"n1"}])");
+  EXPECT_EQ(body["spec"]["holderIdentity"], "ctl-a");
+  EXPECT_EQ(body["spec"]["leaseDurationSeconds"], 15);
+  EXPECT_TRUE(body["spec"]["renewTime"].get<std::string>().ends_with("Z"));
+
+  views.Publish({{"n1", "192.0.2.1", 7}});  // unchanged, renewed recently: no write
+  EXPECT_EQ(http.calls.size(), 1u);
+
+  views.Publish({{"n1", "192.0.2.1", 8}});
+  ASSERT_EQ(http.calls.size(), 2u);
+  EXPECT_EQ(http.calls[1].method, "PUT");
+  EXPECT_EQ(http.calls[1].path, "/apis/coordination.k8s.io/v1/namespaces/doorman-system/leases/doorman-controller-view-ctl-a");
+  EXPECT_EQ(json::parse(http.calls[1].body)["metadata"]["resourceVersion"], "5");
+
+  views.Stop();
+  ASSERT_EQ(http.calls.size(), 3u);
+  EXPECT_EQ(http.calls[2].method, "DELETE");
+  EXPECT_EQ(http.calls[2].path, http.calls[1].path);
+}
+
+TEST(ViewPublisherTest, ExistingLeaseIsReadThenUpdated) {
+  FakeHttp http;
+  ViewPublisher views(&http, Options());
+  http.script.push_back({409, "{}", std::nullopt, ""});
+  http.script.push_back({200, R"({"metadata":{"resourceVersion":"9"}})", std::nullopt, ""});
+  views.Publish({});
+  ASSERT_EQ(http.calls.size(), 3u);
+  EXPECT_EQ(http.calls[0].method, "POST");
+  EXPECT_EQ(http.calls[1].method, "GET");
+  EXPECT_EQ(http.calls[2].method, "PUT");
+  EXPECT_EQ(json::parse(http.calls[2].body)["metadata"]["resourceVersion"], "9");
+}
+
+TEST(ViewPublisherTest, ListsOtherReplicasViewsByLabel) {
+  FakeHttp http;
+  ViewPublisher views(&http, Options());
+  json list = {{"items", json::array()}};
+  for (const std::string id : {"ctl-a", "ctl-b"}) {
+    list["items"].push_back(
+        {{"metadata",
+          {{"name", "doorman-controller-view-" + id},
+           {"annotations", {{"doorman.dev/dataplanes", R"([{"node":"n-)" + id + R"(","address":"","ackedVersion":1}])"}}}}},
+         {"spec", {{"holderIdentity", id}, {"leaseDurationSeconds", 15}, {"renewTime", "2024-05-01T12:00:00.000000Z"}}}});
+  }
+  http.script.push_back({200, list.dump(), std::nullopt, ""});
+  auto peers = views.ListPeers();
+  ASSERT_TRUE(peers);
+  EXPECT_EQ(http.calls[0].path,
+            "/apis/coordination.k8s.io/v1/namespaces/doorman-system/leases?labelSelector=doorman.dev%2Fdataplane-view%3Dtrue");
+  ASSERT_EQ(peers->size(), 1u);  // its own view is not a peer
+  EXPECT_EQ((*peers)[0].identity, "ctl-b");
+  EXPECT_EQ((*peers)[0].dataplanes[0].node_name, "n-ctl-b");
+  http.script.push_back({403, "{}", std::nullopt, ""});
+  EXPECT_FALSE(views.ListPeers());
+  views.Stop();  // never written: nothing to delete
+  EXPECT_EQ(http.calls.size(), 2u);
+}
+
+}  // namespace
+}  // namespace doorman::controller::kube
