@@ -52,7 +52,10 @@ def registered_metrics():
     names = set()
     for s in SOURCES:
         with open(os.path.join(ROOT, s)) as f:
-            names |= set(re.findall(r'\.Name\("(doorman_[a-z0-9_]+)"\)', f.read()))
+            text = f.read()
+            # .Name("doorman_...") calls, and {"doorman_...", "help"} tables fed to .Name(...).
+            names |= set(re.findall(r'\.Name\("(doorman_[a-z0-9_]+)"\)', text))
+            names |= set(re.findall(r'\{\s*"(doorman_[a-z0-9_]+)",\s*"', text))
     return names
 
 
