@@ -3,6 +3,7 @@
 // streams), plus the admin endpoint (/metrics, /healthz, /readyz, /debug/snapshot,
 // /debug/status) and, with the Kubernetes source, the status writer (leader only, optionally
 // elected on a Lease).
+#include <atomic>
 #include <signal.h>
 #include <unistd.h>
 
@@ -263,6 +264,7 @@ class StatusLoop {
         in.dataplanes = peers ? doorman::controller::status::MergeDataplaneViews(own, *peers, std::chrono::system_clock::now())
                               : own;
         in.served = &served;
+        in.may_write = [this] { return !stopping_.load() && may_write_(); };
         writer_->Sync(in);
       }
       lock.lock();
@@ -270,6 +272,7 @@ class StatusLoop {
   }
 
   void Stop() {
+    stopping_ = true;  // read by a Sync pass in flight, without the loop's mutex
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
     cv_.notify_one();
@@ -281,6 +284,7 @@ class StatusLoop {
   dc::RoutingServer* server_;
   Published* published_;
   std::function<bool()> may_write_;
+  std::atomic<bool> stopping_{false};
   dc::kube::ViewPublisher* views_;
   const dc::TimePoint started_ = dc::Clock::now();
   std::mutex mu_;

@@ -48,13 +48,16 @@ void LeaderRunner::Attempt() {
     }
   }
   if (write) {
+    // The renewal counts from when it was sent, not from when the answer came back: a slow
+    // response must not stretch our leadership past what followers compute from renewTime.
+    const auto sent = std::chrono::steady_clock::now();
     HttpResponse w = write->create
                          ? http_->Request("POST", res.namespaced_collection_path(options_.ns), write->lease.dump())
                          : http_->Request("PUT", path, write->lease.dump());
     auto stored = nlohmann::json::parse(w.body, nullptr, false);
     // 409 on POST (AlreadyExists) = someone else created it first: same as losing a PUT race.
     std::lock_guard<std::mutex> lock(mu_);
-    election_.OnWriteResult(w.status, stored, std::chrono::steady_clock::now());
+    election_.OnWriteResult(w.status, stored, sent);
   }
 }
 

@@ -41,6 +41,7 @@ bool StatusWriter::Sync(const StatusInputs& in) {
   if (std::chrono::steady_clock::now() < retry_until_) return false;
   std::set<ObjectKey> seen;
   for (const auto& st : in.statuses) {
+    if (in.may_write && !in.may_write()) return false;
     seen.insert(st.key);
     auto object = get_(st.key);
     if (!object) continue;  // not (yet) in the informer cache

@@ -27,6 +27,9 @@ struct StatusInputs {
   std::vector<ObjectStatus> statuses;
   std::vector<status::DataplaneView> dataplanes;
   const status::ServedGenerations* served = nullptr;
+  // Asked before every object's writes: a pass stops at once when leadership is lost (or the
+  // process is stopping), so a slow pass never writes past the renew deadline. Null = always.
+  std::function<bool()> may_write;
 };
 
 struct StatusWriterStats {

@@ -126,6 +126,20 @@ TEST_F(StatusWriterTest, WarningEventOnceAndRepeatsCounted) {
   EXPECT_EQ(json::parse(http_.calls[2].body)["count"], 4);
 }
 
+TEST_F(StatusWriterTest, LostLeadershipStopsAPassBeforeTheNextWrite) {
+  StatusInputs in = In(false);  // an Event and a status write would follow
+  in.may_write = [] { return false; };
+  EXPECT_FALSE(writer_.Sync(in));
+  EXPECT_TRUE(http_.calls.empty());
+  int asked = 0;
+  in.may_write = [&asked] { return ++asked == 1; };  // leader for the first object only
+  in.statuses.push_back(Lb(true));
+  in.statuses.back().key.name = "other";
+  EXPECT_FALSE(writer_.Sync(in));
+  EXPECT_EQ(asked, 2);
+  for (const auto& c : http_.calls) EXPECT_EQ(c.path.find("/other"), std::string::npos) << c.path;
+}
+
 TEST_F(StatusWriterTest, TooManyRequestsPausesWriting) {
   http_.script = {{429, R"({"code":429})", std::chrono::seconds(30), ""}};
   EXPECT_FALSE(writer_.Sync(In(true)));
