@@ -222,9 +222,12 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   if (!st.key.ns.empty()) involved["namespace"] = st.key.ns;
   if (!uid.empty()) involved["uid"] = uid;
   if (meta.contains("resourceVersion")) involved["resourceVersion"] = meta["resourceVersion"];
+  // Object names may be 253 characters long, and so may Event names: keep room for ".<hash>".
+  constexpr std::size_t kMaxEventName = 253;
+  const std::string event_name = st.key.name.substr(0, kMaxEventName - 17) + "." + hash;
   return {{"apiVersion", "v1"},
           {"kind", "Event"},
-          {"metadata", {{"name", st.key.name + "." + hash}, {"namespace", ns}}},
+          {"metadata", {{"name", event_name}, {"namespace", ns}}},
           {"involvedObject", involved},
           {"type", "Warning"},
           {"reason", reason},

@@ -232,6 +232,11 @@ TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
   EXPECT_EQ(EventRepeatPatch({{"count", 4}}, "T5"), json::parse(R"({"count":5,"lastTimestamp":"T5"})"));
   st.message = std::string(5000, 'x');
   EXPECT_EQ(WarningEvent(st, obj, "v", "i", "T")["message"].get<std::string>().size(), 1024u);
+  // A 253-character object name still gives a valid (<= 253) Event name.
+  st.key.name = std::string(253, 'a');
+  const std::string long_name = WarningEvent(st, obj, "v", "i", "T")["metadata"]["name"];
+  EXPECT_EQ(long_name.size(), 253u);
+  EXPECT_EQ(long_name.rfind(std::string(236, 'a') + ".", 0), 0u);
 }
 
 TEST(StatusTest, HostnameAddresses) {
