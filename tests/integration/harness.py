@@ -314,3 +314,16 @@ def start_nginx(tc, http_servers="", stream_servers="", name="nginx"):
             f.write("stream {\n%s\n}\n" % stream_servers)
     return tc.spawn(name, ["nginx", "-p", prefix, "-e", os.path.join(prefix, "logs", "error.log"),
                            "-c", conf, "-g", "daemon off;"])
+
+
+def redis_cmd(sock, *args):
+    """Sends one RESP command on an open socket and returns the first reply line."""
+    payload = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    sock.sendall(payload.encode())
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return buf.decode().strip()

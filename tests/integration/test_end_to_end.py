@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DoormanTestCase, backend_of, curl, free_port, http_get, metric_value,  # noqa: E402
-                     port_open, wait_until)
+                     port_open, redis_cmd, wait_until)
 
 
 def lb_manifest(http_port, tcp_port, a, b, redis, host="app.local", extra_routes=""):
@@ -51,19 +51,6 @@ spec:
       backends:
         - endpoints: [{{address: 127.0.0.1, port: {redis}}}]
 """
-
-
-def redis_cmd(sock, *args):
-    """Sends one RESP command on an open socket and returns the first reply line."""
-    payload = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    sock.sendall(payload.encode())
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf.decode().strip()
 
 
 class EndToEnd(DoormanTestCase):

@@ -9,7 +9,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, free_port, port_open, redis_cmd, wait_until  # noqa: E402
 
 
 def manifest(port, redis, idle_s=350, extra_port=None):
@@ -30,18 +30,6 @@ spec:
       backends:
         - endpoints: [{{address: 127.0.0.1, port: {redis}}}]
 """
-
-
-def redis_cmd(sock, *args):
-    payload = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    sock.sendall(payload.encode())
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf.decode().strip()
 
 
 class RealClients(DoormanTestCase):
