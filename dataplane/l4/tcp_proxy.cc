@@ -258,7 +258,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       // First try: source-IP persistence when the route asks for it; retries pick afresh.
       const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
       // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
-      pick.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&pick.hash), sizeof pick.hash), i + 1);
+      pick.hash = lb::Rehash(pick.hash, i + 1);
       if (ep == nullptr) break;
       if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
       tried.push_back(ep);

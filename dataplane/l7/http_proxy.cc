@@ -750,7 +750,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const std::size_t n = route.eligible_endpoints(canary);
     lb::PickContext ctx{client_hash, 0};
     for (std::size_t i = 0; i < 2 * n + 1; ++i) {
-      if (i > 0) ctx.hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(&ctx.hash), sizeof ctx.hash), i);
+      if (i > 0) ctx.hash = lb::Rehash(ctx.hash, i);
       const Endpoint* e = route.PickEndpoint(ctx, canary);
       if (e == nullptr) return nullptr;
       if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;

@@ -43,21 +43,6 @@ std::vector<uint32_t> BuildMaglevTable(const std::vector<Candidate>& candidates,
 Maglev::Maglev(std::vector<Candidate> candidates, uint32_t table_size)
     : CandidateScheduler(std::move(candidates)), table_(BuildMaglevTable(c_, table_size)) {}
 
-std::optional<std::size_t> Maglev::Pick(const PickContext& ctx) {
-  if (table_.empty()) return std::nullopt;
-  const std::size_t first = table_[ctx.hash % table_.size()];
-  if (Usable(first)) return first;
-  uint64_t h = ctx.hash;
-  for (int k = 1; k <= kRehashes; ++k) {
-    h = HashKey(std::string_view(reinterpret_cast<const char*>(&h), sizeof h), static_cast<uint64_t>(k));
-    const std::size_t i = table_[h % table_.size()];
-    if (Usable(i)) return i;
-  }
-  for (std::size_t k = 1; k < c_.size(); ++k) {
-    const std::size_t i = (first + k) % c_.size();
-    if (Usable(i)) return i;
-  }
-  return first;  // panic mode
-}
+std::optional<std::size_t> Maglev::Pick(const PickContext& ctx) { return PickFromTable(table_, ctx.hash, kRehashes); }
 
 }  // namespace doorman::lb

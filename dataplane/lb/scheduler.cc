@@ -95,4 +95,22 @@ bool CandidateScheduler::AnyHealthy() const {
   return false;
 }
 
+std::optional<std::size_t> CandidateScheduler::PickFromTable(const std::vector<uint32_t>& table, uint64_t hash,
+                                                             int rehashes) const {
+  if (table.empty()) return std::nullopt;
+  const std::size_t first = table[hash % table.size()];
+  if (Usable(first)) return first;
+  uint64_t h = hash;
+  for (int k = 1; k <= rehashes; ++k) {
+    h = Rehash(h, static_cast<uint64_t>(k));
+    const std::size_t i = table[h % table.size()];
+    if (Usable(i)) return i;
+  }
+  for (std::size_t k = 1; k < c_.size(); ++k) {
+    const std::size_t i = (first + k) % c_.size();
+    if (Usable(i)) return i;
+  }
+  return first;  // panic mode
+}
+
 }  // namespace doorman::lb

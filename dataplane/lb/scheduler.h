@@ -77,6 +77,12 @@ SchedulerPtr MakeScheduler(SchedulerKind kind, std::vector<Candidate> candidates
 // 64-bit mixing hash of a client key (e.g. the 4 or 16 address bytes). Stable across processes.
 uint64_t HashKey(std::string_view bytes, uint64_t seed = 0);
 
+// The next hash in a client's stable fallback sequence (attempt `k` = 1, 2, ...): used to move a
+// hashed pick past an unusable or already-tried endpoint without losing determinism.
+inline uint64_t Rehash(uint64_t h, uint64_t k) {
+  return HashKey(std::string_view(reinterpret_cast<const char*>(&h), sizeof h), k);
+}
+
 // Shared base: owns the candidates; implements load hooks and the panic rule.
 class CandidateScheduler : public Scheduler {
  public:
@@ -89,6 +95,10 @@ class CandidateScheduler : public Scheduler {
  protected:
   bool Usable(std::size_t i) const { return c_[i].weight > 0 && c_[i].state->healthy.load(std::memory_order_relaxed); }
   bool AnyHealthy() const;
+  // Hash-table schedulers (source-hash, maglev): `table[hash % size]`; an unusable target is
+  // replaced by re-hashing up to `rehashes` times (a stable fallback per client), then by the next
+  // usable candidate; if none is usable, the first pick (panic mode).
+  std::optional<std::size_t> PickFromTable(const std::vector<uint32_t>& table, uint64_t hash, int rehashes) const;
   std::vector<Candidate> c_;
   std::size_t eligible_ = 0;
 };

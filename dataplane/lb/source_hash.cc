@@ -12,21 +12,6 @@ SourceHash::SourceHash(std::vector<Candidate> candidates) : CandidateScheduler(s
   slots_ = SmoothWeightedSchedule(w);
 }
 
-std::optional<std::size_t> SourceHash::Pick(const PickContext& ctx) {
-  if (slots_.empty()) return std::nullopt;
-  const std::size_t first = slots_[ctx.hash % slots_.size()];
-  if (Usable(first)) return first;
-  uint64_t h = ctx.hash;
-  for (int k = 1; k <= kRehashes; ++k) {
-    h = HashKey(std::string_view(reinterpret_cast<const char*>(&h), sizeof h), static_cast<uint64_t>(k));
-    const std::size_t i = slots_[h % slots_.size()];
-    if (Usable(i)) return i;
-  }
-  for (std::size_t k = 1; k < c_.size(); ++k) {
-    const std::size_t i = (first + k) % c_.size();
-    if (Usable(i)) return i;
-  }
-  return first;  // panic mode
-}
+std::optional<std::size_t> SourceHash::Pick(const PickContext& ctx) { return PickFromTable(slots_, ctx.hash, kRehashes); }
 
 }  // namespace doorman::lb

@@ -1,4 +1,5 @@
 #include "controller/translate/translate.h"
+#include "tests/unit/controller/translate_test_util.h"
 
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@ namespace doorman::controller {
 namespace {
 
 namespace v1 = doorman::v1;
+using namespace doorman::controller::testing;  // NOLINT(build/namespaces): shared test helpers
 
 // Builds an object store from YAML files: {path, text}.
 ObjectStore Store(const std::vector<std::pair<std::string, std::string>>& files) {
@@ -31,13 +33,6 @@ std::string Lb(const std::string& spec, const std::string& name = "shop", const 
   return "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata:\n  name: " + name +
          "\n  namespace: default\n" + (created.empty() ? "" : "  creationTimestamp: \"" + created + "\"\n") +
          "spec:\n" + spec;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string Text(const google::protobuf::Message& m) {
