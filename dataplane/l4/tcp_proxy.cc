@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <memory>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
@@ -32,7 +33,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 
-constexpr std::size_t kPumpBuffer = 16 * 1024;
+constexpr std::size_t kPumpBuffer = 16 * 1024;       // per direction, in the pump's frame
+constexpr std::size_t kPumpBufferBulk = 64 * 1024;  // after a read filled kPumpBuffer
+constexpr unsigned kSyncReads = 16;                  // in-place reads in a row, then yield
 constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB
 constexpr int64_t kProxyHeaderTimeoutMs = 5'000;     // PROXY header must arrive within this
 
@@ -66,10 +69,12 @@ struct SessionList {
 
 class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
-  TcpSession(Worker& w, Socket client, std::string listener, std::shared_ptr<SessionList> list)
+  TcpSession(Worker& w, Socket client, std::string listener, const tcp::endpoint& peer,
+             std::shared_ptr<const RuntimeConfig> config, std::shared_ptr<SessionList> list)
       : w_(w), client_(std::move(client)), upstream_(w.executor()), listener_(std::move(listener)),
         list_(std::move(list)), active_(w.metrics().L4Active(listener_)),
-        rx_(w.metrics().L4Bytes(listener_, true)), tx_(w.metrics().L4Bytes(listener_, false)) {
+        rx_(w.metrics().L4Bytes(listener_, true)), tx_(w.metrics().L4Bytes(listener_, false)),
+        client_addr_(ToProxyAddress(peer)), config_(std::move(config)) {
     active_.Increment();
     w_.shared().l4_active.fetch_add(1, std::memory_order_relaxed);
     next_ = list_->head;
@@ -97,6 +102,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     if (!co_await self->SendPreamble()) co_return;
     self->last_activity_ms_ = NowMs();
     const auto ex = self->w_.executor();
+    self->pumps_ = 2;
     if (SpliceEnabled()) {
       error_code ec;
       self->client_.native_non_blocking(true, ec);
@@ -139,18 +145,19 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // Listener.proxy_protocol.accept: reads and strictly parses the downstream PROXY v1/v2 header
   // (bounded in size and time); the addresses it carries replace the TCP peer's for hashing and
   // for the header sent on. Bytes after the header are kept and forwarded first.
+  // The client's address came with accept() and the config was loaded at accept (no syscall,
+  // no second atomic load); the local address is asked for only when a PROXY header is sent.
   Task<bool> ReadProxyHeader() {
     error_code ec;
-    const auto peer = client_.remote_endpoint(ec);
-    if (ec) co_return false;
-    client_addr_ = ToProxyAddress(peer);
-    const auto local = client_.local_endpoint(ec);
-    if (!ec) local_addr_ = ToProxyAddress(local);
-    const auto config = w_.shared().config.Load();
-    const Listener* listener = config ? config->FindListener(listener_) : nullptr;
-    if (listener == nullptr) co_return true;  // ConnectUpstream counts it
+    const Listener* listener = config_ ? config_->FindListener(listener_) : nullptr;
+    if (listener == nullptr) co_return true;  // ChooseRoute counts it
     send_version_ = listener->proxy_protocol_send;
+    if (send_version_ != 0) {
+      const auto local = client_.local_endpoint(ec);
+      if (!ec) local_addr_ = ToProxyAddress(local);
+    }
     if (!listener->proxy_protocol_accept) co_return true;
+    config_.reset();  // waiting for the header: route on the config current when it arrived
     header_deadline_ms_ = NowMs() + kProxyHeaderTimeoutMs;
     std::array<char, 512> buf;
     for (;;) {
@@ -181,7 +188,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // matches the ClientHello's server_name, else the first route without sni (the default).
   // The ClientHello is peeked (kept in pending_, forwarded untouched), bounded in size and time.
   Task<bool> ChooseRoute() {
-    config_ = w_.shared().config.Load();
+    if (!config_) config_ = w_.shared().config.Load();
     const Listener* listener = config_ ? config_->FindListener(listener_) : nullptr;
     if (listener == nullptr || listener->routes.empty()) {
       w_.metrics().L4Drops(listener_, "no_backend").Increment();
@@ -269,8 +276,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
-        SetTcpKeepalive(client_);
-        SetTcpKeepalive(upstream_);
+        // The client socket inherited keepalive and TCP_NODELAY from its listening socket.
+        SetTcpKeepalive(upstream_.native_handle());
         connected_ = true;
         co_return true;
       }
@@ -289,14 +296,47 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   // Copies `from` → `to` until EOF (then half-closes `to`) or an error (then resets both).
+  //
+  // Syscall economy (docs/benchmarks.md, "what bounds it"): every Asio completion is posted
+  // through the scheduler, which runs one epoll_wait per handler it dispatches, so a naive
+  // read → write → read loop costs two epoll_waits per chunk. Instead:
+  // * the write is first tried in place (send with MSG_DONTWAIT); only a short or refused write
+  //   goes through async_write (which then waits for EPOLLOUT);
+  // * after a read that filled the buffer the socket most likely holds more, so the next read is
+  //   also tried in place; after a short read it is drained (HAProxy's heuristic), so the next
+  //   read goes straight to async_read_some (so does the first backend read: client-first
+  //   protocols leave it empty). At most kSyncReads in-place reads in a row, then
+  //   one async read, which yields the worker to its other connections;
+  // * the buffer starts at kPumpBuffer (request/response traffic, many idle connections) and
+  //   grows once to kPumpBufferBulk after a read that filled it (bulk transfers: 4x fewer
+  //   syscalls per byte).
   static Task<> Pump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
-    std::array<char, kPumpBuffer> buf;
+    std::array<char, kPumpBuffer> small;
+    std::unique_ptr<char[]> bulk;
+    char* buf = small.data();
+    std::size_t cap = small.size();
+    // The last read filled the buffer. Initially true for the client → backend direction: the
+    // client usually spoke while the backend connection was being set up.
+    bool more = rx;
+    unsigned sync_reads = 0;
     for (;;) {
       error_code ec;
-      const std::size_t n = co_await from.async_read_some(net::buffer(buf), Redirect(ec));
+      std::size_t n = 0;
+      if (more && sync_reads < kSyncReads && from.is_open()) {
+        ++sync_reads;
+        n = RecvNow(from, buf, cap, ec);
+      }
+      if (n == 0 && !ec) {
+        sync_reads = 0;
+        n = co_await from.async_read_some(net::buffer(buf, cap), Redirect(ec));
+      }
       if (ec == net::error::eof) {
-        error_code ignored;
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
+        // The last direction to finish skips the shutdown: the session closes both sockets
+        // right after (the close sends the FIN), one syscall less per connection.
+        if (self->pumps_ > 1) {
+          error_code ignored;
+          to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
+        }
         break;
       }
       if (ec) {
@@ -305,13 +345,43 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         break;
       }
       self->last_activity_ms_ = NowMs();
-      co_await net::async_write(to, net::buffer(buf.data(), n), Redirect(ec));
+      std::size_t sent = to.is_open() ? SendNow(to, buf, n, ec) : 0;
+      if (!ec && sent < n) co_await net::async_write(to, net::buffer(buf + sent, n - sent), Redirect(ec));
       if (ec) {
         self->CloseBoth(ec != net::error::operation_aborted);
         break;
       }
       self->Count(rx, n);
+      more = n == cap;
+      if (more && !bulk) {
+        bulk.reset(new char[kPumpBufferBulk]);
+        buf = bulk.get();
+        cap = kPumpBufferBulk;
+      }
     }
+    --self->pumps_;
+  }
+
+  // Non-blocking recv in place. Returns the bytes read (> 0), or 0 with ec clear when nothing
+  // is available (EAGAIN/EINTR: wait for readiness), ec = eof at end of stream, else ec = errno.
+  static std::size_t RecvNow(Socket& s, char* buf, std::size_t cap, error_code& ec) {
+    const ssize_t r = ::recv(s.native_handle(), buf, cap, MSG_DONTWAIT);
+    if (r > 0) return static_cast<std::size_t>(r);
+    if (r == 0) {
+      ec = net::error::eof;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      ec = error_code(errno, boost::system::system_category());
+    }
+    return 0;
+  }
+
+  // Non-blocking send in place: the bytes accepted (maybe 0 when the socket buffer is full),
+  // ec = errno on a real error.
+  static std::size_t SendNow(Socket& s, const char* buf, std::size_t n, error_code& ec) {
+    const ssize_t r = ::send(s.native_handle(), buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r >= 0) return static_cast<std::size_t>(r);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ec = error_code(errno, boost::system::system_category());
+    return 0;
   }
 
   // Zero-copy variant of Pump: splice(2) socket → pipe → socket, driven by readiness waits
@@ -325,7 +395,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
     } pipe;
     if (::pipe2(pipe.fd, O_NONBLOCK | O_CLOEXEC) != 0) {
-      co_await Pump(self, from, to, rx);  // out of fds for pipes: copy instead
+      co_await Pump(self, from, to, rx);  // out of fds for pipes: copy instead (counts pumps_)
       co_return;
     }
     constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -336,8 +406,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       if (!from.is_open() || !to.is_open()) break;
       const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fd[1], nullptr, kChunk, kFlags);
       if (n == 0) {
-        error_code ignored;
-        to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
+        if (self->pumps_ > 1) {
+          error_code ignored;
+          to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
+        }
         break;
       }
       if (n < 0) {
@@ -374,6 +446,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       self->last_activity_ms_ = NowMs();
     }
+    --self->pumps_;
   }
 
   // Zero-copy forwarding is opt-in: DOORMAN_L4_SPLICE=1 (read once per process). Off by default
@@ -430,6 +503,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   Millis idle_timeout_ = kDefaultL4IdleTimeout;
   int64_t last_activity_ms_ = NowMs();
   bool connected_ = false;
+  int pumps_ = 0;  // copy pumps still running
   int64_t header_deadline_ms_ = 0;  // PROXY header phase, 0 = not waiting
   int send_version_ = 0;
   l4::ProxyAddress client_addr_;
@@ -466,11 +540,10 @@ std::shared_ptr<SessionList> WorkerSessions(Worker& w) {
 
 }  // namespace
 
-void SetTcpKeepalive(Socket& s) {
-  error_code ignored;
-  s.set_option(net::socket_base::keep_alive(true), ignored);
-  const int fd = s.native_handle();
-  int v = kTcpKeepaliveIdleS;
+void SetTcpKeepalive(int fd) {
+  int v = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v);
+  v = kTcpKeepaliveIdleS;
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v);
   v = kTcpKeepaliveIntervalS;
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
@@ -478,10 +551,16 @@ void SetTcpKeepalive(Socket& s) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
 }
 
-void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name) {
-  error_code ignored;
-  client.set_option(tcp::no_delay(true), ignored);
-  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name, WorkerSessions(worker));
+void PrepareTcpListener(int fd) {
+  SetTcpKeepalive(fd);
+  int v = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+}
+
+void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name, const tcp::endpoint& peer,
+                     std::shared_ptr<const RuntimeConfig> config) {
+  auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name, peer, std::move(config),
+                                              WorkerSessions(worker));
   net::co_spawn(worker.executor(), TcpSession::Run(std::move(session)), [](std::exception_ptr e) {
     if (!e) return;
     try {

@@ -23,14 +23,13 @@ constexpr std::chrono::seconds kCloseWait{2};
 
 // Listener.allowed_source_ranges, checked on the newest config at accept. A refused client gets
 // a RST (SO_LINGER 0) and is counted in doorman_l4_drops_total{reason="source_range"}.
-bool SourceAllowed(Worker& w, const std::string& listener, Socket& s) {
-  const auto config = w.shared().config.Load();
+// `peer` is the address accept() returned (no getpeername call).
+bool SourceAllowed(Worker& w, const RuntimeConfig* config, const std::string& listener, Socket& s,
+                   const tcp::endpoint& peer) {
   const Listener* l = config ? config->FindListener(listener) : nullptr;
   if (l == nullptr || l->allowed_source_ranges.empty()) return true;
   error_code ec;
-  const auto remote = s.remote_endpoint(ec);
-  if (ec) return false;
-  const auto addr = remote.address();
+  const auto addr = peer.address();
   bool ok = false;
   if (addr.is_v4()) {
     const auto b = addr.to_v4().to_bytes();
@@ -51,7 +50,8 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
   Timer pause(w.executor());
   for (;;) {
     error_code ec;
-    Socket s = co_await acceptor->async_accept(Redirect(ec));
+    tcp::endpoint peer;
+    Socket s = co_await acceptor->async_accept(peer, Redirect(ec));
     if (ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
@@ -60,11 +60,13 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
       co_await pause.async_wait(Redirect(ec));
       continue;
     }
-    if (!SourceAllowed(w, listener, s)) continue;
+    // One config load per connection: the L4 session routes on this one too.
+    auto config = w.shared().config.Load();
+    if (!SourceAllowed(w, config.get(), listener, s, peer)) continue;
     if (l7) {
       StartHttpSession(w, std::move(s), listener);
     } else {
-      StartTcpSession(w, std::move(s), listener);
+      StartTcpSession(w, std::move(s), listener, peer, std::move(config));
     }
   }
 }
@@ -111,6 +113,7 @@ bool ListenerManager::Bind(const Listener& l, Bound* out, std::string* error) {
     if (!ec) acc->set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acc->set_option(ReusePort(true), ec);
     if (!ec) acc->bind(ep, ec);
+    if (!ec && (l.protocol == Protocol::kTcp || l.protocol == Protocol::kTls)) PrepareTcpListener(acc->native_handle());
     if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
       *error = "cannot listen on " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
