@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "dataplane/config/state_file.h"
 #include "dataplane/config/subscriber.h"
+#include "dataplane/l4/l4_options.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/l7_options.h"
 #include "dataplane/server/dataplane.h"
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
   int64_t l7_max_conns = l7.max_connections_per_listener;
   int64_t l7_header_timeout_ms = l7.header_timeout.count();
   int64_t l7_body_timeout_ms = l7.body_timeout.count();
+  dataplane::L4Options l4;
+  int64_t l4_splice_pipe = 0;
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -64,6 +67,8 @@ int main(int argc, char** argv) {
   flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
   flags.DurationMs("l7-body-timeout", &l7_body_timeout_ms, "L7: time for each request-body read to make progress, else 408");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
+  flags.Bool("l4-splice", &l4.splice, "L4: forward TCP/TLS bytes with splice(2) instead of copying (slower on loopback)");
+  flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice, bytes (0 = kernel default, else 4096..1048576)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
@@ -75,6 +80,17 @@ int main(int argc, char** argv) {
   if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
   if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
   if (l7.access_log.empty()) Usage("--access-log must be off, stdout or a file path");
+  // DOORMAN_L4_SPLICE=1: the former switch, still honoured (deprecated, warned below).
+  const char* splice_env = std::getenv("DOORMAN_L4_SPLICE");
+  const bool splice_from_env = !l4.splice && splice_env != nullptr && std::string(splice_env) == "1";
+  l4.splice = l4.splice || splice_from_env;
+  if (l4_splice_pipe != 0 && (l4_splice_pipe < static_cast<int64_t>(dataplane::kMinSplicePipeBytes) ||
+                              l4_splice_pipe > static_cast<int64_t>(dataplane::kMaxSplicePipeBytes))) {
+    Usage("--l4-splice-pipe-size must be 0 or between 4096 and 1048576");
+  }
+  if (l4_splice_pipe != 0 && !l4.splice) Usage("--l4-splice-pipe-size needs --l4-splice");
+  l4.splice_pipe_bytes = static_cast<std::size_t>(l4_splice_pipe);
+  dataplane::SetL4Options(l4);
   l7.max_body_bytes = static_cast<uint64_t>(l7_max_body);
   l7.max_connections_per_listener = l7_max_conns;
   l7.header_timeout = std::chrono::milliseconds(l7_header_timeout_ms);
@@ -86,6 +102,7 @@ int main(int argc, char** argv) {
   }
   if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
   if (node_name.empty()) node_name = HostName();
+  if (splice_from_env) log::Warn("dataplane", "DOORMAN_L4_SPLICE=1 is deprecated; use --l4-splice");
 
   // Block the stop signals in every thread (they inherit the mask); main waits for them below.
   sigset_t stop_signals;

@@ -3,8 +3,15 @@
 # 127.0.0.1. Not a ctest test. Each proxy gets 2 threads/workers (the machine has 2 cores).
 #   redis-benchmark GET/SET requests/s with p50/p99 (keep-alive, 50 clients)
 #   new connections/s: redis-benchmark -k 0 (one TCP connection per PING)
-#   bulk throughput: iperf3 -t 5
-# usage: bench/l4/run.sh [BUILD_DIR]    (prints a Markdown table; ratios are vs HAProxy)
+#   bulk throughput: iperf3 -t DURATION
+# Besides the rates it reports each proxy's CPU time per operation (utime+stime of the proxy's
+# processes from /proc, user+kernel): µs per GET/SET request, per new connection, per MiB. On a
+# shared machine the rates swing between rounds; CPU per operation is the steadier figure.
+# usage: bench/l4/run.sh [BUILD_DIR]    (prints Markdown tables; ratios are vs HAProxy)
+# env:   ROUNDS (default 1; the targets run in turn within each round), DURATION (iperf3 seconds,
+#        default 5), BENCH_REQUESTS (100000), BENCH_CONNECTIONS (20000),
+#        DOORMAN_BIN (default BUILD_DIR/dataplane/doorman-dataplane), DOORMAN_ARGS (extra
+#        dataplane flags, e.g. "--l4-splice --l4-splice-pipe-size 1048576")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
@@ -18,6 +25,10 @@ wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/nul
 
 N=${BENCH_REQUESTS:-100000}
 NCONN=${BENCH_CONNECTIONS:-20000}
+ROUNDS=${ROUNDS:-1}
+DURATION=${DURATION:-5}
+DOORMAN_BIN=${DOORMAN_BIN:-$build/dataplane/doorman-dataplane}
+read -r -a DOORMAN_EXTRA <<<"${DOORMAN_ARGS:-}"
 redis=$(port); iperf=$(port)
 d_redis=$(port); d_iperf=$(port); h_redis=$(port); h_iperf=$(port); n_redis=$(port); n_iperf=$(port)
 grpc=$(port); cm=$(port); dm=$(port)
@@ -41,8 +52,9 @@ YAML
 "$build/controller/doorman-controller" --manifests "$tmp/m" --grpc-listen "127.0.0.1:$grpc" \
   --metrics-listen "127.0.0.1:$cm" >"$tmp/ctl.log" 2>&1 & pids+=($!)
 wait_port "$grpc"
-"$build/dataplane/doorman-dataplane" --controller "127.0.0.1:$grpc" --bind-address 127.0.0.1 \
-  --metrics-listen "127.0.0.1:$dm" --workers 2 --log-format text >"$tmp/dp.log" 2>&1 & pids+=($!)
+"$DOORMAN_BIN" --controller "127.0.0.1:$grpc" --bind-address 127.0.0.1 \
+  --metrics-listen "127.0.0.1:$dm" --workers 2 --log-format text "${DOORMAN_EXTRA[@]}" >"$tmp/dp.log" 2>&1 & pids+=($!)
+dp_pid=$!
 
 cat >"$tmp/haproxy.cfg" <<CFG
 global
@@ -65,6 +77,7 @@ backend bi
   server s1 127.0.0.1:$iperf
 CFG
 haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+hp_pid=$!
 
 mkdir -p "$tmp/nginx/logs"
 cat >"$tmp/nginx/nginx.conf" <<CFG
@@ -80,9 +93,15 @@ stream {
 CFG
 nginx -p "$tmp/nginx" -e "$tmp/nginx/logs/error.log" -c "$tmp/nginx/nginx.conf" -g "daemon off;" \
   >"$tmp/nginx.log" 2>&1 & pids+=($!)
+ng_pid=$!
 
 for p in $redis $iperf $d_redis $d_iperf $h_redis $h_iperf $n_redis $n_iperf; do wait_port "$p"; done
 
+ng_workers=$(pgrep -P "$ng_pid" | tr '\n' ' ')
+
+# CPU ticks (utime+stime, 1/CLK_TCK s) used so far by the given processes (all their threads).
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
 # redis-benchmark --csv: "test","rps","avg","min","p50","p95","p99","max"
 rb() {  # port -> "get_rps get_p50 get_p99 set_rps set_p50 set_p99"
   redis-benchmark -h 127.0.0.1 -p "$1" -n "$N" -c 50 -t get,set --csv 2>/dev/null |
@@ -92,32 +111,53 @@ conns() {  # port -> new connections/s (one connection per request)
   redis-benchmark -h 127.0.0.1 -p "$1" -n "$NCONN" -c 20 -k 0 -t ping_inline --csv 2>/dev/null |
     awk -F'"' '/PING_INLINE/ {print $4}'
 }
-bulk() {  # port -> Gbit/s
-  iperf3 -c 127.0.0.1 -p "$1" -t 5 -J 2>/dev/null |
-    python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+bulk() {  # port -> "Gbit/s MiB"
+  iperf3 -c 127.0.0.1 -p "$1" -t "$DURATION" -J 2>/dev/null |
+    python3 -c 'import json,sys; d=json.load(sys.stdin)["end"]["sum_received"]; print("%.2f %.1f" % (d["bits_per_second"]/1e9, d["bytes"]/1048576))'
 }
-
-declare -A R
-for name in direct doorman haproxy nginx; do
-  case $name in
-    direct) rp=$redis; ip=$iperf ;;
-    doorman) rp=$d_redis; ip=$d_iperf ;;
-    haproxy) rp=$h_redis; ip=$h_iperf ;;
-    nginx) rp=$n_redis; ip=$n_iperf ;;
-  esac
-  R[$name.rb]=$(rb "$rp")
-  R[$name.conn]=$(conns "$rp")
-  R[$name.bulk]=$(bulk "$ip")
-done
-
+us_per() { python3 -c "print('%.1f' % (($2 - $1) * 1e6 / $hz / $3))" 2>/dev/null || echo "-"; }
 ratio() { python3 -c "print('%.2f' % ($1/$2))" 2>/dev/null || echo "-"; }
-echo "| target | GET req/s | GET p50/p99 ms | SET req/s | SET p50/p99 ms | new conn/s | iperf3 Gbit/s |"
-echo "|---|---|---|---|---|---|---|"
-for name in direct doorman haproxy nginx; do
-  read -r g gp50 gp99 s sp50 sp99 <<<"${R[$name.rb]}"
-  echo "| $name | $g | $gp50 / $gp99 | $s | $sp50 / $sp99 | ${R[$name.conn]} | ${R[$name.bulk]} |"
+
+summary=()
+for round in $(seq "$ROUNDS"); do
+  declare -A R=()
+  for name in direct doorman haproxy nginx; do
+    case $name in
+      direct) rp=$redis; ip=$iperf; procs=() ;;
+      doorman) rp=$d_redis; ip=$d_iperf; procs=("$dp_pid") ;;
+      haproxy) rp=$h_redis; ip=$h_iperf; procs=("$hp_pid") ;;
+      nginx) rp=$n_redis; ip=$n_iperf; read -r -a procs <<<"$ng_workers" ;;
+    esac
+    t0=$(ticks "${procs[@]}"); R[$name.rb]=$(rb "$rp"); t1=$(ticks "${procs[@]}")
+    R[$name.conn]=$(conns "$rp"); t2=$(ticks "${procs[@]}")
+    read -r gbit mib <<<"$(bulk "$ip")"; t3=$(ticks "${procs[@]}")
+    R[$name.bulk]=$gbit
+    if [ "$name" = direct ]; then
+      R[$name.cpu]="- / - / -"
+    else
+      R[$name.cpu]="$(us_per "$t0" "$t1" $((2 * N))) / $(us_per "$t1" "$t2" "$NCONN") / $(us_per "$t2" "$t3" "$mib")"
+    fi
+  done
+  echo
+  echo "Round $round of $ROUNDS ($(date -u +%H:%M:%S) UTC)"
+  echo
+  echo "| target | GET req/s | GET p50/p99 ms | SET req/s | SET p50/p99 ms | new conn/s | iperf3 Gbit/s | CPU µs/req / µs/conn / µs/MiB |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for name in direct doorman haproxy nginx; do
+    read -r g gp50 gp99 s sp50 sp99 <<<"${R[$name.rb]}"
+    echo "| $name | $g | $gp50 / $gp99 | $s | $sp50 / $sp99 | ${R[$name.conn]} | ${R[$name.bulk]} | ${R[$name.cpu]} |"
+  done
+  read -r dg _ _ ds _ _ <<<"${R[doorman.rb]}"
+  read -r hg _ _ hs _ _ <<<"${R[haproxy.rb]}"
+  IFS=' /' read -r dcr dcc dcb <<<"${R[doorman.cpu]}"
+  IFS=' /' read -r hcr hcc hcb <<<"${R[haproxy.cpu]}"
+  line="GET $(ratio "$dg" "$hg"), SET $(ratio "$ds" "$hs"), new conn/s $(ratio "${R[doorman.conn]}" "${R[haproxy.conn]}"), bulk $(ratio "${R[doorman.bulk]}" "${R[haproxy.bulk]}"); CPU per op (HAProxy / Doorman, > 1 = Doorman cheaper): req $(ratio "$hcr" "$dcr"), conn $(ratio "$hcc" "$dcc"), MiB $(ratio "$hcb" "$dcb")"
+  echo
+  echo "Doorman / HAProxy: $line"
+  summary+=("round $round: $line")
 done
-read -r dg _ _ ds _ _ <<<"${R[doorman.rb]}"
-read -r hg _ _ hs _ _ <<<"${R[haproxy.rb]}"
-echo
-echo "Doorman / HAProxy: GET $(ratio "$dg" "$hg"), SET $(ratio "$ds" "$hs"), new conn/s $(ratio "${R[doorman.conn]}" "${R[haproxy.conn]}"), bulk $(ratio "${R[doorman.bulk]}" "${R[haproxy.bulk]}")"
+if [ "$ROUNDS" -gt 1 ]; then
+  echo
+  echo "All rounds, Doorman / HAProxy:"
+  for l in "${summary[@]}"; do echo "- $l"; done
+fi

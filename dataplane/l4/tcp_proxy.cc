@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <sys/socket.h>
@@ -23,6 +22,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/l4_options.h"
 #include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
@@ -399,12 +399,16 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       co_return;
     }
     constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-    constexpr std::size_t kChunk = 64 * 1024;
+    std::size_t chunk = 64 * 1024;  // the kernel's default pipe capacity
+    if (const std::size_t want = GetL4Options().splice_pipe_bytes; want != 0) {
+      const int got = ::fcntl(pipe.fd[1], F_SETPIPE_SZ, static_cast<int>(want));
+      if (got > 0) chunk = static_cast<std::size_t>(got);  // else keep the default (ulimit, pipe-user-pages-soft)
+    }
     std::size_t in_pipe = 0;
     error_code ec;
     for (;;) {
       if (!from.is_open() || !to.is_open()) break;
-      const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fd[1], nullptr, kChunk, kFlags);
+      const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fd[1], nullptr, chunk, kFlags);
       if (n == 0) {
         if (self->pumps_ > 1) {
           error_code ignored;
@@ -449,16 +453,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     --self->pumps_;
   }
 
-  // Zero-copy forwarding is opt-in: DOORMAN_L4_SPLICE=1 (read once per process). Off by default
-  // because on loopback it measured slower than the copy path (docs/benchmarks.md): loopback
-  // skbs cannot be moved into a pipe, so splice copies anyway and adds syscalls.
-  static bool SpliceEnabled() {
-    static const bool on = [] {
-      const char* v = std::getenv("DOORMAN_L4_SPLICE");
-      return v != nullptr && std::string_view(v) == "1";
-    }();
-    return on;
-  }
+  // Zero-copy forwarding is opt-in: --l4-splice (L4Options). Off by default because on loopback
+  // it measured slower than the copy path (docs/benchmarks.md).
+  static bool SpliceEnabled() { return GetL4Options().splice; }
 
   // Hash of the client's IP address (not its port): source-hash/maglev pin a client, not a flow.
   // With PROXY accept, the address from the header (the real client behind the other balancer).

@@ -13,6 +13,10 @@ import sys
 import time
 import unittest
 
+# ctest's integration.test_l4_tcp_splice runs this file again on the splice(2) path.
+SPLICE_ARGS = (["--l4-splice", "--l4-splice-pipe-size", "262144"]
+               if os.environ.get("DOORMAN_TEST_L4_SPLICE") == "1" else [])
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import DoormanTestCase, free_port, metric_value, port_open, wait_until  # noqa: E402
 from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
@@ -52,7 +56,7 @@ class TcpHygiene(DoormanTestCase):
     def start(self, text):
         self.write_manifest("l4.yaml", text)
         self.start_controller()
-        self.start_dataplane(["--workers", "2"])
+        self.start_dataplane(["--workers", "2"] + SPLICE_ARGS)
         self.version = self.wait_converged()
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe was a real connection: let it end, then forget it at the peers.

@@ -1,0 +1,24 @@
+// Process-wide L4 forwarding options, from doorman-dataplane flags (see docs/l4.md). Set once in
+// main() before any worker starts, read-only afterwards (so no synchronisation is needed).
+#pragma once
+
+#include <cstddef>
+
+namespace doorman::dataplane {
+
+struct L4Options {
+  // --l4-splice: forward TCP/TLS bytes with splice(2) through a pipe per direction instead of
+  // copying through a user-space buffer. Off by default: on loopback it measured slower than the
+  // copy path (docs/benchmarks.md).
+  bool splice = false;
+  // --l4-splice-pipe-size: F_SETPIPE_SZ for those pipes, bytes (0 = the kernel default, 64 KiB).
+  std::size_t splice_pipe_bytes = 0;
+};
+
+inline constexpr std::size_t kMinSplicePipeBytes = 4096;
+inline constexpr std::size_t kMaxSplicePipeBytes = 1 << 20;  // /proc/sys/fs/pipe-max-size default
+
+const L4Options& GetL4Options();
+void SetL4Options(const L4Options& options);  // before workers start
+
+}  // namespace doorman::dataplane
