@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   int64_t l7_body_timeout_ms = l7.body_timeout.count();
   dataplane::L4Options l4;
   int64_t l4_splice_pipe = 0;
+  std::string l4_splice = "off";
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -67,8 +68,8 @@ int main(int argc, char** argv) {
   flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
   flags.DurationMs("l7-body-timeout", &l7_body_timeout_ms, "L7: time for each request-body read to make progress, else 408");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
-  flags.Bool("l4-splice", &l4.splice, "L4: forward TCP/TLS bytes with splice(2) instead of copying (slower on loopback)");
-  flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice, bytes (0 = kernel default, else 4096..1048576)");
+  flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");
+  flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice bulk|always, bytes (0 = kernel default, else 4096..1048576)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
@@ -82,13 +83,24 @@ int main(int argc, char** argv) {
   if (l7.access_log.empty()) Usage("--access-log must be off, stdout or a file path");
   // DOORMAN_L4_SPLICE=1: the former switch, still honoured (deprecated, warned below).
   const char* splice_env = std::getenv("DOORMAN_L4_SPLICE");
-  const bool splice_from_env = !l4.splice && splice_env != nullptr && std::string(splice_env) == "1";
-  l4.splice = l4.splice || splice_from_env;
+  const bool splice_from_env = l4_splice == "off" && splice_env != nullptr && std::string(splice_env) == "1";
+  if (splice_from_env) l4_splice = "always";
+  if (l4_splice == "off") {
+    l4.splice = dataplane::L4Options::Splice::kOff;
+  } else if (l4_splice == "bulk") {
+    l4.splice = dataplane::L4Options::Splice::kBulk;
+  } else if (l4_splice == "always") {
+    l4.splice = dataplane::L4Options::Splice::kAlways;
+  } else {
+    Usage("--l4-splice must be off, bulk or always");
+  }
   if (l4_splice_pipe != 0 && (l4_splice_pipe < static_cast<int64_t>(dataplane::kMinSplicePipeBytes) ||
                               l4_splice_pipe > static_cast<int64_t>(dataplane::kMaxSplicePipeBytes))) {
     Usage("--l4-splice-pipe-size must be 0 or between 4096 and 1048576");
   }
-  if (l4_splice_pipe != 0 && !l4.splice) Usage("--l4-splice-pipe-size needs --l4-splice");
+  if (l4_splice_pipe != 0 && l4.splice == dataplane::L4Options::Splice::kOff) {
+    Usage("--l4-splice-pipe-size needs --l4-splice bulk|always");
+  }
   l4.splice_pipe_bytes = static_cast<std::size_t>(l4_splice_pipe);
   dataplane::SetL4Options(l4);
   l7.max_body_bytes = static_cast<uint64_t>(l7_max_body);

@@ -8,9 +8,11 @@ namespace doorman::dataplane {
 
 struct L4Options {
   // --l4-splice: forward TCP/TLS bytes with splice(2) through a pipe per direction instead of
-  // copying through a user-space buffer. Off by default: on loopback it measured slower than the
-  // copy path (docs/benchmarks.md).
-  bool splice = false;
+  // copying through a user-space buffer. kOff (default): always copy. kBulk: copy, and switch a
+  // direction to splice once one of its reads fills the 16 KiB copy buffer (a bulk transfer; as
+  // HAProxy's splice-auto). kAlways: splice from the first byte. See docs/benchmarks.md.
+  enum class Splice { kOff, kBulk, kAlways };
+  Splice splice = Splice::kOff;
   // --l4-splice-pipe-size: F_SETPIPE_SZ for those pipes, bytes (0 = the kernel default, 64 KiB).
   std::size_t splice_pipe_bytes = 0;
 };

@@ -103,13 +103,13 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     self->last_activity_ms_ = NowMs();
     const auto ex = self->w_.executor();
     self->pumps_ = 2;
-    if (SpliceEnabled()) {
+    if (GetL4Options().splice == L4Options::Splice::kAlways) {
       error_code ec;
       self->client_.native_non_blocking(true, ec);
       if (!ec) self->upstream_.native_non_blocking(true, ec);
       if (!ec) {
-        net::co_spawn(ex, SplicePump(self, self->client_, self->upstream_, true), net::detached);
-        net::co_spawn(ex, SplicePump(self, self->upstream_, self->client_, false), net::detached);
+        net::co_spawn(ex, SpliceOrCopy(self, self->client_, self->upstream_, true), net::detached);
+        net::co_spawn(ex, SpliceOrCopy(self, self->upstream_, self->client_, false), net::detached);
         co_return;
       }
     }
@@ -320,6 +320,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     // The last read filled the buffer. Initially true for the client → backend direction: the
     // client usually spoke while the backend connection was being set up.
     bool more = rx;
+    bool may_splice = GetL4Options().splice == L4Options::Splice::kBulk;
     unsigned sync_reads = 0;
     for (;;) {
       error_code ec;
@@ -355,6 +356,19 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       self->Count(rx, n);
       more = n == cap;
+      if (more && may_splice) {
+        // A bulk transfer: the rest of this direction goes through splice(2) (--l4-splice bulk).
+        // Everything read so far has been written, so the byte order is kept. Without a pipe
+        // (out of fds) it keeps copying.
+        may_splice = false;
+        error_code nb;
+        from.native_non_blocking(true, nb);
+        if (!nb) to.native_non_blocking(true, nb);
+        if (!nb) {
+          const bool spliced = co_await SplicePump(self, from, to, rx);
+          if (spliced) co_return;  // it counted pumps_
+        }
+      }
       if (more && !bulk) {
         bulk.reset(new char[kPumpBufferBulk]);
         buf = bulk.get();
@@ -388,7 +402,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
   // Zero-copy variant of Pump: splice(2) socket → pipe → socket, driven by readiness waits
   // (async_wait), so bytes never enter user space. Same half-close/reset/idle semantics.
-  static Task<> SplicePump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
+  // --l4-splice always: splice, or copy when no pipe can be had.
+  static Task<> SpliceOrCopy(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
+    const bool spliced = co_await SplicePump(self, from, to, rx);
+    if (!spliced) co_await Pump(std::move(self), from, to, rx);
+  }
+
+  // False (nothing done) when no pipe could be created; true when the direction is finished.
+  static Task<bool> SplicePump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
     struct Pipe {
       int fd[2] = {-1, -1};
       ~Pipe() {
@@ -396,10 +417,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         if (fd[1] >= 0) ::close(fd[1]);
       }
     } pipe;
-    if (::pipe2(pipe.fd, O_NONBLOCK | O_CLOEXEC) != 0) {
-      co_await Pump(self, from, to, rx);  // out of fds for pipes: copy instead (counts pumps_)
-      co_return;
-    }
+    if (::pipe2(pipe.fd, O_NONBLOCK | O_CLOEXEC) != 0) co_return false;
     constexpr unsigned kFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
     std::size_t chunk = 64 * 1024;  // the kernel's default pipe capacity
     if (const std::size_t want = GetL4Options().splice_pipe_bytes; want != 0) {
@@ -453,11 +471,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       self->last_activity_ms_ = NowMs();
     }
     --self->pumps_;
+    co_return true;
   }
 
-  // Zero-copy forwarding is opt-in: --l4-splice (L4Options). Off by default because on loopback
-  // it measured slower than the copy path (docs/benchmarks.md).
-  static bool SpliceEnabled() { return GetL4Options().splice; }
 
   // Hash of the client's IP address (not its port): source-hash/maglev pin a client, not a flow.
   // With PROXY accept, the address from the header (the real client behind the other balancer).

@@ -34,7 +34,8 @@ class Cli(unittest.TestCase):
             [DATAPLANE, "--no-such-flag"],
             [DATAPLANE],   # --controller is required
             [DATAPLANE, "--controller", "127.0.0.1:1", "--workers", "many"],
-            [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "--l4-splice-pipe-size", "100"],
+            [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "sometimes"],
+            [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "always", "--l4-splice-pipe-size", "100"],
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice-pipe-size", "65536"],  # needs --l4-splice
         ]
         for argv in cases:

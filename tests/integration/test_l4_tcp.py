@@ -13,9 +13,10 @@ import sys
 import time
 import unittest
 
-# ctest's integration.test_l4_tcp_splice runs this file again on the splice(2) path.
-SPLICE_ARGS = (["--l4-splice", "--l4-splice-pipe-size", "262144"]
-               if os.environ.get("DOORMAN_TEST_L4_SPLICE") == "1" else [])
+# ctest's integration.test_l4_tcp_splice{,_bulk} run this file again on the splice(2) path
+# (DOORMAN_TEST_L4_SPLICE = always | bulk).
+SPLICE_ARGS = (["--l4-splice", os.environ["DOORMAN_TEST_L4_SPLICE"], "--l4-splice-pipe-size", "262144"]
+               if os.environ.get("DOORMAN_TEST_L4_SPLICE") else [])
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import DoormanTestCase, free_port, metric_value, port_open, wait_until  # noqa: E402
