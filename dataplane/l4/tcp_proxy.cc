@@ -400,14 +400,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     return 0;
   }
 
-  // Zero-copy variant of Pump: splice(2) socket → pipe → socket, driven by readiness waits
-  // (async_wait), so bytes never enter user space. Same half-close/reset/idle semantics.
   // --l4-splice always: splice, or copy when no pipe can be had.
   static Task<> SpliceOrCopy(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
     const bool spliced = co_await SplicePump(self, from, to, rx);
     if (!spliced) co_await Pump(std::move(self), from, to, rx);
   }
 
+  // Zero-copy variant of Pump: splice(2) socket → pipe → socket, driven by readiness waits
+  // (async_wait), so bytes never enter user space. Same half-close/reset/idle semantics.
   // False (nothing done) when no pipe could be created; true when the direction is finished.
   static Task<bool> SplicePump(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool rx) {
     struct Pipe {
