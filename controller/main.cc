@@ -20,6 +20,8 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/grpc_log.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "controller/grpc/routing_server.h"
 #include "controller/kube/config.h"
@@ -338,8 +340,7 @@ int main(int argc, char** argv) {
   std::string leader_elect_namespace;
   std::string leader_elect_id = "doorman-controller";
   std::string pod_name;
-  // Accepted by the parser so users get a clear "not supported yet" instead of "unknown flag".
-  std::string tls_cert, tls_key, tls_ca;
+  doorman::TlsFiles tls;
 
   doorman::FlagSet flags(kProgram,
                          "Doorman controller: turns LoadBalancer, Service (type LoadBalancer) and Ingress objects into "
@@ -374,9 +375,12 @@ int main(int argc, char** argv) {
   flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
   flags.Int("ingress-https-port", &ingress_https_port, "port Ingress HTTPS rules listen on");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
-  flags.String("tls-cert", &tls_cert, "server certificate for mTLS to dataplanes (not supported yet in this build)");
-  flags.String("tls-key", &tls_key, "server private key for mTLS (not supported yet in this build)");
-  flags.String("tls-ca", &tls_ca, "CA that signs dataplane certificates (not supported yet in this build)");
+  flags.String("tls-cert", &tls.cert,
+               "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
+  flags.String("tls-key", &tls.key, "mTLS: the gRPC server's private key (PEM, unencrypted)");
+  flags.String("tls-ca", &tls.ca,
+               "mTLS: CA bundle (PEM); every dataplane must present a client certificate it signed. The three "
+               "files are re-read every 5s (rotation without a restart)");
   const auto positional = flags.ParseOrExit(argc, argv);
 
   if (!positional.empty()) Fail(2, "unexpected argument \"" + positional.front() + "\" (see --help)");
@@ -384,10 +388,10 @@ int main(int argc, char** argv) {
   if (!doorman::log::Configure(log_format, log_level)) {
     Fail(2, "invalid --log-level \"" + log_level + "\" (want debug, info, warn or error)");
   }
-  const std::pair<const char*, bool> unsupported[] = {
-      {"tls-cert", !tls_cert.empty()}, {"tls-key", !tls_key.empty()}, {"tls-ca", !tls_ca.empty()}};
-  for (const auto& [name, given] : unsupported) {
-    if (given) Fail(2, std::string("--") + name + " is not supported yet in this build");
+  doorman::RouteGrpcLogs();
+  if (auto e = doorman::CheckTlsFlags(tls); !e.empty()) Fail(2, e);
+  if (tls.enabled()) {
+    if (auto e = doorman::CheckTlsFiles(tls); !e.empty()) Fail(2, e);
   }
   for (const auto& [name, value] : {std::pair{"ingress-http-port", ingress_http_port}, std::pair{"ingress-https-port", ingress_https_port}}) {
     if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
@@ -496,6 +500,7 @@ int main(int argc, char** argv) {
   }
 
   std::string error;
+  if (tls.enabled()) server.UseTls(tls);
   if (!server.Start(grpc_listen, &error)) Fail(1, "--grpc-listen: " + error);
   std::atomic<bool> serving{true};
   AdminServer admin(registry, [&] {
@@ -548,11 +553,13 @@ int main(int argc, char** argv) {
                         {"server", kube_config->server},
                         {"identity", identity},
                         {"grpc_port", std::to_string(server.port())},
+                        {"grpc_tls", tls.enabled() ? "mtls" : "off"},
                         {"metrics_port", std::to_string(admin.port())}});
   } else {
     doorman::log::Info("controller", "started",
                        {{"manifests", manifests},
                         {"grpc_port", std::to_string(server.port())},
+                        {"grpc_tls", tls.enabled() ? "mtls" : "off"},
                         {"metrics_port", std::to_string(admin.port())},
                         {"version", std::to_string(server.version())}});
   }

@@ -9,6 +9,8 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/grpc_log.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "dataplane/config/state_file.h"
 #include "dataplane/config/subscriber.h"
@@ -37,8 +39,8 @@ std::string HostName() {
 int main(int argc, char** argv) {
   using namespace doorman;
   std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
-                                                         state_dir, log_format = "text", log_level = "info",
-                                                         tls_cert, tls_key, tls_ca;
+                                                         state_dir, log_format = "text", log_level = "info";
+  TlsFiles tls;
   int64_t workers = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   dataplane::L7Options l7;
   int64_t l7_max_body = static_cast<int64_t>(l7.max_body_bytes);
@@ -56,9 +58,10 @@ int main(int argc, char** argv) {
   flags.Int("workers", &workers, "worker threads (default: hardware cores)");
   flags.String("log-format", &log_format, "text | json");
   flags.String("log-level", &log_level, "debug | info | warn | error");
-  flags.String("tls-cert", &tls_cert, "client certificate for mTLS to the controller (not supported yet)");
-  flags.String("tls-key", &tls_key, "client key for mTLS to the controller (not supported yet)");
-  flags.String("tls-ca", &tls_ca, "CA bundle for mTLS to the controller (not supported yet)");
+  flags.String("tls-cert", &tls.cert, "mTLS to the controller: client certificate chain (PEM); needs --tls-key and --tls-ca");
+  flags.String("tls-key", &tls.key, "mTLS: client private key (PEM, unencrypted)");
+  flags.String("tls-ca", &tls.ca, "mTLS: CA bundle (PEM) that must have signed the controller's certificate (files re-read every 5s)");
+  flags.String("tls-server-name", &tls.server_name, "mTLS: name expected in the controller's certificate (default: the --controller host)");
   flags.Int("l7-max-body-bytes", &l7_max_body, "L7: largest request body (streamed), else 413");
   flags.Int("l7-max-connections", &l7_max_conns, "L7: open client connections per listener, else 503 (0 = no cap)");
   flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
@@ -67,8 +70,9 @@ int main(int argc, char** argv) {
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
-  if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {
-    Usage("--tls-cert/--tls-key/--tls-ca: mTLS is not supported yet in this build");
+  if (auto e = CheckTlsFlags(tls); !e.empty()) Usage(e.c_str());
+  if (tls.enabled()) {
+    if (auto e = CheckTlsFiles(tls); !e.empty()) Usage(e.c_str());
   }
   if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
   if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
@@ -85,6 +89,7 @@ int main(int argc, char** argv) {
     Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
   }
   if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
+  RouteGrpcLogs();
   if (node_name.empty()) node_name = HostName();
 
   // Block the stop signals in every thread (they inherit the mask); main waits for them below.
@@ -137,6 +142,7 @@ int main(int argc, char** argv) {
   sub_opts.controller = controller;
   sub_opts.node_name = node_name;
   sub_opts.advertise_address = advertise_address;
+  sub_opts.tls = tls;
   dataplane::Subscriber subscriber(
       sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); });
   subscriber.Start();
