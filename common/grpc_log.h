@@ -6,6 +6,7 @@ namespace doorman {
 
 // Call once at start-up, after log::Configure and before any gRPC object exists. gRPC's errors
 // become warn lines of component "grpc"; its own verbosity (GRPC_VERBOSITY) still filters first.
+// The same line repeated within a minute is logged once (then with repeated=N).
 void RouteGrpcLogs();
 
 }  // namespace doorman
