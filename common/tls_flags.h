@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace doorman {
 
@@ -21,5 +22,10 @@ struct TlsFiles {
 // "" when the flags are usable, else one line for the user: all three files or none, and
 // --tls-server-name only together with them.
 std::string CheckTlsFlags(const TlsFiles& files);
+
+// What to tell the user when a dataplane's connection to the controller failed with
+// `grpc_error` (gRPC's status message), given whether it uses mTLS: where to look for a TLS
+// mismatch, or "" when the error says nothing reached a TLS handshake (refused, unresolvable).
+std::string_view TlsConnectHint(bool tls_enabled, std::string_view grpc_error);
 
 }  // namespace doorman

@@ -125,18 +125,16 @@ bool Subscriber::RunStream() {
     const std::string failure = std::to_string(status.error_code()) + " " + status.error_message();
     const bool repeat = failure == last_failure_;
     last_failure_ = failure;
-    const char* hint = opts_.tls.enabled()
-                           ? "mTLS: the controller must run with --tls-cert/--tls-key/--tls-ca, its certificate "
-                             "signed by --tls-ca and naming the --controller host (or --tls-server-name)"
-                           : "plaintext: if the controller requires mTLS, give --tls-cert, --tls-key and --tls-ca";
-    std::initializer_list<log::Field> fields = {{"controller", opts_.controller},
-                                                {"code", std::to_string(status.error_code())},
-                                                {"error", status.error_message()},
-                                                {"hint", hint}};
-    if (repeat) {
-      log::Debug("subscriber", "cannot reach controller; retrying", fields);
-    } else {
-      log::Warn("subscriber", "cannot reach controller; retrying", fields);
+    const std::string_view hint = TlsConnectHint(opts_.tls.enabled(), status.error_message());
+    const log::Level level = repeat ? log::Level::kDebug : log::Level::kWarn;
+    const std::string code = std::to_string(status.error_code());
+    if (log::Enabled(level) && hint.empty()) {
+      log::Write(level, "subscriber", "cannot reach controller; retrying",
+                 {{"controller", opts_.controller}, {"code", code}, {"error", status.error_message()}});
+    } else if (log::Enabled(level)) {
+      log::Write(level, "subscriber", "cannot reach controller; retrying",
+                 {{"controller", opts_.controller}, {"code", code}, {"error", status.error_message()},
+                  {"hint", std::string(hint)}});
     }
   }
   return got_update;

@@ -38,5 +38,23 @@ TEST(MtlsFlags, EnabledByAnyFile) {
   EXPECT_TRUE((TlsFiles{"", "", "ca", ""}.enabled()));
 }
 
+TEST(MtlsConnectHint, OnlyWhenATlsMismatchIsPossible) {
+  const std::string_view refused =
+      "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to remote host: "
+      "Connection refused";
+  const std::string_view dns = "DNS resolution failed for doorman-controller.doorman-system.svc:18000";
+  const std::string_view closed = "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket closed";
+  const std::string_view verify =
+      "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed: SSL_ERROR_SSL: "
+      "error:0A000086:SSL routines::certificate verify failed";
+  for (bool tls : {false, true}) {
+    EXPECT_EQ(TlsConnectHint(tls, refused), "");
+    EXPECT_EQ(TlsConnectHint(tls, dns), "");
+  }
+  EXPECT_EQ(TlsConnectHint(false, closed).substr(0, 10), "plaintext:");
+  EXPECT_EQ(TlsConnectHint(true, closed).substr(0, 5), "mTLS:");
+  EXPECT_EQ(TlsConnectHint(true, verify).substr(0, 5), "mTLS:");
+}
+
 }  // namespace
 }  // namespace doorman
