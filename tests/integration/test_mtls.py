@@ -169,7 +169,8 @@ class Mtls(DoormanTestCase):
     # --- tests ------------------------------------------------------------------------------
     def test_mtls_dataplane_converges_and_routes(self):
         self.start_controller(self.server_flags())
-        self.assertIn("grpc_tls=mtls", self.controller.log())
+        # /readyz can answer just before the "started" line is written.
+        wait_until(lambda: "grpc_tls=mtls" in self.controller.log(), what="controller started with mTLS")
         self.start_dataplane(self.client_flags())
         self.wait_converged()
         wait_until(lambda: port_open(self.http_port), what="listener")
@@ -229,7 +230,7 @@ class Mtls(DoormanTestCase):
 
     def test_plaintext_controller_and_tls_dataplane_fail_clearly(self):
         self.start_controller()
-        self.assertIn("grpc_tls=off", self.controller.log())
+        wait_until(lambda: "grpc_tls=off" in self.controller.log(), what="controller started in plaintext")
         dp, port = self.spawn_refused_dataplane("dp-tls", self.client_flags())
         self.assert_refused_and_retrying(dp, port, 'hint="mTLS: the controller must run with --tls-cert')
         line = next(l for l in dp.log().splitlines() if "WARN subscriber: cannot reach controller" in l)
