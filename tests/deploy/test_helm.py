@@ -4,7 +4,8 @@ checked against deploy/ and applied with the real kubectl to the API test server
 Proven: the default render equals deploy/ object for object (labels aside); two non-default
 value sets change exactly what they should; values.schema.json rejects bad values; every render
 is accepted by kubectl apply (Deployment/DaemonSet/RBAC/monitoring kinds via stand-in CRDs, not
-validated by the server: see standin-crds.yaml). Not proven: that the real helm binary renders
+validated by the server: see standin-crds.yaml); with mtls.enabled the rendered --tls-* flags,
+pointed at a throwaway PKI, start the real binaries and the dataplane connects over mTLS. Not proven: that the real helm binary renders
 identically (it cannot be installed here), nor a real cluster's admission of those kinds.
 """
 import copy

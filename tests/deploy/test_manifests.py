@@ -5,7 +5,8 @@ Proven: every object in crds/ + deploy/ + deploy/monitoring/ is applied by the r
 (Namespace, ServiceAccount, Service, IngressClass, CRD: kinds the sim validates; Deployment,
 DaemonSet, RBAC and Prometheus Operator kinds: stored via stand-in CRDs, not validated by the
 server); the alert expressions pass `promtool check rules`; RBAC rules grant every
-(apiGroup, resource/subresource, verb) the controller used, and nothing it did not use.
+(apiGroup, resource/subresource, verb) the controller used, and nothing it did not use; the
+deploy/mtls/ patches add exactly the --tls-* flags and Secret mounts the binaries accept.
 """
 import json
 import os
