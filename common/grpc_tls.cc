@@ -13,8 +13,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace doorman {
 namespace {
@@ -74,6 +76,10 @@ std::string CheckTlsFiles(const TlsFiles& files) {
   const std::pair<const char*, const std::string*> inputs[3] = {
       {"--tls-cert", &files.cert}, {"--tls-key", &files.key}, {"--tls-ca", &files.ca}};
   for (int i = 0; i < 3; ++i) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(*inputs[i].second, ec)) {
+      return Named(inputs[i].first, *inputs[i].second) + ": cannot read (Is a directory)";
+    }
     std::ifstream in(*inputs[i].second, std::ios::binary);
     if (!in) return Named(inputs[i].first, *inputs[i].second) + ": cannot read (" + std::strerror(errno) + ")";
     std::ostringstream buf;

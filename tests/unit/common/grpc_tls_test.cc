@@ -100,6 +100,7 @@ TEST(MtlsPem, UnreadableFileIsNamed) {
   const TlsFiles files{dir + "/mtls-cert.pem", dir + "/mtls-missing.key", dir + "/mtls-cert.pem", ""};
   std::ofstream(files.cert) << id.cert_pem;
   ExpectError(CheckTlsFiles(files), "--tls-key " + files.key + ": cannot read (No such file or directory)", id);
+  ExpectError(CheckTlsFiles({files.cert, dir, files.ca, ""}), "--tls-key " + dir + ": cannot read (Is a directory)", id);
   std::ofstream(files.key) << id.key_pem;
   EXPECT_EQ(CheckTlsFiles(files), "");
   std::remove(files.cert.c_str());
