@@ -13,7 +13,7 @@ bool IdleSocketAlive(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::optional<Socket> UpstreamPool::Take(const std::string& key) {
+std::optional<Socket> UpstreamPool::Take(const std::string& key, bool verify) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return std::nullopt;
   auto& v = it->second;
@@ -21,7 +21,10 @@ std::optional<Socket> UpstreamPool::Take(const std::string& key) {
   while (!v.empty()) {
     Idle idle = std::move(v.back());
     v.pop_back();
-    if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.socket)) return std::move(idle.socket);
+    const auto idle_for = now - idle.since;
+    if (idle_for < kMaxPooledIdle && ((!verify && idle_for < kPeekAfterIdle) || IdleSocketAlive(idle.socket))) {
+      return std::move(idle.socket);
+    }
     boost::system::error_code ignored;
     idle.socket.close(ignored);
   }

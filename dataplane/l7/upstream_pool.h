@@ -1,9 +1,12 @@
 // Per-worker pool of idle keep-alive connections to backend endpoints, keyed by "address:port".
 // LIFO (the most recently used connection is the least likely to have been closed by the
 // backend), bounded per endpoint, aged out by a periodic Sweep(). A connection handed out by
-// Take() has just been checked with a non-blocking peek: one the backend closed (FIN/RST) or that
-// carries unexpected bytes is discarded. The residual race (the backend closes just as we reuse)
-// is handled by the proxy retrying a body-less request once on a fresh connection.
+// Take(key, verify=true), or one idle for longer than kPeekAfterIdle, has just been checked with a
+// non-blocking peek: one the backend closed (FIN/RST) or that carries unexpected bytes is
+// discarded. The proxy asks for the peek before requests it could not retry (with a body); a
+// body-less request skips it for a connection that was busy a moment ago (a syscall per request
+// saved), and the residual race (the backend closes just as we reuse) is handled by retrying that
+// request once on a fresh connection.
 // Not thread-safe: one per worker, used on that worker's thread only.
 #pragma once
 
@@ -19,10 +22,11 @@ namespace doorman::dataplane {
 
 inline constexpr std::size_t kMaxIdlePerEndpoint = 64;
 inline constexpr std::chrono::seconds kMaxPooledIdle{30};
+inline constexpr std::chrono::seconds kPeekAfterIdle{1};
 
 class UpstreamPool {
  public:
-  std::optional<Socket> Take(const std::string& key);
+  std::optional<Socket> Take(const std::string& key, bool verify = true);
   void Put(const std::string& key, Socket socket);
   void Sweep();
   void Close();  // drops every connection and refuses further Put()s (shutdown)

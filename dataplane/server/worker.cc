@@ -28,6 +28,7 @@ Worker::~Worker() {
 
 void Worker::Start() {
   net::co_spawn(executor(), SweepPool(), net::detached);
+  net::co_spawn(executor(), SweepDeadlines(), net::detached);
   thread_ = std::thread([this] {
     for (;;) {
       try {
@@ -58,6 +59,17 @@ Task<> Worker::SweepPool() {
     co_await timer.async_wait(Redirect(ec));
     if (ec) co_return;
     pool_.Sweep();
+  }
+}
+
+Task<> Worker::SweepDeadlines() {
+  Timer timer(executor());
+  for (;;) {
+    timer.expires_after(kDeadlineTick);
+    boost::system::error_code ec;
+    co_await timer.async_wait(Redirect(ec));
+    if (ec) co_return;
+    deadlines_.Sweep(std::chrono::steady_clock::now());
   }
 }
 
