@@ -619,8 +619,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           force_fresh = true;
           continue;
         }
-        co_return local(IsTimeout(sent.ec) ? 504 : 502, "backend write failed (" + sent.ec.message() + ")", true);
+        // A backend may answer before reading the whole body (413, 401...) and close: its answer
+        // is already in our receive queue and is what the client should get (as nginx does).
+        if (!has_body || IsTimeout(sent.ec)) {
+          co_return local(IsTimeout(sent.ec) ? 504 : 502, "backend write failed (" + sent.ec.message() + ")", true);
+        }
       }
+      const bool early_answer = sent.ec.failed();
 
       // 3. The response head (interim 1xx responses are consumed here, not forwarded).
       std::optional<HeadParser<false>> rp;
@@ -638,6 +643,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
       }
       up_dl_.Disarm();
+      if (rec && early_answer) {
+        NoteFailure(*route, *ep);
+        co_return local(502, "backend write failed (" + sent.ec.message() + ")", true);
+      }
       if (rec) {
         if (reused && !has_body && attempt == 0 && !got_response_bytes_ &&
             (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof)) {
@@ -686,6 +695,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       const bool header_only = head || status == 204 || status == 304;
       bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
+      if (early_answer || !p.is_done()) {
+        // The rest of the client's body was not read: close after this answer, lingering so the
+        // unread bytes do not turn the close into a reset that destroys the answer.
+        keep = false;
+        upstream_reusable = false;
+        linger_ = true;
+      }
       Framing framing = Framing::kRaw;
       if (!header_only && !rp->is_done() && rp->chunked()) {
         if (version >= 11) {
