@@ -38,7 +38,7 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
   }
   StripHopByHop(h);
   if (!info.authority.empty()) {
-    h.Set("Host", info.authority);
+    h.Set(http::field::host, "Host", info.authority);
     h.set_target(info.origin_target);
   }
   switch (info.forwarded_for) {
@@ -46,7 +46,7 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
       if (!info.trusted) h.Erase("X-Forwarded-For");
       break;
     case ForwardedForMode::kReplace:
-      h.Set("X-Forwarded-For", info.client_ip);
+      h.Set(http::field::unknown, "X-Forwarded-For", info.client_ip);
       break;
     case ForwardedForMode::kAppend: {
       std::string value;
@@ -59,7 +59,7 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
       }
       if (!value.empty()) value += ", ";
       value.append(info.client_ip);
-      h.Set("X-Forwarded-For", value);
+      h.Set(http::field::unknown, "X-Forwarded-For", value);
       break;
     }
   }
@@ -68,13 +68,13 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
     if (value.empty()) {
       h.Erase(name);
     } else {
-      h.Set(name, value);
+      h.Set(http::field::unknown, name, value);  // X-Forwarded-*: not in Beast's field table
     }
   };
   set_unless_trusted("X-Forwarded-Proto", info.proto);
   set_unless_trusted("X-Forwarded-Host", info.host);
   set_unless_trusted("X-Forwarded-Port", info.port);
-  if (!info.request_id.empty()) h.Set("X-Request-Id", info.request_id);
+  if (!info.request_id.empty()) h.Set(http::field::unknown, "X-Request-Id", info.request_id);
   return expect_continue;
 }
 

@@ -95,9 +95,20 @@ void HttpHead::Erase(http::field id) {
   }
 }
 
-void HttpHead::Insert(std::string_view n, std::string_view v) {
+void HttpHead::Insert(std::string_view n, std::string_view v) { Insert(http::string_to_field(n), n, v); }
+
+void HttpHead::Set(http::field id, std::string_view n, std::string_view v) {
+  if (id == http::field::unknown) {
+    Erase(n);
+  } else {
+    Erase(id);
+  }
+  Insert(id, n, v);
+}
+
+void HttpHead::Insert(http::field id, std::string_view n, std::string_view v) {
   Field f;
-  f.id = http::string_to_field(n);
+  f.id = id;
   f.added = true;
   f.name_off = Append(added_, n);
   f.name_len = static_cast<uint32_t>(n.size());
@@ -106,10 +117,7 @@ void HttpHead::Insert(std::string_view n, std::string_view v) {
   fields_.push_back(f);
 }
 
-void HttpHead::Set(std::string_view n, std::string_view v) {
-  Erase(n);
-  Insert(n, v);
-}
+void HttpHead::Set(std::string_view n, std::string_view v) { Set(http::string_to_field(n), n, v); }
 
 void HttpHead::AppendFields(std::string* out) const {
   for (const auto& f : fields_) {

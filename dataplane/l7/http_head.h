@@ -61,6 +61,10 @@ class HttpHead {
   void Erase(boost::beast::http::field id);
   void Insert(std::string_view name, std::string_view value);  // appended after the others
   void Set(std::string_view name, std::string_view value);     // Erase + Insert
+  // The same with the name's field id already known (http::field::unknown for names Beast does
+  // not know, e.g. X-Forwarded-For): saves the name lookup on the hot path.
+  void Insert(boost::beast::http::field id, std::string_view name, std::string_view value);
+  void Set(boost::beast::http::field id, std::string_view name, std::string_view value);
   // Parser hook: a received field (copied).
   void AddReceived(boost::beast::http::field id, std::string_view name, std::string_view value);
 

@@ -110,7 +110,9 @@ std::string SmugglingRisk(const HttpHead& h) {
   std::string_view te;
   for (const auto& f : h.fields()) {
     const std::string_view v = h.value(f);
-    if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) return "CR, LF or NUL in a field value";
+    for (const char c : v) {
+      if (c == '\r' || c == '\n' || c == '\0') return "CR, LF or NUL in a field value";
+    }
     if (f.id == http::field::content_length) {
       ++content_lengths;
       if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) return "invalid Content-Length";
@@ -639,7 +641,29 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         rp->body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none is broken in Beast 1.74
         rp->eager(false);
         if (head) rp->skip(true);
-        co_await ReadResponseHead(*up, *rp, rec);
+        // Read until the head is complete (inline: no coroutine frame per request).
+        bool any = false;
+        for (;;) {
+          if (up_buf_.size() > 0) {
+            any = true;
+            got_response_bytes_ = true;
+            const std::size_t used = rp->put(up_buf_.data(), rec);
+            up_buf_.consume(used);
+            if (!rec && rp->is_header_done()) break;
+            if (rec && rec != http::error::need_more) break;
+            rec = {};
+          }
+          const std::size_t n = co_await up->async_read_some(up_buf_.prepare(kRelayBuffer), Redirect(rec));
+          if (rec) {
+            if (up_dl_.fired()) {
+              rec = beast::error::timeout;
+            } else if (rec == net::error::eof) {
+              rec = any ? http::error::partial_message : http::error::end_of_stream;
+            }
+            break;
+          }
+          up_buf_.commit(n);
+        }
         if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
       }
       up_dl_.Disarm();
@@ -690,7 +714,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       StripHopByHop(res);
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
-        res.Insert("Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
+        res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
                                                  route->sticky_ttl, kTls));
       }
       const bool header_only = head || status == 204 || status == 304;
@@ -754,33 +778,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) w_.pool().Put(ep->key, std::move(*up));
       co_return keep;
-    }
-  }
-
-  // Reads until `rp` has the whole response head (interim heads included), from up_buf_ first.
-  // The caller arms up_dl_ (the per-try / request timeout).
-  Task<void> ReadResponseHead(Socket& up, HeadParser<false>& rp, error_code& ec) {
-    bool any = false;
-    for (;;) {
-      if (up_buf_.size() > 0) {
-        any = true;
-        got_response_bytes_ = true;
-        const std::size_t used = rp.put(up_buf_.data(), ec);
-        up_buf_.consume(used);
-        if (!ec && rp.is_header_done()) co_return;
-        if (ec && ec != http::error::need_more) co_return;
-        ec = {};
-      }
-      const std::size_t n = co_await up.async_read_some(up_buf_.prepare(kRelayBuffer), Redirect(ec));
-      if (ec) {
-        if (up_dl_.fired()) {
-          ec = beast::error::timeout;
-        } else if (ec == net::error::eof) {
-          ec = any ? http::error::partial_message : http::error::end_of_stream;
-        }
-        co_return;
-      }
-      up_buf_.commit(n);
     }
   }
 

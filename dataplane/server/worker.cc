@@ -16,7 +16,10 @@ Worker::Worker(int index, SharedState& shared)
     : index_(index),
       shared_(shared),
       metrics_(shared.metrics),
-      ioc_(std::make_unique<net::io_context>(1)),
+      // One thread per io_context, and every socket's operations start on that thread (acceptors
+      // are only registered from elsewhere): the reactor's per-descriptor locks can go, which
+      // is measurable per request (PERFORMANCE-NOTES.md). Posting from other threads stays safe.
+      ioc_(std::make_unique<net::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       guard_(std::make_unique<net::executor_work_guard<Executor>>(ioc_->get_executor())) {}
 
 Worker::~Worker() {
