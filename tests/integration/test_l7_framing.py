@@ -192,6 +192,16 @@ spec:
         self.assertEqual(r.json()["path"], path)
         return r
 
+    def assert_upstream_kept(self, c, path, method="GET"):
+        """After `path`, the next request reuses the same upstream connection: the proxy knew
+        exactly where that response ended (a pooled connection with unread bytes is dropped)."""
+        before = self.assert_echo_ok(c, "/before").json()["peer"]
+        c.request(method, path)
+        r = c.read_response(method)
+        self.assertLess(r.status, 400, r)
+        after = self.assert_echo_ok(c, "/after").json()["peer"]
+        self.assertEqual(before, after, "upstream connection not reused after %s %s" % (method, path))
+
     # 1 ------------------------------------------------------------------------------------
     def test_chunked_request_upload_arrives_intact(self):
         data = payload(6 * MiB + 12345)
@@ -256,7 +266,8 @@ spec:
         r = c.read_response()
         self.assertEqual((r.status, r.framing, r.body), (200, "chunked", b""))
         self.assert_echo_ok(c)
-        # curl decodes it too (independent client), with --fail-early framing checks.
+        self.assert_upstream_kept(c, "/chunked/100000?trailer=1")
+        # curl decodes it too (independent client).
         out = os.path.join(self.tmp, "chunked.out")
         r = curl(["-H", "Host: " + HOST, "-o", out, "-w", "%{http_code}", self.url("/chunked/%d?trailer=1" % n)], timeout=20)
         self.assertEqual((r.returncode, r.stdout), (0, "200"), r.stderr)
@@ -298,6 +309,12 @@ spec:
         r = c.read_response()
         self.assertEqual((r.status, r.framing, r.body), (200, "chunked", b""))
         self.assert_echo_ok(c)
+        # Pipelined behind a close-delimited body: answered in order, each body exact.
+        c.send(b"GET /close/70000 HTTP/1.1\r\nHost: %s\r\n\r\nGET /close/5 HTTP/1.1\r\nHost: %s\r\n\r\n"
+               b"GET /p HTTP/1.1\r\nHost: %s\r\n\r\n" % ((HOST.encode(),) * 3))
+        self.assertEqual(sha(c.read_response().body), sha(payload(70000)))
+        self.assertEqual(c.read_response().body, payload(5))
+        self.assertEqual(c.read_response().json()["path"], "/p")
 
     def test_close_delimited_response_to_http10_client_is_raw_until_close(self):
         n = 2 * MiB + 99
@@ -362,6 +379,8 @@ spec:
         self.assertIsNotNone(h.get("content-length"), "HEAD keeps the Content-Length a GET would get: %r" % h)
         self.assertNotEqual(h.get("content-length"), "0")
         self.assert_echo_ok(c)
+        self.assert_upstream_kept(c, "/big/100000", "HEAD")
+        self.assert_upstream_kept(c, "/chunked/100000", "HEAD")
         c.request("GET", "/last", headers=[("Connection", "close")])
         self.assertEqual(c.read_response().json()["path"], "/last")
         self.assertTrue(c.at_eof(), "Connection: close honoured")
@@ -386,45 +405,51 @@ spec:
         c.request("GET", "/status/304")
         self.assertEqual(c.read_response().get("content-length"), "1234")
         self.assert_echo_ok(c)
+        for path in ("/status/204", "/status/304"):
+            self.assert_upstream_kept(c, path)
 
     # 7 ------------------------------------------------------------------------------------
     def test_early_backend_response_is_forwarded_not_502(self):
-        # The backend answers 413 + Connection: close without reading a 16 MiB body and closes
-        # (which resets the upstream connection). The client must get the backend's 413.
-        n = 16 * MiB
-        body = b"x" * n
-        for framing in ("length", "chunked"):
-            with self.subTest(framing=framing):
+        # The backend answers 413 + Connection: close without reading the body and closes (which
+        # resets the upstream connection). The client must get the backend's 413: for a 16 MiB
+        # body the proxy is still writing it when the backend closes; 1000 bytes fit in buffers.
+        for framing, n in (("length", 16 * MiB), ("chunked", 16 * MiB), ("length", 1000), ("chunked", 1000)):
+            body = b"x" * n
+            with self.subTest(framing=framing, size=n):
                 c = self.conn(timeout=10)
                 if framing == "length":
                     c.request("POST", "/early", headers=[("Content-Length", str(n))])
                     wire = body
                 else:
                     c.request("POST", "/early", headers=[("Transfer-Encoding", "chunked")])
-                    wire = b"".join(b"10000\r\n" + body[i:i + 0x10000] + b"\r\n" for i in range(0, n, 0x10000)) + b"0\r\n\r\n"
+                    wire = b"".join(b"%x\r\n" % len(body[i:i + 0x10000]) + body[i:i + 0x10000] + b"\r\n"
+                                    for i in range(0, n, 0x10000)) + b"0\r\n\r\n"
                 send_error = []
 
-                def sender():
+                def sender(sock, data, errors):
                     try:
-                        c.sock.sendall(wire)
+                        sock.sendall(data)
                     except OSError as e:  # the proxy may close once it answered: expected
-                        send_error.append(e)
-                t = threading.Thread(target=sender, daemon=True)
+                        errors.append(e)
+                t = threading.Thread(target=sender, args=(c.sock, wire, send_error), daemon=True)
                 t.start()
                 try:
-                    r = c.read_response()
-                except (EOFError, ConnectionResetError) as e:
-                    self.fail("no response to an upload the backend refused early: %r" % e)
-                self.assertEqual(r.status, 413, "want the backend's 413, got %r %r" % (r, r.body[:200]))
-                self.assertEqual(r.get("x-backend"), "b", r)
-                self.assertEqual(r.body, b"backend: request body too large\n")
-                if (r.get("connection") or "").lower() == "close":
-                    self.assertTrue(c.at_eof(timeout=5), "Connection: close, but the connection stayed open")
-                else:  # the proxy read the rest of the body itself: the connection must still work
+                    try:
+                        r = c.read_response()
+                    except (EOFError, ConnectionResetError) as e:
+                        self.fail("no response to an upload the backend refused early: %r" % e)
+                    self.assertEqual(r.status, 413, "want the backend's 413, got %r %r" % (r, r.body[:200]))
+                    self.assertEqual(r.get("x-backend"), "b", r)
+                    self.assertEqual(r.body, b"backend: request body too large\n")
+                    if (r.get("connection") or "").lower() == "close":
+                        self.assertTrue(c.at_eof(timeout=5), "Connection: close, but the connection stayed open")
+                    else:  # the proxy read the rest of the body itself: the connection must still work
+                        t.join(10)
+                        self.assertEqual(send_error, [])
+                        self.assert_echo_ok(c)
+                finally:
+                    c.close()  # ends a sender still blocked on a failed subtest's connection
                     t.join(10)
-                    self.assertEqual(send_error, [])
-                    self.assert_echo_ok(c)
-                t.join(10)
         # The proxy is still fine afterwards.
         self.assert_echo_ok(self.conn())
 
