@@ -23,7 +23,8 @@ Special paths (GET and HEAD; the body bytes are payload(N), see below):
 Every special response carries X-Body-Sha256 (the sha256 of the body a GET gets) and X-Backend.
 
 usage: backend.py --port PORT --name NAME [--host 127.0.0.1] [--count]
-  --count   count every request received; GET /__stats answers {"requests": N} (not counted)
+  --count   count every request received; GET /__stats answers {"requests": N, "bodies": complete
+            request bodies, "truncated_bodies": bodies cut short or malformed} (not counted)
   --status N  answer every request with status N (default 200)
 """
 import argparse
@@ -70,7 +71,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.count_requests and self.path == "/__stats":
             with self.server.lock:
                 n = self.server.requests
-            payload_ = json.dumps({"requests": n}).encode()
+                ok, bad = self.server.bodies_ok, self.server.bodies_bad
+            payload_ = json.dumps({"requests": n, "bodies": ok, "truncated_bodies": bad}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload_)))
@@ -109,6 +111,21 @@ class Handler(BaseHTTPRequestHandler):
         return line[:-2]
 
     def _body(self):
+        """(body bytes, framing, trailers), or None (connection to close, nothing answered) for a
+        body cut short or malformed; counts both kinds."""
+        try:
+            out = self._read_body()
+        except (ValueError, OSError):
+            with self.server.lock:
+                self.server.bodies_bad += 1
+            self.close_connection = True
+            return None
+        if out[1] != "none":
+            with self.server.lock:
+                self.server.bodies_ok += 1
+        return out
+
+    def _read_body(self):
         """(body bytes, framing, trailers): by Content-Length, or de-chunked."""
         if self.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
             parts, trailers = [], {}
@@ -117,6 +134,8 @@ class Handler(BaseHTTPRequestHandler):
                 if size == 0:
                     break
                 parts.append(self.rfile.read(size))
+                if len(parts[-1]) != size:
+                    raise ValueError("connection closed inside a chunk")
                 if self._line() != b"":
                     raise ValueError("chunk data not followed by CRLF")
             while True:
@@ -128,7 +147,10 @@ class Handler(BaseHTTPRequestHandler):
             return b"".join(parts), "chunked", trailers
         n = int(self.headers.get("Content-Length") or 0)
         if n > 0:
-            return self.rfile.read(n), "length", None
+            body = self.rfile.read(n)
+            if len(body) != n:
+                raise ValueError("connection closed inside the body (%d of %d bytes)" % (len(body), n))
+            return body, "length", None
         return b"", "none", None
 
     def _special_head(self, status, fields, body_sha=None):
@@ -229,12 +251,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._count()
         if not self._early():
-            self._reply(*self._body())
+            body = self._body()
+            if body is not None:
+                self._reply(*body)
 
     def do_PUT(self):
         self._count()
         if not self._early():
-            self._reply(*self._body())
+            body = self._body()
+            if body is not None:
+                self._reply(*body)
 
     def log_message(self, fmt, *args):  # keep test output quiet
         pass
@@ -254,6 +280,8 @@ def main():
     srv.count_requests = args.count
     srv.status = args.status
     srv.requests = 0
+    srv.bodies_ok = 0
+    srv.bodies_bad = 0
     srv.lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("backend %s listening on %s:%d" % (args.name, args.host, args.port), flush=True)

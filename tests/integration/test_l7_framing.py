@@ -248,6 +248,40 @@ spec:
         self.assertEqual(c.read_response().json()["path"], "/then")
         self.assert_echo_ok(c)
 
+    def test_pipelined_content_length_upload(self):
+        body = payload(300001)
+        c = self.conn()
+        c.send(b"POST /cl HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (HOST.encode(), len(body)) + body
+               + b"GET /then HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
+        got = c.read_response().json()
+        self.assertEqual((got["path"], got["body_framing"], got["body_len"], got["body_sha256"]),
+                         ("/cl", "length", len(body), sha(body)))
+        self.assertEqual(c.read_response().json()["path"], "/then")
+
+    def test_upload_cut_short_by_the_client_is_not_completed_upstream(self):
+        # The client goes away mid-body: the backend must see a truncated body (never a last
+        # chunk or a padded body that would make it a complete request).
+        stats = lambda: json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])  # noqa: E731
+        head = "POST /cut HTTP/1.1\r\nHost: %s\r\n" % HOST
+        for name, raw in (("chunked", (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+                           + b"1000\r\n" + b"a" * 0x1000 + b"\r\n20\r\nabc"),
+                          ("length", (head + "Content-Length: 100000\r\n\r\n").encode() + b"a" * 5000)):
+            with self.subTest(framing=name):
+                before = stats()
+                c = self.conn(timeout=10)
+                c.send(raw)
+                wait_until(lambda: stats()["requests"] > before["requests"], timeout=5,
+                           what="the streamed request head at the backend")
+                c.sock.shutdown(socket.SHUT_WR)
+                wait_until(lambda: stats()["truncated_bodies"] > before["truncated_bodies"], timeout=5,
+                           what="the backend to see the body cut short")
+                self.assertEqual(stats()["bodies"], before["bodies"], "a truncated upload reached the backend whole")
+                try:
+                    rest = c._to_eof()
+                except ConnectionResetError:
+                    rest = b""
+                self.assertFalse(rest.startswith(b"HTTP/1.1 200"), rest[:200])
+
     # 2 ------------------------------------------------------------------------------------
     def test_chunked_response_arrives_intact_and_connection_is_reused(self):
         n = 3 * MiB + 17
