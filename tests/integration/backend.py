@@ -19,6 +19,8 @@ Special paths (GET and HEAD; the body bytes are payload(N), see below):
   /early                  (POST/PUT) answers 413 + Connection: close immediately and closes
                           WITHOUT reading the request body
   /slow/MS                the JSON echo, after MS milliseconds
+  /drop                   the JSON echo (keep-alive framing, no Connection: close), then the
+                          connection is closed as an idle timeout would; counted in /__stats
   /truncated/N[?chunked=1]  announces N bytes (Content-Length, or chunked), sends half, closes
 Every special response carries X-Body-Sha256 (the sha256 of the body a GET gets) and X-Backend.
 
@@ -33,6 +35,7 @@ import json
 import random
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -72,7 +75,8 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 n = self.server.requests
                 ok, bad = self.server.bodies_ok, self.server.bodies_bad
-            payload_ = json.dumps({"requests": n, "bodies": ok, "truncated_bodies": bad}).encode()
+                dropped = self.server.dropped
+            payload_ = json.dumps({"requests": n, "bodies": ok, "truncated_bodies": bad, "dropped": dropped}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload_)))
@@ -238,10 +242,20 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         return True
 
+    def _drop(self):
+        """After the echo, closes the connection (FIN) without having announced it."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+        with self.server.lock:
+            self.server.dropped += 1
+
     def do_GET(self):
         self._count()
         if not self._special():
             self._reply()
+            if self.path == "/drop":
+                self._drop()
 
     def do_HEAD(self):
         self._count()
@@ -282,6 +296,7 @@ def main():
     srv.requests = 0
     srv.bodies_ok = 0
     srv.bodies_bad = 0
+    srv.dropped = 0
     srv.lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("backend %s listening on %s:%d" % (args.name, args.host, args.port), flush=True)

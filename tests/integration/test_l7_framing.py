@@ -282,6 +282,31 @@ spec:
                     rest = b""
                 self.assertFalse(rest.startswith(b"HTTP/1.1 200"), rest[:200])
 
+    def test_pooled_connection_closed_by_the_backend(self):
+        # The backend closes an idle pooled connection (as its keep-alive timeout would). The next
+        # request — without a body (retried on a fresh connection) and with one (cannot be
+        # retried: the proxy must notice before sending it) — still gets a 200, body intact.
+        stats = lambda: json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])  # noqa: E731
+        c = self.conn()
+        body = payload(200000)
+        for method, extra in (("GET", b""), ("POST", b"Content-Length: %d\r\n" % len(body)),
+                              ("POST", b"Transfer-Encoding: chunked\r\n")):
+            with self.subTest(method=method, extra=extra):
+                before = stats()["dropped"]
+                self.assert_echo_ok(c, "/drop")
+                wait_until(lambda: stats()["dropped"] > before, timeout=5, what="the backend to close the connection")
+                if method == "GET":
+                    c.request("GET", "/next")
+                else:
+                    wire = body if b"Content-Length" in extra else b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+                    c.send(b"POST /next HTTP/1.1\r\nHost: %s\r\n%s\r\n%s" % (HOST.encode(), extra, wire))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, "%r %r" % (r, r.body[:200]))
+                got = r.json()
+                self.assertEqual(got["path"], "/next")
+                if method == "POST":
+                    self.assertEqual((got["body_len"], got["body_sha256"]), (len(body), sha(body)))
+
     # 2 ------------------------------------------------------------------------------------
     def test_chunked_response_arrives_intact_and_connection_is_reused(self):
         n = 3 * MiB + 17
