@@ -350,6 +350,15 @@ spec:
         self.assertEqual((len(r.body), sha(r.body)), (n, sha(payload(n))))
         self.assertIsNone(r.get("trailer"), r)
 
+    def test_http10_client_never_sees_transfer_encoding(self):
+        # RFC 9112 §6.1: no Transfer-Encoding in a response to an HTTP/1.0 request — HEAD included
+        # (the GET case is checked above; a HEAD response is header-only, so it takes another path).
+        c = self.conn()
+        c.request("HEAD", "/chunked/50000", version="1.0", headers=[("Connection", "keep-alive")])
+        r = c.read_response("HEAD")
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.get("transfer-encoding"), "Transfer-Encoding sent to an HTTP/1.0 client: %r" % r)
+
     # 3 ------------------------------------------------------------------------------------
     def test_close_delimited_response_is_rechunked_for_http11(self):
         n = 2 * MiB + 99
