@@ -5,8 +5,11 @@ Requests: chunked uploads (curl and raw sockets: odd chunk sizes, extensions, tr
 Content-Length uploads reach the backend intact (sha256). Responses: chunked, close-delimited
 (re-chunked for HTTP/1.1 clients, raw until close for HTTP/1.0), big Content-Length, HEAD,
 204/304 — each checked on the wire with a strict client that refuses sloppy framing, and the
-client connection is reused afterwards (a stray or missing byte breaks the next response).
-Also: a backend answering before it read the body (413, not 502) and graceful drain on SIGTERM.
+client connection is reused afterwards (a stray or missing byte breaks the next response), and
+so is the upstream one. Also: uploads cut short are never completed upstream, truncated backend
+bodies are never completed downstream, a pooled connection the backend closed is not used, no
+Transfer-Encoding reaches an HTTP/1.0 client, a backend answering before it read the body gets
+its answer through (413, not 502), and graceful drain on SIGTERM.
 """
 import hashlib
 import json
@@ -181,8 +184,11 @@ spec:
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
+    def backend_stats(self):
+        return json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])
+
     def backend_count(self):
-        return json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])["requests"]
+        return self.backend_stats()["requests"]
 
     def assert_echo_ok(self, c, path="/after"):
         """The next request on the same client connection is answered normally."""
@@ -261,7 +267,7 @@ spec:
     def test_upload_cut_short_by_the_client_is_not_completed_upstream(self):
         # The client goes away mid-body: the backend must see a truncated body (never a last
         # chunk or a padded body that would make it a complete request).
-        stats = lambda: json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])  # noqa: E731
+        stats = self.backend_stats
         head = "POST /cut HTTP/1.1\r\nHost: %s\r\n" % HOST
         for name, raw in (("chunked", (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
                            + b"1000\r\n" + b"a" * 0x1000 + b"\r\n20\r\nabc"),
@@ -286,7 +292,7 @@ spec:
         # The backend closes an idle pooled connection (as its keep-alive timeout would). The next
         # request — without a body (retried on a fresh connection) and with one (cannot be
         # retried: the proxy must notice before sending it) — still gets a 200, body intact.
-        stats = lambda: json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])  # noqa: E731
+        stats = self.backend_stats
         c = self.conn()
         body = payload(200000)
         for method, extra in (("GET", b""), ("POST", b"Content-Length: %d\r\n" % len(body)),
@@ -395,7 +401,8 @@ spec:
         self.assertEqual((len(r.body), sha(r.body)), (n, sha(payload(n))))
         # And with the real curl --http1.0.
         out = os.path.join(self.tmp, "close.out")
-        r = curl(["--http1.0", "-H", "Host: " + HOST, "-o", out, "-w", "%{http_code}", self.url("/close/%d" % n)], timeout=20)
+        r = curl(["--http1.0", "-H", "Host: " + HOST, "-o", out, "-w", "%{http_code}", self.url("/close/%d" % n)],
+                 timeout=20)
         self.assertEqual((r.returncode, r.stdout), (0, "200"), r.stderr)
         with open(out, "rb") as f:
             self.assertEqual(sha(f.read()), sha(payload(n)))
