@@ -1,6 +1,7 @@
 #include "dataplane/l7/http_head.h"
 
 #include <boost/beast/core/string.hpp>
+#include <cstring>
 #include <boost/beast/http/status.hpp>
 
 namespace doorman::dataplane {
@@ -120,11 +121,26 @@ void HttpHead::Insert(http::field id, std::string_view n, std::string_view v) {
 void HttpHead::Set(std::string_view n, std::string_view v) { Set(http::string_to_field(n), n, v); }
 
 void HttpHead::AppendFields(std::string* out) const {
+  // One resize and plain copies: measurably cheaper than four appends per field.
+  std::size_t total = 2;
+  for (const auto& f : fields_) total += f.removed ? 0 : f.name_len + f.value_len + 4;
+  const std::size_t base = out->size();
+  out->resize(base + total);
+  char* p = out->data() + base;
   for (const auto& f : fields_) {
     if (f.removed) continue;
-    out->append(name(f)).append(": ").append(value(f)).append("\r\n");
+    const std::string& s = f.added ? added_ : raw_;
+    std::memcpy(p, s.data() + f.name_off, f.name_len);
+    p += f.name_len;
+    *p++ = ':';
+    *p++ = ' ';
+    std::memcpy(p, s.data() + f.value_off, f.value_len);
+    p += f.value_len;
+    *p++ = '\r';
+    *p++ = '\n';
   }
-  out->append("\r\n");
+  *p++ = '\r';
+  *p = '\n';
 }
 
 void HttpHead::SerializeRequest(std::string* out) const {

@@ -174,6 +174,44 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
 // How a body goes out: as received (Content-Length or close-delimited), or re-chunked.
 enum class Framing { kRaw, kChunked };
 
+// A connection to a backend: a plain socket, or TLS over one (backend protocol HTTPS). It is an
+// Asio stream itself, so the proxy's reads and writes need not know which; pooled as is.
+class Upstream final : public PooledConnection {
+ public:
+  using executor_type = Executor;
+  using TlsUp = beast::ssl_stream<Socket>;
+  explicit Upstream(Socket s) : plain_(std::move(s)) {}
+  Upstream(Socket s, net::ssl::context& ctx) : tls_(std::make_unique<TlsUp>(std::move(s), ctx)) {}
+  Socket& socket() override { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+  TlsUp* tls() { return tls_.get(); }
+  executor_type get_executor() { return socket().get_executor(); }
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& b, Token&& token) {
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
+    return plain_->async_read_some(b, std::forward<Token>(token));
+  }
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& b, Token&& token) {
+    if (tls_) return tls_->async_write_some(b, std::forward<Token>(token));
+    return plain_->async_write_some(b, std::forward<Token>(token));
+  }
+
+ private:
+  std::optional<Socket> plain_;
+  std::unique_ptr<TlsUp> tls_;
+};
+
+// The name a backend's TLS is checked against when the route sets none: the upstream Host
+// without its port ("[::1]:8443" → "::1").
+std::string HostWithoutPort(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    const auto end = host.find(']');
+    return std::string(host.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1));
+  }
+  const auto colon = host.rfind(':');
+  return std::string(colon == std::string_view::npos ? host : host.substr(0, colon));
+}
+
 // ClientStream: Socket (HTTP) or TlsStream (HTTPS, terminated here). Every socket operation runs
 // under a coarse per-worker Deadline (dataplane/server/deadline.h) instead of a timer per
 // operation; heads are parsed into HttpHead (no allocation per field) and serialized by us.
@@ -498,11 +536,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.trusted = !route->trusted_proxies.empty() && AnyContains(route->trusted_proxies, client_ip_);
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
-    std::string request_id;
+    std::string& request_id = request_id_;
+    request_id.clear();
     if (fwd.trusted) {
       if (const auto v = req.Get("X-Request-Id"); v && ValidRequestId(*v)) request_id.assign(*v);
     }
-    if (request_id.empty()) request_id = RequestIds().Next();
+    if (request_id.empty()) RequestIds().NextInto(&request_id);
     fwd.request_id = request_id;
     if (AccessLogEnabled()) x->request_id = request_id;
     std::string rewritten_target;
@@ -536,6 +575,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     req_wire_.clear();
     req.SerializeRequest(&req_wire_);
 
+    // HTTPS backends: pooled apart from plain ones and per server name.
+    std::string tls_name;
+    if (route->backend_tls) {
+      tls_name = route->backend_tls_server_name.empty() ? HostWithoutPort(req.Get(http::field::host).value_or(""))
+                                                        : route->backend_tls_server_name;
+    }
+    std::string tls_pool_key;
+    auto pool_key = [&](const Endpoint& e) -> const std::string& {
+      if (!route->backend_tls) return e.key;
+      tls_pool_key.assign("tls|").append(tls_name).append("|").append(e.key);
+      return tls_pool_key;
+    };
+
     std::vector<const Endpoint*> tried;
     bool sent_continue = false;
     bool force_fresh = false;
@@ -544,29 +596,46 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       //    A pooled connection is peeked before a request with a body (which could not be
       //    retried) and after a long idle; otherwise a stale one is retried on a fresh connection.
       bool reused = false;
-      std::optional<Socket> up;
+      std::unique_ptr<Upstream> up;
       if (!force_fresh) {
-        if (auto pooled = w_.pool().Take(ep->key, has_body)) {
-          up.emplace(std::move(*pooled));
+        if (auto pooled = w_.pool().Take(pool_key(*ep), has_body)) {
+          up.reset(static_cast<Upstream*>(pooled.release()));  // the pool holds only Upstreams
           reused = true;
         }
       }
       while (!up) {
         if (!force_fresh && !tried.empty()) {  // failing over: the next endpoint may have an idle one
-          if (auto pooled = w_.pool().Take(ep->key, has_body)) {
-            up.emplace(std::move(*pooled));
+          if (auto pooled = w_.pool().Take(pool_key(*ep), has_body)) {
+            up.reset(static_cast<Upstream*>(pooled.release()));
             reused = true;
             break;
           }
         }
         error_code cec;
+        bool tls_failed = false;
         Socket s = co_await ConnectTo(w_.executor(), *ep, route->connect_timeout, cec);
-        if (!cec) {
-          up.emplace(std::move(s));
+        if (!cec && route->backend_tls) {
+          auto u = std::make_unique<Upstream>(std::move(s), route->backend_tls->context());
+          std::string terr;
+          if (!route->backend_tls->SetUpConnection(u->tls()->native_handle(), tls_name, &terr)) {
+            co_return local(502, "TLS to backends of route \"" + route->name + "\": " + terr, true);
+          }
+          up_dl_.Bind(&u->socket());
+          up_dl_.Arm(route->connect_timeout);
+          co_await u->tls()->async_handshake(net::ssl::stream_base::client, Redirect(cec));
+          up_dl_.Disarm();
+          if (cec && up_dl_.fired()) cec = beast::error::timeout;
+          tls_failed = cec.failed();
+          if (!cec) {
+            up = std::move(u);
+            break;
+          }
+        } else if (!cec) {
+          up = std::make_unique<Upstream>(std::move(s));
           break;
         }
         tried.push_back(ep);
-        log::Debug("l7", "connect to backend failed",
+        log::Debug("l7", tls_failed ? "TLS handshake with backend failed" : "connect to backend failed",
                    {{"route", route->name}, {"backend", ep->key}, {"error", IsTimeout(cec) ? "timeout" : cec.message()}});
         w_.metrics().L7Count(L7Event::kConnectFailure, listener_, route->name, ep->key).Increment();
         NoteFailure(*route, *ep);
@@ -574,14 +643,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (ep == nullptr) {
           x->backend = tried.back()->key;
           const bool timed_out = IsTimeout(cec);
-          std::string why = "cannot connect to a backend of route \"" + route->name + "\" (";
+          std::string why = std::string(tls_failed ? "TLS handshake failed with" : "cannot connect to") +
+                            " a backend of route \"" + route->name + "\" (";
           why += timed_out ? std::string("timeout") : cec.message();
           why += ")";
           co_return local(timed_out ? 504 : 502, std::move(why), true);
         }
       }
       x->backend = ep->key;
-      up_dl_.Bind(&*up);
+      up_dl_.Bind(&up->socket());
       up_buf_.clear();
       got_response_bytes_ = false;
 
@@ -703,7 +773,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
         x->code = 101;
         Outliers().OnSuccess(ep->key);
-        co_await Tunnel(std::move(*up), op_timeout);
+        co_await Tunnel(std::move(up), op_timeout);
         co_return false;
       }
 
@@ -727,12 +797,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         linger_ = true;
       }
       Framing framing = Framing::kRaw;
+      // An HTTP/1.0 client never sees Transfer-Encoding (RFC 9112 §6.1), HEAD/204/304 included;
+      // the framing below reads the parser's state, not the field.
+      if (version < 11) res.Erase(http::field::transfer_encoding);
       if (!header_only && !rp->is_done() && rp->chunked()) {
         if (version >= 11) {
           framing = Framing::kChunked;  // de-chunked by the parser, re-chunked on the way out
         } else {
-          res.Erase(http::field::transfer_encoding);  // an HTTP/1.0 client: the body ends at close
-          keep = false;
+          keep = false;  // an HTTP/1.0 client: the body ends at close
         }
       } else if (!header_only && !rp->is_done() && !rp->content_length()) {
         // Body delimited by the backend closing: re-frame as chunked for HTTP/1.1 clients.
@@ -766,7 +838,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (upstream_reusable && up_buf_.size() == 0) w_.pool().Put(ep->key, std::move(*up));
+        if (upstream_reusable && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
         co_return keep;
       }
       const RelayOutcome got = co_await RelayResponse(*rp, *up, framing, header_only, op_timeout);
@@ -776,7 +848,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         log::Debug("l7", "response relay failed", {{"route", route->name}, {"backend", ep->key}, {"error", got.ec.message()}});
         co_return false;
       }
-      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) w_.pool().Put(ep->key, std::move(*up));
+      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
       co_return keep;
     }
   }
@@ -812,7 +884,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   // Streams the client's request body (after its head was sent) to the backend: the parser
   // checks the framing and de-chunks, the body goes out raw (Content-Length) or re-chunked.
-  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Socket& up, Framing framing, Millis op_timeout) {
+  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
     constexpr std::size_t kMaxUnparsed = 64 * 1024;  // a chunk-size line or trailer that never ends
     p.eager(true);
     body_.clear();
@@ -854,7 +926,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
   // rest of the body from the backend.
-  Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Socket& up, Framing framing, bool header_only,
+  Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Upstream& up, Framing framing, bool header_only,
                                    Millis op_timeout) {
     error_code ec;
     if (header_only || rp.is_done()) {
@@ -910,14 +982,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // closes or the tunnel stays idle (no byte either way) for `idle` (route idle timeout, else the
   // listener's). Snapshot updates do not touch an open tunnel.
   struct TunnelState {
-    TunnelState(Socket s, DeadlineList& list, Socket* client) : up(std::move(s)), dl(list, client, &up) {}
-    Socket up;
+    TunnelState(std::unique_ptr<Upstream> u, DeadlineList& list, Socket* client)
+        : up(std::move(u)), dl(list, client, &up->socket()) {}
+    std::unique_ptr<Upstream> up;
     Deadline dl;
     std::array<char, kRelayBuffer> to_client, to_backend;
   };
 
-  Task<void> Tunnel(Socket upstream_socket, Millis idle) {
-    auto st = std::make_shared<TunnelState>(std::move(upstream_socket), w_.deadlines(), &Lowest());
+  Task<void> Tunnel(std::unique_ptr<Upstream> upstream, Millis idle) {
+    auto st = std::make_shared<TunnelState>(std::move(upstream), w_.deadlines(), &Lowest());
     error_code ec;
     out_.clear();
     res_.SerializeResponse(&out_);  // as received: Upgrade and Connection stay
@@ -931,19 +1004,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     net::co_spawn(
         w_.executor(),
         [self, st, pending = std::move(pending), idle]() mutable -> Task<void> {
-          co_await Pipe(st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
+          co_await Pipe(*st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
           error_code ignored;
           st->dl.Disarm();
-          st->up.close(ignored);
+          st->up->socket().close(ignored);
           self->Lowest().cancel(ignored);  // ends the other direction's read
           self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
         },
         net::detached);
     std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
     client_buf_.consume(client_buf_.size());
-    co_await Pipe(client_, st->up, std::move(from_client), idle, st->dl, st->to_backend);
+    co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
     error_code ignored;
-    st->up.shutdown(tcp::socket::shutdown_send, ignored);
+    st->up->socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   template <class In, class Out>
@@ -1114,6 +1187,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string req_wire_;       // the request head as sent upstream
   std::string out_;            // response head / local answer being written
   std::string body_;           // body bytes between the parser and the next write
+  std::string request_id_;     // X-Request-Id of the current request
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };

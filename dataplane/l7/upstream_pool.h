@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -24,17 +25,24 @@ inline constexpr std::size_t kMaxIdlePerEndpoint = 64;
 inline constexpr std::chrono::seconds kMaxPooledIdle{30};
 inline constexpr std::chrono::seconds kPeekAfterIdle{1};
 
+// A pooled connection: a plain socket, or a TLS stream over one (the proxy's own type).
+class PooledConnection {
+ public:
+  virtual ~PooledConnection() = default;
+  virtual Socket& socket() = 0;  // the TCP socket underneath (peeked, closed)
+};
+
 class UpstreamPool {
  public:
-  std::optional<Socket> Take(const std::string& key, bool verify = true);
-  void Put(const std::string& key, Socket socket);
+  std::unique_ptr<PooledConnection> Take(const std::string& key, bool verify = true);
+  void Put(const std::string& key, std::unique_ptr<PooledConnection> connection);
   void Sweep();
   void Close();  // drops every connection and refuses further Put()s (shutdown)
   std::size_t idle_count() const;
 
  private:
   struct Idle {
-    Socket socket;
+    std::unique_ptr<PooledConnection> connection;
     std::chrono::steady_clock::time_point since;
   };
   std::unordered_map<std::string, std::vector<Idle>> idle_;
