@@ -279,6 +279,28 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
   return out;
 }
 
+CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
+  CaBundleLoad out;
+  auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
+  const std::string ref = "Secret " + ns + "/" + secret_name;
+  if (it == store.end()) {
+    out.message = ref + " not found";
+    return out;
+  }
+  bool bad = false;
+  auto v = SecretValue(it->second.object, "ca.crt", &bad);
+  if (bad) {
+    out.message = ref + ": data.ca.crt is not valid base64";
+  } else if (!v) {
+    out.message = ref + " has no ca.crt";
+  } else if (v->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    out.message = ref + ": ca.crt is not a PEM certificate bundle";
+  } else {
+    out.pem = std::move(*v);
+  }
+  return out;
+}
+
 // ---- Services and EndpointSlices ----------------------------------------------------------------
 
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,

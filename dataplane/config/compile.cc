@@ -480,8 +480,15 @@ class Compiler {
       }
       out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
     }
-    if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
+    if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
+      std::string error;
+      out->backend_tls = opts_.backend_tls_builder(p.backend_tls().ca_pem(), &error);
+      if (out->backend_tls == nullptr) Fail(where + ".policy.backend_tls.ca_pem: " + error);
+      out->backend_tls_server_name = p.backend_tls().server_name();
+    } else if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
       Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");
+    } else if (p.has_backend_tls()) {
+      Warn(where + ": policy.backend_tls ignored: the backend protocol is not HTTPS");
     }
     const auto& t = p.timeouts();
     out->connect_timeout = MsOr(t.connect_ms(), kDefaultConnectTimeout);

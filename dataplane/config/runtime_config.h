@@ -46,6 +46,7 @@ enum class Protocol { kTcp, kUdp, kTls, kHttp, kHttps };
 // library, dataplane/l7/tls_context.h; the core only holds the pointer). Connections keep the
 // generation they were accepted with alive, so a rotated certificate serves new handshakes only.
 class TlsServerContext;
+class TlsClientContext;  // dataplane/l7/tls_context.h: SSL_CTX for TLS to backends
 
 struct TlsCertificatePem {
   std::string name;  // TlsCertificate.name, for logs and warnings (never the PEM itself)
@@ -94,6 +95,11 @@ struct Route {
   RewriteFilter rewrite;
   HeaderRules request_headers;   // applied to the request sent upstream
   HeaderRules response_headers;  // applied to the backend's response
+  // backend_protocol HTTPS: TLS to the endpoints (null = plain HTTP/1.1). The context holds the
+  // CA to verify with (none = no verification); `backend_tls_server_name` "" = the request's
+  // Host without port, used as SNI and, when verifying, as the name checked.
+  std::shared_ptr<const TlsClientContext> backend_tls;
+  std::string backend_tls_server_name;
 
   // The next endpoint by the route's scheduler (of the canary backends when `use_canary`), or
   // nullptr when none is eligible. `ctx.hash` = HashKey of the client address for source-hash /

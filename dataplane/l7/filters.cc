@@ -131,16 +131,22 @@ uint64_t RequestIdGenerator::Mix() {
 }
 
 std::string RequestIdGenerator::Next() {
+  std::string out;
+  NextInto(&out);
+  return out;
+}
+
+void RequestIdGenerator::NextInto(std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(32, '0');
+  out->resize(32);
+  char* p = out->data();
   for (int half = 0; half < 2; ++half) {
     uint64_t v = Mix();
     for (int i = 0; i < 16; ++i) {
-      out[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+      p[half * 16 + i] = kHex[v & 0xf];
       v >>= 4;
     }
   }
-  return out;
 }
 
 std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni) {

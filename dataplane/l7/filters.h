@@ -70,6 +70,7 @@ class RequestIdGenerator {
  public:
   explicit RequestIdGenerator(uint64_t seed) : state_(seed) {}
   std::string Next();
+  void NextInto(std::string* out);  // the same, reusing *out's storage
 
  private:
   uint64_t Mix();

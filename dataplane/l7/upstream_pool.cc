@@ -13,34 +13,28 @@ bool IdleSocketAlive(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::optional<Socket> UpstreamPool::Take(const std::string& key) {
+std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key, bool verify) {
   auto it = idle_.find(key);
-  if (it == idle_.end()) return std::nullopt;
+  if (it == idle_.end()) return nullptr;
   auto& v = it->second;
   const auto now = std::chrono::steady_clock::now();
   while (!v.empty()) {
     Idle idle = std::move(v.back());
     v.pop_back();
-    if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.socket)) return std::move(idle.socket);
-    boost::system::error_code ignored;
-    idle.socket.close(ignored);
+    const auto idle_for = now - idle.since;
+    if (idle_for < kMaxPooledIdle &&
+        ((!verify && idle_for < kPeekAfterIdle) || IdleSocketAlive(idle.connection->socket()))) {
+      return std::move(idle.connection);
+    }
   }
-  return std::nullopt;
+  return nullptr;
 }
 
-void UpstreamPool::Put(const std::string& key, Socket socket) {
-  boost::system::error_code ignored;
-  if (closed_ || !socket.is_open()) {
-    socket.close(ignored);
-    return;
-  }
+void UpstreamPool::Put(const std::string& key, std::unique_ptr<PooledConnection> connection) {
+  if (closed_ || !connection->socket().is_open()) return;  // destroying it closes it
   auto& v = idle_[key];
-  if (v.size() >= kMaxIdlePerEndpoint) {
-    // Drop the oldest: keep the hot end of the LIFO.
-    v.front().socket.close(ignored);
-    v.erase(v.begin());
-  }
-  v.push_back(Idle{std::move(socket), std::chrono::steady_clock::now()});
+  if (v.size() >= kMaxIdlePerEndpoint) v.erase(v.begin());  // drop the oldest: keep the hot end
+  v.push_back(Idle{std::move(connection), std::chrono::steady_clock::now()});
 }
 
 void UpstreamPool::Sweep() {
@@ -50,12 +44,7 @@ void UpstreamPool::Sweep() {
     std::vector<Idle> keep;
     keep.reserve(v.size());
     for (auto& idle : v) {
-      if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.socket)) {
-        keep.push_back(std::move(idle));
-      } else {
-        boost::system::error_code ignored;
-        idle.socket.close(ignored);
-      }
+      if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.connection->socket())) keep.push_back(std::move(idle));
     }
     v = std::move(keep);
     it = v.empty() ? idle_.erase(it) : std::next(it);
@@ -64,12 +53,6 @@ void UpstreamPool::Sweep() {
 
 void UpstreamPool::Close() {
   closed_ = true;
-  for (auto& [key, v] : idle_) {
-    for (auto& idle : v) {
-      boost::system::error_code ignored;
-      idle.socket.close(ignored);
-    }
-  }
   idle_.clear();
 }
 

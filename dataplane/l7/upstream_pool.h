@@ -1,13 +1,17 @@
 // Per-worker pool of idle keep-alive connections to backend endpoints, keyed by "address:port".
 // LIFO (the most recently used connection is the least likely to have been closed by the
 // backend), bounded per endpoint, aged out by a periodic Sweep(). A connection handed out by
-// Take() has just been checked with a non-blocking peek: one the backend closed (FIN/RST) or that
-// carries unexpected bytes is discarded. The residual race (the backend closes just as we reuse)
-// is handled by the proxy retrying a body-less request once on a fresh connection.
+// Take(key, verify=true), or one idle for longer than kPeekAfterIdle, has just been checked with a
+// non-blocking peek: one the backend closed (FIN/RST) or that carries unexpected bytes is
+// discarded. The proxy asks for the peek before requests it could not retry (with a body); a
+// body-less request skips it for a connection that was busy a moment ago (a syscall per request
+// saved), and the residual race (the backend closes just as we reuse) is handled by retrying that
+// request once on a fresh connection.
 // Not thread-safe: one per worker, used on that worker's thread only.
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -19,18 +23,26 @@ namespace doorman::dataplane {
 
 inline constexpr std::size_t kMaxIdlePerEndpoint = 64;
 inline constexpr std::chrono::seconds kMaxPooledIdle{30};
+inline constexpr std::chrono::seconds kPeekAfterIdle{1};
+
+// A pooled connection: a plain socket, or a TLS stream over one (the proxy's own type).
+class PooledConnection {
+ public:
+  virtual ~PooledConnection() = default;
+  virtual Socket& socket() = 0;  // the TCP socket underneath (peeked, closed)
+};
 
 class UpstreamPool {
  public:
-  std::optional<Socket> Take(const std::string& key);
-  void Put(const std::string& key, Socket socket);
+  std::unique_ptr<PooledConnection> Take(const std::string& key, bool verify = true);
+  void Put(const std::string& key, std::unique_ptr<PooledConnection> connection);
   void Sweep();
   void Close();  // drops every connection and refuses further Put()s (shutdown)
   std::size_t idle_count() const;
 
  private:
   struct Idle {
-    Socket socket;
+    std::unique_ptr<PooledConnection> connection;
     std::chrono::steady_clock::time_point since;
   };
   std::unordered_map<std::string, std::vector<Idle>> idle_;

@@ -82,6 +82,7 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   CompileOptions copts;
   copts.node_name = impl_->opts.node_name;
   copts.tls_builder = &TlsServerContext::Build;
+  copts.backend_tls_builder = &TlsClientContext::Build;
   copts.previous = previous.get();
   CompileResult c = Compile(update.snapshot(), update.version(), copts);
   if (!c.ok()) {

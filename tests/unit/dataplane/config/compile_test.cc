@@ -98,7 +98,7 @@ TEST(CompileTest, LocalOnlyKeepsThisNodesEndpoints) {
       endpoints { address: "10.0.0.2" port: 80 ready: true node_name: "n2" }
     }
   )pb"),
-                         1, {.node_name = "n2", .tls_builder = nullptr});
+                         1, {.node_name = "n2", .tls_builder = nullptr, .backend_tls_builder = nullptr});
   ASSERT_TRUE(r.ok()) << r.error;
   const Route* route = r.config->FindRoute("r");
   EXPECT_EQ(route->eligible_endpoints(), 1u);
