@@ -53,6 +53,7 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);           // never through $http_proxy / $grpc_proxy
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);   // a connection of its own per probe
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);             // no per-channel registry entries
   args.SetMaxReceiveMessageSize(kMaxReplyBytes);
   args.SetUserAgentPrefix("doorman-health-check");
   call->channel = ::grpc::CreateCustomChannel(GrpcTarget(address, port), ::grpc::InsecureChannelCredentials(), args);
