@@ -3,6 +3,8 @@
 #include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
+#include <vector>
+
 #include "dataplane/health/health_state.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -26,8 +28,8 @@ struct GrpcProbes::Call {
   Done done;
 };
 
-// Holds gRPC initialised for as long as probes may run, so a channel released on a gRPC thread
-// at the end of a call is never the library's last user.
+// Holds gRPC initialised for as long as probes may run: a call released by a posted closure (even
+// one destroyed unrun with its io_context) finds the library still up.
 GrpcProbes::GrpcProbes(Post post) : post_(std::move(post)) { grpc_init(); }
 
 GrpcProbes::~GrpcProbes() {
@@ -37,7 +39,7 @@ GrpcProbes::~GrpcProbes() {
 
 void GrpcProbes::Start(const std::string& address, uint16_t port, const std::string& service,
                        std::chrono::milliseconds timeout, Done done) {
-  auto call = std::make_unique<Call>();
+  auto call = std::make_shared<Call>();
   call->done = std::move(done);
   {
     std::unique_lock lock(mu_);
@@ -46,7 +48,7 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
       post_([done = std::move(call->done)] { done(false); });
       return;
     }
-    calls_.insert(call.get());
+    calls_.emplace(call.get(), call);
     ++pending_;
   }
   ::grpc::ChannelArguments args;
@@ -60,7 +62,8 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
   call->stub = hv1::Health::NewStub(call->channel);
   call->ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   call->request.set_service(service);
-  Call* c = call.release();  // owned by the call until its callback
+  Call* c = call.get();  // calls_ owns it until its callback
+  call.reset();
   c->stub->async()->Check(&c->ctx, &c->request, &c->response, [this, c](::grpc::Status status) {
     const bool ok = GrpcCheckPassed(static_cast<int>(status.error_code()), static_cast<int>(c->response.status()));
     Finished(c, ok);
@@ -70,11 +73,13 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
 // On a gRPC thread: the verdict and the call (with its channel) move to the owner's thread, and
 // no reference stays here (a channel released on gRPC's callback thread would join that thread).
 void GrpcProbes::Finished(Call* c, bool ok) {
+  std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mu_);
-    calls_.erase(c);  // Shutdown() no longer touches it
+    auto it = calls_.find(c);
+    call = std::move(it->second);
+    calls_.erase(it);
   }
-  std::shared_ptr<Call> call(c);
   std::function<void()> fn = [call = std::move(call), ok] { call->done(ok); };
   post_(std::move(fn));
   std::lock_guard lock(mu_);
@@ -82,15 +87,17 @@ void GrpcProbes::Finished(Call* c, bool ok) {
 }
 
 void GrpcProbes::Shutdown() {
+  std::vector<std::shared_ptr<Call>> in_flight;
+  {
+    std::lock_guard lock(mu_);
+    shut_down_ = true;
+    for (const auto& [c, call] : calls_) in_flight.push_back(call);
+  }
+  // Without the lock: a call may finish (even inline) meanwhile; these references keep it alive.
+  for (const auto& call : in_flight) call->ctx.TryCancel();
+  in_flight.clear();
   std::unique_lock lock(mu_);
-  shut_down_ = true;
-  for (Call* c : calls_) c->ctx.TryCancel();
   idle_.wait(lock, [this] { return pending_ == 0; });
-}
-
-std::size_t GrpcProbes::in_flight() const {
-  std::lock_guard lock(mu_);
-  return pending_;
 }
 
 }  // namespace doorman::health

@@ -12,9 +12,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 
 namespace doorman::health {
@@ -40,16 +40,15 @@ class GrpcProbes {
   // they are destroyed.
   void Shutdown();
 
-  // Calls in flight (tests, debugging).
-  std::size_t in_flight() const;
-
  private:
   struct Call;
   void Finished(Call* call, bool ok);
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable idle_;
-  std::set<Call*> calls_;    // guarded by mu_: calls that may still be cancelled
+  // Guarded by mu_: the calls whose callback has not run, owned here (never released on a gRPC
+  // thread: Finished() moves the reference into the closure it posts).
+  std::map<Call*, std::shared_ptr<Call>> calls_;
   std::size_t pending_ = 0;  // guarded by mu_: calls not yet handed to post_
   Post post_;
   bool shut_down_ = false;  // guarded by mu_
