@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   int64_t l7_max_conns = l7.max_connections_per_listener;
   int64_t l7_header_timeout_ms = l7.header_timeout.count();
   int64_t l7_body_timeout_ms = l7.body_timeout.count();
+  constexpr int64_t kMaxUdpFlows = int64_t{1} << 24;
+  int64_t udp_max_flows = static_cast<int64_t>(dataplane::DataplaneOptions{}.udp_max_flows);
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -66,6 +68,8 @@ int main(int argc, char** argv) {
   flags.Int("l7-max-connections", &l7_max_conns, "L7: open client connections per listener, else 503 (0 = no cap)");
   flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
   flags.DurationMs("l7-body-timeout", &l7_body_timeout_ms, "L7: time for each request-body read to make progress, else 408");
+  flags.Int("udp-max-flows", &udp_max_flows,
+            "UDP: flows per worker and listener; datagrams that would open another are dropped (udp_table_full)");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
@@ -75,6 +79,9 @@ int main(int argc, char** argv) {
     if (auto e = CheckTlsFiles(tls); !e.empty()) Usage(e.c_str());
   }
   if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
+  if (udp_max_flows < 1 || udp_max_flows > kMaxUdpFlows) {
+    Usage(("--udp-max-flows must be between 1 and " + std::to_string(kMaxUdpFlows)).c_str());
+  }
   if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
   if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
   if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
@@ -111,6 +118,7 @@ int main(int argc, char** argv) {
   opts.workers = static_cast<int>(workers);
   opts.node_name = node_name;
   opts.state_dir = state_dir;
+  opts.udp_max_flows = static_cast<std::size_t>(udp_max_flows);
   dataplane::Dataplane dp(opts, registry);
   dp.Start();
 

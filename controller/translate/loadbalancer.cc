@@ -488,6 +488,9 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
       r.Unsupported(p + ".path", "a TCP health check has no path");
     } else if (out->protocol() == v1::HealthCheck::HTTP && (path->empty() || path->front() != '/')) {
       r.Invalid(p + ".path", "path " + Q(*path) + " must start with \"/\"");
+    } else if (out->protocol() == v1::HealthCheck::GRPC) {
+      // As the CRD's rule: a GRPC check asks grpc.health.v1 about the whole server (service "").
+      r.Unsupported(p + ".path", "a GRPC health check has no path (it checks the whole server: service \"\")");
     }
     out->set_path(*path);
   } else if (out->protocol() == v1::HealthCheck::HTTP) {

@@ -134,11 +134,17 @@ class Compiler {
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
         const auto& hc = in.health_check();
         auto& spec = out->health_check;
-        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP ? health::CheckProtocol::kHttp : health::CheckProtocol::kTcp;
-        if (hc.protocol() == pb::HealthCheck::GRPC) {
-          Warn(where + ": gRPC health checks are not implemented by this build; using a TCP connect check");
-        }
-        if (!hc.path().empty()) {
+        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP   ? health::CheckProtocol::kHttp
+                        : hc.protocol() == pb::HealthCheck::GRPC ? health::CheckProtocol::kGrpc
+                                                                 : health::CheckProtocol::kTcp;
+        if (spec.protocol == health::CheckProtocol::kGrpc) {
+          // gRPC: `path` carries the grpc.health.v1 service name ("" = the whole server).
+          if (!health::ValidGrpcServiceName(hc.path())) {
+            Fail(where + ".health_check.path: \"" + hc.path() +
+                 "\" is not a gRPC service name (printable, no spaces, at most 256 bytes)");
+          }
+          spec.grpc_service = hc.path();
+        } else if (!hc.path().empty()) {
           if (hc.path().front() != '/' || hc.path().find_first_of("\r\n ") != std::string::npos) {
             Fail(where + ".health_check.path: \"" + hc.path() + "\" must start with '/' and contain no spaces");
           }

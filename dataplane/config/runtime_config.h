@@ -33,6 +33,7 @@ using Millis = std::chrono::milliseconds;
 inline constexpr Millis kDefaultL4IdleTimeout{350'000};
 inline constexpr Millis kDefaultL7IdleTimeout{60'000};
 inline constexpr Millis kDefaultUdpIdleTimeout{30'000};  // UDP flow expiry (conntrack/IPVS-like)
+inline constexpr std::size_t kDefaultUdpMaxFlowsPerWorker = 16384;  // per worker and UDP listener
 inline constexpr Millis kDefaultConnectTimeout{5'000};
 inline constexpr Millis kDefaultRequestTimeout{60'000};
 // L4 TCP keepalive on both legs (Linux defaults are 2 h): probe after 60 s idle, every 10 s, 6 times.

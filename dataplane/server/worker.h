@@ -25,6 +25,7 @@ struct SharedState {
   std::atomic<bool> draining{false};           // SIGTERM: finish in-flight work, keep no idle connection
   std::atomic<int64_t> l4_active{0};           // open L4 sessions
   std::atomic<int64_t> http_in_flight{0};      // HTTP requests being proxied or answered
+  std::size_t udp_max_flows = kDefaultUdpMaxFlowsPerWorker;  // per worker and UDP listener (set before Start)
 };
 
 class Worker {

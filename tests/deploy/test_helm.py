@@ -111,6 +111,7 @@ class HelmRenderTest(unittest.TestCase):
         ds = dc.check_dataplane(self, docs)
         dsc = dc.container(ds)
         self.assertIn("--workers=4", dsc["args"])
+        self.assertIn("--udp-max-flows=65536", dsc["args"])
         self.assertIn("--controller=edge-doorman-controller.lb.svc:18000", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
         self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"], {"doorman.dev/edge": "true"})

@@ -46,6 +46,16 @@ class Cli(unittest.TestCase):
             self.assertGreaterEqual(len(lines), 1, argv)
             self.assertLessEqual(len(lines), 2, (argv, r.stderr))
 
+    def test_udp_max_flows_is_validated(self):
+        r = run([DATAPLANE, "--help"])
+        self.assertIn("--udp-max-flows", r.stdout)
+        for value in ("0", "-5", "lots", "16777217", ""):
+            r = run([DATAPLANE, "--controller", "127.0.0.1:1", "--udp-max-flows", value])
+            self.assertEqual(r.returncode, 2, (value, r.stderr))
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, (value, r.stderr))
+            self.assertIn("udp-max-flows", lines[0])
+
 
 class TlsFlags(unittest.TestCase):
     """--tls-cert/--tls-key/--tls-ca: all three or none; unreadable or invalid files exit 2 with one

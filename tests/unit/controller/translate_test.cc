@@ -194,6 +194,8 @@ const InvalidCase kInvalid[] = {
      "InvalidSpec", "spec.routes[0].backends[0]", "exactly one of service"},
     {"health check protocol", "  healthCheck: {protocol: ICMP}\n", "UnsupportedValue", "spec.healthCheck.protocol",
      "unknown health-check protocol \"ICMP\""},
+    {"path on a GRPC health check", "  healthCheck: {protocol: GRPC, path: /grpc.health.v1.Health/Check}\n",
+     "UnsupportedValue", "spec.healthCheck.path", "a GRPC health check has no path"},
     {"forwarded headers", "  forwardedHeaders: {xForwardedFor: Prepend}\n", "UnsupportedValue",
      "spec.forwardedHeaders.xForwardedFor", "unknown mode \"Prepend\""},
     {"min version as a number", R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {minVersion: 1.2, certificates: [{secretName: s}]}}]
