@@ -498,7 +498,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
-    const bool retryable = route->retry_attempts > 0 && IsIdempotentMethod(view.method) && p.is_done();
+    // Retries: idempotent methods, or any method when the route says non-idempotent. A request
+    // body is replayed from a copy taken while it was first sent, so only bodies that fit in
+    // kMaxReplayBody (and were completely sent) can be retried.
+    const bool retryable =
+        route->retry_attempts > 0 && (route->retry_on.non_idempotent || IsIdempotentMethod(view.method));
+    const bool had_body = !p.is_done();
+    replay_.clear();
+    replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
     uint32_t retries = 0;
     struct RetryGuard {
       uint32_t* n;
@@ -507,6 +514,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // Whether the policy allows one more try now (counts it when it does).
     auto may_retry = [&]() {
       if (!retryable || retries >= route->retry_attempts) return false;
+      if (had_body && (!p.is_done() || !replay_ok_)) return false;  // the body cannot be replayed
       if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed),
                              g_retries_in_flight.load(std::memory_order_relaxed))) {
         return false;
@@ -669,9 +677,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         sent_continue = true;
       }
       RelayOutcome sent;
-      if (!has_body) {
+      if (!has_body || (attempt > 0 && p.is_done() && replay_ok_)) {
+        // No body, or a retry: the head and the copy of the body as first sent.
+        const std::array<net::const_buffer, 2> bufs{net::buffer(req_wire_), net::buffer(replay_)};
         up_dl_.Arm(op_timeout);
-        co_await net::async_write(*up, net::buffer(req_wire_), Redirect(sent.ec));
+        co_await net::async_write(*up, bufs, Redirect(sent.ec));
         up_dl_.Disarm();
         if (sent.ec && up_dl_.fired()) sent.ec = beast::error::timeout;
       } else {
@@ -749,7 +759,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
         NoteFailure(*route, *ep);
         const bool timed_out = IsTimeout(rec);
-        if ((timed_out ? route->retry_on.status_504 : route->retry_on.reset) && may_retry()) {
+        if ((timed_out ? route->retry_on.OnTimeout() : route->retry_on.reset) && may_retry()) {
           tried.push_back(ep);
           if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
           force_fresh = false;
@@ -882,6 +892,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     body_.clear();
   }
 
+  // Appends body_ as it goes on the wire (framed) to replay_, or gives up the copy (replay_ok_ =
+  // false) once it would exceed kMaxReplayBody.
+  void CopyForReplay(Framing framing, bool last) {
+    std::array<char, 20> size_line_buf;
+    const std::size_t framed = body_.size() + (framing == Framing::kChunked ? 32 : 0);
+    if (replay_.size() + framed > kMaxReplayBody) {
+      replay_ok_ = false;
+      replay_.clear();
+      return;
+    }
+    if (framing == Framing::kRaw) {
+      replay_.append(body_);
+      return;
+    }
+    if (!body_.empty()) replay_.append(ChunkSizeLine(body_.size(), size_line_buf)).append(body_).append("\r\n");
+    if (last) replay_.append("0\r\n\r\n");
+  }
+
   // Streams the client's request body (after its head was sent) to the backend: the parser
   // checks the framing and de-chunks, the body goes out raw (Content-Length) or re-chunked.
   Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
@@ -902,6 +930,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (ec) co_return RelayOutcome{ec, true};
       }
       const bool done = p.is_done();
+      if (replay_ok_) CopyForReplay(framing, done);
       if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
         co_await WriteBody(up, up_dl_, head_sent ? std::string_view() : std::string_view(req_wire_), framing, done,
                            op_timeout, ec);
@@ -1188,6 +1217,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string out_;            // response head / local answer being written
   std::string body_;           // body bytes between the parser and the next write
   std::string request_id_;     // X-Request-Id of the current request
+  std::string replay_;         // the request body as first sent (framed), for a retry
+  bool replay_ok_ = false;     // replay_ holds the whole body sent so far
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };
