@@ -556,7 +556,7 @@ class Compiler {
         out->forwarded_for = ForwardedForMode::kAppend;
     }
     for (const auto& cidr : in.forwarded_headers().trusted_proxies()) {
-      auto c = Cidr::Parse(cidr);
+      auto c = l4::ParseCidr(cidr);
       if (!c) Fail(where + ".forwarded_headers.trusted_proxies: invalid CIDR \"" + cidr + "\"");
       out->trusted_proxies.push_back(*c);
     }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/filters.h"
@@ -238,6 +239,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (!ec) {
       client_ip_ = ep.address().to_string();
       client_hash_ = ClientAddressHash(ep.address());
+      if (ep.address().is_v4()) {
+        const auto b = ep.address().to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      } else {
+        const auto b = ep.address().to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      }
     }
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
@@ -541,7 +551,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
-    fwd.trusted = !route->trusted_proxies.empty() && AnyContains(route->trusted_proxies, client_ip_);
+    fwd.trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
     std::string& request_id = request_id_;
@@ -1210,6 +1220,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string listener_;
   std::string client_ip_;
   uint64_t client_hash_ = 0;  // lb::HashKey of the client address bytes (same key as the L4 proxy)
+  std::array<uint8_t, 16> client_addr_{};  // the client address in network order (4 or 16 bytes)
+  std::size_t client_addr_len_ = 0;
   beast::flat_buffer client_buf_;
   beast::flat_buffer up_buf_;  // the current upstream connection's unparsed bytes
   HttpHead req_, res_;         // reused across requests (capacity kept)
