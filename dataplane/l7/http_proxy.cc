@@ -920,101 +920,79 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (last) replay_.append("0\r\n\r\n");
   }
 
-  // Streams the client's request body (after its head was sent) to the backend: the parser
-  // checks the framing and de-chunks, the body goes out raw (Content-Length) or re-chunked.
-  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
+  // Streams a body from `in` (its buffered bytes first) to `out` through the message's parser:
+  // the parser checks the framing and de-chunks, the body goes out raw (Content-Length,
+  // close-delimited) or re-chunked, and `head` (not sent yet) goes out with the first piece, so a
+  // body malformed from the start sends nothing. A request body is also copied for a replay
+  // while replay_ok_. RelayOutcome.input_failed: the error came from `in`.
+  template <bool isRequest, class In, class Out>
+  Task<RelayOutcome> RelayBody(HeadParser<isRequest>& pr, In& in, beast::flat_buffer& in_buf, Deadline& in_dl,
+                               Millis read_timeout, Out& out, Deadline& out_dl, std::string_view head,
+                               Framing framing, Millis write_timeout) {
     constexpr std::size_t kMaxUnparsed = 64 * 1024;  // a chunk-size line or trailer that never ends
-    p.eager(true);
+    pr.eager(true);
     body_.clear();
-    p.set_body_sink(&body_);
+    pr.set_body_sink(&body_);
     error_code ec;
     bool head_sent = false;
     for (;;) {
-      if (client_buf_.size() > 0) {
-        const std::size_t used = p.put(client_buf_.data(), ec);
-        client_buf_.consume(used);
+      if (in_buf.size() > 0) {
+        const std::size_t used = pr.put(in_buf.data(), ec);
+        in_buf.consume(used);
         if (ec == http::error::need_more) {
           ec = {};
-          if (used == 0 && client_buf_.size() > kMaxUnparsed) ec = http::error::bad_chunk;
+          if (used == 0 && in_buf.size() > kMaxUnparsed) ec = http::error::bad_chunk;
         }
         if (ec) co_return RelayOutcome{ec, true};
       }
-      const bool done = p.is_done();
-      if (replay_ok_) CopyForReplay(framing, done);
+      const bool done = pr.is_done();
+      if constexpr (isRequest) {
+        if (replay_ok_) CopyForReplay(framing, done);
+      }
       if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
-        co_await WriteBody(up, up_dl_, head_sent ? std::string_view() : std::string_view(req_wire_), framing, done,
-                           op_timeout, ec);
+        co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_timeout, ec);
         head_sent = true;
         if (ec) co_return RelayOutcome{ec, false};
       }
       if (done) co_return RelayOutcome{};
-      client_dl_.Arm(std::min(op_timeout, GetL7Options().body_timeout));
-      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
-      client_dl_.Disarm();
+      in_dl.Arm(read_timeout);
+      const std::size_t n = co_await in.async_read_some(in_buf.prepare(kRelayBuffer), Redirect(ec));
+      in_dl.Disarm();
+      if (ec == net::error::eof && pr.need_eof()) {
+        pr.put_eof(ec);  // a close-delimited response body ends here
+        if (ec) co_return RelayOutcome{ec, true};
+        continue;
+      }
       if (ec) {
-        if (client_dl_.fired()) {
-          ec = beast::error::timeout;  // a 408 can still be written
+        if (in_dl.fired()) {
+          ec = beast::error::timeout;  // for a request body a 408 can still be written
         } else if (ec == net::error::eof) {
           ec = http::error::partial_message;
         }
         co_return RelayOutcome{ec, true};
       }
-      client_buf_.commit(n);
+      in_buf.commit(n);
     }
+  }
+
+  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
+    co_return co_await RelayBody(p, client_, client_buf_, client_dl_, std::min(op_timeout, GetL7Options().body_timeout),
+                                 up, up_dl_, req_wire_, framing, op_timeout);
   }
 
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
   // rest of the body from the backend.
   Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Upstream& up, Framing framing, bool header_only,
                                    Millis op_timeout) {
-    error_code ec;
     if (header_only || rp.is_done()) {
+      error_code ec;
       client_dl_.Arm(op_timeout);
       co_await net::async_write(client_, net::buffer(out_), Redirect(ec));
       client_dl_.Disarm();
       if (ec) co_return RelayOutcome{client_dl_.fired() ? error_code(beast::error::timeout) : ec, false};
       co_return RelayOutcome{};
     }
-    rp.eager(true);
-    body_.clear();
-    rp.set_body_sink(&body_);
-    bool head_sent = false;
-    for (;;) {
-      if (up_buf_.size() > 0) {
-        const std::size_t used = rp.put(up_buf_.data(), ec);
-        up_buf_.consume(used);
-        if (ec == http::error::need_more) {
-          ec = {};
-          if (used == 0 && up_buf_.size() > kMaxResponseHeaderBytes) ec = http::error::bad_chunk;
-        }
-        if (ec) co_return RelayOutcome{ec, true};
-      }
-      const bool done = rp.is_done();
-      if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
-        co_await WriteBody(client_, client_dl_, head_sent ? std::string_view() : std::string_view(out_), framing, done,
-                           op_timeout, ec);
-        head_sent = true;
-        if (ec) co_return RelayOutcome{ec, false};
-      }
-      if (done) co_return RelayOutcome{};
-      up_dl_.Arm(op_timeout);
-      const std::size_t n = co_await up.async_read_some(up_buf_.prepare(kRelayBuffer), Redirect(ec));
-      up_dl_.Disarm();
-      if (ec == net::error::eof && rp.need_eof()) {
-        rp.put_eof(ec);  // a close-delimited body ends here
-        if (ec) co_return RelayOutcome{ec, true};
-        continue;
-      }
-      if (ec) {
-        if (up_dl_.fired()) {
-          ec = beast::error::timeout;
-        } else if (ec == net::error::eof) {
-          ec = http::error::partial_message;
-        }
-        co_return RelayOutcome{ec, true};
-      }
-      up_buf_.commit(n);
-    }
+    co_return co_await RelayBody(rp, up, up_buf_, up_dl_, op_timeout, client_, client_dl_, out_, framing, op_timeout);
   }
 
   // After a 101: forwards the response head, then copies bytes both ways until either side
