@@ -282,8 +282,8 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
     if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
       auto* ro = out->mutable_retries();
       if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) ro->set_attempts(*a);
-      static const std::set<std::string> kOn = {"connect-failure", "reset", "timeout", "5xx", "gateway-error",
-                                                "refused-stream"};
+      static const std::set<std::string> kOn = {"connect-failure", "reset",         "timeout",
+                                                "5xx",             "gateway-error", "non-idempotent"};
       const auto on = r.StringList(*rt, rp, "on");
       for (size_t i = 0; i < on.size(); ++i) {
         const std::string& o = on[i];
@@ -291,7 +291,7 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         if (!kOn.count(o) && !status) {
           r.Unsupported(FieldReader::Index(rp + ".on", i),
                         "unknown retry condition " + Q(o) +
-                            " (want connect-failure, reset, timeout, 5xx, gateway-error, refused-stream or a "
+                            " (want connect-failure, reset, timeout, 5xx, gateway-error, non-idempotent or a "
                             "4xx/5xx status such as \"503\")");
           continue;
         }

@@ -465,13 +465,28 @@ class Compiler {
       if (!listener.is_l7()) Warn(where + ": retries ignored on an L4 listener");
       out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
       out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
+      auto& ro = out->retry_on;
       for (const auto& on : p.retries().on()) {
-        if (on == "connect-failure") out->retry_on.connect_failure = true;
-        else if (on == "reset") out->retry_on.reset = true;
-        else if (on == "502") out->retry_on.status_502 = true;
-        else if (on == "503") out->retry_on.status_503 = true;
-        else if (on == "504") out->retry_on.status_504 = true;
-        else Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented; ignored");
+        const bool status = on.size() == 3 && on.find_first_not_of("0123456789") == std::string::npos &&
+                            (on[0] == '4' || on[0] == '5');
+        if (on == "connect-failure") {
+          ro.connect_failure = true;
+        } else if (on == "reset") {
+          ro.reset = true;
+        } else if (on == "timeout") {
+          ro.timeout = true;
+        } else if (on == "5xx") {
+          ro.any_5xx = true;
+        } else if (on == "gateway-error") {
+          ro.timeout = true;
+          for (uint16_t c : {502, 503, 504}) ro.statuses.push_back(c);
+        } else if (on == "non-idempotent") {
+          ro.non_idempotent = true;
+        } else if (status) {
+          ro.statuses.push_back(static_cast<uint16_t>(std::stoi(on)));
+        } else {
+          Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented (HTTP/2 only or unknown); ignored");
+        }
       }
     }
     if (p.has_rate_limit() && p.rate_limit().requests_per_second() > 0) {
@@ -547,7 +562,7 @@ class Compiler {
         out->forwarded_for = ForwardedForMode::kAppend;
     }
     for (const auto& cidr : in.forwarded_headers().trusted_proxies()) {
-      auto c = Cidr::Parse(cidr);
+      auto c = l4::ParseCidr(cidr);
       if (!c) Fail(where + ".forwarded_headers.trusted_proxies: invalid CIDR \"" + cidr + "\"");
       out->trusted_proxies.push_back(*c);
     }

@@ -91,7 +91,7 @@ struct Route {
   Millis request_timeout = kDefaultRequestTimeout;  // L7: until the response header arrives
   Millis idle_timeout{0};  // 0 = the listener's idle timeout
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
-  std::vector<Cidr> trusted_proxies;  // clients whose X-Forwarded-* / X-Request-Id are believed
+  std::vector<l4::Cidr> trusted_proxies;  // clients whose X-Forwarded-* / X-Request-Id are believed
   RedirectFilter redirect;            // when enabled the route answers itself, no backend
   RewriteFilter rewrite;
   HeaderRules request_headers;   // applied to the request sent upstream

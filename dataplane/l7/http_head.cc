@@ -40,14 +40,20 @@ void HttpHead::SetStatusLine(unsigned status, std::string_view reason, unsigned 
   version_ = version;
 }
 
-void HttpHead::AddReceived(http::field id, std::string_view name, std::string_view value) {
+void HttpHead::AddField(bool added, http::field id, std::string_view name, std::string_view value) {
+  std::string& bytes = added ? added_ : raw_;
   Field f;
   f.id = id;
-  f.name_off = Append(raw_, name);
+  f.added = added;
+  f.name_off = Append(bytes, name);
   f.name_len = static_cast<uint32_t>(name.size());
-  f.value_off = Append(raw_, value);
+  f.value_off = Append(bytes, value);
   f.value_len = static_cast<uint32_t>(value.size());
   fields_.push_back(f);
+}
+
+void HttpHead::AddReceived(http::field id, std::string_view name, std::string_view value) {
+  AddField(false, id, name, value);
 }
 
 std::size_t HttpHead::live_field_count() const {
@@ -107,16 +113,7 @@ void HttpHead::Set(http::field id, std::string_view n, std::string_view v) {
   Insert(id, n, v);
 }
 
-void HttpHead::Insert(http::field id, std::string_view n, std::string_view v) {
-  Field f;
-  f.id = id;
-  f.added = true;
-  f.name_off = Append(added_, n);
-  f.name_len = static_cast<uint32_t>(n.size());
-  f.value_off = Append(added_, v);
-  f.value_len = static_cast<uint32_t>(v.size());
-  fields_.push_back(f);
-}
+void HttpHead::Insert(http::field id, std::string_view n, std::string_view v) { AddField(true, id, n, v); }
 
 void HttpHead::Set(std::string_view n, std::string_view v) { Set(http::string_to_field(n), n, v); }
 

@@ -85,6 +85,7 @@ class HttpHead {
     return off;
   }
   void AppendFields(std::string* out) const;
+  void AddField(bool added, boost::beast::http::field id, std::string_view name, std::string_view value);
 
   std::string raw_;    // received bytes: method, target, reason, names, values
   std::string added_;  // bytes of fields added by Insert/Set

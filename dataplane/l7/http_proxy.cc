@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/filters.h"
@@ -238,6 +239,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (!ec) {
       client_ip_ = ep.address().to_string();
       client_hash_ = ClientAddressHash(ep.address());
+      if (ep.address().is_v4()) {
+        const auto b = ep.address().to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      } else {
+        const auto b = ep.address().to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      }
     }
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
@@ -498,7 +508,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
-    const bool retryable = route->retry_attempts > 0 && IsIdempotentMethod(view.method) && p.is_done();
+    // Retries: idempotent methods, or any method when the route says non-idempotent. A request
+    // body is replayed from a copy taken while it was first sent, so only bodies that fit in
+    // kMaxReplayBody (and were completely sent) can be retried.
+    const bool retryable =
+        route->retry_attempts > 0 && (route->retry_on.non_idempotent || IsIdempotentMethod(view.method));
+    const bool had_body = !p.is_done();
+    replay_.clear();
+    replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
     uint32_t retries = 0;
     struct RetryGuard {
       uint32_t* n;
@@ -507,6 +524,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // Whether the policy allows one more try now (counts it when it does).
     auto may_retry = [&]() {
       if (!retryable || retries >= route->retry_attempts) return false;
+      if (had_body && (!p.is_done() || !replay_ok_)) return false;  // the body cannot be replayed
       if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed),
                              g_retries_in_flight.load(std::memory_order_relaxed))) {
         return false;
@@ -533,7 +551,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
-    fwd.trusted = !route->trusted_proxies.empty() && AnyContains(route->trusted_proxies, client_ip_);
+    fwd.trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
     std::string& request_id = request_id_;
@@ -669,9 +687,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         sent_continue = true;
       }
       RelayOutcome sent;
-      if (!has_body) {
+      if (!has_body || (attempt > 0 && p.is_done() && replay_ok_)) {
+        // No body, or a retry: the head and the copy of the body as first sent.
+        const std::array<net::const_buffer, 2> bufs{net::buffer(req_wire_), net::buffer(replay_)};
         up_dl_.Arm(op_timeout);
-        co_await net::async_write(*up, net::buffer(req_wire_), Redirect(sent.ec));
+        co_await net::async_write(*up, bufs, Redirect(sent.ec));
         up_dl_.Disarm();
         if (sent.ec && up_dl_.fired()) sent.ec = beast::error::timeout;
       } else {
@@ -749,7 +769,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
         NoteFailure(*route, *ep);
         const bool timed_out = IsTimeout(rec);
-        if ((timed_out ? route->retry_on.status_504 : route->retry_on.reset) && may_retry()) {
+        if ((timed_out ? route->retry_on.OnTimeout() : route->retry_on.reset) && may_retry()) {
           tried.push_back(ep);
           if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
           force_fresh = false;
@@ -882,100 +902,97 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     body_.clear();
   }
 
-  // Streams the client's request body (after its head was sent) to the backend: the parser
-  // checks the framing and de-chunks, the body goes out raw (Content-Length) or re-chunked.
-  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
+  // Appends body_ as it goes on the wire (framed) to replay_, or gives up the copy (replay_ok_ =
+  // false) once it would exceed kMaxReplayBody.
+  void CopyForReplay(Framing framing, bool last) {
+    std::array<char, 20> size_line_buf;
+    const std::size_t framed = body_.size() + (framing == Framing::kChunked ? 32 : 0);
+    if (replay_.size() + framed > kMaxReplayBody) {
+      replay_ok_ = false;
+      replay_.clear();
+      return;
+    }
+    if (framing == Framing::kRaw) {
+      replay_.append(body_);
+      return;
+    }
+    if (!body_.empty()) replay_.append(ChunkSizeLine(body_.size(), size_line_buf)).append(body_).append("\r\n");
+    if (last) replay_.append("0\r\n\r\n");
+  }
+
+  // Streams a body from `in` (its buffered bytes first) to `out` through the message's parser:
+  // the parser checks the framing and de-chunks, the body goes out raw (Content-Length,
+  // close-delimited) or re-chunked, and `head` (not sent yet) goes out with the first piece, so a
+  // body malformed from the start sends nothing. A request body is also copied for a replay
+  // while replay_ok_. RelayOutcome.input_failed: the error came from `in`.
+  template <bool isRequest, class In, class Out>
+  Task<RelayOutcome> RelayBody(HeadParser<isRequest>& pr, In& in, beast::flat_buffer& in_buf, Deadline& in_dl,
+                               Millis read_timeout, Out& out, Deadline& out_dl, std::string_view head,
+                               Framing framing, Millis write_timeout) {
     constexpr std::size_t kMaxUnparsed = 64 * 1024;  // a chunk-size line or trailer that never ends
-    p.eager(true);
+    pr.eager(true);
     body_.clear();
-    p.set_body_sink(&body_);
+    pr.set_body_sink(&body_);
     error_code ec;
     bool head_sent = false;
     for (;;) {
-      if (client_buf_.size() > 0) {
-        const std::size_t used = p.put(client_buf_.data(), ec);
-        client_buf_.consume(used);
+      if (in_buf.size() > 0) {
+        const std::size_t used = pr.put(in_buf.data(), ec);
+        in_buf.consume(used);
         if (ec == http::error::need_more) {
           ec = {};
-          if (used == 0 && client_buf_.size() > kMaxUnparsed) ec = http::error::bad_chunk;
+          if (used == 0 && in_buf.size() > kMaxUnparsed) ec = http::error::bad_chunk;
         }
         if (ec) co_return RelayOutcome{ec, true};
       }
-      const bool done = p.is_done();
+      const bool done = pr.is_done();
+      if constexpr (isRequest) {
+        if (replay_ok_) CopyForReplay(framing, done);
+      }
       if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
-        co_await WriteBody(up, up_dl_, head_sent ? std::string_view() : std::string_view(req_wire_), framing, done,
-                           op_timeout, ec);
+        co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_timeout, ec);
         head_sent = true;
         if (ec) co_return RelayOutcome{ec, false};
       }
       if (done) co_return RelayOutcome{};
-      client_dl_.Arm(std::min(op_timeout, GetL7Options().body_timeout));
-      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
-      client_dl_.Disarm();
+      in_dl.Arm(read_timeout);
+      const std::size_t n = co_await in.async_read_some(in_buf.prepare(kRelayBuffer), Redirect(ec));
+      in_dl.Disarm();
+      if (ec == net::error::eof && pr.need_eof()) {
+        pr.put_eof(ec);  // a close-delimited response body ends here
+        if (ec) co_return RelayOutcome{ec, true};
+        continue;
+      }
       if (ec) {
-        if (client_dl_.fired()) {
-          ec = beast::error::timeout;  // a 408 can still be written
+        if (in_dl.fired()) {
+          ec = beast::error::timeout;  // for a request body a 408 can still be written
         } else if (ec == net::error::eof) {
           ec = http::error::partial_message;
         }
         co_return RelayOutcome{ec, true};
       }
-      client_buf_.commit(n);
+      in_buf.commit(n);
     }
+  }
+
+  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
+    co_return co_await RelayBody(p, client_, client_buf_, client_dl_, std::min(op_timeout, GetL7Options().body_timeout),
+                                 up, up_dl_, req_wire_, framing, op_timeout);
   }
 
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
   // rest of the body from the backend.
   Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Upstream& up, Framing framing, bool header_only,
                                    Millis op_timeout) {
-    error_code ec;
     if (header_only || rp.is_done()) {
+      error_code ec;
       client_dl_.Arm(op_timeout);
       co_await net::async_write(client_, net::buffer(out_), Redirect(ec));
       client_dl_.Disarm();
       if (ec) co_return RelayOutcome{client_dl_.fired() ? error_code(beast::error::timeout) : ec, false};
       co_return RelayOutcome{};
     }
-    rp.eager(true);
-    body_.clear();
-    rp.set_body_sink(&body_);
-    bool head_sent = false;
-    for (;;) {
-      if (up_buf_.size() > 0) {
-        const std::size_t used = rp.put(up_buf_.data(), ec);
-        up_buf_.consume(used);
-        if (ec == http::error::need_more) {
-          ec = {};
-          if (used == 0 && up_buf_.size() > kMaxResponseHeaderBytes) ec = http::error::bad_chunk;
-        }
-        if (ec) co_return RelayOutcome{ec, true};
-      }
-      const bool done = rp.is_done();
-      if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
-        co_await WriteBody(client_, client_dl_, head_sent ? std::string_view() : std::string_view(out_), framing, done,
-                           op_timeout, ec);
-        head_sent = true;
-        if (ec) co_return RelayOutcome{ec, false};
-      }
-      if (done) co_return RelayOutcome{};
-      up_dl_.Arm(op_timeout);
-      const std::size_t n = co_await up.async_read_some(up_buf_.prepare(kRelayBuffer), Redirect(ec));
-      up_dl_.Disarm();
-      if (ec == net::error::eof && rp.need_eof()) {
-        rp.put_eof(ec);  // a close-delimited body ends here
-        if (ec) co_return RelayOutcome{ec, true};
-        continue;
-      }
-      if (ec) {
-        if (up_dl_.fired()) {
-          ec = beast::error::timeout;
-        } else if (ec == net::error::eof) {
-          ec = http::error::partial_message;
-        }
-        co_return RelayOutcome{ec, true};
-      }
-      up_buf_.commit(n);
-    }
+    co_return co_await RelayBody(rp, up, up_buf_, up_dl_, op_timeout, client_, client_dl_, out_, framing, op_timeout);
   }
 
   // After a 101: forwards the response head, then copies bytes both ways until either side
@@ -1181,6 +1198,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string listener_;
   std::string client_ip_;
   uint64_t client_hash_ = 0;  // lb::HashKey of the client address bytes (same key as the L4 proxy)
+  std::array<uint8_t, 16> client_addr_{};  // the client address in network order (4 or 16 bytes)
+  std::size_t client_addr_len_ = 0;
   beast::flat_buffer client_buf_;
   beast::flat_buffer up_buf_;  // the current upstream connection's unparsed bytes
   HttpHead req_, res_;         // reused across requests (capacity kept)
@@ -1188,6 +1207,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string out_;            // response head / local answer being written
   std::string body_;           // body bytes between the parser and the next write
   std::string request_id_;     // X-Request-Id of the current request
+  std::string replay_;         // the request body as first sent (framed), for a retry
+  bool replay_ok_ = false;     // replay_ holds the whole body sent so far
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };

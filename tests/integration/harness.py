@@ -171,6 +171,21 @@ class DoormanTestCase(unittest.TestCase):
         return port
 
     # --- doorman -------------------------------------------------------------------------
+    def write_single_route_lb(self, name, port, backend_port):
+        """lb.yaml: LoadBalancer `name` with one HTTP listener on `port` whose only route sends
+        everything to one static endpoint."""
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes:
+    - name: all
+      listener: web
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend_port}}}]}}]
+""")
+
     def write_manifest(self, filename, text):
         """Atomically replaces a manifest file (as editors and kubectl-like tools do)."""
         path = os.path.join(self.manifests, filename)

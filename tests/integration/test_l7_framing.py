@@ -160,17 +160,7 @@ class L7Framing(DoormanTestCase):
         super().setUp()
         self.backend = self.start_backend("b", extra=["--count"])
         self.port = free_port()
-        self.write_manifest("lb.yaml", f"""\
-apiVersion: doorman.dev/v1alpha1
-kind: LoadBalancer
-metadata: {{name: framing, namespace: default}}
-spec:
-  listeners: [{{name: web, port: {self.port}, protocol: HTTP}}]
-  routes:
-    - name: all
-      listener: web
-      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]
-""")
+        self.write_single_route_lb("framing", self.port, self.backend)
         self.start_controller()
         self.start_dataplane(["--workers", "2"])
         self.wait_converged()

@@ -256,9 +256,9 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
   EXPECT_EQ(route->response_headers.remove.size(), 1u);
   EXPECT_EQ(route->forwarded_for, ForwardedForMode::kReplace);
   ASSERT_EQ(route->trusted_proxies.size(), 2u);
-  EXPECT_TRUE(AnyContains(route->trusted_proxies, "10.9.9.9"));
-  EXPECT_TRUE(AnyContains(route->trusted_proxies, "::1"));
-  EXPECT_FALSE(AnyContains(route->trusted_proxies, "127.0.0.1"));
+  EXPECT_TRUE(l4::AnyContains(route->trusted_proxies, "10.9.9.9"));
+  EXPECT_TRUE(l4::AnyContains(route->trusted_proxies, "::1"));
+  EXPECT_FALSE(l4::AnyContains(route->trusted_proxies, "127.0.0.1"));
 
   for (const char* bad : {
            R"pb(forwarded_headers { trusted_proxies: "10.0.0.0/99" })pb",
