@@ -304,7 +304,7 @@ class IngressCompiler {
                           kAnnBackendTlsSecret, kAnnBackendTlsServerName},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
-    if (!ann_.backend_tls_secret.empty()) {
+    if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
       // Fail closed: a CA that cannot be read never turns into unverified TLS.
       CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret);
       if (ca.pem) {
