@@ -6,7 +6,8 @@ IP:127.0.0.1), standalone (--manifests) with an IngressClass, Services, Endpoint
 - no CA Secret: TLS (>= 1.2, seen by nginx) without verification, SNI = the request's Host;
 - the right CA: the chain and the name are verified (backend-tls-server-name, else the Host);
 - the wrong CA, or a name the certificate does not carry: 502 naming the TLS handshake failure,
-  nothing reaches nginx, other routes unaffected;
+  nothing reaches nginx, other routes unaffected; a failed handshake fails over to the next
+  endpoint; one never answered is a 504 after the connect timeout;
 - an IP server name: no SNI, the certificate's IP SAN is checked; a TLS 1.3-only backend works;
 - keep-alive: upstream TLS connections are pooled (20 requests, nginx sees <= 2 connections),
   and never shared between routes that verify differently;
@@ -16,14 +17,15 @@ IP:127.0.0.1), standalone (--manifests) with an IngressClass, Services, Endpoint
 """
 import json
 import os
-import re
+import socket
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DoormanTestCase, curl, free_port, http_get, port_open, start_nginx,  # noqa: E402
-                     wait_until)
+from harness import (DoormanTestCase, curl, free_port, http_get, metric_value, port_open,  # noqa: E402
+                     start_nginx, wait_until)
 
 
 def openssl(*args, cwd):
@@ -62,6 +64,17 @@ def tls_secret(name, ca, pki):
             % (name, block(pki["spare.crt"]), block(pki["spare.key"]), block(ca)))
 
 
+def endpoint_slice(svc, slice_name, port):
+    return f"""\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {slice_name}, namespace: default, labels: {{kubernetes.io/service-name: {svc}}}}}
+addressType: IPv4
+ports: [{{name: https, port: {port}}}]
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+"""
+
+
 def service(name, port):
     return f"""\
 apiVersion: v1
@@ -69,13 +82,7 @@ kind: Service
 metadata: {{name: {name}, namespace: default}}
 spec: {{ports: [{{name: https, port: 443, targetPort: {port}}}]}}
 ---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: https, port: {port}}}]
-endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
-"""
+""" + endpoint_slice(name, name + "-1", port)
 
 
 def ingress(name, host, svc="secure", annotations=None):
@@ -114,6 +121,7 @@ class BackendTlsTest(DoormanTestCase):
         self.pki = make_pki(pki_dir)
         self.nginx_port = free_port()
         self.nginx13_port = free_port()
+        self.nginx_bad_port = free_port()
         self.nginx_log = os.path.join(self.tmp, "nginx-access.log")
         start_nginx(self, http_servers=f"""
   log_format betls '$connection $http_host $ssl_protocol sni=$ssl_server_name';
@@ -139,8 +147,21 @@ class BackendTlsTest(DoormanTestCase):
       return 200 "tls=$ssl_protocol sni=$ssl_server_name host=$http_host\\n";
     }}
   }}
+  server {{
+    listen 127.0.0.1:{self.nginx_bad_port} ssl;
+    ssl_certificate {pki_dir}/spare.crt;
+    ssl_certificate_key {pki_dir}/spare.key;
+    access_log {self.nginx_log} betls;
+    return 200 "impostor\\n";
+  }}
 """)
-        wait_until(lambda: port_open(self.nginx_port) and port_open(self.nginx13_port), what="nginx")
+        wait_until(lambda: all(port_open(p) for p in (self.nginx_port, self.nginx13_port, self.nginx_bad_port)),
+                   what="nginx")
+        # Accepts TCP (the kernel's backlog) but never answers the ClientHello.
+        self.silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.silent.bind(("127.0.0.1", 0))
+        self.silent.listen(16)
+        self.addCleanup(self.silent.close)
         self.plain = self.start_backend("plain")
         self.ing_port = free_port()
         docs = [
@@ -149,6 +170,9 @@ class BackendTlsTest(DoormanTestCase):
             service("secure", self.nginx_port),
             service("plain", self.plain).replace("https", "http"),
             service("secure13", self.nginx13_port),
+            service("mixed", self.nginx_bad_port),
+            endpoint_slice("mixed", "mixed-2", self.nginx_port),
+            service("silent", self.silent.getsockname()[1]),
             tls_secret("ca-right", self.pki["ca-right.crt"], self.pki),
             tls_secret("ca-wrong", self.pki["ca-wrong.crt"], self.pki),
             ingress("noca", "noca.test", annotations=https()),
@@ -160,12 +184,15 @@ class BackendTlsTest(DoormanTestCase):
             ingress("wrongname", "wrongname.test", annotations=https("ca-right", "other.test")),
             ingress("byip", "byip.test", annotations=https("ca-right", "127.0.0.1")),
             ingress("tls13", "tls13.test", svc="secure13", annotations=https("ca-right", "backend.test")),
+            ingress("failover", "failover.test", svc="mixed", annotations=https("ca-right", "backend.test")),
+            ingress("silent", "silent.test", svc="silent", annotations=https()),
             ingress("missing", "missing.test", annotations=https("gone", "backend.test")),
             ingress("plain", "plain.test", svc="plain"),
         ]
         self.write_manifest("all.yaml", "---\n".join(docs))
-        self.start_controller(["--ingress-http-port", str(self.ing_port)])
-        self.start_dataplane(["--workers", "1"])
+        # Debug logs and the access log: every line the TLS paths can write is checked for leaks.
+        self.start_controller(["--ingress-http-port", str(self.ing_port), "--log-level", "debug"])
+        self.start_dataplane(["--workers", "1", "--log-level", "debug", "--access-log", "stdout"])
         self.version = self.wait_converged()
         wait_until(lambda: port_open(self.ing_port), what="Ingress listener")
 
@@ -234,6 +261,27 @@ class BackendTlsTest(DoormanTestCase):
         self.assertEqual(st, 200, body)
         self.assertEqual(json.loads(body)["backend"], "plain")
 
+    def test_a_failed_handshake_fails_over_to_the_next_endpoint(self):
+        # "mixed" = the impostor (self-signed) and the real nginx: every request ends at the real one.
+        for _ in range(6):
+            st, _, body = self.req("failover.test")
+            self.assertEqual(st, 200, body)
+            self.assertIn("sni=backend.test", body)
+        first = self.nginx_lines("failover.test")[0]
+        self.assert_tls12_plus(first[2])
+        self.assertEqual(first[3], "sni=backend.test")
+        failures = metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total",
+                                {"route": "default/failover/r0-p0", "backend": "127.0.0.1:%d" % self.nginx_bad_port})
+        self.assertGreaterEqual(failures or 0, 1)
+
+    def test_a_backend_that_never_answers_the_handshake_times_out(self):
+        start = time.monotonic()
+        st, _, body = self.req("silent.test")
+        elapsed = time.monotonic() - start
+        self.assertEqual(st, 504, body)
+        self.assertIn("TLS handshake failed with a backend of route \"default/silent/r0-p0\" (timeout)", body)
+        self.assertLess(elapsed, 9.0)  # the connect timeout (5 s), not the request timeout (60 s)
+
     def test_upstream_tls_connections_are_pooled(self):
         for _ in range(20):
             self.assertEqual(self.req("verified.test")[0], 200)
@@ -287,6 +335,7 @@ class BackendTlsTest(DoormanTestCase):
         logs = {p.name: p.log() for p in self.procs}
         logs["/debug/status"] = http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2].decode()
         self.assertIn("Secret default/gone not found", logs["controller"])  # the logs are the real ones
+        self.assertIn("TLS handshake with backend failed", logs["dataplane"])
         for name, text in logs.items():
             for s in secrets:
                 self.assertNotIn(s, text, "%s leaks %r" % (name, s))
