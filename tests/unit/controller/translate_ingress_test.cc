@@ -657,7 +657,8 @@ TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {
 }
 
 TEST(TranslateIngress, InvalidBackendTlsServerNames) {
-  for (const char* name : {"\"\"", "\"a b\"", "a/b", "backend.test:8443/x", "\"*.example.com\""}) {
+  for (const char* name : {"\"\"", "\"a b\"", "a/b", "backend.test:8443", "\"[::1]\"", "a..b", "-a.b", "\"*.example.com\"",
+                           "\"1:2:3\""}) {
     SCOPED_TRACE(name);
     Translator t;
     auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
@@ -669,6 +670,21 @@ TEST(TranslateIngress, InvalidBackendTlsServerNames) {
     EXPECT_EQ(st->reason, "InvalidAnnotation");
     EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
     EXPECT_NE(st->message.find("(want a DNS name or an IP address)"), std::string::npos) << st->message;
+  }
+}
+
+TEST(TranslateIngress, InvalidBackendTlsSecretNames) {
+  for (const char* name : {"\"\"", "Shop_CA", "a/b"}) {
+    SCOPED_TRACE(name);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                        std::string("    doorman.dev/backend-protocol: HTTPS\n"
+                                                                    "    doorman.dev/backend-tls-secret: ") +
+                                                            name + "\n")})));
+    const ObjectStatus* st = Ing(r, "i");
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+    EXPECT_NE(st->message.find("is not a valid Secret name"), std::string::npos) << st->message;
   }
 }
 
