@@ -110,8 +110,8 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   if (auto s = a.String(kAnnBackendTlsSecret)) {
     if (!https_backends) {
       a.Ignored(kAnnBackendTlsSecret, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
-    } else if (s->empty()) {
-      a.Invalid(kAnnBackendTlsSecret, "empty Secret name");
+    } else if (!IsDns1123Subdomain(*s)) {
+      a.Invalid(kAnnBackendTlsSecret, Q(*s) + " is not a valid Secret name");
     } else {
       out.backend_tls_secret = *s;
     }
@@ -119,8 +119,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   if (auto s = a.String(kAnnBackendTlsServerName)) {
     if (!https_backends) {
       a.Ignored(kAnnBackendTlsServerName, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
-    } else if (s->empty() || s->size() > 253 ||
-               s->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != std::string::npos) {
+    } else if (!IsIp(*s) && !IsDns1123Subdomain(Lower(*s))) {  // not "name:port", not "a..b"
       a.Invalid(kAnnBackendTlsServerName, "invalid server name " + Q(*s) + " (want a DNS name or an IP address)");
     } else {
       out.policy.mutable_backend_tls()->set_server_name(*s);
@@ -304,7 +303,7 @@ class IngressCompiler {
                           kAnnBackendTlsSecret, kAnnBackendTlsServerName},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
-    if (!ann_.backend_tls_secret.empty()) {
+    if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
       // Fail closed: a CA that cannot be read never turns into unverified TLS.
       CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret);
       if (ca.pem) {

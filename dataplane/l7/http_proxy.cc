@@ -602,7 +602,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     std::string tls_pool_key;
     auto pool_key = [&](const Endpoint& e) -> const std::string& {
       if (!route->backend_tls) return e.key;
-      tls_pool_key.assign("tls|").append(tls_name).append("|").append(e.key);
+      tls_pool_key.assign("tls|").append(route->backend_tls->pool_id()).append("|");
+      tls_pool_key.append(tls_name).append("|").append(e.key);
       return tls_pool_key;
     };
 

@@ -1,6 +1,7 @@
 #include "dataplane/l7/tls_context.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -190,6 +191,18 @@ std::shared_ptr<const TlsClientContext> TlsClientContext::Build(const std::strin
   }
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
   out->verify_ = true;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(ca_pem.data(), ca_pem.size(), md, &md_len, EVP_sha256(), nullptr) != 1) {
+    *error = "cannot hash the CA bundle";
+    return nullptr;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->pool_id_ = "ca:";
+  for (unsigned int i = 0; i < md_len; ++i) {
+    out->pool_id_.push_back(kHex[md[i] >> 4]);
+    out->pool_id_.push_back(kHex[md[i] & 0xf]);
+  }
   return out;
 }
 
@@ -201,7 +214,11 @@ bool TlsClientContext::SetUpConnection(SSL* ssl, const std::string& server_name,
     *error = "invalid server name for SNI";
     return false;
   }
-  if (!verify_ || server_name.empty()) return true;
+  if (!verify_) return true;
+  if (server_name.empty()) {
+    *error = "no server name to verify the backend's certificate against (no Host and no backend-tls-server-name)";
+    return false;
+  }
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())

@@ -277,5 +277,66 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
   }
 }
 
+// HTTPS backends: the builder (TlsClientContext::Build in the dataplane; a fake here, the core has
+// no TLS) gets the CA of each HTTPS route; an unusable CA fails the snapshot with the field path.
+TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
+  const std::string snapshot = R"pb(
+    listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/i/verified" routes: "ns/i/plain" routes: "ns/i/stray" }
+    routes {
+      name: "ns/i/verified" listener: "http-80" match { hosts: "a.test" }
+      policy { backend_protocol: "HTTPS" backend_tls { ca_pem: "CA" server_name: "backend.test" } }
+    }
+    routes {
+      name: "ns/i/plain" listener: "http-80" match { hosts: "b.test" }
+      policy { backend_protocol: "HTTPS" }
+    }
+    routes {
+      name: "ns/i/stray" listener: "http-80" match { hosts: "c.test" }
+      policy { backend_tls { server_name: "backend.test" } }
+    }
+  )pb";
+  std::vector<std::string> seen;
+  auto owner = std::make_shared<int>(0);
+  CompileOptions opts;
+  opts.backend_tls_builder = [&](const std::string& ca_pem, std::string* error) -> std::shared_ptr<const TlsClientContext> {
+    seen.push_back(ca_pem);
+    if (ca_pem == "BAD") {
+      *error = "no usable certificate in the CA bundle";
+      return nullptr;
+    }
+    return {owner, reinterpret_cast<const TlsClientContext*>(owner.get())};  // never dereferenced
+  };
+  const auto r = Compile(Parse(snapshot), 1, opts);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(seen, (std::vector<std::string>{"CA", ""}));
+  const Route* verified = r.config->FindRoute("ns/i/verified");
+  EXPECT_NE(verified->backend_tls, nullptr);
+  EXPECT_EQ(verified->backend_tls_server_name, "backend.test");
+  const Route* plain = r.config->FindRoute("ns/i/plain");
+  EXPECT_NE(plain->backend_tls, nullptr);
+  EXPECT_EQ(plain->backend_tls_server_name, "");  // the request's Host
+  EXPECT_EQ(r.config->FindRoute("ns/i/stray")->backend_tls, nullptr);
+  EXPECT_TRUE(HasWarning(r, "route \"ns/i/stray\": policy.backend_tls ignored: the backend protocol is not HTTPS"))
+      << ::testing::PrintToString(r.warnings);
+  EXPECT_EQ(r.warnings.size(), 1u) << ::testing::PrintToString(r.warnings);
+
+  // An unusable CA never becomes unverified TLS: the snapshot is refused, naming the field.
+  std::string bad = snapshot;
+  bad.replace(bad.find("ca_pem: \"CA\""), 12, "ca_pem: \"BAD\"");
+  const auto bad_r = Compile(Parse(bad), 2, opts);
+  ASSERT_FALSE(bad_r.ok());
+  EXPECT_NE(bad_r.error.find("route \"ns/i/verified\".policy.backend_tls.ca_pem: no usable certificate in the CA bundle"),
+            std::string::npos)
+      << bad_r.error;
+
+  // Without a builder (a build without TLS to backends) HTTPS is warned and spoken as HTTP/1.1.
+  const auto no_tls = Compile(Parse(snapshot), 3, {});
+  ASSERT_TRUE(no_tls.ok()) << no_tls.error;
+  EXPECT_EQ(no_tls.config->FindRoute("ns/i/verified")->backend_tls, nullptr);
+  EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/verified\": backend protocol HTTPS is not implemented by this build"))
+      << ::testing::PrintToString(no_tls.warnings);
+  EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/plain\": backend protocol HTTPS is not implemented by this build"));
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
