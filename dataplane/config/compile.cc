@@ -504,7 +504,12 @@ class Compiler {
     if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
       std::string error;
       out->backend_tls = opts_.backend_tls_builder(p.backend_tls().ca_pem(), &error);
-      if (out->backend_tls == nullptr) Fail(where + ".policy.backend_tls.ca_pem: " + error);
+      if (out->backend_tls == nullptr) {
+        // Fail closed for this route only: it answers 502 and never speaks unverified TLS, while
+        // the rest of the snapshot is applied (one bad Secret must not block every update).
+        out->backend_tls_error = "the CA bundle of route \"" + out->name + "\" is unusable: " + error;
+        Warn(where + ".policy.backend_tls.ca_pem: " + error + "; the route answers 502");
+      }
       out->backend_tls_server_name = p.backend_tls().server_name();
     } else if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
       Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");

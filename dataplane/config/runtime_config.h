@@ -101,6 +101,7 @@ struct Route {
   // Host without port, used as SNI and, when verifying, as the name checked.
   std::shared_ptr<const TlsClientContext> backend_tls;
   std::string backend_tls_server_name;
+  std::string backend_tls_error;  // non-empty: HTTPS backends whose CA is unusable → every request 502
 
   // The next endpoint by the route's scheduler (of the canary backends when `use_canary`), or
   // nullptr when none is eligible. `ctx.hash` = HashKey of the client address for source-hash /

@@ -507,6 +507,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (ep != nullptr && Outliers().Ejected(ep->key, now)) ep = nullptr;
     }
     if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
+    if (!route->backend_tls_error.empty()) co_return local(502, route->backend_tls_error, true);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
     // Retries: idempotent methods, or any method when the route says non-idempotent. A request
     // body is replayed from a copy taken while it was first sent, so only bodies that fit in

@@ -21,6 +21,7 @@ std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key, boo
   while (!v.empty()) {
     Idle idle = std::move(v.back());
     v.pop_back();
+    --total_;
     const auto idle_for = now - idle.since;
     if (idle_for < kMaxPooledIdle &&
         ((!verify && idle_for < kPeekAfterIdle) || IdleSocketAlive(idle.connection->socket()))) {
@@ -33,8 +34,16 @@ std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key, boo
 void UpstreamPool::Put(const std::string& key, std::unique_ptr<PooledConnection> connection) {
   if (closed_ || !connection->socket().is_open()) return;  // destroying it closes it
   auto& v = idle_[key];
-  if (v.size() >= kMaxIdlePerEndpoint) v.erase(v.begin());  // drop the oldest: keep the hot end
+  if (v.size() >= kMaxIdlePerEndpoint) {
+    v.erase(v.begin());  // drop the oldest: keep the hot end
+    --total_;
+  }
+  if (total_ >= kMaxIdlePerWorker) {
+    if (v.empty()) idle_.erase(key);
+    return;  // the worker's pool is full: this connection closes
+  }
   v.push_back(Idle{std::move(connection), std::chrono::steady_clock::now()});
+  ++total_;
 }
 
 void UpstreamPool::Sweep() {
@@ -46,6 +55,7 @@ void UpstreamPool::Sweep() {
     for (auto& idle : v) {
       if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.connection->socket())) keep.push_back(std::move(idle));
     }
+    total_ -= v.size() - keep.size();
     v = std::move(keep);
     it = v.empty() ? idle_.erase(it) : std::next(it);
   }
@@ -54,6 +64,7 @@ void UpstreamPool::Sweep() {
 void UpstreamPool::Close() {
   closed_ = true;
   idle_.clear();
+  total_ = 0;
 }
 
 std::size_t UpstreamPool::idle_count() const {

@@ -22,6 +22,9 @@
 namespace doorman::dataplane {
 
 inline constexpr std::size_t kMaxIdlePerEndpoint = 64;
+// Across all keys of a worker: a route whose backends are pooled per client-chosen Host (HTTPS
+// backends without a server name) cannot make a worker hoard connections.
+inline constexpr std::size_t kMaxIdlePerWorker = 1024;
 inline constexpr std::chrono::seconds kMaxPooledIdle{30};
 inline constexpr std::chrono::seconds kPeekAfterIdle{1};
 
@@ -47,6 +50,7 @@ class UpstreamPool {
   };
   std::unordered_map<std::string, std::vector<Idle>> idle_;
   bool closed_ = false;
+  std::size_t total_ = 0;  // idle connections over all keys
 };
 
 // True when a pooled socket still looks usable: no EOF, no error, no unread bytes.

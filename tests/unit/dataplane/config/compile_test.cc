@@ -320,14 +320,18 @@ TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
       << ::testing::PrintToString(r.warnings);
   EXPECT_EQ(r.warnings.size(), 1u) << ::testing::PrintToString(r.warnings);
 
-  // An unusable CA never becomes unverified TLS: the snapshot is refused, naming the field.
+  // An unusable CA never becomes unverified TLS: that route fails closed (answers 502) with a
+  // warning naming the field, and the rest of the snapshot is applied.
   std::string bad = snapshot;
   bad.replace(bad.find("ca_pem: \"CA\""), 12, "ca_pem: \"BAD\"");
   const auto bad_r = Compile(Parse(bad), 2, opts);
-  ASSERT_FALSE(bad_r.ok());
-  EXPECT_NE(bad_r.error.find("route \"ns/i/verified\".policy.backend_tls.ca_pem: no usable certificate in the CA bundle"),
-            std::string::npos)
-      << bad_r.error;
+  ASSERT_TRUE(bad_r.ok()) << bad_r.error;
+  const Route* failed = bad_r.config->FindRoute("ns/i/verified");
+  EXPECT_EQ(failed->backend_tls, nullptr);
+  EXPECT_NE(failed->backend_tls_error.find("no usable certificate in the CA bundle"), std::string::npos);
+  EXPECT_TRUE(HasWarning(bad_r, "route \"ns/i/verified\".policy.backend_tls.ca_pem: no usable certificate in the CA "
+                                "bundle; the route answers 502"))
+      << ::testing::PrintToString(bad_r.warnings);
 
   // Without a builder (a build without TLS to backends) HTTPS is warned and spoken as HTTP/1.1.
   const auto no_tls = Compile(Parse(snapshot), 3, {});
