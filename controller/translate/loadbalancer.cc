@@ -337,10 +337,22 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
   }
 }
 
+// Fields that frame the message or belong to one connection: a rule touching them would make
+// the proxy and the peer disagree on where a message ends (request smuggling, response splitting).
+bool IsFramingOrHopByHop(const std::string& lower_name) {
+  static const std::set<std::string> kNames = {"content-length", "transfer-encoding", "connection", "keep-alive",
+                                               "te",             "trailer",           "upgrade",    "proxy-connection"};
+  return kNames.count(lower_name) > 0;
+}
+
 void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1::HeaderRules* out) {
   if (!r.Object(h, p, {"set", "add", "remove"})) return;
   auto check = [&r](const std::string& field, const std::string& name) {
-    if (!IsToken(name)) r.Invalid(field, "invalid header name " + Q(name));
+    if (!IsToken(name)) {
+      r.Invalid(field, "invalid header name " + Q(name));
+    } else if (IsFramingOrHopByHop(Lower(name))) {
+      r.Invalid(field, "header " + Q(name) + " frames the message or belongs to one connection; the proxy manages it");
+    }
     return Lower(name);
   };
   for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = v;

@@ -582,6 +582,13 @@ class Compiler {
                            std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
         if (!tchar) Fail(where + ": invalid header name \"" + name + "\"");
       }
+      // The controller refuses these too: a rule on them would desynchronise message framing.
+      std::string lower = name;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (const char* f : {"content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+                            "proxy-connection"}) {
+        if (lower == f) Fail(where + ": header \"" + name + "\" frames the message or belongs to one connection");
+      }
       if (value != nullptr) {
         for (char c : *value) {
           if (c == '\r' || c == '\n' || c == '\0') Fail(where + "[" + name + "]: value contains CR, LF or NUL");

@@ -515,6 +515,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const bool retryable =
         route->retry_attempts > 0 && (route->retry_on.non_idempotent || IsIdempotentMethod(view.method));
     const bool had_body = !p.is_done();
+    // A request that may reach the backend twice (it may have acted on a request whose connection
+    // then closed): idempotent, or the route says so.
+    const bool resendable = route->retry_on.non_idempotent || IsIdempotentMethod(view.method);
     replay_.clear();
     replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
     uint32_t retries = 0;
@@ -581,7 +584,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
     }
-    const bool expect_continue = PrepareUpstreamRequest(req, fwd);
+    // Expect from an HTTP/1.0 client is ignored (RFC 9110 §10.1.1): no 100 Continue for it.
+    const bool expect_continue = PrepareUpstreamRequest(req, fwd) && version >= 11;
     if (!upgrade.empty()) {
       req.Set("Upgrade", upgrade);
       req.Set("Connection", "Upgrade");
@@ -612,20 +616,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
-      // 1. An upstream connection: an idle pooled one, or a fresh one (next endpoint on failure).
-      //    A pooled connection is peeked before a request with a body (which could not be
-      //    retried) and after a long idle; otherwise a stale one is retried on a fresh connection.
+      // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
+      //    closed or wrote to), or a fresh one (next endpoint on failure).
       bool reused = false;
       std::unique_ptr<Upstream> up;
       if (!force_fresh) {
-        if (auto pooled = w_.pool().Take(pool_key(*ep), has_body)) {
+        if (auto pooled = w_.pool().Take(pool_key(*ep))) {
           up.reset(static_cast<Upstream*>(pooled.release()));  // the pool holds only Upstreams
           reused = true;
         }
       }
       while (!up) {
         if (!force_fresh && !tried.empty()) {  // failing over: the next endpoint may have an idle one
-          if (auto pooled = w_.pool().Take(pool_key(*ep), has_body)) {
+          if (auto pooled = w_.pool().Take(pool_key(*ep))) {
             up.reset(static_cast<Upstream*>(pooled.release()));
             reused = true;
             break;
@@ -709,8 +712,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (reused && !has_body && attempt == 0) {  // the backend closed a pooled connection: retry once
+        if (reused && !has_body && attempt == 0 && resendable) {  // a pooled connection the backend closed
           force_fresh = true;
+          continue;
+        }
+        if (!has_body && !IsTimeout(sent.ec) && route->retry_on.reset && may_retry()) {
+          NoteFailure(*route, *ep);
+          tried.push_back(ep);
+          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+          force_fresh = false;
           continue;
         }
         // A backend may answer before reading the whole body (413, 401...) and close: its answer
@@ -764,8 +774,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         co_return local(502, "backend write failed (" + sent.ec.message() + ")", true);
       }
       if (rec) {
-        if (reused && !has_body && attempt == 0 && !got_response_bytes_ &&
-            (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof)) {
+        // A TLS backend that closed without close_notify reads as stream_truncated.
+        if (reused && !has_body && attempt == 0 && !got_response_bytes_ && resendable &&
+            (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof ||
+             rec == net::ssl::error::stream_truncated)) {
           force_fresh = true;
           continue;
         }
@@ -782,14 +794,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       if (const unsigned code = res_.status(); code >= 500) {
         NoteFailure(*route, *ep);
-        if (route->retry_on.Status(code) && may_retry()) {
-          tried.push_back(ep);
-          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
-          force_fresh = false;
-          continue;  // `up` is dropped: the unread response body makes it unusable
-        }
       } else {
         Outliers().OnSuccess(ep->key);
+      }
+      if (route->retry_on.Status(res_.status()) && may_retry()) {  // 5xx and listed 4xx alike
+        tried.push_back(ep);
+        if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+        force_fresh = false;
+        continue;  // `up` is dropped: the unread response body makes it unusable
       }
       if (res_.status() == 101) {
         if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
@@ -818,6 +830,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         upstream_reusable = false;
         linger_ = true;
       }
+      // Framing a client could read otherwise than we do (RFC 9112 §6.3): Content-Length beside a
+      // Transfer-Encoding that does not end in chunked is ambiguous and refused; beside a chunked
+      // one it is dropped (the proxy re-frames from the parser anyway).
+      std::string te_codings;  // the backend's Transfer-Encoding, kept when re-chunking
+      if (const auto te = res.Get(http::field::transfer_encoding)) {
+        te_codings.assign(*te);
+        if (!rp->chunked() && res.Count(http::field::content_length) > 0) {
+          NoteFailure(*route, *ep);
+          co_return local(502, "backend response has both Transfer-Encoding and Content-Length", true);
+        }
+        res.Erase(http::field::content_length);
+      }
       Framing framing = Framing::kRaw;
       // An HTTP/1.0 client never sees Transfer-Encoding (RFC 9112 §6.1), HEAD/204/304 included;
       // the framing below reads the parser's state, not the field.
@@ -832,7 +856,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         // Body delimited by the backend closing: re-frame as chunked for HTTP/1.1 clients.
         upstream_reusable = false;
         if (version >= 11) {
-          res.Set("Transfer-Encoding", "chunked");
+          // Codings the backend applied (gzip...) stay listed, chunked goes last.
+          res.Set(http::field::transfer_encoding, "Transfer-Encoding",
+                  te_codings.empty() ? std::string("chunked") : te_codings + ", chunked");
           framing = Framing::kChunked;
         } else {
           keep = false;
@@ -1002,9 +1028,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // listener's). Snapshot updates do not touch an open tunnel.
   struct TunnelState {
     TunnelState(std::unique_ptr<Upstream> u, DeadlineList& list, Socket* client)
-        : up(std::move(u)), dl(list, client, &up->socket()) {}
+        : up(std::move(u)), dl(list, client, &up->socket()), backend_done(client->get_executor()) {}
     std::unique_ptr<Upstream> up;
     Deadline dl;
+    Timer backend_done;             // cancelled when the backend → client direction ends
+    bool backend_finished = false;
     std::array<char, kRelayBuffer> to_client, to_backend;
   };
 
@@ -1025,6 +1053,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         [self, st, pending = std::move(pending), idle]() mutable -> Task<void> {
           co_await Pipe(*st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
           error_code ignored;
+          st->backend_finished = true;
+          st->backend_done.cancel();
           st->dl.Disarm();
           st->up->socket().close(ignored);
           self->Lowest().cancel(ignored);  // ends the other direction's read
@@ -1036,6 +1066,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
     error_code ignored;
     st->up->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    // A client that half-closed still gets what the backend sends until it closes (or the tunnel
+    // idles out): the session (and its shutdown of the client side) waits for that direction.
+    if (!st->backend_finished) {
+      st->backend_done.expires_at(Timer::time_point::max());
+      co_await st->backend_done.async_wait(Redirect(ec));
+    }
   }
 
   template <class In, class Out>

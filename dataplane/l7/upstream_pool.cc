@@ -13,22 +13,21 @@ bool IdleSocketAlive(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key, bool verify) {
+std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
   auto& v = it->second;
   const auto now = std::chrono::steady_clock::now();
-  while (!v.empty()) {
+  std::unique_ptr<PooledConnection> out;
+  while (!v.empty() && !out) {
     Idle idle = std::move(v.back());
     v.pop_back();
     --total_;
-    const auto idle_for = now - idle.since;
-    if (idle_for < kMaxPooledIdle &&
-        ((!verify && idle_for < kPeekAfterIdle) || IdleSocketAlive(idle.connection->socket()))) {
-      return std::move(idle.connection);
-    }
+    if (now - idle.since >= kMaxPooledIdle || !IdleSocketAlive(idle.connection->socket())) continue;  // closes
+    out = std::move(idle.connection);
   }
-  return nullptr;
+  if (v.empty()) idle_.erase(it);
+  return out;
 }
 
 void UpstreamPool::Put(const std::string& key, std::unique_ptr<PooledConnection> connection) {
@@ -65,12 +64,6 @@ void UpstreamPool::Close() {
   closed_ = true;
   idle_.clear();
   total_ = 0;
-}
-
-std::size_t UpstreamPool::idle_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, v] : idle_) n += v.size();
-  return n;
 }
 
 }  // namespace doorman::dataplane

@@ -26,7 +26,7 @@ class DeadlineList {
   DeadlineList& operator=(const DeadlineList&) = delete;
   // Fires every armed deadline at or before `now`.
   void Sweep(std::chrono::steady_clock::time_point now);
-  std::size_t size() const { return size_; }
+  std::size_t size() const { return size_; }  // armed deadlines (only those are linked)
 
  private:
   friend class Deadline;
@@ -42,18 +42,9 @@ class Deadline : private DeadlineList::Node {
  public:
   using Clock = std::chrono::steady_clock;
   // `a` (and `b`, for a tunnel: both sides end together) are cancelled when the deadline fires.
-  explicit Deadline(DeadlineList& list, Socket* a = nullptr, Socket* b = nullptr) : list_(list), a_(a), b_(b) {
-    prev_ = &list.head_;
-    next_ = list.head_.next_;
-    next_->prev_ = this;
-    list.head_.next_ = this;
-    ++list.size_;
-  }
-  ~Deadline() {
-    prev_->next_ = next_;
-    next_->prev_ = prev_;
-    --list_.size_;
-  }
+  // Only armed deadlines are in the list, so a sweep visits what can fire, not every connection.
+  explicit Deadline(DeadlineList& list, Socket* a = nullptr, Socket* b = nullptr) : list_(list), a_(a), b_(b) {}
+  ~Deadline() { Unlink(); }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
@@ -63,17 +54,31 @@ class Deadline : private DeadlineList::Node {
   }
   void Arm(std::chrono::milliseconds d) {
     at_ = Clock::now() + d;
-    armed_ = true;
     fired_ = false;
+    if (!armed_) {
+      armed_ = true;
+      prev_ = &list_.head_;
+      next_ = list_.head_.next_;
+      next_->prev_ = this;
+      list_.head_.next_ = this;
+      ++list_.size_;
+    }
   }
-  void Disarm() { armed_ = false; }
+  void Disarm() { Unlink(); }
   // Whether the last armed deadline passed (the socket operation was cancelled by it).
   bool fired() const { return fired_; }
 
  private:
   friend class DeadlineList;
-  void Fire() {
+  void Unlink() {
+    if (!armed_) return;
     armed_ = false;
+    prev_->next_ = next_;
+    next_->prev_ = prev_;
+    --list_.size_;
+  }
+  void Fire() {
+    Unlink();
     fired_ = true;
     boost::system::error_code ignored;
     if (a_ != nullptr && a_->is_open()) a_->cancel(ignored);
@@ -89,9 +94,11 @@ class Deadline : private DeadlineList::Node {
 };
 
 inline void DeadlineList::Sweep(std::chrono::steady_clock::time_point now) {
-  for (Node* n = head_.next_; n != &head_; n = n->next_) {
+  for (Node* n = head_.next_; n != &head_;) {
+    Node* next = n->next_;  // Fire() unlinks n
     auto* d = static_cast<Deadline*>(n);
-    if (d->armed_ && d->at_ <= now) d->Fire();
+    if (d->at_ <= now) d->Fire();
+    n = next;
   }
 }
 

@@ -219,6 +219,14 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {redirect: {scheme: https}, rewrite: {pathPrefix: /}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.rewrite", "cannot both redirect and rewrite"},
+    {"header rule on a framing field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {responseHeaders: {set: {Content-Length: "0"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.responseHeaders.set.Content-Length", "frames the message"},
+    {"header rule removing transfer-encoding", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [transfer-encoding]}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.remove[0]", "frames the message"},
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 

@@ -264,6 +264,9 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
            R"pb(forwarded_headers { trusted_proxies: "10.0.0.0/99" })pb",
            R"pb(filters { request_headers { set { key: "x-a" value: "a\r\nInjected: 1" } } })pb",
            R"pb(filters { response_headers { remove: "bad name" } })pb",
+           R"pb(filters { response_headers { set { key: "Content-Length" value: "0" } } })pb",
+           R"pb(filters { request_headers { remove: "transfer-encoding" } })pb",
+           R"pb(filters { request_headers { add { key: "Connection" value: "close" } } })pb",
            R"pb(filters { redirect { enabled: true status_code: 200 } })pb",
            R"pb(filters { redirect { enabled: true scheme: "ftp" } })pb",
            R"pb(match { path { type: REGULAR_EXPRESSION value: "/a.*" } } filters { rewrite { enabled: true path_prefix: "/" } })pb",
@@ -278,7 +281,7 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
 }
 
 // HTTPS backends: the builder (TlsClientContext::Build in the dataplane; a fake here, the core has
-// no TLS) gets the CA of each HTTPS route; an unusable CA fails the snapshot with the field path.
+// no TLS) gets the CA of each HTTPS route; an unusable CA fails that route closed, with a warning.
 TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
   const std::string snapshot = R"pb(
     listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/i/verified" routes: "ns/i/plain" routes: "ns/i/stray" }
