@@ -127,6 +127,9 @@ bool StatusWriter::Sync(const StatusInputs& in) {
   }
   for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
   for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
+  for (auto it = pending_event_.begin(); it != pending_event_.end();) {
+    it = seen.count(it->first) ? std::next(it) : pending_event_.erase(it);
+  }
   return true;
 }
 
@@ -201,13 +204,47 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
   json event = status::WarningEvent(st, object, api_version, instance_, now);
   const std::string ns = event["metadata"]["namespace"].get<std::string>();
   const std::string name = event["metadata"]["name"].get<std::string>();
-  HttpResponse r = http_->Request("POST", EventResource().namespaced_collection_path(ns), event.dump());
-  if (r.status == 409) {
-    // The same problem was reported before (by us, or by a previous leader): count the repeat.
-    const std::string path = EventResource().object_path(ns, name);
+  const std::string path = EventResource().object_path(ns, name);
+  const std::string collection = EventResource().namespaced_collection_path(ns);
+  PendingEvent sent{name, 1, now};
+  bool wrote = false;  // a create or a count bump was sent (not only a read)
+  HttpResponse r;
+  // Bumps the count of an Event that exists (reported before, by us or a previous leader).
+  auto bump = [&](const json& existing) {
+    json patch = status::EventRepeatPatch(existing, now);
+    sent.count = patch["count"].get<int64_t>();
+    wrote = true;
+    return http_->Request("PATCH", path, patch.dump(), kMergePatch);
+  };
+  auto pending = pending_event_.find(st.key);
+  if (pending != pending_event_.end() && pending->second.name == name) {
+    // The previous write's answer was lost: read before writing again.
     HttpResponse g = http_->Request("GET", path);
     auto existing = json::parse(g.body, nullptr, false);
-    r = g.ok() ? http_->Request("PATCH", path, status::EventRepeatPatch(existing, now).dump(), kMergePatch) : g;
+    if (g.ok() && existing.is_object()) {
+      const bool applied = existing.value("count", int64_t{1}) == pending->second.count &&
+                           existing.value("lastTimestamp", "") == pending->second.last_timestamp;
+      r = applied ? g : bump(existing);
+    } else if (g.status == 404) {  // it was not applied
+      wrote = true;
+      r = http_->Request("POST", collection, event.dump());
+    } else {
+      r = g;
+    }
+  } else {
+    wrote = true;
+    r = http_->Request("POST", collection, event.dump());
+    if (r.status == 409) {
+      // The same problem was reported before (by us, or by a previous leader): count the repeat.
+      HttpResponse g = http_->Request("GET", path);
+      auto existing = json::parse(g.body, nullptr, false);
+      r = g.ok() ? bump(existing) : g;
+    }
+  }
+  if (r.ok()) {
+    pending_event_.erase(st.key);
+  } else if (wrote && (r.status == 0 || r.status >= 500)) {
+    pending_event_[st.key] = sent;  // the outcome of what was sent is unknown
   }
   if (r.status == 429) {
     Throttled(r);

@@ -86,6 +86,15 @@ class StatusWriter {
   std::map<ObjectKey, Written> written_;
   // Events sent per object: "reason\nmessage".
   std::map<ObjectKey, std::string> evented_;
+  // An Event write (create or count bump) whose answer was lost (transport error, timeout, 5xx):
+  // it may have been applied. The next try reads the Event first and, if it carries exactly what
+  // was sent, takes it as done instead of creating again or bumping the count a second time.
+  struct PendingEvent {
+    std::string name;
+    int64_t count = 0;
+    std::string last_timestamp;
+  };
+  std::map<ObjectKey, PendingEvent> pending_event_;
   StatusWriterOptions options_;
   WriteBackoff backoff_;  // keys: "status <object>", "event <object>"
   StatusWriterStats stats_;

@@ -290,5 +290,102 @@ TEST_F(StatusWriterBackoffTest, FailingEventsAreBackedOffToo) {
   EXPECT_LE(posts, 8u);
 }
 
+// Event writes whose answer was lost are idempotent: the retry reads the Event first.
+class EventIdempotencyTest : public ::testing::Test {
+ protected:
+  FakeHttp http_;
+  std::chrono::steady_clock::time_point now_{};
+  StatusWriter writer_{&http_, [](const ObjectKey&) -> std::optional<json> { return Object("10"); }, "ctl-a",
+                       StatusWriterOptions{WriteBackoffOptions{}, [this] { return now_; }, [] { return 1.0; }}};
+  status::ServedGenerations served_;
+  StatusInputs In() {
+    StatusInputs in;
+    in.statuses = {Lb(false)};
+    in.dataplanes = {{"n1", "192.0.2.1", 5}};
+    served_.Record(5, status::ServedBy(in.statuses));
+    in.served = &served_;
+    return in;
+  }
+  std::vector<Call> EventCalls() const {
+    std::vector<Call> out;
+    for (const auto& c : http_.calls) {
+      if (c.path.find("/events") != std::string::npos) out.push_back(c);
+    }
+    return out;
+  }
+  static HttpResponse Lost() { return {0, "", std::nullopt, "request timed out"}; }
+  static HttpResponse Ok(const std::string& body) { return {200, body, std::nullopt, ""}; }
+};
+
+TEST_F(EventIdempotencyTest, CreateAppliedDespiteTimeoutIsNotCountedTwice) {
+  http_.script = {Lost()};  // the POST reaches the server, its answer does not come back
+  ASSERT_TRUE(writer_.Sync(In()));
+  ASSERT_EQ(EventCalls().size(), 1u);
+  const json posted = json::parse(EventCalls()[0].body);
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {Ok(posted.dump())};  // GET: the Event exists, exactly as sent
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(writer_.stats().event_writes, 1u);
+  // Done: no further Event writes.
+  http_.calls.clear();
+  now_ += std::chrono::seconds(10);
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_TRUE(EventCalls().empty());
+}
+
+TEST_F(EventIdempotencyTest, CreateNotAppliedIsCreatedAgain) {
+  http_.script = {Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {{404, R"({"code":404})", std::nullopt, ""}, Ok("{}")};
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(calls[1].method, "POST");
+  EXPECT_EQ(json::parse(calls[1].body)["count"], 1);
+}
+
+TEST_F(EventIdempotencyTest, CountBumpAppliedDespiteTimeoutIsNotRepeated) {
+  // The Event exists (a previous leader): POST → 409, GET count 3, PATCH count 4 → lost.
+  http_.script = {{409, R"({"code":409,"reason":"AlreadyExists"})", std::nullopt, ""}, Ok(R"({"count": 3})"), Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 3u);
+  const json patch = json::parse(calls[2].body);
+  EXPECT_EQ(patch["count"], 4);
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {Ok(json({{"count", 4}, {"lastTimestamp", patch["lastTimestamp"]}}).dump())};
+  ASSERT_TRUE(writer_.Sync(In()));
+  calls = EventCalls();
+  ASSERT_EQ(calls.size(), 1u) << "read, and found the bump applied";
+  EXPECT_EQ(calls[0].method, "GET");
+}
+
+TEST_F(EventIdempotencyTest, CountBumpNotAppliedIsSentOnce) {
+  http_.script = {{409, R"({"code":409})", std::nullopt, ""}, Ok(R"({"count": 3})"), Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  // Still count 3: the bump was lost before it was applied; a failed read changes nothing.
+  http_.script = {Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(2);
+  http_.script = {Ok(R"({"count": 3, "lastTimestamp": "2020-01-01T00:00:00Z"})"), Ok("{}")};
+  http_.calls.clear();
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(calls[1].method, "PATCH");
+  EXPECT_EQ(json::parse(calls[1].body)["count"], 4);
+}
+
 }  // namespace
 }  // namespace doorman::controller::kube
