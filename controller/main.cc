@@ -211,6 +211,10 @@ class ControllerLoop {
 // Right after start-up, while no dataplane has (re)connected yet, nothing is written for a few
 // seconds: a controller restart must not flap Programmed and blank Service/Ingress addresses.
 constexpr auto kStatusStartupGrace = std::chrono::seconds(5);
+// SIGTERM: each API request made while stopping (lease release, view delete) is bounded by the
+// deadline, and all of them together by the budget.
+constexpr auto kShutdownRequestDeadline = std::chrono::milliseconds(2000);
+constexpr auto kShutdownBudget = std::chrono::milliseconds(4000);
 
 class StatusLoop {
  public:
@@ -568,10 +572,15 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   doorman::log::Info("controller", "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   serving = false;
-  if (status_loop) {
-    status_loop->Stop();
-    status_thread.join();
-  }
+  // Bounded even when the API server accepts connections but never answers: stop the status and
+  // election loops, abort every API request in flight (status writes, lists, watches, a renewal),
+  // then give the lease release and the view delete kShutdownRequestDeadline each; after
+  // kShutdownBudget whatever is left is cancelled.
+  if (status_loop) status_loop->Stop();
+  if (leader) leader->RequestStop();
+  if (source) source->RequestStop();
+  if (http) http->BeginShutdown(kShutdownRequestDeadline, kShutdownBudget);
+  if (status_thread.joinable()) status_thread.join();
   if (leader) leader->Stop();  // releases the Lease so a follower takes over at once
   if (views) views->Stop();    // then deletes this replica's dataplane view Lease
   if (source) source->Stop();
