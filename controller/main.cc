@@ -20,6 +20,8 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/grpc_log.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "controller/grpc/routing_server.h"
 #include "controller/kube/config.h"
@@ -209,6 +211,10 @@ class ControllerLoop {
 // Right after start-up, while no dataplane has (re)connected yet, nothing is written for a few
 // seconds: a controller restart must not flap Programmed and blank Service/Ingress addresses.
 constexpr auto kStatusStartupGrace = std::chrono::seconds(5);
+// SIGTERM: each API request made while stopping (lease release, view delete) is bounded by the
+// deadline, and all of them together by the budget.
+constexpr auto kShutdownRequestDeadline = std::chrono::milliseconds(2000);
+constexpr auto kShutdownBudget = std::chrono::milliseconds(4000);
 
 class StatusLoop {
  public:
@@ -338,8 +344,7 @@ int main(int argc, char** argv) {
   std::string leader_elect_namespace;
   std::string leader_elect_id = "doorman-controller";
   std::string pod_name;
-  // Accepted by the parser so users get a clear "not supported yet" instead of "unknown flag".
-  std::string tls_cert, tls_key, tls_ca;
+  doorman::TlsFiles tls;
 
   doorman::FlagSet flags(kProgram,
                          "Doorman controller: turns LoadBalancer, Service (type LoadBalancer) and Ingress objects into "
@@ -374,9 +379,12 @@ int main(int argc, char** argv) {
   flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
   flags.Int("ingress-https-port", &ingress_https_port, "port Ingress HTTPS rules listen on");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
-  flags.String("tls-cert", &tls_cert, "server certificate for mTLS to dataplanes (not supported yet in this build)");
-  flags.String("tls-key", &tls_key, "server private key for mTLS (not supported yet in this build)");
-  flags.String("tls-ca", &tls_ca, "CA that signs dataplane certificates (not supported yet in this build)");
+  flags.String("tls-cert", &tls.cert,
+               "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
+  flags.String("tls-key", &tls.key, "mTLS: the gRPC server's private key (PEM, unencrypted)");
+  flags.String("tls-ca", &tls.ca,
+               "mTLS: CA bundle (PEM); every dataplane must present a client certificate it signed. The three "
+               "files are re-read every 5s (rotation without a restart)");
   const auto positional = flags.ParseOrExit(argc, argv);
 
   if (!positional.empty()) Fail(2, "unexpected argument \"" + positional.front() + "\" (see --help)");
@@ -384,10 +392,10 @@ int main(int argc, char** argv) {
   if (!doorman::log::Configure(log_format, log_level)) {
     Fail(2, "invalid --log-level \"" + log_level + "\" (want debug, info, warn or error)");
   }
-  const std::pair<const char*, bool> unsupported[] = {
-      {"tls-cert", !tls_cert.empty()}, {"tls-key", !tls_key.empty()}, {"tls-ca", !tls_ca.empty()}};
-  for (const auto& [name, given] : unsupported) {
-    if (given) Fail(2, std::string("--") + name + " is not supported yet in this build");
+  doorman::RouteGrpcLogs();
+  if (auto e = doorman::CheckTlsFlags(tls); !e.empty()) Fail(2, e);
+  if (tls.enabled()) {
+    if (auto e = doorman::CheckTlsFiles(tls); !e.empty()) Fail(2, e);
   }
   for (const auto& [name, value] : {std::pair{"ingress-http-port", ingress_http_port}, std::pair{"ingress-https-port", ingress_https_port}}) {
     if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
@@ -496,6 +504,7 @@ int main(int argc, char** argv) {
   }
 
   std::string error;
+  if (tls.enabled()) server.UseTls(tls);
   if (!server.Start(grpc_listen, &error)) Fail(1, "--grpc-listen: " + error);
   std::atomic<bool> serving{true};
   AdminServer admin(registry, [&] {
@@ -548,11 +557,13 @@ int main(int argc, char** argv) {
                         {"server", kube_config->server},
                         {"identity", identity},
                         {"grpc_port", std::to_string(server.port())},
+                        {"grpc_tls", tls.enabled() ? "mtls" : "off"},
                         {"metrics_port", std::to_string(admin.port())}});
   } else {
     doorman::log::Info("controller", "started",
                        {{"manifests", manifests},
                         {"grpc_port", std::to_string(server.port())},
+                        {"grpc_tls", tls.enabled() ? "mtls" : "off"},
                         {"metrics_port", std::to_string(admin.port())},
                         {"version", std::to_string(server.version())}});
   }
@@ -561,10 +572,15 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   doorman::log::Info("controller", "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   serving = false;
-  if (status_loop) {
-    status_loop->Stop();
-    status_thread.join();
-  }
+  // Bounded even when the API server accepts connections but never answers: stop the status and
+  // election loops, abort every API request in flight (status writes, lists, watches, a renewal),
+  // then give the lease release and the view delete kShutdownRequestDeadline each; after
+  // kShutdownBudget whatever is left is cancelled.
+  if (status_loop) status_loop->Stop();
+  if (leader) leader->RequestStop();
+  if (source) source->RequestStop();
+  if (http) http->BeginShutdown(kShutdownRequestDeadline, kShutdownBudget);
+  if (status_thread.joinable()) status_thread.join();
   if (leader) leader->Stop();  // releases the Lease so a follower takes over at once
   if (views) views->Stop();    // then deletes this replica's dataplane view Lease
   if (source) source->Stop();

@@ -9,6 +9,8 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/grpc_log.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "dataplane/config/state_file.h"
 #include "dataplane/config/subscriber.h"
@@ -38,8 +40,8 @@ std::string HostName() {
 int main(int argc, char** argv) {
   using namespace doorman;
   std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
-                                                         state_dir, log_format = "text", log_level = "info",
-                                                         tls_cert, tls_key, tls_ca;
+                                                         state_dir, log_format = "text", log_level = "info";
+  TlsFiles tls;
   int64_t workers = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   dataplane::L7Options l7;
   int64_t l7_max_body = static_cast<int64_t>(l7.max_body_bytes);
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
   dataplane::L4Options l4;
   int64_t l4_splice_pipe = 0;
   std::string l4_splice = "off";
+  constexpr int64_t kMaxUdpFlows = int64_t{1} << 24;
+  int64_t udp_max_flows = static_cast<int64_t>(dataplane::DataplaneOptions{}.udp_max_flows);
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -60,23 +64,30 @@ int main(int argc, char** argv) {
   flags.Int("workers", &workers, "worker threads (default: hardware cores)");
   flags.String("log-format", &log_format, "text | json");
   flags.String("log-level", &log_level, "debug | info | warn | error");
-  flags.String("tls-cert", &tls_cert, "client certificate for mTLS to the controller (not supported yet)");
-  flags.String("tls-key", &tls_key, "client key for mTLS to the controller (not supported yet)");
-  flags.String("tls-ca", &tls_ca, "CA bundle for mTLS to the controller (not supported yet)");
+  flags.String("tls-cert", &tls.cert, "mTLS to the controller: client certificate chain (PEM); needs --tls-key and --tls-ca");
+  flags.String("tls-key", &tls.key, "mTLS: client private key (PEM, unencrypted)");
+  flags.String("tls-ca", &tls.ca, "mTLS: CA bundle (PEM) that must have signed the controller's certificate (files re-read every 5s)");
+  flags.String("tls-server-name", &tls.server_name, "mTLS: name expected in the controller's certificate (default: the --controller host)");
   flags.Int("l7-max-body-bytes", &l7_max_body, "L7: largest request body (streamed), else 413");
   flags.Int("l7-max-connections", &l7_max_conns, "L7: open client connections per listener, else 503 (0 = no cap)");
   flags.DurationMs("l7-header-timeout", &l7_header_timeout_ms, "L7: time to receive a request header once it started, else 408");
   flags.DurationMs("l7-body-timeout", &l7_body_timeout_ms, "L7: time for each request-body read to make progress, else 408");
+  flags.Int("udp-max-flows", &udp_max_flows,
+            "UDP: flows per worker and listener; datagrams that would open another are dropped (udp_table_full)");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
   flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");
   flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice bulk|always, bytes (0 = kernel default, else 4096..1048576)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
-  if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {
-    Usage("--tls-cert/--tls-key/--tls-ca: mTLS is not supported yet in this build");
+  if (auto e = CheckTlsFlags(tls); !e.empty()) Usage(e.c_str());
+  if (tls.enabled()) {
+    if (auto e = CheckTlsFiles(tls); !e.empty()) Usage(e.c_str());
   }
   if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
+  if (udp_max_flows < 1 || udp_max_flows > kMaxUdpFlows) {
+    Usage(("--udp-max-flows must be between 1 and " + std::to_string(kMaxUdpFlows)).c_str());
+  }
   if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
   if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
   if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
@@ -113,6 +124,7 @@ int main(int argc, char** argv) {
     Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
   }
   if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
+  RouteGrpcLogs();
   if (node_name.empty()) node_name = HostName();
   if (splice_from_env) log::Warn("dataplane", "DOORMAN_L4_SPLICE=1 is deprecated; use --l4-splice");
 
@@ -135,6 +147,7 @@ int main(int argc, char** argv) {
   opts.workers = static_cast<int>(workers);
   opts.node_name = node_name;
   opts.state_dir = state_dir;
+  opts.udp_max_flows = static_cast<std::size_t>(udp_max_flows);
   dataplane::Dataplane dp(opts, registry);
   dp.Start();
 
@@ -166,6 +179,7 @@ int main(int argc, char** argv) {
   sub_opts.controller = controller;
   sub_opts.node_name = node_name;
   sub_opts.advertise_address = advertise_address;
+  sub_opts.tls = tls;
   dataplane::Subscriber subscriber(
       sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); });
   subscriber.Start();

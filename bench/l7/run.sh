@@ -124,18 +124,19 @@ for u in "http://127.0.0.1:$BACKEND/" "http://127.0.0.1:$DM_HTTP/" "http://127.0
   [ "$(curl -sk --max-time 5 "$u")" = "ok" ] || { echo "sanity check failed for $u" >&2; cat "$tmp/dataplane.log" >&2; exit 1; }
 done
 
-# CPU ticks (utime+stime) of a process and its children threads/workers; "" = none.
+# CPU ticks of a process and its children threads/workers: "user system" ("0 0" = none).
 cpu_ticks() {
-  [ -z "$1" ] && { echo 0; return; }
-  local t=0 p
+  [ -z "$1" ] && { echo "0 0"; return; }
+  local u=0 k=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    read -r pu pk < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo "0 0")
+    u=$((u + pu)); k=$((k + pk))
   done
-  echo "$t"
+  echo "$u $k"
 }
 HZ=$(getconf CLK_TCK)
 
-# wrk → "rps p50_ms p99_ms cpu_us_per_req" ($2 = proxy pid, "" for direct)
+# wrk → "rps p50_ms p99_ms cpu_us_per_req user_us_per_req" ($2 = proxy pid, "" for direct)
 run_wrk() {
   local out c0 c1
   c0=$(cpu_ticks "$2")
@@ -148,11 +149,15 @@ run_wrk() {
   to_ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v }'; }
   local reqs
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", d*1e6/hz/n; else print "-" }')"
+  local u0 k0 u1 k1
+  read -r u0 k0 <<<"$c0"
+  read -r u1 k1 <<<"$c1"
+  per_req() { awk -v d="$1" -v hz="$HZ" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", d*1e6/hz/n; else print "-" }'; }
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $(per_req $((u1 + k1 - u0 - k0))) $(per_req $((u1 - u0)))"
 }
 
 echo "# wrk -t1 -c$CONNS -d${DURATION}s --latency, $ROUNDS round(s), $(nproc) CPUs, $(date -u +%FT%TZ)"
-printf '%-22s %12s %9s %9s %10s %14s\n' target "req/s" "p50 ms" "p99 ms" "vs haproxy" "proxy CPU us/req"
+printf '%-22s %12s %9s %9s %10s %14s %10s\n' target "req/s" "p50 ms" "p99 ms" "vs haproxy" "proxy CPU us/req" "of it user"
 for round in $(seq 1 "$ROUNDS"); do
   for proto in http https; do
     declare -A R=()
@@ -170,10 +175,10 @@ for round in $(seq 1 "$ROUNDS"); do
     ha_rps=${ha%% *}
     for t in "${targets[@]}"; do
       name=${t%% *}
-      read -r rps p50 p99 cpu <<<"${R[$name]}"
+      read -r rps p50 p99 cpu user <<<"${R[$name]}"
       ratio=$(awk -v a="$rps" -v b="$ha_rps" 'BEGIN{ if (b>0) printf "%.2fx", a/b; else print "-" }')
-      [ "$name" = direct ] && cpu="-"
-      printf '%-22s %12s %9s %9s %10s %14s\n' "$name (r$round)" "$rps" "$p50" "$p99" "$ratio" "$cpu"
+      [ "$name" = direct ] && { cpu="-"; user="-"; }
+      printf '%-22s %12s %9s %9s %10s %14s %10s\n' "$name (r$round)" "$rps" "$p50" "$p99" "$ratio" "$cpu" "$user"
     done
     unset R
   done

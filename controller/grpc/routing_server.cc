@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "common/flags.h"
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "controller/metrics/metrics.h"
 #include "doorman/v1/routing.grpc.pb.h"
@@ -31,6 +32,7 @@ struct RoutingServer::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool stopped = false;
+  TlsFiles tls;  // mTLS when enabled(), else plaintext
 
   Impl(PublisherOptions o, ControllerMetrics* m) : publisher(o), metrics(m) {}
 
@@ -205,6 +207,8 @@ RoutingServer::RoutingServer(PublisherOptions options, ControllerMetrics* metric
 
 RoutingServer::~RoutingServer() { Stop(); }
 
+void RoutingServer::UseTls(TlsFiles files) { impl_->tls = std::move(files); }
+
 bool RoutingServer::Start(const std::string& listen, std::string* error) {
   std::string host;
   uint16_t port = 0;
@@ -216,7 +220,7 @@ bool RoutingServer::Start(const std::string& listen, std::string* error) {
   impl_->service = std::make_unique<Service>(impl_.get());
   grpc::ServerBuilder builder;
   int selected = 0;
-  builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &selected);
+  builder.AddListeningPort(addr, MakeServerCredentials(impl_->tls), &selected);
   builder.RegisterService(impl_->service.get());
   // Notice dead dataplanes (a node that vanished) within about a minute.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);

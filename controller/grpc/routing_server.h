@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/tls_flags.h"
 #include "controller/publish/publisher.h"
 
 namespace doorman::controller {
@@ -21,6 +22,9 @@ class RoutingServer {
   RoutingServer(const RoutingServer&) = delete;
   RoutingServer& operator=(const RoutingServer&) = delete;
 
+  // Before Start: serve mTLS with these files (checked by CheckTlsFiles) instead of plaintext;
+  // every dataplane must then present a certificate signed by files.ca.
+  void UseTls(TlsFiles files);
   // Binds `listen` ("host:port", ":port", "[v6]:port"; port 0 picks one) and serves.
   bool Start(const std::string& listen, std::string* error);
   int port() const;

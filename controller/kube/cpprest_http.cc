@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "common/log.h"
 #include "controller/kube/http.h"
@@ -49,6 +51,38 @@ class CppRestKubeHttp final : public KubeHttp {
     api_ = std::make_unique<http_client>(web::uri(config.server), c);
     c.set_timeout(options.watch_idle_timeout);
     watch_ = std::make_unique<http_client>(web::uri(config.server), c);
+    server_ = config.server;
+    client_config_ = c;
+  }
+
+  ~CppRestKubeHttp() override {
+    {
+      std::lock_guard<std::mutex> lock(cts_mu_);
+      watchdog_stop_ = true;
+    }
+    watchdog_cv_.notify_all();
+    if (watchdog_.joinable()) watchdog_.join();
+  }
+
+  void BeginShutdown(std::chrono::milliseconds request_deadline, std::chrono::milliseconds budget) override {
+    {
+      std::lock_guard<std::mutex> lock(cts_mu_);
+      if (shutting_down_) return;
+      shutting_down_ = true;
+      http_client_config c = client_config_;
+      c.set_timeout(std::max(request_deadline, std::chrono::milliseconds(100)));
+      shutdown_ = std::make_unique<http_client>(web::uri(server_), c);
+      cts_.cancel();  // everything in flight; later requests take the fresh token
+      cts_ = pplx::cancellation_token_source();
+    }
+    watchdog_ = std::thread([this, budget] {
+      std::unique_lock<std::mutex> lock(cts_mu_);
+      if (watchdog_cv_.wait_for(lock, budget, [this] { return watchdog_stop_; })) return;
+      lock.unlock();
+      log::Warn("kube", "shutdown budget spent: cancelling the remaining API requests",
+                {{"budget", std::to_string(budget.count()) + "ms"}});
+      Cancel();
+    });
   }
 
   HttpResponse Request(const std::string& method, const std::string& path_and_query, const std::string& body,
@@ -60,12 +94,17 @@ class CppRestKubeHttp final : public KubeHttp {
                       bool* clean) override {
     *clean = false;
     HttpResponse out;
-    if (cancelled_) {
-      out.error = "cancelled";
-      return out;
+    pplx::cancellation_token token = pplx::cancellation_token::none();
+    {
+      std::lock_guard<std::mutex> lock(cts_mu_);
+      if (cancelled_ || shutting_down_) {
+        out.error = "cancelled";
+        return out;
+      }
+      token = cts_.get_token();
     }
     try {
-      http::http_response resp = watch_->request(MakeRequest("GET", path_and_query, "", ""), cts_.get_token()).get();
+      http::http_response resp = watch_->request(MakeRequest("GET", path_and_query, "", ""), token).get();
       Fill(resp, &out);
       if (out.status != 200) {
         out.body = resp.extract_utf8string(true).get();
@@ -105,12 +144,13 @@ class CppRestKubeHttp final : public KubeHttp {
       }
       if (!line.empty()) on_line(line);  // a last line without its newline
     } catch (const std::exception& e) {
-      out.error = cancelled_ ? "cancelled" : e.what();
+      out.error = token.is_canceled() ? "cancelled" : e.what();
     }
     return out;
   }
 
   void Cancel() override {
+    std::lock_guard<std::mutex> lock(cts_mu_);
     cancelled_ = true;
     cts_.cancel();
   }
@@ -170,21 +210,28 @@ class CppRestKubeHttp final : public KubeHttp {
     HttpResponse out;
     for (int attempt = 0; attempt < 2; ++attempt) {
       out = HttpResponse{};
-      if (cancelled_) {
-        out.error = "cancelled";
-        return out;
+      http_client* client = nullptr;
+      pplx::cancellation_token token = pplx::cancellation_token::none();
+      {
+        std::lock_guard<std::mutex> lock(cts_mu_);
+        if (cancelled_) {
+          out.error = "cancelled";
+          return out;
+        }
+        client = shutting_down_ ? shutdown_.get() : api_.get();
+        token = cts_.get_token();
       }
       const auto start = std::chrono::steady_clock::now();
       try {
-        http::http_response resp =
-            api_->request(MakeRequest(method, path_and_query, body, content_type), cts_.get_token()).get();
+        http::http_response resp = client->request(MakeRequest(method, path_and_query, body, content_type), token).get();
         Fill(resp, &out);
         out.body = resp.extract_utf8string(true).get();
         return out;
       } catch (const std::exception& e) {
         out.status = 0;
-        out.error = cancelled_ ? "cancelled" : e.what();
+        out.error = token.is_canceled() ? "cancelled" : e.what();
       }
+      if (token.is_canceled()) break;  // cancelled (shutdown): not a stale pooled connection
       if (std::chrono::steady_clock::now() - start > kQuickFailure) break;
     }
     return out;
@@ -197,8 +244,16 @@ class CppRestKubeHttp final : public KubeHttp {
   std::string token_stamp_;
   std::unique_ptr<http_client> api_;
   std::unique_ptr<http_client> watch_;
+  std::string server_;
+  http_client_config client_config_;
+  std::mutex cts_mu_;  // guards cts_, cancelled_, shutting_down_, shutdown_, watchdog_stop_
   pplx::cancellation_token_source cts_;
-  std::atomic<bool> cancelled_{false};
+  bool cancelled_ = false;
+  bool shutting_down_ = false;
+  std::unique_ptr<http_client> shutdown_;  // request timeout = the shutdown deadline
+  bool watchdog_stop_ = false;
+  std::condition_variable watchdog_cv_;
+  std::thread watchdog_;
 };
 
 }  // namespace

@@ -44,6 +44,16 @@ class KubeHttp {
 
   // Aborts every request and stream in flight; later calls fail at once (shutdown).
   virtual void Cancel() = 0;
+
+  // The first step of shutdown (SIGTERM): aborts every request and stream in flight now (status
+  // writes, lists, watches, a lease renewal), so nothing waits on an API server that does not
+  // answer. Requests made afterwards (lease release, view delete) are each bounded by
+  // `request_deadline`; streams fail at once. After `budget`, Cancel() ends everything, so
+  // shutdown is bounded whatever the API server does. The default (fakes) does nothing.
+  virtual void BeginShutdown(std::chrono::milliseconds request_deadline, std::chrono::milliseconds budget) {
+    (void)request_deadline;
+    (void)budget;
+  }
 };
 using KubeHttpPtr = std::unique_ptr<KubeHttp>;
 

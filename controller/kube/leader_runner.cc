@@ -65,6 +65,10 @@ void LeaderRunner::Run() {
   log::Info("leader", "leader election started",
             {{"identity", options_.identity}, {"lease", options_.ns + "/" + options_.name}});
   for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
     Attempt();
     std::vector<Diagnostic> logs;
     bool leader = false;
@@ -84,6 +88,14 @@ void LeaderRunner::Run() {
     cv_.wait_until(lock, next, [this] { return stop_; });
     if (stop_) return;
   }
+}
+
+void LeaderRunner::RequestStop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
 }
 
 void LeaderRunner::Stop() {

@@ -24,7 +24,11 @@ class LeaderRunner {
   LeaderRunner& operator=(const LeaderRunner&) = delete;
 
   void Start();
-  // Stops trying; when leader, releases the Lease (holderIdentity "", leaseDurationSeconds 1).
+  // Stops trying (no new attempt starts; one in flight finishes or is cancelled by the client).
+  // Returns at once: the first step of shutdown, before KubeHttp::BeginShutdown.
+  void RequestStop();
+  // Stops trying, joins the thread; when leader, releases the Lease (holderIdentity "",
+  // leaseDurationSeconds 1).
   void Stop();
   bool IsLeader();
 

@@ -1,5 +1,8 @@
 #include "controller/kube/status_writer.h"
 
+#include <memory>
+#include <random>
+
 #include "common/log.h"
 #include "controller/kube/resources.h"
 
@@ -20,27 +23,97 @@ std::string Rv(const json& o) {
 
 json StatusOf(const json& o) { return o.is_object() && o.contains("status") ? o["status"] : json(nullptr); }
 
+// What a desired status means, for the backoff: without lastTransitionTime, which is "now" for
+// every condition that differs from the object's (so it changes each second while writes fail).
+json WithoutTransitionTimes(json v) {
+  if (v.is_object()) {
+    v.erase("lastTransitionTime");
+    for (auto& [k, x] : v.items()) x = WithoutTransitionTimes(std::move(x));
+  } else if (v.is_array()) {
+    for (auto& x : v) x = WithoutTransitionTimes(std::move(x));
+  }
+  return v;
+}
+
+std::string StatusKey(const ObjectKey& k) { return "status " + k.ToString(); }
+std::string EventKey(const ObjectKey& k) { return "event " + k.ToString(); }
+
+std::function<double()> DefaultRandom() {
+  auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
+  return [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); };
+}
+
 }  // namespace
 
-StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance)
-    : http_(http), get_(std::move(get)), instance_(std::move(reporting_instance)) {}
+StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance, StatusWriterOptions options)
+    : http_(http),
+      get_(std::move(get)),
+      instance_(std::move(reporting_instance)),
+      options_(std::move(options)),
+      backoff_(options_.backoff, options_.rand01 ? options_.rand01 : DefaultRandom()) {
+  if (!options_.now) options_.now = [] { return std::chrono::steady_clock::now(); };
+}
 
 void StatusWriter::Reset() {
   written_.clear();
   evented_.clear();
-  failing_.clear();
+  backoff_.Clear();
+}
+
+void StatusWriter::Failed(const std::string& key, const std::string& desired, const ObjectKey& object,
+                          const char* what, const HttpResponse& r) {
+  ++stats_.failures;
+  const std::string error = (r.status ? std::to_string(r.status) + " " : std::string()) + r.ToApiError().message;
+  auto line = backoff_.Failed(key, desired, error, options_.now());
+  if (!line) return;  // the same error as last logged: counted, reported with the next line
+  const std::string message = std::string("writing ") + what + " failed, will retry with backoff";
+  const std::string retry_in = std::to_string(line->retry_in.count()) + "ms";
+  if (line->previous.empty()) {
+    log::Warn("status", message, {{"object", object.ToString()}, {"error", error}, {"retry_in", retry_in}});
+  } else {  // the error changed: say how often the previous one repeated unlogged
+    log::Warn("status", message,
+              {{"object", object.ToString()},
+               {"error", error},
+               {"retry_in", retry_in},
+               {"previous_error", line->previous},
+               {"previous_repeats", std::to_string(line->repeats)}});
+  }
+}
+
+void StatusWriter::Succeeded(const std::string& key, const ObjectKey& object, const char* what) {
+  auto line = backoff_.Succeeded(key);
+  if (!line) return;
+  log::Info("status", std::string("writing ") + what + " succeeded after failures",
+            {{"object", object.ToString()},
+             {"failures", std::to_string(line->failures)},
+             {"last_error", line->previous}});
 }
 
 void StatusWriter::Throttled(const HttpResponse& r) {
   const auto wait = r.retry_after.value_or(std::chrono::seconds(1));
-  retry_until_ = std::chrono::steady_clock::now() + wait;
+  retry_until_ = options_.now() + wait;
   log::Info("status", "API server asked to slow down", {{"retry_after", std::to_string(wait.count()) + "s"}});
 }
 
 bool StatusWriter::Sync(const StatusInputs& in) {
-  if (std::chrono::steady_clock::now() < retry_until_) return false;
+  if (options_.now() < retry_until_) return false;
   std::set<ObjectKey> seen;
+  std::set<std::string> keys;
   for (const auto& st : in.statuses) {
+    keys.insert(StatusKey(st.key));
+    keys.insert(EventKey(st.key));
+  }
+  backoff_.Retain(keys);
+  // Healthy objects first: one whose writes fail (or hang) is tried after the others.
+  std::vector<const ObjectStatus*> order;
+  for (const auto& st : in.statuses) {
+    if (!backoff_.Failing(StatusKey(st.key)) && !backoff_.Failing(EventKey(st.key))) order.push_back(&st);
+  }
+  for (const auto& st : in.statuses) {
+    if (backoff_.Failing(StatusKey(st.key)) || backoff_.Failing(EventKey(st.key))) order.push_back(&st);
+  }
+  for (const ObjectStatus* p : order) {
+    const ObjectStatus& st = *p;
     if (in.may_write && !in.may_write()) return false;
     seen.insert(st.key);
     auto object = get_(st.key);
@@ -54,6 +127,9 @@ bool StatusWriter::Sync(const StatusInputs& in) {
   }
   for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
   for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
+  for (auto it = pending_event_.begin(); it != pending_event_.end();) {
+    it = seen.count(it->first) ? std::next(it) : pending_event_.erase(it);
+  }
   return true;
 }
 
@@ -72,12 +148,18 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
     if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv && w->second.status == *desired) {
       return true;  // we wrote exactly this already; the informer has not caught up yet
     }
+    const std::string key = StatusKey(st.key);
+    const std::string fingerprint = WithoutTransitionTimes(*desired).dump();
+    if (!backoff_.Ready(key, fingerprint, options_.now())) {
+      ++stats_.deferred;
+      return true;
+    }
     const std::string path = res->object_path(st.key.ns, st.key.name, "status");
     HttpResponse r = http_->Request("PATCH", path, status::StatusPatch(current, *desired, rv).dump(), kMergePatch);
     if (r.ok()) {
       ++stats_.status_writes;
       written_[st.key] = {rv, *desired};
-      failing_.erase(st.key);
+      Succeeded(key, st.key, "status");
       log::Debug("status", "status written", {{"object", st.key.ToString()}});
       return true;
     }
@@ -87,7 +169,10 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
     }
     if (r.status == 409) {  // stale: re-read and recompute against the object as it is now
       HttpResponse g = http_->Request("GET", res->object_path(st.key.ns, st.key.name));
-      if (g.status == 404) return true;
+      if (g.status == 404) {
+        backoff_.Succeeded(key);
+        return true;
+      }
       auto fresh = json::parse(g.body, nullptr, false);
       if (g.ok() && fresh.is_object()) {
         object = std::move(fresh);
@@ -95,13 +180,11 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
       }
       r = g;
     }
-    if (r.status == 404) return true;  // deleted meanwhile
-    ++stats_.failures;
-    const std::string why = std::to_string(r.status) + " " + r.ToApiError().message;
-    if (failing_[st.key] != why) {
-      log::Warn("status", "writing status failed, will retry", {{"object", st.key.ToString()}, {"error", why}});
-      failing_[st.key] = why;
+    if (r.status == 404) {  // deleted meanwhile
+      backoff_.Succeeded(key);
+      return true;
     }
+    Failed(key, fingerprint, st.key, "status", r);
     return true;
   }
   return true;
@@ -110,30 +193,68 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
 bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
   const std::string what = st.reason + "\n" + st.message;
   if (auto it = evented_.find(st.key); it != evented_.end() && it->second == what) return true;
+  const std::string key = EventKey(st.key);
+  if (!backoff_.Ready(key, what, options_.now())) {
+    ++stats_.deferred;
+    return true;
+  }
   const Resource* res = ResourceForKind(st.key.kind);
   const std::string api_version = res ? res->api_version() : "v1";
   const std::string now = Now();
   json event = status::WarningEvent(st, object, api_version, instance_, now);
   const std::string ns = event["metadata"]["namespace"].get<std::string>();
   const std::string name = event["metadata"]["name"].get<std::string>();
-  HttpResponse r = http_->Request("POST", EventResource().namespaced_collection_path(ns), event.dump());
-  if (r.status == 409) {
-    // The same problem was reported before (by us, or by a previous leader): count the repeat.
-    const std::string path = EventResource().object_path(ns, name);
+  const std::string path = EventResource().object_path(ns, name);
+  const std::string collection = EventResource().namespaced_collection_path(ns);
+  PendingEvent sent{name, 1, now};
+  bool wrote = false;  // a create or a count bump was sent (not only a read)
+  HttpResponse r;
+  // Bumps the count of an Event that exists (reported before, by us or a previous leader).
+  auto bump = [&](const json& existing) {
+    json patch = status::EventRepeatPatch(existing, now);
+    sent.count = patch["count"].get<int64_t>();
+    wrote = true;
+    return http_->Request("PATCH", path, patch.dump(), kMergePatch);
+  };
+  auto pending = pending_event_.find(st.key);
+  if (pending != pending_event_.end() && pending->second.name == name) {
+    // The previous write's answer was lost: read before writing again.
     HttpResponse g = http_->Request("GET", path);
     auto existing = json::parse(g.body, nullptr, false);
-    r = g.ok() ? http_->Request("PATCH", path, status::EventRepeatPatch(existing, now).dump(), kMergePatch) : g;
+    if (g.ok() && existing.is_object()) {
+      const bool applied = existing.value("count", int64_t{1}) == pending->second.count &&
+                           existing.value("lastTimestamp", "") == pending->second.last_timestamp;
+      r = applied ? g : bump(existing);
+    } else if (g.status == 404) {  // it was not applied
+      wrote = true;
+      r = http_->Request("POST", collection, event.dump());
+    } else {
+      r = g;
+    }
+  } else {
+    wrote = true;
+    r = http_->Request("POST", collection, event.dump());
+    if (r.status == 409) {
+      // The same problem was reported before (by us, or by a previous leader): count the repeat.
+      HttpResponse g = http_->Request("GET", path);
+      auto existing = json::parse(g.body, nullptr, false);
+      r = g.ok() ? bump(existing) : g;
+    }
+  }
+  if (r.ok()) {
+    pending_event_.erase(st.key);
+  } else if (wrote && (r.status == 0 || r.status >= 500)) {
+    pending_event_[st.key] = sent;  // the outcome of what was sent is unknown
   }
   if (r.status == 429) {
     Throttled(r);
     return false;
   }
   if (!r.ok()) {
-    ++stats_.failures;
-    log::Warn("status", "writing an Event failed, will retry",
-              {{"object", st.key.ToString()}, {"error", std::to_string(r.status) + " " + r.ToApiError().message}});
+    Failed(key, what, st.key, "an Event", r);
     return true;
   }
+  Succeeded(key, st.key, "an Event");
   ++stats_.event_writes;
   evented_[st.key] = what;
   log::Info("status", "Warning event", {{"object", st.key.ToString()}, {"reason", st.reason}});

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "controller/kube/http.h"
+#include "controller/kube/write_backoff.h"
 #include "controller/model/object.h"
 #include "controller/status/status.h"
 #include "controller/translate/translate.h"
@@ -36,6 +37,15 @@ struct StatusWriterStats {
   size_t status_writes = 0;
   size_t event_writes = 0;
   size_t failures = 0;
+  size_t deferred = 0;  // writes skipped because that object's backoff had not expired
+};
+
+struct StatusWriterOptions {
+  // Per object and per kind of write (status, Event): a write that fails is retried after
+  // 0.5 s, doubling to 5 min, with jitter; reset on success or when the desired status changes.
+  WriteBackoffOptions backoff;
+  std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
+  std::function<double()> rand01;  // null = a private generator
 };
 
 class StatusWriter {
@@ -43,9 +53,10 @@ class StatusWriter {
   // `get` returns the object as the informers last saw it (with status and resourceVersion).
   using Getter = std::function<std::optional<nlohmann::json>(const ObjectKey&)>;
 
-  StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance);
+  StatusWriter(KubeHttp* http, Getter get, std::string reporting_instance, StatusWriterOptions options = {});
 
-  // One reconcile pass. Returns false when the API asked to slow down (429): the caller should
+  // One reconcile pass: objects whose writes are failing come last (their backoff permitting), so
+  // a hanging one cannot delay the others. Returns false when the API asked to slow down (429): the caller should
   // wait until retry_until().
   bool Sync(const StatusInputs& in);
   std::chrono::steady_clock::time_point retry_until() const { return retry_until_; }
@@ -58,6 +69,9 @@ class StatusWriter {
   bool WriteStatus(const ObjectStatus& st, const StatusInputs& in, nlohmann::json object);
   bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object);
   void Throttled(const HttpResponse& r);
+  void Failed(const std::string& key, const std::string& desired, const ObjectKey& object, const char* what,
+              const HttpResponse& r);
+  void Succeeded(const std::string& key, const ObjectKey& object, const char* what);
 
   KubeHttp* http_;
   Getter get_;
@@ -72,7 +86,17 @@ class StatusWriter {
   std::map<ObjectKey, Written> written_;
   // Events sent per object: "reason\nmessage".
   std::map<ObjectKey, std::string> evented_;
-  std::map<ObjectKey, std::string> failing_;  // last failure logged per object
+  // An Event write (create or count bump) whose answer was lost (transport error, timeout, 5xx):
+  // it may have been applied. The next try reads the Event first and, if it carries exactly what
+  // was sent, takes it as done instead of creating again or bumping the count a second time.
+  struct PendingEvent {
+    std::string name;
+    int64_t count = 0;
+    std::string last_timestamp;
+  };
+  std::map<ObjectKey, PendingEvent> pending_event_;
+  StatusWriterOptions options_;
+  WriteBackoff backoff_;  // keys: "status <object>", "event <object>"
   StatusWriterStats stats_;
 };
 

@@ -20,6 +20,10 @@ void KubeSource::Start() {
   for (auto& i : informers_) i->Start();
 }
 
+void KubeSource::RequestStop() {
+  for (auto& i : informers_) i->RequestStop();
+}
+
 void KubeSource::Stop() {
   for (auto& i : informers_) i->RequestStop();
   http_->Cancel();

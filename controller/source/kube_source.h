@@ -43,6 +43,9 @@ class KubeSource {
   KubeSource& operator=(const KubeSource&) = delete;
 
   void Start();
+  // Tells the informers to stop (no new list or watch starts; one in flight ends when the client
+  // cancels it), without cancelling anything: the first step of shutdown.
+  void RequestStop();
   // Cancels the client's requests (KubeHttp::Cancel) and joins the informers.
   void Stop();
 

@@ -28,6 +28,8 @@ constexpr const char* kAnnRequestTimeout = "doorman.dev/request-timeout";
 constexpr const char* kAnnRetries = "doorman.dev/retries";
 constexpr const char* kAnnBackendProtocol = "doorman.dev/backend-protocol";
 constexpr const char* kAnnHealthCheckPath = "doorman.dev/health-check-path";
+constexpr const char* kAnnBackendTlsSecret = "doorman.dev/backend-tls-secret";
+constexpr const char* kAnnBackendTlsServerName = "doorman.dev/backend-tls-server-name";
 
 constexpr const char* kAnnLegacyClass = "kubernetes.io/ingress.class";
 constexpr const char* kAnnDefaultClass = "ingressclass.kubernetes.io/is-default-class";
@@ -44,6 +46,7 @@ struct IngressAnnotations {
   bool canary = false;
   v1::Canary canary_rule;  // header, cookie, weight; backends are filled per path
   std::string health_check_path;
+  std::string backend_tls_secret;  // backend-protocol HTTPS: verify backends with this Secret's ca.crt
 };
 
 IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<StatusWarning>* warnings) {
@@ -103,6 +106,25 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       a.Invalid(kAnnBackendProtocol, "unknown backend protocol " + Q(*s) + " (want HTTP, HTTPS or GRPC)");
     }
   }
+  const bool https_backends = out.policy.backend_protocol() == "HTTPS";
+  if (auto s = a.String(kAnnBackendTlsSecret)) {
+    if (!https_backends) {
+      a.Ignored(kAnnBackendTlsSecret, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
+    } else if (!IsDns1123Subdomain(*s)) {
+      a.Invalid(kAnnBackendTlsSecret, Q(*s) + " is not a valid Secret name");
+    } else {
+      out.backend_tls_secret = *s;
+    }
+  }
+  if (auto s = a.String(kAnnBackendTlsServerName)) {
+    if (!https_backends) {
+      a.Ignored(kAnnBackendTlsServerName, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
+    } else if (!IsIp(*s) && !IsDns1123Subdomain(Lower(*s))) {  // not "name:port", not "a..b"
+      a.Invalid(kAnnBackendTlsServerName, "invalid server name " + Q(*s) + " (want a DNS name or an IP address)");
+    } else {
+      out.policy.mutable_backend_tls()->set_server_name(*s);
+    }
+  }
   if (auto s = a.String(kAnnHealthCheckPath)) {
     if (s->empty() || s->front() != '/' || s->find_first_of(" \t") != std::string::npos) {
       a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " must start with \"/\" and contain no spaces");
@@ -144,7 +166,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     // The main Ingress's policy applies to canary traffic too, as in ingress-nginx.
     for (const char* k : {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName,
                           kAnnAffinityCookieTtl, kAnnRateLimitRps, kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries,
-                          kAnnBackendProtocol}) {
+                          kAnnBackendProtocol, kAnnBackendTlsSecret, kAnnBackendTlsServerName}) {
       if (a.Has(k)) a.Ignored(k, "a canary Ingress uses the policy of the main Ingress it attaches to");
     }
   }
@@ -277,9 +299,19 @@ class IngressCompiler {
     AnnotationReader ann(o_,
                          {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName, kAnnAffinityCookieTtl,
                           kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByCookie, kAnnRateLimitRps,
-                          kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath},
+                          kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath,
+                          kAnnBackendTlsSecret, kAnnBackendTlsServerName},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
+    if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
+      // Fail closed: a CA that cannot be read never turns into unverified TLS.
+      CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret);
+      if (ca.pem) {
+        ann_.policy.mutable_backend_tls()->set_ca_pem(*ca.pem);
+      } else {
+        ann.Invalid(kAnnBackendTlsSecret, ca.message);
+      }
+    }
     const json* spec = r_.Member(o_, "", "spec", true);
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {

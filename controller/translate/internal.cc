@@ -61,6 +61,41 @@ std::optional<std::string> SecretValue(const json& secret, const char* key, bool
   return std::nullopt;
 }
 
+// One or more "-----BEGIN CERTIFICATE-----" blocks (text between them is allowed, as in
+// ca-certificates bundles), each base64 of one DER SEQUENCE whose length matches: a structural
+// check without OpenSSL, enough that the dataplane's parse does not fail on garbage.
+bool IsPemCertificateBundle(const std::string& pem) {
+  static constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
+  static constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
+  std::size_t pos = 0;
+  int blocks = 0;
+  while ((pos = pem.find(kBegin, pos)) != std::string::npos) {
+    const std::size_t body = pos + kBegin.size();
+    const std::size_t end = pem.find(kEnd, body);
+    if (end == std::string::npos) return false;
+    std::string b64;
+    for (std::size_t i = body; i < end; ++i) {
+      const char c = pem[i];
+      if (c != '\n' && c != '\r' && c != ' ' && c != '\t') b64.push_back(c);
+    }
+    const auto der = Base64Decode(b64);
+    if (!der || der->size() < 2 || static_cast<unsigned char>((*der)[0]) != 0x30) return false;
+    const auto b1 = static_cast<unsigned char>((*der)[1]);
+    std::size_t header = 2, length = b1;
+    if (b1 & 0x80) {
+      const std::size_t n = b1 & 0x7f;
+      if (n == 0 || n > 4 || der->size() < 2 + n) return false;
+      length = 0;
+      for (std::size_t i = 0; i < n; ++i) length = (length << 8) | static_cast<unsigned char>((*der)[2 + i]);
+      header += n;
+    }
+    if (header + length != der->size()) return false;
+    ++blocks;
+    pos = end + kEnd.size();
+  }
+  return blocks > 0;
+}
+
 }  // namespace
 
 // ---- small validators ------------------------------------------------------------------------
@@ -276,6 +311,36 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
     }
   }
   out.cert = std::move(cert);
+  return out;
+}
+
+CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
+  CaBundleLoad out;
+  auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
+  const std::string ref = "Secret " + ns + "/" + secret_name;
+  if (it == store.end()) {
+    out.message = ref + " not found";
+    return out;
+  }
+  const json& s = it->second.object;
+  // Only kubernetes.io/tls Secrets are watched (controller/kube/resources.cc): the same rule from
+  // manifests, so a Secret that works standalone works in a cluster.
+  if (auto t = s.find("type"); t != s.end() && t->is_string() && *t != "kubernetes.io/tls") {
+    out.message = ref + " has type " + Q(t->get<std::string>()) + ", want kubernetes.io/tls";
+    return out;
+  }
+  bool bad = false;
+  auto v = SecretValue(s, "ca.crt", &bad);
+  if (bad) {
+    out.message = ref + ": data.ca.crt is not valid base64";
+  } else if (!v) {
+    out.message = ref + " has no ca.crt";
+  } else if (!IsPemCertificateBundle(*v)) {
+    // Checked here, not only by the dataplane: a bundle it cannot parse would NACK every update.
+    out.message = ref + ": ca.crt is not a PEM certificate bundle";
+  } else {
+    out.pem = std::move(*v);
+  }
   return out;
 }
 

@@ -125,6 +125,14 @@ struct CertificateLoad {
 };
 CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
 
+// The `ca.crt` of a Secret (cert-manager writes it into kubernetes.io/tls Secrets) as a PEM CA
+// bundle, for verifying HTTPS backends. On failure `pem` is empty and `message` says why.
+struct CaBundleLoad {
+  std::optional<std::string> pem;
+  std::string message;
+};
+CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
+
 // A Service port, as a backend names it: by number (LoadBalancer, Ingress port.number) or by name
 // (Ingress port.name).
 struct ServicePortRef {

@@ -282,8 +282,8 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
     if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
       auto* ro = out->mutable_retries();
       if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) ro->set_attempts(*a);
-      static const std::set<std::string> kOn = {"connect-failure", "reset", "timeout", "5xx", "gateway-error",
-                                                "refused-stream"};
+      static const std::set<std::string> kOn = {"connect-failure", "reset",         "timeout",
+                                                "5xx",             "gateway-error", "non-idempotent"};
       const auto on = r.StringList(*rt, rp, "on");
       for (size_t i = 0; i < on.size(); ++i) {
         const std::string& o = on[i];
@@ -291,7 +291,7 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         if (!kOn.count(o) && !status) {
           r.Unsupported(FieldReader::Index(rp + ".on", i),
                         "unknown retry condition " + Q(o) +
-                            " (want connect-failure, reset, timeout, 5xx, gateway-error, refused-stream or a "
+                            " (want connect-failure, reset, timeout, 5xx, gateway-error, non-idempotent or a "
                             "4xx/5xx status such as \"503\")");
           continue;
         }
@@ -337,10 +337,22 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
   }
 }
 
+// Fields that frame the message or belong to one connection: a rule touching them would make
+// the proxy and the peer disagree on where a message ends (request smuggling, response splitting).
+bool IsFramingOrHopByHop(const std::string& lower_name) {
+  static const std::set<std::string> kNames = {"content-length", "transfer-encoding", "connection", "keep-alive",
+                                               "te",             "trailer",           "upgrade",    "proxy-connection"};
+  return kNames.count(lower_name) > 0;
+}
+
 void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1::HeaderRules* out) {
   if (!r.Object(h, p, {"set", "add", "remove"})) return;
   auto check = [&r](const std::string& field, const std::string& name) {
-    if (!IsToken(name)) r.Invalid(field, "invalid header name " + Q(name));
+    if (!IsToken(name)) {
+      r.Invalid(field, "invalid header name " + Q(name));
+    } else if (IsFramingOrHopByHop(Lower(name))) {
+      r.Invalid(field, "header " + Q(name) + " frames the message or belongs to one connection; the proxy manages it");
+    }
     return Lower(name);
   };
   for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = v;
@@ -488,6 +500,9 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
       r.Unsupported(p + ".path", "a TCP health check has no path");
     } else if (out->protocol() == v1::HealthCheck::HTTP && (path->empty() || path->front() != '/')) {
       r.Invalid(p + ".path", "path " + Q(*path) + " must start with \"/\"");
+    } else if (out->protocol() == v1::HealthCheck::GRPC) {
+      // As the CRD's rule: a GRPC check asks grpc.health.v1 about the whole server (service "").
+      r.Unsupported(p + ".path", "a GRPC health check has no path (it checks the whole server: service \"\")");
     }
     out->set_path(*path);
   } else if (out->protocol() == v1::HealthCheck::HTTP) {

@@ -51,11 +51,13 @@ ServiceAnnotations ReadServiceAnnotations(AnnotationReader& a) {
     const std::string path = s->rfind("http:", 0) == 0 ? s->substr(5) : "";
     if (*s == "tcp") {
       out.health_check.set_protocol(v1::HealthCheck::TCP);
+    } else if (*s == "grpc") {  // grpc.health.v1 Check of the whole server (service "")
+      out.health_check.set_protocol(v1::HealthCheck::GRPC);
     } else if (!path.empty() && path.front() == '/' && path.find_first_of(" \t") == std::string::npos) {
       out.health_check.set_protocol(v1::HealthCheck::HTTP);
       out.health_check.set_path(path);
     } else {
-      a.Invalid(kAnnHealthCheck, "invalid health check " + Q(*s) + " (want \"tcp\" or \"http:<path>\", e.g. \"http:/healthz\")");
+      a.Invalid(kAnnHealthCheck, "invalid health check " + Q(*s) + " (want \"tcp\", \"grpc\" or \"http:<path>\", e.g. \"http:/healthz\")");
     }
   }
   if (auto s = a.String(kAnnTlsPassthroughSni)) {

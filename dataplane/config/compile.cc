@@ -134,11 +134,17 @@ class Compiler {
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
         const auto& hc = in.health_check();
         auto& spec = out->health_check;
-        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP ? health::CheckProtocol::kHttp : health::CheckProtocol::kTcp;
-        if (hc.protocol() == pb::HealthCheck::GRPC) {
-          Warn(where + ": gRPC health checks are not implemented by this build; using a TCP connect check");
-        }
-        if (!hc.path().empty()) {
+        spec.protocol = hc.protocol() == pb::HealthCheck::HTTP   ? health::CheckProtocol::kHttp
+                        : hc.protocol() == pb::HealthCheck::GRPC ? health::CheckProtocol::kGrpc
+                                                                 : health::CheckProtocol::kTcp;
+        if (spec.protocol == health::CheckProtocol::kGrpc) {
+          // gRPC: `path` carries the grpc.health.v1 service name ("" = the whole server).
+          if (!health::ValidGrpcServiceName(hc.path())) {
+            Fail(where + ".health_check.path: \"" + hc.path() +
+                 "\" is not a gRPC service name (printable, no spaces, at most 256 bytes)");
+          }
+          spec.grpc_service = hc.path();
+        } else if (!hc.path().empty()) {
           if (hc.path().front() != '/' || hc.path().find_first_of("\r\n ") != std::string::npos) {
             Fail(where + ".health_check.path: \"" + hc.path() + "\" must start with '/' and contain no spaces");
           }
@@ -459,13 +465,28 @@ class Compiler {
       if (!listener.is_l7()) Warn(where + ": retries ignored on an L4 listener");
       out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
       out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
+      auto& ro = out->retry_on;
       for (const auto& on : p.retries().on()) {
-        if (on == "connect-failure") out->retry_on.connect_failure = true;
-        else if (on == "reset") out->retry_on.reset = true;
-        else if (on == "502") out->retry_on.status_502 = true;
-        else if (on == "503") out->retry_on.status_503 = true;
-        else if (on == "504") out->retry_on.status_504 = true;
-        else Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented; ignored");
+        const bool status = on.size() == 3 && on.find_first_not_of("0123456789") == std::string::npos &&
+                            (on[0] == '4' || on[0] == '5');
+        if (on == "connect-failure") {
+          ro.connect_failure = true;
+        } else if (on == "reset") {
+          ro.reset = true;
+        } else if (on == "timeout") {
+          ro.timeout = true;
+        } else if (on == "5xx") {
+          ro.any_5xx = true;
+        } else if (on == "gateway-error") {
+          ro.timeout = true;
+          for (uint16_t c : {502, 503, 504}) ro.statuses.push_back(c);
+        } else if (on == "non-idempotent") {
+          ro.non_idempotent = true;
+        } else if (status) {
+          ro.statuses.push_back(static_cast<uint16_t>(std::stoi(on)));
+        } else {
+          Warn(where + ".policy.retries.on: condition \"" + on + "\" is not implemented (HTTP/2 only or unknown); ignored");
+        }
       }
     }
     if (p.has_rate_limit() && p.rate_limit().requests_per_second() > 0) {
@@ -480,8 +501,20 @@ class Compiler {
       }
       out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
     }
-    if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
+    if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
+      std::string error;
+      out->backend_tls = opts_.backend_tls_builder(p.backend_tls().ca_pem(), &error);
+      if (out->backend_tls == nullptr) {
+        // Fail closed for this route only: it answers 502 and never speaks unverified TLS, while
+        // the rest of the snapshot is applied (one bad Secret must not block every update).
+        out->backend_tls_error = "the CA bundle of route \"" + out->name + "\" is unusable: " + error;
+        Warn(where + ".policy.backend_tls.ca_pem: " + error + "; the route answers 502");
+      }
+      out->backend_tls_server_name = p.backend_tls().server_name();
+    } else if (!p.backend_protocol().empty() && p.backend_protocol() != "HTTP") {
       Warn(where + ": backend protocol " + p.backend_protocol() + " is not implemented by this build; using HTTP/1.1");
+    } else if (p.has_backend_tls()) {
+      Warn(where + ": policy.backend_tls ignored: the backend protocol is not HTTPS");
     }
     const auto& t = p.timeouts();
     out->connect_timeout = MsOr(t.connect_ms(), kDefaultConnectTimeout);
@@ -534,7 +567,7 @@ class Compiler {
         out->forwarded_for = ForwardedForMode::kAppend;
     }
     for (const auto& cidr : in.forwarded_headers().trusted_proxies()) {
-      auto c = Cidr::Parse(cidr);
+      auto c = l4::ParseCidr(cidr);
       if (!c) Fail(where + ".forwarded_headers.trusted_proxies: invalid CIDR \"" + cidr + "\"");
       out->trusted_proxies.push_back(*c);
     }
@@ -548,6 +581,13 @@ class Compiler {
         const bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                            std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
         if (!tchar) Fail(where + ": invalid header name \"" + name + "\"");
+      }
+      // The controller refuses these too: a rule on them would desynchronise message framing.
+      std::string lower = name;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (const char* f : {"content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+                            "proxy-connection"}) {
+        if (lower == f) Fail(where + ": header \"" + name + "\" frames the message or belongs to one connection");
       }
       if (value != nullptr) {
         for (char c : *value) {

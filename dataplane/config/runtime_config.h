@@ -33,6 +33,7 @@ using Millis = std::chrono::milliseconds;
 inline constexpr Millis kDefaultL4IdleTimeout{350'000};
 inline constexpr Millis kDefaultL7IdleTimeout{60'000};
 inline constexpr Millis kDefaultUdpIdleTimeout{30'000};  // UDP flow expiry (conntrack/IPVS-like)
+inline constexpr std::size_t kDefaultUdpMaxFlowsPerWorker = 16384;  // per worker and UDP listener
 inline constexpr Millis kDefaultConnectTimeout{5'000};
 inline constexpr Millis kDefaultRequestTimeout{60'000};
 // L4 TCP keepalive on both legs (Linux defaults are 2 h): probe after 60 s idle, every 10 s, 6 times.
@@ -46,6 +47,7 @@ enum class Protocol { kTcp, kUdp, kTls, kHttp, kHttps };
 // library, dataplane/l7/tls_context.h; the core only holds the pointer). Connections keep the
 // generation they were accepted with alive, so a rotated certificate serves new handshakes only.
 class TlsServerContext;
+class TlsClientContext;  // dataplane/l7/tls_context.h: SSL_CTX for TLS to backends
 
 struct TlsCertificatePem {
   std::string name;  // TlsCertificate.name, for logs and warnings (never the PEM itself)
@@ -89,11 +91,17 @@ struct Route {
   Millis request_timeout = kDefaultRequestTimeout;  // L7: until the response header arrives
   Millis idle_timeout{0};  // 0 = the listener's idle timeout
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
-  std::vector<Cidr> trusted_proxies;  // clients whose X-Forwarded-* / X-Request-Id are believed
+  std::vector<l4::Cidr> trusted_proxies;  // clients whose X-Forwarded-* / X-Request-Id are believed
   RedirectFilter redirect;            // when enabled the route answers itself, no backend
   RewriteFilter rewrite;
   HeaderRules request_headers;   // applied to the request sent upstream
   HeaderRules response_headers;  // applied to the backend's response
+  // backend_protocol HTTPS: TLS to the endpoints (null = plain HTTP/1.1). The context holds the
+  // CA to verify with (none = no verification); `backend_tls_server_name` "" = the request's
+  // Host without port, used as SNI and, when verifying, as the name checked.
+  std::shared_ptr<const TlsClientContext> backend_tls;
+  std::string backend_tls_server_name;
+  std::string backend_tls_error;  // non-empty: HTTPS backends whose CA is unusable → every request 502
 
   // The next endpoint by the route's scheduler (of the canary backends when `use_canary`), or
   // nullptr when none is eligible. `ctx.hash` = HashKey of the client address for source-hash /

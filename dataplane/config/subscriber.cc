@@ -5,6 +5,7 @@
 #include <chrono>
 #include <random>
 
+#include "common/grpc_tls.h"
 #include "common/log.h"
 #include "dataplane/config/backoff.h"
 #include "doorman/v1/routing.grpc.pb.h"
@@ -18,7 +19,15 @@ constexpr std::chrono::seconds kHealthyStream{10};
 }  // namespace
 
 Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version)
-    : opts_(std::move(options)), apply_(std::move(apply)), applied_version_(std::move(applied_version)) {}
+    : opts_(std::move(options)),
+      apply_(std::move(apply)),
+      applied_version_(std::move(applied_version)),
+      args_(std::make_unique<grpc::ChannelArguments>()) {
+  args_->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args_->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args_->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  credentials_ = MakeChannelCredentials(opts_.tls, args_.get());
+}
 
 Subscriber::~Subscriber() { Stop(); }
 
@@ -54,11 +63,7 @@ void Subscriber::Loop() {
 }
 
 bool Subscriber::RunStream() {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  auto channel = grpc::CreateCustomChannel(opts_.controller, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(opts_.controller, credentials_, *args_);
   auto stub = doorman::v1::RoutingState::NewStub(channel);
   grpc::ClientContext ctx;
   {
@@ -82,7 +87,11 @@ bool Subscriber::RunStream() {
   while (!write_failed && stream->Read(&msg)) {
     if (!msg.has_update()) continue;
     const auto& u = msg.update();
-    if (!got_update) log::Info("subscriber", "connected to controller", {{"controller", opts_.controller}});
+    if (!got_update) {
+      log::Info("subscriber", "connected to controller",
+                {{"controller", opts_.controller}, {"tls", opts_.tls.enabled() ? "mtls" : "off"}});
+      last_failure_.clear();
+    }
     got_update = true;
     const ApplyResult r = apply_(u);
     doorman::v1::DataplaneMessage reply;
@@ -111,8 +120,22 @@ bool Subscriber::RunStream() {
     log::Warn("subscriber", "controller stream ended; reconnecting",
               {{"controller", opts_.controller}, {"code", std::to_string(status.error_code())}, {"error", status.error_message()}});
   } else {
-    log::Debug("subscriber", "cannot reach controller; retrying",
-               {{"controller", opts_.controller}, {"code", std::to_string(status.error_code())}, {"error", status.error_message()}});
+    // The first failure, and every change of reason, at warn (a refused certificate must be
+    // visible at the default level); the same failure again only at debug.
+    const std::string failure = std::to_string(status.error_code()) + " " + status.error_message();
+    const bool repeat = failure == last_failure_;
+    last_failure_ = failure;
+    const std::string_view hint = TlsConnectHint(opts_.tls.enabled(), status.error_message());
+    const log::Level level = repeat ? log::Level::kDebug : log::Level::kWarn;
+    const std::string code = std::to_string(status.error_code());
+    if (log::Enabled(level) && hint.empty()) {
+      log::Write(level, "subscriber", "cannot reach controller; retrying",
+                 {{"controller", opts_.controller}, {"code", code}, {"error", status.error_message()}});
+    } else if (log::Enabled(level)) {
+      log::Write(level, "subscriber", "cannot reach controller; retrying",
+                 {{"controller", opts_.controller}, {"code", code}, {"error", status.error_message()},
+                  {"hint", std::string(hint)}});
+    }
   }
   return got_update;
 }

@@ -14,14 +14,17 @@
 #include <string>
 #include <thread>
 
+#include "common/tls_flags.h"
 #include "dataplane/config/apply_result.h"
 
 namespace doorman::v1 {
 class StateUpdate;
 }
 namespace grpc {
+class ChannelArguments;
+class ChannelCredentials;
 class ClientContext;
-}
+}  // namespace grpc
 
 namespace doorman::dataplane {
 
@@ -30,6 +33,7 @@ struct SubscriberOptions {
   std::string node_name;
   std::string zone;
   std::string advertise_address;
+  TlsFiles tls;  // mTLS to the controller when tls.enabled() (files checked by CheckTlsFiles)
 };
 
 class Subscriber {
@@ -52,6 +56,9 @@ class Subscriber {
   SubscriberOptions opts_;
   ApplyFn apply_;
   VersionFn applied_version_;
+  std::unique_ptr<grpc::ChannelArguments> args_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;  // one certificate watcher for all streams
+  std::string last_failure_;  // the last connect failure logged at warn (repeats go to debug)
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

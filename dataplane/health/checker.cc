@@ -7,6 +7,7 @@
 
 #include <utility>  // before Asio's coroutine headers (g++ 12 + Boost 1.74)
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -18,6 +19,7 @@
 
 #include "common/log.h"
 #include "dataplane/config/runtime_config.h"
+#include "dataplane/health/grpc_probe.h"
 #include "dataplane/health/health_state.h"
 #include "dataplane/server/asio_types.h"
 #include "dataplane/server/connect.h"
@@ -76,10 +78,29 @@ Task<bool> Probe(Executor ex, const Target& t) {
   }
 }
 
+// One gRPC probe: the Check call runs on gRPC's threads; its verdict comes back through
+// GrpcProbes' post (the checker's thread), where the coroutine resumes.
+Task<bool> GrpcProbe(GrpcProbes& probes, const Target& t) {
+  return net::async_initiate<decltype(dataplane::kUseTask), void(bool)>(
+      [&probes, &t](auto handler) {
+        // std::function needs a copyable callable; the handler itself runs once.
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        probes.Start(t.endpoint.address, t.endpoint.port, t.spec.grpc_service, t.spec.timeout, [h](bool ok) {
+          auto run = std::move(*h);
+          run(ok);
+        });
+      },
+      dataplane::kUseTask);
+}
+
 }  // namespace
 
 struct HealthChecker::Impl {
-  explicit Impl(OnChange cb) : on_change(std::move(cb)), guard(ioc.get_executor()), rng(std::random_device{}()) {}
+  explicit Impl(OnChange cb)
+      : on_change(std::move(cb)),
+        grpc([this](std::function<void()>&& fn) { net::post(ioc.get_executor(), std::move(fn)); }),
+        guard(ioc.get_executor()),
+        rng(std::random_device{}()) {}
 
   Task<> Run(std::shared_ptr<Target> t) {
     // First probe soon, spread over the first interval's jitter window.
@@ -90,12 +111,13 @@ struct HealthChecker::Impl {
       co_await t->timer->async_wait(Redirect(ec));
       if (t->stopped) break;
       const Millis started = SteadyNow();
-      const bool ok = co_await Probe(ioc.get_executor(), *t);
+      const bool ok = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
+                                                               : co_await Probe(ioc.get_executor(), *t);
       if (t->stopped) break;
       if (auto flip = t->state.OnResult(ok)) {
         t->endpoint.state->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
-                  {{"backend", t->key}, {"check", t->spec.protocol == CheckProtocol::kHttp ? "http" : "tcp"}});
+                  {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});
         if (on_change) on_change(t->key, *flip);
       }
       due = t->state.NextProbeAt(started, rng());
@@ -135,6 +157,9 @@ struct HealthChecker::Impl {
   }
 
   OnChange on_change;
+  // Declared before ioc, so destroyed after it: verdicts posted but never run release their calls
+  // (and channels) while gRPC is still initialised. Shutdown() runs first (~HealthChecker).
+  GrpcProbes grpc;
   net::io_context ioc{1};
   net::executor_work_guard<Executor> guard;
   std::mt19937_64 rng;
@@ -156,6 +181,8 @@ HealthChecker::HealthChecker(OnChange on_change) : impl_(std::make_unique<Impl>(
 }
 
 HealthChecker::~HealthChecker() {
+  // gRPC calls in flight post their verdicts to ioc: let them land while it still exists.
+  impl_->grpc.Shutdown();
   impl_->guard.reset();
   impl_->ioc.stop();
   if (impl_->thread.joinable()) impl_->thread.join();

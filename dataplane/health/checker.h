@@ -1,6 +1,8 @@
 // Active health checking, the I/O part: probes every endpoint of every BackendSet that has a
-// health_check (TCP connect, or HTTP GET path → expected status), on its own thread and
-// io_context (probes never compete with the workers' event loops), feeding one HealthState per
+// health_check (TCP connect, HTTP GET path → expected status, or gRPC grpc.health.v1 Check →
+// SERVING; see grpc_probe.h), on its own thread and io_context (probes never compete with the
+// workers' event loops; gRPC calls run on gRPC's threads and post their verdicts back), feeding
+// one HealthState per
 // target. A transition is published lock-free to the data path through the endpoint's shared
 // EndpointState::healthy (read by every scheduler's Pick) and to doorman_backend_up via
 // `on_change`. Targets are keyed by endpoint and check, so an update that keeps both keeps the

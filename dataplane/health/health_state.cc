@@ -4,6 +4,42 @@
 
 namespace doorman::health {
 
+std::string_view CheckProtocolName(CheckProtocol p) {
+  switch (p) {
+    case CheckProtocol::kTcp:
+      return "tcp";
+    case CheckProtocol::kHttp:
+      return "http";
+    case CheckProtocol::kGrpc:
+      return "grpc";
+    case CheckProtocol::kNone:
+      break;
+  }
+  return "none";
+}
+
+bool GrpcCheckPassed(int rpc_status_code, int serving_status) {
+  return rpc_status_code == kGrpcStatusOk && serving_status == kGrpcServing;
+}
+
+std::string GrpcTarget(std::string_view ip_literal, uint16_t port) {
+  const bool v6 = ip_literal.find(':') != std::string_view::npos;
+  std::string out = v6 ? "ipv6:[" : "ipv4:";
+  out += ip_literal;
+  if (v6) out += ']';
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
+bool ValidGrpcServiceName(std::string_view name) {
+  if (name.size() > 256) return false;
+  for (const char c : name) {
+    if (c <= ' ' || c > '~') return false;
+  }
+  return true;
+}
+
 bool CheckSpec::StatusOk(uint32_t status) const {
   if (expected_statuses.empty()) return status >= 200 && status < 400;
   for (auto s : expected_statuses) {

@@ -26,12 +26,16 @@ inline constexpr uint32_t kDefaultHealthyThreshold = 2;
 inline constexpr uint32_t kDefaultUnhealthyThreshold = 3;
 inline constexpr uint32_t kJitterPercent = 10;
 
-enum class CheckProtocol { kNone, kTcp, kHttp };
+enum class CheckProtocol { kNone, kTcp, kHttp, kGrpc };
+
+// "tcp", "http", "grpc" (logs); "none" for kNone.
+std::string_view CheckProtocolName(CheckProtocol p);
 
 // One check as configured (BackendSet.health_check), defaults applied.
 struct CheckSpec {
   CheckProtocol protocol = CheckProtocol::kNone;
-  std::string path = "/";
+  std::string path = "/";          // HTTP: the GET target
+  std::string grpc_service;        // gRPC: HealthCheckRequest.service ("" = the whole server)
   Millis interval = kDefaultInterval;
   Millis timeout = kDefaultTimeout;
   uint32_t healthy_threshold = kDefaultHealthyThreshold;
@@ -59,6 +63,23 @@ class HealthState {
   uint32_t successes_ = 0;  // consecutive
   uint32_t failures_ = 0;   // consecutive
 };
+
+// gRPC checks (grpc.health.v1.Health/Check). The verdict of one call: healthy only when the RPC
+// ended OK (status code 0) and the reply says SERVING (1). Any other status (UNAVAILABLE: not a
+// gRPC server or not reachable; DEADLINE_EXCEEDED: slower than the check timeout; NOT_FOUND:
+// unknown service; UNIMPLEMENTED: no health service) or serving status (UNKNOWN, NOT_SERVING,
+// SERVICE_UNKNOWN) is a failure.
+inline constexpr int kGrpcStatusOk = 0;
+inline constexpr int kGrpcServing = 1;
+bool GrpcCheckPassed(int rpc_status_code, int serving_status);
+
+// The gRPC channel target for an IP literal: "ipv4:10.0.0.1:50051" / "ipv6:[fd00::1]:50051" (no
+// name resolution, no proxy).
+std::string GrpcTarget(std::string_view ip_literal, uint16_t port);
+
+// A service name the checker sends: at most 256 bytes of printable ASCII without spaces ("" is
+// valid: the server as a whole).
+bool ValidGrpcServiceName(std::string_view name);
 
 // The status code of an HTTP/1.x response head ("HTTP/1.1 200 OK\r\n..."); nullopt when the
 // bytes are not (yet) a complete, well-formed status line.

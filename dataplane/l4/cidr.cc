@@ -64,4 +64,17 @@ bool SourceAllowed(const std::vector<Cidr>& ranges, const uint8_t* addr, std::si
   return false;
 }
 
+bool AnyContains(const std::vector<Cidr>& ranges, const uint8_t* addr, std::size_t len) {
+  return !ranges.empty() && SourceAllowed(ranges, addr, len);
+}
+
+bool AnyContains(const std::vector<Cidr>& ranges, std::string_view ip) {
+  if (ip.size() > 64) return false;
+  const std::string text(ip);
+  std::array<uint8_t, 16> a{};
+  if (inet_pton(AF_INET, text.c_str(), a.data()) == 1) return AnyContains(ranges, a.data(), 4);
+  if (inet_pton(AF_INET6, text.c_str(), a.data()) == 1) return AnyContains(ranges, a.data(), 16);
+  return false;
+}
+
 }  // namespace doorman::l4

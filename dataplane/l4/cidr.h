@@ -1,4 +1,5 @@
-// CIDR allow-lists (Listener.allowed_source_ranges, Service loadBalancerSourceRanges). Pure.
+// CIDR lists: L4 allow-lists (Listener.allowed_source_ranges, Service loadBalancerSourceRanges)
+// and the L7 trusted proxies (ForwardedHeaders.trusted_proxies) — one implementation. Pure.
 // IPv4 and IPv6; an IPv4-mapped IPv6 client (::ffff:a.b.c.d, as seen on a dual-stack socket)
 // matches the IPv4 ranges. Host bits set in the range ("10.1.2.3/8") are ignored, as kube-proxy does.
 #pragma once
@@ -25,5 +26,10 @@ bool CidrContains(const Cidr& c, const uint8_t* addr, std::size_t len);
 
 // True when `ranges` is empty (everyone allowed) or one range contains the address.
 bool SourceAllowed(const std::vector<Cidr>& ranges, const uint8_t* addr, std::size_t len);
+
+// True when one range contains the address (false for an empty list).
+bool AnyContains(const std::vector<Cidr>& ranges, const uint8_t* addr, std::size_t len);
+// The same for a textual address ("10.1.2.3", "::1"); false when it does not parse.
+bool AnyContains(const std::vector<Cidr>& ranges, std::string_view ip);
 
 }  // namespace doorman::l4

@@ -135,7 +135,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   }
 
   std::shared_ptr<Flow> NewFlow(const udp::endpoint& from) {
-    if (flows_.size() >= kMaxUdpFlowsPerWorker) {
+    if (flows_.size() >= w_.shared().udp_max_flows) {
       w_.metrics().L4Drops(name_, "udp_table_full").Increment();
       return nullptr;
     }

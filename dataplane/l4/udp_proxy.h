@@ -7,9 +7,11 @@
 //   own socket, i.e. from the address and port the client sent to.
 // * Idle expiry: Listener.idle_timeout_ms, default kDefaultUdpIdleTimeout (30 s, like
 //   conntrack/IPVS UDP timeouts), checked by a once-a-second sweep.
-// * Bounded: at most kMaxUdpFlowsPerWorker flows per worker and listener; datagrams that would
-//   need a new flow beyond it are dropped and counted (doorman_l4_drops_total{reason=
-//   "udp_table_full"}). Datagrams with no eligible backend: reason "no_backend".
+// * Bounded: at most SharedState::udp_max_flows (--udp-max-flows, default
+//   kDefaultUdpMaxFlowsPerWorker) flows per worker and listener; datagrams that would need a new
+//   flow beyond it are dropped and counted (doorman_l4_drops_total{reason="udp_table_full"}),
+//   while the existing flows keep working; expired flows make room again. Datagrams with no
+//   eligible backend: reason "no_backend".
 #pragma once
 
 #include <memory>
@@ -26,7 +28,6 @@ class Worker;
 using udp = net::ip::udp;
 using UdpSocket = net::basic_datagram_socket<udp, Executor>;
 
-inline constexpr std::size_t kMaxUdpFlowsPerWorker = 16384;
 inline constexpr std::size_t kMaxDatagram = 65535;
 
 // Starts serving `socket` (bound, SO_REUSEPORT) on the worker; stops when it is closed.

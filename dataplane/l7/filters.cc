@@ -7,30 +7,6 @@
 namespace doorman::dataplane {
 namespace {
 
-bool ParseIp(std::string_view text, bool* v6, std::array<uint8_t, 16>* out) {
-  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
-  if (text.empty() || text.size() > 64) return false;
-  const std::string s(text);
-  out->fill(0);
-  if (inet_pton(AF_INET, s.c_str(), out->data()) == 1) {
-    *v6 = false;
-    return true;
-  }
-  if (inet_pton(AF_INET6, s.c_str(), out->data()) == 1) {
-    // An IPv4-mapped address is compared as IPv4.
-    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (std::memcmp(out->data(), kMapped, 12) == 0) {
-      std::memmove(out->data(), out->data() + 12, 4);
-      std::memset(out->data() + 4, 0, 12);
-      *v6 = false;
-    } else {
-      *v6 = true;
-    }
-    return true;
-  }
-  return false;
-}
-
 std::string_view HostWithoutPort(std::string_view host, std::string_view* port) {
   *port = {};
   if (!host.empty() && host.front() == '[') {
@@ -48,47 +24,6 @@ std::string_view HostWithoutPort(std::string_view host, std::string_view* port) 
 }
 
 }  // namespace
-
-std::optional<Cidr> Cidr::Parse(std::string_view text) {
-  Cidr c;
-  std::string_view addr = text;
-  std::optional<unsigned> len;
-  if (const auto slash = text.find('/'); slash != std::string_view::npos) {
-    addr = text.substr(0, slash);
-    const auto digits = text.substr(slash + 1);
-    if (digits.empty() || digits.size() > 3) return std::nullopt;
-    unsigned v = 0;
-    for (char ch : digits) {
-      if (ch < '0' || ch > '9') return std::nullopt;
-      v = v * 10 + static_cast<unsigned>(ch - '0');
-    }
-    len = v;
-  }
-  if (!ParseIp(addr, &c.v6, &c.addr)) return std::nullopt;
-  const unsigned max = c.v6 ? 128 : 32;
-  c.prefix_len = len.value_or(max);
-  if (c.prefix_len > max) return std::nullopt;
-  return c;
-}
-
-bool Cidr::Contains(std::string_view ip) const {
-  bool v6_ip = false;
-  std::array<uint8_t, 16> a{};
-  if (!ParseIp(ip, &v6_ip, &a) || v6_ip != v6) return false;
-  const unsigned full = prefix_len / 8;
-  if (std::memcmp(a.data(), addr.data(), full) != 0) return false;
-  const unsigned rest = prefix_len % 8;
-  if (rest == 0) return true;
-  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return (a[full] & mask) == (addr[full] & mask);
-}
-
-bool AnyContains(const std::vector<Cidr>& nets, std::string_view ip) {
-  for (const auto& n : nets) {
-    if (n.Contains(ip)) return true;
-  }
-  return false;
-}
 
 std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
                              std::string_view path, std::string_view query) {
@@ -131,16 +66,22 @@ uint64_t RequestIdGenerator::Mix() {
 }
 
 std::string RequestIdGenerator::Next() {
+  std::string out;
+  NextInto(&out);
+  return out;
+}
+
+void RequestIdGenerator::NextInto(std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(32, '0');
+  out->resize(32);
+  char* p = out->data();
   for (int half = 0; half < 2; ++half) {
     uint64_t v = Mix();
     for (int i = 0; i < 16; ++i) {
-      out[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 0xf];
+      p[half * 16 + i] = kHex[v & 0xf];
       v >>= 4;
     }
   }
-  return out;
 }
 
 std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni) {

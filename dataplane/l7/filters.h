@@ -11,7 +11,8 @@
 //   matched ("/api" + rewrite "/" : "/api/x" → "/x", "/api" → "/"); a route without a path match
 //   is treated as prefix "/" (the replacement is prepended). Rewrite.host replaces Host.
 // * Header rules apply in the order remove, set, add (names case-insensitive).
-// * Trusted proxies: CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.
+// * Trusted proxies: CIDRs whose X-Forwarded-* and X-Request-Id headers are believed (l4::Cidr,
+//   dataplane/l4/cidr.h: the same parser and matcher as the L4 allow-lists).
 #pragma once
 
 #include <array>
@@ -46,17 +47,6 @@ struct HeaderRules {
   bool empty() const { return set.empty() && add.empty() && remove.empty(); }
 };
 
-// An IPv4 or IPv6 network. Parse accepts "10.0.0.0/8", "fd00::/8" and bare addresses.
-struct Cidr {
-  bool v6 = false;
-  std::array<uint8_t, 16> addr{};
-  unsigned prefix_len = 0;
-  static std::optional<Cidr> Parse(std::string_view text);
-  bool Contains(std::string_view ip) const;  // false for an unparsable ip
-};
-
-bool AnyContains(const std::vector<Cidr>& nets, std::string_view ip);
-
 // `request_scheme` "http"/"https"; `host_header` is the raw Host (may carry ":port").
 std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
                              std::string_view path, std::string_view query);
@@ -70,6 +60,7 @@ class RequestIdGenerator {
  public:
   explicit RequestIdGenerator(uint64_t seed) : state_(seed) {}
   std::string Next();
+  void NextInto(std::string* out);  // the same, reusing *out's storage
 
  private:
   uint64_t Mix();

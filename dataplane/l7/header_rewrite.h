@@ -1,23 +1,21 @@
-// Request/response header rewriting for the HTTP proxy, on Beast header objects (no sockets, so
-// it is unit-testable on plain beast::http::fields).
+// Request/response header rewriting for the HTTP proxy, on HttpHead (no sockets, so it is
+// unit-testable on parsed strings).
 //
 // Hop-by-hop fields (RFC 9110 §7.6.1) are removed in both directions: Connection and every field
 // it names, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade (upgrades are not tunnelled by
 // this build). Transfer-Encoding and Content-Length are kept even when Connection names them:
-// they frame the body, Beast's serializer re-frames from them, and dropping them would turn the
-// body into a second request upstream (request smuggling). Host is never removed either.
+// they frame the body, the proxy re-frames from them, and dropping them would turn the body into
+// a second request upstream (request smuggling). Host is never removed either.
 #pragma once
 
-#include <boost/beast/http/fields.hpp>
-#include <boost/beast/http/message.hpp>
 #include <string_view>
 
 #include "dataplane/config/runtime_config.h"
+#include "dataplane/l7/http_head.h"
 
 namespace doorman::dataplane {
 
-template <bool isRequest>
-void StripHopByHop(boost::beast::http::header<isRequest, boost::beast::http::fields>& h);
+void StripHopByHop(HttpHead& h);
 
 struct ForwardedInfo {
   std::string_view client_ip;         // the peer address of the client connection
@@ -31,7 +29,7 @@ struct ForwardedInfo {
   std::string_view request_id;        // X-Request-Id to send (already decided by the caller)
 };
 
-// Turns a client request header into the one sent upstream: HTTP/1.1, hop-by-hop fields removed,
+// Turns a client request head into the one sent upstream: hop-by-hop fields removed,
 // X-Forwarded-For/-Proto/-Host/-Port and X-Request-Id set, an absolute-form target turned into
 // origin form + Host. Forwarded headers from an untrusted client are never passed on as truth:
 //   Append  trusted: incoming X-Forwarded-For + ", " + client ip; untrusted: client ip only
@@ -39,9 +37,9 @@ struct ForwardedInfo {
 // X-Forwarded-Proto/-Host/-Port: a trusted client's values are kept, otherwise ours are set.
 // Returns true when the client sent "Expect: 100-continue" (removed here: the proxy answers
 // 100 Continue itself before relaying the body).
-bool PrepareUpstreamRequest(boost::beast::http::request_header<>& h, const ForwardedInfo& info);
+bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info);
 
 // Applies remove, then set (replace every field of that name), then add (append a field).
-void ApplyHeaderRules(boost::beast::http::fields& f, const HeaderRules& rules);
+void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules);
 
 }  // namespace doorman::dataplane

@@ -10,8 +10,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/http/status.hpp>
 #include <boost/beast/ssl.hpp>
 #include <type_traits>
 #include <optional>
@@ -19,14 +23,17 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/header_rewrite.h"
+#include "dataplane/l7/http_head.h"
 #include "dataplane/l7/l7_options.h"
 #include "dataplane/l7/policy.h"
 #include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
+#include "dataplane/server/deadline.h"
 #include "dataplane/server/worker.h"
 
 namespace doorman::dataplane {
@@ -36,10 +43,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
-using Stream = beast::basic_stream<tcp, Executor>;
-using TlsStream = beast::ssl_stream<Stream>;
-using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
+using TlsStream = beast::ssl_stream<Socket>;
 
 constexpr std::size_t kRelayBuffer = 16 * 1024;
 constexpr unsigned kClientClosedRequest = 499;  // nginx's convention, for metrics only
@@ -59,18 +63,14 @@ int64_t SteadyMs(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// Adapts Beast's fields to the router's header lookup.
-class BeastHeaders final : public RequestHeaders {
+// Adapts the parsed request head to the router's header lookup.
+class HeadHeaders final : public RequestHeaders {
  public:
-  explicit BeastHeaders(const http::fields& f) : f_(f) {}
-  std::optional<std::string_view> Get(std::string_view lower_name) const override {
-    auto it = f_.find(lower_name);
-    if (it == f_.end()) return std::nullopt;
-    return std::string_view(it->value().data(), it->value().size());
-  }
+  explicit HeadHeaders(const HttpHead& h) : h_(h) {}
+  std::optional<std::string_view> Get(std::string_view lower_name) const override { return h_.Get(lower_name); }
 
  private:
-  const http::fields& f_;
+  const HttpHead& h_;
 };
 
 // One X-Request-Id generator per worker thread (sessions never migrate between threads).
@@ -106,17 +106,19 @@ bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); 
 
 // Framing ambiguities Beast's parser lets through but a proxy must refuse (request smuggling,
 // RFC 9112 §6): returns why, or "" when the request is safe to forward.
-std::string SmugglingRisk(const http::request_header<>& h) {
+std::string SmugglingRisk(const HttpHead& h) {
   std::size_t content_lengths = 0, transfer_encodings = 0;
   std::string_view te;
-  for (const auto& f : h) {
-    const std::string_view v(f.value().data(), f.value().size());
-    if (v.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) return "CR, LF or NUL in a field value";
-    if (f.name() == http::field::content_length) {
+  for (const auto& f : h.fields()) {
+    const std::string_view v = h.value(f);
+    for (const char c : v) {
+      if (c == '\r' || c == '\n' || c == '\0') return "CR, LF or NUL in a field value";
+    }
+    if (f.id == http::field::content_length) {
       ++content_lengths;
       if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) return "invalid Content-Length";
     }
-    if (f.name() == http::field::transfer_encoding) {
+    if (f.id == http::field::transfer_encoding) {
       ++transfer_encodings;
       te = v;
     }
@@ -157,7 +159,63 @@ Exchange ExchangeWithCode(unsigned code) {
   return x;
 }
 
-// ClientStream: Stream (HTTP) or TlsStream (HTTPS, terminated here).
+// "1a2b\r\n": the chunk-size line of a chunk of n bytes.
+std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::size_t i = buf.size();
+  buf[--i] = '\n';
+  buf[--i] = '\r';
+  do {
+    buf[--i] = kHex[n & 0xf];
+    n >>= 4;
+  } while (n != 0);
+  return std::string_view(buf.data() + i, buf.size() - i);
+}
+
+// How a body goes out: as received (Content-Length or close-delimited), or re-chunked.
+enum class Framing { kRaw, kChunked };
+
+// A connection to a backend: a plain socket, or TLS over one (backend protocol HTTPS). It is an
+// Asio stream itself, so the proxy's reads and writes need not know which; pooled as is.
+class Upstream final : public PooledConnection {
+ public:
+  using executor_type = Executor;
+  using TlsUp = beast::ssl_stream<Socket>;
+  explicit Upstream(Socket s) : plain_(std::move(s)) {}
+  Upstream(Socket s, net::ssl::context& ctx) : tls_(std::make_unique<TlsUp>(std::move(s), ctx)) {}
+  Socket& socket() override { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+  TlsUp* tls() { return tls_.get(); }
+  executor_type get_executor() { return socket().get_executor(); }
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& b, Token&& token) {
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
+    return plain_->async_read_some(b, std::forward<Token>(token));
+  }
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& b, Token&& token) {
+    if (tls_) return tls_->async_write_some(b, std::forward<Token>(token));
+    return plain_->async_write_some(b, std::forward<Token>(token));
+  }
+
+ private:
+  std::optional<Socket> plain_;
+  std::unique_ptr<TlsUp> tls_;
+};
+
+// The name a backend's TLS is checked against when the route sets none: the upstream Host
+// without its port ("[::1]:8443" → "::1").
+std::string HostWithoutPort(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    const auto end = host.find(']');
+    return std::string(host.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1));
+  }
+  const auto colon = host.rfind(':');
+  return std::string(colon == std::string_view::npos ? host : host.substr(0, colon));
+}
+
+// ClientStream: Socket (HTTP) or TlsStream (HTTPS, terminated here). Every socket operation runs
+// under a coarse per-worker Deadline (dataplane/server/deadline.h) instead of a timer per
+// operation; heads are parsed into HttpHead (no allocation per field) and serialized by us.
 template <class ClientStream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream>> {
   static constexpr bool kTls = std::is_same_v<ClientStream, TlsStream>;
@@ -168,7 +226,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       : w_(w),
         tls_(std::move(tls)),
         client_(std::forward<StreamArgs>(args)...),
-        client_timer_(w.executor()),
+        client_dl_(w.deadlines(), &Lowest()),
+        up_dl_(w.deadlines()),
         listener_(std::move(listener)) {
     const int64_t cap = GetL7Options().max_connections_per_listener;
     if (cap > 0) {
@@ -176,10 +235,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       over_cap_ = open_connections_->fetch_add(1, std::memory_order_relaxed) + 1 > cap;
     }
     error_code ec;
-    const auto ep = Lowest().socket().remote_endpoint(ec);
+    const auto ep = Lowest().remote_endpoint(ec);
     if (!ec) {
       client_ip_ = ep.address().to_string();
       client_hash_ = ClientAddressHash(ep.address());
+      if (ep.address().is_v4()) {
+        const auto b = ep.address().to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      } else {
+        const auto b = ep.address().to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), client_addr_.begin());
+        client_addr_len_ = b.size();
+      }
     }
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
@@ -188,21 +256,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   ~HttpSession() {
     if (open_connections_) open_connections_->fetch_sub(1, std::memory_order_relaxed);
     error_code ignored;
-    Lowest().socket().close(ignored);
+    Lowest().close(ignored);
   }
 
   static Task<> Run(std::shared_ptr<HttpSession> self) {
     if constexpr (kTls) {
       error_code ec;
-      self->Lowest().expires_after(GetL7Options().header_timeout);
+      self->client_dl_.Arm(GetL7Options().header_timeout);
       co_await self->client_.async_handshake(net::ssl::stream_base::server, Redirect(ec));
+      self->client_dl_.Disarm();
       if (ec) co_return;  // not HTTP yet: nothing to answer
     }
     for (;;) {
       if (!co_await self->ServeOne()) break;
     }
     error_code ignored;
-    self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
     if (self->linger_) co_await self->Linger();
   }
 
@@ -210,29 +279,50 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // Reads one request and answers it. Returns true when the connection stays open.
   Task<bool> ServeOne() {
     const L7Options& o = GetL7Options();
-    RequestParser p;
-    p.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
-    p.body_limit(o.max_body_bytes);
     error_code ec;
-    // Keep-alive idle: wait for the first byte of the next request with the idle timeout (the
-    // stream's own deadline closes the connection silently). Then the whole header must arrive
-    // within the header timeout, enforced by a cancel timer so that a 408 can still be written.
+    // Keep-alive idle: wait for the first byte of the next request with the idle timeout (closed
+    // silently when it passes). Then the whole header must arrive within the header timeout
+    // (answered 408).
     if (client_buf_.size() == 0) {
-      Lowest().expires_after(client_idle_);
+      client_dl_.Arm(client_idle_);
       const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
+      client_dl_.Disarm();
       if (ec) co_return false;
       client_buf_.commit(n);
     }
-    Lowest().expires_never();
-    bool timer_armed = false;  // armed only if the header is not already buffered (the common case)
-    co_await ReadRequestHeader(p, ec, o.header_timeout, &timer_armed);
-    const bool timed_out = timer_armed && DisarmClientTimer();
-    if (!ec && p.get().target().size() > o.max_request_target) ec = http::error::bad_target;
-    if (!ec) {
-      std::size_t fields = 0;
-      for (auto it = p.get().begin(); it != p.get().end(); ++it) ++fields;
-      if (fields > o.max_header_count) ec = http::error::header_limit;
+    // The raw head is checked for what Beast's parser tolerates but a proxy must refuse
+    // (obs-fold, bare LF: RFC 9112 §2.2, §5.2) before it is parsed.
+    bool timed_out = false;
+    bool header_armed = false;  // armed once: trickling bytes does not extend it
+    std::size_t scanned = 0;
+    std::size_t end = 0;
+    for (;;) {
+      if (ScanHead(&scanned, &end, &ec)) break;
+      if (!header_armed) {
+        client_dl_.Arm(o.header_timeout);
+        header_armed = true;
+      }
+      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
+      if (ec) {
+        timed_out = client_dl_.fired();
+        break;
+      }
+      client_buf_.commit(n);
     }
+    if (header_armed) client_dl_.Disarm();
+    req_.Clear();
+    HeadParser<true> p(req_);
+    p.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
+    p.body_limit(o.max_body_bytes);
+    if (!ec) {
+      const auto d = client_buf_.data();
+      p.eager(false);
+      const std::size_t used = p.put(net::buffer(d.data(), end), ec);
+      if (!ec && !p.is_header_done()) ec = http::error::partial_message;
+      if (!ec) client_buf_.consume(used);
+    }
+    if (!ec && req_.target().size() > o.max_request_target) ec = http::error::bad_target;
+    if (!ec && req_.fields().size() > o.max_header_count) ec = http::error::header_limit;
     if (ec) {
       unsigned status = 0;
       std::string why;
@@ -263,11 +353,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (over_cap_) {
       const auto start = Clock::now();
       co_await Respond(503, "connection limit (" + std::to_string(o.max_connections_per_listener) +
-                                ") of listener " + listener_ + " reached", false, p.get().version(), false);
+                                ") of listener " + listener_ + " reached", false, req_.version(), false);
       Record(ExchangeWithCode(503), start);
       co_return false;
     }
-    if (const auto why = SmugglingRisk(p.get()); !why.empty()) {
+    if (const auto why = SmugglingRisk(req_); !why.empty()) {
       const auto start = Clock::now();
       co_await Respond(400, "malformed request (" + why + ")", false, 11, false);
       Record(ExchangeWithCode(400), start);
@@ -293,11 +383,45 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     co_return keep && !w_.shared().draining.load(std::memory_order_relaxed);
   }
 
-  Task<bool> Handle(RequestParser& p, const Listener* listener, Exchange* x) {
-    auto& req = p.get();
+  // Whether client_buf_ holds a whole request head (its length in *end), resuming the search at
+  // *scanned. Sets *ec (and returns true) for a head that is too large or uses bare LF / obs-fold.
+  bool ScanHead(std::size_t* scanned, std::size_t* end, error_code* ec) {
+    const auto d = client_buf_.data();
+    const std::string_view buf(static_cast<const char*>(d.data()), d.size());
+    std::size_t e = buf.find("\r\n\r\n", *scanned > 3 ? *scanned - 3 : 0);
+    if (e == std::string_view::npos) {
+      if (buf.find("\n\n", *scanned > 1 ? *scanned - 1 : 0) != std::string_view::npos) {
+        *ec = http::error::bad_line_ending;  // a header ended by bare LFs
+        return true;
+      }
+      *scanned = std::max<std::size_t>(buf.size(), 1);
+      if (buf.size() > GetL7Options().max_header_bytes) {
+        *ec = http::error::header_limit;
+        return true;
+      }
+      return false;
+    }
+    e += 4;
+    *end = e;
+    const std::string_view head = buf.substr(0, e);
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
+      if (i == 0 || head[i - 1] != '\r') {
+        *ec = http::error::bad_line_ending;
+        return true;
+      }
+      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
+        *ec = http::error::bad_value;  // obs-fold
+        return true;
+      }
+    }
+    return true;
+  }
+
+  Task<bool> Handle(HeadParser<true>& p, const Listener* listener, Exchange* x) {
+    HttpHead& req = req_;
     const unsigned version = req.version();
     const bool head = req.method() == http::verb::head;
-    const bool client_keep_alive = req.keep_alive();  // before the hop-by-hop fields are stripped
+    const bool client_keep_alive = p.keep_alive();  // from the fields as received
     // A local answer is recorded here and written by ServeOne (not co_awaited inside this
     // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
     // A body we did not read makes the connection unusable: close after a local answer.
@@ -318,21 +442,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const auto m = req.method_string();
       x->method.assign(m.data(), m.size());
       x->path.assign(path.substr(0, 2048));
-      if (auto h = req.find(http::field::host); h != req.end()) x->host.assign(h->value().data(), std::min<std::size_t>(h->value().size(), 256));
+      if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
-    if (req.count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
-    const auto host_it = req.find(http::field::host);
-    if (version >= 11 && host_it == req.end()) co_return local(400, "missing Host header", false);
-    const std::string_view host_header =
-        host_it == req.end() ? std::string_view() : std::string_view(host_it->value().data(), host_it->value().size());
+    if (req.Count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
+    const auto host_field = req.Get(http::field::host);
+    if (version >= 11 && !host_field) co_return local(400, "missing Host header", false);
+    const std::string_view host_header = host_field.value_or(std::string_view());
     const std::string_view host = authority.empty() ? host_header : authority;
     if (listener == nullptr) co_return local(503, "listener " + listener_ + " was removed", false);
 
-    BeastHeaders headers(req.base());
+    HeadHeaders headers(req);
     RequestView view;
-    const auto method = req.method_string();
-    view.method = std::string_view(method.data(), method.size());
+    view.method = req.method_string();
     view.host = host;
     view.path = path;
     view.query = query;
@@ -385,8 +507,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (ep != nullptr && Outliers().Ejected(ep->key, now)) ep = nullptr;
     }
     if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
+    if (!route->backend_tls_error.empty()) co_return local(502, route->backend_tls_error, true);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
-    const bool retryable = route->retry_attempts > 0 && IsIdempotentMethod(view.method) && p.is_done();
+    // Retries: idempotent methods, or any method when the route says non-idempotent. A request
+    // body is replayed from a copy taken while it was first sent, so only bodies that fit in
+    // kMaxReplayBody (and were completely sent) can be retried.
+    const bool retryable =
+        route->retry_attempts > 0 && (route->retry_on.non_idempotent || IsIdempotentMethod(view.method));
+    const bool had_body = !p.is_done();
+    // A request that may reach the backend twice (it may have acted on a request whose connection
+    // then closed): idempotent, or the route says so.
+    const bool resendable = route->retry_on.non_idempotent || IsIdempotentMethod(view.method);
+    replay_.clear();
+    replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
     uint32_t retries = 0;
     struct RetryGuard {
       uint32_t* n;
@@ -395,6 +528,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // Whether the policy allows one more try now (counts it when it does).
     auto may_retry = [&]() {
       if (!retryable || retries >= route->retry_attempts) return false;
+      if (had_body && (!p.is_done() || !replay_ok_)) return false;  // the body cannot be replayed
       if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed),
                              g_retries_in_flight.load(std::memory_order_relaxed))) {
         return false;
@@ -407,6 +541,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     };
 
     const bool has_body = !p.is_done();
+    const bool body_chunked = has_body && p.chunked();
     std::string origin_target;
     if (!authority.empty()) {
       origin_target.assign(path);
@@ -420,16 +555,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
-    fwd.trusted = !route->trusted_proxies.empty() && AnyContains(route->trusted_proxies, client_ip_);
+    fwd.trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
-    std::string request_id;
+    std::string& request_id = request_id_;
+    request_id.clear();
     if (fwd.trusted) {
-      if (auto it = req.find("X-Request-Id"); it != req.end() && ValidRequestId(it->value())) {
-        request_id.assign(it->value().data(), it->value().size());
-      }
+      if (const auto v = req.Get("X-Request-Id"); v && ValidRequestId(*v)) request_id.assign(*v);
     }
-    if (request_id.empty()) request_id = RequestIds().Next();
+    if (request_id.empty()) RequestIds().NextInto(&request_id);
     fwd.request_id = request_id;
     if (AccessLogEnabled()) x->request_id = request_id;
     std::string rewritten_target;
@@ -442,53 +576,89 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // An Upgrade (WebSocket) request keeps its Upgrade/Connection fields upstream; after a 101
     // the connection becomes a byte tunnel.
     std::string upgrade;
-    if (auto up_it = req.find(http::field::upgrade); up_it != req.end() && version >= 11) {
-      for (const auto& f : req) {
-        if (f.name() != http::field::connection) continue;
-        for (const auto token : http::token_list{f.value()}) {
-          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign(up_it->value().data(), up_it->value().size());
+    if (const auto up_value = req.Get(http::field::upgrade); up_value && version >= 11) {
+      for (const auto& f : req.fields()) {
+        if (f.removed || f.id != http::field::connection) continue;
+        for (const auto token : http::token_list{req.value(f)}) {
+          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign(*up_value);
         }
       }
     }
-    const bool expect_continue = PrepareUpstreamRequest(req.base(), fwd);
+    // Expect from an HTTP/1.0 client is ignored (RFC 9110 §10.1.1): no 100 Continue for it.
+    const bool expect_continue = PrepareUpstreamRequest(req, fwd) && version >= 11;
     if (!upgrade.empty()) {
-      req.set(http::field::upgrade, upgrade);
-      req.set(http::field::connection, "Upgrade");
+      req.Set("Upgrade", upgrade);
+      req.Set("Connection", "Upgrade");
     }
-    if (!rewritten_target.empty()) req.target(rewritten_target);
-    if (route->rewrite.enabled && !route->rewrite.host.empty()) req.set(http::field::host, route->rewrite.host);
-    if (!route->request_headers.empty()) ApplyHeaderRules(req.base(), route->request_headers);
+    if (!rewritten_target.empty()) req.set_target(rewritten_target);
+    if (route->rewrite.enabled && !route->rewrite.host.empty()) req.Set("Host", route->rewrite.host);
+    if (!route->request_headers.empty()) ApplyHeaderRules(req, route->request_headers);
     const Millis op_timeout = route->idle_timeout.count() > 0 ? route->idle_timeout : client_idle_;
+    // The head sent upstream, serialized once (a retry sends it again).
+    req_wire_.clear();
+    req.SerializeRequest(&req_wire_);
+
+    // HTTPS backends: pooled apart from plain ones and per server name.
+    std::string tls_name;
+    if (route->backend_tls) {
+      tls_name = route->backend_tls_server_name.empty() ? HostWithoutPort(req.Get(http::field::host).value_or(""))
+                                                        : route->backend_tls_server_name;
+    }
+    std::string tls_pool_key;
+    auto pool_key = [&](const Endpoint& e) -> const std::string& {
+      if (!route->backend_tls) return e.key;
+      tls_pool_key.assign("tls|").append(route->backend_tls->pool_id()).append("|");
+      tls_pool_key.append(tls_name).append("|").append(e.key);
+      return tls_pool_key;
+    };
 
     std::vector<const Endpoint*> tried;
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
-      // 1. An upstream connection: an idle pooled one, or a fresh one (next endpoint on failure).
+      // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
+      //    closed or wrote to), or a fresh one (next endpoint on failure).
       bool reused = false;
-      std::optional<Stream> up;
+      std::unique_ptr<Upstream> up;
       if (!force_fresh) {
-        if (auto pooled = w_.pool().Take(ep->key)) {
-          up.emplace(std::move(*pooled));
+        if (auto pooled = w_.pool().Take(pool_key(*ep))) {
+          up.reset(static_cast<Upstream*>(pooled.release()));  // the pool holds only Upstreams
           reused = true;
         }
       }
       while (!up) {
         if (!force_fresh && !tried.empty()) {  // failing over: the next endpoint may have an idle one
-          if (auto pooled = w_.pool().Take(ep->key)) {
-            up.emplace(std::move(*pooled));
+          if (auto pooled = w_.pool().Take(pool_key(*ep))) {
+            up.reset(static_cast<Upstream*>(pooled.release()));
             reused = true;
             break;
           }
         }
         error_code cec;
+        bool tls_failed = false;
         Socket s = co_await ConnectTo(w_.executor(), *ep, route->connect_timeout, cec);
-        if (!cec) {
-          up.emplace(std::move(s));
+        if (!cec && route->backend_tls) {
+          auto u = std::make_unique<Upstream>(std::move(s), route->backend_tls->context());
+          std::string terr;
+          if (!route->backend_tls->SetUpConnection(u->tls()->native_handle(), tls_name, &terr)) {
+            co_return local(502, "TLS to backends of route \"" + route->name + "\": " + terr, true);
+          }
+          up_dl_.Bind(&u->socket());
+          up_dl_.Arm(route->connect_timeout);
+          co_await u->tls()->async_handshake(net::ssl::stream_base::client, Redirect(cec));
+          up_dl_.Disarm();
+          if (cec && up_dl_.fired()) cec = beast::error::timeout;
+          tls_failed = cec.failed();
+          if (!cec) {
+            up = std::move(u);
+            break;
+          }
+        } else if (!cec) {
+          up = std::make_unique<Upstream>(std::move(s));
           break;
         }
         tried.push_back(ep);
-        log::Debug("l7", "connect to backend failed",
+        log::Debug("l7", tls_failed ? "TLS handshake with backend failed" : "connect to backend failed",
                    {{"route", route->name}, {"backend", ep->key}, {"error", IsTimeout(cec) ? "timeout" : cec.message()}});
         w_.metrics().L7Count(L7Event::kConnectFailure, listener_, route->name, ep->key).Increment();
         NoteFailure(*route, *ep);
@@ -496,20 +666,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (ep == nullptr) {
           x->backend = tried.back()->key;
           const bool timed_out = IsTimeout(cec);
-          std::string why = "cannot connect to a backend of route \"" + route->name + "\" (";
+          std::string why = std::string(tls_failed ? "TLS handshake failed with" : "cannot connect to") +
+                            " a backend of route \"" + route->name + "\" (";
           why += timed_out ? std::string("timeout") : cec.message();
           why += ")";
           co_return local(timed_out ? 504 : 502, std::move(why), true);
         }
       }
       x->backend = ep->key;
+      up_dl_.Bind(&up->socket());
+      up_buf_.clear();
+      got_response_bytes_ = false;
 
-      // 2. Send the request (header, then the body streamed from the client).
+      // 2. Send the request (head, then the body streamed from the client).
       if (expect_continue && has_body && !sent_continue) {
         static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
         error_code wec;
-        Lowest().expires_after(op_timeout);
+        client_dl_.Arm(op_timeout);
         co_await net::async_write(client_, net::buffer(k100.data(), k100.size()), Redirect(wec));
+        client_dl_.Disarm();
         if (wec) {
           x->code = kClientClosedRequest;
           co_return false;
@@ -517,13 +692,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         sent_continue = true;
       }
       RelayOutcome sent;
-      if (p.is_done()) {
-        // Fast path (no body): our own head serialisation, one write (PERFORMANCE-NOTES.md).
-        SerializeHead(req.base(), &head_buf_);
-        up->expires_after(op_timeout);
-        co_await net::async_write(*up, net::buffer(head_buf_), Redirect(sent.ec));
+      if (!has_body || (attempt > 0 && p.is_done() && replay_ok_)) {
+        // No body, or a retry: the head and the copy of the body as first sent.
+        const std::array<net::const_buffer, 2> bufs{net::buffer(req_wire_), net::buffer(replay_)};
+        up_dl_.Arm(op_timeout);
+        co_await net::async_write(*up, bufs, Redirect(sent.ec));
+        up_dl_.Disarm();
+        if (sent.ec && up_dl_.fired()) sent.ec = beast::error::timeout;
       } else {
-        sent = co_await Relay(client_, client_buf_, p, *up, op_timeout, false);
+        // The head goes out with the first body piece the parser accepted: a request whose body
+        // is malformed from the start never reaches the backend.
+        sent = co_await RelayRequestBody(p, *up, body_chunked ? Framing::kChunked : Framing::kRaw, op_timeout);
       }
       if (sent.ec) {
         if (sent.input_failed) {
@@ -533,35 +712,78 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (reused && !has_body && attempt == 0) {  // the backend closed a pooled connection: retry once
+        if (reused && !has_body && attempt == 0 && resendable) {  // a pooled connection the backend closed
           force_fresh = true;
           continue;
         }
-        co_return local(IsTimeout(sent.ec) ? 504 : 502, "backend write failed (" + sent.ec.message() + ")", true);
+        if (!has_body && !IsTimeout(sent.ec) && route->retry_on.reset && may_retry()) {
+          NoteFailure(*route, *ep);
+          tried.push_back(ep);
+          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+          force_fresh = false;
+          continue;
+        }
+        // A backend may answer before reading the whole body (413, 401...) and close: its answer
+        // is already in our receive queue and is what the client should get (as nginx does).
+        if (!has_body || IsTimeout(sent.ec)) {
+          co_return local(IsTimeout(sent.ec) ? 504 : 502, "backend write failed (" + sent.ec.message() + ")", true);
+        }
       }
+      const bool early_answer = sent.ec.failed();
 
-      // 3. The response header (interim 1xx responses are consumed here, not forwarded).
-      beast::flat_buffer up_buf;
-      std::optional<ResponseParser> rp;
+      // 3. The response head (interim 1xx responses are consumed here, not forwarded).
+      std::optional<HeadParser<false>> rp;
       error_code rec;
+      const Millis response_timeout = route->per_try_timeout.count() > 0 ? route->per_try_timeout : route->request_timeout;
+      up_dl_.Arm(response_timeout);
       for (;;) {
-        rp.emplace();
+        res_.Clear();
+        rp.emplace(res_);
         rp->header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
         rp->body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none is broken in Beast 1.74
+        rp->eager(false);
         if (head) rp->skip(true);
-        up->expires_after(route->per_try_timeout.count() > 0 ? route->per_try_timeout : route->request_timeout);
-        co_await http::async_read_header(*up, up_buf, *rp, Redirect(rec));
-        if (rec || rp->get().result_int() / 100 != 1 || rp->get().result_int() == 101) break;
+        // Read until the head is complete (inline: no coroutine frame per request).
+        bool any = false;
+        for (;;) {
+          if (up_buf_.size() > 0) {
+            any = true;
+            got_response_bytes_ = true;
+            const std::size_t used = rp->put(up_buf_.data(), rec);
+            up_buf_.consume(used);
+            if (!rec && rp->is_header_done()) break;
+            if (rec && rec != http::error::need_more) break;
+            rec = {};
+          }
+          const std::size_t n = co_await up->async_read_some(up_buf_.prepare(kRelayBuffer), Redirect(rec));
+          if (rec) {
+            if (up_dl_.fired()) {
+              rec = beast::error::timeout;
+            } else if (rec == net::error::eof) {
+              rec = any ? http::error::partial_message : http::error::end_of_stream;
+            }
+            break;
+          }
+          up_buf_.commit(n);
+        }
+        if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
+      }
+      up_dl_.Disarm();
+      if (rec && early_answer) {
+        NoteFailure(*route, *ep);
+        co_return local(502, "backend write failed (" + sent.ec.message() + ")", true);
       }
       if (rec) {
-        if (reused && !has_body && attempt == 0 && up_buf.size() == 0 &&
-            (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof)) {
+        // A TLS backend that closed without close_notify reads as stream_truncated.
+        if (reused && !has_body && attempt == 0 && !got_response_bytes_ && resendable &&
+            (rec == http::error::end_of_stream || rec == net::error::connection_reset || rec == net::error::eof ||
+             rec == net::ssl::error::stream_truncated)) {
           force_fresh = true;
           continue;
         }
         NoteFailure(*route, *ep);
         const bool timed_out = IsTimeout(rec);
-        if ((timed_out ? route->retry_on.status_504 : route->retry_on.reset) && may_retry()) {
+        if ((timed_out ? route->retry_on.OnTimeout() : route->retry_on.reset) && may_retry()) {
           tried.push_back(ep);
           if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
           force_fresh = false;
@@ -570,167 +792,305 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (timed_out) co_return local(504, "backend did not answer within the request timeout", true);
         co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
       }
-      if (const unsigned code = rp->get().result_int(); code >= 500) {
+      if (const unsigned code = res_.status(); code >= 500) {
         NoteFailure(*route, *ep);
-        if (route->retry_on.Status(code) && may_retry()) {
-          tried.push_back(ep);
-          if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
-          force_fresh = false;
-          continue;  // `up` is dropped: the unread response body makes it unusable
-        }
       } else {
         Outliers().OnSuccess(ep->key);
       }
-      if (rp->get().result_int() == 101) {
+      if (route->retry_on.Status(res_.status()) && may_retry()) {  // 5xx and listed 4xx alike
+        tried.push_back(ep);
+        if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
+        force_fresh = false;
+        continue;  // `up` is dropped: the unread response body makes it unusable
+      }
+      if (res_.status() == 101) {
         if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
         x->code = 101;
         Outliers().OnSuccess(ep->key);
-        co_await Tunnel(std::move(*up), up_buf, *rp, op_timeout);
+        co_await Tunnel(std::move(up), op_timeout);
         co_return false;
       }
 
       // 4. The response, streamed to the client.
-      auto& res = rp->get();
-      const unsigned status = res.result_int();
-      bool upstream_reusable = res.keep_alive();
-      StripHopByHop(res.base());
-      if (!route->response_headers.empty()) ApplyHeaderRules(res.base(), route->response_headers);
+      HttpHead& res = res_;
+      const unsigned status = res.status();
+      bool upstream_reusable = rp->keep_alive();
+      StripHopByHop(res);
+      if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
-        res.insert(http::field::set_cookie,
-                   StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
-                                   route->sticky_ttl, kTls));
+        res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
+                                                 route->sticky_ttl, kTls));
       }
       const bool header_only = head || status == 204 || status == 304;
       bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
-      if (!header_only && !rp->is_done() && !res.has_content_length() && !res.chunked()) {
+      if (early_answer || !p.is_done()) {
+        // The rest of the client's body was not read: close after this answer, lingering so the
+        // unread bytes do not turn the close into a reset that destroys the answer.
+        keep = false;
+        upstream_reusable = false;
+        linger_ = true;
+      }
+      // Framing a client could read otherwise than we do (RFC 9112 §6.3): Content-Length beside a
+      // Transfer-Encoding that does not end in chunked is ambiguous and refused; beside a chunked
+      // one it is dropped (the proxy re-frames from the parser anyway).
+      std::string te_codings;  // the backend's Transfer-Encoding, kept when re-chunking
+      if (const auto te = res.Get(http::field::transfer_encoding)) {
+        te_codings.assign(*te);
+        if (!rp->chunked() && res.Count(http::field::content_length) > 0) {
+          NoteFailure(*route, *ep);
+          co_return local(502, "backend response has both Transfer-Encoding and Content-Length", true);
+        }
+        res.Erase(http::field::content_length);
+      }
+      Framing framing = Framing::kRaw;
+      // An HTTP/1.0 client never sees Transfer-Encoding (RFC 9112 §6.1), HEAD/204/304 included;
+      // the framing below reads the parser's state, not the field.
+      if (version < 11) res.Erase(http::field::transfer_encoding);
+      if (!header_only && !rp->is_done() && rp->chunked()) {
+        if (version >= 11) {
+          framing = Framing::kChunked;  // de-chunked by the parser, re-chunked on the way out
+        } else {
+          keep = false;  // an HTTP/1.0 client: the body ends at close
+        }
+      } else if (!header_only && !rp->is_done() && !rp->content_length()) {
         // Body delimited by the backend closing: re-frame as chunked for HTTP/1.1 clients.
         upstream_reusable = false;
         if (version >= 11) {
-          res.chunked(true);
+          // Codings the backend applied (gzip...) stay listed, chunked goes last.
+          res.Set(http::field::transfer_encoding, "Transfer-Encoding",
+                  te_codings.empty() ? std::string("chunked") : te_codings + ", chunked");
+          framing = Framing::kChunked;
         } else {
           keep = false;
         }
       }
-      if (version < 11 && res.chunked()) {
-        res.chunked(false);
-        keep = false;
-      }
-      res.version(11);
       if (!keep) {
-        res.set(http::field::connection, "close");
+        res.Set("Connection", "close");
       } else if (version < 11) {
-        res.set(http::field::connection, "keep-alive");
+        res.Set("Connection", "keep-alive");
       }
       x->code = status;
-      // Fast path: a Content-Length body already fully buffered goes out with our own head
-      // serialisation in one gather write.
-      if (const auto len = rp->content_length();
-          !header_only && !res.chunked() && len && *len <= up_buf.size() && *len <= kRelayBuffer) {
-        SerializeHead(res.base(), &head_buf_);
-        const std::array<net::const_buffer, 2> bufs{net::buffer(head_buf_),
-                                                    net::buffer(up_buf.data().data(), static_cast<std::size_t>(*len))};
+      out_.clear();
+      res.SerializeResponse(&out_);
+      // Fast path: a Content-Length body already fully buffered goes out with the head in one
+      // gather write (PERFORMANCE-NOTES.md).
+      if (const auto len = rp->content_length(); !header_only && framing == Framing::kRaw && len && *len <= up_buf_.size()) {
+        const std::array<net::const_buffer, 2> bufs{net::buffer(out_),
+                                                    net::buffer(up_buf_.data().data(), static_cast<std::size_t>(*len))};
         error_code wec;
-        Lowest().expires_after(op_timeout);
+        client_dl_.Arm(op_timeout);
         co_await net::async_write(client_, bufs, Redirect(wec));
-        up_buf.consume(static_cast<std::size_t>(*len));
+        client_dl_.Disarm();
+        up_buf_.consume(static_cast<std::size_t>(*len));
         if (wec) {
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (upstream_reusable && up_buf.size() == 0) {
-          up->expires_never();
-          w_.pool().Put(ep->key, up->release_socket());
-        }
+        if (upstream_reusable && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
         co_return keep;
       }
-      const RelayOutcome got = co_await Relay(*up, up_buf, *rp, client_, op_timeout, header_only);
+      const RelayOutcome got = co_await RelayResponse(*rp, *up, framing, header_only, op_timeout);
       if (got.ec) {
         // The response was (partly) sent: all we can do is close both sides.
         if (!got.input_failed) x->code = kClientClosedRequest;
         log::Debug("l7", "response relay failed", {{"route", route->name}, {"backend", ep->key}, {"error", got.ec.message()}});
         co_return false;
       }
-      if (upstream_reusable && rp->is_done() && up_buf.size() == 0) {
-        up->expires_never();
-        w_.pool().Put(ep->key, up->release_socket());
-      }
+      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
       co_return keep;
     }
   }
 
-  // After a 101: forwards the response head, then copies bytes both ways until either side
-  // closes or a direction stays idle for `idle` (route idle timeout, else the listener's). Snapshot
-  // updates do not touch an open tunnel.
-  Task<void> Tunnel(Stream upstream_stream, beast::flat_buffer& up_buf, ResponseParser& rp, Millis idle) {
-    auto upstream = std::make_shared<Stream>(std::move(upstream_stream));
+  // Writes `prefix` (a head not sent yet, or empty), then body_ as a raw piece or as one chunk
+  // (plus the last chunk when `last`).
+  template <class Out>
+  Task<void> WriteBody(Out& out, Deadline& dl, std::string_view prefix, Framing framing, bool last, Millis timeout,
+                       error_code& ec) {
+    static constexpr std::string_view kCrlf = "\r\n";
+    static constexpr std::string_view kLast = "0\r\n\r\n";
+    std::array<char, 20> size_line_buf;
+    std::array<net::const_buffer, 5> bufs{};
+    std::size_t n = 0;
+    if (!prefix.empty()) bufs[n++] = net::buffer(prefix.data(), prefix.size());
+    if (framing == Framing::kRaw) {
+      bufs[n++] = net::buffer(body_);
+    } else {
+      if (!body_.empty()) {
+        const auto size_line = ChunkSizeLine(body_.size(), size_line_buf);
+        bufs[n++] = net::buffer(size_line.data(), size_line.size());
+        bufs[n++] = net::buffer(body_);
+        bufs[n++] = net::buffer(kCrlf.data(), kCrlf.size());
+      }
+      if (last) bufs[n++] = net::buffer(kLast.data(), kLast.size());
+    }
+    dl.Arm(timeout);
+    co_await net::async_write(out, bufs, Redirect(ec));
+    dl.Disarm();
+    if (ec && dl.fired()) ec = beast::error::timeout;
+    body_.clear();
+  }
+
+  // Appends body_ as it goes on the wire (framed) to replay_, or gives up the copy (replay_ok_ =
+  // false) once it would exceed kMaxReplayBody.
+  void CopyForReplay(Framing framing, bool last) {
+    std::array<char, 20> size_line_buf;
+    const std::size_t framed = body_.size() + (framing == Framing::kChunked ? 32 : 0);
+    if (replay_.size() + framed > kMaxReplayBody) {
+      replay_ok_ = false;
+      replay_.clear();
+      return;
+    }
+    if (framing == Framing::kRaw) {
+      replay_.append(body_);
+      return;
+    }
+    if (!body_.empty()) replay_.append(ChunkSizeLine(body_.size(), size_line_buf)).append(body_).append("\r\n");
+    if (last) replay_.append("0\r\n\r\n");
+  }
+
+  // Streams a body from `in` (its buffered bytes first) to `out` through the message's parser:
+  // the parser checks the framing and de-chunks, the body goes out raw (Content-Length,
+  // close-delimited) or re-chunked, and `head` (not sent yet) goes out with the first piece, so a
+  // body malformed from the start sends nothing. A request body is also copied for a replay
+  // while replay_ok_. RelayOutcome.input_failed: the error came from `in`.
+  template <bool isRequest, class In, class Out>
+  Task<RelayOutcome> RelayBody(HeadParser<isRequest>& pr, In& in, beast::flat_buffer& in_buf, Deadline& in_dl,
+                               Millis read_timeout, Out& out, Deadline& out_dl, std::string_view head,
+                               Framing framing, Millis write_timeout) {
+    constexpr std::size_t kMaxUnparsed = 64 * 1024;  // a chunk-size line or trailer that never ends
+    pr.eager(true);
+    body_.clear();
+    pr.set_body_sink(&body_);
     error_code ec;
-    http::response_serializer<http::buffer_body> sr{rp.get()};
-    Lowest().expires_after(idle);
-    co_await http::async_write_header(client_, sr, Redirect(ec));
+    bool head_sent = false;
+    for (;;) {
+      if (in_buf.size() > 0) {
+        const std::size_t used = pr.put(in_buf.data(), ec);
+        in_buf.consume(used);
+        if (ec == http::error::need_more) {
+          ec = {};
+          if (used == 0 && in_buf.size() > kMaxUnparsed) ec = http::error::bad_chunk;
+        }
+        if (ec) co_return RelayOutcome{ec, true};
+      }
+      const bool done = pr.is_done();
+      if constexpr (isRequest) {
+        if (replay_ok_) CopyForReplay(framing, done);
+      }
+      if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
+        co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_timeout, ec);
+        head_sent = true;
+        if (ec) co_return RelayOutcome{ec, false};
+      }
+      if (done) co_return RelayOutcome{};
+      in_dl.Arm(read_timeout);
+      const std::size_t n = co_await in.async_read_some(in_buf.prepare(kRelayBuffer), Redirect(ec));
+      in_dl.Disarm();
+      if (ec == net::error::eof && pr.need_eof()) {
+        pr.put_eof(ec);  // a close-delimited response body ends here
+        if (ec) co_return RelayOutcome{ec, true};
+        continue;
+      }
+      if (ec) {
+        if (in_dl.fired()) {
+          ec = beast::error::timeout;  // for a request body a 408 can still be written
+        } else if (ec == net::error::eof) {
+          ec = http::error::partial_message;
+        }
+        co_return RelayOutcome{ec, true};
+      }
+      in_buf.commit(n);
+    }
+  }
+
+  Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
+    co_return co_await RelayBody(p, client_, client_buf_, client_dl_, std::min(op_timeout, GetL7Options().body_timeout),
+                                 up, up_dl_, req_wire_, framing, op_timeout);
+  }
+
+  // Writes the response head in out_ (with the first body piece, as one write), then streams the
+  // rest of the body from the backend.
+  Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Upstream& up, Framing framing, bool header_only,
+                                   Millis op_timeout) {
+    if (header_only || rp.is_done()) {
+      error_code ec;
+      client_dl_.Arm(op_timeout);
+      co_await net::async_write(client_, net::buffer(out_), Redirect(ec));
+      client_dl_.Disarm();
+      if (ec) co_return RelayOutcome{client_dl_.fired() ? error_code(beast::error::timeout) : ec, false};
+      co_return RelayOutcome{};
+    }
+    co_return co_await RelayBody(rp, up, up_buf_, up_dl_, op_timeout, client_, client_dl_, out_, framing, op_timeout);
+  }
+
+  // After a 101: forwards the response head, then copies bytes both ways until either side
+  // closes or the tunnel stays idle (no byte either way) for `idle` (route idle timeout, else the
+  // listener's). Snapshot updates do not touch an open tunnel.
+  struct TunnelState {
+    TunnelState(std::unique_ptr<Upstream> u, DeadlineList& list, Socket* client)
+        : up(std::move(u)), dl(list, client, &up->socket()), backend_done(client->get_executor()) {}
+    std::unique_ptr<Upstream> up;
+    Deadline dl;
+    Timer backend_done;             // cancelled when the backend → client direction ends
+    bool backend_finished = false;
+    std::array<char, kRelayBuffer> to_client, to_backend;
+  };
+
+  Task<void> Tunnel(std::unique_ptr<Upstream> upstream, Millis idle) {
+    auto st = std::make_shared<TunnelState>(std::move(upstream), w_.deadlines(), &Lowest());
+    error_code ec;
+    out_.clear();
+    res_.SerializeResponse(&out_);  // as received: Upgrade and Connection stay
+    st->dl.Arm(idle);
+    co_await net::async_write(client_, net::buffer(out_), Redirect(ec));
     if (ec) co_return;
     // Backend → client in its own coroutine (keeps the session alive); client → backend here.
     auto self = this->shared_from_this();
-    std::string pending(static_cast<const char*>(up_buf.data().data()), up_buf.size());
+    std::string pending(static_cast<const char*>(up_buf_.data().data()), up_buf_.size());
+    up_buf_.clear();
     net::co_spawn(
         w_.executor(),
-        [self, upstream, pending = std::move(pending), idle]() mutable -> Task<void> {
-          co_await Pipe(*upstream, self->client_, std::move(pending), idle, self->up_relay_buf_);
+        [self, st, pending = std::move(pending), idle]() mutable -> Task<void> {
+          co_await Pipe(*st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
           error_code ignored;
-          upstream->socket().close(ignored);
-          self->Lowest().socket().cancel(ignored);  // ends the other direction's read
-          self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+          st->backend_finished = true;
+          st->backend_done.cancel();
+          st->dl.Disarm();
+          st->up->socket().close(ignored);
+          self->Lowest().cancel(ignored);  // ends the other direction's read
+          self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
         },
         net::detached);
     std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
     client_buf_.consume(client_buf_.size());
-    co_await Pipe(client_, *upstream, std::move(from_client), idle, relay_buf_);
+    co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
     error_code ignored;
-    upstream->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    st->up->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    // A client that half-closed still gets what the backend sends until it closes (or the tunnel
+    // idles out): the session (and its shutdown of the client side) waits for that direction.
+    if (!st->backend_finished) {
+      st->backend_done.expires_at(Timer::time_point::max());
+      co_await st->backend_done.async_wait(Redirect(ec));
+    }
   }
 
   template <class In, class Out>
-  static Task<void> Pipe(In& in, Out& out, std::string pending, Millis idle, std::array<char, kRelayBuffer>& buf) {
+  static Task<void> Pipe(In& in, Out& out, std::string pending, Millis idle, Deadline& dl,
+                         std::array<char, kRelayBuffer>& buf) {
     error_code ec;
     if (!pending.empty()) {
-      beast::get_lowest_layer(out).expires_after(idle);
+      dl.Arm(idle);
       co_await net::async_write(out, net::buffer(pending), Redirect(ec));
       if (ec) co_return;
     }
     for (;;) {
-      beast::get_lowest_layer(in).expires_after(idle);
+      dl.Arm(idle);
       const std::size_t n = co_await in.async_read_some(net::buffer(buf), Redirect(ec));
       if (ec) co_return;
-      beast::get_lowest_layer(out).expires_after(idle);
+      dl.Arm(idle);
       co_await net::async_write(out, net::buffer(buf.data(), n), Redirect(ec));
       if (ec) co_return;
     }
-  }
-
-  // "HTTP/1.1 200 OK\r\n" / "GET /x HTTP/1.1\r\n" + fields + "\r\n" into *out (reused buffer).
-  template <bool isRequest>
-  static void SerializeHead(const http::header<isRequest, http::fields>& h, std::string* out) {
-    out->clear();
-    if constexpr (isRequest) {
-      const auto m = h.method_string();
-      const auto t = h.target();
-      out->append(m.data(), m.size()).append(" ").append(t.data(), t.size()).append(" HTTP/1.1\r\n");
-    } else {
-      out->append("HTTP/1.1 ").append(std::to_string(h.result_int())).append(" ");
-      const auto r = h.reason();
-      if (r.empty()) {
-        const auto dr = http::obsolete_reason(h.result());
-        out->append(dr.data(), dr.size());
-      } else {
-        out->append(r.data(), r.size());
-      }
-      out->append("\r\n");
-    }
-    for (const auto& f : h) {
-      const auto n = f.name_string();
-      const auto v = f.value();
-      out->append(n.data(), n.size()).append(": ").append(v.data(), v.size()).append("\r\n");
-    }
-    out->append("\r\n");
   }
 
   void NoteFailure(const Route& route, const Endpoint& ep) {
@@ -765,167 +1125,59 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     return PickHealthy(route, canary, tried, Clock::now(), 0);
   }
 
-  // Streams a message whose header was read by `p` from `in` to `out`, as Beast's relay example
-  // does: the serializer re-frames the body (chunked or Content-Length) from the header fields.
-  template <bool isRequest, class In, class Out>
-  Task<RelayOutcome> Relay(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
-                           Out& out, Millis op_timeout, bool header_only) {
-    http::serializer<isRequest, http::buffer_body> sr{p.get()};
-    error_code ec;
-    if (header_only) {
-      beast::get_lowest_layer(out).expires_after(op_timeout);
-      co_await http::async_write_header(out, sr, Redirect(ec));
-      co_return RelayOutcome{ec, false};
-    }
-    do {
-      if (!p.is_done()) {
-        p.get().body().data = relay_buf_.data();
-        p.get().body().size = relay_buf_.size();
-        if constexpr (isRequest) {  // the client's body: a 408 must stay possible
-          beast::get_lowest_layer(in).expires_never();
-          ArmClientTimer(std::min(op_timeout, GetL7Options().body_timeout));
-        } else {
-          beast::get_lowest_layer(in).expires_after(op_timeout);
-        }
-        co_await http::async_read_some(in, in_buf, p, Redirect(ec));
-        if constexpr (isRequest) {
-          if (DisarmClientTimer()) ec = beast::error::timeout;
-        }
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec) co_return RelayOutcome{ec, true};
-        const std::size_t got = relay_buf_.size() - p.get().body().size;
-        // Nothing to forward yet (e.g. only a chunk header arrived): an empty piece would make
-        // the serializer emit a zero-size chunk, which ends a chunked body early.
-        if (got == 0 && !p.is_done()) continue;
-        p.get().body().size = got;
-        // An empty last piece must carry no buffer at all, or the serializer writes an empty
-        // chunk ("0\r\n\r\n") before the real last chunk.
-        p.get().body().data = got == 0 ? nullptr : relay_buf_.data();
-        p.get().body().more = !p.is_done();
-      } else {
-        p.get().body().data = nullptr;
-        p.get().body().size = 0;
-        p.get().body().more = false;  // buffer_body defaults to "more to come"
-      }
-      beast::get_lowest_layer(out).expires_after(op_timeout);
-      co_await http::async_write(out, sr, Redirect(ec));
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) co_return RelayOutcome{ec, false};
-    } while (!p.is_done() && !sr.is_done());
-    co_return RelayOutcome{};
-  }
-
-  // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
-  // Reads until a whole request header is in client_buf_, checks its raw bytes for what Beast's
-  // parser tolerates but a proxy must refuse (obs-fold, bare LF: RFC 9112 §2.2, §5.2), then parses
-  // it with `p` and consumes it from the buffer.
-  Task<void> ReadRequestHeader(RequestParser& p, error_code& ec, Millis timeout, bool* timer_armed) {
-    const std::size_t limit = GetL7Options().max_header_bytes;
-    std::size_t scanned = 0;
-    std::size_t end = std::string_view::npos;
-    for (;;) {
-      const auto d = client_buf_.data();
-      const std::string_view buf(static_cast<const char*>(d.data()), d.size());
-      end = buf.find("\r\n\r\n", scanned > 3 ? scanned - 3 : 0);
-      if (end != std::string_view::npos) {
-        end += 4;
-        break;
-      }
-      if (buf.find("\n\n", scanned > 1 ? scanned - 1 : 0) != std::string_view::npos) {
-        ec = http::error::bad_line_ending;  // a header ended by bare LFs
-        co_return;
-      }
-      scanned = buf.size();
-      if (buf.size() > limit) {
-        ec = http::error::header_limit;
-        co_return;
-      }
-      if (!*timer_armed) {
-        ArmClientTimer(timeout);
-        *timer_armed = true;
-      }
-      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
-      if (ec) co_return;
-      client_buf_.commit(n);
-    }
-    const auto d = client_buf_.data();
-    const std::string_view head(static_cast<const char*>(d.data()), end);
-    for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
-      if (i == 0 || head[i - 1] != '\r') {
-        ec = http::error::bad_line_ending;
-        co_return;
-      }
-      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
-        ec = http::error::bad_value;  // obs-fold
-        co_return;
-      }
-    }
-    p.eager(false);
-    const std::size_t used = p.put(net::buffer(head.data(), head.size()), ec);
-    if (!ec && !p.is_header_done()) ec = http::error::partial_message;
-    client_buf_.consume(used);
-  }
-
   // After an answer that closes the connection while the client may still be sending: read and
   // discard for a short while so that close() does not turn into a RST that destroys the answer
   // in the client's receive queue.
   Task<void> Linger() {
     constexpr std::size_t kMaxLingerBytes = 1 << 20;
+    std::array<char, 4096> buf;
     std::size_t total = 0;
-    Lowest().expires_after(std::chrono::seconds(2));
+    client_dl_.Arm(std::chrono::seconds(2));
     error_code ec;
     while (!ec && total < kMaxLingerBytes) {
-      total += co_await client_.async_read_some(net::buffer(relay_buf_), Redirect(ec));
+      total += co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
     }
+    client_dl_.Disarm();
   }
 
-  // A deadline for client reads that cancels the read instead of closing the socket (as the
-  // stream's own timeout would), so that a 408 can still be written.
-  void ArmClientTimer(Millis timeout) {
-    const uint64_t gen = ++timer_gen_;
-    timer_fired_ = false;
-    client_timer_.expires_after(timeout);
-    client_timer_.async_wait([weak = this->weak_from_this(), gen](const error_code& ec) {
-      if (ec) return;
-      auto self = weak.lock();
-      if (!self || self->timer_gen_ != gen) return;
-      self->timer_fired_ = true;
-      error_code ignored;
-      self->Lowest().socket().cancel(ignored);
-    });
-  }
-  // Returns whether the deadline passed.
-  bool DisarmClientTimer() {
-    ++timer_gen_;
-    client_timer_.cancel();
-    return timer_fired_;
-  }
-
+  // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
   Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head,
                      std::vector<std::pair<std::string, std::string>> extra = {}) {
     if (!keep_alive) linger_ = true;
-    http::response<http::string_body> res{static_cast<http::status>(status), 11};
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    for (const auto& [name, value] : extra) res.set(name, value);
+    const std::string body = "doorman: " + why + "\n";
+    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    out_.clear();
+    out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason.data(), reason.size());
+    out_.append("\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    for (const auto& [name, value] : extra) out_.append(name).append(": ").append(value).append("\r\n");
     if (!keep_alive) {
-      res.set(http::field::connection, "close");
+      out_.append("Connection: close\r\n");
     } else if (version < 11) {
-      res.set(http::field::connection, "keep-alive");
+      out_.append("Connection: keep-alive\r\n");
     }
-    res.body() = "doorman: " + why + "\n";
-    res.prepare_payload();
-    if (head) res.body().clear();  // keep Content-Length, send no body
+    out_.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
+    if (!head) out_.append(body);  // HEAD: keep Content-Length, send no body
     error_code ec;
-    Lowest().expires_after(client_idle_);
-    co_await http::async_write(client_, res, Redirect(ec));
+    client_dl_.Arm(client_idle_);
+    co_await net::async_write(client_, net::buffer(out_), Redirect(ec));
+    client_dl_.Disarm();
     co_return !ec && keep_alive;
   }
 
   void Record(const Exchange& x, Clock::time_point start) {
     auto& m = w_.metrics();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    m.L7Requests(listener_, x.route, x.backend, x.code).Increment();
-    m.L7Duration(listener_, x.route).Observe(seconds);
+    // The series of the previous request is usually this one's: skip the label lookup.
+    if (metric_cache_.requests == nullptr || metric_cache_.code != x.code || metric_cache_.route != x.route ||
+        metric_cache_.backend != x.backend) {
+      metric_cache_.requests = &m.L7Requests(listener_, x.route, x.backend, x.code);
+      metric_cache_.code = x.code;
+      metric_cache_.route.assign(x.route);
+      metric_cache_.backend = x.backend;
+      metric_cache_.duration = &m.L7Duration(listener_, x.route);
+    }
+    metric_cache_.requests->Increment();
+    metric_cache_.duration->Observe(seconds);
     if (AccessLogEnabled()) {
       AccessLogEntry e;
       e.listener = listener_;
@@ -962,25 +1214,40 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     std::vector<std::pair<std::string, std::string>> extra;  // e.g. Location, Retry-After
   };
 
-  Stream& Lowest() { return beast::get_lowest_layer(client_); }
+  struct MetricCache {
+    prometheus::Counter* requests = nullptr;
+    prometheus::Histogram* duration = nullptr;
+    unsigned code = 0;
+    std::string route, backend;
+  };
+
+  Socket& Lowest() { return beast::get_lowest_layer(client_); }
 
   Worker& w_;
   std::shared_ptr<const TlsServerContext> tls_;  // keeps this connection's certificates alive
   ClientStream client_;
-  Timer client_timer_;
-  uint64_t timer_gen_ = 0;
-  bool timer_fired_ = false;
+  Deadline client_dl_;  // client reads and writes
+  Deadline up_dl_;      // the current upstream connection's reads and writes
   bool linger_ = false;
   bool over_cap_ = false;
+  bool got_response_bytes_ = false;  // the current upstream exchange received a byte
   std::shared_ptr<std::atomic<int64_t>> open_connections_;
   std::optional<LocalAnswer> answer_;
   std::string listener_;
   std::string client_ip_;
   uint64_t client_hash_ = 0;  // lb::HashKey of the client address bytes (same key as the L4 proxy)
+  std::array<uint8_t, 16> client_addr_{};  // the client address in network order (4 or 16 bytes)
+  std::size_t client_addr_len_ = 0;
   beast::flat_buffer client_buf_;
-  std::array<char, kRelayBuffer> relay_buf_;
-  std::array<char, kRelayBuffer> up_relay_buf_;
-  std::string head_buf_;  // SerializeHead output, reused  // WebSocket tunnel, backend → client
+  beast::flat_buffer up_buf_;  // the current upstream connection's unparsed bytes
+  HttpHead req_, res_;         // reused across requests (capacity kept)
+  std::string req_wire_;       // the request head as sent upstream
+  std::string out_;            // response head / local answer being written
+  std::string body_;           // body bytes between the parser and the next write
+  std::string request_id_;     // X-Request-Id of the current request
+  std::string replay_;         // the request body as first sent (framed), for a retry
+  bool replay_ok_ = false;     // replay_ holds the whole body sent so far
+  MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };
 
@@ -1007,10 +1274,10 @@ void StartHttpSession(Worker& worker, Socket client, const std::string& listener
     if (!l->tls) return;  // closes: the listener lost its certificates in this generation
     auto tls = l->tls;
     auto& ctx = tls->initial();
-    Spawn(worker, std::make_shared<HttpSession<TlsStream>>(worker, listener_name, std::move(tls), Stream(std::move(client)), ctx));
+    Spawn(worker, std::make_shared<HttpSession<TlsStream>>(worker, listener_name, std::move(tls), std::move(client), ctx));
     return;
   }
-  Spawn(worker, std::make_shared<HttpSession<Stream>>(worker, listener_name, nullptr, std::move(client)));
+  Spawn(worker, std::make_shared<HttpSession<Socket>>(worker, listener_name, nullptr, std::move(client)));
 }
 
 }  // namespace doorman::dataplane

@@ -3,6 +3,8 @@
 // passive outlier detection. See docs/l7.md for the user-facing semantics.
 #pragma once
 
+#include <algorithm>
+
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -79,12 +81,21 @@ inline bool RetryBudgetAllows(int64_t active_requests, int64_t retries_in_flight
 }
 
 // Which failures a RetryPolicy.on list retries.
+// RetryPolicy.on, as Envoy and HAProxy name the conditions: connect-failure, reset (the backend
+// closed or reset before a complete response head), timeout (the per-try / request timeout),
+// listed statuses ("503"), 5xx (any 500-599, timeouts included, like Envoy's), gateway-error
+// (502, 503, 504 and timeouts), and non-idempotent (the route also retries POST/PATCH/...,
+// whose bodies are then replayed from a copy of at most kMaxReplayBody bytes).
 struct RetryOn {
-  bool connect_failure = false, reset = false, status_502 = false, status_503 = false, status_504 = false;
+  bool connect_failure = false, reset = false, timeout = false, any_5xx = false, non_idempotent = false;
+  std::vector<uint16_t> statuses;
   bool Status(unsigned code) const {
-    return (code == 502 && status_502) || (code == 503 && status_503) || (code == 504 && status_504);
+    if (any_5xx && code >= 500 && code <= 599) return true;
+    return std::find(statuses.begin(), statuses.end(), code) != statuses.end();
   }
+  bool OnTimeout() const { return timeout || any_5xx || Status(504); }
 };
+inline constexpr std::size_t kMaxReplayBody = 64 * 1024;
 bool IsIdempotentMethod(std::string_view method);
 
 // Passive outlier detection: `consecutive_failures` failures in a row (5xx answers or connect

@@ -1,9 +1,12 @@
 #include "dataplane/l7/tls_context.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#include <boost/asio/ip/address.hpp>
 
 #include "dataplane/l7/filters.h"
 
@@ -152,6 +155,79 @@ int TlsServerContext::OnServerName(SSL* ssl, int*, void* arg) {
   const std::size_t i = SelectCertificate(self->all_names_, sni);
   if (i != 0) SSL_set_SSL_CTX(ssl, self->entries_[i].ctx->native_handle());
   return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace doorman::dataplane
+
+namespace doorman::dataplane {
+
+std::shared_ptr<const TlsClientContext> TlsClientContext::Build(const std::string& ca_pem, std::string* error) {
+  auto out = std::make_shared<TlsClientContext>();
+  out->ctx_ = std::make_unique<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+  SSL_CTX* c = out->ctx_->native_handle();
+  SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_cipher_list(c, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                             "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+  static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(c, kAlpn, sizeof(kAlpn));
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  if (ca_pem.empty()) {
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+    return out;
+  }
+  BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+  X509_STORE* store = SSL_CTX_get_cert_store(c);
+  int added = 0;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    if (X509_STORE_add_cert(store, cert) == 1) ++added;
+    X509_free(cert);
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // the read loop ends with a "no start line" error
+  if (added == 0) {
+    *error = "no usable certificate in the CA bundle";
+    return nullptr;
+  }
+  SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+  out->verify_ = true;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(ca_pem.data(), ca_pem.size(), md, &md_len, EVP_sha256(), nullptr) != 1) {
+    *error = "cannot hash the CA bundle";
+    return nullptr;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->pool_id_ = "ca:";
+  for (unsigned int i = 0; i < md_len; ++i) {
+    out->pool_id_.push_back(kHex[md[i] >> 4]);
+    out->pool_id_.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
+bool TlsClientContext::SetUpConnection(SSL* ssl, const std::string& server_name, std::string* error) const {
+  boost::system::error_code ec;
+  (void)boost::asio::ip::make_address(server_name, ec);
+  const bool is_ip = !ec;
+  if (!server_name.empty() && !is_ip && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1) {
+    *error = "invalid server name for SNI";
+    return false;
+  }
+  if (!verify_) return true;
+  if (server_name.empty()) {
+    *error = "no server name to verify the backend's certificate against (no Host and no backend-tls-server-name)";
+    return false;
+  }
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
+                       : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
+  if (ok != 1) {
+    *error = "cannot set the expected backend name";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace doorman::dataplane

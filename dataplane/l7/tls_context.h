@@ -37,4 +37,28 @@ class TlsServerContext {
   std::vector<std::vector<std::string>> all_names_;
 };
 
+// OpenSSL client context for TLS to a route's backends (backend protocol HTTPS): TLS >= 1.2, the
+// same modern cipher list, ALPN "http/1.1". With a CA bundle the backend's chain and name are
+// verified (the name is set per connection: SetUpConnection); without one, nothing is verified
+// (ingress-nginx's and Envoy's default), which is documented as such.
+class TlsClientContext {
+ public:
+  static std::shared_ptr<const TlsClientContext> Build(const std::string& ca_pem, std::string* error);
+  boost::asio::ssl::context& context() const { return *ctx_; }
+  bool verify() const { return verify_; }
+  // SNI (when `server_name` is a DNS name) and, when verifying, the expected host name or IP.
+  // Returns false (and *error) if OpenSSL refuses them.
+  // Also refuses an empty name when verifying: a chain alone proves nothing about which backend.
+  bool SetUpConnection(SSL* ssl, const std::string& server_name, std::string* error) const;
+  // What a connection made with this context was checked against: "none", or "ca:" + the
+  // SHA-256 of the CA bundle. Part of the upstream pool key, so a connection is only reused by a
+  // route that would have verified it the same way (and survives snapshots with the same CA).
+  const std::string& pool_id() const { return pool_id_; }
+
+ private:
+  std::unique_ptr<boost::asio::ssl::context> ctx_;
+  bool verify_ = false;
+  std::string pool_id_ = "none";
+};
+
 }  // namespace doorman::dataplane

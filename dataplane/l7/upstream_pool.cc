@@ -13,34 +13,36 @@ bool IdleSocketAlive(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::optional<Socket> UpstreamPool::Take(const std::string& key) {
+std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key) {
   auto it = idle_.find(key);
-  if (it == idle_.end()) return std::nullopt;
+  if (it == idle_.end()) return nullptr;
   auto& v = it->second;
   const auto now = std::chrono::steady_clock::now();
-  while (!v.empty()) {
+  std::unique_ptr<PooledConnection> out;
+  while (!v.empty() && !out) {
     Idle idle = std::move(v.back());
     v.pop_back();
-    if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.socket)) return std::move(idle.socket);
-    boost::system::error_code ignored;
-    idle.socket.close(ignored);
+    --total_;
+    if (now - idle.since >= kMaxPooledIdle || !IdleSocketAlive(idle.connection->socket())) continue;  // closes
+    out = std::move(idle.connection);
   }
-  return std::nullopt;
+  if (v.empty()) idle_.erase(it);
+  return out;
 }
 
-void UpstreamPool::Put(const std::string& key, Socket socket) {
-  boost::system::error_code ignored;
-  if (closed_ || !socket.is_open()) {
-    socket.close(ignored);
-    return;
-  }
+void UpstreamPool::Put(const std::string& key, std::unique_ptr<PooledConnection> connection) {
+  if (closed_ || !connection->socket().is_open()) return;  // destroying it closes it
   auto& v = idle_[key];
   if (v.size() >= kMaxIdlePerEndpoint) {
-    // Drop the oldest: keep the hot end of the LIFO.
-    v.front().socket.close(ignored);
-    v.erase(v.begin());
+    v.erase(v.begin());  // drop the oldest: keep the hot end
+    --total_;
   }
-  v.push_back(Idle{std::move(socket), std::chrono::steady_clock::now()});
+  if (total_ >= kMaxIdlePerWorker) {
+    if (v.empty()) idle_.erase(key);
+    return;  // the worker's pool is full: this connection closes
+  }
+  v.push_back(Idle{std::move(connection), std::chrono::steady_clock::now()});
+  ++total_;
 }
 
 void UpstreamPool::Sweep() {
@@ -50,13 +52,9 @@ void UpstreamPool::Sweep() {
     std::vector<Idle> keep;
     keep.reserve(v.size());
     for (auto& idle : v) {
-      if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.socket)) {
-        keep.push_back(std::move(idle));
-      } else {
-        boost::system::error_code ignored;
-        idle.socket.close(ignored);
-      }
+      if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.connection->socket())) keep.push_back(std::move(idle));
     }
+    total_ -= v.size() - keep.size();
     v = std::move(keep);
     it = v.empty() ? idle_.erase(it) : std::next(it);
   }
@@ -64,19 +62,8 @@ void UpstreamPool::Sweep() {
 
 void UpstreamPool::Close() {
   closed_ = true;
-  for (auto& [key, v] : idle_) {
-    for (auto& idle : v) {
-      boost::system::error_code ignored;
-      idle.socket.close(ignored);
-    }
-  }
   idle_.clear();
-}
-
-std::size_t UpstreamPool::idle_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, v] : idle_) n += v.size();
-  return n;
+  total_ = 0;
 }
 
 }  // namespace doorman::dataplane

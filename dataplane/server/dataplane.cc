@@ -4,6 +4,7 @@
 
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <thread>
 
@@ -23,6 +24,7 @@ namespace doorman::dataplane {
 struct Dataplane::Impl {
   Impl(DataplaneOptions o, std::shared_ptr<prometheus::Registry> registry, net::ip::address bind)
       : opts(std::move(o)), metrics(std::move(registry)), shared(store, metrics) {
+    shared.udp_max_flows = std::max<std::size_t>(1, opts.udp_max_flows);
     for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
     listeners = std::make_unique<ListenerManager>(workers, bind);
     health = std::make_unique<health::HealthChecker>(
@@ -43,6 +45,8 @@ struct Dataplane::Impl {
   std::vector<std::string> warnings;
   bool shut_down = false;
 };
+
+static_assert(DataplaneOptions{}.udp_max_flows == kDefaultUdpMaxFlowsPerWorker);
 
 bool Dataplane::ValidBindAddress(const std::string& address) {
   boost::system::error_code ec;
@@ -82,6 +86,7 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   CompileOptions copts;
   copts.node_name = impl_->opts.node_name;
   copts.tls_builder = &TlsServerContext::Build;
+  copts.backend_tls_builder = &TlsClientContext::Build;
   copts.previous = previous.get();
   CompileResult c = Compile(update.snapshot(), update.version(), copts);
   if (!c.ok()) {

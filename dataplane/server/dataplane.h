@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +28,9 @@ struct DataplaneOptions {
   int workers = 1;
   std::string node_name;
   std::string state_dir;  // "" = do not persist
+  // UDP flow-table bound per worker and UDP listener (--udp-max-flows); datagrams that would
+  // open a flow beyond it are dropped and counted (drops{reason="udp_table_full"}).
+  std::size_t udp_max_flows = 16384;  // = kDefaultUdpMaxFlowsPerWorker (runtime_config.h)
 };
 
 class Dataplane {

@@ -91,9 +91,10 @@ bool ListenerManager::BindUdp(const Listener& l, Bound* out, std::string* error)
     if (!ec) sock->bind(ep, ec);
     if (ec) {
       *error = "cannot listen on udp " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
-      for (auto& u : out->udp_sockets) u->close(ec);
-      out->udp_sockets.clear();
-      sock->close(ec);
+      // Closed on their workers' threads, like every other close (their io_contexts run without
+      // per-descriptor locks: docs/dataplane.md).
+      out->udp_sockets.push_back(std::move(sock));
+      Close(*out);
       return false;
     }
     out->udp_sockets.push_back(std::move(sock));
@@ -117,9 +118,8 @@ bool ListenerManager::Bind(const Listener& l, Bound* out, std::string* error) {
     if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
       *error = "cannot listen on " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
-      for (auto& a : out->acceptors) a->close(ec);
-      out->acceptors.clear();
-      acc->close(ec);
+      out->acceptors.push_back(std::move(acc));
+      Close(*out);  // on the workers' threads, as above
       return false;
     }
     out->acceptors.push_back(std::move(acc));

@@ -16,7 +16,10 @@ Worker::Worker(int index, SharedState& shared)
     : index_(index),
       shared_(shared),
       metrics_(shared.metrics),
-      ioc_(std::make_unique<net::io_context>(1)),
+      // One thread per io_context, and every socket's operations start on that thread (acceptors
+      // are only registered from elsewhere): the reactor's per-descriptor locks can go, which
+      // is measurable per request (PERFORMANCE-NOTES.md). Posting from other threads stays safe.
+      ioc_(std::make_unique<net::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       guard_(std::make_unique<net::executor_work_guard<Executor>>(ioc_->get_executor())) {}
 
 Worker::~Worker() {
@@ -28,6 +31,7 @@ Worker::~Worker() {
 
 void Worker::Start() {
   net::co_spawn(executor(), SweepPool(), net::detached);
+  net::co_spawn(executor(), SweepDeadlines(), net::detached);
   thread_ = std::thread([this] {
     for (;;) {
       try {
@@ -58,6 +62,17 @@ Task<> Worker::SweepPool() {
     co_await timer.async_wait(Redirect(ec));
     if (ec) co_return;
     pool_.Sweep();
+  }
+}
+
+Task<> Worker::SweepDeadlines() {
+  Timer timer(executor());
+  for (;;) {
+    timer.expires_after(kDeadlineTick);
+    boost::system::error_code ec;
+    co_await timer.async_wait(Redirect(ec));
+    if (ec) co_return;
+    deadlines_.Sweep(std::chrono::steady_clock::now());
   }
 }
 

@@ -11,6 +11,7 @@
 #include "dataplane/config/config_store.h"
 #include "dataplane/l7/upstream_pool.h"
 #include "dataplane/server/asio_types.h"
+#include "dataplane/server/deadline.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -24,6 +25,7 @@ struct SharedState {
   std::atomic<bool> draining{false};           // SIGTERM: finish in-flight work, keep no idle connection
   std::atomic<int64_t> l4_active{0};           // open L4 sessions
   std::atomic<int64_t> http_in_flight{0};      // HTTP requests being proxied or answered
+  std::size_t udp_max_flows = kDefaultUdpMaxFlowsPerWorker;  // per worker and UDP listener (set before Start)
 };
 
 class Worker {
@@ -43,14 +45,17 @@ class Worker {
   SharedState& shared() { return shared_; }
   WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
+  DeadlineList& deadlines() { return deadlines_; }
 
  private:
   Task<> SweepPool();
+  Task<> SweepDeadlines();
 
   int index_;
   SharedState& shared_;
   WorkerMetrics metrics_;
   UpstreamPool pool_;
+  DeadlineList deadlines_;  // before ioc_: sessions destroyed with the io_context unlink from it
   std::unique_ptr<net::io_context> ioc_;
   std::unique_ptr<net::executor_work_guard<Executor>> guard_;
   std::thread thread_;

@@ -98,3 +98,78 @@ def check_ingressclass(tc, docs, name="doorman", default=False):
     tc.assertEqual(ic["spec"]["controller"], "doorman.dev/ingress-controller")
     tc.assertEqual(ic["metadata"].get("annotations", {}).get("ingressclass.kubernetes.io/is-default-class"),
                    "true" if default else "false")
+
+
+# --- mTLS wiring: the --tls-* flags a manifest passes must be the ones the binaries accept -------
+MTLS_DIR = "/etc/doorman/tls"
+MTLS_ARGS = ["--tls-cert=%s/tls.crt" % MTLS_DIR, "--tls-key=%s/tls.key" % MTLS_DIR, "--tls-ca=%s/ca.crt" % MTLS_DIR]
+
+
+def tls_args(workload):
+    return [a for a in container(workload)["args"] if a.startswith("--tls-")]
+
+
+def check_mtls_mount(tc, workload, secret_name):
+    """The Secret is mounted read-only at MTLS_DIR as a whole directory (a subPath mount would
+    never see a renewed Secret)."""
+    spec = workload["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = [m for m in container(workload).get("volumeMounts", []) if m["mountPath"] == MTLS_DIR]
+    tc.assertEqual(len(mounts), 1, mounts)
+    tc.assertTrue(mounts[0].get("readOnly"))
+    tc.assertNotIn("subPath", mounts[0])
+    tc.assertEqual(vols[mounts[0]["name"]]["secret"]["secretName"], secret_name)
+
+
+def check_mtls_args_start_binaries(tc, build_dir, controller_tls, dataplane_tls):
+    """Runs the real binaries on 127.0.0.1 with the given --tls-* args (MTLS_DIR pointed at a
+    throwaway PKI): the controller serves mTLS and the dataplane connects through it."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    tmp = tempfile.mkdtemp(prefix="doorman-deploy-mtls-")
+    tc.addCleanup(shutil.rmtree, tmp, True)
+
+    def openssl(*a):
+        subprocess.run(["openssl", *a], cwd=tmp, check=True, capture_output=True, timeout=30)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=doorman-ca")
+    openssl("req", "-x509", *ec, "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=doorman",
+            "-CA", "ca.crt", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext", "extendedKeyUsage=serverAuth,clientAuth")
+    os.makedirs(os.path.join(tmp, "manifests"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        grpc_port = s.getsockname()[1]
+    local = lambda args: [a.replace(MTLS_DIR, tmp) for a in args]  # noqa: E731
+    runs = (("controller", [os.path.join(build_dir, "controller", "doorman-controller"),
+                            "--manifests", os.path.join(tmp, "manifests"),
+                            "--grpc-listen", "127.0.0.1:%d" % grpc_port, "--metrics-listen", "127.0.0.1:0"]
+             + local(controller_tls), "grpc_tls=mtls"),
+            ("dataplane", [os.path.join(build_dir, "dataplane", "doorman-dataplane"),
+                           "--controller", "127.0.0.1:%d" % grpc_port, "--bind-address", "127.0.0.1",
+                           "--metrics-listen", "127.0.0.1:0"] + local(dataplane_tls),
+             "connected to controller controller=127.0.0.1:%d tls=mtls" % grpc_port))
+    procs = []
+    try:
+        for name, argv, started in runs:
+            log = os.path.join(tmp, name + ".log")
+            with open(log, "wb") as out:
+                procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT))
+            deadline = time.monotonic() + 15
+            while True:
+                with open(log, errors="replace") as f:
+                    text = f.read()
+                if started in text:
+                    break
+                if procs[-1].poll() is not None or time.monotonic() > deadline:
+                    tc.fail("%s did not log %r (exit %s):\n%s" % (name, started, procs[-1].poll(), text))
+                time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)

@@ -4,7 +4,8 @@ checked against deploy/ and applied with the real kubectl to the API test server
 Proven: the default render equals deploy/ object for object (labels aside); two non-default
 value sets change exactly what they should; values.schema.json rejects bad values; every render
 is accepted by kubectl apply (Deployment/DaemonSet/RBAC/monitoring kinds via stand-in CRDs, not
-validated by the server: see standin-crds.yaml). Not proven: that the real helm binary renders
+validated by the server: see standin-crds.yaml); with mtls.enabled the rendered --tls-* flags,
+pointed at a throwaway PKI, start the real binaries and the dataplane connects over mTLS. Not proven: that the real helm binary renders
 identically (it cannot be installed here), nor a real cluster's admission of those kinds.
 """
 import copy
@@ -110,6 +111,7 @@ class HelmRenderTest(unittest.TestCase):
         ds = dc.check_dataplane(self, docs)
         dsc = dc.container(ds)
         self.assertIn("--workers=4", dsc["args"])
+        self.assertIn("--udp-max-flows=65536", dsc["args"])
         self.assertIn("--controller=edge-doorman-controller.lb.svc:18000", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
         self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"], {"doorman.dev/edge": "true"})
@@ -141,12 +143,34 @@ class HelmRenderTest(unittest.TestCase):
         self.assertFalse(pod["hostNetwork"])
         self.assertEqual(pod["dnsPolicy"], "ClusterFirst")
         for w in (dep, ds):
-            args = dc.container(w)["args"]
-            self.assertIn("--tls-ca=/etc/doorman/tls/ca.crt", args)
-            vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
-            self.assertEqual(vols["mtls"]["secret"]["secretName"], "doorman-mtls")
+            self.assertEqual(dc.tls_args(w), dc.MTLS_ARGS)
+            dc.check_mtls_mount(self, w, "doorman-mtls")
         notes = render("--set", "mtls.enabled=true", "-notes").stdout
-        self.assertIn("does not support --tls-*", notes)
+        self.assertIn("mTLS between controller and dataplanes is on", notes)
+        self.assertIn("expect the name doorman-controller.default.svc", notes)
+        self.assertNotIn("mTLS", render("-notes").stdout)
+
+    def test_mtls_secrets_per_workload_and_server_name(self):
+        docs = docs_of(render("--set", "mtls.enabled=true,mtls.controllerSecretName=ctl-tls",
+                              "--set", "mtls.dataplaneSecretName=dp-tls,mtls.serverName=controller.example").stdout)
+        secret = lambda w: {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}["mtls"]["secret"]  # noqa: E731
+        dep, ds = dc.one(docs, "Deployment"), dc.one(docs, "DaemonSet")
+        self.assertEqual(secret(dep)["secretName"], "ctl-tls")
+        self.assertEqual(secret(ds)["secretName"], "dp-tls")
+        self.assertIn("--tls-server-name=controller.example", dc.container(ds)["args"])
+        self.assertFalse([a for a in dc.container(dep)["args"] if a.startswith("--tls-server-name")])
+        # Off: no flag, no volume.
+        docs = docs_of(render().stdout)
+        for w in (dc.one(docs, "Deployment"), dc.one(docs, "DaemonSet")):
+            self.assertFalse([a for a in dc.container(w)["args"] if a.startswith("--tls-")])
+            self.assertNotIn("mtls", {v["name"] for v in w["spec"]["template"]["spec"].get("volumes", [])})
+
+    def test_mtls_args_are_accepted_by_the_binaries(self):
+        """The rendered --tls-* flags, pointed at real files, start both binaries (names match)."""
+        docs = docs_of(render("--set", "mtls.enabled=true,mtls.serverName=localhost").stdout)
+        dep, ds = dc.one(docs, "Deployment"), dc.one(docs, "DaemonSet")
+        self.assertEqual(dc.tls_args(ds), dc.MTLS_ARGS + ["--tls-server-name=localhost"])
+        dc.check_mtls_args_start_binaries(self, BUILD_DIR, dc.tls_args(dep), dc.tls_args(ds))
 
     def test_schema_rejects(self):
         for args, msg in ((["--set", "controller.replicas=0"], "controller.replicas: 0 is less than the minimum 1"),

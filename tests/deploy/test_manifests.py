@@ -5,7 +5,8 @@ Proven: every object in crds/ + deploy/ + deploy/monitoring/ is applied by the r
 (Namespace, ServiceAccount, Service, IngressClass, CRD: kinds the sim validates; Deployment,
 DaemonSet, RBAC and Prometheus Operator kinds: stored via stand-in CRDs, not validated by the
 server); the alert expressions pass `promtool check rules`; RBAC rules grant every
-(apiGroup, resource/subresource, verb) the controller used, and nothing it did not use.
+(apiGroup, resource/subresource, verb) the controller used, and nothing it did not use; the
+deploy/mtls/ patches add exactly the --tls-* flags and Secret mounts the binaries accept.
 """
 import json
 import os
@@ -91,6 +92,38 @@ class ManifestsTest(unittest.TestCase):
             p = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("SUCCESS", p.stdout)
+
+
+class MtlsPatchTest(unittest.TestCase):
+    """deploy/mtls/*-patch.yaml (JSON patches, applied with kubectl patch --local, offline): the
+    flags and Secret mounts they add, and that the binaries accept exactly those flags."""
+
+    def patched(self, kind, patch):
+        """The deploy/ object of `kind` after `kubectl patch --local` (as `kubectl patch KIND NAME`
+        does to the live object)."""
+        tmp = tempfile.mkdtemp(prefix="doorman-mtls-patch-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        obj = os.path.join(tmp, kind + ".yaml")
+        with open(obj, "w") as f:
+            yaml.safe_dump(dc.one(dc.deploy_docs(), kind), f)
+        p = subprocess.run(["kubectl", "patch", "--local", "-f", obj, "--type", "json",
+                            "--patch-file", os.path.join(ROOT, "deploy", "mtls", patch), "-o", "yaml"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return yaml.safe_load(p.stdout)
+
+    def test_patches(self):
+        dep = self.patched("Deployment", "controller-patch.yaml")
+        ds = self.patched("DaemonSet", "dataplane-patch.yaml")
+        for w, secret in ((dep, "doorman-controller-tls"), (ds, "doorman-dataplane-tls")):
+            self.assertEqual(dc.tls_args(w), dc.MTLS_ARGS)
+            dc.check_mtls_mount(self, w, secret)
+        # The dataplane keeps its state volume.
+        self.assertIn("/var/lib/doorman", [m["mountPath"] for m in dc.container(ds)["volumeMounts"]])
+        # Unpatched, the plain manifests stay plaintext.
+        for w in (dc.one(dc.deploy_docs(), "Deployment"), dc.one(dc.deploy_docs(), "DaemonSet")):
+            self.assertEqual(dc.tls_args(w), [])
+        dc.check_mtls_args_start_binaries(self, BUILD_DIR, dc.tls_args(dep), dc.tls_args(ds))
 
 
 class ApplyTest(unittest.TestCase):

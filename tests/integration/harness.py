@@ -171,6 +171,21 @@ class DoormanTestCase(unittest.TestCase):
         return port
 
     # --- doorman -------------------------------------------------------------------------
+    def write_single_route_lb(self, name, port, backend_port):
+        """lb.yaml: LoadBalancer `name` with one HTTP listener on `port` whose only route sends
+        everything to one static endpoint."""
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes:
+    - name: all
+      listener: web
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend_port}}}]}}]
+""")
+
     def write_manifest(self, filename, text):
         """Atomically replaces a manifest file (as editors and kubectl-like tools do)."""
         path = os.path.join(self.manifests, filename)
@@ -327,3 +342,50 @@ def redis_cmd(sock, *args):
             raise ConnectionError("connection closed")
         buf += chunk
     return buf.decode().strip()
+
+
+# --- mTLS between controller and dataplanes -------------------------------------------------
+class Pki:
+    """A throwaway PKI made with the openssl CLI in `dirpath`: CAs and leaf certificates (EC P-256).
+
+    ca(name) -> (crt, key); issue(name, ca, sans, usage) -> (crt, key) where sans are openssl
+    subjectAltName entries ("IP:127.0.0.1", "DNS:localhost") and usage an extendedKeyUsage.
+    """
+
+    def __init__(self, dirpath):
+        self.dir = dirpath
+        os.makedirs(dirpath, exist_ok=True)
+
+    def _run(self, argv):
+        subprocess.run(["openssl"] + argv, check=True, capture_output=True, timeout=30)
+
+    def ca(self, name):
+        crt, key = os.path.join(self.dir, name + ".crt"), os.path.join(self.dir, name + ".key")
+        self._run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                   "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=" + name,
+                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+        return crt, key
+
+    def issue(self, name, ca, sans, usage):
+        crt, key = os.path.join(self.dir, name + ".crt"), os.path.join(self.dir, name + ".key")
+        csr, ext = os.path.join(self.dir, name + ".csr"), os.path.join(self.dir, name + ".ext")
+        self._run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                   "-keyout", key, "-out", csr, "-subj", "/CN=" + name])
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nextendedKeyUsage=%s\n" % (",".join(sans), usage))
+        self._run(["x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-set_serial",
+                   str(int.from_bytes(os.urandom(8), "big")), "-days", "2", "-extfile", ext, "-out", crt])
+        return crt, key
+
+    def key_material(self):
+        """Every base64 line of every private key made here (to prove none reaches a log)."""
+        lines = []
+        for f in os.listdir(self.dir):
+            if f.endswith(".key"):
+                with open(os.path.join(self.dir, f)) as k:
+                    lines += [l.strip() for l in k if l.strip() and not l.startswith("-----")]
+        return lines
+
+
+def tls_flags(cert, key, ca):
+    return ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca]

@@ -72,6 +72,46 @@ class EchoServer:
                     pass
 
 
+class SilentServer:
+    """Accepts connections and reads them until the peer closes, never writing a byte (a TCP
+    server that does not speak the protocol a client expects, and never says so)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._drain, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _drain(c):
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
 def connect(port, src=None, timeout=5.0):
     """Connects and reads the greeting line; returns (socket, backend name)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Both binaries: --help and --version exit 0; bad flags exit non-zero with one clear line."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CONTROLLER, DATAPLANE  # noqa: E402
+from harness import CONTROLLER, DATAPLANE, Pki, tls_flags  # noqa: E402
 
 
 def run(argv):
@@ -15,8 +17,10 @@ def run(argv):
 
 class Cli(unittest.TestCase):
     def test_help_and_version(self):
-        for binary, flags in ((CONTROLLER, ["--manifests", "--grpc-listen", "--metrics-listen"]),
-                              (DATAPLANE, ["--controller", "--node-name", "--bind-address", "--metrics-listen"])):
+        for binary, flags in ((CONTROLLER, ["--manifests", "--grpc-listen", "--metrics-listen",
+                                            "--tls-cert", "--tls-key", "--tls-ca"]),
+                              (DATAPLANE, ["--controller", "--node-name", "--bind-address", "--metrics-listen",
+                                           "--tls-cert", "--tls-key", "--tls-ca", "--tls-server-name"])):
             r = run([binary, "--help"])
             self.assertEqual(r.returncode, 0, r.stderr)
             for f in flags:
@@ -44,6 +48,102 @@ class Cli(unittest.TestCase):
             lines = [l for l in r.stderr.splitlines() if l.strip()]
             self.assertGreaterEqual(len(lines), 1, argv)
             self.assertLessEqual(len(lines), 2, (argv, r.stderr))
+
+    def test_udp_max_flows_is_validated(self):
+        r = run([DATAPLANE, "--help"])
+        self.assertIn("--udp-max-flows", r.stdout)
+        for value in ("0", "-5", "lots", "16777217", ""):
+            r = run([DATAPLANE, "--controller", "127.0.0.1:1", "--udp-max-flows", value])
+            self.assertEqual(r.returncode, 2, (value, r.stderr))
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, (value, r.stderr))
+            self.assertIn("udp-max-flows", lines[0])
+
+
+class TlsFlags(unittest.TestCase):
+    """--tls-cert/--tls-key/--tls-ca: all three or none; unreadable or invalid files exit 2 with one
+    line naming the file and never any file content."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="doorman-cli-tls-")
+        pki = Pki(cls.tmp)
+        cls.ca = pki.ca("ca")
+        cls.cert = pki.issue("node", cls.ca, ["DNS:localhost"], "serverAuth,clientAuth")
+        cls.other = pki.issue("other", cls.ca, ["DNS:localhost"], "serverAuth,clientAuth")
+        cls.garbage = os.path.join(cls.tmp, "garbage.pem")
+        with open(cls.garbage, "w") as f:
+            f.write("not a certificate\n")
+        cls.unreadable = os.path.join(cls.tmp, "unreadable.key")
+        shutil.copyfile(cls.cert[1], cls.unreadable)
+        os.chmod(cls.unreadable, 0)
+        cls.secrets = pki.key_material()
+        cls.manifests = os.path.join(cls.tmp, "manifests")
+        os.makedirs(cls.manifests)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def argv(self, binary, tls):
+        # Everything else valid, so only the TLS flags can be what fails.
+        if binary == CONTROLLER:
+            return [CONTROLLER, "--manifests", self.manifests, "--grpc-listen", "127.0.0.1:0",
+                    "--metrics-listen", "127.0.0.1:0"] + tls
+        return [DATAPLANE, "--controller", "127.0.0.1:1", "--metrics-listen", "127.0.0.1:0"] + tls
+
+    def expect_exit2(self, binary, tls, want):
+        r = run(self.argv(binary, tls))
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(want, lines[0])
+        out = r.stdout + r.stderr
+        self.assertNotIn("PRIVATE KEY", out)
+        for s in self.secrets:
+            self.assertNotIn(s, out)
+
+    def test_all_three_or_none(self):
+        crt, key = self.cert
+        ca = self.ca[0]
+        for binary in (CONTROLLER, DATAPLANE):
+            for tls, missing in ((["--tls-cert", crt], "missing --tls-key, --tls-ca"),
+                                 (["--tls-key", key], "missing --tls-cert, --tls-ca"),
+                                 (["--tls-ca", ca], "missing --tls-cert, --tls-key"),
+                                 (["--tls-cert", crt, "--tls-key", key], "missing --tls-ca")):
+                with self.subTest(binary=os.path.basename(binary), tls=tls[::2]):
+                    self.expect_exit2(binary, tls, "--tls-cert, --tls-key and --tls-ca must be given together (%s)"
+                                      % missing)
+        self.expect_exit2(DATAPLANE, ["--tls-server-name", "controller.test"],
+                          "--tls-server-name needs --tls-cert, --tls-key and --tls-ca")
+        r = run([CONTROLLER, "--tls-server-name", "x"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown flag", r.stderr)
+
+    def test_bad_files_are_named(self):
+        crt, key = self.cert
+        ca = self.ca[0]
+        missing = os.path.join(self.tmp, "missing.crt")
+        cases = [
+            (tls_flags(missing, key, ca), "--tls-cert %s: cannot read (No such file or directory)" % missing),
+            (tls_flags(crt, missing, ca), "--tls-key %s: cannot read (No such file or directory)" % missing),
+            (tls_flags(crt, key, missing), "--tls-ca %s: cannot read (No such file or directory)" % missing),
+            (tls_flags(self.garbage, key, ca), "--tls-cert %s: no PEM certificate in the file" % self.garbage),
+            # The key given as the certificate and the other way round: named, key never echoed.
+            (tls_flags(key, crt, ca), "--tls-cert %s: no PEM certificate in the file" % key),
+            (tls_flags(crt, crt, ca), "--tls-key %s: no unencrypted PEM private key in the file" % crt),
+            (tls_flags(crt, self.garbage, ca), "--tls-key %s: no unencrypted PEM private key" % self.garbage),
+            (tls_flags(crt, self.other[1], ca),
+             "--tls-key %s does not match the certificate in --tls-cert %s" % (self.other[1], crt)),
+            (tls_flags(crt, key, key), "--tls-ca %s: no PEM certificate in the file" % key),
+        ]
+        if os.geteuid() != 0:  # root reads a mode-000 file anyway
+            cases.append((tls_flags(crt, self.unreadable, ca),
+                          "--tls-key %s: cannot read (Permission denied)" % self.unreadable))
+        for binary in (CONTROLLER, DATAPLANE):
+            for tls, want in cases:
+                with self.subTest(binary=os.path.basename(binary), want=want):
+                    self.expect_exit2(binary, tls, want)
 
 
 if __name__ == "__main__":

@@ -486,6 +486,101 @@ class LeaderElection(KubeTestCase):
         self.assertIsNone(self.get("lease", "doorman-controller-view-" + follower, ns="doorman-system"))
 
 
+class Robustness(KubeTestCase):
+    """One object whose status writes keep failing is backed off (and logged once) while the
+    others are written promptly; SIGTERM is bounded when the API server stops answering."""
+
+    def controller_log_lines(self, needle):
+        return [l for l in self.controller.log().splitlines() if needle in l]
+
+    def test_failing_status_write_is_backed_off_without_delaying_others(self):
+        backend = self.start_backend("a")
+        good, bad = free_port(), free_port()
+        endpoints = "        - endpoints: [{address: 127.0.0.1, port: %d}]\n" % backend
+        # RBAC-like: every /status write of "bad" is refused, from the start.
+        self.admin("/faults/fail", {"count": 1000000, "code": 403, "match": "/loadbalancers/bad/status",
+                                    "message": "loadbalancers.doorman.dev \"bad\" is forbidden"})
+        self.apply(lb_yaml("bad", bad, endpoints))
+        self.apply(lb_yaml("good", good, endpoints))
+        self.start_kube_controller()
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        self.wait_condition("good", "Programmed", "True")
+        ua = "(controller)"
+
+        def bad_writes():
+            # By path: a request refused by an injected fault is logged before it is routed.
+            return [r for r in self.requests_by(ua)
+                    if r["method"] in UA_STATUS_WRITE and r["path"].endswith("/loadbalancers/bad/status")]
+        wait_until(lambda: len(bad_writes()) >= 1, what="a first status write of bad")
+        # Over 10 s, a retry every 500 ms would be ~20 writes; backoff (0.5 s doubling, jittered)
+        # allows at most ~6 from the first failure, a few more if the desired status changed.
+        start = len(bad_writes())
+        time.sleep(10)
+        window = len(bad_writes()) - start
+        if os.environ.get("DOORMAN_IT_VERBOSE"):
+            print("failing status writes in 10 s: %d" % window, file=sys.stderr)
+        self.assertLessEqual(window, 6, "failing status writes are backed off: %d in 10 s" % window)
+        self.assertGreaterEqual(len(bad_writes()), 2, "the failing write is still retried")
+        # Logged once per distinct error, not once per attempt.
+        warned = self.controller_log_lines("writing status failed")
+        self.assertGreaterEqual(len(warned), 1)
+        self.assertLessEqual(len(warned), 2, "\n".join(warned))
+        self.assertTrue(all("default/bad" in l for l in warned), warned)
+        self.assertNotIn(TOKEN, self.controller.log())
+
+        # Another object's new status is written promptly meanwhile.
+        changed_at = time.monotonic()
+        self.apply(lb_yaml("good", good, endpoints, extra_route="""\
+    - name: api
+      listener: web
+      match: {path: {type: Prefix, value: /api}}
+      backends:
+        - endpoints: [{address: 127.0.0.1, port: %d}]
+""" % backend))
+        obj = self.wait_condition("good", "Programmed", "True", timeout=10)
+        self.assertEqual(obj["metadata"]["generation"], 2)
+        self.assertLess(time.monotonic() - changed_at, 3.0)
+
+        # The API accepts the write again: bad's status follows (within the current backoff).
+        self.admin("/faults/clear", method="POST")
+        self.wait_condition("bad", "Programmed", "True", timeout=40)
+        wait_until(lambda: self.controller_log_lines("writing status succeeded after failures"),
+                   what="the recovery logged")
+
+    def test_sigterm_is_bounded_when_the_api_server_hangs(self):
+        self.kubectl("create", "namespace", "doorman-system")
+        self.apply(lb_yaml("shop", free_port(), "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
+        self.start_kube_controller(extra=LeaderElection.FLAGS)
+        wait_until(lambda: (self.get("lease", "doorman-controller", ns="doorman-system") or {})
+                   .get("spec", {}).get("holderIdentity") == "controller", what="the controller leads")
+        self.wait_condition("shop", "Accepted", "True")
+        # From now on the API server accepts connections and requests but answers none of them.
+        mark = self.admin("/requests")["requests"]
+        since = mark[-1]["seq"] if mark else 0
+        self.admin("/faults/latency", {"ms": 120000})
+
+        def hanging():
+            rs = self.admin("/requests?since=%d&userAgent=%s" % (since, urllib.request.quote("(controller)")))["requests"]
+            # In flight: a non-watch request (lease renewal, view list/publish) with no answer yet.
+            return [r for r in rs if r.get("status") is None and "watch=true" not in (r.get("query") or "")]
+        wait_until(lambda: len(hanging()) >= 1, timeout=10, what="a controller request hanging")
+        stopped_at = time.monotonic()
+        os.killpg(self.controller.p.pid, signal.SIGTERM)
+        try:
+            rc = self.controller.p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            rc = None
+        elapsed = time.monotonic() - stopped_at
+        if os.environ.get("DOORMAN_IT_VERBOSE"):
+            print("SIGTERM took %.2f s\n%s" % (elapsed, self.controller.log()[-3000:]), file=sys.stderr)
+        self.admin("/faults/clear", method="POST")
+        self.assertEqual(rc, 0, "the controller exits cleanly on SIGTERM (log: %s)" % self.controller.log()[-2000:])
+        # 2 s per shutdown request, 4 s in all, plus the rest of shutdown.
+        self.assertLess(elapsed, 6.0, "SIGTERM took %.1f s" % elapsed)
+        self.assertIn("stopped", self.controller.log())
+        self.assertNotIn(TOKEN, self.controller.log())
+
+
 class ServicesAndIngresses(KubeTestCase):
     """Service type LoadBalancer (L4) and Ingress (L7): run when their translation exists."""
 

@@ -1,24 +1,33 @@
 #!/usr/bin/env python3
 """Active health checks end to end (BackendSet.health_check from LoadBalancer spec.healthCheck):
 a killed backend is marked down (doorman_backend_up 0) within one check period and gets no new
-connections; an HTTP check that answers 503 takes a live backend out; both come back.
+connections; an HTTP check that answers 503 takes a live backend out; a gRPC server whose
+grpc.health.v1 status is NOT_SERVING is taken out, and a TCP server that does not speak gRPC
+never counts as healthy; all come back.
 
-Real processes: doorman-controller (--manifests), doorman-dataplane; real peers (threads with
-real sockets, l4_peers.py).
+Real processes: doorman-controller (--manifests), doorman-dataplane, real gRPC servers and
+clients (doorman-test-grpc-health, tests/integration/grpc_health_peer.cc: gRPC's own default
+health service); real peers (threads with real sockets, l4_peers.py).
 """
 import collections
 import os
+import signal
+import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, http_over_tcp, metric_value, port_open, wait_until  # noqa: E402
-from l4_peers import EchoServer, HealthToggleServer, connect  # noqa: E402
+from harness import (BUILD_DIR, DoormanTestCase, free_port, http_over_tcp, metric_value, port_open,  # noqa: E402
+                     wait_until)
+from l4_peers import EchoServer, HealthToggleServer, SilentServer, connect  # noqa: E402
 
 INTERVAL_MS = 300
 UNHEALTHY = 2
 HEALTHY = 2
+# One check period = unhealthy_threshold probes at the interval (+10% jitter each).
+PERIOD = UNHEALTHY * INTERVAL_MS * 1.1 / 1000 + 0.25
+GRPC_PEER = os.path.join(BUILD_DIR, "tests", "integration", "doorman-test-grpc-health")
 
 
 def manifest(port, backends, check):
@@ -62,8 +71,7 @@ class HealthChecks(DoormanTestCase):
         self.assertEqual(self.up(b_port), 1)
         b.close()  # killed: connections to its port are refused from now on
         t0 = time.monotonic()
-        # One check period = unhealthy_threshold probes at the interval (+10% jitter each).
-        period = UNHEALTHY * INTERVAL_MS * 1.1 / 1000 + 0.25
+        period = PERIOD
         wait_until(lambda: self.up(b_port) == 0, timeout=5, interval=0.02, what="backend b marked down")
         took = time.monotonic() - t0
         self.assertLessEqual(took, period + 0.5, "took %.2fs, period %.2fs" % (took, period))
@@ -102,6 +110,69 @@ class HealthChecks(DoormanTestCase):
         wait_until(lambda: self.up(a.port) == 0, timeout=5, what="backend a marked down")
         # Panic mode: with every endpoint down, traffic still goes to them (fail open).
         self.assertEqual(http_over_tcp(self.port)[0], "a")
+
+    # --- gRPC (grpc.health.v1) ------------------------------------------------------------
+    def start_grpc_server(self, name):
+        port = free_port()
+        p = self.spawn("grpc-" + name, [GRPC_PEER, "serve", "--port", str(port), "--name", name])
+        wait_until(lambda: "listening" in p.log(), what="gRPC server %s on :%d" % (name, port))
+        return p, port
+
+    def grpc_check(self, port, service):
+        """One grpc.health.v1 Check on a new connection to 127.0.0.1:port: SERVING, NOT_FOUND, ..."""
+        r = subprocess.run([GRPC_PEER, "check", "--addr", "127.0.0.1:%d" % port, "--service", service,
+                            "--timeout", "3s"], capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+
+    def grpc_server_of_new_connection(self):
+        """Which of the gRPC servers a and b a new connection through Doorman reaches: each
+        answers SERVING for its own name only (b: NOT_FOUND for "a")."""
+        answer = self.grpc_check(self.port, "a")
+        return {"SERVING": "a", "NOT_FOUND": "b"}.get(answer, answer)
+
+    def test_grpc_not_serving_backend_is_out_within_one_period_and_comes_back(self):
+        a, a_port = self.start_grpc_server("a")
+        b, b_port = self.start_grpc_server("b")
+        self.port = free_port()
+        self.start_dataplane_with(manifest(self.port, [a_port, b_port], "    protocol: GRPC"))
+        self.assertNotIn("gRPC health checks are not implemented", self.dataplane.log())
+        self.assertEqual(self.up(b_port), 1)
+        names = collections.Counter(self.grpc_server_of_new_connection() for _ in range(20))
+        self.assertEqual(names, {"a": 10, "b": 10})
+        # b keeps serving traffic, but its health service now says NOT_SERVING.
+        os.kill(b.p.pid, signal.SIGUSR1)
+        t0 = time.monotonic()
+        wait_until(lambda: self.up(b_port) == 0, timeout=5, interval=0.02, what="backend b marked down by gRPC check")
+        took = time.monotonic() - t0
+        self.assertLessEqual(took, PERIOD + 0.5, "took %.2fs, period %.2fs" % (took, PERIOD))
+        self.assertEqual(self.up(a_port), 1)
+        self.assertEqual(self.grpc_check(b_port, ""), "NOT_SERVING")  # what the probes saw
+        names = collections.Counter(self.grpc_server_of_new_connection() for _ in range(20))
+        self.assertEqual(names, {"a": 20})
+        # SERVING again: healthy after HEALTHY good probes, new connections return.
+        os.kill(b.p.pid, signal.SIGUSR2)
+        wait_until(lambda: self.up(b_port) == 1, timeout=5, what="backend b healthy again")
+        names = collections.Counter(self.grpc_server_of_new_connection() for _ in range(20))
+        self.assertEqual(names, {"a": 10, "b": 10})
+
+    def test_grpc_check_fails_servers_that_do_not_speak_grpc(self):
+        a, a_port = self.start_grpc_server("a")
+        talker = EchoServer("b")  # accepts and writes a greeting: not HTTP/2 → UNAVAILABLE
+        self.addCleanup(talker.close)
+        silent = SilentServer()  # accepts and reads, never writes → DEADLINE_EXCEEDED
+        self.addCleanup(silent.close)
+        silent_port = silent.port
+        self.port = free_port()
+        self.start_dataplane_with(manifest(self.port, [a_port, talker.port, silent_port], "    protocol: GRPC"))
+        wait_until(lambda: self.up(talker.port) == 0 and self.up(silent_port) == 0, timeout=5,
+                   what="the non-gRPC TCP servers marked down")
+        self.assertEqual(self.up(a_port), 1)
+        # Every new connection goes to the gRPC server (one that reached the echo server would
+        # answer UNAVAILABLE, one that reached the silent one DEADLINE_EXCEEDED).
+        answers = collections.Counter(self.grpc_check(self.port, "a") for _ in range(9))
+        self.assertEqual(answers, {"SERVING": 9})
+        # They stayed down meanwhile: every probe fails, none flips them back.
+        self.assertEqual((self.up(talker.port), self.up(silent_port)), (0, 0))
 
     def start_dataplane_with(self, text):
         self.write_manifest("hc.yaml", text)

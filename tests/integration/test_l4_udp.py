@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """L4 UDP end to end: the real `dig` through a Doorman UDP listener to real `dnsmasq` backends
 (each answers x.test with its own address), flow pinning per client address:port, replies from
-the listener's address, scheduler choice per flow, and idle expiry of the flow table.
+the listener's address, scheduler choice per flow, idle expiry of the flow table, and a full flow
+table (--udp-max-flows): new flows dropped and counted, existing ones kept, room again on expiry.
 """
 import collections
 import os
@@ -65,7 +66,7 @@ class Udp(DoormanTestCase):
             except socket.timeout:
                 return None
 
-    def start(self, scheduler="round-robin", idle="30s"):
+    def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2")):
         eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in self.backends)
         self.write_manifest("dns.yaml", f"""\
 apiVersion: doorman.dev/v1alpha1
@@ -82,7 +83,7 @@ spec:
         - endpoints:
 {eps}""")
         self.start_controller()
-        self.start_dataplane(["--workers", "2"])
+        self.start_dataplane(list(dataplane_args))
         self.wait_converged()
         wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
 
@@ -126,6 +127,50 @@ spec:
         self.assertGreaterEqual(self.active(), 1)
         wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 1s")
         self.assertIn(self.dig(), self.backends.values())  # a new flow after expiry
+
+    def table_full_drops(self):
+        return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
+                            {"listener": "udp-%d" % self.port, "reason": "udp_table_full"}) or 0
+
+    def test_full_flow_table_drops_new_flows_keeps_old_ones_and_frees_room_on_expiry(self):
+        self.start(idle="2s", dataplane_args=("--workers", "1", "--udp-max-flows", "4"))
+        wait_until(lambda: self.active() == 0, what="readiness-probe flows expired")
+        clients = []
+        for _ in range(6):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.addCleanup(s.close)
+            s.bind(("127.0.0.1", 0))  # one client address:port each = one flow each
+            clients.append(s)
+        flows, extra = clients[:4], clients[4:]
+
+        def exchange(s, qid):
+            s.settimeout(2)
+            s.sendto(dns_query("x.test", qid), ("127.0.0.1", self.port))
+            reply, src = s.recvfrom(512)
+            self.assertEqual((src, reply[:2]), (("127.0.0.1", self.port), qid.to_bytes(2, "big")))
+            return answer_ip(reply)
+
+        pinned = [exchange(s, i) for i, s in enumerate(flows)]
+        self.assertEqual(self.active(), 4)
+        self.assertEqual(self.table_full_drops(), 0)
+        # The table is full: a fifth and sixth client address get no flow, and each datagram counts.
+        for i, s in enumerate(extra):
+            s.sendto(dns_query("x.test", 100 + i), ("127.0.0.1", self.port))
+        wait_until(lambda: self.table_full_drops() == 2, timeout=5, what="2 datagrams dropped as udp_table_full")
+        for s in extra:
+            s.settimeout(0.3)
+            with self.assertRaises(socket.timeout):
+                s.recvfrom(512)
+        self.assertEqual(self.active(), 4)
+        # The four flows keep working, each on the backend it was pinned to.
+        self.assertEqual([exchange(s, 10 + i) for i, s in enumerate(flows)], pinned)
+        self.assertEqual(self.table_full_drops(), 2)
+        # Once they expire (idle 2 s, swept every second), new clients get flows again.
+        wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 2s")
+        self.assertIn(exchange(extra[0], 200), self.backends.values())
+        self.assertIn(exchange(extra[1], 201), self.backends.values())
+        self.assertEqual(self.table_full_drops(), 2)
+        self.assertEqual(self.active(), 2)
 
 
 if __name__ == "__main__":

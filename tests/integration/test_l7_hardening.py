@@ -56,17 +56,7 @@ class L7Hardening(DoormanTestCase):
         super().setUp()
         self.backend = self.start_backend("b", extra=["--count"])
         self.port = free_port()
-        self.write_manifest("lb.yaml", f"""\
-apiVersion: doorman.dev/v1alpha1
-kind: LoadBalancer
-metadata: {{name: hard, namespace: default}}
-spec:
-  listeners: [{{name: web, port: {self.port}, protocol: HTTP}}]
-  routes:
-    - name: all
-      listener: web
-      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]
-""")
+        self.write_single_route_lb("hard", self.port, self.backend)
         self.start_controller()
         self.start_dataplane(["--workers", "1", "--l7-max-body-bytes", "1000", "--l7-header-timeout", "1s",
                               "--l7-body-timeout", "1s", "--l7-max-connections", "20"])

@@ -4,6 +4,7 @@ cookie stickiness (stable across a dataplane restart, re-pinned when the endpoin
 retries on 503 for idempotent requests only, per-route rate limiting (429 + Retry-After) and
 passive outlier detection (a dead endpoint stops being tried).
 """
+import hashlib
 import json
 import os
 import re
@@ -57,6 +58,11 @@ spec:
       match: {{path: {{type: Prefix, value: /retry}}}}
       backends: [{{endpoints: [{{address: 127.0.0.1, port: {failing}}}, {{address: 127.0.0.1, port: {a}}}]}}]
       policy: {{retries: {{attempts: 2, on: ["503"]}}}}
+    - name: retrybody
+      listener: web
+      match: {{path: {{type: Prefix, value: /anymethod}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {failing}}}, {{address: 127.0.0.1, port: {a}}}]}}]
+      policy: {{retries: {{attempts: 2, on: ["503", non-idempotent]}}}}
     - name: limited
       listener: web
       match: {{path: {{type: Prefix, value: /limited}}}}
@@ -170,6 +176,37 @@ spec:
         self.assertGreaterEqual(metric_value(m, "doorman_l7_retries_total", {"route": "default/pol/retry"}) or 0, 2)
         codes = [self.req("/retry", "-X", "POST", "-d", "x")[0] for _ in range(4)]
         self.assertIn(503, codes)  # POST is never retried
+
+    def test_retries_replay_request_bodies(self):
+        # A PUT (idempotent) and, on a route that opts in with `non-idempotent`, a POST are retried
+        # on 503 with their bodies replayed byte for byte, Content-Length and chunked alike.
+        body = os.urandom(10000)
+        path = os.path.join(self.tmp, "body.bin")
+        with open(path, "wb") as f:
+            f.write(body)
+        want = hashlib.sha256(body).hexdigest()
+        # POSTs first: five 503s in a row eject the failing endpoint (outlier detection), after
+        # which nothing is retried any more.
+        cases = [("/anymethod", "POST", []), ("/anymethod", "POST", ["-H", "Transfer-Encoding: chunked"]),
+                 ("/retry", "PUT", []), ("/retry", "PUT", ["-H", "Transfer-Encoding: chunked"])]
+        for url, method, extra in cases:
+            for _ in range(2):  # round-robin over two endpoints: the failing one once per pair
+                st, _, rbody = self.req(url, "-X", method, "--data-binary", "@" + path, *extra)
+                self.assertEqual(st, 200, (url, method, extra, rbody))
+                got = json.loads(rbody)
+                self.assertEqual(got["backend"], "a")
+                self.assertEqual(got["body_sha256"], want, (url, method, extra))
+        m = self.dataplane_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_l7_retries_total", {"route": "default/pol/retrybody"}) or 0, 2)
+        self.assertGreaterEqual(metric_value(m, "doorman_l7_retries_total", {"route": "default/pol/retry"}) or 0, 1)
+
+    def test_bodies_over_the_replay_limit_are_not_retried(self):
+        big = os.path.join(self.tmp, "big.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(100 * 1024))  # over the 64 KiB replay copy
+        codes = [self.req("/retry", "-X", "PUT", "--data-binary", "@" + big)[0] for _ in range(4)]
+        self.assertIn(503, codes)
+        self.assertIn(200, codes)
 
     def test_rate_limit(self):
         codes = []

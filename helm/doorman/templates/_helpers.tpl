@@ -39,8 +39,15 @@ runAsGroup: 65532
 seccompProfile: {type: RuntimeDefault}
 {{- end -}}
 
+{{/* mTLS flags, the same on both binaries: files of the Secret mounted at /etc/doorman/tls
+(the whole directory, never subPath, so that renewed Secrets reach the pod). */}}
 {{- define "doorman.mtlsArgs" -}}
 - --tls-cert=/etc/doorman/tls/tls.crt
 - --tls-key=/etc/doorman/tls/tls.key
 - --tls-ca=/etc/doorman/tls/ca.crt
+{{- end -}}
+
+{{/* The Secret each workload mounts; call with (dict "ctx" $ "name" .Values.mtls.controllerSecretName). */}}
+{{- define "doorman.mtlsSecret" -}}
+{{- default .ctx.Values.mtls.secretName .name -}}
 {{- end -}}

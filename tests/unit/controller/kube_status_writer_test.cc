@@ -148,5 +148,244 @@ TEST_F(StatusWriterTest, TooManyRequestsPausesWriting) {
   EXPECT_EQ(http_.calls.size(), 1u);
 }
 
+// A fake whose answers depend on the path: PATCHes of one object's /status are refused.
+class PathFakeHttp : public KubeHttp {
+ public:
+  HttpResponse Request(const std::string& method, const std::string& path, const std::string& body,
+                       const std::string& content_type) override {
+    calls.push_back({method, path, body, content_type});
+    if (path.find(failing) != std::string::npos) return {code, R"({"kind":"Status","message":"forbidden: )" + reason + "\"}", std::nullopt, ""};
+    return {200, "{}", std::nullopt, ""};
+  }
+  HttpResponse Stream(const std::string&, const std::function<bool(std::string_view)>&, bool*) override { return {}; }
+  void Cancel() override {}
+  size_t Count(const std::string& needle) const {
+    size_t n = 0;
+    for (const auto& c : calls) n += c.path.find(needle) != std::string::npos;
+    return n;
+  }
+
+  std::vector<Call> calls;
+  std::string failing = "/loadbalancers/bad/status";
+  int code = 403;
+  std::string reason = "rbac";
+};
+
+class StatusWriterBackoffTest : public ::testing::Test {
+ protected:
+  PathFakeHttp http_;
+  std::chrono::steady_clock::time_point now_{};
+  std::map<std::string, json> cache_ = {{"bad", Object("10")}, {"good", Object("10")}};
+  StatusWriter writer_{&http_,
+                       [this](const ObjectKey& k) -> std::optional<json> { return cache_.at(k.name); },
+                       "ctl-a",
+                       StatusWriterOptions{WriteBackoffOptions{std::chrono::milliseconds(500), std::chrono::minutes(5)},
+                                           [this] { return now_; }, [] { return 1.0; }}};
+  status::ServedGenerations served_;
+  StatusInputs In() {
+    StatusInputs in;
+    in.statuses = {Lb(true), Lb(true)};
+    in.statuses[0].key.name = "bad";
+    in.statuses[1].key.name = "good";
+    in.dataplanes = {{"n1", "192.0.2.1", 5}};
+    served_.Record(5, status::ServedBy(in.statuses));
+    in.served = &served_;
+    return in;
+  }
+};
+
+TEST_F(StatusWriterBackoffTest, OneFailingObjectIsBackedOffWhileOthersAreWritten) {
+  // 10 minutes of passes every 500 ms, like the status loop: without backoff that is 1200 writes.
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_TRUE(writer_.Sync(In()));
+    if (i == 0) {
+      // The healthy object is written in the very first pass...
+      EXPECT_EQ(http_.Count("/loadbalancers/good/status"), 1u);
+      // ...and the informer then shows what was written.
+      ASSERT_NE(http_.calls.back().path.find("/good/"), std::string::npos);
+      cache_["good"] = Object("11", json::parse(http_.calls.back().body)["status"]);
+    }
+    now_ += std::chrono::milliseconds(500);
+  }
+  // 0.5 + 1 + 2 + ... + 256 s ≈ 511 s, then 300 s steps: about 11 attempts in 600 s.
+  const size_t bad = http_.Count("/loadbalancers/bad/status");
+  EXPECT_GE(bad, 9u);
+  EXPECT_LE(bad, 12u);
+  EXPECT_EQ(http_.Count("/loadbalancers/good/status"), 1u);
+  EXPECT_EQ(writer_.stats().failures, bad);
+  EXPECT_GT(writer_.stats().deferred, 1000u);
+}
+
+TEST_F(StatusWriterBackoffTest, FailingObjectGoesLastAndRecoveryResets) {
+  ASSERT_TRUE(writer_.Sync(In()));
+  // First pass: in the given order (bad, then good).
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_NE(http_.calls[0].path.find("/bad/"), std::string::npos);
+  // "good" gets a new desired status (generation 2): now it is written before the failing one.
+  http_.calls.clear();
+  now_ += std::chrono::seconds(1);
+  StatusInputs in = In();
+  in.statuses[1].generation = 2;
+  in.statuses[1].serving_generation = 2;
+  served_.Record(6, status::ServedBy(in.statuses));
+  in.dataplanes = {{"n1", "192.0.2.1", 6}};
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_NE(http_.calls[0].path.find("/good/"), std::string::npos);
+  EXPECT_NE(http_.calls[1].path.find("/bad/"), std::string::npos);
+
+  // Several failures later the API accepts the write: the next failure starts from 0.5 s again.
+  for (int i = 0; i < 6; ++i) {
+    now_ += std::chrono::minutes(10);
+    ASSERT_TRUE(writer_.Sync(In()));
+  }
+  http_.failing = "/nothing";
+  now_ += std::chrono::minutes(10);
+  http_.calls.clear();
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_EQ(http_.Count("/bad/status"), 1u);
+  http_.failing = "/loadbalancers/bad/status";
+  cache_["bad"] = Object("20");  // the informer saw something else: write again, and fail
+  http_.calls.clear();
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_EQ(http_.Count("/bad/status"), 1u);
+  now_ += std::chrono::milliseconds(499);
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_EQ(http_.Count("/bad/status"), 1u);
+  now_ += std::chrono::milliseconds(1);
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_EQ(http_.Count("/bad/status"), 2u) << "backoff restarted at 0.5 s after the success";
+}
+
+TEST_F(StatusWriterBackoffTest, ChangedDesiredStatusIsTriedAtOnce) {
+  for (int i = 0; i < 8; ++i) {
+    now_ += std::chrono::minutes(10);
+    ASSERT_TRUE(writer_.Sync(In()));
+  }
+  http_.calls.clear();
+  now_ += std::chrono::seconds(1);
+  ASSERT_TRUE(writer_.Sync(In()));  // backoff now 64 s+: nothing
+  EXPECT_EQ(http_.Count("/bad/status"), 0u);
+  StatusInputs in = In();
+  in.statuses[0].generation = 2;
+  in.statuses[0].serving_generation = 2;
+  served_.Record(6, status::ServedBy(in.statuses));
+  in.dataplanes = {{"n1", "192.0.2.1", 6}};
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(http_.Count("/bad/status"), 1u);
+}
+
+TEST_F(StatusWriterBackoffTest, FailingEventsAreBackedOffToo) {
+  http_.failing = "/events";
+  http_.code = 422;
+  StatusInputs in = In();
+  in.statuses = {Lb(false)};
+  in.statuses[0].key.name = "bad";
+  for (int i = 0; i < 120; ++i) {  // 60 s
+    ASSERT_TRUE(writer_.Sync(in));
+    now_ += std::chrono::milliseconds(500);
+  }
+  const size_t posts = http_.Count("/events");
+  EXPECT_GE(posts, 5u);
+  EXPECT_LE(posts, 8u);
+}
+
+// Event writes whose answer was lost are idempotent: the retry reads the Event first.
+class EventIdempotencyTest : public ::testing::Test {
+ protected:
+  FakeHttp http_;
+  std::chrono::steady_clock::time_point now_{};
+  StatusWriter writer_{&http_, [](const ObjectKey&) -> std::optional<json> { return Object("10"); }, "ctl-a",
+                       StatusWriterOptions{WriteBackoffOptions{}, [this] { return now_; }, [] { return 1.0; }}};
+  status::ServedGenerations served_;
+  StatusInputs In() {
+    StatusInputs in;
+    in.statuses = {Lb(false)};
+    in.dataplanes = {{"n1", "192.0.2.1", 5}};
+    served_.Record(5, status::ServedBy(in.statuses));
+    in.served = &served_;
+    return in;
+  }
+  std::vector<Call> EventCalls() const {
+    std::vector<Call> out;
+    for (const auto& c : http_.calls) {
+      if (c.path.find("/events") != std::string::npos) out.push_back(c);
+    }
+    return out;
+  }
+  static HttpResponse Lost() { return {0, "", std::nullopt, "request timed out"}; }
+  static HttpResponse Ok(const std::string& body) { return {200, body, std::nullopt, ""}; }
+};
+
+TEST_F(EventIdempotencyTest, CreateAppliedDespiteTimeoutIsNotCountedTwice) {
+  http_.script = {Lost()};  // the POST reaches the server, its answer does not come back
+  ASSERT_TRUE(writer_.Sync(In()));
+  ASSERT_EQ(EventCalls().size(), 1u);
+  const json posted = json::parse(EventCalls()[0].body);
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {Ok(posted.dump())};  // GET: the Event exists, exactly as sent
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(writer_.stats().event_writes, 1u);
+  // Done: no further Event writes.
+  http_.calls.clear();
+  now_ += std::chrono::seconds(10);
+  ASSERT_TRUE(writer_.Sync(In()));
+  EXPECT_TRUE(EventCalls().empty());
+}
+
+TEST_F(EventIdempotencyTest, CreateNotAppliedIsCreatedAgain) {
+  http_.script = {Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {{404, R"({"code":404})", std::nullopt, ""}, Ok("{}")};
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(calls[1].method, "POST");
+  EXPECT_EQ(json::parse(calls[1].body)["count"], 1);
+}
+
+TEST_F(EventIdempotencyTest, CountBumpAppliedDespiteTimeoutIsNotRepeated) {
+  // The Event exists (a previous leader): POST → 409, GET count 3, PATCH count 4 → lost.
+  http_.script = {{409, R"({"code":409,"reason":"AlreadyExists"})", std::nullopt, ""}, Ok(R"({"count": 3})"), Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 3u);
+  const json patch = json::parse(calls[2].body);
+  EXPECT_EQ(patch["count"], 4);
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  http_.script = {Ok(json({{"count", 4}, {"lastTimestamp", patch["lastTimestamp"]}}).dump())};
+  ASSERT_TRUE(writer_.Sync(In()));
+  calls = EventCalls();
+  ASSERT_EQ(calls.size(), 1u) << "read, and found the bump applied";
+  EXPECT_EQ(calls[0].method, "GET");
+}
+
+TEST_F(EventIdempotencyTest, CountBumpNotAppliedIsSentOnce) {
+  http_.script = {{409, R"({"code":409})", std::nullopt, ""}, Ok(R"({"count": 3})"), Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(1);
+  http_.calls.clear();
+  // Still count 3: the bump was lost before it was applied; a failed read changes nothing.
+  http_.script = {Lost()};
+  ASSERT_TRUE(writer_.Sync(In()));
+  now_ += std::chrono::seconds(2);
+  http_.script = {Ok(R"({"count": 3, "lastTimestamp": "2020-01-01T00:00:00Z"})"), Ok("{}")};
+  http_.calls.clear();
+  ASSERT_TRUE(writer_.Sync(In()));
+  auto calls = EventCalls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].method, "GET");
+  EXPECT_EQ(calls[1].method, "PATCH");
+  EXPECT_EQ(json::parse(calls[1].body)["count"], 4);
+}
+
 }  // namespace
 }  // namespace doorman::controller::kube

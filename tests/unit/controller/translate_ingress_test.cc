@@ -529,6 +529,179 @@ TEST(TranslateIngress, AnInvalidCanaryDoesNotChangeTheMainRoute) {
   EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(Docs({Class(), main}))).snapshot));
 }
 
+// ---- TLS to backends ---------------------------------------------------------------------------------
+
+// A throwaway self-signed test CA (P-256, public certificate only).
+const std::string kTestCa =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBlTCCATugAwIBAgIUeypS6GoEl2Esiu97kHbjumjaj5swCgYIKoZIzj0EAwIw\n"
+    "HzEdMBsGA1UEAwwUZG9vcm1hbiB1bml0IHRlc3QgQ0EwIBcNMjYxMTI2MTY1OTMy\n"
+    "WhgPMjEyNjExMDIxNjU5MzJaMB8xHTAbBgNVBAMMFGRvb3JtYW4gdW5pdCB0ZXN0\n"
+    "IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEnDP5BJGRkFuXxtmwkHCxS28H\n"
+    "JFtP+y35KnslhII2PHIrHWsO9Hsn2ASLk/KJkpegniXKwsCgpR+CVcony2l4EKNT\n"
+    "MFEwHQYDVR0OBBYEFGbUqTr1Rww0/HfJOSeBKAwdpU+FMB8GA1UdIwQYMBaAFGbU\n"
+    "qTr1Rww0/HfJOSeBKAwdpU+FMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID\n"
+    "SAAwRQIhALOUCvGoSOwAqgfyiGIoRYfYf6DBoHcXOM4P+ISdX9EcAiBxAg7/nQoU\n"
+    "1l3szs5YbcKXlzc5a8BOZCSU4j85K7io6g==\n"
+    "-----END CERTIFICATE-----\n";
+
+// A kubernetes.io/tls Secret "default/<name>" whose ca.crt is `ca` (as a YAML block) plus a
+// tls.crt/tls.key, the way cert-manager writes them.
+std::string CaSecret(const std::string& name, const std::string& ca, const std::string& type = "kubernetes.io/tls") {
+  std::string block;
+  std::istringstream lines(ca);
+  for (std::string line; std::getline(lines, line);) block += "    " + line + "\n";
+  return Secret(name, "type: " + type + "\nstringData:\n  tls.crt: \"-----BEGIN CERTIFICATE-----\"\n" +
+                          "  tls.key: \"-----BEGIN PRIVATE KEY----- secret-key-bytes\"\n  ca.crt: |\n" + block);
+}
+
+TEST(TranslateIngress, BackendTlsAnnotationsFillTheRoutePolicy) {
+  struct Case {
+    const char* name;
+    std::string annotations;
+    std::string ca_pem;
+    std::string server_name;
+  };
+  const std::string https = "    doorman.dev/backend-protocol: HTTPS\n";
+  for (const auto& c : std::vector<Case>{
+           {"CA and name", https + "    doorman.dev/backend-tls-secret: ca\n    doorman.dev/backend-tls-server-name: backend.test\n",
+            kTestCa, "backend.test"},
+           {"CA only: the name is the Host", https + "    doorman.dev/backend-tls-secret: ca\n", kTestCa, ""},
+           {"name only: no verification", https + "    doorman.dev/backend-tls-server-name: Backend.Test\n", "", "Backend.Test"},
+           {"IPv4 name", https + "    doorman.dev/backend-tls-secret: ca\n    doorman.dev/backend-tls-server-name: 127.0.0.1\n",
+            kTestCa, "127.0.0.1"},
+           {"IPv6 name", https + "    doorman.dev/backend-tls-secret: ca\n    doorman.dev/backend-tls-server-name: \"::1\"\n",
+            kTestCa, "::1"},
+       }) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), CaSecret("ca", kTestCa), Ingress("i", Rule("a.example.com"), c.annotations)})));
+    const ObjectStatus* st = Ing(r, "i");
+    ASSERT_TRUE(st->accepted) << st->message;
+    EXPECT_TRUE(st->warnings.empty()) << st->warnings[0].message;
+    const v1::RoutePolicy& p = RouteNamed(r.snapshot, "default/i/r0-p0")->policy();
+    EXPECT_EQ(p.backend_protocol(), "HTTPS");
+    EXPECT_EQ(p.backend_tls().ca_pem(), c.ca_pem);
+    EXPECT_EQ(p.backend_tls().server_name(), c.server_name);
+  }
+}
+
+TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
+  for (const char* protocol : {"", "    doorman.dev/backend-protocol: HTTP\n", "    doorman.dev/backend-protocol: GRPC\n"}) {
+    SCOPED_TRACE(protocol);
+    Translator t;
+    // The Secret does not even exist: an ignored annotation is not resolved.
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                        std::string(protocol) + "    doorman.dev/backend-tls-secret: gone\n"
+                                                                   "    doorman.dev/backend-tls-server-name: backend.test\n")})));
+    const ObjectStatus* st = Ing(r, "i");
+    ASSERT_TRUE(st->accepted) << st->message;
+    ASSERT_EQ(st->warnings.size(), 2u);
+    EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+    EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+    EXPECT_NE(st->warnings[0].message.find("needs doorman.dev/backend-protocol: HTTPS"), std::string::npos)
+        << st->warnings[0].message;
+    EXPECT_EQ(st->warnings[1].reason, "AnnotationIgnored");
+    EXPECT_EQ(st->warnings[1].field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/i/r0-p0")->policy().has_backend_tls());
+  }
+}
+
+// Fail closed: a CA that cannot be used never becomes unverified TLS; the Ingress is not routed
+// (others are), and no message carries key or certificate bytes.
+TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {
+  struct Case {
+    const char* name;
+    std::string secret;  // a Secret "default/ca", or "" for none
+    std::string message;
+  };
+  std::string truncated = kTestCa;
+  truncated.erase(truncated.find("1l3szs"), 10);  // still "PEM-looking", no longer one DER certificate
+  const std::vector<Case> cases = {
+      {"missing Secret", "", "annotation doorman.dev/backend-tls-secret: Secret default/ca not found"},
+      {"no ca.crt", Secret("ca"), "Secret default/ca has no ca.crt"},
+      {"not PEM", CaSecret("ca", "not a certificate\n"), "Secret default/ca: ca.crt is not a PEM certificate bundle"},
+      {"a private key as ca.crt", CaSecret("ca", "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"),
+       "ca.crt is not a PEM certificate bundle"},
+      {"PEM armour around garbage", CaSecret("ca", "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"),
+       "ca.crt is not a PEM certificate bundle"},
+      {"a truncated certificate", CaSecret("ca", truncated), "ca.crt is not a PEM certificate bundle"},
+      {"an unterminated block", CaSecret("ca", kTestCa.substr(0, kTestCa.find("-----END"))),
+       "ca.crt is not a PEM certificate bundle"},
+      {"bad base64 in data", Secret("ca", "type: kubernetes.io/tls\ndata: {ca.crt: \"!!!\"}\n"),
+       "Secret default/ca: data.ca.crt is not valid base64"},
+      {"an Opaque Secret (never watched in a cluster)", CaSecret("ca", kTestCa, "Opaque"),
+       "Secret default/ca has type \"Opaque\", want kubernetes.io/tls"},
+  };
+  const std::string good = Ingress("good", Rule("good.example.com"));
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), good,
+                                     Ingress("bad", Rule("bad.example.com"),
+                                             "    doorman.dev/backend-protocol: HTTPS\n    doorman.dev/backend-tls-secret: ca\n")}) +
+                               (c.secret.empty() ? "" : "---\n" + c.secret)));
+    const ObjectStatus* st = Ing(r, "bad");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->reason, "InvalidAnnotation");
+    EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+    EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    for (const char* leak : {"BEGIN", "secret-key-bytes", "MII", "garbage"}) {
+      EXPECT_EQ(st->message.find(leak), std::string::npos) << st->message;
+    }
+    EXPECT_TRUE(Ing(r, "good")->accepted);
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/bad/r0-p0"), nullptr);
+    EXPECT_NE(RouteNamed(r.snapshot, "default/good/r0-p0"), nullptr);
+  }
+}
+
+TEST(TranslateIngress, InvalidBackendTlsServerNames) {
+  for (const char* name : {"\"\"", "\"a b\"", "a/b", "backend.test:8443", "\"[::1]\"", "a..b", "-a.b", "\"*.example.com\"",
+                           "\"1:2:3\""}) {
+    SCOPED_TRACE(name);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                        std::string("    doorman.dev/backend-protocol: HTTPS\n"
+                                                                    "    doorman.dev/backend-tls-server-name: ") +
+                                                            name + "\n")})));
+    const ObjectStatus* st = Ing(r, "i");
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->reason, "InvalidAnnotation");
+    EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
+    EXPECT_NE(st->message.find("(want a DNS name or an IP address)"), std::string::npos) << st->message;
+  }
+}
+
+TEST(TranslateIngress, InvalidBackendTlsSecretNames) {
+  for (const char* name : {"\"\"", "Shop_CA", "a/b"}) {
+    SCOPED_TRACE(name);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                        std::string("    doorman.dev/backend-protocol: HTTPS\n"
+                                                                    "    doorman.dev/backend-tls-secret: ") +
+                                                            name + "\n")})));
+    const ObjectStatus* st = Ing(r, "i");
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+    EXPECT_NE(st->message.find("is not a valid Secret name"), std::string::npos) << st->message;
+  }
+}
+
+TEST(TranslateIngress, ABackendCaOnACanaryIsIgnoredNotResolved) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("main", Rule("a.example.com")),
+                                   Ingress("canary", Rule("a.example.com"),
+                                           "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"10\"\n"
+                                           "    doorman.dev/backend-protocol: HTTPS\n    doorman.dev/backend-tls-secret: gone\n")})));
+  const ObjectStatus* canary = Ing(r, "canary");
+  ASSERT_TRUE(canary->accepted) << canary->message;
+  ASSERT_EQ(canary->warnings.size(), 2u);
+  EXPECT_EQ(canary->warnings[0].field, "metadata.annotations[doorman.dev/backend-protocol]");
+  EXPECT_EQ(canary->warnings[1].field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+  EXPECT_EQ(canary->warnings[1].reason, "AnnotationIgnored");
+}
+
 // ---- sharing the listeners -------------------------------------------------------------------------------
 
 TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {

@@ -227,6 +227,17 @@ struct InvalidCase {
   const char* message;  // substring of the status message
 };
 
+TEST(TranslateService, GrpcHealthCheckAnnotation) {
+  Translator t;
+  auto r = t.Translate(Store(Annotated("grpc", "    doorman.dev/health-check: grpc\n", kTcp80)));
+  ASSERT_NE(Svc(r, "grpc"), nullptr);
+  EXPECT_TRUE(Svc(r, "grpc")->accepted) << Svc(r, "grpc")->message;
+  const v1::BackendSet* set = SetNamed(r.snapshot, "default/grpc/http/0");
+  ASSERT_NE(set, nullptr);
+  EXPECT_EQ(set->health_check().protocol(), v1::HealthCheck::GRPC);
+  EXPECT_EQ(set->health_check().path(), "");
+}
+
 std::vector<InvalidCase> InvalidCases() {
   auto ann = [](const std::string& a) { return Annotated("bad", "    " + a + "\n", kTcp80); };
   return {
@@ -246,7 +257,7 @@ std::vector<InvalidCase> InvalidCases() {
       {"health check", ann("doorman.dev/health-check: icmp"), "InvalidAnnotation",
        "metadata.annotations[doorman.dev/health-check]", "annotation doorman.dev/health-check: invalid health check \"icmp\""},
       {"health check path", ann("doorman.dev/health-check: \"http:healthz\""), "InvalidAnnotation",
-       "metadata.annotations[doorman.dev/health-check]", "want \"tcp\" or \"http:<path>\""},
+       "metadata.annotations[doorman.dev/health-check]", "want \"tcp\", \"grpc\" or \"http:<path>\""},
       {"passthrough host", ann("doorman.dev/tls-passthrough-sni: \"db.example.com,DB_2\""), "InvalidAnnotation",
        "metadata.annotations[doorman.dev/tls-passthrough-sni]", "invalid host \"DB_2\""},
       {"passthrough empty", ann("doorman.dev/tls-passthrough-sni: \"\""), "InvalidAnnotation",

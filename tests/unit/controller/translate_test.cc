@@ -194,6 +194,8 @@ const InvalidCase kInvalid[] = {
      "InvalidSpec", "spec.routes[0].backends[0]", "exactly one of service"},
     {"health check protocol", "  healthCheck: {protocol: ICMP}\n", "UnsupportedValue", "spec.healthCheck.protocol",
      "unknown health-check protocol \"ICMP\""},
+    {"path on a GRPC health check", "  healthCheck: {protocol: GRPC, path: /grpc.health.v1.Health/Check}\n",
+     "UnsupportedValue", "spec.healthCheck.path", "a GRPC health check has no path"},
     {"forwarded headers", "  forwardedHeaders: {xForwardedFor: Prepend}\n", "UnsupportedValue",
      "spec.forwardedHeaders.xForwardedFor", "unknown mode \"Prepend\""},
     {"min version as a number", R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {minVersion: 1.2, certificates: [{secretName: s}]}}]
@@ -217,6 +219,14 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {redirect: {scheme: https}, rewrite: {pathPrefix: /}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.rewrite", "cannot both redirect and rewrite"},
+    {"header rule on a framing field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {responseHeaders: {set: {Content-Length: "0"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.responseHeaders.set.Content-Length", "frames the message"},
+    {"header rule removing transfer-encoding", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [transfer-encoding]}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.remove[0]", "frames the message"},
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 

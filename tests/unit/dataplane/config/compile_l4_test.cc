@@ -169,5 +169,37 @@ TEST(CompileL4Test, SourceIpStickinessTableCarriedOverForTheSameRouteAndTtl) {
   EXPECT_NE(c.config->FindRoute("ns/lb/r")->sticky, ra->sticky);  // new TTL: new table
 }
 
+std::string WithHealthCheck(const std::string& check) {
+  std::string s = Snapshot("round-robin");
+  const auto end = s.rfind('}');
+  return s.substr(0, end) + " health_check { " + check + " } " + s.substr(end);
+}
+
+TEST(CompileL4Test, HealthCheckProtocolsCompileWithoutWarnings) {
+  for (const auto& [text, proto] : std::map<std::string, health::CheckProtocol>{
+           {"protocol: TCP", health::CheckProtocol::kTcp},
+           {"protocol: HTTP path: \"/healthz\"", health::CheckProtocol::kHttp},
+           {"protocol: GRPC interval_ms: 300 timeout_ms: 250", health::CheckProtocol::kGrpc}}) {
+    const auto r = Compile(Parse(WithHealthCheck(text)), 1, {});
+    ASSERT_TRUE(r.ok()) << text << ": " << r.error;
+    EXPECT_TRUE(r.warnings.empty()) << text << ": " << ::testing::PrintToString(r.warnings);
+    const auto& spec = r.config->backend_sets.at(0)->health_check;
+    EXPECT_EQ(spec.protocol, proto) << text;
+    EXPECT_EQ(spec.grpc_service, "") << text;
+  }
+  const auto grpc = Compile(Parse(WithHealthCheck("protocol: GRPC interval_ms: 300 timeout_ms: 250")), 1, {});
+  EXPECT_EQ(grpc.config->backend_sets.at(0)->health_check.interval, health::Millis(300));
+  EXPECT_EQ(grpc.config->backend_sets.at(0)->health_check.timeout, health::Millis(250));
+}
+
+TEST(CompileL4Test, GrpcHealthCheckServiceNameComesFromPath) {
+  const auto r = Compile(Parse(WithHealthCheck("protocol: GRPC path: \"my.pkg.Greeter\"")), 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.config->backend_sets.at(0)->health_check.grpc_service, "my.pkg.Greeter");
+  const auto bad = Compile(Parse(WithHealthCheck("protocol: GRPC path: \"my service\"")), 1, {});
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.error.find("is not a gRPC service name"), std::string::npos) << bad.error;
+}
+
 }  // namespace
 }  // namespace doorman::dataplane

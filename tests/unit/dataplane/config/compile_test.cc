@@ -98,7 +98,7 @@ TEST(CompileTest, LocalOnlyKeepsThisNodesEndpoints) {
       endpoints { address: "10.0.0.2" port: 80 ready: true node_name: "n2" }
     }
   )pb"),
-                         1, {.node_name = "n2", .tls_builder = nullptr});
+                         1, {.node_name = "n2", .tls_builder = nullptr, .backend_tls_builder = nullptr});
   ASSERT_TRUE(r.ok()) << r.error;
   const Route* route = r.config->FindRoute("r");
   EXPECT_EQ(route->eligible_endpoints(), 1u);
@@ -256,14 +256,17 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
   EXPECT_EQ(route->response_headers.remove.size(), 1u);
   EXPECT_EQ(route->forwarded_for, ForwardedForMode::kReplace);
   ASSERT_EQ(route->trusted_proxies.size(), 2u);
-  EXPECT_TRUE(AnyContains(route->trusted_proxies, "10.9.9.9"));
-  EXPECT_TRUE(AnyContains(route->trusted_proxies, "::1"));
-  EXPECT_FALSE(AnyContains(route->trusted_proxies, "127.0.0.1"));
+  EXPECT_TRUE(l4::AnyContains(route->trusted_proxies, "10.9.9.9"));
+  EXPECT_TRUE(l4::AnyContains(route->trusted_proxies, "::1"));
+  EXPECT_FALSE(l4::AnyContains(route->trusted_proxies, "127.0.0.1"));
 
   for (const char* bad : {
            R"pb(forwarded_headers { trusted_proxies: "10.0.0.0/99" })pb",
            R"pb(filters { request_headers { set { key: "x-a" value: "a\r\nInjected: 1" } } })pb",
            R"pb(filters { response_headers { remove: "bad name" } })pb",
+           R"pb(filters { response_headers { set { key: "Content-Length" value: "0" } } })pb",
+           R"pb(filters { request_headers { remove: "transfer-encoding" } })pb",
+           R"pb(filters { request_headers { add { key: "Connection" value: "close" } } })pb",
            R"pb(filters { redirect { enabled: true status_code: 200 } })pb",
            R"pb(filters { redirect { enabled: true scheme: "ftp" } })pb",
            R"pb(match { path { type: REGULAR_EXPRESSION value: "/a.*" } } filters { rewrite { enabled: true path_prefix: "/" } })pb",
@@ -275,6 +278,71 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
     EXPECT_FALSE(bad_r.ok()) << bad;
     EXPECT_NE(bad_r.error.find("route \"r\""), std::string::npos) << bad_r.error;
   }
+}
+
+// HTTPS backends: the builder (TlsClientContext::Build in the dataplane; a fake here, the core has
+// no TLS) gets the CA of each HTTPS route; an unusable CA fails that route closed, with a warning.
+TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
+  const std::string snapshot = R"pb(
+    listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/i/verified" routes: "ns/i/plain" routes: "ns/i/stray" }
+    routes {
+      name: "ns/i/verified" listener: "http-80" match { hosts: "a.test" }
+      policy { backend_protocol: "HTTPS" backend_tls { ca_pem: "CA" server_name: "backend.test" } }
+    }
+    routes {
+      name: "ns/i/plain" listener: "http-80" match { hosts: "b.test" }
+      policy { backend_protocol: "HTTPS" }
+    }
+    routes {
+      name: "ns/i/stray" listener: "http-80" match { hosts: "c.test" }
+      policy { backend_tls { server_name: "backend.test" } }
+    }
+  )pb";
+  std::vector<std::string> seen;
+  auto owner = std::make_shared<int>(0);
+  CompileOptions opts;
+  opts.backend_tls_builder = [&](const std::string& ca_pem, std::string* error) -> std::shared_ptr<const TlsClientContext> {
+    seen.push_back(ca_pem);
+    if (ca_pem == "BAD") {
+      *error = "no usable certificate in the CA bundle";
+      return nullptr;
+    }
+    return {owner, reinterpret_cast<const TlsClientContext*>(owner.get())};  // never dereferenced
+  };
+  const auto r = Compile(Parse(snapshot), 1, opts);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(seen, (std::vector<std::string>{"CA", ""}));
+  const Route* verified = r.config->FindRoute("ns/i/verified");
+  EXPECT_NE(verified->backend_tls, nullptr);
+  EXPECT_EQ(verified->backend_tls_server_name, "backend.test");
+  const Route* plain = r.config->FindRoute("ns/i/plain");
+  EXPECT_NE(plain->backend_tls, nullptr);
+  EXPECT_EQ(plain->backend_tls_server_name, "");  // the request's Host
+  EXPECT_EQ(r.config->FindRoute("ns/i/stray")->backend_tls, nullptr);
+  EXPECT_TRUE(HasWarning(r, "route \"ns/i/stray\": policy.backend_tls ignored: the backend protocol is not HTTPS"))
+      << ::testing::PrintToString(r.warnings);
+  EXPECT_EQ(r.warnings.size(), 1u) << ::testing::PrintToString(r.warnings);
+
+  // An unusable CA never becomes unverified TLS: that route fails closed (answers 502) with a
+  // warning naming the field, and the rest of the snapshot is applied.
+  std::string bad = snapshot;
+  bad.replace(bad.find("ca_pem: \"CA\""), 12, "ca_pem: \"BAD\"");
+  const auto bad_r = Compile(Parse(bad), 2, opts);
+  ASSERT_TRUE(bad_r.ok()) << bad_r.error;
+  const Route* failed = bad_r.config->FindRoute("ns/i/verified");
+  EXPECT_EQ(failed->backend_tls, nullptr);
+  EXPECT_NE(failed->backend_tls_error.find("no usable certificate in the CA bundle"), std::string::npos);
+  EXPECT_TRUE(HasWarning(bad_r, "route \"ns/i/verified\".policy.backend_tls.ca_pem: no usable certificate in the CA "
+                                "bundle; the route answers 502"))
+      << ::testing::PrintToString(bad_r.warnings);
+
+  // Without a builder (a build without TLS to backends) HTTPS is warned and spoken as HTTP/1.1.
+  const auto no_tls = Compile(Parse(snapshot), 3, {});
+  ASSERT_TRUE(no_tls.ok()) << no_tls.error;
+  EXPECT_EQ(no_tls.config->FindRoute("ns/i/verified")->backend_tls, nullptr);
+  EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/verified\": backend protocol HTTPS is not implemented by this build"))
+      << ::testing::PrintToString(no_tls.warnings);
+  EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/plain\": backend protocol HTTPS is not implemented by this build"));
 }
 
 }  // namespace

@@ -86,5 +86,39 @@ TEST(HealthStateTest, ParsesStatusLines) {
   }
 }
 
+TEST(HealthStateTest, GrpcVerdictNeedsAnOkCallAndServing) {
+  EXPECT_TRUE(GrpcCheckPassed(kGrpcStatusOk, kGrpcServing));
+  EXPECT_FALSE(GrpcCheckPassed(kGrpcStatusOk, 0));   // UNKNOWN
+  EXPECT_FALSE(GrpcCheckPassed(kGrpcStatusOk, 2));   // NOT_SERVING
+  EXPECT_FALSE(GrpcCheckPassed(kGrpcStatusOk, 3));   // SERVICE_UNKNOWN
+  EXPECT_FALSE(GrpcCheckPassed(kGrpcStatusOk, 99));  // a value this build does not know
+  for (int code : {1, 2, 4, 5, 12, 14, 16}) {       // CANCELLED ... DEADLINE_EXCEEDED, NOT_FOUND, UNAVAILABLE
+    EXPECT_FALSE(GrpcCheckPassed(code, kGrpcServing)) << code;
+  }
+}
+
+TEST(HealthStateTest, GrpcTargetsNeedNoNameResolution) {
+  EXPECT_EQ(GrpcTarget("10.0.0.1", 50051), "ipv4:10.0.0.1:50051");
+  EXPECT_EQ(GrpcTarget("fd00::1", 8080), "ipv6:[fd00::1]:8080");
+  EXPECT_EQ(GrpcTarget("::ffff:10.0.0.1", 1), "ipv6:[::ffff:10.0.0.1]:1");
+}
+
+TEST(HealthStateTest, GrpcServiceNames) {
+  EXPECT_TRUE(ValidGrpcServiceName(""));
+  EXPECT_TRUE(ValidGrpcServiceName("grpc.health.v1.Health"));
+  EXPECT_TRUE(ValidGrpcServiceName(std::string(256, 'a')));
+  EXPECT_FALSE(ValidGrpcServiceName(std::string(257, 'a')));
+  for (const char* bad : {"my service", "a\tb", "a\nb", "caf\xc3\xa9", "\x7f"}) {
+    EXPECT_FALSE(ValidGrpcServiceName(bad)) << bad;
+  }
+}
+
+TEST(HealthStateTest, ProtocolNames) {
+  EXPECT_EQ(CheckProtocolName(CheckProtocol::kTcp), "tcp");
+  EXPECT_EQ(CheckProtocolName(CheckProtocol::kHttp), "http");
+  EXPECT_EQ(CheckProtocolName(CheckProtocol::kGrpc), "grpc");
+  EXPECT_EQ(CheckProtocolName(CheckProtocol::kNone), "none");
+}
+
 }  // namespace
 }  // namespace doorman::health

@@ -49,5 +49,28 @@ TEST(CidrTest, Matching) {
   EXPECT_TRUE(Allowed({"10.1.2.3/8"}, "10.9.9.9"));  // host bits ignored
 }
 
+// The L7 trusted-proxy cases (the matcher the L4 allow-lists and L7 share), by textual address.
+TEST(CidrTest, AnyContainsByText) {
+  struct Case {
+    const char* cidr;
+    const char* ip;
+    bool want;
+  };
+  const Case cases[] = {
+      {"10.0.0.0/8", "10.1.2.3", true},        {"10.0.0.0/8", "11.0.0.1", false},
+      {"192.168.1.0/25", "192.168.1.127", true}, {"192.168.1.0/25", "192.168.1.128", false},
+      {"127.0.0.1", "127.0.0.1", true},        {"127.0.0.1", "127.0.0.2", false},
+      {"0.0.0.0/0", "8.8.8.8", true},          {"fd00::/8", "fd12::1", true},
+      {"fd00::/8", "fe80::1", false},          {"10.0.0.0/8", "fd00::1", false},
+      {"10.0.0.0/8", "::ffff:10.0.0.1", true}, {"10.0.0.0/8", "garbage", false},
+  };
+  for (const auto& c : cases) {
+    auto n = ParseCidr(c.cidr);
+    ASSERT_TRUE(n) << c.cidr;
+    EXPECT_EQ(AnyContains(std::vector<Cidr>{*n}, c.ip), c.want) << c.cidr << " " << c.ip;
+  }
+  EXPECT_FALSE(AnyContains(std::vector<Cidr>{}, "10.0.0.1"));  // empty list: nobody is trusted
+}
+
 }  // namespace
 }  // namespace doorman::l4

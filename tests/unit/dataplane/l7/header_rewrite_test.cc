@@ -2,28 +2,40 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/beast/http.hpp>
-#include <sstream>
+#include <boost/asio/buffer.hpp>
 
 namespace doorman::dataplane {
 namespace {
 
 namespace http = boost::beast::http;
 
-// Parses a request head from a string buffer (no sockets), as the proxy's parser would.
-http::request<http::empty_body> ParseHead(const std::string& text) {
-  http::request_parser<http::empty_body> p;
+// A parsed head with Beast-like accessors, so the expectations read as before.
+struct Req {
+  HttpHead h;
+  HttpHead& base() { return h; }
+  std::size_t count(std::string_view n) const { return h.Count(n); }
+  std::size_t count(http::field f) const { return h.Count(f); }
+  std::string operator[](std::string_view n) const { return std::string(h.Get(n).value_or("")); }
+  std::string operator[](http::field f) const { return std::string(h.Get(f).value_or("")); }
+  std::string_view target() const { return h.target(); }
+};
+
+// Parses a request head from a string buffer (no sockets), as the proxy's parser does.
+Req ParseHead(const std::string& text) {
+  Req r;
+  HeadParser<true> p(r.h);
   p.eager(false);
   boost::system::error_code ec;
   p.put(boost::asio::buffer(text), ec);
   EXPECT_FALSE(ec) << ec.message();
-  return p.release();
+  EXPECT_TRUE(p.is_header_done());
+  return r;
 }
 
-std::string Serialize(const http::request_header<>& h) {
-  std::ostringstream os;
-  os << h;
-  return os.str();
+std::string Serialize(const HttpHead& h) {
+  std::string out;
+  h.SerializeRequest(&out);
+  return out;
 }
 
 TEST(HeaderRewriteTest, StripsHopByHopButKeepsFraming) {
@@ -75,7 +87,7 @@ TEST(HeaderRewriteTest, ForwardedHeaders) {
     EXPECT_EQ(std::string(req["X-Forwarded-For"]), c.want_xff) << Serialize(req.base());
     EXPECT_EQ(req["X-Forwarded-Proto"], "http");
     EXPECT_EQ(req["X-Forwarded-Host"], "app.local:8080");
-    EXPECT_EQ(req.version(), 11u);  // always HTTP/1.1 upstream
+    EXPECT_EQ(Serialize(req.base()).find(" HTTP/1.1\r\n") != std::string::npos, true);  // always HTTP/1.1 upstream
   }
 }
 

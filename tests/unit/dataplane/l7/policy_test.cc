@@ -91,9 +91,22 @@ TEST(PolicyTest, RetryBudgetAndConditions) {
   EXPECT_FALSE(IsIdempotentMethod("POST"));
   EXPECT_FALSE(IsIdempotentMethod("PATCH"));
   RetryOn on;
-  on.status_503 = true;
+  on.statuses = {503};
   EXPECT_TRUE(on.Status(503));
   EXPECT_FALSE(on.Status(502));
+  EXPECT_FALSE(on.OnTimeout());
+  on.statuses.push_back(504);
+  EXPECT_TRUE(on.OnTimeout());  // a per-try timeout counts as 504
+  RetryOn any;
+  any.any_5xx = true;
+  EXPECT_TRUE(any.Status(500));
+  EXPECT_TRUE(any.Status(599));
+  EXPECT_FALSE(any.Status(499));
+  EXPECT_TRUE(any.OnTimeout());
+  RetryOn t;
+  t.timeout = true;
+  EXPECT_TRUE(t.OnTimeout());
+  EXPECT_FALSE(t.Status(504));
 }
 
 TEST(PolicyTest, OutlierDetectorEjectsForGrowingPeriods) {

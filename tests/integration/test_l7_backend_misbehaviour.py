@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""L7 against a raw-socket backend that misbehaves the ways a review found could leak across
+clients or be mis-framed: bytes after a complete response on a pooled connection (a body sent to
+a HEAD), a POST whose connection closes without an answer (never sent twice), retries on a listed
+4xx status, ambiguous or non-chunked Transfer-Encoding in responses, a WebSocket client that
+half-closes, and Expect from an HTTP/1.0 client.
+"""
+import collections
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, free_port, port_open, wait_until  # noqa: E402
+
+POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Poisoned: 1\r\n\r\npoisoned"
+
+
+class RawBackend:
+    """Answers by path, one thread per connection; counts (method, path) it received."""
+
+    def __init__(self):
+        self.hits = collections.Counter()
+        self.lock = threading.Lock()
+        self.poison_sent = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def count(self, method, path):
+        with self.lock:
+            return self.hits[(method, path)]
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    def _handle(self, c):
+        c.settimeout(10)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                method, path, _ = head.split(b"\r\n")[0].decode().split(" ")
+                with self.lock:
+                    self.hits[(method, path)] += 1
+                if path == "/headbody":  # a body (a whole fake response) after the HEAD answer
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(POISON))
+                    time.sleep(0.05)
+                    c.sendall(POISON)
+                    self.poison_sent.set()
+                elif path == "/once":  # reads the request, then closes without an answer
+                    return
+                elif path == "/429":
+                    c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+                elif path == "/tecl":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello")
+                elif path == "/tegzip":  # gzip-coded, delimited by close
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA")
+                    return
+                elif path == "/ws":  # echoes what it got once the client half-closed, a moment later
+                    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    got = buf
+                    while True:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        got += d
+                    time.sleep(0.2)
+                    c.sendall(b"late:" + got)
+                    return
+                elif path == "/post3":
+                    while len(buf) < 3:
+                        buf += c.recv(65536)
+                    buf = buf[3:]
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                else:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path.encode()))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def recv_until_close(s, timeout=5):
+    s.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            return out
+        if not d:
+            return out
+        out += d
+
+
+class L7BackendMisbehaviour(DoormanTestCase):
+    def setUp(self):
+        super().setUp()
+        self.backend = RawBackend()
+        self.addCleanup(self.backend.close)
+        self.port = free_port()
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: raw, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {self.port}, protocol: HTTP}}]
+  routes:
+    - name: retry429
+      listener: web
+      match: {{path: {{type: Exact, value: /429}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend.port}}}]}}]
+      policy: {{retries: {{attempts: 2, on: ["429"]}}}}
+    - name: all
+      listener: web
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend.port}}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="listener")
+
+    def exchange(self, data, timeout=5):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(data)
+            return recv_until_close(s, timeout)
+
+    def test_bytes_after_a_complete_response_never_reach_the_next_client(self):
+        r1 = self.exchange(b"HEAD /headbody HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r1.startswith(b"HTTP/1.1 200"), r1)
+        # Once the backend's send returned, the late bytes are in the pooled socket's receive queue
+        # (loopback): a proxy that reuses the connection unchecked hands them to the next client.
+        self.assertTrue(self.backend.poison_sent.wait(5))
+        r2 = self.exchange(b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertNotIn(b"X-Poisoned", r2)
+        self.assertTrue(r2.startswith(b"HTTP/1.1 200") and r2.endswith(b"/next"), r2)
+
+    def test_a_post_whose_connection_closes_is_not_sent_twice(self):
+        self.assertIn(b"/warm", self.exchange(b"GET /warm HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+        r = self.exchange(b"POST /once HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
+        self.assertEqual(self.backend.count("POST", "/once"), 1)
+
+    def test_a_listed_4xx_status_is_retried(self):
+        r = self.exchange(b"GET /429 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 429"), r)
+        self.assertEqual(self.backend.count("GET", "/429"), 3)  # the try and two retries
+
+    def test_ambiguous_or_coded_transfer_encoding_in_responses(self):
+        r = self.exchange(b"GET /tecl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
+        self.assertIn(b"Transfer-Encoding and Content-Length", r)
+        r = self.exchange(b"GET /tegzip HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head, _, body = r.partition(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: gzip, chunked", head)  # the coding is kept, chunked added
+        self.assertEqual(body, b"8\r\nGZIPDATA\r\n0\r\n\r\n")
+
+    def test_tunnel_keeps_sending_to_a_client_that_half_closed(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                d = s.recv(4096)
+                self.assertTrue(d, head)
+                head += d
+            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+            s.sendall(b"hello")
+            s.shutdown(socket.SHUT_WR)
+            rest = head.partition(b"\r\n\r\n")[2] + recv_until_close(s)
+        self.assertEqual(rest, b"late:hello")
+
+    def test_no_100_continue_for_an_http10_client(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"POST /post3 HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+            s.settimeout(0.5)
+            try:
+                early = s.recv(4096)  # an HTTP/1.0 client must not get an interim answer
+            except socket.timeout:
+                early = b""
+            self.assertEqual(early, b"")
+            s.sendall(b"abc")
+            r = recv_until_close(s)
+        self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
+
+
+if __name__ == "__main__":
+    unittest.main()
