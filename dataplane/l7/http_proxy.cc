@@ -47,6 +47,8 @@ using TlsStream = beast::ssl_stream<Socket>;
 
 constexpr std::size_t kRelayBuffer = 16 * 1024;
 constexpr unsigned kClientClosedRequest = 499;  // nginx's convention, for metrics only
+// A client's next request within this pause reuses its own upstream connection without a peek.
+constexpr std::chrono::seconds kHeldNoPeek{2};
 
 // The client address as the schedulers and SourceIP stickiness key it: raw address bytes, the
 // same key the L4 proxy uses, so L4 and L7 routes hash a client alike.
@@ -270,6 +272,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     for (;;) {
       if (!co_await self->ServeOne()) break;
     }
+    if (self->held_) self->w_.pool().Put(self->held_key_, std::move(self->held_));
     error_code ignored;
     self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
     if (self->linger_) co_await self->Linger();
@@ -621,9 +624,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       bool reused = false;
       std::unique_ptr<Upstream> up;
       if (!force_fresh) {
-        if (auto pooled = w_.pool().Take(pool_key(*ep))) {
-          up.reset(static_cast<Upstream*>(pooled.release()));  // the pool holds only Upstreams
-          reused = true;
+        const std::string& key = pool_key(*ep);
+        if (held_ && held_key_ == key) {
+          // This client's own connection: peeked only when a backend close could not be retried
+          // (a body, or a method not resent), after an idle pause (backends close idle ones) or
+          // after a body-less response.
+          const bool quick = !held_suspect_ && resendable && !has_body && Clock::now() - held_since_ < kHeldNoPeek;
+          if (quick || IdleSocketAlive(held_->socket())) {
+            up = std::move(held_);
+            reused = true;
+          } else {
+            held_.reset();
+          }
+        } else if (held_) {
+          w_.pool().Put(held_key_, std::move(held_));
+        }
+        if (!up) {
+          if (auto pooled = w_.pool().Take(key)) {
+            up.reset(static_cast<Upstream*>(pooled.release()));  // the pool holds only Upstreams
+            reused = true;
+          }
         }
       }
       while (!up) {
@@ -886,7 +906,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (upstream_reusable && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
+        if (upstream_reusable && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up), false);
         co_return keep;
       }
       const RelayOutcome got = co_await RelayResponse(*rp, *up, framing, header_only, op_timeout);
@@ -896,7 +916,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         log::Debug("l7", "response relay failed", {{"route", route->name}, {"backend", ep->key}, {"error", got.ec.message()}});
         co_return false;
       }
-      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) w_.pool().Put(pool_key(*ep), std::move(up));
+      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up), header_only);
       co_return keep;
     }
   }
@@ -1223,6 +1243,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   Socket& Lowest() { return beast::get_lowest_layer(client_); }
 
+  // `suspect`: the exchange ended without a body (HEAD, 204, 304), where a backend that sends
+  // one anyway does so after the head; such a connection is always peeked before reuse.
+  void Hold(const std::string& key, std::unique_ptr<Upstream> up, bool suspect) {
+    if (held_) w_.pool().Put(held_key_, std::move(held_));
+    held_ = std::move(up);
+    held_key_ = key;
+    held_since_ = Clock::now();
+    held_suspect_ = suspect;
+  }
+
   Worker& w_;
   std::shared_ptr<const TlsServerContext> tls_;  // keeps this connection's certificates alive
   ClientStream client_;
@@ -1247,6 +1277,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string request_id_;     // X-Request-Id of the current request
   std::string replay_;         // the request body as first sent (framed), for a retry
   bool replay_ok_ = false;     // replay_ holds the whole body sent so far
+  // The upstream connection of this client connection's last exchange, kept for its next request
+  // (as HAProxy keeps a server connection attached to its session): bytes a backend sends late
+  // can reach only this client, so a quick reuse skips the pool's peek. Returned to the pool when
+  // the client connection ends.
+  std::unique_ptr<Upstream> held_;
+  std::string held_key_;
+  Clock::time_point held_since_{};
+  bool held_suspect_ = false;
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
 };

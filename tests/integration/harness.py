@@ -271,6 +271,31 @@ def backend_of(body):
 
 
 # --- L4 helpers (added by the L4 work) ------------------------------------------------------
+def read_response(s, head_only=False):
+    """One HTTP/1.1 response with a Content-Length body (none when head_only, as for HEAD) from
+    socket `s`, which stays usable for the next one. Returns (head bytes, body bytes)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response header: %r" % buf)
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    if head_only:
+        length = 0
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the response body")
+        body += chunk
+    return head, body[:length]
+
+
 def http_over_tcp(port, src=None, host="127.0.0.1", timeout=5.0, keep=False, path="/"):
     """One HTTP/1.1 GET over a fresh TCP connection (optionally from source address `src`).
 
@@ -284,24 +309,8 @@ def http_over_tcp(port, src=None, host="127.0.0.1", timeout=5.0, keep=False, pat
     s.connect((host, port))
     s.sendall(("GET %s HTTP/1.1\r\nHost: l4.test\r\n%s\r\n" %
                (path, "" if keep else "Connection: close\r\n")).encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before the response header")
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
-            length = int(v.strip())
-    while len(body) < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside the response body")
-        body += chunk
-    name = json.loads(body[:length])["backend"]
+    _, body = read_response(s)
+    name = json.loads(body)["backend"]
     if keep:
         return name, s
     s.close()

@@ -3,7 +3,8 @@
 clients or be mis-framed: bytes after a complete response on a pooled connection (a body sent to
 a HEAD), a POST whose connection closes without an answer (never sent twice), retries on a listed
 4xx status, ambiguous or non-chunked Transfer-Encoding in responses, a WebSocket client that
-half-closes, and Expect from an HTTP/1.0 client.
+half-closes, and Expect from an HTTP/1.0 client. Also the upstream connection a client connection
+keeps between its requests: a backend that closed it or wrote to it after a body-less answer.
 """
 import collections
 import os
@@ -14,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, free_port, port_open, read_response, wait_until  # noqa: E402
 
 POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Poisoned: 1\r\n\r\npoisoned"
 
@@ -26,6 +27,7 @@ class RawBackend:
         self.hits = collections.Counter()
         self.lock = threading.Lock()
         self.poison_sent = threading.Event()
+        self.closed_after_answer = threading.Event()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -68,6 +70,11 @@ class RawBackend:
                     c.sendall(POISON)
                     self.poison_sent.set()
                 elif path == "/once":  # reads the request, then closes without an answer
+                    return
+                elif path == "/thenclose":  # answers (keep-alive by default), then closes
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n/thenclose")
+                    c.close()
+                    self.closed_after_answer.set()
                     return
                 elif path == "/429":
                     c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
@@ -154,6 +161,38 @@ spec:
         r2 = self.exchange(b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertNotIn(b"X-Poisoned", r2)
         self.assertTrue(r2.startswith(b"HTTP/1.1 200") and r2.endswith(b"/next"), r2)
+
+    def test_a_clients_next_request_survives_the_backend_closing_its_kept_connection(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /thenclose HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/thenclose", (head, body))
+            self.assertTrue(self.backend.closed_after_answer.wait(5))
+            # A GET goes out on the kept connection unchecked: the close it meets is retried once.
+            s.sendall(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/again", (head, body))
+            # A POST is never resent, so the kept connection is checked first.
+            self.backend.closed_after_answer.clear()
+            s.sendall(b"GET /thenclose HTTP/1.1\r\nHost: a\r\n\r\n")
+            read_response(s)
+            self.assertTrue(self.backend.closed_after_answer.wait(5))
+            s.sendall(b"POST /posted HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/posted", (head, body))
+        self.assertEqual(self.backend.count("GET", "/again"), 1)
+        self.assertEqual(self.backend.count("POST", "/posted"), 1)
+
+    def test_a_body_sent_after_a_head_answer_never_reaches_the_same_clients_next_request(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"HEAD /headbody HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, _ = read_response(s, head_only=True)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertTrue(self.backend.poison_sent.wait(5))
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+        self.assertNotIn(b"X-Poisoned", head)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
 
     def test_a_post_whose_connection_closes_is_not_sent_twice(self):
         self.assertIn(b"/warm", self.exchange(b"GET /warm HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
