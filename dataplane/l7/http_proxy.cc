@@ -629,7 +629,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           // This client's own connection: peeked only when a backend close could not be retried
           // (a body, or a method not resent), after an idle pause (backends close idle ones) or
           // after a body-less response.
-          const bool quick = !held_suspect_ && resendable && !has_body && Clock::now() - held_since_ < kHeldNoPeek;
+          const bool quick = !held_suspect_ && resendable && !has_body && CoarseClock::now() - held_since_ < kHeldNoPeek;
           if (quick || IdleSocketAlive(held_->socket())) {
             up = std::move(held_);
             reused = true;
@@ -1249,7 +1249,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (held_) w_.pool().Put(held_key_, std::move(held_));
     held_ = std::move(up);
     held_key_ = key;
-    held_since_ = Clock::now();
+    held_since_ = CoarseClock::now();
     held_suspect_ = suspect;
   }
 
@@ -1283,7 +1283,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // the client connection ends.
   std::unique_ptr<Upstream> held_;
   std::string held_key_;
-  Clock::time_point held_since_{};
+  CoarseClock::time_point held_since_{};
   bool held_suspect_ = false;
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;

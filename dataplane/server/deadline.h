@@ -9,6 +9,8 @@
 // Single-threaded: a DeadlineList and its Deadlines belong to one worker's thread.
 #pragma once
 
+#include <time.h>
+
 #include <chrono>
 
 #include "dataplane/server/asio_types.h"
@@ -16,6 +18,22 @@
 namespace doorman::dataplane {
 
 inline constexpr std::chrono::milliseconds kDeadlineTick{50};
+
+// CLOCK_MONOTONIC_COARSE: the time of the last kernel tick (≤ 4 ms old at HZ=250), read in ~3 ns
+// against ~22 ns for steady_clock here: deadlines are armed several times per request and only
+// need the sweep's precision. A std::chrono clock, so it cannot be mixed up with steady_clock.
+struct CoarseClock {
+  using duration = std::chrono::nanoseconds;
+  using rep = duration::rep;
+  using period = duration::period;
+  using time_point = std::chrono::time_point<CoarseClock>;
+  static constexpr bool is_steady = true;
+  static time_point now() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
+};
 
 class Deadline;
 
@@ -25,7 +43,7 @@ class DeadlineList {
   DeadlineList(const DeadlineList&) = delete;
   DeadlineList& operator=(const DeadlineList&) = delete;
   // Fires every armed deadline at or before `now`.
-  void Sweep(std::chrono::steady_clock::time_point now);
+  void Sweep(CoarseClock::time_point now);
   std::size_t size() const { return size_; }  // armed deadlines (only those are linked)
 
  private:
@@ -40,7 +58,7 @@ class DeadlineList {
 
 class Deadline : private DeadlineList::Node {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = CoarseClock;
   // `a` (and `b`, for a tunnel: both sides end together) are cancelled when the deadline fires.
   // Only armed deadlines are in the list, so a sweep visits what can fire, not every connection.
   explicit Deadline(DeadlineList& list, Socket* a = nullptr, Socket* b = nullptr) : list_(list), a_(a), b_(b) {}
@@ -93,7 +111,7 @@ class Deadline : private DeadlineList::Node {
   bool fired_ = false;
 };
 
-inline void DeadlineList::Sweep(std::chrono::steady_clock::time_point now) {
+inline void DeadlineList::Sweep(CoarseClock::time_point now) {
   for (Node* n = head_.next_; n != &head_;) {
     Node* next = n->next_;  // Fire() unlinks n
     auto* d = static_cast<Deadline*>(n);

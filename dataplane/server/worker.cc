@@ -72,7 +72,7 @@ Task<> Worker::SweepDeadlines() {
     boost::system::error_code ec;
     co_await timer.async_wait(Redirect(ec));
     if (ec) co_return;
-    deadlines_.Sweep(std::chrono::steady_clock::now());
+    deadlines_.Sweep(CoarseClock::now());
   }
 }
 

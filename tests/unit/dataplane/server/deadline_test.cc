@@ -5,7 +5,7 @@
 namespace doorman::dataplane {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = CoarseClock;
 using std::chrono::milliseconds;
 
 // No socket is bound: the list logic alone (which deadlines fire, unlinking on destruction).
