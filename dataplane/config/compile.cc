@@ -499,7 +499,14 @@ class Compiler {
       } else {
         Fail(where + ".policy.rate_limit.key: \"" + rl.key() + "\" (want ClientIP or Header:<name>)");
       }
-      out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
+      // The same limits on the same route keep their buckets across snapshots.
+      const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
+      if (prev && prev->rate_limiter && prev->rate_limit_header == out->rate_limit_header &&
+          prev->rate_limiter->SameLimits(rl.requests_per_second(), rl.burst())) {
+        out->rate_limiter = prev->rate_limiter;
+      } else {
+        out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
+      }
     }
     if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
       std::string error;

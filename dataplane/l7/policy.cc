@@ -92,8 +92,16 @@ bool TokenBucket::Full(SteadyTime now) const {
   return t >= burst_;
 }
 
+namespace {
+double BurstOf(uint32_t rps, uint32_t burst) { return std::max<double>(1.0, burst == 0 ? rps : burst); }
+}  // namespace
+
 RateLimiter::RateLimiter(uint32_t rps, uint32_t burst, std::size_t max_keys)
-    : rate_(rps), burst_(std::max<double>(1.0, burst == 0 ? rps : burst)), max_keys_(max_keys) {}
+    : rate_(rps), burst_(BurstOf(rps, burst)), max_keys_(max_keys) {}
+
+bool RateLimiter::SameLimits(uint32_t rps, uint32_t burst) const {
+  return rate_ == static_cast<double>(rps) && burst_ == BurstOf(rps, burst);
+}
 
 bool RateLimiter::Allow(std::string_view key, SteadyTime now, uint32_t* retry_after_s) {
   std::lock_guard lock(mu_);

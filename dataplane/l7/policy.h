@@ -64,6 +64,9 @@ class RateLimiter {
   RateLimiter(uint32_t requests_per_second, uint32_t burst, std::size_t max_keys = 100'000);
   bool Allow(std::string_view key, SteadyTime now, uint32_t* retry_after_s);
   std::size_t keys() const;
+  // Whether a limiter built from these arguments would behave the same: a new snapshot keeps
+  // the buckets (clients do not get a fresh burst whenever any configuration changes).
+  bool SameLimits(uint32_t requests_per_second, uint32_t burst) const;
 
  private:
   double rate_, burst_;

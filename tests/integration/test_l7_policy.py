@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -218,6 +219,27 @@ spec:
         self.assertEqual(codes, [200, 200, 429])
         self.assertEqual(last.get("retry-after"), "1")
         self.assertGreaterEqual(metric_value(self.dataplane_metrics(), "doorman_l7_rate_limited_total") or 0, 1)
+
+    def test_rate_limit_buckets_survive_a_snapshot_update(self):
+        # 1 token/s, burst 2: drain the bucket, push an unrelated change, then ask again. A
+        # dataplane that rebuilt its limiter would grant a fresh burst (2 more 200s at once).
+        drained = [self.req("/limited")[0] for _ in range(3)]
+        self.assertEqual(drained, [200, 200, 429])
+        t0 = time.monotonic()  # the bucket was empty here
+        self.write_manifest("other.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: other, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {free_port()}, protocol: HTTP}}]
+  routes: [{{name: r, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.a}}}]}}]}}]
+""")
+        self.wait_version_change(self.version)
+        codes = [self.req("/limited")[0] for _ in range(3)]
+        elapsed = time.monotonic() - t0
+        # At most one token per whole second since the bucket emptied (burst 2).
+        self.assertLessEqual(codes.count(200), min(2, int(elapsed)), (codes, elapsed))
+        self.assertIn(429, codes)
 
     def test_outlier_detection_ejects_a_dead_endpoint(self):
         for _ in range(12):

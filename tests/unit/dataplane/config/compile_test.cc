@@ -3,6 +3,9 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <tuple>
+
+#include "dataplane/l7/policy.h"
 #include "doorman/v1/routing.pb.h"
 
 namespace doorman::dataplane {
@@ -224,6 +227,43 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   EXPECT_TRUE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
+}
+
+// A new snapshot must not hand every client a fresh burst: the same limits on the same route
+// keep their token buckets; other limits or another key start over.
+TEST(CompileTest, RateLimitBucketsSurviveASnapshotWithTheSameLimits) {
+  auto snapshot = [](int rps, int burst, const char* key) {
+    return Parse(std::string(R"pb(
+      listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/lb/web" }
+      routes { name: "ns/lb/web" listener: "http-80" backends { backend_set: "s" }
+               policy { rate_limit { requests_per_second: )pb") + std::to_string(rps) + " burst: " +
+                 std::to_string(burst) + " key: \"" + key + R"pb(" } } }
+      backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true } }
+    )pb");
+  };
+  const auto first = Compile(snapshot(1, 2, "ClientIP"), 1, {});
+  ASSERT_TRUE(first.ok()) << first.error;
+  const auto limiter = first.config->FindRoute("ns/lb/web")->rate_limiter;
+  ASSERT_NE(limiter, nullptr);
+  uint32_t retry = 0;
+  const SteadyTime t0{};
+  EXPECT_TRUE(limiter->Allow("c", t0, &retry));
+  EXPECT_TRUE(limiter->Allow("c", t0, &retry));
+  EXPECT_FALSE(limiter->Allow("c", t0, &retry));
+
+  CompileOptions opts;
+  opts.previous = first.config.get();
+  const auto same = Compile(snapshot(1, 2, "ClientIP"), 2, opts);
+  ASSERT_TRUE(same.ok()) << same.error;
+  EXPECT_EQ(same.config->FindRoute("ns/lb/web")->rate_limiter, limiter);
+  EXPECT_FALSE(same.config->FindRoute("ns/lb/web")->rate_limiter->Allow("c", t0, &retry));  // still empty
+
+  for (const auto& [rps, burst, key] : {std::tuple{2, 2, "ClientIP"}, std::tuple{1, 3, "ClientIP"},
+                                        std::tuple{1, 2, "Header:X-User"}}) {
+    const auto other = Compile(snapshot(rps, burst, key), 3, opts);
+    ASSERT_TRUE(other.ok()) << other.error;
+    EXPECT_NE(other.config->FindRoute("ns/lb/web")->rate_limiter, limiter) << rps << " " << burst << " " << key;
+  }
 }
 
 TEST(CompileTest, FiltersAndForwardedHeaders) {
