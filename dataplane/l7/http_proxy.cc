@@ -92,14 +92,14 @@ std::shared_ptr<std::atomic<int64_t>> ConnectionCounter(const std::string& liste
   return c;
 }
 
-// Per-worker (thread_local) policy state: canary dice and passive outlier detection. Each worker
-// ejects endpoints from what it observes itself.
+// Canary dice: per worker (thread_local). Outlier state lives in each endpoint's EndpointState,
+// shared by all workers.
 uint32_t CanaryDice() {
   thread_local std::minstd_rand rng(std::random_device{}());
   return static_cast<uint32_t>(rng() % 100);
 }
-OutlierDetector& Outliers() {
-  thread_local OutlierDetector detector;
+const OutlierDetector& Outliers() {
+  static const OutlierDetector detector;
   return detector;
 }
 std::atomic<int64_t> g_retries_in_flight{0};
@@ -498,7 +498,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const auto v = FindCookie(*cookie_header, route->sticky_cookie)) {
         if (const auto h = ParseStickyCookieValue(*v)) {
           const auto& index = use_canary ? route->sticky_canary : route->sticky_main;
-          if (auto it = index.find(*h); it != index.end() && !Outliers().Ejected(it->second->key, now)) {
+          if (auto it = index.find(*h); it != index.end() && !Outliers().Ejected(*it->second->state, now)) {
             ep = sticky_ep = it->second;
           }
         }
@@ -507,7 +507,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (ep == nullptr && route->sticky && !use_canary) {
       // Stickiness SourceIP: the endpoint this client address was given last (shared with L4).
       ep = route->PickSticky(lb::PickContext{client_hash_, 0}, SteadyMs(now));
-      if (ep != nullptr && Outliers().Ejected(ep->key, now)) ep = nullptr;
+      if (ep != nullptr && Outliers().Ejected(*ep->state, now)) ep = nullptr;
     }
     if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
     if (!route->backend_tls_error.empty()) co_return local(502, route->backend_tls_error, true);
@@ -815,7 +815,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const unsigned code = res_.status(); code >= 500) {
         NoteFailure(*route, *ep);
       } else {
-        Outliers().OnSuccess(ep->key);
+        Outliers().OnSuccess(*ep->state);
       }
       if (route->retry_on.Status(res_.status()) && may_retry()) {  // 5xx and listed 4xx alike
         tried.push_back(ep);
@@ -826,7 +826,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (res_.status() == 101) {
         if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
         x->code = 101;
-        Outliers().OnSuccess(ep->key);
+        Outliers().OnSuccess(*ep->state);
         co_await Tunnel(std::move(up), op_timeout);
         co_return false;
       }
@@ -1114,7 +1114,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
   void NoteFailure(const Route& route, const Endpoint& ep) {
-    if (Outliers().OnFailure(ep.key, Clock::now())) {
+    if (Outliers().OnFailure(*ep.state, Clock::now())) {
       w_.metrics().L7Count(L7Event::kEjection, listener_, route.name, ep.key).Increment();
       log::Info("l7", "endpoint ejected by outlier detection", {{"route", route.name}, {"backend", ep.key}});
     }
@@ -1134,7 +1134,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const Endpoint* e = route.PickEndpoint(ctx, canary);
       if (e == nullptr) return nullptr;
       if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
-      if (!Outliers().Ejected(e->key, now)) return e;
+      if (!Outliers().Ejected(*e->state, now)) return e;
       if (fallback == nullptr) fallback = e;
     }
     return fallback;

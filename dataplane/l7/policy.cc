@@ -125,27 +125,33 @@ bool IsIdempotentMethod(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
 }
 
-void OutlierDetector::OnSuccess(std::string_view endpoint) {
-  auto it = state_.find(std::string(endpoint));
-  if (it != state_.end()) it->second.failures = 0;
+namespace {
+int64_t Ms(SteadyTime t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count(); }
+}  // namespace
+
+void OutlierDetector::OnSuccess(lb::EndpointState& e) const {
+  // Read first: the common case (no failures) stores nothing to a line other workers read.
+  if (e.consecutive_failures.load(std::memory_order_relaxed) != 0) e.consecutive_failures.store(0, std::memory_order_relaxed);
 }
 
-bool OutlierDetector::OnFailure(std::string_view endpoint, SteadyTime now) {
-  State& s = state_[std::string(endpoint)];
-  if (s.ejected_until > now) return false;  // already ejected
-  if (s.ejections > 0 && now - s.ejected_until > config_.max_ejection) s.ejections = 0;  // healthy long enough
-  if (++s.failures < config_.consecutive_failures) return false;
-  s.failures = 0;
-  const uint32_t shift = std::min<uint32_t>(s.ejections, 20);
-  const auto duration = std::min<std::chrono::milliseconds>(config_.base_ejection * (int64_t{1} << shift), config_.max_ejection);
-  ++s.ejections;
-  s.ejected_until = now + duration;
+bool OutlierDetector::OnFailure(lb::EndpointState& e, SteadyTime now) const {
+  const int64_t now_ms = Ms(now);
+  int64_t until = e.ejected_until_ms.load(std::memory_order_acquire);
+  if (until > now_ms) return false;  // already ejected
+  if (e.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 < config_.consecutive_failures) return false;
+  uint32_t ejections = e.ejections.load(std::memory_order_relaxed);
+  if (ejections > 0 && now_ms - until > config_.max_ejection.count()) ejections = 0;  // healthy long enough
+  const uint32_t shift = std::min<uint32_t>(ejections, 20);
+  const int64_t duration = std::min<int64_t>(config_.base_ejection.count() * (int64_t{1} << shift), config_.max_ejection.count());
+  // One worker wins the ejection; another that crossed the threshold at the same time sees it done.
+  if (!e.ejected_until_ms.compare_exchange_strong(until, now_ms + duration, std::memory_order_acq_rel)) return false;
+  e.ejections.store(ejections + 1, std::memory_order_relaxed);
+  e.consecutive_failures.store(0, std::memory_order_relaxed);
   return true;
 }
 
-bool OutlierDetector::Ejected(std::string_view endpoint, SteadyTime now) const {
-  auto it = state_.find(std::string(endpoint));
-  return it != state_.end() && it->second.ejected_until > now;
+bool OutlierDetector::Ejected(const lb::EndpointState& e, SteadyTime now) const {
+  return e.ejected_until_ms.load(std::memory_order_acquire) > Ms(now);
 }
 
 }  // namespace doorman::dataplane

@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dataplane/lb/scheduler.h"
+
 namespace doorman::dataplane {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
@@ -104,8 +106,10 @@ bool IsIdempotentMethod(std::string_view method);
 // Passive outlier detection: `consecutive_failures` failures in a row (5xx answers or connect
 // failures) eject an endpoint for base_ejection × 2^(times ejected before), capped at
 // max_ejection; a success resets the failure count, and an endpoint that stays healthy for
-// max_ejection after its ejection ended has its ejection count reset. Not thread-safe: one per
-// worker.
+// max_ejection after its ejection ended has its ejection count reset. The state lives in the
+// endpoint's lb::EndpointState (atomics): shared by all workers and kept across snapshots for
+// the same endpoint, like its health. Thread-safe; two workers crossing the threshold at once
+// eject it once.
 class OutlierDetector {
  public:
   struct Config {
@@ -115,20 +119,13 @@ class OutlierDetector {
   };
   OutlierDetector() = default;
   explicit OutlierDetector(Config c) : config_(c) {}
-  void OnSuccess(std::string_view endpoint);
+  void OnSuccess(lb::EndpointState& endpoint) const;
   // Returns true when this failure ejects the endpoint.
-  bool OnFailure(std::string_view endpoint, SteadyTime now);
-  bool Ejected(std::string_view endpoint, SteadyTime now) const;
-  std::size_t tracked() const { return state_.size(); }
+  bool OnFailure(lb::EndpointState& endpoint, SteadyTime now) const;
+  bool Ejected(const lb::EndpointState& endpoint, SteadyTime now) const;
 
  private:
-  struct State {
-    uint32_t failures = 0;
-    uint32_t ejections = 0;
-    SteadyTime ejected_until{};
-  };
   Config config_;
-  std::unordered_map<std::string, State> state_;
 };
 
 }  // namespace doorman::dataplane

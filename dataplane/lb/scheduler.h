@@ -31,6 +31,11 @@ struct EndpointState {
   // Steady-clock milliseconds when the endpoint left the routing state (0 = still in it): its
   // pinned connections drain until they close or the drain timeout passes.
   std::atomic<int64_t> removed_at_ms{0};
+  // Passive outlier detection (L7, OutlierDetector), shared by every worker so an endpoint is
+  // ejected after N failures in a row seen by the dataplane, not by each worker.
+  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint32_t> ejections{0};           // ejections in a row (the period doubles each)
+  std::atomic<int64_t> ejected_until_ms{0};     // steady-clock ms; 0 = never ejected
 };
 using EndpointStatePtr = std::shared_ptr<EndpointState>;
 

@@ -252,5 +252,38 @@ spec:
         self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total"), failures)
 
 
+
+class L7OutlierDetectionAcrossWorkers(DoormanTestCase):
+    """Two workers share one view of an endpoint: 5 connect failures in a row seen by the
+    dataplane eject it once (a per-worker view needs 5 per worker, ejects it twice)."""
+
+    def test_a_dead_endpoint_is_ejected_once_by_the_dataplane(self):
+        a = self.start_backend("a")
+        dead = free_port()  # nothing listens here
+        port = free_port()
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: two, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes:
+    - name: r
+      listener: web
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {dead}}}, {{address: 127.0.0.1, port: {a}}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="listener")
+        # One connection per request: SO_REUSEPORT spreads them over both workers.
+        for _ in range(40):
+            r = curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d/" % port])
+            self.assertEqual(r.stdout, "200", r.stderr)  # connect failures fail over to `a`
+        m = self.dataplane_metrics()
+        self.assertEqual(metric_value(m, "doorman_l7_upstream_connect_failures_total"), 5)
+        self.assertEqual(metric_value(m, "doorman_l7_outlier_ejections_total"), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

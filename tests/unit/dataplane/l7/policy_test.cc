@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 namespace doorman::dataplane {
 namespace {
 
@@ -114,32 +118,55 @@ TEST(PolicyTest, OutlierDetectorEjectsForGrowingPeriods) {
   cfg.consecutive_failures = 3;
   cfg.base_ejection = seconds(10);
   cfg.max_ejection = seconds(30);
-  OutlierDetector d(cfg);
-  SteadyTime t{};
-  EXPECT_FALSE(d.OnFailure("e", t));
-  EXPECT_FALSE(d.OnFailure("e", t));
-  d.OnSuccess("e");  // resets the run
-  EXPECT_FALSE(d.OnFailure("e", t));
-  EXPECT_FALSE(d.OnFailure("e", t));
-  EXPECT_TRUE(d.OnFailure("e", t));
-  EXPECT_TRUE(d.Ejected("e", t + seconds(9)));
-  EXPECT_FALSE(d.Ejected("e", t + seconds(10)));
-  EXPECT_FALSE(d.Ejected("other", t));
+  const OutlierDetector d(cfg);
+  lb::EndpointState e, other;
+  SteadyTime t = SteadyTime{} + seconds(1000);
+  EXPECT_FALSE(d.OnFailure(e, t));
+  EXPECT_FALSE(d.OnFailure(e, t));
+  d.OnSuccess(e);  // resets the run
+  EXPECT_FALSE(d.OnFailure(e, t));
+  EXPECT_FALSE(d.OnFailure(e, t));
+  EXPECT_TRUE(d.OnFailure(e, t));
+  EXPECT_TRUE(d.Ejected(e, t + seconds(9)));
+  EXPECT_FALSE(d.Ejected(e, t + seconds(10)));
+  EXPECT_FALSE(d.Ejected(other, t));
+  EXPECT_FALSE(d.OnFailure(e, t + seconds(5)));  // failures while ejected do not count
   t += seconds(10);
-  for (int i = 0; i < 2; ++i) EXPECT_FALSE(d.OnFailure("e", t));
-  EXPECT_TRUE(d.OnFailure("e", t));  // second ejection: 20 s
-  EXPECT_TRUE(d.Ejected("e", t + seconds(19)));
-  EXPECT_FALSE(d.Ejected("e", t + seconds(20)));
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(d.OnFailure(e, t));
+  EXPECT_TRUE(d.OnFailure(e, t));  // second ejection: 20 s
+  EXPECT_TRUE(d.Ejected(e, t + seconds(19)));
+  EXPECT_FALSE(d.Ejected(e, t + seconds(20)));
   t += seconds(20);
-  for (int i = 0; i < 2; ++i) d.OnFailure("e", t);
-  EXPECT_TRUE(d.OnFailure("e", t));  // third: 40 s capped at 30 s
-  EXPECT_TRUE(d.Ejected("e", t + seconds(29)));
-  EXPECT_FALSE(d.Ejected("e", t + seconds(30)));
+  for (int i = 0; i < 2; ++i) d.OnFailure(e, t);
+  EXPECT_TRUE(d.OnFailure(e, t));  // third: 40 s capped at 30 s
+  EXPECT_TRUE(d.Ejected(e, t + seconds(29)));
+  EXPECT_FALSE(d.Ejected(e, t + seconds(30)));
   // Healthy for longer than max_ejection after the ejection ended: back to the base period.
   t += seconds(30) + seconds(31);
-  for (int i = 0; i < 2; ++i) d.OnFailure("e", t);
-  EXPECT_TRUE(d.OnFailure("e", t));
-  EXPECT_FALSE(d.Ejected("e", t + seconds(10)));
+  for (int i = 0; i < 2; ++i) d.OnFailure(e, t);
+  EXPECT_TRUE(d.OnFailure(e, t));
+  EXPECT_FALSE(d.Ejected(e, t + seconds(10)));
+}
+
+// Every worker feeds the same EndpointState: N failures in a row seen by the dataplane eject the
+// endpoint once, whichever threads saw them.
+TEST(PolicyTest, OutlierDetectionIsSharedAcrossThreads) {
+  OutlierDetector::Config cfg;
+  cfg.consecutive_failures = 1000;
+  const OutlierDetector d(cfg);
+  lb::EndpointState e;
+  const SteadyTime t = SteadyTime{} + seconds(1000);
+  std::atomic<int> ejected{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 250; ++k) ejected += d.OnFailure(e, t) ? 1 : 0;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ejected.load(), 1);  // 4 × 250 = the threshold, reached once
+  EXPECT_TRUE(d.Ejected(e, t));
+  EXPECT_EQ(e.ejections.load(), 1u);
 }
 
 }  // namespace
