@@ -112,7 +112,22 @@ void LeaderRunner::Stop() {
     if (election_.IsLeader(std::chrono::steady_clock::now())) release = election_.Release(NowMicro());
   }
   if (!release) return;
-  HttpResponse r = http_->Request("PUT", LeaseResource().object_path(options_.ns, options_.name), release->lease.dump());
+  const std::string path = LeaseResource().object_path(options_.ns, options_.name);
+  HttpResponse r = http_->Request("PUT", path, release->lease.dump());
+  if (r.status == 409) {
+    // Our last renewal may have been applied by the API server but its answer lost (shutdown
+    // cancels in-flight requests): the resourceVersion we hold is stale. Read the Lease and, if
+    // it is still ours, release it at its current version; otherwise followers would wait for
+    // the whole lease duration.
+    HttpResponse g = http_->Request("GET", path);
+    auto lease = nlohmann::json::parse(g.body, nullptr, false);
+    if (g.status == 200 && lease.is_object() && lease.contains("spec") && lease["spec"].is_object() &&
+        lease["spec"].value("holderIdentity", "") == options_.identity && lease.contains("metadata") &&
+        lease["metadata"].is_object()) {
+      release->lease["metadata"]["resourceVersion"] = lease["metadata"].value("resourceVersion", "");
+      r = http_->Request("PUT", path, release->lease.dump());
+    }
+  }
   if (r.ok()) {
     log::Info("leader", "released the lease", {{"identity", options_.identity}});
   } else {

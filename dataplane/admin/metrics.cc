@@ -58,7 +58,7 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
         {"doorman_l7_upstream_connect_failures_total", "Failed connection attempts to backend endpoints"},
         {"doorman_l7_retries_total", "Requests re-sent to a backend by the route's retry policy"},
         {"doorman_l7_rate_limited_total", "Requests refused with 429 by the route's rate limit"},
-        {"doorman_l7_outlier_ejections_total", "Endpoints ejected by passive outlier detection (per worker)"},
+        {"doorman_l7_outlier_ejections_total", "Endpoints ejected by passive outlier detection"},
     };
     for (int i = 0; i < 4; ++i) {
       l7_events_[i] = &prometheus::BuildCounter().Name(kEvents[i][0]).Help(kEvents[i][1]).Register(r);
@@ -87,6 +87,31 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
       up[e.key] = up[e.key] || (e.ready && (!e.state || e.state->healthy.load(std::memory_order_relaxed)));
     }
   }
+  {
+    // Endpoints that left the routing state: their series go once every worker let go of them.
+    std::set<std::string, std::less<>> live;
+    for (const auto& [key, r] : ready) live.insert(key);
+    std::lock_guard lock(retire_mu_);
+    const uint64_t epoch = retire_epoch_.load(std::memory_order_relaxed) + 1;
+    bool changed = false;
+    for (const auto& key : live_backends_) {
+      if (!live.count(key)) {
+        retired_[key] = epoch;
+        changed = true;
+      }
+    }
+    // New keys (possibly a departed address coming back, for which workers may have cached the
+    // sink) are an epoch change too; a retired key that is back before its series went keeps them.
+    for (const auto& key : live) {
+      if (!live_backends_.count(key)) {
+        retired_.erase(key);
+        changed = true;
+      }
+    }
+    live_backends_ = std::move(live);
+    if (changed) retire_epoch_.store(epoch, std::memory_order_release);
+  }
+  RemoveReleased();  // with no workers (tests) at once; otherwise when the last one acknowledges
   std::lock_guard lock(backend_up_mu_);
   backend_ready_ = std::move(ready);
   for (auto it = backend_up_series_.begin(); it != backend_up_series_.end();) {
@@ -113,6 +138,70 @@ void Metrics::SetBackendHealth(const std::string& backend, bool healthy) {
   it->second->Set(healthy && backend_ready_[backend] ? 1 : 0);
 }
 
+std::atomic<uint64_t>* Metrics::RegisterWorker() {
+  std::lock_guard lock(retire_mu_);
+  worker_acks_.push_back(std::make_unique<std::atomic<uint64_t>>(retire_epoch_.load(std::memory_order_relaxed)));
+  return worker_acks_.back().get();
+}
+
+bool Metrics::IsLive(std::string_view backend) const { return live_backends_.find(backend) != live_backends_.end(); }
+
+void Metrics::Track(const std::string& backend, CounterFamily* family, prometheus::Counter* series) {
+  series_[backend].emplace(family, series);
+}
+
+void Metrics::RemoveReleased() {
+  std::lock_guard lock(retire_mu_);
+  uint64_t released = retire_epoch_.load(std::memory_order_acquire);
+  for (const auto& ack : worker_acks_) released = std::min(released, ack->load(std::memory_order_acquire));
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (it->second > released) {
+      ++it;
+      continue;
+    }
+    if (auto s = series_.find(it->first); s != series_.end()) {
+      for (const auto& [family, series] : s->second) family->Remove(series);
+      series_.erase(s);
+    }
+    it = retired_.erase(it);
+  }
+}
+
+std::size_t Metrics::backend_series() const {
+  std::lock_guard lock(retire_mu_);
+  std::size_t n = 0;
+  for (const auto& [key, set] : series_) n += set.size();
+  return n;
+}
+
+WorkerMetrics::WorkerMetrics(Metrics& m)
+    : m_(m), ack_(m.RegisterWorker()), sink_(std::make_unique<prometheus::Counter>()) {}
+
+WorkerMetrics::~WorkerMetrics() = default;
+
+void WorkerMetrics::Tick() {
+  const uint64_t target = m_.retire_epoch_.load(std::memory_order_acquire);
+  if (ack_->load(std::memory_order_relaxed) == target) return;
+  // Cached pointers may be to series about to be removed: drop them all (they are re-looked up).
+  l4_connections_.clear();
+  l7_requests_.clear();
+  l7_events_.clear();
+  ++epoch_;
+  ack_->store(target, std::memory_order_release);
+  m_.RemoveReleased();
+}
+
+prometheus::Counter& WorkerMetrics::BackendCounter(Metrics::CounterFamily* family, const std::string& backend,
+                                                   const std::map<std::string, std::string>& labels) {
+  std::lock_guard lock(m_.retire_mu_);
+  // Only endpoints of the applied config get series: a request still in flight to one that left
+  // is counted in the sink, so nothing re-creates a series after (or while) it is removed.
+  if (!backend.empty() && !m_.IsLive(backend)) return *sink_;
+  auto& series = family->Add(labels);
+  if (!backend.empty()) m_.Track(backend, family, &series);
+  return series;
+}
+
 prometheus::Gauge& WorkerMetrics::L4Active(const std::string& listener) {
   auto& p = l4_active_[listener];
   if (p == nullptr) p = &m_.l4_active_->Add({{"listener", listener}});
@@ -122,7 +211,7 @@ prometheus::Gauge& WorkerMetrics::L4Active(const std::string& listener) {
 prometheus::Counter& WorkerMetrics::L4Connections(const std::string& listener, const std::string& backend) {
   key_.assign(listener).append(1, '\0').append(backend);
   auto& p = l4_connections_[key_];
-  if (p == nullptr) p = &m_.l4_connections_->Add({{"listener", listener}, {"backend", backend}});
+  if (p == nullptr) p = &BackendCounter(m_.l4_connections_, backend, {{"listener", listener}, {"backend", backend}});
   return *p;
 }
 
@@ -146,10 +235,9 @@ prometheus::Counter& WorkerMetrics::L7Requests(std::string_view listener, std::s
   key_.assign(listener).append(1, '\0').append(route).append(1, '\0').append(backend).append(1, '\0').append(code_str);
   auto& p = l7_requests_[key_];
   if (p == nullptr) {
-    p = &m_.l7_requests_->Add({{"listener", std::string(listener)},
-                               {"route", std::string(route)},
-                               {"backend", std::string(backend)},
-                               {"code", code_str}});
+    const std::string b(backend);
+    p = &BackendCounter(m_.l7_requests_, b,
+                        {{"listener", std::string(listener)}, {"route", std::string(route)}, {"backend", b}, {"code", code_str}});
   }
   return *p;
 }
@@ -169,8 +257,8 @@ prometheus::Counter& WorkerMetrics::L7Count(L7Event event, std::string_view list
   key_.assign(1, static_cast<char>('0' + i)).append(listener).append(1, '\0').append(route).append(1, '\0').append(backend);
   auto& p = l7_events_[key_];
   if (p == nullptr) {
-    p = &m_.l7_events_[i]->Add(
-        {{"listener", std::string(listener)}, {"route", std::string(route)}, {"backend", std::string(backend)}});
+    const std::string b(backend);
+    p = &BackendCounter(m_.l7_events_[i], b, {{"listener", std::string(listener)}, {"route", std::string(route)}, {"backend", b}});
   }
   return *p;
 }

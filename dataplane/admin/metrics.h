@@ -5,15 +5,28 @@
 //
 // Labels: listener = Listener.name ("http-8080"); route = Route.name; backend = the endpoint
 // "address:port"; direction = "rx" (bytes received from clients) | "tx" (bytes sent to clients).
+//
+// Series of endpoints that left the routing state are removed (pods come and go: their
+// addresses must not pile up as series forever). Workers cache raw series pointers, so removal
+// is epoch-based: a snapshot that drops endpoints retires their keys and bumps the epoch; each
+// worker, at its next tick, drops its caches (sessions see the worker epoch change and drop
+// theirs) and acknowledges; from then on a worker never re-creates a retired key's series (a
+// request still in flight to it is counted in an unexported sink). Once every worker has
+// acknowledged, the series are removed from their families. A key that comes back (a reused pod
+// IP) is un-retired and starts new series (Prometheus sees a counter reset).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace prometheus {
 class Registry;
@@ -44,9 +57,24 @@ class Metrics {
   void ConfigRejected();
   // A health-check transition (any thread): doorman_backend_up{backend} = ready && healthy.
   void SetBackendHealth(const std::string& backend, bool healthy);
+  // Series with a backend label, for tests and the debug endpoint.
+  std::size_t backend_series() const;
 
  private:
   friend class WorkerMetrics;
+  using CounterFamily = prometheus::Family<prometheus::Counter>;
+  std::atomic<uint64_t>* RegisterWorker();
+  bool IsLive(std::string_view backend) const;  // under retire_mu_
+  // Records a series created for `backend` (removed when the key is retired and released).
+  void Track(const std::string& backend, CounterFamily* family, prometheus::Counter* series);
+  void RemoveReleased();  // removes retired series every worker has let go of
+
+  mutable std::mutex retire_mu_;
+  std::atomic<uint64_t> retire_epoch_{0};
+  std::set<std::string, std::less<>> live_backends_;      // endpoint keys of the applied config
+  std::map<std::string, uint64_t, std::less<>> retired_;  // key -> epoch at which it left
+  std::map<std::string, std::set<std::pair<CounterFamily*, prometheus::Counter*>>, std::less<>> series_;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> worker_acks_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Gauge* config_version_;
   prometheus::Counter* updates_applied_;
@@ -64,11 +92,19 @@ class Metrics {
   std::map<std::string, bool> backend_ready_;
 };
 
-// One per worker thread; not thread-safe. Returned references stay valid for the process life
-// (series are never removed from these families).
+// One per worker thread; not thread-safe. Returned references stay valid until the worker's
+// epoch() changes (series of retired endpoints are removed after every worker let go of them):
+// callers that keep a series pointer across operations compare the epoch first.
 class WorkerMetrics {
  public:
-  explicit WorkerMetrics(Metrics& m) : m_(m) {}
+  explicit WorkerMetrics(Metrics& m);
+  ~WorkerMetrics();
+  WorkerMetrics(const WorkerMetrics&) = delete;
+  WorkerMetrics& operator=(const WorkerMetrics&) = delete;
+  // The worker calls this between operations (its periodic tick): drops the caches when
+  // endpoints were retired, acknowledges, and lets Metrics remove what no worker can reach.
+  void Tick();
+  uint64_t epoch() const { return epoch_; }
 
   prometheus::Gauge& L4Active(const std::string& listener);
   prometheus::Counter& L4Connections(const std::string& listener, const std::string& backend);
@@ -84,7 +120,13 @@ class WorkerMetrics {
                                std::string_view backend);
 
  private:
+  prometheus::Counter& BackendCounter(Metrics::CounterFamily* family, const std::string& backend,
+                                      const std::map<std::string, std::string>& labels);
+
   Metrics& m_;
+  std::atomic<uint64_t>* ack_;  // the retire epoch this worker has acknowledged
+  uint64_t epoch_ = 0;          // bumped whenever cached series may have been removed
+  std::unique_ptr<prometheus::Counter> sink_;  // counts for retired endpoints (not exported)
   std::unordered_map<std::string, prometheus::Gauge*> l4_active_;
   std::unordered_map<std::string, prometheus::Counter*> l4_connections_;
   std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;

@@ -1188,10 +1188,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     auto& m = w_.metrics();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     // The series of the previous request is usually this one's: skip the label lookup.
-    if (metric_cache_.requests == nullptr || metric_cache_.code != x.code || metric_cache_.route != x.route ||
-        metric_cache_.backend != x.backend) {
+    // A changed worker epoch means cached series may have been removed (endpoints retired).
+    if (metric_cache_.requests == nullptr || metric_cache_.epoch != m.epoch() || metric_cache_.code != x.code ||
+        metric_cache_.route != x.route || metric_cache_.backend != x.backend) {
       metric_cache_.requests = &m.L7Requests(listener_, x.route, x.backend, x.code);
       metric_cache_.code = x.code;
+      metric_cache_.epoch = m.epoch();
       metric_cache_.route.assign(x.route);
       metric_cache_.backend = x.backend;
       metric_cache_.duration = &m.L7Duration(listener_, x.route);
@@ -1238,6 +1240,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     prometheus::Counter* requests = nullptr;
     prometheus::Histogram* duration = nullptr;
     unsigned code = 0;
+    uint64_t epoch = 0;  // WorkerMetrics::epoch() when looked up
     std::string route, backend;
   };
 

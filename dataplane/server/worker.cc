@@ -73,6 +73,7 @@ Task<> Worker::SweepDeadlines() {
     co_await timer.async_wait(Redirect(ec));
     if (ec) co_return;
     deadlines_.Sweep(CoarseClock::now());
+    metrics_.Tick();  // between operations: no series pointer is in use here
   }
 }
 

@@ -68,6 +68,26 @@ spec:
                                       {"listener": "http-%d" % self.port, "route": "default/obs/app"}), 3)
         # connect failures, retries, rate-limited and ejections: asserted in test_l7_policy.py.
 
+    def test_series_of_an_endpoint_that_left_are_removed(self):
+        # Pods come and go: a departed endpoint's series must not stay exported forever.
+        other = self.start_backend("c")
+        old = {"backend": "127.0.0.1:%d" % self.backend}
+        new = {"backend": "127.0.0.1:%d" % other}
+        curl(["-H", "Host: obs.local", "http://127.0.0.1:%d/" % self.port])
+        wait_until(lambda: metric_value(self.dataplane_metrics(), "doorman_l7_requests_total", old) == 1,
+                   what="the request counted")
+        version = self.wait_converged()
+        self.write_manifest("lb.yaml", open(os.path.join(self.manifests, "lb.yaml")).read().replace(
+            "port: %d}" % self.backend, "port: %d}" % other))
+        self.wait_version_change(version)
+        wait_until(lambda: metric_value(self.dataplane_metrics(), "doorman_l7_requests_total", old) is None,
+                   what="the departed endpoint's series removed")
+        for _ in range(2):
+            curl(["-H", "Host: obs.local", "http://127.0.0.1:%d/" % self.port])
+        m = self.dataplane_metrics()
+        self.assertEqual(metric_value(m, "doorman_l7_requests_total", new), 2)
+        self.assertIsNone(metric_value(m, "doorman_l7_requests_total", old))
+
 
 if __name__ == "__main__":
     unittest.main()

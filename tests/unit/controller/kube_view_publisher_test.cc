@@ -1,6 +1,8 @@
 // ViewPublisher against a scripted fake KubeHttp: POST then PUT with the stored resourceVersion,
 // no write while nothing changed, 409 on create → GET + PUT, LIST by label excluding its own view,
-// DELETE on Stop.
+// DELETE on Stop. LeaderRunner::Stop's release after a 409 (stale resourceVersion).
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -110,6 +112,53 @@ TEST(ViewPublisherTest, ListsOtherReplicasViewsByLabel) {
   EXPECT_FALSE(views.ListPeers());
   views.Stop();  // never written: nothing to delete
   EXPECT_EQ(http.calls.size(), 2u);
+}
+
+// A renewal applied by the API server whose answer was lost (shutdown cancels in-flight
+// requests) leaves a stale resourceVersion: the release must still happen (re-read, re-PUT),
+// or followers wait for the whole lease duration.
+TEST(LeaderRunnerTest, ReleaseAfterAConflictRereadsTheLease) {
+  FakeHttp http;
+  LeaderOptions o = Options();
+  o.name = "doorman-controller";
+  o.retry_period = std::chrono::seconds(10);  // no renewal while the test runs
+  http.script.push_back({404, "{}", std::nullopt, ""});                                    // GET: none yet
+  http.script.push_back({201, R"({"metadata":{"resourceVersion":"3"},"spec":{}})", std::nullopt, ""});  // POST
+  LeaderRunner runner(&http, o, nullptr);
+  runner.Start();
+  for (int i = 0; i < 2000 && !runner.IsLeader(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(runner.IsLeader());
+  const std::size_t before = http.calls.size();
+  http.script.push_back({409, "{}", std::nullopt, ""});  // PUT with rv 3: stale
+  http.script.push_back({200, R"({"metadata":{"resourceVersion":"9"},"spec":{"holderIdentity":"ctl-a"}})", std::nullopt, ""});
+  http.script.push_back({200, R"({"metadata":{"resourceVersion":"10"}})", std::nullopt, ""});
+  runner.Stop();
+  ASSERT_EQ(http.calls.size(), before + 3);
+  EXPECT_EQ(http.calls[before].method, "PUT");
+  EXPECT_EQ(json::parse(http.calls[before].body)["metadata"]["resourceVersion"], "3");
+  EXPECT_EQ(http.calls[before + 1].method, "GET");
+  EXPECT_EQ(http.calls[before + 2].method, "PUT");
+  const json released = json::parse(http.calls[before + 2].body);
+  EXPECT_EQ(released["metadata"]["resourceVersion"], "9");
+  EXPECT_EQ(released["spec"]["holderIdentity"], "");
+}
+
+TEST(LeaderRunnerTest, NoSecondReleaseWhenSomeoneElseHoldsTheLease) {
+  FakeHttp http;
+  LeaderOptions o = Options();
+  o.name = "doorman-controller";
+  o.retry_period = std::chrono::seconds(10);
+  http.script.push_back({404, "{}", std::nullopt, ""});
+  http.script.push_back({201, R"({"metadata":{"resourceVersion":"3"},"spec":{}})", std::nullopt, ""});
+  LeaderRunner runner(&http, o, nullptr);
+  runner.Start();
+  for (int i = 0; i < 2000 && !runner.IsLeader(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(runner.IsLeader());
+  const std::size_t before = http.calls.size();
+  http.script.push_back({409, "{}", std::nullopt, ""});
+  http.script.push_back({200, R"({"metadata":{"resourceVersion":"9"},"spec":{"holderIdentity":"ctl-b"}})", std::nullopt, ""});
+  runner.Stop();
+  EXPECT_EQ(http.calls.size(), before + 2);  // PUT (409), GET: not ours any more, nothing to release
 }
 
 }  // namespace
