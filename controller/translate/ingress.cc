@@ -53,11 +53,11 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   IngressAnnotations out;
   if (auto v = a.Bool(kAnnSslRedirect)) out.ssl_redirect = *v;
   if (auto s = a.String(kAnnRewriteTarget)) {
-    if (s->empty() || s->front() != '/') {
-      a.Invalid(kAnnRewriteTarget, "path " + Q(*s) + " must start with \"/\"");
-    } else if (s->find('$') != std::string::npos) {
+    if (s->find('$') != std::string::npos) {
       a.Invalid(kAnnRewriteTarget, "capture groups such as $1 are not supported in " + Q(*s) +
                                        " (the target replaces the matched path prefix)");
+    } else if (const auto why = PathProblem(*s); !why.empty()) {
+      a.Invalid(kAnnRewriteTarget, "path " + Q(*s) + " " + why);
     } else {
       out.rewrite_target = *s;
     }
@@ -126,8 +126,9 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     }
   }
   if (auto s = a.String(kAnnHealthCheckPath)) {
-    if (s->empty() || s->front() != '/' || s->find_first_of(" \t") != std::string::npos) {
-      a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " must start with \"/\" and contain no spaces");
+    if (const auto why = PathProblem(s->substr(0, s->find('?'))); !why.empty() || !FieldValueProblem(*s).empty() ||
+                                                                s->find(' ') != std::string::npos) {
+      a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " " + (why.empty() ? "must not contain spaces or control characters" : why));
     } else {
       out.health_check_path = *s;
     }

@@ -136,6 +136,37 @@ bool IsToken(const std::string& s) {
   return true;
 }
 
+std::string PathProblem(const std::string& s) {
+  if (s.empty() || s.front() != '/') return "must start with \"/\"";
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool pchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       std::string_view("-._~!$&'()*+,;=:@/").find(c) != std::string_view::npos;
+    if (pchar) continue;
+    if (c == '%') {
+      if (i + 2 < s.size() && hex(s[i + 1]) && hex(s[i + 2])) {
+        i += 2;
+        continue;
+      }
+      return "has a malformed %-escape (want %XX)";
+    }
+    if (c == '?' || c == '#') return "must not contain a query or fragment ('?', '#')";
+    if (c == ' ') return "must not contain spaces (write %20)";
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "must not contain control characters (CR, LF, ...)";
+    return std::string("must not contain '") + c + "' (percent-encode it)";
+  }
+  return "";
+}
+
+std::string FieldValueProblem(const std::string& s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return "must not contain control characters (CR, LF, NUL, ...)";
+  }
+  return "";
+}
+
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return s;

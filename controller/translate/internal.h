@@ -36,6 +36,13 @@ bool IsDns1123Label(const std::string& s);
 bool IsDns1123Subdomain(const std::string& s);
 bool IsHostPattern(const std::string& s);  // "api.example.com" or "*.example.com"
 bool IsToken(const std::string& s);        // an HTTP header/cookie name
+// An origin-form path as sent on a request line or in a Location header (RFC 3986 path-absolute:
+// "/" then pchar and "/"; %XX escapes well-formed; no query, fragment, space or control
+// character). Empty when valid, else why not.
+std::string PathProblem(const std::string& s);
+// A header field value the proxy may emit (RFC 9110 §5.5): visible characters, spaces and tabs
+// inside, obs-text; never CR, LF, NUL or another control character. Empty when valid.
+std::string FieldValueProblem(const std::string& s);
 bool IsIp(const std::string& s);
 bool IsCidr(const std::string& s);
 bool IsScheduler(const std::string& s);

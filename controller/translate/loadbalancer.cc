@@ -355,8 +355,12 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1:
     }
     return Lower(name);
   };
-  for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = v;
-  for (const auto& [k, v] : r.StringMap(h, p, "add")) (*out->mutable_add())[check(p + ".add." + k, k)] = v;
+  auto value = [&r](const std::string& field, const std::string& v) {
+    if (const auto why = FieldValueProblem(v); !why.empty()) r.Invalid(field, "header value " + Q(v) + " " + why);
+    return v;
+  };
+  for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = value(p + ".set." + k, v);
+  for (const auto& [k, v] : r.StringMap(h, p, "add")) (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
   const auto remove = r.StringList(h, p, "remove");
   for (size_t i = 0; i < remove.size(); ++i) {
     out->add_remove(check(FieldReader::Index(p + ".remove", i), remove[i]));
@@ -385,7 +389,7 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
       }
       if (auto v = RangedInt(r, *rd, rp, "port", 0, 65535)) o->set_port(*v);
       if (auto s = r.String(*rd, rp, "path"); s && !s->empty()) {
-        if (s->front() != '/') r.Invalid(rp + ".path", "path " + Q(*s) + " must start with \"/\"");
+        if (const auto why = PathProblem(*s); !why.empty()) r.Invalid(rp + ".path", "path " + Q(*s) + " " + why);
         o->set_path(*s);
       }
       if (auto v = r.Int(*rd, rp, "statusCode")) {
@@ -407,7 +411,7 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
       auto* o = out->mutable_rewrite();
       o->set_enabled(true);
       if (auto s = r.String(*rw, rp, "pathPrefix"); s && !s->empty()) {
-        if (s->front() != '/') r.Invalid(rp + ".pathPrefix", "path " + Q(*s) + " must start with \"/\"");
+        if (const auto why = PathProblem(*s); !why.empty()) r.Invalid(rp + ".pathPrefix", "path " + Q(*s) + " " + why);
         if (route.match().path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
           r.Unsupported(rp + ".pathPrefix", "needs a Prefix or Exact path match, not RegularExpression");
         }
@@ -498,8 +502,10 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
   if (auto path = r.String(hc, p, "path")) {
     if (out->protocol() == v1::HealthCheck::TCP) {
       r.Unsupported(p + ".path", "a TCP health check has no path");
-    } else if (out->protocol() == v1::HealthCheck::HTTP && (path->empty() || path->front() != '/')) {
-      r.Invalid(p + ".path", "path " + Q(*path) + " must start with \"/\"");
+    } else if (out->protocol() == v1::HealthCheck::HTTP && !PathProblem(path->substr(0, path->find('?'))).empty()) {
+      r.Invalid(p + ".path", "path " + Q(*path) + " " + PathProblem(path->substr(0, path->find('?'))));
+    } else if (out->protocol() == v1::HealthCheck::HTTP && !FieldValueProblem(*path).empty()) {
+      r.Invalid(p + ".path", "path " + Q(*path) + " must not contain control characters or spaces");
     } else if (out->protocol() == v1::HealthCheck::GRPC) {
       // As the CRD's rule: a GRPC check asks grpc.health.v1 about the whole server (service "").
       r.Unsupported(p + ".path", "a GRPC health check has no path (it checks the whole server: service \"\")");

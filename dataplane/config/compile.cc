@@ -29,6 +29,15 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+// What may go onto a request line or into a Host/Location field unquoted: no space, no control
+// character (the controller validates these fields; this is the dataplane's own guard).
+bool EmittableToken(const std::string& s) {
+  for (const char c : s) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
 std::shared_ptr<const re2::RE2> CompileRegex(const std::string& pattern, const std::string& where) {
   re2::RE2::Options opts;
   opts.set_log_errors(false);
@@ -537,10 +546,14 @@ class Compiler {
       if (!out->redirect.scheme.empty() && out->redirect.scheme != "http" && out->redirect.scheme != "https") {
         Fail(where + ".filters.redirect.scheme: \"" + r.scheme() + "\" is not http or https");
       }
+      if (!EmittableToken(r.host())) Fail(where + ".filters.redirect.host: contains spaces or control characters");
       out->redirect.host = r.host();
       if (r.port() > 65535) Fail(where + ".filters.redirect.port: " + std::to_string(r.port()) + " out of range");
       out->redirect.port = r.port();
       if (!r.path().empty() && r.path().front() != '/') Fail(where + ".filters.redirect.path: must start with '/'");
+      if (!EmittableToken(r.path()) || r.path().find_first_of("?#") != std::string::npos) {
+        Fail(where + ".filters.redirect.path: contains a space, control character, '?' or '#'");
+      }
       out->redirect.path = r.path();
       const uint32_t code = r.status_code() == 0 ? 302 : r.status_code();
       if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
@@ -554,6 +567,10 @@ class Compiler {
       if (!r.path_prefix().empty() && r.path_prefix().front() != '/') {
         Fail(where + ".filters.rewrite.path_prefix: must start with '/'");
       }
+      if (!EmittableToken(r.path_prefix()) || r.path_prefix().find_first_of("?#") != std::string::npos) {
+        Fail(where + ".filters.rewrite.path_prefix: contains a space, control character, '?' or '#'");
+      }
+      if (!EmittableToken(r.host())) Fail(where + ".filters.rewrite.host: contains spaces or control characters");
       if (!r.path_prefix().empty() && out->match.path.type == PathMatcher::Type::kRegex) {
         Fail(where + ".filters.rewrite.path_prefix: needs a Prefix or Exact path match, not RegularExpression");
       }

@@ -576,14 +576,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       rewritten_target = RewritePathPrefix(path, matched, route->rewrite.path_prefix);
       if (!query.empty()) rewritten_target.append("?").append(query);
     }
-    // An Upgrade (WebSocket) request keeps its Upgrade/Connection fields upstream; after a 101
-    // the connection becomes a byte tunnel.
+    // A WebSocket Upgrade request keeps Upgrade: websocket and Connection: Upgrade upstream;
+    // after a 101 the connection becomes a byte tunnel. Only WebSocket is tunnelled: any other
+    // protocol (h2c above all, whose tunnel would carry requests this proxy never routed or
+    // checked) is dropped with the other hop-by-hop fields and the request goes on as plain
+    // HTTP/1.1, as Envoy does without an explicit upgrade config.
     std::string upgrade;
     if (const auto up_value = req.Get(http::field::upgrade); up_value && version >= 11) {
+      bool websocket = false;
+      for (const auto token : http::token_list{*up_value}) {
+        if (IEq(std::string_view(token.data(), token.size()), "websocket")) websocket = true;
+      }
       for (const auto& f : req.fields()) {
-        if (f.removed || f.id != http::field::connection) continue;
+        if (!websocket || f.removed || f.id != http::field::connection) continue;
         for (const auto token : http::token_list{req.value(f)}) {
-          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign(*up_value);
+          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign("websocket");
         }
       }
     }
@@ -616,6 +623,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     };
 
     std::vector<const Endpoint*> tried;
+    std::vector<const Endpoint*> unreachable;  // tried, and the connection (or TLS) failed
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
@@ -678,11 +686,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           break;
         }
         tried.push_back(ep);
+        unreachable.push_back(ep);
         log::Debug("l7", tls_failed ? "TLS handshake with backend failed" : "connect to backend failed",
                    {{"route", route->name}, {"backend", ep->key}, {"error", IsTimeout(cec) ? "timeout" : cec.message()}});
         w_.metrics().L7Count(L7Event::kConnectFailure, listener_, route->name, ep->key).Increment();
         NoteFailure(*route, *ep);
         ep = NextUntried(*route, use_canary, tried);
+        if (ep == nullptr) {
+          // Every endpoint was tried in this request: one that answered (a retried 5xx) may take
+          // the next retry rather than ending on this connect failure.
+          for (const Endpoint* t : tried) {
+            if (std::find(unreachable.begin(), unreachable.end(), t) == unreachable.end()) {
+              ep = t;
+              break;
+            }
+          }
+          if (ep != nullptr && may_retry()) continue;
+          ep = nullptr;
+        }
         if (ep == nullptr) {
           x->backend = tried.back()->key;
           const bool timed_out = IsTimeout(cec);

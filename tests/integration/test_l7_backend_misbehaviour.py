@@ -76,6 +76,13 @@ class RawBackend:
                     c.close()
                     self.closed_after_answer.set()
                     return
+                elif path == "/head":  # the request head as received, as the body
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(head), head))
+                elif path == "/h2c":  # a server that takes any Upgrade offered
+                    if b"upgrade:" in head.lower():
+                        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+                        return
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh1")
                 elif path == "/429":
                     c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
                 elif path == "/tecl":
@@ -193,6 +200,24 @@ spec:
             head, body = read_response(s)
         self.assertNotIn(b"X-Poisoned", head)
         self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
+
+    def test_only_websocket_upgrades_are_tunnelled(self):
+        # h2c smuggling: a tunnel to a backend that speaks h2c would carry requests the proxy
+        # never routed. The Upgrade offer is dropped and the request stays HTTP/1.1.
+        h2c = (b"Host: a\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: close\r\n\r\n")
+        r = self.exchange(b"GET /h2c HTTP/1.1\r\n" + h2c)
+        self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"h1"), r)
+        r = self.exchange(b"GET /head HTTP/1.1\r\n" + h2c)
+        got = r.partition(b"\r\n\r\n")[2].lower()
+        self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
+        for word in (b"upgrade", b"h2c", b"http2-settings"):
+            self.assertNotIn(word, got)
+        # WebSocket offered beside another protocol: only websocket goes upstream.
+        r = self.exchange(b"GET /head HTTP/1.1\r\nHost: a\r\nUpgrade: h2c, websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", timeout=2)
+        self.assertIn(b"upgrade: websocket", r.partition(b"\r\n\r\n")[2].lower())
+        self.assertNotIn(b"h2c", r.partition(b"\r\n\r\n")[2].lower())
 
     def test_a_post_whose_connection_closes_is_not_sent_twice(self):
         self.assertIn(b"/warm", self.exchange(b"GET /warm HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))

@@ -64,6 +64,11 @@ spec:
       match: {{path: {{type: Prefix, value: /anymethod}}}}
       backends: [{{endpoints: [{{address: 127.0.0.1, port: {failing}}}, {{address: 127.0.0.1, port: {a}}}]}}]
       policy: {{retries: {{attempts: 2, on: ["503", non-idempotent]}}}}
+    - name: retrymix
+      listener: web
+      match: {{path: {{type: Prefix, value: /mix}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {dead}}}, {{address: 127.0.0.1, port: {failing}}}]}}]
+      policy: {{retries: {{attempts: 2, on: [connect-failure, "503"]}}}}
     - name: limited
       listener: web
       match: {{path: {{type: Prefix, value: /limited}}}}
@@ -208,6 +213,12 @@ spec:
         codes = [self.req("/retry", "-X", "PUT", "--data-binary", "@" + big)[0] for _ in range(4)]
         self.assertIn(503, codes)
         self.assertIn(200, codes)
+
+    def test_retries_are_not_cut_short_by_a_connect_failure(self):
+        # A dead endpoint and one answering 503: whichever the scheduler tries first, the
+        # retries are used up and the client gets the backend's 503, not a 502 for the dead one.
+        codes = [self.req("/mix")[0] for _ in range(6)]
+        self.assertEqual(codes, [503] * 6)
 
     def test_rate_limit(self):
         codes = []

@@ -227,6 +227,35 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [transfer-encoding]}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.remove[0]", "frames the message"},
+    // Values the proxy writes onto a request line or into a field: no CR/LF, spaces, query.
+    {"rewrite path with CR LF", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {rewrite: {pathPrefix: "/x\r\nX-Inj: 1\r\n"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.rewrite.pathPrefix", "must not contain control characters"},
+    {"rewrite path with a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {rewrite: {pathPrefix: "/x HTTP/1.1"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.rewrite.pathPrefix", "must not contain spaces"},
+    {"rewrite path with a query", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {rewrite: {pathPrefix: "/x?y=1"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.rewrite.pathPrefix", "must not contain a query"},
+    {"redirect path with CR LF", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {redirect: {path: "/l\r\nSet-Cookie: evil=1"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.redirect.path", "must not contain control characters"},
+    {"redirect path with a bad escape", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {redirect: {path: "/l%zz"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.redirect.path", "malformed %-escape"},
+    {"header value with CR LF", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {set: {x-ok: "a\r\nInjected: 1"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-ok", "must not contain control characters"},
+    {"response header value with NUL", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {responseHeaders: {add: {x-ok: "a\0b"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.responseHeaders.add.x-ok", "must not contain control characters"},
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 
