@@ -286,12 +286,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // Keep-alive idle: wait for the first byte of the next request with the idle timeout (closed
     // silently when it passes). Then the whole header must arrive within the header timeout
     // (answered 408).
-    if (client_buf_.size() == 0) {
-      client_dl_.Arm(client_idle_);
-      const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
-      client_dl_.Disarm();
-      if (ec) co_return false;
-      client_buf_.commit(n);
+    // Empty lines before a request line are skipped (RFC 9112 §2.2: a server SHOULD ignore at
+    // least one; some clients send one after a POST body), a few at most.
+    for (int empty_lines = 0;;) {
+      if (client_buf_.size() == 0) {
+        client_dl_.Arm(client_idle_);
+        const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
+        client_dl_.Disarm();
+        if (ec) co_return false;
+        client_buf_.commit(n);
+      }
+      const auto* b = static_cast<const char*>(client_buf_.data().data());
+      if (empty_lines >= 4 || client_buf_.size() < 2 || b[0] != '\r' || b[1] != '\n') break;
+      client_buf_.consume(2);
+      ++empty_lines;
     }
     // The raw head is checked for what Beast's parser tolerates but a proxy must refuse
     // (obs-fold, bare LF: RFC 9112 §2.2, §5.2) before it is parsed.
@@ -448,10 +456,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
+    // Routed and forwarded in normal form (router.h NormalizePath): no dot-segment tricks.
+    const bool normalized = path.front() == '/' && NormalizePath(path, &norm_path_);
+    if (normalized) path = norm_path_;
     if (req.Count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
     const auto host_field = req.Get(http::field::host);
     if (version >= 11 && !host_field) co_return local(400, "missing Host header", false);
     const std::string_view host_header = host_field.value_or(std::string_view());
+    if (!ValidHost(host_header) || !ValidHost(authority)) co_return local(400, "invalid Host", false);
     const std::string_view host = authority.empty() ? host_header : authority;
     if (listener == nullptr) co_return local(503, "listener " + listener_ + " was removed", false);
 
@@ -574,6 +586,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const std::string_view matched =
           route->match.path.type == PathMatcher::Type::kAny ? std::string_view() : std::string_view(route->match.path.value);
       rewritten_target = RewritePathPrefix(path, matched, route->rewrite.path_prefix);
+      if (!query.empty()) rewritten_target.append("?").append(query);
+    } else if (normalized) {
+      rewritten_target.assign(path);
       if (!query.empty()) rewritten_target.append("?").append(query);
     }
     // A WebSocket Upgrade request keeps Upgrade: websocket and Connection: Upgrade upstream;
@@ -808,6 +823,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           up_buf_.commit(n);
         }
         if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
+        // Interim answers other than 100 (which this proxy gives or withholds itself): a proxy
+        // forwards them (RFC 9110 §15.2: 103 Early Hints, 102) to HTTP/1.1 clients only.
+        if (res_.status() != 100 && version >= 11) {
+          StripHopByHop(res_);
+          res_.Erase(http::field::content_length);
+          out_.clear();
+          res_.SerializeResponse(&out_);
+          error_code wec;
+          client_dl_.Arm(op_timeout);
+          co_await net::async_write(client_, net::buffer(out_), Redirect(wec));
+          client_dl_.Disarm();
+          if (wec) {
+            x->code = kClientClosedRequest;
+            co_return false;
+          }
+        }
       }
       up_dl_.Disarm();
       if (rec && early_answer) {
@@ -857,6 +888,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const unsigned status = res.status();
       bool upstream_reusable = rp->keep_alive();
       StripHopByHop(res);
+      // A 204 never carries Content-Length (RFC 9110 §8.6); the parser already framed it empty.
+      if (status == 204) res.Erase(http::field::content_length);
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
         res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
@@ -994,6 +1027,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // close-delimited) or re-chunked, and `head` (not sent yet) goes out with the first piece, so a
   // body malformed from the start sends nothing. A request body is also copied for a replay
   // while replay_ok_. RelayOutcome.input_failed: the error came from `in`.
+  static bool HasBareLf(net::const_buffer b) {
+    const auto* p = static_cast<const char*>(b.data());
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) return true;
+    }
+    return false;
+  }
+
   template <bool isRequest, class In, class Out>
   Task<RelayOutcome> RelayBody(HeadParser<isRequest>& pr, In& in, beast::flat_buffer& in_buf, Deadline& in_dl,
                                Millis read_timeout, Out& out, Deadline& out_dl, std::string_view head,
@@ -1011,6 +1052,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (ec == http::error::need_more) {
           ec = {};
           if (used == 0 && in_buf.size() > kMaxUnparsed) ec = http::error::bad_chunk;
+          // What the parser left is a chunk-size line or trailer (chunk data is taken as it
+          // comes): Beast waits for a CRLF there, so a line ended by a bare LF would stall until
+          // the body timeout. Refuse it at once (RFC 9112 §7.1: chunk lines end in CRLF).
+          if (pr.chunked() && HasBareLf(in_buf.data())) ec = http::error::bad_chunk;
         }
         if (ec) co_return RelayOutcome{ec, true};
       }
@@ -1300,6 +1345,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string body_;           // body bytes between the parser and the next write
   std::string request_id_;     // X-Request-Id of the current request
   std::string replay_;         // the request body as first sent (framed), for a retry
+  std::string norm_path_;      // the current request's path in normal form, when it was not
   bool replay_ok_ = false;     // replay_ holds the whole body sent so far
   // The upstream connection of this client connection's last exchange, kept for its next request
   // (as HAProxy keeps a server connection attached to its session): bytes a backend sends late

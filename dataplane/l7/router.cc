@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "dataplane/config/runtime_config.h"
 
@@ -65,6 +66,94 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
   const auto q = t.find('?');
   *path = t.substr(0, q);
   *query = q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
+}
+
+bool NormalizePath(std::string_view path, std::string* out) {
+  // Fast check: nothing to do without a "%" or a "." segment.
+  bool work = path.find('%') != std::string_view::npos;
+  for (std::size_t i = path.find("/."); !work && i != std::string_view::npos; i = path.find("/.", i + 1)) {
+    const std::string_view rest = path.substr(i + 2);
+    work = rest.empty() || rest.front() == '/' || (rest.front() == '.' && (rest.size() == 1 || rest[1] == '/'));
+  }
+  if (!work) return false;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size() && hex(path[i + 1]) >= 0 && hex(path[i + 2]) >= 0) {
+      const char c = static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2]));
+      const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                              c == '-' || c == '.' || c == '_' || c == '~';
+      if (unreserved) {
+        decoded.push_back(c);
+        i += 2;
+        continue;
+      }
+    }
+    decoded.push_back(path[i]);
+  }
+  // remove_dot_segments over "/"-separated segments (the path starts with "/").
+  std::vector<std::string_view> segments;
+  std::string_view in(decoded);
+  bool trailing_slash = false;
+  std::size_t pos = 1;
+  while (pos <= in.size()) {
+    const std::size_t end = std::min(in.find('/', pos), in.size());
+    const std::string_view seg = in.substr(pos, end - pos);
+    const bool last = end == in.size();
+    if (seg == ".") {
+      trailing_slash = last;
+    } else if (seg == "..") {
+      if (!segments.empty()) segments.pop_back();
+      trailing_slash = last;
+    } else {
+      segments.push_back(seg);
+      trailing_slash = false;
+    }
+    pos = end + 1;
+  }
+  std::string result;
+  result.reserve(decoded.size());
+  for (const auto seg : segments) result.append("/").append(seg);
+  if (result.empty() || trailing_slash) result.push_back('/');
+  if (result == path) return false;
+  *out = std::move(result);
+  return true;
+}
+
+bool ValidHost(std::string_view host) {
+  std::string_view name = host;
+  std::string_view port;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    for (const char c : host.substr(1, close - 1)) {
+      const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+      if (!ok) return false;
+    }
+    const std::string_view rest = host.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    port = rest.empty() ? rest : rest.substr(1);
+    name = {};
+  } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    name = host.substr(0, colon);
+    port = host.substr(colon + 1);
+  }
+  for (const char c : port) {
+    if (c < '0' || c > '9') return false;
+  }
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("-._~!$&'()*+,;=%").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
 }
 
 bool PathPrefixMatches(std::string_view prefix, std::string_view path) {

@@ -82,6 +82,21 @@ std::string NormalizeHost(std::string_view host);
 void SplitTarget(std::string_view target, std::string_view* path, std::string_view* query,
                  std::string_view* authority);
 
+// RFC 3986 §6.2.2 normalisation of an origin-form path before it is routed and forwarded:
+// %XX escapes of unreserved characters are decoded (%2E is ".", %7E is "~"), then dot-segments
+// are removed (§5.2.4: "/a/./b/../c" is "/a/c"; ".." never climbs above "/"). "%2F" stays
+// encoded (it is data, not a separator: Envoy's default too). Returns false, without
+// allocating, when the path is already normal (the common case); else writes the normal form.
+// Without it, "/public/../admin" would match a "/public" route while a backend that normalises
+// serves "/admin" under that route's policy.
+bool NormalizePath(std::string_view path, std::string* out);
+
+// A Host field value (or absolute-form authority) as RFC 9110 §7.2 / RFC 3986 §3.2.2 allow:
+// reg-name (unreserved, %XX, sub-delims), IPv4, or "[IPv6]", then an optional ":port" of
+// digits; empty is allowed. Anything else ("a b", "a@b", "a/b") is answered 400
+// (RFC 9112 §3.2: "a Host header field with an invalid field value").
+bool ValidHost(std::string_view host);
+
 bool PathPrefixMatches(std::string_view prefix_without_trailing_slash, std::string_view path);
 bool HostMatches(const RouteMatch& m, std::string_view normalized_host);
 // `normalized_host` must come from NormalizeHost(view.host).

@@ -83,6 +83,11 @@ class RawBackend:
                         c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
                         return
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh1")
+                elif path == "/hints":  # 103 Early Hints, then the answer
+                    c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                elif path == "/204cl":  # a 204 that (wrongly) declares a length
+                    c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
                 elif path == "/429":
                     c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
                 elif path == "/tecl":
@@ -200,6 +205,30 @@ spec:
             head, body = read_response(s)
         self.assertNotIn(b"X-Poisoned", head)
         self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
+
+    def test_dot_segments_are_resolved_before_routing(self):
+        # "/head/../429" is "/429" to any backend that normalises: it must be routed (and
+        # forwarded) as "/429", or a route's policy could be bypassed from a sibling path.
+        for target in (b"/head/../429", b"/head/%2e%2E/429", b"/./429"):
+            before = self.backend.count("GET", "/429")
+            r = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            self.assertTrue(r.startswith(b"HTTP/1.1 429"), (target, r))
+            self.assertEqual(self.backend.count("GET", "/429") - before, 3, target)  # route retry429
+        r = self.exchange(b"GET /x/../head?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head?q=1", r)  # the backend echoes its target
+
+    def test_interim_answers_and_204_framing(self):
+        r = self.exchange(b"GET /hints HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 103 Early Hints\r\n"), r)
+        interim, _, rest = r.partition(b"\r\n\r\n")
+        self.assertIn(b"Link: </s.css>; rel=preload", interim)
+        self.assertTrue(rest.startswith(b"HTTP/1.1 200") and rest.endswith(b"ok"), r)
+        # An HTTP/1.0 client never gets a 1xx (RFC 9110 §15.2).
+        r = self.exchange(b"GET /hints HTTP/1.0\r\nHost: a\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"ok"), r)
+        r = self.exchange(b"GET /204cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 204"), r)
+        self.assertNotIn(b"content-length", r.lower())
 
     def test_only_websocket_upgrades_are_tunnelled(self):
         # h2c smuggling: a tunnel to a backend that speaks h2c would carry requests the proxy

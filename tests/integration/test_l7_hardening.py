@@ -33,6 +33,11 @@ VECTORS = [
     ("chunk size overflow", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
      b"10000000000000001\r\na\r\n0\r\n\r\n", 400),
     ("bare LF", b"GET / HTTP/1.1\n" + b"Host: h.local\n\n", 400),
+    ("bare LF ending a chunk size", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n", 400),
+    ("bare LF ending the last chunk", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\n\n", 400),
+    ("host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("host with userinfo", b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400),
+    ("absolute-form authority with userinfo", b"GET http://u@h.local/ HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("bare LF in header", b"GET / HTTP/1.1\r\nHost: h.local\nX-A: 1\r\n\r\n", 400),
     ("NUL in header", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
     ("two hosts", b"GET / HTTP/1.1\r\n" + H + H + b"\r\n", 400),
@@ -65,6 +70,10 @@ class L7Hardening(DoormanTestCase):
 
     def backend_count(self):
         return json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])["requests"]
+
+    def test_empty_lines_before_a_request_are_ignored(self):
+        resp = raw_exchange(self.port, b"\r\n\r\nGET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+        self.assertEqual(status_of(resp), 200, resp[:200])
 
     def test_smuggling_and_malformed_vectors_never_reach_the_backend(self):
         for name, raw, want in VECTORS:

@@ -180,5 +180,34 @@ TEST_F(SelectRouteTest, HeadersQueryAndCookiesMustAllMatch) {
   EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
 }
 
+TEST(RouterTest, HostValues) {
+  for (const char* ok : {"", "a", "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[fd00::1]:443",
+                         "xn--bcher-kva.example", "a_b.example", "example.com:"}) {
+    EXPECT_TRUE(ValidHost(ok)) << ok;
+  }
+  for (const char* bad : {"a b", "a@b", "a/b", "a:b:c", "[::1", "[::1]x", "[::g]", "a:8o", "a\tb", "a\"b", "a?b", "a#b"}) {
+    EXPECT_FALSE(ValidHost(bad)) << bad;
+  }
+}
+
+TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
+  std::string out;
+  for (const char* normal : {"/", "/a/b", "/a/b/", "/.well-known/x", "/a/..b/c.", "/a//b", "/%2F", "/a%2fb", "/x%20y"}) {
+    EXPECT_FALSE(NormalizePath(normal, &out)) << normal;
+  }
+  const std::pair<const char*, const char*> cases[] = {
+      {"/public/../admin", "/admin"},   {"/a/./b", "/a/b"},          {"/a/b/..", "/a/"},
+      {"/a/b/.", "/a/b/"},              {"/..", "/"},                {"/../../x", "/x"},
+      {"/a/%2e%2E/b", "/b"},            {"/%2E", "/"},               {"/a/%7euser", "/a/~user"},
+      {"/a/%41", "/a/A"},               {"/bar/..%2Fexact", "/bar/..%2Fexact"},  // %2F is data
+      {"/a/b/../../../c/", "/c/"},
+  };
+  for (const auto& [in, want] : cases) {
+    out.clear();
+    const bool changed = NormalizePath(in, &out);
+    EXPECT_EQ(changed ? out : std::string(in), want) << in;
+  }
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
