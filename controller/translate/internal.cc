@@ -3,6 +3,11 @@
 #include "controller/translate/internal.h"
 
 #include <arpa/inet.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -94,6 +99,31 @@ bool IsPemCertificateBundle(const std::string& pem) {
     pos = end + kEnd.size();
   }
   return blocks > 0;
+}
+
+// The pair a TLS listener would serve: the first certificate of the chain and the private key
+// parse, and the key belongs to the certificate. Checked here so that the object's own status
+// says so (a dataplane that cannot load it would otherwise only skip the listener and warn).
+// Empty when usable, else why not. Nothing of the key is ever part of the message.
+std::string CertificatePairProblem(const std::string& chain_pem, const std::string& key_pem) {
+  BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
+  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(cb);
+  BIO* kb = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = kb != nullptr ? PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(kb);
+  std::string why;
+  if (cert == nullptr) {
+    why = "tls.crt is not a PEM certificate";
+  } else if (key == nullptr) {
+    why = "tls.key is not an unencrypted PEM private key";
+  } else if (X509_check_private_key(cert, key) != 1) {
+    why = "tls.key does not match the certificate in tls.crt";
+  }
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  ERR_clear_error();
+  return why;
 }
 
 }  // namespace
@@ -340,6 +370,10 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
     } else {
       cert.set_private_key_pem(*v);
     }
+  }
+  if (const auto why = CertificatePairProblem(cert.certificate_chain_pem(), cert.private_key_pem()); !why.empty()) {
+    out.message = ref + ": " + why;
+    return out;
   }
   out.cert = std::move(cert);
   return out;

@@ -57,9 +57,7 @@ std::string Rule(const std::string& host, const std::string& path = "/", const s
          ", backend: {service: {name: " + service + ", port: {number: 80}}}}\n";
 }
 
-std::string Secret(const std::string& name, const std::string& body =
-                                                "type: kubernetes.io/tls\nstringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", "
-                                                "tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n") {
+std::string Secret(const std::string& name, const std::string& body = "type: kubernetes.io/tls\n" + TlsStringData()) {
   return "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: default}\n" + body;
 }
 
@@ -555,8 +553,7 @@ std::string CaSecret(const std::string& name, const std::string& ca, const std::
   std::string block;
   std::istringstream lines(ca);
   for (std::string line; std::getline(lines, line);) block += "    " + line + "\n";
-  return Secret(name, "type: " + type + "\nstringData:\n  tls.crt: \"-----BEGIN CERTIFICATE-----\"\n" +
-                          "  tls.key: \"-----BEGIN PRIVATE KEY----- secret-key-bytes\"\n  ca.crt: |\n" + block);
+  return Secret(name, "type: " + type + "\n" + TlsStringData() + "  ca.crt: |\n" + block);
 }
 
 TEST(TranslateIngress, BackendTlsAnnotationsFillTheRoutePolicy) {
@@ -651,7 +648,7 @@ TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {
     EXPECT_EQ(st->reason, "InvalidAnnotation");
     EXPECT_EQ(st->field, "metadata.annotations[doorman.dev/backend-tls-secret]");
     EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
-    for (const char* leak : {"BEGIN", "secret-key-bytes", "MII", "garbage"}) {
+    for (const char* leak : {"BEGIN", kTestKeyBytes, "MII", "garbage"}) {
       EXPECT_EQ(st->message.find(leak), std::string::npos) << st->message;
     }
     EXPECT_TRUE(Ing(r, "good")->accepted);

@@ -259,10 +259,54 @@ const InvalidCase kInvalid[] = {
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 
+// A TLS Secret the dataplane could not serve is reported on the object that references it, with
+// the reason, never with the key's bytes.
+TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
+  const std::string other_key = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg+iykKJs+U2FEeGnz
+VjVOsiHtH8t/2mEj5NfKS1PQkPahRANCAAQSUkrepPLhqhDVnq1PaR4nPfh8MwCR
+R+v8oBpEaY/vGQi7cGXJ7a0GPzYOQewZsKlySBAT1wl+Tvz+QSMgAuTg
+-----END PRIVATE KEY-----
+)";
+  auto secret = [](const std::string& crt, const std::string& key) {
+    std::string out = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\ntype: kubernetes.io/tls\n"
+                      "stringData:\n  tls.crt: |\n";
+    std::istringstream c(crt), k(key);
+    for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
+    out += "  tls.key: |\n";
+    for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
+    return out;
+  };
+  std::string broken_cert = kTestCertPem;
+  broken_cert.replace(broken_cert.find("MII") + 10, 8, "AAAAAAAA");
+  const struct {
+    const char* name;
+    std::string secret;
+    const char* message;
+  } cases[] = {
+      {"key of another certificate", secret(kTestCertPem, other_key), "tls.key does not match the certificate in tls.crt"},
+      {"certificate that does not parse", secret(broken_cert, kTestKeyPem), "tls.crt is not a PEM certificate"},
+      {"key that does not parse", secret(kTestCertPem, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+       "tls.key is not an unencrypted PEM private key"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Translator t;
+    const auto r = t.Translate(Store(Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: s}]}}]\n") +
+                                     c.secret));
+    const ObjectStatus* st = StatusOf(r, "shop");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->reason, "InvalidCertificateRef");
+    EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    EXPECT_EQ(st->message.find(kTestKeyBytes), std::string::npos);
+    EXPECT_EQ(r.snapshot.certificates_size(), 0);
+  }
+}
+
 TEST(Translate, InvalidObjectsReportReasonAndField) {
   const std::string secret =
-      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n"
-      "stringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n";
+      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n" + TlsStringData();
   for (const auto& c : kInvalid) {
     SCOPED_TRACE(c.name);
     Translator t;
@@ -442,8 +486,7 @@ TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
 
 TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
   const std::string secret =
-      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n"
-      "stringData: {tls.crt: \"-----BEGIN CERTIFICATE-----\", tls.key: \"-----BEGIN PRIVATE KEY-----\"}\n";
+      "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n" + TlsStringData();
   const std::string a = Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: s}]}}]\n",
                            "a", "2026-01-01T00:00:00Z");
   const std::string b = Lb(
@@ -552,10 +595,10 @@ TEST(Translate, PrivateKeysAreRedactedInTheDebugJson) {
   EXPECT_NE(r.snapshot.certificates(0).private_key_pem().find("PRIVATE KEY"), std::string::npos);
   const std::string j = RedactedSnapshotJson(r.snapshot);
   EXPECT_NE(j.find("\"privateKeyPem\":\"REDACTED\""), std::string::npos) << j.substr(0, 200);
-  EXPECT_EQ(j.find("MIIEsecret"), std::string::npos);
+  EXPECT_EQ(j.find(kTestKeyBytes), std::string::npos);
   EXPECT_NE(j.find("\"name\":\"https-8443\""), std::string::npos) << j.substr(0, 200);
   // Problems never quote Secret content.
-  for (const auto& st : r.statuses) EXPECT_EQ(st.message.find("MIIEsecret"), std::string::npos);
+  for (const auto& st : r.statuses) EXPECT_EQ(st.message.find(kTestKeyBytes), std::string::npos);
 }
 
 }  // namespace

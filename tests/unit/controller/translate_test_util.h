@@ -16,6 +16,40 @@ namespace doorman::controller::testing {
 
 namespace v1 = doorman::v1;
 
+// A real certificate/key pair (EC P-256, CN shop.example.com, SAN *.example.com, valid until
+// 2126): the translator checks that a TLS Secret's key matches its certificate. Test-only.
+inline const std::string kTestCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBujCCAV+gAwIBAgIUV+IDgzXmqGIbseiiA62q3tshdQ0wCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTAgFw0yNjExMjYyMjAzMjRaGA8y
+MTI2MTEwMjIyMDMyNFowGzEZMBcGA1UEAwwQc2hvcC5leGFtcGxlLmNvbTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABPYgO1q+3+V1BgDFqU93y4FEcq52M5GVYug2
+Gfe+GoRnmcVFZ9QcAy7tyDmIMHsCL026JxIW8HCZJTtBf44c9DOjfzB9MB0GA1Ud
+DgQWBBQJPNDcdhMrB21a0fOoSdH4p0N+ezAfBgNVHSMEGDAWgBQJPNDcdhMrB21a
+0fOoSdH4p0N+ezAPBgNVHRMBAf8EBTADAQH/MCoGA1UdEQQjMCGCEHNob3AuZXhh
+bXBsZS5jb22CDSouZXhhbXBsZS5jb20wCgYIKoZIzj0EAwIDSQAwRgIhAMxuzQ/j
+Fr98+4A56oZTHBYnmIm+YVs6HO8NoDzomei2AiEAjKAVZ1sRgpx9ZhtXX0bV3dR5
+OG2KsWRRxqZ9zPF2/bE=
+-----END CERTIFICATE-----
+)";
+inline const std::string kTestKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZrBDWxFmcMvojcid
+NihqrkgkVM1GzXBwuU/94imW8pGhRANCAAT2IDtavt/ldQYAxalPd8uBRHKudjOR
+lWLoNhn3vhqEZ5nFRWfUHAMu7cg5iDB7Ai9NuicSFvBwmSU7QX+OHPQz
+-----END PRIVATE KEY-----
+)";
+// The start of the key's base64, to check that no output ever quotes it.
+inline constexpr const char* kTestKeyBytes = "MIGHAgEAMBMGByqGSM49AgEG";
+
+// "stringData:" with tls.crt and tls.key of the pair above, as YAML block scalars.
+inline std::string TlsStringData() {
+  std::string out = "stringData:\n  tls.crt: |\n";
+  std::istringstream c(kTestCertPem), k(kTestKeyPem);
+  for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
+  out += "  tls.key: |\n";
+  for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
+  return out;
+}
+
 inline ObjectStore Store(const std::string& text, const std::string& path = "/m/test.yaml") {
   ManifestSet set;
   auto parsed = ParseManifests(text, path);
