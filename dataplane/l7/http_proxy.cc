@@ -70,6 +70,13 @@ class HeadHeaders final : public RequestHeaders {
  public:
   explicit HeadHeaders(const HttpHead& h) : h_(h) {}
   std::optional<std::string_view> Get(std::string_view lower_name) const override { return h_.Get(lower_name); }
+  std::optional<std::string_view> Cookie(std::string_view name) const override {
+    for (const auto& f : h_.fields()) {
+      if (f.removed || f.id != http::field::cookie) continue;
+      if (const auto v = FindCookie(h_.value(f), name)) return v;
+    }
+    return std::nullopt;
+  }
 
  private:
   const HttpHead& h_;
@@ -496,18 +503,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     // Backend group (canary or main), then the sticky endpoint when the cookie names a current
     // one, else the scheduler's pick skipping ejected endpoints.
-    const auto cookie_header = headers.Get("cookie");
+
     bool use_canary = false;
     if (route->canary.enabled) {
       const auto hv = route->canary.header_lower.empty() ? std::nullopt : headers.Get(route->canary.header_lower);
-      const auto cv = route->canary.cookie.empty() || !cookie_header ? std::nullopt
-                                                                      : FindCookie(*cookie_header, route->canary.cookie);
+      const auto cv = route->canary.cookie.empty() ? std::nullopt : headers.Cookie(route->canary.cookie);
       use_canary = UseCanary(route->canary, hv, cv, CanaryDice()) && route->eligible_endpoints(true) > 0;
     }
     const Endpoint* ep = nullptr;
     const Endpoint* sticky_ep = nullptr;  // the endpoint the client's cookie already names
-    if (!route->sticky_cookie.empty() && cookie_header) {
-      if (const auto v = FindCookie(*cookie_header, route->sticky_cookie)) {
+    if (!route->sticky_cookie.empty()) {
+      if (const auto v = headers.Cookie(route->sticky_cookie)) {
         if (const auto h = ParseStickyCookieValue(*v)) {
           const auto& index = use_canary ? route->sticky_canary : route->sticky_main;
           if (auto it = index.find(*h); it != index.end() && !Outliers().Ejected(*it->second->state, now)) {

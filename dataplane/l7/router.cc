@@ -191,6 +191,11 @@ bool HostMatches(const RouteMatch& m, std::string_view host) {
   return false;
 }
 
+std::optional<std::string_view> RequestHeaders::Cookie(std::string_view name) const {
+  const auto header = Get("cookie");
+  return header ? FindCookie(*header, name) : std::nullopt;
+}
+
 std::optional<std::string_view> FindCookie(std::string_view header, std::string_view name) {
   while (!header.empty()) {
     const auto semi = header.find(';');
@@ -244,13 +249,9 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
         break;
     }
   }
-  if (!m.cookies.empty()) {
-    const auto cookie_header = view.headers->Get("cookie");
-    if (!cookie_header) return false;
-    for (const auto& [name, value] : m.cookies) {
-      const auto v = FindCookie(*cookie_header, name);
-      if (!v || *v != value) return false;
-    }
+  for (const auto& [name, value] : m.cookies) {
+    const auto v = view.headers->Cookie(name);
+    if (!v || *v != value) return false;
   }
   return true;
 }

@@ -36,6 +36,9 @@ class RequestHeaders {
  public:
   virtual ~RequestHeaders() = default;
   virtual std::optional<std::string_view> Get(std::string_view lower_name) const = 0;
+  // The value of cookie `name` from the request's Cookie field(s): a client or an HTTP/2
+  // front end may send several (RFC 9113 §8.2.3); the first one naming it wins.
+  virtual std::optional<std::string_view> Cookie(std::string_view name) const;
 };
 
 struct RequestView {

@@ -113,6 +113,7 @@ class L7Routing(DoormanTestCase):
             (("/", "-H", "X-Ver: v3"), "alt"), (("/", "-H", "X-Ver: v33"), "main"),
             (("/?a=1&v=2",), "alt"), (("/?v=22",), "main"),
             (("/", "-H", "Cookie: a=b; beta=yes"), "alt"), (("/", "-H", "Cookie: beta=no"), "main"),
+            (("/", "-H", "Cookie: a=b", "-H", "Cookie: beta=yes"), "alt"),  # several Cookie fields
         ]
         for args, want in cases:
             self.assertEqual(self.backend(*args), want, args)
