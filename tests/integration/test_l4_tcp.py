@@ -63,8 +63,15 @@ class TcpHygiene(DoormanTestCase):
         # The readiness probe was a real connection: let it end, then forget it at the peers.
         wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
                    what="probe connection closed")
+        text = self.dataplane_metrics()
         for peer in (self.a, self.b):
-            wait_until(lambda: len(peer.endings) == len(peer.conns), what="peer saw the probe end")
+            # Every probe connection the dataplane forwarded to this peer must have been accepted
+            # by the peer's thread (not just queued in its backlog) and ended, or its late "eof"
+            # would land in the test's own `endings`.
+            forwarded = int(metric_value(text, "doorman_l4_connections_total",
+                                         {"backend": "127.0.0.1:%d" % peer.port}) or 0)
+            wait_until(lambda: len(peer.conns) >= forwarded and len(peer.endings) == len(peer.conns),
+                       what="peer saw the probe end")
             with peer.lock:
                 peer.conns.clear()
                 peer.endings.clear()
