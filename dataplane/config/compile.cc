@@ -209,7 +209,12 @@ class Compiler {
         if (in.has_proxy_protocol() &&
             (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE || in.proxy_protocol().accept())) {
           if (out->is_l7()) {
-            Warn(where + ": PROXY protocol is not implemented by this build; ignored");
+            // The L7 proxy accepts a header from downstream; sending one to HTTP backends is not
+            // implemented (the controller refuses proxyProtocol.send on HTTP/HTTPS listeners).
+            out->proxy_protocol_accept = in.proxy_protocol().accept();
+            if (in.proxy_protocol().send() != pb::PROXY_PROTOCOL_NONE) {
+              Warn(where + ": PROXY protocol send is not implemented for HTTP/HTTPS listeners; ignored");
+            }
           } else {
             out->proxy_protocol_send = in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V1   ? 1
                                        : in.proxy_protocol().send() == pb::PROXY_PROTOCOL_V2 ? 2

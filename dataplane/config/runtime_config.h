@@ -158,7 +158,7 @@ struct Listener {
   std::shared_ptr<const TlsServerContext> tls;
   std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
   int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
-  bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (L4)
+  bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (TCP, TLS, HTTP, HTTPS)
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

@@ -44,8 +44,8 @@ struct Target {
   HealthState state;
   bool stopped = false;
   std::unique_ptr<Timer> timer;
-  Target(std::string k, dataplane::Endpoint e, CheckSpec s)
-      : key(std::move(k)), endpoint(std::move(e)), spec(std::move(s)), state(spec) {}
+  Target(std::string k, dataplane::Endpoint e, CheckSpec s, bool healthy)
+      : key(std::move(k)), endpoint(std::move(e)), spec(std::move(s)), state(spec, healthy) {}
 };
 
 Millis SteadyNow() {
@@ -132,13 +132,21 @@ struct HealthChecker::Impl {
         // One check per endpoint: the first backend set (by name) that checks it wins.
         if (next.count(e.key)) continue;
         auto it = targets.find(e.key);
-        if (it != targets.end() && it->second->spec == set->health_check && it->second->endpoint.state == e.state) {
+        const bool same_endpoint = it != targets.end() && it->second->endpoint.state == e.state;
+        if (same_endpoint && it->second->spec == set->health_check) {
           next[e.key] = it->second;
           continue;
         }
-        auto t = std::make_shared<Target>(e.key, e, set->health_check);
+        // A new check of an endpoint already checked (its check was edited or replaced) keeps the
+        // endpoint's verdict until the new check's thresholds flip it: a failing endpoint is not
+        // handed traffic again because its check changed. A newly checked endpoint starts healthy.
+        const bool healthy = same_endpoint ? it->second->state.healthy() : true;
+        auto t = std::make_shared<Target>(e.key, e, set->health_check, healthy);
         t->timer = std::make_unique<Timer>(ioc.get_executor());
-        t->endpoint.state->healthy.store(true, std::memory_order_relaxed);  // starts healthy
+        t->endpoint.state->healthy.store(healthy, std::memory_order_relaxed);
+        // doorman_backend_up follows (the metric was computed from the state when the snapshot
+        // was applied, which may predate this store).
+        if (on_change) on_change(e.key, healthy);
         next[e.key] = t;
         net::co_spawn(ioc.get_executor(), Run(t), net::detached);
       }

@@ -6,8 +6,9 @@
 // target. A transition is published lock-free to the data path through the endpoint's shared
 // EndpointState::healthy (read by every scheduler's Pick) and to doorman_backend_up via
 // `on_change`. Targets are keyed by endpoint and check, so an update that keeps both keeps the
-// target, its streaks and its health; a target that disappears stops, and its endpoint (if it is
-// still routed, now without a check) is marked healthy again.
+// target, its streaks and its health; an update that changes the check of an endpoint starts a
+// new target that inherits the endpoint's health (streaks start over); a target that disappears
+// stops, and its endpoint (if it is still routed, now without a check) is marked healthy again.
 // Used by the L4 forwarder and the L7 proxy alike (they share EndpointState).
 #pragma once
 

@@ -49,6 +49,9 @@ struct CheckSpec {
 class HealthState {
  public:
   explicit HealthState(const CheckSpec& spec) : spec_(spec) {}
+  // A state that continues another's verdict (the check of the same endpoint was changed): the
+  // streaks start over, the health does not.
+  HealthState(const CheckSpec& spec, bool healthy) : spec_(spec), healthy_(healthy) {}
 
   // Records one probe result. Returns the new health when this result flipped it.
   std::optional<bool> OnResult(bool success);

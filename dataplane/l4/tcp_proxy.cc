@@ -124,7 +124,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void Sweep(int64_t now_ms) {
     if (header_deadline_ms_ != 0 && now_ms >= header_deadline_ms_) {
       header_deadline_ms_ = 0;
-      CloseBoth(false);  // ReadProxyHeader sees the error and counts the drop
+      // A PROXY header or ClientHello that did not arrive in time: reset (as any refusal of a
+      // malformed preamble), not a FIN the client could take for an orderly close. The reading
+      // coroutine sees the error and counts the drop.
+      CloseBoth(true);
       return;
     }
     if (!connected_) return;

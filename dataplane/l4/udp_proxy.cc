@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/lb/scheduler.h"
 #include "dataplane/server/worker.h"
 
@@ -62,6 +63,7 @@ struct Flow {
   int64_t last_activity_ms = 0;
   lb::EndpointStatePtr endpoint_state;
   bool closed = false;
+  bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
   explicit Flow(Executor ex) : upstream(ex) {}
 };
 
@@ -100,8 +102,15 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       const int64_t now = NowMs();
       const int64_t idle = self->IdleMs();
       for (auto it = self->flows_.begin(); it != self->flows_.end();) {
-        if (now - it->second->last_activity_ms >= idle) {
-          self->CloseFlow(*it->second);
+        Flow& f = *it->second;
+        // A flow to an endpoint that left the routing state drains like a TCP connection: it
+        // ends at the idle timeout, or one idle timeout after the removal even while the client
+        // keeps sending (counted as drain_timeout); the client's next datagram opens a new flow.
+        const int64_t removed = f.endpoint_state ? f.endpoint_state->removed_at_ms.load(std::memory_order_relaxed) : 0;
+        const bool drained = removed != 0 && now - removed >= idle;
+        if (now - f.last_activity_ms >= idle || drained) {
+          if (drained && now - f.last_activity_ms < idle) self->w_.metrics().L4Drops(self->name_, "drain_timeout").Increment();
+          self->CloseFlow(f);
           it = self->flows_.erase(it);
         } else {
           ++it;
@@ -118,14 +127,41 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     return l ? l->idle_timeout.count() : kDefaultUdpIdleTimeout.count();
   }
 
+  // Listener.proxy_protocol.accept over UDP: every datagram starts with a PROXY v2 header (the
+  // spec's SOCK_DGRAM form; v1 is stream-only). The header is stripped; on a flow's first
+  // datagram its source address is the client the scheduler hashes (source-hash, maglev,
+  // SourceIP stickiness). Replies go back to the sender (the balancer in front), without a header.
+  // A datagram without a valid v2 header is dropped and counted (reason proxy_protocol).
+  bool StripProxyHeader(const char*& data, std::size_t& n, uint64_t* client_hash) {
+    const auto r = l4::ParseProxyHeader(std::string_view(data, n));
+    if (r.status != l4::ProxyParseResult::kDone || r.header.version != 2) {
+      w_.metrics().L4Drops(name_, "proxy_protocol").Increment();
+      return false;
+    }
+    if (client_hash != nullptr && !r.header.local) {
+      const auto& a = r.header.source;
+      *client_hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(a.ip.data()), a.v6 ? 16 : 4));
+    }
+    data += r.consumed;
+    n -= r.consumed;
+    return true;
+  }
+
   Task<> OnDatagram(const udp::endpoint& from, const char* data, std::size_t n) {
     auto it = flows_.find(from);
     std::shared_ptr<Flow> flow;
     if (it != flows_.end()) {
       flow = it->second;
+      if (flow->proxy_accept && !StripProxyHeader(data, n, nullptr)) co_return;
     } else {
-      flow = NewFlow(from);
+      const auto config = w_.shared().config.Load();
+      const Listener* l = config ? config->FindListener(name_) : nullptr;
+      uint64_t hash = AddressHash(from);
+      const bool accept = l != nullptr && l->proxy_protocol_accept;
+      if (accept && !StripProxyHeader(data, n, &hash)) co_return;
+      flow = NewFlow(from, l, hash);
       if (!flow) co_return;
+      flow->proxy_accept = accept;
     }
     flow->last_activity_ms = NowMs();
     rx_pending_ += n;
@@ -134,15 +170,14 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     flow->upstream.send(net::buffer(data, n), 0, ec);
   }
 
-  std::shared_ptr<Flow> NewFlow(const udp::endpoint& from) {
+  // `l`: the listener in the current config (held by the caller); `client_hash`: the client's key.
+  std::shared_ptr<Flow> NewFlow(const udp::endpoint& from, const Listener* l, uint64_t client_hash) {
     if (flows_.size() >= w_.shared().udp_max_flows) {
       w_.metrics().L4Drops(name_, "udp_table_full").Increment();
       return nullptr;
     }
-    const auto config = w_.shared().config.Load();
-    const Listener* l = config ? config->FindListener(name_) : nullptr;
     const Route* route = (l && !l->routes.empty()) ? l->routes.front() : nullptr;
-    const Endpoint* ep = route ? route->PickSticky(lb::PickContext{AddressHash(from), 0}, NowMs()) : nullptr;
+    const Endpoint* ep = route ? route->PickSticky(lb::PickContext{client_hash, 0}, NowMs()) : nullptr;
     if (ep == nullptr) {
       w_.metrics().L4Drops(name_, "no_backend").Increment();
       return nullptr;

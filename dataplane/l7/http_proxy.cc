@@ -4,6 +4,7 @@
 #include <prometheus/histogram.h>
 
 #include <array>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
@@ -24,6 +25,7 @@
 
 #include "common/log.h"
 #include "dataplane/l4/cidr.h"
+#include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/access_log.h"
 #include "dataplane/l7/filters.h"
@@ -259,7 +261,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
     }
     const auto config = w_.shared().config.Load();
-    if (const Listener* l = config ? config->FindListener(listener_) : nullptr) client_idle_ = l->idle_timeout;
+    if (const Listener* l = config ? config->FindListener(listener_) : nullptr) {
+      client_idle_ = l->idle_timeout;
+      proxy_accept_ = l->proxy_protocol_accept;
+    }
   }
 
   ~HttpSession() {
@@ -269,12 +274,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
   static Task<> Run(std::shared_ptr<HttpSession> self) {
+    std::string early;  // bytes that arrived with a PROXY header, after it
+    if (self->proxy_accept_ && !co_await self->ReadProxyHeader(early)) co_return;
     if constexpr (kTls) {
       error_code ec;
       self->client_dl_.Arm(GetL7Options().header_timeout);
-      co_await self->client_.async_handshake(net::ssl::stream_base::server, Redirect(ec));
+      if (early.empty()) {
+        co_await self->client_.async_handshake(net::ssl::stream_base::server, Redirect(ec));
+      } else {
+        co_await self->client_.async_handshake(net::ssl::stream_base::server, net::buffer(early), Redirect(ec));
+      }
       self->client_dl_.Disarm();
       if (ec) co_return;  // not HTTP yet: nothing to answer
+    } else if (!early.empty()) {
+      auto b = self->client_buf_.prepare(early.size());
+      std::memcpy(b.data(), early.data(), early.size());
+      self->client_buf_.commit(early.size());
     }
     for (;;) {
       if (!co_await self->ServeOne()) break;
@@ -286,6 +301,53 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
  private:
+  // Listener.proxy_protocol.accept: the connection starts with a PROXY v1/v2 header from the
+  // balancer in front (strict parser shared with the L4 proxy, bounded in size and by the header
+  // timeout). Its source address becomes the client's (X-Forwarded-For, rate-limit and
+  // stickiness keys, trustedProxies, access log); bytes read past it go to `early`. A missing or
+  // malformed header closes the connection (RST) and counts
+  // doorman_l4_drops_total{reason="proxy_protocol"}: nothing is answered, the peer is not HTTP.
+  Task<bool> ReadProxyHeader(std::string& early) {
+    error_code ec;
+    client_dl_.Arm(GetL7Options().header_timeout);
+    std::array<char, 512> buf;
+    std::string got;
+    for (;;) {
+      const std::size_t n = co_await Lowest().async_read_some(net::buffer(buf), Redirect(ec));
+      if (ec) break;
+      got.append(buf.data(), n);
+      const auto r = l4::ParseProxyHeader(got);
+      if (r.status == l4::ProxyParseResult::kNeedMore) continue;
+      if (r.status == l4::ProxyParseResult::kInvalid) {
+        log::Debug("l7", "invalid PROXY header; closing", {{"listener", listener_}, {"error", r.error}});
+        break;
+      }
+      client_dl_.Disarm();
+      if (!r.header.local) SetClientAddress(r.header.source);
+      early = got.substr(r.consumed);
+      co_return true;
+    }
+    client_dl_.Disarm();
+    w_.metrics().L4Drops(listener_, "proxy_protocol").Increment();
+    error_code ignored;
+    Lowest().set_option(net::socket_base::linger(true, 0), ignored);
+    Lowest().close(ignored);
+    co_return false;
+  }
+
+  void SetClientAddress(const l4::ProxyAddress& a) {
+    client_addr_len_ = a.v6 ? 16 : 4;
+    std::copy(a.ip.begin(), a.ip.begin() + client_addr_len_, client_addr_.begin());
+    client_hash_ = lb::HashKey(std::string_view(reinterpret_cast<const char*>(client_addr_.data()), client_addr_len_));
+    if (a.v6) {
+      std::array<uint8_t, 16> b;
+      std::copy(a.ip.begin(), a.ip.end(), b.begin());
+      client_ip_ = net::ip::address_v6(b).to_string();
+    } else {
+      client_ip_ = net::ip::address_v4(std::array<uint8_t, 4>{a.ip[0], a.ip[1], a.ip[2], a.ip[3]}).to_string();
+    }
+  }
+
   // Reads one request and answers it. Returns true when the connection stays open.
   Task<bool> ServeOne() {
     const L7Options& o = GetL7Options();
@@ -1363,6 +1425,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   bool held_suspect_ = false;
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
+  bool proxy_accept_ = false;  // Listener.proxy_protocol.accept
 };
 
 template <class Session>

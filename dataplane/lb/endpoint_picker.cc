@@ -43,6 +43,7 @@ EndpointPicker::EndpointPicker(SchedulerKind kind, std::vector<Group> groups) : 
       effective[i] = g.weight;
       members_[i] = MakeScheduler(kind_, g.endpoints);
       eligible_ += members_[i]->eligible();
+      ++traffic_groups_;
     }
     groups_ = std::make_unique<RoundRobin>(effective);
     return;
@@ -83,7 +84,9 @@ std::optional<EndpointPicker::Choice> EndpointPicker::Pick(const PickContext& ct
     return flat_index_[*i];
   }
   std::optional<Choice> first;
-  for (std::size_t attempt = 0; attempt <= groups_in_.size(); ++attempt) {
+  // One pick per set at most: a set is asked again only when there is another set to try, so a
+  // single set's scheduler is advanced exactly once per pick (its own panic rotation stays fair).
+  for (std::size_t attempt = 0; attempt < traffic_groups_; ++attempt) {
     const auto g = groups_->Pick(ctx);
     if (!g) return std::nullopt;
     const auto e = members_[*g]->Pick(ctx);

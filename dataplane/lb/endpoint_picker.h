@@ -52,6 +52,7 @@ class EndpointPicker {
   // two-level
   SchedulerPtr groups_;
   std::vector<SchedulerPtr> members_;
+  std::size_t traffic_groups_ = 0;  // sets with weight > 0 and endpoints
   // flat
   SchedulerPtr flat_;
   std::vector<Choice> flat_index_;

@@ -25,9 +25,16 @@ std::optional<std::size_t> LeastConnections::Scan(const std::vector<Candidate>& 
 
 std::optional<std::size_t> LeastConnections::Pick(const PickContext&) {
   if (eligible_ == 0) return std::nullopt;
-  const std::size_t start = rotate_.fetch_add(1, std::memory_order_relaxed) % c_.size();
-  if (auto i = Scan(c_, start, true)) return i;
-  return Scan(c_, start, false);  // panic mode
+  const std::size_t n = c_.size();
+  const std::size_t start = rotate_.fetch_add(1, std::memory_order_relaxed) % n;
+  // Ties go to the first candidate in scan order, which starts one further each pick. Unusable
+  // candidates at the start are stepped over and the rotation moves past them too, or the one
+  // after an unhealthy candidate would win every tie twice as often as the others.
+  std::size_t skip = 0;
+  while (skip < n && !Usable((start + skip) % n)) ++skip;
+  if (skip == n) return Scan(c_, start, false);  // panic mode: none healthy
+  if (skip > 0) rotate_.fetch_add(skip, std::memory_order_relaxed);
+  return Scan(c_, (start + skip) % n, true);
 }
 
 }  // namespace doorman::lb

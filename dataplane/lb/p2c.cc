@@ -30,7 +30,9 @@ std::optional<std::size_t> P2c::Pick(const PickContext& ctx) {
   if (n == 0) return std::nullopt;
   if (n == 1) return weighted_[0];
   uint64_t seed = ctx.random != 0 ? ctx.random : ThreadRandom();
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  // Two random distinct candidates, the less loaded (per weight) wins. `healthy_only` = false is
+  // panic mode (nobody healthy): the same choice over everyone, so load still spreads.
+  auto choose = [&](bool healthy_only) -> std::optional<std::size_t> {
     const uint64_t r = SplitMix(seed);
     // Two distinct positions: pa in [0, n), pb in [0, n-1) shifted past pa.
     const std::size_t pa = r % n;
@@ -38,17 +40,23 @@ std::optional<std::size_t> P2c::Pick(const PickContext& ctx) {
     if (pb >= pa) ++pb;
     const std::size_t a = weighted_[pa];
     const std::size_t b = weighted_[pb];
-    const bool ua = Usable(a), ub = Usable(b);
-    if (!ua && !ub) continue;
+    const bool ua = !healthy_only || Usable(a), ub = !healthy_only || Usable(b);
+    if (!ua && !ub) return std::nullopt;
     if (!ua) return b;
     if (!ub) return a;
     const int64_t la = c_[a].state->active.load(std::memory_order_relaxed) + 1;
     const int64_t lb = c_[b].state->active.load(std::memory_order_relaxed) + 1;
-    // la/wa <= lb/wb ?
+    // la/wa <= lb/wb ?  (ties alternate with the random order of a and b)
     return static_cast<uint64_t>(la) * c_[b].weight <= static_cast<uint64_t>(lb) * c_[a].weight ? a : b;
+  };
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (auto i = choose(true)) return i;
   }
-  if (auto i = LeastConnections::Scan(c_, 0, true)) return i;
-  return LeastConnections::Scan(c_, 0, false);  // panic mode
+  // Both draws kept landing on unhealthy candidates: the least loaded healthy one from a random
+  // start, or, when none is healthy, panic mode.
+  const std::size_t start = static_cast<std::size_t>(SplitMix(seed) % c_.size());
+  if (auto i = LeastConnections::Scan(c_, start, true)) return i;
+  return choose(false);
 }
 
 }  // namespace doorman::lb

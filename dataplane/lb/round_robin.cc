@@ -73,12 +73,17 @@ std::optional<std::size_t> RoundRobin::Pick(const PickContext&) {
   const std::size_t n = schedule_.size();
   const std::size_t first = schedule_[i % n];
   if (Usable(first)) return first;
-  // Skip unhealthy slots without advancing the shared cursor further (bounded by one cycle).
+  // Skip unhealthy slots and move the shared cursor past them, so the slot after the skipped
+  // ones is not served twice: with A of [A,B,C] down the order is B,C,B,C (not B,B,C).
   for (std::size_t k = 1; k < n; ++k) {
     const std::size_t c = schedule_[(i + k) % n];
-    if (Usable(c)) return c;
+    if (Usable(c)) {
+      next_.fetch_add(k, std::memory_order_relaxed);
+      return c;
+    }
   }
-  return first;  // panic mode: nobody is healthy, fail open
+  // Panic mode: nobody is healthy, fail open — round-robin over every slot on a cursor of its own.
+  return schedule_[panic_next_.fetch_add(1, std::memory_order_relaxed) % n];
 }
 
 }  // namespace doorman::lb

@@ -5,8 +5,9 @@
 // relaxed atomic counter: Pick() is lock-free and needs no per-pick mutable weights. The
 // sequence length is the sum of the weights after dividing by their GCD, scaled down
 // proportionally (each non-zero weight kept >= 1) when it would exceed kMaxScheduleLength.
-// An unhealthy candidate's slots are skipped (the next slot in the sequence is used), so its
-// share spreads over the others in sequence order.
+// An unhealthy candidate's slots are skipped (the next usable slot is used and the cursor moves
+// past it), so the others keep their order and relative shares. When none is healthy, panic mode
+// walks every slot on a second cursor.
 #pragma once
 
 #include <atomic>
@@ -37,6 +38,7 @@ class RoundRobin final : public CandidateScheduler {
  private:
   std::vector<uint32_t> schedule_;
   std::atomic<uint64_t> next_{0};
+  std::atomic<uint64_t> panic_next_{0};
 };
 
 }  // namespace doorman::lb

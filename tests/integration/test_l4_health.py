@@ -111,6 +111,33 @@ class HealthChecks(DoormanTestCase):
         # Panic mode: with every endpoint down, traffic still goes to them (fail open).
         self.assertEqual(http_over_tcp(self.port)[0], "a")
 
+    def test_changing_the_check_keeps_the_endpoints_health(self):
+        a, b = HealthToggleServer("a"), HealthToggleServer("b")
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.port = free_port()
+        http = "    protocol: HTTP\n    path: /healthz\n    expectedStatuses: [%s]"
+        version = self.start_dataplane_with(manifest(self.port, [a.port, b.port], http % "200"))
+        b.healthy = False
+        wait_until(lambda: self.up(b.port) == 0, timeout=5, what="backend b marked down by HTTP check")
+        # The check is edited (another status list, still failing for b): b's verdict carries over
+        # to the new check, so it gets no traffic in the meantime and its metric stays 0.
+        self.write_manifest("hc.yaml", manifest(self.port, [a.port, b.port], http % "200, 204"))
+        version = self.wait_version_change(version)
+        names = collections.Counter(http_over_tcp(self.port)[0] for _ in range(20))
+        self.assertEqual(names, {"a": 20})
+        self.assertEqual(self.up(b.port), 0)
+        # Switched to a TCP check, which b passes (it accepts connections): back after HEALTHY
+        # probes, and doorman_backend_up follows the new check's verdict.
+        self.write_manifest("hc.yaml", manifest(self.port, [a.port, b.port], "    protocol: TCP"))
+        version = self.wait_version_change(version)
+        wait_until(lambda: self.up(b.port) == 1, timeout=5, what="backend b healthy under the TCP check")
+        names = collections.Counter(http_over_tcp(self.port)[0] for _ in range(20))
+        self.assertEqual(names, {"a": 10, "b": 10})
+        # And down again when the TCP check fails: the metric keeps following.
+        b.close()
+        wait_until(lambda: self.up(b.port) == 0, timeout=5, what="backend b down under the TCP check")
+
     # --- gRPC (grpc.health.v1) ------------------------------------------------------------
     def start_grpc_server(self, name):
         port = free_port()
@@ -178,11 +205,12 @@ class HealthChecks(DoormanTestCase):
         self.write_manifest("hc.yaml", text)
         self.start_controller()
         self.start_dataplane(["--workers", "2"])
-        self.wait_converged()
+        version = self.wait_converged()
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe was a real connection: let it finish so RR counts are whole cycles.
         wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
                    what="probe connection closed")
+        return version
 
 
 if __name__ == "__main__":

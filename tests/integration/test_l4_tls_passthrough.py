@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +142,17 @@ spec:
             s.close()
         wait_until(lambda: drops() == before + 2, what="tls_clienthello drops")
         self.assertEqual(self.peer_cn("db.example.test"), "db.example.test")  # others unaffected
+
+    def test_client_hello_that_never_completes_is_reset_after_5s(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=15)
+        try:
+            s.sendall(b"\x16\x03\x01\x02\x00\x01")  # a record header promising 512 bytes, then silence
+            t0 = time.monotonic()
+            with self.assertRaises(ConnectionResetError):  # a reset, not an orderly FIN
+                s.recv(100)
+            self.assertGreaterEqual(time.monotonic() - t0, 4.0)
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":

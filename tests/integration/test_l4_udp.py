@@ -66,15 +66,29 @@ class Udp(DoormanTestCase):
             except socket.timeout:
                 return None
 
-    def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2")):
-        eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in self.backends)
+    def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2"), accept=False):
+        self.write_dns_manifest(self.backends, scheduler, idle, accept)
+        self.start_controller()
+        self.start_dataplane(list(dataplane_args))
+        self.version = self.wait_converged()
+        if accept:
+            wait_until(lambda: self.listener_ready(), what="UDP listener")
+        else:
+            wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
+
+    def listener_ready(self):
+        return "udp-%d" % self.port in self.dataplane.log()
+
+    def write_dns_manifest(self, backends, scheduler, idle, accept=False):
+        pp = ", proxyProtocol: {accept: true}" if accept else ""
+        eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in backends)
         self.write_manifest("dns.yaml", f"""\
 apiVersion: doorman.dev/v1alpha1
 kind: LoadBalancer
 metadata: {{name: dns, namespace: default}}
 spec:
   listeners:
-    - {{name: dns, port: {self.port}, protocol: UDP, idleTimeout: {idle}}}
+    - {{name: dns, port: {self.port}, protocol: UDP, idleTimeout: {idle}{pp}}}
   routes:
     - name: r
       listener: dns
@@ -82,10 +96,6 @@ spec:
       backends:
         - endpoints:
 {eps}""")
-        self.start_controller()
-        self.start_dataplane(list(dataplane_args))
-        self.wait_converged()
-        wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
 
     def dig(self):
         out = subprocess.run(["dig", "+short", "+tries=1", "+time=2", "@127.0.0.1", "-p", str(self.port), "x.test"],
@@ -127,6 +137,71 @@ spec:
         self.assertGreaterEqual(self.active(), 1)
         wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 1s")
         self.assertIn(self.dig(), self.backends.values())  # a new flow after expiry
+
+    def test_flow_to_a_removed_endpoint_drains_while_the_client_keeps_sending(self):
+        self.start(idle="2s")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+
+            def ask(qid):
+                s.sendto(dns_query("x.test", qid), ("127.0.0.1", self.port))
+                reply, _ = s.recvfrom(512)
+                self.assertEqual(reply[:2], qid.to_bytes(2, "big"))
+                return answer_ip(reply)
+
+            pinned = ask(1)
+            gone = [p for p, ip in self.backends.items() if ip == pinned][0]
+            self.write_dns_manifest([p for p in self.backends if p != gone], "round-robin", "2s")
+            self.version = self.wait_version_change(self.version)
+            # The flow keeps its endpoint while it drains (the client sends every 0.3 s, so it
+            # never idles out) ...
+            self.assertEqual(ask(2), pinned)
+            # ... and one idle timeout (2 s) after the removal it ends: the next datagram opens a
+            # new flow to an endpoint still routed.
+            qid = [3]
+
+            def moved():
+                qid[0] += 1
+                return ask(qid[0]) != pinned
+            wait_until(moved, timeout=6, interval=0.3, what="flow moved off the removed endpoint")
+            self.assertIn(ask(100), [ip for p, ip in self.backends.items() if p != gone])
+        drains = metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
+                              {"listener": "udp-%d" % self.port, "reason": "drain_timeout"}) or 0
+        self.assertGreaterEqual(drains, 1)
+
+    def test_proxy_v2_header_on_every_datagram_is_stripped_and_its_source_hashed(self):
+        self.start(scheduler="maglev", accept=True)
+
+        def v2(src):  # PROXY v2, PROXY command, UDP over IPv4 (0x12), src:5353 -> 127.0.0.1:53
+            return (b"\r\n\r\n\x00\r\nQUIT\n\x21\x12\x00\x0c" + socket.inet_aton(src) +
+                    socket.inet_aton("127.0.0.1") + (5353).to_bytes(2, "big") + (53).to_bytes(2, "big"))
+
+        def ask(src, qid=7):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(2)
+                for i in range(2):  # two datagrams on the flow: each carries (and loses) its header
+                    s.sendto(v2(src) + dns_query("x.test", qid + i), ("127.0.0.1", self.port))
+                    reply, peer = s.recvfrom(512)
+                    self.assertEqual(peer, ("127.0.0.1", self.port))
+                    self.assertEqual(reply[:2], (qid + i).to_bytes(2, "big"))  # dnsmasq saw a bare query
+                return answer_ip(reply)
+
+        # The client in the header is what maglev hashes: the same one lands on the same backend
+        # from any sender port, and different ones spread.
+        self.assertEqual(len({ask("198.51.100.20") for _ in range(5)}), 1)
+        self.assertGreater(len({ask("198.51.100.%d" % i) for i in range(30, 50)}), 1)
+        # A datagram without a v2 header is dropped and counted; a v1 header too (stream only).
+        def drops():
+            return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
+                                {"listener": "udp-%d" % self.port, "reason": "proxy_protocol"}) or 0
+        before = drops()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(dns_query("x.test"), ("127.0.0.1", self.port))
+            s.sendto(b"PROXY TCP4 1.2.3.4 127.0.0.1 1 53\r\n" + dns_query("x.test"), ("127.0.0.1", self.port))
+            wait_until(lambda: drops() == before + 2, what="2 datagrams dropped as proxy_protocol")
+            with self.assertRaises(socket.timeout):
+                s.recvfrom(512)
 
     def table_full_drops(self):
         return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",

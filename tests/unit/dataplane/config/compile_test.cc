@@ -191,7 +191,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
     listeners { name: "tls-8443" port: 8443 protocol: TLS }
     listeners {
       name: "http-80" port: 80 protocol: HTTP routes: "ns/lb/web"
-      proxy_protocol { accept: true } allowed_source_ranges: "10.0.0.0/8"
+      proxy_protocol { accept: true send: PROXY_PROTOCOL_V1 } allowed_source_ranges: "10.0.0.0/8"
     }
     listeners { name: "tcp-9" port: 9 protocol: TCP routes: "ns/lb/a" routes: "ns/lb/b" }
     routes {
@@ -215,7 +215,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   for (const char* w : {"listener \"udp-53\": no routes",
                         "listener \"https-443\": protocol HTTPS is not served",
                         "listener \"tls-8443\": no routes",
-                        "listener \"http-80\": PROXY protocol",
+                        "listener \"http-80\": PROXY protocol send is not implemented",
                         "route \"ns/lb/web\": unknown scheduler \"bogus\"",
                         "route \"ns/lb/web\": every backend has weight 0",
                         "route \"ns/lb/a\": HTTP match fields ignored",
@@ -226,6 +226,7 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   EXPECT_EQ(r.warnings.size(), 9u) << ::testing::PrintToString(r.warnings);
   EXPECT_TRUE(r.config->FindListener("udp-53")->served);
   EXPECT_TRUE(r.config->FindListener("http-80")->served);
+  EXPECT_TRUE(r.config->FindListener("http-80")->proxy_protocol_accept);  // the L7 proxy accepts
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
 }
 

@@ -31,6 +31,54 @@ TEST(EndpointPickerTest, SingleGroupRoundRobins) {
   EXPECT_EQ(p.eligible(), 2u);
 }
 
+std::vector<EndpointPicker::Group> OneGroup(std::size_t n) {
+  EndpointPicker::Group g;
+  g.weight = 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    g.endpoints.push_back(Candidate{"10.0.0." + std::to_string(i + 1) + ":80", 1, std::make_shared<EndpointState>()});
+  }
+  return {g};
+}
+
+// One set: an unhealthy endpoint's turns go to the others in order, strictly alternating.
+TEST(EndpointPickerTest, RoundRobinStaysStrictWithAnEndpointDown) {
+  for (auto kind : {SchedulerKind::kRoundRobin, SchedulerKind::kLeastConnections}) {
+    auto groups = OneGroup(3);
+    groups[0].endpoints[0].state->healthy = false;
+    EndpointPicker p(kind, groups);
+    std::vector<std::size_t> order;
+    for (int i = 0; i < 6; ++i) order.push_back(p.Pick()->endpoint);
+    EXPECT_EQ(order, (std::vector<std::size_t>{1, 2, 1, 2, 1, 2})) << SchedulerName(kind);
+  }
+}
+
+// One set, every endpoint down (panic mode): the picks still alternate. The picker used to ask
+// the set twice per pick, which over two endpoints always landed on the first.
+TEST(EndpointPickerTest, PanicModeOverOneSetAlternates) {
+  for (auto kind : {SchedulerKind::kRoundRobin, SchedulerKind::kWeightedRoundRobin, SchedulerKind::kLeastConnections,
+                    SchedulerKind::kP2c}) {
+    auto groups = OneGroup(2);
+    for (auto& e : groups[0].endpoints) e.state->healthy = false;
+    EndpointPicker p(kind, groups);
+    auto counts = Count(p, 200);
+    EXPECT_NEAR((counts[{0, 0}]), 100, 40) << SchedulerName(kind);
+    EXPECT_NEAR((counts[{0, 1}]), 100, 40) << SchedulerName(kind);
+  }
+}
+
+// Two sets, one entirely down: the healthy set takes all the traffic.
+TEST(EndpointPickerTest, DownSetGivesItsTurnToTheOther) {
+  auto groups = OneGroup(1);
+  auto second = OneGroup(2);
+  groups.push_back(second[0]);
+  groups[0].endpoints[0].state->healthy = false;
+  EndpointPicker p(SchedulerKind::kRoundRobin, groups);
+  auto counts = Count(p, 100);
+  EXPECT_EQ((counts[{0, 0}]), 0);
+  EXPECT_EQ((counts[{1, 0}]), 50);
+  EXPECT_EQ((counts[{1, 1}]), 50);
+}
+
 TEST(EndpointPickerTest, WeightsSplitAcrossGroupsWhateverTheirSizes) {
   // 90/10 between a 3-endpoint and a 1-endpoint set.
   EndpointPicker p({90, 10}, {3, 1});

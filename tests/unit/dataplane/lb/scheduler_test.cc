@@ -61,7 +61,39 @@ TEST_P(EveryScheduler, SkipsUnhealthyAndFailsOpenWhenAllAreDown) {
     ASSERT_TRUE(p.has_value());  // panic mode: fail open
     seen[*p]++;
   }
-  EXPECT_GE(seen.size(), 1u);
+  // ... and still spreads the load: every candidate gets a fair part, not one of them all of it.
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(seen[i], 50) << "candidate " << i << " in panic mode";
+}
+
+// With one of three down, the two others share its traffic evenly: no candidate inherits the
+// down one's turns (round-robin used to serve B,B,C with A of [A,B,C] down).
+TEST_P(EveryScheduler, UnhealthyShareSpreadsEvenly) {
+  auto c = Candidates({1, 1, 1});
+  c[0].state->healthy = false;
+  auto s = MakeScheduler(GetParam(), c);
+  std::map<std::size_t, int> seen;
+  for (uint64_t i = 0; i < 600; ++i) seen[*s->Pick(PickContext{ClientHash(i), i + 1})]++;
+  EXPECT_EQ(seen[0], 0);
+  const bool exact = GetParam() == SchedulerKind::kRoundRobin || GetParam() == SchedulerKind::kWeightedRoundRobin ||
+                     GetParam() == SchedulerKind::kLeastConnections;
+  if (exact) {
+    EXPECT_EQ(seen[1], 300);
+    EXPECT_EQ(seen[2], 300);
+  } else {
+    EXPECT_NEAR(seen[1], 300, 75);
+    EXPECT_NEAR(seen[2], 300, 75);
+  }
+}
+
+// Panic mode over two candidates alternates (it used to send every pick to the first).
+TEST_P(EveryScheduler, PanicModeOverTwoSpreads) {
+  auto c = Candidates({1, 1});
+  for (auto& x : c) x.state->healthy = false;
+  auto s = MakeScheduler(GetParam(), c);
+  std::map<std::size_t, int> seen;
+  for (uint64_t i = 0; i < 400; ++i) seen[*s->Pick(PickContext{ClientHash(i), i + 1})]++;
+  EXPECT_NEAR(seen[0], 200, 60);
+  EXPECT_NEAR(seen[1], 200, 60);
 }
 
 TEST_P(EveryScheduler, ZeroWeightCandidateNeverPicked) {
