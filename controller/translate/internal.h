@@ -23,7 +23,7 @@ namespace v1 = doorman::v1;
 using nlohmann::json;
 
 inline constexpr const char* kDefaultCookieName = "DOORMAN";
-inline constexpr int64_t kMaxWeight = 1'000'000;
+inline constexpr int64_t kMaxWeight = 1000;  // as the CRD's schema (backends[].weight maximum)
 inline constexpr int64_t kMaxRetries = 10;
 // spec.loadBalancerClass of the Services doorman claims.
 inline constexpr const char* kLoadBalancerClass = "doorman.dev/lb";

@@ -98,7 +98,8 @@ std::optional<bool> FieldReader::Bool(const nlohmann::json& o, const std::string
   return m->get<bool>();
 }
 
-std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const std::string& path, const char* key) {
+std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const std::string& path, const char* key,
+                                                bool positive) {
   const auto* m = Member(o, path, key);
   if (!m) return std::nullopt;
   if (!m->is_string()) {
@@ -113,6 +114,10 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
   }
   if (d->count() > std::numeric_limits<uint32_t>::max()) {
     Invalid(Join(path, key), "duration " + Quote(s) + " is too long");
+    return std::nullopt;
+  }
+  if (positive && d->count() == 0) {
+    Invalid(Join(path, key), "must be greater than 0 (omit the field for the default)");
     return std::nullopt;
   }
   return static_cast<uint32_t>(d->count());

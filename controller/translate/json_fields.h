@@ -43,8 +43,10 @@ class FieldReader {
   std::optional<int64_t> Int(const nlohmann::json& o, const std::string& path, const char* key,
                              bool required = false);
   std::optional<bool> Bool(const nlohmann::json& o, const std::string& path, const char* key);
-  // A duration ("2s"); must fit uint32 milliseconds.
-  std::optional<uint32_t> DurationMs(const nlohmann::json& o, const std::string& path, const char* key);
+  // A duration ("2s"); must fit uint32 milliseconds. `positive`: 0 is refused (a timeout whose
+  // zero would otherwise silently mean "the default"; omit the field for the default).
+  std::optional<uint32_t> DurationMs(const nlohmann::json& o, const std::string& path, const char* key,
+                                     bool positive = false);
   // An array (null → empty); nullptr (reported) when it is something else.
   const nlohmann::json* Array(const nlohmann::json& o, const std::string& path, const char* key,
                               bool required = false);

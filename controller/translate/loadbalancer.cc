@@ -115,7 +115,7 @@ void CompileListeners(FieldReader& r, const json& spec, const ObjectStore& store
         }
       }
     }
-    if (auto idle = r.DurationMs(l, p, "idleTimeout")) lp.set_idle_timeout_ms(*idle);
+    if (auto idle = r.DurationMs(l, p, "idleTimeout", true)) lp.set_idle_timeout_ms(*idle);
     ReadCidrs(r, l, p, "allowedSourceRanges", lp.mutable_allowed_source_ranges());
     c.listeners.push_back(std::move(cl));
   }
@@ -302,7 +302,7 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         }
         ro->add_on(o);
       }
-      if (auto t = r.DurationMs(*rt, rp, "perTryTimeout")) {
+      if (auto t = r.DurationMs(*rt, rp, "perTryTimeout", true)) {
         if (!l7) r.Unsupported(rp + ".perTryTimeout", "needs an HTTP or HTTPS listener");
         ro->set_per_try_timeout_ms(*t);
       }
@@ -312,12 +312,12 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
     const std::string tp = p + ".timeouts";
     if (r.Object(*to, tp, {"connect", "request", "idle"})) {
       auto* t = out->mutable_timeouts();
-      if (auto v = r.DurationMs(*to, tp, "connect")) t->set_connect_ms(*v);
-      if (auto v = r.DurationMs(*to, tp, "request")) {
+      if (auto v = r.DurationMs(*to, tp, "connect", true)) t->set_connect_ms(*v);
+      if (auto v = r.DurationMs(*to, tp, "request", true)) {
         if (!l7) r.Unsupported(tp + ".request", "request timeouts need an HTTP or HTTPS listener (use idle)");
         t->set_request_ms(*v);
       }
-      if (auto v = r.DurationMs(*to, tp, "idle")) t->set_idle_ms(*v);
+      if (auto v = r.DurationMs(*to, tp, "idle", true)) t->set_idle_ms(*v);
     }
   }
   if (const json* rl = r.Member(pol, p, "rateLimit")) {
@@ -577,6 +577,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
 
     std::map<std::string, std::string> route_names;
     std::map<std::string, std::string> l4_taken;  // TCP/UDP listener → route field
+    std::map<std::string, std::string> tls_default;  // TLS listener → its route without match.sni
     if (const json* routes = r.Array(*spec, "spec", "routes")) {
       for (size_t i = 0; i < routes->size(); ++i) {
         const json& rt = (*routes)[i];
@@ -613,6 +614,14 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         route.set_listener(cl->proto.name());
         cr.user_listener = *listener;
         if (const json* m = r.Member(rt, p, "match")) CompileMatch(r, *m, p + ".match", proto, route.mutable_match());
+        if (proto == v1::TLS && route.match().sni_size() == 0) {
+          // The default route of a TLS passthrough listener (no match.sni): a second one would
+          // never be chosen.
+          if (auto [it, fresh] = tls_default.emplace(*listener, p); !fresh) {
+            r.Invalid(p + ".match.sni", "listener " + Q(*listener) + " already has a default route without match.sni (" +
+                                            it->second + "); a TLS listener takes at most one");
+          }
+        }
         CompileBackends(r, rt, p, store, *name, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());

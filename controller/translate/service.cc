@@ -46,7 +46,13 @@ ServiceAnnotations ReadServiceAnnotations(AnnotationReader& a) {
       a.Invalid(kAnnProxyProtocol, "unknown PROXY protocol version " + Q(*s) + " (want v1 or v2)");
     }
   }
-  if (auto d = a.DurationMs(kAnnIdleTimeout)) out.idle_timeout_ms = *d;
+  if (auto d = a.DurationMs(kAnnIdleTimeout)) {
+    if (*d == 0) {
+      a.Invalid(kAnnIdleTimeout, "must be greater than 0 (omit it for the default)");
+    } else {
+      out.idle_timeout_ms = *d;
+    }
+  }
   if (auto s = a.String(kAnnHealthCheck)) {
     const std::string path = s->rfind("http:", 0) == 0 ? s->substr(5) : "";
     if (*s == "tcp") {

@@ -178,6 +178,20 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: db}, {name: b, listener: db}]
 )",
      "InvalidSpec", "spec.routes[1].listener", "TCP and UDP listeners take exactly one route"},
+    {"second default route on a TLS listener", R"(  listeners: [{name: tls, port: 443, protocol: TLS}]
+  routes: [{name: a, listener: tls, match: {sni: [a.example.com]}}, {name: b, listener: tls}, {name: c, listener: tls}]
+)",
+     "InvalidSpec", "spec.routes[2].match.sni", "already has a default route without match.sni (spec.routes[1])"},
+    {"zero idle timeout", "  listeners: [{name: db, port: 5432, protocol: TCP, idleTimeout: 0s}]\n", "InvalidSpec",
+     "spec.listeners[0].idleTimeout", "must be greater than 0 (omit the field for the default)"},
+    {"zero connect timeout", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {timeouts: {connect: 0ms}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "must be greater than 0"},
+    {"weight over the limit", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 1}], weight: 1001}]}]
+)",
+     "InvalidSpec", "spec.routes[0].backends[0].weight", "1001 is out of range"},
     {"path on a TCP listener", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
   routes: [{name: a, listener: db, match: {path: {value: /}}}]
 )",
