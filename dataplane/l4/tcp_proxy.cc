@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "dataplane/l4/l4_options.h"
 #include "dataplane/l4/proxy_protocol.h"
+#include "dataplane/l7/policy.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/worker.h"
 
@@ -266,17 +267,41 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
     std::vector<const Endpoint*> tried;
     lb::PickContext pick{ClientHash(), 0};
-    for (std::size_t i = 0; i < attempts * 2 && tried.size() < attempts; ++i) {
-      // First try: source-IP persistence when the route asks for it; retries pick afresh.
-      const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
-      // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
-      pick.hash = lb::Rehash(pick.hash, i + 1);
-      if (ep == nullptr) break;
-      if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
+    // Passive outlier detection (shared with the L7 proxy): consecutive connect failures eject
+    // an endpoint for a growing period; an ejected endpoint is tried only when no other untried
+    // one is left (panic mode), so a dead backend without an active check stops costing every
+    // connection routed to it a failed connect.
+    const OutlierDetector& outliers = OutlierDetector::Default();
+    const auto now = std::chrono::steady_clock::now();
+    std::size_t picks = 0;
+    const Endpoint* ejected = nullptr;  // the first ejected, untried endpoint seen
+    auto next = [&]() -> const Endpoint* {
+      while (picks < attempts * 2 + 1 && tried.size() < attempts) {
+        const std::size_t i = picks++;
+        // First try: source-IP persistence when the route asks for it; retries pick afresh.
+        const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
+        // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
+        pick.hash = lb::Rehash(pick.hash, i + 1);
+        if (ep == nullptr) return nullptr;
+        if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
+        if (outliers.Ejected(*ep->state, now)) {
+          if (ejected == nullptr) ejected = ep;
+          continue;
+        }
+        return ep;
+      }
+      if (ejected != nullptr && tried.size() < attempts &&
+          std::find(tried.begin(), tried.end(), ejected) == tried.end()) {
+        return ejected;
+      }
+      return nullptr;
+    };
+    while (const Endpoint* ep = next()) {
       tried.push_back(ep);
       error_code ec;
       upstream_ = co_await ConnectTo(w_.executor(), *ep, route.connect_timeout, ec);
       if (!ec) {
+        outliers.OnSuccess(*ep->state);
         backend_ = ep->key;
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
@@ -288,6 +313,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       log::Debug("l4", "connect to backend failed",
                  {{"listener", listener_}, {"backend", ep->key}, {"error", IsTimeout(ec) ? "timeout" : ec.message()}});
+      if (outliers.OnFailure(*ep->state, std::chrono::steady_clock::now())) {
+        log::Info("l4", "endpoint ejected by outlier detection (consecutive connect failures)",
+                  {{"listener", listener_}, {"route", route.name}, {"backend", ep->key}});
+      }
     }
     if (tried.empty()) {
       w_.metrics().L4Drops(listener_, "no_backend").Increment();

@@ -107,10 +107,7 @@ uint32_t CanaryDice() {
   thread_local std::minstd_rand rng(std::random_device{}());
   return static_cast<uint32_t>(rng() % 100);
 }
-const OutlierDetector& Outliers() {
-  static const OutlierDetector detector;
-  return detector;
-}
+const OutlierDetector& Outliers() { return OutlierDetector::Default(); }
 std::atomic<int64_t> g_retries_in_flight{0};
 
 bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); }

@@ -129,6 +129,11 @@ namespace {
 int64_t Ms(SteadyTime t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count(); }
 }  // namespace
 
+const OutlierDetector& OutlierDetector::Default() {
+  static const OutlierDetector detector;
+  return detector;
+}
+
 void OutlierDetector::OnSuccess(lb::EndpointState& e) const {
   // Read first: the common case (no failures) stores nothing to a line other workers read.
   if (e.consecutive_failures.load(std::memory_order_relaxed) != 0) e.consecutive_failures.store(0, std::memory_order_relaxed);

@@ -112,6 +112,10 @@ bool IsIdempotentMethod(std::string_view method);
 // eject it once.
 class OutlierDetector {
  public:
+  // The dataplane's detector (default Config), used by the L7 proxy (5xx and connect failures)
+  // and the L4 proxy (connect failures): one verdict per endpoint whichever proxy saw it fail.
+  static const OutlierDetector& Default();
+
   struct Config {
     uint32_t consecutive_failures = 5;
     std::chrono::milliseconds base_ejection{10'000};

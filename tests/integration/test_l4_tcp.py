@@ -54,10 +54,10 @@ class TcpHygiene(DoormanTestCase):
         self.addCleanup(self.b.close)
         self.port = free_port()
 
-    def start(self, text):
+    def start(self, text, extra=()):
         self.write_manifest("l4.yaml", text)
         self.start_controller()
-        self.start_dataplane(["--workers", "2"] + SPLICE_ARGS)
+        self.start_dataplane(["--workers", "2"] + SPLICE_ARGS + list(extra))
         self.version = self.wait_converged()
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe was a real connection: let it end, then forget it at the peers.
@@ -99,6 +99,29 @@ class TcpHygiene(DoormanTestCase):
         self.update(manifest(self.port, [self.a.port], ranges=["127.0.0.3/32"]))
         s, _ = connect(self.port, src="127.0.0.3")
         s.close()
+
+    def test_refusing_endpoint_is_ejected_after_consecutive_connect_failures(self):
+        # No health check: only the passive outlier detection can keep new connections from
+        # trying the dead endpoint first. Debug logs show each failed connect.
+        dead = free_port()  # nothing listens there: every connect is refused
+        self.start(manifest(self.port, [dead, self.a.port]), extra=["--log-level", "debug"])
+
+        def failures():
+            return self.dataplane.log().count("connect to backend failed")
+        for _ in range(12):  # every client gets through (the retry reaches a) ...
+            s, name = connect(self.port)
+            s.close()
+            self.assertEqual(name, "a")
+        # ... and 5 failures in a row (across both workers) eject the dead endpoint
+        wait_until(lambda: "endpoint ejected by outlier detection" in self.dataplane.log(),
+                   what="dead endpoint ejected")
+        before = failures()
+        self.assertGreaterEqual(before, 5)
+        for _ in range(10):  # while ejected (10 s) nobody tries it any more
+            s, name = connect(self.port)
+            s.close()
+            self.assertEqual(name, "a")
+        self.assertEqual(failures(), before)
 
     def test_half_close_keeps_the_other_direction_flowing(self):
         self.start(manifest(self.port, [self.a.port]))
