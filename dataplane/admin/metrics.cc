@@ -41,6 +41,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                          .Name("doorman_l4_connections_total")
                          .Help("L4 connections forwarded, by listener and backend endpoint")
                          .Register(r);
+  l4_ejections_ = &prometheus::BuildCounter()
+                        .Name("doorman_l4_outlier_ejections_total")
+                        .Help("Endpoints ejected by L4 passive outlier detection (consecutive connect failures)")
+                        .Register(r);
   l4_bytes_ = &prometheus::BuildCounter()
                    .Name("doorman_l4_bytes_total")
                    .Help("L4 bytes by direction: rx = received from clients, tx = sent to clients")
@@ -184,6 +188,7 @@ void WorkerMetrics::Tick() {
   if (ack_->load(std::memory_order_relaxed) == target) return;
   // Cached pointers may be to series about to be removed: drop them all (they are re-looked up).
   l4_connections_.clear();
+  l4_ejections_.clear();
   l7_requests_.clear();
   l7_events_.clear();
   ++epoch_;
@@ -212,6 +217,13 @@ prometheus::Counter& WorkerMetrics::L4Connections(const std::string& listener, c
   key_.assign(listener).append(1, '\0').append(backend);
   auto& p = l4_connections_[key_];
   if (p == nullptr) p = &BackendCounter(m_.l4_connections_, backend, {{"listener", listener}, {"backend", backend}});
+  return *p;
+}
+
+prometheus::Counter& WorkerMetrics::L4Ejections(const std::string& listener, const std::string& backend) {
+  key_.assign(listener).append(1, '\0').append(backend);
+  auto& p = l4_ejections_[key_];
+  if (p == nullptr) p = &BackendCounter(m_.l4_ejections_, backend, {{"listener", listener}, {"backend", backend}});
   return *p;
 }
 

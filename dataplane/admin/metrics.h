@@ -81,6 +81,7 @@ class Metrics {
   prometheus::Counter* updates_rejected_;
   prometheus::Family<prometheus::Gauge>* l4_active_;
   prometheus::Family<prometheus::Counter>* l4_connections_;
+  prometheus::Family<prometheus::Counter>* l4_ejections_;
   prometheus::Family<prometheus::Counter>* l4_bytes_;
   prometheus::Family<prometheus::Counter>* l7_requests_;
   prometheus::Family<prometheus::Histogram>* l7_duration_;
@@ -109,6 +110,8 @@ class WorkerMetrics {
   prometheus::Gauge& L4Active(const std::string& listener);
   prometheus::Counter& L4Connections(const std::string& listener, const std::string& backend);
   prometheus::Counter& L4Bytes(const std::string& listener, bool rx);
+  // doorman_l4_outlier_ejections_total{listener,backend}
+  prometheus::Counter& L4Ejections(const std::string& listener, const std::string& backend);
   // doorman_l4_drops_total{listener,reason}: connections/datagrams refused or closed early.
   // reason: source_range | no_backend | connect_failed | proxy_protocol | tls_clienthello |
   //         udp_table_full | drain_timeout | no_route (TLS: no route for the SNI)
@@ -129,6 +132,7 @@ class WorkerMetrics {
   std::unique_ptr<prometheus::Counter> sink_;  // counts for retired endpoints (not exported)
   std::unordered_map<std::string, prometheus::Gauge*> l4_active_;
   std::unordered_map<std::string, prometheus::Counter*> l4_connections_;
+  std::unordered_map<std::string, prometheus::Counter*> l4_ejections_;
   std::unordered_map<std::string, prometheus::Counter*> l4_bytes_;
   std::unordered_map<std::string, prometheus::Counter*> l4_drops_;
   std::unordered_map<std::string, prometheus::Counter*> l7_requests_;

@@ -314,6 +314,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       log::Debug("l4", "connect to backend failed",
                  {{"listener", listener_}, {"backend", ep->key}, {"error", IsTimeout(ec) ? "timeout" : ec.message()}});
       if (outliers.OnFailure(*ep->state, std::chrono::steady_clock::now())) {
+        w_.metrics().L4Ejections(listener_, ep->key).Increment();
         log::Info("l4", "endpoint ejected by outlier detection (consecutive connect failures)",
                   {{"listener", listener_}, {"route", route.name}, {"backend", ep->key}});
       }

@@ -117,6 +117,8 @@ class TcpHygiene(DoormanTestCase):
                    what="dead endpoint ejected")
         before = failures()
         self.assertGreaterEqual(before, 5)
+        self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l4_outlier_ejections_total",
+                                      {"backend": "127.0.0.1:%d" % dead}), 1)
         for _ in range(10):  # while ejected (10 s) nobody tries it any more
             s, name = connect(self.port)
             s.close()
