@@ -1,4 +1,5 @@
 #include "common/log.h"
+#include "common/json_escape.h"
 
 #include <unistd.h>
 
@@ -21,28 +22,6 @@ const char* LevelName(Level l) {
     case Level::kError: return "ERROR";
   }
   return "INFO";
-}
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
 }
 
 // Text values are quoted when they contain spaces, quotes or '=' so lines stay parseable.

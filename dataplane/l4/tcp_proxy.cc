@@ -290,7 +290,15 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         }
         return ep;
       }
-      if (ejected != nullptr && tried.size() < attempts &&
+      if (tried.size() >= attempts) return nullptr;
+      // The scheduler kept answering tried or ejected endpoints (least-connections prefers the
+      // idle one, which a dead endpoint is): the first healthy one that is neither.
+      if (const Endpoint* e = route.FirstUsable(false, [&](const Endpoint& c) {
+            return std::find(tried.begin(), tried.end(), &c) == tried.end() && !outliers.Ejected(*c.state, now);
+          })) {
+        return e;
+      }
+      if (ejected != nullptr &&
           std::find(tried.begin(), tried.end(), ejected) == tried.end()) {
         return ejected;
       }

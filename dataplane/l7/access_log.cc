@@ -1,4 +1,5 @@
 #include "dataplane/l7/access_log.h"
+#include "common/json_escape.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,38 +13,6 @@ namespace doorman::dataplane {
 namespace {
 
 int g_fd = -1;
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
 
 void Field(std::string& out, const char* name, std::string_view value) {
   out += ",\"";

@@ -1268,6 +1268,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!Outliers().Ejected(*e->state, now)) return e;
       if (fallback == nullptr) fallback = e;
     }
+    // The scheduler kept answering tried or ejected endpoints (least-connections prefers the idle
+    // one, which an ejected endpoint is): the first healthy one that is neither.
+    if (const Endpoint* e = route.FirstUsable(canary, [&](const Endpoint& c) {
+          return std::find(tried.begin(), tried.end(), &c) == tried.end() && !Outliers().Ejected(*c.state, now);
+        })) {
+      return e;
+    }
     return fallback;
   }
 

@@ -46,6 +46,7 @@ EndpointPicker::EndpointPicker(SchedulerKind kind, std::vector<Group> groups) : 
       ++traffic_groups_;
     }
     groups_ = std::make_unique<RoundRobin>(effective);
+    panic_groups_ = std::make_unique<RoundRobin>(effective);
     return;
   }
   // Flat: endpoint weight = set weight * scale / set size, scale = lcm of the set sizes (capped).
@@ -97,7 +98,15 @@ std::optional<EndpointPicker::Choice> EndpointPicker::Pick(const PickContext& ct
     // give its turn to another set; only when every set is down does the first choice stand.
     if (groups_in_[*g].endpoints[*e].state->healthy.load(std::memory_order_relaxed)) return c;
   }
-  return first;  // panic mode across sets
+  if (!first || traffic_groups_ < 2) return first;
+  // Panic mode across sets (every set answered from its own panic rotation): the sets' weights
+  // still split the traffic, on a set cursor of its own (the loop above advanced the main one
+  // once per set, which would turn 3:1 into 1:1).
+  const auto g = panic_groups_->Pick(ctx);
+  if (!g) return first;
+  const auto e = members_[*g]->Pick(ctx);
+  if (!e) return first;
+  return Choice{*g, *e};
 }
 
 }  // namespace doorman::lb

@@ -51,6 +51,7 @@ class EndpointPicker {
   std::vector<Group> groups_in_;
   // two-level
   SchedulerPtr groups_;
+  SchedulerPtr panic_groups_;  // the same weights, walked only in panic mode
   std::vector<SchedulerPtr> members_;
   std::size_t traffic_groups_ = 0;  // sets with weight > 0 and endpoints
   // flat

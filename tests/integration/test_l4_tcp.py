@@ -125,6 +125,22 @@ class TcpHygiene(DoormanTestCase):
             self.assertEqual(name, "a")
         self.assertEqual(failures(), before)
 
+    def test_least_connections_never_fails_a_client_over_a_dead_endpoint(self):
+        # Least-connections prefers the idle endpoint, which a dead one always is: while the live
+        # ones hold connections, every pick (retries included) answers the dead one. The retry
+        # must still reach a live endpoint, before and after the dead one is ejected.
+        dead = free_port()
+        self.start(manifest(self.port, [dead, self.a.port, self.b.port], scheduler="least-connections"))
+        held = []
+        try:
+            for i in range(20):
+                s, name = connect(self.port)
+                held.append(s)
+                self.assertIn(name, ("a", "b"), "connection %d" % i)
+        finally:
+            for s in held:
+                s.close()
+
     def test_half_close_keeps_the_other_direction_flowing(self):
         self.start(manifest(self.port, [self.a.port]))
         s, _ = connect(self.port)

@@ -79,6 +79,20 @@ TEST(EndpointPickerTest, DownSetGivesItsTurnToTheOther) {
   EXPECT_EQ((counts[{1, 1}]), 50);
 }
 
+// Every set down (panic mode): the sets' weights still split the traffic (3:1 stays 3:1).
+TEST(EndpointPickerTest, PanicModeKeepsTheSetWeights) {
+  auto groups = OneGroup(1);
+  auto second = OneGroup(1);
+  groups.push_back(second[0]);
+  groups[0].weight = 3;
+  groups[1].weight = 1;
+  for (auto& g : groups) g.endpoints[0].state->healthy = false;
+  EndpointPicker p(SchedulerKind::kRoundRobin, groups);
+  auto counts = Count(p, 400);
+  EXPECT_EQ((counts[{0, 0}]), 300);
+  EXPECT_EQ((counts[{1, 0}]), 100);
+}
+
 TEST(EndpointPickerTest, WeightsSplitAcrossGroupsWhateverTheirSizes) {
   // 90/10 between a 3-endpoint and a 1-endpoint set.
   EndpointPicker p({90, 10}, {3, 1});
