@@ -21,6 +21,8 @@ constexpr const char* kAnnAffinityCookieTtl = "doorman.dev/affinity-cookie-ttl";
 constexpr const char* kAnnCanary = "doorman.dev/canary";
 constexpr const char* kAnnCanaryWeight = "doorman.dev/canary-weight";
 constexpr const char* kAnnCanaryByHeader = "doorman.dev/canary-by-header";
+constexpr const char* kAnnCanaryByHeaderValue = "doorman.dev/canary-by-header-value";
+constexpr std::size_t kMaxCanaryHeaderValues = 16;
 constexpr const char* kAnnCanaryByCookie = "doorman.dev/canary-by-cookie";
 constexpr const char* kAnnRateLimitRps = "doorman.dev/rate-limit-rps";
 constexpr const char* kAnnRateLimitBurst = "doorman.dev/rate-limit-burst";
@@ -145,6 +147,37 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       a.Invalid(kAnnCanaryByHeader, "invalid header name " + Q(*h));
     }
   }
+  // canary-by-header-value (ingress-nginx; here also a comma-separated list): these values of the
+  // canary-by-header header select the canary instead of "always".
+  if (auto vs = a.String(kAnnCanaryByHeaderValue)) {
+    if (!a.Has(kAnnCanaryByHeader)) {
+      a.Invalid(kAnnCanaryByHeaderValue, "needs " + std::string(kAnnCanaryByHeader) + " (the header whose values it lists)");
+    } else {
+      std::vector<std::string> values;
+      std::string why;
+      std::size_t start = 0;
+      while (why.empty() && start <= vs->size()) {
+        const std::size_t comma = std::min(vs->find(',', start), vs->size());
+        std::string v = vs->substr(start, comma - start);
+        const auto b = v.find_first_not_of(' '), e = v.find_last_not_of(' ');
+        v = b == std::string::npos ? "" : v.substr(b, e - b + 1);
+        if (v.empty()) {
+          why = "an empty value";
+        } else if (std::any_of(v.begin(), v.end(), [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
+          why = "value " + Q(v) + " is not visible ASCII without spaces";
+        } else {
+          values.push_back(std::move(v));
+        }
+        start = comma + 1;
+      }
+      if (why.empty() && values.size() > kMaxCanaryHeaderValues) why = "more than 16 values";
+      if (!why.empty()) {
+        a.Invalid(kAnnCanaryByHeaderValue, why + " (want e.g. \"v2\" or \"beta,internal\")");
+      } else {
+        for (auto& v : values) out.canary_rule.add_header_values(std::move(v));
+      }
+    }
+  }
   if (auto ck = a.String(kAnnCanaryByCookie)) {
     if (IsToken(*ck)) {
       out.canary_rule.set_cookie(*ck);
@@ -157,6 +190,9 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   if (!out.canary) {
     for (const char* k : canary_keys) {
       if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnCanary + ": \"true\" (this is not a canary Ingress)");
+    }
+    if (a.Has(kAnnCanaryByHeaderValue)) {
+      a.Ignored(kAnnCanaryByHeaderValue, std::string("needs ") + kAnnCanary + ": \"true\" (this is not a canary Ingress)");
     }
   } else {
     if (!any_canary_key) {
@@ -299,7 +335,8 @@ class IngressCompiler {
   std::optional<CompiledObject> Compile(std::vector<Problem>* problems) {
     AnnotationReader ann(o_,
                          {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName, kAnnAffinityCookieTtl,
-                          kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByCookie, kAnnRateLimitRps,
+                          kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByHeaderValue, kAnnCanaryByCookie,
+                          kAnnRateLimitRps,
                           kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath,
                           kAnnBackendTlsSecret, kAnnBackendTlsServerName},
                          &r_, &c_.warnings);

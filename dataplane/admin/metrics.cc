@@ -35,7 +35,7 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
   updates_rejected_ = &updates.Add({{"result", "rejected"}});
   l4_active_ = &prometheus::BuildGauge()
                     .Name("doorman_l4_connections_active")
-                    .Help("Open client connections on L4 (TCP) listeners")
+                    .Help("Open client connections on L4 listeners (TCP, TLS) and open UDP flows")
                     .Register(r);
   l4_connections_ = &prometheus::BuildCounter()
                          .Name("doorman_l4_connections_total")

@@ -168,6 +168,23 @@ class Compiler {
       sets_[in.name()] = out.get();
       cfg_->backend_sets.push_back(std::move(out));
     }
+    // One active check per endpoint: its health belongs to the address and is shared by every
+    // route that uses it (health/checker.h runs the check of the first set, by name, that checks
+    // it). A different check of the same endpoint in another set is not run: said once per pair.
+    std::map<std::string, const BackendSet*> checked_by;
+    std::set<std::pair<std::string, std::string>> told;
+    for (const auto& set : cfg_->backend_sets) {
+      if (set->health_check.protocol == health::CheckProtocol::kNone) continue;
+      for (const auto& e : set->endpoints) {
+        auto [it, fresh] = checked_by.emplace(e.key, set.get());
+        if (fresh || it->second->health_check == set->health_check) continue;
+        if (told.emplace(it->second->name, set->name).second) {
+          Warn("backend set \"" + set->name + "\": its health check is not run for " + e.key +
+               " (and any other endpoint it shares with backend set \"" + it->second->name +
+               "\", whose different check decides their health)");
+        }
+      }
+    }
   }
 
   // Names, ports and protocols of listeners, so routes can be checked against them.

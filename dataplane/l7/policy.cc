@@ -16,7 +16,9 @@ bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_val
     } else if (std::find(c.header_values.begin(), c.header_values.end(), *header_value) != c.header_values.end()) {
       return true;
     }
-    if (*header_value == "never" || !c.header_values.empty()) return false;
+    // ingress-nginx: "never" (without listed values) → main; any other value is ignored and the
+    // cookie, then the weight, decide.
+    if (*header_value == "never" && c.header_values.empty()) return false;
   }
   if (!c.cookie.empty() && cookie_value) {
     if (*cookie_value == "always") return true;

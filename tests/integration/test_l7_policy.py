@@ -146,6 +146,19 @@ spec:
         self.assertEqual(who("-H", "X-Canary: never", "-H", "Cookie: beta=always"), "a")
         self.assertEqual(who("-H", "Cookie: beta=always"), "canary")
         self.assertEqual(who("-H", "Cookie: beta=never"), "a")
+        # Another header value is ignored (ingress-nginx): the cookie decides.
+        self.assertEqual(who("-H", "X-Canary: yes", "-H", "Cookie: beta=always"), "canary")
+        # canary-by-header-value: the listed values select the canary, others fall through.
+        with open(os.path.join(self.manifests, "ingress.yaml")) as f:
+            text = f.read()
+        self.write_manifest("ingress.yaml", text.replace(
+            "doorman.dev/canary-by-header: X-Canary,",
+            'doorman.dev/canary-by-header: X-Canary, doorman.dev/canary-by-header-value: "v2, beta",'))
+        self.version = self.wait_version_change(self.version)
+        self.assertEqual(who("-H", "X-Canary: v2"), "canary")
+        self.assertEqual(who("-H", "X-Canary: beta"), "canary")
+        self.assertEqual(who("-H", "X-Canary: always"), "a")
+        self.assertEqual(who("-H", "X-Canary: v3", "-H", "Cookie: beta=always"), "canary")
 
     def test_cookie_stickiness_survives_restart_and_repins(self):
         st, h, body = self.req("/sticky")

@@ -230,6 +230,29 @@ TEST(CompileTest, UnprogrammedFeaturesAreWarnedOneLineEach) {
   EXPECT_EQ(r.config->FindRoute("ns/lb/web")->PickEndpoint(), nullptr);
 }
 
+// Two sets check one endpoint differently: one check runs (the first set's), the other is named.
+TEST(CompileTest, SecondDifferentCheckOfAnEndpointIsWarned) {
+  const auto r = Compile(Parse(R"pb(
+    backend_sets {
+      name: "a" endpoints { address: "10.0.0.1" port: 80 ready: true }
+      health_check { protocol: HTTP path: "/healthz" }
+    }
+    backend_sets {
+      name: "b" endpoints { address: "10.0.0.1" port: 80 ready: true } endpoints { address: "10.0.0.2" port: 80 ready: true }
+      health_check { protocol: TCP }
+    }
+    backend_sets {
+      name: "c" endpoints { address: "10.0.0.1" port: 80 ready: true }
+      health_check { protocol: HTTP path: "/healthz" }
+    }
+  )pb"),
+                         1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(HasWarning(r, "backend set \"b\": its health check is not run for 10.0.0.1:80"))
+      << ::testing::PrintToString(r.warnings);
+  EXPECT_EQ(r.warnings.size(), 1u) << ::testing::PrintToString(r.warnings);  // "c" checks the same way as "a"
+}
+
 // A new snapshot must not hand every client a fresh burst: the same limits on the same route
 // keep their token buckets; other limits or another key start over.
 TEST(CompileTest, RateLimitBucketsSurviveASnapshotWithTheSameLimits) {

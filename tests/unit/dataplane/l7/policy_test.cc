@@ -21,7 +21,11 @@ TEST(PolicyTest, Canary) {
   c.weight_percent = 10;
   EXPECT_TRUE(UseCanary(c, "1", std::nullopt, 99));
   EXPECT_TRUE(UseCanary(c, "yes", std::nullopt, 99));
-  EXPECT_FALSE(UseCanary(c, "no", "always", 0));  // the header decides when present
+  // An unlisted value is ignored (ingress-nginx): the cookie, then the weight, decide.
+  EXPECT_TRUE(UseCanary(c, "no", "always", 99));
+  EXPECT_FALSE(UseCanary(c, "no", "never", 0));
+  EXPECT_TRUE(UseCanary(c, "no", std::nullopt, 0));
+  EXPECT_FALSE(UseCanary(c, "no", std::nullopt, 10));
   EXPECT_TRUE(UseCanary(c, std::nullopt, "always", 99));
   EXPECT_FALSE(UseCanary(c, std::nullopt, "never", 0));
   EXPECT_TRUE(UseCanary(c, std::nullopt, std::nullopt, 9));
