@@ -94,6 +94,21 @@ class Compiler {
  private:
   void Warn(std::string line) { warnings_.push_back(std::move(line)); }
 
+  // The (set, endpoint) membership flag, reused from the previous config for the same set name
+  // and key (so a connection opened before the update sees its removal).
+  std::shared_ptr<std::atomic<int64_t>> MembershipFor(const std::string& set, const std::string& key) {
+    if (!previous_memberships_built_ && opts_.previous != nullptr) {
+      previous_memberships_built_ = true;
+      for (const auto& s : opts_.previous->backend_sets) {
+        for (const auto& e : s->endpoints) {
+          if (e.left_set_at) previous_memberships_.emplace(s->name + '\0' + e.key, e.left_set_at);
+        }
+      }
+    }
+    if (auto it = previous_memberships_.find(set + '\0' + key); it != previous_memberships_.end()) return it->second;
+    return std::make_shared<std::atomic<int64_t>>(0);
+  }
+
   // One EndpointState per endpoint key: reused from the previous config, shared between sets.
   lb::EndpointStatePtr StateFor(const std::string& key) {
     if (auto it = states_.find(key); it != states_.end()) return it->second;
@@ -138,6 +153,7 @@ class Compiler {
         ep.eligible = e.ready() && (!in.local_only() || (!opts_.node_name.empty() && e.node_name() == opts_.node_name));
         ep.key = EndpointKey(e.address(), e.port());
         ep.state = StateFor(ep.key);
+        ep.left_set_at = MembershipFor(in.name(), ep.key);
         out->endpoints.push_back(std::move(ep));
       }
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
@@ -701,6 +717,8 @@ class Compiler {
   std::map<std::string, Route*> routes_;
   std::unordered_map<std::string, lb::EndpointStatePtr> states_;
   std::unordered_map<std::string, lb::EndpointStatePtr> previous_states_;
+  std::unordered_map<std::string, std::shared_ptr<std::atomic<int64_t>>> previous_memberships_;
+  bool previous_memberships_built_ = false;
 };
 
 }  // namespace
@@ -759,17 +777,26 @@ const Route* RuntimeConfig::FindRoute(std::string_view name) const {
 
 void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms) {
   std::unordered_set<const lb::EndpointState*> present;
+  std::unordered_set<const std::atomic<int64_t>*> members;
   for (const auto& set : next.backend_sets) {
     for (const auto& e : set->endpoints) {
       present.insert(e.state.get());
       e.state->removed_at_ms.store(0, std::memory_order_relaxed);
+      if (e.left_set_at) {
+        members.insert(e.left_set_at.get());
+        e.left_set_at->store(0, std::memory_order_relaxed);
+      }
     }
   }
   if (previous == nullptr) return;
+  const int64_t stamp = now_ms == 0 ? 1 : now_ms;
   for (const auto& set : previous->backend_sets) {
     for (const auto& e : set->endpoints) {
       if (!present.count(e.state.get()) && e.state->removed_at_ms.load(std::memory_order_relaxed) == 0) {
-        e.state->removed_at_ms.store(now_ms == 0 ? 1 : now_ms, std::memory_order_relaxed);
+        e.state->removed_at_ms.store(stamp, std::memory_order_relaxed);
+      }
+      if (e.left_set_at && !members.count(e.left_set_at.get()) && e.left_set_at->load(std::memory_order_relaxed) == 0) {
+        e.left_set_at->store(stamp, std::memory_order_relaxed);
       }
     }
   }

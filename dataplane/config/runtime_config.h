@@ -8,6 +8,7 @@
 // schedulers' lock-free cursors.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -65,6 +66,11 @@ struct Endpoint {
   // Health and open-connection count, shared with the schedulers and carried over to the next
   // snapshot for the same key (so an update resets neither). Never null after Compile().
   lb::EndpointStatePtr state;
+  // Steady-clock ms when this endpoint left this backend set (0 = in it), carried over to the next
+  // snapshot per (set name, key). Connections opened through the set drain by it, so removing an
+  // address from one route drains that route's connections even while another route or object
+  // still uses the address (whose EndpointState, health and load, stay shared). Never null.
+  std::shared_ptr<std::atomic<int64_t>> left_set_at;
 };
 
 struct BackendSet {

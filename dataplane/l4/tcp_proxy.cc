@@ -137,7 +137,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       CloseBoth(false);
       return;
     }
-    const int64_t removed = endpoint_state_ ? endpoint_state_->removed_at_ms.load(std::memory_order_relaxed) : 0;
+    // Drain when the endpoint left the backend set this connection was opened through.
+    const int64_t removed = membership_ ? membership_->load(std::memory_order_relaxed) : 0;
     if (removed != 0 && now_ms - removed >= idle_timeout_.count()) {
       log::Debug("l4", "drain timeout: backend removed", {{"listener", listener_}, {"backend", backend_}});
       w_.metrics().L4Drops(listener_, "drain_timeout").Increment();
@@ -312,6 +313,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         outliers.OnSuccess(*ep->state);
         backend_ = ep->key;
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
+        membership_ = ep->left_set_at;
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
         // The client socket inherited keepalive and TCP_NODELAY from its listening socket.
@@ -551,6 +553,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   TcpSession* prev_ = nullptr;
   TcpSession* next_ = nullptr;
   lb::EndpointStatePtr endpoint_state_;
+  std::shared_ptr<std::atomic<int64_t>> membership_;  // Endpoint::left_set_at of the chosen endpoint
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
   prometheus::Counter& tx_;

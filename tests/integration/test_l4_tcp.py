@@ -100,6 +100,37 @@ class TcpHygiene(DoormanTestCase):
         s, _ = connect(self.port, src="127.0.0.3")
         s.close()
 
+    def test_endpoint_removed_from_one_object_drains_while_another_still_uses_it(self):
+        other = free_port()
+        shared_user = manifest(other, [self.b.port]).replace("name: l4, namespace: default",
+                                                             "name: other, namespace: other")
+        self.start(manifest(self.port, [self.a.port, self.b.port], idle="2s") + "---\n" + shared_user)
+        conns = {}
+        while len(conns) < 2:  # one connection pinned to each endpoint
+            s, name = connect(self.port)
+            if name in conns:
+                s.close()
+            else:
+                conns[name] = s
+        self.update(manifest(self.port, [self.a.port], idle="2s") + "---\n" + shared_user)
+        # b left this object's route (the other object still routes to it): the connection to b
+        # through this listener drains at the idle timeout (2 s) although it keeps talking.
+        t0 = time.monotonic()
+        with self.assertRaises((ConnectionError, OSError)):
+            while time.monotonic() - t0 < 8:
+                conns["a"].sendall(b"y")  # a (still routed) talks too, so it never idles out
+                self.assertEqual(recv_exact(conns["a"], 1), b"y")
+                conns["b"].sendall(b"x")
+                if recv_exact(conns["b"], 1) != b"x":
+                    raise ConnectionError("closed")
+                time.sleep(0.2)
+        self.assertLess(time.monotonic() - t0, 6)
+        wait_until(lambda: self.drops("drain_timeout") >= 1, what="drain_timeout counted")
+        conns["a"].sendall(b"y")  # the connection to a, still routed, is untouched
+        self.assertEqual(recv_exact(conns["a"], 1), b"y")
+        for s in conns.values():
+            s.close()
+
     def test_refusing_endpoint_is_ejected_after_consecutive_connect_failures(self):
         # No health check: only the passive outlier detection can keep new connections from
         # trying the dead endpoint first. Debug logs show each failed connect.

@@ -119,6 +119,33 @@ TEST(CompileL4Test, RemovedEndpointsStartDrainingAndComeBack) {
   EXPECT_NE(c.config->backend_sets[0]->endpoints[3].state, gone);
 }
 
+// An address removed from one set drains that set's connections even while another set keeps
+// it: the membership flag is per (set, address); the address's own state is not removed.
+TEST(CompileL4Test, EndpointLeavingOneSetDrainsItsMembershipOnly) {
+  const auto parse = [](bool in_a) {
+    return Parse(std::string(R"pb(
+      backend_sets { name: "a" endpoints { address: "10.0.0.1" port: 80 ready: true } )pb") +
+                 (in_a ? R"pb(endpoints { address: "10.0.0.9" port: 80 ready: true })pb" : "") + R"pb( }
+      backend_sets { name: "b" endpoints { address: "10.0.0.9" port: 80 ready: true } }
+    )pb");
+  };
+  const auto x = Compile(parse(true), 1, {});
+  ASSERT_TRUE(x.ok()) << x.error;
+  const auto in_a = x.config->backend_sets[0]->endpoints[1];
+  const auto in_b = x.config->backend_sets[1]->endpoints[0];
+  EXPECT_EQ(in_a.state, in_b.state);              // one address, one state
+  EXPECT_NE(in_a.left_set_at, in_b.left_set_at);  // two memberships
+  CompileOptions opts;
+  opts.previous = x.config.get();
+  const auto y = Compile(parse(false), 2, opts);
+  ASSERT_TRUE(y.ok()) << y.error;
+  MarkRemovedEndpoints(x.config.get(), *y.config, 7000);
+  EXPECT_EQ(in_a.left_set_at->load(), 7000);  // drains through "a"
+  EXPECT_EQ(in_b.left_set_at->load(), 0);     // still in "b"
+  EXPECT_EQ(y.config->backend_sets[1]->endpoints[0].left_set_at, in_b.left_set_at);  // carried over
+  EXPECT_EQ(in_a.state->removed_at_ms.load(), 0);  // the address is still routed
+}
+
 TEST(CompileL4Test, SourceRangesCompiledBadOnesNarrowTheList) {
   const auto r = Compile(Parse(R"pb(
     listeners { name: "tcp-1" port: 1 protocol: TCP allowed_source_ranges: "10.0.0.0/8" allowed_source_ranges: "fd00::/8" }
