@@ -567,7 +567,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (route->canary.enabled) {
       const auto hv = route->canary.header_lower.empty() ? std::nullopt : headers.Get(route->canary.header_lower);
       const auto cv = route->canary.cookie.empty() ? std::nullopt : headers.Cookie(route->canary.cookie);
-      use_canary = UseCanary(route->canary, hv, cv, CanaryDice()) && route->eligible_endpoints(true) > 0;
+      auto choice = CanaryByRequest(route->canary, hv, cv);
+      if (!choice && !route->sticky_cookie.empty()) {
+        // ingress-nginx's default affinity-canary-behavior ("sticky"): a client whose stickiness
+        // cookie names an endpoint of one group stays in that group instead of re-drawing the
+        // weight on every request.
+        if (const auto v = headers.Cookie(route->sticky_cookie)) {
+          if (const auto h = ParseStickyCookieValue(*v)) {
+            if (route->sticky_canary.count(*h)) {
+              choice = true;
+            } else if (route->sticky_main.count(*h)) {
+              choice = false;
+            }
+          }
+        }
+      }
+      use_canary = (choice ? *choice : CanaryDice() < route->canary.weight_percent) && route->eligible_endpoints(true) > 0;
     }
     const Endpoint* ep = nullptr;
     const Endpoint* sticky_ep = nullptr;  // the endpoint the client's cookie already names
@@ -929,7 +944,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (timed_out) co_return local(504, "backend did not answer within the request timeout", true);
         co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
       }
-      if (const unsigned code = res_.status(); code >= 500) {
+      // A 5xx counts against the backend, except 501 and 505 (the client asked for a method or
+      // version the backend does not implement: as HAProxy, a client must not be able to eject
+      // a healthy backend by sending odd requests).
+      if (const unsigned code = res_.status(); code >= 500 && code != 501 && code != 505) {
         NoteFailure(*route, *ep);
       } else {
         Outliers().OnSuccess(*ep->state);
@@ -1359,8 +1377,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   static std::string Clip(std::string_view s) {
     constexpr std::size_t kMax = 200;
     std::string out(s.substr(0, kMax));
+    // Control bytes and bytes >= 0x80 become '?': the answer says charset=utf-8 and echoes
+    // client input, which must not carry raw bytes that are not UTF-8.
     for (char& c : out) {
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
     }
     return s.size() > kMax ? out + "..." : out;
   }

@@ -7,8 +7,8 @@
 
 namespace doorman::dataplane {
 
-bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_value,
-               std::optional<std::string_view> cookie_value, uint32_t dice) {
+std::optional<bool> CanaryByRequest(const CanaryPolicy& c, std::optional<std::string_view> header_value,
+                                    std::optional<std::string_view> cookie_value) {
   if (!c.enabled) return false;
   if (!c.header_lower.empty() && header_value) {
     if (c.header_values.empty()) {
@@ -24,6 +24,12 @@ bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_val
     if (*cookie_value == "always") return true;
     if (*cookie_value == "never") return false;
   }
+  return std::nullopt;
+}
+
+bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_value,
+               std::optional<std::string_view> cookie_value, uint32_t dice) {
+  if (auto forced = CanaryByRequest(c, header_value, cookie_value)) return *forced;
   return dice < c.weight_percent;
 }
 

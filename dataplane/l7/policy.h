@@ -33,6 +33,10 @@ struct CanaryPolicy {
 };
 bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_value,
                std::optional<std::string_view> cookie_value, uint32_t dice);
+// What the request itself asks for (the header, then the cookie), or nullopt when neither decides
+// and the weight would (UseCanary = this, else dice < weight_percent).
+std::optional<bool> CanaryByRequest(const CanaryPolicy& c, std::optional<std::string_view> header_value,
+                                    std::optional<std::string_view> cookie_value);
 
 // Sticky sessions without shared state: the cookie carries a keyed hash of the endpoint
 // ("address:port") and the route name, so any dataplane (or a restarted one) maps it back by

@@ -41,6 +41,19 @@ TEST(PolicyTest, Canary) {
   EXPECT_FALSE(UseCanary(c, "always", "always", 0));
 }
 
+TEST(PolicyTest, CanaryByRequestSaysWhenTheWeightDecides) {
+  CanaryPolicy c;
+  c.enabled = true;
+  c.header_lower = "x-canary";
+  c.cookie = "canary";
+  c.weight_percent = 50;
+  EXPECT_EQ(CanaryByRequest(c, "always", std::nullopt), true);
+  EXPECT_EQ(CanaryByRequest(c, "never", "always"), false);
+  EXPECT_EQ(CanaryByRequest(c, "other", "always"), true);
+  EXPECT_EQ(CanaryByRequest(c, std::nullopt, std::nullopt), std::nullopt);
+  EXPECT_EQ(CanaryByRequest(c, "other", "other"), std::nullopt);
+}
+
 TEST(PolicyTest, StickyCookie) {
   const uint64_t h1 = StickyHash("ns/lb/r", "10.0.0.1:80");
   EXPECT_EQ(h1, StickyHash("ns/lb/r", "10.0.0.1:80"));  // any dataplane computes the same

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Canary with cookie affinity (ingress-nginx's default affinity-canary-behavior "sticky"): a
+client whose stickiness cookie names an endpoint of the main or the canary group stays in that
+group instead of re-drawing the canary weight on every request. And passive outlier detection
+does not count 501/505 (a client choosing an unsupported method must not eject a backend).
+
+Real processes: controller (--manifests), dataplane, Python backends (backend.py), curl.
+"""
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import DoormanTestCase, curl, free_port, metric_value, port_open, wait_until  # noqa: E402
+from test_l7_policy import slice_yaml  # noqa: E402
+
+
+def ingress(name, service, annotations):
+    ann = ", ".join('%s: "%s"' % kv for kv in annotations.items())
+    return f"""\
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: default, annotations: {{{ann}}}}}
+spec:
+  ingressClassName: doorman
+  rules: [{{host: aff.local, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}]}}}}]
+"""
+
+
+class Affinity(DoormanTestCase):
+    def test_canary_weight_respects_the_stickiness_cookie(self):
+        main, canary = self.start_backend("main"), self.start_backend("canary")
+        port = free_port()
+        self.write_manifest("objs.yaml", slice_yaml("main", main) + "---\n" + slice_yaml("beta", canary) + """\
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: doorman}
+spec: {controller: doorman.dev/ingress-controller}
+""" + ingress("app", "main", {"doorman.dev/affinity": "cookie", "doorman.dev/affinity-cookie-name": "AFF"})
+            + ingress("app-canary", "beta", {"doorman.dev/canary": "true", "doorman.dev/canary-weight": "50"}))
+        self.start_controller(["--ingress-http-port", str(port)])
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="ingress listener")
+
+        def get(cookie=None):
+            args = ["-i", "-H", "Host: aff.local"] + (["-H", "Cookie: AFF=" + cookie] if cookie else [])
+            r = curl(args + ["http://127.0.0.1:%d/" % port])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            head, _, body = r.stdout.partition("\n\n")  # text mode: CRLF already became LF
+            set_cookie = [l.split(":", 1)[1].strip() for l in head.split("\n") if l.lower().startswith("set-cookie:")]
+            return json.loads(body)["backend"], (set_cookie[0].split(";")[0].split("=", 1)[1] if set_cookie else None)
+
+        cookies = {}
+        for _ in range(60):  # weight 50: both groups show up quickly
+            who, c = get()
+            self.assertIsNotNone(c, "a first request is given a stickiness cookie")
+            cookies.setdefault(who, c)
+            if len(cookies) == 2:
+                break
+        self.assertEqual(set(cookies), {"main", "canary"})
+        for who, c in cookies.items():
+            seen = [get(c) for _ in range(20)]
+            self.assertEqual({s[0] for s in seen}, {who}, "the %s cookie kept its group" % who)
+            self.assertEqual({s[1] for s in seen}, {None}, "no new cookie while pinned")
+
+    def test_501_and_505_do_not_eject_a_backend(self):
+        b = self.start_backend("b", ["--status", "501"])
+        port = free_port()
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: nie, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes: [{{name: r, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {b}}}]}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="listener")
+        for _ in range(8):  # more than the 5 consecutive failures that eject
+            r = curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d/" % port])
+            self.assertEqual(r.stdout, "501")
+        self.assertIsNone(metric_value(self.dataplane_metrics(), "doorman_l7_outlier_ejections_total",
+                                       {"backend": "127.0.0.1:%d" % b}))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
