@@ -94,21 +94,6 @@ class Compiler {
  private:
   void Warn(std::string line) { warnings_.push_back(std::move(line)); }
 
-  // The (set, endpoint) membership flag, reused from the previous config for the same set name
-  // and key (so a connection opened before the update sees its removal).
-  std::shared_ptr<std::atomic<int64_t>> MembershipFor(const std::string& set, const std::string& key) {
-    if (!previous_memberships_built_ && opts_.previous != nullptr) {
-      previous_memberships_built_ = true;
-      for (const auto& s : opts_.previous->backend_sets) {
-        for (const auto& e : s->endpoints) {
-          if (e.left_set_at) previous_memberships_.emplace(s->name + '\0' + e.key, e.left_set_at);
-        }
-      }
-    }
-    if (auto it = previous_memberships_.find(set + '\0' + key); it != previous_memberships_.end()) return it->second;
-    return std::make_shared<std::atomic<int64_t>>(0);
-  }
-
   // One EndpointState per endpoint key: reused from the previous config, shared between sets.
   lb::EndpointStatePtr StateFor(const std::string& key) {
     if (auto it = states_.find(key); it != states_.end()) return it->second;
@@ -153,7 +138,6 @@ class Compiler {
         ep.eligible = e.ready() && (!in.local_only() || (!opts_.node_name.empty() && e.node_name() == opts_.node_name));
         ep.key = EndpointKey(e.address(), e.port());
         ep.state = StateFor(ep.key);
-        ep.left_set_at = MembershipFor(in.name(), ep.key);
         out->endpoints.push_back(std::move(ep));
       }
       if (in.has_health_check() && in.health_check().protocol() != pb::HealthCheck::NONE) {
@@ -697,6 +681,20 @@ class Compiler {
       if (l->served && l->routes.empty()) {
         Warn(where + ": no routes; " + (l->is_l7() ? "every request gets 404" : "connections are refused"));
       }
+      // Drain flags: carried over for the same listener and endpoint key.
+      const Listener* prev_l = opts_.previous != nullptr ? opts_.previous->FindListener(l->name) : nullptr;
+      for (const Route* r : l->routes) {
+        for (const auto* sets : {&r->backends, &r->canary_backends}) {
+          for (const auto& b : *sets) {
+            if (b.set == nullptr) continue;
+            for (const auto& e : b.set->endpoints) {
+              if (l->drain_flags.count(e.key)) continue;
+              DrainFlag f = prev_l != nullptr ? prev_l->DrainFlagFor(e.key) : nullptr;
+              l->drain_flags.emplace(e.key, f ? f : std::make_shared<std::atomic<int64_t>>(0));
+            }
+          }
+        }
+      }
       cfg_->listener_index[l->name] = l.get();
     }
     for (auto& r : cfg_->routes) {
@@ -717,8 +715,7 @@ class Compiler {
   std::map<std::string, Route*> routes_;
   std::unordered_map<std::string, lb::EndpointStatePtr> states_;
   std::unordered_map<std::string, lb::EndpointStatePtr> previous_states_;
-  std::unordered_map<std::string, std::shared_ptr<std::atomic<int64_t>>> previous_memberships_;
-  bool previous_memberships_built_ = false;
+
 };
 
 }  // namespace
@@ -747,21 +744,21 @@ const Endpoint* Route::PickEndpoint(const lb::PickContext& ctx, bool use_canary)
   return (use_canary ? canary_backends : backends)[c->group].eligible[c->endpoint];
 }
 
-const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms) const {
+const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms, bool remember) const {
   if (!sticky) return PickEndpoint(ctx);
   if (auto key = sticky->Lookup(ctx.hash, now_ms)) {
     for (const auto& b : backends) {
       if (b.weight == 0) continue;
       for (const Endpoint* e : b.eligible) {
-        if (e->key == *key && e->state->healthy.load(std::memory_order_relaxed)) {
-          sticky->Remember(ctx.hash, e->key, now_ms);
+        if (e->key == *key && lb::Available(*e->state)) {
+          if (remember) sticky->Remember(ctx.hash, e->key, now_ms);
           return e;
         }
       }
     }
   }
   const Endpoint* e = PickEndpoint(ctx);
-  if (e) sticky->Remember(ctx.hash, e->key, now_ms);
+  if (e && remember) sticky->Remember(ctx.hash, e->key, now_ms);
   return e;
 }
 
@@ -778,14 +775,16 @@ const Route* RuntimeConfig::FindRoute(std::string_view name) const {
 void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms) {
   std::unordered_set<const lb::EndpointState*> present;
   std::unordered_set<const std::atomic<int64_t>*> members;
+  for (const auto& l : next.listeners) {
+    for (const auto& [key, f] : l->drain_flags) {
+      members.insert(f.get());
+      f->store(0, std::memory_order_relaxed);
+    }
+  }
   for (const auto& set : next.backend_sets) {
     for (const auto& e : set->endpoints) {
       present.insert(e.state.get());
       e.state->removed_at_ms.store(0, std::memory_order_relaxed);
-      if (e.left_set_at) {
-        members.insert(e.left_set_at.get());
-        e.left_set_at->store(0, std::memory_order_relaxed);
-      }
     }
   }
   if (previous == nullptr) return;
@@ -795,9 +794,11 @@ void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& ne
       if (!present.count(e.state.get()) && e.state->removed_at_ms.load(std::memory_order_relaxed) == 0) {
         e.state->removed_at_ms.store(stamp, std::memory_order_relaxed);
       }
-      if (e.left_set_at && !members.count(e.left_set_at.get()) && e.left_set_at->load(std::memory_order_relaxed) == 0) {
-        e.left_set_at->store(stamp, std::memory_order_relaxed);
-      }
+    }
+  }
+  for (const auto& l : previous->listeners) {
+    for (const auto& [key, f] : l->drain_flags) {
+      if (!members.count(f.get()) && f->load(std::memory_order_relaxed) == 0) f->store(stamp, std::memory_order_relaxed);
     }
   }
 }

@@ -55,8 +55,8 @@ struct CompileResult {
 };
 
 // Starts the drain of endpoints that `previous` had and `next` does not (EndpointState::
-// removed_at_ms = now_ms), and of endpoints that left a backend set (Endpoint::left_set_at =
-// now_ms, even if another set keeps the address); ends both for endpoints back in `next`.
+// removed_at_ms = now_ms), and of endpoints that left a listener's routes (Listener::drain_flags,
+// even if another listener keeps the address); ends both for endpoints back in `next`.
 // Called after the swap.
 void MarkRemovedEndpoints(const RuntimeConfig* previous, const RuntimeConfig& next, int64_t now_ms);
 

@@ -66,12 +66,10 @@ struct Endpoint {
   // Health and open-connection count, shared with the schedulers and carried over to the next
   // snapshot for the same key (so an update resets neither). Never null after Compile().
   lb::EndpointStatePtr state;
-  // Steady-clock ms when this endpoint left this backend set (0 = in it), carried over to the next
-  // snapshot per (set name, key). Connections opened through the set drain by it, so removing an
-  // address from one route drains that route's connections even while another route or object
-  // still uses the address (whose EndpointState, health and load, stay shared). Never null.
-  std::shared_ptr<std::atomic<int64_t>> left_set_at;
 };
+
+// Steady-clock ms when an endpoint left a listener's routes (0 = still in them).
+using DrainFlag = std::shared_ptr<std::atomic<int64_t>>;
 
 struct BackendSet {
   std::string name;
@@ -161,7 +159,12 @@ struct Route {
   std::shared_ptr<lb::StickyTable> sticky;
   // PickEndpoint honouring `sticky` (ctx.hash = client IP hash): the remembered endpoint when it
   // is still eligible and healthy, else a fresh pick that is then remembered.
-  const Endpoint* PickSticky(const lb::PickContext& ctx, int64_t now_ms) const;
+  // `remember` = false: the caller remembers the endpoint it really used (RememberSticky), e.g.
+  // only once a connection to it succeeded, so a refused pick is not remembered.
+  const Endpoint* PickSticky(const lb::PickContext& ctx, int64_t now_ms, bool remember = true) const;
+  void RememberSticky(uint64_t client_hash, const Endpoint& e, int64_t now_ms) const {
+    if (sticky) sticky->Remember(client_hash, e.key, now_ms);
+  }
 };
 
 struct Listener {
@@ -178,6 +181,17 @@ struct Listener {
   std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
   int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
   bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (TCP, TLS, HTTP, HTTPS)
+  // L4 drain: per endpoint key of the listener's routes (every endpoint of their backend sets,
+  // canary included), carried over to the next snapshot for the same listener name and key.
+  // Connections and flows drain by it, so removing an address from this listener's route drains
+  // them even while another listener or object still routes to the address (whose EndpointState —
+  // health, load, ejection — stays shared). Edits that keep the address on the listener (set
+  // renames, a canary set added in front, a renamed route) do not drain.
+  std::unordered_map<std::string, DrainFlag> drain_flags;
+  DrainFlag DrainFlagFor(const std::string& endpoint_key) const {
+    auto it = drain_flags.find(endpoint_key);
+    return it == drain_flags.end() ? nullptr : it->second;
+  }
 
   bool is_l7() const { return protocol == Protocol::kHttp || protocol == Protocol::kHttps; }
 };

@@ -280,7 +280,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       while (picks < attempts * 2 + 1 && tried.size() < attempts) {
         const std::size_t i = picks++;
         // First try: source-IP persistence when the route asks for it; retries pick afresh.
-        const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs()) : route.PickEndpoint(pick);
+        const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs(), false) : route.PickEndpoint(pick);
         // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
         pick.hash = lb::Rehash(pick.hash, i + 1);
         if (ep == nullptr) return nullptr;
@@ -311,9 +311,11 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       upstream_ = co_await ConnectTo(w_.executor(), *ep, route.connect_timeout, ec);
       if (!ec) {
         outliers.OnSuccess(*ep->state);
+        // Source-IP persistence remembers the endpoint that answered, not a refused first pick.
+        route.RememberSticky(ClientHash(), *ep, NowMs());
         backend_ = ep->key;
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
-        membership_ = ep->left_set_at;
+        membership_ = listener->DrainFlagFor(ep->key);
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
         // The client socket inherited keepalive and TCP_NODELAY from its listening socket.
@@ -553,7 +555,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   TcpSession* prev_ = nullptr;
   TcpSession* next_ = nullptr;
   lb::EndpointStatePtr endpoint_state_;
-  std::shared_ptr<std::atomic<int64_t>> membership_;  // Endpoint::left_set_at of the chosen endpoint
+  DrainFlag membership_;  // Listener::drain_flags of the chosen endpoint: drains when it leaves the listener
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
   prometheus::Counter& tx_;

@@ -62,7 +62,7 @@ struct Flow {
   UdpSocket upstream;
   int64_t last_activity_ms = 0;
   lb::EndpointStatePtr endpoint_state;
-  std::shared_ptr<std::atomic<int64_t>> membership;  // Endpoint::left_set_at: drains when it leaves the set
+  DrainFlag membership;  // Listener::drain_flags of its endpoint: drains when it leaves the listener
   bool closed = false;
   bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
   explicit Flow(Executor ex) : upstream(ex) {}
@@ -195,7 +195,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     }
     flow->client = from;
     flow->endpoint_state = ep->state;
-    flow->membership = ep->left_set_at;
+    flow->membership = l->DrainFlagFor(ep->key);
     if (flow->endpoint_state) flow->endpoint_state->active.fetch_add(1, std::memory_order_relaxed);
     w_.metrics().L4Connections(name_, ep->key).Increment();
     active_.Increment();

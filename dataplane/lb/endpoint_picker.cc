@@ -96,7 +96,7 @@ std::optional<EndpointPicker::Choice> EndpointPicker::Pick(const PickContext& ct
     if (!first) first = c;
     // A set whose endpoints are all unhealthy answers in panic mode inside its own scheduler:
     // give its turn to another set; only when every set is down does the first choice stand.
-    if (groups_in_[*g].endpoints[*e].state->healthy.load(std::memory_order_relaxed)) return c;
+    if (Available(*groups_in_[*g].endpoints[*e].state)) return c;
   }
   if (!first || traffic_groups_ < 2) return first;
   // Panic mode across sets (every set answered from its own panic rotation): the sets' weights

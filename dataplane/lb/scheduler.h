@@ -7,12 +7,14 @@
 //   auto i = s->Pick(PickContext{.hash = HashClient(ip)});   // index into candidates
 //   s->OnConnect(*i); ... s->OnDisconnect(*i);              // least-connections / p2c load
 //
-// Health: a candidate whose state says !healthy is skipped. When no candidate is healthy the
+// Health: a candidate that is not Available() (unhealthy, or ejected by outlier detection) is
+// skipped. When no candidate is healthy the
 // scheduler picks among all of them (Envoy's "panic mode": fail open — a wrong health check
 // must not black-hole a service; documented in docs/l4.md).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -38,6 +40,20 @@ struct EndpointState {
   std::atomic<int64_t> ejected_until_ms{0};     // steady-clock ms; 0 = never ejected
 };
 using EndpointStatePtr = std::shared_ptr<EndpointState>;
+
+// Steady-clock milliseconds (the clock of EndpointState::ejected_until_ms).
+inline int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Whether an endpoint may take new traffic: healthy (active checks) and not ejected by passive
+// outlier detection. The clock is read only for an endpoint that was ever ejected.
+inline bool Available(const EndpointState& s) {
+  if (!s.healthy.load(std::memory_order_relaxed)) return false;
+  const int64_t until = s.ejected_until_ms.load(std::memory_order_relaxed);
+  return until == 0 || until <= SteadyNowMs();
+}
 
 struct Candidate {
   std::string key;          // stable identity ("10.0.0.1:8080"): Maglev permutations derive from it
@@ -98,7 +114,7 @@ class CandidateScheduler : public Scheduler {
   const std::vector<Candidate>& candidates() const { return c_; }
 
  protected:
-  bool Usable(std::size_t i) const { return c_[i].weight > 0 && c_[i].state->healthy.load(std::memory_order_relaxed); }
+  bool Usable(std::size_t i) const { return c_[i].weight > 0 && Available(*c_[i].state); }
   bool AnyHealthy() const;
   // Hash-table schedulers (source-hash, maglev): `table[hash % size]`; an unusable target is
   // replaced by re-hashing up to `rehashes` times (a stable fallback per client), then by the next

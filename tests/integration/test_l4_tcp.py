@@ -162,15 +162,34 @@ class TcpHygiene(DoormanTestCase):
         # must still reach a live endpoint, before and after the dead one is ejected.
         dead = free_port()
         self.start(manifest(self.port, [dead, self.a.port, self.b.port], scheduler="least-connections"))
-        held = []
+        held, names = [], []
         try:
             for i in range(20):
                 s, name = connect(self.port)
                 held.append(s)
+                names.append(name)
                 self.assertIn(name, ("a", "b"), "connection %d" % i)
         finally:
             for s in held:
                 s.close()
+        # Once the dead endpoint is ejected the scheduler skips it, so the live ones share the
+        # load (a fallback that always took the first live endpoint gave it almost everything).
+        self.assertGreaterEqual(min(names.count("a"), names.count("b")), 5, names)
+
+    def test_source_ip_persistence_remembers_the_endpoint_that_answered(self):
+        dead = free_port()
+        text = manifest(self.port, [dead, self.a.port, self.b.port]).replace(
+            "policy: {scheduler: round-robin}", "policy: {scheduler: round-robin, stickiness: {type: SourceIP, ttl: 1h}}")
+        self.assertIn("SourceIP", text)
+        self.start(text)
+        for k in range(2, 14):  # 12 client addresses; some first picks land on the dead endpoint
+            src = "127.0.0.%d" % k
+            first = None
+            for _ in range(4):
+                s, name = connect(self.port, src=src)
+                s.close()
+                first = first or name
+                self.assertEqual(name, first, "client %s moved" % src)
 
     def test_half_close_keeps_the_other_direction_flowing(self):
         self.start(manifest(self.port, [self.a.port]))

@@ -119,31 +119,46 @@ TEST(CompileL4Test, RemovedEndpointsStartDrainingAndComeBack) {
   EXPECT_NE(c.config->backend_sets[0]->endpoints[3].state, gone);
 }
 
-// An address removed from one set drains that set's connections even while another set keeps
-// it: the membership flag is per (set, address); the address's own state is not removed.
-TEST(CompileL4Test, EndpointLeavingOneSetDrainsItsMembershipOnly) {
-  const auto parse = [](bool in_a) {
+// Drain is per listener: an address removed from one listener's route drains that listener's
+// connections even while another listener keeps it; edits that keep the address on the listener
+// (another set name, a set added in front) do not drain.
+TEST(CompileL4Test, DrainFlagsFollowTheListener) {
+  const auto parse = [](const char* a_sets, const char* a_backends) {
     return Parse(std::string(R"pb(
-      backend_sets { name: "a" endpoints { address: "10.0.0.1" port: 80 ready: true } )pb") +
-                 (in_a ? R"pb(endpoints { address: "10.0.0.9" port: 80 ready: true })pb" : "") + R"pb( }
+      listeners { name: "tcp-1" port: 1 protocol: TCP routes: "r1" }
+      listeners { name: "tcp-2" port: 2 protocol: TCP routes: "r2" }
       backend_sets { name: "b" endpoints { address: "10.0.0.9" port: 80 ready: true } }
-    )pb");
+      routes { name: "r2" listener: "tcp-2" backends { backend_set: "b" weight: 1 } }
+    )pb") + a_sets + R"pb( routes { name: "r1" listener: "tcp-1" )pb" + a_backends + " }");
   };
-  const auto x = Compile(parse(true), 1, {});
+  const char* both = R"pb(backend_sets { name: "a" endpoints { address: "10.0.0.1" port: 80 ready: true }
+                                          endpoints { address: "10.0.0.9" port: 80 ready: true } })pb";
+  const auto x = Compile(parse(both, R"pb(backends { backend_set: "a" weight: 1 })pb"), 1, {});
   ASSERT_TRUE(x.ok()) << x.error;
-  const auto in_a = x.config->backend_sets[0]->endpoints[1];
-  const auto in_b = x.config->backend_sets[1]->endpoints[0];
-  EXPECT_EQ(in_a.state, in_b.state);              // one address, one state
-  EXPECT_NE(in_a.left_set_at, in_b.left_set_at);  // two memberships
+  const auto f1 = x.config->FindListener("tcp-1")->DrainFlagFor("10.0.0.9:80");
+  const auto f2 = x.config->FindListener("tcp-2")->DrainFlagFor("10.0.0.9:80");
+  ASSERT_TRUE(f1 && f2);
+  EXPECT_NE(f1, f2);
+  // The set is renamed and another set put in front: the address stays on tcp-1, no drain.
   CompileOptions opts;
   opts.previous = x.config.get();
-  const auto y = Compile(parse(false), 2, opts);
+  const char* renamed = R"pb(backend_sets { name: "a0" endpoints { address: "10.0.0.5" port: 80 ready: true } }
+                             backend_sets { name: "a2" endpoints { address: "10.0.0.1" port: 80 ready: true }
+                                            endpoints { address: "10.0.0.9" port: 80 ready: true } })pb";
+  const auto y = Compile(parse(renamed, R"pb(backends { backend_set: "a0" weight: 1 } backends { backend_set: "a2" weight: 1 })pb"), 2, opts);
   ASSERT_TRUE(y.ok()) << y.error;
   MarkRemovedEndpoints(x.config.get(), *y.config, 7000);
-  EXPECT_EQ(in_a.left_set_at->load(), 7000);  // drains through "a"
-  EXPECT_EQ(in_b.left_set_at->load(), 0);     // still in "b"
-  EXPECT_EQ(y.config->backend_sets[1]->endpoints[0].left_set_at, in_b.left_set_at);  // carried over
-  EXPECT_EQ(in_a.state->removed_at_ms.load(), 0);  // the address is still routed
+  EXPECT_EQ(f1->load(), 0);
+  EXPECT_EQ(y.config->FindListener("tcp-1")->DrainFlagFor("10.0.0.9:80"), f1);  // carried over
+  // Removed from tcp-1's route, still on tcp-2: tcp-1's connections drain, tcp-2's do not.
+  opts.previous = y.config.get();
+  const char* without = R"pb(backend_sets { name: "a2" endpoints { address: "10.0.0.1" port: 80 ready: true } })pb";
+  const auto z = Compile(parse(without, R"pb(backends { backend_set: "a2" weight: 1 })pb"), 3, opts);
+  ASSERT_TRUE(z.ok()) << z.error;
+  MarkRemovedEndpoints(y.config.get(), *z.config, 8000);
+  EXPECT_EQ(f1->load(), 8000);
+  EXPECT_EQ(f2->load(), 0);
+  EXPECT_EQ(z.config->backend_sets[0]->endpoints[0].state->removed_at_ms.load(), 0);  // address still routed
 }
 
 TEST(CompileL4Test, SourceRangesCompiledBadOnesNarrowTheList) {

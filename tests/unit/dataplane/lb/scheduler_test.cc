@@ -85,6 +85,22 @@ TEST_P(EveryScheduler, UnhealthyShareSpreadsEvenly) {
   }
 }
 
+// An endpoint ejected by outlier detection is skipped like an unhealthy one (least-connections
+// would otherwise prefer it: a dead endpoint is always the least loaded); once the ejection
+// expires it is back.
+TEST_P(EveryScheduler, EjectedEndpointIsSkippedUntilTheEjectionEnds) {
+  auto c = Candidates({1, 1, 1});
+  c[1].state->active = 5;
+  c[2].state->active = 5;
+  c[0].state->ejected_until_ms = SteadyNowMs() + 60'000;
+  auto s = MakeScheduler(GetParam(), c);
+  for (uint64_t i = 0; i < 100; ++i) EXPECT_NE(*s->Pick(PickContext{ClientHash(i), i + 1}), 0u);
+  c[0].state->ejected_until_ms = SteadyNowMs() - 1;
+  std::map<std::size_t, int> seen;
+  for (uint64_t i = 0; i < 300; ++i) seen[*s->Pick(PickContext{ClientHash(i), i + 1})]++;
+  EXPECT_GT(seen[0], 0);
+}
+
 // Panic mode over two candidates alternates (it used to send every pick to the first).
 TEST_P(EveryScheduler, PanicModeOverTwoSpreads) {
   auto c = Candidates({1, 1});
