@@ -299,11 +299,12 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
           })) {
         return e;
       }
-      if (ejected != nullptr &&
-          std::find(tried.begin(), tried.end(), ejected) == tried.end()) {
-        return ejected;
-      }
-      return nullptr;
+      if (ejected != nullptr && std::find(tried.begin(), tried.end(), ejected) == tried.end()) return ejected;
+      // Schedulers skip ejected endpoints, so they may never have answered one: an untried one
+      // anyway (panic mode) rather than failing the client.
+      return route.FirstUsable(false, [&](const Endpoint& c) {
+        return std::find(tried.begin(), tried.end(), &c) == tried.end();
+      });
     };
     while (const Endpoint* ep = next()) {
       tried.push_back(ep);

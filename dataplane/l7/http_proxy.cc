@@ -1293,7 +1293,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         })) {
       return e;
     }
-    return fallback;
+    if (fallback != nullptr) return fallback;
+    // Every untried endpoint is ejected (schedulers skip those, so none was answered above): the
+    // first untried one anyway (panic mode).
+    return route.FirstUsable(canary, [&](const Endpoint& c) {
+      return std::find(tried.begin(), tried.end(), &c) == tried.end();
+    });
   }
 
   static const Endpoint* NextUntried(const Route& route, bool canary, const std::vector<const Endpoint*>& tried) {
