@@ -155,20 +155,16 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     } else {
       std::vector<std::string> values;
       std::string why;
-      std::size_t start = 0;
-      while (why.empty() && start <= vs->size()) {
-        const std::size_t comma = std::min(vs->find(',', start), vs->size());
-        std::string v = vs->substr(start, comma - start);
-        const auto b = v.find_first_not_of(' '), e = v.find_last_not_of(' ');
-        v = b == std::string::npos ? "" : v.substr(b, e - b + 1);
+      for (auto& v : SplitComma(*vs)) {
         if (v.empty()) {
           why = "an empty value";
         } else if (std::any_of(v.begin(), v.end(), [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
           why = "value " + Q(v) + " is not visible ASCII without spaces";
         } else {
           values.push_back(std::move(v));
+          continue;
         }
-        start = comma + 1;
+        break;
       }
       if (why.empty() && values.size() > kMaxCanaryHeaderValues) why = "more than 16 values";
       if (!why.empty()) {

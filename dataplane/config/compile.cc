@@ -744,6 +744,19 @@ const Endpoint* Route::PickEndpoint(const lb::PickContext& ctx, bool use_canary)
   return (use_canary ? canary_backends : backends)[c->group].eligible[c->endpoint];
 }
 
+const Endpoint* Route::FirstUntried(bool use_canary, const std::vector<const Endpoint*>& tried) const {
+  const Endpoint* panic = nullptr;
+  for (const auto& b : use_canary ? canary_backends : backends) {
+    if (b.weight == 0) continue;
+    for (const Endpoint* e : b.eligible) {
+      if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
+      if (lb::Available(*e->state)) return e;
+      if (panic == nullptr && e->state->healthy.load(std::memory_order_relaxed)) panic = e;
+    }
+  }
+  return panic;
+}
+
 const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms, bool remember) const {
   if (!sticky) return PickEndpoint(ctx);
   if (auto key = sticky->Lookup(ctx.hash, now_ms)) {

@@ -112,19 +112,12 @@ struct Route {
   // maglev / source-IP stickiness.
   const Endpoint* PickEndpoint(const lb::PickContext& ctx, bool use_canary = false) const;
   const Endpoint* PickEndpoint(bool use_canary = false) const { return PickEndpoint(lb::PickContext{}, use_canary); }
-  // The first eligible endpoint (sets with weight > 0, in order) that is healthy and for which
-  // `usable` says yes, or nullptr. The fallback when the scheduler keeps answering endpoints the
-  // caller cannot use (least-connections prefers an idle endpoint that is ejected or was tried).
-  template <class Usable>
-  const Endpoint* FirstUsable(bool use_canary, Usable&& usable) const {
-    for (const auto& b : use_canary ? canary_backends : backends) {
-      if (b.weight == 0) continue;
-      for (const Endpoint* e : b.eligible) {
-        if ((!e->state || e->state->healthy.load(std::memory_order_relaxed)) && usable(*e)) return e;
-      }
-    }
-    return nullptr;
-  }
+  // The fallback when the scheduler keeps answering endpoints already tried (least-connections
+  // prefers an idle endpoint, which a dead one is): the first eligible endpoint (sets with
+  // weight > 0, in order) not in `tried` that is available (healthy, not ejected), else the first
+  // healthy one not in `tried` (panic mode: an ejected endpoint rather than failing the client),
+  // else nullptr.
+  const Endpoint* FirstUntried(bool use_canary, const std::vector<const Endpoint*>& tried) const;
   std::size_t eligible_endpoints(bool use_canary = false) const {
     const auto& p = use_canary ? canary_picker : picker;
     return p ? p->eligible() : 0;

@@ -137,8 +137,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       CloseBoth(false);
       return;
     }
-    // Drain when the endpoint left the backend set this connection was opened through.
-    const int64_t removed = membership_ ? membership_->load(std::memory_order_relaxed) : 0;
+    // Drain when the endpoint left this listener's routes.
+    const int64_t removed = drain_flag_ ? drain_flag_->load(std::memory_order_relaxed) : 0;
     if (removed != 0 && now_ms - removed >= idle_timeout_.count()) {
       log::Debug("l4", "drain timeout: backend removed", {{"listener", listener_}, {"backend", backend_}});
       w_.metrics().L4Drops(listener_, "drain_timeout").Increment();
@@ -269,42 +269,23 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     std::vector<const Endpoint*> tried;
     lb::PickContext pick{ClientHash(), 0};
     // Passive outlier detection (shared with the L7 proxy): consecutive connect failures eject
-    // an endpoint for a growing period; an ejected endpoint is tried only when no other untried
-    // one is left (panic mode), so a dead backend without an active check stops costing every
-    // connection routed to it a failed connect.
+    // an endpoint for a growing period; schedulers skip ejected endpoints (lb::Available), so a
+    // dead backend without an active check stops costing every connection routed to it a failed
+    // connect. An ejected endpoint is tried only when no other untried one is left (panic mode).
     const OutlierDetector& outliers = OutlierDetector::Default();
-    const auto now = std::chrono::steady_clock::now();
     std::size_t picks = 0;
-    const Endpoint* ejected = nullptr;  // the first ejected, untried endpoint seen
     auto next = [&]() -> const Endpoint* {
-      while (picks < attempts * 2 + 1 && tried.size() < attempts) {
+      if (tried.size() >= attempts) return nullptr;
+      while (picks < attempts * 2 + 1) {
         const std::size_t i = picks++;
         // First try: source-IP persistence when the route asks for it; retries pick afresh.
         const Endpoint* ep = i == 0 ? route.PickSticky(pick, NowMs(), false) : route.PickEndpoint(pick);
         // Hash schedulers answer the same for the same client: re-hash to reach another endpoint.
         pick.hash = lb::Rehash(pick.hash, i + 1);
         if (ep == nullptr) return nullptr;
-        if (std::find(tried.begin(), tried.end(), ep) != tried.end()) continue;
-        if (outliers.Ejected(*ep->state, now)) {
-          if (ejected == nullptr) ejected = ep;
-          continue;
-        }
-        return ep;
+        if (std::find(tried.begin(), tried.end(), ep) == tried.end()) return ep;
       }
-      if (tried.size() >= attempts) return nullptr;
-      // The scheduler kept answering tried or ejected endpoints (least-connections prefers the
-      // idle one, which a dead endpoint is): the first healthy one that is neither.
-      if (const Endpoint* e = route.FirstUsable(false, [&](const Endpoint& c) {
-            return std::find(tried.begin(), tried.end(), &c) == tried.end() && !outliers.Ejected(*c.state, now);
-          })) {
-        return e;
-      }
-      if (ejected != nullptr && std::find(tried.begin(), tried.end(), ejected) == tried.end()) return ejected;
-      // Schedulers skip ejected endpoints, so they may never have answered one: an untried one
-      // anyway (panic mode) rather than failing the client.
-      return route.FirstUsable(false, [&](const Endpoint& c) {
-        return std::find(tried.begin(), tried.end(), &c) == tried.end();
-      });
+      return route.FirstUntried(false, tried);
     };
     while (const Endpoint* ep = next()) {
       tried.push_back(ep);
@@ -316,7 +297,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         route.RememberSticky(ClientHash(), *ep, NowMs());
         backend_ = ep->key;
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
-        membership_ = listener->DrainFlagFor(ep->key);
+        drain_flag_ = listener->DrainFlagFor(ep->key);
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
         // The client socket inherited keepalive and TCP_NODELAY from its listening socket.
@@ -556,7 +537,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   TcpSession* prev_ = nullptr;
   TcpSession* next_ = nullptr;
   lb::EndpointStatePtr endpoint_state_;
-  DrainFlag membership_;  // Listener::drain_flags of the chosen endpoint: drains when it leaves the listener
+  DrainFlag drain_flag_;  // Listener::drain_flags of the chosen endpoint
   prometheus::Gauge& active_;
   prometheus::Counter& rx_;
   prometheus::Counter& tx_;

@@ -62,7 +62,7 @@ struct Flow {
   UdpSocket upstream;
   int64_t last_activity_ms = 0;
   lb::EndpointStatePtr endpoint_state;
-  DrainFlag membership;  // Listener::drain_flags of its endpoint: drains when it leaves the listener
+  DrainFlag drain_flag;  // Listener::drain_flags of its endpoint: drains when it leaves the listener
   bool closed = false;
   bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
   explicit Flow(Executor ex) : upstream(ex) {}
@@ -107,7 +107,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
         // A flow to an endpoint that left the routing state drains like a TCP connection: it
         // ends at the idle timeout, or one idle timeout after the removal even while the client
         // keeps sending (counted as drain_timeout); the client's next datagram opens a new flow.
-        const int64_t removed = f.membership ? f.membership->load(std::memory_order_relaxed) : 0;
+        const int64_t removed = f.drain_flag ? f.drain_flag->load(std::memory_order_relaxed) : 0;
         const bool drained = removed != 0 && now - removed >= idle;
         if (now - f.last_activity_ms >= idle || drained) {
           if (drained && now - f.last_activity_ms < idle) self->w_.metrics().L4Drops(self->name_, "drain_timeout").Increment();
@@ -195,7 +195,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     }
     flow->client = from;
     flow->endpoint_state = ep->state;
-    flow->membership = l->DrainFlagFor(ep->key);
+    flow->drain_flag = l->DrainFlagFor(ep->key);
     if (flow->endpoint_state) flow->endpoint_state->active.fetch_add(1, std::memory_order_relaxed);
     w_.metrics().L4Connections(name_, ep->key).Increment();
     active_.Increment();

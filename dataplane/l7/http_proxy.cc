@@ -244,19 +244,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     error_code ec;
     const auto ep = Lowest().remote_endpoint(ec);
-    if (!ec) {
-      client_ip_ = ep.address().to_string();
-      client_hash_ = ClientAddressHash(ep.address());
-      if (ep.address().is_v4()) {
-        const auto b = ep.address().to_v4().to_bytes();
-        std::copy(b.begin(), b.end(), client_addr_.begin());
-        client_addr_len_ = b.size();
-      } else {
-        const auto b = ep.address().to_v6().to_bytes();
-        std::copy(b.begin(), b.end(), client_addr_.begin());
-        client_addr_len_ = b.size();
-      }
-    }
+    if (!ec) SetClientAddress(ep.address());
     const auto config = w_.shared().config.Load();
     if (const Listener* l = config ? config->FindListener(listener_) : nullptr) {
       client_idle_ = l->idle_timeout;
@@ -320,7 +308,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         break;
       }
       client_dl_.Disarm();
-      if (!r.header.local) SetClientAddress(r.header.source);
+      if (!r.header.local) SetClientAddress(ToAddress(r.header.source));
       early = got.substr(r.consumed);
       co_return true;
     }
@@ -332,17 +320,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     co_return false;
   }
 
-  void SetClientAddress(const l4::ProxyAddress& a) {
-    client_addr_len_ = a.v6 ? 16 : 4;
-    std::copy(a.ip.begin(), a.ip.begin() + client_addr_len_, client_addr_.begin());
-    client_hash_ = lb::HashKey(std::string_view(reinterpret_cast<const char*>(client_addr_.data()), client_addr_len_));
-    if (a.v6) {
-      std::array<uint8_t, 16> b;
-      std::copy(a.ip.begin(), a.ip.end(), b.begin());
-      client_ip_ = net::ip::address_v6(b).to_string();
+  // The client's address: the TCP peer's, or the source of a PROXY header.
+  void SetClientAddress(const net::ip::address& a) {
+    client_ip_ = a.to_string();
+    client_hash_ = ClientAddressHash(a);
+    if (a.is_v4()) {
+      const auto b = a.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), client_addr_.begin());
+      client_addr_len_ = b.size();
     } else {
-      client_ip_ = net::ip::address_v4(std::array<uint8_t, 4>{a.ip[0], a.ip[1], a.ip[2], a.ip[3]}).to_string();
+      const auto b = a.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), client_addr_.begin());
+      client_addr_len_ = b.size();
     }
+  }
+  static net::ip::address ToAddress(const l4::ProxyAddress& a) {
+    if (a.v6) return net::ip::address_v6(a.ip);
+    return net::ip::address_v4(std::array<uint8_t, 4>{a.ip[0], a.ip[1], a.ip[2], a.ip[3]});
   }
 
   // Reads one request and answers it. Returns true when the connection stays open.
@@ -601,7 +595,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       ep = route->PickSticky(lb::PickContext{client_hash_, 0}, SteadyMs(now));
       if (ep != nullptr && Outliers().Ejected(*ep->state, now)) ep = nullptr;
     }
-    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, now, client_hash_);
+    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, client_hash_);
     if (!route->backend_tls_error.empty()) co_return local(502, route->backend_tls_error, true);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
     // Retries: idempotent methods, or any method when the route says non-idempotent. A request
@@ -1269,41 +1263,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
   }
 
-  // The scheduler's next endpoint not in `tried` and not ejected; if every candidate is ejected,
-  // the first untried one (never fail a request only because of ejections: panic mode).
+  // The scheduler's next endpoint not in `tried` (schedulers skip ejected endpoints unless every
+  // one is: panic mode, never fail a request only because of ejections), else Route::FirstUntried.
   // `client_hash` feeds source-hash / maglev; each further attempt re-hashes it so a hashing
-  // scheduler can move past an endpoint that was tried or ejected (as the L4 proxy does).
+  // scheduler can move past an endpoint that was tried (as the L4 proxy does).
   static const Endpoint* PickHealthy(const Route& route, bool canary, const std::vector<const Endpoint*>& tried,
-                                     Clock::time_point now, uint64_t client_hash) {
-    const Endpoint* fallback = nullptr;
+                                     uint64_t client_hash) {
     const std::size_t n = route.eligible_endpoints(canary);
     lb::PickContext ctx{client_hash, 0};
     for (std::size_t i = 0; i < 2 * n + 1; ++i) {
       if (i > 0) ctx.hash = lb::Rehash(ctx.hash, i);
       const Endpoint* e = route.PickEndpoint(ctx, canary);
       if (e == nullptr) return nullptr;
-      if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
-      if (!Outliers().Ejected(*e->state, now)) return e;
-      if (fallback == nullptr) fallback = e;
+      if (std::find(tried.begin(), tried.end(), e) == tried.end()) return e;
     }
-    // The scheduler kept answering tried or ejected endpoints (least-connections prefers the idle
-    // one, which an ejected endpoint is): the first healthy one that is neither.
-    if (const Endpoint* e = route.FirstUsable(canary, [&](const Endpoint& c) {
-          return std::find(tried.begin(), tried.end(), &c) == tried.end() && !Outliers().Ejected(*c.state, now);
-        })) {
-      return e;
-    }
-    if (fallback != nullptr) return fallback;
-    // Every untried endpoint is ejected (schedulers skip those, so none was answered above): the
-    // first untried one anyway (panic mode).
-    return route.FirstUsable(canary, [&](const Endpoint& c) {
-      return std::find(tried.begin(), tried.end(), &c) == tried.end();
-    });
+    return route.FirstUntried(canary, tried);
   }
 
   static const Endpoint* NextUntried(const Route& route, bool canary, const std::vector<const Endpoint*>& tried) {
     if (tried.size() >= std::min(route.eligible_endpoints(canary), kMaxConnectAttempts)) return nullptr;
-    return PickHealthy(route, canary, tried, Clock::now(), 0);
+    return PickHealthy(route, canary, tried, 0);
   }
 
   // After an answer that closes the connection while the client may still be sending: read and
