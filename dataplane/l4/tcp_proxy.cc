@@ -132,6 +132,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       return;
     }
     if (!connected_) return;
+    if (!backend_keepalive_) {
+      // Keepalive on the backend leg is set by the first sweep after connecting (within
+      // kL4SweepInterval), not per connection: a probe is only due after kTcpKeepaliveIdleS of
+      // silence, so this is the same behaviour, and short connections (most of a busy
+      // listener's) save four setsockopt calls.
+      backend_keepalive_ = true;
+      if (upstream_.is_open()) SetTcpKeepalive(upstream_.native_handle());
+    }
     if (now_ms - last_activity_ms_ >= idle_timeout_.count()) {
       log::Debug("l4", "idle timeout", {{"listener", listener_}, {"backend", backend_}});
       CloseBoth(false);
@@ -300,8 +308,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         drain_flag_ = listener->DrainFlagFor(ep->key);
         if (endpoint_state_) endpoint_state_->active.fetch_add(1, std::memory_order_relaxed);
         w_.metrics().L4Connections(listener_, backend_).Increment();
-        // The client socket inherited keepalive and TCP_NODELAY from its listening socket.
-        SetTcpKeepalive(upstream_.native_handle());
+        // The client socket inherited keepalive and TCP_NODELAY from its listening socket; the
+        // backend socket gets keepalive from the first sweep (Sweep), not here.
         connected_ = true;
         co_return true;
       }
@@ -546,6 +554,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   Millis idle_timeout_ = kDefaultL4IdleTimeout;
   int64_t last_activity_ms_ = NowMs();
   bool connected_ = false;
+  bool backend_keepalive_ = false;  // SetTcpKeepalive done on upstream_ (by Sweep)
   int pumps_ = 0;  // copy pumps still running
   int64_t header_deadline_ms_ = 0;  // PROXY header phase, 0 = not waiting
   int send_version_ = 0;

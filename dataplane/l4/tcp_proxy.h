@@ -7,7 +7,9 @@
 //   opposite direction keeps flowing.
 // * Reset: a RST (or error) on one side resets the other (SO_LINGER 0 + close), so the peer
 //   sees ECONNRESET rather than a clean EOF it could mistake for a complete response.
-// * Keepalive on both legs (kTcpKeepalive* in runtime_config.h).
+// * Keepalive on both legs (kTcpKeepalive* in runtime_config.h): the client leg inherits it from
+//   the listening socket, the backend leg gets it at the first sweep after connecting (< 1 s,
+//   far below the 60 s idle before the first probe).
 // * Idle timeout: Route.policy.timeouts.idle_ms, else Listener.idle_timeout_ms (default 350 s),
 //   measured as time without bytes in either direction; closed by a per-worker sweep once a
 //   second (not a timer per connection), so it fires within [timeout, timeout + 1 s].

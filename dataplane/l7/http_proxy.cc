@@ -3,7 +3,10 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -179,6 +182,25 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
   } while (n != 0);
   return std::string_view(buf.data() + i, buf.size() - i);
 }
+
+// Whether `d` holds only interim response heads (1xx other than 101), the last one possibly
+// still arriving: what a backend may send before its answer without it being the answer.
+bool OnlyInterimHeads(std::string_view d) {
+  static constexpr std::string_view k11 = "HTTP/1.1 1", k10 = "HTTP/1.0 1";
+  while (!d.empty()) {
+    const std::size_t n = std::min(d.size(), k11.size());
+    if (d.substr(0, n) != k11.substr(0, n) && d.substr(0, n) != k10.substr(0, n)) return false;
+    if (d.size() >= 12 && d.substr(9, 3) == "101") return false;
+    const auto end = d.find("\r\n\r\n");
+    if (end == std::string_view::npos) return true;  // the rest of this head is on its way
+    d.remove_prefix(end + 4);
+  }
+  return true;
+}
+
+// How long a body write may stall once the backend has answered before the upload is given up
+// and the answer relayed (see RelayRequestBody).
+constexpr std::chrono::milliseconds kEarlyAnswerStall{2000};
 
 // How a body goes out: as received (Content-Length or close-delimited), or re-chunked.
 enum class Framing { kRaw, kChunked };
@@ -1140,8 +1162,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if constexpr (isRequest) {
         if (replay_ok_) CopyForReplay(framing, done);
       }
+      Millis write_limit = write_timeout;
+      if constexpr (isRequest) {
+        if (!done) WatchForEarlyAnswer(out);  // no-op once watching
+        // Answered already: the backend may not stop reading the upload (RelayRequestBody).
+        if (early_answer_) write_limit = std::min(write_limit, Millis(kEarlyAnswerStall));
+      }
       if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
-        co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_timeout, ec);
+        co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_limit, ec);
         head_sent = true;
         if (ec) co_return RelayOutcome{ec, false};
       }
@@ -1166,9 +1194,65 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
   }
 
+  // A request body is streamed while the backend is watched (plain upstreams): a backend may
+  // answer before it has read the body (413, 401, a redirect) and then neither read nor close.
+  // Once the socket buffers filled, the upload would stall until a timeout and the answer would
+  // never arrive. So once the backend has sent an answer (or closed), a body write to it that
+  // makes no progress for kEarlyAnswerStall gives the upload up: the answer is relayed and the
+  // client connection closed after it (lingering). A backend that answers while it keeps
+  // reading (an echo, progress output) still gets the whole body, however slow the client.
+  // Interim 1xx heads are not an answer.
   Task<RelayOutcome> RelayRequestBody(HeadParser<true>& p, Upstream& up, Framing framing, Millis op_timeout) {
-    co_return co_await RelayBody(p, client_, client_buf_, client_dl_, std::min(op_timeout, GetL7Options().body_timeout),
-                                 up, up_dl_, req_wire_, framing, op_timeout);
+    early_answer_ = false;
+    RelayOutcome r = co_await RelayBody(p, client_, client_buf_, client_dl_,
+                                        std::min(op_timeout, GetL7Options().body_timeout), up, up_dl_, req_wire_,
+                                        framing, op_timeout);
+    StopWatching(up);
+    if (r.ec && early_answer_) r = RelayOutcome{net::error::operation_aborted, false};
+    co_return r;
+  }
+
+  // Watches `up` for bytes while the body is still being sent (one wait at a time; TLS upstreams
+  // are not watched: post-handshake records such as session tickets would look like an answer).
+  void WatchForEarlyAnswer(Upstream& up) {
+    if (up.tls() != nullptr || watched_ != nullptr || early_answer_) return;
+    watched_ = &up;
+    const std::uint32_t gen = ++watch_gen_;
+    up.socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(), gen](const error_code& ec) {
+      self->OnUpstreamReadable(ec, gen);
+    });
+  }
+
+  void StopWatching(Upstream& up) {
+    if (watched_ != &up) return;
+    watched_ = nullptr;
+    error_code ignored;
+    up.socket().cancel(ignored);  // the wait; nothing else is pending on `up` here
+  }
+
+  void OnUpstreamReadable(const error_code& ec, std::uint32_t gen) {
+    if (gen != watch_gen_ || watched_ == nullptr) return;
+    if (ec) {  // cancelled by a deadline: the next body piece watches again
+      watched_ = nullptr;
+      return;
+    }
+    Upstream& up = *watched_;
+    watched_ = nullptr;
+    // What arrived goes to up_buf_, where the response reader starts (it skips interim heads).
+    const auto room = up_buf_.prepare(kRelayBuffer);
+    const ssize_t r = ::recv(up.socket().native_handle(), room.data(), room.size(), MSG_DONTWAIT);
+    if (r > 0) up_buf_.commit(static_cast<std::size_t>(r));
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      WatchForEarlyAnswer(up);
+      return;
+    }
+    if (r > 0 && OnlyInterimHeads(std::string_view(static_cast<const char*>(up_buf_.data().data()), up_buf_.size()))) {
+      WatchForEarlyAnswer(up);  // e.g. an unsolicited 100 Continue: keep sending
+      return;
+    }
+    // An answer (or the backend closed or reset): from now on the upload may not stall.
+    early_answer_ = true;
+    up_dl_.Tighten(kEarlyAnswerStall);  // the body write in progress, if any
   }
 
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
@@ -1405,6 +1489,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   Deadline up_dl_;      // the current upstream connection's reads and writes
   bool linger_ = false;
   bool over_cap_ = false;
+  Upstream* watched_ = nullptr;  // the upstream watched for an early answer (RelayRequestBody)
+  std::uint32_t watch_gen_ = 0;  // tells a stale watch completion from the current one
+  bool early_answer_ = false;    // the backend answered (or closed) before the body was sent
   bool got_response_bytes_ = false;  // the current upstream exchange received a byte
   std::shared_ptr<std::atomic<int64_t>> open_connections_;
   std::optional<LocalAnswer> answer_;

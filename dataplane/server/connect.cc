@@ -1,23 +1,81 @@
 #include "dataplane/server/connect.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
 #include <boost/beast/core/error.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 namespace doorman::dataplane {
 
+namespace {
+
+// What the connect timeout's handler may touch: cleared before the connecting frame ends, so a
+// timer that fired in the same turn as the connect completed cancels nothing.
+struct ConnectWatch {
+  Socket* socket = nullptr;
+  bool fired = false;
+};
+
+boost::system::error_code Errno() { return {errno, boost::system::system_category()}; }
+
+}  // namespace
+
+// The socket is connected with a non-blocking connect(2), a wait for writability and SO_ERROR:
+// Asio's async_connect adds a poll(2) after the wait, one syscall per connection
+// (docs/benchmarks.md, L4 "what bounds it").
 Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milliseconds timeout,
                        boost::system::error_code& ec) {
-  boost::beast::basic_stream<tcp, Executor> stream(ex);
-  const auto addr = net::ip::make_address(endpoint.address, ec);
-  if (!ec) {
-    stream.expires_after(timeout);
-    co_await stream.async_connect(tcp::endpoint(addr, endpoint.port), Redirect(ec));
-  }
-  if (ec) stream.close();
-  stream.expires_never();
+  Socket s(ex);
   boost::system::error_code ignored;
-  if (!ec) stream.socket().set_option(tcp::no_delay(true), ignored);
-  co_return stream.release_socket();
+  const auto addr = net::ip::make_address(endpoint.address, ec);
+  if (ec) co_return s;
+  const tcp::endpoint to(addr, endpoint.port);
+  // open() (not a socket(2) of our own and assign(): Asio treats an assigned descriptor as a
+  // possible duplicate and pays an epoll_ctl(DEL) before closing it). Non-blocking as the
+  // user's setting, so the first asynchronous operation does not set it a second time.
+  s.open(to.protocol(), ec);
+  if (!ec) s.non_blocking(true, ec);
+  if (ec) {
+    s.close(ignored);
+    co_return s;
+  }
+  const int fd = s.native_handle();
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(fd, to.data(), static_cast<socklen_t>(to.size())) != 0) {
+    if (errno != EINPROGRESS) {
+      ec = Errno();
+      s.close(ignored);
+      co_return s;
+    }
+    auto watch = std::make_shared<ConnectWatch>();
+    watch->socket = &s;
+    Timer timer(ex);
+    timer.expires_after(timeout);
+    timer.async_wait([watch](const boost::system::error_code& tec) {
+      if (tec || watch->socket == nullptr) return;
+      watch->fired = true;
+      boost::system::error_code e;
+      watch->socket->cancel(e);
+    });
+    co_await s.async_wait(tcp::socket::wait_write, Redirect(ec));
+    watch->socket = nullptr;
+    timer.cancel();
+    if (watch->fired && ec == net::error::operation_aborted) ec = boost::beast::error::timeout;
+    if (!ec) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      if (err != 0) ec = boost::system::error_code(err, boost::system::system_category());
+    }
+    if (ec) s.close(ignored);
+  }
+  co_return s;
 }
 
 bool IsTimeout(const boost::system::error_code& ec) {

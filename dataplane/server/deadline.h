@@ -83,6 +83,12 @@ class Deadline : private DeadlineList::Node {
     }
   }
   void Disarm() { Unlink(); }
+  // Brings an armed deadline forward to at most `d` from now (no-op when disarmed or sooner).
+  void Tighten(std::chrono::milliseconds d) {
+    if (!armed_) return;
+    const auto t = Clock::now() + d;
+    if (t < at_) at_ = t;
+  }
   // Whether the last armed deadline passed (the socket operation was cancelled by it).
   bool fired() const { return fired_; }
 

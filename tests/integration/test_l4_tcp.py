@@ -23,8 +23,9 @@ from harness import DoormanTestCase, free_port, metric_value, port_open, wait_un
 from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
 
 
-def manifest(port, backends, idle="350s", ranges=None, scheduler="round-robin"):
+def manifest(port, backends, idle="350s", ranges=None, scheduler="round-robin", connect_timeout=None):
     eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % b for b in backends)
+    timeouts = ", timeouts: {connect: %s}" % connect_timeout if connect_timeout else ""
     rng = "      allowedSourceRanges: [%s]\n" % ", ".join(ranges) if ranges else ""
     return f"""\
 apiVersion: doorman.dev/v1alpha1
@@ -39,7 +40,7 @@ spec:
 {rng}  routes:
     - name: r
       listener: tcp
-      policy: {{scheduler: {scheduler}}}
+      policy: {{scheduler: {scheduler}{timeouts}}}
       backends:
         - endpoints:
 {eps}"""
@@ -222,13 +223,19 @@ class TcpHygiene(DoormanTestCase):
     def test_keepalive_is_enabled_on_both_legs(self):
         self.start(manifest(self.port, [self.a.port]))
         s, _ = connect(self.port)
-        out = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True, text=True,
-                             timeout=10).stdout
-        # The dataplane's side of the client leg (sport = listener) and of the backend leg
-        # (dport = backend) both run a keepalive timer.
-        lines = [l for l in out.splitlines() if "keepalive" in l]
-        self.assertTrue(any(":%d " % self.port in l.split()[2] + " " for l in lines), out)
-        self.assertTrue(any(l.split()[3].endswith(":%d" % self.a.port) for l in lines), out)
+
+        def keepalive_lines():
+            out = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True, text=True,
+                                 timeout=10).stdout
+            return [l for l in out.splitlines() if "keepalive" in l]
+
+        # The dataplane's side of the client leg (sport = listener) runs a keepalive timer from
+        # accept (inherited from the listening socket) ...
+        lines = keepalive_lines()
+        self.assertTrue(any(":%d " % self.port in l.split()[2] + " " for l in lines), lines)
+        # ... and its side of the backend leg (dport = backend) from the first sweep (< 1 s).
+        wait_until(lambda: any(l.split()[3].endswith(":%d" % self.a.port) for l in keepalive_lines()),
+                   what="keepalive on the backend leg", timeout=5)
         s.close()
 
     def test_idle_timeout_closes_quiet_connections_only(self):
@@ -254,6 +261,44 @@ class TcpHygiene(DoormanTestCase):
         self.assertEqual(recv_until_eof(s), b"")
         s.close()
         wait_until(lambda: self.drops("connect_failed") >= 1, what="connect_failed counted")
+
+    def silent_endpoint(self):
+        """A port whose SYNs go unanswered: a listener with a full accept queue (backlog 0, one
+        connection queued and never accepted) makes Linux drop further SYNs."""
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        self.addCleanup(srv.close)
+        filler = socket.create_connection(srv.getsockname(), timeout=5)
+        self.addCleanup(filler.close)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(probe.close)
+        probe.settimeout(0.3)
+        with self.assertRaises(socket.timeout):  # the queue is full: this SYN is dropped
+            probe.connect(srv.getsockname())
+        return srv.getsockname()[1]
+
+    def test_connect_timeout_moves_on_to_the_next_endpoint_then_gives_up(self):
+        silent = self.silent_endpoint()
+        self.start(manifest(self.port, [silent, self.a.port], connect_timeout="400ms"))
+        waited = []
+        for _ in range(2):  # round-robin: one of the two tries the silent endpoint first
+            t0 = time.monotonic()
+            s, name = connect(self.port, timeout=5)
+            waited.append(time.monotonic() - t0)
+            self.assertEqual(name, "a")
+            s.close()
+        self.assertGreaterEqual(max(waited), 0.35, waited)  # the connect timeout, then a
+        self.assertLess(max(waited), 3.0, waited)           # not the 5 s default, nor SYN retries
+        # Only the silent endpoint: the client is closed after the timeout, counted.
+        self.update(manifest(self.port, [silent], connect_timeout="400ms"))
+        before = self.drops("connect_failed")
+        t0 = time.monotonic()
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.assertEqual(recv_until_eof(c), b"")
+        c.close()
+        self.assertLess(time.monotonic() - t0, 3.0)
+        wait_until(lambda: self.drops("connect_failed") >= before + 1, what="connect_failed counted")
 
     def test_pinned_connection_survives_updates_and_removed_backend_drains(self):
         # idleTimeout 2s is also the drain timeout; traffic keeps the connections from idling.

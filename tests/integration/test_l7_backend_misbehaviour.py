@@ -28,6 +28,7 @@ class RawBackend:
         self.lock = threading.Lock()
         self.poison_sent = threading.Event()
         self.closed_after_answer = threading.Event()
+        self.release = threading.Event()  # ends the connections held open by /early413
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -36,6 +37,7 @@ class RawBackend:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def close(self):
+        self.release.set()
         self.sock.close()
 
     def count(self, method, path):
@@ -49,6 +51,21 @@ class RawBackend:
             except OSError:
                 return
             threading.Thread(target=self._handle, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _drain_body(c, head, buf, slow=False):
+        """Reads (and drops) the rest of a Content-Length body; returns its length as read."""
+        length = int([l.split(b":", 1)[1] for l in head.split(b"\r\n")
+                      if l.lower().startswith(b"content-length:")][0])
+        got = len(buf)
+        while got < length:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            got += len(d)
+            if slow and got < length and got % 7 == 0:
+                time.sleep(0.01)  # a slowish reader
+        return got
 
     def _handle(self, c):
         c.settimeout(10)
@@ -106,6 +123,25 @@ class RawBackend:
                     time.sleep(0.2)
                     c.sendall(b"late:" + got)
                     return
+                elif path == "/early413":
+                    # Answers before reading the body, then neither reads nor closes: the
+                    # connection stays open until the test ends.
+                    c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+                    self.release.wait(30)
+                    return
+                elif path == "/answer-while-reading":
+                    # The answer's head at once, then the whole body read, then its length.
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n")
+                    got = self._drain_body(c, head, buf, slow=True)
+                    buf = b""
+                    c.sendall(b"%012d" % got)
+                elif path == "/continue100":
+                    # An unsolicited 100 Continue (Expect is not forwarded), then the whole body is
+                    # read and its length answered.
+                    c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    got = self._drain_body(c, head, buf)
+                    buf = b""
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(str(got)), got))
                 elif path == "/post3":
                     while len(buf) < 3:
                         buf += c.recv(65536)
@@ -281,6 +317,58 @@ spec:
             s.shutdown(socket.SHUT_WR)
             rest = head.partition(b"\r\n\r\n")[2] + recv_until_close(s)
         self.assertEqual(rest, b"late:hello")
+
+    def upload_and_read_answer(self, path, size=64 << 20):
+        """POSTs `size` bytes from a sender thread; returns (head, body, seconds to the answer)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size))
+        stop = threading.Event()
+
+        def upload():
+            chunk = b"x" * 65536
+            try:
+                for _ in range(size // len(chunk)):
+                    if stop.is_set():
+                        return
+                    s.sendall(chunk)
+            except OSError:
+                pass  # the proxy closed after its answer
+
+        sender = threading.Thread(target=upload, daemon=True)
+        t0 = time.monotonic()
+        sender.start()
+        self.addCleanup(sender.join, 10)
+        self.addCleanup(stop.set)
+        head, body = read_response(s)
+        return head, body, time.monotonic() - t0
+
+    def test_an_early_answer_reaches_a_client_that_is_still_uploading(self):
+        # The backend answers 413 at once and then neither reads nor closes: once the socket
+        # buffers fill, the upload stalls, and the answer must still reach the client promptly
+        # (2 s after the stall, not at the 60 s request timeout), with the connection closed
+        # after it.
+        head, body, took = self.upload_and_read_answer("/early413")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413"), head)
+        self.assertEqual(body, b"too large")
+        self.assertIn(b"connection: close", head.lower())
+        self.assertLess(took, 10)
+        # Unrelated traffic on another connection is not disturbed.
+        r = self.exchange(b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"/after"), r)
+
+    def test_an_unsolicited_100_during_an_upload_is_not_taken_for_an_early_answer(self):
+        # Taken for the answer, it would stop the upload and the backend would wait forever.
+        size = 16 << 20
+        head, body, _ = self.upload_and_read_answer("/continue100", size)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)  # the 100 is not forwarded
+        self.assertEqual(body, str(size).encode())
+
+    def test_a_backend_answering_while_it_reads_gets_the_whole_upload(self):
+        size = 32 << 20
+        head, body, _ = self.upload_and_read_answer("/answer-while-reading", size)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertEqual(int(body), size)
 
     def test_no_100_continue_for_an_http10_client(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
