@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "common/hash.h"
+#include "common/health_defaults.h"
 #include "controller/translate/internal.h"
 
 namespace doorman::controller {
@@ -156,6 +157,54 @@ void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1
   std::sort(snap.mutable_listeners()->begin(), snap.mutable_listeners()->end(), by_name);
   std::sort(snap.mutable_routes()->begin(), snap.mutable_routes()->end(), by_name);
   std::sort(snap.mutable_backend_sets()->begin(), snap.mutable_backend_sets()->end(), by_name);
+}
+
+// A health check with its defaults applied (common/health_defaults.h), as the dataplane runs it.
+v1::HealthCheck EffectiveCheck(v1::HealthCheck hc) {
+  if (hc.interval_ms() == 0) hc.set_interval_ms(health_defaults::kIntervalMs);
+  if (hc.timeout_ms() == 0) hc.set_timeout_ms(health_defaults::kTimeoutMs);
+  if (hc.healthy_threshold() == 0) hc.set_healthy_threshold(health_defaults::kHealthyThreshold);
+  if (hc.unhealthy_threshold() == 0) hc.set_unhealthy_threshold(health_defaults::kUnhealthyThreshold);
+  if (hc.protocol() == v1::HealthCheck::HTTP && hc.path().empty()) hc.set_path("/");
+  return hc;
+}
+
+// Where an object kind declares its health check, for the warning's field.
+std::string HealthCheckField(const std::string& kind) {
+  if (kind == kKindService) return "metadata.annotations[doorman.dev/health-check]";
+  if (kind == kKindIngress) return "metadata.annotations[doorman.dev/health-check-path]";
+  return "spec.healthCheck";
+}
+
+// One active check runs per endpoint address, and its verdict applies to every route using the
+// address: the dataplane runs the check of the first backend set, by name, that checks it
+// (dataplane/config/compile.cc). A set whose different check of a shared endpoint is therefore
+// not run gets a HealthCheckNotRun warning on its object, once per pair of sets — so the
+// declared check is not silently without effect. `owner` maps set names to their object.
+void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string, ObjectStatus*>& owner) {
+  std::map<std::string, const v1::BackendSet*> checked_by;  // endpoint → the set whose check runs
+  std::set<std::pair<std::string, std::string>> told;
+  for (const auto& set : snap.backend_sets()) {  // sorted by name (Finish)
+    if (set.health_check().protocol() == v1::HealthCheck::NONE) continue;
+    const std::string mine = EffectiveCheck(set.health_check()).SerializeAsString();
+    for (const auto& e : set.endpoints()) {
+      const std::string ep = e.address().find(':') != std::string::npos
+                                 ? "[" + e.address() + "]:" + std::to_string(e.port())
+                                 : e.address() + ":" + std::to_string(e.port());
+      auto [it, fresh] = checked_by.emplace(ep, &set);
+      if (fresh || EffectiveCheck(it->second->health_check()).SerializeAsString() == mine) continue;
+      if (!told.emplace(it->second->name(), set.name()).second) continue;
+      const auto o = owner.find(set.name());
+      if (o == owner.end()) continue;
+      const auto winner = owner.find(it->second->name());
+      const std::string by = winner == owner.end() ? "" : " (" + winner->second->key.ToString() + ")";
+      o->second->warnings.push_back(
+          {"HealthCheckNotRun", HealthCheckField(o->second->key.kind),
+           "backend set " + set.name() + ": this health check is not run for " + ep +
+               " (and any other endpoint it shares with backend set " + it->second->name() + by +
+               "): one check runs per endpoint address, and that set's different check decides its health"});
+    }
+  }
 }
 
 std::string ProblemsText(const std::vector<Problem>& problems) {
@@ -383,6 +432,15 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   Finish(ports, certs, result.snapshot);
+  std::map<std::string, ObjectStatus*> set_owner;
+  for (Candidate* c : order) {
+    if (!c->placed) continue;
+    for (const auto& set : c->placed->backend_sets) set_owner[set.name()] = &c->status;
+    for (const auto& att : c->placed->canaries) {
+      for (const auto& set : att.backend_sets) set_owner[set.name()] = &c->status;
+    }
+  }
+  WarnHealthChecksNotRun(result.snapshot, set_owner);
 
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));

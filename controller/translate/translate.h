@@ -60,7 +60,8 @@ struct ListenerStatus {
 // that backend set is empty until it appears).
 struct StatusWarning {
   // BackendNotFound | NoBackends | SecretNotFound | InvalidSecret | CanaryNotAttached |
-  // AnnotationIgnored | UnknownAnnotation | FieldIgnored | MultipleDefaultClasses
+  // AnnotationIgnored | UnknownAnnotation | FieldIgnored | MultipleDefaultClasses |
+  // HealthCheckNotRun
   std::string reason;
   std::string field;   // spec.routes[0].backends[1].service
   std::string message;

@@ -16,14 +16,16 @@
 #include <string_view>
 #include <vector>
 
+#include "common/health_defaults.h"
+
 namespace doorman::health {
 
 using Millis = std::chrono::milliseconds;
 
-inline constexpr Millis kDefaultInterval{5'000};
-inline constexpr Millis kDefaultTimeout{2'000};
-inline constexpr uint32_t kDefaultHealthyThreshold = 2;
-inline constexpr uint32_t kDefaultUnhealthyThreshold = 3;
+inline constexpr Millis kDefaultInterval{health_defaults::kIntervalMs};
+inline constexpr Millis kDefaultTimeout{health_defaults::kTimeoutMs};
+inline constexpr uint32_t kDefaultHealthyThreshold = health_defaults::kHealthyThreshold;
+inline constexpr uint32_t kDefaultUnhealthyThreshold = health_defaults::kUnhealthyThreshold;
 inline constexpr uint32_t kJitterPercent = 10;
 
 enum class CheckProtocol { kNone, kTcp, kHttp, kGrpc };

@@ -273,6 +273,47 @@ const InvalidCase kInvalid[] = {
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 
+// One active check runs per endpoint address (the first backend set by name that checks it): an
+// object whose different check of a shared endpoint is not run is told so, naming the endpoint
+// and the set whose check decides; spelling out a default is not a different check.
+TEST(Translate, HealthCheckThatIsNotRunIsWarnedOnItsObject) {
+  auto lb = [](const std::string& name, uint32_t port, const std::string& check) {
+    return Lb("  listeners: [{name: t, port: " + std::to_string(port) + ", protocol: TCP}]\n"
+              "  routes: [{name: r, listener: t, backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]}]\n"
+              "  healthCheck: " + check + "\n", name);
+  };
+  {
+    Translator t;
+    const auto r = t.Translate(Store(lb("a", 7001, "{protocol: TCP}") + "---\n" +
+                                     lb("b", 7002, "{protocol: HTTP, path: /healthz}")));
+    const ObjectStatus* a = StatusOf(r, "a");
+    const ObjectStatus* b = StatusOf(r, "b");
+    ASSERT_TRUE(a != nullptr && b != nullptr);
+    EXPECT_TRUE(a->accepted && b->accepted);
+    EXPECT_TRUE(a->warnings.empty());  // its check is the one that runs
+    ASSERT_EQ(b->warnings.size(), 1u);
+    EXPECT_EQ(b->warnings[0].reason, "HealthCheckNotRun");
+    EXPECT_EQ(b->warnings[0].field, "spec.healthCheck");
+    EXPECT_NE(b->warnings[0].message.find("127.0.0.1:9001"), std::string::npos) << b->warnings[0].message;
+    EXPECT_NE(b->warnings[0].message.find("LoadBalancer default/a"), std::string::npos) << b->warnings[0].message;
+  }
+  {
+    Translator t;  // the same check, once with its defaults written out
+    const auto r = t.Translate(Store(lb("a", 7001, "{protocol: HTTP}") + "---\n" +
+                                     lb("b", 7002, "{protocol: HTTP, path: /, interval: 5s, timeout: 2s, healthyThreshold: 2}")));
+    EXPECT_TRUE(StatusOf(r, "a")->warnings.empty());
+    EXPECT_TRUE(StatusOf(r, "b")->warnings.empty());
+  }
+  {
+    Translator t;  // different endpoints: both checks run
+    const auto r = t.Translate(Store(lb("a", 7001, "{protocol: TCP}") + "---\n" +
+                                     Lb("  listeners: [{name: t, port: 7002, protocol: TCP}]\n"
+                                        "  routes: [{name: r, listener: t, backends: [{endpoints: [{address: 127.0.0.1, port: 9002}]}]}]\n"
+                                        "  healthCheck: {protocol: HTTP}\n", "b")));
+    EXPECT_TRUE(StatusOf(r, "b")->warnings.empty());
+  }
+}
+
 // A TLS Secret the dataplane could not serve is reported on the object that references it, with
 // the reason, never with the key's bytes.
 TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
