@@ -120,6 +120,8 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     if (!object) continue;  // not (yet) in the informer cache
     if (!st.accepted) {
       if (!EmitEvent(st, *object)) return false;
+    } else if (!st.warnings.empty()) {
+      if (!EmitEvent(status::WarningsAsProblem(st), *object)) return false;
     } else {
       evented_.erase(st.key);
     }

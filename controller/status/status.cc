@@ -207,6 +207,26 @@ json StatusPatch(const json& current_status, const json& desired_status, const s
   return patch;
 }
 
+ObjectStatus WarningsAsProblem(const ObjectStatus& st) {
+  ObjectStatus out;
+  out.key = st.key;
+  out.generation = st.generation;
+  out.accepted = st.accepted;
+  if (st.warnings.empty()) return out;
+  out.reason = st.warnings.front().reason;
+  out.field = st.warnings.front().field;
+  constexpr std::size_t kMaxListed = 5;
+  for (std::size_t i = 0; i < st.warnings.size() && i < kMaxListed; ++i) {
+    const auto& w = st.warnings[i];
+    if (!out.message.empty()) out.message += "; ";
+    out.message += (w.field.empty() ? "" : w.field + ": ") + w.message + (i == 0 ? "" : " (" + w.reason + ")");
+  }
+  if (st.warnings.size() > kMaxListed) {
+    out.message += "; (and " + std::to_string(st.warnings.size() - kMaxListed) + " more warnings)";
+  }
+  return out;
+}
+
 json WarningEvent(const ObjectStatus& st, const json& object, const std::string& api_version,
                   const std::string& reporting_instance, const std::string& now) {
   const json meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json::object();

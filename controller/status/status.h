@@ -95,6 +95,11 @@ nlohmann::json StatusPatch(const nlohmann::json& current_status, const nlohmann:
 // stored (for uid/resourceVersion); `api_version` its apiVersion.
 nlohmann::json WarningEvent(const ObjectStatus& st, const nlohmann::json& object, const std::string& api_version,
                             const std::string& reporting_instance, const std::string& now);
+// An accepted object's warnings (BackendNotFound, HealthCheckNotRun...) as the problem a
+// WarningEvent reports: reason = the first warning's, message = every warning ("<field>:
+// <message>", at most five, then "(and N more warnings)"). So what is declared but has no
+// effect is visible in `kubectl describe`, not only in the controller's log.
+ObjectStatus WarningsAsProblem(const ObjectStatus& st);
 // The merge patch for a repeat of an existing Event (count + 1, lastTimestamp).
 nlohmann::json EventRepeatPatch(const nlohmann::json& existing, const std::string& now);
 

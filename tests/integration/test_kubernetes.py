@@ -290,6 +290,25 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         wait_until(lambda: self.fetch(bad) == "a", what="the fixed LoadBalancer routes")
 
 
+    def test_warnings_of_an_accepted_loadbalancer_are_a_warning_event(self):
+        # A backend Service that does not exist: accepted (the other backend routes), and what
+        # has no effect is told where kubectl shows it.
+        port = free_port()
+        self.apply(lb_yaml("partial", port, service_backend() + service_backend("missing")))
+        obj = self.wait_condition("partial", "Accepted", "True")
+
+        def warning_event():
+            r = self.kubectl("get", "events", "-n", "default", "-o", "json",
+                             "--field-selector", "involvedObject.name=partial")
+            items = [e for e in json.loads(r.stdout)["items"] if e.get("type") == "Warning"]
+            return items[0] if items else None
+        ev = wait_until(warning_event, what="a Warning Event for the LoadBalancer's warning")
+        self.assertEqual(ev["reason"], "BackendNotFound")
+        self.assertEqual(ev["involvedObject"]["uid"], obj["metadata"]["uid"])
+        self.assertIn("spec.routes[0].backends[1].service", ev["message"])
+        wait_until(lambda: self.fetch(port) == "a", what="the LoadBalancer routes to the Service that exists")
+
+
 class WatchFaults(KubeTestCase):
     def setUp(self):
         super().setUp()

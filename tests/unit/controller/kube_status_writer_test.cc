@@ -126,6 +126,34 @@ TEST_F(StatusWriterTest, WarningEventOnceAndRepeatsCounted) {
   EXPECT_EQ(json::parse(http_.calls[2].body)["count"], 4);
 }
 
+// Warnings of an accepted object (declared but without effect) are a Warning Event too, once;
+// the object stays Accepted.
+TEST_F(StatusWriterTest, WarningsOfAnAcceptedObjectAreAnEventOnce) {
+  StatusInputs in = In(true);
+  in.statuses[0].warnings = {
+      {"HealthCheckNotRun", "spec.healthCheck", "backend set default/shop/r/0: this health check is not run"},
+      {"BackendNotFound", "spec.routes[0].backends[1].service", "Service default/api not found"}};
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[0].method, "POST");
+  EXPECT_EQ(http_.calls[0].path, "/api/v1/namespaces/default/events");
+  const json ev = json::parse(http_.calls[0].body);
+  EXPECT_EQ(ev["type"], "Warning");
+  EXPECT_EQ(ev["reason"], "HealthCheckNotRun");
+  const std::string msg = ev["message"];
+  EXPECT_NE(msg.find("spec.healthCheck: backend set default/shop/r/0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Service default/api not found (BackendNotFound)"), std::string::npos) << msg;
+  const json status = json::parse(http_.calls[1].body)["status"];
+  EXPECT_EQ(status["conditions"][0]["type"], "Accepted");
+  EXPECT_EQ(status["conditions"][0]["status"], "True");
+  cached_ = Object("11", status);
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(http_.calls.size(), 2u);  // the same warnings: no second Event
+  // Without warnings nothing more is written.
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  EXPECT_EQ(http_.calls.size(), 2u);
+}
+
 TEST_F(StatusWriterTest, LostLeadershipStopsAPassBeforeTheNextWrite) {
   StatusInputs in = In(false);  // an Event and a status write would follow
   in.may_write = [] { return false; };
