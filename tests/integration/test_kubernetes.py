@@ -109,6 +109,12 @@ class KubeTestCase(DoormanTestCase):
     def apply(self, text):
         return self.kubectl("apply", "-f", "-", stdin=text)
 
+    def warning_event(self, name, ns="default"):
+        """The first Warning Event about object `name`, or None."""
+        r = self.kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector", "involvedObject.name=" + name)
+        items = [e for e in json.loads(r.stdout)["items"] if e.get("type") == "Warning"]
+        return items[0] if items else None
+
     def get(self, kind, name, ns="default"):
         r = self.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
@@ -267,12 +273,7 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         self.assertEqual(self.fetch(self.port), "a")
         self.assertFalse(port_open(bad))
 
-        def warning_event():
-            r = self.kubectl("get", "events", "-n", "default", "-o", "json",
-                             "--field-selector", "involvedObject.name=bad")
-            items = [e for e in json.loads(r.stdout)["items"] if e.get("type") == "Warning"]
-            return items[0] if items else None
-        ev = wait_until(warning_event, what="a Warning Event for the invalid LoadBalancer")
+        ev = wait_until(lambda: self.warning_event("bad"), what="a Warning Event for the invalid LoadBalancer")
         self.assertEqual(ev["reason"], "InvalidSpec")
         self.assertEqual(ev["involvedObject"]["kind"], "LoadBalancer")
         self.assertEqual(ev["involvedObject"]["uid"], obj["metadata"]["uid"])
@@ -296,13 +297,7 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         port = free_port()
         self.apply(lb_yaml("partial", port, service_backend() + service_backend("missing")))
         obj = self.wait_condition("partial", "Accepted", "True")
-
-        def warning_event():
-            r = self.kubectl("get", "events", "-n", "default", "-o", "json",
-                             "--field-selector", "involvedObject.name=partial")
-            items = [e for e in json.loads(r.stdout)["items"] if e.get("type") == "Warning"]
-            return items[0] if items else None
-        ev = wait_until(warning_event, what="a Warning Event for the LoadBalancer's warning")
+        ev = wait_until(lambda: self.warning_event("partial"), what="a Warning Event for the LoadBalancer's warning")
         self.assertEqual(ev["reason"], "BackendNotFound")
         self.assertEqual(ev["involvedObject"]["uid"], obj["metadata"]["uid"])
         self.assertIn("spec.routes[0].backends[1].service", ev["message"])
