@@ -182,7 +182,11 @@ std::string HealthCheckField(const std::string& kind) {
 // not run gets a HealthCheckNotRun warning on its object, once per pair of sets — so the
 // declared check is not silently without effect. `owner` maps set names to their object.
 void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string, ObjectStatus*>& owner) {
-  std::map<std::string, const v1::BackendSet*> checked_by;  // endpoint → the set whose check runs
+  struct Runner {
+    const v1::BackendSet* set;
+    std::string check;  // EffectiveCheck, serialized
+  };
+  std::map<std::string, Runner> checked_by;  // endpoint → the set whose check runs
   std::set<std::pair<std::string, std::string>> told;
   for (const auto& set : snap.backend_sets()) {  // sorted by name (Finish)
     if (set.health_check().protocol() == v1::HealthCheck::NONE) continue;
@@ -191,17 +195,17 @@ void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string
       const std::string ep = e.address().find(':') != std::string::npos
                                  ? "[" + e.address() + "]:" + std::to_string(e.port())
                                  : e.address() + ":" + std::to_string(e.port());
-      auto [it, fresh] = checked_by.emplace(ep, &set);
-      if (fresh || EffectiveCheck(it->second->health_check()).SerializeAsString() == mine) continue;
-      if (!told.emplace(it->second->name(), set.name()).second) continue;
+      auto [it, fresh] = checked_by.emplace(ep, Runner{&set, mine});
+      const v1::BackendSet& runner = *it->second.set;
+      if (fresh || it->second.check == mine || !told.emplace(runner.name(), set.name()).second) continue;
       const auto o = owner.find(set.name());
       if (o == owner.end()) continue;
-      const auto winner = owner.find(it->second->name());
+      const auto winner = owner.find(runner.name());
       const std::string by = winner == owner.end() ? "" : " (" + winner->second->key.ToString() + ")";
       o->second->warnings.push_back(
           {"HealthCheckNotRun", HealthCheckField(o->second->key.kind),
            "backend set " + set.name() + ": this health check is not run for " + ep +
-               " (and any other endpoint it shares with backend set " + it->second->name() + by +
+               " (and any other endpoint it shares with backend set " + runner.name() + by +
                "): one check runs per endpoint address, and that set's different check decides its health"});
     }
   }
