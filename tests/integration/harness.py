@@ -158,8 +158,8 @@ class DoormanTestCase(unittest.TestCase):
     # --- peers ---------------------------------------------------------------------------
     def start_backend(self, name, extra=()):
         port = free_port()
-        p = self.spawn("backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
-                                           "--port", str(port), "--name", name] + list(extra))
+        self.spawn("backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
+                                       "--port", str(port), "--name", name] + list(extra))
         wait_until(lambda: port_open(port), what="backend %s on :%d" % (name, port))
         return port
 
@@ -235,6 +235,18 @@ spec:
             return c and c == self.dataplane_version()
         wait_until(same, timeout=timeout, what="dataplane to apply the controller's snapshot")
         return self.controller_version()
+
+    def wait_l4_probes_ended(self, probes=1, timeout=DEFAULT_TIMEOUT):
+        """port_open() readiness probes of L4 listeners are real connections. Waits until the
+        dataplane has accepted and finished `probes` of them (each ends as a backend connection or
+        a drop), so none lands late in a test's own counts. `connections_active == 0` alone is not
+        enough: it also holds before the dataplane has accepted the probe."""
+        def ended():
+            text = self.dataplane_metrics()
+            seen = ((metric_value(text, "doorman_l4_connections_total") or 0) +
+                    (metric_value(text, "doorman_l4_drops_total") or 0))
+            return seen >= probes and (metric_value(text, "doorman_l4_connections_active") or 0) == 0
+        wait_until(ended, timeout=timeout, what="%d readiness probe connection(s) to end" % probes)
 
     def wait_version_change(self, old, timeout=DEFAULT_TIMEOUT):
         """Waits until the controller publishes a version != old and the dataplane applied it."""

@@ -208,8 +208,7 @@ class HealthChecks(DoormanTestCase):
         version = self.wait_converged()
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe was a real connection: let it finish so RR counts are whole cycles.
-        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
-                   what="probe connection closed")
+        self.wait_l4_probes_ended()
         return version
 
 

@@ -49,8 +49,7 @@ class Schedulers(DoormanTestCase):
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe above was a real connection (one scheduling decision): let it finish
         # so the tests below see whole scheduler cycles.
-        wait_until(lambda: metric_value(self.dataplane_metrics(), "doorman_l4_connections_total") and
-                   self.active() == 0, what="probe connection closed")
+        self.wait_l4_probes_ended()
 
     def use(self, scheduler, weights=None, sticky=False):
         self.write_manifest("lb.yaml", manifest(self.port, scheduler, self.ports, weights, sticky))

@@ -62,8 +62,7 @@ class TcpHygiene(DoormanTestCase):
         self.version = self.wait_converged()
         wait_until(lambda: port_open(self.port), what="tcp listener")
         # The readiness probe was a real connection: let it end, then forget it at the peers.
-        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
-                   what="probe connection closed")
+        self.wait_l4_probes_ended()
         text = self.dataplane_metrics()
         for peer in (self.a, self.b):
             # Every probe connection the dataplane forwarded to this peer must have been accepted

@@ -12,7 +12,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, metric_value, wait_until  # noqa: E402
+from harness import DoormanTestCase, metric_value, wait_until  # noqa: E402
 
 
 def free_udp_port():

@@ -6,7 +6,6 @@ cookie) routes to backend "alt" while the catch-all goes to "main", so each asse
 """
 import json
 import os
-import re
 import sys
 import unittest
 
