@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   dataplane::L4Options l4;
   int64_t l4_splice_pipe = 0;
   std::string l4_splice = "off";
+  std::string connection_balance = "off";
   constexpr int64_t kMaxUdpFlows = int64_t{1} << 24;
   int64_t udp_max_flows = static_cast<int64_t>(dataplane::DataplaneOptions{}.udp_max_flows);
 
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
   flags.Int("udp-max-flows", &udp_max_flows,
             "UDP: flows per worker and listener; datagrams that would open another are dropped (udp_table_full)");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
+  flags.String("connection-balance", &connection_balance,
+               "TCP connections across workers: off (SO_REUSEPORT hash) | exact (to the worker serving the fewest)");
   flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");
   flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice bulk|always, bytes (0 = kernel default, else 4096..1048576)");
   const auto positional = flags.ParseOrExit(argc, argv);
@@ -85,6 +88,7 @@ int main(int argc, char** argv) {
     if (auto e = CheckTlsFiles(tls); !e.empty()) Usage(e.c_str());
   }
   if (workers < 1 || workers > 1024) Usage("--workers must be between 1 and 1024");
+  if (connection_balance != "exact" && connection_balance != "off") Usage("--connection-balance must be exact or off");
   if (udp_max_flows < 1 || udp_max_flows > kMaxUdpFlows) {
     Usage(("--udp-max-flows must be between 1 and " + std::to_string(kMaxUdpFlows)).c_str());
   }
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
   opts.node_name = node_name;
   opts.state_dir = state_dir;
   opts.udp_max_flows = static_cast<std::size_t>(udp_max_flows);
+  opts.connection_balance = connection_balance == "exact";
   dataplane::Dataplane dp(opts, registry);
   dp.Start();
 

@@ -76,6 +76,14 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                      .Name("doorman_backend_up")
                      .Help("1 when the backend endpoint is ready (controller's endpoint state) and passes its active health check")
                      .Register(r);
+  worker_connections_ = &prometheus::BuildGauge()
+                             .Name("doorman_worker_connections")
+                             .Help("Open client connections (L4 and L7) each worker thread serves")
+                             .Register(r);
+}
+
+prometheus::Gauge& Metrics::WorkerConnections(int worker) {
+  return worker_connections_->Add({{"worker", std::to_string(worker)}});
 }
 
 Metrics::~Metrics() = default;

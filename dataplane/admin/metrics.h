@@ -59,6 +59,9 @@ class Metrics {
   void SetBackendHealth(const std::string& backend, bool healthy);
   // Series with a backend label, for tests and the debug endpoint.
   std::size_t backend_series() const;
+  // doorman_worker_connections{worker}: open client connections a worker serves (set by the
+  // worker's tick; shows how connections are spread, see --connection-balance).
+  prometheus::Gauge& WorkerConnections(int worker);
 
  private:
   friend class WorkerMetrics;
@@ -87,6 +90,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* l7_duration_;
   prometheus::Family<prometheus::Counter>* l7_events_[4];
   prometheus::Family<prometheus::Gauge>* backend_up_;
+  prometheus::Family<prometheus::Gauge>* worker_connections_;
   prometheus::Family<prometheus::Counter>* l4_drops_;
   std::mutex backend_up_mu_;  // the health checker's thread and Apply both touch the map below
   std::map<std::string, prometheus::Gauge*> backend_up_series_;

@@ -71,8 +71,8 @@ struct SessionList {
 class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
   TcpSession(Worker& w, Socket client, std::string listener, const tcp::endpoint& peer,
-             std::shared_ptr<const RuntimeConfig> config, std::shared_ptr<SessionList> list)
-      : w_(w), client_(std::move(client)), upstream_(w.executor()), listener_(std::move(listener)),
+             std::shared_ptr<const RuntimeConfig> config, std::shared_ptr<SessionList> list, ConnectionSlot slot)
+      : w_(w), slot_(std::move(slot)), client_(std::move(client)), upstream_(w.executor()), listener_(std::move(listener)),
         list_(std::move(list)), active_(w.metrics().L4Active(listener_)),
         rx_(w.metrics().L4Bytes(listener_, true)), tx_(w.metrics().L4Bytes(listener_, false)),
         client_addr_(ToProxyAddress(peer)), config_(std::move(config)) {
@@ -537,6 +537,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   Worker& w_;
+  ConnectionSlot slot_;
   Socket client_;
   Socket upstream_;
   std::string listener_;
@@ -610,9 +611,9 @@ void PrepareTcpListener(int fd) {
 }
 
 void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name, const tcp::endpoint& peer,
-                     std::shared_ptr<const RuntimeConfig> config) {
+                     std::shared_ptr<const RuntimeConfig> config, ConnectionSlot slot) {
   auto session = std::make_shared<TcpSession>(worker, std::move(client), listener_name, peer, std::move(config),
-                                              WorkerSessions(worker));
+                                              WorkerSessions(worker), std::move(slot));
   net::co_spawn(worker.executor(), TcpSession::Run(std::move(session)), [](std::exception_ptr e) {
     if (!e) return;
     try {

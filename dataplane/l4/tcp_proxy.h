@@ -28,6 +28,7 @@
 namespace doorman::dataplane {
 
 class Worker;
+class ConnectionSlot;
 
 // At most this many distinct endpoints are tried when connects fail (each bounded by the
 // route's connect timeout, default 5 s).
@@ -35,9 +36,10 @@ inline constexpr std::size_t kMaxConnectAttempts = 3;
 inline constexpr std::chrono::milliseconds kL4SweepInterval{1000};
 
 // `peer` is the client's address as accept() returned it; `config` the RuntimeConfig loaded at
-// accept (used for the route unless the listener waits for a PROXY header first).
+// accept (used for the route unless the listener waits for a PROXY header first); `slot` counts
+// the connection on `worker` for as long as the session lives.
 void StartTcpSession(Worker& worker, Socket client, const std::string& listener_name, const tcp::endpoint& peer,
-                     std::shared_ptr<const RuntimeConfig> config);
+                     std::shared_ptr<const RuntimeConfig> config, ConnectionSlot slot);
 
 // Sets keepalive (kTcpKeepalive*) on a socket.
 void SetTcpKeepalive(int fd);

@@ -252,8 +252,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
  public:
   template <class... StreamArgs>
-  HttpSession(Worker& w, std::string listener, std::shared_ptr<const TlsServerContext> tls, StreamArgs&&... args)
+  HttpSession(Worker& w, ConnectionSlot slot, std::string listener, std::shared_ptr<const TlsServerContext> tls,
+              StreamArgs&&... args)
       : w_(w),
+        slot_(std::move(slot)),
         tls_(std::move(tls)),
         client_(std::forward<StreamArgs>(args)...),
         client_dl_(w.deadlines(), &Lowest()),
@@ -1483,6 +1485,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
   Worker& w_;
+  ConnectionSlot slot_;
   std::shared_ptr<const TlsServerContext> tls_;  // keeps this connection's certificates alive
   ClientStream client_;
   Deadline client_dl_;  // client reads and writes
@@ -1537,7 +1540,7 @@ void Spawn(Worker& worker, std::shared_ptr<Session> session) {
 
 }  // namespace
 
-void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name) {
+void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name, ConnectionSlot slot) {
   error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
   const auto config = worker.shared().config.Load();
@@ -1546,10 +1549,11 @@ void StartHttpSession(Worker& worker, Socket client, const std::string& listener
     if (!l->tls) return;  // closes: the listener lost its certificates in this generation
     auto tls = l->tls;
     auto& ctx = tls->initial();
-    Spawn(worker, std::make_shared<HttpSession<TlsStream>>(worker, listener_name, std::move(tls), std::move(client), ctx));
+    Spawn(worker, std::make_shared<HttpSession<TlsStream>>(worker, std::move(slot), listener_name, std::move(tls),
+                                                           std::move(client), ctx));
     return;
   }
-  Spawn(worker, std::make_shared<HttpSession<Socket>>(worker, listener_name, nullptr, std::move(client)));
+  Spawn(worker, std::make_shared<HttpSession<Socket>>(worker, std::move(slot), listener_name, nullptr, std::move(client)));
 }
 
 }  // namespace doorman::dataplane

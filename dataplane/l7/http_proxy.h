@@ -26,9 +26,11 @@
 namespace doorman::dataplane {
 
 class Worker;
+class ConnectionSlot;
 
 inline constexpr std::size_t kMaxResponseHeaderBytes = 64 * 1024;
 
-void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name);
+// `slot` counts the connection on `worker` for as long as the session lives.
+void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name, ConnectionSlot slot);
 
 }  // namespace doorman::dataplane

@@ -26,7 +26,7 @@ struct Dataplane::Impl {
       : opts(std::move(o)), metrics(std::move(registry)), shared(store, metrics) {
     shared.udp_max_flows = std::max<std::size_t>(1, opts.udp_max_flows);
     for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
-    listeners = std::make_unique<ListenerManager>(workers, bind);
+    listeners = std::make_unique<ListenerManager>(workers, bind, opts.connection_balance);
     health = std::make_unique<health::HealthChecker>(
         [this](const std::string& key, bool healthy) { metrics.SetBackendHealth(key, healthy); });
   }

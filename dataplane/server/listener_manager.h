@@ -33,7 +33,8 @@ struct ListenerStatus {
 
 class ListenerManager {
  public:
-  ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address);
+  // `balance`: hand accepted connections to the worker serving the fewest (--connection-balance).
+  ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address, bool balance);
   ~ListenerManager();
 
   std::vector<std::string> Prepare(const RuntimeConfig& next);
@@ -56,6 +57,7 @@ class ListenerManager {
 
   std::vector<std::unique_ptr<Worker>>& workers_;
   net::ip::address bind_address_;
+  bool balance_;
   mutable std::mutex mu_;
   std::map<std::string, Bound> bound_;
 };

@@ -4,6 +4,8 @@
 #include <boost/asio/detached.hpp>
 #include <exception>
 
+#include <prometheus/gauge.h>
+
 #include "common/log.h"
 
 namespace doorman::dataplane {
@@ -15,6 +17,7 @@ constexpr std::chrono::seconds kPoolSweepInterval{5};
 Worker::Worker(int index, SharedState& shared)
     : index_(index),
       shared_(shared),
+      connections_gauge_(&shared.metrics.WorkerConnections(index)),
       metrics_(shared.metrics),
       // One thread per io_context, and every socket's operations start on that thread (acceptors
       // are only registered from elsewhere): the reactor's per-descriptor locks can go, which
@@ -74,6 +77,7 @@ Task<> Worker::SweepDeadlines() {
     if (ec) co_return;
     deadlines_.Sweep(CoarseClock::now());
     metrics_.Tick();  // between operations: no series pointer is in use here
+    connections_gauge_->Set(static_cast<double>(connections_.load(std::memory_order_relaxed)));
   }
 }
 

@@ -28,6 +28,35 @@ struct SharedState {
   std::size_t udp_max_flows = kDefaultUdpMaxFlowsPerWorker;  // per worker and UDP listener (set before Start)
 };
 
+// One open client connection, counted on the worker that serves it for as long as its session
+// lives. Connection balancing (ListenerManager, --connection-balance) reads the counts; the
+// accepting worker takes the slot on the chosen worker before handing the socket over, so a
+// burst of accepts sees the connections still in flight.
+class ConnectionSlot {
+ public:
+  ConnectionSlot() = default;
+  explicit ConnectionSlot(std::atomic<int64_t>& count) : count_(&count) { count_->fetch_add(1, std::memory_order_relaxed); }
+  ConnectionSlot(ConnectionSlot&& o) noexcept : count_(o.count_) { o.count_ = nullptr; }
+  ConnectionSlot& operator=(ConnectionSlot&& o) noexcept {
+    if (this != &o) {
+      Release();
+      count_ = o.count_;
+      o.count_ = nullptr;
+    }
+    return *this;
+  }
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  ~ConnectionSlot() { Release(); }
+
+ private:
+  void Release() {
+    if (count_) count_->fetch_sub(1, std::memory_order_relaxed);
+    count_ = nullptr;
+  }
+  std::atomic<int64_t>* count_ = nullptr;
+};
+
 class Worker {
  public:
   Worker(int index, SharedState& shared);
@@ -46,6 +75,8 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
   DeadlineList& deadlines() { return deadlines_; }
+  // Open client connections (L4 sessions and L7 client connections) this worker serves.
+  std::atomic<int64_t>& connections() { return connections_; }
 
  private:
   Task<> SweepPool();
@@ -53,6 +84,8 @@ class Worker {
 
   int index_;
   SharedState& shared_;
+  std::atomic<int64_t> connections_{0};
+  prometheus::Gauge* connections_gauge_;  // doorman_worker_connections{worker}, set every tick
   WorkerMetrics metrics_;
   UpstreamPool pool_;
   DeadlineList deadlines_;  // before ioc_: sessions destroyed with the io_context unlink from it

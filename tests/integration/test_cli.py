@@ -41,6 +41,7 @@ class Cli(unittest.TestCase):
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "sometimes"],
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "always", "--l4-splice-pipe-size", "100"],
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice-pipe-size", "65536"],  # needs --l4-splice
+            [DATAPLANE, "--controller", "127.0.0.1:1", "--connection-balance", "round-robin"],
         ]
         for argv in cases:
             r = run(argv)

@@ -5,6 +5,7 @@ idle timeout, connect failures, pinning across updates and the drain of a remove
 Real processes: doorman-controller (--manifests) and doorman-dataplane; real TCP echo peers
 (threads with real sockets, l4_peers.py); clients from several 127.0.0.0/8 source addresses.
 """
+import http.client
 import os
 import socket
 import struct
@@ -218,6 +219,57 @@ class TcpHygiene(DoormanTestCase):
         with self.assertRaises(ConnectionResetError):
             recv_until_eof(s)
         s.close()
+
+    def worker_connections(self):
+        text = self.dataplane_metrics()
+        return [int(metric_value(text, "doorman_worker_connections", {"worker": str(i)}) or 0) for i in (0, 1)]
+
+    def test_connection_balance_exact_spreads_connections_evenly(self):
+        # --connection-balance exact: each accepted connection (L4 and L7 alike) goes to the worker
+        # serving the fewest. SO_REUSEPORT's hash alone leaves 200 connections exactly even
+        # (100/100) about 6 % of the time, so this fails without the balancing.
+        http_backend = self.start_backend("h")
+        http_port = free_port()
+        self.start(manifest(self.port, [self.a.port]) + f"""\
+---
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: web, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {http_port}, protocol: HTTP}}]
+  routes: [{{name: w, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {http_backend}}}]}}]}}]
+""", extra=["--connection-balance", "exact"])
+        wait_until(lambda: port_open(http_port), what="http listener")
+        wait_until(lambda: self.worker_connections() == [0, 0], what="probes to end")
+        tcp, web = [], []
+        try:
+            for _ in range(100):
+                tcp.append(connect(self.port)[0])  # through to the backend: its greeting arrived
+                c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
+                c.request("GET", "/")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+                web.append(c)  # kept open (keep-alive)
+            wait_until(lambda: sum(self.worker_connections()) == 200, what="200 connections counted")
+            w0, w1 = self.worker_connections()
+            self.assertLessEqual(abs(w0 - w1), 1, (w0, w1))
+            # Connections handed to the other worker carry data both ways, L4 and L7.
+            for i, s in enumerate(tcp):
+                s.sendall(b"%03d" % i)
+                self.assertEqual(recv_exact(s, 3), b"%03d" % i)
+            for c in web:
+                c.request("GET", "/again")
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+        finally:
+            for s in tcp:
+                s.close()
+            for c in web:
+                c.close()
+        # Every slot is given back, on whichever worker the connection ended up.
+        wait_until(lambda: self.worker_connections() == [0, 0], what="all connections released")
 
     def test_keepalive_is_enabled_on_both_legs(self):
         self.start(manifest(self.port, [self.a.port]))
