@@ -147,17 +147,36 @@ for round in $(seq "$ROUNDS"); do
     read -r g gp50 gp99 s sp50 sp99 <<<"${R[$name.rb]}"
     echo "| $name | $g | $gp50 / $gp99 | $s | $sp50 / $sp99 | ${R[$name.conn]} | ${R[$name.bulk]} | ${R[$name.cpu]} |"
   done
-  read -r dg _ _ ds _ _ <<<"${R[doorman.rb]}"
-  read -r hg _ _ hs _ _ <<<"${R[haproxy.rb]}"
+  read -r dg dgp50 dgp99 ds dsp50 dsp99 <<<"${R[doorman.rb]}"
+  read -r hg hgp50 hgp99 hs hsp50 hsp99 <<<"${R[haproxy.rb]}"
   IFS=' /' read -r dcr dcc dcb <<<"${R[doorman.cpu]}"
   IFS=' /' read -r hcr hcc hcb <<<"${R[haproxy.cpu]}"
   line="GET $(ratio "$dg" "$hg"), SET $(ratio "$ds" "$hs"), new conn/s $(ratio "${R[doorman.conn]}" "${R[haproxy.conn]}"), bulk $(ratio "${R[doorman.bulk]}" "${R[haproxy.bulk]}"); CPU per op (HAProxy / Doorman, > 1 = Doorman cheaper): req $(ratio "$hcr" "$dcr"), conn $(ratio "$hcc" "$dcc"), MiB $(ratio "$hcb" "$dcb")"
   echo
   echo "Doorman / HAProxy: $line"
   summary+=("round $round: $line")
+  # Every figure as a ratio where > 1 means Doorman is better: rates Doorman ÷ HAProxy,
+  # latencies and CPU HAProxy ÷ Doorman.
+  echo "$(ratio "$dg" "$hg") $(ratio "$ds" "$hs") $(ratio "${R[doorman.conn]}" "${R[haproxy.conn]}") \
+$(ratio "${R[doorman.bulk]}" "${R[haproxy.bulk]}") $(ratio "$hgp50" "$dgp50") $(ratio "$hgp99" "$dgp99") \
+$(ratio "$hsp50" "$dsp50") $(ratio "$hsp99" "$dsp99") $(ratio "$hcr" "$dcr") $(ratio "$hcc" "$dcc") \
+$(ratio "$hcb" "$dcb")" >>"$tmp/ratios"
 done
 if [ "$ROUNDS" -gt 1 ]; then
   echo
   echo "All rounds, Doorman / HAProxy:"
   for l in "${summary[@]}"; do echo "- $l"; done
+  echo
+  echo "Median over $ROUNDS rounds (min–max), every figure as 'better than HAProxy' when > 1:"
+  python3 - "$tmp/ratios" <<'PY'
+import statistics, sys
+names = ["GET req/s", "SET req/s", "new conn/s", "bulk", "GET p50 (HAProxy/Doorman)",
+         "GET p99 (HAProxy/Doorman)", "SET p50 (HAProxy/Doorman)", "SET p99 (HAProxy/Doorman)",
+         "CPU/req (HAProxy/Doorman)", "CPU/conn (HAProxy/Doorman)", "CPU/MiB (HAProxy/Doorman)"]
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for i, name in enumerate(names):
+    vals = [float(r[i]) for r in rows if i < len(r) and r[i] != "-"]
+    if vals:
+        print("- %-28s %.2f (%.2f–%.2f)" % (name, statistics.median(vals), min(vals), max(vals)))
+PY
 fi

@@ -180,6 +180,30 @@ for round in $(seq 1 "$ROUNDS"); do
       [ "$name" = direct ] && { cpu="-"; user="-"; }
       printf '%-22s %12s %9s %9s %10s %14s %10s\n' "$name (r$round)" "$rps" "$p50" "$p99" "$ratio" "$cpu" "$user"
     done
+    # Doorman against HAProxy, each figure as a ratio where > 1 means Doorman is better.
+    dm=${R[doorman]:-${R[doorman-tls]}}
+    read -r d_rps d_p50 d_p99 d_cpu _ <<<"$dm"
+    read -r h_rps h_p50 h_p99 h_cpu _ <<<"$ha"
+    awk -v p="$proto" -v dr="$d_rps" -v hr="$h_rps" -v d5="$d_p50" -v h5="$h_p50" -v d9="$d_p99" -v h9="$h_p99" \
+        -v dc="$d_cpu" -v hc="$h_cpu" 'BEGIN{ if (hr>0 && d5>0 && d9>0 && dc>0) printf "%s %.3f %.3f %.3f %.3f\n", p, dr/hr, h5/d5, h9/d9, hc/dc }' \
+      >>"$tmp/ratios"
     unset R
   done
 done
+if [ "$ROUNDS" -gt 1 ]; then
+  echo
+  echo "Median over $ROUNDS rounds (min–max), Doorman vs HAProxy, > 1 = Doorman better:"
+  python3 - "$tmp/ratios" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for proto in ("http", "https"):
+    got = [[float(x) for x in r[1:]] for r in rows if r[0] == proto]
+    if not got:
+        continue
+    parts = []
+    for i, name in enumerate(["req/s", "p50 (HAProxy/Doorman)", "p99 (HAProxy/Doorman)", "CPU/req (HAProxy/Doorman)"]):
+        vals = [g[i] for g in got]
+        parts.append("%s %.2f (%.2f–%.2f)" % (name, statistics.median(vals), min(vals), max(vals)))
+    print("- %s: %s" % (proto, "; ".join(parts)))
+PY
+fi

@@ -10,6 +10,8 @@
 
 #include <boost/beast/core/error.hpp>
 
+#include "dataplane/server/socket_state.h"
+
 namespace doorman::dataplane {
 
 namespace {
@@ -35,16 +37,18 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
   const auto addr = net::ip::make_address(endpoint.address, ec);
   if (ec) co_return s;
   const tcp::endpoint to(addr, endpoint.port);
-  // open() (not a socket(2) of our own and assign(): Asio treats an assigned descriptor as a
-  // possible duplicate and pays an epoll_ctl(DEL) before closing it). Non-blocking as the
-  // user's setting, so the first asynchronous operation does not set it a second time.
-  s.open(to.protocol(), ec);
-  if (!ec) s.non_blocking(true, ec);
-  if (ec) {
-    s.close(ignored);
+  // Created non-blocking (no ioctl) and adopted as a descriptor only this process holds (no
+  // epoll_ctl(DEL) before its close): socket_state.h.
+  const int fd = ::socket(to.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    ec = Errno();
     co_return s;
   }
-  const int fd = s.native_handle();
+  Adopt(s, to.protocol(), fd, true, ec);
+  if (ec) {
+    ::close(fd);
+    co_return s;
+  }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (::connect(fd, to.data(), static_cast<socklen_t>(to.size())) != 0) {

@@ -6,11 +6,15 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "common/log.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/http_proxy.h"
+#include "dataplane/server/socket_state.h"
 #include "dataplane/server/worker.h"
 
 namespace doorman::dataplane {
@@ -102,11 +106,40 @@ void HandOff(Worker& to, Socket s, const std::string& listener, const tcp::endpo
                             slot = std::move(slot)]() mutable {
     Socket adopted(to.executor());
     error_code aec;
-    adopted.assign(peer.protocol(), fd.fd, aec);
+    Adopt(adopted, peer.protocol(), fd.fd, false, aec);  // still non-blocking, still not dup'ed
     if (aec) return;  // ~InFlightFd closes it
     fd.fd = -1;
     StartSession(to, std::move(adopted), listener, peer, l7, std::move(config), std::move(slot));
   });
+}
+
+// The next connection from the (non-blocking) listening socket: accept4 in place, already
+// non-blocking, adopted without the syscalls Asio's async_accept adds (socket_state.h); waits for
+// readiness only when the accept queue is empty.
+Task<Socket> Accept(Acceptor& acceptor, Worker& w, tcp::endpoint& peer, error_code& ec) {
+  Socket s(w.executor());
+  for (;;) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const int fd = ::accept4(acceptor.native_handle(), reinterpret_cast<sockaddr*>(&addr), &len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      if (len > peer.capacity()) len = static_cast<socklen_t>(peer.capacity());
+      std::memcpy(peer.data(), &addr, len);
+      peer.resize(len);
+      Adopt(s, peer.protocol(), fd, false, ec);
+      if (ec) ::close(fd);
+      break;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;  // a client that gave up while queued
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = error_code(errno, boost::system::system_category());
+      break;
+    }
+    co_await acceptor.async_wait(Acceptor::wait_read, Redirect(ec));
+    if (ec) break;
+  }
+  co_return s;
 }
 
 Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string listener, bool l7,
@@ -115,7 +148,7 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
   for (;;) {
     error_code ec;
     tcp::endpoint peer;
-    Socket s = co_await acceptor->async_accept(peer, Redirect(ec));
+    Socket s = co_await Accept(*acceptor, w, peer, ec);
     if (ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
@@ -183,6 +216,7 @@ bool ListenerManager::Bind(const Listener& l, Bound* out, std::string* error) {
     if (!ec) acc->bind(ep, ec);
     if (!ec && (l.protocol == Protocol::kTcp || l.protocol == Protocol::kTls)) PrepareTcpListener(acc->native_handle());
     if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
+    if (!ec) acc->non_blocking(true, ec);  // Accept() calls accept4 in place
     if (ec) {
       *error = "cannot listen on " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();
       out->acceptors.push_back(std::move(acc));
