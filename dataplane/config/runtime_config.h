@@ -171,7 +171,7 @@ struct Listener {
   std::vector<TlsCertificatePem> tls_certificates;
   std::string tls_min_version = "1.2";
   std::shared_ptr<const TlsServerContext> tls;
-  std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept
+  std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept (TCP) and when a UDP flow opens
   int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
   bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (TCP, TLS, HTTP, HTTPS)
   // L4 drain: per endpoint key of the listener's routes (every endpoint of their backend sets,

@@ -57,8 +57,9 @@ class Udp(DoormanTestCase):
             wait_until(lambda: self.ask_direct(port), what="dnsmasq on :%d" % port)
         self.port = free_udp_port()
 
-    def ask_direct(self, port):
+    def ask_direct(self, port, src="127.0.0.1"):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((src, 0))
             s.settimeout(0.3)
             s.sendto(dns_query("x.test"), ("127.0.0.1", port))
             try:
@@ -66,21 +67,25 @@ class Udp(DoormanTestCase):
             except socket.timeout:
                 return None
 
-    def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2"), accept=False):
-        self.write_dns_manifest(self.backends, scheduler, idle, accept)
+    def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2"), accept=False,
+              ranges=None):
+        self.write_dns_manifest(self.backends, scheduler, idle, accept, ranges)
         self.start_controller()
         self.start_dataplane(list(dataplane_args))
         self.version = self.wait_converged()
         if accept:
             wait_until(lambda: self.listener_ready(), what="UDP listener")
         else:
-            wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
+            src = "127.0.0.2" if ranges else "127.0.0.1"
+            wait_until(lambda: self.ask_direct(self.port, src), what="UDP listener answers")
 
     def listener_ready(self):
         return "udp-%d" % self.port in self.dataplane.log()
 
-    def write_dns_manifest(self, backends, scheduler, idle, accept=False):
+    def write_dns_manifest(self, backends, scheduler, idle, accept=False, ranges=None):
         pp = ", proxyProtocol: {accept: true}" if accept else ""
+        if ranges:
+            pp += ", allowedSourceRanges: [%s]" % ", ".join(ranges)
         eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in backends)
         self.write_manifest("dns.yaml", f"""\
 apiVersion: doorman.dev/v1alpha1
@@ -124,6 +129,19 @@ spec:
                 self.assertEqual(reply[:2], i.to_bytes(2, "big"))
                 seen.add(answer_ip(reply))
             self.assertEqual(len(seen), 1, seen)
+
+    def test_allowed_source_ranges_refuse_other_senders(self):
+        self.start(ranges=["127.0.0.2/32"])  # the readiness probe came from 127.0.0.2
+
+        def drops():
+            return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
+                                {"listener": "udp-%d" % self.port, "reason": "source_range"}) or 0
+        flows = self.active()
+        for src in ("127.0.0.1", "127.0.0.3"):
+            self.assertIsNone(self.ask_direct(self.port, src), src)
+        wait_until(lambda: drops() == 2, what="two refused datagrams counted")
+        self.assertEqual(self.active(), flows)  # no flow opened for them
+        self.assertIsNotNone(self.ask_direct(self.port, "127.0.0.2"))
 
     def test_maglev_pins_a_client_address_across_flows(self):
         self.start(scheduler="maglev")
