@@ -737,6 +737,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
     std::vector<const Endpoint*> tried;
     std::vector<const Endpoint*> unreachable;  // tried, and the connection (or TLS) failed
+    // least-connections and p2c weigh endpoints by this count, as they weigh L4 connections:
+    // the request is in flight to an endpoint from its attempt's connection until the response
+    // is relayed (a WebSocket tunnel: until it closes), or until a retry moves it elsewhere.
+    struct InFlight {
+      lb::EndpointState* state = nullptr;
+      void Hold(lb::EndpointState* s) {
+        if (s == state) return;
+        Release();
+        state = s;
+        if (state) state->active.fetch_add(1, std::memory_order_relaxed);
+      }
+      void Release() {
+        if (state) state->active.fetch_sub(1, std::memory_order_relaxed);
+        state = nullptr;
+      }
+      ~InFlight() { Release(); }
+    } in_flight;
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
@@ -828,6 +845,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
       x->backend = ep->key;
+      in_flight.Hold(ep->state.get());
       up_dl_.Bind(&up->socket());
       up_buf_.clear();
       got_response_bytes_ = false;

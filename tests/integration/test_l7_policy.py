@@ -4,10 +4,12 @@ cookie stickiness (stable across a dataplane restart, re-pinned when the endpoin
 retries on 503 for idempotent requests only, per-route rate limiting (429 + Retry-After) and
 passive outlier detection (a dead endpoint stops being tried).
 """
+import collections
 import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -275,6 +277,53 @@ spec:
             self.assertEqual(self.req("/outlier")[0], 200)
         self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total"), failures)
 
+
+
+class L7LoadAwareSchedulers(DoormanTestCase):
+    """least-connections and p2c weigh endpoints by the requests in flight to them (an L7
+    request counts as an L4 connection does): while one endpoint serves a slow request, every
+    other request goes to the idle one."""
+
+    def test_least_connections_and_p2c_avoid_the_busy_endpoint(self):
+        backends = {name: self.start_backend(name, ["--count"]) for name in ("a", "b")}
+        ports = {"least-connections": free_port(), "p2c": free_port()}
+        eps = ", ".join("{address: 127.0.0.1, port: %d}" % p for p in backends.values())
+        self.write_manifest("lb.yaml", "".join(f"""\
+---
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {sched}, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes:
+    - {{name: r, listener: web, policy: {{scheduler: {sched}}}, backends: [{{endpoints: [{eps}]}}]}}
+""" for sched, port in ports.items()))
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+
+        def received():
+            return {n: json.loads(curl(["http://127.0.0.1:%d/__stats" % p]).stdout)["requests"]
+                    for n, p in backends.items()}
+        for sched, port in ports.items():
+            with self.subTest(scheduler=sched):
+                wait_until(lambda: port_open(port), what="listener")
+                before = received()
+                slow = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-o", "/dev/null",
+                                         "http://127.0.0.1:%d/slow/4000" % port])
+                try:
+                    wait_until(lambda: sum(received().values()) == sum(before.values()) + 1,
+                               what="the slow request to reach a backend")
+                    now = received()
+                    busy = next(n for n in backends if now[n] == before[n] + 1)
+                    idle = next(n for n in backends if n != busy)
+                    got = collections.Counter()
+                    for _ in range(6):
+                        r = curl(["-sS", "-D", "-", "-o", "/dev/null", "http://127.0.0.1:%d/" % port])
+                        got[re.search(r"(?im)^x-backend: (\S+)", r.stdout).group(1)] += 1
+                    self.assertEqual(got, collections.Counter({idle: 6}), (sched, busy))
+                finally:
+                    slow.wait(timeout=30)
 
 
 class L7OutlierDetectionAcrossWorkers(DoormanTestCase):
