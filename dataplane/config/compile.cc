@@ -302,6 +302,7 @@ class Compiler {
       out->listener = in.listener();
       if (listener.is_l7()) {
         CompileMatch(in.match(), where, &out->match);
+        FinishRouteMatch(&out->match);
       } else {
         WarnL4Match(in, where, listener);
         if (listener.protocol == Protocol::kTls) CompileSni(in.match(), where, &out->sni);
@@ -336,16 +337,19 @@ class Compiler {
           if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: prefix \"" + p.value() + "\" must start with '/'");
           out->path.type = PathMatcher::Type::kPrefix;
           out->path.value = p.value();
+          out->path.declared_len = p.value().size();
           while (!out->path.value.empty() && out->path.value.back() == '/') out->path.value.pop_back();
           break;
         case pb::PathMatch::EXACT:
           if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: exact path \"" + p.value() + "\" must start with '/'");
           out->path.type = PathMatcher::Type::kExact;
           out->path.value = p.value();
+          out->path.declared_len = p.value().size();
           break;
         case pb::PathMatch::REGULAR_EXPRESSION:
           out->path.type = PathMatcher::Type::kRegex;
           out->path.value = p.value();
+          out->path.declared_len = p.value().size();
           out->path.regex = CompileRegex(p.value(), where + ".match.path");
           break;
         default:
@@ -673,6 +677,7 @@ class Compiler {
         listed.insert(name);
         l->routes.push_back(it->second);
       }
+      l->routes_sorted_by_host = SortedByBestHost(l->routes);
       if (l->served && !l->is_l7() && l->protocol != Protocol::kTls && l->routes.size() > 1) {
         for (std::size_t i = 1; i < l->routes.size(); ++i) {
           Warn(where + ": an L4 listener uses its first route only; route \"" + l->routes[i]->name + "\" is not used");

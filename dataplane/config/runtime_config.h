@@ -166,6 +166,7 @@ struct Listener {
   Protocol protocol = Protocol::kTcp;
   Millis idle_timeout = kDefaultL4IdleTimeout;
   std::vector<const Route*> routes;  // precedence order
+  bool routes_sorted_by_host = false;  // routes ascend in match.best_host (SelectRoute stops early)
   bool served = false;               // this build serves the protocol
   // HTTPS only: certificates in ListenerTls order (the first is the default) and the built contexts.
   std::vector<TlsCertificatePem> tls_certificates;

@@ -140,14 +140,20 @@ SniResult ParseClientHelloSni(std::string_view data) {
   return ParseHello(std::string_view(handshake).substr(4, msg_len));
 }
 
-bool SniMatcher::Matches(std::string_view name) const {
+bool SniMatcher::Matches(std::string_view name) const { return MatchRank(name).has_value(); }
+
+std::optional<std::pair<int, int64_t>> SniMatcher::MatchRank(std::string_view name) const {
   for (const auto& e : exact) {
-    if (e == name) return true;
+    if (e == name) return std::make_pair(0, -static_cast<int64_t>(e.size()));
   }
+  std::optional<std::pair<int, int64_t>> best;
   for (const auto& s : suffixes) {
-    if (name.size() > s.size() && name.substr(name.size() - s.size()) == s) return true;
+    if (name.size() > s.size() && name.substr(name.size() - s.size()) == s) {
+      const auto r = std::make_pair(1, -static_cast<int64_t>(s.size()));
+      if (!best || r < *best) best = r;
+    }
   }
-  return false;
+  return best;
 }
 
 }  // namespace doorman::l4

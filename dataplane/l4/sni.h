@@ -6,8 +6,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace doorman::l4 {
@@ -29,6 +32,9 @@ struct SniMatcher {
   std::vector<std::string> suffixes;  // ".example.com" for "*.example.com"
   bool empty() const { return exact.empty() && suffixes.empty(); }
   bool Matches(std::string_view lower_name) const;
+  // How specifically `lower_name` matches, lower = more specific: {0, -length} for an exact
+  // name, {1, -length of the suffix} for the longest matching wildcard; nullopt if none does.
+  std::optional<std::pair<int, int64_t>> MatchRank(std::string_view lower_name) const;
 };
 
 }  // namespace doorman::l4

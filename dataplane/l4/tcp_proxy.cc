@@ -232,12 +232,20 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       CloseBoth(true);
       co_return false;
     }
-    for (const Route* rt : listener->routes) {
-      if (!r.server_name.empty() && rt->sni.Matches(r.server_name)) {
-        route_ = rt;
-        co_return true;
+    // The route whose matching name is the most specific (an exact name before the longest
+    // matching wildcard), not the first whose list matches: a route listing a long exact name
+    // and a wildcard wins for its exact name only. Ties: the earlier route.
+    std::optional<std::pair<int, int64_t>> best;
+    if (!r.server_name.empty()) {
+      for (const Route* rt : listener->routes) {
+        const auto rank = rt->sni.MatchRank(r.server_name);
+        if (rank && (!best || *rank < *best)) {
+          best = rank;
+          route_ = rt;
+        }
       }
     }
+    if (best) co_return true;
     for (const Route* rt : listener->routes) {
       if (rt->sni.empty()) {
         route_ = rt;

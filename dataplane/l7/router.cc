@@ -256,12 +256,83 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
   return true;
 }
 
+void FinishRouteMatch(RouteMatch* m) {
+  m->best_host = HostRank{};
+  for (const auto& h : m->exact_hosts) m->best_host = std::min(m->best_host, HostRank{0, -static_cast<int64_t>(h.size())});
+  for (const auto& s : m->wildcard_suffixes) {
+    m->best_host = std::min(m->best_host, HostRank{1, -static_cast<int64_t>(s.size())});
+  }
+}
+
+std::optional<HostRank> MatchedHostRank(const RouteMatch& m, std::string_view host) {
+  if (m.any_host()) return HostRank{};
+  for (const auto& h : m.exact_hosts) {
+    if (h == host) return HostRank{0, -static_cast<int64_t>(h.size())};
+  }
+  std::optional<HostRank> best;
+  for (const auto& suffix : m.wildcard_suffixes) {
+    if (host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        host[host.size() - suffix.size() - 1] != '.') {
+      const HostRank r{1, -static_cast<int64_t>(suffix.size())};
+      if (!best || r < *best) best = r;
+    }
+  }
+  return best;
+}
+
+bool SortedByBestHost(const std::vector<const Route*>& routes) {
+  for (std::size_t i = 1; i < routes.size(); ++i) {
+    if (routes[i]->match.best_host < routes[i - 1]->match.best_host) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// What ranks two routes that match with equally specific hosts (lower first).
+struct RestRank {
+  int64_t neg_path_len;
+  int path_kind;  // Exact, Prefix, RegularExpression, none
+  int64_t neg_conditions;
+  auto operator<=>(const RestRank&) const = default;
+};
+
+RestRank RankRest(const RouteMatch& m) {
+  int kind = 3;
+  switch (m.path.type) {
+    case PathMatcher::Type::kExact: kind = 0; break;
+    case PathMatcher::Type::kPrefix: kind = 1; break;
+    case PathMatcher::Type::kRegex: kind = 2; break;
+    case PathMatcher::Type::kAny: break;
+  }
+  const auto conditions = static_cast<int64_t>((m.methods.empty() ? 0 : 1) + m.headers.size() +
+                                               m.query_params.size() + m.cookies.size());
+  return {-static_cast<int64_t>(m.path.declared_len), kind, -conditions};
+}
+
+}  // namespace
+
 const Route* SelectRoute(const Listener& listener, const RequestView& view) {
   const std::string host = NormalizeHost(view.host);
+  const Route* best = nullptr;
+  HostRank best_host;
+  RestRank best_rest{};
   for (const Route* r : listener.routes) {
-    if (RouteMatches(r->match, view, host)) return r;
+    const RouteMatch& m = r->match;
+    // In the controller's order (sorted by best_host), no later route can match with a host
+    // more specific than its own best one.
+    if (best != nullptr && listener.routes_sorted_by_host && best_host < m.best_host) break;
+    const auto host_rank = MatchedHostRank(m, host);
+    if (!host_rank || (best != nullptr && best_host < *host_rank)) continue;
+    if (!RouteMatches(m, view, host)) continue;
+    const RestRank rest = RankRest(m);
+    if (best == nullptr || *host_rank < best_host || rest < best_rest) {  // ties: the earlier route
+      best = r;
+      best_host = *host_rank;
+      best_rest = rest;
+    }
   }
-  return nullptr;
+  return best;
 }
 
 }  // namespace doorman::dataplane

@@ -1,6 +1,7 @@
 // L7 route matching, pure (no Beast): a compiled RouteMatch per route and the functions that test
 // a request against it. The proxy adapts a parsed request into a RequestView; the first route of
-// the listener (in the controller's precedence order) whose every given field matches wins.
+// the listener (in the controller's precedence order) whose every given field matches wins —
+// ranked by the host that matched this request (SelectRoute).
 //
 // Semantics (Gateway API / Kubernetes Ingress, where the two agree):
 // * Host: compared case-insensitively after stripping the port ("Example.com:8080" →
@@ -53,6 +54,7 @@ struct PathMatcher {
   enum class Type { kAny, kPrefix, kExact, kRegex };
   Type type = Type::kAny;
   std::string value;  // kPrefix: without its trailing '/' ("" for "/")
+  std::size_t declared_len = 0;  // the value as declared (its length ranks the route)
   std::shared_ptr<const re2::RE2> regex;
   bool Matches(std::string_view path) const;
 };
@@ -63,6 +65,14 @@ struct HeaderMatcher {
   Type type = Type::kExact;
   std::string value;
   std::shared_ptr<const re2::RE2> regex;
+};
+
+// How specific a host match is (lower = more specific): an exact host, then a `*.` wildcard,
+// then a route for any host; within each, the longer first ("*.a.com" counts ".a.com").
+struct HostRank {
+  int kind = 2;         // 0 exact, 1 wildcard, 2 any host
+  int64_t neg_len = 0;  // minus the host's length
+  auto operator<=>(const HostRank&) const = default;
 };
 
 struct RouteMatch {
@@ -76,7 +86,18 @@ struct RouteMatch {
 
   bool any_host() const { return exact_hosts.empty() && wildcard_suffixes.empty(); }
   bool needs_headers() const { return !headers.empty() || !cookies.empty(); }
+  // The most specific host listed: what places the route in the controller's order. Set by
+  // FinishRouteMatch().
+  HostRank best_host;
 };
+
+// Computes the derived fields of a compiled RouteMatch (best_host).
+void FinishRouteMatch(RouteMatch* m);
+// The rank of the most specific of `m`'s hosts that matches `normalized_host`, or nullopt.
+std::optional<HostRank> MatchedHostRank(const RouteMatch& m, std::string_view normalized_host);
+// Whether `routes` (a listener's, in the controller's order) are sorted by best_host, which
+// lets SelectRoute stop early.
+bool SortedByBestHost(const std::vector<const Route*>& routes);
 
 // "Example.COM:8080" → "example.com"; "[::1]:80" → "::1"; strips one trailing dot.
 std::string NormalizeHost(std::string_view host);
@@ -105,7 +126,12 @@ bool HostMatches(const RouteMatch& m, std::string_view normalized_host);
 // `normalized_host` must come from NormalizeHost(view.host).
 bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view normalized_host);
 
-// The first route of `listener` that matches, or nullptr.
+// The route of `listener` that wins for this request, or nullptr. Among the routes that match,
+// the most specific *matching* host wins (Gateway API: "largest number of characters in a
+// matching non-wildcard hostname", then in a matching hostname), then the longer path, Exact
+// before Prefix before RegularExpression, more conditions, and then the controller's order
+// (oldest object, declaration order). A route that lists a long exact host and a wildcard thus
+// wins for its exact host only, not for every name its wildcard covers.
 const Route* SelectRoute(const Listener& listener, const RequestView& view);
 
 // Value of cookie `name` in a Cookie header ("a=1; b=2"), if present.

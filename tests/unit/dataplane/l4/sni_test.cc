@@ -121,5 +121,15 @@ TEST(SniTest, Matcher) {
   EXPECT_FALSE(m.Matches(""));
 }
 
+TEST(SniMatcherTest, MatchRankPrefersExactThenTheLongestWildcard) {
+  const SniMatcher m{{"aaaaaaaa.ex.com", "b.ex.com"}, {".ex.com", ".deep.ex.com"}};
+  EXPECT_EQ(m.MatchRank("b.ex.com"), std::make_pair(0, int64_t{-8}));
+  EXPECT_EQ(m.MatchRank("x.deep.ex.com"), std::make_pair(1, int64_t{-12}));  // the longer suffix
+  EXPECT_EQ(m.MatchRank("c.ex.com"), std::make_pair(1, int64_t{-7}));
+  EXPECT_EQ(m.MatchRank("ex.com"), std::nullopt);
+  // An exact name of another route ranks above this route's wildcard match of it.
+  EXPECT_LT(*SniMatcher({{"c.ex.com"}, {}}).MatchRank("c.ex.com"), *m.MatchRank("c.ex.com"));
+}
+
 }  // namespace
 }  // namespace doorman::l4

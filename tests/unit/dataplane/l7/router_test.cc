@@ -180,6 +180,45 @@ TEST_F(SelectRouteTest, HeadersQueryAndCookiesMustAllMatch) {
   EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
 }
 
+// The host that matched ranks a route, not the longest host it lists (Gateway API): a route
+// listing a long exact host and a wildcard must not take requests from an exact-host route, and
+// among equally specific host matches the longer path wins over the controller's order.
+TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
+  const char* routes = R"pb(
+      routes { name: "two" listener: "web" match { hosts: "zzzzzzzzzzzz.ex.com" hosts: "b.ex.com" path { type: PREFIX value: "/" } } }
+      routes { name: "mixed" listener: "web" match { hosts: "aaaaaaaa.ex.com" hosts: "*.ex.com" } }
+      routes { name: "exactb" listener: "web" match { hosts: "b.ex.com" path { type: PREFIX value: "/api" } } }
+      routes { name: "wild" listener: "web" match { hosts: "*.ex.com" path { type: PREFIX value: "/api/v2" } } }
+      routes { name: "any" listener: "web" match { path { type: PREFIX value: "/api/v2/deep" } } }
+  )pb";
+  // The controller's order (by each route's most specific host), and the reverse: the answer
+  // must not depend on it.
+  for (const char* order : {R"pb(routes: "two" routes: "mixed" routes: "exactb" routes: "wild" routes: "any")pb",
+                            R"pb(routes: "any" routes: "wild" routes: "exactb" routes: "mixed" routes: "two")pb"}) {
+    v1::Snapshot s;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        std::string(R"pb(listeners { name: "web" port: 80 protocol: HTTP )pb") + order + "}" + routes, &s));
+    auto r = Compile(s, 1, {});
+    ASSERT_TRUE(r.ok()) << r.error;
+    const Listener* l = r.config->FindListener("web");
+    auto select = [&](std::string_view host, std::string_view path) {
+      RequestView v;
+      v.method = "GET";
+      v.host = host;
+      v.path = path;
+      const Route* route = SelectRoute(*l, v);
+      return route ? route->name : std::string("<none>");
+    };
+    EXPECT_EQ(select("b.ex.com", "/api/x"), "exactb") << order;   // same host rank as "two", longer path
+    EXPECT_EQ(select("b.ex.com", "/other"), "two") << order;      // exact beats mixed's wildcard
+    EXPECT_EQ(select("c.ex.com", "/api/v2/x"), "wild") << order;  // both wildcards: longer path
+    EXPECT_EQ(select("c.ex.com", "/x"), "mixed") << order;
+    EXPECT_EQ(select("aaaaaaaa.ex.com", "/api/v2/x"), "mixed") << order;  // its exact host
+    EXPECT_EQ(select("other.test", "/api/v2/deep/1"), "any") << order;
+    EXPECT_EQ(select("c.ex.com", "/api/v2/deep/1"), "wild") << order;  // a host match beats any host
+  }
+}
+
 TEST(RouterTest, HostValues) {
   for (const char* ok : {"", "a", "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[fd00::1]:443",
                          "xn--bcher-kva.example", "a_b.example", "example.com:"}) {
