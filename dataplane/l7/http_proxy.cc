@@ -540,6 +540,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
+    // The asterisk form is for OPTIONS only (RFC 9112 §3.2.4); a Prefix "/" route does not match it.
+    if (path == "*" && (req.method() != http::verb::options || !query.empty())) {
+      co_return local(400, "the request target \"*\" is only for OPTIONS", false);
+    }
     // Routed and forwarded in normal form (router.h NormalizePath): no dot-segment tricks.
     const bool normalized = path.front() == '/' && NormalizePath(path, &norm_path_);
     if (normalized) path = norm_path_;

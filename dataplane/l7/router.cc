@@ -157,7 +157,7 @@ bool ValidHost(std::string_view host) {
 }
 
 bool PathPrefixMatches(std::string_view prefix, std::string_view path) {
-  if (prefix.empty()) return true;  // "/"
+  if (prefix.empty()) return !path.empty() && path.front() == '/';  // "/": not the "*" of OPTIONS *
   if (path.size() < prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
   return path.size() == prefix.size() || path[prefix.size()] == '/';
 }

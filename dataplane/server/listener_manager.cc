@@ -167,6 +167,11 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
     } else {
       HandOff(to, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
     }
+    // Yield to the worker's other handlers (the session just started among them) before the
+    // next accept, as Asio's async_accept did by posting its completion: accept4 succeeds in
+    // place while the queue holds connections, and a burst must not starve the rest, nor keep a
+    // closed connection's session from noticing its close (it holds an --l7-max-connections slot).
+    co_await net::post(w.executor(), kUseTask);
   }
 }
 

@@ -65,6 +65,7 @@ TEST(RouterTest, PrefixIsSegmentWise) {
       {"/aaa/bb", "/aaa/bbb", false}, {"/aaa/bbb", "/aaa/bbb/ccc", true},
       {"/aaa/bbb/", "/aaa/bbb", true}, {"/foo", "/Foo", false},
       {"/foo", "/", false},
+      {"/", "*", false},  // OPTIONS *: not a path under "/"
   };
   for (const auto& c : cases) {
     PathMatcher m;
