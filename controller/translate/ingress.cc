@@ -420,6 +420,8 @@ class IngressCompiler {
           continue;
         }
         base.add_hosts(*host);
+        // Kubernetes Ingress: a wildcard host covers a single DNS label.
+        if (host->rfind("*.", 0) == 0) base.set_wildcard_one_label(true);
       }
       // A rule without http sends its host to the default backend (Kubernetes semantics): the
       // catch-all route does that.

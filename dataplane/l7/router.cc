@@ -176,20 +176,22 @@ bool PathMatcher::Matches(std::string_view path) const {
   return false;
 }
 
-bool HostMatches(const RouteMatch& m, std::string_view host) {
-  if (m.any_host()) return true;
-  for (const auto& h : m.exact_hosts) {
-    if (h == host) return true;
+namespace {
+
+// Whether "*" + `suffix` covers `host`: at least one non-empty label before the suffix, and with
+// `one_label` exactly one.
+bool WildcardCovers(std::string_view suffix, std::string_view host, bool one_label) {
+  if (host.size() <= suffix.size() || host.compare(host.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
   }
-  for (const auto& suffix : m.wildcard_suffixes) {
-    // At least one non-empty label before the suffix.
-    if (host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-        host[host.size() - suffix.size() - 1] != '.') {
-      return true;
-    }
-  }
-  return false;
+  const std::string_view labels = host.substr(0, host.size() - suffix.size());
+  if (labels.back() == '.') return false;
+  return !one_label || labels.find('.') == std::string_view::npos;
 }
+
+}  // namespace
+
+bool HostMatches(const RouteMatch& m, std::string_view host) { return MatchedHostRank(m, host).has_value(); }
 
 std::optional<std::string_view> RequestHeaders::Cookie(std::string_view name) const {
   const auto header = Get("cookie");
@@ -271,8 +273,7 @@ std::optional<HostRank> MatchedHostRank(const RouteMatch& m, std::string_view ho
   }
   std::optional<HostRank> best;
   for (const auto& suffix : m.wildcard_suffixes) {
-    if (host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-        host[host.size() - suffix.size() - 1] != '.') {
+    if (WildcardCovers(suffix, host, m.wildcard_one_label)) {
       const HostRank r{1, -static_cast<int64_t>(suffix.size())};
       if (!best || r < *best) best = r;
     }

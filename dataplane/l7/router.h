@@ -6,7 +6,8 @@
 // Semantics (Gateway API / Kubernetes Ingress, where the two agree):
 // * Host: compared case-insensitively after stripping the port ("Example.com:8080" →
 //   "example.com") and one trailing dot. "*.example.com" matches any name with one or more
-//   labels before ".example.com" (Gateway API), but not "example.com" itself. No hosts = any.
+//   labels before ".example.com" (Gateway API) — exactly one for routes from an Ingress
+//   (RouteMatch.wildcard_one_label) — but not "example.com" itself. No hosts = any.
 // * Path: matched on the raw path (no percent-decoding or dot-segment normalisation), query
 //   excluded. Prefix is segment-wise: "/foo" and "/foo/" match "/foo", "/foo/", "/foo/bar" but
 //   not "/foobar"; "/" matches everything. Exact is byte-for-byte. RegularExpression is an RE2
@@ -78,6 +79,7 @@ struct HostRank {
 struct RouteMatch {
   std::vector<std::string> exact_hosts;      // lowercase
   std::vector<std::string> wildcard_suffixes;  // lowercase, with the leading dot: ".example.com"
+  bool wildcard_one_label = false;  // a wildcard covers exactly one label (Ingress), else one or more
   PathMatcher path;
   std::vector<std::string> methods;
   std::vector<HeaderMatcher> headers;

@@ -114,6 +114,9 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_EQ(redirect->filters().redirect().scheme(), "https");
   EXPECT_EQ(redirect->filters().redirect().status_code(), 308u);
   EXPECT_TRUE(RouteNamed(r.snapshot, "shop/shop/r1-p0")->filters().redirect().enabled());  // *.shop.example.com
+  // Kubernetes Ingress: the wildcard covers one label; exact hosts need no such flag.
+  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/shop/r1-p0")->match().wildcard_one_label());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r2-p0")->match().wildcard_one_label());
   EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r2-p0")->filters().has_redirect());
   EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/default")->filters().has_redirect());
 

@@ -220,6 +220,34 @@ TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
   }
 }
 
+// Ingress routes (wildcard_one_label) cover one label with "*.", Gateway-style routes one or more.
+TEST(SelectRoutePrecedence, IngressWildcardsCoverOneLabel) {
+  v1::Snapshot s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+      listeners { name: "web" port: 80 protocol: HTTP routes: "ingress" routes: "gateway" }
+      listeners { name: "web2" port: 81 protocol: HTTP routes: "ingress-only" }
+      routes { name: "ingress" listener: "web" match { hosts: "*.wild.io" wildcard_one_label: true path { type: PREFIX value: "/x" } } }
+      routes { name: "gateway" listener: "web" match { hosts: "*.wild.io" } }
+      routes { name: "ingress-only" listener: "web2" match { hosts: "*.wild.io" wildcard_one_label: true } }
+  )pb",
+                                                            &s));
+  auto r = Compile(s, 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  auto select = [&](const char* listener, std::string_view host, std::string_view path) {
+    RequestView v;
+    v.method = "GET";
+    v.host = host;
+    v.path = path;
+    const Route* route = SelectRoute(*r.config->FindListener(listener), v);
+    return route ? route->name : std::string("<none>");
+  };
+  EXPECT_EQ(select("web", "a.wild.io", "/x"), "ingress");
+  EXPECT_EQ(select("web", "a.b.wild.io", "/x"), "gateway");  // two labels: only the Gateway-style route
+  EXPECT_EQ(select("web2", "a.b.wild.io", "/"), "<none>");
+  EXPECT_EQ(select("web2", "A.Wild.IO:80", "/"), "ingress-only");
+  EXPECT_EQ(select("web2", "wild.io", "/"), "<none>");
+}
+
 TEST(RouterTest, HostValues) {
   for (const char* ok : {"", "a", "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[fd00::1]:443",
                          "xn--bcher-kva.example", "a_b.example", "example.com:"}) {
