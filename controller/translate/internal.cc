@@ -491,7 +491,7 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
   }
   const json& service = it->second.object;
   std::optional<std::string> port_name;
-  std::string port_protocol = "TCP";
+  std::string other_protocol;  // of a port that matches but has another protocol
   if (auto spec = service.find("spec"); spec != service.end() && spec->is_object()) {
     if (auto ports = spec->find("ports"); ports != spec->end() && ports->is_array()) {
       for (const auto& p : *ports) {
@@ -500,8 +500,11 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
         const int64_t number = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : -1;
         const bool match = port.number ? number == static_cast<int64_t>(port.number) : name == port.name;
         if (!match) continue;
+        if (const std::string protocol = StringOr(p, "protocol", "TCP"); protocol != port.protocol) {
+          other_protocol = protocol;
+          continue;
+        }
         port_name = name;
-        port_protocol = StringOr(p, "protocol", "TCP");
         // By name, the set is still named by the port number (what kube-proxy and users see).
         if (!port.number && number > 0) set->set_service(ns + "/" + svc + ":" + std::to_string(number));
         break;
@@ -509,12 +512,16 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
     }
   }
   if (!port_name) {
-    warnings->push_back({"BackendNotFound", field,
-                         "Service " + ns + "/" + svc + " has no port " + (port.number ? "" : "named ") +
-                             port.ToString()});
+    const std::string which = (port.number ? "port " : "port named ") + port.ToString();
+    std::string message = "Service " + ns + "/" + svc + " has no " + which;
+    if (!other_protocol.empty()) {
+      message = "Service " + ns + "/" + svc + " has no " + port.protocol + " " + which + " (its " + which + " is " +
+                other_protocol + "; a " + port.protocol + " listener routes to a " + port.protocol + " Service port)";
+    }
+    warnings->push_back({"BackendNotFound", field, message});
     return;
   }
-  for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port_protocol)) *set->add_endpoints() = std::move(ep);
+  for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port.protocol)) *set->add_endpoints() = std::move(ep);
 }
 
 // ---- annotations ---------------------------------------------------------------------------------

@@ -141,10 +141,12 @@ struct CaBundleLoad {
 CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
 
 // A Service port, as a backend names it: by number (LoadBalancer, Ingress port.number) or by name
-// (Ingress port.name).
+// (Ingress port.name), and the protocol the listener in front of it speaks: a Service may have
+// TCP 53 and UDP 53 (kube-dns), and kube-proxy keys a port by number and protocol.
 struct ServicePortRef {
   uint32_t number = 0;  // 0 = by name
   std::string name;
+  std::string protocol = "TCP";  // "UDP" behind a UDP listener; "TCP" behind every other one
   std::string ToString() const { return number ? std::to_string(number) : name; }
 };
 
@@ -157,8 +159,10 @@ struct ServicePortRef {
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
                                          const std::string& port_name, const std::string& protocol);
 
-// Fills `set` (service and endpoints) for a {service, port} backend. A missing Service or port
-// is a BackendNotFound warning, not an error: the set stays empty until it appears.
+// Fills `set` (service and endpoints) for a {service, port} backend: the Service port with
+// `port`'s number (or name) and protocol. A missing Service or port, or a port that has only
+// another protocol, is a BackendNotFound warning, not an error: the set stays empty until it
+// appears.
 void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, const std::string& svc,
                            const ServicePortRef& port, const std::string& field, v1::BackendSet* set,
                            std::vector<StatusWarning>* warnings);

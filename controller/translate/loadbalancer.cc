@@ -427,8 +427,10 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
   if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", out->mutable_response_headers());
 }
 
+// `proto` is the route's listener protocol: a {service, port} backend resolves the Service port of
+// that transport (UDP for a UDP listener, TCP for the others).
 void CompileBackends(FieldReader& r, const json& route, const std::string& p, const ObjectStore& store,
-                     const std::string& route_name, CompiledObject& c, v1::Route* out) {
+                     const std::string& route_name, v1::Protocol proto, CompiledObject& c, v1::Route* out) {
   const json* backends = r.Array(route, p, "backends");
   if (!backends) return;
   for (size_t i = 0; i < backends->size(); ++i) {
@@ -449,7 +451,8 @@ void CompileBackends(FieldReader& r, const json& route, const std::string& p, co
       auto port = RangedInt(r, b, bp, "port", 1, 65535, true);
       if (name && !IsDns1123Label(*name)) r.Invalid(bp + ".service", Q(*name) + " is not a valid Service name");
       if (!name || !port || !IsDns1123Label(*name)) continue;
-      ResolveServiceBackend(store, c.key.ns, *name, ServicePortRef{*port, ""}, bp + ".service", &set, &c.warnings);
+      ResolveServiceBackend(store, c.key.ns, *name, ServicePortRef{*port, "", proto == v1::UDP ? "UDP" : "TCP"},
+                            bp + ".service", &set, &c.warnings);
     } else {
       if (r.Member(b, bp, "port")) r.Invalid(bp + ".port", "port belongs to a service backend; endpoints carry their own");
       const json* list = r.Array(b, bp, "endpoints", true);
@@ -622,7 +625,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                             it->second + "); a TLS listener takes at most one");
           }
         }
-        CompileBackends(r, rt, p, store, *name, c, &route);
+        CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
         if (fh) *route.mutable_forwarded_headers() = fwd;

@@ -642,6 +642,86 @@ endpoints: [{addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}]
   EXPECT_EQ(r.snapshot.backend_sets(1).endpoints_size(), 0);
 }
 
+// kube-dns has dns/UDP 53 and dns-tcp/TCP 53: a backend {service, port} takes the Service port of
+// its listener's transport, as kube-proxy does, whichever of the two is listed first.
+TEST(Translate, ServiceBackendsTakeThePortOfTheListenersProtocol) {
+  const std::string lb = Lb(R"(  listeners:
+    - {name: dnsu, port: 53, protocol: UDP}
+    - {name: dnst, port: 53, protocol: TCP}
+    - {name: dot, port: 853, protocol: TLS}
+  routes:
+    - {name: u, listener: dnsu, backends: [{service: dns, port: 53}]}
+    - {name: t, listener: dnst, backends: [{service: dns, port: 53}]}
+    - {name: s, listener: dot, backends: [{service: dns, port: 53}]}
+)");
+  const std::string slice = R"(---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: dns-a, labels: {kubernetes.io/service-name: dns}}
+ports: [{name: dns-tcp, port: 5301, protocol: TCP}, {name: dns, port: 5302, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.1]}]
+)";
+  for (const char* ports : {"[{name: dns-tcp, port: 53, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]",
+                            "[{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53}]"}) {
+    SCOPED_TRACE(ports);
+    Translator t;
+    auto r = t.Translate(Store(lb + "---\napiVersion: v1\nkind: Service\nmetadata: {name: dns}\nspec: {ports: " +
+                               ports + "}\n" + slice));
+    const ObjectStatus* st = StatusOf(r, "shop");
+    ASSERT_TRUE(st->accepted) << st->message;
+    EXPECT_TRUE(st->warnings.empty()) << st->warnings[0].message;
+    for (const auto& [set, port] : std::vector<std::pair<std::string, uint32_t>>{
+             {"default/shop/u/0", 5302}, {"default/shop/t/0", 5301}, {"default/shop/s/0", 5301}}) {
+      ASSERT_NE(SetNamed(r.snapshot, set), nullptr) << set;
+      ASSERT_EQ(SetNamed(r.snapshot, set)->endpoints_size(), 1) << set;
+      EXPECT_EQ(SetNamed(r.snapshot, set)->endpoints(0).port(), port) << set;
+    }
+  }
+
+  // Only the other protocol on that number: a warning naming the field, and no endpoints (not the
+  // UDP port's endpoints behind a TCP listener, nor the other way round).
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: dnsu, port: 53, protocol: UDP}, {name: dnst, port: 53, protocol: TCP}]
+  routes:
+    - {name: u, listener: dnsu, backends: [{service: tcp-only, port: 53}]}
+    - {name: t, listener: dnst, backends: [{service: udp-only, port: 53}]}
+)") + R"(---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-only}
+spec: {ports: [{name: dns-tcp, port: 53}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp-only}
+spec: {ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: tcp-only-a, labels: {kubernetes.io/service-name: tcp-only}}
+ports: [{name: dns-tcp, port: 5301, protocol: TCP}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: udp-only-a, labels: {kubernetes.io/service-name: udp-only}}
+ports: [{name: dns, port: 5302, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.1]}]
+)"));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].backends[0].service");
+  EXPECT_EQ(st->warnings[0].message,
+            "Service default/tcp-only has no UDP port 53 (its port 53 is TCP; a UDP listener routes to a UDP Service port)");
+  EXPECT_EQ(st->warnings[1].field, "spec.routes[1].backends[0].service");
+  EXPECT_EQ(st->warnings[1].message,
+            "Service default/udp-only has no TCP port 53 (its port 53 is UDP; a TCP listener routes to a TCP Service port)");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/shop/u/0")->endpoints_size(), 0);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/shop/t/0")->endpoints_size(), 0);
+}
+
 TEST(Translate, PrivateKeysAreRedactedInTheDebugJson) {
   const std::string dir = DOORMAN_CONTROLLER_TESTDATA;
   Translator t;
