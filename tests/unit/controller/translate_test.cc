@@ -497,19 +497,96 @@ TEST(Translate, PortConflictGoesToTheOldestObject) {
   EXPECT_EQ(r2.snapshot.listeners(1).name(), "udp-53");
 }
 
-TEST(Translate, AcceptedObjectThatGainsAConflictKeepsItsLastGoodVersion) {
+// Each port goes to its oldest claimant, whatever else the objects claim (audit-l4 item 3: an
+// object that lost one port used to route nothing, and a younger object took its other port). As
+// Gateway API does with conflicted listeners, a loser's conflicted listeners are not served and
+// its others are: Accepted with a PortConflict warning per lost port. Losing every listener is
+// Accepted=False, PortConflict.
+TEST(Translate, PortConflictsAreDecidedPerPort) {
+  const std::string svc = R"(apiVersion: v1
+kind: Service
+metadata: {name: young-svc, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: web, port: 22401, protocol: TCP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: oldest-svc, namespace: default, creationTimestamp: "2019-01-01T00:00:00Z"}
+spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: dns, port: 22402, protocol: UDP}]}
+)";
+  const std::string lb = Lb(R"(  listeners: [{name: t, port: 22401, protocol: TLS}, {name: u, port: 22402, protocol: UDP}]
+  routes:
+    - {name: r, listener: t, backends: [{endpoints: [{address: 127.0.0.1, port: 22002}]}]}
+    - {name: r2, listener: u, backends: [{endpoints: [{address: 127.0.0.1, port: 22012}]}]}
+)",
+                            "pc-lb", "2020-01-01T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(svc + "---\n" + lb));
+  // 22402/udp: the 2019 Service.
+  EXPECT_TRUE(StatusOf(r, "oldest-svc")->accepted);
+  ASSERT_NE(ListenerNamed(r.snapshot, "udp-22402"), nullptr);
+  EXPECT_EQ(ListenerNamed(r.snapshot, "udp-22402")->owners(0).name(), "oldest-svc");
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "udp-22402"), (std::vector<std::string>{"default/oldest-svc/dns"}));
+  // 22401/tcp: the 2020 LoadBalancer, which lost 22402 but keeps its TLS listener.
+  const ObjectStatus* lb_st = StatusOf(r, "pc-lb");
+  EXPECT_TRUE(lb_st->accepted) << lb_st->message;
+  ASSERT_EQ(lb_st->warnings.size(), 1u);
+  EXPECT_EQ(lb_st->warnings[0].reason, "PortConflict");
+  EXPECT_EQ(lb_st->warnings[0].field, "spec.listeners[1].port");
+  EXPECT_NE(lb_st->warnings[0].message.find("port 22402/udp is already used by Service default/oldest-svc"),
+            std::string::npos)
+      << lb_st->warnings[0].message;
+  ASSERT_EQ(lb_st->listeners.size(), 2u);  // status lists the declared listeners
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "tls-22401"), (std::vector<std::string>{"default/pc-lb/r"}));
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tls-22401")->owners_size(), 1);
+  // The lost listener's route and backend set are not in the snapshot.
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/pc-lb/r2"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/pc-lb/r2/0"), nullptr);
+  EXPECT_NE(SetNamed(r.snapshot, "default/pc-lb/r/0"), nullptr);
+  // The 2024 Service lost its only port: not routed, told who has it.
+  const ObjectStatus* young = StatusOf(r, "young-svc");
+  EXPECT_FALSE(young->accepted);
+  EXPECT_FALSE(young->serving_last_good);
+  EXPECT_EQ(young->reason, "PortConflict");
+  EXPECT_EQ(young->field, "spec.ports[0].port");
+  EXPECT_NE(young->message.find("port 22401/tcp is already used by LoadBalancer default/pc-lb"), std::string::npos)
+      << young->message;
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/young-svc/web"), nullptr);
+  // One log line per problem: the warning, and the Service not routed.
+  ASSERT_EQ(r.diagnostics.size(), 2u);
+  EXPECT_EQ(r.diagnostics[0].message, "object warning");
+  EXPECT_EQ(r.diagnostics[0].Field("reason"), "PortConflict");
+  EXPECT_EQ(r.diagnostics[1].message, "port conflict, object not routed");
+}
+
+// An edit that adds a clashing listener: the new spec is served without it. An edit whose every
+// listener clashes is not accepted and the last good version keeps routing.
+TEST(Translate, AcceptedObjectThatGainsAConflict) {
   const std::string old = Lb("  listeners: [{name: db, port: 5432, protocol: TCP}]\n", "old", "2026-01-01T00:00:00Z");
   const std::string v1 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}]\n", "new", "2026-02-01T00:00:00Z");
-  const std::string v2 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}, {name: x, port: 5432, protocol: TCP}]\n",
+  const std::string v2 = Lb(R"(  listeners: [{name: db, port: 6001, protocol: TCP}, {name: x, port: 5432, protocol: TCP}]
+  routes: [{name: x, listener: x, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
+)",
                             "new", "2026-02-01T00:00:00Z");
+  const std::string v3 = Lb("  listeners: [{name: x, port: 5432, protocol: TCP}]\n", "new", "2026-02-01T00:00:00Z");
   Translator t;
   auto r1 = t.Translate(Store(old + "---\n" + v1));
+  ASSERT_NE(ListenerNamed(r1.snapshot, "tcp-6000"), nullptr);
   auto r2 = t.Translate(Store(old + "---\n" + v2));
-  EXPECT_EQ(SerializeSnapshot(r1.snapshot), SerializeSnapshot(r2.snapshot));
   const ObjectStatus* st = StatusOf(r2, "new");
+  EXPECT_TRUE(st->accepted);
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].field, "spec.listeners[1].port");
+  EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-6000"), nullptr);
+  EXPECT_NE(ListenerNamed(r2.snapshot, "tcp-6001"), nullptr);
+  EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-5432")->owners(0).name(), "old");
+  EXPECT_EQ(r2.snapshot.routes_size(), 0);
+  auto r3 = t.Translate(Store(old + "---\n" + v3));
+  st = StatusOf(r3, "new");
+  EXPECT_FALSE(st->accepted);
   EXPECT_EQ(st->reason, "PortConflict");
-  EXPECT_EQ(st->field, "spec.listeners[1].port");
-  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->field, "spec.listeners[0].port");
+  EXPECT_TRUE(st->serving_last_good);  // v2, the last accepted version, without its clashing listener
+  EXPECT_EQ(SerializeSnapshot(r3.snapshot), SerializeSnapshot(r2.snapshot));
 }
 
 TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
