@@ -3,6 +3,7 @@
 // interface: only controller/translate/ includes it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -69,10 +70,18 @@ bool EndpointLess(const v1::Endpoint& a, const v1::Endpoint& b);
 // o[key] when `o` is an object and that member is a string; `fallback` otherwise (never throws,
 // unlike json::value on a member of another type).
 std::string StringOr(const json& o, const char* key, const std::string& fallback = "");
-// metadata.generation (0 when absent), metadata.creationTimestamp ("" when absent),
-// metadata.annotations[name] when it is a string.
+// A creationTimestamp as a point in time (UTC), to microseconds (Kubernetes' finest, MicroTime).
+using CreationTime = std::chrono::sys_time<std::chrono::microseconds>;
+
+// An RFC 3339 date-time (section 5.6): "2023-05-05T00:00:00Z", "2023-05-05T00:00:00+02:00",
+// optional fractional seconds (digits past microseconds are dropped), "t"/"z" in either case.
+// nullopt when it is not one (or names no real date, such as February 30).
+std::optional<CreationTime> ParseRfc3339(const std::string& s);
+
+// metadata.generation (0 when absent), metadata.creationTimestamp (nullopt when absent or not
+// RFC 3339), metadata.annotations[name] when it is a string.
 int64_t GenerationOf(const json& o);
-std::string CreationTimestampOf(const json& o);
+std::optional<CreationTime> CreationTimeOf(const json& o);
 std::optional<std::string> AnnotationOf(const json& o, const std::string& name);
 
 // ---- compiled form of one object ---------------------------------------------------------------
@@ -104,7 +113,7 @@ struct CanaryAttachment {
 struct CompiledObject {
   ObjectKey key;
   int64_t generation = 0;
-  std::string creation_ts;
+  std::optional<CreationTime> created;  // nullopt: no (valid) creationTimestamp, counts as newest
   std::vector<CompiledListener> listeners;
   std::vector<CompiledRoute> routes;
   std::vector<v1::BackendSet> backend_sets;

@@ -567,7 +567,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
     if (!IsDns1123Subdomain(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
     if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");
     if (auto g = meta->find("generation"); g != meta->end() && g->is_number_integer()) c.generation = g->get<int64_t>();
-    c.creation_ts = CreationTimestampOf(o);
+    c.created = CreationTimeOf(o);
   }
   const json* spec = r.Member(o, "", "spec", true);
   if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {

@@ -21,11 +21,12 @@ using namespace internal;  // NOLINT: the translate-internal vocabulary (Compile
 
 // ---- merging objects into one snapshot ---------------------------------------------------------
 
-// Oldest first: creationTimestamp (RFC 3339 UTC strings compare in time order; objects without
-// one count as newest), then namespace/name, then kind (a Service and an Ingress may share a name).
+// Oldest first: creationTimestamp as a point in time (RFC 3339, any UTC offset; objects without
+// one, or with one that does not parse, count as newest), then namespace/name, then kind (a
+// Service and an Ingress may share a name).
 bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
-  return std::make_tuple(a.creation_ts.empty(), a.creation_ts, a.key.ns, a.key.name, a.key.kind) <
-         std::make_tuple(b.creation_ts.empty(), b.creation_ts, b.key.ns, b.key.name, b.key.kind);
+  return std::make_tuple(!a.created, a.created.value_or(CreationTime{}), a.key.ns, a.key.name, a.key.kind) <
+         std::make_tuple(!b.created, b.created.value_or(CreationTime{}), b.key.ns, b.key.name, b.key.kind);
 }
 
 // Match precedence inside one listener ("first matching route wins", so more specific first):

@@ -11,8 +11,9 @@
 //   listener per port and transport. Two objects may share an HTTP or HTTPS port when their
 //   listener settings (tls.minVersion, proxyProtocol, idleTimeout, allowedSourceRanges) agree:
 //   routes merge, certificates union (the oldest owner's first certificate is the default),
-//   owners lists both. Any other clash goes to the oldest object (metadata.creationTimestamp;
-//   objects without one count as newest; then namespace/name), port by port; the others get
+//   owners lists both. Any other clash goes to the oldest object (metadata.creationTimestamp as
+//   a time, RFC 3339 with any offset; objects without a valid one count as newest; then
+//   namespace/name), port by port; the others get
 //   PortConflict: a warning when only some of their listeners clash (those are left out, the
 //   rest is served, as Gateway API does), Accepted=False when all of them do.
 // * Route.name = "<ns>/<obj>/<route>", BackendSet.name = "<ns>/<obj>/<route>/<backendIndex>",

@@ -497,6 +497,42 @@ TEST(Translate, PortConflictGoesToTheOldestObject) {
   EXPECT_EQ(r2.snapshot.listeners(1).name(), "udp-53");
 }
 
+// creationTimestamp is a point in time, not a string (audit-l4 item 4): UTC offsets, fractional
+// seconds and lowercase t/z order by time. A missing or unparseable one counts as newest, and
+// then namespace/name decides ("a" before "b").
+TEST(Translate, ConflictOrderComparesCreationTimestampsAsTimes) {
+  struct Case {
+    const char* a;
+    const char* b;
+    const char* winner;
+  };
+  const Case cases[] = {
+      {"2023-05-04T23:00:00Z", "2023-05-05T00:00:00+02:00", "b"},  // b is 22:00Z
+      {"2023-05-04T20:00:00-03:00", "2023-05-04T22:30:00Z", "b"},  // a is 23:00Z
+      {"2023-05-04T23:00:00.1Z", "2023-05-04T23:00:00Z", "b"},
+      {"2023-05-04T23:00:00.25Z", "2023-05-04T23:00:00.5Z", "a"},
+      {"2023-05-04t22:00:00z", "2023-05-04T23:00:00Z", "a"},
+      {"2023-05-04T23:00:00+00:00", "2023-05-04T23:00:00Z", "a"},  // the same time: by name
+      {"2024-01-01T00:00:00Z", "2023-12-31T23:59:59.999999+00:00", "b"},
+      {"", "2023-05-04T23:00:00Z", "b"},
+      {"yesterday", "", "a"},                                          // both newest: by name
+      {"", "2023-02-30T00:00:00Z", "a"},                               // no such date
+      {"", "2023-05-04T23:00:00+02", "a"},                             // offset without minutes
+      {"", "2023-05-04T23:00:00", "a"},                                // no offset
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.a) + " vs " + c.b);
+    const std::string spec = "  listeners: [{name: t, port: 22942, protocol: TCP}]\n";
+    Translator t;
+    auto r = t.Translate(Store(Lb(spec, "a", c.a) + "---\n" + Lb(spec, "b", c.b)));
+    ASSERT_EQ(r.snapshot.listeners_size(), 1);
+    ASSERT_EQ(r.snapshot.listeners(0).owners_size(), 1);
+    EXPECT_EQ(r.snapshot.listeners(0).owners(0).name(), c.winner);
+    const std::string loser = std::string(c.winner) == "a" ? "b" : "a";
+    EXPECT_EQ(StatusOf(r, loser)->reason, "PortConflict");
+  }
+}
+
 // Each port goes to its oldest claimant, whatever else the objects claim (audit-l4 item 3: an
 // object that lost one port used to route nothing, and a younger object took its other port). As
 // Gateway API does with conflicted listeners, a loser's conflicted listeners are not served and
