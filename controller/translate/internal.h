@@ -26,6 +26,10 @@ using nlohmann::json;
 inline constexpr const char* kDefaultCookieName = "DOORMAN";
 inline constexpr int64_t kMaxWeight = 1000;  // as the CRD's schema (backends[].weight maximum)
 inline constexpr int64_t kMaxRetries = 10;
+// As the CRD's schema (healthCheck.healthyThreshold/unhealthyThreshold maximum, expectedStatuses
+// maxItems): what a cluster refuses, standalone mode refuses too.
+inline constexpr int64_t kMaxHealthThreshold = 10;
+inline constexpr size_t kMaxExpectedStatuses = 16;
 // spec.loadBalancerClass of the Services doorman claims.
 inline constexpr const char* kLoadBalancerClass = "doorman.dev/lb";
 // spec.controller of the IngressClasses doorman claims.

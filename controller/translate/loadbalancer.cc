@@ -525,11 +525,15 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
   }
   if (timeout) out->set_timeout_ms(*timeout);
   if (interval && timeout && *timeout > *interval) r.Invalid(p + ".timeout", "must not be longer than interval");
-  if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, 100)) out->set_healthy_threshold(*v);
-  if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, 100)) out->set_unhealthy_threshold(*v);
+  if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, kMaxHealthThreshold)) out->set_healthy_threshold(*v);
+  if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, kMaxHealthThreshold)) out->set_unhealthy_threshold(*v);
   if (const json* st = r.Array(hc, p, "expectedStatuses")) {
     if (!st->empty() && out->protocol() != v1::HealthCheck::HTTP) {
       r.Unsupported(p + ".expectedStatuses", "only HTTP health checks have statuses");
+    }
+    if (st->size() > kMaxExpectedStatuses) {
+      r.Invalid(p + ".expectedStatuses", "must list at most " + std::to_string(kMaxExpectedStatuses) + " statuses, not " +
+                                             std::to_string(st->size()));
     }
     for (size_t i = 0; i < st->size(); ++i) {
       const auto& v = (*st)[i];

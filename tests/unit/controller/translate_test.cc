@@ -210,6 +210,15 @@ const InvalidCase kInvalid[] = {
      "unknown health-check protocol \"ICMP\""},
     {"path on a GRPC health check", "  healthCheck: {protocol: GRPC, path: /grpc.health.v1.Health/Check}\n",
      "UnsupportedValue", "spec.healthCheck.path", "a GRPC health check has no path"},
+    // The CRD's bounds (crds/: thresholds 1..10, at most 16 statuses), so standalone mode refuses
+    // what a cluster refuses.
+    {"healthy threshold", "  healthCheck: {protocol: TCP, healthyThreshold: 50}\n", "InvalidSpec",
+     "spec.healthCheck.healthyThreshold", "50 is out of range (1..10)"},
+    {"unhealthy threshold", "  healthCheck: {protocol: TCP, unhealthyThreshold: 11}\n", "InvalidSpec",
+     "spec.healthCheck.unhealthyThreshold", "11 is out of range (1..10)"},
+    {"expected statuses", "  healthCheck: {protocol: HTTP, expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, "
+                          "208, 226, 300, 301, 302, 303, 304, 307, 308]}\n",
+     "InvalidSpec", "spec.healthCheck.expectedStatuses", "must list at most 16 statuses, not 17"},
     {"forwarded headers", "  forwardedHeaders: {xForwardedFor: Prepend}\n", "UnsupportedValue",
      "spec.forwardedHeaders.xForwardedFor", "unknown mode \"Prepend\""},
     {"min version as a number", R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {minVersion: 1.2, certificates: [{secretName: s}]}}]
@@ -387,6 +396,19 @@ TEST(Translate, InvalidObjectsReportReasonAndField) {
     EXPECT_EQ(r.diagnostics[0].Field("object"), "LoadBalancer default/bad");
     EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
   }
+}
+
+TEST(Translate, HealthCheckBoundsAreTheCrds) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(std::string(kBasic) +
+                                "  healthCheck: {protocol: HTTP, healthyThreshold: 10, unhealthyThreshold: 1, "
+                                "expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, "
+                                "303, 304, 307]}\n")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_GT(r.snapshot.backend_sets_size(), 0);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().healthy_threshold(), 10u);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().expected_statuses_size(), 16);
 }
 
 // ---- last good ----------------------------------------------------------------------------------
