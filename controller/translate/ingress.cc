@@ -325,7 +325,7 @@ class IngressCompiler {
   IngressCompiler(const ObjectKey& key, const json& o, const CompileContext& ctx) : o_(o), ctx_(ctx) {
     c_.key = key;
     c_.generation = GenerationOf(o);
-    c_.creation_ts = CreationTimestampOf(o);
+    c_.created = CreationTimeOf(o);
   }
 
   std::optional<CompiledObject> Compile(std::vector<Problem>* problems) {
@@ -558,7 +558,7 @@ std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o
 
 IngressClasses ResolveIngressClasses(const ObjectStore& store) {
   IngressClasses out;
-  std::vector<std::tuple<bool, std::string, std::string>> defaults;  // (no timestamp, timestamp, name)
+  std::vector<std::tuple<bool, CreationTime, std::string>> defaults;  // (no timestamp, timestamp, name)
   std::map<std::string, size_t> status_of;
   for (auto it = store.lower_bound(ObjectKey{kKindIngressClass, "", ""});
        it != store.end() && it->first.kind == kKindIngressClass; ++it) {
@@ -579,8 +579,8 @@ IngressClasses ResolveIngressClasses(const ObjectStore& store) {
       st.warnings.push_back({"FieldIgnored", "spec.parameters", "doorman takes no IngressClass parameters"});
     }
     if (AnnotationOf(o, kAnnDefaultClass) == "true") {
-      const std::string ts = CreationTimestampOf(o);
-      defaults.emplace_back(ts.empty(), ts, name);
+      const auto created = CreationTimeOf(o);
+      defaults.emplace_back(!created, created.value_or(CreationTime{}), name);
     }
     status_of[name] = out.statuses.size();
     out.statuses.push_back(std::move(st));

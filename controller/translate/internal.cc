@@ -11,6 +11,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <tuple>
 
@@ -323,9 +324,66 @@ int64_t GenerationOf(const json& o) {
   return g && g->is_number_integer() ? g->get<int64_t>() : 0;
 }
 
-std::string CreationTimestampOf(const json& o) {
+std::optional<CreationTime> ParseRfc3339(const std::string& s) {
+  using namespace std::chrono;  // NOLINT(build/namespaces): calendar types
+  // date-time = YYYY-MM-DD "T" hh:mm:ss [.frac] ("Z" / ("+" / "-") hh:mm)
+  size_t i = 0;
+  auto digits = [&](size_t n) -> std::optional<int> {
+    if (i + n > s.size()) return std::nullopt;
+    int v = 0;
+    for (size_t k = 0; k < n; ++k, ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  auto literal = [&](const char* any_of) {
+    if (i >= s.size() || s[i] == '\0' || std::strchr(any_of, s[i]) == nullptr) return false;
+    ++i;
+    return true;
+  };
+  const auto y = digits(4);
+  if (!y || !literal("-")) return std::nullopt;
+  const auto mo = digits(2);
+  if (!mo || !literal("-")) return std::nullopt;
+  const auto d = digits(2);
+  if (!d || !literal("Tt")) return std::nullopt;
+  const auto h = digits(2);
+  if (!h || !literal(":")) return std::nullopt;
+  const auto mi = digits(2);
+  if (!mi || !literal(":")) return std::nullopt;
+  const auto sec = digits(2);
+  if (!sec) return std::nullopt;
+  const year_month_day date{year{*y}, month(static_cast<unsigned>(*mo)), day(static_cast<unsigned>(*d))};
+  // Second 60 is a leap second (RFC 3339 allows it); it counts as the next second's start.
+  if (!date.ok() || *h > 23 || *mi > 59 || *sec > 60) return std::nullopt;
+  int64_t micros = 0;
+  if (literal(".")) {
+    const size_t start = i;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+      if (i - start < 6) micros = micros * 10 + (s[i] - '0');
+    }
+    if (i == start) return std::nullopt;
+    for (size_t k = std::min<size_t>(i - start, 6); k < 6; ++k) micros *= 10;
+  }
+  minutes offset{0};
+  if (!literal("Zz")) {
+    if (i >= s.size() || (s[i] != '+' && s[i] != '-')) return std::nullopt;
+    const bool east = s[i++] == '+';
+    const auto oh = digits(2);
+    if (!oh || !literal(":")) return std::nullopt;
+    const auto om = digits(2);
+    if (!om || *oh > 23 || *om > 59) return std::nullopt;
+    offset = minutes{(*oh * 60 + *om) * (east ? 1 : -1)};
+  }
+  if (i != s.size()) return std::nullopt;
+  // Local time minus its offset is UTC: 00:00+02:00 is 22:00Z the day before.
+  return sys_days{date} + hours{*h} + minutes{*mi} + seconds{*sec} - offset + microseconds{micros};
+}
+
+std::optional<CreationTime> CreationTimeOf(const json& o) {
   const json* ts = MetadataMember(o, "creationTimestamp");
-  return ts && ts->is_string() ? ts->get<std::string>() : "";
+  return ts && ts->is_string() ? ParseRfc3339(ts->get<std::string>()) : std::nullopt;
 }
 
 std::optional<std::string> AnnotationOf(const json& o, const std::string& name) {
@@ -491,7 +549,7 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
   }
   const json& service = it->second.object;
   std::optional<std::string> port_name;
-  std::string port_protocol = "TCP";
+  std::string other_protocol;  // of a port that matches but has another protocol
   if (auto spec = service.find("spec"); spec != service.end() && spec->is_object()) {
     if (auto ports = spec->find("ports"); ports != spec->end() && ports->is_array()) {
       for (const auto& p : *ports) {
@@ -500,8 +558,11 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
         const int64_t number = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : -1;
         const bool match = port.number ? number == static_cast<int64_t>(port.number) : name == port.name;
         if (!match) continue;
+        if (const std::string protocol = StringOr(p, "protocol", "TCP"); protocol != port.protocol) {
+          other_protocol = protocol;
+          continue;
+        }
         port_name = name;
-        port_protocol = StringOr(p, "protocol", "TCP");
         // By name, the set is still named by the port number (what kube-proxy and users see).
         if (!port.number && number > 0) set->set_service(ns + "/" + svc + ":" + std::to_string(number));
         break;
@@ -509,12 +570,16 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
     }
   }
   if (!port_name) {
-    warnings->push_back({"BackendNotFound", field,
-                         "Service " + ns + "/" + svc + " has no port " + (port.number ? "" : "named ") +
-                             port.ToString()});
+    const std::string which = (port.number ? "port " : "port named ") + port.ToString();
+    std::string message = "Service " + ns + "/" + svc + " has no " + which;
+    if (!other_protocol.empty()) {
+      message = "Service " + ns + "/" + svc + " has no " + port.protocol + " " + which + " (its " + which + " is " +
+                other_protocol + "; a " + port.protocol + " listener routes to a " + port.protocol + " Service port)";
+    }
+    warnings->push_back({"BackendNotFound", field, message});
     return;
   }
-  for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port_protocol)) *set->add_endpoints() = std::move(ep);
+  for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port.protocol)) *set->add_endpoints() = std::move(ep);
 }
 
 // ---- annotations ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // interface: only controller/translate/ includes it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -25,6 +26,10 @@ using nlohmann::json;
 inline constexpr const char* kDefaultCookieName = "DOORMAN";
 inline constexpr int64_t kMaxWeight = 1000;  // as the CRD's schema (backends[].weight maximum)
 inline constexpr int64_t kMaxRetries = 10;
+// As the CRD's schema (healthCheck.healthyThreshold/unhealthyThreshold maximum, expectedStatuses
+// maxItems): what a cluster refuses, standalone mode refuses too.
+inline constexpr int64_t kMaxHealthThreshold = 10;
+inline constexpr size_t kMaxExpectedStatuses = 16;
 // spec.loadBalancerClass of the Services doorman claims.
 inline constexpr const char* kLoadBalancerClass = "doorman.dev/lb";
 // spec.controller of the IngressClasses doorman claims.
@@ -69,10 +74,18 @@ bool EndpointLess(const v1::Endpoint& a, const v1::Endpoint& b);
 // o[key] when `o` is an object and that member is a string; `fallback` otherwise (never throws,
 // unlike json::value on a member of another type).
 std::string StringOr(const json& o, const char* key, const std::string& fallback = "");
-// metadata.generation (0 when absent), metadata.creationTimestamp ("" when absent),
-// metadata.annotations[name] when it is a string.
+// A creationTimestamp as a point in time (UTC), to microseconds (Kubernetes' finest, MicroTime).
+using CreationTime = std::chrono::sys_time<std::chrono::microseconds>;
+
+// An RFC 3339 date-time (section 5.6): "2023-05-05T00:00:00Z", "2023-05-05T00:00:00+02:00",
+// optional fractional seconds (digits past microseconds are dropped), "t"/"z" in either case.
+// nullopt when it is not one (or names no real date, such as February 30).
+std::optional<CreationTime> ParseRfc3339(const std::string& s);
+
+// metadata.generation (0 when absent), metadata.creationTimestamp (nullopt when absent or not
+// RFC 3339), metadata.annotations[name] when it is a string.
 int64_t GenerationOf(const json& o);
-std::string CreationTimestampOf(const json& o);
+std::optional<CreationTime> CreationTimeOf(const json& o);
 std::optional<std::string> AnnotationOf(const json& o, const std::string& name);
 
 // ---- compiled form of one object ---------------------------------------------------------------
@@ -104,7 +117,7 @@ struct CanaryAttachment {
 struct CompiledObject {
   ObjectKey key;
   int64_t generation = 0;
-  std::string creation_ts;
+  std::optional<CreationTime> created;  // nullopt: no (valid) creationTimestamp, counts as newest
   std::vector<CompiledListener> listeners;
   std::vector<CompiledRoute> routes;
   std::vector<v1::BackendSet> backend_sets;
@@ -141,10 +154,12 @@ struct CaBundleLoad {
 CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
 
 // A Service port, as a backend names it: by number (LoadBalancer, Ingress port.number) or by name
-// (Ingress port.name).
+// (Ingress port.name), and the protocol the listener in front of it speaks: a Service may have
+// TCP 53 and UDP 53 (kube-dns), and kube-proxy keys a port by number and protocol.
 struct ServicePortRef {
   uint32_t number = 0;  // 0 = by name
   std::string name;
+  std::string protocol = "TCP";  // "UDP" behind a UDP listener; "TCP" behind every other one
   std::string ToString() const { return number ? std::to_string(number) : name; }
 };
 
@@ -157,8 +172,10 @@ struct ServicePortRef {
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
                                          const std::string& port_name, const std::string& protocol);
 
-// Fills `set` (service and endpoints) for a {service, port} backend. A missing Service or port
-// is a BackendNotFound warning, not an error: the set stays empty until it appears.
+// Fills `set` (service and endpoints) for a {service, port} backend: the Service port with
+// `port`'s number (or name) and protocol. A missing Service or port, or a port that has only
+// another protocol, is a BackendNotFound warning, not an error: the set stays empty until it
+// appears.
 void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, const std::string& svc,
                            const ServicePortRef& port, const std::string& field, v1::BackendSet* set,
                            std::vector<StatusWarning>* warnings);

@@ -427,8 +427,10 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
   if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", out->mutable_response_headers());
 }
 
+// `proto` is the route's listener protocol: a {service, port} backend resolves the Service port of
+// that transport (UDP for a UDP listener, TCP for the others).
 void CompileBackends(FieldReader& r, const json& route, const std::string& p, const ObjectStore& store,
-                     const std::string& route_name, CompiledObject& c, v1::Route* out) {
+                     const std::string& route_name, v1::Protocol proto, CompiledObject& c, v1::Route* out) {
   const json* backends = r.Array(route, p, "backends");
   if (!backends) return;
   for (size_t i = 0; i < backends->size(); ++i) {
@@ -449,7 +451,8 @@ void CompileBackends(FieldReader& r, const json& route, const std::string& p, co
       auto port = RangedInt(r, b, bp, "port", 1, 65535, true);
       if (name && !IsDns1123Label(*name)) r.Invalid(bp + ".service", Q(*name) + " is not a valid Service name");
       if (!name || !port || !IsDns1123Label(*name)) continue;
-      ResolveServiceBackend(store, c.key.ns, *name, ServicePortRef{*port, ""}, bp + ".service", &set, &c.warnings);
+      ResolveServiceBackend(store, c.key.ns, *name, ServicePortRef{*port, "", proto == v1::UDP ? "UDP" : "TCP"},
+                            bp + ".service", &set, &c.warnings);
     } else {
       if (r.Member(b, bp, "port")) r.Invalid(bp + ".port", "port belongs to a service backend; endpoints carry their own");
       const json* list = r.Array(b, bp, "endpoints", true);
@@ -522,11 +525,15 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
   }
   if (timeout) out->set_timeout_ms(*timeout);
   if (interval && timeout && *timeout > *interval) r.Invalid(p + ".timeout", "must not be longer than interval");
-  if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, 100)) out->set_healthy_threshold(*v);
-  if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, 100)) out->set_unhealthy_threshold(*v);
+  if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, kMaxHealthThreshold)) out->set_healthy_threshold(*v);
+  if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, kMaxHealthThreshold)) out->set_unhealthy_threshold(*v);
   if (const json* st = r.Array(hc, p, "expectedStatuses")) {
     if (!st->empty() && out->protocol() != v1::HealthCheck::HTTP) {
       r.Unsupported(p + ".expectedStatuses", "only HTTP health checks have statuses");
+    }
+    if (st->size() > kMaxExpectedStatuses) {
+      r.Invalid(p + ".expectedStatuses", "must list at most " + std::to_string(kMaxExpectedStatuses) + " statuses, not " +
+                                             std::to_string(st->size()));
     }
     for (size_t i = 0; i < st->size(); ++i) {
       const auto& v = (*st)[i];
@@ -564,7 +571,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
     if (!IsDns1123Subdomain(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
     if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");
     if (auto g = meta->find("generation"); g != meta->end() && g->is_number_integer()) c.generation = g->get<int64_t>();
-    c.creation_ts = CreationTimestampOf(o);
+    c.created = CreationTimeOf(o);
   }
   const json* spec = r.Member(o, "", "spec", true);
   if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {
@@ -622,7 +629,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                             it->second + "); a TLS listener takes at most one");
           }
         }
-        CompileBackends(r, rt, p, store, *name, c, &route);
+        CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
         if (fh) *route.mutable_forwarded_headers() = fwd;

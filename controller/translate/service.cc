@@ -96,7 +96,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   CompiledObject c;
   c.key = key;
   c.generation = GenerationOf(o);
-  c.creation_ts = CreationTimestampOf(o);
+  c.created = CreationTimeOf(o);
   const json* spec = r.Member(o, "", "spec", true);
   const json* ports = spec ? r.Array(*spec, "spec", "ports", true) : nullptr;
 

@@ -21,11 +21,12 @@ using namespace internal;  // NOLINT: the translate-internal vocabulary (Compile
 
 // ---- merging objects into one snapshot ---------------------------------------------------------
 
-// Oldest first: creationTimestamp (RFC 3339 UTC strings compare in time order; objects without
-// one count as newest), then namespace/name, then kind (a Service and an Ingress may share a name).
+// Oldest first: creationTimestamp as a point in time (RFC 3339, any UTC offset; objects without
+// one, or with one that does not parse, count as newest), then namespace/name, then kind (a
+// Service and an Ingress may share a name).
 bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
-  return std::make_tuple(a.creation_ts.empty(), a.creation_ts, a.key.ns, a.key.name, a.key.kind) <
-         std::make_tuple(b.creation_ts.empty(), b.creation_ts, b.key.ns, b.key.name, b.key.kind);
+  return std::make_tuple(!a.created, a.created.value_or(CreationTime{}), a.key.ns, a.key.name, a.key.kind) <
+         std::make_tuple(!b.created, b.created.value_or(CreationTime{}), b.key.ns, b.key.name, b.key.kind);
 }
 
 // Match precedence inside one listener ("first matching route wins", so more specific first):
@@ -84,8 +85,11 @@ struct PortSlot {
 };
 using PortMap = std::map<std::pair<std::string, uint32_t>, PortSlot>;
 
-// Whether `c` fits next to what is already placed; the first clash is reported in *problem.
-bool Fits(const CompiledObject& c, const PortMap& ports, Problem* problem) {
+// The listeners of `c` that cannot be placed next to what is already placed (objects are placed
+// oldest first, so each port goes to its oldest claimant): one PortConflict per such listener,
+// naming the port and its owner. `lost` gets their names.
+std::vector<Problem> Conflicts(const CompiledObject& c, const PortMap& ports, std::set<std::string>* lost) {
+  std::vector<Problem> out;
   for (const auto& l : c.listeners) {
     auto it = ports.find({Transport(l.proto.protocol()), l.proto.port()});
     if (it == ports.end()) continue;
@@ -94,19 +98,38 @@ bool Fits(const CompiledObject& c, const PortMap& ports, Problem* problem) {
                               v1::Protocol_Name(slot.listener.protocol()) + ")";
     std::string which;
     if (slot.listener.protocol() != l.proto.protocol() || !IsL7(l.proto.protocol())) {
-      *problem = {"PortConflict", l.conflict_field.empty() ? l.field + ".port" : l.conflict_field,
-                  "port " + std::to_string(l.proto.port()) + "/" + Transport(l.proto.protocol()) +
-                      " is already used by " + owner + "; only HTTP and HTTPS listeners can share a port"};
-      return false;
+      out.push_back({"PortConflict", l.conflict_field.empty() ? l.field + ".port" : l.conflict_field,
+                     "port " + std::to_string(l.proto.port()) + "/" + Transport(l.proto.protocol()) +
+                         " is already used by " + owner + "; only HTTP and HTTPS listeners can share a port"});
+    } else if (!SameListenerSettings(slot.listener, l.proto, &which)) {
+      out.push_back({"PortConflict", l.conflict_field.empty() ? l.field + "." + which : l.conflict_field,
+                     "port " + std::to_string(l.proto.port()) + " is shared with " + owner + " whose " + which +
+                         " differs; listeners sharing a port must agree on it"});
+    } else {
+      continue;
     }
-    if (!SameListenerSettings(slot.listener, l.proto, &which)) {
-      *problem = {"PortConflict", l.conflict_field.empty() ? l.field + "." + which : l.conflict_field,
-                  "port " + std::to_string(l.proto.port()) + " is shared with " + owner + " whose " + which +
-                      " differs; listeners sharing a port must agree on it"};
-      return false;
-    }
+    lost->insert(l.user_name);
   }
-  return true;
+  return out;
+}
+
+// `c` without the listeners named in `lost`, as Gateway API treats conflicted listeners (not
+// programmed; the others are): their routes go too, and so do the backend sets and
+// certificates only those referred to. `conflicts` become PortConflict warnings.
+CompiledObject Without(const CompiledObject& c, const std::set<std::string>& lost, const std::vector<Problem>& conflicts) {
+  CompiledObject out = c;
+  std::erase_if(out.listeners, [&](const CompiledListener& l) { return lost.count(l.user_name) > 0; });
+  std::erase_if(out.routes, [&](const CompiledRoute& r) { return lost.count(r.user_listener) > 0; });
+  std::set<std::string> sets;
+  for (const auto& r : out.routes) {
+    for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
+  }
+  std::erase_if(out.backend_sets, [&](const v1::BackendSet& s) { return !sets.count(s.name()); });
+  std::set<std::string> certs;
+  for (const auto& l : out.listeners) certs.insert(l.proto.tls().certificates().begin(), l.proto.tls().certificates().end());
+  std::erase_if(out.certificates, [&](const v1::TlsCertificate& t) { return !certs.count(t.name()); });
+  for (const auto& p : conflicts) out.warnings.push_back({p.reason, p.field, p.message + "; this listener is not served"});
+  return out;
 }
 
 void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Snapshot& snap,
@@ -346,6 +369,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     const StoredObject* stored = nullptr;
     std::optional<CompiledObject> current;
     std::optional<CompiledObject> last_good;
+    std::optional<CompiledObject> trimmed;  // current or last_good without its conflicted listeners
     const CompiledObject* placed = nullptr;
     std::vector<Problem> problems;
     ObjectStatus status;
@@ -376,7 +400,9 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     candidates.push_back(std::move(cand));
   }
 
-  // 2. Place them oldest first; an object that does not fit falls back to its last good version.
+  // 2. Place them oldest first, so each port goes to its oldest claimant. An object whose
+  //    listeners partly clash routes without those (PortConflict warnings); one whose every
+  //    listener clashes falls back to its last good version (placed the same way).
   auto order_of = [](const Candidate& c) -> const CompiledObject* {
     return c.current ? &*c.current : c.last_good ? &*c.last_good : nullptr;
   };
@@ -390,22 +416,36 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   });
   PortMap ports;
   std::map<std::string, v1::TlsCertificate> certs;
+  // What of `version` can be placed: all of it, all but its conflicted listeners (in
+  // c.trimmed), or nothing (nullptr) when every listener clashes.
+  auto placeable = [&](Candidate& c, const CompiledObject& version,
+                       std::vector<Problem>* conflicts) -> const CompiledObject* {
+    std::set<std::string> lost;
+    *conflicts = Conflicts(version, ports, &lost);
+    if (lost.empty()) return &version;
+    if (lost.size() == version.listeners.size()) return nullptr;
+    c.trimmed = Without(version, lost, *conflicts);
+    return &*c.trimmed;
+  };
   for (size_t i = 0; i < order.size(); ++i) {
     Candidate& c = *order[i];
     const CompiledObject* placed = nullptr;
+    const CompiledObject* version = nullptr;  // what `placed` is (a part of)
     if (c.current) {
-      Problem conflict;
-      if (Fits(*c.current, ports, &conflict)) {
-        placed = &*c.current;
+      std::vector<Problem> conflicts;
+      placed = placeable(c, *c.current, &conflicts);
+      if (placed) {
+        version = &*c.current;
         last_good_[c.key] = *c.stored;
       } else {
-        c.problems.push_back(conflict);
+        c.problems.insert(c.problems.end(), conflicts.begin(), conflicts.end());
         c.last_good = compile_last_good(c.key);
       }
     }
     if (!placed && c.last_good) {
-      Problem ignored;
-      if (Fits(*c.last_good, ports, &ignored)) placed = &*c.last_good;
+      std::vector<Problem> ignored;  // the status reports why the current version is not served
+      placed = placeable(c, *c.last_good, &ignored);
+      if (placed) version = &*c.last_good;
     }
     if (placed) Place(*placed, i, ports, result.snapshot, certs);
     c.placed = placed;
@@ -413,10 +453,10 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     ObjectStatus& st = c.status;
     if (placed) {
       st.serving_generation = placed->generation;
-      st.listeners = ListenerStatuses(*placed);
+      st.listeners = ListenerStatuses(*version);
       st.warnings = placed->warnings;
     }
-    if (placed && placed == (c.current ? &*c.current : nullptr)) {
+    if (placed && version == (c.current ? &*c.current : nullptr)) {
       st.accepted = true;
       st.reason = "Accepted";
       st.message = "Accepted";

@@ -11,8 +11,11 @@
 //   listener per port and transport. Two objects may share an HTTP or HTTPS port when their
 //   listener settings (tls.minVersion, proxyProtocol, idleTimeout, allowedSourceRanges) agree:
 //   routes merge, certificates union (the oldest owner's first certificate is the default),
-//   owners lists both. Any other clash goes to the oldest object (metadata.creationTimestamp;
-//   objects without one count as newest; then namespace/name); the others get PortConflict.
+//   owners lists both. Any other clash goes to the oldest object (metadata.creationTimestamp as
+//   a time, RFC 3339 with any offset; objects without a valid one count as newest; then
+//   namespace/name), port by port; the others get
+//   PortConflict: a warning when only some of their listeners clash (those are left out, the
+//   rest is served, as Gateway API does), Accepted=False when all of them do.
 // * Route.name = "<ns>/<obj>/<route>", BackendSet.name = "<ns>/<obj>/<route>/<backendIndex>",
 //   TlsCertificate.name = "<ns>/<secret>".
 //   Service: Route.name = "<ns>/<svc>/<portName-or-port>". Ingress: Route.name =
@@ -61,7 +64,7 @@ struct ListenerStatus {
 struct StatusWarning {
   // BackendNotFound | NoBackends | SecretNotFound | InvalidSecret | CanaryNotAttached |
   // AnnotationIgnored | UnknownAnnotation | FieldIgnored | MultipleDefaultClasses |
-  // HealthCheckNotRun
+  // HealthCheckNotRun | PortConflict (a listener lost its port; the others are served)
   std::string reason;
   std::string field;   // spec.routes[0].backends[1].service
   std::string message;

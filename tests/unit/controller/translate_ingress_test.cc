@@ -765,5 +765,45 @@ TEST(TranslateIngress, MissingBackendServiceIsAWarningAndTheRouteStays) {
   EXPECT_EQ(SetNamed(r.snapshot, "default/i/default/0")->endpoints_size(), 0);
 }
 
+// Ingress backends are HTTP, so TCP: by number the TCP port of a Service that also has that
+// number on UDP, and a port (by number or name) that is UDP only is a warning, not routed to.
+TEST(TranslateIngress, BackendsTakeTheServicesTcpPort) {
+  const std::string svc = R"(apiVersion: v1
+kind: Service
+metadata: {name: mixed, namespace: default}
+spec: {ports: [{name: q, port: 80, protocol: UDP}, {name: h, port: 80, protocol: TCP}, {name: u, port: 81, protocol: UDP}]}
+)";
+  const std::string slice = R"(apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: mixed-a, namespace: default, labels: {kubernetes.io/service-name: mixed}}
+ports: [{name: q, port: 8000, protocol: UDP}, {name: h, port: 8080}, {name: u, port: 8100, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.1]}]
+)";
+  const std::string spec = R"(  rules:
+    - http:
+        paths:
+          - {path: /a, pathType: Prefix, backend: {service: {name: mixed, port: {number: 80}}}}
+          - {path: /b, pathType: Prefix, backend: {service: {name: mixed, port: {number: 81}}}}
+          - {path: /c, pathType: Prefix, backend: {service: {name: mixed, port: {name: u}}}}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), svc, slice, Ingress("i", spec)})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  const v1::BackendSet* a = SetNamed(r.snapshot, "default/i/r0-p0/0");
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->endpoints_size(), 1);
+  EXPECT_EQ(a->endpoints(0).port(), 8080u);
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.rules[0].http.paths[1].backend.service");
+  EXPECT_EQ(st->warnings[0].message,
+            "Service default/mixed has no TCP port 81 (its port 81 is UDP; a TCP listener routes to a TCP Service port)");
+  EXPECT_EQ(st->warnings[1].field, "spec.rules[0].http.paths[2].backend.service");
+  EXPECT_EQ(st->warnings[1].message,
+            "Service default/mixed has no TCP port named u (its port named u is UDP; a TCP listener routes to a TCP "
+            "Service port)");
+}
+
 }  // namespace
 }  // namespace doorman::controller

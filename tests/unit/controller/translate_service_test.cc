@@ -364,12 +364,16 @@ TEST(TranslateService, PortConflictsGoToTheOldestObject) {
                                   "  creationTimestamp: \"2026-02-01T00:00:00Z\"\n");
   Translator t;
   auto r = t.Translate(Store(lb + "---\n" + svc));
+  // Per port: the Service loses 80 (a PortConflict warning), and still serves 81.
   const ObjectStatus* st = Svc(r, "svc");
-  EXPECT_FALSE(st->accepted);
-  EXPECT_EQ(st->reason, "PortConflict");
-  EXPECT_EQ(st->field, "spec.ports[1].port");
-  EXPECT_NE(st->message.find("LoadBalancer default/lb"), std::string::npos) << st->message;
-  EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-81"), nullptr);  // nothing of the loser is routed
+  EXPECT_TRUE(st->accepted);
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "PortConflict");
+  EXPECT_EQ(st->warnings[0].field, "spec.ports[1].port");
+  EXPECT_NE(st->warnings[0].message.find("LoadBalancer default/lb"), std::string::npos) << st->warnings[0].message;
+  EXPECT_NE(ListenerNamed(r.snapshot, "tcp-81"), nullptr);
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-80"), nullptr);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/svc/b"), nullptr);
 
   // The other way round: the older Service keeps the port.
   const std::string old_svc = Service("svc", "  ports: [{name: b, port: 80}]\n", "  creationTimestamp: \"2025-01-01T00:00:00Z\"\n");

@@ -210,6 +210,15 @@ const InvalidCase kInvalid[] = {
      "unknown health-check protocol \"ICMP\""},
     {"path on a GRPC health check", "  healthCheck: {protocol: GRPC, path: /grpc.health.v1.Health/Check}\n",
      "UnsupportedValue", "spec.healthCheck.path", "a GRPC health check has no path"},
+    // The CRD's bounds (crds/: thresholds 1..10, at most 16 statuses), so standalone mode refuses
+    // what a cluster refuses.
+    {"healthy threshold", "  healthCheck: {protocol: TCP, healthyThreshold: 50}\n", "InvalidSpec",
+     "spec.healthCheck.healthyThreshold", "50 is out of range (1..10)"},
+    {"unhealthy threshold", "  healthCheck: {protocol: TCP, unhealthyThreshold: 11}\n", "InvalidSpec",
+     "spec.healthCheck.unhealthyThreshold", "11 is out of range (1..10)"},
+    {"expected statuses", "  healthCheck: {protocol: HTTP, expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, "
+                          "208, 226, 300, 301, 302, 303, 304, 307, 308]}\n",
+     "InvalidSpec", "spec.healthCheck.expectedStatuses", "must list at most 16 statuses, not 17"},
     {"forwarded headers", "  forwardedHeaders: {xForwardedFor: Prepend}\n", "UnsupportedValue",
      "spec.forwardedHeaders.xForwardedFor", "unknown mode \"Prepend\""},
     {"min version as a number", R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {minVersion: 1.2, certificates: [{secretName: s}]}}]
@@ -389,6 +398,19 @@ TEST(Translate, InvalidObjectsReportReasonAndField) {
   }
 }
 
+TEST(Translate, HealthCheckBoundsAreTheCrds) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(std::string(kBasic) +
+                                "  healthCheck: {protocol: HTTP, healthyThreshold: 10, unhealthyThreshold: 1, "
+                                "expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, "
+                                "303, 304, 307]}\n")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_GT(r.snapshot.backend_sets_size(), 0);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().healthy_threshold(), 10u);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().expected_statuses_size(), 16);
+}
+
 // ---- last good ----------------------------------------------------------------------------------
 
 TEST(Translate, LastGoodVersionKeepsRoutingAndIsReportedOnce) {
@@ -497,19 +519,132 @@ TEST(Translate, PortConflictGoesToTheOldestObject) {
   EXPECT_EQ(r2.snapshot.listeners(1).name(), "udp-53");
 }
 
-TEST(Translate, AcceptedObjectThatGainsAConflictKeepsItsLastGoodVersion) {
+// creationTimestamp is a point in time, not a string (audit-l4 item 4): UTC offsets, fractional
+// seconds and lowercase t/z order by time. A missing or unparseable one counts as newest, and
+// then namespace/name decides ("a" before "b").
+TEST(Translate, ConflictOrderComparesCreationTimestampsAsTimes) {
+  struct Case {
+    const char* a;
+    const char* b;
+    const char* winner;
+  };
+  const Case cases[] = {
+      {"2023-05-04T23:00:00Z", "2023-05-05T00:00:00+02:00", "b"},  // b is 22:00Z
+      {"2023-05-04T20:00:00-03:00", "2023-05-04T22:30:00Z", "b"},  // a is 23:00Z
+      {"2023-05-04T23:00:00.1Z", "2023-05-04T23:00:00Z", "b"},
+      {"2023-05-04T23:00:00.25Z", "2023-05-04T23:00:00.5Z", "a"},
+      {"2023-05-04t22:00:00z", "2023-05-04T23:00:00Z", "a"},
+      {"2023-05-04T23:00:00+00:00", "2023-05-04T23:00:00Z", "a"},  // the same time: by name
+      {"2024-01-01T00:00:00Z", "2023-12-31T23:59:59.999999+00:00", "b"},
+      {"", "2023-05-04T23:00:00Z", "b"},
+      {"yesterday", "", "a"},                                          // both newest: by name
+      {"", "2023-02-30T00:00:00Z", "a"},                               // no such date
+      {"", "2023-05-04T23:00:00+02", "a"},                             // offset without minutes
+      {"", "2023-05-04T23:00:00", "a"},                                // no offset
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.a) + " vs " + c.b);
+    const std::string spec = "  listeners: [{name: t, port: 22942, protocol: TCP}]\n";
+    Translator t;
+    auto r = t.Translate(Store(Lb(spec, "a", c.a) + "---\n" + Lb(spec, "b", c.b)));
+    ASSERT_EQ(r.snapshot.listeners_size(), 1);
+    ASSERT_EQ(r.snapshot.listeners(0).owners_size(), 1);
+    EXPECT_EQ(r.snapshot.listeners(0).owners(0).name(), c.winner);
+    const std::string loser = std::string(c.winner) == "a" ? "b" : "a";
+    EXPECT_EQ(StatusOf(r, loser)->reason, "PortConflict");
+  }
+}
+
+// Each port goes to its oldest claimant, whatever else the objects claim (audit-l4 item 3: an
+// object that lost one port used to route nothing, and a younger object took its other port). As
+// Gateway API does with conflicted listeners, a loser's conflicted listeners are not served and
+// its others are: Accepted with a PortConflict warning per lost port. Losing every listener is
+// Accepted=False, PortConflict.
+TEST(Translate, PortConflictsAreDecidedPerPort) {
+  const std::string svc = R"(apiVersion: v1
+kind: Service
+metadata: {name: young-svc, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: web, port: 22401, protocol: TCP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: oldest-svc, namespace: default, creationTimestamp: "2019-01-01T00:00:00Z"}
+spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: dns, port: 22402, protocol: UDP}]}
+)";
+  const std::string lb = Lb(R"(  listeners: [{name: t, port: 22401, protocol: TLS}, {name: u, port: 22402, protocol: UDP}]
+  routes:
+    - {name: r, listener: t, backends: [{endpoints: [{address: 127.0.0.1, port: 22002}]}]}
+    - {name: r2, listener: u, backends: [{endpoints: [{address: 127.0.0.1, port: 22012}]}]}
+)",
+                            "pc-lb", "2020-01-01T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(svc + "---\n" + lb));
+  // 22402/udp: the 2019 Service.
+  EXPECT_TRUE(StatusOf(r, "oldest-svc")->accepted);
+  ASSERT_NE(ListenerNamed(r.snapshot, "udp-22402"), nullptr);
+  EXPECT_EQ(ListenerNamed(r.snapshot, "udp-22402")->owners(0).name(), "oldest-svc");
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "udp-22402"), (std::vector<std::string>{"default/oldest-svc/dns"}));
+  // 22401/tcp: the 2020 LoadBalancer, which lost 22402 but keeps its TLS listener.
+  const ObjectStatus* lb_st = StatusOf(r, "pc-lb");
+  EXPECT_TRUE(lb_st->accepted) << lb_st->message;
+  ASSERT_EQ(lb_st->warnings.size(), 1u);
+  EXPECT_EQ(lb_st->warnings[0].reason, "PortConflict");
+  EXPECT_EQ(lb_st->warnings[0].field, "spec.listeners[1].port");
+  EXPECT_NE(lb_st->warnings[0].message.find("port 22402/udp is already used by Service default/oldest-svc"),
+            std::string::npos)
+      << lb_st->warnings[0].message;
+  ASSERT_EQ(lb_st->listeners.size(), 2u);  // status lists the declared listeners
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "tls-22401"), (std::vector<std::string>{"default/pc-lb/r"}));
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tls-22401")->owners_size(), 1);
+  // The lost listener's route and backend set are not in the snapshot.
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/pc-lb/r2"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/pc-lb/r2/0"), nullptr);
+  EXPECT_NE(SetNamed(r.snapshot, "default/pc-lb/r/0"), nullptr);
+  // The 2024 Service lost its only port: not routed, told who has it.
+  const ObjectStatus* young = StatusOf(r, "young-svc");
+  EXPECT_FALSE(young->accepted);
+  EXPECT_FALSE(young->serving_last_good);
+  EXPECT_EQ(young->reason, "PortConflict");
+  EXPECT_EQ(young->field, "spec.ports[0].port");
+  EXPECT_NE(young->message.find("port 22401/tcp is already used by LoadBalancer default/pc-lb"), std::string::npos)
+      << young->message;
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/young-svc/web"), nullptr);
+  // One log line per problem: the warning, and the Service not routed.
+  ASSERT_EQ(r.diagnostics.size(), 2u);
+  EXPECT_EQ(r.diagnostics[0].message, "object warning");
+  EXPECT_EQ(r.diagnostics[0].Field("reason"), "PortConflict");
+  EXPECT_EQ(r.diagnostics[1].message, "port conflict, object not routed");
+}
+
+// An edit that adds a clashing listener: the new spec is served without it. An edit whose every
+// listener clashes is not accepted and the last good version keeps routing.
+TEST(Translate, AcceptedObjectThatGainsAConflict) {
   const std::string old = Lb("  listeners: [{name: db, port: 5432, protocol: TCP}]\n", "old", "2026-01-01T00:00:00Z");
   const std::string v1 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}]\n", "new", "2026-02-01T00:00:00Z");
-  const std::string v2 = Lb("  listeners: [{name: db, port: 6000, protocol: TCP}, {name: x, port: 5432, protocol: TCP}]\n",
+  const std::string v2 = Lb(R"(  listeners: [{name: db, port: 6001, protocol: TCP}, {name: x, port: 5432, protocol: TCP}]
+  routes: [{name: x, listener: x, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
+)",
                             "new", "2026-02-01T00:00:00Z");
+  const std::string v3 = Lb("  listeners: [{name: x, port: 5432, protocol: TCP}]\n", "new", "2026-02-01T00:00:00Z");
   Translator t;
   auto r1 = t.Translate(Store(old + "---\n" + v1));
+  ASSERT_NE(ListenerNamed(r1.snapshot, "tcp-6000"), nullptr);
   auto r2 = t.Translate(Store(old + "---\n" + v2));
-  EXPECT_EQ(SerializeSnapshot(r1.snapshot), SerializeSnapshot(r2.snapshot));
   const ObjectStatus* st = StatusOf(r2, "new");
+  EXPECT_TRUE(st->accepted);
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].field, "spec.listeners[1].port");
+  EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-6000"), nullptr);
+  EXPECT_NE(ListenerNamed(r2.snapshot, "tcp-6001"), nullptr);
+  EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-5432")->owners(0).name(), "old");
+  EXPECT_EQ(r2.snapshot.routes_size(), 0);
+  auto r3 = t.Translate(Store(old + "---\n" + v3));
+  st = StatusOf(r3, "new");
+  EXPECT_FALSE(st->accepted);
   EXPECT_EQ(st->reason, "PortConflict");
-  EXPECT_EQ(st->field, "spec.listeners[1].port");
-  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(st->field, "spec.listeners[0].port");
+  EXPECT_TRUE(st->serving_last_good);  // v2, the last accepted version, without its clashing listener
+  EXPECT_EQ(SerializeSnapshot(r3.snapshot), SerializeSnapshot(r2.snapshot));
 }
 
 TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
@@ -640,6 +775,86 @@ endpoints: [{addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}]
   EXPECT_EQ(set.endpoints(0).address(), "10.0.0.1");
   EXPECT_EQ(set.endpoints(0).port(), 80u);
   EXPECT_EQ(r.snapshot.backend_sets(1).endpoints_size(), 0);
+}
+
+// kube-dns has dns/UDP 53 and dns-tcp/TCP 53: a backend {service, port} takes the Service port of
+// its listener's transport, as kube-proxy does, whichever of the two is listed first.
+TEST(Translate, ServiceBackendsTakeThePortOfTheListenersProtocol) {
+  const std::string lb = Lb(R"(  listeners:
+    - {name: dnsu, port: 53, protocol: UDP}
+    - {name: dnst, port: 53, protocol: TCP}
+    - {name: dot, port: 853, protocol: TLS}
+  routes:
+    - {name: u, listener: dnsu, backends: [{service: dns, port: 53}]}
+    - {name: t, listener: dnst, backends: [{service: dns, port: 53}]}
+    - {name: s, listener: dot, backends: [{service: dns, port: 53}]}
+)");
+  const std::string slice = R"(---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: dns-a, labels: {kubernetes.io/service-name: dns}}
+ports: [{name: dns-tcp, port: 5301, protocol: TCP}, {name: dns, port: 5302, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.1]}]
+)";
+  for (const char* ports : {"[{name: dns-tcp, port: 53, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]",
+                            "[{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53}]"}) {
+    SCOPED_TRACE(ports);
+    Translator t;
+    auto r = t.Translate(Store(lb + "---\napiVersion: v1\nkind: Service\nmetadata: {name: dns}\nspec: {ports: " +
+                               ports + "}\n" + slice));
+    const ObjectStatus* st = StatusOf(r, "shop");
+    ASSERT_TRUE(st->accepted) << st->message;
+    EXPECT_TRUE(st->warnings.empty()) << st->warnings[0].message;
+    for (const auto& [set, port] : std::vector<std::pair<std::string, uint32_t>>{
+             {"default/shop/u/0", 5302}, {"default/shop/t/0", 5301}, {"default/shop/s/0", 5301}}) {
+      ASSERT_NE(SetNamed(r.snapshot, set), nullptr) << set;
+      ASSERT_EQ(SetNamed(r.snapshot, set)->endpoints_size(), 1) << set;
+      EXPECT_EQ(SetNamed(r.snapshot, set)->endpoints(0).port(), port) << set;
+    }
+  }
+
+  // Only the other protocol on that number: a warning naming the field, and no endpoints (not the
+  // UDP port's endpoints behind a TCP listener, nor the other way round).
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: dnsu, port: 53, protocol: UDP}, {name: dnst, port: 53, protocol: TCP}]
+  routes:
+    - {name: u, listener: dnsu, backends: [{service: tcp-only, port: 53}]}
+    - {name: t, listener: dnst, backends: [{service: udp-only, port: 53}]}
+)") + R"(---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-only}
+spec: {ports: [{name: dns-tcp, port: 53}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp-only}
+spec: {ports: [{name: dns, port: 53, protocol: UDP}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: tcp-only-a, labels: {kubernetes.io/service-name: tcp-only}}
+ports: [{name: dns-tcp, port: 5301, protocol: TCP}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: udp-only-a, labels: {kubernetes.io/service-name: udp-only}}
+ports: [{name: dns, port: 5302, protocol: UDP}]
+endpoints: [{addresses: [10.0.0.1]}]
+)"));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].backends[0].service");
+  EXPECT_EQ(st->warnings[0].message,
+            "Service default/tcp-only has no UDP port 53 (its port 53 is TCP; a UDP listener routes to a UDP Service port)");
+  EXPECT_EQ(st->warnings[1].field, "spec.routes[1].backends[0].service");
+  EXPECT_EQ(st->warnings[1].message,
+            "Service default/udp-only has no TCP port 53 (its port 53 is UDP; a TCP listener routes to a TCP Service port)");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/shop/u/0")->endpoints_size(), 0);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/shop/t/0")->endpoints_size(), 0);
 }
 
 TEST(Translate, PrivateKeysAreRedactedInTheDebugJson) {
