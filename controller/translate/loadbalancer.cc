@@ -495,7 +495,9 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
                         "expectedStatuses"})) {
     return;
   }
-  auto proto = r.String(hc, p, "protocol", true);
+  // The CRD defaults protocol to TCP; standalone manifests get the same default.
+  auto proto = r.String(hc, p, "protocol");
+  if (!proto && !hc.contains("protocol")) proto = "TCP";
   if (proto) {
     if (*proto == "TCP") out->set_protocol(v1::HealthCheck::TCP);
     else if (*proto == "HTTP") out->set_protocol(v1::HealthCheck::HTTP);

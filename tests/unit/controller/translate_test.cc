@@ -411,6 +411,17 @@ TEST(Translate, HealthCheckBoundsAreTheCrds) {
   EXPECT_EQ(r.snapshot.backend_sets(0).health_check().expected_statuses_size(), 16);
 }
 
+// As the CRD's default (protocol: TCP), a health check without a protocol is a TCP check.
+TEST(Translate, HealthCheckProtocolDefaultsToTcp) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(std::string(kBasic) + "  healthCheck: {interval: 3s}\n")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_GT(r.snapshot.backend_sets_size(), 0);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().protocol(), v1::HealthCheck::TCP);
+  EXPECT_EQ(r.snapshot.backend_sets(0).health_check().interval_ms(), 3000u);
+}
+
 // ---- last good ----------------------------------------------------------------------------------
 
 TEST(Translate, LastGoodVersionKeepsRoutingAndIsReportedOnce) {
