@@ -54,8 +54,8 @@ bool SourceAllowed(Worker& w, const RuntimeConfig* config, const std::string& li
 // Connection balancing (--connection-balance exact; off by default): SO_REUSEPORT spreads
 // connections over the workers' listening sockets by a hash of the 4-tuple, which leaves
 // long-lived connections unevenly spread (measured with 50 redis-benchmark connections on two
-// workers: anywhere from 45/55 to 60/40 of the CPU per worker), and the busier worker sets the
-// tail latency. So the accepting worker keeps a connection unless another worker serves strictly
+// workers: anywhere from 45/55 to 60/40 of the CPU per worker), and one busy worker can become
+// the bottleneck. So the accepting worker keeps a connection unless another worker serves strictly
 // fewer connections right now, and then hands it to the least busy one (Envoy's exact_balance,
 // HAProxy's least-loaded thread). The choice reads one relaxed atomic per worker (no lock);
 // a hand-off costs an epoll_ctl(DEL), a post that wakes the other worker, and its epoll_ctl(ADD):
