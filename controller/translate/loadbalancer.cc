@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "common/health_defaults.h"
 #include "controller/translate/internal.h"
 
 namespace doorman::controller::internal {
@@ -525,8 +526,18 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
     if (*interval == 0) r.Invalid(p + ".interval", "must be greater than 0");
     out->set_interval_ms(*interval);
   }
-  if (timeout) out->set_timeout_ms(*timeout);
-  if (interval && timeout && *timeout > *interval) r.Invalid(p + ".timeout", "must not be longer than interval");
+  if (timeout) {
+    if (*timeout == 0) r.Invalid(p + ".timeout", "must be greater than 0");
+    out->set_timeout_ms(*timeout);
+  }
+  // As the CRD's rule, which a cluster checks after applying the defaults (interval 5s, timeout
+  // 2s): the effective timeout must not be longer than the effective interval.
+  const uint32_t eff_interval = interval && *interval > 0 ? *interval : health_defaults::kIntervalMs;
+  const uint32_t eff_timeout = timeout && *timeout > 0 ? *timeout : health_defaults::kTimeoutMs;
+  if (eff_timeout > eff_interval) {
+    r.Invalid(p + ".timeout", timeout ? "must not be longer than interval"
+                                      : "the default timeout (2s) must not be longer than interval; set a shorter timeout");
+  }
   if (auto v = RangedInt(r, hc, p, "healthyThreshold", 1, kMaxHealthThreshold)) out->set_healthy_threshold(*v);
   if (auto v = RangedInt(r, hc, p, "unhealthyThreshold", 1, kMaxHealthThreshold)) out->set_unhealthy_threshold(*v);
   if (const json* st = r.Array(hc, p, "expectedStatuses")) {

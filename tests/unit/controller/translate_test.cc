@@ -216,6 +216,12 @@ const InvalidCase kInvalid[] = {
      "spec.healthCheck.healthyThreshold", "50 is out of range (1..10)"},
     {"unhealthy threshold", "  healthCheck: {protocol: TCP, unhealthyThreshold: 11}\n", "InvalidSpec",
      "spec.healthCheck.unhealthyThreshold", "11 is out of range (1..10)"},
+    // A zero timeout would be taken for "unset" (the 2s default); a cluster checks timeout <=
+    // interval after defaulting, so an interval under the default timeout needs a timeout too.
+    {"zero health-check timeout", "  healthCheck: {protocol: TCP, timeout: 0s}\n", "InvalidSpec",
+     "spec.healthCheck.timeout", "must be greater than 0"},
+    {"interval under the default timeout", "  healthCheck: {protocol: TCP, interval: 1s}\n", "InvalidSpec",
+     "spec.healthCheck.timeout", "the default timeout (2s) must not be longer than interval"},
     {"expected statuses", "  healthCheck: {protocol: HTTP, expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, "
                           "208, 226, 300, 301, 302, 303, 304, 307, 308]}\n",
      "InvalidSpec", "spec.healthCheck.expectedStatuses", "must list at most 16 statuses, not 17"},
