@@ -137,10 +137,15 @@ class DoormanTestCase(unittest.TestCase):
         failed = self._outcome_failed()
         for p in reversed(self.procs):
             p.stop()
-        if failed:
+        # With a sanitizer build (DOORMAN_BUILD_DIR=build-asan) a report anywhere in a process's
+        # life, shutdown included, fails the test that ran it.
+        sanitized = [p for p in self.procs if "ERROR: AddressSanitizer" in p.log() or ": runtime error: " in p.log()]
+        if failed or sanitized:
             for p in self.procs:
                 sys.stderr.write("\n----- %s log (%s) -----\n%s\n" % (p.name, " ".join(p.argv), p.log()[-6000:]))
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if sanitized:
+            raise AssertionError("sanitizer report in the log of " + ", ".join(p.name for p in sanitized))
 
     def _outcome_failed(self):
         """True when this test (not an earlier one in the run) has failed or errored so far."""
