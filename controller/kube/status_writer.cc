@@ -56,6 +56,7 @@ StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_ins
 
 void StatusWriter::Reset() {
   written_.clear();
+  claimed_.clear();
   evented_.clear();
   backoff_.Clear();
 }
@@ -116,6 +117,7 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     const ObjectStatus& st = *p;
     if (in.may_write && !in.may_write()) return false;
     seen.insert(st.key);
+    if (st.key.kind == kKindService || st.key.kind == kKindIngress) claimed_.insert(st.key);
     auto object = get_(st.key);
     if (!object) continue;  // not (yet) in the informer cache
     if (!st.accepted) {
@@ -127,10 +129,72 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     }
     if (!WriteStatus(st, in, std::move(*object))) return false;
   }
+  for (auto it = claimed_.begin(); it != claimed_.end();) {
+    if (seen.count(*it)) {
+      ++it;
+      continue;
+    }
+    if (in.may_write && !in.may_write()) return false;
+    const ObjectKey key = *it;
+    if (!Release(key, in)) return false;
+    it = claimed_.upper_bound(key);
+  }
   for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
   for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
   for (auto it = pending_event_.begin(); it != pending_event_.end();) {
     it = seen.count(it->first) ? std::next(it) : pending_event_.erase(it);
+  }
+  return true;
+}
+
+bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
+  const Resource* res = ResourceForKind(key.kind);
+  auto object = get_(key);
+  if (!res || !object) {  // deleted
+    claimed_.erase(key);
+    return true;
+  }
+  if (in.dataplanes.empty()) return true;  // our addresses are unknown for now: retried later
+  const json current = StatusOf(*object);
+  const json* points = nullptr;
+  if (current.is_object() && current.contains("loadBalancer") && current["loadBalancer"].is_object() &&
+      current["loadBalancer"].contains("ingress") && current["loadBalancer"]["ingress"].is_array()) {
+    points = &current["loadBalancer"]["ingress"];
+  }
+  // Only our own addresses are taken away: another controller that claimed the object meanwhile
+  // may have written its own already.
+  std::set<std::string> ours;
+  for (const auto& d : in.dataplanes) {
+    if (!d.advertise_address.empty()) ours.insert(d.advertise_address);
+  }
+  bool only_ours = points != nullptr && !points->empty();
+  for (size_t i = 0; only_ours && i < points->size(); ++i) {
+    const json& p = (*points)[i];
+    const std::string a = p.is_object() ? p.value("ip", p.value("hostname", "")) : "";
+    only_ours = ours.count(a) > 0;
+  }
+  if (!only_ours) {
+    claimed_.erase(key);
+    return true;
+  }
+  const std::string skey = StatusKey(key);
+  if (!backoff_.Ready(skey, "release", options_.now())) {
+    ++stats_.deferred;
+    return true;
+  }
+  const json patch = {{"status", {{"loadBalancer", {{"ingress", nullptr}}}}}, {"metadata", {{"resourceVersion", Rv(*object)}}}};
+  HttpResponse r = http_->Request("PATCH", res->object_path(key.ns, key.name, "status"), patch.dump(), kMergePatch);
+  if (r.status == 429) {
+    Throttled(r);
+    return false;
+  }
+  if (r.ok() || r.status == 404) {
+    ++stats_.status_writes;
+    Succeeded(skey, key, "status");
+    log::Info("status", "no longer served: status.loadBalancer cleared", {{"object", key.ToString()}});
+    claimed_.erase(key);
+  } else if (r.status != 409) {  // 409: the informer has a newer version; the next pass retries
+    Failed(skey, "release", key, "status", r);
   }
   return true;
 }

@@ -68,6 +68,10 @@ class StatusWriter {
   // Returns false on 429.
   bool WriteStatus(const ObjectStatus& st, const StatusInputs& in, nlohmann::json object);
   bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object);
+  // A Service or Ingress this controller no longer serves (its type, class or annotation
+  // changed): removes the status.loadBalancer.ingress points it wrote, when they are still only
+  // this controller's addresses. Returns false on 429.
+  bool Release(const ObjectKey& key, const StatusInputs& in);
   void Throttled(const HttpResponse& r);
   void Failed(const std::string& key, const std::string& desired, const ObjectKey& object, const char* what,
               const HttpResponse& r);
@@ -95,6 +99,9 @@ class StatusWriter {
     std::string last_timestamp;
   };
   std::map<ObjectKey, PendingEvent> pending_event_;
+  // Services and Ingresses whose status.loadBalancer this controller maintains (it had a status
+  // for them in an earlier pass); one that drops out is released.
+  std::set<ObjectKey> claimed_;
   StatusWriterOptions options_;
   WriteBackoff backoff_;  // keys: "status <object>", "event <object>"
   StatusWriterStats stats_;

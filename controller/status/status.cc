@@ -146,8 +146,11 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   for (const auto& l : st.listeners) listeners.push_back({{"name", l.name}, {"attachedRoutes", l.attached_routes}});
   // With no dataplane in view (start-up, a partition from the API, a rolling restart) the
   // addresses written earlier are kept: blanking them would flap DNS and external consumers.
-  json addresses = LoadBalancerAddresses(dataplanes);
-  if (dataplanes.empty() && current.is_object() && current.contains("addresses") && current["addresses"].is_array()) {
+  // An object that routes nothing (never accepted, no last good version) has no address, as a
+  // Service or Ingress in that state has none.
+  json addresses = Routed(st) ? LoadBalancerAddresses(dataplanes) : json::array();
+  if (Routed(st) && dataplanes.empty() && current.is_object() && current.contains("addresses") &&
+      current["addresses"].is_array()) {
     addresses = current["addresses"];
   }
   return {{"observedGeneration", gen},

@@ -85,6 +85,56 @@ TEST_F(StatusWriterTest, WritesOnceWithMergePatchGuardedByResourceVersion) {
   EXPECT_EQ(http_.calls.size(), 1u);
 }
 
+TEST_F(StatusWriterTest, NeverAcceptedLoadBalancerHasNoAddresses) {
+  ASSERT_TRUE(writer_.Sync(In(false)));  // not accepted, no last good version: routes nothing
+  ASSERT_EQ(http_.calls.size(), 2u);      // the Warning Event, then the status
+  json patch = json::parse(http_.calls[1].body);
+  EXPECT_EQ(patch["status"]["addresses"], json::array());
+  // Accepted: the dataplanes' addresses.
+  ASSERT_TRUE(writer_.Sync(In(true)));
+  patch = json::parse(http_.calls.back().body);
+  EXPECT_EQ(patch["status"]["addresses"], json::parse(R"([{"type":"IPAddress","value":"192.0.2.1"}])"));
+}
+
+// A Service this controller stops serving (type, class or annotation changed) loses the ingress
+// points the controller wrote; points another controller wrote meanwhile are left alone.
+TEST_F(StatusWriterTest, ServiceNoLongerServedHasItsAddressesCleared) {
+  ObjectStatus svc;
+  svc.key = {"Service", "default", "shop"};
+  svc.generation = 1;
+  svc.serving_generation = 1;
+  svc.accepted = true;
+  StatusInputs in;
+  in.statuses = {svc};
+  in.dataplanes = {{"n1", "192.0.2.1", 5}};
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  json patch = json::parse(http_.calls[0].body);
+  EXPECT_EQ(patch["status"]["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"}])"));
+  cached_ = Object("11", patch["status"]);
+  // No longer claimed: one patch removes the points, guarded by the resourceVersion.
+  in.statuses.clear();
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[1].path, "/api/v1/namespaces/default/services/shop/status");
+  patch = json::parse(http_.calls[1].body);
+  EXPECT_TRUE(patch["status"]["loadBalancer"]["ingress"].is_null());
+  EXPECT_EQ(patch["metadata"]["resourceVersion"], "11");
+  // Released once: later passes write nothing.
+  cached_ = Object("12", json{{"loadBalancer", json::object()}});
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(http_.calls.size(), 2u);
+
+  // Claimed again, then handed to another controller that already wrote its own address.
+  in.statuses = {svc};
+  ASSERT_TRUE(writer_.Sync(in));
+  const size_t before = http_.calls.size();
+  cached_ = Object("14", json{{"loadBalancer", {{"ingress", json::parse(R"([{"ip":"198.51.100.7"}])")}}}});
+  in.statuses.clear();
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(http_.calls.size(), before);
+}
+
 TEST_F(StatusWriterTest, ConflictRereadsAndRecomputes) {
   http_.script = {{409, R"({"kind":"Status","code":409,"message":"the object has been modified"})", std::nullopt, ""},
                   {200, Object("12", {{"foreign", "x"}}).dump(), std::nullopt, ""},
