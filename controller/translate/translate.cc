@@ -350,16 +350,38 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (key.kind == kKindIngress) return ClaimsIngress(o, classes, options_);
     return false;
   };
-  auto compile = [&](const ObjectKey& key, const json& o, std::vector<Problem>* problems) -> std::optional<CompiledObject> {
-    if (key.kind == kKindService) return CompileService(key, o, ctx, problems);
-    if (key.kind == kKindIngress) return CompileIngress(key, o, ctx, problems);
-    return CompileLoadBalancer(key, o, ctx, problems);
+  auto compile_in = [&](const CompileContext& in, const ObjectKey& key, const json& o,
+                        std::vector<Problem>* problems) -> std::optional<CompiledObject> {
+    if (key.kind == kKindService) return CompileService(key, o, in, problems);
+    if (key.kind == kKindIngress) return CompileIngress(key, o, in, problems);
+    return CompileLoadBalancer(key, o, in, problems);
+  };
+  auto compile = [&](const ObjectKey& key, const json& o, std::vector<Problem>* problems) {
+    return compile_in(ctx, key, o, problems);
   };
   auto compile_last_good = [&](const ObjectKey& key) -> std::optional<CompiledObject> {
     auto lg = last_good_.find(key);
     if (lg == last_good_.end()) return std::nullopt;
     std::vector<Problem> ignored;
-    return compile(key, lg->second.object, &ignored);
+    auto out = compile(key, lg->second.object, &ignored);
+    auto secrets = last_good_secrets_.find(key);
+    if (out || secrets == last_good_secrets_.end() || secrets->second.empty()) return out;
+    // Against the Secrets it was accepted with (rare: only while the object is invalid).
+    ObjectStore with_old = store;
+    for (const auto& [k, s] : secrets->second) with_old[k] = s;
+    ignored.clear();
+    return compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
+  };
+  // The Secrets behind `c`'s certificates, as the store holds them now.
+  auto secrets_of = [&](const CompiledObject& c) {
+    std::map<ObjectKey, StoredObject> out;
+    for (const auto& cert : c.certificates) {
+      const auto slash = cert.name().find('/');
+      if (slash == std::string::npos) continue;
+      const ObjectKey k{kKindSecret, cert.name().substr(0, slash), cert.name().substr(slash + 1)};
+      if (auto it = store.find(k); it != store.end()) out.emplace(k, it->second);
+    }
+    return out;
   };
 
   // 1. Compile every object doorman claims on its own; pick what each one routes with (its
@@ -378,6 +400,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   for (const auto& [key, stored] : store) {
     if (!claimed(key, stored.object)) {
       last_good_.erase(key);
+      last_good_secrets_.erase(key);
       continue;
     }
     Candidate cand;
@@ -437,6 +460,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       if (placed) {
         version = &*c.current;
         last_good_[c.key] = *c.stored;
+        last_good_secrets_[c.key] = secrets_of(*c.current);
       } else {
         c.problems.insert(c.problems.end(), conflicts.begin(), conflicts.end());
         c.last_good = compile_last_good(c.key);
@@ -530,6 +554,9 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   // Forget last good versions of objects that are gone.
   for (auto it = last_good_.begin(); it != last_good_.end();) {
     it = store.count(it->first) ? std::next(it) : last_good_.erase(it);
+  }
+  for (auto it = last_good_secrets_.begin(); it != last_good_secrets_.end();) {
+    it = last_good_.count(it->first) ? std::next(it) : last_good_secrets_.erase(it);
   }
   return result;
 }

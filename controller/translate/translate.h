@@ -116,6 +116,11 @@ class Translator {
   // The last accepted version of each object. Kept as the object itself (not its compiled
   // form) so that it is re-resolved against current Services, EndpointSlices and Secrets.
   std::map<ObjectKey, StoredObject> last_good_;
+  // The TLS Secrets each last good version was accepted with. When re-resolving the last good
+  // version against the current Secrets fails (a rotation gone wrong: a key that does not match,
+  // a deleted Secret), it is compiled with these instead, so its listeners keep serving the
+  // certificates they had rather than closing.
+  std::map<ObjectKey, std::map<ObjectKey, StoredObject>> last_good_secrets_;
   std::map<ObjectKey, std::string> reported_;  // last problem logged per object ("" = none)
   std::map<ObjectKey, std::set<std::string>> reported_warnings_;  // warnings already logged
   TranslateOptions options_;

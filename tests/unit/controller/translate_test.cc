@@ -331,22 +331,28 @@ TEST(Translate, HealthCheckThatIsNotRunIsWarnedOnItsObject) {
 
 // A TLS Secret the dataplane could not serve is reported on the object that references it, with
 // the reason, never with the key's bytes.
-TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
-  const std::string other_key = R"(-----BEGIN PRIVATE KEY-----
+// A key of another certificate.
+const std::string kOtherKeyPem = R"(-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg+iykKJs+U2FEeGnz
 VjVOsiHtH8t/2mEj5NfKS1PQkPahRANCAAQSUkrepPLhqhDVnq1PaR4nPfh8MwCR
 R+v8oBpEaY/vGQi7cGXJ7a0GPzYOQewZsKlySBAT1wl+Tvz+QSMgAuTg
 -----END PRIVATE KEY-----
 )";
-  auto secret = [](const std::string& crt, const std::string& key) {
-    std::string out = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\ntype: kubernetes.io/tls\n"
-                      "stringData:\n  tls.crt: |\n";
-    std::istringstream c(crt), k(key);
-    for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
-    out += "  tls.key: |\n";
-    for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
-    return out;
-  };
+
+// A kubernetes.io/tls Secret "default/s" with these PEM texts.
+std::string TlsSecret(const std::string& crt, const std::string& key) {
+  std::string out = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\ntype: kubernetes.io/tls\n"
+                    "stringData:\n  tls.crt: |\n";
+  std::istringstream c(crt), k(key);
+  for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
+  out += "  tls.key: |\n";
+  for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
+  return out;
+}
+
+TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
+  const std::string& other_key = kOtherKeyPem;
+  const auto& secret = TlsSecret;
   std::string broken_cert = kTestCertPem;
   broken_cert.replace(broken_cert.find("MII") + 10, 8, "AAAAAAAA");
   const struct {
@@ -372,6 +378,41 @@ R+v8oBpEaY/vGQi7cGXJ7a0GPzYOQewZsKlySBAT1wl+Tvz+QSMgAuTg
     EXPECT_EQ(st->message.find(kTestKeyBytes), std::string::npos);
     EXPECT_EQ(r.snapshot.certificates_size(), 0);
   }
+}
+
+// A rotation gone wrong (a key that does not match, a deleted Secret) makes the object invalid,
+// but it keeps routing its last good version with the certificate it was accepted with: its
+// listeners stay open, HTTP and HTTPS alike.
+TEST(Translate, ABrokenSecretKeepsTheLastGoodCertificate) {
+  const std::string spec = R"(  listeners:
+    - {name: secure, port: 8443, protocol: HTTPS, tls: {certificates: [{secretName: s}]}}
+    - {name: web, port: 8080, protocol: HTTP}
+  routes:
+    - {name: a, listener: secure, backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]}
+    - {name: b, listener: web, backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]}
+)";
+  const std::string good_secret = TlsSecret(kTestCertPem, kTestKeyPem);
+  const std::string wrong_key = TlsSecret(kTestCertPem, kOtherKeyPem);  // the same certificate, another key
+  Translator t;
+  auto r1 = t.Translate(Store(Lb(spec) + good_secret));
+  ASSERT_TRUE(StatusOf(r1, "shop")->accepted) << StatusOf(r1, "shop")->message;
+  ASSERT_EQ(r1.snapshot.certificates_size(), 1);
+  const std::string served_key = r1.snapshot.certificates(0).private_key_pem();
+
+  for (const std::string& broken : {wrong_key, std::string()}) {  // a bad key, then no Secret at all
+    SCOPED_TRACE(broken.empty() ? "deleted" : "wrong key");
+    auto r2 = t.Translate(Store(Lb(spec) + broken));
+    const ObjectStatus* st = StatusOf(r2, "shop");
+    ASSERT_NE(st, nullptr);
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->reason, "InvalidCertificateRef") << st->message;
+    EXPECT_TRUE(st->serving_last_good);
+    EXPECT_EQ(r2.snapshot.listeners_size(), 2);
+    ASSERT_EQ(r2.snapshot.certificates_size(), 1);
+    EXPECT_EQ(r2.snapshot.certificates(0).private_key_pem(), served_key);
+  }
+  // Fixed: accepted again, from the current Secret.
+  EXPECT_TRUE(StatusOf(t.Translate(Store(Lb(spec) + good_secret)), "shop")->accepted);
 }
 
 TEST(Translate, InvalidObjectsReportReasonAndField) {
