@@ -247,7 +247,9 @@ class StatusLoop {
         was_writer = may;
       }
       std::vector<doorman::controller::status::DataplaneView> own;
-      for (const auto& d : server_->dataplanes()) own.push_back({d.node_name, d.advertise_address, d.acked_version});
+      for (const auto& d : server_->dataplanes()) {
+        own.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
+      }
       if (views_) views_->Publish(own);
       const bool settling = dc::Clock::now() - started_ < kStatusStartupGrace && own.empty();
       if (may && !settling && source_->synced() && server_->version() != 0) {
@@ -534,7 +536,8 @@ int main(int argc, char** argv) {
                                    {"ackedVersion", d.acked_version},
                                    {"inFlightVersion", d.in_flight_version},
                                    {"rejectedVersion", d.rejected_version},
-                                   {"lastError", d.last_error}});
+                                   {"lastError", d.last_error},
+                                   {"unservedListeners", d.unserved_listeners}});
     }
     if (source) {
       out["kubernetes"] = {{"synced", source->synced()},

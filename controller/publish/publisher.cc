@@ -123,6 +123,7 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
         s.info.last_error = "ACK for version " + V(a.version()) + " with the nonce of version " + V(f.version);
       } else {
         s.info.acked_version = a.version();
+        s.info.unserved_listeners.assign(a.unserved_listeners().begin(), a.unserved_listeners().end());
         out.push_seconds.push_back(std::chrono::duration<double>(now - f.change_seen).count());
         for (const auto& w : a.warnings()) {
           if (warned_.emplace(a.version(), w).second) {

@@ -62,6 +62,7 @@ struct DataplaneInfo {
   uint64_t in_flight_version = 0;  // 0 = nothing in flight
   uint64_t rejected_version = 0;   // last NACKed version
   std::string last_error;          // its error detail
+  std::vector<std::string> unserved_listeners;  // of acked_version: listeners it could not open
 };
 
 class Publisher {

@@ -47,6 +47,26 @@ json Condition(const std::string& type, bool ok, const std::string& reason, cons
 
 bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good; }
 
+// "listener "web" (http-8080) is not open on node-a, node-b (see the dataplane log: port in
+// use?)" for each of the object's listeners a dataplane reports it could not open; "" if none.
+std::string UnservedListeners(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes) {
+  std::string out;
+  for (const auto& l : st.listeners) {
+    std::string nodes;
+    for (const auto& d : dataplanes) {
+      if (std::find(d.unserved_listeners.begin(), d.unserved_listeners.end(), l.snapshot_name) ==
+          d.unserved_listeners.end()) {
+        continue;
+      }
+      nodes += (nodes.empty() ? "" : ", ") + (d.node_name.empty() ? std::string("(unnamed)") : d.node_name);
+    }
+    if (nodes.empty()) continue;
+    out += (out.empty() ? "" : "; ") + std::string("listener \"") + l.name + "\" (" + l.snapshot_name +
+           ") could not be opened on " + nodes + " (its port is in use or the address is unavailable; see the dataplane log)";
+  }
+  return out;
+}
+
 }  // namespace
 
 bool IsIpAddress(const std::string& s) {
@@ -139,6 +159,9 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
     conditions.push_back(Condition("Programmed", false, "NoDataplanes", "no dataplane is connected", gen, current, now));
   } else if (pc.programmed < pc.ready) {
     conditions.push_back(Condition("Programmed", false, "Pending", counts, gen, current, now));
+  } else if (const std::string unserved = UnservedListeners(st, dataplanes); !unserved.empty()) {
+    // Every dataplane runs this generation, but some could not open a listener of it.
+    conditions.push_back(Condition("Programmed", false, "ListenerNotServed", unserved, gen, current, now));
   } else {
     conditions.push_back(Condition("Programmed", true, "Programmed", counts, gen, current, now));
   }
@@ -329,7 +352,9 @@ json DataplaneViewJson(const std::vector<DataplaneView>& dataplanes) {
   });
   json out = json::array();
   for (const auto& d : sorted) {
-    out.push_back({{"node", d.node_name}, {"address", d.advertise_address}, {"ackedVersion", d.acked_version}});
+    json e = {{"node", d.node_name}, {"address", d.advertise_address}, {"ackedVersion", d.acked_version}};
+    if (!d.unserved_listeners.empty()) e["unservedListeners"] = d.unserved_listeners;
+    out.push_back(std::move(e));
   }
   return out;
 }
@@ -357,6 +382,11 @@ std::optional<PeerView> ParsePeerView(const json& lease) {
     d.acked_version = e.contains("ackedVersion") && e["ackedVersion"].is_number_unsigned()
                           ? e["ackedVersion"].get<uint64_t>()
                           : 0;
+    if (auto u = e.find("unservedListeners"); u != e.end() && u->is_array()) {
+      for (const auto& n : *u) {
+        if (n.is_string()) d.unserved_listeners.push_back(n.get<std::string>());
+      }
+    }
     v.dataplanes.push_back(std::move(d));
   }
   return v;

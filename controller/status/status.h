@@ -27,6 +27,7 @@ struct DataplaneView {
   std::string node_name;
   std::string advertise_address;  // Hello.advertise_address ("" = not given)
   uint64_t acked_version = 0;     // the snapshot version it serves (0 = none yet)
+  std::vector<std::string> unserved_listeners{};  // snapshot listeners of it that it could not open
 };
 
 // For each recently published snapshot version: the generation of each object it routes. A

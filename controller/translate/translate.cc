@@ -247,7 +247,7 @@ std::string ProblemsText(const std::vector<Problem>& problems) {
 std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
   std::vector<ListenerStatus> out;
   for (const auto& l : c.listeners) {
-    ListenerStatus ls{l.user_name, 0};
+    ListenerStatus ls{l.user_name, 0, l.proto.name()};
     for (const auto& r : c.routes) ls.attached_routes += r.user_listener == l.user_name ? 1 : 0;
     out.push_back(ls);
   }

@@ -57,6 +57,7 @@ struct TranslateOptions {
 struct ListenerStatus {
   std::string name;  // the object's listener name ("web")
   uint32_t attached_routes = 0;
+  std::string snapshot_name{};  // the snapshot listener it is part of ("http-8080")
 };
 
 // A problem that does not stop the object from being accepted (e.g. a Service not found yet:

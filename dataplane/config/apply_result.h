@@ -12,6 +12,7 @@ struct ApplyResult {
   uint64_t serving_version = 0;        // after the attempt (the old one after a rejection)
   std::string error;                   // rejection reason, naming the object and field
   std::vector<std::string> warnings;   // accepted but not programmed, one line each
+  std::vector<std::string> unserved_listeners;  // listeners that could not be opened (port in use)
 };
 
 }  // namespace doorman::dataplane

@@ -100,6 +100,7 @@ bool Subscriber::RunStream() {
       ack->set_version(u.version());
       ack->set_nonce(u.nonce());
       for (const auto& w : r.warnings) ack->add_warnings(w);
+      for (const auto& l : r.unserved_listeners) ack->add_unserved_listeners(l);
     } else {
       auto* nack = reply.mutable_nack();
       nack->set_version(r.serving_version);

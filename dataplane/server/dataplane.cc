@@ -123,6 +123,7 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   r.ok = true;
   r.serving_version = update.version();
   r.warnings = std::move(warnings);
+  r.unserved_listeners = impl_->listeners->Unbound(*c.config);
   return r;
 }
 

@@ -321,6 +321,15 @@ void ListenerManager::CloseAll() {
   bound_.clear();
 }
 
+std::vector<std::string> ListenerManager::Unbound(const RuntimeConfig& config) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& l : config.listeners) {
+    if (l->served && !bound_.count(l->name)) out.push_back(l->name);
+  }
+  return out;
+}
+
 std::vector<ListenerStatus> ListenerManager::Status() const {
   std::lock_guard lock(mu_);
   std::vector<ListenerStatus> out;

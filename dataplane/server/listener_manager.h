@@ -41,6 +41,8 @@ class ListenerManager {
   void Commit();
   void CloseAll();
   std::vector<ListenerStatus> Status() const;
+  // Listeners of `config` this build serves that have no socket (their port could not be bound).
+  std::vector<std::string> Unbound(const RuntimeConfig& config) const;
 
  private:
   struct Bound {

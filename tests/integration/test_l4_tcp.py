@@ -6,6 +6,7 @@ Real processes: doorman-controller (--manifests) and doorman-dataplane; real TCP
 (threads with real sockets, l4_peers.py); clients from several 127.0.0.0/8 source addresses.
 """
 import http.client
+import json
 import os
 import socket
 import struct
@@ -20,7 +21,7 @@ SPLICE_ARGS = (["--l4-splice", os.environ["DOORMAN_TEST_L4_SPLICE"], "--l4-splic
                if os.environ.get("DOORMAN_TEST_L4_SPLICE") else [])
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, metric_value, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, free_port, http_get, metric_value, port_open, wait_until  # noqa: E402
 from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
 
 
@@ -383,6 +384,39 @@ spec:
         self.assertEqual(recv_exact(conns["b"], 1), b"y")
         for s in conns.values():
             s.close()
+
+
+class PortInUse(DoormanTestCase):
+    """A listener whose port another process holds: the dataplane serves the rest, its ACK names
+    the listener (the controller shows it and reports the owner as not Programmed), and the next
+    update binds it once the port is free."""
+
+    def test_a_listener_whose_port_is_taken_is_reported_then_opened_on_the_next_update(self):
+        a = EchoServer("a")
+        self.addCleanup(a.close)
+        port = free_port()
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen(1)
+        try:
+            self.write_manifest("l4.yaml", manifest(port, [a.port]))
+            self.start_controller()
+            self.start_dataplane()
+            self.wait_converged()
+
+            def unserved():
+                dps = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["dataplanes"]
+                return dps[0]["unservedListeners"] if dps else None
+            wait_until(lambda: unserved() == ["tcp-%d" % port], what="the ACK to name the listener")
+        finally:
+            blocker.close()
+        version = self.dataplane_version()
+        self.write_manifest("l4.yaml", manifest(port, [a.port], idle="300s"))  # any update retries it
+        self.wait_version_change(version)
+        wait_until(lambda: unserved() == [], what="the listener to be opened")
+        s, name = connect(port)
+        self.assertEqual(name, "a")
+        s.close()
 
 
 if __name__ == "__main__":

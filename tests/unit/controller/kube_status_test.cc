@@ -57,6 +57,36 @@ TEST(StatusTest, ProgrammedWhenEveryDataplaneAckedAVersionWithThisGeneration) {
   EXPECT_EQ(LoadBalancerStatus(st, dps, served, s2, "T3"), s2);
 }
 
+// A dataplane that runs the generation but could not open one of its listeners (port in use)
+// does not make the object Programmed: the condition names the listener and the node.
+TEST(StatusTest, AListenerADataplaneCouldNotOpenIsNotProgrammed) {
+  ServedGenerations served;
+  const ObjectKey key{kKindLoadBalancer, "default", "shop"};
+  served.Record(200, {{key, 2}});
+  ObjectStatus st = Accepted("shop", 2);
+  st.listeners = {{"web", 2, "http-8080"}, {"cache", 1, "tcp-6379"}};
+  std::vector<DataplaneView> dps = {{"n1", "192.0.2.10", 200, {}}, {"n2", "192.0.2.11", 200, {"tcp-6379", "other"}}};
+  json s = LoadBalancerStatus(st, dps, served, nullptr, "T1");
+  const json& p = *Cond(s, "Programmed");
+  EXPECT_EQ(p["status"], "False");
+  EXPECT_EQ(p["reason"], "ListenerNotServed");
+  const std::string m = p["message"];
+  EXPECT_NE(m.find("listener \"cache\" (tcp-6379) could not be opened on n2"), std::string::npos) << m;
+  EXPECT_EQ(m.find("web"), std::string::npos) << m;
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 2}, {"programmed", 2}}));
+  // Opened on the next update: Programmed.
+  dps[1].unserved_listeners = {"other"};
+  EXPECT_EQ((*Cond(LoadBalancerStatus(st, dps, served, s, "T2"), "Programmed"))["status"], "True");
+  // Peers' views carry the list through their Lease.
+  const json lease = {{"spec", {{"holderIdentity", "ctl-b"}, {"renewTime", "2026-01-01T00:00:00.000000Z"},
+                                {"leaseDurationSeconds", 15}}},
+                      {"metadata", {{"annotations", {{kViewAnnotation, DataplaneViewJson({dps[1]}).dump()}}}}}};
+  auto v = ParsePeerView(lease);
+  ASSERT_TRUE(v);
+  ASSERT_EQ(v->dataplanes.size(), 1u);
+  EXPECT_EQ(v->dataplanes[0].unserved_listeners, std::vector<std::string>{"other"});
+}
+
 TEST(StatusTest, NoDataplaneOrUnknownVersionIsPending) {
   ServedGenerations served;
   ObjectStatus st = Accepted("shop", 1);
