@@ -104,6 +104,7 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     keys.insert(StatusKey(st.key));
     keys.insert(EventKey(st.key));
   }
+  for (const auto& k : claimed_) keys.insert(StatusKey(k));  // a Release() that fails backs off too
   backoff_.Retain(keys);
   // Healthy objects first: one whose writes fail (or hang) is tried after the others.
   std::vector<const ObjectStatus*> order;

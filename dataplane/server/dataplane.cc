@@ -77,9 +77,18 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
     return r;
   }
   if (update.version() != 0 && update.version() == r.serving_version) {
-    // Identical state (e.g. restored from --state-dir): nothing to rebuild, ACK the new nonce.
+    // Identical state (e.g. restored from --state-dir, or sent again after a reconnect): nothing
+    // to rebuild, ACK the new nonce. Listeners that could not be bound are tried again, and the
+    // ACK says which still are not open.
     r.ok = true;
     r.warnings = impl_->warnings;
+    if (const auto config = impl_->store.Load()) {
+      if (!impl_->listeners->Unbound(*config).empty()) {
+        for (auto& w : impl_->listeners->Prepare(*config)) log::Warn("dataplane", "not programmed", {{"detail", w}});
+        impl_->listeners->Commit();
+      }
+      r.unserved_listeners = impl_->listeners->Unbound(*config);
+    }
     return r;
   }
   const auto previous = impl_->store.Load();  // endpoints keep their health/load state

@@ -131,7 +131,12 @@ Task<Socket> Accept(Acceptor& acceptor, Worker& w, tcp::endpoint& peer, error_co
       if (ec) ::close(fd);
       break;
     }
-    if (errno == EINTR || errno == ECONNABORTED) continue;  // a client that gave up while queued
+    // A client that gave up while queued, or a network error pending on the new connection
+    // (accept(2): to be treated like EAGAIN, by retrying).
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN || errno == ENOPROTOOPT ||
+        errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH) {
+      continue;
+    }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       ec = error_code(errno, boost::system::system_category());
       break;
@@ -159,18 +164,20 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
     }
     // One config load per connection: the L4 session routes on this one too.
     auto config = w.shared().config.Load();
-    if (!SourceAllowed(w, config.get(), listener, s, peer)) continue;
-    Worker& to = balance_over ? PickWorker(w, *balance_over) : w;
-    ConnectionSlot slot(to.connections());  // taken now, so the next accepts see it
-    if (&to == &w) {
-      StartSession(w, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
-    } else {
-      HandOff(to, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
+    if (SourceAllowed(w, config.get(), listener, s, peer)) {
+      Worker& to = balance_over ? PickWorker(w, *balance_over) : w;
+      ConnectionSlot slot(to.connections());  // taken now, so the next accepts see it
+      if (&to == &w) {
+        StartSession(w, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
+      } else {
+        HandOff(to, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
+      }
     }
     // Yield to the worker's other handlers (the session just started among them) before the
     // next accept, as Asio's async_accept did by posting its completion: accept4 succeeds in
-    // place while the queue holds connections, and a burst must not starve the rest, nor keep a
-    // closed connection's session from noticing its close (it holds an --l7-max-connections slot).
+    // place while the queue holds connections, and a burst (refused ones too: a flood from
+    // outside allowedSourceRanges) must not starve the rest, nor keep a closed connection's
+    // session from noticing its close (it holds an --l7-max-connections slot).
     co_await net::post(w.executor(), kUseTask);
   }
 }

@@ -45,6 +45,10 @@ inline void Adopt(Socket& s, const tcp& protocol, int fd, bool user_non_blocking
                                        (user_non_blocking ? ops::user_set_non_blocking : 0));
 #else
   if (user_non_blocking) s.non_blocking(true, ec);
+  if (ec) {  // give the descriptor back: the caller still owns it on failure
+    boost::system::error_code ignored;
+    s.release(ignored);
+  }
 #endif
 }
 

@@ -21,7 +21,7 @@ SPLICE_ARGS = (["--l4-splice", os.environ["DOORMAN_TEST_L4_SPLICE"], "--l4-splic
                if os.environ.get("DOORMAN_TEST_L4_SPLICE") else [])
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, http_get, metric_value, port_open, wait_until  # noqa: E402
+from harness import CONTROLLER, DoormanTestCase, free_port, http_get, metric_value, port_open, wait_until  # noqa: E402
 from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
 
 
@@ -410,13 +410,28 @@ class PortInUse(DoormanTestCase):
             wait_until(lambda: unserved() == ["tcp-%d" % port], what="the ACK to name the listener")
         finally:
             blocker.close()
-        version = self.dataplane_version()
-        self.write_manifest("l4.yaml", manifest(port, [a.port], idle="300s"))  # any update retries it
-        self.wait_version_change(version)
-        wait_until(lambda: unserved() == [], what="the listener to be opened")
+        if self.resend_same_version:
+            # The controller restarts on the same address and sends the same version again (as
+            # after a leader change, or to a dataplane restored from --state-dir).
+            self.controller.stop()
+            self.controller = self.spawn("controller2", [
+                CONTROLLER, "--manifests", self.manifests, "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
+                "--metrics-listen", "127.0.0.1:%d" % self.ctl_metrics_port])
+        else:
+            version = self.dataplane_version()
+            self.write_manifest("l4.yaml", manifest(port, [a.port], idle="300s"))  # any update retries it
+            self.wait_version_change(version)
+        wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % self.ctl_metrics_port)[0] == 200 and unserved() == [],
+                   what="the listener to be opened")
         s, name = connect(port)
         self.assertEqual(name, "a")
         s.close()
+
+    resend_same_version = False
+
+    def test_the_same_version_sent_again_retries_the_port(self):
+        self.resend_same_version = True
+        self.test_a_listener_whose_port_is_taken_is_reported_then_opened_on_the_next_update()
 
 
 if __name__ == "__main__":
