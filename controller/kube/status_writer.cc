@@ -174,6 +174,13 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
     const std::string a = p.is_object() ? p.value("ip", p.value("hostname", "")) : "";
     only_ours = ours.count(a) > 0;
   }
+  // And when this process wrote them, exactly what it wrote (another controller publishing the
+  // same node addresses may have written since).
+  if (auto w = written_.find(key); only_ours && w != written_.end()) {
+    const json& mine = w->second.status;
+    only_ours = mine.is_object() && mine.contains("loadBalancer") && mine["loadBalancer"].is_object() &&
+                mine["loadBalancer"].value("ingress", json()) == *points;
+  }
   if (!only_ours) {
     claimed_.erase(key);
     return true;

@@ -742,8 +742,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     std::vector<const Endpoint*> tried;
     std::vector<const Endpoint*> unreachable;  // tried, and the connection (or TLS) failed
     // least-connections and p2c weigh endpoints by this count, as they weigh L4 connections:
-    // the request is in flight to an endpoint from its attempt's connection until the response
-    // is relayed (a WebSocket tunnel: until it closes), or until a retry moves it elsewhere.
+    // the request is in flight to an endpoint from the moment an attempt chose it (its connect
+    // included) until the response is relayed (a WebSocket tunnel: until it closes), or until a
+    // failover or retry moves it elsewhere.
     struct InFlight {
       lb::EndpointState* state = nullptr;
       void Hold(lb::EndpointState* s) {
@@ -761,6 +762,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
+      in_flight.Hold(ep->state.get());  // from the choice on: a slow connect counts too
       // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
       //    closed or wrote to), or a fresh one (next endpoint on failure).
       bool reused = false;
@@ -849,7 +851,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
       x->backend = ep->key;
-      in_flight.Hold(ep->state.get());
+      in_flight.Hold(ep->state.get());  // a failover during the connect moved it
       up_dl_.Bind(&up->socket());
       up_buf_.clear();
       got_response_bytes_ = false;
