@@ -372,16 +372,34 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     ignored.clear();
     return compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
   };
-  // The Secrets behind `c`'s certificates, as the store holds them now.
-  auto secrets_of = [&](const CompiledObject& c) {
+  // The Secrets behind `c`'s certificates, as `from` holds them.
+  auto secrets_of = [&](const CompiledObject& c, const ObjectStore& from) {
     std::map<ObjectKey, StoredObject> out;
     for (const auto& cert : c.certificates) {
       const auto slash = cert.name().find('/');
       if (slash == std::string::npos) continue;
       const ObjectKey k{kKindSecret, cert.name().substr(0, slash), cert.name().substr(slash + 1)};
-      if (auto it = store.find(k); it != store.end()) out.emplace(k, it->second);
+      if (auto it = from.find(k); it != from.end()) out.emplace(k, it->second);
     }
     return out;
+  };
+  // An Ingress stays accepted when one of its TLS Secrets breaks (a warning; the entry's hosts
+  // would lose HTTPS): the Secrets its last accepted version used stand in for the ones that no
+  // longer load, so a rotation gone wrong keeps the previous certificate serving. Returns the
+  // store the object was compiled against (`store` itself when nothing stood in).
+  std::map<ObjectKey, ObjectStore> ingress_overlays;
+  auto with_saved_secrets = [&](const ObjectKey& key) -> const ObjectStore* {
+    auto saved = last_good_secrets_.find(key);
+    if (key.kind != kKindIngress || saved == last_good_secrets_.end()) return nullptr;
+    std::vector<std::pair<ObjectKey, const StoredObject*>> stand_ins;
+    for (const auto& [k, s] : saved->second) {
+      if (!LoadCertificate(store, k.ns, k.name).cert) stand_ins.emplace_back(k, &s);
+    }
+    if (stand_ins.empty()) return nullptr;
+    ObjectStore& overlay = ingress_overlays[key];
+    overlay = store;
+    for (const auto& [k, s] : stand_ins) overlay[k] = *s;
+    return &overlay;
   };
 
   // 1. Compile every object doorman claims on its own; pick what each one routes with (its
@@ -413,6 +431,24 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       cand.problems.push_back({"InvalidManifest", "", stored.stale_reason});
     }
     cand.current = compile(key, stored.object, &cand.problems);
+    if (cand.current && !cand.current->warnings.empty()) {
+      if (const ObjectStore* overlay = with_saved_secrets(key)) {
+        std::vector<Problem> ignored;
+        auto again = compile_in(CompileContext{*overlay, options_}, key, stored.object, &ignored);
+        if (again) {
+          // The warnings stay the current Secrets' (they are what the user must fix).
+          again->warnings = cand.current->warnings;
+          static constexpr std::string_view kLost = "not served over HTTPS by this entry";
+          for (auto& w : again->warnings) {
+            const auto at = w.message.find(kLost);
+            if ((w.reason == "SecretNotFound" || w.reason == "InvalidSecret") && at != std::string::npos) {
+              w.message.replace(at, kLost.size(), "still served over HTTPS with the certificate of the last accepted version");
+            }
+          }
+          cand.current = std::move(again);
+        }
+      }
+    }
     if (!stored.stale_reason.empty() && cand.current) {
       // The manifest does not parse: this object is its last good version already.
       cand.last_good = std::move(cand.current);
@@ -460,7 +496,8 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       if (placed) {
         version = &*c.current;
         last_good_[c.key] = *c.stored;
-        last_good_secrets_[c.key] = secrets_of(*c.current);
+        auto overlay = ingress_overlays.find(c.key);
+        last_good_secrets_[c.key] = secrets_of(*c.current, overlay != ingress_overlays.end() ? overlay->second : store);
       } else {
         c.problems.insert(c.problems.end(), conflicts.begin(), conflicts.end());
         c.last_good = compile_last_good(c.key);

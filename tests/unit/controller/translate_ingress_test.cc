@@ -427,6 +427,32 @@ TEST(TranslateIngress, TlsEntriesWithAMissingOrMalformedSecretAreWarnedAndTheRes
   }
 }
 
+// A TLS Secret that breaks after the Ingress was accepted (cert-manager writing a bad pair, a
+// deleted Secret) is warned, but the entry keeps serving the certificate it had.
+TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion) {
+  Translator t;
+  const std::string ing = Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"));
+  auto r1 = t.Translate(Store(Docs({Fixture(), Secret("s"), ing})));
+  ASSERT_TRUE(Ing(r1, "i")->accepted);
+  ASSERT_EQ(r1.snapshot.certificates_size(), 1);
+  const std::string served = r1.snapshot.certificates(0).certificate_chain_pem();
+  for (const std::string& broken : {Secret("s", "type: kubernetes.io/tls\nstringData: {tls.crt: hello, tls.key: world}\n"),
+                                    std::string()}) {
+    SCOPED_TRACE(broken.empty() ? "deleted" : "not PEM");
+    auto r2 = t.Translate(Store(Docs({Fixture(), ing}) + (broken.empty() ? "" : "---\n" + broken)));
+    const ObjectStatus* st = Ing(r2, "i");
+    ASSERT_TRUE(st->accepted) << st->message;
+    ASSERT_EQ(st->warnings.size(), 1u);
+    EXPECT_NE(st->warnings[0].message.find("still served over HTTPS with the certificate of the last accepted version"),
+              std::string::npos) << st->warnings[0].message;
+    const v1::Listener* https = ListenerNamed(r2.snapshot, "https-443");
+    ASSERT_NE(https, nullptr);
+    ASSERT_EQ(r2.snapshot.certificates_size(), 1);
+    EXPECT_EQ(r2.snapshot.certificates(0).certificate_chain_pem(), served);
+    EXPECT_TRUE(RouteNamed(r2.snapshot, "default/i/r0-p0")->filters().has_redirect());  // still redirected to HTTPS
+  }
+}
+
 TEST(TranslateIngress, NoUsableCertificateMeansNoHttpsListener) {
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", "  tls: [{hosts: [a.example.com]}]\n" + Rule("a.example.com"))})));
