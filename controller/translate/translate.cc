@@ -515,6 +515,13 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (placed) {
       st.serving_generation = placed->generation;
       st.listeners = ListenerStatuses(*version);
+      // A listener that lost its port is not part of the snapshot listener of that port (it is
+      // the winner's): no dataplane report about that port concerns this object.
+      for (auto& l : st.listeners) {
+        const bool kept = std::any_of(placed->listeners.begin(), placed->listeners.end(),
+                                      [&](const CompiledListener& p) { return p.user_name == l.name; });
+        if (!kept) l.snapshot_name.clear();
+      }
       st.warnings = placed->warnings;
     }
     if (placed && version == (c.current ? &*c.current : nullptr)) {
