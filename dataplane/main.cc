@@ -83,6 +83,16 @@ int main(int argc, char** argv) {
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
+  {
+    std::string host;
+    uint16_t port = 0;
+    if (!SplitHostPort(controller, &host, &port) || port == 0) {
+      Usage(("--controller: \"" + controller + "\" is not host:port").c_str());
+    }
+    if (!SplitHostPort(metrics_listen, &host, &port)) {
+      Usage(("--metrics-listen: \"" + metrics_listen + "\" is not host:port or :port").c_str());
+    }
+  }
   if (auto e = CheckTlsFlags(tls); !e.empty()) Usage(e.c_str());
   if (tls.enabled()) {
     if (auto e = CheckTlsFiles(tls); !e.empty()) Usage(e.c_str());

@@ -228,6 +228,9 @@ bool RoutingServer::Start(const std::string& listen, std::string* error) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // One controller per address: gRPC's default SO_REUSEPORT would let a second one (or any
+  // process) share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || selected == 0) {
     *error = "cannot listen on " + addr + " (address in use or not available)";

@@ -1,5 +1,7 @@
 #include "controller/publish/publisher.h"
 
+#include "common/grpc_limits.h"
+
 #include <algorithm>
 
 namespace doorman::controller {
@@ -45,6 +47,11 @@ PublisherOutput Publisher::Publish(uint64_t version, std::shared_ptr<const doorm
   // Keep warnings of the versions still in play only.
   for (auto it = warned_.begin(); it != warned_.end();) {
     it = (it->first == version_ || it->first == previous) ? std::next(it) : warned_.erase(it);
+  }
+  if (const std::size_t bytes = snapshot_->ByteSizeLong(); bytes > kMaxStateUpdateBytes) {
+    out.diagnostics.push_back(D(log::Level::kError, "snapshot larger than a dataplane accepts; dataplanes will keep their last state",
+                                {{"version", V(version_)}, {"bytes", std::to_string(bytes)},
+                                 {"limit", std::to_string(kMaxStateUpdateBytes)}}));
   }
   out.diagnostics.push_back(D(log::Level::kInfo, "publishing snapshot",
                               {{"version", V(version_)}, {"previous", V(previous)},

@@ -56,11 +56,23 @@ bool FileWatcher::Scan(std::vector<FileChange>* changes, std::string* error) {
       *error = "manifest directory " + path_ + " does not exist (keeping the objects read before)";
       return false;
     }
+    std::set<std::string> skipped;
     for (fs::directory_iterator it(path_, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
+      if (!IsManifestName(name)) continue;
       std::error_code fec;
-      if (IsManifestName(name) && fs::is_regular_file(it->path(), fec)) files.push_back(it->path().string());
+      if (fs::is_regular_file(it->path(), fec)) {
+        files.push_back(it->path().string());
+        continue;
+      }
+      const std::string p = it->path().string();
+      skipped.insert(p);
+      if (!skipped_.count(p)) {
+        log::Warn("manifest", "not a readable file, skipped (a directory, a dangling symlink or a symlink loop?)",
+                  {{"file", p}, {"error", fec ? fec.message() : std::string("not a regular file")}});
+      }
     }
+    skipped_ = std::move(skipped);
     if (ec) {
       *error = "cannot list " + path_ + ": " + ec.message();
       return false;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,9 @@ class FileWatcher {
   std::string path_;
   std::string watch_dir_;
   bool is_dir_ = false;
+  // *.yaml/*.yml/*.json entries that are not readable files (a directory, a dangling symlink, a
+  // symlink loop): warned once each, while they stay so.
+  std::set<std::string> skipped_;
   std::chrono::milliseconds rescan_;
   Callback on_change_;
   std::map<std::string, uint64_t> hashes_;  // file → content hash of the last scan

@@ -111,7 +111,26 @@ nlohmann::json ScalarToJson(const YAML::Node& node) {
   return value;
 }
 
-nlohmann::json NodeToJson(const YAML::Node& node) {
+// Bounds on what one document may expand to: YAML aliases are shared nodes, so a 12-line file
+// of nested aliases ("billion laughs") expands to billions of values, and an alias that refers
+// to itself never ends. Kubernetes objects are shallow and an API server stores at most ~1.5 MiB
+// per object, so these limits only stop such documents.
+constexpr int kMaxDepth = 100;
+constexpr std::size_t kMaxValues = 500'000;
+
+struct ExpandBudget {
+  std::size_t values = 0;
+};
+
+nlohmann::json NodeToJson(const YAML::Node& node, ExpandBudget& budget, int depth = 0) {
+  if (depth > kMaxDepth) {
+    throw YAML::ParserException(node.Mark(), "nested more than " + std::to_string(kMaxDepth) +
+                                                 " levels deep (or an alias that refers to itself)");
+  }
+  if (++budget.values > kMaxValues) {
+    throw YAML::ParserException(node.Mark(), "expands to more than " + std::to_string(kMaxValues) +
+                                                 " values (aliases nested in aliases?)");
+  }
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -120,7 +139,7 @@ nlohmann::json NodeToJson(const YAML::Node& node) {
       return ScalarToJson(node);
     case YAML::NodeType::Sequence: {
       nlohmann::json arr = nlohmann::json::array();
-      for (const auto& item : node) arr.push_back(NodeToJson(item));
+      for (const auto& item : node) arr.push_back(NodeToJson(item, budget, depth + 1));
       return arr;
     }
     case YAML::NodeType::Map: {
@@ -133,7 +152,7 @@ nlohmann::json NodeToJson(const YAML::Node& node) {
         if (obj.contains(key)) {
           throw YAML::ParserException(kv.first.Mark(), "duplicate key \"" + key + "\"");
         }
-        obj[key] = NodeToJson(kv.second);
+        obj[key] = NodeToJson(kv.second, budget, depth + 1);
       }
       return obj;
     }
@@ -166,7 +185,8 @@ std::string ManifestError::ToString() const {
 
 nlohmann::json YamlToJson(std::string_view yaml) {
   try {
-    return NodeToJson(YAML::Load(std::string(yaml)));
+    ExpandBudget budget;
+    return NodeToJson(YAML::Load(std::string(yaml)), budget);
   } catch (const YAML::Exception& e) {
     throw std::runtime_error("line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
@@ -188,7 +208,8 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
     if (doc.IsNull() || !doc.IsDefined()) continue;  // empty document (e.g. a trailing ---)
     nlohmann::json obj;
     try {
-      obj = NodeToJson(doc);
+      ExpandBudget budget;
+      obj = NodeToJson(doc, budget);
     } catch (const YAML::Exception& e) {
       result.errors.push_back({file, index, e.mark.is_null() ? line : e.mark.line + 1, e.msg});
       continue;

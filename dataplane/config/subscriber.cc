@@ -1,5 +1,7 @@
 #include "dataplane/config/subscriber.h"
 
+#include "common/grpc_limits.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -26,6 +28,7 @@ Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn appli
   args_->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
   args_->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args_->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args_->SetMaxReceiveMessageSize(static_cast<int>(kMaxStateUpdateBytes));
   credentials_ = MakeChannelCredentials(opts_.tls, args_.get());
 }
 

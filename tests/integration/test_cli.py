@@ -8,7 +8,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CONTROLLER, DATAPLANE, Pki, tls_flags  # noqa: E402
+from harness import CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, tls_flags, wait_until  # noqa: E402
 
 
 def run(argv):
@@ -42,6 +42,8 @@ class Cli(unittest.TestCase):
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice", "always", "--l4-splice-pipe-size", "100"],
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice-pipe-size", "65536"],  # needs --l4-splice
             [DATAPLANE, "--controller", "127.0.0.1:1", "--connection-balance", "round-robin"],
+            [DATAPLANE, "--controller", "127.0.0.1"],  # no port
+            [DATAPLANE, "--controller", "127.0.0.1:1", "--metrics-listen", "garbage"],
         ]
         for argv in cases:
             r = run(argv)
@@ -59,6 +61,36 @@ class Cli(unittest.TestCase):
             lines = [l for l in r.stderr.splitlines() if l.strip()]
             self.assertEqual(len(lines), 1, (value, r.stderr))
             self.assertIn("udp-max-flows", lines[0])
+
+
+class GrpcPortInUse(DoormanTestCase):
+    def test_a_second_controller_on_the_same_grpc_address_refuses_to_start(self):
+        # gRPC's default SO_REUSEPORT would let both listen and split the dataplanes between them.
+        self.start_controller()
+        r = subprocess.run([CONTROLLER, "--manifests", self.manifests, "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
+                            "--metrics-listen", "127.0.0.1:%d" % free_port()],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--grpc-listen: cannot listen on 127.0.0.1:%d" % self.grpc_port, r.stderr)
+        self.assertTrue(self.controller.alive())
+
+
+class ManifestDirEntries(DoormanTestCase):
+    def test_entries_that_are_not_files_are_warned_once(self):
+        os.symlink(os.path.join(self.tmp, "missing.yaml"), os.path.join(self.manifests, "dangling.yaml"))
+        os.mkdir(os.path.join(self.manifests, "dir.yaml"))
+        self.start_controller()
+        version = self.controller_version()
+        # A change makes it rescan the directory: the two entries are not warned again.
+        self.write_manifest("ok.yaml", "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: a}\n"
+                            "spec:\n  listeners: [{name: t, port: %d, protocol: TCP}]\n"
+                            "  routes: [{name: r, listener: t, backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}]\n"
+                            % free_port())
+        wait_until(lambda: self.controller_version() != version, what="the rescan")
+        lines = self.controller.log().splitlines()
+        for name in ("dangling.yaml", "dir.yaml"):
+            warned = [l for l in lines if "not a readable file, skipped" in l and name in l]
+            self.assertEqual(len(warned), 1, lines)
 
 
 class TlsFlags(unittest.TestCase):

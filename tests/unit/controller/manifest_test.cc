@@ -92,6 +92,35 @@ metadata: {name: doorman, namespace: ignored}
   EXPECT_EQ(r.objects[2].key, (ObjectKey{"IngressClass", "", "doorman"}));  // cluster-scoped
 }
 
+// An alias that refers to itself, and aliases nested in aliases ("billion laughs"), are errors
+// of their document: no crash, no unbounded memory, the other documents still parse.
+TEST(ParseManifests, RecursiveAndExplodingAliasesAreErrors) {
+  std::string bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    const char prev = static_cast<char>(c - 1);
+    bomb += std::string("  ") + c + ": &" + c + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
+            ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + "]\n";
+  }
+  const std::string ok = "apiVersion: v1\nkind: Secret\nmetadata: {name: fine}\n";
+  const struct {
+    const char* name;
+    std::string doc;
+    const char* message;
+  } cases[] = {
+      {"self-referring alias", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cyc}\ndata: &a\n  x: *a\n",
+       "an alias that refers to itself"},
+      {"billion laughs", bomb, "expands to more than 500000 values"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = ParseManifests(c.doc + "---\n" + ok, "/m/x.yaml");
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].document, 0);
+    EXPECT_NE(r.errors[0].message.find(c.message), std::string::npos) << r.errors[0].message;
+    ASSERT_EQ(r.objects.size(), 1u);
+  }
+}
+
 TEST(ParseManifests, SyntaxErrorNamesFileAndLine) {
   const auto r = ParseManifests("apiVersion: doorman.dev/v1alpha1\nkind: [unclosed\n", "/m/bad.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
