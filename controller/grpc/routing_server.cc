@@ -73,6 +73,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
   void OnReadDone(bool ok) override {
     if (!ok) {  // the dataplane closed its side, the connection broke, or the server stops
       hub_->Close(id_);
+      if (!got_hello_) {
+        // Nothing valid arrived: a frame that is not a DataplaneMessage (gRPC reports a message
+        // it cannot parse like the end of the stream), or a peer that left before its Hello.
+        log::Warn("grpc", "dataplane stream ended before a valid Hello (unparseable message or early close)",
+                  {{"peer", peer_}});
+        FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a valid Hello"));
+        return;
+      }
       FinishOnce(grpc::Status::OK);
       return;
     }
@@ -81,6 +89,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
       FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, *close));
       return;
     }
+    got_hello_ = true;  // OnMessage closes a stream whose first message is not a Hello
     StartRead(&in_);
   }
 
@@ -128,6 +137,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
   RoutingServer::Impl* hub_;
   std::string peer_;
   StreamId id_ = 0;
+  bool got_hello_ = false;  // touched by the reactor's reads only (one at a time)
   v1::DataplaneMessage in_;
   std::mutex mu_;
   std::deque<v1::ControllerMessage> queue_;  // front = the write in progress

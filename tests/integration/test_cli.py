@@ -75,6 +75,21 @@ class GrpcPortInUse(DoormanTestCase):
         self.assertTrue(self.controller.alive())
 
 
+class GarbageOnTheRoutingStream(DoormanTestCase):
+    def test_an_unparseable_first_frame_is_refused_and_logged(self):
+        self.start_controller()
+        frame = os.path.join(self.tmp, "garbage.bin")
+        with open(frame, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff")  # a length-prefixed frame, not a protobuf
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
+                            "-H", "te: trailers", "--data-binary", "@" + frame, "-D", "-", "-o", "/dev/null",
+                            "http://127.0.0.1:%d/doorman.v1.RoutingState/StreamRoutingState" % self.grpc_port],
+                           capture_output=True, text=True, timeout=20)
+        self.assertIn("grpc-status: 3", r.stdout.lower(), r.stdout + r.stderr)  # INVALID_ARGUMENT
+        wait_until(lambda: "stream ended before a valid Hello" in self.controller.log(), what="the warning")
+        self.assertTrue(self.controller.alive())
+
+
 class ManifestDirEntries(DoormanTestCase):
     def test_entries_that_are_not_files_are_warned_once(self):
         os.symlink(os.path.join(self.tmp, "missing.yaml"), os.path.join(self.manifests, "dangling.yaml"))
