@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/log.h"
-#include "dataplane/l4/cidr.h"
+#include "dataplane/l4/source_ranges.h"
 #include "dataplane/l4/proxy_protocol.h"
 #include "dataplane/lb/scheduler.h"
 #include "dataplane/server/worker.h"
@@ -161,7 +161,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       // allowedSourceRanges / loadBalancerSourceRanges: checked when a flow would open, against
       // the datagram's sender (as TCP checks the peer at accept, before any PROXY header); a
       // flow that is open keeps going, as an established TCP connection does.
-      if (l != nullptr && !l->allowed_source_ranges.empty() && !SourceAllowed(l->allowed_source_ranges, from)) {
+      if (l != nullptr && !l->allowed_source_ranges.empty() && !l4::SourceAllowed(l->allowed_source_ranges, from.address())) {
         w_.metrics().L4Drops(name_, "source_range").Increment();
         co_return;
       }
@@ -177,16 +177,6 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     error_code ec;
     // Non-blocking send on a connected socket: a full buffer drops the datagram, as UDP may.
     flow->upstream.send(net::buffer(data, n), 0, ec);
-  }
-
-  static bool SourceAllowed(const std::vector<l4::Cidr>& ranges, const udp::endpoint& from) {
-    const auto addr = from.address();
-    if (addr.is_v4()) {
-      const auto b = addr.to_v4().to_bytes();
-      return l4::SourceAllowed(ranges, b.data(), b.size());
-    }
-    const auto b = addr.to_v6().to_bytes();
-    return l4::SourceAllowed(ranges, b.data(), b.size());
   }
 
   // `l`: the listener in the current config (held by the caller); `client_hash`: the client's key.

@@ -745,24 +745,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // the request is in flight to an endpoint from the moment an attempt chose it (its connect
     // included) until the response is relayed (a WebSocket tunnel: until it closes), or until a
     // failover or retry moves it elsewhere.
-    struct InFlight {
-      lb::EndpointState* state = nullptr;
-      void Hold(lb::EndpointState* s) {
-        if (s == state) return;
-        Release();
-        state = s;
-        if (state) state->active.fetch_add(1, std::memory_order_relaxed);
+    ConnectionSlot in_flight;
+    auto hold = [&in_flight](const Endpoint& e) {  // moves the slot to `e` (no-op if it is there)
+      if (!e.state) {
+        in_flight = ConnectionSlot();
+      } else if (in_flight.count() != &e.state->active) {
+        in_flight = ConnectionSlot(e.state->active);
       }
-      void Release() {
-        if (state) state->active.fetch_sub(1, std::memory_order_relaxed);
-        state = nullptr;
-      }
-      ~InFlight() { Release(); }
-    } in_flight;
+    };
     bool sent_continue = false;
     bool force_fresh = false;
     for (int attempt = 0;; ++attempt) {
-      in_flight.Hold(ep->state.get());  // from the choice on: a slow connect counts too
+      hold(*ep);  // from the choice on: a slow connect counts too
       // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
       //    closed or wrote to), or a fresh one (next endpoint on failure).
       bool reused = false;
@@ -851,7 +845,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
       x->backend = ep->key;
-      in_flight.Hold(ep->state.get());  // a failover during the connect moved it
+      hold(*ep);  // a failover during the connect moved it
       up_dl_.Bind(&up->socket());
       up_buf_.clear();
       got_response_bytes_ = false;

@@ -225,8 +225,10 @@ std::optional<std::string_view> FindQueryParam(std::string_view query, std::stri
   return std::nullopt;
 }
 
-bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view host) {
-  if (!HostMatches(m, host)) return false;
+namespace {
+
+// Every field of `m` but the host matches `view`.
+bool MatchesExceptHost(const RouteMatch& m, const RequestView& view) {
   if (!m.path.Matches(view.path)) return false;
   if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), view.method) == m.methods.end()) {
     return false;
@@ -256,6 +258,12 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
     if (!v || *v != value) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view host) {
+  return HostMatches(m, host) && MatchesExceptHost(m, view);
 }
 
 void FinishRouteMatch(RouteMatch* m) {
@@ -325,7 +333,7 @@ const Route* SelectRoute(const Listener& listener, const RequestView& view) {
     if (best != nullptr && listener.routes_sorted_by_host && best_host < m.best_host) break;
     const auto host_rank = MatchedHostRank(m, host);
     if (!host_rank || (best != nullptr && best_host < *host_rank)) continue;
-    if (!RouteMatches(m, view, host)) continue;
+    if (!MatchesExceptHost(m, view)) continue;  // the host matched above
     const RestRank rest = RankRest(m);
     if (best == nullptr || *host_rank < best_host || rest < best_rest) {  // ties: the earlier route
       best = r;

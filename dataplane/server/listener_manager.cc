@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "dataplane/l4/source_ranges.h"
 #include "dataplane/l4/tcp_proxy.h"
 #include "dataplane/l7/http_proxy.h"
 #include "dataplane/server/socket_state.h"
@@ -26,29 +27,30 @@ using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 constexpr std::chrono::milliseconds kAcceptErrorPause{50};
 constexpr std::chrono::seconds kCloseWait{2};
 
+// A descriptor this process owns until it is adopted into a Socket: closed otherwise (a refused
+// client, a hand-off whose worker stopped before running it).
+struct OwnedFd {
+  explicit OwnedFd(int f = -1) : fd(f) {}
+  OwnedFd(OwnedFd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  OwnedFd& operator=(OwnedFd&&) = delete;
+  ~OwnedFd() {
+    if (fd >= 0) ::close(fd);
+  }
+  int fd;
+};
+
 // Listener.allowed_source_ranges, checked on the newest config at accept. A refused client gets
-// a RST (SO_LINGER 0) and is counted in doorman_l4_drops_total{reason="source_range"}.
-// `peer` is the address accept() returned (no getpeername call).
-bool SourceAllowed(Worker& w, const RuntimeConfig* config, const std::string& listener, Socket& s,
+// a RST (SO_LINGER 0, then ~OwnedFd closes it) and is counted in
+// doorman_l4_drops_total{reason="source_range"}. `peer` is the address accept() returned.
+bool SourceAllowed(Worker& w, const RuntimeConfig* config, const std::string& listener, const OwnedFd& fd,
                    const tcp::endpoint& peer) {
   const Listener* l = config ? config->FindListener(listener) : nullptr;
   if (l == nullptr || l->allowed_source_ranges.empty()) return true;
-  error_code ec;
-  const auto addr = peer.address();
-  bool ok = false;
-  if (addr.is_v4()) {
-    const auto b = addr.to_v4().to_bytes();
-    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
-  } else {
-    const auto b = addr.to_v6().to_bytes();
-    ok = l4::SourceAllowed(l->allowed_source_ranges, b.data(), b.size());
-  }
-  if (!ok) {
-    w.metrics().L4Drops(listener, "source_range").Increment();
-    s.set_option(net::socket_base::linger(true, 0), ec);
-    s.close(ec);
-  }
-  return ok;
+  if (l4::SourceAllowed(l->allowed_source_ranges, peer.address())) return true;
+  w.metrics().L4Drops(listener, "source_range").Increment();
+  const linger reset{1, 0};
+  ::setsockopt(fd.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  return false;
 }
 
 // Connection balancing (--connection-balance exact; off by default): SO_REUSEPORT spreads
@@ -58,9 +60,9 @@ bool SourceAllowed(Worker& w, const RuntimeConfig* config, const std::string& li
 // the bottleneck. So the accepting worker keeps a connection unless another worker serves strictly
 // fewer connections right now, and then hands it to the least busy one (Envoy's exact_balance,
 // HAProxy's least-loaded thread). The choice reads one relaxed atomic per worker (no lock);
-// a hand-off costs an epoll_ctl(DEL), a post that wakes the other worker, and its epoll_ctl(ADD):
-// ~5 % more CPU per connection when connections are short-lived (about every other one moves),
-// which is why it is off by default (as Envoy's exact_balance) — docs/dataplane.md.
+// a hand-off costs a post that wakes the other worker: ~5 % more CPU per connection when
+// connections are short-lived (about every other one moves), which is why it is off by default
+// (as Envoy's exact_balance) — docs/dataplane.md.
 Worker& PickWorker(Worker& self, const std::vector<std::unique_ptr<Worker>>& workers) {
   Worker* best = &self;
   int64_t least = self.connections().load(std::memory_order_relaxed);
@@ -74,20 +76,15 @@ Worker& PickWorker(Worker& self, const std::vector<std::unique_ptr<Worker>>& wor
   return *best;
 }
 
-// A descriptor in flight between workers: closed if the receiving worker never runs the hand-off
-// (its io_context stopped first).
-struct InFlightFd {
-  explicit InFlightFd(int f) : fd(f) {}
-  InFlightFd(InFlightFd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  InFlightFd& operator=(InFlightFd&&) = delete;
-  ~InFlightFd() {
-    if (fd >= 0) ::close(fd);
-  }
-  int fd;
-};
-
-void StartSession(Worker& w, Socket s, const std::string& listener, const tcp::endpoint& peer, bool l7,
+// Adopts an accepted descriptor into a socket of worker `w` — on `w`'s thread, where every
+// operation of that socket starts — and starts its session.
+void StartSession(Worker& w, OwnedFd fd, const std::string& listener, const tcp::endpoint& peer, bool l7,
                   std::shared_ptr<const RuntimeConfig> config, ConnectionSlot slot) {
+  Socket s(w.executor());
+  error_code ec;
+  Adopt(s, peer.protocol(), fd.fd, false, ec);  // non-blocking and not dup'ed since accept4
+  if (ec) return;                               // ~OwnedFd closes it
+  fd.fd = -1;                                   // `s` owns it now
   if (l7) {
     StartHttpSession(w, std::move(s), listener, std::move(slot));
   } else {
@@ -95,29 +92,10 @@ void StartSession(Worker& w, Socket s, const std::string& listener, const tcp::e
   }
 }
 
-// Moves an accepted connection to worker `to`: the socket leaves this worker's reactor and is
-// adopted by `to`'s on its own thread (every socket's operations start on its worker's thread).
-void HandOff(Worker& to, Socket s, const std::string& listener, const tcp::endpoint& peer, bool l7,
-             std::shared_ptr<const RuntimeConfig> config, ConnectionSlot slot) {
-  error_code ec;
-  InFlightFd fd(s.release(ec));
-  if (ec || fd.fd < 0) return;  // `s` still owns (and closes) the descriptor, or none
-  net::post(to.executor(), [&to, fd = std::move(fd), listener, peer, l7, config = std::move(config),
-                            slot = std::move(slot)]() mutable {
-    Socket adopted(to.executor());
-    error_code aec;
-    Adopt(adopted, peer.protocol(), fd.fd, false, aec);  // still non-blocking, still not dup'ed
-    if (aec) return;  // ~InFlightFd closes it
-    fd.fd = -1;
-    StartSession(to, std::move(adopted), listener, peer, l7, std::move(config), std::move(slot));
-  });
-}
-
 // The next connection from the (non-blocking) listening socket: accept4 in place, already
-// non-blocking, adopted without the syscalls Asio's async_accept adds (socket_state.h); waits for
-// readiness only when the accept queue is empty.
-Task<Socket> Accept(Acceptor& acceptor, Worker& w, tcp::endpoint& peer, error_code& ec) {
-  Socket s(w.executor());
+// non-blocking, not yet in any worker's epoll set (the worker that serves it adopts it:
+// socket_state.h); waits for readiness only when the accept queue is empty.
+Task<OwnedFd> Accept(Acceptor& acceptor, tcp::endpoint& peer, error_code& ec) {
   for (;;) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
@@ -127,9 +105,7 @@ Task<Socket> Accept(Acceptor& acceptor, Worker& w, tcp::endpoint& peer, error_co
       if (len > peer.capacity()) len = static_cast<socklen_t>(peer.capacity());
       std::memcpy(peer.data(), &addr, len);
       peer.resize(len);
-      Adopt(s, peer.protocol(), fd, false, ec);
-      if (ec) ::close(fd);
-      break;
+      co_return OwnedFd(fd);
     }
     // A client that gave up while queued, or a network error pending on the new connection
     // (accept(2): to be treated like EAGAIN, by retrying).
@@ -139,12 +115,11 @@ Task<Socket> Accept(Acceptor& acceptor, Worker& w, tcp::endpoint& peer, error_co
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       ec = error_code(errno, boost::system::system_category());
-      break;
+      co_return OwnedFd();
     }
     co_await acceptor.async_wait(Acceptor::wait_read, Redirect(ec));
-    if (ec) break;
+    if (ec) co_return OwnedFd();
   }
-  co_return s;
 }
 
 Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string listener, bool l7,
@@ -153,7 +128,7 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
   for (;;) {
     error_code ec;
     tcp::endpoint peer;
-    Socket s = co_await Accept(*acceptor, w, peer, ec);
+    OwnedFd fd = co_await Accept(*acceptor, peer, ec);
     if (ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
@@ -164,13 +139,16 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
     }
     // One config load per connection: the L4 session routes on this one too.
     auto config = w.shared().config.Load();
-    if (SourceAllowed(w, config.get(), listener, s, peer)) {
+    if (SourceAllowed(w, config.get(), listener, fd, peer)) {
       Worker& to = balance_over ? PickWorker(w, *balance_over) : w;
       ConnectionSlot slot(to.connections());  // taken now, so the next accepts see it
       if (&to == &w) {
-        StartSession(w, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
+        StartSession(w, std::move(fd), listener, peer, l7, std::move(config), std::move(slot));
       } else {
-        HandOff(to, std::move(s), listener, peer, l7, std::move(config), std::move(slot));
+        net::post(to.executor(), [&to, fd = std::move(fd), listener, peer, l7, config = std::move(config),
+                                  slot = std::move(slot)]() mutable {
+          StartSession(to, std::move(fd), listener, peer, l7, std::move(config), std::move(slot));
+        });
       }
     }
     // Yield to the worker's other handlers (the session just started among them) before the

@@ -28,10 +28,11 @@ struct SharedState {
   std::size_t udp_max_flows = kDefaultUdpMaxFlowsPerWorker;  // per worker and UDP listener (set before Start)
 };
 
-// One open client connection, counted on the worker that serves it for as long as its session
-// lives. Connection balancing (ListenerManager, --connection-balance) reads the counts; the
+// One unit of an atomic count, held for as long as the slot lives: an open client connection on
+// the worker that serves it (connection balancing, ListenerManager, reads the counts; the
 // accepting worker takes the slot on the chosen worker before handing the socket over, so a
-// burst of accepts sees the connections still in flight.
+// burst of accepts sees the connections still in flight), or an L7 request in flight to an
+// endpoint (EndpointState::active, read by least-connections and p2c).
 class ConnectionSlot {
  public:
   ConnectionSlot() = default;
@@ -48,6 +49,7 @@ class ConnectionSlot {
   ConnectionSlot(const ConnectionSlot&) = delete;
   ConnectionSlot& operator=(const ConnectionSlot&) = delete;
   ~ConnectionSlot() { Release(); }
+  const std::atomic<int64_t>* count() const { return count_; }
 
  private:
   void Release() {
