@@ -241,6 +241,16 @@ spec:
         wait_until(same, timeout=timeout, what="dataplane to apply the controller's snapshot")
         return self.controller_version()
 
+    def refused_port(self):
+        """A port where every connect is refused, held for the test: bound but not listening, so
+        the kernel cannot hand it out as the ephemeral port of a connect to it (a closed
+        free_port() can be, and the dataplane's connect then meets itself: a TCP self-connect
+        that never ends)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        self.addCleanup(s.close)
+        return s.getsockname()[1]
+
     def wait_l4_probes_ended(self, probes=1, timeout=DEFAULT_TIMEOUT):
         """port_open() readiness probes of L4 listeners are real connections. Waits until the
         dataplane has accepted and finished `probes` of them (each ends as a backend connection or

@@ -136,7 +136,7 @@ class TcpHygiene(DoormanTestCase):
     def test_refusing_endpoint_is_ejected_after_consecutive_connect_failures(self):
         # No health check: only the passive outlier detection can keep new connections from
         # trying the dead endpoint first. Debug logs show each failed connect.
-        dead = free_port()  # nothing listens there: every connect is refused
+        dead = self.refused_port()  # every connect is refused
         self.start(manifest(self.port, [dead, self.a.port]), extra=["--log-level", "debug"])
 
         def failures():
@@ -162,7 +162,7 @@ class TcpHygiene(DoormanTestCase):
         # Least-connections prefers the idle endpoint, which a dead one always is: while the live
         # ones hold connections, every pick (retries included) answers the dead one. The retry
         # must still reach a live endpoint, before and after the dead one is ejected.
-        dead = free_port()
+        dead = self.refused_port()
         self.start(manifest(self.port, [dead, self.a.port, self.b.port], scheduler="least-connections"))
         held, names = [], []
         try:
@@ -179,7 +179,7 @@ class TcpHygiene(DoormanTestCase):
         self.assertGreaterEqual(min(names.count("a"), names.count("b")), 5, names)
 
     def test_source_ip_persistence_remembers_the_endpoint_that_answered(self):
-        dead = free_port()
+        dead = self.refused_port()
         text = manifest(self.port, [dead, self.a.port, self.b.port]).replace(
             "policy: {scheduler: round-robin}", "policy: {scheduler: round-robin, stickiness: {type: SourceIP, ttl: 1h}}")
         self.assertIn("SourceIP", text)
@@ -307,7 +307,7 @@ spec:
         busy.close()
 
     def test_connect_failure_is_counted_and_closes_the_client(self):
-        dead = free_port()
+        dead = self.refused_port()
         self.start(manifest(self.port, [dead]))
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         self.assertEqual(recv_until_eof(s), b"")

@@ -91,7 +91,7 @@ class L7Policy(DoormanTestCase):
         self.c = self.start_backend("c")
         self.canary = self.start_backend("canary")
         self.failing = self.start_backend("failing", extra=["--status", "503"])
-        self.dead = free_port()  # nothing listens here
+        self.dead = self.refused_port()  # every connect is refused
         self.port = free_port()
         self.ing_port = free_port()
         self.sticky_eps = [self.a, self.b, self.c]
@@ -332,7 +332,7 @@ class L7OutlierDetectionAcrossWorkers(DoormanTestCase):
 
     def test_a_dead_endpoint_is_ejected_once_by_the_dataplane(self):
         a = self.start_backend("a")
-        dead = free_port()  # nothing listens here
+        dead = self.refused_port()  # every connect is refused
         port = free_port()
         self.write_manifest("lb.yaml", f"""\
 apiVersion: doorman.dev/v1alpha1
