@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -81,7 +82,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
         FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a valid Hello"));
         return;
       }
-      FinishOnce(grpc::Status::OK);
+      // A dataplane keeps its stream open while it runs and cancels it to leave; a read that
+      // ends without a cancel is a half-close or, again, a frame gRPC could not parse. Which one
+      // is known only in OnDone (a cancel may be reported after the failed read).
+      ended_after_hello_ = true;
+      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the routing stream stays open while the dataplane runs (it was half-closed, "
+                              "or a message could not be parsed)"));
       return;
     }
     if (auto close = hub_->OnMessage(id_, in_)) {
@@ -114,7 +121,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
     if (finish) Finish(*finish);
   }
 
+  // The dataplane cancelled (it stops or reconnects), its connection broke, or the server stops.
+  void OnCancel() override { cancelled_.store(true); }
+
   void OnDone() override {
+    if (ended_after_hello_ && !cancelled_.load()) {
+      log::Warn("grpc", "dataplane stream ended without a cancel (half-close or an unparseable message)",
+                {{"peer", peer_}});
+    }
     hub_->Close(id_);
     delete this;
   }
@@ -138,6 +152,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
   std::string peer_;
   StreamId id_ = 0;
   bool got_hello_ = false;  // touched by the reactor's reads only (one at a time)
+  bool ended_after_hello_ = false;  // set by the last read, before Finish; read in OnDone
+  std::atomic<bool> cancelled_{false};  // OnCancel ran (always before OnDone)
   v1::DataplaneMessage in_;
   std::mutex mu_;
   std::deque<v1::ControllerMessage> queue_;  // front = the write in progress

@@ -9,6 +9,17 @@ namespace {
 
 std::string V(uint64_t v) { return std::to_string(v); }
 
+// Strings a dataplane sends are logged and shown on /debug: bounded, so a peer (a broken build,
+// a snapshot error quoting a whole certificate) cannot put megabytes into one log line.
+constexpr size_t kMaxPeerName = 256;      // node name, zone, address, build, listener
+constexpr size_t kMaxPeerDetail = 4096;   // a NACK's error, an ACK warning
+std::string Clip(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 boundary
+  return s.substr(0, cut) + "... (" + std::to_string(s.size()) + " bytes, truncated)";
+}
+
 Diagnostic D(log::Level level, std::string message, std::vector<std::pair<std::string, std::string>> fields) {
   return Diagnostic{level, "publish", std::move(message), std::move(fields)};
 }
@@ -93,14 +104,14 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
     }
     const auto& h = msg.hello();
     s.hello = true;
-    s.info.node_name = h.node_name();
-    s.info.zone = h.zone();
-    s.info.advertise_address = h.advertise_address();
+    s.info.node_name = Clip(h.node_name(), kMaxPeerName);
+    s.info.zone = Clip(h.zone(), kMaxPeerName);
+    s.info.advertise_address = Clip(h.advertise_address(), kMaxPeerName);
     out.diagnostics.push_back(D(log::Level::kInfo, "dataplane connected",
-                                {{"node", h.node_name()},
+                                {{"node", s.info.node_name},
                                  {"stream", V(id)},
                                  {"last_applied_version", V(h.last_applied_version())},
-                                 {"build", h.build_version()}}));
+                                 {"build", Clip(h.build_version(), kMaxPeerName)}}));
     // Sent even when last_applied_version == version_: the dataplane needs a nonce to ACK.
     MaybePush(id, s, out);
     return out;
@@ -115,7 +126,7 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
       const auto& a = msg.ack();
       if (!s.in_flight || a.nonce() != s.in_flight->nonce) {
         out.diagnostics.push_back(D(log::Level::kWarn, "ignoring ACK with unknown nonce",
-                                    {{"node", node}, {"nonce", a.nonce()}, {"version", V(a.version())}}));
+                                    {{"node", node}, {"nonce", Clip(a.nonce(), kMaxPeerName)}, {"version", V(a.version())}}));
         break;
       }
       const InFlight f = *s.in_flight;
@@ -130,12 +141,14 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
         s.info.last_error = "ACK for version " + V(a.version()) + " with the nonce of version " + V(f.version);
       } else {
         s.info.acked_version = a.version();
-        s.info.unserved_listeners.assign(a.unserved_listeners().begin(), a.unserved_listeners().end());
+        s.info.unserved_listeners.clear();
+        for (const auto& l : a.unserved_listeners()) s.info.unserved_listeners.push_back(Clip(l, kMaxPeerName));
         out.push_seconds.push_back(std::chrono::duration<double>(now - f.change_seen).count());
-        for (const auto& w : a.warnings()) {
+        for (const auto& raw : a.warnings()) {
+          std::string w = Clip(raw, kMaxPeerDetail);
           if (warned_.emplace(a.version(), w).second) {
             out.diagnostics.push_back(
-                D(log::Level::kWarn, "dataplane warning", {{"node", node}, {"version", V(a.version())}, {"warning", w}}));
+                D(log::Level::kWarn, "dataplane warning", {{"node", node}, {"version", V(a.version())}, {"warning", std::move(w)}}));
           }
         }
         out.diagnostics.push_back(
@@ -148,20 +161,21 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
       const auto& n = msg.nack();
       if (!s.in_flight || n.nonce() != s.in_flight->nonce) {
         out.diagnostics.push_back(D(log::Level::kWarn, "ignoring NACK with unknown nonce",
-                                    {{"node", node}, {"nonce", n.nonce()}, {"error", n.error_detail()}}));
+                                    {{"node", node}, {"nonce", Clip(n.nonce(), kMaxPeerName)},
+                                     {"error", Clip(n.error_detail(), kMaxPeerDetail)}}));
         break;
       }
       const InFlight f = *s.in_flight;
       s.in_flight.reset();
       s.info.in_flight_version = 0;
       s.info.rejected_version = f.version;
-      s.info.last_error = n.error_detail();
+      s.info.last_error = Clip(n.error_detail(), kMaxPeerDetail);
       s.info.acked_version = n.version();  // what it still serves
       out.diagnostics.push_back(D(log::Level::kError, "dataplane rejected snapshot, it keeps its last good state",
                                   {{"node", node},
                                    {"rejected_version", V(f.version)},
                                    {"serving_version", V(n.version())},
-                                   {"error", n.error_detail()}}));
+                                   {"error", s.info.last_error}}));
       MaybePush(id, s, out);
       break;
     }

@@ -107,6 +107,10 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
     return std::nullopt;
   }
   const std::string s = m->get<std::string>();
+  if (s == "0") {  // Go takes a bare 0; the CRD's pattern (and so a real API server) does not
+    Invalid(Join(path, key), "invalid duration \"0\" (a unit is required, e.g. 0s or 500ms)");
+    return std::nullopt;
+  }
   auto d = ParseDuration(s);
   if (!d) {
     Invalid(Join(path, key), "invalid duration " + Quote(s) + " (want e.g. 500ms, 2s, 1h30m)");

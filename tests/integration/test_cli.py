@@ -2,6 +2,7 @@
 """Both binaries: --help and --version exit 0; bad flags exit non-zero with one clear line."""
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -76,18 +77,42 @@ class GrpcPortInUse(DoormanTestCase):
 
 
 class GarbageOnTheRoutingStream(DoormanTestCase):
-    def test_an_unparseable_first_frame_is_refused_and_logged(self):
-        self.start_controller()
-        frame = os.path.join(self.tmp, "garbage.bin")
-        with open(frame, "wb") as f:
-            f.write(b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff")  # a length-prefixed frame, not a protobuf
+    def assert_stream_refused(self, frame):
+        """Sends the file `frame` as the request body of a routing stream (then half-closes it)."""
         r = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
                             "-H", "te: trailers", "--data-binary", "@" + frame, "-D", "-", "-o", "/dev/null",
                             "http://127.0.0.1:%d/doorman.v1.RoutingState/StreamRoutingState" % self.grpc_port],
                            capture_output=True, text=True, timeout=20)
         self.assertIn("grpc-status: 3", r.stdout.lower(), r.stdout + r.stderr)  # INVALID_ARGUMENT
+
+    def test_an_unparseable_first_frame_is_refused_and_logged(self):
+        self.start_controller()
+        frame = os.path.join(self.tmp, "garbage.bin")
+        with open(frame, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff")  # a length-prefixed frame, not a protobuf
+        self.assert_stream_refused(frame)
         wait_until(lambda: "stream ended before a valid Hello" in self.controller.log(), what="the warning")
         self.assertTrue(self.controller.alive())
+
+    def test_an_unparseable_frame_after_a_hello_is_refused_and_logged(self):
+        self.start_controller()
+        hello = b"\x0a\x03\x0a\x01x"  # DataplaneMessage{hello: {node_name: "x"}}
+        frame = os.path.join(self.tmp, "hello-garbage.bin")
+        with open(frame, "wb") as f:
+            f.write(b"\x00" + struct.pack(">I", len(hello)) + hello)
+            f.write(b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff")
+        self.assert_stream_refused(frame)
+        wait_until(lambda: "dataplane stream ended without a cancel" in self.controller.log(), what="the warning")
+        self.assertIn("dataplane connected node=x ", self.controller.log())  # the Hello was read first
+        self.assertTrue(self.controller.alive())
+
+    def test_a_dataplane_that_stops_is_not_warned_about(self):
+        self.start_controller()
+        self.start_dataplane()
+        wait_until(lambda: "dataplane connected" in self.controller.log(), what="the dataplane connects")
+        self.dataplane.stop()
+        wait_until(lambda: "dataplane disconnected" in self.controller.log(), what="the disconnect")
+        self.assertNotIn("ended without a cancel", self.controller.log())
 
 
 class ManifestDirEntries(DoormanTestCase):

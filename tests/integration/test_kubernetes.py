@@ -526,6 +526,7 @@ class Robustness(KubeTestCase):
             return [r for r in self.requests_by(ua)
                     if r["method"] in UA_STATUS_WRITE and r["path"].endswith("/loadbalancers/bad/status")]
         wait_until(lambda: len(bad_writes()) >= 1, what="a first status write of bad")
+        first_failure = time.monotonic()
         # Over 10 s, a retry every 500 ms would be ~20 writes; backoff (0.5 s doubling, jittered)
         # allows at most ~6 from the first failure, a few more if the desired status changed.
         start = len(bad_writes())
@@ -555,9 +556,12 @@ class Robustness(KubeTestCase):
         self.assertEqual(obj["metadata"]["generation"], 2)
         self.assertLess(time.monotonic() - changed_at, 3.0)
 
-        # The API accepts the write again: bad's status follows (within the current backoff).
+        # The API accepts the write again: bad's status follows within the current backoff. The
+        # n-th delay (0.5 s doubling, jitter in [0.5, 1)) is at most 2x the time since the first
+        # failure plus 0.5 s, so the retry comes within 2x the failing time (+ margin).
         self.admin("/faults/clear", method="POST")
-        self.wait_condition("bad", "Programmed", "True", timeout=40)
+        failing_for = time.monotonic() - first_failure
+        self.wait_condition("bad", "Programmed", "True", timeout=2 * failing_for + 10)
         wait_until(lambda: self.controller_log_lines("writing status succeeded after failures"),
                    what="the recovery logged")
 

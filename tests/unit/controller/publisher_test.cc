@@ -191,6 +191,35 @@ TEST(Publisher, NackedVersionIsNotResent) {
   EXPECT_EQ(out3.pushes[0].version, 3u);
 }
 
+TEST(Publisher, PeerStringsAreBoundedInLogsAndInfo) {
+  // A NACK quoting megabytes (a whole certificate bundle), a huge node name or warning: each is
+  // cut to a bound at a UTF-8 boundary and says how long it was.
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello(std::string(100000, 'n')), At(0));
+  auto out1 = p.Publish(1, Snap("a"), At(0));
+  auto acked = p.OnMessage(s, Ack(out1.pushes[0], {std::string(1 << 20, 'w')}), At(1));
+  ASSERT_EQ(CountLevel(acked, log::Level::kWarn), 1u);
+  for (const auto& d : acked.diagnostics) {
+    for (const auto& [k, v] : d.fields) EXPECT_LE(v.size(), 4200u) << k;
+  }
+  auto out2 = p.Publish(2, Snap("b"), At(2));
+  std::string detail = "x" + std::string(3 << 20, '\xc3');  // 2-byte UTF-8 sequences, cut mid-way
+  for (size_t i = 2; i < detail.size(); i += 2) detail[i] = '\xa9';
+  auto nack = p.OnMessage(s, Nack(out2.pushes[0], 1, detail), At(3));
+  ASSERT_EQ(CountLevel(nack, log::Level::kError), 1u);
+  const std::string error = nack.diagnostics[0].Field("error");
+  EXPECT_LE(error.size(), 4200u);
+  EXPECT_NE(error.find("(" + std::to_string(detail.size()) + " bytes, truncated)"), std::string::npos) << error.substr(4000);
+  const size_t cut = error.find("...");
+  ASSERT_NE(cut, std::string::npos);
+  EXPECT_EQ(detail.compare(0, cut, error, 0, cut), 0);
+  EXPECT_NE(static_cast<unsigned char>(error[cut - 1]), 0xc3u);  // not half a character
+  const auto info = p.dataplanes()[0];
+  EXPECT_LE(info.node_name.size(), 300u);
+  EXPECT_EQ(info.last_error, error);
+}
+
 TEST(Publisher, GarbageAndOutOfOrderMessagesAreIgnored) {
   Publisher p;
   const StreamId s = p.OpenStream(At(0));

@@ -150,6 +150,9 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, policy: {timeouts: {connect: 5 s}}}]
 )",
      "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "invalid duration \"5 s\""},
+    {"duration without a unit", R"(  listeners: [{name: web, port: 80, protocol: HTTP, idleTimeout: "0"}]
+)",
+     "InvalidSpec", "spec.listeners[0].idleTimeout", "invalid duration \"0\" (a unit is required, e.g. 0s"},
     {"scheduler", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {scheduler: random}}]
 )",
