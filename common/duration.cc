@@ -1,12 +1,13 @@
 #include "common/duration.h"
 
+#include <cmath>
 #include <cstdint>
 
 namespace doorman {
 
-std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {
+std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s) {
   if (s.empty()) return std::nullopt;
-  if (s == "0") return std::chrono::milliseconds(0);
+  if (s == "0") return std::chrono::nanoseconds(0);
   // Accumulate in nanoseconds as long double to allow fractions ("1.5s").
   long double total_ns = 0;
   size_t i = 0;
@@ -48,7 +49,14 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {
     total_ns += value * unit_ns;
     if (total_ns > 1e18L) return std::nullopt;
   }
-  return std::chrono::milliseconds(static_cast<int64_t>(total_ns / 1e6L));
+  // Rounded to the nanosecond: "0.3s" is 300000000 ns, not 299999999.99...
+  return std::chrono::nanoseconds(std::llround(total_ns));
+}
+
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {
+  const auto ns = ParseDurationNs(s);
+  if (!ns) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*ns);
 }
 
 std::string FormatDuration(std::chrono::milliseconds d) {

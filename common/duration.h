@@ -11,6 +11,8 @@ namespace doorman {
 // Parses a non-negative duration, rounded down to milliseconds. nullopt for malformed input,
 // negative values, a number without a unit (except "0"), or overflow.
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s);
+// The same, exact to the nanosecond (callers that refuse what milliseconds cannot hold).
+std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s);
 
 // Shortest Go-style form: 1h30m, 2s, 500ms, 0s.
 std::string FormatDuration(std::chrono::milliseconds d);

@@ -33,9 +33,14 @@
 #include "controller/source/kube_source.h"
 #include "controller/source/manifest.h"
 #include "controller/status/status.h"
+#include "controller/translate/openapi_check.h"
 #include "controller/translate/translate.h"
 
 namespace dc = doorman::controller;
+
+namespace doorman::controller {
+extern const char kLoadBalancerCrdYaml[];  // lb_crd.cc, generated from crds/ at build time
+}  // namespace doorman::controller
 using doorman::AdminServer;
 
 namespace {
@@ -402,6 +407,10 @@ int main(int argc, char** argv) {
   for (const auto& [name, value] : {std::pair{"ingress-http-port", ingress_http_port}, std::pair{"ingress-https-port", ingress_https_port}}) {
     if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
   }
+  if (ingress_http_port == ingress_https_port) {
+    Fail(2, "--ingress-http-port and --ingress-https-port are both " + std::to_string(ingress_http_port) +
+                ": Ingress HTTP and HTTPS rules need two ports");
+  }
   if (!manifests.empty() && !kubeconfig.empty()) {
     Fail(2, "--manifests and --kubeconfig are mutually exclusive (standalone files or a cluster, not both)");
   }
@@ -452,6 +461,17 @@ int main(int argc, char** argv) {
   if (!ingress_class.empty()) translate_options.ingress_class = ingress_class;
   translate_options.ingress_http_port = static_cast<uint32_t>(ingress_http_port);
   translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
+  // Standalone: no API server validates the files, so the CRD's schema is applied here.
+  static nlohmann::json lb_schema;
+  if (!kube_mode) {
+    try {
+      lb_schema = dc::CrdSchema(dc::YamlToJson(dc::kLoadBalancerCrdYaml));
+    } catch (const std::exception& e) {
+      Fail(1, std::string("the built-in LoadBalancer CRD does not parse: ") + e.what());
+    }
+    if (!lb_schema.is_object()) Fail(1, "the built-in LoadBalancer CRD has no openAPIV3Schema");
+    translate_options.loadbalancer_schema = &lb_schema;
+  }
   ControllerLoop loop(&server, &metrics, &published, translate_options);
 
   // ---- the source ----

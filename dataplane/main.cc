@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "common/address.h"
 #include "common/admin_server.h"
 #include "common/flags.h"
 #include "common/grpc_log.h"
@@ -92,6 +93,11 @@ int main(int argc, char** argv) {
     if (!SplitHostPort(metrics_listen, &host, &port)) {
       Usage(("--metrics-listen: \"" + metrics_listen + "\" is not host:port or :port").c_str());
     }
+  }
+  if (!advertise_address.empty() && !IsValidStatusAddress(advertise_address)) {
+    Usage(("--advertise-address: \"" + advertise_address +
+           "\" is neither an IP address nor a DNS name (lowercase, RFC 1123): it is written into Kubernetes status")
+              .c_str());
   }
   if (auto e = CheckTlsFlags(tls); !e.empty()) Usage(e.c_str());
   if (tls.enabled()) {

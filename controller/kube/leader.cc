@@ -77,6 +77,7 @@ std::optional<LeaderElection::Write> LeaderElection::OnRead(const std::optional<
   const auto duration = std::chrono::seconds(spec.value("leaseDurationSeconds", int64_t{0}));
   const bool held_by_other = !observed_holder_.empty() && observed_holder_ != options_.identity;
   if (held_by_other && now < observed_time_ + duration) {
+    LeaseAccessRecovered();  // read fine; another replica leads
     StepDown(now, "the lease is held by " + observed_holder_);
     return std::nullopt;
   }
@@ -86,11 +87,41 @@ std::optional<LeaderElection::Write> LeaderElection::OnRead(const std::optional<
 void LeaderElection::OnReadFailed(int code, TimePoint now) {
   Schedule(now);
   IsLeader(now);
-  diagnostics_.push_back({log::Level::kInfo, "leader", "reading the lease failed", {{"code", std::to_string(code)}}});
+  LeaseAccessFailed("reading", code);
+}
+
+void LeaderElection::LeaseAccessFailed(const char* what, int code) {
+  if (failing_code_ == code) {
+    ++failing_repeats_;
+    diagnostics_.push_back({log::Level::kDebug, "leader", std::string(what) + " the lease failed again",
+                            {{"code", std::to_string(code)}}});
+    return;
+  }
+  std::string hint;
+  if (code == 404) hint = "does namespace " + options_.ns + " exist? The Lease is created there";
+  if (code == 403) hint = "RBAC: the controller may not get, create or update leases in namespace " + options_.ns;
+  if (code == 0) hint = "the API server did not answer";
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"code", std::to_string(code)}, {"lease", options_.ns + "/" + options_.name}};
+  if (!hint.empty()) fields.push_back({"hint", hint});
+  if (failing_repeats_ > 0) fields.push_back({"previous_repeats", std::to_string(failing_repeats_)});
+  diagnostics_.push_back({log::Level::kWarn, "leader", std::string(what) + " the lease failed; not leading until it succeeds",
+                          std::move(fields)});
+  failing_code_ = code;
+  failing_repeats_ = 0;
+}
+
+void LeaderElection::LeaseAccessRecovered() {
+  if (!failing_code_) return;
+  diagnostics_.push_back({log::Level::kInfo, "leader", "the lease is reachable again",
+                          {{"after_code", std::to_string(*failing_code_)}, {"repeats", std::to_string(failing_repeats_)}}});
+  failing_code_.reset();
+  failing_repeats_ = 0;
 }
 
 void LeaderElection::OnWriteResult(int code, const json& stored, TimePoint now) {
   if (code == 200 || code == 201) {
+    LeaseAccessRecovered();
     if (!leader_) {
       diagnostics_.push_back({log::Level::kInfo, "leader", "became leader",
                               {{"identity", options_.identity}, {"lease", options_.ns + "/" + options_.name}}});
@@ -111,7 +142,7 @@ void LeaderElection::OnWriteResult(int code, const json& stored, TimePoint now) 
     // leader keeps its role until renew_deadline unless a read shows another holder.
     diagnostics_.push_back({log::Level::kDebug, "leader", "lease write conflict", {{"identity", options_.identity}}});
   } else {
-    diagnostics_.push_back({log::Level::kInfo, "leader", "writing the lease failed", {{"code", std::to_string(code)}}});
+    LeaseAccessFailed("writing", code);
   }
   IsLeader(now);
 }

@@ -68,10 +68,16 @@ class LeaderElection {
   nlohmann::json LeaseBody(const nlohmann::json* old, const std::string& now_micro) const;
   void Schedule(TimePoint now);
   void StepDown(TimePoint now, const std::string& why);
+  // A failed read or write of the Lease: a warning when the failure is new (with what a 403 or
+  // 404 usually means), a debug line when it repeats; Recovered() logs the end of a failure run.
+  void LeaseAccessFailed(const char* what, int code);
+  void LeaseAccessRecovered();
 
   LeaderOptions options_;
   std::function<double()> rand01_;
   bool leader_ = false;
+  std::optional<int> failing_code_;  // HTTP status (0: no answer) of the current run of failures
+  uint64_t failing_repeats_ = 0;  // failures of that run not logged as warnings
   TimePoint last_renew_{};
   TimePoint next_attempt_{};
   // The last observed record (spec without renewTime changes counting) and when it changed.

@@ -1,5 +1,6 @@
 #include "controller/publish/publisher.h"
 
+#include "common/address.h"
 #include "common/grpc_limits.h"
 
 #include <algorithm>
@@ -107,6 +108,14 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
     s.info.node_name = Clip(h.node_name(), kMaxPeerName);
     s.info.zone = Clip(h.zone(), kMaxPeerName);
     s.info.advertise_address = Clip(h.advertise_address(), kMaxPeerName);
+    if (!s.info.advertise_address.empty() && !IsValidStatusAddress(s.info.advertise_address)) {
+      // Written into status.loadBalancer.ingress it would make the API server refuse every
+      // status write (422): the dataplane is served, its address is not published.
+      out.diagnostics.push_back(D(log::Level::kWarn,
+                                  "dataplane advertise address is neither an IP address nor a DNS name; not written into status",
+                                  {{"node", Clip(h.node_name(), kMaxPeerName)}, {"address", s.info.advertise_address}}));
+      s.info.advertise_address.clear();
+    }
     out.diagnostics.push_back(D(log::Level::kInfo, "dataplane connected",
                                 {{"node", s.info.node_name},
                                  {"stream", V(id)},

@@ -1,12 +1,12 @@
 #include "controller/status/status.h"
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <cstdio>
 #include <ctime>
 #include <tuple>
 #include <set>
 
+#include "common/address.h"
 #include "common/hash.h"
 
 namespace doorman::controller::status {
@@ -69,10 +69,7 @@ std::string UnservedListeners(const ObjectStatus& st, const std::vector<Dataplan
 
 }  // namespace
 
-bool IsIpAddress(const std::string& s) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
+bool IsIpAddress(const std::string& s) { return IsIpLiteral(s); }
 
 std::map<ObjectKey, int64_t> ServedBy(const std::vector<ObjectStatus>& statuses) {
   std::map<ObjectKey, int64_t> out;

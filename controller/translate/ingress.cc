@@ -104,6 +104,11 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   if (auto s = a.String(kAnnBackendProtocol)) {
     if (*s == "HTTP" || *s == "HTTPS" || *s == "GRPC") {
       if (*s != "HTTP") out.policy.set_backend_protocol(*s);
+      if (*s == "GRPC") {
+        warnings->push_back({"NotImplemented", AnnotationReader::Field(kAnnBackendProtocol),
+                             "gRPC backends need HTTP/2, which doorman does not speak to backends yet: requests go "
+                             "out as HTTP/1.1, which a gRPC server refuses"});
+      }
     } else {
       a.Invalid(kAnnBackendProtocol, "unknown backend protocol " + Q(*s) + " (want HTTP, HTTPS or GRPC)");
     }
@@ -350,6 +355,9 @@ class IngressCompiler {
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {
       tls_ = ReadTls(r_, *spec, c_.key, ctx_.store, ann_.canary, &c_.warnings);
+      if (!ann_.canary && ann.Has(kAnnSslRedirect) && ann_.ssl_redirect && tls_.certificates.empty()) {
+        ann.Ignored(kAnnSslRedirect, "the Ingress has no usable spec.tls certificate: there is no HTTPS to redirect to");
+      }
       DeclareListeners();
       ReadRules(*spec, ann);
       if (const json* b = r_.Member(*spec, "spec", "defaultBackend")) {

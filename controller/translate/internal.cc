@@ -648,9 +648,15 @@ std::optional<int64_t> AnnotationReader::Int(const std::string& name, int64_t lo
 std::optional<uint32_t> AnnotationReader::DurationMs(const std::string& name) {
   auto s = String(name);
   if (!s) return std::nullopt;
-  auto d = ParseDuration(*s);
+  const auto ns = ParseDurationNs(*s);
+  const auto d = ns ? std::optional<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(*ns))
+                    : std::nullopt;
   if (!d || d->count() > std::numeric_limits<uint32_t>::max()) {
     Invalid(name, "invalid duration " + Q(*s) + (d ? " (too long)" : " (want e.g. 500ms, 60s, 1h30m)"));
+    return std::nullopt;
+  }
+  if (ns->count() % 1'000'000 != 0) {
+    Invalid(name, "duration " + Q(*s) + " has a part below one millisecond, the resolution of doorman's timers");
     return std::nullopt;
   }
   return static_cast<uint32_t>(d->count());

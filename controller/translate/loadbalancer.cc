@@ -6,6 +6,7 @@
 
 #include "common/health_defaults.h"
 #include "controller/translate/internal.h"
+#include "controller/translate/openapi_check.h"
 
 namespace doorman::controller::internal {
 namespace {
@@ -280,9 +281,14 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
   }
   if (const json* rt = r.Member(pol, p, "retries")) {
     const std::string rp = p + ".retries";
+    if (proto == v1::UDP) r.Unsupported(rp, "a UDP listener has no connect to retry (datagrams are forwarded once)");
     if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
       auto* ro = out->mutable_retries();
-      if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) ro->set_attempts(*a);
+      if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) {
+        ro->set_attempts(*a);
+      } else if (!l7 && !rt->contains("attempts")) {
+        ro->set_attempts(2);  // L4: as without a retries policy (3 endpoints), not 0
+      }
       static const std::set<std::string> kOn = {"connect-failure", "reset",         "timeout",
                                                 "5xx",             "gateway-error", "non-idempotent"};
       const auto on = r.StringList(*rt, rp, "on");
@@ -313,7 +319,10 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
     const std::string tp = p + ".timeouts";
     if (r.Object(*to, tp, {"connect", "request", "idle"})) {
       auto* t = out->mutable_timeouts();
-      if (auto v = r.DurationMs(*to, tp, "connect", true)) t->set_connect_ms(*v);
+      if (auto v = r.DurationMs(*to, tp, "connect", true)) {
+        if (proto == v1::UDP) r.Unsupported(tp + ".connect", "a UDP listener does not connect (use idle)");
+        t->set_connect_ms(*v);
+      }
       if (auto v = r.DurationMs(*to, tp, "request", true)) {
         if (!l7) r.Unsupported(tp + ".request", "request timeouts need an HTTP or HTTPS listener (use idle)");
         t->set_request_ms(*v);
@@ -346,8 +355,15 @@ bool IsFramingOrHopByHop(const std::string& lower_name) {
   return kNames.count(lower_name) > 0;
 }
 
-void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1::HeaderRules* out) {
+void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, bool request, v1::HeaderRules* out) {
   if (!r.Object(h, p, {"set", "add", "remove"})) return;
+  // An HTTP/1.1 request carries exactly one Host (RFC 9112 §3.2): it may be set, not added or
+  // removed.
+  auto host_kept = [&r, request](const std::string& field, const std::string& name) {
+    if (request && Lower(name) == "host") {
+      r.Invalid(field, "the Host header may only be set (or rewritten with rewrite.host): a request needs exactly one");
+    }
+  };
   auto check = [&r](const std::string& field, const std::string& name) {
     if (!IsToken(name)) {
       r.Invalid(field, "invalid header name " + Q(name));
@@ -360,10 +376,21 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, v1:
     if (const auto why = FieldValueProblem(v); !why.empty()) r.Invalid(field, "header value " + Q(v) + " " + why);
     return v;
   };
-  for (const auto& [k, v] : r.StringMap(h, p, "set")) (*out->mutable_set())[check(p + ".set." + k, k)] = value(p + ".set." + k, v);
-  for (const auto& [k, v] : r.StringMap(h, p, "add")) (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
+  std::map<std::string, std::string> set_names;  // lowercase → as written: names are case-insensitive
+  for (const auto& [k, v] : r.StringMap(h, p, "set")) {
+    if (auto [it, fresh] = set_names.emplace(Lower(k), k); !fresh) {
+      r.Invalid(p + ".set." + k, "header " + Q(k) + " is also set as " + Q(it->second) +
+                                     " (header names are case-insensitive: one value would be lost)");
+    }
+    (*out->mutable_set())[check(p + ".set." + k, k)] = value(p + ".set." + k, v);
+  }
+  for (const auto& [k, v] : r.StringMap(h, p, "add")) {
+    host_kept(p + ".add." + k, k);
+    (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
+  }
   const auto remove = r.StringList(h, p, "remove");
   for (size_t i = 0; i < remove.size(); ++i) {
+    host_kept(FieldReader::Index(p + ".remove", i), remove[i]);
     out->add_remove(check(FieldReader::Index(p + ".remove", i), remove[i]));
   }
 }
@@ -424,8 +451,8 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
       }
     }
   }
-  if (const json* h = r.Member(f, p, "requestHeaders")) CompileHeaderRules(r, *h, p + ".requestHeaders", out->mutable_request_headers());
-  if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", out->mutable_response_headers());
+  if (const json* h = r.Member(f, p, "requestHeaders")) CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers());
+  if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", false, out->mutable_response_headers());
 }
 
 // `proto` is the route's listener protocol: a {service, port} backend resolves the Service port of
@@ -646,14 +673,51 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
         if (fh) *route.mutable_forwarded_headers() = fwd;
-        if (route.backends_size() == 0 && !route.filters().redirect().enabled()) {
+        if (!rt.contains("backends") && !route.filters().redirect().enabled()) {
+          // The CRD's rule: a route that does not redirect needs backends (an API server refuses it).
+          r.Invalid(p + ".backends", "required unless the route redirects (filters.redirect)");
+        } else if (route.backends_size() == 0 && !route.filters().redirect().enabled()) {
           c.warnings.push_back({"NoBackends", p + ".backends", "route " + Q(*name) + " has no backends: its requests get 503"});
         }
         c.routes.push_back(std::move(cr));
       }
     }
+    if (fh && std::none_of(c.listeners.begin(), c.listeners.end(),
+                           [](const CompiledListener& l) { return IsL7(l.proto.protocol()); })) {
+      c.warnings.push_back({"FieldIgnored", "spec.forwardedHeaders",
+                            "X-Forwarded-* headers are added by HTTP and HTTPS listeners only; this object has none"});
+    }
     if (hc.protocol() != v1::HealthCheck::NONE) {
-      for (auto& set : c.backend_sets) *set.mutable_health_check() = hc;
+      // A TCP/HTTP/gRPC probe cannot tell whether a UDP service answers: the backend sets of UDP
+      // routes are not checked (their endpoints count as healthy), and that is said.
+      std::set<std::string> udp_sets;
+      for (const auto& cr : c.routes) {
+        const CompiledListener* cl = FindListener(c, cr.user_listener);
+        if (cl == nullptr || cl->proto.protocol() != v1::UDP) continue;
+        for (const auto& b : cr.proto.backends()) udp_sets.insert(b.backend_set());
+      }
+      for (auto& set : c.backend_sets) {
+        if (!udp_sets.count(set.name())) *set.mutable_health_check() = hc;
+      }
+      if (!udp_sets.empty()) {
+        c.warnings.push_back({"HealthCheckNotRun", "spec.healthCheck",
+                              "the backends of UDP listeners are not health-checked (a TCP, HTTP or gRPC probe cannot "
+                              "tell whether a UDP service answers); their endpoints count as healthy"});
+      }
+    }
+  }
+  if (ctx.options.loadbalancer_schema != nullptr) {
+    // No API server validated this object (--manifests): the CRD's own schema limits apply. The
+    // translator's messages come first; the schema adds what it has not reported already.
+    const json& schema = *ctx.options.loadbalancer_schema;
+    if (schema.is_object() && schema.contains("properties") && schema["properties"].contains("spec") && spec) {
+      for (const auto& v : CheckOpenApi(schema["properties"]["spec"], *spec, "spec")) {
+        const bool known = std::any_of(r.problems.begin(), r.problems.end(), [&](const Problem& p) {
+          return p.field == v.field || p.field.rfind(v.field + ".", 0) == 0 || p.field.rfind(v.field + "[", 0) == 0 ||
+                 v.field.rfind(p.field + ".", 0) == 0 || v.field.rfind(p.field + "[", 0) == 0;
+        });
+        if (!known) r.Invalid(v.field, v.message + " (the LoadBalancer CRD's schema)");
+      }
     }
   }
   if (!r.problems.empty()) {

@@ -116,6 +116,13 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   AnnotationReader ann(o, {kAnnScheduler, kAnnProxyProtocol, kAnnIdleTimeout, kAnnHealthCheck, kAnnTlsPassthroughSni},
                        &r, &c.warnings);
   const ServiceAnnotations sa = ReadServiceAnnotations(ann);
+  if (spec) {
+    if (const auto ip = r.String(*spec, "spec", "loadBalancerIP"); ip && !ip->empty()) {
+      c.warnings.push_back({"FieldIgnored", "spec.loadBalancerIP",
+                            "doorman does not assign addresses: the Service is served on every dataplane's address "
+                            "(spec.loadBalancerIP, deprecated since Kubernetes 1.24, is not used)"});
+    }
+  }
   if (!spec || !ports) {
     problems->insert(problems->end(), r.problems.begin(), r.problems.end());
     return std::nullopt;
@@ -153,6 +160,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   std::map<std::pair<std::string, uint32_t>, std::string> taken;  // (transport, port) → field
   bool udp_ignored_passthrough = false;
   bool udp_ignored_proxy = false;
+  bool udp_ignored_health = false;
   for (size_t i = 0; i < ports->size(); ++i) {
     const json& pj = (*ports)[i];
     const std::string p = FieldReader::Index("spec.ports", i);
@@ -183,6 +191,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     }
     udp_ignored_passthrough = udp_ignored_passthrough || (udp && !sa.passthrough_sni.empty());
     udp_ignored_proxy = udp_ignored_proxy || (udp && sa.proxy_protocol != v1::PROXY_PROTOCOL_NONE);
+    udp_ignored_health = udp_ignored_health || (udp && sa.health_check.protocol() != v1::HealthCheck::NONE);
 
     CompiledListener cl;
     cl.user_name = port_name.empty() ? std::to_string(*port) : port_name;
@@ -211,7 +220,8 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     set.set_name(route.name() + "/0");
     set.set_service(key.ns + "/" + key.name + ":" + std::to_string(*port));
     set.set_local_only(local_only);
-    if (sa.health_check.protocol() != v1::HealthCheck::NONE) *set.mutable_health_check() = sa.health_check;
+    // A TCP/HTTP/gRPC probe cannot tell whether a UDP service answers: UDP ports are not checked.
+    if (sa.health_check.protocol() != v1::HealthCheck::NONE && !udp) *set.mutable_health_check() = sa.health_check;
     for (auto& ep : SliceEndpoints(ctx.store, key.ns, key.name, port_name, protocol)) *set.add_endpoints() = std::move(ep);
     auto* wb = route.add_backends();
     wb->set_backend_set(set.name());
@@ -226,6 +236,10 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   }
   if (udp_ignored_proxy) {
     ann.Ignored(kAnnProxyProtocol, "no PROXY protocol header is sent on UDP ports");
+  }
+  if (udp_ignored_health) {
+    ann.Ignored(kAnnHealthCheck, "UDP ports are not health-checked (a TCP, HTTP or gRPC probe cannot tell whether a "
+                                 "UDP service answers); their endpoints count as healthy");
   }
   if (!r.problems.empty()) {
     problems->insert(problems->end(), r.problems.begin(), r.problems.end());

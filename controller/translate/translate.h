@@ -52,6 +52,10 @@ struct TranslateOptions {
   // differ; an Ingress with TLS is refused otherwise).
   uint32_t ingress_http_port = 80;
   uint32_t ingress_https_port = 443;
+  // --manifests mode: the LoadBalancer CRD's openAPIV3Schema (JSON), applied to each
+  // LoadBalancer as an API server would (openapi_check.h); null in a cluster, where the API
+  // server already did. Not owned.
+  const nlohmann::json* loadbalancer_schema = nullptr;
 };
 
 struct ListenerStatus {

@@ -1,5 +1,7 @@
 #include "dataplane/config/compile.h"
 
+#include <strings.h>
+
 #include <arpa/inet.h>
 #include <re2/re2.h>
 
@@ -497,8 +499,10 @@ class Compiler {
         }
       }
     }
+    if (!listener.is_l7() && p.has_retries()) {
+      out->l4_connect_attempts = 1 + std::min<uint32_t>(p.retries().attempts(), 5);  // on: connect-failure only
+    }
     if (p.has_retries() && p.retries().attempts() > 0) {
-      if (!listener.is_l7()) Warn(where + ": retries ignored on an L4 listener");
       out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
       out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
       auto& ro = out->retry_on;
@@ -605,8 +609,8 @@ class Compiler {
       out->rewrite.path_prefix = r.path_prefix();
       out->rewrite.host = r.host();
     }
-    CompileHeaderRules(f.request_headers(), where + ".filters.request_headers", &out->request_headers);
-    CompileHeaderRules(f.response_headers(), where + ".filters.response_headers", &out->response_headers);
+    CompileHeaderRules(f.request_headers(), where + ".filters.request_headers", true, &out->request_headers);
+    CompileHeaderRules(f.response_headers(), where + ".filters.response_headers", false, &out->response_headers);
     switch (in.forwarded_headers().x_forwarded_for()) {
       case pb::ForwardedHeaders::REPLACE:
         out->forwarded_for = ForwardedForMode::kReplace;
@@ -625,7 +629,13 @@ class Compiler {
   }
 
   // Header names must be tokens and values must not carry CR/LF/NUL (they go onto the wire).
-  static void CompileHeaderRules(const pb::HeaderRules& in, const std::string& where, HeaderRules* out) {
+  static void CompileHeaderRules(const pb::HeaderRules& in, const std::string& where, bool request, HeaderRules* out) {
+    // A request keeps exactly one Host (RFC 9112 §3.2): the controller refuses these too.
+    auto host_kept = [&](const std::string& name) {
+      if (request && name.size() == 4 && strncasecmp(name.c_str(), "host", 4) == 0) {
+        Fail(where + ": header \"" + name + "\" may only be set on a request");
+      }
+    };
     auto check = [&](const std::string& name, const std::string* value) {
       if (name.empty()) Fail(where + ": empty header name");
       for (char c : name) {
@@ -651,10 +661,12 @@ class Compiler {
       out->set.emplace_back(k, v);
     }
     for (const auto& [k, v] : in.add()) {
+      host_kept(k);
       check(k, &v);
       out->add.emplace_back(k, v);
     }
     for (const auto& k : in.remove()) {
+      host_kept(k);
       check(k, nullptr);
       out->remove.push_back(k);
     }

@@ -142,6 +142,9 @@ struct Route {
 
   // RetryPolicy: retries after the first try, for idempotent requests without a body.
   uint32_t retry_attempts = 0;
+  // L4 (TCP, TLS passthrough): distinct endpoints a connection tries when connects fail:
+  // 1 + policy.retries.attempts (capped at 5 retries), 3 without a retries policy.
+  uint32_t l4_connect_attempts = 3;
   RetryOn retry_on;
   Millis per_try_timeout{0};  // 0 = request_timeout
 

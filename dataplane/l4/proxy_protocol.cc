@@ -115,7 +115,23 @@ ProxyParseResult ParseV2(std::string_view data) {
     return r;
   }
   if (transport != 1 && transport != 2) return Invalid("v2 bad transport");
+  r.header.datagram = transport == 2;
   const uint8_t* a = p + 16;
+  // After the address block, TLVs (type, 16-bit length, value) fill the rest of the header
+  // exactly: one that runs past the declared length makes the header malformed.
+  std::size_t block = 0;
+  if (af == 1) block = 12;
+  if (af == 2) block = 36;
+  if (af == 3) block = 216;
+  if (block != 0 && len >= block) {
+    std::size_t at = block;
+    while (at < len) {
+      if (len - at < 3) return Invalid("v2 truncated TLV");
+      const std::size_t tlv_len = (static_cast<std::size_t>(a[at + 1]) << 8) | a[at + 2];
+      if (tlv_len > len - at - 3) return Invalid("v2 TLV runs past the header");
+      at += 3 + tlv_len;
+    }
+  }
   if (af == 1) {
     if (len < 12) return Invalid("v2 short IPv4 address block");
     std::memcpy(r.header.source.ip.data(), a, 4);
@@ -130,6 +146,7 @@ ProxyParseResult ParseV2(std::string_view data) {
     r.header.source.port = static_cast<uint16_t>((a[32] << 8) | a[33]);
     r.header.destination.port = static_cast<uint16_t>((a[34] << 8) | a[35]);
   } else if (af == 3) {  // AF_UNIX: no IP to report; treat as local
+    if (len < 216) return Invalid("v2 short UNIX address block");
     r.header.local = true;
   } else {
     return Invalid("v2 bad address family");

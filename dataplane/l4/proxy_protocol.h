@@ -28,9 +28,17 @@ struct ProxyAddress {
 struct ProxyHeader {
   int version = 0;        // 1 or 2
   bool local = false;     // v2 LOCAL command / v1 UNKNOWN: no addresses, use the connection's
+  bool datagram = false;  // v2 transport DGRAM (UDP4/UDP6); v1 and STREAM families: false
   ProxyAddress source;
   ProxyAddress destination;
 };
+
+// Whether a listener takes the header's addresses as the client's: only for its own transport
+// (STREAM on a TCP listener, DGRAM on a UDP one), as HAProxy does. Another defined family (the
+// other transport, AF_UNIX, UNSPEC, LOCAL) is accepted and keeps the connection's own address.
+inline bool UsesAddresses(const ProxyHeader& h, bool datagram_listener) {
+  return !h.local && h.datagram == datagram_listener;
+}
 
 struct ProxyParseResult {
   enum Status { kNeedMore, kDone, kInvalid } status = kNeedMore;

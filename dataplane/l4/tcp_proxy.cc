@@ -178,6 +178,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     for (;;) {
       const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
       if (ec) break;
+      Count(true, n);  // received from the client: the header and any payload behind it
       pending_.append(buf.data(), n);
       const auto r = l4::ParseProxyHeader(pending_);
       if (r.status == l4::ProxyParseResult::kNeedMore) continue;
@@ -186,7 +187,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         break;
       }
       header_deadline_ms_ = 0;
-      if (!r.header.local) {
+      if (l4::UsesAddresses(r.header, false)) {
         client_addr_ = r.header.source;
         local_addr_ = r.header.destination;
       }
@@ -207,6 +208,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     const Listener* listener = config_ ? config_->FindListener(listener_) : nullptr;
     if (listener == nullptr || listener->routes.empty()) {
       w_.metrics().L4Drops(listener_, "no_backend").Increment();
+      CloseBoth(true);  // a refusal is a reset, as for every other drop: not an orderly close
       co_return false;
     }
     if (listener->protocol != Protocol::kTls) {
@@ -220,6 +222,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       error_code ec;
       const std::size_t n = co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
       if (ec) break;
+      Count(true, n);  // the ClientHello (and any bytes behind it) is forwarded as received
       pending_.append(buf.data(), n);
       r = l4::ParseClientHelloSni(pending_);
     }
@@ -281,7 +284,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     const Listener* listener = config->FindListener(listener_);
     const Route& route = *route_;
     idle_timeout_ = route.idle_timeout.count() > 0 ? route.idle_timeout : listener->idle_timeout;
-    const std::size_t attempts = std::min(route.eligible_endpoints(), kMaxConnectAttempts);
+    const std::size_t attempts = std::min<std::size_t>(route.eligible_endpoints(), route.l4_connect_attempts);
     std::vector<const Endpoint*> tried;
     lb::PickContext pick{ClientHash(), 0};
     // Passive outlier detection (shared with the L7 proxy): consecutive connect failures eject
@@ -337,6 +340,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       log::Warn("l4", "no backend accepted the connection; closing client",
                 {{"listener", listener_}, {"route", route.name}, {"tried", std::to_string(tried.size())}});
     }
+    CloseBoth(true);  // a reset, whether or not the client already sent bytes (NLB does the same)
     co_return false;
   }
 

@@ -30,7 +30,7 @@ namespace doorman::dataplane {
 class Worker;
 class ConnectionSlot;
 
-// At most this many distinct endpoints are tried when connects fail (each bounded by the
+// L7: at most this many distinct endpoints are tried when connects fail (each bounded by the
 // route's connect timeout, default 5 s).
 inline constexpr std::size_t kMaxConnectAttempts = 3;
 inline constexpr std::chrono::milliseconds kL4SweepInterval{1000};

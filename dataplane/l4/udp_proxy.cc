@@ -140,7 +140,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       w_.metrics().L4Drops(name_, "proxy_protocol").Increment();
       return false;
     }
-    if (client_hash != nullptr && !r.header.local) {
+    if (client_hash != nullptr && l4::UsesAddresses(r.header, true)) {
       const auto& a = r.header.source;
       *client_hash = lb::HashKey(std::string_view(reinterpret_cast<const char*>(a.ip.data()), a.v6 ? 16 : 4));
     }

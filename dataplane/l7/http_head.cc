@@ -1,10 +1,57 @@
 #include "dataplane/l7/http_head.h"
 
+#include <time.h>
+
+#include <cstdio>
+
 #include <boost/beast/core/string.hpp>
+#include <algorithm>
 #include <cstring>
 #include <boost/beast/http/status.hpp>
 
 namespace doorman::dataplane {
+
+std::string FormatHttpDate(int64_t t) {
+  static constexpr const char* kDays[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};  // day 0 = Thursday
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (t < 0) t = 0;
+  int64_t days = t / 86400;
+  const int64_t secs = t % 86400;
+  const char* wday = kDays[days % 7];
+  // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+  days += 719468;
+  const int64_t era = days / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", wday, static_cast<int>(d), kMonths[m - 1],
+                static_cast<int>(y), static_cast<int>(secs / 3600), static_cast<int>(secs / 60 % 60),
+                static_cast<int>(secs % 60));
+  return buf;
+}
+
+std::string_view HttpDateNow() {
+  // A fixed buffer: the view stays valid (its bytes change once a second, its storage never).
+  thread_local int64_t cached_second = -1;
+  thread_local char cached[32];
+  thread_local std::size_t cached_len = 0;
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);  // vDSO, no syscall
+  if (ts.tv_sec != cached_second) {
+    cached_second = ts.tv_sec;
+    const std::string d = FormatHttpDate(ts.tv_sec);
+    cached_len = std::min(d.size(), sizeof cached);
+    std::memcpy(cached, d.data(), cached_len);
+  }
+  return std::string_view(cached, cached_len);
+}
+
 
 namespace http = boost::beast::http;
 

@@ -20,6 +20,12 @@
 
 namespace doorman::dataplane {
 
+// `t` (seconds since the epoch, UTC) as an HTTP date, RFC 9110 §5.6.7 IMF-fixdate:
+// "Sun, 06 Nov 1994 08:49:37 GMT". Locale-independent.
+std::string FormatHttpDate(int64_t t);
+// The current time as an HTTP date, formatted at most once per second per thread.
+std::string_view HttpDateNow();
+
 class HttpHead {
  public:
   struct Field {

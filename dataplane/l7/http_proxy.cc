@@ -115,6 +115,14 @@ std::atomic<int64_t> g_retries_in_flight{0};
 
 bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
 
+// Whether a Transfer-Encoding value lists the chunked coding anywhere.
+bool ListsChunked(std::string_view te) {
+  for (const auto token : http::token_list{te}) {
+    if (IEq(std::string_view(token.data(), token.size()), "chunked")) return true;
+  }
+  return false;
+}
+
 // Framing ambiguities Beast's parser lets through but a proxy must refuse (request smuggling,
 // RFC 9112 §6): returns why, or "" when the request is safe to forward.
 std::string SmugglingRisk(const HttpHead& h) {
@@ -152,6 +160,7 @@ bool IsHttpParseError(const error_code& ec) {
 struct RelayOutcome {
   error_code ec;
   bool input_failed = false;  // the error came from the side we read from
+  bool head_sent = false;     // the message head went out (else the peer got nothing yet)
 };
 
 // Where one exchange ended, for the metrics line.
@@ -332,7 +341,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         break;
       }
       client_dl_.Disarm();
-      if (!r.header.local) SetClientAddress(ToAddress(r.header.source));
+      if (l4::UsesAddresses(r.header, false)) SetClientAddress(ToAddress(r.header.source));
       early = got.substr(r.consumed);
       co_return true;
     }
@@ -536,10 +545,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (AccessLogEnabled()) {
       const auto m = req.method_string();
       x->method.assign(m.data(), m.size());
-      x->path.assign(path.substr(0, 2048));
+      // Without the query (tokens live there) and without ";" path parameters (";jsessionid=").
+      x->path.clear();
+      for (std::size_t i = 0; i < path.size() && x->path.size() < 2048;) {
+        const std::size_t semi = path.find(';', i);
+        const std::size_t end = semi == std::string_view::npos ? path.size() : semi;
+        x->path.append(path.substr(i, std::min(end - i, 2048 - x->path.size())));
+        if (semi == std::string_view::npos) break;
+        const std::size_t next = path.find('/', semi);
+        if (next == std::string_view::npos) break;
+        i = next;
+      }
       if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
+    // A fragment is never part of a request target (RFC 9112 §3.2): "/admin#x" must not route as
+    // another path than "/admin" while a backend that drops the fragment serves "/admin".
+    if (req.target().find('#') != std::string_view::npos) {
+      co_return local(400, "invalid request target (a \"#\" fragment is not sent in HTTP)", false);
+    }
     // The asterisk form is for OPTIONS only (RFC 9112 §3.2.4); a Prefix "/" route does not match it.
     if (path == "*" && (req.method() != http::verb::options || !query.empty())) {
       co_return local(400, "the request target \"*\" is only for OPTIONS", false);
@@ -659,6 +683,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
     const bool has_body = !p.is_done();
     const bool body_chunked = has_body && p.chunked();
+    // The body is re-chunked: the upstream sees the proxy's own spelling, not the client's
+    // ("Chunked" is valid, coding names are case-insensitive, but not every backend knows that).
+    if (body_chunked) {
+      if (const auto te = req.Get(http::field::transfer_encoding); te && *te != "chunked") {
+        req.Set(http::field::transfer_encoding, "Transfer-Encoding", "chunked");
+      }
+    }
     std::string origin_target;
     if (!authority.empty()) {
       origin_target.assign(path);
@@ -980,6 +1011,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (timed_out) co_return local(504, "backend did not answer within the request timeout", true);
         co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
       }
+      if (const unsigned code = res_.status(); code < 100 || code > 599) {  // RFC 9110 §15
+        NoteFailure(*route, *ep);
+        co_return local(502, "backend sent status " + std::to_string(code) + " (valid codes are 100 to 599)", true);
+      }
       // A 5xx counts against the backend, except 501 and 505 (the client asked for a method or
       // version the backend does not implement: as HAProxy, a client must not be able to eject
       // a healthy backend by sending odd requests).
@@ -1007,8 +1042,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const unsigned status = res.status();
       bool upstream_reusable = rp->keep_alive();
       StripHopByHop(res);
-      // A 204 never carries Content-Length (RFC 9110 §8.6); the parser already framed it empty.
-      if (status == 204) res.Erase(http::field::content_length);
+      // A 204 never carries Content-Length (RFC 9110 §8.6) nor Transfer-Encoding (RFC 9112
+      // §6.1); the parser already framed it empty.
+      if (status == 204) {
+        res.Erase(http::field::content_length);
+        res.Erase(http::field::transfer_encoding);
+      }
+      // A recipient that forwards a response without Date adds one (RFC 9110 §6.6.1).
+      if (!res.Get(http::field::date)) res.Insert(http::field::date, "Date", HttpDateNow());
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
         res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
@@ -1029,6 +1070,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       std::string te_codings;  // the backend's Transfer-Encoding, kept when re-chunking
       if (const auto te = res.Get(http::field::transfer_encoding)) {
         te_codings.assign(*te);
+        if (!rp->chunked() && ListsChunked(*te)) {
+          // "chunked, gzip": chunked is not the last coding, so the body is close-delimited and
+          // still chunk-encoded; re-chunking it would apply chunked twice (RFC 9112 §6.1).
+          NoteFailure(*route, *ep);
+          co_return local(502, "backend response has a Transfer-Encoding where chunked is not the last coding", true);
+        }
         if (!rp->chunked() && res.Count(http::field::content_length) > 0) {
           NoteFailure(*route, *ep);
           co_return local(502, "backend response has both Transfer-Encoding and Content-Length", true);
@@ -1083,6 +1130,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         co_return keep;
       }
       const RelayOutcome got = co_await RelayResponse(*rp, *up, framing, header_only, op_timeout);
+      if (got.ec && got.input_failed && !got.head_sent) {
+        // The backend failed before the first body byte (closed, or sent a malformed chunk):
+        // the head was held back with it, so the client can still get a clean answer.
+        NoteFailure(*route, *ep);
+        if (got.ec == beast::error::timeout) {
+          co_return local(504, "backend did not send the response body in time", false);
+        }
+        co_return local(502, "invalid or no response from backend (" + got.ec.message() + ")", false);
+      }
       if (got.ec) {
         // The response was (partly) sent: all we can do is close both sides.
         if (!got.input_failed) x->code = kClientClosedRequest;
@@ -1176,7 +1232,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           // the body timeout. Refuse it at once (RFC 9112 §7.1: chunk lines end in CRLF).
           if (pr.chunked() && HasBareLf(in_buf.data())) ec = http::error::bad_chunk;
         }
-        if (ec) co_return RelayOutcome{ec, true};
+        if (ec) co_return RelayOutcome{ec, true, head_sent};
       }
       const bool done = pr.is_done();
       if constexpr (isRequest) {
@@ -1191,7 +1247,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!body_.empty() || (done && (!head_sent || framing == Framing::kChunked))) {
         co_await WriteBody(out, out_dl, head_sent ? std::string_view() : head, framing, done, write_limit, ec);
         head_sent = true;
-        if (ec) co_return RelayOutcome{ec, false};
+        if (ec) co_return RelayOutcome{ec, false, true};
       }
       if (done) co_return RelayOutcome{};
       in_dl.Arm(read_timeout);
@@ -1199,7 +1255,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       in_dl.Disarm();
       if (ec == net::error::eof && pr.need_eof()) {
         pr.put_eof(ec);  // a close-delimited response body ends here
-        if (ec) co_return RelayOutcome{ec, true};
+        if (ec) co_return RelayOutcome{ec, true, head_sent};
         continue;
       }
       if (ec) {
@@ -1208,7 +1264,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         } else if (ec == net::error::eof) {
           ec = http::error::partial_message;
         }
-        co_return RelayOutcome{ec, true};
+        co_return RelayOutcome{ec, true, head_sent};
       }
       in_buf.commit(n);
     }
@@ -1412,6 +1468,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const auto reason = http::obsolete_reason(static_cast<http::status>(status));
     out_.clear();
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(reason.data(), reason.size());
+    out_.append("\r\nDate: ").append(HttpDateNow());
     out_.append("\r\nContent-Type: text/plain; charset=utf-8\r\n");
     for (const auto& [name, value] : extra) out_.append(name).append(": ").append(value).append("\r\n");
     if (!keep_alive) {

@@ -66,6 +66,8 @@ CEL_RULES = {
             _l7(s, r) for r in s["routes"]),
     "!has(self.routes) || self.routes.all(r, !has(r.filters) || self.listeners.exists(l, l.name == r.listener && (l.protocol == 'HTTP' || l.protocol == 'HTTPS')))":
         lambda s: not _has(s, "routes") or all(not _has(r, "filters") or _l7(s, r) for r in s["routes"]),
+    "has(self.backends) || (has(self.filters) && has(self.filters.redirect))":
+        lambda s: _has(s, "backends") or (_has(s, "filters") and _has(s["filters"], "redirect")),
     "has(self.tls) == (self.protocol == 'HTTPS')":
         lambda s: _has(s, "tls") == (s["protocol"] == "HTTPS"),
     "!has(self.proxyProtocol) || !has(self.proxyProtocol.send) || self.protocol == 'TCP' || self.protocol == 'TLS'":

@@ -24,11 +24,21 @@ DATAPLANE = os.path.join(BUILD_DIR, "dataplane", "doorman-dataplane")
 DEFAULT_TIMEOUT = 15.0
 
 
+_handed_out = set()
+
+
 def free_port():
-    """A port the kernel just handed out on 127.0.0.1 (closed again; tiny race accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port the kernel just handed out on 127.0.0.1 (closed again; tiny race accepted), never
+    one this process was given before: a closed port is soon handed out again, and a test that
+    asked for two (a listener and the metrics port) must not get the same one twice."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh port in 100 tries")
 
 
 def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, what="condition"):

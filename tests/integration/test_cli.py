@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Both binaries: --help and --version exit 0; bad flags exit non-zero with one clear line."""
+import json
 import os
 import shutil
 import struct
@@ -9,7 +10,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, tls_flags, wait_until  # noqa: E402
+from harness import (CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, http_get, tls_flags,  # noqa: E402
+                     wait_until)
 
 
 def run(argv):
@@ -45,13 +47,20 @@ class Cli(unittest.TestCase):
             [DATAPLANE, "--controller", "127.0.0.1:1", "--connection-balance", "round-robin"],
             [DATAPLANE, "--controller", "127.0.0.1"],  # no port
             [DATAPLANE, "--controller", "127.0.0.1:1", "--metrics-listen", "garbage"],
-        ]
+            [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-http-port", "8080", "--ingress-https-port", "8080"],
+        ] + [[DATAPLANE, "--controller", "127.0.0.1:1", "--advertise-address", a]
+             for a in ("not-an-ip!", "999.1.1.1", "Bad_Host:80", "LB.example.com", "10.0.0.1/32")]
         for argv in cases:
             r = run(argv)
             self.assertNotEqual(r.returncode, 0, argv)
             lines = [l for l in r.stderr.splitlines() if l.strip()]
             self.assertGreaterEqual(len(lines), 1, argv)
             self.assertLessEqual(len(lines), 2, (argv, r.stderr))
+
+    def test_advertise_address_takes_an_ip_or_a_dns_name(self):
+        r = run([DATAPLANE, "--controller", "127.0.0.1:1", "--advertise-address", "999.1.1.1"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--advertise-address: \"999.1.1.1\" is neither an IP address nor a DNS name", r.stderr)
 
     def test_udp_max_flows_is_validated(self):
         r = run([DATAPLANE, "--help"])
@@ -113,6 +122,29 @@ class GarbageOnTheRoutingStream(DoormanTestCase):
         self.dataplane.stop()
         wait_until(lambda: "dataplane disconnected" in self.controller.log(), what="the disconnect")
         self.assertNotIn("ended without a cancel", self.controller.log())
+
+
+class ManifestsMeetTheCrdSchema(DoormanTestCase):
+    """--manifests: no API server validates the files, so the compiled-in LoadBalancer CRD schema
+    is applied: what `kubectl apply` would refuse is not routed either."""
+
+    def test_a_loadbalancer_beyond_the_crds_limits_is_refused(self):
+        over = free_port()
+        self.write_manifest("lb.yaml", (
+            "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: fast, namespace: default}\n"
+            "spec:\n  listeners: [{name: web, port: %d, protocol: HTTP}]\n"
+            "  routes:\n    - {name: a, listener: web, policy: {rateLimit: {requestsPerSecond: 2000000}},\n"
+            "       backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}\n"
+            "    - {name: home, listener: web, filters: {redirect: {scheme: https}}}\n") % over)  # no backends: fine
+        self.start_controller()
+
+        def status():
+            objs = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["objects"]
+            return [o for o in objs if o["name"] == "fast"]
+        st = wait_until(status, what="the object's status")[0]
+        self.assertFalse(st["accepted"], st)
+        self.assertEqual(st["field"], "spec.routes[0].policy.rateLimit.requestsPerSecond")
+        self.assertIn("less than or equal to 1000000 (the LoadBalancer CRD's schema)", st["message"])
 
 
 class ManifestDirEntries(DoormanTestCase):

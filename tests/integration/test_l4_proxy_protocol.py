@@ -77,6 +77,41 @@ class ProxyProtocol(DoormanTestCase):
         body = request(self.acc, src="127.0.0.6", preamble=local)
         self.assertIn("pp=127.0.0.6:", body)
 
+    def test_every_byte_received_counts_the_header_included(self):
+        # The header and the request behind it arrive in one write: the bytes read while parsing
+        # the header (the request among them) count as received, like the rest.
+        def rx():
+            return metric_value(self.dataplane_metrics(), "doorman_l4_bytes_total",
+                                {"listener": "tcp-%d" % self.acc, "direction": "rx"}) or 0
+        preamble = b"PROXY TCP4 203.0.113.7 127.0.0.1 4242 80\r\n"
+        sent = len(preamble + b"GET / HTTP/1.1\r\nHost: pp.test\r\nConnection: close\r\n\r\n")
+        before = rx()
+        self.assertIn("pp=203.0.113.7:4242", request(self.acc, preamble=preamble))
+        wait_until(lambda: rx() - before >= sent, what="the received bytes counted")
+        self.assertEqual(rx() - before, sent)
+
+    def test_v2_families_of_the_other_transport_keep_the_peer_address(self):
+        # UDP4 (0x12) on a TCP listener: a defined family, accepted; its addresses describe a
+        # datagram flow, so the TCP peer's address is used (as for AF_UNIX), as HAProxy does.
+        v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x12\x00\x0c" + bytes([198, 51, 100, 9]) + bytes([127, 0, 0, 1]) +
+              (5555).to_bytes(2, "big") + (80).to_bytes(2, "big"))
+        body = request(self.acc, src="127.0.0.7", preamble=v2)
+        self.assertIn("pp=127.0.0.7:", body)
+        # A TLV that runs past the header's length: malformed, closed and counted.
+        before = self.drops()
+        bad = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x11" + bytes([198, 51, 100, 9]) + bytes([127, 0, 0, 1]) +
+               (5555).to_bytes(2, "big") + (80).to_bytes(2, "big") + b"\x01\x00\x09ab")
+        s = socket.create_connection(("127.0.0.1", self.acc), timeout=5)
+        try:
+            s.sendall(bad + b"GET / HTTP/1.1\r\nHost: pp.test\r\n\r\n")
+            try:
+                self.assertEqual(recv_until_eof(s), b"")
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
+        wait_until(lambda: self.drops() == before + 1, what="the malformed TLV counted")
+
     def drops(self):
         return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total", {"reason": "proxy_protocol"}) or 0
 

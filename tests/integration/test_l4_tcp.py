@@ -25,9 +25,10 @@ from harness import CONTROLLER, DoormanTestCase, free_port, http_get, metric_val
 from l4_peers import EchoServer, connect, recv_exact, recv_until_eof  # noqa: E402
 
 
-def manifest(port, backends, idle="350s", ranges=None, scheduler="round-robin", connect_timeout=None):
+def manifest(port, backends, idle="350s", ranges=None, scheduler="round-robin", connect_timeout=None, retries=None):
     eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % b for b in backends)
     timeouts = ", timeouts: {connect: %s}" % connect_timeout if connect_timeout else ""
+    timeouts += ", retries: %s" % retries if retries else ""
     rng = "      allowedSourceRanges: [%s]\n" % ", ".join(ranges) if ranges else ""
     return f"""\
 apiVersion: doorman.dev/v1alpha1
@@ -306,13 +307,26 @@ spec:
         quiet.close()
         busy.close()
 
-    def test_connect_failure_is_counted_and_closes_the_client(self):
+    def assert_reset(self):
+        """A connection to the listener is reset (RST), at connect or at the first read: the
+        dataplane's reset can arrive before connect() returns on loopback."""
+        with self.assertRaises(ConnectionResetError):  # a refusal, not an orderly close
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            try:
+                recv_until_eof(s)
+            finally:
+                s.close()
+
+    def test_connect_failure_is_counted_and_resets_the_client(self):
         dead = self.refused_port()
         self.start(manifest(self.port, [dead]))
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        self.assertEqual(recv_until_eof(s), b"")
-        s.close()
+        self.assert_reset()
         wait_until(lambda: self.drops("connect_failed") >= 1, what="connect_failed counted")
+        # No ready endpoint at all (every weight 0): reset too, counted as no_backend.
+        self.update(manifest(self.port, [dead]).replace("        - endpoints:", "        - weight: 0\n          endpoints:"))
+        before = self.drops("no_backend")
+        self.assert_reset()
+        wait_until(lambda: self.drops("no_backend") >= before + 1, what="no_backend counted")
 
     def silent_endpoint(self):
         """A port whose SYNs go unanswered: a listener with a full accept queue (backlog 0, one
@@ -346,11 +360,36 @@ spec:
         self.update(manifest(self.port, [silent], connect_timeout="400ms"))
         before = self.drops("connect_failed")
         t0 = time.monotonic()
-        c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        self.assertEqual(recv_until_eof(c), b"")
-        c.close()
+        self.assert_reset()
         self.assertLess(time.monotonic() - t0, 3.0)
         wait_until(lambda: self.drops("connect_failed") >= before + 1, what="connect_failed counted")
+
+    def test_retries_attempts_bound_the_endpoints_a_connection_tries(self):
+        dead = [self.refused_port(), self.refused_port()]
+
+        def outcomes():
+            got = []
+            for _ in range(4):
+                try:
+                    s, name = connect(self.port)
+                    s.close()
+                    got.append(name)
+                except (ConnectionError, OSError):
+                    got.append("closed")
+            return got
+
+        # attempts: 0: one endpoint per connection. Round-robin over [dead, dead, a] per worker:
+        # of any two connections on one worker, at least one picks a refusing endpoint first.
+        self.start(manifest(self.port, dead + [self.a.port], retries="{attempts: 0}"))
+        before = self.drops("connect_failed")
+        got = outcomes()
+        closed = got.count("closed")
+        self.assertGreaterEqual(closed, 1, got)
+        self.assertEqual(set(got) - {"closed"}, {"a"} if closed < 4 else set(), got)
+        wait_until(lambda: self.drops("connect_failed") >= before + closed, what="connect_failed counted")
+        # attempts: 2: three distinct endpoints, so every connection reaches a.
+        self.update(manifest(self.port, dead + [self.a.port], retries="{attempts: 2, on: [connect-failure]}"))
+        self.assertEqual(outcomes(), ["a"] * 4)
 
     def test_pinned_connection_survives_updates_and_removed_backend_drains(self):
         # idleTimeout 2s is also the drain timeout; traffic keeps the connections from idling.

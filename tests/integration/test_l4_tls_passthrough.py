@@ -130,9 +130,14 @@ spec:
         def drops():
             return metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
                                 {"reason": "tls_clienthello"}) or 0
+        def rx():  # bytes received from clients: what was read while peeking counts too
+            return metric_value(self.dataplane_metrics(), "doorman_l4_bytes_total",
+                                {"listener": "tls-%d" % self.port, "direction": "rx"}) or 0
         # setUp waited for the readiness probe (a drop too) to end: count from here.
         before = drops()
-        for bad in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00"):
+        rx_before = rx()
+        bads = (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00")
+        for bad in bads:
             s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
             s.sendall(bad)
             try:
@@ -141,6 +146,7 @@ spec:
                 pass
             s.close()
         wait_until(lambda: drops() == before + 2, what="tls_clienthello drops")
+        wait_until(lambda: rx() - rx_before == sum(len(b) for b in bads), what="the bytes received counted")
         self.assertEqual(self.peer_cn("db.example.test"), "db.example.test")  # others unaffected
 
     def test_client_hello_that_never_completes_is_reset_after_5s(self):

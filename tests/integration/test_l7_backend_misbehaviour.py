@@ -78,7 +78,10 @@ class RawBackend:
                         return
                     buf += d
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                method, path, _ = head.split(b"\r\n")[0].decode().split(" ")
+                try:
+                    method, path, _ = head.split(b"\r\n")[0].decode().split(" ")
+                except ValueError:
+                    return  # an unread request body after a /head answer: this connection is done
                 with self.lock:
                     self.hits[(method, path)] += 1
                 if path == "/headbody":  # a body (a whole fake response) after the HEAD answer
@@ -105,6 +108,23 @@ class RawBackend:
                               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 elif path == "/204cl":  # a 204 that (wrongly) declares a length
                     c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+                elif path == "/204te":  # a 204 that (wrongly) declares a chunked body
+                    c.sendall(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    return
+                elif path in ("/status600", "/status999"):
+                    c.sendall(b"HTTP/1.1 %s Odd\r\nContent-Length: 2\r\n\r\nok" % path[-3:].encode())
+                elif path == "/techunkedgzip":  # chunked is not the last coding: close-delimited
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    return
+                elif path == "/headonly":  # a valid head, then the connection closes: no body
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+                    return
+                elif path == "/badchunk":  # a valid head, then a malformed first chunk
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+                    self.release.wait(30)
+                    return
+                elif path == "/nodate":  # the default answer has no Date; this one has its own
+                    c.sendall(b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 2\r\n\r\nok")
                 elif path == "/429":
                     c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
                 elif path == "/tecl":
@@ -252,6 +272,58 @@ spec:
             self.assertEqual(self.backend.count("GET", "/429") - before, 3, target)  # route retry429
         r = self.exchange(b"GET /x/../head?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head?q=1", r)  # the backend echoes its target
+
+    def test_response_heads_outside_the_grammar_are_refused_or_repaired(self):
+        # A 204 loses Transfer-Encoding too (RFC 9112 §6.1) and its stray body never shows up.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /204te HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, _ = read_response(s, head_only=True)
+            self.assertTrue(head.startswith(b"HTTP/1.1 204"), head)
+            self.assertNotIn(b"transfer-encoding", head.lower())
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
+        # Status codes outside 100..599 (RFC 9110 §15) and chunked applied before another coding.
+        for path, why in ((b"/status600", b"status 600"), (b"/status999", b"status 999"),
+                          (b"/techunkedgzip", b"chunked is not the last coding")):
+            r = self.exchange(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            self.assertTrue(r.startswith(b"HTTP/1.1 502"), (path, r))
+            self.assertIn(why, r)
+            self.assertEqual(r.count(b"HTTP/1.1"), 1, r)
+
+    def test_a_backend_failing_before_the_first_body_byte_gets_the_client_a_502(self):
+        for path in (b"/headonly", b"/badchunk"):
+            r = self.exchange(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertTrue(r.startswith(b"HTTP/1.1 502"), (path, r))
+            self.assertIn(b"invalid or no response from backend", r)
+        text = self.dataplane_metrics()
+        self.assertIn('code="502"', text)
+        self.assertNotIn('route="all",backend="127.0.0.1:%d",code="200"' % self.backend.port, text)
+
+    def test_responses_carry_a_date(self):
+        # Forwarded without one: added (RFC 9110 §6.6.1); the backend's own is kept; the proxy's
+        # own answers (404 here is not possible: route "all" catches everything) carry one.
+        r = self.exchange(b"GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head = r.partition(b"\r\n\r\n")[0]
+        dates = [l for l in head.split(b"\r\n") if l.lower().startswith(b"date:")]
+        self.assertEqual(len(dates), 1, head)
+        self.assertRegex(dates[0].decode(), r"^Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} "
+                                             r"\d\d:\d\d:\d\d GMT$")
+        r = self.exchange(b"GET /nodate HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head = r.partition(b"\r\n\r\n")[0]
+        self.assertEqual(head.lower().count(b"date:"), 1, head)
+        self.assertIn(b"Date: Sun, 06 Nov 1994 08:49:37 GMT", head)
+        r = self.exchange(b"GET /once HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")  # the proxy's 502
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
+        self.assertIn(b"\r\nDate: ", r.partition(b"\r\n\r\n")[0])
+
+    def test_a_chunked_request_goes_upstream_spelled_chunked(self):
+        r = self.exchange(b"POST /head HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n"
+                          b"3\r\nabc\r\n0\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
+        upstream_head = r.partition(b"\r\n\r\n")[2]
+        self.assertIn(b"\r\nTransfer-Encoding: chunked", upstream_head)
+        self.assertNotIn(b"Chunked", upstream_head)
 
     def test_interim_answers_and_204_framing(self):
         r = self.exchange(b"GET /hints HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

@@ -46,6 +46,9 @@ VECTORS = [
     ("space in target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("asterisk form for GET", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),  # OPTIONS only (RFC 9112 §3.2.4)
     ("asterisk form for DELETE", b"DELETE * HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("fragment in the path", b"GET /admin#x HTTP/1.1\r\n" + H + b"\r\n", 400),  # RFC 9112 §3.2: no "#"
+    ("fragment after the query", b"GET /?v=2#x HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("fragment in absolute form", b"GET http://h.local/a#b HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("header count", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
     ("header size", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     ("request line", b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),

@@ -41,8 +41,10 @@ spec:
                   "http://127.0.0.1:%d/orders/7?api_key=SECRET-QUERY" % self.port])
         self.assertEqual(r.returncode, 0, r.stderr)
         curl(["-H", "Host: nowhere.local", "http://127.0.0.1:%d/x" % self.port])
-        lines = wait_until(lambda: len(self.lines()) >= 2 and self.lines(), what="two access log lines")
-        ok, missing = lines[0], lines[1]
+        curl(["-H", "Host: obs.local", "http://127.0.0.1:%d/orders;jsessionid=SECRET-PARAM/7;v=SECRET-V2" % self.port])
+        lines = wait_until(lambda: len(self.lines()) >= 3 and self.lines(), what="three access log lines")
+        ok, missing, params = lines[0], lines[1], lines[2]
+        self.assertEqual(params["path"], "/orders/7")  # ";" path parameters are not logged
         self.assertEqual(ok["status"], 200)
         self.assertEqual(ok["route"], "default/obs/app")
         self.assertEqual(ok["backend"], "127.0.0.1:%d" % self.backend)
@@ -53,7 +55,7 @@ spec:
         self.assertGreaterEqual(ok["duration_ms"], 0)
         self.assertEqual(missing["status"], 404)
         text = open(self.log_path).read()
-        for secret in ("SECRET-TOKEN", "SECRET-COOKIE", "SECRET-QUERY"):
+        for secret in ("SECRET-TOKEN", "SECRET-COOKIE", "SECRET-QUERY", "SECRET-PARAM", "SECRET-V2"):
             self.assertNotIn(secret, text)
 
     def test_metrics(self):

@@ -21,6 +21,15 @@ TEST(ParseDuration, AcceptsGoSyntax) {
   }
 }
 
+TEST(ParseDuration, ExactToTheNanosecond) {
+  EXPECT_EQ(ParseDurationNs("500us")->count(), 500000);
+  EXPECT_EQ(ParseDurationNs("1.5ms")->count(), 1500000);
+  EXPECT_EQ(ParseDurationNs("0.3s")->count(), 300000000);  // not 299999999 (binary fractions)
+  EXPECT_EQ(ParseDuration("0.3s")->count(), 300);
+  EXPECT_EQ(ParseDuration("0.7s")->count(), 700);
+  EXPECT_EQ(ParseDurationNs("\xC2\xB5s"), std::nullopt);  // a unit without a number
+}
+
 TEST(ParseDuration, RejectsMalformed) {
   for (const char* in : {"", "5", "-1s", "1x", "s", "1.s5", "ms", "1 s", "1h-2m", "99999999999999h"}) {
     EXPECT_FALSE(ParseDuration(in).has_value()) << in;

@@ -110,6 +110,48 @@ TEST_F(LeaderTest, LosesLeadershipWhenRenewalsFailPastTheDeadline) {
   EXPECT_EQ(logs.back().message, "lost leadership");
 }
 
+TEST_F(LeaderTest, AFailingLeaseIsWarnedOnceWithAHintUntilItRecovers) {
+  // The Lease's namespace does not exist: every create answers 404.
+  std::vector<Diagnostic> logs;
+  for (int s = 0; s < 10; s += 2) {
+    a_.OnRead(std::nullopt, t0_ + seconds(s), "T");
+    a_.OnWriteResult(404, json(), t0_ + seconds(s));
+    for (auto& d : a_.TakeDiagnostics()) logs.push_back(std::move(d));
+  }
+  std::vector<const Diagnostic*> warns;
+  for (const auto& d : logs) {
+    if (d.level == log::Level::kWarn) warns.push_back(&d);
+  }
+  ASSERT_EQ(warns.size(), 1u);
+  EXPECT_NE(warns[0]->Field("hint").find("does namespace doorman-system exist?"), std::string::npos);
+  EXPECT_EQ(warns[0]->Field("lease"), "doorman-system/doorman-controller");
+  // Another code is a new warning; then success ends the run.
+  a_.OnWriteResult(403, json(), t0_ + seconds(12));
+  auto more = a_.TakeDiagnostics();
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].level, log::Level::kWarn);
+  EXPECT_NE(more[0].Field("hint").find("RBAC"), std::string::npos);
+  EXPECT_EQ(more[0].Field("previous_repeats"), "4");  // the 404s after the first
+  a_.OnWriteResult(201, Lease("a", "T", "1"), t0_ + seconds(14));
+  auto done = a_.TakeDiagnostics();
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].message, "the lease is reachable again");
+  EXPECT_EQ(done[1].message, "became leader");
+}
+
+TEST_F(LeaderTest, AnApiServerThatDoesNotAnswerIsWarnedToo) {
+  a_.OnReadFailed(0, t0_);  // transport error: no HTTP status
+  auto logs = a_.TakeDiagnostics();
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs[0].level, log::Level::kWarn);
+  EXPECT_NE(logs[0].Field("hint").find("did not answer"), std::string::npos);
+  a_.OnReadFailed(0, t0_ + seconds(2));
+  EXPECT_EQ(a_.TakeDiagnostics()[0].level, log::Level::kDebug);
+  a_.OnRead(std::nullopt, t0_ + seconds(4), "T");
+  a_.OnWriteResult(201, Lease("a", "T", "1"), t0_ + seconds(4));
+  EXPECT_EQ(a_.TakeDiagnostics()[0].message, "the lease is reachable again");
+}
+
 TEST_F(LeaderTest, StepsDownWhenTheLeaseShowsAnotherHolder) {
   a_.OnRead(std::nullopt, t0_, "T0");
   a_.OnWriteResult(201, Lease("a", "T0", "1"), t0_);

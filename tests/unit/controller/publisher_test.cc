@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 namespace doorman::controller {
 namespace {
 
@@ -218,6 +220,22 @@ TEST(Publisher, PeerStringsAreBoundedInLogsAndInfo) {
   const auto info = p.dataplanes()[0];
   EXPECT_LE(info.node_name.size(), 300u);
   EXPECT_EQ(info.last_error, error);
+}
+
+TEST(Publisher, AnAdvertiseAddressThatIsNotAnIpOrDnsNameIsNotPublished) {
+  Publisher p;
+  const StreamId a = p.OpenStream(At(0)), b = p.OpenStream(At(0));
+  v1::DataplaneMessage bad = Hello("n1");
+  bad.mutable_hello()->set_advertise_address("Bad_Host:80");
+  auto out = p.OnMessage(a, bad, At(0));
+  EXPECT_EQ(CountLevel(out, log::Level::kWarn), 1u);
+  v1::DataplaneMessage good = Hello("n2");
+  good.mutable_hello()->set_advertise_address("10.0.0.7");
+  EXPECT_EQ(CountLevel(p.OnMessage(b, good, At(0)), log::Level::kWarn), 0u);
+  std::map<std::string, std::string> addresses;
+  for (const auto& d : p.dataplanes()) addresses[d.node_name] = d.advertise_address;
+  EXPECT_EQ(addresses["n1"], "");
+  EXPECT_EQ(addresses["n2"], "10.0.0.7");
 }
 
 TEST(Publisher, GarbageAndOutOfOrderMessagesAreIgnored) {

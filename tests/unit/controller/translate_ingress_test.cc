@@ -622,6 +622,20 @@ TEST(TranslateIngress, BackendTlsAnnotationsFillTheRoutePolicy) {
   }
 }
 
+TEST(TranslateIngress, SslRedirectWithoutTlsIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"), "    doorman.dev/ssl-redirect: \"true\"\n")})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/ssl-redirect]");
+  // "false", or no annotation (the default): nothing to warn about.
+  Translator t2;
+  auto r2 = t2.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"), "    doorman.dev/ssl-redirect: \"false\"\n")})));
+  EXPECT_TRUE(Ing(r2, "i")->warnings.empty());
+}
+
 TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
   for (const char* protocol : {"", "    doorman.dev/backend-protocol: HTTP\n", "    doorman.dev/backend-protocol: GRPC\n"}) {
     SCOPED_TRACE(protocol);
@@ -632,13 +646,19 @@ TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
                                                                    "    doorman.dev/backend-tls-server-name: backend.test\n")})));
     const ObjectStatus* st = Ing(r, "i");
     ASSERT_TRUE(st->accepted) << st->message;
-    ASSERT_EQ(st->warnings.size(), 2u);
-    EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
-    EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/backend-tls-secret]");
-    EXPECT_NE(st->warnings[0].message.find("needs doorman.dev/backend-protocol: HTTPS"), std::string::npos)
-        << st->warnings[0].message;
-    EXPECT_EQ(st->warnings[1].reason, "AnnotationIgnored");
-    EXPECT_EQ(st->warnings[1].field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
+    std::vector<StatusWarning> w = st->warnings;
+    if (std::string(protocol).find("GRPC") != std::string::npos) {  // HTTP/2 to backends: not yet
+      ASSERT_FALSE(w.empty());
+      EXPECT_EQ(w[0].reason, "NotImplemented");
+      EXPECT_EQ(w[0].field, "metadata.annotations[doorman.dev/backend-protocol]");
+      w.erase(w.begin());
+    }
+    ASSERT_EQ(w.size(), 2u);
+    EXPECT_EQ(w[0].reason, "AnnotationIgnored");
+    EXPECT_EQ(w[0].field, "metadata.annotations[doorman.dev/backend-tls-secret]");
+    EXPECT_NE(w[0].message.find("needs doorman.dev/backend-protocol: HTTPS"), std::string::npos) << w[0].message;
+    EXPECT_EQ(w[1].reason, "AnnotationIgnored");
+    EXPECT_EQ(w[1].field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
     EXPECT_FALSE(RouteNamed(r.snapshot, "default/i/r0-p0")->policy().has_backend_tls());
   }
 }

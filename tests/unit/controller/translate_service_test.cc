@@ -206,6 +206,29 @@ TEST(TranslateService, NoEndpointSlicesYetMeansAnEmptyBackendSet) {
   EXPECT_EQ(SetNamed(r.snapshot, "default/new/http/0")->endpoints_size(), 0);
 }
 
+TEST(TranslateService, LoadBalancerIpIsWarnedAsNotUsed) {
+  Translator t;
+  auto r = t.Translate(Store(Service("s", std::string(kTcp80) + "  loadBalancerIP: 10.9.9.9\n")));
+  const auto* st = Svc(r, "s");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
+  EXPECT_EQ(st->warnings[0].field, "spec.loadBalancerIP");
+}
+
+TEST(TranslateService, UdpPortsAreNotHealthChecked) {
+  Translator t;
+  auto r = t.Translate(Store(Annotated("s", "    doorman.dev/health-check: tcp\n",
+                                       "  ports:\n    - {name: dns, port: 53, protocol: UDP}\n    - {name: web, port: 80, protocol: TCP}\n")));
+  const auto* st = Svc(r, "s");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/health-check]");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/s/dns/0")->health_check().protocol(), v1::HealthCheck::NONE);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/s/web/0")->health_check().protocol(), v1::HealthCheck::TCP);
+}
+
 TEST(TranslateService, SessionAffinityDefaultsToThreeHours) {
   Translator t;
   auto r = t.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: ClientIP\n")));

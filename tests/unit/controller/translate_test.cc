@@ -82,9 +82,12 @@ TEST(Translate, FullObjectMatchesGolden) {
   EXPECT_EQ(st->listeners[0].attached_routes, 3u);
   EXPECT_EQ(st->listeners[1].attached_routes, 1u);
   // Service api-v2 does not exist. (Route "old" has no backends but redirects: no warning.)
-  ASSERT_EQ(st->warnings.size(), 1u);
+  // The UDP listener's backends are not health-checked.
+  ASSERT_EQ(st->warnings.size(), 2u);
   EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
   EXPECT_EQ(st->warnings[0].field, "spec.routes[0].backends[1].service");
+  EXPECT_EQ(st->warnings[1].reason, "HealthCheckNotRun");
+  EXPECT_EQ(st->warnings[1].field, "spec.healthCheck");
 
   const std::string golden_path = dir + "/full.snapshot.txtpb";
   const std::string actual = Text(r.snapshot);
@@ -150,6 +153,22 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, policy: {timeouts: {connect: 5 s}}}]
 )",
      "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "invalid duration \"5 s\""},
+    {"retries on UDP", R"(  listeners: [{name: dns, port: 53, protocol: UDP}]
+  routes: [{name: a, listener: dns, policy: {retries: {attempts: 2}}}]
+)",
+     "UnsupportedValue", "spec.routes[0].policy.retries", "a UDP listener has no connect to retry"},
+    {"connect timeout on UDP", R"(  listeners: [{name: dns, port: 53, protocol: UDP}]
+  routes: [{name: a, listener: dns, policy: {timeouts: {connect: 2s}}}]
+)",
+     "UnsupportedValue", "spec.routes[0].policy.timeouts.connect", "a UDP listener does not connect"},
+    {"duration below a millisecond", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {timeouts: {connect: 1500us}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "has a part below one millisecond"},
+    {"duration in microseconds", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {timeouts: {connect: "500\u00b5s"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "has a part below one millisecond"},
     {"duration without a unit", R"(  listeners: [{name: web, port: 80, protocol: HTTP, idleTimeout: "0"}]
 )",
      "InvalidSpec", "spec.listeners[0].idleTimeout", "invalid duration \"0\" (a unit is required, e.g. 0s"},
@@ -178,11 +197,12 @@ const InvalidCase kInvalid[] = {
 )",
      "InvalidSpec", "spec.routes[0].matches", "unknown field"},
     {"second route on a TCP listener", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
-  routes: [{name: a, listener: db}, {name: b, listener: db}]
+  routes: [{name: a, listener: db, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}, {name: b, listener: db, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
 )",
      "InvalidSpec", "spec.routes[1].listener", "TCP and UDP listeners take exactly one route"},
     {"second default route on a TLS listener", R"(  listeners: [{name: tls, port: 443, protocol: TLS}]
-  routes: [{name: a, listener: tls, match: {sni: [a.example.com]}}, {name: b, listener: tls}, {name: c, listener: tls}]
+  routes: [{name: a, listener: tls, match: {sni: [a.example.com]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}, {name: b, listener: tls, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]},
+           {name: c, listener: tls, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
 )",
      "InvalidSpec", "spec.routes[2].match.sni", "already has a default route without match.sni (spec.routes[1])"},
     {"zero idle timeout", "  listeners: [{name: db, port: 5432, protocol: TCP, idleTimeout: 0s}]\n", "InvalidSpec",
@@ -259,6 +279,18 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [transfer-encoding]}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.remove[0]", "frames the message"},
+    {"header set twice in another case", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {set: {X-A: "1", x-a: "2"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-a", "is also set as \"X-A\""},
+    {"header rule removing host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [Host]}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.remove[0]", "Host header may only be set"},
+    {"header rule adding a second host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {add: {host: b.example}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.add.host", "Host header may only be set"},
     // Values the proxy writes onto a request line or into a field: no CR/LF, spaces, query.
     {"rewrite path with CR LF", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {rewrite: {pathPrefix: "/x\r\nX-Inj: 1\r\n"}}}]
@@ -445,6 +477,64 @@ TEST(Translate, InvalidObjectsReportReasonAndField) {
     EXPECT_EQ(r.diagnostics[0].Field("file"), "/m/test.yaml");
     EXPECT_EQ(r.diagnostics[0].Field("object"), "LoadBalancer default/bad");
     EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
+  }
+}
+
+TEST(Translate, ForwardedHeadersWithoutAnHttpListenerAreWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+  forwardedHeaders: {xForwardedFor: Replace}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
+  EXPECT_EQ(st->warnings[0].field, "spec.forwardedHeaders");
+  Translator t2;  // with an HTTP listener beside it: used, no warning
+  auto r2 = t2.Translate(Store(Lb(std::string(kBasic) + "  forwardedHeaders: {xForwardedFor: Replace}\n")));
+  EXPECT_TRUE(StatusOf(r2, "shop")->warnings.empty());
+}
+
+TEST(Translate, UdpBackendsAreNotHealthCheckedAndThatIsSaid) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: dns, port: 53, protocol: UDP}, {name: db, port: 5432, protocol: TCP}]
+  routes:
+    - {name: dns, listener: dns, backends: [{endpoints: [{address: 127.0.0.1, port: 5353}]}]}
+    - {name: db, listener: db, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+  healthCheck: {protocol: TCP}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "HealthCheckNotRun");
+  EXPECT_EQ(st->warnings[0].field, "spec.healthCheck");
+  int checked = 0, unchecked = 0;
+  for (const auto& set : r.snapshot.backend_sets()) {
+    const bool udp = set.name().find("/dns/") != std::string::npos;
+    EXPECT_EQ(set.health_check().protocol() == v1::HealthCheck::NONE, udp) << set.name();
+    (udp ? unchecked : checked)++;
+  }
+  EXPECT_EQ(checked, 1);
+  EXPECT_EQ(unchecked, 1);
+}
+
+TEST(Translate, L4RetriesWithoutAttemptsKeepTheDefaultTries) {
+  for (const auto& [policy, attempts] : {std::pair{"retries: {on: [connect-failure]}", 2u},
+                                         std::pair{"retries: {attempts: 0}", 0u},
+                                         std::pair{"retries: {attempts: 4}", 4u}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db, policy: {)") + policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+    ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+    bool seen = false;
+    for (const auto& route : r.snapshot.routes()) {
+      if (route.name() != "default/shop/a") continue;
+      seen = true;
+      EXPECT_EQ(route.policy().retries().attempts(), attempts) << policy;
+    }
+    EXPECT_TRUE(seen);
   }
 }
 
@@ -711,14 +801,14 @@ TEST(Translate, AcceptedObjectThatGainsAConflict) {
 TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
   const std::string a = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes:
-    - {name: catchall, listener: web, match: {hosts: ["*.example.com"]}}
-    - {name: docs, listener: web, match: {hosts: [example.com], path: {type: Prefix, value: /docs}}}
+    - {name: catchall, listener: web, match: {hosts: ["*.example.com"]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: docs, listener: web, match: {hosts: [example.com], path: {type: Prefix, value: /docs}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
 )",
                            "a", "2026-01-01T00:00:00Z");
   const std::string b = Lb(R"(  listeners: [{name: front, port: 80, protocol: HTTP}]
   routes:
-    - {name: api, listener: front, match: {hosts: [api.example.com]}}
-    - {name: any, listener: front}
+    - {name: api, listener: front, match: {hosts: [api.example.com]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: any, listener: front, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
 )",
                            "b", "2026-01-02T00:00:00Z");
   Translator t;
@@ -756,15 +846,15 @@ TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
 TEST(Translate, RoutePrecedenceWithinAListener) {
   const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes:
-    - {name: no-host, listener: web, match: {path: {type: Prefix, value: /very/long/path}}}
-    - {name: wild, listener: web, match: {hosts: ["*.example.com"]}}
-    - {name: wild-longer, listener: web, match: {hosts: ["*.shop.example.com"]}}
-    - {name: exact-short, listener: web, match: {hosts: [a.io]}}
-    - {name: exact-prefix, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}}
-    - {name: exact-exact, listener: web, match: {hosts: [api.example.com], path: {type: Exact, value: /api}}}
-    - {name: exact-longer-path, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api/v1}}}
-    - {name: exact-canary, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}, headers: [{name: x-canary, value: "1"}]}}
-    - {name: exact-dup, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}}
+    - {name: no-host, listener: web, match: {path: {type: Prefix, value: /very/long/path}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: wild, listener: web, match: {hosts: ["*.example.com"]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: wild-longer, listener: web, match: {hosts: ["*.shop.example.com"]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-short, listener: web, match: {hosts: [a.io]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-prefix, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-exact, listener: web, match: {hosts: [api.example.com], path: {type: Exact, value: /api}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-longer-path, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api/v1}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-canary, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}, headers: [{name: x-canary, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-dup, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
 )";
   Translator t;
   auto r = t.Translate(Store(Lb(spec)));

@@ -108,6 +108,25 @@ TEST(CompileTest, LocalOnlyKeepsThisNodesEndpoints) {
   EXPECT_EQ(route->PickEndpoint()->address, "10.0.0.2");
 }
 
+TEST(CompileTest, L4ConnectAttemptsFollowTheRetriesPolicy) {
+  struct Case {
+    const char* policy;
+    uint32_t attempts;
+  } cases[] = {{"", 3}, {"policy { retries { attempts: 0 } }", 1}, {"policy { retries { attempts: 4 on: \"connect-failure\" } }", 5},
+               {"policy { retries { attempts: 9 } }", 6}};
+  for (const auto& c : cases) {
+    const auto r = Compile(Parse(std::string(R"pb(
+      listeners { name: "tcp-1" port: 1 protocol: TCP routes: "r" }
+      routes { name: "r" listener: "tcp-1" backends { backend_set: "s" weight: 1 } )pb") + c.policy + R"pb( }
+      backend_sets { name: "s" endpoints { address: "10.0.0.1" port: 80 ready: true } }
+    )pb"),
+                           1, {});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.config->FindRoute("r")->l4_connect_attempts, c.attempts) << c.policy;
+    EXPECT_TRUE(r.warnings.empty()) << c.policy << ": " << (r.warnings.empty() ? "" : r.warnings[0]);
+  }
+}
+
 struct ErrorCase {
   const char* name;
   const char* snapshot;
@@ -331,6 +350,8 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
            R"pb(filters { response_headers { set { key: "Content-Length" value: "0" } } })pb",
            R"pb(filters { request_headers { remove: "transfer-encoding" } })pb",
            R"pb(filters { request_headers { add { key: "Connection" value: "close" } } })pb",
+           R"pb(filters { request_headers { remove: "Host" } })pb",
+           R"pb(filters { request_headers { add { key: "host" value: "b" } } })pb",
            R"pb(filters { redirect { enabled: true status_code: 200 } })pb",
            R"pb(filters { redirect { enabled: true scheme: "ftp" } })pb",
            R"pb(match { path { type: REGULAR_EXPRESSION value: "/a.*" } } filters { rewrite { enabled: true path_prefix: "/" } })pb",

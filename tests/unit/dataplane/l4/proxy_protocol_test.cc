@@ -82,6 +82,47 @@ TEST(ProxyProtocolTest, V2WithTlvsIsSkippedWhole) {
   EXPECT_EQ(r.consumed, h.size());
 }
 
+// A v2 header with family byte `fam`, the addresses of `addr_len` bytes and `tail` after them.
+std::string V2(uint8_t fam, std::size_t addr_len, const std::string& tail = "") {
+  std::string h("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x21", 13);
+  h += static_cast<char>(fam);
+  const std::size_t len = addr_len + tail.size();
+  h += static_cast<char>(len >> 8);
+  h += static_cast<char>(len & 0xff);
+  for (std::size_t i = 0; i < addr_len; ++i) h += static_cast<char>(i == 0 ? 10 : 1);
+  return h + tail;
+}
+
+TEST(ProxyProtocolTest, EveryDefinedFamilyIsAcceptedAndOnlyTheListenersTransportGivesAddresses) {
+  struct Case {
+    uint8_t fam;
+    std::size_t addr_len;
+    bool datagram;
+    bool local;
+  } cases[] = {{0x11, 12, false, false}, {0x12, 12, true, false}, {0x21, 36, false, false}, {0x22, 36, true, false},
+               {0x31, 216, false, true}, {0x32, 216, true, true},   {0x00, 0, false, true}};
+  for (const auto& c : cases) {
+    const auto r = ParseProxyHeader(V2(c.fam, c.addr_len) + "payload");
+    ASSERT_EQ(r.status, ProxyParseResult::kDone) << int(c.fam) << " " << r.error;
+    EXPECT_EQ(r.header.datagram, c.datagram) << int(c.fam);
+    EXPECT_EQ(r.header.local, c.local) << int(c.fam);
+    // TCP listeners take STREAM addresses, UDP listeners DGRAM ones; everything else keeps the
+    // connection's own address.
+    EXPECT_EQ(UsesAddresses(r.header, false), !c.local && !c.datagram) << int(c.fam);
+    EXPECT_EQ(UsesAddresses(r.header, true), !c.local && c.datagram) << int(c.fam);
+  }
+}
+
+TEST(ProxyProtocolTest, TlvsMustFitTheHeaderExactly) {
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x04\x00\x02" "ab", 5))).status, ProxyParseResult::kDone);
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x04\x00\x00", 3))).status, ProxyParseResult::kDone);
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x01\x00\x09" "ab", 5))).status, ProxyParseResult::kInvalid);
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x01\x00", 2))).status, ProxyParseResult::kInvalid);
+  EXPECT_EQ(ParseProxyHeader(V2(0x21, 36, std::string("\x04\x00\x01" "a" "\x04\x00\x05" "b", 8))).status,
+            ProxyParseResult::kInvalid);
+  EXPECT_EQ(ParseProxyHeader(V2(0x31, 100)).status, ProxyParseResult::kInvalid);  // short UNIX block
+}
+
 TEST(ProxyProtocolTest, MalformedIsInvalid) {
   for (const std::string& bad : {
            std::string("GET / HTTP/1.1\r\n"),

@@ -144,5 +144,17 @@ TEST(HttpHeadTest, ClearResetsEverything) {
   EXPECT_EQ(h.method(), http::verb::delete_);
 }
 
+TEST(HttpDate, ImfFixdate) {
+  // Python's email.utils.formatdate(t, usegmt=True) for the same instants.
+  EXPECT_EQ(FormatHttpDate(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");  // RFC 9110's example
+  EXPECT_EQ(FormatHttpDate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+  EXPECT_EQ(FormatHttpDate(951782400), "Tue, 29 Feb 2000 00:00:00 GMT");
+  EXPECT_EQ(FormatHttpDate(1798761599), "Thu, 31 Dec 2026 23:59:59 GMT");
+  EXPECT_EQ(FormatHttpDate(4102444799), "Thu, 31 Dec 2099 23:59:59 GMT");
+  const std::string_view now = HttpDateNow();
+  EXPECT_EQ(now.size(), 29u);
+  EXPECT_EQ(now.substr(25), " GMT");
+}
+
 }  // namespace
 }  // namespace doorman::dataplane

@@ -1,0 +1,15 @@
+// What may be written into a Kubernetes LoadBalancer status point (LoadBalancerIngress): an IP
+// literal (`ip`) or a DNS-1123 subdomain (`hostname`). The API server refuses anything else with
+// 422, so an unchecked --advertise-address would fail every status write of every object.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace doorman {
+
+bool IsIpLiteral(const std::string& s);                  // IPv4 dotted quad or IPv6 (no zone, no brackets)
+bool IsStatusHostname(std::string_view s);               // DNS-1123 subdomain, last label not all digits; lowercase labels [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 253
+inline bool IsValidStatusAddress(const std::string& s) { return IsIpLiteral(s) || IsStatusHostname(s); }
+
+}  // namespace doorman

@@ -1,0 +1,27 @@
+#include "common/address.h"
+
+#include <gtest/gtest.h>
+
+namespace doorman {
+namespace {
+
+TEST(StatusAddress, IpLiteralsAndDnsNames) {
+  for (const char* ok : {"10.0.0.1", "127.0.0.1", "::1", "fd00::1:2", "lb.example.com", "a", "node-1.zone-b.example",
+                         "1a.example"}) {
+    EXPECT_TRUE(IsValidStatusAddress(ok)) << ok;
+  }
+  for (const char* bad : {"", "not an ip", "999.1.1.1", "Bad_Host", "host:80", "LB.example.com", "-a.example",
+                          "a-.example", "a..b", ".a", "a.", "[::1]", "10.0.0.1/32", "fe80::1%eth0", "1.2.3", "10.0.0.256"}) {
+    EXPECT_FALSE(IsValidStatusAddress(bad)) << bad;
+  }
+  EXPECT_TRUE(IsStatusHostname(std::string(63, 'a') + ".b"));
+  EXPECT_FALSE(IsStatusHostname(std::string(64, 'a') + ".b"));
+  std::string labels;  // short labels only: the 253-character total is what is tested
+  for (int i = 0; i < 125; ++i) labels += "a.";
+  EXPECT_TRUE(IsStatusHostname(labels + "bbb"));      // 250 + 3 = 253
+  EXPECT_FALSE(IsStatusHostname(labels + "a.bb"));    // 250 + 4 = 254
+  EXPECT_FALSE(IsValidStatusAddress(std::string("10.0.0.1\0x", 10)));
+}
+
+}  // namespace
+}  // namespace doorman
