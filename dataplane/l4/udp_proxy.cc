@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "dataplane/l4/source_ranges.h"
 #include "dataplane/l4/proxy_protocol.h"
+#include "dataplane/l7/policy.h"
 #include "dataplane/lb/scheduler.h"
 #include "dataplane/server/worker.h"
 
@@ -63,6 +64,7 @@ struct Flow {
   UdpSocket upstream;
   int64_t last_activity_ms = 0;
   lb::EndpointStatePtr endpoint_state;
+  std::string endpoint_key;  // "address:port", for the ejection metric
   DrainFlag drain_flag;  // Listener::drain_flags of its endpoint: drains when it leaves the listener
   bool closed = false;
   bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
@@ -203,6 +205,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     }
     flow->client = from;
     flow->endpoint_state = ep->state;
+    flow->endpoint_key = ep->key;
     flow->drain_flag = l->DrainFlagFor(ep->key);
     if (flow->endpoint_state) flow->endpoint_state->active.fetch_add(1, std::memory_order_relaxed);
     w_.metrics().L4Connections(name_, ep->key).Increment();
@@ -219,11 +222,32 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       error_code ec;
       const std::size_t n = co_await flow->upstream.async_receive(net::buffer(buf), Redirect(ec));
       if (flow->closed || ec == net::error::operation_aborted) co_return;
-      if (ec) continue;  // ICMP port unreachable from the backend: keep the flow until idle
+      if (ec == net::error::connection_refused) {
+        // ICMP port unreachable: nothing listens there. Passive outlier detection, as for TCP
+        // connect failures (shared detector: 5 in a row eject the endpoint, schedulers skip it),
+        // and the flow ends, so the client's next datagram opens a flow to another endpoint.
+        if (flow->endpoint_state &&
+            OutlierDetector::Default().OnFailure(*flow->endpoint_state, std::chrono::steady_clock::now())) {
+          self->w_.metrics().L4Ejections(self->name_, flow->endpoint_key).Increment();
+          log::Info("l4", "endpoint ejected by outlier detection (UDP port unreachable)",
+                    {{"listener", self->name_}, {"backend", flow->endpoint_key}});
+        }
+        self->w_.metrics().L4Drops(self->name_, "connect_failed").Increment();
+        self->Forget(flow);
+        co_return;
+      }
+      if (ec) continue;  // another transient error (a full buffer): keep the flow until idle
+      if (flow->endpoint_state) OutlierDetector::Default().OnSuccess(*flow->endpoint_state);
       flow->last_activity_ms = NowMs();
       self->tx_pending_ += n;
       self->sock_->send_to(net::buffer(buf.data(), n), flow->client, 0, ec);
     }
+  }
+
+  // Ends `flow` now and removes it from the table (if it is still the client's flow).
+  void Forget(const std::shared_ptr<Flow>& flow) {
+    CloseFlow(*flow);
+    if (auto it = flows_.find(flow->client); it != flows_.end() && it->second == flow) flows_.erase(it);
   }
 
   void CloseFlow(Flow& f) {

@@ -117,6 +117,21 @@ spec:
         self.assertEqual(set(answers), {"127.0.0.11", "127.0.0.12", "127.0.0.13"}, answers)
         self.assertTrue(all(8 <= n <= 12 for n in answers.values()), answers)
 
+    def test_a_backend_port_that_refuses_is_ejected(self):
+        # A fourth endpoint where nothing listens: each datagram sent there comes back as ICMP
+        # port unreachable. Its flows end at once, and 5 refusals in a row eject it (the shared
+        # passive outlier detector), so later flows all reach a live dnsmasq.
+        dead = free_udp_port()
+        self.backends[dead] = "dead"
+        self.start()
+        answered = [self.ask_direct(self.port) is not None for _ in range(60)]
+        self.assertIn(False, answered[:12], "round-robin reaches the dead endpoint early on")
+        self.assertEqual(answered[-20:], [True] * 20, answered)
+        m = self.dataplane_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_l4_outlier_ejections_total", {"backend": "127.0.0.1:%d" % dead}) or 0, 1)
+        self.assertGreaterEqual(metric_value(m, "doorman_l4_drops_total",
+                                             {"listener": "udp-%d" % self.port, "reason": "connect_failed"}) or 0, 1)
+
     def test_flow_is_pinned_and_replies_come_from_the_listener(self):
         self.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
