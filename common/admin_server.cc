@@ -81,6 +81,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     res_.result(static_cast<unsigned>(r.status));
     res_.version(req_.version());
     res_.set(http::field::content_type, r.content_type);
+    if (r.status == 405) res_.set(http::field::allow, "GET, HEAD");  // RFC 9110 §15.5.6
     res_.keep_alive(req_.keep_alive());
     res_.body() = std::move(r.body);
     res_.prepare_payload();

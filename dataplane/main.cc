@@ -90,6 +90,10 @@ int main(int argc, char** argv) {
     if (!SplitHostPort(controller, &host, &port) || port == 0) {
       Usage(("--controller: \"" + controller + "\" is not host:port").c_str());
     }
+    // A DNS name or an IP literal (brackets removed): gRPC would otherwise retry it forever.
+    const bool host_ok = controller.front() != ':' && !host.empty() && host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                 "0123456789.-:_") == std::string::npos;
+    if (!host_ok) Usage(("--controller: \"" + controller + "\" has no valid host").c_str());
     if (!SplitHostPort(metrics_listen, &host, &port)) {
       Usage(("--metrics-listen: \"" + metrics_listen + "\" is not host:port or :port").c_str());
     }

@@ -399,6 +399,19 @@ std::optional<std::string> AnnotationOf(const json& o, const std::string& name) 
 CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
   CertificateLoad out;
   auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
+  // Only the CERTIFICATE blocks of tls.crt: some users keep the key in the same PEM file, and the
+  // chain is not treated as a secret (it is shown on /debug/snapshot, the key is redacted).
+  auto certificates_only = [](const std::string& pem) {
+    static constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----", kEnd = "-----END CERTIFICATE-----";
+    std::string out;
+    for (std::size_t at = pem.find(kBegin); at != std::string::npos; at = pem.find(kBegin, at)) {
+      const std::size_t end = pem.find(kEnd, at);
+      if (end == std::string::npos) break;
+      out.append(pem, at, end + kEnd.size() - at).append("\n");
+      at = end + kEnd.size();
+    }
+    return out;
+  };
   const std::string ref = "Secret " + ns + "/" + secret_name;
   if (it == store.end()) {
     out.not_found = true;
@@ -428,6 +441,12 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
     } else {
       cert.set_private_key_pem(*v);
     }
+  }
+  if (std::string chain = certificates_only(cert.certificate_chain_pem()); chain.empty()) {
+    out.message = ref + ": tls.crt has no CERTIFICATE block";
+    return out;
+  } else {
+    cert.set_certificate_chain_pem(std::move(chain));
   }
   if (const auto why = CertificatePairProblem(cert.certificate_chain_pem(), cert.private_key_pem()); !why.empty()) {
     out.message = ref + ": " + why;

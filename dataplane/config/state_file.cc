@@ -5,13 +5,30 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "common/hash.h"
 #include "doorman/v1/routing.pb.h"
 
 namespace doorman::dataplane {
+namespace {
+
+// "DOORMAN-STATE 1 <FNV-1a 64 of the payload, 16 hex digits>\n" then the serialized StateUpdate.
+// A flipped byte that still parses as a StateUpdate would otherwise be served as the last good
+// state (FNV-1a detects every single-byte change: each step is a bijection of the running hash).
+constexpr std::string_view kMagic = "DOORMAN-STATE 1 ";
+constexpr std::size_t kHeaderSize = 16 + 16 + 1;
+
+std::string Header(std::string_view payload) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(Fnv1a64(payload)));
+  return std::string(kMagic) + hex + "\n";
+}
+
+}  // namespace
 
 bool EnsureStateDir(const std::string& dir, std::string* error) {
   struct stat st {};
@@ -32,11 +49,12 @@ bool EnsureStateDir(const std::string& dir, std::string* error) {
 }
 
 bool SaveState(const std::string& dir, const doorman::v1::StateUpdate& update, std::string* error) {
-  std::string bytes;
-  if (!update.SerializeToString(&bytes)) {
+  std::string payload;
+  if (!update.SerializeToString(&payload)) {
     *error = "cannot serialize the routing state";
     return false;
   }
+  const std::string bytes = Header(payload) + payload;
   const std::string path = dir + "/" + kStateFileName;
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -79,8 +97,17 @@ std::optional<doorman::v1::StateUpdate> LoadState(const std::string& dir, std::s
   }
   std::ostringstream ss;
   ss << in.rdbuf();
+  const std::string bytes = ss.str();
+  std::string_view payload = bytes;
+  if (payload.substr(0, kMagic.size()) == kMagic) {
+    if (payload.size() < kHeaderSize || Header(payload.substr(kHeaderSize)) != payload.substr(0, kHeaderSize)) {
+      *error = path + " is damaged (its checksum does not match)";
+      return std::nullopt;
+    }
+    payload.remove_prefix(kHeaderSize);
+  }  // else: written by a version without the header; loaded as before
   doorman::v1::StateUpdate u;
-  if (!u.ParseFromString(ss.str())) {
+  if (!u.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     *error = path + " is not a valid routing state";
     return std::nullopt;
   }

@@ -1,7 +1,8 @@
 // --state-dir: the last good StateUpdate, written after every successful apply and loaded at
 // start-up so a restarted dataplane serves while the controller is away. The file holds TLS
 // private keys when HTTPS listeners exist, so it is created 0600 (write to a temp file, fsync,
-// rename: a crash never leaves a torn file).
+// rename: a crash never leaves a torn file). A checksum line precedes the payload: a damaged
+// file that still parses is refused, not served.
 #pragma once
 
 #include <optional>

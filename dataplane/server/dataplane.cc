@@ -146,6 +146,8 @@ std::string Dataplane::DebugConfigJson() const {
   return ConfigToJson(config.get(), impl_->listeners->Status(), warnings);
 }
 
+bool Dataplane::draining() const { return impl_->shared.draining.load(std::memory_order_relaxed); }
+
 void Dataplane::Shutdown(std::chrono::milliseconds grace) {
   std::lock_guard lock(impl_->mu);
   if (impl_->shut_down) return;

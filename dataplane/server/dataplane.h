@@ -50,7 +50,10 @@ class Dataplane {
   // Thread-safe. `persist` = write the state file after success (not when loading it).
   ApplyResult Apply(const doorman::v1::StateUpdate& update, bool persist = true);
   uint64_t applied_version() const { return applied_version_.load(); }
-  bool ready() const { return applied_version_.load() != 0; }
+  // Ready once a routing state is applied, and no longer once SIGTERM started the drain (the
+  // listeners refuse new connections then: a Service or balancer in front should stop sending).
+  bool ready() const { return applied_version_.load() != 0 && !draining(); }
+  bool draining() const;
   std::string DebugConfigJson() const;
 
   // Stops accepting, waits up to `grace` for in-flight HTTP requests and open TCP connections,

@@ -46,6 +46,8 @@ class Cli(unittest.TestCase):
             [DATAPLANE, "--controller", "127.0.0.1:1", "--l4-splice-pipe-size", "65536"],  # needs --l4-splice
             [DATAPLANE, "--controller", "127.0.0.1:1", "--connection-balance", "round-robin"],
             [DATAPLANE, "--controller", "127.0.0.1"],  # no port
+            [DATAPLANE, "--controller", ":20001"],  # no host
+            [DATAPLANE, "--controller", "a b:20001"],
             [DATAPLANE, "--controller", "127.0.0.1:1", "--metrics-listen", "garbage"],
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-http-port", "8080", "--ingress-https-port", "8080"],
         ] + [[DATAPLANE, "--controller", "127.0.0.1:1", "--advertise-address", a]

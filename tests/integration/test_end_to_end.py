@@ -197,6 +197,11 @@ class EndToEnd(DoormanTestCase):
         for port in (self.ctl_metrics_port, self.dp_metrics_port):
             self.assertEqual(http_get("http://127.0.0.1:%d/healthz" % port)[0], 200)
             self.assertEqual(http_get("http://127.0.0.1:%d/readyz" % port)[0], 200)
+            # Other methods: 405 with the Allow header RFC 9110 §15.5.6 requires.
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "-X", "POST", "--max-time", "5",
+                                "http://127.0.0.1:%d/metrics" % port], capture_output=True, text=True, timeout=10)
+            self.assertIn(" 405 ", r.stdout.splitlines()[0] if r.stdout else "", r.stdout)
+            self.assertIn("allow: get, head", r.stdout.lower())
         http_get(self.url("/"), headers={"Host": "app.local"})
         m = self.dataplane_metrics()
         self.assertEqual(metric_value(m, "doorman_config_version"), self.version)

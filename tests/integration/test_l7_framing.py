@@ -533,6 +533,9 @@ class L7Framing(DoormanTestCase):
         wait_until(lambda: not port_open(self.port), timeout=1.0, what="the listener to close after SIGTERM")
         self.assertEqual(select.select([c.sock], [], [], 0)[0], [],
                          "the in-flight response came before the listener closed (or the machine is very slow)")
+        # Draining is not ready: whatever sends traffic here should stop (the admin port still answers).
+        status, _, _ = http_get("http://127.0.0.1:%d/readyz" % self.dp_metrics_port)
+        self.assertEqual(status, 503)
         r = c.read_response()
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["path"], "/slow/2000")

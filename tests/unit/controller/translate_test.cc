@@ -385,6 +385,21 @@ std::string TlsSecret(const std::string& crt, const std::string& key) {
   return out;
 }
 
+TEST(Translate, AKeyKeptInTlsCrtNeverReachesTheChain) {
+  // tls.crt holding the certificate and the key (one PEM file): served, and only the certificate
+  // goes into the chain, which /debug/snapshot shows unredacted.
+  Translator t;
+  const auto r = t.Translate(Store(Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: s}]}}]\n"
+                                      "  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]\n") +
+                                   TlsSecret(std::string(kTestCertPem) + kTestKeyPem, kTestKeyPem)));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  ASSERT_EQ(r.snapshot.certificates_size(), 1);
+  const std::string& chain = r.snapshot.certificates(0).certificate_chain_pem();
+  EXPECT_NE(chain.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_EQ(chain.find("PRIVATE KEY"), std::string::npos);
+  EXPECT_EQ(chain.find(kTestKeyBytes), std::string::npos);
+}
+
 TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
   const std::string& other_key = kOtherKeyPem;
   const auto& secret = TlsSecret;
