@@ -10,27 +10,31 @@ bool IsIpLiteral(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
-bool IsStatusHostname(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t label = 0;
-  bool numeric = true;  // the current label is all digits
-  char prev = '.';
-  for (const char c : s) {
-    if (c == '.') {
-      if (label == 0 || prev == '-') return false;
-      label = 0;
-      numeric = true;
-    } else {
-      const bool digit = c >= '0' && c <= '9';
-      const bool alnum = (c >= 'a' && c <= 'z') || digit;
-      if (!alnum && !(c == '-' && label > 0)) return false;
-      if (++label > 63) return false;
-      numeric = numeric && digit;
-    }
-    prev = c;
+bool IsDns1123Label(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && !(c == '-' && i != 0 && i + 1 != s.size())) return false;
   }
+  return true;
+}
+
+bool IsDns1123Subdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (size_t start = 0;;) {
+    const size_t dot = s.find('.', start);
+    if (!IsDns1123Label(s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start))) return false;
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+bool IsStatusHostname(std::string_view s) {
+  if (!IsDns1123Subdomain(s)) return false;
   // An all-numeric last label is a mistyped IP address ("999.1.1.1"), not a name (RFC 1123 §2.1).
-  return label > 0 && prev != '-' && !numeric;
+  const std::string_view last = s.substr(s.rfind('.') == std::string_view::npos ? 0 : s.rfind('.') + 1);
+  return last.find_first_not_of("0123456789") != std::string_view::npos;
 }
 
 }  // namespace doorman

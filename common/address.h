@@ -9,7 +9,9 @@
 namespace doorman {
 
 bool IsIpLiteral(const std::string& s);                  // IPv4 dotted quad or IPv6 (no zone, no brackets)
-bool IsStatusHostname(std::string_view s);               // DNS-1123 subdomain, last label not all digits; lowercase labels [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 253
+bool IsDns1123Label(std::string_view s);                 // [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 63
+bool IsDns1123Subdomain(std::string_view s);             // dot-separated DNS-1123 labels, <= 253
+bool IsStatusHostname(std::string_view s);               // a DNS-1123 subdomain whose last label is not all digits
 inline bool IsValidStatusAddress(const std::string& s) { return IsIpLiteral(s) || IsStatusHostname(s); }
 
 }  // namespace doorman

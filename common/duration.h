@@ -14,6 +14,14 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s);
 // The same, exact to the nanosecond (callers that refuse what milliseconds cannot hold).
 std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s);
 
+// `d` in whole milliseconds (doorman's timer resolution), or nullopt when it has a part below
+// one millisecond ("500us", "1.5ms"), which a cast would silently cut.
+inline std::optional<std::chrono::milliseconds> WholeMilliseconds(std::chrono::nanoseconds d) {
+  if (d.count() % 1'000'000 != 0) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+inline constexpr const char* kSubMillisecondProblem = "has a part below one millisecond, the resolution of doorman's timers";
+
 // Shortest Go-style form: 1h30m, 2s, 500ms, 0s.
 std::string FormatDuration(std::chrono::milliseconds d);
 

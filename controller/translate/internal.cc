@@ -67,21 +67,38 @@ std::optional<std::string> SecretValue(const json& secret, const char* key, bool
   return std::nullopt;
 }
 
+constexpr std::string_view kBeginCertificate = "-----BEGIN CERTIFICATE-----";
+constexpr std::string_view kEndCertificate = "-----END CERTIFICATE-----";
+
+// The "-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----" blocks of `pem`, markers
+// included, in order; text between them is skipped. *unterminated: a BEGIN without its END.
+static std::vector<std::string_view> CertificateBlocks(std::string_view pem, bool* unterminated) {
+  std::vector<std::string_view> out;
+  *unterminated = false;
+  for (std::size_t pos = pem.find(kBeginCertificate); pos != std::string_view::npos;
+       pos = pem.find(kBeginCertificate, pos)) {
+    const std::size_t end = pem.find(kEndCertificate, pos + kBeginCertificate.size());
+    if (end == std::string_view::npos) {
+      *unterminated = true;
+      break;
+    }
+    out.push_back(pem.substr(pos, end + kEndCertificate.size() - pos));
+    pos = end + kEndCertificate.size();
+  }
+  return out;
+}
+
 // One or more "-----BEGIN CERTIFICATE-----" blocks (text between them is allowed, as in
 // ca-certificates bundles), each base64 of one DER SEQUENCE whose length matches: a structural
 // check without OpenSSL, enough that the dataplane's parse does not fail on garbage.
 bool IsPemCertificateBundle(const std::string& pem) {
-  static constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
-  static constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
-  std::size_t pos = 0;
-  int blocks = 0;
-  while ((pos = pem.find(kBegin, pos)) != std::string::npos) {
-    const std::size_t body = pos + kBegin.size();
-    const std::size_t end = pem.find(kEnd, body);
-    if (end == std::string::npos) return false;
+  bool unterminated = false;
+  const auto blocks = CertificateBlocks(pem, &unterminated);
+  if (unterminated || blocks.empty()) return false;
+  for (const std::string_view block : blocks) {
     std::string b64;
-    for (std::size_t i = body; i < end; ++i) {
-      const char c = pem[i];
+    for (const char c : block.substr(kBeginCertificate.size(),
+                                     block.size() - kBeginCertificate.size() - kEndCertificate.size())) {
       if (c != '\n' && c != '\r' && c != ' ' && c != '\t') b64.push_back(c);
     }
     const auto der = Base64Decode(b64);
@@ -96,10 +113,8 @@ bool IsPemCertificateBundle(const std::string& pem) {
       header += n;
     }
     if (header + length != der->size()) return false;
-    ++blocks;
-    pos = end + kEnd.size();
   }
-  return blocks > 0;
+  return true;
 }
 
 // The pair a TLS listener would serve: the first certificate of the chain and the private key
@@ -130,27 +145,6 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
 }  // namespace
 
 // ---- small validators ------------------------------------------------------------------------
-
-bool IsDns1123Label(const std::string& s) {
-  if (s.empty() || s.size() > 63) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (!alnum && !(c == '-' && i != 0 && i + 1 != s.size())) return false;
-  }
-  return true;
-}
-
-bool IsDns1123Subdomain(const std::string& s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = s.find('.', start);
-    if (!IsDns1123Label(s.substr(start, dot == std::string::npos ? std::string::npos : dot - start))) return false;
-    if (dot == std::string::npos) return true;
-    start = dot + 1;
-  }
-}
 
 bool IsHostPattern(const std::string& s) {
   if (s.rfind("*.", 0) == 0) return IsDns1123Subdomain(s.substr(2));
@@ -201,11 +195,6 @@ std::string FieldValueProblem(const std::string& s) {
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return s;
-}
-
-bool IsIp(const std::string& s) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
 bool IsCidr(const std::string& s) {
@@ -402,15 +391,10 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
   // Only the CERTIFICATE blocks of tls.crt: some users keep the key in the same PEM file, and the
   // chain is not treated as a secret (it is shown on /debug/snapshot, the key is redacted).
   auto certificates_only = [](const std::string& pem) {
-    static constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----", kEnd = "-----END CERTIFICATE-----";
-    std::string out;
-    for (std::size_t at = pem.find(kBegin); at != std::string::npos; at = pem.find(kBegin, at)) {
-      const std::size_t end = pem.find(kEnd, at);
-      if (end == std::string::npos) break;
-      out.append(pem, at, end + kEnd.size() - at).append("\n");
-      at = end + kEnd.size();
-    }
-    return out;
+    bool unterminated = false;
+    std::string chain;
+    for (const std::string_view block : CertificateBlocks(pem, &unterminated)) chain.append(block).append("\n");
+    return chain;
   };
   const std::string ref = "Secret " + ns + "/" + secret_name;
   if (it == store.end()) {
@@ -668,14 +652,13 @@ std::optional<uint32_t> AnnotationReader::DurationMs(const std::string& name) {
   auto s = String(name);
   if (!s) return std::nullopt;
   const auto ns = ParseDurationNs(*s);
-  const auto d = ns ? std::optional<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(*ns))
-                    : std::nullopt;
-  if (!d || d->count() > std::numeric_limits<uint32_t>::max()) {
-    Invalid(name, "invalid duration " + Q(*s) + (d ? " (too long)" : " (want e.g. 500ms, 60s, 1h30m)"));
+  if (!ns || *ns > std::chrono::milliseconds(std::numeric_limits<uint32_t>::max())) {
+    Invalid(name, "invalid duration " + Q(*s) + (ns ? " (too long)" : " (want e.g. 500ms, 60s, 1h30m)"));
     return std::nullopt;
   }
-  if (ns->count() % 1'000'000 != 0) {
-    Invalid(name, "duration " + Q(*s) + " has a part below one millisecond, the resolution of doorman's timers");
+  const auto d = WholeMilliseconds(*ns);
+  if (!d) {
+    Invalid(name, "duration " + Q(*s) + " " + kSubMillisecondProblem);
     return std::nullopt;
   }
   return static_cast<uint32_t>(d->count());

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/address.h"
 #include "controller/model/object.h"
 #include "controller/translate/json_fields.h"
 #include "controller/translate/translate.h"
@@ -37,8 +38,8 @@ inline constexpr const char* kIngressController = "doorman.dev/ingress-controlle
 
 // ---- validators and small helpers (internal.cc) ------------------------------------------------
 
-bool IsDns1123Label(const std::string& s);
-bool IsDns1123Subdomain(const std::string& s);
+using doorman::IsDns1123Label;      // common/address.h
+using doorman::IsDns1123Subdomain;
 bool IsHostPattern(const std::string& s);  // "api.example.com" or "*.example.com"
 bool IsToken(const std::string& s);        // an HTTP header/cookie name
 // An origin-form path as sent on a request line or in a Location header (RFC 3986 path-absolute:
@@ -48,7 +49,7 @@ std::string PathProblem(const std::string& s);
 // A header field value the proxy may emit (RFC 9110 §5.5): visible characters, spaces and tabs
 // inside, obs-text; never CR, LF, NUL or another control character. Empty when valid.
 std::string FieldValueProblem(const std::string& s);
-bool IsIp(const std::string& s);
+inline bool IsIp(const std::string& s) { return IsIpLiteral(s); }
 bool IsCidr(const std::string& s);
 bool IsScheduler(const std::string& s);
 extern const char* const kSchedulerNames;  // "round-robin, weighted-round-robin, ... or p2c"

@@ -116,11 +116,11 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
     Invalid(Join(path, key), "invalid duration " + Quote(s) + " (want e.g. 500ms, 2s, 1h30m)");
     return std::nullopt;
   }
-  if (ns->count() % 1'000'000 != 0) {  // "500us", "1.5ms": would be cut to whole milliseconds
-    Invalid(Join(path, key), "duration " + Quote(s) + " has a part below one millisecond, the resolution of doorman's timers");
+  const auto d = WholeMilliseconds(*ns);
+  if (!d) {
+    Invalid(Join(path, key), "duration " + Quote(s) + " " + kSubMillisecondProblem);
     return std::nullopt;
   }
-  const auto d = std::optional<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(*ns));
   if (d->count() > std::numeric_limits<uint32_t>::max()) {
     Invalid(Join(path, key), "duration " + Quote(s) + " is too long");
     return std::nullopt;
