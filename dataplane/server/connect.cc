@@ -67,16 +67,35 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
       boost::system::error_code e;
       watch->socket->cancel(e);
     });
-    co_await s.async_wait(tcp::socket::wait_write, Redirect(ec));
+    // A completed wait is not proof of a finished connect: Asio's wait operations complete on
+    // any event its reactor hands the descriptor, and under load a socket still in SYN_SENT was
+    // seen woken (an event queued for a just-closed descriptor reaches the reactor state Asio
+    // reuses for the next one). Taken as connected, the session was pinned to a backend that
+    // never answered. So the TCP state decides: still connecting → wait again (the timer
+    // bounds it); connected → done; closed → SO_ERROR says why. One getsockopt on success, as
+    // before (Asio's own async_connect pays a poll(2) for the same check).
+    for (;;) {
+      co_await s.async_wait(tcp::socket::wait_write, Redirect(ec));
+      if (ec) break;
+      tcp_info info{};
+      socklen_t len = sizeof info.tcpi_state;  // only the first byte is needed
+      if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+        ec = Errno();
+        break;
+      }
+      if (info.tcpi_state == TCP_SYN_SENT) continue;  // woken early: not connected yet
+      if (info.tcpi_state == TCP_CLOSE) {
+        int err = 0;
+        len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        ec = err != 0 ? boost::system::error_code(err, boost::system::system_category())
+                      : boost::system::error_code(net::error::not_connected);
+      }
+      break;  // ESTABLISHED, or already past it (CLOSE_WAIT: the backend accepted and closed)
+    }
     watch->socket = nullptr;
     timer.cancel();
     if (watch->fired && ec == net::error::operation_aborted) ec = boost::beast::error::timeout;
-    if (!ec) {
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-      if (err != 0) ec = boost::system::error_code(err, boost::system::system_category());
-    }
     if (ec) s.close(ignored);
   }
   co_return s;
