@@ -121,6 +121,12 @@ class ControllerLoop {
       }
     }
     dc::EmitAll(logs);
+    if (!changes.empty()) {
+      // /debug/status shows the files' problems now: a file that fails to parse changes no
+      // object, so no new snapshot (Build) would bring its error there.
+      std::lock_guard<std::mutex> lock(published_->mu);
+      published_->manifest_errors = set_.errors();
+    }
     if (notify && !changes.empty()) server_->NotifyChange(dc::Clock::now());
   }
 
@@ -565,7 +571,10 @@ int main(int argc, char** argv) {
                            {"identity", identity},
                            {"leader", !leader || leader->IsLeader()}};
     }
-    return AdminServer::Response{200, "application/json", out.dump(2) + "\n"};
+    // replace: a string that is not UTF-8 (none should get here: manifests and API objects are
+    // checked) must not make the encoder throw out of the admin thread.
+    return AdminServer::Response{200, "application/json",
+                                 out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
   });
   if (!admin.Start(metrics_listen, &error)) Fail(1, "--metrics-listen: " + error);
   if (watcher && !watcher->Start(&error)) Fail(1, "watching " + manifests + ": " + error);

@@ -11,6 +11,10 @@ namespace {
 
 using nlohmann::json;
 
+// A request body. Strings reach here from API objects (valid UTF-8) and from our own messages
+// (clipped at character boundaries); replace rather than throw if one ever is not.
+std::string Body(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 constexpr const char* kMergePatch = "application/merge-patch+json";
 constexpr int kMaxTries = 3;
 
@@ -191,7 +195,7 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
     return true;
   }
   const json patch = {{"status", {{"loadBalancer", {{"ingress", nullptr}}}}}, {"metadata", {{"resourceVersion", Rv(*object)}}}};
-  HttpResponse r = http_->Request("PATCH", res->object_path(key.ns, key.name, "status"), patch.dump(), kMergePatch);
+  HttpResponse r = http_->Request("PATCH", res->object_path(key.ns, key.name, "status"), Body(patch), kMergePatch);
   if (r.status == 429) {
     Throttled(r);
     return false;
@@ -223,13 +227,13 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
       return true;  // we wrote exactly this already; the informer has not caught up yet
     }
     const std::string key = StatusKey(st.key);
-    const std::string fingerprint = WithoutTransitionTimes(*desired).dump();
+    const std::string fingerprint = Body(WithoutTransitionTimes(*desired));
     if (!backoff_.Ready(key, fingerprint, options_.now())) {
       ++stats_.deferred;
       return true;
     }
     const std::string path = res->object_path(st.key.ns, st.key.name, "status");
-    HttpResponse r = http_->Request("PATCH", path, status::StatusPatch(current, *desired, rv).dump(), kMergePatch);
+    HttpResponse r = http_->Request("PATCH", path, Body(status::StatusPatch(current, *desired, rv)), kMergePatch);
     if (r.ok()) {
       ++stats_.status_writes;
       written_[st.key] = {rv, *desired};
@@ -288,7 +292,7 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
     json patch = status::EventRepeatPatch(existing, now);
     sent.count = patch["count"].get<int64_t>();
     wrote = true;
-    return http_->Request("PATCH", path, patch.dump(), kMergePatch);
+    return http_->Request("PATCH", path, Body(patch), kMergePatch);
   };
   auto pending = pending_event_.find(st.key);
   if (pending != pending_event_.end() && pending->second.name == name) {
@@ -301,13 +305,13 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
       r = applied ? g : bump(existing);
     } else if (g.status == 404) {  // it was not applied
       wrote = true;
-      r = http_->Request("POST", collection, event.dump());
+      r = http_->Request("POST", collection, Body(event));
     } else {
       r = g;
     }
   } else {
     wrote = true;
-    r = http_->Request("POST", collection, event.dump());
+    r = http_->Request("POST", collection, Body(event));
     if (r.status == 409) {
       // The same problem was reported before (by us, or by a previous leader): count the repeat.
       HttpResponse g = http_->Request("GET", path);

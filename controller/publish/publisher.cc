@@ -2,6 +2,7 @@
 
 #include "common/address.h"
 #include "common/grpc_limits.h"
+#include "common/utf8.h"
 
 #include <algorithm>
 
@@ -16,9 +17,7 @@ constexpr size_t kMaxPeerName = 256;      // node name, zone, address, build, li
 constexpr size_t kMaxPeerDetail = 4096;   // a NACK's error, an ACK warning
 std::string Clip(const std::string& s, size_t max) {
   if (s.size() <= max) return s;
-  size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 boundary
-  return s.substr(0, cut) + "... (" + std::to_string(s.size()) + " bytes, truncated)";
+  return std::string(Utf8Prefix(s, max)) + "... (" + std::to_string(s.size()) + " bytes, truncated)";
 }
 
 Diagnostic D(log::Level level, std::string message, std::vector<std::pair<std::string, std::string>> fields) {

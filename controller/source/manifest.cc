@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
+
+#include "common/utf8.h"
 
 namespace doorman::controller {
 namespace {
@@ -173,6 +177,21 @@ std::string StringAt(const nlohmann::json& obj, const char* key) {
   return it->get<std::string>();
 }
 
+// yaml-cpp passes bytes through unchecked, and a name or value that is not UTF-8 cannot be
+// written to the API or shown as JSON (the Kubernetes API takes nothing else either): the whole
+// file is refused, with the line and column of the first bad byte.
+std::optional<std::pair<int, std::string>> Utf8Problem(std::string_view text) {
+  const auto bad = FirstInvalidUtf8(text);
+  if (!bad) return std::nullopt;
+  const std::string_view before = text.substr(0, *bad);
+  const int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+  const std::size_t line_start = before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[*bad])));
+  return std::make_pair(line, "not valid UTF-8 (byte " + std::string(byte) + " at column " +
+                                  std::to_string(*bad - line_start + 1) + "); manifests must be UTF-8");
+}
+
 }  // namespace
 
 std::string ManifestError::ToString() const {
@@ -184,6 +203,7 @@ std::string ManifestError::ToString() const {
 }
 
 nlohmann::json YamlToJson(std::string_view yaml) {
+  if (const auto bad = Utf8Problem(yaml)) throw std::runtime_error("line " + std::to_string(bad->first) + ": " + bad->second);
   try {
     ExpandBudget budget;
     return NodeToJson(YAML::Load(std::string(yaml)), budget);
@@ -195,6 +215,10 @@ nlohmann::json YamlToJson(std::string_view yaml) {
 ParseResult ParseManifests(std::string_view text, const std::string& file) {
   ParseResult result;
   std::vector<YAML::Node> docs;
+  if (const auto bad = Utf8Problem(text)) {
+    result.errors.push_back({file, -1, bad->first, bad->second});
+    return result;
+  }
   try {
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {

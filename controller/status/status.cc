@@ -8,6 +8,7 @@
 
 #include "common/address.h"
 #include "common/hash.h"
+#include "common/utf8.h"
 
 namespace doorman::controller::status {
 namespace {
@@ -15,6 +16,8 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxEventMessage = 1024;
+// metav1.Condition's message limit (the API server refuses a longer one, 422 on every write).
+constexpr size_t kMaxConditionMessage = 32768;
 
 std::set<std::string> AddressSet(const std::vector<DataplaneView>& dataplanes) {
   std::set<std::string> out;
@@ -42,7 +45,9 @@ json Condition(const std::string& type, bool ok, const std::string& reason, cons
           {"observedGeneration", generation},
           {"lastTransitionTime", since},
           {"reason", reason},
-          {"message", message}};
+          {"message", message.size() <= kMaxConditionMessage
+                          ? message
+                          : std::string(Utf8Prefix(message, kMaxConditionMessage - 3)) + "..."}};
 }
 
 bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good; }
@@ -256,7 +261,7 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   const std::string uid = meta.value("uid", "");
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
   std::string message = st.message;
-  if (message.size() > kMaxEventMessage) message = message.substr(0, kMaxEventMessage - 3) + "...";
+  if (message.size() > kMaxEventMessage) message = std::string(Utf8Prefix(message, kMaxEventMessage - 3)) + "...";
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",
                 static_cast<unsigned long long>(Fnv1a64(uid + "\n" + reason + "\n" + message)));

@@ -62,7 +62,7 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
   }
   out["listeners"] = listeners;
   out["routes"] = routes;
-  return out.dump(2) + "\n";
+  return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
 }
 
 }  // namespace doorman::dataplane

@@ -41,12 +41,19 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
     h.Set(http::field::host, "Host", info.authority);
     h.set_target(info.origin_target);
   }
+  // RFC 7239 Forwarded says what X-Forwarded-For does, and no part of it is the proxy's to
+  // write: believed from a trusted client only, like X-Forwarded-For's chain.
+  if (!info.trusted) h.Erase(http::field::forwarded);
   switch (info.forwarded_for) {
     case ForwardedForMode::kOff:
-      if (!info.trusted) h.Erase("X-Forwarded-For");
+      if (!info.trusted) {
+        h.Erase("X-Forwarded-For");
+        h.Erase("X-Real-IP");
+      }
       break;
     case ForwardedForMode::kReplace:
       h.Set(http::field::unknown, "X-Forwarded-For", info.client_ip);
+      h.Set(http::field::unknown, "X-Real-IP", info.client_ip);
       break;
     case ForwardedForMode::kAppend: {
       std::string value;
@@ -60,6 +67,9 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
       if (!value.empty()) value += ", ";
       value.append(info.client_ip);
       h.Set(http::field::unknown, "X-Forwarded-For", value);
+      // X-Real-IP (ingress-nginx and Traefik set it; nginx's realip module reads it): the
+      // original client, which only a trusted proxy in front can know better than the peer.
+      if (!info.trusted || !h.Has("X-Real-IP")) h.Set(http::field::unknown, "X-Real-IP", info.client_ip);
       break;
     }
   }

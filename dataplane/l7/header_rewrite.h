@@ -34,6 +34,8 @@ struct ForwardedInfo {
 // origin form + Host. Forwarded headers from an untrusted client are never passed on as truth:
 //   Append  trusted: incoming X-Forwarded-For + ", " + client ip; untrusted: client ip only
 //   Replace client ip only             Off: trusted: untouched; untrusted: removed
+// X-Real-IP follows the same modes with a single address (Append keeps a trusted client's).
+// RFC 7239 Forwarded: kept from a trusted client, removed otherwise (never written).
 // X-Forwarded-Proto/-Host/-Port: a trusted client's values are kept, otherwise ours are set.
 // Returns true when the client sent "Expect: 100-continue" (removed here: the proxy answers
 // 100 Continue itself before relaying the body).

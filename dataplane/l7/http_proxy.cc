@@ -939,6 +939,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       error_code rec;
       const Millis response_timeout = route->per_try_timeout.count() > 0 ? route->per_try_timeout : route->request_timeout;
       up_dl_.Arm(response_timeout);
+      unsigned interim = 0;  // 1xx heads read so far (bounded: kMaxInterimResponses)
       for (;;) {
         res_.Clear();
         rp.emplace(res_);
@@ -970,6 +971,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           up_buf_.commit(n);
         }
         if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
+        if (++interim > kMaxInterimResponses) break;  // answered 502 below
         // Interim answers other than 100 (which this proxy gives or withholds itself): a proxy
         // forwards them (RFC 9110 §15.2: 103 Early Hints, 102) to HTTP/1.1 clients only.
         if (res_.status() != 100 && version >= 11) {
@@ -988,6 +990,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
       up_dl_.Disarm();
+      if (interim > kMaxInterimResponses) {
+        NoteFailure(*route, *ep);
+        co_return local(502, "backend sent more than " + std::to_string(kMaxInterimResponses) + " interim (1xx) responses", true);
+      }
       if (rec && early_answer) {
         NoteFailure(*route, *ep);
         co_return local(502, "backend write failed (" + sent.ec.message() + ")", true);

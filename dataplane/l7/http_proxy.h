@@ -29,6 +29,8 @@ class Worker;
 class ConnectionSlot;
 
 inline constexpr std::size_t kMaxResponseHeaderBytes = 64 * 1024;
+// Interim (1xx) responses accepted before the final one; more is a broken or hostile backend: 502.
+inline constexpr unsigned kMaxInterimResponses = 16;
 
 // `slot` counts the connection on `worker` for as long as the session lives.
 void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name, ConnectionSlot slot);

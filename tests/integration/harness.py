@@ -202,11 +202,12 @@ spec:
 """)
 
     def write_manifest(self, filename, text):
-        """Atomically replaces a manifest file (as editors and kubectl-like tools do)."""
+        """Atomically replaces a manifest file (as editors and kubectl-like tools do); `text` is
+        a str (written as UTF-8) or bytes (written as they are)."""
         path = os.path.join(self.manifests, filename)
         tmp = path + ".tmp~"
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
         os.replace(tmp, path)
         return path
 

@@ -4,6 +4,7 @@
 Real processes on 127.0.0.1: doorman-controller, doorman-dataplane, Python HTTP/1.1 backends,
 redis-server, and the real curl and redis-cli as clients.
 """
+import json
 import os
 import socket
 import subprocess
@@ -189,6 +190,19 @@ class EndToEnd(DoormanTestCase):
         self.assertEqual(self.controller_version(), self.version)
         st, _, _ = http_get(self.url("/api/x"), headers={"Host": "app.local"})
         self.assertEqual(st, 200)
+        # A file that is not UTF-8 (a Latin-1 "é" in a name) is refused with the bad byte's
+        # position; /debug/status, which used to abort the controller on it, still answers.
+        before = len(problem_lines())
+        latin1 = lb_manifest(self.http_port, self.tcp_port, self.b, self.b, self.redis).replace(
+            "name: shop", "name: sh\xe9p").encode("latin-1")
+        self.assertIn(b"\xe9", latin1)
+        self.write_manifest("shop.yaml", latin1)
+        wait_until(lambda: len(problem_lines()) > before, what="UTF-8 error report")
+        self.assertIn("not valid UTF-8 (byte 0xE9", problem_lines()[-1])
+        st, _, body = http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)
+        self.assertEqual(st, 200)
+        self.assertIn("not valid UTF-8", json.loads(body)["manifestErrors"][0])
+        self.assertEqual(self.controller_version(), self.version)
         # Fixing the file brings a new snapshot.
         self.write_manifest("shop.yaml", lb_manifest(self.http_port, self.tcp_port, self.b, self.b, self.redis))
         self.wait_version_change(self.version)

@@ -145,10 +145,13 @@ class L7Routing(DoormanTestCase):
 
     def test_spoofed_forwarded_headers_from_untrusted_client_are_replaced(self):
         spoof = ["-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: https",
-                 "-H", "X-Forwarded-Port: 1", "-H", "X-Request-Id: spoofed-id"]
+                 "-H", "X-Forwarded-Port: 1", "-H", "X-Request-Id: spoofed-id",
+                 "-H", "X-Real-IP: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6;proto=https"]
         _, _, body = self.get("/", *spoof)
         h = json.loads(body)["headers"]
         self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-real-ip"], "127.0.0.1")
+        self.assertNotIn("forwarded", h)
         self.assertEqual(h["x-forwarded-proto"], "http")
         self.assertEqual(h["x-forwarded-port"], str(self.port))
         self.assertRegex(h["x-request-id"], r"^[0-9a-f]{32}$")
@@ -156,6 +159,8 @@ class L7Routing(DoormanTestCase):
         _, _, body = self.get("/", "--interface", "127.0.0.2", *spoof)
         h = json.loads(body)["headers"]
         self.assertEqual(h["x-forwarded-for"], "6.6.6.6, 127.0.0.2")
+        self.assertEqual(h["x-real-ip"], "6.6.6.6")
+        self.assertEqual(h["forwarded"], "for=6.6.6.6;proto=https")
         self.assertEqual(h["x-forwarded-proto"], "https")
         self.assertEqual(h["x-request-id"], "spoofed-id")
 

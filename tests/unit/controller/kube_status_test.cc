@@ -57,6 +57,23 @@ TEST(StatusTest, ProgrammedWhenEveryDataplaneAckedAVersionWithThisGeneration) {
   EXPECT_EQ(LoadBalancerStatus(st, dps, served, s2, "T3"), s2);
 }
 
+// metav1.Condition allows 32768 characters of message; a longer one would make every status
+// write fail with 422. Clipped, at a character boundary.
+TEST(StatusTest, ConditionMessagesAreClippedToTheApiLimit) {
+  ServedGenerations served;
+  ObjectStatus st = Accepted("shop", 2);
+  st.accepted = false;
+  st.reason = "InvalidSpec";
+  st.message.clear();
+  for (int i = 0; i < 20000; ++i) st.message += "\xc3\xa9";
+  const json s = LoadBalancerStatus(st, {}, served, nullptr, "T1");
+  const std::string m = (*Cond(s, "Accepted"))["message"];
+  EXPECT_LE(m.size(), 32768u);
+  EXPECT_GE(m.size(), 32760u);
+  EXPECT_EQ(m.substr(m.size() - 5), "\xc3\xa9...");
+  EXPECT_NO_THROW(s.dump());
+}
+
 // A dataplane that runs the generation but could not open one of its listeners (port in use)
 // does not make the object Programmed: the condition names the listener and the node.
 TEST(StatusTest, AListenerADataplaneCouldNotOpenIsNotProgrammed) {
@@ -262,6 +279,14 @@ TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
   EXPECT_EQ(EventRepeatPatch({{"count", 4}}, "T5"), json::parse(R"({"count":5,"lastTimestamp":"T5"})"));
   st.message = std::string(5000, 'x');
   EXPECT_EQ(WarningEvent(st, obj, "v", "i", "T")["message"].get<std::string>().size(), 1024u);
+  // Clipped at a character boundary: a cut through "é" would be invalid UTF-8, which the JSON
+  // encoder refuses (it threw, from the status writer).
+  st.message.clear();
+  for (int i = 0; i < 1000; ++i) st.message += "\xc3\xa9";  // "é" × 1000: byte 1021 is inside one
+  const std::string clipped = WarningEvent(st, obj, "v", "i", "T")["message"];
+  EXPECT_EQ(clipped.size(), 1023u);  // 510 × "é" + "..."
+  EXPECT_EQ(clipped.substr(clipped.size() - 5), "\xc3\xa9...");
+  EXPECT_NO_THROW(WarningEvent(st, obj, "v", "i", "T").dump());
   // A 253-character object name still gives a valid (<= 253) Event name.
   st.key.name = std::string(253, 'a');
   const std::string long_name = WarningEvent(st, obj, "v", "i", "T")["metadata"]["name"];

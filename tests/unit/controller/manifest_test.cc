@@ -121,6 +121,21 @@ TEST(ParseManifests, RecursiveAndExplodingAliasesAreErrors) {
   }
 }
 
+// yaml-cpp passes any byte through; a name that is not UTF-8 later made the JSON encoder throw
+// (the controller aborted on /debug/status). The file is refused with the bad byte's position.
+TEST(ParseManifests, TextThatIsNotUtf8IsRefusedWithItsPosition) {
+  const auto r = ParseManifests("apiVersion: v1\nkind: Service\nmetadata: {name: caf\xe9}\n", "/m/latin1.yaml");
+  EXPECT_TRUE(r.objects.empty());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 3);
+  EXPECT_EQ(r.errors[0].message, "not valid UTF-8 (byte 0xE9 at column 21); manifests must be UTF-8");
+  // UTF-8 names and values are fine (the translator judges the name).
+  const auto ok = ParseManifests("apiVersion: v1\nkind: Service\nmetadata: {name: cafe, annotations: {k: caf\xc3\xa9}}\n", "/m/ok.yaml");
+  EXPECT_TRUE(ok.errors.empty());
+  EXPECT_EQ(ok.objects.size(), 1u);
+  EXPECT_THROW(YamlToJson("a: \xff\n"), std::runtime_error);
+}
+
 TEST(ParseManifests, SyntaxErrorNamesFileAndLine) {
   const auto r = ParseManifests("apiVersion: doorman.dev/v1alpha1\nkind: [unclosed\n", "/m/bad.yaml");
   ASSERT_EQ(r.errors.size(), 1u);

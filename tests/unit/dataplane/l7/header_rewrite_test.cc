@@ -91,6 +91,42 @@ TEST(HeaderRewriteTest, ForwardedHeaders) {
   }
 }
 
+// X-Real-IP follows the X-Forwarded-For mode with one address; RFC 7239 Forwarded is passed on
+// from trusted clients only, never written.
+TEST(HeaderRewriteTest, RealIpAndForwardedTrustOnlyTrustedClients) {
+  struct Case {
+    ForwardedForMode mode;
+    bool trusted;
+    bool incoming;            // the client sent X-Real-IP: 6.6.6.6 and Forwarded: for=6.6.6.6
+    const char* want_real_ip;  // "" = absent
+  };
+  const Case cases[] = {
+      {ForwardedForMode::kAppend, false, false, "192.0.2.7"},
+      {ForwardedForMode::kAppend, false, true, "192.0.2.7"},
+      {ForwardedForMode::kAppend, true, true, "6.6.6.6"},
+      {ForwardedForMode::kAppend, true, false, "192.0.2.7"},
+      {ForwardedForMode::kReplace, true, true, "192.0.2.7"},
+      {ForwardedForMode::kReplace, false, true, "192.0.2.7"},
+      {ForwardedForMode::kOff, true, true, "6.6.6.6"},
+      {ForwardedForMode::kOff, false, true, ""},
+      {ForwardedForMode::kOff, false, false, ""},
+  };
+  for (const auto& c : cases) {
+    auto req = ParseHead(std::string("GET /p HTTP/1.1\r\nHost: a\r\n") +
+                         (c.incoming ? "x-real-ip: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\n" : "") + "\r\n");
+    ForwardedInfo info;
+    info.client_ip = "192.0.2.7";
+    info.host = "a";
+    info.forwarded_for = c.mode;
+    info.trusted = c.trusted;
+    PrepareUpstreamRequest(req.base(), info);
+    const std::string wire = Serialize(req.base());
+    EXPECT_EQ(std::string(req["X-Real-IP"]), c.want_real_ip) << wire;
+    EXPECT_LE(req.count("X-Real-IP"), 1u) << wire;
+    EXPECT_EQ(req.count(http::field::forwarded), c.incoming && c.trusted ? 1u : 0u) << wire;
+  }
+}
+
 TEST(HeaderRewriteTest, AbsoluteFormBecomesOriginFormAndExpectIsConsumed) {
   auto req = ParseHead(
       "PUT http://App.Local:81/a?b=1 HTTP/1.1\r\nHost: ignored\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
