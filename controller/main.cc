@@ -354,6 +354,7 @@ int main(int argc, char** argv) {
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
   int64_t retry_period_ms = 2000;
+  int64_t kube_gone_after_ms = 60000;
   std::string leader_elect_namespace;
   std::string leader_elect_id = "doorman-controller";
   std::string pod_name;
@@ -385,6 +386,10 @@ int main(int argc, char** argv) {
   flags.String("leader-elect-namespace", &leader_elect_namespace,
                "namespace of the Lease (default: the pod's namespace in a cluster, else doorman-system)");
   flags.String("leader-elect-id", &leader_elect_id, "name of the Lease");
+  flags.DurationMs("kube-gone-after", &kube_gone_after_ms,
+                   "a watched resource answered 404 on every list for this long (its CRD deleted) is taken "
+                   "as empty: its objects stop routing (shorter 404s, e.g. an API server restarting, keep "
+                   "the cache)");
   flags.String("pod-name", &pod_name,
                "this replica's identity in the Lease, Events and User-Agent (default: hostname_pid)");
   flags.String("ingress-class", &ingress_class,
@@ -421,6 +426,7 @@ int main(int argc, char** argv) {
     Fail(2, "--manifests and --kubeconfig are mutually exclusive (standalone files or a cluster, not both)");
   }
   if (!manifests.empty() && leader_elect) Fail(2, "--leader-elect needs the Kubernetes API source, not --manifests");
+  if (kube_gone_after_ms <= 0) Fail(2, "--kube-gone-after must be greater than 0");
   if (leader_elect && !(renew_deadline_ms > 0 && renew_deadline_ms < lease_duration_ms && retry_period_ms > 0 &&
                         retry_period_ms < renew_deadline_ms)) {
     Fail(2, "--leader-elect durations must satisfy 0 < retry-period < renew-deadline < lease-duration");
@@ -492,8 +498,10 @@ int main(int argc, char** argv) {
     dc::kube::HttpOptions http_options;
     http_options.user_agent = std::string(kProgram) + "/" + DOORMAN_VERSION + " (" + identity + ")";
     http = dc::kube::MakeKubeHttp(*kube_config, http_options);
+    dc::kube::ReflectorOptions reflector_options;
+    reflector_options.not_served_grace = std::chrono::milliseconds(kube_gone_after_ms);
     source = std::make_unique<dc::KubeSource>(
-        http.get(), dc::kube::ReflectorOptions{},
+        http.get(), reflector_options,
         [&loop](std::vector<dc::KubeEvent> events) { loop.EnqueueKube(std::move(events)); },
         [&metrics](const std::string& resource, const std::string& type) { metrics.WatchEvent(resource, type); });
     loop.UseKubeSource([&source] { return source->synced(); });

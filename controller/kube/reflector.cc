@@ -133,6 +133,7 @@ std::vector<ObjectEvent> Reflector::OnListPage(const json& list, TimePoint now) 
   listed_once_ = true;
   phase_ = Phase::kWatch;
   not_found_logged_ = false;
+  not_found_since_.reset();
   auto events = ReplaceAll(std::move(fresh));
   Log(first ? log::Level::kInfo : log::Level::kDebug, "listed",
       {{"objects", std::to_string(items_.size())}, {"resource_version", rv_}, {"changes", std::to_string(events.size())}});
@@ -163,6 +164,26 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
     wait_until_ = now + Backoff();
     return events;
   }
+  if (error.code != 404) not_found_since_.reset();  // only an unbroken run of 404s means gone
+  if (error.code == 404 && listed_once_) {
+    if (!not_found_since_) not_found_since_ = now;
+    if (now - *not_found_since_ >= options_.not_served_grace) {
+      // Not served for the whole grace period: the CRD was deleted (while the watch was down,
+      // so no DELETED events came). Its objects go, as they would for a controller started now.
+      if (!not_found_logged_) {
+        Log(log::Level::kWarn, "resource no longer served by the API server (CRD deleted?); removing its objects",
+            {{"objects", std::to_string(items_.size())},
+             {"not_found_for", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - *not_found_since_).count()) + "s"}});
+        not_found_logged_ = true;
+      }
+      continue_.clear();
+      pending_.clear();
+      auto events = ReplaceAll({});
+      ++failures_;
+      wait_until_ = now + Backoff();
+      return events;
+    }
+  }
   continue_.clear();
   pending_.clear();
   Fail(error, now, "list");
@@ -188,6 +209,12 @@ std::vector<ObjectEvent> Reflector::OnWatchEvent(const json& event, TimePoint no
     if (code == 410) {
       Relist("watch expired (410): " + message);
       failures_ = 0;
+      return out;
+    }
+    if (code == 404) {
+      // Not served any more: a list tells whether it is gone (OnListFailed) or comes back.
+      Relist("watch answered 404: " + message);
+      Fail({code, std::nullopt, message}, now, "watch");
       return out;
     }
     phase_ = Phase::kWatch;
@@ -227,6 +254,12 @@ std::vector<ObjectEvent> Reflector::OnWatchEvent(const json& event, TimePoint no
 void Reflector::OnWatchFailed(const ApiError& error, TimePoint now) {
   if (error.code == 410) {
     Relist("watch expired (410): " + error.message);
+    return;
+  }
+  if (error.code == 404) {
+    // As an ERROR event with 404: relist (after the backoff), where a lasting 404 means gone.
+    Relist("watch answered 404: " + error.message);
+    Fail(error, now, "watch");
     return;
   }
   phase_ = Phase::kWatch;

@@ -13,7 +13,9 @@
 //
 // Failures back off exponentially with jitter (base·2ⁿ, capped, scaled by [0.5, 1)); a 429 or
 // 503 with Retry-After waits what the server asked. A 404 on list (e.g. the LoadBalancer CRD is
-// not installed) counts as an empty, synced list and is retried with backoff.
+// not installed) counts as an empty, synced list and is retried with backoff. Once a list has
+// succeeded, a 404 (on a watch: relist) keeps the cache until every list for not_served_grace
+// was a 404; then the resource counts as gone and empty.
 #pragma once
 
 #include <chrono>
@@ -43,6 +45,11 @@ struct ReflectorOptions {
   // A watch that ends cleanly sooner than this without delivering anything counts as a failure
   // (so a server that closes watches at once is not hammered).
   std::chrono::milliseconds min_healthy_watch{1000};
+  // After a successful list, a 404 is at first a failure that keeps the cache (an API server
+  // restarting answers 404 until its CRD handlers are up: that must not delete every object).
+  // A resource answered 404 on every list for this long is gone (its CRD was deleted): its
+  // objects are removed, as a controller started now would list nothing.
+  std::chrono::milliseconds not_served_grace{60000};
 };
 
 // What the API answered when a request failed. code 0 = transport error (connect, TLS, reset,
@@ -128,6 +135,7 @@ class Reflector {
   bool watch_delivered_ = false;
   bool not_found_logged_ = false;
   bool listed_once_ = false;  // a list has succeeded at least once (404 then means failure, not "empty")
+  std::optional<TimePoint> not_found_since_;  // the first of the current run of 404s after listed_once_
   std::map<std::string, nlohmann::json> items_;
   std::vector<Diagnostic> diagnostics_;
 };

@@ -374,6 +374,33 @@ class WatchFaults(KubeTestCase):
         self.assertEqual(self.admin("/faults")["fail"], [], "every injected fault was consumed")
 
 
+class CrdDeleted(KubeTestCase):
+    """The LoadBalancer CRD deleted while the controller's watch is down: no DELETED event ever
+    comes, every resume and relist is a 404. After --kube-gone-after of unbroken 404s the
+    LoadBalancers stop routing (audit3-k8s #1: they used to route until the CRD came back)."""
+
+    def test_loadbalancers_of_a_deleted_crd_stop_routing(self):
+        a = self.start_backend("a")
+        port = free_port()
+        self.apply(service_and_slice(a))
+        self.apply(lb_yaml("one", port, service_backend()))
+        self.start_kube_controller(extra=["--kube-gone-after", "2s"])
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        wait_until(lambda: self.fetch(port) == "a", what="routing")
+        self.admin("/faults/fail", {"count": 100000, "code": 500, "match": "loadbalancers?"})
+        self.admin("/faults/drop-watches", {"abrupt": False})
+        self.kubectl("delete", "crd", "loadbalancers.doorman.dev")
+        self.admin("/faults/clear", method="POST")
+        wait_until(lambda: not port_open(port), timeout=60, what="the deleted CRD's listener closed")
+        self.assertIn("CRD deleted?", self.controller.log())
+        self.assertEqual(self.listener_names(), [])
+        # The CRD back, the LoadBalancer applied again: it routes again (the reflector kept listing).
+        self.kubectl("apply", "-f", CRD)
+        wait_until(lambda: self.kubectl("get", "loadbalancers", check=False).returncode == 0, what="CRD served")
+        self.apply(lb_yaml("one", port, service_backend()))
+        wait_until(lambda: self.fetch(port) == "a", timeout=60, what="routing again")
+
+
 class Credentials(KubeTestCase):
     def test_token_file_is_reread_when_it_changes(self):
         # A kubeconfig whose user reads its token from a file holding a wrong token: every

@@ -221,6 +221,60 @@ TEST_F(ReflectorTest, NotFoundAfterASuccessfulListIsAFailureThatKeepsTheCache) {
   EXPECT_TRUE(events.empty());
 }
 
+// The CRD deleted while the watch was down: no DELETED events ever come, every watch resume
+// and every relist is a 404. After the grace period of unbroken 404s the objects are removed
+// (a controller started now would list nothing); before it, the cache is kept.
+TEST_F(ReflectorTest, AResourceNotServedForTheGracePeriodIsGone) {
+  Sync({Obj("a", "5"), Obj("b", "6")}, "10");
+  const milliseconds grace = ReflectorOptions{}.not_served_grace;
+  ASSERT_EQ(grace, seconds(60));
+  // The watch resume is answered 404 (HTTP): relist after a backoff, not another watch.
+  r_.OnWatchFailed({404, std::nullopt, "the server could not find the requested resource"}, now_);
+  EXPECT_EQ(r_.Next(now_).kind, Kind::kWait);
+  auto t = now_ + seconds(2);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  auto events = r_.OnListFailed({404, std::nullopt, "not found"}, t);
+  EXPECT_TRUE(events.empty());  // the first 404: kept
+  // A 500 in between restarts the count: only an unbroken run of 404s means gone.
+  t += seconds(40);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  EXPECT_TRUE(r_.OnListFailed({500, std::nullopt, "internal"}, t).empty());
+  t += seconds(5);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  EXPECT_TRUE(r_.OnListFailed({404, std::nullopt, "not found"}, t).empty());
+  t += seconds(59);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  EXPECT_TRUE(r_.OnListFailed({404, std::nullopt, "not found"}, t).empty());  // 59 s of 404s
+  EXPECT_EQ(r_.items().size(), 2u);
+  t += seconds(1);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  events = r_.OnListFailed({404, std::nullopt, "not found"}, t);
+  EXPECT_EQ(Summary(events), (std::vector<std::string>{"DELETED default/a", "DELETED default/b"}));
+  EXPECT_TRUE(r_.items().empty());
+  EXPECT_TRUE(r_.synced());
+  bool warned = false;
+  for (const auto& d : r_.TakeDiagnostics()) warned |= d.message.find("CRD deleted?") != std::string::npos;
+  EXPECT_TRUE(warned);
+  // It keeps listing (with backoff); when the CRD is back, objects come back with the list.
+  EXPECT_EQ(r_.Next(t).kind, Kind::kWait);
+  t += seconds(30);
+  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+  events = r_.OnListPage(List({Obj("c", "50")}, "50"), t);
+  EXPECT_EQ(Summary(events), (std::vector<std::string>{"ADDED default/c"}));
+  EXPECT_EQ(r_.Next(t).kind, Kind::kWatch);
+}
+
+// A 404 as an ERROR event on an open watch: relist too.
+TEST_F(ReflectorTest, WatchErrorEventNotFoundRelists) {
+  Sync({Obj("a", "5")}, "10");
+  bool stop = false;
+  r_.OnWatchEvent({{"type", "ERROR"}, {"object", {{"kind", "Status"}, {"code", 404}, {"message", "gone"}}}}, now_, &stop);
+  EXPECT_TRUE(stop);
+  r_.OnWatchEnded(true, now_);
+  EXPECT_EQ(r_.Next(now_).kind, Kind::kWait);
+  EXPECT_EQ(r_.Next(now_ + seconds(5)).kind, Kind::kList);
+}
+
 TEST_F(ReflectorTest, RetryAfterZeroStillWaitsTheInitialBackoff) {
   r_.Next(now_);
   r_.OnListFailed({429, seconds(0), "slow down"}, now_);
