@@ -473,6 +473,7 @@ int main(int argc, char** argv) {
   if (!ingress_class.empty()) translate_options.ingress_class = ingress_class;
   translate_options.ingress_http_port = static_cast<uint32_t>(ingress_http_port);
   translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
+  translate_options.only_tls_secrets_watched = kube_mode;  // controller/kube/resources.cc: the Secret field selector
   // Standalone: no API server validates the files, so the CRD's schema is applied here.
   static nlohmann::json lb_schema;
   if (!kube_mode) {

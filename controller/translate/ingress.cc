@@ -235,8 +235,9 @@ struct IngressTls {
 };
 
 // Reads spec.tls[]. A missing or malformed Secret is a warning on that entry: the rest routes.
-IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const ObjectStore& store, bool canary,
+IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const CompileContext& ctx, bool canary,
                    std::vector<StatusWarning>* warnings) {
+  const ObjectStore& store = ctx.store;
   IngressTls out;
   const json* tls = r.Array(spec, "spec", "tls");
   if (!tls) return out;
@@ -267,7 +268,7 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
       warnings->push_back({"SecretNotFound", tp + ".secretName", "no secretName (" + which + ": not served over HTTPS by this entry)"});
       continue;
     }
-    CertificateLoad load = LoadCertificate(store, key.ns, secret);
+    CertificateLoad load = LoadCertificate(store, key.ns, secret, ctx.options.only_tls_secrets_watched);
     if (!load.cert) {
       warnings->push_back({load.not_found ? "SecretNotFound" : "InvalidSecret", tp + ".secretName",
                            load.message + " (" + which + ": not served over HTTPS by this entry)"});
@@ -344,7 +345,7 @@ class IngressCompiler {
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
     if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
       // Fail closed: a CA that cannot be read never turns into unverified TLS.
-      CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret);
+      CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret, ctx_.options.only_tls_secrets_watched);
       if (ca.pem) {
         ann_.policy.mutable_backend_tls()->set_ca_pem(*ca.pem);
       } else {
@@ -354,7 +355,7 @@ class IngressCompiler {
     const json* spec = r_.Member(o_, "", "spec", true);
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {
-      tls_ = ReadTls(r_, *spec, c_.key, ctx_.store, ann_.canary, &c_.warnings);
+      tls_ = ReadTls(r_, *spec, c_.key, ctx_, ann_.canary, &c_.warnings);
       if (!ann_.canary && ann.Has(kAnnSslRedirect) && ann_.ssl_redirect && tls_.certificates.empty()) {
         ann.Ignored(kAnnSslRedirect, "the Ingress has no usable spec.tls certificate: there is no HTTPS to redirect to");
       }

@@ -385,7 +385,17 @@ std::optional<std::string> AnnotationOf(const json& o, const std::string& name) 
 
 // ---- Secrets ----------------------------------------------------------------------------------------
 
-CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
+namespace {
+// A Secret of another type is invisible in a cluster (only kubernetes.io/tls Secrets are
+// watched): "not found" there may mean "wrong type".
+std::string NotFound(const std::string& ref, bool only_tls_watched) {
+  return ref + " not found" +
+         (only_tls_watched ? " (only Secrets of type kubernetes.io/tls are watched: one of another type is not seen)" : "");
+}
+}  // namespace
+
+CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name,
+                                bool only_tls_watched) {
   CertificateLoad out;
   auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
   // Only the CERTIFICATE blocks of tls.crt: some users keep the key in the same PEM file, and the
@@ -399,7 +409,7 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
   const std::string ref = "Secret " + ns + "/" + secret_name;
   if (it == store.end()) {
     out.not_found = true;
-    out.message = ref + " not found";
+    out.message = NotFound(ref, only_tls_watched);
     return out;
   }
   const json& s = it->second.object;
@@ -440,12 +450,13 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
   return out;
 }
 
-CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name) {
+CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name,
+                          bool only_tls_watched) {
   CaBundleLoad out;
   auto it = store.find(ObjectKey{kKindSecret, ns, secret_name});
   const std::string ref = "Secret " + ns + "/" + secret_name;
   if (it == store.end()) {
-    out.message = ref + " not found";
+    out.message = NotFound(ref, only_tls_watched);
     return out;
   }
   const json& s = it->second.object;

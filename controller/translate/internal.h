@@ -144,7 +144,10 @@ struct CertificateLoad {
   bool not_found = false;
   std::string message;
 };
-CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
+// `only_tls_watched`: the store holds only kubernetes.io/tls Secrets (a cluster: the controller's
+// field selector), so "not found" may be a Secret of another type; the message says so.
+CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name,
+                                bool only_tls_watched = false);
 
 // The `ca.crt` of a Secret (cert-manager writes it into kubernetes.io/tls Secrets) as a PEM CA
 // bundle, for verifying HTTPS backends. On failure `pem` is empty and `message` says why.
@@ -152,7 +155,8 @@ struct CaBundleLoad {
   std::optional<std::string> pem;
   std::string message;
 };
-CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name);
+CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const std::string& secret_name,
+                          bool only_tls_watched = false);
 
 // A Service port, as a backend names it: by number (LoadBalancer, Ingress port.number) or by name
 // (Ingress port.name), and the protocol the listener in front of it speaks: a Service may have

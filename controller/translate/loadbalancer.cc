@@ -12,16 +12,16 @@ namespace doorman::controller::internal {
 namespace {
 
 // Loads a certificate for a LoadBalancer listener; any problem makes the object invalid.
-std::optional<v1::TlsCertificate> ResolveCertificate(FieldReader& r, const ObjectStore& store, const std::string& ns,
+std::optional<v1::TlsCertificate> ResolveCertificate(FieldReader& r, const CompileContext& ctx, const std::string& ns,
                                                      const std::string& secret_name, const std::string& field) {
-  CertificateLoad load = LoadCertificate(store, ns, secret_name);
+  CertificateLoad load = LoadCertificate(ctx.store, ns, secret_name, ctx.options.only_tls_secrets_watched);
   if (!load.cert) r.Fail("InvalidCertificateRef", field, load.message);
   return std::move(load.cert);
 }
 
 // ---- LoadBalancer → CompiledObject -------------------------------------------------------------
 
-void CompileListeners(FieldReader& r, const json& spec, const ObjectStore& store, CompiledObject& c) {
+void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ctx, CompiledObject& c) {
   const json* listeners = r.Array(spec, "spec", "listeners");
   if (!listeners) return;
   std::map<std::string, std::string> names;                          // name → field
@@ -77,7 +77,7 @@ void CompileListeners(FieldReader& r, const json& spec, const ObjectStore& store
               r.Invalid(cp + ".secretName", Q(*secret) + " is not a valid Secret name");
               continue;
             }
-            auto cert = ResolveCertificate(r, store, c.key.ns, *secret, cp + ".secretName");
+            auto cert = ResolveCertificate(r, ctx, c.key.ns, *secret, cp + ".secretName");
             if (!cert) continue;
             lp.mutable_tls()->add_certificates(cert->name());
             c.certificates.push_back(std::move(*cert));
@@ -615,7 +615,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
   }
   const json* spec = r.Member(o, "", "spec", true);
   if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {
-    CompileListeners(r, *spec, store, c);
+    CompileListeners(r, *spec, ctx, c);
     v1::HealthCheck hc;
     if (const json* h = r.Member(*spec, "spec", "healthCheck")) CompileHealthCheck(r, *h, &hc);
     v1::ForwardedHeaders fwd;

@@ -56,6 +56,9 @@ struct TranslateOptions {
   // LoadBalancer as an API server would (openapi_check.h); null in a cluster, where the API
   // server already did. Not owned.
   const nlohmann::json* loadbalancer_schema = nullptr;
+  // A cluster: only kubernetes.io/tls Secrets are watched (field selector), so a Secret "not
+  // found" may exist with another type; the message says so.
+  bool only_tls_secrets_watched = false;
 };
 
 struct ListenerStatus {

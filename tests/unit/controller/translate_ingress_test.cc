@@ -427,6 +427,24 @@ TEST(TranslateIngress, TlsEntriesWithAMissingOrMalformedSecretAreWarnedAndTheRes
   }
 }
 
+// In a cluster only kubernetes.io/tls Secrets are watched: a missing Secret may be one of another
+// type, and the message says so (audit3-k8s #2: an Opaque Secret read as plain "not found").
+TEST(TranslateIngress, InAClusterANotFoundSecretMayBeOfAnotherType) {
+  const std::string ing = Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"));
+  for (bool cluster : {false, true}) {
+    SCOPED_TRACE(cluster);
+    TranslateOptions o;
+    o.only_tls_secrets_watched = cluster;
+    Translator t(o);
+    auto r = t.Translate(Store(Docs({Fixture(), ing})));
+    const ObjectStatus* st = Ing(r, "i");
+    ASSERT_EQ(st->warnings.size(), 1u);
+    EXPECT_EQ(st->warnings[0].reason, "SecretNotFound");
+    const bool hinted = st->warnings[0].message.find("only Secrets of type kubernetes.io/tls are watched") != std::string::npos;
+    EXPECT_EQ(hinted, cluster) << st->warnings[0].message;
+  }
+}
+
 // A TLS Secret that breaks after the Ingress was accepted (cert-manager writing a bad pair, a
 // deleted Secret) is warned, but the entry keeps serving the certificate it had.
 TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion) {
