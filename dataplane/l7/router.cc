@@ -69,8 +69,8 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
 }
 
 bool NormalizePath(std::string_view path, std::string* out) {
-  // Fast check: nothing to do without a "%" or a "." segment.
-  bool work = path.find('%') != std::string_view::npos;
+  // Fast check: nothing to do without a "%", a "//" or a "." segment.
+  bool work = path.find('%') != std::string_view::npos || path.find("//") != std::string_view::npos;
   for (std::size_t i = path.find("/."); !work && i != std::string_view::npos; i = path.find("/.", i + 1)) {
     const std::string_view rest = path.substr(i + 2);
     work = rest.empty() || rest.front() == '/' || (rest.front() == '.' && (rest.size() == 1 || rest[1] == '/'));
@@ -106,7 +106,9 @@ bool NormalizePath(std::string_view path, std::string* out) {
     const std::size_t end = std::min(in.find('/', pos), in.size());
     const std::string_view seg = in.substr(pos, end - pos);
     const bool last = end == in.size();
-    if (seg == ".") {
+    if (seg.empty()) {
+      trailing_slash = last;  // "//" merged; "/a/" keeps its trailing slash
+    } else if (seg == ".") {
       trailing_slash = last;
     } else if (seg == "..") {
       if (!segments.empty()) segments.pop_back();

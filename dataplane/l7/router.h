@@ -110,8 +110,10 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
 
 // RFC 3986 §6.2.2 normalisation of an origin-form path before it is routed and forwarded:
 // %XX escapes of unreserved characters are decoded (%2E is ".", %7E is "~"), then dot-segments
-// are removed (§5.2.4: "/a/./b/../c" is "/a/c"; ".." never climbs above "/"). "%2F" stays
-// encoded (it is data, not a separator: Envoy's default too). Returns false, without
+// are removed (§5.2.4: "/a/./b/../c" is "/a/c"; ".." never climbs above "/") and repeated
+// slashes merged ("//admin" is "/admin": nginx, the common backend and ingress-nginx's engine,
+// merges them by default, so "//admin" must not escape an "/admin" route; Envoy's merge_slashes).
+// "%2F" stays encoded (it is data, not a separator: Envoy's default too). Returns false, without
 // allocating, when the path is already normal (the common case); else writes the normal form.
 // Without it, "/public/../admin" would match a "/public" route while a backend that normalises
 // serves "/admin" under that route's policy.

@@ -268,13 +268,17 @@ spec:
     def test_dot_segments_are_resolved_before_routing(self):
         # "/head/../429" is "/429" to any backend that normalises: it must be routed (and
         # forwarded) as "/429", or a route's policy could be bypassed from a sibling path.
-        for target in (b"/head/../429", b"/head/%2e%2E/429", b"/./429"):
+        # Repeated slashes are merged too: nginx merges them by default, so "//429" must not
+        # escape the "/429" route.
+        for target in (b"/head/../429", b"/head/%2e%2E/429", b"/./429", b"//429", b"/head/..//429"):
             before = self.backend.count("GET", "/429")
             r = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             self.assertTrue(r.startswith(b"HTTP/1.1 429"), (target, r))
             self.assertEqual(self.backend.count("GET", "/429") - before, 3, target)  # route retry429
         r = self.exchange(b"GET /x/../head?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head?q=1", r)  # the backend echoes its target
+        r = self.exchange(b"GET //head//x/?q=//1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head/x/?q=//1", r)  # the query is left alone
 
     def test_response_heads_outside_the_grammar_are_refused_or_repaired(self):
         # A 204 loses Transfer-Encoding too (RFC 9112 §6.1) and its stray body never shows up.

@@ -260,7 +260,7 @@ TEST(RouterTest, HostValues) {
 
 TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
   std::string out;
-  for (const char* normal : {"/", "/a/b", "/a/b/", "/.well-known/x", "/a/..b/c.", "/a//b", "/%2F", "/a%2fb", "/x%20y"}) {
+  for (const char* normal : {"/", "/a/b", "/a/b/", "/.well-known/x", "/a/..b/c.", "/%2F", "/a%2fb", "/x%20y", "/a/b.c/"}) {
     EXPECT_FALSE(NormalizePath(normal, &out)) << normal;
   }
   const std::pair<const char*, const char*> cases[] = {
@@ -269,6 +269,10 @@ TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
       {"/a/%2e%2E/b", "/b"},            {"/%2E", "/"},               {"/a/%7euser", "/a/~user"},
       {"/a/%41", "/a/A"},               {"/bar/..%2Fexact", "/bar/..%2Fexact"},  // %2F is data
       {"/a/b/../../../c/", "/c/"},
+      // Repeated slashes are merged (nginx does, by default): "//admin" is "/admin".
+      {"//admin", "/admin"},            {"/a//b", "/a/b"},           {"/a///b//", "/a/b/"},
+      {"//", "/"},                      {"///", "/"},                {"/a/.//b", "/a/b"},
+      {"//..//admin", "/admin"},        {"/%2F/x", "/%2F/x"},
   };
   for (const auto& [in, want] : cases) {
     out.clear();
