@@ -42,11 +42,12 @@ constexpr std::optional<std::size_t> FirstInvalidUtf8(std::string_view s) {
 }
 
 // The longest prefix of `s` of at most `max` bytes that does not end inside a multi-byte
-// character of (valid) UTF-8: clipping a message must not make it invalid.
+// character of (valid) UTF-8: clipping a message must not make it invalid. At most 3 bytes are
+// given back (a character is at most 4), whatever the input.
 constexpr std::string_view Utf8Prefix(std::string_view s, std::size_t max) {
   if (s.size() <= max) return s;
   std::size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  while (cut > 0 && max - cut < 3 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
   return s.substr(0, cut);
 }
 

@@ -387,9 +387,9 @@ int main(int argc, char** argv) {
                "namespace of the Lease (default: the pod's namespace in a cluster, else doorman-system)");
   flags.String("leader-elect-id", &leader_elect_id, "name of the Lease");
   flags.DurationMs("kube-gone-after", &kube_gone_after_ms,
-                   "a watched resource answered 404 on every list for this long (its CRD deleted) is taken "
-                   "as empty: its objects stop routing (shorter 404s, e.g. an API server restarting, keep "
-                   "the cache)");
+                   "the LoadBalancer resource answered NotFound on every list for this long (and 4 lists) "
+                   "means its CRD was deleted: the LoadBalancers stop routing (shorter runs, e.g. an API "
+                   "server restarting, keep the cache)");
   flags.String("pod-name", &pod_name,
                "this replica's identity in the Lease, Events and User-Agent (default: hostname_pid)");
   flags.String("ingress-class", &ingress_class,

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   flags.String("bind-address", &bind_address, "address the listeners bind to");
   flags.String("metrics-listen", &metrics_listen, "admin address for /metrics /healthz /readyz /debug/config");
   flags.String("state-dir", &state_dir, "directory for the last good routing state (served at start-up)");
-  flags.Int("workers", &workers, "worker threads (default: hardware cores)");
+  flags.Int("workers", &workers, "worker threads, one event loop each; the default is this machine's core count");
   flags.String("log-format", &log_format, "text | json");
   flags.String("log-level", &log_level, "debug | info | warn | error");
   flags.String("tls-cert", &tls.cert, "mTLS to the controller: client certificate chain (PEM); needs --tls-key and --tls-ca");

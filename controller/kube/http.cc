@@ -18,6 +18,9 @@ ApiError HttpResponse::ToApiError() const {
   } else {
     e.message = "HTTP " + std::to_string(status);
   }
+  if (parsed.is_object() && parsed.value("kind", "") == "Status" && parsed.contains("reason") && parsed["reason"].is_string()) {
+    e.reason = parsed["reason"].get<std::string>();
+  }
   return e;
 }
 

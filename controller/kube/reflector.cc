@@ -8,6 +8,8 @@ namespace {
 
 using nlohmann::json;
 
+constexpr int kGoneMinNotFound = 4;  // lists in a run of NotFound before a CRD counts as deleted
+
 std::string MetaString(const json& o, const char* field) {
   auto m = o.find("metadata");
   if (m == o.end() || !m->is_object()) return "";
@@ -134,6 +136,7 @@ std::vector<ObjectEvent> Reflector::OnListPage(const json& list, TimePoint now) 
   phase_ = Phase::kWatch;
   not_found_logged_ = false;
   not_found_since_.reset();
+  not_found_lists_ = 0;
   auto events = ReplaceAll(std::move(fresh));
   Log(first ? log::Level::kInfo : log::Level::kDebug, "listed",
       {{"objects", std::to_string(items_.size())}, {"resource_version", rv_}, {"changes", std::to_string(events.size())}});
@@ -164,10 +167,17 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
     wait_until_ = now + Backoff();
     return events;
   }
-  if (error.code != 404) not_found_since_.reset();  // only an unbroken run of 404s means gone
-  if (error.code == 404 && listed_once_) {
+  // Only an unbroken run of the API server's own NotFound (a Status body; a proxy's 404 page is
+  // not one) means a CRD is gone.
+  const bool not_found = error.code == 404 && error.reason == "NotFound";
+  if (!not_found) {
+    not_found_since_.reset();
+    not_found_lists_ = 0;
+  }
+  if (not_found && listed_once_ && options_.may_be_deleted) {
     if (!not_found_since_) not_found_since_ = now;
-    if (now - *not_found_since_ >= options_.not_served_grace) {
+    ++not_found_lists_;
+    if (now - *not_found_since_ >= options_.not_served_grace && not_found_lists_ >= kGoneMinNotFound) {
       // Not served for the whole grace period: the CRD was deleted (while the watch was down,
       // so no DELETED events came). Its objects go, as they would for a controller started now.
       if (!not_found_logged_) {
@@ -213,8 +223,7 @@ std::vector<ObjectEvent> Reflector::OnWatchEvent(const json& event, TimePoint no
     }
     if (code == 404) {
       // Not served any more: a list tells whether it is gone (OnListFailed) or comes back.
-      Relist("watch answered 404: " + message);
-      Fail({code, std::nullopt, message}, now, "watch");
+      WatchNotFound({code, std::nullopt, message, obj.value("reason", "")}, now);
       return out;
     }
     phase_ = Phase::kWatch;
@@ -223,6 +232,7 @@ std::vector<ObjectEvent> Reflector::OnWatchEvent(const json& event, TimePoint no
   }
   watch_delivered_ = true;
   failures_ = 0;
+  watch_not_found_ = 0;
   const std::string rv = MetaString(obj, "resourceVersion");
   if (type == "BOOKMARK") {
     if (!rv.empty()) rv_ = rv;
@@ -257,12 +267,20 @@ void Reflector::OnWatchFailed(const ApiError& error, TimePoint now) {
     return;
   }
   if (error.code == 404) {
-    // As an ERROR event with 404: relist (after the backoff), where a lasting 404 means gone.
-    Relist("watch answered 404: " + error.message);
-    Fail(error, now, "watch");
+    WatchNotFound(error, now);
     return;
   }
   phase_ = Phase::kWatch;
+  Fail(error, now, "watch");
+}
+
+void Reflector::WatchNotFound(const ApiError& error, TimePoint now) {
+  // Relist (after the backoff), where a lasting NotFound means gone. The backoff counts the
+  // watches answered 404 in a row: a list that works in between resets failures_, and a
+  // server that answers lists but 404s watches must not be relisted in a tight loop.
+  Relist("watch answered 404: " + error.message);
+  failures_ = std::max(failures_, watch_not_found_);
+  ++watch_not_found_;
   Fail(error, now, "watch");
 }
 
@@ -271,6 +289,7 @@ void Reflector::OnWatchEnded(bool clean, TimePoint now) {
   phase_ = Phase::kWatch;
   const bool healthy = watch_delivered_ || now - watch_started_ >= options_.min_healthy_watch;
   if (clean && healthy) {
+    watch_not_found_ = 0;
     Log(log::Level::kDebug, "watch ended, resuming", {{"resource_version", rv_}});
     return;
   }

@@ -14,8 +14,8 @@
 // Failures back off exponentially with jitter (base·2ⁿ, capped, scaled by [0.5, 1)); a 429 or
 // 503 with Retry-After waits what the server asked. A 404 on list (e.g. the LoadBalancer CRD is
 // not installed) counts as an empty, synced list and is retried with backoff. Once a list has
-// succeeded, a 404 (on a watch: relist) keeps the cache until every list for not_served_grace
-// was a 404; then the resource counts as gone and empty.
+// succeeded, a 404 (on a watch: relist) keeps the cache; for a CRD-served resource, a run of
+// NotFound lists lasting not_served_grace means the CRD is gone and the resource empty.
 #pragma once
 
 #include <chrono>
@@ -45,11 +45,14 @@ struct ReflectorOptions {
   // A watch that ends cleanly sooner than this without delivering anything counts as a failure
   // (so a server that closes watches at once is not hammered).
   std::chrono::milliseconds min_healthy_watch{1000};
-  // After a successful list, a 404 is at first a failure that keeps the cache (an API server
-  // restarting answers 404 until its CRD handlers are up: that must not delete every object).
-  // A resource answered 404 on every list for this long is gone (its CRD was deleted): its
-  // objects are removed, as a controller started now would list nothing.
+  // After a successful list, a 404 is a failure that keeps the cache (an API server restarting
+  // answers 404 until its CRD handlers are up: that must not delete every object). Only for a
+  // resource served by a CRD (`may_be_deleted`), an unbroken run of Kubernetes NotFound answers
+  // to lists lasting not_served_grace and at least kGoneMinNotFound lists long means the CRD
+  // was deleted: the objects are removed, as a controller started now would list nothing. A
+  // built-in resource is never "gone": a lasting 404 there is a broken proxy in front.
   std::chrono::milliseconds not_served_grace{60000};
+  bool may_be_deleted = false;
 };
 
 // What the API answered when a request failed. code 0 = transport error (connect, TLS, reset,
@@ -58,6 +61,7 @@ struct ApiError {
   int code = 0;
   std::optional<std::chrono::seconds> retry_after;
   std::string message;
+  std::string reason;  // a Kubernetes Status body's reason ("NotFound"); "" when the body was not one
 };
 
 // One change of one object, in the cache's terms.
@@ -117,6 +121,7 @@ class Reflector {
   enum class Phase { kList, kWatch, kWatching };
   void Fail(const ApiError& error, TimePoint now, const char* what);
   void Relist(const std::string& why);
+  void WatchNotFound(const ApiError& error, TimePoint now);
   std::chrono::milliseconds Backoff();
   std::vector<ObjectEvent> ReplaceAll(std::map<std::string, nlohmann::json> fresh);
   void Log(log::Level level, std::string message, std::vector<std::pair<std::string, std::string>> fields = {});
@@ -136,6 +141,9 @@ class Reflector {
   bool not_found_logged_ = false;
   bool listed_once_ = false;  // a list has succeeded at least once (404 then means failure, not "empty")
   std::optional<TimePoint> not_found_since_;  // the first of the current run of 404s after listed_once_
+  int not_found_lists_ = 0;                   // lists in that run
+  int watch_not_found_ = 0;  // watches answered 404 since one last worked: their backoff, which a
+                             // successful relist in between does not reset
   std::map<std::string, nlohmann::json> items_;
   std::vector<Diagnostic> diagnostics_;
 };

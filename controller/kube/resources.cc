@@ -33,7 +33,7 @@ const std::vector<Resource>& WatchedResources() {
       {"networking.k8s.io", "v1", "ingressclasses", kKindIngressClass, false, ""},
       // Only TLS Secrets: the controller never needs (nor should hold) any other kind.
       {"", "v1", "secrets", kKindSecret, true, "type=kubernetes.io/tls"},
-      {"doorman.dev", "v1alpha1", "loadbalancers", kKindLoadBalancer, true, ""},
+      {"doorman.dev", "v1alpha1", "loadbalancers", kKindLoadBalancer, true, "", true},
   };
   return kResources;
 }

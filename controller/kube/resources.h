@@ -15,6 +15,7 @@ struct Resource {
   std::string kind;        // "Service" (the ObjectKey kind)
   bool namespaced = true;
   std::string field_selector;  // list/watch filter, e.g. "type=kubernetes.io/tls"
+  bool crd = false;            // served by a CustomResourceDefinition (which can be deleted)
 
   std::string api_version() const { return group.empty() ? version : group + "/" + version; }
   // "/api/v1" or "/apis/<group>/<version>".

@@ -7,8 +7,10 @@ using nlohmann::json;
 KubeSource::KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count)
     : http_(http), on_events_(std::move(on_events)), count_(std::move(count)) {
   for (const auto& r : kube::WatchedResources()) {
+    kube::ReflectorOptions o = options;
+    o.may_be_deleted = r.crd;  // only a CRD's resource can really be gone (reflector.h)
     informers_.push_back(std::make_unique<kube::Informer>(
-        r, http_, options, [this](const kube::Resource& res, std::vector<kube::ObjectEvent> ev) {
+        r, http_, o, [this](const kube::Resource& res, std::vector<kube::ObjectEvent> ev) {
           OnEvents(res, std::move(ev));
         }));
   }

@@ -177,10 +177,16 @@ std::string StringAt(const nlohmann::json& obj, const char* key) {
   return it->get<std::string>();
 }
 
-// yaml-cpp passes bytes through unchecked, and a name or value that is not UTF-8 cannot be
-// written to the API or shown as JSON (the Kubernetes API takes nothing else either): the whole
-// file is refused, with the line and column of the first bad byte.
+// yaml-cpp passes the bytes of a UTF-8 file through unchecked, and a name or value that is not
+// UTF-8 cannot be written to the API or shown as JSON (nlohmann::json throws): such a file is
+// refused whole, with the position of the first bad byte. A file with a UTF-16 or UTF-32 byte
+// order mark (PowerShell 5's default) is left to yaml-cpp, which decodes it to UTF-8 (and
+// ParseManifests checks what it made of it).
 std::optional<std::pair<int, std::string>> Utf8Problem(std::string_view text) {
+  for (const std::string_view bom : {std::string_view("\xFF\xFE", 2), std::string_view("\xFE\xFF", 2),
+                                     std::string_view("\x00\x00\xFE\xFF", 4)}) {
+    if (text.substr(0, bom.size()) == bom) return std::nullopt;
+  }
   const auto bad = FirstInvalidUtf8(text);
   if (!bad) return std::nullopt;
   const std::string_view before = text.substr(0, *bad);
@@ -188,8 +194,8 @@ std::optional<std::pair<int, std::string>> Utf8Problem(std::string_view text) {
   const std::size_t line_start = before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1;
   char byte[8];
   std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[*bad])));
-  return std::make_pair(line, "not valid UTF-8 (byte " + std::string(byte) + " at column " +
-                                  std::to_string(*bad - line_start + 1) + "); manifests must be UTF-8");
+  return std::make_pair(line, "not valid UTF-8 (byte " + std::string(byte) + ", the line's byte " +
+                                  std::to_string(*bad - line_start + 1) + "); manifests must be UTF-8 (or UTF-16/32 with a byte order mark)");
 }
 
 }  // namespace
@@ -240,6 +246,12 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
     }
     if (!obj.is_object()) {
       result.errors.push_back({file, index, line, "a document must be a mapping (an object)"});
+      continue;
+    }
+    try {
+      (void)obj.dump();  // every string valid UTF-8 (after yaml-cpp's UTF-16/32 decoding, too)
+    } catch (const nlohmann::json::type_error&) {
+      result.errors.push_back({file, index, line, "contains text that is not valid Unicode"});
       continue;
     }
     const std::string api_version = StringAt(obj, "apiVersion");

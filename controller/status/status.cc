@@ -143,7 +143,10 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   if (st.accepted) {
     conditions.push_back(Condition("Accepted", true, "Accepted", "the spec is valid", gen, current, now));
   } else {
-    std::string message = st.message;
+    // Clipped here (with room for the note below), so the note is never what gets cut.
+    std::string message = st.message.size() <= kMaxConditionMessage - 128
+                              ? st.message
+                              : std::string(Utf8Prefix(st.message, kMaxConditionMessage - 131)) + "...";
     if (st.serving_last_good) {
       message += " (still routing generation " + std::to_string(st.serving_generation) + ", the last accepted one)";
     }

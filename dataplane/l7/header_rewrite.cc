@@ -10,6 +10,34 @@ namespace http = boost::beast::http;
 
 namespace {
 bool IEquals(std::string_view a, std::string_view b) { return boost::beast::iequals(a, b); }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The client a trusted X-Forwarded-For chain names, as nginx's realip module (recursive) finds
+// it: walking from the right, the first entry that is not a trusted proxy; the leftmost when
+// every entry is one. Empty for an empty chain.
+std::string_view ClientOfChain(std::string_view chain, const std::vector<l4::Cidr>* trusted) {
+  std::string_view leftmost;
+  while (!chain.empty()) {
+    const auto comma = chain.rfind(',');
+    const std::string_view entry = Trim(comma == std::string_view::npos ? chain : chain.substr(comma + 1));
+    chain = comma == std::string_view::npos ? std::string_view() : chain.substr(0, comma);
+    if (entry.empty()) continue;
+    leftmost = entry;
+    if (trusted == nullptr || !l4::AnyContains(*trusted, entry)) return entry;
+  }
+  return leftmost;
+}
+
+// An RFC 7239 node for an address: IPv6 in quotes and brackets (§6).
+std::string ForwardedNode(std::string_view ip) {
+  if (ip.find(':') == std::string_view::npos) return std::string(ip);
+  return "\"[" + std::string(ip) + "]\"";
+}
 }  // namespace
 
 void StripHopByHop(HttpHead& h) {
@@ -41,9 +69,9 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
     h.Set(http::field::host, "Host", info.authority);
     h.set_target(info.origin_target);
   }
-  // RFC 7239 Forwarded says what X-Forwarded-For does, and no part of it is the proxy's to
-  // write: believed from a trusted client only, like X-Forwarded-For's chain.
-  if (!info.trusted) h.Erase(http::field::forwarded);
+  // RFC 7239 Forwarded says what X-Forwarded-For does: believed from a trusted client only,
+  // extended like X-Forwarded-For's chain in Append, dropped with it in Replace.
+  if (!info.trusted || info.forwarded_for == ForwardedForMode::kReplace) h.Erase(http::field::forwarded);
   switch (info.forwarded_for) {
     case ForwardedForMode::kOff:
       if (!info.trusted) {
@@ -64,12 +92,29 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
           value.append(h.value(f));
         }
       }
+      // X-Real-IP (ingress-nginx and Traefik set it; nginx's realip module reads it): the
+      // original client. A trusted proxy's own is kept; without one, its chain names the client
+      // (AWS ALB and most L7 balancers send X-Forwarded-For only), not the proxy's address.
+      if (!info.trusted || !h.Has("X-Real-IP")) {
+        const std::string_view from_chain = info.trusted ? ClientOfChain(value, info.trusted_proxies) : std::string_view();
+        const std::string real_ip(from_chain.empty() ? info.client_ip : from_chain);
+        h.Set(http::field::unknown, "X-Real-IP", real_ip);
+      }
+      if (info.trusted) {
+        if (const auto fwd = h.Get(http::field::forwarded)) {
+          std::string joined;
+          for (const auto& f : h.fields()) {
+            if (f.removed || f.id != http::field::forwarded) continue;
+            if (!joined.empty()) joined += ", ";
+            joined.append(h.value(f));
+          }
+          joined.append(", for=").append(ForwardedNode(info.client_ip));
+          h.Set(http::field::forwarded, "Forwarded", joined);
+        }
+      }
       if (!value.empty()) value += ", ";
       value.append(info.client_ip);
       h.Set(http::field::unknown, "X-Forwarded-For", value);
-      // X-Real-IP (ingress-nginx and Traefik set it; nginx's realip module reads it): the
-      // original client, which only a trusted proxy in front can know better than the peer.
-      if (!info.trusted || !h.Has("X-Real-IP")) h.Set(http::field::unknown, "X-Real-IP", info.client_ip);
       break;
     }
   }

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "dataplane/config/runtime_config.h"
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l7/http_head.h"
 
 namespace doorman::dataplane {
@@ -25,6 +26,7 @@ struct ForwardedInfo {
   std::string_view origin_target;     // the origin-form target when `authority` is set
   ForwardedForMode forwarded_for = ForwardedForMode::kAppend;
   bool trusted = false;               // the client is a trusted proxy (Route.trusted_proxies)
+  const std::vector<l4::Cidr>* trusted_proxies = nullptr;  // to find the client in a trusted chain
   std::string_view port;              // X-Forwarded-Port: the listener port
   std::string_view request_id;        // X-Request-Id to send (already decided by the caller)
 };
@@ -34,8 +36,13 @@ struct ForwardedInfo {
 // origin form + Host. Forwarded headers from an untrusted client are never passed on as truth:
 //   Append  trusted: incoming X-Forwarded-For + ", " + client ip; untrusted: client ip only
 //   Replace client ip only             Off: trusted: untouched; untrusted: removed
-// X-Real-IP follows the same modes with a single address (Append keeps a trusted client's).
-// RFC 7239 Forwarded: kept from a trusted client, removed otherwise (never written).
+// X-Real-IP follows the same modes with a single address. Append: a trusted client's is kept;
+// a trusted client without one gets the address nginx's realip module would find (the
+// rightmost X-Forwarded-For entry outside trusted_proxies; the leftmost if all are inside; the
+// peer without a chain).
+// RFC 7239 Forwarded (never created): Append: a trusted client's gets "for=<client ip>"
+// appended (our hop, as X-Forwarded-For); Replace: removed; Off: a trusted client's untouched.
+// From an untrusted client it is removed in every mode.
 // X-Forwarded-Proto/-Host/-Port: a trusted client's values are kept, otherwise ours are set.
 // Returns true when the client sent "Expect: 100-continue" (removed here: the proxy answers
 // 100 Continue itself before relaying the body).

@@ -704,6 +704,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
     fwd.trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
+    fwd.trusted_proxies = &route->trusted_proxies;
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
     std::string& request_id = request_id_;

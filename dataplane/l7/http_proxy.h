@@ -30,7 +30,9 @@ class ConnectionSlot;
 
 inline constexpr std::size_t kMaxResponseHeaderBytes = 64 * 1024;
 // Interim (1xx) responses accepted before the final one; more is a broken or hostile backend: 502.
-inline constexpr unsigned kMaxInterimResponses = 16;
+// Room for a long request kept alive by `102 Processing` (RFC 2518 suggests one every ~20 s: 100
+// cover half an hour, longer than any request timeout).
+inline constexpr unsigned kMaxInterimResponses = 100;
 
 // `slot` counts the connection on `worker` for as long as the session lives.
 void StartHttpSession(Worker& worker, Socket client, const std::string& listener_name, ConnectionSlot slot);

@@ -27,8 +27,9 @@ boost::system::error_code Errno() { return {errno, boost::system::system_categor
 
 }  // namespace
 
-// The socket is connected with a non-blocking connect(2), a wait for writability and SO_ERROR:
-// Asio's async_connect adds a poll(2) after the wait, one syscall per connection
+// The socket is connected with a non-blocking connect(2), a wait for writability and one
+// getsockopt(TCP_INFO) that confirms the connection (SO_ERROR only when it failed): Asio's
+// async_connect adds a poll(2) after the wait, one syscall per connection more
 // (docs/benchmarks.md, L4 "what bounds it").
 Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milliseconds timeout,
                        boost::system::error_code& ec) {
@@ -74,24 +75,34 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
     // never answered. So the TCP state decides: still connecting → wait again (the timer
     // bounds it); connected → done; closed → SO_ERROR says why. One getsockopt on success, as
     // before (Asio's own async_connect pays a poll(2) for the same check).
+    auto so_error = [fd]() {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      return err;
+    };
     for (;;) {
+      if (watch->fired) {  // the deadline passed while this frame was not waiting
+        ec = net::error::operation_aborted;
+        break;
+      }
       co_await s.async_wait(tcp::socket::wait_write, Redirect(ec));
       if (ec) break;
       tcp_info info{};
       socklen_t len = sizeof info.tcpi_state;  // only the first byte is needed
       if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
-        ec = Errno();
+        // No TCP_INFO (a sandboxed kernel): the previous check, SO_ERROR alone.
+        if (const int err = so_error(); err != 0) ec = boost::system::error_code(err, boost::system::system_category());
         break;
       }
-      if (info.tcpi_state == TCP_SYN_SENT) continue;  // woken early: not connected yet
-      if (info.tcpi_state == TCP_CLOSE) {
-        int err = 0;
-        len = sizeof err;
-        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-        ec = err != 0 ? boost::system::error_code(err, boost::system::system_category())
-                      : boost::system::error_code(net::error::not_connected);
-      }
-      break;  // ESTABLISHED, or already past it (CLOSE_WAIT: the backend accepted and closed)
+      // Connected: ESTABLISHED, or CLOSE_WAIT (the backend accepted and already closed its side).
+      if (info.tcpi_state == TCP_ESTABLISHED || info.tcpi_state == TCP_CLOSE_WAIT) break;
+      if (info.tcpi_state == TCP_SYN_SENT || info.tcpi_state == TCP_SYN_RECV) continue;  // woken early
+      // CLOSE (refused, unreachable) or anything else: SO_ERROR says why, if it can.
+      const int err = so_error();
+      ec = err != 0 ? boost::system::error_code(err, boost::system::system_category())
+                    : boost::system::error_code(net::error::not_connected);
+      break;
     }
     watch->socket = nullptr;
     timer.cancel();

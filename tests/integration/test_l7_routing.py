@@ -160,7 +160,10 @@ class L7Routing(DoormanTestCase):
         h = json.loads(body)["headers"]
         self.assertEqual(h["x-forwarded-for"], "6.6.6.6, 127.0.0.2")
         self.assertEqual(h["x-real-ip"], "6.6.6.6")
-        self.assertEqual(h["forwarded"], "for=6.6.6.6;proto=https")
+        self.assertEqual(h["forwarded"], "for=6.6.6.6;proto=https, for=127.0.0.2")  # our hop appended
+        # A trusted balancer that sends X-Forwarded-For only: X-Real-IP is the client it names.
+        _, _, body = self.get("/", "--interface", "127.0.0.2", "-H", "X-Forwarded-For: 6.6.6.7")
+        self.assertEqual(json.loads(body)["headers"]["x-real-ip"], "6.6.6.7")
         self.assertEqual(h["x-forwarded-proto"], "https")
         self.assertEqual(h["x-request-id"], "spoofed-id")
 

@@ -52,6 +52,8 @@ TEST(Utf8Test, PrefixesEndOnACharacterBoundary) {
   EXPECT_EQ(Utf8Prefix(s, 1), "a");
   EXPECT_EQ(Utf8Prefix(s, 0), "");
   for (std::size_t n = 0; n <= s.size(); ++n) EXPECT_EQ(FirstInvalidUtf8(Utf8Prefix(s, n)), std::nullopt) << n;
+  // Invalid input (a run of continuation bytes): at most 3 bytes are given back.
+  EXPECT_EQ(Utf8Prefix(std::string(100, '\x80'), 50).size(), 47u);
 }
 
 }  // namespace

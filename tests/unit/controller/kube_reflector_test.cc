@@ -222,46 +222,98 @@ TEST_F(ReflectorTest, NotFoundAfterASuccessfulListIsAFailureThatKeepsTheCache) {
 }
 
 // The CRD deleted while the watch was down: no DELETED events ever come, every watch resume
-// and every relist is a 404. After the grace period of unbroken 404s the objects are removed
-// (a controller started now would list nothing); before it, the cache is kept.
-TEST_F(ReflectorTest, AResourceNotServedForTheGracePeriodIsGone) {
-  Sync({Obj("a", "5"), Obj("b", "6")}, "10");
-  const milliseconds grace = ReflectorOptions{}.not_served_grace;
-  ASSERT_EQ(grace, seconds(60));
+// and every relist is the API server's NotFound. After the grace period (and at least 4 lists)
+// of unbroken NotFound the objects are removed (a controller started now would list nothing);
+// before it, the cache is kept.
+TEST_F(ReflectorTest, ACrdResourceNotFoundForTheGracePeriodIsGone) {
+  ReflectorOptions o = Options();
+  o.may_be_deleted = true;
+  Reflector r("loadbalancers", o, [] { return 0.5; });
+  ASSERT_EQ(ReflectorOptions{}.not_served_grace, seconds(60));
+  const ApiError not_found{404, std::nullopt, "the server could not find the requested resource", "NotFound"};
+  auto t = now_;
+  ASSERT_EQ(r.Next(t).kind, Kind::kList);
+  r.OnListPage(List({Obj("a", "5"), Obj("b", "6")}, "10"), t);
+  ASSERT_EQ(r.Next(t).kind, Kind::kWatch);
+  r.OnWatchStarted(t);
   // The watch resume is answered 404 (HTTP): relist after a backoff, not another watch.
-  r_.OnWatchFailed({404, std::nullopt, "the server could not find the requested resource"}, now_);
-  EXPECT_EQ(r_.Next(now_).kind, Kind::kWait);
-  auto t = now_ + seconds(2);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  auto events = r_.OnListFailed({404, std::nullopt, "not found"}, t);
-  EXPECT_TRUE(events.empty());  // the first 404: kept
-  // A 500 in between restarts the count: only an unbroken run of 404s means gone.
-  t += seconds(40);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  EXPECT_TRUE(r_.OnListFailed({500, std::nullopt, "internal"}, t).empty());
-  t += seconds(5);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  EXPECT_TRUE(r_.OnListFailed({404, std::nullopt, "not found"}, t).empty());
-  t += seconds(59);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  EXPECT_TRUE(r_.OnListFailed({404, std::nullopt, "not found"}, t).empty());  // 59 s of 404s
-  EXPECT_EQ(r_.items().size(), 2u);
-  t += seconds(1);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  events = r_.OnListFailed({404, std::nullopt, "not found"}, t);
+  r.OnWatchFailed(not_found, t);
+  EXPECT_EQ(r.Next(t).kind, Kind::kWait);
+  auto list_at = [&](seconds dt, const ApiError& e) {
+    t += dt;
+    EXPECT_EQ(r.Next(t).kind, Kind::kList);
+    return r.OnListFailed(e, t);
+  };
+  EXPECT_TRUE(list_at(seconds(2), not_found).empty());  // the first NotFound: kept
+  // A 500 in between restarts the run; so does a 404 that is not the API server's NotFound
+  // Status (a proxy's 404 page).
+  EXPECT_TRUE(list_at(seconds(40), {500, std::nullopt, "internal", ""}).empty());
+  EXPECT_TRUE(list_at(seconds(5), not_found).empty());
+  EXPECT_TRUE(list_at(seconds(30), {404, std::nullopt, "HTTP 404", ""}).empty());
+  EXPECT_TRUE(list_at(seconds(5), not_found).empty());
+  // 65 s of NotFound but only two lists: not yet (a stalled process is not a minute of 404s).
+  EXPECT_TRUE(list_at(seconds(65), not_found).empty());
+  EXPECT_TRUE(list_at(seconds(5), not_found).empty());
+  EXPECT_EQ(r.items().size(), 2u);
+  auto events = list_at(seconds(5), not_found);  // the fourth
   EXPECT_EQ(Summary(events), (std::vector<std::string>{"DELETED default/a", "DELETED default/b"}));
-  EXPECT_TRUE(r_.items().empty());
-  EXPECT_TRUE(r_.synced());
+  EXPECT_TRUE(r.items().empty());
+  EXPECT_TRUE(r.synced());
   bool warned = false;
-  for (const auto& d : r_.TakeDiagnostics()) warned |= d.message.find("CRD deleted?") != std::string::npos;
+  for (const auto& d : r.TakeDiagnostics()) warned |= d.message.find("CRD deleted?") != std::string::npos;
   EXPECT_TRUE(warned);
   // It keeps listing (with backoff); when the CRD is back, objects come back with the list.
-  EXPECT_EQ(r_.Next(t).kind, Kind::kWait);
+  EXPECT_EQ(r.Next(t).kind, Kind::kWait);
   t += seconds(30);
-  ASSERT_EQ(r_.Next(t).kind, Kind::kList);
-  events = r_.OnListPage(List({Obj("c", "50")}, "50"), t);
+  ASSERT_EQ(r.Next(t).kind, Kind::kList);
+  events = r.OnListPage(List({Obj("c", "50")}, "50"), t);
   EXPECT_EQ(Summary(events), (std::vector<std::string>{"ADDED default/c"}));
-  EXPECT_EQ(r_.Next(t).kind, Kind::kWatch);
+  EXPECT_EQ(r.Next(t).kind, Kind::kWatch);
+}
+
+// A built-in resource (Services, Secrets...) cannot be deleted like a CRD: however long its
+// NotFound lasts (a broken proxy in front), the cache stays.
+TEST_F(ReflectorTest, ABuiltInResourceIsNeverGone) {
+  Sync({Obj("a", "5")}, "10");
+  const ApiError not_found{404, std::nullopt, "not found", "NotFound"};
+  r_.OnWatchFailed(not_found, now_);
+  auto t = now_;
+  for (int i = 0; i < 20; ++i) {
+    t += seconds(30);
+    ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+    EXPECT_TRUE(r_.OnListFailed(not_found, t).empty());
+  }
+  EXPECT_EQ(r_.items().size(), 1u);
+}
+
+// Watches answered 404 while lists work: each relist succeeds (and resets the list backoff),
+// but the waits before the relists keep growing, so the server is not listed in a tight loop.
+TEST_F(ReflectorTest, WatchesAnswered404BackOffEvenThoughListsWork) {
+  Sync({Obj("a", "5")}, "10");
+  const ApiError not_found{404, std::nullopt, "not found", "NotFound"};
+  auto t = now_;
+  std::vector<milliseconds> waits;
+  for (int i = 0; i < 6; ++i) {
+    r_.OnWatchFailed(not_found, t);
+    const auto w = r_.Next(t);
+    ASSERT_EQ(w.kind, Kind::kWait);
+    waits.push_back(std::chrono::duration_cast<milliseconds>(w.until - t));
+    t = w.until;
+    ASSERT_EQ(r_.Next(t).kind, Kind::kList);
+    r_.OnListPage(List({Obj("a", "5")}, "10"), t);
+    ASSERT_EQ(r_.Next(t).kind, Kind::kWatch);
+    r_.OnWatchStarted(t);
+  }
+  for (std::size_t i = 1; i < waits.size(); ++i) EXPECT_GE(waits[i], waits[i - 1]) << i;
+  EXPECT_EQ(waits.back(), Options().backoff_max / 2);  // capped (rand 0: half of it)
+  // A watch that delivers again resets it.
+  bool stop = false;
+  r_.OnWatchEvent(Event("MODIFIED", Obj("a", "11")), t, &stop);
+  r_.OnWatchEnded(true, t + seconds(2));
+  r_.OnWatchFailed(not_found, t + seconds(2));
+  const auto w = r_.Next(t + seconds(2));
+  ASSERT_EQ(w.kind, Kind::kWait);
+  EXPECT_LT(w.until - (t + seconds(2)), waits.back());
 }
 
 // A 404 as an ERROR event on an open watch: relist too.

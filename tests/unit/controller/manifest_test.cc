@@ -128,12 +128,29 @@ TEST(ParseManifests, TextThatIsNotUtf8IsRefusedWithItsPosition) {
   EXPECT_TRUE(r.objects.empty());
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].line, 3);
-  EXPECT_EQ(r.errors[0].message, "not valid UTF-8 (byte 0xE9 at column 21); manifests must be UTF-8");
+  EXPECT_EQ(r.errors[0].message,
+            "not valid UTF-8 (byte 0xE9, the line's byte 21); manifests must be UTF-8 (or UTF-16/32 with a byte order mark)");
   // UTF-8 names and values are fine (the translator judges the name).
   const auto ok = ParseManifests("apiVersion: v1\nkind: Service\nmetadata: {name: cafe, annotations: {k: caf\xc3\xa9}}\n", "/m/ok.yaml");
   EXPECT_TRUE(ok.errors.empty());
   EXPECT_EQ(ok.objects.size(), 1u);
   EXPECT_THROW(YamlToJson("a: \xff\n"), std::runtime_error);
+  // UTF-16 with a byte order mark (PowerShell 5 writes it) is decoded, as kubectl does.
+  const std::string utf8 = "apiVersion: v1\nkind: Service\nmetadata: {name: cafe, annotations: {k: caf\xc3\xa9}}\n";
+  std::string utf16le = "\xFF\xFE";
+  for (std::size_t i = 0; i < utf8.size(); ++i) {
+    if (utf8.compare(i, 2, "\xc3\xa9") == 0) {
+      utf16le += std::string("\xE9\x00", 2);  // U+00E9
+      ++i;
+    } else {
+      utf16le += utf8[i];
+      utf16le += '\0';
+    }
+  }
+  const auto wide = ParseManifests(utf16le, "/m/utf16.yaml");
+  EXPECT_TRUE(wide.errors.empty()) << (wide.errors.empty() ? "" : wide.errors[0].message);
+  ASSERT_EQ(wide.objects.size(), 1u);
+  EXPECT_EQ(wide.objects[0].stored.object["metadata"]["annotations"]["k"], "caf\xc3\xa9");
 }
 
 TEST(ParseManifests, SyntaxErrorNamesFileAndLine) {

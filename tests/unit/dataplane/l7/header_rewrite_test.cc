@@ -91,25 +91,26 @@ TEST(HeaderRewriteTest, ForwardedHeaders) {
   }
 }
 
-// X-Real-IP follows the X-Forwarded-For mode with one address; RFC 7239 Forwarded is passed on
-// from trusted clients only, never written.
+// X-Real-IP follows the X-Forwarded-For mode with one address; RFC 7239 Forwarded is never
+// created, passed on from trusted clients only, extended in Append and dropped in Replace.
 TEST(HeaderRewriteTest, RealIpAndForwardedTrustOnlyTrustedClients) {
   struct Case {
     ForwardedForMode mode;
     bool trusted;
-    bool incoming;            // the client sent X-Real-IP: 6.6.6.6 and Forwarded: for=6.6.6.6
-    const char* want_real_ip;  // "" = absent
+    bool incoming;              // the client sent X-Real-IP: 6.6.6.6 and Forwarded: for=6.6.6.6
+    const char* want_real_ip;   // "" = absent
+    const char* want_forwarded;  // "" = absent
   };
   const Case cases[] = {
-      {ForwardedForMode::kAppend, false, false, "192.0.2.7"},
-      {ForwardedForMode::kAppend, false, true, "192.0.2.7"},
-      {ForwardedForMode::kAppend, true, true, "6.6.6.6"},
-      {ForwardedForMode::kAppend, true, false, "192.0.2.7"},
-      {ForwardedForMode::kReplace, true, true, "192.0.2.7"},
-      {ForwardedForMode::kReplace, false, true, "192.0.2.7"},
-      {ForwardedForMode::kOff, true, true, "6.6.6.6"},
-      {ForwardedForMode::kOff, false, true, ""},
-      {ForwardedForMode::kOff, false, false, ""},
+      {ForwardedForMode::kAppend, false, false, "192.0.2.7", ""},
+      {ForwardedForMode::kAppend, false, true, "192.0.2.7", ""},
+      {ForwardedForMode::kAppend, true, true, "6.6.6.6", "for=6.6.6.6;proto=https, for=192.0.2.7"},
+      {ForwardedForMode::kAppend, true, false, "192.0.2.7", ""},
+      {ForwardedForMode::kReplace, true, true, "192.0.2.7", ""},
+      {ForwardedForMode::kReplace, false, true, "192.0.2.7", ""},
+      {ForwardedForMode::kOff, true, true, "6.6.6.6", "for=6.6.6.6;proto=https"},
+      {ForwardedForMode::kOff, false, true, "", ""},
+      {ForwardedForMode::kOff, false, false, "", ""},
   };
   for (const auto& c : cases) {
     auto req = ParseHead(std::string("GET /p HTTP/1.1\r\nHost: a\r\n") +
@@ -123,8 +124,47 @@ TEST(HeaderRewriteTest, RealIpAndForwardedTrustOnlyTrustedClients) {
     const std::string wire = Serialize(req.base());
     EXPECT_EQ(std::string(req["X-Real-IP"]), c.want_real_ip) << wire;
     EXPECT_LE(req.count("X-Real-IP"), 1u) << wire;
-    EXPECT_EQ(req.count(http::field::forwarded), c.incoming && c.trusted ? 1u : 0u) << wire;
+    EXPECT_EQ(std::string(req[http::field::forwarded]), c.want_forwarded) << wire;
+    EXPECT_LE(req.count(http::field::forwarded), 1u) << wire;
   }
+}
+
+// Behind a trusted balancer that sends X-Forwarded-For only (AWS ALB, GCLB), X-Real-IP names the
+// client its chain gives, as nginx's realip module finds it, not the balancer's own address.
+TEST(HeaderRewriteTest, RealIpBehindATrustedProxyComesFromItsChain) {
+  const std::vector<l4::Cidr> trusted = {*l4::ParseCidr("10.0.0.0/8"), *l4::ParseCidr("2001:db8::/32")};
+  struct Case {
+    const char* incoming;  // extra request lines
+    const char* want;
+  };
+  const Case cases[] = {
+      {"X-Forwarded-For: 203.0.113.9\r\n", "203.0.113.9"},
+      {"X-Forwarded-For: 6.6.6.6, 203.0.113.9, 10.1.1.1\r\n", "203.0.113.9"},  // rightmost untrusted
+      {"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 203.0.113.9 , 10.2.2.2\r\n", "203.0.113.9"},
+      {"X-Forwarded-For: 10.3.3.3, 10.1.1.1\r\n", "10.3.3.3"},  // every entry trusted: the leftmost
+      {"X-Forwarded-For: ,, \r\n", "10.9.9.9"},                  // nothing in it: the peer
+      {"", "10.9.9.9"},
+      {"X-Forwarded-For: 2001:db8::5, 2001:db9::1\r\n", "2001:db9::1"},
+  };
+  for (const auto& c : cases) {
+    auto req = ParseHead(std::string("GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=203.0.113.9\r\n") + c.incoming + "\r\n");
+    ForwardedInfo info;
+    info.client_ip = "10.9.9.9";
+    info.host = "a";
+    info.trusted = true;
+    info.trusted_proxies = &trusted;
+    PrepareUpstreamRequest(req.base(), info);
+    EXPECT_EQ(std::string(req["X-Real-IP"]), c.want) << c.incoming;
+    EXPECT_EQ(std::string(req[http::field::forwarded]), "for=203.0.113.9, for=10.9.9.9");
+  }
+  // Our hop in Forwarded, for an IPv6 peer: quoted and bracketed (RFC 7239 §6).
+  auto req = ParseHead("GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=x\r\n\r\n");
+  ForwardedInfo info;
+  info.client_ip = "2001:db8::7";
+  info.host = "a";
+  info.trusted = true;
+  PrepareUpstreamRequest(req.base(), info);
+  EXPECT_EQ(std::string(req[http::field::forwarded]), "for=x, for=\"[2001:db8::7]\"");
 }
 
 TEST(HeaderRewriteTest, AbsoluteFormBecomesOriginFormAndExpectIsConsumed) {

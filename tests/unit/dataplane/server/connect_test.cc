@@ -1,9 +1,12 @@
 #include "dataplane/server/connect.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -105,12 +108,12 @@ TEST(ConnectToTest, ConnectsRefusesAndTimesOut) {
 // wait for writability completes while the connect is still in SYN_SENT. ConnectTo used to take
 // that as connected (SO_ERROR is 0 then), pinning the session to a backend that never answered.
 //
-// Set up here deterministically: sockets C and A become readable in that order, so one
-// epoll_wait reports both; C's handler closes A and starts ConnectTo to a silent port, whose new
-// socket gets A's reactor state while A's event (readable and writable) is still queued.
-TEST(ConnectToTest, AWakeUpLeftOverFromAClosedSocketIsNotAConnection) {
-  SilentPort silent;
-  if (!silent.ok) GTEST_SKIP() << "this kernel answers SYNs to a full accept queue";
+// Set up deterministically: sockets C and A become readable in that order, so one epoll_wait
+// reports both; C's handler closes A and starts a connect to a silent port, whose new socket
+// gets A's reactor state while A's event (readable and writable) is still queued. `connect`
+// runs in that handler, right after A is closed.
+template <class Connect>
+void WithAStaleWakeUp(Connect connect) {
   net::io_context ioc;
   const Executor ex = ioc.get_executor();
   Acceptor acc(ex, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
@@ -125,10 +128,7 @@ TEST(ConnectToTest, AWakeUpLeftOverFromAClosedSocketIsNotAConnection) {
   a.async_wait(tcp::socket::wait_write, [&](const error_code&) { waited = true; });
   for (int i = 0; i < 100 && !waited; ++i) ioc.run_one_for(milliseconds(10));
   ASSERT_TRUE(waited);
-
-  const Endpoint ep = Loopback(silent.port);
-  error_code connect_ec;
-  bool connected = false, finished = false, started = false;
+  bool finished = false, started = false;
   net::co_spawn(
       ex,
       [&]() -> Task<> {
@@ -136,8 +136,7 @@ TEST(ConnectToTest, AWakeUpLeftOverFromAClosedSocketIsNotAConnection) {
         started = true;
         co_await c.async_wait(tcp::socket::wait_read, Redirect(ec));
         a.close(ec);
-        Socket s = co_await ConnectTo(ex, ep, milliseconds(300), connect_ec);
-        connected = !connect_ec && s.is_open();
+        co_await connect(ex);
         finished = true;
       },
       net::detached);
@@ -149,6 +148,47 @@ TEST(ConnectToTest, AWakeUpLeftOverFromAClosedSocketIsNotAConnection) {
   net::write(peer_a, net::buffer("a", 1));
   for (int i = 0; i < 500 && !finished; ++i) ioc.run_one_for(milliseconds(10));
   ASSERT_TRUE(finished);
+}
+
+// The canary: the setup really produces the stale wake-up (a bare wait for writability on a
+// socket still in SYN_SENT completes). If a Boost upgrade fixes that, this fails, and the
+// regression test below needs another way to force one.
+TEST(ConnectToTest, TheSetupReproducesAStaleWakeUp) {
+  SilentPort silent;
+  if (!silent.ok) GTEST_SKIP() << "this kernel answers SYNs to a full accept queue";
+  bool woken_in_syn_sent = false;
+  WithAStaleWakeUp([&](Executor ex) -> Task<> {
+    Socket b(ex);
+    b.open(tcp::v4());  // registered with the reactor here: it gets A's state
+    b.native_non_blocking(true);
+    error_code ec;
+    const tcp::endpoint to(net::ip::make_address("127.0.0.1"), silent.port);
+    if (::connect(b.native_handle(), to.data(), static_cast<socklen_t>(to.size())) == 0 || errno != EINPROGRESS) co_return;
+    Timer deadline(ex);
+    deadline.expires_after(milliseconds(300));
+    deadline.async_wait([&b](const error_code& e) {
+      if (!e) b.cancel();
+    });
+    co_await b.async_wait(tcp::socket::wait_write, Redirect(ec));
+    deadline.cancel();
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    woken_in_syn_sent = !ec && ::getsockopt(b.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+                        info.tcpi_state == TCP_SYN_SENT;
+  });
+  EXPECT_TRUE(woken_in_syn_sent) << "Asio no longer delivers a closed socket's queued event to its successor";
+}
+
+TEST(ConnectToTest, AWakeUpLeftOverFromAClosedSocketIsNotAConnection) {
+  SilentPort silent;
+  if (!silent.ok) GTEST_SKIP() << "this kernel answers SYNs to a full accept queue";
+  const Endpoint ep = Loopback(silent.port);
+  error_code connect_ec;
+  bool connected = false;
+  WithAStaleWakeUp([&](Executor ex) -> Task<> {
+    Socket s = co_await ConnectTo(ex, ep, milliseconds(300), connect_ec);
+    connected = !connect_ec && s.is_open();
+  });
   EXPECT_FALSE(connected) << "reported connected to a port that never answered";
   EXPECT_TRUE(IsTimeout(connect_ec)) << connect_ec.message();
 }
