@@ -23,6 +23,7 @@ using tcp = net::ip::tcp;
 struct AdminServer::Impl {
   std::shared_ptr<prometheus::Registry> registry;
   std::function<bool()> ready;
+  std::function<std::string()> broken;
   std::map<std::string, Handler> handlers;
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
@@ -35,6 +36,11 @@ struct AdminServer::Impl {
     if (path == "/metrics") {
       prometheus::TextSerializer serializer;
       return {200, "text/plain; version=0.0.4; charset=utf-8", serializer.Serialize(registry->Collect())};
+    }
+    if (path == "/healthz" || path == "/readyz") {
+      if (std::string why = broken ? broken() : std::string(); !why.empty()) {
+        return {503, "text/plain", "broken: " + why + "\n"};
+      }
     }
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
     if (path == "/readyz") {
@@ -123,6 +129,8 @@ AdminServer::AdminServer(std::shared_ptr<prometheus::Registry> registry, std::fu
 AdminServer::~AdminServer() { Stop(); }
 
 void AdminServer::AddHandler(std::string path, Handler handler) { impl_->handlers[std::move(path)] = std::move(handler); }
+
+void AdminServer::SetBroken(std::function<std::string()> broken) { impl_->broken = std::move(broken); }
 
 bool AdminServer::Start(const std::string& listen, std::string* error) {
   std::string host;

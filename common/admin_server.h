@@ -1,6 +1,6 @@
 // The admin HTTP endpoint both binaries expose on --metrics-listen:
 //   GET /metrics  Prometheus text format from a prometheus-cpp registry
-//   GET /healthz  200 while the process runs
+//   GET /healthz  200 while the process runs and the broken() callback says nothing
 //   GET /readyz   200 when the ready() callback says so, else 503
 //   plus handlers added with AddHandler (e.g. a read-only config dump).
 // Runs on its own thread and io_context so a slow scrape never touches the data path.
@@ -34,6 +34,9 @@ class AdminServer {
 
   // Register before Start(). `path` is matched exactly (query string ignored).
   void AddHandler(std::string path, Handler handler);
+  // Before Start(): a non-empty answer means the process cannot recover by itself (restart it):
+  // /healthz and /readyz answer 503 with it.
+  void SetBroken(std::function<std::string()> broken);
 
   // Binds `listen` ("host:port", ":port"; port 0 picks a free one) and starts serving.
   // Returns false and sets *error when the address is bad or cannot be bound.

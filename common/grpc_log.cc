@@ -16,11 +16,35 @@ namespace {
 // same line is logged at most once a minute, with the count of repeats it stands for.
 constexpr std::chrono::minutes kRepeatWindow{1};
 
+std::mutex& FailureMu() {
+  static auto* mu = new std::mutex;  // never destroyed (see below)
+  return *mu;
+}
+std::string& Failure() {
+  static auto* s = new std::string;
+  return *s;
+}
+
+// gRPC 1.51's tcp_server_posix.cc logs "Failed accept4: <strerror>" and then shuts the listener.
+void NoteListenerFailure(std::string_view message) {
+  {
+    std::lock_guard lock(FailureMu());
+    if (!Failure().empty()) return;
+    Failure() = std::string(message);
+  }
+  log::Error("grpc",
+             "the gRPC server stopped accepting connections (gRPC 1.51 closes its listener after a failed accept "
+             "and never reopens it); /healthz now fails so that the process is restarted",
+             {{"error", std::string(message)},
+              {"hint", "out of file descriptors? raise the open-files limit (LimitNOFILE, ulimit -n)"}});
+}
+
 void ToDoormanLog(gpr_log_func_args* args) {
   std::string_view file = args->file != nullptr ? args->file : "";
   if (const auto slash = file.rfind('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);
   std::string_view message = args->message != nullptr ? args->message : "";
   while (!message.empty() && (message.back() == '.' || message.back() == '\n')) message.remove_suffix(1);
+  if (file == "tcp_server_posix.cc" && message.rfind("Failed accept4", 0) == 0) NoteListenerFailure(message);
   const log::Level level = args->severity == GPR_LOG_SEVERITY_ERROR  ? log::Level::kWarn
                            : args->severity == GPR_LOG_SEVERITY_INFO ? log::Level::kInfo
                                                                       : log::Level::kDebug;
@@ -44,5 +68,10 @@ void ToDoormanLog(gpr_log_func_args* args) {
 }  // namespace
 
 void RouteGrpcLogs() { gpr_set_log_function(ToDoormanLog); }
+
+std::string GrpcListenerFailure() {
+  std::lock_guard lock(FailureMu());
+  return Failure();
+}
 
 }  // namespace doorman

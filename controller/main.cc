@@ -20,6 +20,7 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/fd_limit.h"
 #include "common/grpc_log.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
@@ -411,6 +412,7 @@ int main(int argc, char** argv) {
     Fail(2, "invalid --log-level \"" + log_level + "\" (want debug, info, warn or error)");
   }
   doorman::RouteGrpcLogs();
+  const uint64_t open_files = doorman::RaiseOpenFileLimit();
   if (auto e = doorman::CheckTlsFlags(tls); !e.empty()) Fail(2, e);
   if (tls.enabled()) {
     if (auto e = doorman::CheckTlsFiles(tls); !e.empty()) Fail(2, e);
@@ -547,6 +549,12 @@ int main(int argc, char** argv) {
   AdminServer admin(registry, [&] {
     return serving.load() && server.version() != 0 && (!source || source->synced());
   });
+  // gRPC 1.51 never reopens a listener an accept4 failure closed (common/grpc_log.h): no
+  // dataplane could connect again, so the process says it needs a restart.
+  admin.SetBroken([] {
+    const std::string why = doorman::GrpcListenerFailure();
+    return why.empty() ? why : "the gRPC server stopped accepting connections (" + why + ")";
+  });
   admin.AddHandler("/debug/snapshot", [&published] {
     std::lock_guard<std::mutex> lock(published.mu);
     std::string body = "{\"version\":" + std::to_string(published.version) + ",\"snapshot\":" +
@@ -599,13 +607,15 @@ int main(int argc, char** argv) {
                         {"identity", identity},
                         {"grpc_port", std::to_string(server.port())},
                         {"grpc_tls", tls.enabled() ? "mtls" : "off"},
-                        {"metrics_port", std::to_string(admin.port())}});
+                        {"metrics_port", std::to_string(admin.port())},
+                        {"open_files", std::to_string(open_files)}});
   } else {
     doorman::log::Info("controller", "started",
                        {{"manifests", manifests},
                         {"grpc_port", std::to_string(server.port())},
                         {"grpc_tls", tls.enabled() ? "mtls" : "off"},
                         {"metrics_port", std::to_string(admin.port())},
+                        {"open_files", std::to_string(open_files)},
                         {"version", std::to_string(server.version())}});
   }
 

@@ -10,6 +10,7 @@
 #include "common/address.h"
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/fd_limit.h"
 #include "common/grpc_log.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
   }
   if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
   RouteGrpcLogs();
+  const uint64_t open_files = RaiseOpenFileLimit();
   if (node_name.empty()) node_name = HostName();
   if (splice_from_env) log::Warn("dataplane", "DOORMAN_L4_SPLICE=1 is deprecated; use --l4-splice");
 
@@ -210,7 +212,8 @@ int main(int argc, char** argv) {
   subscriber.Start();
   log::Info("dataplane", "started",
             {{"controller", controller}, {"node", node_name}, {"workers", std::to_string(workers)},
-             {"bind_address", bind_address}, {"metrics", metrics_listen}, {"version", DOORMAN_VERSION}});
+             {"bind_address", bind_address}, {"metrics", metrics_listen}, {"open_files", std::to_string(open_files)},
+             {"version", DOORMAN_VERSION}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

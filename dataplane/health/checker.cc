@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -52,10 +53,12 @@ Millis SteadyNow() {
   return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
-// One probe: true when the endpoint passed.
-Task<bool> Probe(Executor ex, const Target& t) {
+// One probe: true when the endpoint passed; nullopt when it could not be run here (this process
+// is out of descriptors or ports: not the endpoint's fault, so no result at all).
+Task<std::optional<bool>> Probe(Executor ex, const Target& t) {
   error_code ec;
   auto sock = co_await dataplane::ConnectTo(ex, t.endpoint, t.spec.timeout, ec);
+  if (ec && dataplane::IsLocalResourceError(ec)) co_return std::nullopt;
   if (ec) co_return false;
   if (t.spec.protocol == CheckProtocol::kTcp) {
     sock.close(ec);
@@ -111,10 +114,14 @@ struct HealthChecker::Impl {
       co_await t->timer->async_wait(Redirect(ec));
       if (t->stopped) break;
       const Millis started = SteadyNow();
-      const bool ok = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
-                                                               : co_await Probe(ioc.get_executor(), *t);
+      const std::optional<bool> ok = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
+                                                                              : co_await Probe(ioc.get_executor(), *t);
       if (t->stopped) break;
-      if (auto flip = t->state.OnResult(ok)) {
+      if (!ok) {  // not run (local resources): no verdict either way, next one at the usual time
+        due = t->state.NextProbeAt(started, rng());
+        continue;
+      }
+      if (auto flip = t->state.OnResult(*ok)) {
         t->endpoint.state->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
                   {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});

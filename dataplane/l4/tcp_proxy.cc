@@ -326,6 +326,19 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       log::Debug("l4", "connect to backend failed",
                  {{"listener", listener_}, {"backend", ep->key}, {"error", IsTimeout(ec) ? "timeout" : ec.message()}});
+      if (IsLocalResourceError(ec)) {
+        // This side is out of descriptors (or ports, memory): not the backend's fault, and
+        // every other endpoint would fail alike. Counted, logged (throttled), nobody ejected.
+        w_.metrics().L4Drops(listener_, "connect_failed").Increment();
+        uint64_t repeated = 0;
+        if (w_.log_throttle().Allow("l4 local " + ec.message(), std::chrono::steady_clock::now(), &repeated)) {
+          log::Warn("l4", "cannot open a backend connection: out of local resources; closing client",
+                    {{"listener", listener_}, {"error", ec.message()}, {"repeated", std::to_string(repeated)},
+                     {"hint", "raise the open-files limit (LimitNOFILE, ulimit -n)"}});
+        }
+        CloseBoth(true);
+        co_return false;
+      }
       if (outliers.OnFailure(*ep->state, std::chrono::steady_clock::now())) {
         w_.metrics().L4Ejections(listener_, ep->key).Increment();
         log::Info("l4", "endpoint ejected by outlier detection (consecutive connect failures)",
@@ -337,8 +350,16 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       log::Debug("l4", "no ready endpoint; closing client", {{"listener", listener_}, {"route", route.name}});
     } else {
       w_.metrics().L4Drops(listener_, "connect_failed").Increment();
-      log::Warn("l4", "no backend accepted the connection; closing client",
-                {{"listener", listener_}, {"route", route.name}, {"tried", std::to_string(tried.size())}});
+      // Once per 10 s per route and worker (a client can repeat this as fast as it connects).
+      uint64_t repeated = 0;
+      if (w_.log_throttle().Allow("l4 connect_failed " + listener_ + " " + route.name, std::chrono::steady_clock::now(),
+                                  &repeated)) {
+        log::Warn("l4", "no backend accepted the connection; closing client",
+                  {{"listener", listener_},
+                   {"route", route.name},
+                   {"tried", std::to_string(tried.size())},
+                   {"repeated", std::to_string(repeated)}});
+      }
     }
     CloseBoth(true);  // a reset, whether or not the client already sent bytes (NLB does the same)
     co_return false;

@@ -112,6 +112,20 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
   co_return s;
 }
 
+bool IsLocalResourceError(const boost::system::error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  switch (ec.value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EADDRNOTAVAIL:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool IsTimeout(const boost::system::error_code& ec) {
   return ec == boost::beast::error::timeout || ec == net::error::timed_out;
 }

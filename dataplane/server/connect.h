@@ -15,4 +15,9 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
 
 bool IsTimeout(const boost::system::error_code& ec);
 
+// A connect that failed on this side, not the backend's: out of descriptors (EMFILE, ENFILE),
+// of memory or buffers, or of local ports (EADDRNOTAVAIL). Such a failure must not count
+// against the backend (outlier ejection, health checks): every backend would fail alike.
+bool IsLocalResourceError(const boost::system::error_code& ec);
+
 }  // namespace doorman::dataplane

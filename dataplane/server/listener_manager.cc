@@ -131,8 +131,12 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
     OwnedFd fd = co_await Accept(*acceptor, peer, ec);
     if (ec == net::error::operation_aborted || !acceptor->is_open()) co_return;
     if (ec) {
-      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
-      log::Warn("listener", "accept failed", {{"listener", listener}, {"error", ec.message()}});
+      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning; logged at most once per
+      // 10 s per worker (it repeats every pause while the shortage lasts).
+      uint64_t repeated = 0;
+      if (w.log_throttle().Allow("accept " + listener + " " + ec.message(), std::chrono::steady_clock::now(), &repeated)) {
+        log::Warn("listener", "accept failed", {{"listener", listener}, {"error", ec.message()}, {"repeated", std::to_string(repeated)}});
+      }
       pause.expires_after(kAcceptErrorPause);
       co_await pause.async_wait(Redirect(ec));
       continue;

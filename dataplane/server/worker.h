@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "common/log_throttle.h"
 #include "dataplane/admin/metrics.h"
 #include "dataplane/config/config_store.h"
 #include "dataplane/l7/upstream_pool.h"
@@ -77,6 +78,10 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
   DeadlineList& deadlines() { return deadlines_; }
+  // Per-connection failures a client can repeat at will (a dead backend) are logged through
+  // this: the same line at most once per 10 s per worker, with the count it stands for; the
+  // metrics count every one. Worker thread only (no lock).
+  log::Throttle& log_throttle() { return log_throttle_; }
   // Open client connections (L4 sessions and L7 client connections) this worker serves.
   std::atomic<int64_t>& connections() { return connections_; }
 
@@ -91,6 +96,7 @@ class Worker {
   WorkerMetrics metrics_;
   UpstreamPool pool_;
   DeadlineList deadlines_;  // before ioc_: sessions destroyed with the io_context unlink from it
+  log::Throttle log_throttle_{std::chrono::seconds(10)};
   std::unique_ptr<net::io_context> ioc_;
   std::unique_ptr<net::executor_work_guard<Executor>> guard_;
   std::thread thread_;

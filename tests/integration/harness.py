@@ -222,9 +222,10 @@ spec:
                    what="controller /readyz")
         return self.controller
 
-    def start_dataplane(self, extra=()):
+    def start_dataplane(self, extra=(), prefix=()):
+        """`prefix`: a command the dataplane runs under (e.g. prlimit)."""
         self.dp_metrics_port = free_port()
-        self.dataplane = self.spawn("dataplane", [
+        self.dataplane = self.spawn("dataplane", list(prefix) + [
             DATAPLANE, "--controller", "127.0.0.1:%d" % self.grpc_port,
             "--bind-address", "127.0.0.1", "--node-name", "it-node",
             "--metrics-listen", "127.0.0.1:%d" % self.dp_metrics_port] + list(extra))

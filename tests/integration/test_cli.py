@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -85,6 +86,38 @@ class GrpcPortInUse(DoormanTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--grpc-listen: cannot listen on 127.0.0.1:%d" % self.grpc_port, r.stderr)
         self.assertTrue(self.controller.alive())
+
+
+class OutOfFileDescriptors(DoormanTestCase):
+    def test_a_grpc_listener_lost_to_emfile_fails_healthz(self):
+        # gRPC 1.51 closes its listening socket for good after accept4 fails (EMFILE) and says so
+        # in one log line: no dataplane could connect again (audit5 F1). The controller raises
+        # its soft open-files limit to the hard one at start; past that, /healthz and /readyz
+        # fail so that the kubelet restarts it.
+        self.grpc_port = free_port()
+        self.ctl_metrics_port = free_port()
+        self.controller = self.spawn("controller", [
+            "prlimit", "--nofile=64:64", "--", CONTROLLER, "--manifests", self.manifests,
+            "--grpc-listen", "127.0.0.1:%d" % self.grpc_port, "--metrics-listen", "127.0.0.1:%d" % self.ctl_metrics_port])
+        healthz = "http://127.0.0.1:%d/healthz" % self.ctl_metrics_port
+        readyz = "http://127.0.0.1:%d/readyz" % self.ctl_metrics_port
+        wait_until(lambda: http_get(readyz)[0] == 200, what="controller /readyz")
+        self.assertIn("open_files=64", self.controller.log())
+        self.assertEqual(http_get(healthz)[0], 200)
+        conns = []
+        try:
+            for _ in range(100):  # far more than 64 descriptors' worth
+                conns.append(socket.create_connection(("127.0.0.1", self.grpc_port), timeout=5))
+            wait_until(lambda: "stopped accepting connections" in self.controller.log(), what="the lost listener reported")
+        finally:
+            for c in conns:
+                c.close()
+        # Descriptors free again, the listener stays lost: the admin port says the process is broken.
+        wait_until(lambda: http_get(healthz)[0] == 503, what="/healthz 503")
+        st, _, body = http_get(healthz)
+        self.assertIn(b"the gRPC server stopped accepting connections (Failed accept4: Too many open files)", body)
+        self.assertEqual(http_get(readyz)[0], 503)
+        self.assertIn("raise the open-files limit", self.controller.log())
 
 
 class GarbageOnTheRoutingStream(DoormanTestCase):

@@ -322,11 +322,61 @@ spec:
         self.start(manifest(self.port, [dead]))
         self.assert_reset()
         wait_until(lambda: self.drops("connect_failed") >= 1, what="connect_failed counted")
+        # Every refusal is counted, but logged at most once per 10 s per route and worker: a
+        # client repeating it must not flood the node's log (audit5 F2).
+        for _ in range(40):
+            self.assert_reset()
+        wait_until(lambda: self.drops("connect_failed") >= 41, what="every refusal counted")
+        lines = [l for l in self.dataplane.log().splitlines() if "no backend accepted the connection" in l]
+        self.assertGreaterEqual(len(lines), 1)  # logged (each line is written unbuffered)
+        self.assertLessEqual(len(lines), 2, lines)  # once per worker
         # No ready endpoint at all (every weight 0): reset too, counted as no_backend.
         self.update(manifest(self.port, [dead]).replace("        - endpoints:", "        - weight: 0\n          endpoints:"))
         before = self.drops("no_backend")
         self.assert_reset()
         wait_until(lambda: self.drops("no_backend") >= before + 1, what="no_backend counted")
+
+    def test_running_out_of_descriptors_is_not_blamed_on_the_backend(self):
+        # A dataplane out of file descriptors cannot open backend sockets: that is counted and
+        # logged (throttled) as its own problem, and no healthy endpoint is ejected (audit5 F3:
+        # 5 such failures in a row ejected it). 40 descriptors: ~22 in use at rest.
+        checked = manifest(self.port, [self.a.port]).replace(
+            "spec:\n", "spec:\n  healthCheck: {protocol: TCP, interval: 200ms, timeout: 200ms, unhealthyThreshold: 2}\n", 1)
+        self.write_manifest("l4.yaml", checked)
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"], prefix=["prlimit", "--nofile=40:40", "--"])
+        self.version = self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="tcp listener")
+        self.wait_l4_probes_ended()
+        held = []
+        try:
+            for _ in range(30):  # each proxied connection takes two descriptors
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", self.port), timeout=5))
+                except ConnectionError:
+                    pass  # reset: the dataplane had no descriptor left for its backend socket
+            wait_until(lambda: "Too many open files" in self.dataplane.log(), what="the shortage")
+            # Health probes that cannot get a socket meanwhile (every 200 ms) give no verdict. No
+            # event marks a probe that was not run, so the shortage is held for five intervals.
+            time.sleep(1.0)
+        finally:
+            for s in held:
+                s.close()
+        log = self.dataplane.log()
+        self.assertNotIn("unhealthy", log)
+        self.assertNotIn("ejected", log)
+        self.assertLessEqual(log.count("accept failed"), 4, log)  # throttled: once per 10 s per worker
+        # Descriptors back: the endpoint was never ejected nor marked down, and serves.
+        self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_backend_up", {"backend": "127.0.0.1:%d" % self.a.port}), 1)
+        s, name = wait_until(lambda: self.try_connect(), what="service again")
+        self.assertEqual(name, "a")
+        s.close()
+
+    def try_connect(self):
+        try:
+            return connect(self.port, timeout=2)
+        except (OSError, ConnectionError):
+            return None
 
     def silent_endpoint(self):
         """A port whose SYNs go unanswered: a listener with a full accept queue (backlog 0, one
