@@ -192,6 +192,28 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
   return std::string_view(buf.data() + i, buf.size() - i);
 }
 
+// "HTTP/1.1 200\r\n" (no space after the status code, where RFC 9112 §4 wants one before an
+// empty reason) is sent by some embedded servers and accepted by nginx, HAProxy and Envoy;
+// Beast's parser refuses it. The missing space is put in before the head is parsed (`b` starts
+// with an unparsed status line: Beast consumes nothing before a whole head).
+void AddMissingReasonSpace(beast::flat_buffer& b) {
+  constexpr std::size_t kLine = 12;  // "HTTP/1.1 200"
+  if (b.size() < kLine + 2) return;
+  const auto* p = static_cast<const char*>(b.data().data());
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (std::memcmp(p, "HTTP/", 5) != 0 || !digit(p[5]) || p[6] != '.' || !digit(p[7]) || p[8] != ' ' ||
+      !digit(p[9]) || !digit(p[10]) || !digit(p[11]) || p[12] != '\r' || p[13] != '\n') {
+    return;
+  }
+  std::string fixed(p, kLine);
+  fixed += ' ';
+  fixed.append(p + kLine, b.size() - kLine);
+  b.clear();
+  const auto room = b.prepare(fixed.size());
+  std::memcpy(room.data(), fixed.data(), fixed.size());
+  b.commit(fixed.size());
+}
+
 // Whether `d` holds only interim response heads (1xx other than 101), the last one possibly
 // still arriving: what a backend may send before its answer without it being the answer.
 bool OnlyInterimHeads(std::string_view d) {
@@ -965,6 +987,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           if (up_buf_.size() > 0) {
             any = true;
             got_response_bytes_ = true;
+            AddMissingReasonSpace(up_buf_);
             const std::size_t used = rp->put(up_buf_.data(), rec);
             up_buf_.consume(used);
             if (!rec && rp->is_header_done()) break;

@@ -109,6 +109,8 @@ class RawBackend:
                 elif path in ("/hints100", "/hints101"):  # n interim heads (the limit is 100), then the answer
                     c.sendall(b"HTTP/1.1 102 Processing\r\n\r\n" * int(path[-3:]) +
                               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                elif path == "/nosp":  # no space after the status code (nginx and HAProxy accept it)
+                    c.sendall(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")
                 elif path == "/204cl":  # a 204 that (wrongly) declares a length
                     c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
                 elif path == "/204te":  # a 204 that (wrongly) declares a chunked body
@@ -347,6 +349,9 @@ spec:
         self.assertIn(b"HTTP/1.1 502 ", r)
         self.assertIn(b"interim (1xx) responses", r)
         self.assertNotIn(b"HTTP/1.1 200", r)
+        # A status line without the space before an empty reason is accepted, as nginx does.
+        r = self.exchange(b"GET /nosp HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"\r\n\r\nok"), r)
         # An HTTP/1.0 client never gets a 1xx (RFC 9110 §15.2).
         r = self.exchange(b"GET /hints HTTP/1.0\r\nHost: a\r\n\r\n")
         self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"ok"), r)
