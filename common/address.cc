@@ -37,4 +37,11 @@ bool IsStatusHostname(std::string_view s) {
   return last.find_first_not_of("0123456789") != std::string_view::npos;
 }
 
+bool IsLoopbackHost(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1") return true;
+  const std::string h(host);
+  return IsIpLiteral(h) && h.rfind("127.", 0) == 0;
+}
+
 }  // namespace doorman

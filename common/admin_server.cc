@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <map>
@@ -115,8 +116,15 @@ void AdminServer::Impl::DoAccept() {
     if (ec == net::error::operation_aborted) return;
     if (!ec) {
       std::make_shared<AdminSession>(std::move(s), [this](std::string_view t) { return Handle(t); })->Start();
+      DoAccept();
+      return;
     }
-    DoAccept();
+    // Out of descriptors (EMFILE) and the like: the connection stays queued and the acceptor
+    // readable, so accepting again at once would spin a core; wait a little first.
+    auto pause = std::make_shared<net::steady_timer>(ioc, std::chrono::milliseconds(50));
+    pause->async_wait([this, pause](beast::error_code tec) {
+      if (tec != net::error::operation_aborted && acceptor.is_open()) DoAccept();
+    });
   });
 }
 

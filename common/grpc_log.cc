@@ -2,6 +2,9 @@
 
 #include <grpc/support/log.h>
 
+#include <strings.h>
+
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -67,7 +70,15 @@ void ToDoormanLog(gpr_log_func_args* args) {
 
 }  // namespace
 
-void RouteGrpcLogs() { gpr_set_log_function(ToDoormanLog); }
+void RouteGrpcLogs() {
+  // GRPC_VERBOSITY=NONE would also hide the one line that says the listener is lost
+  // (GrpcListenerFailure): errors stay on. gRPC reads the variable when it initialises, after
+  // this (it is called before any gRPC object exists, with no other thread running).
+  if (const char* v = std::getenv("GRPC_VERBOSITY"); v != nullptr && strcasecmp(v, "NONE") == 0) {
+    ::setenv("GRPC_VERBOSITY", "ERROR", 1);
+  }
+  gpr_set_log_function(ToDoormanLog);
+}
 
 std::string GrpcListenerFailure() {
   std::lock_guard lock(FailureMu());

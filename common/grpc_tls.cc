@@ -56,17 +56,30 @@ std::string Named(const char* flag, const std::string& path) { return std::strin
 
 }  // namespace
 
-std::string CheckTlsPem(const TlsFiles& files, const std::string& cert_pem, const std::string& key_pem,
-                        const std::string& ca_pem) {
+PemPairProblem CheckPemPair(const std::string& cert_pem, const std::string& key_pem) {
   const auto chain = ReadCertificates(cert_pem);
-  if (chain.empty()) return Named("--tls-cert", files.cert) + ": no PEM certificate in the file";
+  if (chain.empty()) return PemPairProblem::kNoCertificate;
   PkeyPtr key;
   if (auto bio = MemBio(key_pem)) key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   ERR_clear_error();
-  if (!key) return Named("--tls-key", files.key) + ": no unencrypted PEM private key in the file";
+  if (!key) return PemPairProblem::kNoKey;
   const bool match = X509_check_private_key(chain.front().get(), key.get()) == 1;
   ERR_clear_error();
-  if (!match) return Named("--tls-key", files.key) + " does not match the certificate in " + Named("--tls-cert", files.cert);
+  return match ? PemPairProblem::kNone : PemPairProblem::kMismatch;
+}
+
+std::string CheckTlsPem(const TlsFiles& files, const std::string& cert_pem, const std::string& key_pem,
+                        const std::string& ca_pem) {
+  switch (CheckPemPair(cert_pem, key_pem)) {
+    case PemPairProblem::kNoCertificate:
+      return Named("--tls-cert", files.cert) + ": no PEM certificate in the file";
+    case PemPairProblem::kNoKey:
+      return Named("--tls-key", files.key) + ": no unencrypted PEM private key in the file";
+    case PemPairProblem::kMismatch:
+      return Named("--tls-key", files.key) + " does not match the certificate in " + Named("--tls-cert", files.cert);
+    case PemPairProblem::kNone:
+      break;
+  }
   if (ReadCertificates(ca_pem).empty()) return Named("--tls-ca", files.ca) + ": no PEM certificate in the file";
   return "";
 }

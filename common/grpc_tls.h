@@ -24,6 +24,11 @@ namespace doorman {
 
 inline constexpr std::chrono::seconds kTlsRefreshInterval{5};
 
+// A client or server certificate and its key, as PEM: usable, or what is wrong (the first
+// certificate does not parse, the key does not parse or is encrypted, they do not match).
+enum class PemPairProblem { kNone, kNoCertificate, kNoKey, kMismatch };
+PemPairProblem CheckPemPair(const std::string& cert_pem, const std::string& key_pem);
+
 // Checks PEM contents that came from `files` (used only to name them in the message): at least
 // one certificate in cert and ca, an unencrypted private key that matches cert's first
 // certificate. Returns "" or one line naming the flag and file; never any file content.

@@ -20,6 +20,7 @@
 
 #include "common/admin_server.h"
 #include "common/flags.h"
+#include "common/address.h"
 #include "common/fd_limit.h"
 #include "common/grpc_log.h"
 #include "common/grpc_tls.h"
@@ -447,6 +448,18 @@ int main(int argc, char** argv) {
     std::string error;
     kube_config = dc::kube::ResolveKubeConfig(kubeconfig, dc::kube::GetEnv, dc::kube::ReadFile, &error);
     if (!kube_config) Fail(2, error + " (or --manifests PATH for standalone mode; see --help)");
+    // A client certificate that cannot be used would silently make every request anonymous
+    // (401s forever): refused here, as a bad --tls-* file is.
+    if (!kube_config->client_cert_pem.empty()) {
+      const char* why = nullptr;
+      switch (doorman::CheckPemPair(kube_config->client_cert_pem, kube_config->client_key_pem)) {
+        case doorman::PemPairProblem::kNoCertificate: why = "client-certificate is not a PEM certificate"; break;
+        case doorman::PemPairProblem::kNoKey: why = "client-key is not an unencrypted PEM private key"; break;
+        case doorman::PemPairProblem::kMismatch: why = "client-key does not match client-certificate"; break;
+        case doorman::PemPairProblem::kNone: break;
+      }
+      if (why != nullptr) Fail(2, kube_config->origin + ": " + why);
+    }
   } else {
     std::error_code ec;
     if (!std::filesystem::exists(manifests, ec)) Fail(2, "--manifests " + manifests + ": no such file or directory");
@@ -545,6 +558,15 @@ int main(int argc, char** argv) {
   std::string error;
   if (tls.enabled()) server.UseTls(tls);
   if (!server.Start(grpc_listen, &error)) Fail(1, "--grpc-listen: " + error);
+  if (!tls.enabled() && !doorman::IsLoopbackHost(host)) {
+    // The stream carries every HTTPS listener's private key, and a peer that says Hello is a
+    // dataplane whose address goes into status: plaintext is for a trusted network only.
+    doorman::log::Warn("controller",
+                       "the routing stream is served without TLS on a non-loopback address: whoever can reach it "
+                       "receives every TLS private key and can add addresses to status",
+                       {{"grpc_listen", grpc_listen},
+                        {"hint", "use --tls-cert, --tls-key and --tls-ca (deploy/mtls, or mtls.enabled in the Helm chart)"}});
+  }
   std::atomic<bool> serving{true};
   AdminServer admin(registry, [&] {
     return serving.load() && server.version() != 0 && (!source || source->synced());

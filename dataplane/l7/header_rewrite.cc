@@ -33,6 +33,26 @@ std::string_view ClientOfChain(std::string_view chain, const std::vector<l4::Cid
   return leftmost;
 }
 
+// Whether `name` is one of the forwarding headers the proxy manages spelled with '_' for '-'
+// ("X_Forwarded_For"): CGI-style backends (PHP, Rack, WSGI) read both spellings as
+// HTTP_X_FORWARDED_FOR, so an untrusted client's must not pass (nginx drops every name with an
+// underscore by default; Envoy has headers_with_underscores_action).
+bool IsUnderscoredForwardingHeader(std::string_view name) {
+  if (name.find('_') == std::string_view::npos) return false;
+  static constexpr std::string_view kManaged[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                                  "x-forwarded-port", "x-real-ip", "x-request-id", "forwarded"};
+  for (const std::string_view m : kManaged) {
+    if (m.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; same && i < m.size(); ++i) {
+      const char c = name[i] == '_' ? '-' : static_cast<char>(name[i] | 0x20);
+      same = c == m[i];
+    }
+    if (same) return true;
+  }
+  return false;
+}
+
 // An RFC 7239 node for an address: IPv6 in quotes and brackets (§6).
 std::string ForwardedNode(std::string_view ip) {
   if (ip.find(':') == std::string_view::npos) return std::string(ip);
@@ -72,6 +92,13 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
   // RFC 7239 Forwarded says what X-Forwarded-For does: believed from a trusted client only,
   // extended like X-Forwarded-For's chain in Append, dropped with it in Replace.
   if (!info.trusted || info.forwarded_for == ForwardedForMode::kReplace) h.Erase(http::field::forwarded);
+  if (!info.trusted) {
+    std::vector<std::string> underscored;
+    for (const auto& f : h.fields()) {
+      if (!f.removed && IsUnderscoredForwardingHeader(h.name(f))) underscored.emplace_back(h.name(f));
+    }
+    for (const auto& name : underscored) h.Erase(name);
+  }
   switch (info.forwarded_for) {
     case ForwardedForMode::kOff:
       if (!info.trusted) {

@@ -765,6 +765,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
     }
+    // A tunnel opened now would be cut at the end of the grace period: the client is better off
+    // reconnecting to another dataplane at once.
+    if (!upgrade.empty() && w_.shared().draining.load(std::memory_order_relaxed)) {
+      co_return local(503, "this dataplane is shutting down: WebSocket upgrades are refused", false);
+    }
     // Expect from an HTTP/1.0 client is ignored (RFC 9110 §10.1.1): no 100 Continue for it.
     const bool expect_continue = PrepareUpstreamRequest(req, fwd) && version >= 11;
     if (!upgrade.empty()) {
@@ -1504,6 +1509,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // A short text/plain answer of the proxy's own. Returns whether the connection stays open.
   Task<bool> Respond(unsigned status, std::string why, bool keep_alive, unsigned version, bool head,
                      std::vector<std::pair<std::string, std::string>> extra = {}) {
+    // Draining (SIGTERM): the proxy's own answers close the connection too, and say so.
+    if (w_.shared().draining.load(std::memory_order_relaxed)) keep_alive = false;
     if (!keep_alive) linger_ = true;
     const std::string body = "doorman: " + why + "\n";
     const auto reason = http::obsolete_reason(static_cast<http::status>(status));

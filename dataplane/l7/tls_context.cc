@@ -220,7 +220,8 @@ bool TlsClientContext::SetUpConnection(SSL* ssl, const std::string& server_name,
     return false;
   }
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  // SAN only, as docs/l7.md says (RFC 9525 retired the subject CN fallback; Go refuses it too).
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
   const int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str())
                        : X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
   if (ok != 1) {

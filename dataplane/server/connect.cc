@@ -119,7 +119,6 @@ bool IsLocalResourceError(const boost::system::error_code& ec) {
     case ENFILE:
     case ENOBUFS:
     case ENOMEM:
-    case EADDRNOTAVAIL:
       return true;
     default:
       return false;

@@ -16,8 +16,10 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
 bool IsTimeout(const boost::system::error_code& ec);
 
 // A connect that failed on this side, not the backend's: out of descriptors (EMFILE, ENFILE),
-// of memory or buffers, or of local ports (EADDRNOTAVAIL). Such a failure must not count
+// memory or buffers (ENOMEM, ENOBUFS), which socket(2) reports. Such a failure must not count
 // against the backend (outlier ejection, health checks): every backend would fail alike.
+// EADDRNOTAVAIL is not one: connect(2) reports it for one endpoint (an IPv6 address on a node
+// without IPv6, the local ports towards one backend used up), and other endpoints may work.
 bool IsLocalResourceError(const boost::system::error_code& ec);
 
 }  // namespace doorman::dataplane

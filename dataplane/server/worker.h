@@ -96,7 +96,7 @@ class Worker {
   WorkerMetrics metrics_;
   UpstreamPool pool_;
   DeadlineList deadlines_;  // before ioc_: sessions destroyed with the io_context unlink from it
-  log::Throttle log_throttle_{std::chrono::seconds(10)};
+  log::Throttle log_throttle_{std::chrono::seconds(10), 4096};
   std::unique_ptr<net::io_context> ioc_;
   std::unique_ptr<net::executor_work_guard<Executor>> guard_;
   std::thread thread_;

@@ -260,6 +260,36 @@ class TlsFlags(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown flag", r.stderr)
 
+    def test_a_kubeconfig_client_key_that_cannot_be_used_exits_2(self):
+        # It used to be dropped silently: every request went out anonymous and got 401 (audit6 F8).
+        import base64
+
+        def b64(path):
+            with open(path, "rb") as f:
+                return base64.b64encode(f.read()).decode()
+        crt = self.cert[0]
+        for name, key_file, want in (("mismatch", self.other[1], "client-key does not match client-certificate"),
+                                     ("garbage", self.garbage, "client-key is not an unencrypted PEM private key"),
+                                     ("swapped", crt, "client-key is not an unencrypted PEM private key")):
+            with self.subTest(name):
+                kc = os.path.join(self.tmp, "kc-" + name)
+                with open(kc, "w") as f:
+                    f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                            "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+                            "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+                            "users: [{name: u, user: {client-certificate-data: %s, client-key-data: %s}}]\n"
+                            % (b64(crt), b64(key_file)))
+                r = run([CONTROLLER, "--kubeconfig", kc, "--grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+                lines = [l for l in r.stderr.splitlines() if l.strip()]
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(len(lines), 1, r.stderr)
+                self.assertIn(kc, lines[0])
+                self.assertIn(want, lines[0])
+                out = r.stdout + r.stderr
+                self.assertNotIn("PRIVATE KEY", out)
+                for secret in self.secrets:
+                    self.assertNotIn(secret, out)
+
     def test_bad_files_are_named(self):
         crt, key = self.cert
         ca = self.ca[0]

@@ -329,7 +329,10 @@ spec:
         wait_until(lambda: self.drops("connect_failed") >= 41, what="every refusal counted")
         lines = [l for l in self.dataplane.log().splitlines() if "no backend accepted the connection" in l]
         self.assertGreaterEqual(len(lines), 1)  # logged (each line is written unbuffered)
-        self.assertLessEqual(len(lines), 2, lines)  # once per worker
+        # The first line of each worker stands for itself; later ones (10 s on, on a slow machine)
+        # carry repeated=N. Either way far fewer lines than refusals.
+        self.assertLessEqual(len([l for l in lines if "repeated=0" in l]), 2, lines)
+        self.assertLessEqual(len(lines) * 10, self.drops("connect_failed"), lines)
         # No ready endpoint at all (every weight 0): reset too, counted as no_backend.
         self.update(manifest(self.port, [dead]).replace("        - endpoints:", "        - weight: 0\n          endpoints:"))
         before = self.drops("no_backend")
@@ -339,7 +342,9 @@ spec:
     def test_running_out_of_descriptors_is_not_blamed_on_the_backend(self):
         # A dataplane out of file descriptors cannot open backend sockets: that is counted and
         # logged (throttled) as its own problem, and no healthy endpoint is ejected (audit5 F3:
-        # 5 such failures in a row ejected it). 40 descriptors: ~22 in use at rest.
+        # 5 such failures in a row ejected it). 40 descriptors: ~22 in use at rest. (The health
+        # check is there for the descriptor count; whether a probe meets the shortage is left to
+        # chance, so its "no verdict" rule is not what this test checks.)
         checked = manifest(self.port, [self.a.port]).replace(
             "spec:\n", "spec:\n  healthCheck: {protocol: TCP, interval: 200ms, timeout: 200ms, unhealthyThreshold: 2}\n", 1)
         self.write_manifest("l4.yaml", checked)
@@ -349,6 +354,11 @@ spec:
         wait_until(lambda: port_open(self.port), what="tcp listener")
         self.wait_l4_probes_ended()
         held = []
+        # One descriptor the test can free at will: a connection to the admin port. Proxied
+        # connections take descriptors in pairs, so whether the last free one goes to an accept
+        # (then the backend socket fails: the case under test) or the shortage stops accepts
+        # depends on parity; freeing this one afterwards makes the next accept take the last.
+        spare = socket.create_connection(("127.0.0.1", self.dp_metrics_port), timeout=5)
         try:
             for _ in range(30):  # each proxied connection takes two descriptors
                 try:
@@ -356,10 +366,10 @@ spec:
                 except ConnectionError:
                     pass  # reset: the dataplane had no descriptor left for its backend socket
             wait_until(lambda: "Too many open files" in self.dataplane.log(), what="the shortage")
-            # Health probes that cannot get a socket meanwhile (every 200 ms) give no verdict. No
-            # event marks a probe that was not run, so the shortage is held for five intervals.
-            time.sleep(1.0)
+            spare.close()
+            wait_until(lambda: "out of local resources" in self.dataplane.log(), what="a backend socket refused")
         finally:
+            spare.close()
             for s in held:
                 s.close()
         log = self.dataplane.log()

@@ -38,12 +38,16 @@ def make_pki(d):
     for ca in ("ca-right", "ca-wrong"):
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "2", "-subj", "/CN=doorman test " + ca, cwd=d)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key",
-            "-out", "server.csr", "-subj", "/CN=backend.test", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:backend.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca-right.crt", "-CAkey", "ca-right.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=d)
+    def leaf(name, cn, extensions):  # name.crt/name.key, signed by ca-right
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
+                "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(extensions)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca-right.crt", "-CAkey", "ca-right.key",
+                "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
+    leaf("server", "backend.test", "subjectAltName=DNS:backend.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    # The expected name only in the subject CN, no subjectAltName: refused (SAN only, RFC 9525).
+    leaf("cnonly", "cnonly.test", "extendedKeyUsage=serverAuth\n")
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "spare.key", "-out", "spare.crt", "-days", "2", "-subj", "/CN=spare", cwd=d)
     out = {}
@@ -122,6 +126,7 @@ class BackendTlsTest(DoormanTestCase):
         self.nginx_port = free_port()
         self.nginx13_port = free_port()
         self.nginx_bad_port = free_port()
+        self.nginx_cn_port = free_port()
         self.nginx_log = os.path.join(self.tmp, "nginx-access.log")
         start_nginx(self, http_servers=f"""
   log_format betls '$connection $http_host $ssl_protocol sni=$ssl_server_name';
@@ -154,8 +159,16 @@ class BackendTlsTest(DoormanTestCase):
     access_log {self.nginx_log} betls;
     return 200 "impostor\\n";
   }}
+  server {{
+    listen 127.0.0.1:{self.nginx_cn_port} ssl;
+    ssl_certificate {pki_dir}/cnonly.crt;
+    ssl_certificate_key {pki_dir}/cnonly.key;
+    access_log {self.nginx_log} betls;
+    return 200 "cn only\\n";
+  }}
 """)
-        wait_until(lambda: all(port_open(p) for p in (self.nginx_port, self.nginx13_port, self.nginx_bad_port)),
+        wait_until(lambda: all(port_open(p) for p in (self.nginx_port, self.nginx13_port, self.nginx_bad_port,
+                                                      self.nginx_cn_port)),
                    what="nginx")
         # Accepts TCP (the kernel's backlog) but never answers the ClientHello.
         self.silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -173,6 +186,7 @@ class BackendTlsTest(DoormanTestCase):
             service("mixed", self.nginx_bad_port),
             endpoint_slice("mixed", "mixed-2", self.nginx_port),
             service("silent", self.silent.getsockname()[1]),
+            service("cnonly", self.nginx_cn_port),
             tls_secret("ca-right", self.pki["ca-right.crt"], self.pki),
             tls_secret("ca-wrong", self.pki["ca-wrong.crt"], self.pki),
             ingress("noca", "noca.test", annotations=https()),
@@ -186,6 +200,7 @@ class BackendTlsTest(DoormanTestCase):
             ingress("tls13", "tls13.test", svc="secure13", annotations=https("ca-right", "backend.test")),
             ingress("failover", "failover.test", svc="mixed", annotations=https("ca-right", "backend.test")),
             ingress("silent", "silent.test", svc="silent", annotations=https()),
+            ingress("cnonly", "cnonly.test", svc="cnonly", annotations=https("ca-right", "cnonly.test")),
             ingress("missing", "missing.test", annotations=https("gone", "backend.test")),
             ingress("plain", "plain.test", svc="plain"),
         ]
@@ -248,7 +263,8 @@ class BackendTlsTest(DoormanTestCase):
         self.assertIn("sni= host=byip.test", body)  # no SNI for an IP (RFC 6066)
 
     def test_a_wrong_ca_or_name_is_a_502_and_reaches_nothing(self):
-        for host in ("wrongca.test", "wrongname.test", "wronghost.test"):
+        # cnonly.test: the right CA, the name only in the subject CN (no SAN): refused.
+        for host in ("wrongca.test", "wrongname.test", "wronghost.test", "cnonly.test"):
             st, _, body = self.req(host)
             self.assertEqual(st, 502, host + ": " + body)
             self.assertIn("TLS handshake failed with a backend of route \"default/%s/" % host.split(".")[0], body)

@@ -147,9 +147,10 @@ class L7Routing(DoormanTestCase):
         spoof = ["-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: https",
                  "-H", "X-Forwarded-Port: 1", "-H", "X-Request-Id: spoofed-id",
                  "-H", "X-Real-IP: 6.6.6.6", "-H", "Forwarded: for=6.6.6.6;proto=https"]
-        _, _, body = self.get("/", *spoof)
+        _, _, body = self.get("/", "-H", "X_Forwarded_For: 6.6.6.6", *spoof)
         h = json.loads(body)["headers"]
         self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertNotIn("x_forwarded_for", h)  # CGI-style backends read it as X-Forwarded-For
         self.assertEqual(h["x-real-ip"], "127.0.0.1")
         self.assertNotIn("forwarded", h)
         self.assertEqual(h["x-forwarded-proto"], "http")

@@ -23,5 +23,12 @@ TEST(StatusAddress, IpLiteralsAndDnsNames) {
   EXPECT_FALSE(IsValidStatusAddress(std::string("10.0.0.1\0x", 10)));
 }
 
+TEST(AddressTest, LoopbackHosts) {
+  for (const char* h : {"localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"}) EXPECT_TRUE(IsLoopbackHost(h)) << h;
+  for (const char* h : {"", "0.0.0.0", "::", "[::]", "10.0.0.1", "127.example.com", "128.0.0.1", "node-1"}) {
+    EXPECT_FALSE(IsLoopbackHost(h)) << h;
+  }
+}
+
 }  // namespace
 }  // namespace doorman

@@ -167,6 +167,30 @@ TEST(HeaderRewriteTest, RealIpBehindATrustedProxyComesFromItsChain) {
   EXPECT_EQ(std::string(req[http::field::forwarded]), "for=x, for=\"[2001:db8::7]\"");
 }
 
+// CGI-style backends read X_Forwarded_For as X-Forwarded-For: an untrusted client's underscore
+// spellings of the managed headers are dropped; other underscore names, and a trusted client's,
+// pass.
+TEST(HeaderRewriteTest, UnderscoreSpellingsOfForwardingHeadersAreDroppedFromUntrustedClients) {
+  for (bool trusted : {false, true}) {
+    auto req = ParseHead(
+        "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nx-real_ip: 6.6.6.6\r\nX_FORWARDED_PROTO: https\r\n"
+        "Forwarded_: x\r\nX_Request_Id: spoof\r\napi_key: k\r\nX-Forwarded_Hosts: h\r\n\r\n");
+    ForwardedInfo info;
+    info.client_ip = "192.0.2.7";
+    info.host = "a";
+    info.trusted = trusted;
+    PrepareUpstreamRequest(req.base(), info);
+    const std::string wire = Serialize(req.base());
+    for (const char* name : {"X_Forwarded_For", "x-real_ip", "X_FORWARDED_PROTO", "X_Request_Id"}) {
+      EXPECT_EQ(req.count(name), trusted ? 1u : 0u) << name << "\n" << wire;
+    }
+    EXPECT_EQ(req.count("api_key"), 1u) << wire;            // not a forwarding header
+    EXPECT_EQ(req.count("X-Forwarded_Hosts"), 1u) << wire;  // not one either (one letter more)
+    EXPECT_EQ(req.count("Forwarded_"), 1u) << wire;
+    EXPECT_EQ(req["X-Forwarded-For"], "192.0.2.7");
+  }
+}
+
 TEST(HeaderRewriteTest, AbsoluteFormBecomesOriginFormAndExpectIsConsumed) {
   auto req = ParseHead(
       "PUT http://App.Local:81/a?b=1 HTTP/1.1\r\nHost: ignored\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
