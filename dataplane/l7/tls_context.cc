@@ -78,7 +78,6 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_cipher_list(c, kCiphers12);
   SSL_CTX_set_alpn_select_cb(c, SelectAlpn, nullptr);
-  SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>("doorman"), 7);
 
   BIO* bio = BIO_new_mem_buf(pem.chain_pem.data(), static_cast<int>(pem.chain_pem.size()));
   X509* leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
@@ -141,11 +140,37 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   }
   if (out->entries_.empty()) return nullptr;
   error->clear();
-  for (auto& e : out->entries_) {
-    SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), OnServerName);
-    SSL_CTX_set_tlsext_servername_arg(e.ctx->native_handle(), out.get());
+  for (std::size_t i = 0; i < out->entries_.size(); ++i) {
+    SSL_CTX* c = out->entries_[i].ctx->native_handle();
+    // A session belongs to the certificate it was made with (RFC 6066 §3: not resumed under
+    // another name): each context has its own session id context, which the client hello
+    // callback switches to before OpenSSL looks the session up, so a session or ticket from
+    // certificate A offered with SNI B is ignored and B gets a full handshake.
+    const std::string sid_ctx = "doorman/" + std::to_string(i);
+    SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>(sid_ctx.data()),
+                                   static_cast<unsigned int>(sid_ctx.size()));
+    SSL_CTX_set_client_hello_cb(c, OnClientHello, out.get());
+    SSL_CTX_set_tlsext_servername_callback(c, OnServerName);
+    SSL_CTX_set_tlsext_servername_arg(c, out.get());
   }
   return out;
+}
+
+// Runs first in the handshake, before the session lookup: picks the certificate's context by
+// the server_name extension read from the raw ClientHello (RFC 6066 §3 layout).
+int TlsServerContext::OnClientHello(SSL* ssl, int*, void* arg) {
+  const auto* self = static_cast<const TlsServerContext*>(arg);
+  const unsigned char* p = nullptr;
+  std::size_t len = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 5) return SSL_CLIENT_HELLO_SUCCESS;
+  const std::size_t list = (std::size_t{p[0]} << 8) | p[1];
+  if (list + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name) return SSL_CLIENT_HELLO_SUCCESS;
+  const std::size_t name_len = (std::size_t{p[3]} << 8) | p[4];
+  if (name_len == 0 || 5 + name_len > len) return SSL_CLIENT_HELLO_SUCCESS;  // OpenSSL refuses it later
+  const std::string_view sni(reinterpret_cast<const char*>(p + 5), name_len);
+  const std::size_t i = SelectCertificate(self->all_names_, sni);
+  if (i != 0) SSL_set_SSL_CTX(ssl, self->entries_[i].ctx->native_handle());
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 int TlsServerContext::OnServerName(SSL* ssl, int*, void* arg) {

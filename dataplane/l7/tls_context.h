@@ -33,6 +33,7 @@ class TlsServerContext {
     std::vector<std::string> names;
   };
   static int OnServerName(SSL* ssl, int* alert, void* arg);
+  static int OnClientHello(SSL* ssl, int* alert, void* arg);
   std::vector<Entry> entries_;
   std::vector<std::vector<std::string>> all_names_;
 };

@@ -96,9 +96,9 @@ spec:
         return curl(["-i", "--cacert", cafile, "--resolve", "%s:%d:127.0.0.1" % (host, self.https)] + list(extra) +
                     ["https://%s:%d/x" % (host, self.https)])
 
-    def s_client(self, *args):
+    def s_client(self, *args, request=""):
         return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.https] + list(args),
-                              input="", capture_output=True, text=True, timeout=20)
+                              input=request, capture_output=True, text=True, timeout=20)
 
     def test_sni_picks_the_certificate_and_requests_are_proxied(self):
         for host, cert in (("a.test", self.a[0]), ("x.a.test", self.a[0]), ("b.test", self.b[0])):
@@ -112,6 +112,24 @@ spec:
         self.assertIn("CN = a.test", self.s_client("-noservername").stdout)
         self.assertIn("CN = a.test", self.s_client("-servername", "other.test").stdout)
         self.assertIn("CN = b.test", self.s_client("-servername", "b.test").stdout)
+
+    def test_a_session_is_resumed_only_under_its_own_certificate(self):
+        # RFC 6066 §3: a session made for one server name is not resumed under another; here a
+        # session or ticket of certificate a.test offered with SNI b.test gets a full handshake
+        # (audit6 F7: it was resumed, in TLS 1.2 and 1.3).
+        # A whole exchange, so that s_client also reads TLS 1.3's post-handshake ticket.
+        request = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        for version in ("-tls1_2", "-tls1_3"):
+            with self.subTest(version):
+                sess = os.path.join(self.tmp, "session" + version)
+                first = self.s_client(version, "-servername", "a.test", "-sess_out", sess, "-ign_eof", request=request)
+                self.assertIn("CN = a.test", first.stdout)
+                again = self.s_client(version, "-servername", "a.test", "-sess_in", sess)
+                self.assertIn("Reused,", again.stdout)  # resumption works at all
+                other = self.s_client(version, "-servername", "b.test", "-sess_in", sess)
+                self.assertIn("New,", other.stdout)
+                self.assertNotIn("Reused,", other.stdout)
+                self.assertIn("CN = b.test", other.stdout)
 
     def test_min_version_and_alpn(self):
         old = self.s_client("-tls1_1", "-servername", "a.test")
