@@ -160,12 +160,7 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
           {{"error", error.message}});
       not_found_logged_ = true;
     }
-    synced_ = true;
-    pending_.clear();
-    auto events = ReplaceAll({});
-    ++failures_;
-    wait_until_ = now + Backoff();
-    return events;
+    return ListedEmpty(now);
   }
   // Only an unbroken run of the API server's own NotFound (a Status body; a proxy's 404 page is
   // not one) means a CRD is gone.
@@ -187,17 +182,24 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
         not_found_logged_ = true;
       }
       continue_.clear();
-      pending_.clear();
-      auto events = ReplaceAll({});
-      ++failures_;
-      wait_until_ = now + Backoff();
-      return events;
+      return ListedEmpty(now);
     }
   }
   continue_.clear();
   pending_.clear();
   Fail(error, now, "list");
   return {};
+}
+
+std::vector<ObjectEvent> Reflector::ListedEmpty(TimePoint now) {
+  // The resource is not served: an empty, synced list (objects gone since become DELETED),
+  // listed again after the backoff.
+  synced_ = true;
+  pending_.clear();
+  auto events = ReplaceAll({});
+  ++failures_;
+  wait_until_ = now + Backoff();
+  return events;
 }
 
 void Reflector::OnWatchStarted(TimePoint now) {

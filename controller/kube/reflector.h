@@ -61,7 +61,7 @@ struct ApiError {
   int code = 0;
   std::optional<std::chrono::seconds> retry_after;
   std::string message;
-  std::string reason;  // a Kubernetes Status body's reason ("NotFound"); "" when the body was not one
+  std::string reason = {};  // a Kubernetes Status body's reason ("NotFound"); "" when the body was not one
 };
 
 // One change of one object, in the cache's terms.
@@ -122,6 +122,7 @@ class Reflector {
   void Fail(const ApiError& error, TimePoint now, const char* what);
   void Relist(const std::string& why);
   void WatchNotFound(const ApiError& error, TimePoint now);
+  std::vector<ObjectEvent> ListedEmpty(TimePoint now);
   std::chrono::milliseconds Backoff();
   std::vector<ObjectEvent> ReplaceAll(std::map<std::string, nlohmann::json> fresh);
   void Log(log::Level level, std::string message, std::vector<std::pair<std::string, std::string>> fields = {});

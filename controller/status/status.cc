@@ -19,6 +19,11 @@ constexpr size_t kMaxEventMessage = 1024;
 // metav1.Condition's message limit (the API server refuses a longer one, 422 on every write).
 constexpr size_t kMaxConditionMessage = 32768;
 
+// `s` cut to at most `max` bytes at a UTF-8 boundary, "..." marking a cut.
+std::string Clip(const std::string& s, size_t max) {
+  return s.size() <= max ? s : std::string(Utf8Prefix(s, max - 3)) + "...";
+}
+
 std::set<std::string> AddressSet(const std::vector<DataplaneView>& dataplanes) {
   std::set<std::string> out;
   for (const auto& d : dataplanes) {
@@ -45,9 +50,7 @@ json Condition(const std::string& type, bool ok, const std::string& reason, cons
           {"observedGeneration", generation},
           {"lastTransitionTime", since},
           {"reason", reason},
-          {"message", message.size() <= kMaxConditionMessage
-                          ? message
-                          : std::string(Utf8Prefix(message, kMaxConditionMessage - 3)) + "..."}};
+          {"message", Clip(message, kMaxConditionMessage)}};
 }
 
 bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good; }
@@ -144,9 +147,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
     conditions.push_back(Condition("Accepted", true, "Accepted", "the spec is valid", gen, current, now));
   } else {
     // Clipped here (with room for the note below), so the note is never what gets cut.
-    std::string message = st.message.size() <= kMaxConditionMessage - 128
-                              ? st.message
-                              : std::string(Utf8Prefix(st.message, kMaxConditionMessage - 131)) + "...";
+    std::string message = Clip(st.message, kMaxConditionMessage - 128);
     if (st.serving_last_good) {
       message += " (still routing generation " + std::to_string(st.serving_generation) + ", the last accepted one)";
     }
@@ -264,7 +265,7 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   const std::string uid = meta.value("uid", "");
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
   std::string message = st.message;
-  if (message.size() > kMaxEventMessage) message = std::string(Utf8Prefix(message, kMaxEventMessage - 3)) + "...";
+  message = Clip(message, kMaxEventMessage);
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",
                 static_cast<unsigned long long>(Fnv1a64(uid + "\n" + reason + "\n" + message)));

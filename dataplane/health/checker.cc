@@ -117,11 +117,8 @@ struct HealthChecker::Impl {
       const std::optional<bool> ok = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
                                                                               : co_await Probe(ioc.get_executor(), *t);
       if (t->stopped) break;
-      if (!ok) {  // not run (local resources): no verdict either way, next one at the usual time
-        due = t->state.NextProbeAt(started, rng());
-        continue;
-      }
-      if (auto flip = t->state.OnResult(*ok)) {
+      // No result (the probe could not run: local resources) is no verdict either way.
+      if (auto flip = ok ? t->state.OnResult(*ok) : std::nullopt) {
         t->endpoint.state->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
                   {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});

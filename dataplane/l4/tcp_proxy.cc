@@ -330,10 +330,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         // This side is out of descriptors (or ports, memory): not the backend's fault, and
         // every other endpoint would fail alike. Counted, logged (throttled), nobody ejected.
         w_.metrics().L4Drops(listener_, "connect_failed").Increment();
-        uint64_t repeated = 0;
-        if (w_.log_throttle().Allow("l4 local " + ec.message(), std::chrono::steady_clock::now(), &repeated)) {
+        if (auto repeated = w_.LogRepeats("l4 local " + ec.message())) {
           log::Warn("l4", "cannot open a backend connection: out of local resources; closing client",
-                    {{"listener", listener_}, {"error", ec.message()}, {"repeated", std::to_string(repeated)},
+                    {{"listener", listener_}, {"error", ec.message()}, {"repeated", *repeated},
                      {"hint", "raise the open-files limit (LimitNOFILE, ulimit -n)"}});
         }
         CloseBoth(true);
@@ -351,14 +350,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     } else {
       w_.metrics().L4Drops(listener_, "connect_failed").Increment();
       // Once per 10 s per route and worker (a client can repeat this as fast as it connects).
-      uint64_t repeated = 0;
-      if (w_.log_throttle().Allow("l4 connect_failed " + listener_ + " " + route.name, std::chrono::steady_clock::now(),
-                                  &repeated)) {
+      if (auto repeated = w_.LogRepeats("l4 connect_failed " + listener_ + " " + route.name)) {
         log::Warn("l4", "no backend accepted the connection; closing client",
-                  {{"listener", listener_},
-                   {"route", route.name},
-                   {"tried", std::to_string(tried.size())},
-                   {"repeated", std::to_string(repeated)}});
+                  {{"listener", listener_}, {"route", route.name}, {"tried", std::to_string(tried.size())},
+                   {"repeated", *repeated}});
       }
     }
     CloseBoth(true);  // a reset, whether or not the client already sent bytes (NLB does the same)

@@ -53,6 +53,18 @@ bool IsUnderscoredForwardingHeader(std::string_view name) {
   return false;
 }
 
+// Every field named `name` (or of Beast id `id`), values joined with ", " in arrival order (the
+// one value RFC 9110 §5.3 says a repeated list field stands for).
+std::string JoinedValues(const HttpHead& h, http::field id, std::string_view name) {
+  std::string out;
+  for (const auto& f : h.fields()) {
+    if (f.removed || (id != http::field::unknown ? f.id != id : !IEquals(h.name(f), name))) continue;
+    if (!out.empty()) out += ", ";
+    out.append(h.value(f));
+  }
+  return out;
+}
+
 // An RFC 7239 node for an address: IPv6 in quotes and brackets (§6).
 std::string ForwardedNode(std::string_view ip) {
   if (ip.find(':') == std::string_view::npos) return std::string(ip);
@@ -111,14 +123,7 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
       h.Set(http::field::unknown, "X-Real-IP", info.client_ip);
       break;
     case ForwardedForMode::kAppend: {
-      std::string value;
-      if (info.trusted) {
-        for (const auto& f : h.fields()) {
-          if (f.removed || !IEquals(h.name(f), "x-forwarded-for")) continue;
-          if (!value.empty()) value += ", ";
-          value.append(h.value(f));
-        }
-      }
+      std::string value = info.trusted ? JoinedValues(h, http::field::unknown, "x-forwarded-for") : std::string();
       // X-Real-IP (ingress-nginx and Traefik set it; nginx's realip module reads it): the
       // original client. A trusted proxy's own is kept; without one, its chain names the client
       // (AWS ALB and most L7 balancers send X-Forwarded-For only), not the proxy's address.
@@ -127,17 +132,10 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
         const std::string real_ip(from_chain.empty() ? info.client_ip : from_chain);
         h.Set(http::field::unknown, "X-Real-IP", real_ip);
       }
-      if (info.trusted) {
-        if (const auto fwd = h.Get(http::field::forwarded)) {
-          std::string joined;
-          for (const auto& f : h.fields()) {
-            if (f.removed || f.id != http::field::forwarded) continue;
-            if (!joined.empty()) joined += ", ";
-            joined.append(h.value(f));
-          }
-          joined.append(", for=").append(ForwardedNode(info.client_ip));
-          h.Set(http::field::forwarded, "Forwarded", joined);
-        }
+      if (info.trusted && h.Get(http::field::forwarded)) {
+        std::string joined = JoinedValues(h, http::field::forwarded, "forwarded");
+        joined.append(", for=").append(ForwardedNode(info.client_ip));
+        h.Set(http::field::forwarded, "Forwarded", joined);
       }
       if (!value.empty()) value += ", ";
       value.append(info.client_ip);

@@ -877,10 +877,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (!tls_failed && IsLocalResourceError(cec)) {
           // Out of descriptors, ports or memory here: not the backend's fault (no ejection), and
           // every other endpoint would fail alike. Logged at most once per 10 s per worker.
-          uint64_t repeated = 0;
-          if (w_.log_throttle().Allow("l7 local " + cec.message(), std::chrono::steady_clock::now(), &repeated)) {
+          if (auto repeated = w_.LogRepeats("l7 local " + cec.message())) {
             log::Warn("l7", "cannot open a backend connection: out of local resources",
-                      {{"route", route->name}, {"error", cec.message()}, {"repeated", std::to_string(repeated)},
+                      {{"route", route->name}, {"error", cec.message()}, {"repeated", *repeated},
                        {"hint", "raise the open-files limit (LimitNOFILE, ulimit -n)"}});
           }
           co_return local(503, "the proxy is out of local resources (" + cec.message() + ")", true);

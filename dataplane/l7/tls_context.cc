@@ -173,14 +173,9 @@ int TlsServerContext::OnClientHello(SSL* ssl, int*, void* arg) {
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-int TlsServerContext::OnServerName(SSL* ssl, int*, void* arg) {
-  const auto* self = static_cast<const TlsServerContext*>(arg);
-  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (sni == nullptr) return SSL_TLSEXT_ERR_OK;  // default certificate
-  const std::size_t i = SelectCertificate(self->all_names_, sni);
-  if (i != 0) SSL_set_SSL_CTX(ssl, self->entries_[i].ctx->native_handle());
-  return SSL_TLSEXT_ERR_OK;
-}
+// The certificate was chosen by OnClientHello; this only acknowledges the name (OpenSSL then
+// keeps it in the session, which SSL_get_servername reports).
+int TlsServerContext::OnServerName(SSL*, int*, void*) { return SSL_TLSEXT_ERR_OK; }
 
 }  // namespace doorman::dataplane
 

@@ -133,9 +133,8 @@ Task<> AcceptLoop(std::shared_ptr<Acceptor> acceptor, Worker& w, std::string lis
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning; logged at most once per
       // 10 s per worker (it repeats every pause while the shortage lasts).
-      uint64_t repeated = 0;
-      if (w.log_throttle().Allow("accept " + listener + " " + ec.message(), std::chrono::steady_clock::now(), &repeated)) {
-        log::Warn("listener", "accept failed", {{"listener", listener}, {"error", ec.message()}, {"repeated", std::to_string(repeated)}});
+      if (auto repeated = w.LogRepeats("accept " + listener + " " + ec.message())) {
+        log::Warn("listener", "accept failed", {{"listener", listener}, {"error", ec.message()}, {"repeated", *repeated}});
       }
       pause.expires_after(kAcceptErrorPause);
       co_await pause.async_wait(Redirect(ec));

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "common/log_throttle.h"
@@ -79,9 +81,14 @@ class Worker {
   UpstreamPool& pool() { return pool_; }
   DeadlineList& deadlines() { return deadlines_; }
   // Per-connection failures a client can repeat at will (a dead backend) are logged through
-  // this: the same line at most once per 10 s per worker, with the count it stands for; the
+  // this: the line keyed `key` at most once per 10 s per worker. Returns the count of repeats it
+  // stands for (the value of a `repeated` field) when it is to be logged now, else nullopt; the
   // metrics count every one. Worker thread only (no lock).
-  log::Throttle& log_throttle() { return log_throttle_; }
+  std::optional<std::string> LogRepeats(const std::string& key) {
+    uint64_t repeated = 0;
+    if (!log_throttle_.Allow(key, log::Throttle::Clock::now(), &repeated)) return std::nullopt;
+    return std::to_string(repeated);
+  }
   // Open client connections (L4 sessions and L7 client connections) this worker serves.
   std::atomic<int64_t>& connections() { return connections_; }
 
