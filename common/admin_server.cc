@@ -26,12 +26,13 @@ struct AdminServer::Impl {
   std::function<bool()> ready;
   std::function<std::string()> broken;
   std::map<std::string, Handler> handlers;
+  bool remote_handlers = false;
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   std::thread thread;
   uint16_t port = 0;
 
-  Response Handle(std::string_view target) {
+  Response Handle(std::string_view target, bool loopback_client) {
     const auto q = target.find('?');
     const std::string path(target.substr(0, q));
     if (path == "/metrics") {
@@ -48,7 +49,13 @@ struct AdminServer::Impl {
       const bool ok = !ready || ready();
       return {ok ? 200 : 503, "text/plain", ok ? "ready\n" : "not ready\n"};
     }
-    if (auto it = handlers.find(path); it != handlers.end()) return it->second();
+    if (auto it = handlers.find(path); it != handlers.end()) {
+      if (!loopback_client && !remote_handlers) {
+        return {403, "text/plain",
+                "forbidden: " + path + " answers only on loopback (kubectl port-forward, or --debug-remote)\n"};
+      }
+      return it->second();
+    }
     return {404, "text/plain", "not found\n"};
   }
 
@@ -59,10 +66,16 @@ namespace {
 
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
  public:
-  AdminSession(tcp::socket socket, std::function<AdminServer::Response(std::string_view)> handle)
+  AdminSession(tcp::socket socket, std::function<AdminServer::Response(std::string_view, bool)> handle)
       : stream_(std::move(socket)), handle_(std::move(handle)) {}
 
-  void Start() { DoRead(); }
+  void Start() {
+    beast::error_code ec;
+    const auto peer = stream_.socket().remote_endpoint(ec).address();
+    loopback_ = !ec && (peer.is_loopback() || (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+                                               net::ip::make_address_v4(net::ip::v4_mapped, peer.to_v6()).is_loopback()));
+    DoRead();
+  }
 
  private:
   void DoRead() {
@@ -82,7 +95,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     if (req_.method() != http::verb::get && req_.method() != http::verb::head) {
       r = {405, "text/plain", "method not allowed\n"};
     } else {
-      r = handle_(req_.target());
+      r = handle_(req_.target(), loopback_);
     }
     res_ = {};
     res_.result(static_cast<unsigned>(r.status));
@@ -106,7 +119,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   beast::flat_buffer buffer_;
   http::request<http::string_body> req_;
   http::response<http::string_body> res_;
-  std::function<AdminServer::Response(std::string_view)> handle_;
+  std::function<AdminServer::Response(std::string_view, bool)> handle_;
+  bool loopback_ = false;  // the client's address is a loopback one
 };
 
 }  // namespace
@@ -115,7 +129,9 @@ void AdminServer::Impl::DoAccept() {
   acceptor.async_accept([this](beast::error_code ec, tcp::socket s) {
     if (ec == net::error::operation_aborted) return;
     if (!ec) {
-      std::make_shared<AdminSession>(std::move(s), [this](std::string_view t) { return Handle(t); })->Start();
+      std::make_shared<AdminSession>(std::move(s), [this](std::string_view t, bool loopback) {
+        return Handle(t, loopback);
+      })->Start();
       DoAccept();
       return;
     }
@@ -137,6 +153,8 @@ AdminServer::AdminServer(std::shared_ptr<prometheus::Registry> registry, std::fu
 AdminServer::~AdminServer() { Stop(); }
 
 void AdminServer::AddHandler(std::string path, Handler handler) { impl_->handlers[std::move(path)] = std::move(handler); }
+
+void AdminServer::AllowRemoteHandlers(bool allow) { impl_->remote_handlers = allow; }
 
 void AdminServer::SetBroken(std::function<std::string()> broken) { impl_->broken = std::move(broken); }
 

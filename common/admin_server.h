@@ -2,7 +2,9 @@
 //   GET /metrics  Prometheus text format from a prometheus-cpp registry
 //   GET /healthz  200 while the process runs and the broken() callback says nothing
 //   GET /readyz   200 when the ready() callback says so, else 503
-//   plus handlers added with AddHandler (e.g. a read-only config dump).
+//   plus handlers added with AddHandler (read-only debug pages: routing state, backend addresses),
+//   which answer only clients on a loopback address unless AllowRemoteHandlers(true): 403 to the
+//   rest (`kubectl port-forward` arrives on loopback; Prometheus needs only /metrics).
 // Runs on its own thread and io_context so a slow scrape never touches the data path.
 // No Beast/Asio in this header (pimpl): it is included by main.cc files only, but stays cheap.
 #pragma once
@@ -34,6 +36,9 @@ class AdminServer {
 
   // Register before Start(). `path` is matched exactly (query string ignored).
   void AddHandler(std::string path, Handler handler);
+  // Before Start(): whether AddHandler's pages answer clients that are not on a loopback address
+  // (--debug-remote). Default false.
+  void AllowRemoteHandlers(bool allow);
   // Before Start(): a non-empty answer means the process cannot recover by itself (restart it):
   // /healthz and /readyz answer 503 with it.
   void SetBroken(std::function<std::string()> broken);

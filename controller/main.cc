@@ -352,6 +352,7 @@ int main(int argc, char** argv) {
   int64_t ingress_http_port = 80;
   int64_t ingress_https_port = 443;
   bool default_lb_class = false;
+  bool debug_remote = false;
   bool leader_elect = false;
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -375,6 +376,8 @@ int main(int argc, char** argv) {
   flags.String("grpc-listen", &grpc_listen, "address the RoutingState gRPC server listens on");
   flags.String("metrics-listen", &metrics_listen,
                "address of /metrics, /healthz, /readyz, /debug/snapshot and /debug/status");
+  flags.Bool("debug-remote", &debug_remote,
+             "serve /debug/snapshot and /debug/status to clients off loopback too (default: loopback only)");
   flags.String("log-format", &log_format, "text | json");
   flags.String("log-level", &log_level, "debug | info | warn | error");
   flags.Bool("leader-elect", &leader_elect,
@@ -573,6 +576,7 @@ int main(int argc, char** argv) {
   });
   // gRPC 1.51 never reopens a listener an accept4 failure closed (common/grpc_log.h): no
   // dataplane could connect again, so the process says it needs a restart.
+  admin.AllowRemoteHandlers(debug_remote);
   admin.SetBroken([] {
     const std::string why = doorman::GrpcListenerFailure();
     return why.empty() ? why : "the gRPC server stopped accepting connections (" + why + ")";

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
                                                          state_dir, log_format = "text", log_level = "info";
   TlsFiles tls;
+  bool debug_remote = false;
   int64_t workers = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   dataplane::L7Options l7;
   int64_t l7_max_body = static_cast<int64_t>(l7.max_body_bytes);
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
   flags.String("advertise-address", &advertise_address, "address reported to the controller for status");
   flags.String("bind-address", &bind_address, "address the listeners bind to");
   flags.String("metrics-listen", &metrics_listen, "admin address for /metrics /healthz /readyz /debug/config");
+  flags.Bool("debug-remote", &debug_remote,
+             "serve /debug/config to clients off loopback too (default: loopback only, e.g. kubectl port-forward)");
   flags.String("state-dir", &state_dir, "directory for the last good routing state (served at start-up)");
   flags.Int("workers", &workers, "worker threads, one event loop each; the default is this machine's core count");
   flags.String("log-format", &log_format, "text | json");
@@ -195,6 +198,7 @@ int main(int argc, char** argv) {
   }
 
   AdminServer admin(registry, [&dp] { return dp.ready(); });
+  admin.AllowRemoteHandlers(debug_remote);
   admin.AddHandler("/debug/config", [&dp] { return AdminServer::Response{200, "application/json", dp.DebugConfigJson()}; });
   std::string error;
   if (!admin.Start(metrics_listen, &error)) {

@@ -484,7 +484,7 @@ class IngressCompiler {
   // contributes a CanaryAttachment instead.
   void AddPath(const std::string& id, const std::string& field, const v1::RouteMatch& match, const json& backend,
                const std::string& backend_field, AnnotationReader& ann, bool catch_all) {
-    const std::string route_name = c_.key.ns + "/" + c_.key.name + "/" + id;
+    const std::string route_name = RouteObjectPath(c_.key) + "/" + id;
     auto set = ReadBackend(r_, backend, backend_field, route_name + "/0", c_.key, ctx_.store, &c_.warnings);
     if (!set) return;
     v1::WeightedBackend wb;

@@ -192,6 +192,12 @@ std::string FieldValueProblem(const std::string& s) {
   return "";
 }
 
+std::string RouteObjectPath(const ObjectKey& key) {
+  if (key.kind == kKindService) return key.ns + "/service:" + key.name;
+  if (key.kind == kKindIngress) return key.ns + "/ingress:" + key.name;
+  return key.ns + "/" + key.name;
+}
+
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return s;

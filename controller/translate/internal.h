@@ -54,6 +54,12 @@ bool IsCidr(const std::string& s);
 bool IsScheduler(const std::string& s);
 extern const char* const kSchedulerNames;  // "round-robin, weighted-round-robin, ... or p2c"
 std::string Lower(std::string s);
+// The object part of the route and backend-set names it generates (docs/controller.md "Naming"):
+// "<ns>/<name>" for a LoadBalancer, "<ns>/service:<name>" and "<ns>/ingress:<name>" for the
+// others. The kind keeps a Service, an Ingress and a LoadBalancer of one name apart (a name
+// cannot hold ':'): their routes would otherwise share names, and the dataplane refuses a
+// snapshot whose names repeat.
+std::string RouteObjectPath(const ObjectKey& key);
 std::string Trim(const std::string& s);
 std::string JoinStrings(const std::vector<std::string>& items, const char* sep);
 std::vector<std::string> SplitComma(const std::string& s);  // trimmed, empty items kept

@@ -208,7 +208,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     cr.decl_index = i;
     cr.user_listener = cl.user_name;
     v1::Route& route = cr.proto;
-    route.set_name(key.ns + "/" + key.name + "/" + cl.user_name);
+    route.set_name(RouteObjectPath(key) + "/" + cl.user_name);
     route.set_listener(lp.name());
     if (proto == v1::TLS) {
       for (const auto& host : sa.passthrough_sni) route.mutable_match()->add_sni(host);

@@ -33,6 +33,14 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                       .Register(r);
   updates_applied_ = &updates.Add({{"result", "applied"}});
   updates_rejected_ = &updates.Add({{"result", "rejected"}});
+  auto& probes = prometheus::BuildCounter()
+                     .Name("doorman_health_probes_total")
+                     .Help("Active health probes by result (passed | failed | skipped: could not run for want of local "
+                           "descriptors, buffers or memory; no verdict)")
+                     .Register(r);
+  for (const auto result : {health::ProbeResult::kPassed, health::ProbeResult::kFailed, health::ProbeResult::kSkipped}) {
+    health_probes_[static_cast<int>(result)] = &probes.Add({{"result", std::string(health::ProbeResultName(result))}});
+  }
   l4_active_ = &prometheus::BuildGauge()
                     .Name("doorman_l4_connections_active")
                     .Help("Open client connections on L4 listeners (TCP, TLS) and open UDP flows")
@@ -142,6 +150,8 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
 }
 
 void Metrics::ConfigRejected() { updates_rejected_->Increment(); }
+
+void Metrics::HealthProbed(health::ProbeResult result) { health_probes_[static_cast<int>(result)]->Increment(); }
 
 void Metrics::SetBackendHealth(const std::string& backend, bool healthy) {
   std::lock_guard lock(backend_up_mu_);

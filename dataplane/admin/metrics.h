@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/health/health_state.h"
+
 namespace prometheus {
 class Registry;
 class Counter;
@@ -57,6 +59,8 @@ class Metrics {
   void ConfigRejected();
   // A health-check transition (any thread): doorman_backend_up{backend} = ready && healthy.
   void SetBackendHealth(const std::string& backend, bool healthy);
+  // One active health probe's outcome (the checker's thread): doorman_health_probes_total{result}.
+  void HealthProbed(health::ProbeResult result);
   // Series with a backend label, for tests and the debug endpoint.
   std::size_t backend_series() const;
   // doorman_worker_connections{worker}: open client connections a worker serves (set by the
@@ -82,6 +86,7 @@ class Metrics {
   prometheus::Gauge* config_version_;
   prometheus::Counter* updates_applied_;
   prometheus::Counter* updates_rejected_;
+  prometheus::Counter* health_probes_[3];  // by health::ProbeResult
   prometheus::Family<prometheus::Gauge>* l4_active_;
   prometheus::Family<prometheus::Counter>* l4_connections_;
   prometheus::Family<prometheus::Counter>* l4_ejections_;

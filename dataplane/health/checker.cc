@@ -53,16 +53,17 @@ Millis SteadyNow() {
   return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
-// One probe: true when the endpoint passed; nullopt when it could not be run here (this process
-// is out of descriptors or ports: not the endpoint's fault, so no result at all).
-Task<std::optional<bool>> Probe(Executor ex, const Target& t) {
+// One TCP or HTTP probe; kSkipped when it could not be run here (this process is out of
+// descriptors, buffers or memory: not the endpoint's fault, so no verdict at all).
+Task<ProbeResult> Probe(Executor ex, const Target& t) {
+  constexpr auto Verdict = [](bool ok) { return ok ? ProbeResult::kPassed : ProbeResult::kFailed; };
   error_code ec;
   auto sock = co_await dataplane::ConnectTo(ex, t.endpoint, t.spec.timeout, ec);
-  if (ec && dataplane::IsLocalResourceError(ec)) co_return std::nullopt;
-  if (ec) co_return false;
+  if (ec && dataplane::IsLocalResourceError(ec)) co_return ProbeResult::kSkipped;
+  if (ec) co_return ProbeResult::kFailed;
   if (t.spec.protocol == CheckProtocol::kTcp) {
     sock.close(ec);
-    co_return true;
+    co_return ProbeResult::kPassed;
   }
   boost::beast::basic_stream<dataplane::tcp, Executor> stream(std::move(sock));
   stream.expires_after(t.spec.timeout);
@@ -70,27 +71,27 @@ Task<std::optional<bool>> Probe(Executor ex, const Target& t) {
   const std::string req = "GET " + t.spec.path + " HTTP/1.1\r\nHost: " + host +
                           "\r\nUser-Agent: doorman-health-check\r\nConnection: close\r\n\r\n";
   co_await net::async_write(stream, net::buffer(req), Redirect(ec));
-  if (ec) co_return false;
+  if (ec) co_return ProbeResult::kFailed;
   std::string head;
   char buf[1024];
   for (;;) {
     const std::size_t n = co_await stream.async_read_some(net::buffer(buf), Redirect(ec));
     head.append(buf, n);
-    if (auto status = ParseHttpStatus(head)) co_return t.spec.StatusOk(*status);
-    if (ec || head.size() > kMaxHttpHead || head.find("\r\n") != std::string::npos) co_return false;
+    if (auto status = ParseHttpStatus(head)) co_return Verdict(t.spec.StatusOk(*status));
+    if (ec || head.size() > kMaxHttpHead || head.find("\r\n") != std::string::npos) co_return ProbeResult::kFailed;
   }
 }
 
 // One gRPC probe: the Check call runs on gRPC's threads; its verdict comes back through
 // GrpcProbes' post (the checker's thread), where the coroutine resumes.
-Task<bool> GrpcProbe(GrpcProbes& probes, const Target& t) {
-  return net::async_initiate<decltype(dataplane::kUseTask), void(bool)>(
+Task<ProbeResult> GrpcProbe(GrpcProbes& probes, const Target& t) {
+  return net::async_initiate<decltype(dataplane::kUseTask), void(ProbeResult)>(
       [&probes, &t](auto handler) {
         // std::function needs a copyable callable; the handler itself runs once.
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        probes.Start(t.endpoint.address, t.endpoint.port, t.spec.grpc_service, t.spec.timeout, [h](bool ok) {
+        probes.Start(t.endpoint.address, t.endpoint.port, t.spec.grpc_service, t.spec.timeout, [h](ProbeResult result) {
           auto run = std::move(*h);
-          run(ok);
+          run(result);
         });
       },
       dataplane::kUseTask);
@@ -99,11 +100,17 @@ Task<bool> GrpcProbe(GrpcProbes& probes, const Target& t) {
 }  // namespace
 
 struct HealthChecker::Impl {
-  explicit Impl(OnChange cb)
+  Impl(OnChange cb, OnProbe probed)
       : on_change(std::move(cb)),
+        on_probe(std::move(probed)),
         grpc([this](std::function<void()>&& fn) { net::post(ioc.get_executor(), std::move(fn)); }),
         guard(ioc.get_executor()),
-        rng(std::random_device{}()) {}
+        rng(std::random_device{}()) {
+    // Asio creates the io_context's reactor (an epoll and an eventfd descriptor) with its first
+    // timer or socket. Done here, at start-up: created by the first snapshot's Apply, it threw
+    // when the process was out of descriptors then, and that snapshot's checks never started.
+    Timer reactor_now(ioc);
+  }
 
   Task<> Run(std::shared_ptr<Target> t) {
     // First probe soon, spread over the first interval's jitter window.
@@ -114,11 +121,12 @@ struct HealthChecker::Impl {
       co_await t->timer->async_wait(Redirect(ec));
       if (t->stopped) break;
       const Millis started = SteadyNow();
-      const std::optional<bool> ok = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
-                                                                              : co_await Probe(ioc.get_executor(), *t);
+      const ProbeResult result = t->spec.protocol == CheckProtocol::kGrpc ? co_await GrpcProbe(grpc, *t)
+                                                                          : co_await Probe(ioc.get_executor(), *t);
       if (t->stopped) break;
-      // No result (the probe could not run: local resources) is no verdict either way.
-      if (auto flip = ok ? t->state.OnResult(*ok) : std::nullopt) {
+      if (on_probe) on_probe(result);
+      // A skipped probe (it could not run: local resources) is no verdict either way.
+      if (auto flip = result == ProbeResult::kSkipped ? std::nullopt : t->state.OnResult(result == ProbeResult::kPassed)) {
         t->endpoint.state->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
                   {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});
@@ -169,6 +177,7 @@ struct HealthChecker::Impl {
   }
 
   OnChange on_change;
+  OnProbe on_probe;
   // Declared before ioc, so destroyed after it: verdicts posted but never run release their calls
   // (and channels) while gRPC is still initialised. Shutdown() runs first (~HealthChecker).
   GrpcProbes grpc;
@@ -179,7 +188,8 @@ struct HealthChecker::Impl {
   std::thread thread;
 };
 
-HealthChecker::HealthChecker(OnChange on_change) : impl_(std::make_unique<Impl>(std::move(on_change))) {
+HealthChecker::HealthChecker(OnChange on_change, OnProbe on_probe)
+    : impl_(std::make_unique<Impl>(std::move(on_change), std::move(on_probe))) {
   impl_->thread = std::thread([this] {
     for (;;) {
       try {

@@ -9,12 +9,16 @@
 // target, its streaks and its health; an update that changes the check of an endpoint starts a
 // new target that inherits the endpoint's health (streaks start over); a target that disappears
 // stops, and its endpoint (if it is still routed, now without a check) is marked healthy again.
+// A probe that cannot run for want of local descriptors, buffers or memory is kSkipped: no
+// verdict, neither threshold moves (the endpoint is not marked down for this process's shortage).
 // Used by the L4 forwarder and the L7 proxy alike (they share EndpointState).
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+
+#include "dataplane/health/health_state.h"
 
 namespace doorman::dataplane {
 struct RuntimeConfig;
@@ -25,7 +29,9 @@ namespace doorman::health {
 class HealthChecker {
  public:
   using OnChange = std::function<void(const std::string& endpoint_key, bool healthy)>;
-  explicit HealthChecker(OnChange on_change);
+  // Every probe's outcome (the checker's thread): doorman_health_probes_total{result}.
+  using OnProbe = std::function<void(ProbeResult)>;
+  explicit HealthChecker(OnChange on_change, OnProbe on_probe = {});
   ~HealthChecker();  // stops the probes and joins the thread
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

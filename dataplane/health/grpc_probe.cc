@@ -3,6 +3,10 @@
 #include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <vector>
 
 #include "dataplane/health/health_state.h"
@@ -16,6 +20,17 @@ namespace hv1 = ::grpc::health::v1;
 
 // A HealthCheckResponse is 2 bytes; anything much larger is not a health reply.
 constexpr int kMaxReplyBytes = 4096;
+
+// Whether this process can open a socket of the endpoint's family now. A probe that cannot is
+// skipped before gRPC gets to try: gRPC would report the shortage only as a connection failure.
+bool CanOpenSocket(const std::string& address) {
+  const int fd = ::socket(address.find(':') == std::string::npos ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    ::close(fd);
+    return true;
+  }
+  return errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM;
+}
 
 }  // namespace
 
@@ -39,13 +54,15 @@ GrpcProbes::~GrpcProbes() {
 
 void GrpcProbes::Start(const std::string& address, uint16_t port, const std::string& service,
                        std::chrono::milliseconds timeout, Done done) {
+  const bool can_run = CanOpenSocket(address);
   auto call = std::make_shared<Call>();
   call->done = std::move(done);
   {
     std::unique_lock lock(mu_);
-    if (shut_down_) {
+    if (shut_down_ || !can_run) {
       lock.unlock();
-      post_([done = std::move(call->done)] { done(false); });
+      const ProbeResult result = can_run ? ProbeResult::kFailed : ProbeResult::kSkipped;
+      post_([done = std::move(call->done), result] { done(result); });
       return;
     }
     calls_.emplace(call.get(), call);
@@ -65,14 +82,17 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
   Call* c = call.get();  // calls_ owns it until its callback
   call.reset();
   c->stub->async()->Check(&c->ctx, &c->request, &c->response, [this, c](::grpc::Status status) {
-    const bool ok = GrpcCheckPassed(static_cast<int>(status.error_code()), static_cast<int>(c->response.status()));
-    Finished(c, ok);
+    ProbeResult result = ProbeResult::kPassed;
+    if (!GrpcCheckPassed(static_cast<int>(status.error_code()), static_cast<int>(c->response.status()))) {
+      result = GrpcFailureIsLocal(status.error_message()) ? ProbeResult::kSkipped : ProbeResult::kFailed;
+    }
+    Finished(c, result);
   });
 }
 
 // On a gRPC thread: the verdict and the call (with its channel) move to the owner's thread, and
 // no reference stays here (a channel released on gRPC's callback thread would join that thread).
-void GrpcProbes::Finished(Call* c, bool ok) {
+void GrpcProbes::Finished(Call* c, ProbeResult result) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mu_);
@@ -80,7 +100,7 @@ void GrpcProbes::Finished(Call* c, bool ok) {
     call = std::move(it->second);
     calls_.erase(it);
   }
-  std::function<void()> fn = [call = std::move(call), ok] { call->done(ok); };
+  std::function<void()> fn = [call = std::move(call), result] { call->done(result); };
   post_(std::move(fn));
   std::lock_guard lock(mu_);
   if (--pending_ == 0) idle_.notify_all();

@@ -3,7 +3,9 @@
 //
 // Each probe is one unary Check call on a channel of its own (a new HTTP/2 connection, as the
 // HTTP check opens a new TCP connection per probe), made with gRPC's callback API and a deadline
-// of the check timeout. Its verdict (health::GrpcCheckPassed) goes back to the owner's thread
+// of the check timeout. Its verdict (health::GrpcCheckPassed; kSkipped when this process could
+// not open a socket, or the call failed for want of local resources: GrpcFailureIsLocal) goes
+// back to the owner's thread
 // through `post`, where `done` runs exactly once and the call's channel is released (gRPC must
 // not release a channel on its own callback thread).
 #pragma once
@@ -17,11 +19,13 @@
 #include <mutex>
 #include <string>
 
+#include "dataplane/health/health_state.h"
+
 namespace doorman::health {
 
 class GrpcProbes {
  public:
-  using Done = std::function<void(bool healthy)>;
+  using Done = std::function<void(ProbeResult)>;
   // Runs `fn` on the owner's thread (e.g. posts it to its io_context). Called from gRPC threads.
   using Post = std::function<void(std::function<void()>&& fn)>;
 
@@ -31,7 +35,7 @@ class GrpcProbes {
   GrpcProbes& operator=(const GrpcProbes&) = delete;
 
   // Starts one Check of `service` at address:port (an IP literal); `done` runs through `post`.
-  // After Shutdown(), `done(false)` is posted at once.
+  // After Shutdown(), `done(kFailed)` is posted at once.
   void Start(const std::string& address, uint16_t port, const std::string& service,
              std::chrono::milliseconds timeout, Done done);
 
@@ -42,7 +46,7 @@ class GrpcProbes {
 
  private:
   struct Call;
-  void Finished(Call* call, bool ok);
+  void Finished(Call* call, ProbeResult result);
 
   std::mutex mu_;
   std::condition_variable idle_;

@@ -1,6 +1,8 @@
 #include "dataplane/health/health_state.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace doorman::health {
 
@@ -18,8 +20,28 @@ std::string_view CheckProtocolName(CheckProtocol p) {
   return "none";
 }
 
+std::string_view ProbeResultName(ProbeResult r) {
+  switch (r) {
+    case ProbeResult::kPassed:
+      return "passed";
+    case ProbeResult::kFailed:
+      return "failed";
+    case ProbeResult::kSkipped:
+      break;
+  }
+  return "skipped";
+}
+
 bool GrpcCheckPassed(int rpc_status_code, int serving_status) {
   return rpc_status_code == kGrpcStatusOk && serving_status == kGrpcServing;
+}
+
+bool GrpcFailureIsLocal(std::string_view error_message) {
+  for (const int err : {EMFILE, ENFILE, ENOBUFS, ENOMEM}) {
+    // gRPC words socket errors with strerror(3): "Too many open files", ...
+    if (error_message.find(std::strerror(err)) != std::string_view::npos) return true;
+  }
+  return false;
 }
 
 std::string GrpcTarget(std::string_view ip_literal, uint16_t port) {

@@ -30,6 +30,13 @@ inline constexpr uint32_t kJitterPercent = 10;
 
 enum class CheckProtocol { kNone, kTcp, kHttp, kGrpc };
 
+// What one probe found. kSkipped: it could not run here (this process is out of descriptors,
+// buffers or memory), which is no verdict about the endpoint either way.
+enum class ProbeResult { kPassed, kFailed, kSkipped };
+
+// "passed", "failed", "skipped" (the doorman_health_probes_total result label).
+std::string_view ProbeResultName(ProbeResult r);
+
 // "tcp", "http", "grpc" (logs); "none" for kNone.
 std::string_view CheckProtocolName(CheckProtocol p);
 
@@ -77,6 +84,12 @@ class HealthState {
 inline constexpr int kGrpcStatusOk = 0;
 inline constexpr int kGrpcServing = 1;
 bool GrpcCheckPassed(int rpc_status_code, int serving_status);
+
+// Whether a failed gRPC check's error message says this process ran out of local resources
+// (descriptors, buffers, memory: EMFILE, ENFILE, ENOBUFS, ENOMEM, as strerror(3) words them, which
+// is how gRPC's socket errors read). Such a failure is not the endpoint's: the probe gives no
+// verdict, as an HTTP/TCP probe whose socket(2) fails does.
+bool GrpcFailureIsLocal(std::string_view error_message);
 
 // The gRPC channel target for an IP literal: "ipv4:10.0.0.1:50051" / "ipv6:[fd00::1]:50051" (no
 // name resolution, no proxy).

@@ -33,7 +33,8 @@ struct Dataplane::Impl {
     for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
     listeners = std::make_unique<ListenerManager>(workers, bind, opts.connection_balance);
     health = std::make_unique<health::HealthChecker>(
-        [this](const std::string& key, bool healthy) { metrics.SetBackendHealth(key, healthy); });
+        [this](const std::string& key, bool healthy) { metrics.SetBackendHealth(key, healthy); },
+        [this](health::ProbeResult result) { metrics.HealthProbed(result); });
   }
 
   // Declaration order is destruction order in reverse: listeners (acceptors) go before the

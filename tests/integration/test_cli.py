@@ -316,5 +316,56 @@ class TlsFlags(unittest.TestCase):
                     self.expect_exit2(binary, tls, want)
 
 
+class DebugPagesAnswerOnLoopbackOnly(unittest.TestCase):
+    """/debug/* show routing state and backend addresses: a client that is not on a loopback
+    address gets 403 unless --debug-remote; /metrics and /healthz answer everyone. Runs in a
+    network namespace of its own (unshare --net, as root), where 192.0.2.1 is a second address
+    of lo: a peer that is not loopback, without traffic leaving the namespace."""
+
+    SCRIPT = r"""
+set -eu
+ip link set lo up
+ip addr add 192.0.2.1/32 dev lo
+"$@" --metrics-listen 0.0.0.0:9100 >"$LOG" 2>&1 &
+pid=$!
+trap 'kill $pid; wait $pid || true' EXIT
+for _ in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:9100/healthz && break; sleep 0.05; done
+code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$@"; }
+for path in /metrics /healthz $DEBUG_PATH; do
+  echo "loopback $path $(code http://127.0.0.1:9100$path)"
+  echo "remote $path $(code --interface 192.0.2.1 http://192.0.2.1:9100$path)"
+done
+"""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a network namespace (unshare --net)")
+        self.tmp = tempfile.mkdtemp(prefix="doorman-debug-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def codes(self, argv, debug_path):
+        log = os.path.join(self.tmp, "log")
+        r = subprocess.run(["unshare", "--net", "bash", "-c", self.SCRIPT, "script"] + argv,
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, LOG=log, DEBUG_PATH=debug_path))
+        with open(log) as f:
+            self.assertEqual(r.returncode, 0, r.stderr + f.read())
+        return dict((" ".join(line.split()[:2]), int(line.split()[2])) for line in r.stdout.splitlines())
+
+    def test_both_binaries(self):
+        manifests = os.path.join(self.tmp, "m")
+        os.mkdir(manifests)
+        for argv, path in (([DATAPLANE, "--controller", "127.0.0.1:1"], "/debug/config"),
+                           ([CONTROLLER, "--manifests", manifests, "--grpc-listen", "127.0.0.1:18000"], "/debug/status")):
+            with self.subTest(binary=os.path.basename(argv[0])):
+                codes = self.codes(argv, path)
+                self.assertEqual(codes["loopback " + path], 200, codes)
+                self.assertEqual(codes["remote " + path], 403, codes)
+                self.assertEqual(codes["remote /metrics"], 200, codes)
+                self.assertEqual(codes["remote /healthz"], 200, codes)
+                codes = self.codes(argv + ["--debug-remote"], path)
+                self.assertEqual(codes["remote " + path], 200, codes)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

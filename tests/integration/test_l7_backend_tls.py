@@ -267,7 +267,7 @@ class BackendTlsTest(DoormanTestCase):
         for host in ("wrongca.test", "wrongname.test", "wronghost.test", "cnonly.test"):
             st, _, body = self.req(host)
             self.assertEqual(st, 502, host + ": " + body)
-            self.assertIn("TLS handshake failed with a backend of route \"default/%s/" % host.split(".")[0], body)
+            self.assertIn("TLS handshake failed with a backend of route \"default/ingress:%s/" % host.split(".")[0], body)
             self.assertIn("certificate verify failed", body)
             self.assertEqual(self.nginx_lines(host), [], host)  # no request was ever sent
         # Other routes are unaffected, on the same listener and to the same backend.
@@ -287,7 +287,7 @@ class BackendTlsTest(DoormanTestCase):
         self.assert_tls12_plus(first[2])
         self.assertEqual(first[3], "sni=backend.test")
         failures = metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total",
-                                {"route": "default/failover/r0-p0", "backend": "127.0.0.1:%d" % self.nginx_bad_port})
+                                {"route": "default/ingress:failover/r0-p0", "backend": "127.0.0.1:%d" % self.nginx_bad_port})
         self.assertGreaterEqual(failures or 0, 1)
 
     def test_a_backend_that_never_answers_the_handshake_times_out(self):
@@ -295,7 +295,7 @@ class BackendTlsTest(DoormanTestCase):
         st, _, body = self.req("silent.test")
         elapsed = time.monotonic() - start
         self.assertEqual(st, 504, body)
-        self.assertIn("TLS handshake failed with a backend of route \"default/silent/r0-p0\" (timeout)", body)
+        self.assertIn("TLS handshake failed with a backend of route \"default/ingress:silent/r0-p0\" (timeout)", body)
         self.assertLess(elapsed, 9.0)  # the connect timeout (5 s), not the request timeout (60 s)
 
     def test_upstream_tls_connections_are_pooled(self):

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "controller/source/manifest.h"
@@ -96,31 +97,31 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_EQ(http->owners(0).name(), "shop");
   EXPECT_EQ(http->owners(1).name(), "blog");
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
-            (std::vector<std::string>{"shop/shop/r2-p0", "shop/shop/r0-p3", "shop/shop/r0-p2", "blog/blog/r0-p0",
-                                      "shop/shop/r0-p1", "shop/shop/r0-p0", "shop/shop/r1-p0", "shop/shop/default"}));
-  EXPECT_EQ(http->routes(http->routes_size() - 1), "shop/shop/default");
+            (std::vector<std::string>{"shop/ingress:shop/r2-p0", "shop/ingress:shop/r0-p3", "shop/ingress:shop/r0-p2", "blog/ingress:blog/r0-p0",
+                                      "shop/ingress:shop/r0-p1", "shop/ingress:shop/r0-p0", "shop/ingress:shop/r1-p0", "shop/ingress:shop/default"}));
+  EXPECT_EQ(http->routes(http->routes_size() - 1), "shop/ingress:shop/default");
   const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
   ASSERT_NE(https, nullptr);
   ASSERT_EQ(https->tls().certificates_size(), 1);
   EXPECT_EQ(https->tls().certificates(0), "shop/shop-tls");
   ASSERT_EQ(r.snapshot.certificates_size(), 1);
-  EXPECT_EQ(https->routes(https->routes_size() - 1), "shop/shop/default-https");
+  EXPECT_EQ(https->routes(https->routes_size() - 1), "shop/ingress:shop/default-https");
 
   // TLS hosts redirect on HTTP (308); status.example.com has no certificate and is served.
-  const v1::Route* redirect = RouteNamed(r.snapshot, "shop/shop/r0-p0");
+  const v1::Route* redirect = RouteNamed(r.snapshot, "shop/ingress:shop/r0-p0");
   ASSERT_NE(redirect, nullptr);
   EXPECT_EQ(redirect->backends_size(), 0);
   EXPECT_TRUE(redirect->filters().redirect().enabled());
   EXPECT_EQ(redirect->filters().redirect().scheme(), "https");
   EXPECT_EQ(redirect->filters().redirect().status_code(), 308u);
-  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/shop/r1-p0")->filters().redirect().enabled());  // *.shop.example.com
+  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/ingress:shop/r1-p0")->filters().redirect().enabled());  // *.shop.example.com
   // Kubernetes Ingress: the wildcard covers one label; exact hosts need no such flag.
-  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/shop/r1-p0")->match().wildcard_one_label());
-  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r2-p0")->match().wildcard_one_label());
-  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r2-p0")->filters().has_redirect());
-  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/default")->filters().has_redirect());
+  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/ingress:shop/r1-p0")->match().wildcard_one_label());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/r2-p0")->match().wildcard_one_label());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/r2-p0")->filters().has_redirect());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/default")->filters().has_redirect());
 
-  const v1::Route* api = RouteNamed(r.snapshot, "shop/shop/r0-p1-https");
+  const v1::Route* api = RouteNamed(r.snapshot, "shop/ingress:shop/r0-p1-https");
   ASSERT_NE(api, nullptr);
   EXPECT_EQ(api->listener(), "https-443");
   EXPECT_EQ(api->match().hosts(0), "shop.example.com");
@@ -136,21 +137,21 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   ASSERT_TRUE(api->policy().has_canary());
   EXPECT_EQ(api->policy().canary().header(), "x-canary");
   EXPECT_EQ(api->policy().canary().weight_percent(), 10u);
-  EXPECT_EQ(api->policy().canary().backends(0).backend_set(), "shop/shop-canary/r0-p0/0");
-  ASSERT_NE(SetNamed(r.snapshot, "shop/shop-canary/r0-p0/0"), nullptr);
-  EXPECT_EQ(SetNamed(r.snapshot, "shop/shop-canary/r0-p0/0")->endpoints(0).address(), "10.0.0.3");
-  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/shop/r0-p0-https")->policy().has_canary());
+  EXPECT_EQ(api->policy().canary().backends(0).backend_set(), "shop/ingress:shop-canary/r0-p0/0");
+  ASSERT_NE(SetNamed(r.snapshot, "shop/ingress:shop-canary/r0-p0/0"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "shop/ingress:shop-canary/r0-p0/0")->endpoints(0).address(), "10.0.0.3");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/r0-p0-https")->policy().has_canary());
   // Port by name → the Service port number names the set; endpoints on the target port.
-  const v1::BackendSet* api_set = SetNamed(r.snapshot, "shop/shop/r0-p1/0");
+  const v1::BackendSet* api_set = SetNamed(r.snapshot, "shop/ingress:shop/r0-p1/0");
   ASSERT_NE(api_set, nullptr);
   EXPECT_EQ(api_set->service(), "shop/api:8080");
   EXPECT_EQ(api_set->endpoints(0).port(), 9000u);
   EXPECT_EQ(api_set->health_check().path(), "/healthz");
-  EXPECT_EQ(RouteNamed(r.snapshot, "shop/shop/r0-p3-https")->match().path().type(), v1::PathMatch::REGULAR_EXPRESSION);
-  const v1::Route* blog = RouteNamed(r.snapshot, "blog/blog/r0-p0");
+  EXPECT_EQ(RouteNamed(r.snapshot, "shop/ingress:shop/r0-p3-https")->match().path().type(), v1::PathMatch::REGULAR_EXPRESSION);
+  const v1::Route* blog = RouteNamed(r.snapshot, "blog/ingress:blog/r0-p0");
   EXPECT_EQ(blog->filters().rewrite().path_prefix(), "/");
   EXPECT_EQ(blog->policy().backend_protocol(), "HTTPS");
-  EXPECT_EQ(RouteNamed(r.snapshot, "blog/blog/r0-p0-https"), nullptr);
+  EXPECT_EQ(RouteNamed(r.snapshot, "blog/ingress:blog/r0-p0-https"), nullptr);
 }
 
 TEST(TranslateIngress, SameInputInAnyOrderGivesTheSameBytes) {
@@ -209,7 +210,7 @@ TEST(TranslateIngress, ClassResolution) {
     Translator t(opts);
     auto r = t.Translate(Store(c.yaml));
     EXPECT_EQ(Ing(r, "i") != nullptr, c.claimed);
-    EXPECT_EQ(RouteNamed(r.snapshot, "default/i/r0-p0") != nullptr, c.claimed);
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0") != nullptr, c.claimed);
   }
 }
 
@@ -418,9 +419,9 @@ TEST(TranslateIngress, TlsEntriesWithAMissingOrMalformedSecretAreWarnedAndTheRes
     ASSERT_NE(https, nullptr);
     ASSERT_EQ(https->tls().certificates_size(), 1);
     EXPECT_EQ(https->tls().certificates(0), "default/ok");
-    EXPECT_FALSE(RouteNamed(r.snapshot, "default/i/r0-p0")->filters().has_redirect());
-    EXPECT_EQ(RouteNamed(r.snapshot, "default/i/r0-p0")->backends_size(), 1);
-    ASSERT_NE(RouteNamed(r.snapshot, "default/i/r0-p0-https"), nullptr);
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->filters().has_redirect());
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->backends_size(), 1);
+    ASSERT_NE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0-https"), nullptr);
     ASSERT_EQ(r.diagnostics.size(), 1u);
     EXPECT_EQ(r.diagnostics[0].message, "object warning");
     EXPECT_EQ(r.diagnostics[0].Field("reason"), c.reason);
@@ -467,7 +468,7 @@ TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion)
     ASSERT_NE(https, nullptr);
     ASSERT_EQ(r2.snapshot.certificates_size(), 1);
     EXPECT_EQ(r2.snapshot.certificates(0).certificate_chain_pem(), served);
-    EXPECT_TRUE(RouteNamed(r2.snapshot, "default/i/r0-p0")->filters().has_redirect());  // still redirected to HTTPS
+    EXPECT_TRUE(RouteNamed(r2.snapshot, "default/ingress:i/r0-p0")->filters().has_redirect());  // still redirected to HTTPS
   }
 }
 
@@ -490,20 +491,20 @@ TEST(TranslateIngress, SslRedirectCanBeTurnedOffAndFollowsTheHttpsPort) {
   Translator off;
   auto r1 = off.Translate(Store(Docs({Class(), Secret("s"), Ingress("i", spec, "    doorman.dev/ssl-redirect: \"false\"\n")})));
   ASSERT_TRUE(Ing(r1, "i")->accepted);
-  EXPECT_FALSE(RouteNamed(r1.snapshot, "default/i/r0-p0")->filters().has_redirect());
-  EXPECT_EQ(RouteNamed(r1.snapshot, "default/i/r0-p0")->backends_size(), 1);
+  EXPECT_FALSE(RouteNamed(r1.snapshot, "default/ingress:i/r0-p0")->filters().has_redirect());
+  EXPECT_EQ(RouteNamed(r1.snapshot, "default/ingress:i/r0-p0")->backends_size(), 1);
 
   TranslateOptions opts;
   opts.ingress_http_port = 8080;
   opts.ingress_https_port = 8443;
   Translator ports(opts);
   auto r2 = ports.Translate(Store(Docs({Class(), Secret("s"), Ingress("i", spec, "    doorman.dev/ssl-redirect: \"true\"\n")})));
-  const v1::Route* http = RouteNamed(r2.snapshot, "default/i/r0-p0");
+  const v1::Route* http = RouteNamed(r2.snapshot, "default/ingress:i/r0-p0");
   ASSERT_NE(http, nullptr);
   EXPECT_EQ(http->listener(), "http-8080");
   EXPECT_EQ(http->filters().redirect().port(), 8443u);
   EXPECT_EQ(http->filters().redirect().status_code(), 308u);
-  EXPECT_EQ(RouteNamed(r2.snapshot, "default/i/r0-p0-https")->listener(), "https-8443");
+  EXPECT_EQ(RouteNamed(r2.snapshot, "default/ingress:i/r0-p0-https")->listener(), "https-8443");
 }
 
 // ---- canary --------------------------------------------------------------------------------------------
@@ -518,12 +519,12 @@ TEST(TranslateIngress, CanaryIngressesAttachToTheMainRouteWithTheSameHostAndPath
   ASSERT_TRUE(Ing(r, "canary")->accepted) << Ing(r, "canary")->message;
   EXPECT_TRUE(Ing(r, "canary")->warnings.empty());
   EXPECT_TRUE(Ing(r, "canary")->listeners.empty());
-  const v1::Route* route = RouteNamed(r.snapshot, "default/main/r0-p0");
+  const v1::Route* route = RouteNamed(r.snapshot, "default/ingress:main/r0-p0");
   ASSERT_TRUE(route->policy().has_canary());
   EXPECT_EQ(route->policy().canary().cookie(), "beta");
   EXPECT_EQ(route->policy().canary().weight_percent(), 0u);
-  EXPECT_EQ(route->policy().canary().backends(0).backend_set(), "default/canary/r0-p0/0");
-  EXPECT_NE(SetNamed(r.snapshot, "default/canary/r0-p0/0"), nullptr);
+  EXPECT_EQ(route->policy().canary().backends(0).backend_set(), "default/ingress:canary/r0-p0/0");
+  EXPECT_NE(SetNamed(r.snapshot, "default/ingress:canary/r0-p0/0"), nullptr);
   ASSERT_EQ(ListenerNamed(r.snapshot, "http-80")->owners_size(), 1);  // the canary owns no port
 
   // A second canary for the same route: the older one keeps it, the other is warned.
@@ -536,13 +537,13 @@ TEST(TranslateIngress, CanaryIngressesAttachToTheMainRouteWithTheSameHostAndPath
   elsewhere.replace(elsewhere.find("namespace: default"), 18, "namespace: other");
   Translator t2;
   auto r2 = t2.Translate(Store(Docs({Fixture(), main, by_cookie, second, stray, elsewhere})));
-  EXPECT_EQ(RouteNamed(r2.snapshot, "default/main/r0-p0")->policy().canary().cookie(), "beta");
+  EXPECT_EQ(RouteNamed(r2.snapshot, "default/ingress:main/r0-p0")->policy().canary().cookie(), "beta");
   ASSERT_EQ(Ing(r2, "canary2")->warnings.size(), 1u);
   EXPECT_EQ(Ing(r2, "canary2")->warnings[0].reason, "CanaryNotAttached");
   EXPECT_EQ(Ing(r2, "canary2")->warnings[0].field, "spec.rules[0].http.paths[0]");
   EXPECT_EQ(Ing(r2, "canary2")->warnings[0].message,
-            "not the canary of default/main/r0-p0 (already has the canary of Ingress default/canary)");
-  EXPECT_EQ(SetNamed(r2.snapshot, "default/canary2/r0-p0/0"), nullptr);
+            "not the canary of default/ingress:main/r0-p0 (already has the canary of Ingress default/canary)");
+  EXPECT_EQ(SetNamed(r2.snapshot, "default/ingress:canary2/r0-p0/0"), nullptr);
   ASSERT_EQ(Ing(r2, "stray")->warnings.size(), 1u);
   EXPECT_EQ(Ing(r2, "stray")->warnings[0].reason, "CanaryNotAttached");
   // (Its Service is not in namespace other either: BackendNotFound first.)
@@ -570,7 +571,7 @@ TEST(TranslateIngress, CanaryAnnotationsOutsideACanaryAndPolicyOnACanaryAreWarne
   EXPECT_EQ(canary->warnings[0].field, "metadata.annotations[doorman.dev/canary]");
   EXPECT_NE(canary->warnings[0].message.find("receives no traffic"), std::string::npos);
   EXPECT_EQ(canary->warnings[1].field, "metadata.annotations[doorman.dev/retries]");
-  EXPECT_FALSE(RouteNamed(r.snapshot, "default/main/r0-p0")->policy().has_retries());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:main/r0-p0")->policy().has_retries());
 }
 
 TEST(TranslateIngress, AnInvalidCanaryDoesNotChangeTheMainRoute) {
@@ -633,7 +634,7 @@ TEST(TranslateIngress, BackendTlsAnnotationsFillTheRoutePolicy) {
     const ObjectStatus* st = Ing(r, "i");
     ASSERT_TRUE(st->accepted) << st->message;
     EXPECT_TRUE(st->warnings.empty()) << st->warnings[0].message;
-    const v1::RoutePolicy& p = RouteNamed(r.snapshot, "default/i/r0-p0")->policy();
+    const v1::RoutePolicy& p = RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy();
     EXPECT_EQ(p.backend_protocol(), "HTTPS");
     EXPECT_EQ(p.backend_tls().ca_pem(), c.ca_pem);
     EXPECT_EQ(p.backend_tls().server_name(), c.server_name);
@@ -677,7 +678,7 @@ TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
     EXPECT_NE(w[0].message.find("needs doorman.dev/backend-protocol: HTTPS"), std::string::npos) << w[0].message;
     EXPECT_EQ(w[1].reason, "AnnotationIgnored");
     EXPECT_EQ(w[1].field, "metadata.annotations[doorman.dev/backend-tls-server-name]");
-    EXPECT_FALSE(RouteNamed(r.snapshot, "default/i/r0-p0")->policy().has_backend_tls());
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy().has_backend_tls());
   }
 }
 
@@ -725,8 +726,8 @@ TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {
       EXPECT_EQ(st->message.find(leak), std::string::npos) << st->message;
     }
     EXPECT_TRUE(Ing(r, "good")->accepted);
-    EXPECT_EQ(RouteNamed(r.snapshot, "default/bad/r0-p0"), nullptr);
-    EXPECT_NE(RouteNamed(r.snapshot, "default/good/r0-p0"), nullptr);
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:bad/r0-p0"), nullptr);
+    EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:good/r0-p0"), nullptr);
   }
 }
 
@@ -778,6 +779,40 @@ TEST(TranslateIngress, ABackendCaOnACanaryIsIgnoredNotResolved) {
 
 // ---- sharing the listeners -------------------------------------------------------------------------------
 
+// A Service, an Ingress and a LoadBalancer may share a name: their route and backend-set names
+// carry the kind, so the snapshot never names two things alike. (They did not: a dataplane
+// refuses such a snapshot whole, which stopped every object's updates on every dataplane.)
+TEST(TranslateIngress, ObjectsOfOneNameAndDifferentKindsGenerateDistinctNames) {
+  const std::string lb = R"(apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {name: shop, namespace: default}
+spec:
+  listeners: [{name: h, port: 8081, protocol: HTTP}, {name: pg, port: 5433, protocol: TCP}]
+  routes:
+    - {name: r0-p0, listener: h, backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]}
+    - {name: "5432", listener: pg, backends: [{endpoints: [{address: 127.0.0.1, port: 9002}]}]}
+)";
+  const std::string svc = R"(apiVersion: v1
+kind: Service
+metadata: {name: shop, namespace: default}
+spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{port: 5432}]}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Fixture() + "---\n" + Ingress("shop", Rule("")) + "---\n" + lb + "---\n" + svc));
+  for (const char* kind : {"Ingress", "LoadBalancer", "Service"}) {
+    const ObjectStatus* st = StatusOf(r, kind, "shop");
+    ASSERT_NE(st, nullptr) << kind;
+    EXPECT_TRUE(st->accepted) << kind << ": " << st->message;
+  }
+  for (const char* route : {"default/ingress:shop/r0-p0", "default/shop/r0-p0", "default/service:shop/5432", "default/shop/5432"}) {
+    EXPECT_NE(RouteNamed(r.snapshot, route), nullptr) << route;
+    EXPECT_NE(SetNamed(r.snapshot, std::string(route) + "/0"), nullptr) << route;
+  }
+  std::set<std::string> names;
+  for (const auto& route : r.snapshot.routes()) EXPECT_TRUE(names.insert(route.name()).second) << route.name();
+  for (const auto& set : r.snapshot.backend_sets()) EXPECT_TRUE(names.insert(set.name()).second) << set.name();
+}
+
 TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
   const std::string lb =
       "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
@@ -799,7 +834,7 @@ TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
   EXPECT_EQ(l.owners(2).name(), "lb");
   // The older Ingress's catch-all goes after the newer LoadBalancer's host-less, path-less route.
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
-            (std::vector<std::string>{"default/a/r0-p0", "default/b/r0-p0", "default/lb/any", "default/a/default"}));
+            (std::vector<std::string>{"default/ingress:a/r0-p0", "default/ingress:b/r0-p0", "default/lb/any", "default/ingress:a/default"}));
   EXPECT_EQ(Ing(r, "a")->listeners[0].attached_routes, 2u);
 }
 
@@ -825,8 +860,8 @@ TEST(TranslateIngress, MissingBackendServiceIsAWarningAndTheRouteStays) {
   ASSERT_EQ(st->warnings.size(), 1u);
   EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
   EXPECT_EQ(st->warnings[0].field, "spec.defaultBackend.service");
-  EXPECT_EQ(SetNamed(r.snapshot, "default/i/default/0")->service(), "default/gone:http");
-  EXPECT_EQ(SetNamed(r.snapshot, "default/i/default/0")->endpoints_size(), 0);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/ingress:i/default/0")->service(), "default/gone:http");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/ingress:i/default/0")->endpoints_size(), 0);
 }
 
 // Ingress backends are HTTP, so TCP: by number the TCP port of a Service that also has that
@@ -854,7 +889,7 @@ endpoints: [{addresses: [10.0.0.1]}]
   auto r = t.Translate(Store(Docs({Class(), svc, slice, Ingress("i", spec)})));
   const ObjectStatus* st = Ing(r, "i");
   ASSERT_TRUE(st->accepted) << st->message;
-  const v1::BackendSet* a = SetNamed(r.snapshot, "default/i/r0-p0/0");
+  const v1::BackendSet* a = SetNamed(r.snapshot, "default/ingress:i/r0-p0/0");
   ASSERT_NE(a, nullptr);
   ASSERT_EQ(a->endpoints_size(), 1);
   EXPECT_EQ(a->endpoints(0).port(), 8080u);

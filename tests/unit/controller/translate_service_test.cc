@@ -62,13 +62,13 @@ TEST(TranslateService, GoldenEveryFieldAndAnnotation) {
   EXPECT_EQ(web80->proxy_protocol().send(), v1::PROXY_PROTOCOL_V2);
   EXPECT_EQ(web80->idle_timeout_ms(), 120000u);
   EXPECT_EQ(web80->allowed_source_ranges_size(), 2);
-  const v1::Route* route = RouteNamed(r.snapshot, "shop/web/http");
+  const v1::Route* route = RouteNamed(r.snapshot, "shop/service:web/http");
   ASSERT_NE(route, nullptr);
   EXPECT_EQ(route->listener(), "tcp-80");
   EXPECT_EQ(route->policy().scheduler(), "maglev");
   EXPECT_EQ(route->policy().stickiness().type(), v1::Stickiness::SOURCE_IP);
   EXPECT_EQ(route->policy().stickiness().ttl_ms(), 600000u);
-  const v1::BackendSet* set = SetNamed(r.snapshot, "shop/web/http/0");
+  const v1::BackendSet* set = SetNamed(r.snapshot, "shop/service:web/http/0");
   ASSERT_NE(set, nullptr);
   EXPECT_TRUE(set->local_only());
   EXPECT_EQ(set->service(), "shop/web:80");
@@ -92,12 +92,12 @@ TEST(TranslateService, GoldenEveryFieldAndAnnotation) {
   EXPECT_FALSE(set->endpoints(4).ready());
   EXPECT_TRUE(set->endpoints(4).terminating());
   EXPECT_EQ(set->endpoints(0).port(), 8080u);
-  EXPECT_EQ(SetNamed(r.snapshot, "shop/web/https/0")->endpoints(0).port(), 8443u);
-  const v1::Route* dns = RouteNamed(r.snapshot, "kube-system/dns/53");
+  EXPECT_EQ(SetNamed(r.snapshot, "shop/service:web/https/0")->endpoints(0).port(), 8443u);
+  const v1::Route* dns = RouteNamed(r.snapshot, "kube-system/service:dns/53");
   ASSERT_NE(dns, nullptr);
   EXPECT_EQ(dns->listener(), "udp-53");
-  EXPECT_EQ(SetNamed(r.snapshot, "kube-system/dns/53/0")->endpoints(0).port(), 5353u);
-  const v1::Route* db = RouteNamed(r.snapshot, "shop/db/pg");
+  EXPECT_EQ(SetNamed(r.snapshot, "kube-system/service:dns/53/0")->endpoints(0).port(), 5353u);
+  const v1::Route* db = RouteNamed(r.snapshot, "shop/service:db/pg");
   ASSERT_NE(db, nullptr);
   EXPECT_EQ(db->listener(), "tls-5432");
   ASSERT_EQ(db->match().sni_size(), 2);
@@ -187,14 +187,14 @@ endpoints: [{addresses: [10.0.0.8]}]
   // TCP and UDP share port 53 (different transports), each with its own listener.
   ASSERT_NE(ListenerNamed(r.snapshot, "udp-53"), nullptr);
   ASSERT_NE(ListenerNamed(r.snapshot, "tcp-53"), nullptr);
-  EXPECT_EQ(SetNamed(r.snapshot, "default/mixed/dns/0")->endpoints(0).port(), 1053u);
-  EXPECT_EQ(SetNamed(r.snapshot, "default/mixed/dns-tcp/0")->endpoints(0).port(), 2053u);
-  const v1::BackendSet* single = SetNamed(r.snapshot, "default/single/8080/0");
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:mixed/dns/0")->endpoints(0).port(), 1053u);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:mixed/dns-tcp/0")->endpoints(0).port(), 2053u);
+  const v1::BackendSet* single = SetNamed(r.snapshot, "default/service:single/8080/0");
   ASSERT_NE(single, nullptr);
   ASSERT_EQ(single->endpoints_size(), 1);  // not the slice of another namespace
   EXPECT_EQ(single->endpoints(0).address(), "10.0.0.9");
   EXPECT_EQ(single->endpoints(0).port(), 80u);
-  EXPECT_EQ(RouteNamed(r.snapshot, "default/single/8080")->listener(), "tcp-8080");
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/service:single/8080")->listener(), "tcp-8080");
 }
 
 TEST(TranslateService, NoEndpointSlicesYetMeansAnEmptyBackendSet) {
@@ -202,8 +202,8 @@ TEST(TranslateService, NoEndpointSlicesYetMeansAnEmptyBackendSet) {
   auto r = t.Translate(Store(Service("new", kTcp80)));
   ASSERT_TRUE(Svc(r, "new")->accepted);
   EXPECT_TRUE(Svc(r, "new")->warnings.empty());
-  ASSERT_NE(SetNamed(r.snapshot, "default/new/http/0"), nullptr);
-  EXPECT_EQ(SetNamed(r.snapshot, "default/new/http/0")->endpoints_size(), 0);
+  ASSERT_NE(SetNamed(r.snapshot, "default/service:new/http/0"), nullptr);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:new/http/0")->endpoints_size(), 0);
 }
 
 TEST(TranslateService, LoadBalancerIpIsWarnedAsNotUsed) {
@@ -225,19 +225,19 @@ TEST(TranslateService, UdpPortsAreNotHealthChecked) {
   ASSERT_EQ(st->warnings.size(), 1u);
   EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
   EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/health-check]");
-  EXPECT_EQ(SetNamed(r.snapshot, "default/s/dns/0")->health_check().protocol(), v1::HealthCheck::NONE);
-  EXPECT_EQ(SetNamed(r.snapshot, "default/s/web/0")->health_check().protocol(), v1::HealthCheck::TCP);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:s/dns/0")->health_check().protocol(), v1::HealthCheck::NONE);
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:s/web/0")->health_check().protocol(), v1::HealthCheck::TCP);
 }
 
 TEST(TranslateService, SessionAffinityDefaultsToThreeHours) {
   Translator t;
   auto r = t.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: ClientIP\n")));
   ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
-  EXPECT_EQ(RouteNamed(r.snapshot, "default/s/http")->policy().stickiness().ttl_ms(), 10800u * 1000u);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/service:s/http")->policy().stickiness().ttl_ms(), 10800u * 1000u);
   Translator t2;
   auto r2 = t2.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: None\n")));
-  EXPECT_FALSE(RouteNamed(r2.snapshot, "default/s/http")->policy().has_stickiness());
-  EXPECT_FALSE(SetNamed(r2.snapshot, "default/s/http/0")->local_only());
+  EXPECT_FALSE(RouteNamed(r2.snapshot, "default/service:s/http")->policy().has_stickiness());
+  EXPECT_FALSE(SetNamed(r2.snapshot, "default/service:s/http/0")->local_only());
 }
 
 // ---- invalid Services: exact reason, field and message; neighbours unaffected ----------------------
@@ -255,7 +255,7 @@ TEST(TranslateService, GrpcHealthCheckAnnotation) {
   auto r = t.Translate(Store(Annotated("grpc", "    doorman.dev/health-check: grpc\n", kTcp80)));
   ASSERT_NE(Svc(r, "grpc"), nullptr);
   EXPECT_TRUE(Svc(r, "grpc")->accepted) << Svc(r, "grpc")->message;
-  const v1::BackendSet* set = SetNamed(r.snapshot, "default/grpc/http/0");
+  const v1::BackendSet* set = SetNamed(r.snapshot, "default/service:grpc/http/0");
   ASSERT_NE(set, nullptr);
   EXPECT_EQ(set->health_check().protocol(), v1::HealthCheck::GRPC);
   EXPECT_EQ(set->health_check().path(), "");
@@ -370,7 +370,7 @@ TEST(TranslateService, UnknownAndIgnoredAnnotationsAreWarnedOnce) {
   EXPECT_EQ(st->warnings[2].field, "metadata.annotations[doorman.dev/proxy-protocol]");
   EXPECT_EQ(ListenerNamed(r.snapshot, "tls-5432")->proxy_protocol().send(), v1::PROXY_PROTOCOL_V1);
   EXPECT_FALSE(ListenerNamed(r.snapshot, "udp-53")->has_proxy_protocol());
-  EXPECT_EQ(RouteNamed(r.snapshot, "default/s/dns")->match().sni_size(), 0);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/service:s/dns")->match().sni_size(), 0);
   ASSERT_EQ(r.diagnostics.size(), 3u);
   EXPECT_EQ(r.diagnostics[0].message, "object warning");
   EXPECT_EQ(r.diagnostics[0].Field("reason"), "UnknownAnnotation");
@@ -396,7 +396,7 @@ TEST(TranslateService, PortConflictsGoToTheOldestObject) {
   EXPECT_NE(st->warnings[0].message.find("LoadBalancer default/lb"), std::string::npos) << st->warnings[0].message;
   EXPECT_NE(ListenerNamed(r.snapshot, "tcp-81"), nullptr);
   EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-80"), nullptr);
-  EXPECT_EQ(RouteNamed(r.snapshot, "default/svc/b"), nullptr);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/service:svc/b"), nullptr);
 
   // The other way round: the older Service keeps the port.
   const std::string old_svc = Service("svc", "  ports: [{name: b, port: 80}]\n", "  creationTimestamp: \"2025-01-01T00:00:00Z\"\n");

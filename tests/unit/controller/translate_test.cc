@@ -749,7 +749,7 @@ spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: dns
   EXPECT_TRUE(StatusOf(r, "oldest-svc")->accepted);
   ASSERT_NE(ListenerNamed(r.snapshot, "udp-22402"), nullptr);
   EXPECT_EQ(ListenerNamed(r.snapshot, "udp-22402")->owners(0).name(), "oldest-svc");
-  EXPECT_EQ(ListenerRoutes(r.snapshot, "udp-22402"), (std::vector<std::string>{"default/oldest-svc/dns"}));
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "udp-22402"), (std::vector<std::string>{"default/service:oldest-svc/dns"}));
   // 22401/tcp: the 2020 LoadBalancer, which lost 22402 but keeps its TLS listener.
   const ObjectStatus* lb_st = StatusOf(r, "pc-lb");
   EXPECT_TRUE(lb_st->accepted) << lb_st->message;
@@ -774,7 +774,7 @@ spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{name: dns
   EXPECT_EQ(young->field, "spec.ports[0].port");
   EXPECT_NE(young->message.find("port 22401/tcp is already used by LoadBalancer default/pc-lb"), std::string::npos)
       << young->message;
-  EXPECT_EQ(RouteNamed(r.snapshot, "default/young-svc/web"), nullptr);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/service:young-svc/web"), nullptr);
   // One log line per problem: the warning, and the Service not routed.
   ASSERT_EQ(r.diagnostics.size(), 2u);
   EXPECT_EQ(r.diagnostics[0].message, "object warning");

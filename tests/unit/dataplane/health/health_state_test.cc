@@ -97,6 +97,20 @@ TEST(HealthStateTest, GrpcVerdictNeedsAnOkCallAndServing) {
   }
 }
 
+TEST(HealthStateTest, GrpcFailuresForWantOfLocalResourcesAreNoVerdict) {
+  // gRPC 1.51's words (a probe run at EMFILE once gRPC was up; a refused port), and others.
+  EXPECT_TRUE(GrpcFailureIsLocal("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:59515: "
+                                 "Too many open files"));
+  EXPECT_TRUE(GrpcFailureIsLocal("socket: Too many open files in system"));
+  EXPECT_TRUE(GrpcFailureIsLocal("connect: No buffer space available"));
+  EXPECT_TRUE(GrpcFailureIsLocal("Cannot allocate memory"));
+  EXPECT_FALSE(GrpcFailureIsLocal("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:59515: "
+                                  "Failed to connect to remote host: Connection refused"));
+  EXPECT_FALSE(GrpcFailureIsLocal("Deadline Exceeded"));
+  EXPECT_FALSE(GrpcFailureIsLocal(""));
+  EXPECT_EQ(ProbeResultName(ProbeResult::kSkipped), "skipped");
+}
+
 TEST(HealthStateTest, GrpcTargetsNeedNoNameResolution) {
   EXPECT_EQ(GrpcTarget("10.0.0.1", 50051), "ipv4:10.0.0.1:50051");
   EXPECT_EQ(GrpcTarget("fd00::1", 8080), "ipv6:[fd00::1]:8080");
