@@ -361,9 +361,7 @@ class IngressCompiler {
       }
       DeclareListeners();
       ReadRules(*spec, ann);
-      if (const json* b = r_.Member(*spec, "spec", "defaultBackend")) {
-        AddPath("default", "spec.defaultBackend", v1::RouteMatch(), *b, "spec.defaultBackend", ann, true);
-      }
+      if (const json* b = r_.Member(*spec, "spec", "defaultBackend")) AddDefaultBackend(*b, ann);
       if (!ann_.health_check_path.empty()) {
         v1::HealthCheck hc;
         hc.set_protocol(v1::HealthCheck::HTTP);
@@ -431,9 +429,12 @@ class IngressCompiler {
         base.add_hosts(*host);
         // Kubernetes Ingress: a wildcard host covers a single DNS label.
         if (host->rfind("*.", 0) == 0) base.set_wildcard_one_label(true);
+        if (std::find(rule_hosts_.begin(), rule_hosts_.end(), *host) == rule_hosts_.end()) rule_hosts_.push_back(*host);
+      } else {
+        hostless_rule_ = true;
       }
       // A rule without http sends its host to the default backend (Kubernetes semantics): the
-      // catch-all route does that.
+      // default backend's route for that host does that.
       const json* http = r_.Member(rule, rp, "http");
       if (!http) continue;
       const json* paths = r_.Array(*http, rp + ".http", "paths", true);
@@ -479,6 +480,26 @@ class IngressCompiler {
     return true;
   }
 
+  // spec.defaultBackend, as ingress-nginx scopes it: for an Ingress without rules, or with a rule
+  // without host, the listener's catch-all (any host, after every other route); otherwise the
+  // backend of what this Ingress's own hosts do not match, one route per host (the host's
+  // requests no path route takes; other hosts, other teams' included, are not its business).
+  void AddDefaultBackend(const json& backend, AnnotationReader& ann) {
+    const std::string field = "spec.defaultBackend";
+    if (rule_hosts_.empty() || hostless_rule_) {
+      AddPath("default", field, v1::RouteMatch(), backend, field, ann, true);
+      return;
+    }
+    auto set = ReadBackend(r_, backend, field, RouteObjectPath(c_.key) + "/default/0", c_.key, ctx_.store, &c_.warnings);
+    if (!set) return;
+    for (size_t k = 0; k < rule_hosts_.size(); ++k) {
+      v1::RouteMatch match;
+      match.add_hosts(rule_hosts_[k]);
+      if (rule_hosts_[k].rfind("*.", 0) == 0) match.set_wildcard_one_label(true);
+      AddRoutes(RouteObjectPath(c_.key) + "/default-h" + std::to_string(k), field, match, *set, ann, false, k == 0);
+    }
+  }
+
   // One path (or the default backend): its backend set, and its route on the HTTP listener (a
   // redirect to HTTPS when ssl-redirect applies) and on the HTTPS listener. A canary Ingress
   // contributes a CanaryAttachment instead.
@@ -486,9 +507,15 @@ class IngressCompiler {
                const std::string& backend_field, AnnotationReader& ann, bool catch_all) {
     const std::string route_name = RouteObjectPath(c_.key) + "/" + id;
     auto set = ReadBackend(r_, backend, backend_field, route_name + "/0", c_.key, ctx_.store, &c_.warnings);
-    if (!set) return;
+    if (set) AddRoutes(route_name, field, match, *set, ann, catch_all, true);
+  }
+
+  // The routes of AddPath to `set`; `own_set`: the set enters the object with them (a set shared
+  // by several routes enters once).
+  void AddRoutes(const std::string& route_name, const std::string& field, const v1::RouteMatch& match,
+                 const v1::BackendSet& set, AnnotationReader& ann, bool catch_all, bool own_set) {
     v1::WeightedBackend wb;
-    wb.set_backend_set(set->name());
+    wb.set_backend_set(set.name());
     wb.set_weight(1);
     if (ann_.canary) {
       CanaryAttachment att;
@@ -496,7 +523,7 @@ class IngressCompiler {
       att.match = match;
       att.canary = ann_.canary_rule;
       *att.canary.add_backends() = wb;
-      att.backend_sets.push_back(std::move(*set));
+      att.backend_sets.push_back(set);  // AttachCanaries adds a set shared by attachments once
       c_.canaries.push_back(std::move(att));
       return;
     }
@@ -544,7 +571,7 @@ class IngressCompiler {
       https.catch_all = catch_all;
       c_.routes.push_back(std::move(https));
     }
-    c_.backend_sets.push_back(std::move(*set));
+    if (own_set) c_.backend_sets.push_back(set);
   }
 
   const json& o_;
@@ -555,6 +582,8 @@ class IngressCompiler {
   IngressTls tls_;
   std::string http_listener_;
   std::string https_listener_;  // "" = this Ingress has no usable certificate
+  std::vector<std::string> rule_hosts_;  // the rules' hosts, first occurrence order
+  bool hostless_rule_ = false;           // a rule without host (it takes every host)
   size_t decl_ = 0;
 };
 

@@ -261,6 +261,7 @@ std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
 // warned. The canary's backend sets enter the snapshot only when attached.
 void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<std::string, ObjectKey>& taken,
                     std::vector<StatusWarning>* warnings) {
+  std::set<std::string> sets_added;  // a default backend's per-host attachments share one set
   for (const auto& att : canary.canaries) {
     const std::string want = att.match.SerializeAsString();
     std::vector<std::string> attached;
@@ -277,7 +278,9 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
       attached.push_back(route.name());
     }
     if (!attached.empty()) {
-      for (const auto& set : att.backend_sets) *snap.add_backend_sets() = set;
+      for (const auto& set : att.backend_sets) {
+        if (sets_added.insert(set.name()).second) *snap.add_backend_sets() = set;
+      }
     }
     if (!conflicts.empty()) {
       warnings->push_back({"CanaryNotAttached", att.field, "not the canary of " + JoinStrings(conflicts, ", ")});

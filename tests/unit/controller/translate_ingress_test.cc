@@ -89,7 +89,9 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_EQ(actual, ReadFile(golden)) << "run with DOORMAN_UPDATE_GOLDEN=1 to update " << golden;
 
   // Spot checks of what the golden says, so a regenerated golden cannot hide a regression.
-  // Both Ingresses share http-80; only shop (with TLS) has https-443. The default backend is last.
+  // Both Ingresses share http-80; only shop (with TLS) has https-443. shop has rules, so its
+  // default backend serves what its own hosts' paths do not match, after them (one route per
+  // host, as ingress-nginx scopes an Ingress's defaultBackend): blog.example.com is not its.
   ASSERT_EQ(r.snapshot.listeners_size(), 2);
   const v1::Listener* http = ListenerNamed(r.snapshot, "http-80");
   ASSERT_NE(http, nullptr);
@@ -97,15 +99,30 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_EQ(http->owners(0).name(), "shop");
   EXPECT_EQ(http->owners(1).name(), "blog");
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
-            (std::vector<std::string>{"shop/ingress:shop/r2-p0", "shop/ingress:shop/r0-p3", "shop/ingress:shop/r0-p2", "blog/ingress:blog/r0-p0",
-                                      "shop/ingress:shop/r0-p1", "shop/ingress:shop/r0-p0", "shop/ingress:shop/r1-p0", "shop/ingress:shop/default"}));
-  EXPECT_EQ(http->routes(http->routes_size() - 1), "shop/ingress:shop/default");
+            (std::vector<std::string>{"shop/ingress:shop/r2-p0", "shop/ingress:shop/default-h2", "shop/ingress:shop/r0-p3",
+                                      "shop/ingress:shop/r0-p2", "blog/ingress:blog/r0-p0", "shop/ingress:shop/r0-p1",
+                                      "shop/ingress:shop/r0-p0", "shop/ingress:shop/default-h0", "shop/ingress:shop/r1-p0",
+                                      "shop/ingress:shop/default-h1"}));
+  for (const auto& [route, host] : std::vector<std::pair<std::string, std::string>>{
+           {"shop/ingress:shop/default-h0", "shop.example.com"},
+           {"shop/ingress:shop/default-h1", "*.shop.example.com"},
+           {"shop/ingress:shop/default-h2", "status.example.com"}}) {
+    const v1::Route* d = RouteNamed(r.snapshot, route);
+    ASSERT_NE(d, nullptr) << route;
+    ASSERT_EQ(d->match().hosts_size(), 1) << route;
+    EXPECT_EQ(d->match().hosts(0), host);
+    EXPECT_FALSE(d->match().has_path()) << route;
+  }
+  // One backend set serves the three (and their HTTPS twins).
+  EXPECT_EQ(RouteNamed(r.snapshot, "shop/ingress:shop/default-h2")->backends(0).backend_set(), "shop/ingress:shop/default/0");
+  EXPECT_EQ(RouteNamed(r.snapshot, "shop/ingress:shop/default-h1-https")->backends(0).backend_set(),
+            "shop/ingress:shop/default/0");
   const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
   ASSERT_NE(https, nullptr);
   ASSERT_EQ(https->tls().certificates_size(), 1);
   EXPECT_EQ(https->tls().certificates(0), "shop/shop-tls");
   ASSERT_EQ(r.snapshot.certificates_size(), 1);
-  EXPECT_EQ(https->routes(https->routes_size() - 1), "shop/ingress:shop/default-https");
+  EXPECT_EQ(https->routes(https->routes_size() - 1), "shop/ingress:shop/default-h1-https");
 
   // TLS hosts redirect on HTTP (308); status.example.com has no certificate and is served.
   const v1::Route* redirect = RouteNamed(r.snapshot, "shop/ingress:shop/r0-p0");
@@ -119,7 +136,8 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_TRUE(RouteNamed(r.snapshot, "shop/ingress:shop/r1-p0")->match().wildcard_one_label());
   EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/r2-p0")->match().wildcard_one_label());
   EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/r2-p0")->filters().has_redirect());
-  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/default")->filters().has_redirect());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "shop/ingress:shop/default-h2")->filters().has_redirect());  // status: no TLS
+  EXPECT_TRUE(RouteNamed(r.snapshot, "shop/ingress:shop/default-h0")->filters().redirect().enabled());
 
   const v1::Route* api = RouteNamed(r.snapshot, "shop/ingress:shop/r0-p1-https");
   ASSERT_NE(api, nullptr);
@@ -818,7 +836,8 @@ TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
       "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
       "\"2026-03-01T00:00:00Z\"}\nspec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n"
       "  routes: [{name: any, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]\n";
-  const std::string a = Ingress("a", "  defaultBackend: {service: {name: web, port: {number: 80}}}\n" + Rule("a.example.com"),
+  // A rule without host: a's default backend is the listener's catch-all.
+  const std::string a = Ingress("a", "  defaultBackend: {service: {name: web, port: {number: 80}}}\n" + Rule("", "/a"),
                                 "", "2026-01-01T00:00:00Z");
   const std::string b = Ingress("b", Rule("", "/b"), "", "2026-02-01T00:00:00Z");
   Translator t;
@@ -836,6 +855,29 @@ TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
             (std::vector<std::string>{"default/ingress:a/r0-p0", "default/ingress:b/r0-p0", "default/lb/any", "default/ingress:a/default"}));
   EXPECT_EQ(Ing(r, "a")->listeners[0].attached_routes, 2u);
+}
+
+// An Ingress with rules (all with hosts) and a defaultBackend: the default backend serves its own
+// hosts only (ingress-nginx), a rule without http included. Another team's host, in another
+// namespace, never reaches it: a request there that no route matches is a 404.
+TEST(TranslateIngress, ADefaultBackendServesItsOwnHostsOnly) {
+  const std::string team_a = Ingress("team-a", "  defaultBackend: {service: {name: web, port: {number: 80}}}\n" +
+                                                   Rule("x.plain.test", "/a") + "    - host: nohttp.plain.test\n");
+  std::string team_b = Ingress("team-b", Rule("other.test", "/only", "Prefix", "web-v2"));
+  team_b.replace(team_b.find("namespace: default"), 18, "namespace: other");
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), team_a, team_b,
+                                   "apiVersion: v1\nkind: Service\nmetadata: {name: web-v2, namespace: other}\nspec: {ports: [{port: 80}]}\n"})));
+  EXPECT_TRUE(Ing(r, "team-a")->accepted) << Ing(r, "team-a")->message;
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/ingress:team-a/default-h1", "default/ingress:team-a/r0-p0",
+                                      "default/ingress:team-a/default-h0", "other/ingress:team-b/r0-p0"}));  // longer host first
+  for (const auto& route : r.snapshot.routes()) {
+    EXPECT_GT(route.match().hosts_size(), 0) << route.name() << " takes every host";
+  }
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:team-a/default-h0")->match().hosts(0), "x.plain.test");
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:team-a/default-h1")->match().hosts(0), "nohttp.plain.test");
+  EXPECT_EQ(r.snapshot.backend_sets_size(), 3);  // team-a's /a and default (shared), team-b's /only
 }
 
 TEST(TranslateIngress, PortConflictWithAnOlderTcpListener) {
