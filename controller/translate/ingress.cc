@@ -455,7 +455,9 @@ class IngressCompiler {
     }
   }
 
-  // pathType Exact | Prefix (segment-wise) | ImplementationSpecific (= RE2, full match).
+  // pathType Exact | Prefix (segment-wise) | ImplementationSpecific (= RE2, full match). Paths
+  // that look meant for the other kind get a warning (ingress-nginx reads ImplementationSpecific
+  // as a prefix unless regex is enabled, and Helm charts default to it with path "/").
   bool ReadPath(const json& path, const std::string& pp, v1::RouteMatch* match) {
     auto type = r_.String(path, pp, "pathType", true);
     auto value = r_.String(path, pp, "path");
@@ -467,10 +469,21 @@ class IngressCompiler {
         r_.Invalid(pp + ".path", value ? "path " + Q(*value) + " must start with \"/\"" : "is required for pathType " + *type);
         return false;
       }
+      if (value->find_first_of("()[]{}*+?|^$\\") != std::string::npos) {
+        c_.warnings.push_back({"PathLooksLikeRegex", pp + ".path",
+                               "pathType " + *type + " matches " + Q(*value) +
+                                   " literally; a regular expression needs pathType ImplementationSpecific"});
+      }
     } else if (*type == "ImplementationSpecific") {
       pm.set_type(v1::PathMatch::REGULAR_EXPRESSION);
       if (!value || value->empty()) return true;  // any path
       if (!CheckRegex(r_, pp + ".path", *value)) return false;
+      if (value->find_first_of(".()[]{}*+?|^$\\") == std::string::npos) {
+        c_.warnings.push_back({"PathIsRegex", pp + ".path",
+                               "pathType ImplementationSpecific is a regular expression matched against the whole "
+                               "path: " + Q(*value) + " matches only " + Q(*value) + " itself, not what is under it "
+                               "(ingress-nginx would take it as a prefix); use pathType Prefix for that"});
+      }
     } else {
       r_.Unsupported(pp + ".pathType", "unknown path type " + Q(*type) + " (want Exact, Prefix or ImplementationSpecific)");
       return false;

@@ -616,7 +616,9 @@ AnnotationReader::AnnotationReader(const json& object, const std::set<std::strin
     r_->Invalid("metadata.annotations", "must be a map of strings, not " + FieldReader::TypeName(*a));
     return;
   }
+  std::vector<std::string> foreign;  // ingress-nginx's: a migrated object must not lose them silently
   for (const auto& [k, v] : a->items()) {
+    if (k.rfind("nginx.ingress.kubernetes.io/", 0) == 0) foreign.push_back(k);
     if (k.rfind("doorman.dev/", 0) != 0) continue;
     if (!known.count(k)) {
       std::vector<std::string> names(known.begin(), known.end());
@@ -627,6 +629,12 @@ AnnotationReader::AnnotationReader(const json& object, const std::set<std::strin
       continue;
     }
     values_[k] = &v;
+  }
+  if (!foreign.empty()) {
+    warnings_->push_back({"AnnotationIgnored", "metadata.annotations",
+                          "ingress-nginx annotations have no effect on doorman (access rules among them are not "
+                          "enforced): " + JoinStrings(foreign, ", ") +
+                              "; docs/kubernetes.md lists the doorman.dev equivalents"});
   }
 }
 

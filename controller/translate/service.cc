@@ -10,6 +10,7 @@ namespace doorman::controller::internal {
 namespace {
 
 constexpr const char* kAnnScheduler = "doorman.dev/scheduler";
+constexpr const char* kAnnLegacySourceRanges = "service.beta.kubernetes.io/load-balancer-source-ranges";
 constexpr const char* kAnnProxyProtocol = "doorman.dev/proxy-protocol";
 constexpr const char* kAnnIdleTimeout = "doorman.dev/idle-timeout";
 constexpr const char* kAnnHealthCheck = "doorman.dev/health-check";
@@ -90,6 +91,36 @@ bool ClaimsService(const json& service, const TranslateOptions& options) {
   return cls->is_string() && *cls == kLoadBalancerClass;
 }
 
+namespace {
+
+// service.beta.kubernetes.io/load-balancer-source-ranges: comma-separated CIDRs; nullopt when
+// absent. A value that is not a CIDR is refused (Invalid), not skipped: a typo must not widen
+// access.
+std::optional<std::vector<std::string>> LegacySourceRanges(const json& o, FieldReader& r) {
+  const json* meta = o.contains("metadata") && o["metadata"].is_object() ? &o["metadata"] : nullptr;
+  if (!meta || !meta->contains("annotations") || !(*meta)["annotations"].is_object()) return std::nullopt;
+  const json& annotations = (*meta)["annotations"];
+  auto it = annotations.find(kAnnLegacySourceRanges);
+  if (it == annotations.end()) return std::nullopt;
+  const std::string field = AnnotationReader::Field(kAnnLegacySourceRanges);
+  if (!it->is_string()) {
+    r.Invalid(field, "must be a string of comma-separated CIDRs, not " + FieldReader::TypeName(*it));
+    return std::vector<std::string>{};
+  }
+  std::vector<std::string> out;
+  for (const std::string& item : SplitComma(it->get<std::string>())) {
+    if (item.empty()) continue;
+    if (!IsCidr(item)) {
+      r.Invalid(field, "invalid CIDR " + Q(item) + " (want e.g. 192.0.2.0/24 or 2001:db8::/32)");
+      continue;
+    }
+    out.push_back(item);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o, const CompileContext& ctx,
                                              std::vector<Problem>* problems) {
   FieldReader r;
@@ -154,6 +185,16 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   }
   google::protobuf::RepeatedPtrField<std::string> source_ranges;
   ReadCidrs(r, *spec, "spec", "loadBalancerSourceRanges", &source_ranges);
+  // The annotation kube-proxy and the cloud providers' controllers honour when the field is empty
+  // (GetLoadBalancerSourceRanges): a Service that relies on it is not opened to every client.
+  if (auto ranges = LegacySourceRanges(o, r)) {
+    if (!spec->contains("loadBalancerSourceRanges") || (*spec)["loadBalancerSourceRanges"].empty()) {
+      for (auto& cidr : *ranges) source_ranges.Add(std::move(cidr));
+    } else {
+      c.warnings.push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnLegacySourceRanges),
+                            "spec.loadBalancerSourceRanges is set and takes precedence (as for kube-proxy)"});
+    }
+  }
 
   if (ports->empty()) r.Invalid("spec.ports", "a Service of type LoadBalancer needs at least one port");
   std::map<std::string, std::string> names;                       // port name → field

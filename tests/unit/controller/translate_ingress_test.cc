@@ -831,6 +831,27 @@ spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{port: 543
   for (const auto& set : r.snapshot.backend_sets()) EXPECT_TRUE(names.insert(set.name()).second) << set.name();
 }
 
+// Paths that look meant for the other path type are warned about; the Ingress still routes.
+TEST(TranslateIngress, PathsThatLookMeantForTheOtherTypeAreWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("is", Rule("a.example.com", "/", "ImplementationSpecific")),
+                                   Ingress("rx", Rule("b.example.com", "/foo(/|$)(.*)")),
+                                   Ingress("ok", Rule("c.example.com", "/items/[0-9]+", "ImplementationSpecific") +
+                                                     "    - host: d.example.com\n      http:\n        paths:\n"
+                                                     "          - {path: /v1, pathType: Prefix, backend: {service: "
+                                                     "{name: web, port: {number: 80}}}}\n")})));
+  const ObjectStatus* is = Ing(r, "is");
+  ASSERT_TRUE(is->accepted);
+  ASSERT_EQ(is->warnings.size(), 1u);
+  EXPECT_EQ(is->warnings[0].reason, "PathIsRegex");
+  EXPECT_EQ(is->warnings[0].field, "spec.rules[0].http.paths[0].path");
+  const ObjectStatus* rx = Ing(r, "rx");
+  ASSERT_TRUE(rx->accepted);
+  ASSERT_EQ(rx->warnings.size(), 1u);
+  EXPECT_EQ(rx->warnings[0].reason, "PathLooksLikeRegex");
+  EXPECT_TRUE(Ing(r, "ok")->warnings.empty()) << Ing(r, "ok")->warnings[0].message;
+}
+
 TEST(TranslateIngress, IngressesMergeOnPort80AndTheDefaultBackendSortsLast) {
   const std::string lb =
       "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "

@@ -377,6 +377,41 @@ TEST(TranslateService, UnknownAndIgnoredAnnotationsAreWarnedOnce) {
   EXPECT_TRUE(t.Translate(Store(yaml)).diagnostics.empty());
 }
 
+// kube-proxy's and the cloud controllers' source-range annotation applies when the field is empty
+// (a Service migrated with it is not opened to everyone); a bad CIDR refuses the Service; the
+// field wins when both are set. ingress-nginx annotations are named in a warning.
+TEST(TranslateService, TheLegacySourceRangesAnnotationIsHonoured) {
+  const char* kAnn = "    service.beta.kubernetes.io/load-balancer-source-ranges: \"192.0.2.0/24, 2001:db8::/32\"\n";
+  Translator t;
+  auto r = t.Translate(Store(Annotated("s", kAnn, "  ports: [{port: 5432}]\n")));
+  ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
+  const v1::Listener* l = ListenerNamed(r.snapshot, "tcp-5432");
+  ASSERT_EQ(l->allowed_source_ranges_size(), 2);
+  EXPECT_EQ(l->allowed_source_ranges(0), "192.0.2.0/24");
+  EXPECT_EQ(l->allowed_source_ranges(1), "2001:db8::/32");
+  EXPECT_TRUE(Svc(r, "s")->warnings.empty());
+
+  r = t.Translate(Store(Annotated("s", kAnn, "  loadBalancerSourceRanges: [198.51.100.0/24]\n  ports: [{port: 5432}]\n")));
+  l = ListenerNamed(r.snapshot, "tcp-5432");
+  ASSERT_EQ(l->allowed_source_ranges_size(), 1);
+  EXPECT_EQ(l->allowed_source_ranges(0), "198.51.100.0/24");
+  ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
+  EXPECT_EQ(Svc(r, "s")->warnings[0].reason, "AnnotationIgnored");
+
+  Translator fresh;  // (t would keep serving the last good version)
+  r = fresh.Translate(Store(Annotated("s", "    service.beta.kubernetes.io/load-balancer-source-ranges: \"10.0.0.0/33\"\n",
+                                      "  ports: [{port: 5432}]\n")));
+  EXPECT_FALSE(Svc(r, "s")->accepted);
+  EXPECT_EQ(Svc(r, "s")->field, "metadata.annotations[service.beta.kubernetes.io/load-balancer-source-ranges]");
+  EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-5432"), nullptr);
+
+  r = t.Translate(Store(Annotated("s", "    nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8\n",
+                                  "  ports: [{port: 5432}]\n")));
+  ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
+  EXPECT_EQ(Svc(r, "s")->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_NE(Svc(r, "s")->warnings[0].message.find("nginx.ingress.kubernetes.io/whitelist-source-range"), std::string::npos);
+}
+
 // ---- sharing ports with other objects ---------------------------------------------------------------
 
 TEST(TranslateService, PortConflictsGoToTheOldestObject) {
