@@ -492,10 +492,10 @@ class Compiler {
         }
         out->sticky_ttl = Millis(p.stickiness().ttl_ms());
         for (const auto& w : out->backends) {
-          for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(out->name, e->key)] = e;
+          for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(e->key)] = e;
         }
         for (const auto& w : out->canary_backends) {
-          for (const Endpoint* e : w.eligible) out->sticky_canary[StickyHash(out->name, e->key)] = e;
+          for (const Endpoint* e : w.eligible) out->sticky_canary[StickyHash(e->key)] = e;
         }
       }
     }

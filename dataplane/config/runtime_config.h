@@ -131,7 +131,7 @@ struct Route {
   std::vector<WeightedBackendSet> canary_backends;
   std::unique_ptr<lb::EndpointPicker> canary_picker;
 
-  // Stickiness COOKIE ("" = off): StickyHash(route, endpoint key) → eligible endpoint, per group.
+  // Stickiness COOKIE ("" = off): StickyHash(endpoint key) → eligible endpoint, per group.
   std::string sticky_cookie;
   Millis sticky_ttl{0};
   std::unordered_map<uint64_t, const Endpoint*> sticky_main, sticky_canary;

@@ -1097,7 +1097,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!res.Get(http::field::date)) res.Insert(http::field::date, "Date", HttpDateNow());
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
-        res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(route->name, ep->key)),
+        res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(ep->key)),
                                                  route->sticky_ttl, kTls));
       }
       const bool header_only = head || status == 204 || status == 304;

@@ -33,12 +33,7 @@ bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_val
   return dice < c.weight_percent;
 }
 
-uint64_t StickyHash(std::string_view route, std::string_view endpoint_key) {
-  uint64_t h = Fnv1a64("doorman-sticky-v1");
-  h = Fnv1a64(route, h);
-  h = Fnv1a64(std::string_view("\0", 1), h);
-  return Fnv1a64(endpoint_key, h);
-}
+uint64_t StickyHash(std::string_view endpoint_key) { return Fnv1a64(endpoint_key, Fnv1a64("doorman-sticky-v2")); }
 
 std::string StickyCookieValue(uint64_t hash) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -38,11 +38,12 @@ bool UseCanary(const CanaryPolicy& c, std::optional<std::string_view> header_val
 std::optional<bool> CanaryByRequest(const CanaryPolicy& c, std::optional<std::string_view> header_value,
                                     std::optional<std::string_view> cookie_value);
 
-// Sticky sessions without shared state: the cookie carries a keyed hash of the endpoint
-// ("address:port") and the route name, so any dataplane (or a restarted one) maps it back by
-// hashing its current endpoints; an unknown value (endpoint gone) falls back to a fresh pick
-// and a new cookie. 16 lowercase hex digits.
-uint64_t StickyHash(std::string_view route, std::string_view endpoint_key);
+// Sticky sessions without shared state: the cookie carries a hash of the endpoint ("address:port";
+// not keyed, so not secret: docs/operations.md), so any dataplane (or a restarted one) maps it
+// back by hashing its current endpoints; an unknown value (endpoint gone) falls back to a fresh
+// pick and a new cookie. No route in it: the cookie (Path=/) pins a client to its pod on every
+// route that has the pod, as ingress-nginx's does within a Service. 16 lowercase hex digits.
+uint64_t StickyHash(std::string_view endpoint_key);
 std::string StickyCookieValue(uint64_t hash);
 std::optional<uint64_t> ParseStickyCookieValue(std::string_view value);
 // "NAME=VALUE; Path=/; HttpOnly[; Max-Age=N][; Secure]"; ttl 0 = session cookie.

@@ -56,6 +56,11 @@ spec:
       match: {{path: {{type: Prefix, value: /sticky}}}}
       backends: [{{endpoints: [{eps}]}}]
       policy: {{stickiness: {{type: Cookie, cookieName: SRV, ttl: 1h}}}}
+    - name: sticky-too
+      listener: web
+      match: {{path: {{type: Prefix, value: /sticky-too}}}}
+      backends: [{{endpoints: [{eps}]}}]
+      policy: {{stickiness: {{type: Cookie, cookieName: SRV, ttl: 1h}}}}
     - name: retry
       listener: web
       match: {{path: {{type: Prefix, value: /retry}}}}
@@ -170,6 +175,11 @@ spec:
         cookie, first = m.group(1), json.loads(body)["backend"]
         for _ in range(6):  # round-robin would move; the cookie pins
             st, h, body = self.req("/sticky", "-H", "Cookie: SRV=" + cookie)
+            self.assertEqual(json.loads(body)["backend"], first)
+            self.assertNotIn("set-cookie", h)
+        # Another route with the same endpoints and cookie honours it (the cookie has Path=/).
+        for _ in range(3):
+            st, h, body = self.req("/sticky-too", "-H", "Cookie: SRV=" + cookie)
             self.assertEqual(json.loads(body)["backend"], first)
             self.assertNotIn("set-cookie", h)
         # A restarted dataplane maps the same cookie to the same endpoint (no shared state).

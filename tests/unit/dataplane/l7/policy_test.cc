@@ -55,10 +55,10 @@ TEST(PolicyTest, CanaryByRequestSaysWhenTheWeightDecides) {
 }
 
 TEST(PolicyTest, StickyCookie) {
-  const uint64_t h1 = StickyHash("ns/lb/r", "10.0.0.1:80");
-  EXPECT_EQ(h1, StickyHash("ns/lb/r", "10.0.0.1:80"));  // any dataplane computes the same
-  EXPECT_NE(h1, StickyHash("ns/lb/r", "10.0.0.2:80"));
-  EXPECT_NE(h1, StickyHash("ns/lb/other", "10.0.0.1:80"));
+  const uint64_t h1 = StickyHash("10.0.0.1:80");
+  EXPECT_EQ(h1, StickyHash("10.0.0.1:80"));  // any dataplane, and any route with this endpoint, computes the same
+  EXPECT_NE(h1, StickyHash("10.0.0.2:80"));
+  EXPECT_NE(h1, StickyHash("10.0.0.1:81"));
   const std::string v = StickyCookieValue(h1);
   EXPECT_EQ(v.size(), 16u);
   EXPECT_EQ(ParseStickyCookieValue(v), h1);
