@@ -10,6 +10,16 @@ bool IsIpLiteral(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+std::string CanonicalIp(const std::string& s) {
+  if (s.find('\0') != std::string::npos) return "";
+  unsigned char buf[16];
+  char text[INET6_ADDRSTRLEN];
+  for (const int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, s.c_str(), buf) == 1 && inet_ntop(family, buf, text, sizeof text)) return text;
+  }
+  return "";
+}
+
 bool IsDns1123Label(std::string_view s) {
   if (s.empty() || s.size() > 63) return false;
   for (size_t i = 0; i < s.size(); ++i) {

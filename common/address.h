@@ -9,6 +9,9 @@
 namespace doorman {
 
 bool IsIpLiteral(const std::string& s);                  // IPv4 dotted quad or IPv6 (no zone, no brackets)
+// The canonical text of an IP literal (RFC 5952 for IPv6: lower case, zeros compressed), so one
+// address has one spelling; "" when `s` is not one.
+std::string CanonicalIp(const std::string& s);
 bool IsDns1123Label(std::string_view s);                 // [a-z0-9]([-a-z0-9]*[a-z0-9])?, <= 63
 bool IsDns1123Subdomain(std::string_view s);             // dot-separated DNS-1123 labels, <= 253
 bool IsStatusHostname(std::string_view s);               // a DNS-1123 subdomain whose last label is not all digits

@@ -528,12 +528,16 @@ std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::st
       }
       const std::string node = StringOr(e, "nodeName");
       const std::string zone = StringOr(e, "zone");
+      // The first address only: "no semantics are defined for additional addresses", and
+      // kube-proxy does not look at them. Canonical spelling, so one pod is one endpoint.
       auto addrs = e.find("addresses");
-      if (addrs == e.end() || !addrs->is_array()) continue;
-      for (const auto& a : *addrs) {
-        if (!a.is_string() || !IsIp(a.get<std::string>())) continue;
+      if (addrs == e.end() || !addrs->is_array() || addrs->empty()) continue;
+      {
+        const json& a = addrs->front();
+        const std::string address = a.is_string() ? CanonicalIp(a.get<std::string>()) : "";
+        if (address.empty()) continue;
         v1::Endpoint ep;
-        ep.set_address(a.get<std::string>());
+        ep.set_address(address);
         ep.set_port(*target);
         ep.set_node_name(node);
         ep.set_zone(zone);
@@ -693,8 +697,9 @@ void AnnotationReader::Invalid(const std::string& name, const std::string& messa
   r_->Fail("InvalidAnnotation", Field(name), "annotation " + name + ": " + message);
 }
 
-void AnnotationReader::Ignored(const std::string& name, const std::string& why) {
-  warnings_->push_back({"AnnotationIgnored", Field(name), "annotation " + name + " has no effect: " + why});
+void AnnotationReader::Ignored(const std::string& name, const std::string& why, const std::string& on) {
+  warnings_->push_back(
+      {"AnnotationIgnored", Field(name), "annotation " + name + " has no effect" + (on.empty() ? "" : " on " + on) + ": " + why});
 }
 
 }  // namespace doorman::controller::internal

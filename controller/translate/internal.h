@@ -210,7 +210,8 @@ class AnnotationReader {
   std::optional<uint32_t> DurationMs(const std::string& name);
   void Invalid(const std::string& name, const std::string& message);
   // A valid annotation that has no effect here: an AnnotationIgnored warning.
-  void Ignored(const std::string& name, const std::string& why);
+  // `on`: where it has no effect when it has elsewhere ("the UDP ports"); "" = nowhere.
+  void Ignored(const std::string& name, const std::string& why, const std::string& on = "");
 
   static std::string Field(const std::string& name) { return "metadata.annotations[" + name + "]"; }
 

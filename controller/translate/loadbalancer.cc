@@ -495,7 +495,7 @@ void CompileBackends(FieldReader& r, const json& route, const std::string& p, co
         if (addr && !IsIp(*addr)) r.Invalid(ep + ".address", Q(*addr) + " is not an IP address");
         if (!addr || !port || !IsIp(*addr)) continue;
         v1::Endpoint e;
-        e.set_address(*addr);
+        e.set_address(CanonicalIp(*addr));  // one spelling per address (duplicates, keys)
         e.set_port(*port);
         e.set_ready(true);
         e.set_serving(true);
@@ -678,6 +678,12 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
           r.Invalid(p + ".backends", "required unless the route redirects (filters.redirect)");
         } else if (route.backends_size() == 0 && !route.filters().redirect().enabled()) {
           c.warnings.push_back({"NoBackends", p + ".backends", "route " + Q(*name) + " has no backends: its requests get 503"});
+        } else if (route.backends_size() > 0 &&
+                   std::all_of(route.backends().begin(), route.backends().end(),
+                               [](const v1::WeightedBackend& b) { return b.weight() == 0; })) {
+          c.warnings.push_back({"NoBackends", p + ".backends",
+                                "every backend of route " + Q(*name) +
+                                    " has weight 0: it receives no traffic (HTTP 503, TCP/UDP refused)"});
         }
         c.routes.push_back(std::move(cr));
       }

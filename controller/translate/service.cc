@@ -273,14 +273,15 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     c.backend_sets.push_back(std::move(set));
   }
   if (udp_ignored_passthrough) {
-    ann.Ignored(kAnnTlsPassthroughSni, "UDP ports are not TLS, they stay UDP listeners");
+    ann.Ignored(kAnnTlsPassthroughSni, "UDP ports are not TLS, they stay UDP listeners", "the UDP ports");
   }
   if (udp_ignored_proxy) {
-    ann.Ignored(kAnnProxyProtocol, "no PROXY protocol header is sent on UDP ports");
+    ann.Ignored(kAnnProxyProtocol, "no PROXY protocol header is sent on UDP ports", "the UDP ports");
   }
   if (udp_ignored_health) {
     ann.Ignored(kAnnHealthCheck, "UDP ports are not health-checked (a TCP, HTTP or gRPC probe cannot tell whether a "
-                                 "UDP service answers); their endpoints count as healthy");
+                                 "UDP service answers); their endpoints count as healthy",
+                "the UDP ports");
   }
   if (!r.problems.empty()) {
     problems->insert(problems->end(), r.problems.begin(), r.problems.end());

@@ -912,6 +912,23 @@ TEST(Translate, SameInputInAnyOrderGivesTheSameBytesAndVersion) {
 
 // ---- references -----------------------------------------------------------------------------------
 
+// A route whose every backend has weight 0 routes nothing: said on the object, not only in the
+// dataplane's log. One weight above 0 is enough.
+TEST(Translate, ARouteWithOnlyZeroWeightsIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: t, port: 7000, protocol: TCP}, {name: u, port: 7001, protocol: TCP}]
+  routes:
+    - {name: zero, listener: t, backends: [{endpoints: [{address: 127.0.0.2, port: 9}], weight: 0}]}
+    - {name: some, listener: u, backends: [{endpoints: [{address: 127.0.0.2, port: 9}], weight: 0}, {endpoints: [{address: 127.0.0.3, port: 9}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "NoBackends");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].backends");
+  EXPECT_NE(st->warnings[0].message.find("weight 0"), std::string::npos);
+}
+
 TEST(Translate, ServiceBackendsFollowEndpointSlicesByPortName) {
   const std::string yaml = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, backends: [{service: api, port: 8080}, {service: gone, port: 80}, {service: api, port: 1}]}]
@@ -925,7 +942,10 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: api-x, labels: {kubernetes.io/service-name: api}}
 ports: [{name: other, port: 9999}, {name: web, port: 80}]
-endpoints: [{addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}]
+endpoints:
+  - {addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}  # the first address only, as kube-proxy
+  - {addresses: ["fd00:0:0::1"]}                                   # one address, two spellings: one endpoint
+  - {addresses: ["FD00::1"]}
 )";
   Translator t;
   auto r = t.Translate(Store(yaml));
@@ -938,8 +958,9 @@ endpoints: [{addresses: [10.0.0.2, 10.0.0.1], conditions: {ready: true}}]
   const auto& set = r.snapshot.backend_sets(0);
   EXPECT_EQ(set.service(), "default/api:8080");
   ASSERT_EQ(set.endpoints_size(), 2);
-  EXPECT_EQ(set.endpoints(0).address(), "10.0.0.1");
+  EXPECT_EQ(set.endpoints(0).address(), "10.0.0.2");
   EXPECT_EQ(set.endpoints(0).port(), 80u);
+  EXPECT_EQ(set.endpoints(1).address(), "fd00::1");
   EXPECT_EQ(r.snapshot.backend_sets(1).endpoints_size(), 0);
 }
 
