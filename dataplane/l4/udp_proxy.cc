@@ -68,6 +68,8 @@ struct Flow {
   DrainFlag drain_flag;  // Listener::drain_flags of its endpoint: drains when it leaves the listener
   bool closed = false;
   bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
+  std::shared_ptr<lb::StickyTable> sticky;  // the route's source-IP persistence, if any
+  uint64_t client_hash = 0;                 // the client's key in `sticky`
   explicit Flow(Executor ex) : upstream(ex) {}
 };
 
@@ -204,6 +206,8 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       return nullptr;
     }
     flow->client = from;
+    flow->sticky = route->sticky;
+    flow->client_hash = client_hash;
     flow->endpoint_state = ep->state;
     flow->endpoint_key = ep->key;
     flow->drain_flag = l->DrainFlagFor(ep->key);
@@ -233,6 +237,13 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
                     {{"listener", self->name_}, {"backend", flow->endpoint_key}});
         }
         self->w_.metrics().L4Drops(self->name_, "connect_failed").Increment();
+        // A client pinned there (sessionAffinity: ClientIP) is not sent back to it either, as a
+        // refused TCP pick is not remembered; unless it was pinned elsewhere meanwhile.
+        if (flow->sticky) {
+          if (auto pinned = flow->sticky->Lookup(flow->client_hash, NowMs()); pinned && *pinned == flow->endpoint_key) {
+            flow->sticky->Forget(flow->client_hash);
+          }
+        }
         self->Forget(flow);
         co_return;
       }

@@ -68,8 +68,8 @@ class Udp(DoormanTestCase):
                 return None
 
     def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2"), accept=False,
-              ranges=None):
-        self.write_dns_manifest(self.backends, scheduler, idle, accept, ranges)
+              ranges=None, sticky=False):
+        self.write_dns_manifest(self.backends, scheduler, idle, accept, ranges, sticky)
         self.start_controller()
         self.start_dataplane(list(dataplane_args))
         self.version = self.wait_converged()
@@ -82,7 +82,7 @@ class Udp(DoormanTestCase):
     def listener_ready(self):
         return "udp-%d" % self.port in self.dataplane.log()
 
-    def write_dns_manifest(self, backends, scheduler, idle, accept=False, ranges=None):
+    def write_dns_manifest(self, backends, scheduler, idle, accept=False, ranges=None, sticky=False):
         pp = ", proxyProtocol: {accept: true}" if accept else ""
         if ranges:
             pp += ", allowedSourceRanges: [%s]" % ", ".join(ranges)
@@ -97,7 +97,7 @@ spec:
   routes:
     - name: r
       listener: dns
-      policy: {{scheduler: {scheduler}}}
+      policy: {{scheduler: {scheduler}{", stickiness: {type: SourceIP, ttl: 1h}" if sticky else ""}}}
       backends:
         - endpoints:
 {eps}""")
@@ -131,6 +131,26 @@ spec:
         self.assertGreaterEqual(metric_value(m, "doorman_l4_outlier_ejections_total", {"backend": "127.0.0.1:%d" % dead}) or 0, 1)
         self.assertGreaterEqual(metric_value(m, "doorman_l4_drops_total",
                                              {"listener": "udp-%d" % self.port, "reason": "connect_failed"}) or 0, 1)
+
+    def test_a_client_pinned_to_a_refusing_port_is_not_sent_back_there(self):
+        # Source-IP stickiness (sessionAffinity: ClientIP) and one endpoint where nothing listens.
+        # One worker, round-robin over the two: a client whose first pick is the dead port gets
+        # ICMP port unreachable, and its pin is dropped, so its next query takes the next pick (the
+        # live dnsmasq) instead of the dead port again. Three clients: fewer refusals than the 5
+        # that would eject the port, so ejection is not what rescues them.
+        live = next(iter(self.backends))
+        dead = free_udp_port()
+        self.backends = {live: self.backends[live], dead: "dead"}
+        self.start(dataplane_args=("--workers", "1"), sticky=True)
+        first, second = [], []
+        for i in range(3):
+            src = "127.0.0.%d" % (31 + i)
+            first.append(self.ask_direct(self.port, src) is not None)
+            second.append(self.ask_direct(self.port, src) is not None)
+        self.assertIn(False, first, "no client was pinned to the dead port first")
+        self.assertEqual(second, [True] * 3, (first, second))
+        self.assertFalse(metric_value(self.dataplane_metrics(), "doorman_l4_outlier_ejections_total",
+                                      {"backend": "127.0.0.1:%d" % dead}))
 
     def test_flow_is_pinned_and_replies_come_from_the_listener(self):
         self.start()
