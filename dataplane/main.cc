@@ -219,8 +219,10 @@ int main(int argc, char** argv) {
              {"bind_address", bind_address}, {"metrics", metrics_listen}, {"open_files", std::to_string(open_files)},
              {"version", DOORMAN_VERSION}});
 
+  // Waits for a stop signal; every 2 s meanwhile, listeners whose port was busy are tried again.
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const timespec retry_every{2, 0};
+  while ((sig = sigtimedwait(&stop_signals, nullptr, &retry_every)) < 0) dp.RetryUnboundListeners();
   log::Info("dataplane", "stopping: no new connections, finishing in-flight work",
             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(kDrainGrace.count()) + "s"}});
   subscriber.Stop();

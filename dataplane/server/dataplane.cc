@@ -142,6 +142,25 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   return r;
 }
 
+void Dataplane::RetryUnboundListeners() {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->shut_down) return;
+  const auto config = impl_->store.Load();
+  if (!config) return;
+  const auto before = impl_->listeners->Unbound(*config);
+  if (before.empty()) return;
+  impl_->listeners->Prepare(*config, /*quiet=*/true);
+  impl_->listeners->Commit();
+  const auto after = impl_->listeners->Unbound(*config);
+  for (const auto& name : before) {
+    if (std::find(after.begin(), after.end(), name) != after.end()) continue;
+    log::Info("listener", "listener opened on retry", {{"listener", name}});
+    // Its "not served" warning goes (the controller's view refreshes with the next ACK).
+    const std::string prefix = "listener \"" + name + "\": ";
+    std::erase_if(impl_->warnings, [&](const std::string& w) { return w.rfind(prefix, 0) == 0; });
+  }
+}
+
 std::string Dataplane::DebugConfigJson() const {
   const auto config = impl_->store.Load();
   std::vector<std::string> warnings;

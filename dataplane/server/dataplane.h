@@ -55,6 +55,9 @@ class Dataplane {
   bool ready() const { return applied_version_.load() != 0 && !draining(); }
   bool draining() const;
   std::string DebugConfigJson() const;
+  // Binds the listeners of the current state whose port could not be bound (another process held
+  // it), without waiting for the next update; main calls it every 2 s. Thread-safe.
+  void RetryUnboundListeners();
 
   // Stops accepting, waits up to `grace` for in-flight HTTP requests and open TCP connections,
   // then stops the workers. Idempotent.

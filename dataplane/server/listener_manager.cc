@@ -253,7 +253,7 @@ void ListenerManager::Close(Bound& b) {
   b.accepting = false;
 }
 
-std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next) {
+std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next, bool quiet) {
   std::vector<std::string> warnings;
   std::lock_guard lock(mu_);
   // 1. Gone (or changed port/protocol, or no longer served): close first, so the port is free.
@@ -273,8 +273,8 @@ std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next) {
     Bound b;
     std::string error;
     if (!Bind(*l, &b, &error)) {
-      log::Error("listener", "cannot open listener; serving the rest", {{"listener", l->name}, {"error", error}});
-      warnings.push_back("listener \"" + l->name + "\": " + error + "; not served (retried on the next update)");
+      if (!quiet) log::Error("listener", "cannot open listener; serving the rest", {{"listener", l->name}, {"error", error}});
+      warnings.push_back("listener \"" + l->name + "\": " + error + "; not served (retried every 2 s and on the next update)");
       continue;
     }
     log::Info("listener", "listening", {{"listener", l->name},

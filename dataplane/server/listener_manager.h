@@ -37,7 +37,8 @@ class ListenerManager {
   ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address, bool balance);
   ~ListenerManager();
 
-  std::vector<std::string> Prepare(const RuntimeConfig& next);
+  // `quiet`: a bind failure is not logged (a periodic retry; the first failure was).
+  std::vector<std::string> Prepare(const RuntimeConfig& next, bool quiet = false);
   void Commit();
   void CloseAll();
   std::vector<ListenerStatus> Status() const;

@@ -382,6 +382,26 @@ spec:
         self.assertEqual(name, "a")
         s.close()
 
+    def test_a_listener_whose_port_was_busy_opens_once_the_port_is_free(self):
+        # Another process holds the port when the state arrives: the listener is not served, and
+        # is tried again every 2 s without waiting for another update (a quiet cluster sends none).
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("127.0.0.1", self.port))
+        holder.listen(1)
+        self.addCleanup(holder.close)
+        self.write_manifest("l4.yaml", manifest(self.port, [self.a.port]))
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"])
+        self.wait_converged()
+        wait_until(lambda: "cannot open listener" in self.dataplane.log(), what="the bind failure")
+        self.assertIn("retried every 2 s", self.dataplane.log())
+        holder.close()
+        s, name = wait_until(lambda: self.try_connect(), what="the listener opened by a retry")
+        self.assertEqual(name, "a")
+        s.close()
+        self.assertIn("listener opened on retry", self.dataplane.log())
+        self.assertEqual(self.dataplane.log().count("cannot open listener"), 1)  # retries are quiet
+
     def try_connect(self):
         try:
             return connect(self.port, timeout=2)
