@@ -93,7 +93,14 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   } else if (!a.Has(kAnnRateLimitRps) && a.Has(kAnnRateLimitBurst)) {
     a.Ignored(kAnnRateLimitBurst, std::string("needs ") + kAnnRateLimitRps);
   }
-  if (auto t = a.DurationMs(kAnnRequestTimeout)) out.policy.mutable_timeouts()->set_request_ms(*t);
+  if (auto t = a.DurationMs(kAnnRequestTimeout)) {
+    if (*t == 0) {
+      // The CRD's rule (timeouts.request > 0): there is no "no timeout", and 0 is not the default.
+      a.Invalid(kAnnRequestTimeout, "must be greater than 0 (e.g. \"30s\")");
+    } else {
+      out.policy.mutable_timeouts()->set_request_ms(*t);
+    }
+  }
   if (auto n = a.Int(kAnnRetries, 0, kMaxRetries)) {
     auto* rt = out.policy.mutable_retries();
     rt->set_attempts(static_cast<uint32_t>(*n));

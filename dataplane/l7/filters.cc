@@ -26,20 +26,18 @@ std::string_view HostWithoutPort(std::string_view host, std::string_view* port) 
 }  // namespace
 
 std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
-                             std::string_view path, std::string_view query) {
+                             uint16_t listener_port, std::string_view path, std::string_view query) {
   std::string_view req_port;
   const std::string_view req_host = HostWithoutPort(host_header, &req_port);
   const std::string_view scheme = r.scheme.empty() ? request_scheme : std::string_view(r.scheme);
   std::string out(scheme);
   out += "://";
   out += r.host.empty() ? std::string(req_host) : r.host;
-  if (r.port != 0) {
-    const bool default_port = (scheme == "http" && r.port == 80) || (scheme == "https" && r.port == 443);
-    if (!default_port) out += ":" + std::to_string(r.port);
-  } else if (scheme == request_scheme && !req_port.empty()) {
-    out += ":";
-    out += req_port;
-  }
+  // Gateway API HTTPRequestRedirectFilter.port: given; else the scheme's well-known port when a
+  // scheme is given; else the listener's port. The well-known port of the scheme is not written.
+  const uint32_t port = r.port != 0 ? r.port : r.scheme.empty() ? listener_port : 0;
+  const bool default_port = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
+  if (port != 0 && !default_port) out += ":" + std::to_string(port);
   out += r.path.empty() ? path : std::string_view(r.path);
   if (!query.empty()) {
     out += "?";

@@ -4,9 +4,9 @@
 //
 // Semantics (Gateway API HTTPRoute filters where it defines them):
 // * Redirect: Location = scheme://host[:port]path[?query]. An empty scheme/host keeps the
-//   request's; port 0 keeps the request's explicit port unless the scheme changes (then the
-//   scheme's default port is used, i.e. no port); an empty path keeps the request path; the query
-//   is kept. Status 0 → 302.
+//   request's; port 0 is, as Gateway API derives it, the scheme's well-known port when a scheme
+//   is given, else the listener's port; 80 for http and 443 for https are not written. An empty
+//   path keeps the request path; the query is kept. Status 0 → 302.
 // * Rewrite.path_prefix replaces the part of the path the route's Prefix (or Exact) match
 //   matched ("/api" + rewrite "/" : "/api/x" → "/x", "/api" → "/"); a route without a path match
 //   is treated as prefix "/" (the replacement is prepended). Rewrite.host replaces Host.
@@ -47,9 +47,10 @@ struct HeaderRules {
   bool empty() const { return set.empty() && add.empty() && remove.empty(); }
 };
 
-// `request_scheme` "http"/"https"; `host_header` is the raw Host (may carry ":port").
+// `request_scheme` "http"/"https"; `host_header` is the raw Host (may carry ":port", not used);
+// `listener_port` the port the request came in on.
 std::string RedirectLocation(const RedirectFilter& r, std::string_view request_scheme, std::string_view host_header,
-                             std::string_view path, std::string_view query);
+                             uint16_t listener_port, std::string_view path, std::string_view query);
 
 // `matched_prefix` is the route's prefix without trailing '/' ("" for "/" or no path match);
 // for an Exact match pass the exact path.

@@ -615,7 +615,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     x->route = route->name;
     if (route->redirect.enabled) {
       co_return local_with(route->redirect.status, "redirecting",
-                           {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, path, query)}});
+                           {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, listener->port, path, query)}});
     }
     const auto now = Clock::now();
     if (route->rate_limiter) {

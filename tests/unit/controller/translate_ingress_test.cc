@@ -321,6 +321,8 @@ std::vector<InvalidCase> InvalidCases() {
        "InvalidAnnotation", "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""},
       ann("request-timeout", "doorman.dev/request-timeout: \"30\"", "metadata.annotations[doorman.dev/request-timeout]",
           "annotation doorman.dev/request-timeout: invalid duration \"30\""),
+      ann("request-timeout zero", "doorman.dev/request-timeout: 0s", "metadata.annotations[doorman.dev/request-timeout]",
+          "must be greater than 0"),
       ann("retries", "doorman.dev/retries: twice", "metadata.annotations[doorman.dev/retries]",
           "invalid value \"twice\" (want an integer in 0..10)"),
       ann("retries too many", "doorman.dev/retries: \"11\"", "metadata.annotations[doorman.dev/retries]", "invalid value \"11\""),

@@ -12,6 +12,7 @@ TEST(FiltersTest, RedirectLocation) {
     RedirectFilter r;
     const char* scheme;
     const char* host;
+    uint16_t listener_port;
     const char* path;
     const char* query;
     const char* want;
@@ -25,16 +26,23 @@ TEST(FiltersTest, RedirectLocation) {
     r.path = std::move(path);
     return r;
   };
+  // Gateway API: port 0 = the scheme's well-known port when a scheme is given, else the
+  // listener's; 80/443 are not written for http/https. The Host header's port plays no part.
   const Case cases[] = {
-      {R("https", "", 0, ""), "http", "app.local:8080", "/a", "x=1", "https://app.local/a?x=1"},
-      {R("https", "", 8443, ""), "http", "app.local:8080", "/a", "", "https://app.local:8443/a"},
-      {R("https", "", 443, ""), "http", "app.local", "/", "", "https://app.local/"},
-      {R("", "other.example", 0, ""), "http", "app.local:8080", "/a", "", "http://other.example:8080/a"},
-      {R("", "", 0, "/new"), "http", "app.local", "/old", "q", "http://app.local/new?q"},
-      {R("", "", 0, ""), "https", "[::1]:9443", "/", "", "https://[::1]:9443/"},
+      {R("https", "", 0, ""), "http", "app.local:8080", 8080, "/a", "x=1", "https://app.local/a?x=1"},
+      {R("https", "", 8443, ""), "http", "app.local:8080", 8080, "/a", "", "https://app.local:8443/a"},
+      {R("https", "", 443, ""), "http", "app.local", 80, "/", "", "https://app.local/"},
+      {R("http", "", 0, ""), "http", "app.local:8080", 8080, "/a", "", "http://app.local/a"},  // scheme given: 80
+      {R("", "other.example", 0, ""), "http", "app.local:8080", 8080, "/a", "", "http://other.example:8080/a"},
+      {R("", "", 0, "/new"), "http", "app.local", 80, "/old", "q", "http://app.local/new?q"},
+      {R("", "", 0, "/new"), "http", "lb.test", 31200, "/r1", "", "http://lb.test:31200/new"},  // no Host port
+      {R("", "", 0, "/new"), "http", "lb.test:80", 31200, "/r1", "", "http://lb.test:31200/new"},
+      {R("", "", 0, ""), "https", "[::1]:9443", 9443, "/", "", "https://[::1]:9443/"},
+      {R("", "", 0, ""), "https", "app.local:443", 443, "/", "", "https://app.local/"},
+      {R("", "", 80, ""), "http", "app.local:8080", 8080, "/", "", "http://app.local/"},
   };
   for (const auto& c : cases) {
-    EXPECT_EQ(RedirectLocation(c.r, c.scheme, c.host, c.path, c.query), c.want);
+    EXPECT_EQ(RedirectLocation(c.r, c.scheme, c.host, c.listener_port, c.path, c.query), c.want) << c.want;
   }
 }
 
