@@ -585,6 +585,39 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
 
+  // TLS is per Ingress here, per host across Ingresses in ingress-nginx (docs/kubernetes.md): an
+  // Ingress that routes a host over plain HTTP only while another one serves that host over HTTPS
+  // is told so, since the same URL then reaches different backends by scheme.
+  std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
+  for (Candidate* c : order) {
+    if (!c->placed || c->key.kind != kKindIngress) continue;
+    for (const auto& r : c->placed->routes) {
+      if (r.user_listener != "https") continue;
+      for (const auto& h : r.proto.match().hosts()) https_hosts.emplace(h, c->key);
+    }
+  }
+  for (Candidate* c : order) {
+    if (!c->placed || c->key.kind != kKindIngress) continue;
+    std::set<std::string> own_https;
+    std::set<std::string> told;
+    for (const auto& r : c->placed->routes) {
+      if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
+    }
+    for (const auto& r : c->placed->routes) {
+      if (r.user_listener != "http") continue;
+      for (const auto& h : r.proto.match().hosts()) {
+        auto other = https_hosts.find(h);
+        if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
+        c->status.warnings.push_back(
+            {"HostPartlyTls", "spec.tls",
+             "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
+                 ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
+                 "only, and HTTPS requests for them reach the other Ingress's routes (ingress-nginx applies TLS per "
+                 "host); list the host in this Ingress's spec.tls"});
+      }
+    }
+  }
+
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));
   for (auto& st : classes.statuses) result.statuses.push_back(std::move(st));

@@ -833,6 +833,26 @@ spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{port: 543
   for (const auto& set : r.snapshot.backend_sets()) EXPECT_TRUE(names.insert(set.name()).second) << set.name();
 }
 
+// One host split over two Ingresses, TLS on one of them: the other is told that its paths for the
+// host stay plain HTTP (ingress-nginx would apply the TLS to the whole host).
+TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
+                                   Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                           "", "2026-01-01T00:00:00Z"),
+                                   Ingress("split", Rule("a.example.com", "/b"), "", "2026-02-01T00:00:00Z"),
+                                   Ingress("other", Rule("b.example.com", "/b"))})));
+  EXPECT_TRUE(Ing(r, "main")->warnings.empty());
+  EXPECT_TRUE(Ing(r, "other")->warnings.empty());
+  const ObjectStatus* split = Ing(r, "split");
+  ASSERT_TRUE(split->accepted);
+  ASSERT_EQ(split->warnings.size(), 1u);
+  EXPECT_EQ(split->warnings[0].reason, "HostPartlyTls");
+  EXPECT_NE(split->warnings[0].message.find("\"a.example.com\" is served over HTTPS by Ingress default/main"),
+            std::string::npos)
+      << split->warnings[0].message;
+}
+
 // Paths that look meant for the other path type are warned about; the Ingress still routes.
 TEST(TranslateIngress, PathsThatLookMeantForTheOtherTypeAreWarned) {
   Translator t;
