@@ -353,6 +353,8 @@ int main(int argc, char** argv) {
   int64_t ingress_https_port = 443;
   bool default_lb_class = false;
   bool debug_remote = false;
+  std::string ingress_trusted_proxies;
+  bool ingress_proxy_protocol = false;
   bool leader_elect = false;
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -401,6 +403,10 @@ int main(int argc, char** argv) {
                "value of the legacy kubernetes.io/ingress.class annotation that selects doorman (default doorman)");
   flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
   flags.Int("ingress-https-port", &ingress_https_port, "port Ingress HTTPS rules listen on");
+  flags.String("ingress-trusted-proxies", &ingress_trusted_proxies,
+               "comma-separated CIDRs whose X-Forwarded-For Ingress routes keep (a balancer in front); default none");
+  flags.Bool("ingress-proxy-protocol", &ingress_proxy_protocol,
+             "Ingress listeners expect a PROXY protocol v1/v2 header on every connection (a balancer in front sends one)");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
   flags.String("tls-cert", &tls.cert,
                "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
@@ -423,6 +429,17 @@ int main(int argc, char** argv) {
   }
   for (const auto& [name, value] : {std::pair{"ingress-http-port", ingress_http_port}, std::pair{"ingress-https-port", ingress_https_port}}) {
     if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
+  }
+  std::vector<std::string> trusted_proxies;
+  for (std::string_view rest = ingress_trusted_proxies; !rest.empty();) {
+    const auto comma = rest.find(',');
+    std::string item(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item.empty()) continue;
+    if (!dc::ValidCidr(item)) Fail(2, "invalid --ingress-trusted-proxies entry \"" + item + "\" (want e.g. 10.0.0.0/8)");
+    trusted_proxies.push_back(std::move(item));
   }
   if (ingress_http_port == ingress_https_port) {
     Fail(2, "--ingress-http-port and --ingress-https-port are both " + std::to_string(ingress_http_port) +
@@ -491,6 +508,8 @@ int main(int argc, char** argv) {
   if (!ingress_class.empty()) translate_options.ingress_class = ingress_class;
   translate_options.ingress_http_port = static_cast<uint32_t>(ingress_http_port);
   translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
+  translate_options.ingress_trusted_proxies = trusted_proxies;
+  translate_options.ingress_proxy_protocol = ingress_proxy_protocol;
   translate_options.only_tls_secrets_watched = kube_mode;  // controller/kube/resources.cc: the Secret field selector
   // Standalone: no API server validates the files, so the CRD's schema is applied here.
   static nlohmann::json lb_schema;

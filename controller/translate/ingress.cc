@@ -396,6 +396,7 @@ class IngressCompiler {
     http.proto.set_port(ctx_.options.ingress_http_port);
     http.proto.set_protocol(v1::HTTP);
     http.proto.set_name("http-" + std::to_string(ctx_.options.ingress_http_port));
+    if (ctx_.options.ingress_proxy_protocol) http.proto.mutable_proxy_protocol()->set_accept(true);
     http_listener_ = http.proto.name();
     c_.listeners.push_back(std::move(http));
     if (tls_.certificates.empty()) return;
@@ -411,6 +412,7 @@ class IngressCompiler {
     https.proto.set_port(ctx_.options.ingress_https_port);
     https.proto.set_protocol(v1::HTTPS);
     https.proto.set_name("https-" + std::to_string(ctx_.options.ingress_https_port));
+    if (ctx_.options.ingress_proxy_protocol) https.proto.mutable_proxy_protocol()->set_accept(true);
     for (const auto& name : tls_.certificate_names) https.proto.mutable_tls()->add_certificates(name);
     https_listener_ = https.proto.name();
     c_.listeners.push_back(std::move(https));
@@ -552,6 +554,9 @@ class IngressCompiler {
     if (match.hosts_size() > 0 || match.has_path()) *route.mutable_match() = match;
     *route.add_backends() = wb;
     *route.mutable_policy() = ann_.policy;
+    for (const auto& cidr : ctx_.options.ingress_trusted_proxies) {
+      route.mutable_forwarded_headers()->add_trusted_proxies(cidr);  // mode Append, as untrusted routes
+    }
     if (!ann_.rewrite_target.empty() && match.has_path()) {
       if (match.path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
         ann.Invalid(kAnnRewriteTarget, "cannot replace the prefix of the regular-expression path at " + field +

@@ -321,6 +321,8 @@ std::string SerializeSnapshot(const v1::Snapshot& snapshot) {
   return out;
 }
 
+bool ValidCidr(const std::string& s) { return IsCidr(s); }
+
 uint64_t SnapshotVersion(const v1::Snapshot& snapshot) { return ContentVersion(SerializeSnapshot(snapshot)); }
 
 std::string RedactedSnapshotJson(const v1::Snapshot& snapshot) {

@@ -59,7 +59,16 @@ struct TranslateOptions {
   // A cluster: only kubernetes.io/tls Secrets are watched (field selector), so a Secret "not
   // found" may exist with another type; the message says so.
   bool only_tls_secrets_watched = false;
+  // --ingress-trusted-proxies: CIDRs whose X-Forwarded-For (and X-Forwarded-*) Ingress routes
+  // keep (ingress-nginx's use-forwarded-headers + proxy-real-ip-cidr); empty = trust nobody.
+  std::vector<std::string> ingress_trusted_proxies;
+  // --ingress-proxy-protocol: Ingress listeners expect a PROXY v1/v2 header on every connection
+  // (ingress-nginx's use-proxy-protocol), as behind an NLB that sends one.
+  bool ingress_proxy_protocol = false;
 };
+
+// Whether `s` is a CIDR as the translators accept them ("10.0.0.0/8", "2001:db8::/32"), for flags.
+bool ValidCidr(const std::string& s);
 
 struct ListenerStatus {
   std::string name;  // the object's listener name ("web")

@@ -136,5 +136,72 @@ spec:
                          ["headers"]["x-forwarded-for"], "10.1.2.3")
 
 
+class IngressBehindABalancer(DoormanTestCase):
+    """--ingress-proxy-protocol and --ingress-trusted-proxies: the Ingress listeners take the
+    client from a PROXY header and keep the X-Forwarded-For of a trusted proxy (ingress-nginx's
+    use-proxy-protocol, use-forwarded-headers and proxy-real-ip-cidr)."""
+
+    def test_proxy_header_and_trusted_forwarded_for(self):
+        backend = self.start_backend("b")
+        port = free_port()
+        self.write_manifest("ing.yaml", f"""\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: doorman}}
+spec: {{controller: doorman.dev/ingress-controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: app, namespace: default}}
+spec:
+  ingressClassName: doorman
+  rules: [{{host: app.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
+""")
+        self.start_controller(["--ingress-http-port", str(port), "--ingress-https-port", str(free_port()),
+                               "--ingress-proxy-protocol", "--ingress-trusted-proxies", "10.0.0.0/8, 192.0.2.1/32"])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="Ingress listener")
+
+        def via(src, xff=None):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                s.sendall(b"PROXY TCP4 %s 127.0.0.1 4242 80\r\n" % src.encode())
+                extra = b"X-Forwarded-For: %s\r\n" % xff.encode() if xff else b""
+                s.sendall(b"GET / HTTP/1.1\r\nHost: app.test\r\n" + extra + b"\r\n")
+                head, body = read_response(s)
+                self.assertIn(b" 200 ", head.split(b"\r\n")[0], head)
+                return json.loads(body)["headers"]
+            finally:
+                s.close()
+        # A trusted proxy (the balancer's source per the PROXY header) keeps its client's address.
+        h = via("10.1.2.3", "203.0.113.7")
+        self.assertEqual(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3")
+        self.assertEqual(h["x-real-ip"], "203.0.113.7")
+        # An untrusted one cannot spoof it.
+        h = via("198.51.100.9", "203.0.113.7")
+        self.assertEqual(h["x-forwarded-for"], "198.51.100.9")
+        # No PROXY header: closed without an answer (the listener expects one on every connection).
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        try:
+            self.assertEqual(s.recv(100), b"")
+        except ConnectionResetError:
+            pass
+        s.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

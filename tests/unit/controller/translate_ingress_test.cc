@@ -853,6 +853,37 @@ TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
       << split->warnings[0].message;
 }
 
+// Behind another balancer (--ingress-trusted-proxies, --ingress-proxy-protocol): every Ingress
+// route trusts those proxies' X-Forwarded-For, and both Ingress listeners expect a PROXY header.
+TEST(TranslateIngress, IngressListenersCanSitBehindABalancer) {
+  TranslateOptions opts;
+  opts.ingress_trusted_proxies = {"10.0.0.0/8", "192.0.2.1/32"};
+  opts.ingress_proxy_protocol = true;
+  Translator t(opts);
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
+                                   Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com") +
+                                                    "    - host: b.example.com\n      http:\n        paths:\n"
+                                                    "          - {path: /, pathType: Prefix, backend: {service: "
+                                                    "{name: web, port: {number: 80}}}}\n")})));
+  ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+  for (const char* l : {"http-80", "https-443"}) {
+    ASSERT_NE(ListenerNamed(r.snapshot, l), nullptr) << l;
+    EXPECT_TRUE(ListenerNamed(r.snapshot, l)->proxy_protocol().accept()) << l;
+  }
+  for (const char* route : {"default/ingress:i/r1-p0", "default/ingress:i/r0-p0-https", "default/ingress:i/r1-p0-https"}) {
+    const v1::Route* rt = RouteNamed(r.snapshot, route);
+    ASSERT_NE(rt, nullptr) << route;
+    EXPECT_EQ(rt->forwarded_headers().x_forwarded_for(), v1::ForwardedHeaders::APPEND);
+    ASSERT_EQ(rt->forwarded_headers().trusted_proxies_size(), 2) << route;
+    EXPECT_EQ(rt->forwarded_headers().trusted_proxies(1), "192.0.2.1/32");
+  }
+  // Without the flags: no PROXY header expected, nobody trusted.
+  Translator plain;
+  r = plain.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"))})));
+  EXPECT_FALSE(ListenerNamed(r.snapshot, "http-80")->has_proxy_protocol());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->has_forwarded_headers());
+}
+
 // Paths that look meant for the other path type are warned about; the Ingress still routes.
 TEST(TranslateIngress, PathsThatLookMeantForTheOtherTypeAreWarned) {
   Translator t;
