@@ -32,6 +32,7 @@ constexpr const char* kAnnBackendProtocol = "doorman.dev/backend-protocol";
 constexpr const char* kAnnHealthCheckPath = "doorman.dev/health-check-path";
 constexpr const char* kAnnBackendTlsSecret = "doorman.dev/backend-tls-secret";
 constexpr const char* kAnnBackendTlsServerName = "doorman.dev/backend-tls-server-name";
+constexpr const char* kAnnHsts = "doorman.dev/hsts";
 
 constexpr const char* kAnnLegacyClass = "kubernetes.io/ingress.class";
 constexpr const char* kAnnDefaultClass = "ingressclass.kubernetes.io/is-default-class";
@@ -49,11 +50,42 @@ struct IngressAnnotations {
   v1::Canary canary_rule;  // header, cookie, weight; backends are filled per path
   std::string health_check_path;
   std::string backend_tls_secret;  // backend-protocol HTTPS: verify backends with this Secret's ca.crt
+  std::string hsts;                // Strict-Transport-Security value on HTTPS responses ("" = none)
 };
+
+// A Strict-Transport-Security value (RFC 6797 §6.1): max-age=<seconds> (required), and
+// includeSubDomains / preload, separated by ';'. The problem, or "".
+std::string HstsProblem(const std::string& value) {
+  bool max_age = false;
+  for (size_t start = 0; start <= value.size();) {
+    const size_t end = std::min(value.find(';', start), value.size());
+    const std::string d = Trim(value.substr(start, end - start));
+    start = end + 1;
+    if (d.empty()) continue;
+    const std::string lower = Lower(d);
+    if (lower.rfind("max-age=", 0) == 0) {
+      const std::string n = d.substr(8);
+      if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos) {
+        return "max-age must be a number of seconds, not " + Q(n);
+      }
+      max_age = true;
+    } else if (lower != "includesubdomains" && lower != "preload") {
+      return "unknown directive " + Q(d) + " (want max-age=N, includeSubDomains, preload)";
+    }
+  }
+  return max_age ? "" : "needs max-age=<seconds> (e.g. \"max-age=31536000; includeSubDomains\")";
+}
 
 IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<StatusWarning>* warnings) {
   IngressAnnotations out;
   if (auto v = a.Bool(kAnnSslRedirect)) out.ssl_redirect = *v;
+  if (auto s = a.String(kAnnHsts)) {
+    if (const std::string why = HstsProblem(*s); !why.empty()) {
+      a.Invalid(kAnnHsts, why);
+    } else {
+      out.hsts = Trim(*s);
+    }
+  }
   if (auto s = a.String(kAnnRewriteTarget)) {
     if (s->find('$') != std::string::npos) {
       a.Invalid(kAnnRewriteTarget, "capture groups such as $1 are not supported in " + Q(*s) +
@@ -211,7 +243,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     // The main Ingress's policy applies to canary traffic too, as in ingress-nginx.
     for (const char* k : {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName,
                           kAnnAffinityCookieTtl, kAnnRateLimitRps, kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries,
-                          kAnnBackendProtocol, kAnnBackendTlsSecret, kAnnBackendTlsServerName}) {
+                          kAnnBackendProtocol, kAnnBackendTlsSecret, kAnnBackendTlsServerName, kAnnHsts}) {
       if (a.Has(k)) a.Ignored(k, "a canary Ingress uses the policy of the main Ingress it attaches to");
     }
   }
@@ -347,7 +379,7 @@ class IngressCompiler {
                           kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByHeaderValue, kAnnCanaryByCookie,
                           kAnnRateLimitRps,
                           kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath,
-                          kAnnBackendTlsSecret, kAnnBackendTlsServerName},
+                          kAnnBackendTlsSecret, kAnnBackendTlsServerName, kAnnHsts},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
     if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
@@ -363,6 +395,9 @@ class IngressCompiler {
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {
       tls_ = ReadTls(r_, *spec, c_.key, ctx_, ann_.canary, &c_.warnings);
+      if (!ann_.canary && !ann_.hsts.empty() && tls_.certificates.empty()) {
+        ann.Ignored(kAnnHsts, "the Ingress has no usable spec.tls certificate: HSTS is sent on HTTPS responses only");
+      }
       if (!ann_.canary && ann.Has(kAnnSslRedirect) && ann_.ssl_redirect && tls_.certificates.empty()) {
         ann.Ignored(kAnnSslRedirect, "the Ingress has no usable spec.tls certificate: there is no HTTPS to redirect to");
       }
@@ -590,6 +625,9 @@ class IngressCompiler {
       CompiledRoute https;
       https.proto = std::move(route);
       https.proto.set_name(route_name + "-https");
+      if (!ann_.hsts.empty()) {  // HTTPS responses only: a browser ignores it over plain HTTP (RFC 6797 §8.1)
+        (*https.proto.mutable_filters()->mutable_response_headers()->mutable_set())["strict-transport-security"] = ann_.hsts;
+      }
       https.proto.set_listener(https_listener_);
       https.user_listener = "https";
       https.decl_index = decl_++;

@@ -167,5 +167,57 @@ spec:
         self.assertEqual(json.loads(r.stdout)["path"], "/p")
 
 
+class IngressHsts(DoormanTestCase):
+    """doorman.dev/hsts on an Ingress with TLS: Strict-Transport-Security on HTTPS responses, not
+    on the HTTP redirect (RFC 6797 §7.2: not over plain HTTP)."""
+
+    def test_hsts_on_https_responses_only(self):
+        backend = self.start_backend("b")
+        crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secret.yaml", secret("h-cert", crt, key))
+        self.write_manifest("ing.yaml", f"""\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: doorman}}
+spec: {{controller: doorman.dev/ingress-controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: app
+  namespace: default
+  annotations: {{doorman.dev/hsts: "max-age=31536000; includeSubDomains"}}
+spec:
+  ingressClassName: doorman
+  tls: [{{hosts: [h.test], secretName: h-cert}}]
+  rules: [{{host: h.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
+""")
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        r = curl(["-D", "-", "-o", "/dev/null", "--cacert", crt, "--resolve", "h.test:%d:127.0.0.1" % https,
+                  "https://h.test:%d/" % https])
+        self.assertIn("strict-transport-security: max-age=31536000; includeSubDomains", r.stdout.lower().replace(
+            "includesubdomains", "includeSubDomains"), r.stdout + r.stderr)
+        self.assertIn(" 200", r.stdout.splitlines()[0])
+        r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: h.test", "http://127.0.0.1:%d/" % http])
+        self.assertIn(" 308", r.stdout.splitlines()[0], r.stdout)
+        self.assertNotIn("strict-transport-security", r.stdout.lower())
+
+
 if __name__ == "__main__":
     unittest.main()

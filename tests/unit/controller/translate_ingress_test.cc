@@ -321,6 +321,10 @@ std::vector<InvalidCase> InvalidCases() {
        "InvalidAnnotation", "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""},
       ann("request-timeout", "doorman.dev/request-timeout: \"30\"", "metadata.annotations[doorman.dev/request-timeout]",
           "annotation doorman.dev/request-timeout: invalid duration \"30\""),
+      ann("hsts without max-age", "doorman.dev/hsts: includeSubDomains", "metadata.annotations[doorman.dev/hsts]",
+          "needs max-age=<seconds>"),
+      ann("hsts bad directive", "doorman.dev/hsts: \"max-age=60; always\"", "metadata.annotations[doorman.dev/hsts]",
+          "unknown directive \"always\""),
       ann("request-timeout zero", "doorman.dev/request-timeout: 0s", "metadata.annotations[doorman.dev/request-timeout]",
           "must be greater than 0"),
       ann("retries", "doorman.dev/retries: twice", "metadata.annotations[doorman.dev/retries]",
@@ -851,6 +855,25 @@ TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
   EXPECT_NE(split->warnings[0].message.find("\"a.example.com\" is served over HTTPS by Ingress default/main"),
             std::string::npos)
       << split->warnings[0].message;
+}
+
+// doorman.dev/hsts: Strict-Transport-Security on the HTTPS routes' responses only; without a
+// certificate it has no effect, and says so.
+TEST(TranslateIngress, HstsIsSentOnHttpsResponses) {
+  Translator t;
+  const std::string hsts = "    doorman.dev/hsts: \"max-age=31536000; includeSubDomains\"\n";
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
+                                   Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"), hsts),
+                                   Ingress("plain", Rule("b.example.com"), hsts)})));
+  ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+  EXPECT_TRUE(Ing(r, "i")->warnings.empty());
+  const auto& set = RouteNamed(r.snapshot, "default/ingress:i/r0-p0-https")->filters().response_headers().set();
+  ASSERT_EQ(set.count("strict-transport-security"), 1u);
+  EXPECT_EQ(set.at("strict-transport-security"), "max-age=31536000; includeSubDomains");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->filters().has_response_headers());  // the 308
+  ASSERT_EQ(Ing(r, "plain")->warnings.size(), 1u);
+  EXPECT_EQ(Ing(r, "plain")->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().has_response_headers());
 }
 
 // Behind another balancer (--ingress-trusted-proxies, --ingress-proxy-protocol): every Ingress
