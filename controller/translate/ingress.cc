@@ -57,12 +57,14 @@ struct IngressAnnotations {
 // includeSubDomains / preload, separated by ';'. The problem, or "".
 std::string HstsProblem(const std::string& value) {
   bool max_age = false;
+  std::set<std::string> seen;  // RFC 6797 §6.1: a directive appears at most once (else the UA ignores the header)
   for (size_t start = 0; start <= value.size();) {
     const size_t end = std::min(value.find(';', start), value.size());
     const std::string d = Trim(value.substr(start, end - start));
     start = end + 1;
     if (d.empty()) continue;
     const std::string lower = Lower(d);
+    if (!seen.insert(lower.substr(0, lower.find('='))).second) return "directive " + Q(d) + " appears twice";
     if (lower.rfind("max-age=", 0) == 0) {
       const std::string n = d.substr(8);
       if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos) {
@@ -127,8 +129,9 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   }
   if (auto t = a.DurationMs(kAnnRequestTimeout)) {
     if (*t == 0) {
-      // The CRD's rule (timeouts.request > 0): there is no "no timeout", and 0 is not the default.
-      a.Invalid(kAnnRequestTimeout, "must be greater than 0 (e.g. \"30s\")");
+      // The CRD refuses timeouts.request 0. Not refused here (an Ingress that routed with it
+      // before keeps routing), but said: 0 is not "no timeout".
+      a.Ignored(kAnnRequestTimeout, "0 is not \"no timeout\" (there is none); the default request timeout (60s) applies");
     } else {
       out.policy.mutable_timeouts()->set_request_ms(*t);
     }

@@ -605,10 +605,18 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     for (const auto& r : c->placed->routes) {
       if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
     }
+    // The HTTPS host (exact, or a "*." pattern covering one label, as Ingress wildcards do) that
+    // takes `h`'s HTTPS requests.
+    auto https_for = [&](const std::string& h) {
+      if (auto exact = https_hosts.find(h); exact != https_hosts.end()) return exact;
+      const auto dot = h.find('.');
+      if (h.rfind("*.", 0) == 0 || dot == std::string::npos) return https_hosts.end();
+      return https_hosts.find("*" + h.substr(dot));
+    };
     for (const auto& r : c->placed->routes) {
       if (r.user_listener != "http") continue;
       for (const auto& h : r.proto.match().hosts()) {
-        auto other = https_hosts.find(h);
+        auto other = https_for(h);
         if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
         c->status.warnings.push_back(
             {"HostPartlyTls", "spec.tls",

@@ -81,10 +81,13 @@ void GrpcProbes::Start(const std::string& address, uint16_t port, const std::str
   call->request.set_service(service);
   Call* c = call.get();  // calls_ owns it until its callback
   call.reset();
-  c->stub->async()->Check(&c->ctx, &c->request, &c->response, [this, c](::grpc::Status status) {
+  c->stub->async()->Check(&c->ctx, &c->request, &c->response, [this, c, address](::grpc::Status status) {
     ProbeResult result = ProbeResult::kPassed;
     if (!GrpcCheckPassed(static_cast<int>(status.error_code()), static_cast<int>(c->response.status()))) {
-      result = GrpcFailureIsLocal(status.error_message()) ? ProbeResult::kSkipped : ProbeResult::kFailed;
+      // The message may come from the backend itself (a Check answered UNAVAILABLE "Too many open
+      // files"): the shortage counts only when this process cannot open a socket now either.
+      const bool local = GrpcFailureIsLocal(status.error_message()) && !CanOpenSocket(address);
+      result = local ? ProbeResult::kSkipped : ProbeResult::kFailed;
     }
     Finished(c, result);
   });

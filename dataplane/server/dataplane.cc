@@ -155,9 +155,12 @@ void Dataplane::RetryUnboundListeners() {
   for (const auto& name : before) {
     if (std::find(after.begin(), after.end(), name) != after.end()) continue;
     log::Info("listener", "listener opened on retry", {{"listener", name}});
-    // Its "not served" warning goes (the controller's view refreshes with the next ACK).
+    // Its "not served" warning goes, and only that one (the controller's view refreshes with the
+    // next ACK).
     const std::string prefix = "listener \"" + name + "\": ";
-    std::erase_if(impl_->warnings, [&](const std::string& w) { return w.rfind(prefix, 0) == 0; });
+    std::erase_if(impl_->warnings, [&](const std::string& w) {
+      return w.rfind(prefix, 0) == 0 && w.find(ListenerManager::kNotServedRetried) != std::string::npos;
+    });
   }
 }
 

@@ -274,7 +274,7 @@ std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next, boo
     std::string error;
     if (!Bind(*l, &b, &error)) {
       if (!quiet) log::Error("listener", "cannot open listener; serving the rest", {{"listener", l->name}, {"error", error}});
-      warnings.push_back("listener \"" + l->name + "\": " + error + "; not served (retried every 2 s and on the next update)");
+      warnings.push_back("listener \"" + l->name + "\": " + error + std::string(kNotServedRetried));
       continue;
     }
     log::Info("listener", "listening", {{"listener", l->name},

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataplane/config/runtime_config.h"
@@ -37,6 +38,8 @@ class ListenerManager {
   ListenerManager(std::vector<std::unique_ptr<Worker>>& workers, net::ip::address bind_address, bool balance);
   ~ListenerManager();
 
+  // The tail of a listener's bind-failure warning ("listener \"tcp-80\": <error>" + this).
+  static constexpr std::string_view kNotServedRetried = "; not served (retried every 2 s and on the next update)";
   // `quiet`: a bind failure is not logged (a periodic retry; the first failure was).
   std::vector<std::string> Prepare(const RuntimeConfig& next, bool quiet = false);
   void Commit();

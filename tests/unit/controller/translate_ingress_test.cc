@@ -325,8 +325,8 @@ std::vector<InvalidCase> InvalidCases() {
           "needs max-age=<seconds>"),
       ann("hsts bad directive", "doorman.dev/hsts: \"max-age=60; always\"", "metadata.annotations[doorman.dev/hsts]",
           "unknown directive \"always\""),
-      ann("request-timeout zero", "doorman.dev/request-timeout: 0s", "metadata.annotations[doorman.dev/request-timeout]",
-          "must be greater than 0"),
+      ann("hsts twice", "doorman.dev/hsts: \"max-age=60; max-age=70\"", "metadata.annotations[doorman.dev/hsts]",
+          "appears twice"),
       ann("retries", "doorman.dev/retries: twice", "metadata.annotations[doorman.dev/retries]",
           "invalid value \"twice\" (want an integer in 0..10)"),
       ann("retries too many", "doorman.dev/retries: \"11\"", "metadata.annotations[doorman.dev/retries]", "invalid value \"11\""),
@@ -845,8 +845,15 @@ TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
                                    Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
                                            "", "2026-01-01T00:00:00Z"),
                                    Ingress("split", Rule("a.example.com", "/b"), "", "2026-02-01T00:00:00Z"),
-                                   Ingress("other", Rule("b.example.com", "/b"))})));
+                                   Ingress("other", Rule("b.example.com", "/b")),
+                                   Ingress("wild", "  tls: [{hosts: [\"*.w.example.com\"], secretName: s}]\n" +
+                                                       Rule("*.w.example.com")),
+                                   Ingress("sub", Rule("x.w.example.com", "/x")),
+                                   Ingress("deeper", Rule("y.x.w.example.com", "/y"))})));
   EXPECT_TRUE(Ing(r, "main")->warnings.empty());
+  EXPECT_TRUE(Ing(r, "deeper")->warnings.empty());  // a wildcard covers one label
+  ASSERT_EQ(Ing(r, "sub")->warnings.size(), 1u);
+  EXPECT_NE(Ing(r, "sub")->warnings[0].message.find("by Ingress default/wild"), std::string::npos);
   EXPECT_TRUE(Ing(r, "other")->warnings.empty());
   const ObjectStatus* split = Ing(r, "split");
   ASSERT_TRUE(split->accepted);
@@ -855,6 +862,16 @@ TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
   EXPECT_NE(split->warnings[0].message.find("\"a.example.com\" is served over HTTPS by Ingress default/main"),
             std::string::npos)
       << split->warnings[0].message;
+}
+
+// request-timeout 0s is not "no timeout": said, and the default applies (the object still routes).
+TEST(TranslateIngress, ARequestTimeoutOfZeroIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"), "    doorman.dev/request-timeout: 0s\n")})));
+  ASSERT_TRUE(Ing(r, "i")->accepted);
+  ASSERT_EQ(Ing(r, "i")->warnings.size(), 1u);
+  EXPECT_EQ(Ing(r, "i")->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy().timeouts().request_ms(), 0u);  // = the default
 }
 
 // doorman.dev/hsts: Strict-Transport-Security on the HTTPS routes' responses only; without a
