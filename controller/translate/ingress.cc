@@ -614,10 +614,17 @@ class IngressCompiler {
     http.decl_index = decl_++;
     http.catch_all = catch_all;
     if (redirect) {
-      http.proto.clear_backends();
-      http.proto.clear_policy();
-      http.proto.clear_filters();
+      const bool behind_balancer = !ctx_.options.ingress_trusted_proxies.empty();
+      if (!behind_balancer) {
+        http.proto.clear_backends();
+        http.proto.clear_policy();
+        http.proto.clear_filters();
+      }
       auto* rd = http.proto.mutable_filters()->mutable_redirect();
+      // Behind a trusted balancer that terminated TLS (X-Forwarded-Proto: https), the route's
+      // backends serve the request instead (ingress-nginx's use-forwarded-headers): a redirect
+      // would send the client back to where it is, for ever.
+      rd->set_unless_forwarded_https(behind_balancer);
       rd->set_enabled(true);
       rd->set_scheme("https");
       if (ctx_.options.ingress_https_port != 443) rd->set_port(ctx_.options.ingress_https_port);

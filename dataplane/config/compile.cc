@@ -591,6 +591,7 @@ class Compiler {
         Fail(where + ".filters.redirect.status_code: " + std::to_string(code) + " is not a redirect status");
       }
       out->redirect.status = code;
+      out->redirect.unless_forwarded_https = r.unless_forwarded_https();
       if (!listener.is_l7()) Warn(where + ": redirect filter ignored on an L4 listener");
     }
     if (f.has_rewrite() && f.rewrite().enabled()) {

@@ -1,5 +1,7 @@
 #include "dataplane/l7/filters.h"
 
+#include <cctype>
+
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -44,6 +46,17 @@ std::string RedirectLocation(const RedirectFilter& r, std::string_view request_s
     out += query;
   }
   return out;
+}
+
+bool ForwardedProtoIsHttps(std::string_view value) {
+  value = value.substr(0, value.find(','));
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (value.size() != 5) return false;
+  for (std::size_t i = 0; i < 5; ++i) {
+    if (std::tolower(static_cast<unsigned char>(value[i])) != "https"[i]) return false;
+  }
+  return true;
 }
 
 std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement) {

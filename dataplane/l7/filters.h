@@ -32,7 +32,11 @@ struct RedirectFilter {
   uint32_t port = 0;   // 0 = see above
   std::string path;    // "" = keep
   unsigned status = 302;
+  bool unless_forwarded_https = false;  // a trusted proxy's X-Forwarded-Proto: https skips it
 };
+
+// Whether an X-Forwarded-Proto value says https (its first element, any case, trimmed).
+bool ForwardedProtoIsHttps(std::string_view value);
 
 struct RewriteFilter {
   bool enabled = false;

@@ -613,7 +613,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
     }
     x->route = route->name;
-    if (route->redirect.enabled) {
+    // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): the
+    // ssl-redirect does not apply, or the client would be redirected to where it already is.
+    const bool forwarded_https = route->redirect.unless_forwarded_https &&
+                                 l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_) &&
+                                 ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""));
+    if (route->redirect.enabled && !forwarded_https) {
       co_return local_with(route->redirect.status, "redirecting",
                            {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, listener->port, path, query)}});
     }

@@ -205,7 +205,9 @@ spec:
   tls: [{{hosts: [h.test], secretName: h-cert}}]
   rules: [{{host: h.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
 """)
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        # Behind a balancer that terminates TLS and says so (X-Forwarded-Proto), from 127.0.0.0/8.
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https),
+                               "--ingress-trusted-proxies", "127.0.0.0/8"])
         self.start_dataplane()
         self.wait_converged()
         wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
@@ -217,6 +219,10 @@ spec:
         r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: h.test", "http://127.0.0.1:%d/" % http])
         self.assertIn(" 308", r.stdout.splitlines()[0], r.stdout)
         self.assertNotIn("strict-transport-security", r.stdout.lower())
+        # The trusted balancer terminated TLS: no redirect (it would loop), the backend answers.
+        r = curl(["-D", "-", "-H", "Host: h.test", "-H", "X-Forwarded-Proto: https", "http://127.0.0.1:%d/" % http])
+        self.assertIn(" 200", r.stdout.splitlines()[0], r.stdout)
+        self.assertIn('"x-forwarded-proto": "https"', r.stdout)
 
 
 if __name__ == "__main__":

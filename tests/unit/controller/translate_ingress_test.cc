@@ -917,11 +917,20 @@ TEST(TranslateIngress, IngressListenersCanSitBehindABalancer) {
     ASSERT_EQ(rt->forwarded_headers().trusted_proxies_size(), 2) << route;
     EXPECT_EQ(rt->forwarded_headers().trusted_proxies(1), "192.0.2.1/32");
   }
+  // ssl-redirect keeps the backends and skips itself for a trusted X-Forwarded-Proto: https.
+  const v1::Route* redirect = RouteNamed(r.snapshot, "default/ingress:i/r0-p0");
+  EXPECT_TRUE(redirect->filters().redirect().enabled());
+  EXPECT_TRUE(redirect->filters().redirect().unless_forwarded_https());
+  EXPECT_EQ(redirect->backends_size(), 1);
   // Without the flags: no PROXY header expected, nobody trusted.
   Translator plain;
   r = plain.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"))})));
   EXPECT_FALSE(ListenerNamed(r.snapshot, "http-80")->has_proxy_protocol());
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->has_forwarded_headers());
+  r = plain.Translate(Store(Docs({Fixture(), Secret("s"),
+                                  Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"))})));
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->filters().redirect().unless_forwarded_https());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->backends_size(), 0);
 }
 
 // Paths that look meant for the other path type are warned about; the Ingress still routes.

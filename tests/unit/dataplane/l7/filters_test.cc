@@ -7,6 +7,11 @@
 namespace doorman::dataplane {
 namespace {
 
+TEST(FiltersTest, ForwardedProtoIsHttps) {
+  for (const char* yes : {"https", "HTTPS", " https ", "https, http", "https,https"}) EXPECT_TRUE(ForwardedProtoIsHttps(yes)) << yes;
+  for (const char* no : {"", "http", "http, https", "httpsx", "wss", "h ttps"}) EXPECT_FALSE(ForwardedProtoIsHttps(no)) << no;
+}
+
 TEST(FiltersTest, RedirectLocation) {
   struct Case {
     RedirectFilter r;
