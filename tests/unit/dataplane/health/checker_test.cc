@@ -131,6 +131,11 @@ bool WaitFor(const std::function<bool()>& done) {
 class NoVerdictTest : public ::testing::TestWithParam<CheckProtocol> {};
 
 TEST_P(NoVerdictTest, AProbeWithoutDescriptorsMovesNoThreshold) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check reads memory through a pipe(2) (sanitizer_common IsAccessibleMemoryRange):
+  // with no descriptor left it reports every virtual call as "invalid vptr". The plain build runs it.
+  GTEST_SKIP() << "the sanitizer runtimes need descriptors of their own";
+#endif
   RefusingPort refusing;
   ASSERT_NE(refusing.port, 0);
   Observed seen;
