@@ -431,15 +431,8 @@ int main(int argc, char** argv) {
     if (value < 1 || value > 65535) Fail(2, std::string("invalid --") + name + " " + std::to_string(value) + " (want 1..65535)");
   }
   std::vector<std::string> trusted_proxies;
-  for (std::string_view rest = ingress_trusted_proxies; !rest.empty();) {
-    const auto comma = rest.find(',');
-    std::string item(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (item.empty()) continue;
-    if (!dc::ValidCidr(item)) Fail(2, "invalid --ingress-trusted-proxies entry \"" + item + "\" (want e.g. 10.0.0.0/8)");
-    trusted_proxies.push_back(std::move(item));
+  if (std::string bad; !dc::ParseCidrList(ingress_trusted_proxies, &trusted_proxies, &bad)) {
+    Fail(2, "invalid --ingress-trusted-proxies entry \"" + bad + "\" (want e.g. 10.0.0.0/8)");
   }
   if (ingress_http_port == ingress_https_port) {
     Fail(2, "--ingress-http-port and --ingress-https-port are both " + std::to_string(ingress_http_port) +

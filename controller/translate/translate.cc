@@ -234,6 +234,48 @@ void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string
   }
 }
 
+// TLS is per Ingress here, per host across Ingresses in ingress-nginx (docs/kubernetes.md): an
+// Ingress that routes a host over plain HTTP only while another one serves that host over HTTPS
+// is told so (HostPartlyTls), since the same URL then reaches different backends by scheme.
+// `ingresses`: the placed Ingresses, oldest first.
+void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, ObjectStatus*>>& ingresses) {
+  std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
+  for (const auto& [placed, st] : ingresses) {
+    for (const auto& r : placed->routes) {
+      if (r.user_listener != "https") continue;
+      for (const auto& h : r.proto.match().hosts()) https_hosts.emplace(h, st->key);
+    }
+  }
+  // The HTTPS host (exact, or a "*." pattern covering one label, as Ingress wildcards do) that
+  // takes `h`'s HTTPS requests.
+  auto https_for = [&](const std::string& h) {
+    if (auto exact = https_hosts.find(h); exact != https_hosts.end()) return exact;
+    const auto dot = h.find('.');
+    if (h.rfind("*.", 0) == 0 || dot == std::string::npos) return https_hosts.end();
+    return https_hosts.find("*" + h.substr(dot));
+  };
+  for (const auto& [placed, st] : ingresses) {
+    std::set<std::string> own_https;
+    std::set<std::string> told;
+    for (const auto& r : placed->routes) {
+      if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
+    }
+    for (const auto& r : placed->routes) {
+      if (r.user_listener != "http") continue;
+      for (const auto& h : r.proto.match().hosts()) {
+        auto other = https_for(h);
+        if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
+        st->warnings.push_back(
+            {"HostPartlyTls", "spec.tls",
+             "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
+                 ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
+                 "only, and HTTPS requests for them reach the other Ingress's routes (ingress-nginx applies TLS per "
+                 "host); list the host in this Ingress's spec.tls"});
+      }
+    }
+  }
+}
+
 std::string ProblemsText(const std::vector<Problem>& problems) {
   std::vector<std::string> parts;
   for (size_t i = 0; i < problems.size() && i < 5; ++i) {
@@ -321,7 +363,17 @@ std::string SerializeSnapshot(const v1::Snapshot& snapshot) {
   return out;
 }
 
-bool ValidCidr(const std::string& s) { return IsCidr(s); }
+bool ParseCidrList(const std::string& text, std::vector<std::string>* out, std::string* bad) {
+  for (std::string& item : SplitComma(text)) {
+    if (item.empty()) continue;
+    if (!IsCidr(item)) {
+      *bad = item;
+      return false;
+    }
+    out->push_back(std::move(item));
+  }
+  return true;
+}
 
 uint64_t SnapshotVersion(const v1::Snapshot& snapshot) { return ContentVersion(SerializeSnapshot(snapshot)); }
 
@@ -587,46 +639,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
 
-  // TLS is per Ingress here, per host across Ingresses in ingress-nginx (docs/kubernetes.md): an
-  // Ingress that routes a host over plain HTTP only while another one serves that host over HTTPS
-  // is told so, since the same URL then reaches different backends by scheme.
-  std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
+  std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {
-    if (!c->placed || c->key.kind != kKindIngress) continue;
-    for (const auto& r : c->placed->routes) {
-      if (r.user_listener != "https") continue;
-      for (const auto& h : r.proto.match().hosts()) https_hosts.emplace(h, c->key);
-    }
+    if (c->placed && c->key.kind == kKindIngress) ingresses.emplace_back(c->placed, &c->status);
   }
-  for (Candidate* c : order) {
-    if (!c->placed || c->key.kind != kKindIngress) continue;
-    std::set<std::string> own_https;
-    std::set<std::string> told;
-    for (const auto& r : c->placed->routes) {
-      if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
-    }
-    // The HTTPS host (exact, or a "*." pattern covering one label, as Ingress wildcards do) that
-    // takes `h`'s HTTPS requests.
-    auto https_for = [&](const std::string& h) {
-      if (auto exact = https_hosts.find(h); exact != https_hosts.end()) return exact;
-      const auto dot = h.find('.');
-      if (h.rfind("*.", 0) == 0 || dot == std::string::npos) return https_hosts.end();
-      return https_hosts.find("*" + h.substr(dot));
-    };
-    for (const auto& r : c->placed->routes) {
-      if (r.user_listener != "http") continue;
-      for (const auto& h : r.proto.match().hosts()) {
-        auto other = https_for(h);
-        if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
-        c->status.warnings.push_back(
-            {"HostPartlyTls", "spec.tls",
-             "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
-                 ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
-                 "only, and HTTPS requests for them reach the other Ingress's routes (ingress-nginx applies TLS per "
-                 "host); list the host in this Ingress's spec.tls"});
-      }
-    }
-  }
+  WarnHostsPartlyTls(ingresses);
 
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));

@@ -67,8 +67,9 @@ struct TranslateOptions {
   bool ingress_proxy_protocol = false;
 };
 
-// Whether `s` is a CIDR as the translators accept them ("10.0.0.0/8", "2001:db8::/32"), for flags.
-bool ValidCidr(const std::string& s);
+// Comma-separated CIDRs as the translators accept them ("10.0.0.0/8, 2001:db8::/32"; blank items
+// skipped), for flags. False, with `*bad` the first item that is not one.
+bool ParseCidrList(const std::string& text, std::vector<std::string>* out, std::string* bad);
 
 struct ListenerStatus {
   std::string name;  // the object's listener name ("web")

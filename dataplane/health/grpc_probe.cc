@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "common/fd_limit.h"
+
 #include "dataplane/health/health_state.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -29,7 +31,7 @@ bool CanOpenSocket(const std::string& address) {
     ::close(fd);
     return true;
   }
-  return errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM;
+  return !IsLocalResourceErrno(errno);
 }
 
 }  // namespace

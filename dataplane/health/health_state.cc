@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd_limit.h"
+
 namespace doorman::health {
 
 std::string_view CheckProtocolName(CheckProtocol p) {
@@ -37,7 +39,7 @@ bool GrpcCheckPassed(int rpc_status_code, int serving_status) {
 }
 
 bool GrpcFailureIsLocal(std::string_view error_message) {
-  for (const int err : {EMFILE, ENFILE, ENOBUFS, ENOMEM}) {
+  for (const int err : kLocalResourceErrnos) {
     // gRPC words socket errors with strerror(3): "Too many open files", ...
     if (error_message.find(std::strerror(err)) != std::string_view::npos) return true;
   }

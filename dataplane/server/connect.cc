@@ -10,6 +10,7 @@
 
 #include <boost/beast/core/error.hpp>
 
+#include "common/fd_limit.h"
 #include "dataplane/server/socket_state.h"
 
 namespace doorman::dataplane {
@@ -113,16 +114,7 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
 }
 
 bool IsLocalResourceError(const boost::system::error_code& ec) {
-  if (ec.category() != boost::system::system_category()) return false;
-  switch (ec.value()) {
-    case EMFILE:
-    case ENFILE:
-    case ENOBUFS:
-    case ENOMEM:
-      return true;
-    default:
-      return false;
-  }
+  return ec.category() == boost::system::system_category() && IsLocalResourceErrno(ec.value());
 }
 
 bool IsTimeout(const boost::system::error_code& ec) {

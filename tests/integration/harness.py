@@ -284,6 +284,39 @@ spec:
         return self.controller_version()
 
 
+def one_ingress_yaml(backend, host, annotations="", tls_secret=""):
+    """doorman's IngressClass, a Service `web` whose one endpoint is 127.0.0.1:`backend`, and an
+    Ingress `app` routing `host` / to it (`annotations`: a YAML flow map body; `tls_secret`: a
+    kubernetes.io/tls Secret for the host)."""
+    meta = "{name: app, namespace: default%s}" % (", annotations: {%s}" % annotations if annotations else "")
+    tls = "  tls: [{hosts: [%s], secretName: %s}]\n" % (host, tls_secret) if tls_secret else ""
+    return f"""\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: doorman}}
+spec: {{controller: doorman.dev/ingress-controller}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {backend}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {meta}
+spec:
+  ingressClassName: doorman
+{tls}  rules: [{{host: {host}, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
+"""
+
+
 def raw_exchange(port, data, timeout=5.0, host="127.0.0.1"):
     """Sends raw bytes on a fresh connection, half-closes, returns everything read until EOF."""
     with socket.create_connection((host, port), timeout=timeout) as s:

@@ -13,8 +13,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DoormanTestCase, curl, free_port, metric_value, port_open, read_response,  # noqa: E402
-                     start_nginx, wait_until)
+from harness import (DoormanTestCase, curl, free_port, metric_value, one_ingress_yaml, port_open,  # noqa: E402
+                     read_response, start_nginx, wait_until)
 from test_l7_tls import make_cert, secret  # noqa: E402
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -144,31 +144,7 @@ class IngressBehindABalancer(DoormanTestCase):
     def test_proxy_header_and_trusted_forwarded_for(self):
         backend = self.start_backend("b")
         port = free_port()
-        self.write_manifest("ing.yaml", f"""\
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {{name: doorman}}
-spec: {{controller: doorman.dev/ingress-controller}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {backend}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: app, namespace: default}}
-spec:
-  ingressClassName: doorman
-  rules: [{{host: app.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
-""")
+        self.write_manifest("ing.yaml", one_ingress_yaml(backend, "app.test"))
         self.start_controller(["--ingress-http-port", str(port), "--ingress-https-port", str(free_port()),
                                "--ingress-proxy-protocol", "--ingress-trusted-proxies", "10.0.0.0/8, 192.0.2.1/32"])
         self.start_dataplane()

@@ -14,7 +14,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, one_ingress_yaml, port_open, wait_until  # noqa: E402
 
 
 def make_cert(dirpath, name, cn, sans):
@@ -176,35 +176,8 @@ class IngressHsts(DoormanTestCase):
         crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
         http, https = free_port(), free_port()
         self.write_manifest("secret.yaml", secret("h-cert", crt, key))
-        self.write_manifest("ing.yaml", f"""\
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {{name: doorman}}
-spec: {{controller: doorman.dev/ingress-controller}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {backend}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: app
-  namespace: default
-  annotations: {{doorman.dev/hsts: "max-age=31536000; includeSubDomains"}}
-spec:
-  ingressClassName: doorman
-  tls: [{{hosts: [h.test], secretName: h-cert}}]
-  rules: [{{host: h.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
-""")
+        self.write_manifest("ing.yaml", one_ingress_yaml(backend, "h.test", tls_secret="h-cert",
+                                                         annotations='doorman.dev/hsts: "max-age=31536000; includeSubDomains"'))
         # Behind a balancer that terminates TLS and says so (X-Forwarded-Proto), from 127.0.0.0/8.
         self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https),
                                "--ingress-trusted-proxies", "127.0.0.0/8"])
