@@ -212,7 +212,11 @@ int main(int argc, char** argv) {
   sub_opts.advertise_address = advertise_address;
   sub_opts.tls = tls;
   dataplane::Subscriber subscriber(
-      sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); });
+      sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); },
+      [&dp] {
+        auto [version, unserved] = dp.UnservedListeners();
+        return dataplane::Subscriber::ListenerState{version, std::move(unserved)};
+      });
   subscriber.Start();
   log::Info("dataplane", "started",
             {{"controller", controller}, {"node", node_name}, {"workers", std::to_string(workers)},
@@ -222,7 +226,11 @@ int main(int argc, char** argv) {
   // Waits for a stop signal; every 2 s meanwhile, listeners whose port was busy are tried again.
   int sig = 0;
   const timespec retry_every{2, 0};
-  while ((sig = sigtimedwait(&stop_signals, nullptr, &retry_every)) < 0) dp.RetryUnboundListeners();
+  // The controller hears of an opened one at once (its status would otherwise wait for the next
+  // update).
+  while ((sig = sigtimedwait(&stop_signals, nullptr, &retry_every)) < 0) {
+    if (dp.RetryUnboundListeners()) subscriber.ReportListeners();
+  }
   log::Info("dataplane", "stopping: no new connections, finishing in-flight work",
             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(kDrainGrace.count()) + "s"}});
   subscriber.Stop();

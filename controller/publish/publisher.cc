@@ -187,6 +187,28 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
       MaybePush(id, s, out);
       break;
     }
+    case doorman::v1::DataplaneMessage::kListenerReport: {
+      const auto& rep = msg.listener_report();
+      if (rep.version() == 0 || rep.version() != s.info.acked_version) {
+        // Another version (its ACK is still on the way, or it was refused): that ACK's list holds.
+        out.diagnostics.push_back(D(log::Level::kDebug, "ignoring a listener report for a version not ACKed on the stream",
+                                    {{"node", node}, {"version", V(rep.version())}, {"acked_version", V(s.info.acked_version)}}));
+        break;
+      }
+      std::vector<std::string> unserved;
+      std::string listed;
+      for (const auto& l : rep.unserved_listeners()) {
+        unserved.push_back(Clip(l, kMaxPeerName));
+        listed += (listed.empty() ? "" : ",") + unserved.back();
+      }
+      if (unserved != s.info.unserved_listeners) {
+        out.diagnostics.push_back(D(log::Level::kInfo, "dataplane listeners changed",
+                                    {{"node", node}, {"version", V(rep.version())},
+                                     {"unserved_listeners", listed.empty() ? "none" : listed}}));
+        s.info.unserved_listeners = std::move(unserved);
+      }
+      break;
+    }
     case doorman::v1::DataplaneMessage::KIND_NOT_SET:
       out.diagnostics.push_back(D(log::Level::kWarn, "ignoring an empty message", {{"node", node}}));
       break;

@@ -20,11 +20,12 @@ constexpr int kKeepaliveTimeoutMs = 10'000;
 constexpr std::chrono::seconds kHealthyStream{10};
 }  // namespace
 
-Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version)
+Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version, ListenersFn listeners)
     : opts_(std::move(options)),
       apply_(std::move(apply)),
       applied_version_(std::move(applied_version)),
-      args_(std::make_unique<grpc::ChannelArguments>()) {
+      args_(std::make_unique<grpc::ChannelArguments>()),
+      listeners_(std::move(listeners)) {
   args_->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
   args_->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args_->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -44,6 +45,20 @@ void Subscriber::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+void Subscriber::ReportListeners() {
+  if (!listeners_) return;
+  std::lock_guard lock(write_mu_);
+  if (!write_ || acked_on_stream_ == 0) return;
+  const ListenerState now = listeners_();
+  if (now.version != acked_on_stream_) return;
+  doorman::v1::DataplaneMessage msg;
+  auto* report = msg.mutable_listener_report();
+  report->set_version(now.version);
+  for (const auto& l : now.unserved) report->add_unserved_listeners(l);
+  // A failed write ends the stream: the reader sees it, and the reconnect's ACK lists them.
+  write_(msg);
 }
 
 void Subscriber::Loop() {
@@ -85,7 +100,13 @@ bool Subscriber::RunStream() {
   h->set_build_version(DOORMAN_VERSION);
 
   bool got_update = false;
-  bool write_failed = !stream->Write(hello);
+  bool write_failed = false;
+  {
+    std::lock_guard lock(write_mu_);
+    write_ = [&stream](const doorman::v1::DataplaneMessage& m) { return stream->Write(m); };
+    acked_on_stream_ = 0;
+    write_failed = !write_(hello);
+  }
   doorman::v1::ControllerMessage msg;
   while (!write_failed && stream->Read(&msg)) {
     if (!msg.has_update()) continue;
@@ -97,13 +118,19 @@ bool Subscriber::RunStream() {
     }
     got_update = true;
     const ApplyResult r = apply_(u);
+    std::lock_guard lock(write_mu_);
     doorman::v1::DataplaneMessage reply;
     if (r.ok) {
       auto* ack = reply.mutable_ack();
       ack->set_version(u.version());
       ack->set_nonce(u.nonce());
       for (const auto& w : r.warnings) ack->add_warnings(w);
-      for (const auto& l : r.unserved_listeners) ack->add_unserved_listeners(l);
+      // What is open now: a retry may have opened a listener since `apply` (its report, sent
+      // before this ACK, was not for the ACKed version and so was not sent).
+      ListenerState now;
+      if (listeners_) now = listeners_();
+      const auto& unserved = listeners_ && now.version == u.version() ? now.unserved : r.unserved_listeners;
+      for (const auto& l : unserved) ack->add_unserved_listeners(l);
     } else {
       auto* nack = reply.mutable_nack();
       nack->set_version(r.serving_version);
@@ -111,7 +138,12 @@ bool Subscriber::RunStream() {
       nack->set_rejected_version(u.version());
       nack->set_error_detail(r.error);
     }
-    write_failed = !stream->Write(reply);
+    write_failed = !write_(reply);
+    if (!write_failed && r.ok) acked_on_stream_ = u.version();
+  }
+  {
+    std::lock_guard lock(write_mu_);
+    write_ = nullptr;
   }
   if (write_failed) ctx.TryCancel();
   const grpc::Status status = stream->Finish();

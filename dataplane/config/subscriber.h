@@ -1,7 +1,8 @@
 // The dataplane side of the routing-state stream (api/doorman/v1/routing.proto). Runs on its own
 // thread with gRPC's synchronous API: connect, send Hello (node name, last applied version),
 // then for every StateUpdate call `apply` and answer ACK (with warnings) or NACK (with the still
-// served version and the error). On any stream end it reconnects with exponential backoff and
+// served version and the error). ReportListeners sends a ListenerReport when a listener of the
+// ACKed version opened later (main's retry). On any stream end it reconnects with exponential backoff and
 // jitter (Backoff, capped at 5 s). It never looks inside snapshots: compiling and swapping is
 // the apply callback's job (Envoy's Subscription/SubscriptionCallbacks split).
 #pragma once
@@ -13,11 +14,13 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/tls_flags.h"
 #include "dataplane/config/apply_result.h"
 
 namespace doorman::v1 {
+class DataplaneMessage;
 class StateUpdate;
 }
 namespace grpc {
@@ -40,14 +43,26 @@ class Subscriber {
  public:
   using ApplyFn = std::function<ApplyResult(const doorman::v1::StateUpdate&)>;
   using VersionFn = std::function<uint64_t()>;
+  // The applied version and its listeners that are not open now, read together (one lock).
+  struct ListenerState {
+    uint64_t version = 0;
+    std::vector<std::string> unserved;
+  };
+  using ListenersFn = std::function<ListenerState()>;
 
-  Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version);
+  // `listeners` (optional) is read when an ACK is written, so the ACK lists what is open then
+  // (a retry may have opened one since `apply`), and by ReportListeners.
+  Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn applied_version, ListenersFn listeners = nullptr);
   ~Subscriber();
   Subscriber(const Subscriber&) = delete;
   Subscriber& operator=(const Subscriber&) = delete;
 
   void Start();
   void Stop();  // cancels the stream and joins the thread
+  // Thread-safe. Tells the controller, on the open stream, which listeners of the version ACKed
+  // on it are not open now. Nothing without a stream, before its first ACK, or when a newer
+  // version is applied but not ACKed yet (its ACK will list them). Needs `listeners`.
+  void ReportListeners();
 
  private:
   void Loop();
@@ -64,6 +79,11 @@ class Subscriber {
   std::condition_variable cv_;
   bool stopping_ = false;
   grpc::ClientContext* active_ = nullptr;  // guarded by mu_
+  ListenersFn listeners_;
+  // Every write on the stream, and what was ACKed on it (gRPC allows one writer at a time).
+  std::mutex write_mu_;
+  std::function<bool(const doorman::v1::DataplaneMessage&)> write_;  // guarded by write_mu_; empty = no stream
+  uint64_t acked_on_stream_ = 0;                                     // guarded by write_mu_
 };
 
 }  // namespace doorman::dataplane

@@ -142,26 +142,34 @@ ApplyResult Dataplane::Apply(const doorman::v1::StateUpdate& update, bool persis
   return r;
 }
 
-void Dataplane::RetryUnboundListeners() {
+std::pair<uint64_t, std::vector<std::string>> Dataplane::UnservedListeners() const {
   std::lock_guard lock(impl_->mu);
-  if (impl_->shut_down) return;
   const auto config = impl_->store.Load();
-  if (!config) return;
+  return {applied_version_.load(), config ? impl_->listeners->Unbound(*config) : std::vector<std::string>{}};
+}
+
+bool Dataplane::RetryUnboundListeners() {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->shut_down) return false;
+  const auto config = impl_->store.Load();
+  if (!config) return false;
   const auto before = impl_->listeners->Unbound(*config);
-  if (before.empty()) return;
+  if (before.empty()) return false;
   impl_->listeners->Prepare(*config, /*quiet=*/true);
   impl_->listeners->Commit();
   const auto after = impl_->listeners->Unbound(*config);
+  bool opened = false;
   for (const auto& name : before) {
     if (std::find(after.begin(), after.end(), name) != after.end()) continue;
+    opened = true;
     log::Info("listener", "listener opened on retry", {{"listener", name}});
-    // Its "not served" warning goes, and only that one (the controller's view refreshes with the
-    // next ACK).
+    // Its "not served" warning goes, and only that one.
     const std::string prefix = "listener \"" + name + "\": ";
     std::erase_if(impl_->warnings, [&](const std::string& w) {
       return w.rfind(prefix, 0) == 0 && w.find(ListenerManager::kNotServedRetried) != std::string::npos;
     });
   }
+  return opened;
 }
 
 std::string Dataplane::DebugConfigJson() const {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataplane/config/apply_result.h"
@@ -56,8 +57,11 @@ class Dataplane {
   bool draining() const;
   std::string DebugConfigJson() const;
   // Binds the listeners of the current state whose port could not be bound (another process held
-  // it), without waiting for the next update; main calls it every 2 s. Thread-safe.
-  void RetryUnboundListeners();
+  // it), without waiting for the next update; main calls it every 2 s. Thread-safe. True when
+  // one opened (the controller is told: Subscriber::ReportListeners).
+  bool RetryUnboundListeners();
+  // The applied version and its listeners that are not open now, read under one lock.
+  std::pair<uint64_t, std::vector<std::string>> UnservedListeners() const;
 
   // Stops accepting, waits up to `grace` for in-flight HTTP requests and open TCP connections,
   // then stops the workers. Idempotent.

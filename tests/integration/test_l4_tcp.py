@@ -395,11 +395,21 @@ spec:
         self.wait_converged()
         wait_until(lambda: "cannot open listener" in self.dataplane.log(), what="the bind failure")
         self.assertIn("retried every 2 s", self.dataplane.log())
+        unserved = wait_until(lambda: self.unserved_listeners(), what="the controller told of the unserved listener")
+        self.assertEqual(len(unserved), 1, unserved)
         holder.close()
         s, name = wait_until(lambda: self.try_connect(), what="the listener opened by a retry")
         self.assertEqual(name, "a")
         s.close()
         self.assertIn("listener opened on retry", self.dataplane.log())
+        # The controller hears of it without another update (its status would say
+        # Programmed=False ListenerNotServed until the next change otherwise).
+        wait_until(lambda: self.unserved_listeners() == [], what="the controller told of the opened listener")
+        self.assertIn("dataplane listeners changed", self.controller.log())
+
+    def unserved_listeners(self):
+        dataplanes = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["dataplanes"]
+        return dataplanes[0]["unservedListeners"] if dataplanes else None
 
     def try_connect(self):
         try:

@@ -279,6 +279,49 @@ TEST(Publisher, AckForAnotherVersionWithTheRightNonceIsNotAcceptedAsProgrammed) 
   EXPECT_EQ(p.dataplanes()[0].acked_version, 0u);
 }
 
+v1::DataplaneMessage Report(uint64_t version, std::vector<std::string> unserved) {
+  v1::DataplaneMessage m;
+  m.mutable_listener_report()->set_version(version);
+  for (auto& l : unserved) m.mutable_listener_report()->add_unserved_listeners(l);
+  return m;
+}
+
+TEST(Publisher, AListenerReportUpdatesTheAckedVersionsUnservedListenersOnly) {
+  Publisher p;
+  const StreamId s = p.OpenStream(At(0));
+  p.OnMessage(s, Hello("n1"), At(0));
+  auto out1 = p.Publish(1, Snap("a"), At(0));
+  v1::DataplaneMessage ack = Ack(out1.pushes[0]);
+  ack.mutable_ack()->add_unserved_listeners("l4-tcp-8080");
+  ack.mutable_ack()->add_unserved_listeners("l4-udp-53");
+  p.OnMessage(s, ack, At(1));
+  ASSERT_EQ(p.dataplanes()[0].unserved_listeners.size(), 2u);
+  // The port of one freed later: the dataplane reports it without an update.
+  auto r = p.OnMessage(s, Report(1, {"l4-udp-53"}), At(2));
+  EXPECT_TRUE(r.pushes.empty());
+  ASSERT_EQ(CountLevel(r, log::Level::kInfo), 1u);
+  EXPECT_EQ(r.diagnostics[0].Field("unserved_listeners"), "l4-udp-53");
+  EXPECT_EQ(p.dataplanes()[0].unserved_listeners, std::vector<std::string>{"l4-udp-53"});
+  // The same report again changes nothing and logs nothing at info.
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Report(1, {"l4-udp-53"}), At(3)), log::Level::kInfo), 0u);
+  // A report for a version this stream has not ACKed (its ACK still on the way, or another
+  // dataplane's idea) is not taken: the ACK of that version carries the list.
+  auto out2 = p.Publish(2, Snap("b"), At(4));
+  ASSERT_EQ(out2.pushes.size(), 1u);
+  p.OnMessage(s, Report(2, {}), At(5));
+  p.OnMessage(s, Report(0, {}), At(5));
+  p.OnMessage(s, Report(7, {}), At(5));
+  EXPECT_EQ(p.dataplanes()[0].unserved_listeners, std::vector<std::string>{"l4-udp-53"});
+  EXPECT_EQ(p.dataplanes()[0].acked_version, 1u);
+  p.OnMessage(s, Ack(out2.pushes[0]), At(6));  // version 2, every listener served
+  EXPECT_TRUE(p.dataplanes()[0].unserved_listeners.empty());
+  p.OnMessage(s, Report(2, {}), At(7));
+  EXPECT_TRUE(p.dataplanes()[0].unserved_listeners.empty());
+  // Before the Hello a report is a protocol error like any other first message.
+  const StreamId fresh = p.OpenStream(At(8));
+  EXPECT_TRUE(p.OnMessage(fresh, Report(2, {}), At(8)).close_invalid_argument.has_value());
+}
+
 TEST(Publisher, AckWarningsAreLoggedOncePerVersion) {
   Publisher p;
   const StreamId a = p.OpenStream(At(0));
