@@ -121,9 +121,11 @@ def check_mtls_mount(tc, workload, secret_name):
     tc.assertEqual(vols[mounts[0]["name"]]["secret"]["secretName"], secret_name)
 
 
-def check_mtls_args_start_binaries(tc, build_dir, controller_tls, dataplane_tls):
+def check_mtls_args_start_binaries(tc, build_dir, controller_tls, dataplane_tls, pems=None):
     """Runs the real binaries on 127.0.0.1 with the given --tls-* args (MTLS_DIR pointed at a
-    throwaway PKI): the controller serves mTLS and the dataplane connects through it."""
+    throwaway PKI): the controller serves mTLS and the dataplane connects through it. `pems`:
+    {"controller": {"tls.crt": bytes, ...}, "dataplane": {...}} to use instead (each binary gets
+    its own directory then)."""
     import shutil
     import socket
     import subprocess
@@ -136,23 +138,32 @@ def check_mtls_args_start_binaries(tc, build_dir, controller_tls, dataplane_tls)
     def openssl(*a):
         subprocess.run(["openssl", *a], cwd=tmp, check=True, capture_output=True, timeout=30)
 
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=doorman-ca")
-    openssl("req", "-x509", *ec, "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=doorman",
-            "-CA", "ca.crt", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext", "extendedKeyUsage=serverAuth,clientAuth")
+    dirs = {"controller": tmp, "dataplane": tmp}
+    if pems is None:
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=doorman-ca")
+        openssl("req", "-x509", *ec, "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=doorman",
+                "-CA", "ca.crt", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-addext", "extendedKeyUsage=serverAuth,clientAuth")
+    else:
+        for who, files in pems.items():
+            dirs[who] = os.path.join(tmp, who)
+            os.makedirs(dirs[who])
+            for name, data in files.items():
+                with open(os.path.join(dirs[who], name), "wb") as f:
+                    f.write(data)
     os.makedirs(os.path.join(tmp, "manifests"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         grpc_port = s.getsockname()[1]
-    local = lambda args: [a.replace(MTLS_DIR, tmp) for a in args]  # noqa: E731
+    local = lambda who, args: [a.replace(MTLS_DIR, dirs[who]) for a in args]  # noqa: E731
     runs = (("controller", [os.path.join(build_dir, "controller", "doorman-controller"),
                             "--manifests", os.path.join(tmp, "manifests"),
                             "--grpc-listen", "127.0.0.1:%d" % grpc_port, "--metrics-listen", "127.0.0.1:0"]
-             + local(controller_tls), "grpc_tls=mtls"),
+             + local("controller", controller_tls), "grpc_tls=mtls"),
             ("dataplane", [os.path.join(build_dir, "dataplane", "doorman-dataplane"),
                            "--controller", "127.0.0.1:%d" % grpc_port, "--bind-address", "127.0.0.1",
-                           "--metrics-listen", "127.0.0.1:0"] + local(dataplane_tls),
+                           "--metrics-listen", "127.0.0.1:0"] + local("dataplane", dataplane_tls),
              "connected to controller controller=127.0.0.1:%d tls=mtls" % grpc_port))
     procs = []
     try:

@@ -65,7 +65,10 @@ class HelmRenderTest(unittest.TestCase):
         build_renderer()
 
     def test_default_equals_deploy(self):
-        got = keyed(docs_of(render("-name", "doorman", "-namespace", "doorman-system").stdout))
+        # deploy/ is the chart without mTLS (plain manifests cannot generate a CA; deploy/mtls/
+        # turns it on with Secrets the user makes): test_default_mtls_* cover the chart's default.
+        got = keyed(docs_of(render("-name", "doorman", "-namespace", "doorman-system",
+                                   "--set", "mtls.enabled=false").stdout))
         want = keyed(dc.deploy_docs(with_monitoring=False))
         want.pop(("Namespace", "doorman-system"))  # helm: --create-namespace, not a template
         self.assertEqual(sorted(got), sorted(want))
@@ -132,12 +135,13 @@ class HelmRenderTest(unittest.TestCase):
     def test_set_flags(self):
         out = render("-name", "doorman", "-namespace", "doorman-system",
                      "--set", "controller.replicas=1,controller.leaderElection.enabled=false",
-                     "--set", "dataplane.hostNetwork=false", "--set", "mtls.enabled=true",
+                     "--set", "dataplane.hostNetwork=false", "--set", "mtls.secretName=doorman-mtls",
                      "--set", "ingressClass.enabled=false").stdout
         docs = docs_of(out)
         dep = dc.check_controller(self, docs, replicas=1, leader_elect=False)
         self.assertFalse(dc.by_kind(docs, "Role"), "no Lease access without leader election")
         self.assertFalse(dc.by_kind(docs, "IngressClass"))
+        self.assertFalse(dc.by_kind(docs, "Secret"), "a named Secret is the user's: none generated")
         ds = dc.one(docs, "DaemonSet")
         pod = ds["spec"]["template"]["spec"]
         self.assertFalse(pod["hostNetwork"])
@@ -145,10 +149,13 @@ class HelmRenderTest(unittest.TestCase):
         for w in (dep, ds):
             self.assertEqual(dc.tls_args(w), dc.MTLS_ARGS)
             dc.check_mtls_mount(self, w, "doorman-mtls")
-        notes = render("--set", "mtls.enabled=true", "-notes").stdout
+        notes = render("--set", "mtls.secretName=doorman-mtls", "-notes").stdout
         self.assertIn("mTLS between controller and dataplanes is on", notes)
         self.assertIn("expect the name doorman-controller.default.svc", notes)
-        self.assertNotIn("mTLS", render("-notes").stdout)
+        self.assertIn("Pods wait in ContainerCreating until the Secrets exist", notes)
+        self.assertIn("The chart generated both Secrets", render("-notes").stdout)
+        self.assertIn("mTLS between controller and dataplanes is OFF",
+                      render("--set", "mtls.enabled=false", "-notes").stdout)
 
     def test_mtls_secrets_per_workload_and_server_name(self):
         docs = docs_of(render("--set", "mtls.enabled=true,mtls.controllerSecretName=ctl-tls",
@@ -159,11 +166,57 @@ class HelmRenderTest(unittest.TestCase):
         self.assertEqual(secret(ds)["secretName"], "dp-tls")
         self.assertIn("--tls-server-name=controller.example", dc.container(ds)["args"])
         self.assertFalse([a for a in dc.container(dep)["args"] if a.startswith("--tls-server-name")])
-        # Off: no flag, no volume.
-        docs = docs_of(render().stdout)
+        # Off: no flag, no volume, no Secret.
+        docs = docs_of(render("--set", "mtls.enabled=false").stdout)
+        self.assertFalse(dc.by_kind(docs, "Secret"))
         for w in (dc.one(docs, "Deployment"), dc.one(docs, "DaemonSet")):
             self.assertFalse([a for a in dc.container(w)["args"] if a.startswith("--tls-")])
             self.assertNotIn("mtls", {v["name"] for v in w["spec"]["template"]["spec"].get("volumes", [])})
+
+    def test_default_mtls_generates_a_ca_and_two_certificates(self):
+        import base64
+        docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system").stdout)
+        dep, ds = dc.one(docs, "Deployment"), dc.one(docs, "DaemonSet")
+        for w in (dep, ds):
+            self.assertEqual(dc.tls_args(w), dc.MTLS_ARGS)
+        dc.check_mtls_mount(self, dep, "doorman-controller-mtls")
+        dc.check_mtls_mount(self, ds, "doorman-dataplane-mtls")
+        secrets = {d["metadata"]["name"]: d for d in dc.by_kind(docs, "Secret")}
+        self.assertEqual(sorted(secrets), ["doorman-controller-mtls", "doorman-dataplane-mtls"])
+        pems = {}
+        for who in ("controller", "dataplane"):
+            sec = secrets["doorman-%s-mtls" % who]
+            self.assertEqual(sec["type"], "kubernetes.io/tls")
+            self.assertEqual(sec["metadata"]["namespace"], "doorman-system")
+            pems[who] = {k: base64.b64decode(v) for k, v in sec["data"].items()}
+            self.assertEqual(sorted(pems[who]), ["ca.crt", "tls.crt", "tls.key"])
+        self.assertEqual(pems["controller"]["ca.crt"], pems["dataplane"]["ca.crt"], "one CA")
+        self.assertNotEqual(pems["controller"]["tls.key"], pems["dataplane"]["tls.key"],
+                            "a node must not hold the controller's key")
+        self.assertNotIn(b"PRIVATE KEY", pems["controller"]["ca.crt"], "the CA key is kept nowhere")
+        # The dataplanes dial the controller Service's name; here 127.0.0.1, told that name.
+        self.assertNotIn("--tls-server-name", " ".join(dc.container(ds)["args"]))
+        dc.check_mtls_args_start_binaries(
+            self, BUILD_DIR, dc.tls_args(dep),
+            dc.tls_args(ds) + ["--tls-server-name=doorman-controller.doorman-system.svc"], pems=pems)
+        # The controller's certificate names that Service and no other: a dataplane expecting
+        # another name refuses it (the dataplane's own certificate names no Service at all).
+        self.assertIn(b"-----BEGIN CERTIFICATE-----", pems["dataplane"]["tls.crt"])
+        with self.assertRaises(AssertionError):
+            dc.check_mtls_args_start_binaries(
+                self, BUILD_DIR, dc.tls_args(dep),
+                dc.tls_args(ds) + ["--tls-server-name=doorman-controller.other.svc"], pems=pems)
+        # Another release: its own names and its own CA.
+        other = docs_of(render("-name", "edge", "-namespace", "lb").stdout)
+        names = sorted(d["metadata"]["name"] for d in dc.by_kind(other, "Secret"))
+        self.assertEqual(names, ["edge-doorman-controller-mtls", "edge-doorman-dataplane-mtls"])
+
+    def test_mtls_half_named_is_refused(self):
+        # One generated side would not trust the other: named Secrets are both or neither.
+        for half in ("mtls.controllerSecretName=ctl-tls", "mtls.dataplaneSecretName=dp-tls"):
+            p = render("--set", half, check=False)
+            self.assertNotEqual(p.returncode, 0, half)
+            self.assertIn("name both controllerSecretName and dataplaneSecretName", p.stderr)
 
     def test_mtls_args_are_accepted_by_the_binaries(self):
         """The rendered --tls-* flags, pointed at real files, start both binaries (names match)."""

@@ -47,7 +47,23 @@ seccompProfile: {type: RuntimeDefault}
 - --tls-ca=/etc/doorman/tls/ca.crt
 {{- end -}}
 
-{{/* The Secret each workload mounts; call with (dict "ctx" $ "name" .Values.mtls.controllerSecretName). */}}
+{{/* "true" when the chart makes the mTLS Secrets itself: mTLS on and no Secret named. */}}
+{{- define "doorman.mtlsGenerated" -}}
+{{- $m := .Values.mtls -}}
+{{- if and $m.enabled (not $m.secretName) (not $m.controllerSecretName) (not $m.dataplaneSecretName) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret a workload mounts; call with (dict "ctx" $ "name" .Values.mtls.controllerSecretName
+"component" "controller"). Its own name, else secretName, else the generated one (none named). */}}
 {{- define "doorman.mtlsSecret" -}}
-{{- default .ctx.Values.mtls.secretName .name -}}
+{{- $m := .ctx.Values.mtls -}}
+{{- if .name -}}
+{{- .name -}}
+{{- else if $m.secretName -}}
+{{- $m.secretName -}}
+{{- else if include "doorman.mtlsGenerated" .ctx -}}
+{{- printf "%s-%s-mtls" (include "doorman.fullname" .ctx) .component -}}
+{{- else -}}
+{{- fail "mtls: name both controllerSecretName and dataplaneSecretName, or secretName, or none (the chart then generates a CA and both certificates); one generated side would not trust the other" -}}
+{{- end -}}
 {{- end -}}
