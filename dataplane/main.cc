@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
   opts.node_name = node_name;
   opts.state_dir = state_dir;
   opts.udp_max_flows = static_cast<std::size_t>(udp_max_flows);
+  opts.udp_flow_descriptors = static_cast<std::size_t>(open_files / 2);  // the other half: TCP, HTTP, probes
   opts.connection_balance = connection_balance == "exact";
   dataplane::Dataplane dp(opts, registry);
   dp.Start();

@@ -8,8 +8,13 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <cerrno>
+#include <cstring>
 #include <unordered_map>
 #include <vector>
 
@@ -25,6 +30,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
+
+constexpr int kReadBatch = 64;  // datagrams read per readiness wakeup
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
@@ -57,10 +64,143 @@ uint64_t AddressHash(const udp::endpoint& e) {
   return lb::HashKey(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
 }
 
+// The local address a datagram was sent to (IP_PKTINFO / IPV6_PKTINFO). A listener bound to the
+// wildcard (--bind-address 0.0.0.0, the DaemonSet's default) would otherwise answer from the
+// address the routing table picks, which a client with a connected socket (resolvers, QUIC, NTP)
+// or a stateful firewall drops when it sent to another local address (a VIP, a second node IP).
+struct LocalAddr {
+  bool known = false;
+  bool v6 = false;
+  std::array<unsigned char, 16> bytes{};  // 4 used for IPv4
+  int ifindex = 0;                        // IPv6: needed for a link-local address
+  bool operator==(const LocalAddr& o) const { return known == o.known && v6 == o.v6 && bytes == o.bytes; }
+};
+
+// A flow: one client address:port talking to one local address.
+struct FlowKey {
+  udp::endpoint client;
+  LocalAddr local;
+  bool operator==(const FlowKey& o) const { return client == o.client && local == o.local; }
+};
+
+struct FlowKeyHash {
+  std::size_t operator()(const FlowKey& k) const {
+    const std::size_t h = EndpointHash{}(k.client);
+    if (!k.local.known) return h;
+    const std::string_view b(reinterpret_cast<const char*>(k.local.bytes.data()), k.local.v6 ? 16 : 4);
+    return h ^ (static_cast<std::size_t>(lb::HashKey(b)) * 0x9e3779b97f4a7c15ULL);
+  }
+};
+
+// Turns on the local-address ancillary data (IP_PKTINFO also on an IPv6 socket, for IPv4-mapped
+// clients of a dual-stack one) and non-blocking reads.
+void EnablePacketInfo(UdpSocket& sock) {
+  const int fd = sock.native_handle();
+  const int one = 1;
+  error_code ec;
+  if (sock.local_endpoint(ec).address().is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+  sock.non_blocking(true, ec);
+}
+
+// One datagram, its sender and the local address it was sent to; -1 with errno as recvmsg(2)
+// (EAGAIN: nothing more now).
+ssize_t ReceiveWithLocal(int fd, char* buf, std::size_t cap, udp::endpoint* from, LocalAddr* local) {
+  sockaddr_storage ss{};
+  iovec iov{buf, cap};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo))];
+  msghdr msg{};
+  msg.msg_name = &ss;
+  msg.msg_namelen = sizeof ss;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(fd, &msg, 0);
+  if (n < 0) return n;
+  *local = LocalAddr{};
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo pi;
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      // ipi_spec_dst: the local address (for a broadcast, the interface's, not the broadcast).
+      local->known = true;
+      local->v6 = false;
+      std::memcpy(local->bytes.data(), &pi.ipi_spec_dst, 4);
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo pi;
+      std::memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      if (IN6_IS_ADDR_MULTICAST(&pi.ipi6_addr)) continue;  // not a source to answer from
+      local->known = true;
+      local->v6 = true;
+      std::memcpy(local->bytes.data(), &pi.ipi6_addr, 16);
+      local->ifindex = static_cast<int>(pi.ipi6_ifindex);
+    }
+  }
+  if (ss.ss_family == AF_INET) {
+    sockaddr_in sin;
+    std::memcpy(&sin, &ss, sizeof sin);
+    *from = udp::endpoint(net::ip::address_v4(ntohl(sin.sin_addr.s_addr)), ntohs(sin.sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    sockaddr_in6 sin6;
+    std::memcpy(&sin6, &ss, sizeof sin6);
+    net::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), &sin6.sin6_addr, 16);
+    *from = udp::endpoint(net::ip::address_v6(b, sin6.sin6_scope_id), ntohs(sin6.sin6_port));
+  } else {
+    errno = EAFNOSUPPORT;
+    return -1;
+  }
+  return n;
+}
+
+// Sends `data` to `to` from `local` when known. A local address that cannot be a source any more
+// (removed from the host meanwhile) falls back to the routing table's choice.
+void SendFrom(int fd, const char* data, std::size_t n, const udp::endpoint& to, const LocalAddr& local) {
+  iovec iov{const_cast<char*>(data), n};
+  msghdr msg{};
+  msg.msg_name = const_cast<void*>(static_cast<const void*>(to.data()));
+  msg.msg_namelen = static_cast<socklen_t>(to.size());
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+  // One control message, `value` of (level, type).
+  auto put = [&](int level, int type, const auto& value) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof value);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = level;
+    c->cmsg_type = type;
+    c->cmsg_len = CMSG_LEN(sizeof value);
+    std::memcpy(CMSG_DATA(c), &value, sizeof value);
+  };
+  if (local.known && local.v6) {
+    in6_pktinfo pi{};
+    std::memcpy(&pi.ipi6_addr, local.bytes.data(), 16);
+    pi.ipi6_ifindex = static_cast<unsigned>(local.ifindex);
+    put(IPPROTO_IPV6, IPV6_PKTINFO, pi);
+  } else if (local.known) {
+    in_pktinfo pi{};
+    std::memcpy(&pi.ipi_spec_dst, local.bytes.data(), 4);
+    put(IPPROTO_IP, IP_PKTINFO, pi);
+  }
+  ssize_t r;
+  while ((r = ::sendmsg(fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  if (r < 0 && local.known && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
+    msg.msg_control = nullptr;
+    msg.msg_controllen = 0;
+    while (::sendmsg(fd, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+  }
+  // Any other failure (a full buffer: EAGAIN) drops the reply, as UDP may.
+}
+
 class UdpListener;
 
 struct Flow {
   udp::endpoint client;
+  LocalAddr local;  // the address the client sent to: replies leave from it
   UdpSocket upstream;
   int64_t last_activity_ms = 0;
   lb::EndpointStatePtr endpoint_state;
@@ -78,7 +218,9 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   UdpListener(Worker& w, std::shared_ptr<UdpSocket> s, std::string name)
       : w_(w), sock_(std::move(s)), name_(std::move(name)), sweep_(w.executor()),
         active_(w.metrics().L4Active(name_)), rx_(w.metrics().L4Bytes(name_, true)),
-        tx_(w.metrics().L4Bytes(name_, false)) {}
+        tx_(w.metrics().L4Bytes(name_, false)) {
+    EnablePacketInfo(*sock_);
+  }
 
   ~UdpListener() {
     for (auto& [k, f] : flows_) CloseFlow(*f);
@@ -88,12 +230,18 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   static Task<> Receive(std::shared_ptr<UdpListener> self) {
     std::vector<char> buf(kMaxDatagram);
     for (;;) {
-      udp::endpoint from;
       error_code ec;
-      const std::size_t n = co_await self->sock_->async_receive_from(net::buffer(buf), from, Redirect(ec));
+      co_await self->sock_->async_wait(net::socket_base::wait_read, Redirect(ec));
       if (ec == net::error::operation_aborted || !self->sock_->is_open()) break;
-      if (ec) continue;  // e.g. ICMP errors surfaced on the socket: keep serving
-      co_await self->OnDatagram(from, buf.data(), n);
+      // What is queued, up to a batch (then the worker's other handlers get their turn).
+      for (int i = 0; i < kReadBatch && self->sock_->is_open(); ++i) {
+        udp::endpoint from;
+        LocalAddr local;
+        const ssize_t n = ReceiveWithLocal(self->sock_->native_handle(), buf.data(), buf.size(), &from, &local);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0) continue;  // e.g. an ICMP error surfaced on the socket: keep serving
+        co_await self->OnDatagram(FlowKey{from, local}, buf.data(), static_cast<std::size_t>(n));
+      }
     }
     self->sweep_.cancel();
     for (auto& [k, f] : self->flows_) self->CloseFlow(*f);
@@ -153,8 +301,9 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     return true;
   }
 
-  Task<> OnDatagram(const udp::endpoint& from, const char* data, std::size_t n) {
-    auto it = flows_.find(from);
+  Task<> OnDatagram(const FlowKey& key, const char* data, std::size_t n) {
+    const udp::endpoint& from = key.client;
+    auto it = flows_.find(key);
     std::shared_ptr<Flow> flow;
     if (it != flows_.end()) {
       flow = it->second;
@@ -172,7 +321,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       uint64_t hash = AddressHash(from);
       const bool accept = l != nullptr && l->proxy_protocol_accept;
       if (accept && !StripProxyHeader(data, n, &hash)) co_return;
-      flow = NewFlow(from, l, hash);
+      flow = NewFlow(key, l, hash);
       if (!flow) co_return;
       flow->proxy_accept = accept;
     }
@@ -184,8 +333,11 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   }
 
   // `l`: the listener in the current config (held by the caller); `client_hash`: the client's key.
-  std::shared_ptr<Flow> NewFlow(const udp::endpoint& from, const Listener* l, uint64_t client_hash) {
-    if (flows_.size() >= w_.shared().udp_max_flows) {
+  std::shared_ptr<Flow> NewFlow(const FlowKey& key, const Listener* l, uint64_t client_hash) {
+    SharedState& shared = w_.shared();
+    if (flows_.size() >= shared.udp_max_flows ||
+        (shared.udp_flow_descriptors != 0 &&
+         shared.udp_flows.load(std::memory_order_relaxed) >= shared.udp_flow_descriptors)) {
       w_.metrics().L4Drops(name_, "udp_table_full").Increment();
       return nullptr;
     }
@@ -205,60 +357,73 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       w_.metrics().L4Drops(name_, "connect_failed").Increment();
       return nullptr;
     }
-    flow->client = from;
+    flow->client = key.client;
+    flow->local = key.local;
     flow->sticky = route->sticky;
     flow->client_hash = client_hash;
     flow->endpoint_state = ep->state;
     flow->endpoint_key = ep->key;
     flow->drain_flag = l->DrainFlagFor(ep->key);
     if (flow->endpoint_state) flow->endpoint_state->active.fetch_add(1, std::memory_order_relaxed);
+    shared.udp_flows.fetch_add(1, std::memory_order_relaxed);
     w_.metrics().L4Connections(name_, ep->key).Increment();
     active_.Increment();
-    flows_.emplace(from, flow);
+    flows_.emplace(key, flow);
     net::co_spawn(w_.executor(), Replies(shared_from_this(), flow), net::detached);
     return flow;
   }
 
   // Backend → client, from the listener's socket (the address the client talked to).
   static Task<> Replies(std::shared_ptr<UdpListener> self, std::shared_ptr<Flow> flow) {
-    std::vector<char> buf(kMaxDatagram);
     for (;;) {
       error_code ec;
-      const std::size_t n = co_await flow->upstream.async_receive(net::buffer(buf), Redirect(ec));
+      // A readiness wait, then reads into the listener's one buffer: a flow holds no buffer of
+      // its own while it waits (64 KiB each would be 1 GiB at the flow cap).
+      co_await flow->upstream.async_wait(net::socket_base::wait_read, Redirect(ec));
       if (flow->closed || ec == net::error::operation_aborted) co_return;
-      if (ec == net::error::connection_refused) {
-        // ICMP port unreachable: nothing listens there. Passive outlier detection, as for TCP
-        // connect failures (shared detector: 5 in a row eject the endpoint, schedulers skip it),
-        // and the flow ends, so the client's next datagram opens a flow to another endpoint.
-        if (flow->endpoint_state &&
-            OutlierDetector::Default().OnFailure(*flow->endpoint_state, std::chrono::steady_clock::now())) {
-          self->w_.metrics().L4Ejections(self->name_, flow->endpoint_key).Increment();
-          log::Info("l4", "endpoint ejected by outlier detection (UDP port unreachable)",
-                    {{"listener", self->name_}, {"backend", flow->endpoint_key}});
+      for (int i = 0; i < kReadBatch; ++i) {
+        const std::size_t n = flow->upstream.receive(net::buffer(self->reply_buf_), 0, ec);
+        if (ec == net::error::would_block || ec == net::error::try_again) break;
+        if (ec == net::error::connection_refused) {
+          self->OnPortUnreachable(flow);
+          co_return;
         }
-        self->w_.metrics().L4Drops(self->name_, "connect_failed").Increment();
-        // A client pinned there (sessionAffinity: ClientIP) is not sent back to it either, as a
-        // refused TCP pick is not remembered; unless it was pinned elsewhere meanwhile.
-        if (flow->sticky) {
-          if (auto pinned = flow->sticky->Lookup(flow->client_hash, NowMs()); pinned && *pinned == flow->endpoint_key) {
-            flow->sticky->Forget(flow->client_hash);
-          }
+        if (ec) break;  // another transient error: keep the flow until idle
+        if (flow->endpoint_state) OutlierDetector::Default().OnSuccess(*flow->endpoint_state);
+        flow->last_activity_ms = NowMs();
+        self->tx_pending_ += n;
+        if (self->sock_->is_open()) {
+          SendFrom(self->sock_->native_handle(), self->reply_buf_.data(), n, flow->client, flow->local);
         }
-        self->Forget(flow);
-        co_return;
       }
-      if (ec) continue;  // another transient error (a full buffer): keep the flow until idle
-      if (flow->endpoint_state) OutlierDetector::Default().OnSuccess(*flow->endpoint_state);
-      flow->last_activity_ms = NowMs();
-      self->tx_pending_ += n;
-      self->sock_->send_to(net::buffer(buf.data(), n), flow->client, 0, ec);
     }
+  }
+
+  // ICMP port unreachable: nothing listens there. Passive outlier detection, as for TCP connect
+  // failures (shared detector: 5 in a row eject the endpoint, schedulers skip it), and the flow
+  // ends, so the client's next datagram opens a flow to another endpoint.
+  void OnPortUnreachable(const std::shared_ptr<Flow>& flow) {
+    if (flow->endpoint_state &&
+        OutlierDetector::Default().OnFailure(*flow->endpoint_state, std::chrono::steady_clock::now())) {
+      w_.metrics().L4Ejections(name_, flow->endpoint_key).Increment();
+      log::Info("l4", "endpoint ejected by outlier detection (UDP port unreachable)",
+                {{"listener", name_}, {"backend", flow->endpoint_key}});
+    }
+    w_.metrics().L4Drops(name_, "connect_failed").Increment();
+    // A client pinned there (sessionAffinity: ClientIP) is not sent back to it either, as a
+    // refused TCP pick is not remembered; unless it was pinned elsewhere meanwhile.
+    if (flow->sticky) {
+      if (auto pinned = flow->sticky->Lookup(flow->client_hash, NowMs()); pinned && *pinned == flow->endpoint_key) {
+        flow->sticky->Forget(flow->client_hash);
+      }
+    }
+    Forget(flow);
   }
 
   // Ends `flow` now and removes it from the table (if it is still the client's flow).
   void Forget(const std::shared_ptr<Flow>& flow) {
     CloseFlow(*flow);
-    if (auto it = flows_.find(flow->client); it != flows_.end() && it->second == flow) flows_.erase(it);
+    if (auto it = flows_.find(FlowKey{flow->client, flow->local}); it != flows_.end() && it->second == flow) flows_.erase(it);
   }
 
   void CloseFlow(Flow& f) {
@@ -267,6 +432,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     error_code ignored;
     f.upstream.close(ignored);
     if (f.endpoint_state) f.endpoint_state->active.fetch_sub(1, std::memory_order_relaxed);
+    w_.shared().udp_flows.fetch_sub(1, std::memory_order_relaxed);
     active_.Decrement();
   }
 
@@ -285,7 +451,8 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   prometheus::Counter& tx_;
   uint64_t rx_pending_ = 0;
   uint64_t tx_pending_ = 0;
-  std::unordered_map<udp::endpoint, std::shared_ptr<Flow>, EndpointHash> flows_;
+  std::unordered_map<FlowKey, std::shared_ptr<Flow>, FlowKeyHash> flows_;
+  std::vector<char> reply_buf_ = std::vector<char>(kMaxDatagram);  // every flow's replies, read one at a time
 };
 
 }  // namespace

@@ -30,6 +30,7 @@ struct Dataplane::Impl {
   Impl(DataplaneOptions o, std::shared_ptr<prometheus::Registry> registry, net::ip::address bind)
       : opts(std::move(o)), metrics(std::move(registry)), shared(store, metrics) {
     shared.udp_max_flows = std::max<std::size_t>(1, opts.udp_max_flows);
+    shared.udp_flow_descriptors = opts.udp_flow_descriptors;
     for (int i = 0; i < opts.workers; ++i) workers.push_back(std::make_unique<Worker>(i, shared));
     listeners = std::make_unique<ListenerManager>(workers, bind, opts.connection_balance);
     health = std::make_unique<health::HealthChecker>(

@@ -32,6 +32,8 @@ struct DataplaneOptions {
   // UDP flow-table bound per worker and UDP listener (--udp-max-flows); datagrams that would
   // open a flow beyond it are dropped and counted (drops{reason="udp_table_full"}).
   std::size_t udp_max_flows = 16384;  // = kDefaultUdpMaxFlowsPerWorker (runtime_config.h)
+  // UDP flows of all workers and listeners together (each holds a descriptor); 0 = no bound.
+  std::size_t udp_flow_descriptors = 0;
   // --connection-balance exact: an accepted TCP connection goes to the worker serving the fewest
   // connections (false = wherever SO_REUSEPORT's hash put it).
   bool connection_balance = false;

@@ -29,6 +29,11 @@ struct SharedState {
   std::atomic<int64_t> l4_active{0};           // open L4 sessions
   std::atomic<int64_t> http_in_flight{0};      // HTTP requests being proxied or answered
   std::size_t udp_max_flows = kDefaultUdpMaxFlowsPerWorker;  // per worker and UDP listener (set before Start)
+  // Every UDP flow holds a descriptor (its connected socket towards the backend): all of them
+  // together stay within this many (0 = no bound; main sets half the open-file limit), so
+  // clients cycling source ports cannot take the descriptors TCP and HTTP need.
+  std::size_t udp_flow_descriptors = 0;
+  std::atomic<std::size_t> udp_flows{0};
 };
 
 // One unit of an atomic count, held for as long as the slot lives: an open client connection on

@@ -42,7 +42,9 @@ def answer_ip(reply):
     return socket.inet_ntoa(reply[-4:])
 
 
-class Udp(DoormanTestCase):
+class UdpPeers(DoormanTestCase):
+    """Three dnsmasq backends and the helpers; the tests are in the subclasses."""
+
     def setUp(self):
         super().setUp()
         self.backends = {}
@@ -110,6 +112,57 @@ spec:
 
     def active(self):
         return metric_value(self.dataplane_metrics(), "doorman_l4_connections_active", {"listener": "udp-%d" % self.port}) or 0
+
+
+class Udp(UdpPeers):
+    def test_a_waiting_flow_holds_no_datagram_buffer(self):
+        # 1000 flows (a client address each), all waiting for a reply that already came: the
+        # dataplane's memory grows by the flows' bookkeeping, not by a 64 KiB buffer apiece
+        # (which would be 64 MiB here, 1 GiB at the default cap of 16384 flows per worker).
+        self.start(dataplane_args=("--workers", "1"))
+
+        def rss_kib():
+            with open("/proc/%d/status" % self.dataplane.p.pid) as f:
+                return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+        before_flows, before = self.active(), rss_kib()
+        for i in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.settimeout(3)
+                c.bind(("127.1.%d.%d" % (i // 250, i % 250 + 1), 0))  # a source port may be reused
+                c.sendto(dns_query("x.test"), ("127.0.0.1", self.port))
+                c.recvfrom(512)
+        self.assertEqual(self.active() - before_flows, 1000)
+        grown = rss_kib() - before
+        self.assertLess(grown, 16 * 1024, "RSS grew by %d KiB for 1000 flows" % grown)
+
+    def test_udp_flows_leave_half_the_descriptors_to_everything_else(self):
+        # Each flow holds a socket. With 300 descriptors, UDP flows of all workers together stop
+        # at 150: a client cycling addresses (or source ports) gets no more, and the dataplane's
+        # other sockets (here its metrics endpoint, in a real one TCP and HTTP) keep theirs.
+        self.write_dns_manifest(self.backends, "round-robin", "30s")
+        self.start_controller()
+        self.start_dataplane(["--workers", "2"], prefix=["prlimit", "--nofile=300:300", "--"])
+        self.wait_converged()
+        wait_until(lambda: self.ask_direct(self.port), what="UDP listener answers")
+        self.assertIn("open_files=300", self.dataplane.log())
+        before = self.active()  # the readiness probes' flows
+        answered = 0
+        for i in range(200):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.settimeout(0.3)
+                c.bind(("127.1.%d.%d" % (i // 250, i % 250 + 1), 0))
+                c.sendto(dns_query("x.test"), ("127.0.0.1", self.port))
+                try:
+                    c.recvfrom(512)
+                    answered += 1
+                except socket.timeout:
+                    pass
+        m = self.dataplane_metrics()  # answers: descriptors were left for it
+        self.assertEqual(metric_value(m, "doorman_l4_connections_active", {"listener": "udp-%d" % self.port}), 150)
+        self.assertEqual(answered, 150 - before)
+        self.assertEqual(metric_value(m, "doorman_l4_drops_total",
+                                      {"listener": "udp-%d" % self.port, "reason": "udp_table_full"}), 200 - answered)
 
     def test_dig_round_robin_over_three_dnsmasq_backends(self):
         self.start()
@@ -300,6 +353,59 @@ spec:
         self.assertEqual(self.table_full_drops(), 2)
         self.assertEqual(self.active(), 2)
 
+
+
+class UdpInNetns(UdpPeers):
+    """Runs only inside the network namespace UdpWildcardBind makes (there, any 127.0.0.0/8
+    address is a local address of lo, like a VIP or a node's second address)."""
+
+    def setUp(self):
+        if os.environ.get("DOORMAN_IN_NETNS") != "1":
+            self.skipTest("runs inside UdpWildcardBind's network namespace")
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        super().setUp()
+
+    def test_a_wildcard_listener_answers_from_the_address_each_client_used(self):
+        self.start(dataplane_args=("--workers", "2", "--bind-address", "0.0.0.0"))
+        self.assertIn("bind_address=0.0.0.0", self.dataplane.log())
+        before = self.active()  # the readiness probes' flows
+        for dst in ("127.0.0.1", "127.0.0.2", "127.0.0.77"):
+            # A connected socket (what resolvers use) takes only datagrams from where it sent.
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.settimeout(3)
+                c.bind(("127.0.0.50", 0))
+                c.connect((dst, self.port))
+                c.send(dns_query("x.test"))
+                self.assertIn(answer_ip(c.recv(512)), self.backends.values(), dst)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+                c.settimeout(3)
+                c.sendto(dns_query("x.test"), (dst, self.port))
+                _, source = c.recvfrom(512)
+                self.assertEqual(source, (dst, self.port))
+        # One client port talking to two local addresses: two flows, each answered from its own.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(3)
+            c.bind(("127.0.0.60", 0))
+            for dst in ("127.0.0.3", "127.0.0.4", "127.0.0.3"):
+                c.sendto(dns_query("x.test"), (dst, self.port))
+                self.assertEqual(c.recvfrom(512)[1], (dst, self.port))
+        self.assertEqual(self.active() - before, 2 * 3 + 2, "a flow per client address:port and local address")
+
+
+class UdpWildcardBind(unittest.TestCase):
+    """A dataplane bound to 0.0.0.0 (the DaemonSet's default) with clients sending to several
+    local addresses: each reply must leave from the address its client sent to, or a connected
+    client drops it. In a network namespace of its own (unshare --net, as root)."""
+
+    def test_replies_leave_from_the_address_each_client_used(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a network namespace (unshare --net)")
+        r = subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(__file__),
+                            "UdpInNetns.test_a_wildcard_listener_answers_from_the_address_each_client_used"],
+                           capture_output=True, text=True, timeout=120, env=dict(os.environ, DOORMAN_IN_NETNS="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("OK", r.stderr)
+        self.assertNotIn("skipped", r.stderr)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
