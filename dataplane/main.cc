@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(kDrainGrace.count()) + "s"}});
   subscriber.Stop();
   dp.Shutdown(kDrainGrace);
+  dataplane::CloseAccessLog(std::chrono::seconds(1));  // what is queued, unless the output is stalled
   admin.Stop();
   log::Info("dataplane", "stopped");
   return 0;

@@ -1,10 +1,15 @@
 // L7 access log: one JSON object per line per request (docs/l7.md). The line never carries a
 // secret: no header values at all except Host, the path without its query string, and the
-// request id. Formatting is pure; the sink writes each line with one write(2) on an O_APPEND
-// descriptor (atomic per line, no lock, no buffering to lose at exit).
+// request id. Formatting is pure. The sink never blocks a worker: lines go to a bounded queue
+// (kAccessLogQueueBytes) that one writer thread empties with blocking writes on an O_APPEND
+// descriptor (whole lines); when the output does not keep up (a stalled log reader behind a
+// pipe: a container runtime's shim, a full disk) lines beyond the bound are dropped, counted, and
+// the count is logged when the writer catches up. Traffic never waits for the log.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,10 +27,19 @@ struct AccessLogEntry {
 // {"ts":"2026-11-26T14:40:06.123Z","listener":...,"status":200,"duration_ms":1.234,...}\n
 std::string FormatAccessLog(const AccessLogEntry& e, std::chrono::system_clock::time_point now);
 
+inline constexpr std::size_t kAccessLogQueueBytes = 8 << 20;
+
 // --access-log: "off" (default), "stdout", or a file path (opened for append, created 0640).
-// Returns false with *error when the file cannot be opened. Call before workers start.
+// Returns false with *error when the file cannot be opened. Call before workers start; starts
+// the writer thread.
 bool OpenAccessLog(const std::string& spec, std::string* error);
 bool AccessLogEnabled();
-void WriteAccessLog(const std::string& line);
+// Thread-safe, never blocks on the output.
+void WriteAccessLog(std::string line);
+// Lines dropped so far because the queue was full.
+uint64_t AccessLogDropped();
+// Writes what is queued, waiting at most `max` (a stalled output is not waited for), and stops
+// the writer. At exit.
+void CloseAccessLog(std::chrono::milliseconds max);
 
 }  // namespace doorman::dataplane

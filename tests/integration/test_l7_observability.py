@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """L7 access log (--access-log PATH: one JSON line per request, no secrets) and metrics."""
+import http.client
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import DoormanTestCase, curl, free_port, metric_value, port_open, wait_until  # noqa: E402
 
 
-class L7Observability(DoormanTestCase):
+class L7Base(DoormanTestCase):
+    """One HTTP listener with one route, and a dataplane writing its access log to access_log_path()."""
+
     def setUp(self):
         super().setUp()
         self.backend = self.start_backend("b")
@@ -26,16 +30,21 @@ spec:
       match: {{hosts: [obs.local]}}
       backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]
 """)
-        self.log_path = os.path.join(self.tmp, "access.log")
+        self.log_path = self.access_log_path()
         self.start_controller()
         self.start_dataplane(["--access-log", self.log_path])
         self.wait_converged()
         wait_until(lambda: port_open(self.port), what="L7 listener")
 
+    def access_log_path(self):
+        return os.path.join(self.tmp, "access.log")
+
     def lines(self):
         with open(self.log_path) as f:
             return [json.loads(l) for l in f if l.strip()]
 
+
+class L7Observability(L7Base):
     def test_access_log_lines_carry_no_secrets(self):
         r = curl(["-H", "Host: obs.local", "-H", "Authorization: Bearer SECRET-TOKEN", "-H", "Cookie: session=SECRET-COOKIE",
                   "http://127.0.0.1:%d/orders/7?api_key=SECRET-QUERY" % self.port])
@@ -90,6 +99,41 @@ spec:
         self.assertEqual(metric_value(m, "doorman_l7_requests_total", new), 2)
         self.assertIsNone(metric_value(m, "doorman_l7_requests_total", old))
 
+
+
+class AccessLogStalled(L7Base):
+    """The access log is a FIFO whose reader never reads (a container runtime's log shim that
+    stalls): once the pipe is full, requests must still be served, not wait for the log."""
+
+    def access_log_path(self):
+        path = os.path.join(self.tmp, "access.fifo")
+        os.mkfifo(path)
+        self.reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # open, never read (until the end)
+        self.addCleanup(os.close, self.reader)
+        return path
+
+    def test_a_stalled_access_log_reader_does_not_stop_traffic(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        for i in range(600):  # ~250 bytes a line: 150 KB, more than the pipe's 64 KiB
+            conn.request("GET", "/r%d" % i, headers={"Host": "obs.local"})
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200, i)
+        conn.close()
+        self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l7_requests_total",
+                                      {"route": "default/obs/app", "code": "200"}), 600)
+        # Once read, the lines that were written are whole JSON objects, in order.
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"\n") < 600 and time.monotonic() < deadline:
+            try:
+                chunk = os.read(self.reader, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            data += chunk
+        paths = [json.loads(line)["path"] for line in data.decode().splitlines()]
+        self.assertEqual(paths, ["/r%d" % i for i in range(600)])
 
 if __name__ == "__main__":
     unittest.main()
