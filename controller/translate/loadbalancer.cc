@@ -309,6 +309,8 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         }
         ro->add_on(o);
       }
+      // Conditions without a count mean one retry (Envoy's num_retries default), not none.
+      if (l7 && !rt->contains("attempts") && ro->on_size() > 0) ro->set_attempts(1);
       if (auto t = r.DurationMs(*rt, rp, "perTryTimeout", true)) {
         if (!l7) r.Unsupported(rp + ".perTryTimeout", "needs an HTTP or HTTPS listener");
         ro->set_per_try_timeout_ms(*t);

@@ -663,7 +663,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const auto v = headers.Cookie(route->sticky_cookie)) {
         if (const auto h = ParseStickyCookieValue(*v)) {
           const auto& index = use_canary ? route->sticky_canary : route->sticky_main;
-          if (auto it = index.find(*h); it != index.end() && !Outliers().Ejected(*it->second->state, now)) {
+          // Failing its active health check moves the client too (draining an instance by
+          // failing its check must not leave its sticky clients there), as an ejection does.
+          if (auto it = index.find(*h); it != index.end() && it->second->state->healthy.load(std::memory_order_relaxed) &&
+                                        !Outliers().Ejected(*it->second->state, now)) {
             ep = sticky_ep = it->second;
           }
         }
@@ -689,21 +692,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     replay_.clear();
     replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
     uint32_t retries = 0;
+    // The retry budget counts requests that are retrying now (Envoy's active retries): one per
+    // request from its first retry to its end, however many tries it makes.
+    bool retrying = false;
     struct RetryGuard {
-      uint32_t* n;
-      ~RetryGuard() { g_retries_in_flight.fetch_sub(*n, std::memory_order_relaxed); }
-    } retry_guard{&retries};
+      bool* retrying;
+      ~RetryGuard() {
+        if (*retrying) g_retries_in_flight.fetch_sub(1, std::memory_order_relaxed);
+      }
+    } retry_guard{&retrying};
     // Whether the policy allows one more try now (counts it when it does).
     auto may_retry = [&]() {
       if (!retryable || retries >= route->retry_attempts) return false;
       if (had_body && (!p.is_done() || !replay_ok_)) return false;  // the body cannot be replayed
-      if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed),
-                             g_retries_in_flight.load(std::memory_order_relaxed))) {
-        return false;
-      }
+      const int64_t others = g_retries_in_flight.load(std::memory_order_relaxed) - (retrying ? 1 : 0);
+      if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed), others)) return false;
       ++retries;
       x->retries = retries;
-      g_retries_in_flight.fetch_add(1, std::memory_order_relaxed);
+      if (!retrying) g_retries_in_flight.fetch_add(1, std::memory_order_relaxed);
+      retrying = true;
       w_.metrics().L7Count(L7Event::kRetry, listener_, route->name, "").Increment();
       return true;
     };
@@ -819,6 +826,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     };
     bool sent_continue = false;
     bool force_fresh = false;
+    std::optional<std::chrono::steady_clock::time_point> response_deadline;  // the request timeout, once waiting
     for (int attempt = 0;; ++attempt) {
       hold(*ep);  // from the choice on: a slow connect counts too
       // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
@@ -980,7 +988,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       // 3. The response head (interim 1xx responses are consumed here, not forwarded).
       std::optional<HeadParser<false>> rp;
       error_code rec;
-      const Millis response_timeout = route->per_try_timeout.count() > 0 ? route->per_try_timeout : route->request_timeout;
+      // The request timeout spans every try (Gateway API, Envoy): counted from the first try's
+      // wait for a response; a per-try timeout bounds each try within what is left of it.
+      const auto now_wait = std::chrono::steady_clock::now();
+      if (!response_deadline) response_deadline = now_wait + route->request_timeout;
+      const Millis left = std::max(Millis(1), std::chrono::ceil<Millis>(*response_deadline - now_wait));
+      const bool per_try_binds = route->per_try_timeout.count() > 0 && route->per_try_timeout < left;
+      const Millis response_timeout = per_try_binds ? route->per_try_timeout : left;
       up_dl_.Arm(response_timeout);
       unsigned interim = 0;  // 1xx heads read so far (bounded: kMaxInterimResponses)
       for (;;) {
@@ -1028,6 +1042,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           co_await net::async_write(client_, net::buffer(out_), Redirect(wec));
           client_dl_.Disarm();
           if (wec) {
+            up_dl_.Disarm();  // never left armed on a socket that dies with `up`
             x->code = kClientClosedRequest;
             co_return false;
           }
@@ -1052,11 +1067,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
         NoteFailure(*route, *ep);
         const bool timed_out = IsTimeout(rec);
-        if ((timed_out ? route->retry_on.OnTimeout() : route->retry_on.reset) && may_retry()) {
+        // The request timeout itself ends the request; a per-try timeout may be retried.
+        if ((timed_out ? per_try_binds && route->retry_on.OnTimeout() : route->retry_on.reset) && may_retry()) {
           tried.push_back(ep);
           if (const Endpoint* next = NextUntried(*route, use_canary, tried)) ep = next;
           force_fresh = false;
           continue;
+        }
+        if (timed_out && per_try_binds) {
+          co_return local(504, "backend did not answer within the per-try timeout (retries: " + std::to_string(retries) + ")", true);
         }
         if (timed_out) co_return local(504, "backend did not answer within the request timeout", true);
         co_return local(502, "invalid or no response from backend (" + rec.message() + ")", true);
@@ -1081,6 +1100,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       if (res_.status() == 101) {
         if (upgrade.empty()) co_return local(502, "backend switched protocols without an Upgrade request", false);
+        // Only to the protocol asked for (RFC 9110 §7.8): a 101 to h2c, or naming none, would
+        // tunnel bytes this proxy never parses.
+        const auto to = res_.Get(http::field::upgrade);
+        bool to_asked = false;
+        if (to) {
+          for (const auto& token : http::token_list(*to)) {
+            to_asked = IEq(std::string_view(token.data(), token.size()), upgrade);
+            break;  // the first one is the protocol switched to
+          }
+        }
+        if (!to_asked) {
+          NoteFailure(*route, *ep);
+          co_return local(502, "backend switched protocols to " + (to ? "\"" + std::string(*to) + "\"" : std::string("nothing named")) +
+                                   ", not to the requested " + upgrade, false);
+        }
         x->code = 101;
         Outliers().OnSuccess(*ep->state);
         co_await Tunnel(std::move(up), op_timeout);
@@ -1119,7 +1153,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       // one it is dropped (the proxy re-frames from the parser anyway).
       std::string te_codings;  // the backend's Transfer-Encoding, kept when re-chunking
       if (const auto te = res.Get(http::field::transfer_encoding)) {
-        te_codings.assign(*te);
+        // "identity" is no transfer coding (RFC 9112 dropped it): kept, "identity, chunked"
+        // hangs clients that look for chunked alone.
+        for (const auto token : http::token_list{*te}) {
+          const std::string_view coding(token.data(), token.size());
+          if (IEq(coding, "identity")) continue;
+          if (!te_codings.empty()) te_codings += ", ";
+          te_codings += coding;
+        }
         if (!rp->chunked() && ListsChunked(*te)) {
           // "chunked, gzip": chunked is not the last coding, so the body is close-delimited and
           // still chunk-encoded; re-chunking it would apply chunked twice (RFC 9112 §6.1).
@@ -1131,6 +1172,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           co_return local(502, "backend response has both Transfer-Encoding and Content-Length", true);
         }
         res.Erase(http::field::content_length);
+      } else if (const auto cl = rp->content_length(); cl && !header_only) {
+        // One Content-Length of plain digits on the way out, whatever list of equal values the
+        // parser accepted ("2, 2": RFC 9110 §8.6 lets a recipient take it as one; a client
+        // reading it otherwise would lose the framing of everything after it).
+        const auto v = res.Get(http::field::content_length);
+        if (res.Count(http::field::content_length) != 1 || !v || v->empty() ||
+            v->find_first_not_of("0123456789") != std::string_view::npos) {
+          res.Set(http::field::content_length, "Content-Length", std::to_string(*cl));
+        }
       }
       Framing framing = Framing::kRaw;
       // An HTTP/1.0 client never sees Transfer-Encoding (RFC 9112 §6.1), HEAD/204/304 included;

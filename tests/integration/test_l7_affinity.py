@@ -89,5 +89,65 @@ spec:
                                        {"backend": "127.0.0.1:%d" % b}))
 
 
+class StickyAndHealth(DoormanTestCase):
+    def test_a_cookie_for_an_endpoint_failing_its_health_check_repins(self):
+        # Draining an instance by failing its health check (it still answers requests) must move
+        # its sticky clients, as an ejection or removal does; the new endpoint gets a new cookie.
+        ports = {"a": self.start_backend("a"), "b": self.start_backend("b")}
+        lport = free_port()
+        eps = ", ".join("{address: 127.0.0.1, port: %d}" % p for p in ports.values())
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: sh, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {lport}, protocol: HTTP}}]
+  routes:
+    - name: r
+      listener: web
+      backends: [{{endpoints: [{eps}]}}]
+      policy: {{stickiness: {{type: Cookie, cookieName: SRV, ttl: 1h}}}}
+  healthCheck: {{protocol: HTTP, path: /healthz, interval: 1s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 1}}
+""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(lport), what="listener")
+
+        def get(cookie=None):
+            args = ["-i"] + (["-H", "Cookie: SRV=" + cookie] if cookie else [])
+            r = curl(args + ["http://127.0.0.1:%d/" % lport])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            head, _, body = r.stdout.partition("\n\n")
+            status = int(head.split()[1])
+            set_cookie = [l.split(":", 1)[1].strip() for l in head.split("\n") if l.lower().startswith("set-cookie:")]
+            return status, json.loads(body).get("backend") if status == 200 else None, \
+                (set_cookie[0].split(";")[0].split("=", 1)[1] if set_cookie else None)
+
+        up = lambda name: metric_value(self.dataplane_metrics(), "doorman_backend_up",  # noqa: E731
+                                       {"backend": "127.0.0.1:%d" % ports[name]})
+        wait_until(lambda: up("a") == 1 and up("b") == 1, what="both endpoints healthy")
+        _, first, cookie = get()
+        self.assertIsNotNone(cookie)
+        other = "b" if first == "a" else "a"
+        # The pinned endpoint starts failing its check (503 on every path, /healthz included);
+        # nothing is sent to it meanwhile, so passive outlier detection has nothing to count.
+        victim = [p for p in self.procs if p.name == "backend-" + first][0]
+        victim.stop()
+        self.start_backend_on(first, ports[first], ["--status", "503"])
+        wait_until(lambda: up(first) == 0, what="the health check marks %s down" % first)
+        for _ in range(3):
+            status, who, new_cookie = get(cookie)
+            self.assertEqual((status, who), (200, other))
+            self.assertIsNotNone(new_cookie, "the client is told its new endpoint")
+            self.assertNotEqual(new_cookie, cookie)
+        self.assertEqual(get(new_cookie)[:3], (200, other, None))
+
+    def start_backend_on(self, name, port, extra):
+        self.spawn("backend-%s-again" % name, [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                            "backend.py"),
+                                                "--port", str(port), "--name", name] + list(extra))
+        wait_until(lambda: port_open(port), what="backend %s again on :%d" % (name, port))
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

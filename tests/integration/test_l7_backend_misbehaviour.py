@@ -7,6 +7,7 @@ half-closes, and Expect from an HTTP/1.0 client. Also the upstream connection a 
 keeps between its requests: a backend that closed it or wrote to it after a body-less answer.
 """
 import collections
+import json
 import os
 import socket
 import sys
@@ -15,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, port_open, read_response, wait_until  # noqa: E402
+from harness import DoormanTestCase, free_port, http_get, port_open, read_response, wait_until  # noqa: E402
 
 POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Poisoned: 1\r\n\r\npoisoned"
 
@@ -134,6 +135,11 @@ class RawBackend:
                     c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
                 elif path == "/tecl":
                     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello")
+                elif path == "/cl22":  # a list of equal Content-Length values
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok")
+                elif path == "/teidentity":  # an obsolete coding, delimited by close
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nIDENT")
+                    return
                 elif path == "/tegzip":  # gzip-coded, delimited by close
                     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA")
                     return
@@ -397,6 +403,33 @@ spec:
         self.assertIn(b"Transfer-Encoding: gzip, chunked", head)  # the coding is kept, chunked added
         self.assertEqual(body, b"8\r\nGZIPDATA\r\n0\r\n\r\n")
 
+    def test_response_framing_goes_out_in_one_spelling(self):
+        # "Content-Length: 2, 2" (equal values; RFC 9110 §8.6 lets the parser take it as 2) goes
+        # out as one plain value, and the next response on the connection is framed right.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /cl22 HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertIn(b"Content-Length: 2", head.split(b"\r\n"))
+            self.assertNotIn(b"2, 2", head)
+            self.assertEqual(body, b"ok")
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
+        # "identity" is no transfer coding: re-chunked as plain "chunked", not "identity, chunked".
+        r = self.exchange(b"GET /teidentity HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        head, _, body = r.partition(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: chunked", head.split(b"\r\n"))
+        self.assertNotIn(b"identity", head.lower())
+        self.assertEqual(body, b"5\r\nIDENT\r\n0\r\n\r\n")
+
+    def test_a_101_to_another_protocol_than_the_one_asked_is_refused(self):
+        # The client asks for websocket; the backend switches to h2c (RFC 9110 §7.8: only to a
+        # protocol the client listed): nothing is tunnelled, the client gets 502.
+        r = self.exchange(b"GET /h2c HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
+        self.assertIn(b"switched protocols to \"h2c\"", r)
+
     def test_tunnel_keeps_sending_to_a_client_that_half_closed(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
@@ -476,6 +509,74 @@ spec:
             r = recv_until_close(s)
         self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
 
+
+
+class RetryLimits(DoormanTestCase):
+    """Retries against real backend.py processes: attempts, the budget, and the request timeout
+    that spans every try."""
+
+    def setUp(self):
+        super().setUp()
+        self.failing = self.start_backend("failing", ["--status", "503", "--count"])
+        self.slow = self.start_backend("slow", ["--count"])
+        self.port = free_port()
+
+        def route(name, prefix, backend, policy):
+            return f"""\
+    - name: {name}
+      listener: web
+      match: {{path: {{type: Prefix, value: {prefix}}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]
+      filters: {{rewrite: {{pathPrefix: /}}}}
+      policy: {policy}
+"""
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: retries, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {self.port}, protocol: HTTP}}]
+  routes:
+""" + route("five", "/five", self.failing, '{retries: {attempts: 5, "on": ["503"]}}')
+            + route("onlyon", "/onlyon", self.failing, '{retries: {"on": ["503"]}}')
+            + route("cap", "/cap", self.slow, '{retries: {attempts: 5, "on": [timeout], perTryTimeout: 1s}, timeouts: {request: 1500ms}}')
+            + route("ptr", "/ptr", self.slow, '{retries: {attempts: 1, "on": ["503"], perTryTimeout: 5s}, timeouts: {request: 1s}}'))
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(self.port), what="listener")
+
+    def requests_to(self, backend):
+        return json.loads(http_get("http://127.0.0.1:%d/__stats" % backend)[2])["requests"]
+
+    def get(self, path):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=15) as s:
+            s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            return recv_until_close(s, 15)
+
+    def test_a_lone_request_makes_every_attempt_it_is_given(self):
+        # attempts: 5 is 1 + 5 tries, whatever the budget: a request counts once in it, not once
+        # per retry (it could make only 1 + 3 when each retry took a unit of the minimum of 3).
+        r = self.get("/five/x")
+        self.assertTrue(r.startswith(b"HTTP/1.1 503"), r)
+        self.assertEqual(self.requests_to(self.failing), 6)
+        # Conditions without attempts: one retry.
+        r = self.get("/onlyon/x")
+        self.assertTrue(r.startswith(b"HTTP/1.1 503"), r)
+        self.assertEqual(self.requests_to(self.failing), 6 + 2)
+
+    def test_the_request_timeout_spans_every_try(self):
+        # perTryTimeout 1s within a 1.5 s request timeout: the first try times out and is
+        # retried, the second has 0.5 s left, and then the request ends (504), 2 tries in all.
+        r = self.get("/cap/slow/5000")
+        self.assertTrue(r.startswith(b"HTTP/1.1 504"), r)
+        self.assertIn(b"request timeout", r)
+        self.assertEqual(self.requests_to(self.slow), 2)
+        # A per-try timeout longer than the request timeout does not lengthen it: the 3 s answer
+        # comes after the 1 s request timeout.
+        r = self.get("/ptr/slow/3000")
+        self.assertTrue(r.startswith(b"HTTP/1.1 504"), r)
+        self.assertIn(b"request timeout", r)
 
 if __name__ == "__main__":
     unittest.main()
