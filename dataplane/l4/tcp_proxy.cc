@@ -1,4 +1,5 @@
 #include "dataplane/l4/tcp_proxy.h"
+#include "dataplane/server/essential.h"
 // GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
 // (awaitable_frame_base's operator new/delete pair); the pairing is correct.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -614,7 +615,7 @@ std::shared_ptr<SessionList> WorkerSessions(Worker& w) {
   if (!list) list = std::make_shared<SessionList>();
   if (!list->sweeping) {
     list->sweeping = true;
-    net::co_spawn(w.executor(), SweepSessions(w, list), net::detached);
+    net::co_spawn(w.executor(), SweepSessions(w, list), EssentialLoop("L4 session sweep"));
   }
   return list;
 }

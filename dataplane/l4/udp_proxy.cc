@@ -1,4 +1,5 @@
 #include "dataplane/l4/udp_proxy.h"
+#include "dataplane/server/essential.h"
 // GCC 12 + -fsanitize: false -Wmismatched-new-delete on Asio's coroutine frame allocator
 // (awaitable_frame_base's operator new/delete pair); the pairing is correct.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -459,8 +460,8 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
 
 void StartUdpListener(Worker& worker, std::shared_ptr<UdpSocket> socket, const std::string& listener_name) {
   auto l = std::make_shared<UdpListener>(worker, std::move(socket), listener_name);
-  net::co_spawn(worker.executor(), UdpListener::Receive(l), net::detached);
-  net::co_spawn(worker.executor(), UdpListener::Sweep(l), net::detached);
+  net::co_spawn(worker.executor(), UdpListener::Receive(l), EssentialLoop("UDP listener"));
+  net::co_spawn(worker.executor(), UdpListener::Sweep(l), EssentialLoop("UDP flow sweep"));
 }
 
 }  // namespace doorman::dataplane

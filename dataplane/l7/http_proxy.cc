@@ -1474,7 +1474,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     net::co_spawn(
         w_.executor(),
         [self, st, pending = std::move(pending), idle]() mutable -> Task<void> {
-          co_await Pipe(*st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
+          try {
+            co_await Pipe(*st->up, self->client_, std::move(pending), idle, st->dl, st->to_client);
+          } catch (const std::exception& e) {
+            // Still end the tunnel below: the other direction waits for this one.
+            log::Warn("l7", "WebSocket tunnel direction failed", {{"error", e.what()}});
+          }
           error_code ignored;
           st->backend_finished = true;
           st->backend_done.cancel();

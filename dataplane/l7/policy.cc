@@ -1,5 +1,7 @@
 #include "dataplane/l7/policy.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 
@@ -107,12 +109,23 @@ bool RateLimiter::SameLimits(uint32_t rps, uint32_t burst) const {
 }
 
 bool RateLimiter::Allow(std::string_view key, SteadyTime now, uint32_t* retry_after_s) {
+  std::string long_key;
+  if (key.size() > kMaxRateLimitKeyBytes) {
+    char tail[24];
+    std::snprintf(tail, sizeof tail, "#%016zx", std::hash<std::string_view>{}(key));
+    long_key.assign(key.substr(0, kMaxRateLimitKeyBytes - 17));
+    long_key += tail;
+    key = long_key;
+  }
   std::lock_guard lock(mu_);
-  auto it = buckets_.find(std::string(key));
+  auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_keys_) {
       std::erase_if(buckets_, [&](const auto& kv) { return kv.second.Full(now); });
-      if (buckets_.size() >= max_keys_) buckets_.clear();
+      if (buckets_.size() >= max_keys_) {
+        std::size_t n = 0;
+        std::erase_if(buckets_, [&](const auto&) { return n++ % 16 == 0; });
+      }
     }
     it = buckets_.emplace(std::string(key), TokenBucket(rate_, burst_, now)).first;
   }

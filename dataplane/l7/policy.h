@@ -64,8 +64,11 @@ class TokenBucket {
 };
 
 // Buckets by key (client IP or a header value) for one route. Thread-safe (one mutex; only
-// rate-limited routes pay for it). Bounded: beyond `max_keys`, full (idle) buckets are dropped,
-// and if none is, the whole table is reset (fails open rather than growing without bound).
+// rate-limited routes pay for it). Bounded in keys and in bytes: a key longer than
+// kMaxRateLimitKeyBytes is stored as its first bytes and a hash of the whole (a client choosing
+// 30 KB header values cannot make each bucket 30 KB); beyond `max_keys`, full (idle) buckets are
+// dropped, and if none is, one in 16 buckets (hash order, not the attacker's) is evicted: those
+// clients get a fresh bucket, the others keep theirs (never the whole table at once).
 class RateLimiter {
  public:
   RateLimiter(uint32_t requests_per_second, uint32_t burst, std::size_t max_keys = 100'000);
@@ -76,11 +79,16 @@ class RateLimiter {
   bool SameLimits(uint32_t requests_per_second, uint32_t burst) const;
 
  private:
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const { return std::hash<std::string_view>{}(k); }
+  };
   double rate_, burst_;
   std::size_t max_keys_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, TokenBucket> buckets_;
+  std::unordered_map<std::string, TokenBucket, KeyHash, std::equal_to<>> buckets_;
 };
+inline constexpr std::size_t kMaxRateLimitKeyBytes = 64;
 
 // Retries may only add 20% to the requests in flight (at least kMinRetries concurrently), so a
 // failing backend is not hammered by a retry storm.

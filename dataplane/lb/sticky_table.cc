@@ -19,6 +19,8 @@ void StickyTable::Remember(uint64_t client, const std::string& endpoint_key, int
   std::lock_guard lock(s.mu);
   auto it = s.map.find(client);
   if (it == s.map.end() && s.map.size() >= max_per_shard_) {
+    if (now_ms < s.next_purge_ms) return;  // scanned less than a second ago: do not remember
+    s.next_purge_ms = now_ms + 1000;
     for (auto e = s.map.begin(); e != s.map.end();) {
       e = e->second.expires_ms <= now_ms ? s.map.erase(e) : std::next(e);
     }

@@ -3,8 +3,9 @@
 // (IPVS "persistence timeout" semantics). Pure apart from a mutex: the clock is a parameter.
 // Shared by every worker (a client's connections land on different workers), so it takes a
 // lock — only on routes that ask for stickiness, once per new connection, sharded 16 ways.
-// Bounded: at most `max_entries` (expired entries are purged first; when still full, a new
-// client is simply not remembered — it is balanced normally).
+// Bounded: at most `max_entries` (expired entries are purged first, by one scan of the shard
+// at most once a second — not on every new client of a full table, under a lock every worker
+// takes; when still full, a new client is simply not remembered — it is balanced normally).
 #pragma once
 
 #include <array>
@@ -41,6 +42,7 @@ class StickyTable {
   struct Shard {
     std::mutex mu;
     std::unordered_map<uint64_t, Entry> map;
+    int64_t next_purge_ms = 0;  // a full shard is scanned for expired entries at most once a second
   };
   Shard& ShardOf(uint64_t client) { return shards_[client % kShards]; }
 

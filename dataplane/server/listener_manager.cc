@@ -1,4 +1,5 @@
 #include "dataplane/server/listener_manager.h"
+#include "dataplane/server/essential.h"
 
 #include <prometheus/counter.h>
 
@@ -298,7 +299,8 @@ void ListenerManager::Commit() {
     }
     for (std::size_t i = 0; i < b.acceptors.size(); ++i) {
       net::co_spawn(workers_[i]->executor(),
-                    AcceptLoop(b.acceptors[i], *workers_[i], name, l7, balance_ ? &workers_ : nullptr), net::detached);
+                    AcceptLoop(b.acceptors[i], *workers_[i], name, l7, balance_ ? &workers_ : nullptr),
+                    EssentialLoop("accept loop"));
     }
   }
 }

@@ -1,4 +1,5 @@
 #include "dataplane/server/worker.h"
+#include "dataplane/server/essential.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,8 +34,8 @@ Worker::~Worker() {
 }
 
 void Worker::Start() {
-  net::co_spawn(executor(), SweepPool(), net::detached);
-  net::co_spawn(executor(), SweepDeadlines(), net::detached);
+  net::co_spawn(executor(), SweepPool(), EssentialLoop("pool sweep"));
+  net::co_spawn(executor(), SweepDeadlines(), EssentialLoop("deadline sweep"));
   thread_ = std::thread([this] {
     for (;;) {
       try {

@@ -101,6 +101,28 @@ TEST(PolicyTest, RateLimiterKeysAreIndependentAndBounded) {
   EXPECT_TRUE(rl.Allow("a", t0 + seconds(1), &retry));
 }
 
+TEST(PolicyTest, RateLimiterLongKeysStayDistinctAndAFullTableEvictsOnlyAFew) {
+  const SteadyTime t0{};
+  uint32_t retry = 0;
+  // 30 KB header values (stored as a prefix and a hash): equal ones share a bucket, ones that
+  // differ only at the end do not.
+  RateLimiter rl(1, 1);
+  const std::string a(30000, 'k'), b = a.substr(0, 29999) + "x";
+  EXPECT_TRUE(rl.Allow(a, t0, &retry));
+  EXPECT_FALSE(rl.Allow(a, t0, &retry));
+  EXPECT_TRUE(rl.Allow(b, t0, &retry));
+  EXPECT_FALSE(rl.Allow(std::string(b), t0, &retry));
+  // 64 clients each spent their burst; a flood of new keys evicts a sixteenth per overflow, so
+  // most of the 64 stay limited (the table was cleared whole before: every client got a fresh burst).
+  RateLimiter small(1, 1, 64);
+  for (int i = 0; i < 64; ++i) EXPECT_TRUE(small.Allow("client-" + std::to_string(i), t0, &retry));
+  EXPECT_TRUE(small.Allow("newcomer", t0, &retry));
+  EXPECT_LE(small.keys(), 64u);
+  int still_limited = 0;
+  for (int i = 0; i < 64; ++i) still_limited += small.Allow("client-" + std::to_string(i), t0, &retry) ? 0 : 1;
+  EXPECT_GE(still_limited, 56);
+}
+
 TEST(PolicyTest, RetryBudgetAndConditions) {
   EXPECT_TRUE(RetryBudgetAllows(0, 0));
   EXPECT_TRUE(RetryBudgetAllows(0, 2));

@@ -29,10 +29,14 @@ TEST(StickyTableTest, BoundedPurgesExpiredThenRefuses) {
   StickyTable t(100, 16);  // 16 shards: 2 entries per shard
   for (uint64_t c = 0; c < 64; ++c) t.Remember(c, "x", 0);
   EXPECT_LE(t.size(), 32u);
-  t.Remember(1000, "y", 50);  // shard full of live entries: not remembered
+  t.Remember(1000, "y", 50);  // shard full of live entries (scanned): not remembered
   EXPECT_FALSE(t.Lookup(1000, 60));
-  t.Remember(1000, "y", 200);  // the old ones expired: purged, then remembered
-  EXPECT_EQ(t.Lookup(1000, 210), "y");
+  // The old ones expired at 100, but a full shard is scanned at most once a second: the next
+  // new client of that shard within the second is not remembered either (no scan per client).
+  t.Remember(1000, "y", 200);
+  EXPECT_FALSE(t.Lookup(1000, 210));
+  t.Remember(1000, "y", 1050);  // a second after the last scan: purged, then remembered
+  EXPECT_EQ(t.Lookup(1000, 1060), "y");
 }
 
 }  // namespace
