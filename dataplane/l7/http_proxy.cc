@@ -593,6 +593,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // Routed and forwarded in normal form (router.h NormalizePath): no dot-segment tricks.
     const bool normalized = path.front() == '/' && NormalizePath(path, &norm_path_);
     if (normalized) path = norm_path_;
+    // Routed without ";" parameters (router.h RoutingPathWithoutParams), forwarded with them.
+    std::string_view route_path = path;
+    if (path.front() == '/' && RoutingPathWithoutParams(path, &route_path_)) route_path = route_path_;
     if (req.Count(http::field::host) > 1) co_return local(400, "more than one Host header", false);
     const auto host_field = req.Get(http::field::host);
     if (version >= 11 && !host_field) co_return local(400, "missing Host header", false);
@@ -605,7 +608,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     RequestView view;
     view.method = req.method_string();
     view.host = host;
-    view.path = path;
+    view.path = route_path;
     view.query = query;
     view.headers = &headers;
     const Route* route = SelectRoute(*listener, view);
@@ -753,7 +756,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (route->rewrite.enabled && !route->rewrite.path_prefix.empty()) {
       const std::string_view matched =
           route->match.path.type == PathMatcher::Type::kAny ? std::string_view() : std::string_view(route->match.path.value);
-      rewritten_target = RewritePathPrefix(path, matched, route->rewrite.path_prefix);
+      // The prefix matched was the routing path's: a path with ";" parameters is rewritten
+      // (and forwarded) without them.
+      rewritten_target = RewritePathPrefix(route_path, matched, route->rewrite.path_prefix);
       if (!query.empty()) rewritten_target.append("?").append(query);
     } else if (normalized) {
       rewritten_target.assign(path);
@@ -1693,6 +1698,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string body_;           // body bytes between the parser and the next write
   std::string request_id_;     // X-Request-Id of the current request
   std::string replay_;         // the request body as first sent (framed), for a retry
+  std::string route_path_;     // the current request's routing path, when it had ";" parameters
   std::string norm_path_;      // the current request's path in normal form, when it was not
   bool replay_ok_ = false;     // replay_ holds the whole body sent so far
   // The upstream connection of this client connection's last exchange, kept for its next request

@@ -68,6 +68,26 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
   *query = q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
 }
 
+bool RoutingPathWithoutParams(std::string_view path, std::string* out) {
+  if (path.find(';') == std::string_view::npos) return false;
+  std::string stripped;
+  stripped.reserve(path.size());
+  for (std::size_t i = 0; i < path.size();) {
+    const std::size_t semi = path.find(';', i);
+    if (semi == std::string_view::npos) {
+      stripped.append(path.substr(i));
+      break;
+    }
+    stripped.append(path.substr(i, semi - i));
+    const std::size_t next = path.find('/', semi);
+    if (next == std::string_view::npos) break;
+    i = next;
+  }
+  if (stripped.empty() || stripped.front() != '/') stripped.insert(stripped.begin(), '/');
+  if (!NormalizePath(stripped, out)) *out = std::move(stripped);
+  return true;
+}
+
 bool NormalizePath(std::string_view path, std::string* out) {
   // Fast check: nothing to do without a "%", a "//" or a "." segment.
   bool work = path.find('%') != std::string_view::npos || path.find("//") != std::string_view::npos;

@@ -119,6 +119,14 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
 // serves "/admin" under that route's policy.
 bool NormalizePath(std::string_view path, std::string* out);
 
+// The path as routing sees it when segments carry ";" parameters (RFC 3986 §3.3): each segment
+// without them, then in normal form ("/admin;x" is "/admin", "/x/..;/admin" is "/admin"). Java
+// servlet containers (Tomcat, Jetty, Spring) drop them before mapping, so routing on the path as
+// sent would let "/admin;x" miss an "/admin" route while the backend serves "/admin". The
+// forwarded path keeps its parameters (";jsessionid="). Returns false, without allocating, when
+// the path has no ";".
+bool RoutingPathWithoutParams(std::string_view path, std::string* out);
+
 // A Host field value (or absolute-form authority) as RFC 9110 §7.2 / RFC 3986 §3.2.2 allow:
 // reg-name (unreserved, %XX, sub-delims), IPv4, or "[IPv6]", then an optional ":port" of
 // digits; empty is allowed. Anything else ("a b", "a@b", "a/b") is answered 400

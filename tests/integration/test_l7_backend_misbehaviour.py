@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, free_port, http_get, port_open, read_response, wait_until  # noqa: E402
+from harness import DoormanTestCase, free_port, http_get, metric_value, port_open, read_response, wait_until  # noqa: E402
 
 POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Poisoned: 1\r\n\r\npoisoned"
 
@@ -287,6 +287,21 @@ spec:
         self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head?q=1", r)  # the backend echoes its target
         r = self.exchange(b"GET //head//x/?q=//1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head/x/?q=//1", r)  # the query is left alone
+
+    def test_path_parameters_do_not_escape_a_route(self):
+        # Tomcat/Spring drop ";" parameters before mapping ("/429;x" is "/429", "/x/..;/429" too):
+        # routing ignores them as well, so these take the /429 route (and its retries) instead of
+        # the catch-all; the backend still receives the parameters.
+        def routed_to_429():
+            return metric_value(self.dataplane_metrics(), "doorman_l7_requests_total",
+                                {"route": "default/raw/retry429"}) or 0
+        for target in (b"/429;x", b"/head/..;/429", b"/429;jsessionid=A1"):
+            before = routed_to_429()
+            r = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            self.assertTrue(r.startswith(b"HTTP/1.1 "), (target, r))
+            self.assertEqual(routed_to_429() - before, 1, target)
+        r = self.exchange(b"GET /head;jsessionid=A1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.endswith(b"\r\n\r\n/head;jsessionid=A1"), r)  # the backend echoes the path it got
 
     def test_response_heads_outside_the_grammar_are_refused_or_repaired(self):
         # A 204 loses Transfer-Encoding too (RFC 9112 §6.1) and its stray body never shows up.

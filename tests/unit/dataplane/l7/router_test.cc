@@ -281,5 +281,21 @@ TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
   }
 }
 
+TEST(RouterTest, PathParametersAreNotPartOfTheRoutingPath) {
+  std::string out;
+  EXPECT_FALSE(RoutingPathWithoutParams("/admin/x", &out));
+  const std::pair<const char*, const char*> cases[] = {
+      {"/admin;x", "/admin"},                 {"/admin;jsessionid=ABC/list", "/admin/list"},
+      {"/x/..;/admin", "/admin"},             {"/x/..;a=b/admin/", "/admin/"},
+      {"/.;/admin", "/admin"},                {"/a;p/b;q=1;r", "/a/b"},
+      {"/;x", "/"},                           {"/a/%2e%2e;/b", "/b"},
+  };
+  for (const auto& [in, want] : cases) {
+    out.clear();
+    ASSERT_TRUE(RoutingPathWithoutParams(in, &out)) << in;
+    EXPECT_EQ(out, want) << in;
+  }
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
