@@ -123,6 +123,17 @@ bool ListsChunked(std::string_view te) {
   return false;
 }
 
+// Whether a Connection field of the message lists the "close" option.
+bool ConnectionListsClose(const HttpHead& h) {
+  for (const auto& f : h.fields()) {
+    if (f.removed || f.id != http::field::connection) continue;
+    for (const auto token : http::token_list{h.value(f)}) {
+      if (IEq(std::string_view(token.data(), token.size()), "close")) return true;
+    }
+  }
+  return false;
+}
+
 // Framing ambiguities Beast's parser lets through but a proxy must refuse (request smuggling,
 // RFC 9112 §6): returns why, or "" when the request is safe to forward.
 std::string SmugglingRisk(const HttpHead& h) {
@@ -547,7 +558,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     HttpHead& req = req_;
     const unsigned version = req.version();
     const bool head = req.method() == http::verb::head;
-    const bool client_keep_alive = p.keep_alive();  // from the fields as received
+    // From the fields as received. "close" wins over "keep-alive" in one Connection field
+    // (RFC 9112 §9.3; Beast reads an HTTP/1.0 request's keep-alive token alone).
+    const bool client_keep_alive = p.keep_alive() && !(version < 11 && ConnectionListsClose(req));
     // A local answer is recorded here and written by ServeOne (not co_awaited inside this
     // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
     // A body we did not read makes the connection unusable: close after a local answer.
@@ -581,6 +594,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
+    // An absolute-form target must name a host (RFC 9110 §4.2.1: "http:///x" is invalid).
+    if (req.target().front() != '/' && path != "*" && authority.empty()) {
+      co_return local(400, "invalid request target (an absolute URI without a host)", false);
+    }
     // A fragment is never part of a request target (RFC 9112 §3.2): "/admin#x" must not route as
     // another path than "/admin" while a backend that drops the fragment serves "/admin".
     if (req.target().find('#') != std::string_view::npos) {
@@ -616,6 +633,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
     }
     x->route = route->name;
+    if (version < 11 && !host_field && authority.empty()) {
+      // An HTTP/1.0 request without Host goes upstream as HTTP/1.1, which needs one (RFC 9112
+      // §3.2): the address the client connected to, as it addressed it.
+      error_code lec;
+      const auto le = Lowest().local_endpoint(lec);
+      if (!lec) {
+        const auto a = le.address();
+        req.Insert(http::field::host, "Host",
+                   (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(le.port()));
+      }
+    }
     // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): the
     // ssl-redirect does not apply, or the client would be redirected to where it already is.
     const bool forwarded_https = route->redirect.unless_forwarded_https &&

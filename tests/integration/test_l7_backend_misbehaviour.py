@@ -303,6 +303,26 @@ spec:
         r = self.exchange(b"GET /head;jsessionid=A1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertTrue(r.endswith(b"\r\n\r\n/head;jsessionid=A1"), r)  # the backend echoes the path it got
 
+    def test_http10_requests_go_upstream_as_valid_http11(self):
+        # No Host: the upstream HTTP/1.1 request gets the address the client connected to.
+        r = self.exchange(b"GET /head HTTP/1.0\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)  # the proxy's version (RFC 9110 §6.2)
+        self.assertIn(b"\r\nHost: 127.0.0.1:%d\r\n" % self.port, r)
+        # "close" wins over "keep-alive" (RFC 9112 §9.3): the connection ends after the answer
+        # (exchange reads until the close; a kept connection would time it out).
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /head HTTP/1.0\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertNotIn(b"Connection: keep-alive", head)
+            s.settimeout(5)
+            self.assertEqual(s.recv(1), b"", "the connection is closed after the answer")
+        # An absolute URI without a host is refused (RFC 9110 §4.2.1), not forwarded verbatim.
+        before = self.backend.count("GET", "/x")
+        r = self.exchange(b"GET http:///x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 400"), r)
+        self.assertEqual(self.backend.count("GET", "/x"), before)
+
     def test_response_heads_outside_the_grammar_are_refused_or_repaired(self):
         # A 204 loses Transfer-Encoding too (RFC 9112 §6.1) and its stray body never shows up.
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
