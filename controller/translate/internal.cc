@@ -627,7 +627,7 @@ AnnotationReader::AnnotationReader(const json& object, const std::set<std::strin
     if (!known.count(k)) {
       std::vector<std::string> names(known.begin(), known.end());
       warnings_->push_back({"UnknownAnnotation", Field(k),
-                            "unknown annotation " + k + " has no effect on a " +
+                            "unknown annotation " + k + " has no effect on this " +
                                 StringOr(object, "kind", "object") + " (known: " + JoinStrings(names, ", ") +
                                 ")"});
       continue;

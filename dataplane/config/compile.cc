@@ -843,6 +843,13 @@ CompileResult Compile(const pb::Snapshot& snapshot, uint64_t version, const Comp
   } catch (const CompileError& e) {
     result.error = e.message;
     result.warnings.clear();
+  } catch (const std::exception& e) {
+    // std::bad_alloc on a huge snapshot, a regex library error...: the update is refused (NACK)
+    // and the previous state keeps serving, rather than the subscriber thread terminating the
+    // process.
+    result.config.reset();
+    result.error = std::string("cannot compile the routing state: ") + e.what();
+    result.warnings.clear();
   }
   return result;
 }

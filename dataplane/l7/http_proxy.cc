@@ -405,6 +405,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     return net::ip::address_v4(std::array<uint8_t, 4>{a.ip[0], a.ip[1], a.ip[2], a.ip[3]});
   }
 
+  // Whether the request line in client_buf_ (complete or not) is longer than a line whose
+  // target has `max_target` bytes can be (method, spaces and version: 32 bytes at most here).
+  bool RequestLineTooLong(std::size_t max_target) const {
+    const auto d = client_buf_.data();
+    const std::string_view buffered(static_cast<const char*>(d.data()), d.size());
+    const std::size_t eol = buffered.find('\n');
+    return (eol == std::string_view::npos ? buffered.size() : eol) > max_target + 32;
+  }
+
   // Reads one request and answers it. Returns true when the connection stays open.
   Task<bool> ServeOne() {
     const L7Options& o = GetL7Options();
@@ -416,7 +425,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // least one; some clients send one after a POST body), a few at most.
     for (int empty_lines = 0;;) {
       if (client_buf_.size() == 0) {
-        client_dl_.Arm(client_idle_);
+        // A new connection's first byte is due within the header timeout (HAProxy's timeout
+        // http-request): a connection that never speaks does not hold a --l7-max-connections
+        // slot for the whole idle timeout. Between requests, the idle timeout.
+        client_dl_.Arm(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();
         if (ec) co_return false;
@@ -427,6 +439,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       client_buf_.consume(2);
       ++empty_lines;
     }
+    first_request_ = false;
     // The raw head is checked for what Beast's parser tolerates but a proxy must refuse
     // (obs-fold, bare LF: RFC 9112 §2.2, §5.2) before it is parsed.
     bool timed_out = false;
@@ -466,6 +479,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (timed_out) {
         status = 408;
         why = "request header not received within " + std::to_string(o.header_timeout.count()) + " ms";
+      } else if (ec == http::error::header_limit && RequestLineTooLong(o.max_request_target)) {
+        // The head overflowed inside its request line: a target too long (414), not fields.
+        status = 414;
+        why = "request target longer than " + std::to_string(o.max_request_target) + " bytes";
       } else if (ec == http::error::header_limit) {
         status = 431;
         why = "request header larger than " + std::to_string(o.max_header_bytes) + " bytes or more than " +
@@ -1739,6 +1756,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   bool held_suspect_ = false;
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
+  bool first_request_ = true;  // no byte of a request read yet on this connection
   bool proxy_accept_ = false;  // Listener.proxy_protocol.accept
 };
 

@@ -52,6 +52,7 @@ VECTORS = [
     ("header count", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
     ("header size", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     ("request line", b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    ("request line beyond the header limit", b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     ("body limit", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 2000\r\n\r\n" + b"a" * 2000, 413),
 ]
 
@@ -126,6 +127,13 @@ class L7Hardening(DoormanTestCase):
                 time.sleep(0.1)
             s.sendall(b"GET /2 HTTP/1.1\r\n" + H + b"\r\n")
             self.assertEqual(status_of(s.recv(65536)), 200)
+
+    def test_a_connection_that_never_speaks_is_closed_by_the_header_timeout(self):
+        # Its first byte is due within the header timeout (1 s here), not the 60 s idle timeout:
+        # silent sockets cannot sit on --l7-max-connections slots. Closed without an answer.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.settimeout(8)
+            self.assertEqual(s.recv(1), b"")
 
     def test_slow_body_gets_408(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
