@@ -428,7 +428,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         // A new connection's first byte is due within the header timeout (HAProxy's timeout
         // http-request): a connection that never speaks does not hold a --l7-max-connections
         // slot for the whole idle timeout. Between requests, the idle timeout.
-        client_dl_.Arm(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
+        client_dl_.ArmIdle(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();
         if (ec) co_return false;

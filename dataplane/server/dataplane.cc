@@ -203,11 +203,18 @@ void Dataplane::Shutdown(std::chrono::milliseconds grace) {
     for (auto& w : impl_->workers) n += w->connections().load(std::memory_order_relaxed);
     return n;
   };
+  bool idle_closed = false;
   for (;;) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) break;
     const bool busy = impl_->shared.http_in_flight.load() > 0 || impl_->shared.l4_active.load() > 0;
     if (!busy && (now >= idle_until || open_connections() == 0)) break;
+    if (now >= idle_until && !idle_closed) {
+      // Others are still busy (a WebSocket, a long download): the idle keep-alive connections
+      // go now all the same, not at the end of the grace period.
+      for (auto& w : impl_->workers) w->CloseIdleConnections();
+      idle_closed = true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto left_http = impl_->shared.http_in_flight.load();

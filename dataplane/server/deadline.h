@@ -44,6 +44,9 @@ class DeadlineList {
   DeadlineList& operator=(const DeadlineList&) = delete;
   // Fires every armed deadline at or before `now`.
   void Sweep(CoarseClock::time_point now);
+  // Fires every armed idle wait (ArmIdle) now: a draining worker closes its keep-alive
+  // connections that wait for a next request, whatever else is still in flight.
+  void FireIdle();
   std::size_t size() const { return size_; }  // armed deadlines (only those are linked)
 
  private:
@@ -73,6 +76,7 @@ class Deadline : private DeadlineList::Node {
   void Arm(std::chrono::milliseconds d) {
     at_ = Clock::now() + d;
     fired_ = false;
+    idle_ = false;
     if (!armed_) {
       armed_ = true;
       prev_ = &list_.head_;
@@ -81,6 +85,11 @@ class Deadline : private DeadlineList::Node {
       list_.head_.next_ = this;
       ++list_.size_;
     }
+  }
+  // Arm, for a wait between requests (FireIdle ends it early).
+  void ArmIdle(std::chrono::milliseconds d) {
+    Arm(d);
+    idle_ = true;
   }
   void Disarm() { Unlink(); }
   // Brings an armed deadline forward to at most `d` from now (no-op when disarmed or sooner).
@@ -115,7 +124,17 @@ class Deadline : private DeadlineList::Node {
   Clock::time_point at_{};
   bool armed_ = false;
   bool fired_ = false;
+  bool idle_ = false;
 };
+
+inline void DeadlineList::FireIdle() {
+  for (Node* n = head_.next_; n != &head_;) {
+    Node* next = n->next_;
+    auto* d = static_cast<Deadline*>(n);
+    if (d->idle_) d->Fire();
+    n = next;
+  }
+}
 
 inline void DeadlineList::Sweep(CoarseClock::time_point now) {
   for (Node* n = head_.next_; n != &head_;) {

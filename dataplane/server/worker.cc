@@ -3,6 +3,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <exception>
 
 #include <prometheus/gauge.h>
@@ -47,6 +48,10 @@ void Worker::Start() {
       }
     }
   });
+}
+
+void Worker::CloseIdleConnections() {
+  net::post(*ioc_, [this] { deadlines_.FireIdle(); });
 }
 
 void Worker::Stop() {

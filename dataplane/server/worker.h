@@ -85,6 +85,8 @@ class Worker {
   WorkerMetrics& metrics() { return metrics_; }
   UpstreamPool& pool() { return pool_; }
   DeadlineList& deadlines() { return deadlines_; }
+  // Thread-safe: closes, on the worker's thread, the connections waiting for a next request.
+  void CloseIdleConnections();
   // Per-connection failures a client can repeat at will (a dead backend) are logged through
   // this: the line keyed `key` at most once per 10 s per worker. Returns the count of repeats it
   // stands for (the value of a `repeated` field) when it is to be logged now, else nullopt; the

@@ -4,13 +4,14 @@ the Upgrade tunnelled both ways after 101, surviving a snapshot update mid-conne
 tunnel closed after its idle timeout.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import HERE, DoormanTestCase, free_port, port_open, wait_until  # noqa: E402
+from harness import HERE, DoormanTestCase, free_port, port_open, read_response, wait_until  # noqa: E402
 
 PEER = os.path.join(HERE, "ws_peer.py")
 SYS_PY = "/usr/bin/python3"
@@ -75,19 +76,44 @@ class L7WebSocket(DoormanTestCase):
                 p.kill()
                 p.wait()
 
+    def open_tunnel(self):
+        """A raw WebSocket handshake through the proxy: the socket and the 101 head."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return s, head
+
     def test_idle_tunnel_is_closed(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(4096)
-            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        s, head = self.open_tunnel()
+        with s:
             self.assertIn(b"upgrade: websocket", head.lower())
             # Nothing sent: the proxy closes the tunnel after the 2 s idle timeout.
             rest = s.recv(4096)
             while rest:
                 rest = s.recv(4096)
+
+    def test_drain_closes_idle_keepalive_connections_while_a_tunnel_is_open(self):
+        # SIGTERM with a tunnel still open (busy for the drain) and a keep-alive connection idle
+        # after one request: the idle one is closed after the 1 s idle-drain step, not kept (and
+        # served) until the 5 s grace ends.
+        ws, _ = self.open_tunnel()
+        self.addCleanup(ws.close)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as ka:
+            ka.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer, _ = read_response(ka)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 "), answer)
+            self.assertNotIn(b"Connection: close", answer)
+            self.dataplane.p.send_signal(signal.SIGTERM)
+            ka.settimeout(4)
+            self.assertEqual(ka.recv(1), b"", "the idle connection is closed by the drain")
+        # The tunnel is still open (it idles out after 2 s of silence, or at the grace end).
+        ws.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            ws.recv(1)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,22 @@ TEST(DeadlineTest, OnlyArmedAndExpiredDeadlinesFire) {
   EXPECT_TRUE(b.fired());
 }
 
+// Draining: the waits between requests (ArmIdle) fire at once, the other armed deadlines
+// (a request or a tunnel in progress) keep theirs; re-arming with Arm clears the idle mark.
+TEST(DeadlineTest, FireIdleFiresOnlyIdleWaits) {
+  DeadlineList list;
+  Deadline idle(list), busy(list), was_idle(list);
+  idle.ArmIdle(milliseconds(60'000));
+  busy.Arm(milliseconds(60'000));
+  was_idle.ArmIdle(milliseconds(60'000));
+  was_idle.Arm(milliseconds(60'000));
+  list.FireIdle();
+  EXPECT_TRUE(idle.fired());
+  EXPECT_FALSE(busy.fired());
+  EXPECT_FALSE(was_idle.fired());
+  EXPECT_EQ(list.size(), 2u);
+}
+
 TEST(DeadlineTest, DestroyedDeadlinesLeaveTheList) {
   DeadlineList list;
   Deadline keep(list);
