@@ -41,6 +41,14 @@ std::string HostName() {
 
 int main(int argc, char** argv) {
   using namespace doorman;
+  // Block the stop signals first, in every thread to come (they inherit the mask: the access-log
+  // writer, gRPC's, the workers); main waits for them below. A thread started before this line
+  // would take a SIGTERM with the default action and end the process without a drain.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
                                                          state_dir, log_format = "text", log_level = "info";
   TlsFiles tls;
@@ -157,12 +165,6 @@ int main(int argc, char** argv) {
   if (node_name.empty()) node_name = HostName();
   if (splice_from_env) log::Warn("dataplane", "DOORMAN_L4_SPLICE=1 is deprecated; use --l4-splice");
 
-  // Block the stop signals in every thread (they inherit the mask); main waits for them below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   if (!state_dir.empty()) {

@@ -188,7 +188,7 @@ void SendFrom(int fd, const char* data, std::size_t n, const udp::endpoint& to, 
   ssize_t r;
   while ((r = ::sendmsg(fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
-  if (r < 0 && local.known && (errno == EINVAL || errno == EADDRNOTAVAIL)) {
+  if (r < 0 && local.known && (errno == EINVAL || errno == EADDRNOTAVAIL || errno == ENODEV)) {
     msg.msg_control = nullptr;
     msg.msg_controllen = 0;
     while (::sendmsg(fd, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {

@@ -479,7 +479,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (timed_out) {
         status = 408;
         why = "request header not received within " + std::to_string(o.header_timeout.count()) + " ms";
-      } else if (ec == http::error::header_limit && RequestLineTooLong(o.max_request_target)) {
+      } else if (ec == http::error::header_limit && !p.is_header_done() && RequestLineTooLong(o.max_request_target)) {
         // The head overflowed inside its request line: a target too long (414), not fields.
         status = 414;
         why = "request target longer than " + std::to_string(o.max_request_target) + " bytes";
@@ -625,6 +625,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_return local(400, "the request target \"*\" is only for OPTIONS", false);
     }
     // Routed and forwarded in normal form (router.h NormalizePath): no dot-segment tricks.
+    if (HasDotSegmentWithParams(path)) {
+      co_return local(400, "invalid request target (a \".\" or \"..\" segment with \";\" parameters)", false);
+    }
     const bool normalized = path.front() == '/' && NormalizePath(path, &norm_path_);
     if (normalized) path = norm_path_;
     // Routed without ";" parameters (router.h RoutingPathWithoutParams), forwarded with them.
@@ -656,9 +659,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       error_code lec;
       const auto le = Lowest().local_endpoint(lec);
       if (!lec) {
-        const auto a = le.address();
-        req.Insert(http::field::host, "Host",
-                   (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(le.port()));
+        auto a = le.address();
+        if (a.is_v6() && a.to_v6().is_v4_mapped()) a = net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
+        // Without a zone index ("%eth0" is no part of a Host).
+        const std::string text = a.is_v6() ? "[" + net::ip::address_v6(a.to_v6().to_bytes()).to_string() + "]" : a.to_string();
+        req.Insert(http::field::host, "Host", text + ":" + std::to_string(le.port()));
       }
     }
     // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): the
@@ -739,6 +744,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const bool resendable = route->retry_on.non_idempotent || IsIdempotentMethod(view.method);
     replay_.clear();
     replay_ok_ = retryable && had_body;  // stays true while the body copy is complete
+    std::optional<std::chrono::steady_clock::time_point> response_deadline;  // the request timeout, once waiting
     uint32_t retries = 0;
     // The retry budget counts requests that are retrying now (Envoy's active retries): one per
     // request from its first retry to its end, however many tries it makes.
@@ -753,6 +759,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     auto may_retry = [&]() {
       if (!retryable || retries >= route->retry_attempts) return false;
       if (had_body && (!p.is_done() || !replay_ok_)) return false;  // the body cannot be replayed
+      // The request timeout spans every try: none starts once it ran out.
+      if (response_deadline && std::chrono::steady_clock::now() >= *response_deadline) return false;
       const int64_t others = g_retries_in_flight.load(std::memory_order_relaxed) - (retrying ? 1 : 0);
       if (!RetryBudgetAllows(w_.shared().http_in_flight.load(std::memory_order_relaxed), others)) return false;
       ++retries;
@@ -876,7 +884,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     };
     bool sent_continue = false;
     bool force_fresh = false;
-    std::optional<std::chrono::steady_clock::time_point> response_deadline;  // the request timeout, once waiting
     for (int attempt = 0;; ++attempt) {
       hold(*ep);  // from the choice on: a slow connect counts too
       // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
@@ -1210,6 +1217,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           if (IEq(coding, "identity")) continue;
           if (!te_codings.empty()) te_codings += ", ";
           te_codings += coding;
+        }
+        if (te_codings != *te) {  // "identity, chunked" goes out as "chunked"
+          if (te_codings.empty()) {
+            res.Erase(http::field::transfer_encoding);
+          } else {
+            res.Set(http::field::transfer_encoding, "Transfer-Encoding", te_codings);
+          }
         }
         if (!rp->chunked() && ListsChunked(*te)) {
           // "chunked, gzip": chunked is not the last coding, so the body is close-delimited and

@@ -68,6 +68,31 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
   *query = q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
 }
 
+bool HasDotSegmentWithParams(std::string_view path) {
+  if (path.find(';') == std::string_view::npos) return false;
+  for (std::size_t i = 0; i < path.size();) {
+    const std::size_t end = std::min(path.find('/', i), path.size());
+    const std::string_view seg = path.substr(i, end - i);
+    const std::size_t semi = seg.find(';');
+    if (semi != std::string_view::npos) {
+      // The segment's name, %2E/%2e decoded: "." or ".." only.
+      std::string name;
+      const std::string_view raw = seg.substr(0, semi);
+      for (std::size_t k = 0; k < raw.size(); ++k) {
+        if (raw[k] == '%' && k + 2 < raw.size() && raw[k + 1] == '2' && (raw[k + 2] == 'e' || raw[k + 2] == 'E')) {
+          name.push_back('.');
+          k += 2;
+        } else {
+          name.push_back(raw[k]);
+        }
+      }
+      if (name == "." || name == "..") return true;
+    }
+    i = end + 1;
+  }
+  return false;
+}
+
 bool RoutingPathWithoutParams(std::string_view path, std::string* out) {
   if (path.find(';') == std::string_view::npos) return false;
   std::string stripped;

@@ -127,6 +127,12 @@ bool NormalizePath(std::string_view path, std::string* out);
 // the path has no ";".
 bool RoutingPathWithoutParams(std::string_view path, std::string* out);
 
+// Whether a "." or ".." segment carries ";" parameters ("/x/..;/admin", "/a/.;p/b", also
+// %2E-spelled). Such a path means "/admin" to a servlet container and "/x/..;/admin" (a segment
+// named "..;") to nginx, Go or Express: whichever way routing read it, a backend of the other
+// kind would serve another path under the route's policy, so it is refused (400).
+bool HasDotSegmentWithParams(std::string_view path);
+
 // A Host field value (or absolute-form authority) as RFC 9110 §7.2 / RFC 3986 §3.2.2 allow:
 // reg-name (unreserved, %XX, sub-delims), IPv4, or "[IPv6]", then an optional ":port" of
 // digits; empty is allowed. Anything else ("a b", "a@b", "a/b") is answered 400

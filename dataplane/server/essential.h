@@ -14,7 +14,9 @@
 namespace doorman::dataplane {
 
 inline auto EssentialLoop(const char* what) {
-  return [what](std::exception_ptr e) {
+  // noexcept: under std::bad_alloc the logging below may throw too, which then terminates (the
+  // same end) instead of escaping into the worker's run loop, which would keep it going.
+  return [what](std::exception_ptr e) noexcept {
     if (!e) return;
     std::string error = "not a std::exception";
     try {

@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -182,6 +183,13 @@ bool ListenerManager::BindUdp(const Listener& l, Bound* out, std::string* error)
     sock->open(ep.protocol(), ec);
     if (!ec) sock->set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) sock->set_option(ReusePort(true), ec);
+    if (!ec) {
+      // The local address of every datagram, from the first one on (udp_proxy.cc answers from
+      // it); set before bind, so none queued meanwhile arrives without it.
+      const int one = 1;
+      if (ep.address().is_v6()) ::setsockopt(sock->native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+      ::setsockopt(sock->native_handle(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    }
     if (!ec) sock->bind(ep, ec);
     if (ec) {
       *error = "cannot listen on udp " + ep.address().to_string() + ":" + std::to_string(l.port) + ": " + ec.message();

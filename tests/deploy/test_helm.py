@@ -211,6 +211,16 @@ class HelmRenderTest(unittest.TestCase):
         names = sorted(d["metadata"]["name"] for d in dc.by_kind(other, "Secret"))
         self.assertEqual(names, ["edge-doorman-controller-mtls", "edge-doorman-dataplane-mtls"])
 
+    def test_generated_controller_certificate_names_the_server_name_too(self):
+        import base64
+        docs = docs_of(render("-name", "doorman", "-namespace", "lb", "--set", "mtls.serverName=controller.example").stdout)
+        sec = {d["metadata"]["name"]: d for d in dc.by_kind(docs, "Secret")}["doorman-controller-mtls"]
+        pem = base64.b64decode(sec["data"]["tls.crt"])
+        out = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=pem,
+                             capture_output=True, timeout=30).stdout.decode()
+        for name in ("doorman-controller.lb.svc", "doorman-controller.lb.svc.cluster.local", "controller.example"):
+            self.assertIn("DNS:" + name, out)
+
     def test_mtls_half_named_is_refused(self):
         # One generated side would not trust the other: named Secrets are both or neither.
         for half in ("mtls.controllerSecretName=ctl-tls", "mtls.dataplaneSecretName=dp-tls"):

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 
 import yaml
 

@@ -289,17 +289,24 @@ spec:
         self.assertEqual(r.partition(b"\r\n\r\n")[2], b"/head/x/?q=//1", r)  # the query is left alone
 
     def test_path_parameters_do_not_escape_a_route(self):
-        # Tomcat/Spring drop ";" parameters before mapping ("/429;x" is "/429", "/x/..;/429" too):
-        # routing ignores them as well, so these take the /429 route (and its retries) instead of
-        # the catch-all; the backend still receives the parameters.
+        # Tomcat/Spring drop ";" parameters before mapping ("/429;x" is "/429"): routing ignores
+        # them as well, so these take the /429 route (and its retries) instead of the catch-all;
+        # the backend still receives the parameters.
         def routed_to_429():
             return metric_value(self.dataplane_metrics(), "doorman_l7_requests_total",
                                 {"route": "default/raw/retry429"}) or 0
-        for target in (b"/429;x", b"/head/..;/429", b"/429;jsessionid=A1"):
+        for target in (b"/429;x", b"/429;jsessionid=A1"):
             before = routed_to_429()
             r = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             self.assertTrue(r.startswith(b"HTTP/1.1 "), (target, r))
             self.assertEqual(routed_to_429() - before, 1, target)
+        # A dot-segment with parameters means one path to a servlet container ("/head/..;/429" is
+        # "/429") and another to nginx or Go (a segment named "..;" under "/head"): refused.
+        for target in (b"/head/..;/429", b"/429/..;/head", b"/x/%2e%2e;p/429"):
+            before = self.backend.count("GET", target.decode())
+            r = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            self.assertTrue(r.startswith(b"HTTP/1.1 400"), (target, r))
+            self.assertEqual(self.backend.count("GET", target.decode()), before)
         r = self.exchange(b"GET /head;jsessionid=A1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertTrue(r.endswith(b"\r\n\r\n/head;jsessionid=A1"), r)  # the backend echoes the path it got
 

@@ -281,6 +281,15 @@ TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
   }
 }
 
+TEST(RouterTest, DotSegmentsWithParametersAreRecognised) {
+  for (const char* bad : {"/x/..;/admin", "/admin/..;/public", "/.;/a", "/a/..;x=1", "/a/%2e%2E;/b", "/a/%2E;p/b"}) {
+    EXPECT_TRUE(HasDotSegmentWithParams(bad)) << bad;
+  }
+  for (const char* ok : {"/admin;x", "/a/...;/b", "/a/..b;/c", "/a;jsessionid=1/b", "/a/../b", "/.well-known;x/y"}) {
+    EXPECT_FALSE(HasDotSegmentWithParams(ok)) << ok;
+  }
+}
+
 TEST(RouterTest, PathParametersAreNotPartOfTheRoutingPath) {
   std::string out;
   EXPECT_FALSE(RoutingPathWithoutParams("/admin/x", &out));
