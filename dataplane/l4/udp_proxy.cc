@@ -93,17 +93,6 @@ struct FlowKeyHash {
   }
 };
 
-// Turns on the local-address ancillary data (IP_PKTINFO also on an IPv6 socket, for IPv4-mapped
-// clients of a dual-stack one) and non-blocking reads.
-void EnablePacketInfo(UdpSocket& sock) {
-  const int fd = sock.native_handle();
-  const int one = 1;
-  error_code ec;
-  if (sock.local_endpoint(ec).address().is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
-  ::setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
-  sock.non_blocking(true, ec);
-}
-
 // One datagram, its sender and the local address it was sent to; -1 with errno as recvmsg(2)
 // (EAGAIN: nothing more now).
 ssize_t ReceiveWithLocal(int fd, char* buf, std::size_t cap, udp::endpoint* from, LocalAddr* local) {
@@ -220,7 +209,10 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       : w_(w), sock_(std::move(s)), name_(std::move(name)), sweep_(w.executor()),
         active_(w.metrics().L4Active(name_)), rx_(w.metrics().L4Bytes(name_, true)),
         tx_(w.metrics().L4Bytes(name_, false)) {
-    EnablePacketInfo(*sock_);
+    // Reads drain the socket until EAGAIN. The local-address ancillary data (IP_PKTINFO, also on
+    // an IPv6 socket for IPv4-mapped clients) was turned on before bind (ListenerManager::BindUdp).
+    error_code ec;
+    sock_->non_blocking(true, ec);
   }
 
   ~UdpListener() {

@@ -123,12 +123,12 @@ bool ListsChunked(std::string_view te) {
   return false;
 }
 
-// Whether a Connection field of the message lists the "close" option.
-bool ConnectionListsClose(const HttpHead& h) {
+// Whether a Connection field of the message lists `option` ("close", "upgrade").
+bool ConnectionLists(const HttpHead& h, std::string_view option) {
   for (const auto& f : h.fields()) {
     if (f.removed || f.id != http::field::connection) continue;
     for (const auto token : http::token_list{h.value(f)}) {
-      if (IEq(std::string_view(token.data(), token.size()), "close")) return true;
+      if (IEq(std::string_view(token.data(), token.size()), option)) return true;
     }
   }
   return false;
@@ -577,7 +577,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const bool head = req.method() == http::verb::head;
     // From the fields as received. "close" wins over "keep-alive" in one Connection field
     // (RFC 9112 §9.3; Beast reads an HTTP/1.0 request's keep-alive token alone).
-    const bool client_keep_alive = p.keep_alive() && !(version < 11 && ConnectionListsClose(req));
+    const bool client_keep_alive = p.keep_alive() && !(version < 11 && ConnectionLists(req, "close"));
     // A local answer is recorded here and written by ServeOne (not co_awaited inside this
     // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
     // A body we did not read makes the connection unusable: close after a local answer.
@@ -828,12 +828,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       for (const auto token : http::token_list{*up_value}) {
         if (IEq(std::string_view(token.data(), token.size()), "websocket")) websocket = true;
       }
-      for (const auto& f : req.fields()) {
-        if (!websocket || f.removed || f.id != http::field::connection) continue;
-        for (const auto token : http::token_list{req.value(f)}) {
-          if (IEq(std::string_view(token.data(), token.size()), "upgrade")) upgrade.assign("websocket");
-        }
-      }
+      if (websocket && ConnectionLists(req, "upgrade")) upgrade.assign("websocket");
     }
     // A tunnel opened now would be cut at the end of the grace period: the client is better off
     // reconnecting to another dataplane at once.

@@ -185,7 +185,8 @@ bool ListenerManager::BindUdp(const Listener& l, Bound* out, std::string* error)
     if (!ec) sock->set_option(ReusePort(true), ec);
     if (!ec) {
       // The local address of every datagram, from the first one on (udp_proxy.cc answers from
-      // it); set before bind, so none queued meanwhile arrives without it.
+      // it; IP_PKTINFO also on an IPv6 socket, for IPv4-mapped clients of a dual-stack one); set
+      // before bind, so none queued meanwhile arrives without it.
       const int one = 1;
       if (ep.address().is_v6()) ::setsockopt(sock->native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
       ::setsockopt(sock->native_handle(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);

@@ -171,10 +171,11 @@ class DoormanTestCase(unittest.TestCase):
         return p
 
     # --- peers ---------------------------------------------------------------------------
-    def start_backend(self, name, extra=()):
-        port = free_port()
-        self.spawn("backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
-                                       "--port", str(port), "--name", name] + list(extra))
+    def start_backend(self, name, extra=(), port=None, proc_name=None):
+        """`port`: a given one (a backend started again where another was); else a free one."""
+        port = port or free_port()
+        self.spawn(proc_name or "backend-" + name, [sys.executable, os.path.join(HERE, "backend.py"),
+                                                   "--port", str(port), "--name", name] + list(extra))
         wait_until(lambda: port_open(port), what="backend %s on :%d" % (name, port))
         return port
 

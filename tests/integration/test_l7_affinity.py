@@ -134,7 +134,7 @@ spec:
         # nothing is sent to it meanwhile, so passive outlier detection has nothing to count.
         victim = [p for p in self.procs if p.name == "backend-" + first][0]
         victim.stop()
-        self.start_backend_on(first, ports[first], ["--status", "503"])
+        self.start_backend(first, ["--status", "503"], port=ports[first], proc_name="backend-%s-again" % first)
         wait_until(lambda: up(first) == 0, what="the health check marks %s down" % first)
         for _ in range(3):
             status, who, new_cookie = get(cookie)
@@ -142,12 +142,6 @@ spec:
             self.assertIsNotNone(new_cookie, "the client is told its new endpoint")
             self.assertNotEqual(new_cookie, cookie)
         self.assertEqual(get(new_cookie)[:3], (200, other, None))
-
-    def start_backend_on(self, name, port, extra):
-        self.spawn("backend-%s-again" % name, [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                            "backend.py"),
-                                                "--port", str(port), "--name", name] + list(extra))
-        wait_until(lambda: port_open(port), what="backend %s again on :%d" % (name, port))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
