@@ -33,15 +33,12 @@ std::string_view ClientOfChain(std::string_view chain, const std::vector<l4::Cid
   return leftmost;
 }
 
-// Whether `name` is one of the forwarding headers the proxy manages spelled with '_' for '-'
-// ("X_Forwarded_For"): CGI-style backends (PHP, Rack, WSGI) read both spellings as
-// HTTP_X_FORWARDED_FOR, so an untrusted client's must not pass (nginx drops every name with an
-// underscore by default; Envoy has headers_with_underscores_action).
-bool IsUnderscoredForwardingHeader(std::string_view name) {
+// Whether `name` contains '_' and, read with '_' as '-' and case folded, is one of `names`
+// (each given lower-case).
+template <std::size_t N>
+bool IsUnderscoredSpellingOf(std::string_view name, const std::string_view (&names)[N]) {
   if (name.find('_') == std::string_view::npos) return false;
-  static constexpr std::string_view kManaged[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                                                  "x-forwarded-port", "x-real-ip", "x-request-id", "forwarded"};
-  for (const std::string_view m : kManaged) {
+  for (const std::string_view m : names) {
     if (m.size() != name.size()) continue;
     bool same = true;
     for (std::size_t i = 0; same && i < m.size(); ++i) {
@@ -51,6 +48,28 @@ bool IsUnderscoredForwardingHeader(std::string_view name) {
     if (same) return true;
   }
   return false;
+}
+
+// Whether `name` is one of the forwarding headers the proxy manages spelled with '_' for '-'
+// ("X_Forwarded_For"): CGI-style backends (PHP, Rack, WSGI) read both spellings as
+// HTTP_X_FORWARDED_FOR, so an untrusted client's must not pass (nginx drops every name with an
+// underscore by default; Envoy has headers_with_underscores_action).
+bool IsUnderscoredForwardingHeader(std::string_view name) {
+  static constexpr std::string_view kManaged[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                                  "x-forwarded-port", "x-real-ip", "x-request-id", "forwarded"};
+  return IsUnderscoredSpellingOf(name, kManaged);
+}
+
+// Whether `name` is a framing or hop-by-hop field spelled with '_' for '-' ("Transfer_Encoding",
+// "Content_Length"). The proxy frames the request by the real names only; a backend that folds
+// '_' into '-' (gunicorn before 22.0 did, for Transfer_Encoding) would frame it differently — a
+// smuggling vector — and no client has a legitimate use for these spellings, so they are dropped
+// whatever the client's trust.
+bool IsUnderscoredFramingHeader(std::string_view name) {
+  // Only names with a '-' have an underscore spelling (Host, TE, Upgrade... have none).
+  static constexpr std::string_view kFraming[] = {"content-length", "transfer-encoding", "keep-alive",
+                                                  "proxy-connection"};
+  return IsUnderscoredSpellingOf(name, kFraming);
 }
 
 // Every field named `name` (or of Beast id `id`), values joined with ", " in arrival order (the
@@ -104,10 +123,14 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
   // RFC 7239 Forwarded says what X-Forwarded-For does: believed from a trusted client only,
   // extended like X-Forwarded-For's chain in Append, dropped with it in Replace.
   if (!info.trusted || info.forwarded_for == ForwardedForMode::kReplace) h.Erase(http::field::forwarded);
-  if (!info.trusted) {
+  {
     std::vector<std::string> underscored;
     for (const auto& f : h.fields()) {
-      if (!f.removed && IsUnderscoredForwardingHeader(h.name(f))) underscored.emplace_back(h.name(f));
+      if (f.removed) continue;
+      const std::string_view name = h.name(f);
+      if (IsUnderscoredFramingHeader(name) || (!info.trusted && IsUnderscoredForwardingHeader(name))) {
+        underscored.emplace_back(name);
+      }
     }
     for (const auto& name : underscored) h.Erase(name);
   }

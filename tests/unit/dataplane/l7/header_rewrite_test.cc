@@ -167,19 +167,26 @@ TEST(HeaderRewriteTest, RealIpBehindATrustedProxyComesFromItsChain) {
   EXPECT_EQ(std::string(req[http::field::forwarded]), "for=x, for=\"[2001:db8::7]\"");
 }
 
+// A request head from client 192.0.2.7 (trusted or not) after PrepareUpstreamRequest.
+Req PreparedFrom(bool trusted, const std::string& text) {
+  Req req = ParseHead(text);
+  ForwardedInfo info;
+  info.client_ip = "192.0.2.7";
+  info.host = "a";
+  info.trusted = trusted;
+  PrepareUpstreamRequest(req.base(), info);
+  return req;
+}
+
 // CGI-style backends read X_Forwarded_For as X-Forwarded-For: an untrusted client's underscore
 // spellings of the managed headers are dropped; other underscore names, and a trusted client's,
 // pass.
 TEST(HeaderRewriteTest, UnderscoreSpellingsOfForwardingHeadersAreDroppedFromUntrustedClients) {
   for (bool trusted : {false, true}) {
-    auto req = ParseHead(
+    auto req = PreparedFrom(
+        trusted,
         "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nx-real_ip: 6.6.6.6\r\nX_FORWARDED_PROTO: https\r\n"
         "Forwarded_: x\r\nX_Request_Id: spoof\r\napi_key: k\r\nX-Forwarded_Hosts: h\r\n\r\n");
-    ForwardedInfo info;
-    info.client_ip = "192.0.2.7";
-    info.host = "a";
-    info.trusted = trusted;
-    PrepareUpstreamRequest(req.base(), info);
     const std::string wire = Serialize(req.base());
     for (const char* name : {"X_Forwarded_For", "x-real_ip", "X_FORWARDED_PROTO", "X_Request_Id"}) {
       EXPECT_EQ(req.count(name), trusted ? 1u : 0u) << name << "\n" << wire;
@@ -188,6 +195,26 @@ TEST(HeaderRewriteTest, UnderscoreSpellingsOfForwardingHeadersAreDroppedFromUntr
     EXPECT_EQ(req.count("X-Forwarded_Hosts"), 1u) << wire;  // not one either (one letter more)
     EXPECT_EQ(req.count("Forwarded_"), 1u) << wire;
     EXPECT_EQ(req["X-Forwarded-For"], "192.0.2.7");
+  }
+}
+
+TEST(HeaderRewriteTest, UnderscoreSpellingsOfFramingHeadersAreAlwaysDropped) {
+  for (bool trusted : {false, true}) {
+    auto req = PreparedFrom(
+        trusted,
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\ncontent_length: 99\r\n"
+        "HOST_: x\r\nConnection_: close\r\nkeep_alive: 1\r\nproxy_connection: close\r\nTE_: x\r\nT_E: trailers\r\n"
+        "Upgrade_Insecure_Requests: 1\r\nexpect_: x\r\nX_Custom_Id: 7\r\n\r\n");
+    const std::string wire = Serialize(req.base());
+    for (const char* name : {"Transfer_Encoding", "content_length", "keep_alive", "proxy_connection"}) {
+      EXPECT_EQ(req.count(name), 0u) << name << "\n" << wire;
+    }
+    // One character more or less than a framing name is not one of them.
+    for (const char* name : {"HOST_", "Connection_", "TE_", "T_E", "Upgrade_Insecure_Requests", "expect_", "X_Custom_Id"}) {
+      EXPECT_EQ(req.count(name), 1u) << name << "\n" << wire;
+    }
+    EXPECT_EQ(req[http::field::content_length], "3") << wire;
+    EXPECT_EQ(wire.find("chunked"), std::string::npos) << wire;
   }
 }
 
