@@ -1,11 +1,13 @@
 #include "common/log.h"
 #include "common/json_escape.h"
+#include "common/line_writer.h"
 
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace doorman::log {
@@ -13,6 +15,8 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::atomic<int> g_format{static_cast<int>(Format::kText)};
+std::atomic<int> g_fd{STDERR_FILENO};
+std::atomic<LineWriter*> g_async{nullptr};  // set once, lives until exit
 
 const char* LevelName(Level l) {
   switch (l) {
@@ -77,9 +81,10 @@ void SetFormat(Format f) { g_format.store(static_cast<int>(f)); }
 void SetLevel(Level l) { g_level.store(static_cast<int>(l)); }
 bool Enabled(Level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
 
-void Write(Level level, std::string_view component, std::string_view message,
-           std::initializer_list<Field> fields) {
-  if (!Enabled(level)) return;
+namespace {
+
+std::string FormatLine(Level level, std::string_view component, std::string_view message,
+                       std::initializer_list<Field> fields) {
   std::string line;
   line.reserve(128);
   if (static_cast<Format>(g_format.load(std::memory_order_relaxed)) == Format::kJson) {
@@ -114,15 +119,42 @@ void Write(Level level, std::string_view component, std::string_view message,
     }
     line.push_back('\n');
   }
+  return line;
+}
+
+void StopAsyncAtExit() { StopAsync(std::chrono::seconds(1)); }
+
+}  // namespace
+
+void Write(Level level, std::string_view component, std::string_view message,
+           std::initializer_list<Field> fields) {
+  if (!Enabled(level)) return;
+  std::string line = FormatLine(level, component, message, fields);
+  if (LineWriter* w = g_async.load(std::memory_order_acquire); w != nullptr && w->Write(line)) return;
   // One write(2) per line keeps concurrent lines from interleaving.
-  const char* p = line.data();
-  size_t left = line.size();
-  while (left > 0) {
-    const ssize_t n = ::write(STDERR_FILENO, p, left);
-    if (n <= 0) break;
-    p += n;
-    left -= static_cast<size_t>(n);
+  WriteAllTo(g_fd.load(std::memory_order_relaxed), line.data(), line.size());
+}
+
+void StartAsync(std::size_t max_queued_bytes, int fd) {
+  if (g_async.load() != nullptr) return;
+  g_fd.store(fd);
+  g_async.store(new LineWriter(fd, max_queued_bytes, [](uint64_t lost) {
+    return FormatLine(Level::kWarn, "log", "the log output did not keep up; lines dropped",
+                      {{"dropped", std::to_string(lost)}});
+  }));
+  std::atexit(StopAsyncAtExit);
+}
+
+void StopAsync(std::chrono::milliseconds max) {
+  if (LineWriter* w = g_async.load(std::memory_order_acquire); w != nullptr) {
+    w->Close(max);
+    g_fd.store(STDERR_FILENO);
   }
+}
+
+uint64_t Dropped() {
+  LineWriter* w = g_async.load(std::memory_order_acquire);
+  return w == nullptr ? 0 : w->Dropped();
 }
 
 }  // namespace doorman::log

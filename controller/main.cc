@@ -485,6 +485,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  doorman::log::StartAsync();  // no thread waits for a stalled stderr reader from here on
 
   auto registry = std::make_shared<prometheus::Registry>();
   dc::ControllerMetrics metrics(registry);

@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   if (splice_from_env) log::Warn("dataplane", "DOORMAN_L4_SPLICE=1 is deprecated; use --l4-splice");
 
   ::signal(SIGPIPE, SIG_IGN);
+  log::StartAsync();  // no worker waits for a stalled stderr reader from here on (common/log.h)
 
   if (!state_dir.empty()) {
     std::string error;

@@ -1,18 +1,15 @@
 #include "dataplane/l7/access_log.h"
 #include "common/json_escape.h"
+#include "common/line_writer.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <mutex>
-#include <thread>
 #include <utility>
-#include <vector>
 
 #include "common/log.h"
 
@@ -20,62 +17,7 @@ namespace doorman::dataplane {
 namespace {
 
 int g_fd = -1;
-
-// The queue between the workers and the writer thread.
-struct Writer {
-  std::mutex mu;
-  std::condition_variable cv;       // work for the writer
-  std::condition_variable idle_cv;  // the writer emptied the queue (CloseAccessLog)
-  std::vector<std::string> queue;
-  std::size_t bytes = 0;
-  uint64_t dropped = 0;        // since the writer last reported
-  uint64_t dropped_total = 0;  // AccessLogDropped
-  bool writing = false;
-  bool stop = false;
-  std::thread thread;
-};
-Writer* g_writer = nullptr;  // lives until exit (a writer stuck in write(2) is left to it)
-
-// Whole buffer, through short writes and EINTR; an error (EPIPE, ENOSPC) drops the rest.
-void WriteAll(int fd, const std::string& data) {
-  std::size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    off += static_cast<std::size_t>(n);
-  }
-}
-
-void WriterLoop(Writer* w, int fd) {
-  std::unique_lock lock(w->mu);
-  for (;;) {
-    w->cv.wait(lock, [&] { return w->stop || !w->queue.empty(); });
-    if (w->queue.empty()) return;  // stopping, all written
-    std::vector<std::string> batch;
-    batch.swap(w->queue);
-    w->bytes = 0;
-    const uint64_t lost = std::exchange(w->dropped, 0);
-    w->writing = true;
-    lock.unlock();
-    if (lost != 0) {
-      log::Warn("access-log", "access log output did not keep up; lines dropped",
-                {{"dropped", std::to_string(lost)}});
-    }
-    std::string chunk;  // whole lines, up to 64 KiB a write
-    for (auto& line : batch) {
-      if (!chunk.empty() && chunk.size() + line.size() > (64 << 10)) {
-        WriteAll(fd, chunk);
-        chunk.clear();
-      }
-      chunk += line;
-    }
-    if (!chunk.empty()) WriteAll(fd, chunk);
-    lock.lock();
-    w->writing = false;
-    if (w->queue.empty()) w->idle_cv.notify_all();
-  }
-}
+LineWriter* g_writer = nullptr;  // lives until exit (a writer stuck in write(2) is left to it)
 
 void Field(std::string& out, const char* name, std::string_view value) {
   out += ",\"";
@@ -132,8 +74,10 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
     }
   }
   if (g_fd >= 0 && g_writer == nullptr) {
-    g_writer = new Writer;
-    g_writer->thread = std::thread(WriterLoop, g_writer, g_fd);
+    g_writer = new LineWriter(g_fd, kAccessLogQueueBytes, [](uint64_t lost) {
+      log::Warn("access-log", "access log output did not keep up; lines dropped", {{"dropped", std::to_string(lost)}});
+      return std::string();
+    });
   }
   return true;
 }
@@ -141,40 +85,13 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
 bool AccessLogEnabled() { return g_fd >= 0 && g_writer != nullptr; }
 
 void WriteAccessLog(std::string line) {
-  Writer* w = g_writer;
-  if (w == nullptr) return;
-  std::lock_guard lock(w->mu);
-  if (w->stop) return;
-  if (w->bytes + line.size() > kAccessLogQueueBytes) {
-    ++w->dropped;
-    ++w->dropped_total;
-    return;
-  }
-  w->bytes += line.size();
-  w->queue.push_back(std::move(line));
-  if (w->queue.size() == 1 && !w->writing) w->cv.notify_one();
+  if (g_writer != nullptr) g_writer->Write(std::move(line));
 }
 
-uint64_t AccessLogDropped() {
-  Writer* w = g_writer;
-  if (w == nullptr) return 0;
-  std::lock_guard lock(w->mu);
-  return w->dropped_total;
-}
+uint64_t AccessLogDropped() { return g_writer == nullptr ? 0 : g_writer->Dropped(); }
 
 void CloseAccessLog(std::chrono::milliseconds max) {
-  Writer* w = g_writer;
-  if (w == nullptr) return;
-  std::unique_lock lock(w->mu);
-  const bool drained = w->idle_cv.wait_for(lock, max, [&] { return w->queue.empty() && !w->writing; });
-  w->stop = true;
-  w->cv.notify_one();
-  lock.unlock();
-  if (drained) {
-    w->thread.join();
-  } else {
-    w->thread.detach();  // stuck in write(2) on a stalled output: exit does not wait for it
-  }
+  if (g_writer != nullptr) g_writer->Close(max);
 }
 
 }  // namespace doorman::dataplane

@@ -5,6 +5,7 @@
 // logged instead, and the process aborts, so that its supervisor (the DaemonSet) restarts it.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -27,6 +28,7 @@ inline auto EssentialLoop(const char* what) {
     }
     log::Error("worker", "an essential loop ended by an exception; aborting so that the process is restarted",
                {{"loop", what}, {"error", error}});
+    log::StopAsync(std::chrono::milliseconds(500));  // the line above reaches stderr before the abort
     std::abort();
   };
 }
