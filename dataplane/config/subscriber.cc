@@ -35,7 +35,10 @@ Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn appli
 
 Subscriber::~Subscriber() { Stop(); }
 
-void Subscriber::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Subscriber::Start() {
+  thread_ = std::thread([this] { Loop(); });
+  if (listeners_) reporter_ = std::thread([this] { ReporterLoop(); });
+}
 
 void Subscriber::Stop() {
   {
@@ -45,10 +48,31 @@ void Subscriber::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (reporter_.joinable()) reporter_.join();  // a write it waited on ended with the cancel
 }
 
 void Subscriber::ReportListeners() {
   if (!listeners_) return;
+  {
+    std::lock_guard lock(mu_);
+    report_pending_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Subscriber::ReporterLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || report_pending_; });
+    if (stopping_) return;
+    report_pending_ = false;
+    lock.unlock();
+    SendListenerReport();
+    lock.lock();
+  }
+}
+
+void Subscriber::SendListenerReport() {
   std::lock_guard lock(write_mu_);
   if (!write_ || acked_on_stream_ == 0) return;
   const ListenerState now = listeners_();

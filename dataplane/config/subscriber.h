@@ -59,13 +59,16 @@ class Subscriber {
 
   void Start();
   void Stop();  // cancels the stream and joins the thread
-  // Thread-safe. Tells the controller, on the open stream, which listeners of the version ACKed
-  // on it are not open now. Nothing without a stream, before its first ACK, or when a newer
-  // version is applied but not ACKed yet (its ACK will list them). Needs `listeners`.
+  // Thread-safe, never waits for the stream: asks the subscriber's reporter thread to tell the
+  // controller, on the open stream, which listeners of the version ACKed on it are not open now.
+  // Nothing without a stream, before its first ACK, or when a newer version is applied but not
+  // ACKed yet (its ACK will list them). Needs `listeners`.
   void ReportListeners();
 
  private:
   void Loop();
+  void ReporterLoop();
+  void SendListenerReport();  // on the reporter thread: may wait for the stream's flow control
   bool RunStream();  // one connection; true when at least one update was received
 
   SubscriberOptions opts_;
@@ -75,9 +78,11 @@ class Subscriber {
   std::shared_ptr<grpc::ChannelCredentials> credentials_;  // one certificate watcher for all streams
   std::string last_failure_;  // the last connect failure logged at warn (repeats go to debug)
   std::thread thread_;
+  std::thread reporter_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool report_pending_ = false;  // guarded by mu_
   grpc::ClientContext* active_ = nullptr;  // guarded by mu_
   ListenersFn listeners_;
   // Every write on the stream, and what was ACKed on it (gRPC allows one writer at a time).
