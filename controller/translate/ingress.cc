@@ -253,6 +253,64 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   return out;
 }
 
+// Whether the tls[] host or pattern `pattern` covers `host`: equal, or "*.example.com" covering
+// exactly one more label, as a certificate's wildcard does.
+bool TlsHostCovers(const std::string& pattern, const std::string& host) {
+  if (pattern == host) return true;
+  const auto dot = host.find('.');
+  return pattern.rfind("*.", 0) == 0 && !host.empty() && host[0] != '*' && dot != std::string::npos &&
+         host.substr(dot) == pattern.substr(1);
+}
+
+// Turns an Ingress's HTTP route into its ssl-redirect: 308 to https (the HTTPS port unless 443).
+void MakeSslRedirect(v1::Route& route, const TranslateOptions& options) {
+  const bool behind_balancer = !options.ingress_trusted_proxies.empty();
+  if (!behind_balancer) {
+    route.clear_backends();
+    route.clear_policy();
+    route.clear_filters();
+  }
+  auto* rd = route.mutable_filters()->mutable_redirect();
+  // Behind a trusted balancer that terminated TLS (X-Forwarded-Proto: https), the route's
+  // backends serve the request instead (ingress-nginx's use-forwarded-headers): a redirect
+  // would send the client back to where it is, for ever.
+  rd->set_unless_forwarded_https(behind_balancer);
+  rd->set_enabled(true);
+  rd->set_scheme("https");
+  if (options.ingress_https_port != 443) rd->set_port(options.ingress_https_port);
+  rd->set_status_code(kSslRedirectStatus);
+}
+
+// The HTTPS twin of an Ingress route (`route` as declared, before any redirect), on `listener`.
+CompiledRoute HttpsTwin(v1::Route route, const std::string& listener, const std::string& hsts, size_t decl_index,
+                        bool catch_all) {
+  CompiledRoute https;
+  https.proto = std::move(route);
+  https.proto.set_name(https.proto.name() + "-https");
+  if (!hsts.empty()) {  // HTTPS responses only: a browser ignores it over plain HTTP (RFC 6797 §8.1)
+    (*https.proto.mutable_filters()->mutable_response_headers()->mutable_set())["strict-transport-security"] = hsts;
+  }
+  https.proto.set_listener(listener);
+  https.user_listener = "https";
+  https.decl_index = decl_index;
+  https.catch_all = catch_all;
+  return https;
+}
+
+// The Ingress HTTPS listener (--ingress-https-port) with `certificate_names`.
+CompiledListener IngressHttpsListener(const TranslateOptions& options, const std::vector<std::string>& certificate_names) {
+  CompiledListener https;
+  https.user_name = "https";
+  https.field = "spec.tls";
+  https.conflict_field = "spec.tls";
+  https.proto.set_port(options.ingress_https_port);
+  https.proto.set_protocol(v1::HTTPS);
+  https.proto.set_name("https-" + std::to_string(options.ingress_https_port));
+  if (options.ingress_proxy_protocol) https.proto.mutable_proxy_protocol()->set_accept(true);
+  for (const auto& name : certificate_names) https.proto.mutable_tls()->add_certificates(name);
+  return https;
+}
+
 // The certificates of an Ingress's tls[] and which hosts they cover (for ssl-redirect).
 struct IngressTls {
   std::vector<std::string> certificate_names;
@@ -263,16 +321,7 @@ struct IngressTls {
   // Whether requests for `host` ("" = no host) are served with one of the certificates.
   bool Covers(const std::string& host) const {
     if (any_host) return true;
-    for (const auto& h : hosts) {
-      if (h == host) return true;
-      // "*.example.com" covers exactly one more label, as a certificate's wildcard does.
-      const auto dot = host.find('.');
-      if (h.rfind("*.", 0) == 0 && !host.empty() && host[0] != '*' && dot != std::string::npos &&
-          host.substr(dot) == h.substr(1)) {
-        return true;
-      }
-    }
-    return false;
+    return std::any_of(hosts.begin(), hosts.end(), [&](const std::string& h) { return TlsHostCovers(h, host); });
   }
 };
 
@@ -421,6 +470,13 @@ class IngressCompiler {
       problems->insert(problems->end(), r_.problems.begin(), r_.problems.end());
       return std::nullopt;
     }
+    if (!ann_.canary) {
+      c_.ingress_tls.emplace();
+      c_.ingress_tls->tls_hosts = tls_.hosts;
+      c_.ingress_tls->any_host = tls_.any_host;
+      c_.ingress_tls->ssl_redirect = ann_.ssl_redirect;
+      c_.ingress_tls->hsts = ann_.hsts;
+    }
     return std::move(c_);
   }
 
@@ -443,15 +499,7 @@ class IngressCompiler {
                                               std::to_string(ctx_.options.ingress_http_port));
       return;
     }
-    CompiledListener https;
-    https.user_name = "https";
-    https.field = "spec.tls";
-    https.conflict_field = "spec.tls";
-    https.proto.set_port(ctx_.options.ingress_https_port);
-    https.proto.set_protocol(v1::HTTPS);
-    https.proto.set_name("https-" + std::to_string(ctx_.options.ingress_https_port));
-    if (ctx_.options.ingress_proxy_protocol) https.proto.mutable_proxy_protocol()->set_accept(true);
-    for (const auto& name : tls_.certificate_names) https.proto.mutable_tls()->add_certificates(name);
+    CompiledListener https = IngressHttpsListener(ctx_.options, tls_.certificate_names);
     https_listener_ = https.proto.name();
     c_.listeners.push_back(std::move(https));
     c_.certificates = tls_.certificates;
@@ -613,37 +661,9 @@ class IngressCompiler {
     http.user_listener = "http";
     http.decl_index = decl_++;
     http.catch_all = catch_all;
-    if (redirect) {
-      const bool behind_balancer = !ctx_.options.ingress_trusted_proxies.empty();
-      if (!behind_balancer) {
-        http.proto.clear_backends();
-        http.proto.clear_policy();
-        http.proto.clear_filters();
-      }
-      auto* rd = http.proto.mutable_filters()->mutable_redirect();
-      // Behind a trusted balancer that terminated TLS (X-Forwarded-Proto: https), the route's
-      // backends serve the request instead (ingress-nginx's use-forwarded-headers): a redirect
-      // would send the client back to where it is, for ever.
-      rd->set_unless_forwarded_https(behind_balancer);
-      rd->set_enabled(true);
-      rd->set_scheme("https");
-      if (ctx_.options.ingress_https_port != 443) rd->set_port(ctx_.options.ingress_https_port);
-      rd->set_status_code(kSslRedirectStatus);
-    }
+    if (redirect) MakeSslRedirect(http.proto, ctx_.options);
     c_.routes.push_back(std::move(http));
-    if (!https_listener_.empty()) {
-      CompiledRoute https;
-      https.proto = std::move(route);
-      https.proto.set_name(route_name + "-https");
-      if (!ann_.hsts.empty()) {  // HTTPS responses only: a browser ignores it over plain HTTP (RFC 6797 §8.1)
-        (*https.proto.mutable_filters()->mutable_response_headers()->mutable_set())["strict-transport-security"] = ann_.hsts;
-      }
-      https.proto.set_listener(https_listener_);
-      https.user_listener = "https";
-      https.decl_index = decl_++;
-      https.catch_all = catch_all;
-      c_.routes.push_back(std::move(https));
-    }
+    if (!https_listener_.empty()) c_.routes.push_back(HttpsTwin(std::move(route), https_listener_, ann_.hsts, decl_++, catch_all));
     if (own_set) c_.backend_sets.push_back(set);
   }
 
@@ -714,6 +734,44 @@ bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const Tra
   const std::string cls = spec == ingress.end() ? "" : StringOr(*spec, "ingressClassName");
   if (!cls.empty()) return classes.ours.count(cls) > 0;
   return !classes.default_class.empty();
+}
+
+void ShareIngressTls(CompiledObject& c, const std::map<std::string, ObjectKey>& tls_hosts,
+                     const TranslateOptions& options) {
+  if (!c.ingress_tls || c.ingress_tls->any_host) return;  // not an Ingress, a canary, or all its hosts are its own
+  const auto& own = c.ingress_tls->tls_hosts;
+  // The other Ingress whose tls[] covers `host` (exact names first, then "*." patterns).
+  auto other_for = [&](const std::string& host) -> const ObjectKey* {
+    if (auto exact = tls_hosts.find(host); exact != tls_hosts.end() && exact->second != c.key) return &exact->second;
+    for (const auto& [pattern, key] : tls_hosts) {
+      if (key != c.key && pattern.rfind("*.", 0) == 0 && TlsHostCovers(pattern, host)) return &key;
+    }
+    return nullptr;
+  };
+  const CompiledListener* https = FindListener(c, "https");
+  const bool had_https = https != nullptr;
+  std::string https_name = had_https ? https->proto.name() : "";
+  std::vector<CompiledRoute> twins;
+  bool shared = false;
+  for (auto& r : c.routes) {
+    if (r.user_listener != "http" || r.proto.match().hosts_size() == 0) continue;
+    const std::string& host = r.proto.match().hosts(0);
+    if (std::any_of(own.begin(), own.end(), [&](const std::string& h) { return TlsHostCovers(h, host); })) continue;
+    if (other_for(host) == nullptr) continue;
+    shared = true;
+    if (!had_https) {
+      if (https_name.empty()) https_name = IngressHttpsListener(options, {}).proto.name();
+      twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
+    }
+    if (c.ingress_tls->ssl_redirect) MakeSslRedirect(r.proto, options);
+  }
+  if (!shared) return;
+  if (!had_https) c.listeners.push_back(IngressHttpsListener(options, {}));
+  for (auto& t : twins) c.routes.push_back(std::move(t));
+  // hsts and ssl-redirect were said to have no effect without a certificate of its own: they do now.
+  std::erase_if(c.warnings, [](const StatusWarning& w) {
+    return w.reason == "AnnotationIgnored" && w.message.find("no usable spec.tls certificate") != std::string::npos;
+  });
 }
 
 }  // namespace doorman::controller::internal

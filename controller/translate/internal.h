@@ -131,6 +131,14 @@ struct CompiledObject {
   std::vector<v1::TlsCertificate> certificates;
   std::vector<StatusWarning> warnings;
   std::vector<CanaryAttachment> canaries;  // only a canary Ingress has these (and no listeners)
+  // An Ingress that is not a canary: what ShareIngressTls needs.
+  struct IngressTlsInfo {
+    std::vector<std::string> tls_hosts;  // spec.tls[].hosts of entries with a usable certificate
+    bool any_host = false;               // such an entry without hosts (it covers every host)
+    bool ssl_redirect = true;            // doorman.dev/ssl-redirect
+    std::string hsts;                    // doorman.dev/hsts
+  };
+  std::optional<IngressTlsInfo> ingress_tls;
 };
 
 inline const CompiledListener* FindListener(const CompiledObject& c, const std::string& user_name) {
@@ -237,6 +245,14 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
                                              std::vector<Problem>* problems);
 std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o, const CompileContext& ctx,
                                              std::vector<Problem>* problems);
+
+// TLS per host across Ingresses, as ingress-nginx applies it (one server per host): the routes of
+// `c` (a compiled Ingress) for a host that its own tls[] does not cover but another Ingress's
+// does (`tls_hosts`: each tls[] host or "*." pattern → the oldest Ingress naming it) also go on
+// the HTTPS listener, served with that Ingress's certificate (the listener is shared by port),
+// and their HTTP routes become ssl-redirects unless `doorman.dev/ssl-redirect: "false"`.
+void ShareIngressTls(CompiledObject& c, const std::map<std::string, ObjectKey>& tls_hosts,
+                     const TranslateOptions& options);
 
 // Whether doorman serves this Service (type LoadBalancer, class doorman.dev/lb, or no class and
 // --default-lb-class).

@@ -234,48 +234,6 @@ void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string
   }
 }
 
-// TLS is per Ingress here, per host across Ingresses in ingress-nginx (docs/kubernetes.md): an
-// Ingress that routes a host over plain HTTP only while another one serves that host over HTTPS
-// is told so (HostPartlyTls), since the same URL then reaches different backends by scheme.
-// `ingresses`: the placed Ingresses, oldest first.
-void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, ObjectStatus*>>& ingresses) {
-  std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
-  for (const auto& [placed, st] : ingresses) {
-    for (const auto& r : placed->routes) {
-      if (r.user_listener != "https") continue;
-      for (const auto& h : r.proto.match().hosts()) https_hosts.emplace(h, st->key);
-    }
-  }
-  // The HTTPS host (exact, or a "*." pattern covering one label, as Ingress wildcards do) that
-  // takes `h`'s HTTPS requests.
-  auto https_for = [&](const std::string& h) {
-    if (auto exact = https_hosts.find(h); exact != https_hosts.end()) return exact;
-    const auto dot = h.find('.');
-    if (h.rfind("*.", 0) == 0 || dot == std::string::npos) return https_hosts.end();
-    return https_hosts.find("*" + h.substr(dot));
-  };
-  for (const auto& [placed, st] : ingresses) {
-    std::set<std::string> own_https;
-    std::set<std::string> told;
-    for (const auto& r : placed->routes) {
-      if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
-    }
-    for (const auto& r : placed->routes) {
-      if (r.user_listener != "http") continue;
-      for (const auto& h : r.proto.match().hosts()) {
-        auto other = https_for(h);
-        if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
-        st->warnings.push_back(
-            {"HostPartlyTls", "spec.tls",
-             "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
-                 ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
-                 "only, and HTTPS requests for them reach the other Ingress's routes (ingress-nginx applies TLS per "
-                 "host); list the host in this Ingress's spec.tls"});
-      }
-    }
-  }
-}
-
 std::string ProblemsText(const std::vector<Problem>& problems) {
   std::vector<std::string> parts;
   for (size_t i = 0; i < problems.size() && i < 5; ++i) {
@@ -423,8 +381,23 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     auto out = compile(key, lg->second.object, &ignored);
     auto secrets = last_good_secrets_.find(key);
     if (out || secrets == last_good_secrets_.end() || secrets->second.empty()) return out;
-    // Against the Secrets it was accepted with (rare: only while the object is invalid).
+    // Against the Secrets it was accepted with, for those that no longer load (rare: only while
+    // the object is invalid). One that loads now keeps its current version, so that a renewal of
+    // one certificate is served while another of the object's Secrets is broken (a certificate
+    // near expiry must not wait for an unrelated fix). When that still does not compile, every
+    // Secret as it was accepted.
     ObjectStore with_old = store;
+    bool stood_in = false;
+    for (const auto& [k, s] : secrets->second) {
+      if (LoadCertificate(store, k.ns, k.name).cert) continue;
+      with_old[k] = s;
+      stood_in = true;
+    }
+    if (stood_in) {
+      ignored.clear();
+      out = compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
+      if (out) return out;
+    }
     for (const auto& [k, s] : secrets->second) with_old[k] = s;
     ignored.clear();
     return compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
@@ -530,6 +503,18 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (!ca || !cb) return ca != nullptr && cb == nullptr;
     return OlderThan(*ca, *cb);
   });
+  // TLS per host across Ingresses: each tls[] host goes to its oldest Ingress, whose certificate
+  // then serves the other Ingresses' routes for that host too.
+  std::map<std::string, ObjectKey> ingress_tls_hosts;
+  for (const Candidate* c : order) {
+    const CompiledObject* v = order_of(*c);
+    if (v == nullptr || !v->ingress_tls) continue;
+    for (const auto& h : v->ingress_tls->tls_hosts) ingress_tls_hosts.emplace(h, c->key);
+  }
+  for (Candidate* c : order) {
+    if (c->current) ShareIngressTls(*c->current, ingress_tls_hosts, options_);
+    if (c->last_good) ShareIngressTls(*c->last_good, ingress_tls_hosts, options_);
+  }
   PortMap ports;
   std::map<std::string, v1::TlsCertificate> certs;
   // What of `version` can be placed: all of it, all but its conflicted listeners (in
@@ -638,12 +623,6 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
-
-  std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
-  for (Candidate* c : order) {
-    if (c->placed && c->key.kind == kKindIngress) ingresses.emplace_back(c->placed, &c->status);
-  }
-  WarnHostsPartlyTls(ingresses);
 
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));

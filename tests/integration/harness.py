@@ -285,26 +285,29 @@ spec:
         return self.controller_version()
 
 
-def one_ingress_yaml(backend, host, annotations="", tls_secret=""):
-    """doorman's IngressClass, a Service `web` whose one endpoint is 127.0.0.1:`backend`, and an
-    Ingress `app` routing `host` / to it (`annotations`: a YAML flow map body; `tls_secret`: a
-    kubernetes.io/tls Secret for the host)."""
-    meta = "{name: app, namespace: default%s}" % (", annotations: {%s}" % annotations if annotations else "")
+def one_ingress_yaml(backend, host, annotations="", tls_secret="", name="app", service="web", path="/",
+                     ingress_class=True):
+    """doorman's IngressClass (unless `ingress_class` is false), a Service `service` whose one
+    endpoint is 127.0.0.1:`backend`, and an Ingress `name` routing `host` `path` (Prefix) to it
+    (`annotations`: a YAML flow map body; `tls_secret`: a kubernetes.io/tls Secret for the host)."""
+    meta = "{name: %s, namespace: default%s}" % (name, ", annotations: {%s}" % annotations if annotations else "")
     tls = "  tls: [{hosts: [%s], secretName: %s}]\n" % (host, tls_secret) if tls_secret else ""
-    return f"""\
+    cls = """\
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
-metadata: {{name: doorman}}
-spec: {{controller: doorman.dev/ingress-controller}}
+metadata: {name: doorman}
+spec: {controller: doorman.dev/ingress-controller}
 ---
+""" if ingress_class else ""
+    return cls + f"""\
 apiVersion: v1
 kind: Service
-metadata: {{name: web, namespace: default}}
+metadata: {{name: {service}, namespace: default}}
 spec: {{ports: [{{name: http, port: 80}}]}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+metadata: {{name: {service}-1, namespace: default, labels: {{kubernetes.io/service-name: {service}}}}}
 addressType: IPv4
 ports: [{{name: http, port: {backend}}}]
 endpoints: [{{addresses: [127.0.0.1]}}]
@@ -314,7 +317,7 @@ kind: Ingress
 metadata: {meta}
 spec:
   ingressClassName: doorman
-{tls}  rules: [{{host: {host}, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]
+{tls}  rules: [{{host: {host}, http: {{paths: [{{path: {path}, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}]}}}}]
 """
 
 

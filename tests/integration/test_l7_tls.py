@@ -198,5 +198,32 @@ class IngressHsts(DoormanTestCase):
         self.assertIn('"x-forwarded-proto": "https"', r.stdout)
 
 
+class IngressTlsPerHost(DoormanTestCase):
+    """TLS applies per host across Ingresses, as in ingress-nginx: an Ingress without tls[] that
+    routes a path of a host another Ingress has a certificate for is served over HTTPS with that
+    certificate, and its HTTP route redirects (unless its ssl-redirect says "false")."""
+
+    def test_a_split_host_is_served_over_https_by_every_ingress(self):
+        main, api = self.start_backend("main"), self.start_backend("api")
+        crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secret.yaml", secret("h-cert", crt, key))
+        self.write_manifest("main.yaml", one_ingress_yaml(main, "h.test", tls_secret="h-cert"))
+        self.write_manifest("api.yaml", one_ingress_yaml(api, "h.test", name="api-paths", service="api", path="/api",
+                                                         ingress_class=False))
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        base = ["--cacert", crt, "--resolve", "h.test:%d:127.0.0.1" % https]
+        for path, want in (("/api/x", "api"), ("/other", "main")):
+            r = curl(base + ["https://h.test:%d%s" % (https, path)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["backend"], want, path)
+        r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: h.test", "http://127.0.0.1:%d/api/x" % http])
+        self.assertIn(" 308", r.stdout.splitlines()[0], r.stdout)
+        self.assertIn("location: https://h.test:%d/api/x" % https, r.stdout.lower())
+
+
 if __name__ == "__main__":
     unittest.main()

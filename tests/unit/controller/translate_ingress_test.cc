@@ -837,31 +837,68 @@ spec: {type: LoadBalancer, loadBalancerClass: doorman.dev/lb, ports: [{port: 543
   for (const auto& set : r.snapshot.backend_sets()) EXPECT_TRUE(names.insert(set.name()).second) << set.name();
 }
 
-// One host split over two Ingresses, TLS on one of them: the other is told that its paths for the
-// host stay plain HTTP (ingress-nginx would apply the TLS to the whole host).
-TEST(TranslateIngress, AHostWithTlsOnAnotherIngressIsWarned) {
+// One host split over several Ingresses, TLS on one of them: as in ingress-nginx (one server per
+// host), the others' paths for that host are served over HTTPS too, with that certificate, and
+// their HTTP routes redirect unless their ssl-redirect says "false". A host no tls[] covers, or a
+// wildcard's second label, stays plain HTTP.
+TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
                                    Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
                                            "", "2026-01-01T00:00:00Z"),
                                    Ingress("split", Rule("a.example.com", "/b"), "", "2026-02-01T00:00:00Z"),
+                                   Ingress("noredir", Rule("a.example.com", "/c"),
+                                           "    doorman.dev/ssl-redirect: \"false\"\n"
+                                           "    doorman.dev/hsts: \"max-age=60\"\n"),
                                    Ingress("other", Rule("b.example.com", "/b")),
                                    Ingress("wild", "  tls: [{hosts: [\"*.w.example.com\"], secretName: s}]\n" +
                                                        Rule("*.w.example.com")),
                                    Ingress("sub", Rule("x.w.example.com", "/x")),
                                    Ingress("deeper", Rule("y.x.w.example.com", "/y"))})));
-  EXPECT_TRUE(Ing(r, "main")->warnings.empty());
-  EXPECT_TRUE(Ing(r, "deeper")->warnings.empty());  // a wildcard covers one label
-  ASSERT_EQ(Ing(r, "sub")->warnings.size(), 1u);
-  EXPECT_NE(Ing(r, "sub")->warnings[0].message.find("by Ingress default/wild"), std::string::npos);
-  EXPECT_TRUE(Ing(r, "other")->warnings.empty());
-  const ObjectStatus* split = Ing(r, "split");
-  ASSERT_TRUE(split->accepted);
-  ASSERT_EQ(split->warnings.size(), 1u);
-  EXPECT_EQ(split->warnings[0].reason, "HostPartlyTls");
-  EXPECT_NE(split->warnings[0].message.find("\"a.example.com\" is served over HTTPS by Ingress default/main"),
-            std::string::npos)
-      << split->warnings[0].message;
+  for (const char* name : {"main", "split", "noredir", "other", "wild", "sub", "deeper"}) {
+    ASSERT_TRUE(Ing(r, name)->accepted) << name << ": " << Ing(r, name)->message;
+    EXPECT_TRUE(Ing(r, name)->warnings.empty()) << name << ": " << Ing(r, name)->warnings[0].message;
+  }
+  // split: its /b on HTTPS, with the backends; on HTTP a 308 to https.
+  const v1::Route* https = RouteNamed(r.snapshot, "default/ingress:split/r0-p0-https");
+  ASSERT_NE(https, nullptr);
+  EXPECT_EQ(https->listener(), "https-443");
+  EXPECT_EQ(https->backends_size(), 1);
+  EXPECT_FALSE(https->filters().redirect().enabled());
+  const v1::Route* http = RouteNamed(r.snapshot, "default/ingress:split/r0-p0");
+  ASSERT_NE(http, nullptr);
+  EXPECT_TRUE(http->filters().redirect().enabled());
+  EXPECT_EQ(http->filters().redirect().status_code(), 308u);
+  // noredir: HTTPS too (with its HSTS), no redirect.
+  const v1::Route* noredir = RouteNamed(r.snapshot, "default/ingress:noredir/r0-p0-https");
+  ASSERT_NE(noredir, nullptr);
+  EXPECT_EQ(noredir->filters().response_headers().set().at("strict-transport-security"), "max-age=60");
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:noredir/r0-p0")->filters().redirect().enabled());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:noredir/r0-p0")->backends_size(), 1);
+  // sub: covered by *.w.example.com; deeper and other are not.
+  EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:sub/r0-p0-https"), nullptr);
+  EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:sub/r0-p0")->filters().redirect().enabled());
+  for (const char* name : {"deeper", "other"}) {
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:" + std::string(name) + "/r0-p0-https"), nullptr) << name;
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:" + std::string(name) + "/r0-p0")->filters().redirect().enabled());
+  }
+  // One HTTPS listener, with the two certificates; the shared routes are on it, ranked with
+  // main's (the longer prefix first).
+  const v1::Listener* l = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(l->tls().certificates_size(), 1);  // both Ingresses name default/s
+  std::vector<std::string> routes(l->routes().begin(), l->routes().end());
+  const auto at = [&](const std::string& n) { return std::find(routes.begin(), routes.end(), n) - routes.begin(); };
+  EXPECT_LT(at("default/ingress:split/r0-p0-https"), at("default/ingress:main/r0-p0-https"));
+  EXPECT_LT(at("default/ingress:noredir/r0-p0-https"), at("default/ingress:main/r0-p0-https"));
+  EXPECT_LT(at("default/ingress:main/r0-p0-https"), static_cast<long>(routes.size()));
+
+  // Without main, split is plain HTTP again.
+  Translator alone;
+  auto r2 = alone.Translate(Store(Docs({Fixture(), Secret("s"), Ingress("split", Rule("a.example.com", "/b"))})));
+  EXPECT_EQ(RouteNamed(r2.snapshot, "default/ingress:split/r0-p0-https"), nullptr);
+  EXPECT_EQ(ListenerNamed(r2.snapshot, "https-443"), nullptr);
+  EXPECT_FALSE(RouteNamed(r2.snapshot, "default/ingress:split/r0-p0")->filters().redirect().enabled());
 }
 
 // request-timeout 0s is not "no timeout": said, and the default applies (the object still routes).

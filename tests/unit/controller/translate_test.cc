@@ -374,16 +374,58 @@ R+v8oBpEaY/vGQi7cGXJ7a0GPzYOQewZsKlySBAT1wl+Tvz+QSMgAuTg
 -----END PRIVATE KEY-----
 )";
 
-// A kubernetes.io/tls Secret "default/s" with these PEM texts.
-std::string TlsSecret(const std::string& crt, const std::string& key) {
-  std::string out = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\ntype: kubernetes.io/tls\n"
-                    "stringData:\n  tls.crt: |\n";
+// Two more pairs (EC P-256, CN and SAN api.example.com, valid until 2126): a certificate and its
+// renewal. Test-only.
+const std::string kApiCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBpzCCAU2gAwIBAgIUIHTrZZwNsDW8RV2/AfzUanxIPmQwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPYXBpLmV4YW1wbGUuY29tMCAXDTI2MTEyNzIxNTUyNloYDzIx
+MjYxMTAzMjE1NTI2WjAaMRgwFgYDVQQDDA9hcGkuZXhhbXBsZS5jb20wWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAATWCn3Jaz9W6SZT8zXWqw+t1a8hvXFmIZIqfDmt
++/gISQL0xdr6+/zWQSEyTMAUoAh8krLLvx7/3QDVY8OV+P75o28wbTAdBgNVHQ4E
+FgQUveec06X8D75auuQTjL0Y1KW6PGIwHwYDVR0jBBgwFoAUveec06X8D75auuQT
+jL0Y1KW6PGIwDwYDVR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgg9hcGkuZXhhbXBs
+ZS5jb20wCgYIKoZIzj0EAwIDSAAwRQIgZ2+14UDuMnyRcgMmPpy1ndcHvECYBMtP
+xbErGIRr8vECIQC+2NM9cGofXXcd/IUE6GijHWWUIKCIBVuGDNbY3JRCkQ==
+-----END CERTIFICATE-----
+)";
+const std::string kApiKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgYiHavLXhKVgZJCof
+ZhNvfO9DS/67a2iNltYg7uvy6nihRANCAATWCn3Jaz9W6SZT8zXWqw+t1a8hvXFm
+IZIqfDmt+/gISQL0xdr6+/zWQSEyTMAUoAh8krLLvx7/3QDVY8OV+P75
+-----END PRIVATE KEY-----
+)";
+const std::string kApiRenewedCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBpjCCAU2gAwIBAgIUYKWKso5OFydEBnMCBo+wArYKFaowCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPYXBpLmV4YW1wbGUuY29tMCAXDTI2MTEyNzIxNTU0MFoYDzIx
+MjYxMTAzMjE1NTQwWjAaMRgwFgYDVQQDDA9hcGkuZXhhbXBsZS5jb20wWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQGo/2260gu6vyewFvqhbAYjx4qHZYHD5tiH72F
+iJJT8RGwZf7l9wLgGJ6bpdSCeI9xkJjTy+TWhyygk/ToA+jXo28wbTAdBgNVHQ4E
+FgQUK8iJoA9xswTyp1pqyVFUYELo90kwHwYDVR0jBBgwFoAUK8iJoA9xswTyp1pq
+yVFUYELo90kwDwYDVR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgg9hcGkuZXhhbXBs
+ZS5jb20wCgYIKoZIzj0EAwIDRwAwRAIgXteqeRkaUekE9W6Cx7rOuQ2z7JoJTuDz
+RVfu+vbFw8ECIDSPJkIWrBGfdgB0iZTbJFvT8oZE3yE1lxD9CDXrz015
+-----END CERTIFICATE-----
+)";
+const std::string kApiRenewedKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgC7PG3GVX0rbkYQEI
+S+NZiBt+cw3a7TYb2/R2AG0nj+ehRANCAAQGo/2260gu6vyewFvqhbAYjx4qHZYH
+D5tiH72FiJJT8RGwZf7l9wLgGJ6bpdSCeI9xkJjTy+TWhyygk/ToA+jX
+-----END PRIVATE KEY-----
+)";
+
+// A kubernetes.io/tls Secret "default/<name>" with these PEM texts.
+std::string TlsSecretNamed(const std::string& name, const std::string& crt, const std::string& key) {
+  std::string out = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: " + name +
+                    ", namespace: default}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n";
   std::istringstream c(crt), k(key);
   for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
   out += "  tls.key: |\n";
   for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
   return out;
 }
+
+// The same, named "s".
+std::string TlsSecret(const std::string& crt, const std::string& key) { return TlsSecretNamed("s", crt, key); }
 
 TEST(Translate, AKeyKeptInTlsCrtNeverReachesTheChain) {
   // tls.crt holding the certificate and the key (one PEM file): served, and only the certificate
@@ -463,6 +505,44 @@ TEST(Translate, ABrokenSecretKeepsTheLastGoodCertificate) {
   }
   // Fixed: accepted again, from the current Secret.
   EXPECT_TRUE(StatusOf(t.Translate(Store(Lb(spec) + good_secret)), "shop")->accepted);
+}
+
+// While one of an object's Secrets is broken (the object serves its last good version), a valid
+// renewal of another of its Secrets is served: only the broken one stands in from the accepted
+// version, so a certificate near expiry is not held back by an unrelated mistake.
+TEST(Translate, ARenewalIsServedWhileAnotherSecretOfTheObjectIsBroken) {
+  const std::string spec = R"(  listeners:
+    - {name: secure, port: 8443, protocol: HTTPS, tls: {certificates: [{secretName: s}, {secretName: api}]}}
+  routes:
+    - {name: a, listener: secure, backends: [{endpoints: [{address: 127.0.0.1, port: 9001}]}]}
+)";
+  auto key_of = [](const TranslateResult& r, const std::string& secret) {
+    for (const auto& c : r.snapshot.certificates()) {
+      if (c.name() == "default/" + secret) return c.private_key_pem();
+    }
+    return std::string("(none)");
+  };
+  Translator t;
+  auto r1 = t.Translate(Store(Lb(spec) + TlsSecret(kTestCertPem, kTestKeyPem) + TlsSecretNamed("api", kApiCertPem, kApiKeyPem)));
+  ASSERT_TRUE(StatusOf(r1, "shop")->accepted) << StatusOf(r1, "shop")->message;
+  const std::string s_key = key_of(r1, "s");
+  ASSERT_NE(s_key, "(none)");
+  ASSERT_NE(key_of(r1, "api"), "(none)");
+
+  // s gets a key that does not match; api is renewed at the same time.
+  auto r2 = t.Translate(Store(Lb(spec) + TlsSecret(kTestCertPem, kOtherKeyPem) +
+                              TlsSecretNamed("api", kApiRenewedCertPem, kApiRenewedKeyPem)));
+  const ObjectStatus* st = StatusOf(r2, "shop");
+  ASSERT_NE(st, nullptr);
+  EXPECT_FALSE(st->accepted);
+  EXPECT_TRUE(st->serving_last_good);
+  EXPECT_EQ(key_of(r2, "s"), s_key);  // the accepted certificate stands in for the broken one
+  EXPECT_EQ(key_of(r2, "api"), kApiRenewedKeyPem);
+  for (const auto& c : r2.snapshot.certificates()) {
+    if (c.name() == "default/api") {
+      EXPECT_EQ(c.certificate_chain_pem(), kApiRenewedCertPem);
+    }
+  }
 }
 
 TEST(Translate, InvalidObjectsReportReasonAndField) {
