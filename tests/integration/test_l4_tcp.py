@@ -533,8 +533,11 @@ class PortInUse(DoormanTestCase):
             self.wait_converged()
 
             def unserved():
-                dps = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["dataplanes"]
-                return dps[0]["unservedListeners"] if dps else None
+                # What the dataplane's ACK of the published version said (None before it: a
+                # dataplane that just connected to a restarted controller has not answered yet).
+                st = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])
+                dps = st["dataplanes"]
+                return dps[0]["unservedListeners"] if dps and dps[0]["ackedVersion"] == st["version"] else None
             wait_until(lambda: unserved() == ["tcp-%d" % port], what="the ACK to name the listener")
         finally:
             blocker.close()
