@@ -22,7 +22,10 @@ LineWriter::LineWriter(int fd, std::size_t max_queued_bytes, std::function<std::
   thread_ = std::thread([this] { Loop(); });
 }
 
-LineWriter::~LineWriter() { Close(std::chrono::milliseconds(0)); }
+LineWriter::~LineWriter() {
+  Close(std::chrono::hours(24));
+  if (thread_.joinable()) thread_.join();  // the thread uses this object: never left running
+}
 
 void LineWriter::Loop() {
   std::unique_lock lock(mu_);
@@ -56,7 +59,7 @@ void LineWriter::Loop() {
   }
 }
 
-bool LineWriter::Write(std::string line) {
+bool LineWriter::Write(std::string&& line) {
   // What the line holds in memory, not only its text: the string's allocation (capacity, plus
   // the allocator's header) and its slot in the queue, so the bound is the queue's real size.
   const std::size_t cost = line.capacity() + 16 + sizeof(std::string);
@@ -65,6 +68,7 @@ bool LineWriter::Write(std::string line) {
   if (bytes_ + cost > max_bytes_) {
     ++dropped_;
     ++dropped_total_;
+    if (!writing_) cv_.notify_one();  // an idle writer reports it now (a line larger than the bound)
     return true;
   }
   bytes_ += cost;
@@ -80,12 +84,12 @@ uint64_t LineWriter::Dropped() {
 
 void LineWriter::Close(std::chrono::milliseconds max) {
   std::unique_lock lock(mu_);
+  if (std::exchange(closing_, true)) return;  // another Close() stops (or stopped) the thread
   const bool drained =
       idle_cv_.wait_for(lock, max, [&] { return queue_.empty() && !writing_ && (dropped_ == 0 || !drop_report_); });
   stop_ = true;
   cv_.notify_one();
   lock.unlock();
-  if (!thread_.joinable()) return;
   if (drained) {
     thread_.join();
   } else {

@@ -26,15 +26,17 @@ class LineWriter {
   LineWriter(int fd, std::size_t max_queued_bytes, std::function<std::string(uint64_t)> drop_report);
   LineWriter(const LineWriter&) = delete;
   LineWriter& operator=(const LineWriter&) = delete;
-  // Close() must have been called; a writer stuck in write(2) is detached, so this object must
-  // then outlive it: keep writers that may stall alive until exit.
+  // Writes what is queued and joins the thread, however long the output takes: a writer that
+  // may stall is kept alive until exit instead (both users leak theirs on purpose).
   ~LineWriter();
 
-  // Thread-safe, never blocks on the output. False once closed (the caller may write itself).
-  bool Write(std::string line);
+  // Thread-safe, never blocks on the output. Takes `line` (moved from) and returns true, or
+  // returns false once closed and leaves `line` alone (the caller may write it itself).
+  bool Write(std::string&& line);
   uint64_t Dropped();
   // Writes what is queued, waiting at most `max` for a stalled output, and stops the thread
-  // (joined, or left behind when stuck in write(2)). Idempotent.
+  // (joined, or left behind when stuck in write(2)). Thread-safe; the first call does it, later
+  // ones return at once.
   void Close(std::chrono::milliseconds max);
 
  private:
@@ -52,6 +54,7 @@ class LineWriter {
   uint64_t dropped_total_ = 0;  // Dropped()
   bool writing_ = false;
   bool stop_ = false;
+  bool closing_ = false;  // a Close() has begun
   std::thread thread_;
 };
 

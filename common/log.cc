@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <utility>
 
 namespace doorman::log {
 namespace {
@@ -130,7 +131,7 @@ void Write(Level level, std::string_view component, std::string_view message,
            std::initializer_list<Field> fields) {
   if (!Enabled(level)) return;
   std::string line = FormatLine(level, component, message, fields);
-  if (LineWriter* w = g_async.load(std::memory_order_acquire); w != nullptr && w->Write(line)) return;
+  if (LineWriter* w = g_async.load(std::memory_order_acquire); w != nullptr && w->Write(std::move(line))) return;
   // One write(2) per line keeps concurrent lines from interleaving.
   WriteAllTo(g_fd.load(std::memory_order_relaxed), line.data(), line.size());
 }

@@ -263,7 +263,9 @@ bool TlsHostCovers(const std::string& pattern, const std::string& host) {
 }
 
 // Turns an Ingress's HTTP route into its ssl-redirect: 308 to https (the HTTPS port unless 443).
-void MakeSslRedirect(v1::Route& route, const TranslateOptions& options) {
+void MakeSslRedirect(CompiledRoute& http, const TranslateOptions& options) {
+  if (!http.before_redirect) http.before_redirect = http.proto;
+  v1::Route& route = http.proto;
   const bool behind_balancer = !options.ingress_trusted_proxies.empty();
   if (!behind_balancer) {
     route.clear_backends();
@@ -297,12 +299,14 @@ CompiledRoute HttpsTwin(v1::Route route, const std::string& listener, const std:
   return https;
 }
 
-// The Ingress HTTPS listener (--ingress-https-port) with `certificate_names`.
-CompiledListener IngressHttpsListener(const TranslateOptions& options, const std::vector<std::string>& certificate_names) {
+// The Ingress HTTPS listener (--ingress-https-port) with `certificate_names`; `field`: what
+// declared it (spec.tls, or spec.rules for one shared from another Ingress's tls[]).
+CompiledListener IngressHttpsListener(const TranslateOptions& options, const std::vector<std::string>& certificate_names,
+                                      const std::string& field = "spec.tls") {
   CompiledListener https;
   https.user_name = "https";
-  https.field = "spec.tls";
-  https.conflict_field = "spec.tls";
+  https.field = field;
+  https.conflict_field = field;
   https.proto.set_port(options.ingress_https_port);
   https.proto.set_protocol(v1::HTTPS);
   https.proto.set_name("https-" + std::to_string(options.ingress_https_port));
@@ -661,7 +665,7 @@ class IngressCompiler {
     http.user_listener = "http";
     http.decl_index = decl_++;
     http.catch_all = catch_all;
-    if (redirect) MakeSslRedirect(http.proto, ctx_.options);
+    if (redirect) MakeSslRedirect(http, ctx_.options);
     c_.routes.push_back(std::move(http));
     if (!https_listener_.empty()) c_.routes.push_back(HttpsTwin(std::move(route), https_listener_, ann_.hsts, decl_++, catch_all));
     if (own_set) c_.backend_sets.push_back(set);
@@ -736,42 +740,54 @@ bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const Tra
   return !classes.default_class.empty();
 }
 
-void ShareIngressTls(CompiledObject& c, const std::map<std::string, ObjectKey>& tls_hosts,
-                     const TranslateOptions& options) {
+void AddIngressTlsHosts(const CompiledObject& c, IngressTlsHostMap* tls_hosts) {
+  if (!c.ingress_tls) return;
+  for (const auto& pattern : c.ingress_tls->tls_hosts) {
+    // Only a host the Ingress routes itself (a tls[] entry alone claims nothing).
+    const bool routed = std::any_of(c.routes.begin(), c.routes.end(), [&](const CompiledRoute& r) {
+      return r.proto.match().hosts_size() > 0 && TlsHostCovers(pattern, r.proto.match().hosts(0));
+    });
+    if (routed) tls_hosts->emplace(std::pair{c.key.ns, pattern}, c.key);
+  }
+}
+
+void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, const TranslateOptions& options) {
   if (!c.ingress_tls || c.ingress_tls->any_host) return;  // not an Ingress, a canary, or all its hosts are its own
   const auto& own = c.ingress_tls->tls_hosts;
-  // The other Ingress whose tls[] covers `host` (exact names first, then "*." patterns).
-  auto other_for = [&](const std::string& host) -> const ObjectKey* {
-    if (auto exact = tls_hosts.find(host); exact != tls_hosts.end() && exact->second != c.key) return &exact->second;
-    for (const auto& [pattern, key] : tls_hosts) {
-      if (key != c.key && pattern.rfind("*.", 0) == 0 && TlsHostCovers(pattern, host)) return &key;
+  // Whether another Ingress of this namespace covers `host` (an exact name or a "*." pattern).
+  auto shared_from_other = [&](const std::string& host) {
+    for (auto it = tls_hosts.lower_bound({c.key.ns, ""}); it != tls_hosts.end() && it->first.first == c.key.ns; ++it) {
+      if (it->second != c.key && TlsHostCovers(it->first.second, host)) return true;
     }
-    return nullptr;
+    return false;
   };
   const CompiledListener* https = FindListener(c, "https");
   const bool had_https = https != nullptr;
-  std::string https_name = had_https ? https->proto.name() : "";
+  const std::string https_name = had_https ? https->proto.name() : IngressHttpsListener(options, {}).proto.name();
   std::vector<CompiledRoute> twins;
-  bool shared = false;
+  bool any_shared = false, all_shared = true;
   for (auto& r : c.routes) {
     if (r.user_listener != "http" || r.proto.match().hosts_size() == 0) continue;
     const std::string& host = r.proto.match().hosts(0);
     if (std::any_of(own.begin(), own.end(), [&](const std::string& h) { return TlsHostCovers(h, host); })) continue;
-    if (other_for(host) == nullptr) continue;
-    shared = true;
-    if (!had_https) {
-      if (https_name.empty()) https_name = IngressHttpsListener(options, {}).proto.name();
-      twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
+    if (!shared_from_other(host)) {
+      all_shared = false;
+      continue;
     }
-    if (c.ingress_tls->ssl_redirect) MakeSslRedirect(r.proto, options);
+    any_shared = true;
+    if (!had_https) twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
+    if (c.ingress_tls->ssl_redirect) MakeSslRedirect(r, options);
   }
-  if (!shared) return;
-  if (!had_https) c.listeners.push_back(IngressHttpsListener(options, {}));
+  if (!any_shared) return;
+  if (!had_https) c.listeners.push_back(IngressHttpsListener(options, {}, "spec.rules"));
   for (auto& t : twins) c.routes.push_back(std::move(t));
-  // hsts and ssl-redirect were said to have no effect without a certificate of its own: they do now.
-  std::erase_if(c.warnings, [](const StatusWarning& w) {
-    return w.reason == "AnnotationIgnored" && w.message.find("no usable spec.tls certificate") != std::string::npos;
-  });
+  // hsts and ssl-redirect were said to have no effect without a certificate of its own: when every
+  // host of the Ingress has HTTPS now, they have.
+  if (all_shared && own.empty()) {
+    std::erase_if(c.warnings, [](const StatusWarning& w) {
+      return w.reason == "AnnotationIgnored" && w.message.find("no usable spec.tls certificate") != std::string::npos;
+    });
+  }
 }
 
 }  // namespace doorman::controller::internal

@@ -110,6 +110,9 @@ struct CompiledRoute {
   std::string user_listener;
   size_t decl_index = 0;
   bool catch_all = false;  // Ingress spec.defaultBackend: after every other route of the listener
+  // An Ingress HTTP route turned into its ssl-redirect: the route as declared, restored when the
+  // object's HTTPS listener cannot be placed (PortConflict), so that HTTP keeps serving.
+  std::optional<v1::Route> before_redirect;
 };
 
 // A canary Ingress's contribution to the main Ingress's route with the same host and path: the
@@ -246,13 +249,16 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
 std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o, const CompileContext& ctx,
                                              std::vector<Problem>* problems);
 
-// TLS per host across Ingresses, as ingress-nginx applies it (one server per host): the routes of
-// `c` (a compiled Ingress) for a host that its own tls[] does not cover but another Ingress's
-// does (`tls_hosts`: each tls[] host or "*." pattern → the oldest Ingress naming it) also go on
-// the HTTPS listener, served with that Ingress's certificate (the listener is shared by port),
-// and their HTTP routes become ssl-redirects unless `doorman.dev/ssl-redirect: "false"`.
-void ShareIngressTls(CompiledObject& c, const std::map<std::string, ObjectKey>& tls_hosts,
-                     const TranslateOptions& options);
+// TLS per host across the Ingresses of one namespace, as ingress-nginx applies it (one server per
+// host): the routes of `c` (a compiled Ingress) for a host that its own tls[] does not cover but
+// another Ingress of its namespace both routes and covers also go on the HTTPS listener, served
+// with that Ingress's certificate (the listener is shared by port), and their HTTP routes become
+// ssl-redirects unless `doorman.dev/ssl-redirect: "false"`. Not across namespaces: a tenant must
+// not turn another tenant's plain HTTP into redirects to a certificate it chose.
+// `tls_hosts`: IngressTlsHosts of the Ingresses about to be placed.
+using IngressTlsHostMap = std::map<std::pair<std::string, std::string>, ObjectKey>;  // (namespace, tls host) → Ingress
+void AddIngressTlsHosts(const CompiledObject& c, IngressTlsHostMap* tls_hosts);  // keeps the first (oldest) per host
+void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, const TranslateOptions& options);
 
 // Whether doorman serves this Service (type LoadBalancer, class doorman.dev/lb, or no class and
 // --default-lb-class).

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <utility>
 
 #include "common/hash.h"
 #include "common/health_defaults.h"
@@ -120,6 +121,13 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
   CompiledObject out = c;
   std::erase_if(out.listeners, [&](const CompiledListener& l) { return lost.count(l.user_name) > 0; });
   std::erase_if(out.routes, [&](const CompiledRoute& r) { return lost.count(r.user_listener) > 0; });
+  if (lost.count("https")) {
+    // An Ingress without its HTTPS listener: its ssl-redirects would point at a port it does not
+    // serve; its HTTP routes serve as declared instead.
+    for (auto& r : out.routes) {
+      if (r.before_redirect) r.proto = *std::exchange(r.before_redirect, std::nullopt);
+    }
+  }
   std::set<std::string> sets;
   for (const auto& r : out.routes) {
     for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
@@ -230,6 +238,48 @@ void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string
            "backend set " + set.name() + ": this health check is not run for " + ep +
                " (and any other endpoint it shares with backend set " + runner.name() + by +
                "): one check runs per endpoint address, and that set's different check decides its health"});
+    }
+  }
+}
+
+// TLS is shared per host between the Ingresses of one namespace (ShareIngressTls), not across
+// namespaces: an Ingress that still routes a host over plain HTTP only while an Ingress of another
+// namespace serves that host over HTTPS is told so (HostPartlyTls), since the same URL then reaches
+// different backends by scheme. `ingresses`: the placed Ingresses, oldest first.
+void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, ObjectStatus*>>& ingresses) {
+  std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
+  for (const auto& [placed, st] : ingresses) {
+    for (const auto& r : placed->routes) {
+      if (r.user_listener != "https") continue;
+      for (const auto& h : r.proto.match().hosts()) https_hosts.emplace(h, st->key);
+    }
+  }
+  // The HTTPS host (exact, or a "*." pattern covering one label, as Ingress wildcards do) that
+  // takes `h`'s HTTPS requests.
+  auto https_for = [&](const std::string& h) {
+    if (auto exact = https_hosts.find(h); exact != https_hosts.end()) return exact;
+    const auto dot = h.find('.');
+    if (h.rfind("*.", 0) == 0 || dot == std::string::npos) return https_hosts.end();
+    return https_hosts.find("*" + h.substr(dot));
+  };
+  for (const auto& [placed, st] : ingresses) {
+    std::set<std::string> own_https;
+    std::set<std::string> told;
+    for (const auto& r : placed->routes) {
+      if (r.user_listener == "https") own_https.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
+    }
+    for (const auto& r : placed->routes) {
+      if (r.user_listener != "http") continue;
+      for (const auto& h : r.proto.match().hosts()) {
+        auto other = https_for(h);
+        if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
+        st->warnings.push_back(
+            {"HostPartlyTls", "spec.tls",
+             "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
+                 ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
+                 "only, and HTTPS requests for them reach the other Ingress's routes (TLS is shared between the "
+                 "Ingresses of one namespace only); list the host in this Ingress's spec.tls"});
+      }
     }
   }
 }
@@ -503,13 +553,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (!ca || !cb) return ca != nullptr && cb == nullptr;
     return OlderThan(*ca, *cb);
   });
-  // TLS per host across Ingresses: each tls[] host goes to its oldest Ingress, whose certificate
-  // then serves the other Ingresses' routes for that host too.
-  std::map<std::string, ObjectKey> ingress_tls_hosts;
+  // TLS per host across the Ingresses of a namespace: each routed tls[] host goes to its oldest
+  // Ingress, whose certificate then serves the other Ingresses' routes for that host too.
+  IngressTlsHostMap ingress_tls_hosts;
   for (const Candidate* c : order) {
-    const CompiledObject* v = order_of(*c);
-    if (v == nullptr || !v->ingress_tls) continue;
-    for (const auto& h : v->ingress_tls->tls_hosts) ingress_tls_hosts.emplace(h, c->key);
+    if (const CompiledObject* v = order_of(*c)) AddIngressTlsHosts(*v, &ingress_tls_hosts);
   }
   for (Candidate* c : order) {
     if (c->current) ShareIngressTls(*c->current, ingress_tls_hosts, options_);
@@ -567,6 +615,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       } else {
         c.problems.insert(c.problems.end(), conflicts.begin(), conflicts.end());
         c.last_good = compile_last_good(c.key);
+        if (c.last_good) ShareIngressTls(*c.last_good, ingress_tls_hosts, options_);
       }
     }
     if (!placed && c.last_good) {
@@ -623,6 +672,12 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
+
+  std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
+  for (Candidate* c : order) {
+    if (c->placed && c->key.kind == kKindIngress) ingresses.emplace_back(c->placed, &c->status);
+  }
+  WarnHostsPartlyTls(ingresses);
 
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));

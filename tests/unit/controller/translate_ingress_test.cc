@@ -901,6 +901,67 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
   EXPECT_FALSE(RouteNamed(r2.snapshot, "default/ingress:split/r0-p0")->filters().redirect().enabled());
 }
 
+// TLS is shared within a namespace only, and only from an Ingress that routes the host: a tls[]
+// entry alone claims nothing, and another namespace's Ingress keeps its plain HTTP (with a
+// HostPartlyTls warning), so one tenant cannot turn another's HTTP into redirects to a
+// certificate it chose.
+TEST(TranslateIngress, TlsIsNotSharedAcrossNamespacesNorFromAHostNotRouted) {
+  auto in_ns = [](std::string yaml, const std::string& ns) {
+    yaml.replace(yaml.find("namespace: default"), 18, "namespace: " + ns);
+    return yaml;
+  };
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
+                                   // Routes a.example.com with its certificate, in default.
+                                   Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                           "", "2026-01-01T00:00:00Z"),
+                                   in_ns(Ingress("tenant", Rule("a.example.com", "/t"), "", "2026-02-01T00:00:00Z"), "other"),
+                                   // Names b.example.com in tls[] without routing it.
+                                   Ingress("squat", "  tls: [{hosts: [b.example.com], secretName: s}]\n" + Rule("c.example.com"),
+                                           "", "2026-01-01T00:00:00Z"),
+                                   Ingress("bank", Rule("b.example.com"), "", "2026-03-01T00:00:00Z")})));
+  const v1::Route* tenant = RouteNamed(r.snapshot, "other/ingress:tenant/r0-p0");
+  ASSERT_NE(tenant, nullptr);
+  EXPECT_FALSE(tenant->filters().redirect().enabled());
+  EXPECT_EQ(RouteNamed(r.snapshot, "other/ingress:tenant/r0-p0-https"), nullptr);
+  bool warned = false;
+  for (const auto& w : Ing(r, "tenant")->warnings) {
+    warned = warned || (w.reason == "HostPartlyTls" && w.message.find("Ingress default/main") != std::string::npos);
+  }
+  EXPECT_TRUE(warned);
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0")->filters().redirect().enabled());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0-https"), nullptr);
+  EXPECT_TRUE(Ing(r, "bank")->warnings.empty()) << Ing(r, "bank")->warnings[0].message;
+}
+
+// When the HTTPS port is taken by an older LoadBalancer's TCP listener, an Ingress loses its HTTPS
+// listener (PortConflict) and its HTTP routes serve as declared instead of redirecting to a port
+// it does not serve: its own TLS hosts and the ones shared with it alike.
+TEST(TranslateIngress, AnIngressWithoutItsHttpsPortServesHttpInsteadOfRedirecting) {
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, namespace: default, "
+      "creationTimestamp: \"2025-01-01T00:00:00Z\"}\nspec:\n  listeners: [{name: t, port: 443, protocol: TCP}]\n"
+      "  routes: [{name: t, listener: t, backends: [{endpoints: [{address: 10.0.0.1, port: 443}]}]}]\n";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), lb,
+                                   Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                           "", "2026-01-01T00:00:00Z"),
+                                   Ingress("split", Rule("a.example.com", "/b"), "", "2026-02-01T00:00:00Z")})));
+  for (const char* name : {"main", "split"}) {
+    SCOPED_TRACE(name);
+    const ObjectStatus* st = Ing(r, name);
+    ASSERT_TRUE(st->accepted) << st->message;
+    ASSERT_FALSE(st->warnings.empty());
+    EXPECT_EQ(st->warnings[0].reason, "PortConflict");
+    EXPECT_EQ(st->warnings[0].field, std::string(name) == "main" ? "spec.tls" : "spec.rules");
+    const v1::Route* http = RouteNamed(r.snapshot, "default/ingress:" + std::string(name) + "/r0-p0");
+    ASSERT_NE(http, nullptr);
+    EXPECT_FALSE(http->filters().redirect().enabled());
+    EXPECT_EQ(http->backends_size(), 1);
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:" + std::string(name) + "/r0-p0-https"), nullptr);
+  }
+}
+
 // request-timeout 0s is not "no timeout": said, and the default applies (the object still routes).
 TEST(TranslateIngress, ARequestTimeoutOfZeroIsWarned) {
   Translator t;
