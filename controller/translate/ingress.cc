@@ -3,6 +3,7 @@
 // when it has a usable tls[] entry); the merge in translate.cc joins them with every other
 // object on those ports.
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
@@ -144,6 +145,8 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     }
   }
   if (auto s = a.String(kAnnBackendProtocol)) {
+    // Case-insensitive, as ingress-nginx reads it ("https" is common in its manifests).
+    std::transform(s->begin(), s->end(), s->begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
     if (*s == "HTTP" || *s == "HTTPS" || *s == "GRPC") {
       if (*s != "HTTP") out.policy.set_backend_protocol(*s);
       if (*s == "GRPC") {
@@ -369,13 +372,24 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
                            load.message + " (" + which + ": not served over HTTPS by this entry)"});
       continue;
     }
+    // A host the certificate is not valid for is not covered by this entry (no ssl-redirect to a
+    // certificate every client refuses, nothing shared), as ingress-nginx treats it.
+    for (size_t j = 0; j < hosts.size(); ++j) {
+      if (CertificateCoversHost(load.cert->certificate_chain_pem(), hosts[j])) {
+        out.hosts.push_back(hosts[j]);
+      } else {
+        warnings->push_back({"CertificateMismatch", FieldReader::Index(tp + ".hosts", j),
+                             "the certificate of Secret " + key.ns + "/" + secret + " is not valid for " + Q(hosts[j]) +
+                                 " (no matching DNS subject alternative name): that host is not redirected to HTTPS "
+                                 "nor served with this certificate by name"});
+      }
+    }
     if (std::find(out.certificate_names.begin(), out.certificate_names.end(), load.cert->name()) ==
         out.certificate_names.end()) {
       out.certificate_names.push_back(load.cert->name());
       out.certificates.push_back(std::move(*load.cert));
     }
     out.any_host = out.any_host || hosts.empty();
-    out.hosts.insert(out.hosts.end(), hosts.begin(), hosts.end());
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -143,6 +144,19 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
 }
 
 }  // namespace
+
+bool CertificateCoversHost(const std::string& chain_pem, const std::string& host) {
+  BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
+  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(cb);
+  // A "*." pattern is covered when any one name under it is: checked with a label no real host
+  // uses, so that only a matching wildcard in the certificate covers it.
+  const std::string name = host.rfind("*.", 0) == 0 ? "doorman-wildcard-check" + host.substr(1) : host;
+  const bool covered = cert != nullptr && X509_check_host(cert, name.data(), name.size(), 0, nullptr) == 1;
+  X509_free(cert);
+  ERR_clear_error();
+  return covered;
+}
 
 // ---- small validators ------------------------------------------------------------------------
 
@@ -657,8 +671,13 @@ std::optional<std::string> AnnotationReader::String(const std::string& name) {
 std::optional<bool> AnnotationReader::Bool(const std::string& name) {
   auto s = String(name);
   if (!s) return std::nullopt;
-  if (*s == "true") return true;
-  if (*s == "false") return false;
+  // The spellings Go's strconv.ParseBool takes, as ingress-nginx and Kubernetes read booleans.
+  for (const char* t : {"true", "True", "TRUE", "t", "T", "1"}) {
+    if (*s == t) return true;
+  }
+  for (const char* f : {"false", "False", "FALSE", "f", "F", "0"}) {
+    if (*s == f) return false;
+  }
   Invalid(name, "invalid value " + Q(*s) + " (want \"true\" or \"false\")");
   return std::nullopt;
 }

@@ -531,6 +531,28 @@ TEST(TranslateIngress, SslRedirectCanBeTurnedOffAndFollowsTheHttpsPort) {
   EXPECT_EQ(RouteNamed(r2.snapshot, "default/ingress:i/r0-p0-https")->listener(), "https-8443");
 }
 
+// Annotation values as ingress-nginx reads them: booleans in any spelling Go's ParseBool takes,
+// the backend protocol in any case.
+TEST(TranslateIngress, BooleansAndTheBackendProtocolAreReadAsIngressNginxReadsThem) {
+  const std::string spec = "  tls: [{secretName: s}]\n" + Rule("a.example.com");
+  for (const char* value : {"False", "FALSE", "f", "0"}) {
+    SCOPED_TRACE(value);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Class(), Secret("s"),
+                                     Ingress("i", spec, std::string("    doorman.dev/ssl-redirect: \"") + value + "\"\n")})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->filters().has_redirect());
+  }
+  for (const char* value : {"https", "Https"}) {
+    SCOPED_TRACE(value);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Class(), Ingress("i", Rule("a.example.com"),
+                                                     std::string("    doorman.dev/backend-protocol: \"") + value + "\"\n")})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy().backend_protocol(), "HTTPS");
+  }
+}
+
 // ---- canary --------------------------------------------------------------------------------------------
 
 TEST(TranslateIngress, CanaryIngressesAttachToTheMainRouteWithTheSameHostAndPath) {
@@ -850,11 +872,12 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
                                    Ingress("noredir", Rule("a.example.com", "/c"),
                                            "    doorman.dev/ssl-redirect: \"false\"\n"
                                            "    doorman.dev/hsts: \"max-age=60\"\n"),
-                                   Ingress("other", Rule("b.example.com", "/b")),
-                                   Ingress("wild", "  tls: [{hosts: [\"*.w.example.com\"], secretName: s}]\n" +
-                                                       Rule("*.w.example.com")),
-                                   Ingress("sub", Rule("x.w.example.com", "/x")),
-                                   Ingress("deeper", Rule("y.x.w.example.com", "/y"))})));
+                                   Ingress("other", Rule("b.example.org", "/b")),
+                                   // The test certificate covers *.example.com.
+                                   Ingress("wild", "  tls: [{hosts: [\"*.example.com\"], secretName: s}]\n" +
+                                                       Rule("*.example.com")),
+                                   Ingress("sub", Rule("x.example.com", "/x")),
+                                   Ingress("deeper", Rule("y.x.example.com", "/y"))})));
   for (const char* name : {"main", "split", "noredir", "other", "wild", "sub", "deeper"}) {
     ASSERT_TRUE(Ing(r, name)->accepted) << name << ": " << Ing(r, name)->message;
     EXPECT_TRUE(Ing(r, name)->warnings.empty()) << name << ": " << Ing(r, name)->warnings[0].message;
@@ -875,7 +898,7 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
   EXPECT_EQ(noredir->filters().response_headers().set().at("strict-transport-security"), "max-age=60");
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:noredir/r0-p0")->filters().redirect().enabled());
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:noredir/r0-p0")->backends_size(), 1);
-  // sub: covered by *.w.example.com; deeper and other are not.
+  // sub: covered by *.example.com; deeper and other are not.
   EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:sub/r0-p0-https"), nullptr);
   EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:sub/r0-p0")->filters().redirect().enabled());
   for (const char* name : {"deeper", "other"}) {
@@ -932,6 +955,32 @@ TEST(TranslateIngress, TlsIsNotSharedAcrossNamespacesNorFromAHostNotRouted) {
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0")->filters().redirect().enabled());
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0-https"), nullptr);
   EXPECT_TRUE(Ing(r, "bank")->warnings.empty()) << Ing(r, "bank")->warnings[0].message;
+}
+
+// A tls[] host the certificate is not valid for (no matching DNS SAN) is said so and is not
+// covered: no ssl-redirect to a certificate every client refuses, nothing shared for it. The
+// hosts it is valid for keep both.
+TEST(TranslateIngress, ATlsHostTheCertificateDoesNotCoverIsWarnedAndNotRedirected) {
+  Translator t;
+  auto r = t.Translate(Store(Docs(
+      {Fixture(), Secret("s"),
+       Ingress("main",
+               "  tls: [{hosts: [a.example.com, nr.example.org, \"*.w.example.com\"], secretName: s}]\n" +
+                   Rule("a.example.com") + "    - host: nr.example.org\n      http:\n        paths:\n"
+                   "          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n",
+               "", "2026-01-01T00:00:00Z"),
+       Ingress("split", Rule("nr.example.org", "/b"), "", "2026-02-01T00:00:00Z")})));
+  const ObjectStatus* st = Ing(r, "main");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "CertificateMismatch");
+  EXPECT_EQ(st->warnings[0].field, "spec.tls[0].hosts[1]");
+  EXPECT_NE(st->warnings[0].message.find("not valid for \"nr.example.org\""), std::string::npos) << st->warnings[0].message;
+  EXPECT_EQ(st->warnings[1].field, "spec.tls[0].hosts[2]");  // *.example.com does not cover *.w.example.com
+  EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:main/r0-p0")->filters().redirect().enabled());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:main/r1-p0")->filters().redirect().enabled());
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:split/r0-p0")->filters().redirect().enabled());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:split/r0-p0-https"), nullptr);
 }
 
 // When the HTTPS port is taken by an older LoadBalancer's TCP listener, an Ingress loses its HTTPS
