@@ -212,6 +212,36 @@ std::string HealthCheckField(const std::string& kind) {
 // (dataplane/config/compile.cc). A set whose different check of a shared endpoint is therefore
 // not run gets a HealthCheckNotRun warning on its object, once per pair of sets — so the
 // declared check is not silently without effect. `owner` maps set names to their object.
+// A route whose match is the same as an earlier route's on its listener is never chosen: the
+// earlier one (precedence, then the older object) takes every request it would. Its object is told
+// (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
+void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of) {
+  std::map<std::string, const v1::Route*> by_name;
+  for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
+  auto key_of = [](const v1::ObjectRef& o) { return ObjectKey{o.kind(), o.namespace_(), o.name()}; };
+  for (const auto& l : snap.listeners()) {
+    std::map<std::string, const v1::Route*> first;  // serialized match → the route that takes it
+    for (const auto& name : l.routes()) {
+      auto it = by_name.find(name);
+      if (it == by_name.end()) continue;
+      const v1::Route& r = *it->second;
+      auto [winner, fresh] = first.emplace(r.match().SerializeAsString(), &r);
+      if (fresh) continue;
+      auto st = status_of.find(key_of(r.owner()));
+      if (st == status_of.end()) continue;
+      const ObjectKey other = key_of(winner->second->owner());
+      const std::string field = r.owner().kind() == kKindIngress   ? "spec.rules"
+                                : r.owner().kind() == kKindService ? "spec.ports"
+                                                                   : "spec.routes";
+      st->second->warnings.push_back(
+          {"RouteShadowed", field,
+           "route " + Q(r.name()) + " on listener " + Q(l.name()) + " has the same match as route " +
+               Q(winner->second->name()) + (other == st->second->key ? "" : " of " + other.ToString()) +
+               ", which takes all its requests: it is never used"});
+    }
+  }
+}
+
 void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string, ObjectStatus*>& owner) {
   struct Runner {
     const v1::BackendSet* set;
@@ -672,6 +702,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
+  std::map<ObjectKey, ObjectStatus*> status_of;
+  for (Candidate* c : order) {
+    if (c->placed) status_of.emplace(c->key, &c->status);
+  }
+  WarnShadowedRoutes(result.snapshot, status_of);
 
   std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {

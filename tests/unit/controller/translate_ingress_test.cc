@@ -983,6 +983,31 @@ TEST(TranslateIngress, ATlsHostTheCertificateDoesNotCoverIsWarnedAndNotRedirecte
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:split/r0-p0-https"), nullptr);
 }
 
+// The same host and path in two Ingresses (here two namespaces): the older takes every request,
+// and the younger is told its route is never used (ingress-nginx's webhook refuses it).
+TEST(TranslateIngress, ADuplicateHostAndPathIsWarnedOnTheYoungerIngress) {
+  auto in_ns = [](std::string yaml, const std::string& ns) {
+    yaml.replace(yaml.find("namespace: default"), 18, "namespace: " + ns);
+    return yaml;
+  };
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("first", Rule("a.example.com", "/x"), "", "2026-01-01T00:00:00Z"),
+                                   in_ns(Ingress("second", Rule("a.example.com", "/x"), "", "2026-02-01T00:00:00Z"), "other"),
+                                   Ingress("third", Rule("a.example.com", "/y"), "", "2026-03-01T00:00:00Z")})));
+  EXPECT_TRUE(Ing(r, "first")->warnings.empty());
+  EXPECT_TRUE(Ing(r, "third")->warnings.empty());
+  const ObjectStatus* second = StatusOf(r, "Ingress", "second");
+  ASSERT_NE(second, nullptr);
+  bool shadowed = false;
+  for (const auto& w : second->warnings) {
+    if (w.reason != "RouteShadowed") continue;
+    shadowed = true;
+    EXPECT_EQ(w.field, "spec.rules");
+    EXPECT_NE(w.message.find("\"default/ingress:first/r0-p0\" of Ingress default/first"), std::string::npos) << w.message;
+  }
+  EXPECT_TRUE(shadowed);
+}
+
 // When the HTTPS port is taken by an older LoadBalancer's TCP listener, an Ingress loses its HTTPS
 // listener (PortConflict) and its HTTP routes serve as declared instead of redirecting to a port
 // it does not serve: its own TLS hosts and the ones shared with it alike.
