@@ -2,6 +2,8 @@
 // Ingress routes on the two shared L7 listeners (--ingress-http-port, and --ingress-https-port
 // when it has a usable tls[] entry); the merge in translate.cc joins them with every other
 // object on those ports.
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -537,6 +539,12 @@ class IngressCompiler {
       if (auto host = r_.String(rule, rp, "host"); host && !host->empty()) {
         if (!IsHostPattern(*host)) {
           r_.Invalid(rp + ".host", "invalid host " + Q(*host) + " (want a lowercase DNS name, optionally starting with \"*.\")");
+          continue;
+        }
+        if (in_addr ip{}; ::inet_pton(AF_INET, host->c_str(), &ip) == 1) {
+          // As the Kubernetes API server validates it: a manifest that routes in --manifests mode
+          // would otherwise be refused by a cluster.
+          r_.Invalid(rp + ".host", "invalid host " + Q(*host) + ": must be a DNS name, not an IP address");
           continue;
         }
         base.add_hosts(*host);

@@ -348,6 +348,8 @@ std::vector<InvalidCase> InvalidCases() {
        "InvalidSpec", "spec.rules[0].http.paths[0].pathType", "is required"},
       {"host", Rule("Bad_Host"), "", "InvalidSpec", "spec.rules[0].host", "invalid host \"Bad_Host\""},
       {"wildcard in the middle", Rule("a.*.example.com"), "", "InvalidSpec", "spec.rules[0].host", "invalid host"},
+      {"an IP address as host", Rule("10.1.2.3"), "", "InvalidSpec", "spec.rules[0].host",
+       "invalid host \"10.1.2.3\": must be a DNS name, not an IP address"},
       {"tls host", "  tls: [{hosts: [\"*\"], secretName: s}]\n" + rule, "", "InvalidSpec", "spec.tls[0].hosts[0]",
        "invalid host \"*\""},
       {"resource backend",
