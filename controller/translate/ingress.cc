@@ -376,8 +376,9 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
     }
     // A host the certificate is not valid for is not covered by this entry (no ssl-redirect to a
     // certificate every client refuses, nothing shared), as ingress-nginx treats it.
+    const std::vector<bool> covered = CertificateCoversHosts(load.cert->certificate_chain_pem(), hosts);
     for (size_t j = 0; j < hosts.size(); ++j) {
-      if (CertificateCoversHost(load.cert->certificate_chain_pem(), hosts[j])) {
+      if (covered[j]) {
         out.hosts.push_back(hosts[j]);
       } else {
         warnings->push_back({"CertificateMismatch", FieldReader::Index(tp + ".hosts", j),
@@ -807,7 +808,8 @@ void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, cons
   // host of the Ingress has HTTPS now, they have.
   if (all_shared && own.empty()) {
     std::erase_if(c.warnings, [](const StatusWarning& w) {
-      return w.reason == "AnnotationIgnored" && w.message.find("no usable spec.tls certificate") != std::string::npos;
+      return w.reason == "AnnotationIgnored" &&
+             (w.field == AnnotationReader::Field(kAnnHsts) || w.field == AnnotationReader::Field(kAnnSslRedirect));
     });
   }
 }

@@ -145,14 +145,17 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
 
 }  // namespace
 
-bool CertificateCoversHost(const std::string& chain_pem, const std::string& host) {
+std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts) {
   BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
   X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
   BIO_free(cb);
-  // A "*." pattern is covered when any one name under it is: checked with a label no real host
-  // uses, so that only a matching wildcard in the certificate covers it.
-  const std::string name = host.rfind("*.", 0) == 0 ? "doorman-wildcard-check" + host.substr(1) : host;
-  const bool covered = cert != nullptr && X509_check_host(cert, name.data(), name.size(), 0, nullptr) == 1;
+  std::vector<bool> covered;
+  for (const auto& host : hosts) {
+    // A "*." pattern is covered when any one name under it is: checked with a label no real host
+    // uses, so that only a matching wildcard in the certificate covers it.
+    const std::string name = host.rfind("*.", 0) == 0 ? "doorman-wildcard-check" + host.substr(1) : host;
+    covered.push_back(cert != nullptr && X509_check_host(cert, name.data(), name.size(), 0, nullptr) == 1);
+  }
   X509_free(cert);
   ERR_clear_error();
   return covered;

@@ -165,9 +165,9 @@ struct CertificateLoad {
 // field selector), so "not found" may be a Secret of another type; the message says so.
 CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns, const std::string& secret_name,
                                 bool only_tls_watched = false);
-// Whether the first certificate of `chain_pem` is valid for `host` (its DNS SANs, else its CN,
-// as a TLS client checks; a "*." pattern host is checked as one name under it).
-bool CertificateCoversHost(const std::string& chain_pem, const std::string& host);
+// For each of `hosts`, whether the first certificate of `chain_pem` is valid for it (its DNS SANs,
+// else its CN, as a TLS client checks; a "*." pattern host is checked as one name under it).
+std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts);
 
 // The `ca.crt` of a Secret (cert-manager writes it into kubernetes.io/tls Secrets) as a PEM CA
 // bundle, for verifying HTTPS backends. On failure `pem` is empty and `message` says why.

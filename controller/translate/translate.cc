@@ -454,6 +454,19 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   auto compile = [&](const ObjectKey& key, const json& o, std::vector<Problem>* problems) {
     return compile_in(ctx, key, o, problems);
   };
+  // `store` with the `saved` Secrets that no longer load standing in for the current ones (a
+  // rotation gone wrong: a key that does not match, a deleted Secret), into `out`; false (and
+  // `out` untouched) when every saved Secret still loads.
+  auto with_broken_replaced = [&](const std::map<ObjectKey, StoredObject>& saved, ObjectStore* out) {
+    bool any = false;
+    for (const auto& [k, s] : saved) {
+      if (LoadCertificate(store, k.ns, k.name).cert) continue;
+      if (!any) *out = store;
+      (*out)[k] = s;
+      any = true;
+    }
+    return any;
+  };
   auto compile_last_good = [&](const ObjectKey& key) -> std::optional<CompiledObject> {
     auto lg = last_good_.find(key);
     if (lg == last_good_.end()) return std::nullopt;
@@ -466,17 +479,13 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     // one certificate is served while another of the object's Secrets is broken (a certificate
     // near expiry must not wait for an unrelated fix). When that still does not compile, every
     // Secret as it was accepted.
-    ObjectStore with_old = store;
-    bool stood_in = false;
-    for (const auto& [k, s] : secrets->second) {
-      if (LoadCertificate(store, k.ns, k.name).cert) continue;
-      with_old[k] = s;
-      stood_in = true;
-    }
-    if (stood_in) {
+    ObjectStore with_old;
+    if (with_broken_replaced(secrets->second, &with_old)) {
       ignored.clear();
       out = compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
       if (out) return out;
+    } else {
+      with_old = store;
     }
     for (const auto& [k, s] : secrets->second) with_old[k] = s;
     ignored.clear();
@@ -501,15 +510,9 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   auto with_saved_secrets = [&](const ObjectKey& key) -> const ObjectStore* {
     auto saved = last_good_secrets_.find(key);
     if (key.kind != kKindIngress || saved == last_good_secrets_.end()) return nullptr;
-    std::vector<std::pair<ObjectKey, const StoredObject*>> stand_ins;
-    for (const auto& [k, s] : saved->second) {
-      if (!LoadCertificate(store, k.ns, k.name).cert) stand_ins.emplace_back(k, &s);
-    }
-    if (stand_ins.empty()) return nullptr;
-    ObjectStore& overlay = ingress_overlays[key];
-    overlay = store;
-    for (const auto& [k, s] : stand_ins) overlay[k] = *s;
-    return &overlay;
+    ObjectStore overlay;
+    if (!with_broken_replaced(saved->second, &overlay)) return nullptr;
+    return &(ingress_overlays[key] = std::move(overlay));
   };
 
   // 1. Compile every object doorman claims on its own; pick what each one routes with (its

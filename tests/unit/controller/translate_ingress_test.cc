@@ -62,6 +62,12 @@ std::string Secret(const std::string& name, const std::string& body = "type: kub
   return "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: default}\n" + body;
 }
 
+// `yaml` (one object of Ingress() or Secret()) in namespace `ns` instead of default.
+std::string InNamespace(std::string yaml, const std::string& ns) {
+  yaml.replace(yaml.find("namespace: default"), 18, "namespace: " + ns);
+  return yaml;
+}
+
 std::string Docs(std::initializer_list<std::string> docs) {
   std::string out;
   for (const auto& d : docs) out += "---\n" + d;
@@ -931,16 +937,12 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
 // HostPartlyTls warning), so one tenant cannot turn another's HTTP into redirects to a
 // certificate it chose.
 TEST(TranslateIngress, TlsIsNotSharedAcrossNamespacesNorFromAHostNotRouted) {
-  auto in_ns = [](std::string yaml, const std::string& ns) {
-    yaml.replace(yaml.find("namespace: default"), 18, "namespace: " + ns);
-    return yaml;
-  };
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
                                    // Routes a.example.com with its certificate, in default.
                                    Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
                                            "", "2026-01-01T00:00:00Z"),
-                                   in_ns(Ingress("tenant", Rule("a.example.com", "/t"), "", "2026-02-01T00:00:00Z"), "other"),
+                                   InNamespace(Ingress("tenant", Rule("a.example.com", "/t"), "", "2026-02-01T00:00:00Z"), "other"),
                                    // Names b.example.com in tls[] without routing it.
                                    Ingress("squat", "  tls: [{hosts: [b.example.com], secretName: s}]\n" + Rule("c.example.com"),
                                            "", "2026-01-01T00:00:00Z"),
@@ -988,13 +990,9 @@ TEST(TranslateIngress, ATlsHostTheCertificateDoesNotCoverIsWarnedAndNotRedirecte
 // The same host and path in two Ingresses (here two namespaces): the older takes every request,
 // and the younger is told its route is never used (ingress-nginx's webhook refuses it).
 TEST(TranslateIngress, ADuplicateHostAndPathIsWarnedOnTheYoungerIngress) {
-  auto in_ns = [](std::string yaml, const std::string& ns) {
-    yaml.replace(yaml.find("namespace: default"), 18, "namespace: " + ns);
-    return yaml;
-  };
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(), Ingress("first", Rule("a.example.com", "/x"), "", "2026-01-01T00:00:00Z"),
-                                   in_ns(Ingress("second", Rule("a.example.com", "/x"), "", "2026-02-01T00:00:00Z"), "other"),
+                                   InNamespace(Ingress("second", Rule("a.example.com", "/x"), "", "2026-02-01T00:00:00Z"), "other"),
                                    Ingress("third", Rule("a.example.com", "/y"), "", "2026-03-01T00:00:00Z")})));
   EXPECT_TRUE(Ing(r, "first")->warnings.empty());
   EXPECT_TRUE(Ing(r, "third")->warnings.empty());
