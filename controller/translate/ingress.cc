@@ -21,6 +21,7 @@ constexpr const char* kAnnRewriteTarget = "doorman.dev/rewrite-target";
 constexpr const char* kAnnAffinity = "doorman.dev/affinity";
 constexpr const char* kAnnAffinityCookieName = "doorman.dev/affinity-cookie-name";
 constexpr const char* kAnnAffinityCookieTtl = "doorman.dev/affinity-cookie-ttl";
+constexpr const char* kAnnAffinityCookiePath = "doorman.dev/affinity-cookie-path";
 constexpr const char* kAnnCanary = "doorman.dev/canary";
 constexpr const char* kAnnCanaryWeight = "doorman.dev/canary-weight";
 constexpr const char* kAnnCanaryByHeader = "doorman.dev/canary-by-header";
@@ -114,11 +115,18 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
         }
       }
       if (auto ttl = a.DurationMs(kAnnAffinityCookieTtl)) st->set_ttl_ms(*ttl);
+      if (auto path = a.String(kAnnAffinityCookiePath)) {
+        if (const auto why = CookiePathProblem(*path); !why.empty()) {
+          a.Invalid(kAnnAffinityCookiePath, "cookie path " + Q(*path) + " " + why);
+        } else {
+          st->set_cookie_path(*path);  // else each path's own (AddRoutes)
+        }
+      }
     } else {
       a.Invalid(kAnnAffinity, "unknown affinity " + Q(*s) + " (want cookie)");
     }
   } else {
-    for (const char* k : {kAnnAffinityCookieName, kAnnAffinityCookieTtl}) {
+    for (const char* k : {kAnnAffinityCookieName, kAnnAffinityCookieTtl, kAnnAffinityCookiePath}) {
       if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnAffinity + ": cookie");
     }
   }
@@ -250,7 +258,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     }
     // The main Ingress's policy applies to canary traffic too, as in ingress-nginx.
     for (const char* k : {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName,
-                          kAnnAffinityCookieTtl, kAnnRateLimitRps, kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries,
+                          kAnnAffinityCookieTtl, kAnnAffinityCookiePath, kAnnRateLimitRps, kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries,
                           kAnnBackendProtocol, kAnnBackendTlsSecret, kAnnBackendTlsServerName, kAnnHsts}) {
       if (a.Has(k)) a.Ignored(k, "a canary Ingress uses the policy of the main Ingress it attaches to");
     }
@@ -265,6 +273,23 @@ bool TlsHostCovers(const std::string& pattern, const std::string& host) {
   const auto dot = host.find('.');
   return pattern.rfind("*.", 0) == 0 && !host.empty() && host[0] != '*' && dot != std::string::npos &&
          host.substr(dot) == pattern.substr(1);
+}
+
+// The affinity cookie's Path for a route without doorman.dev/affinity-cookie-path: the path it
+// matches, as ingress-nginx's session-cookie-path defaults to the location's path. Two paths of
+// one host to different Services then each keep their own cookie; a Path=/ cookie would be
+// overwritten by each in turn and pin nothing. A Prefix without its trailing "/" ("/api/" → "/api",
+// which the browser sends for "/api" and "/api/x" alike, segment-wise as the Prefix matches); "/"
+// for a regular expression, no path, or a path a cookie cannot carry.
+std::string StickyCookiePath(const v1::RouteMatch& match) {
+  if (!match.has_path()) return "/";
+  std::string path = match.path().value();
+  if (match.path().type() == v1::PathMatch::PREFIX) {
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+  } else if (match.path().type() != v1::PathMatch::EXACT) {
+    return "/";
+  }
+  return CookiePathProblem(path).empty() ? path : "/";
 }
 
 // Turns an Ingress's HTTP route into its ssl-redirect: 308 to https (the HTTPS port unless 443).
@@ -449,6 +474,7 @@ class IngressCompiler {
   std::optional<CompiledObject> Compile(std::vector<Problem>* problems) {
     AnnotationReader ann(o_,
                          {kAnnSslRedirect, kAnnRewriteTarget, kAnnAffinity, kAnnAffinityCookieName, kAnnAffinityCookieTtl,
+                          kAnnAffinityCookiePath,
                           kAnnCanary, kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByHeaderValue, kAnnCanaryByCookie,
                           kAnnRateLimitRps,
                           kAnnRateLimitBurst, kAnnRequestTimeout, kAnnRetries, kAnnBackendProtocol, kAnnHealthCheckPath,
@@ -667,6 +693,9 @@ class IngressCompiler {
     if (match.hosts_size() > 0 || match.has_path()) *route.mutable_match() = match;
     *route.add_backends() = wb;
     *route.mutable_policy() = ann_.policy;
+    if (route.policy().stickiness().type() == v1::Stickiness::COOKIE && route.policy().stickiness().cookie_path().empty()) {
+      route.mutable_policy()->mutable_stickiness()->set_cookie_path(StickyCookiePath(match));
+    }
     for (const auto& cidr : ctx_.options.ingress_trusted_proxies) {
       route.mutable_forwarded_headers()->add_trusted_proxies(cidr);  // mode Append, as untrusted routes
     }

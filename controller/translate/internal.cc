@@ -201,6 +201,12 @@ std::string PathProblem(const std::string& s) {
   return "";
 }
 
+std::string CookiePathProblem(const std::string& s) {
+  if (auto why = PathProblem(s); !why.empty()) return why;
+  if (s.find(';') != std::string::npos) return "must not contain ';' (it ends a cookie attribute)";
+  return "";
+}
+
 std::string FieldValueProblem(const std::string& s) {
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);

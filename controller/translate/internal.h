@@ -46,6 +46,9 @@ bool IsToken(const std::string& s);        // an HTTP header/cookie name
 // "/" then pchar and "/"; %XX escapes well-formed; no query, fragment, space or control
 // character). Empty when valid, else why not.
 std::string PathProblem(const std::string& s);
+// A cookie's Path attribute (RFC 6265 §4.1.1 path-value, starting with "/"): PathProblem and
+// no ';' (it would end the attribute). Empty when valid, else why not.
+std::string CookiePathProblem(const std::string& s);
 // A header field value the proxy may emit (RFC 9110 §5.5): visible characters, spaces and tabs
 // inside, obs-text; never CR, LF, NUL or another control character. Empty when valid.
 std::string FieldValueProblem(const std::string& s);

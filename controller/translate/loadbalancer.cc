@@ -259,9 +259,10 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
   }
   if (const json* st = r.Member(pol, p, "stickiness")) {
     const std::string sp = p + ".stickiness";
-    if (r.Object(*st, sp, {"type", "cookieName", "ttl"})) {
+    if (r.Object(*st, sp, {"type", "cookieName", "ttl", "path"})) {
       auto type = r.String(*st, sp, "type", true);
       auto cookie = r.String(*st, sp, "cookieName");
+      auto path = r.String(*st, sp, "path");
       auto ttl = r.DurationMs(*st, sp, "ttl");
       auto* so = out->mutable_stickiness();
       if (type && *type == "Cookie") {
@@ -269,9 +270,17 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         so->set_type(v1::Stickiness::COOKIE);
         if (cookie && !IsToken(*cookie)) r.Invalid(sp + ".cookieName", "invalid cookie name " + Q(*cookie));
         so->set_cookie_name(cookie && !cookie->empty() ? *cookie : kDefaultCookieName);
+        if (path) {
+          if (const auto why = CookiePathProblem(*path); !why.empty()) {
+            r.Invalid(sp + ".path", "cookie path " + Q(*path) + " " + why);
+          } else {
+            so->set_cookie_path(*path);
+          }
+        }
       } else if (type && *type == "SourceIP") {
         so->set_type(v1::Stickiness::SOURCE_IP);
         if (cookie) r.Invalid(sp + ".cookieName", "only Cookie stickiness takes a cookieName");
+        if (path) r.Invalid(sp + ".path", "only Cookie stickiness takes a path");
       } else if (type && *type != "None") {
         r.Unsupported(sp + ".type", "unknown stickiness type " + Q(*type) + " (want Cookie, SourceIP or None)");
       }

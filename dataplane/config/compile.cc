@@ -490,6 +490,13 @@ class Compiler {
             Fail(where + ".policy.stickiness.cookie_name: invalid cookie name \"" + out->sticky_cookie + "\"");
           }
         }
+        if (const auto& path = p.stickiness().cookie_path(); !path.empty()) {
+          const bool ok = path.front() == '/' && std::all_of(path.begin(), path.end(), [](char ch) {
+                            return ch > 0x20 && ch < 0x7f && ch != ';';
+                          });
+          if (!ok) Fail(where + ".policy.stickiness.cookie_path: invalid cookie path \"" + path + "\"");
+          out->sticky_cookie_path = path;
+        }
         out->sticky_ttl = Millis(p.stickiness().ttl_ms());
         for (const auto& w : out->backends) {
           for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(e->key)] = e;

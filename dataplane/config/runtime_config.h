@@ -133,6 +133,7 @@ struct Route {
 
   // Stickiness COOKIE ("" = off): StickyHash(endpoint key) → eligible endpoint, per group.
   std::string sticky_cookie;
+  std::string sticky_cookie_path = "/";  // its Path attribute
   Millis sticky_ttl{0};
   std::unordered_map<uint64_t, const Endpoint*> sticky_main, sticky_canary;
 

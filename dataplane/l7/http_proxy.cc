@@ -1189,7 +1189,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
         res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(ep->key)),
-                                                 route->sticky_ttl, kTls));
+                                                 route->sticky_ttl, kTls, route->sticky_cookie_path));
       }
       const bool header_only = head || status == 204 || status == 304;
       bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);

@@ -64,11 +64,14 @@ std::optional<uint64_t> ParseStickyCookieValue(std::string_view v) {
   return h;
 }
 
-std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure) {
+std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure,
+                            std::string_view path) {
   std::string out(name);
   out += "=";
   out += value;
-  out += "; Path=/; HttpOnly";
+  out += "; Path=";
+  out += path.empty() ? std::string_view("/") : path;
+  out += "; HttpOnly";
   if (ttl.count() > 0) out += "; Max-Age=" + std::to_string(std::max<int64_t>(1, ttl.count() / 1000));
   if (secure) out += "; Secure";
   return out;

@@ -41,13 +41,16 @@ std::optional<bool> CanaryByRequest(const CanaryPolicy& c, std::optional<std::st
 // Sticky sessions without shared state: the cookie carries a hash of the endpoint ("address:port";
 // not keyed, so not secret: docs/operations.md), so any dataplane (or a restarted one) maps it
 // back by hashing its current endpoints; an unknown value (endpoint gone) falls back to a fresh
-// pick and a new cookie. No route in it: the cookie (Path=/) pins a client to its pod on every
-// route that has the pod, as ingress-nginx's does within a Service. 16 lowercase hex digits.
+// pick and a new cookie. No route in it: the cookie pins a client to its pod on every route under
+// its Path that has the pod (Stickiness.cookie_path, default "/"; an Ingress path's own prefix, as
+// ingress-nginx's session-cookie-path, so two paths of one host to different Services each keep
+// their own cookie instead of overwriting one another's). 16 lowercase hex digits.
 uint64_t StickyHash(std::string_view endpoint_key);
 std::string StickyCookieValue(uint64_t hash);
 std::optional<uint64_t> ParseStickyCookieValue(std::string_view value);
-// "NAME=VALUE; Path=/; HttpOnly[; Max-Age=N][; Secure]"; ttl 0 = session cookie.
-std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure);
+// "NAME=VALUE; Path=PATH; HttpOnly[; Max-Age=N][; Secure]"; ttl 0 = session cookie; "" path = "/".
+std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure,
+                            std::string_view path = "/");
 
 // Token bucket: `rate` tokens per second, capacity `burst` (at least 1). Starts full.
 class TokenBucket {

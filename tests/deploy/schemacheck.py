@@ -82,6 +82,8 @@ CEL_RULES = {
         lambda s: not _has(s, "service") or _has(s, "port"),
     "self.type == 'Cookie' || !has(self.cookieName)":
         lambda s: s["type"] == "Cookie" or not _has(s, "cookieName"),
+    "self.type == 'Cookie' || !has(self.path)":
+        lambda s: s["type"] == "Cookie" or not _has(s, "path"),
     "!(has(self.redirect) && has(self.rewrite))":
         lambda s: not (_has(s, "redirect") and _has(s, "rewrite")),
     "!has(self.path) || self.protocol == 'HTTP'":

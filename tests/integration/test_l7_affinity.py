@@ -143,5 +143,67 @@ spec:
             self.assertNotEqual(new_cookie, cookie)
         self.assertEqual(get(new_cookie)[:3], (200, other, None))
 
+class CookiePerPath(DoormanTestCase):
+    def test_two_paths_of_one_host_keep_a_cookie_each_in_a_real_cookie_jar(self):
+        # One Ingress: /api → Service api, / → Service web, two endpoints each, affinity cookie.
+        # Each path's cookie carries its own Path (ingress-nginx's session-cookie-path default);
+        # with one Path=/ cookie the two routes overwrite each other's pin on every alternation.
+        ports = {n: self.start_backend(n) for n in ("api-a", "api-b", "web-a", "web-b")}
+        lport = free_port()
+
+        def service(name):
+            out = "---\napiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n" \
+                  "spec: {ports: [{name: http, port: 80}]}\n" % name
+            for x in ("a", "b"):  # one slice per endpoint: they listen on different ports
+                out += ("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                        "metadata: {name: %s-%s, namespace: default, labels: {kubernetes.io/service-name: %s}}\n"
+                        "addressType: IPv4\nports: [{name: http, port: %d}]\n"
+                        "endpoints: [{addresses: [127.0.0.1]}]\n") % (name, x, name, ports[name + "-" + x])
+            return out
+        self.write_manifest("objs.yaml", """\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: doorman}
+spec: {controller: doorman.dev/ingress-controller}
+""" + service("api") + service("web") + """\
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: app, namespace: default, annotations: {doorman.dev/affinity: cookie, doorman.dev/affinity-cookie-name: S}}
+spec:
+  ingressClassName: doorman
+  rules:
+    - host: paths.local
+      http:
+        paths:
+          - {path: /api/, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+""")
+        self.start_controller(["--ingress-http-port", str(lport)])
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(lport), what="ingress listener")
+        jar = os.path.join(self.tmp, "jar.txt")
+
+        def get(path):
+            r = curl(["-b", jar, "-c", jar, "http://paths.local:%d%s" % (lport, path),
+                      "--resolve", "paths.local:%d:127.0.0.1" % lport])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)["backend"]
+
+        seen = {"/api/x": set(), "/": set()}
+        for _ in range(6):
+            for path in seen:
+                seen[path].add(get(path))
+        self.assertEqual(len(seen["/api/x"]), 1, seen)
+        self.assertEqual(len(seen["/"]), 1, seen)
+        self.assertTrue(next(iter(seen["/api/x"])).startswith("api-"), seen)
+        self.assertTrue(next(iter(seen["/"])).startswith("web-"), seen)
+        with open(jar) as f:
+            cookies = sorted((l.split("\t")[2], l.split("\t")[5]) for l in f.read().splitlines()
+                             if l.strip() and (not l.startswith("#") or l.startswith("#HttpOnly_")))
+        self.assertEqual(cookies, [("/", "S"), ("/api", "S")])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

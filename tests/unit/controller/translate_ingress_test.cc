@@ -306,6 +306,8 @@ std::vector<InvalidCase> InvalidCases() {
           "annotation doorman.dev/affinity: unknown affinity \"ip\" (want cookie)"),
       {"affinity cookie name", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-name: \"a b\"\n",
        "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-name]", "invalid cookie name \"a b\""},
+      {"affinity cookie path", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-path: \"/a;Domain=x\"\n",
+       "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-path]", "must not contain ';'"},
       {"affinity cookie ttl", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-ttl: 1 day\n",
        "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-ttl]", "invalid duration \"1 day\""},
       ann("canary", "doorman.dev/canary: \"maybe\"", "metadata.annotations[doorman.dev/canary]", "invalid value \"maybe\""),
@@ -1063,6 +1065,43 @@ TEST(TranslateIngress, HstsIsSentOnHttpsResponses) {
   ASSERT_EQ(Ing(r, "plain")->warnings.size(), 1u);
   EXPECT_EQ(Ing(r, "plain")->warnings[0].reason, "AnnotationIgnored");
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().has_response_headers());
+}
+
+// The affinity cookie's Path is each path's own (ingress-nginx's session-cookie-path default), so
+// "/api" and "/" of one host, to different Services, keep a cookie each; the annotation sets one
+// Path for all; a regular expression or the default backend gets "/".
+TEST(TranslateIngress, AffinityCookiePathIsThePathsOwnUnlessAnnotated) {
+  const std::string paths = R"(  defaultBackend: {service: {name: web, port: {number: 80}}}
+  rules:
+    - host: a.example.com
+      http:
+        paths:
+          - {path: /api/, pathType: Prefix, backend: {service: {name: web-v2, port: {number: 80}}}}
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+          - {path: /login, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}
+          - {path: "/v[0-9]+/x", pathType: ImplementationSpecific, backend: {service: {name: web-v3, port: {number: 80}}}}
+)";
+  const std::string affinity = "    doorman.dev/affinity: cookie\n";
+  {
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", paths, affinity)})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    for (const auto& [route, path] : {std::pair{"default/ingress:i/r0-p0", "/api"}, std::pair{"default/ingress:i/r0-p1", "/"},
+                                      std::pair{"default/ingress:i/r0-p2", "/login"},
+                                      std::pair{"default/ingress:i/r0-p3", "/"},
+                                      std::pair{"default/ingress:i/default-h0", "/"}}) {
+      const v1::Route* rt = RouteNamed(r.snapshot, route);
+      ASSERT_NE(rt, nullptr) << route;
+      EXPECT_EQ(rt->policy().stickiness().type(), v1::Stickiness::COOKIE) << route;
+      EXPECT_EQ(rt->policy().stickiness().cookie_path(), path) << route;
+    }
+  }
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", paths, affinity + "    doorman.dev/affinity-cookie-path: /\n")})));
+  ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+  EXPECT_TRUE(Ing(r, "i")->warnings.empty());
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy().stickiness().cookie_path(), "/");
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p2")->policy().stickiness().cookie_path(), "/");
 }
 
 // Behind another balancer (--ingress-trusted-proxies, --ingress-proxy-protocol): every Ingress

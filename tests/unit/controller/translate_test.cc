@@ -192,6 +192,18 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, policy: {stickiness: {type: Header}}}]
 )",
      "UnsupportedValue", "spec.routes[0].policy.stickiness.type", "unknown stickiness type \"Header\""},
+    {"cookie path with a semicolon", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, path: "/a;Domain=x"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.path", "cookie path \"/a;Domain=x\" must not contain ';'"},
+    {"relative cookie path", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, path: api}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.path", "must start with \"/\""},
+    {"cookie path on SourceIP", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: SourceIP, path: /api}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.path", "only Cookie stickiness takes a path"},
     {"unknown field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, matches: {}}]
 )",
@@ -630,6 +642,21 @@ TEST(Translate, L4RetriesWithoutAttemptsKeepTheDefaultTries) {
       EXPECT_EQ(route.policy().retries().attempts(), attempts) << policy;
     }
     EXPECT_TRUE(seen);
+  }
+}
+
+TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
+  for (const auto& [stickiness, path] : {std::pair{"{type: Cookie, cookieName: S, path: /api}", "/api"},
+                                         std::pair{"{type: Cookie, path: \"/a/b%20c\"}", "/a/b%20c"},
+                                         std::pair{"{type: Cookie}", ""}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: )") + stickiness + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+    ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+    ASSERT_EQ(r.snapshot.routes_size(), 1);
+    EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().type(), v1::Stickiness::COOKIE);
+    EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().cookie_path(), path) << stickiness;
   }
 }
 

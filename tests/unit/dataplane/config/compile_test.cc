@@ -184,6 +184,17 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"EndpointNotAnIp",
                   R"pb(backend_sets { name: "s" endpoints { address: "db.example.com" port: 5432 } })pb",
                   "backend set \"s\" endpoints[0].address: \"db.example.com\" is not an IP address"},
+        ErrorCase{"CookiePathWithASemicolon",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP }
+                       routes {
+                         name: "r" listener: "http-1"
+                         policy { stickiness { type: COOKIE cookie_path: "/a; Domain=x" } }
+                       })pb",
+                  "route \"r\".policy.stickiness.cookie_path: invalid cookie path \"/a; Domain=x\""},
+        ErrorCase{"RelativeCookiePath",
+                  R"pb(listeners { name: "http-1" port: 1 protocol: HTTP }
+                       routes { name: "r" listener: "http-1" policy { stickiness { type: COOKIE cookie_path: "a" } } })pb",
+                  "route \"r\".policy.stickiness.cookie_path: invalid cookie path \"a\""},
         ErrorCase{"EndpointPortZero",
                   R"pb(backend_sets { name: "s" endpoints { address: "10.0.0.1" } })pb",
                   "backend set \"s\" endpoints[0].port: 0 out of range"}),

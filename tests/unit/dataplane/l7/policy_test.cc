@@ -68,6 +68,8 @@ TEST(PolicyTest, StickyCookie) {
   }
   EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(3'600'000), false), "S=ab; Path=/; HttpOnly; Max-Age=3600");
   EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), true), "S=ab; Path=/; HttpOnly; Secure");
+  EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), false, "/api"), "S=ab; Path=/api; HttpOnly");
+  EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), false, ""), "S=ab; Path=/; HttpOnly");
 }
 
 TEST(PolicyTest, TokenBucket) {
