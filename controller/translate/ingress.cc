@@ -502,7 +502,9 @@ class IngressCompiler {
       }
       DeclareListeners();
       ReadRules(*spec, ann);
-      if (const json* b = r_.Member(*spec, "spec", "defaultBackend")) AddDefaultBackend(*b, ann);
+      const json* default_backend = r_.Member(*spec, "spec", "defaultBackend");
+      if (default_backend) AddDefaultBackend(*default_backend, ann);
+      AddHttpsFallbacks(default_backend != nullptr);
       if (!ann_.health_check_path.empty()) {
         v1::HealthCheck hc;
         hc.set_protocol(v1::HealthCheck::HTTP);
@@ -658,6 +660,40 @@ class IngressCompiler {
       match.add_hosts(rule_hosts_[k]);
       if (rule_hosts_[k].rfind("*.", 0) == 0) match.set_wildcard_one_label(true);
       AddRoutes(RouteObjectPath(c_.key) + "/default-h" + std::to_string(k), field, match, *set, ann, false, k == 0);
+    }
+  }
+
+  // For each host this Ingress redirects to HTTPS, a redirect of the paths none of its paths
+  // match (ingress-nginx redirects a TLS server's every location, its default "/" included),
+  // ranked after every route declared for the host on the HTTP listener — another Ingress's
+  // plain-HTTP path for the host, or this one's, still wins — and before the host-less
+  // catch-all, which would otherwise serve that host's unmatched paths over plain HTTP. Not
+  // needed when the host has a Prefix "/" path or default-h<k> route here (they redirect
+  // everything already). Not behind a trusted balancer: there, a request the balancer
+  // received over HTTPS is served, not redirected, and this route has nothing to serve it with.
+  void AddHttpsFallbacks(bool has_default_backend) {
+    if (ann_.canary || https_listener_.empty() || !ann_.ssl_redirect) return;
+    if (!ctx_.options.ingress_trusted_proxies.empty()) return;
+    if (has_default_backend && !rule_hosts_.empty() && !hostless_rule_) return;  // default-h<k> per host
+    for (size_t k = 0; k < rule_hosts_.size(); ++k) {
+      const std::string& host = rule_hosts_[k];
+      if (!tls_.Covers(host)) continue;
+      const bool has_root = std::any_of(c_.routes.begin(), c_.routes.end(), [&](const CompiledRoute& r) {
+        const auto& m = r.proto.match();
+        return r.user_listener == "http" && m.hosts_size() == 1 && m.hosts(0) == host && m.has_path() &&
+               m.path().type() == v1::PathMatch::PREFIX && m.path().value() == "/";
+      });
+      if (has_root) continue;
+      CompiledRoute http;
+      http.proto.set_name(RouteObjectPath(c_.key) + "/https-redirect-h" + std::to_string(k));
+      http.proto.mutable_match()->add_hosts(host);
+      if (host.rfind("*.", 0) == 0) http.proto.mutable_match()->set_wildcard_one_label(true);
+      http.proto.set_listener(http_listener_);
+      http.user_listener = "http";
+      http.decl_index = decl_++;
+      http.https_fallback = true;
+      MakeSslRedirect(http, ctx_.options);
+      c_.routes.push_back(std::move(http));
     }
   }
 

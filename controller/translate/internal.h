@@ -113,6 +113,10 @@ struct CompiledRoute {
   std::string user_listener;
   size_t decl_index = 0;
   bool catch_all = false;  // Ingress spec.defaultBackend: after every other route of the listener
+  // An Ingress's ssl-redirect for the paths of a TLS host that none of its paths match (ingress-
+  // nginx redirects the whole server): after every route with the same match keys, never
+  // reported as shadowed, dropped with the HTTPS listener.
+  bool https_fallback = false;
   // An Ingress HTTP route turned into its ssl-redirect: the route as declared, restored when the
   // object's HTTPS listener cannot be placed (PortConflict), so that HTTP keeps serving.
   std::optional<v1::Route> before_redirect;

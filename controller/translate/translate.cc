@@ -39,10 +39,13 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //      a route without a path match last.
 //   3. more conditions first (methods given counts one, plus each header, query and cookie
 //      match) — as Gateway API orders, so a header-matched canary route beats its catch-all.
-//   4. the older object first (creation order as in OlderThan), then declaration order.
-using PrecedenceKey = std::tuple<bool, int, int64_t, int64_t, int, int64_t, size_t, size_t>;
+//   4. an Ingress's HTTPS fallback redirect (CompiledRoute.https_fallback) after a route with
+//      the same keys so far: it never takes a request another route was declared for.
+//   5. the older object first (creation order as in OlderThan), then declaration order.
+using PrecedenceKey = std::tuple<bool, int, int64_t, int64_t, int, int64_t, bool, size_t, size_t>;
 
-PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, size_t object_order, size_t decl_index) {
+PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallback, size_t object_order,
+                              size_t decl_index) {
   const auto& m = route.match();
   const auto& hosts = m.sni_size() > 0 ? m.sni() : m.hosts();
   int host_rank = 2;
@@ -62,7 +65,7 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, size_t obj
     path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
   }
   const int64_t conditions = (m.methods_size() > 0 ? 1 : 0) + m.headers_size() + m.query_params_size() + m.cookies_size();
-  return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, object_order, decl_index};
+  return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, fallback, object_order, decl_index};
 }
 
 bool SameListenerSettings(const v1::Listener& a, const v1::Listener& b, std::string* which) {
@@ -124,6 +127,7 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
   if (lost.count("https")) {
     // An Ingress without its HTTPS listener: its ssl-redirects would point at a port it does not
     // serve; its HTTP routes serve as declared instead.
+    std::erase_if(out.routes, [](const CompiledRoute& r) { return r.https_fallback; });
     for (auto& r : out.routes) {
       if (r.before_redirect) r.proto = *std::exchange(r.before_redirect, std::nullopt);
     }
@@ -164,7 +168,7 @@ void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Sna
   for (const auto& r : c.routes) {
     auto it = ports.find({Transport(FindListener(c, r.user_listener)->proto.protocol()),
                           FindListener(c, r.user_listener)->proto.port()});
-    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, object_order, r.decl_index), r.proto.name());
+    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, r.https_fallback, object_order, r.decl_index), r.proto.name());
     v1::Route* route = snap.add_routes();
     *route = r.proto;
     auto* owner = route->mutable_owner();
@@ -215,7 +219,8 @@ std::string HealthCheckField(const std::string& kind) {
 // A route whose match is the same as an earlier route's on its listener is never chosen: the
 // earlier one (precedence, then the older object) takes every request it would. Its object is told
 // (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
-void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of) {
+void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of,
+                        const std::set<std::string>& fallbacks) {
   std::map<std::string, const v1::Route*> by_name;
   for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
   auto key_of = [](const v1::ObjectRef& o) { return ObjectKey{o.kind(), o.namespace_(), o.name()}; };
@@ -225,6 +230,7 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
       auto it = by_name.find(name);
       if (it == by_name.end()) continue;
       const v1::Route& r = *it->second;
+      if (fallbacks.count(r.name())) continue;  // declared by no one; it ranks after its twins
       auto [winner, fresh] = first.emplace(r.match().SerializeAsString(), &r);
       if (fresh) continue;
       auto st = status_of.find(key_of(r.owner()));
@@ -328,7 +334,7 @@ std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
   std::vector<ListenerStatus> out;
   for (const auto& l : c.listeners) {
     ListenerStatus ls{l.user_name, 0, l.proto.name()};
-    for (const auto& r : c.routes) ls.attached_routes += r.user_listener == l.user_name ? 1 : 0;
+    for (const auto& r : c.routes) ls.attached_routes += r.user_listener == l.user_name && !r.https_fallback ? 1 : 0;
     out.push_back(ls);
   }
   return out;
@@ -706,10 +712,15 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   }
   WarnHealthChecksNotRun(result.snapshot, set_owner);
   std::map<ObjectKey, ObjectStatus*> status_of;
+  std::set<std::string> fallbacks;
   for (Candidate* c : order) {
-    if (c->placed) status_of.emplace(c->key, &c->status);
+    if (!c->placed) continue;
+    status_of.emplace(c->key, &c->status);
+    for (const auto& r : c->placed->routes) {
+      if (r.https_fallback) fallbacks.insert(r.proto.name());
+    }
   }
-  WarnShadowedRoutes(result.snapshot, status_of);
+  WarnShadowedRoutes(result.snapshot, status_of, fallbacks);
 
   std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {

@@ -224,6 +224,40 @@ class IngressTlsPerHost(DoormanTestCase):
         self.assertIn(" 308", r.stdout.splitlines()[0], r.stdout)
         self.assertIn("location: https://h.test:%d/api/x" % https, r.stdout.lower())
 
+    def test_unmatched_paths_of_a_tls_host_redirect_instead_of_reaching_the_catch_all(self):
+        # ingress-nginx redirects a TLS server's every path; the host-less catch-all (an Ingress
+        # with only a defaultBackend, no TLS) must not serve h.test's other paths over plain HTTP.
+        app, catch = self.start_backend("app"), self.start_backend("catch")
+        crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secret.yaml", secret("h-cert", crt, key))
+        self.write_manifest("app.yaml", one_ingress_yaml(app, "h.test", tls_secret="h-cert", path="/app"))
+        self.write_manifest("catch.yaml", one_ingress_yaml(catch, "h.test", name="catch", service="catch",
+                                                           ingress_class=False).replace(
+            "  rules: [{host: h.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
+            "port: {number: 80}}}}]}}]",
+            "  defaultBackend: {service: {name: catch, port: {number: 80}}}"))
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+
+        def head(host, path):
+            r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: " + host, "http://127.0.0.1:%d%s" % (http, path)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.lower()
+        for path in ("/app/x", "/other?q=1", "/"):
+            h = head("h.test", path)
+            self.assertIn(" 308", h.splitlines()[0], h)
+            self.assertIn("location: https://h.test:%d%s" % (https, path), h)
+        r = curl(["-H", "Host: other.test", "http://127.0.0.1:%d/other" % http])
+        self.assertEqual(json.loads(r.stdout)["backend"], "catch", "a host without TLS still reaches the catch-all")
+        base = ["--cacert", crt, "--resolve", "h.test:%d:127.0.0.1" % https]
+        r = curl(base + ["https://h.test:%d/app/x" % https])
+        self.assertEqual(json.loads(r.stdout)["backend"], "app")
+        r = curl(base + ["-o", "/dev/null", "-w", "%{http_code}", "https://h.test:%d/other" % https])
+        self.assertEqual(r.stdout, "404", "over HTTPS an unmatched path is not redirected again")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1067,6 +1067,72 @@ TEST(TranslateIngress, HstsIsSentOnHttpsResponses) {
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().has_response_headers());
 }
 
+// A TLS host's paths that none of the Ingress's paths match are redirected to HTTPS too
+// (ingress-nginx redirects the whole server), not served over HTTP by the host-less catch-all;
+// the fallback ranks after any route declared for the host, whoever declared it, and is never
+// reported as shadowed. On HTTPS nothing is added: an unmatched path is a 404 there.
+TEST(TranslateIngress, UnmatchedPathsOfATlsHostAreRedirectedNotCaughtByTheCatchAll) {
+  const std::string tls = "  tls: [{hosts: [a.example.com, \"*.example.com\"], secretName: s}]\n";
+  const std::string rules = R"(  rules:
+    - host: a.example.com
+      http: {paths: [{path: /app, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+    - host: "*.example.com"
+      http: {paths: [{path: /app, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+)";
+  const std::string catch_all = Ingress("catch", "  defaultBackend: {service: {name: web-v2, port: {number: 80}}}\n", "",
+                                        "2020-01-01T00:00:00Z");
+  // Another Ingress (older, other namespace: no TLS shared) serves a.example.com's host-only
+  // default over plain HTTP: declared, so it wins over the fallback with the same match.
+  std::string other = Ingress("other", "  defaultBackend: {service: {name: web, port: {number: 80}}}\n" + Rule("a.example.com", "/x"),
+                              "", "2020-01-01T00:00:00Z");
+  other.replace(other.find("namespace: default"), 18, "namespace: other");
+  const std::string other_svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: other}\nspec: {ports: [{port: 80}]}\n";
+  {
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), catch_all, Ingress("i", tls + rules)})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    EXPECT_TRUE(Ing(r, "i")->warnings.empty()) << Ing(r, "i")->warnings[0].message;
+    EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+              (std::vector<std::string>{"default/ingress:i/r0-p0", "default/ingress:i/https-redirect-h0",
+                                        "default/ingress:i/r1-p0", "default/ingress:i/https-redirect-h1",
+                                        "default/ingress:catch/default"}));
+    EXPECT_EQ(ListenerRoutes(r.snapshot, "https-443"),
+              (std::vector<std::string>{"default/ingress:i/r0-p0-https", "default/ingress:i/r1-p0-https"}));
+    const v1::Route* fb = RouteNamed(r.snapshot, "default/ingress:i/https-redirect-h1");
+    EXPECT_EQ(fb->match().hosts(0), "*.example.com");
+    EXPECT_TRUE(fb->match().wildcard_one_label());
+    EXPECT_FALSE(fb->match().has_path());
+    EXPECT_EQ(fb->filters().redirect().scheme(), "https");
+    EXPECT_EQ(fb->filters().redirect().status_code(), 308u);
+    EXPECT_EQ(fb->backends_size(), 0);
+    const auto& ls = Ing(r, "i")->listeners;
+    ASSERT_FALSE(ls.empty());
+    EXPECT_EQ(ls[0].attached_routes, 2u) << "the fallbacks are not declared routes";
+  }
+  {
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), other_svc, other, Ingress("i", tls + rules)})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    EXPECT_TRUE(Ing(r, "other")->accepted) << Ing(r, "other")->message;
+    const auto routes = ListenerRoutes(r.snapshot, "http-80");
+    const auto at = [&](const std::string& n) { return std::find(routes.begin(), routes.end(), n) - routes.begin(); };
+    EXPECT_LT(at("other/ingress:other/default-h0"), at("default/ingress:i/https-redirect-h0"));
+    EXPECT_LT(at("other/ingress:other/r0-p0"), at("default/ingress:i/https-redirect-h0"));
+    for (const char* name : {"i", "other"}) {
+      for (const auto& w : Ing(r, name)->warnings) EXPECT_NE(w.reason, "RouteShadowed") << name << ": " << w.message;
+    }
+  }
+  // ssl-redirect "false", or a Prefix "/" path of its own for the host: no fallback.
+  for (const auto& [annotations, spec] :
+       {std::pair{std::string("    doorman.dev/ssl-redirect: \"false\"\n"), tls + rules},
+        std::pair{std::string(), "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com")}}) {
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), Ingress("i", spec, annotations)})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    for (const auto& route : r.snapshot.routes()) EXPECT_EQ(route.name().find("https-redirect"), std::string::npos) << route.name();
+  }
+}
+
 // The affinity cookie's Path is each path's own (ingress-nginx's session-cookie-path default), so
 // "/api" and "/" of one host, to different Services, keep a cookie each; the annotation sets one
 // Path for all; a regular expression or the default backend gets "/".
