@@ -64,6 +64,10 @@ struct Published {
   std::vector<dc::ManifestError> manifest_errors;
   // Which generation of each object each recent version routes (for the Programmed condition).
   doorman::controller::status::ServedGenerations served;
+  // The last good versions the last build served in place of invalid objects; `built` once a
+  // build has run (before it, the empty map means "not known yet", not "none").
+  std::map<dc::ObjectKey, nlohmann::json> last_good;
+  bool built = false;
 };
 
 // The controller loop: owns the object store and the translator; the sources only enqueue.
@@ -81,6 +85,11 @@ class ControllerLoop {
     synced_ = std::move(synced);
   }
   void SetAfterBuild(std::function<void()> f) { after_build_ = std::move(f); }
+  // Kubernetes mode with --leader-elect: the last good versions stored by the leader, read once
+  // before the first build; those still valid for the store (same uid) are adopted.
+  void SetLastGoodSource(std::function<std::optional<std::map<dc::ObjectKey, nlohmann::json>>()> f) {
+    last_good_source_ = std::move(f);
+  }
 
   void Enqueue(std::vector<dc::FileChange> changes) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -158,6 +167,8 @@ class ControllerLoop {
       published_->served.Record(version, doorman::controller::status::ServedBy(r.statuses), in_use);
       published_->statuses = std::move(r.statuses);
       published_->manifest_errors = set_.errors();
+      if (kube_) published_->last_good = translator_.LastGoodServed();
+      published_->built = true;
     }
     server_->Publish(version, std::move(snapshot), change_seen);
     if (after_build_) after_build_();
@@ -186,6 +197,7 @@ class ControllerLoop {
       if (kube_ && !built_) {
         if (synced_()) {
           doorman::log::Info("kube", "initial lists synced", {{"objects", std::to_string(store_.size())}});
+          if (last_good_source_) AdoptLastGood();
           Build(dc::Clock::now());
         }
       } else if (auto due = server_->TakeDue(dc::Clock::now())) {
@@ -202,6 +214,20 @@ class ControllerLoop {
   }
 
  private:
+  void AdoptLastGood() {
+    auto saved = last_good_source_();
+    if (!saved) return;
+    const auto seeds = doorman::controller::status::LastGoodSeeds(*saved, store_);
+    std::string names;
+    for (const auto& [key, object] : seeds) {
+      translator_.SeedLastGood(key, object);
+      names += (names.empty() ? "" : ",") + key.ToString();
+    }
+    if (!seeds.empty()) {
+      doorman::log::Info("kube", "adopted the last good versions stored by the leader", {{"objects", names}});
+    }
+  }
+
   dc::RoutingServer* server_;
   dc::ControllerMetrics* metrics_;
   Published* published_;
@@ -212,6 +238,7 @@ class ControllerLoop {
   bool built_ = false;
   std::function<bool()> synced_;
   std::function<void()> after_build_;
+  std::function<std::optional<std::map<dc::ObjectKey, nlohmann::json>>()> last_good_source_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<dc::FileChange> pending_;
@@ -232,13 +259,14 @@ constexpr auto kShutdownBudget = std::chrono::milliseconds(4000);
 class StatusLoop {
  public:
   StatusLoop(dc::kube::StatusWriter* writer, dc::KubeSource* source, dc::RoutingServer* server, Published* published,
-             std::function<bool()> may_write, dc::kube::ViewPublisher* views)
+             std::function<bool()> may_write, dc::kube::ViewPublisher* views, dc::kube::LastGoodLease* last_good)
       : writer_(writer),
         source_(source),
         server_(server),
         published_(published),
         may_write_(std::move(may_write)),
-        views_(views) {}
+        views_(views),
+        last_good_(last_good) {}
 
   void Kick() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -264,6 +292,14 @@ class StatusLoop {
         own.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
       }
       if (views_) views_->Publish(own);
+      if (may && last_good_) {
+        std::optional<std::map<dc::ObjectKey, nlohmann::json>> objects;
+        {
+          std::lock_guard<std::mutex> plock(published_->mu);
+          if (published_->built) objects = published_->last_good;
+        }
+        if (objects && !stopping_.load()) last_good_->Write(*objects);
+      }
       const bool settling = dc::Clock::now() - started_ < kStatusStartupGrace && own.empty();
       if (may && !settling && source_->synced() && server_->version() != 0) {
         // With --leader-elect, the other replicas' dataplanes count too (their view Leases).
@@ -307,6 +343,7 @@ class StatusLoop {
   std::function<bool()> may_write_;
   std::atomic<bool> stopping_{false};
   dc::kube::ViewPublisher* views_;
+  dc::kube::LastGoodLease* last_good_;
   const dc::TimePoint started_ = dc::Clock::now();
   std::mutex mu_;
   std::condition_variable cv_;
@@ -526,6 +563,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<dc::kube::StatusWriter> writer;
   std::unique_ptr<StatusLoop> status_loop;
   std::unique_ptr<dc::kube::ViewPublisher> views;
+  std::unique_ptr<dc::kube::LastGoodLease> last_good;
   if (kube_mode) {
     dc::kube::HttpOptions http_options;
     http_options.user_agent = std::string(kProgram) + "/" + DOORMAN_VERSION + " (" + identity + ")";
@@ -548,6 +586,8 @@ int main(int argc, char** argv) {
       lo.renew_deadline = std::chrono::milliseconds(renew_deadline_ms);
       lo.retry_period = std::chrono::milliseconds(retry_period_ms);
       views = std::make_unique<dc::kube::ViewPublisher>(http.get(), lo);
+      last_good = std::make_unique<dc::kube::LastGoodLease>(http.get(), lo);
+      loop.SetLastGoodSource([&last_good] { return last_good->Read(); });
       leader = std::make_unique<dc::kube::LeaderRunner>(http.get(), lo, [&leader_gauge](bool is_leader) {
         leader_gauge.Set(is_leader ? 1 : 0);
       });
@@ -557,7 +597,8 @@ int main(int argc, char** argv) {
     writer = std::make_unique<dc::kube::StatusWriter>(
         http.get(), [&source](const dc::ObjectKey& key) { return source->Get(key); }, identity);
     status_loop = std::make_unique<StatusLoop>(writer.get(), source.get(), &server, &published,
-                                               [&leader] { return !leader || leader->IsLeader(); }, views.get());
+                                               [&leader] { return !leader || leader->IsLeader(); }, views.get(),
+                                               last_good.get());
     loop.SetAfterBuild([&status_loop] { status_loop->Kick(); });
   } else {
     leader_gauge.Set(1);

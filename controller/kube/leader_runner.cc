@@ -141,6 +141,7 @@ ViewPublisher::ViewPublisher(KubeHttp* http, const LeaderOptions& options)
 
 void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
   const auto now = std::chrono::steady_clock::now();
+  if (now < next_try_) return;  // a failed write waits a retry period (not every 500 ms pass)
   const std::string content = status::DataplaneViewJson(own).dump();
   const bool changed = !written_ || content != last_content_;
   if (written_ && !(changed && now - last_write_ >= options_.retry_period) &&
@@ -182,7 +183,8 @@ void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
     last_content_ = content;
     last_write_ = now;
   } else {
-    rv_.clear();  // 404 / 409 / failure: start over (POST, or GET + PUT) at the next pass
+    rv_.clear();  // 404 / 409 / failure: start over (POST, or GET + PUT) at the next try
+    next_try_ = now + options_.retry_period;
     log::Info("leader", "publishing the dataplane view failed",
               {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
   }
@@ -212,6 +214,71 @@ void ViewPublisher::Stop() {
     log::Warn("leader", "deleting the dataplane view failed", {{"code", std::to_string(r.status)}});
   }
   written_ = false;
+}
+
+LastGoodLease::LastGoodLease(KubeHttp* http, const LeaderOptions& options)
+    : http_(http), options_(options), name_(options.name + "-last-good") {}
+
+std::optional<std::map<ObjectKey, nlohmann::json>> LastGoodLease::Read() {
+  HttpResponse r = http_->Request("GET", LeaseResource().object_path(options_.ns, name_));
+  if (r.status == 404) return std::map<ObjectKey, nlohmann::json>{};
+  auto lease = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.status != 200 || !lease.is_object()) {
+    log::Warn("leader", "reading the last good versions failed: objects that are invalid now are not routed until fixed",
+              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
+    return std::nullopt;
+  }
+  return status::ParseLastGood(lease);
+}
+
+void LastGoodLease::Write(const std::map<ObjectKey, nlohmann::json>& objects) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_try_) return;
+  std::vector<ObjectKey> left_out;
+  const std::string content = status::LastGoodAnnotation(objects, status::kLastGoodBudgetBytes, &left_out);
+  if (written_ && content == last_content_) return;
+  std::string left;
+  for (const auto& k : left_out) left += (left.empty() ? "" : ",") + k.ToString();
+  if (!left.empty() && left != last_left_out_) {
+    log::Warn("leader", "last good versions left out of the Lease (too large): another replica starting now would not route them",
+              {{"objects", left}});
+  }
+  last_left_out_ = left;
+  const auto& res = LeaseResource();
+  nlohmann::json lease = {{"apiVersion", res.api_version()},
+                          {"kind", "Lease"},
+                          {"metadata",
+                           {{"name", name_},
+                            {"namespace", options_.ns},
+                            {"annotations", {{status::kLastGoodAnnotation, content}}}}},
+                          {"spec", {{"holderIdentity", options_.identity}}}};
+  const std::string path = res.object_path(options_.ns, name_);
+  HttpResponse r;
+  if (rv_.empty()) {
+    HttpResponse g = http_->Request("GET", path);
+    auto cur = nlohmann::json::parse(g.body, nullptr, false);
+    if (g.status == 200 && cur.is_object() && cur.contains("metadata") && cur["metadata"].is_object()) {
+      rv_ = cur["metadata"].value("resourceVersion", "");
+    } else if (g.status == 404) {
+      r = http_->Request("POST", res.namespaced_collection_path(options_.ns), lease.dump());
+    }
+  }
+  if (!rv_.empty()) {
+    lease["metadata"]["resourceVersion"] = rv_;
+    r = http_->Request("PUT", path, lease.dump());
+  }
+  auto stored = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.ok() && stored.is_object() && stored.contains("metadata") && stored["metadata"].is_object()) {
+    rv_ = stored["metadata"].value("resourceVersion", "");
+    written_ = true;
+    last_content_ = content;
+    log::Info("leader", "last good versions stored", {{"lease", options_.ns + "/" + name_}, {"objects", std::to_string(objects.size() - left_out.size())}});
+  } else {
+    rv_.clear();  // 409 / failure: read the version again at the next try
+    next_try_ = now + options_.retry_period;
+    log::Info("leader", "storing the last good versions failed",
+              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
+  }
 }
 
 }  // namespace doorman::controller::kube

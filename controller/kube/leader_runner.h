@@ -68,6 +68,30 @@ class ViewPublisher {
   std::string last_content_;
   bool written_ = false;
   std::chrono::steady_clock::time_point last_write_{};
+  std::chrono::steady_clock::time_point next_try_{};
+};
+
+// The Lease that keeps, across replicas and restarts, the last accepted versions the leader
+// serves in place of invalid objects (status.h: kLastGoodAnnotation). Read once at start-up by
+// every replica (before its first snapshot), written by the leader when the set changes.
+class LastGoodLease {
+ public:
+  LastGoodLease(KubeHttp* http, const LeaderOptions& options);
+  // The saved versions (empty when the Lease does not exist); nullopt when it could not be read.
+  std::optional<std::map<ObjectKey, nlohmann::json>> Read();
+  // Stores `objects` when they differ from what this replica stored last. After a failure, the
+  // next try waits a retry period.
+  void Write(const std::map<ObjectKey, nlohmann::json>& objects);
+
+ private:
+  KubeHttp* http_;
+  LeaderOptions options_;
+  std::string name_;
+  std::string rv_;  // resourceVersion of the Lease as last stored ("" = unknown / absent)
+  std::string last_content_;
+  bool written_ = false;
+  std::chrono::steady_clock::time_point next_try_{};
+  std::string last_left_out_;  // the objects left out for size, as last warned
 };
 
 }  // namespace doorman::controller::kube

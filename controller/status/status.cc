@@ -428,4 +428,87 @@ std::vector<DataplaneView> MergeDataplaneViews(const std::vector<DataplaneView>&
   return out;
 }
 
+namespace {
+std::string LastGoodKey(const ObjectKey& k) { return k.kind + "/" + k.ns + "/" + k.name; }
+
+std::string UidOf(const nlohmann::json& o) {
+  const auto m = o.find("metadata");
+  if (m == o.end() || !m->is_object()) return "";
+  const auto u = m->find("uid");
+  return u != m->end() && u->is_string() ? u->get<std::string>() : "";
+}
+
+int64_t GenerationOf(const nlohmann::json& o) {
+  const auto m = o.find("metadata");
+  if (m == o.end() || !m->is_object()) return 0;
+  const auto g = m->find("generation");
+  return g != m->end() && g->is_number_integer() ? g->get<int64_t>() : 0;
+}
+}  // namespace
+
+std::string LastGoodAnnotation(const std::map<ObjectKey, nlohmann::json>& objects, size_t budget,
+                               std::vector<ObjectKey>* left_out) {
+  std::vector<std::pair<ObjectKey, std::string>> slim;
+  for (const auto& [key, object] : objects) {
+    nlohmann::json o = object;
+    o.erase("status");
+    if (auto m = o.find("metadata"); m != o.end() && m->is_object()) {
+      m->erase("managedFields");
+      m->erase("resourceVersion");
+      if (auto a = m->find("annotations"); a != m->end() && a->is_object()) {
+        a->erase("kubectl.kubernetes.io/last-applied-configuration");
+      }
+    }
+    slim.emplace_back(key, o.dump());
+  }
+  // Smallest first, so that as many objects as possible fit.
+  std::stable_sort(slim.begin(), slim.end(), [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); });
+  nlohmann::json out = nlohmann::json::object();
+  size_t used = 2;
+  for (auto& [key, text] : slim) {
+    const size_t cost = text.size() + LastGoodKey(key).size() + 4;
+    if (used + cost > budget) {
+      if (left_out) left_out->push_back(key);
+      continue;
+    }
+    used += cost;
+    out[LastGoodKey(key)] = nlohmann::json::parse(text);
+  }
+  return out.dump();
+}
+
+std::map<ObjectKey, nlohmann::json> ParseLastGood(const nlohmann::json& lease) {
+  std::map<ObjectKey, nlohmann::json> out;
+  if (!lease.is_object()) return out;
+  const auto m = lease.find("metadata");
+  if (m == lease.end() || !m->is_object()) return out;
+  const auto a = m->find("annotations");
+  if (a == m->end() || !a->is_object()) return out;
+  const auto v = a->find(kLastGoodAnnotation);
+  if (v == a->end() || !v->is_string()) return out;
+  const auto entries = nlohmann::json::parse(v->get<std::string>(), nullptr, false);
+  if (!entries.is_object()) return out;
+  for (const auto& [k, object] : entries.items()) {
+    const auto s1 = k.find('/');
+    const auto s2 = s1 == std::string::npos ? std::string::npos : k.find('/', s1 + 1);
+    if (s2 == std::string::npos || !object.is_object()) continue;
+    out.emplace(ObjectKey{k.substr(0, s1), k.substr(s1 + 1, s2 - s1 - 1), k.substr(s2 + 1)}, object);
+  }
+  return out;
+}
+
+std::map<ObjectKey, nlohmann::json> LastGoodSeeds(const std::map<ObjectKey, nlohmann::json>& saved,
+                                                  const std::map<ObjectKey, StoredObject>& store) {
+  std::map<ObjectKey, nlohmann::json> out;
+  for (const auto& [key, object] : saved) {
+    const auto it = store.find(key);
+    if (it == store.end()) continue;
+    const std::string uid = UidOf(object);
+    if (uid.empty() || uid != UidOf(it->second.object)) continue;
+    if (GenerationOf(object) > GenerationOf(it->second.object)) continue;
+    out.emplace(key, object);
+  }
+  return out;
+}
+
 }  // namespace doorman::controller::status

@@ -134,4 +134,27 @@ std::vector<DataplaneView> MergeDataplaneViews(const std::vector<DataplaneView>&
                                                std::chrono::system_clock::time_point now,
                                                std::chrono::seconds skew = std::chrono::seconds(2));
 
+// ---- Last good versions across replicas and restarts ----
+// The last accepted version of an object is kept in memory (translate.h). With --leader-elect
+// the leader also keeps the ones it currently serves in place of an invalid current version in
+// the Lease "<leader-elect-id>-last-good", annotation doorman.dev/last-good, so that a replica
+// that starts while an object is invalid (a restart, a rolling update, a new leader) routes what
+// the others route instead of dropping the object.
+inline constexpr const char* kLastGoodAnnotation = "doorman.dev/last-good";
+// An annotation value is at most 256 KiB with all others; beyond this budget objects are left out.
+inline constexpr size_t kLastGoodBudgetBytes = 192 * 1024;
+
+// The annotation value: {"<kind>/<ns>/<name>": object} with each object reduced to what the
+// translator reads (no status, managedFields nor last-applied-configuration). Objects that do not
+// fit `budget` bytes are left out (largest first) and returned in `left_out`.
+std::string LastGoodAnnotation(const std::map<ObjectKey, nlohmann::json>& objects, size_t budget,
+                               std::vector<ObjectKey>* left_out);
+// The entries of a last-good Lease as read; malformed ones are skipped.
+std::map<ObjectKey, nlohmann::json> ParseLastGood(const nlohmann::json& lease);
+// Which of `saved` to adopt for `store`: an entry whose object is in the store with the same
+// metadata.uid (not one deleted and created again since), and a generation not newer than the
+// store's.
+std::map<ObjectKey, nlohmann::json> LastGoodSeeds(const std::map<ObjectKey, nlohmann::json>& saved,
+                                                  const std::map<ObjectKey, StoredObject>& store);
+
 }  // namespace doorman::controller::status

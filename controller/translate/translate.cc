@@ -769,6 +769,10 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   }
   reported_ = std::move(reported);
   reported_warnings_ = std::move(reported_warnings);
+  served_last_good_.clear();
+  for (const auto& st : result.statuses) {
+    if (st.serving_last_good) served_last_good_.insert(st.key);
+  }
   // Forget last good versions of objects that are gone.
   for (auto it = last_good_.begin(); it != last_good_.end();) {
     it = store.count(it->first) ? std::next(it) : last_good_.erase(it);
@@ -777,6 +781,19 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     it = last_good_.count(it->first) ? std::next(it) : last_good_secrets_.erase(it);
   }
   return result;
+}
+
+std::map<ObjectKey, nlohmann::json> Translator::LastGoodServed() const {
+  std::map<ObjectKey, nlohmann::json> out;
+  for (const auto& key : served_last_good_) {
+    auto it = last_good_.find(key);
+    if (it != last_good_.end()) out.emplace(key, it->second.object);
+  }
+  return out;
+}
+
+void Translator::SeedLastGood(const ObjectKey& key, nlohmann::json object) {
+  last_good_.try_emplace(key, StoredObject{std::move(object), SourceLocation{"kubernetes", 0, 0}, ""});
 }
 
 }  // namespace doorman::controller

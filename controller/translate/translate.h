@@ -132,6 +132,15 @@ class Translator {
   // problems were already logged, so an unchanged problem is logged once.
   TranslateResult Translate(const ObjectStore& store);
 
+  // The last accepted versions the last Translate served in place of an object's current one
+  // (ObjectStatus.serving_last_good), as stored: what another replica, or this one restarted,
+  // needs to route the same (kube/last_good_lease.h persists them).
+  std::map<ObjectKey, nlohmann::json> LastGoodServed() const;
+  // Adopts `object` as the last accepted version of `key` unless this translator has one of its
+  // own (seen accepted here, which is at least as recent). Used at start-up with what
+  // LastGoodServed() of the replica that wrote it held.
+  void SeedLastGood(const ObjectKey& key, nlohmann::json object);
+
  private:
   // The last accepted version of each object. Kept as the object itself (not its compiled
   // form) so that it is re-resolved against current Services, EndpointSlices and Secrets.
@@ -141,6 +150,7 @@ class Translator {
   // a deleted Secret), it is compiled with these instead, so its listeners keep serving the
   // certificates they had rather than closing.
   std::map<ObjectKey, std::map<ObjectKey, StoredObject>> last_good_secrets_;
+  std::set<ObjectKey> served_last_good_;  // of the last Translate
   std::map<ObjectKey, std::string> reported_;  // last problem logged per object ("" = none)
   std::map<ObjectKey, std::set<std::string>> reported_warnings_;  // warnings already logged
   TranslateOptions options_;

@@ -526,6 +526,44 @@ class LeaderElection(KubeTestCase):
         self.assertEqual(self.controllers[follower].stop(sig=signal.SIGTERM), 0)
         self.assertIsNone(self.get("lease", "doorman-controller-view-" + follower, ns="doorman-system"))
 
+    def test_a_replica_started_while_an_object_is_invalid_routes_its_last_good_version(self):
+        # The shipped Deployment runs 2 replicas: one (re)started while an object is invalid must
+        # route what the others route (the leader's last-good Lease), not drop the object.
+        self.kubectl("create", "namespace", "doorman-system")
+        port = free_port()
+        good = lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n")
+        self.apply(good)
+        self.start_kube_controller("ctl-a", self.FLAGS)
+        wait_until(self.holder, what="a Lease holder")
+        self.wait_condition("shop", "Accepted", "True")
+        routes = lambda ctl: sorted(r["name"] for r in  # noqa: E731
+                                    self.debug_snapshot(self.controllers[ctl].metrics_port)["snapshot"].get("routes", []))
+        self.assertEqual(routes("ctl-a"), ["default/shop/app"])
+        self.apply(good.replace("listener: web", "listener: nope"))
+        self.wait_condition("shop", "Accepted", "False")
+        lease = wait_until(lambda: self.get("lease", "doorman-controller-last-good", ns="doorman-system"),
+                           what="the last-good Lease")
+        saved = json.loads(lease["metadata"]["annotations"]["doorman.dev/last-good"])
+        self.assertEqual(list(saved), ["LoadBalancer/default/shop"])
+        self.assertNotIn("managedFields", saved["LoadBalancer/default/shop"]["metadata"])
+        # A second replica, and the first one restarted: both route the last good version.
+        self.start_kube_controller("ctl-b", self.FLAGS)
+        self.assertEqual(routes("ctl-b"), ["default/shop/app"])
+        self.assertEqual(self.debug_snapshot(self.controllers["ctl-b"].metrics_port)["version"],
+                         self.debug_snapshot(self.controllers["ctl-a"].metrics_port)["version"])
+        self.controllers["ctl-a"].stop(sig=signal.SIGKILL)
+        self.start_kube_controller("ctl-a2", self.FLAGS)
+        self.assertEqual(routes("ctl-a2"), ["default/shop/app"])
+        # Deleted and created again (a new uid), still invalid: the saved version is not adopted.
+        self.kubectl("delete", "loadbalancer", "shop")
+        self.apply(good.replace("listener: web", "listener: nope"))
+        wait_until(lambda: routes("ctl-b") == [], what="ctl-b drops the re-created invalid object")
+        self.start_kube_controller("ctl-c", self.FLAGS)
+        self.assertEqual(routes("ctl-c"), [])
+        wait_until(lambda: json.loads((self.get("lease", "doorman-controller-last-good", ns="doorman-system") or {})
+                                      .get("metadata", {}).get("annotations", {}).get("doorman.dev/last-good", "null")) == {},
+                   what="the leader clears the Lease")
+
 
 class Robustness(KubeTestCase):
     """One object whose status writes keep failing is backed off (and logged once) while the

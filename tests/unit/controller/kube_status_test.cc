@@ -308,5 +308,64 @@ TEST(StatusTest, HostnameAddresses) {
             json::parse(R"([{"type":"Hostname","value":"lb.example.com"}])"));
 }
 
+// The last-good Lease: objects reduced to what the translator reads, left out largest first when
+// over budget, read back by key; adopted only for the same uid and a generation not newer.
+TEST(LastGoodLease, RoundTripsStripsAndFitsTheBudget) {
+  auto object = [](const std::string& name, const std::string& uid, int64_t generation, size_t pad) {
+    return json{{"apiVersion", "doorman.dev/v1alpha1"},
+                {"kind", "LoadBalancer"},
+                {"metadata",
+                 {{"name", name},
+                  {"namespace", "default"},
+                  {"uid", uid},
+                  {"generation", generation},
+                  {"resourceVersion", "77"},
+                  {"managedFields", json::array({{{"manager", "kubectl"}}})},
+                  {"annotations",
+                   {{"kubectl.kubernetes.io/last-applied-configuration", "{...}"}, {"doorman.dev/x", std::string(pad, 'p')}}}}},
+                {"spec", {{"listeners", json::array()}}},
+                {"status", {{"conditions", json::array()}}}};
+  };
+  const ObjectKey small{"LoadBalancer", "default", "small"}, big{"LoadBalancer", "default", "big"},
+      ing{"Ingress", "ns-1", "web"};
+  std::map<ObjectKey, json> in = {{small, object("small", "u1", 3, 10)},
+                                  {big, object("big", "u2", 1, 4000)},
+                                  {ing, object("web", "u3", 2, 10)}};
+  std::vector<ObjectKey> left_out;
+  const std::string all = LastGoodAnnotation(in, kLastGoodBudgetBytes, &left_out);
+  EXPECT_TRUE(left_out.empty());
+  const json lease = {{"metadata", {{"annotations", {{kLastGoodAnnotation, all}}}}}};
+  const auto back = ParseLastGood(lease);
+  ASSERT_EQ(back.size(), 3u);
+  const json& s = back.at(small);
+  EXPECT_FALSE(s.contains("status"));
+  EXPECT_FALSE(s["metadata"].contains("managedFields"));
+  EXPECT_FALSE(s["metadata"].contains("resourceVersion"));
+  EXPECT_FALSE(s["metadata"]["annotations"].contains("kubectl.kubernetes.io/last-applied-configuration"));
+  EXPECT_EQ(s["metadata"]["annotations"]["doorman.dev/x"], std::string(10, 'p'));
+  EXPECT_EQ(s["spec"], in.at(small)["spec"]);
+  EXPECT_EQ(back.at(ing)["metadata"]["name"], "web");  // the key "Ingress/ns-1/web" read back
+
+  left_out.clear();
+  const auto fitted = ParseLastGood({{"metadata", {{"annotations", {{kLastGoodAnnotation, LastGoodAnnotation(in, 2000, &left_out)}}}}}});
+  EXPECT_EQ(left_out, std::vector<ObjectKey>{big});
+  EXPECT_EQ(fitted.size(), 2u);
+  EXPECT_EQ(fitted.count(big), 0u);
+
+  EXPECT_TRUE(ParseLastGood(json{{"metadata", {{"annotations", {{kLastGoodAnnotation, "not json"}}}}}}).empty());
+  EXPECT_TRUE(ParseLastGood(json{{"metadata", {{"annotations", {{kLastGoodAnnotation, R"({"no-slashes": {}})"}}}}}}).empty());
+  EXPECT_TRUE(ParseLastGood(json::object()).empty());
+
+  // Seeds: same uid and a generation not newer than the store's.
+  std::map<ObjectKey, StoredObject> store;
+  store[small] = StoredObject{object("small", "u1", 4, 0), {}, ""};  // edited since: adopted
+  store[big] = StoredObject{object("big", "other-uid", 1, 0), {}, ""};  // re-created: not
+  store[ing] = StoredObject{object("web", "u3", 1, 0), {}, ""};        // older than saved?: not
+  const auto seeds = LastGoodSeeds(back, store);
+  ASSERT_EQ(seeds.size(), 1u);
+  EXPECT_EQ(seeds.begin()->first, small);
+  EXPECT_TRUE(LastGoodSeeds(back, {}).empty());  // deleted
+}
+
 }  // namespace
 }  // namespace doorman::controller::status

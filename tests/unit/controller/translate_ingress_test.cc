@@ -1036,6 +1036,14 @@ TEST(TranslateIngress, AnIngressWithoutItsHttpsPortServesHttpInsteadOfRedirectin
     EXPECT_EQ(http->backends_size(), 1);
     EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:" + std::string(name) + "/r0-p0-https"), nullptr);
   }
+  // Nor do the unmatched paths of a TLS host redirect (a path other than "/": a fallback would be
+  // generated, and goes with the HTTPS listener).
+  Translator t2;
+  auto r2 = t2.Translate(Store(Docs({Fixture(), Secret("s"), lb,
+                                     Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" +
+                                                         Rule("a.example.com", "/app"), "", "2026-01-01T00:00:00Z")})));
+  ASSERT_TRUE(Ing(r2, "main")->accepted) << Ing(r2, "main")->message;
+  EXPECT_EQ(ListenerRoutes(r2.snapshot, "http-80"), std::vector<std::string>{"default/ingress:main/r0-p0"});
 }
 
 // request-timeout 0s is not "no timeout": said, and the default applies (the object still routes).

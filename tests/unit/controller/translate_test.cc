@@ -736,6 +736,39 @@ TEST(Translate, LastGoodVersionKeepsRoutingAndIsReportedOnce) {
   EXPECT_FALSE(StatusOf(r5, "shop")->serving_last_good);
 }
 
+// What one translator served from last good, another (a replica started later) adopts: the
+// same snapshot; its own accepted version is never replaced by a seed.
+TEST(Translate, ALastGoodVersionSeededFromAnotherReplicaRoutesTheSame) {
+  const std::string good = Lb(kBasic);
+  std::string bad = good;
+  bad.replace(bad.find("protocol: HTTP"), 14, "protocol: HTTP2");
+  Translator a;
+  a.Translate(Store(good));
+  EXPECT_TRUE(a.LastGoodServed().empty());
+  auto ra = a.Translate(Store(bad));
+  ASSERT_TRUE(StatusOf(ra, "shop")->serving_last_good);
+  const auto served = a.LastGoodServed();
+  ASSERT_EQ(served.size(), 1u);
+
+  Translator b;
+  EXPECT_EQ(b.Translate(Store(bad)).snapshot.listeners_size(), 0);
+  for (const auto& [key, object] : served) b.SeedLastGood(key, object);
+  auto rb = b.Translate(Store(bad));
+  EXPECT_TRUE(StatusOf(rb, "shop")->serving_last_good);
+  EXPECT_EQ(SnapshotVersion(rb.snapshot), SnapshotVersion(ra.snapshot));
+  EXPECT_EQ(b.LastGoodServed(), served);
+
+  // A seed does not override a version this translator accepted itself.
+  std::string edited = good;
+  edited.replace(edited.find("8080"), 4, "8081");
+  Translator c;
+  const uint64_t own = SnapshotVersion(c.Translate(Store(edited)).snapshot);
+  for (const auto& [key, object] : served) c.SeedLastGood(key, object);
+  std::string edited_bad = edited;
+  edited_bad.replace(edited_bad.find("protocol: HTTP"), 14, "protocol: HTTP2");
+  EXPECT_EQ(SnapshotVersion(c.Translate(Store(edited_bad)).snapshot), own);
+}
+
 TEST(Translate, ObjectFromAFileThatStopsParsingKeepsRouting) {
   Translator t;
   ManifestSet set;
