@@ -25,6 +25,7 @@ struct AdminServer::Impl {
   std::shared_ptr<prometheus::Registry> registry;
   std::function<bool()> ready;
   std::function<std::string()> broken;
+  std::function<void()> before_metrics;
   std::map<std::string, Handler> handlers;
   bool remote_handlers = false;
   net::io_context ioc{1};
@@ -36,6 +37,7 @@ struct AdminServer::Impl {
     const auto q = target.find('?');
     const std::string path(target.substr(0, q));
     if (path == "/metrics") {
+      if (before_metrics) before_metrics();
       prometheus::TextSerializer serializer;
       return {200, "text/plain; version=0.0.4; charset=utf-8", serializer.Serialize(registry->Collect())};
     }
@@ -186,6 +188,8 @@ bool AdminServer::Start(const std::string& listen, std::string* error) {
   impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
   return true;
 }
+
+void AdminServer::SetBeforeMetrics(std::function<void()> before) { impl_->before_metrics = std::move(before); }
 
 uint16_t AdminServer::port() const { return impl_->port; }
 

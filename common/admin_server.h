@@ -42,6 +42,9 @@ class AdminServer {
   // Before Start(): a non-empty answer means the process cannot recover by itself (restart it):
   // /healthz and /readyz answer 503 with it.
   void SetBroken(std::function<std::string()> broken);
+  // Called on the admin thread before each /metrics answer is collected (gauges computed on
+  // demand). Set before Start().
+  void SetBeforeMetrics(std::function<void()> before);
 
   // Binds `listen` ("host:port", ":port"; port 0 picks a free one) and starts serving.
   // Returns false and sets *error when the address is bad or cannot be bound.

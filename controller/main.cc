@@ -631,6 +631,12 @@ int main(int argc, char** argv) {
   // gRPC 1.51 never reopens a listener an accept4 failure closed (common/grpc_log.h): no
   // dataplane could connect again, so the process says it needs a restart.
   admin.AllowRemoteHandlers(debug_remote);
+  // doorman_controller_leader is the clock-based view at every scrape: the runner's own update
+  // waits for its Lease request, which may hang for the whole request timeout while the API is
+  // unresponsive (exactly when a leader-count alert matters).
+  admin.SetBeforeMetrics([&leader, &leader_gauge] {
+    if (leader) leader_gauge.Set(leader->IsLeader() ? 1 : 0);
+  });
   admin.SetBroken([] {
     const std::string why = doorman::GrpcListenerFailure();
     return why.empty() ? why : "the gRPC server stopped accepting connections (" + why + ")";

@@ -61,7 +61,8 @@ StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_ins
 void StatusWriter::Reset() {
   written_.clear();
   claimed_.clear();
-  evented_.clear();
+  // evented_ is kept: an Event this replica already sent is not sent again when it regains the
+  // Lease (its count would grow with every API slowdown); a changed problem is still an Event.
   backoff_.Clear();
 }
 

@@ -60,7 +60,8 @@ class StatusWriter {
   // wait until retry_until().
   bool Sync(const StatusInputs& in);
   std::chrono::steady_clock::time_point retry_until() const { return retry_until_; }
-  // Forgets what was written and which Events were sent (leadership changed).
+  // Forgets what was written (leadership changed), so that every status is checked again; the
+  // Events this replica sent are remembered (not repeated when it regains the Lease).
   void Reset();
   const StatusWriterStats& stats() const { return stats_; }
 

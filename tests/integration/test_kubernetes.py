@@ -526,6 +526,24 @@ class LeaderElection(KubeTestCase):
         self.assertEqual(self.controllers[follower].stop(sig=signal.SIGTERM), 0)
         self.assertIsNone(self.get("lease", "doorman-controller-view-" + follower, ns="doorman-system"))
 
+    def test_leader_gauge_drops_when_the_lease_cannot_be_renewed(self):
+        # The API hangs (every request takes 20 s): the leader stops writing once the renew
+        # deadline passes, and doorman_controller_leader says so then, not when the hung Lease
+        # request finally returns.
+        self.kubectl("create", "namespace", "doorman-system")
+        self.start_kube_controller("ctl-a", self.FLAGS)
+        wait_until(self.holder, what="a Lease holder")
+        gauge = lambda: metric_value(http_get("http://127.0.0.1:%d/metrics" % self.controllers["ctl-a"].metrics_port)[2]  # noqa: E731
+                                     .decode(), "doorman_controller_leader")
+        wait_until(lambda: gauge() == 1, what="the leader gauge at 1")
+        self.admin("/faults/latency", {"ms": 20000})
+        try:
+            hung_at = time.monotonic()
+            wait_until(lambda: gauge() == 0, timeout=10, interval=0.1, what="the leader gauge at 0")
+            self.assertLess(time.monotonic() - hung_at, 2.0 + 0.5 + 1.5)  # renew deadline + a status pass + slack
+        finally:
+            self.admin("/faults/clear", method="POST")
+
     def test_a_replica_started_while_an_object_is_invalid_routes_its_last_good_version(self):
         # The shipped Deployment runs 2 replicas: one (re)started while an object is invalid must
         # route what the others route (the leader's last-good Lease), not drop the object.
