@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "common/hash.h"
-#include "common/health_defaults.h"
 #include "controller/translate/internal.h"
 
 namespace doorman::controller {
@@ -194,28 +193,6 @@ void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1
   std::sort(snap.mutable_backend_sets()->begin(), snap.mutable_backend_sets()->end(), by_name);
 }
 
-// A health check with its defaults applied (common/health_defaults.h), as the dataplane runs it.
-v1::HealthCheck EffectiveCheck(v1::HealthCheck hc) {
-  if (hc.interval_ms() == 0) hc.set_interval_ms(health_defaults::kIntervalMs);
-  if (hc.timeout_ms() == 0) hc.set_timeout_ms(health_defaults::kTimeoutMs);
-  if (hc.healthy_threshold() == 0) hc.set_healthy_threshold(health_defaults::kHealthyThreshold);
-  if (hc.unhealthy_threshold() == 0) hc.set_unhealthy_threshold(health_defaults::kUnhealthyThreshold);
-  if (hc.protocol() == v1::HealthCheck::HTTP && hc.path().empty()) hc.set_path("/");
-  return hc;
-}
-
-// Where an object kind declares its health check, for the warning's field.
-std::string HealthCheckField(const std::string& kind) {
-  if (kind == kKindService) return "metadata.annotations[doorman.dev/health-check]";
-  if (kind == kKindIngress) return "metadata.annotations[doorman.dev/health-check-path]";
-  return "spec.healthCheck";
-}
-
-// One active check runs per endpoint address, and its verdict applies to every route using the
-// address: the dataplane runs the check of the first backend set, by name, that checks it
-// (dataplane/config/compile.cc). A set whose different check of a shared endpoint is therefore
-// not run gets a HealthCheckNotRun warning on its object, once per pair of sets — so the
-// declared check is not silently without effect. `owner` maps set names to their object.
 // A route whose match is the same as an earlier route's on its listener is never chosen: the
 // earlier one (precedence, then the older object) takes every request it would. Its object is told
 // (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
@@ -244,36 +221,6 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
            "route " + Q(r.name()) + " on listener " + Q(l.name()) + " has the same match as route " +
                Q(winner->second->name()) + (other == st->second->key ? "" : " of " + other.ToString()) +
                ", which takes all its requests: it is never used"});
-    }
-  }
-}
-
-void WarnHealthChecksNotRun(const v1::Snapshot& snap, const std::map<std::string, ObjectStatus*>& owner) {
-  struct Runner {
-    const v1::BackendSet* set;
-    std::string check;  // EffectiveCheck, serialized
-  };
-  std::map<std::string, Runner> checked_by;  // endpoint → the set whose check runs
-  std::set<std::pair<std::string, std::string>> told;
-  for (const auto& set : snap.backend_sets()) {  // sorted by name (Finish)
-    if (set.health_check().protocol() == v1::HealthCheck::NONE) continue;
-    const std::string mine = EffectiveCheck(set.health_check()).SerializeAsString();
-    for (const auto& e : set.endpoints()) {
-      const std::string ep = e.address().find(':') != std::string::npos
-                                 ? "[" + e.address() + "]:" + std::to_string(e.port())
-                                 : e.address() + ":" + std::to_string(e.port());
-      auto [it, fresh] = checked_by.emplace(ep, Runner{&set, mine});
-      const v1::BackendSet& runner = *it->second.set;
-      if (fresh || it->second.check == mine || !told.emplace(runner.name(), set.name()).second) continue;
-      const auto o = owner.find(set.name());
-      if (o == owner.end()) continue;
-      const auto winner = owner.find(runner.name());
-      const std::string by = winner == owner.end() ? "" : " (" + winner->second->key.ToString() + ")";
-      o->second->warnings.push_back(
-          {"HealthCheckNotRun", HealthCheckField(o->second->key.kind),
-           "backend set " + set.name() + ": this health check is not run for " + ep +
-               " (and any other endpoint it shares with backend set " + runner.name() + by +
-               "): one check runs per endpoint address, and that set's different check decides its health"});
     }
   }
 }
@@ -702,15 +649,6 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   Finish(ports, certs, result.snapshot);
-  std::map<std::string, ObjectStatus*> set_owner;
-  for (Candidate* c : order) {
-    if (!c->placed) continue;
-    for (const auto& set : c->placed->backend_sets) set_owner[set.name()] = &c->status;
-    for (const auto& att : c->placed->canaries) {
-      for (const auto& set : att.backend_sets) set_owner[set.name()] = &c->status;
-    }
-  }
-  WarnHealthChecksNotRun(result.snapshot, set_owner);
   std::map<ObjectKey, ObjectStatus*> status_of;
   std::set<std::string> fallbacks;
   for (Candidate* c : order) {

@@ -104,7 +104,7 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
   for (const auto& set : config.backend_sets) {
     for (const auto& e : set->endpoints) {
       ready[e.key] = ready[e.key] || e.ready;
-      up[e.key] = up[e.key] || (e.ready && (!e.state || e.state->healthy.load(std::memory_order_relaxed)));
+      up[e.key] = up[e.key] || (e.ready && lb::Healthy(e.health.get()));  // any set: unchecked or passing
     }
   }
   {

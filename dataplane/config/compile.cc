@@ -116,6 +116,44 @@ class Compiler {
     return st;
   }
 
+  // The verdict slot of `set`'s check `spec` of endpoint `key` (scheduler.h HealthSlot): one per
+  // endpoint and check in this snapshot; the previous snapshot's for the same endpoint and check
+  // when there was one; else a new one that starts with the verdict this set's previous check of
+  // the endpoint had (an edited check does not hand a failing endpoint traffic again), or healthy.
+  lb::HealthSlotPtr HealthSlotFor(const std::string& set, const std::string& key, const health::CheckSpec& spec) {
+    const std::string id = key + "|" + CheckFingerprint(spec);
+    if (auto it = slots_.find(id); it != slots_.end()) return it->second;
+    if (!previous_slots_indexed_ && opts_.previous != nullptr) {
+      previous_slots_indexed_ = true;
+      for (const auto& s : opts_.previous->backend_sets) {
+        for (const auto& e : s->endpoints) {
+          if (!e.health) continue;
+          previous_slots_.emplace(e.key + "|" + CheckFingerprint(s->health_check), e.health);
+          previous_set_slots_.emplace(s->name + "|" + e.key, e.health);
+        }
+      }
+    }
+    lb::HealthSlotPtr slot;
+    if (auto it = previous_slots_.find(id); it != previous_slots_.end()) {
+      slot = it->second;
+    } else {
+      slot = std::make_shared<lb::HealthSlot>();
+      if (auto p = previous_set_slots_.find(set + "|" + key); p != previous_set_slots_.end()) {
+        slot->healthy.store(p->second->healthy.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      }
+    }
+    slots_[id] = slot;
+    return slot;
+  }
+
+  static std::string CheckFingerprint(const health::CheckSpec& s) {
+    std::string out = std::to_string(static_cast<int>(s.protocol)) + "|" + s.path + "|" + s.grpc_service + "|" +
+                      std::to_string(s.interval.count()) + "|" + std::to_string(s.timeout.count()) + "|" +
+                      std::to_string(s.healthy_threshold) + "|" + std::to_string(s.unhealthy_threshold) + "|";
+    for (uint32_t st : s.expected_statuses) out += std::to_string(st) + ",";
+    return out;
+  }
+
   // Make-before-break inside the snapshot: backend sets first, then routes, then listeners.
   void CompileBackendSets() {
     for (const auto& in : snap_.backend_sets()) {
@@ -166,26 +204,10 @@ class Compiler {
         if (hc.healthy_threshold() > 0) spec.healthy_threshold = hc.healthy_threshold();
         if (hc.unhealthy_threshold() > 0) spec.unhealthy_threshold = hc.unhealthy_threshold();
         spec.expected_statuses.assign(hc.expected_statuses().begin(), hc.expected_statuses().end());
+        for (auto& ep : out->endpoints) ep.health = HealthSlotFor(out->name, ep.key, spec);
       }
       sets_[in.name()] = out.get();
       cfg_->backend_sets.push_back(std::move(out));
-    }
-    // One active check per endpoint: its health belongs to the address and is shared by every
-    // route that uses it (health/checker.h runs the check of the first set, by name, that checks
-    // it). A different check of the same endpoint in another set is not run: said once per pair.
-    std::map<std::string, const BackendSet*> checked_by;
-    std::set<std::pair<std::string, std::string>> told;
-    for (const auto& set : cfg_->backend_sets) {
-      if (set->health_check.protocol == health::CheckProtocol::kNone) continue;
-      for (const auto& e : set->endpoints) {
-        auto [it, fresh] = checked_by.emplace(e.key, set.get());
-        if (fresh || it->second->health_check == set->health_check) continue;
-        if (told.emplace(it->second->name, set->name).second) {
-          Warn("backend set \"" + set->name + "\": its health check is not run for " + e.key +
-               " (and any other endpoint it shares with backend set \"" + it->second->name +
-               "\", whose different check decides their health)");
-        }
-      }
     }
   }
 
@@ -460,7 +482,7 @@ class Compiler {
       for (const auto& e : it->second->endpoints) {
         if (!e.eligible) continue;
         w.eligible.push_back(&e);
-        g.endpoints.push_back(lb::Candidate{e.key, 1, e.state});
+        g.endpoints.push_back(lb::Candidate{e.key, 1, e.state, e.health});
       }
       total_weight += w.weight;
       groups.push_back(std::move(g));
@@ -741,6 +763,10 @@ class Compiler {
   std::map<std::string, Route*> routes_;
   std::unordered_map<std::string, lb::EndpointStatePtr> states_;
   std::unordered_map<std::string, lb::EndpointStatePtr> previous_states_;
+  std::unordered_map<std::string, lb::HealthSlotPtr> slots_;           // "key|check" → slot
+  std::unordered_map<std::string, lb::HealthSlotPtr> previous_slots_;  // the same, previous snapshot
+  std::unordered_map<std::string, lb::HealthSlotPtr> previous_set_slots_;  // "set|key" → previous slot
+  bool previous_slots_indexed_ = false;
 
 };
 
@@ -776,8 +802,8 @@ const Endpoint* Route::FirstUntried(bool use_canary, const std::vector<const End
     if (b.weight == 0) continue;
     for (const Endpoint* e : b.eligible) {
       if (std::find(tried.begin(), tried.end(), e) != tried.end()) continue;
-      if (lb::Available(*e->state)) return e;
-      if (panic == nullptr && e->state->healthy.load(std::memory_order_relaxed)) panic = e;
+      if (Available(*e)) return e;
+      if (panic == nullptr && lb::Healthy(e->health.get())) panic = e;
     }
   }
   return panic;
@@ -789,7 +815,7 @@ const Endpoint* Route::PickSticky(const lb::PickContext& ctx, int64_t now_ms, bo
     for (const auto& b : backends) {
       if (b.weight == 0) continue;
       for (const Endpoint* e : b.eligible) {
-        if (e->key == *key && lb::Available(*e->state)) {
+        if (e->key == *key && Available(*e)) {
           if (remember) sticky->Remember(ctx.hash, e->key, now_ms);
           return e;
         }

@@ -63,10 +63,17 @@ struct Endpoint {
   bool ready = false;     // from the EndpointSlice: may receive new connections
   bool eligible = false;  // ready, and on this node when the set is local_only
   std::string key;        // "10.0.0.1:8080" / "[fd00::1]:8080": metrics label and pool key
-  // Health and open-connection count, shared with the schedulers and carried over to the next
-  // snapshot for the same key (so an update resets neither). Never null after Compile().
+  // Open-connection count, passive-ejection and drain state, shared with the schedulers and
+  // carried over to the next snapshot for the same key (so an update resets neither). Never
+  // null after Compile().
   lb::EndpointStatePtr state;
+  // The verdict of this set's active check of the endpoint (null = the set has none): shared by
+  // the sets that declare the same check, carried over for the same endpoint and check.
+  lb::HealthSlotPtr health;
 };
+
+// Whether the endpoint may take new traffic (lb::Available with its set's check).
+inline bool Available(const Endpoint& e) { return lb::Available(*e.state, e.health.get()); }
 
 // Steady-clock ms when an endpoint left a listener's routes (0 = still in them).
 using DrainFlag = std::shared_ptr<std::atomic<int64_t>>;

@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "common/log.h"
@@ -40,7 +41,7 @@ constexpr std::size_t kMaxHttpHead = 4096;
 
 struct Target {
   std::string key;  // endpoint key
-  dataplane::Endpoint endpoint;  // copy: address, port, state
+  dataplane::Endpoint endpoint;  // copy: address, port, health (the slot this target decides)
   CheckSpec spec;
   HealthState state;
   bool stopped = false;
@@ -127,53 +128,71 @@ struct HealthChecker::Impl {
       if (on_probe) on_probe(result);
       // A skipped probe (it could not run: local resources) is no verdict either way.
       if (auto flip = result == ProbeResult::kSkipped ? std::nullopt : t->state.OnResult(result == ProbeResult::kPassed)) {
-        t->endpoint.state->healthy.store(*flip, std::memory_order_relaxed);
+        t->endpoint.health->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
                   {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});
-        if (on_change) on_change(t->key, *flip);
+        if (on_change) on_change(t->key, Up(t->key));
       }
       due = t->state.NextProbeAt(started, rng());
     }
   }
 
+  // doorman_backend_up of an endpoint: some set routes it unchecked, or one of its checks
+  // passes (each set is balanced by its own check's verdict: HealthSlot).
+  bool Up(const std::string& key) const {
+    if (unchecked.count(key)) return true;
+    for (const auto& [slot, t] : targets) {
+      if (t->key == key && slot->healthy.load(std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
   void Apply(const dataplane::RuntimeConfig& config) {
-    std::map<std::string, std::shared_ptr<Target>> next;
+    std::map<const lb::HealthSlot*, std::shared_ptr<Target>> next;
+    std::set<std::string> next_unchecked;
+    std::set<std::string> touched;  // endpoints whose doorman_backend_up may have changed
     for (const auto& set : config.backend_sets) {
-      if (set->health_check.protocol == CheckProtocol::kNone) continue;
       for (const auto& e : set->endpoints) {
-        // One check per endpoint: the first backend set (by name) that checks it wins.
-        if (next.count(e.key)) continue;
-        auto it = targets.find(e.key);
-        const bool same_endpoint = it != targets.end() && it->second->endpoint.state == e.state;
-        if (same_endpoint && it->second->spec == set->health_check) {
-          next[e.key] = it->second;
+        if (!e.health) {  // this set does not check it
+          next_unchecked.insert(e.key);
           continue;
         }
-        // A new check of an endpoint already checked (its check was edited or replaced) keeps the
-        // endpoint's verdict until the new check's thresholds flip it: a failing endpoint is not
-        // handed traffic again because its check changed. A newly checked endpoint starts healthy.
-        const bool healthy = same_endpoint ? it->second->state.healthy() : true;
-        auto t = std::make_shared<Target>(e.key, e, set->health_check, healthy);
+        // One probe per (endpoint, check): the sets that declare the same check share the slot.
+        if (next.count(e.health.get())) continue;
+        auto it = targets.find(e.health.get());
+        if (it != targets.end() && it->second->spec == set->health_check) {
+          next[e.health.get()] = it->second;
+          continue;
+        }
+        // A new slot starts with the verdict Compile gave it: healthy, or the verdict of the same
+        // set's previous check of the endpoint (an edited check keeps it until its own
+        // thresholds flip it; streaks start over).
+        auto t = std::make_shared<Target>(e.key, e, set->health_check, e.health->healthy.load(std::memory_order_relaxed));
         t->timer = std::make_unique<Timer>(ioc.get_executor());
-        t->endpoint.state->healthy.store(healthy, std::memory_order_relaxed);
-        // doorman_backend_up follows (the metric was computed from the state when the snapshot
-        // was applied, which may predate this store).
-        if (on_change) on_change(e.key, healthy);
-        next[e.key] = t;
+        touched.insert(e.key);
+        next[e.health.get()] = t;
         net::co_spawn(ioc.get_executor(), Run(t), net::detached);
       }
     }
-    for (auto& [key, t] : targets) {
-      auto it = next.find(key);
+    for (auto& [slot, t] : targets) {
+      auto it = next.find(slot);
       if (it != next.end() && it->second == t) continue;
       t->stopped = true;
       t->timer->cancel();
-      if (it == next.end()) {
-        t->endpoint.state->healthy.store(true, std::memory_order_relaxed);  // no longer checked
-        if (on_change) on_change(key, true);
-      }
+      touched.insert(t->key);
+    }
+    for (const auto& key : next_unchecked) {
+      if (!unchecked.count(key)) touched.insert(key);
+    }
+    for (const auto& key : unchecked) {
+      if (!next_unchecked.count(key)) touched.insert(key);
     }
     targets = std::move(next);
+    unchecked = std::move(next_unchecked);
+    // doorman_backend_up follows (the metric was computed when the snapshot was applied).
+    if (on_change) {
+      for (const auto& key : touched) on_change(key, Up(key));
+    }
   }
 
   OnChange on_change;
@@ -184,7 +203,8 @@ struct HealthChecker::Impl {
   net::io_context ioc{1};
   net::executor_work_guard<Executor> guard;
   std::mt19937_64 rng;
-  std::map<std::string, std::shared_ptr<Target>> targets;  // checker thread only
+  std::map<const lb::HealthSlot*, std::shared_ptr<Target>> targets;  // checker thread only
+  std::set<std::string> unchecked;  // endpoints some set routes without a check (checker thread)
   std::thread thread;
 };
 

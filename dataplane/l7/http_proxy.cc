@@ -718,7 +718,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           const auto& index = use_canary ? route->sticky_canary : route->sticky_main;
           // Failing its active health check moves the client too (draining an instance by
           // failing its check must not leave its sticky clients there), as an ejection does.
-          if (auto it = index.find(*h); it != index.end() && it->second->state->healthy.load(std::memory_order_relaxed) &&
+          if (auto it = index.find(*h); it != index.end() && lb::Healthy(it->second->health.get()) &&
                                         !Outliers().Ejected(*it->second->state, now)) {
             ep = sticky_ep = it->second;
           }

@@ -17,7 +17,7 @@ std::vector<EndpointPicker::Group> AnonymousGroups(const std::vector<uint32_t>& 
     out[i].weight = weights[i];
     const uint32_t n = i < sizes.size() ? sizes[i] : 0;
     for (uint32_t j = 0; j < n; ++j) {
-      out[i].endpoints.push_back(Candidate{std::to_string(i) + "/" + std::to_string(j), 1, nullptr});
+      out[i].endpoints.push_back(Candidate{std::to_string(i) + "/" + std::to_string(j), 1, nullptr, nullptr});
     }
   }
   return out;
@@ -96,7 +96,7 @@ std::optional<EndpointPicker::Choice> EndpointPicker::Pick(const PickContext& ct
     if (!first) first = c;
     // A set whose endpoints are all unhealthy answers in panic mode inside its own scheduler:
     // give its turn to another set; only when every set is down does the first choice stand.
-    if (Available(*groups_in_[*g].endpoints[*e].state)) return c;
+    if (Available(groups_in_[*g].endpoints[*e])) return c;
   }
   if (!first || traffic_groups_ < 2) return first;
   // Panic mode across sets (every set answered from its own panic rotation): the sets' weights

@@ -11,7 +11,7 @@ std::optional<std::size_t> LeastConnections::Scan(const std::vector<Candidate>& 
   for (std::size_t k = 0; k < n; ++k) {
     const std::size_t i = (start + k) % n;
     if (c[i].weight == 0) continue;
-    if (healthy_only && !Available(*c[i].state)) continue;
+    if (healthy_only && !Available(c[i])) continue;
     const int64_t load = c[i].state->active.load(std::memory_order_relaxed) + 1;
     // load/weight < best_load/best_weight  <=>  load*best_weight < best_load*weight
     if (!best || static_cast<uint64_t>(load) * best_weight < static_cast<uint64_t>(best_load) * c[i].weight) {

@@ -47,7 +47,7 @@ namespace {
 std::vector<Candidate> FromWeights(const std::vector<uint32_t>& weights) {
   std::vector<Candidate> out;
   out.reserve(weights.size());
-  for (std::size_t i = 0; i < weights.size(); ++i) out.push_back(Candidate{std::to_string(i), weights[i], nullptr});
+  for (std::size_t i = 0; i < weights.size(); ++i) out.push_back(Candidate{std::to_string(i), weights[i], nullptr, nullptr});
   return out;
 }
 std::vector<uint32_t> WeightsOf(const std::vector<Candidate>& c) {

@@ -29,7 +29,6 @@ namespace doorman::lb {
 // next snapshot for an unchanged endpoint key, so neither health nor load counts reset on update.
 struct EndpointState {
   std::atomic<int64_t> active{0};     // open connections / in-flight requests to this endpoint
-  std::atomic<bool> healthy{true};    // written by the health checker, read by Pick()
   // Steady-clock milliseconds when the endpoint left the routing state (0 = still in it): its
   // pinned connections drain until they close or the drain timeout passes.
   std::atomic<int64_t> removed_at_ms{0};
@@ -41,16 +40,30 @@ struct EndpointState {
 };
 using EndpointStatePtr = std::shared_ptr<EndpointState>;
 
+// The verdict of one active health check of one endpoint. Per (endpoint, check), not per
+// endpoint: a backend set's check decides for the sets that declare the same check only (an
+// Envoy cluster's / an ALB target group's health), so one object's check never takes an
+// endpoint out of another object's routes; a set without a check has none (always healthy).
+// Written by the health checker, read by Pick(); carried over to the next snapshot for the same
+// endpoint and check.
+struct HealthSlot {
+  std::atomic<bool> healthy{true};
+};
+using HealthSlotPtr = std::shared_ptr<HealthSlot>;
+
+inline bool Healthy(const HealthSlot* h) { return h == nullptr || h->healthy.load(std::memory_order_relaxed); }
+
 // Steady-clock milliseconds (the clock of EndpointState::ejected_until_ms).
 inline int64_t SteadyNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-// Whether an endpoint may take new traffic: healthy (active checks) and not ejected by passive
-// outlier detection. The clock is read only for an endpoint that was ever ejected.
-inline bool Available(const EndpointState& s) {
-  if (!s.healthy.load(std::memory_order_relaxed)) return false;
+// Whether an endpoint may take new traffic: healthy by its set's active check (`health`, null =
+// unchecked) and not ejected by passive outlier detection. The clock is read only for an
+// endpoint that was ever ejected.
+inline bool Available(const EndpointState& s, const HealthSlot* health) {
+  if (!Healthy(health)) return false;
   const int64_t until = s.ejected_until_ms.load(std::memory_order_relaxed);
   return until == 0 || until <= SteadyNowMs();
 }
@@ -59,7 +72,10 @@ struct Candidate {
   std::string key;          // stable identity ("10.0.0.1:8080"): Maglev permutations derive from it
   uint32_t weight = 1;      // relative, > 0
   EndpointStatePtr state;   // never null once built by MakeScheduler (one is created if missing)
+  HealthSlotPtr health;     // its set's active check; null = not checked (healthy)
 };
+
+inline bool Available(const Candidate& c) { return Available(*c.state, c.health.get()); }
 
 struct PickContext {
   uint64_t hash = 0;        // client key hash (source IP) for source-hash and maglev
@@ -114,7 +130,7 @@ class CandidateScheduler : public Scheduler {
   const std::vector<Candidate>& candidates() const { return c_; }
 
  protected:
-  bool Usable(std::size_t i) const { return c_[i].weight > 0 && Available(*c_[i].state); }
+  bool Usable(std::size_t i) const { return c_[i].weight > 0 && Available(c_[i]); }
   bool AnyHealthy() const;
   // Hash-table schedulers (source-hash, maglev): `table[hash % size]`; an unusable target is
   // replaced by re-hashing up to `rehashes` times (a stable fallback per client), then by the next

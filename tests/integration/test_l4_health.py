@@ -201,6 +201,36 @@ class HealthChecks(DoormanTestCase):
         # They stayed down meanwhile: every probe fails, none flips them back.
         self.assertEqual((self.up(talker.port), self.up(silent_port)), (0, 0))
 
+    def test_one_objects_check_does_not_decide_for_another(self):
+        # Object "hc" (another namespace) checks a and b with a check they fail (they answer
+        # 200, it expects 204); object "victim" routes the same two endpoints without a check.
+        # Health is per (endpoint, check), as per Envoy cluster or ALB target group: the victim
+        # keeps both, whatever another tenant's check says.
+        a, b = HealthToggleServer("a"), HealthToggleServer("b")
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.port = free_port()
+        victim = free_port()
+        other = manifest(self.port, [a.port, b.port], "    protocol: HTTP\n    path: /healthz\n    expectedStatuses: [204]")
+        other = other.replace("metadata: {name: hc, namespace: default}", "metadata: {name: hc, namespace: aaa}")
+        self.start_dataplane_with(other + "---\n" + f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: victim, namespace: default}}
+spec:
+  listeners: [{{name: tcp, port: {victim}, protocol: TCP}}]
+  routes:
+    - {{name: r, listener: tcp, backends: [{{endpoints: [{{address: 127.0.0.1, port: {a.port}}}, {{address: 127.0.0.1, port: {b.port}}}]}}]}}
+""")
+        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_health_probes_total", {"result": "failed"}) or 0)
+                   >= 2 * UNHEALTHY, timeout=5, what="the other object's check failing")
+        wait_until(lambda: port_open(victim), what="victim listener")
+        self.wait_l4_probes_ended()
+        names = collections.Counter(http_over_tcp(victim)[0] for _ in range(20))
+        self.assertEqual(names, {"a": 10, "b": 10})
+        # doorman_backend_up is per address: up while a set routes it unchecked (or passing).
+        self.assertEqual(self.up(a.port), 1)
+
     def start_dataplane_with(self, text):
         self.write_manifest("hc.yaml", text)
         self.start_controller()

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "dataplane/config/compile.h"
 #include "doorman/v1/routing.pb.h"
@@ -65,23 +66,85 @@ TEST(CompileL4Test, HashSchedulersAreStickyPerClient) {
 }
 
 TEST(CompileL4Test, EndpointStateSurvivesASnapshotForTheSameKey) {
-  const auto first = Compile(Parse(Snapshot("least-connections")), 1, {});
+  const std::string check = R"pb( health_check { protocol: TCP })pb";
+  const auto first = Compile(Parse(Snapshot("least-connections", check)), 1, {});
   const Endpoint& e1 = first.config->backend_sets[0]->endpoints[0];
-  e1.state->healthy = false;
+  ASSERT_NE(e1.health, nullptr);
+  e1.health->healthy = false;
   e1.state->active = 7;
   CompileOptions opts;
   opts.previous = first.config.get();
-  const auto second = Compile(Parse(Snapshot("maglev", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb")), 2, opts);
+  const auto second = Compile(
+      Parse(Snapshot("maglev", R"pb(endpoints { address: "127.0.0.1" port: 4 ready: true })pb" + check)), 2, opts);
   ASSERT_TRUE(second.ok()) << second.error;
   const auto& eps = second.config->backend_sets[0]->endpoints;
   ASSERT_EQ(eps.size(), 4u);
   EXPECT_EQ(eps[0].state, e1.state);
-  EXPECT_FALSE(eps[0].state->healthy.load());
+  EXPECT_EQ(eps[0].health, e1.health);
+  EXPECT_FALSE(eps[0].health->healthy.load());
   EXPECT_EQ(eps[0].state->active.load(), 7);
-  EXPECT_TRUE(eps[3].state->healthy.load());  // new endpoint starts healthy
+  EXPECT_TRUE(eps[3].health->healthy.load());  // new endpoint starts healthy
   // The unhealthy endpoint gets no new connections under the new config either.
   const Route* route = second.config->FindRoute("ns/lb/r");
   for (uint64_t c = 0; c < 200; ++c) EXPECT_NE(route->PickEndpoint(lb::PickContext{lb::HashKey(std::to_string(c)), 0}), &eps[0]);
+}
+
+// Health is per (endpoint, check), as per Envoy cluster / ALB target group: a set without a check
+// is never taken out by another set's check of the same address; sets with the same check share
+// one verdict (one probe); an edited check keeps the set's verdict until its thresholds flip it.
+TEST(CompileL4Test, HealthIsPerEndpointAndCheckNotPerAddress) {
+  auto snap = [](const std::string& check_a, const std::string& check_c) {
+    return R"pb(
+      listeners { name: "tcp-9000" port: 9000 protocol: TCP routes: "ns/a/r" }
+      listeners { name: "tcp-9001" port: 9001 protocol: TCP routes: "ns/b/r" }
+      listeners { name: "tcp-9002" port: 9002 protocol: TCP routes: "ns/c/r" }
+      routes { name: "ns/a/r" listener: "tcp-9000" backends { backend_set: "a" weight: 1 } }
+      routes { name: "ns/b/r" listener: "tcp-9001" backends { backend_set: "b" weight: 1 } }
+      routes { name: "ns/c/r" listener: "tcp-9002" backends { backend_set: "c" weight: 1 } }
+      backend_sets { name: "a" endpoints { address: "127.0.0.1" port: 1 ready: true }
+                               endpoints { address: "127.0.0.1" port: 2 ready: true } )pb" + check_a + R"pb( }
+      backend_sets { name: "b" endpoints { address: "127.0.0.1" port: 1 ready: true }
+                               endpoints { address: "127.0.0.1" port: 2 ready: true } }
+      backend_sets { name: "c" endpoints { address: "127.0.0.1" port: 1 ready: true } )pb" + check_c + R"pb( }
+    )pb";
+  };
+  const std::string http = R"pb(health_check { protocol: HTTP path: "/status/500" })pb";
+  const std::string tcp = R"pb(health_check { protocol: TCP })pb";
+  const auto r = Compile(Parse(snap(http, tcp)), 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(r.warnings.empty()) << ::testing::PrintToString(r.warnings);
+  const auto& a = r.config->backend_sets[0]->endpoints;
+  const auto& b = r.config->backend_sets[1]->endpoints;
+  const auto& c = r.config->backend_sets[2]->endpoints;
+  ASSERT_NE(a[0].health, nullptr);
+  EXPECT_EQ(b[0].health, nullptr);  // unchecked: healthy whatever the others' checks say
+  ASSERT_NE(c[0].health, nullptr);
+  EXPECT_NE(c[0].health, a[0].health);  // another check: another verdict
+  EXPECT_EQ(a[0].state, b[0].state);    // load and drain state stay per address
+  a[0].health->healthy = false;
+  for (uint64_t i = 0; i < 20; ++i) {
+    EXPECT_NE(r.config->FindRoute("ns/a/r")->PickEndpoint(lb::PickContext{i, 0}), &a[0]);
+  }
+  std::set<const Endpoint*> picked;
+  for (uint64_t i = 0; i < 20; ++i) picked.insert(r.config->FindRoute("ns/b/r")->PickEndpoint(lb::PickContext{i, 0}));
+  EXPECT_EQ(picked.size(), 2u) << "set b has no check: 127.0.0.1:1 still gets its share";
+  EXPECT_EQ(r.config->FindRoute("ns/c/r")->PickEndpoint(lb::PickContext{}), &c[0]);
+
+  // The same check in two sets: one slot. Next snapshot: the same slots; an edited check of set
+  // a starts a new slot with set a's verdict.
+  const auto same = Compile(Parse(snap(tcp, tcp)), 2, {});
+  ASSERT_TRUE(same.ok()) << same.error;
+  EXPECT_EQ(same.config->backend_sets[0]->endpoints[0].health, same.config->backend_sets[2]->endpoints[0].health);
+  CompileOptions opts;
+  opts.previous = r.config.get();
+  const auto next = Compile(Parse(snap(http, tcp)), 3, opts);
+  EXPECT_EQ(next.config->backend_sets[0]->endpoints[0].health, a[0].health);
+  EXPECT_EQ(next.config->backend_sets[2]->endpoints[0].health, c[0].health);
+  const auto edited = Compile(Parse(snap(R"pb(health_check { protocol: HTTP path: "/other" })pb", tcp)), 4, opts);
+  const auto& ea = edited.config->backend_sets[0]->endpoints;
+  EXPECT_NE(ea[0].health, a[0].health);
+  EXPECT_FALSE(ea[0].health->healthy.load()) << "an edited check keeps the set's verdict";
+  EXPECT_TRUE(ea[1].health->healthy.load());
 }
 
 TEST(CompileL4Test, UnknownSchedulerWarnsAndUsesRoundRobin) {
@@ -189,7 +252,8 @@ TEST(CompileL4Test, SourceIpStickinessTableCarriedOverForTheSameRouteAndTtl) {
       routes { name: "ns/lb/r" listener: "tcp-9000" backends { backend_set: "s" weight: 1 }
                policy { stickiness { type: SOURCE_IP ttl_ms: )pb") + ttl + R"pb( } } }
       backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true }
-                               endpoints { address: "127.0.0.1" port: 2 ready: true } })pb";
+                               endpoints { address: "127.0.0.1" port: 2 ready: true }
+                     health_check { protocol: TCP } })pb";
   };
   const auto a = Compile(Parse(snap("60000")), 1, {});
   ASSERT_TRUE(a.ok()) << a.error;
@@ -204,9 +268,9 @@ TEST(CompileL4Test, SourceIpStickinessTableCarriedOverForTheSameRouteAndTtl) {
   EXPECT_EQ(b.config->FindRoute("ns/lb/r")->sticky, ra->sticky);
   EXPECT_EQ(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 2000)->key, first->key);
   // An unhealthy remembered endpoint is replaced.
-  first->state->healthy = false;
+  first->health->healthy = false;
   EXPECT_NE(b.config->FindRoute("ns/lb/r")->PickSticky(lb::PickContext{77, 0}, 3000)->key, first->key);
-  first->state->healthy = true;
+  first->health->healthy = true;
   const auto c = Compile(Parse(snap("120000")), 3, opts);
   EXPECT_NE(c.config->FindRoute("ns/lb/r")->sticky, ra->sticky);  // new TTL: new table
 }

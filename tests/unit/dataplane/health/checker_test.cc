@@ -108,6 +108,7 @@ std::shared_ptr<dataplane::RuntimeConfig> OneCheckedEndpoint(CheckProtocol proto
   e.ready = e.eligible = true;
   e.key = "127.0.0.1:" + std::to_string(port);
   e.state = std::make_shared<lb::EndpointState>();
+  e.health = std::make_shared<lb::HealthSlot>();
   set->endpoints.push_back(std::move(e));
   set->health_check.protocol = protocol;
   set->health_check.path = "/healthz";
@@ -141,7 +142,7 @@ TEST_P(NoVerdictTest, AProbeWithoutDescriptorsMovesNoThreshold) {
   Observed seen;
   HealthChecker checker(seen.OnChange(), seen.OnProbe());
   auto config = OneCheckedEndpoint(GetParam(), refusing.port);
-  const auto& state = *config->backend_sets[0]->endpoints[0].state;
+  const auto& state = *config->backend_sets[0]->endpoints[0].health;
   {
     DescriptorShortage shortage;
     ASSERT_EQ(shortage.error(), EMFILE);

@@ -35,7 +35,7 @@ std::vector<EndpointPicker::Group> OneGroup(std::size_t n) {
   EndpointPicker::Group g;
   g.weight = 1;
   for (std::size_t i = 0; i < n; ++i) {
-    g.endpoints.push_back(Candidate{"10.0.0." + std::to_string(i + 1) + ":80", 1, std::make_shared<EndpointState>()});
+    g.endpoints.push_back(Candidate{"10.0.0." + std::to_string(i + 1) + ":80", 1, std::make_shared<EndpointState>(), std::make_shared<HealthSlot>()});
   }
   return {g};
 }
@@ -44,7 +44,7 @@ std::vector<EndpointPicker::Group> OneGroup(std::size_t n) {
 TEST(EndpointPickerTest, RoundRobinStaysStrictWithAnEndpointDown) {
   for (auto kind : {SchedulerKind::kRoundRobin, SchedulerKind::kLeastConnections}) {
     auto groups = OneGroup(3);
-    groups[0].endpoints[0].state->healthy = false;
+    groups[0].endpoints[0].health->healthy = false;
     EndpointPicker p(kind, groups);
     std::vector<std::size_t> order;
     for (int i = 0; i < 6; ++i) order.push_back(p.Pick()->endpoint);
@@ -58,7 +58,7 @@ TEST(EndpointPickerTest, PanicModeOverOneSetAlternates) {
   for (auto kind : {SchedulerKind::kRoundRobin, SchedulerKind::kWeightedRoundRobin, SchedulerKind::kLeastConnections,
                     SchedulerKind::kP2c}) {
     auto groups = OneGroup(2);
-    for (auto& e : groups[0].endpoints) e.state->healthy = false;
+    for (auto& e : groups[0].endpoints) e.health->healthy = false;
     EndpointPicker p(kind, groups);
     auto counts = Count(p, 200);
     EXPECT_NEAR((counts[{0, 0}]), 100, 40) << SchedulerName(kind);
@@ -71,7 +71,7 @@ TEST(EndpointPickerTest, DownSetGivesItsTurnToTheOther) {
   auto groups = OneGroup(1);
   auto second = OneGroup(2);
   groups.push_back(second[0]);
-  groups[0].endpoints[0].state->healthy = false;
+  groups[0].endpoints[0].health->healthy = false;
   EndpointPicker p(SchedulerKind::kRoundRobin, groups);
   auto counts = Count(p, 100);
   EXPECT_EQ((counts[{0, 0}]), 0);
@@ -86,7 +86,7 @@ TEST(EndpointPickerTest, PanicModeKeepsTheSetWeights) {
   groups.push_back(second[0]);
   groups[0].weight = 3;
   groups[1].weight = 1;
-  for (auto& g : groups) g.endpoints[0].state->healthy = false;
+  for (auto& g : groups) g.endpoints[0].health->healthy = false;
   EndpointPicker p(SchedulerKind::kRoundRobin, groups);
   auto counts = Count(p, 400);
   EXPECT_EQ((counts[{0, 0}]), 300);

@@ -99,7 +99,7 @@ TEST(MaglevTest, UnhealthyBackendOnlyItsClientsMove) {
   Maglev m(c);
   std::vector<std::size_t> before;
   for (uint64_t i = 0; i < 2000; ++i) before.push_back(*m.Pick(PickContext{ClientHash(i), 0}));
-  c[2].state->healthy = false;
+  c[2].health->healthy = false;
   std::map<std::size_t, int> to;
   for (uint64_t i = 0; i < 2000; ++i) {
     const auto now = *m.Pick(PickContext{ClientHash(i), 0});

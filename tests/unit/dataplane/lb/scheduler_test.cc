@@ -47,14 +47,14 @@ TEST_P(EveryScheduler, EmptyAndZeroWeightsPickNothing) {
 
 TEST_P(EveryScheduler, SkipsUnhealthyAndFailsOpenWhenAllAreDown) {
   auto c = Candidates({1, 1, 1});
-  c[1].state->healthy = false;
+  c[1].health->healthy = false;
   auto s = MakeScheduler(GetParam(), c);
   for (uint64_t i = 0; i < 300; ++i) {
     auto p = s->Pick(PickContext{ClientHash(i), i + 1});
     ASSERT_TRUE(p.has_value());
     EXPECT_NE(*p, 1u);
   }
-  for (auto& x : c) x.state->healthy = false;
+  for (auto& x : c) x.health->healthy = false;
   std::map<std::size_t, int> seen;
   for (uint64_t i = 0; i < 300; ++i) {
     auto p = s->Pick(PickContext{ClientHash(i), i + 1});
@@ -69,7 +69,7 @@ TEST_P(EveryScheduler, SkipsUnhealthyAndFailsOpenWhenAllAreDown) {
 // down one's turns (round-robin used to serve B,B,C with A of [A,B,C] down).
 TEST_P(EveryScheduler, UnhealthyShareSpreadsEvenly) {
   auto c = Candidates({1, 1, 1});
-  c[0].state->healthy = false;
+  c[0].health->healthy = false;
   auto s = MakeScheduler(GetParam(), c);
   std::map<std::size_t, int> seen;
   for (uint64_t i = 0; i < 600; ++i) seen[*s->Pick(PickContext{ClientHash(i), i + 1})]++;
@@ -104,7 +104,7 @@ TEST_P(EveryScheduler, EjectedEndpointIsSkippedUntilTheEjectionEnds) {
 // Panic mode over two candidates alternates (it used to send every pick to the first).
 TEST_P(EveryScheduler, PanicModeOverTwoSpreads) {
   auto c = Candidates({1, 1});
-  for (auto& x : c) x.state->healthy = false;
+  for (auto& x : c) x.health->healthy = false;
   auto s = MakeScheduler(GetParam(), c);
   std::map<std::size_t, int> seen;
   for (uint64_t i = 0; i < 400; ++i) seen[*s->Pick(PickContext{ClientHash(i), i + 1})]++;

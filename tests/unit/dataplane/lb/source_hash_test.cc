@@ -34,7 +34,7 @@ TEST(SourceHashTest, UnhealthyTargetFallsBackStablyAndOthersStay) {
   SourceHash s(c);
   std::map<uint64_t, std::size_t> before;
   for (uint64_t i = 0; i < 300; ++i) before[i] = *s.Pick(PickContext{ClientHash(i), 0});
-  c[0].state->healthy = false;
+  c[0].health->healthy = false;
   for (uint64_t i = 0; i < 300; ++i) {
     const auto now = *s.Pick(PickContext{ClientHash(i), 0});
     EXPECT_NE(now, 0u);

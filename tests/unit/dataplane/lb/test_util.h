@@ -12,7 +12,8 @@ namespace doorman::lb::testing {
 inline std::vector<Candidate> Candidates(const std::vector<uint32_t>& weights, const std::string& prefix = "10.0.0.") {
   std::vector<Candidate> out;
   for (std::size_t i = 0; i < weights.size(); ++i) {
-    out.push_back(Candidate{prefix + std::to_string(i + 1) + ":80", weights[i], std::make_shared<EndpointState>()});
+    out.push_back(Candidate{prefix + std::to_string(i + 1) + ":80", weights[i], std::make_shared<EndpointState>(),
+                            std::make_shared<HealthSlot>()});
   }
   return out;
 }
