@@ -1,5 +1,6 @@
 #include "dataplane/l7/header_rewrite.h"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <string>
 #include <vector>
@@ -185,6 +186,15 @@ void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules) {
   for (const auto& name : rules.remove) h.Erase(name);
   for (const auto& [name, value] : rules.set) h.Set(name, value);
   for (const auto& [name, value] : rules.add) h.Insert(name, value);
+}
+
+std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& trusted) {
+  const std::string chain = JoinedValues(h, http::field::unknown, "x-forwarded-for");
+  if (chain.empty()) return "";
+  const std::string_view entry = ClientOfChain(chain, &trusted);
+  boost::system::error_code ec;
+  const auto a = boost::asio::ip::make_address(std::string(entry), ec);
+  return ec ? std::string() : a.to_string();
 }
 
 }  // namespace doorman::dataplane

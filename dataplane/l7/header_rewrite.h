@@ -48,6 +48,13 @@ struct ForwardedInfo {
 // 100 Continue itself before relaying the body).
 bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info);
 
+// The client a trusted proxy's X-Forwarded-For chain names (the X-Real-IP rule above: the
+// rightmost entry outside `trusted`, the leftmost if all are inside), when it is an IP address;
+// "" without a chain or when that entry is not an address. The caller decides that the peer is
+// trusted. Used as the client for rate-limit and source-IP keys behind a trusted proxy (nginx's
+// realip module makes it $remote_addr; Envoy's xff_num_trusted_hops its downstream address).
+std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& trusted);
+
 // Applies remove, then set (replace every field of that name), then add (append a field).
 void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules);
 

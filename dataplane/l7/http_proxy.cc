@@ -676,8 +676,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
                            {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, listener->port, path, query)}});
     }
     const auto now = Clock::now();
+    // Behind a trusted proxy (trustedProxies, X-Forwarded-For not Replace), the client its chain
+    // names is the client for rate-limit and source-IP keys (source-hash, maglev, SourceIP
+    // stickiness): the proxy's own address would put every client behind it in one bucket and
+    // on one endpoint.
+    std::string_view key_ip = client_ip_;
+    uint64_t key_hash = client_hash_;
+    std::string forwarded_client;
+    if (!route->trusted_proxies.empty() && route->forwarded_for != ForwardedForMode::kReplace &&
+        l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_)) {
+      forwarded_client = ForwardedClientIp(req, route->trusted_proxies);
+      if (!forwarded_client.empty()) {
+        key_ip = forwarded_client;
+        key_hash = ClientAddressHash(net::ip::make_address(forwarded_client));
+      }
+    }
     if (route->rate_limiter) {
-      std::string_view key = client_ip_;
+      std::string_view key = key_ip;
       if (!route->rate_limit_header.empty()) key = headers.Get(route->rate_limit_header).value_or("");
       uint32_t retry_after = 1;
       if (!route->rate_limiter->Allow(key, now, &retry_after)) {
@@ -727,10 +742,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     if (ep == nullptr && route->sticky && !use_canary) {
       // Stickiness SourceIP: the endpoint this client address was given last (shared with L4).
-      ep = route->PickSticky(lb::PickContext{client_hash_, 0}, SteadyMs(now));
+      ep = route->PickSticky(lb::PickContext{key_hash, 0}, SteadyMs(now));
       if (ep != nullptr && Outliers().Ejected(*ep->state, now)) ep = nullptr;
     }
-    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, client_hash_);
+    if (ep == nullptr) ep = PickHealthy(*route, use_canary, {}, key_hash);
     if (!route->backend_tls_error.empty()) co_return local(502, route->backend_tls_error, true);
     if (ep == nullptr) co_return local(503, "no ready endpoint for route \"" + route->name + "\"", true);
     // Retries: idempotent methods, or any method when the route says non-idempotent. A request

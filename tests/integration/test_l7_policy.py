@@ -256,6 +256,43 @@ spec:
         self.assertEqual(last.get("retry-after"), "1")
         self.assertGreaterEqual(metric_value(self.dataplane_metrics(), "doorman_l7_rate_limited_total") or 0, 1)
 
+    def test_rate_limit_and_source_ip_keys_behind_a_trusted_proxy_are_the_forwarded_client(self):
+        # 127.0.0.0/8 is a trusted proxy for these routes: each client its X-Forwarded-For names
+        # has its own bucket (not one for everyone behind the proxy) and its own source-IP pin;
+        # an untrusted peer's X-Forwarded-For is never a key.
+        fport = free_port()
+        self.write_manifest("fwd.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: fwd, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {fport}, protocol: HTTP}}]
+  routes:
+    - name: limited
+      listener: web
+      match: {{path: {{type: Prefix, value: /trusted-limited}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.a}}}]}}]
+      policy: {{rateLimit: {{requestsPerSecond: 1, burst: 2, key: ClientIP}}}}
+    - name: sip
+      listener: web
+      match: {{path: {{type: Prefix, value: /trusted-sip}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.a}}}, {{address: 127.0.0.1, port: {self.b}}}]}}]
+      policy: {{scheduler: source-hash}}
+  forwardedHeaders: {{xForwardedFor: Append, trustedProxies: [127.0.0.0/8]}}
+""")
+        self.wait_version_change(self.version)
+        wait_until(lambda: port_open(fport), what="the trusting listener")
+        st = lambda path, xff, p=fport: self.req(path, "-H", "X-Forwarded-For: " + xff, port=p)[0]  # noqa: E731
+        self.assertEqual([st("/trusted-limited", "198.51.100.%d" % i) for i in range(1, 5)], [200] * 4)
+        self.assertEqual([st("/trusted-limited", "198.51.100.9") for _ in range(3)], [200, 200, 429])
+        self.assertEqual([st("/limited", "198.51.100.%d" % i, self.port) for i in range(1, 4)], [200, 200, 429])
+        backend = lambda xff: json.loads(  # noqa: E731
+            self.req("/trusted-sip", "-H", "X-Forwarded-For: " + xff, port=fport)[2])["backend"]
+        pins = {backend("203.0.113.%d" % i) for i in range(1, 13)}
+        self.assertEqual(len(pins), 2, "12 forwarded clients spread over both endpoints")
+        for i in (1, 2, 3):
+            self.assertEqual({backend("203.0.113.%d" % i) for _ in range(4)}, {backend("203.0.113.%d" % i)})
+
     def test_rate_limit_buckets_survive_a_snapshot_update(self):
         # 1 token/s, burst 2: drain the bucket, push an unrelated change, then ask again. A
         # dataplane that rebuilt its limiter would grant a fresh burst (2 more 200s at once).

@@ -167,6 +167,24 @@ TEST(HeaderRewriteTest, RealIpBehindATrustedProxyComesFromItsChain) {
   EXPECT_EQ(std::string(req[http::field::forwarded]), "for=x, for=\"[2001:db8::7]\"");
 }
 
+// The client for rate-limit and source-IP keys behind a trusted proxy: the X-Real-IP rule, but
+// an address only (garbage in the chain leaves the peer as the key).
+TEST(HeaderRewriteTest, ForwardedClientIpIsTheChainsClientWhenItIsAnAddress) {
+  const std::vector<l4::Cidr> trusted = {*l4::ParseCidr("10.0.0.0/8")};
+  const std::pair<const char*, const char*> cases[] = {
+      {"X-Forwarded-For: 6.6.6.6, 203.0.113.9, 10.1.1.1\r\n", "203.0.113.9"},
+      {"X-Forwarded-For: 10.3.3.3, 10.1.1.1\r\n", "10.3.3.3"},
+      {"X-Forwarded-For: 2001:DB8::5\r\n", "2001:db8::5"},
+      {"X-Forwarded-For: unknown\r\n", ""},
+      {"X-Forwarded-For: 203.0.113.9:4711\r\n", ""},
+      {"", ""},
+  };
+  for (const auto& [incoming, want] : cases) {
+    auto req = ParseHead(std::string("GET / HTTP/1.1\r\nHost: a\r\n") + incoming + "\r\n");
+    EXPECT_EQ(ForwardedClientIp(req.base(), trusted), want) << incoming;
+  }
+}
+
 // A request head from client 192.0.2.7 (trusted or not) after PrepareUpstreamRequest.
 Req PreparedFrom(bool trusted, const std::string& text) {
   Req req = ParseHead(text);
