@@ -449,7 +449,10 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
     if (r.Object(*rw, rp, {"pathPrefix", "host"})) {
       auto* o = out->mutable_rewrite();
       o->set_enabled(true);
-      if (auto s = r.String(*rw, rp, "pathPrefix"); s && !s->empty()) {
+      if (auto s = r.String(*rw, rp, "pathPrefix")) {
+        // "" strips the matched prefix, as "/" does (Gateway API ReplacePrefixMatch: "/foo/bar"
+        // with prefix "/foo" and "" becomes "/bar"); not "no rewrite".
+        if (s->empty()) *s = "/";
         if (const auto why = PathProblem(*s); !why.empty()) r.Invalid(rp + ".pathPrefix", "path " + Q(*s) + " " + why);
         if (route.match().path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
           r.Unsupported(rp + ".pathPrefix", "needs a Prefix or Exact path match, not RegularExpression");

@@ -642,6 +642,19 @@ TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
   }
 }
 
+// rewrite.pathPrefix "" strips the matched prefix, as "/" does (Gateway API ReplacePrefixMatch).
+TEST(Translate, AnEmptyRewritePrefixStripsTheMatchedPrefix) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: /foo}}, filters: {rewrite: {pathPrefix: ""}},
+            backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  ASSERT_EQ(r.snapshot.routes_size(), 1);
+  EXPECT_TRUE(r.snapshot.routes(0).filters().rewrite().enabled());
+  EXPECT_EQ(r.snapshot.routes(0).filters().rewrite().path_prefix(), "/");
+}
+
 TEST(Translate, HealthCheckBoundsAreTheCrds) {
   Translator t;
   auto r = t.Translate(Store(Lb(std::string(kBasic) +
