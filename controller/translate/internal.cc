@@ -621,7 +621,8 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
     std::string message = "Service " + ns + "/" + svc + " has no " + which;
     if (!other_protocol.empty()) {
       message = "Service " + ns + "/" + svc + " has no " + port.protocol + " " + which + " (its " + which + " is " +
-                other_protocol + "; a " + port.protocol + " listener routes to a " + port.protocol + " Service port)";
+                other_protocol + "; a " + (port.protocol == "UDP" ? "UDP" : "TCP, TLS, HTTP or HTTPS") +
+                " listener routes to a " + port.protocol + " Service port)";
     }
     warnings->push_back({"BackendNotFound", field, message});
     return;

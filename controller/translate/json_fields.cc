@@ -122,7 +122,8 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
     return std::nullopt;
   }
   if (d->count() > std::numeric_limits<uint32_t>::max()) {
-    Invalid(Join(path, key), "duration " + Quote(s) + " is too long");
+    // Durations travel as 32-bit milliseconds.
+    Invalid(Join(path, key), "duration " + Quote(s) + " is too long (at most 1193h, about 49 days)");
     return std::nullopt;
   }
   if (positive && d->count() == 0) {

@@ -465,7 +465,12 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
       }
     }
   }
-  if (const json* h = r.Member(f, p, "requestHeaders")) CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers());
+  if (const json* h = r.Member(f, p, "requestHeaders")) {
+    CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers());
+    if (!out->rewrite().host().empty() && out->request_headers().set().count("host")) {
+      r.Invalid(p + ".requestHeaders.set", "sets Host, which rewrite.host sets too: keep one of them");
+    }
+  }
   if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", false, out->mutable_response_headers());
 }
 
@@ -591,8 +596,15 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
     }
     for (size_t i = 0; i < st->size(); ++i) {
       const auto& v = (*st)[i];
-      if (!v.is_number_integer() || v.get<int64_t>() < 100 || v.get<int64_t>() > 599) {
-        r.Invalid(FieldReader::Index(p + ".expectedStatuses", i), "must be an HTTP status code (100..599)");
+      if (!v.is_number_integer()) {
+        r.Invalid(FieldReader::Index(p + ".expectedStatuses", i),
+                  "must be an integer HTTP status code, not " + FieldReader::TypeName(v) +
+                      (v.is_string() ? " " + Q(v.get<std::string>()) + " (write it without quotes)" : ""));
+        continue;
+      }
+      if (v.get<int64_t>() < 100 || v.get<int64_t>() > 599) {
+        r.Invalid(FieldReader::Index(p + ".expectedStatuses", i),
+                  std::to_string(v.get<int64_t>()) + " is not an HTTP status code (100..599)");
         continue;
       }
       out->add_expected_statuses(static_cast<uint32_t>(v.get<int64_t>()));
@@ -686,6 +698,14 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
+        if (const auto& rd = route.filters().redirect(); rd.enabled() && rd.host().empty() && rd.path().empty() &&
+                                                          (rd.scheme().empty() || rd.scheme() == (proto == v1::HTTPS ? "https" : "http")) &&
+                                                          (rd.port() == 0 || rd.port() == cl->proto.port())) {
+          // Allowed (Gateway API allows an empty redirect), but a client that follows it loops.
+          c.warnings.push_back({"RedirectLoop", p + ".filters.redirect",
+                                "the redirect sends every request back to its own URL (same scheme, host, port and "
+                                "path): a client that follows it loops; set scheme, host, port or path"});
+        }
         if (fh) *route.mutable_forwarded_headers() = fwd;
         if (!rt.contains("backends") && !route.filters().redirect().enabled()) {
           // The CRD's rule: a route that does not redirect needs backends (an API server refuses it).

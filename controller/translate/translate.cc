@@ -67,17 +67,18 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
   return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, fallback, object_order, decl_index};
 }
 
-bool SameListenerSettings(const v1::Listener& a, const v1::Listener& b, std::string* which) {
-  if (a.tls().min_version() != b.tls().min_version()) *which = "tls.minVersion";
-  else if (a.proxy_protocol().SerializeAsString() != b.proxy_protocol().SerializeAsString()) *which = "proxyProtocol";
-  else if (a.idle_timeout_ms() != b.idle_timeout_ms()) *which = "idleTimeout";
-  else if (std::vector<std::string>(a.allowed_source_ranges().begin(), a.allowed_source_ranges().end()) !=
-           std::vector<std::string>(b.allowed_source_ranges().begin(), b.allowed_source_ranges().end())) {
-    *which = "allowedSourceRanges";
-  } else {
-    return true;
+// Every setting in which two listeners sharing a port differ (all of them, so that one fix is
+// enough), in a fixed order; empty when they agree.
+std::vector<std::string> DifferingListenerSettings(const v1::Listener& a, const v1::Listener& b) {
+  std::vector<std::string> out;
+  if (a.tls().min_version() != b.tls().min_version()) out.push_back("tls.minVersion");
+  if (a.proxy_protocol().SerializeAsString() != b.proxy_protocol().SerializeAsString()) out.push_back("proxyProtocol");
+  if (a.idle_timeout_ms() != b.idle_timeout_ms()) out.push_back("idleTimeout");
+  if (std::vector<std::string>(a.allowed_source_ranges().begin(), a.allowed_source_ranges().end()) !=
+      std::vector<std::string>(b.allowed_source_ranges().begin(), b.allowed_source_ranges().end())) {
+    out.push_back("allowedSourceRanges");
   }
-  return false;
+  return out;
 }
 
 struct PortSlot {
@@ -99,15 +100,18 @@ std::vector<Problem> Conflicts(const CompiledObject& c, const PortMap& ports, st
     const PortSlot& slot = it->second;
     const std::string owner = slot.first_owner->key.ToString() + " (listener " + Q(slot.first_owner_listener) + ", " +
                               v1::Protocol_Name(slot.listener.protocol()) + ")";
-    std::string which;
+    std::vector<std::string> differ;
     if (slot.listener.protocol() != l.proto.protocol() || !IsL7(l.proto.protocol())) {
       out.push_back({"PortConflict", l.conflict_field.empty() ? l.field + ".port" : l.conflict_field,
                      "port " + std::to_string(l.proto.port()) + "/" + Transport(l.proto.protocol()) +
                          " is already used by " + owner + "; only HTTP and HTTPS listeners can share a port"});
-    } else if (!SameListenerSettings(slot.listener, l.proto, &which)) {
-      out.push_back({"PortConflict", l.conflict_field.empty() ? l.field + "." + which : l.conflict_field,
+    } else if (differ = DifferingListenerSettings(slot.listener, l.proto); !differ.empty()) {
+      std::string which = differ[0];
+      for (size_t k = 1; k < differ.size(); ++k) which += (k + 1 == differ.size() ? " and " : ", ") + differ[k];
+      out.push_back({"PortConflict", l.conflict_field.empty() ? l.field + "." + differ[0] : l.conflict_field,
                      "port " + std::to_string(l.proto.port()) + " is shared with " + owner + " whose " + which +
-                         " differs; listeners sharing a port must agree on it"});
+                         (differ.size() == 1 ? " differs" : " differ") + "; listeners sharing a port must agree on " +
+                         (differ.size() == 1 ? "it" : "them")});
     } else {
       continue;
     }

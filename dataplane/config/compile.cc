@@ -528,11 +528,17 @@ class Compiler {
         }
       }
     }
+    // The CRD's bound (0-10); more (a snapshot not from the controller) is capped, and said.
+    constexpr uint32_t kMaxRetryAttempts = 10;
+    if (p.has_retries() && p.retries().attempts() > kMaxRetryAttempts) {
+      Warn(where + ".policy.retries.attempts: " + std::to_string(p.retries().attempts()) + " capped at " +
+           std::to_string(kMaxRetryAttempts));
+    }
     if (!listener.is_l7() && p.has_retries()) {
-      out->l4_connect_attempts = 1 + std::min<uint32_t>(p.retries().attempts(), 5);  // on: connect-failure only
+      out->l4_connect_attempts = 1 + std::min<uint32_t>(p.retries().attempts(), kMaxRetryAttempts);  // connect-failure only
     }
     if (p.has_retries() && p.retries().attempts() > 0) {
-      out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), 5);
+      out->retry_attempts = std::min<uint32_t>(p.retries().attempts(), kMaxRetryAttempts);
       out->per_try_timeout = Millis(p.retries().per_try_timeout_ms());
       auto& ro = out->retry_on;
       for (const auto& on : p.retries().on()) {

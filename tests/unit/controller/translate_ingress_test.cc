@@ -1347,11 +1347,11 @@ endpoints: [{addresses: [10.0.0.1]}]
   EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
   EXPECT_EQ(st->warnings[0].field, "spec.rules[0].http.paths[1].backend.service");
   EXPECT_EQ(st->warnings[0].message,
-            "Service default/mixed has no TCP port 81 (its port 81 is UDP; a TCP listener routes to a TCP Service port)");
+            "Service default/mixed has no TCP port 81 (its port 81 is UDP; a TCP, TLS, HTTP or HTTPS listener routes to a TCP Service port)");
   EXPECT_EQ(st->warnings[1].field, "spec.rules[0].http.paths[2].backend.service");
   EXPECT_EQ(st->warnings[1].message,
-            "Service default/mixed has no TCP port named u (its port named u is UDP; a TCP listener routes to a TCP "
-            "Service port)");
+            "Service default/mixed has no TCP port named u (its port named u is UDP; a TCP, TLS, HTTP or HTTPS "
+            "listener routes to a TCP Service port)");
 }
 
 }  // namespace

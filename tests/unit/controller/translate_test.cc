@@ -161,6 +161,22 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: dns, policy: {timeouts: {connect: 2s}}}]
 )",
      "UnsupportedValue", "spec.routes[0].policy.timeouts.connect", "a UDP listener does not connect"},
+    {"Host set twice", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {rewrite: {host: a.internal}, requestHeaders: {set: {Host: b.internal}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set", "sets Host, which rewrite.host sets too"},
+    {"expected status as a string", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  healthCheck: {protocol: HTTP, expectedStatuses: ["200"]}
+)",
+     "InvalidSpec", "spec.healthCheck.expectedStatuses[0]", "must be an integer HTTP status code, not a string \"200\""},
+    {"expected status out of range", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  healthCheck: {protocol: HTTP, expectedStatuses: [700]}
+)",
+     "InvalidSpec", "spec.healthCheck.expectedStatuses[0]", "700 is not an HTTP status code (100..599)"},
+    {"duration over the maximum", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, ttl: 8760h}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.ttl", "is too long (at most 1193h, about 49 days)"},
     {"duration below a millisecond", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {timeouts: {connect: 1500us}}}]
 )",
@@ -642,6 +658,25 @@ TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
   }
 }
 
+// A redirect whose Location is the request's own URL is accepted (Gateway API allows it) but
+// warned: a client that follows it loops.
+TEST(Translate, ARedirectToTheSameUrlIsWarned) {
+  for (const auto& [redirect, warned] : {std::pair{"{}", true}, std::pair{"{scheme: http}", true},
+                                         std::pair{"{scheme: http, port: 80}", true}, std::pair{"{scheme: https}", false},
+                                         std::pair{"{port: 8080}", false}, std::pair{"{path: /new}", false},
+                                         std::pair{"{host: other.example}", false}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {redirect: )") + redirect + "}}]\n")));
+    const ObjectStatus* st = StatusOf(r, "shop");
+    ASSERT_TRUE(st->accepted) << redirect << ": " << st->message;
+    const bool has = std::any_of(st->warnings.begin(), st->warnings.end(), [](const StatusWarning& w) {
+      return w.reason == "RedirectLoop" && w.field == "spec.routes[0].filters.redirect";
+    });
+    EXPECT_EQ(has, warned) << redirect;
+  }
+}
+
 // rewrite.pathPrefix "" strips the matched prefix, as "/" does (Gateway API ReplacePrefixMatch).
 TEST(Translate, AnEmptyRewritePrefixStripsTheMatchedPrefix) {
   Translator t;
@@ -989,6 +1024,17 @@ TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
   EXPECT_EQ(StatusOf(r, "b")->field, "spec.listeners[0].idleTimeout");
   ASSERT_EQ(r.snapshot.certificates_size(), 1);
   EXPECT_EQ(r.snapshot.certificates(0).name(), "default/s");
+  // Several settings differ: all are named at once (one fix, not one per round trip).
+  const std::string c = Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, idleTimeout: 5s, "
+                           "allowedSourceRanges: [10.0.0.0/8], tls: {certificates: [{secretName: s}], minVersion: \"1.3\"}}]\n",
+                           "c", "2026-01-03T00:00:00Z");
+  Translator t2;
+  auto r2 = t2.Translate(Store(a + "---\n" + c + secret));
+  EXPECT_EQ(StatusOf(r2, "c")->field, "spec.listeners[0].tls.minVersion");
+  EXPECT_NE(StatusOf(r2, "c")->message.find("whose tls.minVersion, idleTimeout and allowedSourceRanges differ; listeners "
+                                             "sharing a port must agree on them"),
+            std::string::npos)
+      << StatusOf(r2, "c")->message;
 }
 
 // ---- precedence -----------------------------------------------------------------------------------
@@ -1174,7 +1220,7 @@ endpoints: [{addresses: [10.0.0.1]}]
             "Service default/tcp-only has no UDP port 53 (its port 53 is TCP; a UDP listener routes to a UDP Service port)");
   EXPECT_EQ(st->warnings[1].field, "spec.routes[1].backends[0].service");
   EXPECT_EQ(st->warnings[1].message,
-            "Service default/udp-only has no TCP port 53 (its port 53 is UDP; a TCP listener routes to a TCP Service port)");
+            "Service default/udp-only has no TCP port 53 (its port 53 is UDP; a TCP, TLS, HTTP or HTTPS listener routes to a TCP Service port)");
   EXPECT_EQ(SetNamed(r.snapshot, "default/shop/u/0")->endpoints_size(), 0);
   EXPECT_EQ(SetNamed(r.snapshot, "default/shop/t/0")->endpoints_size(), 0);
 }

@@ -113,7 +113,7 @@ TEST(CompileTest, L4ConnectAttemptsFollowTheRetriesPolicy) {
     const char* policy;
     uint32_t attempts;
   } cases[] = {{"", 3}, {"policy { retries { attempts: 0 } }", 1}, {"policy { retries { attempts: 4 on: \"connect-failure\" } }", 5},
-               {"policy { retries { attempts: 9 } }", 6}};
+               {"policy { retries { attempts: 9 } }", 10}, {"policy { retries { attempts: 10 } }", 11}};
   for (const auto& c : cases) {
     const auto r = Compile(Parse(std::string(R"pb(
       listeners { name: "tcp-1" port: 1 protocol: TCP routes: "r" }
@@ -125,6 +125,17 @@ TEST(CompileTest, L4ConnectAttemptsFollowTheRetriesPolicy) {
     EXPECT_EQ(r.config->FindRoute("r")->l4_connect_attempts, c.attempts) << c.policy;
     EXPECT_TRUE(r.warnings.empty()) << c.policy << ": " << (r.warnings.empty() ? "" : r.warnings[0]);
   }
+  // Beyond the CRD's 10 (a snapshot not from the controller): capped, and said in the ACK.
+  const auto r = Compile(Parse(R"pb(
+    listeners { name: "http-1" port: 1 protocol: HTTP routes: "r" }
+    routes { name: "r" listener: "http-1" backends { backend_set: "s" weight: 1 } policy { retries { attempts: 50 } } }
+    backend_sets { name: "s" endpoints { address: "10.0.0.1" port: 80 ready: true } }
+  )pb"),
+                         1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.config->FindRoute("r")->retry_attempts, 10u);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("attempts: 50 capped at 10"), std::string::npos) << r.warnings[0];
 }
 
 struct ErrorCase {
