@@ -180,6 +180,7 @@ class ControllerLoop {
       auto deadline = server_->NextDeadline();
       const bool waiting_sync = kube_ && !built_;
       if (waiting_sync) deadline = dc::Clock::now() + std::chrono::milliseconds(50);  // poll synced()
+      if (adopt_pending_ && (!deadline || next_adopt_try_ < *deadline)) deadline = next_adopt_try_;
       auto ready = [this] { return stop_ || !pending_.empty() || !pending_kube_.empty(); };
       if (deadline) {
         cv_.wait_until(lock, *deadline, ready);
@@ -203,6 +204,9 @@ class ControllerLoop {
       } else if (auto due = server_->TakeDue(dc::Clock::now())) {
         Build(*due);
       }
+      // The start-up read of the last good versions failed: try again every few seconds; what
+      // it brings changes the snapshot now.
+      if (built_ && adopt_pending_ && dc::Clock::now() >= next_adopt_try_ && AdoptLastGood()) Build(dc::Clock::now());
       lock.lock();
     }
   }
@@ -214,9 +218,15 @@ class ControllerLoop {
   }
 
  private:
-  void AdoptLastGood() {
+  // Reads and adopts the stored last good versions; true when something was adopted. A failed
+  // read is tried again later (adopt_pending_).
+  bool AdoptLastGood() {
     auto saved = last_good_source_();
-    if (!saved) return;
+    adopt_pending_ = !saved;
+    if (!saved) {
+      next_adopt_try_ = dc::Clock::now() + std::chrono::seconds(5);
+      return false;
+    }
     const auto seeds = doorman::controller::status::LastGoodSeeds(*saved, store_);
     std::string names;
     for (const auto& [key, object] : seeds) {
@@ -226,6 +236,7 @@ class ControllerLoop {
     if (!seeds.empty()) {
       doorman::log::Info("kube", "adopted the last good versions stored by the leader", {{"objects", names}});
     }
+    return !seeds.empty();
   }
 
   dc::RoutingServer* server_;
@@ -239,6 +250,8 @@ class ControllerLoop {
   std::function<bool()> synced_;
   std::function<void()> after_build_;
   std::function<std::optional<std::map<dc::ObjectKey, nlohmann::json>>()> last_good_source_;
+  bool adopt_pending_ = false;  // the last good versions could not be read yet
+  dc::TimePoint next_adopt_try_{};
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<dc::FileChange> pending_;
@@ -285,6 +298,7 @@ class StatusLoop {
       const bool may = may_write_();
       if (may != was_writer) {
         writer_->Reset();
+        if (last_good_) last_good_->Reset();
         was_writer = may;
       }
       std::vector<doorman::controller::status::DataplaneView> own;

@@ -221,19 +221,30 @@ LastGoodLease::LastGoodLease(KubeHttp* http, const LeaderOptions& options)
 
 std::optional<std::map<ObjectKey, nlohmann::json>> LastGoodLease::Read() {
   HttpResponse r = http_->Request("GET", LeaseResource().object_path(options_.ns, name_));
-  if (r.status == 404) return std::map<ObjectKey, nlohmann::json>{};
+  if (r.status == 404) {
+    read_ok_ = true;
+    return std::map<ObjectKey, nlohmann::json>{};
+  }
   auto lease = nlohmann::json::parse(r.body, nullptr, false);
   if (r.status != 200 || !lease.is_object()) {
-    log::Warn("leader", "reading the last good versions failed: objects that are invalid now are not routed until fixed",
+    log::Warn("leader", "reading the last good versions failed (retried every 5 s): objects that are invalid now are "
+              "not routed by this replica meanwhile",
               {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
     return std::nullopt;
   }
+  read_ok_ = true;
   return status::ParseLastGood(lease);
+}
+
+void LastGoodLease::Reset() {
+  written_ = false;
+  rv_.clear();
+  next_try_ = {};
 }
 
 void LastGoodLease::Write(const std::map<ObjectKey, nlohmann::json>& objects) {
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_try_) return;
+  if (now < next_try_ || !read_ok_) return;
   std::vector<ObjectKey> left_out;
   const std::string content = status::LastGoodAnnotation(objects, status::kLastGoodBudgetBytes, &left_out);
   if (written_ && content == last_content_) return;

@@ -80,8 +80,12 @@ class LastGoodLease {
   // The saved versions (empty when the Lease does not exist); nullopt when it could not be read.
   std::optional<std::map<ObjectKey, nlohmann::json>> Read();
   // Stores `objects` when they differ from what this replica stored last. After a failure, the
-  // next try waits a retry period.
+  // next try waits a retry period. Nothing is written before a Read() succeeded: a leader that
+  // could not read the Lease must not replace entries it never adopted.
   void Write(const std::map<ObjectKey, nlohmann::json>& objects);
+  // Leadership changed: the next Write stores again whatever was stored last (another leader
+  // may have written since).
+  void Reset();
 
  private:
   KubeHttp* http_;
@@ -90,6 +94,7 @@ class LastGoodLease {
   std::string rv_;  // resourceVersion of the Lease as last stored ("" = unknown / absent)
   std::string last_content_;
   bool written_ = false;
+  std::atomic<bool> read_ok_{false};  // set by Read() (the controller loop's thread)
   std::chrono::steady_clock::time_point next_try_{};
   std::string last_left_out_;  // the objects left out for size, as last warned
 };

@@ -407,7 +407,7 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, boo
 }
 
 void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v1::Route& route, v1::Protocol proto,
-                    v1::RouteFilters* out) {
+                    v1::RouteFilters* out, std::vector<StatusWarning>* warnings) {
   if (!IsL7(proto)) {
     r.Unsupported(p, "filters need an HTTP or HTTPS listener");
     return;
@@ -449,7 +449,13 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
     if (r.Object(*rw, rp, {"pathPrefix", "host"})) {
       auto* o = out->mutable_rewrite();
       o->set_enabled(true);
-      if (auto s = r.String(*rw, rp, "pathPrefix")) {
+      const bool regex = route.match().path().type() == v1::PathMatch::REGULAR_EXPRESSION;
+      if (auto s = r.String(*rw, rp, "pathPrefix"); s && s->empty() && regex) {
+        // Accepted before "" meant "strip": still accepted, and said to do nothing here.
+        warnings->push_back({"FieldIgnored", rp + ".pathPrefix",
+                             "an empty pathPrefix strips the matched prefix, and a RegularExpression match has none: "
+                             "the path is not rewritten"});
+      } else if (s) {
         // "" strips the matched prefix, as "/" does (Gateway API ReplacePrefixMatch: "/foo/bar"
         // with prefix "/foo" and "" becomes "/bar"); not "no rewrite".
         if (s->empty()) *s = "/";
@@ -468,7 +474,9 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
   if (const json* h = r.Member(f, p, "requestHeaders")) {
     CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers());
     if (!out->rewrite().host().empty() && out->request_headers().set().count("host")) {
-      r.Invalid(p + ".requestHeaders.set", "sets Host, which rewrite.host sets too: keep one of them");
+      warnings->push_back({"FieldIgnored", p + ".rewrite.host",
+                           "requestHeaders.set sets Host too, after the rewrite: its value is sent, not rewrite.host's; "
+                           "keep one of them"});
     }
   }
   if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", false, out->mutable_response_headers());
@@ -697,12 +705,16 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         }
         CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
-        if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters());
+        if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters(), &c.warnings);
         if (const auto& rd = route.filters().redirect(); rd.enabled() && rd.host().empty() && rd.path().empty() &&
                                                           (rd.scheme().empty() || rd.scheme() == (proto == v1::HTTPS ? "https" : "http")) &&
                                                           (rd.port() == 0 || rd.port() == cl->proto.port())) {
-          // Allowed (Gateway API allows an empty redirect), but a client that follows it loops.
-          c.warnings.push_back({"RedirectLoop", p + ".filters.redirect",
+          // Allowed (Gateway API allows an empty redirect), but a client that follows it loops —
+          // unless the follow-up GET does not match the route (Post/Redirect/Get on a POST route).
+          const auto& methods = route.match().methods();
+          const bool get_matches = methods.empty() || std::find(methods.begin(), methods.end(), "GET") != methods.end() ||
+                                   std::find(methods.begin(), methods.end(), "HEAD") != methods.end();
+          if (get_matches) c.warnings.push_back({"RedirectLoop", p + ".filters.redirect",
                                 "the redirect sends every request back to its own URL (same scheme, host, port and "
                                 "path): a client that follows it loops; set scheme, host, port or path"});
         }

@@ -82,7 +82,7 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                    .Register(r);
   backend_up_ = &prometheus::BuildGauge()
                      .Name("doorman_backend_up")
-                     .Help("1 when the backend endpoint is ready (controller's endpoint state) and passes its active health check")
+                     .Help("1 when the backend endpoint is ready and usable by a backend set that routes it (one without an active check, or one whose check it passes)")
                      .Register(r);
   worker_connections_ = &prometheus::BuildGauge()
                              .Name("doorman_worker_connections")

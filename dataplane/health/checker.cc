@@ -17,6 +17,8 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <unordered_map>
+#include <vector>
 #include <thread>
 
 #include "common/log.h"
@@ -141,8 +143,10 @@ struct HealthChecker::Impl {
   // passes (each set is balanced by its own check's verdict: HealthSlot).
   bool Up(const std::string& key) const {
     if (unchecked.count(key)) return true;
-    for (const auto& [slot, t] : targets) {
-      if (t->key == key && slot->healthy.load(std::memory_order_relaxed)) return true;
+    const auto it = slots_of.find(key);
+    if (it == slots_of.end()) return false;
+    for (const lb::HealthSlot* slot : it->second) {
+      if (slot->healthy.load(std::memory_order_relaxed)) return true;
     }
     return false;
   }
@@ -189,6 +193,8 @@ struct HealthChecker::Impl {
     }
     targets = std::move(next);
     unchecked = std::move(next_unchecked);
+    slots_of.clear();
+    for (const auto& [slot, t] : targets) slots_of[t->key].push_back(slot);
     // doorman_backend_up follows (the metric was computed when the snapshot was applied).
     if (on_change) {
       for (const auto& key : touched) on_change(key, Up(key));
@@ -203,7 +209,10 @@ struct HealthChecker::Impl {
   net::io_context ioc{1};
   net::executor_work_guard<Executor> guard;
   std::mt19937_64 rng;
+  // Keyed by the slot a target decides; each Target holds a shared_ptr to its slot (in its
+  // Endpoint copy), so a key's memory cannot be freed and reused while it is in the map.
   std::map<const lb::HealthSlot*, std::shared_ptr<Target>> targets;  // checker thread only
+  std::unordered_map<std::string, std::vector<const lb::HealthSlot*>> slots_of;  // endpoint key → its checks
   std::set<std::string> unchecked;  // endpoints some set routes without a check (checker thread)
   std::thread thread;
 };

@@ -191,10 +191,20 @@ void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules) {
 std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& trusted) {
   const std::string chain = JoinedValues(h, http::field::unknown, "x-forwarded-for");
   if (chain.empty()) return "";
-  const std::string_view entry = ClientOfChain(chain, &trusted);
+  std::string_view entry = ClientOfChain(chain, &trusted);
+  // Some balancers add the client's port ("203.0.113.9:4711", "[2001:db8::5]:443").
+  if (!entry.empty() && entry.front() == '[') {
+    const auto close = entry.find(']');
+    if (close == std::string_view::npos) return "";
+    entry = entry.substr(1, close - 1);
+  } else if (const auto colon = entry.find(':'); colon != std::string_view::npos && entry.find(':', colon + 1) == std::string_view::npos) {
+    entry = entry.substr(0, colon);
+  }
   boost::system::error_code ec;
-  const auto a = boost::asio::ip::make_address(std::string(entry), ec);
-  return ec ? std::string() : a.to_string();
+  auto a = boost::asio::ip::make_address(std::string(entry), ec);
+  if (ec) return "";
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+  return a.to_string();
 }
 
 }  // namespace doorman::dataplane

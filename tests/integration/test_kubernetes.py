@@ -572,6 +572,12 @@ class LeaderElection(KubeTestCase):
         self.controllers["ctl-a"].stop(sig=signal.SIGKILL)
         self.start_kube_controller("ctl-a2", self.FLAGS)
         self.assertEqual(routes("ctl-a2"), ["default/shop/app"])
+        # A replica whose start-up read of the Lease fails tries again (and writes nothing
+        # meanwhile, were it the leader): it routes the object once the read succeeds.
+        self.admin("/faults/fail", {"count": 2, "code": 500, "method": "GET", "match": "doorman-controller-last-good"})
+        self.start_kube_controller("ctl-d", self.FLAGS)
+        self.assertEqual(routes("ctl-d"), [])
+        wait_until(lambda: routes("ctl-d") == ["default/shop/app"], timeout=15, what="ctl-d adopts after its retry")
         # Deleted and created again (a new uid), still invalid: the saved version is not adopted.
         self.kubectl("delete", "loadbalancer", "shop")
         self.apply(good.replace("listener: web", "listener: nope"))

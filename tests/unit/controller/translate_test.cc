@@ -161,10 +161,6 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: dns, policy: {timeouts: {connect: 2s}}}]
 )",
      "UnsupportedValue", "spec.routes[0].policy.timeouts.connect", "a UDP listener does not connect"},
-    {"Host set twice", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
-  routes: [{name: a, listener: web, filters: {rewrite: {host: a.internal}, requestHeaders: {set: {Host: b.internal}}}}]
-)",
-     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set", "sets Host, which rewrite.host sets too"},
     {"expected status as a string", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   healthCheck: {protocol: HTTP, expectedStatuses: ["200"]}
 )",
@@ -661,23 +657,54 @@ TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
 // A redirect whose Location is the request's own URL is accepted (Gateway API allows it) but
 // warned: a client that follows it loops.
 TEST(Translate, ARedirectToTheSameUrlIsWarned) {
-  for (const auto& [redirect, warned] : {std::pair{"{}", true}, std::pair{"{scheme: http}", true},
-                                         std::pair{"{scheme: http, port: 80}", true}, std::pair{"{scheme: https}", false},
-                                         std::pair{"{port: 8080}", false}, std::pair{"{path: /new}", false},
-                                         std::pair{"{host: other.example}", false}}) {
+  struct Case {
+    const char* redirect;
+    const char* match;
+    bool warned;
+  };
+  for (const auto& c : {Case{"{}", "{}", true}, Case{"{scheme: http}", "{}", true},
+                        Case{"{scheme: http, port: 80}", "{}", true}, Case{"{scheme: https}", "{}", false},
+                        Case{"{port: 8080}", "{}", false}, Case{"{path: /new}", "{}", false},
+                        Case{"{host: other.example}", "{}", false},
+                        // Post/Redirect/Get: the follow-up GET does not match a POST-only route.
+                        Case{"{statusCode: 303}", "{methods: [POST]}", false},
+                        Case{"{statusCode: 303}", "{methods: [POST, GET]}", true}}) {
     Translator t;
     auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
-  routes: [{name: a, listener: web, filters: {redirect: )") + redirect + "}}]\n")));
+  routes: [{name: a, listener: web, match: )") + c.match + ", filters: {redirect: " + c.redirect + "}}]\n")));
     const ObjectStatus* st = StatusOf(r, "shop");
-    ASSERT_TRUE(st->accepted) << redirect << ": " << st->message;
+    ASSERT_TRUE(st->accepted) << c.redirect << ": " << st->message;
     const bool has = std::any_of(st->warnings.begin(), st->warnings.end(), [](const StatusWarning& w) {
       return w.reason == "RedirectLoop" && w.field == "spec.routes[0].filters.redirect";
     });
-    EXPECT_EQ(has, warned) << redirect;
+    EXPECT_EQ(has, c.warned) << c.redirect << " " << c.match;
   }
 }
 
-// rewrite.pathPrefix "" strips the matched prefix, as "/" does (Gateway API ReplacePrefixMatch).
+// Accepted with a warning, not refused (objects accepted before must not stop routing on an
+// upgrade): rewrite.host overridden by requestHeaders.set Host; pathPrefix "" on a regex route.
+TEST(Translate, ContradictoryRewritesAreWarnedNotRefused) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, filters: {rewrite: {host: a.internal}, requestHeaders: {set: {Host: b.internal}}},
+       backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+    - {name: b, listener: web, match: {path: {type: RegularExpression, value: "/x.*"}}, filters: {rewrite: {pathPrefix: ""}},
+       backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].filters.rewrite.host");
+  EXPECT_EQ(st->warnings[1].field, "spec.routes[1].filters.rewrite.pathPrefix");
+  for (const auto& route : r.snapshot.routes()) {
+    if (route.name() == "default/shop/b") {
+      EXPECT_EQ(route.filters().rewrite().path_prefix(), "");
+    }
+  }
+}
+
 TEST(Translate, AnEmptyRewritePrefixStripsTheMatchedPrefix) {
   Translator t;
   auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]

@@ -176,7 +176,10 @@ TEST(HeaderRewriteTest, ForwardedClientIpIsTheChainsClientWhenItIsAnAddress) {
       {"X-Forwarded-For: 10.3.3.3, 10.1.1.1\r\n", "10.3.3.3"},
       {"X-Forwarded-For: 2001:DB8::5\r\n", "2001:db8::5"},
       {"X-Forwarded-For: unknown\r\n", ""},
-      {"X-Forwarded-For: 203.0.113.9:4711\r\n", ""},
+      {"X-Forwarded-For: 203.0.113.9:4711\r\n", "203.0.113.9"},  // with the client's port
+      {"X-Forwarded-For: [2001:db8::5]:443\r\n", "2001:db8::5"},
+      {"X-Forwarded-For: [2001:db8::5\r\n", ""},
+      {"X-Forwarded-For: ::ffff:203.0.113.9\r\n", "203.0.113.9"},  // one key per client
       {"", ""},
   };
   for (const auto& [incoming, want] : cases) {
