@@ -191,6 +191,9 @@ void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
 }
 
 std::optional<std::vector<status::PeerView>> ViewPublisher::ListPeers() {
+  // At most one LIST per retry period (the status loop asks every 500 ms).
+  const auto now = std::chrono::steady_clock::now();
+  if (peers_cache_ && now - peers_listed_ < options_.retry_period) return peers_cache_;
   const auto& res = LeaseResource();
   HttpResponse r = http_->Request(
       "GET", res.namespaced_collection_path(options_.ns) + "?labelSelector=" + QueryEscape(std::string(status::kViewLabel) + "=true"));
@@ -200,10 +203,27 @@ std::optional<std::vector<status::PeerView>> ViewPublisher::ListPeers() {
     return std::nullopt;
   }
   std::vector<status::PeerView> out;
+  const auto wall = std::chrono::system_clock::now();
   for (const auto& item : list["items"]) {
-    if (item.contains("metadata") && item["metadata"].value("name", "") == name_) continue;
-    if (auto v = status::ParsePeerView(item)) out.push_back(std::move(*v));
+    if (!item.contains("metadata") || !item["metadata"].is_object()) continue;
+    const std::string name = item["metadata"].value("name", "");
+    if (name == name_) continue;
+    auto v = status::ParsePeerView(item);
+    if (!v) continue;
+    // A replica that died without SIGTERM leaves its view behind: the leader deletes one
+    // expired for five lease durations (a live replica renews every half duration, and
+    // recreates its view if it was wrong to).
+    const bool stale = v->renew_time + v->duration + 5 * std::max(v->duration, std::chrono::seconds(1)) < wall;
+    if (stale) {
+      HttpResponse d = http_->Request("DELETE", res.object_path(options_.ns, name));
+      log::Info("leader", "deleted the dataplane view of a replica that is gone",
+                {{"lease", options_.ns + "/" + name}, {"code", std::to_string(d.status)}});
+      continue;
+    }
+    out.push_back(std::move(*v));
   }
+  peers_cache_ = out;
+  peers_listed_ = now;
   return out;
 }
 

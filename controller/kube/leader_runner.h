@@ -69,6 +69,8 @@ class ViewPublisher {
   bool written_ = false;
   std::chrono::steady_clock::time_point last_write_{};
   std::chrono::steady_clock::time_point next_try_{};
+  std::optional<std::vector<status::PeerView>> peers_cache_;  // the last successful list
+  std::chrono::steady_clock::time_point peers_listed_{};
 };
 
 // The Lease that keeps, across replicas and restarts, the last accepted versions the leader

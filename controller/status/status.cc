@@ -276,7 +276,11 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   if (meta.contains("resourceVersion")) involved["resourceVersion"] = meta["resourceVersion"];
   // Object names may be 253 characters long, and so may Event names: keep room for ".<hash>".
   constexpr std::size_t kMaxEventName = 253;
-  const std::string event_name = st.key.name.substr(0, kMaxEventName - 17) + "." + hash;
+  // A cut name must still end its last label with an alphanumeric (DNS-1123 subdomain): no
+  // "a-.<hash>" nor "a..<hash>", which an API server refuses.
+  std::string stem = st.key.name.substr(0, kMaxEventName - 17);
+  while (!stem.empty() && (stem.back() == '-' || stem.back() == '.')) stem.pop_back();
+  const std::string event_name = stem + "." + hash;
   return {{"apiVersion", "v1"},
           {"kind", "Event"},
           {"metadata", {{"name", event_name}, {"namespace", ns}}},

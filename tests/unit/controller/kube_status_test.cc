@@ -4,6 +4,8 @@
 
 #include "controller/status/status.h"
 
+#include "common/address.h"
+
 namespace doorman::controller::status {
 namespace {
 
@@ -297,6 +299,16 @@ TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
   st.key.name = std::string(253, 'a');
   const std::string long_name = WarningEvent(st, obj, "v", "i", "T")["metadata"]["name"];
   EXPECT_EQ(long_name.size(), 253u);
+  // Cut where a label ends ('-' or '.' at the cut): the stem still ends with an alphanumeric.
+  std::string labels;  // DNS labels of 58 characters: ".", then a label, at index 235
+  while (labels.size() < 235) labels += std::string(58, 'a') + ".";
+  labels.resize(235);
+  for (const char* tail : {"-bbbbbbbbbb", ".bbbbbbbbbb", "-.bbbbbbbbb"}) {
+    st.key.name = labels + tail;
+    const std::string cut = WarningEvent(st, obj, "v", "i", "T")["metadata"]["name"];
+    EXPECT_LE(cut.size(), 253u) << tail;
+    EXPECT_TRUE(IsDns1123Subdomain(cut)) << cut;
+  }
   EXPECT_EQ(long_name.rfind(std::string(236, 'a') + ".", 0), 0u);
 }
 

@@ -1,6 +1,7 @@
 // ViewPublisher against a scripted fake KubeHttp: POST then PUT with the stored resourceVersion,
 // no write while nothing changed, 409 on create → GET + PUT, LIST by label excluding its own view,
 // DELETE on Stop. LeaderRunner::Stop's release after a 409 (stale resourceVersion).
+#include <ctime>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -89,29 +90,58 @@ TEST(ViewPublisherTest, ExistingLeaseIsReadThenUpdated) {
   EXPECT_EQ(json::parse(http.calls[2].body)["metadata"]["resourceVersion"], "9");
 }
 
+// Kubernetes MicroTime of `t` (UTC, microseconds).
+std::string MicroTime(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  return std::string(buf) + ".000000Z";
+}
+
 TEST(ViewPublisherTest, ListsOtherReplicasViewsByLabel) {
   FakeHttp http;
   ViewPublisher views(&http, Options());
   json list = {{"items", json::array()}};
-  for (const std::string id : {"ctl-a", "ctl-b"}) {
+  const auto now = std::chrono::system_clock::now();
+  // ctl-c died without SIGTERM long ago (expired for more than five lease durations): deleted.
+  for (const auto& [id, renewed] : {std::pair{std::string("ctl-a"), now}, std::pair{std::string("ctl-b"), now},
+                                    std::pair{std::string("ctl-c"), now - std::chrono::seconds(15 * 7)}}) {
     list["items"].push_back(
         {{"metadata",
           {{"name", "doorman-controller-view-" + id},
            {"annotations", {{"doorman.dev/dataplanes", R"([{"node":"n-)" + id + R"(","address":"","ackedVersion":1}])"}}}}},
-         {"spec", {{"holderIdentity", id}, {"leaseDurationSeconds", 15}, {"renewTime", "2024-05-01T12:00:00.000000Z"}}}});
+         {"spec", {{"holderIdentity", id}, {"leaseDurationSeconds", 15}, {"renewTime", MicroTime(renewed)}}}});
   }
   http.script.push_back({200, list.dump(), std::nullopt, ""});
   auto peers = views.ListPeers();
   ASSERT_TRUE(peers);
   EXPECT_EQ(http.calls[0].path,
             "/apis/coordination.k8s.io/v1/namespaces/doorman-system/leases?labelSelector=doorman.dev%2Fdataplane-view%3Dtrue");
-  ASSERT_EQ(peers->size(), 1u);  // its own view is not a peer
+  ASSERT_EQ(peers->size(), 1u);  // its own view is not a peer, and ctl-c's is gone
   EXPECT_EQ((*peers)[0].identity, "ctl-b");
   EXPECT_EQ((*peers)[0].dataplanes[0].node_name, "n-ctl-b");
+  ASSERT_EQ(http.calls.size(), 2u);
+  EXPECT_EQ(http.calls[1].method, "DELETE");
+  EXPECT_EQ(http.calls[1].path, "/apis/coordination.k8s.io/v1/namespaces/doorman-system/leases/doorman-controller-view-ctl-c");
   http.script.push_back({403, "{}", std::nullopt, ""});
   EXPECT_FALSE(views.ListPeers());
   views.Stop();  // never written: nothing to delete
-  EXPECT_EQ(http.calls.size(), 2u);
+  EXPECT_EQ(http.calls.size(), 3u);
+}
+
+// With a retry period, the leader lists the views at most once per period (not every 500 ms
+// status pass).
+TEST(ViewPublisherTest, ListsAtMostOncePerRetryPeriod) {
+  FakeHttp http;
+  LeaderOptions o = Options();
+  o.retry_period = std::chrono::seconds(60);
+  ViewPublisher views(&http, o);
+  http.script.push_back({200, R"({"items": []})", std::nullopt, ""});
+  ASSERT_TRUE(views.ListPeers());
+  ASSERT_TRUE(views.ListPeers());
+  EXPECT_EQ(http.calls.size(), 1u);
 }
 
 // A renewal applied by the API server whose answer was lost (shutdown cancels in-flight
