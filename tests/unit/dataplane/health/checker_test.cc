@@ -159,6 +159,42 @@ TEST_P(NoVerdictTest, AProbeWithoutDescriptorsMovesNoThreshold) {
   EXPECT_EQ(seen.passed, 0);
 }
 
+// Health is per (endpoint, check): a failing check marks its own slot down only; the endpoint's
+// doorman_backend_up (the OnChange verdict) stays up while another set routes it unchecked, and
+// goes down once only checked sets route it.
+TEST(HealthCheckerTest, AFailingCheckDecidesForItsOwnSetsOnly) {
+  RefusingPort refusing;
+  ASSERT_NE(refusing.port, 0);
+  std::mutex mu;
+  std::vector<bool> reported;
+  HealthChecker checker([&](const std::string&, bool up) {
+    std::lock_guard lock(mu);
+    reported.push_back(up);
+  });
+  auto config = OneCheckedEndpoint(CheckProtocol::kTcp, refusing.port);
+  auto unchecked = std::make_unique<dataplane::BackendSet>();
+  unchecked->name = "unchecked";
+  unchecked->endpoints.push_back(config->backend_sets[0]->endpoints[0]);
+  unchecked->endpoints[0].health = nullptr;  // this set declares no check
+  config->backend_sets.push_back(std::move(unchecked));
+  const auto& slot = *config->backend_sets[0]->endpoints[0].health;
+  checker.Update(config);
+  ASSERT_TRUE(WaitFor([&] { return !slot.healthy.load(); })) << "the TCP check never failed";
+  {
+    std::lock_guard lock(mu);
+    for (const bool up : reported) EXPECT_TRUE(up) << "an unchecked set still routes it";
+  }
+  // Only the checked set left: the endpoint is down for doorman_backend_up too.
+  auto only_checked = OneCheckedEndpoint(CheckProtocol::kTcp, refusing.port);
+  only_checked->backend_sets[0]->endpoints[0].health = config->backend_sets[0]->endpoints[0].health;
+  checker.Update(only_checked);
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard lock(mu);
+    return !reported.empty() && !reported.back();
+  }));
+  checker.Update(nullptr);
+}
+
 INSTANTIATE_TEST_SUITE_P(Protocols, NoVerdictTest,
                          ::testing::Values(CheckProtocol::kTcp, CheckProtocol::kHttp, CheckProtocol::kGrpc),
                          [](const auto& param_info) { return std::string(CheckProtocolName(param_info.param)); });
