@@ -116,15 +116,22 @@ class Schedulers(DoormanTestCase):
 
     def test_maglev_pins_each_client_and_survives_a_removed_backend(self):
         before = self.check_hash_scheduler("maglev")
-        # Remove backend c: only c's clients move; everybody else stays where they were.
+        # Remove backend c: c's clients move to a or b; of the others, at most Maglev's
+        # documented reshuffle moves (0.5/N of all keys, N = 3: 6 of 40 clients; the table
+        # depends on the backends' random ports, so a few survivors may move in some runs).
         self.write_manifest("lb.yaml", manifest(self.port, "maglev", self.ports[:2]))
         self.version = self.wait_version_change(self.version)
+        survivors_moved = []
         for src, name in before.items():
             now = http_over_tcp(self.port, src=src)[0]
-            if name != "c":
-                self.assertEqual(now, name, "client %s moved from %s" % (src, name))
-            else:
-                self.assertIn(now, ("a", "b"))
+            self.assertIn(now, ("a", "b"))
+            if name != "c" and now != name:
+                survivors_moved.append(src)
+        self.assertLessEqual(len(survivors_moved), int(0.5 / 3 * len(before)), survivors_moved)
+        # And each client stays where it now is.
+        for src in list(before)[:10]:
+            self.assertEqual({http_over_tcp(self.port, src=src)[0] for _ in range(2)},
+                             {http_over_tcp(self.port, src=src)[0]})
 
 
     def test_source_ip_stickiness_over_round_robin(self):
