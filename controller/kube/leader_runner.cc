@@ -136,6 +136,41 @@ void LeaderRunner::Stop() {
   if (on_change_) on_change_(false);
 }
 
+namespace {
+// Stores `lease` (the Lease `name` in `ns`) at the resourceVersion last stored, *rv: POST when it
+// is unknown (409: the Lease exists, e.g. from a previous run: read its version, then PUT), else
+// PUT. True on success, with *rv the stored version; otherwise *rv is cleared (the next try
+// starts over) and *code is the failed answer's status.
+bool StoreLease(KubeHttp* http, const std::string& ns, const std::string& name, nlohmann::json lease, std::string* rv,
+                int* code) {
+  const auto& res = LeaseResource();
+  const std::string path = res.object_path(ns, name);
+  HttpResponse r;
+  if (rv->empty()) {
+    r = http->Request("POST", res.namespaced_collection_path(ns), lease.dump());
+    if (r.status == 409) {
+      r = http->Request("GET", path);
+      auto cur = nlohmann::json::parse(r.body, nullptr, false);
+      if (r.status == 200 && cur.is_object() && cur.contains("metadata") && cur["metadata"].is_object()) {
+        *rv = cur["metadata"].value("resourceVersion", "");
+      }
+    }
+  }
+  if (!rv->empty()) {
+    lease["metadata"]["resourceVersion"] = *rv;
+    r = http->Request("PUT", path, lease.dump());
+  }
+  auto stored = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.ok() && stored.is_object() && stored.contains("metadata") && stored["metadata"].is_object()) {
+    *rv = stored["metadata"].value("resourceVersion", "");
+    return true;
+  }
+  rv->clear();
+  *code = r.status;
+  return false;
+}
+}  // namespace
+
 ViewPublisher::ViewPublisher(KubeHttp* http, const LeaderOptions& options)
     : http_(http), options_(options), name_(status::ViewLeaseName(options.name, options.identity)) {}
 
@@ -159,34 +194,15 @@ void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
         {"labels", {{status::kViewLabel, "true"}}},
         {"annotations", {{status::kViewAnnotation, content}}}}},
       {"spec", {{"holderIdentity", options_.identity}, {"leaseDurationSeconds", secs}, {"renewTime", NowMicro()}}}};
-  const std::string path = res.object_path(options_.ns, name_);
-  HttpResponse r;
-  if (rv_.empty()) {
-    r = http_->Request("POST", res.namespaced_collection_path(options_.ns), lease.dump());
-    if (r.status == 409) {  // it exists (a previous run with the same identity): read its version
-      HttpResponse g = http_->Request("GET", path);
-      auto cur = nlohmann::json::parse(g.body, nullptr, false);
-      if (g.status == 200 && cur.is_object() && cur.contains("metadata")) {
-        rv_ = cur["metadata"].value("resourceVersion", "");
-      }
-      if (rv_.empty()) return;
-    }
-  }
-  if (!rv_.empty()) {
-    lease["metadata"]["resourceVersion"] = rv_;
-    r = http_->Request("PUT", path, lease.dump());
-  }
-  auto stored = nlohmann::json::parse(r.body, nullptr, false);
-  if (r.ok() && stored.is_object() && stored.contains("metadata")) {
-    rv_ = stored["metadata"].value("resourceVersion", "");
+  int code = 0;
+  if (StoreLease(http_, options_.ns, name_, std::move(lease), &rv_, &code)) {
     written_ = true;
     last_content_ = content;
     last_write_ = now;
   } else {
-    rv_.clear();  // 404 / 409 / failure: start over (POST, or GET + PUT) at the next try
     next_try_ = now + options_.retry_period;
     log::Info("leader", "publishing the dataplane view failed",
-              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
+              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(code)}});
   }
 }
 
@@ -283,32 +299,15 @@ void LastGoodLease::Write(const std::map<ObjectKey, nlohmann::json>& objects) {
                             {"namespace", options_.ns},
                             {"annotations", {{status::kLastGoodAnnotation, content}}}}},
                           {"spec", {{"holderIdentity", options_.identity}}}};
-  const std::string path = res.object_path(options_.ns, name_);
-  HttpResponse r;
-  if (rv_.empty()) {
-    HttpResponse g = http_->Request("GET", path);
-    auto cur = nlohmann::json::parse(g.body, nullptr, false);
-    if (g.status == 200 && cur.is_object() && cur.contains("metadata") && cur["metadata"].is_object()) {
-      rv_ = cur["metadata"].value("resourceVersion", "");
-    } else if (g.status == 404) {
-      r = http_->Request("POST", res.namespaced_collection_path(options_.ns), lease.dump());
-    }
-  }
-  if (!rv_.empty()) {
-    lease["metadata"]["resourceVersion"] = rv_;
-    r = http_->Request("PUT", path, lease.dump());
-  }
-  auto stored = nlohmann::json::parse(r.body, nullptr, false);
-  if (r.ok() && stored.is_object() && stored.contains("metadata") && stored["metadata"].is_object()) {
-    rv_ = stored["metadata"].value("resourceVersion", "");
+  int code = 0;
+  if (StoreLease(http_, options_.ns, name_, std::move(lease), &rv_, &code)) {
     written_ = true;
     last_content_ = content;
     log::Info("leader", "last good versions stored", {{"lease", options_.ns + "/" + name_}, {"objects", std::to_string(objects.size() - left_out.size())}});
   } else {
-    rv_.clear();  // 409 / failure: read the version again at the next try
     next_try_ = now + options_.retry_period;
     log::Info("leader", "storing the last good versions failed",
-              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(r.status)}});
+              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(code)}});
   }
 }
 

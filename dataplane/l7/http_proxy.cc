@@ -666,10 +666,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         req.Insert(http::field::host, "Host", text + ":" + std::to_string(le.port()));
       }
     }
+    // Whether the peer is one of the route's trusted proxies (its forwarded headers are believed).
+    const bool peer_trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
     // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): the
     // ssl-redirect does not apply, or the client would be redirected to where it already is.
-    const bool forwarded_https = route->redirect.unless_forwarded_https &&
-                                 l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_) &&
+    const bool forwarded_https = route->redirect.unless_forwarded_https && peer_trusted &&
                                  ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""));
     if (route->redirect.enabled && !forwarded_https) {
       co_return local_with(route->redirect.status, "redirecting",
@@ -683,8 +684,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     std::string_view key_ip = client_ip_;
     uint64_t key_hash = client_hash_;
     std::string forwarded_client;
-    if (!route->trusted_proxies.empty() && route->forwarded_for != ForwardedForMode::kReplace &&
-        l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_)) {
+    if (peer_trusted && route->forwarded_for != ForwardedForMode::kReplace) {
       forwarded_client = ForwardedClientIp(req, route->trusted_proxies);
       if (!forwarded_client.empty()) {
         key_ip = forwarded_client;
@@ -808,7 +808,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     fwd.authority = authority.empty() ? std::string_view() : original_host;
     fwd.origin_target = origin_target;
     fwd.forwarded_for = route->forwarded_for;
-    fwd.trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
+    fwd.trusted = peer_trusted;
     fwd.trusted_proxies = &route->trusted_proxies;
     const std::string listener_port = std::to_string(listener->port);
     fwd.port = listener_port;
