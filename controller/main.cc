@@ -406,6 +406,7 @@ int main(int argc, char** argv) {
   bool debug_remote = false;
   std::string ingress_trusted_proxies;
   bool ingress_proxy_protocol = false;
+  std::string ingress_default_certificate;
   bool leader_elect = false;
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -458,6 +459,10 @@ int main(int argc, char** argv) {
                "comma-separated CIDRs whose X-Forwarded-For Ingress routes keep (a balancer in front); default none");
   flags.Bool("ingress-proxy-protocol", &ingress_proxy_protocol,
              "Ingress listeners expect a PROXY protocol v1/v2 header on every connection (a balancer in front sends one)");
+  flags.String("ingress-default-certificate", &ingress_default_certificate,
+               "NAMESPACE/NAME of a kubernetes.io/tls Secret: every Ingress is served on the HTTPS port with it "
+               "(those without tls[] too, not redirected), tls[] entries without secretName use it, and clients "
+               "without SNI or with an unknown name get it (ingress-nginx's --default-ssl-certificate); default none");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
   flags.String("tls-cert", &tls.cert,
                "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
@@ -488,6 +493,14 @@ int main(int argc, char** argv) {
   if (ingress_http_port == ingress_https_port) {
     Fail(2, "--ingress-http-port and --ingress-https-port are both " + std::to_string(ingress_http_port) +
                 ": Ingress HTTP and HTTPS rules need two ports");
+  }
+  if (!ingress_default_certificate.empty()) {
+    const auto slash = ingress_default_certificate.find('/');
+    if (slash == std::string::npos || !doorman::IsDns1123Label(ingress_default_certificate.substr(0, slash)) ||
+        !doorman::IsDns1123Subdomain(ingress_default_certificate.substr(slash + 1))) {
+      Fail(2, "invalid --ingress-default-certificate \"" + ingress_default_certificate +
+                  "\" (want NAMESPACE/NAME of a kubernetes.io/tls Secret)");
+    }
   }
   if (!manifests.empty() && !kubeconfig.empty()) {
     Fail(2, "--manifests and --kubeconfig are mutually exclusive (standalone files or a cluster, not both)");
@@ -555,6 +568,7 @@ int main(int argc, char** argv) {
   translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
   translate_options.ingress_trusted_proxies = trusted_proxies;
   translate_options.ingress_proxy_protocol = ingress_proxy_protocol;
+  translate_options.ingress_default_certificate = ingress_default_certificate;
   translate_options.only_tls_secrets_watched = kube_mode;  // controller/kube/resources.cc: the Secret field selector
   // Standalone: no API server validates the files, so the CRD's schema is applied here.
   static nlohmann::json lb_schema;

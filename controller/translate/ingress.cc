@@ -1,7 +1,7 @@
 // Ingress (+ IngressClass, Secret) → CompiledObject (API.md §1.2, the ALB role). Every claimed
 // Ingress routes on the two shared L7 listeners (--ingress-http-port, and --ingress-https-port
-// when it has a usable tls[] entry); the merge in translate.cc joins them with every other
-// object on those ports.
+// when it has a usable tls[] entry or --ingress-default-certificate is usable); the merge in
+// translate.cc joins them with every other object on those ports.
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -347,7 +347,6 @@ CompiledListener IngressHttpsListener(const TranslateOptions& options, const std
 
 // The certificates of an Ingress's tls[] and which hosts they cover (for ssl-redirect).
 struct IngressTls {
-  std::vector<std::string> certificate_names;
   std::vector<v1::TlsCertificate> certificates;
   std::vector<std::string> hosts;
   bool any_host = false;  // a tls[] entry without hosts: Kubernetes means "every host"
@@ -359,9 +358,23 @@ struct IngressTls {
   }
 };
 
-// Reads spec.tls[]. A missing or malformed Secret is a warning on that entry: the rest routes.
+// The --ingress-default-certificate Secret ("NAMESPACE/NAME"); nullopt when the flag is not set.
+std::optional<CertificateLoad> LoadDefaultCertificate(const CompileContext& ctx) {
+  const std::string& ref = ctx.options.ingress_default_certificate;
+  if (ref.empty()) return std::nullopt;
+  const auto slash = ref.find('/');
+  CertificateLoad load = slash == std::string::npos
+                             ? CertificateLoad{std::nullopt, true, "Secret " + ref + " not found"}
+                             : LoadCertificate(ctx.store, ref.substr(0, slash), ref.substr(slash + 1),
+                                               ctx.options.only_tls_secrets_watched);
+  if (!load.cert) load.message = "the default certificate (--ingress-default-certificate): " + load.message;
+  return load;
+}
+
+// Reads spec.tls[]. A missing or malformed Secret is a warning on that entry: the rest routes. An
+// entry without secretName uses `default_cert` (--ingress-default-certificate) when there is one.
 IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const CompileContext& ctx, bool canary,
-                   std::vector<StatusWarning>* warnings) {
+                   const std::optional<CertificateLoad>& default_cert, std::vector<StatusWarning>* warnings) {
   const ObjectStore& store = ctx.store;
   IngressTls out;
   const json* tls = r.Array(spec, "spec", "tls");
@@ -389,11 +402,15 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
     const std::string secret = r.String(t, tp, "secretName").value_or("");
     if (canary || !hosts_ok) continue;
     const std::string which = hosts.empty() ? "any host" : JoinStrings(hosts, ", ");
-    if (secret.empty()) {
-      warnings->push_back({"SecretNotFound", tp + ".secretName", "no secretName (" + which + ": not served over HTTPS by this entry)"});
+    if (secret.empty() && !default_cert) {
+      warnings->push_back({"SecretNotFound", tp + ".secretName",
+                           "no secretName and no --ingress-default-certificate (" + which +
+                               ": not served over HTTPS by this entry)"});
       continue;
     }
-    CertificateLoad load = LoadCertificate(store, key.ns, secret, ctx.options.only_tls_secrets_watched);
+    const std::string secret_ref = secret.empty() ? ctx.options.ingress_default_certificate : key.ns + "/" + secret;
+    CertificateLoad load =
+        secret.empty() ? *default_cert : LoadCertificate(store, key.ns, secret, ctx.options.only_tls_secrets_watched);
     if (!load.cert) {
       warnings->push_back({load.not_found ? "SecretNotFound" : "InvalidSecret", tp + ".secretName",
                            load.message + " (" + which + ": not served over HTTPS by this entry)"});
@@ -407,14 +424,13 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
         out.hosts.push_back(hosts[j]);
       } else {
         warnings->push_back({"CertificateMismatch", FieldReader::Index(tp + ".hosts", j),
-                             "the certificate of Secret " + key.ns + "/" + secret + " is not valid for " + Q(hosts[j]) +
+                             "the certificate of Secret " + secret_ref + " is not valid for " + Q(hosts[j]) +
                                  " (no matching DNS subject alternative name): that host is not redirected to HTTPS "
                                  "nor served with this certificate by name"});
       }
     }
-    if (std::find(out.certificate_names.begin(), out.certificate_names.end(), load.cert->name()) ==
-        out.certificate_names.end()) {
-      out.certificate_names.push_back(load.cert->name());
+    if (std::none_of(out.certificates.begin(), out.certificates.end(),
+                     [&](const v1::TlsCertificate& c) { return c.name() == load.cert->name(); })) {
       out.certificates.push_back(std::move(*load.cert));
     }
     out.any_host = out.any_host || hosts.empty();
@@ -493,12 +509,23 @@ class IngressCompiler {
     const json* spec = r_.Member(o_, "", "spec", true);
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {
-      tls_ = ReadTls(r_, *spec, c_.key, ctx_, ann_.canary, &c_.warnings);
-      if (!ann_.canary && !ann_.hsts.empty() && tls_.certificates.empty()) {
+      const std::optional<CertificateLoad> default_cert = ann_.canary ? std::nullopt : LoadDefaultCertificate(ctx_);
+      if (default_cert && default_cert->cert) {
+        default_cert_ = default_cert->cert;
+      } else if (default_cert) {
+        c_.warnings.push_back({default_cert->not_found ? "SecretNotFound" : "InvalidSecret", "spec",
+                               default_cert->message +
+                                   " (served over HTTPS only with the certificates of its own spec.tls entries)"});
+      }
+      tls_ = ReadTls(r_, *spec, c_.key, ctx_, ann_.canary, default_cert, &c_.warnings);
+      if (!ann_.canary && !ann_.hsts.empty() && tls_.certificates.empty() && !default_cert_) {
         ann.Ignored(kAnnHsts, "the Ingress has no usable spec.tls certificate: HSTS is sent on HTTPS responses only");
       }
       if (!ann_.canary && ann.Has(kAnnSslRedirect) && ann_.ssl_redirect && tls_.certificates.empty()) {
-        ann.Ignored(kAnnSslRedirect, "the Ingress has no usable spec.tls certificate: there is no HTTPS to redirect to");
+        ann.Ignored(kAnnSslRedirect, default_cert_ ? "the Ingress has no usable spec.tls entry: only the hosts of its "
+                                                     "spec.tls entries are redirected to HTTPS"
+                                                   : "the Ingress has no usable spec.tls certificate: there is no "
+                                                     "HTTPS to redirect to");
       }
       DeclareListeners();
       ReadRules(*spec, ann);
@@ -542,16 +569,28 @@ class IngressCompiler {
     if (ctx_.options.ingress_proxy_protocol) http.proto.mutable_proxy_protocol()->set_accept(true);
     http_listener_ = http.proto.name();
     c_.listeners.push_back(std::move(http));
-    if (tls_.certificates.empty()) return;
+    if (tls_.certificates.empty() && !default_cert_) return;
     if (ctx_.options.ingress_https_port == ctx_.options.ingress_http_port) {
       r_.Fail("PortConflict", "spec.tls", "--ingress-https-port and --ingress-http-port are both " +
                                               std::to_string(ctx_.options.ingress_http_port));
       return;
     }
-    CompiledListener https = IngressHttpsListener(ctx_.options, tls_.certificate_names);
+    // The default certificate first: the listener's first certificate answers a ClientHello
+    // without SNI or with a name no certificate has (ingress-nginx's default certificate).
+    std::vector<std::string> names;
+    c_.certificates.clear();
+    if (default_cert_) {
+      names.push_back(default_cert_->name());
+      c_.certificates.push_back(*default_cert_);
+    }
+    for (const auto& cert : tls_.certificates) {
+      if (default_cert_ && cert.name() == default_cert_->name()) continue;
+      names.push_back(cert.name());
+      c_.certificates.push_back(cert);
+    }
+    CompiledListener https = IngressHttpsListener(ctx_.options, names);
     https_listener_ = https.proto.name();
     c_.listeners.push_back(std::move(https));
-    c_.certificates = tls_.certificates;
   }
 
   void ReadRules(const json& spec, AnnotationReader& ann) {
@@ -765,6 +804,7 @@ class IngressCompiler {
   CompiledObject c_;
   IngressAnnotations ann_;
   IngressTls tls_;
+  std::optional<v1::TlsCertificate> default_cert_;  // --ingress-default-certificate, when usable
   std::string http_listener_;
   std::string https_listener_;  // "" = this Ingress has no usable certificate
   std::vector<std::string> rule_hosts_;  // the rules' hosts, first occurrence order

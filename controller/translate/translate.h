@@ -65,6 +65,11 @@ struct TranslateOptions {
   // --ingress-proxy-protocol: Ingress listeners expect a PROXY v1/v2 header on every connection
   // (ingress-nginx's use-proxy-protocol), as behind an NLB that sends one.
   bool ingress_proxy_protocol = false;
+  // --ingress-default-certificate: "NAMESPACE/NAME" of a kubernetes.io/tls Secret (ingress-nginx's
+  // --default-ssl-certificate). Every claimed Ingress is served on the HTTPS port with it (those
+  // without tls[] too, not redirected), a tls[] entry without secretName uses it, and it is the
+  // HTTPS listener's default certificate (no SNI, or a name no certificate has). "" = none.
+  std::string ingress_default_certificate;
 };
 
 // Comma-separated CIDRs as the translators accept them ("10.0.0.0/8, 2001:db8::/32"; blank items

@@ -109,6 +109,7 @@ class HelmRenderTest(unittest.TestCase):
         self.assertEqual(c["imagePullPolicy"], "Always")
         self.assertIn("--default-lb-class", c["args"])
         self.assertIn("--ingress-class=edge", c["args"])
+        self.assertIn("--ingress-default-certificate=lb/wildcard-tls", c["args"])
         self.assertEqual(c["args"][-1], "--log-level=debug")
         self.assertEqual(dep["spec"]["template"]["spec"]["tolerations"][0]["operator"], "Exists")
         ds = dc.check_dataplane(self, docs)
@@ -241,6 +242,7 @@ class HelmRenderTest(unittest.TestCase):
                           (["--set", "dataplane.bogus=1"], 'additional property "bogus" not allowed'),
                           (["--set", "controller.replicas=two"], "got string, want integer"),
                           (["--set", "controller.extraArgs={debug}"], "does not match"),
+                          (["--set", "controller.ingressDefaultCertificate=wildcard-tls"], "does not match"),
                           (["--set", "image.repository="], "shorter than 1")):
             with self.subTest(args=args):
                 p = render(*args, check=False)

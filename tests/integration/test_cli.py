@@ -53,6 +53,8 @@ class Cli(unittest.TestCase):
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-http-port", "8080", "--ingress-https-port", "8080"],
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-trusted-proxies", "10.0.0.0/8,10.0.0.1/33"],
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-trusted-proxies", "lb.example.com"],
+            [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-default-certificate", "wildcard-tls"],
+            [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-default-certificate", "Infra/wild"],
         ] + [[DATAPLANE, "--controller", "127.0.0.1:1", "--advertise-address", a]
              for a in ("not-an-ip!", "999.1.1.1", "Bad_Host:80", "LB.example.com", "10.0.0.1/32")]
         for argv in cases:

@@ -259,5 +259,59 @@ class IngressTlsPerHost(DoormanTestCase):
         self.assertEqual(r.stdout, "404", "over HTTPS an unmatched path is not redirected again")
 
 
+class IngressDefaultCertificate(DoormanTestCase):
+    """--ingress-default-certificate (ingress-nginx's --default-ssl-certificate): every Ingress is
+    served on the HTTPS port with it (one without tls[] too, not redirected), a tls[] entry without
+    secretName uses it (redirected), the catch-all is served over HTTPS too, and a ClientHello
+    without SNI or with an unknown name gets it, not another Ingress's certificate."""
+
+    def test_every_ingress_is_served_over_https_with_the_default_certificate(self):
+        app, own, nos, catch = (self.start_backend(n) for n in ("app", "own", "nos", "catch"))
+        wild_crt, wild_key = make_cert(self.tmp, "wild", "default.test", ["a.test", "b.test", "other.test"])
+        own_crt, own_key = make_cert(self.tmp, "own", "c.test", ["c.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secrets.yaml", secret("wild", wild_crt, wild_key) + "---\n" +
+                            secret("own-cert", own_crt, own_key))
+        # The Ingress with its own certificate sorts first by name: the listener's default must
+        # still be the flag's.
+        self.write_manifest("a-own.yaml", one_ingress_yaml(own, "c.test", name="a-own", service="own",
+                                                           tls_secret="own-cert"))
+        self.write_manifest("app.yaml", one_ingress_yaml(app, "a.test", ingress_class=False))
+        self.write_manifest("nos.yaml", one_ingress_yaml(nos, "b.test", name="nos", service="nos",
+                                                         ingress_class=False).replace(
+            "  rules:", "  tls: [{hosts: [b.test]}]\n  rules:"))
+        self.write_manifest("catch.yaml", one_ingress_yaml(catch, "x.test", name="catch", service="catch",
+                                                           ingress_class=False).replace(
+            "  rules: [{host: x.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
+            "port: {number: 80}}}}]}}]",
+            "  defaultBackend: {service: {name: catch, port: {number: 80}}}"))
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https),
+                               "--ingress-default-certificate", "default/wild"])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        def der(path):
+            with open(path) as f:
+                return ssl.PEM_cert_to_DER_cert(f.read())
+        for host, cafile, crt, want in (("a.test", wild_crt, wild_crt, "app"), ("b.test", wild_crt, wild_crt, "nos"),
+                                        ("c.test", own_crt, own_crt, "own"), ("other.test", wild_crt, wild_crt, "catch")):
+            sock, status, body, cert = https_request(https, host, cafile)
+            sock.close()
+            self.assertEqual((status, body["backend"]), (200, want), host)
+            self.assertEqual(cert, der(crt), host + ": served with the wrong certificate")
+        # No SNI, and a name no certificate has: the default certificate.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        for sni in (None, "unknown.example"):
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=5), server_hostname=sni) as s:
+                self.assertEqual(s.getpeercert(binary_form=True), der(wild_crt), "SNI %r" % sni)
+        # Plain HTTP: a.test (no tls[]) is served, b.test (tls[] without secretName) and c.test redirect.
+        r = curl(["-H", "Host: a.test", "http://127.0.0.1:%d/" % http])
+        self.assertEqual(json.loads(r.stdout)["backend"], "app", r.stdout + r.stderr)
+        for host in ("b.test", "c.test"):
+            r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: " + host, "http://127.0.0.1:%d/x" % http])
+            self.assertIn(" 308", r.stdout.splitlines()[0], host + ": " + r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()

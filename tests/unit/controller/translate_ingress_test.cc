@@ -513,11 +513,82 @@ TEST(TranslateIngress, NoUsableCertificateMeansNoHttpsListener) {
   ASSERT_TRUE(st->accepted) << st->message;
   ASSERT_EQ(st->warnings.size(), 1u);
   EXPECT_EQ(st->warnings[0].reason, "SecretNotFound");
-  EXPECT_EQ(st->warnings[0].message, "no secretName (a.example.com: not served over HTTPS by this entry)");
+  EXPECT_EQ(st->warnings[0].message,
+            "no secretName and no --ingress-default-certificate (a.example.com: not served over HTTPS by this entry)");
   EXPECT_EQ(ListenerNamed(r.snapshot, "https-443"), nullptr);
   ASSERT_EQ(st->listeners.size(), 1u);
   EXPECT_EQ(st->listeners[0].name, "http");
   EXPECT_EQ(st->listeners[0].attached_routes, 1u);
+}
+
+// --ingress-default-certificate (ingress-nginx's --default-ssl-certificate): every Ingress is
+// served on the HTTPS port with it, those without tls[] too (not redirected); a tls[] entry
+// without secretName uses it (redirected); it is the listener's first certificate, the one a
+// ClientHello without SNI or with an unknown name gets, ahead of the Ingresses' own.
+TEST(TranslateIngress, TheDefaultCertificateServesEveryIngressOverHttps) {
+  TranslateOptions opts;
+  opts.ingress_default_certificate = "infra/wild";
+  const std::string wild = "apiVersion: v1\nkind: Secret\nmetadata: {name: wild, namespace: infra}\ntype: kubernetes.io/tls\n" +
+                           TlsStringData();
+  Translator t(opts);
+  auto r = t.Translate(Store(Docs(
+      {Fixture(), wild, Secret("own"),
+       Ingress("own", "  tls: [{hosts: [c.example.com], secretName: own}]\n" + Rule("c.example.com"), "",
+               "2026-01-01T00:00:00Z"),
+       Ingress("plain", Rule("a.example.com"), "    doorman.dev/hsts: \"max-age=60\"\n", "2026-02-01T00:00:00Z"),
+       Ingress("nosecret", "  tls: [{hosts: [b.example.com, x.example.org]}]\n" + Rule("b.example.com"), "",
+               "2026-03-01T00:00:00Z")})));
+  for (const char* name : {"own", "plain"}) {
+    const ObjectStatus* st = Ing(r, name);
+    ASSERT_TRUE(st->accepted) << st->message;
+    EXPECT_TRUE(st->warnings.empty()) << name << ": " << st->warnings[0].message;
+  }
+  const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(https, nullptr);
+  ASSERT_EQ(https->tls().certificates_size(), 2);
+  EXPECT_EQ(https->tls().certificates(0), "infra/wild");
+  EXPECT_EQ(https->tls().certificates(1), "default/own");
+  EXPECT_EQ(r.snapshot.certificates_size(), 2);
+  // Without tls[]: served on both ports, not redirected; HSTS on HTTPS.
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().redirect().enabled());
+  const v1::Route* plain_https = RouteNamed(r.snapshot, "default/ingress:plain/r0-p0-https");
+  ASSERT_NE(plain_https, nullptr);
+  EXPECT_EQ(plain_https->filters().response_headers().set().at("strict-transport-security"), "max-age=60");
+  // A tls[] entry without secretName: the default certificate's hosts redirect; one it is not
+  // valid for is said so and not redirected.
+  const ObjectStatus* ns = Ing(r, "nosecret");
+  ASSERT_TRUE(ns->accepted) << ns->message;
+  ASSERT_EQ(ns->warnings.size(), 1u);
+  EXPECT_EQ(ns->warnings[0].reason, "CertificateMismatch");
+  EXPECT_EQ(ns->warnings[0].field, "spec.tls[0].hosts[1]");
+  EXPECT_NE(ns->warnings[0].message.find("Secret infra/wild is not valid for \"x.example.org\""), std::string::npos)
+      << ns->warnings[0].message;
+  EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:nosecret/r0-p0")->filters().redirect().enabled());
+  EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:nosecret/r0-p0-https"), nullptr);
+  EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:own/r0-p0")->filters().redirect().enabled());
+}
+
+// A default certificate that is missing (or not a usable TLS Secret) is said on every Ingress,
+// which is then served over HTTPS only with its own certificates.
+TEST(TranslateIngress, AnUnusableDefaultCertificateIsWarnedOnEveryIngress) {
+  TranslateOptions opts;
+  opts.ingress_default_certificate = "infra/missing";
+  Translator t(opts);
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("plain", Rule("a.example.com")),
+                                   Ingress("nosecret", "  tls: [{hosts: [b.example.com]}]\n" + Rule("b.example.com"))})));
+  const ObjectStatus* plain = Ing(r, "plain");
+  ASSERT_TRUE(plain->accepted) << plain->message;
+  ASSERT_EQ(plain->warnings.size(), 1u);
+  EXPECT_EQ(plain->warnings[0].reason, "SecretNotFound");
+  EXPECT_EQ(plain->warnings[0].field, "spec");
+  EXPECT_NE(plain->warnings[0].message.find("the default certificate (--ingress-default-certificate): Secret infra/missing"),
+            std::string::npos)
+      << plain->warnings[0].message;
+  const ObjectStatus* ns = Ing(r, "nosecret");
+  ASSERT_EQ(ns->warnings.size(), 2u);
+  EXPECT_EQ(ns->warnings[1].field, "spec.tls[0].secretName");
+  EXPECT_EQ(ListenerNamed(r.snapshot, "https-443"), nullptr);
+  EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:nosecret/r0-p0")->filters().redirect().enabled());
 }
 
 TEST(TranslateIngress, SslRedirectCanBeTurnedOffAndFollowsTheHttpsPort) {
