@@ -219,11 +219,27 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
   const status::ServedGenerations& served = in.served ? *in.served : kNone;
   for (int attempt = 0; attempt < kMaxTries; ++attempt) {
     const json current = StatusOf(object);
-    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now());
+    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), ip_mode_);
     if (!desired) return true;
     const json current_cmp = current.is_null() ? json::object() : current;
     if (*desired == current_cmp) return true;
     const std::string rv = Rv(object);
+    if (ip_mode_ && st.key.kind == kKindService) {
+      // What we wrote came back without ipMode: this API server drops the field (Kubernetes before
+      // 1.30, or the LoadBalancerIPMode gate off). Writing it again would never settle.
+      auto w = written_.find(st.key);
+      if (w != written_.end() && w->second.from_rv != rv && w->second.status == *desired &&
+          status::WithoutIpMode(*desired) == current_cmp) {
+        ip_mode_ = false;
+        log::Warn("status",
+                  "the API server does not keep status.loadBalancer.ingress[].ipMode (Kubernetes >= 1.30 does): "
+                  "Services are written without it, and kube-proxy routes their load-balancer IPs itself on every "
+                  "node, so connections to a node's own address can bypass doorman",
+                  {{"object", st.key.ToString()}});
+        desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), false);
+        if (*desired == current_cmp) return true;
+      }
+    }
     if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv && w->second.status == *desired) {
       return true;  // we wrote exactly this already; the informer has not caught up yet
     }

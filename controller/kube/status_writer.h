@@ -89,6 +89,8 @@ class StatusWriter {
     nlohmann::json status;
   };
   std::map<ObjectKey, Written> written_;
+  // Services' IP points carry ipMode: Proxy until the API server is seen to drop the field.
+  bool ip_mode_ = true;
   // Events sent per object: "reason\nmessage".
   std::map<ObjectKey, std::string> evented_;
   // An Event write (create or count bump) whose answer was lost (transport error, timeout, 5xx):

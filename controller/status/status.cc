@@ -131,10 +131,30 @@ json LoadBalancerAddresses(const std::vector<DataplaneView>& dataplanes) {
   return out;
 }
 
-json IngressPoints(const std::vector<DataplaneView>& dataplanes) {
+json IngressPoints(const std::vector<DataplaneView>& dataplanes, bool ip_mode_proxy) {
   json out = json::array();
   for (const auto& a : AddressSet(dataplanes)) {
-    out.push_back({{IsIpAddress(a) ? "ip" : "hostname", a}});
+    if (!IsIpAddress(a)) {
+      out.push_back({{"hostname", a}});
+    } else if (ip_mode_proxy) {
+      // Without it (ipMode VIP, the default) kube-proxy routes this IP:port of the Service straight
+      // to its endpoints on every node, whatever its loadBalancerClass: traffic for the node's own
+      // address would never reach the dataplane listening there (KEP-1860).
+      out.push_back({{"ip", a}, {"ipMode", "Proxy"}});
+    } else {
+      out.push_back({{"ip", a}});
+    }
+  }
+  return out;
+}
+
+json WithoutIpMode(const json& status) {
+  json out = status;
+  if (out.is_object() && out.contains("loadBalancer") && out["loadBalancer"].is_object() &&
+      out["loadBalancer"].contains("ingress") && out["loadBalancer"]["ingress"].is_array()) {
+    for (auto& p : out["loadBalancer"]["ingress"]) {
+      if (p.is_object()) p.erase("ipMode");
+    }
   }
   return out;
 }
@@ -189,9 +209,10 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
           {"dataplanes", {{"ready", pc.ready}, {"programmed", pc.programmed}}}};
 }
 
-json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes, const json& current) {
+json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes, const json& current,
+                   bool ip_mode_proxy) {
   json out = current.is_object() ? current : json::object();
-  json points = Routed(st) ? IngressPoints(dataplanes) : json::array();
+  json points = Routed(st) ? IngressPoints(dataplanes, ip_mode_proxy) : json::array();
   json lb = out.contains("loadBalancer") && out["loadBalancer"].is_object() ? out["loadBalancer"] : json::object();
   if (points.empty() && Routed(st) && dataplanes.empty()) {
     // no dataplane in view: keep what was written earlier (see LoadBalancerStatus)
@@ -205,9 +226,11 @@ json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dat
 }
 
 std::optional<json> DesiredStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
-                                  const ServedGenerations& served, const json& current, const std::string& now) {
+                                  const ServedGenerations& served, const json& current, const std::string& now,
+                                  bool service_ip_mode) {
   if (st.key.kind == kKindLoadBalancer) return LoadBalancerStatus(st, dataplanes, served, current, now);
-  if (st.key.kind == kKindService || st.key.kind == kKindIngress) return IngressStatus(st, dataplanes, current);
+  if (st.key.kind == kKindService) return IngressStatus(st, dataplanes, current, service_ip_mode);
+  if (st.key.kind == kKindIngress) return IngressStatus(st, dataplanes, current);
   return std::nullopt;
 }
 

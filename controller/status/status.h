@@ -60,9 +60,13 @@ ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<Datapl
 
 // The addresses that serve traffic: the connected dataplanes' advertise addresses, unique and
 // sorted, as [{type: IPAddress|Hostname, value}] (LoadBalancer) or [{ip}|{hostname}] (Service,
-// Ingress status.loadBalancer.ingress).
+// Ingress status.loadBalancer.ingress). `ip_mode_proxy`: an {ip} entry also says
+// `ipMode: Proxy` (Services: the traffic reaches the IP, a proxy — not kube-proxy — forwards it).
 nlohmann::json LoadBalancerAddresses(const std::vector<DataplaneView>& dataplanes);
-nlohmann::json IngressPoints(const std::vector<DataplaneView>& dataplanes);
+nlohmann::json IngressPoints(const std::vector<DataplaneView>& dataplanes, bool ip_mode_proxy = false);
+// `status` without ipMode in its loadBalancer.ingress entries (what an API server that does not
+// know the field keeps of a status that had it).
+nlohmann::json WithoutIpMode(const nlohmann::json& status);
 bool IsIpAddress(const std::string& s);
 
 // The whole desired .status of a LoadBalancer. `current` is its status as stored (null when
@@ -73,13 +77,14 @@ nlohmann::json LoadBalancerStatus(const ObjectStatus& st, const std::vector<Data
 // The desired .status of a Service or Ingress: `current` with loadBalancer.ingress set to the
 // serving addresses (routed objects) or removed (objects doorman claims but cannot route).
 nlohmann::json IngressStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
-                             const nlohmann::json& current);
+                             const nlohmann::json& current, bool ip_mode_proxy = false);
 
 // The desired .status for any kind doorman writes status for (LoadBalancer, Service, Ingress);
-// nullopt for other kinds.
+// nullopt for other kinds. A Service's IP points say `ipMode: Proxy` unless `service_ip_mode` is
+// false (an API server that drops the field: Kubernetes before 1.30 by default).
 std::optional<nlohmann::json> DesiredStatus(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
                                             const ServedGenerations& served, const nlohmann::json& current,
-                                            const std::string& now);
+                                            const std::string& now, bool service_ip_mode = true);
 
 // RFC 7386: the merge patch that turns `from` into `to` (explicit nulls for removed keys; arrays
 // replaced whole). An empty object when they are equal.

@@ -715,7 +715,7 @@ class ServicesAndIngresses(KubeTestCase):
         self.skip_unless_translated("Service", "tcp")
         wait_until(lambda: self.fetch(port) == "a", what="L4 listener forwarding to backend a")
         wait_until(lambda: ((self.get("service", "tcp") or {}).get("status", {}).get("loadBalancer", {})
-                            .get("ingress") == [{"ip": "127.0.0.1"}]), what="Service status address")
+                            .get("ingress") == [{"ip": "127.0.0.1", "ipMode": "Proxy"}]), what="Service status address")
         self.apply(service_and_slice(self.b, svc="tcp", port=port, extra_spec="""\
   type: LoadBalancer
   loadBalancerClass: doorman.dev/lb

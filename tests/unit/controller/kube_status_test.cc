@@ -164,7 +164,16 @@ TEST(StatusTest, IngressPointsForServicesAndIngresses) {
   json current = {{"loadBalancer", json::object()}, {"conditions", json::array()}};
   auto s = DesiredStatus(st, dps, ServedGenerations{}, current, "T");
   ASSERT_TRUE(s);
-  EXPECT_EQ((*s)["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"},{"hostname":"lb.example.com"}])"));
+  // A Service's IP says ipMode Proxy (kube-proxy must not route it itself); a hostname cannot.
+  EXPECT_EQ((*s)["loadBalancer"]["ingress"],
+            json::parse(R"([{"ip":"192.0.2.1","ipMode":"Proxy"},{"hostname":"lb.example.com"}])"));
+  EXPECT_EQ((*DesiredStatus(st, dps, ServedGenerations{}, current, "T", false))["loadBalancer"]["ingress"],
+            json::parse(R"([{"ip":"192.0.2.1"},{"hostname":"lb.example.com"}])"));
+  EXPECT_EQ(WithoutIpMode(*s)["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"},{"hostname":"lb.example.com"}])"));
+  st.key.kind = kKindIngress;  // an Ingress status has no ipMode
+  EXPECT_EQ((*DesiredStatus(st, dps, ServedGenerations{}, current, "T"))["loadBalancer"]["ingress"],
+            json::parse(R"([{"ip":"192.0.2.1"},{"hostname":"lb.example.com"}])"));
+  st.key.kind = kKindService;
   EXPECT_TRUE(s->contains("conditions"));  // other status fields are left alone
   st.accepted = false;  // claimed but not routed: no addresses
   s = DesiredStatus(st, dps, ServedGenerations{}, *s, "T");

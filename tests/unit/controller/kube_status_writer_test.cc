@@ -44,6 +44,23 @@ ObjectStatus Lb(bool accepted) {
   return st;
 }
 
+ObjectStatus Svc() {
+  ObjectStatus st;
+  st.key = {"Service", "default", "shop"};
+  st.generation = 1;
+  st.serving_generation = 1;
+  st.accepted = true;
+  return st;
+}
+
+// One Service served by one dataplane at 192.0.2.1.
+StatusInputs ServiceIn() {
+  StatusInputs in;
+  in.statuses = {Svc()};
+  in.dataplanes = {{"n1", "192.0.2.1", 5}};
+  return in;
+}
+
 json Object(const std::string& rv, json status = nullptr) {
   json o = {{"metadata", {{"name", "shop"}, {"namespace", "default"}, {"uid", "u1"}, {"resourceVersion", rv}, {"generation", 1}}}};
   if (!status.is_null()) o["status"] = status;
@@ -99,18 +116,12 @@ TEST_F(StatusWriterTest, NeverAcceptedLoadBalancerHasNoAddresses) {
 // A Service this controller stops serving (type, class or annotation changed) loses the ingress
 // points the controller wrote; points another controller wrote meanwhile are left alone.
 TEST_F(StatusWriterTest, ServiceNoLongerServedHasItsAddressesCleared) {
-  ObjectStatus svc;
-  svc.key = {"Service", "default", "shop"};
-  svc.generation = 1;
-  svc.serving_generation = 1;
-  svc.accepted = true;
-  StatusInputs in;
-  in.statuses = {svc};
-  in.dataplanes = {{"n1", "192.0.2.1", 5}};
+  const ObjectStatus svc = Svc();
+  StatusInputs in = ServiceIn();
   ASSERT_TRUE(writer_.Sync(in));
   ASSERT_EQ(http_.calls.size(), 1u);
   json patch = json::parse(http_.calls[0].body);
-  EXPECT_EQ(patch["status"]["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"}])"));
+  EXPECT_EQ(patch["status"]["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1","ipMode":"Proxy"}])"));
   cached_ = Object("11", patch["status"]);
   // No longer claimed: one patch removes the points, guarded by the resourceVersion.
   in.statuses.clear();
@@ -133,6 +144,25 @@ TEST_F(StatusWriterTest, ServiceNoLongerServedHasItsAddressesCleared) {
   in.statuses.clear();
   ASSERT_TRUE(writer_.Sync(in));
   EXPECT_EQ(http_.calls.size(), before);
+}
+
+// An API server that drops ipMode (Kubernetes before 1.30): the Service's status comes back
+// without it. Seen once, the writer stops asking for it instead of writing the same patch forever.
+TEST_F(StatusWriterTest, ServiceIpModeIsDroppedWhenTheApiServerDoesNotKeepIt) {
+  const ObjectStatus svc = Svc();
+  StatusInputs in = ServiceIn();
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  EXPECT_EQ(json::parse(http_.calls[0].body)["status"]["loadBalancer"]["ingress"][0]["ipMode"], "Proxy");
+  cached_ = Object("11", json::parse(R"({"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}})"));
+  for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(http_.calls.size(), 1u) << http_.calls.back().body;
+  // A new address is written without ipMode from now on.
+  in.dataplanes.push_back({"n2", "192.0.2.2", 5});
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(json::parse(http_.calls[1].body)["status"]["loadBalancer"]["ingress"],
+            json::parse(R"([{"ip":"192.0.2.1"},{"ip":"192.0.2.2"}])"));
 }
 
 TEST_F(StatusWriterTest, ConflictRereadsAndRecomputes) {
