@@ -3,12 +3,12 @@
 {{`- name: doorman
   rules:
     - alert: DoormanDataplaneNotProgrammed
-      expr: scalar(max(doorman_controller_snapshot_version)) - doorman_config_version > 0
+      expr: doorman_config_version != on() group_left() max(doorman_controller_snapshot_version)
       for: 5m
       labels: {severity: warning}
       annotations:
         summary: "Dataplane {{ $labels.instance }} runs an old routing state"
-        description: "doorman_config_version on {{ $labels.instance }} has lagged the controller's snapshot version for 5 minutes."
+        description: "doorman_config_version on {{ $labels.instance }} has differed from the controller's snapshot version for 5 minutes."
     - alert: DoormanConfigRejected
       expr: increase(doorman_config_updates_total{result="rejected"}[10m]) > 0
       labels: {severity: warning}
