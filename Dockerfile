@@ -30,6 +30,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/controller/doorman-controller /usr/local/bin/doorman-controller
 COPY --from=build /src/build/dataplane/doorman-dataplane /usr/local/bin/doorman-dataplane
+# Ports below 1024 as uid 65532: Kubernetes' capabilities.add (NET_BIND_SERVICE in deploy/ and
+# the chart) reaches a non-root process only through the file's own capability (execve keeps no
+# added capability for a non-root user without one; there are no ambient capabilities in a pod
+# spec), as ingress-nginx sets it on its binaries. With allowPrivilegeEscalation: false the file
+# capability is kept because the pod spec put it in the permitted set before exec. Set in this
+# stage: a COPY does not always carry the security.capability attribute.
+RUN apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
+ && setcap cap_net_bind_service=+ep /usr/local/bin/doorman-dataplane \
+ && getcap /usr/local/bin/doorman-dataplane | grep -q cap_net_bind_service \
+ && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 # The dataplane's --state-dir default location in deploy/ (an emptyDir is mounted there).
 RUN mkdir -p /var/lib/doorman && chown 65532:65532 /var/lib/doorman
 USER 65532:65532

@@ -81,6 +81,11 @@ class ContainerTest(unittest.TestCase):
         copies = [r for op, r in runtime if op == "COPY"]
         for b in ("doorman-controller", "doorman-dataplane"):
             self.assertTrue(any(c.startswith("--from=build") and c.endswith("/usr/local/bin/" + b) for c in copies), b)
+        # The dataplane binds ports below 1024 as uid 65532: the file capability, set after the COPY.
+        ops = [op + " " + r for op, r in runtime]
+        setcap = [i for i, o in enumerate(ops) if "setcap cap_net_bind_service=+ep /usr/local/bin/doorman-dataplane" in o]
+        copy = [i for i, o in enumerate(ops) if o.startswith("COPY") and o.endswith("/usr/local/bin/doorman-dataplane")]
+        self.assertTrue(setcap and setcap[0] > copy[0], ops)
 
     def test_copy_sources_exist(self):
         with open(os.path.join(ROOT, ".dockerignore")) as f:
