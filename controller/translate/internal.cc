@@ -239,6 +239,34 @@ bool IsCidr(const std::string& s) {
   return false;
 }
 
+std::optional<std::string> SloppyCidr(std::string_view s) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  std::string text(s);
+  if (IsCidr(text)) return text;
+  const auto slash = text.find('/');
+  if (slash == std::string::npos || text.find(':') != std::string::npos) return std::nullopt;
+  // IPv4 with leading zeros: four decimal octets of 1-3 digits each, each <= 255.
+  std::string ip;
+  std::string_view rest = std::string_view(text).substr(0, slash);
+  for (int octet = 0; octet < 4; ++octet) {
+    const auto dot = rest.find('.');
+    const std::string_view part = octet < 3 ? rest.substr(0, dot) : rest;
+    if ((octet < 3 && dot == std::string_view::npos) || part.empty() || part.size() > 3 ||
+        !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    const int v = std::stoi(std::string(part));
+    if (v > 255) return std::nullopt;
+    ip += (octet ? "." : "") + std::to_string(v);
+    if (octet < 3) rest.remove_prefix(dot + 1);
+  }
+  std::string out = ip + text.substr(slash);
+  if (!IsCidr(out)) return std::nullopt;
+  return out;
+}
+
 bool IsL7(v1::Protocol p) { return p == v1::HTTP || p == v1::HTTPS; }
 const char* Transport(v1::Protocol p) { return p == v1::UDP ? "udp" : "tcp"; }
 
@@ -273,15 +301,16 @@ bool CheckRegex(FieldReader& r, const std::string& field, const std::string& re)
 }
 
 void ReadCidrs(FieldReader& r, const json& o, const std::string& path, const char* key,
-               google::protobuf::RepeatedPtrField<std::string>* out) {
+               google::protobuf::RepeatedPtrField<std::string>* out, bool sloppy) {
   const auto list = r.StringList(o, path, key);
   for (size_t i = 0; i < list.size(); ++i) {
-    if (!IsCidr(list[i])) {
+    const std::optional<std::string> cidr = sloppy ? SloppyCidr(list[i]) : std::optional<std::string>(list[i]);
+    if (!cidr || !IsCidr(*cidr)) {
       r.Invalid(FieldReader::Index(FieldReader::Join(path, key), i),
                 "invalid CIDR " + Q(list[i]) + " (want e.g. 192.0.2.0/24 or 2001:db8::/32)");
       continue;
     }
-    out->Add(std::string(list[i]));
+    out->Add(std::string(*cidr));
   }
 }
 

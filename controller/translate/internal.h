@@ -54,6 +54,10 @@ std::string CookiePathProblem(const std::string& s);
 std::string FieldValueProblem(const std::string& s);
 inline bool IsIp(const std::string& s) { return IsIpLiteral(s); }
 bool IsCidr(const std::string& s);
+// A CIDR as Kubernetes accepts it in a Service's loadBalancerSourceRanges (ValidateService trims
+// spaces, netutils.ParseCIDRSloppy takes IPv4 octets with leading zeros as decimal), in the
+// spelling IsCidr takes: " 010.0.0.0/8" → "10.0.0.0/8". nullopt when it is not one.
+std::optional<std::string> SloppyCidr(std::string_view s);
 bool IsScheduler(const std::string& s);
 extern const char* const kSchedulerNames;  // "round-robin, weighted-round-robin, ... or p2c"
 std::string Lower(std::string s);
@@ -77,8 +81,9 @@ std::optional<uint32_t> RangedInt(FieldReader& r, const json& o, const std::stri
                                   int64_t lo, int64_t hi, bool required = false);
 // Reports an invalid RE2 expression at `field`; returns whether it compiled.
 bool CheckRegex(FieldReader& r, const std::string& field, const std::string& re);
+// `sloppy`: as Kubernetes takes a Service's loadBalancerSourceRanges (SloppyCidr).
 void ReadCidrs(FieldReader& r, const json& o, const std::string& path, const char* key,
-               google::protobuf::RepeatedPtrField<std::string>* out);
+               google::protobuf::RepeatedPtrField<std::string>* out, bool sloppy = false);
 bool EndpointLess(const v1::Endpoint& a, const v1::Endpoint& b);
 
 // o[key] when `o` is an object and that member is a string; `fallback` otherwise (never throws,

@@ -110,11 +110,12 @@ std::optional<std::vector<std::string>> LegacySourceRanges(const json& o, FieldR
   std::vector<std::string> out;
   for (const std::string& item : SplitComma(it->get<std::string>())) {
     if (item.empty()) continue;
-    if (!IsCidr(item)) {
+    const auto cidr = SloppyCidr(item);  // as kube-proxy reads it
+    if (!cidr) {
       r.Invalid(field, "invalid CIDR " + Q(item) + " (want e.g. 192.0.2.0/24 or 2001:db8::/32)");
       continue;
     }
-    out.push_back(item);
+    out.push_back(*cidr);
   }
   return out;
 }
@@ -184,7 +185,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     }
   }
   google::protobuf::RepeatedPtrField<std::string> source_ranges;
-  ReadCidrs(r, *spec, "spec", "loadBalancerSourceRanges", &source_ranges);
+  ReadCidrs(r, *spec, "spec", "loadBalancerSourceRanges", &source_ranges, /*sloppy=*/true);
   // The annotation kube-proxy and the cloud providers' controllers honour when the field is empty
   // (GetLoadBalancerSourceRanges): a Service that relies on it is not opened to every client.
   if (auto ranges = LegacySourceRanges(o, r)) {

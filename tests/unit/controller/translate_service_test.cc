@@ -412,6 +412,31 @@ TEST(TranslateService, TheLegacySourceRangesAnnotationIsHonoured) {
   EXPECT_NE(Svc(r, "s")->warnings[0].message.find("nginx.ingress.kubernetes.io/whitelist-source-range"), std::string::npos);
 }
 
+// Source ranges as the API server and kube-proxy take them: spaces trimmed, IPv4 octets with
+// leading zeros read as decimal (ParseCIDRSloppy); still refused when they are no CIDR at all.
+TEST(TranslateService, SourceRangesAreReadAsKubernetesReadsThem) {
+  Translator t;
+  auto r = t.Translate(Store(Service(
+      "s", "  loadBalancerSourceRanges: [\" 127.0.0.20/32\", \"127.000.000.020/32 \", \"010.1.0.0/16\", \" 2001:db8::/32\"]\n"
+           "  ports: [{port: 5432}]\n")));
+  ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
+  const v1::Listener* l = ListenerNamed(r.snapshot, "tcp-5432");
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(std::vector<std::string>(l->allowed_source_ranges().begin(), l->allowed_source_ranges().end()),
+            (std::vector<std::string>{"127.0.0.20/32", "127.0.0.20/32", "10.1.0.0/16", "2001:db8::/32"}));
+  r = t.Translate(Store(Annotated("s", "    service.beta.kubernetes.io/load-balancer-source-ranges: \"192.000.2.0/24,  10.0.0.0/8\"\n",
+                                  "  ports: [{port: 5432}]\n")));
+  l = ListenerNamed(r.snapshot, "tcp-5432");
+  ASSERT_EQ(l->allowed_source_ranges_size(), 2);
+  EXPECT_EQ(l->allowed_source_ranges(0), "192.0.2.0/24");
+  for (const char* bad : {"1.2.3.256/32", "1.2.3/24", "0001.2.3.4/32", "1.2.3.4/33", "1.2..3/8", "a.b.c.d/8", "1.2.3.4"}) {
+    Translator fresh;
+    r = fresh.Translate(Store(Service("s", std::string("  loadBalancerSourceRanges: [\"") + bad +
+                                               "\"]\n  ports: [{port: 5432}]\n")));
+    EXPECT_FALSE(Svc(r, "s")->accepted) << bad;
+  }
+}
+
 // ---- sharing ports with other objects ---------------------------------------------------------------
 
 TEST(TranslateService, PortConflictsGoToTheOldestObject) {
