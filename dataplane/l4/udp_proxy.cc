@@ -250,13 +250,9 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       const int64_t idle = self->IdleMs();
       for (auto it = self->flows_.begin(); it != self->flows_.end();) {
         Flow& f = *it->second;
-        // A flow to an endpoint that left the routing state drains like a TCP connection: it
-        // ends at the idle timeout, or one idle timeout after the removal even while the client
-        // keeps sending (counted as drain_timeout); the client's next datagram opens a new flow.
-        const int64_t removed = f.drain_flag ? f.drain_flag->load(std::memory_order_relaxed) : 0;
-        const bool drained = removed != 0 && now - removed >= idle;
-        if (now - f.last_activity_ms >= idle || drained) {
-          if (drained && now - f.last_activity_ms < idle) self->w_.metrics().L4Drops(self->name_, "drain_timeout").Increment();
+        // Idle, or its endpoint left the routing state (OnDatagram moves a flow that is still
+        // sending; this ends those that went quiet, so their upstream sockets go too).
+        if (now - f.last_activity_ms >= idle || Removed(f)) {
           self->CloseFlow(f);
           it = self->flows_.erase(it);
         } else {
@@ -268,6 +264,9 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   }
 
  private:
+  // Whether the flow's endpoint left its listener's routes (Listener::drain_flags).
+  static bool Removed(const Flow& f) { return f.drain_flag && f.drain_flag->load(std::memory_order_relaxed) != 0; }
+
   int64_t IdleMs() const {
     const auto config = w_.shared().config.Load();
     const Listener* l = config ? config->FindListener(name_) : nullptr;
@@ -298,6 +297,16 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     const udp::endpoint& from = key.client;
     auto it = flows_.find(key);
     std::shared_ptr<Flow> flow;
+    if (it != flows_.end() && Removed(*it->second)) {
+      // Its endpoint left the routing state (the pod is going or gone): the flow ends and this
+      // datagram opens a new one to a routed endpoint, as IPVS expires a UDP connection whose
+      // real server was removed on its next packet (kube-proxy: expire_nodest_conn, no graceful
+      // termination for UDP). Unlike a TCP connection there is nothing to drain: UDP carries no
+      // close, and datagrams for a removed address would be lost for a whole idle timeout.
+      CloseFlow(*it->second);
+      flows_.erase(it);
+      it = flows_.end();
+    }
     if (it != flows_.end()) {
       flow = it->second;
       if (flow->proxy_accept && !StripProxyHeader(data, n, nullptr)) co_return;

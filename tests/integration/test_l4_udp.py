@@ -245,8 +245,10 @@ class Udp(UdpPeers):
         wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 1s")
         self.assertIn(self.dig(), self.backends.values())  # a new flow after expiry
 
-    def test_flow_to_a_removed_endpoint_drains_while_the_client_keeps_sending(self):
-        self.start(idle="2s")
+    def test_flow_to_a_removed_endpoint_moves_on_its_next_datagram(self):
+        # As IPVS expires a UDP connection to a removed real server on its next packet
+        # (kube-proxy: expire_nodest_conn): no drain for UDP, the idle timeout here is long.
+        self.start(idle="60s")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(2)
 
@@ -258,23 +260,16 @@ class Udp(UdpPeers):
 
             pinned = ask(1)
             gone = [p for p, ip in self.backends.items() if ip == pinned][0]
-            self.write_dns_manifest([p for p in self.backends if p != gone], "round-robin", "2s")
+            self.assertEqual(ask(2), pinned)  # pinned while its endpoint is routed
+            self.write_dns_manifest([p for p in self.backends if p != gone], "round-robin", "60s")
             self.version = self.wait_version_change(self.version)
-            # The flow keeps its endpoint while it drains (the client sends every 0.3 s, so it
-            # never idles out) ...
-            self.assertEqual(ask(2), pinned)
-            # ... and one idle timeout (2 s) after the removal it ends: the next datagram opens a
-            # new flow to an endpoint still routed.
-            qid = [3]
-
-            def moved():
-                qid[0] += 1
-                return ask(qid[0]) != pinned
-            wait_until(moved, timeout=6, interval=0.3, what="flow moved off the removed endpoint")
-            self.assertIn(ask(100), [ip for p, ip in self.backends.items() if p != gone])
-        drains = metric_value(self.dataplane_metrics(), "doorman_l4_drops_total",
-                              {"listener": "udp-%d" % self.port, "reason": "drain_timeout"}) or 0
-        self.assertGreaterEqual(drains, 1)
+            # The very next datagram of the same client flow reaches an endpoint still routed,
+            # and the flow stays there.
+            others = [ip for p, ip in self.backends.items() if p != gone]
+            moved = ask(3)
+            self.assertIn(moved, others)
+            for qid in range(4, 8):
+                self.assertEqual(ask(qid), moved)
 
     def test_proxy_v2_header_on_every_datagram_is_stripped_and_its_source_hashed(self):
         self.start(scheduler="maglev", accept=True)
