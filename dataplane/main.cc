@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -24,7 +25,6 @@
 
 namespace {
 
-constexpr std::chrono::seconds kDrainGrace{5};
 
 [[noreturn]] void Usage(const char* message) {
   std::fprintf(stderr, "doorman-dataplane: %s (see --help)\n", message);
@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
   std::string connection_balance = "off";
   constexpr int64_t kMaxUdpFlows = int64_t{1} << 24;
   int64_t udp_max_flows = static_cast<int64_t>(dataplane::DataplaneOptions{}.udp_max_flows);
+  int64_t shutdown_delay_ms = 0;
+  int64_t drain_timeout_ms = 5000;
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
   flags.String("controller", &controller, "controller routing-state address host:port (required)");
@@ -93,6 +95,12 @@ int main(int argc, char** argv) {
                "TCP connections across workers: off (SO_REUSEPORT hash) | exact (to the worker serving the fewest)");
   flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");
   flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice bulk|always, bytes (0 = kernel default, else 4096..1048576)");
+  flags.DurationMs("shutdown-delay", &shutdown_delay_ms,
+                   "after SIGTERM, keep serving (new connections too) this long with /readyz at 503 before the drain, "
+                   "so balancers and DNS in front stop sending first (ingress-nginx's shutdown grace period)");
+  flags.DurationMs("drain-timeout", &drain_timeout_ms,
+                   "after the shutdown delay: listeners closed, in-flight requests and connections get this long to "
+                   "finish, then are closed (keep shutdown-delay + drain-timeout below terminationGracePeriodSeconds)");
   const auto positional = flags.ParseOrExit(argc, argv);
   if (!positional.empty()) Usage(("unexpected argument \"" + positional.front() + "\"").c_str());
   if (controller.empty()) Usage("--controller is required");
@@ -124,6 +132,7 @@ int main(int argc, char** argv) {
   if (udp_max_flows < 1 || udp_max_flows > kMaxUdpFlows) {
     Usage(("--udp-max-flows must be between 1 and " + std::to_string(kMaxUdpFlows)).c_str());
   }
+  if (shutdown_delay_ms < 0 || drain_timeout_ms < 0) Usage("--shutdown-delay/--drain-timeout must be >= 0");
   if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
   if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
   if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
@@ -235,10 +244,26 @@ int main(int argc, char** argv) {
   while ((sig = sigtimedwait(&stop_signals, nullptr, &retry_every)) < 0) {
     if (dp.RetryUnboundListeners()) subscriber.ReportListeners();
   }
+  if (shutdown_delay_ms > 0) {
+    // Still serving, no longer ready: whatever health-checks /readyz in front stops sending here
+    // before the listeners close. A second signal ends the delay.
+    log::Info("dataplane", "stopping: not ready, still serving for the shutdown delay",
+              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"delay", std::to_string(shutdown_delay_ms) + "ms"}});
+    dp.MarkNotReady();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(shutdown_delay_ms);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      const timespec wait{static_cast<time_t>(left.count() / 1000), static_cast<long>(left.count() % 1000) * 1000000};
+      const int again = sigtimedwait(&stop_signals, nullptr, &wait);
+      if (again == SIGTERM || again == SIGINT) break;
+      if (again < 0 && errno != EAGAIN && errno != EINTR) break;
+    }
+  }
   log::Info("dataplane", "stopping: no new connections, finishing in-flight work",
-            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(kDrainGrace.count()) + "s"}});
+            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"grace", std::to_string(drain_timeout_ms) + "ms"}});
   subscriber.Stop();
-  dp.Shutdown(kDrainGrace);
+  dp.Shutdown(std::chrono::milliseconds(drain_timeout_ms));
   dataplane::CloseAccessLog(std::chrono::seconds(1));  // what is queued, unless the output is stalled
   admin.Stop();
   log::Info("dataplane", "stopped");

@@ -55,8 +55,10 @@ class Dataplane {
   uint64_t applied_version() const { return applied_version_.load(); }
   // Ready once a routing state is applied, and no longer once SIGTERM started the drain (the
   // listeners refuse new connections then: a Service or balancer in front should stop sending).
-  bool ready() const { return applied_version_.load() != 0 && !draining(); }
+  bool ready() const { return applied_version_.load() != 0 && !draining() && !not_ready_.load(); }
   bool draining() const;
+  // --shutdown-delay: /readyz answers 503 from now on while everything else keeps serving.
+  void MarkNotReady() { not_ready_.store(true); }
   std::string DebugConfigJson() const;
   // Binds the listeners of the current state whose port could not be bound (another process held
   // it), without waiting for the next update; main calls it every 2 s. Thread-safe. True when
@@ -73,6 +75,7 @@ class Dataplane {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<uint64_t> applied_version_{0};
+  std::atomic<bool> not_ready_{false};
 };
 
 }  // namespace doorman::dataplane

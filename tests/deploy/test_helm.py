@@ -118,6 +118,8 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("--udp-max-flows=65536", dsc["args"])
         self.assertIn("--controller=edge-doorman-controller.lb.svc:18000", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
+        self.assertIn("--drain-timeout=110s", dsc["args"])
+        self.assertIn("--shutdown-delay=5s", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"], {"doorman.dev/edge": "true"})
         self.assertEqual(dsc["resources"]["limits"]["memory"], "2Gi")
         dc.check_ingressclass(self, docs, "edge", default=True)
@@ -243,6 +245,7 @@ class HelmRenderTest(unittest.TestCase):
                           (["--set", "controller.replicas=two"], "got string, want integer"),
                           (["--set", "controller.extraArgs={debug}"], "does not match"),
                           (["--set", "controller.ingressDefaultCertificate=wildcard-tls"], "does not match"),
+                          (["--set", "dataplane.drainTimeout=20sec"], "does not match"),
                           (["--set", "image.repository="], "shorter than 1")):
             with self.subTest(args=args):
                 p = render(*args, check=False)

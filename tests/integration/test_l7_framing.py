@@ -28,7 +28,7 @@ from harness import DoormanTestCase, curl, free_port, http_get, port_open, wait_
 
 HOST = "frame.local"
 MiB = 1 << 20
-DRAIN_GRACE = 5.0  # dataplane/main.cc kDrainGrace (not a flag)
+DRAIN_GRACE = 5.0  # the dataplane's default --drain-timeout
 
 
 def sha(b):
@@ -567,6 +567,50 @@ class L7Framing(DoormanTestCase):
         self.assertTrue(idle.at_eof(timeout=2), "closed after the drained response")
         self.assertEqual(self.dataplane.p.wait(timeout=DRAIN_GRACE + 3), 0)
         self.assertLess(time.monotonic() - term, DRAIN_GRACE - 1, "idle connections are kept about 1 s, not the whole grace")
+
+
+class ShutdownDelayAndDrainTimeout(DoormanTestCase):
+    """--shutdown-delay: after SIGTERM the dataplane keeps serving, new connections too, with
+    /readyz at 503, so what health-checks it in front stops sending first; then --drain-timeout
+    bounds the drain: what finishes in it is answered, the rest is closed."""
+
+    def test_serves_through_the_delay_then_drains_for_the_timeout(self):
+        backend = self.start_backend("b", extra=["--count"])
+        port = free_port()
+        self.write_single_route_lb("shutdown", port, backend)
+        self.start_controller()
+        self.start_dataplane(["--workers", "2", "--shutdown-delay", "1500ms", "--drain-timeout", "3s"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="L7 listener")
+        ready = "http://127.0.0.1:%d/readyz" % self.dp_metrics_port
+        self.assertEqual(http_get(ready)[0], 200)
+        quick, cut = Conn(port, 15), Conn(port, 15)
+        self.addCleanup(quick.close)
+        self.addCleanup(cut.close)
+        quick.request("GET", "/slow/3000")  # ends 1.5 s into the drain
+        cut.request("GET", "/slow/9000")    # outlives delay + drain
+        term = time.monotonic()
+        self.dataplane.p.send_signal(signal.SIGTERM)
+        wait_until(lambda: http_get(ready)[0] == 503, timeout=1.0, interval=0.01, what="not ready after SIGTERM")
+        # Within the delay a new connection is accepted and served.
+        fresh = Conn(port, 5)
+        self.addCleanup(fresh.close)
+        fresh.request("GET", "/during-delay")
+        r = fresh.read_response()
+        self.assertEqual((r.status, r.json()["path"]), (200, "/during-delay"))
+        self.assertLess(time.monotonic() - term, 1.5, "served after the delay (the machine is very slow)")
+        # Then the listener closes.
+        wait_until(lambda: not port_open(port), timeout=3.0, interval=0.02, what="the listener to close after the delay")
+        self.assertGreaterEqual(time.monotonic() - term, 1.4, "the listener closed before the shutdown delay ended")
+        r = quick.read_response()
+        self.assertEqual((r.status, r.json()["path"]), (200, "/slow/3000"))
+        rc = self.dataplane.p.wait(timeout=15)
+        took = time.monotonic() - term
+        self.assertEqual(rc, 0, self.dataplane.log()[-2000:])
+        self.assertGreaterEqual(took, 4.3, "exited before delay + drain timeout with a request still in flight")
+        self.assertLess(took, 8.0, "the drain timeout did not bound the drain")
+        self.assertIn("grace period over", self.dataplane.log())
+        self.assertTrue(cut.at_eof(timeout=2), "the request outliving the drain timeout was closed")
 
 
 if __name__ == "__main__":
