@@ -115,6 +115,21 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
                                   {{"node", Clip(h.node_name(), kMaxPeerName)}, {"address", s.info.advertise_address}}));
       s.info.advertise_address.clear();
     }
+    if (!s.info.node_name.empty()) {
+      for (const auto& [other_id, other] : streams_) {
+        if (other_id == id || !other.hello || other.info.node_name != s.info.node_name) continue;
+        // Status counts dataplanes per node name (and keeps one view per node): two under one name
+        // hide each other's versions and addresses. A restarted dataplane whose old stream has
+        // not closed yet looks the same for a moment; a lasting pair is a misconfiguration (or a
+        // client that is not a dataplane).
+        out.diagnostics.push_back(D(log::Level::kWarn,
+                                    "two dataplanes connected with one node name; give each its own --node-name",
+                                    {{"node", s.info.node_name}, {"stream", V(id)}, {"other_stream", V(other_id)},
+                                     {"address", s.info.advertise_address},
+                                     {"other_address", other.info.advertise_address}}));
+        break;
+      }
+    }
     out.diagnostics.push_back(D(log::Level::kInfo, "dataplane connected",
                                 {{"node", s.info.node_name},
                                  {"stream", V(id)},

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 namespace doorman::controller {
@@ -100,6 +101,23 @@ TEST(Publisher, FirstMessageMustBeHello) {
   // An empty message is not a Hello either.
   const StreamId s2 = p.OpenStream(At(0));
   EXPECT_TRUE(p.OnMessage(s2, v1::DataplaneMessage(), At(1)).close_invalid_argument);
+}
+
+// Two streams saying one node name: a warning naming both (status keeps one view per node).
+TEST(Publisher, TwoDataplanesWithOneNodeNameAreWarned) {
+  Publisher p;
+  const StreamId a = p.OpenStream(At(0));
+  const StreamId b = p.OpenStream(At(0));
+  const StreamId c = p.OpenStream(At(0));
+  auto warned = [](const PublisherOutput& out) {
+    return std::any_of(out.diagnostics.begin(), out.diagnostics.end(), [](const Diagnostic& d) {
+      return d.level == log::Level::kWarn && d.message.find("one node name") != std::string::npos;
+    });
+  };
+  EXPECT_FALSE(warned(p.OnMessage(a, Hello("n1"), At(1))));
+  EXPECT_FALSE(warned(p.OnMessage(c, Hello("n2"), At(1))));
+  EXPECT_TRUE(warned(p.OnMessage(b, Hello("n1"), At(2))));
+  EXPECT_EQ(p.connected(), 3u);
 }
 
 TEST(Publisher, HelloBeforeAnySnapshotWaitsThenGetsTheFirstOne) {
