@@ -69,6 +69,14 @@ def check_controller(tc, docs, replicas=2, leader_elect=True):
     tc.assertEqual(c["livenessProbe"]["httpGet"]["port"], "metrics")
     tc.assertIn("--metrics-listen=0.0.0.0:%d" % metrics_port["containerPort"], c["args"])
     tc.assertIn("requests", c["resources"])
+    spread = pod["topologySpreadConstraints"][0]
+    tc.assertEqual(spread["topologyKey"], "kubernetes.io/hostname")
+    tc.assertEqual(spread["labelSelector"]["matchLabels"], d["spec"]["selector"]["matchLabels"])
+    if replicas > 1:
+        pdb = one(docs, "PodDisruptionBudget")
+        tc.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+        tc.assertEqual(pdb["spec"]["selector"]["matchLabels"], d["spec"]["selector"]["matchLabels"])
+        tc.assertEqual(pdb["metadata"]["namespace"], d["metadata"]["namespace"])
     return d
 
 

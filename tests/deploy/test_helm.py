@@ -142,6 +142,7 @@ class HelmRenderTest(unittest.TestCase):
                      "--set", "ingressClass.enabled=false").stdout
         docs = docs_of(out)
         dep = dc.check_controller(self, docs, replicas=1, leader_elect=False)
+        self.assertFalse(dc.by_kind(docs, "PodDisruptionBudget"), "one replica: a budget would block node drains")
         self.assertFalse(dc.by_kind(docs, "Role"), "no Lease access without leader election")
         self.assertFalse(dc.by_kind(docs, "IngressClass"))
         self.assertFalse(dc.by_kind(docs, "Secret"), "a named Secret is the user's: none generated")
