@@ -450,7 +450,8 @@ int main(int argc, char** argv) {
                    "means its CRD was deleted: the LoadBalancers stop routing (shorter runs, e.g. an API "
                    "server restarting, keep the cache)");
   flags.String("pod-name", &pod_name,
-               "this replica's identity in the Lease, Events and User-Agent (default: hostname_pid)");
+               "this replica's identity in the Lease, Events and User-Agent (default: $POD_NAME, which deploy/ and "
+               "the chart set from the downward API, else hostname_pid)");
   flags.String("ingress-class", &ingress_class,
                "value of the legacy kubernetes.io/ingress.class annotation that selects doorman (default doorman)");
   flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
@@ -541,7 +542,10 @@ int main(int argc, char** argv) {
     std::error_code ec;
     if (!std::filesystem::exists(manifests, ec)) Fail(2, "--manifests " + manifests + ": no such file or directory");
   }
-  const std::string identity = !pod_name.empty() ? pod_name : Hostname() + "_" + std::to_string(getpid());
+  const char* pod_name_env = std::getenv("POD_NAME");
+  const std::string identity = !pod_name.empty()                          ? pod_name
+                               : pod_name_env != nullptr && *pod_name_env ? std::string(pod_name_env)
+                                                                          : Hostname() + "_" + std::to_string(getpid());
 
   // Signals are taken by sigwait() in this thread only; block them before any thread starts.
   sigset_t signals;

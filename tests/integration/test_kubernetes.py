@@ -439,6 +439,17 @@ class LeaderElection(KubeTestCase):
         lease = self.get("lease", "doorman-controller", ns="doorman-system")
         return (lease or {}).get("spec", {}).get("holderIdentity") or None
 
+    def test_identity_defaults_to_the_pod_name(self):
+        # Without --pod-name: $POD_NAME, which deploy/ and the chart set from the downward API.
+        self.kubectl("create", "namespace", "doorman-system")
+        metrics_port = free_port()
+        self.spawn("podname", [CONTROLLER, "--kubeconfig", self.kubeconfig, "--grpc-listen", "127.0.0.1:%d" % free_port(),
+                               "--metrics-listen", "127.0.0.1:%d" % metrics_port] + self.FLAGS,
+                   env=dict(os.environ, POD_NAME="doorman-controller-7d9f6-x2k4q"))
+        wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % metrics_port)[0] == 200, what="/readyz")
+        self.assertEqual(self.debug_status(metrics_port)["kubernetes"]["identity"], "doorman-controller-7d9f6-x2k4q")
+        wait_until(lambda: self.holder() == "doorman-controller-7d9f6-x2k4q", what="the Lease held by the pod name")
+
     def test_one_writer_takeover_and_release(self):
         self.kubectl("create", "namespace", "doorman-system")
         a_port = free_port()
