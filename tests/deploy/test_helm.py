@@ -119,6 +119,8 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("--controller=edge-doorman-controller.lb.svc:18000", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 120)
         self.assertIn("--drain-timeout=110s", dsc["args"])
+        self.assertIn("--log-format=text", dsc["args"])
+        self.assertIn("--log-format=json", c["args"])  # the controller's own
         self.assertIn("--shutdown-delay=5s", dsc["args"])
         self.assertEqual(ds["spec"]["template"]["spec"]["nodeSelector"], {"doorman.dev/edge": "true"})
         self.assertEqual(dsc["resources"]["limits"]["memory"], "2Gi")
