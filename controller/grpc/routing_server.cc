@@ -56,6 +56,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
     StartRead(&in_);
   }
 
+  const std::string& peer() const { return peer_; }
+
   // Called with the hub's lock held (so OnDone cannot run concurrently: it takes that lock).
   void Send(v1::ControllerMessage msg) {
     const v1::ControllerMessage* start = nullptr;
@@ -189,9 +191,15 @@ std::optional<std::string> RoutingServer::Impl::OnMessage(StreamId id, const v1:
   std::optional<std::string> close;
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (!reactors.count(id)) return std::nullopt;
+    auto r = reactors.find(id);
+    if (r == reactors.end()) return std::nullopt;
     PublisherOutput out = publisher.OnMessage(id, msg, Clock::now());
     close = out.close_invalid_argument;
+    if (msg.kind_case() == v1::DataplaneMessage::kHello) {
+      // Where the stream comes from: a dataplane's advertised address goes into status, so an
+      // operator can tell a peer that is not a node (docs/operations.md, "Security notes").
+      for (auto& d : out.diagnostics) d.fields.emplace_back("peer", r->second->peer());
+    }
     logs = Apply(std::move(out));
   }
   EmitAll(logs);

@@ -158,6 +158,8 @@ class GarbageOnTheRoutingStream(DoormanTestCase):
         self.start_controller()
         self.start_dataplane()
         wait_until(lambda: "dataplane connected" in self.controller.log(), what="the dataplane connects")
+        line = [l for l in self.controller.log().splitlines() if "dataplane connected" in l][0]
+        self.assertIn(" peer=ipv4:127.0.0.1:", line)  # where the stream comes from
         self.dataplane.stop()
         wait_until(lambda: "dataplane disconnected" in self.controller.log(), what="the disconnect")
         self.assertNotIn("ended without a cancel", self.controller.log())
