@@ -407,6 +407,7 @@ int main(int argc, char** argv) {
   std::string ingress_trusted_proxies;
   bool ingress_proxy_protocol = false;
   std::string ingress_default_certificate;
+  std::string watch_namespace;
   bool leader_elect = false;
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -464,6 +465,9 @@ int main(int argc, char** argv) {
                "NAMESPACE/NAME of a kubernetes.io/tls Secret: every Ingress is served on the HTTPS port with it "
                "(those without tls[] too, not redirected), tls[] entries without secretName use it, and clients "
                "without SNI or with an unknown name get it (ingress-nginx's --default-ssl-certificate); default none");
+  flags.String("watch-namespace", &watch_namespace,
+               "list and watch Services, EndpointSlices, Ingresses, Secrets and LoadBalancers in this namespace only "
+               "(RBAC can then be a Role there; IngressClasses stay cluster-wide); default every namespace");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
   flags.String("tls-cert", &tls.cert,
                "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
@@ -501,6 +505,17 @@ int main(int argc, char** argv) {
         !doorman::IsDns1123Subdomain(ingress_default_certificate.substr(slash + 1))) {
       Fail(2, "invalid --ingress-default-certificate \"" + ingress_default_certificate +
                   "\" (want NAMESPACE/NAME of a kubernetes.io/tls Secret)");
+    }
+  }
+  if (!watch_namespace.empty()) {
+    if (!doorman::IsDns1123Label(watch_namespace)) {
+      Fail(2, "invalid --watch-namespace \"" + watch_namespace + "\" (want a namespace name)");
+    }
+    if (!manifests.empty()) Fail(2, "--watch-namespace needs the Kubernetes API source, not --manifests");
+    if (!ingress_default_certificate.empty() &&
+        ingress_default_certificate.substr(0, ingress_default_certificate.find('/')) != watch_namespace) {
+      Fail(2, "--ingress-default-certificate " + ingress_default_certificate + " is outside --watch-namespace " +
+                  watch_namespace + ": its Secret would never be seen");
     }
   }
   if (!manifests.empty() && !kubeconfig.empty()) {
@@ -605,7 +620,8 @@ int main(int argc, char** argv) {
     source = std::make_unique<dc::KubeSource>(
         http.get(), reflector_options,
         [&loop](std::vector<dc::KubeEvent> events) { loop.EnqueueKube(std::move(events)); },
-        [&metrics](const std::string& resource, const std::string& type) { metrics.WatchEvent(resource, type); });
+        [&metrics](const std::string& resource, const std::string& type) { metrics.WatchEvent(resource, type); },
+        watch_namespace);
     loop.UseKubeSource([&source] { return source->synced(); });
     if (leader_elect) {
       dc::kube::LeaderOptions lo;
@@ -722,6 +738,7 @@ int main(int argc, char** argv) {
     doorman::log::Info("controller", "started",
                        {{"kubernetes", kube_config->origin},
                         {"server", kube_config->server},
+                        {"namespaces", watch_namespace.empty() ? "all" : watch_namespace},
                         {"identity", identity},
                         {"grpc_port", std::to_string(server.port())},
                         {"grpc_tls", tls.enabled() ? "mtls" : "off"},

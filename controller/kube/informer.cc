@@ -36,14 +36,14 @@ std::optional<nlohmann::json> Informer::Get(const std::string& key) const {
 }
 
 std::string Informer::ListPath(const ReflectorAction& a) const {
-  std::string p = resource_.collection_path() + "?limit=" + std::to_string(a.limit);
+  std::string p = resource_.watch_collection_path() + "?limit=" + std::to_string(a.limit);
   if (!a.continue_token.empty()) p += "&continue=" + QueryEscape(a.continue_token);
   if (!resource_.field_selector.empty()) p += "&fieldSelector=" + QueryEscape(resource_.field_selector);
   return p;
 }
 
 std::string Informer::WatchPath(const ReflectorAction& a) const {
-  std::string p = resource_.collection_path() + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=" +
+  std::string p = resource_.watch_collection_path() + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=" +
                   std::to_string(a.timeout_seconds);
   if (!a.resource_version.empty()) p += "&resourceVersion=" + QueryEscape(a.resource_version);
   if (!resource_.field_selector.empty()) p += "&fieldSelector=" + QueryEscape(resource_.field_selector);

@@ -16,6 +16,8 @@ struct Resource {
   bool namespaced = true;
   std::string field_selector;  // list/watch filter, e.g. "type=kubernetes.io/tls"
   bool crd = false;            // served by a CustomResourceDefinition (which can be deleted)
+  // --watch-namespace: list and watch a namespaced resource in this namespace only ("" = all).
+  std::string scope_namespace{};
 
   std::string api_version() const { return group.empty() ? version : group + "/" + version; }
   // "/api/v1" or "/apis/<group>/<version>".
@@ -26,6 +28,8 @@ struct Resource {
   std::string object_path(const std::string& ns, const std::string& name, const std::string& subresource = "") const;
   // The collection in one namespace (for POST).
   std::string namespaced_collection_path(const std::string& ns) const;
+  // What is listed and watched: the collection, in scope_namespace when that is set.
+  std::string watch_collection_path() const { return namespaced_collection_path(scope_namespace); }
 };
 
 // What the controller watches (API.md §1): Services, EndpointSlices, Ingresses, IngressClasses,

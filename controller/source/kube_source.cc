@@ -4,9 +4,11 @@ namespace doorman::controller {
 
 using nlohmann::json;
 
-KubeSource::KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count)
+KubeSource::KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count,
+                       const std::string& watch_namespace)
     : http_(http), on_events_(std::move(on_events)), count_(std::move(count)) {
-  for (const auto& r : kube::WatchedResources()) {
+  for (kube::Resource r : kube::WatchedResources()) {
+    if (r.namespaced) r.scope_namespace = watch_namespace;
     kube::ReflectorOptions o = options;
     o.may_be_deleted = r.crd;  // only a CRD's resource can really be gone (reflector.h)
     informers_.push_back(std::make_unique<kube::Informer>(

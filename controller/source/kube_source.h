@@ -37,7 +37,9 @@ class KubeSource {
   // Counts every change the API reported: (resource plural, ADDED|MODIFIED|DELETED).
   using Counter = std::function<void(const std::string& resource, const std::string& type)>;
 
-  KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count);
+  // `watch_namespace`: namespaced kinds are listed and watched in it only ("" = every namespace).
+  KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count,
+             const std::string& watch_namespace = "");
   ~KubeSource();
   KubeSource(const KubeSource&) = delete;
   KubeSource& operator=(const KubeSource&) = delete;

@@ -163,6 +163,25 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("mTLS between controller and dataplanes is OFF",
                       render("--set", "mtls.enabled=false", "-notes").stdout)
 
+    def test_watch_namespace_narrows_rbac_to_a_role(self):
+        docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system",
+                              "--set", "controller.watchNamespace=team-a").stdout)
+        c = dc.container(dc.one(docs, "Deployment"))
+        self.assertIn("--watch-namespace=team-a", c["args"])
+        deploy_rules = dc.normalized_rules(dc.one(dc.deploy_docs(), "ClusterRole"))
+        cluster = dc.normalized_rules(dc.one(docs, "ClusterRole"))
+        self.assertEqual(cluster, {("networking.k8s.io", "ingressclasses", "list"),
+                                   ("networking.k8s.io", "ingressclasses", "watch")})
+        roles = {r["metadata"]["name"]: r for r in dc.by_kind(docs, "Role")}
+        watch = roles["doorman-controller"]
+        self.assertEqual(watch["metadata"]["namespace"], "team-a")
+        self.assertEqual(dc.normalized_rules(watch), deploy_rules - cluster)  # everything else, in team-a only
+        binding = [b for b in dc.by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "doorman-controller"][0]
+        self.assertEqual(binding["metadata"]["namespace"], "team-a")
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "doorman-controller",
+                                                "namespace": "doorman-system"}])
+        self.assertEqual(roles["doorman-controller-leader-election"]["metadata"]["namespace"], "doorman-system")
+
     def test_mtls_secrets_per_workload_and_server_name(self):
         docs = docs_of(render("--set", "mtls.enabled=true,mtls.controllerSecretName=ctl-tls",
                               "--set", "mtls.dataplaneSecretName=dp-tls,mtls.serverName=controller.example").stdout)

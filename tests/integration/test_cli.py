@@ -55,6 +55,10 @@ class Cli(unittest.TestCase):
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-trusted-proxies", "lb.example.com"],
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-default-certificate", "wildcard-tls"],
             [CONTROLLER, "--manifests", "/nonexistent/doorman", "--ingress-default-certificate", "Infra/wild"],
+            [CONTROLLER, "--manifests", "/nonexistent/doorman", "--watch-namespace", "team-a"],  # needs a cluster
+            [CONTROLLER, "--kubeconfig", "/nonexistent/kubeconfig", "--watch-namespace", "Team_A"],
+            [CONTROLLER, "--kubeconfig", "/nonexistent/kubeconfig", "--watch-namespace", "a",
+             "--ingress-default-certificate", "b/wild"],
         ] + [[DATAPLANE, "--controller", "127.0.0.1:1", "--advertise-address", a]
              for a in ("not-an-ip!", "999.1.1.1", "Bad_Host:80", "LB.example.com", "10.0.0.1/32")]
         for argv in cases:

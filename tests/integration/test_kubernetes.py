@@ -735,6 +735,29 @@ class ServicesAndIngresses(KubeTestCase):
         self.kubectl("delete", "service", "tcp")
         wait_until(lambda: not port_open(port), what="listener removed with the Service")
 
+    def test_watch_namespace_sees_only_its_namespace(self):
+        # --watch-namespace: namespaced kinds are listed and watched in that namespace only (a
+        # Role there is enough); IngressClasses stay cluster-wide. A Service elsewhere is not served.
+        self.kubectl("create", "namespace", "team-a")
+        inside, outside = free_port(), free_port()
+        lb_spec = "  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n"
+        self.apply(service_and_slice(self.a, svc="tcp", port=inside, extra_spec=lb_spec).replace(
+            "namespace: default", "namespace: team-a"))
+        self.apply(service_and_slice(self.b, svc="tcp", port=outside, extra_spec=lb_spec))
+        self.admin("/reset-requests", method="POST")
+        self.start_kube_controller(extra=["--watch-namespace", "team-a"])
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        wait_until(lambda: self.fetch(inside) == "a", what="the Service in team-a served")
+        self.assertFalse(port_open(outside), "a Service outside --watch-namespace was served")
+        self.assertEqual([o["namespace"] for o in self.debug_status()["objects"] if o["kind"] == "Service"], ["team-a"])
+        reads = [r for r in self.requests_by("(controller)") if r["verb"] in ("list", "watch")]
+        by_resource = {}
+        for r in reads:
+            by_resource.setdefault(r["resource"], set()).add(r.get("namespace") or "")
+        self.assertEqual(by_resource.get("ingressclasses"), {""}, by_resource)  # cluster-scoped
+        for res in ("services", "endpointslices", "ingresses", "secrets", "loadbalancers"):
+            self.assertEqual(by_resource.get(res), {"team-a"}, (res, by_resource))
+
     def test_ingress(self):
         http_port = free_port()
         self.apply(service_and_slice(self.a))

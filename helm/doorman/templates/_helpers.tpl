@@ -67,3 +67,35 @@ seccompProfile: {type: RuntimeDefault}
 {{- fail "mtls: name both controllerSecretName and dataplaneSecretName, or secretName, or none (the chart then generates a CA and both certificates); one generated side would not trust the other" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The controller's rules on the namespaced kinds it watches and writes (a ClusterRole, or a
+     Role in controller.watchNamespace). */}}
+{{- define "doorman.controllerWatchRules" -}}
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch]
+- apiGroups: [doorman.dev]
+  resources: [loadbalancers]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [services/status]
+  verbs: [patch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses/status]
+  verbs: [patch]
+- apiGroups: [doorman.dev]
+  resources: [loadbalancers/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, get, patch]
+{{- end -}}
