@@ -61,6 +61,7 @@ StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_ins
 void StatusWriter::Reset() {
   written_.clear();
   claimed_.clear();
+  ip_mode_ = true;  // the API server may have been upgraded meanwhile
   // evented_ is kept: an Event this replica already sent is not sent again when it regains the
   // Lease (its count would grow with every API slowdown); a changed problem is still an Event.
   backoff_.Clear();
@@ -183,8 +184,10 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
   // same node addresses may have written since).
   if (auto w = written_.find(key); only_ours && w != written_.end()) {
     const json& mine = w->second.status;
+    // ipMode aside: an API server that drops it stores the points without it.
     only_ours = mine.is_object() && mine.contains("loadBalancer") && mine["loadBalancer"].is_object() &&
-                mine["loadBalancer"].value("ingress", json()) == *points;
+                status::WithoutIpMode(mine)["loadBalancer"].value("ingress", json()) ==
+                    status::WithoutIpMode(current)["loadBalancer"]["ingress"];
   }
   if (!only_ours) {
     claimed_.erase(key);
@@ -219,27 +222,14 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
   const status::ServedGenerations& served = in.served ? *in.served : kNone;
   for (int attempt = 0; attempt < kMaxTries; ++attempt) {
     const json current = StatusOf(object);
-    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), ip_mode_);
+    // ipMode unless this API server was seen to drop it; never taken away from a stored status that
+    // has it (the server keeps it, whatever another object's write showed).
+    const bool ip_mode = ip_mode_ || status::HasIpMode(current);
+    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), ip_mode);
     if (!desired) return true;
     const json current_cmp = current.is_null() ? json::object() : current;
     if (*desired == current_cmp) return true;
     const std::string rv = Rv(object);
-    if (ip_mode_ && st.key.kind == kKindService) {
-      // What we wrote came back without ipMode: this API server drops the field (Kubernetes before
-      // 1.30, or the LoadBalancerIPMode gate off). Writing it again would never settle.
-      auto w = written_.find(st.key);
-      if (w != written_.end() && w->second.from_rv != rv && w->second.status == *desired &&
-          status::WithoutIpMode(*desired) == current_cmp) {
-        ip_mode_ = false;
-        log::Warn("status",
-                  "the API server does not keep status.loadBalancer.ingress[].ipMode (Kubernetes >= 1.30 does): "
-                  "Services are written without it, and kube-proxy routes their load-balancer IPs itself on every "
-                  "node, so connections to a node's own address can bypass doorman",
-                  {{"object", st.key.ToString()}});
-        desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), false);
-        if (*desired == current_cmp) return true;
-      }
-    }
     if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv && w->second.status == *desired) {
       return true;  // we wrote exactly this already; the informer has not caught up yet
     }
@@ -254,6 +244,24 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
     if (r.ok()) {
       ++stats_.status_writes;
       written_[st.key] = {rv, *desired};
+      if (st.key.kind == kKindService && status::HasIpMode(*desired)) {
+        // The object as stored, in the answer to our own write: without the ipMode we sent, this
+        // API server drops the field (Kubernetes before 1.30, or the LoadBalancerIPMode gate off).
+        // Asking for it again would never settle; it is tried again after a leadership change.
+        const json stored = json::parse(r.body, nullptr, false);
+        if (stored.is_object() && stored.contains("status") && !status::HasIpMode(stored["status"]) &&
+            status::WithoutIpMode(*desired) == stored["status"]) {
+          if (ip_mode_) {
+            log::Warn("status",
+                      "the API server does not keep status.loadBalancer.ingress[].ipMode (Kubernetes >= 1.30 "
+                      "does): Services are written without it, and kube-proxy routes their load-balancer IPs "
+                      "itself on every node, so connections to a node's own address can bypass doorman",
+                      {{"object", st.key.ToString()}});
+          }
+          ip_mode_ = false;
+          written_[st.key].status = stored["status"];
+        }
+      }
       Succeeded(key, st.key, "status");
       log::Debug("status", "status written", {{"object", st.key.ToString()}});
       return true;

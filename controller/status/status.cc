@@ -148,6 +148,13 @@ json IngressPoints(const std::vector<DataplaneView>& dataplanes, bool ip_mode_pr
   return out;
 }
 
+bool HasIpMode(const json& status) {
+  if (!status.is_object() || !status.contains("loadBalancer") || !status["loadBalancer"].is_object()) return false;
+  const auto it = status["loadBalancer"].find("ingress");
+  if (it == status["loadBalancer"].end() || !it->is_array()) return false;
+  return std::any_of(it->begin(), it->end(), [](const json& p) { return p.is_object() && p.contains("ipMode"); });
+}
+
 json WithoutIpMode(const json& status) {
   json out = status;
   if (out.is_object() && out.contains("loadBalancer") && out["loadBalancer"].is_object() &&

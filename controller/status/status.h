@@ -67,6 +67,8 @@ nlohmann::json IngressPoints(const std::vector<DataplaneView>& dataplanes, bool 
 // `status` without ipMode in its loadBalancer.ingress entries (what an API server that does not
 // know the field keeps of a status that had it).
 nlohmann::json WithoutIpMode(const nlohmann::json& status);
+// Whether an entry of `status`.loadBalancer.ingress has ipMode.
+bool HasIpMode(const nlohmann::json& status);
 bool IsIpAddress(const std::string& s);
 
 // The whole desired .status of a LoadBalancer. `current` is its status as stored (null when

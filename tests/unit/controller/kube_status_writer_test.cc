@@ -146,23 +146,51 @@ TEST_F(StatusWriterTest, ServiceNoLongerServedHasItsAddressesCleared) {
   EXPECT_EQ(http_.calls.size(), before);
 }
 
-// An API server that drops ipMode (Kubernetes before 1.30): the Service's status comes back
-// without it. Seen once, the writer stops asking for it instead of writing the same patch forever.
+// An API server that drops ipMode (Kubernetes before 1.30): the answer to our own write shows the
+// status stored without it. The writer then stops asking for it (rather than patching forever),
+// still releases the points it wrote, and asks again after a leadership change.
 TEST_F(StatusWriterTest, ServiceIpModeIsDroppedWhenTheApiServerDoesNotKeepIt) {
-  const ObjectStatus svc = Svc();
   StatusInputs in = ServiceIn();
+  const json stored = json::parse(R"({"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}})");
+  http_.script = {{200, Object("11", stored).dump(), std::nullopt, ""}};
   ASSERT_TRUE(writer_.Sync(in));
   ASSERT_EQ(http_.calls.size(), 1u);
   EXPECT_EQ(json::parse(http_.calls[0].body)["status"]["loadBalancer"]["ingress"][0]["ipMode"], "Proxy");
-  cached_ = Object("11", json::parse(R"({"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}})"));
-  for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(writer_.Sync(in));
+  for (int pass = 0; pass < 2; ++pass) ASSERT_TRUE(writer_.Sync(in));  // the informer has not caught up
+  cached_ = Object("11", stored);
+  for (int pass = 0; pass < 2; ++pass) ASSERT_TRUE(writer_.Sync(in));
   EXPECT_EQ(http_.calls.size(), 1u) << http_.calls.back().body;
   // A new address is written without ipMode from now on.
   in.dataplanes.push_back({"n2", "192.0.2.2", 5});
   ASSERT_TRUE(writer_.Sync(in));
   ASSERT_EQ(http_.calls.size(), 2u);
-  EXPECT_EQ(json::parse(http_.calls[1].body)["status"]["loadBalancer"]["ingress"],
-            json::parse(R"([{"ip":"192.0.2.1"},{"ip":"192.0.2.2"}])"));
+  const json two = json::parse(http_.calls[1].body)["status"];
+  EXPECT_EQ(two["loadBalancer"]["ingress"], json::parse(R"([{"ip":"192.0.2.1"},{"ip":"192.0.2.2"}])"));
+  // No longer served: the points it wrote are released, though stored without ipMode.
+  cached_ = Object("12", two);
+  in.statuses.clear();
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 3u);
+  EXPECT_TRUE(json::parse(http_.calls[2].body)["status"]["loadBalancer"]["ingress"].is_null());
+  // After a leadership change it is asked for again (the API server may have been upgraded).
+  writer_.Reset();
+  cached_ = Object("13", stored);
+  in = ServiceIn();
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 4u);
+  EXPECT_EQ(json::parse(http_.calls[3].body)["status"]["loadBalancer"]["ingress"][0]["ipMode"], "Proxy");
+}
+
+// Someone else removing ipMode from one Service's status (kubectl patch, a restore) says nothing
+// about the API server: the writer puts it back and keeps writing it.
+TEST_F(StatusWriterTest, AForeignWriteWithoutIpModeIsRepaired) {
+  StatusInputs in = ServiceIn();
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  cached_ = Object("12", json::parse(R"({"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}})"));
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(json::parse(http_.calls[1].body)["status"]["loadBalancer"]["ingress"][0]["ipMode"], "Proxy");
 }
 
 TEST_F(StatusWriterTest, ConflictRereadsAndRecomputes) {
