@@ -34,10 +34,12 @@ COPY --from=build /src/build/dataplane/doorman-dataplane /usr/local/bin/doorman-
 # the chart) reaches a non-root process only through the file's own capability (execve keeps no
 # added capability for a non-root user without one; there are no ambient capabilities in a pod
 # spec), as ingress-nginx sets it on its binaries. With allowPrivilegeEscalation: false the file
-# capability is kept because the pod spec put it in the permitted set before exec. Set in this
-# stage: a COPY does not always carry the security.capability attribute.
+# capability is kept because the pod spec put it in the permitted set before exec. Permitted
+# only (+p, no effective bit): the dataplane raises it itself at start, and a container without
+# the capability (dropping ALL, high ports only) still starts; with +e execve would fail there.
+# Set in this stage: a COPY does not always carry the security.capability attribute.
 RUN apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
- && setcap cap_net_bind_service=+ep /usr/local/bin/doorman-dataplane \
+ && setcap cap_net_bind_service=+p /usr/local/bin/doorman-dataplane \
  && getcap /usr/local/bin/doorman-dataplane | grep -q cap_net_bind_service \
  && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 # The dataplane's --state-dir default location in deploy/ (an emptyDir is mounted there).

@@ -1,6 +1,8 @@
 // doorman-dataplane: wiring only (flags → Dataplane + Subscriber + AdminServer; signals).
 #include <prometheus/registry.h>
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,8 +41,24 @@ std::string HostName() {
 
 }  // namespace
 
+// The image gives this binary CAP_NET_BIND_SERVICE as a permitted file capability only (not
+// effective: with +e, execve fails outright wherever the capability is not granted, e.g. a
+// container that drops ALL and binds only high ports). Raised here into the effective set when it
+// is permitted, in the main thread before any other starts (capabilities are per thread and
+// inherited), so listeners below 1024 can be bound by a non-root process.
+void RaiseNetBindService() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return;
+  constexpr uint32_t kBit = 1u << CAP_NET_BIND_SERVICE;  // < 32: in data[0]
+  if ((data[0].permitted & kBit) == 0 || (data[0].effective & kBit) != 0) return;
+  data[0].effective |= kBit;
+  syscall(SYS_capset, &header, data);  // failing leaves ports below 1024 unbindable, reported there
+}
+
 int main(int argc, char** argv) {
   using namespace doorman;
+  RaiseNetBindService();
   // Block the stop signals first, in every thread to come (they inherit the mask: the access-log
   // writer, gRPC's, the workers); main waits for them below. A thread started before this line
   // would take a SIGTERM with the default action and end the process without a drain.

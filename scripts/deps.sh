@@ -11,7 +11,7 @@ BUILD_PKGS=(build-essential cmake ninja-build ccache pkg-config
 TEST_PKGS=(python3 curl redis-server redis-tools procps iproute2 openssl
   python3-yaml golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev prometheus
   nginx-light libnginx-mod-stream haproxy wrk python3-websockets
-  dnsutils dnsmasq-base iperf3 postgresql)
+  dnsutils dnsmasq-base iperf3 postgresql libcap2-bin)
 
 want=("${BUILD_PKGS[@]}")
 case "${1:-build}" in

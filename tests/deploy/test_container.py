@@ -10,7 +10,12 @@ the image runs as 65532 and copies both binaries. Not proven: that `docker build
 import os
 import re
 import shlex
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
+import urllib.request
 import sys
 import unittest
 
@@ -83,7 +88,7 @@ class ContainerTest(unittest.TestCase):
             self.assertTrue(any(c.startswith("--from=build") and c.endswith("/usr/local/bin/" + b) for c in copies), b)
         # The dataplane binds ports below 1024 as uid 65532: the file capability, set after the COPY.
         ops = [op + " " + r for op, r in runtime]
-        setcap = [i for i, o in enumerate(ops) if "setcap cap_net_bind_service=+ep /usr/local/bin/doorman-dataplane" in o]
+        setcap = [i for i, o in enumerate(ops) if "setcap cap_net_bind_service=+p /usr/local/bin/doorman-dataplane" in o]
         copy = [i for i, o in enumerate(ops) if o.startswith("COPY") and o.endswith("/usr/local/bin/doorman-dataplane")]
         self.assertTrue(setcap and setcap[0] > copy[0], ops)
 
@@ -124,6 +129,72 @@ class ContainerTest(unittest.TestCase):
                          "libraries not provided by the runtime stage: %r" %
                          {lib: p for lib, p in needed.items() if p not in listed})
         self.assertEqual(listed - need_pkgs - NOT_LIBRARIES, set(), "runtime packages no binary needs")
+
+
+def free_low_port():
+    for port in range(990, 900, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no free port below 1024")
+
+
+def free_high_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setcap") and shutil.which("capsh") and shutil.which("setpriv"),
+                     "needs root, setcap, capsh and setpriv (libcap2-bin, util-linux)")
+class FileCapability(unittest.TestCase):
+    """The image's `setcap cap_net_bind_service=+p` on the dataplane, with the binary itself: as uid
+    65532 under no_new_privs with the capability permitted before exec (what a pod's
+    capabilities.add gives the runtime), it binds a port below 1024 (the dataplane raises the
+    capability into its effective set); without the capability in the bounding set (a container
+    that drops ALL), it still starts and binds a high port (with +e, execve would fail)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="doorman-cap-")
+        os.chmod(self.tmp, 0o755)
+        self.bin = os.path.join(self.tmp, "doorman-dataplane")
+        shutil.copy(os.path.join(BUILD_DIR, "dataplane", "doorman-dataplane"), self.bin)
+        subprocess.run(["setcap", "cap_net_bind_service=+p", self.bin], check=True, timeout=10)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            p.kill()
+            p.wait(5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def healthz(self, prefix, port):
+        p = subprocess.Popen(prefix + ["--controller", "127.0.0.1:1", "--metrics-listen", "127.0.0.1:%d" % port],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                self.fail("exited %d: %s" % (p.returncode, p.stdout.read().decode()[-500:]))
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=1) as r:
+                    return r.status
+            except OSError:
+                time.sleep(0.05)
+        self.fail("no /healthz on port %d" % port)
+
+    def test_binds_a_low_port_as_non_root_under_no_new_privs(self):
+        pod = ["setpriv", "--no-new-privs", "capsh", "--caps=cap_net_bind_service+ip cap_setuid,cap_setgid+ep",
+               "--keep=1", "--gid=65532", "--uid=65532", "--caps=cap_net_bind_service+ip", "--shell=" + self.bin, "--"]
+        self.assertEqual(self.healthz(pod, free_low_port()), 200)
+
+    def test_starts_without_the_capability_in_the_bounding_set(self):
+        no_cap = ["setpriv", "--reuid=65532", "--regid=65532", "--clear-groups", "--bounding-set=-net_bind_service",
+                  "--no-new-privs", self.bin]
+        self.assertEqual(self.healthz(no_cap, free_high_port()), 200)
 
 
 if __name__ == "__main__":
