@@ -109,14 +109,24 @@ class AlertRules(unittest.TestCase):
         with tempfile.TemporaryDirectory(prefix="doorman-rules-") as tmp:
             with open(os.path.join(tmp, "rules.yaml"), "w") as f:
                 yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
-            alert = {"alertname": "DoormanDataplaneNotProgrammed", "severity": "warning", "instance": "dp-old:9101"}
+            alert = {"alertname": "DoormanDataplaneNotProgrammed", "severity": "warning", "instance": "dp-old:9101",
+                     "namespace": "doorman-system"}
             tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
                 "interval": "1m",
                 "input_series": [
-                    {"series": 'doorman_controller_snapshot_version{instance="ctl:9100"}', "values": "1475433047606925x10"},
-                    {"series": 'doorman_config_version{instance="dp-new:9101"}', "values": "1475433047606925x10"},
-                    {"series": 'doorman_config_version{instance="dp-old:9101"}', "values": "2274740465450615x10"},
-                    {"series": 'doorman_config_version{instance="dp-lower:9101"}', "values": "_x5 1000x5"},
+                    {"series": 'doorman_controller_snapshot_version{instance="ctl:9100",namespace="doorman-system"}',
+                     "values": "1475433047606925x10"},
+                    {"series": 'doorman_config_version{instance="dp-new:9101",namespace="doorman-system"}',
+                     "values": "1475433047606925x10"},
+                    {"series": 'doorman_config_version{instance="dp-old:9101",namespace="doorman-system"}',
+                     "values": "2274740465450615x10"},
+                    {"series": 'doorman_config_version{instance="dp-lower:9101",namespace="doorman-system"}',
+                     "values": "_x5 1000x5"},
+                    # A second install seen by the same Prometheus, programmed with a smaller hash:
+                    # compared with its own controller, it never fires.
+                    {"series": 'doorman_controller_snapshot_version{instance="ctl:9100",namespace="edge"}',
+                     "values": "42x10"},
+                    {"series": 'doorman_config_version{instance="dp-edge:9101",namespace="edge"}', "values": "42x10"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "4m", "alertname": "DoormanDataplaneNotProgrammed", "exp_alerts": []},
@@ -277,7 +287,7 @@ class PrometheusScrapeTest(unittest.TestCase):
             names = {r["name"] for g in groups for r in g["rules"]}
             self.assertIn("DoormanDataplaneNotProgrammed", names)
             self.assertEqual(self.query(
-                "doorman_config_version != on() group_left() max(doorman_controller_snapshot_version)"), [])
+                "doorman_config_version != on(namespace) group_left() max by (namespace) (doorman_controller_snapshot_version)"), [])
         except AssertionError as e:
             raise AssertionError(str(e) + self.logs())
 

@@ -3,7 +3,7 @@
 {{`- name: doorman
   rules:
     - alert: DoormanDataplaneNotProgrammed
-      expr: doorman_config_version != on() group_left() max(doorman_controller_snapshot_version)
+      expr: doorman_config_version != on(namespace) group_left() max by (namespace) (doorman_controller_snapshot_version)
       for: 5m
       labels: {severity: warning}
       annotations:
