@@ -514,8 +514,7 @@ class IngressCompiler {
         default_cert_ = default_cert->cert;
       } else if (default_cert) {
         c_.warnings.push_back({default_cert->not_found ? "SecretNotFound" : "InvalidSecret", "spec",
-                               default_cert->message +
-                                   " (served over HTTPS only with the certificates of its own spec.tls entries)"});
+                               default_cert->message + " (" + std::string(kDefaultCertificateLost) + ")"});
       }
       tls_ = ReadTls(r_, *spec, c_.key, ctx_, ann_.canary, default_cert, &c_.warnings);
       if (!ann_.canary && !ann_.hsts.empty() && tls_.certificates.empty() && !default_cert_) {
@@ -588,7 +587,8 @@ class IngressCompiler {
       names.push_back(cert.name());
       c_.certificates.push_back(cert);
     }
-    CompiledListener https = IngressHttpsListener(ctx_.options, names);
+    // Only the default certificate: a PortConflict names the object, not a spec.tls it lacks.
+    CompiledListener https = IngressHttpsListener(ctx_.options, names, tls_.certificates.empty() ? "spec" : "spec.tls");
     https_listener_ = https.proto.name();
     c_.listeners.push_back(std::move(https));
   }

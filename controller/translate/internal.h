@@ -54,6 +54,10 @@ std::string CookiePathProblem(const std::string& s);
 std::string FieldValueProblem(const std::string& s);
 inline bool IsIp(const std::string& s) { return IsIpLiteral(s); }
 bool IsCidr(const std::string& s);
+// The end of the warning an Ingress gets when --ingress-default-certificate is unusable (the
+// translator rewrites it when the last accepted version's Secret still serves).
+inline constexpr std::string_view kDefaultCertificateLost =
+    "served over HTTPS only with the certificates of its own spec.tls entries";
 // A CIDR as Kubernetes accepts it in a Service's loadBalancerSourceRanges (ValidateService trims
 // spaces, netutils.ParseCIDRSloppy takes IPv4 octets with leading zeros as decimal), in the
 // spelling IsCidr takes: " 010.0.0.0/8" → "10.0.0.0/8". nullopt when it is not one.

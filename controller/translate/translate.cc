@@ -508,11 +508,14 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
         if (again) {
           // The warnings stay the current Secrets' (they are what the user must fix).
           again->warnings = cand.current->warnings;
-          static constexpr std::string_view kLost = "not served over HTTPS by this entry";
+          // What the message says is lost, and what is served instead.
+          static constexpr std::pair<std::string_view, std::string_view> kLost[] = {
+              {"not served over HTTPS by this entry", "still served over HTTPS with the certificate of the last accepted version"},
+              {kDefaultCertificateLost, "still served over HTTPS with the default certificate of the last accepted version"}};
           for (auto& w : again->warnings) {
-            const auto at = w.message.find(kLost);
-            if ((w.reason == "SecretNotFound" || w.reason == "InvalidSecret") && at != std::string::npos) {
-              w.message.replace(at, kLost.size(), "still served over HTTPS with the certificate of the last accepted version");
+            if (w.reason != "SecretNotFound" && w.reason != "InvalidSecret") continue;
+            for (const auto& [lost, kept] : kLost) {
+              if (const auto at = w.message.find(lost); at != std::string::npos) w.message.replace(at, lost.size(), kept);
             }
           }
           cand.current = std::move(again);

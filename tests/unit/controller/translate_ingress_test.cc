@@ -591,6 +591,52 @@ TEST(TranslateIngress, AnUnusableDefaultCertificateIsWarnedOnEveryIngress) {
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:nosecret/r0-p0")->filters().redirect().enabled());
 }
 
+// A default certificate Secret that breaks (a rotation gone wrong): its last good version keeps
+// serving, as for an Ingress's own Secret, and the warning says so.
+TEST(TranslateIngress, ABrokenDefaultCertificateKeepsServingTheLastGoodOne) {
+  TranslateOptions opts;
+  opts.ingress_default_certificate = "infra/wild";
+  const std::string head = "apiVersion: v1\nkind: Secret\nmetadata: {name: wild, namespace: infra}\ntype: kubernetes.io/tls\n";
+  Translator t(opts);
+  const std::string ing = Ingress("plain", Rule("a.example.com"));
+  auto r = t.Translate(Store(Docs({Fixture(), head + TlsStringData(), ing})));
+  ASSERT_TRUE(Ing(r, "plain")->warnings.empty());
+  r = t.Translate(Store(Docs({Fixture(), head + "stringData: {tls.crt: garbage, tls.key: garbage}\n", ing})));
+  const ObjectStatus* st = Ing(r, "plain");
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "InvalidSecret");
+  EXPECT_NE(st->warnings[0].message.find("still served over HTTPS with the default certificate of the last accepted version"),
+            std::string::npos)
+      << st->warnings[0].message;
+  const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(https, nullptr);
+  EXPECT_EQ(https->tls().certificates(0), "infra/wild");
+  ASSERT_EQ(r.snapshot.certificates_size(), 1);
+  EXPECT_EQ(r.snapshot.certificates(0).certificate_chain_pem().find("-----BEGIN CERTIFICATE-----"), 0u);
+}
+
+// An older TCP listener on the HTTPS port: an Ingress that is there only for the default
+// certificate loses its HTTPS listener with a PortConflict on the object (it has no spec.tls),
+// and keeps routing HTTP.
+TEST(TranslateIngress, TheDefaultCertificatesListenerLosesItsPortToAnOlderObject) {
+  TranslateOptions opts;
+  opts.ingress_default_certificate = "infra/wild";
+  const std::string wild = "apiVersion: v1\nkind: Secret\nmetadata: {name: wild, namespace: infra}\ntype: kubernetes.io/tls\n" +
+                           TlsStringData();
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, creationTimestamp: "
+      "\"2025-01-01T00:00:00Z\"}\nspec:\n  listeners: [{name: raw, port: 443, protocol: TCP}]\n";
+  Translator t(opts);
+  auto r = t.Translate(Store(Docs({Fixture(), wild, lb, Ingress("plain", Rule("a.example.com"), "", "2026-01-01T00:00:00Z")})));
+  const ObjectStatus* st = Ing(r, "plain");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "PortConflict");
+  EXPECT_EQ(st->warnings[0].field, "spec");
+  EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0"), nullptr);
+  EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0-https"), nullptr);
+}
+
 TEST(TranslateIngress, SslRedirectCanBeTurnedOffAndFollowsTheHttpsPort) {
   const std::string spec = "  tls: [{secretName: s}]\n" + Rule("a.example.com");  // no hosts: every host
   Translator off;
