@@ -290,7 +290,8 @@ ObjectStatus WarningsAsProblem(const ObjectStatus& st) {
 }
 
 json WarningEvent(const ObjectStatus& st, const json& object, const std::string& api_version,
-                  const std::string& reporting_instance, const std::string& now) {
+                  const std::string& reporting_instance, const std::string& now,
+                  const std::string& cluster_event_namespace) {
   const json meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json::object();
   const std::string uid = meta.value("uid", "");
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
@@ -299,7 +300,7 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",
                 static_cast<unsigned long long>(Fnv1a64(uid + "\n" + reason + "\n" + message)));
-  const std::string ns = st.key.ns.empty() ? std::string(kDefaultNamespace) : st.key.ns;
+  const std::string ns = st.key.ns.empty() ? cluster_event_namespace : st.key.ns;
   json involved = {{"apiVersion", api_version}, {"kind", st.key.kind}, {"name", st.key.name}};
   if (!st.key.ns.empty()) involved["namespace"] = st.key.ns;
   if (!uid.empty()) involved["uid"] = uid;

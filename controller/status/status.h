@@ -100,9 +100,13 @@ nlohmann::json StatusPatch(const nlohmann::json& current_status, const nlohmann:
 // A core/v1 Warning Event about an object that is not accepted. Its name is deterministic
 // (<object>.<hash of uid, reason, message>), so the same problem maps to the same Event and a
 // repeat increments its count instead of creating another. `object` is the involved object as
-// stored (for uid/resourceVersion); `api_version` its apiVersion.
+// stored (for uid/resourceVersion); `api_version` its apiVersion. An Event about a cluster-scoped
+// object (IngressClass) goes to `cluster_event_namespace` ("default", as kubectl and client-go's
+// recorder do; the --watch-namespace namespace when the controller may write Events only there:
+// `kubectl describe` finds it all the same, by involvedObject across namespaces).
 nlohmann::json WarningEvent(const ObjectStatus& st, const nlohmann::json& object, const std::string& api_version,
-                            const std::string& reporting_instance, const std::string& now);
+                            const std::string& reporting_instance, const std::string& now,
+                            const std::string& cluster_event_namespace = kDefaultNamespace);
 // An accepted object's warnings (BackendNotFound, HealthCheckNotRun...) as the problem a
 // WarningEvent reports: reason = the first warning's, message = every warning ("<field>:
 // <message>", at most five, then "(and N more warnings)"). So what is declared but has no

@@ -506,7 +506,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
         std::vector<Problem> ignored;
         auto again = compile_in(CompileContext{*overlay, options_}, key, stored.object, &ignored);
         if (again) {
-          // The warnings stay the current Secrets' (they are what the user must fix).
+          // The warnings stay the current Secrets' (they are what the user must fix). A warning
+          // the saved Secrets do not cure either (the overlay compile gives it too: say the
+          // default certificate was never valid while a spec.tls Secret was restored) keeps its
+          // words; the others say what is served instead.
+          const std::vector<StatusWarning> uncured = std::move(again->warnings);
           again->warnings = cand.current->warnings;
           // What the message says is lost, and what is served instead.
           static constexpr std::pair<std::string_view, std::string_view> kLost[] = {
@@ -514,6 +518,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
               {kDefaultCertificateLost, "still served over HTTPS with the default certificate of the last accepted version"}};
           for (auto& w : again->warnings) {
             if (w.reason != "SecretNotFound" && w.reason != "InvalidSecret") continue;
+            if (std::any_of(uncured.begin(), uncured.end(), [&w](const StatusWarning& u) {
+                  return u.reason == w.reason && u.field == w.field && u.message == w.message;
+                })) {
+              continue;
+            }
             for (const auto& [lost, kept] : kLost) {
               if (const auto at = w.message.find(lost); at != std::string::npos) w.message.replace(at, lost.size(), kept);
             }

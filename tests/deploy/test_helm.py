@@ -168,6 +168,10 @@ class HelmRenderTest(unittest.TestCase):
                               "--set", "controller.watchNamespace=team-a").stdout)
         c = dc.container(dc.one(docs, "Deployment"))
         self.assertIn("--watch-namespace=team-a", c["args"])
+        c = dc.container(dc.one(docs_of(render("--set", "controller.watchNamespace=team-a",
+                                               "--set", "controller.ingressDefaultCertificate=team-a/tls").stdout),
+                                "Deployment"))
+        self.assertIn("--ingress-default-certificate=team-a/tls", c["args"])  # inside: fine
         deploy_rules = dc.normalized_rules(dc.one(dc.deploy_docs(), "ClusterRole"))
         cluster = dc.normalized_rules(dc.one(docs, "ClusterRole"))
         self.assertEqual(cluster, {("networking.k8s.io", "ingressclasses", "list"),
@@ -268,6 +272,8 @@ class HelmRenderTest(unittest.TestCase):
                           (["--set", "controller.extraArgs={debug}"], "does not match"),
                           (["--set", "controller.ingressDefaultCertificate=wildcard-tls"], "does not match"),
                           (["--set", "dataplane.drainTimeout=20sec"], "does not match"),
+                          (["--set", "controller.watchNamespace=team-a,controller.ingressDefaultCertificate=ops/tls"],
+                           "controller.ingressDefaultCertificate ops/tls is outside controller.watchNamespace team-a"),
                           (["--set", "image.repository="], "shorter than 1")):
             with self.subTest(args=args):
                 p = render(*args, check=False)

@@ -161,6 +161,48 @@ class AlertRules(unittest.TestCase):
                                timeout=60)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
+    def test_install_alerts_fire_per_namespace(self):
+        """Two installs seen by one Prometheus: an install with no leader, no controller up or a
+        backend down fires on its own, with its namespace, while the other is healthy."""
+        self.assertTrue(shutil.which("promtool"), "promtool missing: scripts/deps.sh test installs prometheus")
+        import yaml
+        with open(os.path.join(ROOT, "deploy", "monitoring", "prometheusrule.yaml")) as f:
+            rule = yaml.safe_load(f)
+        series = [
+            {"series": 'doorman_controller_leader{instance="ctl-a:9100",namespace="doorman-system"}', "values": "0x10"},
+            {"series": 'doorman_controller_leader{instance="ctl-b:9100",namespace="doorman-system"}', "values": "0x10"},
+            {"series": 'doorman_controller_leader{instance="ctl:9100",namespace="edge"}', "values": "1x10"},
+            {"series": 'up{job="doorman-controller",instance="ctl-a:9100",namespace="doorman-system"}', "values": "1x10"},
+            {"series": 'up{job="doorman-controller",instance="ctl:9100",namespace="edge"}', "values": "0x10"},
+            {"series": 'doorman_backend_up{instance="dp:9101",backend="10.0.0.1:80",namespace="doorman-system"}',
+             "values": "1x10"},
+            {"series": 'doorman_backend_up{instance="dp-edge:9101",backend="10.0.0.1:80",namespace="edge"}',
+             "values": "0x10"},
+        ]
+
+        declared = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+
+        def fired(name, labels):
+            annotations = {k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), v)
+                           for k, v in declared[name].get("annotations", {}).items()}
+            return {"eval_time": "6m", "alertname": name,
+                    "exp_alerts": [{"exp_labels": dict(labels, severity="critical"), "exp_annotations": annotations}]}
+        checks = [fired("DoormanControllerNoLeader", {"namespace": "doorman-system"}),
+                  fired("DoormanControllerDown", {"namespace": "edge"}),
+                  fired("DoormanBackendsDown", {"namespace": "edge", "backend": "10.0.0.1:80"})]
+        with tempfile.TemporaryDirectory(prefix="doorman-rules-") as tmp:
+            with open(os.path.join(tmp, "rules.yaml"), "w") as f:
+                yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+            for c in checks:
+                with self.subTest(alert=c["alertname"]):
+                    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [
+                        {"interval": "1m", "input_series": series, "alert_rule_test": [c]}]}
+                    with open(os.path.join(tmp, "tests.yaml"), "w") as f:
+                        yaml.safe_dump(tests, f)
+                    p = subprocess.run(["promtool", "test", "rules", "tests.yaml"], cwd=tmp, capture_output=True,
+                                       text=True, timeout=60)
+                    self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
 
 class Backend(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -280,7 +322,7 @@ class PrometheusScrapeTest(unittest.TestCase):
             # Every dashboard expression parses and evaluates in this Prometheus.
             exprs, _ = dashboard_exprs()
             for e in exprs:
-                self.query(e.replace("$__rate_interval", "1m").replace("$instance", ".*"))
+                self.query(e.replace("$__rate_interval", "1m").replace("$instance", ".*").replace("$namespace", ".*"))
             # The alert rules loaded; the not-programmed alert is not firing.
             with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/rules" % self.prom_port, timeout=5) as resp:
                 groups = json.loads(resp.read())["data"]["groups"]

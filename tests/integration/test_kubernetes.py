@@ -744,6 +744,11 @@ class ServicesAndIngresses(KubeTestCase):
         self.apply(service_and_slice(self.a, svc="tcp", port=inside, extra_spec=lb_spec).replace(
             "namespace: default", "namespace: team-a"))
         self.apply(service_and_slice(self.b, svc="tcp", port=outside, extra_spec=lb_spec))
+        # A cluster-scoped object's Warning Event goes to team-a, the one namespace the Role lets
+        # the controller write Events in (not to "default").
+        self.apply("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: doorman}\n"
+                   "spec:\n  controller: doorman.dev/ingress-controller\n"
+                   "  parameters: {apiGroup: example.com, kind: Params, name: p}\n")
         self.admin("/reset-requests", method="POST")
         self.start_kube_controller(extra=["--watch-namespace", "team-a"])
         self.start_dataplane(["--advertise-address", "127.0.0.1"])
@@ -757,6 +762,12 @@ class ServicesAndIngresses(KubeTestCase):
         self.assertEqual(by_resource.get("ingressclasses"), {""}, by_resource)  # cluster-scoped
         for res in ("services", "endpointslices", "ingresses", "secrets", "loadbalancers"):
             self.assertEqual(by_resource.get(res), {"team-a"}, (res, by_resource))
+        event = wait_until(lambda: self.warning_event("doorman", ns="team-a"), what="the IngressClass's Event in team-a")
+        self.assertEqual((event["involvedObject"]["kind"], event["reason"]), ("IngressClass", "FieldIgnored"), event)
+        self.assertIsNone(self.warning_event("doorman"), "an Event was written outside --watch-namespace")
+        writes = {r.get("namespace") for r in self.requests_by("(controller)")
+                  if r["verb"] not in ("get", "list", "watch") and r["resource"] not in ("leases",)}
+        self.assertEqual(writes, {"team-a"}, writes)
 
     def test_ingress(self):
         http_port = free_port()

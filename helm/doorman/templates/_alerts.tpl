@@ -16,21 +16,21 @@
         summary: "Dataplane {{ $labels.instance }} rejected a routing update (NACK)"
         description: "It keeps serving its last good state. See the controller's logs and the LoadBalancer's Programmed condition."
     - alert: DoormanBackendsDown
-      expr: sum by (backend) (doorman_backend_up) == 0
+      expr: sum by (namespace, backend) (doorman_backend_up) == 0
       for: 2m
       labels: {severity: critical}
       annotations:
         summary: "Backend {{ $labels.backend }} is down on every dataplane"
         description: "Active health checks fail for {{ $labels.backend }} on all dataplanes."
     - alert: DoormanControllerNoLeader
-      expr: sum(doorman_controller_leader) < 1 or absent(doorman_controller_leader)
+      expr: max by (namespace) (doorman_controller_leader) < 1 or absent(doorman_controller_leader)
       for: 2m
       labels: {severity: critical}
       annotations:
         summary: "No doorman-controller replica holds the leader Lease"
         description: "Status and Events are not written while no replica leads (dataplanes keep being served)."
     - alert: DoormanControllerDown
-      expr: absent(up{job=~".*doorman-controller.*"} == 1)
+      expr: max by (namespace) (up{job=~".*doorman-controller.*"}) < 1 or absent(up{job=~".*doorman-controller.*"})
       for: 5m
       labels: {severity: critical}
       annotations:

@@ -615,6 +615,39 @@ TEST(TranslateIngress, ABrokenDefaultCertificateKeepsServingTheLastGoodOne) {
   EXPECT_EQ(r.snapshot.certificates(0).certificate_chain_pem().find("-----BEGIN CERTIFICATE-----"), 0u);
 }
 
+// A default certificate that was never usable, while the Ingress's own Secret breaks: the own
+// Secret's last good version still serves (its warning says so), but the default certificate's
+// warning keeps its words: no version of it was ever served (review12 L1).
+TEST(TranslateIngress, ARestoredOwnSecretDoesNotClaimTheDefaultCertificateServes) {
+  TranslateOptions opts;
+  opts.ingress_default_certificate = "infra/missing";
+  Translator t(opts);
+  const std::string ing = Ingress("own", "  tls: [{hosts: [c.example.com], secretName: own}]\n" + Rule("c.example.com"));
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("own"), ing})));
+  ASSERT_EQ(Ing(r, "own")->warnings.size(), 1u);
+  r = t.Translate(Store(Docs({Fixture(), Secret("own", "type: kubernetes.io/tls\nstringData: {tls.crt: x, tls.key: y}\n"), ing})));
+  const ObjectStatus* st = Ing(r, "own");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  for (const auto& w : st->warnings) {
+    if (w.field == "spec") {
+      EXPECT_EQ(w.reason, "SecretNotFound");
+      EXPECT_NE(w.message.find("served over HTTPS only with the certificates of its own spec.tls entries"), std::string::npos)
+          << w.message;
+      EXPECT_EQ(w.message.find("still served"), std::string::npos) << w.message;
+    } else {
+      EXPECT_EQ(w.reason, "InvalidSecret") << w.field;
+      EXPECT_NE(w.message.find("still served over HTTPS with the certificate of the last accepted version"),
+                std::string::npos)
+          << w.message;
+    }
+  }
+  const v1::Listener* https = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(https, nullptr);
+  ASSERT_EQ(https->tls().certificates_size(), 1);
+  EXPECT_EQ(https->tls().certificates(0), "default/own");
+}
+
 // An older TCP listener on the HTTPS port: an Ingress that is there only for the default
 // certificate loses its HTTPS listener with a PortConflict on the object (it has no spec.tls),
 // and keeps routing HTTP.
