@@ -36,6 +36,7 @@
 #include "dataplane/l7/http_head.h"
 #include "dataplane/l7/l7_options.h"
 #include "dataplane/l7/policy.h"
+#include "dataplane/l7/request_check.h"
 #include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/deadline.h"
@@ -114,53 +115,6 @@ const OutlierDetector& Outliers() { return OutlierDetector::Default(); }
 std::atomic<int64_t> g_retries_in_flight{0};
 
 bool IEq(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
-
-// Whether a Transfer-Encoding value lists the chunked coding anywhere.
-bool ListsChunked(std::string_view te) {
-  for (const auto token : http::token_list{te}) {
-    if (IEq(std::string_view(token.data(), token.size()), "chunked")) return true;
-  }
-  return false;
-}
-
-// Whether a Connection field of the message lists `option` ("close", "upgrade").
-bool ConnectionLists(const HttpHead& h, std::string_view option) {
-  for (const auto& f : h.fields()) {
-    if (f.removed || f.id != http::field::connection) continue;
-    for (const auto token : http::token_list{h.value(f)}) {
-      if (IEq(std::string_view(token.data(), token.size()), option)) return true;
-    }
-  }
-  return false;
-}
-
-// Framing ambiguities Beast's parser lets through but a proxy must refuse (request smuggling,
-// RFC 9112 §6): returns why, or "" when the request is safe to forward.
-std::string SmugglingRisk(const HttpHead& h) {
-  std::size_t content_lengths = 0, transfer_encodings = 0;
-  std::string_view te;
-  for (const auto& f : h.fields()) {
-    const std::string_view v = h.value(f);
-    for (const char c : v) {
-      if (c == '\r' || c == '\n' || c == '\0') return "CR, LF or NUL in a field value";
-    }
-    if (f.id == http::field::content_length) {
-      ++content_lengths;
-      if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) return "invalid Content-Length";
-    }
-    if (f.id == http::field::transfer_encoding) {
-      ++transfer_encodings;
-      te = v;
-    }
-  }
-  if (content_lengths > 1) return "more than one Content-Length";
-  if (transfer_encodings > 0) {
-    if (content_lengths > 0) return "both Content-Length and Transfer-Encoding";
-    if (transfer_encodings > 1 || !IEq(te, "chunked")) return "Transfer-Encoding other than a single \"chunked\"";
-    if (h.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
-  }
-  return "";
-}
 
 bool IsHttpParseError(const error_code& ec) {
   if (ec.category() != http::make_error_code(http::error::bad_method).category()) return false;
@@ -537,38 +491,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     co_return keep && !w_.shared().draining.load(std::memory_order_relaxed);
   }
 
-  // Whether client_buf_ holds a whole request head (its length in *end), resuming the search at
-  // *scanned. Sets *ec (and returns true) for a head that is too large or uses bare LF / obs-fold.
+  // Whether client_buf_ holds a whole request head (request_check.h).
   bool ScanHead(std::size_t* scanned, std::size_t* end, error_code* ec) {
     const auto d = client_buf_.data();
-    const std::string_view buf(static_cast<const char*>(d.data()), d.size());
-    std::size_t e = buf.find("\r\n\r\n", *scanned > 3 ? *scanned - 3 : 0);
-    if (e == std::string_view::npos) {
-      if (buf.find("\n\n", *scanned > 1 ? *scanned - 1 : 0) != std::string_view::npos) {
-        *ec = http::error::bad_line_ending;  // a header ended by bare LFs
-        return true;
-      }
-      *scanned = std::max<std::size_t>(buf.size(), 1);
-      if (buf.size() > GetL7Options().max_header_bytes) {
-        *ec = http::error::header_limit;
-        return true;
-      }
-      return false;
-    }
-    e += 4;
-    *end = e;
-    const std::string_view head = buf.substr(0, e);
-    for (std::size_t i = head.find('\n'); i != std::string_view::npos; i = head.find('\n', i + 1)) {
-      if (i == 0 || head[i - 1] != '\r') {
-        *ec = http::error::bad_line_ending;
-        return true;
-      }
-      if (i + 1 < head.size() && (head[i + 1] == ' ' || head[i + 1] == '\t')) {
-        *ec = http::error::bad_value;  // obs-fold
-        return true;
-      }
-    }
-    return true;
+    return ScanRequestHead(std::string_view(static_cast<const char*>(d.data()), d.size()),
+                           GetL7Options().max_header_bytes, scanned, end, ec);
   }
 
   Task<bool> Handle(HeadParser<true>& p, const Listener* listener, Exchange* x) {
