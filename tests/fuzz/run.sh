@@ -2,14 +2,15 @@
 # Fuzzes the dataplane's parsers of untrusted bytes with libFuzzer (clang, ASan + UBSan).
 # Not part of ctest (the corpus replay is: tests/fuzz/CMakeLists.txt).
 #   bash tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
-# Targets: sni proxy_protocol cidr http_head. New crashes are written to
+# Targets: sni proxy_protocol cidr http_head compile (the last needs build/ for the generated
+# protobuf code). New crashes are written to
 # build-fuzz/crashes/<target>/; copy a fixed one into tests/fuzz/corpus/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head)
+[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head compile)
 command -v clang++ >/dev/null || { echo "clang++ missing: apt-get install clang" >&2; exit 2; }
 out=build-fuzz
 mkdir -p "$out"
@@ -19,6 +20,13 @@ for t in "${targets[@]}"; do
     sni) srcs=(dataplane/l4/sni.cc) ;;
     proxy_protocol) srcs=(dataplane/l4/proxy_protocol.cc) ;;
     cidr) srcs=(dataplane/l4/cidr.cc) ;;
+    compile)
+      [ -f build/api/doorman/v1/routing.pb.cc ] || bash scripts/build.sh build >/dev/null
+      srcs=(dataplane/config/compile.cc dataplane/l7/access_log.cc dataplane/l7/filters.cc dataplane/l7/policy.cc
+            dataplane/l7/router.cc dataplane/lb/*.cc dataplane/l4/cidr.cc dataplane/l4/proxy_protocol.cc
+            dataplane/l4/sni.cc dataplane/health/health_state.cc common/log.cc common/line_writer.cc
+            common/log_throttle.cc common/duration.cc common/address.cc build/api/doorman/v1/routing.pb.cc
+            -Ibuild/api -lprotobuf -lre2) ;;
     http_head) srcs=(dataplane/l7/http_head.cc dataplane/l7/request_check.cc dataplane/l7/header_rewrite.cc dataplane/l4/cidr.cc) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
