@@ -551,6 +551,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (path == "*" && (req.method() != http::verb::options || !query.empty())) {
       co_return local(400, "the request target \"*\" is only for OPTIONS", false);
     }
+    if (HasInvalidPercentEncoding(path)) {
+      co_return local(400, "invalid request target (a \"%\" not followed by two hex digits)", false);
+    }
     // Routed and forwarded in normal form (router.h NormalizePath): no dot-segment tricks.
     if (HasDotSegmentWithParams(path)) {
       co_return local(400, "invalid request target (a \".\" or \"..\" segment with \";\" parameters)", false);
@@ -600,8 +603,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const bool forwarded_https = route->redirect.unless_forwarded_https && peer_trusted &&
                                  ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""));
     if (route->redirect.enabled && !forwarded_https) {
+      // An HTTP/1.0 request without Host is redirected to the address it connected to (the Host
+      // inserted above), never to "http:///path", which browsers read as "http://path".
+      const std::string_view to_host = host.empty() ? req.Get(http::field::host).value_or("") : host;
+      if (to_host.empty() && route->redirect.host.empty()) {
+        co_return local(400, "missing Host header (a redirect keeps the request's host)", false);
+      }
       co_return local_with(route->redirect.status, "redirecting",
-                           {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", host, listener->port, path, query)}});
+                           {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", to_host, listener->port, path, query)}});
     }
     const auto now = Clock::now();
     // Behind a trusted proxy (trustedProxies, X-Forwarded-For not Replace), the client its chain

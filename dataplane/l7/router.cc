@@ -173,12 +173,20 @@ bool NormalizePath(std::string_view path, std::string* out) {
   return true;
 }
 
+bool HasInvalidPercentEncoding(std::string_view path) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  for (std::size_t i = path.find('%'); i != std::string_view::npos; i = path.find('%', i + 1)) {
+    if (i + 2 >= path.size() || !hex(path[i + 1]) || !hex(path[i + 2])) return true;
+  }
+  return false;
+}
+
 bool ValidHost(std::string_view host) {
   std::string_view name = host;
   std::string_view port;
   if (!host.empty() && host.front() == '[') {
     const auto close = host.find(']');
-    if (close == std::string_view::npos) return false;
+    if (close == std::string_view::npos || close == 1) return false;  // "[]": no address
     for (const char c : host.substr(1, close - 1)) {
       const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
       if (!ok) return false;
@@ -190,6 +198,9 @@ bool ValidHost(std::string_view host) {
   } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
     name = host.substr(0, colon);
     port = host.substr(colon + 1);
+    // ":8080" names a port of no host (RFC 9110 §4.2.1: an http URI with an empty host is
+    // invalid); "" alone is allowed (an HTTP/1.0 client, or an authority-less target).
+    if (name.empty()) return false;
   }
   for (const char c : port) {
     if (c < '0' || c > '9') return false;

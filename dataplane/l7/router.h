@@ -117,7 +117,14 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
 // allocating, when the path is already normal (the common case); else writes the normal form.
 // Without it, "/public/../admin" would match a "/public" route while a backend that normalises
 // serves "/admin" under that route's policy.
+// `path` must have valid percent-encoding (see HasInvalidPercentEncoding): a stray "%" could
+// otherwise combine with a decoded character into a new escape ("/%%361dmin" → "/%61dmin"),
+// which a backend decodes once more ("/admin") while routing saw another path.
 bool NormalizePath(std::string_view path, std::string* out);
+
+// Whether a "%" is not followed by two hex digits (RFC 3986 §2.1). Such a target is answered
+// 400, as nginx does.
+bool HasInvalidPercentEncoding(std::string_view path);
 
 // The path as routing sees it when segments carry ";" parameters (RFC 3986 §3.3): each segment
 // without them, then in normal form ("/admin;x" is "/admin", "/x/..;/admin" is "/admin"). Java
@@ -135,7 +142,8 @@ bool HasDotSegmentWithParams(std::string_view path);
 
 // A Host field value (or absolute-form authority) as RFC 9110 §7.2 / RFC 3986 §3.2.2 allow:
 // reg-name (unreserved, %XX, sub-delims), IPv4, or "[IPv6]", then an optional ":port" of
-// digits; empty is allowed. Anything else ("a b", "a@b", "a/b") is answered 400
+// digits; empty is allowed, a port without a host (":80", "[]:80") is not. Anything else
+// ("a b", "a@b", "a/b", ":80") is answered 400
 // (RFC 9112 §3.2: "a Host header field with an invalid field value").
 bool ValidHost(std::string_view host);
 

@@ -38,6 +38,15 @@ VECTORS = [
     ("host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     ("host with userinfo", b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400),
     ("absolute-form authority with userinfo", b"GET http://u@h.local/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    # A port of no host (RFC 9110 §4.2.1): it routed as the empty host, and a redirect said
+    # "http://:80/..." (found by tests/fuzz/path_fuzz.cc).
+    ("host that is only a port", b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
+    ("absolute-form authority that is only a port", b"GET http://:80/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("host of empty brackets", b"GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
+    # A "%" that is no escape: normalising around it made "/%%361dmin" into "/%61dmin", routed as
+    # that and decoded by the backend as "/admin" (found by tests/fuzz/path_fuzz.cc).
+    ("stray percent", b"GET /%%361dmin HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("percent at the end", b"GET /a% HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("bare LF in header", b"GET / HTTP/1.1\r\nHost: h.local\nX-A: 1\r\n\r\n", 400),
     ("NUL in header", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
     ("two hosts", b"GET / HTTP/1.1\r\n" + H + H + b"\r\n", 400),

@@ -10,7 +10,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, port_open, raw_exchange, wait_until  # noqa: E402
 
 HOST = "route.local"
 
@@ -59,6 +59,11 @@ spec:
       match: {{hosts: [{HOST}], path: {{type: Prefix, value: /old}}}}
       filters:
         redirect: {{scheme: https, port: 8443, statusCode: 301}}
+    - name: hostless
+      listener: web
+      match: {{path: {{type: Prefix, value: /hostless}}}}
+      filters:
+        redirect: {{scheme: https}}
     - name: api
       listener: web
       match: {{hosts: [{HOST}], path: {{type: Prefix, value: /api}}}}
@@ -126,6 +131,14 @@ class L7Routing(DoormanTestCase):
         st, h, _ = self.get("/old/page?q=1")
         self.assertEqual(st, 301)
         self.assertEqual(h["location"], "https://%s:8443/old/page?q=1" % HOST)
+
+    def test_redirect_of_a_request_without_host(self):
+        # HTTP/1.0 may omit Host: the redirect names the address the client connected to, never
+        # an empty authority ("https:///hostless/x", which a browser reads as https://hostless/x).
+        r = raw_exchange(self.port, b"GET /hostless/x?q=1 HTTP/1.0\r\n\r\n").decode("latin-1")
+        self.assertRegex(r, r"^HTTP/1\.1 302 ", r)
+        location = [ln for ln in r.split("\r\n") if ln.lower().startswith("location:")]
+        self.assertEqual(location, ["Location: https://127.0.0.1/hostless/x?q=1"], r)
 
     def test_rewrite_and_header_rules(self):
         st, h, body = self.get("/api/orders?id=7", "-H", "X-Debug: 1", "-H", "X-Env: dev")

@@ -253,7 +253,8 @@ TEST(RouterTest, HostValues) {
                          "xn--bcher-kva.example", "a_b.example", "example.com:"}) {
     EXPECT_TRUE(ValidHost(ok)) << ok;
   }
-  for (const char* bad : {"a b", "a@b", "a/b", "a:b:c", "[::1", "[::1]x", "[::g]", "a:8o", "a\tb", "a\"b", "a?b", "a#b"}) {
+  for (const char* bad : {"a b", "a@b", "a/b", "a:b:c", "[::1", "[::1]x", "[::g]", "a:8o", "a\tb", "a\"b", "a?b", "a#b",
+                          ":80", ":", "[]", "[]:80"}) {
     EXPECT_FALSE(ValidHost(bad)) << bad;
   }
 }
@@ -278,6 +279,18 @@ TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
     out.clear();
     const bool changed = NormalizePath(in, &out);
     EXPECT_EQ(changed ? out : std::string(in), want) << in;
+  }
+}
+
+// A "%" that is not an escape is refused before normalisation: decoding once around it could
+// build a new escape ("/%%361dmin" → "/%61dmin"), and a backend decoding again would serve
+// "/admin" to a request routed as another path (found by tests/fuzz/path_fuzz.cc).
+TEST(RouterTest, InvalidPercentEncodingIsRecognised) {
+  for (const char* bad : {"/%", "/a%", "/a%4", "/%%361dmin", "/%zz", "/%4g", "/100%/x"}) {
+    EXPECT_TRUE(HasInvalidPercentEncoding(bad)) << bad;
+  }
+  for (const char* ok : {"/", "/%41", "/a%2Fb", "/%25", "/%2e%2E/x", "/x%20y%7E"}) {
+    EXPECT_FALSE(HasInvalidPercentEncoding(ok)) << ok;
   }
 }
 
