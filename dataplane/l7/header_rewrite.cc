@@ -204,6 +204,9 @@ std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& tr
   auto a = boost::asio::ip::make_address(std::string(entry), ec);
   if (ec) return "";
   if (a.is_v6() && a.to_v6().is_v4_mapped()) a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+  // Without a zone index: "::1%2" and "::1%3" are one client to a rate limit or a source-IP
+  // key, not two (found by tests/fuzz/http_head_fuzz.cc: the zone made distinct keys).
+  if (a.is_v6()) a = boost::asio::ip::address_v6(a.to_v6().to_bytes());
   return a.to_string();
 }
 

@@ -13,7 +13,9 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "dataplane/l4/cidr.h"
 #include "dataplane/l7/header_rewrite.h"
 #include "dataplane/l7/http_head.h"
 #include "dataplane/l7/request_check.h"
@@ -60,8 +62,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (in.used != end) std::abort();  // bytes of the head left behind
   if (!SmugglingRisk(h).empty()) return 0;  // answered 400
 
+  // The client behind a trusted proxy, as rate limits and source-IP keys take it: an address or "".
+  static const std::vector<doorman::l4::Cidr> kTrusted = {*doorman::l4::ParseCidr("10.0.0.0/8"),
+                                                          *doorman::l4::ParseCidr("::1/128")};
+  const std::string client = ForwardedClientIp(h, kTrusted);
+  if (!client.empty() && !doorman::l4::AnyContains({*doorman::l4::ParseCidr("0.0.0.0/0"),
+                                                    *doorman::l4::ParseCidr("::/0")}, client)) {
+    std::abort();
+  }
+
   StripHopByHop(h);
   ForwardedInfo info;
+  // The forwarded-header mode and trust come from the input's length (the bytes stay the request's).
+  info.forwarded_for = static_cast<ForwardedForMode>(size % 3);
+  info.trusted = (size / 3) % 2 == 1;
+  info.trusted_proxies = &kTrusted;
   info.client_ip = "10.0.0.1";
   info.host = h.Get(boost::beast::http::field::host).value_or("");
   info.port = "80";

@@ -180,6 +180,8 @@ TEST(HeaderRewriteTest, ForwardedClientIpIsTheChainsClientWhenItIsAnAddress) {
       {"X-Forwarded-For: [2001:db8::5]:443\r\n", "2001:db8::5"},
       {"X-Forwarded-For: [2001:db8::5\r\n", ""},
       {"X-Forwarded-For: ::ffff:203.0.113.9\r\n", "203.0.113.9"},  // one key per client
+      {"X-Forwarded-For: fe80::1%2\r\n", "fe80::1"},  // a zone index is no part of the client
+      {"X-Forwarded-For: [fe80::1%eth0]:80\r\n", "fe80::1"},
       {"", ""},
   };
   for (const auto& [incoming, want] : cases) {
