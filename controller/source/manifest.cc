@@ -1,5 +1,6 @@
 #include "controller/source/manifest.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include "common/utf8.h"
@@ -218,6 +220,52 @@ nlohmann::json YamlToJson(std::string_view yaml) {
   }
 }
 
+namespace {
+// Records where each document starts; builds nothing.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    repeated_ = count_ > 0 && mark.pos == last_.pos;
+    last_ = mark;
+    ++count_;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  bool repeated() const { return repeated_; }
+  std::size_t count() const { return count_; }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  YAML::Mark last_ = YAML::Mark::null_mark();
+  std::size_t count_ = 0;
+  bool repeated_ = false;
+};
+
+// YAML::LoadAll, refusing what makes yaml-cpp 0.7 (Debian 12) loop for ever: a top-level flow
+// collection or quoted scalar followed by "," ("[],", or JSON objects pasted with commas between
+// them) is never consumed, and LoadAll adds empty documents until memory runs out (yaml-cpp issue
+// #1040, fixed upstream in 0.8.1 by PR #1319; found by fuzzing the manifest parser). A first
+// pass only notes where each document starts: a document that starts where the previous one
+// did means no progress, and is reported as the syntax error it is.
+std::vector<YAML::Node> LoadAllDocuments(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  while (parser.HandleNextDocument(starts)) {
+    if (starts.repeated() || starts.count() > text.size() + 1) {
+      throw YAML::ParserException(starts.last(), "unexpected character after a document (a ',' between documents?)");
+    }
+  }
+  return YAML::LoadAll(text);
+}
+}  // namespace
+
 ParseResult ParseManifests(std::string_view text, const std::string& file) {
   ParseResult result;
   std::vector<YAML::Node> docs;
@@ -226,7 +274,7 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
     return result;
   }
   try {
-    docs = YAML::LoadAll(std::string(text));
+    docs = LoadAllDocuments(std::string(text));
   } catch (const YAML::Exception& e) {
     result.errors.push_back({file, -1, e.mark.is_null() ? 0 : e.mark.line + 1, e.msg});
     return result;

@@ -546,7 +546,8 @@ class IngressCompiler {
       return std::nullopt;
     }
     if (!ann_.canary) {
-      c_.ingress_tls.emplace();
+      // Not emplace(): clang 14 refuses it for a nested struct with default member initialisers.
+      c_.ingress_tls = CompiledObject::IngressTlsInfo{};
       c_.ingress_tls->tls_hosts = tls_.hosts;
       c_.ingress_tls->any_host = tls_.any_host;
       c_.ingress_tls->ssl_redirect = ann_.ssl_redirect;

@@ -2,7 +2,7 @@
 # Fuzzes the dataplane's parsers of untrusted bytes with libFuzzer (clang, ASan + UBSan).
 # Not part of ctest (the corpus replay is: tests/fuzz/CMakeLists.txt).
 #   bash tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
-# Targets: sni proxy_protocol cidr http_head path compile (the last needs build/ for the generated
+# Targets: sni proxy_protocol cidr http_head path compile manifest (the last needs build/ for the generated
 # protobuf code). New crashes are written to
 # build-fuzz/crashes/<target>/; copy a fixed one into tests/fuzz/corpus/<target>/.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head path compile)
+[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head path compile manifest)
 command -v clang++ >/dev/null || { echo "clang++ missing: apt-get install clang" >&2; exit 2; }
 out=build-fuzz
 mkdir -p "$out"
@@ -27,6 +27,7 @@ for t in "${targets[@]}"; do
             dataplane/l4/sni.cc dataplane/health/health_state.cc common/log.cc common/line_writer.cc
             common/log_throttle.cc common/duration.cc common/address.cc build/api/doorman/v1/routing.pb.cc
             -Ibuild/api -lprotobuf -lre2) ;;
+    manifest) srcs=(controller/source/manifest.cc common/log.cc common/line_writer.cc -lyaml-cpp) ;;
     path) srcs=(dataplane/l7/router.cc dataplane/l7/filters.cc -lre2) ;;
     http_head) srcs=(dataplane/l7/http_head.cc dataplane/l7/request_check.cc dataplane/l7/header_rewrite.cc dataplane/l4/cidr.cc) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;

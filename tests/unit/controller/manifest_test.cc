@@ -121,6 +121,27 @@ TEST(ParseManifests, RecursiveAndExplodingAliasesAreErrors) {
   }
 }
 
+// yaml-cpp 0.7's LoadAll never returned on a top-level document followed by "," (it added empty
+// documents until memory ran out: a controller on such a manifest file hung and was OOM-killed,
+// then crash-looped on the same file). Found by fuzzing. Each is now a syntax error of the file.
+TEST(ParseManifests, ACommaAfterADocumentIsASyntaxErrorNotAHang) {
+  for (const char* text : {"[],", "{},", "\"a\",", ",", "{\"apiVersion\": \"v1\", \"kind\": \"Service\"},\n{\"apiVersion\": \"v1\"}\n",
+                           "apiVersion: v1\nkind: Secret\nmetadata: {name: ok}\n---\n[],\n"}) {
+    SCOPED_TRACE(text);
+    const auto r = ParseManifests(text, "/m/comma.yaml");
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_TRUE(r.objects.empty());
+    EXPECT_GE(r.errors[0].line, 1);
+  }
+  // Streams that only look alike still parse: empty documents, a trailing "---", flow documents.
+  for (const char* text : {"---\n---\n", "{apiVersion: v1, kind: Secret, metadata: {name: a}}\n---\n[1, 2]\n", "---\napiVersion: v1\nkind: Secret\nmetadata: {name: a}\n---\n",
+                           "{apiVersion: v1, kind: Secret, metadata: {name: a}}\n"}) {
+    SCOPED_TRACE(text);
+    const auto r = ParseManifests(text, "/m/ok.yaml");
+    for (const auto& e : r.errors) EXPECT_EQ(e.message.find("between documents"), std::string::npos) << e.message;
+  }
+}
+
 // yaml-cpp passes any byte through; a name that is not UTF-8 later made the JSON encoder throw
 // (the controller aborted on /debug/status). The file is refused with the bad byte's position.
 TEST(ParseManifests, TextThatIsNotUtf8IsRefusedWithItsPosition) {
