@@ -127,10 +127,25 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     if (st.key.kind == kKindService || st.key.kind == kKindIngress) claimed_.insert(st.key);
     auto object = get_(st.key);
     if (!object) continue;  // not (yet) in the informer cache
+    // A Service or Ingress has no condition to say that a dataplane could not open one of its
+    // listeners (a LoadBalancer says Programmed=False, ListenerNotServed): it is a warning of its
+    // Event, once every dataplane runs its generation (so the report is about this version).
+    ObjectStatus with_unserved;
+    const ObjectStatus* ev = &st;
+    if ((st.key.kind == kKindService || st.key.kind == kKindIngress) && st.accepted && in.served != nullptr) {
+      const status::ProgrammedCount pc = status::CountProgrammed(st, in.dataplanes, *in.served);
+      if (pc.ready > 0 && pc.programmed == pc.ready) {
+        if (std::string unserved = status::UnservedListeners(st, in.dataplanes); !unserved.empty()) {
+          with_unserved = st;
+          with_unserved.warnings.push_back({"ListenerNotServed", "spec", std::move(unserved)});
+          ev = &with_unserved;
+        }
+      }
+    }
     if (!st.accepted) {
       if (!EmitEvent(st, *object)) return false;
-    } else if (!st.warnings.empty()) {
-      if (!EmitEvent(status::WarningsAsProblem(st), *object)) return false;
+    } else if (!ev->warnings.empty()) {
+      if (!EmitEvent(status::WarningsAsProblem(*ev), *object)) return false;
     } else {
       evented_.erase(st.key);
     }

@@ -57,6 +57,8 @@ bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good
 
 // "listener "web" (http-8080) is not open on node-a, node-b (see the dataplane log: port in
 // use?)" for each of the object's listeners a dataplane reports it could not open; "" if none.
+}  // namespace
+
 std::string UnservedListeners(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes) {
   std::string out;
   for (const auto& l : st.listeners) {
@@ -75,7 +77,6 @@ std::string UnservedListeners(const ObjectStatus& st, const std::vector<Dataplan
   return out;
 }
 
-}  // namespace
 
 bool IsIpAddress(const std::string& s) { return IsIpLiteral(s); }
 

@@ -58,6 +58,10 @@ struct ProgrammedCount {
 ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
                                 const ServedGenerations& served);
 
+// The listeners of `st` that some dataplane could not open (port in use, or below 1024 without
+// NET_BIND_SERVICE), naming the nodes, as one message; "" when every one is open.
+std::string UnservedListeners(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes);
+
 // The addresses that serve traffic: the connected dataplanes' advertise addresses, unique and
 // sorted, as [{type: IPAddress|Hostname, value}] (LoadBalancer) or [{ip}|{hostname}] (Service,
 // Ingress status.loadBalancer.ingress). `ip_mode_proxy`: an {ip} entry also says

@@ -13,6 +13,7 @@ SIGTERM), and Service type LoadBalancer / Ingress when their translation is avai
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -768,6 +769,24 @@ class ServicesAndIngresses(KubeTestCase):
         writes = {r.get("namespace") for r in self.requests_by("(controller)")
                   if r["verb"] not in ("get", "list", "watch") and r["resource"] not in ("leases",)}
         self.assertEqual(writes, {"team-a"}, writes)
+
+    def test_a_service_whose_port_is_held_gets_a_warning_event(self):
+        # A Service has no condition to say that a dataplane could not open its port: a
+        # ListenerNotServed Warning Event says it, naming the node.
+        port = free_port()
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("127.0.0.1", port))
+        holder.listen(1)
+        self.addCleanup(holder.close)
+        self.apply(service_and_slice(self.a, svc="tcp", port=port, extra_spec="""\
+  type: LoadBalancer
+  loadBalancerClass: doorman.dev/lb
+"""))
+        self.start_kube_controller()
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        event = wait_until(lambda: self.warning_event("tcp"), what="the Service's Warning Event")
+        self.assertEqual(event["reason"], "ListenerNotServed", event)
+        self.assertIn("could not be opened on it-node", event["message"])
 
     def test_ingress(self):
         http_port = free_port()

@@ -242,6 +242,38 @@ TEST_F(StatusWriterTest, WarningEventOnceAndRepeatsCounted) {
   EXPECT_EQ(json::parse(http_.calls[2].body)["count"], 4);
 }
 
+// A Service or Ingress whose listener a dataplane could not open (its port is held, or below 1024
+// without NET_BIND_SERVICE) has no condition to say so: it gets a ListenerNotServed Warning Event
+// once every dataplane runs its generation, and none while one still runs an older version.
+TEST_F(StatusWriterTest, AServiceListenerNotOpenedIsAWarningEvent) {
+  StatusInputs in = ServiceIn();
+  in.statuses[0].listeners = {{"tcp-80", 1, "tcp-80"}};
+  in.dataplanes = {{"n1", "192.0.2.1", 5, {"tcp-80"}}, {"n2", "192.0.2.2", 4, {}}};
+  served_.Record(5, status::ServedBy(in.statuses));
+  in.served = &served_;
+  auto events = [this] {
+    std::vector<json> out;
+    for (const auto& c : http_.calls) {
+      if (c.path.find("/events") != std::string::npos && c.method == "POST") out.push_back(json::parse(c.body));
+    }
+    return out;
+  };
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_TRUE(events().empty());  // n2 still runs version 4
+  in.dataplanes[1].acked_version = 5;
+  ASSERT_TRUE(writer_.Sync(in));
+  ASSERT_EQ(events().size(), 1u);
+  EXPECT_EQ(events()[0]["reason"], "ListenerNotServed");
+  EXPECT_NE(events()[0]["message"].get<std::string>().find("listener \"tcp-80\" (tcp-80) could not be opened on n1"),
+            std::string::npos)
+      << events()[0]["message"];
+  EXPECT_EQ(events()[0]["involvedObject"]["kind"], "Service");
+  // Opened on retry: no further Event.
+  in.dataplanes[0].unserved_listeners.clear();
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(events().size(), 1u);
+}
+
 // Warnings of an accepted object (declared but without effect) are a Warning Event too, once;
 // the object stays Accepted.
 TEST_F(StatusWriterTest, WarningsOfAnAcceptedObjectAreAnEventOnce) {
