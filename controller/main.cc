@@ -642,10 +642,8 @@ int main(int argc, char** argv) {
     } else {
       leader_gauge.Set(1);
     }
-    dc::kube::StatusWriterOptions writer_options;
-    if (!watch_namespace.empty()) writer_options.cluster_event_namespace = watch_namespace;
     writer = std::make_unique<dc::kube::StatusWriter>(
-        http.get(), [&source](const dc::ObjectKey& key) { return source->Get(key); }, identity, writer_options);
+        http.get(), [&source](const dc::ObjectKey& key) { return source->Get(key); }, identity);
     status_loop = std::make_unique<StatusLoop>(writer.get(), source.get(), &server, &published,
                                                [&leader] { return !leader || leader->IsLeader(); }, views.get(),
                                                last_good.get());

@@ -319,7 +319,7 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
   const Resource* res = ResourceForKind(st.key.kind);
   const std::string api_version = res ? res->api_version() : "v1";
   const std::string now = Now();
-  json event = status::WarningEvent(st, object, api_version, instance_, now, options_.cluster_event_namespace);
+  json event = status::WarningEvent(st, object, api_version, instance_, now);
   const std::string ns = event["metadata"]["namespace"].get<std::string>();
   const std::string name = event["metadata"]["name"].get<std::string>();
   const std::string path = EventResource().object_path(ns, name);

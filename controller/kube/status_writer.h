@@ -46,9 +46,6 @@ struct StatusWriterOptions {
   WriteBackoffOptions backoff;
   std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
   std::function<double()> rand01;  // null = a private generator
-  // Where Events about cluster-scoped objects go (--watch-namespace: the only namespace the
-  // controller's Role lets it write Events in).
-  std::string cluster_event_namespace = kDefaultNamespace;
 };
 
 class StatusWriter {

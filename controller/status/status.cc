@@ -55,8 +55,6 @@ json Condition(const std::string& type, bool ok, const std::string& reason, cons
 
 bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good; }
 
-// "listener "web" (http-8080) is not open on node-a, node-b (see the dataplane log: port in
-// use?)" for each of the object's listeners a dataplane reports it could not open; "" if none.
 }  // namespace
 
 std::string UnservedListeners(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes) {
@@ -76,7 +74,6 @@ std::string UnservedListeners(const ObjectStatus& st, const std::vector<Dataplan
   }
   return out;
 }
-
 
 bool IsIpAddress(const std::string& s) { return IsIpLiteral(s); }
 
@@ -291,8 +288,7 @@ ObjectStatus WarningsAsProblem(const ObjectStatus& st) {
 }
 
 json WarningEvent(const ObjectStatus& st, const json& object, const std::string& api_version,
-                  const std::string& reporting_instance, const std::string& now,
-                  const std::string& cluster_event_namespace) {
+                  const std::string& reporting_instance, const std::string& now) {
   const json meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json::object();
   const std::string uid = meta.value("uid", "");
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
@@ -301,7 +297,7 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",
                 static_cast<unsigned long long>(Fnv1a64(uid + "\n" + reason + "\n" + message)));
-  const std::string ns = st.key.ns.empty() ? cluster_event_namespace : st.key.ns;
+  const std::string ns = st.key.ns.empty() ? std::string(kDefaultNamespace) : st.key.ns;
   json involved = {{"apiVersion", api_version}, {"kind", st.key.kind}, {"name", st.key.name}};
   if (!st.key.ns.empty()) involved["namespace"] = st.key.ns;
   if (!uid.empty()) involved["uid"] = uid;

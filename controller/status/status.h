@@ -105,12 +105,11 @@ nlohmann::json StatusPatch(const nlohmann::json& current_status, const nlohmann:
 // (<object>.<hash of uid, reason, message>), so the same problem maps to the same Event and a
 // repeat increments its count instead of creating another. `object` is the involved object as
 // stored (for uid/resourceVersion); `api_version` its apiVersion. An Event about a cluster-scoped
-// object (IngressClass) goes to `cluster_event_namespace` ("default", as kubectl and client-go's
-// recorder do; the --watch-namespace namespace when the controller may write Events only there:
-// `kubectl describe` finds it all the same, by involvedObject across namespaces).
+// object (IngressClass) goes to "default", as client-go's recorder does: the API server's Event
+// validation allows no other namespace for an involved object without one (so with
+// --watch-namespace the chart grants Events in "default" too).
 nlohmann::json WarningEvent(const ObjectStatus& st, const nlohmann::json& object, const std::string& api_version,
-                            const std::string& reporting_instance, const std::string& now,
-                            const std::string& cluster_event_namespace = kDefaultNamespace);
+                            const std::string& reporting_instance, const std::string& now);
 // An accepted object's warnings (BackendNotFound, HealthCheckNotRun...) as the problem a
 // WarningEvent reports: reason = the first warning's, message = every warning ("<field>:
 // <message>", at most five, then "(and N more warnings)"). So what is declared but has no

@@ -185,6 +185,15 @@ class HelmRenderTest(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "doorman-controller",
                                                 "namespace": "doorman-system"}])
         self.assertEqual(roles["doorman-controller-leader-election"]["metadata"]["namespace"], "doorman-system")
+        # IngressClass Warning Events: the API server takes them only in "default".
+        events = roles["doorman-controller-cluster-events"]
+        self.assertEqual(events["metadata"]["namespace"], "default")
+        self.assertEqual(dc.normalized_rules(events), {("", "events", v) for v in ("create", "get", "patch")})
+        eb = [b for b in dc.by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "doorman-controller-cluster-events"][0]
+        self.assertEqual((eb["metadata"]["namespace"], eb["roleRef"]["name"]), ("default", "doorman-controller-cluster-events"))
+        # Watching "default" itself: its Role has Events already.
+        docs = docs_of(render("--set", "controller.watchNamespace=default").stdout)
+        self.assertNotIn("doorman-controller-cluster-events", {r["metadata"]["name"] for r in dc.by_kind(docs, "Role")})
 
     def test_mtls_secrets_per_workload_and_server_name(self):
         docs = docs_of(render("--set", "mtls.enabled=true,mtls.controllerSecretName=ctl-tls",

@@ -745,8 +745,8 @@ class ServicesAndIngresses(KubeTestCase):
         self.apply(service_and_slice(self.a, svc="tcp", port=inside, extra_spec=lb_spec).replace(
             "namespace: default", "namespace: team-a"))
         self.apply(service_and_slice(self.b, svc="tcp", port=outside, extra_spec=lb_spec))
-        # A cluster-scoped object's Warning Event goes to team-a, the one namespace the Role lets
-        # the controller write Events in (not to "default").
+        # A cluster-scoped object's Warning Event goes to "default" (the API server allows no
+        # other namespace for it): the chart grants Events there too.
         self.apply("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: doorman}\n"
                    "spec:\n  controller: doorman.dev/ingress-controller\n"
                    "  parameters: {apiGroup: example.com, kind: Params, name: p}\n")
@@ -763,12 +763,13 @@ class ServicesAndIngresses(KubeTestCase):
         self.assertEqual(by_resource.get("ingressclasses"), {""}, by_resource)  # cluster-scoped
         for res in ("services", "endpointslices", "ingresses", "secrets", "loadbalancers"):
             self.assertEqual(by_resource.get(res), {"team-a"}, (res, by_resource))
-        event = wait_until(lambda: self.warning_event("doorman", ns="team-a"), what="the IngressClass's Event in team-a")
+        event = wait_until(lambda: self.warning_event("doorman"), what="the IngressClass's Event in default")
         self.assertEqual((event["involvedObject"]["kind"], event["reason"]), ("IngressClass", "FieldIgnored"), event)
-        self.assertIsNone(self.warning_event("doorman"), "an Event was written outside --watch-namespace")
-        writes = {r.get("namespace") for r in self.requests_by("(controller)")
+        # Every other write stays in team-a: what the chart's Roles allow (events only in default).
+        writes = {(r.get("namespace"), r["resource"]) for r in self.requests_by("(controller)")
                   if r["verb"] not in ("get", "list", "watch") and r["resource"] not in ("leases",)}
-        self.assertEqual(writes, {"team-a"}, writes)
+        self.assertEqual({ns for ns, res in writes if res != "events"}, {"team-a"}, writes)
+        self.assertLessEqual({ns for ns, res in writes if res == "events"}, {"team-a", "default"}, writes)
 
     def test_a_service_whose_port_is_held_gets_a_warning_event(self):
         # A Service has no condition to say that a dataplane could not open its port: a

@@ -564,7 +564,13 @@ class HttpTest(unittest.TestCase):
                          [("port 80 is taken", "Service", "doorman.dev/controller")])
         SIM.ok("POST", f"{base}/events", {"apiVersion": "v1", "kind": "Event",
                                           "metadata": {"name": "e2"}, "message": "hello",
-                                          "involvedObject": {"kind": "Ingress", "name": "i"}})
+                                          "involvedObject": {"kind": "Ingress", "name": "i", "namespace": "events"}})
+        # legacyValidateEvent: an Event about a cluster-scoped object lives in "default" only.
+        status, _, body = SIM.request("POST", f"{base}/events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e3"}, "message": "x",
+            "involvedObject": {"kind": "IngressClass", "name": "doorman"}})
+        self.assertEqual((status, body["reason"]), (422, "Invalid"), body)
+        self.assertIn("does not match event.namespace", body["message"])
         new = SIM.ok("GET", "/apis/events.k8s.io/v1/namespaces/events/events/e2")
         self.assertEqual((new["apiVersion"], new["note"], new["regarding"]["kind"]),
                          ("events.k8s.io/v1", "hello", "Ingress"))

@@ -227,6 +227,16 @@ class Api:
                 except (binascii.Error, TypeError, ValueError):
                     causes.append((f"data[{k}]", "FieldValueInvalid",
                                    "Invalid value: illegal base64 data"))
+        elif key == "core/events" and "involvedObject" in obj:
+            # legacyValidateEvent (pkg/apis/core/validation/events.go): an Event without eventTime
+            # lives in its involved object's namespace; one about a cluster-scoped object in ""
+            # or "default" only (with eventTime: "default" or "kube-system").
+            ns = (obj.get("metadata") or {}).get("namespace") or ""
+            ino = (obj.get("involvedObject") or {}).get("namespace") or ""
+            allowed = ({"", "default"} if not obj.get("eventTime") else {"default", "kube-system"}) if not ino else {ino}
+            if ns not in allowed:
+                causes.append(("involvedObject.namespace", "FieldValueInvalid",
+                               f'Invalid value: "{ino}": does not match event.namespace'))
         elif key == "coordination.k8s.io/leases":
             dur = (obj.get("spec") or {}).get("leaseDurationSeconds")
             if dur is not None and (not isinstance(dur, int) or dur <= 0):
