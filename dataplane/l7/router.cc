@@ -113,6 +113,16 @@ bool RoutingPathWithoutParams(std::string_view path, std::string* out) {
   return true;
 }
 
+namespace {
+// The value of a hex digit, or -1.
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
 bool NormalizePath(std::string_view path, std::string* out) {
   // Fast check: nothing to do without a "%", a "//" or a "." segment.
   bool work = path.find('%') != std::string_view::npos || path.find("//") != std::string_view::npos;
@@ -121,17 +131,11 @@ bool NormalizePath(std::string_view path, std::string* out) {
     work = rest.empty() || rest.front() == '/' || (rest.front() == '.' && (rest.size() == 1 || rest[1] == '/'));
   }
   if (!work) return false;
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   std::string decoded;
   decoded.reserve(path.size());
   for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size() && hex(path[i + 1]) >= 0 && hex(path[i + 2]) >= 0) {
-      const char c = static_cast<char>(hex(path[i + 1]) * 16 + hex(path[i + 2]));
+    if (path[i] == '%' && i + 2 < path.size() && HexDigit(path[i + 1]) >= 0 && HexDigit(path[i + 2]) >= 0) {
+      const char c = static_cast<char>(HexDigit(path[i + 1]) * 16 + HexDigit(path[i + 2]));
       const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                               c == '-' || c == '.' || c == '_' || c == '~';
       if (unreserved) {
@@ -174,9 +178,8 @@ bool NormalizePath(std::string_view path, std::string* out) {
 }
 
 bool HasInvalidPercentEncoding(std::string_view path) {
-  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
   for (std::size_t i = path.find('%'); i != std::string_view::npos; i = path.find('%', i + 1)) {
-    if (i + 2 >= path.size() || !hex(path[i + 1]) || !hex(path[i + 2])) return true;
+    if (i + 2 >= path.size() || HexDigit(path[i + 1]) < 0 || HexDigit(path[i + 2]) < 0) return true;
   }
   return false;
 }
