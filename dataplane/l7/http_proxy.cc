@@ -37,6 +37,7 @@
 #include "dataplane/l7/l7_options.h"
 #include "dataplane/l7/policy.h"
 #include "dataplane/l7/request_check.h"
+#include "dataplane/l7/response_check.h"
 #include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
 #include "dataplane/server/deadline.h"
@@ -157,22 +158,14 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
   return std::string_view(buf.data() + i, buf.size() - i);
 }
 
-// "HTTP/1.1 200\r\n" (no space after the status code, where RFC 9112 §4 wants one before an
-// empty reason) is sent by some embedded servers and accepted by nginx, HAProxy and Envoy;
-// Beast's parser refuses it. The missing space is put in before the head is parsed (`b` starts
-// with an unparsed status line: Beast consumes nothing before a whole head).
+// Puts in the space a status line without a reason lacks (see MissingReasonSpace). `b` starts
+// with an unparsed status line: Beast consumes nothing before a whole head.
 void AddMissingReasonSpace(beast::flat_buffer& b) {
-  constexpr std::size_t kLine = 12;  // "HTTP/1.1 200"
-  if (b.size() < kLine + 2) return;
-  const auto* p = static_cast<const char*>(b.data().data());
-  auto digit = [](char c) { return c >= '0' && c <= '9'; };
-  if (std::memcmp(p, "HTTP/", 5) != 0 || !digit(p[5]) || p[6] != '.' || !digit(p[7]) || p[8] != ' ' ||
-      !digit(p[9]) || !digit(p[10]) || !digit(p[11]) || p[12] != '\r' || p[13] != '\n') {
-    return;
-  }
-  std::string fixed(p, kLine);
+  const std::string_view d(static_cast<const char*>(b.data().data()), b.size());
+  if (!MissingReasonSpace(d)) return;
+  std::string fixed(d.substr(0, kReasonSpaceAt));
   fixed += ' ';
-  fixed.append(p + kLine, b.size() - kLine);
+  fixed.append(d.substr(kReasonSpaceAt));
   b.clear();
   const auto room = b.prepare(fixed.size());
   std::memcpy(room.data(), fixed.data(), fixed.size());
@@ -197,9 +190,6 @@ bool OnlyInterimHeads(std::string_view d) {
 // How long a body write may stall once the backend has answered before the upload is given up
 // and the answer relayed (see RelayRequestBody).
 constexpr std::chrono::milliseconds kEarlyAnswerStall{2000};
-
-// How a body goes out: as received (Content-Length or close-delimited), or re-chunked.
-enum class Framing { kRaw, kChunked };
 
 // A connection to a backend: a plain socket, or TLS over one (backend protocol HTTPS). It is an
 // Asio stream itself, so the proxy's reads and writes need not know which; pooled as is.
@@ -1127,14 +1117,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       // 4. The response, streamed to the client.
       HttpHead& res = res_;
       const unsigned status = res.status();
-      bool upstream_reusable = rp->keep_alive();
       StripHopByHop(res);
-      // A 204 never carries Content-Length (RFC 9110 §8.6) nor Transfer-Encoding (RFC 9112
-      // §6.1); the parser already framed it empty.
-      if (status == 204) {
-        res.Erase(http::field::content_length);
-        res.Erase(http::field::transfer_encoding);
-      }
       // A recipient that forwards a response without Date adds one (RFC 9110 §6.6.1).
       if (!res.Get(http::field::date)) res.Insert(http::field::date, "Date", HttpDateNow());
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
@@ -1142,83 +1125,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(ep->key)),
                                                  route->sticky_ttl, kTls, route->sticky_cookie_path));
       }
-      const bool header_only = head || status == 204 || status == 304;
-      bool keep = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
-      if (early_answer || !p.is_done()) {
-        // The rest of the client's body was not read: close after this answer, lingering so the
-        // unread bytes do not turn the close into a reset that destroys the answer.
-        keep = false;
-        upstream_reusable = false;
-        linger_ = true;
+      ClientExchange exchange;
+      exchange.version = version;
+      exchange.head = head;
+      exchange.keep_alive = client_keep_alive && !w_.shared().draining.load(std::memory_order_relaxed);
+      exchange.body_unread = early_answer || !p.is_done();
+      const ResponseFrame frame = FrameResponse(res, *rp, exchange);
+      if (frame.linger) linger_ = true;
+      if (!frame.error.empty()) {
+        NoteFailure(*route, *ep);
+        co_return local(502, frame.error, true);
       }
-      // Framing a client could read otherwise than we do (RFC 9112 §6.3): Content-Length beside a
-      // Transfer-Encoding that does not end in chunked is ambiguous and refused; beside a chunked
-      // one it is dropped (the proxy re-frames from the parser anyway).
-      std::string te_codings;  // the backend's Transfer-Encoding, kept when re-chunking
-      if (const auto te = res.Get(http::field::transfer_encoding)) {
-        // "identity" is no transfer coding (RFC 9112 dropped it): kept, "identity, chunked"
-        // hangs clients that look for chunked alone.
-        for (const auto token : http::token_list{*te}) {
-          const std::string_view coding(token.data(), token.size());
-          if (IEq(coding, "identity")) continue;
-          if (!te_codings.empty()) te_codings += ", ";
-          te_codings += coding;
-        }
-        if (te_codings != *te) {  // "identity, chunked" goes out as "chunked"
-          if (te_codings.empty()) {
-            res.Erase(http::field::transfer_encoding);
-          } else {
-            res.Set(http::field::transfer_encoding, "Transfer-Encoding", te_codings);
-          }
-        }
-        if (!rp->chunked() && ListsChunked(*te)) {
-          // "chunked, gzip": chunked is not the last coding, so the body is close-delimited and
-          // still chunk-encoded; re-chunking it would apply chunked twice (RFC 9112 §6.1).
-          NoteFailure(*route, *ep);
-          co_return local(502, "backend response has a Transfer-Encoding where chunked is not the last coding", true);
-        }
-        if (!rp->chunked() && res.Count(http::field::content_length) > 0) {
-          NoteFailure(*route, *ep);
-          co_return local(502, "backend response has both Transfer-Encoding and Content-Length", true);
-        }
-        res.Erase(http::field::content_length);
-      } else if (const auto cl = rp->content_length(); cl && !header_only) {
-        // One Content-Length of plain digits on the way out, whatever list of equal values the
-        // parser accepted ("2, 2": RFC 9110 §8.6 lets a recipient take it as one; a client
-        // reading it otherwise would lose the framing of everything after it).
-        const auto v = res.Get(http::field::content_length);
-        if (res.Count(http::field::content_length) != 1 || !v || v->empty() ||
-            v->find_first_not_of("0123456789") != std::string_view::npos) {
-          res.Set(http::field::content_length, "Content-Length", std::to_string(*cl));
-        }
-      }
-      Framing framing = Framing::kRaw;
-      // An HTTP/1.0 client never sees Transfer-Encoding (RFC 9112 §6.1), HEAD/204/304 included;
-      // the framing below reads the parser's state, not the field.
-      if (version < 11) res.Erase(http::field::transfer_encoding);
-      if (!header_only && !rp->is_done() && rp->chunked()) {
-        if (version >= 11) {
-          framing = Framing::kChunked;  // de-chunked by the parser, re-chunked on the way out
-        } else {
-          keep = false;  // an HTTP/1.0 client: the body ends at close
-        }
-      } else if (!header_only && !rp->is_done() && !rp->content_length()) {
-        // Body delimited by the backend closing: re-frame as chunked for HTTP/1.1 clients.
-        upstream_reusable = false;
-        if (version >= 11) {
-          // Codings the backend applied (gzip...) stay listed, chunked goes last.
-          res.Set(http::field::transfer_encoding, "Transfer-Encoding",
-                  te_codings.empty() ? std::string("chunked") : te_codings + ", chunked");
-          framing = Framing::kChunked;
-        } else {
-          keep = false;
-        }
-      }
-      if (!keep) {
-        res.Set("Connection", "close");
-      } else if (version < 11) {
-        res.Set("Connection", "keep-alive");
-      }
+      const bool header_only = frame.header_only;
+      const bool keep = frame.keep_client;
+      const bool upstream_reusable = frame.reuse_upstream;
+      const Framing framing = frame.framing;
       x->code = status;
       out_.clear();
       res.SerializeResponse(&out_);

@@ -2,7 +2,7 @@
 # Fuzzes the dataplane's parsers of untrusted bytes with libFuzzer (clang, ASan + UBSan).
 # Not part of ctest (the corpus replay is: tests/fuzz/CMakeLists.txt).
 #   bash tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
-# Targets: sni proxy_protocol cidr http_head path compile manifest (the last needs build/ for the generated
+# Targets: sni proxy_protocol cidr http_head response path compile manifest (the last needs build/ for the generated
 # protobuf code). New crashes are written to
 # build-fuzz/crashes/<target>/; copy a fixed one into tests/fuzz/corpus/<target>/.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head path compile manifest)
+[ ${#targets[@]} -gt 0 ] || targets=(sni proxy_protocol cidr http_head response path compile manifest)
 command -v clang++ >/dev/null || { echo "clang++ missing: apt-get install clang" >&2; exit 2; }
 out=build-fuzz
 mkdir -p "$out"
@@ -30,6 +30,7 @@ for t in "${targets[@]}"; do
     manifest) srcs=(controller/source/manifest.cc common/log.cc common/line_writer.cc -lyaml-cpp) ;;
     path) srcs=(dataplane/l7/router.cc dataplane/l7/filters.cc -lre2) ;;
     http_head) srcs=(dataplane/l7/http_head.cc dataplane/l7/request_check.cc dataplane/l7/header_rewrite.cc dataplane/l4/cidr.cc) ;;
+    response) srcs=(dataplane/l7/http_head.cc dataplane/l7/response_check.cc dataplane/l7/header_rewrite.cc dataplane/l4/cidr.cc) ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
   clang++ "${flags[@]}" "tests/fuzz/${t}_fuzz.cc" "${srcs[@]}" -o "$out/${t}_fuzz"

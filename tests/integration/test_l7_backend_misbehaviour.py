@@ -122,6 +122,16 @@ class RawBackend:
                 elif path == "/techunkedgzip":  # chunked is not the last coding: close-delimited
                     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
                     return
+                elif path == "/tesplitchunkedgzip":  # the same in two fields
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"
+                              b"5\r\nhello\r\n0\r\n\r\n")
+                    return
+                elif path == "/tesplit":  # codings in two fields: one list, chunked last
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, identity\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"5\r\nhello\r\n0\r\n\r\n")
+                elif path == "/teparam":  # a transfer parameter
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;q=1, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                    return
                 elif path == "/headonly":  # a valid head, then the connection closes: no body
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
                     return
@@ -342,11 +352,34 @@ spec:
             self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
         # Status codes outside 100..599 (RFC 9110 §15) and chunked applied before another coding.
         for path, why in ((b"/status600", b"status 600"), (b"/status999", b"status 999"),
-                          (b"/techunkedgzip", b"chunked is not the last coding")):
+                          (b"/techunkedgzip", b"chunked is not the last coding"),
+                          (b"/tesplitchunkedgzip", b"bad Transfer-Encoding"),
+                          (b"/teparam", b"invalid Transfer-Encoding")):
             r = self.exchange(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             self.assertTrue(r.startswith(b"HTTP/1.1 502"), (path, r))
             self.assertIn(why, r)
             self.assertEqual(r.count(b"HTTP/1.1"), 1, r)
+
+    def test_transfer_encoding_in_several_fields_goes_out_as_one_list(self):
+        # "gzip, identity" and "chunked" in two fields are the list "gzip, identity, chunked"
+        # (RFC 9110 §5.3): the client gets one field ending in chunked, reads the body and the
+        # next answer after it. (Rewriting the first field alone once dropped chunked: the client
+        # read a chunked body as delimited by a close that never came.)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /tesplit HTTP/1.1\r\nHost: a\r\n\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n0\r\n\r\n"):  # the head and a chunked body (not pipelined)
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, buf)
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertEqual(head.lower().count(b"transfer-encoding:"), 1, head)
+            self.assertIn(b"\r\ntransfer-encoding: gzip, chunked\r\n", head.lower() + b"\r\n")
+            self.assertEqual(body, b"5\r\nhello\r\n0\r\n\r\n")
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
 
     def test_a_backend_failing_before_the_first_body_byte_gets_the_client_a_502(self):
         for path in (b"/headonly", b"/badchunk"):

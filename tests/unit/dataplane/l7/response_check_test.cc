@@ -1,0 +1,137 @@
+#include "dataplane/l7/response_check.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/buffer.hpp>
+#include <limits>
+#include <memory>
+
+namespace doorman::dataplane {
+namespace {
+
+namespace http = boost::beast::http;
+
+// A backend response head parsed as the proxy parses it, then framed for `c`.
+struct Framed {
+  HttpHead head;
+  std::unique_ptr<HeadParser<false>> parser;
+  ResponseFrame frame;
+  std::string out;  // the head as the client receives it
+};
+
+std::unique_ptr<Framed> Frame(std::string_view response, ClientExchange c = {}) {
+  auto f = std::make_unique<Framed>();
+  f->parser = std::make_unique<HeadParser<false>>(f->head);
+  f->parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+  f->parser->eager(false);
+  if (c.head) f->parser->skip(true);
+  boost::system::error_code ec;
+  f->parser->put(boost::asio::buffer(response.data(), response.size()), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(f->parser->is_header_done());
+  f->frame = FrameResponse(f->head, *f->parser, c);
+  f->head.SerializeResponse(&f->out);
+  return f;
+}
+
+TEST(ResponseCheckTest, ContentLengthPassesThroughAndKeepsBothConnections) {
+  const auto f = Frame("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+  EXPECT_TRUE(f->frame.error.empty());
+  EXPECT_EQ(f->frame.framing, Framing::kRaw);
+  EXPECT_TRUE(f->frame.keep_client);
+  EXPECT_TRUE(f->frame.reuse_upstream);
+  EXPECT_FALSE(f->frame.linger);
+  EXPECT_EQ(f->out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+}
+
+TEST(ResponseCheckTest, AListOfEqualLengthsGoesOutAsOne) {
+  const auto f = Frame("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok");
+  EXPECT_EQ(f->head.Get(http::field::content_length), "2");
+  EXPECT_EQ(f->head.Count(http::field::content_length), 1u);
+}
+
+TEST(ResponseCheckTest, ChunkedIsReChunkedForHttp11AndDelimitedByCloseForHttp10) {
+  const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  auto f = Frame(chunked);
+  EXPECT_EQ(f->frame.framing, Framing::kChunked);
+  EXPECT_TRUE(f->frame.keep_client);
+  f = Frame(chunked, {.version = 10});
+  EXPECT_EQ(f->frame.framing, Framing::kRaw);
+  EXPECT_FALSE(f->frame.keep_client);
+  EXPECT_FALSE(f->head.Has("Transfer-Encoding"));
+  EXPECT_EQ(f->head.Get("Connection"), "close");
+}
+
+TEST(ResponseCheckTest, ACloseDelimitedBodyIsChunkedWithTheBackendsCodingsFirst) {
+  auto f = Frame("HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+  EXPECT_EQ(f->frame.framing, Framing::kChunked);
+  EXPECT_FALSE(f->frame.reuse_upstream);
+  EXPECT_EQ(f->head.Get(http::field::transfer_encoding), "gzip, chunked");
+  f = Frame("HTTP/1.0 200 OK\r\n\r\n", {.version = 10, .keep_alive = true});
+  EXPECT_FALSE(f->frame.keep_client);
+  EXPECT_EQ(f->head.Get("Connection"), "close");
+}
+
+TEST(ResponseCheckTest, IdentityIsDropped) {
+  auto f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n");
+  EXPECT_TRUE(f->frame.error.empty());
+  EXPECT_EQ(f->head.Get(http::field::transfer_encoding), "chunked");
+  f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_FALSE(f->head.Has("Transfer-Encoding"));
+}
+
+TEST(ResponseCheckTest, SeveralTransferEncodingFieldsAreOneList) {
+  // RFC 9110 §5.3: "gzip" then "chunked" is "gzip, chunked" — one field on the way out.
+  auto f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n");
+  EXPECT_TRUE(f->frame.error.empty()) << f->frame.error;
+  EXPECT_EQ(f->frame.framing, Framing::kChunked);
+  EXPECT_EQ(f->head.Count(http::field::transfer_encoding), 1u);
+  EXPECT_EQ(f->head.Get(http::field::transfer_encoding), "gzip, chunked");
+  // Only the first field's codings were kept once (the fuzzer's find): the client read the
+  // re-chunked body as delimited by the close.
+  f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, br\r\nTransfer-Encoding: deflate, chunked\r\n\r\n");
+  EXPECT_EQ(f->head.Get(http::field::transfer_encoding), "gzip, br, deflate, chunked");
+}
+
+TEST(ResponseCheckTest, AmbiguousTransferEncodingsAreRefused) {
+  for (const char* te : {"chunked, gzip", "chunked, chunked", "gzip;q=1, chunked", "gzip\xff, chunked", "chunked, identity"}) {
+    const auto f = Frame(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: ") + te + "\r\n\r\n");
+    EXPECT_FALSE(f->frame.error.empty()) << te;
+  }
+  const auto f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_EQ(f->frame.error, "backend response has both Transfer-Encoding and Content-Length");
+  EXPECT_EQ(Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;q=1\r\n\r\n")->frame.error,
+            "backend response has an invalid Transfer-Encoding");
+}
+
+TEST(ResponseCheckTest, NoContentLosesItsFramingFields) {
+  const auto f = Frame("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_TRUE(f->frame.header_only);
+  EXPECT_FALSE(f->head.Has("Content-Length"));
+  EXPECT_TRUE(f->frame.keep_client);
+}
+
+TEST(ResponseCheckTest, AnUnreadRequestBodyClosesLingering) {
+  const auto f = Frame("HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n", {.body_unread = true});
+  EXPECT_FALSE(f->frame.keep_client);
+  EXPECT_FALSE(f->frame.reuse_upstream);
+  EXPECT_TRUE(f->frame.linger);
+  EXPECT_EQ(f->head.Get("Connection"), "close");
+}
+
+TEST(ResponseCheckTest, AnHttp10ClientKeptOpenIsToldSo) {
+  const auto f = Frame("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", {.version = 10, .keep_alive = true});
+  EXPECT_TRUE(f->frame.keep_client);
+  EXPECT_EQ(f->head.Get("Connection"), "keep-alive");
+}
+
+TEST(ResponseCheckTest, MissingReasonSpace) {
+  EXPECT_TRUE(MissingReasonSpace("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 200 \r\n"));
+  EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 200 OK\r\n"));
+  EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 20\r\n\r\n"));
+  EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 200\r"));
+}
+
+}  // namespace
+}  // namespace doorman::dataplane
