@@ -1026,8 +1026,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         // Interim answers other than 100 (which this proxy gives or withholds itself): a proxy
         // forwards them (RFC 9110 §15.2: 103 Early Hints, 102) to HTTP/1.1 clients only.
         if (res_.status() != 100 && version >= 11) {
-          StripHopByHop(res_);
-          res_.Erase(http::field::content_length);
+          PrepareInterim(res_);
           out_.clear();
           res_.SerializeResponse(&out_);
           error_code wec;

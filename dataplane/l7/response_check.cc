@@ -3,6 +3,8 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include "dataplane/l7/header_rewrite.h"
+
 
 namespace doorman::dataplane {
 
@@ -154,6 +156,12 @@ ResponseFrame FrameResponse(HttpHead& res, const http::basic_parser<false>& rp, 
     res.Set("Connection", "keep-alive");
   }
   return f;
+}
+
+void PrepareInterim(HttpHead& res) {
+  StripHopByHop(res);
+  res.Erase(http::field::content_length);
+  res.Erase(http::field::transfer_encoding);
 }
 
 }  // namespace doorman::dataplane

@@ -47,4 +47,8 @@ struct ResponseFrame {
 // error instead for framing a client could read otherwise than the proxy does.
 ResponseFrame FrameResponse(HttpHead& res, const boost::beast::http::basic_parser<false>& rp, const ClientExchange& c);
 
+// An interim (1xx, not 101) response head as forwarded to an HTTP/1.1 client: hop-by-hop fields
+// stripped, and no Content-Length or Transfer-Encoding (a 1xx has no body, RFC 9110 §15.2).
+void PrepareInterim(HttpHead& res);
+
 }  // namespace doorman::dataplane

@@ -3,7 +3,7 @@
 // the missing-reason fix-up, Beast's parser via HeadParser, StripHopByHop, FrameResponse,
 // SerializeResponse. The first input byte picks the client side (HTTP/1.0 or 1.1, HEAD, whether
 // the connection may stay open, whether the request body was left unread); the rest is what the
-// backend sent.
+// backend sent. An interim head (1xx other than 101) is checked as forwarded instead.
 // Properties: never crashes; what the client receives is one head a fresh parser reads back
 // whole; the client reads the body the way the proxy writes it (the Content-Length the backend
 // framed with, or chunked when re-chunked, or to the close — and then the connection is closed);
@@ -54,7 +54,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rp.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
   if (ec || !rp.is_header_done()) return 0;  // 502 (or more to read)
   const unsigned status = res.status();
-  if (status < 200 || status > 599) return 0;  // interim heads and 101 take other paths; others: 502
+  if (status / 100 == 1 && status != 101) {
+    // An interim head, forwarded to an HTTP/1.1 client: read back whole, with no body framing.
+    PrepareInterim(res);
+    std::string out;
+    res.SerializeResponse(&out);
+    HttpHead back;
+    HeadParser<false> cp(back);
+    cp.eager(false);
+    boost::system::error_code ec2;
+    const std::size_t used = cp.put(boost::asio::buffer(out.data(), out.size()), ec2);
+    Check(!ec2 && cp.is_header_done() && cp.is_done() && used == out.size() && back.status() == status);
+    Check(back.Count(http::field::transfer_encoding) == 0 && back.Count(http::field::content_length) == 0);
+    return 0;
+  }
+  if (status < 200 || status > 599) return 0;  // 101 takes another path; others: 502
   const bool in_chunked = rp.chunked();
   const auto in_length = rp.content_length();
 

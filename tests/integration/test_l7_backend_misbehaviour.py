@@ -104,8 +104,8 @@ class RawBackend:
                         c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
                         return
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nh1")
-                elif path == "/hints":  # 103 Early Hints, then the answer
-                    c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                elif path == "/hints":  # 103 Early Hints (with body framing it may not have), then the answer
+                    c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nTransfer-Encoding: chunked\r\n\r\n"
                               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 elif path in ("/hints100", "/hints101"):  # n interim heads (the limit is 100), then the answer
                     c.sendall(b"HTTP/1.1 102 Processing\r\n\r\n" * int(path[-3:]) +
@@ -420,6 +420,8 @@ spec:
         self.assertTrue(r.startswith(b"HTTP/1.1 103 Early Hints\r\n"), r)
         interim, _, rest = r.partition(b"\r\n\r\n")
         self.assertIn(b"Link: </s.css>; rel=preload", interim)
+        self.assertNotIn(b"transfer-encoding", interim.lower())  # a 1xx has no body (RFC 9110 §15.2)
+        self.assertNotIn(b"content-length", interim.lower())
         self.assertTrue(rest.startswith(b"HTTP/1.1 200") and rest.endswith(b"ok"), r)
         # At most 100 interim heads: a backend sending more is answered 502 (each one forwarded
         # would cost the client a read, without end).

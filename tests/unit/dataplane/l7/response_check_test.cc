@@ -125,6 +125,15 @@ TEST(ResponseCheckTest, AnHttp10ClientKeptOpenIsToldSo) {
   EXPECT_EQ(f->head.Get("Connection"), "keep-alive");
 }
 
+TEST(ResponseCheckTest, AnInterimHeadLosesBodyFramingAndHopByHopFields) {
+  const auto f = Frame("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nTransfer-Encoding: chunked\r\nKeep-Alive: 5\r\n\r\n");
+  HttpHead& h = f->head;
+  PrepareInterim(h);
+  std::string out;
+  h.SerializeResponse(&out);
+  EXPECT_EQ(out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
+}
+
 TEST(ResponseCheckTest, MissingReasonSpace) {
   EXPECT_TRUE(MissingReasonSpace("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"));
   EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 200 \r\n"));
