@@ -132,15 +132,24 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     // Event, once every dataplane runs its generation (so the report is about this version).
     ObjectStatus with_unserved;
     const ObjectStatus* ev = &st;
+    // While a new generation rolls out, the last report stands: dropping it until every
+    // dataplane runs the new one would send the same Event again (a count bump per rollout).
     if ((st.key.kind == kKindService || st.key.kind == kKindIngress) && st.accepted && in.served != nullptr) {
       const status::ProgrammedCount pc = status::CountProgrammed(st, in.dataplanes, *in.served);
       if (pc.ready > 0 && pc.programmed == pc.ready) {
-        if (std::string unserved = status::UnservedListeners(st, in.dataplanes); !unserved.empty()) {
-          with_unserved = st;
-          with_unserved.warnings.push_back({"ListenerNotServed", "spec", std::move(unserved)});
-          ev = &with_unserved;
+        if (std::string now = status::UnservedListeners(st, in.dataplanes); !now.empty()) {
+          unserved_[st.key] = std::move(now);
+        } else {
+          unserved_.erase(st.key);
         }
       }
+      if (auto u = unserved_.find(st.key); u != unserved_.end()) {
+        with_unserved = st;
+        with_unserved.warnings.push_back({"ListenerNotServed", "spec", u->second});
+        ev = &with_unserved;
+      }
+    } else {
+      unserved_.erase(st.key);
     }
     if (!st.accepted) {
       if (!EmitEvent(st, *object)) return false;
@@ -163,6 +172,7 @@ bool StatusWriter::Sync(const StatusInputs& in) {
   }
   for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
   for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
+  for (auto it = unserved_.begin(); it != unserved_.end();) it = seen.count(it->first) ? std::next(it) : unserved_.erase(it);
   for (auto it = pending_event_.begin(); it != pending_event_.end();) {
     it = seen.count(it->first) ? std::next(it) : pending_event_.erase(it);
   }

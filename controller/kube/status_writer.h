@@ -93,6 +93,9 @@ class StatusWriter {
   bool ip_mode_ = true;
   // Events sent per object: "reason\nmessage".
   std::map<ObjectKey, std::string> evented_;
+  // Services and Ingresses with a listener a dataplane could not open, as last reported by every
+  // dataplane running the object's generation: the ListenerNotServed warning.
+  std::map<ObjectKey, std::string> unserved_;
   // An Event write (create or count bump) whose answer was lost (transport error, timeout, 5xx):
   // it may have been applied. The next try reads the Event first and, if it carries exactly what
   // was sent, takes it as done instead of creating again or bumping the count a second time.

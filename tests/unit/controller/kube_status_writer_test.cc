@@ -268,6 +268,19 @@ TEST_F(StatusWriterTest, AServiceListenerNotOpenedIsAWarningEvent) {
             std::string::npos)
       << events()[0]["message"];
   EXPECT_EQ(events()[0]["involvedObject"]["kind"], "Service");
+  // The Service is edited and its new generation rolls out (n2 first, n1 still on 5), then both
+  // run it and the port is still held: the same report, no second Event (it once counted again
+  // after every rollout of the object).
+  ++in.statuses[0].generation;
+  served_.Record(6, status::ServedBy(in.statuses));
+  in.dataplanes[1].acked_version = 6;
+  ASSERT_TRUE(writer_.Sync(in));
+  in.dataplanes[0].acked_version = 6;
+  ASSERT_TRUE(writer_.Sync(in));
+  EXPECT_EQ(events().size(), 1u);
+  std::size_t event_calls = 0;
+  for (const auto& c : http_.calls) event_calls += c.path.find("/events") != std::string::npos;
+  EXPECT_EQ(event_calls, 1u);  // the first POST, no count bump
   // Opened on retry: no further Event.
   in.dataplanes[0].unserved_listeners.clear();
   ASSERT_TRUE(writer_.Sync(in));
