@@ -104,6 +104,20 @@ TEST(ResponseCheckTest, AmbiguousTransferEncodingsAreRefused) {
             "backend response has an invalid Transfer-Encoding");
 }
 
+TEST(ResponseCheckTest, HeaderOnlyResponsesKeepTheirDeclaredFraming) {
+  // HEAD and 304 describe the body they would have: Transfer-Encoding and Content-Length stay.
+  auto f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", {.head = true});
+  EXPECT_TRUE(f->frame.error.empty()) << f->frame.error;
+  EXPECT_TRUE(f->frame.header_only);
+  EXPECT_TRUE(f->frame.keep_client);
+  EXPECT_EQ(f->head.Get(http::field::transfer_encoding), "gzip, chunked");
+  f = Frame("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n");
+  EXPECT_TRUE(f->frame.error.empty()) << f->frame.error;
+  f = Frame("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", {.head = true});
+  EXPECT_EQ(f->head.Get(http::field::content_length), "7");
+  EXPECT_TRUE(f->frame.reuse_upstream);
+}
+
 TEST(ResponseCheckTest, NoContentLosesItsFramingFields) {
   const auto f = Frame("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
   EXPECT_TRUE(f->frame.header_only);
