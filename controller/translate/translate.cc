@@ -34,8 +34,10 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //   1. host: a route with an exact host before one with only wildcard hosts, before one with no
 //      host (any host); among those, the longer host first. A route's key is its most
 //      specific host. (TLS passthrough listeners use match.sni the same way.)
-//   2. path: longer value first; at equal length Exact before Prefix before RegularExpression;
-//      a route without a path match last.
+//   2. path: longer value first; at equal length Exact before Prefix before RegularExpression.
+//      A Prefix counts without its trailing '/'. A route without a path match but with other
+//      conditions ranks as Prefix "/" (length 0), so rule 3 ranks a header/method route above a
+//      plain "/" one; a route without any condition last.
 //   3. more conditions first (methods given counts one, plus each header, query and cookie
 //      match) — as Gateway API orders, so a header-matched canary route beats its catch-all.
 //   4. an Ingress's HTTPS fallback redirect (CompiledRoute.https_fallback) after a route with
@@ -57,13 +59,21 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
       host_len = len;
     }
   }
-  int64_t path_len = 0;
-  int path_rank = 3;
-  if (m.has_path()) {
-    path_len = static_cast<int64_t>(m.path().value().size());
-    path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
-  }
   const int64_t conditions = (m.methods_size() > 0 ? 1 : 0) + m.headers_size() + m.query_params_size() + m.cookies_size();
+  // A Prefix ranks by its length without trailing '/' (it matches the same paths: "/login/"
+  // matches "/login"), so an Exact path beats every Prefix that also matches its request (such
+  // a Prefix is never longer). No path with other conditions ranks as Prefix "/"; no condition
+  // at all (a catch-all of its hosts, such as an Ingress's default-h<k>) last.
+  int64_t path_len = 0;
+  int path_rank = conditions > 0 ? 1 : 3;
+  if (m.has_path()) {
+    std::string_view value = m.path().value();
+    path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
+    if (path_rank == 1) {
+      while (!value.empty() && value.back() == '/') value.remove_suffix(1);
+    }
+    path_len = static_cast<int64_t>(value.size());
+  }
   return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, fallback, object_order, decl_index};
 }
 

@@ -362,8 +362,8 @@ class Compiler {
           if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: prefix \"" + p.value() + "\" must start with '/'");
           out->path.type = PathMatcher::Type::kPrefix;
           out->path.value = p.value();
-          out->path.declared_len = p.value().size();
           while (!out->path.value.empty() && out->path.value.back() == '/') out->path.value.pop_back();
+          out->path.declared_len = out->path.value.size();  // "/login/" ranks as "/login", "/" as no path
           break;
         case pb::PathMatch::EXACT:
           if (p.value().empty() || p.value().front() != '/') Fail(where + ".match.path: exact path \"" + p.value() + "\" must start with '/'");

@@ -362,21 +362,21 @@ namespace {
 // What ranks two routes that match with equally specific hosts (lower first).
 struct RestRank {
   int64_t neg_path_len;
-  int path_kind;  // Exact, Prefix, RegularExpression, none
+  int path_kind;  // Exact, Prefix (or no path with conditions: Prefix "/"), RegularExpression, none
   int64_t neg_conditions;
   auto operator<=>(const RestRank&) const = default;
 };
 
 RestRank RankRest(const RouteMatch& m) {
-  int kind = 3;
-  switch (m.path.type) {
-    case PathMatcher::Type::kExact: kind = 0; break;
-    case PathMatcher::Type::kPrefix: kind = 1; break;
-    case PathMatcher::Type::kRegex: kind = 2; break;
-    case PathMatcher::Type::kAny: break;
-  }
   const auto conditions = static_cast<int64_t>((m.methods.empty() ? 0 : 1) + m.headers.size() +
                                                m.query_params.size() + m.cookies.size());
+  int kind = 1;
+  switch (m.path.type) {
+    case PathMatcher::Type::kExact: kind = 0; break;
+    case PathMatcher::Type::kPrefix: break;
+    case PathMatcher::Type::kAny: kind = conditions > 0 ? 1 : 3; break;  // as Prefix "/"; a catch-all last
+    case PathMatcher::Type::kRegex: kind = 2; break;
+  }
   return {-static_cast<int64_t>(m.path.declared_len), kind, -conditions};
 }
 

@@ -55,7 +55,7 @@ struct PathMatcher {
   enum class Type { kAny, kPrefix, kExact, kRegex };
   Type type = Type::kAny;
   std::string value;  // kPrefix: without its trailing '/' ("" for "/")
-  std::size_t declared_len = 0;  // the value as declared (its length ranks the route)
+  std::size_t declared_len = 0;  // ranks the route: the length of the value (kPrefix: of `value`)
   std::shared_ptr<const re2::RE2> regex;
   bool Matches(std::string_view path) const;
 };

@@ -2,7 +2,8 @@
 """L7 router, filters and forwarded headers, end to end with real curl and real backends.
 
 Manifests -> controller -> dataplane; every matcher kind (regex path, method, header, query,
-cookie) routes to backend "alt" while the catch-all goes to "main", so each assertion can fail.
+cookie) routes to backend "alt" while the "Prefix /" catch-all goes to "main", so each assertion
+can fail.
 """
 import json
 import os
@@ -72,9 +73,17 @@ spec:
         rewrite: {{pathPrefix: /v2, host: internal.svc}}
         requestHeaders: {{set: {{x-env: prod}}, add: {{x-added: one}}, remove: [x-debug]}}
         responseHeaders: {{set: {{x-served-by: doorman}}, remove: [x-backend]}}
+    - name: login-prefix
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Prefix, value: /login/}}}}
+      backends: [{{endpoints: {ep(main)}}}]
+    - name: login-exact
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Exact, value: /login}}}}
+      backends: [{{endpoints: {ep(alt)}}}]
     - name: main
       listener: web
-      match: {{hosts: [{HOST}]}}
+      match: {{hosts: [{HOST}], path: {{type: Prefix, value: /}}}}
       backends: [{{endpoints: {ep(main)}}}]
 """
 
@@ -118,6 +127,9 @@ class L7Routing(DoormanTestCase):
             (("/?a=1&v=2",), "alt"), (("/?v=22",), "main"),
             (("/", "-H", "Cookie: a=b; beta=yes"), "alt"), (("/", "-H", "Cookie: beta=no"), "main"),
             (("/", "-H", "Cookie: a=b", "-H", "Cookie: beta=yes"), "alt"),  # several Cookie fields
+            # Exact /login beats Prefix /login/ (which also matches /login); the header, query and
+            # cookie routes above have no path and still beat the "Prefix /" catch-all.
+            (("/login",), "alt"), (("/login/x",), "main"), (("/loginx",), "main"),
         ]
         for args, want in cases:
             self.assertEqual(self.backend(*args), want, args)

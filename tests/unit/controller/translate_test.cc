@@ -1089,6 +1089,29 @@ TEST(Translate, RoutePrecedenceWithinAListener) {
                                       "default/shop/wild-longer", "default/shop/wild", "default/shop/no-host"}));
 }
 
+// An Exact path precedes a Prefix that also matches its request even when the Prefix is declared
+// longer ("/login/" matches "/login"), and a route without a path ranks as Prefix "/", so a
+// header- or method-matched route without a path precedes a plain "/" route (found by review:
+// both used to be shadowed).
+TEST(Translate, ExactBeatsATrailingSlashPrefixAndNoPathRanksAsSlash) {
+  const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: slash, listener: web, match: {path: {type: Prefix, value: /}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: login-prefix, listener: web, match: {path: {type: Prefix, value: /login/}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: by-header, listener: web, match: {headers: [{name: x-beta, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: login-exact, listener: web, match: {path: {type: Exact, value: /login}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: by-method, listener: web, match: {methods: [POST]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: no-path, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Lb(spec)));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/shop/login-exact", "default/shop/login-prefix",
+                                      "default/shop/by-header", "default/shop/by-method", "default/shop/slash",
+                                      "default/shop/no-path"}));
+}
+
 // ---- determinism ----------------------------------------------------------------------------------
 
 TEST(Translate, SameInputInAnyOrderGivesTheSameBytesAndVersion) {

@@ -181,6 +181,19 @@ TEST_F(SelectRouteTest, HeadersQueryAndCookiesMustAllMatch) {
   EXPECT_EQ(Select("GET", "app.example.com", "/?v=2", h), "wild");
 }
 
+// One HTTP listener "web" on port 80 listing `order` (text-format "routes: ..." entries), and
+// `routes` (text-format Route messages).
+CompileResult CompileWeb(const char* order, const char* routes) {
+  v1::Snapshot s;
+  if (!google::protobuf::TextFormat::ParseFromString(
+          std::string(R"pb(listeners { name: "web" port: 80 protocol: HTTP )pb") + order + "}" + routes, &s)) {
+    CompileResult bad;
+    bad.error = "snapshot text does not parse";
+    return bad;
+  }
+  return Compile(s, 1, {});
+}
+
 // The host that matched ranks a route, not the longest host it lists (Gateway API): a route
 // listing a long exact host and a wildcard must not take requests from an exact-host route, and
 // among equally specific host matches the longer path wins over the controller's order.
@@ -196,10 +209,7 @@ TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
   // must not depend on it.
   for (const char* order : {R"pb(routes: "two" routes: "mixed" routes: "exactb" routes: "wild" routes: "any")pb",
                             R"pb(routes: "any" routes: "wild" routes: "exactb" routes: "mixed" routes: "two")pb"}) {
-    v1::Snapshot s;
-    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
-        std::string(R"pb(listeners { name: "web" port: 80 protocol: HTTP )pb") + order + "}" + routes, &s));
-    auto r = Compile(s, 1, {});
+    const auto r = CompileWeb(order, routes);
     ASSERT_TRUE(r.ok()) << r.error;
     const Listener* l = r.config->FindListener("web");
     auto select = [&](std::string_view host, std::string_view path) {
@@ -217,6 +227,42 @@ TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
     EXPECT_EQ(select("aaaaaaaa.ex.com", "/api/v2/x"), "mixed") << order;  // its exact host
     EXPECT_EQ(select("other.test", "/api/v2/deep/1"), "any") << order;
     EXPECT_EQ(select("c.ex.com", "/api/v2/deep/1"), "wild") << order;  // a host match beats any host
+  }
+}
+
+// Exact beats a Prefix declared with a trailing '/' (it ranks as "/login"), and a route without a
+// path ranks as Prefix "/": its header or method condition puts it first, in either order sent.
+TEST(SelectRoutePrecedence, ExactBeatsTrailingSlashPrefixAndNoPathIsSlash) {
+  const char* routes = R"pb(
+      routes { name: "slash" listener: "web" match { path { type: PREFIX value: "/" } } }
+      routes { name: "login-prefix" listener: "web" match { path { type: PREFIX value: "/login/" } } }
+      routes { name: "login-exact" listener: "web" match { path { type: EXACT value: "/login" } } }
+      routes { name: "by-header" listener: "web" match { headers { name: "x-beta" value: "1" } } }
+      routes { name: "by-method" listener: "web" match { methods: "POST" } }
+  )pb";
+  for (const char* order :
+       {R"pb(routes: "login-exact" routes: "login-prefix" routes: "by-header" routes: "by-method" routes: "slash")pb",
+        R"pb(routes: "slash" routes: "by-method" routes: "by-header" routes: "login-prefix" routes: "login-exact")pb"}) {
+    const auto r = CompileWeb(order, routes);
+    ASSERT_TRUE(r.ok()) << r.error;
+    const Listener* l = r.config->FindListener("web");
+    const std::map<std::string, std::string> beta = {{"x-beta", "1"}};
+    const std::map<std::string, std::string> none;
+    auto select = [&](std::string_view method, std::string_view path, const std::map<std::string, std::string>& h) {
+      const MapHeaders headers(h);
+      RequestView v;
+      v.method = method;
+      v.host = "a.test";
+      v.path = path;
+      v.headers = &headers;
+      const Route* route = SelectRoute(*l, v);
+      return route ? route->name : std::string("<none>");
+    };
+    EXPECT_EQ(select("GET", "/login", none), "login-exact") << order;
+    EXPECT_EQ(select("GET", "/login/x", none), "login-prefix") << order;
+    EXPECT_EQ(select("GET", "/other", beta), "by-header") << order;
+    EXPECT_EQ(select("POST", "/other", none), "by-method") << order;
+    EXPECT_EQ(select("GET", "/other", none), "slash") << order;
   }
 }
 
