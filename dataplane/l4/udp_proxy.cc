@@ -267,10 +267,14 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   // Whether the flow's endpoint left its listener's routes (Listener::drain_flags).
   static bool Removed(const Flow& f) { return f.drain_flag && f.drain_flag->load(std::memory_order_relaxed) != 0; }
 
+  // The route's policy.timeouts.idle, else the listener's idleTimeout (as TCP: tcp_proxy.cc),
+  // read from the current config on every sweep, so an update applies to open flows too.
   int64_t IdleMs() const {
     const auto config = w_.shared().config.Load();
     const Listener* l = config ? config->FindListener(name_) : nullptr;
-    return l ? l->idle_timeout.count() : kDefaultUdpIdleTimeout.count();
+    if (l == nullptr) return kDefaultUdpIdleTimeout.count();
+    const Route* route = l->routes.empty() ? nullptr : l->routes.front();
+    return route != nullptr && route->idle_timeout.count() > 0 ? route->idle_timeout.count() : l->idle_timeout.count();
   }
 
   // Listener.proxy_protocol.accept over UDP: every datagram starts with a PROXY v2 header (the

@@ -70,8 +70,8 @@ class UdpPeers(DoormanTestCase):
                 return None
 
     def start(self, scheduler="round-robin", idle="30s", dataplane_args=("--workers", "2"), accept=False,
-              ranges=None, sticky=False):
-        self.write_dns_manifest(self.backends, scheduler, idle, accept, ranges, sticky)
+              ranges=None, sticky=False, route_idle=None):
+        self.write_dns_manifest(self.backends, scheduler, idle, accept, ranges, sticky, route_idle)
         self.start_controller()
         self.start_dataplane(list(dataplane_args))
         self.version = self.wait_converged()
@@ -84,8 +84,13 @@ class UdpPeers(DoormanTestCase):
     def listener_ready(self):
         return "udp-%d" % self.port in self.dataplane.log()
 
-    def write_dns_manifest(self, backends, scheduler, idle, accept=False, ranges=None, sticky=False):
+    def write_dns_manifest(self, backends, scheduler, idle, accept=False, ranges=None, sticky=False, route_idle=None):
         pp = ", proxyProtocol: {accept: true}" if accept else ""
+        policy = "scheduler: " + scheduler
+        if sticky:
+            policy += ", stickiness: {type: SourceIP, ttl: 1h}"
+        if route_idle:
+            policy += ", timeouts: {idle: %s}" % route_idle
         if ranges:
             pp += ", allowedSourceRanges: [%s]" % ", ".join(ranges)
         eps = "".join("            - {address: 127.0.0.1, port: %d}\n" % p for p in backends)
@@ -99,7 +104,7 @@ spec:
   routes:
     - name: r
       listener: dns
-      policy: {{scheduler: {scheduler}{", stickiness: {type: SourceIP, ttl: 1h}" if sticky else ""}}}
+      policy: {{{policy}}}
       backends:
         - endpoints:
 {eps}""")
@@ -244,6 +249,15 @@ class Udp(UdpPeers):
         self.assertGreaterEqual(self.active(), 1)
         wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after idle 1s")
         self.assertIn(self.dig(), self.backends.values())  # a new flow after expiry
+
+    def test_the_routes_idle_timeout_overrides_the_listeners(self):
+        # policy.timeouts.idle before Listener.idleTimeout, as for TCP (it was ignored for UDP).
+        self.start(idle="60s", route_idle="1s")
+        wait_until(lambda: self.active() == 0, what="probe flows expired")
+        for _ in range(5):
+            self.dig()
+        self.assertGreaterEqual(self.active(), 1)
+        wait_until(lambda: self.active() == 0, timeout=6, what="flows expired after the route's idle 1s")
 
     def test_flow_to_a_removed_endpoint_moves_on_its_next_datagram(self):
         # As IPVS expires a UDP connection to a removed real server on its next packet
