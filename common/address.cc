@@ -47,6 +47,39 @@ bool IsStatusHostname(std::string_view s) {
   return last.find_first_not_of("0123456789") != std::string_view::npos;
 }
 
+bool IsHostHeaderValue(std::string_view s) {
+  std::string_view host = s;
+  std::string_view port;
+  bool has_port = false;
+  if (!s.empty() && s.front() == '[') {
+    const size_t close = s.find(']');
+    if (close == std::string_view::npos) return false;
+    host = s.substr(1, close - 1);
+    const std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      has_port = true;
+      port = rest.substr(1);
+    }
+    const std::string h(host);
+    unsigned char buf[16];
+    if (h.find('\0') != std::string::npos || inet_pton(AF_INET6, h.c_str(), buf) != 1) return false;
+  } else {
+    if (const size_t colon = s.find(':'); colon != std::string_view::npos) {
+      host = s.substr(0, colon);
+      port = s.substr(colon + 1);
+      has_port = true;
+    }
+    const std::string h(host);
+    unsigned char buf[4];
+    if (!IsDns1123Subdomain(host) && inet_pton(AF_INET, h.c_str(), buf) != 1) return false;
+  }
+  if (!has_port) return true;
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  const int n = std::stoi(std::string(port));
+  return n >= 1 && n <= 65535;
+}
+
 bool IsLoopbackHost(std::string_view host) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (host == "localhost" || host == "::1") return true;

@@ -393,6 +393,9 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, boo
       r.Invalid(p + ".set." + k, "header " + Q(k) + " is also set as " + Q(it->second) +
                                      " (header names are case-insensitive: one value would be lost)");
     }
+    if (request && Lower(k) == "host" && FieldValueProblem(v).empty() && !IsHostHeaderValue(v)) {
+      r.Invalid(p + ".set." + k, "invalid Host " + Q(v) + " (want a DNS name or IP address, with an optional :port)");
+    }
     (*out->mutable_set())[check(p + ".set." + k, k)] = value(p + ".set." + k, v);
   }
   for (const auto& [k, v] : r.StringMap(h, p, "add")) {
@@ -706,9 +709,16 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters(), &c.warnings);
-        if (const auto& rd = route.filters().redirect(); rd.enabled() && rd.host().empty() && rd.path().empty() &&
-                                                          (rd.scheme().empty() || rd.scheme() == (proto == v1::HTTPS ? "https" : "http")) &&
-                                                          (rd.port() == 0 || rd.port() == cl->proto.port())) {
+        // Where the redirect points, as the dataplane writes it: port 0 is the scheme's well-known
+        // port when a scheme is given, else the listener's (docs/l7.md, Gateway API).
+        const auto& rd = route.filters().redirect();
+        const std::string own_scheme = proto == v1::HTTPS ? "https" : "http";
+        const uint32_t to_port = rd.port() != 0          ? rd.port()
+                                 : rd.scheme().empty()   ? cl->proto.port()
+                                 : rd.scheme() == "https" ? 443u
+                                                          : 80u;
+        if (rd.enabled() && rd.host().empty() && rd.path().empty() && (rd.scheme().empty() || rd.scheme() == own_scheme) &&
+            to_port == cl->proto.port()) {
           // Allowed (Gateway API allows an empty redirect), but a client that follows it loops —
           // unless the follow-up GET does not match the route (Post/Redirect/Get on a POST route).
           const auto& methods = route.match().methods();

@@ -34,6 +34,29 @@ std::string_view ClientOfChain(std::string_view chain, const std::vector<l4::Cid
   return leftmost;
 }
 
+// The client address ClientOfChain finds, as a plain IP (a port some balancers add dropped,
+// v4-mapped v6 as v4, no zone index); empty when the chain is empty or that entry is no IP.
+std::string ClientIpOfChain(std::string_view chain, const std::vector<l4::Cidr>* trusted) {
+  if (chain.empty()) return "";
+  std::string_view entry = ClientOfChain(chain, trusted);
+  // Some balancers add the client's port ("203.0.113.9:4711", "[2001:db8::5]:443").
+  if (!entry.empty() && entry.front() == '[') {
+    const auto close = entry.find(']');
+    if (close == std::string_view::npos) return "";
+    entry = entry.substr(1, close - 1);
+  } else if (const auto colon = entry.find(':'); colon != std::string_view::npos && entry.find(':', colon + 1) == std::string_view::npos) {
+    entry = entry.substr(0, colon);
+  }
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(std::string(entry), ec);
+  if (ec) return "";
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+  // Without a zone index: "::1%2" and "::1%3" are one client to a rate limit or a source-IP
+  // key, not two (found by tests/fuzz/http_head_fuzz.cc: the zone made distinct keys).
+  if (a.is_v6()) a = boost::asio::ip::address_v6(a.to_v6().to_bytes());
+  return a.to_string();
+}
+
 // Whether `name` contains '_' and, read with '_' as '-' and case folded, is one of `names`
 // (each given lower-case).
 template <std::size_t N>
@@ -152,7 +175,8 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
       // original client. A trusted proxy's own is kept; without one, its chain names the client
       // (AWS ALB and most L7 balancers send X-Forwarded-For only), not the proxy's address.
       if (!info.trusted || !h.Has("X-Real-IP")) {
-        const std::string_view from_chain = info.trusted ? ClientOfChain(value, info.trusted_proxies) : std::string_view();
+        // An entry that is no IP address ("unknown", junk) leaves the peer's address.
+        const std::string from_chain = info.trusted ? ClientIpOfChain(value, info.trusted_proxies) : std::string();
         const std::string real_ip(from_chain.empty() ? info.client_ip : from_chain);
         h.Set(http::field::unknown, "X-Real-IP", real_ip);
       }
@@ -189,25 +213,7 @@ void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules) {
 }
 
 std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& trusted) {
-  const std::string chain = JoinedValues(h, http::field::unknown, "x-forwarded-for");
-  if (chain.empty()) return "";
-  std::string_view entry = ClientOfChain(chain, &trusted);
-  // Some balancers add the client's port ("203.0.113.9:4711", "[2001:db8::5]:443").
-  if (!entry.empty() && entry.front() == '[') {
-    const auto close = entry.find(']');
-    if (close == std::string_view::npos) return "";
-    entry = entry.substr(1, close - 1);
-  } else if (const auto colon = entry.find(':'); colon != std::string_view::npos && entry.find(':', colon + 1) == std::string_view::npos) {
-    entry = entry.substr(0, colon);
-  }
-  boost::system::error_code ec;
-  auto a = boost::asio::ip::make_address(std::string(entry), ec);
-  if (ec) return "";
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) a = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
-  // Without a zone index: "::1%2" and "::1%3" are one client to a rate limit or a source-IP
-  // key, not two (found by tests/fuzz/http_head_fuzz.cc: the zone made distinct keys).
-  if (a.is_v6()) a = boost::asio::ip::address_v6(a.to_v6().to_bytes());
-  return a.to_string();
+  return ClientIpOfChain(JoinedValues(h, http::field::unknown, "x-forwarded-for"), &trusted);
 }
 
 }  // namespace doorman::dataplane

@@ -30,5 +30,17 @@ TEST(AddressTest, LoopbackHosts) {
   }
 }
 
+TEST(AddressTest, HostHeaderValues) {
+  for (const char* ok : {"api.internal", "api.internal:8080", "10.0.0.1", "10.0.0.1:80", "[::1]", "[fd00::1]:443",
+                         "a:65535"}) {
+    EXPECT_TRUE(IsHostHeaderValue(ok)) << ok;
+  }
+  for (const char* bad : {"", "bad host", "a@evil.test", "evil.test/x", "a:", "a:0", "a:65536", "a:8o", "::1", "[::1",
+                          "[::1]x", "[10.0.0.1]", "a:1:2", ":80", "API.internal", "a\r\nx: y"}) {
+    EXPECT_FALSE(IsHostHeaderValue(bad)) << bad;
+  }
+  EXPECT_FALSE(IsHostHeaderValue(std::string_view("a\0b", 3)));
+}
+
 }  // namespace
 }  // namespace doorman

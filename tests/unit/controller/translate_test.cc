@@ -315,6 +315,18 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {add: {host: b.example}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.add.host", "Host header may only be set"},
+    {"header rule setting a host with a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {set: {Host: "bad host"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.Host", "invalid Host \"bad host\""},
+    {"header rule setting an empty host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {set: {host: ""}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.host", "invalid Host \"\""},
+    {"header rule setting a host with userinfo", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {requestHeaders: {set: {host: "a@evil.test"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.host", "invalid Host"},
     // Values the proxy writes onto a request line or into a field: no CR/LF, spaces, query.
     {"rewrite path with CR LF", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {rewrite: {pathPrefix: "/x\r\nX-Inj: 1\r\n"}}}]
@@ -661,6 +673,7 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
     const char* redirect;
     const char* match;
     bool warned;
+    const char* port = "80";  // the listener's
   };
   for (const auto& c : {Case{"{}", "{}", true}, Case{"{scheme: http}", "{}", true},
                         Case{"{scheme: http, port: 80}", "{}", true}, Case{"{scheme: https}", "{}", false},
@@ -668,16 +681,19 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
                         Case{"{host: other.example}", "{}", false},
                         // Post/Redirect/Get: the follow-up GET does not match a POST-only route.
                         Case{"{statusCode: 303}", "{methods: [POST]}", false},
-                        Case{"{statusCode: 303}", "{methods: [POST, GET]}", true}}) {
+                        Case{"{statusCode: 303}", "{methods: [POST, GET]}", true},
+                        // Port 0 with a scheme is that scheme's port: http://host/ from :8080 is not a loop.
+                        Case{"{scheme: http}", "{}", false, "8080"}, Case{"{}", "{}", true, "8080"},
+                        Case{"{scheme: http, port: 8080}", "{}", true, "8080"}}) {
     Translator t;
-    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
-  routes: [{name: a, listener: web, match: )") + c.match + ", filters: {redirect: " + c.redirect + "}}]\n")));
+    auto r = t.Translate(Store(Lb(std::string("  listeners: [{name: web, port: ") + c.port + R"(, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: )" + c.match + ", filters: {redirect: " + c.redirect + "}}]\n")));
     const ObjectStatus* st = StatusOf(r, "shop");
     ASSERT_TRUE(st->accepted) << c.redirect << ": " << st->message;
     const bool has = std::any_of(st->warnings.begin(), st->warnings.end(), [](const StatusWarning& w) {
       return w.reason == "RedirectLoop" && w.field == "spec.routes[0].filters.redirect";
     });
-    EXPECT_EQ(has, c.warned) << c.redirect << " " << c.match;
+    EXPECT_EQ(has, c.warned) << c.redirect << " " << c.match << " on port " << c.port;
   }
 }
 

@@ -145,6 +145,11 @@ TEST(HeaderRewriteTest, RealIpBehindATrustedProxyComesFromItsChain) {
       {"X-Forwarded-For: ,, \r\n", "10.9.9.9"},                  // nothing in it: the peer
       {"", "10.9.9.9"},
       {"X-Forwarded-For: 2001:db8::5, 2001:db9::1\r\n", "2001:db9::1"},
+      // Not an IP address: the peer's, never the junk (a backend would log or trust it).
+      {"X-Forwarded-For: unknown\r\n", "10.9.9.9"},
+      {"X-Forwarded-For: 203.0.113.9, <script>\r\n", "10.9.9.9"},
+      {"X-Forwarded-For: 203.0.113.9:4711\r\n", "203.0.113.9"},  // a port some balancers add
+      {"X-Forwarded-For: [2001:db9::1]:443\r\n", "2001:db9::1"},
   };
   for (const auto& c : cases) {
     auto req = ParseHead(std::string("GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=203.0.113.9\r\n") + c.incoming + "\r\n");
