@@ -318,6 +318,12 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         }
         ro->add_on(o);
       }
+      // No `on` means the connection errors (Gateway API GEP-1731: disconnect, reset, timeout,
+      // TCP failure; nginx's proxy_next_upstream default "error timeout"), so `attempts` or
+      // `perTryTimeout` alone does what it says; `on: []` retries on nothing.
+      if (l7 && !rt->contains("on")) {
+        for (const char* o : {"connect-failure", "reset", "timeout"}) ro->add_on(o);
+      }
       // Conditions without a count mean one retry (Envoy's num_retries default), not none.
       if (l7 && !rt->contains("attempts") && ro->on_size() > 0) ro->set_attempts(1);
       if (auto t = r.DurationMs(*rt, rp, "perTryTimeout", true)) {

@@ -264,6 +264,15 @@ spec:
         self.addCleanup(s.close)
         return s.getsockname()[1]
 
+    def silent_port(self):
+        """A port that accepts connections (the kernel completes the handshake into the backlog)
+        and never answers, held for the test: a backend that hangs."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        self.addCleanup(s.close)
+        return s.getsockname()[1]
+
     def wait_l4_probes_ended(self, probes=1, timeout=DEFAULT_TIMEOUT):
         """port_open() readiness probes of L4 listeners are real connections. Waits until the
         dataplane has accepted and finished `probes` of them (each ends as a backend connection or

@@ -35,7 +35,7 @@ endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
 """
 
 
-def lb_yaml(port, a, b, failing, dead, sticky_eps):
+def lb_yaml(port, a, b, failing, dead, sticky_eps, silent):
     ep = lambda p: "{endpoints: [{address: 127.0.0.1, port: %d}]}" % p  # noqa: E731
     eps = ", ".join("{address: 127.0.0.1, port: %d}" % p for p in sticky_eps)
     return f"""\
@@ -76,6 +76,11 @@ spec:
       match: {{path: {{type: Prefix, value: /mix}}}}
       backends: [{{endpoints: [{{address: 127.0.0.1, port: {dead}}}, {{address: 127.0.0.1, port: {failing}}}]}}]
       policy: {{retries: {{attempts: 2, on: [connect-failure, "503"]}}}}
+    - name: retrydefault
+      listener: web
+      match: {{path: {{type: Prefix, value: /pertry}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {silent}}}, {{address: 127.0.0.1, port: {a}}}]}}]
+      policy: {{retries: {{perTryTimeout: 300ms}}}}
     - name: limited
       listener: web
       match: {{path: {{type: Prefix, value: /limited}}}}
@@ -97,10 +102,11 @@ class L7Policy(DoormanTestCase):
         self.canary = self.start_backend("canary")
         self.failing = self.start_backend("failing", extra=["--status", "503"])
         self.dead = self.refused_port()  # every connect is refused
+        self.silent = self.silent_port()  # connects, never answers
         self.port = free_port()
         self.ing_port = free_port()
         self.sticky_eps = [self.a, self.b, self.c]
-        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, self.sticky_eps))
+        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, self.sticky_eps, self.silent))
         self.write_manifest("ingress.yaml", slice_yaml("main", self.a) + "---\n" + slice_yaml("beta", self.canary) + f"""\
 ---
 apiVersion: networking.k8s.io/v1
@@ -191,7 +197,7 @@ spec:
         # The endpoint leaves: a new one is picked and the cookie re-set.
         port_of = {"a": self.a, "b": self.b, "c": self.c}
         remaining = [p for p in self.sticky_eps if p != port_of[first]]
-        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, remaining))
+        self.write_manifest("lb.yaml", lb_yaml(self.port, self.a, self.b, self.failing, self.dead, remaining, self.silent))
         self.wait_version_change(self.version)
         st, h, body = self.req("/sticky", "-H", "Cookie: SRV=" + cookie)
         self.assertEqual(st, 200)
@@ -238,6 +244,14 @@ spec:
         codes = [self.req("/retry", "-X", "PUT", "--data-binary", "@" + big)[0] for _ in range(4)]
         self.assertIn(503, codes)
         self.assertIn(200, codes)
+
+    def test_a_per_try_timeout_alone_retries_a_hung_backend(self):
+        # retries: {perTryTimeout} without `on` retries the connection errors, a timeout among
+        # them (it was a no-op: the client got 504 whenever the hung endpoint was picked).
+        codes = [self.req("/pertry")[0] for _ in range(4)]
+        self.assertEqual(codes, [200] * 4)
+        m = self.dataplane_metrics()
+        self.assertGreaterEqual(metric_value(m, "doorman_l7_retries_total", {"route": "default/pol/retrydefault"}) or 0, 1)
 
     def test_retries_are_not_cut_short_by_a_connect_failure(self):
         # A dead endpoint and one answering 503: whichever the scheduler tries first, the

@@ -651,6 +651,33 @@ TEST(Translate, L4RetriesWithoutAttemptsKeepTheDefaultTries) {
   }
 }
 
+// L7 retries without `on` retry on the connection errors (Gateway API), so `attempts` or
+// `perTryTimeout` alone is not silently a no-op; `on: []` says "nothing" and is kept.
+TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
+  struct Case {
+    const char* policy;
+    uint32_t attempts;
+    const char* on;  // joined with ','
+  };
+  for (const auto& c : {Case{"retries: {attempts: 2}", 2, "connect-failure,reset,timeout"},
+                        Case{"retries: {perTryTimeout: 2s}", 1, "connect-failure,reset,timeout"},
+                        Case{"retries: {attempts: 2, on: []}", 2, ""},
+                        Case{"retries: {on: [\"503\"]}", 1, "503"},
+                        Case{"retries: {attempts: 0}", 0, "connect-failure,reset,timeout"}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {)") + c.policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+    ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+    ASSERT_EQ(r.snapshot.routes_size(), 1);
+    const auto& rt = r.snapshot.routes(0).policy().retries();
+    EXPECT_EQ(rt.attempts(), c.attempts) << c.policy;
+    std::string on;
+    for (const auto& o : rt.on()) on += (on.empty() ? "" : ",") + o;
+    EXPECT_EQ(on, c.on) << c.policy;
+  }
+}
+
 TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
   for (const auto& [stickiness, path] : {std::pair{"{type: Cookie, cookieName: S, path: /api}", "/api"},
                                          std::pair{"{type: Cookie, path: \"/a/b%20c\"}", "/a/b%20c"},
