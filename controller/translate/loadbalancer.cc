@@ -281,6 +281,8 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         so->set_type(v1::Stickiness::SOURCE_IP);
         if (cookie) r.Invalid(sp + ".cookieName", "only Cookie stickiness takes a cookieName");
         if (path) r.Invalid(sp + ".path", "only Cookie stickiness takes a path");
+        // 0 would silently be the 3 h default (kube-proxy's timeoutSeconds must be > 0 too).
+        if (ttl && *ttl == 0) r.Invalid(sp + ".ttl", "must be greater than 0 (omit it for the 3h default)");
       } else if (type && *type != "None") {
         r.Unsupported(sp + ".type", "unknown stickiness type " + Q(*type) + " (want Cookie, SourceIP or None)");
       }

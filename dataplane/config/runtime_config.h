@@ -169,6 +169,11 @@ struct Route {
   void RememberSticky(uint64_t client_hash, const Endpoint& e, int64_t now_ms) const {
     if (sticky) sticky->Remember(client_hash, e.key, now_ms);
   }
+  // For an L4 connection or UDP flow to `e`: its client stays pinned while it lives.
+  lb::StickyHold HoldSticky(uint64_t client_hash, const Endpoint& e) const {
+    if (!sticky) return {};
+    return {sticky, client_hash, sticky->Hold(client_hash, e.key)};
+  }
 };
 
 struct Listener {

@@ -200,6 +200,7 @@ struct Flow {
   bool proxy_accept = false;  // datagrams carry a PROXY v2 header (listener config at flow start)
   std::shared_ptr<lb::StickyTable> sticky;  // the route's source-IP persistence, if any
   uint64_t client_hash = 0;                 // the client's key in `sticky`
+  lb::StickyHold sticky_hold;               // the client stays pinned while the flow lives
   explicit Flow(Executor ex) : upstream(ex) {}
 };
 
@@ -366,6 +367,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     flow->client = key.client;
     flow->local = key.local;
     flow->sticky = route->sticky;
+    flow->sticky_hold = route->HoldSticky(client_hash, *ep);  // released in CloseFlow
     flow->client_hash = client_hash;
     flow->endpoint_state = ep->state;
     flow->endpoint_key = ep->key;
@@ -438,6 +440,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     error_code ignored;
     f.upstream.close(ignored);
     if (f.endpoint_state) f.endpoint_state->active.fetch_sub(1, std::memory_order_relaxed);
+    f.sticky_hold.Release(NowMs());
     w_.shared().udp_flows.fetch_sub(1, std::memory_order_relaxed);
     active_.Decrement();
   }

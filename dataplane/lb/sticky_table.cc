@@ -1,5 +1,7 @@
 #include "dataplane/lb/sticky_table.h"
 
+#include <algorithm>
+
 namespace doorman::lb {
 
 std::optional<std::string> StickyTable::Lookup(uint64_t client, int64_t now_ms) {
@@ -7,7 +9,7 @@ std::optional<std::string> StickyTable::Lookup(uint64_t client, int64_t now_ms) 
   std::lock_guard lock(s.mu);
   auto it = s.map.find(client);
   if (it == s.map.end()) return std::nullopt;
-  if (it->second.expires_ms <= now_ms) {
+  if (it->second.Expired(now_ms)) {
     s.map.erase(it);
     return std::nullopt;
   }
@@ -22,11 +24,35 @@ void StickyTable::Remember(uint64_t client, const std::string& endpoint_key, int
     if (now_ms < s.next_purge_ms) return;  // scanned less than a second ago: do not remember
     s.next_purge_ms = now_ms + 1000;
     for (auto e = s.map.begin(); e != s.map.end();) {
-      e = e->second.expires_ms <= now_ms ? s.map.erase(e) : std::next(e);
+      e = e->second.Expired(now_ms) ? s.map.erase(e) : std::next(e);
     }
     if (s.map.size() >= max_per_shard_) return;  // full of live clients: do not remember
   }
-  s.map[client] = Entry{endpoint_key, now_ms + ttl_ms_};
+  if (it != s.map.end() && it->second.endpoint == endpoint_key) {
+    it->second.expires_ms = std::max(it->second.expires_ms, now_ms + ttl_ms_);
+    return;
+  }
+  // New, or re-pinned elsewhere: the connections held under the old pinning no longer keep it.
+  s.map[client] = Entry{endpoint_key, now_ms + ttl_ms_, s.next_token++, 0};
+}
+
+uint64_t StickyTable::Hold(uint64_t client, const std::string& endpoint_key) {
+  auto& s = ShardOf(client);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(client);
+  if (it == s.map.end() || it->second.endpoint != endpoint_key) return 0;
+  ++it->second.held;
+  return it->second.token;
+}
+
+void StickyTable::Release(uint64_t client, uint64_t token, int64_t now_ms) {
+  if (token == 0) return;
+  auto& s = ShardOf(client);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(client);
+  if (it == s.map.end() || it->second.token != token || it->second.held == 0) return;
+  --it->second.held;
+  it->second.expires_ms = std::max(it->second.expires_ms, now_ms + ttl_ms_);
 }
 
 void StickyTable::Forget(uint64_t client) {

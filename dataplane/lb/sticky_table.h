@@ -1,6 +1,8 @@
 // Source-IP persistence (RoutePolicy.stickiness SOURCE_IP, Service sessionAffinity: ClientIP):
-// client key hash → endpoint key, valid for `ttl` after the client's last new connection
-// (IPVS "persistence timeout" semantics). Pure apart from a mutex: the clock is a parameter.
+// client key hash → endpoint key, valid for `ttl` after the client's last new connection, and
+// while a connection to it lives (Hold/Release) plus `ttl` after the last one ends (IPVS
+// "persistence timeout" semantics: a template does not expire while it controls connections,
+// and its timer restarts when one ends). Pure apart from a mutex: the clock is a parameter.
 // Shared by every worker (a client's connections land on different workers), so it takes a
 // lock — only on routes that ask for stickiness, once per new connection, sharded 16 ways.
 // Bounded: at most `max_entries` (expired entries are purged first, by one scan of the shard
@@ -10,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,6 +32,13 @@ class StickyTable {
   std::optional<std::string> Lookup(uint64_t client, int64_t now_ms);
   // Remembers (or refreshes) client → endpoint until now_ms + ttl.
   void Remember(uint64_t client, const std::string& endpoint_key, int64_t now_ms);
+  // A connection to `endpoint_key` opened for `client`: its entry does not expire until the
+  // matching Release. Returns the token for Release; 0 (nothing held) when the client is not
+  // remembered with that endpoint.
+  uint64_t Hold(uint64_t client, const std::string& endpoint_key);
+  // That connection ended at `now_ms`: the entry lives at least until now_ms + ttl. A token of
+  // an entry since forgotten or re-pinned to another endpoint does nothing.
+  void Release(uint64_t client, uint64_t token, int64_t now_ms);
   void Forget(uint64_t client);
   std::size_t size();
   int64_t ttl_ms() const { return ttl_ms_; }
@@ -38,17 +48,32 @@ class StickyTable {
   struct Entry {
     std::string endpoint;
     int64_t expires_ms;
+    uint64_t token = 0;  // this pinning's, for Hold/Release (a new one when the endpoint changes)
+    uint32_t held = 0;   // connections open under it: not expired while > 0
+    bool Expired(int64_t now_ms) const { return held == 0 && expires_ms <= now_ms; }
   };
   struct Shard {
     std::mutex mu;
     std::unordered_map<uint64_t, Entry> map;
     int64_t next_purge_ms = 0;  // a full shard is scanned for expired entries at most once a second
+    uint64_t next_token = 1;
   };
   Shard& ShardOf(uint64_t client) { return shards_[client % kShards]; }
 
   int64_t ttl_ms_;
   std::size_t max_per_shard_;
   std::array<Shard, kShards> shards_;
+};
+
+// One connection's Hold on a StickyTable entry, released when the connection ends.
+struct StickyHold {
+  std::shared_ptr<StickyTable> table;
+  uint64_t client = 0;
+  uint64_t token = 0;
+  void Release(int64_t now_ms) {
+    if (table) table->Release(client, token, now_ms);
+    table.reset();
+  }
 };
 
 }  // namespace doorman::lb

@@ -9,6 +9,7 @@ hashes the client.
 import collections
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +17,7 @@ from harness import (DoormanTestCase, free_port, http_over_tcp, metric_value, po
                      wait_until)
 
 
-def manifest(port, scheduler, backends, weights=None, sticky=False):
+def manifest(port, scheduler, backends, weights=None, sticky=False, ttl="1h"):
     """A TCP LoadBalancer; each backend is its own weighted entry (weights default to 1)."""
     weights = weights or [1] * len(backends)
     entries = "".join("        - {endpoints: [{address: 127.0.0.1, port: %d}], weight: %d}\n" % (b, w)
@@ -31,7 +32,7 @@ spec:
   routes:
     - name: r
       listener: tcp
-      policy: {{scheduler: {scheduler}{", stickiness: {type: SourceIP, ttl: 1h}" if sticky else ""}}}
+      policy: {{scheduler: {scheduler}{", stickiness: {type: SourceIP, ttl: %s}" % ttl if sticky else ""}}}
       backends:
 {entries}"""
 
@@ -51,8 +52,8 @@ class Schedulers(DoormanTestCase):
         # so the tests below see whole scheduler cycles.
         self.wait_l4_probes_ended()
 
-    def use(self, scheduler, weights=None, sticky=False):
-        self.write_manifest("lb.yaml", manifest(self.port, scheduler, self.ports, weights, sticky))
+    def use(self, scheduler, weights=None, sticky=False, ttl="1h"):
+        self.write_manifest("lb.yaml", manifest(self.port, scheduler, self.ports, weights, sticky, ttl))
         self.version = self.wait_version_change(self.version)
 
     def active(self):
@@ -147,6 +148,25 @@ class Schedulers(DoormanTestCase):
         # The sticky table survives a snapshot update of the same route.
         self.use("round-robin", weights=[1, 1, 2], sticky=True)
         for src, name in first.items():
+            self.assertEqual(http_over_tcp(self.port, src=src)[0], name, src)
+
+    def test_source_ip_stickiness_lasts_while_a_connection_is_open(self):
+        # IPVS keeps a persistence template while it controls connections, and restarts its
+        # timer when the last one ends: a client holding a connection longer than the TTL still
+        # comes back to its backend (the entry used to expire under it).
+        self.use("round-robin", sticky=True, ttl="2s")
+        held = {}
+        for i in range(20, 24):  # 4, not a multiple of the 3 backends: round-robin would not repeat
+            src = "127.0.0.%d" % i
+            held[src] = http_over_tcp(self.port, src=src, keep=True)
+        self.wait_active(len(held))
+        time.sleep(2.5)  # past the TTL: what is tested is the passing of time itself
+        for src, (name, _) in held.items():
+            self.assertEqual(http_over_tcp(self.port, src=src)[0], name, src)
+        for src, (name, sock) in held.items():
+            sock.close()
+        self.wait_active(0)
+        for src, (name, _) in held.items():  # the TTL runs again from the close
             self.assertEqual(http_over_tcp(self.port, src=src)[0], name, src)
 
 

@@ -315,6 +315,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {add: {host: b.example}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.add.host", "Host header may only be set"},
+    {"source-ip stickiness with a zero ttl", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db, policy: {stickiness: {type: SourceIP, ttl: 0s}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.ttl", "must be greater than 0"},
     {"header rule setting a host with a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {Host: "bad host"}}}}]
 )",

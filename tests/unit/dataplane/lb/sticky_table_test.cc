@@ -16,6 +16,45 @@ TEST(StickyTableTest, RemembersUntilTtlAfterLastUse) {
   EXPECT_EQ(t.size(), 0u);  // expired entries are dropped on lookup
 }
 
+// IPVS keeps a persistence template while it controls connections and restarts its timer when
+// one ends: a client whose connection outlives the TTL still comes back to its endpoint.
+TEST(StickyTableTest, AnOpenConnectionKeepsItsClientPinned) {
+  StickyTable t(1000);
+  t.Remember(1, "a:1", 0);
+  const uint64_t first = t.Hold(1, "a:1");
+  const uint64_t second = t.Hold(1, "a:1");
+  EXPECT_NE(first, 0u);
+  EXPECT_EQ(t.Lookup(1, 5000), "a:1");  // past the TTL, two connections open
+  t.Release(1, first, 6000);
+  EXPECT_EQ(t.Lookup(1, 8000), "a:1");  // one still open
+  t.Release(1, second, 9000);
+  EXPECT_EQ(t.Lookup(1, 9999), "a:1");  // TTL from the last close
+  EXPECT_FALSE(t.Lookup(1, 10000));
+  t.Release(1, second, 10000);  // a second release of a gone entry does nothing
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(StickyTableTest, HoldsOfAnOldPinningDoNotKeepANewOne) {
+  StickyTable t(1000);
+  EXPECT_EQ(t.Hold(1, "a:1"), 0u);  // not remembered: nothing held
+  t.Remember(1, "a:1", 0);
+  EXPECT_EQ(t.Hold(1, "b:1"), 0u);  // another endpoint than the remembered one
+  const uint64_t old_token = t.Hold(1, "a:1");
+  t.Remember(1, "b:1", 100);  // re-pinned (a:1 left): its connections no longer hold the entry
+  EXPECT_FALSE(t.Lookup(1, 1100));
+  t.Remember(1, "a:1", 2000);
+  const uint64_t fresh = t.Hold(1, "a:1");
+  t.Release(1, old_token, 2100);  // the old connection ends: the new one still holds
+  EXPECT_EQ(t.Lookup(1, 5000), "a:1");
+  t.Release(1, fresh, 5000);
+  EXPECT_FALSE(t.Lookup(1, 6000));
+  t.Remember(1, "a:1", 0);
+  const uint64_t h = t.Hold(1, "a:1");
+  t.Forget(1);  // forgotten (the endpoint refused): a release after it does nothing
+  t.Release(1, h, 10);
+  EXPECT_FALSE(t.Lookup(1, 10));
+}
+
 TEST(StickyTableTest, ClientsAreIndependentAndForgettable) {
   StickyTable t(1000);
   t.Remember(1, "a:1", 0);
