@@ -36,6 +36,8 @@ std::optional<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+constexpr auto kMaxWriteWait = std::chrono::seconds(2);
+
 }  // namespace
 
 FileWatcher::FileWatcher(std::string path, std::chrono::milliseconds rescan_interval, Callback on_change)
@@ -87,6 +89,11 @@ bool FileWatcher::Scan(std::vector<FileChange>* changes, std::string* error) {
   std::sort(files.begin(), files.end());
   std::map<std::string, uint64_t> next;
   for (const auto& f : files) {
+    if (writing_.count(fs::path(f).filename().string())) {
+      // Being written: what was read before stands until the writer closes it.
+      if (auto it = hashes_.find(f); it != hashes_.end()) next[f] = it->second;
+      continue;
+    }
     auto content = ReadFile(f);
     if (!content) {  // e.g. no permission: keep what was read before, say so once per scan
       log::Warn("manifest", "cannot read file, keeping the objects read before", {{"file", f}});
@@ -103,6 +110,15 @@ bool FileWatcher::Scan(std::vector<FileChange>* changes, std::string* error) {
   }
   hashes_ = std::move(next);
   return true;
+}
+
+void FileWatcher::NoteWrite(const std::string& name, uint32_t mask) {
+  if (is_dir_ ? !IsManifestName(name) : name != fs::path(path_).filename().string()) return;
+  if (mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) {
+    writing_.erase(name);  // closed, gone, or replaced whole (write-to-temp-then-rename)
+  } else if (mask & (IN_MODIFY | IN_CREATE)) {
+    writing_.emplace(name, std::chrono::steady_clock::now());  // the first time counts
+  }
 }
 
 void FileWatcher::AddWatch() {
@@ -143,7 +159,21 @@ void FileWatcher::Run() {
   constexpr auto kSettle = std::chrono::milliseconds(20);  // let a burst of events finish
   while (!stop_) {
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int n = poll(fds, inotify_fd_ >= 0 ? 2 : 1, static_cast<int>(rescan_.count()));
+    // A file being written is read once it is closed (an inotify event) or its wait ran out.
+    // One whose wait ran out is forgotten, and read at once.
+    auto timeout = rescan_;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = writing_.begin(); it != writing_.end();) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(it->second + kMaxWriteWait - now);
+      if (left.count() <= 0) {
+        it = writing_.erase(it);
+        timeout = std::chrono::milliseconds(0);
+        continue;
+      }
+      timeout = std::min(timeout, left);
+      ++it;
+    }
+    const int n = poll(fds, inotify_fd_ >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
     if (stop_) break;
     if (n > 0 && (fds[1].revents & POLLIN)) {
       // Drain, wait for the burst to settle, drain again.
@@ -154,6 +184,7 @@ void FileWatcher::Run() {
           for (char* p = buf; p < buf + len;) {
             auto* ev = reinterpret_cast<inotify_event*>(p);
             if (ev->mask & IN_IGNORED) watch_ = -1;  // directory removed or moved: re-add later
+            if (ev->len > 0) NoteWrite(ev->name, ev->mask);
             p += sizeof(inotify_event) + ev->len;
           }
         }

@@ -2,7 +2,8 @@
 // reports which files changed, with their new content. inotify on the directory (so editors'
 // and kubectl-like tools' write-to-temp-then-rename is seen, as are ConfigMap symlink swaps)
 // plus a periodic rescan that compares content hashes, so nothing is missed if inotify is
-// unavailable or a watch is lost.
+// unavailable or a watch is lost. A file inotify saw modified is read once it is closed after
+// writing (or after 2 s), so one rewritten in place is never read empty or half-written.
 #pragma once
 
 #include <atomic>
@@ -43,6 +44,7 @@ class FileWatcher {
  private:
   void Run();
   void AddWatch();
+  void NoteWrite(const std::string& name, uint32_t mask);  // an inotify event for `name`
 
   std::string path_;
   std::string watch_dir_;
@@ -53,6 +55,12 @@ class FileWatcher {
   std::chrono::milliseconds rescan_;
   Callback on_change_;
   std::map<std::string, uint64_t> hashes_;  // file → content hash of the last scan
+  // Files (by name in the watched directory) that inotify saw modified and not yet closed
+  // after writing, with when that was first seen: a file rewritten in place (truncated, then
+  // written) is not read half-written — an empty or cut file would remove its objects and
+  // close their connections — until it is closed, or kMaxWriteWait passed (a writer that
+  // keeps it open). Touched by the watcher thread only.
+  std::map<std::string, std::chrono::steady_clock::time_point> writing_;
   std::string last_error_;
   int inotify_fd_ = -1;
   int watch_ = -1;

@@ -513,6 +513,25 @@ spec:
         for s in conns.values():
             s.close()
 
+    def test_a_manifest_rewritten_in_place_is_read_once_written(self):
+        # `>`, cp or an editor that truncates the file and writes it again: read between the
+        # two, the file is empty and its objects would be removed, their connections closed.
+        self.start(manifest(self.port, [self.a.port]))
+        s, _ = connect(self.port)
+        with open(os.path.join(self.manifests, "l4.yaml"), "w") as f:  # truncated now
+            time.sleep(0.5)  # a slow writer: the time the file stays empty is what is tested
+            self.assertEqual(self.controller_version(), self.version, "a snapshot from the empty file")
+            f.write(manifest(self.port, [self.a.port], idle="351s"))
+        self.version = self.wait_version_change(self.version)
+        s.sendall(b"z")
+        self.assertEqual(recv_exact(s, 1), b"z")
+        s.close()
+        # A writer that keeps the file open is read anyway, 2 s after its first write.
+        with open(os.path.join(self.manifests, "l4.yaml"), "w") as f:
+            f.write(manifest(self.port, [self.a.port], idle="352s"))
+            f.flush()
+            self.version = self.wait_version_change(self.version)
+
 
 class PortInUse(DoormanTestCase):
     """A listener whose port another process holds: the dataplane serves the rest, its ACK names
