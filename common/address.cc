@@ -47,7 +47,31 @@ bool IsStatusHostname(std::string_view s) {
   return last.find_first_not_of("0123456789") != std::string_view::npos;
 }
 
+namespace {
+
+// A registered name as Host headers carry it: dot-separated labels of letters (any case),
+// digits, '-' and '_' (service names such as "my_svc.internal" exist), 1-63 each, one optional
+// trailing dot, 253 characters at most.
+bool IsHostName(std::string_view s) {
+  if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  if (s.empty() || s.size() > 253) return false;
+  size_t label = 0;
+  for (const char c : s) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok || ++label > 63) return false;
+  }
+  return label > 0;
+}
+
+}  // namespace
+
 bool IsHostHeaderValue(std::string_view s) {
+  if (s.find('\0') != std::string_view::npos) return false;  // inet_pton would stop at it
   std::string_view host = s;
   std::string_view port;
   bool has_port = false;
@@ -63,16 +87,15 @@ bool IsHostHeaderValue(std::string_view s) {
     }
     const std::string h(host);
     unsigned char buf[16];
-    if (h.find('\0') != std::string::npos || inet_pton(AF_INET6, h.c_str(), buf) != 1) return false;
+    if (inet_pton(AF_INET6, h.c_str(), buf) != 1) return false;
   } else {
     if (const size_t colon = s.find(':'); colon != std::string_view::npos) {
       host = s.substr(0, colon);
       port = s.substr(colon + 1);
       has_port = true;
     }
-    const std::string h(host);
-    unsigned char buf[4];
-    if (!IsDns1123Subdomain(host) && inet_pton(AF_INET, h.c_str(), buf) != 1) return false;
+    // A name, or an IPv4 literal (which is a name by the rule above too).
+    if (!IsHostName(host)) return false;
   }
   if (!has_port) return true;
   if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos) return false;

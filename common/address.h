@@ -16,8 +16,9 @@ bool IsDns1123Label(std::string_view s);                 // [a-z0-9]([-a-z0-9]*[
 bool IsDns1123Subdomain(std::string_view s);             // dot-separated DNS-1123 labels, <= 253
 bool IsStatusHostname(std::string_view s);               // a DNS-1123 subdomain whose last label is not all digits
 inline bool IsValidStatusAddress(const std::string& s) { return IsIpLiteral(s) || IsStatusHostname(s); }
-// A Host header value a configuration may set: a DNS-1123 subdomain, an IPv4 literal or a
-// bracketed IPv6 literal, each with an optional ":port" (1-65535) (RFC 9110 §7.2 uri-host[:port]).
+// A Host header value a configuration may set (RFC 9110 §7.2 uri-host[:port]): a host name
+// (letters of any case, digits, '-', '_'; labels of 1-63; an optional trailing dot), an IPv4
+// literal or a bracketed IPv6 literal, each with an optional ":port" (1-65535).
 bool IsHostHeaderValue(std::string_view s);
 bool IsLoopbackHost(std::string_view host);              // localhost, 127.0.0.0/8, ::1 (brackets allowed)
 

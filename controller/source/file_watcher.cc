@@ -155,17 +155,33 @@ void FileWatcher::Stop() {
   inotify_fd_ = wake_fd_ = -1;
 }
 
+void FileWatcher::DrainEvents() {
+  if (inotify_fd_ < 0) return;
+  alignas(inotify_event) char buf[16384];
+  ssize_t len;
+  while ((len = read(inotify_fd_, buf, sizeof buf)) > 0) {
+    for (char* p = buf; p < buf + len;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      if (ev->mask & IN_IGNORED) watch_ = -1;  // directory removed or moved: re-add later
+      if (ev->len > 0) NoteWrite(ev->name, ev->mask);
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+}
+
 void FileWatcher::Run() {
   constexpr auto kSettle = std::chrono::milliseconds(20);  // let a burst of events finish
   while (!stop_) {
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    // A file being written is read once it is closed (an inotify event) or its wait ran out.
-    // One whose wait ran out is forgotten, and read at once.
+    // A file being written is read once it is closed (an inotify event) or its wait ran out;
+    // one whose wait ran out is read at once, as it is (`overdue`).
+    std::set<std::string> overdue;
     auto timeout = rescan_;
     const auto now = std::chrono::steady_clock::now();
     for (auto it = writing_.begin(); it != writing_.end();) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(it->second + kMaxWriteWait - now);
       if (left.count() <= 0) {
+        overdue.insert(it->first);
         it = writing_.erase(it);
         timeout = std::chrono::milliseconds(0);
         continue;
@@ -176,32 +192,38 @@ void FileWatcher::Run() {
     const int n = poll(fds, inotify_fd_ >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
     if (stop_) break;
     if (n > 0 && (fds[1].revents & POLLIN)) {
-      // Drain, wait for the burst to settle, drain again.
-      alignas(inotify_event) char buf[16384];
-      for (int round = 0; round < 2; ++round) {
-        ssize_t len;
-        while ((len = read(inotify_fd_, buf, sizeof buf)) > 0) {
-          for (char* p = buf; p < buf + len;) {
-            auto* ev = reinterpret_cast<inotify_event*>(p);
-            if (ev->mask & IN_IGNORED) watch_ = -1;  // directory removed or moved: re-add later
-            if (ev->len > 0) NoteWrite(ev->name, ev->mask);
-            p += sizeof(inotify_event) + ev->len;
-          }
-        }
-        if (round == 0) poll(fds, 1, static_cast<int>(kSettle.count()));
-        if (stop_) return;
-      }
+      DrainEvents();  // then wait for the burst to settle
+      poll(fds, 1, static_cast<int>(kSettle.count()));
+      if (stop_) return;
     }
+    DrainEvents();  // also on a timed rescan: what is being written now is not read
     AddWatch();
     std::vector<FileChange> changes;
     std::string error;
+    const auto before = hashes_;
     if (!Scan(&changes, &error)) {
       if (error != last_error_) log::Warn("manifest", error, {{"path", path_}});
       last_error_ = error;
       continue;
     }
     last_error_.clear();
-    if (!changes.empty()) on_change_(std::move(changes));
+    // A file written to while it was read (a truncate between the drain and the read) may have
+    // been read empty or cut: its read is dropped, and it is read again once written.
+    DrainEvents();
+    std::vector<FileChange> settled;
+    for (auto& c : changes) {
+      const std::string name = fs::path(c.path).filename().string();
+      if (writing_.count(name) && !overdue.count(name)) {
+        if (auto it = before.find(c.path); it != before.end()) {
+          hashes_[c.path] = it->second;
+        } else {
+          hashes_.erase(c.path);
+        }
+        continue;
+      }
+      settled.push_back(std::move(c));
+    }
+    if (!settled.empty()) on_change_(std::move(settled));
   }
 }
 

@@ -45,6 +45,7 @@ class FileWatcher {
   void Run();
   void AddWatch();
   void NoteWrite(const std::string& name, uint32_t mask);  // an inotify event for `name`
+  void DrainEvents();  // reads the pending inotify events (non-blocking) into writing_
 
   std::string path_;
   std::string watch_dir_;

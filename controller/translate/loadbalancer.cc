@@ -477,8 +477,11 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
         o->set_path_prefix(*s);
       }
       if (auto h = r.String(*rw, rp, "host"); h && !h->empty()) {
-        if (!IsDns1123Subdomain(*h) && !IsIp(*h)) r.Invalid(rp + ".host", "invalid host " + Q(*h));
-        o->set_host(*h);
+        // The Host header's value, checked as requestHeaders.set Host; a bare IPv6 literal
+        // (accepted before) is sent bracketed, as a Host header needs it (RFC 3986 IP-literal).
+        const bool bare_v6 = IsIp(*h) && h->find(':') != std::string::npos;
+        if (!IsHostHeaderValue(*h) && !bare_v6) r.Invalid(rp + ".host", "invalid host " + Q(*h));
+        o->set_host(bare_v6 ? "[" + *h + "]" : *h);
       }
     }
   }
@@ -716,6 +719,18 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         }
         CompileBackends(r, rt, p, store, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
+        if (const auto& retry = route.policy().retries(); IsL7(proto) && route.policy().has_retries()) {
+          // Accepted (as before), but said: a retry setting that can never act.
+          if (retry.on_size() == 0 && (retry.attempts() > 0 || retry.per_try_timeout_ms() > 0)) {
+            c.warnings.push_back({"FieldIgnored", p + ".policy.retries.on",
+                                  "no retry condition (on: []): nothing is retried and perTryTimeout is not applied; "
+                                  "omit on for connect-failure, reset and timeout"});
+          } else if (retry.attempts() == 0 && retry.per_try_timeout_ms() > 0) {
+            c.warnings.push_back({"FieldIgnored", p + ".policy.retries.perTryTimeout",
+                                  "attempts is 0: nothing is retried and perTryTimeout is not applied (timeouts.request "
+                                  "bounds the request)"});
+          }
+        }
         if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters(), &c.warnings);
         // Where the redirect points, as the dataplane writes it: port 0 is the scheme's well-known
         // port when a scheme is given, else the listener's (docs/l7.md, Gateway API).

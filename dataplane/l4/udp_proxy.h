@@ -7,8 +7,9 @@
 //   are matched to the flow by the kernel; replies go back to the client from the listener's
 //   own socket with the datagram's local address as source (IP_PKTINFO / IPV6_PKTINFO), i.e.
 //   from the address and port the client sent to, also on a wildcard-bound listener.
-// * Idle expiry: Listener.idle_timeout_ms, default kDefaultUdpIdleTimeout (30 s, like
-//   conntrack/IPVS UDP timeouts), checked by a once-a-second sweep.
+// * Idle expiry: the route's policy.timeouts.idle, else Listener.idle_timeout_ms, default
+//   kDefaultUdpIdleTimeout (30 s, like conntrack/IPVS UDP timeouts), checked by a
+//   once-a-second sweep.
 // * Bounded: at most SharedState::udp_max_flows (--udp-max-flows, default
 //   kDefaultUdpMaxFlowsPerWorker) flows per worker and listener; datagrams that would need a new
 //   flow beyond it are dropped and counted (doorman_l4_drops_total{reason="udp_table_full"}),

@@ -1,6 +1,7 @@
 #include "dataplane/lb/sticky_table.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace doorman::lb {
 
@@ -68,6 +69,29 @@ std::size_t StickyTable::size() {
     n += s.map.size();
   }
   return n;
+}
+
+StickyHold& StickyHold::operator=(StickyHold&& o) noexcept {
+  if (this != &o) {
+    Release(std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now().time_since_epoch()).count());
+    table_ = std::move(o.table_);
+    client_ = o.client_;
+    token_ = o.token_;
+  }
+  return *this;
+}
+
+StickyHold::~StickyHold() {
+  if (table_) {
+    Release(std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+}
+
+void StickyHold::Release(int64_t now_ms) {
+  if (table_) table_->Release(client_, token_, now_ms);
+  table_.reset();
 }
 
 }  // namespace doorman::lb

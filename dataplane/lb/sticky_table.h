@@ -65,15 +65,28 @@ class StickyTable {
   std::array<Shard, kShards> shards_;
 };
 
-// One connection's Hold on a StickyTable entry, released when the connection ends.
-struct StickyHold {
-  std::shared_ptr<StickyTable> table;
-  uint64_t client = 0;
-  uint64_t token = 0;
-  void Release(int64_t now_ms) {
-    if (table) table->Release(client, token, now_ms);
-    table.reset();
-  }
+// One connection's Hold on a StickyTable entry: released once, by Release or else by the
+// destructor (at std::chrono::steady_clock's now, the clock the proxies pass the table), so a
+// connection that ends on any path never leaves its client pinned for ever. Move-only: a copy
+// released twice would drop another connection's hold.
+class StickyHold {
+ public:
+  StickyHold() = default;
+  StickyHold(std::shared_ptr<StickyTable> table, uint64_t client, uint64_t token)
+      : table_(token != 0 ? std::move(table) : nullptr), client_(client), token_(token) {}
+  StickyHold(StickyHold&& o) noexcept : table_(std::move(o.table_)), client_(o.client_), token_(o.token_) {}
+  StickyHold& operator=(StickyHold&& o) noexcept;
+  StickyHold(const StickyHold&) = delete;
+  StickyHold& operator=(const StickyHold&) = delete;
+  ~StickyHold();
+
+  void Release(int64_t now_ms);
+  bool held() const { return table_ != nullptr; }
+
+ private:
+  std::shared_ptr<StickyTable> table_;
+  uint64_t client_ = 0;
+  uint64_t token_ = 0;
 };
 
 }  // namespace doorman::lb

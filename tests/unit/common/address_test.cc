@@ -32,14 +32,18 @@ TEST(AddressTest, LoopbackHosts) {
 
 TEST(AddressTest, HostHeaderValues) {
   for (const char* ok : {"api.internal", "api.internal:8080", "10.0.0.1", "10.0.0.1:80", "[::1]", "[fd00::1]:443",
-                         "a:65535"}) {
+                         "a:65535", "API.Internal", "example.com.", "my_svc.internal", "a-b.c"}) {
     EXPECT_TRUE(IsHostHeaderValue(ok)) << ok;
   }
   for (const char* bad : {"", "bad host", "a@evil.test", "evil.test/x", "a:", "a:0", "a:65536", "a:8o", "::1", "[::1",
-                          "[::1]x", "[10.0.0.1]", "a:1:2", ":80", "API.internal", "a\r\nx: y"}) {
+                          "[::1]x", "[10.0.0.1]", "a:1:2", ":80", "a..b", ".a", "a\r\nx: y", "a%41", "a;b",
+                          "."}) {
     EXPECT_FALSE(IsHostHeaderValue(bad)) << bad;
   }
+  EXPECT_TRUE(IsHostHeaderValue(std::string(63, 'a') + ".b"));
+  EXPECT_FALSE(IsHostHeaderValue(std::string(64, 'a') + ".b"));
   EXPECT_FALSE(IsHostHeaderValue(std::string_view("a\0b", 3)));
+  EXPECT_FALSE(IsHostHeaderValue(std::string_view("1.2.3.4\0x", 9)));
 }
 
 }  // namespace

@@ -327,6 +327,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {host: ""}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.host", "invalid Host \"\""},
+    {"rewrite host with a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {rewrite: {host: "a b"}}, backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.rewrite.host", "invalid host \"a b\""},
     {"header rule setting a host with userinfo", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {host: "a@evil.test"}}}}]
 )",
@@ -661,13 +665,17 @@ TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
   struct Case {
     const char* policy;
     uint32_t attempts;
-    const char* on;  // joined with ','
+    const char* on;       // joined with ','
+    const char* ignored;  // the field of the FieldIgnored warning, or ""
   };
-  for (const auto& c : {Case{"retries: {attempts: 2}", 2, "connect-failure,reset,timeout"},
-                        Case{"retries: {perTryTimeout: 2s}", 1, "connect-failure,reset,timeout"},
-                        Case{"retries: {attempts: 2, on: []}", 2, ""},
-                        Case{"retries: {on: [\"503\"]}", 1, "503"},
-                        Case{"retries: {attempts: 0}", 0, "connect-failure,reset,timeout"}}) {
+  for (const auto& c : {Case{"retries: {attempts: 2}", 2, "connect-failure,reset,timeout", ""},
+                        Case{"retries: {perTryTimeout: 2s}", 1, "connect-failure,reset,timeout", ""},
+                        Case{"retries: {attempts: 2, on: []}", 2, "", "spec.routes[0].policy.retries.on"},
+                        Case{"retries: {perTryTimeout: 2s, on: []}", 0, "", "spec.routes[0].policy.retries.on"},
+                        Case{"retries: {attempts: 0, perTryTimeout: 2s}", 0, "connect-failure,reset,timeout",
+                             "spec.routes[0].policy.retries.perTryTimeout"},
+                        Case{"retries: {on: [\"503\"]}", 1, "503", ""},
+                        Case{"retries: {attempts: 0}", 0, "connect-failure,reset,timeout", ""}}) {
     Translator t;
     auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {)") + c.policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
@@ -679,6 +687,11 @@ TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
     std::string on;
     for (const auto& o : rt.on()) on += (on.empty() ? "" : ",") + o;
     EXPECT_EQ(on, c.on) << c.policy;
+    std::string ignored;
+    for (const auto& w : StatusOf(r, "shop")->warnings) {
+      if (w.reason == "FieldIgnored") ignored = w.field;
+    }
+    EXPECT_EQ(ignored, c.ignored) << c.policy;
   }
 }
 
@@ -750,6 +763,28 @@ TEST(Translate, ContradictoryRewritesAreWarnedNotRefused) {
       EXPECT_EQ(route.filters().rewrite().path_prefix(), "");
     }
   }
+}
+
+// rewrite.host and requestHeaders.set Host take what a Host header may carry: names of any case,
+// '_', a port; a bare IPv6 address is sent bracketed.
+TEST(Translate, HostRewritesTakeHostHeaderValues) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, filters: {rewrite: {host: "fd00::1"}}, backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}
+    - {name: b, listener: web, filters: {rewrite: {host: "My_Svc.Internal:8080"}}, backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}
+    - {name: c, listener: web, filters: {requestHeaders: {set: {Host: "[fd00::1]:8443"}}}, backends: [{endpoints: [{address: 127.0.0.1, port: 1}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  std::map<std::string, std::string> hosts;
+  for (const auto& route : r.snapshot.routes()) {
+    hosts[route.name()] = route.filters().rewrite().host();
+    if (route.filters().request_headers().set().count("host")) hosts[route.name()] = route.filters().request_headers().set().at("host");
+  }
+  EXPECT_EQ(hosts["default/shop/a"], "[fd00::1]");
+  EXPECT_EQ(hosts["default/shop/b"], "My_Svc.Internal:8080");
+  EXPECT_EQ(hosts["default/shop/c"], "[fd00::1]:8443");
 }
 
 TEST(Translate, AnEmptyRewritePrefixStripsTheMatchedPrefix) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <memory>
+
 namespace doorman::lb {
 namespace {
 
@@ -53,6 +56,27 @@ TEST(StickyTableTest, HoldsOfAnOldPinningDoNotKeepANewOne) {
   t.Forget(1);  // forgotten (the endpoint refused): a release after it does nothing
   t.Release(1, h, 10);
   EXPECT_FALSE(t.Lookup(1, 10));
+}
+
+// A StickyHold releases once: on Release, else when destroyed; a moved-from one not at all.
+TEST(StickyTableTest, AStickyHoldReleasesExactlyOnce) {
+  auto t = std::make_shared<StickyTable>(1000);
+  t->Remember(1, "a:1", 0);
+  StickyHold kept(t, 1, t->Hold(1, "a:1"));
+  {
+    StickyHold first(t, 1, t->Hold(1, "a:1"));
+    StickyHold moved(std::move(first));
+    EXPECT_TRUE(moved.held());
+    EXPECT_FALSE(first.held());  // NOLINT(bugprone-use-after-move): what is tested
+  }  // `moved` released here (at the steady clock's now), `first` not at all: `kept` still holds
+  const int64_t later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch()).count() + 3'600'000;
+  EXPECT_EQ(t->Lookup(1, later), "a:1");
+  kept.Release(later);
+  kept.Release(later + 500);  // a second Release does nothing (it would extend the TTL)
+  EXPECT_EQ(t->Lookup(1, later + 999), "a:1");
+  EXPECT_FALSE(t->Lookup(1, later + 1000));
+  EXPECT_FALSE(StickyHold(t, 1, 0).held());  // nothing held: nothing to release
 }
 
 TEST(StickyTableTest, ClientsAreIndependentAndForgettable) {
