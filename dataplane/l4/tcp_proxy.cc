@@ -92,7 +92,6 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
     if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
     if (endpoint_state_) endpoint_state_->active.fetch_sub(1, std::memory_order_relaxed);
-    sticky_hold_.Release(NowMs());
     active_.Decrement();
     w_.shared().l4_active.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -316,7 +315,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         outliers.OnSuccess(*ep->state);
         // Source-IP persistence remembers the endpoint that answered, not a refused first pick.
         route.RememberSticky(ClientHash(), *ep, NowMs());
-        sticky_hold_ = route.HoldSticky(ClientHash(), *ep);  // released in the destructor
+        sticky_hold_ = route.HoldSticky(ClientHash(), *ep);  // released when the session is destroyed
         backend_ = ep->key;
         endpoint_state_ = ep->state;  // least-connections load, released in the destructor
         drain_flag_ = listener->DrainFlagFor(ep->key);

@@ -71,10 +71,18 @@ std::size_t StickyTable::size() {
   return n;
 }
 
+namespace {
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 StickyHold& StickyHold::operator=(StickyHold&& o) noexcept {
   if (this != &o) {
-    Release(std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now().time_since_epoch()).count());
+    if (table_) Release(SteadyNowMs());
     table_ = std::move(o.table_);
     client_ = o.client_;
     token_ = o.token_;
@@ -83,10 +91,7 @@ StickyHold& StickyHold::operator=(StickyHold&& o) noexcept {
 }
 
 StickyHold::~StickyHold() {
-  if (table_) {
-    Release(std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now().time_since_epoch()).count());
-  }
+  if (table_) Release(SteadyNowMs());
 }
 
 void StickyHold::Release(int64_t now_ms) {
