@@ -599,6 +599,7 @@ int main(int argc, char** argv) {
     }
     if (!lb_schema.is_object()) Fail(1, "the built-in LoadBalancer CRD has no openAPIV3Schema");
     translate_options.loadbalancer_schema = &lb_schema;
+    translate_options.check_known_fields = true;
   }
   ControllerLoop loop(&server, &metrics, &published, translate_options);
 

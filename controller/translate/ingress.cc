@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "controller/translate/internal.h"
+#include "controller/translate/known_fields.h"
 
 namespace doorman::controller::internal {
 namespace {
@@ -506,6 +507,7 @@ class IngressCompiler {
         ann.Invalid(kAnnBackendTlsSecret, ca.message);
       }
     }
+    if (ctx_.options.check_known_fields) CheckKnownFields("Ingress", o_, r_);
     const json* spec = r_.Member(o_, "", "spec", true);
     if (spec && !spec->is_object()) r_.Invalid("spec", "must be an object, not " + FieldReader::TypeName(*spec));
     if (spec && spec->is_object()) {
@@ -709,11 +711,13 @@ class IngressCompiler {
   // plain-HTTP path for the host, or this one's, still wins — and before the host-less
   // catch-all, which would otherwise serve that host's unmatched paths over plain HTTP. Not
   // needed when the host has a Prefix "/" path or default-h<k> route here (they redirect
-  // everything already). Not behind a trusted balancer: there, a request the balancer
-  // received over HTTPS is served, not redirected, and this route has nothing to serve it with.
+  // everything already). Behind a trusted balancer (--ingress-trusted-proxies) too: a request
+  // such a proxy received over HTTPS (X-Forwarded-Proto: https) skips the redirect, and this
+  // route, without backends, then answers 404 as the HTTPS listener does for an unmatched path;
+  // every other request is redirected, so an untrusted client cannot reach the host's unmatched
+  // paths over plain HTTP through the catch-all.
   void AddHttpsFallbacks(bool has_default_backend) {
     if (ann_.canary || https_listener_.empty() || !ann_.ssl_redirect) return;
-    if (!ctx_.options.ingress_trusted_proxies.empty()) return;
     if (has_default_backend && !rule_hosts_.empty() && !hostless_rule_) return;  // default-h<k> per host
     for (size_t k = 0; k < rule_hosts_.size(); ++k) {
       const std::string& host = rule_hosts_[k];
@@ -732,6 +736,9 @@ class IngressCompiler {
       http.user_listener = "http";
       http.decl_index = decl_++;
       http.https_fallback = true;
+      for (const auto& cidr : ctx_.options.ingress_trusted_proxies) {
+        http.proto.mutable_forwarded_headers()->add_trusted_proxies(cidr);  // who may say X-Forwarded-Proto
+      }
       MakeSslRedirect(http, ctx_.options);
       c_.routes.push_back(std::move(http));
     }

@@ -6,6 +6,7 @@
 
 #include "common/health_defaults.h"
 #include "controller/translate/internal.h"
+#include "controller/translate/known_fields.h"
 #include "controller/translate/openapi_check.h"
 
 namespace doorman::controller::internal {
@@ -655,6 +656,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
   CompiledObject c;
   c.key = key;
   r.Object(o, "", {"apiVersion", "kind", "metadata", "spec", "status"});
+  if (ctx.options.check_known_fields) CheckKnownFields("LoadBalancer", o, r);  // its metadata
   if (const json* meta = r.Member(o, "", "metadata"); meta && meta->is_object()) {
     if (!IsDns1123Subdomain(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
     if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "controller/translate/internal.h"
+#include "controller/translate/known_fields.h"
 
 namespace doorman::controller::internal {
 namespace {
@@ -125,6 +126,7 @@ std::optional<std::vector<std::string>> LegacySourceRanges(const json& o, FieldR
 std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o, const CompileContext& ctx,
                                              std::vector<Problem>* problems) {
   FieldReader r;
+  if (ctx.options.check_known_fields) CheckKnownFields("Service", o, r);
   CompiledObject c;
   c.key = key;
   c.generation = GenerationOf(o);

@@ -56,6 +56,10 @@ struct TranslateOptions {
   // LoadBalancer as an API server would (openapi_check.h); null in a cluster, where the API
   // server already did. Not owned.
   const nlohmann::json* loadbalancer_schema = nullptr;
+  // --manifests mode: a field a Service, Ingress or LoadBalancer (or any object's metadata) does
+  // not have is refused (known_fields.h), as kubectl apply's strict validation would; in a
+  // cluster the API server already did.
+  bool check_known_fields = false;
   // A cluster: only kubernetes.io/tls Secrets are watched (field selector), so a Secret "not
   // found" may exist with another type; the message says so.
   bool only_tls_secrets_watched = false;

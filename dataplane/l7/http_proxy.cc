@@ -602,6 +602,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_return local_with(route->redirect.status, "redirecting",
                            {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", to_host, listener->port, path, query)}});
     }
+    if (route->redirect.enabled && route->backends.empty() && route->canary_backends.empty()) {
+      // A redirect-only route (an Ingress's https-redirect-h<k>) whose redirect a trusted
+      // balancer's X-Forwarded-Proto: https skipped: nothing to serve with, as on the HTTPS
+      // listener, where no route takes the path.
+      co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\" over HTTPS", true);
+    }
     const auto now = Clock::now();
     // Behind a trusted proxy (trustedProxies, X-Forwarded-For not Replace), the client its chain
     // names is the client for rate-limit and source-IP keys (source-hash, maglev, SourceIP

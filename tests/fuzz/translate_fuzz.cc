@@ -32,6 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (store.empty()) return 0;
   TranslateOptions options;
   options.loadbalancer_schema = &schema;
+  options.check_known_fields = true;
   Translator translator(options);
   const TranslateResult r = translator.Translate(store);
   for (const auto& st : r.statuses) {

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, http_get, tls_flags,  # noqa: E402
+from harness import (CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, http_get, port_open, tls_flags,  # noqa: E402
                      wait_until)
 
 
@@ -190,6 +190,41 @@ class ManifestsMeetTheCrdSchema(DoormanTestCase):
         self.assertFalse(st["accepted"], st)
         self.assertEqual(st["field"], "spec.routes[0].policy.rateLimit.requestsPerSecond")
         self.assertIn("less than or equal to 1000000 (the LoadBalancer CRD's schema)", st["message"])
+
+    def test_a_misspelt_service_field_is_refused_not_ignored(self):
+        # "loadBalancerSourceRange" (no s): ignored, it would open the port to every client.
+        # kubectl apply (strict field validation) refuses it; so does --manifests.
+        bad, good = free_port(), free_port()
+        backend = self.start_backend("b")
+        svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n"
+               "spec:\n  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n  %s: [127.0.0.9/32]\n"
+               "  ports: [{name: p, port: %d}]\n---\n"
+               "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+               "metadata: {name: %s-1, namespace: default, labels: {kubernetes.io/service-name: %s}}\n"
+               "addressType: IPv4\nports: [{name: p, port: %d}]\nendpoints: [{addresses: [127.0.0.1]}]\n")
+        self.write_manifest("svc.yaml", svc % ("typo", "loadBalancerSourceRange", bad, "typo", "typo", backend) +
+                            "---\n" + svc % ("ok", "loadBalancerSourceRanges", good, "ok", "ok", backend))
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+
+        def status(name):
+            objs = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["objects"]
+            return [o for o in objs if o["name"] == name]
+        st = wait_until(lambda: status("typo"), what="the object's status")[0]
+        self.assertFalse(st["accepted"], st)
+        self.assertEqual(st["field"], "spec.loadBalancerSourceRange")
+        self.assertIn('did you mean "loadBalancerSourceRanges"', st["message"])
+        self.assertTrue(status("ok")[0]["accepted"], status("ok"))
+        wait_until(lambda: port_open(good), what="the correct Service's port")
+        self.assertFalse(port_open(bad), "the misspelt Service is not served")
+        # The allow-list the correct Service names holds: 127.0.0.1 is not in 127.0.0.9/32.
+        with socket.create_connection(("127.0.0.1", good), timeout=5) as s:
+            s.settimeout(5)
+            try:
+                self.assertEqual(s.recv(1), b"")
+            except ConnectionResetError:
+                pass  # refused at accept: closed with a reset
 
 
 class ManifestDirEntries(DoormanTestCase):

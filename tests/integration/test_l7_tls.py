@@ -224,9 +224,9 @@ class IngressTlsPerHost(DoormanTestCase):
         self.assertIn(" 308", r.stdout.splitlines()[0], r.stdout)
         self.assertIn("location: https://h.test:%d/api/x" % https, r.stdout.lower())
 
-    def test_unmatched_paths_of_a_tls_host_redirect_instead_of_reaching_the_catch_all(self):
-        # ingress-nginx redirects a TLS server's every path; the host-less catch-all (an Ingress
-        # with only a defaultBackend, no TLS) must not serve h.test's other paths over plain HTTP.
+    def _app_and_catch_all(self, flags=()):
+        # h.test's /app with TLS, and a host-less catch-all (an Ingress with only a defaultBackend,
+        # no TLS); returns (http, https, crt).
         app, catch = self.start_backend("app"), self.start_backend("catch")
         crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
         http, https = free_port(), free_port()
@@ -237,10 +237,16 @@ class IngressTlsPerHost(DoormanTestCase):
             "  rules: [{host: h.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
             "port: {number: 80}}}}]}}]",
             "  defaultBackend: {service: {name: catch, port: {number: 80}}}"))
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)] + list(flags))
         self.start_dataplane()
         self.wait_converged()
         wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        return http, https, crt
+
+    def test_unmatched_paths_of_a_tls_host_redirect_instead_of_reaching_the_catch_all(self):
+        # ingress-nginx redirects a TLS server's every path; the catch-all must not serve h.test's
+        # other paths over plain HTTP.
+        http, https, crt = self._app_and_catch_all()
 
         def head(host, path):
             r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: " + host, "http://127.0.0.1:%d%s" % (http, path)])
@@ -257,6 +263,34 @@ class IngressTlsPerHost(DoormanTestCase):
         self.assertEqual(json.loads(r.stdout)["backend"], "app")
         r = curl(base + ["-o", "/dev/null", "-w", "%{http_code}", "https://h.test:%d/other" % https])
         self.assertEqual(r.stdout, "404", "over HTTPS an unmatched path is not redirected again")
+
+    def test_behind_a_trusted_balancer_unmatched_paths_still_redirect_other_clients(self):
+        # --ingress-trusted-proxies names 127.0.0.2 only: a client from 127.0.0.1 saying
+        # X-Forwarded-Proto: https is not believed and is redirected, never served by the catch-all
+        # over plain HTTP; the balancer's own request (it terminated TLS) is not redirected, and an
+        # unmatched path is then a 404, as on the HTTPS listener.
+        http, https, crt = self._app_and_catch_all(["--ingress-trusted-proxies", "127.0.0.2/32"])
+
+        def get(path, src, xfp=None):
+            args = ["-D", "-", "-H", "Host: h.test", "--interface", src]
+            if xfp:
+                args += ["-H", "X-Forwarded-Proto: " + xfp]
+            r = curl(args + ["http://127.0.0.1:%d%s" % (http, path)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout
+        for path in ("/zzz", "/app/x"):
+            for xfp in (None, "https"):
+                out = get(path, "127.0.0.1", xfp)
+                self.assertIn(" 308", out.splitlines()[0], (path, xfp, out))
+                self.assertIn("location: https://h.test:%d%s" % (https, path), out.lower())
+        out = get("/zzz", "127.0.0.2")
+        self.assertIn(" 308", out.splitlines()[0], out)
+        out = get("/zzz", "127.0.0.2", "https")
+        self.assertIn(" 404", out.splitlines()[0], out)
+        self.assertNotIn('"backend"', out)
+        out = get("/app/x", "127.0.0.2", "https")
+        self.assertIn(" 200", out.splitlines()[0], out)
+        self.assertIn('"backend": "app"', out)
 
 
 class IngressDefaultCertificate(DoormanTestCase):

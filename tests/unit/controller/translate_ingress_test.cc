@@ -1280,6 +1280,26 @@ TEST(TranslateIngress, UnmatchedPathsOfATlsHostAreRedirectedNotCaughtByTheCatchA
       for (const auto& w : Ing(r, name)->warnings) EXPECT_NE(w.reason, "RouteShadowed") << name << ": " << w.message;
     }
   }
+  // Behind a trusted balancer too (an untrusted client would otherwise reach the catch-all over
+  // plain HTTP): the redirect skips itself for the balancer's X-Forwarded-Proto: https, which the
+  // route trusts only from those proxies.
+  {
+    TranslateOptions opts;
+    opts.ingress_trusted_proxies = {"192.0.2.1/32"};
+    Translator t(opts);
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), catch_all, Ingress("i", tls + rules)})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+              (std::vector<std::string>{"default/ingress:i/r0-p0", "default/ingress:i/https-redirect-h0",
+                                        "default/ingress:i/r1-p0", "default/ingress:i/https-redirect-h1",
+                                        "default/ingress:catch/default"}));
+    const v1::Route* fb = RouteNamed(r.snapshot, "default/ingress:i/https-redirect-h0");
+    EXPECT_TRUE(fb->filters().redirect().enabled());
+    EXPECT_TRUE(fb->filters().redirect().unless_forwarded_https());
+    EXPECT_EQ(fb->backends_size(), 0);
+    ASSERT_EQ(fb->forwarded_headers().trusted_proxies_size(), 1);
+    EXPECT_EQ(fb->forwarded_headers().trusted_proxies(0), "192.0.2.1/32");
+  }
   // ssl-redirect "false", or a Prefix "/" path of its own for the host: no fallback.
   for (const auto& [annotations, spec] :
        {std::pair{std::string("    doorman.dev/ssl-redirect: \"false\"\n"), tls + rules},
@@ -1289,6 +1309,36 @@ TEST(TranslateIngress, UnmatchedPathsOfATlsHostAreRedirectedNotCaughtByTheCatchA
     ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
     for (const auto& route : r.snapshot.routes()) EXPECT_EQ(route.name().find("https-redirect"), std::string::npos) << route.name();
   }
+}
+
+// --manifests mode: a misspelt Ingress field is refused with the nearest known name ("tsl" would
+// otherwise serve the host over plain HTTP only, silently).
+TEST(TranslateIngress, UnknownFieldsAreRefusedInManifestsMode) {
+  TranslateOptions strict;
+  strict.check_known_fields = true;
+  const std::string rules = Rule("a.example.com");
+  for (const auto& [spec, field, message] :
+       {std::tuple{"  tsl: [{hosts: [a.example.com], secretName: s}]\n" + rules, "spec.tsl", "did you mean \"tls\""},
+        std::tuple{"  tls: [{hosts: [a.example.com], secret: s}]\n" + rules, "spec.tls[0].secret", "did you mean \"secretName\""},
+        std::tuple{std::string("  defaultBackend: {service: {name: web, port: {numbr: 80}}}\n"), "spec.defaultBackend.service.port.numbr",
+                   "did you mean \"number\""},
+        std::tuple{std::string("  rules:\n    - host: a.example.com\n      http: {paths: [{path: /, pathTyp: Prefix, "
+                               "backend: {service: {name: web, port: {number: 80}}}}]}\n"),
+                   "spec.rules[0].http.paths[0].pathTyp", "did you mean \"pathType\""}}) {
+    SCOPED_TRACE(field);
+    Translator t(strict);
+    auto r = t.Translate(Store(Docs({Fixture(), Secret("s"), Ingress("i", spec)})));
+    ASSERT_NE(Ing(r, "i"), nullptr);
+    EXPECT_FALSE(Ing(r, "i")->accepted);
+    EXPECT_EQ(Ing(r, "i")->field, field) << Ing(r, "i")->message;
+    EXPECT_NE(Ing(r, "i")->message.find(message), std::string::npos) << Ing(r, "i")->message;
+  }
+  Translator t(strict);
+  auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
+                                   Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n"
+                                                "  defaultBackend: {service: {name: web, port: {name: http}}}\n" + rules,
+                                           "    doorman.dev/hsts: max-age=60\n")})));
+  EXPECT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
 }
 
 // The affinity cookie's Path is each path's own (ingress-nginx's session-cookie-path default), so

@@ -325,6 +325,51 @@ TEST(TranslateService, InvalidServicesReportReasonAndField) {
   }
 }
 
+// --manifests mode (no API server validated the file): a misspelt field is refused, as kubectl
+// apply's strict validation would, with the nearest known name; a typo in the allow-list must not
+// serve the port to everyone. In a cluster (the option off) the API server already did, and a
+// field of a newer Kubernetes is not doorman's to refuse.
+TEST(TranslateService, UnknownFieldsAreRefusedInManifestsMode) {
+  struct Case {
+    std::string yaml, field, message;
+  };
+  const std::vector<Case> cases = {
+      {Service("bad", std::string(kTcp80) + "  loadBalancerSourceRange: [10.0.0.0/8]\n"), "spec.loadBalancerSourceRange",
+       "did you mean \"loadBalancerSourceRanges\""},
+      {Service("bad", std::string(kTcp80) + "  externalTraficPolicy: Local\n"), "spec.externalTraficPolicy",
+       "did you mean \"externalTrafficPolicy\""},
+      {Service("bad", "  ports: [{name: http, port: 80, targetPrt: 8080}]\n"), "spec.ports[0].targetPrt",
+       "did you mean \"targetPort\""},
+      {Service("bad", std::string(kTcp80) + "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeout: 5}}\n"),
+       "spec.sessionAffinityConfig.clientIP.timeout", "unknown field"},
+      {Service("bad", kTcp80, "  anotations: {doorman.dev/scheduler: maglev}\n"), "metadata.anotations",
+       "did you mean \"annotations\""},
+      {Service("bad", kTcp80) + "sepc: {}\n", "sepc", "did you mean \"spec\""},
+      {Service("bad", std::string(kTcp80) + "  zzzzzzzzzzzz: 1\n"), "spec.zzzzzzzzzzzz", "known fields: allocateLoadBalancerNodePorts, "},
+  };
+  const std::string good = Service("good", std::string(kTcp80) + "  loadBalancerSourceRanges: [10.0.0.0/8]\n"
+                                   "  externalTrafficPolicy: Local\n  trafficDistribution: PreferClose\n"
+                                   "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 5}}\n"
+                                   "  ipFamilies: [IPv4]\n  ipFamilyPolicy: SingleStack\n  allocateLoadBalancerNodePorts: false\n"
+                                   "  selector: {any-label: x}\n  clusterIP: 10.0.0.1\n",
+                                   "  labels: {a: b}\n  uid: u\n  resourceVersion: \"1\"\n");
+  TranslateOptions strict;
+  strict.check_known_fields = true;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.field);
+    Translator t(strict);
+    auto r = t.Translate(Store(c.yaml + "---\n" + good));
+    ASSERT_NE(Svc(r, "bad"), nullptr);
+    EXPECT_FALSE(Svc(r, "bad")->accepted);
+    EXPECT_EQ(Svc(r, "bad")->reason, "InvalidSpec");
+    EXPECT_EQ(Svc(r, "bad")->field, c.field) << Svc(r, "bad")->message;
+    EXPECT_NE(Svc(r, "bad")->message.find(c.message), std::string::npos) << Svc(r, "bad")->message;
+    EXPECT_TRUE(Svc(r, "good")->accepted) << Svc(r, "good")->message;
+    Translator lax;
+    EXPECT_TRUE(Svc(lax.Translate(Store(c.yaml)), "bad")->accepted) << "a cluster's API server already validated it";
+  }
+}
+
 TEST(TranslateService, UnsupportedProtocolIsLoggedClearlyAndKeepsTheLastGoodVersion) {
   Translator t;
   const std::string v1 = Service("s", kTcp80);

@@ -1,0 +1,123 @@
+#include "controller/translate/known_fields.h"
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+namespace doorman::controller {
+namespace {
+
+using json = nlohmann::json;
+
+// A shape: an object whose keys are the known fields, each null (any value: a scalar, a list of
+// scalars, or a free map such as labels or selector), an object (a nested shape) or a one-element
+// array (a list of that shape). Kubernetes core/v1 and networking/v1 as of 1.31.
+constexpr const char* kObjectMeta = R"({
+  "name": null, "generateName": null, "namespace": null, "selfLink": null, "uid": null,
+  "resourceVersion": null, "generation": null, "creationTimestamp": null, "deletionTimestamp": null,
+  "deletionGracePeriodSeconds": null, "labels": null, "annotations": null, "ownerReferences": null,
+  "finalizers": null, "managedFields": null})";
+
+constexpr const char* kServiceSpec = R"({
+  "ports": [{"name": null, "protocol": null, "appProtocol": null, "port": null, "targetPort": null,
+             "nodePort": null}],
+  "selector": null, "clusterIP": null, "clusterIPs": null, "type": null, "externalIPs": null,
+  "sessionAffinity": null, "loadBalancerIP": null, "loadBalancerSourceRanges": null,
+  "externalName": null, "externalTrafficPolicy": null, "healthCheckNodePort": null,
+  "publishNotReadyAddresses": null, "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": null}},
+  "ipFamilies": null, "ipFamilyPolicy": null, "allocateLoadBalancerNodePorts": null,
+  "loadBalancerClass": null, "internalTrafficPolicy": null, "trafficDistribution": null})";
+
+constexpr const char* kIngressBackend = R"({
+  "service": {"name": null, "port": {"name": null, "number": null}},
+  "resource": {"apiGroup": null, "kind": null, "name": null}})";
+
+json Shape(const char* text) { return json::parse(text); }
+
+const json& ShapeOf(const std::string& kind) {
+  static const json service = [] {
+    json s = {{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", Shape(kObjectMeta)}, {"status", nullptr}};
+    s["spec"] = Shape(kServiceSpec);
+    return s;
+  }();
+  static const json ingress = [] {
+    const json backend = Shape(kIngressBackend);
+    json path = {{"path", nullptr}, {"pathType", nullptr}, {"backend", backend}};
+    json rule = {{"host", nullptr}, {"http", {{"paths", json::array({path})}}}};
+    json spec = {{"ingressClassName", nullptr},
+                 {"defaultBackend", backend},
+                 {"tls", json::array({{{"hosts", nullptr}, {"secretName", nullptr}}})},
+                 {"rules", json::array({rule})}};
+    return json{{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", Shape(kObjectMeta)}, {"spec", spec},
+                {"status", nullptr}};
+  }();
+  static const json meta = Shape(kObjectMeta);
+  if (kind == "Service") return service;
+  if (kind == "Ingress") return ingress;
+  return meta;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (same ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string UnknownMessage(const std::string& key, const json& shape) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  std::string all;
+  for (const auto& [k, _] : shape.items()) {
+    all += (all.empty() ? "" : ", ") + k;
+    // A truncated name ("secret" for "secretName") counts as one edit away.
+    const bool truncated = key.size() >= 4 && k.size() > key.size() && k.compare(0, key.size(), key) == 0;
+    const size_t d = truncated ? 1 : EditDistance(key, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  if (!best.empty()) return "unknown field (did you mean " + FieldReader::Quote(best) + "?)";
+  return "unknown field (known fields: " + all + ")";
+}
+
+void Check(const json& value, const json& shape, const std::string& path, FieldReader& r, size_t* budget) {
+  if (shape.is_array()) {
+    if (!value.is_array()) return;  // the value's type is the translator's business
+    for (size_t i = 0; i < value.size(); ++i) Check(value[i], shape[0], FieldReader::Index(path, i), r, budget);
+    return;
+  }
+  if (!shape.is_object() || !value.is_object()) return;
+  for (const auto& [k, v] : value.items()) {
+    if (*budget == 0) return;
+    auto it = shape.find(k);
+    if (it == shape.end()) {
+      --*budget;
+      r.Invalid(FieldReader::Join(path, k.c_str()), UnknownMessage(k, shape) +
+                                                        ", which kubectl apply would refuse too (no API server "
+                                                        "validates a --manifests file)");
+      continue;
+    }
+    if (!v.is_null()) Check(v, *it, FieldReader::Join(path, k.c_str()), r, budget);
+  }
+}
+
+}  // namespace
+
+void CheckKnownFields(const std::string& kind, const json& o, FieldReader& r) {
+  size_t budget = 20;
+  if (kind == "Service" || kind == "Ingress") {
+    Check(o, ShapeOf(kind), "", r, &budget);
+  } else if (o.is_object() && o.contains("metadata")) {
+    Check(o["metadata"], ShapeOf(kind), "metadata", r, &budget);
+  }
+}
+
+}  // namespace doorman::controller
