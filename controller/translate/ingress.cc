@@ -859,9 +859,12 @@ IngressClasses ResolveIngressClasses(const ObjectStore& store) {
   std::sort(defaults.begin(), defaults.end());
   if (!defaults.empty()) out.default_class = std::get<2>(defaults.front());
   for (size_t i = 1; i < defaults.size(); ++i) {
+    // Older first; among classes of the same (or no) creationTimestamp, the first name.
+    const bool older = !std::get<0>(defaults.front()) && (std::get<0>(defaults[i]) || std::get<1>(defaults.front()) < std::get<1>(defaults[i]));
     out.statuses[status_of[std::get<2>(defaults[i])]].warnings.push_back(
         {"MultipleDefaultClasses", AnnotationReader::Field(kAnnDefaultClass),
-         "IngressClass " + out.default_class + " is also marked default and is older, so it is the default"});
+         "IngressClass " + out.default_class + " is also marked default and " +
+             (older ? std::string("is older") : "sorts first by name (neither is older)") + ", so it is the default"});
   }
   return out;
 }

@@ -178,6 +178,13 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
       r.Unsupported("spec.sessionAffinity", "unknown session affinity " + Q(*affinity) + " (want None or ClientIP)");
     }
   }
+  if (stickiness.type() != v1::Stickiness::SOURCE_IP && r.Member(*spec, "spec", "sessionAffinityConfig") != nullptr &&
+      r.String(*spec, "spec", "sessionAffinity").value_or("None") == "None") {
+    // The API server refuses this; from a file it is a stickiness the user expects and would not get.
+    c.warnings.push_back({"FieldIgnored", "spec.sessionAffinityConfig",
+                          "applies only with spec.sessionAffinity: ClientIP, which is not set: connections are not "
+                          "pinned to an endpoint"});
+  }
   bool local_only = false;
   if (auto policy = r.String(*spec, "spec", "externalTrafficPolicy")) {
     if (*policy == "Local") {

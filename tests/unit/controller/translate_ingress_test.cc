@@ -256,6 +256,23 @@ TEST(TranslateIngress, SeveralDefaultClassesOfOursTheOldestIsTheDefaultAndTheOth
   EXPECT_TRUE(t.Translate(Store(Docs({Class("b", true, "2026-01-01T00:00:00Z"), Class("a", true, "2026-02-01T00:00:00Z"),
                                       Class("c", false)})))
                   .diagnostics.empty());
+  // Neither has a creationTimestamp (a manifest file), or both the same: the first name wins, and
+  // the message does not claim it is older.
+  for (const std::string ts : {"", "2026-01-01T00:00:00Z"}) {
+    Translator same;
+    r = same.Translate(Store(Docs({Class("b", true, ts), Class("a", true, ts)})));
+    const ObjectStatus* later = StatusOf(r, "IngressClass", "b");
+    ASSERT_EQ(later->warnings.size(), 1u);
+    EXPECT_NE(later->warnings[0].message.find("IngressClass a is also marked default and sorts first by name"),
+              std::string::npos) << later->warnings[0].message;
+    EXPECT_TRUE(StatusOf(r, "IngressClass", "a")->warnings.empty());
+  }
+  // Only one has a creationTimestamp: it is the older.
+  Translator one;
+  r = one.Translate(Store(Docs({Class("b", true, "2026-01-01T00:00:00Z"), Class("a", true)})));
+  ASSERT_EQ(StatusOf(r, "IngressClass", "a")->warnings.size(), 1u);
+  EXPECT_NE(StatusOf(r, "IngressClass", "a")->warnings[0].message.find("IngressClass b is also marked default and is older"),
+            std::string::npos);
 }
 
 TEST(TranslateIngress, AnIngressThatLeavesOurClassIsDroppedAndForgotten) {

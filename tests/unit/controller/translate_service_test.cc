@@ -238,6 +238,19 @@ TEST(TranslateService, SessionAffinityDefaultsToThreeHours) {
   auto r2 = t2.Translate(Store(Service("s", std::string(kTcp80) + "  sessionAffinity: None\n")));
   EXPECT_FALSE(RouteNamed(r2.snapshot, "default/service:s/http")->policy().has_stickiness());
   EXPECT_FALSE(SetNamed(r2.snapshot, "default/service:s/http/0")->local_only());
+  EXPECT_TRUE(Svc(r2, "s")->warnings.empty());
+  // sessionAffinityConfig without sessionAffinity: ClientIP (the API server refuses it; from a
+  // file) is warned, not silently dropped.
+  for (const std::string affinity : {"", "  sessionAffinity: None\n"}) {
+    Translator t3;
+    auto r3 = t3.Translate(Store(Service("s", std::string(kTcp80) + affinity +
+                                                  "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n")));
+    ASSERT_TRUE(Svc(r3, "s")->accepted) << Svc(r3, "s")->message;
+    EXPECT_FALSE(RouteNamed(r3.snapshot, "default/service:s/http")->policy().has_stickiness());
+    ASSERT_EQ(Svc(r3, "s")->warnings.size(), 1u);
+    EXPECT_EQ(Svc(r3, "s")->warnings[0].reason, "FieldIgnored");
+    EXPECT_EQ(Svc(r3, "s")->warnings[0].field, "spec.sessionAffinityConfig");
+  }
 }
 
 // ---- invalid Services: exact reason, field and message; neighbours unaffected ----------------------
