@@ -17,6 +17,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/status.hpp>
@@ -498,14 +499,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // A local answer is recorded here and written by ServeOne (not co_awaited inside this
     // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
     // A body we did not read makes the connection unusable: close after a local answer.
+    // The route chosen, once it is: over TLS its Strict-Transport-Security (an Ingress's
+    // doorman.dev/hsts, or a responseHeaders.set rule) goes on the proxy's own answers too (a 504,
+    // a 429), as nginx's "add_header ... always" sends it: a browser that only ever met errors
+    // on the host would otherwise never learn it.
+    const Route* chosen = nullptr;
+    auto with_hsts = [&](std::vector<std::pair<std::string, std::string>> extra) {
+      if constexpr (kTls) {
+        if (chosen != nullptr) {
+          for (const auto& [name, value] : chosen->response_headers.set) {
+            if (boost::beast::iequals(name, "strict-transport-security")) extra.emplace_back("Strict-Transport-Security", value);
+          }
+        }
+      }
+      return extra;
+    };
     auto local = [&](unsigned status, std::string why, bool keep) {
       x->code = status;
-      answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head, {}};
+      answer_ = LocalAnswer{status, std::move(why), keep && p.is_done() && client_keep_alive, version, head, with_hsts({})};
       return false;
     };
     auto local_with = [&](unsigned status, std::string why, std::vector<std::pair<std::string, std::string>> extra) {
       x->code = status;
-      answer_ = LocalAnswer{status, std::move(why), p.is_done() && client_keep_alive, version, head, std::move(extra)};
+      answer_ = LocalAnswer{status, std::move(why), p.is_done() && client_keep_alive, version, head,
+                            with_hsts(std::move(extra))};
       return false;
     };
 
@@ -573,6 +590,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
     }
     x->route = route->name;
+    chosen = route;
     if (version < 11 && !host_field && authority.empty()) {
       // An HTTP/1.0 request without Host goes upstream as HTTP/1.1, which needs one (RFC 9112
       // §3.2): the address the client connected to, as it addressed it.

@@ -197,6 +197,40 @@ class IngressHsts(DoormanTestCase):
         self.assertIn(" 200", r.stdout.splitlines()[0], r.stdout)
         self.assertIn('"x-forwarded-proto": "https"', r.stdout)
 
+    def test_hsts_on_the_proxys_own_answers_over_https(self):
+        # A 429 (rate limit) and a 504 (a backend that never answers) on an HTTPS route carry it
+        # too (nginx: add_header ... always); a 404 of no route has no route, so no HSTS.
+        crt, key = make_cert(self.tmp, "h", "h.test", ["h.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secret.yaml", secret("h-cert", crt, key))
+        self.write_manifest("ing.yaml", one_ingress_yaml(
+            self.silent_port(), "h.test", tls_secret="h-cert",
+            annotations='doorman.dev/hsts: "max-age=600", doorman.dev/rate-limit-rps: "1", '
+                        'doorman.dev/request-timeout: "200ms"'))
+        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+
+        def head(url, host="h.test"):
+            r = curl(["-sS", "-D", "-", "-o", "/dev/null", "--cacert", crt, "--resolve", "%s:%d:127.0.0.1" % (host, https),
+                      "-k", url])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.lower()
+        first = head("https://h.test:%d/" % https)
+        self.assertIn(" 504", first.splitlines()[0], first)
+        self.assertIn("strict-transport-security: max-age=600", first)
+        limited = head("https://h.test:%d/" % https)
+        self.assertIn(" 429", limited.splitlines()[0], limited)
+        self.assertIn("strict-transport-security: max-age=600", limited)
+        other = head("https://other.test:%d/" % https, host="other.test")
+        self.assertIn(" 404", other.splitlines()[0], other)
+        self.assertNotIn("strict-transport-security", other)
+        # Over plain HTTP, never (RFC 6797 §7.2): the 308 has none.
+        plain = curl(["-sS", "-D", "-", "-o", "/dev/null", "-H", "Host: h.test", "http://127.0.0.1:%d/" % http]).stdout.lower()
+        self.assertIn(" 308", plain.splitlines()[0], plain)
+        self.assertNotIn("strict-transport-security", plain)
+
 
 class IngressTlsPerHost(DoormanTestCase):
     """TLS applies per host across Ingresses, as in ingress-nginx: an Ingress without tls[] that
