@@ -541,9 +541,12 @@ CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const
 
 // ---- Services and EndpointSlices ----------------------------------------------------------------
 
-std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
-                                         const std::string& port_name, const std::string& protocol) {
-  std::vector<v1::Endpoint> eps;
+namespace {
+
+// The EndpointSlices of Service `svc` in `ns` (labelled kubernetes.io/service-name), without the
+// FQDN ones kube-proxy ignores too, in store order.
+std::vector<const json*> ServiceSlices(const ObjectStore& store, const std::string& ns, const std::string& svc) {
+  std::vector<const json*> out;
   for (auto s = store.lower_bound(ObjectKey{kKindEndpointSlice, ns, ""});
        s != store.end() && s->first.kind == kKindEndpointSlice && s->first.ns == ns; ++s) {
     const json& slice = s->second.object;
@@ -552,7 +555,19 @@ std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::st
       if (auto l = m->find("labels"); l != m->end() && l->is_object()) labels = &*l;
     }
     if (!labels || StringOr(*labels, "kubernetes.io/service-name") != svc) continue;
-    if (StringOr(slice, "addressType") == "FQDN") continue;  // kube-proxy ignores these too
+    if (StringOr(slice, "addressType") == "FQDN") continue;
+    out.push_back(&slice);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                         const std::string& port_name, const std::string& protocol) {
+  std::vector<v1::Endpoint> eps;
+  for (const json* slice_ptr : ServiceSlices(store, ns, svc)) {
+    const json& slice = *slice_ptr;
     std::optional<uint32_t> target;
     if (auto ports = slice.find("ports"); ports != slice.end() && ports->is_array()) {
       for (const auto& p : *ports) {
@@ -614,6 +629,26 @@ std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::st
   return eps;
 }
 
+std::optional<std::string> SlicePortMissing(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                            const std::string& port_name, const std::string& protocol) {
+  std::set<std::string> have;
+  for (const json* slice : ServiceSlices(store, ns, svc)) {
+    auto ports = slice->find("ports");
+    if (ports == slice->end() || !ports->is_array()) continue;
+    for (const auto& p : *ports) {
+      if (!p.is_object()) continue;
+      const std::string name = StringOr(p, "name");
+      const std::string proto = StringOr(p, "protocol", "TCP");
+      if (name == port_name && proto == protocol) return std::nullopt;
+      have.insert((name.empty() ? std::string("unnamed") : Q(name)) + "/" + proto);
+    }
+  }
+  if (have.empty()) return std::nullopt;
+  return "the EndpointSlices of Service " + ns + "/" + svc + " have no " + protocol + " port " +
+         (port_name.empty() ? std::string("without a name") : "named " + Q(port_name)) + " (they have " +
+         JoinStrings(std::vector<std::string>(have.begin(), have.end()), ", ") + "), so it has no endpoints";
+}
+
 void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, const std::string& svc,
                            const ServicePortRef& port, const std::string& field, v1::BackendSet* set,
                            std::vector<StatusWarning>* warnings) {
@@ -657,6 +692,9 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
     return;
   }
   for (auto& ep : SliceEndpoints(store, ns, svc, *port_name, port.protocol)) *set->add_endpoints() = std::move(ep);
+  if (set->endpoints_size() == 0) {
+    if (auto why = SlicePortMissing(store, ns, svc, *port_name, port.protocol)) warnings->push_back({"BackendNotFound", field, *why});
+  }
 }
 
 // ---- annotations ---------------------------------------------------------------------------------

@@ -213,6 +213,13 @@ struct ServicePortRef {
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
                                          const std::string& port_name, const std::string& protocol);
 
+// When `svc`'s EndpointSlices list ports but none is named `port_name` with `protocol` (so
+// SliceEndpoints finds nothing however many endpoints they hold: a Service port renamed, or a
+// hand-written slice whose port name differs), why, naming the ports they have; else nullopt. A
+// slice without ports (Kubernetes writes one while a Service has no endpoints) is no evidence.
+std::optional<std::string> SlicePortMissing(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                            const std::string& port_name, const std::string& protocol);
+
 // Fills `set` (service and endpoints) for a {service, port} backend: the Service port with
 // `port`'s number (or name) and protocol. A missing Service or port, or a port that has only
 // another protocol, is a BackendNotFound warning, not an error: the set stays empty until it

@@ -274,6 +274,11 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
     // A TCP/HTTP/gRPC probe cannot tell whether a UDP service answers: UDP ports are not checked.
     if (sa.health_check.protocol() != v1::HealthCheck::NONE && !udp) *set.mutable_health_check() = sa.health_check;
     for (auto& ep : SliceEndpoints(ctx.store, key.ns, key.name, port_name, protocol)) *set.add_endpoints() = std::move(ep);
+    if (set.endpoints_size() == 0) {
+      if (auto why = SlicePortMissing(ctx.store, key.ns, key.name, port_name, protocol)) {
+        c.warnings.push_back({"BackendNotFound", p + (port_name.empty() ? ".port" : ".name"), *why});
+      }
+    }
     auto* wb = route.add_backends();
     wb->set_backend_set(set.name());
     wb->set_weight(1);

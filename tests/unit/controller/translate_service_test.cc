@@ -204,6 +204,51 @@ TEST(TranslateService, NoEndpointSlicesYetMeansAnEmptyBackendSet) {
   EXPECT_TRUE(Svc(r, "new")->warnings.empty());
   ASSERT_NE(SetNamed(r.snapshot, "default/service:new/http/0"), nullptr);
   EXPECT_EQ(SetNamed(r.snapshot, "default/service:new/http/0")->endpoints_size(), 0);
+  // A slice without ports (Kubernetes writes one while a Service has no endpoints) is no
+  // evidence of a mismatch: still no warning.
+  Translator t2;
+  r = t2.Translate(Store(Service("new", kTcp80) + "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                         "metadata: {name: new-1, labels: {kubernetes.io/service-name: new}}\naddressType: IPv4\n"
+                         "ports: null\nendpoints: null\n"));
+  EXPECT_TRUE(Svc(r, "new")->warnings.empty());
+}
+
+// Slices whose ports do not include the Service port's name (renamed in one place only): the
+// set is empty whatever endpoints they list; a BackendNotFound warning says why.
+TEST(TranslateService, SlicesWithoutThePortsNameAreWarned) {
+  const std::string slice = "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                            "metadata: {name: s-1, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\n"
+                            "ports: [{name: web, port: 8080}, {name: http, port: 53, protocol: UDP}]\n"
+                            "endpoints: [{addresses: [10.0.0.1]}]\n";
+  Translator t;
+  auto r = t.Translate(Store(Service("s", kTcp80) + slice));
+  ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
+  EXPECT_EQ(SetNamed(r.snapshot, "default/service:s/http/0")->endpoints_size(), 0);
+  ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
+  EXPECT_EQ(Svc(r, "s")->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(Svc(r, "s")->warnings[0].field, "spec.ports[0].name");
+  EXPECT_EQ(Svc(r, "s")->warnings[0].message,
+            "the EndpointSlices of Service default/s have no TCP port named \"http\" (they have \"http\"/UDP, "
+            "\"web\"/TCP), so it has no endpoints");
+  // An unnamed Service port and a named slice port.
+  Translator t2;
+  r = t2.Translate(Store(Service("s", "  ports: [{port: 80}]\n") + slice));
+  ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
+  EXPECT_EQ(Svc(r, "s")->warnings[0].field, "spec.ports[0].port");
+  EXPECT_NE(Svc(r, "s")->warnings[0].message.find("no TCP port without a name"), std::string::npos);
+  // The same through a LoadBalancer backend {service, port}.
+  Translator t3;
+  r = t3.Translate(Store(
+      Service("s", kTcp80) + slice +
+      "---\napiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, namespace: default}\n"
+      "spec:\n  listeners: [{name: t, port: 9000, protocol: TCP}]\n"
+      "  routes: [{name: r, listener: t, backends: [{service: s, port: 80}]}]\n"));
+  const ObjectStatus* lb = StatusOf(r, "LoadBalancer", "lb");
+  ASSERT_NE(lb, nullptr);
+  ASSERT_TRUE(lb->accepted) << lb->message;
+  ASSERT_EQ(lb->warnings.size(), 1u) << lb->warnings[0].message;
+  EXPECT_EQ(lb->warnings[0].reason, "BackendNotFound");
+  EXPECT_NE(lb->warnings[0].message.find("have no TCP port named \"http\""), std::string::npos) << lb->warnings[0].message;
 }
 
 TEST(TranslateService, LoadBalancerIpIsWarnedAsNotUsed) {
