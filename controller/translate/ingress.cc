@@ -103,26 +103,28 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       out.rewrite_target = *s;
     }
   }
+  // The values of annotations that depend on another are checked whether or not it is set (as
+  // the canary ones are), so a bad one is reported now, not when the prerequisite is added.
+  std::optional<std::string> cookie_name = a.String(kAnnAffinityCookieName);
+  if (cookie_name && !IsToken(*cookie_name)) {
+    a.Invalid(kAnnAffinityCookieName, "invalid cookie name " + Q(*cookie_name));
+    cookie_name.reset();
+  }
+  const std::optional<uint32_t> cookie_ttl = a.DurationMs(kAnnAffinityCookieTtl);
+  std::optional<std::string> cookie_path = a.String(kAnnAffinityCookiePath);
+  if (cookie_path) {
+    if (const auto why = CookiePathProblem(*cookie_path); !why.empty()) {
+      a.Invalid(kAnnAffinityCookiePath, "cookie path " + Q(*cookie_path) + " " + why);
+      cookie_path.reset();
+    }
+  }
   if (auto s = a.String(kAnnAffinity)) {
     if (*s == "cookie") {
       auto* st = out.policy.mutable_stickiness();
       st->set_type(v1::Stickiness::COOKIE);
-      st->set_cookie_name(kDefaultCookieName);
-      if (auto name = a.String(kAnnAffinityCookieName)) {
-        if (IsToken(*name)) {
-          st->set_cookie_name(*name);
-        } else {
-          a.Invalid(kAnnAffinityCookieName, "invalid cookie name " + Q(*name));
-        }
-      }
-      if (auto ttl = a.DurationMs(kAnnAffinityCookieTtl)) st->set_ttl_ms(*ttl);
-      if (auto path = a.String(kAnnAffinityCookiePath)) {
-        if (const auto why = CookiePathProblem(*path); !why.empty()) {
-          a.Invalid(kAnnAffinityCookiePath, "cookie path " + Q(*path) + " " + why);
-        } else {
-          st->set_cookie_path(*path);  // else each path's own (AddRoutes)
-        }
-      }
+      st->set_cookie_name(cookie_name.value_or(kDefaultCookieName));
+      if (cookie_ttl) st->set_ttl_ms(*cookie_ttl);
+      if (cookie_path) st->set_cookie_path(*cookie_path);  // else each path's own (AddRoutes)
     } else {
       a.Invalid(kAnnAffinity, "unknown affinity " + Q(*s) + " (want cookie)");
     }
@@ -131,11 +133,12 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnAffinity + ": cookie");
     }
   }
+  const std::optional<int64_t> burst = a.Int(kAnnRateLimitBurst, 0, kMaxRate);
   if (auto rps = a.Int(kAnnRateLimitRps, 1, kMaxRate)) {
     auto* rl = out.policy.mutable_rate_limit();
     rl->set_requests_per_second(static_cast<uint32_t>(*rps));
     rl->set_key("ClientIP");
-    if (auto burst = a.Int(kAnnRateLimitBurst, 0, kMaxRate)) rl->set_burst(static_cast<uint32_t>(*burst));
+    if (burst) rl->set_burst(static_cast<uint32_t>(*burst));
   } else if (!a.Has(kAnnRateLimitRps) && a.Has(kAnnRateLimitBurst)) {
     a.Ignored(kAnnRateLimitBurst, std::string("needs ") + kAnnRateLimitRps);
   }
@@ -171,19 +174,19 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   }
   const bool https_backends = out.policy.backend_protocol() == "HTTPS";
   if (auto s = a.String(kAnnBackendTlsSecret)) {
-    if (!https_backends) {
-      a.Ignored(kAnnBackendTlsSecret, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
-    } else if (!IsDns1123Subdomain(*s)) {
+    if (!IsDns1123Subdomain(*s)) {
       a.Invalid(kAnnBackendTlsSecret, Q(*s) + " is not a valid Secret name");
+    } else if (!https_backends) {
+      a.Ignored(kAnnBackendTlsSecret, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
     } else {
       out.backend_tls_secret = *s;
     }
   }
   if (auto s = a.String(kAnnBackendTlsServerName)) {
-    if (!https_backends) {
-      a.Ignored(kAnnBackendTlsServerName, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
-    } else if (!IsIp(*s) && !IsDns1123Subdomain(Lower(*s))) {  // not "name:port", not "a..b"
+    if (!IsIp(*s) && !IsDns1123Subdomain(Lower(*s))) {  // not "name:port", not "a..b"
       a.Invalid(kAnnBackendTlsServerName, "invalid server name " + Q(*s) + " (want a DNS name or an IP address)");
+    } else if (!https_backends) {
+      a.Ignored(kAnnBackendTlsServerName, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
     } else {
       out.policy.mutable_backend_tls()->set_server_name(*s);
     }

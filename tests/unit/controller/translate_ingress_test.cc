@@ -327,6 +327,18 @@ std::vector<InvalidCase> InvalidCases() {
        "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-path]", "must not contain ';'"},
       {"affinity cookie ttl", rule, "    doorman.dev/affinity: cookie\n    doorman.dev/affinity-cookie-ttl: 1 day\n",
        "InvalidAnnotation", "metadata.annotations[doorman.dev/affinity-cookie-ttl]", "invalid duration \"1 day\""},
+      // A dependent annotation's bad value is reported without its prerequisite too (it used to
+      // be only "has no effect" until the prerequisite was added, and then refused).
+      ann("affinity cookie ttl without affinity", "doorman.dev/affinity-cookie-ttl: -5s",
+          "metadata.annotations[doorman.dev/affinity-cookie-ttl]", "invalid duration \"-5s\""),
+      ann("affinity cookie name without affinity", "doorman.dev/affinity-cookie-name: \"a b\"",
+          "metadata.annotations[doorman.dev/affinity-cookie-name]", "invalid cookie name \"a b\""),
+      ann("rate-limit-burst without rps", "doorman.dev/rate-limit-burst: \"-1\"",
+          "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""),
+      ann("backend-tls-secret without HTTPS", "doorman.dev/backend-tls-secret: Bad_Name",
+          "metadata.annotations[doorman.dev/backend-tls-secret]", "\"Bad_Name\" is not a valid Secret name"),
+      ann("backend-tls-server-name without HTTPS", "doorman.dev/backend-tls-server-name: \"a..b\"",
+          "metadata.annotations[doorman.dev/backend-tls-server-name]", "invalid server name \"a..b\""),
       ann("canary", "doorman.dev/canary: \"maybe\"", "metadata.annotations[doorman.dev/canary]", "invalid value \"maybe\""),
       ann("canary-weight", "doorman.dev/canary-weight: \"101\"", "metadata.annotations[doorman.dev/canary-weight]",
           "annotation doorman.dev/canary-weight: invalid value \"101\" (want an integer in 0..100)"),
