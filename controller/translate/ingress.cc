@@ -129,8 +129,11 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       a.Invalid(kAnnAffinity, "unknown affinity " + Q(*s) + " (want cookie)");
     }
   } else {
-    for (const char* k : {kAnnAffinityCookieName, kAnnAffinityCookieTtl, kAnnAffinityCookiePath}) {
-      if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnAffinity + ": cookie");
+    // Only those with a valid value (a bad one is already InvalidAnnotation).
+    for (const auto& [k, valid] : {std::pair{kAnnAffinityCookieName, cookie_name.has_value()},
+                                   std::pair{kAnnAffinityCookieTtl, cookie_ttl.has_value()},
+                                   std::pair{kAnnAffinityCookiePath, cookie_path.has_value()}}) {
+      if (valid) a.Ignored(k, std::string("needs ") + kAnnAffinity + ": cookie");
     }
   }
   const std::optional<int64_t> burst = a.Int(kAnnRateLimitBurst, 0, kMaxRate);
@@ -139,7 +142,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     rl->set_requests_per_second(static_cast<uint32_t>(*rps));
     rl->set_key("ClientIP");
     if (burst) rl->set_burst(static_cast<uint32_t>(*burst));
-  } else if (!a.Has(kAnnRateLimitRps) && a.Has(kAnnRateLimitBurst)) {
+  } else if (!a.Has(kAnnRateLimitRps) && burst) {
     a.Ignored(kAnnRateLimitBurst, std::string("needs ") + kAnnRateLimitRps);
   }
   if (auto t = a.DurationMs(kAnnRequestTimeout)) {
@@ -715,10 +718,10 @@ class IngressCompiler {
   // catch-all, which would otherwise serve that host's unmatched paths over plain HTTP. Not
   // needed when the host has a Prefix "/" path or default-h<k> route here (they redirect
   // everything already). Behind a trusted balancer (--ingress-trusted-proxies) too: a request
-  // such a proxy received over HTTPS (X-Forwarded-Proto: https) skips the redirect, and this
-  // route, without backends, then answers 404 as the HTTPS listener does for an unmatched path;
-  // every other request is redirected, so an untrusted client cannot reach the host's unmatched
-  // paths over plain HTTP through the catch-all.
+  // such a proxy received over HTTPS (X-Forwarded-Proto: https) skips this route as if it were
+  // not there (the dataplane's IsForwardedHttpsFallback) and goes to the next route that
+  // matches, a catch-all, or 404; every other request is redirected, so an untrusted client
+  // cannot reach the host's unmatched paths over plain HTTP through the catch-all.
   void AddHttpsFallbacks(bool has_default_backend) {
     if (ann_.canary || https_listener_.empty() || !ann_.ssl_redirect) return;
     if (has_default_backend && !rule_hosts_.empty() && !hostless_rule_) return;  // default-h<k> per host

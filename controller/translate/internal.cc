@@ -639,8 +639,10 @@ std::optional<std::string> SlicePortMissing(const ObjectStore& store, const std:
       if (!p.is_object()) continue;
       const std::string name = StringOr(p, "name");
       const std::string proto = StringOr(p, "protocol", "TCP");
-      if (name == port_name && proto == protocol) return std::nullopt;
-      have.insert((name.empty() ? std::string("unnamed") : Q(name)) + "/" + proto);
+      const bool numbered = p.contains("port") && p["port"].is_number_integer() && p["port"].get<int64_t>() > 0 &&
+                            p["port"].get<int64_t>() <= 65535;
+      if (name == port_name && proto == protocol && numbered) return std::nullopt;
+      have.insert((name.empty() ? std::string("unnamed") : Q(name)) + "/" + proto + (numbered ? "" : " without a port number"));
     }
   }
   if (have.empty()) return std::nullopt;

@@ -500,15 +500,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // function: g++ 12 mis-destroys temporaries in some co_await full-expressions).
     // A body we did not read makes the connection unusable: close after a local answer.
     // The route chosen, once it is: over TLS its Strict-Transport-Security (an Ingress's
-    // doorman.dev/hsts, or a responseHeaders.set rule) goes on the proxy's own answers too (a 504,
+    // doorman.dev/hsts, or a responseHeaders set or add rule) goes on the proxy's own answers too (a 504,
     // a 429), as nginx's "add_header ... always" sends it: a browser that only ever met errors
     // on the host would otherwise never learn it.
     const Route* chosen = nullptr;
     auto with_hsts = [&](std::vector<std::pair<std::string, std::string>> extra) {
       if constexpr (kTls) {
         if (chosen != nullptr) {
-          for (const auto& [name, value] : chosen->response_headers.set) {
-            if (boost::beast::iequals(name, "strict-transport-security")) extra.emplace_back("Strict-Transport-Security", value);
+          for (const auto* rules : {&chosen->response_headers.set, &chosen->response_headers.add}) {
+            for (const auto& [name, value] : *rules) {
+              if (boost::beast::iequals(name, "strict-transport-security")) extra.emplace_back("Strict-Transport-Security", value);
+            }
           }
         }
       }
@@ -586,6 +588,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     view.query = query;
     view.headers = &headers;
     const Route* route = SelectRoute(*listener, view);
+    // A trusted proxy's X-Forwarded-Proto: https skips an Ingress's https-redirect-h<k> (it
+    // has no backends): the request goes where it would have over HTTPS, the next route that
+    // matches (a catch-all), or 404.
+    if (route != nullptr && IsForwardedHttpsFallback(*route) &&
+        l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_) &&
+        ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""))) {
+      route = SelectRoute(*listener, view, /*skip_forwarded_https_fallbacks=*/true);
+    }
     if (route == nullptr) {
       co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\"", true);
     }
@@ -619,12 +629,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       co_return local_with(route->redirect.status, "redirecting",
                            {{"Location", RedirectLocation(route->redirect, kTls ? "https" : "http", to_host, listener->port, path, query)}});
-    }
-    if (route->redirect.enabled && route->backends.empty() && route->canary_backends.empty()) {
-      // A redirect-only route (an Ingress's https-redirect-h<k>) whose redirect a trusted
-      // balancer's X-Forwarded-Proto: https skipped: nothing to serve with, as on the HTTPS
-      // listener, where no route takes the path.
-      co_return local(404, "no route for host \"" + Clip(host) + "\" path \"" + Clip(path) + "\" over HTTPS", true);
     }
     const auto now = Clock::now();
     // Behind a trusted proxy (trustedProxies, X-Forwarded-For not Replace), the client its chain

@@ -382,12 +382,17 @@ RestRank RankRest(const RouteMatch& m) {
 
 }  // namespace
 
-const Route* SelectRoute(const Listener& listener, const RequestView& view) {
+bool IsForwardedHttpsFallback(const Route& r) {
+  return r.redirect.enabled && r.redirect.unless_forwarded_https && r.backends.empty() && r.canary_backends.empty();
+}
+
+const Route* SelectRoute(const Listener& listener, const RequestView& view, bool skip_forwarded_https_fallbacks) {
   const std::string host = NormalizeHost(view.host);
   const Route* best = nullptr;
   HostRank best_host;
   RestRank best_rest{};
   for (const Route* r : listener.routes) {
+    if (skip_forwarded_https_fallbacks && IsForwardedHttpsFallback(*r)) continue;
     const RouteMatch& m = r->match;
     // In the controller's order (sorted by best_host), no later route can match with a host
     // more specific than its own best one.

@@ -158,7 +158,13 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
 // before Prefix before RegularExpression, more conditions, and then the controller's order
 // (oldest object, declaration order). A route that lists a long exact host and a wildcard thus
 // wins for its exact host only, not for every name its wildcard covers.
-const Route* SelectRoute(const Listener& listener, const RequestView& view);
+// `skip_forwarded_https_fallbacks`: leave out redirect-only routes that a trusted proxy's
+// X-Forwarded-Proto: https skips (an Ingress's https-redirect-h<k>: no backends), for a request
+// such a proxy received over HTTPS, which then goes where it would over HTTPS.
+const Route* SelectRoute(const Listener& listener, const RequestView& view, bool skip_forwarded_https_fallbacks = false);
+
+// Whether `r` is such a route.
+bool IsForwardedHttpsFallback(const Route& r);
 
 // Value of cookie `name` in a Cookie header ("a=1; b=2"), if present.
 std::optional<std::string_view> FindCookie(std::string_view cookie_header, std::string_view name);

@@ -301,8 +301,8 @@ class IngressTlsPerHost(DoormanTestCase):
     def test_behind_a_trusted_balancer_unmatched_paths_still_redirect_other_clients(self):
         # --ingress-trusted-proxies names 127.0.0.2 only: a client from 127.0.0.1 saying
         # X-Forwarded-Proto: https is not believed and is redirected, never served by the catch-all
-        # over plain HTTP; the balancer's own request (it terminated TLS) is not redirected, and an
-        # unmatched path is then a 404, as on the HTTPS listener.
+        # over plain HTTP; the balancer's own request (it terminated TLS) is not redirected: the
+        # fallback is skipped as if it were not there, and the catch-all serves it, as before.
         http, https, crt = self._app_and_catch_all(["--ingress-trusted-proxies", "127.0.0.2/32"])
 
         def get(path, src, xfp=None):
@@ -320,8 +320,8 @@ class IngressTlsPerHost(DoormanTestCase):
         out = get("/zzz", "127.0.0.2")
         self.assertIn(" 308", out.splitlines()[0], out)
         out = get("/zzz", "127.0.0.2", "https")
-        self.assertIn(" 404", out.splitlines()[0], out)
-        self.assertNotIn('"backend"', out)
+        self.assertIn(" 200", out.splitlines()[0], out)
+        self.assertIn('"backend": "catch"', out)
         out = get("/app/x", "127.0.0.2", "https")
         self.assertIn(" 200", out.splitlines()[0], out)
         self.assertIn('"backend": "app"', out)

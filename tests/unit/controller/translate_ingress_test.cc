@@ -416,6 +416,7 @@ TEST(TranslateIngress, InvalidIngressesReportReasonAndField) {
     EXPECT_EQ(st->reason, c.reason) << st->message;
     EXPECT_EQ(st->field, c.field) << st->message;
     EXPECT_NE(st->message.find(c.message), std::string::npos) << st->message;
+    for (const auto& w : st->warnings) EXPECT_NE(w.field, c.field) << "invalid and also warned: " << w.message;
     ASSERT_TRUE(Ing(r, "good")->accepted);
     Translator alone;
     EXPECT_EQ(SerializeSnapshot(r.snapshot), SerializeSnapshot(alone.Translate(Store(base)).snapshot));

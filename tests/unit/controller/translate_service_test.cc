@@ -236,6 +236,14 @@ TEST(TranslateService, SlicesWithoutThePortsNameAreWarned) {
   ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
   EXPECT_EQ(Svc(r, "s")->warnings[0].field, "spec.ports[0].port");
   EXPECT_NE(Svc(r, "s")->warnings[0].message.find("no TCP port without a name"), std::string::npos);
+  // The name matches but the slice gives no usable port number: SliceEndpoints finds nothing too.
+  Translator t4;
+  std::string no_number = slice;
+  no_number.replace(no_number.find("{name: web, port: 8080}"), 23, "{name: http}");
+  r = t4.Translate(Store(Service("s", kTcp80) + no_number));
+  ASSERT_EQ(Svc(r, "s")->warnings.size(), 1u);
+  EXPECT_NE(Svc(r, "s")->warnings[0].message.find("\"http\"/TCP without a port number"), std::string::npos)
+      << Svc(r, "s")->warnings[0].message;
   // The same through a LoadBalancer backend {service, port}.
   Translator t3;
   r = t3.Translate(Store(

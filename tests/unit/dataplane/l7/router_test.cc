@@ -230,6 +230,42 @@ TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
   }
 }
 
+// An Ingress's https-redirect-h<k> (redirect-only, unless_forwarded_https) is left out for a
+// request a trusted proxy received over HTTPS: the next route that matches takes it. A redirect
+// route with backends, or one without unless_forwarded_https, is never left out.
+TEST(SelectRoutePrecedence, ForwardedHttpsSkipsOnlyRedirectOnlyFallbacks) {
+  const char* routes = R"pb(
+      routes { name: "fallback" listener: "web" match { hosts: "a.test" }
+               filters { redirect { enabled: true scheme: "https" unless_forwarded_https: true } } }
+      routes { name: "catch" listener: "web" backends { backend_set: "s" weight: 1 } }
+      backend_sets { name: "s" }
+  )pb";
+  const auto r = CompileWeb(R"pb(routes: "fallback" routes: "catch")pb", routes);
+  ASSERT_TRUE(r.ok()) << r.error;
+  const Listener* l = r.config->FindListener("web");
+  RequestView v;
+  v.method = "GET";
+  v.host = "a.test";
+  v.path = "/zzz";
+  ASSERT_NE(SelectRoute(*l, v), nullptr);
+  EXPECT_EQ(SelectRoute(*l, v)->name, "fallback");
+  EXPECT_TRUE(IsForwardedHttpsFallback(*SelectRoute(*l, v)));
+  ASSERT_NE(SelectRoute(*l, v, true), nullptr);
+  EXPECT_EQ(SelectRoute(*l, v, true)->name, "catch");
+  EXPECT_FALSE(IsForwardedHttpsFallback(*SelectRoute(*l, v, true)));
+  for (const char* other : {
+           R"pb(routes { name: "fallback" listener: "web" match { hosts: "a.test" } backends { backend_set: "s" weight: 1 }
+                         filters { redirect { enabled: true scheme: "https" unless_forwarded_https: true } } })pb",
+           R"pb(routes { name: "fallback" listener: "web" match { hosts: "a.test" }
+                         filters { redirect { enabled: true scheme: "https" } } })pb"}) {
+    const auto r2 = CompileWeb(R"pb(routes: "fallback")pb", (std::string(other) + " backend_sets { name: \"s\" }").c_str());
+    ASSERT_TRUE(r2.ok()) << r2.error;
+    const Route* route = SelectRoute(*r2.config->FindListener("web"), v, true);
+    ASSERT_NE(route, nullptr) << other;
+    EXPECT_FALSE(IsForwardedHttpsFallback(*route));
+  }
+}
+
 // Exact beats a Prefix declared with a trailing '/' (it ranks as "/login"), and a route without a
 // path ranks as Prefix "/": its header or method condition puts it first, in either order sent.
 TEST(SelectRoutePrecedence, ExactBeatsTrailingSlashPrefixAndNoPathIsSlash) {
