@@ -74,6 +74,10 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 }
 
 std::string UnknownMessage(const std::string& key, const json& shape) {
+  if ((key == "serviceName" || key == "servicePort") && shape.contains("service")) {
+    return "unknown field (that is networking.k8s.io/v1beta1, removed in Kubernetes 1.22: v1 writes "
+           "backend: {service: {name: ..., port: {number: ...}}})";
+  }
   std::string best;
   size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
   std::string all;

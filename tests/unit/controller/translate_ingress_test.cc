@@ -1352,6 +1352,8 @@ TEST(TranslateIngress, UnknownFieldsAreRefusedInManifestsMode) {
         std::tuple{"  tls: [{hosts: [a.example.com], secret: s}]\n" + rules, "spec.tls[0].secret", "did you mean \"secretName\""},
         std::tuple{std::string("  defaultBackend: {service: {name: web, port: {numbr: 80}}}\n"), "spec.defaultBackend.service.port.numbr",
                    "did you mean \"number\""},
+        std::tuple{std::string("  defaultBackend: {serviceName: web, servicePort: 80}\n"), "spec.defaultBackend.serviceName",
+                   "that is networking.k8s.io/v1beta1"},
         std::tuple{std::string("  rules:\n    - host: a.example.com\n      http: {paths: [{path: /, pathTyp: Prefix, "
                                "backend: {service: {name: web, port: {number: 80}}}}]}\n"),
                    "spec.rules[0].http.paths[0].pathTyp", "did you mean \"pathType\""}}) {
