@@ -299,6 +299,12 @@ std::string StickyCookiePath(const v1::RouteMatch& match) {
   return CookiePathProblem(path).empty() ? path : "/";
 }
 
+// --ingress-trusted-proxies on an Ingress route: whose X-Forwarded-For it keeps (mode Append, as
+// untrusted routes) and whose X-Forwarded-Proto: https skips its ssl-redirect.
+void TrustIngressProxies(v1::Route& route, const TranslateOptions& options) {
+  for (const auto& cidr : options.ingress_trusted_proxies) route.mutable_forwarded_headers()->add_trusted_proxies(cidr);
+}
+
 // Turns an Ingress's HTTP route into its ssl-redirect: 308 to https (the HTTPS port unless 443).
 void MakeSslRedirect(CompiledRoute& http, const TranslateOptions& options) {
   if (!http.before_redirect) http.before_redirect = http.proto;
@@ -742,9 +748,7 @@ class IngressCompiler {
       http.user_listener = "http";
       http.decl_index = decl_++;
       http.https_fallback = true;
-      for (const auto& cidr : ctx_.options.ingress_trusted_proxies) {
-        http.proto.mutable_forwarded_headers()->add_trusted_proxies(cidr);  // who may say X-Forwarded-Proto
-      }
+      TrustIngressProxies(http.proto, ctx_.options);
       MakeSslRedirect(http, ctx_.options);
       c_.routes.push_back(std::move(http));
     }
@@ -785,9 +789,7 @@ class IngressCompiler {
     if (route.policy().stickiness().type() == v1::Stickiness::COOKIE && route.policy().stickiness().cookie_path().empty()) {
       route.mutable_policy()->mutable_stickiness()->set_cookie_path(StickyCookiePath(match));
     }
-    for (const auto& cidr : ctx_.options.ingress_trusted_proxies) {
-      route.mutable_forwarded_headers()->add_trusted_proxies(cidr);  // mode Append, as untrusted routes
-    }
+    TrustIngressProxies(route, ctx_.options);
     if (!ann_.rewrite_target.empty() && match.has_path()) {
       if (match.path().type() == v1::PathMatch::REGULAR_EXPRESSION) {
         ann.Invalid(kAnnRewriteTarget, "cannot replace the prefix of the regular-expression path at " + field +

@@ -561,6 +561,13 @@ std::vector<const json*> ServiceSlices(const ObjectStore& store, const std::stri
   return out;
 }
 
+// A slice port's `port` when it is a usable one (1..65535).
+std::optional<uint32_t> SlicePortNumber(const json& p) {
+  const int64_t num = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : 0;
+  if (num <= 0 || num > 65535) return std::nullopt;
+  return static_cast<uint32_t>(num);
+}
+
 }  // namespace
 
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
@@ -574,8 +581,9 @@ std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::st
         if (!p.is_object()) continue;
         const std::string name = StringOr(p, "name");
         const std::string proto = StringOr(p, "protocol", "TCP");
-        const int64_t num = p.contains("port") && p["port"].is_number_integer() ? p["port"].get<int64_t>() : 0;
-        if (name == port_name && proto == protocol && num > 0 && num <= 65535) target = static_cast<uint32_t>(num);
+        if (name == port_name && proto == protocol) {
+          if (auto num = SlicePortNumber(p)) target = num;
+        }
       }
     }
     if (!target) continue;
@@ -639,8 +647,7 @@ std::optional<std::string> SlicePortMissing(const ObjectStore& store, const std:
       if (!p.is_object()) continue;
       const std::string name = StringOr(p, "name");
       const std::string proto = StringOr(p, "protocol", "TCP");
-      const bool numbered = p.contains("port") && p["port"].is_number_integer() && p["port"].get<int64_t>() > 0 &&
-                            p["port"].get<int64_t>() <= 65535;
+      const bool numbered = SlicePortNumber(p).has_value();
       if (name == port_name && proto == protocol && numbered) return std::nullopt;
       have.insert((name.empty() ? std::string("unnamed") : Q(name)) + "/" + proto + (numbered ? "" : " without a port number"));
     }

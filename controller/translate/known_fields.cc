@@ -34,9 +34,15 @@ constexpr const char* kIngressBackend = R"({
 
 json Shape(const char* text) { return json::parse(text); }
 
-const json& ShapeOf(const std::string& kind) {
+const json& MetaShape() {
+  static const json meta = Shape(kObjectMeta);
+  return meta;
+}
+
+// The shape of a whole object of `kind`, or nullptr for a kind whose metadata only is checked.
+const json* WholeShape(const std::string& kind) {
   static const json service = [] {
-    json s = {{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", Shape(kObjectMeta)}, {"status", nullptr}};
+    json s = {{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", MetaShape()}, {"status", nullptr}};
     s["spec"] = Shape(kServiceSpec);
     return s;
   }();
@@ -48,13 +54,12 @@ const json& ShapeOf(const std::string& kind) {
                  {"defaultBackend", backend},
                  {"tls", json::array({{{"hosts", nullptr}, {"secretName", nullptr}}})},
                  {"rules", json::array({rule})}};
-    return json{{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", Shape(kObjectMeta)}, {"spec", spec},
+    return json{{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", MetaShape()}, {"spec", spec},
                 {"status", nullptr}};
   }();
-  static const json meta = Shape(kObjectMeta);
-  if (kind == "Service") return service;
-  if (kind == "Ingress") return ingress;
-  return meta;
+  if (kind == "Service") return &service;
+  if (kind == "Ingress") return &ingress;
+  return nullptr;
 }
 
 size_t EditDistance(const std::string& a, const std::string& b) {
@@ -117,10 +122,10 @@ void Check(const json& value, const json& shape, const std::string& path, FieldR
 
 void CheckKnownFields(const std::string& kind, const json& o, FieldReader& r) {
   size_t budget = 20;
-  if (kind == "Service" || kind == "Ingress") {
-    Check(o, ShapeOf(kind), "", r, &budget);
+  if (const json* shape = WholeShape(kind)) {
+    Check(o, *shape, "", r, &budget);
   } else if (o.is_object() && o.contains("metadata")) {
-    Check(o["metadata"], ShapeOf(kind), "metadata", r, &budget);
+    Check(o["metadata"], MetaShape(), "metadata", r, &budget);
   }
 }
 

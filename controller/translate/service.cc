@@ -163,7 +163,8 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
   }
 
   v1::Stickiness stickiness;
-  if (auto affinity = r.String(*spec, "spec", "sessionAffinity")) {
+  const std::optional<std::string> affinity = r.String(*spec, "spec", "sessionAffinity");
+  if (affinity) {
     if (*affinity == "ClientIP") {
       int64_t seconds = kDefaultClientIpTimeoutSeconds;
       if (const json* cfg = r.Member(*spec, "spec", "sessionAffinityConfig")) {
@@ -178,8 +179,7 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
       r.Unsupported("spec.sessionAffinity", "unknown session affinity " + Q(*affinity) + " (want None or ClientIP)");
     }
   }
-  if (stickiness.type() != v1::Stickiness::SOURCE_IP && r.Member(*spec, "spec", "sessionAffinityConfig") != nullptr &&
-      r.String(*spec, "spec", "sessionAffinity").value_or("None") == "None") {
+  if (affinity.value_or("None") == "None" && r.Member(*spec, "spec", "sessionAffinityConfig") != nullptr) {
     // The API server refuses this; from a file it is a stickiness the user expects and would not get.
     c.warnings.push_back({"FieldIgnored", "spec.sessionAffinityConfig",
                           "applies only with spec.sessionAffinity: ClientIP, which is not set: connections are not "

@@ -587,13 +587,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     view.path = route_path;
     view.query = query;
     view.headers = &headers;
+    // Whether the peer is one of `r`'s trusted proxies (its forwarded headers are believed).
+    auto trusts_peer = [this](const Route& r) { return l4::AnyContains(r.trusted_proxies, client_addr_.data(), client_addr_len_); };
+    // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): an
+    // unless_forwarded_https ssl-redirect does not apply, or the client would be redirected to
+    // where it already is.
+    auto forwarded_https = [&](const Route& r) {
+      return r.redirect.unless_forwarded_https && trusts_peer(r) && ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""));
+    };
     const Route* route = SelectRoute(*listener, view);
-    // A trusted proxy's X-Forwarded-Proto: https skips an Ingress's https-redirect-h<k> (it
-    // has no backends): the request goes where it would have over HTTPS, the next route that
-    // matches (a catch-all), or 404.
-    if (route != nullptr && IsForwardedHttpsFallback(*route) &&
-        l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_) &&
-        ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""))) {
+    // Such a request skips an Ingress's https-redirect-h<k> (it has no backends) as if it were
+    // not there: the next route that matches (a catch-all), or 404.
+    if (route != nullptr && IsForwardedHttpsFallback(*route) && forwarded_https(*route)) {
       route = SelectRoute(*listener, view, /*skip_forwarded_https_fallbacks=*/true);
     }
     if (route == nullptr) {
@@ -615,12 +620,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
     }
     // Whether the peer is one of the route's trusted proxies (its forwarded headers are believed).
-    const bool peer_trusted = l4::AnyContains(route->trusted_proxies, client_addr_.data(), client_addr_len_);
-    // A balancer in front that terminated TLS says so (trusted X-Forwarded-Proto: https): the
-    // ssl-redirect does not apply, or the client would be redirected to where it already is.
-    const bool forwarded_https = route->redirect.unless_forwarded_https && peer_trusted &&
-                                 ForwardedProtoIsHttps(req.Get("X-Forwarded-Proto").value_or(""));
-    if (route->redirect.enabled && !forwarded_https) {
+    const bool peer_trusted = trusts_peer(*route);
+    if (route->redirect.enabled && !forwarded_https(*route)) {
       // An HTTP/1.0 request without Host is redirected to the address it connected to (the Host
       // inserted above), never to "http:///path", which browsers read as "http://path".
       const std::string_view to_host = host.empty() ? req.Get(http::field::host).value_or("") : host;
