@@ -18,8 +18,6 @@ std::string Body(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 constexpr const char* kMergePatch = "application/merge-patch+json";
 constexpr int kMaxTries = 3;
 
-std::string Now() { return FormatTime(std::chrono::system_clock::now()); }
-
 std::string Rv(const json& o) {
   if (!o.is_object() || !o.contains("metadata") || !o["metadata"].is_object()) return "";
   return o["metadata"].value("resourceVersion", "");
@@ -56,6 +54,7 @@ StatusWriter::StatusWriter(KubeHttp* http, Getter get, std::string reporting_ins
       options_(std::move(options)),
       backoff_(options_.backoff, options_.rand01 ? options_.rand01 : DefaultRandom()) {
   if (!options_.now) options_.now = [] { return std::chrono::steady_clock::now(); };
+  if (!options_.wall_now) options_.wall_now = [] { return std::chrono::system_clock::now(); };
 }
 
 void StatusWriter::Reset() {
@@ -250,13 +249,16 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
     // ipMode unless this API server was seen to drop it; never taken away from a stored status that
     // has it (the server keeps it, whatever another object's write showed).
     const bool ip_mode = ip_mode_ || status::HasIpMode(current);
-    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, Now(), ip_mode);
+    auto desired = status::DesiredStatus(st, in.dataplanes, served, current, FormatTime(options_.wall_now()), ip_mode);
     if (!desired) return true;
     const json current_cmp = current.is_null() ? json::object() : current;
     if (*desired == current_cmp) return true;
     const std::string rv = Rv(object);
-    if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv && w->second.status == *desired) {
-      return true;  // we wrote exactly this already; the informer has not caught up yet
+    // We wrote this already and the informer has not caught up yet. Compared without
+    // lastTransitionTime: a condition that changes is stamped "now", which moves on each second.
+    if (auto w = written_.find(st.key); w != written_.end() && w->second.from_rv == rv &&
+                                        WithoutTransitionTimes(w->second.status) == WithoutTransitionTimes(*desired)) {
+      return true;
     }
     const std::string key = StatusKey(st.key);
     const std::string fingerprint = Body(WithoutTransitionTimes(*desired));
@@ -328,7 +330,7 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
   }
   const Resource* res = ResourceForKind(st.key.kind);
   const std::string api_version = res ? res->api_version() : "v1";
-  const std::string now = Now();
+  const std::string now = FormatTime(options_.wall_now());
   json event = status::WarningEvent(st, object, api_version, instance_, now);
   const std::string ns = event["metadata"]["namespace"].get<std::string>();
   const std::string name = event["metadata"]["name"].get<std::string>();

@@ -46,6 +46,8 @@ struct StatusWriterOptions {
   WriteBackoffOptions backoff;
   std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
   std::function<double()> rand01;  // null = a private generator
+  // Wall clock for lastTransitionTime and Event timestamps.
+  std::function<std::chrono::system_clock::time_point()> wall_now = [] { return std::chrono::system_clock::now(); };
 };
 
 class StatusWriter {

@@ -102,6 +102,26 @@ TEST_F(StatusWriterTest, WritesOnceWithMergePatchGuardedByResourceVersion) {
   EXPECT_EQ(http_.calls.size(), 1u);
 }
 
+// The desired status's conditions are stamped "now" (lastTransitionTime, seconds). A pass that
+// runs a second later, before the informer saw our write, must not write the same status again.
+TEST_F(StatusWriterTest, AWriteTheInformerHasNotSeenIsNotRepeatedASecondLater) {
+  auto wall = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
+  StatusWriterOptions options;
+  options.wall_now = [&wall] { return wall; };
+  StatusWriter writer(&http_, [this](const ObjectKey&) -> std::optional<json> { return cached_; }, "ctl-a", options);
+  ASSERT_TRUE(writer.Sync(In(true)));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  const json first = json::parse(http_.calls[0].body);
+  ASSERT_TRUE(first["status"].contains("conditions"));
+  wall += std::chrono::seconds(1);
+  ASSERT_TRUE(writer.Sync(In(true)));
+  EXPECT_EQ(http_.calls.size(), 1u);
+  // A different status is still written at once.
+  ASSERT_TRUE(writer.Sync(In(false)));
+  EXPECT_GT(http_.calls.size(), 1u);
+  EXPECT_EQ(http_.calls.back().method, "PATCH");
+}
+
 TEST_F(StatusWriterTest, NeverAcceptedLoadBalancerHasNoAddresses) {
   ASSERT_TRUE(writer_.Sync(In(false)));  // not accepted, no last good version: routes nothing
   ASSERT_EQ(http_.calls.size(), 2u);      // the Warning Event, then the status
