@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "common/utf8.h"
+#include "controller/source/known_fields.h"
 
 namespace doorman::controller {
 namespace {
@@ -338,6 +339,14 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
       obj["metadata"]["namespace"] = ns;
     }
     ObjectKey key{kind, ns, name};
+    if (kind == kKindEndpointSlice || kind == kKindSecret || kind == kKindIngressClass) {
+      // The kinds doorman reads but does not report status on: an unknown field refuses the
+      // document here, as kubectl apply would (Service, Ingress and LoadBalancer are refused by
+      // the translator, with a status condition).
+      const auto unknown = UnknownFields(kind, obj);
+      for (const auto& u : unknown) result.errors.push_back({file, index, line, key.ToString() + ": " + u.path + ": " + u.message});
+      if (!unknown.empty()) continue;
+    }
     const bool duplicate = std::any_of(result.objects.begin(), result.objects.end(),
                                        [&key](const ParsedObject& o) { return o.key == key; });
     if (duplicate) {

@@ -169,6 +169,18 @@ class GarbageOnTheRoutingStream(DoormanTestCase):
         self.assertNotIn("ended without a cancel", self.controller.log())
 
 
+def service_with_slice(name, port, backend, spec_extra="", conditions=""):
+    """A doorman Service of type LoadBalancer and its EndpointSlice (127.0.0.1:backend)."""
+    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n"
+            "spec:\n  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n%s"
+            "  ports: [{name: p, port: %d}]\n---\n"
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+            "metadata: {name: %s-1, namespace: default, labels: {kubernetes.io/service-name: %s}}\n"
+            "addressType: IPv4\nports: [{name: p, port: %d}]\n"
+            "endpoints: [{addresses: [127.0.0.1]%s}]\n") % (
+                name, spec_extra, port, name, name, backend, ", conditions: {%s}" % conditions if conditions else "")
+
+
 class ManifestsMeetTheCrdSchema(DoormanTestCase):
     """--manifests: no API server validates the files, so the compiled-in LoadBalancer CRD schema
     is applied: what `kubectl apply` would refuse is not routed either."""
@@ -196,14 +208,8 @@ class ManifestsMeetTheCrdSchema(DoormanTestCase):
         # kubectl apply (strict field validation) refuses it; so does --manifests.
         bad, good = free_port(), free_port()
         backend = self.start_backend("b")
-        svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: default}\n"
-               "spec:\n  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n  %s: [127.0.0.9/32]\n"
-               "  ports: [{name: p, port: %d}]\n---\n"
-               "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-               "metadata: {name: %s-1, namespace: default, labels: {kubernetes.io/service-name: %s}}\n"
-               "addressType: IPv4\nports: [{name: p, port: %d}]\nendpoints: [{addresses: [127.0.0.1]}]\n")
-        self.write_manifest("svc.yaml", svc % ("typo", "loadBalancerSourceRange", bad, "typo", "typo", backend) +
-                            "---\n" + svc % ("ok", "loadBalancerSourceRanges", good, "ok", "ok", backend))
+        self.write_manifest("svc.yaml", service_with_slice("typo", bad, backend, "  loadBalancerSourceRange: [127.0.0.9/32]\n") +
+                            "---\n" + service_with_slice("ok", good, backend, "  loadBalancerSourceRanges: [127.0.0.9/32]\n"))
         self.start_controller()
         self.start_dataplane()
         self.wait_converged()
@@ -227,6 +233,33 @@ class ManifestsMeetTheCrdSchema(DoormanTestCase):
             got = b""  # refused at accept: closed with a reset (before or after connect returned)
         self.assertEqual(got, b"")
 
+
+    def test_a_misspelt_endpoint_slice_field_refuses_the_slice(self):
+        # "conditions: {redy: false}": ignored, the endpoint would count as ready and be served.
+        # An EndpointSlice has no status: the document is refused with a manifest error instead.
+        typo, good = free_port(), free_port()
+        backend = self.start_backend("b")
+        self.write_manifest("typo.yaml", service_with_slice("typo", typo, backend, conditions="redy: false"))
+        self.write_manifest("ok.yaml", service_with_slice("ok", good, backend, conditions="terminating: false"))
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        errors = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["manifestErrors"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIn('EndpointSlice default/typo-1: endpoints[0].conditions.redy: unknown field '
+                      '(did you mean "ready"?)', errors[0])
+        self.assertIn("typo.yaml", errors[0])
+        self.assertIn("conditions.redy", self.controller.log())
+        # The correct Service is served; the one whose slice was refused has no endpoint.
+        self.assertEqual(http_get("http://127.0.0.1:%d/" % good)[0], 200)
+        try:
+            with socket.create_connection(("127.0.0.1", typo), timeout=5) as s:
+                s.settimeout(5)
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                got = s.recv(100)
+        except (ConnectionResetError, ConnectionRefusedError):
+            got = b""
+        self.assertEqual(got, b"", "no backend behind the refused slice")
 
 class ManifestDirEntries(DoormanTestCase):
     def test_entries_that_are_not_files_are_warned_once(self):

@@ -206,6 +206,75 @@ TEST(ParseManifests, StructuralErrorsNameTheDocument) {
   }
 }
 
+// EndpointSlice, Secret and IngressClass carry no status: a field they do not have refuses the
+// document with a manifest error that names the field and the nearest known name, as kubectl
+// apply's strict validation would. A misspelt "ready: false" would otherwise serve the endpoint.
+TEST(ParseManifests, UnknownFieldsOfKindsWithoutStatusRefuseTheDocument) {
+  struct Case {
+    const char* yaml;
+    const char* want;
+  } cases[] = {
+      {"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+       "endpoints: [{addresses: [127.0.0.1], conditions: {redy: false}}]\n",
+       "EndpointSlice default/s: endpoints[0].conditions.redy: unknown field (did you mean \"ready\"?)"},
+      {"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+       "endpoints: [{addresses: [127.0.0.1]}]\nport: [{port: 80}]\n",
+       "EndpointSlice default/s: port: unknown field (did you mean \"ports\"?)"},
+      {"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"
+       "endpoints: [{address: [127.0.0.1]}]\n",
+       "endpoints[0].address: unknown field (did you mean \"addresses\"?)"},
+      {"apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\ndat: {}\n",
+       "Secret default/t: dat: unknown field (did you mean \"data\"?)"},
+      {"apiVersion: v1\nkind: Secret\nmetadata: {name: t, lables: {a: b}}\n",
+       "metadata.lables: unknown field (did you mean \"labels\"?)"},
+      {"apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: c}\nspec: {controler: doorman.dev/ingress}\n",
+       "IngressClass c: spec.controler: unknown field (did you mean \"controller\"?)"},
+  };
+  for (const auto& c : cases) {
+    const auto r = ParseManifests(std::string("apiVersion: v1\nkind: Secret\nmetadata: {name: ok}\n---\n") + c.yaml,
+                                  "/m/x.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << c.yaml;
+    EXPECT_EQ(r.errors[0].document, 1) << c.yaml;
+    EXPECT_NE(r.errors[0].message.find(c.want), std::string::npos) << r.errors[0].message;
+    ASSERT_EQ(r.objects.size(), 1u) << c.yaml;  // the refused document is not served
+    EXPECT_EQ(r.objects[0].key.name, "ok");
+  }
+  // Every field these kinds have is accepted.
+  const auto all = ParseManifests(R"(apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s, labels: {kubernetes.io/service-name: web}, annotations: {a: b}, ownerReferences: []}
+addressType: IPv4
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {ready: true, serving: true, terminating: false}
+  hostname: h
+  nodeName: n
+  zone: z
+  deprecatedTopology: {a: b}
+  targetRef: {kind: Pod, namespace: default, name: p, uid: u, apiVersion: v1, resourceVersion: "1", fieldPath: f}
+  hints: {forZones: [{name: z}], forNodes: [{name: n}]}
+ports: [{name: http, protocol: TCP, port: 80, appProtocol: http}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: t}
+type: kubernetes.io/tls
+immutable: true
+data: {tls.crt: "", tls.key: ""}
+stringData: {extra: x}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: c, annotations: {ingressclass.kubernetes.io/is-default-class: "true"}}
+spec:
+  controller: doorman.dev/ingress
+  parameters: {apiGroup: doorman.dev, kind: Params, name: p, namespace: default, scope: Namespace}
+)",
+                                  "/m/all.yaml");
+  EXPECT_TRUE(all.errors.empty()) << all.errors[0].ToString();
+  EXPECT_EQ(all.objects.size(), 3u);
+}
+
 TEST(ParseManifests, UnknownKindsAreReportedNotFatal) {
   const auto r = ParseManifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n", "/m/x.yaml");
   EXPECT_TRUE(r.errors.empty());

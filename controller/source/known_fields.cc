@@ -1,4 +1,4 @@
-#include "controller/translate/known_fields.h"
+#include "controller/source/known_fields.h"
 
 #include <algorithm>
 #include <cctype>
@@ -11,7 +11,7 @@ using json = nlohmann::json;
 
 // A shape: an object whose keys are the known fields, each null (any value: a scalar, a list of
 // scalars, or a free map such as labels or selector), an object (a nested shape) or a one-element
-// array (a list of that shape). Kubernetes core/v1 and networking/v1 as of 1.31.
+// array (a list of that shape). Kubernetes core/v1, discovery/v1 and networking/v1 as of 1.31.
 constexpr const char* kObjectMeta = R"({
   "name": null, "generateName": null, "namespace": null, "selfLink": null, "uid": null,
   "resourceVersion": null, "generation": null, "creationTimestamp": null, "deletionTimestamp": null,
@@ -32,15 +32,56 @@ constexpr const char* kIngressBackend = R"({
   "service": {"name": null, "port": {"name": null, "number": null}},
   "resource": {"apiGroup": null, "kind": null, "name": null}})";
 
+constexpr const char* kEndpointSliceBody = R"({
+  "addressType": null,
+  "endpoints": [{"addresses": null, "conditions": {"ready": null, "serving": null, "terminating": null},
+                 "hostname": null, "nodeName": null, "zone": null, "deprecatedTopology": null,
+                 "targetRef": {"kind": null, "namespace": null, "name": null, "uid": null, "apiVersion": null,
+                               "resourceVersion": null, "fieldPath": null},
+                 "hints": {"forZones": [{"name": null}], "forNodes": [{"name": null}]}}],
+  "ports": [{"name": null, "protocol": null, "port": null, "appProtocol": null}]})";
+
+constexpr const char* kSecretBody = R"({"data": null, "stringData": null, "type": null, "immutable": null})";
+
+constexpr const char* kIngressClassSpec = R"({
+  "controller": null,
+  "parameters": {"apiGroup": null, "kind": null, "name": null, "namespace": null, "scope": null}})";
+
 json Shape(const char* text) { return json::parse(text); }
+
+std::string Join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += "?";
+      continue;
+    }
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
 
 const json& MetaShape() {
   static const json meta = Shape(kObjectMeta);
   return meta;
 }
 
+// A whole object: apiVersion, kind, metadata, and `body`'s top-level fields.
+json Object(json body) {
+  body["apiVersion"] = nullptr;
+  body["kind"] = nullptr;
+  body["metadata"] = MetaShape();
+  return body;
+}
+
 // The shape of a whole object of `kind`, or nullptr for a kind whose metadata only is checked.
 const json* WholeShape(const std::string& kind) {
+  static const json endpoint_slice = Object(Shape(kEndpointSliceBody));
+  static const json secret = Object(Shape(kSecretBody));
+  static const json ingress_class = Object(json{{"spec", Shape(kIngressClassSpec)}});
   static const json service = [] {
     json s = {{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", MetaShape()}, {"status", nullptr}};
     s["spec"] = Shape(kServiceSpec);
@@ -59,6 +100,9 @@ const json* WholeShape(const std::string& kind) {
   }();
   if (kind == "Service") return &service;
   if (kind == "Ingress") return &ingress;
+  if (kind == "EndpointSlice") return &endpoint_slice;
+  if (kind == "Secret") return &secret;
+  if (kind == "IngressClass") return &ingress_class;
   return nullptr;
 }
 
@@ -93,40 +137,41 @@ std::string UnknownMessage(const std::string& key, const json& shape) {
     const size_t d = truncated ? 1 : EditDistance(key, k);
     if (d < best_d) best_d = d, best = k;
   }
-  if (!best.empty()) return "unknown field (did you mean " + FieldReader::Quote(best) + "?)";
+  if (!best.empty()) return "unknown field (did you mean " + Quote(best) + "?)";
   return "unknown field (known fields: " + all + ")";
 }
 
-void Check(const json& value, const json& shape, const std::string& path, FieldReader& r, size_t* budget) {
+void Check(const json& value, const json& shape, const std::string& path, size_t max,
+           std::vector<UnknownField>* out) {
   if (shape.is_array()) {
     if (!value.is_array()) return;  // the value's type is the translator's business
-    for (size_t i = 0; i < value.size(); ++i) Check(value[i], shape[0], FieldReader::Index(path, i), r, budget);
+    for (size_t i = 0; i < value.size(); ++i) Check(value[i], shape[0], Index(path, i), max, out);
     return;
   }
   if (!shape.is_object() || !value.is_object()) return;
   for (const auto& [k, v] : value.items()) {
-    if (*budget == 0) return;
+    if (out->size() >= max) return;
     auto it = shape.find(k);
     if (it == shape.end()) {
-      --*budget;
-      r.Invalid(FieldReader::Join(path, k.c_str()), UnknownMessage(k, shape) +
-                                                        ", which kubectl apply would refuse too (no API server "
-                                                        "validates a --manifests file)");
+      out->push_back({Join(path, k), UnknownMessage(k, shape) +
+                                         ", which kubectl apply would refuse too (no API server validates a "
+                                         "--manifests file)"});
       continue;
     }
-    if (!v.is_null()) Check(v, *it, FieldReader::Join(path, k.c_str()), r, budget);
+    if (!v.is_null()) Check(v, *it, Join(path, k), max, out);
   }
 }
 
 }  // namespace
 
-void CheckKnownFields(const std::string& kind, const json& o, FieldReader& r) {
-  size_t budget = 20;
+std::vector<UnknownField> UnknownFields(const std::string& kind, const json& o, size_t max) {
+  std::vector<UnknownField> out;
   if (const json* shape = WholeShape(kind)) {
-    Check(o, *shape, "", r, &budget);
+    Check(o, *shape, "", max, &out);
   } else if (o.is_object() && o.contains("metadata")) {
-    Check(o["metadata"], MetaShape(), "metadata", r, &budget);
+    Check(o["metadata"], MetaShape(), "metadata", max, &out);
   }
+  return out;
 }
 
 }  // namespace doorman::controller

@@ -1,0 +1,27 @@
+// --manifests mode: the fields of the built-in kinds doorman reads (Service, Ingress,
+// EndpointSlice, Secret, IngressClass) and of every object's metadata, as `kubectl apply`'s
+// strict field validation (its default since Kubernetes 1.27) knows them. In a cluster the API
+// server refuses or prunes an unknown field before doorman sees the object; from a file nobody
+// does, and a misspelt field ("loadBalancerSourceRange", "tsl", an endpoint's "conditions.redy")
+// would otherwise be silently ignored: an allow-list typo would serve the port to every client.
+// Pure (nlohmann-json only).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace doorman::controller {
+
+struct UnknownField {
+  std::string path;     // "spec.loadBalancerSourceRange"
+  std::string message;  // "unknown field (did you mean \"loadBalancerSourceRanges\"?), which kubectl ..."
+};
+
+// Each field of `o` (a whole object of `kind`; for a kind not listed above, its metadata only)
+// that the kind does not have, with the nearest known name; at most `max` of them. Values and
+// their types are not checked here (the translator does).
+std::vector<UnknownField> UnknownFields(const std::string& kind, const nlohmann::json& o, size_t max = 20);
+
+}  // namespace doorman::controller
