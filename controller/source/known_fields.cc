@@ -127,18 +127,9 @@ std::string UnknownMessage(const std::string& key, const json& shape) {
     return "unknown field (that is networking.k8s.io/v1beta1, removed in Kubernetes 1.22: v1 writes "
            "backend: {service: {name: ..., port: {number: ...}}})";
   }
-  std::string best;
-  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
-  std::string all;
-  for (const auto& [k, _] : shape.items()) {
-    all += (all.empty() ? "" : ", ") + k;
-    // A truncated name ("secret" for "secretName") counts as one edit away.
-    const bool truncated = key.size() >= 4 && k.size() > key.size() && k.compare(0, key.size(), key) == 0;
-    const size_t d = truncated ? 1 : EditDistance(key, k);
-    if (d < best_d) best_d = d, best = k;
-  }
-  if (!best.empty()) return "unknown field (did you mean " + Quote(best) + "?)";
-  return "unknown field (known fields: " + all + ")";
+  std::vector<std::string> known;
+  for (const auto& [k, _] : shape.items()) known.push_back(k);
+  return UnknownFieldMessage(key, known);
 }
 
 void Check(const json& value, const json& shape, const std::string& path, size_t max,
@@ -163,6 +154,25 @@ void Check(const json& value, const json& shape, const std::string& path, size_t
 }
 
 }  // namespace
+
+std::string NearestName(const std::string& key, const std::vector<std::string>& known) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  for (const auto& k : known) {
+    // A truncated name ("secret" for "secretName") counts as one edit away.
+    const bool truncated = key.size() >= 4 && k.size() > key.size() && k.compare(0, key.size(), key) == 0;
+    const size_t d = truncated ? 1 : EditDistance(key, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  return best;
+}
+
+std::string UnknownFieldMessage(const std::string& key, const std::vector<std::string>& known) {
+  if (std::string best = NearestName(key, known); !best.empty()) return "unknown field (did you mean " + Quote(best) + "?)";
+  std::string all;
+  for (const auto& k : known) all += (all.empty() ? "" : ", ") + k;
+  return "unknown field (known fields: " + all + ")";
+}
 
 std::vector<UnknownField> UnknownFields(const std::string& kind, const json& o, size_t max) {
   std::vector<UnknownField> out;

@@ -24,4 +24,11 @@ struct UnknownField {
 // their types are not checked here (the translator does).
 std::vector<UnknownField> UnknownFields(const std::string& kind, const nlohmann::json& o, size_t max = 20);
 
+// The name in `known` nearest to `key` (case-insensitive edit distance within about a third of
+// its length, or `key` cut short of one), or "" when none is that close.
+std::string NearestName(const std::string& key, const std::vector<std::string>& known);
+
+// "unknown field (did you mean \"ports\"?)", or with no near name "unknown field (known fields: a, b)".
+std::string UnknownFieldMessage(const std::string& key, const std::vector<std::string>& known);
+
 }  // namespace doorman::controller

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "common/duration.h"
+#include "controller/source/known_fields.h"
 
 namespace doorman::controller {
 
@@ -39,11 +40,7 @@ bool FieldReader::Object(const nlohmann::json& j, const std::string& path,
   for (const auto& [k, _] : j.items()) {
     bool known = false;
     for (const char* a : allowed) known = known || k == a;
-    if (!known) {
-      std::string want;
-      for (const char* a : allowed) want += (want.empty() ? "" : ", ") + std::string(a);
-      Invalid(Join(path, k.c_str()), "unknown field (known fields: " + want + ")");
-    }
+    if (!known) Invalid(Join(path, k.c_str()), UnknownFieldMessage(k, std::vector<std::string>(allowed.begin(), allowed.end())));
   }
   return true;
 }

@@ -219,7 +219,15 @@ const InvalidCase kInvalid[] = {
     {"unknown field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, matches: {}}]
 )",
-     "InvalidSpec", "spec.routes[0].matches", "unknown field"},
+     "InvalidSpec", "spec.routes[0].matches", "unknown field (did you mean \"match\"?)"},
+    {"unknown field nowhere near a known one", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, zzzzzzzzzz: {}}]
+)",
+     "InvalidSpec", "spec.routes[0].zzzzzzzzzz", "unknown field (known fields: name, listener, "},
+    {"misspelt policy field", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickyness: {type: SourceIP}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickyness", "unknown field (did you mean \"stickiness\"?)"},
     {"second route on a TCP listener", R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
   routes: [{name: a, listener: db, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}, {name: b, listener: db, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
 )",
