@@ -355,6 +355,9 @@ CompiledListener IngressHttpsListener(const TranslateOptions& options, const std
   https.proto.set_name("https-" + std::to_string(options.ingress_https_port));
   if (options.ingress_proxy_protocol) https.proto.mutable_proxy_protocol()->set_accept(true);
   for (const auto& name : certificate_names) https.proto.mutable_tls()->add_certificates(name);
+  // No usable --ingress-default-certificate (the caller clears this when there is one): a client
+  // without a known SNI gets the dataplane's self-signed certificate, not a tenant's.
+  https.proto.mutable_tls()->set_default_self_signed(true);
   return https;
 }
 
@@ -590,7 +593,8 @@ class IngressCompiler {
       return;
     }
     // The default certificate first: the listener's first certificate answers a ClientHello
-    // without SNI or with a name no certificate has (ingress-nginx's default certificate).
+    // without SNI or with a name no certificate has (ingress-nginx's --default-ssl-certificate);
+    // without one, the dataplane's self-signed certificate does (ingress-nginx's fake one).
     std::vector<std::string> names;
     c_.certificates.clear();
     if (default_cert_) {
@@ -604,6 +608,7 @@ class IngressCompiler {
     }
     // Only the default certificate: a PortConflict names the object, not a spec.tls it lacks.
     CompiledListener https = IngressHttpsListener(ctx_.options, names, tls_.certificates.empty() ? "spec" : "spec.tls");
+    https.proto.mutable_tls()->set_default_self_signed(!default_cert_);
     https_listener_ = https.proto.name();
     c_.listeners.push_back(std::move(https));
   }

@@ -292,6 +292,7 @@ class Compiler {
     } else {
       Fail(where + ".tls.min_version: \"" + v + "\" (want 1.2 or 1.3)");
     }
+    out->tls_default_self_signed = in.tls().default_self_signed();
     for (const auto& name : in.tls().certificates()) {
       const pb::TlsCertificate* found = nullptr;
       for (const auto& c : snap_.certificates()) {

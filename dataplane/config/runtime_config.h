@@ -187,6 +187,7 @@ struct Listener {
   // HTTPS only: certificates in ListenerTls order (the first is the default) and the built contexts.
   std::vector<TlsCertificatePem> tls_certificates;
   std::string tls_min_version = "1.2";
+  bool tls_default_self_signed = false;  // ListenerTls.default_self_signed
   std::shared_ptr<const TlsServerContext> tls;
   std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept (TCP) and when a UDP flow opens
   int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)

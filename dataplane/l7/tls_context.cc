@@ -1,5 +1,8 @@
 #include "dataplane/l7/tls_context.h"
 
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -120,6 +123,56 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   return ctx;
 }
 
+// ingress-nginx's "fake certificate": self-signed, generated once per process (P-256, CN
+// "Doorman Default Certificate", no SAN, valid a year from start), for handshakes no
+// certificate's names cover when the listener asks for it (ListenerTls.default_self_signed).
+// Empty PEMs if OpenSSL fails (the listener then uses its first certificate, with a warning).
+const TlsCertificatePem& SelfSignedPem() {
+  static const TlsCertificatePem pem = [] {
+    TlsCertificatePem out{"doorman self-signed default", "", ""};
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    X509_NAME* subject = X509_NAME_new();
+    BIGNUM* serial = BN_new();
+    bool ok = key != nullptr && x != nullptr && subject != nullptr && serial != nullptr &&
+              X509_set_version(x, 2) == 1 && BN_rand(serial, 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 &&
+              BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) != nullptr &&
+              X509_gmtime_adj(X509_getm_notBefore(x), -3600) != nullptr &&
+              X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600) != nullptr &&
+              X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC,
+                                         reinterpret_cast<const unsigned char*>("Doorman"), -1, -1, 0) == 1 &&
+              X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                         reinterpret_cast<const unsigned char*>("Doorman Default Certificate"), -1, -1,
+                                         0) == 1 &&
+              X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, subject) == 1 &&
+              X509_set_pubkey(x, key) == 1 && X509_sign(x, key, EVP_sha256()) > 0;
+    if (ok) {
+      BIO* cb = BIO_new(BIO_s_mem());
+      BIO* kb = BIO_new(BIO_s_mem());
+      ok = cb != nullptr && kb != nullptr && PEM_write_bio_X509(cb, x) == 1 &&
+           PEM_write_bio_PrivateKey(kb, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+      char* data = nullptr;
+      if (ok) {
+        const long n = BIO_get_mem_data(cb, &data);
+        out.chain_pem.assign(data, static_cast<std::size_t>(n));
+        const long k = BIO_get_mem_data(kb, &data);
+        out.key_pem.assign(data, static_cast<std::size_t>(k));
+        OPENSSL_cleanse(data, static_cast<std::size_t>(k));
+      }
+      BIO_free(cb);
+      BIO_free(kb);
+    }
+    if (!ok) out.chain_pem.clear(), out.key_pem.clear();
+    ERR_clear_error();
+    BN_free(serial);
+    X509_NAME_free(subject);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return out;
+  }();
+  return pem;
+}
+
 }  // namespace
 
 std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& listener, std::string* error,
@@ -140,6 +193,22 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   }
   if (out->entries_.empty()) return nullptr;
   error->clear();
+  if (listener.tls_default_self_signed) {
+    // First, so it is the default; no names, so SNI never selects it.
+    Entry e;
+    std::string why = "could not generate it";
+    const TlsCertificatePem& pem = SelfSignedPem();
+    if (!pem.chain_pem.empty()) e.ctx = MakeContext(pem, listener.tls_min_version, &e.names, &why);
+    if (e.ctx) {
+      e.names.clear();
+      out->all_names_.insert(out->all_names_.begin(), e.names);
+      out->entries_.insert(out->entries_.begin(), std::move(e));
+    } else {
+      warnings->push_back("listener \"" + listener.name + "\": the self-signed default certificate is unusable (" +
+                          why + "); clients without a known SNI get certificate \"" +
+                          listener.tls_certificates.front().name + "\"");
+    }
+  }
   for (std::size_t i = 0; i < out->entries_.size(); ++i) {
     SSL_CTX* c = out->entries_[i].ctx->native_handle();
     // A session belongs to the certificate it was made with (RFC 6066 §3: not resumed under

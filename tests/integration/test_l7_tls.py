@@ -37,6 +37,38 @@ data: {{tls.crt: {b64(crt)}, tls.key: {b64(key)}}}
 """
 
 
+def der(path):
+    """The DER bytes of a PEM certificate file."""
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def start_ingress_ports(tc, http, https, flags=()):
+    """Starts the controller with the Ingress ports `http`/`https` (and `flags`) and a dataplane;
+    returns once the snapshot converged and the HTTPS port is open."""
+    tc.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)] + list(flags))
+    tc.start_dataplane()
+    tc.wait_converged()
+    wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+
+
+def assert_served_by_sni(tc, https, cases):
+    """For each (host, certificate file, backend): a GET with that SNI and Host, verified against
+    that certificate only, is served with it by that backend."""
+    for host, crt, want in cases:
+        sock, status, body, cert = https_request(https, host, crt)
+        sock.close()
+        tc.assertEqual((status, body["backend"]), (200, want), host)
+        tc.assertEqual(cert, der(crt), host + ": served with the wrong certificate")
+
+
+def unverified_context():
+    """A TLS client context that accepts any certificate (to look at the one served)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
 def https_request(port, sni, cafile, sock=None, path="/"):
     """One GET over a (new or given) TLS socket; returns (sock, status, body dict, peer cert DER)."""
     if sock is None:
@@ -179,11 +211,7 @@ class IngressHsts(DoormanTestCase):
         self.write_manifest("ing.yaml", one_ingress_yaml(backend, "h.test", tls_secret="h-cert",
                                                          annotations='doorman.dev/hsts: "max-age=31536000; includeSubDomains"'))
         # Behind a balancer that terminates TLS and says so (X-Forwarded-Proto), from 127.0.0.0/8.
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https),
-                               "--ingress-trusted-proxies", "127.0.0.0/8"])
-        self.start_dataplane()
-        self.wait_converged()
-        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        start_ingress_ports(self, http, https, ["--ingress-trusted-proxies", "127.0.0.0/8"])
         r = curl(["-D", "-", "-o", "/dev/null", "--cacert", crt, "--resolve", "h.test:%d:127.0.0.1" % https,
                   "https://h.test:%d/" % https])
         self.assertIn("strict-transport-security: max-age=31536000; includeSubDomains", r.stdout.lower().replace(
@@ -207,10 +235,7 @@ class IngressHsts(DoormanTestCase):
             self.silent_port(), "h.test", tls_secret="h-cert",
             annotations='doorman.dev/hsts: "max-age=600", doorman.dev/rate-limit-rps: "1", '
                         'doorman.dev/request-timeout: "200ms"'))
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
-        self.start_dataplane()
-        self.wait_converged()
-        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        start_ingress_ports(self, http, https)
 
         def head(url, host="h.test"):
             r = curl(["-sS", "-D", "-", "-o", "/dev/null", "--cacert", crt, "--resolve", "%s:%d:127.0.0.1" % (host, https),
@@ -245,10 +270,7 @@ class IngressTlsPerHost(DoormanTestCase):
         self.write_manifest("main.yaml", one_ingress_yaml(main, "h.test", tls_secret="h-cert"))
         self.write_manifest("api.yaml", one_ingress_yaml(api, "h.test", name="api-paths", service="api", path="/api",
                                                          ingress_class=False))
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)])
-        self.start_dataplane()
-        self.wait_converged()
-        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        start_ingress_ports(self, http, https)
         base = ["--cacert", crt, "--resolve", "h.test:%d:127.0.0.1" % https]
         for path, want in (("/api/x", "api"), ("/other", "main")):
             r = curl(base + ["https://h.test:%d%s" % (https, path)])
@@ -271,10 +293,7 @@ class IngressTlsPerHost(DoormanTestCase):
             "  rules: [{host: h.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
             "port: {number: 80}}}}]}}]",
             "  defaultBackend: {service: {name: catch, port: {number: 80}}}"))
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https)] + list(flags))
-        self.start_dataplane()
-        self.wait_converged()
-        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
+        start_ingress_ports(self, http, https, flags)
         return http, https, crt
 
     def test_unmatched_paths_of_a_tls_host_redirect_instead_of_reaching_the_catch_all(self):
@@ -353,23 +372,11 @@ class IngressDefaultCertificate(DoormanTestCase):
             "  rules: [{host: x.test, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
             "port: {number: 80}}}}]}}]",
             "  defaultBackend: {service: {name: catch, port: {number: 80}}}"))
-        self.start_controller(["--ingress-http-port", str(http), "--ingress-https-port", str(https),
-                               "--ingress-default-certificate", "default/wild"])
-        self.start_dataplane()
-        self.wait_converged()
-        wait_until(lambda: port_open(https), what="Ingress HTTPS listener")
-        def der(path):
-            with open(path) as f:
-                return ssl.PEM_cert_to_DER_cert(f.read())
-        for host, cafile, crt, want in (("a.test", wild_crt, wild_crt, "app"), ("b.test", wild_crt, wild_crt, "nos"),
-                                        ("c.test", own_crt, own_crt, "own"), ("other.test", wild_crt, wild_crt, "catch")):
-            sock, status, body, cert = https_request(https, host, cafile)
-            sock.close()
-            self.assertEqual((status, body["backend"]), (200, want), host)
-            self.assertEqual(cert, der(crt), host + ": served with the wrong certificate")
+        start_ingress_ports(self, http, https, ["--ingress-default-certificate", "default/wild"])
+        assert_served_by_sni(self, https, (("a.test", wild_crt, "app"), ("b.test", wild_crt, "nos"),
+                                           ("c.test", own_crt, "own"), ("other.test", wild_crt, "catch")))
         # No SNI, and a name no certificate has: the default certificate.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx = unverified_context()
         for sni in (None, "unknown.example"):
             with ctx.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=5), server_hostname=sni) as s:
                 self.assertEqual(s.getpeercert(binary_form=True), der(wild_crt), "SNI %r" % sni)
@@ -379,6 +386,47 @@ class IngressDefaultCertificate(DoormanTestCase):
         for host in ("b.test", "c.test"):
             r = curl(["-D", "-", "-o", "/dev/null", "-H", "Host: " + host, "http://127.0.0.1:%d/x" % http])
             self.assertIn(" 308", r.stdout.splitlines()[0], host + ": " + r.stdout)
+
+
+class IngressSelfSignedDefault(DoormanTestCase):
+    """Without --ingress-default-certificate, a ClientHello without SNI or with a name no
+    certificate covers gets a self-signed certificate the dataplane generated (ingress-nginx's fake
+    certificate), not one Ingress's: a client that names no host learns no tenant's host names.
+    Its requests are still routed by Host. A LoadBalancer's HTTPS listener keeps its first
+    certificate as the default (L7Tls)."""
+
+    def test_a_client_without_a_known_sni_gets_no_tenants_certificate(self):
+        a_be, b_be = self.start_backend("a"), self.start_backend("b")
+        a_crt, a_key = make_cert(self.tmp, "a", "a.test", ["a.test"])
+        b_crt, b_key = make_cert(self.tmp, "b", "b.test", ["b.test"])
+        http, https = free_port(), free_port()
+        self.write_manifest("secrets.yaml", secret("a-cert", a_crt, a_key) + "---\n" + secret("b-cert", b_crt, b_key))
+        self.write_manifest("a.yaml", one_ingress_yaml(a_be, "a.test", name="a", service="a", tls_secret="a-cert"))
+        self.write_manifest("b.yaml", one_ingress_yaml(b_be, "b.test", name="b", service="b", tls_secret="b-cert",
+                                                       ingress_class=False))
+        start_ingress_ports(self, http, https)
+        assert_served_by_sni(self, https, (("a.test", a_crt, "a"), ("b.test", b_crt, "b")))
+        ctx = unverified_context()
+        seen = set()
+        for sni in (None, "unknown.example", "x.a.test"):
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=5), server_hostname=sni) as s:
+                cert = s.getpeercert(binary_form=True)
+                self.assertFalse(cert in (der(a_crt), der(b_crt)), "SNI %r got a tenant's certificate" % sni)
+                seen.add(cert)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+                reply = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+                self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:200])
+                self.assertIn(b'"backend": "b"', reply)
+        self.assertEqual(len(seen), 1, "one self-signed certificate per dataplane process")
+        subject = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject", "-issuer"],
+                                 input=seen.pop(), capture_output=True, timeout=10).stdout.decode()
+        self.assertIn("CN = Doorman Default Certificate", subject)
+        self.assertEqual(subject.count("Doorman Default Certificate"), 2, "self-signed: " + subject)
 
 
 if __name__ == "__main__":

@@ -578,6 +578,7 @@ TEST(TranslateIngress, TheDefaultCertificateServesEveryIngressOverHttps) {
   ASSERT_EQ(https->tls().certificates_size(), 2);
   EXPECT_EQ(https->tls().certificates(0), "infra/wild");
   EXPECT_EQ(https->tls().certificates(1), "default/own");
+  EXPECT_FALSE(https->tls().default_self_signed());  // the flag's certificate is the default
   EXPECT_EQ(r.snapshot.certificates_size(), 2);
   // Without tls[]: served on both ports, not redirected; HSTS on HTTPS.
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().redirect().enabled());
@@ -1100,6 +1101,8 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
   const v1::Listener* l = ListenerNamed(r.snapshot, "https-443");
   ASSERT_NE(l, nullptr);
   EXPECT_EQ(l->tls().certificates_size(), 1);  // both Ingresses name default/s
+  // No --ingress-default-certificate: a ClientHello without a known SNI gets no tenant's certificate.
+  EXPECT_TRUE(l->tls().default_self_signed());
   std::vector<std::string> routes(l->routes().begin(), l->routes().end());
   const auto at = [&](const std::string& n) { return std::find(routes.begin(), routes.end(), n) - routes.begin(); };
   EXPECT_LT(at("default/ingress:split/r0-p0-https"), at("default/ingress:main/r0-p0-https"));
