@@ -32,20 +32,26 @@ constexpr const char* kIngressBackend = R"({
   "service": {"name": null, "port": {"name": null, "number": null}},
   "resource": {"apiGroup": null, "kind": null, "name": null}})";
 
+// These kinds carry no status, so their values are checked here too (a shape's string names the
+// type a value must have; "[string]" a list of strings, "{string}" a map of strings): a
+// `ready: "false"` would otherwise count as absent, which means ready.
 constexpr const char* kEndpointSliceBody = R"({
-  "addressType": null,
-  "endpoints": [{"addresses": null, "conditions": {"ready": null, "serving": null, "terminating": null},
-                 "hostname": null, "nodeName": null, "zone": null, "deprecatedTopology": null,
-                 "targetRef": {"kind": null, "namespace": null, "name": null, "uid": null, "apiVersion": null,
-                               "resourceVersion": null, "fieldPath": null},
-                 "hints": {"forZones": [{"name": null}], "forNodes": [{"name": null}]}}],
-  "ports": [{"name": null, "protocol": null, "port": null, "appProtocol": null}]})";
+  "addressType": "string",
+  "endpoints": [{"addresses": "[string]",
+                 "conditions": {"ready": "boolean", "serving": "boolean", "terminating": "boolean"},
+                 "hostname": "string", "nodeName": "string", "zone": "string", "deprecatedTopology": "{string}",
+                 "targetRef": {"kind": "string", "namespace": "string", "name": "string", "uid": "string",
+                               "apiVersion": "string", "resourceVersion": "string", "fieldPath": "string"},
+                 "hints": {"forZones": [{"name": "string"}], "forNodes": [{"name": "string"}]}}],
+  "ports": [{"name": "string", "protocol": "string", "port": "integer", "appProtocol": "string"}]})";
 
-constexpr const char* kSecretBody = R"({"data": null, "stringData": null, "type": null, "immutable": null})";
+constexpr const char* kSecretBody = R"({"data": "{string}", "stringData": "{string}", "type": "string",
+  "immutable": "boolean"})";
 
 constexpr const char* kIngressClassSpec = R"({
-  "controller": null,
-  "parameters": {"apiGroup": null, "kind": null, "name": null, "namespace": null, "scope": null}})";
+  "controller": "string",
+  "parameters": {"apiGroup": "string", "kind": "string", "name": "string", "namespace": "string",
+                 "scope": "string"}})";
 
 json Shape(const char* text) { return json::parse(text); }
 
@@ -132,14 +138,48 @@ std::string UnknownMessage(const std::string& key, const json& shape) {
   return UnknownFieldMessage(key, known);
 }
 
-void Check(const json& value, const json& shape, const std::string& path, size_t max,
-           std::vector<UnknownField>* out) {
-  if (shape.is_array()) {
-    if (!value.is_array()) return;  // the value's type is the translator's business
-    for (size_t i = 0; i < value.size(); ++i) Check(value[i], shape[0], Index(path, i), max, out);
+// "" when `v` has the type `type` names; else the problem.
+std::string TypeProblem(const json& v, const std::string& type) {
+  bool ok = false;
+  if (type == "string") ok = v.is_string();
+  else if (type == "boolean") ok = v.is_boolean();
+  else if (type == "integer") ok = v.is_number_integer() || v.is_number_unsigned();
+  else if (type == "[string]") ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); });
+  else if (type == "{string}") ok = v.is_object() && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); });
+  if (ok) return "";
+  std::string want = type == "[string]" ? "a list of strings" : type == "{string}" ? "a map of strings" : type == "integer" ? "an integer" : "a " + type;
+  std::string hint;
+  if (type == "boolean" && v.is_string()) hint = " (write true or false, unquoted: YAML's yes and no are strings)";
+  if (type == "integer" && v.is_string()) hint = " (write it unquoted)";
+  if (type == "string" && !v.is_string() && !v.is_object() && !v.is_array()) hint = " (quote it)";
+  const std::string got = (type == "[string]" && v.is_array()) || (type == "{string}" && v.is_object())
+                              ? JsonTypeName(v) + " with a value that is not a string"
+                              : JsonTypeName(v);
+  return "must be " + want + ", not " + got + hint + ", which kubectl apply would refuse too";
+}
+
+// `typed`: the kind's values are checked here (not by a translator), lists and objects included.
+void Check(const json& value, const json& shape, const std::string& path, bool typed, size_t max,
+           std::vector<FieldProblem>* out) {
+  if (shape.is_string()) {
+    if (std::string problem = TypeProblem(value, shape.get<std::string>()); !problem.empty()) {
+      out->push_back({path, std::move(problem)});
+    }
     return;
   }
-  if (!shape.is_object() || !value.is_object()) return;
+  if (shape.is_array()) {
+    if (!value.is_array()) {
+      if (typed) out->push_back({path, "must be a list, not " + JsonTypeName(value) + ", which kubectl apply would refuse too"});
+      return;  // otherwise the value's type is the translator's business
+    }
+    for (size_t i = 0; i < value.size() && out->size() < max; ++i) Check(value[i], shape[0], Index(path, i), typed, max, out);
+    return;
+  }
+  if (!shape.is_object()) return;
+  if (!value.is_object()) {
+    if (typed) out->push_back({path, "must be an object, not " + JsonTypeName(value) + ", which kubectl apply would refuse too"});
+    return;
+  }
   for (const auto& [k, v] : value.items()) {
     if (out->size() >= max) return;
     auto it = shape.find(k);
@@ -149,11 +189,21 @@ void Check(const json& value, const json& shape, const std::string& path, size_t
                                          "--manifests file)"});
       continue;
     }
-    if (!v.is_null()) Check(v, *it, Join(path, k), max, out);
+    if (!v.is_null()) Check(v, *it, Join(path, k), typed, max, out);
   }
 }
 
 }  // namespace
+
+std::string JsonTypeName(const json& v) {
+  if (v.is_null()) return "null";
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "a list";
+  return "an object";
+}
 
 std::string NearestName(const std::string& key, const std::vector<std::string>& known) {
   std::string best;
@@ -174,12 +224,13 @@ std::string UnknownFieldMessage(const std::string& key, const std::vector<std::s
   return "unknown field (known fields: " + all + ")";
 }
 
-std::vector<UnknownField> UnknownFields(const std::string& kind, const json& o, size_t max) {
-  std::vector<UnknownField> out;
+std::vector<FieldProblem> FieldProblems(const std::string& kind, const json& o, size_t max) {
+  std::vector<FieldProblem> out;
   if (const json* shape = WholeShape(kind)) {
-    Check(o, *shape, "", max, &out);
+    const bool typed = kind == "EndpointSlice" || kind == "Secret" || kind == "IngressClass";
+    Check(o, *shape, "", typed, max, &out);
   } else if (o.is_object() && o.contains("metadata")) {
-    Check(o["metadata"], MetaShape(), "metadata", max, &out);
+    Check(o["metadata"], MetaShape(), "metadata", false, max, &out);
   }
   return out;
 }

@@ -340,12 +340,12 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
     }
     ObjectKey key{kind, ns, name};
     if (kind == kKindEndpointSlice || kind == kKindSecret || kind == kKindIngressClass) {
-      // The kinds doorman reads but does not report status on: an unknown field refuses the
-      // document here, as kubectl apply would (Service, Ingress and LoadBalancer are refused by
-      // the translator, with a status condition).
-      const auto unknown = UnknownFields(kind, obj);
-      for (const auto& u : unknown) result.errors.push_back({file, index, line, key.ToString() + ": " + u.path + ": " + u.message});
-      if (!unknown.empty()) continue;
+      // The kinds doorman reads but does not report status on: an unknown field, or a value of
+      // the wrong type, refuses the document here, as kubectl apply would (Service, Ingress and
+      // LoadBalancer are refused by the translator, with a status condition).
+      const auto problems = FieldProblems(kind, obj);
+      for (const auto& p : problems) result.errors.push_back({file, index, line, key.ToString() + ": " + p.path + ": " + p.message});
+      if (!problems.empty()) continue;
     }
     const bool duplicate = std::any_of(result.objects.begin(), result.objects.end(),
                                        [&key](const ParsedObject& o) { return o.key == key; });

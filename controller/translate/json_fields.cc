@@ -7,15 +7,7 @@
 
 namespace doorman::controller {
 
-std::string FieldReader::TypeName(const nlohmann::json& j) {
-  if (j.is_null()) return "null";
-  if (j.is_boolean()) return "a boolean";
-  if (j.is_number_integer() || j.is_number_unsigned()) return "an integer";
-  if (j.is_number()) return "a number";
-  if (j.is_string()) return "a string";
-  if (j.is_array()) return "a list";
-  return "an object";
-}
+std::string FieldReader::TypeName(const nlohmann::json& j) { return JsonTypeName(j); }
 
 std::string FieldReader::Quote(const std::string& s) {
   std::string out = "\"";

@@ -12,7 +12,7 @@
 namespace doorman::controller {
 
 inline void CheckKnownFields(const std::string& kind, const nlohmann::json& o, FieldReader& r) {
-  for (auto& u : UnknownFields(kind, o)) r.Invalid(u.path, std::move(u.message));
+  for (auto& u : FieldProblems(kind, o)) r.Invalid(u.path, std::move(u.message));
 }
 
 }  // namespace doorman::controller

@@ -234,32 +234,38 @@ class ManifestsMeetTheCrdSchema(DoormanTestCase):
         self.assertEqual(got, b"")
 
 
-    def test_a_misspelt_endpoint_slice_field_refuses_the_slice(self):
-        # "conditions: {redy: false}": ignored, the endpoint would count as ready and be served.
-        # An EndpointSlice has no status: the document is refused with a manifest error instead.
-        typo, good = free_port(), free_port()
+    def test_a_misspelt_or_mistyped_endpoint_slice_field_refuses_the_slice(self):
+        # "conditions: {redy: false}" or "ready: \"false\"" (a string): ignored, the endpoint would
+        # count as ready and be served. An EndpointSlice has no status: the document is refused
+        # with a manifest error instead.
+        typo, quoted, good = free_port(), free_port(), free_port()
         backend = self.start_backend("b")
         self.write_manifest("typo.yaml", service_with_slice("typo", typo, backend, conditions="redy: false"))
+        self.write_manifest("quoted.yaml", service_with_slice("quoted", quoted, backend, conditions='ready: "false"'))
         self.write_manifest("ok.yaml", service_with_slice("ok", good, backend, conditions="terminating: false"))
         self.start_controller()
         self.start_dataplane()
         self.wait_converged()
-        errors = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["manifestErrors"]
-        self.assertEqual(len(errors), 1, errors)
+        errors = sorted(json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["manifestErrors"])
+        self.assertEqual(len(errors), 2, errors)
+        self.assertIn("quoted.yaml", errors[0])
+        self.assertIn("EndpointSlice default/quoted-1: endpoints[0].conditions.ready: must be a boolean, not a string",
+                      errors[0])
+        self.assertIn("typo.yaml", errors[1])
         self.assertIn('EndpointSlice default/typo-1: endpoints[0].conditions.redy: unknown field '
-                      '(did you mean "ready"?)', errors[0])
-        self.assertIn("typo.yaml", errors[0])
+                      '(did you mean "ready"?)', errors[1])
         self.assertIn("conditions.redy", self.controller.log())
-        # The correct Service is served; the one whose slice was refused has no endpoint.
+        # The correct Service is served; those whose slice was refused have no endpoint.
         self.assertEqual(http_get("http://127.0.0.1:%d/" % good)[0], 200)
-        try:
-            with socket.create_connection(("127.0.0.1", typo), timeout=5) as s:
-                s.settimeout(5)
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                got = s.recv(100)
-        except (ConnectionResetError, ConnectionRefusedError):
-            got = b""
-        self.assertEqual(got, b"", "no backend behind the refused slice")
+        for port in (typo, quoted):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.settimeout(5)
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    got = s.recv(100)
+            except (ConnectionResetError, ConnectionRefusedError):
+                got = b""
+            self.assertEqual(got, b"", "no backend behind the refused slice on :%d" % port)
 
 class ManifestDirEntries(DoormanTestCase):
     def test_entries_that_are_not_files_are_warned_once(self):

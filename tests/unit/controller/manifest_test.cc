@@ -239,7 +239,52 @@ TEST(ParseManifests, UnknownFieldsOfKindsWithoutStatusRefuseTheDocument) {
     ASSERT_EQ(r.objects.size(), 1u) << c.yaml;  // the refused document is not served
     EXPECT_EQ(r.objects[0].key.name, "ok");
   }
-  // Every field these kinds have is accepted.
+}
+
+// Their values are checked too: nothing else reads them strictly, and `ready: "false"` read as
+// "not a boolean, so absent" means ready.
+TEST(ParseManifests, WrongTypesInKindsWithoutStatusRefuseTheDocument) {
+  const std::string slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\n";
+  struct Case {
+    std::string yaml;
+    const char* want;
+  } cases[] = {
+      {slice + "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1], conditions: {ready: \"false\"}}]\n",
+       "endpoints[0].conditions.ready: must be a boolean, not a string (write true or false, unquoted"},
+      {slice + "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1], conditions: {ready: no}}]\n",
+       "endpoints[0].conditions.ready: must be a boolean, not a string"},
+      {slice + "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1], conditions: {serving: 0}}]\n",
+       "endpoints[0].conditions.serving: must be a boolean, not an integer"},
+      {slice + "addressType: IPv4\nendpoints: [{addresses: 127.0.0.1}]\n",
+       "endpoints[0].addresses: must be a list of strings, not a string"},
+      {slice + "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1, 5]}]\n",
+       "endpoints[0].addresses: must be a list of strings, not a list with a value that is not a string"},
+      {slice + "addressType: IPv4\nendpoints: {addresses: [127.0.0.1]}\n", "endpoints: must be a list, not an object"},
+      {slice + "addressType: IPv4\nendpoints: [5]\n", "endpoints[0]: must be an object, not an integer"},
+      {slice + "addressType: IPv4\nendpoints: []\nports: [{port: \"80\"}]\n",
+       "ports[0].port: must be an integer, not a string (write it unquoted)"},
+      {slice + "addressType: 4\nendpoints: []\n", "addressType: must be a string, not an integer (quote it)"},
+      {"apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ndata: {tls.crt: 5}\n",
+       "Secret default/t: data: must be a map of strings, not an object with a value that is not a string"},
+      {"apiVersion: v1\nkind: Secret\nmetadata: {name: t}\nimmutable: \"true\"\n", "immutable: must be a boolean"},
+      {"apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: c}\nspec: {controller: [a]}\n",
+       "IngressClass c: spec.controller: must be a string, not a list"},
+  };
+  for (const auto& c : cases) {
+    const auto r = ParseManifests("apiVersion: v1\nkind: Secret\nmetadata: {name: ok}\n---\n" + c.yaml, "/m/x.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << c.yaml;
+    EXPECT_NE(r.errors[0].message.find(c.want), std::string::npos) << r.errors[0].message;
+    EXPECT_NE(r.errors[0].message.find("which kubectl apply would refuse too"), std::string::npos);
+    ASSERT_EQ(r.objects.size(), 1u) << c.yaml;
+  }
+  // null is absent, as the API server reads it.
+  const auto nulls = ParseManifests(slice + "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1], conditions: {ready: null}, "
+                                            "hostname: ~}]\nports: null\n",
+                                    "/m/n.yaml");
+  EXPECT_TRUE(nulls.errors.empty()) << nulls.errors[0].ToString();
+}
+
+TEST(ParseManifests, EveryFieldOfTheKindsWithoutStatusIsAccepted) {
   const auto all = ParseManifests(R"(apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: s, labels: {kubernetes.io/service-name: web}, annotations: {a: b}, ownerReferences: []}
