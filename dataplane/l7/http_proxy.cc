@@ -1015,7 +1015,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const auto now_wait = std::chrono::steady_clock::now();
       if (!response_deadline) response_deadline = now_wait + route->request_timeout;
       const Millis left = std::max(Millis(1), std::chrono::ceil<Millis>(*response_deadline - now_wait));
-      const bool per_try_binds = route->per_try_timeout.count() > 0 && route->per_try_timeout < left;
+      // Only a request a timeout could retry is cut at the per-try timeout (docs/l7.md): a POST
+      // on a retrying route, or a body too large to replay, waits for the request timeout.
+      const bool timeout_retriable = retryable && route->retry_on.OnTimeout() && (!had_body || (p.is_done() && replay_ok_));
+      const bool per_try_binds = timeout_retriable && route->per_try_timeout.count() > 0 && route->per_try_timeout < left;
       const Millis response_timeout = per_try_binds ? route->per_try_timeout : left;
       up_dl_.Arm(response_timeout);
       unsigned interim = 0;  // 1xx heads read so far (bounded: kMaxInterimResponses)

@@ -18,7 +18,7 @@ Special paths (GET and HEAD; the body bytes are payload(N), see below):
                           have: RFC 9110 §8.6); any other code: a short text body
   /early                  (POST/PUT) answers 413 + Connection: close immediately and closes
                           WITHOUT reading the request body
-  /slow/MS                the JSON echo, after MS milliseconds
+  /slow/MS                the JSON echo, after MS milliseconds (POST: after reading the body)
   /drop                   the JSON echo (keep-alive framing, no Connection: close), then the
                           connection is closed as an idle timeout would; counted in /__stats
   /truncated/N[?chunked=1]  announces N bytes (Content-Length, or chunked), sends half, closes
@@ -267,6 +267,9 @@ class Handler(BaseHTTPRequestHandler):
         if not self._early():
             body = self._body()
             if body is not None:
+                slow = re.fullmatch(r"/slow/(\d+)", self.path)
+                if slow:
+                    time.sleep(int(slow.group(1)) / 1000.0)
                 self._reply(*body)
 
     def do_PUT(self):

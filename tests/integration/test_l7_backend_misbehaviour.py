@@ -655,5 +655,19 @@ spec:
         self.assertTrue(r.startswith(b"HTTP/1.1 504"), r)
         self.assertIn(b"request timeout", r)
 
+    def test_a_request_no_timeout_could_retry_waits_for_the_request_timeout(self):
+        # A POST on a route that retries only idempotent requests is never retried, so the
+        # per-try timeout (1 s) does not cut it: the 1.2 s answer comes within the 1.5 s request
+        # timeout. The same answer to a GET is cut at 1 s and retried.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=15) as s:
+            s.sendall(b"POST /cap/slow/1200 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                      b"Connection: close\r\n\r\na=1")
+            r = recv_until_close(s, 15)
+        self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
+        self.assertEqual(self.requests_to(self.slow), 1)
+        r = self.get("/cap/slow/1200")
+        self.assertTrue(r.startswith(b"HTTP/1.1 504"), r)
+        self.assertEqual(self.requests_to(self.slow), 1 + 2)
+
 if __name__ == "__main__":
     unittest.main()
