@@ -711,6 +711,15 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         route.set_listener(cl->proto.name());
         cr.user_listener = *listener;
         if (const json* m = r.Member(rt, p, "match")) CompileMatch(r, *m, p + ".match", proto, route.mutable_match());
+        for (int mi = 0; mi < route.match().methods_size(); ++mi) {
+          if (route.match().methods(mi) != "CONNECT") continue;
+          // The CRD's enum has it (Gateway API's HTTPMethod), but the proxy does not tunnel: a
+          // CONNECT request is answered 400 before any route is chosen.
+          c.warnings.push_back({"FieldIgnored", FieldReader::Index(p + ".match.methods", static_cast<size_t>(mi)),
+                                "CONNECT is answered 400 before routing (doorman does not tunnel CONNECT), so it "
+                                "never matches" +
+                                    std::string(route.match().methods_size() == 1 ? ": this route matches no request" : "")});
+        }
         if (proto == v1::TLS && route.match().sni_size() == 0) {
           // The default route of a TLS passthrough listener (no match.sni): a second one would
           // never be chosen.

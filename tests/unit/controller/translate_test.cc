@@ -1250,6 +1250,24 @@ TEST(Translate, ARouteWithOnlyZeroWeightsIsWarned) {
   EXPECT_NE(st->warnings[0].message.find("weight 0"), std::string::npos);
 }
 
+// CONNECT is in the CRD's method enum, but the proxy answers it 400 before routing.
+TEST(Translate, AConnectMethodMatchIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: only, listener: web, match: {methods: [CONNECT]}, backends: [{endpoints: [{address: 127.0.0.2, port: 9}]}]}
+    - {name: some, listener: web, match: {methods: [GET, CONNECT]}, backends: [{endpoints: [{address: 127.0.0.2, port: 9}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].match.methods[0]");
+  EXPECT_NE(st->warnings[0].message.find("this route matches no request"), std::string::npos) << st->warnings[0].message;
+  EXPECT_EQ(st->warnings[1].field, "spec.routes[1].match.methods[1]");
+  EXPECT_EQ(st->warnings[1].message.find("this route matches no request"), std::string::npos);
+}
+
 TEST(Translate, ServiceBackendsFollowEndpointSlicesByPortName) {
   const std::string yaml = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, backends: [{service: api, port: 8080}, {service: gone, port: 80}, {service: api, port: 1}]}]
