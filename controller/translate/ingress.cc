@@ -513,6 +513,9 @@ class IngressCompiler {
                           kAnnBackendTlsSecret, kAnnBackendTlsServerName, kAnnHsts},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
+    // One bucket per client for the whole Ingress (every path, HTTP and HTTPS), as ingress-nginx's
+    // limit_req zone, not one per path.
+    if (ann_.policy.has_rate_limit()) ann_.policy.mutable_rate_limit()->set_bucket(RouteObjectPath(c_.key));
     if (!ann_.backend_tls_secret.empty() && !ann_.canary) {  // a canary's policy is ignored (warned)
       // Fail closed: a CA that cannot be read never turns into unverified TLS.
       CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret, ctx_.options.only_tls_secrets_watched);

@@ -575,13 +575,26 @@ class Compiler {
       } else {
         Fail(where + ".policy.rate_limit.key: \"" + rl.key() + "\" (want ClientIP or Header:<name>)");
       }
-      // The same limits on the same route keep their buckets across snapshots.
-      const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
-      if (prev && prev->rate_limiter && prev->rate_limit_header == out->rate_limit_header &&
-          prev->rate_limiter->SameLimits(rl.requests_per_second(), rl.burst())) {
-        out->rate_limiter = prev->rate_limiter;
+      out->rate_limit_bucket = rl.bucket();
+      // Routes naming one bucket with the same key and limits share one limiter.
+      const std::string group = rl.bucket().empty() ? std::string()
+                                                    : rl.bucket() + '\n' + out->rate_limit_header + '\n' +
+                                                          std::to_string(rl.requests_per_second()) + '/' +
+                                                          std::to_string(rl.burst());
+      if (auto shared = group.empty() ? shared_limiters_.end() : shared_limiters_.find(group);
+          shared != shared_limiters_.end()) {
+        out->rate_limiter = shared->second;
       } else {
-        out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
+        // The same limits on the same route keep their buckets across snapshots.
+        const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
+        if (prev && prev->rate_limiter && prev->rate_limit_header == out->rate_limit_header &&
+            prev->rate_limit_bucket == out->rate_limit_bucket &&
+            prev->rate_limiter->SameLimits(rl.requests_per_second(), rl.burst())) {
+          out->rate_limiter = prev->rate_limiter;
+        } else {
+          out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
+        }
+        if (!group.empty()) shared_limiters_.emplace(group, out->rate_limiter);
       }
     }
     if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
@@ -763,6 +776,8 @@ class Compiler {
   const pb::Snapshot& snap_;
   const CompileOptions& opts_;
   std::vector<std::string>& warnings_;
+  // RateLimit.bucket + key + limits → the limiter the routes naming it share (this compile).
+  std::map<std::string, std::shared_ptr<RateLimiter>> shared_limiters_;
   std::shared_ptr<RuntimeConfig> cfg_;
   std::map<std::string, const BackendSet*> sets_;
   std::map<std::string, Listener*> listeners_;

@@ -147,6 +147,7 @@ struct Route {
   // RateLimit (null = off): keyed by client IP, or by the header `rate_limit_header` (lowercase).
   std::shared_ptr<RateLimiter> rate_limiter;
   std::string rate_limit_header;
+  std::string rate_limit_bucket;  // RateLimit.bucket: routes naming it share `rate_limiter`
 
   // RetryPolicy: retries after the first try, for idempotent requests without a body.
   uint32_t retry_attempts = 0;

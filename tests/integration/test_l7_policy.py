@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DoormanTestCase, curl, free_port, metric_value, port_open,  # noqa: E402
+from harness import (DoormanTestCase, curl, free_port, metric_value, one_ingress_yaml, port_open,  # noqa: E402
                      wait_until)
 
 
@@ -417,6 +417,35 @@ spec:
         m = self.dataplane_metrics()
         self.assertEqual(metric_value(m, "doorman_l7_upstream_connect_failures_total"), 5)
         self.assertEqual(metric_value(m, "doorman_l7_outlier_ejections_total"), 1)
+
+
+class IngressRateLimitPerIngress(DoormanTestCase):
+    """doorman.dev/rate-limit-rps is one bucket per client for the whole Ingress (every path), as
+    ingress-nginx's per-Ingress limit_req zone, not one per path: an Ingress with two paths does
+    not give a client twice the limit. Another Ingress has its own."""
+
+    def test_the_paths_of_an_ingress_share_its_limit(self):
+        backend = self.start_backend("b")
+        http = free_port()
+        one = 'paths: [{path: /a, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]'
+        two = one[:-1] + ', {path: /b, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]'
+        limited = one_ingress_yaml(backend, "r.test", annotations='doorman.dev/rate-limit-rps: "1"', path="/a")
+        self.assertIn(one, limited)
+        self.write_manifest("limited.yaml", limited.replace(one, two))
+        self.write_manifest("other.yaml", one_ingress_yaml(backend, "o.test", annotations='doorman.dev/rate-limit-rps: "1"',
+                                                           name="other", service="other", ingress_class=False))
+        self.start_controller(["--ingress-http-port", str(http)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(http), what="Ingress HTTP listener")
+
+        def status(host, path):
+            r = curl(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: " + host,
+                      "http://127.0.0.1:%d%s" % (http, path)])
+            return r.stdout
+        self.assertEqual(status("r.test", "/a"), "200")
+        self.assertEqual(status("r.test", "/b"), "429", "the second path has the same bucket")
+        self.assertEqual(status("o.test", "/"), "200", "another Ingress has its own")
 
 
 if __name__ == "__main__":

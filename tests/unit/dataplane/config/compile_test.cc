@@ -333,6 +333,47 @@ TEST(CompileTest, RateLimitBucketsSurviveASnapshotWithTheSameLimits) {
   }
 }
 
+// RateLimit.bucket: the routes naming one bucket (an Ingress's paths) share one limiter when
+// their key and limits agree, keep it across snapshots, and another bucket or other limits get
+// their own.
+TEST(CompileTest, RoutesNamingOneRateLimitBucketShareIt) {
+  auto snapshot = [](const char* bucket_b, int rps_c) {
+    auto route = [](const std::string& name, const std::string& bucket, int rps) {
+      return "routes { name: \"" + name + "\" listener: \"http-80\" backends { backend_set: \"s\" } " +
+             "policy { rate_limit { requests_per_second: " + std::to_string(rps) + " burst: 1 key: \"ClientIP\" " +
+             "bucket: \"" + bucket + "\" } } }\n";
+    };
+    return Parse(std::string(R"pb(
+      listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/ingress:a/p0" routes: "ns/ingress:a/p1"
+                  routes: "ns/ingress:a/p2" routes: "ns/ingress:b/p0" routes: "ns/lb/own" }
+      backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true } }
+    )pb") + route("ns/ingress:a/p0", "ns/ingress:a", 1) + route("ns/ingress:a/p1", bucket_b, 1) +
+                 route("ns/ingress:a/p2", "ns/ingress:a", rps_c) + route("ns/ingress:b/p0", "ns/ingress:b", 1) +
+                 route("ns/lb/own", "", 1));
+  };
+  const auto first = Compile(snapshot("ns/ingress:a", 1), 1, {});
+  ASSERT_TRUE(first.ok()) << first.error;
+  auto limiter = [](const CompileResult& r, const char* route) { return r.config->FindRoute(route)->rate_limiter; };
+  const auto a = limiter(first, "ns/ingress:a/p0");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(limiter(first, "ns/ingress:a/p1"), a);
+  EXPECT_EQ(limiter(first, "ns/ingress:a/p2"), a);
+  EXPECT_NE(limiter(first, "ns/ingress:b/p0"), a);
+  EXPECT_NE(limiter(first, "ns/lb/own"), a);
+  // One request through p0 empties the client's bucket for p1 too.
+  uint32_t retry = 0;
+  EXPECT_TRUE(limiter(first, "ns/ingress:a/p0")->Allow("c", SteadyTime{}, &retry));
+  EXPECT_FALSE(limiter(first, "ns/ingress:a/p1")->Allow("c", SteadyTime{}, &retry));
+
+  CompileOptions opts;
+  opts.previous = first.config.get();
+  const auto next = Compile(snapshot("other", 2), 2, opts);
+  ASSERT_TRUE(next.ok()) << next.error;
+  EXPECT_EQ(limiter(next, "ns/ingress:a/p0"), a);  // kept across snapshots
+  EXPECT_NE(limiter(next, "ns/ingress:a/p1"), a);  // another bucket
+  EXPECT_NE(limiter(next, "ns/ingress:a/p2"), a);  // other limits
+}
+
 TEST(CompileTest, FiltersAndForwardedHeaders) {
   const auto r = Compile(Parse(R"pb(
     listeners { name: "http-80" port: 80 protocol: HTTP routes: "r" }
