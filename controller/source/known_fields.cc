@@ -207,10 +207,15 @@ std::string JsonTypeName(const json& v) {
 
 std::string NearestName(const std::string& key, const std::vector<std::string>& known) {
   std::string best;
+  // No field name is this long: a huge key costs no quadratic edit distance per known name.
+  if (key.size() > 64) return best;
   size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
   for (const auto& k : known) {
     // A truncated name ("secret" for "secretName") counts as one edit away.
     const bool truncated = key.size() >= 4 && k.size() > key.size() && k.compare(0, key.size(), key) == 0;
+    // Otherwise the distance is at least the difference in length.
+    const size_t diff = k.size() > key.size() ? k.size() - key.size() : key.size() - k.size();
+    if (!truncated && diff >= best_d) continue;
     const size_t d = truncated ? 1 : EditDistance(key, k);
     if (d < best_d) best_d = d, best = k;
   }

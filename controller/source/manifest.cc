@@ -332,6 +332,19 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
                                    "\" (want doorman.dev/v1alpha1)"});
       continue;
     }
+    // The kinds checked field by field below have one schema: their current version's (the beta
+    // versions were removed: discovery.k8s.io/v1beta1 in Kubernetes 1.25, networking.k8s.io/v1beta1
+    // in 1.22).
+    const char* want_version = kind == kKindEndpointSlice ? "discovery.k8s.io/v1"
+                               : kind == kKindSecret       ? "v1"
+                               : kind == kKindIngressClass ? "networking.k8s.io/v1"
+                                                           : nullptr;
+    if (want_version != nullptr && api_version != want_version) {
+      result.errors.push_back({file, index, line,
+                               kind + " " + name + ": unsupported apiVersion \"" + api_version + "\" (want " +
+                                   want_version + ")"});
+      continue;
+    }
     if (IsClusterScoped(kind)) {
       ns.clear();
     } else if (ns.empty()) {

@@ -716,8 +716,8 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
           // The CRD's enum has it (Gateway API's HTTPMethod), but the proxy does not tunnel: a
           // CONNECT request is answered 400 before any route is chosen.
           c.warnings.push_back({"FieldIgnored", FieldReader::Index(p + ".match.methods", static_cast<size_t>(mi)),
-                                "CONNECT is answered 400 before routing (doorman does not tunnel CONNECT), so it "
-                                "never matches" +
+                                "a CONNECT request (any target form) is answered 400 before routing (doorman does not "
+                                "tunnel), so it never matches" +
                                     std::string(route.match().methods_size() == 1 ? ": this route matches no request" : "")});
         }
         if (proto == v1::TLS && route.match().sni_size() == 0) {

@@ -581,9 +581,14 @@ class Compiler {
                                                     : rl.bucket() + '\n' + out->rate_limit_header + '\n' +
                                                           std::to_string(rl.requests_per_second()) + '/' +
                                                           std::to_string(rl.burst());
-      if (auto shared = group.empty() ? shared_limiters_.end() : shared_limiters_.find(group);
-          shared != shared_limiters_.end()) {
+      static const std::map<std::string, std::shared_ptr<RateLimiter>> kNoGroups;
+      const auto& prev_groups = opts_.previous ? opts_.previous->rate_limit_groups : kNoGroups;
+      if (auto shared = group.empty() ? cfg_->rate_limit_groups.end() : cfg_->rate_limit_groups.find(group);
+          shared != cfg_->rate_limit_groups.end()) {
         out->rate_limiter = shared->second;
+      } else if (auto kept = group.empty() ? prev_groups.end() : prev_groups.find(group); kept != prev_groups.end()) {
+        out->rate_limiter = kept->second;  // the group's buckets, whichever of its routes existed before
+        cfg_->rate_limit_groups.emplace(group, out->rate_limiter);
       } else {
         // The same limits on the same route keep their buckets across snapshots.
         const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
@@ -594,7 +599,7 @@ class Compiler {
         } else {
           out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
         }
-        if (!group.empty()) shared_limiters_.emplace(group, out->rate_limiter);
+        if (!group.empty()) cfg_->rate_limit_groups.emplace(group, out->rate_limiter);
       }
     }
     if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
@@ -776,8 +781,7 @@ class Compiler {
   const pb::Snapshot& snap_;
   const CompileOptions& opts_;
   std::vector<std::string>& warnings_;
-  // RateLimit.bucket + key + limits → the limiter the routes naming it share (this compile).
-  std::map<std::string, std::shared_ptr<RateLimiter>> shared_limiters_;
+
   std::shared_ptr<RuntimeConfig> cfg_;
   std::map<std::string, const BackendSet*> sets_;
   std::map<std::string, Listener*> listeners_;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -220,6 +221,9 @@ struct RuntimeConfig {
 
   std::unordered_map<std::string_view, const Listener*> listener_index;
   std::unordered_map<std::string_view, const Route*> route_index;
+  // RateLimit.bucket + key + limits → the limiter its routes share (the next snapshot's routes
+  // naming the same group keep it, whichever of them are new).
+  std::map<std::string, std::shared_ptr<RateLimiter>> rate_limit_groups;
 };
 
 }  // namespace doorman::dataplane

@@ -546,6 +546,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
     }
+    // CONNECT asks for a tunnel, whatever its target's form ("host:443", or an origin-form "/x"
+    // some clients send): doorman does not tunnel, and a backend that would (a forward proxy)
+    // must not be reached through it.
+    if (req.method() == http::verb::connect) co_return local(400, "CONNECT is not supported (doorman does not tunnel)", false);
     if (path.empty() || (path.front() != '/' && path != "*")) co_return local(400, "invalid request target", false);
     // An absolute-form target must name a host (RFC 9110 §4.2.1: "http:///x" is invalid).
     if (req.target().front() != '/' && path != "*" && authority.empty()) {

@@ -1,7 +1,6 @@
 #include "dataplane/l7/tls_context.h"
 
 #include <openssl/bn.h>
-#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -72,15 +71,22 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_OK;
 }
 
-// One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
-std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
-                                          std::vector<std::string>* names, std::string* error) {
+// A server context with the listener's protocol floor, the cipher list and ALPN; no certificate.
+std::unique_ptr<ssl::context> NewServerContext(const std::string& min_version) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_cipher_list(c, kCiphers12);
   SSL_CTX_set_alpn_select_cb(c, SelectAlpn, nullptr);
+  return ctx;
+}
+
+// One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
+std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
+                                          std::vector<std::string>* names, std::string* error) {
+  auto ctx = NewServerContext(min_version);
+  SSL_CTX* c = ctx->native_handle();
 
   BIO* bio = BIO_new_mem_buf(pem.chain_pem.data(), static_cast<int>(pem.chain_pem.size()));
   X509* leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
@@ -126,51 +132,58 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
 // ingress-nginx's "fake certificate": self-signed, generated once per process (P-256, CN
 // "Doorman Default Certificate", no SAN, valid a year from start), for handshakes no
 // certificate's names cover when the listener asks for it (ListenerTls.default_self_signed).
-// Empty PEMs if OpenSSL fails (the listener then uses its first certificate, with a warning).
-const TlsCertificatePem& SelfSignedPem() {
-  static const TlsCertificatePem pem = [] {
-    TlsCertificatePem out{"doorman self-signed default", "", ""};
+// Kept as OpenSSL objects for the life of the process (never as PEM text, never logged); both
+// null if OpenSSL fails (the listener then uses its first certificate, with a warning).
+struct SelfSigned {
+  X509* cert = nullptr;
+  EVP_PKEY* key = nullptr;
+};
+
+const SelfSigned& SelfSignedDefault() {
+  static const SelfSigned generated = [] {
     EVP_PKEY* key = EVP_EC_gen("P-256");
     X509* x = X509_new();
     X509_NAME* subject = X509_NAME_new();
     BIGNUM* serial = BN_new();
-    bool ok = key != nullptr && x != nullptr && subject != nullptr && serial != nullptr &&
-              X509_set_version(x, 2) == 1 && BN_rand(serial, 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 &&
-              BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) != nullptr &&
-              X509_gmtime_adj(X509_getm_notBefore(x), -3600) != nullptr &&
-              X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600) != nullptr &&
-              X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC,
-                                         reinterpret_cast<const unsigned char*>("Doorman"), -1, -1, 0) == 1 &&
-              X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                                         reinterpret_cast<const unsigned char*>("Doorman Default Certificate"), -1, -1,
-                                         0) == 1 &&
-              X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, subject) == 1 &&
-              X509_set_pubkey(x, key) == 1 && X509_sign(x, key, EVP_sha256()) > 0;
-    if (ok) {
-      BIO* cb = BIO_new(BIO_s_mem());
-      BIO* kb = BIO_new(BIO_s_mem());
-      ok = cb != nullptr && kb != nullptr && PEM_write_bio_X509(cb, x) == 1 &&
-           PEM_write_bio_PrivateKey(kb, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-      char* data = nullptr;
-      if (ok) {
-        const long n = BIO_get_mem_data(cb, &data);
-        out.chain_pem.assign(data, static_cast<std::size_t>(n));
-        const long k = BIO_get_mem_data(kb, &data);
-        out.key_pem.assign(data, static_cast<std::size_t>(k));
-        OPENSSL_cleanse(data, static_cast<std::size_t>(k));
-      }
-      BIO_free(cb);
-      BIO_free(kb);
-    }
-    if (!ok) out.chain_pem.clear(), out.key_pem.clear();
-    ERR_clear_error();
+    const bool ok =
+        key != nullptr && x != nullptr && subject != nullptr && serial != nullptr && X509_set_version(x, 2) == 1 &&
+        BN_rand(serial, 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 &&
+        BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) != nullptr &&
+        X509_gmtime_adj(X509_getm_notBefore(x), -3600) != nullptr &&
+        X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600) != nullptr &&
+        X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Doorman"), -1, -1,
+                                   0) == 1 &&
+        X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>("Doorman Default Certificate"), -1, -1, 0) == 1 &&
+        X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, subject) == 1 && X509_set_pubkey(x, key) == 1 &&
+        X509_sign(x, key, EVP_sha256()) > 0;
     BN_free(serial);
     X509_NAME_free(subject);
-    X509_free(x);
-    EVP_PKEY_free(key);
-    return out;
+    ERR_clear_error();
+    if (!ok) {
+      X509_free(x);
+      EVP_PKEY_free(key);
+      return SelfSigned{};
+    }
+    return SelfSigned{x, key};
   }();
-  return pem;
+  return generated;
+}
+
+// A context serving the self-signed default; nullptr + *error when there is none.
+std::unique_ptr<ssl::context> MakeSelfSignedContext(const std::string& min_version, std::string* error) {
+  const SelfSigned& s = SelfSignedDefault();
+  if (s.cert == nullptr) {
+    *error = "could not generate it";
+    return nullptr;
+  }
+  auto ctx = NewServerContext(min_version);
+  SSL_CTX* c = ctx->native_handle();
+  if (SSL_CTX_use_certificate(c, s.cert) != 1 || SSL_CTX_use_PrivateKey(c, s.key) != 1) {
+    *error = OpenSslError();
+    return nullptr;
+  }
+  return ctx;
 }
 
 }  // namespace
@@ -188,6 +201,7 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       if (error->empty()) *error = "certificate \"" + pem.name + "\": " + why;
       continue;
     }
+    e.name = pem.name;
     out->all_names_.push_back(e.names);
     out->entries_.push_back(std::move(e));
   }
@@ -196,17 +210,15 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   if (listener.tls_default_self_signed) {
     // First, so it is the default; no names, so SNI never selects it.
     Entry e;
-    std::string why = "could not generate it";
-    const TlsCertificatePem& pem = SelfSignedPem();
-    if (!pem.chain_pem.empty()) e.ctx = MakeContext(pem, listener.tls_min_version, &e.names, &why);
+    std::string why;
+    e.ctx = MakeSelfSignedContext(listener.tls_min_version, &why);
     if (e.ctx) {
-      e.names.clear();
+      e.name = "self-signed default";
       out->all_names_.insert(out->all_names_.begin(), e.names);
       out->entries_.insert(out->entries_.begin(), std::move(e));
     } else {
       warnings->push_back("listener \"" + listener.name + "\": the self-signed default certificate is unusable (" +
-                          why + "); clients without a known SNI get certificate \"" +
-                          listener.tls_certificates.front().name + "\"");
+                          why + "); clients without a known SNI get certificate \"" + out->entries_.front().name + "\"");
     }
   }
   for (std::size_t i = 0; i < out->entries_.size(); ++i) {

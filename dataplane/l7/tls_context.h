@@ -31,6 +31,7 @@ class TlsServerContext {
   struct Entry {
     std::unique_ptr<boost::asio::ssl::context> ctx;
     std::vector<std::string> names;
+    std::string name;  // TlsCertificate.name, for warnings
   };
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   static int OnClientHello(SSL* ssl, int* alert, void* arg);

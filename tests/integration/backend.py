@@ -279,6 +279,10 @@ class Handler(BaseHTTPRequestHandler):
             if body is not None:
                 self._reply(*body)
 
+    def do_CONNECT(self):  # counted and answered like a GET: a test sees whether one arrived
+        self._count()
+        self._reply()
+
     def log_message(self, fmt, *args):  # keep test output quiet
         pass
 

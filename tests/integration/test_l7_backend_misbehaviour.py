@@ -617,7 +617,8 @@ spec:
 """ + route("five", "/five", self.failing, '{retries: {attempts: 5, "on": ["503"]}}')
             + route("onlyon", "/onlyon", self.failing, '{retries: {"on": ["503"]}}')
             + route("cap", "/cap", self.slow, '{retries: {attempts: 5, "on": [timeout], perTryTimeout: 1s}, timeouts: {request: 1500ms}}')
-            + route("ptr", "/ptr", self.slow, '{retries: {attempts: 1, "on": ["503"], perTryTimeout: 5s}, timeouts: {request: 1s}}'))
+            + route("ptr", "/ptr", self.slow, '{retries: {attempts: 1, "on": ["503"], perTryTimeout: 5s}, timeouts: {request: 1s}}')
+            + route("wide", "/wide", self.slow, '{retries: {attempts: 1, "on": [timeout], perTryTimeout: 1s}, timeouts: {request: 4s}}'))
         self.start_controller()
         self.start_dataplane(["--workers", "1"])
         self.wait_converged()
@@ -657,17 +658,20 @@ spec:
 
     def test_a_request_no_timeout_could_retry_waits_for_the_request_timeout(self):
         # A POST on a route that retries only idempotent requests is never retried, so the
-        # per-try timeout (1 s) does not cut it: the 1.2 s answer comes within the 1.5 s request
-        # timeout. The same answer to a GET is cut at 1 s and retried.
+        # per-try timeout (1 s) does not cut it: the 1.5 s answer comes within the 4 s request
+        # timeout. The same answer to a GET is cut at 1 s and retried once, and the retry (the
+        # last try) is cut at 1 s too, as Envoy cuts every try: 504 after 2 tries.
         with socket.create_connection(("127.0.0.1", self.port), timeout=15) as s:
-            s.sendall(b"POST /cap/slow/1200 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            s.sendall(b"POST /wide/slow/1500 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
                       b"Connection: close\r\n\r\na=1")
             r = recv_until_close(s, 15)
         self.assertTrue(r.startswith(b"HTTP/1.1 200"), r)
         self.assertEqual(self.requests_to(self.slow), 1)
-        r = self.get("/cap/slow/1200")
+        r = self.get("/wide/slow/1500")
         self.assertTrue(r.startswith(b"HTTP/1.1 504"), r)
+        self.assertIn(b"per-try timeout (retries: 1)", r)
         self.assertEqual(self.requests_to(self.slow), 1 + 2)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -58,6 +58,10 @@ VECTORS = [
     ("fragment in the path", b"GET /admin#x HTTP/1.1\r\n" + H + b"\r\n", 400),  # RFC 9112 §3.2: no "#"
     ("fragment after the query", b"GET /?v=2#x HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("fragment in absolute form", b"GET http://h.local/a#b HTTP/1.1\r\n" + H + b"\r\n", 400),
+    # No tunnels, whatever the target's form (a backend that is a forward proxy is not reachable).
+    ("connect authority form", b"CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", 400),
+    ("connect origin form", b"CONNECT /x HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("connect absolute form", b"CONNECT http://h.local/x HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("header count", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
     ("header size", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 40000 + b"\r\n\r\n", 431),
     ("request line", b"GET /" + b"a" * 10000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),

@@ -194,6 +194,11 @@ TEST(ParseManifests, StructuralErrorsNameTheDocument) {
       {"apiVersion: v1\nkind: Service\nmetadata: {name: 5}\n", "missing or non-string metadata.name"},
       {"- a\n- b\n", "a document must be a mapping"},
       {"apiVersion: doorman.dev/v2\nkind: LoadBalancer\nmetadata: {name: a}\n", "unsupported apiVersion"},
+      {"apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: a}\n",
+       "EndpointSlice a: unsupported apiVersion \"discovery.k8s.io/v1beta1\" (want discovery.k8s.io/v1)"},
+      {"apiVersion: networking.k8s.io/v1beta1\nkind: IngressClass\nmetadata: {name: a}\n",
+       "unsupported apiVersion \"networking.k8s.io/v1beta1\" (want networking.k8s.io/v1)"},
+      {"apiVersion: core/v1\nkind: Secret\nmetadata: {name: a}\n", "(want v1)"},
   };
   for (const auto& c : cases) {
     const auto r = ParseManifests(std::string("apiVersion: v1\nkind: Secret\nmetadata: {name: ok}\n---\n") + c.yaml,

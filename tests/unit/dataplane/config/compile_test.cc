@@ -372,6 +372,24 @@ TEST(CompileTest, RoutesNamingOneRateLimitBucketShareIt) {
   EXPECT_EQ(limiter(next, "ns/ingress:a/p0"), a);  // kept across snapshots
   EXPECT_NE(limiter(next, "ns/ingress:a/p1"), a);  // another bucket
   EXPECT_NE(limiter(next, "ns/ingress:a/p2"), a);  // other limits
+
+  // A new path of the Ingress that compiles first (and the old ones renamed): the group keeps
+  // its buckets, not only routes that existed by name.
+  CompileOptions after_next;
+  after_next.previous = next.config.get();
+  const auto renamed = Compile(Parse(R"pb(
+      listeners { name: "http-80" port: 80 protocol: HTTP routes: "ns/ingress:a/new" routes: "ns/ingress:a/q0" }
+      routes { name: "ns/ingress:a/new" listener: "http-80" backends { backend_set: "s" }
+               policy { rate_limit { requests_per_second: 1 burst: 1 key: "ClientIP" bucket: "ns/ingress:a" } } }
+      routes { name: "ns/ingress:a/q0" listener: "http-80" backends { backend_set: "s" }
+               policy { rate_limit { requests_per_second: 1 burst: 1 key: "ClientIP" bucket: "ns/ingress:a" } } }
+      backend_sets { name: "s" endpoints { address: "127.0.0.1" port: 1 ready: true } }
+    )pb"),
+                               3, after_next);
+  ASSERT_TRUE(renamed.ok()) << renamed.error;
+  EXPECT_EQ(limiter(renamed, "ns/ingress:a/new"), a);
+  EXPECT_EQ(limiter(renamed, "ns/ingress:a/q0"), a);
+  EXPECT_FALSE(limiter(renamed, "ns/ingress:a/q0")->Allow("c", SteadyTime{}, &retry));  // still empty
 }
 
 TEST(CompileTest, FiltersAndForwardedHeaders) {
