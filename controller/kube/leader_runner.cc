@@ -199,10 +199,15 @@ void ViewPublisher::Publish(const std::vector<status::DataplaneView>& own) {
     written_ = true;
     last_content_ = content;
     last_write_ = now;
+    if (publish_failure_) log::Info("leader", "publishing the dataplane view works again", {{"lease", options_.ns + "/" + name_}});
+    publish_failure_.reset();
   } else {
     next_try_ = now + options_.retry_period;
-    log::Info("leader", "publishing the dataplane view failed",
-              {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(code)}});
+    if (publish_failure_ != code) {
+      log::Info("leader", "publishing the dataplane view failed (retried every retry period, logged again if the code changes)",
+                {{"lease", options_.ns + "/" + name_}, {"code", std::to_string(code)}});
+    }
+    publish_failure_ = code;
   }
 }
 
@@ -210,14 +215,22 @@ std::optional<std::vector<status::PeerView>> ViewPublisher::ListPeers() {
   // At most one LIST per retry period (the status loop asks every 500 ms).
   const auto now = std::chrono::steady_clock::now();
   if (peers_cache_ && now - peers_listed_ < options_.retry_period) return peers_cache_;
+  if (list_failure_ && now - list_failed_at_ < options_.retry_period) return std::nullopt;
   const auto& res = LeaseResource();
   HttpResponse r = http_->Request(
       "GET", res.namespaced_collection_path(options_.ns) + "?labelSelector=" + QueryEscape(std::string(status::kViewLabel) + "=true"));
   auto list = nlohmann::json::parse(r.body, nullptr, false);
   if (r.status != 200 || !list.is_object() || !list.contains("items") || !list["items"].is_array()) {
-    log::Info("leader", "listing dataplane views failed", {{"code", std::to_string(r.status)}});
+    if (list_failure_ != r.status) {
+      log::Info("leader", "listing dataplane views failed (retried every retry period, logged again if the code changes)",
+                {{"code", std::to_string(r.status)}});
+    }
+    list_failure_ = r.status;
+    list_failed_at_ = now;
     return std::nullopt;
   }
+  if (list_failure_) log::Info("leader", "listing dataplane views works again");
+  list_failure_.reset();
   std::vector<status::PeerView> out;
   const auto wall = std::chrono::system_clock::now();
   for (const auto& item : list["items"]) {

@@ -71,6 +71,10 @@ class ViewPublisher {
   std::chrono::steady_clock::time_point next_try_{};
   std::optional<std::vector<status::PeerView>> peers_cache_;  // the last successful list
   std::chrono::steady_clock::time_point peers_listed_{};
+  // Failures are logged once per HTTP status (again when it changes, and on recovery), and a
+  // failed LIST waits a retry period too.
+  std::optional<int> publish_failure_, list_failure_;
+  std::chrono::steady_clock::time_point list_failed_at_{};
 };
 
 // The Lease that keeps, across replicas and restarts, the last accepted versions the leader

@@ -107,11 +107,21 @@ const std::map<ObjectKey, int64_t>* ServedGenerations::Find(uint64_t version) co
   return it == by_version_.end() ? nullptr : &it->second;
 }
 
+namespace {
+// Not accepted, but still routing a last good translation of the current generation: its spec is
+// unchanged and something it refers to (a Secret, a Service) broke since.
+bool LastGoodIsThisGeneration(const ObjectStatus& st) {
+  return !st.accepted && st.serving_last_good && st.serving_generation == st.generation;
+}
+}  // namespace
+
 ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
                                 const ServedGenerations& served) {
   ProgrammedCount c;
   c.ready = dataplanes.size();
-  if (!st.accepted) return c;  // the current generation is not routed anywhere
+  // Not accepted: the current generation is routed nowhere, unless its last good translation is
+  // of this very generation (a Secret it names broke since, the spec did not change).
+  if (!st.accepted && !LastGoodIsThisGeneration(st)) return c;
   for (const auto& d : dataplanes) {
     const auto* entry = served.Find(d.acked_version);
     if (!entry) continue;
@@ -182,7 +192,13 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   const ProgrammedCount pc = CountProgrammed(st, dataplanes, served);
   const std::string counts = std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
                              " dataplanes programmed generation " + std::to_string(gen);
-  if (!st.accepted) {
+  if (!st.accepted && LastGoodIsThisGeneration(st)) {
+    conditions.push_back(Condition("Programmed", false, "Invalid",
+                                   "generation " + std::to_string(gen) + " is not accepted as the objects it refers to "
+                                   "stand now: " + std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
+                                   " dataplanes still route its last accepted translation",
+                                   gen, current, now));
+  } else if (!st.accepted) {
     conditions.push_back(Condition("Programmed", false, "Invalid",
                                    "generation " + std::to_string(gen) + " is not accepted, so it is not programmed",
                                    gen, current, now));
@@ -292,8 +308,13 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   const json meta = object.is_object() && object.contains("metadata") ? object["metadata"] : json::object();
   const std::string uid = meta.value("uid", "");
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
-  std::string message = st.message;
-  message = Clip(message, kMaxEventMessage);
+  // A Service or an Ingress has no condition to say it keeps routing its last good version (and
+  // its addresses stay), so the Event says it; clipped with room for that note, never through it.
+  const std::string note = !st.accepted && st.serving_last_good
+                               ? " (still routing generation " + std::to_string(st.serving_generation) +
+                                     ", the last accepted one)"
+                               : "";
+  const std::string message = Clip(st.message, kMaxEventMessage - note.size()) + note;
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",
                 static_cast<unsigned long long>(Fnv1a64(uid + "\n" + reason + "\n" + message)));

@@ -27,10 +27,10 @@ for t in "${targets[@]}"; do
             dataplane/l4/sni.cc dataplane/health/health_state.cc common/log.cc common/line_writer.cc
             common/log_throttle.cc common/duration.cc common/address.cc build/api/doorman/v1/routing.pb.cc
             -Ibuild/api -lprotobuf -lre2) ;;
-    manifest) srcs=(controller/source/manifest.cc common/log.cc common/line_writer.cc -lyaml-cpp) ;;
+    manifest) srcs=(controller/source/manifest.cc controller/source/known_fields.cc common/log.cc common/line_writer.cc -lyaml-cpp) ;;
     translate)
       [ -f build/controller/lb_crd.cc ] || bash scripts/build.sh build >/dev/null
-      srcs=(controller/source/manifest.cc controller/translate/*.cc build/controller/lb_crd.cc
+      srcs=(controller/source/manifest.cc controller/source/known_fields.cc controller/translate/*.cc build/controller/lb_crd.cc
             dataplane/config/compile.cc dataplane/l7/access_log.cc dataplane/l7/filters.cc dataplane/l7/policy.cc
             dataplane/l7/router.cc dataplane/lb/*.cc dataplane/l4/cidr.cc dataplane/l4/proxy_protocol.cc
             dataplane/l4/sni.cc dataplane/health/health_state.cc common/log.cc common/line_writer.cc

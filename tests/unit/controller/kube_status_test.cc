@@ -145,6 +145,29 @@ TEST(StatusTest, NotAcceptedCarriesReasonAndMessageAndIsNotProgrammed) {
   EXPECT_EQ(s["dataplanes"]["programmed"], 0);
 }
 
+// The spec did not change but a Secret it names broke: the last good translation is of this
+// very generation, and the dataplanes still route it. Programmed stays False (the generation as
+// its references stand now is refused) but says what is routed, and the count shows it.
+TEST(StatusTest, ALastGoodOfTheSameGenerationIsCountedNotDenied) {
+  ServedGenerations served;
+  ObjectStatus st = Accepted("shop", 3);
+  st.accepted = false;
+  st.reason = "InvalidCertificateRef";
+  st.message = "Secret default/tls1 not found";
+  st.serving_last_good = true;
+  st.serving_generation = 3;
+  served.Record(7, ServedBy({st}));
+  const json s = LoadBalancerStatus(st, {{"n1", "192.0.2.1", 7}, {"n2", "192.0.2.2", 7}}, served, nullptr, "T");
+  EXPECT_EQ((*Cond(s, "Accepted"))["status"], "False");
+  const json& p = *Cond(s, "Programmed");
+  EXPECT_EQ(p["status"], "False");
+  EXPECT_EQ(p["reason"], "Invalid");
+  EXPECT_EQ(p["message"], "generation 3 is not accepted as the objects it refers to stand now: 2 of 2 dataplanes "
+                          "still route its last accepted translation");
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 2}, {"programmed", 2}}));
+  EXPECT_EQ(s["addresses"].size(), 2u);
+}
+
 TEST(StatusTest, ServedGenerationsEvictOldestButKeepVersionsInUse) {
   ServedGenerations served;
   for (uint64_t v = 1; v <= 5; ++v) served.Record(v, {}, {1}, 3);
@@ -305,6 +328,19 @@ TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
   EXPECT_EQ(EventRepeatPatch({{"count", 4}}, "T5"), json::parse(R"({"count":5,"lastTimestamp":"T5"})"));
   st.message = std::string(5000, 'x');
   EXPECT_EQ(WarningEvent(st, obj, "v", "i", "T")["message"].get<std::string>().size(), 1024u);
+  // Still routing its last good version: said (a Service has no condition to say it), and never
+  // clipped away.
+  ObjectStatus kept = st;
+  kept.serving_last_good = true;
+  kept.serving_generation = 2;
+  const std::string long_note = WarningEvent(kept, obj, "v", "i", "T")["message"];
+  EXPECT_LE(long_note.size(), 1024u);
+  const std::string note = "... (still routing generation 2, the last accepted one)";
+  ASSERT_GE(long_note.size(), note.size());
+  EXPECT_EQ(long_note.substr(long_note.size() - note.size()), note) << long_note;
+  kept.message = "metadata.annotations[doorman.dev/scheduler]: unknown scheduler \"bogus\"";
+  EXPECT_EQ(WarningEvent(kept, obj, "v", "i", "T")["message"],
+            kept.message + " (still routing generation 2, the last accepted one)");
   // Clipped at a character boundary: a cut through "é" would be invalid UTF-8, which the JSON
   // encoder refuses (it threw, from the status writer).
   st.message.clear();

@@ -144,6 +144,40 @@ TEST(ViewPublisherTest, ListsAtMostOncePerRetryPeriod) {
   EXPECT_EQ(http.calls.size(), 1u);
 }
 
+// A view Lease that cannot be written (its namespace does not exist: 404) or listed is logged
+// once per HTTP status, not every retry period; a failed LIST waits a retry period too.
+TEST(ViewPublisherTest, FailuresAreLoggedOncePerStatusAndListsAreThrottled) {
+  FakeHttp http;
+  LeaderOptions o = Options();
+  o.retry_period = std::chrono::milliseconds(1);
+  ViewPublisher views(&http, o);
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 3; ++i) {
+    http.script.push_back({404, "{}", std::nullopt, ""});  // POST: namespace not found
+    views.Publish({{"n1", "192.0.2.1", static_cast<uint64_t>(7 + i)}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past the 1 ms retry period
+  }
+  http.script.push_back({201, R"({"metadata":{"resourceVersion":"5"}})", std::nullopt, ""});
+  views.Publish({{"n1", "192.0.2.1", 10}});
+  const std::string publish_log = ::testing::internal::GetCapturedStderr();
+  size_t failed = 0;
+  for (size_t at = publish_log.find("publishing the dataplane view failed"); at != std::string::npos;
+       at = publish_log.find("publishing the dataplane view failed", at + 1)) {
+    ++failed;
+  }
+  EXPECT_EQ(failed, 1u) << publish_log;
+  EXPECT_NE(publish_log.find("publishing the dataplane view works again"), std::string::npos) << publish_log;
+
+  LeaderOptions slow = Options();
+  slow.retry_period = std::chrono::seconds(60);
+  FakeHttp list_http;
+  ViewPublisher lister(&list_http, slow);
+  list_http.script.push_back({403, "{}", std::nullopt, ""});
+  EXPECT_FALSE(lister.ListPeers());
+  EXPECT_FALSE(lister.ListPeers());  // within the retry period: not asked again
+  EXPECT_EQ(list_http.calls.size(), 1u);
+}
+
 // A renewal applied by the API server whose answer was lost (shutdown cancels in-flight
 // requests) leaves a stale resourceVersion: the release must still happen (re-read, re-PUT),
 // or followers wait for the whole lease duration.
