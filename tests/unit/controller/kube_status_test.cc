@@ -124,14 +124,21 @@ TEST(StatusTest, NoDataplaneOrUnknownVersionIsPending) {
   EXPECT_EQ(s["addresses"], json::array());  // no advertise address given
 }
 
+// LoadBalancer "shop" at `generation`, not accepted (`reason`, `message`), still routing the
+// last good translation of `serving`.
+ObjectStatus RoutingLastGood(int64_t generation, int64_t serving, const std::string& reason, const std::string& message) {
+  ObjectStatus st = Accepted("shop", generation);
+  st.accepted = false;
+  st.reason = reason;
+  st.message = message;
+  st.serving_last_good = true;
+  st.serving_generation = serving;
+  return st;
+}
+
 TEST(StatusTest, NotAcceptedCarriesReasonAndMessageAndIsNotProgrammed) {
   ServedGenerations served;
-  ObjectStatus st = Accepted("shop", 3);
-  st.accepted = false;
-  st.reason = "InvalidSpec";
-  st.message = "spec.routes[1].match.path.value: invalid regular expression";
-  st.serving_last_good = true;
-  st.serving_generation = 2;
+  const ObjectStatus st = RoutingLastGood(3, 2, "InvalidSpec", "spec.routes[1].match.path.value: invalid regular expression");
   served.Record(7, ServedBy({st}));
   EXPECT_EQ(served.Find(7)->at(st.key), 2);
   json s = LoadBalancerStatus(st, {{"n1", "192.0.2.1", 7}}, served, nullptr, "T");
@@ -150,12 +157,7 @@ TEST(StatusTest, NotAcceptedCarriesReasonAndMessageAndIsNotProgrammed) {
 // its references stand now is refused) but says what is routed, and the count shows it.
 TEST(StatusTest, ALastGoodOfTheSameGenerationIsCountedNotDenied) {
   ServedGenerations served;
-  ObjectStatus st = Accepted("shop", 3);
-  st.accepted = false;
-  st.reason = "InvalidCertificateRef";
-  st.message = "Secret default/tls1 not found";
-  st.serving_last_good = true;
-  st.serving_generation = 3;
+  const ObjectStatus st = RoutingLastGood(3, 3, "InvalidCertificateRef", "Secret default/tls1 not found");
   served.Record(7, ServedBy({st}));
   const json s = LoadBalancerStatus(st, {{"n1", "192.0.2.1", 7}, {"n2", "192.0.2.2", 7}}, served, nullptr, "T");
   EXPECT_EQ((*Cond(s, "Accepted"))["status"], "False");
