@@ -521,7 +521,17 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
           // default certificate was never valid while a spec.tls Secret was restored) keeps its
           // words; the others say what is served instead.
           const std::vector<StatusWarning> uncured = std::move(again->warnings);
-          again->warnings = cand.current->warnings;
+          again->warnings.clear();
+          // What only the missing Secret caused (hsts or ssl-redirect "has no effect") is not so
+          // while the saved certificate serves: only warnings the served compile has too stay.
+          for (const auto& w : cand.current->warnings) {
+            const bool secret = w.reason == "SecretNotFound" || w.reason == "InvalidSecret";
+            if (secret || std::any_of(uncured.begin(), uncured.end(), [&w](const StatusWarning& u) {
+                  return u.reason == w.reason && u.field == w.field && u.message == w.message;
+                })) {
+              again->warnings.push_back(w);
+            }
+          }
           // What the message says is lost, and what is served instead.
           static constexpr std::pair<std::string_view, std::string_view> kLost[] = {
               {"not served over HTTPS by this entry", "still served over HTTPS with the certificate of the last accepted version"},

@@ -514,7 +514,10 @@ TEST(TranslateIngress, InAClusterANotFoundSecretMayBeOfAnotherType) {
 // deleted Secret) is warned, but the entry keeps serving the certificate it had.
 TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion) {
   Translator t;
-  const std::string ing = Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"));
+  // hsts and ssl-redirect keep their effect while the saved certificate serves: no
+  // "has no effect" warning for them (only the Secret's own).
+  const std::string ing = Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                  "    doorman.dev/hsts: \"max-age=100\"\n    doorman.dev/ssl-redirect: \"true\"\n");
   auto r1 = t.Translate(Store(Docs({Fixture(), Secret("s"), ing})));
   ASSERT_TRUE(Ing(r1, "i")->accepted);
   ASSERT_EQ(r1.snapshot.certificates_size(), 1);
@@ -525,9 +528,12 @@ TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion)
     auto r2 = t.Translate(Store(Docs({Fixture(), ing}) + (broken.empty() ? "" : "---\n" + broken)));
     const ObjectStatus* st = Ing(r2, "i");
     ASSERT_TRUE(st->accepted) << st->message;
-    ASSERT_EQ(st->warnings.size(), 1u);
+    ASSERT_EQ(st->warnings.size(), 1u) << st->warnings.back().reason << ": " << st->warnings.back().message;
     EXPECT_NE(st->warnings[0].message.find("still served over HTTPS with the certificate of the last accepted version"),
               std::string::npos) << st->warnings[0].message;
+    EXPECT_EQ(RouteNamed(r2.snapshot, "default/ingress:i/r0-p0-https")->filters().response_headers().set().at(
+                  "strict-transport-security"),
+              "max-age=100");
     const v1::Listener* https = ListenerNamed(r2.snapshot, "https-443");
     ASSERT_NE(https, nullptr);
     ASSERT_EQ(r2.snapshot.certificates_size(), 1);
