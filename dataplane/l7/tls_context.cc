@@ -65,7 +65,10 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   unsigned char* selected = nullptr;
   if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof(kHttp11), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
-    return SSL_TLSEXT_ERR_NOACK;  // the client offered no http/1.1: continue without ALPN
+    // The client offered ALPN without http/1.1 (an h2-only gRPC client): RFC 7301 §3.2's fatal
+    // no_application_protocol alert, as nginx sends, not a handshake that ends in an HTTP/1.1
+    // 400 to its HTTP/2 preface. A client that offers no ALPN at all is not asked here.
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   *out = selected;
   return SSL_TLSEXT_ERR_OK;

@@ -172,6 +172,15 @@ spec:
         self.assertIn("ALPN protocol: http/1.1", ok.stdout)
         r = self.curl_https("a.test", self.a[0], ["-v"])
         self.assertIn("ALPN: server accepted http/1.1", r.stderr)
+        # Only h2 offered (an h2-only gRPC client): RFC 7301's fatal no_application_protocol
+        # alert, as nginx sends, not a handshake that ends in an HTTP/1.1 400 to its preface.
+        h2 = self.s_client("-servername", "a.test", "-alpn", "h2")
+        self.assertNotEqual(h2.returncode, 0, h2.stdout)
+        self.assertIn("no application protocol", h2.stderr)
+        # No ALPN at all: served as HTTP/1.1.
+        none = self.s_client("-servername", "a.test", "-ign_eof", request="GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        self.assertIn("No ALPN negotiated", none.stdout)
+        self.assertIn("HTTP/1.1 200", none.stdout)
 
     def test_certificate_rotation_keeps_open_connections(self):
         sock, st, _, der_old = https_request(self.https, "a.test", self.a[0])
