@@ -380,7 +380,7 @@ std::optional<CertificateLoad> LoadDefaultCertificate(const CompileContext& ctx)
   if (ref.empty()) return std::nullopt;
   const auto slash = ref.find('/');
   CertificateLoad load = slash == std::string::npos
-                             ? CertificateLoad{std::nullopt, true, "Secret " + ref + " not found"}
+                             ? CertificateLoad{std::nullopt, true, "Secret " + ref + " not found", "", ""}
                              : LoadCertificate(ctx.store, ref.substr(0, slash), ref.substr(slash + 1),
                                                ctx.options.only_tls_secrets_watched);
   if (!load.cert) load.message = "the default certificate (--ingress-default-certificate): " + load.message;
@@ -432,6 +432,7 @@ IngressTls ReadTls(FieldReader& r, const json& spec, const ObjectKey& key, const
                            load.message + " (" + which + ": not served over HTTPS by this entry)"});
       continue;
     }
+    if (!load.validity_reason.empty()) warnings->push_back({load.validity_reason, tp + ".secretName", load.validity_message});
     // A host the certificate is not valid for is not covered by this entry (no ssl-redirect to a
     // certificate every client refuses, nothing shared), as ingress-nginx treats it.
     const std::vector<bool> covered = CertificateCoversHosts(load.cert->certificate_chain_pem(), hosts);

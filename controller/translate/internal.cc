@@ -3,6 +3,7 @@
 #include "controller/translate/internal.h"
 
 #include <arpa/inet.h>
+#include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <tuple>
 
@@ -141,6 +143,35 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
   EVP_PKEY_free(key);
   ERR_clear_error();
   return why;
+}
+
+// "2020-02-01T00:00:00Z" for an ASN1_TIME; "" when it does not convert.
+std::string Asn1TimeText(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "";
+  char buf[32];
+  return std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0 ? buf : "";
+}
+
+// Whether the first certificate of the chain is valid now: sets the load's validity warning.
+void CheckValidityNow(const std::string& chain_pem, const std::string& ref, CertificateLoad* out) {
+  BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
+  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(cb);
+  if (cert != nullptr) {
+    if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+      out->validity_reason = "CertificateExpired";
+      out->validity_message = "the certificate of " + ref + " expired on " + Asn1TimeText(X509_get0_notAfter(cert)) +
+                              ": clients that verify it refuse the connection (it is still served: renew it)";
+    } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+      out->validity_reason = "CertificateNotYetValid";
+      out->validity_message = "the certificate of " + ref + " is not valid before " +
+                              Asn1TimeText(X509_get0_notBefore(cert)) +
+                              ": clients that verify it refuse the connection until then (it is served)";
+    }
+  }
+  X509_free(cert);
+  ERR_clear_error();
 }
 
 }  // namespace
@@ -504,6 +535,7 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
     out.message = ref + ": " + why;
     return out;
   }
+  CheckValidityNow(cert.certificate_chain_pem(), ref, &out);
   out.cert = std::move(cert);
   return out;
 }

@@ -176,6 +176,9 @@ struct CertificateLoad {
   std::optional<v1::TlsCertificate> cert;
   bool not_found = false;
   std::string message;
+  // A usable certificate that is not valid now (checked when translated): the warning's reason
+  // ("CertificateExpired" | "CertificateNotYetValid") and what to say; "" when valid.
+  std::string validity_reason, validity_message;
 };
 // `only_tls_watched`: the store holds only kubernetes.io/tls Secrets (a cluster: the controller's
 // field selector), so "not found" may be a Secret of another type; the message says so.

@@ -12,11 +12,14 @@
 namespace doorman::controller::internal {
 namespace {
 
-// Loads a certificate for a LoadBalancer listener; any problem makes the object invalid.
+// Loads a certificate for a LoadBalancer listener; any problem makes the object invalid. One that
+// is not valid now (expired) is served, with a warning.
 std::optional<v1::TlsCertificate> ResolveCertificate(FieldReader& r, const CompileContext& ctx, const std::string& ns,
-                                                     const std::string& secret_name, const std::string& field) {
+                                                     const std::string& secret_name, const std::string& field,
+                                                     std::vector<StatusWarning>* warnings) {
   CertificateLoad load = LoadCertificate(ctx.store, ns, secret_name, ctx.options.only_tls_secrets_watched);
   if (!load.cert) r.Fail("InvalidCertificateRef", field, load.message);
+  if (load.cert && !load.validity_reason.empty()) warnings->push_back({load.validity_reason, field, load.validity_message});
   return std::move(load.cert);
 }
 
@@ -78,7 +81,7 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
               r.Invalid(cp + ".secretName", Q(*secret) + " is not a valid Secret name");
               continue;
             }
-            auto cert = ResolveCertificate(r, ctx, c.key.ns, *secret, cp + ".secretName");
+            auto cert = ResolveCertificate(r, ctx, c.key.ns, *secret, cp + ".secretName", &c.warnings);
             if (!cert) continue;
             lp.mutable_tls()->add_certificates(cert->name());
             c.certificates.push_back(std::move(*cert));

@@ -92,7 +92,8 @@ struct StatusWarning {
   // BackendNotFound | NoBackends | SecretNotFound | InvalidSecret | CanaryNotAttached |
   // AnnotationIgnored | UnknownAnnotation | FieldIgnored | MultipleDefaultClasses |
   // HealthCheckNotRun | PortConflict (a listener lost its port; the others are served) |
-  // PathIsRegex | PathLooksLikeRegex | HostPartlyTls | CertificateMismatch | NotImplemented |
+  // PathIsRegex | PathLooksLikeRegex | HostPartlyTls | CertificateMismatch | CertificateExpired |
+  // CertificateNotYetValid | NotImplemented |
   // RouteShadowed
   std::string reason;
   std::string field;   // spec.routes[0].backends[1].service

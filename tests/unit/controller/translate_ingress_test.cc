@@ -542,6 +542,45 @@ TEST(TranslateIngress, ABrokenSecretKeepsTheCertificateOfTheLastAcceptedVersion)
   }
 }
 
+// A certificate outside its validity is served (a lapsed renewal does not take the host off
+// HTTPS), with a warning on the object that names the date: ALB would refuse it, and clients
+// that verify refuse the connection.
+TEST(TranslateIngress, ACertificateOutsideItsValidityIsWarned) {
+  Translator t;
+  const std::string expired = Secret("expired", "type: kubernetes.io/tls\n" + TlsStringDataOf(kExpiredCertPem, kExpiredKeyPem));
+  const std::string future = Secret("future", "type: kubernetes.io/tls\n" + TlsStringDataOf(kFutureCertPem, kFutureKeyPem));
+  const std::string lb = R"(apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {name: lb, namespace: default}
+spec:
+  listeners: [{name: web, port: 8443, protocol: HTTPS, tls: {certificates: [{secretName: future}]}}]
+  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)";
+  auto r = t.Translate(Store(Docs({Fixture(), expired, future, lb,
+                                   Ingress("i", "  tls: [{hosts: [old.example.com], secretName: expired}]\n" +
+                                                    Rule("old.example.com"))})));
+  const ObjectStatus* ing = Ing(r, "i");
+  ASSERT_TRUE(ing->accepted) << ing->message;
+  ASSERT_EQ(ing->warnings.size(), 1u);
+  EXPECT_EQ(ing->warnings[0].reason, "CertificateExpired");
+  EXPECT_EQ(ing->warnings[0].field, "spec.tls[0].secretName");
+  EXPECT_NE(ing->warnings[0].message.find("the certificate of Secret default/expired expired on 2020-02-01T00:00:00Z"),
+            std::string::npos)
+      << ing->warnings[0].message;
+  EXPECT_TRUE(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->filters().redirect().enabled());  // still served
+  const ObjectStatus* l = nullptr;
+  for (const auto& st : r.statuses) {
+    if (st.key.kind == "LoadBalancer") l = &st;
+  }
+  ASSERT_NE(l, nullptr);
+  ASSERT_TRUE(l->accepted) << l->message;
+  ASSERT_EQ(l->warnings.size(), 1u);
+  EXPECT_EQ(l->warnings[0].reason, "CertificateNotYetValid");
+  EXPECT_EQ(l->warnings[0].field, "spec.listeners[0].tls.certificates[0].secretName");
+  EXPECT_NE(l->warnings[0].message.find("is not valid before 2125-01-01T00:00:00Z"), std::string::npos) << l->warnings[0].message;
+  EXPECT_EQ(r.snapshot.certificates_size(), 2);
+}
+
 TEST(TranslateIngress, NoUsableCertificateMeansNoHttpsListener) {
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", "  tls: [{hosts: [a.example.com]}]\n" + Rule("a.example.com"))})));

@@ -37,18 +37,58 @@ NihqrkgkVM1GzXBwuU/94imW8pGhRANCAAT2IDtavt/ldQYAxalPd8uBRHKudjOR
 lWLoNhn3vhqEZ5nFRWfUHAMu7cg5iDB7Ai9NuicSFvBwmSU7QX+OHPQz
 -----END PRIVATE KEY-----
 )";
-// The start of the key's base64, to check that no output ever quotes it.
-inline constexpr const char* kTestKeyBytes = "MIGHAgEAMBMGByqGSM49AgEG";
+// Throwaway certificates for old.example.com outside their validity: expired (January 2020) and
+// not yet valid (2125). Test-only.
+inline const std::string kExpiredCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBUjCB+qADAgECAhRMCpx288ppvOFGycC8YcO4crQ9OzAKBggqhkjOPQQDAjAa
+MRgwFgYDVQQDDA9vbGQuZXhhbXBsZS5jb20wHhcNMjAwMTAxMDAwMDAwWhcNMjAw
+MjAxMDAwMDAwWjAaMRgwFgYDVQQDDA9vbGQuZXhhbXBsZS5jb20wWTATBgcqhkjO
+PQIBBggqhkjOPQMBBwNCAARpXUPBQpTOnTgymU/WhCAdWPoC7m+rLe/cDTgfhbwl
+zWUW5Ge9FZVcvlHkp3ndOtvUAa6Uw1HC49gUz/tOkusFox4wHDAaBgNVHREEEzAR
+gg9vbGQuZXhhbXBsZS5jb20wCgYIKoZIzj0EAwIDRwAwRAIgc0DF1eMQSPrhF7sH
+XoggFt9D1ZTVPwiiy/lMCsLgtwgCIFl6JvSnxnM7+7YDFpp/0L2KtObrxDwRERHR
+c02FMyoX
+-----END CERTIFICATE-----
+)";
+inline const std::string kExpiredKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyp48UEzYSuhOfZDm
+qiepDUa/hGG/EjzUe0NO012enryhRANCAARpXUPBQpTOnTgymU/WhCAdWPoC7m+r
+Le/cDTgfhbwlzWUW5Ge9FZVcvlHkp3ndOtvUAa6Uw1HC49gUz/tOkusF
+-----END PRIVATE KEY-----
+)";
+inline const std::string kFutureCertPem = R"(-----BEGIN CERTIFICATE-----
+MIIBVjCB/qADAgECAhRv7O+jsgueTTYRzNDHNvNsJSRsEzAKBggqhkjOPQQDAjAa
+MRgwFgYDVQQDDA9vbGQuZXhhbXBsZS5jb20wIhgPMjEyNTAxMDEwMDAwMDBaGA8y
+MTI2MDEwMTAwMDAwMFowGjEYMBYGA1UEAwwPb2xkLmV4YW1wbGUuY29tMFkwEwYH
+KoZIzj0CAQYIKoZIzj0DAQcDQgAEEgTpY4Z9MPA1vRNx1LMOIPhSTB1SGD+7aaqk
+0XeZNXaF6/p2rb2D5z53Wz7Xd7hI6hioT3J1X2W4N/Lvm6YHZqMeMBwwGgYDVR0R
+BBMwEYIPb2xkLmV4YW1wbGUuY29tMAoGCCqGSM49BAMCA0cAMEQCIBD79taM9c6W
+Jt1Ndah4N44DcU4ccGA3amvhDnsVJaVsAiBfQjSJH5CYxfbUtUWY2uUsBTqQyrnG
+BeO7Ppl1V7HZjQ==
+-----END CERTIFICATE-----
+)";
+inline const std::string kFutureKeyPem = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKs9l9iIqo3XkATWH
+yJN8wgOmy95ggLYgI7NyxuyYmLChRANCAAQSBOljhn0w8DW9E3HUsw4g+FJMHVIY
+P7tpqqTRd5k1doXr+natvYPnPndbPtd3uEjqGKhPcnVfZbg38u+bpgdm
+-----END PRIVATE KEY-----
+)";
 
-// "stringData:" with tls.crt and tls.key of the pair above, as YAML block scalars.
-inline std::string TlsStringData() {
+// A kubernetes.io/tls Secret body (stringData) with `cert` and `key`.
+inline std::string TlsStringDataOf(const std::string& cert, const std::string& key) {
   std::string out = "stringData:\n  tls.crt: |\n";
-  std::istringstream c(kTestCertPem), k(kTestKeyPem);
+  std::istringstream c(cert), k(key);
   for (std::string line; std::getline(c, line);) out += "    " + line + "\n";
   out += "  tls.key: |\n";
   for (std::string line; std::getline(k, line);) out += "    " + line + "\n";
   return out;
 }
+
+// The start of the key's base64, to check that no output ever quotes it.
+inline constexpr const char* kTestKeyBytes = "MIGHAgEAMBMGByqGSM49AgEG";
+
+// "stringData:" with tls.crt and tls.key of the pair above, as YAML block scalars.
+inline std::string TlsStringData() { return TlsStringDataOf(kTestCertPem, kTestKeyPem); }
 
 inline ObjectStore Store(const std::string& text, const std::string& path = "/m/test.yaml") {
   ManifestSet set;
