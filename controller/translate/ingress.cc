@@ -71,7 +71,9 @@ std::string HstsProblem(const std::string& value) {
     const std::string lower = Lower(d);
     if (!seen.insert(lower.substr(0, lower.find('='))).second) return "directive " + Q(d) + " appears twice";
     if (lower.rfind("max-age=", 0) == 0) {
-      const std::string n = d.substr(8);
+      std::string n = d.substr(8);
+      // RFC 6797 §6.1.1: delta-seconds, as a token or a quoted-string ("max-age=\"100\"").
+      if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
       if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos) {
         return "max-age must be a number of seconds, not " + Q(n);
       }

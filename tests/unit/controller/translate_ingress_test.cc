@@ -1301,6 +1301,15 @@ TEST(TranslateIngress, HstsIsSentOnHttpsResponses) {
   ASSERT_EQ(Ing(r, "plain")->warnings.size(), 1u);
   EXPECT_EQ(Ing(r, "plain")->warnings[0].reason, "AnnotationIgnored");
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:plain/r0-p0")->filters().has_response_headers());
+  // RFC 6797 §6.1.1 allows max-age as a quoted-string; sent as written.
+  Translator q;
+  auto rq = q.Translate(Store(Docs({Fixture(), Secret("s"),
+                                    Ingress("i", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                            "    doorman.dev/hsts: 'max-age=\"100\"'\n")})));
+  ASSERT_TRUE(Ing(rq, "i")->accepted) << Ing(rq, "i")->message;
+  EXPECT_EQ(RouteNamed(rq.snapshot, "default/ingress:i/r0-p0-https")->filters().response_headers().set().at(
+                "strict-transport-security"),
+            "max-age=\"100\"");
 }
 
 // A TLS host's paths that none of the Ingress's paths match are redirected to HTTPS too
