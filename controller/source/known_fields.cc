@@ -57,18 +57,6 @@ json Shape(const char* text) { return json::parse(text); }
 
 std::string Join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
 std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
-std::string Quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += "?";
-      continue;
-    }
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out + "\"";
-}
 
 const json& MetaShape() {
   static const json meta = Shape(kObjectMeta);
@@ -88,11 +76,7 @@ const json* WholeShape(const std::string& kind) {
   static const json endpoint_slice = Object(Shape(kEndpointSliceBody));
   static const json secret = Object(Shape(kSecretBody));
   static const json ingress_class = Object(json{{"spec", Shape(kIngressClassSpec)}});
-  static const json service = [] {
-    json s = {{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", MetaShape()}, {"status", nullptr}};
-    s["spec"] = Shape(kServiceSpec);
-    return s;
-  }();
+  static const json service = Object(json{{"spec", Shape(kServiceSpec)}, {"status", nullptr}});
   static const json ingress = [] {
     const json backend = Shape(kIngressBackend);
     json path = {{"path", nullptr}, {"pathType", nullptr}, {"backend", backend}};
@@ -101,8 +85,7 @@ const json* WholeShape(const std::string& kind) {
                  {"defaultBackend", backend},
                  {"tls", json::array({{{"hosts", nullptr}, {"secretName", nullptr}}})},
                  {"rules", json::array({rule})}};
-    return json{{"apiVersion", nullptr}, {"kind", nullptr}, {"metadata", MetaShape()}, {"spec", spec},
-                {"status", nullptr}};
+    return Object(json{{"spec", spec}, {"status", nullptr}});
   }();
   if (kind == "Service") return &service;
   if (kind == "Ingress") return &ingress;
@@ -195,6 +178,19 @@ void Check(const json& value, const json& shape, const std::string& path, bool t
 
 }  // namespace
 
+std::string QuoteForMessage(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += "?";
+      continue;
+    }
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
 std::string JsonTypeName(const json& v) {
   if (v.is_null()) return "null";
   if (v.is_boolean()) return "a boolean";
@@ -223,7 +219,7 @@ std::string NearestName(const std::string& key, const std::vector<std::string>& 
 }
 
 std::string UnknownFieldMessage(const std::string& key, const std::vector<std::string>& known) {
-  if (std::string best = NearestName(key, known); !best.empty()) return "unknown field (did you mean " + Quote(best) + "?)";
+  if (std::string best = NearestName(key, known); !best.empty()) return "unknown field (did you mean " + QuoteForMessage(best) + "?)";
   std::string all;
   for (const auto& k : known) all += (all.empty() ? "" : ", ") + k;
   return "unknown field (known fields: " + all + ")";

@@ -27,6 +27,9 @@ struct FieldProblem {
 // kinds' values are the translator's to check.
 std::vector<FieldProblem> FieldProblems(const std::string& kind, const nlohmann::json& o, size_t max = 20);
 
+// `s` in double quotes for a message: '"' and '\\' escaped, control characters as '?'.
+std::string QuoteForMessage(const std::string& s);
+
 // "a string", "an integer", "a list", "an object", "null"… for messages.
 std::string JsonTypeName(const nlohmann::json& v);
 

@@ -192,7 +192,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   const ProgrammedCount pc = CountProgrammed(st, dataplanes, served);
   const std::string counts = std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
                              " dataplanes programmed generation " + std::to_string(gen);
-  if (!st.accepted && LastGoodIsThisGeneration(st)) {
+  if (LastGoodIsThisGeneration(st)) {
     conditions.push_back(Condition("Programmed", false, "Invalid",
                                    "generation " + std::to_string(gen) + " is not accepted as the objects it refers to "
                                    "stand now: " + std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +

@@ -120,11 +120,35 @@ bool IsPemCertificateBundle(const std::string& pem) {
   return true;
 }
 
+// "2020-02-01T00:00:00Z" for an ASN1_TIME; "" when it does not convert.
+std::string Asn1TimeText(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "";
+  char buf[32];
+  return std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0 ? buf : "";
+}
+
+// Sets the load's validity warning when `cert` (of `ref`) is not valid now.
+void CheckValidityNow(X509* cert, const std::string& ref, CertificateLoad* out) {
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+    out->validity_reason = "CertificateExpired";
+    out->validity_message = "the certificate of " + ref + " expired on " + Asn1TimeText(X509_get0_notAfter(cert)) +
+                            ": clients that verify it refuse the connection (it is still served: renew it)";
+  } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+    out->validity_reason = "CertificateNotYetValid";
+    out->validity_message = "the certificate of " + ref + " is not valid before " +
+                            Asn1TimeText(X509_get0_notBefore(cert)) +
+                            ": clients that verify it refuse the connection until then (it is served)";
+  }
+}
+
 // The pair a TLS listener would serve: the first certificate of the chain and the private key
 // parse, and the key belongs to the certificate. Checked here so that the object's own status
 // says so (a dataplane that cannot load it would otherwise only skip the listener and warn).
-// Empty when usable, else why not. Nothing of the key is ever part of the message.
-std::string CertificatePairProblem(const std::string& chain_pem, const std::string& key_pem) {
+// Empty when usable (then the load's validity warning is set if it is not valid now), else why
+// not. Nothing of the key is ever part of the message.
+std::string CertificatePairProblem(const std::string& chain_pem, const std::string& key_pem, const std::string& ref,
+                                   CertificateLoad* load) {
   BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
   X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
   BIO_free(cb);
@@ -138,40 +162,13 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
     why = "tls.key is not an unencrypted PEM private key";
   } else if (X509_check_private_key(cert, key) != 1) {
     why = "tls.key does not match the certificate in tls.crt";
+  } else {
+    CheckValidityNow(cert, ref, load);
   }
   X509_free(cert);
   EVP_PKEY_free(key);
   ERR_clear_error();
   return why;
-}
-
-// "2020-02-01T00:00:00Z" for an ASN1_TIME; "" when it does not convert.
-std::string Asn1TimeText(const ASN1_TIME* t) {
-  std::tm tm{};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return "";
-  char buf[32];
-  return std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0 ? buf : "";
-}
-
-// Whether the first certificate of the chain is valid now: sets the load's validity warning.
-void CheckValidityNow(const std::string& chain_pem, const std::string& ref, CertificateLoad* out) {
-  BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
-  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
-  BIO_free(cb);
-  if (cert != nullptr) {
-    if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
-      out->validity_reason = "CertificateExpired";
-      out->validity_message = "the certificate of " + ref + " expired on " + Asn1TimeText(X509_get0_notAfter(cert)) +
-                              ": clients that verify it refuse the connection (it is still served: renew it)";
-    } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
-      out->validity_reason = "CertificateNotYetValid";
-      out->validity_message = "the certificate of " + ref + " is not valid before " +
-                              Asn1TimeText(X509_get0_notBefore(cert)) +
-                              ": clients that verify it refuse the connection until then (it is served)";
-    }
-  }
-  X509_free(cert);
-  ERR_clear_error();
 }
 
 }  // namespace
@@ -531,11 +528,11 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
   } else {
     cert.set_certificate_chain_pem(std::move(chain));
   }
-  if (const auto why = CertificatePairProblem(cert.certificate_chain_pem(), cert.private_key_pem()); !why.empty()) {
+  if (const auto why = CertificatePairProblem(cert.certificate_chain_pem(), cert.private_key_pem(), ref, &out);
+      !why.empty()) {
     out.message = ref + ": " + why;
     return out;
   }
-  CheckValidityNow(cert.certificate_chain_pem(), ref, &out);
   out.cert = std::move(cert);
   return out;
 }

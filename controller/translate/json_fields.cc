@@ -9,18 +9,7 @@ namespace doorman::controller {
 
 std::string FieldReader::TypeName(const nlohmann::json& j) { return JsonTypeName(j); }
 
-std::string FieldReader::Quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += "?";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out + "\"";
-}
+std::string FieldReader::Quote(const std::string& s) { return QuoteForMessage(s); }
 
 bool FieldReader::Object(const nlohmann::json& j, const std::string& path,
                          std::initializer_list<const char*> allowed) {

@@ -576,30 +576,29 @@ class Compiler {
         Fail(where + ".policy.rate_limit.key: \"" + rl.key() + "\" (want ClientIP or Header:<name>)");
       }
       out->rate_limit_bucket = rl.bucket();
-      // Routes naming one bucket with the same key and limits share one limiter.
-      const std::string group = rl.bucket().empty() ? std::string()
-                                                    : rl.bucket() + '\n' + out->rate_limit_header + '\n' +
-                                                          std::to_string(rl.requests_per_second()) + '/' +
-                                                          std::to_string(rl.burst());
-      static const std::map<std::string, std::shared_ptr<RateLimiter>> kNoGroups;
-      const auto& prev_groups = opts_.previous ? opts_.previous->rate_limit_groups : kNoGroups;
-      if (auto shared = group.empty() ? cfg_->rate_limit_groups.end() : cfg_->rate_limit_groups.find(group);
-          shared != cfg_->rate_limit_groups.end()) {
-        out->rate_limiter = shared->second;
-      } else if (auto kept = group.empty() ? prev_groups.end() : prev_groups.find(group); kept != prev_groups.end()) {
-        out->rate_limiter = kept->second;  // the group's buckets, whichever of its routes existed before
-        cfg_->rate_limit_groups.emplace(group, out->rate_limiter);
+      if (!rl.bucket().empty()) {
+        // Routes naming one bucket with the same key and limits share one limiter, kept across
+        // snapshots whichever of them existed before.
+        const std::string group = rl.bucket() + '\n' + out->rate_limit_header + '\n' +
+                                  std::to_string(rl.requests_per_second()) + '/' + std::to_string(rl.burst());
+        std::shared_ptr<RateLimiter>& shared = cfg_->rate_limit_groups[group];
+        if (!shared && opts_.previous) {
+          if (auto kept = opts_.previous->rate_limit_groups.find(group); kept != opts_.previous->rate_limit_groups.end()) {
+            shared = kept->second;
+          }
+        }
+        if (!shared) shared = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
+        out->rate_limiter = shared;
       } else {
         // The same limits on the same route keep their buckets across snapshots.
         const Route* prev = opts_.previous ? opts_.previous->FindRoute(in.name()) : nullptr;
-        if (prev && prev->rate_limiter && prev->rate_limit_header == out->rate_limit_header &&
-            prev->rate_limit_bucket == out->rate_limit_bucket &&
+        if (prev && prev->rate_limiter && prev->rate_limit_bucket.empty() &&
+            prev->rate_limit_header == out->rate_limit_header &&
             prev->rate_limiter->SameLimits(rl.requests_per_second(), rl.burst())) {
           out->rate_limiter = prev->rate_limiter;
         } else {
           out->rate_limiter = std::make_shared<RateLimiter>(rl.requests_per_second(), rl.burst());
         }
-        if (!group.empty()) cfg_->rate_limit_groups.emplace(group, out->rate_limiter);
       }
     }
     if (p.backend_protocol() == "HTTPS" && listener.is_l7() && opts_.backend_tls_builder != nullptr) {
