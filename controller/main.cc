@@ -29,6 +29,7 @@
 #include "controller/kube/config.h"
 #include "controller/kube/http.h"
 #include "controller/kube/leader_runner.h"
+#include "controller/kube/resources.h"
 #include "controller/kube/status_writer.h"
 #include "controller/metrics/metrics.h"
 #include "controller/source/file_watcher.h"
@@ -698,11 +699,26 @@ int main(int argc, char** argv) {
   });
   admin.AddHandler("/debug/status", [&published, &server, &source, &leader, &writer, &identity] {
     nlohmann::json out;
+    // --manifests: no API server holds a .status, so each object shows the one a cluster would
+    // hold, computed as the status writer does from this controller's dataplanes: Accepted and
+    // Programmed conditions, listeners, addresses, loadBalancer.ingress.
+    std::vector<doorman::controller::status::DataplaneView> dp_views;
+    for (const auto& d : server.dataplanes()) {
+      dp_views.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
+    }
+    const std::string now = dc::kube::FormatTime(std::chrono::system_clock::now());
     {
       std::lock_guard<std::mutex> lock(published.mu);
       out["version"] = published.version;
       out["objects"] = nlohmann::json::array();
-      for (const auto& st : published.statuses) out["objects"].push_back(StatusJson(st));
+      for (const auto& st : published.statuses) {
+        out["objects"].push_back(StatusJson(st));
+        if (source) continue;
+        if (auto desired = doorman::controller::status::DesiredStatus(st, dp_views, published.served,
+                                                                      nlohmann::json(nullptr), now)) {
+          out["objects"].back()["status"] = std::move(*desired);
+        }
+      }
       out["manifestErrors"] = nlohmann::json::array();
       for (const auto& e : published.manifest_errors) out["manifestErrors"].push_back(e.ToString());
     }

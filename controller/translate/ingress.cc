@@ -252,13 +252,20 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   }
   const char* const canary_keys[] = {kAnnCanaryWeight, kAnnCanaryByHeader, kAnnCanaryByCookie};
   const bool any_canary_key = std::any_of(std::begin(canary_keys), std::end(canary_keys), [&a](const char* k) { return a.Has(k); });
+  // API.md names canary-weight, -by-header and -by-cookie alone: any of them makes the Ingress a
+  // canary unless doorman.dev/canary says otherwise. ingress-nginx also wants canary: "true",
+  // which is accepted; canary: "false" turns the canary off while keeping its settings.
+  if (!a.Has(kAnnCanary) && any_canary_key) out.canary = true;
   if (!out.canary) {
+    // doorman.dev/canary is false here ("false", "0"...; an invalid value already refuses the
+    // Ingress).
+    const std::string why = std::string(kAnnCanary) + " turns the canary off (this is not a canary Ingress)";
     for (const char* k : canary_keys) {
-      if (a.Has(k)) a.Ignored(k, std::string("needs ") + kAnnCanary + ": \"true\" (this is not a canary Ingress)");
+      if (a.Has(k)) a.Ignored(k, why);
     }
-    if (a.Has(kAnnCanaryByHeaderValue)) {
-      a.Ignored(kAnnCanaryByHeaderValue, std::string("needs ") + kAnnCanary + ": \"true\" (this is not a canary Ingress)");
-    }
+    // (Without doorman.dev/canary, canary-by-header-value alone is already invalid: it needs
+    // canary-by-header.)
+    if (a.Has(kAnnCanaryByHeaderValue) && a.Has(kAnnCanary)) a.Ignored(kAnnCanaryByHeaderValue, why);
   } else {
     if (!any_canary_key) {
       warnings->push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnCanary),

@@ -25,7 +25,10 @@ std::optional<v1::TlsCertificate> ResolveCertificate(FieldReader& r, const Compi
 
 // ---- LoadBalancer → CompiledObject -------------------------------------------------------------
 
-void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ctx, CompiledObject& c) {
+// `unusable`: names of listeners that were refused for their port or protocol (reported there), so
+// routes naming them are not also told that no such listener exists.
+void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ctx, CompiledObject& c,
+                      std::set<std::string>* unusable) {
   const json* listeners = r.Array(spec, "spec", "listeners");
   if (!listeners) return;
   std::map<std::string, std::string> names;                          // name → field
@@ -56,6 +59,7 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
         r.Unsupported(p + ".protocol", "unknown protocol " + Q(*proto_name) + " (want TCP, UDP, TLS, HTTP or HTTPS)");
       }
     }
+    if (name && (!port || !proto)) unusable->insert(*name);
     if (!name || !port || !proto) continue;
     if (auto [it, fresh] = ports.emplace(std::make_pair(std::string(Transport(*proto)), *port), p); !fresh) {
       r.Invalid(p + ".port", "port " + std::to_string(*port) + " is already used by " + it->second);
@@ -70,7 +74,9 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
       if (r.Object(*tls, tp, {"certificates", "minVersion"})) {
         const json* certs = r.Array(*tls, tp, "certificates");
         if (certs && !certs->empty() && *proto != v1::HTTPS) {
-          r.Unsupported(tp + ".certificates", "only HTTPS listeners terminate TLS (a TLS listener passes it through)");
+          r.Unsupported(tp + ".certificates", std::string("only HTTPS listeners terminate TLS: ") +
+                                                  (*proto == v1::TLS ? "remove tls (a TLS listener passes TLS through)"
+                                                                     : "use protocol HTTPS, or remove tls"));
         } else if (certs) {
           for (size_t j = 0; j < certs->size(); ++j) {
             const std::string cp = FieldReader::Index(tp + ".certificates", j);
@@ -89,7 +95,9 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
         }
         if (auto mv = r.String(*tls, tp, "minVersion")) {
           if (*proto != v1::HTTPS) {
-            r.Unsupported(tp + ".minVersion", "only HTTPS listeners terminate TLS");
+            r.Unsupported(tp + ".minVersion", std::string("only HTTPS listeners terminate TLS: ") +
+                                                (*proto == v1::TLS ? "remove tls (a TLS listener passes TLS through)"
+                                                                   : "use protocol HTTPS, or remove tls"));
           } else if (*mv != "1.2" && *mv != "1.3") {
             r.Unsupported(tp + ".minVersion", "unsupported TLS version " + Q(*mv) + " (want \"1.2\" or \"1.3\")");
           } else {
@@ -668,7 +676,8 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
   }
   const json* spec = r.Member(o, "", "spec", true);
   if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {
-    CompileListeners(r, *spec, ctx, c);
+    std::set<std::string> unusable_listeners;
+    CompileListeners(r, *spec, ctx, c, &unusable_listeners);
     v1::HealthCheck hc;
     if (const json* h = r.Member(*spec, "spec", "healthCheck")) CompileHealthCheck(r, *h, &hc);
     v1::ForwardedHeaders fwd;
@@ -697,8 +706,10 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         const CompiledListener* cl = nullptr;
         if (listener) {
           cl = FindListener(c, *listener);
-          if (!cl) {
+          if (!cl && !unusable_listeners.count(*listener)) {
             r.Invalid(p + ".listener", "no listener named " + Q(*listener) + " in spec.listeners");
+          } else if (!cl) {
+            // Its listener was refused (its port or protocol): that is reported there.
           } else if (cl->proto.protocol() == v1::TCP || cl->proto.protocol() == v1::UDP) {
             if (auto [it, fresh] = l4_taken.emplace(*listener, p); !fresh) {
               r.Invalid(p + ".listener", "listener " + Q(*listener) + " is " + v1::Protocol_Name(cl->proto.protocol()) +
@@ -723,7 +734,12 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                 "tunnel), so it never matches" +
                                     std::string(route.match().methods_size() == 1 ? ": this route matches no request" : "")});
         }
-        if (proto == v1::TLS && route.match().sni_size() == 0) {
+        // A route whose match.sni entries were all refused (reported there) is not a default route.
+        const auto declared_match = rt.find("match");
+        const bool declared_sni = declared_match != rt.end() && declared_match->is_object() &&
+                                  declared_match->contains("sni") && !(*declared_match)["sni"].is_null() &&
+                                  !((*declared_match)["sni"].is_array() && (*declared_match)["sni"].empty());
+        if (proto == v1::TLS && !declared_sni) {
           // The default route of a TLS passthrough listener (no match.sni): a second one would
           // never be chosen.
           if (auto [it, fresh] = tls_default.emplace(*listener, p); !fresh) {
@@ -780,6 +796,22 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         }
         c.routes.push_back(std::move(cr));
       }
+    }
+    for (const auto& l : c.listeners) {
+      // A listener no route names still takes its port (it is declared): said, not silent.
+      if (std::any_of(c.routes.begin(), c.routes.end(), [&l](const CompiledRoute& cr) { return cr.user_listener == l.user_name; })) {
+        continue;
+      }
+      // Worded for what holds whoever ends up owning the port: an HTTP port shared with another
+      // object still serves that object's hosts; a TCP/UDP/TLS port this object owns refuses
+      // connections or drops datagrams.
+      const v1::Protocol lp = l.proto.protocol();
+      c.warnings.push_back({"NoRoutes", l.field,
+                            "no route names listener " + Q(l.user_name) + ": this object routes nothing on port " +
+                                std::to_string(l.proto.port()) +
+                                (IsL7(lp) ? " (requests no other object routes get 404)"
+                                 : lp == v1::UDP ? " (its datagrams are dropped)"
+                                                 : " (its connections are refused)")});
     }
     if (fh && std::none_of(c.listeners.begin(), c.listeners.end(),
                            [](const CompiledListener& l) { return IsL7(l.proto.protocol()); })) {

@@ -88,6 +88,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> registry) : registry_(std
                              .Name("doorman_worker_connections")
                              .Help("Open client connections (L4 and L7) each worker thread serves")
                              .Register(r);
+  tls_expiry_ = &prometheus::BuildGauge()
+                     .Name("doorman_tls_certificate_expiry_timestamp_seconds")
+                     .Help("End of validity (X.509 notAfter, Unix seconds) of each certificate an HTTPS listener serves")
+                     .Register(r);
 }
 
 prometheus::Gauge& Metrics::WorkerConnections(int worker) {
@@ -132,6 +136,28 @@ void Metrics::ConfigApplied(const RuntimeConfig& config) {
     if (changed) retire_epoch_.store(epoch, std::memory_order_release);
   }
   RemoveReleased();  // with no workers (tests) at once; otherwise when the last one acknowledges
+  {
+    // Certificates: the series are exactly those of this config. A rotated Secret's value follows
+    // the new certificate; a removed one's series goes (an expiry alert never fires for a
+    // certificate no longer served).
+    std::lock_guard lock(tls_expiry_mu_);
+    std::map<std::pair<std::string, std::string>, prometheus::Gauge*> now;
+    for (const auto& l : config.listeners) {
+      if (!l->served) continue;
+      for (const auto& c : l->tls_expiry) {
+        auto key = std::make_pair(l->name, c.name);
+        auto it = tls_expiry_series_.find(key);
+        auto* g = it != tls_expiry_series_.end() ? it->second
+                                                 : &tls_expiry_->Add({{"listener", l->name}, {"certificate", c.name}});
+        g->Set(static_cast<double>(c.not_after));
+        now[key] = g;
+      }
+    }
+    for (const auto& [key, g] : tls_expiry_series_) {
+      if (!now.count(key)) tls_expiry_->Remove(g);
+    }
+    tls_expiry_series_ = std::move(now);
+  }
   std::lock_guard lock(backend_up_mu_);
   backend_ready_ = std::move(ready);
   for (auto it = backend_up_series_.begin(); it != backend_up_series_.end();) {

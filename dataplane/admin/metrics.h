@@ -97,6 +97,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* backend_up_;
   prometheus::Family<prometheus::Gauge>* worker_connections_;
   prometheus::Family<prometheus::Counter>* l4_drops_;
+  prometheus::Family<prometheus::Gauge>* tls_expiry_;
+  std::mutex tls_expiry_mu_;
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> tls_expiry_series_;  // (listener, certificate)
   std::mutex backend_up_mu_;  // the health checker's thread and Apply both touch the map below
   std::map<std::string, prometheus::Gauge*> backend_up_series_;
   std::map<std::string, bool> backend_ready_;

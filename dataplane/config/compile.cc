@@ -305,7 +305,7 @@ class Compiler {
       out->tls_certificates.push_back({found->name(), found->certificate_chain_pem(), found->private_key_pem()});
     }
     std::string error;
-    if (!out->tls_certificates.empty()) out->tls = opts_.tls_builder(*out, &error, &warnings_);
+    if (!out->tls_certificates.empty()) out->tls = opts_.tls_builder(*out, &error, &warnings_, &out->tls_expiry);
     if (out->tls == nullptr) {
       out->served = false;
       Warn(where + ": no usable TLS certificate" + (error.empty() ? std::string() : " (" + error + ")") +

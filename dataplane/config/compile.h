@@ -33,9 +33,11 @@ struct CompileOptions {
   std::string node_name;  // for BackendSet.local_only
   // Builds an HTTPS listener's TLS contexts (the I/O library supplies it; the core links no
   // OpenSSL). Returns null and sets *error when no certificate is usable; may append per-
-  // certificate warnings. Without a builder, HTTPS listeners are not served.
+  // certificate warnings, and fills *expiry with the usable certificates' notAfter. Without a
+  // builder, HTTPS listeners are not served.
   std::function<std::shared_ptr<const TlsServerContext>(const Listener&, std::string* error,
-                                                        std::vector<std::string>* warnings)>
+                                                        std::vector<std::string>* warnings,
+                                                        std::vector<CertificateExpiry>* expiry)>
       tls_builder;
   // Builds the client context for a route whose backend protocol is HTTPS from the CA PEM (empty
   // = no verification). Returns null and sets *error for an unusable CA. Without a builder,

@@ -56,6 +56,12 @@ struct TlsCertificatePem {
   std::string chain_pem;
   std::string key_pem;
 };
+// An HTTPS listener's usable certificate and the end of its validity (X.509 notAfter, Unix
+// seconds): doorman_tls_certificate_expiry_timestamp_seconds{listener,certificate}.
+struct CertificateExpiry {
+  std::string name;  // TlsCertificate.name
+  int64_t not_after = 0;
+};
 std::string_view ProtocolName(Protocol p);
 
 struct Endpoint {
@@ -191,6 +197,7 @@ struct Listener {
   std::string tls_min_version = "1.2";
   bool tls_default_self_signed = false;  // ListenerTls.default_self_signed
   std::shared_ptr<const TlsServerContext> tls;
+  std::vector<CertificateExpiry> tls_expiry;  // set by the tls_builder: the usable certificates (not the self-signed default)
   std::vector<l4::Cidr> allowed_source_ranges;  // empty = everyone; enforced at accept (TCP) and when a UDP flow opens
   int proxy_protocol_send = 0;        // 0 = none, 1 = v1, 2 = v2 header sent to backends (L4)
   bool proxy_protocol_accept = false;  // expect a PROXY v1/v2 header from downstream (TCP, TLS, HTTP, HTTPS)

@@ -110,10 +110,13 @@ ProxyParseResult ParseV2(std::string_view data) {
   }
   const uint8_t af = fam >> 4;
   const uint8_t transport = fam & 0x0f;
-  if (af == 0 || transport == 0) {  // UNSPEC: keep the connection's own addresses
+  if (fam == 0x00) {  // UNSPEC: keep the connection's own addresses
     r.header.local = true;
     return r;
   }
+  // Only 0x00, 0x11, 0x12, 0x21, 0x22, 0x31 and 0x32 are defined; the spec (§2.2) says receivers
+  // must reject the others (an UNSPEC half with a defined other half included).
+  if (af == 0 || af > 3) return Invalid("v2 bad address family");
   if (transport != 1 && transport != 2) return Invalid("v2 bad transport");
   r.header.datagram = transport == 2;
   const uint8_t* a = p + 16;

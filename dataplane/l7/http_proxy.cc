@@ -1112,6 +1112,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         NoteFailure(*route, *ep);
         co_return local(502, "backend sent status " + std::to_string(code) + " (valid codes are 100 to 599)", true);
       }
+      if (res_.status() == 408 && reused && !has_body && attempt == 0 && resendable) {
+        // A server may send 408 on a keep-alive connection it is about to close for idleness
+        // (RFC 9110 §15.5.9: "the client MAY repeat that request"). On a reused connection that
+        // 408 may predate this request, which the backend then never read (the kept connection
+        // is not peeked within 2 s): resent once on a fresh connection, as browsers do. Not
+        // counted against the backend, nor as a retry (the backend never read the request).
+        log::Debug("l7", "408 on a reused backend connection: request resent on a new one",
+                   {{"route", route->name}, {"backend", ep->key}});
+        force_fresh = true;
+        continue;
+      }
       // A 5xx counts against the backend, except 501 and 505 (the client asked for a method or
       // version the backend does not implement: as HAProxy, a client must not be able to eject
       // a healthy backend by sending odd requests).
@@ -1168,7 +1179,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const ResponseFrame frame = FrameResponse(res, *rp, exchange);
       if (frame.linger) linger_ = true;
       if (!frame.error.empty()) {
-        NoteFailure(*route, *ep);
+        // Not the backend's fault when only this client cannot take the response (an HTTP/1.0
+        // client and a gzip transfer coding): such clients must not be able to eject it.
+        if (!frame.client_incompatible) NoteFailure(*route, *ep);
         co_return local(502, frame.error, true);
       }
       const bool header_only = frame.header_only;

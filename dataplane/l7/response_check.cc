@@ -119,6 +119,21 @@ ResponseFrame FrameResponse(HttpHead& res, const http::basic_parser<false>& rp, 
       return f;
     }
     res.Erase(http::field::content_length);
+    if (c.version < 11 && !f.header_only) {
+      // A coding other than chunked (gzip...) stays in the body the proxy relays, and an
+      // HTTP/1.0 client cannot be told about it (no Transfer-Encoding for it, RFC 9112 §6.1): it
+      // would read the coded bytes as the content. Refused, as nginx refuses any coding but
+      // chunked; HTTP/1.1 clients get the codings listed.
+      std::string_view rest = te_codings;
+      if (boost::beast::iequals(last, "chunked") && rest.size() >= last.size()) rest.remove_suffix(last.size());
+      while (!rest.empty() && (rest.back() == ' ' || rest.back() == ',')) rest.remove_suffix(1);
+      if (!rest.empty()) {
+        f.error = "backend response has Transfer-Encoding \"" + std::string(rest) +
+                  "\", which an HTTP/1.0 client cannot receive";
+        f.client_incompatible = true;  // valid for HTTP/1.1: no outlier failure for the backend
+        return f;
+      }
+    }
   } else if (const auto cl = rp.content_length(); cl && !f.header_only) {
     // One Content-Length of plain digits on the way out, whatever list of equal values the
     // parser accepted ("2, 2": RFC 9110 §8.6 lets a recipient take it as one; a client

@@ -38,6 +38,7 @@ struct ResponseFrame {
   bool reuse_upstream = false;     // the backend connection may go back to the pool
   bool linger = false;             // close the client connection lingering (unread request bytes)
   std::string error;               // non-empty: refuse the response (502) for this reason
+  bool client_incompatible = false;  // the error is this client's (HTTP/1.0), not the backend's fault
 };
 
 // Rewrites the framing fields of `res` (the backend's response head, hop-by-hop fields already

@@ -1,5 +1,6 @@
 #include "dataplane/l7/tls_context.h"
 
+#include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -9,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <ctime>
 
 #include "dataplane/l7/filters.h"
 
@@ -87,7 +89,7 @@ std::unique_ptr<ssl::context> NewServerContext(const std::string& min_version) {
 
 // One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
 std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
-                                          std::vector<std::string>* names, std::string* error) {
+                                          std::vector<std::string>* names, int64_t* not_after, std::string* error) {
   auto ctx = NewServerContext(min_version);
   SSL_CTX* c = ctx->native_handle();
 
@@ -101,6 +103,13 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   }
   bool ok = SSL_CTX_use_certificate(c, leaf) == 1;
   *names = CertificateNames(leaf);
+  std::tm tm{};
+  // 0 when unreadable (the caller says so): a certificate whose notAfter cannot be exported.
+  *not_after = 0;
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) == 1) {
+    const time_t t = timegm(&tm);
+    if (t != static_cast<time_t>(-1) && t > 0) *not_after = static_cast<int64_t>(t);
+  }
   X509_free(leaf);
   while (ok) {
     X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
@@ -192,12 +201,15 @@ std::unique_ptr<ssl::context> MakeSelfSignedContext(const std::string& min_versi
 }  // namespace
 
 std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& listener, std::string* error,
-                                                                std::vector<std::string>* warnings) {
+                                                                std::vector<std::string>* warnings,
+                                                                std::vector<CertificateExpiry>* expiry) {
   auto out = std::shared_ptr<TlsServerContext>(new TlsServerContext());
+  if (expiry != nullptr) expiry->clear();
   for (const auto& pem : listener.tls_certificates) {
     Entry e;
     std::string why;
-    e.ctx = MakeContext(pem, listener.tls_min_version, &e.names, &why);
+    int64_t not_after = 0;
+    e.ctx = MakeContext(pem, listener.tls_min_version, &e.names, &not_after, &why);
     if (!e.ctx) {
       warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name + "\" unusable (" + why +
                           "); skipped");
@@ -205,6 +217,11 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       continue;
     }
     e.name = pem.name;
+    if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+    if (not_after == 0) {
+      warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                          "\": its notAfter is unreadable; served, but its expiry is not exported");
+    }
     out->all_names_.push_back(e.names);
     out->entries_.push_back(std::move(e));
   }

@@ -19,9 +19,11 @@ namespace doorman::dataplane {
 class TlsServerContext {
  public:
   // Builds the contexts for `listener.tls_certificates`. Unusable certificates are skipped with a
-  // warning; returns null (and *error) when none is usable.
+  // warning; returns null (and *error) when none is usable. *expiry (if given) gets each usable
+  // certificate's notAfter.
   static std::shared_ptr<const TlsServerContext> Build(const Listener& listener, std::string* error,
-                                                       std::vector<std::string>* warnings);
+                                                       std::vector<std::string>* warnings,
+                                                       std::vector<CertificateExpiry>* expiry = nullptr);
 
   // The context new connections start with (its servername callback switches by SNI).
   boost::asio::ssl::context& initial() const { return *entries_.front().ctx; }

@@ -204,6 +204,36 @@ class AlertRules(unittest.TestCase):
                     self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
+    def test_certificate_expiring_soon(self):
+        """Fires per certificate whose notAfter is less than 14 days away, for 10 minutes; not for one
+        30 days away. promtool's clock starts at 0, so notAfter values are seconds from there."""
+        self.assertTrue(shutil.which("promtool"), "promtool missing: scripts/deps.sh test installs prometheus")
+        import yaml
+        with open(os.path.join(ROOT, "deploy", "monitoring", "prometheusrule.yaml")) as f:
+            rule = yaml.safe_load(f)
+        name = "doorman_tls_certificate_expiry_timestamp_seconds"
+        soon, later = 10 * 86400, 30 * 86400
+        series = [{"series": '%s{instance="dp-%d:9101",listener="https-443",certificate="shop/%s",namespace="edge"}'
+                             % (name, i, cert), "values": "%dx20" % at}
+                  for i in (1, 2) for cert, at in (("soon", soon), ("later", later))]
+        labels = {"namespace": "edge", "listener": "https-443", "certificate": "shop/soon", "severity": "warning"}
+        annotations = {"summary": "Certificate shop/soon on listener https-443 expires within 14 days",
+                       "description": "Renew the Secret shop/soon: the dataplanes serve the new certificate to new "
+                                      "handshakes as soon as it changes."}
+        tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+            "interval": "1m", "input_series": series, "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "DoormanCertificateExpiringSoon", "exp_alerts": []},
+                {"eval_time": "15m", "alertname": "DoormanCertificateExpiringSoon",
+                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]}]}]}
+        with tempfile.TemporaryDirectory(prefix="doorman-rules-") as tmp:
+            with open(os.path.join(tmp, "rules.yaml"), "w") as f:
+                yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+            with open(os.path.join(tmp, "tests.yaml"), "w") as f:
+                yaml.safe_dump(tests, f)
+            p = subprocess.run(["promtool", "test", "rules", "tests.yaml"], cwd=tmp, capture_output=True, text=True,
+                               timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
 class Backend(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"hello from backend\n"

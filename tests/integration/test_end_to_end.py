@@ -207,6 +207,25 @@ class EndToEnd(DoormanTestCase):
         self.write_manifest("shop.yaml", lb_manifest(self.http_port, self.tcp_port, self.b, self.b, self.redis))
         self.wait_version_change(self.version)
 
+    def test_debug_status_shows_the_status_a_cluster_would_hold(self):
+        """--manifests has no API server to write .status to: /debug/status shows it per object,
+        computed as the status writer does (API.md §1.3: Accepted, Programmed, listeners)."""
+        def status():
+            objs = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["objects"]
+            return next(o for o in objs if o["kind"] == "LoadBalancer" and o["name"] == "shop")["status"]
+        def programmed():
+            st = status()
+            conds = {c["type"]: c for c in st["conditions"]}
+            return st if conds.get("Programmed", {}).get("status") == "True" else None
+        st = wait_until(programmed, what="Programmed=True in /debug/status")
+        conds = {c["type"]: c for c in st["conditions"]}
+        self.assertEqual(conds["Accepted"]["status"], "True")
+        self.assertEqual(sorted((l["name"], l["attachedRoutes"]) for l in st["listeners"]), [("cache", 1), ("web", 2)])
+        self.assertEqual(st["dataplanes"], {"ready": 1, "programmed": 1})
+        # A dataplane that stops ACKing is no longer counted: with none connected, not Programmed.
+        self.dataplane.stop()
+        wait_until(lambda: programmed() is None, what="Programmed to drop with no dataplane")
+
     def test_metrics_and_health(self):
         for port in (self.ctl_metrics_port, self.dp_metrics_port):
             self.assertEqual(http_get("http://127.0.0.1:%d/healthz" % port)[0], 200)

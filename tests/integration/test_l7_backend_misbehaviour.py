@@ -29,6 +29,7 @@ class RawBackend:
         self.lock = threading.Lock()
         self.poison_sent = threading.Event()
         self.closed_after_answer = threading.Event()
+        self.sent_408 = threading.Event()
         self.release = threading.Event()  # ends the connections held open by /early413
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,6 +97,13 @@ class RawBackend:
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n/thenclose")
                     c.close()
                     self.closed_after_answer.set()
+                    return
+                elif path == "/then408":  # answers, then times the idle connection out with a 408
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n/then408")
+                    time.sleep(0.1)
+                    c.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntimeout")
+                    c.shutdown(socket.SHUT_WR)
+                    self.sent_408.set()
                     return
                 elif path == "/head":  # the request head as received, as the body
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(head), head))
@@ -271,6 +279,25 @@ spec:
             self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/posted", (head, body))
         self.assertEqual(self.backend.count("GET", "/again"), 1)
         self.assertEqual(self.backend.count("POST", "/posted"), 1)
+
+    def test_a_408_the_backend_sent_before_closing_an_idle_connection_is_not_the_answer(self):
+        """RFC 9110 §15.5.9: a server may send 408 on an idle keep-alive connection before closing
+        it. On the kept connection (not peeked within 2 s) that 408 precedes the next request: a GET
+        is resent on a fresh connection, not answered with someone's timeout. A POST (never resent)
+        takes the other path: its kept connection is peeked first, and the stale 408 drops it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            for method in ("GET", "POST"):
+                self.backend.sent_408.clear()
+                s.sendall(b"GET /then408 HTTP/1.1\r\nHost: a\r\n\r\n")
+                head, body = read_response(s)
+                self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/then408", (head, body))
+                self.assertTrue(self.backend.sent_408.wait(5))
+                length = b"Content-Length: 0\r\n" if method == "POST" else b""
+                s.sendall(b"%s /after-%s HTTP/1.1\r\nHost: a\r\n%s\r\n" % (method.encode(), method.encode(), length))
+                head, body = read_response(s)
+                self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/after-" + method.encode(),
+                                (method, head, body))
+                self.assertEqual(self.backend.count(method, "/after-" + method), 1)
 
     def test_a_body_sent_after_a_head_answer_never_reaches_the_same_clients_next_request(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -479,6 +506,11 @@ spec:
         head, _, body = r.partition(b"\r\n\r\n")
         self.assertIn(b"Transfer-Encoding: gzip, chunked", head)  # the coding is kept, chunked added
         self.assertEqual(body, b"8\r\nGZIPDATA\r\n0\r\n\r\n")
+        # An HTTP/1.0 client cannot be told about the coding (RFC 9112 §6.1): 502, not gzip bytes.
+        r = self.exchange(b"GET /tegzip HTTP/1.0\r\nHost: a\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
+        self.assertIn(b"an HTTP/1.0 client cannot receive", r)
+        self.assertNotIn(b"GZIPDATA", r)
 
     def test_response_framing_goes_out_in_one_spelling(self):
         # "Content-Length: 2, 2" (equal values; RFC 9110 §8.6 lets the parser take it as 2) goes

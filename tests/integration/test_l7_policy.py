@@ -126,7 +126,9 @@ kind: Ingress
 metadata:
   name: main-canary
   namespace: default
-  annotations: {{doorman.dev/canary: "true", doorman.dev/canary-by-header: X-Canary, doorman.dev/canary-by-cookie: beta}}
+  # API.md's form: the canary-by-* annotations alone (ingress-nginx's canary: "true" is optional;
+  # test_l7_affinity.py uses it).
+  annotations: {{doorman.dev/canary-by-header: X-Canary, doorman.dev/canary-by-cookie: beta}}
 spec:
   ingressClassName: doorman
   rules: [{{host: canary.local, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: beta, port: {{number: 80}}}}}}}}]}}}}]

@@ -14,7 +14,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, one_ingress_yaml, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, metric_value, one_ingress_yaml, port_open, wait_until  # noqa: E402
 
 
 def make_cert(dirpath, name, cn, sans):
@@ -60,6 +60,13 @@ def assert_served_by_sni(tc, https, cases):
         sock.close()
         tc.assertEqual((status, body["backend"]), (200, want), host)
         tc.assertEqual(cert, der(crt), host + ": served with the wrong certificate")
+
+
+def not_after(path):
+    """A PEM certificate file's notAfter, in Unix seconds."""
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-enddate"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    return ssl.cert_time_to_seconds(out.strip().partition("=")[2])
 
 
 def unverified_context():
@@ -181,6 +188,22 @@ spec:
         none = self.s_client("-servername", "a.test", "-ign_eof", request="GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
         self.assertIn("No ALPN negotiated", none.stdout)
         self.assertIn("HTTP/1.1 200", none.stdout)
+
+    def test_certificate_expiry_is_exported(self):
+        """doorman_tls_certificate_expiry_timestamp_seconds: each served certificate's notAfter, by
+        Secret; a certificate dropped from the listener loses its series."""
+        text = self.dataplane_metrics()
+        name = "doorman_tls_certificate_expiry_timestamp_seconds"
+        self.assertEqual(metric_value(text, name, {"certificate": "default/a-cert"}), not_after(self.a[0]), text)
+        self.assertEqual(metric_value(text, name, {"certificate": "default/b-cert"}), not_after(self.b[0]), text)
+        with open(os.path.join(self.manifests, "lb.yaml")) as f:
+            lb = f.read()
+        self.assertIn(", {secretName: b-cert}", lb)
+        self.write_manifest("lb.yaml", lb.replace(", {secretName: b-cert}", ""))
+        self.wait_version_change(self.version)
+        text = self.dataplane_metrics()
+        self.assertIsNone(metric_value(text, name, {"certificate": "default/b-cert"}), text)
+        self.assertEqual(metric_value(text, name, {"certificate": "default/a-cert"}), not_after(self.a[0]), text)
 
     def test_certificate_rotation_keeps_open_connections(self):
         sock, st, _, der_old = https_request(self.https, "a.test", self.a[0])

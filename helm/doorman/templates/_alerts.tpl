@@ -34,5 +34,12 @@
       for: 5m
       labels: {severity: critical}
       annotations:
-        summary: "No doorman-controller replica is scraped as up"`}}
+        summary: "No doorman-controller replica is scraped as up"
+    - alert: DoormanCertificateExpiringSoon
+      expr: min by (namespace, listener, certificate) (doorman_tls_certificate_expiry_timestamp_seconds) - time() < 14 * 86400
+      for: 10m
+      labels: {severity: warning}
+      annotations:
+        summary: "Certificate {{ $labels.certificate }} on listener {{ $labels.listener }} expires within 14 days"
+        description: "Renew the Secret {{ $labels.certificate }}: the dataplanes serve the new certificate to new handshakes as soon as it changes."`}}
 {{- end -}}

@@ -839,7 +839,8 @@ TEST(TranslateIngress, CanaryIngressesAttachToTheMainRouteWithTheSameHostAndPath
 TEST(TranslateIngress, CanaryAnnotationsOutsideACanaryAndPolicyOnACanaryAreWarned) {
   Translator t;
   auto r = t.Translate(Store(Docs({Fixture(),
-                                   Ingress("main", Rule("a.example.com"), "    doorman.dev/canary-weight: \"20\"\n"),
+                                   Ingress("main", Rule("a.example.com"),
+                                           "    doorman.dev/canary: \"false\"\n    doorman.dev/canary-weight: \"20\"\n"),
                                    Ingress("canary", Rule("a.example.com"),
                                            "    doorman.dev/canary: \"true\"\n    doorman.dev/retries: \"3\"\n")})));
   const ObjectStatus* main = Ing(r, "main");
@@ -847,6 +848,8 @@ TEST(TranslateIngress, CanaryAnnotationsOutsideACanaryAndPolicyOnACanaryAreWarne
   ASSERT_EQ(main->warnings.size(), 1u);
   EXPECT_EQ(main->warnings[0].reason, "AnnotationIgnored");
   EXPECT_EQ(main->warnings[0].field, "metadata.annotations[doorman.dev/canary-weight]");
+  EXPECT_EQ(main->warnings[0].message, "annotation doorman.dev/canary-weight has no effect: doorman.dev/canary turns the "
+                                      "canary off (this is not a canary Ingress)");
   const ObjectStatus* canary = Ing(r, "canary");
   ASSERT_TRUE(canary->accepted);
   ASSERT_EQ(canary->warnings.size(), 2u);
@@ -854,6 +857,28 @@ TEST(TranslateIngress, CanaryAnnotationsOutsideACanaryAndPolicyOnACanaryAreWarne
   EXPECT_NE(canary->warnings[0].message.find("receives no traffic"), std::string::npos);
   EXPECT_EQ(canary->warnings[1].field, "metadata.annotations[doorman.dev/retries]");
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:main/r0-p0")->policy().has_retries());
+}
+
+// API.md lists canary-weight, canary-by-header and canary-by-cookie without doorman.dev/canary:
+// any of them alone makes the Ingress a canary (ingress-nginx's canary: "true" is optional).
+TEST(TranslateIngress, ACanaryAnnotationAloneMakesACanary) {
+  const std::string main = Ingress("main", Rule("a.example.com", "/app", "Prefix", "web"), "", "2026-01-01T00:00:00Z");
+  for (const std::string ann : {"    doorman.dev/canary-weight: \"50\"\n", "    doorman.dev/canary-by-header: x-beta\n",
+                                "    doorman.dev/canary-by-cookie: beta\n"}) {
+    SCOPED_TRACE(ann);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), main,
+                                     Ingress("v2", Rule("a.example.com", "/app", "Prefix", "web-v2"), ann,
+                                             "2026-01-02T00:00:00Z")})));
+    ASSERT_TRUE(Ing(r, "v2")->accepted) << Ing(r, "v2")->message;
+    EXPECT_TRUE(Ing(r, "v2")->warnings.empty()) << Ing(r, "v2")->warnings[0].message;
+    EXPECT_TRUE(Ing(r, "v2")->listeners.empty());  // owns no port and no route
+    const auto* route = RouteNamed(r.snapshot, "default/ingress:main/r0-p0");
+    ASSERT_NE(route, nullptr);
+    ASSERT_TRUE(route->policy().has_canary());
+    EXPECT_EQ(route->policy().canary().backends(0).backend_set(), "default/ingress:v2/r0-p0/0");
+    EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:v2/r0-p0"), nullptr);
+  }
 }
 
 TEST(TranslateIngress, AnInvalidCanaryDoesNotChangeTheMainRoute) {

@@ -940,6 +940,62 @@ TEST(Translate, NeverValidObjectIsLeftOut) {
   EXPECT_FALSE(StatusOf(r, "shop")->serving_last_good);
 }
 
+// A problem is reported once, where it is: a route on a listener refused for its port or
+// protocol is not also told the listener does not exist, and a TLS route whose match.sni entries
+// were all refused is not taken for a second default route.
+TEST(Translate, NoFollowOnProblems) {
+  for (const std::string listener : {"{name: w1, port: 70000, protocol: HTTP}", "{name: w1, port: \"abc\", protocol: HTTP}",
+                                     "{name: w1, port: 8080, protocol: HTTPX}", "{name: w1, port: 8080, protocol: http}"}) {
+    SCOPED_TRACE(listener);
+    Translator t;
+    auto r = t.Translate(Store(Lb("  listeners: [" + listener + "]\n  routes: [{name: a, listener: w1, backends: "
+                                  "[{endpoints: [{address: 10.0.0.1, port: 80}]}]}]\n")));
+    const ObjectStatus* st = StatusOf(r, "shop");
+    ASSERT_FALSE(st->accepted);
+    EXPECT_EQ(st->field.rfind("spec.listeners[0].", 0), 0u) << st->field;
+    EXPECT_EQ(st->message.find("no listener named"), std::string::npos) << st->message;
+  }
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: t, port: 8443, protocol: TLS}]
+  routes:
+    - {name: any, listener: t, backends: [{endpoints: [{address: 10.0.0.1, port: 443}]}]}
+    - {name: upper, listener: t, match: {sni: [A.Example.COM]}, backends: [{endpoints: [{address: 10.0.0.2, port: 443}]}]}
+    - {name: dotted, listener: t, match: {sni: ["b.example.com."]}, backends: [{endpoints: [{address: 10.0.0.3, port: 443}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_FALSE(st->accepted);
+  EXPECT_EQ(st->message.find("already has a default route"), std::string::npos) << st->message;
+  EXPECT_NE(st->message.find("spec.routes[1].match.sni"), std::string::npos) << st->message;
+  EXPECT_NE(st->message.find("spec.routes[2].match.sni"), std::string::npos) << st->message;
+}
+
+// A listener no route names is opened (it is declared) and said to be unused: 404 for HTTP,
+// refused for TCP/TLS, dropped for UDP.
+TEST(Translate, AListenerWithoutRoutesIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners:
+    - {name: web, port: 8080, protocol: HTTP}
+    - {name: db, port: 5432, protocol: TCP}
+    - {name: dns, port: 5353, protocol: UDP}
+    - {name: used, port: 9000, protocol: TCP}
+  routes: [{name: a, listener: used, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 3u);
+  const char* want[][2] = {
+      {"spec.listeners[0]",
+       "no route names listener \"web\": this object routes nothing on port 8080 (requests no other object routes get 404)"},
+      {"spec.listeners[1]", "no route names listener \"db\": this object routes nothing on port 5432 (its connections are refused)"},
+      {"spec.listeners[2]", "no route names listener \"dns\": this object routes nothing on port 5353 (its datagrams are dropped)"}};
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(st->warnings[i].reason, "NoRoutes");
+    EXPECT_EQ(st->warnings[i].field, want[i][0]);
+    EXPECT_EQ(st->warnings[i].message, want[i][1]);
+  }
+  EXPECT_NE(ListenerNamed(r.snapshot, "tcp-5432"), nullptr);
+}
+
 // ---- sharing ports --------------------------------------------------------------------------------
 
 TEST(Translate, PortConflictGoesToTheOldestObject) {
@@ -956,8 +1012,11 @@ TEST(Translate, PortConflictGoesToTheOldestObject) {
   ASSERT_EQ(r.snapshot.listeners_size(), 1);
   ASSERT_EQ(r.snapshot.listeners(0).owners_size(), 1);
   EXPECT_EQ(r.snapshot.listeners(0).owners(0).name(), "zz-old");
-  ASSERT_EQ(r.diagnostics.size(), 1u);
+  // Logged: the loser not routed, and the winner's listener without routes (NoRoutes).
+  ASSERT_EQ(r.diagnostics.size(), 2u);
   EXPECT_EQ(r.diagnostics[0].message, "port conflict, object not routed");
+  EXPECT_EQ(r.diagnostics[1].message, "object warning");
+  EXPECT_EQ(r.diagnostics[1].Field("reason"), "NoRoutes");
 
   // Without timestamps: namespace/name decides. TCP and UDP on the same port do not clash.
   Translator t2;
@@ -1085,8 +1144,10 @@ TEST(Translate, AcceptedObjectThatGainsAConflict) {
   auto r2 = t.Translate(Store(old + "---\n" + v2));
   const ObjectStatus* st = StatusOf(r2, "new");
   EXPECT_TRUE(st->accepted);
-  ASSERT_EQ(st->warnings.size(), 1u);
-  EXPECT_EQ(st->warnings[0].field, "spec.listeners[1].port");
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].field, "spec.listeners[0]");  // db: no route names it
+  EXPECT_EQ(st->warnings[0].reason, "NoRoutes");
+  EXPECT_EQ(st->warnings[1].field, "spec.listeners[1].port");
   EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-6000"), nullptr);
   EXPECT_NE(ListenerNamed(r2.snapshot, "tcp-6001"), nullptr);
   EXPECT_EQ(ListenerNamed(r2.snapshot, "tcp-5432")->owners(0).name(), "old");

@@ -94,5 +94,49 @@ TEST(MetricsTest, UnchangedEndpointsKeepTheirSeriesAndCaches) {
   EXPECT_EQ(&w.L4Connections("tcp", "10.0.0.1:80"), first);
 }
 
+// The gauge value of doorman_tls_certificate_expiry_timestamp_seconds{listener,certificate}, or
+// -1 when there is no such series.
+double Expiry(prometheus::Registry& r, const std::string& listener, const std::string& certificate) {
+  for (const auto& family : r.Collect()) {
+    if (family.name != "doorman_tls_certificate_expiry_timestamp_seconds") continue;
+    for (const auto& m : family.metric) {
+      std::string l, c;
+      for (const auto& label : m.label) {
+        if (label.name == "listener") l = label.value;
+        if (label.name == "certificate") c = label.value;
+      }
+      if (l == listener && c == certificate) return m.gauge.value;
+    }
+  }
+  return -1;
+}
+
+RuntimeConfig WithCertificates(std::initializer_list<CertificateExpiry> certs, bool served = true) {
+  RuntimeConfig c;
+  auto l = std::make_unique<Listener>();
+  l->name = "https-8443";
+  l->protocol = Protocol::kHttps;
+  l->served = served;
+  l->tls_expiry = certs;
+  c.listeners.push_back(std::move(l));
+  return c;
+}
+
+// One series per certificate a served HTTPS listener holds, valued at its notAfter; a rotated
+// certificate's value follows it, a certificate no longer served loses its series (so an expiry
+// alert never fires for a Secret that was replaced or removed).
+TEST(MetricsTest, CertificateExpiryFollowsTheServedCertificates) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  Metrics m(registry);
+  m.ConfigApplied(WithCertificates({{"shop/a", 1'900'000'000}, {"shop/b", 2'000'000'000}}));
+  EXPECT_EQ(Expiry(*registry, "https-8443", "shop/a"), 1'900'000'000);
+  EXPECT_EQ(Expiry(*registry, "https-8443", "shop/b"), 2'000'000'000);
+  m.ConfigApplied(WithCertificates({{"shop/a", 1'950'000'000}}));  // a rotated, b removed
+  EXPECT_EQ(Expiry(*registry, "https-8443", "shop/a"), 1'950'000'000);
+  EXPECT_EQ(Expiry(*registry, "https-8443", "shop/b"), -1);
+  m.ConfigApplied(WithCertificates({{"shop/a", 1'950'000'000}}, /*served=*/false));  // port not opened
+  EXPECT_EQ(Expiry(*registry, "https-8443", "shop/a"), -1);
+}
+
 }  // namespace
 }  // namespace doorman::dataplane

@@ -113,6 +113,18 @@ TEST(ProxyProtocolTest, EveryDefinedFamilyIsAcceptedAndOnlyTheListenersTransport
   }
 }
 
+// The spec (§2.2): family bytes other than the seven defined ones "must be rejected as invalid by
+// receivers", UNSPEC in one half only included. LOCAL ignores the family.
+TEST(ProxyProtocolTest, UndefinedFamilyBytesAreInvalid) {
+  for (const uint8_t fam : {0x01, 0x02, 0x10, 0x20, 0x30, 0x13, 0x23, 0x41, 0x42, 0xf1, 0xff}) {
+    const auto r = ParseProxyHeader(V2(fam, 36) + "payload");
+    EXPECT_EQ(r.status, ProxyParseResult::kInvalid) << int(fam);
+  }
+  std::string local = V2(0x10, 12);
+  local[12] = 0x20;  // version 2, LOCAL
+  EXPECT_EQ(ParseProxyHeader(local).status, ProxyParseResult::kDone);
+}
+
 TEST(ProxyProtocolTest, TlvsMustFitTheHeaderExactly) {
   EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x04\x00\x02" "ab", 5))).status, ProxyParseResult::kDone);
   EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x04\x00\x00", 3))).status, ProxyParseResult::kDone);

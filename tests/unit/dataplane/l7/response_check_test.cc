@@ -72,6 +72,31 @@ TEST(ResponseCheckTest, ACloseDelimitedBodyIsChunkedWithTheBackendsCodingsFirst)
   EXPECT_EQ(f->head.Get("Connection"), "close");
 }
 
+// A coding other than chunked stays in the relayed body; an HTTP/1.0 client cannot be told
+// (RFC 9112 §6.1: no Transfer-Encoding for it), so it gets a 502, not gzip bytes as the content.
+// Chunked alone (de-chunked, close-delimited) and header-only answers are fine.
+TEST(ResponseCheckTest, AnHttp10ClientIsNeverSentATransferCodedBody) {
+  for (const char* te : {"gzip, chunked", "gzip", "Deflate, Chunked", "identity, br"}) {
+    SCOPED_TRACE(te);
+    const auto f = Frame(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: ") + te + "\r\n\r\n", {.version = 10});
+    EXPECT_NE(f->frame.error.find("which an HTTP/1.0 client cannot receive"), std::string::npos) << f->frame.error;
+    EXPECT_TRUE(f->frame.client_incompatible);  // not the backend's failure
+    EXPECT_TRUE(Frame(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: ") + te + "\r\n\r\n")->frame.error.empty());
+  }
+  EXPECT_FALSE(Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n", {.version = 10})
+                   ->frame.client_incompatible);  // a backend's own framing error
+  EXPECT_EQ(Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", {.version = 10})->frame.error,
+            "backend response has Transfer-Encoding \"gzip\", which an HTTP/1.0 client cannot receive");
+  for (const char* te : {"chunked", "identity, chunked", "Chunked"}) {
+    EXPECT_TRUE(Frame(std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: ") + te + "\r\n\r\n", {.version = 10})
+                    ->frame.error.empty())
+        << te;
+  }
+  const auto head = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", {.version = 10, .head = true});
+  EXPECT_TRUE(head->frame.error.empty());
+  EXPECT_FALSE(head->head.Has("Transfer-Encoding"));
+}
+
 TEST(ResponseCheckTest, IdentityIsDropped) {
   auto f = Frame("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n");
   EXPECT_TRUE(f->frame.error.empty());

@@ -94,5 +94,22 @@ TEST(TlsServerContext, TheSelfSignedDefaultAloneServesNothing) {
   EXPECT_NE(error.find("certificate chain is not PEM"), std::string::npos) << error;
 }
 
+// The usable certificates' notAfter, for doorman_tls_certificate_expiry_timestamp_seconds: not
+// the self-signed default (nobody declared it), not an unusable certificate.
+TEST(TlsServerContext, ReportsTheNotAfterOfEachUsableCertificate) {
+  std::string error;
+  std::vector<std::string> warnings;
+  std::vector<CertificateExpiry> expiry;
+  Listener l = Https(true);
+  l.tls_certificates.push_back({"default/broken", "not pem", "not pem"});
+  ASSERT_NE(TlsServerContext::Build(l, &error, &warnings, &expiry), nullptr) << error;
+  ASSERT_EQ(expiry.size(), 1u);
+  EXPECT_EQ(expiry[0].name, "default/tenant");
+  EXPECT_EQ(expiry[0].not_after, 4949543011);  // notAfter 2126-11-05 09:03:31 UTC (GeneralizedTime)
+  l.tls_certificates = {{"default/broken", "not pem", "not pem"}};
+  EXPECT_EQ(TlsServerContext::Build(l, &error, &warnings, &expiry), nullptr);
+  EXPECT_TRUE(expiry.empty());
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
