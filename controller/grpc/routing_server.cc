@@ -12,6 +12,7 @@
 #include "common/flags.h"
 #include "common/grpc_tls.h"
 #include "common/log.h"
+#include "common/log_throttle.h"
 #include "controller/metrics/metrics.h"
 #include "doorman/v1/routing.grpc.pb.h"
 
@@ -19,6 +20,25 @@ namespace doorman::controller {
 namespace {
 
 namespace v1 = doorman::v1;
+
+// A stream that ends before a valid Hello is logged at most once a minute, with the repeats
+// counted: a peer that opens and resets streams in a loop (HTTP/2 "rapid reset") must not turn
+// each one into a log line.
+void NoStreamWithoutHello(const std::string& peer) {
+  static auto* mu = new std::mutex;  // never destroyed: gRPC threads may run during exit
+  static auto* throttle = new log::Throttle(std::chrono::minutes(1));
+  uint64_t repeated = 0;
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    if (!throttle->Allow("no-hello", log::Throttle::Clock::now(), &repeated)) return;
+  }
+  static constexpr const char* kMessage = "dataplane stream ended before a valid Hello (unparseable message or early close)";
+  if (repeated == 0) {
+    log::Warn("grpc", kMessage, {{"peer", peer}});
+  } else {
+    log::Warn("grpc", kMessage, {{"peer", peer}, {"repeated", std::to_string(repeated)}});
+  }
+}
 class StreamReactor;
 
 }  // namespace
@@ -79,8 +99,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::DataplaneMessage,
       if (!got_hello_) {
         // Nothing valid arrived: a frame that is not a DataplaneMessage (gRPC reports a message
         // it cannot parse like the end of the stream), or a peer that left before its Hello.
-        log::Warn("grpc", "dataplane stream ended before a valid Hello (unparseable message or early close)",
-                  {{"peer", peer_}});
+        NoStreamWithoutHello(peer_);
         FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be a valid Hello"));
         return;
       }
@@ -265,6 +284,9 @@ bool RoutingServer::Start(const std::string& listen, std::string* error) {
   // One controller per address: gRPC's default SO_REUSEPORT would let a second one (or any
   // process) share the port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // A dataplane uses one stream per connection: a peer multiplexing many (each a Hello counted
+  // as a dataplane, or a reset flood) is held to a few.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 8);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || selected == 0) {
     *error = "cannot listen on " + addr + " (address in use or not available)";

@@ -691,6 +691,13 @@ class IngressCompiler {
         r_.Invalid(pp + ".path", value ? "path " + Q(*value) + " must start with \"/\"" : "is required for pathType " + *type);
         return false;
       }
+      if (const auto why = NotNormalPathProblem(*value); !why.empty()) {
+        r_.Invalid(pp + ".path", "path " + Q(*value) + " " + why);  // as the API server refuses it
+        return false;
+      }
+      if (const auto why = UnmatchablePathProblem(*value); !why.empty()) {
+        c_.warnings.push_back({"PathNeverMatches", pp + ".path", "path " + Q(*value) + " " + why});
+      }
       if (value->find_first_of("()[]{}*+?|^$\\") != std::string::npos) {
         c_.warnings.push_back({"PathLooksLikeRegex", pp + ".path",
                                "pathType " + *type + " matches " + Q(*value) +
@@ -700,6 +707,11 @@ class IngressCompiler {
       pm.set_type(v1::PathMatch::REGULAR_EXPRESSION);
       if (!value || value->empty()) return true;  // any path
       if (!CheckRegex(r_, pp + ".path", *value)) return false;
+      if (const auto esc = LowercaseEscape(*value); !esc.empty()) {
+        c_.warnings.push_back({"PathNeverMatches", pp + ".path",
+                               "the regular expression has " + esc + ": requests are matched with upper-case hex digits "
+                               "in their escapes, so it never matches that"});
+      }
       if (value->find_first_of(".()[]{}*+?|^$\\") == std::string::npos) {
         c_.warnings.push_back({"PathIsRegex", pp + ".path",
                                "pathType ImplementationSpecific is a regular expression matched against the whole "
@@ -731,7 +743,10 @@ class IngressCompiler {
       v1::RouteMatch match;
       match.add_hosts(rule_hosts_[k]);
       if (rule_hosts_[k].rfind("*.", 0) == 0) match.set_wildcard_one_label(true);
+      match.set_after_paths(true);  // the host's default: after every path of it (a canary's too)
+      const std::size_t before = c_.routes.size();
       AddRoutes(RouteObjectPath(c_.key) + "/default-h" + std::to_string(k), field, match, *set, ann, false, k == 0);
+      for (std::size_t i = before; i < c_.routes.size(); ++i) c_.routes[i].host_default = true;
     }
   }
 
@@ -762,6 +777,7 @@ class IngressCompiler {
       http.proto.set_name(RouteObjectPath(c_.key) + "/https-redirect-h" + std::to_string(k));
       http.proto.mutable_match()->add_hosts(host);
       if (host.rfind("*.", 0) == 0) http.proto.mutable_match()->set_wildcard_one_label(true);
+      http.proto.mutable_match()->set_after_paths(true);  // after every path of the host
       http.proto.set_listener(http_listener_);
       http.user_listener = "http";
       http.decl_index = decl_++;
@@ -940,7 +956,10 @@ void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, cons
       continue;
     }
     any_shared = true;
-    if (!had_https) twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
+    if (!had_https) {
+      twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
+      twins.back().host_default = r.host_default;
+    }
     if (c.ingress_tls->ssl_redirect) MakeSslRedirect(r, options);
   }
   if (!any_shared) return;

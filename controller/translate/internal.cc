@@ -13,6 +13,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <ctime>
 #include <limits>
@@ -225,6 +226,60 @@ std::string PathProblem(const std::string& s) {
     if (c == ' ') return "must not contain spaces (write %20)";
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "must not contain control characters (CR, LF, ...)";
     return std::string("must not contain '") + c + "' (percent-encode it)";
+  }
+  return "";
+}
+
+std::string NotNormalPathProblem(const std::string& s) {
+  for (const char* seq : {"//", "/./", "/../"}) {
+    if (s.find(seq) != std::string::npos) {
+      return "contains " + Q(seq) + ": requests are matched with dot segments removed and slashes merged, so it never "
+             "matches (write the path in that form)";
+    }
+  }
+  for (const char* end : {"/.", "/.."}) {
+    const std::string e(end);
+    if (s.size() >= e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0) {
+      return "ends in " + Q(e) + ": requests are matched with dot segments removed, so it never matches";
+    }
+  }
+  for (std::size_t i = s.find('%'); i != std::string::npos; i = s.find('%', i + 1)) {
+    if (i + 2 < s.size() && s[i + 1] == '2' && (s[i + 2] == 'F' || s[i + 2] == 'f')) {
+      return "contains an encoded '/' (" + s.substr(i, 3) + "), which Gateway API and Ingress paths may not";
+    }
+  }
+  return "";
+}
+
+std::string LowercaseEscape(const std::string& s) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  for (std::size_t i = s.find('%'); i != std::string::npos && i + 2 < s.size(); i = s.find('%', i + 1)) {
+    if (hex(s[i + 1]) && hex(s[i + 2]) && ((s[i + 1] >= 'a' && s[i + 1] <= 'f') || (s[i + 2] >= 'a' && s[i + 2] <= 'f'))) {
+      return s.substr(i, 3);
+    }
+  }
+  return "";
+}
+
+std::string UnmatchablePathProblem(const std::string& s) {
+  if (s.find(';') != std::string::npos) {
+    return "contains ';': requests are matched without ';' path parameters, so it never matches";
+  }
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  for (std::size_t i = s.find('%'); i != std::string::npos; i = s.find('%', i + 1)) {
+    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) continue;  // PathProblem's
+    const char c = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      return "contains " + s.substr(i, 3) + ", an escaped unreserved character: requests are matched with it decoded, "
+             "so write " + Q(std::string(1, c));
+    }
+    if ((s[i + 1] >= 'a' && s[i + 1] <= 'f') || (s[i + 2] >= 'a' && s[i + 2] <= 'f')) {
+      std::string upper = s.substr(i, 3);
+      for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      return "contains " + s.substr(i, 3) + ": requests are matched with upper-case hex digits, so write " + upper;
+    }
   }
   return "";
 }

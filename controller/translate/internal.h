@@ -46,6 +46,18 @@ bool IsToken(const std::string& s);        // an HTTP header/cookie name
 // "/" then pchar and "/"; %XX escapes well-formed; no query, fragment, space or control
 // character). Empty when valid, else why not.
 std::string PathProblem(const std::string& s);
+// An Exact or Prefix path match value the router could never match, because requests are matched
+// in normal form (docs/l7.md): empty when fine, else why (in words a status message can carry).
+// `NotNormalPathProblem`: "//", "/./", "/../", a trailing "/." or "/..", or an encoded '/'
+// (%2F) — what the Kubernetes API server refuses in an Ingress path and Gateway API in an
+// HTTPRoute path. `UnmatchablePathProblem`: a ';' (requests are matched without ';' path
+// parameters), an escape of an unreserved character (matched decoded: "%7E" is "~") or with
+// lower-case hex digits (matched upper-case, RFC 3986 §6.2.2.1).
+std::string NotNormalPathProblem(const std::string& s);
+// The first %XX escape in `s` with a lower-case hex digit ("%c3"), or "" (for regular
+// expressions, which are not refused for it: the router upper-cases escapes before matching).
+std::string LowercaseEscape(const std::string& s);
+std::string UnmatchablePathProblem(const std::string& s);
 // A cookie's Path attribute (RFC 6265 §4.1.1 path-value, starting with "/"): PathProblem and
 // no ';' (it would end the attribute). Empty when valid, else why not.
 std::string CookiePathProblem(const std::string& s);
@@ -122,6 +134,10 @@ struct CompiledRoute {
   std::string user_listener;
   size_t decl_index = 0;
   bool catch_all = false;  // Ingress spec.defaultBackend: after every other route of the listener
+  // An Ingress spec.defaultBackend for one of its hosts (default-h<k>: host, no path): after
+  // every route of that host, Prefix "/" included. Any other route without a path ranks as
+  // Prefix "/" (Gateway API's default path match).
+  bool host_default = false;
   // An Ingress's ssl-redirect for the paths of a TLS host that none of its paths match (ingress-
   // nginx redirects the whole server): after every route with the same match keys, never
   // reported as shadowed, dropped with the HTTPS listener.

@@ -135,7 +135,8 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
   }
 }
 
-void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Protocol proto, v1::RouteMatch* out) {
+void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Protocol proto, v1::RouteMatch* out,
+                  std::vector<StatusWarning>* warnings) {
   if (!r.Object(m, p, {"hosts", "path", "methods", "headers", "queryParams", "cookies", "sni"})) return;
   const bool l7 = IsL7(proto);
   if (!l7) {
@@ -183,8 +184,17 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
       if (value) {
         if (pm.type() == v1::PathMatch::REGULAR_EXPRESSION) {
           CheckRegex(r, pp + ".value", *value);
+          if (const auto esc = LowercaseEscape(*value); !esc.empty() && warnings != nullptr) {
+            warnings->push_back({"PathNeverMatches", pp + ".value",
+                                 "the regular expression has " + esc + ": requests are matched with upper-case hex "
+                                 "digits in their escapes, so it never matches that"});
+          }
         } else if (value->front() != '/') {
           r.Invalid(pp + ".value", "path " + Q(*value) + " must start with \"/\"");
+        } else if (std::string why = PathProblem(*value); !why.empty() ||
+                                                         !(why = NotNormalPathProblem(*value)).empty() ||
+                                                         !(why = UnmatchablePathProblem(*value)).empty()) {
+          r.Invalid(pp + ".value", "path " + Q(*value) + " " + why);
         }
         pm.set_value(*value);
       }
@@ -202,6 +212,7 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
     }
     out->add_methods(methods[i]);
   }
+  std::map<std::string, std::string> header_names;  // lowercase name → field
   if (const json* headers = r.Array(m, p, "headers")) {
     for (size_t i = 0; i < headers->size(); ++i) {
       const std::string hp = FieldReader::Index(p + ".headers", i);
@@ -214,6 +225,11 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
       if (name) {
         if (!IsToken(*name)) r.Invalid(hp + ".name", "invalid header name " + Q(*name));
         hm.set_name(Lower(*name));
+        // Gateway API ignores a later entry with an equivalent name: refused here, not ignored.
+        if (auto [it, fresh] = header_names.emplace(Lower(*name), hp); !fresh) {
+          r.Invalid(hp + ".name", "header " + Q(*name) + " is also matched by " + it->second +
+                                      " (header names are case-insensitive)");
+        }
       }
       const std::string t = type.value_or("Exact");
       if (t == "Exact") {
@@ -236,14 +252,48 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
       *out->add_headers() = hm;
     }
   }
+  // Query parameters are compared as written in the request target, cookies as sent: a name or
+  // value that no request can carry (a space, a control character, a delimiter) never matches,
+  // and a second entry with the same name is refused (Gateway API would ignore it).
   auto name_values = [&](const char* key, auto add) {
     const json* arr = r.Array(m, p, key);
     if (!arr) return;
+    const bool query = std::string_view(key) == "queryParams";
+    std::map<std::string, std::string> names;
     for (size_t i = 0; i < arr->size(); ++i) {
       const std::string ip = FieldReader::Index(p + "." + key, i);
       if (!r.Object((*arr)[i], ip, {"name", "value"})) continue;
       auto name = r.String((*arr)[i], ip, "name", true);
       auto value = r.String((*arr)[i], ip, "value", true);
+      auto bad = [query](const std::string& v, bool is_name) -> std::string {
+        for (const char c : v) {
+          const auto u = static_cast<unsigned char>(c);
+          // A cookie value may hold inner spaces (browsers send them; the match trims the ends).
+          const bool cookie_value = !query && !is_name;
+          if (u < 0x20 || u == 0x7f || (u == 0x20 && !cookie_value)) {
+            return "contains a space or control character, which no request carries there";
+          }
+          if (query && (c == '&' || c == '#' || (is_name && c == '='))) {
+            return std::string("contains '") + c + "', which delimits the query";
+          }
+          if (!query && c == ';') return "contains ';', which ends a cookie in the Cookie header";
+        }
+        return "";
+      };
+      if (name) {
+        if (name->empty()) {
+          r.Invalid(ip + ".name", "must not be empty");
+        } else if (!query && !IsToken(*name)) {
+          r.Invalid(ip + ".name", "invalid cookie name " + Q(*name));
+        } else if (const auto why = bad(*name, true); !why.empty()) {
+          r.Invalid(ip + ".name", Q(*name) + " " + why);
+        } else if (auto [it, fresh] = names.emplace(*name, ip); !fresh) {
+          r.Invalid(ip + ".name", Q(*name) + " is also matched by " + it->second);
+        }
+      }
+      if (value) {
+        if (const auto why = bad(*value, false); !why.empty()) r.Invalid(ip + ".value", Q(*value) + " " + why);
+      }
       if (name && value) add(*name, *value);
     }
   };
@@ -418,7 +468,12 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, boo
     }
     (*out->mutable_set())[check(p + ".set." + k, k)] = value(p + ".set." + k, v);
   }
+  std::map<std::string, std::string> add_names;
   for (const auto& [k, v] : r.StringMap(h, p, "add")) {
+    if (auto [it, fresh] = add_names.emplace(Lower(k), k); !fresh) {
+      r.Invalid(p + ".add." + k, "header " + Q(k) + " is also added as " + Q(it->second) +
+                                     " (header names are case-insensitive: one value would be lost)");
+    }
     host_kept(p + ".add." + k, k);
     (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
   }
@@ -724,7 +779,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         route.set_name(key.ns + "/" + key.name + "/" + *name);
         route.set_listener(cl->proto.name());
         cr.user_listener = *listener;
-        if (const json* m = r.Member(rt, p, "match")) CompileMatch(r, *m, p + ".match", proto, route.mutable_match());
+        if (const json* m = r.Member(rt, p, "match")) CompileMatch(r, *m, p + ".match", proto, route.mutable_match(), &c.warnings);
         for (int mi = 0; mi < route.match().methods_size(); ++mi) {
           if (route.match().methods(mi) != "CONNECT") continue;
           // The CRD's enum has it (Gateway API's HTTPMethod), but the proxy does not tunnel: a

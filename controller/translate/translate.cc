@@ -35,18 +35,19 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //      host (any host); among those, the longer host first. A route's key is its most
 //      specific host. (TLS passthrough listeners use match.sni the same way.)
 //   2. path: longer value first; at equal length Exact before Prefix before RegularExpression.
-//      A Prefix counts without its trailing '/'. A route without a path match but with other
-//      conditions ranks as Prefix "/" (length 0), so rule 3 ranks a header/method route above a
-//      plain "/" one; a route without any condition last.
-//   3. more conditions first (methods given counts one, plus each header, query and cookie
-//      match) — as Gateway API orders, so a header-matched canary route beats its catch-all.
+//      A Prefix counts without its trailing '/'. A route without a path match ranks as Prefix
+//      "/" (Gateway API's default), except an Ingress's defaultBackend for a host
+//      (host_default) and its HTTPS fallback redirect, which rank after every path of the host.
+//   3. Gateway API's order next: a method match first, then more header matches, then more
+//      query parameter matches, then (doorman's own) more cookie matches.
 //   4. an Ingress's HTTPS fallback redirect (CompiledRoute.https_fallback) after a route with
 //      the same keys so far: it never takes a request another route was declared for.
 //   5. the older object first (creation order as in OlderThan), then declaration order.
-using PrecedenceKey = std::tuple<bool, int, int64_t, int64_t, int, int64_t, bool, size_t, size_t>;
+using PrecedenceKey =
+    std::tuple<bool, int, int64_t, int64_t, int, bool, int64_t, int64_t, int64_t, bool, size_t, size_t>;
 
-PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallback, size_t object_order,
-                              size_t decl_index) {
+PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool host_default, bool fallback,
+                              size_t object_order, size_t decl_index) {
   const auto& m = route.match();
   const auto& hosts = m.sni_size() > 0 ? m.sni() : m.hosts();
   int host_rank = 2;
@@ -59,13 +60,11 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
       host_len = len;
     }
   }
-  const int64_t conditions = (m.methods_size() > 0 ? 1 : 0) + m.headers_size() + m.query_params_size() + m.cookies_size();
   // A Prefix ranks by its length without trailing '/' (it matches the same paths: "/login/"
   // matches "/login"), so an Exact path beats every Prefix that also matches its request (such
-  // a Prefix is never longer). No path with other conditions ranks as Prefix "/"; no condition
-  // at all (a catch-all of its hosts, such as an Ingress's default-h<k>) last.
+  // a Prefix is never longer). No path ranks as Prefix "/"; a host's defaultBackend last.
   int64_t path_len = 0;
-  int path_rank = conditions > 0 ? 1 : 3;
+  int path_rank = host_default || fallback || m.after_paths() ? 3 : 1;
   if (m.has_path()) {
     std::string_view value = m.path().value();
     path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
@@ -74,7 +73,18 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
     }
     path_len = static_cast<int64_t>(value.size());
   }
-  return {catch_all, host_rank, -host_len, -path_len, path_rank, -conditions, fallback, object_order, decl_index};
+  return {catch_all,
+          host_rank,
+          -host_len,
+          -path_len,
+          path_rank,
+          m.methods_size() == 0,
+          -static_cast<int64_t>(m.headers_size()),
+          -static_cast<int64_t>(m.query_params_size()),
+          -static_cast<int64_t>(m.cookies_size()),
+          fallback,
+          object_order,
+          decl_index};
 }
 
 // Every setting in which two listeners sharing a port differ (all of them, so that one fix is
@@ -181,7 +191,7 @@ void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Sna
   for (const auto& r : c.routes) {
     auto it = ports.find({Transport(FindListener(c, r.user_listener)->proto.protocol()),
                           FindListener(c, r.user_listener)->proto.port()});
-    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, r.https_fallback, object_order, r.decl_index), r.proto.name());
+    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, r.host_default, r.https_fallback, object_order, r.decl_index), r.proto.name());
     v1::Route* route = snap.add_routes();
     *route = r.proto;
     auto* owner = route->mutable_owner();
@@ -210,8 +220,10 @@ void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1
 // A route whose match is the same as an earlier route's on its listener is never chosen: the
 // earlier one (precedence, then the older object) takes every request it would. Its object is told
 // (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
+// A route without a path match is keyed as Prefix "/" (it ranks as one, RoutePrecedence), except
+// an Ingress's per-host defaultBackend (`host_defaults`), which ranks after its host's paths.
 void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of,
-                        const std::set<std::string>& fallbacks) {
+                        const std::set<std::string>& fallbacks, const std::set<std::string>& host_defaults) {
   std::map<std::string, const v1::Route*> by_name;
   for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
   auto key_of = [](const v1::ObjectRef& o) { return ObjectKey{o.kind(), o.namespace_(), o.name()}; };
@@ -222,7 +234,16 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
       if (it == by_name.end()) continue;
       const v1::Route& r = *it->second;
       if (fallbacks.count(r.name())) continue;  // declared by no one; it ranks after its twins
-      auto [winner, fresh] = first.emplace(r.match().SerializeAsString(), &r);
+      std::string key;
+      if (!r.match().has_path() && !host_defaults.count(r.name())) {
+        v1::RouteMatch m = r.match();
+        m.mutable_path()->set_type(v1::PathMatch::PREFIX);
+        m.mutable_path()->set_value("/");
+        key = m.SerializeAsString();
+      } else {
+        key = r.match().SerializeAsString();
+      }
+      auto [winner, fresh] = first.emplace(key, &r);
       if (fresh) continue;
       auto st = status_of.find(key_of(r.owner()));
       if (st == status_of.end()) continue;
@@ -687,14 +708,16 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   Finish(ports, certs, result.snapshot);
   std::map<ObjectKey, ObjectStatus*> status_of;
   std::set<std::string> fallbacks;
+  std::set<std::string> host_defaults;
   for (Candidate* c : order) {
     if (!c->placed) continue;
     status_of.emplace(c->key, &c->status);
     for (const auto& r : c->placed->routes) {
       if (r.https_fallback) fallbacks.insert(r.proto.name());
+      if (r.host_default) host_defaults.insert(r.proto.name());
     }
   }
-  WarnShadowedRoutes(result.snapshot, status_of, fallbacks);
+  WarnShadowedRoutes(result.snapshot, status_of, fallbacks, host_defaults);
 
   std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {

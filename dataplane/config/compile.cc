@@ -341,6 +341,7 @@ class Compiler {
 
   void CompileMatch(const pb::RouteMatch& in, const std::string& where, RouteMatch* out) {
     out->wildcard_one_label = in.wildcard_one_label();
+    out->after_paths = in.after_paths();
     for (const auto& h : in.hosts()) {
       if (h.empty()) Fail(where + ".match.hosts: empty host");
       if (h == "*") {  // any host

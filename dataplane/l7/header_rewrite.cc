@@ -2,6 +2,8 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -206,7 +208,32 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
   return expect_continue;
 }
 
-void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules) {
+void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules, bool request) {
+  if (request) {
+    // Both sides read with '_' as '-' (a rule naming x_user covers X-User too): what a CGI-style
+    // backend reads as one variable is one header here.
+    auto fold = [](char ch) { return ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); };
+    const bool rule_underscored =
+        std::any_of(rules.remove.begin(), rules.remove.end(), [](const std::string& n) { return n.find('_') != std::string::npos; }) ||
+        std::any_of(rules.set.begin(), rules.set.end(), [](const auto& kv) { return kv.first.find('_') != std::string::npos; });
+    std::vector<std::string> underscored;
+    for (const auto& f : h.fields()) {
+      if (f.removed) continue;
+      const std::string_view name = h.name(f);
+      if (!rule_underscored && name.find('_') == std::string_view::npos) continue;
+      auto same = [name, &fold](std::string_view rule) {
+        if (rule.size() != name.size()) return false;
+        for (std::size_t i = 0; i < rule.size(); ++i) {
+          if (fold(name[i]) != fold(rule[i])) return false;
+        }
+        return true;
+      };
+      const bool hit = std::any_of(rules.remove.begin(), rules.remove.end(), same) ||
+                       std::any_of(rules.set.begin(), rules.set.end(), [&](const auto& kv) { return same(kv.first); });
+      if (hit) underscored.emplace_back(name);
+    }
+    for (const auto& name : underscored) h.Erase(name);
+  }
   for (const auto& name : rules.remove) h.Erase(name);
   for (const auto& [name, value] : rules.set) h.Set(name, value);
   for (const auto& [name, value] : rules.add) h.Insert(name, value);

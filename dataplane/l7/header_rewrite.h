@@ -56,6 +56,9 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info);
 std::string ForwardedClientIp(const HttpHead& h, const std::vector<l4::Cidr>& trusted);
 
 // Applies remove, then set (replace every field of that name), then add (append a field).
-void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules);
+// `request`: a request to a backend, where the underscore spellings of the names removed or set
+// ("X_User" for x-user) go too: CGI-style backends (PHP, Rack, WSGI) read both as HTTP_X_USER,
+// so a client's X_User would otherwise pass a filter that removes or sets x-user.
+void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules, bool request = false);
 
 }  // namespace doorman::dataplane

@@ -817,7 +817,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     if (!rewritten_target.empty()) req.set_target(rewritten_target);
     if (route->rewrite.enabled && !route->rewrite.host.empty()) req.Set("Host", route->rewrite.host);
-    if (!route->request_headers.empty()) ApplyHeaderRules(req, route->request_headers);
+    if (!route->request_headers.empty()) ApplyHeaderRules(req, route->request_headers, /*request=*/true);
     const Millis op_timeout = route->idle_timeout.count() > 0 ? route->idle_timeout : client_idle_;
     // The head sent upstream, serialized once (a retry sends it again).
     req_wire_.clear();

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cctype>
 #include <vector>
 
 #include "dataplane/config/runtime_config.h"
@@ -143,6 +144,13 @@ bool NormalizePath(std::string_view path, std::string* out) {
         i += 2;
         continue;
       }
+      // Any other escape keeps its encoding, with upper-case hex digits (§6.2.2.1): "%2f" and
+      // "%2F" are the same URI, so they route alike.
+      decoded.push_back('%');
+      decoded.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(path[i + 1]))));
+      decoded.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(path[i + 2]))));
+      i += 2;
+      continue;
     }
     decoded.push_back(path[i]);
   }
@@ -359,25 +367,29 @@ bool SortedByBestHost(const std::vector<const Route*>& routes) {
 
 namespace {
 
-// What ranks two routes that match with equally specific hosts (lower first).
+// What ranks two routes that match with equally specific hosts (lower first): the controller's
+// RoutePrecedence keys after the host (controller/translate/translate.cc), kept in step.
 struct RestRank {
   int64_t neg_path_len;
-  int path_kind;  // Exact, Prefix (or no path with conditions: Prefix "/"), RegularExpression, none
-  int64_t neg_conditions;
+  int path_kind;  // Exact, Prefix (or no path: Prefix "/"), RegularExpression, no path after_paths
+  bool no_method;
+  int64_t neg_headers;
+  int64_t neg_query;
+  int64_t neg_cookies;
   auto operator<=>(const RestRank&) const = default;
 };
 
 RestRank RankRest(const RouteMatch& m) {
-  const auto conditions = static_cast<int64_t>((m.methods.empty() ? 0 : 1) + m.headers.size() +
-                                               m.query_params.size() + m.cookies.size());
   int kind = 1;
   switch (m.path.type) {
     case PathMatcher::Type::kExact: kind = 0; break;
     case PathMatcher::Type::kPrefix: break;
-    case PathMatcher::Type::kAny: kind = conditions > 0 ? 1 : 3; break;  // as Prefix "/"; a catch-all last
+    case PathMatcher::Type::kAny: kind = m.after_paths ? 3 : 1; break;  // Prefix "/"; a host's default last
     case PathMatcher::Type::kRegex: kind = 2; break;
   }
-  return {-static_cast<int64_t>(m.path.declared_len), kind, -conditions};
+  return {-static_cast<int64_t>(m.path.declared_len), kind, m.methods.empty(),
+          -static_cast<int64_t>(m.headers.size()), -static_cast<int64_t>(m.query_params.size()),
+          -static_cast<int64_t>(m.cookies.size())};
 }
 
 }  // namespace

@@ -80,6 +80,7 @@ struct RouteMatch {
   std::vector<std::string> exact_hosts;      // lowercase
   std::vector<std::string> wildcard_suffixes;  // lowercase, with the leading dot: ".example.com"
   bool wildcard_one_label = false;  // a wildcard covers exactly one label (Ingress), else one or more
+  bool after_paths = false;         // RouteMatch.after_paths: no path, ranked after its host's paths
   PathMatcher path;
   std::vector<std::string> methods;
   std::vector<HeaderMatcher> headers;
@@ -113,7 +114,8 @@ void SplitTarget(std::string_view target, std::string_view* path, std::string_vi
 // are removed (§5.2.4: "/a/./b/../c" is "/a/c"; ".." never climbs above "/") and repeated
 // slashes merged ("//admin" is "/admin": nginx, the common backend and ingress-nginx's engine,
 // merges them by default, so "//admin" must not escape an "/admin" route; Envoy's merge_slashes).
-// "%2F" stays encoded (it is data, not a separator: Envoy's default too). Returns false, without
+// "%2F" stays encoded (it is data, not a separator: Envoy's default too), and every escape kept
+// gets upper-case hex digits ("%2f" is "%2F", §6.2.2.1). Returns false, without
 // allocating, when the path is already normal (the common case); else writes the normal form.
 // Without it, "/public/../admin" would match a "/public" route while a backend that normalises
 // serves "/admin" under that route's policy.
@@ -155,8 +157,10 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
 // The route of `listener` that wins for this request, or nullptr. Among the routes that match,
 // the most specific *matching* host wins (Gateway API: "largest number of characters in a
 // matching non-wildcard hostname", then in a matching hostname), then the longer path, Exact
-// before Prefix before RegularExpression, more conditions, and then the controller's order
-// (oldest object, declaration order). A route that lists a long exact host and a wildcard thus
+// before Prefix before RegularExpression (no path ranks as Prefix "/", unless after_paths),
+// then Gateway API's order: a method match, more header matches, more query parameter matches
+// (then more cookie matches), and then the controller's order (oldest object, declaration
+// order): the same keys as the controller's RoutePrecedence after the host. A route that lists a long exact host and a wildcard thus
 // wins for its exact host only, not for every name its wildcard covers.
 // `skip_forwarded_https_fallbacks`: leave out redirect-only routes that a trusted proxy's
 // X-Forwarded-Proto: https skips (an Ingress's https-redirect-h<k>: no backends), for a request

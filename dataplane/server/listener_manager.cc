@@ -288,7 +288,9 @@ std::vector<std::string> ListenerManager::Prepare(const RuntimeConfig& next, boo
       continue;
     }
     log::Info("listener", "listening", {{"listener", l->name},
-                                        {"address", bind_address_.to_string() + ":" + std::to_string(l->port)},
+                                        {"address", (bind_address_.is_v6() ? "[" + bind_address_.to_string() + "]"
+                                                                           : bind_address_.to_string()) +
+                                                        ":" + std::to_string(l->port)},
                                         {"protocol", std::string(ProtocolName(l->protocol))}});
     bound_.emplace(l->name, std::move(b));
   }

@@ -145,6 +145,11 @@ class GarbageOnTheRoutingStream(DoormanTestCase):
         self.assert_stream_refused(frame)
         wait_until(lambda: "stream ended before a valid Hello" in self.controller.log(), what="the warning")
         self.assertTrue(self.controller.alive())
+        # Repeats (a peer resetting streams in a loop) are not a log line each: at most one a minute.
+        for _ in range(10):
+            self.assert_stream_refused(frame)
+        self.assertEqual(self.controller.log().count("stream ended before a valid Hello"), 1, self.controller.log())
+        self.assertTrue(self.controller.alive())
 
     def test_an_unparseable_frame_after_a_hello_is_refused_and_logged(self):
         self.start_controller()

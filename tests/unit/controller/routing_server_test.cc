@@ -20,7 +20,11 @@ std::shared_ptr<const v1::Snapshot> Snap(const std::string& listener) {
 
 struct Client {
   explicit Client(int port) {
-    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    // Its own connection, as each dataplane process has (channels in one process would otherwise
+    // share one, and the server takes at most 8 streams per connection).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args);
     stub = v1::RoutingState::NewStub(channel);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     stream = stub->StreamRoutingState(&ctx);

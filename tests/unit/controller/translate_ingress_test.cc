@@ -881,6 +881,28 @@ TEST(TranslateIngress, ACanaryAnnotationAloneMakesACanary) {
   }
 }
 
+// Exact and Prefix paths the router could never match (it matches requests in normal form): what
+// the API server refuses in an Ingress path ("//", "/./", "/../", %2F) is refused here too (with
+// --manifests nothing else checks it), and what it accepts is served with a PathNeverMatches
+// warning.
+TEST(TranslateIngress, PathsNoRequestCanMatch) {
+  for (const std::string path : {"/a/../b", "//x", "/a/./b", "/a/..", "/a%2Fb"}) {
+    SCOPED_TRACE(path);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com", path))})));
+    EXPECT_FALSE(Ing(r, "i")->accepted);
+    EXPECT_EQ(Ing(r, "i")->field, "spec.rules[0].http.paths[0].path");
+  }
+  for (const std::string path : {"/%7Euser", "/semi;x", "/caf%c3%a9"}) {
+    SCOPED_TRACE(path);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com", path))})));
+    ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+    ASSERT_EQ(Ing(r, "i")->warnings.size(), 1u);
+    EXPECT_EQ(Ing(r, "i")->warnings[0].reason, "PathNeverMatches");
+  }
+}
+
 TEST(TranslateIngress, AnInvalidCanaryDoesNotChangeTheMainRoute) {
   const std::string main = Ingress("main", Rule("a.example.com"));
   Translator t;

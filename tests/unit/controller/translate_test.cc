@@ -372,6 +372,66 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {responseHeaders: {add: {x-ok: "a\0b"}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.responseHeaders.add.x-ok", "must not contain control characters"},
+    {"path with dot segment", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Exact, value: /a/../b}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains \"/../\": requests are matched with dot segments removed"},
+    {"path with double slash", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: //dbl}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains \"//\""},
+    {"path ending in dot", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: /a/.}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "ends in \"/.\""},
+    {"path with encoded slash", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: /a%2fb}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains an encoded '/' (%2f)"},
+    {"path with escaped unreserved", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: /%7Euser}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains %7E, an escaped unreserved character: requests are matched with it decoded, so write \"~\""},
+    {"path with lower-case hex", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: /caf%c3%a9}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains %c3: requests are matched with upper-case hex digits, so write %C3"},
+    {"path with a parameter", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Exact, value: /semi;x}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "contains ';': requests are matched without ';' path parameters"},
+    {"path with a query", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {path: {type: Prefix, value: "/a?b=1"}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.path.value", "must not contain a query"},
+    {"header matched twice", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {headers: [{name: x, value: a}, {name: X, value: b}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.headers[1].name", "header \"X\" is also matched by spec.routes[0].match.headers[0]"},
+    {"query name with a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {queryParams: [{name: "a b", value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.queryParams[0].name", "contains a space or control character"},
+    {"query value with &", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {queryParams: [{name: a, value: "1&b=2"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.queryParams[0].value", "contains '&', which delimits the query"},
+    {"query matched twice", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {queryParams: [{name: a, value: "1"}, {name: a, value: "2"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.queryParams[1].name", "is also matched by spec.routes[0].match.queryParams[0]"},
+    {"cookie name not a token", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {cookies: [{name: "a b", value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.cookies[0].name", "invalid cookie name"},
+    {"cookie value with ;", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {cookies: [{name: a, value: "1;b"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.cookies[0].value", "contains ';', which ends a cookie"},
+    {"response header added twice", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {responseHeaders: {add: {x-a: "1", X-A: "2"}}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.responseHeaders.add.x-a", "is also added as"},
     {"missing spec", "", "InvalidSpec", "spec", "is required"},
 };
 
@@ -1240,10 +1300,68 @@ TEST(Translate, RoutePrecedenceWithinAListener) {
                                       "default/shop/wild-longer", "default/shop/wild", "default/shop/no-host"}));
 }
 
+// A cookie value may hold inner spaces (browsers send them), commas and quotes; a regular
+// expression written with lower-case escapes is served with a warning (requests are matched with
+// upper-case hex digits).
+TEST(Translate, CookieValuesAndRegexEscapes) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, match: {cookies: [{name: who, value: "John Doe"}, {name: l, value: "a,b"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}
+    - {name: b, listener: web, match: {path: {type: RegularExpression, value: "/caf%c3%a9.*"}}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "PathNeverMatches");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[1].match.path.value");
+}
+
+// Gateway API's order after the path: a method match, then the number of header matches, then
+// the number of query parameter matches (helper-76: doorman summed them, so two headers beat a
+// method). Cookies (doorman's own) come last.
+TEST(Translate, MethodThenHeadersThenQueryAsGatewayApiOrdersThem) {
+  const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: q2, listener: web, match: {queryParams: [{name: a, value: "1"}, {name: b, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: h1-q1, listener: web, match: {headers: [{name: x-3, type: Present}], queryParams: [{name: a, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: h2, listener: web, match: {headers: [{name: x-1, type: Present}, {name: x-2, type: Present}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: cookie, listener: web, match: {cookies: [{name: c, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: h1, listener: web, match: {headers: [{name: x-3, type: Present}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: method, listener: web, match: {methods: [GET]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Lb(spec)));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+            (std::vector<std::string>{"default/shop/method", "default/shop/h2", "default/shop/h1-q1", "default/shop/h1",
+                                      "default/shop/q2", "default/shop/cookie"}));
+}
+
+// Gateway API: a route without a path match has the path match Prefix "/". An older object's
+// host-only route and a newer object's host + Prefix "/" route are the same match: the older one
+// takes the requests and the newer one is told it is shadowed (helper-76: the newer one took
+// them, silently).
+TEST(Translate, NoPathIsTheSameMatchAsPrefixSlash) {
+  const std::string older = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: host-only, listener: web, match: {hosts: [foo.example.com]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]
+)", "a", "2020-01-01T00:00:00Z");
+  const std::string newer = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: slash, listener: web, match: {hosts: [foo.example.com], path: {type: Prefix, value: /}}, backends: [{endpoints: [{address: 10.0.0.2, port: 1}]}]}]
+)", "e", "2025-01-01T00:00:00Z");
+  Translator t;
+  auto r = t.Translate(Store(older + "---\n" + newer));
+  EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"), (std::vector<std::string>{"default/a/host-only", "default/e/slash"}));
+  EXPECT_TRUE(StatusOf(r, "a")->warnings.empty());
+  ASSERT_EQ(StatusOf(r, "e")->warnings.size(), 1u);
+  EXPECT_EQ(StatusOf(r, "e")->warnings[0].reason, "RouteShadowed");
+}
+
 // An Exact path precedes a Prefix that also matches its request even when the Prefix is declared
 // longer ("/login/" matches "/login"), and a route without a path ranks as Prefix "/", so a
 // header- or method-matched route without a path precedes a plain "/" route (found by review:
-// both used to be shadowed).
+// both used to be shadowed), a method match before a header match (Gateway API's order), and a
+// route without any match ties with Prefix "/" (the older object, then declaration order).
 TEST(Translate, ExactBeatsATrailingSlashPrefixAndNoPathRanksAsSlash) {
   const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes:
@@ -1259,7 +1377,7 @@ TEST(Translate, ExactBeatsATrailingSlashPrefixAndNoPathRanksAsSlash) {
   ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
             (std::vector<std::string>{"default/shop/login-exact", "default/shop/login-prefix",
-                                      "default/shop/by-header", "default/shop/by-method", "default/shop/slash",
+                                      "default/shop/by-method", "default/shop/by-header", "default/shop/slash",
                                       "default/shop/no-path"}));
 }
 

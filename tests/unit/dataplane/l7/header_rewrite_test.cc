@@ -294,5 +294,38 @@ TEST(HeaderRewriteTest, HeaderRulesRemoveSetAdd) {
   EXPECT_EQ(req.count("X-Multi"), 2u);
 }
 
+// A request filter that removes or sets a name also drops the client's underscore spellings of it
+// (helper-76: X_Admin passed remove: [x-admin] and X_User stood beside set x-user, and CGI-style
+// backends read both as HTTP_X_ADMIN / HTTP_X_USER). Other underscored names pass; responses are
+// left alone.
+TEST(HeaderRewriteTest, RequestRulesCoverUnderscoreSpellings) {
+  const std::string head =
+      "GET / HTTP/1.1\r\nHost: a\r\nX_Admin: 1\r\nx_ADMIN: 2\r\nX_User: evil\r\nX_Other: kept\r\nX-Admin: 3\r\n\r\n";
+  HeaderRules rules;
+  rules.remove = {"x-admin"};
+  rules.set = {{"X-User", "svc"}};
+  auto req = ParseHead(head);
+  ApplyHeaderRules(req.base(), rules, /*request=*/true);
+  EXPECT_EQ(req.count("X_Admin"), 0u);
+  EXPECT_EQ(req.count("X-Admin"), 0u);
+  EXPECT_EQ(req.count("X_User"), 0u);
+  EXPECT_EQ(req["X-User"], "svc");
+  EXPECT_EQ(req["X_Other"], "kept");
+  auto res = ParseHead(head);
+  ApplyHeaderRules(res.base(), rules);
+  EXPECT_EQ(res.count("X_Admin"), 2u);
+}
+
+// A rule written with '_' covers the dashed spelling too (CGI reads both as one variable).
+TEST(HeaderRewriteTest, AnUnderscoredRuleCoversTheDashedName) {
+  HeaderRules rules;
+  rules.remove = {"x_user"};
+  auto req = ParseHead("GET / HTTP/1.1\r\nHost: a\r\nX-User: evil\r\nX_USER: evil2\r\nX-Other: kept\r\n\r\n");
+  ApplyHeaderRules(req.base(), rules, /*request=*/true);
+  EXPECT_EQ(req.count("X-User"), 0u);
+  EXPECT_EQ(req.count("X_User"), 0u);
+  EXPECT_EQ(req["X-Other"], "kept");
+}
+
 }  // namespace
 }  // namespace doorman::dataplane

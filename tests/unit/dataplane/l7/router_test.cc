@@ -302,6 +302,53 @@ TEST(SelectRoutePrecedence, ExactBeatsTrailingSlashPrefixAndNoPathIsSlash) {
   }
 }
 
+// After the path, Gateway API's order (the controller's RoutePrecedence, kept in step): a method
+// match beats any number of header matches, which beat query matches; a route without a path
+// ties with Prefix "/" (the earlier route in the controller's order takes it), and one marked
+// after_paths (an Ingress host's default backend) ranks after every path of its host. Either
+// order sent gives the same answer where the keys differ (helper-79: the dataplane summed the
+// conditions and put a path-less route last whatever the controller sent).
+TEST(SelectRoutePrecedence, MethodThenHeadersThenQueryAndNoPathAsSlash) {
+  const char* routes = R"pb(
+      routes { name: "h2" listener: "web" match { headers { name: "x-1" type: PRESENT } headers { name: "x-2" type: PRESENT } } }
+      routes { name: "method" listener: "web" match { methods: "GET" } }
+      routes { name: "q2" listener: "web" match { query_params { name: "a" value: "1" } query_params { name: "b" value: "1" } } }
+      routes { name: "h1" listener: "web" match { headers { name: "x-3" type: PRESENT } } }
+      routes { name: "default" listener: "web" match { hosts: "a.test" after_paths: true } }
+      routes { name: "slash" listener: "web" match { hosts: "a.test" path { type: PREFIX value: "/" } } }
+      routes { name: "host-only" listener: "web" match { hosts: "a.test" } }
+  )pb";
+  for (const char* order :
+       {R"pb(routes: "host-only" routes: "slash" routes: "default" routes: "method" routes: "h2" routes: "h1" routes: "q2")pb",
+        R"pb(routes: "q2" routes: "h1" routes: "h2" routes: "method" routes: "default" routes: "slash" routes: "host-only")pb"}) {
+    const auto r = CompileWeb(order, routes);
+    ASSERT_TRUE(r.ok()) << r.error;
+    const Listener* l = r.config->FindListener("web");
+    auto select = [&](std::string_view method, std::string_view host, std::string_view target,
+                      const std::map<std::string, std::string>& h) {
+      const MapHeaders headers(h);
+      RequestView v;
+      v.method = method;
+      v.host = host;
+      std::string_view authority;
+      SplitTarget(target, &v.path, &v.query, &authority);
+      v.headers = &headers;
+      const Route* route = SelectRoute(*l, v);
+      return route ? route->name : std::string("<none>");
+    };
+    const std::map<std::string, std::string> none;
+    EXPECT_EQ(select("GET", "b.test", "/", {{"x-1", ""}, {"x-2", ""}}), "method") << order;
+    EXPECT_EQ(select("POST", "b.test", "/", {{"x-1", ""}, {"x-2", ""}}), "h2") << order;
+    EXPECT_EQ(select("POST", "b.test", "/?a=1&b=1", {{"x-3", ""}}), "h1") << order;
+    EXPECT_EQ(select("POST", "b.test", "/?a=1&b=1", none), "q2") << order;
+    EXPECT_EQ(select("POST", "b.test", "/", none), "<none>") << order;
+    // Same host, no conditions: host-only and slash tie (the earlier one sent wins), the
+    // after_paths default never takes a request they match.
+    const std::string first = std::string(order).find("\"host-only\"") < std::string(order).find("\"slash\"") ? "host-only" : "slash";
+    EXPECT_EQ(select("POST", "a.test", "/x", none), first) << order;
+  }
+}
+
 // Ingress routes (wildcard_one_label) cover one label with "*.", Gateway-style routes one or more.
 TEST(SelectRoutePrecedence, IngressWildcardsCoverOneLabel) {
   v1::Snapshot s;
@@ -343,7 +390,7 @@ TEST(RouterTest, HostValues) {
 
 TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
   std::string out;
-  for (const char* normal : {"/", "/a/b", "/a/b/", "/.well-known/x", "/a/..b/c.", "/%2F", "/a%2fb", "/x%20y", "/a/b.c/"}) {
+  for (const char* normal : {"/", "/a/b", "/a/b/", "/.well-known/x", "/a/..b/c.", "/%2F", "/a%2Fb", "/x%20y", "/a/b.c/"}) {
     EXPECT_FALSE(NormalizePath(normal, &out)) << normal;
   }
   const std::pair<const char*, const char*> cases[] = {
@@ -356,6 +403,8 @@ TEST(RouterTest, PathsAreNormalisedBeforeRouting) {
       {"//admin", "/admin"},            {"/a//b", "/a/b"},           {"/a///b//", "/a/b/"},
       {"//", "/"},                      {"///", "/"},                {"/a/.//b", "/a/b"},
       {"//..//admin", "/admin"},        {"/%2F/x", "/%2F/x"},
+      // Escapes kept get upper-case hex (RFC 3986 §6.2.2.1): "%2f" and "%2F" route alike.
+      {"/a%2fb", "/a%2Fb"},             {"/caf%c3%a9", "/caf%C3%A9"}, {"/%2e%2fx", "/.%2Fx"},
   };
   for (const auto& [in, want] : cases) {
     out.clear();
