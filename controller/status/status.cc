@@ -13,6 +13,16 @@
 namespace doorman::controller::status {
 namespace {
 
+// What an object that is not accepted still routes. Its generation names it when it differs from
+// the refused one; it does not when the edit left the generation alone (annotations, which an
+// API server does not count) or the kind has none (Services).
+std::string LastGoodNote(const ObjectStatus& st) {
+  if (st.serving_generation == 0 || st.serving_generation == st.generation) {
+    return " (still routing its last accepted version)";
+  }
+  return " (still routing generation " + std::to_string(st.serving_generation) + ", the last accepted one)";
+}
+
 using nlohmann::json;
 
 constexpr size_t kMaxEventMessage = 1024;
@@ -183,9 +193,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
   } else {
     // Clipped here (with room for the note below), so the note is never what gets cut.
     std::string message = Clip(st.message, kMaxConditionMessage - 128);
-    if (st.serving_last_good) {
-      message += " (still routing generation " + std::to_string(st.serving_generation) + ", the last accepted one)";
-    }
+    if (st.serving_last_good) message += LastGoodNote(st);
     conditions.push_back(Condition("Accepted", false, st.reason.empty() ? "InvalidSpec" : st.reason, message, gen,
                                    current, now));
   }
@@ -310,10 +318,7 @@ json WarningEvent(const ObjectStatus& st, const json& object, const std::string&
   const std::string reason = st.reason.empty() ? "InvalidSpec" : st.reason;
   // A Service or an Ingress has no condition to say it keeps routing its last good version (and
   // its addresses stay), so the Event says it; clipped with room for that note, never through it.
-  const std::string note = !st.accepted && st.serving_last_good
-                               ? " (still routing generation " + std::to_string(st.serving_generation) +
-                                     ", the last accepted one)"
-                               : "";
+  const std::string note = !st.accepted && st.serving_last_good ? LastGoodNote(st) : "";
   const std::string message = Clip(st.message, kMaxEventMessage - note.size()) + note;
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016llx",

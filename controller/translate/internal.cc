@@ -271,6 +271,10 @@ std::string UnmatchablePathProblem(const std::string& s) {
     const char c = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
     const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
                             c == '.' || c == '_' || c == '~';
+    if (unreserved && c == '.') {
+      return "contains " + s.substr(i, 3) + ", an escaped '.': requests are matched with it decoded and dot segments "
+             "removed, so write the path in that form";
+    }
     if (unreserved) {
       return "contains " + s.substr(i, 3) + ", an escaped unreserved character: requests are matched with it decoded, "
              "so write " + Q(std::string(1, c));

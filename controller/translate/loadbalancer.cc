@@ -292,7 +292,12 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
         }
       }
       if (value) {
-        if (const auto why = bad(*value, false); !why.empty()) r.Invalid(ip + ".value", Q(*value) + " " + why);
+        if (const auto why = bad(*value, false); !why.empty()) {
+          r.Invalid(ip + ".value", Q(*value) + " " + why);
+        } else if (!query && !value->empty() && (value->front() == ' ' || value->back() == ' ')) {
+          r.Invalid(ip + ".value", Q(*value) + " has a leading or trailing space, which the match trims from the "
+                                               "cookie sent (RFC 6265), so it never matches");
+        }
       }
       if (name && value) add(*name, *value);
     }

@@ -222,8 +222,18 @@ void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1
 // (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
 // A route without a path match is keyed as Prefix "/" (it ranks as one, RoutePrecedence), except
 // an Ingress's per-host defaultBackend (`host_defaults`), which ranks after its host's paths.
+// How a route is named to its owner: a LoadBalancer's by its spec.routes[i] field, route name and
+// listener name as written (snapshot names such as "default/shop/app" on "http-8080" are
+// doorman's own); other kinds keep the snapshot names.
+struct RouteLabel {
+  std::string field;
+  std::string name;
+  std::string listener;
+};
+
 void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of,
-                        const std::set<std::string>& fallbacks, const std::set<std::string>& host_defaults) {
+                        const std::set<std::string>& fallbacks, const std::set<std::string>& host_defaults,
+                        const std::map<std::string, RouteLabel>& labels) {
   std::map<std::string, const v1::Route*> by_name;
   for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
   auto key_of = [](const v1::ObjectRef& o) { return ObjectKey{o.kind(), o.namespace_(), o.name()}; };
@@ -234,27 +244,36 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
       if (it == by_name.end()) continue;
       const v1::Route& r = *it->second;
       if (fallbacks.count(r.name())) continue;  // declared by no one; it ranks after its twins
-      std::string key;
-      if (!r.match().has_path() && !host_defaults.count(r.name())) {
-        v1::RouteMatch m = r.match();
+      // Keyed as matched: no path is Prefix "/", and a Prefix's trailing '/' does not count
+      // ("/x/" matches "/x" too, docs/controller.md).
+      v1::RouteMatch m = r.match();
+      if (!m.has_path() && !host_defaults.count(r.name()) && !m.after_paths()) {
         m.mutable_path()->set_type(v1::PathMatch::PREFIX);
         m.mutable_path()->set_value("/");
-        key = m.SerializeAsString();
-      } else {
-        key = r.match().SerializeAsString();
+      } else if (m.has_path() && m.path().type() == v1::PathMatch::PREFIX) {
+        std::string v = m.path().value();
+        while (v.size() > 1 && v.back() == '/') v.pop_back();
+        m.mutable_path()->set_value(v);
       }
+      const std::string key = m.SerializeAsString();
       auto [winner, fresh] = first.emplace(key, &r);
       if (fresh) continue;
       auto st = status_of.find(key_of(r.owner()));
       if (st == status_of.end()) continue;
       const ObjectKey other = key_of(winner->second->owner());
-      const std::string field = r.owner().kind() == kKindIngress   ? "spec.rules"
+      const auto own = labels.find(r.name());
+      const auto won = labels.find(winner->second->name());
+      const std::string field = own != labels.end()                 ? own->second.field
+                                : r.owner().kind() == kKindIngress   ? "spec.rules"
                                 : r.owner().kind() == kKindService ? "spec.ports"
                                                                    : "spec.routes";
+      const std::string route_name = own != labels.end() ? own->second.name : r.name();
+      const std::string listener = own != labels.end() ? own->second.listener : l.name();
+      const std::string winner_name = won != labels.end() ? won->second.name : winner->second->name();
       st->second->warnings.push_back(
           {"RouteShadowed", field,
-           "route " + Q(r.name()) + " on listener " + Q(l.name()) + " has the same match as route " +
-               Q(winner->second->name()) + (other == st->second->key ? "" : " of " + other.ToString()) +
+           "route " + Q(route_name) + " on listener " + Q(listener) + " has the same match as route " + Q(winner_name) +
+               (other == st->second->key ? "" : " of " + other.ToString()) +
                ", which takes all its requests: it is never used"});
     }
   }
@@ -709,15 +728,21 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   std::map<ObjectKey, ObjectStatus*> status_of;
   std::set<std::string> fallbacks;
   std::set<std::string> host_defaults;
+  std::map<std::string, RouteLabel> labels;
   for (Candidate* c : order) {
     if (!c->placed) continue;
     status_of.emplace(c->key, &c->status);
     for (const auto& r : c->placed->routes) {
       if (r.https_fallback) fallbacks.insert(r.proto.name());
       if (r.host_default) host_defaults.insert(r.proto.name());
+      if (c->key.kind == kKindLoadBalancer) {
+        const std::string& full = r.proto.name();  // "<ns>/<object>/<route>"
+        labels[full] = {"spec.routes[" + std::to_string(r.decl_index) + "]", full.substr(full.rfind('/') + 1),
+                        r.user_listener};
+      }
     }
   }
-  WarnShadowedRoutes(result.snapshot, status_of, fallbacks, host_defaults);
+  WarnShadowedRoutes(result.snapshot, status_of, fallbacks, host_defaults, labels);
 
   std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {

@@ -343,6 +343,13 @@ TEST(StatusTest, WarningEventHasADeterministicNameAndInvolvedObject) {
   kept.message = "metadata.annotations[doorman.dev/scheduler]: unknown scheduler \"bogus\"";
   EXPECT_EQ(WarningEvent(kept, obj, "v", "i", "T")["message"],
             kept.message + " (still routing generation 2, the last accepted one)");
+  // The refused edit left the generation alone (an annotation), or the kind has none (a
+  // Service): no generation names the version still routed (helper-81).
+  kept.generation = 2;
+  EXPECT_EQ(WarningEvent(kept, obj, "v", "i", "T")["message"], kept.message + " (still routing its last accepted version)");
+  kept.generation = 0;
+  kept.serving_generation = 0;
+  EXPECT_EQ(WarningEvent(kept, obj, "v", "i", "T")["message"], kept.message + " (still routing its last accepted version)");
   // Clipped at a character boundary: a cut through "é" would be invalid UTF-8, which the JSON
   // encoder refuses (it threw, from the status writer).
   st.message.clear();

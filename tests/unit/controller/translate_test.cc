@@ -424,6 +424,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, match: {cookies: [{name: "a b", value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
 )",
      "InvalidSpec", "spec.routes[0].match.cookies[0].name", "invalid cookie name"},
+    {"cookie value with a trailing space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {cookies: [{name: c, value: "ab "}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
+)",
+     "InvalidSpec", "spec.routes[0].match.cookies[0].value", "has a leading or trailing space"},
     {"cookie value with ;", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, match: {cookies: [{name: a, value: "1;b"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]}]
 )",
@@ -1355,6 +1359,20 @@ TEST(Translate, NoPathIsTheSameMatchAsPrefixSlash) {
   EXPECT_TRUE(StatusOf(r, "a")->warnings.empty());
   ASSERT_EQ(StatusOf(r, "e")->warnings.size(), 1u);
   EXPECT_EQ(StatusOf(r, "e")->warnings[0].reason, "RouteShadowed");
+  // A Prefix's trailing '/' does not make another match ("/x/" matches "/x"): shadowed too.
+  Translator t2;
+  auto r2 = t2.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, match: {path: {type: Prefix, value: /x}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: b, listener: web, match: {path: {type: Prefix, value: /x/}}, backends: [{endpoints: [{address: 10.0.0.2, port: 1}]}]}
+)")));
+  ASSERT_EQ(StatusOf(r2, "shop")->warnings.size(), 1u);
+  EXPECT_EQ(StatusOf(r2, "shop")->warnings[0].reason, "RouteShadowed");
+  // Named as written (helper-81: it said "default/shop/b" on "http-80", and spec.routes).
+  EXPECT_EQ(StatusOf(r2, "shop")->warnings[0].field, "spec.routes[1]");
+  EXPECT_EQ(StatusOf(r2, "shop")->warnings[0].message,
+            "route \"b\" on listener \"web\" has the same match as route \"a\", which takes all its requests: it is "
+            "never used");
 }
 
 // An Exact path precedes a Prefix that also matches its request even when the Prefix is declared

@@ -85,6 +85,20 @@ TEST(RouterTest, CookieAndQueryParsing) {
   EXPECT_FALSE(FindQueryParam("vv=2", "v").has_value());
 }
 
+// The name of the route `l` selects for this request, or "<none>".
+std::string SelectName(const Listener& l, std::string_view method, std::string_view host, std::string_view target,
+                       std::map<std::string, std::string> headers = {}) {
+  const MapHeaders h(std::move(headers));
+  RequestView v;
+  v.method = method;
+  v.host = host;
+  std::string_view authority;
+  SplitTarget(target, &v.path, &v.query, &authority);
+  v.headers = &h;
+  const Route* r = SelectRoute(l, v);
+  return r ? r->name : "<none>";
+}
+
 // Routes compiled from a snapshot, so the test covers Compile → SelectRoute end to end.
 class SelectRouteTest : public testing::Test {
  protected:
@@ -121,15 +135,7 @@ class SelectRouteTest : public testing::Test {
 
   std::string Select(std::string_view method, std::string_view host, std::string_view target,
                      std::map<std::string, std::string> headers = {}) {
-    MapHeaders h(std::move(headers));
-    RequestView v;
-    v.method = method;
-    v.host = host;
-    std::string_view authority;
-    SplitTarget(target, &v.path, &v.query, &authority);
-    v.headers = &h;
-    const Route* r = SelectRoute(*listener_, v);
-    return r ? r->name : "<none>";
+    return SelectName(*listener_, method, host, target, std::move(headers));
   }
 
   std::shared_ptr<const RuntimeConfig> config_;
@@ -325,17 +331,7 @@ TEST(SelectRoutePrecedence, MethodThenHeadersThenQueryAndNoPathAsSlash) {
     ASSERT_TRUE(r.ok()) << r.error;
     const Listener* l = r.config->FindListener("web");
     auto select = [&](std::string_view method, std::string_view host, std::string_view target,
-                      const std::map<std::string, std::string>& h) {
-      const MapHeaders headers(h);
-      RequestView v;
-      v.method = method;
-      v.host = host;
-      std::string_view authority;
-      SplitTarget(target, &v.path, &v.query, &authority);
-      v.headers = &headers;
-      const Route* route = SelectRoute(*l, v);
-      return route ? route->name : std::string("<none>");
-    };
+                      const std::map<std::string, std::string>& h) { return SelectName(*l, method, host, target, h); };
     const std::map<std::string, std::string> none;
     EXPECT_EQ(select("GET", "b.test", "/", {{"x-1", ""}, {"x-2", ""}}), "method") << order;
     EXPECT_EQ(select("POST", "b.test", "/", {{"x-1", ""}, {"x-2", ""}}), "h2") << order;
