@@ -71,6 +71,15 @@ struct Published {
   bool built = false;
 };
 
+// The dataplanes connected to this controller, as the status functions take them.
+std::vector<doorman::controller::status::DataplaneView> OwnDataplaneViews(dc::RoutingServer& server) {
+  std::vector<doorman::controller::status::DataplaneView> views;
+  for (const auto& d : server.dataplanes()) {
+    views.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
+  }
+  return views;
+}
+
 // The controller loop: owns the object store and the translator; the sources only enqueue.
 // With the Kubernetes source nothing is published before every initial list is in (`synced`),
 // so dataplanes never see a half-listed cluster.
@@ -302,10 +311,7 @@ class StatusLoop {
         if (last_good_) last_good_->Reset();
         was_writer = may;
       }
-      std::vector<doorman::controller::status::DataplaneView> own;
-      for (const auto& d : server_->dataplanes()) {
-        own.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
-      }
+      std::vector<doorman::controller::status::DataplaneView> own = OwnDataplaneViews(*server_);
       if (views_) views_->Publish(own);
       if (may && last_good_) {
         std::optional<std::map<dc::ObjectKey, nlohmann::json>> objects;
@@ -702,10 +708,7 @@ int main(int argc, char** argv) {
     // --manifests: no API server holds a .status, so each object shows the one a cluster would
     // hold, computed as the status writer does from this controller's dataplanes: Accepted and
     // Programmed conditions, listeners, addresses, loadBalancer.ingress.
-    std::vector<doorman::controller::status::DataplaneView> dp_views;
-    for (const auto& d : server.dataplanes()) {
-      dp_views.push_back({d.node_name, d.advertise_address, d.acked_version, d.unserved_listeners});
-    }
+    const auto dp_views = OwnDataplaneViews(server);
     const std::string now = dc::kube::FormatTime(std::chrono::system_clock::now());
     {
       std::lock_guard<std::mutex> lock(published.mu);

@@ -744,9 +744,7 @@ class IngressCompiler {
       match.add_hosts(rule_hosts_[k]);
       if (rule_hosts_[k].rfind("*.", 0) == 0) match.set_wildcard_one_label(true);
       match.set_after_paths(true);  // the host's default: after every path of it (a canary's too)
-      const std::size_t before = c_.routes.size();
       AddRoutes(RouteObjectPath(c_.key) + "/default-h" + std::to_string(k), field, match, *set, ann, false, k == 0);
-      for (std::size_t i = before; i < c_.routes.size(); ++i) c_.routes[i].host_default = true;
     }
   }
 
@@ -956,10 +954,7 @@ void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, cons
       continue;
     }
     any_shared = true;
-    if (!had_https) {
-      twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
-      twins.back().host_default = r.host_default;
-    }
+    if (!had_https) twins.push_back(HttpsTwin(r.proto, https_name, c.ingress_tls->hsts, r.decl_index, r.catch_all));
     if (c.ingress_tls->ssl_redirect) MakeSslRedirect(r, options);
   }
   if (!any_shared) return;

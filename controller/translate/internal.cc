@@ -172,6 +172,11 @@ std::string CertificatePairProblem(const std::string& chain_pem, const std::stri
   return why;
 }
 
+// A hex digit's value, or -1.
+int HexValue(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 }  // namespace
 
 std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts) {
@@ -209,7 +214,7 @@ bool IsToken(const std::string& s) {
 
 std::string PathProblem(const std::string& s) {
   if (s.empty() || s.front() != '/') return "must start with \"/\"";
-  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  auto hex = [](char c) { return HexValue(c) >= 0; };
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     const bool pchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -252,7 +257,7 @@ std::string NotNormalPathProblem(const std::string& s) {
 }
 
 std::string LowercaseEscape(const std::string& s) {
-  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  auto hex = [](char c) { return HexValue(c) >= 0; };
   for (std::size_t i = s.find('%'); i != std::string::npos && i + 2 < s.size(); i = s.find('%', i + 1)) {
     if (hex(s[i + 1]) && hex(s[i + 2]) && ((s[i + 1] >= 'a' && s[i + 1] <= 'f') || (s[i + 2] >= 'a' && s[i + 2] <= 'f'))) {
       return s.substr(i, 3);
@@ -265,7 +270,7 @@ std::string UnmatchablePathProblem(const std::string& s) {
   if (s.find(';') != std::string::npos) {
     return "contains ';': requests are matched without ';' path parameters, so it never matches";
   }
-  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  const auto hex = HexValue;
   for (std::size_t i = s.find('%'); i != std::string::npos; i = s.find('%', i + 1)) {
     if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) continue;  // PathProblem's
     const char c = static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));

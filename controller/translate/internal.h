@@ -134,10 +134,6 @@ struct CompiledRoute {
   std::string user_listener;
   size_t decl_index = 0;
   bool catch_all = false;  // Ingress spec.defaultBackend: after every other route of the listener
-  // An Ingress spec.defaultBackend for one of its hosts (default-h<k>: host, no path): after
-  // every route of that host, Prefix "/" included. Any other route without a path ranks as
-  // Prefix "/" (Gateway API's default path match).
-  bool host_default = false;
   // An Ingress's ssl-redirect for the paths of a TLS host that none of its paths match (ingress-
   // nginx redirects the whole server): after every route with the same match keys, never
   // reported as shadowed, dropped with the HTTPS listener.

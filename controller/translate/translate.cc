@@ -36,8 +36,8 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //      specific host. (TLS passthrough listeners use match.sni the same way.)
 //   2. path: longer value first; at equal length Exact before Prefix before RegularExpression.
 //      A Prefix counts without its trailing '/'. A route without a path match ranks as Prefix
-//      "/" (Gateway API's default), except an Ingress's defaultBackend for a host
-//      (host_default) and its HTTPS fallback redirect, which rank after every path of the host.
+//      "/" (Gateway API's default), except one marked match.after_paths (an Ingress's
+//      defaultBackend for a host, and its HTTPS fallback redirect): after every path of the host.
 //   3. Gateway API's order next: a method match first, then more header matches, then more
 //      query parameter matches, then (doorman's own) more cookie matches.
 //   4. an Ingress's HTTPS fallback redirect (CompiledRoute.https_fallback) after a route with
@@ -46,7 +46,7 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 using PrecedenceKey =
     std::tuple<bool, int, int64_t, int64_t, int, bool, int64_t, int64_t, int64_t, bool, size_t, size_t>;
 
-PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool host_default, bool fallback,
+PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallback,
                               size_t object_order, size_t decl_index) {
   const auto& m = route.match();
   const auto& hosts = m.sni_size() > 0 ? m.sni() : m.hosts();
@@ -64,7 +64,7 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool host_
   // matches "/login"), so an Exact path beats every Prefix that also matches its request (such
   // a Prefix is never longer). No path ranks as Prefix "/"; a host's defaultBackend last.
   int64_t path_len = 0;
-  int path_rank = host_default || fallback || m.after_paths() ? 3 : 1;
+  int path_rank = m.after_paths() ? 3 : 1;
   if (m.has_path()) {
     std::string_view value = m.path().value();
     path_rank = m.path().type() == v1::PathMatch::EXACT ? 0 : m.path().type() == v1::PathMatch::PREFIX ? 1 : 2;
@@ -191,7 +191,7 @@ void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Sna
   for (const auto& r : c.routes) {
     auto it = ports.find({Transport(FindListener(c, r.user_listener)->proto.protocol()),
                           FindListener(c, r.user_listener)->proto.port()});
-    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, r.host_default, r.https_fallback, object_order, r.decl_index), r.proto.name());
+    it->second.routes.emplace_back(RoutePrecedence(r.proto, r.catch_all, r.https_fallback, object_order, r.decl_index), r.proto.name());
     v1::Route* route = snap.add_routes();
     *route = r.proto;
     auto* owner = route->mutable_owner();
@@ -221,7 +221,7 @@ void Finish(PortMap& ports, std::map<std::string, v1::TlsCertificate>& certs, v1
 // earlier one (precedence, then the older object) takes every request it would. Its object is told
 // (RouteShadowed), as ingress-nginx's admission webhook refuses a duplicate host and path.
 // A route without a path match is keyed as Prefix "/" (it ranks as one, RoutePrecedence), except
-// an Ingress's per-host defaultBackend (`host_defaults`), which ranks after its host's paths.
+// one marked match.after_paths, which ranks after its host's paths.
 // How a route is named to its owner: a LoadBalancer's by its spec.routes[i] field, route name and
 // listener name as written (snapshot names such as "default/shop/app" on "http-8080" are
 // doorman's own); other kinds keep the snapshot names.
@@ -232,7 +232,7 @@ struct RouteLabel {
 };
 
 void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, ObjectStatus*>& status_of,
-                        const std::set<std::string>& fallbacks, const std::set<std::string>& host_defaults,
+                        const std::set<std::string>& fallbacks,
                         const std::map<std::string, RouteLabel>& labels) {
   std::map<std::string, const v1::Route*> by_name;
   for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
@@ -247,7 +247,7 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
       // Keyed as matched: no path is Prefix "/", and a Prefix's trailing '/' does not count
       // ("/x/" matches "/x" too, docs/controller.md).
       v1::RouteMatch m = r.match();
-      if (!m.has_path() && !host_defaults.count(r.name()) && !m.after_paths()) {
+      if (!m.has_path() && !m.after_paths()) {
         m.mutable_path()->set_type(v1::PathMatch::PREFIX);
         m.mutable_path()->set_value("/");
       } else if (m.has_path() && m.path().type() == v1::PathMatch::PREFIX) {
@@ -727,14 +727,12 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   Finish(ports, certs, result.snapshot);
   std::map<ObjectKey, ObjectStatus*> status_of;
   std::set<std::string> fallbacks;
-  std::set<std::string> host_defaults;
   std::map<std::string, RouteLabel> labels;
   for (Candidate* c : order) {
     if (!c->placed) continue;
     status_of.emplace(c->key, &c->status);
     for (const auto& r : c->placed->routes) {
       if (r.https_fallback) fallbacks.insert(r.proto.name());
-      if (r.host_default) host_defaults.insert(r.proto.name());
       if (c->key.kind == kKindLoadBalancer) {
         const std::string& full = r.proto.name();  // "<ns>/<object>/<route>"
         labels[full] = {"spec.routes[" + std::to_string(r.decl_index) + "]", full.substr(full.rfind('/') + 1),
@@ -742,7 +740,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       }
     }
   }
-  WarnShadowedRoutes(result.snapshot, status_of, fallbacks, host_defaults, labels);
+  WarnShadowedRoutes(result.snapshot, status_of, fallbacks, labels);
 
   std::vector<std::pair<const CompiledObject*, ObjectStatus*>> ingresses;
   for (Candidate* c : order) {

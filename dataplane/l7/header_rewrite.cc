@@ -59,21 +59,22 @@ std::string ClientIpOfChain(std::string_view chain, const std::vector<l4::Cidr>*
   return a.to_string();
 }
 
-// Whether `name` contains '_' and, read with '_' as '-' and case folded, is one of `names`
-// (each given lower-case).
+// Whether two header names are one variable to a CGI-style backend (PHP, Rack, WSGI read both
+// X-User and X_User as HTTP_X_USER): equal with '_' read as '-' and case folded.
+bool SameCgiName(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  auto fold = [](char ch) { return ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); };
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (fold(a[i]) != fold(b[i])) return false;
+  }
+  return true;
+}
+
+// Whether `name` contains '_' and is one of `names` to a CGI-style backend.
 template <std::size_t N>
 bool IsUnderscoredSpellingOf(std::string_view name, const std::string_view (&names)[N]) {
   if (name.find('_') == std::string_view::npos) return false;
-  for (const std::string_view m : names) {
-    if (m.size() != name.size()) continue;
-    bool same = true;
-    for (std::size_t i = 0; same && i < m.size(); ++i) {
-      const char c = name[i] == '_' ? '-' : static_cast<char>(name[i] | 0x20);
-      same = c == m[i];
-    }
-    if (same) return true;
-  }
-  return false;
+  return std::any_of(std::begin(names), std::end(names), [name](std::string_view m) { return SameCgiName(name, m); });
 }
 
 // Whether `name` is one of the forwarding headers the proxy manages spelled with '_' for '-'
@@ -210,27 +211,17 @@ bool PrepareUpstreamRequest(HttpHead& h, const ForwardedInfo& info) {
 
 void ApplyHeaderRules(HttpHead& h, const HeaderRules& rules, bool request) {
   if (request) {
-    // Both sides read with '_' as '-' (a rule naming x_user covers X-User too): what a CGI-style
-    // backend reads as one variable is one header here.
-    auto fold = [](char ch) { return ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); };
-    const bool rule_underscored =
-        std::any_of(rules.remove.begin(), rules.remove.end(), [](const std::string& n) { return n.find('_') != std::string::npos; }) ||
-        std::any_of(rules.set.begin(), rules.set.end(), [](const auto& kv) { return kv.first.find('_') != std::string::npos; });
+    // Every spelling a CGI-style backend reads as a name removed or set (a rule naming x_user
+    // covers X-User too) goes with it.
     std::vector<std::string> underscored;
     for (const auto& f : h.fields()) {
       if (f.removed) continue;
       const std::string_view name = h.name(f);
-      if (!rule_underscored && name.find('_') == std::string_view::npos) continue;
-      auto same = [name, &fold](std::string_view rule) {
-        if (rule.size() != name.size()) return false;
-        for (std::size_t i = 0; i < rule.size(); ++i) {
-          if (fold(name[i]) != fold(rule[i])) return false;
-        }
-        return true;
-      };
-      const bool hit = std::any_of(rules.remove.begin(), rules.remove.end(), same) ||
-                       std::any_of(rules.set.begin(), rules.set.end(), [&](const auto& kv) { return same(kv.first); });
-      if (hit) underscored.emplace_back(name);
+      auto same = [name](std::string_view rule) { return SameCgiName(name, rule); };
+      if (std::any_of(rules.remove.begin(), rules.remove.end(), same) ||
+          std::any_of(rules.set.begin(), rules.set.end(), [&](const auto& kv) { return same(kv.first); })) {
+        underscored.emplace_back(name);
+      }
     }
     for (const auto& name : underscored) h.Erase(name);
   }
