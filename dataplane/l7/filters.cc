@@ -59,14 +59,42 @@ bool ForwardedProtoIsHttps(std::string_view value) {
   return true;
 }
 
-std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement) {
-  std::string_view rest = path.substr(std::min(matched_prefix.size(), path.size()));
+namespace {
+// `replacement` followed by `rest` (what follows the matched part), with one "/" between them.
+std::string JoinRewrite(std::string_view replacement, std::string_view rest) {
   std::string out(replacement);
   if (!out.empty() && out.back() == '/' && !rest.empty() && rest.front() == '/') rest.remove_prefix(1);
   if (!out.empty() && out.back() != '/' && !rest.empty() && rest.front() != '/') out += '/';
   out += rest;
   if (out.empty() || out.front() != '/') out.insert(out.begin(), '/');
   return out;
+}
+}  // namespace
+
+std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement) {
+  return JoinRewrite(replacement, path.substr(std::min(matched_prefix.size(), path.size())));
+}
+
+std::string RewritePathPrefixKeepingParams(std::string_view raw_path, std::string_view routed_path,
+                                           std::string_view matched_prefix, std::string_view replacement) {
+  if (raw_path == routed_path) return RewritePathPrefix(routed_path, matched_prefix, replacement);
+  // The matched prefix, segment-wise: "/api/" and "/api" cover the same segments, "/" none.
+  std::string_view m = matched_prefix;
+  while (!m.empty() && m.back() == '/') m.remove_suffix(1);
+  // Walk the raw path's segments, each without its ";" parameters, until they spell `m`.
+  std::string seen;
+  std::size_t pos = 0;
+  while (seen.size() < m.size() && pos < raw_path.size() && raw_path[pos] == '/') {
+    const std::size_t next = std::min(raw_path.find('/', pos + 1), raw_path.size());
+    const std::string_view seg = raw_path.substr(pos, next - pos);
+    seen.append(seg.substr(0, seg.find(';')));
+    pos = next;
+  }
+  // A path whose segments did not line up (a parameter-only segment the routing path folded
+  // away): rewritten as routed, without its parameters.
+  if (seen != m) return RewritePathPrefix(routed_path, matched_prefix, replacement);
+  // The parameters of the matched segments go with them; those after the prefix are kept.
+  return JoinRewrite(replacement, raw_path.substr(pos));
 }
 
 uint64_t RequestIdGenerator::Mix() {

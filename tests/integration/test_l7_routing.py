@@ -158,6 +158,10 @@ class L7Routing(DoormanTestCase):
         seen = json.loads(body)
         self.assertEqual(seen["path"], "/v2/orders?id=7")
         self.assertEqual(seen["host"], "internal.svc")
+        # ";" parameters after the matched prefix are forwarded (routing ignores them).
+        st, _, body = self.get("/api;v=1/orders;jsessionid=ab?id=7")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["path"], "/v2/orders;jsessionid=ab?id=7")
         self.assertEqual(seen["headers"].get("x-env"), "prod")
         self.assertEqual(seen["headers"].get("x-added"), "one")
         self.assertNotIn("x-debug", seen["headers"])

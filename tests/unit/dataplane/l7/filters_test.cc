@@ -69,6 +69,31 @@ TEST(FiltersTest, RewritePathPrefix) {
   }
 }
 
+TEST(FiltersTest, RewritePathPrefixKeepsTheParametersAfterThePrefix) {
+  struct Case {
+    const char* raw;
+    const char* routed;
+    const char* prefix;
+    const char* replacement;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"/api/users;id=3", "/api/users", "/api", "/v2", "/v2/users;id=3"},
+      {"/api;v=1/users;id=3", "/api/users", "/api", "/v2", "/v2/users;id=3"},
+      {"/api;v=1", "/api", "/api", "/v2", "/v2"},
+      {"/api/a;x/b;y", "/api/a/b", "/api/", "/", "/a;x/b;y"},
+      {"/a;x/b", "/a/b", "", "/base", "/base/a;x/b"},
+      {"/a/b;jsessionid=1", "/a/b", "/a/b", "/c", "/c"},
+      // Segments that do not line up: rewritten as routed.
+      {"/api/;x/y", "/api/y", "/api/y", "/z", "/z"},
+      // No parameters: the plain rewrite.
+      {"/api/x", "/api/x", "/api", "/v2", "/v2/x"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(RewritePathPrefixKeepingParams(c.raw, c.routed, c.prefix, c.replacement), c.want) << c.raw;
+  }
+}
+
 TEST(FiltersTest, SelectCertificateBySni) {
   const std::vector<std::vector<std::string>> names = {
       {"default.test"}, {"*.example.com"}, {"api.example.com", "www.example.com"}, {"*.example.com", "b.test"}};
