@@ -1,4 +1,5 @@
 #include "common/grpc_tls.h"
+#include "common/pem_no_prompt.h"
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -36,8 +37,6 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 BioPtr MemBio(const std::string& pem) { return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))); }
 
-// Never prompts for a passphrase (an encrypted key is refused instead of blocking on a tty).
-int NoPassphrase(char*, int, int, void*) { return -1; }
 
 // All certificates in a PEM bundle (PEM blocks of other types are skipped by OpenSSL).
 std::vector<X509Ptr> ReadCertificates(const std::string& pem) {

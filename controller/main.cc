@@ -574,6 +574,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // logged and ignored: a closed terminal does not end the controller
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   doorman::log::StartAsync();  // no thread waits for a stalled stderr reader from here on
 
@@ -775,7 +776,9 @@ int main(int argc, char** argv) {
   }
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    doorman::log::Warn("controller", "SIGHUP ignored: the controller follows the API server (or --manifests) itself; SIGTERM stops it");
+  }
   doorman::log::Info("controller", "shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   serving = false;
   // Bounded even when the API server accepts connections but never answers: stop the status and

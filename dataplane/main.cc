@@ -56,6 +56,22 @@ void RaiseNetBindService() {
   syscall(SYS_capset, &header, data);  // failing leaves ports below 1024 unbindable, reported there
 }
 
+namespace {
+// SIGHUP or SIGUSR1 while running.
+void OtherSignal(int sig) {
+  using namespace doorman;
+  if (sig == SIGUSR1) {
+    if (std::string error; !dataplane::ReopenAccessLog(&error)) {
+      log::Error("access-log", error);
+    } else {
+      log::Info("access-log", "SIGUSR1: access log reopened");
+    }
+    return;
+  }
+  log::Warn("dataplane", "SIGHUP ignored: routing state comes from the controller (SIGTERM drains and stops)");
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace doorman;
   RaiseNetBindService();
@@ -66,6 +82,11 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  // Not stop signals: SIGHUP is logged and ignored (a closed terminal must not end a dataplane
+  // without a drain; its state comes from the controller, there is nothing to reload), SIGUSR1
+  // reopens a file access log (logrotate).
+  sigaddset(&stop_signals, SIGHUP);
+  sigaddset(&stop_signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::string controller, node_name, advertise_address, bind_address = "0.0.0.0", metrics_listen = ":9101",
                                                          state_dir, log_format = "text", log_level = "info";
@@ -259,7 +280,13 @@ int main(int argc, char** argv) {
   const timespec retry_every{2, 0};
   // The controller hears of an opened one at once (its status would otherwise wait for the next
   // update).
-  while ((sig = sigtimedwait(&stop_signals, nullptr, &retry_every)) < 0) {
+  for (;;) {
+    sig = sigtimedwait(&stop_signals, nullptr, &retry_every);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (sig > 0) {
+      OtherSignal(sig);
+      continue;
+    }
     if (dp.RetryUnboundListeners()) subscriber.ReportListeners();
   }
   if (shutdown_delay_ms > 0) {
@@ -275,6 +302,7 @@ int main(int argc, char** argv) {
       const timespec wait{static_cast<time_t>(left.count() / 1000), static_cast<long>(left.count() % 1000) * 1000000};
       const int again = sigtimedwait(&stop_signals, nullptr, &wait);
       if (again == SIGTERM || again == SIGINT) break;
+      if (again > 0) OtherSignal(again);
       if (again < 0 && errno != EAGAIN && errno != EINTR) break;
     }
   }

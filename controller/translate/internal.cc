@@ -20,6 +20,7 @@
 #include <tuple>
 
 #include "common/duration.h"
+#include "common/pem_no_prompt.h"
 
 namespace doorman::controller::internal {
 namespace {
@@ -151,10 +152,10 @@ void CheckValidityNow(X509* cert, const std::string& ref, CertificateLoad* out) 
 std::string CertificatePairProblem(const std::string& chain_pem, const std::string& key_pem, const std::string& ref,
                                    CertificateLoad* load) {
   BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
-  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, NoPassphrase, nullptr) : nullptr;
   BIO_free(cb);
   BIO* kb = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
-  EVP_PKEY* key = kb != nullptr ? PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr) : nullptr;
+  EVP_PKEY* key = kb != nullptr ? PEM_read_bio_PrivateKey(kb, nullptr, NoPassphrase, nullptr) : nullptr;
   BIO_free(kb);
   std::string why;
   if (cert == nullptr) {
@@ -181,7 +182,7 @@ int HexValue(char c) {
 
 std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts) {
   BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
-  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, nullptr, nullptr) : nullptr;
+  X509* cert = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, NoPassphrase, nullptr) : nullptr;
   BIO_free(cb);
   std::vector<bool> covered;
   for (const auto& host : hosts) {

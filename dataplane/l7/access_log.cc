@@ -17,6 +17,7 @@ namespace doorman::dataplane {
 namespace {
 
 int g_fd = -1;
+std::string g_path;  // the file's path, when the log is a file
 LineWriter* g_writer = nullptr;  // lives until exit (a writer stuck in write(2) is left to it)
 
 void Field(std::string& out, const char* name, std::string_view value) {
@@ -72,6 +73,7 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
       *error = "cannot open access log " + spec + ": " + std::strerror(errno);
       return false;
     }
+    g_path = spec;
   }
   if (g_fd >= 0 && g_writer == nullptr) {
     g_writer = new LineWriter(g_fd, kAccessLogQueueBytes, [](uint64_t lost) {
@@ -80,6 +82,21 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
     });
   }
   return true;
+}
+
+bool ReopenAccessLog(std::string* error) {
+  if (g_path.empty() || g_fd < 0) return true;
+  const int fd = ::open(g_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    *error = "cannot reopen access log " + g_path + ": " + std::strerror(errno);
+    return false;
+  }
+  // The writer thread keeps writing to g_fd: dup3 swaps the file under it in one step, so no
+  // line is lost or written to a closed descriptor.
+  const bool ok = ::dup3(fd, g_fd, O_CLOEXEC) >= 0;
+  if (!ok) *error = "cannot reopen access log " + g_path + ": " + std::strerror(errno);
+  ::close(fd);
+  return ok;
 }
 
 bool AccessLogEnabled() { return g_fd >= 0 && g_writer != nullptr; }

@@ -33,6 +33,10 @@ inline constexpr std::size_t kAccessLogQueueBytes = 8 << 20;
 // Returns false with *error when the file cannot be opened. Call before workers start; starts
 // the writer thread.
 bool OpenAccessLog(const std::string& spec, std::string* error);
+// SIGUSR1: a file log is opened again by its path (after logrotate moved it away) and the
+// writer goes on in the new file. Nothing for stdout or off. False with *error when it cannot
+// be opened (the old file is kept).
+bool ReopenAccessLog(std::string* error);
 bool AccessLogEnabled();
 // Thread-safe, never blocks on the output.
 void WriteAccessLog(std::string line);

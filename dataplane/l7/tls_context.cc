@@ -12,6 +12,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <ctime>
 
+#include "common/pem_no_prompt.h"
 #include "dataplane/l7/filters.h"
 
 namespace doorman::dataplane {
@@ -94,7 +95,7 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   SSL_CTX* c = ctx->native_handle();
 
   BIO* bio = BIO_new_mem_buf(pem.chain_pem.data(), static_cast<int>(pem.chain_pem.size()));
-  X509* leaf = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  X509* leaf = PEM_read_bio_X509(bio, nullptr, NoPassphrase, nullptr);
   if (leaf == nullptr) {
     BIO_free(bio);
     *error = "certificate chain is not PEM";
@@ -112,7 +113,7 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   }
   X509_free(leaf);
   while (ok) {
-    X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    X509* extra = PEM_read_bio_X509(bio, nullptr, NoPassphrase, nullptr);
     if (extra == nullptr) break;
     ok = SSL_CTX_add0_chain_cert(c, extra) == 1;
     if (!ok) X509_free(extra);
@@ -124,7 +125,7 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
     return nullptr;
   }
   BIO* kbio = BIO_new_mem_buf(pem.key_pem.data(), static_cast<int>(pem.key_pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, nullptr, nullptr);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, NoPassphrase, nullptr);
   BIO_free(kbio);
   if (key == nullptr) {
     ERR_clear_error();
@@ -300,7 +301,7 @@ std::shared_ptr<const TlsClientContext> TlsClientContext::Build(const std::strin
   BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
   X509_STORE* store = SSL_CTX_get_cert_store(c);
   int added = 0;
-  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, NoPassphrase, nullptr)) {
     if (X509_STORE_add_cert(store, cert) == 1) ++added;
     X509_free(cert);
   }

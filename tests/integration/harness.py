@@ -99,13 +99,13 @@ def metric_value(text, name, labels=None):
 
 
 class Proc:
-    def __init__(self, name, argv, logdir, env=None):
+    def __init__(self, name, argv, logdir, env=None, stdin=None):
         self.name = name
         self.argv = argv
         self.log_path = os.path.join(logdir, name + ".log")
         self._log = open(self.log_path, "wb")
         self.p = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                  start_new_session=True, env=env)
+                                  start_new_session=True, env=env, stdin=stdin)
 
     def log(self):
         try:
@@ -129,6 +129,8 @@ class Proc:
                 os.killpg(self.p.pid, signal.SIGKILL)
                 self.p.wait(timeout=timeout)
         self._log.close()
+        if self.p.stdin is not None:
+            self.p.stdin.close()
         return self.p.returncode
 
 
@@ -165,8 +167,8 @@ class DoormanTestCase(unittest.TestCase):
             return False
         return any(t is self for t, _ in list(result.failures) + list(result.errors))
 
-    def spawn(self, name, argv, env=None):
-        p = Proc(name, argv, self.tmp, env=env)
+    def spawn(self, name, argv, env=None, stdin=None):
+        p = Proc(name, argv, self.tmp, env=env, stdin=stdin)
         self.procs.append(p)
         return p
 
@@ -212,13 +214,13 @@ spec:
         os.replace(tmp, path)
         return path
 
-    def start_controller(self, extra=()):
+    def start_controller(self, extra=(), stdin=None):
         self.grpc_port = free_port()
         self.ctl_metrics_port = free_port()
         self.controller = self.spawn("controller", [
             CONTROLLER, "--manifests", self.manifests,
             "--grpc-listen", "127.0.0.1:%d" % self.grpc_port,
-            "--metrics-listen", "127.0.0.1:%d" % self.ctl_metrics_port] + list(extra))
+            "--metrics-listen", "127.0.0.1:%d" % self.ctl_metrics_port] + list(extra), stdin=stdin)
         wait_until(lambda: http_get("http://127.0.0.1:%d/readyz" % self.ctl_metrics_port)[0] == 200,
                    what="controller /readyz")
         return self.controller

@@ -3,12 +3,13 @@
 import http.client
 import json
 import os
+import signal
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, metric_value, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, http_get, metric_value, port_open, wait_until  # noqa: E402
 
 
 class L7Base(DoormanTestCase):
@@ -66,6 +67,31 @@ class L7Observability(L7Base):
         text = open(self.log_path).read()
         for secret in ("SECRET-TOKEN", "SECRET-COOKIE", "SECRET-QUERY", "SECRET-PARAM", "SECRET-V2"):
             self.assertNotIn(secret, text)
+
+    def test_sigusr1_reopens_the_access_log_and_sighup_is_ignored(self):
+        def get(path):
+            r = curl(["-H", "Host: obs.local", "http://127.0.0.1:%d%s" % (self.port, path)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+        get("/before")
+        wait_until(lambda: len(self.lines()) == 1, what="the first access log line")
+        rotated = self.log_path + ".1"
+        os.rename(self.log_path, rotated)  # what logrotate does
+        get("/moved")  # still written to the moved file: the dataplane holds it open
+        wait_until(lambda: sum(1 for _ in open(rotated)) == 2, what="a line in the moved file")
+        self.assertFalse(os.path.exists(self.log_path))
+        os.kill(self.dataplane.p.pid, signal.SIGUSR1)
+        # The reopen is asynchronous to this test: requests until one lands in the new file.
+        wait_until(lambda: get("/after") or (os.path.exists(self.log_path) and self.lines()),
+                   what="a line in the reopened access log")
+        self.assertTrue(all(l["path"] == "/after" for l in self.lines()), self.lines())
+        with open(rotated) as f:
+            self.assertEqual([json.loads(l)["path"] for l in f][:2], ["/before", "/moved"])
+        # SIGHUP (a closed terminal) neither stops the dataplane nor drains it.
+        os.kill(self.dataplane.p.pid, signal.SIGHUP)
+        wait_until(lambda: "SIGHUP ignored" in self.dataplane.log(), what="the SIGHUP log line")
+        self.assertTrue(self.dataplane.alive())
+        get("/still-serving")
+        self.assertEqual(http_get("http://127.0.0.1:%d/readyz" % self.dp_metrics_port)[0], 200)
 
     def test_metrics(self):
         for _ in range(3):

@@ -14,7 +14,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, metric_value, one_ingress_yaml, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, http_get, metric_value, one_ingress_yaml, port_open, wait_until  # noqa: E402
 
 
 def make_cert(dirpath, name, cn, sans):
@@ -229,6 +229,45 @@ spec:
                   "--resolve", "a.test:%d:127.0.0.1" % self.http, "http://a.test:%d/p" % self.http])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["path"], "/p")
+
+
+class EncryptedKey(DoormanTestCase):
+    """A Secret whose tls.key is passphrase-protected is refused; reading it never asks for the
+    passphrase (OpenSSL's default would prompt on the terminal and block the controller there)."""
+
+    def test_an_encrypted_key_is_refused_without_a_prompt(self):
+        crt, key = make_cert(self.tmp, "e", "e.test", ["e.test"])
+        enc = os.path.join(self.tmp, "e.enc.key")
+        subprocess.run(["openssl", "pkey", "-in", key, "-aes256", "-passout", "pass:secret-pass", "-out", enc],
+                       check=True, capture_output=True, timeout=30)
+        backend = self.start_backend("b")
+        https, plain = free_port(), free_port()
+        self.write_manifest("lb.yaml", secret("enc", crt, enc) + f"""---
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: enc, namespace: default}}
+spec:
+  listeners: [{{name: s, port: {https}, protocol: HTTPS, tls: {{certificates: [{{secretName: enc}}]}}}}]
+  routes: [{{name: r, listener: s, backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]}}]
+---
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: plain, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {plain}, protocol: HTTP}}]
+  routes: [{{name: r, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]}}]
+""")
+        # stdin a pipe nobody writes to: a passphrase prompt would wait on it for ever.
+        self.start_controller(stdin=subprocess.PIPE)
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(plain), what="the other object's listener")
+        objs = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["objects"]
+        st = [o for o in objs if o["name"] == "enc"][0]
+        self.assertFalse(st["accepted"], st)
+        self.assertIn("tls.key is not an unencrypted PEM private key", st["message"])
+        self.assertFalse(port_open(https))
+        self.assertNotIn("pass phrase", self.controller.log())
 
 
 class IngressHsts(DoormanTestCase):
