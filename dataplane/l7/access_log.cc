@@ -46,6 +46,7 @@ std::string FormatAccessLog(const AccessLogEntry& e, std::chrono::system_clock::
   Field(out, "route", e.route);
   Field(out, "backend", e.backend);
   Field(out, "client", e.client_ip);
+  Field(out, "peer", e.peer_ip);
   Field(out, "method", e.method);
   Field(out, "host", e.host);
   Field(out, "path", e.path);

@@ -17,7 +17,9 @@ namespace doorman::dataplane {
 
 struct AccessLogEntry {
   std::string_view listener, route, backend;
-  std::string_view client_ip, method, host, path, request_id;
+  // client_ip: the client the route's policy used (a trusted proxy's X-Forwarded-For names it);
+  // peer_ip: the connection's source address.
+  std::string_view client_ip, peer_ip, method, host, path, request_id;
   bool tls = false;
   unsigned status = 0;
   double duration_s = 0;

@@ -138,6 +138,7 @@ struct Exchange {
   unsigned retries = 0;
   // Access log only (filled when it is enabled): copies, the request may be rewritten meanwhile.
   std::string method, host, path, request_id;
+  std::string client;  // the client a trusted proxy named, when it named one
 };
 
 Exchange ExchangeWithCode(unsigned code) {
@@ -581,6 +582,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (version >= 11 && !host_field) co_return local(400, "missing Host header", false);
     const std::string_view host_header = host_field.value_or(std::string_view());
     if (!ValidHost(host_header) || !ValidHost(authority)) co_return local(400, "invalid Host", false);
+    // An http URI with an empty host is invalid (RFC 9110 §4.2.1): "Host:" on an origin-form
+    // request names no authority (an absolute-form target's authority replaces it).
+    if (host_field && host_header.empty() && authority.empty()) co_return local(400, "empty Host header", false);
     const std::string_view host = authority.empty() ? host_header : authority;
     if (listener == nullptr) co_return local(503, "listener " + listener_ + " was removed", false);
 
@@ -646,6 +650,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (peer_trusted && route->forwarded_for != ForwardedForMode::kReplace) {
       forwarded_client = ForwardedClientIp(req, route->trusted_proxies);
       if (!forwarded_client.empty()) {
+        if (AccessLogEnabled()) x->client = forwarded_client;
         key_ip = forwarded_client;
         key_hash = ClientAddressHash(net::ip::make_address(forwarded_client));
       }
@@ -1591,7 +1596,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       e.listener = listener_;
       e.route = x.route;
       e.backend = x.backend;
-      e.client_ip = client_ip_;
+      e.client_ip = x.client.empty() ? std::string_view(client_ip_) : std::string_view(x.client);
+      e.peer_ip = client_ip_;
       e.method = x.method;
       e.host = x.host;
       e.path = x.path;

@@ -43,6 +43,11 @@ VECTORS = [
     ("host that is only a port", b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
     ("absolute-form authority that is only a port", b"GET http://:80/ HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("host of empty brackets", b"GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
+    # An empty Host names no authority (RFC 9110 §4.2.1); it reached a catch-all route as "Host: ".
+    ("empty host", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400),
+    ("blank host", b"GET / HTTP/1.1\r\nHost:   \r\n\r\n", 400),
+    ("empty host for OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", 400),
+    ("empty host from an HTTP/1.0 client", b"GET / HTTP/1.0\r\nHost:\r\n\r\n", 400),
     # A "%" that is no escape: normalising around it made "/%%361dmin" into "/%61dmin", routed as
     # that and decoded by the backend as "/admin" (found by tests/fuzz/path_fuzz.cc).
     ("stray percent", b"GET /%%361dmin HTTP/1.1\r\n" + H + b"\r\n", 400),

@@ -30,6 +30,7 @@ spec:
       listener: web
       match: {{hosts: [obs.local]}}
       backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]
+  forwardedHeaders: {{xForwardedFor: Append, trustedProxies: [127.0.0.2/32]}}
 """)
         self.log_path = self.access_log_path()
         self.start_controller()
@@ -52,15 +53,19 @@ class L7Observability(L7Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         curl(["-H", "Host: nowhere.local", "http://127.0.0.1:%d/x" % self.port])
         curl(["-H", "Host: obs.local", "http://127.0.0.1:%d/orders;jsessionid=SECRET-PARAM/7;v=SECRET-V2" % self.port])
-        lines = wait_until(lambda: len(self.lines()) >= 3 and self.lines(), what="three access log lines")
-        ok, missing, params = lines[0], lines[1], lines[2]
+        # From a trusted proxy: the client its X-Forwarded-For names, and the proxy as the peer.
+        curl(["-H", "Host: obs.local", "-H", "X-Forwarded-For: 203.0.113.9", "--interface", "127.0.0.2",
+              "http://127.0.0.1:%d/via-proxy" % self.port])
+        lines = wait_until(lambda: len(self.lines()) >= 4 and self.lines(), what="four access log lines")
+        ok, missing, params, proxied = lines[0], lines[1], lines[2], lines[3]
+        self.assertEqual((proxied["client"], proxied["peer"]), ("203.0.113.9", "127.0.0.2"), proxied)
         self.assertEqual(params["path"], "/orders/7")  # ";" path parameters are not logged
         self.assertEqual(ok["status"], 200)
         self.assertEqual(ok["route"], "default/obs/app")
         self.assertEqual(ok["backend"], "127.0.0.1:%d" % self.backend)
         self.assertEqual(ok["method"], "GET")
         self.assertEqual(ok["path"], "/orders/7")
-        self.assertEqual(ok["client"], "127.0.0.1")
+        self.assertEqual((ok["client"], ok["peer"]), ("127.0.0.1", "127.0.0.1"))
         self.assertRegex(ok["request_id"], r"^[0-9a-f]{32}$")
         self.assertGreaterEqual(ok["duration_ms"], 0)
         self.assertEqual(missing["status"], 404)

@@ -17,6 +17,7 @@ TEST(AccessLogTest, OneEscapedJsonLine) {
   e.route = "ns/lb/r";
   e.backend = "10.0.0.1:80";
   e.client_ip = "192.0.2.1";
+  e.peer_ip = "10.1.1.1";
   e.method = "GET";
   e.host = "a\"b";
   e.path = "/x\n\x01";
@@ -26,7 +27,7 @@ TEST(AccessLogTest, OneEscapedJsonLine) {
   const auto line = FormatAccessLog(e, std::chrono::system_clock::time_point(std::chrono::milliseconds(1'700'000'000'123)));
   EXPECT_EQ(line,
             "{\"ts\":\"2023-11-14T22:13:20.123Z\",\"listener\":\"http-80\",\"route\":\"ns/lb/r\",\"backend\":\"10.0.0.1:80\","
-            "\"client\":\"192.0.2.1\",\"method\":\"GET\",\"host\":\"a\\\"b\",\"path\":\"/x\\n\\u0001\",\"request_id\":\"id\","
+            "\"client\":\"192.0.2.1\",\"peer\":\"10.1.1.1\",\"method\":\"GET\",\"host\":\"a\\\"b\",\"path\":\"/x\\n\\u0001\",\"request_id\":\"id\","
             "\"tls\":false,\"status\":200,\"duration_ms\":1.234,\"retries\":0}\n");
   EXPECT_EQ(line.find('\n'), line.size() - 1);
 }
