@@ -283,11 +283,22 @@ class HelmRenderTest(unittest.TestCase):
                           (["--set", "dataplane.drainTimeout=20sec"], "does not match"),
                           (["--set", "controller.watchNamespace=team-a,controller.ingressDefaultCertificate=ops/tls"],
                            "controller.ingressDefaultCertificate ops/tls is outside controller.watchNamespace team-a"),
-                          (["--set", "image.repository="], "shorter than 1")):
+                          (["--set", "image.repository="], "shorter than 1"),
+                          # Two un-elected controllers would both write status (helper-84).
+                          (["--set", "controller.leaderElection.enabled=false"],
+                           "controller.replicas is 2 with controller.leaderElection.enabled=false")):
             with self.subTest(args=args):
                 p = render(*args, check=False)
                 self.assertNotEqual(p.returncode, 0)
                 self.assertIn(msg, p.stderr)
+
+    def test_one_unelected_controller_is_replaced_not_surged(self):
+        dep = dc.one(docs_of(render("--set", "controller.leaderElection.enabled=false,controller.replicas=1").stdout),
+                     "Deployment")
+        self.assertEqual(dep["spec"]["strategy"], {"type": "Recreate"})
+        self.assertNotIn("--leader-elect", dc.container(dep)["args"])
+        dep = dc.one(docs_of(render().stdout), "Deployment")
+        self.assertEqual(dep["spec"]["strategy"]["type"], "RollingUpdate")
 
     def test_set_null_removes_and_types(self):
         docs = docs_of(render("--set", "controller.resources.limits=null,dataplane.workers=8").stdout)
