@@ -135,7 +135,7 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     // dataplane runs the new one would send the same Event again (a count bump per rollout).
     if ((st.key.kind == kKindService || st.key.kind == kKindIngress) && st.accepted && in.served != nullptr) {
       const status::ProgrammedCount pc = status::CountProgrammed(st, in.dataplanes, *in.served);
-      if (pc.ready > 0 && pc.programmed == pc.ready) {
+      if (pc.ready > 0 && pc.acked == pc.ready) {
         if (std::string now = status::UnservedListeners(st, in.dataplanes); !now.empty()) {
           unserved_[st.key] = std::move(now);
         } else {

@@ -136,7 +136,13 @@ ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<Datapl
     const auto* entry = served.Find(d.acked_version);
     if (!entry) continue;
     auto g = entry->find(st.key);
-    if (g != entry->end() && g->second == st.generation) ++c.programmed;
+    if (g == entry->end() || g->second != st.generation) continue;
+    ++c.acked;
+    const bool all_open = std::none_of(st.listeners.begin(), st.listeners.end(), [&](const ListenerStatus& l) {
+      return !l.snapshot_name.empty() && std::find(d.unserved_listeners.begin(), d.unserved_listeners.end(),
+                                                   l.snapshot_name) != d.unserved_listeners.end();
+    });
+    if (all_open) ++c.programmed;
   }
   return c;
 }
@@ -198,7 +204,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
                                    current, now));
   }
   const ProgrammedCount pc = CountProgrammed(st, dataplanes, served);
-  const std::string counts = std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
+  const std::string counts = std::to_string(pc.acked) + " of " + std::to_string(pc.ready) +
                              " dataplanes programmed generation " + std::to_string(gen);
   if (LastGoodIsThisGeneration(st)) {
     conditions.push_back(Condition("Programmed", false, "Invalid",
@@ -212,7 +218,7 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
                                    gen, current, now));
   } else if (pc.ready == 0) {
     conditions.push_back(Condition("Programmed", false, "NoDataplanes", "no dataplane is connected", gen, current, now));
-  } else if (pc.programmed < pc.ready) {
+  } else if (pc.acked < pc.ready) {
     conditions.push_back(Condition("Programmed", false, "Pending", counts, gen, current, now));
   } else if (const std::string unserved = UnservedListeners(st, dataplanes); !unserved.empty()) {
     // Every dataplane runs this generation, but some could not open a listener of it.

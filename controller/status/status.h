@@ -53,7 +53,8 @@ std::map<ObjectKey, int64_t> ServedBy(const std::vector<ObjectStatus>& statuses)
 
 struct ProgrammedCount {
   size_t ready = 0;       // connected dataplanes
-  size_t programmed = 0;  // of those, serving the object's current generation
+  size_t acked = 0;       // of those, running the object's current generation
+  size_t programmed = 0;  // of those, with every listener of it open (status dataplanes.programmed)
 };
 ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes,
                                 const ServedGenerations& served);

@@ -704,6 +704,12 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
         if (!kept) l.snapshot_name.clear();
       }
       st.warnings = placed->warnings;
+    } else if (c.current) {
+      // Nothing placed (every listener clashed): status.listeners still lists what the object
+      // declares (Gateway API: every listener has a status, attachedRoutes counted whatever its
+      // state), none of them served.
+      st.listeners = ListenerStatuses(*c.current);
+      for (auto& l : st.listeners) l.snapshot_name.clear();
     }
     if (placed && version == (c.current ? &*c.current : nullptr)) {
       st.accepted = true;

@@ -98,10 +98,13 @@ TEST(StatusTest, AListenerADataplaneCouldNotOpenIsNotProgrammed) {
   const std::string m = p["message"];
   EXPECT_NE(m.find("listener \"cache\" (tcp-6379) could not be opened on n2"), std::string::npos) << m;
   EXPECT_EQ(m.find("web"), std::string::npos) << m;
-  EXPECT_EQ(s["dataplanes"], json({{"ready", 2}, {"programmed", 2}}));
+  // n2 runs the generation but does not serve all of it: not counted (helper-84).
+  EXPECT_EQ(s["dataplanes"], json({{"ready", 2}, {"programmed", 1}}));
   // Opened on the next update: Programmed.
   dps[1].unserved_listeners = {"other"};
-  EXPECT_EQ((*Cond(LoadBalancerStatus(st, dps, served, s, "T2"), "Programmed"))["status"], "True");
+  const json s2 = LoadBalancerStatus(st, dps, served, s, "T2");
+  EXPECT_EQ((*Cond(s2, "Programmed"))["status"], "True");
+  EXPECT_EQ(s2["dataplanes"], json({{"ready", 2}, {"programmed", 2}}));
   // Peers' views carry the list through their Lease.
   const json lease = {{"spec", {{"holderIdentity", "ctl-b"}, {"renewTime", "2026-01-01T00:00:00.000000Z"},
                                 {"leaseDurationSeconds", 15}}},

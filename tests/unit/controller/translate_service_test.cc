@@ -575,6 +575,10 @@ TEST(TranslateService, PortConflictsGoToTheOldestObject) {
   auto r2 = t2.Translate(Store(lb + "---\n" + old_svc));
   EXPECT_TRUE(Svc(r2, "svc")->accepted);
   EXPECT_EQ(StatusOf(r2, "LoadBalancer", "lb")->reason, "PortConflict");
+  // Its only listener lost: still listed in its status (helper-84), not served.
+  ASSERT_EQ(StatusOf(r2, "LoadBalancer", "lb")->listeners.size(), 1u);
+  EXPECT_EQ(StatusOf(r2, "LoadBalancer", "lb")->listeners[0].name, "web");
+  EXPECT_EQ(StatusOf(r2, "LoadBalancer", "lb")->listeners[0].snapshot_name, "");
   ASSERT_EQ(r2.snapshot.listeners_size(), 1);
   EXPECT_EQ(r2.snapshot.listeners(0).name(), "tcp-80");
   EXPECT_EQ(r2.snapshot.listeners(0).owners(0).kind(), "Service");
