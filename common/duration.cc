@@ -5,7 +5,10 @@
 
 namespace doorman {
 
-std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s) {
+namespace {
+// ParseDurationNs, and whether a well-formed `s` failed only for being too long.
+std::optional<std::chrono::nanoseconds> Parse(std::string_view s, bool* too_long) {
+  *too_long = false;
   if (s.empty()) return std::nullopt;
   if (s == "0") return std::chrono::nanoseconds(0);
   // Accumulate in nanoseconds as long double to allow fractions ("1.5s").
@@ -47,10 +50,24 @@ std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s) {
       return std::nullopt;
     }
     total_ns += value * unit_ns;
-    if (total_ns > 1e18L) return std::nullopt;
+  }
+  if (total_ns > 1e18L) {
+    *too_long = true;
+    return std::nullopt;
   }
   // Rounded to the nanosecond: "0.3s" is 300000000 ns, not 299999999.99...
   return std::chrono::nanoseconds(std::llround(total_ns));
+}
+}  // namespace
+
+std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s) {
+  bool too_long = false;
+  return Parse(s, &too_long);
+}
+
+bool DurationTooLong(std::string_view s) {
+  bool too_long = false;
+  return !Parse(s, &too_long) && too_long;
 }
 
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s) {

@@ -13,6 +13,9 @@ namespace doorman {
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view s);
 // The same, exact to the nanosecond (callers that refuse what milliseconds cannot hold).
 std::optional<std::chrono::nanoseconds> ParseDurationNs(std::string_view s);
+// Whether `s` is well-formed but beyond what ParseDurationNs takes (1e18 ns, about 31 years):
+// a "too long" rather than a syntax error.
+bool DurationTooLong(std::string_view s);
 
 // `d` in whole milliseconds (doorman's timer resolution), or nullopt when it has a part below
 // one millisecond ("500us", "1.5ms"), which a cast would silently cut.

@@ -858,7 +858,7 @@ std::optional<bool> AnnotationReader::Bool(const std::string& name) {
   for (const char* f : {"false", "False", "FALSE", "f", "F", "0"}) {
     if (*s == f) return false;
   }
-  Invalid(name, "invalid value " + Q(*s) + " (want \"true\" or \"false\")");
+  Invalid(name, "invalid value " + Q(*s) + " (want \"true\" or \"false\"; also taken, as by ingress-nginx: True, TRUE, t, T, 1 and False, FALSE, f, F, 0)");
   return std::nullopt;
 }
 
@@ -880,8 +880,13 @@ std::optional<uint32_t> AnnotationReader::DurationMs(const std::string& name) {
   auto s = String(name);
   if (!s) return std::nullopt;
   const auto ns = ParseDurationNs(*s);
-  if (!ns || *ns > std::chrono::milliseconds(std::numeric_limits<uint32_t>::max())) {
-    Invalid(name, "invalid duration " + Q(*s) + (ns ? " (too long)" : " (want e.g. 500ms, 60s, 1h30m)"));
+  if ((ns && *ns > std::chrono::milliseconds(std::numeric_limits<uint32_t>::max())) || (!ns && DurationTooLong(*s))) {
+    // Durations travel as 32-bit milliseconds.
+    Invalid(name, "duration " + Q(*s) + " is too long (at most 1193h, about 49 days)");
+    return std::nullopt;
+  }
+  if (!ns) {
+    Invalid(name, "invalid duration " + Q(*s) + " (want e.g. 500ms, 60s, 1h30m)");
     return std::nullopt;
   }
   const auto d = WholeMilliseconds(*ns);

@@ -90,6 +90,10 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
     return std::nullopt;
   }
   const auto ns = ParseDurationNs(s);
+  if (!ns && DurationTooLong(s)) {
+    Invalid(Join(path, key), "duration " + Quote(s) + " is too long (at most 1193h, about 49 days)");
+    return std::nullopt;
+  }
   if (!ns) {
     Invalid(Join(path, key), "invalid duration " + Quote(s) + " (want e.g. 500ms, 2s, 1h30m)");
     return std::nullopt;

@@ -48,7 +48,20 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
       json backends = json::array();
       for (const auto& b : r->backends) {
         json eps = json::array();
-        for (const auto& e : b.set->endpoints) eps.push_back({{"address", e.key}, {"ready", e.ready}, {"eligible", e.eligible}});
+        for (const auto& e : b.set->endpoints) {
+          // ready: the EndpointSlice says so; eligible: ready and (local_only) on this node;
+          // healthy: the set's active check (null: not checked); ejected: passive outlier
+          // detection has it out now; in_rotation: what the schedulers may pick for new traffic.
+          const bool healthy = lb::Healthy(e.health.get());
+          const int64_t until = e.state->ejected_until_ms.load(std::memory_order_relaxed);
+          const bool ejected = until != 0 && until > lb::SteadyNowMs();
+          eps.push_back({{"address", e.key},
+                         {"ready", e.ready},
+                         {"eligible", e.eligible},
+                         {"healthy", e.health ? json(healthy) : json(nullptr)},
+                         {"ejected", ejected},
+                         {"in_rotation", e.eligible && healthy && !ejected}});
+        }
         backends.push_back({{"backend_set", b.set->name}, {"weight", b.weight}, {"endpoints", eps}});
       }
       routes.push_back({{"name", r->name},

@@ -10,6 +10,7 @@ clients (doorman-test-grpc-health, tests/integration/grpc_health_peer.cc: gRPC's
 health service); real peers (threads with real sockets, l4_peers.py).
 """
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD_DIR, DoormanTestCase, free_port, http_over_tcp, metric_value, port_open,  # noqa: E402
-                     wait_until)
+from harness import (BUILD_DIR, DoormanTestCase, free_port, http_get, http_over_tcp, metric_value,  # noqa: E402
+                     port_open, wait_until)
 from l4_peers import EchoServer, HealthToggleServer, SilentServer, connect  # noqa: E402
 
 INTERVAL_MS = 300
@@ -62,6 +63,9 @@ class HealthChecks(DoormanTestCase):
     def up(self, backend_port):
         return metric_value(self.dataplane_metrics(), "doorman_backend_up", {"backend": "127.0.0.1:%d" % backend_port})
 
+    def debug_config(self):
+        return json.loads(http_get("http://127.0.0.1:%d/debug/config" % self.dp_metrics_port)[2])
+
     def test_killed_backend_is_out_within_one_check_period_and_comes_back(self):
         a, b = EchoServer("a"), EchoServer("b")
         self.addCleanup(a.close)
@@ -77,6 +81,12 @@ class HealthChecks(DoormanTestCase):
         self.assertLessEqual(took, period + 0.5, "took %.2fs, period %.2fs" % (took, period))
         names = collections.Counter(self.name_of_new_connection() for _ in range(20))
         self.assertEqual(names, {"a": 20})
+        # /debug/config says why b is out of rotation (helper-87: it showed only "eligible").
+        eps = {e["address"]: e for r in self.debug_config()["routes"] for bs in r["backends"] for e in bs["endpoints"]}
+        b_ep = eps["127.0.0.1:%d" % b_port]
+        self.assertEqual({k: b_ep[k] for k in ("eligible", "healthy", "ejected", "in_rotation")},
+                         {"eligible": True, "healthy": False, "ejected": False, "in_rotation": False})
+        self.assertTrue(eps["127.0.0.1:%d" % a.port]["in_rotation"])
         # b restarts on the same port: healthy again after HEALTHY good probes, traffic returns.
         b2 = EchoServer("b", port=b_port)
         self.addCleanup(b2.close)

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace doorman {
 namespace {
 
@@ -34,6 +36,15 @@ TEST(ParseDuration, RejectsMalformed) {
   for (const char* in : {"", "5", "-1s", "1x", "s", "1.s5", "ms", "1 s", "1h-2m", "99999999999999h"}) {
     EXPECT_FALSE(ParseDuration(in).has_value()) << in;
   }
+}
+
+TEST(ParseDuration, TooLongIsToldApartFromMalformed) {
+  EXPECT_TRUE(DurationTooLong("99999999h"));
+  EXPECT_TRUE(DurationTooLong("99999999999999h"));
+  EXPECT_TRUE(DurationTooLong(std::string(6000, '9') + "s"));  // no overflow on the way
+  EXPECT_FALSE(DurationTooLong("24h"));
+  EXPECT_FALSE(DurationTooLong("99999999x"));
+  EXPECT_FALSE(DurationTooLong("forever"));
 }
 
 TEST(FormatDuration, Shortest) {

@@ -308,7 +308,8 @@ std::vector<InvalidCase> InvalidCases() {
   };
   return {
       ann("ssl-redirect", "doorman.dev/ssl-redirect: \"yes\"", "metadata.annotations[doorman.dev/ssl-redirect]",
-          "annotation doorman.dev/ssl-redirect: invalid value \"yes\" (want \"true\" or \"false\")"),
+          "annotation doorman.dev/ssl-redirect: invalid value \"yes\" (want \"true\" or \"false\"; also taken, as by "
+          "ingress-nginx: True, TRUE, t, T, 1 and False, FALSE, f, F, 0)"),
       ann("ssl-redirect as a boolean", "doorman.dev/ssl-redirect: true", "metadata.annotations[doorman.dev/ssl-redirect]",
           "must be a string, not a boolean (quote it: \"true\")"),
       ann("rewrite-target", "doorman.dev/rewrite-target: api", "metadata.annotations[doorman.dev/rewrite-target]",
@@ -358,6 +359,9 @@ std::vector<InvalidCase> InvalidCases() {
        "InvalidAnnotation", "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""},
       ann("request-timeout", "doorman.dev/request-timeout: \"30\"", "metadata.annotations[doorman.dev/request-timeout]",
           "annotation doorman.dev/request-timeout: invalid duration \"30\""),
+      ann("request-timeout too long", "doorman.dev/request-timeout: 99999999h",
+          "metadata.annotations[doorman.dev/request-timeout]",
+          "annotation doorman.dev/request-timeout: duration \"99999999h\" is too long (at most 1193h, about 49 days)"),
       ann("hsts without max-age", "doorman.dev/hsts: includeSubDomains", "metadata.annotations[doorman.dev/hsts]",
           "needs max-age=<seconds>"),
       ann("hsts bad directive", "doorman.dev/hsts: \"max-age=60; always\"", "metadata.annotations[doorman.dev/hsts]",
