@@ -762,6 +762,15 @@ void ResolveServiceBackend(const ObjectStore& store, const std::string& ns, cons
     return;
   }
   const json& service = it->second.object;
+  if (const auto spec = service.find("spec"); spec != service.end() && spec->is_object() &&
+                                              StringOr(*spec, "type") == "ExternalName") {
+    // No EndpointSlices: an empty backend set (503) that would otherwise say nothing of why.
+    warnings->push_back({"BackendNotFound", field,
+                         "Service " + ns + "/" + svc + " is of type ExternalName (" +
+                             Q(StringOr(*spec, "externalName")) + "): it has no endpoints, and doorman routes to "
+                             "EndpointSlice endpoints only (name the addresses as endpoints instead)"});
+    return;
+  }
   std::optional<std::string> port_name;
   std::string other_protocol;  // of a port that matches but has another protocol
   if (auto spec = service.find("spec"); spec != service.end() && spec->is_object()) {

@@ -1654,6 +1654,24 @@ TEST(TranslateIngress, MissingBackendServiceIsAWarningAndTheRouteStays) {
   EXPECT_EQ(SetNamed(r.snapshot, "default/ingress:i/default/0")->endpoints_size(), 0);
 }
 
+// An ExternalName Service has no EndpointSlices: said, rather than a silent 503 (helper-84).
+TEST(TranslateIngress, AnExternalNameServiceBackendIsAWarning) {
+  const std::string svc = R"(apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: default}
+spec: {type: ExternalName, externalName: api.example.com, ports: [{name: http, port: 80}]}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Class(), svc, Ingress("i", "  defaultBackend: {service: {name: ext, port: {number: 80}}}\n")})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "BackendNotFound");
+  EXPECT_EQ(st->warnings[0].field, "spec.defaultBackend.service");
+  EXPECT_NE(st->warnings[0].message.find("Service default/ext is of type ExternalName (\"api.example.com\")"),
+            std::string::npos) << st->warnings[0].message;
+}
+
 // Ingress backends are HTTP, so TCP: by number the TCP port of a Service that also has that
 // number on UDP, and a port (by number or name) that is UDP only is a warning, not routed to.
 TEST(TranslateIngress, BackendsTakeTheServicesTcpPort) {
