@@ -5,7 +5,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -277,17 +279,22 @@ int main(int argc, char** argv) {
 
   // Waits for a stop signal; every 2 s meanwhile, listeners whose port was busy are tried again.
   int sig = 0;
-  const timespec retry_every{2, 0};
   // The controller hears of an opened one at once (its status would otherwise wait for the next
-  // update).
+  // update). Retried every 2 s whatever else wakes the wait (a SIGHUP or SIGUSR1 every second
+  // must not postpone it for ever).
+  auto next_retry = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (;;) {
-    sig = sigtimedwait(&stop_signals, nullptr, &retry_every);
+    const auto left = std::max<std::chrono::steady_clock::duration>(
+        std::chrono::milliseconds(1), next_retry - std::chrono::steady_clock::now());
+    const auto left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec wait{static_cast<time_t>(left_ns / 1000000000), static_cast<long>(left_ns % 1000000000)};
+    sig = sigtimedwait(&stop_signals, nullptr, &wait);
     if (sig == SIGTERM || sig == SIGINT) break;
-    if (sig > 0) {
-      OtherSignal(sig);
-      continue;
+    if (sig > 0) OtherSignal(sig);
+    if (std::chrono::steady_clock::now() >= next_retry) {
+      next_retry = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      if (dp.RetryUnboundListeners()) subscriber.ReportListeners();
     }
-    if (dp.RetryUnboundListeners()) subscriber.ReportListeners();
   }
   if (shutdown_delay_ms > 0) {
     // Still serving, no longer ready: whatever health-checks /readyz in front stops sending here

@@ -3,6 +3,7 @@
 // (keep-alive pool, request timeout) and one for watches (idle timeout: cpprest's asio client
 // re-arms its timer on every read, so a streaming body only times out when it stalls).
 #include <cpprest/http_client.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/pem_no_prompt.h"
 #include "controller/kube/http.h"
 
 namespace doorman::controller::kube {
@@ -40,6 +42,8 @@ class CppRestKubeHttp final : public KubeHttp {
     if (!ca.empty() || !cert.empty()) {
       c.set_ssl_context_callback([ca, cert, key](boost::asio::ssl::context& ctx) {
         boost::system::error_code ec;  // errors surface as failed handshakes, without key material
+        // Never a passphrase prompt from an I/O thread (main refuses an encrypted key up front).
+        SSL_CTX_set_default_passwd_cb(ctx.native_handle(), doorman::NoPassphrase);
         if (!ca.empty()) ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()), ec);
         if (!cert.empty()) {
           ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()), ec);

@@ -204,12 +204,13 @@ json LoadBalancerStatus(const ObjectStatus& st, const std::vector<DataplaneView>
                                    current, now));
   }
   const ProgrammedCount pc = CountProgrammed(st, dataplanes, served);
-  const std::string counts = std::to_string(pc.acked) + " of " + std::to_string(pc.ready) +
+  // The same count as dataplanes.programmed (a rollout is Pending by the ACKs, below).
+  const std::string counts = std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
                              " dataplanes programmed generation " + std::to_string(gen);
   if (LastGoodIsThisGeneration(st)) {
     conditions.push_back(Condition("Programmed", false, "Invalid",
                                    "generation " + std::to_string(gen) + " is not accepted as the objects it refers to "
-                                   "stand now: " + std::to_string(pc.programmed) + " of " + std::to_string(pc.ready) +
+                                   "stand now: " + std::to_string(pc.acked) + " of " + std::to_string(pc.ready) +
                                    " dataplanes still route its last accepted translation",
                                    gen, current, now));
   } else if (!st.accepted) {

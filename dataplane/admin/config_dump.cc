@@ -48,6 +48,7 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
       json backends = json::array();
       for (const auto& b : r->backends) {
         json eps = json::array();
+        bool any_in_rotation = false, any_eligible = false;
         for (const auto& e : b.set->endpoints) {
           // ready: the EndpointSlice says so; eligible: ready and (local_only) on this node;
           // healthy: the set's active check (null: not checked); ejected: passive outlier
@@ -61,8 +62,15 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
                          {"healthy", e.health ? json(healthy) : json(nullptr)},
                          {"ejected", ejected},
                          {"in_rotation", e.eligible && healthy && !ejected}});
+          any_in_rotation = any_in_rotation || (e.eligible && healthy && !ejected);
+          any_eligible = any_eligible || e.eligible;
         }
-        backends.push_back({{"backend_set", b.set->name}, {"weight", b.weight}, {"endpoints", eps}});
+        // panic: no endpoint is in rotation, so the schedulers fail open across the eligible
+        // ones (docs/l4.md, Envoy's panic mode).
+        backends.push_back({{"backend_set", b.set->name},
+                            {"weight", b.weight},
+                            {"panic", !any_in_rotation && any_eligible},
+                            {"endpoints", eps}});
       }
       routes.push_back({{"name", r->name},
                         {"listener", r->listener},

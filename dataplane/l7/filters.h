@@ -60,7 +60,7 @@ std::string RedirectLocation(const RedirectFilter& r, std::string_view request_s
 // for an Exact match pass the exact path.
 std::string RewritePathPrefix(std::string_view path, std::string_view matched_prefix, std::string_view replacement);
 
-// The same for a request whose path had ";" parameters: `raw_path` as forwarded (with them),
+// The same, for a Prefix match (or none), for a request whose path had ";" parameters: `raw_path` as forwarded (with them),
 // `routed_path` as routed (without). The parameters after the matched segments are kept
 // ("/api;v=1/users;id=3" with "/api" → "/v2" is "/v2/users;id=3"); those of the matched
 // segments are replaced with them.

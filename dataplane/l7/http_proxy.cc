@@ -788,8 +788,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (route->rewrite.enabled && !route->rewrite.path_prefix.empty()) {
       const std::string_view matched =
           route->match.path.type == PathMatcher::Type::kAny ? std::string_view() : std::string_view(route->match.path.value);
-      // The prefix matched was the routing path's: the ";" parameters after it are kept.
-      rewritten_target = RewritePathPrefixKeepingParams(path, route_path, matched, route->rewrite.path_prefix);
+      // The prefix matched was the routing path's: the ";" parameters after it are kept. An
+      // Exact match is the whole path: nothing after it, its parameters go with it.
+      rewritten_target = route->match.path.type == PathMatcher::Type::kExact
+                             ? RewritePathPrefix(route_path, matched, route->rewrite.path_prefix)
+                             : RewritePathPrefixKeepingParams(path, route_path, matched, route->rewrite.path_prefix);
       if (!query.empty()) rewritten_target.append("?").append(query);
     } else if (normalized) {
       rewritten_target.assign(path);

@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import unittest
@@ -165,6 +166,32 @@ class AccessLogStalled(L7Base):
             data += chunk
         paths = [json.loads(line)["path"] for line in data.decode().splitlines()]
         self.assertEqual(paths, ["/r%d" % i for i in range(600)])
+
+class HeldPortUnderSignals(DoormanTestCase):
+    """A listener whose port was busy is tried again every 2 s, however often SIGHUP or SIGUSR1
+    wake the dataplane (each used to restart the 2 s wait, so a steady stream of them postponed
+    the retry for ever)."""
+
+    def test_a_busy_port_is_retried_while_signals_keep_coming(self):
+        backend = self.start_backend("b")
+        port = free_port()
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen(1)
+        self.write_single_route_lb("held", port, backend)
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        holder.close()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not port_open(port):
+            os.kill(self.dataplane.p.pid, signal.SIGHUP)
+            time.sleep(0.3)
+        self.assertTrue(port_open(port), "the listener was not retried while SIGHUPs kept coming")
+        r = curl(["http://127.0.0.1:%d/" % port])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

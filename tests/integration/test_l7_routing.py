@@ -73,6 +73,11 @@ spec:
         rewrite: {{pathPrefix: /v2, host: internal.svc}}
         requestHeaders: {{set: {{x-env: prod}}, add: {{x-added: one}}, remove: [x-debug]}}
         responseHeaders: {{set: {{x-served-by: doorman}}, remove: [x-backend]}}
+    - name: exact-rewrite
+      listener: web
+      match: {{hosts: [{HOST}], path: {{type: Exact, value: /e/}}}}
+      backends: [{{endpoints: {ep(alt)}}}]
+      filters: {{rewrite: {{pathPrefix: /c}}}}
     - name: login-prefix
       listener: web
       match: {{hosts: [{HOST}], path: {{type: Prefix, value: /login/}}}}
@@ -162,6 +167,10 @@ class L7Routing(DoormanTestCase):
         st, _, body = self.get("/api;v=1/orders;jsessionid=ab?id=7")
         self.assertEqual(st, 200, body)
         self.assertEqual(json.loads(body)["path"], "/v2/orders;jsessionid=ab?id=7")
+        # An Exact match is the whole path: its rewrite is the same with or without parameters.
+        for path in ("/e/", "/e/;jsessionid=ab", "/e;v=1/"):
+            st, _, body = self.get(path)
+            self.assertEqual((st, json.loads(body)["path"]), (200, "/c"), path)
         self.assertEqual(seen["headers"].get("x-env"), "prod")
         self.assertEqual(seen["headers"].get("x-added"), "one")
         self.assertNotIn("x-debug", seen["headers"])
