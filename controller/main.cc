@@ -4,6 +4,7 @@
 // /debug/status) and, with the Kubernetes source, the status writer (leader only, optionally
 // elected on a Lease).
 #include <atomic>
+#include <map>
 #include <signal.h>
 #include <unistd.h>
 
@@ -158,14 +159,18 @@ class ControllerLoop {
     dc::TranslateResult r = translator_.Translate(kube_ ? store_ : set_.objects());
     dc::EmitAll(r.diagnostics);
     metrics_->CountTranslation();
-    size_t accepted = 0;
-    size_t rejected = 0;
+    // Per kind the controller translates (every series present, zeros included, so an alert on
+    // accepted="false" has something to compare with).
+    std::map<std::string, std::pair<size_t, size_t>> objects = {
+        {dc::kKindLoadBalancer, {0, 0}}, {dc::kKindService, {0, 0}}, {dc::kKindIngress, {0, 0}}};
     for (const auto& st : r.statuses) {
-      if (st.key.kind != dc::kKindLoadBalancer) continue;
+      auto& [accepted, rejected] = objects[st.key.kind];
       (st.accepted ? accepted : rejected)++;
     }
-    metrics_->SetObjects("LoadBalancer", true, accepted);
-    metrics_->SetObjects("LoadBalancer", false, rejected);
+    for (const auto& [kind, counts] : objects) {
+      metrics_->SetObjects(kind, true, counts.first);
+      metrics_->SetObjects(kind, false, counts.second);
+    }
     auto snapshot = std::make_shared<const doorman::v1::Snapshot>(std::move(r.snapshot));
     const uint64_t version = dc::SnapshotVersion(*snapshot);
     std::vector<uint64_t> in_use;
@@ -406,7 +411,7 @@ int main(int argc, char** argv) {
   std::string metrics_listen = ":9100";
   std::string log_format = "text";
   std::string log_level = "info";
-  std::string ingress_class;
+  std::string ingress_class = "doorman";
   int64_t ingress_http_port = 80;
   int64_t ingress_https_port = 443;
   bool default_lb_class = false;
@@ -461,7 +466,7 @@ int main(int argc, char** argv) {
                "this replica's identity in the Lease, Events and User-Agent (default: $POD_NAME, which deploy/ and "
                "the chart set from the downward API, else hostname_pid)");
   flags.String("ingress-class", &ingress_class,
-               "value of the legacy kubernetes.io/ingress.class annotation that selects doorman (default doorman)");
+               "value of the legacy kubernetes.io/ingress.class annotation that selects doorman");
   flags.Int("ingress-http-port", &ingress_http_port, "port Ingress HTTP rules listen on");
   flags.Int("ingress-https-port", &ingress_https_port, "port Ingress HTTPS rules listen on");
   flags.String("ingress-trusted-proxies", &ingress_trusted_proxies,
@@ -534,9 +539,9 @@ int main(int argc, char** argv) {
                         retry_period_ms < renew_deadline_ms)) {
     Fail(2, "--leader-elect durations must satisfy 0 < retry-period < renew-deadline < lease-duration");
   }
-  std::string host;
+  std::string grpc_host, host;
   uint16_t port = 0;
-  if (!doorman::SplitHostPort(grpc_listen, &host, &port)) {
+  if (!doorman::SplitHostPort(grpc_listen, &grpc_host, &port)) {
     Fail(2, "invalid --grpc-listen \"" + grpc_listen + "\" (want host:port)");
   }
   if (!doorman::SplitHostPort(metrics_listen, &host, &port)) {
@@ -672,7 +677,7 @@ int main(int argc, char** argv) {
   std::string error;
   if (tls.enabled()) server.UseTls(tls);
   if (!server.Start(grpc_listen, &error)) Fail(1, "--grpc-listen: " + error);
-  if (!tls.enabled() && !doorman::IsLoopbackHost(host)) {
+  if (!tls.enabled() && !doorman::IsLoopbackHost(grpc_host)) {
     // The stream carries every HTTPS listener's private key, and a peer that says Hello is a
     // dataplane whose address goes into status: plaintext is for a trusted network only.
     doorman::log::Warn("controller",

@@ -86,7 +86,7 @@ std::optional<uint32_t> FieldReader::DurationMs(const nlohmann::json& o, const s
   }
   const std::string s = m->get<std::string>();
   if (s == "0") {  // Go takes a bare 0; the CRD's pattern (and so a real API server) does not
-    Invalid(Join(path, key), "invalid duration \"0\" (a unit is required, e.g. 0s or 500ms)");
+    Invalid(Join(path, key), "invalid duration \"0\" (a unit is required, e.g. 500ms or 2s)");
     return std::nullopt;
   }
   const auto ns = ParseDurationNs(s);

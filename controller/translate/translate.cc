@@ -721,6 +721,8 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       st.reason = c.problems.empty() ? "InvalidSpec" : c.problems.front().reason;
       st.field = c.problems.empty() ? "" : c.problems.front().field;
       st.message = ProblemsText(c.problems);
+      st.first_problem = c.problems.empty() ? "" : c.problems.front().message;
+      st.problem_count = c.problems.size();
     }
   }
   // Canaries modify routes placed above, so they go after every object is placed.
@@ -770,13 +772,12 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       result.diagnostics.push_back({log::Level::kInfo, "translate", "object accepted again",
                                     {{"file", st.source.file}, {"object", st.key.ToString()}}});
     } else if (text != before) {
-      // The first problem's field and message; the status message holds them all.
-      const auto first = st.message.find("; ");
-      std::string error = st.message.substr(0, first);
-      if (!st.field.empty() && error.rfind(st.field + ": ", 0) == 0) error = error.substr(st.field.size() + 2);
+      // The first problem's field and message; the status message holds them all. (Not cut at
+      // "; ": a message may quote a value that holds one.)
+      const std::string& error = st.first_problem.empty() ? st.message : st.first_problem;
       Diagnostic d{log::Level::kWarn, "translate", NotAcceptedText(st),
                    {{"file", st.source.file}, {"object", st.key.ToString()}, {"field", st.field}, {"error", error}}};
-      if (first != std::string::npos) d.fields.push_back({"problems", st.message});
+      if (st.problem_count > 1) d.fields.push_back({"problems", st.message});
       result.diagnostics.push_back(std::move(d));
     }
     // Warnings (the object routes, but something it names is missing or ignored): once each.

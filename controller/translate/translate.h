@@ -111,6 +111,8 @@ struct ObjectStatus {
   std::string reason;
   std::string field;    // field path of the first problem, e.g. "spec.routes[1].match.path.type"
   std::string message;  // human-readable; names the field; "(and N more problems)" when several
+  std::string first_problem;  // the first problem's message alone (for a log line's error=)
+  size_t problem_count = 0;
   bool serving_last_good = false;  // not accepted, but its last accepted version still routes
   int64_t serving_generation = 0;  // generation whose routes are in the snapshot (when routed)
   std::vector<ListenerStatus> listeners;

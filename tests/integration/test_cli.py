@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CONTROLLER, DATAPLANE, DoormanTestCase, Pki, free_port, http_get, port_open, tls_flags,  # noqa: E402
-                     wait_until)
+                     metric_value, wait_until)
 
 
 def run(argv):
@@ -94,6 +94,21 @@ class GrpcPortInUse(DoormanTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--grpc-listen: cannot listen on 127.0.0.1:%d" % self.grpc_port, r.stderr)
         self.assertTrue(self.controller.alive())
+
+
+class PlaintextStreamWarning(DoormanTestCase):
+    def test_the_warning_is_about_the_grpc_address(self):
+        # It read the --metrics-listen host instead (helper-89): silent for --grpc-listen 0.0.0.0
+        # with metrics on loopback, and warned for the documented loopback gRPC + ":9100".
+        # (Listening on 0.0.0.0 for a moment; the test sends nothing but to 127.0.0.1.)
+        metrics = free_port()
+        ctl = self.spawn("controller-any", [CONTROLLER, "--manifests", self.manifests, "--grpc-listen",
+                                            "0.0.0.0:%d" % free_port(), "--metrics-listen", "127.0.0.1:%d" % metrics])
+        wait_until(lambda: http_get("http://127.0.0.1:%d/healthz" % metrics)[0] == 200, what="controller /healthz")
+        wait_until(lambda: "served without TLS on a non-loopback address" in ctl.log(), what="the plaintext warning")
+        ctl.stop()
+        self.start_controller()  # loopback gRPC, loopback metrics: no warning
+        self.assertNotIn("served without TLS", self.controller.log())
 
 
 class OutOfFileDescriptors(DoormanTestCase):
@@ -227,6 +242,11 @@ class ManifestsMeetTheCrdSchema(DoormanTestCase):
         self.assertEqual(st["field"], "spec.loadBalancerSourceRange")
         self.assertIn('did you mean "loadBalancerSourceRanges"', st["message"])
         self.assertTrue(status("ok")[0]["accepted"], status("ok"))
+        # Every kind is counted, not only LoadBalancers (helper-89).
+        m = self.controller_metrics()
+        self.assertEqual(metric_value(m, "doorman_controller_objects", {"kind": "Service", "accepted": "false"}), 1)
+        self.assertEqual(metric_value(m, "doorman_controller_objects", {"kind": "Service", "accepted": "true"}), 1)
+        self.assertEqual(metric_value(m, "doorman_controller_objects", {"kind": "Ingress", "accepted": "true"}), 0)
         wait_until(lambda: port_open(good), what="the correct Service's port")
         self.assertFalse(port_open(bad), "the misspelt Service is not served")
         # The allow-list the correct Service names holds: 127.0.0.1 is not in 127.0.0.9/32.

@@ -183,7 +183,7 @@ const InvalidCase kInvalid[] = {
      "InvalidSpec", "spec.routes[0].policy.timeouts.connect", "has a part below one millisecond"},
     {"duration without a unit", R"(  listeners: [{name: web, port: 80, protocol: HTTP, idleTimeout: "0"}]
 )",
-     "InvalidSpec", "spec.listeners[0].idleTimeout", "invalid duration \"0\" (a unit is required, e.g. 0s"},
+     "InvalidSpec", "spec.listeners[0].idleTimeout", "invalid duration \"0\" (a unit is required, e.g. 500ms"},
     {"scheduler", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {scheduler: random}}]
 )",
@@ -208,6 +208,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, path: "/a;Domain=x"}}}]
 )",
      "InvalidSpec", "spec.routes[0].policy.stickiness.path", "cookie path \"/a;Domain=x\" must not contain ';'"},
+    {"cookie path with an attribute after a space", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, path: "/a; Domain=x"}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.stickiness.path", "cookie path \"/a; Domain=x\" must not contain ';'"},
     {"relative cookie path", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {stickiness: {type: Cookie, path: api}}}]
 )",
@@ -670,6 +674,8 @@ TEST(Translate, InvalidObjectsReportReasonAndField) {
     EXPECT_EQ(r.diagnostics[0].Field("file"), "/m/test.yaml");
     EXPECT_EQ(r.diagnostics[0].Field("object"), "LoadBalancer default/bad");
     EXPECT_EQ(r.diagnostics[0].Field("field"), c.field);
+    // error= carries the first problem whole, even when it quotes a value holding "; ".
+    EXPECT_NE(r.diagnostics[0].Field("error").find(c.message), std::string::npos) << r.diagnostics[0].Field("error");
   }
 }
 
