@@ -372,7 +372,12 @@ class WatchFaults(KubeTestCase):
         self.assertIn("relisting", log)
         self.assertIn("writing status failed", log)
         self.assertNotIn(TOKEN, log)  # debug logging, many failures: still no credential
-        self.assertEqual(self.admin("/faults")["fail"], [], "every injected fault was consumed")
+        # Every 500 was met. How many relists meet the 429s depends on timing: a reflector whose
+        # watch was already back when the store was compacted keeps it (no 410, no relist), so
+        # only those still backing off relist. At least one did (code=429 above, and here).
+        faults = self.admin("/faults")["fail"]
+        self.assertEqual([f for f in faults if f["code"] != 429], [], "every injected 500 was met")
+        self.assertTrue(all(f["count"] < 12 for f in faults if f["code"] == 429), faults)
 
 
 class CrdDeleted(KubeTestCase):
