@@ -183,6 +183,16 @@ class HeldPortUnderSignals(DoormanTestCase):
         self.start_controller()
         self.start_dataplane()
         self.wait_converged()
+
+        def status():
+            objs = json.loads(http_get("http://127.0.0.1:%d/debug/status" % self.ctl_metrics_port)[2])["objects"]
+            st = next(o for o in objs if o["name"] == "held")["status"]
+            return {c["type"]: c for c in st["conditions"]}["Programmed"], st["dataplanes"]
+        # The dataplane runs the object's generation but could not open its port: not counted as
+        # programmed (helper-84: the count said 1 beside Programmed=False).
+        cond, dataplanes = wait_until(lambda: status()[0]["reason"] == "ListenerNotServed" and status(),
+                                      what="ListenerNotServed")
+        self.assertEqual(dataplanes, {"ready": 1, "programmed": 0})
         holder.close()
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline and not port_open(port):
@@ -191,6 +201,8 @@ class HeldPortUnderSignals(DoormanTestCase):
         self.assertTrue(port_open(port), "the listener was not retried while SIGHUPs kept coming")
         r = curl(["http://127.0.0.1:%d/" % port])
         self.assertEqual(r.returncode, 0, r.stderr)
+        cond, dataplanes = wait_until(lambda: status()[0]["status"] == "True" and status(), what="Programmed")
+        self.assertEqual(dataplanes, {"ready": 1, "programmed": 1})
 
 
 if __name__ == "__main__":
