@@ -55,8 +55,6 @@ using TlsStream = beast::ssl_stream<Socket>;
 
 constexpr std::size_t kRelayBuffer = 16 * 1024;
 constexpr unsigned kClientClosedRequest = 499;  // nginx's convention, for metrics only
-// A client's next request within this pause reuses its own upstream connection without a peek.
-constexpr std::chrono::seconds kHeldNoPeek{2};
 
 // The client address as the schedulers and SourceIP stickiness key it: raw address bytes, the
 // same key the L4 proxy uses, so L4 and L7 routes hash a client alike.
@@ -869,11 +867,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!force_fresh) {
         const std::string& key = pool_key(*ep);
         if (held_ && held_key_ == key) {
-          // This client's own connection: peeked only when a backend close could not be retried
-          // (a body, or a method not resent), after an idle pause (backends close idle ones) or
-          // after a body-less response.
-          const bool quick = !held_suspect_ && resendable && !has_body && CoarseClock::now() - held_since_ < kHeldNoPeek;
-          if (quick || IdleSocketAlive(held_->socket())) {
+          // This client's own connection, peeked like a pooled one: bytes a backend sent late on
+          // it would otherwise be read as this request's answer, and the answer they displace
+          // would stay in the socket for whoever reuses it next (helper-90).
+          if (IdleSocketAlive(held_->socket())) {
             up = std::move(held_);
             reused = true;
           } else {
@@ -1212,7 +1209,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           x->code = kClientClosedRequest;
           co_return false;
         }
-        if (upstream_reusable && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up), false);
+        if (upstream_reusable && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up));
         co_return keep;
       }
       const RelayOutcome got = co_await RelayResponse(*rp, *up, framing, header_only, op_timeout);
@@ -1231,7 +1228,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         log::Debug("l7", "response relay failed", {{"route", route->name}, {"backend", ep->key}, {"error", got.ec.message()}});
         co_return false;
       }
-      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up), header_only);
+      if (upstream_reusable && rp->is_done() && up_buf_.size() == 0) Hold(pool_key(*ep), std::move(up));
       co_return keep;
     }
   }
@@ -1643,14 +1640,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   Socket& Lowest() { return beast::get_lowest_layer(client_); }
 
-  // `suspect`: the exchange ended without a body (HEAD, 204, 304), where a backend that sends
-  // one anyway does so after the head; such a connection is always peeked before reuse.
-  void Hold(const std::string& key, std::unique_ptr<Upstream> up, bool suspect) {
+  void Hold(const std::string& key, std::unique_ptr<Upstream> up) {
     if (held_) w_.pool().Put(held_key_, std::move(held_));
     held_ = std::move(up);
     held_key_ = key;
-    held_since_ = CoarseClock::now();
-    held_suspect_ = suspect;
   }
 
   Worker& w_;
@@ -1684,13 +1677,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::string norm_path_;      // the current request's path in normal form, when it was not
   bool replay_ok_ = false;     // replay_ holds the whole body sent so far
   // The upstream connection of this client connection's last exchange, kept for its next request
-  // (as HAProxy keeps a server connection attached to its session): bytes a backend sends late
-  // can reach only this client, so a quick reuse skips the pool's peek. Returned to the pool when
-  // the client connection ends.
+  // (as HAProxy keeps a server connection attached to its session), peeked before each reuse.
+  // Returned to the pool when the client connection ends.
   std::unique_ptr<Upstream> held_;
   std::string held_key_;
-  CoarseClock::time_point held_since_{};
-  bool held_suspect_ = false;
   MetricCache metric_cache_;
   Millis client_idle_ = kDefaultL7IdleTimeout;
   bool first_request_ = true;  // no byte of a request read yet on this connection

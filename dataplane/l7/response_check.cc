@@ -69,6 +69,11 @@ ResponseFrame FrameResponse(HttpHead& res, const http::basic_parser<false>& rp, 
     res.Erase(http::field::transfer_encoding);
   }
   f.header_only = c.head || status == 204 || status == 304;
+  // A backend that writes a body to a HEAD (a GET handler answering both: a common bug) may do
+  // so after the head, later than any peek: that body would be read as the next request's
+  // answer, and the answer it displaces by whoever reuses the connection after (helper-90). A
+  // HEAD's connection is closed instead; HEAD is rare enough for the connect it costs.
+  if (c.head) f.reuse_upstream = false;
   f.keep_client = c.keep_alive;
   if (c.body_unread) {
     // The rest of the client's body was not read: close after this answer, lingering so the
