@@ -565,6 +565,15 @@ int main(int argc, char** argv) {
       }
       if (why != nullptr) Fail(2, kube_config->origin + ": " + why);
     }
+    // Allowed, as client-go allows them, but said: the credential or the server is unprotected.
+    if (kube_config->server.rfind("http://", 0) == 0 && (!kube_config->token.empty() || !kube_config->token_file.empty())) {
+      doorman::log::Warn("controller", "the API server is reached over plain http: the bearer token is sent in cleartext",
+                         {{"server", kube_config->server}, {"source", kube_config->origin}});
+    }
+    if (kube_config->insecure_skip_tls_verify) {
+      doorman::log::Warn("controller", "insecure-skip-tls-verify: the API server's certificate is not checked",
+                         {{"server", kube_config->server}, {"source", kube_config->origin}});
+    }
   } else {
     std::error_code ec;
     if (!std::filesystem::exists(manifests, ec)) Fail(2, "--manifests " + manifests + ": no such file or directory");

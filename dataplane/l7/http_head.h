@@ -20,6 +20,12 @@
 
 namespace doorman::dataplane {
 
+// RFC 9110 §5.6.2 tchar: the characters of a token (a method, a field name).
+inline bool IsTchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
 // `t` (seconds since the epoch, UTC) as an HTTP date, RFC 9110 §5.6.7 IMF-fixdate:
 // "Sun, 06 Nov 1994 08:49:37 GMT". Locale-independent.
 std::string FormatHttpDate(int64_t t);

@@ -384,6 +384,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       ++empty_lines;
     }
     first_request_ = false;
+    {
+      const auto d = client_buf_.data();
+      if (const std::string why = NotARequestStart({static_cast<const char*>(d.data()), d.size()}); !why.empty()) {
+        const auto start = Clock::now();
+        co_await Respond(400, why, false, 11, false);
+        Record(ExchangeWithCode(400), start);
+        co_return false;
+      }
+    }
     // The raw head is checked for what Beast's parser tolerates but a proxy must refuse
     // (obs-fold, bare LF: RFC 9112 §2.2, §5.2) before it is parsed.
     bool timed_out = false;

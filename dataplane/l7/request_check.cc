@@ -58,6 +58,16 @@ std::string SmugglingRisk(const HttpHead& h) {
   return "";
 }
 
+std::string NotARequestStart(std::string_view buf) {
+  if (buf.empty()) return "";
+  const char c = buf.front();
+  if (IsTchar(c) || c == '\r' || c == '\n') return "";
+  if (c == 0x16 || static_cast<unsigned char>(c) == 0x80) {
+    return "a TLS handshake on a plain HTTP listener (use http://, or an HTTPS listener for https://)";
+  }
+  return "not an HTTP request (a request line starts with a method)";
+}
+
 bool ScanRequestHead(std::string_view buf, std::size_t max_header_bytes, std::size_t* scanned, std::size_t* end,
                      boost::system::error_code* ec) {
   std::size_t e = buf.find("\r\n\r\n", *scanned > 3 ? *scanned - 3 : 0);

@@ -22,6 +22,12 @@ bool ConnectionLists(const HttpHead& h, std::string_view option);
 // when the request is safe to forward.
 std::string SmugglingRisk(const HttpHead& h);
 
+// Why the first bytes received for a request (after any empty lines) cannot start one, or "":
+// a request line starts with a method, a token, so anything else is refused at once instead of
+// waiting the header timeout for a line end that never comes (a TLS ClientHello sent to a
+// plain HTTP listener above all).
+std::string NotARequestStart(std::string_view buf);
+
 // Whether `buf` (the bytes received from a client) holds a whole request head: its length in
 // *end. The search resumes at *scanned (updated when more bytes are needed). Sets *ec and returns
 // true for a head larger than `max_header_bytes` without its end, a head ended by bare LFs, a

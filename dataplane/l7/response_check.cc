@@ -18,11 +18,6 @@ bool MissingReasonSpace(std::string_view p) {
 }
 
 namespace {
-bool IsTchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 // Parses a Transfer-Encoding list (RFC 9112 §6.1, empty elements allowed): the codings other
 // than "identity", joined by ", " in *kept, the last one in *last ("" when none), and whether
 // chunked comes before the last in *chunked_before_last. False when an element is not a token:

@@ -111,6 +111,31 @@ class PlaintextStreamWarning(DoormanTestCase):
         self.assertNotIn("served without TLS", self.controller.log())
 
 
+class UnprotectedKubeconfig(DoormanTestCase):
+    def test_plain_http_with_a_token_and_skip_verify_are_warned(self):
+        # Both are allowed, as client-go allows them, but were silent (helper-91). The API
+        # address is a closed loopback port: the warnings come at start, before any request.
+        closed = free_port()
+        for name, cluster, want in (
+                ("http", "{server: 'http://127.0.0.1:%d'}" % closed,
+                 "the API server is reached over plain http: the bearer token is sent in cleartext"),
+                ("skip", "{server: 'https://127.0.0.1:%d', insecure-skip-tls-verify: true}" % closed,
+                 "insecure-skip-tls-verify: the API server's certificate is not checked")):
+            with self.subTest(name):
+                kc = os.path.join(self.tmp, "kc-" + name)
+                with open(kc, "w") as f:
+                    f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                            "clusters: [{name: k, cluster: %s}]\n"
+                            "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+                            "users: [{name: u, user: {token: not-logged-7f3e}}]\n" % cluster)
+                ctl = self.spawn("controller-" + name, [CONTROLLER, "--kubeconfig", kc, "--grpc-listen",
+                                                        "127.0.0.1:%d" % free_port(), "--metrics-listen",
+                                                        "127.0.0.1:%d" % free_port()])
+                wait_until(lambda: want in ctl.log(), what="the warning")
+                ctl.stop()
+                self.assertNotIn("not-logged-7f3e", ctl.log())
+
+
 class OutOfFileDescriptors(DoormanTestCase):
     def test_a_grpc_listener_lost_to_emfile_fails_healthz(self):
         # gRPC 1.51 closes its listening socket for good after accept4 fails (EMFILE) and says so

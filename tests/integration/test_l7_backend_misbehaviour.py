@@ -30,6 +30,7 @@ class RawBackend:
         self.poison_sent = threading.Event()
         self.closed_after_answer = threading.Event()
         self.sent_408 = threading.Event()
+        self.extra_sent = threading.Event()
         self.release = threading.Event()  # ends the connections held open by /early413
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -91,6 +92,11 @@ class RawBackend:
                     time.sleep(0.05)
                     c.sendall(POISON)
                     self.poison_sent.set()
+                elif path == "/thenextra":  # answers, then writes a whole unasked response 0.3 s later
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n/thenextra")
+                    time.sleep(0.3)
+                    c.sendall(POISON)
+                    self.extra_sent.set()
                 elif path == "/once":  # reads the request, then closes without an answer
                     return
                 elif path == "/thenclose":  # answers (keep-alive by default), then closes
@@ -282,9 +288,8 @@ spec:
 
     def test_a_408_the_backend_sent_before_closing_an_idle_connection_is_not_the_answer(self):
         """RFC 9110 §15.5.9: a server may send 408 on an idle keep-alive connection before closing
-        it. On the kept connection (not peeked within 2 s) that 408 precedes the next request: a GET
-        is resent on a fresh connection, not answered with someone's timeout. A POST (never resent)
-        takes the other path: its kept connection is peeked first, and the stale 408 drops it."""
+        it. The kept connection is peeked before reuse, so the stale 408 drops it; one that races
+        the request out is resent once on a fresh connection (a GET; a POST is never resent)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             for method in ("GET", "POST"):
                 self.backend.sent_408.clear()
@@ -309,6 +314,36 @@ spec:
             head, body = read_response(s)
         self.assertNotIn(b"X-Poisoned", head)
         self.assertTrue(head.startswith(b"HTTP/1.1 200") and body == b"/next", (head, body))
+
+    def test_a_body_sent_late_to_a_head_is_nobodys_answer(self):
+        # The next request went out at once, before the late body: it got that body as its answer,
+        # and its own answer stayed in the connection for the next client (helper-90). A HEAD's
+        # backend connection is no longer reused.
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(b"HEAD /headbody HTTP/1.1\r\nHost: a\r\n\r\n")
+                head, _ = read_response(s, head_only=True)
+                self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+                s.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+                head, body = read_response(s)
+                self.assertNotIn(b"X-Poisoned", head)
+                self.assertEqual(body, b"/next", head)
+            r = self.exchange(b"GET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            self.assertTrue(r.endswith(b"/other"), r)
+
+    def test_bytes_a_backend_sends_late_on_the_kept_connection_are_not_the_next_answer(self):
+        # The kept connection was reused unchecked within 2 s: the stray response answered the
+        # next request and shifted every later answer by one (helper-90). It is peeked now.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /thenextra HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertEqual(body, b"/thenextra", head)
+            self.assertTrue(self.backend.extra_sent.wait(5))
+            for path in (b"/k1", b"/k2"):
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+                head, body = read_response(s)
+                self.assertNotIn(b"X-Poisoned", head)
+                self.assertEqual(body, path, head)
 
     def test_dot_segments_are_resolved_before_routing(self):
         # "/head/../429" is "/429" to any backend that normalises: it must be routed (and

@@ -134,6 +134,14 @@ class L7Hardening(DoormanTestCase):
             self.assertEqual(status_of(data), 408, data)
             self.assertLess(time.monotonic() - start, 4)
 
+    def test_a_tls_handshake_on_the_plain_listener_is_refused_at_once(self):
+        # It was taken for a slow header: held for the header timeout, then 408 (helper-91).
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"\x16\x03\x01\x00\x05hello")
+            data = s.recv(4096)
+            self.assertEqual(status_of(data), 400, data)
+            self.assertIn(b"TLS handshake on a plain HTTP listener", data)
+
     def test_idle_keepalive_connection_is_not_cut_by_header_timeout(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(b"GET /1 HTTP/1.1\r\n" + H + b"\r\n")
