@@ -162,7 +162,8 @@ class ControllerLoop {
     // Per kind the controller translates (every series present, zeros included, so an alert on
     // accepted="false" has something to compare with).
     std::map<std::string, std::pair<size_t, size_t>> objects = {
-        {dc::kKindLoadBalancer, {0, 0}}, {dc::kKindService, {0, 0}}, {dc::kKindIngress, {0, 0}}};
+        {dc::kKindLoadBalancer, {0, 0}}, {dc::kKindService, {0, 0}}, {dc::kKindIngress, {0, 0}},
+        {dc::kKindIngressClass, {0, 0}}};
     for (const auto& st : r.statuses) {
       auto& [accepted, rejected] = objects[st.key.kind];
       (st.accepted ? accepted : rejected)++;

@@ -2,6 +2,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
+#include <openssl/ssl.h>
 
 #include <sys/socket.h>
 
@@ -200,6 +201,14 @@ class Upstream final : public PooledConnection {
   explicit Upstream(Socket s) : plain_(std::move(s)) {}
   Upstream(Socket s, net::ssl::context& ctx) : tls_(std::make_unique<TlsUp>(std::move(s), ctx)) {}
   Socket& socket() override { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+  // A TLS engine reads whole packets: a record after the response (a stray body, an unasked
+  // answer) can sit decrypted or undecrypted in OpenSSL while the socket's queue is empty
+  // (helper-93). Asio writes all it reads into the read BIO, so that is where it waits.
+  bool HasBufferedInput() override {
+    if (!tls_) return false;
+    SSL* ssl = tls_->native_handle();
+    return SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
+  }
   TlsUp* tls() { return tls_.get(); }
   executor_type get_executor() { return socket().get_executor(); }
   template <class Buffers, class Token>
@@ -879,7 +888,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           // This client's own connection, peeked like a pooled one: bytes a backend sent late on
           // it would otherwise be read as this request's answer, and the answer they displace
           // would stay in the socket for whoever reuses it next (helper-90).
-          if (IdleSocketAlive(held_->socket())) {
+          if (IdleConnectionAlive(*held_)) {
             up = std::move(held_);
             reused = true;
           } else {
@@ -1128,8 +1137,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (res_.status() == 408 && reused && !has_body && attempt == 0 && resendable) {
         // A server may send 408 on a keep-alive connection it is about to close for idleness
         // (RFC 9110 §15.5.9: "the client MAY repeat that request"). On a reused connection that
-        // 408 may predate this request, which the backend then never read (the kept connection
-        // is not peeked within 2 s): resent once on a fresh connection, as browsers do. Not
+        // 408 may predate this request, which the backend then never read (sent between the
+        // reuse peek and the request): resent once on a fresh connection, as browsers do. Not
         // counted against the backend, nor as a retry (the backend never read the request).
         log::Debug("l7", "408 on a reused backend connection: request resent on a new one",
                    {{"route", route->name}, {"backend", ep->key}});

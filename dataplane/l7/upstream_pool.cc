@@ -13,6 +13,8 @@ bool IdleSocketAlive(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+bool IdleConnectionAlive(PooledConnection& c) { return !c.HasBufferedInput() && IdleSocketAlive(c.socket()); }
+
 std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
@@ -23,7 +25,7 @@ std::unique_ptr<PooledConnection> UpstreamPool::Take(const std::string& key) {
     Idle idle = std::move(v.back());
     v.pop_back();
     --total_;
-    if (now - idle.since >= kMaxPooledIdle || !IdleSocketAlive(idle.connection->socket())) continue;  // closes
+    if (now - idle.since >= kMaxPooledIdle || !IdleConnectionAlive(*idle.connection)) continue;  // closes
     out = std::move(idle.connection);
   }
   if (v.empty()) idle_.erase(it);
@@ -52,7 +54,7 @@ void UpstreamPool::Sweep() {
     std::vector<Idle> keep;
     keep.reserve(v.size());
     for (auto& idle : v) {
-      if (now - idle.since < kMaxPooledIdle && IdleSocketAlive(idle.connection->socket())) keep.push_back(std::move(idle));
+      if (now - idle.since < kMaxPooledIdle && IdleConnectionAlive(*idle.connection)) keep.push_back(std::move(idle));
     }
     total_ -= v.size() - keep.size();
     v = std::move(keep);

@@ -36,6 +36,9 @@ class PooledConnection {
  public:
   virtual ~PooledConnection() = default;
   virtual Socket& socket() = 0;  // the TCP socket underneath (peeked, closed)
+  // Bytes already read from the socket but not consumed: a TLS engine reads whole packets and
+  // hands out one record at a time, so a stray record can wait there, out of the peek's sight.
+  virtual bool HasBufferedInput() { return false; }
 };
 
 class UpstreamPool {
@@ -59,5 +62,7 @@ class UpstreamPool {
 
 // True when a pooled socket still looks usable: no EOF, no error, no unread bytes.
 bool IdleSocketAlive(Socket& s);
+// The same for a connection: nothing buffered above the socket either (HasBufferedInput).
+bool IdleConnectionAlive(PooledConnection& c);
 
 }  // namespace doorman::dataplane

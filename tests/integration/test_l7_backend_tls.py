@@ -18,14 +18,16 @@ IP:127.0.0.1), standalone (--manifests) with an IngressClass, Services, Endpoint
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DoormanTestCase, curl, free_port, http_get, metric_value, port_open,  # noqa: E402
-                     start_nginx, wait_until)
+                     read_response, start_nginx, wait_until)
 
 
 def openssl(*args, cwd):
@@ -358,6 +360,106 @@ class BackendTlsTest(DoormanTestCase):
         snapshot = http_get("http://127.0.0.1:%d/debug/snapshot" % self.ctl_metrics_port)[2].decode()
         for line in self.pki["spare.key"].strip().split("\n")[1:-1]:
             self.assertNotIn(line, snapshot)  # tls.key of a CA Secret is never read
+
+
+STRAY = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Stray: 1\r\n\r\nSTALE"
+
+
+class StrayRecordBackend:
+    """An HTTPS backend that answers each request with its path and, for /stray, writes an unasked
+    response as a second TLS record in the same TCP write: both reach the proxy's TLS engine in one
+    read, where a socket peek cannot see the second (helper-93)."""
+
+    def __init__(self, crt, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(crt, key)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
+
+    def _handle(self, raw):
+        raw.settimeout(10)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.ctx.wrap_bio(inc, out, server_side=True)
+
+        def flush():
+            data = out.read()
+            if data:
+                raw.sendall(data)
+
+        def more():
+            d = raw.recv(65536)
+            if not d:
+                raise EOFError
+            inc.write(d)
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    flush()
+                    break
+                except ssl.SSLWantReadError:
+                    flush()
+                    more()
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        buf += tls.read(65536)
+                    except ssl.SSLWantReadError:
+                        more()
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                path = head.split(b" ")[1]
+                tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+                if path == b"/stray":
+                    tls.write(STRAY)  # a record of its own
+                flush()  # one TCP write with both
+        except (OSError, EOFError, ssl.SSLError):
+            pass
+        finally:
+            raw.close()
+
+
+class StrayTlsRecord(DoormanTestCase):
+    def test_a_stray_record_buffered_in_tls_is_not_the_next_answer(self):
+        pki_dir = os.path.join(self.tmp, "pki")
+        os.makedirs(pki_dir)
+        make_pki(pki_dir)
+        backend = StrayRecordBackend(os.path.join(pki_dir, "server.crt"), os.path.join(pki_dir, "server.key"))
+        self.addCleanup(backend.close)
+        port = free_port()
+        self.write_manifest("all.yaml", "---\n".join([
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: doorman}\n"
+            "spec: {controller: doorman.dev/ingress-controller}\n",
+            service("stray", backend.port),
+            ingress("stray", "stray.test", svc="stray", annotations=https())]))
+        self.start_controller(["--ingress-http-port", str(port)])
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="Ingress listener")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            for path in (b"/stray", b"/next", b"/stray", b"/again"):
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: stray.test\r\n\r\n" % path)
+                head, body = read_response(s)
+                self.assertNotIn(b"X-Stray", head)
+                self.assertEqual(body, path, head)
+        # Across client connections (the pool) too.
+        for path in (b"/stray", b"/other"):
+            r = curl(["-s", "-H", "Host: stray.test", "http://127.0.0.1:%d%s" % (port, path.decode())])
+            self.assertEqual(r.stdout, path.decode())
 
 
 if __name__ == "__main__":
