@@ -48,6 +48,10 @@
 namespace doorman::dataplane {
 namespace {
 
+// Empty lines skipped before a request line (RFC 9112 §2.2: at least one; some clients send a
+// CRLF after a POST body). More is not a client but a stream of garbage: 400.
+constexpr int kMaxEmptyLines = 32;
+
 namespace beast = boost::beast;
 namespace http = beast::http;
 using boost::system::error_code;
@@ -375,27 +379,35 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // silently when it passes). Then the whole header must arrive within the header timeout
     // (answered 408).
     // Empty lines before a request line are skipped (RFC 9112 §2.2: a server SHOULD ignore at
-    // least one; some clients send one after a POST body), a few at most.
+    // least one; some clients send one after a POST body), up to kMaxEmptyLines.
     for (int empty_lines = 0;;) {
-      if (client_buf_.size() == 0) {
+      // A CR alone may be the first half of an empty line whose LF is in the next segment.
+      const bool lone_cr =
+          client_buf_.size() == 1 && *static_cast<const char*>(client_buf_.data().data()) == '\r';
+      if (client_buf_.size() == 0 || lone_cr) {
         // A new connection's first byte is due within the header timeout (HAProxy's timeout
         // http-request): a connection that never speaks does not hold a --l7-max-connections
         // slot for the whole idle timeout. Between requests, the idle timeout.
-        client_dl_.ArmIdle(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
+        if (lone_cr) {
+          client_dl_.Arm(o.header_timeout);
+        } else {
+          client_dl_.ArmIdle(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
+        }
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();
         if (ec) co_return false;
         client_buf_.commit(n);
+        continue;  // a lone CR again: its LF is still to come
       }
       const auto* b = static_cast<const char*>(client_buf_.data().data());
-      if (empty_lines >= 4 || client_buf_.size() < 2 || b[0] != '\r' || b[1] != '\n') break;
+      if (empty_lines >= kMaxEmptyLines || client_buf_.size() < 2 || b[0] != '\r' || b[1] != '\n') break;
       client_buf_.consume(2);
       ++empty_lines;
     }
     first_request_ = false;
     {
       const auto d = client_buf_.data();
-      if (const std::string why = NotARequestStart({static_cast<const char*>(d.data()), d.size()}); !why.empty()) {
+      if (const std::string why = NotARequestStart({static_cast<const char*>(d.data()), d.size()}, kTls); !why.empty()) {
         const auto start = Clock::now();
         co_await Respond(400, why, false, 11, false);
         Record(ExchangeWithCode(400), start);
@@ -561,7 +573,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (next == std::string_view::npos) break;
         i = next;
       }
-      if (const auto h = req.Get(http::field::host)) x->host.assign(h->substr(0, 256));
+      // The host routed on: an absolute-form target's authority, else Host.
+      if (!authority.empty()) {
+        x->host.assign(authority.substr(0, 256));
+      } else if (const auto h = req.Get(http::field::host)) {
+        x->host.assign(h->substr(0, 256));
+      }
     }
     // CONNECT asks for a tunnel, whatever its target's form ("host:443", or an origin-form "/x"
     // some clients send): doorman does not tunnel, and a backend that would (a forward proxy)

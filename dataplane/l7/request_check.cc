@@ -58,11 +58,11 @@ std::string SmugglingRisk(const HttpHead& h) {
   return "";
 }
 
-std::string NotARequestStart(std::string_view buf) {
+std::string NotARequestStart(std::string_view buf, bool tls_listener) {
   if (buf.empty()) return "";
   const char c = buf.front();
   if (IsTchar(c) || c == '\r' || c == '\n') return "";
-  if (c == 0x16 || static_cast<unsigned char>(c) == 0x80) {
+  if (!tls_listener && (c == 0x16 || static_cast<unsigned char>(c) == 0x80)) {
     return "a TLS handshake on a plain HTTP listener (use http://, or an HTTPS listener for https://)";
   }
   return "not an HTTP request (a request line starts with a method)";

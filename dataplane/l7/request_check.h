@@ -25,8 +25,9 @@ std::string SmugglingRisk(const HttpHead& h);
 // Why the first bytes received for a request (after any empty lines) cannot start one, or "":
 // a request line starts with a method, a token, so anything else is refused at once instead of
 // waiting the header timeout for a line end that never comes (a TLS ClientHello sent to a
-// plain HTTP listener above all).
-std::string NotARequestStart(std::string_view buf);
+// plain HTTP listener above all; on an HTTPS listener, whose bytes are already decrypted, it is
+// just not HTTP).
+std::string NotARequestStart(std::string_view buf, bool tls_listener = false);
 
 // Whether `buf` (the bytes received from a client) holds a whole request head: its length in
 // *end. The search resumes at *scanned (updated when more bytes are needed). Sets *ec and returns

@@ -444,8 +444,14 @@ class L7Framing(DoormanTestCase):
         self.assertIsNotNone(h.get("content-length"), "HEAD keeps the Content-Length a GET would get: %r" % h)
         self.assertNotEqual(h.get("content-length"), "0")
         self.assert_echo_ok(c)
-        self.assert_upstream_kept(c, "/big/100000", "HEAD")
-        self.assert_upstream_kept(c, "/chunked/100000", "HEAD")
+        # A HEAD's backend connection is not reused (a body written late to a HEAD would become
+        # the next answer, helper-90); the client's connection is kept.
+        for path in ("/big/100000", "/chunked/100000"):
+            before = self.assert_echo_ok(c, "/before").json()["peer"]
+            c.request("HEAD", path)
+            self.assertLess(c.read_response("HEAD").status, 400)
+            self.assertNotEqual(self.assert_echo_ok(c, "/after").json()["peer"], before)
+            self.assert_upstream_kept(c, "/big/10")
         c.request("GET", "/last", headers=[("Connection", "close")])
         self.assertEqual(c.read_response().json()["path"], "/last")
         self.assertTrue(c.at_eof(), "Connection: close honoured")

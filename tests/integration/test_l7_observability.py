@@ -57,8 +57,11 @@ class L7Observability(L7Base):
         # From a trusted proxy: the client its X-Forwarded-For names, and the proxy as the peer.
         curl(["-H", "Host: obs.local", "-H", "X-Forwarded-For: 203.0.113.9", "--interface", "127.0.0.2",
               "http://127.0.0.1:%d/via-proxy" % self.port])
-        lines = wait_until(lambda: len(self.lines()) >= 4 and self.lines(), what="four access log lines")
-        ok, missing, params, proxied = lines[0], lines[1], lines[2], lines[3]
+        # An absolute-form target is routed on its authority, and logged with it (helper-92).
+        curl(["-H", "Host: elsewhere.local", "--request-target", "http://obs.local/abs", "http://127.0.0.1:%d/" % self.port])
+        lines = wait_until(lambda: len(self.lines()) >= 5 and self.lines(), what="five access log lines")
+        ok, missing, params, proxied, absolute = lines[0], lines[1], lines[2], lines[3], lines[4]
+        self.assertEqual((absolute["host"], absolute["route"], absolute["status"]), ("obs.local", "default/obs/app", 200))
         self.assertEqual((proxied["client"], proxied["peer"]), ("203.0.113.9", "127.0.0.2"), proxied)
         self.assertEqual(params["path"], "/orders/7")  # ";" path parameters are not logged
         self.assertEqual(ok["status"], 200)
