@@ -41,6 +41,28 @@ std::string HostName() {
   return buf;
 }
 
+// sigtimedwait until `deadline` (at least 1 ms): the signal taken, or -1 when none came.
+int SigWaitUntil(const sigset_t& signals, std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::max<std::chrono::nanoseconds>(std::chrono::milliseconds(1),
+                                                       deadline - std::chrono::steady_clock::now());
+  const timespec wait{static_cast<time_t>(left.count() / 1000000000), static_cast<long>(left.count() % 1000000000)};
+  return sigtimedwait(&signals, nullptr, &wait);
+}
+
+// SIGHUP or SIGUSR1 while running.
+void OtherSignal(int sig) {
+  using namespace doorman;
+  if (sig == SIGUSR1) {
+    if (std::string error; !dataplane::ReopenAccessLog(&error)) {
+      log::Error("access-log", error);
+    } else {
+      log::Info("access-log", "SIGUSR1: access log reopened");
+    }
+    return;
+  }
+  log::Warn("dataplane", "SIGHUP ignored: routing state comes from the controller (SIGTERM drains and stops)");
+}
+
 }  // namespace
 
 // The image gives this binary CAP_NET_BIND_SERVICE as a permitted file capability only (not
@@ -57,22 +79,6 @@ void RaiseNetBindService() {
   data[0].effective |= kBit;
   syscall(SYS_capset, &header, data);  // failing leaves ports below 1024 unbindable, reported there
 }
-
-namespace {
-// SIGHUP or SIGUSR1 while running.
-void OtherSignal(int sig) {
-  using namespace doorman;
-  if (sig == SIGUSR1) {
-    if (std::string error; !dataplane::ReopenAccessLog(&error)) {
-      log::Error("access-log", error);
-    } else {
-      log::Info("access-log", "SIGUSR1: access log reopened");
-    }
-    return;
-  }
-  log::Warn("dataplane", "SIGHUP ignored: routing state comes from the controller (SIGTERM drains and stops)");
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace doorman;
@@ -284,11 +290,7 @@ int main(int argc, char** argv) {
   // must not postpone it for ever).
   auto next_retry = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (;;) {
-    const auto left = std::max<std::chrono::steady_clock::duration>(
-        std::chrono::milliseconds(1), next_retry - std::chrono::steady_clock::now());
-    const auto left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    const timespec wait{static_cast<time_t>(left_ns / 1000000000), static_cast<long>(left_ns % 1000000000)};
-    sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    sig = SigWaitUntil(stop_signals, next_retry);
     if (sig == SIGTERM || sig == SIGINT) break;
     if (sig > 0) OtherSignal(sig);
     if (std::chrono::steady_clock::now() >= next_retry) {
@@ -303,11 +305,8 @@ int main(int argc, char** argv) {
               {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"delay", std::to_string(shutdown_delay_ms) + "ms"}});
     dp.MarkNotReady();
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(shutdown_delay_ms);
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
-      const timespec wait{static_cast<time_t>(left.count() / 1000), static_cast<long>(left.count() % 1000) * 1000000};
-      const int again = sigtimedwait(&stop_signals, nullptr, &wait);
+    while (std::chrono::steady_clock::now() < until) {
+      const int again = SigWaitUntil(stop_signals, until);
       if (again == SIGTERM || again == SIGINT) break;
       if (again > 0) OtherSignal(again);
       if (again < 0 && errno != EAGAIN && errno != EINTR) break;

@@ -67,15 +67,22 @@ bool Routed(const ObjectStatus& st) { return st.accepted || st.serving_last_good
 
 }  // namespace
 
+namespace {
+// Whether dataplane `d` reported that it could not open listener `l` (one that lost its port to
+// another object has no snapshot name: no report concerns it).
+bool NotOpenedOn(const ListenerStatus& l, const DataplaneView& d) {
+  return !l.snapshot_name.empty() &&
+         std::find(d.unserved_listeners.begin(), d.unserved_listeners.end(), l.snapshot_name) !=
+             d.unserved_listeners.end();
+}
+}  // namespace
+
 std::string UnservedListeners(const ObjectStatus& st, const std::vector<DataplaneView>& dataplanes) {
   std::string out;
   for (const auto& l : st.listeners) {
     std::string nodes;
     for (const auto& d : dataplanes) {
-      if (std::find(d.unserved_listeners.begin(), d.unserved_listeners.end(), l.snapshot_name) ==
-          d.unserved_listeners.end()) {
-        continue;
-      }
+      if (!NotOpenedOn(l, d)) continue;
       nodes += (nodes.empty() ? "" : ", ") + (d.node_name.empty() ? std::string("(unnamed)") : d.node_name);
     }
     if (nodes.empty()) continue;
@@ -138,11 +145,9 @@ ProgrammedCount CountProgrammed(const ObjectStatus& st, const std::vector<Datapl
     auto g = entry->find(st.key);
     if (g == entry->end() || g->second != st.generation) continue;
     ++c.acked;
-    const bool all_open = std::none_of(st.listeners.begin(), st.listeners.end(), [&](const ListenerStatus& l) {
-      return !l.snapshot_name.empty() && std::find(d.unserved_listeners.begin(), d.unserved_listeners.end(),
-                                                   l.snapshot_name) != d.unserved_listeners.end();
-    });
-    if (all_open) ++c.programmed;
+    if (std::none_of(st.listeners.begin(), st.listeners.end(), [&](const auto& l) { return NotOpenedOn(l, d); })) {
+      ++c.programmed;
+    }
   }
   return c;
 }

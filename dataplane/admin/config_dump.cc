@@ -54,8 +54,7 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
           // healthy: the set's active check (null: not checked); ejected: passive outlier
           // detection has it out now; in_rotation: what the schedulers may pick for new traffic.
           const bool healthy = lb::Healthy(e.health.get());
-          const int64_t until = e.state->ejected_until_ms.load(std::memory_order_relaxed);
-          const bool ejected = until != 0 && until > lb::SteadyNowMs();
+          const bool ejected = lb::Ejected(*e.state);
           eps.push_back({{"address", e.key},
                          {"ready", e.ready},
                          {"eligible", e.eligible},

@@ -20,6 +20,9 @@ int g_fd = -1;
 std::string g_path;  // the file's path, when the log is a file
 LineWriter* g_writer = nullptr;  // lives until exit (a writer stuck in write(2) is left to it)
 
+// The log file opened for appending (created 0640), or -1 with errno.
+int OpenForAppend(const std::string& path) { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640); }
+
 void Field(std::string& out, const char* name, std::string_view value) {
   out += ",\"";
   out += name;
@@ -69,7 +72,7 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
   } else if (spec == "stdout") {
     g_fd = STDOUT_FILENO;
   } else {
-    g_fd = ::open(spec.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    g_fd = OpenForAppend(spec);
     if (g_fd < 0) {
       *error = "cannot open access log " + spec + ": " + std::strerror(errno);
       return false;
@@ -87,7 +90,7 @@ bool OpenAccessLog(const std::string& spec, std::string* error) {
 
 bool ReopenAccessLog(std::string* error) {
   if (g_path.empty() || g_fd < 0) return true;
-  const int fd = ::open(g_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  const int fd = OpenForAppend(g_path);
   if (fd < 0) {
     *error = "cannot reopen access log " + g_path + ": " + std::strerror(errno);
     return false;

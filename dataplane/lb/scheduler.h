@@ -59,14 +59,16 @@ inline int64_t SteadyNowMs() {
       .count();
 }
 
-// Whether an endpoint may take new traffic: healthy by its set's active check (`health`, null =
-// unchecked) and not ejected by passive outlier detection. The clock is read only for an
+// Whether passive outlier detection has the endpoint out now. The clock is read only for an
 // endpoint that was ever ejected.
-inline bool Available(const EndpointState& s, const HealthSlot* health) {
-  if (!Healthy(health)) return false;
+inline bool Ejected(const EndpointState& s) {
   const int64_t until = s.ejected_until_ms.load(std::memory_order_relaxed);
-  return until == 0 || until <= SteadyNowMs();
+  return until != 0 && until > SteadyNowMs();
 }
+
+// Whether an endpoint may take new traffic: healthy by its set's active check (`health`, null =
+// unchecked) and not ejected by passive outlier detection.
+inline bool Available(const EndpointState& s, const HealthSlot* health) { return Healthy(health) && !Ejected(s); }
 
 struct Candidate {
   std::string key;          // stable identity ("10.0.0.1:8080"): Maglev permutations derive from it
