@@ -78,7 +78,7 @@ class HealthChecks(DoormanTestCase):
         period = PERIOD
         wait_until(lambda: self.up(b_port) == 0, timeout=5, interval=0.02, what="backend b marked down")
         took = time.monotonic() - t0
-        self.assertLessEqual(took, period + 0.5, "took %.2fs, period %.2fs" % (took, period))
+        self.assertLessEqual(took, period + 1.0, "took %.2fs, period %.2fs" % (took, period))
         names = collections.Counter(self.name_of_new_connection() for _ in range(20))
         self.assertEqual(names, {"a": 20})
         # /debug/config says why b is out of rotation (helper-87: it showed only "eligible").
@@ -181,7 +181,7 @@ class HealthChecks(DoormanTestCase):
         t0 = time.monotonic()
         wait_until(lambda: self.up(b_port) == 0, timeout=5, interval=0.02, what="backend b marked down by gRPC check")
         took = time.monotonic() - t0
-        self.assertLessEqual(took, PERIOD + 0.5, "took %.2fs, period %.2fs" % (took, PERIOD))
+        self.assertLessEqual(took, PERIOD + 1.0, "took %.2fs, period %.2fs" % (took, PERIOD))
         self.assertEqual(self.up(a_port), 1)
         self.assertEqual(self.grpc_check(b_port, ""), "NOT_SERVING")  # what the probes saw
         names = collections.Counter(self.grpc_server_of_new_connection() for _ in range(20))
@@ -235,7 +235,7 @@ spec:
         wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_health_probes_total", {"result": "failed"}) or 0)
                    >= 2 * UNHEALTHY, timeout=5, what="the other object's check failing")
         wait_until(lambda: port_open(victim), what="victim listener")
-        self.wait_l4_probes_ended()
+        self.wait_l4_probes_ended(probes=2)  # hc's listener's readiness probe, then victim's
         names = collections.Counter(http_over_tcp(victim)[0] for _ in range(20))
         self.assertEqual(names, {"a": 10, "b": 10})
         # doorman_backend_up is per address: up while a set routes it unchecked (or passing).

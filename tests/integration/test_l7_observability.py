@@ -130,8 +130,9 @@ class L7Observability(L7Base):
                    what="the departed endpoint's series removed")
         for _ in range(2):
             curl(["-H", "Host: obs.local", "http://127.0.0.1:%d/" % self.port])
-        m = self.dataplane_metrics()
-        self.assertEqual(metric_value(m, "doorman_l7_requests_total", new), 2)
+        # Counted after the last byte is written: poll, don't race it.
+        m = wait_until(lambda: (lambda t: t if metric_value(t, "doorman_l7_requests_total", new) == 2 else None)(
+            self.dataplane_metrics()), what="both requests counted on the new endpoint")
         self.assertIsNone(metric_value(m, "doorman_l7_requests_total", old))
 
 
@@ -155,8 +156,8 @@ class AccessLogStalled(L7Base):
             r.read()
             self.assertEqual(r.status, 200, i)
         conn.close()
-        self.assertEqual(metric_value(self.dataplane_metrics(), "doorman_l7_requests_total",
-                                      {"route": "default/obs/app", "code": "200"}), 600)
+        wait_until(lambda: metric_value(self.dataplane_metrics(), "doorman_l7_requests_total",
+                                        {"route": "default/obs/app", "code": "200"}) == 600, what="600 requests counted")
         # Once read, the lines that were written are whole JSON objects, in order.
         data = b""
         deadline = time.monotonic() + 10

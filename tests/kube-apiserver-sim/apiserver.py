@@ -91,6 +91,13 @@ class Faults:
             self.rules = []
             self.latency_ms = 0
 
+    def remove(self, match):
+        """Drops the rules whose match is exactly `match`; returns how many."""
+        with self.lock:
+            kept = [r for r in self.rules if r["match"] != match]
+            removed, self.rules = len(self.rules) - len(kept), kept
+        return removed
+
 
 class RequestLog:
     """Every API request: appended when it starts (so open watches show up),
@@ -711,6 +718,8 @@ class AdminHandler(BaseHTTPRequestHandler):
         if url.path == "/faults/clear":
             sim.faults.clear()
             return self._reply(200, {"ok": True})
+        if url.path == "/faults/remove":
+            return self._reply(200, {"removed": sim.faults.remove(body.get("match") or "")})
         if url.path == "/reset-requests":
             sim.log.reset()
             return self._reply(200, {"ok": True})

@@ -765,6 +765,15 @@ class AdminTest(unittest.TestCase):
                          (429, "1", "TooManyRequests"))
         self.assertEqual(SIM.request("GET", f"{base}/configmaps")[0], 200)
 
+    def test_remove_drops_only_the_rules_with_that_match(self):
+        base = make_namespace("faults-remove")
+        SIM.admin_call("POST", "/faults/fail", {"count": 5, "code": 500, "match": "/configmaps"})
+        SIM.admin_call("POST", "/faults/fail", {"count": 5, "code": 503, "match": "/secrets"})
+        self.assertEqual(SIM.admin_call("POST", "/faults/remove", {"match": "/configmaps"}), {"removed": 1})
+        self.assertEqual(SIM.request("GET", f"{base}/configmaps")[0], 200)
+        self.assertEqual(SIM.request("GET", f"{base}/secrets")[0], 503)
+        self.assertEqual([r["match"] for r in SIM.admin_call("GET", "/faults")["fail"]], ["/secrets"])
+
     def test_latency(self):
         SIM.admin_call("POST", "/faults/latency", {"ms": 300})
         started = time.monotonic()
