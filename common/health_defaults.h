@@ -9,6 +9,7 @@
 namespace doorman::health_defaults {
 
 inline constexpr uint32_t kIntervalMs = 5'000;
+inline constexpr uint32_t kMinIntervalMs = 100;  // a floor the controller enforces (typos like "5ms")
 inline constexpr uint32_t kTimeoutMs = 2'000;
 inline constexpr uint32_t kHealthyThreshold = 2;
 inline constexpr uint32_t kUnhealthyThreshold = 3;

@@ -200,6 +200,12 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     if (const auto why = PathProblem(s->substr(0, s->find('?'))); !why.empty() || !FieldValueProblem(*s).empty() ||
                                                                 s->find(' ') != std::string::npos) {
       a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " " + (why.empty() ? "must not contain spaces or control characters" : why));
+    } else if (https_backends) {
+      // Health checks are plaintext: against TLS backends every probe fails, every endpoint is
+      // marked down, and panic mode then sends traffic to all of them, dead ones included.
+      a.Ignored(kAnnHealthCheckPath, std::string("health checks are plaintext HTTP and ") + kAnnBackendProtocol +
+                                         ": HTTPS backends would fail every probe; not applied (outlier detection "
+                                         "still ejects endpoints that fail connects or answer 5xx)");
     } else {
       out.health_check_path = *s;
     }

@@ -390,7 +390,11 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
       // No `on` means the connection errors (Gateway API GEP-1731: disconnect, reset, timeout,
       // TCP failure; nginx's proxy_next_upstream default "error timeout"), so `attempts` or
       // `perTryTimeout` alone does what it says; `on: []` retries on nothing.
-      if (l7 && !rt->contains("on")) {
+      // `non-idempotent` widens the methods, it is no condition: listed alone, the conditions
+      // are those of a missing `on`, for every method (not a policy that never retries).
+      const bool only_methods = ro->on_size() > 0 && std::all_of(ro->on().begin(), ro->on().end(),
+                                                                 [](const std::string& o) { return o == "non-idempotent"; });
+      if (l7 && (!rt->contains("on") || only_methods)) {
         for (const char* o : {"connect-failure", "reset", "timeout"}) ro->add_on(o);
       }
       // Conditions without a count mean one retry (Envoy's num_retries default), not none.
@@ -663,7 +667,11 @@ void CompileHealthCheck(FieldReader& r, const json& hc, v1::HealthCheck* out) {
   auto interval = r.DurationMs(hc, p, "interval");
   auto timeout = r.DurationMs(hc, p, "timeout");
   if (interval) {
-    if (*interval == 0) r.Invalid(p + ".interval", "must be greater than 0");
+    // A floor, so that a typo ("5ms" for "5s") does not have every dataplane probe every
+    // endpoint hundreds of times a second (ALB's floor is 5s, a kubelet probe's 1s).
+    if (*interval < health_defaults::kMinIntervalMs) {
+      r.Invalid(p + ".interval", "must be at least " + std::to_string(health_defaults::kMinIntervalMs) + "ms");
+    }
     out->set_interval_ms(*interval);
   }
   if (timeout) {

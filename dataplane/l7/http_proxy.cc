@@ -264,6 +264,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (cap > 0) {
       open_connections_ = ConnectionCounter(listener_);
       over_cap_ = open_connections_->fetch_add(1, std::memory_order_relaxed) + 1 > cap;
+      // A refused connection holds no slot while it is answered 503 and lingers: only the
+      // connections being served count (helper-97: refused sockets a client kept open held
+      // the listener at 503 for 2 s after the real load was gone).
+      if (over_cap_) ReleaseCapSlot();
     }
     error_code ec;
     const auto ep = Lowest().remote_endpoint(ec);
@@ -276,7 +280,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   }
 
   ~HttpSession() {
-    if (open_connections_) open_connections_->fetch_sub(1, std::memory_order_relaxed);
+    ReleaseCapSlot();
     error_code ignored;
     Lowest().close(ignored);
   }
@@ -305,6 +309,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (self->held_) self->w_.pool().Put(self->held_key_, std::move(self->held_));
     error_code ignored;
     self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
+    self->ReleaseCapSlot();  // done serving: lingering is not a served connection
     if (self->linger_) co_await self->Linger();
   }
 
@@ -1566,6 +1571,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   static const Endpoint* NextUntried(const Route& route, bool canary, const std::vector<const Endpoint*>& tried) {
     if (tried.size() >= std::min(route.eligible_endpoints(canary), kMaxConnectAttempts)) return nullptr;
     return PickHealthy(route, canary, tried, 0);
+  }
+
+  void ReleaseCapSlot() {
+    if (open_connections_) open_connections_->fetch_sub(1, std::memory_order_relaxed);
+    open_connections_.reset();
   }
 
   // After an answer that closes the connection while the client may still be sending: read and

@@ -201,5 +201,48 @@ class L7Hardening(DoormanTestCase):
                    what="a slot to free up")
 
 
+class L7ConnectionCapRefusals(DoormanTestCase):
+    """A connection refused at the cap (503) holds no slot while it is answered and lingers:
+    only connections being served count (helper-97: two refused sockets a client kept open kept
+    the listener at 503 for 2 s after the real load had gone)."""
+
+    def test_refused_connections_hold_no_slot(self):
+        backend = self.start_backend("b")
+        port = free_port()
+        self.write_single_route_lb("cap", port, backend)
+        self.start_controller()
+        self.start_dataplane(["--workers", "1", "--l7-max-connections", "2"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="L7 listener")
+        # port_open's probe ends as a served connection would: wait until a slot is free for sure.
+        wait_until(lambda: status_of(raw_exchange(port, b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")) == 200,
+                   what="a free slot")
+        socks = []
+        try:
+            served = []
+            for _ in range(2):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                socks.append(s)
+                served.append(s)
+                s.sendall(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+                self.assertEqual(status_of(s.recv(65536)), 200)
+            for _ in range(2):  # refused, and kept open by their client (the proxy lingers)
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                socks.append(s)
+                s.sendall(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+                self.assertEqual(status_of(s.recv(65536)), 503)
+            for s in served:  # the proxy's FIN means it is done with the connection
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(65536):
+                    pass
+            # Nothing is being served now: the next connection is, at once. (Refusals holding
+            # slots answered 503 here until their 2 s linger ended.)
+            resp = raw_exchange(port, b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+            self.assertEqual(status_of(resp), 200, resp)
+        finally:
+            for s in socks:
+                s.close()
+
+
 if __name__ == "__main__":
     unittest.main()

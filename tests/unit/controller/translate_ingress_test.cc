@@ -1015,6 +1015,30 @@ TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
   }
 }
 
+// Health checks are plaintext: on HTTPS backends every probe would fail and panic mode would
+// then route to every endpoint, dead ones too. Said, and not applied (helper-97).
+TEST(TranslateIngress, AHealthCheckPathOnHttpsBackendsIsIgnoredAndSaid) {
+  for (const char* protocol : {"HTTPS", "https", "HTTP"}) {
+    SCOPED_TRACE(protocol);
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                        std::string("    doorman.dev/backend-protocol: ") + protocol +
+                                                            "\n    doorman.dev/health-check-path: /healthz\n")})));
+    const ObjectStatus* st = Ing(r, "i");
+    ASSERT_TRUE(st->accepted) << st->message;
+    const bool https = std::string(protocol) != "HTTP";
+    ASSERT_EQ(st->warnings.size(), https ? 1u : 0u);
+    if (https) {
+      EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+      EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/health-check-path]");
+      EXPECT_NE(st->warnings[0].message.find("would fail every probe"), std::string::npos) << st->warnings[0].message;
+    }
+    const v1::BackendSet* set = SetNamed(r.snapshot, "default/ingress:i/r0-p0/0");
+    ASSERT_NE(set, nullptr);
+    EXPECT_EQ(set->has_health_check(), !https);
+  }
+}
+
 // Fail closed: a CA that cannot be used never becomes unverified TLS; the Ingress is not routed
 // (others are), and no message carries key or certificate bytes.
 TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {

@@ -279,6 +279,11 @@ const InvalidCase kInvalid[] = {
     // interval after defaulting, so an interval under the default timeout needs a timeout too.
     {"zero health-check timeout", "  healthCheck: {protocol: TCP, timeout: 0s}\n", "InvalidSpec",
      "spec.healthCheck.timeout", "must be greater than 0"},
+    // A floor: "5ms" for "5s" would probe every endpoint 200 times a second (helper-97).
+    {"health-check interval under the floor", "  healthCheck: {protocol: TCP, interval: 5ms, timeout: 1ms}\n",
+     "InvalidSpec", "spec.healthCheck.interval", "must be at least 100ms"},
+    {"zero health-check interval", "  healthCheck: {protocol: TCP, interval: 0s, timeout: 1s}\n", "InvalidSpec",
+     "spec.healthCheck.interval", "must be at least 100ms"},
     {"interval under the default timeout", "  healthCheck: {protocol: TCP, interval: 1s}\n", "InvalidSpec",
      "spec.healthCheck.timeout", "the default timeout (2s) must not be longer than interval"},
     {"expected statuses", "  healthCheck: {protocol: HTTP, expectedStatuses: [200, 201, 202, 203, 204, 205, 206, 207, "
@@ -753,7 +758,11 @@ TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
                         Case{"retries: {attempts: 0, perTryTimeout: 2s}", 0, "connect-failure,reset,timeout",
                              "spec.routes[0].policy.retries.perTryTimeout"},
                         Case{"retries: {on: [\"503\"]}", 1, "503", ""},
-                        Case{"retries: {attempts: 0}", 0, "connect-failure,reset,timeout", ""}}) {
+                        Case{"retries: {attempts: 0}", 0, "connect-failure,reset,timeout", ""},
+                        // non-idempotent is no condition: alone, it gets the default ones (helper-97).
+                        Case{"retries: {attempts: 2, on: [non-idempotent]}", 2,
+                             "non-idempotent,connect-failure,reset,timeout", ""},
+                        Case{"retries: {on: [non-idempotent, \"503\"]}", 1, "non-idempotent,503", ""}}) {
     Translator t;
     auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {)") + c.policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
