@@ -200,12 +200,6 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     if (const auto why = PathProblem(s->substr(0, s->find('?'))); !why.empty() || !FieldValueProblem(*s).empty() ||
                                                                 s->find(' ') != std::string::npos) {
       a.Invalid(kAnnHealthCheckPath, "path " + Q(*s) + " " + (why.empty() ? "must not contain spaces or control characters" : why));
-    } else if (https_backends) {
-      // Health checks are plaintext: against TLS backends every probe fails, every endpoint is
-      // marked down, and panic mode then sends traffic to all of them, dead ones included.
-      a.Ignored(kAnnHealthCheckPath, std::string("health checks are plaintext HTTP and ") + kAnnBackendProtocol +
-                                         ": HTTPS backends would fail every probe; not applied (outlier detection "
-                                         "still ejects endpoints that fail connects or answer 5xx)");
     } else {
       out.health_check_path = *s;
     }
@@ -268,6 +262,15 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     const std::string why = std::string(kAnnCanary) + " turns the canary off (this is not a canary Ingress)";
     for (const char* k : canary_keys) {
       if (a.Has(k)) a.Ignored(k, why);
+    }
+    if (https_backends && !out.health_check_path.empty()) {
+      // Health checks are plaintext: against TLS backends every probe fails, every endpoint is
+      // marked down, and panic mode then sends traffic to all of them, dead ones included. (A
+      // canary's sets are reached with the main Ingress's protocol: AttachCanaries decides.)
+      a.Ignored(kAnnHealthCheckPath, std::string("health checks are plaintext HTTP and ") + kAnnBackendProtocol +
+                                         ": HTTPS backends would fail every probe; not applied (outlier detection "
+                                         "still ejects endpoints that fail connects or answer 5xx)");
+      out.health_check_path.clear();
     }
     // (Without doorman.dev/canary, canary-by-header-value alone is already invalid: it needs
     // canary-by-header.)

@@ -349,10 +349,12 @@ std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
 void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<std::string, ObjectKey>& taken,
                     std::vector<StatusWarning>* warnings) {
   std::set<std::string> sets_added;  // a default backend's per-host attachments share one set
+  bool check_dropped = false;
   for (const auto& att : canary.canaries) {
     const std::string want = att.match.SerializeAsString();
     std::vector<std::string> attached;
     std::vector<std::string> conflicts;
+    bool tls_backends = false;  // an attached route reaches its backends over TLS
     for (auto& route : *snap.mutable_routes()) {
       if (route.owner().kind() != kKindIngress || route.owner().namespace_() != canary.key.ns) continue;
       if (route.backends_size() == 0 || route.match().SerializeAsString() != want) continue;
@@ -363,10 +365,19 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
       taken.emplace(route.name(), canary.key);
       *route.mutable_policy()->mutable_canary() = att.canary;
       attached.push_back(route.name());
+      tls_backends = tls_backends || route.policy().backend_protocol() == "HTTPS";
     }
     if (!attached.empty()) {
       for (const auto& set : att.backend_sets) {
-        if (sets_added.insert(set.name()).second) *snap.add_backend_sets() = set;
+        if (!sets_added.insert(set.name()).second) continue;
+        v1::BackendSet* added = snap.add_backend_sets();
+        *added = set;
+        // The canary's pods are reached as the main Ingress's are: over TLS, a plaintext HTTP
+        // check would fail every probe (docs/l4.md). Not applied, and said once.
+        if (tls_backends && added->has_health_check() && added->health_check().protocol() == v1::HealthCheck::HTTP) {
+          added->clear_health_check();
+          check_dropped = true;
+        }
       }
     }
     if (!conflicts.empty()) {
@@ -376,6 +387,12 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
                            "no Ingress in namespace " + canary.key.ns +
                                " without doorman.dev/canary routes this host and path; the canary receives no traffic"});
     }
+  }
+  if (check_dropped) {
+    warnings->push_back({"AnnotationIgnored", "metadata.annotations[doorman.dev/health-check-path]",
+                         "health checks are plaintext HTTP and the main Ingress reaches its backends over TLS "
+                         "(doorman.dev/backend-protocol: HTTPS): every probe would fail; not applied to the canary's "
+                         "backends"});
   }
 }
 

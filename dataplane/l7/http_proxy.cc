@@ -307,9 +307,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       if (!co_await self->ServeOne()) break;
     }
     if (self->held_) self->w_.pool().Put(self->held_key_, std::move(self->held_));
+    self->ReleaseCapSlot();  // done serving (before the FIN a client may act on): lingering is not serving
     error_code ignored;
     self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
-    self->ReleaseCapSlot();  // done serving: lingering is not a served connection
     if (self->linger_) co_await self->Linger();
   }
 

@@ -90,6 +90,8 @@ CEL_RULES = {
         lambda s: not _has(s, "path") or s["protocol"] == "HTTP",
     "!has(self.timeout) || !has(self.interval) || duration(self.timeout) <= duration(self.interval)":
         lambda s: not _has(s, "timeout") or not _has(s, "interval") or duration(s["timeout"]) <= duration(s["interval"]),
+    "!has(self.interval) || duration(self.interval) >= duration('100ms')":
+        lambda s: not _has(s, "interval") or duration(s["interval"]) >= duration("100ms"),
 }
 
 

@@ -89,7 +89,8 @@ def burst(urls, *args, each=None):
     for i, url in enumerate(urls):
         if i:
             cmd.append("--next")
-        cmd += ["-sS", "-o", "/dev/null", "-w", "%{http_code} %header{retry-after}\\n"] + list(args)
+        # --next resets options: each request gets its own --max-time.
+        cmd += ["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %header{retry-after}\\n"] + list(args)
         cmd += list(each[i]) if each else []
         cmd.append(url)
     start = time.monotonic()

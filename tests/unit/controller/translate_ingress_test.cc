@@ -1039,6 +1039,39 @@ TEST(TranslateIngress, AHealthCheckPathOnHttpsBackendsIsIgnoredAndSaid) {
   }
 }
 
+// A canary's pods are reached with the main Ingress's protocol (its own backend-protocol is
+// ignored): the main one decides whether the canary's check can work (helper-98).
+TEST(TranslateIngress, ACanarysHealthCheckFollowsTheMainIngresssBackendProtocol) {
+  for (const char* main_protocol : {"HTTPS", "HTTP"}) {
+    SCOPED_TRACE(main_protocol);
+    const std::string main = Ingress("main", Rule("a.example.com", "/app"),
+                                     std::string("    doorman.dev/backend-protocol: ") + main_protocol + "\n",
+                                     "2026-01-01T00:00:00Z");
+    // The canary says HTTPS itself: ignored, as every policy annotation of a canary is.
+    const std::string canary = Ingress("canary", Rule("a.example.com", "/app", "Prefix", "web-v2"),
+                                       "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"5\"\n"
+                                       "    doorman.dev/backend-protocol: HTTPS\n"
+                                       "    doorman.dev/health-check-path: /healthz\n",
+                                       "2026-01-02T00:00:00Z");
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), main, canary})));
+    ASSERT_TRUE(Ing(r, "canary")->accepted) << Ing(r, "canary")->message;
+    const v1::BackendSet* set = SetNamed(r.snapshot, "default/ingress:canary/r0-p0/0");
+    ASSERT_NE(set, nullptr);
+    const bool tls = std::string(main_protocol) == "HTTPS";
+    EXPECT_EQ(set->has_health_check(), !tls);
+    bool said = false;
+    for (const auto& w : Ing(r, "canary")->warnings) {
+      if (w.field == "metadata.annotations[doorman.dev/health-check-path]") {
+        said = true;
+        EXPECT_EQ(w.reason, "AnnotationIgnored");
+        EXPECT_NE(w.message.find("main Ingress reaches its backends over TLS"), std::string::npos) << w.message;
+      }
+    }
+    EXPECT_EQ(said, tls);
+  }
+}
+
 // Fail closed: a CA that cannot be used never becomes unverified TLS; the Ingress is not routed
 // (others are), and no message carries key or certificate bytes.
 TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {
