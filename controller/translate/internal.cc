@@ -895,7 +895,10 @@ std::optional<uint32_t> AnnotationReader::DurationMs(const std::string& name) {
     return std::nullopt;
   }
   if (!ns) {
-    Invalid(name, "invalid duration " + Q(*s) + " (want e.g. 500ms, 60s, 1h30m)");
+    // A bare number is ingress-nginx's habit (seconds): say which unit to write.
+    const bool bare = !s->empty() && std::all_of(s->begin(), s->end(), [](unsigned char c) { return std::isdigit(c); });
+    Invalid(name, "invalid duration " + Q(*s) +
+                      (bare ? " (a unit is required: \"" + *s + "s\" for seconds)" : " (want e.g. 500ms, 60s, 1h30m)"));
     return std::nullopt;
   }
   const auto d = WholeMilliseconds(*ns);

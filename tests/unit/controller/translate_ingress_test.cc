@@ -358,7 +358,7 @@ std::vector<InvalidCase> InvalidCases() {
       {"rate-limit-burst", rule, "    doorman.dev/rate-limit-rps: \"5\"\n    doorman.dev/rate-limit-burst: \"-1\"\n",
        "InvalidAnnotation", "metadata.annotations[doorman.dev/rate-limit-burst]", "invalid value \"-1\""},
       ann("request-timeout", "doorman.dev/request-timeout: \"30\"", "metadata.annotations[doorman.dev/request-timeout]",
-          "annotation doorman.dev/request-timeout: invalid duration \"30\""),
+          "annotation doorman.dev/request-timeout: invalid duration \"30\" (a unit is required: \"30s\" for seconds)"),
       ann("request-timeout too long", "doorman.dev/request-timeout: 99999999h",
           "metadata.annotations[doorman.dev/request-timeout]",
           "annotation doorman.dev/request-timeout: duration \"99999999h\" is too long (at most 1193h, about 49 days)"),
