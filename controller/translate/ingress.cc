@@ -263,15 +263,6 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     for (const char* k : canary_keys) {
       if (a.Has(k)) a.Ignored(k, why);
     }
-    if (https_backends && !out.health_check_path.empty()) {
-      // Health checks are plaintext: against TLS backends every probe fails, every endpoint is
-      // marked down, and panic mode then sends traffic to all of them, dead ones included. (A
-      // canary's sets are reached with the main Ingress's protocol: AttachCanaries decides.)
-      a.Ignored(kAnnHealthCheckPath, std::string("health checks are plaintext HTTP and ") + kAnnBackendProtocol +
-                                         ": HTTPS backends would fail every probe; not applied (outlier detection "
-                                         "still ejects endpoints that fail connects or answer 5xx)");
-      out.health_check_path.clear();
-    }
     // (Without doorman.dev/canary, canary-by-header-value alone is already invalid: it needs
     // canary-by-header.)
     if (a.Has(kAnnCanaryByHeaderValue) && a.Has(kAnnCanary)) a.Ignored(kAnnCanaryByHeaderValue, why);
@@ -570,15 +561,7 @@ class IngressCompiler {
       const json* default_backend = r_.Member(*spec, "spec", "defaultBackend");
       if (default_backend) AddDefaultBackend(*default_backend, ann);
       AddHttpsFallbacks(default_backend != nullptr);
-      if (!ann_.health_check_path.empty()) {
-        v1::HealthCheck hc;
-        hc.set_protocol(v1::HealthCheck::HTTP);
-        hc.set_path(ann_.health_check_path);
-        for (auto& set : c_.backend_sets) *set.mutable_health_check() = hc;
-        for (auto& att : c_.canaries) {
-          for (auto& set : att.backend_sets) *set.mutable_health_check() = hc;
-        }
-      }
+      if (!ann_.health_check_path.empty()) AddHealthChecks(ann);
     }
     if (!r_.problems.empty()) {
       problems->insert(problems->end(), r_.problems.begin(), r_.problems.end());
@@ -794,6 +777,46 @@ class IngressCompiler {
       c_.routes.push_back(std::move(http));
     }
   }
+
+  // doorman.dev/health-check-path on every backend set. Backends reached over TLS are probed over
+  // TLS, as the requests reach them (HealthCheckTls); a canary's sets get the main Ingress's
+  // protocol when they attach (AttachCanaries).
+  void AddHealthChecks(AnnotationReader& ann) {
+    v1::HealthCheck hc;
+    hc.set_protocol(v1::HealthCheck::HTTP);
+    hc.set_path(ann_.health_check_path);
+    std::vector<std::string> unchecked;
+    for (auto& set : c_.backend_sets) {
+      *set.mutable_health_check() = hc;
+      if (ann_.policy.backend_protocol() != "HTTPS") continue;
+      std::set<std::string> hosts;
+      for (const auto& r : c_.routes) {
+        const auto& backends = r.proto.backends();
+        if (std::none_of(backends.begin(), backends.end(), [&](const auto& b) { return b.backend_set() == set.name(); })) {
+          continue;
+        }
+        if (r.proto.match().hosts_size() == 0) hosts.insert("");
+        hosts.insert(r.proto.match().hosts().begin(), r.proto.match().hosts().end());
+      }
+      std::string why;
+      if (auto tls = HealthCheckTls(ann_.policy.backend_tls(), hosts, &why)) {
+        *set.mutable_health_check()->mutable_tls() = *tls;
+      } else {
+        set.clear_health_check();
+        unchecked.push_back(ServiceOf(set) + " (they " + why + ")");
+      }
+    }
+    if (!unchecked.empty()) {
+      ann.Ignored(kAnnHealthCheckPath, std::string("not applied to the backends of ") + JoinStrings(unchecked, ", ") +
+                                           ": " + kAnnBackendTlsSecret + " verifies the name their certificate carries, "
+                                           "and no single name is known; set " + kAnnBackendTlsServerName);
+    }
+    for (auto& att : c_.canaries) {
+      for (auto& set : att.backend_sets) *set.mutable_health_check() = hc;
+    }
+  }
+
+  static std::string ServiceOf(const v1::BackendSet& set) { return set.service().empty() ? set.name() : set.service(); }
 
   // One path (or the default backend): its backend set, and its route on the HTTP listener (a
   // redirect to HTTPS when ssl-redirect applies) and on the HTTPS listener. A canary Ingress

@@ -361,6 +361,22 @@ std::optional<std::string> SloppyCidr(std::string_view s) {
 }
 
 bool IsL7(v1::Protocol p) { return p == v1::HTTP || p == v1::HTTPS; }
+
+std::optional<v1::BackendTls> HealthCheckTls(const v1::BackendTls& route_tls, const std::set<std::string>& hosts,
+                                             std::string* why) {
+  v1::BackendTls out = route_tls;
+  if (!out.server_name().empty()) return out;
+  const bool one_name = hosts.size() == 1 && !hosts.begin()->empty() && hosts.begin()->rfind("*.", 0) != 0;
+  if (one_name) {
+    out.set_server_name(*hosts.begin());
+    return out;
+  }
+  if (out.ca_pem().empty()) return out;  // unverified TLS: no SNI
+  *why = hosts.size() > 1                          ? "serve several hosts"
+         : hosts.empty() || hosts.begin()->empty() ? "serve any host"
+                                                   : "serve a wildcard host";
+  return std::nullopt;
+}
 const char* Transport(v1::Protocol p) { return p == v1::UDP ? "udp" : "tcp"; }
 
 std::optional<v1::Protocol> ParseProtocol(const std::string& s) {

@@ -301,6 +301,14 @@ using IngressTlsHostMap = std::map<std::pair<std::string, std::string>, ObjectKe
 void AddIngressTlsHosts(const CompiledObject& c, IngressTlsHostMap* tls_hosts);  // keeps the first (oldest) per host
 void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, const TranslateOptions& options);
 
+// The TLS of an HTTP health check of backends that routes reach over TLS (backend_protocol
+// HTTPS), so the probes go as the requests do: the routes' CA and server name, else the one exact
+// host they serve (`hosts`: the hosts of the routes that use the backends, "" = any host; no SNI
+// when there is none). nullopt and *why when a CA is set and no single name is known: a chain
+// alone proves nothing about which backend answered.
+std::optional<v1::BackendTls> HealthCheckTls(const v1::BackendTls& route_tls, const std::set<std::string>& hosts,
+                                             std::string* why);
+
 // Whether doorman serves this Service (type LoadBalancer, class doorman.dev/lb, or no class and
 // --default-lb-class).
 bool ClaimsService(const json& service, const TranslateOptions& options);

@@ -348,13 +348,19 @@ std::vector<ListenerStatus> ListenerStatuses(const CompiledObject& c) {
 // warned. The canary's backend sets enter the snapshot only when attached.
 void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<std::string, ObjectKey>& taken,
                     std::vector<StatusWarning>* warnings) {
-  std::set<std::string> sets_added;  // a default backend's per-host attachments share one set
-  bool check_dropped = false;
+  // The sets added (a default backend's per-host attachments share one set), and how their pods
+  // are reached: as the main Ingress's are, so an HTTP check goes over TLS when its routes' do.
+  struct AddedSet {
+    v1::BackendSet* set = nullptr;  // in snap (RepeatedPtrField elements keep their address)
+    std::set<std::string> hosts;    // of the routes it is attached to ("" = any host)
+    std::optional<v1::BackendTls> route_tls;  // set when an attached route speaks HTTPS
+  };
+  std::map<std::string, AddedSet> added;
   for (const auto& att : canary.canaries) {
     const std::string want = att.match.SerializeAsString();
     std::vector<std::string> attached;
     std::vector<std::string> conflicts;
-    bool tls_backends = false;  // an attached route reaches its backends over TLS
+    std::optional<v1::BackendTls> route_tls;
     for (auto& route : *snap.mutable_routes()) {
       if (route.owner().kind() != kKindIngress || route.owner().namespace_() != canary.key.ns) continue;
       if (route.backends_size() == 0 || route.match().SerializeAsString() != want) continue;
@@ -365,19 +371,18 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
       taken.emplace(route.name(), canary.key);
       *route.mutable_policy()->mutable_canary() = att.canary;
       attached.push_back(route.name());
-      tls_backends = tls_backends || route.policy().backend_protocol() == "HTTPS";
+      if (!route_tls && route.policy().backend_protocol() == "HTTPS") route_tls = route.policy().backend_tls();
     }
     if (!attached.empty()) {
       for (const auto& set : att.backend_sets) {
-        if (!sets_added.insert(set.name()).second) continue;
-        v1::BackendSet* added = snap.add_backend_sets();
-        *added = set;
-        // The canary's pods are reached as the main Ingress's are: over TLS, a plaintext HTTP
-        // check would fail every probe (docs/l4.md). Not applied, and said once.
-        if (tls_backends && added->has_health_check() && added->health_check().protocol() == v1::HealthCheck::HTTP) {
-          added->clear_health_check();
-          check_dropped = true;
+        AddedSet& a = added[set.name()];
+        if (a.set == nullptr) {
+          a.set = snap.add_backend_sets();
+          *a.set = set;
         }
+        if (att.match.hosts_size() == 0) a.hosts.insert("");
+        a.hosts.insert(att.match.hosts().begin(), att.match.hosts().end());
+        if (!a.route_tls) a.route_tls = route_tls;
       }
     }
     if (!conflicts.empty()) {
@@ -388,11 +393,23 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
                                " without doorman.dev/canary routes this host and path; the canary receives no traffic"});
     }
   }
-  if (check_dropped) {
+  std::vector<std::string> unchecked;
+  for (auto& [name, a] : added) {
+    if (!a.route_tls || !a.set->has_health_check() || a.set->health_check().protocol() != v1::HealthCheck::HTTP) continue;
+    std::string why;
+    if (auto tls = HealthCheckTls(*a.route_tls, a.hosts, &why)) {
+      *a.set->mutable_health_check()->mutable_tls() = *tls;
+    } else {
+      a.set->clear_health_check();
+      unchecked.push_back((a.set->service().empty() ? name : a.set->service()) + " (they " + why + ")");
+    }
+  }
+  if (!unchecked.empty()) {
     warnings->push_back({"AnnotationIgnored", "metadata.annotations[doorman.dev/health-check-path]",
-                         "health checks are plaintext HTTP and the main Ingress reaches its backends over TLS "
-                         "(doorman.dev/backend-protocol: HTTPS): every probe would fail; not applied to the canary's "
-                         "backends"});
+                         "not applied to the backends of " + JoinStrings(unchecked, ", ") +
+                             ": the main Ingress verifies the name their certificate carries "
+                             "(doorman.dev/backend-tls-secret), and no single name is known; set "
+                             "doorman.dev/backend-tls-server-name on the main Ingress"});
   }
 }
 

@@ -151,7 +151,7 @@ class Compiler {
                       std::to_string(s.interval.count()) + "|" + std::to_string(s.timeout.count()) + "|" +
                       std::to_string(s.healthy_threshold) + "|" + std::to_string(s.unhealthy_threshold) + "|";
     for (uint32_t st : s.expected_statuses) out += std::to_string(st) + ",";
-    return out;
+    return out + "|" + s.tls_id + "|" + s.tls_server_name;
   }
 
   // Make-before-break inside the snapshot: backend sets first, then routes, then listeners.
@@ -204,11 +204,50 @@ class Compiler {
         if (hc.healthy_threshold() > 0) spec.healthy_threshold = hc.healthy_threshold();
         if (hc.unhealthy_threshold() > 0) spec.unhealthy_threshold = hc.unhealthy_threshold();
         spec.expected_statuses.assign(hc.expected_statuses().begin(), hc.expected_statuses().end());
-        for (auto& ep : out->endpoints) ep.health = HealthSlotFor(out->name, ep.key, spec);
+        if (hc.has_tls() && !CompileCheckTls(hc.tls(), where, out.get())) spec = health::CheckSpec{};
+        if (spec.protocol != health::CheckProtocol::kNone) {
+          for (auto& ep : out->endpoints) ep.health = HealthSlotFor(out->name, ep.key, spec);
+        }
       }
       sets_[in.name()] = out.get();
       cfg_->backend_sets.push_back(std::move(out));
     }
+  }
+
+  // HealthCheck.tls of `set`'s check: the probes' client context. False when the check cannot
+  // run as declared (warned; the set is then not actively checked: a plaintext probe of a TLS
+  // backend would fail every time and mark every endpoint down).
+  bool CompileCheckTls(const pb::BackendTls& tls, const std::string& where, BackendSet* set) {
+    auto& spec = set->health_check;
+    if (spec.protocol == health::CheckProtocol::kTcp) {
+      Warn(where + ".health_check.tls ignored: a TCP check only connects");
+      return true;
+    }
+    if (spec.protocol != health::CheckProtocol::kHttp) {
+      Warn(where + ".health_check.tls: only HTTP checks can probe over TLS; the set is not actively checked");
+      return false;
+    }
+    if (opts_.backend_tls_builder == nullptr) {
+      Warn(where + ".health_check.tls: this build has no TLS; the set is not actively checked");
+      return false;
+    }
+    if (!tls.ca_pem().empty() && tls.server_name().empty()) {
+      Warn(where + ".health_check.tls: a CA without a server_name verifies no name; the set is not actively checked");
+      return false;
+    }
+    std::string error;
+    set->health_tls = opts_.backend_tls_builder(tls.ca_pem(), &error);
+    if (set->health_tls == nullptr) {
+      Warn(where + ".health_check.tls.ca_pem: " + error + "; the set is not actively checked");
+      return false;
+    }
+    // Tells checks apart (which sets share an endpoint's verdict); the checker also compares the
+    // contexts' SHA-256 pool ids before it keeps a target (checker.cc).
+    spec.tls_id = tls.ca_pem().empty() ? "unverified"
+                                       : "ca:" + std::to_string(std::hash<std::string>{}(tls.ca_pem())) + ":" +
+                                             std::to_string(tls.ca_pem().size());
+    spec.tls_server_name = tls.server_name();
+    return true;
   }
 
   // Names, ports and protocols of listeners, so routes can be checked against them.

@@ -42,8 +42,9 @@ struct CompileOptions {
   // Builds the client context for a route whose backend protocol is HTTPS from the CA PEM (empty
   // = no verification). Returns null and sets *error for an unusable CA. Without a builder,
   // HTTPS backends are warned and spoken to in plain HTTP/1.1.
-  std::function<std::shared_ptr<const TlsClientContext>(const std::string& ca_pem, std::string* error)>
-      backend_tls_builder;
+  using BackendTlsBuilder =
+      std::function<std::shared_ptr<const TlsClientContext>(const std::string& ca_pem, std::string* error)>;
+  BackendTlsBuilder backend_tls_builder;
   // The config being replaced, if any: endpoints with the same key keep their EndpointState
   // (health, open connections) so an update resets neither.
   const RuntimeConfig* previous = nullptr;

@@ -90,6 +90,7 @@ struct BackendSet {
   std::vector<Endpoint> endpoints;
   bool local_only = false;
   health::CheckSpec health_check;  // protocol kNone = not actively checked
+  std::shared_ptr<const TlsClientContext> health_tls;  // health_check.tls_id != "": the probes' TLS
 };
 
 struct WeightedBackendSet {

@@ -11,6 +11,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <map>
@@ -26,6 +27,7 @@
 #include "dataplane/health/grpc_probe.h"
 #include "dataplane/health/health_state.h"
 #include "dataplane/server/asio_types.h"
+#include "dataplane/l7/tls_context.h"
 #include "dataplane/server/connect.h"
 
 namespace doorman::health {
@@ -45,32 +47,34 @@ struct Target {
   std::string key;  // endpoint key
   dataplane::Endpoint endpoint;  // copy: address, port, health (the slot this target decides)
   CheckSpec spec;
+  std::shared_ptr<const dataplane::TlsClientContext> tls;  // HTTP over TLS (BackendSet::health_tls)
   HealthState state;
   bool stopped = false;
   std::unique_ptr<Timer> timer;
-  Target(std::string k, dataplane::Endpoint e, CheckSpec s, bool healthy)
-      : key(std::move(k)), endpoint(std::move(e)), spec(std::move(s)), state(spec, healthy) {}
+  Target(std::string k, dataplane::Endpoint e, CheckSpec s, std::shared_ptr<const dataplane::TlsClientContext> c,
+         bool healthy)
+      : key(std::move(k)), endpoint(std::move(e)), spec(std::move(s)), tls(std::move(c)), state(spec, healthy) {}
 };
+
+// Whether a target made for `a` probes as `b` would: same check, and over TLS with a context
+// that verifies the same way (pool_id: none, or the CA bundle's SHA-256).
+bool SameProbe(const Target& t, const CheckSpec& spec, const dataplane::TlsClientContext* tls) {
+  if (!(t.spec == spec) || (t.tls == nullptr) != (tls == nullptr)) return false;
+  return tls == nullptr || t.tls->pool_id() == tls->pool_id();
+}
 
 Millis SteadyNow() {
   return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
-// One TCP or HTTP probe; kSkipped when it could not be run here (this process is out of
-// descriptors, buffers or memory: not the endpoint's fault, so no verdict at all).
-Task<ProbeResult> Probe(Executor ex, const Target& t) {
-  constexpr auto Verdict = [](bool ok) { return ok ? ProbeResult::kPassed : ProbeResult::kFailed; };
+using ProbeStream = boost::beast::basic_stream<dataplane::tcp, Executor>;
+
+// GET the check's path on `stream` (plain or TLS) and judge the status line.
+template <class Stream>
+Task<ProbeResult> AskStatus(Stream& stream, const Target& t) {
   error_code ec;
-  auto sock = co_await dataplane::ConnectTo(ex, t.endpoint, t.spec.timeout, ec);
-  if (ec && dataplane::IsLocalResourceError(ec)) co_return ProbeResult::kSkipped;
-  if (ec) co_return ProbeResult::kFailed;
-  if (t.spec.protocol == CheckProtocol::kTcp) {
-    sock.close(ec);
-    co_return ProbeResult::kPassed;
-  }
-  boost::beast::basic_stream<dataplane::tcp, Executor> stream(std::move(sock));
-  stream.expires_after(t.spec.timeout);
-  const std::string host = t.endpoint.key;
+  // Over TLS with a server name, the name is the Host too (the virtual host the SNI selects).
+  const std::string& host = t.spec.tls_server_name.empty() ? t.endpoint.key : t.spec.tls_server_name;
   const std::string req = "GET " + t.spec.path + " HTTP/1.1\r\nHost: " + host +
                           "\r\nUser-Agent: doorman-health-check\r\nConnection: close\r\n\r\n";
   co_await net::async_write(stream, net::buffer(req), Redirect(ec));
@@ -80,9 +84,36 @@ Task<ProbeResult> Probe(Executor ex, const Target& t) {
   for (;;) {
     const std::size_t n = co_await stream.async_read_some(net::buffer(buf), Redirect(ec));
     head.append(buf, n);
-    if (auto status = ParseHttpStatus(head)) co_return Verdict(t.spec.StatusOk(*status));
+    if (auto status = ParseHttpStatus(head)) co_return t.spec.StatusOk(*status) ? ProbeResult::kPassed : ProbeResult::kFailed;
     if (ec || head.size() > kMaxHttpHead || head.find("\r\n") != std::string::npos) co_return ProbeResult::kFailed;
   }
+}
+
+// One TCP or HTTP(S) probe; kSkipped when it could not be run here (this process is out of
+// descriptors, buffers or memory: not the endpoint's fault, so no verdict at all).
+Task<ProbeResult> Probe(Executor ex, const Target& t) {
+  error_code ec;
+  auto sock = co_await dataplane::ConnectTo(ex, t.endpoint, t.spec.timeout, ec);
+  if (ec && dataplane::IsLocalResourceError(ec)) co_return ProbeResult::kSkipped;
+  if (ec) co_return ProbeResult::kFailed;
+  if (t.spec.protocol == CheckProtocol::kTcp) {
+    sock.close(ec);
+    co_return ProbeResult::kPassed;
+  }
+  if (t.tls == nullptr) {
+    ProbeStream stream(std::move(sock));
+    stream.expires_after(t.spec.timeout);  // one deadline for the whole exchange
+    co_return co_await AskStatus(stream, t);
+  }
+  // As the route's requests reach these backends (TlsClientContext: TLS >= 1.2, ALPN http/1.1,
+  // the CA and the name checked when verifying). A failed handshake is a failed probe.
+  net::ssl::stream<ProbeStream> stream(ProbeStream(std::move(sock)), t.tls->context());
+  stream.next_layer().expires_after(t.spec.timeout);
+  std::string error;
+  if (!t.tls->SetUpConnection(stream.native_handle(), t.spec.tls_server_name, &error)) co_return ProbeResult::kFailed;
+  co_await stream.async_handshake(net::ssl::stream_base::client, Redirect(ec));
+  if (ec) co_return ProbeResult::kFailed;
+  co_return co_await AskStatus(stream, t);
 }
 
 // One gRPC probe: the Check call runs on gRPC's threads; its verdict comes back through
@@ -132,7 +163,7 @@ struct HealthChecker::Impl {
       if (auto flip = result == ProbeResult::kSkipped ? std::nullopt : t->state.OnResult(result == ProbeResult::kPassed)) {
         t->endpoint.health->healthy.store(*flip, std::memory_order_relaxed);
         log::Info("health", *flip ? "endpoint healthy" : "endpoint unhealthy",
-                  {{"backend", t->key}, {"check", std::string(CheckProtocolName(t->spec.protocol))}});
+                  {{"backend", t->key}, {"check", t->tls ? "https" : std::string(CheckProtocolName(t->spec.protocol))}});
         if (on_change) on_change(t->key, Up(t->key));
       }
       due = t->state.NextProbeAt(started, rng());
@@ -164,14 +195,15 @@ struct HealthChecker::Impl {
         // One probe per (endpoint, check): the sets that declare the same check share the slot.
         if (next.count(e.health.get())) continue;
         auto it = targets.find(e.health.get());
-        if (it != targets.end() && it->second->spec == set->health_check) {
+        if (it != targets.end() && SameProbe(*it->second, set->health_check, set->health_tls.get())) {
           next[e.health.get()] = it->second;
           continue;
         }
         // A new slot starts with the verdict Compile gave it: healthy, or the verdict of the same
         // set's previous check of the endpoint (an edited check keeps it until its own
         // thresholds flip it; streaks start over).
-        auto t = std::make_shared<Target>(e.key, e, set->health_check, e.health->healthy.load(std::memory_order_relaxed));
+        auto t = std::make_shared<Target>(e.key, e, set->health_check, set->health_tls,
+                                          e.health->healthy.load(std::memory_order_relaxed));
         t->timer = std::make_unique<Timer>(ioc.get_executor());
         touched.insert(e.key);
         next[e.health.get()] = t;

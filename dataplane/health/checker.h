@@ -1,5 +1,5 @@
 // Active health checking, the I/O part: probes every endpoint of every BackendSet that has a
-// health_check (TCP connect, HTTP GET path → expected status, or gRPC grpc.health.v1 Check →
+// health_check (TCP connect, HTTP GET path → expected status, plain or over TLS, or gRPC grpc.health.v1 Check →
 // SERVING; see grpc_probe.h), on its own thread and io_context (probes never compete with the
 // workers' event loops; gRPC calls run on gRPC's threads and post their verdicts back), feeding
 // one HealthState per

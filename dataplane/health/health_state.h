@@ -50,6 +50,12 @@ struct CheckSpec {
   uint32_t healthy_threshold = kDefaultHealthyThreshold;
   uint32_t unhealthy_threshold = kDefaultUnhealthyThreshold;
   std::vector<uint32_t> expected_statuses;  // empty = 200..399
+  // HTTP over TLS (HealthCheck.tls): which client context the probe uses ("" = plaintext, else
+  // its TlsClientContext::pool_id(), so a snapshot with the same CA keeps the target) and the
+  // name sent as SNI and Host and, when verifying, checked ("" = no SNI, Host address:port).
+  // The context itself is BackendSet::health_tls.
+  std::string tls_id;
+  std::string tls_server_name;
 
   bool operator==(const CheckSpec&) const = default;
   bool StatusOk(uint32_t status) const;

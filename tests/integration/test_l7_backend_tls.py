@@ -362,6 +362,91 @@ class BackendTlsTest(DoormanTestCase):
             self.assertNotIn(line, snapshot)  # tls.key of a CA Secret is never read
 
 
+class BackendTlsHealthCheck(DoormanTestCase):
+    """`doorman.dev/health-check-path` on HTTPS backends probes over TLS, as the requests go: the
+    CA and server name of the route (TLS >= 1.2, SNI and Host = the server name). Of one Service's
+    three TLS endpoints, the one whose /healthz fails and the impostor whose certificate does not
+    verify are taken out by the check (not by a request failing over); the healthy one gets every
+    request. The annotation has no interval: the defaults (5 s, 3 failures) apply."""
+
+    def setUp(self):
+        super().setUp()
+        pki_dir = os.path.join(self.tmp, "pki")
+        os.makedirs(pki_dir)
+        make_pki(pki_dir)
+        self.good, self.sick, self.impostor = free_port(), free_port(), free_port()
+        self.nginx_log = os.path.join(self.tmp, "nginx-access.log")
+        server = """
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {pki}/{cert}.crt;
+    ssl_certificate_key {pki}/{cert}.key;
+    access_log {log} hc;
+    location = /healthz {{ return {health} "{name} health\\n"; }}
+    location / {{ return 200 "{name}\\n"; }}
+  }}"""
+        start_nginx(self, http_servers="\n  log_format hc '$server_port $request_uri $ssl_protocol sni=$ssl_server_name "
+                                       "host=$http_host ua=$http_user_agent';" + "".join(
+            server.format(port=port, pki=pki_dir, cert=cert, log=self.nginx_log, health=health, name=name)
+            for port, cert, health, name in ((self.good, "server", 200, "good"), (self.sick, "server", 503, "sick"),
+                                             (self.impostor, "spare", 200, "impostor"))))
+        wait_until(lambda: all(port_open(p) for p in (self.good, self.sick, self.impostor)), what="nginx")
+        with open(os.path.join(pki_dir, "ca-right.crt")) as f:
+            ca = f.read()
+        self.ing_port = free_port()
+        docs = [
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: doorman}\n"
+            "spec: {controller: doorman.dev/ingress-controller}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: secure, namespace: default}\n"
+            "spec: {ports: [{name: https, port: 443}]}\n",
+        ] + [endpoint_slice("secure", "secure-%d" % i, port)
+             for i, port in enumerate((self.good, self.sick, self.impostor))] + [
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: ca, namespace: default}\ntype: kubernetes.io/tls\n"
+            "stringData:\n  ca.crt: |\n%s" % block(ca),
+            ingress("checked", "checked.test", annotations=dict(https("ca", "backend.test"),
+                                                                **{"doorman.dev/health-check-path": "/healthz"})),
+        ]
+        self.write_manifest("all.yaml", "---\n".join(docs))
+        self.start_controller(["--ingress-http-port", str(self.ing_port)])
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(self.ing_port), what="Ingress listener")
+
+    def up(self, port):
+        return metric_value(self.dataplane_metrics(), "doorman_backend_up", {"backend": "127.0.0.1:%d" % port})
+
+    def served(self, port, uri="/healthz"):
+        try:
+            with open(self.nginx_log) as f:
+                return [l.split() for l in f if l.startswith("%d %s " % (port, uri))]
+        except FileNotFoundError:
+            return []
+
+    def test_https_backends_are_probed_over_tls_and_failing_ones_taken_out(self):
+        # 3 failed probes 5 s apart (the first within the first 0.1 s): out after ~10 s.
+        wait_until(lambda: self.up(self.sick) == 0 and self.up(self.impostor) == 0, timeout=25,
+                   what="the sick and the impostor endpoints marked down")
+        self.assertEqual(self.up(self.good), 1)
+        # The probes went as the requests go: TLS >= 1.2, SNI and Host = the server name.
+        probe = wait_until(lambda: self.served(self.good), what="a probe of the good endpoint")[0]
+        self.assertIn(probe[2], ("TLSv1.2", "TLSv1.3"))
+        self.assertEqual(probe[3:6], ["sni=backend.test", "host=backend.test", "ua=doorman-health-check"])
+        self.assertGreaterEqual(len(self.served(self.sick)), 3)  # answered 503: failed by status
+        self.assertEqual(self.served(self.impostor), [])  # the handshake failed: no request at all
+        log = self.dataplane.log()
+        self.assertIn("endpoint unhealthy", log)
+        self.assertIn("check=https", log)
+        # Every request now goes to the good endpoint, and none tried the others first.
+        for _ in range(9):
+            r = curl(["-H", "Host: checked.test", "http://127.0.0.1:%d/" % self.ing_port])
+            self.assertEqual(r.stdout, "good\n", r.stderr)
+        self.assertEqual(len(self.served(self.good, "/")), 9)
+        self.assertEqual(self.served(self.sick, "/"), [])
+        failures = metric_value(self.dataplane_metrics(), "doorman_l7_upstream_connect_failures_total",
+                                {"backend": "127.0.0.1:%d" % self.impostor})
+        self.assertFalse(failures)  # no request met the impostor's certificate
+
+
 STRAY = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Stray: 1\r\n\r\nSTALE"
 
 

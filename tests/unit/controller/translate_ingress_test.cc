@@ -1015,60 +1015,109 @@ TEST(TranslateIngress, BackendTlsAnnotationsWithoutHttpsAreIgnored) {
   }
 }
 
-// Health checks are plaintext: on HTTPS backends every probe would fail and panic mode would
-// then route to every endpoint, dead ones too. Said, and not applied (helper-97).
-TEST(TranslateIngress, AHealthCheckPathOnHttpsBackendsIsIgnoredAndSaid) {
-  for (const char* protocol : {"HTTPS", "https", "HTTP"}) {
-    SCOPED_TRACE(protocol);
+// Backends reached over TLS are probed over TLS, as the requests reach them: the route's CA and
+// server name, else the rule's one exact host. With a CA and no single name there is nothing to
+// verify: not applied to those backends, and said (a chain alone proves nothing).
+TEST(TranslateIngress, AHealthCheckOnHttpsBackendsProbesOverTls) {
+  struct Case {
+    const char* name;
+    std::string annotations;  // besides the health-check path
+    std::string rule;
+    bool checked;
+    bool tls;
+    std::string server_name;
+    bool ca;
+    std::string why;  // in the AnnotationIgnored warning, "" = no warning
+  };
+  const std::string https = "    doorman.dev/backend-protocol: HTTPS\n";
+  const std::string ca = https + "    doorman.dev/backend-tls-secret: ca\n";
+  const std::vector<Case> cases = {
+      {"plain HTTP", "    doorman.dev/backend-protocol: HTTP\n", Rule("a.example.com"), true, false, "", false, ""},
+      {"HTTPS, the rule's host as SNI", https, Rule("a.example.com"), true, true, "a.example.com", false, ""},
+      {"lowercase https", "    doorman.dev/backend-protocol: https\n", Rule("a.example.com"), true, true, "a.example.com",
+       false, ""},
+      {"HTTPS, wildcard host: no SNI", https, Rule("*.example.com"), true, true, "", false, ""},
+      {"HTTPS, any host: no SNI", https, Rule(""), true, true, "", false, ""},
+      {"the server-name annotation", https + "    doorman.dev/backend-tls-server-name: backend.test\n",
+       Rule("*.example.com"), true, true, "backend.test", false, ""},
+      {"a CA and the rule's host", ca, Rule("a.example.com"), true, true, "a.example.com", true, ""},
+      {"a CA and the server name", ca + "    doorman.dev/backend-tls-server-name: backend.test\n", Rule(""), true, true,
+       "backend.test", true, ""},
+      {"a CA and a wildcard host", ca, Rule("*.example.com"), false, false, "", false, "they serve a wildcard host"},
+      {"a CA and any host", ca, Rule(""), false, false, "", false, "they serve any host"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
     Translator t;
-    auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
-                                                        std::string("    doorman.dev/backend-protocol: ") + protocol +
-                                                            "\n    doorman.dev/health-check-path: /healthz\n")})));
+    auto r = t.Translate(Store(Docs({Fixture(), CaSecret("ca", kTestCa),
+                                     Ingress("i", c.rule, c.annotations + "    doorman.dev/health-check-path: /healthz\n")})));
     const ObjectStatus* st = Ing(r, "i");
     ASSERT_TRUE(st->accepted) << st->message;
-    const bool https = std::string(protocol) != "HTTP";
-    ASSERT_EQ(st->warnings.size(), https ? 1u : 0u);
-    if (https) {
+    ASSERT_EQ(st->warnings.size(), c.why.empty() ? 0u : 1u);
+    if (!c.why.empty()) {
       EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
       EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/health-check-path]");
-      EXPECT_NE(st->warnings[0].message.find("would fail every probe"), std::string::npos) << st->warnings[0].message;
+      EXPECT_NE(st->warnings[0].message.find("default/web:80 (" + c.why + ")"), std::string::npos) << st->warnings[0].message;
+      EXPECT_NE(st->warnings[0].message.find("set doorman.dev/backend-tls-server-name"), std::string::npos);
     }
     const v1::BackendSet* set = SetNamed(r.snapshot, "default/ingress:i/r0-p0/0");
     ASSERT_NE(set, nullptr);
-    EXPECT_EQ(set->has_health_check(), !https);
+    ASSERT_EQ(set->has_health_check(), c.checked);
+    if (!c.checked) continue;
+    EXPECT_EQ(set->health_check().path(), "/healthz");
+    EXPECT_EQ(set->health_check().has_tls(), c.tls);
+    EXPECT_EQ(set->health_check().tls().server_name(), c.server_name);
+    EXPECT_EQ(!set->health_check().tls().ca_pem().empty(), c.ca);
   }
 }
 
 // A canary's pods are reached with the main Ingress's protocol (its own backend-protocol is
-// ignored): the main one decides whether the canary's check can work (helper-98).
+// ignored): the main one decides how the canary's check probes (helper-98).
 TEST(TranslateIngress, ACanarysHealthCheckFollowsTheMainIngresssBackendProtocol) {
-  for (const char* main_protocol : {"HTTPS", "HTTP"}) {
-    SCOPED_TRACE(main_protocol);
-    const std::string main = Ingress("main", Rule("a.example.com", "/app"),
-                                     std::string("    doorman.dev/backend-protocol: ") + main_protocol + "\n",
-                                     "2026-01-01T00:00:00Z");
+  struct Case {
+    const char* name;
+    std::string main_annotations;
+    std::string host;
+    bool checked;
+    bool tls;
+    std::string server_name;
+  };
+  const std::vector<Case> cases = {
+      {"plain HTTP", "    doorman.dev/backend-protocol: HTTP\n", "a.example.com", true, false, ""},
+      {"HTTPS", "    doorman.dev/backend-protocol: HTTPS\n", "a.example.com", true, true, "a.example.com"},
+      {"HTTPS with a CA", "    doorman.dev/backend-protocol: HTTPS\n    doorman.dev/backend-tls-secret: ca\n",
+       "a.example.com", true, true, "a.example.com"},
+      {"HTTPS with a CA, wildcard host", "    doorman.dev/backend-protocol: HTTPS\n    doorman.dev/backend-tls-secret: ca\n",
+       "*.example.com", false, false, ""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string main = Ingress("main", Rule(c.host, "/app"), c.main_annotations, "2026-01-01T00:00:00Z");
     // The canary says HTTPS itself: ignored, as every policy annotation of a canary is.
-    const std::string canary = Ingress("canary", Rule("a.example.com", "/app", "Prefix", "web-v2"),
+    const std::string canary = Ingress("canary", Rule(c.host, "/app", "Prefix", "web-v2"),
                                        "    doorman.dev/canary: \"true\"\n    doorman.dev/canary-weight: \"5\"\n"
                                        "    doorman.dev/backend-protocol: HTTPS\n"
                                        "    doorman.dev/health-check-path: /healthz\n",
                                        "2026-01-02T00:00:00Z");
     Translator t;
-    auto r = t.Translate(Store(Docs({Fixture(), main, canary})));
+    auto r = t.Translate(Store(Docs({Fixture(), CaSecret("ca", kTestCa), main, canary})));
     ASSERT_TRUE(Ing(r, "canary")->accepted) << Ing(r, "canary")->message;
     const v1::BackendSet* set = SetNamed(r.snapshot, "default/ingress:canary/r0-p0/0");
     ASSERT_NE(set, nullptr);
-    const bool tls = std::string(main_protocol) == "HTTPS";
-    EXPECT_EQ(set->has_health_check(), !tls);
+    ASSERT_EQ(set->has_health_check(), c.checked);
+    if (c.checked) {
+      EXPECT_EQ(set->health_check().has_tls(), c.tls);
+      EXPECT_EQ(set->health_check().tls().server_name(), c.server_name);
+    }
     bool said = false;
     for (const auto& w : Ing(r, "canary")->warnings) {
       if (w.field == "metadata.annotations[doorman.dev/health-check-path]") {
         said = true;
         EXPECT_EQ(w.reason, "AnnotationIgnored");
-        EXPECT_NE(w.message.find("main Ingress reaches its backends over TLS"), std::string::npos) << w.message;
+        EXPECT_NE(w.message.find("(they serve a wildcard host)"), std::string::npos) << w.message;
       }
     }
-    EXPECT_EQ(said, tls);
+    EXPECT_EQ(said, !c.checked);
   }
 }
 

@@ -448,6 +448,20 @@ TEST(CompileTest, FiltersAndForwardedHeaders) {
   }
 }
 
+// Stands in for TlsClientContext::Build (the core has no TLS): records each CA, refuses "BAD",
+// and returns a pointer that is never dereferenced.
+CompileOptions::BackendTlsBuilder FakeBackendTlsBuilder(std::vector<std::string>* seen) {
+  auto owner = std::make_shared<int>(0);
+  return [seen, owner](const std::string& ca_pem, std::string* error) -> std::shared_ptr<const TlsClientContext> {
+    seen->push_back(ca_pem);
+    if (ca_pem == "BAD") {
+      *error = "no usable certificate in the CA bundle";
+      return nullptr;
+    }
+    return {owner, reinterpret_cast<const TlsClientContext*>(owner.get())};
+  };
+}
+
 // HTTPS backends: the builder (TlsClientContext::Build in the dataplane; a fake here, the core has
 // no TLS) gets the CA of each HTTPS route; an unusable CA fails that route closed, with a warning.
 TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
@@ -467,16 +481,8 @@ TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
     }
   )pb";
   std::vector<std::string> seen;
-  auto owner = std::make_shared<int>(0);
   CompileOptions opts;
-  opts.backend_tls_builder = [&](const std::string& ca_pem, std::string* error) -> std::shared_ptr<const TlsClientContext> {
-    seen.push_back(ca_pem);
-    if (ca_pem == "BAD") {
-      *error = "no usable certificate in the CA bundle";
-      return nullptr;
-    }
-    return {owner, reinterpret_cast<const TlsClientContext*>(owner.get())};  // never dereferenced
-  };
+  opts.backend_tls_builder = FakeBackendTlsBuilder(&seen);
   const auto r = Compile(Parse(snapshot), 1, opts);
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(seen, (std::vector<std::string>{"CA", ""}));
@@ -511,6 +517,96 @@ TEST(CompileTest, HttpsBackendsBuildAClientContextPerRoute) {
   EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/verified\": backend protocol HTTPS is not implemented by this build"))
       << ::testing::PrintToString(no_tls.warnings);
   EXPECT_TRUE(HasWarning(no_tls, "route \"ns/i/plain\": backend protocol HTTPS is not implemented by this build"));
+}
+
+// HealthCheck.tls: the probes get a client context built like a route's (the same builder), and
+// a check that cannot run as declared is warned and not run, so that plaintext probes never mark
+// a TLS backend down. The CA and the name are part of what tells checks apart.
+TEST(CompileTest, AHealthCheckOverTlsGetsItsContextOrIsNotRun) {
+  const std::string snapshot = R"pb(
+    backend_sets {
+      name: "verified"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: HTTP path: "/healthz" tls { ca_pem: "CA" server_name: "backend.test" } }
+    }
+    backend_sets {
+      name: "unverified"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: HTTP path: "/healthz" tls {} }
+    }
+    backend_sets {
+      name: "plain"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: HTTP path: "/healthz" }
+    }
+    backend_sets {
+      name: "tcp"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: TCP tls {} }
+    }
+    backend_sets {
+      name: "grpc"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: GRPC tls {} }
+    }
+    backend_sets {
+      name: "nameless"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: HTTP path: "/healthz" tls { ca_pem: "CA" } }
+    }
+    backend_sets {
+      name: "bad-ca"
+      endpoints { address: "10.0.0.1" port: 443 ready: true }
+      health_check { protocol: HTTP path: "/healthz" tls { ca_pem: "BAD" server_name: "backend.test" } }
+    }
+  )pb";
+  std::vector<std::string> seen;
+  CompileOptions opts;
+  opts.backend_tls_builder = FakeBackendTlsBuilder(&seen);
+  const auto r = Compile(Parse(snapshot), 1, opts);
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(seen, (std::vector<std::string>{"CA", "", "BAD"}));
+  auto set = [&](const std::string& name) -> const BackendSet& {
+    for (const auto& s : r.config->backend_sets) {
+      if (s->name == name) return *s;
+    }
+    ADD_FAILURE() << name;
+    return *r.config->backend_sets.front();
+  };
+  const BackendSet& verified = set("verified");
+  EXPECT_NE(verified.health_tls, nullptr);
+  EXPECT_EQ(verified.health_check.protocol, health::CheckProtocol::kHttp);
+  EXPECT_EQ(verified.health_check.tls_server_name, "backend.test");
+  EXPECT_EQ(set("unverified").health_check.tls_id, "unverified");
+  EXPECT_NE(set("unverified").health_tls, nullptr);
+  EXPECT_EQ(set("plain").health_tls, nullptr);
+  EXPECT_EQ(set("plain").health_check.tls_id, "");
+  // Same endpoint, different checks: separate verdicts.
+  EXPECT_NE(verified.endpoints[0].health, set("unverified").endpoints[0].health);
+  EXPECT_NE(verified.endpoints[0].health, set("plain").endpoints[0].health);
+  // A TCP check only connects: it runs, the TLS part is warned.
+  EXPECT_EQ(set("tcp").health_check.protocol, health::CheckProtocol::kTcp);
+  EXPECT_TRUE(HasWarning(r, "backend set \"tcp\".health_check.tls ignored: a TCP check only connects"))
+      << ::testing::PrintToString(r.warnings);
+  for (const char* name : {"grpc", "nameless", "bad-ca"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(set(name).health_check.protocol, health::CheckProtocol::kNone);
+    EXPECT_EQ(set(name).endpoints[0].health, nullptr);  // not actively checked: routed as ready
+  }
+  EXPECT_TRUE(HasWarning(r, "backend set \"grpc\".health_check.tls: only HTTP checks can probe over TLS; the set is "
+                            "not actively checked"));
+  EXPECT_TRUE(HasWarning(r, "backend set \"nameless\".health_check.tls: a CA without a server_name verifies no name; "
+                            "the set is not actively checked"));
+  EXPECT_TRUE(HasWarning(r, "backend set \"bad-ca\".health_check.tls.ca_pem: no usable certificate in the CA bundle; "
+                            "the set is not actively checked"));
+  EXPECT_EQ(r.warnings.size(), 4u) << ::testing::PrintToString(r.warnings);
+
+  // Without a builder (a build without TLS) no TLS check runs: said, not probed in plaintext.
+  const auto no_tls = Compile(Parse(snapshot), 2, {});
+  ASSERT_TRUE(no_tls.ok()) << no_tls.error;
+  EXPECT_TRUE(HasWarning(no_tls, "backend set \"verified\".health_check.tls: this build has no TLS; the set is not "
+                                 "actively checked"))
+      << ::testing::PrintToString(no_tls.warnings);
 }
 
 }  // namespace
