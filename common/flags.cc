@@ -98,7 +98,11 @@ std::vector<std::string> FlagSet::ParseOrExit(int argc, char** argv) {
       if (it->second.is_bool) {
         value = "true";
       } else {
-        if (i + 1 >= argc) fail("flag --" + name + " needs a value");
+        // "--controller --metrics-listen X": the next flag is not this one's value (no value of
+        // ours starts with "--"; "--flag=--x" still passes one that does).
+        if (i + 1 >= argc || std::string_view(argv[i + 1]).substr(0, 2) == "--") {
+          fail("flag --" + name + " needs a value");
+        }
         value = argv[++i];
       }
     }

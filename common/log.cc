@@ -29,11 +29,14 @@ const char* LevelName(Level l) {
   return "INFO";
 }
 
-// Text values are quoted when they contain spaces, quotes or '=' so lines stay parseable.
+// Text values are quoted (JSON-escaped) when they contain spaces, quotes, '=' or any control
+// character, so lines stay parseable and a peer's string (a dataplane's node name or build) cannot
+// write a raw terminal escape (ESC, 0x1b) or a carriage return into the log.
 void AppendTextValue(std::string& out, std::string_view s) {
   bool quote = s.empty();
   for (char c : s) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\n' || c == '\t') quote = true;
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ' ' || c == '"' || c == '=' || u < 0x20 || u == 0x7f) quote = true;
   }
   if (quote) {
     AppendJsonString(out, s);

@@ -215,7 +215,10 @@ int main(int argc, char** argv) {
   if (!dataplane::Dataplane::ValidBindAddress(bind_address)) {
     Usage(("--bind-address: \"" + bind_address + "\" is not an IP address").c_str());
   }
-  if (!log::Configure(log_format, log_level)) Usage("--log-format must be text|json and --log-level debug|info|warn|error");
+  if (log_format != "text" && log_format != "json") Usage(("invalid --log-format \"" + log_format + "\" (want text or json)").c_str());
+  if (!log::Configure(log_format, log_level)) {
+    Usage(("invalid --log-level \"" + log_level + "\" (want debug, info, warn or error)").c_str());
+  }
   RouteGrpcLogs();
   const uint64_t open_files = RaiseOpenFileLimit();
   if (node_name.empty()) node_name = HostName();

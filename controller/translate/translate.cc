@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/hash.h"
+#include "common/listener_defaults.h"
 #include "controller/translate/internal.h"
 
 namespace doorman::controller {
@@ -34,7 +35,8 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //   1. host: a route with an exact host before one with only wildcard hosts, before one with no
 //      host (any host); among those, the longer host first. A route's key is its most
 //      specific host. (TLS passthrough listeners use match.sni the same way.)
-//   2. path: longer value first; at equal length Exact before Prefix before RegularExpression.
+//   2. path: an Exact path first (Gateway API, and nginx's "location =" before any regex); then
+//      the longer value first; at equal length Prefix before RegularExpression.
 //      A Prefix counts without its trailing '/'. A route without a path match ranks as Prefix
 //      "/" (Gateway API's default), except one marked match.after_paths (an Ingress's
 //      defaultBackend for a host, and its HTTPS fallback redirect): after every path of the host.
@@ -44,7 +46,7 @@ bool OlderThan(const CompiledObject& a, const CompiledObject& b) {
 //      the same keys so far: it never takes a request another route was declared for.
 //   5. the older object first (creation order as in OlderThan), then declaration order.
 using PrecedenceKey =
-    std::tuple<bool, int, int64_t, int64_t, int, bool, int64_t, int64_t, int64_t, bool, size_t, size_t>;
+    std::tuple<bool, int, int64_t, bool, int64_t, int, bool, int64_t, int64_t, int64_t, bool, size_t, size_t>;
 
 PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallback,
                               size_t object_order, size_t decl_index) {
@@ -76,6 +78,7 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
   return {catch_all,
           host_rank,
           -host_len,
+          path_rank != 0,  // an Exact path before any other, whatever its length
           -path_len,
           path_rank,
           m.methods_size() == 0,
@@ -89,11 +92,18 @@ PrecedenceKey RoutePrecedence(const v1::Route& route, bool catch_all, bool fallb
 
 // Every setting in which two listeners sharing a port differ (all of them, so that one fix is
 // enough), in a fixed order; empty when they agree.
+// Compared with the defaults applied: `idleTimeout: 60s` is the same setting as none.
 std::vector<std::string> DifferingListenerSettings(const v1::Listener& a, const v1::Listener& b) {
   std::vector<std::string> out;
-  if (a.tls().min_version() != b.tls().min_version()) out.push_back("tls.minVersion");
+  const auto min_version = [](const v1::Listener& l) -> std::string_view {
+    return l.tls().min_version().empty() ? listener_defaults::kTlsMinVersion : std::string_view(l.tls().min_version());
+  };
+  const auto idle_ms = [](const v1::Listener& l) {
+    return l.idle_timeout_ms() == 0 ? listener_defaults::kL7IdleTimeoutMs : l.idle_timeout_ms();
+  };
+  if (min_version(a) != min_version(b)) out.push_back("tls.minVersion");
   if (a.proxy_protocol().SerializeAsString() != b.proxy_protocol().SerializeAsString()) out.push_back("proxyProtocol");
-  if (a.idle_timeout_ms() != b.idle_timeout_ms()) out.push_back("idleTimeout");
+  if (idle_ms(a) != idle_ms(b)) out.push_back("idleTimeout");
   if (std::vector<std::string>(a.allowed_source_ranges().begin(), a.allowed_source_ranges().end()) !=
       std::vector<std::string>(b.allowed_source_ranges().begin(), b.allowed_source_ranges().end())) {
     out.push_back("allowedSourceRanges");

@@ -324,7 +324,7 @@ class Compiler {
   // A listener whose certificates are all unusable is not served (warning), others are unaffected.
   void CompileListenerTls(const pb::Listener& in, const std::string& where, Listener* out) {
     const auto& v = in.tls().min_version();
-    if (v.empty() || v == "1.2") {
+    if (v.empty() || v == listener_defaults::kTlsMinVersion) {
       out->tls_min_version = "1.2";
     } else if (v == "1.3") {
       out->tls_min_version = "1.3";

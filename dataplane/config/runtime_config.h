@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/listener_defaults.h"
 #include "dataplane/l7/filters.h"
 #include "dataplane/l7/policy.h"
 #include "dataplane/health/health_state.h"
@@ -33,7 +34,7 @@ using Millis = std::chrono::milliseconds;
 
 // Defaults for proto fields left at 0.
 inline constexpr Millis kDefaultL4IdleTimeout{350'000};
-inline constexpr Millis kDefaultL7IdleTimeout{60'000};
+inline constexpr Millis kDefaultL7IdleTimeout{listener_defaults::kL7IdleTimeoutMs};
 inline constexpr Millis kDefaultUdpIdleTimeout{30'000};  // UDP flow expiry (conntrack/IPVS-like)
 inline constexpr std::size_t kDefaultUdpMaxFlowsPerWorker = 16384;  // per worker and UDP listener
 inline constexpr Millis kDefaultConnectTimeout{5'000};

@@ -111,6 +111,13 @@ std::optional<doorman::v1::StateUpdate> LoadState(const std::string& dir, std::s
     *error = path + " is not a valid routing state";
     return std::nullopt;
   }
+  // Every saved state has a version (the controller's start at 1): version 0 is a file that
+  // was emptied or cut to nothing (an empty payload parses as an empty StateUpdate), which would
+  // otherwise be served as "route nothing".
+  if (u.version() == 0) {
+    *error = path + " is not a valid routing state (" + (bytes.empty() ? "the file is empty" : "it has no version") + ")";
+    return std::nullopt;
+  }
   return u;
 }
 

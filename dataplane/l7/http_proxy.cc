@@ -578,11 +578,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         if (next == std::string_view::npos) break;
         i = next;
       }
-      // The host routed on: an absolute-form target's authority, else Host.
-      if (!authority.empty()) {
-        x->host.assign(authority.substr(0, 256));
-      } else if (const auto h = req.Get(http::field::host)) {
-        x->host.assign(h->substr(0, 256));
+      // The host routed on: an absolute-form target's authority, else Host. A userinfo part
+      // ("user:password@", refused with 400 below) is a credential: logged as "***@".
+      std::string_view host = authority;
+      if (host.empty()) host = req.Get(http::field::host).value_or(std::string_view());
+      if (const std::size_t at = host.rfind('@'); at != std::string_view::npos) {
+        x->host.assign("***@").append(host.substr(at + 1, 256));
+      } else {
+        x->host.assign(host.substr(0, 256));
       }
     }
     // CONNECT asks for a tunnel, whatever its target's form ("host:443", or an origin-form "/x"

@@ -370,6 +370,7 @@ namespace {
 // What ranks two routes that match with equally specific hosts (lower first): the controller's
 // RoutePrecedence keys after the host (controller/translate/translate.cc), kept in step.
 struct RestRank {
+  bool not_exact;  // an Exact path first (Gateway API; nginx's "location ="), whatever its length
   int64_t neg_path_len;
   int path_kind;  // Exact, Prefix (or no path: Prefix "/"), RegularExpression, no path after_paths
   bool no_method;
@@ -387,7 +388,7 @@ RestRank RankRest(const RouteMatch& m) {
     case PathMatcher::Type::kAny: kind = m.after_paths ? 3 : 1; break;  // Prefix "/"; a host's default last
     case PathMatcher::Type::kRegex: kind = 2; break;
   }
-  return {-static_cast<int64_t>(m.path.declared_len), kind, m.methods.empty(),
+  return {kind != 0, -static_cast<int64_t>(m.path.declared_len), kind, m.methods.empty(),
           -static_cast<int64_t>(m.headers.size()), -static_cast<int64_t>(m.query_params.size()),
           -static_cast<int64_t>(m.cookies.size())};
 }

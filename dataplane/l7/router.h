@@ -156,8 +156,8 @@ bool RouteMatches(const RouteMatch& m, const RequestView& view, std::string_view
 
 // The route of `listener` that wins for this request, or nullptr. Among the routes that match,
 // the most specific *matching* host wins (Gateway API: "largest number of characters in a
-// matching non-wildcard hostname", then in a matching hostname), then the longer path, Exact
-// before Prefix before RegularExpression (no path ranks as Prefix "/", unless after_paths),
+// matching non-wildcard hostname", then in a matching hostname), then an Exact path, then the
+// longer path, Prefix before RegularExpression (no path ranks as Prefix "/", unless after_paths),
 // then Gateway API's order: a method match, more header matches, more query parameter matches
 // (then more cookie matches), and then the controller's order (oldest object, declaration
 // order): the same keys as the controller's RoutePrecedence after the host. A route that lists a long exact host and a wildcard thus

@@ -59,8 +59,15 @@ class L7Observability(L7Base):
               "http://127.0.0.1:%d/via-proxy" % self.port])
         # An absolute-form target is routed on its authority, and logged with it (helper-92).
         curl(["-H", "Host: elsewhere.local", "--request-target", "http://obs.local/abs", "http://127.0.0.1:%d/" % self.port])
-        lines = wait_until(lambda: len(self.lines()) >= 5 and self.lines(), what="five access log lines")
+        # A userinfo part ("user:password@") in the authority or in Host is refused (400) and is a
+        # credential: logged as "***@" (helper-99).
+        for target, host in (("http://user:SECRET-URL-PW@obs.local/ok", "obs.local"), ("/", "admin:SECRET-HOST-PW@obs.local")):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target.encode(), host.encode()))
+                self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 400 "))
+        lines = wait_until(lambda: len(self.lines()) >= 7 and self.lines(), what="seven access log lines")
         ok, missing, params, proxied, absolute = lines[0], lines[1], lines[2], lines[3], lines[4]
+        self.assertEqual([(l["host"], l["status"]) for l in lines[5:7]], [("***@obs.local", 400)] * 2)
         self.assertEqual((absolute["host"], absolute["route"], absolute["status"]), ("obs.local", "default/obs/app", 200))
         self.assertEqual((proxied["client"], proxied["peer"]), ("203.0.113.9", "127.0.0.2"), proxied)
         self.assertEqual(params["path"], "/orders/7")  # ";" path parameters are not logged
@@ -74,7 +81,8 @@ class L7Observability(L7Base):
         self.assertGreaterEqual(ok["duration_ms"], 0)
         self.assertEqual(missing["status"], 404)
         text = open(self.log_path).read()
-        for secret in ("SECRET-TOKEN", "SECRET-COOKIE", "SECRET-QUERY", "SECRET-PARAM", "SECRET-V2"):
+        for secret in ("SECRET-TOKEN", "SECRET-COOKIE", "SECRET-QUERY", "SECRET-PARAM", "SECRET-V2", "SECRET-URL-PW",
+                       "SECRET-HOST-PW"):
             self.assertNotIn(secret, text)
 
     def test_sigusr1_reopens_the_access_log_and_sighup_is_ignored(self):

@@ -58,5 +58,23 @@ TEST(FlagSetDeathTest, BadValueExits2) {
   EXPECT_EXIT(fs.ParseOrExit(3, const_cast<char**>(argv)), ::testing::ExitedWithCode(2), "invalid value");
 }
 
+// "--controller --metrics-listen X": the next flag is not taken as the value (helper-101), at the
+// end or in the middle; "--name=--x" still passes a value that starts with "--".
+TEST(FlagSetDeathTest, AFlagWithoutItsValueExits2) {
+  std::string a;
+  std::string b;
+  FlagSet fs("prog", "test");
+  fs.String("controller", &a, "address");
+  fs.String("metrics-listen", &b, "address");
+  const char* middle[] = {"prog", "--controller", "--metrics-listen", "127.0.0.1:1"};
+  EXPECT_EXIT(fs.ParseOrExit(4, const_cast<char**>(middle)), ::testing::ExitedWithCode(2),
+              "flag --controller needs a value");
+  const char* last[] = {"prog", "--controller"};
+  EXPECT_EXIT(fs.ParseOrExit(2, const_cast<char**>(last)), ::testing::ExitedWithCode(2), "flag --controller needs a value");
+  const char* equals[] = {"prog", "--controller=--x"};
+  fs.ParseOrExit(2, const_cast<char**>(equals));
+  EXPECT_EQ(a, "--x");
+}
+
 }  // namespace
 }  // namespace doorman

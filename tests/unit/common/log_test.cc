@@ -12,6 +12,21 @@
 namespace doorman::log {
 namespace {
 
+// A text value with a control character is quoted and escaped: a peer's string (a dataplane's
+// node name or build) cannot put a raw ESC (a terminal escape) or CR into the log (helper-101).
+TEST(LogTest, TextValuesWithControlCharactersAreEscaped) {
+  SetFormat(Format::kText);
+  SetLevel(Level::kInfo);
+  testing::internal::CaptureStderr();
+  Info("test", "peer", {{"build", "x\x1b[31mred"}, {"node", "a\rb"}, {"plain", "v1.2"}});
+  const std::string line = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
+  EXPECT_EQ(line.find('\r'), std::string::npos) << line;
+  EXPECT_NE(line.find("build=\"x\\u001b[31mred\""), std::string::npos) << line;
+  EXPECT_NE(line.find("node=\"a\\rb\""), std::string::npos) << line;
+  EXPECT_NE(line.find("plain=v1.2"), std::string::npos) << line;
+}
+
 // A stderr reader that stalls (a container runtime's log pipe) must not stop the threads that
 // log: with nobody reading, 6 MB of lines are taken at once (1 MiB queued, the pipe's 64 KiB
 // written, the rest dropped and counted); once the reader reads, every kept line arrives whole,

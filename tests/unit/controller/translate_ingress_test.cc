@@ -105,8 +105,8 @@ TEST(TranslateIngress, GoldenRulesTlsAnnotationsAndCanary) {
   EXPECT_EQ(http->owners(0).name(), "shop");
   EXPECT_EQ(http->owners(1).name(), "blog");
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
-            (std::vector<std::string>{"shop/ingress:shop/r2-p0", "shop/ingress:shop/default-h2", "shop/ingress:shop/r0-p3",
-                                      "shop/ingress:shop/r0-p2", "blog/ingress:blog/r0-p0", "shop/ingress:shop/r0-p1",
+            (std::vector<std::string>{"shop/ingress:shop/r2-p0", "shop/ingress:shop/default-h2", "shop/ingress:shop/r0-p2",
+                                      "shop/ingress:shop/r0-p3", "blog/ingress:blog/r0-p0", "shop/ingress:shop/r0-p1",
                                       "shop/ingress:shop/r0-p0", "shop/ingress:shop/default-h0", "shop/ingress:shop/r1-p0",
                                       "shop/ingress:shop/default-h1"}));
   for (const auto& [route, host] : std::vector<std::pair<std::string, std::string>>{

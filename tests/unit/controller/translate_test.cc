@@ -1292,6 +1292,20 @@ TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
                                              "sharing a port must agree on them"),
             std::string::npos)
       << StatusOf(r2, "c")->message;
+  // A default written out is the same setting as none (helper-100): idleTimeout 60s (or 1m),
+  // minVersion "1.2". The objects share the port and both route.
+  for (const char* same : {"idleTimeout: 60s, ", "idleTimeout: 1m, tls: {minVersion: \"1.2\", "}) {
+    SCOPED_TRACE(same);
+    std::string listener = std::string("  listeners: [{name: web, port: 443, protocol: HTTPS, ") + same;
+    listener += listener.find("tls:") == std::string::npos ? "tls: {" : "";
+    const std::string d = Lb(listener + "certificates: [{secretName: s}]}}]\n", "d", "2026-01-04T00:00:00Z");
+    Translator t3;
+    auto r3 = t3.Translate(Store(a + "---\n" + d + secret));
+    EXPECT_TRUE(StatusOf(r3, "d")->accepted) << StatusOf(r3, "d")->message;
+    EXPECT_NE(StatusOf(r3, "d")->reason, "PortConflict");
+    ASSERT_EQ(r3.snapshot.listeners_size(), 1);
+    EXPECT_EQ(r3.snapshot.listeners(0).owners_size(), 2);
+  }
 }
 
 // ---- precedence -----------------------------------------------------------------------------------
@@ -1308,12 +1322,15 @@ TEST(Translate, RoutePrecedenceWithinAListener) {
     - {name: exact-longer-path, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api/v1}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
     - {name: exact-canary, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}, headers: [{name: x-canary, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
     - {name: exact-dup, listener: web, match: {hosts: [api.example.com], path: {type: Prefix, value: /api}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: exact-regex, listener: web, match: {hosts: [api.example.com], path: {type: RegularExpression, value: "/[a-z]+(/.*)?"}}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
 )";
   Translator t;
   auto r = t.Translate(Store(Lb(spec)));
   ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  // An Exact path first, whatever its length (helper-100: a longer regex took "/api" before);
+  // then the longer value.
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
-            (std::vector<std::string>{"default/shop/exact-longer-path", "default/shop/exact-exact",
+            (std::vector<std::string>{"default/shop/exact-exact", "default/shop/exact-regex", "default/shop/exact-longer-path",
                                       "default/shop/exact-canary", "default/shop/exact-prefix",
                                       "default/shop/exact-dup", "default/shop/exact-short",
                                       "default/shop/wild-longer", "default/shop/wild", "default/shop/no-host"}));

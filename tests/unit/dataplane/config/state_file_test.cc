@@ -62,6 +62,22 @@ TEST(StateFile, RoundTripAndAFlippedByteIsRefused) {
   loaded = LoadState(dir, &error);
   ASSERT_TRUE(loaded) << error;
   EXPECT_EQ(loaded->version(), 42u);
+  // An emptied file, or a headerless one that holds no version, is refused, not served as an
+  // empty state (helper-101); so is a checksummed one without a version.
+  doorman::v1::StateUpdate unversioned = Update();
+  unversioned.set_version(0);
+  std::string unversioned_bytes;
+  ASSERT_TRUE(unversioned.SerializeToString(&unversioned_bytes));
+  for (const std::string& bytes : {std::string(), unversioned_bytes}) {
+    Write(path, bytes);
+    error.clear();
+    EXPECT_FALSE(LoadState(dir, &error)) << bytes.size();
+    EXPECT_NE(error.find("is not a valid routing state ("), std::string::npos) << error;
+  }
+  EXPECT_NE(error.find("it has no version"), std::string::npos) << error;
+  error.clear();
+  ASSERT_TRUE(SaveState(dir, unversioned, &error)) << error;
+  EXPECT_FALSE(LoadState(dir, &error));
   unlink(path.c_str());
   rmdir(dir.c_str());
 }

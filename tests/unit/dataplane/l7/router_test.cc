@@ -236,6 +236,33 @@ TEST(SelectRoutePrecedence, TheMatchingHostRanksTheRoute) {
   }
 }
 
+// An Exact path wins over a longer regular expression or Prefix that also matches (Gateway API;
+// nginx's "location =" before any regex), in either order sent (helper-100).
+TEST(SelectRoutePrecedence, AnExactPathBeatsALongerRegex) {
+  const char* routes = R"pb(
+      routes { name: "login" listener: "web" match { hosts: "a.test" path { type: EXACT value: "/login" } } }
+      routes { name: "re" listener: "web" match { hosts: "a.test" path { type: REGULAR_EXPRESSION value: "/[a-z]+(/.*)?" } } }
+      routes { name: "longer" listener: "web" match { hosts: "a.test" path { type: PREFIX value: "/login/zzzzzz" } } }
+  )pb";
+  for (const char* order : {R"pb(routes: "login" routes: "re" routes: "longer")pb",
+                            R"pb(routes: "longer" routes: "re" routes: "login")pb"}) {
+    const auto r = CompileWeb(order, routes);
+    ASSERT_TRUE(r.ok()) << r.error;
+    const Listener* l = r.config->FindListener("web");
+    auto select = [&](std::string_view path) {
+      RequestView v;
+      v.method = "GET";
+      v.host = "a.test";
+      v.path = path;
+      const Route* route = SelectRoute(*l, v);
+      return route ? route->name : std::string("<none>");
+    };
+    EXPECT_EQ(select("/login"), "login") << order;
+    EXPECT_EQ(select("/logout"), "re") << order;
+    EXPECT_EQ(select("/login/zzzzzz/1"), "longer") << order;  // longer than the regex's pattern
+  }
+}
+
 // An Ingress's https-redirect-h<k> (redirect-only, unless_forwarded_https) is left out for a
 // request a trusted proxy received over HTTPS: the next route that matches takes it. A redirect
 // route with backends, or one without unless_forwarded_https, is never left out.
