@@ -87,8 +87,16 @@ bool Enabled(Level l) { return static_cast<int>(l) >= g_level.load(std::memory_o
 
 namespace {
 
-std::string FormatLine(Level level, std::string_view component, std::string_view message,
-                       std::initializer_list<Field> fields) {
+struct FieldRange {
+  const Field* first;
+  const Field* last;
+  const Field* begin() const { return first; }
+  const Field* end() const { return last; }
+};
+
+std::string FormatLine(Level level, std::string_view component, std::string_view message, const Field* first,
+                       std::size_t count) {
+  const FieldRange fields{first, first + count};
   std::string line;
   line.reserve(128);
   if (static_cast<Format>(g_format.load(std::memory_order_relaxed)) == Format::kJson) {
@@ -132,8 +140,13 @@ void StopAsyncAtExit() { StopAsync(std::chrono::seconds(1)); }
 
 void Write(Level level, std::string_view component, std::string_view message,
            std::initializer_list<Field> fields) {
+  Write(level, component, message, fields.begin(), fields.size());
+}
+
+void Write(Level level, std::string_view component, std::string_view message, const Field* fields,
+           std::size_t count) {
   if (!Enabled(level)) return;
-  std::string line = FormatLine(level, component, message, fields);
+  std::string line = FormatLine(level, component, message, fields, count);
   if (LineWriter* w = g_async.load(std::memory_order_acquire); w != nullptr && w->Write(std::move(line))) return;
   // One write(2) per line keeps concurrent lines from interleaving.
   WriteAllTo(g_fd.load(std::memory_order_relaxed), line.data(), line.size());
@@ -143,8 +156,8 @@ void StartAsync(std::size_t max_queued_bytes, int fd) {
   if (g_async.load() != nullptr) return;
   g_fd.store(fd);
   g_async.store(new LineWriter(fd, max_queued_bytes, [](uint64_t lost) {
-    return FormatLine(Level::kWarn, "log", "the log output did not keep up; lines dropped",
-                      {{"dropped", std::to_string(lost)}});
+    const Field dropped{"dropped", std::to_string(lost)};
+    return FormatLine(Level::kWarn, "log", "the log output did not keep up; lines dropped", &dropped, 1);
   }));
   std::atexit(StopAsyncAtExit);
 }

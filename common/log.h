@@ -28,6 +28,9 @@ using Field = std::pair<std::string_view, std::string>;
 // write(2) per line) until StartAsync.
 void Write(Level level, std::string_view component, std::string_view message,
            std::initializer_list<Field> fields = {});
+// The same with `count` fields from `fields` (a list built at run time).
+void Write(Level level, std::string_view component, std::string_view message, const Field* fields,
+           std::size_t count);
 
 // From here on lines go to a queue of at most `max_queued_bytes` that one writer thread empties
 // into `fd`, so a thread that logs never waits for a stalled stderr reader (a container

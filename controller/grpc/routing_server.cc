@@ -1,10 +1,15 @@
 #include "controller/grpc/routing_server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -262,6 +267,37 @@ RoutingServer::~RoutingServer() { Stop(); }
 
 void RoutingServer::UseTls(TlsFiles files) { impl_->tls = std::move(files); }
 
+namespace {
+
+// Why `host`:`port` cannot be listened on, or "". gRPC reports a failed bind as a multi-line
+// error dump before the one clear line the controller exits with (API.md §2): tried here first,
+// as gRPC binds (SO_REUSEADDR), so the reason is the only line. gRPC still decides: a race with
+// another process only brings its dump back.
+std::string BindProblem(const std::string& host, uint16_t port) {
+  if (port == 0) return "";
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string service = std::to_string(port);
+  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res) != 0 || res == nullptr) {
+    return "";  // gRPC resolves it its own way and says what it finds
+  }
+  std::string problem;
+  const int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  if (fd >= 0) {
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 1) != 0) problem = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return problem;
+}
+
+}  // namespace
+
 bool RoutingServer::Start(const std::string& listen, std::string* error) {
   std::string host;
   uint16_t port = 0;
@@ -270,6 +306,10 @@ bool RoutingServer::Start(const std::string& listen, std::string* error) {
     return false;
   }
   const std::string addr = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  if (const std::string problem = BindProblem(host, port); !problem.empty()) {
+    *error = "cannot listen on " + addr + ": " + problem;
+    return false;
+  }
   impl_->service = std::make_unique<Service>(impl_.get());
   grpc::ServerBuilder builder;
   int selected = 0;

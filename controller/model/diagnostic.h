@@ -25,27 +25,14 @@ struct Diagnostic {
   }
 };
 
-// Writes one line through common/log. log::Write takes an initializer_list, so the field count
-// is dispatched here; more than six fields are folded into the message.
+// Writes one line through common/log, every field escaped as a field (they used to be folded,
+// unescaped, into the message beyond the fifth).
 inline void Emit(const Diagnostic& d) {
-  const auto& f = d.fields;
-  auto F = [&f](size_t i) { return log::Field{f[i].first, f[i].second}; };
-  const auto l = d.level;
-  if (!log::Enabled(l)) return;
-  switch (f.size()) {
-    case 0: log::Write(l, d.component, d.message); return;
-    case 1: log::Write(l, d.component, d.message, {F(0)}); return;
-    case 2: log::Write(l, d.component, d.message, {F(0), F(1)}); return;
-    case 3: log::Write(l, d.component, d.message, {F(0), F(1), F(2)}); return;
-    case 4: log::Write(l, d.component, d.message, {F(0), F(1), F(2), F(3)}); return;
-    case 5: log::Write(l, d.component, d.message, {F(0), F(1), F(2), F(3), F(4)}); return;
-    default: {
-      std::string msg = d.message;
-      for (size_t i = 5; i < f.size(); ++i) msg += " " + f[i].first + "=" + f[i].second;
-      log::Write(l, d.component, msg, {F(0), F(1), F(2), F(3), F(4)});
-      return;
-    }
-  }
+  if (!log::Enabled(d.level)) return;
+  std::vector<log::Field> fields;
+  fields.reserve(d.fields.size());
+  for (const auto& [k, v] : d.fields) fields.emplace_back(k, v);
+  log::Write(d.level, d.component, d.message, fields.data(), fields.size());
 }
 
 inline void EmitAll(const std::vector<Diagnostic>& ds) {

@@ -130,11 +130,18 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
         break;
       }
     }
-    out.diagnostics.push_back(D(log::Level::kInfo, "dataplane connected",
-                                {{"node", s.info.node_name},
-                                 {"stream", V(id)},
-                                 {"last_applied_version", V(h.last_applied_version())},
-                                 {"build", Clip(h.build_version(), kMaxPeerName)}}));
+    Diagnostic connected = D(log::Level::kInfo, "dataplane connected",
+                             {{"node", s.info.node_name},
+                              {"stream", V(id)},
+                              {"last_applied_version", V(h.last_applied_version())},
+                              {"build", Clip(h.build_version(), kMaxPeerName)},
+                              {"address", s.info.advertise_address}});
+    if (s.info.advertise_address.empty()) {
+      // It serves, counts as ready, and adds no address: status.addresses and a Service's
+      // EXTERNAL-IP would say <pending> with nothing else to tell why (helper-104).
+      connected.fields.push_back({"hint", "no --advertise-address: status addresses do not list this dataplane"});
+    }
+    out.diagnostics.push_back(std::move(connected));
     // Sent even when last_applied_version == version_: the dataplane needs a nonce to ACK.
     MaybePush(id, s, out);
     return out;

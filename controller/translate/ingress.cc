@@ -531,6 +531,7 @@ class IngressCompiler {
       CaBundleLoad ca = LoadCaBundle(ctx_.store, c_.key.ns, ann_.backend_tls_secret, ctx_.options.only_tls_secrets_watched);
       if (ca.pem) {
         ann_.policy.mutable_backend_tls()->set_ca_pem(*ca.pem);
+        c_.backend_ca_secret = ObjectKey{kKindSecret, c_.key.ns, ann_.backend_tls_secret};
       } else {
         ann.Invalid(kAnnBackendTlsSecret, ca.message);
       }

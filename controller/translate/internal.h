@@ -160,6 +160,7 @@ struct CompiledObject {
   std::vector<CompiledRoute> routes;
   std::vector<v1::BackendSet> backend_sets;
   std::vector<v1::TlsCertificate> certificates;
+  std::optional<ObjectKey> backend_ca_secret;  // an Ingress's doorman.dev/backend-tls-secret, loaded
   std::vector<StatusWarning> warnings;
   std::vector<CanaryAttachment> canaries;  // only a canary Ingress has these (and no listeners)
   // An Ingress that is not a canary: what ShareIngressTls needs.

@@ -142,7 +142,8 @@ std::optional<CompiledObject> CompileService(const ObjectKey& key, const json& o
       const std::string protocol = StringOr((*ports)[i], "protocol", "TCP");
       if (protocol != "TCP" && protocol != "UDP") {
         r.Fail("UnsupportedProtocol", p + ".protocol",
-               "protocol " + Q(protocol) + " is not supported (doorman balances TCP and UDP), so the Service is not routed");
+               "protocol " + Q(protocol) + " is not supported (doorman balances TCP and UDP): this version of the "
+                   "Service is refused as a whole, not served without that port");
       }
     }
   }

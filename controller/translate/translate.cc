@@ -248,14 +248,19 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
   for (const auto& r : snap.routes()) by_name.emplace(r.name(), &r);
   auto key_of = [](const v1::ObjectRef& o) { return ObjectKey{o.kind(), o.namespace_(), o.name()}; };
   for (const auto& l : snap.listeners()) {
-    std::map<std::string, const v1::Route*> first;  // serialized match → the route that takes it
+    // (host, the rest of the match serialized) → the route that takes it: the first in the
+    // listener's order, which is also the dataplane's last tie-break among equal matches.
+    std::map<std::pair<std::string, std::string>, const v1::Route*> first;
     for (const auto& name : l.routes()) {
       auto it = by_name.find(name);
       if (it == by_name.end()) continue;
       const v1::Route& r = *it->second;
       if (fallbacks.count(r.name())) continue;  // declared by no one; it ranks after its twins
       // Keyed as matched: no path is Prefix "/", and a Prefix's trailing '/' does not count
-      // ("/x/" matches "/x" too, docs/controller.md).
+      // ("/x/" matches "/x" too, docs/controller.md); the order of hosts, methods, headers,
+      // query parameters and cookies does not count (each must match, in any order); and each
+      // host on its own, so a route whose every host an earlier one with the same rest of the
+      // match takes, host by host, is never used either.
       v1::RouteMatch m = r.match();
       if (!m.has_path() && !m.after_paths()) {
         m.mutable_path()->set_type(v1::PathMatch::PREFIX);
@@ -265,26 +270,47 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
         while (v.size() > 1 && v.back() == '/') v.pop_back();
         m.mutable_path()->set_value(v);
       }
-      const std::string key = m.SerializeAsString();
-      auto [winner, fresh] = first.emplace(key, &r);
-      if (fresh) continue;
+      std::set<std::string> hosts(m.hosts().begin(), m.hosts().end());
+      if (hosts.empty()) hosts.insert("");
+      m.clear_hosts();
+      std::sort(m.mutable_methods()->begin(), m.mutable_methods()->end());
+      const auto by_bytes = [](const auto& a, const auto& b) { return a.SerializeAsString() < b.SerializeAsString(); };
+      std::sort(m.mutable_headers()->begin(), m.mutable_headers()->end(), by_bytes);
+      std::sort(m.mutable_query_params()->begin(), m.mutable_query_params()->end(), by_bytes);
+      std::sort(m.mutable_cookies()->begin(), m.mutable_cookies()->end(), by_bytes);
+      const std::string rest = m.SerializeAsString();
+      std::vector<const v1::Route*> winners;  // of the hosts already taken
+      bool shadowed = true;
+      for (const auto& h : hosts) {
+        auto [winner, fresh] = first.emplace(std::make_pair(h, rest), &r);
+        if (fresh) {
+          shadowed = false;
+        } else if (std::find(winners.begin(), winners.end(), winner->second) == winners.end()) {
+          winners.push_back(winner->second);
+        }
+      }
+      if (!shadowed) continue;
       auto st = status_of.find(key_of(r.owner()));
       if (st == status_of.end()) continue;
-      const ObjectKey other = key_of(winner->second->owner());
       const auto own = labels.find(r.name());
-      const auto won = labels.find(winner->second->name());
       const std::string field = own != labels.end()                 ? own->second.field
                                 : r.owner().kind() == kKindIngress   ? "spec.rules"
                                 : r.owner().kind() == kKindService ? "spec.ports"
                                                                    : "spec.routes";
       const std::string route_name = own != labels.end() ? own->second.name : r.name();
       const std::string listener = own != labels.end() ? own->second.listener : l.name();
-      const std::string winner_name = won != labels.end() ? won->second.name : winner->second->name();
+      std::vector<std::string> names;
+      for (const v1::Route* w : winners) {
+        const ObjectKey other = key_of(w->owner());
+        const auto won = labels.find(w->name());
+        names.push_back(Q(won != labels.end() ? won->second.name : w->name()) +
+                        (other == st->second->key ? "" : " of " + other.ToString()));
+      }
       st->second->warnings.push_back(
           {"RouteShadowed", field,
-           "route " + Q(route_name) + " on listener " + Q(listener) + " has the same match as route " + Q(winner_name) +
-               (other == st->second->key ? "" : " of " + other.ToString()) +
-               ", which takes all its requests: it is never used"});
+           "route " + Q(route_name) + " on listener " + Q(listener) + " has the same match as " +
+               (names.size() == 1 ? "route " + names[0] + ", which takes" : "routes " + JoinStrings(names, ", ") + ", which take") +
+               " all its requests: it is never used"});
     }
   }
 }
@@ -364,6 +390,15 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
     v1::BackendSet* set = nullptr;  // in snap (RepeatedPtrField elements keep their address)
     std::set<std::string> hosts;    // of the routes it is attached to ("" = any host)
     std::optional<v1::BackendTls> route_tls;  // set when an attached route speaks HTTPS
+    std::optional<v1::HealthCheck> main_check;  // of the main backends of an attached route
+  };
+  // The check of `route`'s first backend set (the main Ingress's doorman.dev/health-check-path).
+  auto main_check_of = [&snap](const v1::Route& route) -> std::optional<v1::HealthCheck> {
+    if (route.backends_size() == 0) return std::nullopt;
+    for (const auto& set : snap.backend_sets()) {
+      if (set.name() == route.backends(0).backend_set() && set.has_health_check()) return set.health_check();
+    }
+    return std::nullopt;
   };
   std::map<std::string, AddedSet> added;
   for (const auto& att : canary.canaries) {
@@ -371,6 +406,7 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
     std::vector<std::string> attached;
     std::vector<std::string> conflicts;
     std::optional<v1::BackendTls> route_tls;
+    std::optional<v1::HealthCheck> main_check;
     for (auto& route : *snap.mutable_routes()) {
       if (route.owner().kind() != kKindIngress || route.owner().namespace_() != canary.key.ns) continue;
       if (route.backends_size() == 0 || route.match().SerializeAsString() != want) continue;
@@ -382,6 +418,7 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
       *route.mutable_policy()->mutable_canary() = att.canary;
       attached.push_back(route.name());
       if (!route_tls && route.policy().backend_protocol() == "HTTPS") route_tls = route.policy().backend_tls();
+      if (!main_check) main_check = main_check_of(route);
     }
     if (!attached.empty()) {
       for (const auto& set : att.backend_sets) {
@@ -393,6 +430,7 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
         if (att.match.hosts_size() == 0) a.hosts.insert("");
         a.hosts.insert(att.match.hosts().begin(), att.match.hosts().end());
         if (!a.route_tls) a.route_tls = route_tls;
+        if (!a.main_check) a.main_check = main_check;
       }
     }
     if (!conflicts.empty()) {
@@ -405,6 +443,12 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
   }
   std::vector<std::string> unchecked;
   for (auto& [name, a] : added) {
+    // A canary without a check of its own is checked as the main backends are (their check,
+    // already made for the same hosts and backend TLS).
+    if (!a.set->has_health_check() && a.main_check) {
+      *a.set->mutable_health_check() = *a.main_check;
+      continue;
+    }
     if (!a.route_tls || !a.set->has_health_check() || a.set->health_check().protocol() != v1::HealthCheck::HTTP) continue;
     std::string why;
     if (auto tls = HealthCheckTls(*a.route_tls, a.hosts, &why)) {
@@ -523,6 +567,19 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (lg == last_good_.end()) return std::nullopt;
     std::vector<Problem> ignored;
     auto out = compile(key, lg->second.object, &ignored);
+    // A backend CA Secret that no longer loads: the one it was accepted with stands in.
+    std::map<ObjectKey, StoredObject> old_cas;
+    if (auto cas = last_good_ca_secrets_.find(key); !out && cas != last_good_ca_secrets_.end()) {
+      for (const auto& [k, s] : cas->second) {
+        if (!LoadCaBundle(store, k.ns, k.name, options_.only_tls_secrets_watched).pem) old_cas.emplace(k, s);
+      }
+      if (!old_cas.empty()) {
+        ObjectStore with_old_cas = store;
+        for (const auto& [k, s] : old_cas) with_old_cas[k] = s;
+        ignored.clear();
+        out = compile_in(CompileContext{with_old_cas, options_}, key, lg->second.object, &ignored);
+      }
+    }
     auto secrets = last_good_secrets_.find(key);
     if (out || secrets == last_good_secrets_.end() || secrets->second.empty()) return out;
     // Against the Secrets it was accepted with, for those that no longer load (rare: only while
@@ -532,12 +589,14 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     // Secret as it was accepted.
     ObjectStore with_old;
     if (with_broken_replaced(secrets->second, &with_old)) {
+      for (const auto& [k, s] : old_cas) with_old[k] = s;
       ignored.clear();
       out = compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
       if (out) return out;
     } else {
       with_old = store;
     }
+    for (const auto& [k, s] : old_cas) with_old[k] = s;
     for (const auto& [k, s] : secrets->second) with_old[k] = s;
     ignored.clear();
     return compile_in(CompileContext{with_old, options_}, key, lg->second.object, &ignored);
@@ -583,6 +642,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (!claimed(key, stored.object)) {
       last_good_.erase(key);
       last_good_secrets_.erase(key);
+      last_good_ca_secrets_.erase(key);
       continue;
     }
     Candidate cand;
@@ -718,6 +778,10 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
         last_good_[c.key] = *c.stored;
         auto overlay = ingress_overlays.find(c.key);
         last_good_secrets_[c.key] = secrets_of(*c.current, overlay != ingress_overlays.end() ? overlay->second : store);
+        last_good_ca_secrets_.erase(c.key);
+        if (const auto& ca = c.current->backend_ca_secret) {
+          if (auto it = store.find(*ca); it != store.end()) last_good_ca_secrets_[c.key] = {{*ca, it->second}};
+        }
       } else {
         c.problems.insert(c.problems.end(), conflicts.begin(), conflicts.end());
         c.last_good = compile_last_good(c.key);
@@ -813,7 +877,10 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     auto prev = reported_.find(st.key);
     const std::string before = prev == reported_.end() ? "" : prev->second;
     if (text != before && st.accepted) {
-      result.diagnostics.push_back({log::Level::kInfo, "translate", "object accepted again",
+      // "again" only for an object that had been accepted (it was serving its last good version);
+      // one whose every version so far was invalid is accepted for the first time.
+      const bool had_last_good = before.size() >= 2 && before.compare(before.size() - 2, 2, "|1") == 0;
+      result.diagnostics.push_back({log::Level::kInfo, "translate", had_last_good ? "object accepted again" : "object accepted",
                                     {{"file", st.source.file}, {"object", st.key.ToString()}}});
     } else if (text != before) {
       // The first problem's field and message; the status message holds them all. (Not cut at
@@ -847,6 +914,9 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   // Forget last good versions of objects that are gone.
   for (auto it = last_good_.begin(); it != last_good_.end();) {
     it = store.count(it->first) ? std::next(it) : last_good_.erase(it);
+  }
+  for (auto it = last_good_ca_secrets_.begin(); it != last_good_ca_secrets_.end();) {
+    it = last_good_.count(it->first) ? std::next(it) : last_good_ca_secrets_.erase(it);
   }
   for (auto it = last_good_secrets_.begin(); it != last_good_secrets_.end();) {
     it = last_good_.count(it->first) ? std::next(it) : last_good_secrets_.erase(it);

@@ -162,6 +162,10 @@ class Translator {
   // a deleted Secret), it is compiled with these instead, so its listeners keep serving the
   // certificates they had rather than closing.
   std::map<ObjectKey, std::map<ObjectKey, StoredObject>> last_good_secrets_;
+  // The backend CA Secret (doorman.dev/backend-tls-secret) of each last good version, as it was
+  // accepted: it stands in while the current one does not load, so a deleted or broken CA Secret
+  // keeps the Ingress's last good routing (and never turns into unverified TLS).
+  std::map<ObjectKey, std::map<ObjectKey, StoredObject>> last_good_ca_secrets_;
   std::set<ObjectKey> served_last_good_;  // of the last Translate
   std::map<ObjectKey, std::string> reported_;  // last problem logged per object ("" = none)
   std::map<ObjectKey, std::set<std::string>> reported_warnings_;  // warnings already logged

@@ -79,13 +79,18 @@ Task<ProbeResult> AskStatus(Stream& stream, const Target& t) {
                           "\r\nUser-Agent: doorman-health-check\r\nConnection: close\r\n\r\n";
   co_await net::async_write(stream, net::buffer(req), Redirect(ec));
   if (ec) co_return ProbeResult::kFailed;
+  // The whole head within the timeout, not just its status line: a backend that stalls after
+  // "HTTP/1.1 200 OK" is not answering (helper-102).
   std::string head;
   char buf[1024];
   for (;;) {
     const std::size_t n = co_await stream.async_read_some(net::buffer(buf), Redirect(ec));
     head.append(buf, n);
-    if (auto status = ParseHttpStatus(head)) co_return t.spec.StatusOk(*status) ? ProbeResult::kPassed : ProbeResult::kFailed;
-    if (ec || head.size() > kMaxHttpHead || head.find("\r\n") != std::string::npos) co_return ProbeResult::kFailed;
+    if (head.find("\r\n\r\n") != std::string::npos || head.find("\n\n") != std::string::npos) {
+      const auto status = ParseHttpStatus(head);
+      co_return status && t.spec.StatusOk(*status) ? ProbeResult::kPassed : ProbeResult::kFailed;
+    }
+    if (ec || head.size() > kMaxHttpHead) co_return ProbeResult::kFailed;
   }
 }
 

@@ -103,6 +103,43 @@ TEST(Publisher, FirstMessageMustBeHello) {
   EXPECT_TRUE(p.OnMessage(s2, v1::DataplaneMessage(), At(1)).close_invalid_argument);
 }
 
+// The connect line names the advertised address, and says when there is none: such a dataplane
+// serves and counts as ready but adds no status address (helper-104).
+TEST(Publisher, TheConnectLineSaysWhenNoAddressIsAdvertised) {
+  Publisher p;
+  auto connected = [](const PublisherOutput& out) {
+    for (const auto& d : out.diagnostics) {
+      if (d.message == "dataplane connected") return d;
+    }
+    ADD_FAILURE() << "no connect line";
+    return Diagnostic{};
+  };
+  const Diagnostic without = connected(p.OnMessage(p.OpenStream(At(0)), Hello("n1"), At(1)));
+  EXPECT_EQ(without.Field("address"), "");
+  EXPECT_EQ(without.Field("hint"), "no --advertise-address: status addresses do not list this dataplane");
+  v1::DataplaneMessage with = Hello("n2");
+  with.mutable_hello()->set_advertise_address("192.0.2.10");
+  const Diagnostic d = connected(p.OnMessage(p.OpenStream(At(0)), with, At(1)));
+  EXPECT_EQ(d.Field("address"), "192.0.2.10");
+  EXPECT_EQ(d.Field("hint"), "");
+}
+
+// Every field of a diagnostic is written as a field, escaped: beyond the fifth they used to be
+// appended to the message as they were (a peer's string with a space or an ESC in it, raw).
+TEST(Publisher, EveryDiagnosticFieldIsWrittenEscaped) {
+  log::SetFormat(log::Format::kText);
+  log::SetLevel(log::Level::kInfo);
+  Diagnostic d{log::Level::kInfo, "publish", "many fields", {}};
+  for (int i = 0; i < 7; ++i) d.fields.emplace_back("f" + std::to_string(i), "v" + std::to_string(i));
+  d.fields.emplace_back("peer", "a b\x1b[31m");
+  testing::internal::CaptureStderr();
+  Emit(d);
+  const std::string line = testing::internal::GetCapturedStderr();
+  EXPECT_NE(line.find("publish: many fields f0=v0 f1=v1 f2=v2 f3=v3 f4=v4 f5=v5 f6=v6 peer=\"a b\\u001b[31m\"\n"),
+            std::string::npos)
+      << line;
+}
+
 // Two streams saying one node name: a warning naming both (status keeps one view per node).
 TEST(Publisher, TwoDataplanesWithOneNodeNameAreWarned) {
   Publisher p;

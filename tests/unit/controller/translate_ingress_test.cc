@@ -1121,6 +1121,63 @@ TEST(TranslateIngress, ACanarysHealthCheckFollowsTheMainIngresssBackendProtocol)
   }
 }
 
+// A canary that sets no health-check-path of its own is checked as the main backends are: the
+// main Ingress's check, over TLS with its server name (helper-102: it was not checked at all, and
+// a canary pod failing its /healthz kept its share of the traffic).
+TEST(TranslateIngress, ACanaryWithoutACheckIsCheckedAsTheMainBackends) {
+  for (const bool main_checked : {true, false}) {
+    SCOPED_TRACE(main_checked);
+    const std::string main =
+        Ingress("main", Rule("a.example.com", "/app"),
+                std::string("    doorman.dev/backend-protocol: HTTPS\n") +
+                    (main_checked ? "    doorman.dev/health-check-path: /healthz\n" : ""),
+                "2026-01-01T00:00:00Z");
+    const std::string canary = Ingress("canary", Rule("a.example.com", "/app", "Prefix", "web-v2"),
+                                       "    doorman.dev/canary-weight: \"50\"\n", "2026-01-02T00:00:00Z");
+    Translator t;
+    auto r = t.Translate(Store(Docs({Fixture(), main, canary})));
+    ASSERT_TRUE(Ing(r, "canary")->accepted) << Ing(r, "canary")->message;
+    const v1::BackendSet* set = SetNamed(r.snapshot, "default/ingress:canary/r0-p0/0");
+    ASSERT_NE(set, nullptr);
+    ASSERT_EQ(set->has_health_check(), main_checked);
+    if (!main_checked) continue;
+    EXPECT_EQ(set->health_check().path(), "/healthz");
+    EXPECT_EQ(set->health_check().tls().server_name(), "a.example.com");
+    EXPECT_EQ(set->health_check().SerializeAsString(),
+              SetNamed(r.snapshot, "default/ingress:main/r0-p0/0")->health_check().SerializeAsString());
+  }
+}
+
+// A backend CA Secret that is deleted or broken after the Ingress was accepted: not accepted
+// (InvalidAnnotation), and its last good routing stays, verifying with the CA it was accepted
+// with (helper-102: the routes went away and requests fell through to a catch-all). Fixed: the
+// current Secret again.
+TEST(TranslateIngress, ALostBackendCaSecretKeepsTheLastGoodRouting) {
+  const std::string ing = Ingress("i", Rule("a.example.com"),
+                                  "    doorman.dev/backend-protocol: HTTPS\n    doorman.dev/backend-tls-secret: ca\n"
+                                  "    doorman.dev/backend-tls-server-name: backend.test\n");
+  for (const std::string& broken : {std::string(), CaSecret("ca", "not a certificate\n")}) {
+    SCOPED_TRACE(broken.empty() ? "deleted" : "broken");
+    Translator t;
+    auto r1 = t.Translate(Store(Docs({Fixture(), CaSecret("ca", kTestCa), ing})));
+    ASSERT_TRUE(Ing(r1, "i")->accepted) << Ing(r1, "i")->message;
+    const std::string ca = RouteNamed(r1.snapshot, "default/ingress:i/r0-p0")->policy().backend_tls().ca_pem();
+    ASSERT_FALSE(ca.empty());
+    auto r2 = t.Translate(Store(broken.empty() ? Docs({Fixture(), ing}) : Docs({Fixture(), ing, broken})));
+    const ObjectStatus* st = Ing(r2, "i");
+    EXPECT_FALSE(st->accepted);
+    EXPECT_EQ(st->reason, "InvalidAnnotation");
+    EXPECT_TRUE(st->serving_last_good);
+    const v1::Route* route = RouteNamed(r2.snapshot, "default/ingress:i/r0-p0");
+    ASSERT_NE(route, nullptr);
+    EXPECT_EQ(route->policy().backend_tls().ca_pem(), ca);
+    // A new CA Secret (another name's content would do): accepted, with it.
+    auto r3 = t.Translate(Store(Docs({Fixture(), CaSecret("ca", kTestCa), ing})));
+    EXPECT_TRUE(Ing(r3, "i")->accepted);
+    EXPECT_FALSE(Ing(r3, "i")->serving_last_good);
+  }
+}
+
 // Fail closed: a CA that cannot be used never becomes unverified TLS; the Ingress is not routed
 // (others are), and no message carries key or certificate bytes.
 TEST(TranslateIngress, AnUnusableBackendCaMakesTheIngressInvalid) {

@@ -451,7 +451,8 @@ TEST(TranslateService, UnsupportedProtocolIsLoggedClearlyAndKeepsTheLastGoodVers
   EXPECT_EQ(r2.diagnostics[0].level, log::Level::kWarn);
   EXPECT_EQ(r2.diagnostics[0].message, "unsupported protocol, keeping last good version");
   EXPECT_EQ(r2.diagnostics[0].Field("error"),
-            "protocol \"SCTP\" is not supported (doorman balances TCP and UDP), so the Service is not routed");
+            "protocol \"SCTP\" is not supported (doorman balances TCP and UDP): this version of the Service is "
+            "refused as a whole, not served without that port");
 
   // No longer of type LoadBalancer: dropped, and its last good version is forgotten.
   auto r3 = t.Translate(Store("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n"));

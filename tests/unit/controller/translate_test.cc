@@ -960,6 +960,11 @@ TEST(Translate, LastGoodVersionKeepsRoutingAndIsReportedOnce) {
   auto r5 = t.Translate(Store(bad));
   EXPECT_EQ(r5.snapshot.listeners_size(), 0);
   EXPECT_FALSE(StatusOf(r5, "shop")->serving_last_good);
+  // Fixed after it was never accepted: accepted, not "again" (helper-100).
+  auto r6 = t.Translate(Store(good));
+  EXPECT_TRUE(StatusOf(r6, "shop")->accepted);
+  ASSERT_EQ(r6.diagnostics.size(), 1u);
+  EXPECT_EQ(r6.diagnostics[0].message, "object accepted");
 }
 
 // What one translator served from last good, another (a replica started later) adopts: the
@@ -1405,6 +1410,40 @@ TEST(Translate, NoPathIsTheSameMatchAsPrefixSlash) {
   EXPECT_EQ(StatusOf(r2, "shop")->warnings[0].message,
             "route \"b\" on listener \"web\" has the same match as route \"a\", which takes all its requests: it is "
             "never used");
+}
+
+// RouteShadowed does not depend on the order hosts, methods, headers, query parameters and
+// cookies are listed in, and a route whose every host earlier routes with the same rest of the
+// match take, host by host, is shadowed too; one with a host of its own is not (helper-100).
+TEST(Translate, ShadowingIgnoresListOrderAndCountsHostByHost) {
+  const std::string spec = R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: first, listener: web, match: {hosts: [h1.test, h2.test], methods: [GET, POST], headers: [{name: a, value: "1"}, {name: b, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}
+    - {name: reversed, listener: web, match: {hosts: [h2.test, h1.test], methods: [POST, GET], headers: [{name: B, value: "1"}, {name: a, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.2, port: 1}]}]}
+    - {name: subset, listener: web, match: {hosts: [h1.test], methods: [GET, POST], headers: [{name: a, value: "1"}, {name: b, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.3, port: 1}]}]}
+    - {name: own-host, listener: web, match: {hosts: [h1.test, h3.test], methods: [GET, POST], headers: [{name: a, value: "1"}, {name: b, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.4, port: 1}]}]}
+    - {name: q1, listener: web, match: {hosts: [h4.test], queryParams: [{name: x, value: "1"}, {name: y, value: "2"}], cookies: [{name: c, value: "1"}, {name: d, value: "2"}]}, backends: [{endpoints: [{address: 10.0.0.5, port: 1}]}]}
+    - {name: q2, listener: web, match: {hosts: [h4.test], queryParams: [{name: y, value: "2"}, {name: x, value: "1"}], cookies: [{name: d, value: "2"}, {name: c, value: "1"}]}, backends: [{endpoints: [{address: 10.0.0.6, port: 1}]}]}
+    - {name: h5, listener: web, match: {hosts: [h5.test]}, backends: [{endpoints: [{address: 10.0.0.7, port: 1}]}]}
+    - {name: h6, listener: web, match: {hosts: [h6.test]}, backends: [{endpoints: [{address: 10.0.0.7, port: 1}]}]}
+    - {name: both, listener: web, match: {hosts: [h6.test, h5.test]}, backends: [{endpoints: [{address: 10.0.0.8, port: 1}]}]}
+)";
+  Translator t;
+  auto r = t.Translate(Store(Lb(spec)));
+  ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+  std::map<std::string, std::string> shadowed;  // field → message
+  for (const auto& w : StatusOf(r, "shop")->warnings) {
+    EXPECT_EQ(w.reason, "RouteShadowed");
+    shadowed[w.field] = w.message;
+  }
+  EXPECT_EQ(shadowed.size(), 4u) << ::testing::PrintToString(shadowed);
+  EXPECT_EQ(shadowed["spec.routes[1]"], "route \"reversed\" on listener \"web\" has the same match as route \"first\", "
+                                        "which takes all its requests: it is never used");
+  EXPECT_NE(shadowed["spec.routes[2]"].find("as route \"first\""), std::string::npos);  // subset
+  EXPECT_EQ(shadowed.count("spec.routes[3]"), 0u);                                      // h3.test is its own
+  EXPECT_NE(shadowed["spec.routes[5]"].find("as route \"q1\""), std::string::npos);
+  EXPECT_EQ(shadowed["spec.routes[8]"], "route \"both\" on listener \"web\" has the same match as routes \"h5\", "
+                                        "\"h6\", which take all its requests: it is never used");
 }
 
 // An Exact path precedes a Prefix that also matches its request even when the Prefix is declared
