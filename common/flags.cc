@@ -56,7 +56,10 @@ std::string FlagSet::Usage() const {
   std::string out = "Usage: " + program_ + " [flags]\n" + summary_ + "\n\nFlags:\n";
   for (const auto& [name, f] : flags_) {
     out += "  --" + name + (f.is_bool ? "" : " VALUE") + "\n      " + f.help;
-    if (!f.default_value.empty()) out += " (default: " + f.default_value + ")";
+    // A help text that states its own default (in words) is not given a second one.
+    if (!f.default_value.empty() && f.help.find("(default:") == std::string::npos) {
+      out += " (default: " + f.default_value + ")";
+    }
     out += "\n";
   }
   out += "  --help\n      print this help and exit\n  --version\n      print the version and exit\n";

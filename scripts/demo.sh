@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's demo command: installs what is missing, builds, and runs the standalone demo
-# (controller --manifests examples/ + dataplane + two sample backends) until Ctrl-C.
+# (controller --manifests examples/quickstart.yaml + dataplane + two sample backends) until Ctrl-C.
 # Set DOORMAN_DEMO_ONESHOT=1 to run the printed checks once and exit (used by the test suite).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

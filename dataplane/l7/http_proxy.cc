@@ -4,6 +4,8 @@
 #include <prometheus/histogram.h>
 #include <openssl/ssl.h>
 
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -1072,6 +1074,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       const bool per_try_binds = timeout_retriable && route->per_try_timeout.count() > 0 && route->per_try_timeout < left;
       const Millis response_timeout = per_try_binds ? route->per_try_timeout : left;
       up_dl_.Arm(response_timeout);
+      WatchClient();  // --l7-abort-on-client-close
       unsigned interim = 0;  // 1xx heads read so far (bounded: kMaxInterimResponses)
       for (;;) {
         res_.Clear();
@@ -1113,9 +1116,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           out_.clear();
           res_.SerializeResponse(&out_);
           error_code wec;
+          StopWatchingClient();  // its cancel must not meet the write
           client_dl_.Arm(op_timeout);
           co_await net::async_write(client_, net::buffer(out_), Redirect(wec));
           client_dl_.Disarm();
+          if (!wec) WatchClient();
           if (wec) {
             up_dl_.Disarm();  // never left armed on a socket that dies with `up`
             x->code = kClientClosedRequest;
@@ -1124,6 +1129,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
       }
       up_dl_.Disarm();
+      StopWatchingClient();
+      if (client_gone_) {
+        // The client closed while the backend thought: its answer is for no one. The backend
+        // connection is dropped (closing it tells the backend), never pooled, never retried.
+        x->code = kClientClosedRequest;
+        co_return false;
+      }
       if (interim > kMaxInterimResponses) {
         NoteFailure(*route, *ep);
         co_return local(502, "backend sent more than " + std::to_string(kMaxInterimResponses) + " interim (1xx) responses", true);
@@ -1457,6 +1469,43 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     up_dl_.Tighten(kEarlyAnswerStall);  // the body write in progress, if any
   }
 
+  // --l7-abort-on-client-close: watches the client socket while the response head is awaited
+  // (nothing else is pending on it then). Not when bytes of a next request are already buffered
+  // (a pipelining client that half-closes still wants its answers).
+  void WatchClient() {
+    if (!GetL7Options().abort_on_client_close || client_watched_ || client_gone_ || client_buf_.size() > 0) return;
+    client_watched_ = true;
+    const std::uint32_t gen = ++client_watch_gen_;
+    beast::get_lowest_layer(client_).async_wait(
+        tcp::socket::wait_read,
+        [self = this->shared_from_this(), gen](const error_code& ec) { self->OnClientReadable(ec, gen); });
+  }
+
+  void StopWatchingClient() {
+    if (!client_watched_) return;
+    client_watched_ = false;
+    error_code ignored;
+    beast::get_lowest_layer(client_).cancel(ignored);  // the wait; nothing else is pending here
+  }
+
+  void OnClientReadable(const error_code& ec, std::uint32_t gen) {
+    if (gen != client_watch_gen_ || !client_watched_) return;
+    client_watched_ = false;
+    if (ec) return;  // cancelled
+    pollfd pfd{beast::get_lowest_layer(client_).native_handle(), POLLIN | POLLRDHUP, 0};
+    if (::poll(&pfd, 1, 0) != 1) return;
+    int pending = 0;
+    ::ioctl(pfd.fd, FIONREAD, &pending);
+    // Gone: a reset, or a FIN with nothing before it (plain) or after a TLS record (the client's
+    // close_notify, most likely). Bytes without a FIN, or a plain request pipelined before a FIN,
+    // are a client still talking: not watched any further (a wait would only fire again).
+    const bool reset = (pfd.revents & (POLLERR | POLLHUP)) != 0;
+    const bool fin = (pfd.revents & POLLRDHUP) != 0;
+    if (!reset && !(fin && (pending == 0 || kTls))) return;
+    client_gone_ = true;
+    up_dl_.Tighten(Millis(0));  // ends the wait for the head at the next sweep
+  }
+
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
   // rest of the body from the backend.
   Task<RelayOutcome> RelayResponse(HeadParser<false>& rp, Upstream& up, Framing framing, bool header_only,
@@ -1706,6 +1755,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   std::uint32_t watch_gen_ = 0;  // tells a stale watch completion from the current one
   bool early_answer_ = false;    // the backend answered (or closed) before the body was sent
   bool got_response_bytes_ = false;  // the current upstream exchange received a byte
+  bool client_watched_ = false;      // WatchClient's wait is pending
+  std::uint32_t client_watch_gen_ = 0;
+  bool client_gone_ = false;         // the client closed while a response head was awaited
   std::shared_ptr<std::atomic<int64_t>> open_connections_;
   std::optional<LocalAnswer> answer_;
   std::string listener_;

@@ -58,6 +58,18 @@ TEST(FlagSetDeathTest, BadValueExits2) {
   EXPECT_EXIT(fs.ParseOrExit(3, const_cast<char**>(argv)), ::testing::ExitedWithCode(2), "invalid value");
 }
 
+// A help text that gives its default in words gets no second, generated one (helper-105).
+TEST(FlagSet, AHelpTextWithItsOwnDefaultIsNotGivenASecond) {
+  bool remote = false;
+  int64_t n = 3;
+  FlagSet fs("prog", "test");
+  fs.Bool("remote", &remote, "serve others too (default: loopback only)");
+  fs.Int("count", &n, "a number");
+  const std::string usage = fs.Usage();
+  EXPECT_NE(usage.find("serve others too (default: loopback only)\n"), std::string::npos) << usage;
+  EXPECT_NE(usage.find("a number (default: 3)"), std::string::npos) << usage;
+}
+
 // "--controller --metrics-listen X": the next flag is not taken as the value (helper-101), at the
 // end or in the middle; "--name=--x" still passes a value that starts with "--".
 TEST(FlagSetDeathTest, AFlagWithoutItsValueExits2) {
