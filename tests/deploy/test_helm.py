@@ -92,6 +92,26 @@ class HelmRenderTest(unittest.TestCase):
             self.assertEqual(d["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm")
         self.assertFalse(dc.by_kind(docs, "ServiceMonitor"))
 
+    def test_pod_network_advertises_the_pod_address(self):
+        # hostNetwork=false: the listeners are on the pod's address, so that is the one status lists
+        # (helper-106: the node's was advertised, where nothing listens). And a priority class.
+        docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system", "--set",
+                              "dataplane.hostNetwork=false,dataplane.priorityClassName=system-node-critical,"
+                              "dataplane.shutdownDelay=1m30s,dataplane.drainTimeout=1.5s").stdout)
+        ds = dc.one(docs, "DaemonSet")
+        spec = ds["spec"]["template"]["spec"]
+        self.assertFalse(spec["hostNetwork"])
+        self.assertEqual(spec["priorityClassName"], "system-node-critical")
+        c = dc.container(ds)
+        self.assertIn("--advertise-address=$(POD_IP)", c["args"])
+        self.assertIn("--shutdown-delay=1m30s", c["args"])  # Go durations, as the binary takes them
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+        self.assertEqual(env.get("POD_IP"), "status.podIP")
+        self.assertNotIn("HOST_IP", env)
+        self.assertNotIn("priorityClassName", dc.one(docs_of(render("-name", "doorman").stdout),
+                                                     "DaemonSet")["spec"]["template"]["spec"])
+        self.assertNotEqual(render("--set", "dataplane.shutdownDelay=5 s", check=False).returncode, 0)
+
     def test_crds_match(self):
         with open(os.path.join(ROOT, "crds", "doorman.dev_loadbalancers.yaml")) as a, \
                 open(os.path.join(CHART, "crds", "doorman.dev_loadbalancers.yaml")) as b:
