@@ -92,6 +92,13 @@ CEL_RULES = {
         lambda s: not _has(s, "timeout") or not _has(s, "interval") or duration(s["timeout"]) <= duration(s["interval"]),
     "!has(self.interval) || duration(self.interval) >= duration('100ms')":
         lambda s: not _has(s, "interval") or duration(s["interval"]) >= duration("100ms"),
+    # On a duration field itself (self is the string): durations travel as 32-bit milliseconds.
+    "duration(self) > duration('0s') && duration(self) <= duration('1193h')":
+        lambda s: 0 < duration(s) <= duration("1193h"),
+    "duration(self) <= duration('1193h')":
+        lambda s: duration(s) <= duration("1193h"),
+    "self.type != 'SourceIP' || !has(self.ttl) || duration(self.ttl) > duration('0s')":
+        lambda s: s["type"] != "SourceIP" or not _has(s, "ttl") or duration(s["ttl"]) > 0,
 }
 
 
