@@ -2,7 +2,8 @@
 // for the pure libraries).
 //
 // Output is always valid JSON (RFC 8259, UTF-8): '"', '\\' and control characters are escaped;
-// well-formed UTF-8 sequences are copied; every byte that is not part of one (raw Latin-1 in a
+// well-formed UTF-8 sequences are copied, except the C1 controls U+0080..U+009F (escaped, as
+// terminals may act on them); every byte that is not part of one (raw Latin-1 in a
 // request path, a truncated or overlong sequence, a surrogate) is written as \u00XX — its value
 // as a code point — so a hostile request can never make a log line unparseable, and the byte
 // stays recoverable.
@@ -59,7 +60,16 @@ inline void AppendJsonString(std::string& out, std::string_view s) {
       continue;
     }
     if (c >= 0x80) {
-      if (const std::size_t n = Utf8SequenceLength(s, i)) {
+      const std::size_t n = Utf8SequenceLength(s, i);
+      if (n == 2 && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+        // U+0080..U+009F, the C1 controls (CSI among them): escaped like C0 controls.
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned char>(s[i + 1]));
+        out += esc;
+        i += 2;
+        continue;
+      }
+      if (n != 0) {
         out.append(s.substr(i, n));
         i += n;
         continue;

@@ -29,14 +29,15 @@ const char* LevelName(Level l) {
   return "INFO";
 }
 
-// Text values are quoted (JSON-escaped) when they contain spaces, quotes, '=' or any control
-// character, so lines stay parseable and a peer's string (a dataplane's node name or build) cannot
-// write a raw terminal escape (ESC, 0x1b) or a carriage return into the log.
+// Text values are quoted (JSON-escaped) when they contain spaces, quotes, '=', any control
+// character or any byte >= 0x80, so lines stay parseable and a peer's string (a dataplane's node
+// name or build) cannot write a raw terminal escape (ESC 0x1b, the 8-bit CSI 0x9b, a C1 control
+// in UTF-8) or a carriage return into the log: AppendJsonString escapes them all.
 void AppendTextValue(std::string& out, std::string_view s) {
   bool quote = s.empty();
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
-    if (c == ' ' || c == '"' || c == '=' || u < 0x20 || u == 0x7f) quote = true;
+    if (c == ' ' || c == '"' || c == '=' || u < 0x20 || u >= 0x7f) quote = true;
   }
   if (quote) {
     AppendJsonString(out, s);

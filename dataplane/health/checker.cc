@@ -74,7 +74,9 @@ template <class Stream>
 Task<ProbeResult> AskStatus(Stream& stream, const Target& t) {
   error_code ec;
   // Over TLS with a server name, the name is the Host too (the virtual host the SNI selects).
-  const std::string& host = t.spec.tls_server_name.empty() ? t.endpoint.key : t.spec.tls_server_name;
+  // (An IPv6 literal in brackets, as a Host header wants it.)
+  const std::string& name = t.spec.tls_server_name;
+  const std::string host = name.empty() ? t.endpoint.key : name.find(':') != std::string::npos ? "[" + name + "]" : name;
   const std::string req = "GET " + t.spec.path + " HTTP/1.1\r\nHost: " + host +
                           "\r\nUser-Agent: doorman-health-check\r\nConnection: close\r\n\r\n";
   co_await net::async_write(stream, net::buffer(req), Redirect(ec));

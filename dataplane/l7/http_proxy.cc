@@ -1108,6 +1108,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           up_buf_.commit(n);
         }
         if (rec || res_.status() / 100 != 1 || res_.status() == 101) break;
+        if (client_gone_) break;                      // 499 below: no interim answer for no one
         if (++interim > kMaxInterimResponses) break;  // answered 502 below
         // Interim answers other than 100 (which this proxy gives or withholds itself): a proxy
         // forwards them (RFC 9110 §15.2: 103 Early Hints, 102) to HTTP/1.1 clients only.
@@ -1120,6 +1121,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           client_dl_.Arm(op_timeout);
           co_await net::async_write(client_, net::buffer(out_), Redirect(wec));
           client_dl_.Disarm();
+          if (!wec && up_dl_.fired()) {
+            // The response deadline passed during the write, when nothing was pending on `up` to
+            // cancel: it is a timeout now, not a read without a deadline.
+            rec = beast::error::timeout;
+            break;
+          }
           if (!wec) WatchClient();
           if (wec) {
             up_dl_.Disarm();  // never left armed on a socket that dies with `up`
@@ -1474,6 +1481,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // (a pipelining client that half-closes still wants its answers).
   void WatchClient() {
     if (!GetL7Options().abort_on_client_close || client_watched_ || client_gone_ || client_buf_.size() > 0) return;
+    if constexpr (kTls) {
+      if (SSL_pending(client_.native_handle()) > 0) return;  // a next request, decrypted and buffered
+    }
     client_watched_ = true;
     const std::uint32_t gen = ++client_watch_gen_;
     beast::get_lowest_layer(client_).async_wait(

@@ -231,6 +231,78 @@ spec:
         self.assertEqual(json.loads(r.stdout)["path"], "/p")
 
 
+class L7TlsClientAbort(DoormanTestCase):
+    """--l7-abort-on-client-close on HTTPS: a client that goes away while the backend thinks, with
+    or without a close_notify before its FIN, is a 499 at once (the TLS record before the FIN is not
+    taken for a next request)."""
+
+    def setUp(self):
+        super().setUp()
+        self.backend = self.start_backend("b", ["--count"])
+        self.a = make_cert(self.tmp, "a", "a.test", ["a.test"])
+        self.https = free_port()
+        self.log_path = os.path.join(self.tmp, "access.log")
+        self.write_manifest("secrets.yaml", secret("a-cert", *self.a))
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: tls, namespace: default}}
+spec:
+  listeners: [{{name: secure, port: {self.https}, protocol: HTTPS, tls: {{certificates: [{{secretName: a-cert}}]}}}}]
+  routes: [{{name: app, listener: secure, backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.backend}}}]}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--l7-abort-on-client-close", "--access-log", self.log_path])
+        self.wait_converged()
+        wait_until(lambda: port_open(self.https), what="HTTPS listener")
+
+    def backend_requests(self):
+        return json.loads(http_get("http://127.0.0.1:%d/__stats" % self.backend)[2])["requests"]
+
+    def statuses(self):
+        try:
+            with open(self.log_path) as f:
+                return [json.loads(l)["status"] for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def test_a_tls_client_that_goes_away_is_a_499(self):
+        ctx = ssl.create_default_context(cafile=self.a[0])
+        for n, close_notify in enumerate((False, True), start=1):
+            # TLS over memory BIOs, so that a close_notify can be sent without waiting for the
+            # peer's (ssl.SSLSocket.unwrap waits for it).
+            raw = socket.create_connection(("127.0.0.1", self.https), timeout=5)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname="a.test")
+
+            def step(op):
+                while True:
+                    try:
+                        return op()
+                    except ssl.SSLWantReadError:
+                        raw.sendall(out.read())
+                        data = raw.recv(65536)
+                        self.assertTrue(data, "closed during the handshake")
+                        inc.write(data)
+            step(tls.do_handshake)
+            tls.write(b"GET /slow/8000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            raw.sendall(out.read())
+            wait_until(lambda: self.backend_requests() == n, what="request %d at the backend" % n)
+            if close_notify:
+                try:
+                    tls.unwrap()
+                except ssl.SSLWantReadError:
+                    pass  # our close_notify is written; the peer's is not awaited
+                # Corked, the record and the FIN leave in one segment, as a closing client's
+                # usually arrive (one that reaches the proxy alone is documented as not seen).
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                raw.sendall(out.read())
+                raw.shutdown(socket.SHUT_WR)
+            raw.close()  # the FIN
+            wait_until(lambda: len(self.statuses()) == n, timeout=6, what="the access log line %d" % n)
+        self.assertEqual(self.statuses(), [499, 499])
+
+
 class EncryptedKey(DoormanTestCase):
     """A Secret whose tls.key is passphrase-protected is refused; reading it never asks for the
     passphrase (OpenSSL's default would prompt on the terminal and block the controller there)."""

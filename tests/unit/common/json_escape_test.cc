@@ -31,6 +31,8 @@ TEST(JsonEscapeTest, MalformedUtf8BytesAreEscapedOneByOne) {
   EXPECT_EQ(Json("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogate
   EXPECT_EQ(Json("\xf4\x90\x80\x80"), "\"\\u00f4\\u0090\\u0080\\u0080\"");  // > U+10FFFF
   EXPECT_EQ(Json("\xc3\xa9\xff"), "\"\xc3\xa9\\u00ff\"");      // a good sequence, then a bad byte
+  // The C1 controls, well-formed as UTF-8 (U+009B is CSI): escaped like C0 ones (helper-108).
+  EXPECT_EQ(Json("a\xc2\x9b[31m\xc2\x80\xc2\xa0"), "\"a\\u009b[31m\\u0080\xc2\xa0\"");
 }
 
 }  // namespace
