@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
             "UDP: flows per worker and listener; datagrams that would open another are dropped (udp_table_full)");
   flags.String("access-log", &l7.access_log, "L7 access log: off | stdout | PATH (one JSON line per request)");
   flags.Bool("l7-abort-on-client-close", &l7.abort_on_client_close,
-             "L7: a client that closes while its response head is awaited cancels the backend request (logged 499)");
+             "L7: a client that closes while the backend is connected to or its response head awaited cancels the backend request (logged 499)");
   flags.String("connection-balance", &connection_balance,
                "TCP connections across workers: off (SO_REUSEPORT hash) | exact (to the worker serving the fewest)");
   flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");

@@ -903,7 +903,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     };
     bool sent_continue = false;
     bool force_fresh = false;
+    // --l7-abort-on-client-close: a request without a body is watched from its first connect on
+    // (one with a body once it is sent: its body is read from the client until then). Every way
+    // out of here stops the watch.
+    struct StopWatchOnExit {
+      HttpSession* session;
+      ~StopWatchOnExit() { session->StopWatchingClient(); }
+    } stop_watch{this};
+    auto client_gone = [&] {
+      StopWatchingClient();
+      x->code = kClientClosedRequest;  // no answer, no retry, no failover: the backend connection goes
+      return false;
+    };
     for (int attempt = 0;; ++attempt) {
+      if (!has_body) WatchClient();
+      if (client_gone_) co_return client_gone();
       hold(*ep);  // from the choice on: a slow connect counts too
       // 1. An upstream connection: an idle pooled one (watched while idle: never one the backend
       //    closed or wrote to), or a fresh one (next endpoint on failure).
@@ -941,7 +955,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         }
         error_code cec;
         bool tls_failed = false;
-        Socket s = co_await ConnectTo(w_.executor(), *ep, route->connect_timeout, cec);
+        Socket s = co_await ConnectTo(w_.executor(), *ep, route->connect_timeout, cec, &connecting_);
+        if (client_gone_) co_return client_gone();
         if (!cec && route->backend_tls) {
           auto u = std::make_unique<Upstream>(std::move(s), route->backend_tls->context());
           std::string terr;
@@ -952,6 +967,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           up_dl_.Arm(route->connect_timeout);
           co_await u->tls()->async_handshake(net::ssl::stream_base::client, Redirect(cec));
           up_dl_.Disarm();
+          if (client_gone_) co_return client_gone();
           if (cec && up_dl_.fired()) cec = beast::error::timeout;
           tls_failed = cec.failed();
           if (!cec) {
@@ -1137,12 +1153,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       }
       up_dl_.Disarm();
       StopWatchingClient();
-      if (client_gone_) {
-        // The client closed while the backend thought: its answer is for no one. The backend
-        // connection is dropped (closing it tells the backend), never pooled, never retried.
-        x->code = kClientClosedRequest;
-        co_return false;
-      }
+      // The client closed while the backend thought: its answer is for no one. The backend
+      // connection is dropped (closing it tells the backend), never pooled, never retried.
+      if (client_gone_) co_return client_gone();
       if (interim > kMaxInterimResponses) {
         NoteFailure(*route, *ep);
         co_return local(502, "backend sent more than " + std::to_string(kMaxInterimResponses) + " interim (1xx) responses", true);
@@ -1513,7 +1526,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     const bool fin = (pfd.revents & POLLRDHUP) != 0;
     if (!reset && !(fin && (pending == 0 || kTls))) return;
     client_gone_ = true;
-    up_dl_.Tighten(Millis(0));  // ends the wait for the head at the next sweep
+    up_dl_.Tighten(Millis(0));  // ends the wait for the head (or a TLS handshake) at the next sweep
+    error_code ignored;
+    if (connecting_ != nullptr) connecting_->cancel(ignored);  // a connect in progress
   }
 
   // Writes the response head in out_ (with the first body piece, as one write), then streams the
@@ -1768,6 +1783,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   bool client_watched_ = false;      // WatchClient's wait is pending
   std::uint32_t client_watch_gen_ = 0;
   bool client_gone_ = false;         // the client closed while a response head was awaited
+  Socket* connecting_ = nullptr;     // the upstream socket of a connect in progress (ConnectTo)
   std::shared_ptr<std::atomic<int64_t>> open_connections_;
   std::optional<LocalAnswer> answer_;
   std::string listener_;

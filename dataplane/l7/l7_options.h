@@ -21,8 +21,9 @@ struct L7Options {
   std::chrono::milliseconds body_timeout{30'000};
   int64_t max_connections_per_listener = 0;  // open client connections per L7 listener, 0 = no cap
   std::string access_log = "off";            // off | stdout | PATH
-  // A client that closes (FIN or RST) while the proxy waits for the backend's response head: the
-  // backend connection is dropped and the request logged 499, as nginx and Envoy do. Off: the
+  // A client that closes (FIN or RST) while the proxy connects to a backend or waits for its
+  // response head: the backend connection (or the connect) is dropped and the request logged
+  // 499, as nginx and Envoy do. Off: the
   // answer is still read and written to the closed socket (HAProxy's default; a FIN is also what
   // a client that half-closes after its request and still waits for the answer sends).
   bool abort_on_client_close = false;

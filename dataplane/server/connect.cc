@@ -33,7 +33,7 @@ boost::system::error_code Errno() { return {errno, boost::system::system_categor
 // async_connect adds a poll(2) after the wait, one syscall per connection more
 // (docs/benchmarks.md, L4 "what bounds it").
 Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milliseconds timeout,
-                       boost::system::error_code& ec) {
+                       boost::system::error_code& ec, Socket** connecting) {
   Socket s(ex);
   boost::system::error_code ignored;
   const auto addr = net::ip::make_address(endpoint.address, ec);
@@ -82,6 +82,7 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
       if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
       return err;
     };
+    if (connecting != nullptr) *connecting = &s;
     for (;;) {
       if (watch->fired) {  // the deadline passed while this frame was not waiting
         ec = net::error::operation_aborted;
@@ -105,6 +106,7 @@ Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milli
                     : boost::system::error_code(net::error::not_connected);
       break;
     }
+    if (connecting != nullptr) *connecting = nullptr;
     watch->socket = nullptr;
     timer.cancel();
     if (watch->fired && ec == net::error::operation_aborted) ec = boost::beast::error::timeout;

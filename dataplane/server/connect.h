@@ -10,8 +10,10 @@ namespace doorman::dataplane {
 
 // Connects a new socket (on `ex`) to `endpoint` within `timeout`; sets TCP_NODELAY. On failure
 // `ec` is set (boost::beast::error::timeout when the deadline passed) and the socket is closed.
+// `connecting`, when given, points at the socket while the connect is in progress (else null), so
+// the caller can cancel it (ec: operation_aborted).
 Task<Socket> ConnectTo(Executor ex, const Endpoint& endpoint, std::chrono::milliseconds timeout,
-                       boost::system::error_code& ec);
+                       boost::system::error_code& ec, Socket** connecting = nullptr);
 
 bool IsTimeout(const boost::system::error_code& ec);
 

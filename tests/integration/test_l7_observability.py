@@ -36,6 +36,8 @@ spec:
   forwardedHeaders: {{xForwardedFor: Append, trustedProxies: [127.0.0.2/32]}}
 """)
         self.log_path = self.access_log_path()
+        for name, text in self.extra_manifests().items():
+            self.write_manifest(name, text)
         self.start_controller()
         self.start_dataplane(["--access-log", self.log_path] + list(self.dataplane_flags))
         self.wait_converged()
@@ -43,6 +45,9 @@ spec:
 
     def access_log_path(self):
         return os.path.join(self.tmp, "access.log")
+
+    def extra_manifests(self):
+        return {}
 
     def lines(self):
         with open(self.log_path) as f:
@@ -55,6 +60,38 @@ class L7ClientAbort(L7Base):
     client already sent is answered even when a FIN follows; the last one is not (nginx too)."""
 
     dataplane_flags = ("--l7-abort-on-client-close",)
+
+    def extra_manifests(self):
+        # A backend whose connect never completes: a listener with a full backlog that never
+        # accepts (SYNs are dropped: the proxy's connect stays in SYN-SENT until its timeout).
+        self.stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.stuck.bind(("127.0.0.1", 0))
+        self.stuck.listen(0)
+        self.addCleanup(self.stuck.close)
+        for _ in range(3):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex(self.stuck.getsockname())
+            self.addCleanup(c.close)
+        self.stuck_port = free_port()
+        return {"stuck.yaml": f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: stuck, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {self.stuck_port}, protocol: HTTP}}]
+  routes:
+    - name: app
+      listener: web
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {self.stuck.getsockname()[1]}}}]}}]
+      policy: {{timeouts: {{connect: 4s}}, retries: {{attempts: 2, on: [connect-failure]}}}}
+"""}
+
+    def syn_sent_to(self, port):
+        """Connections of this machine in SYN-SENT towards 127.0.0.1:port (/proc/net/tcp)."""
+        with open("/proc/net/tcp") as f:
+            rows = [l.split() for l in f.readlines()[1:]]
+        return [r for r in rows if r[2] == "0100007F:%04X" % port and r[3] == "02"]
 
     def test_a_client_that_closes_while_the_backend_thinks_is_a_499(self):
         req = b"GET /slow/8000 HTTP/1.1\r\nHost: obs.local\r\n\r\n"
@@ -76,6 +113,21 @@ class L7ClientAbort(L7Base):
         self.assertEqual(self.lines()[1]["status"], 499)
         self.assertEqual(s.recv(100), b"")  # closed without an answer
         s.close()
+
+    def test_a_client_that_closes_during_the_connect_is_a_499_without_failover(self):
+        wait_until(lambda: port_open(self.stuck_port), what="the stuck listener")
+        stuck = self.stuck.getsockname()[1]
+        before = len(self.syn_sent_to(stuck))
+        s = socket.create_connection(("127.0.0.1", self.stuck_port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: stuck.local\r\n\r\n")
+        wait_until(lambda: len(self.syn_sent_to(stuck)) > before, what="the proxy's connect in SYN-SENT")
+        start = time.monotonic()
+        s.close()
+        line = wait_until(lambda: self.lines(), timeout=3, what="the access log line")[0]
+        # Not the 504 of the 4 s connect timeout, nor a second try after it.
+        self.assertEqual((line["status"], line["retries"]), (499, 0), line)
+        self.assertLess(time.monotonic() - start, 3)
+        wait_until(lambda: len(self.syn_sent_to(stuck)) == before, timeout=3, what="the connect abandoned")
 
     def test_a_pipelined_request_before_a_half_close_is_answered_and_the_last_is_not(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
