@@ -804,7 +804,7 @@ class IngressCompiler {
         *set.mutable_health_check()->mutable_tls() = *tls;
       } else {
         set.clear_health_check();
-        unchecked.push_back(ServiceOf(set) + " (they " + why + ")");
+        unchecked.push_back(BackendsOf(set) + " (they " + why + ")");
       }
     }
     if (!unchecked.empty()) {
@@ -816,8 +816,6 @@ class IngressCompiler {
       for (auto& set : att.backend_sets) *set.mutable_health_check() = hc;
     }
   }
-
-  static std::string ServiceOf(const v1::BackendSet& set) { return set.service().empty() ? set.name() : set.service(); }
 
   // One path (or the default backend): its backend set, and its route on the HTTP listener (a
   // redirect to HTTPS when ssl-redirect applies) and on the HTTPS listener. A canary Ingress

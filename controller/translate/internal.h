@@ -309,6 +309,8 @@ void ShareIngressTls(CompiledObject& c, const IngressTlsHostMap& tls_hosts, cons
 // alone proves nothing about which backend answered.
 std::optional<v1::BackendTls> HealthCheckTls(const v1::BackendTls& route_tls, const std::set<std::string>& hosts,
                                              std::string* why);
+// How warnings name a backend set's backends: its Service ("ns/svc:port"), else the set's name.
+inline std::string BackendsOf(const v1::BackendSet& set) { return set.service().empty() ? set.name() : set.service(); }
 
 // Whether doorman serves this Service (type LoadBalancer, class doorman.dev/lb, or no class and
 // --default-lb-class).

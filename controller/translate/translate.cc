@@ -455,7 +455,7 @@ void AttachCanaries(const CompiledObject& canary, v1::Snapshot& snap, std::map<s
       *a.set->mutable_health_check()->mutable_tls() = *tls;
     } else {
       a.set->clear_health_check();
-      unchecked.push_back((a.set->service().empty() ? name : a.set->service()) + " (they " + why + ")");
+      unchecked.push_back(BackendsOf(*a.set) + " (they " + why + ")");
     }
   }
   if (!unchecked.empty()) {

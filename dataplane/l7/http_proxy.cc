@@ -910,8 +910,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       HttpSession* session;
       ~StopWatchOnExit() { session->StopWatchingClient(); }
     } stop_watch{this};
-    auto client_gone = [&] {
-      StopWatchingClient();
+    auto client_gone = [&] {  // (stop_watch ends the watch on the way out)
       x->code = kClientClosedRequest;  // no answer, no retry, no failover: the backend connection goes
       return false;
     };
@@ -1499,7 +1498,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     client_watched_ = true;
     const std::uint32_t gen = ++client_watch_gen_;
-    beast::get_lowest_layer(client_).async_wait(
+    Lowest().async_wait(
         tcp::socket::wait_read,
         [self = this->shared_from_this(), gen](const error_code& ec) { self->OnClientReadable(ec, gen); });
   }
@@ -1508,14 +1507,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (!client_watched_) return;
     client_watched_ = false;
     error_code ignored;
-    beast::get_lowest_layer(client_).cancel(ignored);  // the wait; nothing else is pending here
+    Lowest().cancel(ignored);  // the wait; nothing else is pending here
   }
 
   void OnClientReadable(const error_code& ec, std::uint32_t gen) {
     if (gen != client_watch_gen_ || !client_watched_) return;
     client_watched_ = false;
     if (ec) return;  // cancelled
-    pollfd pfd{beast::get_lowest_layer(client_).native_handle(), POLLIN | POLLRDHUP, 0};
+    pollfd pfd{Lowest().native_handle(), POLLIN | POLLRDHUP, 0};
     if (::poll(&pfd, 1, 0) != 1) return;
     int pending = 0;
     ::ioctl(pfd.fd, FIONREAD, &pending);
