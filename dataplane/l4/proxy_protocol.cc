@@ -10,6 +10,20 @@ namespace {
 constexpr char kV2Sig[12] = {'\x0D', '\x0A', '\x0D', '\x0A', '\x00', '\x0D', '\x0A', '\x51', '\x55', '\x49', '\x54', '\x0A'};
 constexpr std::string_view kV1Prefix = "PROXY ";
 
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the PROXY v2 checksum (spec §2.2.5).
+// By hand: Debian 12 packages no C/C++ CRC-32C library (zlib's crc32 is the other polynomial),
+// and a 256-entry table is all it takes; unit-tested against the standard check value.
+constexpr std::array<uint32_t, 256> MakeCrc32cTable() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+constexpr std::array<uint32_t, 256> kCrc32cTable = MakeCrc32cTable();
+
 ProxyParseResult Invalid(const char* why) {
   ProxyParseResult r;
   r.status = ProxyParseResult::kInvalid;
@@ -89,6 +103,8 @@ ProxyParseResult ParseV1(std::string_view data) {
   return r;
 }
 
+constexpr uint8_t kPp2TypeCrc32c = 0x03;
+
 ProxyParseResult ParseV2(std::string_view data) {
   if (data.size() < 16) return ProxyParseResult{};
   const auto* p = reinterpret_cast<const uint8_t*>(data.data());
@@ -126,14 +142,31 @@ ProxyParseResult ParseV2(std::string_view data) {
   if (af == 1) block = 12;
   if (af == 2) block = 36;
   if (af == 3) block = 216;
+  // A PP2_TYPE_CRC32C TLV (0x03) must be 4 bytes and match the checksum of the whole header with
+  // its value zeroed: the spec says a receiver that supports it MUST verify it (HAProxy does).
+  std::size_t crc_at = 0;  // offset of the checksum value in `p`; 0 = none
   if (block != 0 && len >= block) {
     std::size_t at = block;
     while (at < len) {
       if (len - at < 3) return Invalid("v2 truncated TLV");
       const std::size_t tlv_len = (static_cast<std::size_t>(a[at + 1]) << 8) | a[at + 2];
       if (tlv_len > len - at - 3) return Invalid("v2 TLV runs past the header");
+      if (a[at] == kPp2TypeCrc32c) {
+        if (tlv_len != 4) return Invalid("v2 CRC32C TLV not 4 bytes");
+        if (crc_at != 0) return Invalid("v2 duplicate CRC32C TLV");
+        crc_at = 16 + at + 3;
+      }
       at += 3 + tlv_len;
     }
+  }
+  if (crc_at != 0) {
+    const uint32_t want = (static_cast<uint32_t>(p[crc_at]) << 24) | (static_cast<uint32_t>(p[crc_at + 1]) << 16) |
+                          (static_cast<uint32_t>(p[crc_at + 2]) << 8) | p[crc_at + 3];
+    static constexpr uint8_t kZero[4] = {0, 0, 0, 0};
+    uint32_t crc = Crc32cUpdate(0, p, crc_at);
+    crc = Crc32cUpdate(crc, kZero, 4);
+    crc = Crc32cUpdate(crc, p + crc_at + 4, 16 + len - crc_at - 4);
+    if (crc != want) return Invalid("v2 CRC32C mismatch");
   }
   if (af == 1) {
     if (len < 12) return Invalid("v2 short IPv4 address block");
@@ -158,6 +191,12 @@ ProxyParseResult ParseV2(std::string_view data) {
 }
 
 }  // namespace
+
+uint32_t Crc32cUpdate(uint32_t crc, const uint8_t* data, std::size_t n) {
+  crc = ~crc;
+  for (std::size_t i = 0; i < n; ++i) crc = kCrc32cTable[(crc ^ data[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
 
 ProxyParseResult ParseProxyHeader(std::string_view data) {
   if (data.empty()) return ProxyParseResult{};

@@ -49,6 +49,10 @@ struct ProxyParseResult {
 
 ProxyParseResult ParseProxyHeader(std::string_view data);
 
+// CRC-32C of `n` bytes continuing `crc` (start from 0): Crc32cUpdate(0, "123456789") = 0xE3069283.
+// A v2 header's PP2_TYPE_CRC32C TLV is checked with it.
+uint32_t Crc32cUpdate(uint32_t crc, const uint8_t* data, std::size_t n);
+
 // Encodes a header for `source` → `destination` (same family). version 1 or 2.
 std::string EncodeProxyHeader(int version, const ProxyAddress& source, const ProxyAddress& destination);
 

@@ -119,7 +119,7 @@ class RequestLog:
                      "verb": "", "apiGroup": None, "apiVersion": None, "resource": None,
                      "subresource": None, "namespace": None, "name": None,
                      "nonResourceURL": None, "watch": False, "user": None,
-                     "status": None, "durationMs": None}
+                     "status": None, "durationMs": None, "body": None}
             self.entries.append(entry)
             if len(self.entries) > self.limit:
                 del self.entries[: len(self.entries) - self.limit]
@@ -271,6 +271,10 @@ class ApiHandler(BaseHTTPRequestHandler):
             except ValueError:
                 self.close_connection = True
                 raise E.bad_request("malformed request body framing")
+            if method in ("PUT", "PATCH", "POST") and path.endswith("/status"):
+                # A status write's body (capped) is logged, so tests can tell which write carried
+                # which status; nothing else's is (Secrets could be in them).
+                self.sim.log.update(self._entry, body=body[:65536].decode("utf-8", "replace"))
             latency = self.sim.faults.latency_ms
             if latency > 0:
                 time.sleep(latency / 1000.0)

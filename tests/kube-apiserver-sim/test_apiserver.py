@@ -794,6 +794,26 @@ class AdminTest(unittest.TestCase):
         self.assertEqual((reqs[2]["verb"], reqs[2]["nonResourceURL"]), ("get", "/version"))
         self.assertEqual(reqs[0]["query"], "limit=1")
         self.assertEqual(SIM.admin_call("GET", "/healthz"), {"ok": True})
+        self.assertEqual([r["body"] for r in reqs], [None, None, None])
+
+    def test_request_log_keeps_status_write_bodies_only(self):
+        make_namespace("logbody")
+        base = "/api/v1/namespaces/logbody/configmaps"
+        SIM.ok("POST", base, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                              "data": {"secret": "s3cr3t"}})
+        SIM.admin_call("POST", "/reset-requests")
+        ing = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"},
+               "spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}}}
+        path = "/apis/networking.k8s.io/v1/namespaces/logbody/ingresses"
+        SIM.ok("POST", path, ing)
+        patch = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}}}
+        SIM.ok("PATCH", path + "/i/status", patch, ctype="application/merge-patch+json")
+        SIM.ok("PATCH", base + "/c", {"data": {"secret": "other"}}, ctype="application/merge-patch+json")
+        reqs = SIM.admin_call("GET", "/requests?userAgent=sim-test")["requests"]
+        self.assertEqual([(r["method"], r["subresource"]) for r in reqs],
+                         [("POST", None), ("PATCH", "status"), ("PATCH", None)])
+        self.assertEqual(json.loads(reqs[1]["body"]), patch)
+        self.assertEqual((reqs[0]["body"], reqs[2]["body"]), (None, None))
 
 
 class CrdSchemaTest(unittest.TestCase):

@@ -135,6 +135,68 @@ TEST(ProxyProtocolTest, TlvsMustFitTheHeaderExactly) {
   EXPECT_EQ(ParseProxyHeader(V2(0x31, 100)).status, ProxyParseResult::kInvalid);  // short UNIX block
 }
 
+TEST(ProxyProtocolTest, Crc32cIsTheCastagnoliChecksum) {
+  const std::string check = "123456789";  // the standard check value (RFC 3720 §B.4's polynomial)
+  EXPECT_EQ(Crc32cUpdate(0, reinterpret_cast<const uint8_t*>(check.data()), check.size()), 0xE3069283u);
+  // Continuing a checksum equals checksumming the whole.
+  const uint32_t part = Crc32cUpdate(0, reinterpret_cast<const uint8_t*>(check.data()), 4);
+  EXPECT_EQ(Crc32cUpdate(part, reinterpret_cast<const uint8_t*>(check.data()) + 4, 5), 0xE3069283u);
+  EXPECT_EQ(Crc32cUpdate(0, nullptr, 0), 0u);
+}
+
+// Bit by bit, independent of the table the parser uses.
+uint32_t SlowCrc32c(const std::string& s) {
+  uint32_t c = 0xffffffffu;
+  for (unsigned char b : s) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+// `before` + a CRC32C TLV + `after` after an IPv4 address block, with the checksum filled in.
+std::string V2WithCrc(const std::string& before, const std::string& after) {
+  std::string h = V2(0x11, 12, before + std::string("\x03\x00\x04\0\0\0\0", 7) + after);
+  const std::size_t at = 16 + 12 + before.size() + 3;
+  const uint32_t crc = SlowCrc32c(h);  // the value field is still zero
+  for (int i = 0; i < 4; ++i) h[at + i] = static_cast<char>(crc >> (24 - 8 * i));
+  return h;
+}
+
+// Spec §2.2.5: a receiver that supports PP2_TYPE_CRC32C must verify it (HAProxy does). The
+// integration test has HAProxy's `proxy-v2-options crc32c` as the sender.
+TEST(ProxyProtocolTest, AV2ChecksumIsVerified) {
+  const std::string noop("\x04\x00\x02" "ab", 5);
+  for (const auto& [before, after] : {std::pair<std::string, std::string>{"", ""}, {noop, ""}, {"", noop}, {noop, noop}}) {
+    const std::string h = V2WithCrc(before, after);
+    const auto r = ParseProxyHeader(h + "payload");
+    ASSERT_EQ(r.status, ProxyParseResult::kDone) << r.error;
+    EXPECT_EQ(r.consumed, h.size());
+    EXPECT_EQ(r.header.source.ip[0], 10);
+    // Any bit changed anywhere in the header fails it, except in the signature (no header then)
+    // and the checksum TLV's type byte (an unknown TLV then, and nothing to check: as in HAProxy).
+    for (std::size_t i = 12; i < h.size(); ++i) {
+      if (i == 28 + before.size()) continue;
+      std::string bad = h;
+      bad[i] = static_cast<char>(bad[i] ^ 0x10);
+      const auto b = ParseProxyHeader(bad + "payload");
+      EXPECT_EQ(b.status, ProxyParseResult::kInvalid) << "byte " << i;
+    }
+  }
+  // Payload after the header is not part of the checksum.
+  EXPECT_EQ(ParseProxyHeader(V2WithCrc("", "") + "other payload").status, ProxyParseResult::kDone);
+  // Only a 4-byte value, and only one of them.
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x03\x00\x03" "abc", 6))).status, ProxyParseResult::kInvalid);
+  EXPECT_EQ(ParseProxyHeader(V2(0x11, 12, std::string("\x03\x00\x05" "abcde", 8))).status, ProxyParseResult::kInvalid);
+  const std::string good = V2WithCrc("", "");
+  std::string twice = V2WithCrc("", good.substr(28, 7));  // the first one's TLV again
+  EXPECT_EQ(ParseProxyHeader(twice).status, ProxyParseResult::kInvalid);
+  // LOCAL carries no addresses and its TLVs are not read, as in HAProxy.
+  std::string local = V2(0x11, 12, std::string("\x03\x00\x04" "abcd", 7));
+  local[12] = 0x20;
+  EXPECT_EQ(ParseProxyHeader(local).status, ProxyParseResult::kDone);
+}
+
 TEST(ProxyProtocolTest, MalformedIsInvalid) {
   for (const std::string& bad : {
            std::string("GET / HTTP/1.1\r\n"),
