@@ -483,6 +483,19 @@ class LeaderElection(KubeTestCase):
         stamp = self.get("lease", "doorman-controller", ns="doorman-system")["spec"][field]
         return datetime.datetime.strptime(stamp.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
+    def two_replicas_and_shop(self):
+        """Two controller replicas (ctl-a, ctl-b) and an accepted LoadBalancer "shop" on a free
+        port; returns (port, leader, follower)."""
+        self.kubectl("create", "namespace", "doorman-system")
+        port = free_port()
+        self.apply(lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
+        self.start_kube_controller("ctl-a", self.FLAGS)
+        self.start_kube_controller("ctl-b", self.FLAGS)
+        leader = wait_until(self.holder, what="a Lease holder")
+        follower = "ctl-b" if leader == "ctl-a" else "ctl-a"
+        self.wait_condition("shop", "Accepted", "True")
+        return port, leader, follower
+
     def test_identity_defaults_to_the_pod_name(self):
         # Without --pod-name: $POD_NAME, which deploy/ and the chart set from the downward API.
         self.kubectl("create", "namespace", "doorman-system")
@@ -495,14 +508,7 @@ class LeaderElection(KubeTestCase):
         wait_until(lambda: self.holder() == "doorman-controller-7d9f6-x2k4q", what="the Lease held by the pod name")
 
     def test_one_writer_takeover_and_release(self):
-        self.kubectl("create", "namespace", "doorman-system")
-        a_port = free_port()
-        self.apply(lb_yaml("shop", a_port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
-        self.start_kube_controller("ctl-a", self.FLAGS)
-        self.start_kube_controller("ctl-b", self.FLAGS)
-        leader = wait_until(self.holder, what="a Lease holder")
-        follower = "ctl-b" if leader == "ctl-a" else "ctl-a"
-        self.wait_condition("shop", "Accepted", "True")
+        a_port, leader, follower = self.two_replicas_and_shop()
         # Both serve the same snapshot; only the leader writes.
         versions = {n: self.debug_snapshot(p.metrics_port)["version"] for n, p in self.controllers.items()}
         self.assertEqual(len(set(versions.values())), 1, versions)
@@ -546,13 +552,7 @@ class LeaderElection(KubeTestCase):
     def test_leader_counts_dataplanes_of_every_replica(self):
         # The shipped Deployment runs 2 replicas and dataplanes spread over them: the leader must
         # count every replica's dataplanes (their dataplane-view Leases), not only its own.
-        self.kubectl("create", "namespace", "doorman-system")
-        port = free_port()
-        self.apply(lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 9}]\n"))
-        self.start_kube_controller("ctl-a", self.FLAGS)
-        self.start_kube_controller("ctl-b", self.FLAGS)
-        leader = wait_until(self.holder, what="a Lease holder")
-        follower = "ctl-b" if leader == "ctl-a" else "ctl-a"
+        port, leader, follower = self.two_replicas_and_shop()
         dps = {}
         for name, ctl, ip in (("dp-leader", leader, "127.0.0.2"), ("dp-follower", follower, "127.0.0.3")):
             mport = free_port()
@@ -590,6 +590,45 @@ class LeaderElection(KubeTestCase):
         # SIGTERM deletes the follower's view Lease.
         self.assertEqual(self.controllers[follower].stop(sig=signal.SIGTERM), 0)
         self.assertIsNone(self.get("lease", "doorman-controller-view-" + follower, ns="doorman-system"))
+
+    def test_a_leader_cut_off_from_the_api_steps_down_before_another_takes_over(self):
+        # Only the leader's requests hang (20 s each): it cannot renew, the follower still sees
+        # the API. The leader must stop leading (renew deadline, 2 s) before the follower may
+        # take over (lease duration, 3 s, after the last renewal it saw): never two leaders.
+        port, leader, follower = self.two_replicas_and_shop()
+
+        def gauge(name):
+            text = http_get("http://127.0.0.1:%d/metrics" % self.controllers[name].metrics_port)[2].decode()
+            return metric_value(text, "doorman_controller_leader")
+        wait_until(lambda: gauge(leader) == 1 and gauge(follower) == 0, what="one leader gauge at 1")
+        self.admin("/faults/latency", {"ms": 20000, "userAgent": "(%s)" % leader})
+        try:
+            seen = {"down": None, "up": None, "both": []}
+
+            def poll():
+                # The follower's gauge is read first: a 1 there with the leader's still 1 after
+                # it is an overlap (the leader's cannot have risen again in between).
+                up = gauge(follower) == 1
+                now = time.time()
+                down = gauge(leader) == 0
+                if up and not down:
+                    seen["both"].append(now)
+                if down and seen["down"] is None:
+                    seen["down"] = now
+                if up and seen["up"] is None:
+                    seen["up"] = now
+                return up
+            wait_until(poll, timeout=15, interval=0.05, what="takeover by " + follower)
+            self.assertEqual(seen["both"], [], "two leaders at once")
+            self.assertIsNotNone(seen["down"])
+            self.assertLessEqual(seen["down"], seen["up"])
+            wait_until(lambda: self.holder() == follower, what="the Lease held by " + follower)
+            # The new leader writes status; the old one starts no status write once it stepped down.
+            self.apply(lb_yaml("shop", port, "        - endpoints: [{address: 127.0.0.1, port: 10}]\n"))
+            self.status_write_after("(%s)" % follower, "shop", seen["up"])
+            self.assertEqual([r for r in self.status_writes("(%s)" % leader) if r["time"] >= seen["down"]], [])
+        finally:
+            self.admin("/faults/clear", method="POST")
 
     def test_leader_gauge_drops_when_the_lease_cannot_be_renewed(self):
         # The API hangs (every request takes 20 s): the leader stops writing once the renew

@@ -57,6 +57,7 @@ class Faults:
         self.lock = threading.Lock()
         self.rules = []          # dicts: count, code, retryAfter, match, method
         self.latency_ms = 0
+        self.latency_ua = ""     # only requests whose User-Agent contains this ("" = all)
         self.abrupt_epochs = set()
 
     def add_rule(self, spec):
@@ -84,12 +85,14 @@ class Faults:
 
     def snapshot(self):
         with self.lock:
-            return {"fail": [dict(r) for r in self.rules], "latencyMs": self.latency_ms}
+            return {"fail": [dict(r) for r in self.rules], "latencyMs": self.latency_ms,
+                    "latencyUserAgent": self.latency_ua}
 
     def clear(self):
         with self.lock:
             self.rules = []
             self.latency_ms = 0
+            self.latency_ua = ""
 
     def remove(self, match):
         """Drops the rules whose match is exactly `match`; returns how many."""
@@ -276,7 +279,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 # which status; nothing else's is (Secrets could be in them).
                 self.sim.log.update(self._entry, body=body[:65536].decode("utf-8", "replace"))
             latency = self.sim.faults.latency_ms
-            if latency > 0:
+            if latency > 0 and self.sim.faults.latency_ua in (self.headers.get("User-Agent") or ""):
                 time.sleep(latency / 1000.0)
             if path not in PUBLIC_PATHS:
                 self._authenticate()
@@ -714,8 +717,9 @@ class AdminHandler(BaseHTTPRequestHandler):
         if url.path == "/faults/fail":
             return self._reply(200, {"rule": sim.faults.add_rule(body)})
         if url.path == "/faults/latency":
+            sim.faults.latency_ua = str(body.get("userAgent") or "")
             sim.faults.latency_ms = max(0, int(body.get("ms", 0)))
-            return self._reply(200, {"latencyMs": sim.faults.latency_ms})
+            return self._reply(200, {"latencyMs": sim.faults.latency_ms, "userAgent": sim.faults.latency_ua})
         if url.path == "/faults/compact":
             sim.store.compact()
             return self._reply(200, {"compactedRV": sim.store.compacted_rv})

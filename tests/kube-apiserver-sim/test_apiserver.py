@@ -781,6 +781,19 @@ class AdminTest(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - started, 0.3)
         SIM.admin_call("POST", "/faults/latency", {"ms": 0})
 
+    def test_latency_for_one_user_agent(self):
+        # Only the named client is slowed; a 30 s delay would outlast the test's timeouts.
+        def timed_get(ms, user_agent):
+            SIM.admin_call("POST", "/faults/latency", {"ms": ms, "userAgent": user_agent})
+            try:
+                started = time.monotonic()
+                SIM.ok("GET", "/api/v1/namespaces/default")
+                return time.monotonic() - started
+            finally:
+                SIM.admin_call("POST", "/faults/latency", {"ms": 0})
+        self.assertLess(timed_get(30000, "someone-else"), 5)
+        self.assertGreaterEqual(timed_get(300, "sim-test"), 0.3)
+
     def test_request_log(self):
         SIM.admin_call("POST", "/reset-requests")
         SIM.ok("GET", "/api/v1/namespaces/default/configmaps?limit=1")
