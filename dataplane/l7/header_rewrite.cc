@@ -118,6 +118,19 @@ std::string ForwardedNode(std::string_view ip) {
 }
 }  // namespace
 
+// Fields a Connection header may not remove. Framing and Host: their meaning is end to end.
+// The forwarding fields: a client could otherwise name them to delete what a trusted proxy in
+// front added (the real client's address), so the backend saw that proxy as the client
+// (Traefik's CVE-2024-45410); nginx and HAProxy never remove them either.
+bool NeverNominated(std::string_view t) {
+  for (const std::string_view name : {"content-length", "transfer-encoding", "host", "x-forwarded-for", "x-real-ip",
+                                      "forwarded", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+                                      "x-request-id"}) {
+    if (IEquals(t, name)) return true;
+  }
+  return false;
+}
+
 void StripHopByHop(HttpHead& h) {
   // Walk the whole list: fields are kept in arrival order, repeated names need not be adjacent.
   // Connection names live in the received bytes, which Erase() does not move.
@@ -125,7 +138,7 @@ void StripHopByHop(HttpHead& h) {
     if (f.removed || f.id != http::field::connection) continue;
     for (const auto token : http::token_list{h.value(f)}) {
       const std::string_view t(token.data(), token.size());
-      if (IEquals(t, "content-length") || IEquals(t, "transfer-encoding") || IEquals(t, "host")) continue;
+      if (NeverNominated(t)) continue;
       if (http::string_to_field(t) == http::field::connection) continue;
       h.Erase(t);
     }

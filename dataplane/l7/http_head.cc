@@ -198,8 +198,10 @@ void HttpHead::SerializeResponse(std::string* out) const {
   out->append("HTTP/1.1 ").append(code, 4);
   const auto r = reason();
   if (r.empty()) {
+    // No reason received: the standard one, or none for a code Beast does not know (103, 299,
+    // ...), where Beast would give the text "<unknown-status>". The space stays (RFC 9112 §4).
     const auto dr = http::obsolete_reason(static_cast<http::status>(status_));
-    out->append(dr.data(), dr.size());
+    if (dr.empty() || dr.front() != '<') out->append(dr.data(), dr.size());
   } else {
     out->append(r);
   }

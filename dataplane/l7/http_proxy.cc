@@ -165,10 +165,18 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
   return std::string_view(buf.data() + i, buf.size() - i);
 }
 
-// Puts in the space a status line without a reason lacks (see MissingReasonSpace). `b` starts
-// with an unparsed status line: Beast consumes nothing before a whole head.
+// Ends a head's lines with CRLF where the backend sent bare LFs (see CrlfHead), and puts in the
+// space a status line without a reason lacks (see MissingReasonSpace). `b` starts with an
+// unparsed status line: Beast consumes nothing before a whole head.
 void AddMissingReasonSpace(beast::flat_buffer& b) {
-  const std::string_view d(static_cast<const char*>(b.data().data()), b.size());
+  std::string_view d(static_cast<const char*>(b.data().data()), b.size());
+  if (std::string crlf; CrlfHead(d, &crlf)) {  // bare LF line ends first (see CrlfHead)
+    b.clear();
+    const auto room = b.prepare(crlf.size());
+    std::memcpy(room.data(), crlf.data(), crlf.size());
+    b.commit(crlf.size());
+    d = std::string_view(static_cast<const char*>(b.data().data()), b.size());
+  }
   if (!MissingReasonSpace(d)) return;
   std::string fixed(d.substr(0, kReasonSpaceAt));
   fixed += ' ';
@@ -371,9 +379,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   // Whether the request line in client_buf_ (complete or not) is longer than a line whose
   // target has `max_target` bytes can be (method, spaces and version: 32 bytes at most here).
-  bool RequestLineTooLong(std::size_t max_target) const {
+  std::string_view Buffered() const {
     const auto d = client_buf_.data();
-    const std::string_view buffered(static_cast<const char*>(d.data()), d.size());
+    return {static_cast<const char*>(d.data()), d.size()};
+  }
+
+  bool RequestLineTooLong(std::size_t max_target) const {
+    const std::string_view buffered = Buffered();
     const std::size_t eol = buffered.find('\n');
     return (eol == std::string_view::npos ? buffered.size() : eol) > max_target + 32;
   }
@@ -474,6 +486,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       } else if (ec == http::error::body_limit) {
         status = 413;
         why = "request body larger than " + std::to_string(o.max_body_bytes) + " bytes";
+      } else if (ec == http::error::bad_version && UnsupportedHttpVersion(Buffered())) {
+        // nginx answers 505 too; RFC 9110 §6.2's "HTTP/1.2 as 1.1" is a SHOULD no client needs.
+        status = 505;
+        why = "HTTP version not supported (HTTP/1.0 and HTTP/1.1 only)";
       } else if (IsHttpParseError(ec)) {
         status = 400;
         why = "malformed request (" + ec.message() + ")";
@@ -492,10 +508,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       Record(ExchangeWithCode(503), start);
       co_return false;
     }
-    if (const auto why = SmugglingRisk(req_); !why.empty()) {
+    unsigned refusal = 400;
+    if (std::string why = SmugglingRisk(req_, &refusal); !why.empty()) {
       const auto start = Clock::now();
-      co_await Respond(400, "malformed request (" + why + ")", false, 11, false);
-      Record(ExchangeWithCode(400), start);
+      // Built before the co_await: GCC 12 destroys a conditional's temporaries in a co_await
+      // argument twice.
+      if (refusal == 400) why = "malformed request (" + why + ")";
+      co_await Respond(refusal, why, false, 11, false);
+      Record(ExchangeWithCode(refusal), start);
       co_return false;
     }
 

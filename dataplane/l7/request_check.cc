@@ -32,7 +32,25 @@ bool ConnectionLists(const HttpHead& h, std::string_view option) {
   return false;
 }
 
-std::string SmugglingRisk(const HttpHead& h) {
+namespace {
+// A valid list of transfer codings that ends in one "chunked", with other codings before it
+// ("gzip, chunked"): well framed, but with a coding the proxy does not decode.
+bool OtherCodingsBeforeChunked(std::string_view te) {
+  const http::opt_token_list list{te};
+  if (!http::validate_list(list)) return false;
+  std::size_t count = 0, chunked = 0;
+  bool last_chunked = false;
+  for (const auto token : list) {
+    ++count;
+    last_chunked = IEq(std::string_view(token.data(), token.size()), "chunked");
+    if (last_chunked) ++chunked;
+  }
+  return count > 1 && chunked == 1 && last_chunked;
+}
+}  // namespace
+
+std::string SmugglingRisk(const HttpHead& h, unsigned* status) {
+  if (status != nullptr) *status = 400;
   std::size_t content_lengths = 0, transfer_encodings = 0;
   std::string_view te;
   for (const auto& f : h.fields()) {
@@ -52,10 +70,26 @@ std::string SmugglingRisk(const HttpHead& h) {
   if (content_lengths > 1) return "more than one Content-Length";
   if (transfer_encodings > 0) {
     if (content_lengths > 0) return "both Content-Length and Transfer-Encoding";
-    if (transfer_encodings > 1 || !IEq(te, "chunked")) return "Transfer-Encoding other than a single \"chunked\"";
     if (h.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+    if (transfer_encodings == 1 && OtherCodingsBeforeChunked(te)) {
+      // RFC 9112 §6.1: a coding the server does not understand SHOULD be 501 (nginx does so).
+      if (status != nullptr) *status = 501;
+      return "Transfer-Encoding coding other than \"chunked\" not implemented";
+    }
+    if (transfer_encodings > 1 || !IEq(te, "chunked")) return "Transfer-Encoding other than a single \"chunked\"";
   }
   return "";
+}
+
+bool UnsupportedHttpVersion(std::string_view buf) {
+  std::string_view line = buf.substr(0, std::min(buf.find('\n'), buf.size()));
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  const auto sp = line.rfind(' ');
+  if (sp == std::string_view::npos) return false;
+  const std::string_view v = line.substr(sp + 1);
+  if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return false;
+  if (v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9') return false;
+  return v != "HTTP/1.0" && v != "HTTP/1.1";
 }
 
 std::string NotARequestStart(std::string_view buf, bool tls_listener) {

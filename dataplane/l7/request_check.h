@@ -19,8 +19,13 @@ bool ListsChunked(std::string_view te);
 bool ConnectionLists(const HttpHead& h, std::string_view option);
 
 // Framing ambiguities Beast's parser lets through but a proxy must refuse: returns why, or ""
-// when the request is safe to forward.
-std::string SmugglingRisk(const HttpHead& h);
+// when the request is safe to forward. `status`, when given, gets the answer's code: 400, or 501
+// for a well-framed Transfer-Encoding with a coding other than chunked ("gzip, chunked").
+std::string SmugglingRisk(const HttpHead& h, unsigned* status = nullptr);
+
+// Whether the request line at the start of `buf` ends in a well-formed HTTP version other than
+// HTTP/1.0 and HTTP/1.1 ("HTTP/2.0", "HTTP/1.2"), which Beast's parser refuses: answered 505.
+bool UnsupportedHttpVersion(std::string_view buf);
 
 // Why the first bytes received for a request (after any empty lines) cannot start one, or "":
 // a request line starts with a method, a token, so anything else is refused at once instead of

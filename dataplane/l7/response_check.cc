@@ -17,6 +17,34 @@ bool MissingReasonSpace(std::string_view p) {
          digit(p[10]) && digit(p[11]) && p[12] == '\r' && p[13] == '\n';
 }
 
+bool CrlfHead(std::string_view d, std::string* out) {
+  // The head's lines received so far: up to the empty line that ends it, else to the last LF.
+  bool bare = false;
+  std::size_t end = 0;  // just after the last whole line of the head
+  for (;;) {
+    const std::size_t nl = d.find('\n', end);
+    if (nl == std::string_view::npos) break;
+    const bool crlf = nl > end && d[nl - 1] == '\r';
+    bare = bare || !crlf;
+    const bool empty = nl - end == (crlf ? 1u : 0u);
+    end = nl + 1;
+    if (empty) break;  // the empty line that ends the head
+  }
+  if (!bare) return false;
+  out->clear();
+  out->reserve(d.size() + 64);
+  std::size_t pos = 0;
+  while (pos < end) {
+    const std::size_t nl = d.find('\n', pos);
+    std::string_view line = d.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    out->append(line).append("\r\n");
+    pos = nl + 1;
+  }
+  out->append(d.substr(end));
+  return true;
+}
+
 namespace {
 // Parses a Transfer-Encoding list (RFC 9112 §6.1, empty elements allowed): the codings other
 // than "identity", joined by ", " in *kept, the last one in *last ("" when none), and whether

@@ -22,6 +22,16 @@ enum class Framing { kRaw, kChunked };
 bool MissingReasonSpace(std::string_view head_start);
 inline constexpr std::size_t kReasonSpaceAt = 12;  // after "HTTP/1.1 200"
 
+// A response head whose lines end in a bare LF ("HTTP/1.1 200 OK\nContent-Length: 2\n\n"):
+// RFC 9112 §2.2 lets a recipient take LF as a line end, and nginx and HAProxy accept it from
+// backends; Beast's parser does not. When the lines of the head received so far in `head_start`
+// (the unparsed start of a response: up to the empty line that ends the head, else up to the
+// last LF) include one ended by a bare LF, *out gets those lines each ended by CRLF, followed by
+// the rest of `head_start` unchanged (a body is not touched), and true is returned. Lines
+// rewritten once are left as they are by the next call, so it can run as bytes arrive. A lone CR
+// is left for the parser to refuse.
+bool CrlfHead(std::string_view head_start, std::string* out);
+
 // The client's side of the exchange a response answers.
 struct ClientExchange {
   unsigned version = 11;     // the request's HTTP version (10 or 11)

@@ -126,6 +126,16 @@ class RawBackend:
                               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 elif path == "/nosp":  # no space after the status code (nginx and HAProxy accept it)
                     c.sendall(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")
+                elif path == "/lf":  # bare LF line ends (RFC 9112 §2.2 MAY; nginx and HAProxy accept)
+                    c.sendall(b"HTTP/1.1 200 OK\nContent-Length: 4\nX-Lf: 1\n\na\nb\n")
+                elif path == "/lfsplit":  # the same, a line at a time, without a reason, then a 1xx first
+                    for part in (b"HTTP/1.1 100 Continue\n\n", b"HTTP/1.1 200\n", b"X-Lf: 2\n", b"Content-Length: 2\n",
+                                 b"\n", b"ok"):
+                        c.sendall(part)
+                        time.sleep(0.05)
+                elif path == "/lfcr":  # a lone CR inside a value: still refused
+                    c.sendall(b"HTTP/1.1 200 OK\nX-A: a\rb\nContent-Length: 2\n\nok")
+                    return
                 elif path == "/204cl":  # a 204 that (wrongly) declares a length
                     c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
                 elif path == "/204te":  # a 204 that (wrongly) declares a chunked body
@@ -503,6 +513,23 @@ spec:
         r = self.exchange(b"GET /204cl HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertTrue(r.startswith(b"HTTP/1.1 204"), r)
         self.assertNotIn(b"content-length", r.lower())
+
+    def test_a_response_head_with_bare_lf_line_ends_is_accepted(self):
+        # helper-112: such a head got the client a 502 ("bad reason"); nginx and HAProxy accept it.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /lf HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+            self.assertIn(b"\r\nX-Lf: 1", head)
+            self.assertEqual(body, b"a\nb\n")  # the body is not touched
+            # The same connection goes on: the head arriving a line at a time, a 1xx first.
+            s.sendall(b"GET /lfsplit HTTP/1.1\r\nHost: a\r\n\r\n")
+            head, body = read_response(s)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            self.assertIn(b"\r\nX-Lf: 2", head)
+            self.assertEqual(body, b"ok")
+        r = self.exchange(b"GET /lfcr HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
 
     def test_only_websocket_upgrades_are_tunnelled(self):
         # h2c smuggling: a tunnel to a backend that speaks h2c would carry requests the proxy

@@ -25,6 +25,9 @@ VECTORS = [
     ("cl sign", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +4\r\n\r\nabcd", 400),
     ("cl hex", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0x4\r\n\r\nabcd", 400),
     ("te not chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabcd", 400),
+    # Well framed, with a coding the proxy does not decode: 501 (RFC 9112 §6.1; nginx too).
+    ("te gzip then chunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("te chunked then gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400),
     ("te chunked twice", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400),
     ("te space before colon", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
     ("te obs-fold", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400),
@@ -56,7 +59,13 @@ VECTORS = [
     ("NUL in header", b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
     ("two hosts", b"GET / HTTP/1.1\r\n" + H + H + b"\r\n", 400),
     ("no host", b"GET / HTTP/1.1\r\n\r\n", 400),
-    ("bad version", b"GET / HTTP/9.9\r\n" + H + b"\r\n", 400),
+    # A well-formed version other than 1.0/1.1 is 505, as nginx answers (helper-112); a malformed
+    # one stays 400.
+    ("unsupported version", b"GET / HTTP/9.9\r\n" + H + b"\r\n", 505),
+    ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    ("h2c prior-knowledge preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+    ("malformed version", b"GET / HTTP/1.x\r\n" + H + b"\r\n", 400),
+    ("lower-case version", b"GET / http/1.1\r\n" + H + b"\r\n", 400),
     ("space in target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("asterisk form for GET", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),  # OPTIONS only (RFC 9112 §3.2.4)
     ("asterisk form for DELETE", b"DELETE * HTTP/1.1\r\n" + H + b"\r\n", 400),

@@ -205,6 +205,18 @@ class L7Routing(DoormanTestCase):
         self.assertEqual(json.loads(body)["headers"]["x-real-ip"], "6.6.6.7")
         self.assertEqual(h["x-forwarded-proto"], "https")
         self.assertEqual(h["x-request-id"], "spoofed-id")
+        # The client behind that proxy names the forwarding fields in Connection (which a proxy
+        # such as HAProxy passes on): they are not hop-by-hop here, so the proxy's chain stays,
+        # and the backend does not see the proxy as the client (helper-112).
+        _, _, body = self.get("/", "--interface", "127.0.0.2", *spoof, "-H",
+                              "Connection: keep-alive, X-Forwarded-For, X-Real-IP, Forwarded, X-Forwarded-Proto, "
+                              "X-Forwarded-Port, X-Request-Id, X-Other", "-H", "X-Other: gone")
+        h = json.loads(body)["headers"]
+        self.assertEqual(h["x-forwarded-for"], "6.6.6.6, 127.0.0.2")
+        self.assertEqual(h["x-real-ip"], "6.6.6.6")
+        self.assertEqual(h["forwarded"], "for=6.6.6.6;proto=https, for=127.0.0.2")
+        self.assertEqual((h["x-forwarded-proto"], h["x-forwarded-port"], h["x-request-id"]), ("https", "1", "spoofed-id"))
+        self.assertNotIn("x-other", h)  # any other field it names is still hop-by-hop
 
     def test_large_streamed_upload_and_100_continue(self):
         # 20 MiB through the proxy with Expect: 100-continue (curl sends it for large bodies);

@@ -59,6 +59,32 @@ TEST(HeaderRewriteTest, ConnectionTokensFromRepeatedFieldsAreAllHonoured) {
   EXPECT_EQ(req.count("X-Two"), 0u);
 }
 
+// helper-112: a client behind a trusted proxy named X-Forwarded-For in Connection, and the
+// proxy's own address replaced the real client's at the backend.
+TEST(HeaderRewriteTest, ConnectionCannotNominateTheForwardingFields) {
+  auto req = ParseHead(
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For, x-real-ip, Forwarded, X-Forwarded-Proto, "
+      "X-Forwarded-Host, X-Forwarded-Port, X-Request-Id, X-Other\r\nX-Forwarded-For: 203.0.113.5, 10.0.0.2\r\n"
+      "X-Real-IP: 203.0.113.5\r\nForwarded: for=203.0.113.5\r\nX-Forwarded-Proto: https\r\n"
+      "X-Forwarded-Host: shop.example\r\nX-Forwarded-Port: 443\r\nX-Request-Id: abc\r\nX-Other: 1\r\n\r\n");
+  ForwardedInfo info;
+  info.client_ip = "10.0.0.2";
+  info.host = "a";
+  info.forwarded_for = ForwardedForMode::kAppend;
+  info.trusted = true;  // 10.0.0.2, the proxy in front, is trusted
+  PrepareUpstreamRequest(req.base(), info);
+  const std::string wire = Serialize(req.base());
+  EXPECT_EQ(req["X-Forwarded-For"], "203.0.113.5, 10.0.0.2, 10.0.0.2") << wire;
+  EXPECT_EQ(req["X-Real-IP"], "203.0.113.5") << wire;
+  EXPECT_EQ(req[http::field::forwarded], "for=203.0.113.5, for=10.0.0.2") << wire;
+  EXPECT_EQ(req["X-Forwarded-Proto"], "https") << wire;
+  EXPECT_EQ(req["X-Forwarded-Host"], "shop.example") << wire;
+  EXPECT_EQ(req["X-Forwarded-Port"], "443") << wire;
+  EXPECT_EQ(req["X-Request-Id"], "abc") << wire;
+  EXPECT_EQ(req.count("X-Other"), 0u) << wire;  // any other nominated field still goes
+  EXPECT_EQ(req.count(http::field::connection), 0u) << wire;
+}
+
 TEST(HeaderRewriteTest, ForwardedHeaders) {
   struct Case {
     ForwardedForMode mode;

@@ -66,7 +66,12 @@ TEST(HttpHeadTest, EditsAreAppliedWhenSerialized) {
 TEST(HttpHeadTest, ResponseStatusLineKeepsReasonOrUsesTheStandardOne) {
   for (const auto& [text, want] : std::vector<std::pair<std::string, std::string>>{
            {"HTTP/1.1 404 Gone Fishing\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 404 Gone Fishing\r\n"},
-           {"HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 503 Service Unavailable\r\n"}}) {
+           {"HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 503 Service Unavailable\r\n"},
+           // A code without a standard reason keeps an empty one (helper-112: it was the text
+           // "<unknown-status>").
+           {"HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 299 \r\n"},
+           {"HTTP/1.1 298 \r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 298 \r\n"},
+           {"HTTP/1.1 299 Custom\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 299 Custom\r\n"}}) {
     HttpHead h;
     HeadParser<false> p(h);
     p.eager(false);

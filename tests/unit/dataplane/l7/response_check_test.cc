@@ -176,6 +176,35 @@ TEST(ResponseCheckTest, AnInterimHeadLosesBodyFramingAndHopByHopFields) {
   EXPECT_EQ(out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
 }
 
+// helper-112: a backend ending its head's lines with bare LF got its client a 502; nginx and
+// HAProxy take LF as a line end (RFC 9112 §2.2 allows it).
+TEST(ResponseCheckTest, BareLfHeadLinesGetCrlf) {
+  std::string out;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nContent-Length: 4\n\nab\ncd", &out));
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab\ncd");  // the body untouched
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\r\nA: b\n\r\nX", &out));  // mixed
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nA: b\r\n\r\nX");
+  // A head still arriving: its whole lines now, the partial line as it is; a second call on the
+  // result with more bytes changes only what came after.
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 204 No Content\nX-A: 1\nX-B", &out));
+  EXPECT_EQ(out, "HTTP/1.1 204 No Content\r\nX-A: 1\r\nX-B");
+  const std::string first = out;
+  ASSERT_TRUE(CrlfHead(first + ": 2\n\n", &out));
+  EXPECT_EQ(out, first + ": 2\r\n\r\n");
+  EXPECT_EQ(out.substr(0, first.size()), first);
+  // Nothing to do: CRLF throughout (the body's bare LFs are not the head's), or no LF yet.
+  for (const char* same : {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\na\nb", "HTTP/1.1 200 OK\r\nA: b\r\n",
+                           "HTTP/1.1 200 OK", "", "HTTP/1.1 200 OK\r"}) {
+    EXPECT_FALSE(CrlfHead(same, &out)) << same;
+  }
+  // Interim heads: only the first head is rewritten; the next one is when it comes up.
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Length: 0\n\n", &out));
+  EXPECT_EQ(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\nContent-Length: 0\n\n");
+  // A lone CR stays for the parser to refuse.
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nA: b\rc\n\n", &out));
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n");
+}
+
 TEST(ResponseCheckTest, MissingReasonSpace) {
   EXPECT_TRUE(MissingReasonSpace("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"));
   EXPECT_FALSE(MissingReasonSpace("HTTP/1.1 200 \r\n"));
