@@ -128,19 +128,22 @@ class ControllerLoop {
 
   void ApplyFiles(std::vector<dc::FileChange> changes, bool notify) {
     std::vector<dc::Diagnostic> logs;
+    std::vector<std::pair<std::string, std::optional<dc::ParseResult>>> files;
     for (auto& c : changes) {
-      std::vector<dc::WatchEvent> events;
       if (c.content) {
-        events = set_.ApplyFile(c.path, dc::ParseManifests(*c.content, c.path), &logs);
+        files.emplace_back(c.path, dc::ParseManifests(*c.content, c.path));
       } else {
         logs.push_back({doorman::log::Level::kInfo, "manifest", "file removed", {{"file", c.path}}});
-        events = set_.RemoveFile(c.path, &logs);
+        files.emplace_back(c.path, std::nullopt);
       }
-      for (const auto& e : events) {
-        metrics_->WatchEvent(dc::ResourceName(e.key.kind), e.type);
-        logs.push_back({doorman::log::Level::kDebug, "manifest", "watch event",
-                        {{"type", e.type}, {"object", e.key.ToString()}, {"file", c.path}}});
-      }
+    }
+    // One rebuild of the store for the whole batch (a first scan reads every file at once).
+    for (const auto& e : set_.ApplyFiles(std::move(files), &logs)) {
+      metrics_->WatchEvent(dc::ResourceName(e.key.kind), e.type);
+      const auto it = set_.objects().find(e.key);
+      logs.push_back({doorman::log::Level::kDebug, "manifest", "watch event",
+                      {{"type", e.type}, {"object", e.key.ToString()},
+                       {"file", it == set_.objects().end() ? std::string() : it->second.source.file}}});
     }
     dc::EmitAll(logs);
     if (!changes.empty()) {

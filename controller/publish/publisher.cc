@@ -176,7 +176,11 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
         out.push_seconds.push_back(std::chrono::duration<double>(now - f.change_seen).count());
         for (const auto& raw : a.warnings()) {
           std::string w = Clip(raw, kMaxPeerDetail);
-          if (warned_.emplace(a.version(), w).second) {
+          // Once per version, and not again while it persists from the version before (helper-111:
+          // a listener that cannot bind was logged once per published version).
+          const bool persists = std::any_of(warned_.begin(), warned_.end(),
+                                            [&](const auto& e) { return e.first != a.version() && e.second == w; });
+          if (warned_.emplace(a.version(), w).second && !persists) {
             out.diagnostics.push_back(
                 D(log::Level::kWarn, "dataplane warning", {{"node", node}, {"version", V(a.version())}, {"warning", std::move(w)}}));
           }

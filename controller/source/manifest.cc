@@ -373,6 +373,23 @@ ParseResult ParseManifests(std::string_view text, const std::string& file) {
 
 std::vector<WatchEvent> ManifestSet::ApplyFile(const std::string& file, ParseResult parsed,
                                                std::vector<Diagnostic>* diagnostics) {
+  Stage(file, std::move(parsed), diagnostics);
+  return Rebuild(diagnostics);
+}
+
+std::vector<WatchEvent> ManifestSet::ApplyFiles(std::vector<std::pair<std::string, std::optional<ParseResult>>> files,
+                                                std::vector<Diagnostic>* diagnostics) {
+  for (auto& [file, parsed] : files) {
+    if (parsed) {
+      Stage(file, std::move(*parsed), diagnostics);
+    } else {
+      files_.erase(file);
+    }
+  }
+  return Rebuild(diagnostics);
+}
+
+void ManifestSet::Stage(const std::string& file, ParseResult parsed, std::vector<Diagnostic>* diagnostics) {
   FileState& st = files_[file];
   for (const auto& e : parsed.ignored) {
     if (diagnostics) {
@@ -400,7 +417,6 @@ std::vector<WatchEvent> ManifestSet::ApplyFile(const std::string& file, ParseRes
       }
     }
   }
-  return Rebuild(diagnostics);
 }
 
 std::vector<WatchEvent> ManifestSet::RemoveFile(const std::string& file, std::vector<Diagnostic>* diagnostics) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -68,6 +69,12 @@ class ManifestSet {
                                     std::vector<Diagnostic>* diagnostics);
   std::vector<WatchEvent> RemoveFile(const std::string& file, std::vector<Diagnostic>* diagnostics = nullptr);
 
+  // Several files at once (a parse for each, or nullopt for a removed file), the store rebuilt
+  // once: what ApplyFile/RemoveFile one by one end with, without rebuilding the whole store per
+  // file (helper-111: reading 1,500 files took 22 s, quadratic in the files).
+  std::vector<WatchEvent> ApplyFiles(std::vector<std::pair<std::string, std::optional<ParseResult>>> files,
+                                     std::vector<Diagnostic>* diagnostics);
+
   const ObjectStore& objects() const { return objects_; }
   std::vector<std::string> files() const;
   // Current problems, file by file (for /debug/status).
@@ -80,6 +87,7 @@ class ManifestSet {
     bool ever_clean = false;
   };
   std::vector<WatchEvent> Rebuild(std::vector<Diagnostic>* diagnostics);
+  void Stage(const std::string& file, ParseResult parsed, std::vector<Diagnostic>* diagnostics);
 
   std::map<std::string, FileState> files_;
   ObjectStore objects_;

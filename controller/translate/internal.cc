@@ -653,20 +653,53 @@ CaBundleLoad LoadCaBundle(const ObjectStore& store, const std::string& ns, const
 
 namespace {
 
+// The Service a slice belongs to (its kubernetes.io/service-name label), or nullopt for a slice
+// no Service uses: unlabelled, or FQDN (kube-proxy ignores those too).
+std::optional<std::string> SliceService(const json& slice) {
+  const json* labels = nullptr;
+  if (auto m = slice.find("metadata"); m != slice.end() && m->is_object()) {
+    if (auto l = m->find("labels"); l != m->end() && l->is_object()) labels = &*l;
+  }
+  if (!labels || !labels->contains("kubernetes.io/service-name")) return std::nullopt;
+  if (StringOr(slice, "addressType") == "FQDN") return std::nullopt;
+  return StringOr(*labels, "kubernetes.io/service-name");
+}
+
+thread_local const SliceIndexScope* current_slice_index = nullptr;
+
+}  // namespace
+
+SliceIndexScope::SliceIndexScope(const ObjectStore& store) : previous_(current_slice_index), store_(&store) {
+  for (auto s = store.lower_bound(ObjectKey{kKindEndpointSlice, "", ""});
+       s != store.end() && s->first.kind == kKindEndpointSlice; ++s) {
+    if (auto svc = SliceService(s->second.object)) slices_[{s->first.ns, *svc}].push_back(&s->second.object);
+  }
+  current_slice_index = this;
+}
+
+SliceIndexScope::~SliceIndexScope() { current_slice_index = static_cast<const SliceIndexScope*>(previous_); }
+
+// The index's answer when the current index is `store`'s (*found = true), else nothing.
+std::vector<const json*> IndexedSlices(const ObjectStore& store, const std::string& ns, const std::string& svc,
+                                       bool* found) {
+  const SliceIndexScope* index = current_slice_index;
+  *found = index != nullptr && index->store_ == &store;
+  if (!*found) return {};
+  auto it = index->slices_.find({ns, svc});
+  return it == index->slices_.end() ? std::vector<const json*>{} : it->second;
+}
+
+namespace {
+
 // The EndpointSlices of Service `svc` in `ns` (labelled kubernetes.io/service-name), without the
 // FQDN ones kube-proxy ignores too, in store order.
 std::vector<const json*> ServiceSlices(const ObjectStore& store, const std::string& ns, const std::string& svc) {
-  std::vector<const json*> out;
+  bool indexed = false;
+  auto out = IndexedSlices(store, ns, svc, &indexed);
+  if (indexed) return out;
   for (auto s = store.lower_bound(ObjectKey{kKindEndpointSlice, ns, ""});
        s != store.end() && s->first.kind == kKindEndpointSlice && s->first.ns == ns; ++s) {
-    const json& slice = s->second.object;
-    const json* labels = nullptr;
-    if (auto m = slice.find("metadata"); m != slice.end() && m->is_object()) {
-      if (auto l = m->find("labels"); l != m->end() && l->is_object()) labels = &*l;
-    }
-    if (!labels || StringOr(*labels, "kubernetes.io/service-name") != svc) continue;
-    if (StringOr(slice, "addressType") == "FQDN") continue;
-    out.push_back(&slice);
+    if (SliceService(s->second.object) == svc) out.push_back(&s->second.object);
   }
   return out;
 }

@@ -229,6 +229,26 @@ struct ServicePortRef {
 std::vector<v1::Endpoint> SliceEndpoints(const ObjectStore& store, const std::string& ns, const std::string& svc,
                                          const std::string& port_name, const std::string& protocol);
 
+// While one lives (on this thread), the EndpointSlices of `store` are found through an index by
+// namespace and Service, built once, instead of by a walk over the namespace's slices for each
+// Service port (helper-111: a translation was quadratic in the Services of a namespace). Any
+// other store (an overlay with saved Secrets) is still walked. The store must not change while
+// the scope lives.
+class SliceIndexScope {
+ public:
+  explicit SliceIndexScope(const ObjectStore& store);
+  ~SliceIndexScope();
+  SliceIndexScope(const SliceIndexScope&) = delete;
+  SliceIndexScope& operator=(const SliceIndexScope&) = delete;
+
+ private:
+  const void* previous_;
+  std::map<std::pair<std::string, std::string>, std::vector<const nlohmann::json*>> slices_;
+  const ObjectStore* store_;
+  friend std::vector<const nlohmann::json*> IndexedSlices(const ObjectStore&, const std::string&, const std::string&,
+                                                          bool*);
+};
+
 // When `svc`'s EndpointSlices list ports but none is named `port_name` with `protocol` (so
 // SliceEndpoints finds nothing however many endpoints they hold: a Service port renamed, or a
 // hand-written slice whose port name differs), why, naming the ports they have; else nullopt. A

@@ -531,6 +531,7 @@ Translator::~Translator() = default;
 
 TranslateResult Translator::Translate(const ObjectStore& store) {
   TranslateResult result;
+  const internal::SliceIndexScope slice_index(store);  // a Service's slices without a walk each
   const CompileContext ctx{store, options_};
   IngressClasses classes = ResolveIngressClasses(store);
 
@@ -638,6 +639,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     ObjectStatus status;
   };
   std::vector<Candidate> candidates;
+  candidates.reserve(store.size());  // no reallocation: a Candidate is large
   for (const auto& [key, stored] : store) {
     if (!claimed(key, stored.object)) {
       last_good_.erase(key);

@@ -377,7 +377,7 @@ TEST(Publisher, AListenerReportUpdatesTheAckedVersionsUnservedListenersOnly) {
   EXPECT_TRUE(p.OnMessage(fresh, Report(2, {}), At(8)).close_invalid_argument.has_value());
 }
 
-TEST(Publisher, AckWarningsAreLoggedOncePerVersion) {
+TEST(Publisher, AckWarningsAreLoggedOnceWhileTheyPersist) {
   Publisher p;
   const StreamId a = p.OpenStream(At(0));
   const StreamId b = p.OpenStream(At(0));
@@ -389,10 +389,25 @@ TEST(Publisher, AckWarningsAreLoggedOncePerVersion) {
   auto rb = p.OnMessage(b, Ack(out.pushes[1], {"route r: canary not implemented"}), At(1));
   EXPECT_EQ(CountLevel(ra, log::Level::kWarn), 1u);
   EXPECT_EQ(CountLevel(rb, log::Level::kWarn), 0u);
-  // Same warning on a new version: logged again.
+  // The same warning on the next version is not logged again (helper-111: a listener that
+  // could not bind was logged for every version); a new one is.
   auto out2 = p.Publish(2, Snap("y"), At(2));
-  auto r2 = p.OnMessage(a, Ack(out2.pushes[0], {"route r: canary not implemented"}), At(3));
+  auto r2 = p.OnMessage(a, Ack(out2.pushes[0], {"route r: canary not implemented", "listener l: port in use"}), At(3));
   EXPECT_EQ(CountLevel(r2, log::Level::kWarn), 1u);
+  for (const auto& d : r2.diagnostics) {
+    if (d.level == log::Level::kWarn) {
+      EXPECT_EQ(d.Field("warning"), "listener l: port in use");
+    }
+  }
+  auto r2b = p.OnMessage(b, Ack(out2.pushes[1], {"listener l: port in use"}), At(3));
+  EXPECT_EQ(CountLevel(r2b, log::Level::kWarn), 0u);
+  // Gone on version 3, back on version 4: logged again.
+  auto out3 = p.Publish(3, Snap("z"), At(4));
+  EXPECT_EQ(CountLevel(p.OnMessage(a, Ack(out3.pushes[0], {}), At(5)), log::Level::kWarn), 0u);
+  p.OnMessage(b, Ack(out3.pushes[1], {}), At(5));
+  auto out4 = p.Publish(4, Snap("w"), At(6));
+  auto r4 = p.OnMessage(a, Ack(out4.pushes[0], {"listener l: port in use"}), At(7));
+  EXPECT_EQ(CountLevel(r4, log::Level::kWarn), 1u);
 }
 
 TEST(Publisher, LatencyOfALateJoinerCountsFromItsConnect) {

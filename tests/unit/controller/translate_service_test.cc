@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "controller/source/manifest.h"
+#include "controller/translate/internal.h"
 #include "controller/translate/translate.h"
 #include "tests/unit/controller/translate_test_util.h"
 
@@ -591,6 +592,56 @@ TEST(TranslateService, PortConflictsGoToTheOldestObject) {
   auto r3 = t3.Translate(Store(a + "---\n" + b));
   EXPECT_TRUE(Svc(r3, "a")->accepted);
   EXPECT_EQ(Svc(r3, "b")->reason, "PortConflict");
+}
+
+// helper-111: a translation walked a namespace's EndpointSlices for every Service port
+// (quadratic in the Services of a namespace). The index Translate uses gives each Service the
+// same slices, in the same order, as the walk: checked over namespaces with same-named Services,
+// several slices per Service, and slices no Service uses (unlabelled, FQDN, a non-string label).
+TEST(TranslateServiceTest, TheSliceIndexFindsWhatTheWalkFinds) {
+  std::string yaml;
+  for (const std::string ns : {"a", "b", "c"}) {
+    for (int svc = 0; svc < 4; ++svc) {
+      for (int k = 0; k < 3; ++k) {
+        yaml += "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s" + std::to_string(svc) + "-" +
+                std::to_string(k) + ", namespace: " + ns + ", labels: {kubernetes.io/service-name: svc" +
+                std::to_string(svc) + "}}\naddressType: " + (k == 2 && svc == 1 ? "FQDN" : "IPv4") +
+                "\nports: [{name: http, port: " + std::to_string(8000 + k) + ", protocol: TCP}]\nendpoints: [{addresses: [10." +
+                std::to_string(ns[0] - 'a') + "." + std::to_string(svc) + "." + std::to_string(k + 1) + "]}]\n";
+      }
+    }
+    yaml += "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: loose, namespace: " + ns +
+            "}\nports: [{name: http, port: 1}]\nendpoints: [{addresses: [10.9.9.9]}]\n";
+    yaml += "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: odd, namespace: " + ns +
+            ", labels: {kubernetes.io/service-name: 7}}\nports: [{name: http, port: 1}]\nendpoints: [{addresses: [10.9.9.8]}]\n";
+  }
+  const ObjectStore store = Store(yaml);
+  auto all = [&] {
+    std::string out;
+    for (const std::string ns : {"a", "b", "c", "d"}) {
+      for (const std::string svc : {"svc0", "svc1", "svc2", "svc3", "svc4", "7", ""}) {
+        out += ns + "/" + svc + ":";
+        for (const auto& ep : internal::SliceEndpoints(store, ns, svc, "http", "TCP")) {
+          out += " " + ep.address() + ":" + std::to_string(ep.port());
+        }
+        out += "\n";
+      }
+    }
+    return out;
+  };
+  const std::string walked = all();
+  EXPECT_NE(walked.find("a/svc0: 10.0.0.1:8000 10.0.0.2:8001 10.0.0.3:8002\n"), std::string::npos) << walked;
+  EXPECT_NE(walked.find("b/svc1: 10.1.1.1:8000 10.1.1.2:8001\n"), std::string::npos) << walked;  // no FQDN slice
+  EXPECT_NE(walked.find("c/7:\n"), std::string::npos) << walked;
+  std::string indexed;
+  {
+    const internal::SliceIndexScope scope(store);
+    indexed = all();
+    const ObjectStore other = store;  // another store (an overlay) is walked, not looked up
+    EXPECT_EQ(internal::SliceEndpoints(other, "a", "svc0", "http", "TCP").size(), 3u);
+  }
+  EXPECT_EQ(indexed, walked);
+  EXPECT_EQ(all(), walked);  // the scope has ended: walked again
 }
 
 }  // namespace
