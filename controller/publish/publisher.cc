@@ -174,17 +174,20 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
         s.info.unserved_listeners.clear();
         for (const auto& l : a.unserved_listeners()) s.info.unserved_listeners.push_back(Clip(l, kMaxPeerName));
         out.push_seconds.push_back(std::chrono::duration<double>(now - f.change_seen).count());
+        // A warning is logged when a dataplane first reports it (not again while its next ACKs
+        // repeat it: helper-111 saw a listener that could not bind logged once per version), and
+        // once per version however many dataplanes report it.
+        std::set<std::string> reported;
         for (const auto& raw : a.warnings()) {
           std::string w = Clip(raw, kMaxPeerDetail);
-          // Once per version, and not again while it persists from the version before (helper-111:
-          // a listener that cannot bind was logged once per published version).
-          const bool persists = std::any_of(warned_.begin(), warned_.end(),
-                                            [&](const auto& e) { return e.first != a.version() && e.second == w; });
-          if (warned_.emplace(a.version(), w).second && !persists) {
+          const bool is_new = !s.warnings.count(w);
+          reported.insert(w);
+          if (is_new && warned_.emplace(a.version(), w).second) {
             out.diagnostics.push_back(
                 D(log::Level::kWarn, "dataplane warning", {{"node", node}, {"version", V(a.version())}, {"warning", std::move(w)}}));
           }
         }
+        s.warnings = std::move(reported);
         out.diagnostics.push_back(
             D(log::Level::kDebug, "dataplane ACKed", {{"node", node}, {"version", V(a.version())}}));
       }

@@ -105,6 +105,7 @@ class Publisher {
     DataplaneInfo info;
     std::optional<InFlight> in_flight;
     uint64_t next_nonce = 1;
+    std::set<std::string> warnings;  // what its latest ACK warned (logged again only when new)
   };
   void MaybePush(StreamId id, Stream& s, PublisherOutput& out);
 

@@ -165,16 +165,18 @@ std::string_view ChunkSizeLine(std::size_t n, std::array<char, 20>& buf) {
   return std::string_view(buf.data() + i, buf.size() - i);
 }
 
-// Ends a head's lines with CRLF where the backend sent bare LFs (see CrlfHead), and puts in the
-// space a status line without a reason lacks (see MissingReasonSpace). `b` starts with an
-// unparsed status line: Beast consumes nothing before a whole head.
-void AddMissingReasonSpace(beast::flat_buffer& b) {
+// Ends a head's lines with CRLF where the backend sent bare LFs (see CrlfHead; `checked` is its
+// progress through the head in `b`), and puts in the space a status line without a reason lacks
+// (see MissingReasonSpace). `b` starts with the unparsed part of a response head (Beast consumes
+// a head's lines only whole, each already checked).
+void AddMissingReasonSpace(beast::flat_buffer& b, std::size_t* checked) {
   std::string_view d(static_cast<const char*>(b.data().data()), b.size());
-  if (std::string crlf; CrlfHead(d, &crlf)) {  // bare LF line ends first (see CrlfHead)
-    b.clear();
-    const auto room = b.prepare(crlf.size());
-    std::memcpy(room.data(), crlf.data(), crlf.size());
-    b.commit(crlf.size());
+  const std::size_t from = std::min(*checked, d.size());
+  if (std::string tail; CrlfHead(d, &tail, checked)) {
+    // Only the bytes from `from` on change (CRs inserted): grow the buffer, rewrite its end.
+    const std::size_t grow = tail.size() - (d.size() - from);
+    b.commit(net::buffer_size(b.prepare(grow)));
+    std::memcpy(static_cast<char*>(b.data().data()) + from, tail.data(), tail.size());
     d = std::string_view(static_cast<const char*>(b.data().data()), b.size());
   }
   if (!MissingReasonSpace(d)) return;
@@ -185,6 +187,7 @@ void AddMissingReasonSpace(beast::flat_buffer& b) {
   const auto room = b.prepare(fixed.size());
   std::memcpy(room.data(), fixed.data(), fixed.size());
   b.commit(fixed.size());
+  if (*checked > kReasonSpaceAt) ++*checked;  // the lines checked moved by the space
 }
 
 // Whether `d` holds only interim response heads (1xx other than 101), the last one possibly
@@ -195,9 +198,19 @@ bool OnlyInterimHeads(std::string_view d) {
     const std::size_t n = std::min(d.size(), k11.size());
     if (d.substr(0, n) != k11.substr(0, n) && d.substr(0, n) != k10.substr(0, n)) return false;
     if (d.size() >= 12 && d.substr(9, 3) == "101") return false;
-    const auto end = d.find("\r\n\r\n");
+    // The head's end, its lines ended by CRLF or by a bare LF (see CrlfHead).
+    std::size_t end = std::string_view::npos;
+    for (std::size_t pos = 0;;) {
+      const std::size_t nl = d.find('\n', pos);
+      if (nl == std::string_view::npos) break;
+      if (nl == pos || (nl == pos + 1 && d[pos] == '\r')) {
+        end = nl + 1;
+        break;
+      }
+      pos = nl + 1;
+    }
     if (end == std::string_view::npos) return true;  // the rest of this head is on its way
-    d.remove_prefix(end + 4);
+    d.remove_prefix(end);
   }
   return true;
 }
@@ -487,7 +500,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         status = 413;
         why = "request body larger than " + std::to_string(o.max_body_bytes) + " bytes";
       } else if (ec == http::error::bad_version && UnsupportedHttpVersion(Buffered())) {
-        // nginx answers 505 too; RFC 9110 §6.2's "HTTP/1.2 as 1.1" is a SHOULD no client needs.
+        // nginx answers 505 to a major version above 1 (and serves HTTP/1.2 as 1.1: RFC 9110
+        // §6.2's SHOULD, which no client needs); every version but 1.0 and 1.1 is 505 here.
         status = 505;
         why = "HTTP version not supported (HTTP/1.0 and HTTP/1.1 only)";
       } else if (IsHttpParseError(ec)) {
@@ -1114,6 +1128,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       for (;;) {
         res_.Clear();
         rp.emplace(res_);
+        std::size_t head_checked = 0;  // CrlfHead's progress through this head
         rp->header_limit(static_cast<std::uint32_t>(kMaxResponseHeaderBytes));
         rp->body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none is broken in Beast 1.74
         rp->eager(false);
@@ -1124,9 +1139,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           if (up_buf_.size() > 0) {
             any = true;
             got_response_bytes_ = true;
-            AddMissingReasonSpace(up_buf_);
+            AddMissingReasonSpace(up_buf_, &head_checked);
             const std::size_t used = rp->put(up_buf_.data(), rec);
             up_buf_.consume(used);
+            head_checked = head_checked > used ? head_checked - used : 0;
             if (!rec && rp->is_header_done()) break;
             if (rec && rec != http::error::need_more) break;
             rec = {};

@@ -84,8 +84,10 @@ std::string SmugglingRisk(const HttpHead& h, unsigned* status) {
 bool UnsupportedHttpVersion(std::string_view buf) {
   std::string_view line = buf.substr(0, std::min(buf.find('\n'), buf.size()));
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // method SP target SP version: anything else (a space in the target, words after the
+  // version) is malformed, 400.
+  if (std::count(line.begin(), line.end(), ' ') != 2) return false;
   const auto sp = line.rfind(' ');
-  if (sp == std::string_view::npos) return false;
   const std::string_view v = line.substr(sp + 1);
   if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || v[6] != '.') return false;
   if (v[5] < '0' || v[5] > '9' || v[7] < '0' || v[7] > '9') return false;

@@ -23,8 +23,9 @@ bool ConnectionLists(const HttpHead& h, std::string_view option);
 // for a well-framed Transfer-Encoding with a coding other than chunked ("gzip, chunked").
 std::string SmugglingRisk(const HttpHead& h, unsigned* status = nullptr);
 
-// Whether the request line at the start of `buf` ends in a well-formed HTTP version other than
-// HTTP/1.0 and HTTP/1.1 ("HTTP/2.0", "HTTP/1.2"), which Beast's parser refuses: answered 505.
+// Whether the request line at the start of `buf` is "method target version" with a well-formed
+// HTTP version other than HTTP/1.0 and HTTP/1.1 ("HTTP/2.0", "HTTP/1.2"), which Beast's parser
+// refuses: answered 505.
 bool UnsupportedHttpVersion(std::string_view buf);
 
 // Why the first bytes received for a request (after any empty lines) cannot start one, or "":

@@ -17,30 +17,34 @@ bool MissingReasonSpace(std::string_view p) {
          digit(p[10]) && digit(p[11]) && p[12] == '\r' && p[13] == '\n';
 }
 
-bool CrlfHead(std::string_view d, std::string* out) {
-  // The head's lines received so far: up to the empty line that ends it, else to the last LF.
-  bool bare = false;
-  std::size_t end = 0;  // just after the last whole line of the head
-  for (;;) {
+bool CrlfHead(std::string_view d, std::string* out, std::size_t* checked) {
+  // The head's lines received so far from *checked: up to the empty line that ends the head, else
+  // up to the last LF.
+  const std::size_t from = std::min(*checked, d.size());
+  bool bare = false, ended = false;
+  std::size_t end = from;  // just after the last whole line
+  while (!ended) {
     const std::size_t nl = d.find('\n', end);
     if (nl == std::string_view::npos) break;
     const bool crlf = nl > end && d[nl - 1] == '\r';
     bare = bare || !crlf;
-    const bool empty = nl - end == (crlf ? 1u : 0u);
+    ended = nl - end == (crlf ? 1u : 0u);  // the empty line that ends the head
     end = nl + 1;
-    if (empty) break;  // the empty line that ends the head
   }
-  if (!bare) return false;
+  if (!bare) {
+    *checked = end;
+    return false;
+  }
   out->clear();
-  out->reserve(d.size() + 64);
-  std::size_t pos = 0;
-  while (pos < end) {
+  out->reserve(d.size() - from + (end - from) / 8 + 8);
+  for (std::size_t pos = from; pos < end;) {
     const std::size_t nl = d.find('\n', pos);
     std::string_view line = d.substr(pos, nl - pos);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     out->append(line).append("\r\n");
     pos = nl + 1;
   }
+  *checked = from + out->size();
   out->append(d.substr(end));
   return true;
 }

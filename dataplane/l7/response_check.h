@@ -24,13 +24,14 @@ inline constexpr std::size_t kReasonSpaceAt = 12;  // after "HTTP/1.1 200"
 
 // A response head whose lines end in a bare LF ("HTTP/1.1 200 OK\nContent-Length: 2\n\n"):
 // RFC 9112 §2.2 lets a recipient take LF as a line end, and nginx and HAProxy accept it from
-// backends; Beast's parser does not. When the lines of the head received so far in `head_start`
-// (the unparsed start of a response: up to the empty line that ends the head, else up to the
-// last LF) include one ended by a bare LF, *out gets those lines each ended by CRLF, followed by
-// the rest of `head_start` unchanged (a body is not touched), and true is returned. Lines
-// rewritten once are left as they are by the next call, so it can run as bytes arrive. A lone CR
-// is left for the parser to refuse.
-bool CrlfHead(std::string_view head_start, std::string* out);
+// backends; Beast's parser does not. `head` is the unparsed part of a response head as it
+// arrives; its first *checked bytes are whole lines already ended by CRLF (0 at first). The
+// lines after them up to the empty line that ends the head, else up to the last LF, are looked
+// at (once each as the head arrives: linear in the head). When one ends in a bare LF, *out gets
+// `head` from *checked on with every such line ended by CRLF and the rest (a partial line, or a
+// body) unchanged, and true is returned: the caller replaces those bytes. *checked is moved past
+// the lines looked at (in the rewritten bytes). A lone CR is left for the parser to refuse.
+bool CrlfHead(std::string_view head, std::string* out, std::size_t* checked);
 
 // The client's side of the exchange a response answers.
 struct ClientExchange {

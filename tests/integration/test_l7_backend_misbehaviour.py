@@ -188,10 +188,14 @@ class RawBackend:
                     time.sleep(0.2)
                     c.sendall(b"late:" + got)
                     return
-                elif path == "/early413":
+                elif path in ("/early413", "/early413lf"):
                     # Answers before reading the body, then neither reads nor closes: the
-                    # connection stays open until the test ends.
-                    c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+                    # connection stays open until the test ends. /early413lf: a 100 first, and
+                    # bare LF line ends.
+                    if path == "/early413":
+                        c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+                    else:
+                        c.sendall(b"HTTP/1.1 100 Continue\n\nHTTP/1.1 413 Payload Too Large\nContent-Length: 9\n\ntoo large")
                     self.release.wait(30)
                     return
                 elif path == "/answer-while-reading":
@@ -644,12 +648,13 @@ spec:
         # The backend answers 413 at once and then neither reads nor closes: once the socket
         # buffers fill, the upload stalls, and the answer must still reach the client promptly
         # (2 s after the stall, not at the 60 s request timeout), with the connection closed
-        # after it.
-        head, body, took = self.upload_and_read_answer("/early413")
-        self.assertTrue(head.startswith(b"HTTP/1.1 413"), head)
-        self.assertEqual(body, b"too large")
-        self.assertIn(b"connection: close", head.lower())
-        self.assertLess(took, 10)
+        # after it. The same with a 100 first and bare LF line ends (helper-113).
+        for path in ("/early413", "/early413lf"):
+            head, body, took = self.upload_and_read_answer(path)
+            self.assertTrue(head.startswith(b"HTTP/1.1 413"), (path, head))
+            self.assertEqual(body, b"too large")
+            self.assertIn(b"connection: close", head.lower())
+            self.assertLess(took, 10, path)
         # Unrelated traffic on another connection is not disturbed.
         r = self.exchange(b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         self.assertTrue(r.startswith(b"HTTP/1.1 200") and r.endswith(b"/after"), r)

@@ -377,12 +377,18 @@ TEST(Publisher, AListenerReportUpdatesTheAckedVersionsUnservedListenersOnly) {
   EXPECT_TRUE(p.OnMessage(fresh, Report(2, {}), At(8)).close_invalid_argument.has_value());
 }
 
-TEST(Publisher, AckWarningsAreLoggedOnceWhileTheyPersist) {
-  Publisher p;
+// Two dataplanes, "a" and "b", past their Hello.
+std::pair<StreamId, StreamId> TwoDataplanes(Publisher& p) {
   const StreamId a = p.OpenStream(At(0));
   const StreamId b = p.OpenStream(At(0));
   p.OnMessage(a, Hello("a"), At(0));
   p.OnMessage(b, Hello("b"), At(0));
+  return {a, b};
+}
+
+TEST(Publisher, AckWarningsAreLoggedOnceWhileTheyPersist) {
+  Publisher p;
+  const auto [a, b] = TwoDataplanes(p);
   auto out = p.Publish(1, Snap("x"), At(0));
   ASSERT_EQ(out.pushes.size(), 2u);
   auto ra = p.OnMessage(a, Ack(out.pushes[0], {"route r: canary not implemented"}), At(1));
@@ -408,6 +414,34 @@ TEST(Publisher, AckWarningsAreLoggedOnceWhileTheyPersist) {
   auto out4 = p.Publish(4, Snap("w"), At(6));
   auto r4 = p.OnMessage(a, Ack(out4.pushes[0], {"listener l: port in use"}), At(7));
   EXPECT_EQ(CountLevel(r4, log::Level::kWarn), 1u);
+  // helper-113: versions published faster than the ACKs come (5 pushed, 6 published before its
+  // ACK) do not make a persisting warning new again.
+  auto out5 = p.Publish(5, Snap("v"), At(8));
+  ASSERT_EQ(out5.pushes.size(), 1u);  // b still has version 4 in flight
+  ASSERT_EQ(out5.pushes[0].stream, a);
+  EXPECT_TRUE(p.Publish(6, Snap("u"), At(9)).pushes.empty());
+  EXPECT_TRUE(p.Publish(7, Snap("t"), At(9)).pushes.empty());
+  auto r5 = p.OnMessage(a, Ack(out5.pushes[0], {"listener l: port in use"}), At(10));
+  EXPECT_EQ(CountLevel(r5, log::Level::kWarn), 0u);
+}
+
+// helper-113: a warning one dataplane stops reporting and another starts reporting is the
+// other's news.
+TEST(Publisher, AWarningNewOnAnotherDataplaneIsLogged) {
+  Publisher p;
+  const auto [a, b] = TwoDataplanes(p);
+  auto out = p.Publish(1, Snap("x"), At(0));
+  EXPECT_EQ(CountLevel(p.OnMessage(a, Ack(out.pushes[0], {"w"}), At(1)), log::Level::kWarn), 1u);
+  EXPECT_EQ(CountLevel(p.OnMessage(b, Ack(out.pushes[1], {}), At(1)), log::Level::kWarn), 0u);
+  auto out2 = p.Publish(2, Snap("y"), At(2));
+  EXPECT_EQ(CountLevel(p.OnMessage(a, Ack(out2.pushes[0], {}), At(3)), log::Level::kWarn), 0u);
+  auto rb = p.OnMessage(b, Ack(out2.pushes[1], {"w"}), At(3));
+  ASSERT_EQ(CountLevel(rb, log::Level::kWarn), 1u);
+  for (const auto& d : rb.diagnostics) {
+    if (d.level == log::Level::kWarn) {
+      EXPECT_EQ(d.Field("node"), "b");
+    }
+  }
 }
 
 TEST(Publisher, LatencyOfALateJoinerCountsFromItsConnect) {

@@ -27,14 +27,15 @@ TEST(RequestCheckTest, WhatCannotStartARequestIsToldAtOnce) {
   }
 }
 
-// helper-112: a well-formed version other than 1.0/1.1 is 505 (nginx), a malformed one 400.
+// helper-112: a well-formed version other than 1.0/1.1 is 505, a malformed one 400.
 TEST(RequestCheckTest, UnsupportedButWellFormedVersions) {
   for (const char* v : {"GET / HTTP/2.0\r\n", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "GET /x HTTP/1.2\r\nHost: a\r\n",
                         "GET / HTTP/9.9\n", "GET / HTTP/0.9\r\n"}) {
     EXPECT_TRUE(UnsupportedHttpVersion(v)) << v;
   }
   for (const char* v : {"GET / HTTP/1.1\r\n", "GET / HTTP/1.0\r\n", "GET / HTTP/1.x\r\n", "GET / http/2.0\r\n",
-                        "GET / HTTP/22.0\r\n", "GET / HTTP/2\r\n", "GET /\r\n", "", "GET"}) {
+                        "GET / HTTP/22.0\r\n", "GET / HTTP/2\r\n", "GET /\r\n", "", "GET",
+                        "GET / HTTP/1.1 HTTP/2.0\r\n", "GET /a b HTTP/2.0\r\n", "GET  / HTTP/2.0\r\n"}) {
     EXPECT_FALSE(UnsupportedHttpVersion(v)) << v;
   }
 }

@@ -180,28 +180,41 @@ TEST(ResponseCheckTest, AnInterimHeadLosesBodyFramingAndHopByHopFields) {
 // HAProxy take LF as a line end (RFC 9112 §2.2 allows it).
 TEST(ResponseCheckTest, BareLfHeadLinesGetCrlf) {
   std::string out;
-  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nContent-Length: 4\n\nab\ncd", &out));
+  std::size_t checked = 0;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nContent-Length: 4\n\nab\ncd", &out, &checked));
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab\ncd");  // the body untouched
-  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\r\nA: b\n\r\nX", &out));  // mixed
+  EXPECT_EQ(checked, out.size() - 5);  // up to the body
+  checked = 0;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\r\nA: b\n\r\nX", &out, &checked));  // mixed
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nA: b\r\n\r\nX");
-  // A head still arriving: its whole lines now, the partial line as it is; a second call on the
-  // result with more bytes changes only what came after.
-  ASSERT_TRUE(CrlfHead("HTTP/1.1 204 No Content\nX-A: 1\nX-B", &out));
+  // A head still arriving: its whole lines now, the partial line as it is. The next call looks
+  // only past what was checked, and gives the bytes from there on.
+  checked = 0;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 204 No Content\nX-A: 1\nX-B", &out, &checked));
   EXPECT_EQ(out, "HTTP/1.1 204 No Content\r\nX-A: 1\r\nX-B");
   const std::string first = out;
-  ASSERT_TRUE(CrlfHead(first + ": 2\n\n", &out));
-  EXPECT_EQ(out, first + ": 2\r\n\r\n");
-  EXPECT_EQ(out.substr(0, first.size()), first);
+  EXPECT_EQ(checked, first.size() - 3);
+  ASSERT_TRUE(CrlfHead(first + ": 2\n\n", &out, &checked));
+  EXPECT_EQ(out, "X-B: 2\r\n\r\n");
+  EXPECT_EQ(checked, first.size() + 7);
+  // Lines already checked are not looked at again (a bare LF there is not seen: the caller
+  // rewrote them).
+  checked = 16;
+  EXPECT_FALSE(CrlfHead("HTTP/1.1 200 OK\nA: b\r\n", &out, &checked));
+  EXPECT_EQ(checked, 22u);
   // Nothing to do: CRLF throughout (the body's bare LFs are not the head's), or no LF yet.
   for (const char* same : {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\na\nb", "HTTP/1.1 200 OK\r\nA: b\r\n",
                            "HTTP/1.1 200 OK", "", "HTTP/1.1 200 OK\r"}) {
-    EXPECT_FALSE(CrlfHead(same, &out)) << same;
+    checked = 0;
+    EXPECT_FALSE(CrlfHead(same, &out, &checked)) << same;
   }
   // Interim heads: only the first head is rewritten; the next one is when it comes up.
-  ASSERT_TRUE(CrlfHead("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Length: 0\n\n", &out));
+  checked = 0;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nContent-Length: 0\n\n", &out, &checked));
   EXPECT_EQ(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\nContent-Length: 0\n\n");
   // A lone CR stays for the parser to refuse.
-  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nA: b\rc\n\n", &out));
+  checked = 0;
+  ASSERT_TRUE(CrlfHead("HTTP/1.1 200 OK\nA: b\rc\n\n", &out, &checked));
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n");
 }
 
