@@ -677,7 +677,7 @@ SliceIndexScope::SliceIndexScope(const ObjectStore& store) : previous_(current_s
   current_slice_index = this;
 }
 
-SliceIndexScope::~SliceIndexScope() { current_slice_index = static_cast<const SliceIndexScope*>(previous_); }
+SliceIndexScope::~SliceIndexScope() { current_slice_index = previous_; }
 
 // The index's answer when the current index is `store`'s (*found = true), else nothing.
 std::vector<const json*> IndexedSlices(const ObjectStore& store, const std::string& ns, const std::string& svc,

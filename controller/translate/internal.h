@@ -242,7 +242,7 @@ class SliceIndexScope {
   SliceIndexScope& operator=(const SliceIndexScope&) = delete;
 
  private:
-  const void* previous_;
+  const SliceIndexScope* previous_;
   std::map<std::pair<std::string, std::string>, std::vector<const nlohmann::json*>> slices_;
   const ObjectStore* store_;
   friend std::vector<const nlohmann::json*> IndexedSlices(const ObjectStore&, const std::string&, const std::string&,

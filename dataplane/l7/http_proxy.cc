@@ -198,17 +198,7 @@ bool OnlyInterimHeads(std::string_view d) {
     const std::size_t n = std::min(d.size(), k11.size());
     if (d.substr(0, n) != k11.substr(0, n) && d.substr(0, n) != k10.substr(0, n)) return false;
     if (d.size() >= 12 && d.substr(9, 3) == "101") return false;
-    // The head's end, its lines ended by CRLF or by a bare LF (see CrlfHead).
-    std::size_t end = std::string_view::npos;
-    for (std::size_t pos = 0;;) {
-      const std::size_t nl = d.find('\n', pos);
-      if (nl == std::string_view::npos) break;
-      if (nl == pos || (nl == pos + 1 && d[pos] == '\r')) {
-        end = nl + 1;
-        break;
-      }
-      pos = nl + 1;
-    }
+    const std::size_t end = HeadEnd(d);  // CRLF or bare-LF line ends (see CrlfHead)
     if (end == std::string_view::npos) return true;  // the rest of this head is on its way
     d.remove_prefix(end);
   }
