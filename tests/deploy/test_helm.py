@@ -97,7 +97,8 @@ class HelmRenderTest(unittest.TestCase):
         # (helper-106: the node's was advertised, where nothing listens). And a priority class.
         docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system", "--set",
                               "dataplane.hostNetwork=false,dataplane.priorityClassName=system-node-critical,"
-                              "dataplane.shutdownDelay=1m30s,dataplane.drainTimeout=1.5s").stdout)
+                              "dataplane.shutdownDelay=1m30s,dataplane.drainTimeout=1.5s,"
+                              "dataplane.terminationGracePeriodSeconds=120").stdout)
         ds = dc.one(docs, "DaemonSet")
         spec = ds["spec"]["template"]["spec"]
         self.assertFalse(spec["hostNetwork"])
@@ -105,6 +106,7 @@ class HelmRenderTest(unittest.TestCase):
         c = dc.container(ds)
         self.assertIn("--advertise-address=$(POD_IP)", c["args"])
         self.assertIn("--shutdown-delay=1m30s", c["args"])  # Go durations, as the binary takes them
+        self.assertEqual(spec["terminationGracePeriodSeconds"], 120)
         env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
         self.assertEqual(env.get("POD_IP"), "status.podIP")
         self.assertNotIn("HOST_IP", env)
@@ -304,6 +306,12 @@ class HelmRenderTest(unittest.TestCase):
                           (["--set", "controller.watchNamespace=team-a,controller.ingressDefaultCertificate=ops/tls"],
                            "controller.ingressDefaultCertificate ops/tls is outside controller.watchNamespace team-a"),
                           (["--set", "image.repository="], "shorter than 1"),
+                          # SIGKILL would cut the drain short: the sum must stay below the grace period.
+                          (["--set", "dataplane.drainTimeout=25s"],
+                           "dataplane.shutdownDelay (5s) + dataplane.drainTimeout (25s) = 30s, not below "
+                           "dataplane.terminationGracePeriodSeconds (30)"),
+                          (["--set", "dataplane.shutdownDelay=1m30s,dataplane.drainTimeout=500ms,"
+                            "dataplane.terminationGracePeriodSeconds=90"], "= 90.5s, not below"),
                           # Two un-elected controllers would both write status (helper-84).
                           (["--set", "controller.leaderElection.enabled=false"],
                            "controller.replicas is 2 with controller.leaderElection.enabled=false")):
@@ -311,6 +319,16 @@ class HelmRenderTest(unittest.TestCase):
                 p = render(*args, check=False)
                 self.assertNotEqual(p.returncode, 0)
                 self.assertIn(msg, p.stderr)
+
+    def test_drain_that_fits_the_grace_period_renders(self):
+        for values, args in (("dataplane.drainTimeout=24.5s", ["--shutdown-delay=5s", "--drain-timeout=24.5s"]),
+                             ("dataplane.shutdownDelay=1m,dataplane.drainTimeout=0h58m59.5s,"
+                              "dataplane.terminationGracePeriodSeconds=3600",
+                              ["--shutdown-delay=1m", "--drain-timeout=0h58m59.5s"])):
+            with self.subTest(values=values):
+                ds = dc.one(docs_of(render("--set", values).stdout), "DaemonSet")
+                for a in args:
+                    self.assertIn(a, dc.container(ds)["args"])
 
     def test_one_unelected_controller_is_replaced_not_surged(self):
         dep = dc.one(docs_of(render("--set", "controller.leaderElection.enabled=false,controller.replicas=1").stdout),

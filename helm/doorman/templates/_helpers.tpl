@@ -99,3 +99,15 @@ seccompProfile: {type: RuntimeDefault}
   resources: [events]
   verbs: [create, get, patch]
 {{- end -}}
+
+{{/* A Go duration ("5s", "1m30s", "1.5h", "250ms") in seconds, as a decimal string; the schema
+has already checked the syntax. Used to compare durations with terminationGracePeriodSeconds. */}}
+{{- define "doorman.seconds" -}}
+{{- $unit := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" . -1 -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $total = addf $total (mulf (float64 $n) (index $unit (trimPrefix $n .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
