@@ -424,6 +424,9 @@ int main(int argc, char** argv) {
   bool ingress_proxy_protocol = false;
   std::string ingress_default_certificate;
   std::string watch_namespace;
+  std::string controller_class = "doorman.dev/ingress-controller";
+  std::string load_balancer_class = "doorman.dev/lb";
+  std::string loadbalancer_selector;
   bool leader_elect = false;
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -485,6 +488,14 @@ int main(int argc, char** argv) {
                "list and watch Services, EndpointSlices, Ingresses, Secrets and LoadBalancers in this namespace only "
                "(RBAC can then be a Role there; IngressClasses stay cluster-wide); default every namespace");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
+  flags.String("controller-class", &controller_class,
+               "spec.controller of the IngressClasses this controller claims (ingress-nginx's --controller-class); "
+               "a second install in the cluster takes its own, with an IngressClass naming it");
+  flags.String("load-balancer-class", &load_balancer_class,
+               "spec.loadBalancerClass of the Services of type LoadBalancer this controller claims");
+  flags.String("loadbalancer-selector", &loadbalancer_selector,
+               "label selector (key=value, key!=value, key, !key; comma-separated) of the LoadBalancer objects this "
+               "controller claims, e.g. doorman.dev/edge=internal; default all of them");
   flags.String("tls-cert", &tls.cert,
                "mTLS to dataplanes: the gRPC server's certificate chain (PEM); needs --tls-key and --tls-ca");
   flags.String("tls-key", &tls.key, "mTLS: the gRPC server's private key (PEM, unencrypted)");
@@ -533,6 +544,23 @@ int main(int argc, char** argv) {
       Fail(2, "--ingress-default-certificate " + ingress_default_certificate + " is outside --watch-namespace " +
                   watch_namespace + ": its Secret would never be seen");
     }
+  }
+  // As the API server validates IngressClass spec.controller and Service spec.loadBalancerClass: a
+  // domain-prefixed path ("example.com/name"); anything else could never match an object.
+  for (const auto& [name, value] : {std::pair{"controller-class", &controller_class},
+                                    std::pair{"load-balancer-class", &load_balancer_class}}) {
+    const auto slash = value->find('/');
+    if (slash == std::string::npos || !doorman::IsDns1123Subdomain(value->substr(0, slash)) ||
+        value->size() == slash + 1 || value->size() > 253 ||
+        value->find_first_of(" \t\r\n", slash) != std::string::npos) {
+      Fail(2, std::string("invalid --") + name + " \"" + *value + "\" (want a domain-prefixed name, e.g. example.com/internal)");
+    }
+  }
+  if (!loadbalancer_selector.empty()) {
+    if (auto why = dc::kube::LabelSelectorProblem(loadbalancer_selector); !why.empty()) {
+      Fail(2, "invalid --loadbalancer-selector \"" + loadbalancer_selector + "\": " + why);
+    }
+    if (!manifests.empty()) Fail(2, "--loadbalancer-selector needs the Kubernetes API source, not --manifests");
   }
   if (!manifests.empty() && !kubeconfig.empty()) {
     Fail(2, "--manifests and --kubeconfig are mutually exclusive (standalone files or a cluster, not both)");
@@ -609,6 +637,8 @@ int main(int argc, char** argv) {
   dc::TranslateOptions translate_options;
   translate_options.default_lb_class = default_lb_class;
   if (!ingress_class.empty()) translate_options.ingress_class = ingress_class;
+  translate_options.ingress_controller = controller_class;
+  translate_options.load_balancer_class = load_balancer_class;
   translate_options.ingress_http_port = static_cast<uint32_t>(ingress_http_port);
   translate_options.ingress_https_port = static_cast<uint32_t>(ingress_https_port);
   translate_options.ingress_trusted_proxies = trusted_proxies;
@@ -626,6 +656,7 @@ int main(int argc, char** argv) {
     if (!lb_schema.is_object()) Fail(1, "the built-in LoadBalancer CRD has no openAPIV3Schema");
     translate_options.loadbalancer_schema = &lb_schema;
     translate_options.check_known_fields = true;
+    translate_options.report_unclaimed = true;
   }
   ControllerLoop loop(&server, &metrics, &published, translate_options);
 
@@ -648,7 +679,7 @@ int main(int argc, char** argv) {
         http.get(), reflector_options,
         [&loop](std::vector<dc::KubeEvent> events) { loop.EnqueueKube(std::move(events)); },
         [&metrics](const std::string& resource, const std::string& type) { metrics.WatchEvent(resource, type); },
-        watch_namespace);
+        watch_namespace, loadbalancer_selector);
     loop.UseKubeSource([&source] { return source->synced(); });
     if (leader_elect) {
       dc::kube::LeaderOptions lo;

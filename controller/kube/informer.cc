@@ -39,6 +39,7 @@ std::string Informer::ListPath(const ReflectorAction& a) const {
   std::string p = resource_.watch_collection_path() + "?limit=" + std::to_string(a.limit);
   if (!a.continue_token.empty()) p += "&continue=" + QueryEscape(a.continue_token);
   if (!resource_.field_selector.empty()) p += "&fieldSelector=" + QueryEscape(resource_.field_selector);
+  if (!resource_.label_selector.empty()) p += "&labelSelector=" + QueryEscape(resource_.label_selector);
   return p;
 }
 
@@ -47,6 +48,7 @@ std::string Informer::WatchPath(const ReflectorAction& a) const {
                   std::to_string(a.timeout_seconds);
   if (!a.resource_version.empty()) p += "&resourceVersion=" + QueryEscape(a.resource_version);
   if (!resource_.field_selector.empty()) p += "&fieldSelector=" + QueryEscape(resource_.field_selector);
+  if (!resource_.label_selector.empty()) p += "&labelSelector=" + QueryEscape(resource_.label_selector);
   return p;
 }
 

@@ -239,6 +239,9 @@ std::optional<std::vector<status::PeerView>> ViewPublisher::ListPeers() {
     if (name == name_) continue;
     auto v = status::ParsePeerView(item);
     if (!v) continue;
+    // Another install's replica (another --leader-elect-id in this namespace) carries the same
+    // label: its dataplanes are not ours to count, nor its view ours to delete.
+    if (status::ViewLeaseName(options_.name, v->identity) != name) continue;
     // A replica that died without SIGTERM leaves its view behind: the leader deletes one
     // expired for five lease durations (a live replica renews every half duration, and
     // recreates its view if it was wrong to).

@@ -3,9 +3,69 @@
 #include <cstdio>
 #include <ctime>
 
+#include "common/address.h"
 #include "controller/model/object.h"
 
 namespace doorman::controller::kube {
+
+namespace {
+
+// A label value, or a key's name part: <= 63 of [A-Za-z0-9-_.], alphanumeric at both ends.
+bool IsLabelName(std::string_view s) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (s.empty() || s.size() > 63 || !alnum(s.front()) || !alnum(s.back())) return false;
+  for (char c : s) {
+    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+bool IsLabelKey(std::string_view s) {
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) return IsLabelName(s);
+  return IsDns1123Subdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string LabelSelectorProblem(std::string_view selector) {
+  if (Trim(selector).empty()) return "it is empty";
+  size_t start = 0;
+  while (true) {
+    const size_t comma = selector.find(',', start);
+    const std::string_view req =
+        Trim(selector.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    const std::string quoted = "\"" + std::string(req) + "\"";
+    if (req.empty()) return "an empty requirement";
+    if (req.find('(') != std::string_view::npos) return quoted + ": set-based requirements (in, notin) are not taken";
+    std::string_view key = req, value;
+    bool has_value = false;
+    if (const size_t op = req.find_first_of("!="); op != std::string_view::npos && !(op == 0 && req[0] == '!')) {
+      size_t value_at = op + 1;
+      if (req[op] == '!' || (req[op] == '=' && op + 1 < req.size() && req[op + 1] == '=')) {
+        if (req[op] == '!' && (op + 1 >= req.size() || req[op + 1] != '=')) return quoted + ": want key!=value";
+        value_at = op + 2;
+      }
+      key = Trim(req.substr(0, op));
+      value = Trim(req.substr(value_at));
+      has_value = true;
+    } else if (req[0] == '!') {
+      key = Trim(req.substr(1));
+    }
+    if (!IsLabelKey(key)) return quoted + ": \"" + std::string(key) + "\" is not a label key";
+    if (has_value && !value.empty() && !IsLabelName(value)) {
+      return quoted + ": \"" + std::string(value) + "\" is not a label value";
+    }
+    if (comma == std::string_view::npos) return "";
+    start = comma + 1;
+  }
+}
 
 std::string Resource::group_path() const {
   return group.empty() ? "/api/" + version : "/apis/" + group + "/" + version;

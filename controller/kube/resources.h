@@ -18,6 +18,7 @@ struct Resource {
   bool crd = false;            // served by a CustomResourceDefinition (which can be deleted)
   // --watch-namespace: list and watch a namespaced resource in this namespace only ("" = all).
   std::string scope_namespace{};
+  std::string label_selector{};  // list/watch filter, e.g. "doorman.dev/edge=internal" ("" = none)
 
   std::string api_version() const { return group.empty() ? version : group + "/" + version; }
   // "/api/v1" or "/apis/<group>/<version>".
@@ -43,6 +44,12 @@ const Resource& EventResource();  // core/v1 events
 
 // Kubernetes Time ("2024-05-01T12:00:00Z") or MicroTime ("2024-05-01T12:00:00.123456Z"), UTC.
 std::string FormatTime(std::chrono::system_clock::time_point t, bool micro = false);
+
+// An equality-based label selector as kubectl's -l takes it: comma-separated "key", "!key",
+// "key=value", "key==value" or "key!=value", keys and values as Kubernetes validates label names
+// ("prefix.example.com/name", <= 63 characters of [A-Za-z0-9-_.] starting and ending
+// alphanumeric). Set-based forms ("key in (a,b)") are not taken. Empty when valid, else why not.
+std::string LabelSelectorProblem(std::string_view selector);
 
 // Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
 std::string QueryEscape(std::string_view s);

@@ -5,10 +5,11 @@ namespace doorman::controller {
 using nlohmann::json;
 
 KubeSource::KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count,
-                       const std::string& watch_namespace)
+                       const std::string& watch_namespace, const std::string& loadbalancer_selector)
     : http_(http), on_events_(std::move(on_events)), count_(std::move(count)) {
   for (kube::Resource r : kube::WatchedResources()) {
     if (r.namespaced) r.scope_namespace = watch_namespace;
+    if (r.kind == kKindLoadBalancer) r.label_selector = loadbalancer_selector;
     kube::ReflectorOptions o = options;
     o.may_be_deleted = r.crd;  // only a CRD's resource can really be gone (reflector.h)
     informers_.push_back(std::make_unique<kube::Informer>(

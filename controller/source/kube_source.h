@@ -38,8 +38,10 @@ class KubeSource {
   using Counter = std::function<void(const std::string& resource, const std::string& type)>;
 
   // `watch_namespace`: namespaced kinds are listed and watched in it only ("" = every namespace).
+  // `loadbalancer_selector`: LoadBalancers are listed and watched with this label selector ("" =
+  // all of them).
   KubeSource(kube::KubeHttp* http, kube::ReflectorOptions options, Callback on_events, Counter count,
-             const std::string& watch_namespace = "");
+             const std::string& watch_namespace = "", const std::string& loadbalancer_selector = "");
   ~KubeSource();
   KubeSource(const KubeSource&) = delete;
   KubeSource& operator=(const KubeSource&) = delete;

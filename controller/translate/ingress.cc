@@ -523,6 +523,15 @@ class IngressCompiler {
                           kAnnBackendTlsSecret, kAnnBackendTlsServerName, kAnnHsts},
                          &r_, &c_.warnings);
     ann_ = ReadIngressAnnotations(ann, &c_.warnings);
+    // Claimed by spec.ingressClassName (ClaimsIngress), so a legacy class annotation naming
+    // another class is not what decides: said, since the other controller may be reading it.
+    if (auto legacy = AnnotationOf(o_, kAnnLegacyClass); legacy && *legacy != ctx_.options.ingress_class) {
+      if (const auto spec = o_.find("spec"); spec != o_.end() && !StringOr(*spec, "ingressClassName").empty()) {
+        c_.warnings.push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnLegacyClass),
+                               "spec.ingressClassName decides which controller serves this Ingress (as "
+                               "ingress-nginx), not the legacy class annotation \"" + *legacy + "\""});
+      }
+    }
     // One bucket per client for the whole Ingress (every path, HTTP and HTTPS), as ingress-nginx's
     // limit_req zone, not one per path.
     if (ann_.policy.has_rate_limit()) ann_.policy.mutable_rate_limit()->set_bucket(RouteObjectPath(c_.key));
@@ -898,7 +907,7 @@ std::optional<CompiledObject> CompileIngress(const ObjectKey& key, const json& o
   return IngressCompiler(key, o, ctx).Compile(problems);
 }
 
-IngressClasses ResolveIngressClasses(const ObjectStore& store) {
+IngressClasses ResolveIngressClasses(const ObjectStore& store, const TranslateOptions& options) {
   IngressClasses out;
   std::vector<std::tuple<bool, CreationTime, std::string>> defaults;  // (no timestamp, timestamp, name)
   std::map<std::string, size_t> status_of;
@@ -906,7 +915,7 @@ IngressClasses ResolveIngressClasses(const ObjectStore& store) {
        it != store.end() && it->first.kind == kKindIngressClass; ++it) {
     const json& o = it->second.object;
     const auto spec = o.find("spec");
-    if (spec == o.end() || StringOr(*spec, "controller") != kIngressController) continue;
+    if (spec == o.end() || StringOr(*spec, "controller") != options.ingress_controller) continue;
     const std::string& name = it->first.name;
     out.ours.insert(name);
     ObjectStatus st;
@@ -940,13 +949,27 @@ IngressClasses ResolveIngressClasses(const ObjectStore& store) {
   return out;
 }
 
+std::string WhyIngressNotClaimed(const json& ingress, const IngressClasses& classes, const TranslateOptions& options) {
+  const auto spec = ingress.find("spec");
+  const std::string cls = spec == ingress.end() ? "" : StringOr(*spec, "ingressClassName");
+  if (!cls.empty()) {
+    return "spec.ingressClassName " + cls + " names no IngressClass with spec.controller " + options.ingress_controller;
+  }
+  if (auto legacy = AnnotationOf(ingress, kAnnLegacyClass)) {
+    return "the kubernetes.io/ingress.class annotation is " + *legacy + ", not " + options.ingress_class;
+  }
+  return "no spec.ingressClassName, and no IngressClass with spec.controller " + options.ingress_controller +
+         " is marked ingressclass.kubernetes.io/is-default-class: \"true\"";
+}
+
 bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const TranslateOptions& options) {
-  // The legacy annotation, when present, decides (as ingress-nginx does; Kubernetes asks
-  // controllers to honour it over spec.ingressClassName).
-  if (auto legacy = AnnotationOf(ingress, kAnnLegacyClass)) return *legacy == options.ingress_class;
+  // spec.ingressClassName first, then the legacy annotation, then the default class: ingress-nginx's
+  // order (store.go GetIngressClass). The API server refuses a mismatched pair on create only, so
+  // an Ingress given a class later may still carry an old annotation; the field decides.
   const auto spec = ingress.find("spec");
   const std::string cls = spec == ingress.end() ? "" : StringOr(*spec, "ingressClassName");
   if (!cls.empty()) return classes.ours.count(cls) > 0;
+  if (auto legacy = AnnotationOf(ingress, kAnnLegacyClass)) return *legacy == options.ingress_class;
   return !classes.default_class.empty();
 }
 

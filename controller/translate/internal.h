@@ -31,10 +31,6 @@ inline constexpr int64_t kMaxRetries = 10;
 // maxItems): what a cluster refuses, standalone mode refuses too.
 inline constexpr int64_t kMaxHealthThreshold = 10;
 inline constexpr size_t kMaxExpectedStatuses = 16;
-// spec.loadBalancerClass of the Services doorman claims.
-inline constexpr const char* kLoadBalancerClass = "doorman.dev/lb";
-// spec.controller of the IngressClasses doorman claims.
-inline constexpr const char* kIngressController = "doorman.dev/ingress-controller";
 
 // ---- validators and small helpers (internal.cc) ------------------------------------------------
 
@@ -342,7 +338,9 @@ struct IngressClasses {
   std::string default_class;                // the oldest of ours marked default; "" = none
   std::vector<ObjectStatus> statuses;       // one per class of ours
 };
-IngressClasses ResolveIngressClasses(const ObjectStore& store);
+IngressClasses ResolveIngressClasses(const ObjectStore& store, const TranslateOptions& options);
 bool ClaimsIngress(const json& ingress, const IngressClasses& classes, const TranslateOptions& options);
+// Why ClaimsIngress is false for `ingress`, in words for a log line.
+std::string WhyIngressNotClaimed(const json& ingress, const IngressClasses& classes, const TranslateOptions& options);
 
 }  // namespace doorman::controller::internal

@@ -89,7 +89,7 @@ bool ClaimsService(const json& service, const TranslateOptions& options) {
   if (spec == service.end() || !spec->is_object() || StringOr(*spec, "type") != "LoadBalancer") return false;
   auto cls = spec->find("loadBalancerClass");
   if (cls == spec->end() || cls->is_null()) return options.default_lb_class;
-  return cls->is_string() && *cls == kLoadBalancerClass;
+  return cls->is_string() && *cls == options.load_balancer_class;
 }
 
 namespace {

@@ -293,7 +293,11 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
       auto st = status_of.find(key_of(r.owner()));
       if (st == status_of.end()) continue;
       const auto own = labels.find(r.name());
+      // An Ingress's default backend routes: "<ns>/ingress:<name>/default[-https|-h<k>...]".
+      const bool default_backend = r.owner().kind() == kKindIngress &&
+                                   r.name().compare(r.name().rfind('/') + 1, 7, "default") == 0;
       const std::string field = own != labels.end()                 ? own->second.field
+                                : default_backend                    ? "spec.defaultBackend"
                                 : r.owner().kind() == kKindIngress   ? "spec.rules"
                                 : r.owner().kind() == kKindService ? "spec.ports"
                                                                    : "spec.routes";
@@ -533,7 +537,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   TranslateResult result;
   const internal::SliceIndexScope slice_index(store);  // a Service's slices without a walk each
   const CompileContext ctx{store, options_};
-  IngressClasses classes = ResolveIngressClasses(store);
+  IngressClasses classes = ResolveIngressClasses(store, options_);
 
   auto claimed = [&](const ObjectKey& key, const json& o) {
     if (key.kind == kKindLoadBalancer) return true;
@@ -640,11 +644,32 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   };
   std::vector<Candidate> candidates;
   candidates.reserve(store.size());  // no reallocation: a Candidate is large
+  std::map<ObjectKey, std::string> unclaimed;
   for (const auto& [key, stored] : store) {
     if (!claimed(key, stored.object)) {
       last_good_.erase(key);
       last_good_secrets_.erase(key);
       last_good_ca_secrets_.erase(key);
+      if (options_.report_unclaimed) {
+        std::string why;
+        if (key.kind == kKindIngress) {
+          why = WhyIngressNotClaimed(stored.object, classes, options_);
+        } else if (key.kind == kKindService) {
+          const auto spec = stored.object.find("spec");
+          if (spec != stored.object.end() && spec->is_object() && StringOr(*spec, "type") == "LoadBalancer") {
+            const std::string cls = StringOr(*spec, "loadBalancerClass");
+            why = cls.empty() ? "no spec.loadBalancerClass, and --default-lb-class is off"
+                              : "spec.loadBalancerClass " + cls + " is not " + options_.load_balancer_class;
+          }
+        }
+        if (!why.empty()) {
+          if (auto it = reported_unclaimed_.find(key); it == reported_unclaimed_.end() || it->second != why) {
+            result.diagnostics.push_back({log::Level::kWarn, "translate", "object not claimed, so not routed",
+                                          {{"file", stored.source.file}, {"object", key.ToString()}, {"reason", why}}});
+          }
+          unclaimed.emplace(key, std::move(why));
+        }
+      }
       continue;
     }
     Candidate cand;
@@ -909,6 +934,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   }
   reported_ = std::move(reported);
   reported_warnings_ = std::move(reported_warnings);
+  reported_unclaimed_ = std::move(unclaimed);
   served_last_good_.clear();
   for (const auto& st : result.statuses) {
     if (st.serving_last_good) served_last_good_.insert(st.key);

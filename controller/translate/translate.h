@@ -48,6 +48,12 @@ struct TranslateOptions {
   // --ingress-class: the value of the legacy kubernetes.io/ingress.class annotation that selects
   // doorman (IngressClass objects are matched by spec.controller, see ingress.cc).
   std::string ingress_class = "doorman";
+  // --controller-class: the spec.controller of the IngressClasses doorman claims (ingress-nginx's
+  // --controller-class). Two installs in one cluster each take their own, with an IngressClass
+  // naming it.
+  std::string ingress_controller = "doorman.dev/ingress-controller";
+  // --load-balancer-class: the spec.loadBalancerClass of the Services doorman claims.
+  std::string load_balancer_class = "doorman.dev/lb";
   // --ingress-http-port / --ingress-https-port: where every Ingress's rules listen (they must
   // differ; an Ingress with TLS is refused otherwise).
   uint32_t ingress_http_port = 80;
@@ -60,6 +66,10 @@ struct TranslateOptions {
   // not have is refused (known_fields.h), as kubectl apply's strict validation would; in a
   // cluster the API server already did.
   bool check_known_fields = false;
+  // --manifests mode: an Ingress, or a Service of type LoadBalancer, that doorman does not claim
+  // is logged once (why not), since every file was written for doorman; in a cluster other
+  // controllers' objects are the norm.
+  bool report_unclaimed = false;
   // A cluster: only kubernetes.io/tls Secrets are watched (field selector), so a Secret "not
   // found" may exist with another type; the message says so.
   bool only_tls_secrets_watched = false;
@@ -169,6 +179,7 @@ class Translator {
   std::set<ObjectKey> served_last_good_;  // of the last Translate
   std::map<ObjectKey, std::string> reported_;  // last problem logged per object ("" = none)
   std::map<ObjectKey, std::set<std::string>> reported_warnings_;  // warnings already logged
+  std::map<ObjectKey, std::string> reported_unclaimed_;  // report_unclaimed: logged, and why
   TranslateOptions options_;
 };
 

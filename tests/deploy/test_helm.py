@@ -320,6 +320,26 @@ class HelmRenderTest(unittest.TestCase):
                 self.assertNotEqual(p.returncode, 0)
                 self.assertIn(msg, p.stderr)
 
+    def test_a_second_install_claims_its_own_objects(self):
+        # docs/operations.md "Several installs": class, controller value, selector and Lease name
+        # (the default render stays deploy/'s: test_default_equals_deploy).
+        docs = docs_of(render("-name", "internal", "--set",
+                              "ingressClass.name=internal,ingressClass.controller=example.com/internal,"
+                              "controller.loadBalancerClass=example.com/internal-lb,"
+                              "controller.loadBalancerSelector=doorman.dev/edge=internal").stdout)
+        args = dc.container(dc.one(docs, "Deployment"))["args"]
+        for a in ("--ingress-class=internal", "--controller-class=example.com/internal",
+                  "--load-balancer-class=example.com/internal-lb", "--loadbalancer-selector=doorman.dev/edge=internal",
+                  "--leader-elect-id=internal-doorman-controller"):
+            self.assertIn(a, args)
+        self.assertEqual(dc.one(docs, "IngressClass")["spec"]["controller"], "example.com/internal")
+        default_args = dc.container(dc.one(docs_of(render().stdout), "Deployment"))["args"]
+        self.assertFalse([a for a in default_args if a.startswith(("--controller-class", "--load-balancer-class",
+                                                                   "--loadbalancer-selector", "--leader-elect-id"))])
+        for bad in ("controller.loadBalancerClass=internal", "ingressClass.controller=Bad_Domain/x",
+                    "controller.loadBalancerSelector=edge in (a)"):
+            self.assertNotEqual(render("--set", bad, check=False).returncode, 0, bad)
+
     def test_drain_that_fits_the_grace_period_renders(self):
         for values, args in (("dataplane.drainTimeout=24.5s", ["--shutdown-delay=5s", "--drain-timeout=24.5s"]),
                              ("dataplane.shutdownDelay=1m,dataplane.drainTimeout=0h58m59.5s,"

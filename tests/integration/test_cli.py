@@ -73,6 +73,25 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("--advertise-address: \"999.1.1.1\" is neither an IP address nor a DNS name", r.stderr)
 
+    def test_install_separation_flags_are_validated(self):
+        # --controller-class / --load-balancer-class must be able to match an object (the API
+        # server's own rule for those fields); --loadbalancer-selector must be a selector the
+        # API server takes, and needs a cluster.
+        k = [CONTROLLER, "--kubeconfig", "/nonexistent/kubeconfig"]
+        for argv, want in (
+                (k + ["--controller-class", "internal"], 'invalid --controller-class "internal"'),
+                (k + ["--load-balancer-class", "Bad_Domain/lb"], 'invalid --load-balancer-class "Bad_Domain/lb"'),
+                (k + ["--load-balancer-class", "example.com/"], 'invalid --load-balancer-class "example.com/"'),
+                (k + ["--loadbalancer-selector", "edge in (a,b)"], "set-based requirements (in, notin) are not taken"),
+                (k + ["--loadbalancer-selector", "edge=a b"], '"a b" is not a label value'),
+                ([CONTROLLER, "--manifests", "/nonexistent/doorman", "--loadbalancer-selector", "edge=a"],
+                 "--loadbalancer-selector needs the Kubernetes API source")):
+            r = run(argv)
+            self.assertEqual(r.returncode, 2, (argv, r.stderr))
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, (argv, r.stderr))
+            self.assertIn(want, lines[0], argv)
+
     def test_udp_max_flows_is_validated(self):
         r = run([DATAPLANE, "--help"])
         self.assertIn("--udp-max-flows", r.stdout)

@@ -867,6 +867,54 @@ class ServicesAndIngresses(KubeTestCase):
         self.assertEqual({ns for ns, res in writes if res != "events"}, {"team-a"}, writes)
         self.assertLessEqual({ns for ns, res in writes if res == "events"}, {"team-a", "default"}, writes)
 
+    def test_two_installs_split_the_objects_by_class_and_selector(self):
+        # Two controllers on one API (an edge and an internal install, docs/operations.md "Several
+        # installs"): each claims only its Services (--load-balancer-class), LoadBalancers
+        # (--loadbalancer-selector, applied by the API server) and IngressClasses/Ingresses
+        # (--controller-class). Before these flags both claimed everything (helper-116).
+        internal = "example.com/internal"
+        ports = [free_port() for _ in range(2)]
+        for svc, cls, port, backend in (("tcp-edge", "doorman.dev/lb", ports[0], self.a),
+                                        ("tcp-inside", internal, ports[1], self.b)):
+            self.apply(service_and_slice(backend, svc=svc, port=port,
+                                         extra_spec="  type: LoadBalancer\n  loadBalancerClass: %s\n" % cls))
+        static = "        - {endpoints: [{address: 127.0.0.1, port: %d}]}\n"
+        self.apply(lb_yaml("lb-edge", free_port(), static % self.a))
+        self.apply(lb_yaml("lb-inside", free_port(), static % self.b).replace(
+            "namespace: default}", "namespace: default, labels: {doorman.dev/edge: internal}}"))
+        for cls, controller in (("doorman", "doorman.dev/ingress-controller"), ("internal", internal)):
+            self.apply("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: %s}\n"
+                       "spec: {controller: %s}\n---\n"
+                       "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: ing-%s, namespace: default}\n"
+                       "spec:\n  ingressClassName: %s\n  defaultBackend: {service: {name: tcp-edge, port: {number: %d}}}\n"
+                       % (cls, controller, cls, cls, ports[0]))
+        edge = self.start_kube_controller(name="edge", extra=["--loadbalancer-selector", "!doorman.dev/edge",
+                                                              "--ingress-http-port", str(free_port()),
+                                                              "--ingress-https-port", str(free_port())])
+        inside = self.start_kube_controller(name="inside", extra=[
+            "--controller-class", internal, "--load-balancer-class", internal,
+            "--loadbalancer-selector", "doorman.dev/edge=internal", "--ingress-class", "internal",
+            "--ingress-http-port", str(free_port()), "--ingress-https-port", str(free_port())])
+
+        def claimed(p):
+            return {(o["kind"], o["name"]) for o in self.debug_status(p.metrics_port)["objects"]}
+        want = {edge: {("Service", "tcp-edge"), ("LoadBalancer", "lb-edge"), ("IngressClass", "doorman"),
+                       ("Ingress", "ing-doorman")},
+                inside: {("Service", "tcp-inside"), ("LoadBalancer", "lb-inside"), ("IngressClass", "internal"),
+                         ("Ingress", "ing-internal")}}
+        for p, objects in want.items():
+            wait_until(lambda: claimed(p) == objects or None, what="the objects of " + p.name)
+        # The selector reached the API server (the internal one lists and watches only its own).
+        lb_reads = [r for r in self.requests_by("(inside)") if r["resource"] == "loadbalancers"
+                    and r["verb"] in ("list", "watch")]
+        self.assertTrue(lb_reads)
+        for r in lb_reads:
+            self.assertIn("labelSelector=doorman.dev%2Fedge%3Dinternal", r["query"], r)
+        # A second pass after the start: relabelling moves a LoadBalancer to the other install.
+        self.kubectl("label", "loadbalancer", "lb-edge", "doorman.dev/edge=internal")
+        wait_until(lambda: ("LoadBalancer", "lb-edge") in claimed(inside) or None, what="lb-edge moved inside")
+        wait_until(lambda: ("LoadBalancer", "lb-edge") not in claimed(edge) or None, what="lb-edge left the edge")
+
     def test_a_service_whose_port_is_held_gets_a_warning_event(self):
         # A Service has no condition to say that a dataplane could not open its port: a
         # ListenerNotServed Warning Event says it, naming the node.

@@ -163,6 +163,28 @@ TEST(KubeConfigTest, Base64) {
   EXPECT_FALSE(Base64Decode("a"));
 }
 
+TEST(KubeResourcesTest, EqualityLabelSelectors) {
+  for (const char* ok : {"doorman.dev/edge=internal", "tier", "!tier", "a=b,c!=d", "a==b", "a=", " a = b , !c ",
+                         "app.kubernetes.io/name=doorman", "x=A-b_c.9"}) {
+    EXPECT_EQ(LabelSelectorProblem(ok), "") << ok;
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "it is empty"},
+      {"a=b,", "an empty requirement"},
+      {"tier in (a,b)", "set-based requirements (in, notin) are not taken"},
+      {"a!b", "want key!=value"},
+      {"-a=b", "\"-a\" is not a label key"},
+      {"Bad_Prefix/x=y", "is not a label key"},
+      {"a=b c", "\"b c\" is not a label value"},
+      {"a=-b", "is not a label value"},
+      {"!", "\"\" is not a label key"},
+  };
+  for (const auto& [selector, why] : bad) {
+    EXPECT_NE(LabelSelectorProblem(selector).find(why), std::string::npos)
+        << selector << ": " << LabelSelectorProblem(selector);
+  }
+}
+
 TEST(KubeResourcesTest, PathsAndEscaping) {
   const Resource* lb = ResourceForKind("LoadBalancer");
   ASSERT_TRUE(lb);

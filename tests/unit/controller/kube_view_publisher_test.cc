@@ -106,14 +106,21 @@ TEST(ViewPublisherTest, ListsOtherReplicasViewsByLabel) {
   json list = {{"items", json::array()}};
   const auto now = std::chrono::system_clock::now();
   // ctl-c died without SIGTERM long ago (expired for more than five lease durations): deleted.
-  for (const auto& [id, renewed] : {std::pair{std::string("ctl-a"), now}, std::pair{std::string("ctl-b"), now},
-                                    std::pair{std::string("ctl-c"), now - std::chrono::seconds(15 * 7)}}) {
+  auto view = [&](const std::string& lease, const std::string& id, std::chrono::system_clock::time_point renewed) {
     list["items"].push_back(
         {{"metadata",
-          {{"name", "doorman-controller-view-" + id},
+          {{"name", lease + "-view-" + id},
            {"annotations", {{"doorman.dev/dataplanes", R"([{"node":"n-)" + id + R"(","address":"","ackedVersion":1}])"}}}}},
          {"spec", {{"holderIdentity", id}, {"leaseDurationSeconds", 15}, {"renewTime", MicroTime(renewed)}}}});
-  }
+  };
+  const auto expired = now - std::chrono::seconds(15 * 7);
+  view("doorman-controller", "ctl-a", now);
+  view("doorman-controller", "ctl-b", now);
+  view("doorman-controller", "ctl-c", expired);
+  // Another install in the namespace (--leader-elect-id internal-controller): same label, not a
+  // peer, live or stale (its own leader deletes its stale views).
+  view("internal-controller", "int-a", now);
+  view("internal-controller", "int-b", expired);
   http.script.push_back({200, list.dump(), std::nullopt, ""});
   auto peers = views.ListPeers();
   ASSERT_TRUE(peers);

@@ -226,6 +226,11 @@ TEST(TranslateIngress, ClassResolution) {
       {"legacy annotation, ours by flag", ing("", "edge"), "edge", true},
       {"legacy annotation, not ours, though ours is default", Class("doorman", true) + "---\n" + ing("", "nginx"),
        "doorman", false},
+      // The field decides over a leftover annotation (ingress-nginx's order; helper-115).
+      {"class ours, legacy annotation another's", Class() + "---\n" + ing("  ingressClassName: doorman\n", "nginx"),
+       "doorman", true},
+      {"class another's, legacy annotation ours", nginx + "---\n" + ing("  ingressClassName: nginx\n", "doorman"),
+       "doorman", false},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -235,7 +240,92 @@ TEST(TranslateIngress, ClassResolution) {
     auto r = t.Translate(Store(c.yaml));
     EXPECT_EQ(Ing(r, "i") != nullptr, c.claimed);
     EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0") != nullptr, c.claimed);
+    // Claimed against a leftover annotation: said, as the other controller may be reading it.
+    const bool overridden = c.claimed && c.yaml.find("ingress.class: nginx") != std::string::npos;
+    if (c.claimed) {
+      const auto& w = Ing(r, "i")->warnings;
+      const bool warned = std::any_of(w.begin(), w.end(), [](const StatusWarning& x) {
+        return x.reason == "AnnotationIgnored" && x.field == "metadata.annotations[kubernetes.io/ingress.class]" &&
+               x.message.find("spec.ingressClassName decides") != std::string::npos;
+      });
+      EXPECT_EQ(warned, overridden);
+    }
   }
+}
+
+// --controller-class: two installs in one cluster each claim only the IngressClasses naming their
+// own controller value (and so only the Ingresses of those classes, the default included).
+TEST(TranslateIngress, ControllerClassFlagPicksTheIngressClasses) {
+  const std::string internal =
+      "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: internal\n"
+      "spec: {controller: example.com/internal}\n";
+  auto ing = [](const std::string& name, const std::string& cls) {
+    return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\nspec:\n" +
+           (cls.empty() ? "" : "  ingressClassName: " + cls + "\n") + Rule("a.example.com");
+  };
+  const std::string yaml = Docs({Class("doorman", true), internal, ing("edge", "doorman"), ing("inside", "internal"),
+                                 ing("unclassed", "")});
+  {
+    Translator t;  // the default controller value
+    auto r = t.Translate(Store(yaml));
+    EXPECT_NE(Ing(r, "edge"), nullptr);
+    EXPECT_NE(Ing(r, "unclassed"), nullptr);  // doorman is the default class
+    EXPECT_EQ(Ing(r, "inside"), nullptr);
+    EXPECT_NE(StatusOf(r, "IngressClass", "doorman"), nullptr);
+    EXPECT_EQ(StatusOf(r, "IngressClass", "internal"), nullptr);
+  }
+  {
+    TranslateOptions opts;
+    opts.ingress_controller = "example.com/internal";
+    Translator t(opts);
+    auto r = t.Translate(Store(yaml));
+    EXPECT_EQ(Ing(r, "edge"), nullptr);
+    EXPECT_EQ(Ing(r, "unclassed"), nullptr);  // the default class is another install's
+    ASSERT_NE(Ing(r, "inside"), nullptr);
+    EXPECT_TRUE(Ing(r, "inside")->accepted);
+    EXPECT_NE(RouteNamed(r.snapshot, "default/ingress:inside/r0-p0"), nullptr);
+    EXPECT_EQ(StatusOf(r, "IngressClass", "doorman"), nullptr);
+    EXPECT_NE(StatusOf(r, "IngressClass", "internal"), nullptr);
+  }
+}
+
+// --manifests: every file was written for doorman, so an Ingress or LoadBalancer Service it does
+// not claim is logged once, with why (helper-116: a standalone Ingress without an IngressClass
+// was ignored without a word).
+TEST(TranslateIngress, UnclaimedObjectsAreLoggedOnceInManifestsMode) {
+  auto ing = [](const std::string& name, const std::string& spec_line) {
+    return "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " + name + "\nspec:\n" + spec_line +
+           Rule("a.example.com");
+  };
+  const std::string svc =
+      "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n";
+  const std::string cluster_ip = "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec:\n  ports: [{port: 80}]\n";
+  const std::string yaml = Docs({ing("plain", ""), ing("named", "  ingressClassName: nginx\n"), svc, cluster_ip});
+  auto unclaimed = [](const TranslateResult& r) {
+    std::map<std::string, std::string> out;
+    for (const auto& d : r.diagnostics) {
+      if (d.message == "object not claimed, so not routed") out[d.Field("object")] = d.Field("reason");
+    }
+    return out;
+  };
+  TranslateOptions opts;
+  opts.report_unclaimed = true;
+  Translator t(opts);
+  auto first = unclaimed(t.Translate(Store(yaml)));
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_NE(first["Ingress default/plain"].find("no spec.ingressClassName, and no IngressClass with spec.controller "
+                                                 "doorman.dev/ingress-controller is marked"),
+            std::string::npos);
+  EXPECT_EQ(first["Ingress default/named"],
+            "spec.ingressClassName nginx names no IngressClass with spec.controller doorman.dev/ingress-controller");
+  EXPECT_EQ(first["Service default/s"], "no spec.loadBalancerClass, and --default-lb-class is off");
+  EXPECT_TRUE(unclaimed(t.Translate(Store(yaml))).empty());  // once
+  // Claimed once a default class exists; logged again if it stops being claimed.
+  EXPECT_TRUE(unclaimed(t.Translate(Store(Docs({Class("doorman", true), ing("plain", "")})))).empty());
+  EXPECT_EQ(unclaimed(t.Translate(Store(Docs({ing("plain", "")})))).size(), 1u);
+  // In a cluster other controllers' objects are the norm: nothing is logged.
+  Translator cluster;
+  EXPECT_TRUE(unclaimed(cluster.Translate(Store(yaml))).empty());
 }
 
 TEST(TranslateIngress, SeveralDefaultClassesOfOursTheOldestIsTheDefaultAndTheOthersAreWarned) {
@@ -1450,6 +1540,20 @@ TEST(TranslateIngress, ADuplicateHostAndPathIsWarnedOnTheYoungerIngress) {
     EXPECT_NE(w.message.find("\"default/ingress:first/r0-p0\" of Ingress default/first"), std::string::npos) << w.message;
   }
   EXPECT_TRUE(shadowed);
+}
+
+// Two catch-alls (Ingresses with only a defaultBackend): the younger's is the shadowed one, and
+// the warning names its defaultBackend, not spec.rules it does not have (helper-115).
+TEST(TranslateIngress, AShadowedCatchAllIsWarnedOnItsDefaultBackend) {
+  const std::string backend = "  defaultBackend: {service: {name: web, port: {number: 80}}}\n";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("d3", backend, "", "2026-01-01T00:00:00Z"),
+                                   Ingress("d4", backend, "", "2026-02-01T00:00:00Z")})));
+  EXPECT_TRUE(Ing(r, "d3")->warnings.empty());
+  const auto& w = Ing(r, "d4")->warnings;
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].reason, "RouteShadowed");
+  EXPECT_EQ(w[0].field, "spec.defaultBackend");
 }
 
 // When the HTTPS port is taken by an older LoadBalancer's TCP listener, an Ingress loses its HTTPS

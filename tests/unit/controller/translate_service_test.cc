@@ -133,9 +133,14 @@ TEST(TranslateService, ClaimsByClassAndDefaultClassFlag) {
     const char* spec;
     bool default_lb_class;
     bool claimed;
+    const char* class_flag = "doorman.dev/lb";
   };
   const Case cases[] = {
       {"  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n", false, true},
+      // --load-balancer-class: a second install takes its own class, and no longer the default's.
+      {"  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n", false, false, "example.com/internal"},
+      {"  type: LoadBalancer\n  loadBalancerClass: example.com/internal\n", false, true, "example.com/internal"},
+      {"  type: LoadBalancer\n", true, true, "example.com/internal"},
       {"  type: LoadBalancer\n  loadBalancerClass: doorman.dev/lb\n", true, true},
       {"  type: LoadBalancer\n", false, false},
       {"  type: LoadBalancer\n", true, true},
@@ -144,9 +149,11 @@ TEST(TranslateService, ClaimsByClassAndDefaultClassFlag) {
       {"  type: NodePort\n  loadBalancerClass: doorman.dev/lb\n", true, false},
   };
   for (const auto& c : cases) {
-    SCOPED_TRACE(std::string(c.spec) + (c.default_lb_class ? " --default-lb-class" : ""));
+    SCOPED_TRACE(std::string(c.spec) + (c.default_lb_class ? " --default-lb-class" : "") + " --load-balancer-class=" +
+                 c.class_flag);
     TranslateOptions opts;
     opts.default_lb_class = c.default_lb_class;
+    opts.load_balancer_class = c.class_flag;
     Translator t(opts);
     auto r = t.Translate(Store("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n" + std::string(c.spec) +
                                "  ports: [{port: 80}]\n"));
