@@ -7,7 +7,9 @@
 #endif
 
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +21,7 @@
 #include <memory>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <vector>
 
@@ -143,7 +146,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     }
     if (now_ms - last_activity_ms_ >= idle_timeout_.count()) {
       log::Debug("l4", "idle timeout", {{"listener", listener_}, {"backend", backend_}});
-      CloseBoth(false);
+      CloseBoth(reset_pending_);  // a reset waiting for its data to be read is still a reset
       return;
     }
     // Drain when the endpoint left this listener's routes.
@@ -151,7 +154,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     if (removed != 0 && now_ms - removed >= idle_timeout_.count()) {
       log::Debug("l4", "drain timeout: backend removed", {{"listener", listener_}, {"backend", backend_}});
       w_.metrics().L4Drops(listener_, "drain_timeout").Increment();
-      CloseBoth(false);
+      CloseBoth(reset_pending_);
     }
   }
 
@@ -408,15 +411,20 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         break;
       }
       if (ec) {
-        // connection_reset (or any error): propagate as a reset, not as a clean FIN.
-        self->CloseBoth(ec != net::error::operation_aborted);
+        // connection_reset (or any error): propagate as a reset, not as a clean FIN, once what
+        // was already accepted from this side has reached the other.
+        if (ec != net::error::operation_aborted && !self->reset_pending_) {
+          co_await ResetAfterDrain(self, from, to);
+        } else {
+          self->Fail(ec != net::error::operation_aborted);
+        }
         break;
       }
       self->last_activity_ms_ = NowMs();
       std::size_t sent = to.is_open() ? SendNow(to, buf, n, ec) : 0;
       if (!ec && sent < n) co_await net::async_write(to, net::buffer(buf + sent, n - sent), Redirect(ec));
       if (ec) {
-        self->CloseBoth(ec != net::error::operation_aborted);
+        self->Fail(ec != net::error::operation_aborted);
         break;
       }
       self->Count(rx, n);
@@ -505,12 +513,18 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
           co_await from.async_wait(tcp::socket::wait_read, Redirect(ec));
           if (ec) {
-            self->CloseBoth(ec != net::error::operation_aborted);
+            self->Fail(ec != net::error::operation_aborted);
             break;
           }
           continue;
         }
-        self->CloseBoth(true);  // ECONNRESET and friends: propagate as a reset
+        // ECONNRESET and friends: propagate as a reset, after what was spliced (the pipe is
+        // empty here: each chunk is written out before the next read) reached the other side.
+        if (!self->reset_pending_) {
+          co_await ResetAfterDrain(self, from, to);
+        } else {
+          self->Fail(true);
+        }
         break;
       }
       in_pipe = static_cast<std::size_t>(n);
@@ -530,7 +544,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         self->Count(rx, static_cast<std::size_t>(m));
       }
       if (in_pipe > 0) {
-        self->CloseBoth(ec != net::error::operation_aborted);
+        self->Fail(ec != net::error::operation_aborted);
         break;
       }
       self->last_activity_ms_ = NowMs();
@@ -553,6 +567,44 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       (rx ? rx_ : tx_).Increment(static_cast<double>(pending));
       pending = 0;
     }
+  }
+
+  // The peer of `from` reset its connection (or it failed). What this side already accepted from
+  // it and wrote to `to` still reaches `to`'s peer, then the reset does: `from` is closed now,
+  // `to` once its send queue is empty (its peer ACKed every byte; SIOCOUTQ), or when its peer
+  // takes nothing for the idle timeout (Sweep). Closing `to` with SO_LINGER 0 at once threw away
+  // what its send buffer held (up to megabytes: helper-114). HAProxy and nginx deliver it and send
+  // a FIN; a FIN would make a response cut short look complete, so the RST stays. Meanwhile the
+  // other direction's pump stops on its first error without closing anything (Fail).
+  static Task<> ResetAfterDrain(std::shared_ptr<TcpSession> self, Socket& from, Socket& to) {
+    self->reset_pending_ = true;
+    error_code ignored;
+    if (from.is_open()) {
+      from.set_option(net::socket_base::linger(true, 0), ignored);
+      from.close(ignored);
+    }
+    net::steady_timer timer(self->w_.executor());
+    std::chrono::milliseconds wait{2};
+    int last = -1;
+    while (to.is_open()) {
+      int queued = 0;
+      if (::ioctl(to.native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) break;
+      if (queued != last) {  // progress: the peer is reading
+        last = queued;
+        self->last_activity_ms_ = NowMs();
+        wait = std::chrono::milliseconds(2);
+      }
+      timer.expires_after(wait);
+      co_await timer.async_wait(Redirect(ignored));
+      wait = std::min(wait * 2, std::chrono::milliseconds(100));
+    }
+    self->CloseBoth(true);
+  }
+
+  // A pump's error: the abortive close of both sides, unless a reset is being delivered after
+  // its data (ResetAfterDrain closes both when that is done).
+  void Fail(bool reset) {
+    if (!reset_pending_) CloseBoth(reset);
   }
 
   // `reset`: abortive close (RST) so each peer learns the other side failed.
@@ -588,6 +640,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   bool connected_ = false;
   bool backend_keepalive_ = false;  // SetTcpKeepalive done on upstream_ (by Sweep)
   int pumps_ = 0;  // copy pumps still running
+  bool reset_pending_ = false;  // ResetAfterDrain is delivering a peer's last bytes before its reset
   int64_t header_deadline_ms_ = 0;  // PROXY header phase, 0 = not waiting
   int send_version_ = 0;
   l4::ProxyAddress client_addr_;
