@@ -545,16 +545,20 @@ int main(int argc, char** argv) {
                   watch_namespace + ": its Secret would never be seen");
     }
   }
-  // As the API server validates IngressClass spec.controller and Service spec.loadBalancerClass: a
-  // domain-prefixed path ("example.com/name"); anything else could never match an object.
-  for (const auto& [name, value] : {std::pair{"controller-class", &controller_class},
-                                    std::pair{"load-balancer-class", &load_balancer_class}}) {
-    const auto slash = value->find('/');
-    if (slash == std::string::npos || !doorman::IsDns1123Subdomain(value->substr(0, slash)) ||
-        value->size() == slash + 1 || value->size() > 253 ||
-        value->find_first_of(" \t\r\n", slash) != std::string::npos) {
-      Fail(2, std::string("invalid --") + name + " \"" + *value + "\" (want a domain-prefixed name, e.g. example.com/internal)");
+  // As the API server validates them, or they could never match an object: IngressClass
+  // spec.controller is a domain-prefixed path ("example.com/name", <= 250), Service
+  // spec.loadBalancerClass a qualified name ("example.com/name" or "internal-vip").
+  {
+    const auto slash = controller_class.find('/');
+    if (slash == std::string::npos || !doorman::IsDns1123Subdomain(controller_class.substr(0, slash)) ||
+        controller_class.size() == slash + 1 || controller_class.size() > 250 ||
+        controller_class.find_first_of(" \t\r\n", slash) != std::string::npos) {
+      Fail(2, "invalid --controller-class \"" + controller_class + "\" (want a domain-prefixed path, e.g. example.com/internal)");
     }
+  }
+  if (!dc::kube::IsQualifiedName(load_balancer_class)) {
+    Fail(2, "invalid --load-balancer-class \"" + load_balancer_class +
+                "\" (want a qualified name, e.g. example.com/internal or internal-vip)");
   }
   if (!loadbalancer_selector.empty()) {
     if (auto why = dc::kube::LabelSelectorProblem(loadbalancer_selector); !why.empty()) {

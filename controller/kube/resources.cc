@@ -20,19 +20,22 @@ bool IsLabelName(std::string_view s) {
   return true;
 }
 
-bool IsLabelKey(std::string_view s) {
-  const auto slash = s.find('/');
-  if (slash == std::string_view::npos) return IsLabelName(s);
-  return IsDns1123Subdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
-}
+// The selector lexer's whitespace.
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
   return s;
 }
 
 }  // namespace
+
+bool IsQualifiedName(std::string_view s) {
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) return IsLabelName(s);
+  return IsDns1123Subdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
+}
 
 std::string LabelSelectorProblem(std::string_view selector) {
   if (Trim(selector).empty()) return "it is empty";
@@ -58,7 +61,9 @@ std::string LabelSelectorProblem(std::string_view selector) {
     } else if (req[0] == '!') {
       key = Trim(req.substr(1));
     }
-    if (!IsLabelKey(key)) return quoted + ": \"" + std::string(key) + "\" is not a label key";
+    if (!IsQualifiedName(key)) return quoted + ": \"" + std::string(key) + "\" is not a label key";
+    // Keywords of the selector grammar: the API server refuses them as keys.
+    if (key == "in" || key == "notin") return quoted + ": \"" + std::string(key) + "\" is a keyword, not a key";
     if (has_value && !value.empty() && !IsLabelName(value)) {
       return quoted + ": \"" + std::string(value) + "\" is not a label value";
     }

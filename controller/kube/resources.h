@@ -45,6 +45,10 @@ const Resource& EventResource();  // core/v1 events
 // Kubernetes Time ("2024-05-01T12:00:00Z") or MicroTime ("2024-05-01T12:00:00.123456Z"), UTC.
 std::string FormatTime(std::chrono::system_clock::time_point t, bool micro = false);
 
+// A Kubernetes qualified name (a label key, Service spec.loadBalancerClass): an optional
+// DNS-1123 subdomain prefix and "/", then <= 63 of [A-Za-z0-9-_.], alphanumeric at both ends.
+bool IsQualifiedName(std::string_view s);
+
 // An equality-based label selector as kubectl's -l takes it: comma-separated "key", "!key",
 // "key=value", "key==value" or "key!=value", keys and values as Kubernetes validates label names
 // ("prefix.example.com/name", <= 63 characters of [A-Za-z0-9-_.] starting and ending

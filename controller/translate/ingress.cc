@@ -526,7 +526,8 @@ class IngressCompiler {
     // Claimed by spec.ingressClassName (ClaimsIngress), so a legacy class annotation naming
     // another class is not what decides: said, since the other controller may be reading it.
     if (auto legacy = AnnotationOf(o_, kAnnLegacyClass); legacy && *legacy != ctx_.options.ingress_class) {
-      if (const auto spec = o_.find("spec"); spec != o_.end() && !StringOr(*spec, "ingressClassName").empty()) {
+      if (const auto spec = o_.find("spec"); spec != o_.end() && !StringOr(*spec, "ingressClassName").empty() &&
+                                              StringOr(*spec, "ingressClassName") != *legacy) {
         c_.warnings.push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnLegacyClass),
                                "spec.ingressClassName decides which controller serves this Ingress (as "
                                "ingress-nginx), not the legacy class annotation \"" + *legacy + "\""});

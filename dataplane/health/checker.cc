@@ -41,7 +41,9 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::size_t kMaxHttpHead = 4096;
+// The proxy's limit on a response head (docs/l7.md), here for the interim heads and the final
+// one together: an application's /healthz with large security headers must not fail its check.
+constexpr std::size_t kMaxHttpHead = 64 * 1024;
 
 struct Target {
   std::string key;  // endpoint key
@@ -83,16 +85,17 @@ Task<ProbeResult> AskStatus(Stream& stream, const Target& t) {
   if (ec) co_return ProbeResult::kFailed;
   // The whole head within the timeout, not just its status line: a backend that stalls after
   // "HTTP/1.1 200 OK" is not answering (helper-102).
+  // Interim (1xx) heads are skipped; the final one is judged (helper-119).
   std::string head;
-  char buf[1024];
+  char buf[4096];
   for (;;) {
     const std::size_t n = co_await stream.async_read_some(net::buffer(buf), Redirect(ec));
     head.append(buf, n);
-    if (head.find("\r\n\r\n") != std::string::npos || head.find("\n\n") != std::string::npos) {
-      const auto status = ParseHttpStatus(head);
-      co_return status && t.spec.StatusOk(*status) ? ProbeResult::kPassed : ProbeResult::kFailed;
+    const ReplyStatus status = FinalReplyStatus(head);
+    if (status.state == ReplyStatus::kFinal) {
+      co_return t.spec.StatusOk(status.code) ? ProbeResult::kPassed : ProbeResult::kFailed;
     }
-    if (ec || head.size() > kMaxHttpHead) co_return ProbeResult::kFailed;
+    if (status.state == ReplyStatus::kInvalid || ec || head.size() > kMaxHttpHead) co_return ProbeResult::kFailed;
   }
 }
 

@@ -98,9 +98,10 @@ Millis HealthState::NextProbeAt(Millis now, uint64_t random) const {
 }
 
 std::optional<uint32_t> ParseHttpStatus(std::string_view head) {
-  const auto eol = head.find("\r\n");
+  const auto eol = head.find('\n');
   if (eol == std::string_view::npos) return std::nullopt;
-  const auto line = head.substr(0, eol);
+  auto line = head.substr(0, eol);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   // "HTTP/1.x SP DDD [SP reason]"
   if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ') return std::nullopt;
   if (line[7] != '0' && line[7] != '1') return std::nullopt;
@@ -113,6 +114,28 @@ std::optional<uint32_t> ParseHttpStatus(std::string_view head) {
   if (line.size() > 12 && line[12] != ' ') return std::nullopt;
   if (code < 100) return std::nullopt;
   return code;
+}
+
+ReplyStatus FinalReplyStatus(std::string_view reply) {
+  for (;;) {
+    // The head ends at the first empty line ("\n\n" or "\n\r\n").
+    std::size_t end = std::string_view::npos;
+    for (std::size_t nl = reply.find('\n'); nl != std::string_view::npos; nl = reply.find('\n', nl + 1)) {
+      if (nl + 1 < reply.size() && reply[nl + 1] == '\n') {
+        end = nl + 2;
+        break;
+      }
+      if (nl + 2 < reply.size() && reply[nl + 1] == '\r' && reply[nl + 2] == '\n') {
+        end = nl + 3;
+        break;
+      }
+    }
+    if (end == std::string_view::npos) return {};
+    const auto code = ParseHttpStatus(reply.substr(0, end));
+    if (!code) return {ReplyStatus::kInvalid, 0};
+    if (*code >= 200 || *code == 101) return {ReplyStatus::kFinal, *code};
+    reply.remove_prefix(end);  // 100, 102, 103...: the final answer follows
+  }
 }
 
 }  // namespace doorman::health

@@ -105,8 +105,17 @@ std::string GrpcTarget(std::string_view ip_literal, uint16_t port);
 // valid: the server as a whole).
 bool ValidGrpcServiceName(std::string_view name);
 
-// The status code of an HTTP/1.x response head ("HTTP/1.1 200 OK\r\n..."); nullopt when the
-// bytes are not (yet) a complete, well-formed status line.
+// The status code of an HTTP/1.x response head ("HTTP/1.1 200 OK\r\n...", or a bare LF as the
+// proxy takes it); nullopt when the bytes are not (yet) a complete, well-formed status line.
 std::optional<uint32_t> ParseHttpStatus(std::string_view head);
+
+// The final status of the HTTP reply that `reply` begins: interim heads (1xx other than 101)
+// are skipped, as RFC 9110 §15.2 asks of a client and as the proxy does. kNeedMore until a
+// final head is complete (CRLF or bare-LF line ends); kInvalid for a head without a status line.
+struct ReplyStatus {
+  enum State { kNeedMore, kInvalid, kFinal } state = kNeedMore;
+  uint32_t code = 0;
+};
+ReplyStatus FinalReplyStatus(std::string_view reply);
 
 }  // namespace doorman::health

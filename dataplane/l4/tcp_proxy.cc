@@ -403,8 +403,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       if (ec == net::error::eof) {
         // The last direction to finish skips the shutdown: the session closes both sockets
-        // right after (the close sends the FIN), one syscall less per connection.
-        if (self->pumps_ > 1) {
+        // right after (the close sends the FIN), one syscall less per connection. While a
+        // reset is being delivered (its send consumed the socket's error, so this read sees
+        // end of stream), no FIN: the reset follows.
+        if (self->pumps_ > 1 && !self->reset_pending_) {
           error_code ignored;
           to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
         }
@@ -424,7 +426,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       std::size_t sent = to.is_open() ? SendNow(to, buf, n, ec) : 0;
       if (!ec && sent < n) co_await net::async_write(to, net::buffer(buf + sent, n - sent), Redirect(ec));
       if (ec) {
-        self->Fail(ec != net::error::operation_aborted);
+        // `to`'s peer reset (a write sees it first when the reactor runs the write before the
+        // read, and takes the socket's error): deliver what `from`'s peer has been sent, then
+        // reset it too.
+        if (ec != net::error::operation_aborted && !self->reset_pending_) {
+          co_await ResetAfterDrain(self, to, from);
+        } else {
+          self->Fail(ec != net::error::operation_aborted);
+        }
         break;
       }
       self->Count(rx, n);
@@ -503,7 +512,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       if (!from.is_open() || !to.is_open()) break;
       const ssize_t n = ::splice(from.native_handle(), nullptr, pipe.fd[1], nullptr, chunk, kFlags);
       if (n == 0) {
-        if (self->pumps_ > 1) {
+        if (self->pumps_ > 1 && !self->reset_pending_) {
           error_code ignored;
           to.shutdown(tcp::socket::shutdown_send, ignored);  // forward the FIN
         }
@@ -544,7 +553,12 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         self->Count(rx, static_cast<std::size_t>(m));
       }
       if (in_pipe > 0) {
-        self->Fail(ec != net::error::operation_aborted);
+        // As in Pump: `to`'s peer reset; what `from`'s peer was sent still reaches it first.
+        if (ec != net::error::operation_aborted && !self->reset_pending_) {
+          co_await ResetAfterDrain(self, to, from);
+        } else {
+          self->Fail(ec != net::error::operation_aborted);
+        }
         break;
       }
       self->last_activity_ms_ = NowMs();
@@ -571,11 +585,13 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
   // The peer of `from` reset its connection (or it failed). What this side already accepted from
   // it and wrote to `to` still reaches `to`'s peer, then the reset does: `from` is closed now,
-  // `to` once its send queue is empty (its peer ACKed every byte; SIOCOUTQ), or when its peer
-  // takes nothing for the idle timeout (Sweep). Closing `to` with SO_LINGER 0 at once threw away
-  // what its send buffer held (up to megabytes: helper-114). HAProxy and nginx deliver it and send
-  // a FIN; a FIN would make a response cut short look complete, so the RST stays. Meanwhile the
-  // other direction's pump stops on its first error without closing anything (Fail).
+  // `to` once its send queue is empty (its peer ACKed every byte; SIOCOUTQ), once `to` is closed
+  // too (its peer reset or went away: the queue then stays as it was), or when its peer takes
+  // nothing for the idle timeout (Sweep). Closing `to` with SO_LINGER 0 at once threw away what
+  // its send buffer held (up to megabytes: helper-114). HAProxy and nginx deliver it and send a
+  // FIN; a FIN would make a response cut short look complete, so the RST stays. Meanwhile the
+  // other direction's pump stops on its first error without closing anything (Fail) and
+  // forwards no FIN. The queue is looked at every 2 ms at first, then at most every 50 ms.
   static Task<> ResetAfterDrain(std::shared_ptr<TcpSession> self, Socket& from, Socket& to) {
     self->reset_pending_ = true;
     error_code ignored;
@@ -589,14 +605,18 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     while (to.is_open()) {
       int queued = 0;
       if (::ioctl(to.native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) break;
+      tcp_info info{};
+      socklen_t len = sizeof info;
+      if (::getsockopt(to.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state == TCP_CLOSE) {
+        break;
+      }
       if (queued != last) {  // progress: the peer is reading
         last = queued;
         self->last_activity_ms_ = NowMs();
-        wait = std::chrono::milliseconds(2);
       }
       timer.expires_after(wait);
       co_await timer.async_wait(Redirect(ignored));
-      wait = std::min(wait * 2, std::chrono::milliseconds(100));
+      wait = std::min(wait * 2, std::chrono::milliseconds(50));
     }
     self->CloseBoth(true);
   }

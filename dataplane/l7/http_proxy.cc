@@ -1616,9 +1616,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         net::detached);
     std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
     client_buf_.consume(client_buf_.size());
-    co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
+    const error_code client_end = co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
     error_code ignored;
-    st->up->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (client_end && client_end != net::error::eof && client_end != net::error::operation_aborted &&
+        client_end != net::ssl::error::stream_truncated) {
+      // The client reset (or a write to the backend failed): not a half-close. The backend
+      // learns it as a reset and both directions end now (HAProxy passes the reset on; nginx
+      // closes both ways). A FIN left a backend that ignores half-closes holding the tunnel
+      // until the idle timeout (helper-118).
+      st->up->socket().set_option(net::socket_base::linger(true, 0), ignored);
+      st->up->socket().close(ignored);
+    } else {
+      st->up->socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
     // A client that half-closed still gets what the backend sends until it closes (or the tunnel
     // idles out): the session (and its shutdown of the client side) waits for that direction.
     if (!st->backend_finished) {
@@ -1627,22 +1637,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
   }
 
+  // Copies `in` to `out` until an error: eof when `in` ended cleanly.
   template <class In, class Out>
-  static Task<void> Pipe(In& in, Out& out, std::string pending, Millis idle, Deadline& dl,
-                         std::array<char, kRelayBuffer>& buf) {
+  static Task<error_code> Pipe(In& in, Out& out, std::string pending, Millis idle, Deadline& dl,
+                               std::array<char, kRelayBuffer>& buf) {
     error_code ec;
     if (!pending.empty()) {
       dl.Arm(idle);
       co_await net::async_write(out, net::buffer(pending), Redirect(ec));
-      if (ec) co_return;
+      if (ec) co_return ec;
     }
     for (;;) {
       dl.Arm(idle);
       const std::size_t n = co_await in.async_read_some(net::buffer(buf), Redirect(ec));
-      if (ec) co_return;
+      if (ec) co_return ec;
       dl.Arm(idle);
       co_await net::async_write(out, net::buffer(buf.data(), n), Redirect(ec));
-      if (ec) co_return;
+      if (ec) co_return ec;
     }
   }
 

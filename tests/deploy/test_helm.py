@@ -326,18 +326,22 @@ class HelmRenderTest(unittest.TestCase):
         docs = docs_of(render("-name", "internal", "--set",
                               "ingressClass.name=internal,ingressClass.controller=example.com/internal,"
                               "controller.loadBalancerClass=example.com/internal-lb,"
-                              "controller.loadBalancerSelector=doorman.dev/edge=internal").stdout)
+                              "controller.loadBalancerSelector=doorman.dev/edge=internal,"
+                              "controller.leaderElection.id=doorman-internal").stdout)
         args = dc.container(dc.one(docs, "Deployment"))["args"]
         for a in ("--ingress-class=internal", "--controller-class=example.com/internal",
                   "--load-balancer-class=example.com/internal-lb", "--loadbalancer-selector=doorman.dev/edge=internal",
-                  "--leader-elect-id=internal-doorman-controller"):
+                  "--leader-elect-id=doorman-internal"):
             self.assertIn(a, args)
         self.assertEqual(dc.one(docs, "IngressClass")["spec"]["controller"], "example.com/internal")
         default_args = dc.container(dc.one(docs_of(render().stdout), "Deployment"))["args"]
         self.assertFalse([a for a in default_args if a.startswith(("--controller-class", "--load-balancer-class",
                                                                    "--loadbalancer-selector", "--leader-elect-id"))])
-        for bad in ("controller.loadBalancerClass=internal", "ingressClass.controller=Bad_Domain/x",
-                    "controller.loadBalancerSelector=edge in (a)"):
+        # An unprefixed class is a valid qualified name (the API's own example is "internal-vip").
+        self.assertIn("--load-balancer-class=internal-vip", dc.container(dc.one(docs_of(render(
+            "--set", "controller.loadBalancerClass=internal-vip").stdout), "Deployment"))["args"])
+        for bad in ("controller.loadBalancerClass=example.com/a/b", "ingressClass.controller=Bad_Domain/x",
+                    "controller.loadBalancerSelector=edge in (a)", "controller.leaderElection.id=Internal"):
             self.assertNotEqual(render("--set", bad, check=False).returncode, 0, bad)
 
     def test_drain_that_fits_the_grace_period_renders(self):

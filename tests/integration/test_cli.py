@@ -82,6 +82,8 @@ class Cli(unittest.TestCase):
                 (k + ["--controller-class", "internal"], 'invalid --controller-class "internal"'),
                 (k + ["--load-balancer-class", "Bad_Domain/lb"], 'invalid --load-balancer-class "Bad_Domain/lb"'),
                 (k + ["--load-balancer-class", "example.com/"], 'invalid --load-balancer-class "example.com/"'),
+                (k + ["--load-balancer-class", "example.com/a/b"], 'invalid --load-balancer-class "example.com/a/b"'),
+                (k + ["--loadbalancer-selector", "in=x"], '"in" is a keyword, not a key'),
                 (k + ["--loadbalancer-selector", "edge in (a,b)"], "set-based requirements (in, notin) are not taken"),
                 (k + ["--loadbalancer-selector", "edge=a b"], '"a b" is not a label value'),
                 ([CONTROLLER, "--manifests", "/nonexistent/doorman", "--loadbalancer-selector", "edge=a"],

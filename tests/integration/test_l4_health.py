@@ -13,8 +13,10 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -240,6 +242,48 @@ spec:
         self.assertEqual(names, {"a": 10, "b": 10})
         # doorman_backend_up is per address: up while a set routes it unchecked (or passing).
         self.assertEqual(self.up(a.port), 1)
+
+    def test_http_check_reads_the_final_answer_as_the_proxy_does(self):
+        # helper-119: a 103 Early Hints before the 200 failed the check (the first status line
+        # was judged), as did a bare-LF head and a head over 4 KiB, all of which the proxy
+        # itself serves. Each is checked from down (503) to up, so each must pass on its own.
+        answers = {
+            "down": b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+            "interim": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            "bare-lf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+            "large-head": b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Policy-%d: %s\r\n" % (i, b"v" * 900) for i in range(22))
+                          + b"Content-Length: 2\r\n\r\nok",
+        }
+        mode = {"now": "down"}
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(64)
+        self.addCleanup(lst.close)
+
+        def serve():
+            while True:
+                try:
+                    c, _ = lst.accept()
+                except OSError:
+                    return
+                with c:
+                    try:
+                        c.settimeout(2)
+                        c.recv(65536)  # the probe's GET (one segment)
+                        c.sendall(answers[mode["now"]])
+                    except OSError:
+                        pass
+        threading.Thread(target=serve, daemon=True).start()
+        port = lst.getsockname()[1]
+        self.port = free_port()
+        self.start_dataplane_with(manifest(self.port, [port], "    protocol: HTTP\n    path: /healthz"))
+        wait_until(lambda: self.up(port) == 0, timeout=5, what="the backend down while it answers 503")
+        for m in ("interim", "bare-lf", "large-head"):
+            mode["now"] = m
+            wait_until(lambda: self.up(port) == 1, timeout=5, what="the backend up when it answers " + m)
+            mode["now"] = "down"
+            wait_until(lambda: self.up(port) == 0, timeout=5, what="the backend down again after " + m)
 
     def start_dataplane_with(self, text):
         self.write_manifest("hc.yaml", text)

@@ -225,13 +225,10 @@ class TcpHygiene(DoormanTestCase):
             recv_until_eof(s)
         s.close()
 
-    def test_a_backend_reset_after_its_data_delivers_the_data_first(self):
-        # The backend sends 3 MiB, sees the dataplane take all of it (its send queue empty), then
-        # resets. The dataplane has written it to the client's socket, which the client has not
-        # read yet: every byte must still arrive, then the reset (helper-114: SO_LINGER 0 on the
-        # client threw away what its send buffer held, 87% of a 1 MiB answer). HAProxy and nginx
-        # deliver it too (with a FIN); the RST stays, or a cut answer would look complete.
-        payload = os.urandom(3 << 20)
+    def resetting_backend(self, payload):
+        """A backend that sends `payload` on "G", reads nothing more, waits until its kernel
+        has handed all of it to the dataplane (its send queue empty), then resets. Returns
+        (port, an Event set after the reset)."""
         lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lst.bind(("127.0.0.1", 0))
         lst.listen(16)
@@ -257,30 +254,88 @@ class TcpHygiene(DoormanTestCase):
                     return
                 threading.Thread(target=serve, args=(c,), daemon=True).start()
         threading.Thread(target=accept, daemon=True).start()
-        self.start(manifest(self.port, [lst.getsockname()[1]]))
+        return lst.getsockname()[1], reset_done
+
+    def reset_client(self):
+        """A client with a small receive buffer (most of what it is sent waits in the dataplane)
+        that has asked the resetting backend for its payload."""
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.settimeout(20)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # most of the 3 MiB waits in the dataplane
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         s.connect(("127.0.0.1", self.port))
         s.sendall(b"G")
+        self.addCleanup(s.close)
+        return s
+
+    def wait_forwarded(self, reset_done):
         self.assertTrue(reset_done.wait(20), "the backend never saw its data taken")
         # The dataplane forwarded at least 2 MiB (the counter adds at least 1 MiB at a time; the
         # rest is added when the connection ends), so the last MiB and the reset behind it follow
-        # at memory speed: the client reads only after that (the binary before the fix, 3 of 3
-        # runs: 81,920 bytes then the reset).
+        # at memory speed: the client reads only after that.
         wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_bytes_total",
                                          {"direction": "tx"}) or 0) >= 2 << 20,
                    what="2 MiB forwarded to the client's socket")
+
+    def read_until_reset(self, s):
         got = b""
         with self.assertRaises(ConnectionResetError):
             while True:
                 chunk = s.recv(1 << 16)
                 if not chunk:
-                    break
+                    break  # a FIN: the assertion fails (a cut answer would look complete)
                 got += chunk
-        s.close()
+        return got
+
+    def test_a_backend_reset_after_its_data_delivers_the_data_first(self):
+        # The backend sends 3 MiB, sees the dataplane take all of it, then resets. The dataplane
+        # has written it to the client's socket, which the client has not read yet: every byte
+        # must still arrive, then the reset (helper-114: SO_LINGER 0 on the client threw away what
+        # its send buffer held; the binary before the fix, 3 of 3 runs: 81,920 bytes then the
+        # reset). HAProxy and nginx deliver it too (with a FIN); the RST stays, or a cut answer
+        # would look complete.
+        payload = os.urandom(3 << 20)
+        port, reset_done = self.resetting_backend(payload)
+        self.start(manifest(self.port, [port]))
+        s = self.reset_client()
+        self.wait_forwarded(reset_done)
+        got = self.read_until_reset(s)
         self.assertEqual(len(got), len(payload))
         self.assertEqual(got, payload)
+
+    def test_a_backend_reset_while_the_client_uploads_delivers_the_data_first(self):
+        # The same, while the client keeps uploading to a backend that reads nothing: the reset
+        # may reach the upload's write first (it takes the socket's error, and the download's
+        # read then sees end of stream): still every byte, then the reset, not a FIN (helper-117).
+        payload = os.urandom(3 << 20)
+        port, reset_done = self.resetting_backend(payload)
+        self.start(manifest(self.port, [port]))
+        s = self.reset_client()
+
+        def upload():
+            try:
+                while True:
+                    s.send(b"u" * 65536)
+            except OSError:
+                pass  # reset once the download is read
+        threading.Thread(target=upload, daemon=True).start()
+        self.wait_forwarded(reset_done)
+        got = self.read_until_reset(s)
+        self.assertEqual(len(got), len(payload))
+        self.assertEqual(got, payload)
+
+    def test_a_client_that_resets_while_its_data_drains_ends_the_session(self):
+        # Both peers reset: nothing is left to deliver, so the session ends at once, not after
+        # the idle timeout (the client socket's send queue stays frozen after its reset;
+        # helper-117).
+        payload = os.urandom(3 << 20)
+        port, reset_done = self.resetting_backend(payload)
+        self.start(manifest(self.port, [port], idle="60s"))
+        s = self.reset_client()
+        self.wait_forwarded(reset_done)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        wait_until(lambda: (metric_value(self.dataplane_metrics(), "doorman_l4_connections_active") or 0) == 0,
+                   timeout=10, what="the session ended (well before the 60 s idle timeout)")
 
     def worker_connections(self):
         text = self.dataplane_metrics()

@@ -10,6 +10,7 @@ import collections
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -32,6 +33,8 @@ class RawBackend:
         self.sent_408 = threading.Event()
         self.extra_sent = threading.Event()
         self.release = threading.Event()  # ends the connections held open by /early413
+        self.silent_ws_end = []  # how each /wssilent tunnel ended for the backend
+        self.silent_ws_ended = threading.Event()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -176,6 +179,23 @@ class RawBackend:
                     return
                 elif path == "/tegzip":  # gzip-coded, delimited by close
                     c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA")
+                    return
+                elif path == "/wssilent":  # a tunnel that ignores half-closes: reads until it ends
+                    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    end = "timeout"
+                    try:
+                        c.settimeout(30)
+                        while c.recv(65536):
+                            pass
+                        end = "eof"
+                        self.release.wait(30)  # and does not close on it
+                    except ConnectionResetError:
+                        end = "reset"
+                    except OSError:
+                        pass
+                    with self.lock:
+                        self.silent_ws_end.append(end)
+                    self.silent_ws_ended.set()
                     return
                 elif path == "/ws":  # echoes what it got once the client half-closed, a moment later
                     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
@@ -605,19 +625,36 @@ spec:
         self.assertTrue(r.startswith(b"HTTP/1.1 502"), r)
         self.assertIn(b"switched protocols to \"h2c\"", r)
 
+    def open_tunnel(self, path):
+        """A WebSocket upgrade of `path` through the proxy: (socket, the bytes read, 101 head included)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % path)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            self.assertTrue(d, head)
+            head += d
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        return s, head
+
     def test_tunnel_keeps_sending_to_a_client_that_half_closed(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
-                d = s.recv(4096)
-                self.assertTrue(d, head)
-                head += d
-            self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        s, head = self.open_tunnel(b"/ws")
+        with s:
             s.sendall(b"hello")
             s.shutdown(socket.SHUT_WR)
             rest = head.partition(b"\r\n\r\n")[2] + recv_until_close(s)
         self.assertEqual(rest, b"late:hello")
+
+    def test_a_client_reset_inside_a_tunnel_resets_the_backend_leg(self):
+        # A reset is not a half-close: a FIN left a backend that ignores half-closes (it waits for
+        # WebSocket close frames) holding the tunnel until the idle timeout (60 s here;
+        # helper-118). HAProxy passes the reset on; nginx closes both ways at once.
+        s, _ = self.open_tunnel(b"/wssilent")
+        s.sendall(b"frame")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        self.assertTrue(self.backend.silent_ws_ended.wait(10), "the backend leg outlived the client's reset")
+        self.assertEqual(self.backend.silent_ws_end, ["reset"])
 
     def upload_and_read_answer(self, path, size=64 << 20):
         """POSTs `size` bytes from a sender thread; returns (head, body, seconds to the answer)."""

@@ -165,7 +165,7 @@ TEST(KubeConfigTest, Base64) {
 
 TEST(KubeResourcesTest, EqualityLabelSelectors) {
   for (const char* ok : {"doorman.dev/edge=internal", "tier", "!tier", "a=b,c!=d", "a==b", "a=", " a = b , !c ",
-                         "app.kubernetes.io/name=doorman", "x=A-b_c.9"}) {
+                         "app.kubernetes.io/name=doorman", "x=A-b_c.9", "a=b,\tc", "index=1", "!notinx"}) {
     EXPECT_EQ(LabelSelectorProblem(ok), "") << ok;
   }
   const std::pair<const char*, const char*> bad[] = {
@@ -178,7 +178,12 @@ TEST(KubeResourcesTest, EqualityLabelSelectors) {
       {"a=b c", "\"b c\" is not a label value"},
       {"a=-b", "is not a label value"},
       {"!", "\"\" is not a label key"},
+      {"in=x", "\"in\" is a keyword, not a key"},
+      {"!notin", "\"notin\" is a keyword, not a key"},
   };
+  for (const char* name : {"internal-vip", "example.com/internal", "A.b_c-9"}) EXPECT_TRUE(IsQualifiedName(name)) << name;
+  const std::vector<std::string> bad_names = {"", "example.com/", "example.com/a/b", "Bad_Prefix/x", "-a", std::string(64, 'a')};
+  for (const auto& name : bad_names) EXPECT_FALSE(IsQualifiedName(name)) << name;
   for (const auto& [selector, why] : bad) {
     EXPECT_NE(LabelSelectorProblem(selector).find(why), std::string::npos)
         << selector << ": " << LabelSelectorProblem(selector);

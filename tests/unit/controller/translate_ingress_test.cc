@@ -231,6 +231,9 @@ TEST(TranslateIngress, ClassResolution) {
        "doorman", true},
       {"class another's, legacy annotation ours", nginx + "---\n" + ing("  ingressClassName: nginx\n", "doorman"),
        "doorman", false},
+      // The same class both ways (the API server allows that pair): nothing to say.
+      {"class ours under another name, legacy annotation the same", Class("edge") + "---\n" +
+       ing("  ingressClassName: edge\n", "edge"), "doorman", true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -80,10 +80,31 @@ TEST(HealthStateTest, ParsesStatusLines) {
   EXPECT_EQ(ParseHttpStatus("HTTP/1.1 200 OK\r\n"), 200u);
   EXPECT_EQ(ParseHttpStatus("HTTP/1.0 503 Service Unavailable\r\nX: y\r\n\r\n"), 503u);
   EXPECT_EQ(ParseHttpStatus("HTTP/1.1 204\r\n"), 204u);
+  EXPECT_EQ(ParseHttpStatus("HTTP/1.1 200 OK\nContent-Length: 3\n\n"), 200u);  // bare LF, as the proxy takes it
   for (const char* bad : {"", "HTTP/1.1 200 OK", "HTTP/2 200\r\n", "HTTP/1.1 2x0 OK\r\n", "HTTP/1.1 20\r\n",
                           "SSH-2.0-OpenSSH\r\n", "HTTP/1.1 2000\r\n", "HTTP/1.1 099 x\r\n", "HTTP/1.9 200 OK\r\n"}) {
     EXPECT_EQ(ParseHttpStatus(bad), std::nullopt) << bad;
   }
+}
+
+// helper-119: a 103 Early Hints before the 200 is not the answer (RFC 9110 §15.2), a bare-LF
+// head ends at "\n\n", and nothing is final before its head is complete.
+TEST(HealthStateTest, FinalReplyStatusSkipsInterimHeads) {
+  const auto final_code = [](std::string_view reply) {
+    const ReplyStatus s = FinalReplyStatus(reply);
+    return s.state == ReplyStatus::kFinal ? std::optional<uint32_t>(s.code) : std::nullopt;
+  };
+  EXPECT_EQ(final_code("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), 200u);
+  EXPECT_EQ(final_code("HTTP/1.1 200 OK\nContent-Length: 2\n\nok"), 200u);
+  EXPECT_EQ(final_code("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"), 204u);
+  EXPECT_EQ(final_code("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\n\nHTTP/1.1 503 x\r\n\r\n"), 503u);
+  EXPECT_EQ(final_code("HTTP/1.1 101 Switching Protocols\r\n\r\n"), 101u);  // not interim: a (wrong) answer
+  for (const char* partial : {"", "HTTP/1.1 200 OK\r\n", "HTTP/1.1 200 OK\r\nX: y\r\n\r",
+                              "HTTP/1.1 102 Processing\r\n\r\n", "HTTP/1.1 103 x\r\n\r\nHTTP/1.1 200 OK\r\n"}) {
+    EXPECT_EQ(FinalReplyStatus(partial).state, ReplyStatus::kNeedMore) << partial;
+  }
+  EXPECT_EQ(FinalReplyStatus("SSH-2.0-OpenSSH\r\n\r\n").state, ReplyStatus::kInvalid);
+  EXPECT_EQ(FinalReplyStatus("HTTP/1.1 103 x\r\n\r\ngarbage\r\n\r\n").state, ReplyStatus::kInvalid);
 }
 
 TEST(HealthStateTest, GrpcVerdictNeedsAnOkCallAndServing) {
