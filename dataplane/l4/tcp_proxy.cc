@@ -88,7 +88,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   ~TcpSession() {
-    CloseBoth(false);
+    CloseBoth(reset_pending_);  // a reset cut short by shutdown is still a reset
     if (prev_) prev_->next_ = next_;
     else list_->head = next_;
     if (next_) next_->prev_ = prev_;
@@ -430,7 +430,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         // read, and takes the socket's error): deliver what `from`'s peer has been sent, then
         // reset it too.
         if (ec != net::error::operation_aborted && !self->reset_pending_) {
-          co_await ResetAfterDrain(self, to, from);
+          co_await ResetAfterDrain(self, to, from, /*read_to_end=*/true);
         } else {
           self->Fail(ec != net::error::operation_aborted);
         }
@@ -555,7 +555,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       if (in_pipe > 0) {
         // As in Pump: `to`'s peer reset; what `from`'s peer was sent still reaches it first.
         if (ec != net::error::operation_aborted && !self->reset_pending_) {
-          co_await ResetAfterDrain(self, to, from);
+          co_await ResetAfterDrain(self, to, from, /*read_to_end=*/true);
         } else {
           self->Fail(ec != net::error::operation_aborted);
         }
@@ -592,15 +592,24 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // FIN; a FIN would make a response cut short look complete, so the RST stays. Meanwhile the
   // other direction's pump stops on its first error without closing anything (Fail) and
   // forwards no FIN. The queue is looked at every 2 ms at first, then at most every 50 ms.
-  static Task<> ResetAfterDrain(std::shared_ptr<TcpSession> self, Socket& from, Socket& to) {
+  // `read_to_end`: a write to `from` met the reset (and took the socket's error), so what `from`'s
+  // peer sent before it may still wait unread in `from`'s receive queue: the other direction's
+  // pump reads it to its end and forwards it first; `from` is closed when that pump is done.
+  static Task<> ResetAfterDrain(std::shared_ptr<TcpSession> self, Socket& from, Socket& to, bool read_to_end = false) {
     self->reset_pending_ = true;
     error_code ignored;
+    net::steady_timer timer(self->w_.executor());
+    std::chrono::milliseconds wait{2};
+    while (read_to_end && self->pumps_ > 1 && to.is_open()) {  // this pump still counts itself
+      timer.expires_after(wait);
+      co_await timer.async_wait(Redirect(ignored));
+      wait = std::min(wait * 2, std::chrono::milliseconds(50));
+    }
     if (from.is_open()) {
       from.set_option(net::socket_base::linger(true, 0), ignored);
       from.close(ignored);
     }
-    net::steady_timer timer(self->w_.executor());
-    std::chrono::milliseconds wait{2};
+    wait = std::chrono::milliseconds(2);
     int last = -1;
     while (to.is_open()) {
       int queued = 0;

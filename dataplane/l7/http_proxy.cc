@@ -5,6 +5,8 @@
 #include <openssl/ssl.h>
 
 #include <poll.h>
+#include <linux/sockios.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -322,6 +324,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     if (self->held_) self->w_.pool().Put(self->held_key_, std::move(self->held_));
     self->ReleaseCapSlot();  // done serving (before the FIN a client may act on): lingering is not serving
     error_code ignored;
+    if constexpr (kTls) {
+      // close_notify before the FIN (RFC 8446 §6.1; nginx and HAProxy send it): without it a
+      // client cannot tell a close-delimited (HTTP/1.0) body cut by a forged FIN from a whole
+      // one, and strict clients report an unexpected EOF (helper-121). Sent without waiting for
+      // the client's own (marked as received), within a bound in case the socket is full.
+      if (self->Lowest().is_open()) {
+        SSL_set_shutdown(self->client_.native_handle(), SSL_get_shutdown(self->client_.native_handle()) | SSL_RECEIVED_SHUTDOWN);
+        self->client_dl_.Arm(std::chrono::seconds(1));
+        co_await self->client_.async_shutdown(Redirect(ignored));
+        self->client_dl_.Disarm();
+      }
+    }
     self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
     if (self->linger_) co_await self->Linger();
   }
@@ -1616,14 +1630,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
         net::detached);
     std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
     client_buf_.consume(client_buf_.size());
-    const error_code client_end = co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
+    const PipeEnd client_end = co_await Pipe(client_, *st->up, std::move(from_client), idle, st->dl, st->to_backend);
     error_code ignored;
-    if (client_end && client_end != net::error::eof && client_end != net::error::operation_aborted &&
-        client_end != net::ssl::error::stream_truncated) {
-      // The client reset (or a write to the backend failed): not a half-close. The backend
-      // learns it as a reset and both directions end now (HAProxy passes the reset on; nginx
-      // closes both ways). A FIN left a backend that ignores half-closes holding the tunnel
-      // until the idle timeout (helper-118).
+    const error_code& cec = client_end.ec;
+    if (client_end.in_read && cec && cec != net::error::eof && cec != net::error::operation_aborted &&
+        cec != net::ssl::error::stream_truncated) {
+      // The client reset: not a half-close. The backend learns it as a reset and both
+      // directions end now (HAProxy passes the reset on; nginx closes both ways). A FIN left a
+      // backend that ignores half-closes holding the tunnel until the idle timeout (helper-118).
+      // (A failed write to the backend is the backend's end: the other direction still reads
+      // what it sent before, below.)
       st->up->socket().set_option(net::socket_base::linger(true, 0), ignored);
       st->up->socket().close(ignored);
     } else {
@@ -1635,25 +1651,67 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       st->backend_done.expires_at(Timer::time_point::max());
       co_await st->backend_done.async_wait(Redirect(ec));
     }
+    // What the backend sent may still wait in the client socket's send queue, and the
+    // session's close would throw it away if the client has sent bytes not read here (a close
+    // with unread data is a reset): wait until the client has taken it all (SIOCOUTQ 0; at
+    // once after a clean end), it is gone, or nothing moved for the idle timeout; then linger
+    // (read and drop what it still sends, bounded) before the close (helper-120).
+    co_await DrainToClient(idle);
+    linger_ = true;
   }
 
-  // Copies `in` to `out` until an error: eof when `in` ended cleanly.
+  Task<void> DrainToClient(Millis idle) {
+    Timer timer(Lowest().get_executor());
+    std::chrono::milliseconds wait{2};
+    int last = -1;
+    auto progress = std::chrono::steady_clock::now();
+    while (Lowest().is_open()) {
+      int queued = 0;
+      if (::ioctl(Lowest().native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) co_return;
+      tcp_info info{};
+      socklen_t len = sizeof info;
+      if (::getsockopt(Lowest().native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+          info.tcpi_state == TCP_CLOSE) {
+        co_return;  // reset: the queue stays as it was
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (queued != last) {
+        last = queued;
+        progress = now;
+      } else if (now - progress >= idle) {
+        co_return;
+      }
+      error_code ignored;
+      timer.expires_after(wait);
+      co_await timer.async_wait(Redirect(ignored));
+      wait = std::min(wait * 2, std::chrono::milliseconds(50));
+    }
+  }
+
+  // How a Pipe ended: the error, and whether reading `in` (not writing `out`) met it (eof:
+  // `in` ended cleanly).
+  struct PipeEnd {
+    error_code ec;
+    bool in_read = false;
+  };
+
+  // Copies `in` to `out` until an error.
   template <class In, class Out>
-  static Task<error_code> Pipe(In& in, Out& out, std::string pending, Millis idle, Deadline& dl,
-                               std::array<char, kRelayBuffer>& buf) {
+  static Task<PipeEnd> Pipe(In& in, Out& out, std::string pending, Millis idle, Deadline& dl,
+                            std::array<char, kRelayBuffer>& buf) {
     error_code ec;
     if (!pending.empty()) {
       dl.Arm(idle);
       co_await net::async_write(out, net::buffer(pending), Redirect(ec));
-      if (ec) co_return ec;
+      if (ec) co_return PipeEnd{ec, false};
     }
     for (;;) {
       dl.Arm(idle);
       const std::size_t n = co_await in.async_read_some(net::buffer(buf), Redirect(ec));
-      if (ec) co_return ec;
+      if (ec) co_return PipeEnd{ec, true};
       dl.Arm(idle);
       co_await net::async_write(out, net::buffer(buf.data(), n), Redirect(ec));
-      if (ec) co_return ec;
+      if (ec) co_return PipeEnd{ec, false};
     }
   }
 

@@ -65,10 +65,11 @@ std::vector<std::string> CertificateNames(X509* cert) {
 
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
                void*) {
-  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  // http/1.1, else http/1.0 (curl -0 offers only that; nginx selects it, helper-121).
+  static const unsigned char kHttp1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1', 8, 'h', 't', 't', 'p', '/', '1', '.', '0'};
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof(kHttp11), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
-    // The client offered ALPN without http/1.1 (an h2-only gRPC client): RFC 7301 §3.2's fatal
+  if (SSL_select_next_proto(&selected, outlen, kHttp1, sizeof(kHttp1), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    // The client offered ALPN without HTTP/1.x (an h2-only gRPC client): RFC 7301 §3.2's fatal
     // no_application_protocol alert, as nginx sends, not a handshake that ends in an HTTP/1.1
     // 400 to its HTTP/2 preface. A client that offers no ALPN at all is not asked here.
     return SSL_TLSEXT_ERR_ALERT_FATAL;

@@ -9,6 +9,7 @@ import fcntl
 import http.client
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -306,19 +307,27 @@ class TcpHygiene(DoormanTestCase):
         # The same, while the client keeps uploading to a backend that reads nothing: the reset
         # may reach the upload's write first (it takes the socket's error, and the download's
         # read then sees end of stream): still every byte, then the reset, not a FIN (helper-117).
-        payload = os.urandom(3 << 20)
+        # 4.25 MiB: more than the client socket's send buffer takes, so part of it still waits
+        # unread in the dataplane's backend socket when the reset comes (helper-120: closing
+        # that socket at once lost ~168 KB, 4 of 4 runs).
+        payload = os.urandom(4456448)
         port, reset_done = self.resetting_backend(payload)
         self.start(manifest(self.port, [port]))
         s = self.reset_client()
 
         def upload():
+            # Never blocked in send when the dataplane's reset comes: a blocked send would take
+            # the socket's error and the test's recv would see end of stream (helper-120).
             try:
-                while True:
-                    s.send(b"u" * 65536)
+                while not reset_done.is_set():
+                    if select.select([], [s], [], 0.05)[1]:
+                        s.send(b"u" * 65536, socket.MSG_DONTWAIT)
             except OSError:
-                pass  # reset once the download is read
-        threading.Thread(target=upload, daemon=True).start()
+                pass
+        uploader = threading.Thread(target=upload, daemon=True)
+        uploader.start()
         self.wait_forwarded(reset_done)
+        uploader.join(5)
         got = self.read_until_reset(s)
         self.assertEqual(len(got), len(payload))
         self.assertEqual(got, payload)

@@ -189,6 +189,35 @@ spec:
         self.assertIn("No ALPN negotiated", none.stdout)
         self.assertIn("HTTP/1.1 200", none.stdout)
 
+    def test_a_closed_connection_ends_with_close_notify(self):
+        # RFC 8446 §6.1 (nginx and HAProxy send it): without close_notify a client cannot tell a
+        # close-delimited body cut by a forged FIN from a whole one, and a strict client reports
+        # an unexpected EOF (helper-121). OpenSSL also dropped the TLS 1.2 session of a
+        # connection freed without it, so session IDs never resumed.
+        ctx = ssl.create_default_context(cafile=self.a[0])
+        with socket.create_connection(("127.0.0.1", self.https), timeout=5) as raw:
+            s = ctx.wrap_socket(raw, server_hostname="a.test", suppress_ragged_eofs=False)
+            s.sendall(b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n")
+            got = b""
+            while True:
+                chunk = s.recv(65536)  # SSLEOFError on a FIN without close_notify
+                if not chunk:
+                    break
+                got += chunk
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+        request = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        sess = os.path.join(self.tmp, "session-id")
+        first = self.s_client("-tls1_2", "-no_ticket", "-servername", "a.test", "-sess_out", sess, "-ign_eof",
+                              request=request)
+        self.assertIn("HTTP/1.1 200", first.stdout)
+        again = self.s_client("-tls1_2", "-no_ticket", "-servername", "a.test", "-sess_in", sess)
+        self.assertIn("Reused,", again.stdout)
+        # ALPN http/1.0 alone (curl -0 offers it): selected, as nginx does, not refused.
+        old = self.s_client("-servername", "a.test", "-alpn", "http/1.0", "-ign_eof",
+                            request="GET /x HTTP/1.0\r\nHost: a.test\r\n\r\n")
+        self.assertIn("ALPN protocol: http/1.0", old.stdout)
+        self.assertIn("HTTP/1.1 200", old.stdout)
+
     def test_certificate_expiry_is_exported(self):
         """doorman_tls_certificate_expiry_timestamp_seconds: each served certificate's notAfter, by
         Secret; a certificate dropped from the listener loses its series."""
