@@ -1625,7 +1625,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           st->dl.Disarm();
           st->up->socket().close(ignored);
           self->Lowest().cancel(ignored);  // ends the other direction's read
-          self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
+          // TLS: Run sends close_notify, then the FIN (a FIN here would come first).
+          if constexpr (!kTls) self->Lowest().shutdown(tcp::socket::shutdown_send, ignored);
         },
         net::detached);
     std::string from_client(static_cast<const char*>(client_buf_.data().data()), client_buf_.size());
@@ -1656,7 +1657,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     // with unread data is a reset): wait until the client has taken it all (SIOCOUTQ 0; at
     // once after a clean end), it is gone, or nothing moved for the idle timeout; then linger
     // (read and drop what it still sends, bounded) before the close (helper-120).
-    co_await DrainToClient(idle);
+    if (!st->dl.fired()) co_await DrainToClient(idle);  // after an idle timeout, nothing moves
     linger_ = true;
   }
 
@@ -1752,6 +1753,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   // After an answer that closes the connection while the client may still be sending: read and
   // discard for a short while so that close() does not turn into a RST that destroys the answer
   // in the client's receive queue.
+  // Reads and drops what the client still sends (bounded), so that closing with its bytes
+  // unread does not reset the connection and throw away what it has not read yet. From the TCP
+  // socket, on TLS too: after close_notify, SSL_read would return at once without reading
+  // (helper-122), and nothing read here needs decrypting.
   Task<void> Linger() {
     constexpr std::size_t kMaxLingerBytes = 1 << 20;
     std::array<char, 4096> buf;
@@ -1759,7 +1764,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     client_dl_.Arm(std::chrono::seconds(2));
     error_code ec;
     while (!ec && total < kMaxLingerBytes) {
-      total += co_await client_.async_read_some(net::buffer(buf), Redirect(ec));
+      total += co_await Lowest().async_read_some(net::buffer(buf), Redirect(ec));
     }
     client_dl_.Disarm();
   }

@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -217,6 +218,26 @@ spec:
                             request="GET /x HTTP/1.0\r\nHost: a.test\r\n\r\n")
         self.assertIn("ALPN protocol: http/1.0", old.stdout)
         self.assertIn("HTTP/1.1 200", old.stdout)
+
+    def test_an_https_client_still_uploading_reads_the_413(self):
+        # The proxy answers 413 at once (Content-Length over --l7-max-body-bytes) and closes
+        # while the client is still sending its body: the close lingers, reading what it sends,
+        # so the unread bytes do not turn it into a reset that throws the 413 away. After the
+        # close_notify, a linger through SSL_read read nothing (helper-122).
+        ctx = ssl.create_default_context(cafile=self.a[0])
+        with socket.create_connection(("127.0.0.1", self.https), timeout=5) as raw:
+            s = ctx.wrap_socket(raw, server_hostname="a.test")
+            s.sendall(b"POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2000000000\r\n\r\n")
+            for _ in range(32):  # 512 KiB, still being sent when the proxy closes
+                s.sendall(b"u" * 16384)
+                time.sleep(0.005)  # paced, as a client streaming a body
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        self.assertTrue(got.startswith(b"HTTP/1.1 413"), got[:80])
 
     def test_certificate_expiry_is_exported(self):
         """doorman_tls_certificate_expiry_timestamp_seconds: each served certificate's notAfter, by
