@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/fd_limit.h"
+#include "common/http_head_end.h"
 
 namespace doorman::health {
 
@@ -118,18 +119,7 @@ std::optional<uint32_t> ParseHttpStatus(std::string_view head) {
 
 ReplyStatus FinalReplyStatus(std::string_view reply) {
   for (;;) {
-    // The head ends at the first empty line ("\n\n" or "\n\r\n").
-    std::size_t end = std::string_view::npos;
-    for (std::size_t nl = reply.find('\n'); nl != std::string_view::npos; nl = reply.find('\n', nl + 1)) {
-      if (nl + 1 < reply.size() && reply[nl + 1] == '\n') {
-        end = nl + 2;
-        break;
-      }
-      if (nl + 2 < reply.size() && reply[nl + 1] == '\r' && reply[nl + 2] == '\n') {
-        end = nl + 3;
-        break;
-      }
-    }
+    const std::size_t end = HttpHeadEnd(reply);
     if (end == std::string_view::npos) return {};
     const auto code = ParseHttpStatus(reply.substr(0, end));
     if (!code) return {ReplyStatus::kInvalid, 0};

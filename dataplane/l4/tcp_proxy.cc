@@ -612,13 +612,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     wait = std::chrono::milliseconds(2);
     int last = -1;
     while (to.is_open()) {
-      int queued = 0;
-      if (::ioctl(to.native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) break;
-      tcp_info info{};
-      socklen_t len = sizeof info;
-      if (::getsockopt(to.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state == TCP_CLOSE) {
-        break;
-      }
+      const int queued = UnsentBytes(to.native_handle());
+      if (queued == 0) break;
       if (queued != last) {  // progress: the peer is reading
         last = queued;
         self->last_activity_ms_ = NowMs();
@@ -715,6 +710,15 @@ void SetTcpKeepalive(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof v);
   v = kTcpKeepaliveCount;
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
+}
+
+int UnsentBytes(int fd) {
+  int queued = 0;
+  if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued <= 0) return 0;
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_state == TCP_CLOSE) return 0;
+  return queued;
 }
 
 void PrepareTcpListener(int fd) {

@@ -44,6 +44,11 @@ void StartTcpSession(Worker& worker, Socket client, const std::string& listener_
 // Sets keepalive (kTcpKeepalive*) on a socket.
 void SetTcpKeepalive(int fd);
 
+// The bytes a connected TCP socket has sent that its peer has not acknowledged yet (SIOCOUTQ):
+// what a close with SO_LINGER 0 would throw away. 0 when the queue is empty, and when the
+// connection is closed or its peer reset it (its queue then stays as it was, never emptying).
+int UnsentBytes(int fd);
+
 // For an L4 listening socket, before listen(): keepalive (kTcpKeepalive*) and TCP_NODELAY, which
 // Linux copies to every accepted socket (five setsockopt calls less per connection).
 void PrepareTcpListener(int fd);

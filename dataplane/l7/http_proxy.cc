@@ -5,8 +5,6 @@
 #include <openssl/ssl.h>
 
 #include <poll.h>
-#include <linux/sockios.h>
-#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -32,6 +30,7 @@
 #include <random>
 #include <vector>
 
+#include "common/http_head_end.h"
 #include "common/log.h"
 #include "dataplane/l4/cidr.h"
 #include "dataplane/l4/proxy_protocol.h"
@@ -200,7 +199,7 @@ bool OnlyInterimHeads(std::string_view d) {
     const std::size_t n = std::min(d.size(), k11.size());
     if (d.substr(0, n) != k11.substr(0, n) && d.substr(0, n) != k10.substr(0, n)) return false;
     if (d.size() >= 12 && d.substr(9, 3) == "101") return false;
-    const std::size_t end = HeadEnd(d);  // CRLF or bare-LF line ends (see CrlfHead)
+    const std::size_t end = HttpHeadEnd(d);  // CRLF or bare-LF line ends (see CrlfHead)
     if (end == std::string_view::npos) return true;  // the rest of this head is on its way
     d.remove_prefix(end);
   }
@@ -1667,14 +1666,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     int last = -1;
     auto progress = std::chrono::steady_clock::now();
     while (Lowest().is_open()) {
-      int queued = 0;
-      if (::ioctl(Lowest().native_handle(), SIOCOUTQ, &queued) != 0 || queued <= 0) co_return;
-      tcp_info info{};
-      socklen_t len = sizeof info;
-      if (::getsockopt(Lowest().native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
-          info.tcpi_state == TCP_CLOSE) {
-        co_return;  // reset: the queue stays as it was
-      }
+      const int queued = UnsentBytes(Lowest().native_handle());
+      if (queued == 0) co_return;
       const auto now = std::chrono::steady_clock::now();
       if (queued != last) {
         last = queued;

@@ -49,15 +49,6 @@ bool CrlfHead(std::string_view d, std::string* out, std::size_t* checked) {
   return true;
 }
 
-std::size_t HeadEnd(std::string_view d) {
-  for (std::size_t pos = 0;;) {
-    const std::size_t nl = d.find('\n', pos);
-    if (nl == std::string_view::npos) return nl;
-    if (nl == pos || (nl == pos + 1 && d[pos] == '\r')) return nl + 1;
-    pos = nl + 1;
-  }
-}
-
 namespace {
 // Parses a Transfer-Encoding list (RFC 9112 §6.1, empty elements allowed): the codings other
 // than "identity", joined by ", " in *kept, the last one in *last ("" when none), and whether

@@ -33,10 +33,6 @@ inline constexpr std::size_t kReasonSpaceAt = 12;  // after "HTTP/1.1 200"
 // the lines looked at (in the rewritten bytes). A lone CR is left for the parser to refuse.
 bool CrlfHead(std::string_view head, std::string* out, std::size_t* checked);
 
-// Where the first head in `d` ends (just after its empty line), its lines ended by CRLF or by a
-// bare LF as CrlfHead takes them; npos when that head has not ended yet.
-std::size_t HeadEnd(std::string_view d);
-
 // The client's side of the exchange a response answers.
 struct ClientExchange {
   unsigned version = 11;     // the request's HTTP version (10 or 11)
