@@ -548,13 +548,8 @@ int main(int argc, char** argv) {
   // As the API server validates them, or they could never match an object: IngressClass
   // spec.controller is a domain-prefixed path ("example.com/name", <= 250), Service
   // spec.loadBalancerClass a qualified name ("example.com/name" or "internal-vip").
-  {
-    const auto slash = controller_class.find('/');
-    if (slash == std::string::npos || !doorman::IsDns1123Subdomain(controller_class.substr(0, slash)) ||
-        controller_class.size() == slash + 1 || controller_class.size() > 250 ||
-        controller_class.find_first_of(" \t\r\n", slash) != std::string::npos) {
-      Fail(2, "invalid --controller-class \"" + controller_class + "\" (want a domain-prefixed path, e.g. example.com/internal)");
-    }
+  if (!dc::kube::IsDomainPrefixedPath(controller_class)) {
+    Fail(2, "invalid --controller-class \"" + controller_class + "\" (want a domain-prefixed path, e.g. example.com/internal)");
   }
   if (!dc::kube::IsQualifiedName(load_balancer_class)) {
     Fail(2, "invalid --load-balancer-class \"" + load_balancer_class +

@@ -37,6 +37,19 @@ bool IsQualifiedName(std::string_view s) {
   return IsDns1123Subdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
 }
 
+bool IsDomainPrefixedPath(std::string_view s) {
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == s.size() || s.size() > 250) return false;
+  if (!IsDns1123Subdomain(s.substr(0, slash))) return false;
+  // apimachinery's httpPathFmt: [A-Za-z0-9/\-._~%!$&'()*+,;=:]+
+  static constexpr std::string_view kPathPunct = "/-._~%!$&'()*+,;=:";
+  for (char c : s.substr(slash + 1)) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && kPathPunct.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 std::string LabelSelectorProblem(std::string_view selector) {
   if (Trim(selector).empty()) return "it is empty";
   size_t start = 0;

@@ -49,6 +49,11 @@ std::string FormatTime(std::chrono::system_clock::time_point t, bool micro = fal
 // DNS-1123 subdomain prefix and "/", then <= 63 of [A-Za-z0-9-_.], alphanumeric at both ends.
 bool IsQualifiedName(std::string_view s);
 
+// IngressClass spec.controller as the API server validates it (apimachinery's
+// IsDomainPrefixedPath): a DNS-1123 subdomain, "/", then a non-empty path of
+// [A-Za-z0-9/-._~%!$&'()*+,;=:]; <= 250 characters in all.
+bool IsDomainPrefixedPath(std::string_view s);
+
 // An equality-based label selector as kubectl's -l takes it: comma-separated "key", "!key",
 // "key=value", "key==value" or "key!=value", keys and values as Kubernetes validates label names
 // ("prefix.example.com/name", <= 63 characters of [A-Za-z0-9-_.] starting and ending

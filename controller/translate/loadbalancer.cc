@@ -445,7 +445,8 @@ bool IsFramingOrHopByHop(const std::string& lower_name) {
   return kNames.count(lower_name) > 0;
 }
 
-void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, bool request, v1::HeaderRules* out) {
+void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, bool request, v1::HeaderRules* out,
+                        std::vector<StatusWarning>* warnings) {
   if (!r.Object(h, p, {"set", "add", "remove"})) return;
   // An HTTP/1.1 request carries exactly one Host (RFC 9112 §3.2): it may be set, not added or
   // removed.
@@ -484,11 +485,18 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, boo
                                      " (header names are case-insensitive: one value would be lost)");
     }
     host_kept(p + ".add." + k, k);
+    if (!request && Lower(k) == "date") {
+      r.Invalid(p + ".add." + k, "a response carries exactly one Date (RFC 9110 §6.6.1): it may be set, not added");
+    }
     (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
   }
   const auto remove = r.StringList(h, p, "remove");
   for (size_t i = 0; i < remove.size(); ++i) {
     host_kept(FieldReader::Index(p + ".remove", i), remove[i]);
+    if (!request && Lower(remove[i]) == "date") {
+      warnings->push_back({"FieldIgnored", FieldReader::Index(p + ".remove", i),
+                           "a response needs a Date (RFC 9110 §6.6.1): the backend's is removed and the proxy adds its own"});
+    }
     out->add_remove(check(FieldReader::Index(p + ".remove", i), remove[i]));
   }
 }
@@ -562,14 +570,14 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
     }
   }
   if (const json* h = r.Member(f, p, "requestHeaders")) {
-    CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers());
+    CompileHeaderRules(r, *h, p + ".requestHeaders", true, out->mutable_request_headers(), warnings);
     if (!out->rewrite().host().empty() && out->request_headers().set().count("host")) {
       warnings->push_back({"FieldIgnored", p + ".rewrite.host",
                            "requestHeaders.set sets Host too, after the rewrite: its value is sent, not rewrite.host's; "
                            "keep one of them"});
     }
   }
-  if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", false, out->mutable_response_headers());
+  if (const json* h = r.Member(f, p, "responseHeaders")) CompileHeaderRules(r, *h, p + ".responseHeaders", false, out->mutable_response_headers(), warnings);
 }
 
 // `proto` is the route's listener protocol: a {service, port} backend resolves the Service port of
@@ -838,7 +846,13 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                  : rd.scheme().empty()   ? cl->proto.port()
                                  : rd.scheme() == "https" ? 443u
                                                           : 80u;
-        if (rd.enabled() && rd.host().empty() && rd.path().empty() && (rd.scheme().empty() || rd.scheme() == own_scheme) &&
+        // The Location is the request's own URL when host and path are kept, or set to the only
+        // host / the Exact path the route matches (helper-125: {path: /a} on Exact /a).
+        const auto& m = route.match();
+        const bool same_host = rd.host().empty() || (m.hosts_size() == 1 && Lower(m.hosts(0)) == Lower(rd.host()));
+        const bool same_path = rd.path().empty() || (m.has_path() && m.path().type() == v1::PathMatch::EXACT &&
+                                                     m.path().value() == rd.path());
+        if (rd.enabled() && same_host && same_path && (rd.scheme().empty() || rd.scheme() == own_scheme) &&
             to_port == cl->proto.port()) {
           // Allowed (Gateway API allows an empty redirect), but a client that follows it loops —
           // unless the follow-up GET does not match the route (Post/Redirect/Get on a POST route).
@@ -847,7 +861,7 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                    std::find(methods.begin(), methods.end(), "HEAD") != methods.end();
           if (get_matches) c.warnings.push_back({"RedirectLoop", p + ".filters.redirect",
                                 "the redirect sends every request back to its own URL (same scheme, host, port and "
-                                "path): a client that follows it loops; set scheme, host, port or path"});
+                                "path): a client that follows it loops; change scheme, host, port or path"});
         }
         if (fh) *route.mutable_forwarded_headers() = fwd;
         if (!rt.contains("backends") && !route.filters().redirect().enabled()) {

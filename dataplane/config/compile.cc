@@ -561,10 +561,14 @@ class Compiler {
           out->sticky_cookie_path = path;
         }
         out->sticky_ttl = Millis(p.stickiness().ttl_ms());
+        // Weight 0 is no traffic, cookie holders included (they move, as SourceIP-pinned clients
+        // do): the cookie value is computable, so it must not open a backend nobody weighted.
         for (const auto& w : out->backends) {
+          if (w.weight == 0) continue;
           for (const Endpoint* e : w.eligible) out->sticky_main[StickyHash(e->key)] = e;
         }
         for (const auto& w : out->canary_backends) {
+          if (w.weight == 0) continue;
           for (const Endpoint* e : w.eligible) out->sticky_canary[StickyHash(e->key)] = e;
         }
       }

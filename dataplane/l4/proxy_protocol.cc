@@ -44,7 +44,8 @@ bool ParsePort(std::string_view s, uint16_t* out) {
 }
 
 bool ParseIp(std::string_view s, bool v6, ProxyAddress* out) {
-  if (s.empty() || s.size() > 45) return false;
+  // inet_pton stops at a NUL: "10.1.2.3\0junk" must not read as 10.1.2.3 (helper-124).
+  if (s.empty() || s.size() > 45 || s.find('\0') != std::string_view::npos) return false;
   char buf[46];
   std::memcpy(buf, s.data(), s.size());
   buf[s.size()] = '\0';

@@ -1281,9 +1281,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       HttpHead& res = res_;
       const unsigned status = res.status();
       StripHopByHop(res);
-      // A recipient that forwards a response without Date adds one (RFC 9110 §6.6.1).
-      if (!res.Get(http::field::date)) res.Insert(http::field::date, "Date", HttpDateNow());
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
+      // A recipient that forwards a response without Date adds one (RFC 9110 §6.6.1); after the
+      // route's rules, so a rule that removes Date replaces the backend's with the proxy's.
+      if (!res.Get(http::field::date)) res.Insert(http::field::date, "Date", HttpDateNow());
       if (!route->sticky_cookie.empty() && ep != sticky_ep) {
         res.Insert(http::field::set_cookie, "Set-Cookie", StickySetCookie(route->sticky_cookie, StickyCookieValue(StickyHash(ep->key)),
                                                  route->sticky_ttl, kTls, route->sticky_cookie_path));

@@ -309,7 +309,10 @@ bool MatchesExceptHost(const RouteMatch& m, const RequestView& view) {
   if (!m.needs_headers()) return true;
   if (view.headers == nullptr) return false;
   for (const auto& h : m.headers) {
-    const auto v = view.headers->Get(h.lower_name);
+    // "host" is the authority the request is routed and forwarded with (an absolute-form
+    // target's, which replaces the Host field), as Envoy's header match on :authority.
+    const auto v = h.lower_name == "host" ? (view.host.empty() ? std::nullopt : std::optional<std::string_view>(view.host))
+                                          : view.headers->Get(h.lower_name);
     if (!v) return false;
     switch (h.type) {
       case HeaderMatcher::Type::kPresent:

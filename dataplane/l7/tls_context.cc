@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <algorithm>
 #include <ctime>
 
 #include "common/pem_no_prompt.h"
@@ -89,19 +90,17 @@ std::unique_ptr<ssl::context> NewServerContext(const std::string& min_version) {
   return ctx;
 }
 
-// One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
-std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
-                                          std::vector<std::string>* names, int64_t* not_after, std::string* error) {
-  auto ctx = NewServerContext(min_version);
-  SSL_CTX* c = ctx->native_handle();
-
+// Loads a PEM chain (leaf first) and key into `c`, in the slot of the key's type (OpenSSL keeps
+// one certificate per type: RSA, ECDSA, Ed25519, ...); false + *error when unusable.
+bool LoadCertificate(SSL_CTX* c, const TlsCertificatePem& pem, std::vector<std::string>* names, int64_t* not_after,
+                     std::string* error) {
   BIO* bio = BIO_new_mem_buf(pem.chain_pem.data(), static_cast<int>(pem.chain_pem.size()));
   X509* leaf = PEM_read_bio_X509(bio, nullptr, NoPassphrase, nullptr);
   if (leaf == nullptr) {
     BIO_free(bio);
     *error = "certificate chain is not PEM";
     ERR_clear_error();
-    return nullptr;
+    return false;
   }
   bool ok = SSL_CTX_use_certificate(c, leaf) == 1;
   *names = CertificateNames(leaf);
@@ -123,7 +122,7 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   ERR_clear_error();  // the loop's end-of-data
   if (!ok) {
     *error = "certificate chain rejected: " + OpenSslError();
-    return nullptr;
+    return false;
   }
   BIO* kbio = BIO_new_mem_buf(pem.key_pem.data(), static_cast<int>(pem.key_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(kbio, nullptr, NoPassphrase, nullptr);
@@ -131,16 +130,37 @@ std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const st
   if (key == nullptr) {
     ERR_clear_error();
     *error = "private key is not PEM";  // never echo key material
-    return nullptr;
+    return false;
   }
   ok = SSL_CTX_use_PrivateKey(c, key) == 1 && SSL_CTX_check_private_key(c) == 1;
   EVP_PKEY_free(key);
   if (!ok) {
     ERR_clear_error();
     *error = "private key does not match the certificate";
-    return nullptr;
+    return false;
   }
+  return true;
+}
+
+// One context from a PEM chain (leaf first) and key; nullptr + *error when unusable.
+std::unique_ptr<ssl::context> MakeContext(const TlsCertificatePem& pem, const std::string& min_version,
+                                          std::vector<std::string>* names, int64_t* not_after, std::string* error) {
+  auto ctx = NewServerContext(min_version);
+  if (!LoadCertificate(ctx->native_handle(), pem, names, not_after, error)) return nullptr;
   return ctx;
+}
+
+// The OpenSSL certificate slot a context's current certificate is in: its key's base type.
+int KeyType(SSL_CTX* c) {
+  X509* x = SSL_CTX_get0_certificate(c);
+  EVP_PKEY* k = x == nullptr ? nullptr : X509_get0_pubkey(x);
+  return k == nullptr ? EVP_PKEY_NONE : EVP_PKEY_get_base_id(k);
+}
+
+std::vector<std::string> Sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
 }
 
 // ingress-nginx's "fake certificate": self-signed, generated once per process (P-256, CN
@@ -219,11 +239,41 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       continue;
     }
     e.name = pem.name;
-    if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
     if (not_after == 0) {
       warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
                           "\": its notAfter is unreadable; served, but its expiry is not exported");
     }
+    // A certificate for exactly the names of an earlier one: with another key type (the usual
+    // RSA + ECDSA pair) it joins that context, and OpenSSL serves each client the one its
+    // signature algorithms take, as nginx does with two ssl_certificate lines; with the same
+    // key type it could never be served, so it is skipped with a warning.
+    const auto same_names = std::find_if(out->entries_.begin(), out->entries_.end(), [&](const Entry& other) {
+      return !e.names.empty() && Sorted(other.names) == Sorted(e.names);
+    });
+    if (same_names != out->entries_.end()) {
+      const int type = KeyType(e.ctx->native_handle());
+      const auto served = std::find_if(same_names->certificates.begin(), same_names->certificates.end(),
+                                       [&](const auto& c) { return c.first == type; });
+      if (served != same_names->certificates.end()) {
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                            "\" has the same names and key type as \"" + served->second +
+                            "\", which is served for them; skipped");
+        continue;
+      }
+      std::vector<std::string> unused_names;
+      int64_t unused_not_after = 0;
+      if (!LoadCertificate(same_names->ctx->native_handle(), pem, &unused_names, &unused_not_after, &why)) {
+        // Loaded once already, so not expected; the certificate is then not served.
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name + "\" unusable (" +
+                            why + "); skipped");
+        continue;
+      }
+      same_names->certificates.emplace_back(type, pem.name);
+      if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+      continue;
+    }
+    if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+    e.certificates.emplace_back(KeyType(e.ctx->native_handle()), pem.name);
     out->all_names_.push_back(e.names);
     out->entries_.push_back(std::move(e));
   }

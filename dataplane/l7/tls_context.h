@@ -1,6 +1,8 @@
 // OpenSSL server contexts for one HTTPS listener in one config generation: one SSL_CTX per
 // certificate (the first is the default), chosen during the handshake by SNI (SelectCertificate
-// on the certificate's SAN dNSNames, else its CN). TLS >= the listener's min version (never
+// on the certificate's SAN dNSNames, else its CN). Certificates for exactly the same names with
+// different key types (RSA + ECDSA) share one SSL_CTX, where OpenSSL picks by the client's
+// signature algorithms. TLS >= the listener's min version (never
 // below 1.2), a modern AEAD-only cipher list for TLS 1.2, ALPN "http/1.1" only.
 // Immutable once built; shared by the connections accepted under this generation, so a
 // certificate rotated by a later snapshot serves new handshakes while old connections keep the
@@ -10,6 +12,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataplane/config/runtime_config.h"
@@ -34,6 +37,8 @@ class TlsServerContext {
     std::unique_ptr<boost::asio::ssl::context> ctx;
     std::vector<std::string> names;
     std::string name;  // TlsCertificate.name, for warnings
+    // (key type, TlsCertificate.name) of each certificate in ctx: one per type (RSA + ECDSA).
+    std::vector<std::pair<int, std::string>> certificates;
   };
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   static int OnClientHello(SSL* ssl, int* alert, void* arg);

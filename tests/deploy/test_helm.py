@@ -341,6 +341,8 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("--load-balancer-class=internal-vip", dc.container(dc.one(docs_of(render(
             "--set", "controller.loadBalancerClass=internal-vip").stdout), "Deployment"))["args"])
         for bad in ("controller.loadBalancerClass=example.com/a/b", "ingressClass.controller=Bad_Domain/x",
+                    "controller.loadBalancerClass=example.com/" + "a" * 64, "ingressClass.controller=example.com/a?b",
+                    "ingressClass.controller=example.com/" + "a" * 239,
                     "controller.loadBalancerSelector=edge in (a)", "controller.leaderElection.id=Internal"):
             self.assertNotEqual(render("--set", bad, check=False).returncode, 0, bad)
 

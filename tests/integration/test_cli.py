@@ -80,6 +80,7 @@ class Cli(unittest.TestCase):
         k = [CONTROLLER, "--kubeconfig", "/nonexistent/kubeconfig"]
         for argv, want in (
                 (k + ["--controller-class", "internal"], 'invalid --controller-class "internal"'),
+                (k + ["--controller-class", "example.com/a?b"], 'invalid --controller-class "example.com/a?b"'),
                 (k + ["--load-balancer-class", "Bad_Domain/lb"], 'invalid --load-balancer-class "Bad_Domain/lb"'),
                 (k + ["--load-balancer-class", "example.com/"], 'invalid --load-balancer-class "example.com/"'),
                 (k + ["--load-balancer-class", "example.com/a/b"], 'invalid --load-balancer-class "example.com/a/b"'),

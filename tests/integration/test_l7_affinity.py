@@ -29,6 +29,19 @@ spec:
 """
 
 
+def get_srv(tc, port, cookie=None):
+    """GET / with the stickiness cookie SRV (if given): (status, backend or None, the SRV value
+    the response sets or None)."""
+    args = ["-i"] + (["-H", "Cookie: SRV=" + cookie] if cookie else [])
+    r = curl(args + ["http://127.0.0.1:%d/" % port])
+    tc.assertEqual(r.returncode, 0, r.stderr)
+    head, _, body = r.stdout.partition("\n\n")
+    status = int(head.split()[1])
+    set_cookie = [l.split(":", 1)[1].strip() for l in head.split("\n") if l.lower().startswith("set-cookie:")]
+    return status, json.loads(body).get("backend") if status == 200 else None, \
+        (set_cookie[0].split(";")[0].split("=", 1)[1] if set_cookie else None)
+
+
 class Affinity(DoormanTestCase):
     def test_canary_weight_respects_the_stickiness_cookie(self):
         main, canary = self.start_backend("main"), self.start_backend("canary")
@@ -114,15 +127,7 @@ spec:
         self.wait_converged()
         wait_until(lambda: port_open(lport), what="listener")
 
-        def get(cookie=None):
-            args = ["-i"] + (["-H", "Cookie: SRV=" + cookie] if cookie else [])
-            r = curl(args + ["http://127.0.0.1:%d/" % lport])
-            self.assertEqual(r.returncode, 0, r.stderr)
-            head, _, body = r.stdout.partition("\n\n")
-            status = int(head.split()[1])
-            set_cookie = [l.split(":", 1)[1].strip() for l in head.split("\n") if l.lower().startswith("set-cookie:")]
-            return status, json.loads(body).get("backend") if status == 200 else None, \
-                (set_cookie[0].split(";")[0].split("=", 1)[1] if set_cookie else None)
+        get = lambda cookie=None: get_srv(self, lport, cookie)  # noqa: E731
 
         up = lambda name: metric_value(self.dataplane_metrics(), "doorman_backend_up",  # noqa: E731
                                        {"backend": "127.0.0.1:%d" % ports[name]})
@@ -142,6 +147,55 @@ spec:
             self.assertIsNotNone(new_cookie, "the client is told its new endpoint")
             self.assertNotEqual(new_cookie, cookie)
         self.assertEqual(get(new_cookie)[:3], (200, other, None))
+
+    def test_weight_zero_moves_cookie_holders_too(self):
+        # Weight 0 is no traffic: a client holding a cookie for an endpoint of a backend set now
+        # at weight 0 moves (as a SourceIP-pinned client does), since the cookie value is
+        # computable by anyone (helper-125: a forged cookie reached a weight-0 backend, even
+        # on a route that answered 503 to everyone else).
+        ports = {"a": self.start_backend("a"), "b": self.start_backend("b")}
+        lport = free_port()
+
+        def lb(weight_b):
+            self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: w0, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {lport}, protocol: HTTP}}]
+  routes:
+    - name: r
+      listener: web
+      backends:
+        - {{weight: 1, endpoints: [{{address: 127.0.0.1, port: {ports["a"]}}}]}}
+        - {{weight: {weight_b}, endpoints: [{{address: 127.0.0.1, port: {ports["b"]}}}]}}
+      policy: {{stickiness: {{type: Cookie, cookieName: SRV, ttl: 1h}}}}
+""")
+        lb(1)
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        version = self.wait_converged()
+        wait_until(lambda: port_open(lport), what="listener")
+
+        get = lambda cookie=None: get_srv(self, lport, cookie)  # noqa: E731
+
+        cookies = {}
+        for _ in range(20):
+            status, who, cookie = get()
+            self.assertEqual(status, 200)
+            cookies[who] = cookie
+            if len(cookies) == 2:
+                break
+        self.assertEqual(set(cookies), {"a", "b"}, "weight 1:1 reaches both")
+        self.assertEqual(get(cookies["b"])[:3], (200, "b", None), "pinned while b has weight")
+        lb(0)
+        wait_until(lambda: self.controller_version() != version, what="the rescan")
+        self.wait_converged()
+        for _ in range(3):
+            status, who, new_cookie = get(cookies["b"])
+            self.assertEqual((status, who), (200, "a"), "a cookie for a weight-0 endpoint moves")
+            self.assertEqual(new_cookie, cookies["a"], "and is re-issued for the new one")
+
 
 class CookiePerPath(DoormanTestCase):
     def test_two_paths_of_one_host_keep_a_cookie_each_in_a_real_cookie_jar(self):

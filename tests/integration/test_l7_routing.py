@@ -72,7 +72,7 @@ spec:
       filters:
         rewrite: {{pathPrefix: /v2, host: internal.svc}}
         requestHeaders: {{set: {{x-env: prod}}, add: {{x-added: one}}, remove: [x-debug]}}
-        responseHeaders: {{set: {{x-served-by: doorman}}, remove: [x-backend]}}
+        responseHeaders: {{set: {{x-served-by: doorman}}, remove: [x-backend, date]}}
     - name: exact-rewrite
       listener: web
       match: {{hosts: [{HOST}], path: {{type: Exact, value: /e/}}}}
@@ -177,6 +177,9 @@ class L7Routing(DoormanTestCase):
         self.assertEqual(seen["headers"].get("x-forwarded-host"), HOST)
         self.assertEqual(h.get("x-served-by"), "doorman")
         self.assertNotIn("x-backend", h)
+        # Removing Date replaces the backend's with the proxy's: a response needs one (RFC 9110
+        # §6.6.1; helper-125: the rule left none).
+        self.assertRegex(h.get("date", ""), r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
         # The backend's own response without the filter still carries X-Backend.
         _, h2, _ = self.get("/")
         self.assertEqual(h2.get("x-backend"), "main")

@@ -281,6 +281,47 @@ spec:
         self.assertEqual(json.loads(r.stdout)["path"], "/p")
 
 
+class DualCertificate(DoormanTestCase):
+    """An RSA and an ECDSA certificate for the same name: each client gets the one its signature
+    algorithms take (nginx's two ssl_certificate lines), not the first listed for everyone."""
+
+    def test_the_client_gets_the_key_type_it_asks_for(self):
+        d = self.tmp
+        ec = make_cert(d, "ec", "dual.test", ["dual.test"])
+        rsa = (os.path.join(d, "rsa.crt"), os.path.join(d, "rsa.key"))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rsa[1], "-out", rsa[0],
+                        "-days", "2", "-subj", "/CN=dual.test", "-addext", "subjectAltName=DNS:dual.test"],
+                       check=True, capture_output=True, timeout=60)
+        backend = self.start_backend("b")
+        https = free_port()
+        self.write_manifest("secrets.yaml", secret("rsa-cert", *rsa) + "---\n" + secret("ec-cert", *ec))
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: dual, namespace: default}}
+spec:
+  listeners:
+    - {{name: secure, port: {https}, protocol: HTTPS, tls: {{certificates: [{{secretName: rsa-cert}}, {{secretName: ec-cert}}]}}}}
+  routes: [{{name: app, listener: secure, backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="HTTPS listener")
+        for version in ("-tls1_2", "-tls1_3"):
+            for sigalgs, crt in (("ECDSA+SHA256", ec[0]), ("RSA-PSS+SHA256:RSA+SHA256", rsa[0]), (None, None)):
+                args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % https, "-servername", "dual.test",
+                        version, "-showcerts"] + (["-sigalgs", sigalgs] if sigalgs else [])
+                r = subprocess.run(args, input="", capture_output=True, text=True, timeout=20)
+                self.assertIn("-----BEGIN CERTIFICATE-----", r.stdout, (version, sigalgs, r.stderr))
+                served = r.stdout[r.stdout.index("-----BEGIN CERTIFICATE-----"):]
+                served = served[:served.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+                if crt:
+                    self.assertEqual(ssl.PEM_cert_to_DER_cert(served), der(crt), (version, sigalgs))
+                else:  # a client that takes both gets one of them
+                    self.assertIn(ssl.PEM_cert_to_DER_cert(served), (der(ec[0]), der(rsa[0])))
+
+
 class L7TlsClientAbort(DoormanTestCase):
     """--l7-abort-on-client-close on HTTPS: a client that goes away while the backend thinks, with
     or without a close_notify before its FIN, is a 499 at once (the TLS record before the FIN is not

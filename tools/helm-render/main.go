@@ -4,7 +4,7 @@
 // Implemented: Chart.yaml, values.yaml merged with -f files (deep merge, in order) and --set
 // a.b.c=v (comma-separated; ints, bools and null parsed like helm; no list indexes);
 // values.schema.json validation (subset: type, properties, required, additionalProperties:false,
-// enum, minimum, maximum, minLength, pattern, items); templates/*.yaml|*.tpl|*.txt parsed as one
+// enum, minimum, maximum, minLength, maxLength, pattern, items); templates/*.yaml|*.tpl|*.txt parsed as one
 // set (named templates shared); Go text/template + sprig (TxtFuncMap) + helm's include, tpl,
 // required, toYaml, fromYaml, toJson, lookup (always empty, as in helm template); .Values,
 // .Release (Name, Namespace, Service, IsInstall, IsUpgrade, Revision), .Chart (Name, Version,
@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"unicode/utf8"
 
 	"github.com/Masterminds/sprig"
 	"gopkg.in/yaml.v3"
@@ -215,6 +216,9 @@ func validateSchema(schema map[string]interface{}, v interface{}, path string, e
 	if s, ok := v.(string); ok {
 		if min, ok := toFloat(schema["minLength"]); ok && float64(len(s)) < min {
 			*errs = append(*errs, fmt.Sprintf("%s: shorter than %v", orRoot(path), min))
+		}
+		if max, ok := toFloat(schema["maxLength"]); ok && float64(utf8.RuneCountInString(s)) > max {
+			*errs = append(*errs, fmt.Sprintf("%s: longer than %v", orRoot(path), max))
 		}
 		if pat, ok := schema["pattern"].(string); ok && !regexp.MustCompile(pat).MatchString(s) {
 			*errs = append(*errs, fmt.Sprintf("%s: %q does not match %s", orRoot(path), s, pat))

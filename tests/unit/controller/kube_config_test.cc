@@ -184,6 +184,14 @@ TEST(KubeResourcesTest, EqualityLabelSelectors) {
   for (const char* name : {"internal-vip", "example.com/internal", "A.b_c-9"}) EXPECT_TRUE(IsQualifiedName(name)) << name;
   const std::vector<std::string> bad_names = {"", "example.com/", "example.com/a/b", "Bad_Prefix/x", "-a", std::string(64, 'a')};
   for (const auto& name : bad_names) EXPECT_FALSE(IsQualifiedName(name)) << name;
+  for (const char* path : {"example.com/internal", "k8s.io/ingress-nginx", "a.b/c/d~e%20f:g=h"}) {
+    EXPECT_TRUE(IsDomainPrefixedPath(path)) << path;
+  }
+  const std::vector<std::string> bad_paths = {"", "internal", "/x", "example.com/", "Bad_Domain/x",
+                                              "example.com/a b", "example.com/a\"b", "example.com/a?b",
+                                              "example.com/" + std::string(239, 'a')};
+  for (const auto& path : bad_paths) EXPECT_FALSE(IsDomainPrefixedPath(path)) << path;
+  EXPECT_TRUE(IsDomainPrefixedPath("example.com/" + std::string(238, 'a')));
   for (const auto& [selector, why] : bad) {
     EXPECT_NE(LabelSelectorProblem(selector).find(why), std::string::npos)
         << selector << ": " << LabelSelectorProblem(selector);

@@ -324,6 +324,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {X-A: "1", x-a: "2"}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-a", "is also set as \"X-A\""},
+    {"header rule adding date", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, filters: {responseHeaders: {add: {Date: "x"}}}}]
+)",
+     "InvalidSpec", "spec.routes[0].filters.responseHeaders.add.Date", "exactly one Date"},
     {"header rule removing host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [Host]}}}]
 )",
@@ -810,6 +814,13 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
                         Case{"{scheme: http, port: 80}", "{}", true}, Case{"{scheme: https}", "{}", false},
                         Case{"{port: 8080}", "{}", false}, Case{"{path: /new}", "{}", false},
                         Case{"{host: other.example}", "{}", false},
+                        // Set to the only host / the Exact path the route matches: still its own URL.
+                        Case{"{path: /a}", "{path: {type: Exact, value: /a}}", true},
+                        Case{"{path: /a}", "{path: {type: Prefix, value: /a}}", false},
+                        Case{"{path: /b}", "{path: {type: Exact, value: /a}}", false},
+                        Case{"{host: l3.example}", "{hosts: [l3.example]}", true},
+                        Case{"{host: l3.example}", "{hosts: [l3.example, m.example]}", false},
+                        Case{"{host: l3.example, path: /a}", "{hosts: [l3.example], path: {type: Exact, value: /a}}", true},
                         // Post/Redirect/Get: the follow-up GET does not match a POST-only route.
                         Case{"{statusCode: 303}", "{methods: [POST]}", false},
                         Case{"{statusCode: 303}", "{methods: [POST, GET]}", true},
@@ -826,6 +837,24 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
     });
     EXPECT_EQ(has, c.warned) << c.redirect << " " << c.match << " on port " << c.port;
   }
+}
+
+// responseHeaders.remove Date: accepted (it was before) and kept, but warned: the dataplane adds
+// its own Date after the rules, as a response needs one.
+TEST(Translate, RemovingTheResponseDateIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, filters: {responseHeaders: {remove: [x-a, Date]}, requestHeaders: {remove: [date]}},
+       backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].filters.responseHeaders.remove[1]");
+  ASSERT_EQ(r.snapshot.routes_size(), 1);
+  EXPECT_EQ(r.snapshot.routes(0).filters().response_headers().remove_size(), 2);
 }
 
 // Accepted with a warning, not refused (objects accepted before must not stop routing on an

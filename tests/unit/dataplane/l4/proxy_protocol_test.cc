@@ -211,6 +211,9 @@ TEST(ProxyProtocolTest, MalformedIsInvalid) {
            std::string("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"),
            std::string("PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r\n"),
            std::string("PROXY ") + std::string(120, 'A'),
+           std::string("PROXY TCP4 1.2.3.4\0junk 5.6.7.8 1 2\r\n", 37),  // inet_pton stops at the NUL
+           std::string("PROXY TCP4 1.2.3.4 5.6.7.8\0x 1 2\r\n", 34),
+           std::string("PROXY TCP6 ::1\0junk ::2 1 2\r\n", 29),
            std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0B", 12),                  // bad signature
            std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x11\x11\x00\x0C", 16),  // version 1
            std::string("\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A\x22\x11\x00\x0C", 16),  // command 2

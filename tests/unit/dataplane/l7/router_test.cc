@@ -168,6 +168,25 @@ TEST_F(SelectRouteTest, FirstMatchInListenerOrderWins) {
   }
 }
 
+// A header match on "host" reads the authority the request is routed and forwarded with: an
+// absolute-form target's, not the Host field it replaces (helper-125).
+TEST(RouterTest, AHostHeaderMatchReadsTheRoutedAuthority) {
+  v1::Snapshot s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+    listeners { name: "http-80" port: 80 protocol: HTTP routes: "by-host-header" }
+    routes { name: "by-host-header" listener: "http-80" match { headers { name: "Host" value: "evil.t" } } }
+  )pb",
+                                                            &s));
+  auto r = Compile(s, 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  const Listener& l = *r.config->FindListener("http-80");
+  EXPECT_EQ(SelectName(l, "GET", "evil.t", "/", {{"host", "evil.t"}}), "by-host-header");
+  // GET http://good.t/ with Host: evil.t is routed and forwarded as good.t.
+  EXPECT_EQ(SelectName(l, "GET", "good.t", "/", {{"host", "evil.t"}}), "<none>");
+  EXPECT_EQ(SelectName(l, "GET", "evil.t", "/", {{"host", "good.t"}}), "by-host-header");
+  EXPECT_EQ(SelectName(l, "GET", "", "/", {}), "<none>");
+}
+
 TEST_F(SelectRouteTest, HeadersQueryAndCookiesMustAllMatch) {
   const std::map<std::string, std::string> all = {
       {"x-canary", "1"}, {"x-user", "u42"}, {"x-any", ""}, {"cookie", "a=b; beta=yes"}};

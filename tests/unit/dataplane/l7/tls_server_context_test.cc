@@ -1,8 +1,12 @@
 // TlsServerContext (dataplane/l7/tls_context.h): the server contexts of an HTTPS listener. No
 // sockets: handshakes by SNI are in tests/integration/test_l7_tls.py.
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <string>
 #include <vector>
@@ -40,6 +44,51 @@ std::string Subject(boost::asio::ssl::context& c) {
   char buf[256] = {};
   X509_NAME_oneline(X509_get_subject_name(x), buf, sizeof(buf));
   return buf;
+}
+
+// A self-signed certificate for `cn` (also its SAN) with a new key of `key_type` ("RSA" or
+// "EC"), as a TlsCertificatePem; generated here so the test carries no key material.
+TlsCertificatePem Generate(const std::string& name, const std::string& cn, const std::string& key_type) {
+  EVP_PKEY* key = key_type == "RSA" ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
+  X509* x = X509_new();
+  X509_NAME* subject = X509_NAME_new();
+  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_subject_name(x, subject);
+  X509_set_issuer_name(x, subject);
+  X509_set_pubkey(x, key);
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, ("DNS:" + cn).c_str());
+  X509_add_ext(x, san, -1);
+  X509_EXTENSION_free(san);
+  X509_sign(x, key, EVP_sha256());
+  auto pem = [](auto write) {
+    BIO* b = BIO_new(BIO_s_mem());
+    write(b);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b, &data);
+    std::string out(data, static_cast<std::size_t>(n));
+    BIO_free(b);
+    return out;
+  };
+  TlsCertificatePem out{name, pem([&](BIO* b) { PEM_write_bio_X509(b, x); }),
+                        pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); })};
+  X509_NAME_free(subject);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+// The key types of the certificates a context holds (OpenSSL keeps one per type).
+std::vector<int> KeyTypes(boost::asio::ssl::context& c) {
+  std::vector<int> out;
+  SSL_CTX* ctx = c.native_handle();
+  for (int r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_FIRST); r == 1; r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_NEXT)) {
+    out.push_back(EVP_PKEY_get_base_id(X509_get0_pubkey(SSL_CTX_get0_certificate(ctx))));
+  }
+  return out;
 }
 
 Listener Https(bool default_self_signed) {
@@ -109,6 +158,31 @@ TEST(TlsServerContext, ReportsTheNotAfterOfEachUsableCertificate) {
   l.tls_certificates = {{"default/broken", "not pem", "not pem"}};
   EXPECT_EQ(TlsServerContext::Build(l, &error, &warnings, &expiry), nullptr);
   EXPECT_TRUE(expiry.empty());
+}
+
+// An RSA and an ECDSA certificate for the same names share one context, so OpenSSL serves each
+// client the one its signature algorithms take (nginx's two ssl_certificate lines); a third for
+// the same names with a key type already there could never be served: skipped, with a warning.
+// Both served certificates' expiries are exported.
+TEST(TlsServerContext, RsaAndEcdsaForTheSameNamesShareAContext) {
+  Listener l = Https(false);
+  l.tls_certificates = {Generate("default/rsa", "dual.test", "RSA"), Generate("default/ecdsa", "dual.test", "EC"),
+                        Generate("default/ecdsa-again", "dual.test", "EC"), Generate("default/other", "other.test", "EC")};
+  std::string error;
+  std::vector<std::string> warnings;
+  std::vector<CertificateExpiry> expiry;
+  auto c = TlsServerContext::Build(l, &error, &warnings, &expiry);
+  ASSERT_NE(c, nullptr) << error;
+  EXPECT_EQ(KeyTypes(c->initial()), (std::vector<int>{EVP_PKEY_RSA, EVP_PKEY_EC}));
+  EXPECT_EQ(c->names(0), std::vector<std::string>{"dual.test"});
+  EXPECT_EQ(c->names(1), std::vector<std::string>{"other.test"});
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("certificate \"default/ecdsa-again\" has the same names and key type as \"default/ecdsa\""),
+            std::string::npos)
+      << warnings[0];
+  ASSERT_EQ(expiry.size(), 3u);
+  EXPECT_EQ(expiry[1].name, "default/ecdsa");
+  EXPECT_EQ(expiry[2].name, "default/other");
 }
 
 }  // namespace
