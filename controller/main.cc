@@ -551,6 +551,7 @@ int main(int argc, char** argv) {
   if (!dc::kube::IsDomainPrefixedPath(controller_class)) {
     Fail(2, "invalid --controller-class \"" + controller_class + "\" (want a domain-prefixed path, e.g. example.com/internal)");
   }
+  const bool legacy_class_shared = controller_class != "doorman.dev/ingress-controller" && ingress_class == "doorman";
   if (!dc::kube::IsQualifiedName(load_balancer_class)) {
     Fail(2, "invalid --load-balancer-class \"" + load_balancer_class +
                 "\" (want a qualified name, e.g. example.com/internal or internal-vip)");
@@ -604,6 +605,13 @@ int main(int argc, char** argv) {
     if (kube_config->insecure_skip_tls_verify) {
       doorman::log::Warn("controller", "insecure-skip-tls-verify: the API server's certificate is not checked",
                          {{"server", kube_config->server}, {"source", kube_config->origin}});
+    }
+    if (legacy_class_shared) {
+      doorman::log::Warn("controller",
+                         "--controller-class is changed but --ingress-class is still \"doorman\": Ingresses with the "
+                         "legacy annotation kubernetes.io/ingress.class: doorman are claimed by this install and by a "
+                         "default one; give this install its own --ingress-class (docs/operations.md, several installs)",
+                         {{"controller_class", controller_class}});
     }
   } else {
     std::error_code ec;

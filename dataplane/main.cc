@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   constexpr int64_t kMaxUdpFlows = int64_t{1} << 24;
   int64_t udp_max_flows = static_cast<int64_t>(dataplane::DataplaneOptions{}.udp_max_flows);
   int64_t shutdown_delay_ms = 0;
+  int64_t controller_keepalive_ms = 30'000;
   int64_t drain_timeout_ms = 5000;
 
   FlagSet flags("doorman-dataplane", "Doorman dataplane: L4/L7 load balancer fed by doorman-controller over gRPC.");
@@ -144,6 +145,10 @@ int main(int argc, char** argv) {
                "TCP connections across workers: off (SO_REUSEPORT hash) | exact (to the worker serving the fewest)");
   flags.String("l4-splice", &l4_splice, "L4 splice(2) forwarding: off | bulk (once a read fills 16 KiB) | always");
   flags.Int("l4-splice-pipe-size", &l4_splice_pipe, "L4: pipe capacity with --l4-splice bulk|always, bytes (0 = kernel default, else 4096..1048576)");
+  flags.DurationMs("controller-keepalive", &controller_keepalive_ms,
+                   "an HTTP/2 PING to the controller this often; a stream whose PING is not answered within a "
+                   "third of it (at least 1s) is dropped and reconnected (a controller that froze or a partition "
+                   "without a reset): 1s..1h");
   flags.DurationMs("shutdown-delay", &shutdown_delay_ms,
                    "after SIGTERM, keep serving (new connections too) this long with /readyz at 503 before the drain, "
                    "so balancers and DNS in front stop sending first (ingress-nginx's shutdown grace period)");
@@ -182,6 +187,9 @@ int main(int argc, char** argv) {
     Usage(("--udp-max-flows must be between 1 and " + std::to_string(kMaxUdpFlows)).c_str());
   }
   if (shutdown_delay_ms < 0 || drain_timeout_ms < 0) Usage("--shutdown-delay/--drain-timeout must be >= 0");
+  if (controller_keepalive_ms < 1'000 || controller_keepalive_ms > 3'600'000) {
+    Usage("--controller-keepalive must be between 1s and 1h");
+  }
   if (l7_max_body < 0) Usage("--l7-max-body-bytes must be >= 0");
   if (l7_max_conns < 0) Usage("--l7-max-connections must be >= 0");
   if (l7_header_timeout_ms <= 0 || l7_body_timeout_ms <= 0) Usage("--l7-header-timeout/--l7-body-timeout must be > 0");
@@ -276,6 +284,7 @@ int main(int argc, char** argv) {
   sub_opts.node_name = node_name;
   sub_opts.advertise_address = advertise_address;
   sub_opts.tls = tls;
+  sub_opts.keepalive_ms = controller_keepalive_ms;
   dataplane::Subscriber subscriber(
       sub_opts, [&dp](const v1::StateUpdate& u) { return dp.Apply(u); }, [&dp] { return dp.applied_version(); },
       [&dp] {

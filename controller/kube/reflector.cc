@@ -150,11 +150,13 @@ std::vector<ObjectEvent> Reflector::OnListFailed(const ApiError& error, TimePoin
     Relist("continue token expired");
     return {};
   }
-  if (error.code == 404 && continue_.empty() && !listed_once_) {
-    // The resource is not served (a CRD not installed yet): an empty, synced list; try again
+  if (error.code == 404 && continue_.empty() && !listed_once_ && options_.may_be_deleted) {
+    // A CRD's resource not served (the CRD not installed yet): an empty, synced list; try again
     // later, and say so once. Only before the first successful list: after it, a 404 (e.g. an
     // API server restarting before its CRD handlers are up) is a failure that keeps the cache,
-    // never a reason to delete every object.
+    // never a reason to delete every object. A built-in resource's 404 is a failure like any
+    // other: treated as empty, it would publish a state without (say) every endpoint
+    // (helper-123).
     if (!not_found_logged_) {
       Log(log::Level::kWarn, "resource not served by the API server (CRD not installed?); treating as empty",
           {{"error", error.message}});

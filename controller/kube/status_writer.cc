@@ -123,7 +123,9 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     const ObjectStatus& st = *p;
     if (in.may_write && !in.may_write()) return false;
     seen.insert(st.key);
-    if (st.key.kind == kKindService || st.key.kind == kKindIngress) claimed_.insert(st.key);
+    if (st.key.kind == kKindService || st.key.kind == kKindIngress || st.key.kind == kKindLoadBalancer) {
+      claimed_.insert(st.key);
+    }
     auto object = get_(st.key);
     if (!object) continue;  // not (yet) in the informer cache
     // A Service or Ingress has no condition to say that a dataplane could not open one of its
@@ -151,9 +153,9 @@ bool StatusWriter::Sync(const StatusInputs& in) {
       unserved_.erase(st.key);
     }
     if (!st.accepted) {
-      if (!EmitEvent(st, *object)) return false;
+      if (!EmitEvent(st, *object, in)) return false;
     } else if (!ev->warnings.empty()) {
-      if (!EmitEvent(status::WarningsAsProblem(*ev), *object)) return false;
+      if (!EmitEvent(status::WarningsAsProblem(*ev), *object, in)) return false;
     } else {
       evented_.erase(st.key);
     }
@@ -181,11 +183,34 @@ bool StatusWriter::Sync(const StatusInputs& in) {
 bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
   const Resource* res = ResourceForKind(key.kind);
   auto object = get_(key);
+  if (res && !object && key.kind == kKindLoadBalancer && in.dataplanes.empty()) return true;  // retried later
+  if (res && !object && key.kind == kKindLoadBalancer) {
+    // Not in the cache: deleted, or no longer selected by --loadbalancer-selector (the API
+    // server filters the watch, so a relabelled object looks deleted). Asked directly.
+    const std::string skey = StatusKey(key);
+    if (!backoff_.Ready(skey, "release", options_.now())) {
+      ++stats_.deferred;
+      return true;
+    }
+    HttpResponse g = http_->Request("GET", res->object_path(key.ns, key.name));
+    if (g.status == 429) {
+      Throttled(g);
+      return false;
+    }
+    auto fresh = json::parse(g.body, nullptr, false);
+    if (g.ok() && fresh.is_object()) {
+      object = std::move(fresh);
+    } else if (g.status != 404) {
+      Failed(skey, "release", key, "status", g);
+      return true;
+    }
+  }
   if (!res || !object) {  // deleted
     claimed_.erase(key);
     return true;
   }
   if (in.dataplanes.empty()) return true;  // our addresses are unknown for now: retried later
+  if (key.kind == kKindLoadBalancer) return ReleaseLoadBalancer(key, *res, *object, in);
   const json current = StatusOf(*object);
   const json* points = nullptr;
   if (current.is_object() && current.contains("loadBalancer") && current["loadBalancer"].is_object() &&
@@ -217,13 +242,17 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
     claimed_.erase(key);
     return true;
   }
+  return SendRelease(key, *res, {{"status", {{"loadBalancer", {{"ingress", nullptr}}}}}, {"metadata", {{"resourceVersion", Rv(*object)}}}},
+                     "no longer served: status.loadBalancer cleared");
+}
+
+bool StatusWriter::SendRelease(const ObjectKey& key, const Resource& res, const json& patch, const char* done) {
   const std::string skey = StatusKey(key);
   if (!backoff_.Ready(skey, "release", options_.now())) {
     ++stats_.deferred;
     return true;
   }
-  const json patch = {{"status", {{"loadBalancer", {{"ingress", nullptr}}}}}, {"metadata", {{"resourceVersion", Rv(*object)}}}};
-  HttpResponse r = http_->Request("PATCH", res->object_path(key.ns, key.name, "status"), Body(patch), kMergePatch);
+  HttpResponse r = http_->Request("PATCH", res.object_path(key.ns, key.name, "status"), Body(patch), kMergePatch);
   if (r.status == 429) {
     Throttled(r);
     return false;
@@ -231,12 +260,45 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
   if (r.ok() || r.status == 404) {
     ++stats_.status_writes;
     Succeeded(skey, key, "status");
-    log::Info("status", "no longer served: status.loadBalancer cleared", {{"object", key.ToString()}});
+    log::Info("status", done, {{"object", key.ToString()}});
     claimed_.erase(key);
+    written_.erase(key);
   } else if (r.status != 409) {  // 409: the informer has a newer version; the next pass retries
     Failed(skey, "release", key, "status", r);
   }
   return true;
+}
+
+// A LoadBalancer no install of this controller claims any more (its labels, or its class
+// changed): a status saying Accepted and Programmed with our addresses would mislead `kubectl
+// wait` and external-dns, so it is removed, when it is this controller's: the addresses are
+// ours, or it is exactly what this process wrote. Another controller that claimed it meanwhile
+// writes its own.
+bool StatusWriter::ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const json& object,
+                                       const StatusInputs& in) {
+  const json current = StatusOf(object);
+  if (!current.is_object() || current.empty()) {
+    claimed_.erase(key);
+    return true;
+  }
+  std::set<std::string> ours;
+  for (const auto& d : in.dataplanes) {
+    if (!d.advertise_address.empty()) ours.insert(d.advertise_address);
+  }
+  const json addresses = current.value("addresses", json::array());
+  bool only_ours = addresses.is_array() && !addresses.empty();
+  for (size_t i = 0; only_ours && i < addresses.size(); ++i) {
+    only_ours = addresses[i].is_object() && ours.count(addresses[i].value("value", "")) > 0;
+  }
+  if (auto w = written_.find(key); w != written_.end()) {
+    only_ours = WithoutTransitionTimes(w->second.status) == WithoutTransitionTimes(current);
+  }
+  if (!only_ours) {
+    claimed_.erase(key);
+    return true;
+  }
+  return SendRelease(key, res, {{"status", nullptr}, {"metadata", {{"resourceVersion", Rv(object)}}}},
+                     "no longer claimed: status removed");
 }
 
 bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, json object) {
@@ -245,6 +307,10 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
   static const status::ServedGenerations kNone;
   const status::ServedGenerations& served = in.served ? *in.served : kNone;
   for (int attempt = 0; attempt < kMaxTries; ++attempt) {
+    // Leadership is asked again after each re-read (a GET can take up to the request bound): a
+    // replica that lost the Lease meanwhile must not write its stale view over the new
+    // leader's (helper-123). Sync asked before the first attempt.
+    if (attempt > 0 && in.may_write && !in.may_write()) return false;
     const json current = StatusOf(object);
     // ipMode unless this API server was seen to drop it; never taken away from a stored status that
     // has it (the server keeps it, whatever another object's write showed).
@@ -320,7 +386,7 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
   return true;
 }
 
-bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
+bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object, const StatusInputs& in) {
   const std::string what = st.reason + "\n" + st.message;
   if (auto it = evented_.find(st.key); it != evented_.end() && it->second == what) return true;
   const std::string key = EventKey(st.key);
@@ -338,9 +404,15 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
   const std::string collection = EventResource().namespaced_collection_path(ns);
   PendingEvent sent{name, 1, now};
   bool wrote = false;  // a create or a count bump was sent (not only a read)
+  bool lost_lease = false;
   HttpResponse r;
   // Bumps the count of an Event that exists (reported before, by us or a previous leader).
   auto bump = [&](const json& existing) {
+    // After a read: still the leader? (as WriteStatus after a re-read)
+    if (in.may_write && !in.may_write()) {
+      lost_lease = true;
+      return HttpResponse{};
+    }
     json patch = status::EventRepeatPatch(existing, now);
     sent.count = patch["count"].get<int64_t>();
     wrote = true;
@@ -356,6 +428,7 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
                            existing.value("lastTimestamp", "") == pending->second.last_timestamp;
       r = applied ? g : bump(existing);
     } else if (g.status == 404) {  // it was not applied
+      if (in.may_write && !in.may_write()) return false;
       wrote = true;
       r = http_->Request("POST", collection, Body(event));
     } else {
@@ -371,6 +444,7 @@ bool StatusWriter::EmitEvent(const ObjectStatus& st, const json& object) {
       r = g.ok() ? bump(existing) : g;
     }
   }
+  if (lost_lease) return false;
   if (r.ok()) {
     pending_event_.erase(st.key);
   } else if (wrote && (r.status == 0 || r.status >= 500)) {

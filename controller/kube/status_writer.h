@@ -23,6 +23,8 @@
 
 namespace doorman::controller::kube {
 
+struct Resource;
+
 // What the controller serves right now, gathered by main.
 struct StatusInputs {
   std::vector<ObjectStatus> statuses;
@@ -68,13 +70,19 @@ class StatusWriter {
   const StatusWriterStats& stats() const { return stats_; }
 
  private:
-  // Returns false on 429.
+  // Return false on 429, or when `in.may_write` says no after a read (a 409's re-read, an
+  // existing Event's): the pass stops there.
   bool WriteStatus(const ObjectStatus& st, const StatusInputs& in, nlohmann::json object);
-  bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object);
+  bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object, const StatusInputs& in);
   // A Service or Ingress this controller no longer serves (its type, class or annotation
   // changed): removes the status.loadBalancer.ingress points it wrote, when they are still only
-  // this controller's addresses. Returns false on 429.
+  // this controller's addresses; a LoadBalancer (its labels or class changed): removes its
+  // status when it is this controller's (ReleaseLoadBalancer). Returns false on 429.
   bool Release(const ObjectKey& key, const StatusInputs& in);
+  bool ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const nlohmann::json& object,
+                           const StatusInputs& in);
+  // The release's status PATCH (backed off per object); logs `done` once it is applied.
+  bool SendRelease(const ObjectKey& key, const Resource& res, const nlohmann::json& patch, const char* done);
   void Throttled(const HttpResponse& r);
   void Failed(const std::string& key, const std::string& desired, const ObjectKey& object, const char* what,
               const HttpResponse& r);
@@ -107,8 +115,8 @@ class StatusWriter {
     std::string last_timestamp;
   };
   std::map<ObjectKey, PendingEvent> pending_event_;
-  // Services and Ingresses whose status.loadBalancer this controller maintains (it had a status
-  // for them in an earlier pass); one that drops out is released.
+  // Services, Ingresses and LoadBalancers whose status this controller maintains (it had a
+  // status for them in an earlier pass); one that drops out is released.
   std::set<ObjectKey> claimed_;
   StatusWriterOptions options_;
   WriteBackoff backoff_;  // keys: "status <object>", "event <object>"

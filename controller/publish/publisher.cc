@@ -147,16 +147,25 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
     return out;
   }
 
+  auto ignored = [&](std::string message, std::vector<std::pair<std::string, std::string>> fields) {
+    if (s.ignored_logged_at && now - *s.ignored_logged_at < std::chrono::minutes(1)) {
+      ++s.ignored_unlogged;
+      return;
+    }
+    if (s.ignored_unlogged > 0) fields.push_back({"not_logged_since_last", V(s.ignored_unlogged)});
+    s.ignored_unlogged = 0;
+    s.ignored_logged_at = now;
+    out.diagnostics.push_back(D(log::Level::kWarn, std::move(message), std::move(fields)));
+  };
   switch (msg.kind_case()) {
     case doorman::v1::DataplaneMessage::kHello:
-      out.diagnostics.push_back(D(log::Level::kWarn, "ignoring a second Hello on the stream",
-                                  {{"node", node}, {"stream", V(id)}}));
+      ignored("ignoring a second Hello on the stream", {{"node", node}, {"stream", V(id)}});
       break;
     case doorman::v1::DataplaneMessage::kAck: {
       const auto& a = msg.ack();
       if (!s.in_flight || a.nonce() != s.in_flight->nonce) {
-        out.diagnostics.push_back(D(log::Level::kWarn, "ignoring ACK with unknown nonce",
-                                    {{"node", node}, {"nonce", Clip(a.nonce(), kMaxPeerName)}, {"version", V(a.version())}}));
+        ignored("ignoring ACK with unknown nonce",
+                {{"node", node}, {"nonce", Clip(a.nonce(), kMaxPeerName)}, {"version", V(a.version())}});
         break;
       }
       const InFlight f = *s.in_flight;
@@ -197,9 +206,8 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
     case doorman::v1::DataplaneMessage::kNack: {
       const auto& n = msg.nack();
       if (!s.in_flight || n.nonce() != s.in_flight->nonce) {
-        out.diagnostics.push_back(D(log::Level::kWarn, "ignoring NACK with unknown nonce",
-                                    {{"node", node}, {"nonce", Clip(n.nonce(), kMaxPeerName)},
-                                     {"error", Clip(n.error_detail(), kMaxPeerDetail)}}));
+        ignored("ignoring NACK with unknown nonce", {{"node", node}, {"nonce", Clip(n.nonce(), kMaxPeerName)},
+                                                       {"error", Clip(n.error_detail(), kMaxPeerDetail)}});
         break;
       }
       const InFlight f = *s.in_flight;
@@ -239,7 +247,7 @@ PublisherOutput Publisher::OnMessage(StreamId id, const doorman::v1::DataplaneMe
       break;
     }
     case doorman::v1::DataplaneMessage::KIND_NOT_SET:
-      out.diagnostics.push_back(D(log::Level::kWarn, "ignoring an empty message", {{"node", node}}));
+      ignored("ignoring an empty message", {{"node", node}});
       break;
   }
   return out;

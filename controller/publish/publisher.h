@@ -106,6 +106,11 @@ class Publisher {
     std::optional<InFlight> in_flight;
     uint64_t next_nonce = 1;
     std::set<std::string> warnings;  // what its latest ACK warned (logged again only when new)
+    // Ignored messages (a second Hello, an ACK/NACK with an unknown nonce): the first is logged,
+    // then at most one a minute with the count of those not logged, so a peer cannot flood the
+    // log (helper-126: 100,000 made-up ACKs were 100,000 lines).
+    std::optional<TimePoint> ignored_logged_at;
+    uint64_t ignored_unlogged = 0;
   };
   void MaybePush(StreamId id, Stream& s, PublisherOutput& out);
 

@@ -2,6 +2,7 @@
 
 #include "common/grpc_limits.h"
 
+#include <algorithm>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -15,8 +16,6 @@
 namespace doorman::dataplane {
 
 namespace {
-constexpr int kKeepaliveTimeMs = 30'000;
-constexpr int kKeepaliveTimeoutMs = 10'000;
 constexpr std::chrono::seconds kHealthyStream{10};
 }  // namespace
 
@@ -26,9 +25,13 @@ Subscriber::Subscriber(SubscriberOptions options, ApplyFn apply, VersionFn appli
       applied_version_(std::move(applied_version)),
       args_(std::make_unique<grpc::ChannelArguments>()),
       listeners_(std::move(listeners)) {
-  args_->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
-  args_->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args_->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(opts_.keepalive_ms));
+  args_->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(std::max<int64_t>(1'000, opts_.keepalive_ms / 3)));
   args_->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC stops pinging after 2 PINGs with no data in between (its default): a stream idle since
+  // then would never notice a controller that froze or a partition without a reset, and would
+  // serve the last state for good (helper-126). 0 = no limit; the controller accepts them.
+  args_->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args_->SetMaxReceiveMessageSize(static_cast<int>(kMaxStateUpdateBytes));
   credentials_ = MakeChannelCredentials(opts_.tls, args_.get());
 }

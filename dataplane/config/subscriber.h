@@ -37,6 +37,9 @@ struct SubscriberOptions {
   std::string zone;
   std::string advertise_address;
   TlsFiles tls;  // mTLS to the controller when tls.enabled() (files checked by CheckTlsFiles)
+  // --controller-keepalive: an HTTP/2 PING this often, idle or not; a stream whose PING is not
+  // answered within a third of it (at least 1 s) is dropped and reconnected.
+  int64_t keepalive_ms = 30'000;
 };
 
 class Subscriber {

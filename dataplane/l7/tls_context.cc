@@ -239,10 +239,14 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       continue;
     }
     e.name = pem.name;
-    if (not_after == 0) {
-      warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
-                          "\": its notAfter is unreadable; served, but its expiry is not exported");
-    }
+    // Said of a certificate that is served (not of one skipped below).
+    auto served_expiry = [&] {
+      if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+      if (not_after == 0) {
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                            "\": its notAfter is unreadable; served, but its expiry is not exported");
+      }
+    };
     // A certificate for exactly the names of an earlier one: with another key type (the usual
     // RSA + ECDSA pair) it joins that context, and OpenSSL serves each client the one its
     // signature algorithms take, as nginx does with two ssl_certificate lines; with the same
@@ -269,10 +273,10 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
         continue;
       }
       same_names->certificates.emplace_back(type, pem.name);
-      if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+      served_expiry();
       continue;
     }
-    if (expiry != nullptr && not_after != 0) expiry->push_back({pem.name, not_after});
+    served_expiry();
     e.certificates.emplace_back(KeyType(e.ctx->native_handle()), pem.name);
     out->all_names_.push_back(e.names);
     out->entries_.push_back(std::move(e));

@@ -342,7 +342,8 @@ class HelmRenderTest(unittest.TestCase):
             "--set", "controller.loadBalancerClass=internal-vip").stdout), "Deployment"))["args"])
         for bad in ("controller.loadBalancerClass=example.com/a/b", "ingressClass.controller=Bad_Domain/x",
                     "controller.loadBalancerClass=example.com/" + "a" * 64, "ingressClass.controller=example.com/a?b",
-                    "ingressClass.controller=example.com/" + "a" * 239,
+                    "ingressClass.controller=example.com/" + "a" * 239, "ingressClass.controller=a..b/x",
+                    "controller.loadBalancerClass=a.-b/x",
                     "controller.loadBalancerSelector=edge in (a)", "controller.leaderElection.id=Internal"):
             self.assertNotEqual(render("--set", bad, check=False).returncode, 0, bad)
 

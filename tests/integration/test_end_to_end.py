@@ -6,9 +6,11 @@ redis-server, and the real curl and redis-cli as clients.
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -244,6 +246,39 @@ class EndToEnd(DoormanTestCase):
                    what="doorman_l7_requests_total{code=200} >= 1")
         cm = self.controller_metrics()
         self.assertEqual(metric_value(cm, "doorman_controller_dataplanes_connected"), 1)
+
+
+class ControllerKeepalive(DoormanTestCase):
+    def test_an_idle_stream_notices_a_frozen_controller(self):
+        # gRPC's default stops keepalive PINGs after two without data, so a stream idle since
+        # then never noticed a controller that froze (or a partition without a reset) and
+        # served its last state for good, never reconnecting (helper-126).
+        backend = self.start_backend("a")
+        port = free_port()
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: ka, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes: [{{name: r, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--controller-keepalive", "1s"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="listener")
+        # Idle well past two PINGs (the condition under test is elapsed idle time: nothing to poll).
+        time.sleep(4)
+        self.assertNotIn("controller stream ended", self.dataplane.log())
+        os.killpg(self.controller.p.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: os.killpg(self.controller.p.pid, signal.SIGCONT))
+        wait_until(lambda: "controller stream ended; reconnecting" in self.dataplane.log(), timeout=20,
+                   what="the dataplane to drop the stream to the frozen controller")
+        self.assertIn("keepalive", self.dataplane.log())
+        self.assertEqual(http_get("http://127.0.0.1:%d/" % port)[0], 200, "the last state is still served")
+        os.killpg(self.controller.p.pid, signal.SIGCONT)
+        wait_until(lambda: metric_value(self.controller_metrics(), "doorman_controller_dataplanes_connected") == 1,
+                   what="the dataplane to reconnect")
 
 
 if __name__ == "__main__":

@@ -914,6 +914,16 @@ class ServicesAndIngresses(KubeTestCase):
         self.kubectl("label", "loadbalancer", "lb-edge", "doorman.dev/edge=internal")
         wait_until(lambda: ("LoadBalancer", "lb-edge") in claimed(inside) or None, what="lb-edge moved inside")
         wait_until(lambda: ("LoadBalancer", "lb-edge") not in claimed(edge) or None, what="lb-edge left the edge")
+        # Without the chart, a second install that changes --controller-class but not
+        # --ingress-class shares the legacy annotation's class with the default install: said at
+        # start-up (helper-123: both claimed such Ingresses and fought over their status).
+        warning = "--ingress-class is still \"doorman\""
+        self.assertNotIn(warning, inside.log())
+        self.assertNotIn(warning, edge.log())
+        third = self.start_kube_controller(name="third", extra=["--controller-class", "example.com/third",
+                                                                "--watch-namespace", "nothing-here"])
+        wait_until(lambda: warning in third.log() or None, what="the shared legacy class warning")
+        third.stop()
 
     def test_a_service_whose_port_is_held_gets_a_warning_event(self):
         # A Service has no condition to say that a dataplane could not open its port: a

@@ -292,16 +292,19 @@ class DualCertificate(DoormanTestCase):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rsa[1], "-out", rsa[0],
                         "-days", "2", "-subj", "/CN=dual.test", "-addext", "subjectAltName=DNS:dual.test"],
                        check=True, capture_output=True, timeout=60)
+        other = make_cert(d, "other", "other.test", ["other.test"])
         backend = self.start_backend("b")
         https = free_port()
-        self.write_manifest("secrets.yaml", secret("rsa-cert", *rsa) + "---\n" + secret("ec-cert", *ec))
+        # other.test first: dual.test is reached through the SNI switch to its (shared) context.
+        self.write_manifest("secrets.yaml", secret("other-cert", *other) + "---\n" + secret("rsa-cert", *rsa) +
+                            "---\n" + secret("ec-cert", *ec))
         self.write_manifest("lb.yaml", f"""\
 apiVersion: doorman.dev/v1alpha1
 kind: LoadBalancer
 metadata: {{name: dual, namespace: default}}
 spec:
   listeners:
-    - {{name: secure, port: {https}, protocol: HTTPS, tls: {{certificates: [{{secretName: rsa-cert}}, {{secretName: ec-cert}}]}}}}
+    - {{name: secure, port: {https}, protocol: HTTPS, tls: {{certificates: [{{secretName: other-cert}}, {{secretName: rsa-cert}}, {{secretName: ec-cert}}]}}}}
   routes: [{{name: app, listener: secure, backends: [{{endpoints: [{{address: 127.0.0.1, port: {backend}}}]}}]}}]
 """)
         self.start_controller()

@@ -194,14 +194,30 @@ TEST_F(ReflectorTest, DroppedWatchResumesFromLastRvHealthyAtOnceBrokenAfterBacko
 }
 
 TEST_F(ReflectorTest, NotFoundListIsAnEmptySyncedListRetriedLater) {
-  r_.Next(now_);
-  auto events = r_.OnListFailed({404, std::nullopt, "the server could not find the requested resource"}, now_);
+  ReflectorOptions o = Options();
+  o.may_be_deleted = true;  // a CRD's resource
+  Reflector r("loadbalancers", o, [] { return 0.0; });
+  r.Next(now_);
+  auto events = r.OnListFailed({404, std::nullopt, "the server could not find the requested resource"}, now_);
   EXPECT_TRUE(events.empty());
-  EXPECT_TRUE(r_.synced());
-  EXPECT_EQ(r_.Next(now_).kind, Kind::kWait);
-  auto logs = r_.TakeDiagnostics();
+  EXPECT_TRUE(r.synced());
+  EXPECT_EQ(r.Next(now_).kind, Kind::kWait);
+  auto logs = r.TakeDiagnostics();
   ASSERT_EQ(logs.size(), 1u);
   EXPECT_NE(logs[0].message.find("CRD not installed"), std::string::npos);
+}
+
+// A built-in resource (EndpointSlices) answered 404 on its first list is not synced: nothing is
+// published until its list is in (helper-123: an empty state went to serving dataplanes).
+TEST_F(ReflectorTest, ABuiltInResourceNotFoundOnItsFirstListIsNotSynced) {
+  Reflector r("endpointslices", Options(), [] { return 0.0; });
+  ASSERT_EQ(r.Next(now_).kind, Kind::kList);
+  EXPECT_TRUE(r.OnListFailed({404, std::nullopt, "not found", "NotFound"}, now_).empty());
+  EXPECT_FALSE(r.synced());
+  EXPECT_EQ(r.Next(now_).kind, Kind::kWait);  // backed off, then listed again
+  ASSERT_EQ(r.Next(now_ + seconds(60)).kind, Kind::kList);
+  r.OnListPage(List({Obj("a", "5")}, "10"), now_ + seconds(60));
+  EXPECT_TRUE(r.synced());
 }
 
 TEST_F(ReflectorTest, NotFoundAfterASuccessfulListIsAFailureThatKeepsTheCache) {

@@ -166,6 +166,66 @@ TEST_F(StatusWriterTest, ServiceNoLongerServedHasItsAddressesCleared) {
   EXPECT_EQ(http_.calls.size(), before);
 }
 
+// A LoadBalancer no longer claimed (its class, or its labels under --loadbalancer-selector,
+// changed) loses the status this controller wrote (helper-123: it kept Accepted, Programmed and
+// our addresses). Out of the cache (a selector filters the watch) it is read from the API first.
+TEST_F(StatusWriterTest, LoadBalancerNoLongerClaimedHasItsStatusRemoved) {
+  std::optional<json> cached = cached_;
+  StatusWriter writer{&http_, [&cached](const ObjectKey&) { return cached; }, "ctl-a"};
+  StatusInputs in = In(true);
+  ASSERT_TRUE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  const json written = json::parse(http_.calls[0].body)["status"];
+  EXPECT_EQ(written["addresses"][0]["value"], "192.0.2.1");
+  cached = Object("11", written);
+  // Its class changed: still in the cache, not in the statuses.
+  in.statuses.clear();
+  ASSERT_TRUE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[1].method, "PATCH");
+  EXPECT_EQ(http_.calls[1].path, "/apis/doorman.dev/v1alpha1/namespaces/default/loadbalancers/shop/status");
+  json patch = json::parse(http_.calls[1].body);
+  EXPECT_TRUE(patch.contains("status") && patch["status"].is_null());
+  EXPECT_EQ(patch["metadata"]["resourceVersion"], "11");
+  ASSERT_TRUE(writer.Sync(in));  // released once
+  EXPECT_EQ(http_.calls.size(), 2u);
+
+  // Claimed again, then relabelled out of the selector: gone from the cache, read, released.
+  cached = Object("12");
+  in = In(true);
+  ASSERT_TRUE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 3u);
+  const json again = json::parse(http_.calls[2].body)["status"];
+  cached.reset();
+  in.statuses.clear();
+  http_.script = {{200, Object("13", again).dump(), std::nullopt, ""}, {200, "{}", std::nullopt, ""}};
+  ASSERT_TRUE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 5u);
+  EXPECT_EQ(http_.calls[3].method, "GET");
+  EXPECT_EQ(http_.calls[4].method, "PATCH");
+  EXPECT_EQ(json::parse(http_.calls[4].body)["metadata"]["resourceVersion"], "13");
+
+  // Deleted (the GET says 404): nothing to write. Another controller's status: left alone.
+  cached = Object("14");
+  in = In(true);
+  ASSERT_TRUE(writer.Sync(in));
+  cached.reset();
+  in.statuses.clear();
+  http_.calls.clear();
+  http_.script = {{404, R"({"code":404})", std::nullopt, ""}};
+  ASSERT_TRUE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 1u);
+  EXPECT_EQ(http_.calls[0].method, "GET");
+  cached = Object("15");
+  in = In(true);
+  ASSERT_TRUE(writer.Sync(in));
+  cached = Object("16", json{{"addresses", json::parse(R"([{"type":"IPAddress","value":"198.51.100.7"}])")}});
+  in.statuses.clear();
+  http_.calls.clear();
+  ASSERT_TRUE(writer.Sync(in));
+  EXPECT_TRUE(http_.calls.empty());
+}
+
 // An API server that drops ipMode (Kubernetes before 1.30): the answer to our own write shows the
 // status stored without it. The writer then stops asking for it (rather than patching forever),
 // still releases the points it wrote, and asks again after a leadership change.
@@ -347,6 +407,46 @@ TEST_F(StatusWriterTest, LostLeadershipStopsAPassBeforeTheNextWrite) {
   EXPECT_FALSE(writer_.Sync(in));
   EXPECT_EQ(asked, 2);
   for (const auto& c : http_.calls) EXPECT_EQ(c.path.find("/other"), std::string::npos) << c.path;
+}
+
+// A 409's re-read (or an existing Event's read) can take long: a replica that lost the Lease
+// meanwhile stops there, and does not write its stale view over the new leader's (helper-123).
+TEST_F(StatusWriterTest, LeadershipIsAskedAgainAfterARead) {
+  StatusInputs in = In(true);
+  bool leader = true;
+  in.may_write = [&leader] { return leader; };
+  http_.script = {{409, R"({"code":409})", std::nullopt, ""}, {200, Object("12").dump(), std::nullopt, ""}};
+  // The Lease is lost while the re-read is in flight.
+  struct LosesOnRead : KubeHttp {
+    FakeHttp* inner;
+    bool* leader;
+    HttpResponse Request(const std::string& m, const std::string& p, const std::string& b, const std::string& ct) override {
+      if (m == "GET") *leader = false;
+      return inner->Request(m, p, b, ct);
+    }
+    HttpResponse Stream(const std::string&, const std::function<bool(std::string_view)>&, bool*) override { return {}; }
+    void Cancel() override {}
+  } http;
+  http.inner = &http_;
+  http.leader = &leader;
+  StatusWriter writer{&http, [this](const ObjectKey&) -> std::optional<json> { return cached_; }, "ctl-b"};
+  EXPECT_FALSE(writer.Sync(in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[0].method, "PATCH");
+  EXPECT_EQ(http_.calls[1].method, "GET");  // and no second PATCH
+
+  // An Event that exists (POST 409): its read is followed by no count bump once the Lease is gone.
+  leader = true;
+  http_.calls.clear();
+  http_.script = {{409, R"({"code":409,"reason":"AlreadyExists"})", std::nullopt, ""},
+                  {200, R"({"count": 3})", std::nullopt, ""}};
+  StatusWriter again{&http, [this](const ObjectKey&) -> std::optional<json> { return cached_; }, "ctl-b"};
+  StatusInputs ev_in = In(false);
+  ev_in.may_write = [&leader] { return leader; };
+  EXPECT_FALSE(again.Sync(ev_in));
+  ASSERT_EQ(http_.calls.size(), 2u);
+  EXPECT_EQ(http_.calls[0].method, "POST");
+  EXPECT_EQ(http_.calls[1].method, "GET");
 }
 
 TEST_F(StatusWriterTest, TooManyRequestsPausesWriting) {

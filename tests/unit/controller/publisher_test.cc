@@ -307,18 +307,26 @@ TEST(Publisher, GarbageAndOutOfOrderMessagesAreIgnored) {
   EXPECT_EQ(CountLevel(r, log::Level::kWarn), 1u);
   EXPECT_EQ(p.dataplanes()[0].in_flight_version, 1u);
   EXPECT_EQ(p.dataplanes()[0].acked_version, 0u);
-  // NACK with unknown nonce, a second Hello, an empty message: all ignored.
-  EXPECT_EQ(CountLevel(p.OnMessage(s, Nack(wrong, 0, "x"), At(2)), log::Level::kWarn), 1u);
-  EXPECT_EQ(CountLevel(p.OnMessage(s, Hello("n1"), At(2)), log::Level::kWarn), 1u);
-  EXPECT_EQ(CountLevel(p.OnMessage(s, v1::DataplaneMessage(), At(2)), log::Level::kWarn), 1u);
+  // NACK with unknown nonce, a second Hello, an empty message: all ignored, and not logged
+  // again within a minute of the last such line (a peer must not flood the log, helper-126).
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Nack(wrong, 0, "x"), At(2)), log::Level::kWarn), 0u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Hello("n1"), At(2)), log::Level::kWarn), 0u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, v1::DataplaneMessage(), At(2)), log::Level::kWarn), 0u);
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(p.OnMessage(s, Ack(wrong), At(3)).diagnostics.empty());
   EXPECT_EQ(p.dataplanes()[0].in_flight_version, 1u);
+  // A minute later the next one is logged, with the count of those that were not.
+  auto later = p.OnMessage(s, Hello("n1"), At(60'001));
+  ASSERT_EQ(CountLevel(later, log::Level::kWarn), 1u);
+  bool counted = false;
+  for (const auto& [k, v] : later.diagnostics[0].fields) counted = counted || (k == "not_logged_since_last" && v == "1003");
+  EXPECT_TRUE(counted);
   // The real ACK still works; a duplicate of it is then unknown.
-  EXPECT_EQ(p.OnMessage(s, Ack(push), At(3)).push_seconds.size(), 1u);
-  EXPECT_EQ(CountLevel(p.OnMessage(s, Ack(push), At(4)), log::Level::kWarn), 1u);
+  EXPECT_EQ(p.OnMessage(s, Ack(push), At(60'002)).push_seconds.size(), 1u);
+  EXPECT_EQ(CountLevel(p.OnMessage(s, Ack(push), At(120'003)), log::Level::kWarn), 1u);
   // Messages for a closed or unknown stream: nothing.
   p.CloseStream(s);
-  EXPECT_TRUE(p.OnMessage(s, Ack(push), At(5)).diagnostics.empty());
-  EXPECT_TRUE(p.OnMessage(12345, Hello("x"), At(5)).diagnostics.empty());
+  EXPECT_TRUE(p.OnMessage(s, Ack(push), At(120'005)).diagnostics.empty());
+  EXPECT_TRUE(p.OnMessage(12345, Hello("x"), At(120'005)).diagnostics.empty());
 }
 
 TEST(Publisher, AckForAnotherVersionWithTheRightNonceIsNotAcceptedAsProgrammed) {

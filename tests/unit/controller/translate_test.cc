@@ -324,10 +324,6 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {X-A: "1", x-a: "2"}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-a", "is also set as \"X-A\""},
-    {"header rule adding date", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
-  routes: [{name: a, listener: web, filters: {responseHeaders: {add: {Date: "x"}}}}]
-)",
-     "InvalidSpec", "spec.routes[0].filters.responseHeaders.add.Date", "exactly one Date"},
     {"header rule removing host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [Host]}}}]
 )",
@@ -816,10 +812,16 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
                         Case{"{host: other.example}", "{}", false},
                         // Set to the only host / the Exact path the route matches: still its own URL.
                         Case{"{path: /a}", "{path: {type: Exact, value: /a}}", true},
-                        Case{"{path: /a}", "{path: {type: Prefix, value: /a}}", false},
+                        Case{"{path: /a}", "{path: {type: Prefix, value: /a}}", true},
+                        Case{"{path: /a/b}", "{path: {type: Prefix, value: /a/}}", true},
+                        Case{"{path: /ab}", "{path: {type: Prefix, value: /a}}", false},
+                        Case{"{path: /maintenance}", "{path: {type: Prefix, value: /}}", false},
                         Case{"{path: /b}", "{path: {type: Exact, value: /a}}", false},
                         Case{"{host: l3.example}", "{hosts: [l3.example]}", true},
-                        Case{"{host: l3.example}", "{hosts: [l3.example, m.example]}", false},
+                        Case{"{host: l3.example}", "{hosts: [l3.example, m.example]}", true},
+                        Case{"{host: a.l3.example}", "{hosts: [\"*.l3.example\"]}", true},
+                        Case{"{host: l3.example}", "{hosts: [\"*.l3.example\"]}", false},
+                        Case{"{host: n.example}", "{hosts: [l3.example, m.example]}", false},
                         Case{"{host: l3.example, path: /a}", "{hosts: [l3.example], path: {type: Exact, value: /a}}", true},
                         // Post/Redirect/Get: the follow-up GET does not match a POST-only route.
                         Case{"{statusCode: 303}", "{methods: [POST]}", false},
@@ -840,21 +842,31 @@ TEST(Translate, ARedirectToTheSameUrlIsWarned) {
 }
 
 // responseHeaders.remove Date: accepted (it was before) and kept, but warned: the dataplane adds
-// its own Date after the rules, as a response needs one.
+// its own Date after the rules, as a response needs one. add Date: warned and made a set.
 TEST(Translate, RemovingTheResponseDateIsWarned) {
   Translator t;
   auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes:
     - {name: a, listener: web, filters: {responseHeaders: {remove: [x-a, Date]}, requestHeaders: {remove: [date]}},
        backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+    - {name: b, listener: web, match: {path: {type: Prefix, value: /b}},
+       filters: {responseHeaders: {add: {Date: "Thu, 01 Jan 2026 00:00:00 GMT", x-b: "1"}}},
+       backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
 )")));
   const ObjectStatus* st = StatusOf(r, "shop");
   ASSERT_TRUE(st->accepted) << st->message;
-  ASSERT_EQ(st->warnings.size(), 1u);
+  ASSERT_EQ(st->warnings.size(), 2u);
   EXPECT_EQ(st->warnings[0].reason, "FieldIgnored");
   EXPECT_EQ(st->warnings[0].field, "spec.routes[0].filters.responseHeaders.remove[1]");
-  ASSERT_EQ(r.snapshot.routes_size(), 1);
-  EXPECT_EQ(r.snapshot.routes(0).filters().response_headers().remove_size(), 2);
+  // add Date (accepted before): a second Date would be invalid, so it replaces it, as set does.
+  EXPECT_EQ(st->warnings[1].field, "spec.routes[1].filters.responseHeaders.add.Date");
+  ASSERT_EQ(r.snapshot.routes_size(), 2);
+  const v1::Route* a = nullptr;
+  const v1::Route* b = nullptr;
+  for (const auto& route : r.snapshot.routes()) (route.name() == "default/shop/a" ? a : b) = &route;
+  EXPECT_EQ(a->filters().response_headers().remove_size(), 2);
+  EXPECT_EQ(b->filters().response_headers().add().size(), 1u);
+  EXPECT_EQ(b->filters().response_headers().set().at("date"), "Thu, 01 Jan 2026 00:00:00 GMT");
 }
 
 // Accepted with a warning, not refused (objects accepted before must not stop routing on an
