@@ -171,7 +171,10 @@ bool StatusWriter::Sync(const StatusInputs& in) {
     if (!Release(key, in)) return false;
     it = claimed_.upper_bound(key);
   }
-  for (auto it = written_.begin(); it != written_.end();) it = seen.count(it->first) ? std::next(it) : written_.erase(it);
+  // Kept while a release is pending: it is what the release compares the stored status with.
+  for (auto it = written_.begin(); it != written_.end();) {
+    it = seen.count(it->first) || claimed_.count(it->first) ? std::next(it) : written_.erase(it);
+  }
   for (auto it = evented_.begin(); it != evented_.end();) it = seen.count(it->first) ? std::next(it) : evented_.erase(it);
   for (auto it = unserved_.begin(); it != unserved_.end();) it = seen.count(it->first) ? std::next(it) : unserved_.erase(it);
   for (auto it = pending_event_.begin(); it != pending_event_.end();) {
@@ -183,7 +186,6 @@ bool StatusWriter::Sync(const StatusInputs& in) {
 bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
   const Resource* res = ResourceForKind(key.kind);
   auto object = get_(key);
-  if (res && !object && key.kind == kKindLoadBalancer && in.dataplanes.empty()) return true;  // retried later
   if (res && !object && key.kind == kKindLoadBalancer) {
     // Not in the cache: deleted, or no longer selected by --loadbalancer-selector (the API
     // server filters the watch, so a relabelled object looks deleted). Asked directly.
@@ -209,8 +211,8 @@ bool StatusWriter::Release(const ObjectKey& key, const StatusInputs& in) {
     claimed_.erase(key);
     return true;
   }
+  if (key.kind == kKindLoadBalancer) return ReleaseLoadBalancer(key, *res, *object);
   if (in.dataplanes.empty()) return true;  // our addresses are unknown for now: retried later
-  if (key.kind == kKindLoadBalancer) return ReleaseLoadBalancer(key, *res, *object, in);
   const json current = StatusOf(*object);
   const json* points = nullptr;
   if (current.is_object() && current.contains("loadBalancer") && current["loadBalancer"].is_object() &&
@@ -269,31 +271,21 @@ bool StatusWriter::SendRelease(const ObjectKey& key, const Resource& res, const 
   return true;
 }
 
-// A LoadBalancer no install of this controller claims any more (its labels, or its class
-// changed): a status saying Accepted and Programmed with our addresses would mislead `kubectl
-// wait` and external-dns, so it is removed, when it is this controller's: the addresses are
-// ours, or it is exactly what this process wrote. Another controller that claimed it meanwhile
-// writes its own.
-bool StatusWriter::ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const json& object,
-                                       const StatusInputs& in) {
+// A LoadBalancer this install claims no more (its labels changed under --loadbalancer-selector):
+// a status saying Accepted and Programmed with our addresses would mislead `kubectl wait` and
+// external-dns, so it is removed when it is exactly what this process wrote (not another
+// install's, which may carry the same node addresses). A replica that did not write it (after
+// a restart or failover) leaves it.
+bool StatusWriter::ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const json& object) {
   const json current = StatusOf(object);
   if (!current.is_object() || current.empty()) {
     claimed_.erase(key);
     return true;
   }
-  std::set<std::string> ours;
-  for (const auto& d : in.dataplanes) {
-    if (!d.advertise_address.empty()) ours.insert(d.advertise_address);
-  }
-  const json addresses = current.value("addresses", json::array());
-  bool only_ours = addresses.is_array() && !addresses.empty();
-  for (size_t i = 0; only_ours && i < addresses.size(); ++i) {
-    only_ours = addresses[i].is_object() && ours.count(addresses[i].value("value", "")) > 0;
-  }
-  if (auto w = written_.find(key); w != written_.end()) {
-    only_ours = WithoutTransitionTimes(w->second.status) == WithoutTransitionTimes(current);
-  }
-  if (!only_ours) {
+  // Only exactly what this process wrote: two installs whose dataplanes advertise the same node
+  // addresses would take each other's status for their own by the addresses (helper-128).
+  const auto w = written_.find(key);
+  if (w == written_.end() || WithoutTransitionTimes(w->second.status) != WithoutTransitionTimes(current)) {
     claimed_.erase(key);
     return true;
   }

@@ -76,11 +76,10 @@ class StatusWriter {
   bool EmitEvent(const ObjectStatus& st, const nlohmann::json& object, const StatusInputs& in);
   // A Service or Ingress this controller no longer serves (its type, class or annotation
   // changed): removes the status.loadBalancer.ingress points it wrote, when they are still only
-  // this controller's addresses; a LoadBalancer (its labels or class changed): removes its
-  // status when it is this controller's (ReleaseLoadBalancer). Returns false on 429.
+  // this controller's addresses; a LoadBalancer (its labels changed): removes its status when
+  // it is exactly what this process wrote (ReleaseLoadBalancer). Returns false on 429.
   bool Release(const ObjectKey& key, const StatusInputs& in);
-  bool ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const nlohmann::json& object,
-                           const StatusInputs& in);
+  bool ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const nlohmann::json& object);
   // The release's status PATCH (backed off per object); logs `done` once it is applied.
   bool SendRelease(const ObjectKey& key, const Resource& res, const nlohmann::json& patch, const char* done);
   void Throttled(const HttpResponse& r);

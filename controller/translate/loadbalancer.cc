@@ -488,10 +488,13 @@ void CompileHeaderRules(FieldReader& r, const json& h, const std::string& p, boo
     if (!request && Lower(k) == "date") {
       // Accepted before (not refused now: objects accepted before must keep routing), but a
       // response carries exactly one Date: the add replaces it, as set does.
+      const bool also_set = set_names.count("date") > 0;
       warnings->push_back({"FieldIgnored", p + ".add." + k,
-                           "a response carries exactly one Date (RFC 9110 §6.6.1): this value replaces it, as "
-                           "set would (use set)"});
-      if (!set_names.count("date")) (*out->mutable_set())["date"] = value(p + ".add." + k, v);
+                           also_set ? "a response carries exactly one Date (RFC 9110 §6.6.1): set gives it, this "
+                                      "value is not sent"
+                                    : "a response carries exactly one Date (RFC 9110 §6.6.1): this value replaces "
+                                      "it, as set would (use set)"});
+      if (!also_set) (*out->mutable_set())["date"] = value(p + ".add." + k, v);
       continue;
     }
     (*out->mutable_add())[check(p + ".add." + k, k)] = value(p + ".add." + k, v);
@@ -854,25 +857,15 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                                           : 80u;
         // The Location is the request's own URL when host and path are kept, or set to the only
         // host / the Exact path the route matches (helper-125: {path: /a} on Exact /a).
-        // A redirect to a host the route names (or a wildcard of it covers), or to a path its
-        // Exact or non-root Prefix match takes, comes back to the route for that host or path. A
-        // catch-all Prefix "/" that redirects to a path is not said to loop: a more specific route
-        // usually serves that path (a maintenance page).
+        // The Location is the request's own URL, whatever the request: host and path kept, or set
+        // to the route's only host / its Exact path. Only then: a redirect to another host or
+        // path the route also matches loops only if no more specific route serves that URL
+        // (helper-128: *.example.com -> www.example.com, served by its own route), which this
+        // per-route check cannot tell.
         const auto& m = route.match();
-        const std::string to_host = Lower(rd.host());
-        const bool same_host =
-            to_host.empty() || std::any_of(m.hosts().begin(), m.hosts().end(), [&](const std::string& h) {
-              const std::string lh = Lower(h);
-              return lh == to_host || (lh.rfind("*.", 0) == 0 && to_host.size() > lh.size() - 1 &&
-                                       to_host.compare(to_host.size() - (lh.size() - 1), lh.size() - 1, lh, 1) == 0);
-            });
-        const std::string& mp = m.path().value();
-        const std::string prefix = !mp.empty() && mp.back() == '/' ? mp.substr(0, mp.size() - 1) : mp;
-        const bool same_path =
-            rd.path().empty() ||
-            (m.has_path() && m.path().type() == v1::PathMatch::EXACT && mp == rd.path()) ||
-            (m.has_path() && m.path().type() == v1::PathMatch::PREFIX && !prefix.empty() &&
-             (rd.path() == prefix || rd.path().rfind(prefix + "/", 0) == 0));
+        const bool same_host = rd.host().empty() || (m.hosts_size() == 1 && Lower(m.hosts(0)) == Lower(rd.host()));
+        const bool same_path = rd.path().empty() || (m.has_path() && m.path().type() == v1::PathMatch::EXACT &&
+                                                     m.path().value() == rd.path());
         if (rd.enabled() && same_host && same_path && (rd.scheme().empty() || rd.scheme() == own_scheme) &&
             to_port == cl->proto.port()) {
           // Allowed (Gateway API allows an empty redirect), but a client that follows it loops —

@@ -344,6 +344,7 @@ class HelmRenderTest(unittest.TestCase):
                     "controller.loadBalancerClass=example.com/" + "a" * 64, "ingressClass.controller=example.com/a?b",
                     "ingressClass.controller=example.com/" + "a" * 239, "ingressClass.controller=a..b/x",
                     "controller.loadBalancerClass=a.-b/x",
+                    "controller.loadBalancerClass=" + ".".join(["a" * 60] * 5) + "/x",  # a 304-character prefix
                     "controller.loadBalancerSelector=edge in (a)", "controller.leaderElection.id=Internal"):
             self.assertNotEqual(render("--set", bad, check=False).returncode, 0, bad)
 

@@ -219,9 +219,18 @@ TEST_F(StatusWriterTest, LoadBalancerNoLongerClaimedHasItsStatusRemoved) {
   cached = Object("15");
   in = In(true);
   ASSERT_TRUE(writer.Sync(in));
-  cached = Object("16", json{{"addresses", json::parse(R"([{"type":"IPAddress","value":"198.51.100.7"}])")}});
+  // Another install whose dataplanes advertise the same node address (helper-128): its status is
+  // not ours, though its addresses are; with no dataplane in view either.
+  json theirs = json::parse(http_.calls.back().body)["status"];
+  theirs["observedGeneration"] = 7;
+  // Our dataplanes are gone for a pass (a rollout) while it moves, and back for the next.
+  cached = Object("16", theirs);
   in.statuses.clear();
+  const auto dataplanes = in.dataplanes;
+  in.dataplanes.clear();
   http_.calls.clear();
+  ASSERT_TRUE(writer.Sync(in));
+  in.dataplanes = dataplanes;
   ASSERT_TRUE(writer.Sync(in));
   EXPECT_TRUE(http_.calls.empty());
 }
