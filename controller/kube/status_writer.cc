@@ -310,7 +310,12 @@ bool StatusWriter::WriteStatus(const ObjectStatus& st, const StatusInputs& in, j
     auto desired = status::DesiredStatus(st, in.dataplanes, served, current, FormatTime(options_.wall_now()), ip_mode);
     if (!desired) return true;
     const json current_cmp = current.is_null() ? json::object() : current;
-    if (*desired == current_cmp) return true;
+    if (*desired == current_cmp) {
+      // Already as this replica would write it (a previous leader of this install wrote it):
+      // this replica now answers for it, so it may release it later (helper-133).
+      written_[st.key] = {Rv(object), *desired};
+      return true;
+    }
     const std::string rv = Rv(object);
     // We wrote this already and the informer has not caught up yet. Compared without
     // lastTransitionTime: a condition that changes is stamped "now", which moves on each second.

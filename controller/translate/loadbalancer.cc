@@ -247,6 +247,12 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
         r.Invalid(hp + ".value", "is required (for a " + t + " match)");
       } else {
         if (hm.type() == v1::HeaderMatch::REGULAR_EXPRESSION) CheckRegex(r, hp + ".value", *value);
+        // No request carries such a value (as for queryParams and cookies): it could never match.
+        if (hm.type() == v1::HeaderMatch::EXACT) {
+          if (const auto why = FieldValueProblem(*value); !why.empty()) {
+            r.Invalid(hp + ".value", "header value " + Q(*value) + " " + why + ": it could never match");
+          }
+        }
         hm.set_value(*value);
       }
       *out->add_headers() = hm;
@@ -527,8 +533,12 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
         o->set_scheme(*s);
       }
       if (auto h = r.String(*rd, rp, "host"); h && !h->empty()) {
-        if (!IsDns1123Subdomain(*h) && !IsIp(*h)) r.Invalid(rp + ".host", "invalid host " + Q(*h));
-        o->set_host(*h);
+        // An IPv6 literal may be written bracketed, as in a URL; it is sent bracketed either way.
+        const bool bracketed = h->size() > 2 && h->front() == '[' && h->back() == ']';
+        const std::string bare = bracketed ? h->substr(1, h->size() - 2) : *h;
+        const bool v6 = IsIp(bare) && bare.find(':') != std::string::npos;
+        if (bracketed ? !v6 : (!IsDns1123Subdomain(*h) && !IsIp(*h))) r.Invalid(rp + ".host", "invalid host " + Q(*h));
+        o->set_host(v6 ? "[" + bare + "]" : *h);
       }
       if (auto v = RangedInt(r, *rd, rp, "port", 0, 65535)) o->set_port(*v);
       if (auto s = r.String(*rd, rp, "path"); s && !s->empty()) {
@@ -846,7 +856,23 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                   "bounds the request)"});
           }
         }
-        if (const json* f = r.Member(rt, p, "filters")) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters(), &c.warnings);
+        const json* f = r.Member(rt, p, "filters");
+        if (f) CompileFilters(r, *f, p + ".filters", route, proto, route.mutable_filters(), &c.warnings);
+        if (route.filters().redirect().enabled()) {
+          // The route answers itself: what would shape a proxied exchange does nothing here
+          // (helper-132). Said, not refused: objects accepted before keep routing.
+          std::vector<std::string> unused;
+          for (const char* k : {"backends", "policy"}) {
+            if (rt.contains(k)) unused.push_back(p + "." + k);
+          }
+          for (const char* k : {"requestHeaders", "responseHeaders"}) {
+            if (f && f->is_object() && f->contains(k)) unused.push_back(p + ".filters." + k);
+          }
+          for (const auto& field : unused) {
+            c.warnings.push_back({"FieldIgnored", field, "the route redirects (filters.redirect): its requests are "
+                                                         "answered by the redirect, so this is not used"});
+          }
+        }
         // Where the redirect points, as the dataplane writes it: port 0 is the scheme's well-known
         // port when a scheme is given, else the listener's (docs/l7.md, Gateway API).
         const auto& rd = route.filters().redirect();

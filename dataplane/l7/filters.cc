@@ -34,7 +34,13 @@ std::string RedirectLocation(const RedirectFilter& r, std::string_view request_s
   const std::string_view scheme = r.scheme.empty() ? request_scheme : std::string_view(r.scheme);
   std::string out(scheme);
   out += "://";
-  out += r.host.empty() ? std::string(req_host) : r.host;
+  if (r.host.empty()) {
+    out += req_host;
+  } else if (r.host.find(':') != std::string::npos && r.host.front() != '[') {
+    out += "[" + r.host + "]";  // an IPv6 literal is bracketed in a URL (RFC 3986 IP-literal)
+  } else {
+    out += r.host;
+  }
   // Gateway API HTTPRequestRedirectFilter.port: given; else the scheme's well-known port when a
   // scheme is given; else the listener's port. The well-known port of the scheme is not written.
   const uint32_t port = r.port != 0 ? r.port : r.scheme.empty() ? listener_port : 0;

@@ -427,6 +427,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           client_dl_.Arm(o.header_timeout);
         } else {
           client_dl_.ArmIdle(first_request_ ? std::min(client_idle_, o.header_timeout) : client_idle_);
+          // A client that waits before its next request does not keep its upstream connection
+          // out of the pool: idle keep-alive clients pinned one backend connection each, past the
+          // pool's caps, and exhausted backends with a connection or worker limit (helper-130;
+          // nginx and HAProxy's http-reuse share them). Pipelined requests (bytes already here)
+          // keep it; the next request usually takes it back from the pool (LIFO).
+          if (held_) w_.pool().Put(held_key_, std::move(held_));
         }
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();

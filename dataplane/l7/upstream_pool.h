@@ -11,7 +11,8 @@
 // 1.74 (its speculative read) plus a cancel, so the peek stays. The residual race (the backend
 // closes just as the connection is reused) is handled by the proxy retrying an idempotent
 // body-less request once on a fresh connection. The proxy keeps a client connection's last
-// upstream connection outside the pool for that client's next request (see HttpSession::Hold).
+// upstream connection outside the pool only while that client's next request is already
+// buffered (pipelined); a client that waits returns it here (see HttpSession::Hold).
 // Not thread-safe: one per worker, used on that worker's thread only.
 #pragma once
 

@@ -123,6 +123,31 @@ class EndToEnd(DoormanTestCase):
         self.assertEqual(len(peers), 20)
         self.assertLessEqual(len(set(peers)), 4, peers)
 
+    def test_idle_keep_alive_clients_do_not_pin_upstream_connections(self):
+        # 12 clients one after another, each one GET and then idle on its keep-alive connection:
+        # the upstream connection of a waiting client goes back to the pool, so the next client
+        # reuses it (helper-130: each idle client pinned its own, past the pool's caps, and a
+        # backend with 20 workers answered nobody else; nginx and HAProxy share them).
+        peers, socks = [], []
+        try:
+            for _ in range(12):
+                s = socket.create_connection(("127.0.0.1", self.http_port), timeout=5)
+                socks.append(s)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: app.local\r\n\r\n")
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    buf += s.recv(65536)
+                head, _, body = buf.partition(b"\r\n\r\n")
+                length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+                while len(body) < length:
+                    body += s.recv(65536)
+                peers.append(json.loads(body)["peer"])
+        finally:
+            for s in socks:
+                s.close()
+        # Two backends, at most one pooled connection each per worker (2 workers).
+        self.assertLessEqual(len(set(peers)), 4, peers)
+
     def test_tcp_listener_carries_redis(self):
         r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.tcp_port), "PING"],
                            capture_output=True, text=True, timeout=10)

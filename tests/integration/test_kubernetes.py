@@ -240,7 +240,8 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         self.assertEqual(st["dataplanes"], {"ready": 1, "programmed": 1})
         # kubectl's printer columns read the same status.
         out = self.kubectl("get", "dlb", "shop").stdout
-        # Columns (crds/): NAME LISTENERS ADDRESS ACCEPTED PROGRAMMED AGE.
+        # Columns (crds/): NAME LISTENERS ADDRESS ACCEPTED PROGRAMMED AGE; a column shows the first
+        # listener / address only, as a real API server's table converter does.
         self.assertRegex(out, r"shop\s+web\s+127\.0\.0\.1\s+True\s+True\s")
         # Watch events were counted per resource.
         m = self.controller_metrics()

@@ -495,9 +495,12 @@ def table_columns(rt):
                     return None
                 if _type == "date":
                     return human_age(vals[0])
-                if len(vals) == 1 and _type in ("integer", "number", "boolean"):
-                    return vals[0]
-                return ",".join(v if isinstance(v, str) else json.dumps(v) for v in vals)
+                # As the real API server's table converter: the first value only ("we can assume
+                # to have only one result"), whatever [*] matched (helper-132).
+                v = vals[0]
+                if _type in ("integer", "number", "boolean"):
+                    return v
+                return v if isinstance(v, str) else json.dumps(v)
             cols.append(({"name": pc.get("name", ""), "type": ctype,
                           "format": pc.get("format", ""),
                           "description": pc.get("description", ""),

@@ -219,6 +219,25 @@ TEST_F(StatusWriterTest, LoadBalancerNoLongerClaimedHasItsStatusRemoved) {
   cached = Object("15");
   in = In(true);
   ASSERT_TRUE(writer.Sync(in));
+  // A new leader (a fresh writer) that finds the status already as it would write it, and so
+  // writes nothing, still releases it when the object leaves (helper-133).
+  {
+    ASSERT_EQ(http_.calls.back().method, "PATCH");  // the old leader wrote it
+    cached = Object("15a", json::parse(http_.calls.back().body)["status"]);
+    StatusWriter leader{&http_, [&cached](const ObjectKey&) { return cached; }, "ctl-b"};
+    StatusInputs claimed = In(true);
+    http_.calls.clear();
+    ASSERT_TRUE(leader.Sync(claimed));
+    EXPECT_TRUE(http_.calls.empty());  // nothing to write
+    claimed.statuses.clear();
+    ASSERT_TRUE(leader.Sync(claimed));
+    ASSERT_EQ(http_.calls.size(), 1u);
+    EXPECT_TRUE(json::parse(http_.calls[0].body)["status"].is_null());
+    writer.Reset();
+  }
+  cached = Object("15");
+  in = In(true);
+  ASSERT_TRUE(writer.Sync(in));
   // Another install whose dataplanes advertise the same node address (helper-128): its status is
   // not ours, though its addresses are; with no dataplane in view either.
   json theirs = json::parse(http_.calls.back().body)["status"];

@@ -324,6 +324,10 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {X-A: "1", x-a: "2"}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-a", "is also set as \"X-A\""},
+    {"header match value no request carries", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, match: {headers: [{name: x-a, value: "a\nb"}]}}]
+)",
+     "InvalidSpec", "spec.routes[0].match.headers[0].value", "could never match"},
     {"header rule removing host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [Host]}}}]
 )",
@@ -795,6 +799,45 @@ TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
     EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().type(), v1::Stickiness::COOKIE);
     EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().cookie_path(), path) << stickiness;
   }
+}
+
+// An IPv6 literal redirect host is sent bracketed (a URL needs it), written either way; fields a
+// redirecting route cannot use are warned (helper-132).
+TEST(Translate, RedirectHostsAndFieldsARedirectDoesNotUse) {
+  for (const auto& [host, want] : std::vector<std::pair<std::string, std::string>>{
+           {"2001:db8::1", "[2001:db8::1]"}, {"\"[2001:db8::1]\"", "[2001:db8::1]"}, {"a.example", "a.example"},
+           {"192.0.2.1", "192.0.2.1"}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb("  listeners: [{name: web, port: 80, protocol: HTTP}]\n"
+                                  "  routes: [{name: a, listener: web, filters: {redirect: {host: " + host + "}}}]\n")));
+    ASSERT_TRUE(StatusOf(r, "shop")->accepted) << host << ": " << StatusOf(r, "shop")->message;
+    EXPECT_EQ(r.snapshot.routes(0).filters().redirect().host(), want) << host;
+  }
+  for (const char* bad : {"\"[a.example]\"", "\"[]\"", "\"[2001:db8::1\""}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string("  listeners: [{name: web, port: 80, protocol: HTTP}]\n"
+                                              "  routes: [{name: a, listener: web, filters: {redirect: {host: ") +
+                                  bad + "}}}]\n")));
+    EXPECT_FALSE(StatusOf(r, "shop")->accepted) << bad;
+  }
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - name: a
+      listener: web
+      backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]
+      policy: {rateLimit: {requestsPerSecond: 1, burst: 1}}
+      filters: {redirect: {scheme: https}, requestHeaders: {set: {x-a: "1"}}, responseHeaders: {set: {x-b: "1"}}}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  std::vector<std::string> fields;
+  for (const auto& w : st->warnings) {
+    if (w.reason == "FieldIgnored") fields.push_back(w.field);
+  }
+  EXPECT_EQ(fields, (std::vector<std::string>{"spec.routes[0].backends", "spec.routes[0].policy",
+                                              "spec.routes[0].filters.requestHeaders",
+                                              "spec.routes[0].filters.responseHeaders"}));
 }
 
 // A redirect whose Location is the request's own URL is accepted (Gateway API allows it) but

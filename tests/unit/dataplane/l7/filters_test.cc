@@ -45,6 +45,9 @@ TEST(FiltersTest, RedirectLocation) {
       {R("", "", 0, ""), "https", "[::1]:9443", 9443, "/", "", "https://[::1]:9443/"},
       {R("", "", 0, ""), "https", "app.local:443", 443, "/", "", "https://app.local/"},
       {R("", "", 80, ""), "http", "app.local:8080", 8080, "/", "", "http://app.local/"},
+      // An IPv6 literal target is bracketed (helper-132: http://2001:db8::1:61900/p was sent).
+      {R("", "2001:db8::1", 0, ""), "http", "a.test", 61900, "/p", "q=1", "http://[2001:db8::1]:61900/p?q=1"},
+      {R("https", "[2001:db8::1]", 0, ""), "http", "a.test", 80, "/", "", "https://[2001:db8::1]/"},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(RedirectLocation(c.r, c.scheme, c.host, c.listener_port, c.path, c.query), c.want) << c.want;
