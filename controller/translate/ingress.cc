@@ -219,7 +219,13 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   // canary-by-header-value (ingress-nginx; here also a comma-separated list): these values of the
   // canary-by-header header select the canary instead of "always".
   if (auto vs = a.String(kAnnCanaryByHeaderValue)) {
-    if (!a.Has(kAnnCanaryByHeader)) {
+    // On an Ingress that is no canary (as ingress-nginx, which ignores it there) it is a warning
+    // (helper-131: the whole Ingress was refused); on a canary, a mistake that is refused.
+    const bool canary_ingress = a.Has(kAnnCanary) ? out.canary : (a.Has(kAnnCanaryWeight) || a.Has(kAnnCanaryByCookie));
+    if (!a.Has(kAnnCanaryByHeader) && !canary_ingress) {
+      a.Ignored(kAnnCanaryByHeaderValue, "this is not a canary Ingress (no canary-weight, canary-by-header or "
+                                         "canary-by-cookie), and it needs " + std::string(kAnnCanaryByHeader));
+    } else if (!a.Has(kAnnCanaryByHeader)) {
       a.Invalid(kAnnCanaryByHeaderValue, "needs " + std::string(kAnnCanaryByHeader) + " (the header whose values it lists)");
     } else {
       std::vector<std::string> values;
@@ -263,9 +269,10 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     for (const char* k : canary_keys) {
       if (a.Has(k)) a.Ignored(k, why);
     }
-    // (Without doorman.dev/canary, canary-by-header-value alone is already invalid: it needs
-    // canary-by-header.)
-    if (a.Has(kAnnCanaryByHeaderValue) && a.Has(kAnnCanary)) a.Ignored(kAnnCanaryByHeaderValue, why);
+    // (Without canary-by-header, canary-by-header-value was warned above already.)
+    if (a.Has(kAnnCanaryByHeaderValue) && a.Has(kAnnCanary) && a.Has(kAnnCanaryByHeader)) {
+      a.Ignored(kAnnCanaryByHeaderValue, why);
+    }
   } else {
     if (!any_canary_key) {
       warnings->push_back({"AnnotationIgnored", AnnotationReader::Field(kAnnCanary),

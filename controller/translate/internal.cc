@@ -880,8 +880,9 @@ AnnotationReader::AnnotationReader(const json& object, const std::set<std::strin
       std::vector<std::string> names(known.begin(), known.end());
       warnings_->push_back({"UnknownAnnotation", Field(k),
                             "unknown annotation " + k + " has no effect on this " +
-                                StringOr(object, "kind", "object") + " (known: " + JoinStrings(names, ", ") +
-                                ")"});
+                                StringOr(object, "kind", "object") +
+                                (names.empty() ? " (it takes no doorman.dev annotations: its spec holds every setting)"
+                                               : " (known: " + JoinStrings(names, ", ") + ")")});
       continue;
     }
     values_[k] = &v;

@@ -768,6 +768,9 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
     if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");
     if (auto g = meta->find("generation"); g != meta->end() && g->is_number_integer()) c.generation = g->get<int64_t>();
     c.created = CreationTimeOf(o);
+    // None is read, but none is dropped silently either: a doorman.dev/ typo, or an
+    // ingress-nginx access rule (whitelist-source-range) that is not enforced (helper-131).
+    AnnotationReader ann(o, {}, &r, &c.warnings);
   }
   const json* spec = r.Member(o, "", "spec", true);
   if (spec && r.Object(*spec, "spec", {"listeners", "routes", "healthCheck", "forwardedHeaders"})) {

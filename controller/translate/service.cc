@@ -109,8 +109,15 @@ std::optional<std::vector<std::string>> LegacySourceRanges(const json& o, FieldR
     return std::vector<std::string>{};
   }
   std::vector<std::string> out;
-  for (const std::string& item : SplitComma(it->get<std::string>())) {
-    if (item.empty()) continue;
+  const std::string value = it->get<std::string>();
+  // As the API server validates it: only a blank value means "everyone"; an empty item ("," or
+  // "a,,b") is refused there, so here too (helper-131: "," opened the Service to everyone).
+  if (value.find_first_not_of(" \t") == std::string::npos) return out;
+  for (const std::string& item : SplitComma(value)) {
+    if (item.empty()) {
+      r.Invalid(field, "an empty item in " + Q(value) + " (want comma-separated CIDRs)");
+      continue;
+    }
     const auto cidr = SloppyCidr(item);  // as kube-proxy reads it
     if (!cidr) {
       r.Invalid(field, "invalid CIDR " + Q(item) + " (want e.g. 192.0.2.0/24 or 2001:db8::/32)");

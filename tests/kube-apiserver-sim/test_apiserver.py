@@ -525,12 +525,12 @@ class HttpTest(unittest.TestCase):
                          [("b", 81, 8081), ("c", 82, 82)])
 
     def test_status_subresource_and_generation(self):
-        base = make_namespace("status")
+        make_namespace("status")
         ing = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                "metadata": {"name": "i"},
                "spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}},
                "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}
-        path = f"/apis/networking.k8s.io/v1/namespaces/status/ingresses/i"
+        path = "/apis/networking.k8s.io/v1/namespaces/status/ingresses/i"
         created = SIM.ok("POST", "/apis/networking.k8s.io/v1/namespaces/status/ingresses", ing)
         self.assertEqual(created["status"], {"loadBalancer": {}})     # status reset on create
         self.assertEqual(created["metadata"]["generation"], 1)

@@ -1982,5 +1982,20 @@ endpoints: [{addresses: [10.0.0.1]}]
             "listener routes to a TCP Service port)");
 }
 
+// canary-by-header-value on an Ingress that is no canary: ignored with a warning, as
+// ingress-nginx ignores it, not a refusal of the whole Ingress (helper-131). On a canary it is
+// still refused (the canary test cases above).
+TEST(TranslateIngress, CanaryByHeaderValueOnAnIngressThatIsNoCanaryIsIgnored) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("i", Rule("a.example.com"),
+                                                      "    doorman.dev/canary-by-header-value: v2\n")})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/canary-by-header-value]");
+  EXPECT_NE(SetNamed(r.snapshot, "default/ingress:i/r0-p0/0"), nullptr);  // routed
+}
+
 }  // namespace
 }  // namespace doorman::controller

@@ -524,6 +524,23 @@ TEST(TranslateService, TheLegacySourceRangesAnnotationIsHonoured) {
   EXPECT_FALSE(Svc(r, "s")->accepted);
   EXPECT_EQ(Svc(r, "s")->field, "metadata.annotations[service.beta.kubernetes.io/load-balancer-source-ranges]");
   EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-5432"), nullptr);
+  // An empty item is refused, as the API server refuses it: "," must not open the Service to
+  // everyone (helper-131); a blank value is "everyone", as in Kubernetes.
+  for (const char* bad : {",", "10.0.0.0/8,,10.1.0.0/16", "10.0.0.0/8,"}) {
+    Translator again;
+    r = again.Translate(Store(Annotated("s", std::string("    service.beta.kubernetes.io/load-balancer-source-ranges: \"") +
+                                                 bad + "\"\n",
+                                        "  ports: [{port: 5432}]\n")));
+    EXPECT_FALSE(Svc(r, "s")->accepted) << bad;
+    EXPECT_NE(Svc(r, "s")->message.find("an empty item"), std::string::npos) << Svc(r, "s")->message;
+  }
+  {
+    Translator again;
+    r = again.Translate(Store(Annotated("s", "    service.beta.kubernetes.io/load-balancer-source-ranges: \" \"\n",
+                                        "  ports: [{port: 5432}]\n")));
+    ASSERT_TRUE(Svc(r, "s")->accepted) << Svc(r, "s")->message;
+    EXPECT_EQ(ListenerNamed(r.snapshot, "tcp-5432")->allowed_source_ranges_size(), 0);
+  }
 
   r = t.Translate(Store(Annotated("s", "    nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8\n",
                                   "  ports: [{port: 5432}]\n")));

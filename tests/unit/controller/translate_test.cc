@@ -840,6 +840,28 @@ TEST(Translate, RedirectHostsAndFieldsARedirectDoesNotUse) {
                                               "spec.routes[0].filters.responseHeaders"}));
 }
 
+// A LoadBalancer reads no annotation, but drops none silently: an ingress-nginx access rule
+// (not enforced) and a doorman.dev/ key are warned, and the object is still routed (helper-131).
+TEST(Translate, AnnotationsOnALoadBalancerAreWarned) {
+  Translator t;
+  std::string lb = Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)");
+  lb.replace(lb.find("  namespace: default\n"), 0,
+             "  annotations: {nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8, "
+             "doorman.dev/scheduler: maglev, example.com/other: x}\n");
+  auto r = t.Translate(Store(lb));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 2u);
+  EXPECT_EQ(st->warnings[0].reason, "UnknownAnnotation");
+  EXPECT_EQ(st->warnings[0].field, "metadata.annotations[doorman.dev/scheduler]");
+  EXPECT_NE(st->warnings[0].message.find("takes no doorman.dev annotations"), std::string::npos) << st->warnings[0].message;
+  EXPECT_EQ(st->warnings[1].reason, "AnnotationIgnored");
+  EXPECT_NE(st->warnings[1].message.find("whitelist-source-range"), std::string::npos);
+  EXPECT_EQ(r.snapshot.routes_size(), 1);
+}
+
 // A redirect whose Location is the request's own URL is accepted (Gateway API allows it) but
 // warned: a client that follows it loops.
 TEST(Translate, ARedirectToTheSameUrlIsWarned) {
