@@ -878,6 +878,12 @@ class IngressCompiler {
       auto* rw = route.mutable_filters()->mutable_rewrite();
       rw->set_enabled(true);
       rw->set_path_prefix(ann_.rewrite_target);
+    } else if (!ann_.rewrite_target.empty() && !rewrite_default_warned_) {
+      // The default backend's route has no path whose prefix could be replaced (helper-131: an
+      // Ingress with only a defaultBackend took the annotation in silence).
+      rewrite_default_warned_ = true;
+      ann.Ignored(kAnnRewriteTarget, "its requests keep their path (no matched path prefix to replace)",
+                  "spec.defaultBackend");
     }
     const std::string host = match.hosts_size() ? match.hosts(0) : "";
     const bool redirect = !https_listener_.empty() && ann_.ssl_redirect && tls_.Covers(host);
@@ -906,6 +912,7 @@ class IngressCompiler {
   std::vector<std::string> rule_hosts_;  // the rules' hosts, first occurrence order
   bool hostless_rule_ = false;           // a rule without host (it takes every host)
   size_t decl_ = 0;
+  bool rewrite_default_warned_ = false;  // rewrite-target said to miss the default backend once
 };
 
 }  // namespace

@@ -1997,5 +1997,25 @@ TEST(TranslateIngress, CanaryByHeaderValueOnAnIngressThatIsNoCanaryIsIgnored) {
   EXPECT_NE(SetNamed(r.snapshot, "default/ingress:i/r0-p0/0"), nullptr);  // routed
 }
 
+// rewrite-target cannot apply to a defaultBackend (no matched path): said once (helper-131).
+TEST(TranslateIngress, RewriteTargetOnTheDefaultBackendIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), R"(apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: i
+  namespace: default
+  annotations: {doorman.dev/rewrite-target: /x}
+spec:
+  ingressClassName: doorman
+  defaultBackend: {service: {name: web, port: {number: 80}}}
+)"})));
+  const ObjectStatus* st = Ing(r, "i");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_NE(st->warnings[0].message.find("on spec.defaultBackend"), std::string::npos) << st->warnings[0].message;
+}
+
 }  // namespace
 }  // namespace doorman::controller
