@@ -223,8 +223,11 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
     // (helper-131: the whole Ingress was refused); on a canary, a mistake that is refused.
     const bool canary_ingress = a.Has(kAnnCanary) ? out.canary : (a.Has(kAnnCanaryWeight) || a.Has(kAnnCanaryByCookie));
     if (!a.Has(kAnnCanaryByHeader) && !canary_ingress) {
-      a.Ignored(kAnnCanaryByHeaderValue, "this is not a canary Ingress (no canary-weight, canary-by-header or "
-                                         "canary-by-cookie), and it needs " + std::string(kAnnCanaryByHeader));
+      a.Ignored(kAnnCanaryByHeaderValue,
+                std::string(a.Has(kAnnCanary) ? "doorman.dev/canary turns the canary off"
+                                              : "this is not a canary Ingress (no canary-weight, canary-by-header or "
+                                                "canary-by-cookie)") +
+                    ", and it needs " + kAnnCanaryByHeader);
     } else if (!a.Has(kAnnCanaryByHeader)) {
       a.Invalid(kAnnCanaryByHeaderValue, "needs " + std::string(kAnnCanaryByHeader) + " (the header whose values it lists)");
     } else {

@@ -247,10 +247,13 @@ void CompileMatch(FieldReader& r, const json& m, const std::string& p, v1::Proto
         r.Invalid(hp + ".value", "is required (for a " + t + " match)");
       } else {
         if (hm.type() == v1::HeaderMatch::REGULAR_EXPRESSION) CheckRegex(r, hp + ".value", *value);
-        // No request carries such a value (as for queryParams and cookies): it could never match.
+        // No request carries such a value: the route can never match. Warned, not refused
+        // (queryParams and cookies always were): an object accepted before keeps its other routes
+        // on an upgrade (helper-134).
         if (hm.type() == v1::HeaderMatch::EXACT) {
           if (const auto why = FieldValueProblem(*value); !why.empty()) {
-            r.Invalid(hp + ".value", "header value " + Q(*value) + " " + why + ": it could never match");
+            warnings->push_back({"NeverMatches", hp + ".value",
+                                 "header value " + Q(*value) + " " + why + ": no request carries it, so the route never matches"});
           }
         }
         hm.set_value(*value);
@@ -868,12 +871,23 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
           for (const char* k : {"backends", "policy"}) {
             if (rt.contains(k)) unused.push_back(p + "." + k);
           }
-          for (const char* k : {"requestHeaders", "responseHeaders"}) {
-            if (f && f->is_object() && f->contains(k)) unused.push_back(p + ".filters." + k);
-          }
+          if (f && f->is_object() && f->contains("requestHeaders")) unused.push_back(p + ".filters.requestHeaders");
           for (const auto& field : unused) {
             c.warnings.push_back({"FieldIgnored", field, "the route redirects (filters.redirect): its requests are "
                                                          "answered by the redirect, so this is not used"});
+          }
+          // Over HTTPS the redirect carries the route's Strict-Transport-Security (what HSTS
+          // preload asks for, helper-134); any other response rule is unused.
+          const auto& rh = route.filters().response_headers();
+          const bool sends_hsts = proto == v1::HTTPS && (rh.set().count("strict-transport-security") > 0 ||
+                                                         rh.add().count("strict-transport-security") > 0);
+          const bool only_hsts = sends_hsts && rh.remove_size() == 0 && rh.set().size() + rh.add().size() == 1;
+          if (f && f->is_object() && f->contains("responseHeaders") && !only_hsts) {
+            c.warnings.push_back({"FieldIgnored", p + ".filters.responseHeaders",
+                                  sends_hsts ? "the route redirects (filters.redirect): only its Strict-Transport-Security "
+                                               "is sent with the redirect; the other rules are not used"
+                                             : "the route redirects (filters.redirect): its requests are answered by the "
+                                               "redirect, so this is not used"});
           }
         }
         // Where the redirect points, as the dataplane writes it: port 0 is the scheme's well-known

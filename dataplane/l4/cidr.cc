@@ -32,6 +32,16 @@ std::optional<Cidr> ParseCidr(std::string_view text) {
     if (v > max) return std::nullopt;
     c.prefix = v;
   }
+  // An IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) is the IPv4 range it maps (10.0.0.0/8), as
+  // Go's net.IPNet (kube-proxy's reading of source ranges) takes it; IPv4 clients arrive as 4
+  // bytes and would never match a 16-byte range (helper-134).
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (c.v6 && c.prefix >= 96 && std::memcmp(c.addr.data(), kMapped, 12) == 0) {
+    std::memmove(c.addr.data(), c.addr.data() + 12, 4);
+    std::memset(c.addr.data() + 4, 0, c.addr.size() - 4);
+    c.v6 = false;
+    c.prefix -= 96;
+  }
   return c;
 }
 

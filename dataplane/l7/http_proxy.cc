@@ -228,6 +228,10 @@ class Upstream final : public PooledConnection {
     return SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
   }
   TlsUp* tls() { return tls_.get(); }
+  // Connection-bound authentication (NTLM, Negotiate) was offered on it: the backend may tie a
+  // login to this connection, so it serves only the client that started it and is never pooled
+  // (HAProxy marks such connections private).
+  bool private_to_client = false;
   executor_type get_executor() { return socket().get_executor(); }
   template <class Buffers, class Token>
   auto async_read_some(const Buffers& b, Token&& token) {
@@ -254,6 +258,27 @@ std::string HostWithoutPort(std::string_view host) {
   }
   const auto colon = host.rfind(':');
   return std::string(colon == std::string_view::npos ? host : host.substr(0, colon));
+}
+
+// Whether a response offers connection-bound authentication: a WWW-Authenticate or
+// Proxy-Authenticate challenge with the NTLM or Negotiate scheme (RFC 4559), whose handshake and
+// login belong to the one TCP connection.
+bool OffersConnectionBoundAuth(const HttpHead& res) {
+  for (const auto& f : res.fields()) {
+    if (f.removed || (f.id != http::field::www_authenticate && f.id != http::field::proxy_authenticate)) continue;
+    std::string_view v = res.value(f);
+    // Each challenge of a comma-separated list; a scheme is a token before a space or the end.
+    for (std::size_t at = 0; at <= v.size();) {
+      while (at < v.size() && (v[at] == ' ' || v[at] == '\t' || v[at] == ',')) ++at;
+      const std::size_t end = v.find_first_of(" \t,", at);
+      const std::string_view scheme = v.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+      if (beast::iequals(scheme, "NTLM") || beast::iequals(scheme, "Negotiate")) return true;
+      if (end == std::string_view::npos) break;
+      at = v.find(',', end);
+      if (at == std::string_view::npos) break;
+    }
+  }
+  return false;
 }
 
 // ClientStream: Socket (HTTP) or TlsStream (HTTPS, terminated here). Every socket operation runs
@@ -320,7 +345,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     for (;;) {
       if (!co_await self->ServeOne()) break;
     }
-    if (self->held_) self->w_.pool().Put(self->held_key_, std::move(self->held_));
+    if (self->held_ && !self->held_->private_to_client) self->w_.pool().Put(self->held_key_, std::move(self->held_));
+    self->held_.reset();
     self->ReleaseCapSlot();  // done serving (before the FIN a client may act on): lingering is not serving
     error_code ignored;
     if constexpr (kTls) {
@@ -432,7 +458,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           // pool's caps, and exhausted backends with a connection or worker limit (helper-130;
           // nginx and HAProxy's http-reuse share them). Pipelined requests (bytes already here)
           // keep it; the next request usually takes it back from the pool (LIFO).
-          if (held_) w_.pool().Put(held_key_, std::move(held_));
+          if (held_ && !held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
         }
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();
@@ -978,7 +1004,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
             held_.reset();
           }
         } else if (held_) {
-          w_.pool().Put(held_key_, std::move(held_));
+          if (!held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
+          held_.reset();
         }
         if (!up) {
           if (auto pooled = w_.pool().Take(key)) {
@@ -1286,6 +1313,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       // 4. The response, streamed to the client.
       HttpHead& res = res_;
       const unsigned status = res.status();
+      if (OffersConnectionBoundAuth(res)) up->private_to_client = true;
       StripHopByHop(res);
       if (!route->response_headers.empty()) ApplyHeaderRules(res, route->response_headers);
       // A recipient that forwards a response without Date adds one (RFC 9110 §6.6.1); after the
@@ -1862,7 +1890,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
   Socket& Lowest() { return beast::get_lowest_layer(client_); }
 
   void Hold(const std::string& key, std::unique_ptr<Upstream> up) {
-    if (held_) w_.pool().Put(held_key_, std::move(held_));
+    if (held_ && !held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
     held_ = std::move(up);
     held_key_ = key;
   }

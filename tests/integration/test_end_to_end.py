@@ -4,18 +4,20 @@
 Real processes on 127.0.0.1: doorman-controller, doorman-dataplane, Python HTTP/1.1 backends,
 redis-server, and the real curl and redis-cli as clients.
 """
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DoormanTestCase, backend_of, curl, free_port, http_get, metric_value,  # noqa: E402
-                     port_open, redis_cmd, wait_until)
+                     port_open, read_response, redis_cmd, wait_until)
 
 
 def lb_manifest(http_port, tcp_port, a, b, redis, host="app.local", extra_routes=""):
@@ -271,6 +273,67 @@ class EndToEnd(DoormanTestCase):
                    what="doorman_l7_requests_total{code=200} >= 1")
         cm = self.controller_metrics()
         self.assertEqual(metric_value(cm, "doorman_controller_dataplanes_connected"), 1)
+
+
+class NtlmBackend(http.server.BaseHTTPRequestHandler):
+    """Authenticates the TCP connection, as IIS does with NTLM: a request without a login gets
+    401 WWW-Authenticate: NTLM; one with `Authorization: NTLM <user>` logs the connection in, and
+    every later request on that connection is served as that user."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("NTLM "):
+            self.user = auth[5:]
+        user = getattr(self, "user", None)
+        body = json.dumps({"user": user}).encode()
+        self.send_response(200 if user else 401)
+        if not user:
+            self.send_header("WWW-Authenticate", "NTLM")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class ConnectionBoundAuth(DoormanTestCase):
+    def test_an_ntlm_connection_serves_only_its_client(self):
+        # A backend connection that offered NTLM/Negotiate is never pooled: once logged in, it
+        # would serve another client as the first (helper-134: after idle connections went back
+        # to the pool, client B got client A's login).
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NtlmBackend)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        port = free_port()
+        self.write_manifest("lb.yaml", f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: ntlm, namespace: default}}
+spec:
+  listeners: [{{name: web, port: {port}, protocol: HTTP}}]
+  routes: [{{name: r, listener: web, backends: [{{endpoints: [{{address: 127.0.0.1, port: {server.server_address[1]}}}]}}]}}]
+""")
+        self.start_controller()
+        self.start_dataplane(["--workers", "1"])
+        self.wait_converged()
+        wait_until(lambda: port_open(port), what="listener")
+
+        def get(sock, auth=None):
+            sock.sendall(("GET / HTTP/1.1\r\nHost: a\r\n" + ("Authorization: NTLM %s\r\n" % auth if auth else "") +
+                          "\r\n").encode())
+            head, body = read_response(sock)
+            return int(head.split()[1]), json.loads(body)["user"]
+
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as a:
+            self.assertEqual(get(a), (401, None))
+            self.assertEqual(get(a, "alice"), (200, "alice"))
+            self.assertEqual(get(a), (200, "alice"), "A's own connection stays logged in")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as b:
+                self.assertEqual(get(b), (401, None), "B must not get A's login")
+            self.assertEqual(get(a), (200, "alice"))
 
 
 class ControllerKeepalive(DoormanTestCase):

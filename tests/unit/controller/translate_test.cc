@@ -324,10 +324,6 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: web, filters: {requestHeaders: {set: {X-A: "1", x-a: "2"}}}}]
 )",
      "InvalidSpec", "spec.routes[0].filters.requestHeaders.set.x-a", "is also set as \"X-A\""},
-    {"header match value no request carries", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
-  routes: [{name: a, listener: web, match: {headers: [{name: x-a, value: "a\nb"}]}}]
-)",
-     "InvalidSpec", "spec.routes[0].match.headers[0].value", "could never match"},
     {"header rule removing host", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, filters: {requestHeaders: {remove: [Host]}}}]
 )",
@@ -838,6 +834,33 @@ TEST(Translate, RedirectHostsAndFieldsARedirectDoesNotUse) {
   EXPECT_EQ(fields, (std::vector<std::string>{"spec.routes[0].backends", "spec.routes[0].policy",
                                               "spec.routes[0].filters.requestHeaders",
                                               "spec.routes[0].filters.responseHeaders"}));
+  // Over HTTPS a redirect carries the route's Strict-Transport-Security: not warned (helper-134).
+  Translator tls;
+  auto s = tls.Translate(Store(TlsSecretNamed("cert", kTestCertPem, kTestKeyPem) + "---\n" + Lb(R"(  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: cert}]}}]
+  routes:
+    - name: a
+      listener: web
+      filters: {redirect: {host: example.com}, responseHeaders: {set: {Strict-Transport-Security: "max-age=63072000"}}}
+)")));
+  ASSERT_TRUE(StatusOf(s, "shop")->accepted) << StatusOf(s, "shop")->message;
+  EXPECT_TRUE(StatusOf(s, "shop")->warnings.empty()) << StatusOf(s, "shop")->warnings[0].message;
+}
+
+// An Exact header value no request carries (a control character): the route never matches;
+// warned, not refused, so an object accepted before keeps its other routes (helper-134).
+TEST(Translate, AHeaderValueNoRequestCarriesIsWarned) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes:
+    - {name: a, listener: web, match: {headers: [{name: x-a, value: "a\nb"}]}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+    - {name: b, listener: web, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_TRUE(st->accepted) << st->message;
+  ASSERT_EQ(st->warnings.size(), 1u);
+  EXPECT_EQ(st->warnings[0].reason, "NeverMatches");
+  EXPECT_EQ(st->warnings[0].field, "spec.routes[0].match.headers[0].value");
+  EXPECT_EQ(r.snapshot.routes_size(), 2);
 }
 
 // A LoadBalancer reads no annotation, but drops none silently: an ingress-nginx access rule

@@ -47,6 +47,13 @@ TEST(CidrTest, Matching) {
   EXPECT_TRUE(Allowed({"fd00::/8"}, "fd12:3456::1"));
   EXPECT_FALSE(Allowed({"fd00::/8"}, "fe80::1"));
   EXPECT_TRUE(Allowed({"10.1.2.3/8"}, "10.9.9.9"));  // host bits ignored
+  // An IPv4-mapped range is the IPv4 range it maps, as Go's net.IPNet takes it (helper-134).
+  EXPECT_TRUE(Allowed({"::ffff:127.0.0.0/104"}, "127.0.0.1"));
+  EXPECT_TRUE(Allowed({"::ffff:127.0.0.0/104"}, "::ffff:127.3.2.1"));
+  EXPECT_FALSE(Allowed({"::ffff:127.0.0.0/104"}, "128.0.0.1"));
+  EXPECT_TRUE(Allowed({"::ffff:10.1.2.3"}, "10.1.2.3"));
+  EXPECT_FALSE(Allowed({"::ffff:10.1.2.3"}, "10.1.2.4"));
+  EXPECT_TRUE(Allowed({"::ffff:0.0.0.0/80"}, "::ffff:0:1"));  // below /96: an IPv6 range as written
 }
 
 // The L7 trusted-proxy cases (the matcher the L4 allow-lists and L7 share), by textual address.
