@@ -273,17 +273,17 @@ bool StatusWriter::SendRelease(const ObjectKey& key, const Resource& res, const 
 
 // A LoadBalancer this install claims no more (its labels changed under --loadbalancer-selector):
 // a status saying Accepted and Programmed with our addresses would mislead `kubectl wait` and
-// external-dns, so it is removed when it is exactly what this process wrote (not another
-// install's, which may carry the same node addresses). A replica that did not write it (after
-// a restart or failover) leaves it.
+// external-dns, so it is removed when it is what this replica wrote, or found as it would have
+// written it (written_), not another install's, which may carry the same node addresses. A
+// replica that never served it (after a restart or failover) leaves it.
 bool StatusWriter::ReleaseLoadBalancer(const ObjectKey& key, const Resource& res, const json& object) {
   const json current = StatusOf(object);
   if (!current.is_object() || current.empty()) {
     claimed_.erase(key);
     return true;
   }
-  // Only exactly what this process wrote: two installs whose dataplanes advertise the same node
-  // addresses would take each other's status for their own by the addresses (helper-128).
+  // Not by the addresses: two installs whose dataplanes advertise the same node addresses would
+  // take each other's status for their own (helper-128).
   const auto w = written_.find(key);
   if (w == written_.end() || WithoutTransitionTimes(w->second.status) != WithoutTransitionTimes(current)) {
     claimed_.erase(key);

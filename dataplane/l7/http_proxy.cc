@@ -345,8 +345,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     for (;;) {
       if (!co_await self->ServeOne()) break;
     }
-    if (self->held_ && !self->held_->private_to_client) self->w_.pool().Put(self->held_key_, std::move(self->held_));
-    self->held_.reset();
+    self->DropHeld();
     self->ReleaseCapSlot();  // done serving (before the FIN a client may act on): lingering is not serving
     error_code ignored;
     if constexpr (kTls) {
@@ -458,7 +457,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           // pool's caps, and exhausted backends with a connection or worker limit (helper-130;
           // nginx and HAProxy's http-reuse share them). Pipelined requests (bytes already here)
           // keep it; the next request usually takes it back from the pool (LIFO).
-          if (held_ && !held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
+          PoolHeld();
         }
         const std::size_t n = co_await client_.async_read_some(client_buf_.prepare(kRelayBuffer), Redirect(ec));
         client_dl_.Disarm();
@@ -1003,9 +1002,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
           } else {
             held_.reset();
           }
-        } else if (held_) {
-          if (!held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
-          held_.reset();
+        } else {
+          DropHeld();
         }
         if (!up) {
           if (auto pooled = w_.pool().Take(key)) {
@@ -1889,8 +1887,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
 
   Socket& Lowest() { return beast::get_lowest_layer(client_); }
 
-  void Hold(const std::string& key, std::unique_ptr<Upstream> up) {
+  // The held connection back to the pool, unless it is private to this client (kept then).
+  void PoolHeld() {
     if (held_ && !held_->private_to_client) w_.pool().Put(held_key_, std::move(held_));
+  }
+  // The held connection given up: pooled, or closed when private to this client.
+  void DropHeld() {
+    PoolHeld();
+    held_.reset();
+  }
+
+  void Hold(const std::string& key, std::unique_ptr<Upstream> up) {
+    DropHeld();
     held_ = std::move(up);
     held_key_ = key;
   }
