@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 namespace doorman {
 
 bool IsIpLiteral(const std::string& s) {
@@ -38,6 +40,46 @@ bool IsDns1123Subdomain(std::string_view s) {
     if (dot == std::string_view::npos) return true;
     start = dot + 1;
   }
+}
+
+bool IsObjectName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) continue;
+    // '-' and '.' only between alphanumerics of a label: not first, not last, no "-." or ".-" or "..".
+    if (c != '-' && c != '.') return false;
+    if (i == 0 || i + 1 == s.size()) return false;
+    if (c == '.' && (s[i - 1] == '-' || s[i - 1] == '.' || s[i + 1] == '-' || s[i + 1] == '.')) return false;
+  }
+  return true;
+}
+
+std::string NodeLocalAddressProblem(const std::string& ip) {
+  unsigned char b[16];
+  const char* const ip_s = ip.c_str();
+  if (ip.find('\0') != std::string::npos) return "";
+  auto v4 = [](const unsigned char* a) -> std::string {
+    if (a[0] == 0) return "is in 0.0.0.0/8 (this host)";
+    if (a[0] == 127) return "is in the loopback range (127.0.0.0/8)";
+    if (a[0] == 169 && a[1] == 254) return "is in the link-local range (169.254.0.0/16)";
+    if (a[0] == 224 && a[1] == 0 && a[2] == 0) return "is in the link-local multicast range (224.0.0.0/24)";
+    if (a[0] == 100 && a[1] == 100 && a[2] == 100 && a[3] == 200) return "is a cloud metadata service (Alibaba Cloud)";
+    return "";
+  };
+  if (inet_pton(AF_INET, ip_s, b) == 1) return v4(b);
+  if (inet_pton(AF_INET6, ip_s, b) != 1) return "";
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(b, b + 12, kMapped)) return v4(b + 12);
+  bool zero = true;
+  for (int i = 0; i < 15; ++i) zero = zero && b[i] == 0;
+  if (zero && b[15] == 0) return "is the unspecified address (::)";
+  if (zero && b[15] == 1) return "is the loopback address (::1)";
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "is in the link-local range (fe80::/10)";
+  if (b[0] == 0xff && (b[1] & 0x0f) == 0x02) return "is in the link-local multicast range (ff02::/16)";
+  static constexpr unsigned char kAwsMetadata[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
+  if (std::equal(b, b + 16, kAwsMetadata)) return "is a cloud metadata service (AWS, fd00:ec2::254)";
+  return "";
 }
 
 bool IsStatusHostname(std::string_view s) {

@@ -419,6 +419,8 @@ int main(int argc, char** argv) {
   int64_t ingress_http_port = 80;
   int64_t ingress_https_port = 443;
   bool default_lb_class = false;
+  bool allow_node_local_endpoints = false;
+  bool allow_cross_namespace_hosts = false;
   bool debug_remote = false;
   std::string ingress_trusted_proxies;
   bool ingress_proxy_protocol = false;
@@ -488,6 +490,13 @@ int main(int argc, char** argv) {
                "list and watch Services, EndpointSlices, Ingresses, Secrets and LoadBalancers in this namespace only "
                "(RBAC can then be a Role there; IngressClasses stay cluster-wide); default every namespace");
   flags.Bool("default-lb-class", &default_lb_class, "also claim Services of type LoadBalancer without a class");
+  flags.Bool("allow-cross-namespace-hosts", &allow_cross_namespace_hosts,
+             "let routes of objects in different namespaces name the same host on a shared HTTP/HTTPS port "
+             "(ingress-nginx merges them); default: a host belongs to the namespace of the oldest object routing it");
+  flags.Bool("allow-node-local-endpoints", &allow_node_local_endpoints,
+             "in a cluster, take LoadBalancer endpoints in loopback, link-local or unspecified ranges (refused by "
+             "default: the dataplane shares the node's network, so they would reach the node's own services); "
+             "--manifests mode always takes them");
   flags.String("controller-class", &controller_class,
                "spec.controller of the IngressClasses this controller claims (ingress-nginx's --controller-class); "
                "a second install in the cluster takes its own, with an IngressClass naming it");
@@ -529,7 +538,7 @@ int main(int argc, char** argv) {
   if (!ingress_default_certificate.empty()) {
     const auto slash = ingress_default_certificate.find('/');
     if (slash == std::string::npos || !doorman::IsDns1123Label(ingress_default_certificate.substr(0, slash)) ||
-        !doorman::IsDns1123Subdomain(ingress_default_certificate.substr(slash + 1))) {
+        !doorman::IsObjectName(ingress_default_certificate.substr(slash + 1))) {
       Fail(2, "invalid --ingress-default-certificate \"" + ingress_default_certificate +
                   "\" (want NAMESPACE/NAME of a kubernetes.io/tls Secret)");
     }
@@ -652,6 +661,8 @@ int main(int argc, char** argv) {
   translate_options.ingress_proxy_protocol = ingress_proxy_protocol;
   translate_options.ingress_default_certificate = ingress_default_certificate;
   translate_options.only_tls_secrets_watched = kube_mode;  // controller/kube/resources.cc: the Secret field selector
+  translate_options.refuse_node_local_endpoints = kube_mode && !allow_node_local_endpoints;
+  translate_options.allow_cross_namespace_hosts = allow_cross_namespace_hosts;
   // Standalone: no API server validates the files, so the CRD's schema is applied here.
   static nlohmann::json lb_schema;
   if (!kube_mode) {

@@ -239,7 +239,9 @@ int main(int argc, char** argv) {
 
   if (!state_dir.empty()) {
     std::string error;
-    if (!dataplane::EnsureStateDir(state_dir, &error)) Usage(("--state-dir: " + error).c_str());
+    std::string warning;
+    if (!dataplane::EnsureStateDir(state_dir, &error, &warning)) Usage(("--state-dir: " + error).c_str());
+    if (!warning.empty()) log::Warn("dataplane", "--state-dir is shared", {{"warning", warning}});
   }
 
   auto registry = std::make_shared<prometheus::Registry>();

@@ -34,13 +34,13 @@ std::string_view Trim(std::string_view s) {
 bool IsQualifiedName(std::string_view s) {
   const auto slash = s.find('/');
   if (slash == std::string_view::npos) return IsLabelName(s);
-  return IsDns1123Subdomain(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
+  return IsObjectName(s.substr(0, slash)) && IsLabelName(s.substr(slash + 1));
 }
 
 bool IsDomainPrefixedPath(std::string_view s) {
   const auto slash = s.find('/');
   if (slash == std::string_view::npos || slash == 0 || slash + 1 == s.size() || s.size() > 250) return false;
-  if (!IsDns1123Subdomain(s.substr(0, slash))) return false;
+  if (!IsObjectName(s.substr(0, slash))) return false;
   // apimachinery's httpPathFmt: [A-Za-z0-9/\-._~%!$&'()*+,;=:]+
   static constexpr std::string_view kPathPunct = "/-._~%!$&'()*+,;=:";
   for (char c : s.substr(slash + 1)) {

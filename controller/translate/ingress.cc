@@ -127,6 +127,9 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
       st->set_cookie_name(cookie_name.value_or(kDefaultCookieName));
       if (cookie_ttl) st->set_ttl_ms(*cookie_ttl);
       if (cookie_path) st->set_cookie_path(*cookie_path);  // else each path's own (AddRoutes)
+      if (cookie_path && *cookie_path != "/" && IsHostPrefixedCookie(st->cookie_name())) {
+        a.Ignored(kAnnAffinityCookiePath, HostPrefixedCookiePathWhy(st->cookie_name()));
+      }
     } else {
       a.Invalid(kAnnAffinity, "unknown affinity " + Q(*s) + " (want cookie)");
     }
@@ -179,7 +182,7 @@ IngressAnnotations ReadIngressAnnotations(AnnotationReader& a, std::vector<Statu
   }
   const bool https_backends = out.policy.backend_protocol() == "HTTPS";
   if (auto s = a.String(kAnnBackendTlsSecret)) {
-    if (!IsDns1123Subdomain(*s)) {
+    if (!IsObjectName(*s)) {
       a.Invalid(kAnnBackendTlsSecret, Q(*s) + " is not a valid Secret name");
     } else if (!https_backends) {
       a.Ignored(kAnnBackendTlsSecret, std::string("needs ") + kAnnBackendProtocol + ": HTTPS");
@@ -946,6 +949,12 @@ IngressClasses ResolveIngressClasses(const ObjectStore& store, const TranslateOp
     st.message = "Accepted";
     if (auto p = spec->find("parameters"); p != spec->end() && !p->is_null()) {
       st.warnings.push_back({"FieldIgnored", "spec.parameters", "doorman takes no IngressClass parameters"});
+    }
+    {
+      // Its one annotation is Kubernetes' is-default-class; a doorman.dev/ or ingress-nginx one
+      // set here (rather than on the Ingresses) is said, not dropped in silence.
+      FieldReader r;
+      AnnotationReader ann(o, {}, &r, &st.warnings);
     }
     if (AnnotationOf(o, kAnnDefaultClass) == "true") {
       const auto created = CreationTimeOf(o);

@@ -196,6 +196,25 @@ std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std
   return covered;
 }
 
+ParsedCertificates::~ParsedCertificates() {
+  for (auto& [_, x] : parsed_) X509_free(static_cast<X509*>(x));
+}
+
+bool ParsedCertificates::Covers(const std::string& name, const std::string& chain_pem, const std::string& host, bool exact) {
+  auto [it, fresh] = parsed_.try_emplace(name, nullptr);
+  if (fresh) {
+    BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
+    it->second = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, NoPassphrase, nullptr) : nullptr;
+    BIO_free(cb);
+    ERR_clear_error();
+  }
+  auto* cert = static_cast<X509*>(it->second);
+  const bool ok = cert != nullptr &&
+                  X509_check_host(cert, host.data(), host.size(), exact ? X509_CHECK_FLAG_NO_WILDCARDS : 0, nullptr) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
 // ---- small validators ------------------------------------------------------------------------
 
 bool IsHostPattern(const std::string& s) {
@@ -298,6 +317,19 @@ std::string CookiePathProblem(const std::string& s) {
   // ';' first: "/a; Domain=x" is an attribute injection before it is a path with a space.
   if (s.find(';') != std::string::npos) return "must not contain ';' (it ends a cookie attribute)";
   return PathProblem(s);
+}
+
+bool IsHostPrefixedCookie(const std::string& name) {
+  static constexpr std::string_view kPrefix = "__host-";
+  if (name.size() < kPrefix.size()) return false;
+  for (size_t i = 0; i < kPrefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(name[i])) != kPrefix[i]) return false;
+  }
+  return true;
+}
+
+std::string HostPrefixedCookiePathWhy(const std::string& name) {
+  return "cookie " + name + " is sent with Path=/: browsers refuse a __Host- cookie with any other path";
 }
 
 std::string FieldValueProblem(const std::string& s) {

@@ -36,6 +36,8 @@ inline constexpr size_t kMaxExpectedStatuses = 16;
 
 using doorman::IsDns1123Label;      // common/address.h
 using doorman::IsDns1123Subdomain;
+using doorman::IsObjectName;
+using doorman::NodeLocalAddressProblem;
 bool IsHostPattern(const std::string& s);  // "api.example.com" or "*.example.com"
 bool IsToken(const std::string& s);        // an HTTP header/cookie name
 // An origin-form path as sent on a request line or in a Location header (RFC 3986 path-absolute:
@@ -57,6 +59,10 @@ std::string UnmatchablePathProblem(const std::string& s);
 // A cookie's Path attribute (RFC 6265 §4.1.1 path-value, starting with "/"): PathProblem and
 // no ';' (it would end the attribute). Empty when valid, else why not.
 std::string CookiePathProblem(const std::string& s);
+// A cookie name with the __Host- prefix (RFC 6265bis §4.1.3.2, case-insensitive): browsers take
+// it only with Path=/, so the dataplane always sends that; a declared path is said to be ignored.
+bool IsHostPrefixedCookie(const std::string& name);
+std::string HostPrefixedCookiePathWhy(const std::string& name);
 // A header field value the proxy may emit (RFC 9110 §5.5): visible characters, spaces and tabs
 // inside, obs-text; never CR, LF, NUL or another control character. Empty when valid.
 std::string FieldValueProblem(const std::string& s);
@@ -196,6 +202,22 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
 // For each of `hosts`, whether the first certificate of `chain_pem` is valid for it (its DNS SANs,
 // else its CN, as a TLS client checks; a "*." pattern host is checked as one name under it).
 std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts);
+
+// Leaf certificates parsed once per translation, for asking which one a client of a host is
+// served (translate.cc KeepHostCertificatesInTheirNamespace).
+class ParsedCertificates {
+ public:
+  ParsedCertificates() = default;
+  ParsedCertificates(const ParsedCertificates&) = delete;
+  ParsedCertificates& operator=(const ParsedCertificates&) = delete;
+  ~ParsedCertificates();
+  // Whether `chain_pem`'s leaf (cached under `name`) is valid for `host`; `exact`: by a DNS name
+  // equal to it, not by a wildcard. False when it does not parse.
+  bool Covers(const std::string& name, const std::string& chain_pem, const std::string& host, bool exact);
+
+ private:
+  std::map<std::string, void*> parsed_;  // X509*, or nullptr when it did not parse
+};
 
 // The `ca.crt` of a Secret (cert-manager writes it into kubernetes.io/tls Secrets) as a PEM CA
 // bundle, for verifying HTTPS backends. On failure `pem` is empty and `message` says why.

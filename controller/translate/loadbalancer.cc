@@ -83,7 +83,7 @@ void CompileListeners(FieldReader& r, const json& spec, const CompileContext& ct
             if (!r.Object((*certs)[j], cp, {"secretName"})) continue;
             auto secret = r.String((*certs)[j], cp, "secretName", true);
             if (!secret) continue;
-            if (!IsDns1123Subdomain(*secret)) {
+            if (!IsObjectName(*secret)) {
               r.Invalid(cp + ".secretName", Q(*secret) + " is not a valid Secret name");
               continue;
             }
@@ -604,8 +604,9 @@ void CompileFilters(FieldReader& r, const json& f, const std::string& p, const v
 
 // `proto` is the route's listener protocol: a {service, port} backend resolves the Service port of
 // that transport (UDP for a UDP listener, TCP for the others).
-void CompileBackends(FieldReader& r, const json& route, const std::string& p, const ObjectStore& store,
+void CompileBackends(FieldReader& r, const json& route, const std::string& p, const CompileContext& ctx,
                      const std::string& route_name, v1::Protocol proto, CompiledObject& c, v1::Route* out) {
+  const ObjectStore& store = ctx.store;
   const json* backends = r.Array(route, p, "backends");
   if (!backends) return;
   for (size_t i = 0; i < backends->size(); ++i) {
@@ -641,6 +642,16 @@ void CompileBackends(FieldReader& r, const json& route, const std::string& p, co
         auto port = RangedInt(r, (*list)[j], ep, "port", 1, 65535, true);
         if (addr && !IsIp(*addr)) r.Invalid(ep + ".address", Q(*addr) + " is not an IP address");
         if (!addr || !port || !IsIp(*addr)) continue;
+        // The dataplane runs on the node's network: an endpoint there would proxy anyone to the
+        // node's own services (its admin port, a cloud's metadata service). The API server
+        // refuses such addresses in EndpointSlices; a LoadBalancer is held to the same rule.
+        if (ctx.options.refuse_node_local_endpoints) {
+          if (const std::string why = NodeLocalAddressProblem(*addr); !why.empty()) {
+            r.Invalid(ep + ".address", Q(*addr) + " " + why +
+                                           ": endpoints must be pod or external addresses (--allow-node-local-endpoints)");
+            continue;
+          }
+        }
         v1::Endpoint e;
         e.set_address(CanonicalIp(*addr));  // one spelling per address (duplicates, keys)
         e.set_port(*port);
@@ -760,14 +771,13 @@ void CompileForwarded(FieldReader& r, const json& fh, v1::ForwardedHeaders* out)
 
 std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const json& o, const CompileContext& ctx,
                                                   std::vector<Problem>* problems) {
-  const ObjectStore& store = ctx.store;
   FieldReader r;
   CompiledObject c;
   c.key = key;
   r.Object(o, "", {"apiVersion", "kind", "metadata", "spec", "status"});
   if (ctx.options.check_known_fields) CheckKnownFields("LoadBalancer", o, r);  // its metadata
   if (const json* meta = r.Member(o, "", "metadata"); meta && meta->is_object()) {
-    if (!IsDns1123Subdomain(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
+    if (!IsObjectName(key.name)) r.Invalid("metadata.name", Q(key.name) + " is not a valid DNS-1123 subdomain");
     if (!IsDns1123Label(key.ns)) r.Invalid("metadata.namespace", Q(key.ns) + " is not a valid DNS-1123 label");
     if (auto g = meta->find("generation"); g != meta->end() && g->is_number_integer()) c.generation = g->get<int64_t>();
     c.created = CreationTimeOf(o);
@@ -848,8 +858,12 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
                                             it->second + "); a TLS listener takes at most one");
           }
         }
-        CompileBackends(r, rt, p, store, *name, proto, c, &route);
+        CompileBackends(r, rt, p, ctx, *name, proto, c, &route);
         if (const json* pol = r.Member(rt, p, "policy")) CompilePolicy(r, *pol, p + ".policy", proto, route.mutable_policy());
+        if (const auto& st = route.policy().stickiness(); IsHostPrefixedCookie(st.cookie_name()) && !st.cookie_path().empty() &&
+            st.cookie_path() != "/") {
+          c.warnings.push_back({"FieldIgnored", p + ".policy.stickiness.path", HostPrefixedCookiePathWhy(st.cookie_name())});
+        }
         if (const auto& retry = route.policy().retries(); IsL7(proto) && route.policy().has_retries()) {
           // Accepted (as before), but said: a retry setting that can never act.
           if (retry.on_size() == 0 && (retry.attempts() > 0 || retry.per_try_timeout_ms() > 0)) {

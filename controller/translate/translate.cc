@@ -177,6 +177,124 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
   return out;
 }
 
+// Hosts across namespaces: a host belongs to the namespace of the oldest object that routes it
+// on any HTTP/HTTPS port (objects are placed oldest first; every port shares the dataplane's
+// address, and cookies are not scoped by port, so an ACME HTTP-01 path or a cookie-reading route
+// on another port is as much a takeover). Another namespace's routes lose that
+// host, and a route left without hosts is dropped (HostConflict warnings): otherwise any namespace
+// could take a host's requests, and the credentials and cookies in them, by naming the host with a
+// more specific path or a header match (helper-137). Objects of one namespace share hosts as
+// before; --allow-cross-namespace-hosts restores ingress-nginx's merging across namespaces.
+// Keyed by the exact host as written: a wildcard is a host of its own (a name it covers can be
+// another namespace's exact host, which outranks it as Gateway API ranks hosts).
+using HostOwners = std::map<std::string, ObjectKey>;  // host → the oldest object routing it
+
+std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& owners) {
+  std::map<size_t, std::vector<std::pair<std::string, ObjectKey>>> lost;  // route index → (host, owner)
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    const CompiledRoute& r = c.routes[i];
+    const CompiledListener* l = FindListener(c, r.user_listener);
+    if (l == nullptr || !IsL7(l->proto.protocol())) continue;
+    for (const auto& h : r.proto.match().hosts()) {
+      auto [it, fresh] = owners.try_emplace(h, c.key);
+      if (!fresh && it->second.ns != c.key.ns) lost[i].emplace_back(h, it->second);
+    }
+  }
+  if (lost.empty()) return std::nullopt;
+  CompiledObject out = c;
+  out.routes.clear();
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    auto it = lost.find(i);
+    if (it == lost.end()) {
+      out.routes.push_back(c.routes[i]);
+      continue;
+    }
+    CompiledRoute r = c.routes[i];
+    std::set<std::string> gone;
+    std::vector<std::string> said;
+    for (const auto& [host, owner] : it->second) {
+      gone.insert(host);
+      said.push_back(host + " (" + owner.ToString() + ")");
+    }
+    auto* hosts = r.proto.mutable_match()->mutable_hosts();
+    hosts->erase(std::remove_if(hosts->begin(), hosts->end(), [&](const std::string& h) { return gone.count(h) > 0; }),
+                 hosts->end());
+    const bool dropped = hosts->empty();
+    const std::string field = c.key.kind == kKindLoadBalancer ? "spec.routes[" + std::to_string(r.decl_index) + "].match.hosts"
+                              : c.key.kind == kKindIngress    ? "spec.rules"
+                                                              : "spec";
+    const std::string route_name = r.proto.name().substr(r.proto.name().rfind('/') + 1);
+    const bool one = said.size() == 1;
+    out.warnings.push_back(
+        {"HostConflict", field,
+         "port " + std::to_string(FindListener(c, r.user_listener)->proto.port()) + ": " + (one ? "host " : "hosts ") +
+             JoinStrings(said, ", ") + (one ? " is" : " are") + " routed by an older object of another namespace, so route " +
+             Q(route_name) + (dropped ? " is not served" : std::string(" does not take ") + (one ? "its" : "their") + " requests") +
+             " (a host belongs to one namespace; --allow-cross-namespace-hosts lets namespaces share it)"});
+    if (!dropped) out.routes.push_back(std::move(r));
+  }
+  std::set<std::string> sets;
+  for (const auto& r : out.routes) {
+    for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
+    if (r.proto.policy().has_canary()) {
+      for (const auto& b : r.proto.policy().canary().backends()) sets.insert(b.backend_set());
+    }
+  }
+  for (const auto& cn : out.canaries) {
+    for (const auto& s : cn.backend_sets) sets.insert(s.name());
+  }
+  std::erase_if(out.backend_sets, [&](const v1::BackendSet& s) { return !sets.count(s.name()); });
+  return out;
+}
+
+// A certificate taken off a shared HTTPS listener by KeepHostCertificatesInTheirNamespace.
+struct DroppedCertificate {
+  std::string certificate;  // "<namespace>/<Secret>"
+  uint32_t port = 0;
+  std::string host;
+  ObjectKey owner;  // of the host
+};
+
+// For a host's SNI the dataplane serves the listener's first certificate that names it exactly,
+// else the first whose wildcard covers it (dataplane/l7/tls_context.cc). On an HTTPS port shared
+// by namespaces that must be a certificate of the host's own namespace: another namespace's is
+// taken off the listener and the choice made again. Else a tenant whose routes lost a host
+// (ClaimHosts) still had its certificate, and its key, serve that host's clients (helper-138),
+// e.g. an exact-name certificate outranking the owner's wildcard. Hosts written as wildcards are
+// not checked (a name under one may be another namespace's exact host). `operators` (the
+// --ingress-default-certificate) may serve any host: the operator chose it for every Ingress.
+std::vector<DroppedCertificate> KeepHostCertificatesInTheirNamespace(PortMap& ports,
+                                                                     const std::map<std::string, v1::TlsCertificate>& certs,
+                                                                     const HostOwners& owners, const std::string& operators) {
+  auto ns_of = [](const std::string& cert) { return cert.substr(0, cert.find('/')); };
+  std::vector<DroppedCertificate> out;
+  ParsedCertificates parsed;
+  for (auto& [key, slot] : ports) {
+    if (slot.listener.protocol() != v1::HTTPS) continue;
+    auto* names = slot.listener.mutable_tls()->mutable_certificates();
+    std::set<std::string> namespaces;
+    for (const auto& n : *names) namespaces.insert(ns_of(n));
+    if (namespaces.size() < 2) continue;  // one namespace's certificates: nothing to decide
+    for (const auto& [host, owner] : owners) {
+      if (host.rfind("*.", 0) == 0) continue;
+      for (;;) {
+        int chosen = -1;
+        for (const bool exact : {true, false}) {
+          for (int i = 0; i < names->size() && chosen < 0; ++i) {
+            const auto it = certs.find((*names)[i]);
+            if (it != certs.end() && parsed.Covers(it->first, it->second.certificate_chain_pem(), host, exact)) chosen = i;
+          }
+          if (chosen >= 0) break;
+        }
+        if (chosen < 0 || ns_of((*names)[chosen]) == owner.ns || (*names)[chosen] == operators) break;
+        out.push_back({(*names)[chosen], key.second, host, owner});
+        names->erase(names->begin() + chosen);
+      }
+    }
+  }
+  return out;
+}
+
 void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Snapshot& snap,
            std::map<std::string, v1::TlsCertificate>& certs) {
   for (const auto& l : c.listeners) {
@@ -638,6 +756,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     std::optional<CompiledObject> current;
     std::optional<CompiledObject> last_good;
     std::optional<CompiledObject> trimmed;  // current or last_good without its conflicted listeners
+    std::optional<CompiledObject> host_trimmed;  // what is placed without the hosts another namespace holds (ClaimHosts)
     const CompiledObject* placed = nullptr;
     std::vector<Problem> problems;
     ObjectStatus status;
@@ -757,6 +876,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (c->last_good) ShareIngressTls(*c->last_good, ingress_tls_hosts, options_);
   }
   PortMap ports;
+  HostOwners host_owners;
   std::map<std::string, v1::TlsCertificate> certs;
   // What of `version` can be placed: all of it, all but its conflicted listeners (in
   // c.trimmed), or nothing (nullptr) when every listener clashes.
@@ -820,6 +940,12 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       placed = placeable(c, *c.last_good, &ignored);
       if (placed) version = &*c.last_good;
     }
+    if (placed && !options_.allow_cross_namespace_hosts) {
+      if (auto kept = ClaimHosts(*placed, host_owners)) {
+        c.host_trimmed = std::move(kept);
+        placed = &*c.host_trimmed;
+      }
+    }
     if (placed) {
       Place(*placed, i, ports, result.snapshot, certs);
       for (const auto& r : placed->routes) names.emplace(r.proto.name(), c.key);
@@ -865,6 +991,23 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   for (Candidate* c : order) {
     if (c->placed && !c->placed->canaries.empty()) {
       AttachCanaries(*c->placed, result.snapshot, canary_taken, &c->status.warnings);
+    }
+  }
+  if (!options_.allow_cross_namespace_hosts) {
+    for (const auto& d : KeepHostCertificatesInTheirNamespace(ports, certs, host_owners, options_.ingress_default_certificate)) {
+      // Told to the objects of the certificate's namespace that declare it on that port.
+      for (Candidate* c : order) {
+        if (!c->placed || c->key.ns != d.certificate.substr(0, d.certificate.find('/'))) continue;
+        for (const auto& l : c->placed->listeners) {
+          const auto& declared = l.proto.tls().certificates();
+          if (l.proto.port() != d.port || std::find(declared.begin(), declared.end(), d.certificate) == declared.end()) continue;
+          c->status.warnings.push_back(
+              {"HostConflict", c->key.kind == kKindLoadBalancer ? l.field + ".tls.certificates" : l.field,
+               "port " + std::to_string(d.port) + ": certificate " + d.certificate + " is valid for host " + d.host + " (" +
+                   d.owner.ToString() + "), which is routed by an older object of another namespace, and would be served "
+                   "to its clients: not served on this port (a host belongs to one namespace)"});
+        }
+      }
     }
   }
   Finish(ports, certs, result.snapshot);

@@ -73,6 +73,14 @@ struct TranslateOptions {
   // A cluster: only kubernetes.io/tls Secrets are watched (field selector), so a Secret "not
   // found" may exist with another type; the message says so.
   bool only_tls_secrets_watched = false;
+  // A cluster (unless --allow-node-local-endpoints): a LoadBalancer's static endpoint in a
+  // loopback, link-local or unspecified range is refused, as the API server refuses it in an
+  // EndpointSlice. --manifests mode takes them (the files are the operator's own).
+  bool refuse_node_local_endpoints = false;
+  // --allow-cross-namespace-hosts: routes of several namespaces may name one host on one port
+  // (ingress-nginx's merging). Off, a host belongs to the namespace of the oldest object routing
+  // it there, and others' routes lose it (HostConflict warnings; translate.cc ClaimHosts).
+  bool allow_cross_namespace_hosts = false;
   // --ingress-trusted-proxies: CIDRs whose X-Forwarded-For (and X-Forwarded-*) Ingress routes
   // keep (ingress-nginx's use-forwarded-headers + proxy-real-ip-cidr); empty = trust nobody.
   std::vector<std::string> ingress_trusted_proxies;

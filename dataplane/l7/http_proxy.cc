@@ -504,11 +504,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     HeadParser<true> p(req_);
     p.header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
     p.body_limit(o.max_body_bytes);
+    bool unfinished_head = false;
     if (!ec) {
       const auto d = client_buf_.data();
       p.eager(false);
       const std::size_t used = p.put(net::buffer(d.data(), end), ec);
-      if (!ec && !p.is_header_done()) ec = http::error::partial_message;
+      // The whole head, to its empty line, was given: a parser that still wants more stopped in
+      // a request line it cannot finish (a version shorter than "HTTP/1.1": "GET / H"), which is
+      // malformed, not a head still arriving (helper-135: closed without an answer).
+      if (ec == http::error::need_more || (!ec && !p.is_header_done())) {
+        unfinished_head = true;
+        ec = http::error::partial_message;
+      }
       if (!ec) client_buf_.consume(used);
     }
     if (!ec && req_.target().size() > o.max_request_target) ec = http::error::bad_target;
@@ -541,6 +548,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
       } else if (IsHttpParseError(ec)) {
         status = 400;
         why = "malformed request (" + ec.message() + ")";
+      } else if (unfinished_head) {
+        status = 400;
+        why = "malformed request (the request line does not parse: method, target and HTTP/1.x version)";
       }
       if (status != 0) {
         const auto start = Clock::now();
@@ -583,7 +593,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<ClientStream
     }
     Record(x, start);
     w_.shared().http_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    co_return keep && !w_.shared().draining.load(std::memory_order_relaxed);
+    // A response that went out as keep-alive keeps its connection even when the drain began
+    // meanwhile: its client may already be sending the next request, which the drain answers
+    // with Connection: close. The connection then waits like any idle one (Dataplane::Shutdown
+    // closes those after its idle window), never past the grace period.
+    co_return keep;
   }
 
   // Whether client_buf_ holds a whole request head (request_check.h).

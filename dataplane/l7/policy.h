@@ -49,6 +49,7 @@ uint64_t StickyHash(std::string_view endpoint_key);
 std::string StickyCookieValue(uint64_t hash);
 std::optional<uint64_t> ParseStickyCookieValue(std::string_view value);
 // "NAME=VALUE; Path=PATH; HttpOnly[; Max-Age=N][; Secure]"; ttl 0 = session cookie; "" path = "/".
+// A __Secure- or __Host- name is always Secure, and a __Host- one's Path always "/" (RFC 6265bis).
 std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure,
                             std::string_view path = "/");
 

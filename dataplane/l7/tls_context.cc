@@ -254,6 +254,16 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     const auto same_names = std::find_if(out->entries_.begin(), out->entries_.end(), [&](const Entry& other) {
       return !e.names.empty() && Sorted(other.names) == Sorted(e.names);
     });
+    // Certificates are named "<namespace>/<Secret>": a pair only joins within one namespace, so
+    // another namespace's certificate for the same names (on a shared port) is never offered to
+    // the clients whose signature algorithms would prefer it.
+    const auto ns_of = [](const std::string& name) { return name.substr(0, name.find('/')); };
+    if (same_names != out->entries_.end() && ns_of(same_names->name) != ns_of(pem.name)) {
+      warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                          "\" has the same names as \"" + same_names->name +
+                          "\" of another namespace, which is served for them; skipped");
+      continue;
+    }
     if (same_names != out->entries_.end()) {
       const int type = KeyType(e.ctx->native_handle());
       const auto served = std::find_if(same_names->certificates.begin(), same_names->certificates.end(),

@@ -19,6 +19,7 @@ Special paths (GET and HEAD; the body bytes are payload(N), see below):
   /early                  (POST/PUT) answers 413 + Connection: close immediately and closes
                           WITHOUT reading the request body
   /slow/MS                the JSON echo, after MS milliseconds (POST: after reading the body)
+  /slowbody/MS            200, Content-Length 10: the head and "hello" at once, "world" MS ms later
   /drop                   the JSON echo (keep-alive framing, no Connection: close), then the
                           connection is closed as an idle timeout would; counted in /__stats
   /truncated/N[?chunked=1]  announces N bytes (Content-Length, or chunked), sends half, closes
@@ -170,13 +171,20 @@ class Handler(BaseHTTPRequestHandler):
         """Serves the special paths; returns False when the path is not one."""
         path, _, query = self.path.partition("?")
         head = self.command == "HEAD"
-        m = re.fullmatch(r"/(chunked|close|big|status|slow|truncated)/(\d+)", path)
+        m = re.fullmatch(r"/(chunked|close|big|status|slow|slowbody|truncated)/(\d+)", path)
         if not m:
             return False
         kind, n = m.group(1), int(m.group(2))
         if kind == "slow":
             time.sleep(n / 1000.0)
             self._reply()
+            return True
+        if kind == "slowbody":
+            self._special_head(200, [("Content-Type", "text/plain"), ("Content-Length", "10")])
+            if not head:
+                self.wfile.write(b"hello")
+                time.sleep(n / 1000.0)
+                self.wfile.write(b"world")
             return True
         if kind == "status":
             if n in (204, 304):

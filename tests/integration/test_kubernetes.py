@@ -158,12 +158,14 @@ class KubeTestCase(DoormanTestCase):
                 and (resource is None or r.get("resource") == resource)]
 
     # --- doorman ---------------------------------------------------------------------------
-    def start_kube_controller(self, name="controller", extra=(), wait_ready=True, kubeconfig=None):
+    def start_kube_controller(self, name="controller", extra=(), wait_ready=True, kubeconfig=None, node_local=True):
+        # node_local: the tests' backends are on 127.0.0.1, which a cluster refuses by default.
         grpc_port = free_port()
         metrics_port = free_port()
         p = self.spawn(name, [CONTROLLER, "--kubeconfig", kubeconfig or self.kubeconfig, "--pod-name", name,
                               "--grpc-listen", "127.0.0.1:%d" % grpc_port,
-                              "--metrics-listen", "127.0.0.1:%d" % metrics_port] + list(extra))
+                              "--metrics-listen", "127.0.0.1:%d" % metrics_port]
+                       + (["--allow-node-local-endpoints"] if node_local else []) + list(extra))
         p.metrics_port = metrics_port
         p.grpc_port = grpc_port
         self.controllers[name] = p
@@ -216,6 +218,27 @@ class KubeTestCase(DoormanTestCase):
             return backend_of(r.stdout)
         except (ValueError, KeyError):
             return None
+
+
+class NodeLocalEndpoints(KubeTestCase):
+    def test_a_loopback_endpoint_is_refused_in_a_cluster_and_a_service_backend_routes(self):
+        # helper-137: the dataplane shares the node's network, so a LoadBalancer endpoint on
+        # 127.0.0.1 reached the dataplane's own admin port (and 169.254.169.254 a cloud's
+        # metadata service). A cluster refuses it, as the API server refuses it in a slice.
+        a = self.start_backend("a")
+        self.apply(service_and_slice(a))
+        local, svc = free_port(), free_port()
+        self.apply(lb_yaml("local", local, "        - endpoints: [{address: 127.0.0.1, port: %d}]\n" % a))
+        self.apply(lb_yaml("svc", svc, service_backend()))
+        self.start_kube_controller(node_local=False)
+        self.start_dataplane(["--advertise-address", "127.0.0.1"])
+        obj = self.wait_condition("local", "Accepted", "False")
+        acc = self.condition(obj, "Accepted")
+        self.assertEqual(acc["reason"], "InvalidSpec")
+        self.assertIn("spec.routes[0].backends[0].endpoints[0].address: \"127.0.0.1\" is in the loopback range", acc["message"])
+        self.assertIn("--allow-node-local-endpoints", acc["message"])
+        wait_until(lambda: self.fetch(svc) == "a", what="the Service-backed LoadBalancer routes")
+        self.assertFalse(port_open(local))
 
 
 class LoadBalancerOnKubernetes(KubeTestCase):

@@ -65,6 +65,11 @@ VECTORS = [
     ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
     ("h2c prior-knowledge preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
     ("malformed version", b"GET / HTTP/1.x\r\n" + H + b"\r\n", 400),
+    # Versions shorter than "HTTP/1.1" with the whole head in: Beast wants more bytes, so the
+    # connection was closed without an answer (helper-135).
+    ("short version", b"GET / H\r\n\r\n", 400),
+    ("three words after the target", b"GET / x y\r\n\r\n", 400),
+    ("a field for a version", b"POST /p-Length: -5\r\n\r\nhello", 400),
     ("lower-case version", b"GET / http/1.1\r\n" + H + b"\r\n", 400),
     ("space in target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("asterisk form for GET", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),  # OPTIONS only (RFC 9112 §3.2.4)

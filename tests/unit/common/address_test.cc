@@ -23,6 +23,35 @@ TEST(StatusAddress, IpLiteralsAndDnsNames) {
   EXPECT_FALSE(IsValidStatusAddress(std::string("10.0.0.1\0x", 10)));
 }
 
+// Object names follow apimachinery's IsDNS1123Subdomain: a 64-character label is a valid name
+// (a Secret called that exists), but not a hostname.
+TEST(AddressTest, ObjectNames) {
+  for (const std::string& ok : {std::string("a"), std::string("tls-cert"), std::string("a.b-c.d"), std::string("a--b"),
+                               std::string(64, 'a'), std::string(100, 'x') + ".example", std::string(253, 'a')}) {
+    EXPECT_TRUE(IsObjectName(ok)) << ok;
+  }
+  for (const std::string& bad : {std::string(""), std::string("-a"), std::string("a-"), std::string(".a"), std::string("a."),
+                                std::string("a..b"), std::string("a-.b"), std::string("a.-b"), std::string("A"),
+                                std::string("a_b"), std::string("a/b"), std::string(254, 'a'), std::string("a\0b", 3)}) {
+    EXPECT_FALSE(IsObjectName(bad)) << bad;
+  }
+  EXPECT_FALSE(IsDns1123Subdomain(std::string(64, 'a')));  // a hostname's label stays bounded
+}
+
+// As the API server's ValidateNonSpecialIP (plus the rest of 0.0.0.0/8, which reaches the host).
+TEST(AddressTest, NodeLocalAddresses) {
+  for (const char* bad : {"127.0.0.1", "127.255.0.9", "0.0.0.0", "0.1.2.3", "169.254.169.254", "224.0.0.251", "::",
+                          "::1", "fe80::1", "febf::1", "ff02::1", "ff12::2", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+                          "fd00:ec2::254", "100.100.100.200", "::ffff:100.100.100.200"}) {
+    EXPECT_NE(NodeLocalAddressProblem(bad), "") << bad;
+  }
+  for (const char* ok : {"10.0.0.1", "192.168.1.1", "169.253.0.1", "224.0.1.1", "fd00::1", "fec0::1", "ff05::2",
+                         "2001:db8::1", "::ffff:10.0.0.1", "::2", "fd00:ec2::253", "100.100.100.201"}) {
+    EXPECT_EQ(NodeLocalAddressProblem(ok), "") << ok;
+  }
+  EXPECT_EQ(NodeLocalAddressProblem("169.254.169.254"), "is in the link-local range (169.254.0.0/16)");
+}
+
 TEST(AddressTest, LoopbackHosts) {
   for (const char* h : {"localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"}) EXPECT_TRUE(IsLoopbackHost(h)) << h;
   for (const char* h : {"", "0.0.0.0", "::", "[::]", "10.0.0.1", "127.example.com", "128.0.0.1", "node-1"}) {

@@ -2,6 +2,7 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -329,6 +330,25 @@ TEST(TranslateIngress, UnclaimedObjectsAreLoggedOnceInManifestsMode) {
   // In a cluster other controllers' objects are the norm: nothing is logged.
   Translator cluster;
   EXPECT_TRUE(unclaimed(cluster.Translate(Store(yaml))).empty());
+}
+
+// Annotations meant for the Ingresses, set on the class instead, are said (the class reads only
+// Kubernetes' is-default-class).
+TEST(TranslateIngress, DoormanAndNginxAnnotationsOnAClassAreWarned) {
+  Translator t;
+  const std::string cls =
+      "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: doorman\n  annotations:\n"
+      "    ingressclass.kubernetes.io/is-default-class: \"true\"\n    doorman.dev/ssl-redirect: \"true\"\n"
+      "    nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8\n"
+      "spec: {controller: doorman.dev/ingress-controller}\n";
+  auto r = t.Translate(Store(cls));
+  const ObjectStatus* st = StatusOf(r, "IngressClass", "doorman");
+  ASSERT_NE(st, nullptr);
+  std::set<std::string> reasons;
+  for (const auto& w : st->warnings) reasons.insert(w.reason + " " + w.field);
+  EXPECT_EQ(reasons, (std::set<std::string>{"UnknownAnnotation metadata.annotations[doorman.dev/ssl-redirect]",
+                                            "AnnotationIgnored metadata.annotations"}));
+  EXPECT_TRUE(StatusOf(t.Translate(Store(Class("doorman", true))), "IngressClass", "doorman")->warnings.empty());
 }
 
 TEST(TranslateIngress, SeveralDefaultClassesOfOursTheOldestIsTheDefaultAndTheOthersAreWarned) {
@@ -1474,7 +1494,11 @@ TEST(TranslateIngress, TlsAppliesPerHostAcrossIngresses) {
 // HostPartlyTls warning), so one tenant cannot turn another's HTTP into redirects to a
 // certificate it chose.
 TEST(TranslateIngress, TlsIsNotSharedAcrossNamespacesNorFromAHostNotRouted) {
-  Translator t;
+  // Another namespace's Ingress routes the host only with --allow-cross-namespace-hosts; by
+  // default its route loses the host (HostConflict, below).
+  TranslateOptions shared_hosts;
+  shared_hosts.allow_cross_namespace_hosts = true;
+  Translator t(shared_hosts);
   auto r = t.Translate(Store(Docs({Fixture(), Secret("s"),
                                    // Routes a.example.com with its certificate, in default.
                                    Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
@@ -1496,6 +1520,19 @@ TEST(TranslateIngress, TlsIsNotSharedAcrossNamespacesNorFromAHostNotRouted) {
   EXPECT_FALSE(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0")->filters().redirect().enabled());
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:bank/r0-p0-https"), nullptr);
   EXPECT_TRUE(Ing(r, "bank")->warnings.empty()) << Ing(r, "bank")->warnings[0].message;
+  Translator by_default;
+  r = by_default.Translate(Store(Docs({Fixture(), Secret("s"),
+                                       Ingress("main", "  tls: [{hosts: [a.example.com], secretName: s}]\n" + Rule("a.example.com"),
+                                               "", "2026-01-01T00:00:00Z"),
+                                       InNamespace(Ingress("tenant", Rule("a.example.com", "/t"), "", "2026-02-01T00:00:00Z"),
+                                                   "other")})));
+  EXPECT_EQ(RouteNamed(r.snapshot, "other/ingress:tenant/r0-p0"), nullptr);
+  const auto& w = Ing(r, "tenant")->warnings;  // and BackendNotFound: no Service web in "other"
+  const auto conflict = std::find_if(w.begin(), w.end(), [](const StatusWarning& x) { return x.reason == "HostConflict"; });
+  ASSERT_NE(conflict, w.end());
+  EXPECT_EQ(conflict->field, "spec.rules");
+  EXPECT_NE(conflict->message.find("host a.example.com (Ingress default/main)"), std::string::npos) << conflict->message;
+  EXPECT_EQ(std::count_if(w.begin(), w.end(), [](const StatusWarning& x) { return x.reason == "HostPartlyTls"; }), 0);
 }
 
 // A tls[] host the certificate is not valid for (no matching DNS SAN) is said so and is not
@@ -1527,7 +1564,9 @@ TEST(TranslateIngress, ATlsHostTheCertificateDoesNotCoverIsWarnedAndNotRedirecte
 // The same host and path in two Ingresses (here two namespaces): the older takes every request,
 // and the younger is told its route is never used (ingress-nginx's webhook refuses it).
 TEST(TranslateIngress, ADuplicateHostAndPathIsWarnedOnTheYoungerIngress) {
-  Translator t;
+  TranslateOptions shared_hosts;  // else the other namespace's route loses the host (HostConflict)
+  shared_hosts.allow_cross_namespace_hosts = true;
+  Translator t(shared_hosts);
   auto r = t.Translate(Store(Docs({Fixture(), Ingress("first", Rule("a.example.com", "/x"), "", "2026-01-01T00:00:00Z"),
                                    InNamespace(Ingress("second", Rule("a.example.com", "/x"), "", "2026-02-01T00:00:00Z"), "other"),
                                    Ingress("third", Rule("a.example.com", "/y"), "", "2026-03-01T00:00:00Z")})));
@@ -1786,6 +1825,16 @@ TEST(TranslateIngress, AffinityCookiePathIsThePathsOwnUnlessAnnotated) {
   EXPECT_TRUE(Ing(r, "i")->warnings.empty());
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p0")->policy().stickiness().cookie_path(), "/");
   EXPECT_EQ(RouteNamed(r.snapshot, "default/ingress:i/r0-p2")->policy().stickiness().cookie_path(), "/");
+  // A __Host- cookie is sent with Path=/ whatever is declared: a declared other path is said.
+  Translator host;
+  r = host.Translate(Store(Docs({Fixture(), Ingress("i", paths, affinity + "    doorman.dev/affinity-cookie-name: __Host-s\n"
+                                                                     "    doorman.dev/affinity-cookie-path: /api\n")})));
+  ASSERT_TRUE(Ing(r, "i")->accepted) << Ing(r, "i")->message;
+  ASSERT_EQ(Ing(r, "i")->warnings.size(), 1u);
+  EXPECT_EQ(Ing(r, "i")->warnings[0].reason, "AnnotationIgnored");
+  EXPECT_EQ(Ing(r, "i")->warnings[0].field, "metadata.annotations[doorman.dev/affinity-cookie-path]");
+  r = host.Translate(Store(Docs({Fixture(), Ingress("i", paths, affinity + "    doorman.dev/affinity-cookie-name: __Host-s\n")})));
+  EXPECT_TRUE(Ing(r, "i")->warnings.empty());  // the per-path default is not the user's
 }
 
 // Behind another balancer (--ingress-trusted-proxies, --ingress-proxy-protocol): every Ingress

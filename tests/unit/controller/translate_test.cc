@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "controller/source/manifest.h"
+#include "tests/unit/common/test_certificate.h"
 
 namespace doorman::controller {
 namespace {
@@ -549,6 +550,43 @@ TEST(Translate, AKeyKeptInTlsCrtNeverReachesTheChain) {
   EXPECT_EQ(chain.find(kTestKeyBytes), std::string::npos);
 }
 
+// The API server takes object names whose labels are longer than a hostname's 63 characters;
+// such a LoadBalancer and such a Secret route like any other.
+TEST(Translate, ObjectNamesTakeLabelsLongerThanAHostnames) {
+  Translator t;
+  const std::string secret(70, 's'), lb = std::string(64, 'l') + ".v2";
+  const auto r = t.Translate(Store(Lb("  listeners: [{name: web, port: 443, protocol: HTTPS, tls: {certificates: [{secretName: " +
+                                          secret + "}]}}]\n"
+                                          "  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}]\n",
+                                      lb) +
+                                   TlsSecretNamed(secret, kTestCertPem, kTestKeyPem)));
+  ASSERT_NE(StatusOf(r, lb), nullptr);
+  EXPECT_TRUE(StatusOf(r, lb)->accepted) << StatusOf(r, lb)->message;
+  EXPECT_EQ(r.snapshot.certificates_size(), 1);
+}
+
+// In a cluster a LoadBalancer may not point its endpoints at the node itself (the dataplane
+// shares the node's network: its admin port, a cloud metadata service); --manifests mode and
+// --allow-node-local-endpoints take them.
+TEST(Translate, NodeLocalEndpointsAreRefusedInAClusterUnlessAllowed) {
+  const std::string yaml = Lb("  listeners: [{name: web, port: 80, protocol: HTTP}]\n"
+                              "  routes: [{name: a, listener: web, backends: [{endpoints: [{address: 10.0.0.1, port: 80}, "
+                              "{address: \"169.254.169.254\", port: 80}]}]}]\n");
+  TranslateOptions cluster;
+  cluster.refuse_node_local_endpoints = true;
+  Translator t(cluster);
+  auto r = t.Translate(Store(yaml));
+  ASSERT_FALSE(StatusOf(r, "shop")->accepted);
+  EXPECT_EQ(StatusOf(r, "shop")->reason, "InvalidSpec");
+  EXPECT_NE(StatusOf(r, "shop")->message.find("spec.routes[0].backends[0].endpoints[1].address: \"169.254.169.254\" is in the "
+                                              "link-local range"),
+            std::string::npos)
+      << StatusOf(r, "shop")->message;
+  Translator standalone;
+  r = standalone.Translate(Store(yaml));
+  EXPECT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+}
+
 TEST(Translate, UnusableCertificatePairsAreReportedOnTheObject) {
   const std::string& other_key = kOtherKeyPem;
   const auto& secret = TlsSecret;
@@ -794,6 +832,24 @@ TEST(Translate, StickyCookiePathIsTheDeclaredOneOrEmpty) {
     ASSERT_EQ(r.snapshot.routes_size(), 1);
     EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().type(), v1::Stickiness::COOKIE);
     EXPECT_EQ(r.snapshot.routes(0).policy().stickiness().cookie_path(), path) << stickiness;
+    EXPECT_TRUE(StatusOf(r, "shop")->warnings.empty()) << stickiness;
+  }
+  // Browsers take a __Host- cookie only with Path=/, which the dataplane sends: another is said.
+  for (const auto& [stickiness, warned] : {std::pair{"{type: Cookie, cookieName: __Host-s, path: /api}", true},
+                                           std::pair{"{type: Cookie, cookieName: __HOST-s, path: /api}", true},
+                                           std::pair{"{type: Cookie, cookieName: __Host-s, path: /}", false},
+                                           std::pair{"{type: Cookie, cookieName: __Secure-s, path: /api}", false}}) {
+    Translator t;
+    auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {stickiness: )") + stickiness + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+    ASSERT_TRUE(StatusOf(r, "shop")->accepted) << StatusOf(r, "shop")->message;
+    const auto& w = StatusOf(r, "shop")->warnings;
+    ASSERT_EQ(w.size(), warned ? 1u : 0u) << stickiness;
+    if (warned) {
+      EXPECT_EQ(w[0].reason, "FieldIgnored");
+      EXPECT_EQ(w[0].field, "spec.routes[0].policy.stickiness.path");
+    }
   }
 }
 
@@ -1397,6 +1453,124 @@ TEST(Translate, HttpObjectsShareAPortAndMergeRoutes) {
   EXPECT_EQ(l.owners(1).name(), "b");
   EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
             (std::vector<std::string>{"default/b/api", "default/a/docs", "default/a/catchall", "default/b/any"}));
+}
+
+// helper-137: namespace "evil" named "shop"'s host with a more specific path on the shared port
+// and took its logins. A host belongs to the namespace of the oldest object routing it there.
+TEST(Translate, AHostBelongsToTheNamespaceOfItsOldestObject) {
+  auto lb = [](const std::string& ns, const std::string& name, const std::string& created, const std::string& routes) {
+    return "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: " + name + ", namespace: " + ns +
+           ", creationTimestamp: \"" + created + "\"}\nspec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n  routes:\n" +
+           routes;
+  };
+  const std::string ep = "backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]";
+  const std::string shop = lb("shop", "shop", "2026-01-01T00:00:00Z", "    - {name: site, listener: web, match: {hosts: [web.test]}, " + ep + "}\n");
+  const std::string evil = lb("evil", "evil", "2026-01-02T00:00:00Z",
+                              "    - {name: login, listener: web, match: {hosts: [web.test], path: {type: Exact, value: /login}}, " + ep + "}\n"
+                              "    - {name: both, listener: web, match: {hosts: [evil.test, web.test]}, " + ep + "}\n"
+                              "    - {name: own, listener: web, match: {hosts: [own.test]}, " + ep + "}\n");
+  // Another port is no way around it (an ACME HTTP-01 path on port 80 for a host served on 443).
+  {
+    Translator t;
+    const std::string other_port = "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: acme, namespace: evil, "
+                                   "creationTimestamp: \"2026-01-05T00:00:00Z\"}\nspec:\n  listeners: [{name: alt, port: 8080, "
+                                   "protocol: HTTP}]\n  routes:\n    - {name: acme, listener: alt, match: {hosts: [web.test]}, " + ep + "}\n";
+    auto r = t.Translate(Store(shop + "---\n" + other_port));
+    EXPECT_EQ(RouteNamed(r.snapshot, "evil/acme/acme"), nullptr);
+    ASSERT_EQ(StatusOf(r, "acme")->warnings.size(), 1u);
+    EXPECT_NE(StatusOf(r, "acme")->warnings[0].message.find("port 8080: host web.test (LoadBalancer shop/shop)"), std::string::npos);
+  }
+  const std::string friendly = lb("shop", "blog", "2026-01-03T00:00:00Z",
+                                  "    - {name: blog, listener: web, match: {hosts: [web.test], path: {type: Prefix, value: /blog}}, " + ep + "}\n");
+  {
+    Translator t;
+    auto r = t.Translate(Store(shop + "---\n" + evil + "---\n" + friendly));
+    EXPECT_EQ(ListenerRoutes(r.snapshot, "http-80"),
+              (std::vector<std::string>{"evil/evil/both", "shop/blog/blog", "shop/shop/site", "evil/evil/own"}));
+    ASSERT_NE(RouteNamed(r.snapshot, "evil/evil/both"), nullptr);
+    EXPECT_EQ(std::vector<std::string>(RouteNamed(r.snapshot, "evil/evil/both")->match().hosts().begin(),
+                                       RouteNamed(r.snapshot, "evil/evil/both")->match().hosts().end()),
+              std::vector<std::string>{"evil.test"});
+    const ObjectStatus* st = StatusOf(r, "evil");
+    ASSERT_NE(st, nullptr);
+    EXPECT_TRUE(st->accepted);
+    ASSERT_EQ(st->warnings.size(), 2u);
+    EXPECT_EQ(st->warnings[0].reason, "HostConflict");
+    EXPECT_EQ(st->warnings[0].field, "spec.routes[0].match.hosts");
+    EXPECT_NE(st->warnings[0].message.find("port 80: host web.test (LoadBalancer shop/shop) is routed by an older object of "
+                                           "another namespace, so route \"login\" is not served"),
+              std::string::npos)
+        << st->warnings[0].message;
+    EXPECT_EQ(st->warnings[1].field, "spec.routes[1].match.hosts");
+    EXPECT_NE(st->warnings[1].message.find("route \"both\" does not take its requests"), std::string::npos);
+    // The backend set of the route not served is not sent either.
+    for (const auto& set : r.snapshot.backend_sets()) EXPECT_NE(set.name(), "evil/evil/login/0");
+    EXPECT_TRUE(StatusOf(r, "blog")->warnings.empty());  // one namespace shares its host
+  }
+  {
+    TranslateOptions opts;
+    opts.allow_cross_namespace_hosts = true;
+    Translator t(opts);
+    auto r = t.Translate(Store(shop + "---\n" + evil));
+    EXPECT_TRUE(StatusOf(r, "evil")->warnings.empty());
+    EXPECT_NE(RouteNamed(r.snapshot, "evil/evil/login"), nullptr);
+  }
+  {
+    // The older object's namespace owns it, whichever namespace that is.
+    Translator t;
+    auto r = t.Translate(Store(lb("shop", "shop", "2026-01-03T00:00:00Z", "    - {name: site, listener: web, match: {hosts: [web.test]}, " + ep + "}\n") +
+                               "---\n" + evil));
+    EXPECT_EQ(RouteNamed(r.snapshot, "shop/shop/site"), nullptr);
+    EXPECT_NE(RouteNamed(r.snapshot, "evil/evil/login"), nullptr);
+    EXPECT_EQ(StatusOf(r, "shop")->warnings.size(), 1u);
+  }
+}
+
+std::pair<std::string, std::string> CertFor(const std::string& dns) { return doorman::testing::SelfSignedCertificate(dns); }
+
+// A host's clients are served a certificate of the host's namespace: another namespace's that
+// names it exactly (and would outrank the owner's wildcard) is taken off the shared port
+// (helper-138), while that namespace's certificate for its own host stays.
+TEST(Translate, AnotherNamespacesCertificateIsNotServedForAHost) {
+  auto secret = [](const std::string& ns, const std::string& name, const std::pair<std::string, std::string>& pem) {
+    return "---\napiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: " + ns +
+           "}\ntype: kubernetes.io/tls\n" + TlsStringDataOf(pem.first, pem.second);
+  };
+  auto lb = [](const std::string& ns, const std::string& created, const std::string& certs, const std::string& routes) {
+    return "---\napiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, namespace: " + ns +
+           ", creationTimestamp: \"" + created + "\"}\nspec:\n  listeners: [{name: web, port: 443, protocol: HTTPS, tls: "
+           "{certificates: [" + certs + "]}}]\n  routes:\n" + routes;
+  };
+  const std::string ep = "backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]";
+  const std::string yaml =
+      secret("shop", "wild", CertFor("*.web.test")) + secret("evil", "pay", CertFor("pay.web.test")) +
+      secret("evil", "own", CertFor("evil.test")) +
+      lb("shop", "2026-01-01T00:00:00Z", "{secretName: wild}", "    - {name: pay, listener: web, match: {hosts: [pay.web.test]}, " + ep + "}\n") +
+      lb("evil", "2026-01-02T00:00:00Z", "{secretName: own}, {secretName: pay}",
+         "    - {name: pay, listener: web, match: {hosts: [pay.web.test]}, " + ep + "}\n"
+         "    - {name: own, listener: web, match: {hosts: [evil.test]}, " + ep + "}\n");
+  Translator t;
+  auto r = t.Translate(Store(yaml));
+  const v1::Listener* l = ListenerNamed(r.snapshot, "https-443");
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(std::vector<std::string>(l->tls().certificates().begin(), l->tls().certificates().end()),
+            (std::vector<std::string>{"shop/wild", "evil/own"}));
+  const ObjectStatus* evil = nullptr;
+  for (const auto& st : r.statuses) {
+    if (st.key.ns == "evil" && st.key.kind == "LoadBalancer") evil = &st;
+  }
+  ASSERT_NE(evil, nullptr);
+  std::vector<std::string> fields;
+  for (const auto& w : evil->warnings) {
+    if (w.reason == "HostConflict") fields.push_back(w.field);
+  }
+  EXPECT_EQ(fields, (std::vector<std::string>{"spec.routes[0].match.hosts", "spec.listeners[0].tls.certificates"}));
+  // Shared hosts (--allow-cross-namespace-hosts): the certificates are unioned as before.
+  TranslateOptions opts;
+  opts.allow_cross_namespace_hosts = true;
+  Translator shared(opts);
+  r = shared.Translate(Store(yaml));
+  EXPECT_EQ(ListenerNamed(r.snapshot, "https-443")->tls().certificates_size(), 3);
 }
 
 TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {

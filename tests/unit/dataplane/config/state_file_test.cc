@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -79,6 +80,63 @@ TEST(StateFile, RoundTripAndAFlippedByteIsRefused) {
   ASSERT_TRUE(SaveState(dir, unversioned, &error)) << error;
   EXPECT_FALSE(LoadState(dir, &error));
   unlink(path.c_str());
+  rmdir(dir.c_str());
+}
+
+// The directory may be shared (helper-137): a temp file someone planted is replaced, never written
+// through (a symlink's target is untouched), the saved file is 0600, and a state file another user
+// could have written is not served.
+TEST(StateFile, ASharedDirectoryCannotBeUsedToReadTheKeysOrPlantAState) {
+  const std::string dir = TempDir();
+  const std::string path = dir + "/" + kStateFileName;
+  const std::string tmp = path + ".tmp";
+  const std::string target = dir + "/target";
+  Write(target, "untouched");
+  ASSERT_EQ(symlink(target.c_str(), tmp.c_str()), 0);
+  std::string error;
+  ASSERT_TRUE(SaveState(dir, Update(), &error)) << error;
+  EXPECT_EQ(Read(target), "untouched");
+  struct stat st {};
+  ASSERT_EQ(lstat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_TRUE(LoadState(dir, &error)) << error;
+  // A pre-created world-readable temp file: replaced, so the result is 0600 all the same.
+  Write(tmp, "");
+  ASSERT_EQ(chmod(tmp.c_str(), 0644), 0);
+  ASSERT_TRUE(SaveState(dir, Update(), &error)) << error;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  // A state file others may write is not loaded; nor is a symlink to one.
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  error.clear();
+  EXPECT_FALSE(LoadState(dir, &error));
+  EXPECT_NE(error.find("is not loaded"), std::string::npos) << error;
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  ASSERT_TRUE(LoadState(dir, &error)) << error;
+  if (geteuid() == 0) {  // CI runs as root: a file of another user's
+    ASSERT_EQ(chown(path.c_str(), 65534, 65534), 0);
+    error.clear();
+    EXPECT_FALSE(LoadState(dir, &error));
+    EXPECT_NE(error.find("is not loaded"), std::string::npos) << error;
+  }
+  const std::string moved = dir + "/real";
+  ASSERT_EQ(rename(path.c_str(), moved.c_str()), 0);
+  ASSERT_EQ(chown(moved.c_str(), geteuid(), getegid()), 0);
+  ASSERT_EQ(symlink(moved.c_str(), path.c_str()), 0);
+  error.clear();
+  EXPECT_FALSE(LoadState(dir, &error));
+  EXPECT_FALSE(error.empty());
+  // A directory every user may write, without the sticky bit, is said.
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  std::string warning;
+  EXPECT_TRUE(EnsureStateDir(dir, &error, &warning)) << error;
+  EXPECT_NE(warning.find("writable by every user (mode 0777)"), std::string::npos) << warning;
+  ASSERT_EQ(chmod(dir.c_str(), 01777), 0);
+  warning.clear();
+  EXPECT_TRUE(EnsureStateDir(dir, &error, &warning)) << error;
+  EXPECT_EQ(warning, "");
+  for (const std::string& f : {path, moved, target}) unlink(f.c_str());
   rmdir(dir.c_str());
 }
 

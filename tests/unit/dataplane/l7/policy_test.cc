@@ -70,6 +70,10 @@ TEST(PolicyTest, StickyCookie) {
   EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), true), "S=ab; Path=/; HttpOnly; Secure");
   EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), false, "/api"), "S=ab; Path=/api; HttpOnly");
   EXPECT_EQ(StickySetCookie("S", "ab", milliseconds(0), false, ""), "S=ab; Path=/; HttpOnly");
+  // Prefixed names: Secure whatever the listener, and a __Host- cookie's Path is "/".
+  EXPECT_EQ(StickySetCookie("__Secure-S", "ab", milliseconds(0), false, "/api"), "__Secure-S=ab; Path=/api; HttpOnly; Secure");
+  EXPECT_EQ(StickySetCookie("__host-S", "ab", milliseconds(0), false, "/api"), "__host-S=ab; Path=/; HttpOnly; Secure");
+  EXPECT_EQ(StickySetCookie("__Hostile", "ab", milliseconds(0), false, "/api"), "__Hostile=ab; Path=/api; HttpOnly");
 }
 
 TEST(PolicyTest, TokenBucket) {

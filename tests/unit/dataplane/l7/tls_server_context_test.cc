@@ -13,6 +13,7 @@
 
 #include "dataplane/config/runtime_config.h"
 #include "dataplane/l7/tls_context.h"
+#include "tests/unit/common/test_certificate.h"
 
 namespace doorman::dataplane {
 namespace {
@@ -49,36 +50,8 @@ std::string Subject(boost::asio::ssl::context& c) {
 // A self-signed certificate for `cn` (also its SAN) with a new key of `key_type` ("RSA" or
 // "EC"), as a TlsCertificatePem; generated here so the test carries no key material.
 TlsCertificatePem Generate(const std::string& name, const std::string& cn, const std::string& key_type) {
-  EVP_PKEY* key = key_type == "RSA" ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
-  X509* x = X509_new();
-  X509_NAME* subject = X509_NAME_new();
-  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_version(x, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-  X509_set_subject_name(x, subject);
-  X509_set_issuer_name(x, subject);
-  X509_set_pubkey(x, key);
-  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, ("DNS:" + cn).c_str());
-  X509_add_ext(x, san, -1);
-  X509_EXTENSION_free(san);
-  X509_sign(x, key, EVP_sha256());
-  auto pem = [](auto write) {
-    BIO* b = BIO_new(BIO_s_mem());
-    write(b);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(b, &data);
-    std::string out(data, static_cast<std::size_t>(n));
-    BIO_free(b);
-    return out;
-  };
-  TlsCertificatePem out{name, pem([&](BIO* b) { PEM_write_bio_X509(b, x); }),
-                        pem([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); })};
-  X509_NAME_free(subject);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  return out;
+  auto [cert, key] = doorman::testing::SelfSignedCertificate(cn, key_type);
+  return {name, std::move(cert), std::move(key)};
 }
 
 // The key types of the certificates a context holds (OpenSSL keeps one per type).
@@ -183,6 +156,16 @@ TEST(TlsServerContext, RsaAndEcdsaForTheSameNamesShareAContext) {
   ASSERT_EQ(expiry.size(), 3u);
   EXPECT_EQ(expiry[1].name, "default/ecdsa");
   EXPECT_EQ(expiry[2].name, "default/other");
+  // Another namespace's certificate for the same names never joins the pair (helper-137).
+  l.tls_certificates = {Generate("shop/rsa", "dual.test", "RSA"), Generate("evil/ecdsa", "dual.test", "EC")};
+  warnings.clear();
+  c = TlsServerContext::Build(l, &error, &warnings, &expiry);
+  ASSERT_NE(c, nullptr) << error;
+  EXPECT_EQ(KeyTypes(c->initial()), (std::vector<int>{EVP_PKEY_RSA}));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("certificate \"evil/ecdsa\" has the same names as \"shop/rsa\" of another namespace"),
+            std::string::npos)
+      << warnings[0];
 }
 
 }  // namespace
