@@ -196,25 +196,6 @@ std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std
   return covered;
 }
 
-ParsedCertificates::~ParsedCertificates() {
-  for (auto& [_, x] : parsed_) X509_free(static_cast<X509*>(x));
-}
-
-bool ParsedCertificates::Covers(const std::string& name, const std::string& chain_pem, const std::string& host, bool exact) {
-  auto [it, fresh] = parsed_.try_emplace(name, nullptr);
-  if (fresh) {
-    BIO* cb = BIO_new_mem_buf(chain_pem.data(), static_cast<int>(chain_pem.size()));
-    it->second = cb != nullptr ? PEM_read_bio_X509(cb, nullptr, NoPassphrase, nullptr) : nullptr;
-    BIO_free(cb);
-    ERR_clear_error();
-  }
-  auto* cert = static_cast<X509*>(it->second);
-  const bool ok = cert != nullptr &&
-                  X509_check_host(cert, host.data(), host.size(), exact ? X509_CHECK_FLAG_NO_WILDCARDS : 0, nullptr) == 1;
-  ERR_clear_error();
-  return ok;
-}
-
 // ---- small validators ------------------------------------------------------------------------
 
 bool IsHostPattern(const std::string& s) {

@@ -203,22 +203,6 @@ CertificateLoad LoadCertificate(const ObjectStore& store, const std::string& ns,
 // else its CN, as a TLS client checks; a "*." pattern host is checked as one name under it).
 std::vector<bool> CertificateCoversHosts(const std::string& chain_pem, const std::vector<std::string>& hosts);
 
-// Leaf certificates parsed once per translation, for asking which one a client of a host is
-// served (translate.cc KeepHostCertificatesInTheirNamespace).
-class ParsedCertificates {
- public:
-  ParsedCertificates() = default;
-  ParsedCertificates(const ParsedCertificates&) = delete;
-  ParsedCertificates& operator=(const ParsedCertificates&) = delete;
-  ~ParsedCertificates();
-  // Whether `chain_pem`'s leaf (cached under `name`) is valid for `host`; `exact`: by a DNS name
-  // equal to it, not by a wildcard. False when it does not parse.
-  bool Covers(const std::string& name, const std::string& chain_pem, const std::string& host, bool exact);
-
- private:
-  std::map<std::string, void*> parsed_;  // X509*, or nullptr when it did not parse
-};
-
 // The `ca.crt` of a Secret (cert-manager writes it into kubernetes.io/tls Secrets) as a PEM CA
 // bundle, for verifying HTTPS backends. On failure `pem` is empty and `message` says why.
 struct CaBundleLoad {

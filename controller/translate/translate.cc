@@ -247,54 +247,6 @@ std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& ow
   return out;
 }
 
-// A certificate taken off a shared HTTPS listener by KeepHostCertificatesInTheirNamespace.
-struct DroppedCertificate {
-  std::string certificate;  // "<namespace>/<Secret>"
-  uint32_t port = 0;
-  std::string host;
-  ObjectKey owner;  // of the host
-};
-
-// For a host's SNI the dataplane serves the listener's first certificate that names it exactly,
-// else the first whose wildcard covers it (dataplane/l7/tls_context.cc). On an HTTPS port shared
-// by namespaces that must be a certificate of the host's own namespace: another namespace's is
-// taken off the listener and the choice made again. Else a tenant whose routes lost a host
-// (ClaimHosts) still had its certificate, and its key, serve that host's clients (helper-138),
-// e.g. an exact-name certificate outranking the owner's wildcard. Hosts written as wildcards are
-// not checked (a name under one may be another namespace's exact host). `operators` (the
-// --ingress-default-certificate) may serve any host: the operator chose it for every Ingress.
-std::vector<DroppedCertificate> KeepHostCertificatesInTheirNamespace(PortMap& ports,
-                                                                     const std::map<std::string, v1::TlsCertificate>& certs,
-                                                                     const HostOwners& owners, const std::string& operators) {
-  auto ns_of = [](const std::string& cert) { return cert.substr(0, cert.find('/')); };
-  std::vector<DroppedCertificate> out;
-  ParsedCertificates parsed;
-  for (auto& [key, slot] : ports) {
-    if (slot.listener.protocol() != v1::HTTPS) continue;
-    auto* names = slot.listener.mutable_tls()->mutable_certificates();
-    std::set<std::string> namespaces;
-    for (const auto& n : *names) namespaces.insert(ns_of(n));
-    if (namespaces.size() < 2) continue;  // one namespace's certificates: nothing to decide
-    for (const auto& [host, owner] : owners) {
-      if (host.rfind("*.", 0) == 0) continue;
-      for (;;) {
-        int chosen = -1;
-        for (const bool exact : {true, false}) {
-          for (int i = 0; i < names->size() && chosen < 0; ++i) {
-            const auto it = certs.find((*names)[i]);
-            if (it != certs.end() && parsed.Covers(it->first, it->second.certificate_chain_pem(), host, exact)) chosen = i;
-          }
-          if (chosen >= 0) break;
-        }
-        if (chosen < 0 || ns_of((*names)[chosen]) == owner.ns || (*names)[chosen] == operators) break;
-        out.push_back({(*names)[chosen], key.second, host, owner});
-        names->erase(names->begin() + chosen);
-      }
-    }
-  }
-  return out;
-}
-
 void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Snapshot& snap,
            std::map<std::string, v1::TlsCertificate>& certs) {
   for (const auto& l : c.listeners) {
@@ -940,8 +892,11 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
       placed = placeable(c, *c.last_good, &ignored);
       if (placed) version = &*c.last_good;
     }
+    std::map<std::string, uint32_t> unattached;  // listener → routes ClaimHosts left out
     if (placed && !options_.allow_cross_namespace_hosts) {
       if (auto kept = ClaimHosts(*placed, host_owners)) {
+        for (const auto& r : placed->routes) ++unattached[r.user_listener];
+        for (const auto& r : kept->routes) --unattached[r.user_listener];
         c.host_trimmed = std::move(kept);
         placed = &*c.host_trimmed;
       }
@@ -957,6 +912,10 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     if (placed) {
       st.serving_generation = placed->generation;
       st.listeners = ListenerStatuses(*version);
+      // A route whose every host another namespace holds is not attached (HostConflict).
+      for (auto& l : st.listeners) {
+        if (auto it = unattached.find(l.name); it != unattached.end()) l.attached_routes -= std::min(l.attached_routes, it->second);
+      }
       // A listener that lost its port is not part of the snapshot listener of that port (it is
       // the winner's): no dataplane report about that port concerns this object.
       for (auto& l : st.listeners) {
@@ -991,23 +950,6 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   for (Candidate* c : order) {
     if (c->placed && !c->placed->canaries.empty()) {
       AttachCanaries(*c->placed, result.snapshot, canary_taken, &c->status.warnings);
-    }
-  }
-  if (!options_.allow_cross_namespace_hosts) {
-    for (const auto& d : KeepHostCertificatesInTheirNamespace(ports, certs, host_owners, options_.ingress_default_certificate)) {
-      // Told to the objects of the certificate's namespace that declare it on that port.
-      for (Candidate* c : order) {
-        if (!c->placed || c->key.ns != d.certificate.substr(0, d.certificate.find('/'))) continue;
-        for (const auto& l : c->placed->listeners) {
-          const auto& declared = l.proto.tls().certificates();
-          if (l.proto.port() != d.port || std::find(declared.begin(), declared.end(), d.certificate) == declared.end()) continue;
-          c->status.warnings.push_back(
-              {"HostConflict", c->key.kind == kKindLoadBalancer ? l.field + ".tls.certificates" : l.field,
-               "port " + std::to_string(d.port) + ": certificate " + d.certificate + " is valid for host " + d.host + " (" +
-                   d.owner.ToString() + "), which is routed by an older object of another namespace, and would be served "
-                   "to its clients: not served on this port (a host belongs to one namespace)"});
-        }
-      }
     }
   }
   Finish(ports, certs, result.snapshot);

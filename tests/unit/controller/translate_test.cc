@@ -9,7 +9,6 @@
 #include <sstream>
 
 #include "controller/source/manifest.h"
-#include "tests/unit/common/test_certificate.h"
 
 namespace doorman::controller {
 namespace {
@@ -1494,6 +1493,8 @@ TEST(Translate, AHostBelongsToTheNamespaceOfItsOldestObject) {
     const ObjectStatus* st = StatusOf(r, "evil");
     ASSERT_NE(st, nullptr);
     EXPECT_TRUE(st->accepted);
+    ASSERT_EQ(st->listeners.size(), 1u);
+    EXPECT_EQ(st->listeners[0].attached_routes, 2u);  // "login" is not attached
     ASSERT_EQ(st->warnings.size(), 2u);
     EXPECT_EQ(st->warnings[0].reason, "HostConflict");
     EXPECT_EQ(st->warnings[0].field, "spec.routes[0].match.hosts");
@@ -1523,54 +1524,8 @@ TEST(Translate, AHostBelongsToTheNamespaceOfItsOldestObject) {
     EXPECT_EQ(RouteNamed(r.snapshot, "shop/shop/site"), nullptr);
     EXPECT_NE(RouteNamed(r.snapshot, "evil/evil/login"), nullptr);
     EXPECT_EQ(StatusOf(r, "shop")->warnings.size(), 1u);
+    EXPECT_EQ(StatusOf(r, "shop")->listeners.at(0).attached_routes, 0u);
   }
-}
-
-std::pair<std::string, std::string> CertFor(const std::string& dns) { return doorman::testing::SelfSignedCertificate(dns); }
-
-// A host's clients are served a certificate of the host's namespace: another namespace's that
-// names it exactly (and would outrank the owner's wildcard) is taken off the shared port
-// (helper-138), while that namespace's certificate for its own host stays.
-TEST(Translate, AnotherNamespacesCertificateIsNotServedForAHost) {
-  auto secret = [](const std::string& ns, const std::string& name, const std::pair<std::string, std::string>& pem) {
-    return "---\napiVersion: v1\nkind: Secret\nmetadata: {name: " + name + ", namespace: " + ns +
-           "}\ntype: kubernetes.io/tls\n" + TlsStringDataOf(pem.first, pem.second);
-  };
-  auto lb = [](const std::string& ns, const std::string& created, const std::string& certs, const std::string& routes) {
-    return "---\napiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, namespace: " + ns +
-           ", creationTimestamp: \"" + created + "\"}\nspec:\n  listeners: [{name: web, port: 443, protocol: HTTPS, tls: "
-           "{certificates: [" + certs + "]}}]\n  routes:\n" + routes;
-  };
-  const std::string ep = "backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]";
-  const std::string yaml =
-      secret("shop", "wild", CertFor("*.web.test")) + secret("evil", "pay", CertFor("pay.web.test")) +
-      secret("evil", "own", CertFor("evil.test")) +
-      lb("shop", "2026-01-01T00:00:00Z", "{secretName: wild}", "    - {name: pay, listener: web, match: {hosts: [pay.web.test]}, " + ep + "}\n") +
-      lb("evil", "2026-01-02T00:00:00Z", "{secretName: own}, {secretName: pay}",
-         "    - {name: pay, listener: web, match: {hosts: [pay.web.test]}, " + ep + "}\n"
-         "    - {name: own, listener: web, match: {hosts: [evil.test]}, " + ep + "}\n");
-  Translator t;
-  auto r = t.Translate(Store(yaml));
-  const v1::Listener* l = ListenerNamed(r.snapshot, "https-443");
-  ASSERT_NE(l, nullptr);
-  EXPECT_EQ(std::vector<std::string>(l->tls().certificates().begin(), l->tls().certificates().end()),
-            (std::vector<std::string>{"shop/wild", "evil/own"}));
-  const ObjectStatus* evil = nullptr;
-  for (const auto& st : r.statuses) {
-    if (st.key.ns == "evil" && st.key.kind == "LoadBalancer") evil = &st;
-  }
-  ASSERT_NE(evil, nullptr);
-  std::vector<std::string> fields;
-  for (const auto& w : evil->warnings) {
-    if (w.reason == "HostConflict") fields.push_back(w.field);
-  }
-  EXPECT_EQ(fields, (std::vector<std::string>{"spec.routes[0].match.hosts", "spec.listeners[0].tls.certificates"}));
-  // Shared hosts (--allow-cross-namespace-hosts): the certificates are unioned as before.
-  TranslateOptions opts;
-  opts.allow_cross_namespace_hosts = true;
-  Translator shared(opts);
-  r = shared.Translate(Store(yaml));
-  EXPECT_EQ(ListenerNamed(r.snapshot, "https-443")->tls().certificates_size(), 3);
 }
 
 TEST(Translate, SharedHttpsPortNeedsEqualListenerSettings) {
