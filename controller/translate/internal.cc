@@ -300,15 +300,6 @@ std::string CookiePathProblem(const std::string& s) {
   return PathProblem(s);
 }
 
-bool IsHostPrefixedCookie(const std::string& name) {
-  static constexpr std::string_view kPrefix = "__host-";
-  if (name.size() < kPrefix.size()) return false;
-  for (size_t i = 0; i < kPrefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(name[i])) != kPrefix[i]) return false;
-  }
-  return true;
-}
-
 std::string HostPrefixedCookiePathWhy(const std::string& name) {
   return "cookie " + name + " is sent with Path=/: browsers refuse a __Host- cookie with any other path";
 }

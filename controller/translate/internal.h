@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/address.h"
+#include "common/cookie_prefix.h"
 #include "controller/model/object.h"
 #include "controller/translate/json_fields.h"
 #include "controller/translate/translate.h"
@@ -36,6 +37,7 @@ inline constexpr size_t kMaxExpectedStatuses = 16;
 
 using doorman::IsDns1123Label;      // common/address.h
 using doorman::IsDns1123Subdomain;
+using doorman::IsHostPrefixedCookie;  // common/cookie_prefix.h
 using doorman::IsObjectName;
 using doorman::NodeLocalAddressProblem;
 bool IsHostPattern(const std::string& s);  // "api.example.com" or "*.example.com"
@@ -59,9 +61,8 @@ std::string UnmatchablePathProblem(const std::string& s);
 // A cookie's Path attribute (RFC 6265 §4.1.1 path-value, starting with "/"): PathProblem and
 // no ';' (it would end the attribute). Empty when valid, else why not.
 std::string CookiePathProblem(const std::string& s);
-// A cookie name with the __Host- prefix (RFC 6265bis §4.1.3.2, case-insensitive): browsers take
-// it only with Path=/, so the dataplane always sends that; a declared path is said to be ignored.
-bool IsHostPrefixedCookie(const std::string& name);
+// A __Host- cookie (common/cookie_prefix.h IsHostPrefixedCookie) is always sent with Path=/: why
+// a declared other path is ignored.
 std::string HostPrefixedCookiePathWhy(const std::string& name);
 // A header field value the proxy may emit (RFC 9110 §5.5): visible characters, spaces and tabs
 // inside, obs-text; never CR, LF, NUL or another control character. Empty when valid.

@@ -150,6 +150,15 @@ std::vector<Problem> Conflicts(const CompiledObject& c, const PortMap& ports, st
   return out;
 }
 
+// Drops the backend sets no route of `c` names any more (after routes were left out).
+void DropUnusedBackendSets(CompiledObject& c) {
+  std::set<std::string> sets;
+  for (const auto& r : c.routes) {
+    for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
+  }
+  std::erase_if(c.backend_sets, [&](const v1::BackendSet& s) { return !sets.count(s.name()); });
+}
+
 // `c` without the listeners named in `lost`, as Gateway API treats conflicted listeners (not
 // programmed; the others are): their routes go too, and so do the backend sets and
 // certificates only those referred to. `conflicts` become PortConflict warnings.
@@ -165,11 +174,7 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
       if (r.before_redirect) r.proto = *std::exchange(r.before_redirect, std::nullopt);
     }
   }
-  std::set<std::string> sets;
-  for (const auto& r : out.routes) {
-    for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
-  }
-  std::erase_if(out.backend_sets, [&](const v1::BackendSet& s) { return !sets.count(s.name()); });
+  DropUnusedBackendSets(out);
   std::set<std::string> certs;
   for (const auto& l : out.listeners) certs.insert(l.proto.tls().certificates().begin(), l.proto.tls().certificates().end());
   std::erase_if(out.certificates, [&](const v1::TlsCertificate& t) { return !certs.count(t.name()); });
@@ -233,17 +238,7 @@ std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& ow
              " (a host belongs to one namespace; --allow-cross-namespace-hosts lets namespaces share it)"});
     if (!dropped) out.routes.push_back(std::move(r));
   }
-  std::set<std::string> sets;
-  for (const auto& r : out.routes) {
-    for (const auto& b : r.proto.backends()) sets.insert(b.backend_set());
-    if (r.proto.policy().has_canary()) {
-      for (const auto& b : r.proto.policy().canary().backends()) sets.insert(b.backend_set());
-    }
-  }
-  for (const auto& cn : out.canaries) {
-    for (const auto& s : cn.backend_sets) sets.insert(s.name());
-  }
-  std::erase_if(out.backend_sets, [&](const v1::BackendSet& s) { return !sets.count(s.name()); });
+  DropUnusedBackendSets(out);  // a canary Ingress has no routes, so never gets here
   return out;
 }
 

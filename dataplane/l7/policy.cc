@@ -1,11 +1,11 @@
 #include "dataplane/l7/policy.h"
 
-#include <cctype>
 #include <cstdio>
 
 #include <algorithm>
 #include <cmath>
 
+#include "common/cookie_prefix.h"
 #include "common/hash.h"
 
 namespace doorman::dataplane {
@@ -65,26 +65,12 @@ std::optional<uint64_t> ParseStickyCookieValue(std::string_view v) {
   return h;
 }
 
-namespace {
-
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i]))) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 std::string StickySetCookie(std::string_view name, std::string_view value, std::chrono::milliseconds ttl, bool secure,
                             std::string_view path) {
-  // Cookie name prefixes (RFC 6265bis §4.1.3, matched case-insensitively): browsers drop a
-  // __Secure- cookie without Secure, and a __Host- one without Secure or with a Path other than
-  // "/". Behind a TLS front the proxy's own listener may be plain HTTP, so the prefix, not the
-  // listener, decides.
-  const bool host_prefix = StartsWithNoCase(name, "__Host-");
-  if (host_prefix || StartsWithNoCase(name, "__Secure-")) secure = true;
+  // Behind a TLS front the proxy's own listener may be plain HTTP, so the name's prefix
+  // (common/cookie_prefix.h), not the listener, decides.
+  const bool host_prefix = IsHostPrefixedCookie(name);
+  if (host_prefix || IsSecurePrefixedCookie(name)) secure = true;
   if (host_prefix) path = "/";
   std::string out(name);
   out += "=";

@@ -375,6 +375,16 @@ def raw_exchange(port, data, timeout=5.0, host="127.0.0.1"):
         return out
 
 
+def read_to_eof(s):
+    """Everything socket `s` still delivers until its peer closes."""
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def backend_of(body):
     return json.loads(body)["backend"]
 

@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from backend import payload  # noqa: E402
-from harness import DoormanTestCase, curl, free_port, http_get, port_open, wait_until  # noqa: E402
+from harness import DoormanTestCase, curl, free_port, http_get, port_open, read_to_eof, wait_until  # noqa: E402
 
 HOST = "frame.local"
 MiB = 1 << 20
@@ -596,12 +596,7 @@ class L7Framing(DoormanTestCase):
             self.assertTrue(chunk, "closed before the end of the body: %r" % got)
             got += chunk
         s.sendall(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
-        rest = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
+        rest = read_to_eof(s)
         self.assertTrue(rest.startswith(b"HTTP/1.1 200"), "the next request got %r" % rest[:300])
         self.assertIn(b"\r\nconnection: close\r\n", rest.lower())
         self.assertIn(b'"/next"', rest)

@@ -15,7 +15,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, http_get, metric_value, one_ingress_yaml, port_open, wait_until  # noqa: E402
+from harness import (DoormanTestCase, curl, free_port, http_get, metric_value, one_ingress_yaml, port_open,  # noqa: E402
+                     read_to_eof, wait_until)
 
 
 def make_cert(dirpath, name, cn, sans):
@@ -651,12 +652,7 @@ class IngressSelfSignedDefault(DoormanTestCase):
                 self.assertFalse(cert in (der(a_crt), der(b_crt)), "SNI %r got a tenant's certificate" % sni)
                 seen.add(cert)
                 s.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
-                reply = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    reply += chunk
+                reply = read_to_eof(s)
                 self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:200])
                 self.assertIn(b'"backend": "b"', reply)
         self.assertEqual(len(seen), 1, "one self-signed certificate per dataplane process")
