@@ -192,7 +192,14 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
 // before; --allow-cross-namespace-hosts restores ingress-nginx's merging across namespaces.
 // Keyed by the exact host as written: a wildcard is a host of its own (a name it covers can be
 // another namespace's exact host, which outranks it as Gateway API ranks hosts).
-using HostOwners = std::map<std::string, ObjectKey>;  // host → the oldest object routing it
+// The owners also go to the dataplanes (Snapshot.host_owners, HostOwnersOf): there a request for
+// a host is not taken by another namespace's wildcard or any-host route, nor its SNI by another
+// namespace's certificate.
+struct HostOwner {
+  ObjectKey key;            // the oldest object routing the host
+  bool one_label = true;    // a "*." host: every route of the owner's namespace listing it covers one label
+};
+using HostOwners = std::map<std::string, HostOwner>;
 
 std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& owners) {
   std::map<size_t, std::vector<std::pair<std::string, ObjectKey>>> lost;  // route index → (host, owner)
@@ -201,8 +208,12 @@ std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& ow
     const CompiledListener* l = FindListener(c, r.user_listener);
     if (l == nullptr || !IsL7(l->proto.protocol())) continue;
     for (const auto& h : r.proto.match().hosts()) {
-      auto [it, fresh] = owners.try_emplace(h, c.key);
-      if (!fresh && it->second.ns != c.key.ns) lost[i].emplace_back(h, it->second);
+      auto [it, fresh] = owners.try_emplace(h, HostOwner{c.key});
+      if (!fresh && it->second.key.ns != c.key.ns) {
+        lost[i].emplace_back(h, it->second.key);
+      } else if (!r.proto.match().wildcard_one_label()) {
+        it->second.one_label = false;
+      }
     }
   }
   if (lost.empty()) return std::nullopt;
@@ -240,6 +251,16 @@ std::optional<CompiledObject> ClaimHosts(const CompiledObject& c, HostOwners& ow
   }
   DropUnusedBackendSets(out);  // a canary Ingress has no routes, so never gets here
   return out;
+}
+
+// Snapshot.host_owners: each host's namespace, in host order.
+void AddHostOwners(const HostOwners& owners, v1::Snapshot& snap) {
+  for (const auto& [host, owner] : owners) {
+    auto* o = snap.add_host_owners();
+    o->set_host(host);
+    o->set_namespace_(owner.key.ns);
+    o->set_wildcard_one_label(host.rfind("*.", 0) == 0 && owner.one_label);
+  }
 }
 
 void Place(const CompiledObject& c, size_t object_order, PortMap& ports, v1::Snapshot& snap,
@@ -948,6 +969,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
     }
   }
   Finish(ports, certs, result.snapshot);
+  if (!options_.allow_cross_namespace_hosts) AddHostOwners(host_owners, result.snapshot);
   std::map<ObjectKey, ObjectStatus*> status_of;
   std::set<std::string> fallbacks;
   std::map<std::string, RouteLabel> labels;

@@ -86,6 +86,7 @@ class Compiler {
     cfg_ = std::make_shared<RuntimeConfig>();
     cfg_->version = version;
     CompileBackendSets();
+    CompileHostOwners();
     CompileListenerHeaders();
     CompileRoutes();
     LinkListeners();
@@ -276,6 +277,7 @@ class Compiler {
                                                                                 : kDefaultL4IdleTimeout);
       out->served = *proto == Protocol::kTcp || *proto == Protocol::kTls || *proto == Protocol::kUdp ||
                     *proto == Protocol::kHttp || (*proto == Protocol::kHttps && opts_.tls_builder != nullptr);
+      if (out->is_l7()) out->host_owners = host_owners_;
       if (*proto == Protocol::kHttps && out->served) CompileListenerTls(in, where, out.get());
       if (!out->served && *proto == Protocol::kHttps && opts_.tls_builder != nullptr) {
         // CompileListenerTls warned why (no usable certificate).
@@ -352,6 +354,20 @@ class Compiler {
     }
   }
 
+  // Snapshot.host_owners. A malformed or contradicting entry is skipped with a warning (the
+  // controller sends neither): that host is then nobody's, as before ownership existed.
+  void CompileHostOwners() {
+    if (snap_.host_owners().empty()) return;
+    auto owners = std::make_shared<HostOwnership>();
+    for (const auto& o : snap_.host_owners()) {
+      if (!owners->Add(o.host(), o.namespace_(), o.wildcard_one_label())) {
+        Warn("host_owners: entry for host \"" + o.host() + "\" (namespace \"" + o.namespace_() +
+             "\") is empty or names a second namespace; skipped");
+      }
+    }
+    if (!owners->empty()) host_owners_ = std::move(owners);
+  }
+
   void CompileRoutes() {
     for (const auto& in : snap_.routes()) {
       const std::string where = "route \"" + in.name() + "\"";
@@ -364,9 +380,14 @@ class Compiler {
       auto out = std::make_unique<Route>();
       out->name = in.name();
       out->listener = in.listener();
+      out->ns = in.owner().namespace_();
       if (listener.is_l7()) {
         CompileMatch(in.match(), where, &out->match);
         FinishRouteMatch(&out->match);
+        // An exact host is its owner's alone (the controller's ClaimHosts): only a wildcard or an
+        // any-host match can cover another namespace's host.
+        const bool covers_others = out->match.any_host() || !out->match.wildcard_suffixes.empty();
+        out->check_host_owner = host_owners_ && covers_others && host_owners_->HasOwnerOtherThan(out->ns);
       } else {
         WarnL4Match(in, where, listener);
         if (listener.protocol == Protocol::kTls) CompileSni(in.match(), where, &out->sni);
@@ -822,6 +843,7 @@ class Compiler {
   }
 
   const pb::Snapshot& snap_;
+  std::shared_ptr<const HostOwnership> host_owners_;  // Snapshot.host_owners; null when empty
   const CompileOptions& opts_;
   std::vector<std::string>& warnings_;
 

@@ -106,6 +106,10 @@ struct Route {
   std::string name;
   std::string listener;
   RouteMatch match;
+  std::string ns;  // Route.owner.namespace
+  // L7: a host this route's wildcard or any-host match covers may belong to another namespace
+  // (Listener.host_owners), so SelectRoute asks whose it is.
+  bool check_host_owner = false;
   std::vector<WeightedBackendSet> backends;
   Millis connect_timeout = kDefaultConnectTimeout;
   Millis request_timeout = kDefaultRequestTimeout;  // L7: until the response header arrives
@@ -193,6 +197,9 @@ struct Listener {
   Millis idle_timeout = kDefaultL4IdleTimeout;
   std::vector<const Route*> routes;  // precedence order
   bool routes_sorted_by_host = false;  // routes ascend in match.best_host (SelectRoute stops early)
+  // L7: Snapshot.host_owners (null or empty = every host is anyone's). Shared with the TLS
+  // contexts, which outlive the config.
+  std::shared_ptr<const HostOwnership> host_owners;
   bool served = false;               // this build serves the protocol
   // HTTPS only: certificates in ListenerTls order (the first is the default) and the built contexts.
   std::vector<TlsCertificatePem> tls_certificates;

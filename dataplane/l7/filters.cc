@@ -1,5 +1,7 @@
 #include "dataplane/l7/filters.h"
 
+#include "dataplane/l7/router.h"
+
 #include <cctype>
 
 #include <arpa/inet.h>
@@ -129,14 +131,19 @@ void RequestIdGenerator::NextInto(std::string* out) {
   }
 }
 
-std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni) {
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni,
+                              const HostOwnership* owners, const std::vector<std::string>* namespaces) {
   if (sni.empty()) return 0;
   std::string host(sni);
   for (char& c : host) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   if (!host.empty() && host.back() == '.') host.pop_back();
+  const std::string_view owner =
+      owners != nullptr && namespaces != nullptr && namespaces->size() == names.size() ? owners->OwnerOf(host) : "";
+  auto candidate = [&](std::size_t i) { return owner.empty() || (*namespaces)[i] == owner; };
   for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!candidate(i)) continue;
     for (const auto& n : names[i]) {
       if (n == host) return i;
     }
@@ -145,6 +152,7 @@ std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names
   if (dot == std::string::npos || dot == 0) return 0;
   const std::string_view parent = std::string_view(host).substr(dot);  // ".example.com"
   for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!candidate(i)) continue;
     for (const auto& n : names[i]) {
       if (n.size() > 2 && n[0] == '*' && n[1] == '.' && std::string_view(n).substr(1) == parent) return i;
     }

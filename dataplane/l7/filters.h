@@ -25,6 +25,8 @@
 
 namespace doorman::dataplane {
 
+class HostOwnership;
+
 struct RedirectFilter {
   bool enabled = false;
   std::string scheme;  // "" = keep
@@ -83,7 +85,12 @@ class RequestIdGenerator {
 // the subject CN) to serve for `sni`: an exact name match first, then a wildcard ("*.example.com"
 // covers exactly one extra label, RFC 6125 §6.4.3), the earlier certificate winning ties; 0 (the
 // listener's default certificate) when nothing matches or there is no SNI.
-std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni);
+// With `owners` and `namespaces` (each certificate's, parallel to `names`): for a name another
+// namespace owns (HostOwnership), only that namespace's certificates are candidates, so another
+// tenant's exact-name certificate does not outrank the owner's wildcard; a name whose owner has
+// none gets the default, as any unknown name does.
+std::size_t SelectCertificate(const std::vector<std::vector<std::string>>& names, std::string_view sni,
+                              const HostOwnership* owners = nullptr, const std::vector<std::string>* namespaces = nullptr);
 
 // An incoming X-Request-Id is kept only when it is 1..128 visible ASCII characters.
 bool ValidRequestId(std::string_view id);

@@ -262,6 +262,41 @@ bool WildcardCovers(std::string_view suffix, std::string_view host, bool one_lab
 
 bool HostMatches(const RouteMatch& m, std::string_view host) { return MatchedHostRank(m, host).has_value(); }
 
+bool HostOwnership::Add(std::string_view host, std::string_view ns, bool wildcard_one_label) {
+  if (host.empty() || ns.empty() || host == "*" || host == "*.") return false;
+  bool fresh = true;
+  if (host.size() > 2 && host[0] == '*' && host[1] == '.') {
+    std::string suffix(host.substr(1));
+    for (char& c : suffix) c = Lower(c);
+    auto [it, added] = wildcards_.try_emplace(std::move(suffix), Wildcard{std::string(ns), wildcard_one_label});
+    fresh = added || it->second.ns == ns;
+    if (!added && it->second.ns == ns) it->second.one_label = it->second.one_label && wildcard_one_label;
+  } else {
+    auto [it, added] = exact_.try_emplace(NormalizeHost(host), std::string(ns));
+    fresh = added || it->second == ns;
+  }
+  if (fresh) namespaces_.emplace(ns);
+  return fresh;
+}
+
+std::string_view HostOwnership::OwnerOf(std::string_view host) const {
+  if (auto it = exact_.find(host); it != exact_.end()) return it->second;
+  if (wildcards_.empty()) return {};
+  // The longest suffix first: the most specific wildcard. Its labels before the suffix must be
+  // non-empty (WildcardCovers), and only one for a one-label wildcard.
+  const std::size_t first_dot = host.find('.');
+  for (std::size_t dot = first_dot; dot != std::string_view::npos; dot = host.find('.', dot + 1)) {
+    if (dot == 0 || host[dot - 1] == '.') continue;
+    auto it = wildcards_.find(host.substr(dot));
+    if (it != wildcards_.end() && (!it->second.one_label || dot == first_dot)) return it->second.ns;
+  }
+  return {};
+}
+
+bool HostOwnership::HasOwnerOtherThan(std::string_view ns) const {
+  return namespaces_.size() > 1 || (namespaces_.size() == 1 && *namespaces_.begin() != ns);
+}
+
 std::optional<std::string_view> RequestHeaders::Cookie(std::string_view name) const {
   const auto header = Get("cookie");
   return header ? FindCookie(*header, name) : std::nullopt;
@@ -407,6 +442,7 @@ const Route* SelectRoute(const Listener& listener, const RequestView& view, bool
   const Route* best = nullptr;
   HostRank best_host;
   RestRank best_rest{};
+  std::optional<std::string_view> owner;  // of `host`, looked up once when a route needs it
   for (const Route* r : listener.routes) {
     if (skip_forwarded_https_fallbacks && IsForwardedHttpsFallback(*r)) continue;
     const RouteMatch& m = r->match;
@@ -415,6 +451,12 @@ const Route* SelectRoute(const Listener& listener, const RequestView& view, bool
     if (best != nullptr && listener.routes_sorted_by_host && best_host < m.best_host) break;
     const auto host_rank = MatchedHostRank(m, host);
     if (!host_rank || (best != nullptr && best_host < *host_rank)) continue;
+    if (r->check_host_owner && listener.host_owners) {
+      // Another namespace's host is not this route's, though its wildcard or any-host match
+      // covers it (HostOwnership).
+      if (!owner) owner = listener.host_owners->OwnerOf(host);
+      if (!owner->empty() && *owner != r->ns) continue;
+    }
     if (!MatchesExceptHost(m, view)) continue;  // the host matched above
     const RestRank rest = RankRest(m);
     if (best == nullptr || *host_rank < best_host || rest < best_rest) {  // ties: the earlier route

@@ -17,8 +17,10 @@
 //   cookies: exact value of the first occurrence, no percent-decoding.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -92,6 +94,34 @@ struct RouteMatch {
   // The most specific host listed: what places the route in the controller's order. Set by
   // FinishRouteMatch().
   HostRank best_host;
+};
+
+// Snapshot.host_owners: which namespace each host routed on an HTTP/HTTPS port belongs to. A
+// request's host belongs to the owner of its exact name, else of the most specific `*.` wildcard
+// covering it (an Ingress's covers one label only); no owner = nobody's. SelectRoute leaves out
+// another namespace's routes for an owned host (they could only match it through a wildcard or
+// as any-host routes: the controller gives an exact host to its owner alone), and
+// SelectCertificate another namespace's certificates, as ingress-nginx serves a named host from
+// its own server block only.
+class HostOwnership {
+ public:
+  // `host`: an exact name or "*.suffix" (lowercased here). The first owner of a host stays; returns
+  // false for a repeated host of another namespace, or an empty host or namespace (not added).
+  bool Add(std::string_view host, std::string_view ns, bool wildcard_one_label);
+  // The owner's namespace, or "" when no host entry covers `normalized_host` (NormalizeHost's).
+  std::string_view OwnerOf(std::string_view normalized_host) const;
+  bool empty() const { return exact_.empty() && wildcards_.empty(); }
+  // Whether a host belongs to a namespace other than `ns` (else a route of `ns` needs no check).
+  bool HasOwnerOtherThan(std::string_view ns) const;
+
+ private:
+  struct Wildcard {
+    std::string ns;
+    bool one_label = false;
+  };
+  std::map<std::string, std::string, std::less<>> exact_;
+  std::map<std::string, Wildcard, std::less<>> wildcards_;  // keyed by ".suffix"
+  std::set<std::string, std::less<>> namespaces_;
 };
 
 // Computes the derived fields of a compiled RouteMatch (best_host).

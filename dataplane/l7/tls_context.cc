@@ -226,6 +226,7 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
                                                                 std::vector<std::string>* warnings,
                                                                 std::vector<CertificateExpiry>* expiry) {
   auto out = std::shared_ptr<TlsServerContext>(new TlsServerContext());
+  out->host_owners_ = listener.host_owners;
   if (expiry != nullptr) expiry->clear();
   for (const auto& pem : listener.tls_certificates) {
     Entry e;
@@ -289,6 +290,7 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     served_expiry();
     e.certificates.emplace_back(KeyType(e.ctx->native_handle()), pem.name);
     out->all_names_.push_back(e.names);
+    out->namespaces_.push_back(ns_of(pem.name));
     out->entries_.push_back(std::move(e));
   }
   if (out->entries_.empty()) return nullptr;
@@ -301,6 +303,7 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     if (e.ctx) {
       e.name = "self-signed default";
       out->all_names_.insert(out->all_names_.begin(), e.names);
+      out->namespaces_.insert(out->namespaces_.begin(), std::string());
       out->entries_.insert(out->entries_.begin(), std::move(e));
     } else {
       warnings->push_back("listener \"" + listener.name + "\": the self-signed default certificate is unusable (" +
@@ -335,7 +338,7 @@ int TlsServerContext::OnClientHello(SSL* ssl, int*, void* arg) {
   const std::size_t name_len = (std::size_t{p[3]} << 8) | p[4];
   if (name_len == 0 || 5 + name_len > len) return SSL_CLIENT_HELLO_SUCCESS;  // OpenSSL refuses it later
   const std::string_view sni(reinterpret_cast<const char*>(p + 5), name_len);
-  const std::size_t i = SelectCertificate(self->all_names_, sni);
+  const std::size_t i = SelectCertificate(self->all_names_, sni, self->host_owners_.get(), &self->namespaces_);
   if (i != 0) SSL_set_SSL_CTX(ssl, self->entries_[i].ctx->native_handle());
   return SSL_CLIENT_HELLO_SUCCESS;
 }

@@ -44,6 +44,8 @@ class TlsServerContext {
   static int OnClientHello(SSL* ssl, int* alert, void* arg);
   std::vector<Entry> entries_;
   std::vector<std::vector<std::string>> all_names_;
+  std::vector<std::string> namespaces_;  // each entry's certificate namespace ("" = the self-signed default)
+  std::shared_ptr<const HostOwnership> host_owners_;  // Listener.host_owners, kept with the context
 };
 
 // OpenSSL client context for TLS to a route's backends (backend protocol HTTPS): TLS >= 1.2, the

@@ -28,12 +28,12 @@ def make_cert(dirpath, name, cn, sans):
     return crt, key
 
 
-def secret(name, crt, key):
+def secret(name, crt, key, namespace="default"):
     b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()  # noqa: E731
     return f"""\
 apiVersion: v1
 kind: Secret
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: {namespace}}}
 type: kubernetes.io/tls
 data: {{tls.crt: {b64(crt)}, tls.key: {b64(key)}}}
 """
@@ -324,6 +324,62 @@ spec:
                     self.assertEqual(ssl.PEM_cert_to_DER_cert(served), der(crt), (version, sigalgs))
                 else:  # a client that takes both gets one of them
                     self.assertIn(ssl.PEM_cert_to_DER_cert(served), (der(ec[0]), der(rsa[0])))
+
+
+class HostOwnershipOnASharedPort(DoormanTestCase):
+    """A host belongs to the namespace of the oldest object routing it (docs/controller.md "Sharing a
+    port"): on a port namespaces share, another namespace's host-less route does not take its
+    unmatched paths, and another namespace's certificate naming it exactly does not outrank the
+    owner's wildcard certificate."""
+
+    def test_another_namespace_takes_neither_the_paths_nor_the_handshakes_of_a_host(self):
+        d = self.tmp
+        shop_b, other_b = self.start_backend("shop"), self.start_backend("other")
+        wild = make_cert(d, "wild", "*.example.test", ["*.example.test"])
+        exact = make_cert(d, "exact", "shop.example.test", ["shop.example.test", "other.example.test"])
+        https = free_port()
+        self.write_manifest("secrets.yaml", secret("wild", *wild, namespace="shop") + "---\n" +
+                            secret("exact", *exact, namespace="other"))
+
+        def lb(ns, created, cert, routes):
+            return f"""\
+apiVersion: doorman.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: lb, namespace: {ns}, creationTimestamp: "{created}"}}
+spec:
+  listeners: [{{name: secure, port: {https}, protocol: HTTPS, tls: {{certificates: [{{secretName: {cert}}}]}}}}]
+  routes:
+{routes}"""
+        self.write_manifest("shop.yaml", lb("shop", "2026-01-01T00:00:00Z", "wild", f"""\
+    - name: cart
+      listener: secure
+      match: {{hosts: [shop.example.test], path: {{type: Prefix, value: /cart}}}}
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {shop_b}}}]}}]
+"""))
+        self.write_manifest("other.yaml", lb("other", "2026-02-01T00:00:00Z", "exact", f"""\
+    - name: everything
+      listener: secure
+      backends: [{{endpoints: [{{address: 127.0.0.1, port: {other_b}}}]}}]
+"""))
+        self.start_controller()
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(https), what="HTTPS listener")
+
+        def get(host, path, cafile):
+            r = curl(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert", cafile, "--resolve",
+                      "%s:%d:127.0.0.1" % (host, https), "https://%s:%d%s" % (host, https, path)])
+            self.assertEqual(r.returncode, 0, "%s%s: %s" % (host, path, r.stderr))
+            body, _, code = r.stdout.rpartition("\n")
+            return int(code), (json.loads(body)["backend"] if code == "200" else None)
+
+        # Verified against shop's wildcard certificate only: other's exact one is not served.
+        self.assertEqual(get("shop.example.test", "/cart/1", wild[0]), (200, "shop"))
+        self.assertEqual(get("shop.example.test", "/login", wild[0]), (404, None),
+                         "other's host-less route took shop's unmatched path")
+        # other's own name, and a name nobody routes, still go to other's route.
+        self.assertEqual(get("other.example.test", "/login", exact[0]), (200, "other"))
+        self.assertEqual(get("nobody.example.test", "/login", wild[0]), (200, "other"))
 
 
 class L7TlsClientAbort(DoormanTestCase):

@@ -2066,5 +2066,21 @@ spec:
   EXPECT_NE(st->warnings[0].message.find("on spec.defaultBackend"), std::string::npos) << st->warnings[0].message;
 }
 
+// Snapshot.host_owners: an Ingress's "*." host owns one label (wildcard_one_label), unless a
+// LoadBalancer of its namespace also routes that wildcard (one or more labels).
+TEST(TranslateIngress, HostOwnersCarryTheWildcardSemantics) {
+  const std::string lb =
+      "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: lb, namespace: default, creationTimestamp: "
+      "\"2026-03-01T00:00:00Z\"}\nspec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n  routes:\n"
+      "    - {name: w, listener: web, match: {hosts: [\"*.both.test\"]}, backends: [{endpoints: [{address: 10.0.0.1, port: 1}]}]}\n";
+  Translator t;
+  auto r = t.Translate(Store(Docs({Fixture(), Ingress("one", Rule("*.one.test"), "", "2026-01-01T00:00:00Z"),
+                                   Ingress("both", Rule("*.both.test"), "", "2026-01-01T00:00:00Z"), lb})));
+  std::map<std::string, std::string> owners;
+  for (const auto& o : r.snapshot.host_owners()) owners[o.host()] = o.namespace_() + (o.wildcard_one_label() ? "/1" : "");
+  EXPECT_EQ(owners["*.one.test"], "default/1");
+  EXPECT_EQ(owners["*.both.test"], "default");
+}
+
 }  // namespace
 }  // namespace doorman::controller

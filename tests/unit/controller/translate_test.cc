@@ -1507,6 +1507,13 @@ TEST(Translate, AHostBelongsToTheNamespaceOfItsOldestObject) {
     // The backend set of the route not served is not sent either.
     for (const auto& set : r.snapshot.backend_sets()) EXPECT_NE(set.name(), "evil/evil/login/0");
     EXPECT_TRUE(StatusOf(r, "blog")->warnings.empty());  // one namespace shares its host
+    // The dataplanes learn whose each host is (so evil's wildcard or catch-all routes cannot take
+    // web.test's unmatched paths, nor its certificates web.test's handshakes).
+    std::vector<std::string> owners;
+    for (const auto& o : r.snapshot.host_owners()) {
+      owners.push_back(o.host() + "=" + o.namespace_() + (o.wildcard_one_label() ? "/1" : ""));
+    }
+    EXPECT_EQ(owners, (std::vector<std::string>{"evil.test=evil", "own.test=evil", "web.test=shop"}));
   }
   {
     TranslateOptions opts;
@@ -1515,6 +1522,7 @@ TEST(Translate, AHostBelongsToTheNamespaceOfItsOldestObject) {
     auto r = t.Translate(Store(shop + "---\n" + evil));
     EXPECT_TRUE(StatusOf(r, "evil")->warnings.empty());
     EXPECT_NE(RouteNamed(r.snapshot, "evil/evil/login"), nullptr);
+    EXPECT_EQ(r.snapshot.host_owners_size(), 0);  // every host is everyone's
   }
   {
     // The older object's namespace owns it, whichever namespace that is.

@@ -1,4 +1,5 @@
 #include "dataplane/l7/filters.h"
+#include "dataplane/l7/router.h"
 
 #include <gtest/gtest.h>
 
@@ -107,6 +108,24 @@ TEST(FiltersTest, SelectCertificateBySni) {
   EXPECT_EQ(SelectCertificate(names, "a.b.example.com"), 0u);   // one label only
   EXPECT_EQ(SelectCertificate(names, "example.com"), 0u);
   EXPECT_EQ(SelectCertificate(names, "b.test"), 3u);
+}
+
+// For a name another namespace owns, only that namespace's certificates are candidates: another
+// tenant's exact-name certificate does not outrank the owner's wildcard.
+TEST(FiltersTest, SelectCertificateHonoursHostOwners) {
+  const std::vector<std::vector<std::string>> names = {{"default.test"}, {"*.example.com"}, {"shop.example.com"}, {"b.test"}};
+  const std::vector<std::string> namespaces = {"admin", "a", "b", "b"};
+  HostOwnership owners;
+  owners.Add("shop.example.com", "a", false);
+  owners.Add("b.test", "a", false);
+  EXPECT_EQ(SelectCertificate(names, "shop.example.com"), 2u);  // no owners: exact beats wildcard
+  EXPECT_EQ(SelectCertificate(names, "shop.example.com", &owners, &namespaces), 1u);  // a's wildcard
+  EXPECT_EQ(SelectCertificate(names, "SHOP.example.com.", &owners, &namespaces), 1u);
+  EXPECT_EQ(SelectCertificate(names, "b.test", &owners, &namespaces), 0u);  // a has none: the default
+  EXPECT_EQ(SelectCertificate(names, "other.example.com", &owners, &namespaces), 1u);  // nobody's
+  EXPECT_EQ(SelectCertificate(names, "", &owners, &namespaces), 0u);
+  const std::vector<std::string> short_list = {"admin"};  // not parallel to names: ignored
+  EXPECT_EQ(SelectCertificate(names, "shop.example.com", &owners, &short_list), 2u);
 }
 
 TEST(FiltersTest, RequestIds) {

@@ -492,5 +492,99 @@ TEST(RouterTest, PathParametersAreNotPartOfTheRoutingPath) {
   }
 }
 
+// Snapshot.host_owners: a host another namespace owns is not taken by this namespace's wildcard
+// or any-host routes (ingress-nginx serves a named host from its own server block only), while
+// the owner's own fallbacks still serve its unmatched paths.
+TEST(RouterTest, AnotherNamespacesHostIsNotTakenByAWildcardOrCatchAll) {
+  v1::Snapshot s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+    listeners {
+      name: "http-80" port: 80 protocol: HTTP
+      routes: "a/shop/exact" routes: "b/wild/any-sub" routes: "a/shop/own-wild" routes: "b/catch/all" routes: "a/shop/catch"
+    }
+    routes { name: "a/shop/exact" listener: "http-80" owner { namespace: "a" } match { hosts: "shop.example.com" path { type: PREFIX value: "/cart" } } }
+    routes { name: "b/wild/any-sub" listener: "http-80" owner { namespace: "b" } match { hosts: "*.example.com" } }
+    routes { name: "a/shop/own-wild" listener: "http-80" owner { namespace: "a" } match { hosts: "*.shop.example.com" wildcard_one_label: true } }
+    routes { name: "b/catch/all" listener: "http-80" owner { namespace: "b" } match { path { type: PREFIX value: "/login" } } }
+    routes { name: "a/shop/catch" listener: "http-80" owner { namespace: "a" } match { path { type: PREFIX value: "/help" } } }
+    host_owners { host: "shop.example.com" namespace: "a" }
+    host_owners { host: "*.example.com" namespace: "b" }
+    host_owners { host: "*.shop.example.com" namespace: "a" wildcard_one_label: true }
+    host_owners { host: "bonly.test" namespace: "b" }
+  )pb",
+                                                            &s));
+  auto r = Compile(s, 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_TRUE(r.warnings.empty()) << r.warnings.front();
+  const Listener& l = *r.config->FindListener("http-80");
+  struct Case {
+    const char* host;
+    const char* target;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"shop.example.com", "/cart/1", "a/shop/exact"},
+      {"Shop.Example.com.:80", "/other", "<none>"},       // b's wildcard does not take a's host
+      {"shop.example.com", "/login", "<none>"},           // nor b's host-less route
+      {"shop.example.com", "/help", "a/shop/catch"},      // a's own host-less route does
+      {"x.shop.example.com", "/", "a/shop/own-wild"},     // a's one-label wildcard
+      {"x.shop.example.com", "/login", "a/shop/own-wild"},
+      {"y.x.shop.example.com", "/", "b/wild/any-sub"},    // not a's (one label): b's wildcard
+      {"blog.example.com", "/", "b/wild/any-sub"},        // b's own
+      {"blog.example.com", "/help", "b/wild/any-sub"},    // a's host-less route ranks after b's wildcard
+      {"bonly.test", "/login", "b/catch/all"},            // b's host: b's host-less route
+      {"bonly.test", "/help", "<none>"},                  // not a's
+      {"unowned.test", "/login", "b/catch/all"},           // nobody's host: everyone's routes
+      {"unowned.test", "/help", "a/shop/catch"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(SelectName(l, "GET", c.host, c.target, {}), c.want) << c.host << c.target;
+}
+
+TEST(RouterTest, HostOwnershipFindsTheMostSpecificOwner) {
+  HostOwnership o;
+  EXPECT_TRUE(o.empty());
+  EXPECT_TRUE(o.Add("A.example.com", "a", false));
+  EXPECT_TRUE(o.Add("*.example.com", "b", false));
+  EXPECT_TRUE(o.Add("*.one.example.com", "c", true));
+  EXPECT_TRUE(o.Add("a.example.com", "a", false));   // the same owner again
+  EXPECT_FALSE(o.Add("a.example.com", "z", false));  // a second namespace: the first stays
+  EXPECT_FALSE(o.Add("", "a", false));
+  EXPECT_FALSE(o.Add("x.test", "", false));
+  EXPECT_FALSE(o.Add("*", "a", false));
+  EXPECT_EQ(o.OwnerOf("a.example.com"), "a");
+  EXPECT_EQ(o.OwnerOf("z.example.com"), "b");
+  EXPECT_EQ(o.OwnerOf("deep.z.example.com"), "b");
+  EXPECT_EQ(o.OwnerOf("x.one.example.com"), "c");
+  EXPECT_EQ(o.OwnerOf("y.x.one.example.com"), "b");  // c's covers one label only
+  EXPECT_EQ(o.OwnerOf("example.com"), "");
+  EXPECT_EQ(o.OwnerOf(".example.com"), "");
+  EXPECT_EQ(o.OwnerOf("a..example.com"), "");
+  EXPECT_EQ(o.OwnerOf("other.test"), "");
+  EXPECT_TRUE(o.HasOwnerOtherThan("a"));
+  HostOwnership single;
+  single.Add("x.test", "a", false);
+  EXPECT_FALSE(single.HasOwnerOtherThan("a"));
+  EXPECT_TRUE(single.HasOwnerOtherThan("b"));
+}
+
+// Garbage in host_owners does not refuse the snapshot: the entry is skipped with a warning.
+TEST(RouterTest, MalformedHostOwnersAreSkippedWithAWarning) {
+  v1::Snapshot s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+    listeners { name: "http-80" port: 80 protocol: HTTP routes: "b/x/any" }
+    routes { name: "b/x/any" listener: "http-80" owner { namespace: "b" } }
+    host_owners { host: "a.test" namespace: "a" }
+    host_owners { host: "a.test" namespace: "c" }
+    host_owners { host: "" namespace: "a" }
+  )pb",
+                                                            &s));
+  auto r = Compile(s, 1, {});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.warnings.size(), 2u);
+  const Listener& l = *r.config->FindListener("http-80");
+  EXPECT_EQ(SelectName(l, "GET", "a.test", "/", {}), "<none>");
+  EXPECT_EQ(SelectName(l, "GET", "b.test", "/", {}), "b/x/any");
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
