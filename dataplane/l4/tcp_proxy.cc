@@ -23,6 +23,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <utility>
 #include <vector>
 
 #include "common/log.h"
@@ -41,7 +42,7 @@ using boost::system::error_code;
 constexpr std::size_t kPumpBuffer = 16 * 1024;       // per direction, in the pump's frame
 constexpr std::size_t kPumpBufferBulk = 64 * 1024;  // after a read filled kPumpBuffer
 constexpr unsigned kSyncReads = 16;                  // in-place reads in a row, then yield
-constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB
+constexpr uint64_t kBytesFlushThreshold = 1 << 20;  // add to the shared counter every MiB (and every sweep)
 constexpr int64_t kProxyHeaderTimeoutMs = 5'000;     // PROXY header must arrive within this
 
 l4::ProxyAddress ToProxyAddress(const tcp::endpoint& ep) {
@@ -92,8 +93,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     if (prev_) prev_->next_ = next_;
     else list_->head = next_;
     if (next_) next_->prev_ = prev_;
-    if (rx_pending_) rx_.Increment(static_cast<double>(rx_pending_));
-    if (tx_pending_) tx_.Increment(static_cast<double>(tx_pending_));
+    FlushBytes();
     if (endpoint_state_) endpoint_state_->active.fetch_sub(1, std::memory_order_relaxed);
     active_.Decrement();
     w_.shared().l4_active.fetch_sub(1, std::memory_order_relaxed);
@@ -124,9 +124,12 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     co_await Pump(self, self->client_, self->upstream_, true);
   }
 
-  // Called by the worker's sweep: closes the session when idle or drained too long, or when a
-  // PROXY header is overdue.
+  // Called by the worker's sweep: adds the bytes counted since the last sweep to
+  // doorman_l4_bytes_total (so a long-lived, low-volume connection shows within a second, at one
+  // add per connection per second at most); closes the session when idle or drained too long, or
+  // when a PROXY header is overdue.
   void Sweep(int64_t now_ms) {
+    FlushBytes();
     if (header_deadline_ms_ != 0 && now_ms >= header_deadline_ms_) {
       header_deadline_ms_ = 0;
       // A PROXY header or ClientHello that did not arrive in time: reset (as any refusal of a
@@ -581,6 +584,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       (rx ? rx_ : tx_).Increment(static_cast<double>(pending));
       pending = 0;
     }
+  }
+  void FlushBytes() {
+    if (rx_pending_) rx_.Increment(static_cast<double>(std::exchange(rx_pending_, 0)));
+    if (tx_pending_) tx_.Increment(static_cast<double>(std::exchange(tx_pending_, 0)));
   }
 
   // The peer of `from` reset its connection (or it failed). What this side already accepted from

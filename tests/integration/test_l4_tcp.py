@@ -208,6 +208,23 @@ class TcpHygiene(DoormanTestCase):
         self.assertEqual(got, payload + b"a:EOF")
         s.close()
 
+    def test_the_bytes_of_an_open_low_volume_connection_are_counted(self):
+        # A database-like session: a few hundred bytes, then it stays open. Its bytes must reach
+        # doorman_l4_bytes_total while it lives (the worker's sweep adds them once a second), not
+        # only at 1 MiB or at close.
+        self.start(manifest(self.port, [self.a.port]))
+
+        def counted(direction):
+            return metric_value(self.dataplane_metrics(), "doorman_l4_bytes_total", {"direction": direction}) or 0
+        rx0, tx0 = counted("rx"), counted("tx")
+        s, _ = connect(self.port)
+        self.addCleanup(s.close)
+        s.sendall(b"x" * 300)
+        self.assertEqual(recv_exact(s, 300), b"x" * 300)
+        wait_until(lambda: counted("rx") - rx0 >= 300 and counted("tx") - tx0 >= 300, timeout=10,
+                   what="the open connection's bytes counted")
+        self.assertEqual(self.a.endings, [], "the connection is still open")
+
     def test_client_reset_is_propagated_to_the_backend(self):
         self.start(manifest(self.port, [self.a.port]))
         s, _ = connect(self.port)
