@@ -2,16 +2,22 @@
 
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <boost/asio/ip/address.hpp>
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <ctime>
+#include <functional>
+#include <mutex>
 
 #include "common/pem_no_prompt.h"
 #include "dataplane/l7/filters.h"
@@ -25,6 +31,117 @@ namespace ssl = boost::asio::ssl;
 constexpr const char* kCiphers12 =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// Session-ticket keys, one ring per process shared by every server context: a ticket stays
+// valid across config generations (an EndpointSlice change rebuilds every context, and with
+// per-context keys each one cut every client's resumption), and keys rotate on a clock, not on
+// config changes: a new key every kTicketKeyPeriodS, the previous one still decrypting (its
+// tickets are renewed) until it is 2 periods old, then forgotten, so a stolen key opens at most
+// 2 hours of tickets (forward secrecy for resumed sessions, as nginx/HAProxy get from rotated
+// ticket key files). Keys are random, never logged, and cleansed when dropped.
+constexpr int64_t kTicketKeyPeriodS = 3600;
+
+struct TicketKey {
+  unsigned char name[16];
+  unsigned char aes[32];   // AES-256-CBC
+  unsigned char hmac[32];  // HMAC-SHA256
+  int64_t born_s = 0;
+};
+
+class TicketKeyRing {
+ public:
+  // The newest key (a fresh one when it is due); false when no random key could be made.
+  bool ForEncrypt(TicketKey* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!RotateIfDue()) return false;
+    *out = keys_[0];
+    return true;
+  }
+  // The key named `name` while it is accepted; *newest: it is the current one.
+  bool ForDecrypt(const unsigned char* name, TicketKey* out, bool* newest) {
+    std::lock_guard<std::mutex> lock(mu_);
+    RotateIfDue();
+    for (int i = 0; i < count_; ++i) {
+      if (std::memcmp(keys_[i].name, name, sizeof keys_[i].name) == 0) {
+        *out = keys_[i];
+        *newest = i == 0;
+        return true;
+      }
+    }
+    return false;
+  }
+  void SetClock(std::function<int64_t()> clock) {
+    std::lock_guard<std::mutex> lock(mu_);
+    clock_ = std::move(clock);
+    Clear();
+  }
+
+ private:
+  int64_t Now() const {
+    if (clock_) return clock_();
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  void Clear() {
+    OPENSSL_cleanse(keys_, sizeof keys_);
+    count_ = 0;
+  }
+  bool RotateIfDue() {
+    const int64_t now = Now();
+    // Forget what is 2 periods old (an idle process may skip several rotations).
+    while (count_ > 0 && now - keys_[count_ - 1].born_s >= 2 * kTicketKeyPeriodS) {
+      OPENSSL_cleanse(&keys_[--count_], sizeof(TicketKey));
+    }
+    if (count_ > 0 && now - keys_[0].born_s < kTicketKeyPeriodS) return true;
+    TicketKey fresh;
+    if (RAND_bytes(fresh.name, sizeof fresh.name) != 1 || RAND_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
+        RAND_bytes(fresh.hmac, sizeof fresh.hmac) != 1) {
+      OPENSSL_cleanse(&fresh, sizeof fresh);
+      return count_ > 0 && now - keys_[0].born_s < 2 * kTicketKeyPeriodS;
+    }
+    fresh.born_s = now;
+    if (count_ == 2) OPENSSL_cleanse(&keys_[1], sizeof(TicketKey));
+    keys_[1] = keys_[0];
+    keys_[0] = fresh;
+    OPENSSL_cleanse(&fresh, sizeof fresh);
+    count_ = std::min(count_ + 1, 2);
+    return true;
+  }
+
+  std::mutex mu_;
+  TicketKey keys_[2] = {};  // newest first
+  int count_ = 0;
+  std::function<int64_t()> clock_;
+};
+
+TicketKeyRing& TicketKeys() {
+  static TicketKeyRing* ring = new TicketKeyRing();  // never destroyed: handshakes may run at exit
+  return *ring;
+}
+
+// SSL_CTX_set_tlsext_ticket_key_evp_cb: 1 = encrypted / decrypted with the current key, 2 =
+// decrypted with the previous key (OpenSSL then issues a new ticket), 0 = unknown or retired key
+// (a full handshake), -1 = error.
+int OnTicketKey(SSL*, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
+  TicketKey k;
+  bool newest = true;
+  int rc = -1;
+  if (enc == 1) {
+    if (!TicketKeys().ForEncrypt(&k) || RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+    std::memcpy(key_name, k.name, sizeof k.name);
+    if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes, iv) == 1) rc = 1;
+  } else {
+    if (!TicketKeys().ForDecrypt(key_name, &k, &newest)) return 0;
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes, iv) == 1) rc = newest ? 1 : 2;
+  }
+  if (rc > 0) {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof k.hmac),
+                           OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+    if (EVP_MAC_CTX_set_params(mac, params) != 1) rc = -1;
+  }
+  OPENSSL_cleanse(&k, sizeof k);
+  return rc;
+}
 
 std::string OpenSslError() {
   const unsigned long e = ERR_get_error();
@@ -315,16 +432,34 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     // A session belongs to the certificate it was made with (RFC 6066 §3: not resumed under
     // another name): each context has its own session id context, which the client hello
     // callback switches to before OpenSSL looks the session up, so a session or ticket from
-    // certificate A offered with SNI B is ignored and B gets a full handshake.
-    const std::string sid_ctx = "doorman/" + std::to_string(i);
-    SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>(sid_ctx.data()),
-                                   static_cast<unsigned int>(sid_ctx.size()));
+    // certificate A offered with SNI B is ignored and B gets a full handshake. Ticket keys
+    // outlive the config generation (TicketKeyRing), so the id must name the certificate itself,
+    // not its place in the list: the SHA-256 of its chain(s), so a ticket made under one
+    // certificate never resumes under another that took its place, nor under a renewed one.
+    unsigned char sid[32];
+    unsigned int sid_len = 0;
+    std::string material = "doorman/";
+    if (out->entries_[i].certificates.empty()) material += "self-signed default";  // one per process
+    for (const auto& [type, name] : out->entries_[i].certificates) {
+      for (const auto& pem : listener.tls_certificates) {
+        if (pem.name == name) material.append(pem.chain_pem).push_back('\0');
+      }
+    }
+    if (EVP_Digest(material.data(), material.size(), sid, &sid_len, EVP_sha256(), nullptr) != 1 ||
+        sid_len > SSL_MAX_SID_CTX_LENGTH) {
+      *error = "cannot hash certificate \"" + out->entries_[i].name + "\" for its session id context";
+      return nullptr;
+    }
+    SSL_CTX_set_session_id_context(c, sid, sid_len);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(c, OnTicketKey);
     SSL_CTX_set_client_hello_cb(c, OnClientHello, out.get());
     SSL_CTX_set_tlsext_servername_callback(c, OnServerName);
     SSL_CTX_set_tlsext_servername_arg(c, out.get());
   }
   return out;
 }
+
+void SetTicketKeyClockForTesting(std::function<int64_t()> clock) { TicketKeys().SetClock(std::move(clock)); }
 
 // Runs first in the handshake, before the session lookup: picks the certificate's context by
 // the server_name extension read from the raw ClientHello (RFC 6066 §3 layout).

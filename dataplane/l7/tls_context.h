@@ -10,6 +10,8 @@
 #pragma once
 
 #include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -47,6 +49,11 @@ class TlsServerContext {
   std::vector<std::string> namespaces_;  // each entry's certificate namespace ("" = the self-signed default)
   std::shared_ptr<const HostOwnership> host_owners_;  // Listener.host_owners, kept with the context
 };
+
+// Tests only: the clock (seconds) session-ticket keys rotate by, and forgets every key; null =
+// the steady clock. Keys are process-wide (one ring for every context, so tickets survive config
+// generations) and rotate hourly: docs/l7.md "TLS termination".
+void SetTicketKeyClockForTesting(std::function<int64_t()> clock);
 
 // OpenSSL client context for TLS to a route's backends (backend protocol HTTPS): TLS >= 1.2, the
 // same modern cipher list, ALPN "http/1.1". With a CA bundle the backend's chain and name are

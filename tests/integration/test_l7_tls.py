@@ -172,6 +172,30 @@ spec:
                 self.assertNotIn("Reused,", other.stdout)
                 self.assertIn("CN = b.test", other.stdout)
 
+    def test_a_session_resumes_across_a_config_change_but_not_a_renewed_certificate(self):
+        # Every snapshot rebuilds the TLS contexts; ticket keys are process-wide, so a config change
+        # (here a new route; in a cluster any EndpointSlice change) does not cut resumption. A
+        # renewed certificate under the same Secret name is another certificate: a full handshake.
+        request = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        lb = open(os.path.join(self.manifests, "lb.yaml")).read()
+        for version in ("-tls1_2", "-tls1_3"):
+            with self.subTest(version):
+                sess = os.path.join(self.tmp, "session-across" + version)
+                first = self.s_client(version, "-servername", "a.test", "-sess_out", sess, "-ign_eof", request=request)
+                self.assertIn("CN = a.test", first.stdout)
+                lb += "    - {name: extra%s, listener: plain, match: {path: {type: Exact, value: /e}}, " \
+                      "backends: [{endpoints: [{address: 127.0.0.1, port: %d}]}]}\n" % (version[-1], self.backend)
+                self.write_manifest("lb.yaml", lb)
+                self.version = self.wait_version_change(self.version)
+                again = self.s_client(version, "-servername", "a.test", "-sess_in", sess)
+                self.assertIn("Reused,", again.stdout)
+        a2 = make_cert(self.tmp, "a2", "a.test", ["a.test", "*.a.test"])
+        self.write_manifest("secrets.yaml", secret("a-cert", *a2) + "---\n" + secret("b-cert", *self.b))
+        self.version = self.wait_version_change(self.version)
+        renewed = self.s_client("-tls1_3", "-servername", "a.test", "-sess_in", sess)
+        self.assertIn("New,", renewed.stdout)
+        self.assertNotIn("Reused,", renewed.stdout)
+
     def test_min_version_and_alpn(self):
         old = self.s_client("-tls1_1", "-servername", "a.test")
         self.assertNotIn("CN = a.test", old.stdout)

@@ -168,5 +168,106 @@ TEST(TlsServerContext, RsaAndEcdsaForTheSameNamesShareAContext) {
       << warnings[0];
 }
 
+
+// One in-memory handshake (a BIO pair, no sockets) of a client naming `sni` against `server`,
+// offering `offer` (null: none). Returns the client's session once it has read the server's
+// tickets (null if the handshake failed) and sets *reused.
+SSL_SESSION* Handshake(const TlsServerContext& server, const char* sni, SSL_SESSION* offer, int max_version, bool* reused) {
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
+  SSL_CTX_set_max_proto_version(cctx, max_version);
+  SSL* c = SSL_new(cctx);
+  SSL* s = SSL_new(server.initial().native_handle());
+  BIO* cb = nullptr;
+  BIO* sb = nullptr;
+  BIO_new_bio_pair(&cb, 0, &sb, 0);
+  SSL_set_bio(c, cb, cb);
+  SSL_set_bio(s, sb, sb);
+  SSL_set_connect_state(c);
+  SSL_set_accept_state(s);
+  SSL_set_tlsext_host_name(c, sni);
+  if (offer != nullptr) SSL_set_session(c, offer);
+  bool c_done = false, s_done = false, failed = false;
+  for (int round = 0; round < 50 && !(c_done && s_done) && !failed; ++round) {
+    for (auto [ssl, done] : {std::pair{c, &c_done}, std::pair{s, &s_done}}) {
+      if (*done) continue;
+      const int r = SSL_do_handshake(ssl);
+      if (r == 1) {
+        *done = true;
+      } else if (const int e = SSL_get_error(ssl, r); e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        failed = true;
+      }
+    }
+  }
+  SSL_SESSION* out = nullptr;
+  if (c_done && s_done) {
+    char byte;
+    SSL_read(c, &byte, 1);  // no data: reads the TLS 1.3 NewSessionTicket messages, then wants more
+    *reused = SSL_session_reused(c) == 1;
+    out = SSL_get1_session(c);
+    // A clean close, as a client's close_notify: SSL_free would otherwise mark the session not
+    // resumable (a session of a connection that was cut).
+    SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
+  SSL_free(c);
+  SSL_free(s);
+  SSL_CTX_free(cctx);
+  return out;
+}
+
+// Session tickets survive config generations (every snapshot rebuilds the contexts; per-context
+// keys cut every client's resumption on each EndpointSlice change) but stay with their
+// certificate, and the keys rotate on a clock: a ticket is renewed under the next key and
+// refused once its key is two periods (2 h) old.
+TEST(TlsServerContext, TicketsOutliveTheConfigGenerationButNotTheirCertificateOrTwoHours) {
+  int64_t now = 1000;
+  SetTicketKeyClockForTesting([&now] { return now; });
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    SCOPED_TRACE(version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2");
+    now = 1000;
+    SetTicketKeyClockForTesting([&now] { return now; });  // forgets every key
+    std::string error;
+    std::vector<std::string> warnings;
+    auto first = TlsServerContext::Build(Https(false), &error, &warnings);
+    ASSERT_NE(first, nullptr) << error;
+    bool reused = true;
+    SSL_SESSION* ticket = Handshake(*first, "tenant.test", nullptr, version, &reused);
+    ASSERT_NE(ticket, nullptr);
+    EXPECT_FALSE(reused);
+    ASSERT_EQ(SSL_SESSION_is_resumable(ticket), 1);
+    // The next generation, with the same certificate.
+    auto second = TlsServerContext::Build(Https(false), &error, &warnings);
+    ASSERT_NE(second, nullptr) << error;
+    SSL_SESSION* again = Handshake(*second, "tenant.test", ticket, version, &reused);
+    ASSERT_NE(again, nullptr);
+    EXPECT_TRUE(reused);
+    SSL_SESSION_free(again);
+    // Another certificate in the same place (a renewed one, or another tenant's): a full handshake.
+    Listener other = Https(false);
+    other.tls_certificates = {Generate("default/tenant", "tenant.test", "EC")};
+    auto renewed = TlsServerContext::Build(other, &error, &warnings);
+    ASSERT_NE(renewed, nullptr) << error;
+    again = Handshake(*renewed, "tenant.test", ticket, version, &reused);
+    ASSERT_NE(again, nullptr);
+    EXPECT_FALSE(reused);
+    SSL_SESSION_free(again);
+    // An hour later a new key encrypts; the previous one still decrypts.
+    now += 3600;
+    again = Handshake(*second, "tenant.test", ticket, version, &reused);
+    ASSERT_NE(again, nullptr);
+    EXPECT_TRUE(reused);
+    SSL_SESSION_free(again);
+    // Two hours after its key was made, the ticket is refused.
+    now += 3600;
+    again = Handshake(*second, "tenant.test", ticket, version, &reused);
+    ASSERT_NE(again, nullptr);
+    EXPECT_FALSE(reused);
+    SSL_SESSION_free(again);
+    SSL_SESSION_free(ticket);
+  }
+  SetTicketKeyClockForTesting(nullptr);
+}
+
 }  // namespace
 }  // namespace doorman::dataplane
