@@ -192,7 +192,7 @@ CompiledObject Without(const CompiledObject& c, const std::set<std::string>& los
 // before; --allow-cross-namespace-hosts restores ingress-nginx's merging across namespaces.
 // Keyed by the exact host as written: a wildcard is a host of its own (a name it covers can be
 // another namespace's exact host, which outranks it as Gateway API ranks hosts).
-// The owners also go to the dataplanes (Snapshot.host_owners, HostOwnersOf): there a request for
+// The owners also go to the dataplanes (Snapshot.host_owners, AddHostOwners): there a request for
 // a host is not taken by another namespace's wildcard or any-host route, nor its SNI by another
 // namespace's certificate.
 struct HostOwner {

@@ -73,7 +73,10 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
       }
       routes.push_back({{"name", r->name},
                         {"listener", r->listener},
+                        {"namespace", r->ns},
                         {"hosts", hosts},
+                        // Its wildcard or any-host match leaves out hosts another namespace owns.
+                        {"checks_host_owner", r->check_host_owner},
                         {"path", {{"type", PathType(r->match.path.type)}, {"value", r->match.path.value}}},
                         {"connect_timeout_ms", r->connect_timeout.count()},
                         {"request_timeout_ms", r->request_timeout.count()},
@@ -82,6 +85,14 @@ std::string ConfigToJson(const RuntimeConfig* config, const std::vector<Listener
   }
   out["listeners"] = listeners;
   out["routes"] = routes;
+  // Which namespace each routed host belongs to (docs/controller.md "Sharing a port").
+  json owners = json::array();
+  if (config != nullptr && config->host_owners) {
+    for (const auto& e : config->host_owners->Entries()) {
+      owners.push_back({{"host", e.host}, {"namespace", e.ns}, {"wildcard_one_label", e.wildcard_one_label}});
+    }
+  }
+  out["host_owners"] = owners;
   return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";  // never throws on bad UTF-8
 }
 

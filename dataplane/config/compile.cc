@@ -366,6 +366,7 @@ class Compiler {
       }
     }
     if (!owners->empty()) host_owners_ = std::move(owners);
+    cfg_->host_owners = host_owners_;
   }
 
   void CompileRoutes() {

@@ -231,6 +231,7 @@ struct RuntimeConfig {
   std::vector<std::unique_ptr<Route>> routes;
   std::vector<std::unique_ptr<Listener>> listeners;  // snapshot order
   std::vector<std::string> warnings;                 // as sent in the ACK
+  std::shared_ptr<const HostOwnership> host_owners;  // Snapshot.host_owners (null: none); the L7 listeners share it
 
   const Listener* FindListener(std::string_view name) const;
   const Route* FindRoute(std::string_view name) const;

@@ -293,6 +293,13 @@ std::string_view HostOwnership::OwnerOf(std::string_view host) const {
   return {};
 }
 
+std::vector<HostOwnership::Entry> HostOwnership::Entries() const {
+  std::vector<Entry> out;
+  for (const auto& [host, ns] : exact_) out.push_back({host, ns, false});
+  for (const auto& [suffix, w] : wildcards_) out.push_back({"*" + suffix, w.ns, w.one_label});
+  return out;
+}
+
 bool HostOwnership::HasOwnerOtherThan(std::string_view ns) const {
   return namespaces_.size() > 1 || (namespaces_.size() == 1 && *namespaces_.begin() != ns);
 }

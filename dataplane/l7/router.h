@@ -113,6 +113,13 @@ class HostOwnership {
   bool empty() const { return exact_.empty() && wildcards_.empty(); }
   // Whether a host belongs to a namespace other than `ns` (else a route of `ns` needs no check).
   bool HasOwnerOtherThan(std::string_view ns) const;
+  struct Entry {
+    std::string host;  // exact, or "*.suffix"
+    std::string ns;
+    bool wildcard_one_label = false;
+  };
+  // Every entry, exact hosts then wildcards, each in host order (for /debug/config).
+  std::vector<Entry> Entries() const;
 
  private:
   struct Wildcard {

@@ -70,6 +70,12 @@ class TicketKeyRing {
     }
     return false;
   }
+  // Forgets the keys that are 2 periods old without making a new one: the workers call it every
+  // few seconds, so an idle process does not keep a retired key until its next handshake.
+  void Expire() {
+    std::lock_guard<std::mutex> lock(mu_);
+    DropRetired(Now());
+  }
   void SetClock(std::function<int64_t()> clock) {
     std::lock_guard<std::mutex> lock(mu_);
     clock_ = std::move(clock);
@@ -85,12 +91,15 @@ class TicketKeyRing {
     OPENSSL_cleanse(keys_, sizeof keys_);
     count_ = 0;
   }
-  bool RotateIfDue() {
-    const int64_t now = Now();
-    // Forget what is 2 periods old (an idle process may skip several rotations).
+  // Forget what is 2 periods old (an idle process may skip several rotations).
+  void DropRetired(int64_t now) {
     while (count_ > 0 && now - keys_[count_ - 1].born_s >= 2 * kTicketKeyPeriodS) {
       OPENSSL_cleanse(&keys_[--count_], sizeof(TicketKey));
     }
+  }
+  bool RotateIfDue() {
+    const int64_t now = Now();
+    DropRetired(now);
     if (count_ > 0 && now - keys_[0].born_s < kTicketKeyPeriodS) return true;
     TicketKey fresh;
     if (RAND_bytes(fresh.name, sizeof fresh.name) != 1 || RAND_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
@@ -120,13 +129,17 @@ TicketKeyRing& TicketKeys() {
 
 // SSL_CTX_set_tlsext_ticket_key_evp_cb: 1 = encrypted / decrypted with the current key, 2 =
 // decrypted with the previous key (OpenSSL then issues a new ticket), 0 = unknown or retired key
-// (a full handshake), -1 = error.
+// (a full handshake) or, when encrypting, no ticket (no random key or IV: the handshake goes on
+// without one), -1 = error (the handshake fails).
 int OnTicketKey(SSL*, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
   TicketKey k;
   bool newest = true;
   int rc = -1;
   if (enc == 1) {
-    if (!TicketKeys().ForEncrypt(&k) || RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+    if (!TicketKeys().ForEncrypt(&k) || RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) {
+      OPENSSL_cleanse(&k, sizeof k);
+      return 0;
+    }
     std::memcpy(key_name, k.name, sizeof k.name);
     if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes, iv) == 1) rc = 1;
   } else {
@@ -369,18 +382,28 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     // RSA + ECDSA pair) it joins that context, and OpenSSL serves each client the one its
     // signature algorithms take, as nginx does with two ssl_certificate lines; with the same
     // key type it could never be served, so it is skipped with a warning.
-    const auto same_names = std::find_if(out->entries_.begin(), out->entries_.end(), [&](const Entry& other) {
-      return !e.names.empty() && Sorted(other.names) == Sorted(e.names);
-    });
     // Certificates are named "<namespace>/<Secret>": a pair only joins within one namespace, so
     // another namespace's certificate for the same names (on a shared port) is never offered to
     // the clients whose signature algorithms would prefer it.
     const auto ns_of = [](const std::string& name) { return name.substr(0, name.find('/')); };
-    if (same_names != out->entries_.end() && ns_of(same_names->name) != ns_of(pem.name)) {
-      warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
-                          "\" has the same names as \"" + same_names->name +
-                          "\" of another namespace, which is served for them; skipped");
-      continue;
+    auto same_names_in = [&](bool same_namespace) {
+      return std::find_if(out->entries_.begin(), out->entries_.end(), [&](const Entry& other) {
+        return !e.names.empty() && Sorted(other.names) == Sorted(e.names) &&
+               (ns_of(other.name) == ns_of(pem.name)) == same_namespace;
+      });
+    };
+    const auto same_names = same_names_in(true);
+    if (const auto other_ns = same_names_in(false); same_names == out->entries_.end() && other_ns != out->entries_.end()) {
+      // Another namespace's certificate for these names came first. With host owners it is a
+      // context of its own: SelectCertificate serves it for the names its namespace owns (so an
+      // older object of another namespace cannot take them by listing a copy of the owner's
+      // names: helper-141); without, the earlier one wins every such name, so it is skipped.
+      if (!listener.host_owners || listener.host_owners->empty()) {
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                            "\" has the same names as \"" + other_ns->name +
+                            "\" of another namespace, which is served for them; skipped");
+        continue;
+      }
     }
     if (same_names != out->entries_.end()) {
       const int type = KeyType(e.ctx->native_handle());
@@ -460,6 +483,8 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
 }
 
 void SetTicketKeyClockForTesting(std::function<int64_t()> clock) { TicketKeys().SetClock(std::move(clock)); }
+
+void ExpireTicketKeys() { TicketKeys().Expire(); }
 
 // Runs first in the handshake, before the session lookup: picks the certificate's context by
 // the server_name extension read from the raw ClientHello (RFC 6066 §3 layout).

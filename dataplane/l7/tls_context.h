@@ -54,6 +54,9 @@ class TlsServerContext {
 // the steady clock. Keys are process-wide (one ring for every context, so tickets survive config
 // generations) and rotate hourly: docs/l7.md "TLS termination".
 void SetTicketKeyClockForTesting(std::function<int64_t()> clock);
+// Forgets the ticket keys past their 2 hours now (the workers' pool sweep calls it every 5 s;
+// otherwise only a handshake would).
+void ExpireTicketKeys();
 
 // OpenSSL client context for TLS to a route's backends (backend protocol HTTPS): TLS >= 1.2, the
 // same modern cipher list, ALPN "http/1.1". With a CA bundle the backend's chain and name are

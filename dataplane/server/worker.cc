@@ -9,6 +9,7 @@
 #include <prometheus/gauge.h>
 
 #include "common/log.h"
+#include "dataplane/l7/tls_context.h"
 
 namespace doorman::dataplane {
 
@@ -71,6 +72,7 @@ Task<> Worker::SweepPool() {
     co_await timer.async_wait(Redirect(ec));
     if (ec) co_return;
     pool_.Sweep();
+    ExpireTicketKeys();  // a retired session-ticket key goes even when no handshake comes
   }
 }
 

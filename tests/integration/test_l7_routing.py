@@ -11,7 +11,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DoormanTestCase, curl, free_port, port_open, raw_exchange, wait_until  # noqa: E402
+from harness import (DoormanTestCase, curl, free_port, one_ingress_yaml, port_open, raw_exchange,  # noqa: E402
+                     wait_until)
 
 HOST = "route.local"
 
@@ -238,6 +239,41 @@ class L7Routing(DoormanTestCase):
             _, _, body = self.get("/")
             ids.add(json.loads(body)["headers"]["x-request-id"])
         self.assertEqual(len(ids), 5)
+
+
+class IngressHostsAcrossNamespaces(DoormanTestCase):
+    """A host belongs to one namespace (docs/controller.md "Sharing a port"): another namespace's
+    catch-all Ingress (only a defaultBackend) and wildcard rule do not take its unmatched paths,
+    as ingress-nginx answers them from the host's own server block; a name nobody routes still
+    reaches them."""
+
+    def test_another_namespaces_catch_all_and_wildcard_leave_a_named_host_alone(self):
+        shop, other = self.start_backend("shop"), self.start_backend("other")
+        http = free_port()
+        self.write_manifest("shop.yaml", one_ingress_yaml(shop, "shop.example.test", name="shop", service="shop",
+                                                          path="/app").replace("namespace: default", "namespace: shop"))
+        catch_all = one_ingress_yaml(other, "x", name="catch", service="catch", ingress_class=False).replace(
+            "  rules: [{host: x, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: catch, "
+            "port: {number: 80}}}}]}}]",
+            "  defaultBackend: {service: {name: catch, port: {number: 80}}}")
+        wildcard = one_ingress_yaml(other, "'*.example.test'", name="wild", service="wild", path="/w",
+                                    ingress_class=False)
+        self.write_manifest("other.yaml", (catch_all + "---\n" + wildcard).replace("namespace: default", "namespace: other"))
+        self.start_controller(["--ingress-http-port", str(http)])
+        self.start_dataplane()
+        self.wait_converged()
+        wait_until(lambda: port_open(http), what="Ingress HTTP listener")
+
+        def get(host, path):
+            r = curl(["-s", "-o", "-", "-w", "\n%{http_code}", "-H", "Host: " + host, "http://127.0.0.1:%d%s" % (http, path)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            body, _, code = r.stdout.rpartition("\n")
+            return int(code), (json.loads(body)["backend"] if code == "200" else None)
+        self.assertEqual(get("shop.example.test", "/app/1"), (200, "shop"))
+        self.assertEqual(get("shop.example.test", "/other"), (404, None), "other's catch-all took shop's path")
+        self.assertEqual(get("shop.example.test", "/w/1"), (404, None), "other's wildcard took shop's path")
+        self.assertEqual(get("blog.example.test", "/w/1"), (200, "other"))   # nobody's name: the wildcard
+        self.assertEqual(get("blog.example.test", "/other"), (200, "other"))  # and the catch-all
 
 
 if __name__ == "__main__":

@@ -404,6 +404,13 @@ spec:
         # other's own name, and a name nobody routes, still go to other's route.
         self.assertEqual(get("other.example.test", "/login", exact[0]), (200, "other"))
         self.assertEqual(get("nobody.example.test", "/login", wild[0]), (200, "other"))
+        # /debug/config says why: whose each host is, and which routes leave others' hosts out.
+        dump = json.loads(http_get("http://127.0.0.1:%d/debug/config" % self.dp_metrics_port)[2])
+        self.assertIn({"host": "shop.example.test", "namespace": "shop", "wildcard_one_label": False}, dump["host_owners"])
+        routes = {r["name"]: r for r in dump["routes"]}
+        self.assertEqual((routes["other/lb/everything"]["namespace"], routes["other/lb/everything"]["checks_host_owner"]),
+                         ("other", True))
+        self.assertFalse(routes["shop/lb/cart"]["checks_host_owner"])
 
 
 class L7TlsClientAbort(DoormanTestCase):
