@@ -168,65 +168,18 @@ TEST(TlsServerContext, RsaAndEcdsaForTheSameNamesShareAContext) {
       << warnings[0];
 }
 
-// With host owners, another namespace's certificate for the same names is a context of its own
-// (never a pair): the owner's is then served for its names even when the other came first
-// (helper-141: it was skipped, and the owner's clients got an unrelated default), and a later
-// certificate of the owner still pairs with the owner's own.
-TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCertificate) {
-  Listener l = Https(false);
-  auto owners = std::make_shared<HostOwnership>();
-  owners->Add("shop.test", "shop", false);
-  l.host_owners = owners;
-  const TlsCertificatePem other_default = Generate("other/a", "a.test", "EC");
-  const TlsCertificatePem copy = Generate("other/dup", "shop.test", "EC");
-  const TlsCertificatePem mine = Generate("shop/mine", "shop.test", "EC");
-  l.tls_certificates = {other_default, copy, mine, Generate("shop/mine-rsa", "shop.test", "RSA")};
-  std::string error;
-  std::vector<std::string> warnings;
-  auto c = TlsServerContext::Build(l, &error, &warnings);
-  ASSERT_NE(c, nullptr) << error;
-  EXPECT_TRUE(warnings.empty()) << warnings.front();
-  EXPECT_EQ(c->names(1), std::vector<std::string>{"shop.test"});
-  EXPECT_EQ(c->names(2), std::vector<std::string>{"shop.test"});
-  // The handshake for shop.test is served with shop's certificate, not other's copy nor a.test.
-  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
-  SSL* client = SSL_new(cctx);
-  SSL* server = SSL_new(c->initial().native_handle());
-  BIO* cb = nullptr;
-  BIO* sb = nullptr;
-  BIO_new_bio_pair(&cb, 0, &sb, 0);
-  SSL_set_bio(client, cb, cb);
-  SSL_set_bio(server, sb, sb);
-  SSL_set_connect_state(client);
-  SSL_set_accept_state(server);
-  SSL_set_tlsext_host_name(client, "shop.test");
-  SSL_set1_sigalgs_list(client, "ECDSA+SHA256");
-  for (int i = 0; i < 20; ++i) {
-    SSL_do_handshake(client);
-    SSL_do_handshake(server);
-  }
-  X509* served = SSL_get0_peer_certificate(client);
-  ASSERT_NE(served, nullptr);
-  BIO* pem = BIO_new_mem_buf(mine.chain_pem.data(), static_cast<int>(mine.chain_pem.size()));
-  X509* want = PEM_read_bio_X509(pem, nullptr, nullptr, nullptr);
-  ASSERT_NE(want, nullptr);
-  EXPECT_EQ(X509_cmp(served, want), 0);
-  X509_free(want);
-  BIO_free(pem);
-  SSL_free(client);
-  SSL_free(server);
-  SSL_CTX_free(cctx);
-}
-
-
 // One in-memory handshake (a BIO pair, no sockets) of a client naming `sni` against `server`,
 // offering `offer` (null: none). Returns the client's session once it has read the server's
 // tickets (null if the handshake failed) and sets *reused.
-SSL_SESSION* Handshake(const TlsServerContext& server, const char* sni, SSL_SESSION* offer, int max_version, bool* reused) {
+// `sigalgs` (if given) limits the client's signature algorithms; *peer (if given) gets the
+// certificate served (the caller frees it).
+SSL_SESSION* Handshake(const TlsServerContext& server, const char* sni, SSL_SESSION* offer, int max_version, bool* reused,
+                       const char* sigalgs = nullptr, X509** peer = nullptr) {
   SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, nullptr);
   SSL_CTX_set_max_proto_version(cctx, max_version);
   SSL* c = SSL_new(cctx);
+  if (sigalgs != nullptr) SSL_set1_sigalgs_list(c, sigalgs);
   SSL* s = SSL_new(server.initial().native_handle());
   BIO* cb = nullptr;
   BIO* sb = nullptr;
@@ -255,6 +208,7 @@ SSL_SESSION* Handshake(const TlsServerContext& server, const char* sni, SSL_SESS
     SSL_read(c, &byte, 1);  // no data: reads the TLS 1.3 NewSessionTicket messages, then wants more
     *reused = SSL_session_reused(c) == 1;
     out = SSL_get1_session(c);
+    if (peer != nullptr) *peer = SSL_get1_peer_certificate(c);
     // A clean close, as a client's close_notify: SSL_free would otherwise mark the session not
     // resumable (a session of a connection that was cut).
     SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
@@ -317,6 +271,41 @@ TEST(TlsServerContext, TicketsOutliveTheConfigGenerationButNotTheirCertificateOr
     SSL_SESSION_free(ticket);
   }
   SetTicketKeyClockForTesting(nullptr);
+}
+
+// With host owners, another namespace's certificate for the same names is a context of its own
+// (never a pair): the owner's is then served for its names even when the other came first
+// (helper-141: it was skipped, and the owner's clients got an unrelated default), and a later
+// certificate of the owner still pairs with the owner's own.
+TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCertificate) {
+  Listener l = Https(false);
+  auto owners = std::make_shared<HostOwnership>();
+  owners->Add("shop.test", "shop", false);
+  l.host_owners = owners;
+  const TlsCertificatePem mine = Generate("shop/mine", "shop.test", "EC");
+  l.tls_certificates = {Generate("other/a", "a.test", "EC"), Generate("other/dup", "shop.test", "EC"), mine,
+                        Generate("shop/mine-rsa", "shop.test", "RSA")};
+  std::string error;
+  std::vector<std::string> warnings;
+  auto c = TlsServerContext::Build(l, &error, &warnings);
+  ASSERT_NE(c, nullptr) << error;
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  EXPECT_EQ(c->names(1), std::vector<std::string>{"shop.test"});
+  EXPECT_EQ(c->names(2), std::vector<std::string>{"shop.test"});
+  // The handshake for shop.test is served with shop's certificate, not other's copy nor a.test.
+  bool reused = false;
+  X509* served = nullptr;
+  SSL_SESSION* session = Handshake(*c, "shop.test", nullptr, TLS1_3_VERSION, &reused, "ECDSA+SHA256", &served);
+  ASSERT_NE(session, nullptr);
+  SSL_SESSION_free(session);
+  ASSERT_NE(served, nullptr);
+  BIO* pem = BIO_new_mem_buf(mine.chain_pem.data(), static_cast<int>(mine.chain_pem.size()));
+  X509* want = PEM_read_bio_X509(pem, nullptr, nullptr, nullptr);
+  ASSERT_NE(want, nullptr);
+  EXPECT_EQ(X509_cmp(served, want), 0);
+  X509_free(want);
+  X509_free(served);
+  BIO_free(pem);
 }
 
 }  // namespace
