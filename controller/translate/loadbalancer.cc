@@ -369,6 +369,19 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
   if (const json* rt = r.Member(pol, p, "retries")) {
     const std::string rp = p + ".retries";
     if (proto == v1::UDP) r.Unsupported(rp, "a UDP listener has no connect to retry (datagrams are forwarded once)");
+    // kubectl reads YAML 1.1, where an unquoted `on:` key (as API.md §1.3 writes it) is the
+    // boolean true, so the API server stores "true" (the CRD declares it): it is read as "on".
+    json with_on;
+    if (rt->is_object() && rt->contains("true")) {
+      if (rt->contains("on")) {
+        r.Invalid(rp + ".true", "both \"on\" and \"true\" (an unquoted on: as YAML 1.1 reads it) are given; keep \"on\"");
+      } else {
+        with_on = *rt;
+        with_on["on"] = std::move(with_on["true"]);
+        with_on.erase("true");
+        rt = &with_on;
+      }
+    }
     if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
       auto* ro = out->mutable_retries();
       if (auto a = RangedInt(r, *rt, rp, "attempts", 0, kMaxRetries)) {

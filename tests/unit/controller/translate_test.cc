@@ -157,6 +157,11 @@ const InvalidCase kInvalid[] = {
   routes: [{name: a, listener: dns, policy: {retries: {attempts: 2}}}]
 )",
      "UnsupportedValue", "spec.routes[0].policy.retries", "a UDP listener has no connect to retry"},
+    // "true" is how kubectl (YAML 1.1) delivers an unquoted on: key; both at once is refused.
+    {"retries on and true", R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {retries: {"on": [reset], "true": ["503"]}}}]
+)",
+     "InvalidSpec", "spec.routes[0].policy.retries.true", "both \"on\" and \"true\""},
     {"connect timeout on UDP", R"(  listeners: [{name: dns, port: 53, protocol: UDP}]
   routes: [{name: a, listener: dns, policy: {timeouts: {connect: 2s}}}]
 )",
@@ -799,7 +804,10 @@ TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
                         // non-idempotent is no condition: alone, it gets the default ones (helper-97).
                         Case{"retries: {attempts: 2, on: [non-idempotent]}", 2,
                              "non-idempotent,connect-failure,reset,timeout", ""},
-                        Case{"retries: {on: [non-idempotent, \"503\"]}", 1, "non-idempotent,503", ""}}) {
+                        Case{"retries: {on: [non-idempotent, \"503\"]}", 1, "non-idempotent,503", ""},
+                        // An unquoted on: as kubectl's YAML 1.1 stores it (API.md §1.3 writes it so).
+                        Case{"retries: {\"true\": [\"503\"]}", 1, "503", ""},
+                        Case{"retries: {attempts: 2, \"true\": []}", 2, "", "spec.routes[0].policy.retries.on"}}) {
     Translator t;
     auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {)") + c.policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
