@@ -242,11 +242,13 @@ class CrdKubectlTest(unittest.TestCase):
         # kubectl reads YAML 1.1, where the key `on` is the boolean true: API.md §1.3's
         # `retries: {..., on: [...]}` reaches the API server as "true", which the CRD declares (the
         # controller reads it as "on"); before, kubectl apply failed with unknown field "true".
-        p = self.sim.kubectl("apply", "-f", "-", check=False, stdin=(
-            "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: unquoted-on}\n"
-            "spec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n  routes:\n"
-            "    - name: r\n      listener: web\n      backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]\n"
-            "      policy:\n        retries: {attempts: 2, on: [reset, \"503\"], perTryTimeout: 2s}\n"))
+        def apply(name, retries):
+            return self.sim.kubectl("apply", "-f", "-", check=False, stdin=(
+                "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: %s}\n"
+                "spec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n  routes:\n"
+                "    - name: r\n      listener: web\n      backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]\n"
+                "      policy:\n        retries: %s\n" % (name, retries)))
+        p = apply("unquoted-on", '{attempts: 2, on: [reset, "503"], perTryTimeout: 2s}')
         self.assertEqual(p.returncode, 0, p.stderr)
         try:
             obj = json.loads(self.sim.kubectl("get", "dlb", "unquoted-on", "-o", "json").stdout)
@@ -254,11 +256,7 @@ class CrdKubectlTest(unittest.TestCase):
         finally:
             self.sim.kubectl("delete", "dlb", "unquoted-on")
         # The values are held to what "on" takes.
-        p = self.sim.kubectl("apply", "-f", "-", check=False, stdin=(
-            "apiVersion: doorman.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: unquoted-on-bad}\n"
-            "spec:\n  listeners: [{name: web, port: 80, protocol: HTTP}]\n  routes:\n"
-            "    - name: r\n      listener: web\n      backends: [{endpoints: [{address: 10.0.0.1, port: 80}]}]\n"
-            "      policy:\n        retries: {on: [sometimes]}\n"))
+        p = apply("unquoted-on-bad", "{on: [sometimes]}")
         self.assertNotEqual(p.returncode, 0, p.stdout)
         self.assertIn("true", p.stderr)
 
