@@ -291,6 +291,24 @@ class LoadBalancerOnKubernetes(KubeTestCase):
         time.sleep(2.5)
         self.assertEqual(len(self.status_writes("(controller)")), before)
 
+    def test_an_unquoted_retries_on_as_api_md_writes_it_is_honoured(self):
+        # kubectl's YAML 1.1 makes API.md's unquoted `on:` the key "true": the CRD takes it and the
+        # controller routes with it as "on" (not refused, not ignored).
+        self.apply(lb_yaml("shop", self.port, service_backend(), extra_route="""\
+    - name: retried
+      listener: web
+      match: {path: {type: Prefix, value: /r}}
+      backends:
+        - endpoints: [{address: 127.0.0.1, port: %d}]
+      policy:
+        retries: {attempts: 2, on: [reset, "503"]}
+""" % self.b))
+        obj = self.wait_condition("shop", "Programmed", "True")
+        self.assertEqual(obj["metadata"]["generation"], 2)
+        self.assertEqual(obj["spec"]["routes"][1]["policy"]["retries"]["true"], ["reset", "503"])
+        routes = {r["name"]: r for r in self.debug_snapshot()["snapshot"]["routes"]}
+        self.assertEqual(routes["default/shop/retried"]["policy"]["retries"], {"attempts": 2, "on": ["reset", "503"]})
+
     def test_endpoint_change_reroutes_and_delete_removes_listener(self):
         wait_until(lambda: self.fetch(self.port) == "a", what="traffic to backend a")
         self.apply(service_and_slice(self.b))  # the slice now points at backend b
