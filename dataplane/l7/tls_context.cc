@@ -404,6 +404,15 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
                             "\" of another namespace, which is served for them; skipped");
         continue;
       }
+      // Kept, but served only for the names its namespace owns: none now means never (helper-143).
+      const std::string ns = ns_of(pem.name);
+      if (std::none_of(e.names.begin(), e.names.end(),
+                       [&](const std::string& n) { return listener.host_owners->OwnerOf(n) == ns; })) {
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
+                            "\" has the same names as \"" + other_ns->name +
+                            "\" of another namespace, which is served for them while namespace \"" + ns +
+                            "\" owns none of them");
+      }
     }
     if (same_names != out->entries_.end()) {
       const int type = KeyType(e.ctx->native_handle());

@@ -283,8 +283,8 @@ TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCe
   owners->Add("shop.test", "shop", false);
   l.host_owners = owners;
   const TlsCertificatePem mine = Generate("shop/mine", "shop.test", "EC");
-  l.tls_certificates = {Generate("other/a", "a.test", "EC"), Generate("other/dup", "shop.test", "EC"), mine,
-                        Generate("shop/mine-rsa", "shop.test", "RSA")};
+  const TlsCertificatePem mine_rsa = Generate("shop/mine-rsa", "shop.test", "RSA");
+  l.tls_certificates = {Generate("other/a", "a.test", "EC"), Generate("other/dup", "shop.test", "EC"), mine, mine_rsa};
   std::string error;
   std::vector<std::string> warnings;
   auto c = TlsServerContext::Build(l, &error, &warnings);
@@ -292,20 +292,39 @@ TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCe
   EXPECT_TRUE(warnings.empty()) << warnings.front();
   EXPECT_EQ(c->names(1), std::vector<std::string>{"shop.test"});
   EXPECT_EQ(c->names(2), std::vector<std::string>{"shop.test"});
-  // The handshake for shop.test is served with shop's certificate, not other's copy nor a.test.
-  bool reused = false;
-  X509* served = nullptr;
-  SSL_SESSION* session = Handshake(*c, "shop.test", nullptr, TLS1_3_VERSION, &reused, "ECDSA+SHA256", &served);
-  ASSERT_NE(session, nullptr);
-  SSL_SESSION_free(session);
-  ASSERT_NE(served, nullptr);
-  BIO* pem = BIO_new_mem_buf(mine.chain_pem.data(), static_cast<int>(mine.chain_pem.size()));
-  X509* want = PEM_read_bio_X509(pem, nullptr, nullptr, nullptr);
-  ASSERT_NE(want, nullptr);
-  EXPECT_EQ(X509_cmp(served, want), 0);
-  X509_free(want);
-  X509_free(served);
-  BIO_free(pem);
+  // The handshake for shop.test is served with shop's certificate of the key type the client
+  // takes (the pair joined: helper-143), never other's copy nor a.test.
+  for (const auto& [sigalgs, want_pem] : {std::pair{"ECDSA+SHA256", &mine}, std::pair{"RSA-PSS+SHA256:RSA+SHA256", &mine_rsa}}) {
+    for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+      SCOPED_TRACE(std::string(sigalgs) + (version == TLS1_3_VERSION ? " TLS 1.3" : " TLS 1.2"));
+      bool reused = false;
+      X509* served = nullptr;
+      SSL_SESSION* session = Handshake(*c, "shop.test", nullptr, version, &reused, sigalgs, &served);
+      ASSERT_NE(session, nullptr);
+      SSL_SESSION_free(session);
+      ASSERT_NE(served, nullptr);
+      BIO* pem = BIO_new_mem_buf(want_pem->chain_pem.data(), static_cast<int>(want_pem->chain_pem.size()));
+      X509* want = PEM_read_bio_X509(pem, nullptr, nullptr, nullptr);
+      ASSERT_NE(want, nullptr);
+      EXPECT_EQ(X509_cmp(served, want), 0);
+      X509_free(want);
+      X509_free(served);
+      BIO_free(pem);
+    }
+  }
+  // A copy whose namespace owns none of its names is never served: said so.
+  owners = std::make_shared<HostOwnership>();
+  owners->Add("a.test", "other", false);
+  l.host_owners = owners;
+  l.tls_certificates = {Generate("other/a", "a.test", "EC"), Generate("other/dup", "shop.test", "EC"), mine};
+  warnings.clear();
+  c = TlsServerContext::Build(l, &error, &warnings);
+  ASSERT_NE(c, nullptr) << error;
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("certificate \"shop/mine\" has the same names as \"other/dup\" of another namespace, "
+                             "which is served for them while namespace \"shop\" owns none of them"),
+            std::string::npos)
+      << warnings[0];
 }
 
 }  // namespace
