@@ -371,16 +371,19 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
     if (proto == v1::UDP) r.Unsupported(rp, "a UDP listener has no connect to retry (datagrams are forwarded once)");
     // kubectl reads YAML 1.1, where an unquoted `on:` key (as API.md §1.3 writes it) is the
     // boolean true, so the API server stores "true" (the CRD declares it): it is read as "on".
+    // Messages name the key as stored (retries.true[i]), as the API server's own do.
     json with_on;
+    std::string on_field = rp + ".on";
     if (rt->is_object() && rt->contains("true")) {
-      if (rt->contains("on")) {
+      with_on = *rt;
+      if (with_on.contains("on")) {
         r.Invalid(rp + ".true", "both \"on\" and \"true\" (an unquoted on: as YAML 1.1 reads it) are given; keep \"on\"");
       } else {
-        with_on = *rt;
         with_on["on"] = std::move(with_on["true"]);
-        with_on.erase("true");
-        rt = &with_on;
+        on_field = rp + ".true";
       }
+      with_on.erase("true");  // read as "on", or reported above: not an unknown field as well
+      rt = &with_on;
     }
     if (r.Object(*rt, rp, {"attempts", "on", "perTryTimeout"})) {
       auto* ro = out->mutable_retries();
@@ -396,14 +399,14 @@ void CompilePolicy(FieldReader& r, const json& pol, const std::string& p, v1::Pr
         const std::string& o = on[i];
         const bool status = o.size() == 3 && std::all_of(o.begin(), o.end(), ::isdigit) && o[0] >= '4' && o[0] <= '5';
         if (!kOn.count(o) && !status) {
-          r.Unsupported(FieldReader::Index(rp + ".on", i),
+          r.Unsupported(FieldReader::Index(on_field, i),
                         "unknown retry condition " + Q(o) +
                             " (want connect-failure, reset, timeout, 5xx, gateway-error, non-idempotent or a "
                             "4xx/5xx status such as \"503\")");
           continue;
         }
         if (!l7 && o != "connect-failure") {
-          r.Unsupported(FieldReader::Index(rp + ".on", i),
+          r.Unsupported(FieldReader::Index(on_field, i),
                         "a " + v1::Protocol_Name(proto) + " listener can only retry on connect-failure");
           continue;
         }
@@ -880,7 +883,8 @@ std::optional<CompiledObject> CompileLoadBalancer(const ObjectKey& key, const js
         if (const auto& retry = route.policy().retries(); IsL7(proto) && route.policy().has_retries()) {
           // Accepted (as before), but said: a retry setting that can never act.
           if (retry.on_size() == 0 && (retry.attempts() > 0 || retry.per_try_timeout_ms() > 0)) {
-            c.warnings.push_back({"FieldIgnored", p + ".policy.retries.on",
+            const json& raw = rt.at("policy").at("retries");  // has_retries: both are objects
+            c.warnings.push_back({"FieldIgnored", p + ".policy.retries." + (raw.contains("on") ? "on" : "true"),
                                   "no retry condition (on: []): nothing is retried and perTryTimeout is not applied; "
                                   "omit on for connect-failure, reset and timeout"});
           } else if (retry.attempts() == 0 && retry.per_try_timeout_ms() > 0) {

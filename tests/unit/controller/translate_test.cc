@@ -784,6 +784,26 @@ TEST(Translate, L4RetriesWithoutAttemptsKeepTheDefaultTries) {
   }
 }
 
+// "true" (kubectl's YAML 1.1 reading of an unquoted on:) is named as stored in messages, and a
+// clash with "on" is one problem, not also an unknown field (helper-144).
+TEST(Translate, RetriesTrueIsNamedAsStored) {
+  Translator t;
+  auto r = t.Translate(Store(Lb(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
+  routes: [{name: a, listener: web, policy: {retries: {"on": [reset], "true": ["503"]}}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+  const ObjectStatus* st = StatusOf(r, "shop");
+  ASSERT_FALSE(st->accepted);
+  EXPECT_EQ(st->problem_count, 1u) << st->message;
+  EXPECT_EQ(st->message.find("unknown field"), std::string::npos) << st->message;
+  Translator t2;
+  r = t2.Translate(Store(Lb(R"(  listeners: [{name: db, port: 5432, protocol: TCP}]
+  routes: [{name: a, listener: db, policy: {retries: {"true": [reset]}}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
+)")));
+  st = StatusOf(r, "shop");
+  ASSERT_FALSE(st->accepted);
+  EXPECT_EQ(st->field, "spec.routes[0].policy.retries.true[0]") << st->message;
+}
+
 // L7 retries without `on` retry on the connection errors (Gateway API), so `attempts` or
 // `perTryTimeout` alone is not silently a no-op; `on: []` says "nothing" and is kept.
 TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
@@ -807,7 +827,7 @@ TEST(Translate, L7RetriesWithoutOnRetryConnectionErrors) {
                         Case{"retries: {on: [non-idempotent, \"503\"]}", 1, "non-idempotent,503", ""},
                         // An unquoted on: as kubectl's YAML 1.1 stores it (API.md §1.3 writes it so).
                         Case{"retries: {\"true\": [\"503\"]}", 1, "503", ""},
-                        Case{"retries: {attempts: 2, \"true\": []}", 2, "", "spec.routes[0].policy.retries.on"}}) {
+                        Case{"retries: {attempts: 2, \"true\": []}", 2, "", "spec.routes[0].policy.retries.true"}}) {
     Translator t;
     auto r = t.Translate(Store(Lb(std::string(R"(  listeners: [{name: web, port: 80, protocol: HTTP}]
   routes: [{name: a, listener: web, policy: {)") + c.policy + R"(}, backends: [{endpoints: [{address: 127.0.0.1, port: 5433}]}]}]
