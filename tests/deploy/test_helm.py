@@ -152,6 +152,11 @@ class HelmRenderTest(unittest.TestCase):
         self.assertEqual(sm["spec"]["endpoints"][0]["interval"], "30s")
         self.assertEqual(sm["spec"]["namespaceSelector"]["matchNames"], ["lb"])
         dc.one(docs, "PrometheusRule")
+        np = dc.one(docs, "NetworkPolicy")
+        self.assertEqual(np["metadata"]["namespace"], "lb")
+        self.assertEqual(np["spec"]["ingress"][0]["from"], [{"ipBlock": {"cidr": "10.20.0.0/16"}}])
+        self.assertEqual(np["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"],
+                         {"kubernetes.io/metadata.name": "monitoring"})
         # RBAC rules are the same as deploy/ whatever the values
         deploy = dc.deploy_docs()
         self.assertEqual(dc.normalized_rules(dc.one(docs, "ClusterRole")),
@@ -184,6 +189,29 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("The chart generated both Secrets", render("-notes").stdout)
         self.assertIn("mTLS between controller and dataplanes is OFF",
                       render("--set", "mtls.enabled=false", "-notes").stdout)
+
+    def test_network_policy(self):
+        # Off by default; on, it admits the gRPC port from the dataplanes and leaves metrics open.
+        self.assertFalse(dc.by_kind(docs_of(render().stdout), "NetworkPolicy"))
+        docs = docs_of(render("--set", "networkPolicy.enabled=true,dataplane.hostNetwork=false").stdout)
+        np = dc.one(docs, "NetworkPolicy")
+        dep = dc.one(docs, "Deployment")
+        ds = dc.one(docs, "DaemonSet")
+        self.assertEqual(np["spec"]["podSelector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        grpc, metrics = np["spec"]["ingress"]
+        self.assertEqual(grpc["ports"], [{"port": "grpc", "protocol": "TCP"}])
+        self.assertEqual(grpc["from"], [{"podSelector": {"matchLabels": ds["spec"]["selector"]["matchLabels"]}}])
+        self.assertEqual(metrics, {"ports": [{"port": "metrics", "protocol": "TCP"}]})  # no from: everyone
+        # The named ports exist on the controller's container.
+        names = {p["name"] for p in dc.container(dep)["ports"]}
+        self.assertLessEqual({"grpc", "metrics"}, names)
+        # Host-network dataplanes come from node addresses: a podSelector would lock them out.
+        p = render("--set", "networkPolicy.enabled=true", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("needs networkPolicy.grpcFrom", p.stderr)
+        p = render("--set", "networkPolicy.enabled=true,networkPolicy.grpcFrom=oops", check=False)
+        self.assertNotEqual(p.returncode, 0)
 
     def test_watch_namespace_narrows_rbac_to_a_role(self):
         docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system",
@@ -401,6 +429,7 @@ class HelmApplyTest(unittest.TestCase):
         reps = sorted(i["spec"]["replicas"] for i in yaml.safe_load(got)["items"])
         self.assertEqual(reps, [2, 3])
         self.sim.kubectl("get", "servicemonitor/edge-doorman", "prometheusrule/edge-doorman", "-n", "lb")
+        self.sim.kubectl("get", "networkpolicy/edge-doorman-controller", "-n", "lb")
         self.sim.kubectl("get", "ingressclass/edge", "ingressclass/doorman")
         # An example LoadBalancer is served by the chart-installed CRD.
         self.sim.kubectl("apply", "-f", os.path.join(ROOT, "examples", "quickstart.yaml"))

@@ -79,6 +79,7 @@ BUILTIN_TYPES = [
     _rt("discovery.k8s.io/v1", "endpointslices", "EndpointSlice", True),
     _rt("networking.k8s.io/v1", "ingresses", "Ingress", True, ["ing"], status=True),
     _rt("networking.k8s.io/v1", "ingressclasses", "IngressClass", False),
+    _rt("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", True, ["netpol"]),  # stored, not enforced
     _rt("coordination.k8s.io/v1", "leases", "Lease", True),
     _rt("events.k8s.io/v1", "events", "Event", True, ["ev"], storage="core/events"),
     _rt("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
