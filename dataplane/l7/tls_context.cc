@@ -443,6 +443,26 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
     out->entries_.push_back(std::move(e));
   }
   if (out->entries_.empty()) return nullptr;
+  // A certificate (not the default) whose every name another namespace owns is never chosen by
+  // SNI (SelectCertificate): said once, unless the same-names warning above said it already.
+  if (listener.host_owners && !listener.host_owners->empty()) {
+    // entries_[0] is the default (served for unknown names) unless a self-signed one goes first.
+    for (std::size_t i = listener.tls_default_self_signed ? 0 : 1; i < out->entries_.size(); ++i) {
+      const Entry& e = out->entries_[i];
+      const std::string& ns = out->namespaces_[i];
+      const bool others_only = !e.names.empty() && std::all_of(e.names.begin(), e.names.end(), [&](const std::string& n) {
+        const std::string_view owner = listener.host_owners->OwnerOf(n);
+        return !owner.empty() && owner != ns;
+      });
+      const bool said = std::any_of(warnings->begin(), warnings->end(), [&](const std::string& w) {
+        return w.find("certificate \"" + e.name + "\" has the same names") != std::string::npos;
+      });
+      if (others_only && !said) {
+        warnings->push_back("listener \"" + listener.name + "\": certificate \"" + e.name +
+                            "\" is not served: every name it covers belongs to another namespace (host_owners)");
+      }
+    }
+  }
   error->clear();
   if (listener.tls_default_self_signed) {
     // First, so it is the default; no names, so SNI never selects it.

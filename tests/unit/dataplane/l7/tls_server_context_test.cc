@@ -289,7 +289,9 @@ TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCe
   std::vector<std::string> warnings;
   auto c = TlsServerContext::Build(l, &error, &warnings);
   ASSERT_NE(c, nullptr) << error;
-  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  // Only other's copy is said to be unused (shop owns its one name); shop's pair is not skipped.
+  ASSERT_EQ(warnings.size(), 1u) << warnings.front();
+  EXPECT_NE(warnings[0].find("certificate \"other/dup\" is not served"), std::string::npos) << warnings[0];
   EXPECT_EQ(c->names(1), std::vector<std::string>{"shop.test"});
   EXPECT_EQ(c->names(2), std::vector<std::string>{"shop.test"});
   // The handshake for shop.test is served with shop's certificate of the key type the client
@@ -325,6 +327,25 @@ TEST(TlsServerContext, WithHostOwnersACopyOfTheOwnersNamesDoesNotHideTheOwnersCe
                              "which is served for them while namespace \"shop\" owns none of them"),
             std::string::npos)
       << warnings[0];
+  // Any certificate (not the default) whose every name another namespace owns is never chosen:
+  // said, once.
+  owners = std::make_shared<HostOwnership>();
+  owners->Add("shop.test", "shop", false);
+  owners->Add("*.shop.test", "shop", true);
+  l.host_owners = owners;
+  l.tls_certificates = {Generate("other/a", "a.test", "EC"), Generate("other/takeover", "shop.test", "EC"),
+                        Generate("other/wild", "*.shop.test", "EC"), Generate("other/mixed", "a.test", "EC"), mine};
+  warnings.clear();
+  c = TlsServerContext::Build(l, &error, &warnings);
+  ASSERT_NE(c, nullptr) << error;
+  std::string all;
+  for (const auto& w : warnings) all += w + "\n";
+  EXPECT_NE(all.find("certificate \"other/takeover\" is not served: every name it covers belongs to another namespace"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("certificate \"other/wild\" is not served"), std::string::npos) << all;
+  EXPECT_EQ(all.find("\"other/a\" is not served"), std::string::npos) << all;  // the default
+  EXPECT_EQ(all.find("\"shop/mine\" is not served"), std::string::npos) << all;
 }
 
 }  // namespace
