@@ -3,8 +3,9 @@ checked against deploy/ and applied with the real kubectl to the API test server
 
 Proven: the default render equals deploy/ object for object (labels aside); two non-default
 value sets change exactly what they should; values.schema.json rejects bad values; every render
-is accepted by kubectl apply (Deployment/DaemonSet/RBAC/monitoring kinds via stand-in CRDs, not
-validated by the server: see standin-crds.yaml); with mtls.enabled the rendered --tls-* flags,
+is accepted by kubectl apply (Deployment/DaemonSet/RBAC/monitoring kinds via stand-in CRDs, and
+NetworkPolicy, are stored but not validated by the server: see standin-crds.yaml; the chart's
+own checks on NetworkPolicy peers are tested on the render); with mtls.enabled the rendered --tls-* flags,
 pointed at a throwaway PKI, start the real binaries and the dataplane connects over mTLS. Not proven: that the real helm binary renders
 identically (it cannot be installed here), nor a real cluster's admission of those kinds.
 """
@@ -12,6 +13,7 @@ import copy
 import os
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import yaml
@@ -212,6 +214,24 @@ class HelmRenderTest(unittest.TestCase):
         self.assertIn("needs networkPolicy.grpcFrom", p.stderr)
         p = render("--set", "networkPolicy.enabled=true,networkPolicy.grpcFrom=oops", check=False)
         self.assertNotEqual(p.returncode, 0)
+        # Peers the API server would refuse are refused at render time (helper-145).
+        bad = {"empty peer": "[{}]",
+               "ipBlock with a selector": "[{ipBlock: {cidr: 10.0.0.0/16}, podSelector: {}}]",
+               "cidr without a prefix": "[{ipBlock: {cidr: 10.0.0.1}}]"}
+        with tempfile.TemporaryDirectory() as tmp:
+            for what, peers in bad.items():
+                for field in ("grpcFrom", "metricsFrom"):
+                    with self.subTest(what, field=field):
+                        path = os.path.join(tmp, "np.yaml")
+                        with open(path, "w") as f:
+                            f.write("dataplane: {hostNetwork: false}\nnetworkPolicy: {enabled: true, %s: %s}\n" % (field, peers))
+                        p = render("-f", path, check=False)
+                        self.assertNotEqual(p.returncode, 0, what)
+            path = os.path.join(tmp, "np.yaml")
+            with open(path, "w") as f:
+                f.write("networkPolicy: {enabled: true, grpcFrom: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.0.1.0/24]}}, "
+                        "{ipBlock: {cidr: 'fd00::/64'}}]}\n")
+            self.assertEqual(render("-f", path, check=False).returncode, 0)
 
     def test_watch_namespace_narrows_rbac_to_a_role(self):
         docs = docs_of(render("-name", "doorman", "-namespace", "doorman-system",
