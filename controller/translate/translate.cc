@@ -409,7 +409,9 @@ void WarnShadowedRoutes(const v1::Snapshot& snap, const std::map<ObjectKey, Obje
 // namespaces: an Ingress that still routes a host over plain HTTP only while an Ingress of another
 // namespace serves that host over HTTPS is told so (HostPartlyTls), since the same URL then reaches
 // different backends by scheme. `ingresses`: the placed Ingresses, oldest first.
-void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, ObjectStatus*>>& ingresses) {
+// `hosts_owned`: hosts belong to a namespace (no --allow-cross-namespace-hosts), so another
+// namespace's wildcard HTTPS routes do not take this Ingress's host (helper-146).
+void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, ObjectStatus*>>& ingresses, bool hosts_owned) {
   std::map<std::string, ObjectKey> https_hosts;  // host → the oldest Ingress routing it over HTTPS
   for (const auto& [placed, st] : ingresses) {
     for (const auto& r : placed->routes) {
@@ -436,12 +438,18 @@ void WarnHostsPartlyTls(const std::vector<std::pair<const CompiledObject*, Objec
       for (const auto& h : r.proto.match().hosts()) {
         auto other = https_for(h);
         if (other == https_hosts.end() || own_https.count(h) || !told.insert(h).second) continue;
+        const bool owned_here = hosts_owned && other->second.ns != st->key.ns;
         st->warnings.push_back(
             {"HostPartlyTls", "spec.tls",
              "host " + Q(h) + " is served over HTTPS by " + other->second.ToString() +
                  ", but this Ingress has no certificate for it: its paths for that host are served over plain HTTP "
-                 "only, and HTTPS requests for them reach the other Ingress's routes (TLS is shared between the "
-                 "Ingresses of one namespace only); list the host in this Ingress's spec.tls"});
+                 "only, and HTTPS requests for them " +
+                 (owned_here ? std::string("get this namespace's HTTPS routes for it, if any, else 404, with the "
+                                           "port's default certificate (the host belongs to this namespace, so the "
+                                           "other Ingress's routes and certificate do not take it)")
+                             : std::string("reach the other Ingress's routes")) +
+                 " (TLS is shared between the Ingresses of one namespace only); list the host in this Ingress's "
+                 "spec.tls"});
       }
     }
   }
@@ -991,7 +999,7 @@ TranslateResult Translator::Translate(const ObjectStore& store) {
   for (Candidate* c : order) {
     if (c->placed && c->key.kind == kKindIngress) ingresses.emplace_back(c->placed, &c->status);
   }
-  WarnHostsPartlyTls(ingresses);
+  WarnHostsPartlyTls(ingresses, !options_.allow_cross_namespace_hosts);
 
   // 3. Statuses (sorted by key) and one log line per new problem or warning.
   for (auto& c : candidates) result.statuses.push_back(std::move(c.status));

@@ -156,6 +156,26 @@ int OnTicketKey(SSL*, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX
   return rc;
 }
 
+// Whether SNI selection can serve a certificate of namespace `ns` for some name its SAN `name`
+// covers under `owners`: the name's owner is `ns` (an exact name, or the owner of the most
+// specific `*.` host covering a wildcard SAN), or, for a wildcard SAN "*.s", `ns` owns a host it
+// covers (an exact one label under it, or "*.s" itself) although another namespace owns "*.s"
+// (helper-146: an older namespace's wildcard route does not stop the younger one's exact host).
+bool NamespaceOwnsSomeNameOf(const HostOwnership& owners, const std::vector<HostOwnership::Entry>& entries,
+                             const std::string& name, std::string_view ns) {
+  if (owners.OwnerOf(name) == ns) return true;
+  if (name.size() < 3 || name[0] != '*' || name[1] != '.') return false;
+  const std::string_view suffix = std::string_view(name).substr(1);  // ".s"
+  return std::any_of(entries.begin(), entries.end(), [&](const HostOwnership::Entry& e) {
+    if (e.ns != ns) return false;
+    if (e.host == name) return true;
+    const std::string_view h = e.host;
+    if (h.size() <= suffix.size() || h.substr(h.size() - suffix.size()) != suffix) return false;
+    const std::string_view label = h.substr(0, h.size() - suffix.size());
+    return label.find('.') == std::string_view::npos && label != "*";
+  });
+}
+
 std::string OpenSslError() {
   const unsigned long e = ERR_get_error();
   ERR_clear_error();
@@ -406,8 +426,10 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       }
       // Kept, but served only for the names its namespace owns: none now means never (helper-143).
       const std::string ns = ns_of(pem.name);
-      if (std::none_of(e.names.begin(), e.names.end(),
-                       [&](const std::string& n) { return listener.host_owners->OwnerOf(n) == ns; })) {
+      const auto entries = listener.host_owners->Entries();
+      if (std::none_of(e.names.begin(), e.names.end(), [&](const std::string& n) {
+            return NamespaceOwnsSomeNameOf(*listener.host_owners, entries, n, ns);
+          })) {
         warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
                             "\" has the same names as \"" + other_ns->name +
                             "\" of another namespace, which is served for them while namespace \"" + ns +
@@ -446,13 +468,14 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   // A certificate (not the default) whose every name another namespace owns is never chosen by
   // SNI (SelectCertificate): said once, unless the same-names warning above said it already.
   if (listener.host_owners && !listener.host_owners->empty()) {
+    const auto entries = listener.host_owners->Entries();
     // entries_[0] is the default (served for unknown names) unless a self-signed one goes first.
     for (std::size_t i = listener.tls_default_self_signed ? 0 : 1; i < out->entries_.size(); ++i) {
       const Entry& e = out->entries_[i];
       const std::string& ns = out->namespaces_[i];
       const bool others_only = !e.names.empty() && std::all_of(e.names.begin(), e.names.end(), [&](const std::string& n) {
         const std::string_view owner = listener.host_owners->OwnerOf(n);
-        return !owner.empty() && owner != ns;
+        return !owner.empty() && owner != ns && !NamespaceOwnsSomeNameOf(*listener.host_owners, entries, n, ns);
       });
       const bool said = std::any_of(warnings->begin(), warnings->end(), [&](const std::string& w) {
         return w.find("certificate \"" + e.name + "\" has the same names") != std::string::npos;

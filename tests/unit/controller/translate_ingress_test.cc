@@ -2066,6 +2066,31 @@ spec:
   EXPECT_NE(st->warnings[0].message.find("on spec.defaultBackend"), std::string::npos) << st->warnings[0].message;
 }
 
+// HostPartlyTls across namespaces with host owners: another namespace's wildcard HTTPS routes do
+// not take this Ingress's host, so the warning says where its HTTPS requests really go
+// (helper-146); with --allow-cross-namespace-hosts they do reach the other Ingress.
+TEST(TranslateIngress, HostPartlyTlsSaysWhereHttpsRequestsGoWithHostOwners) {
+  auto objects = [] {
+    return Store(Docs({Fixture(), Secret("s"),
+                       Ingress("wild", "  tls: [{hosts: ['*.example.com'], secretName: s}]\n" + Rule("*.example.com"), "",
+                               "2026-01-01T00:00:00Z"),
+                       InNamespace(Ingress("blog", Rule("blog.example.com"), "", "2026-02-01T00:00:00Z"), "other")}));
+  };
+  for (const bool shared : {false, true}) {
+    TranslateOptions opts;
+    opts.allow_cross_namespace_hosts = shared;
+    Translator t(opts);
+    auto r = t.Translate(objects());
+    std::string said;
+    for (const auto& w : Ing(r, "blog")->warnings) {
+      if (w.reason == "HostPartlyTls") said = w.message;
+    }
+    ASSERT_FALSE(said.empty()) << shared;
+    EXPECT_EQ(said.find("reach the other Ingress's routes") != std::string::npos, shared) << said;
+    EXPECT_EQ(said.find("get this namespace's HTTPS routes for it, if any, else 404") != std::string::npos, !shared) << said;
+  }
+}
+
 // Snapshot.host_owners: an Ingress's "*." host owns one label (wildcard_one_label), unless a
 // LoadBalancer of its namespace also routes that wildcard (one or more labels).
 TEST(TranslateIngress, HostOwnersCarryTheWildcardSemantics) {
