@@ -18,6 +18,8 @@
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <set>
 
 #include "common/pem_no_prompt.h"
 #include "dataplane/l7/filters.h"
@@ -161,11 +163,14 @@ int OnTicketKey(SSL*, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX
 // specific `*.` host covering a wildcard SAN), or, for a wildcard SAN "*.s", `ns` owns a host it
 // covers (an exact one label under it, or "*.s" itself) although another namespace owns "*.s"
 // (helper-146: an older namespace's wildcard route does not stop the younger one's exact host).
-bool NamespaceOwnsSomeNameOf(const HostOwnership& owners, const std::vector<HostOwnership::Entry>& entries,
+// `entries` gives owners.Entries() (asked only for a wildcard SAN another namespace covers).
+bool NamespaceOwnsSomeNameOf(const HostOwnership& owners,
+                             const std::function<const std::vector<HostOwnership::Entry>&()>& entries_of,
                              const std::string& name, std::string_view ns) {
   if (owners.OwnerOf(name) == ns) return true;
   if (name.size() < 3 || name[0] != '*' || name[1] != '.') return false;
   const std::string_view suffix = std::string_view(name).substr(1);  // ".s"
+  const auto& entries = entries_of();
   return std::any_of(entries.begin(), entries.end(), [&](const HostOwnership::Entry& e) {
     if (e.ns != ns) return false;
     if (e.host == name) return true;
@@ -378,6 +383,14 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   auto out = std::shared_ptr<TlsServerContext>(new TlsServerContext());
   out->host_owners_ = listener.host_owners;
   if (expiry != nullptr) expiry->clear();
+  // listener.host_owners->Entries(), made once and only if a wildcard SAN needs it; and the
+  // certificates the same-names check warned about (the not-served check below says nothing more).
+  std::optional<std::vector<HostOwnership::Entry>> owner_entries;
+  auto entries_of_owners = [&]() -> const std::vector<HostOwnership::Entry>& {
+    if (!owner_entries) owner_entries = listener.host_owners->Entries();
+    return *owner_entries;
+  };
+  std::set<std::string> warned_same_names;
   for (const auto& pem : listener.tls_certificates) {
     Entry e;
     std::string why;
@@ -426,10 +439,10 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
       }
       // Kept, but served only for the names its namespace owns: none now means never (helper-143).
       const std::string ns = ns_of(pem.name);
-      const auto entries = listener.host_owners->Entries();
       if (std::none_of(e.names.begin(), e.names.end(), [&](const std::string& n) {
-            return NamespaceOwnsSomeNameOf(*listener.host_owners, entries, n, ns);
+            return NamespaceOwnsSomeNameOf(*listener.host_owners, entries_of_owners, n, ns);
           })) {
+        warned_same_names.insert(pem.name);
         warnings->push_back("listener \"" + listener.name + "\": certificate \"" + pem.name +
                             "\" has the same names as \"" + other_ns->name +
                             "\" of another namespace, which is served for them while namespace \"" + ns +
@@ -468,19 +481,15 @@ std::shared_ptr<const TlsServerContext> TlsServerContext::Build(const Listener& 
   // A certificate (not the default) whose every name another namespace owns is never chosen by
   // SNI (SelectCertificate): said once, unless the same-names warning above said it already.
   if (listener.host_owners && !listener.host_owners->empty()) {
-    const auto entries = listener.host_owners->Entries();
     // entries_[0] is the default (served for unknown names) unless a self-signed one goes first.
     for (std::size_t i = listener.tls_default_self_signed ? 0 : 1; i < out->entries_.size(); ++i) {
       const Entry& e = out->entries_[i];
       const std::string& ns = out->namespaces_[i];
       const bool others_only = !e.names.empty() && std::all_of(e.names.begin(), e.names.end(), [&](const std::string& n) {
         const std::string_view owner = listener.host_owners->OwnerOf(n);
-        return !owner.empty() && owner != ns && !NamespaceOwnsSomeNameOf(*listener.host_owners, entries, n, ns);
+        return !owner.empty() && owner != ns && !NamespaceOwnsSomeNameOf(*listener.host_owners, entries_of_owners, n, ns);
       });
-      const bool said = std::any_of(warnings->begin(), warnings->end(), [&](const std::string& w) {
-        return w.find("certificate \"" + e.name + "\" has the same names") != std::string::npos;
-      });
-      if (others_only && !said) {
+      if (others_only && !warned_same_names.count(e.name)) {
         warnings->push_back("listener \"" + listener.name + "\": certificate \"" + e.name +
                             "\" is not served: every name it covers belongs to another namespace (host_owners)");
       }
